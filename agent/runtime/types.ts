@@ -1,0 +1,65 @@
+/**
+ * The container runtime seen by the agent: podman and nerdctl adapters implement it through their
+ * CLIs; tests of pure logic may hand in a fake. Every method throws RuntimeError (src/util/errors.ts)
+ * carrying the CLI's stderr when the runtime fails.
+ */
+export interface PortMapping {
+  containerPort: number;
+  hostPort?: number;
+  hostIP?: string;
+  protocol: 'TCP' | 'UDP';
+}
+
+/** What the agent asks the runtime to run: already resolved from a pod's container spec. */
+export interface RunSpec {
+  /** Runtime container name, unique on the node (see agent/engine/naming.ts). */
+  name: string;
+  image: string;
+  /** Overrides the image ENTRYPOINT when set (Kubernetes `command`). */
+  command?: string[];
+  /** Overrides the image CMD when set (Kubernetes `args`). */
+  args?: string[];
+  env: Record<string, string>;
+  workingDir?: string;
+  ports: PortMapping[];
+  labels: Record<string, string>;
+  memoryBytes?: number;
+  cpuMilli?: number;
+  hostNetwork?: boolean;
+}
+
+export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'stopping' | 'unknown';
+
+export interface RuntimeContainer {
+  id: string;
+  name: string;
+  image: string;
+  labels: Record<string, string>;
+  state: ContainerState;
+  exitCode?: number;
+  /** ISO timestamps; absent when the runtime does not know them. */
+  createdAt?: string;
+  startedAt?: string;
+  finishedAt?: string;
+}
+
+export interface ContainerRuntime {
+  /** 'podman' | 'nerdctl' | 'fake' */
+  readonly name: string;
+  version(): Promise<string>;
+  /** All containers (any state) carrying every given label (value '' matches any value). */
+  list(labels: Record<string, string>): Promise<RuntimeContainer[]>;
+  inspect(idOrName: string): Promise<RuntimeContainer | undefined>;
+  /** Create and start a container; returns its id. */
+  run(spec: RunSpec): Promise<string>;
+  /** Start an existing stopped container again. */
+  start(id: string): Promise<void>;
+  stop(id: string, timeoutSeconds: number): Promise<void>;
+  /** Remove (force kills a running one). Removing a missing container is not an error. */
+  remove(id: string): Promise<void>;
+  logs(id: string, opts: { tail?: number }): Promise<string>;
+  hasImage(image: string): Promise<boolean>;
+  pull(image: string): Promise<void>;
+  /** Image references present on the node (for the scheduler's "image already here" hint). */
+  images(): Promise<string[]>;
+}

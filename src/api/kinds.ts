@@ -1,0 +1,47 @@
+import type { z } from 'zod';
+import { event } from './event.js';
+import { namespace } from './namespace.js';
+import { node } from './node.js';
+import { pod } from './pod.js';
+
+/**
+ * The table of object kinds: how each is named in URLs and on the command line, whether it lives in a
+ * namespace, and its schema. Adding a kind means adding a row here.
+ */
+export interface KindInfo {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  namespaced: boolean;
+  /** API group path prefix: '/api/v1' for the core group. */
+  groupVersion: string;
+  /** apiVersion values accepted in manifests (Kubernetes' and drover's own). */
+  apiVersions: string[];
+  schema: z.ZodType;
+}
+
+export const KINDS: KindInfo[] = [
+  { kind: 'Pod', plural: 'pods', singular: 'pod', shortNames: ['po'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: pod },
+  { kind: 'Node', plural: 'nodes', singular: 'node', shortNames: ['no'], namespaced: false, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: node },
+  { kind: 'Namespace', plural: 'namespaces', singular: 'namespace', shortNames: ['ns'], namespaced: false, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: namespace },
+  { kind: 'Event', plural: 'events', singular: 'event', shortNames: ['ev'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'events.k8s.io/v1', 'drover.io/v1'], schema: event },
+];
+
+export function kindByName(name: string): KindInfo | undefined {
+  const n = name.toLowerCase();
+  return KINDS.find((k) => k.kind.toLowerCase() === n || k.plural === n || k.singular === n || k.shortNames.includes(n));
+}
+
+export function kindInfo(kind: string): KindInfo {
+  const k = KINDS.find((x) => x.kind === kind);
+  if (!k) throw new Error(`unknown kind ${kind}`);
+  return k;
+}
+
+/** The HTTP path of a collection or one object, Kubernetes style. */
+export function objectPath(k: KindInfo, namespace: string | undefined, name?: string): string {
+  const base = k.groupVersion === 'v1' ? '/api/v1' : `/apis/${k.groupVersion}`;
+  const ns = k.namespaced && namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '';
+  return `${base}${ns}/${k.plural}${name ? `/${encodeURIComponent(name)}` : ''}`;
+}

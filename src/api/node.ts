@@ -1,0 +1,43 @@
+import { z } from 'zod';
+import { condition, objectMeta } from './meta.js';
+
+export const nodeStatus = z.object({
+  capacity: z.object({ cpu: z.string(), memory: z.string(), pods: z.string() }).optional(),
+  allocatable: z.object({ cpu: z.string(), memory: z.string(), pods: z.string() }).optional(),
+  conditions: z.array(condition).optional(),
+  nodeInfo: z
+    .object({
+      architecture: z.string(),
+      operatingSystem: z.string(),
+      osImage: z.string(),
+      kernelVersion: z.string(),
+      containerRuntimeVersion: z.string(),
+      agentVersion: z.string(),
+      contractVersion: z.number().int(),
+      bootID: z.string(),
+      cpuModel: z.string().optional(),
+    })
+    .optional(),
+  addresses: z.array(z.object({ type: z.string(), address: z.string() })).optional(),
+  /** ISO time the server last heard from the agent (presence, hello or status). */
+  lastHeard: z.string().optional(),
+  images: z.array(z.string()).optional(),
+});
+export type NodeStatus = z.infer<typeof nodeStatus>;
+
+export const nodeSpec = z.strictObject({
+  unschedulable: z.boolean().optional(),
+});
+
+export const node = z.strictObject({
+  apiVersion: z.string(),
+  kind: z.literal('Node'),
+  metadata: objectMeta,
+  spec: nodeSpec.default({}),
+  status: nodeStatus.optional(),
+});
+export type Node = z.infer<typeof node>;
+
+export function nodeReady(n: Node): boolean {
+  return n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
+}

@@ -1,0 +1,3 @@
+export * from './topics.js';
+export * as payloads from './payloads.js';
+export { encode, decode } from './codec.js';

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { containerStatus, podPhase, podSpec } from '../api/pod.js';
+
+/** Upper bound for any payload drover accepts on the wire; larger messages are rejected unparsed. */
+export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
+
+export const presence = z.object({
+  state: z.enum(['online', 'offline']),
+  bootId: z.string(),
+  ts: z.string(),
+});
+export type Presence = z.infer<typeof presence>;
+
+export const hello = z.object({
+  agentVersion: z.string(),
+  contractVersion: z.number().int(),
+  node: z.string(),
+  bootId: z.string(),
+  arch: z.string(),
+  os: z.string(),
+  osImage: z.string(),
+  kernelVersion: z.string(),
+  hostname: z.string(),
+  cpu: z.object({ cores: z.number().int(), model: z.string() }),
+  memoryBytes: z.number().int(),
+  addresses: z.array(z.string()),
+  runtime: z.object({ name: z.string(), version: z.string() }),
+  labels: z.record(z.string(), z.string()).default({}),
+  images: z.array(z.string()).default([]),
+});
+export type Hello = z.infer<typeof hello>;
+
+/** One pod as the agent needs it: identity plus the validated spec. */
+export const desiredPod = z.object({
+  uid: z.string(),
+  namespace: z.string(),
+  name: z.string(),
+  spec: podSpec,
+});
+export type DesiredPod = z.infer<typeof desiredPod>;
+
+/** The full set of pods bound to a node. Retained; the highest generation wins. */
+export const desired = z.object({
+  node: z.string(),
+  generation: z.number().int().min(0),
+  pods: z.array(desiredPod),
+  ts: z.string(),
+});
+export type Desired = z.infer<typeof desired>;
+
+export const podReport = z.object({
+  uid: z.string(),
+  namespace: z.string(),
+  name: z.string(),
+  phase: podPhase,
+  message: z.string().optional(),
+  reason: z.string().optional(),
+  startTime: z.string().optional(),
+  containers: z.array(containerStatus),
+});
+export type PodReport = z.infer<typeof podReport>;
+
+export const status = z.object({
+  node: z.string(),
+  bootId: z.string(),
+  observedGeneration: z.number().int(),
+  ts: z.string(),
+  pods: z.array(podReport),
+  runtimeHealthy: z.boolean(),
+  runtimeMessage: z.string().optional(),
+  /** Seconds between heartbeats; the server marks the node NotReady after a few missed ones. */
+  heartbeatSeconds: z.number().int().min(1),
+});
+export type Status = z.infer<typeof status>;
+
+export const agentEvent = z.object({
+  type: z.enum(['Normal', 'Warning']),
+  reason: z.string(),
+  message: z.string(),
+  ts: z.string(),
+  involved: z.object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), uid: z.string().optional() }),
+});
+export type AgentEvent = z.infer<typeof agentEvent>;
+
+export const events = z.object({
+  node: z.string(),
+  events: z.array(agentEvent),
+  /** Events dropped from a full offline journal, oldest first. */
+  dropped: z.number().int().min(0).default(0),
+});
+export type Events = z.infer<typeof events>;
+
+export const request = z.discriminatedUnion('op', [
+  z.object({
+    op: z.literal('logs'),
+    namespace: z.string(),
+    pod: z.string(),
+    uid: z.string().optional(),
+    container: z.string().optional(),
+    tail: z.number().int().min(0).optional(),
+  }),
+]);
+export type Request = z.infer<typeof request>;
+
+export const response = z.object({
+  ok: z.boolean(),
+  data: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+export type Response = z.infer<typeof response>;

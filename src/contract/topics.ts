@@ -1,0 +1,71 @@
+/**
+ * THE MQTT topic contract. No other file in the tree spells a topic string: server and agent build
+ * and parse topics only through these functions.
+ */
+export const CONTRACT_VERSION = 1;
+export const PREFIX = 'drover/v1';
+
+export interface TopicSpec {
+  qos: 0 | 1;
+  retain: boolean;
+}
+
+/** QoS and retain per message kind (the architecture's contract table). */
+export const DELIVERY = {
+  presence: { qos: 1, retain: true },
+  hello: { qos: 1, retain: true },
+  desired: { qos: 1, retain: true },
+  status: { qos: 1, retain: false },
+  events: { qos: 1, retain: false },
+  request: { qos: 1, retain: false },
+  response: { qos: 1, retain: false },
+} as const satisfies Record<string, TopicSpec>;
+
+export type NodeTopicKind = 'presence' | 'hello' | 'desired' | 'status' | 'events';
+
+const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+export function assertTopicSafe(node: string): void {
+  // '+', '#' and '/' would change the topic's meaning; node names are DNS subdomains anyway.
+  if (!NODE_NAME.test(node)) throw new Error(`invalid node name "${node}" for an MQTT topic`);
+}
+
+export const topics = {
+  presence: (node: string) => `${PREFIX}/nodes/${node}/presence`,
+  hello: (node: string) => `${PREFIX}/nodes/${node}/hello`,
+  desired: (node: string) => `${PREFIX}/nodes/${node}/desired`,
+  status: (node: string) => `${PREFIX}/nodes/${node}/status`,
+  events: (node: string) => `${PREFIX}/nodes/${node}/events`,
+  request: (node: string, id: string) => `${PREFIX}/nodes/${node}/req/${id}`,
+  response: (node: string, id: string) => `${PREFIX}/nodes/${node}/res/${id}`,
+  /** Subscriptions the server holds to hear from every agent. */
+  allAgentReports: () => [
+    `${PREFIX}/nodes/+/presence`,
+    `${PREFIX}/nodes/+/hello`,
+    `${PREFIX}/nodes/+/status`,
+    `${PREFIX}/nodes/+/events`,
+  ],
+  /** Responses to requests the server sent to any node. */
+  allResponses: () => `${PREFIX}/nodes/+/res/+`,
+  /** What one agent subscribes to. */
+  agentInbox: (node: string) => [`${PREFIX}/nodes/${node}/desired`, `${PREFIX}/nodes/${node}/req/+`],
+};
+
+export type ParsedTopic =
+  | { kind: NodeTopicKind; node: string }
+  | { kind: 'request' | 'response'; node: string; id: string };
+
+export function parseTopic(topic: string): ParsedTopic | undefined {
+  const parts = topic.split('/');
+  if (parts.length < 5 || `${parts[0]}/${parts[1]}` !== PREFIX || parts[2] !== 'nodes') return undefined;
+  const node = parts[3]!;
+  if (parts.length === 5) {
+    const k = parts[4] as NodeTopicKind;
+    if (['presence', 'hello', 'desired', 'status', 'events'].includes(k)) return { kind: k, node };
+    return undefined;
+  }
+  if (parts.length === 6 && (parts[4] === 'req' || parts[4] === 'res')) {
+    return { kind: parts[4] === 'req' ? 'request' : 'response', node, id: parts[5]! };
+  }
+  return undefined;
+}

@@ -1,0 +1,45 @@
+/**
+ * The one place for retry delays: exponential backoff with full jitter, capped.
+ * Reconcilers return "requeue after N ms" computed here instead of sleeping themselves.
+ */
+export interface BackoffOptions {
+  baseMs: number;
+  maxMs: number;
+  /** 0 = no jitter, 1 = full jitter (delay uniformly in [0, d]); default 0.5 (delay in [d/2, d]). */
+  jitter?: number;
+  random?: () => number;
+}
+
+export function backoffDelay(attempt: number, opts: BackoffOptions): number {
+  const exp = Math.min(opts.maxMs, opts.baseMs * 2 ** Math.max(0, attempt));
+  const jitter = opts.jitter ?? 0.5;
+  const r = (opts.random ?? Math.random)();
+  return Math.round(exp * (1 - jitter * r));
+}
+
+/** Per-key failure counters: the delay grows per key while it keeps failing and resets on success. */
+export class KeyedBackoff {
+  private readonly attempts = new Map<string, number>();
+  constructor(private readonly opts: BackoffOptions) {}
+  next(key: string): number {
+    const n = this.attempts.get(key) ?? 0;
+    this.attempts.set(key, n + 1);
+    return backoffDelay(n, this.opts);
+  }
+  forget(key: string): void {
+    this.attempts.delete(key);
+  }
+  failures(key: string): number {
+    return this.attempts.get(key) ?? 0;
+  }
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}

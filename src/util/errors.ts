@@ -1,0 +1,90 @@
+/**
+ * Typed errors shared by server, agent and CLI. Each carries an HTTP-like `code` so the API layer
+ * maps them to responses without string matching, and an optional `cause` so logs show the origin.
+ */
+export interface FieldCause {
+  field: string;
+  message: string;
+}
+
+export class DroverError extends Error {
+  readonly code: number;
+  readonly reason: string;
+  constructor(message: string, opts: { code?: number; reason?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.code = opts.code ?? 500;
+    this.reason = opts.reason ?? 'InternalError';
+  }
+}
+
+/** A manifest or payload did not pass its schema. `causes` name every failing field path. */
+export class ValidationError extends DroverError {
+  readonly causes: FieldCause[];
+  constructor(causes: FieldCause[], prefix = 'invalid object') {
+    super(`${prefix}: ${causes.map((c) => (c.field ? `${c.field}: ${c.message}` : c.message)).join('; ')}`, {
+      code: 422,
+      reason: 'Invalid',
+    });
+    this.causes = causes;
+  }
+}
+
+export class NotFoundError extends DroverError {
+  constructor(what: string) {
+    super(`${what} not found`, { code: 404, reason: 'NotFound' });
+  }
+}
+
+export class AlreadyExistsError extends DroverError {
+  constructor(what: string) {
+    super(`${what} already exists`, { code: 409, reason: 'AlreadyExists' });
+  }
+}
+
+/** Optimistic concurrency: the caller's resourceVersion is older than the stored one. */
+export class ConflictError extends DroverError {
+  constructor(what: string, expected: string, actual: string) {
+    super(
+      `operation cannot be fulfilled on ${what}: the object has been modified (resourceVersion ${expected} is stale, current is ${actual}); get the latest version and try again`,
+      { code: 409, reason: 'Conflict' },
+    );
+  }
+}
+
+/** A watch asked for a revision that compaction already dropped. */
+export class GoneError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 410, reason: 'Expired' });
+  }
+}
+
+export class UnauthorizedError extends DroverError {
+  constructor(message = 'a valid bearer token is required') {
+    super(message, { code: 401, reason: 'Unauthorized' });
+  }
+}
+
+export class BadRequestError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 400, reason: 'BadRequest', cause });
+  }
+}
+
+/** The agent could not reach or use its container runtime. */
+export class RuntimeError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 503, reason: 'RuntimeError', cause });
+  }
+}
+
+/** A request over MQTT (logs, ...) got no answer in time. */
+export class TimeoutError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 504, reason: 'Timeout' });
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
