@@ -1,0 +1,277 @@
+/**
+ * The reconcile decision, pure: from the containers the runtime has (current) and the pods bound to
+ * this node (target), the steps that move current toward target. No I/O, no clock, no randomness;
+ * everything time-dependent arrives in PlanContext, so every case is testable with plain values.
+ *
+ * The plan is incremental, like balena-supervisor's: a step whose prerequisite is still pending is
+ * not returned yet. A changed container is only removed (its replacement is planned once it is gone),
+ * a missing image is only pulled (the container runs on the pass after). The caller loops
+ * list → plan → apply until a plan has no steps, then sleeps until `requeueAfterMs` or a change.
+ */
+import { parseCpu, parseMemory } from '../../src/api/quantity.js';
+import type { DesiredPod } from '../../src/contract/payloads.js';
+import type { RunSpec, RuntimeContainer } from '../runtime/types.js';
+import { containerKey, containerLabels, containerName, identityOf, isManagedBy, LABELS, type PodRef } from './naming.js';
+import { specHash } from './spec-hash.js';
+
+export type { PodRef } from './naming.js';
+
+/** Grace period for containers whose pod is no longer known (the pod spec's own default). */
+export const DEFAULT_GRACE_SECONDS = 10;
+
+export type RemoveReason = 'orphan' | 'spec-changed' | 'duplicate';
+
+export type Step =
+  /** Fetch an image some missing containers need; they run on a later pass. */
+  | { action: 'pull'; image: string; pods: PodRef[] }
+  /** Create and start a container that does not exist. */
+  | { action: 'run'; key: string; pod: PodRef; container: string; spec: RunSpec }
+  /** Start an existing container again (it exited, or was created but never started). */
+  | { action: 'restart'; key: string; id: string; name: string; pod: PodRef; container: string; exited: RuntimeContainer }
+  /** Stop (when running, with the pod's grace period) and remove a container. */
+  | {
+      action: 'remove';
+      id: string;
+      name: string;
+      reason: RemoveReason;
+      running: boolean;
+      graceSeconds: number;
+      pod?: PodRef;
+      container?: string;
+    };
+
+export type StepAction = Step['action'];
+
+/** Something the plan deliberately did not do yet because a back-off is running. */
+export interface Wait {
+  reason: 'CrashLoopBackOff' | 'ImagePullBackOff' | 'RunContainerBackOff';
+  key: string;
+  pod: PodRef;
+  container: string;
+  remainingMs: number;
+  /** For CrashLoopBackOff: identifies the crash (container id and exit time), so it is announced once. */
+  marker?: string;
+  /** The container waiting to be restarted (CrashLoopBackOff). */
+  exited?: RuntimeContainer;
+  image?: string;
+}
+
+export interface PlanContext {
+  node: string;
+  now: number;
+  /** Images present on the node: target image references as given, or runtime image names. */
+  images: Set<string>;
+  /** ms until the exited container under `key` may start again; 0 = now. */
+  restartBackoff: (key: string, exited: RuntimeContainer) => number;
+  /** ms until a failed pull of `image` may be retried; 0 (the default) = now. */
+  pullBackoff?: (image: string) => number;
+  /** ms until a failed run of the container under `key` may be retried; 0 (the default) = now. */
+  runBackoff?: (key: string) => number;
+}
+
+export interface PlanResult {
+  steps: Step[];
+  waits: Wait[];
+  /** Re-plan after this long even without a change: the soonest back-off ends then. */
+  requeueAfterMs?: number;
+}
+
+/** The runtime request for one container of a pod, labels (with spec hash) included. */
+export function toRunSpec(pod: DesiredPod, container: string, node: string): RunSpec {
+  const c = pod.spec.containers.find((x) => x.name === container);
+  if (!c) throw new Error(`pod ${pod.namespace}/${pod.name} has no container "${container}"`);
+  const env: Record<string, string> = {};
+  // Later entries win, as in Kubernetes.
+  for (const e of c.env ?? []) env[e.name] = e.value;
+  const limits = c.resources?.limits;
+  const spec: RunSpec = {
+    name: containerName(pod.namespace, pod.name, c.name, pod.uid),
+    image: c.image,
+    command: c.command?.length ? c.command : undefined,
+    args: c.args?.length ? c.args : undefined,
+    env,
+    workingDir: c.workingDir || undefined,
+    ports: (c.ports ?? []).map((p) => ({
+      containerPort: p.containerPort,
+      hostPort: p.hostPort,
+      hostIP: p.hostIP,
+      protocol: p.protocol,
+    })),
+    labels: {},
+    // Limits only: requests are a scheduling hint, the runtime enforces nothing for them.
+    memoryBytes: limits?.memory !== undefined ? parseMemory(limits.memory) : undefined,
+    cpuMilli: limits?.cpu !== undefined ? parseCpu(limits.cpu) : undefined,
+    hostNetwork: pod.spec.hostNetwork || undefined,
+  };
+  spec.labels = containerLabels(podRef(pod), c.name, node, specHash(spec));
+  return spec;
+}
+
+export function podRef(pod: DesiredPod): PodRef {
+  return { uid: pod.uid, namespace: pod.namespace, name: pod.name };
+}
+
+function time(iso: string | undefined): number {
+  const t = iso ? Date.parse(iso) : NaN;
+  return Number.isNaN(t) ? 0 : t;
+}
+
+/**
+ * Orders the containers found for one pod container, the one to keep first: the current spec, then
+ * running, then the newest. Shared with the reports so both talk about the same container.
+ */
+export function rankContainers(containers: RuntimeContainer[], wantedHash?: string): RuntimeContainer[] {
+  const score = (c: RuntimeContainer): number[] => [
+    wantedHash !== undefined && c.labels[LABELS.specHash] === wantedHash ? 1 : 0,
+    c.state === 'running' ? 1 : 0,
+    time(c.createdAt),
+    time(c.startedAt),
+  ];
+  return [...containers].sort((a, b) => {
+    const sa = score(a);
+    const sb = score(b);
+    for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sb[i]! - sa[i]!;
+    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
+  });
+}
+
+/**
+ * Whether the restart policy asks to start this container again. A container that was created but
+ * never started failed to start: that is retried whatever the policy (as kubelet retries create
+ * errors), since the policy is about containers that ran.
+ */
+export function wantsRestart(c: RuntimeContainer, restartPolicy: DesiredPod['spec']['restartPolicy']): boolean {
+  if (c.state === 'created') return true;
+  if (c.state !== 'exited') return false;
+  if (restartPolicy === 'Always') return true;
+  // An unknown exit code is treated as a failure: restarting is the safer guess.
+  if (restartPolicy === 'OnFailure') return c.exitCode !== 0;
+  return false;
+}
+
+/** Split a reference into name and tag/digest, adding the ":latest" the runtime assumes. */
+function withTag(ref: string): string {
+  if (ref.includes('@')) return ref;
+  const lastSlash = ref.lastIndexOf('/');
+  return ref.slice(lastSlash + 1).includes(':') ? ref : `${ref}:latest`;
+}
+
+/**
+ * The names a short reference may be stored under: podman keeps fully qualified names
+ * ("docker.io/library/nginx:latest", "localhost/app:1") while manifests often say "nginx".
+ */
+function imageCandidates(ref: string): string[] {
+  const tagged = withTag(ref);
+  const first = tagged.split('/')[0]!;
+  const hasRegistry = tagged.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost');
+  if (hasRegistry) return [ref, tagged];
+  const out = [ref, tagged, `docker.io/${tagged}`, `localhost/${tagged}`];
+  if (!tagged.includes('/')) out.push(`docker.io/library/${tagged}`);
+  return out;
+}
+
+export function imagePresent(images: Set<string>, ref: string): boolean {
+  return imageCandidates(ref).some((c) => images.has(c));
+}
+
+export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: PlanContext): PlanResult {
+  const removes: Step[] = [];
+  const restarts: Step[] = [];
+  const runs: Step[] = [];
+  const pulls = new Map<string, PodRef[]>();
+  const waits: Wait[] = [];
+
+  const byUid = new Map(target.map((p) => [p.uid, p]));
+  const found = new Map<string, RuntimeContainer[]>();
+
+  const remove = (c: RuntimeContainer, reason: RemoveReason, pod: DesiredPod | undefined): void => {
+    const id = identityOf(c);
+    removes.push({
+      action: 'remove',
+      id: c.id,
+      name: c.name,
+      reason,
+      running: c.state === 'running' || c.state === 'paused' || c.state === 'stopping',
+      graceSeconds: pod?.spec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS,
+      pod: pod ? podRef(pod) : id?.pod,
+      container: id?.container,
+    });
+  };
+
+  for (const c of current) {
+    if (!isManagedBy(c, ctx.node)) continue;
+    const id = identityOf(c);
+    const pod = id ? byUid.get(id.pod.uid) : undefined;
+    if (!id || !pod || !pod.spec.containers.some((x) => x.name === id.container)) {
+      remove(c, 'orphan', pod);
+      continue;
+    }
+    const key = containerKey(id.pod.uid, id.container);
+    found.set(key, [...(found.get(key) ?? []), c]);
+  }
+
+  for (const pod of target) {
+    const ref = podRef(pod);
+    for (const { name } of pod.spec.containers) {
+      const key = containerKey(pod.uid, name);
+      const spec = toRunSpec(pod, name, ctx.node);
+      const hash = spec.labels[LABELS.specHash];
+      const existing = found.get(key);
+
+      if (existing?.length) {
+        const [keep, ...extra] = rankContainers(existing, hash);
+        for (const c of extra) remove(c, 'duplicate', pod);
+        if (keep!.labels[LABELS.specHash] !== hash) {
+          remove(keep!, 'spec-changed', pod);
+          continue;
+        }
+        if (!wantsRestart(keep!, pod.spec.restartPolicy)) continue;
+        const ms = ctx.restartBackoff(key, keep!);
+        if (ms > 0) {
+          waits.push({
+            reason: 'CrashLoopBackOff',
+            key,
+            pod: ref,
+            container: name,
+            remainingMs: ms,
+            marker: `${keep!.id}@${keep!.finishedAt ?? ''}`,
+            exited: keep,
+          });
+        } else {
+          restarts.push({ action: 'restart', key, id: keep!.id, name: keep!.name, pod: ref, container: name, exited: keep! });
+        }
+        continue;
+      }
+
+      if (!imagePresent(ctx.images, spec.image)) {
+        const ms = ctx.pullBackoff?.(spec.image) ?? 0;
+        if (ms > 0) {
+          waits.push({ reason: 'ImagePullBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });
+        } else {
+          const pods = pulls.get(spec.image) ?? [];
+          if (!pods.some((p) => p.uid === pod.uid)) pods.push(ref);
+          pulls.set(spec.image, pods);
+        }
+        continue;
+      }
+
+      const ms = ctx.runBackoff?.(key) ?? 0;
+      if (ms > 0) {
+        waits.push({ reason: 'RunContainerBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });
+      } else {
+        runs.push({ action: 'run', key, pod: ref, container: name, spec });
+      }
+    }
+  }
+
+  // Removes first: they free names and host ports the others may need. Pulls last: they are slow,
+  // and containers that can start now should not wait behind a download.
+  const steps: Step[] = [
+    ...removes,
+    ...restarts,
+    ...runs,
+    ...[...pulls].map(([image, pods]): Step => ({ action: 'pull', image, pods })),
+  ];
+  const requeueAfterMs = waits.length ? Math.min(...waits.map((w) => w.remainingMs)) : undefined;
+  return { steps, waits, requeueAfterMs };
+}

@@ -1,0 +1,49 @@
+/**
+ * The spec hash stored on every container (label drover.io/spec-hash). The plan compares it with the
+ * hash of the desired spec: equal means "leave the container alone", which is what lets an agent
+ * that reconnects, restarts or receives a re-published desired state never restart a healthy
+ * workload. So the hash covers exactly what the runtime was asked to run, resolved (quantities in
+ * bytes and millicores, env as a map), and nothing else: restart policy, requests, labels and the
+ * container name change nothing in a running container.
+ *
+ * Changing what goes into the hash re-creates every container on agent upgrade; do it deliberately.
+ */
+import { createHash } from 'node:crypto';
+import type { PortMapping, RunSpec } from '../runtime/types.js';
+
+/** The RunSpec fields whose change requires a new container. */
+export type RecreateFields = Omit<RunSpec, 'name' | 'labels'>;
+
+/** JSON with object keys sorted at every level and undefined members dropped, so key order never matters. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+function portOrder(a: PortMapping, b: PortMapping): number {
+  const ka = canonicalJson(a);
+  const kb = canonicalJson(b);
+  return ka < kb ? -1 : ka > kb ? 1 : 0;
+}
+
+/** sha256 hex of the canonical recreate fields, first 16 characters. */
+export function specHash(spec: RecreateFields | RunSpec): string {
+  const fields: RecreateFields = {
+    image: spec.image,
+    // An empty command/args means "image default" in Kubernetes, the same as absent.
+    command: spec.command?.length ? spec.command : undefined,
+    args: spec.args?.length ? spec.args : undefined,
+    env: spec.env,
+    workingDir: spec.workingDir || undefined,
+    // Port order in a manifest carries no meaning; publishing the same set must not re-create.
+    ports: [...spec.ports].sort(portOrder),
+    memoryBytes: spec.memoryBytes,
+    cpuMilli: spec.cpuMilli,
+    hostNetwork: spec.hostNetwork || undefined,
+  };
+  return createHash('sha256').update(canonicalJson(fields)).digest('hex').slice(0, 16);
+}

@@ -1,0 +1,294 @@
+import { execa } from 'execa';
+import { z } from 'zod';
+import { RuntimeError } from '../../src/util/errors.js';
+import { silentLogger, type Logger } from '../../src/util/logger.js';
+import type { ContainerRuntime, ContainerState, RunSpec, RuntimeContainer } from './types.js';
+
+export interface PodmanOptions {
+  /** Path or name of the podman binary (default: `podman` on PATH). */
+  bin?: string;
+  /** Storage root (`--root`); podman's default when unset. */
+  root?: string;
+  /** State directory (`--runroot`); podman's default when unset. */
+  runroot?: string;
+  /** Added to the inherited environment of every podman call (e.g. CONTAINERS_CONF). */
+  env?: Record<string, string>;
+  logger?: Logger;
+}
+
+interface CallResult {
+  stdout: string;
+  stderr: string;
+  all?: string;
+  exitCode?: number;
+  /** The execa result, kept as the `cause` of errors raised from an allowed exit code. */
+  raw: unknown;
+}
+
+// Podman's JSON carries many more fields; only the ones read are declared, and loosely, because
+// fields that are empty come out as null rather than missing.
+const psEntry = z.object({
+  Id: z.string(),
+  Names: z.array(z.string()).nullish(),
+  Image: z.string().nullish(),
+  Labels: z.record(z.string(), z.string()).nullish(),
+  State: z.string(),
+  ExitCode: z.number().nullish(),
+  Created: z.union([z.number(), z.string()]).nullish(),
+  StartedAt: z.union([z.number(), z.string()]).nullish(),
+  ExitedAt: z.union([z.number(), z.string()]).nullish(),
+});
+
+const inspectEntry = z.object({
+  Id: z.string(),
+  Name: z.string(),
+  Created: z.string().nullish(),
+  Image: z.string().nullish(),
+  ImageName: z.string().nullish(),
+  State: z.object({
+    Status: z.string(),
+    ExitCode: z.number().nullish(),
+    StartedAt: z.string().nullish(),
+    FinishedAt: z.string().nullish(),
+  }),
+  Config: z
+    .object({
+      Image: z.string().nullish(),
+      Labels: z.record(z.string(), z.string()).nullish(),
+    })
+    .nullish(),
+});
+
+const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
+const imagesOutput = z.array(z.object({ Names: z.array(z.string()).nullish() }));
+
+const STATES: Record<string, ContainerState> = {
+  created: 'created',
+  configured: 'created',
+  initialized: 'created',
+  running: 'running',
+  paused: 'paused',
+  stopping: 'stopping',
+  stopped: 'exited',
+  exited: 'exited',
+};
+
+function toState(status: string): ContainerState {
+  return STATES[status.toLowerCase()] ?? 'unknown';
+}
+
+/**
+ * `ps` reports epoch seconds and `inspect` RFC3339 with nanoseconds; both are cut to whole seconds
+ * so a container reads the same through list() and inspect(). Go's zero time (year 1, negative
+ * epoch) means "never happened".
+ */
+function toIso(value: number | string | null | undefined): string | undefined {
+  if (value === null || value === undefined || value === '') return undefined;
+  const ms = typeof value === 'number' ? value * 1000 : Date.parse(value);
+  if (!Number.isFinite(ms) || ms <= 0) return undefined;
+  return new Date(Math.floor(ms / 1000) * 1000).toISOString();
+}
+
+/** Podman prints warnings (`time=... level=warning`) before the real `Error:` line. */
+function stderrCause(stderr: string): string | undefined {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const error = lines.find((l) => l.startsWith('Error:'));
+  if (error) return error.slice('Error:'.length).trim();
+  return lines[0];
+}
+
+function publishArg(p: RunSpec['ports'][number]): string {
+  const ip = p.hostIP ? (p.hostIP.includes(':') ? `[${p.hostIP}]:` : `${p.hostIP}:`) : '';
+  return `${ip}${p.hostPort}:${p.containerPort}/${p.protocol.toLowerCase()}`;
+}
+
+/**
+ * ContainerRuntime over the podman CLI (no API socket: nothing to keep running on the device).
+ *
+ * run() never pulls (`--pull never`): pulling is the caller's explicit step through hasImage/pull,
+ * so a run cannot block on the network. It creates and then starts, so that a container whose
+ * start fails (bad command, missing workdir) is removed again instead of holding its name.
+ */
+export class PodmanRuntime implements ContainerRuntime {
+  readonly name = 'podman';
+  private readonly bin: string;
+  private readonly globalArgs: string[];
+  private readonly env: Record<string, string> | undefined;
+  private readonly logger: Logger;
+
+  constructor(opts: PodmanOptions = {}) {
+    this.bin = opts.bin ?? 'podman';
+    this.globalArgs = [
+      ...(opts.root ? ['--root', opts.root] : []),
+      ...(opts.runroot ? ['--runroot', opts.runroot] : []),
+    ];
+    this.env = opts.env;
+    this.logger = opts.logger ?? silentLogger;
+  }
+
+  /**
+   * Runs podman and returns its output; a non-zero exit throws unless `allowExit` lists it.
+   * `what` names the subcommand in errors ("podman stop failed: ...").
+   */
+  private async call(
+    what: string,
+    args: string[],
+    opts: { allowExit?: number[]; all?: boolean; keepNewline?: boolean } = {},
+  ): Promise<CallResult> {
+    const started = Date.now();
+    const r = await execa(this.bin, [...this.globalArgs, ...args], {
+      env: this.env,
+      reject: false,
+      stdin: 'ignore',
+      all: opts.all ?? false,
+      stripFinalNewline: !opts.keepNewline,
+    });
+    this.logger.debug({ args, exitCode: r.exitCode, ms: Date.now() - started }, 'podman call');
+    if (r.code === 'ENOENT') {
+      throw new RuntimeError(`podman not found (is it installed?): could not run "${this.bin}"`, r);
+    }
+    if (r.exitCode === undefined) {
+      // Spawn failures other than ENOENT, timeouts, signals: no exit code, execa has the reason.
+      throw new RuntimeError(`podman ${what} failed: ${r.shortMessage}`, r);
+    }
+    if (r.exitCode !== 0 && !opts.allowExit?.includes(r.exitCode)) {
+      const cause = stderrCause(r.stderr) ?? `exit code ${r.exitCode}`;
+      throw new RuntimeError(`podman ${what} failed: ${cause}`, r);
+    }
+    return { stdout: r.stdout, stderr: r.stderr, all: r.all, exitCode: r.exitCode, raw: r };
+  }
+
+  private parse<T>(what: string, schema: z.ZodType<T>, stdout: string): T {
+    let json: unknown;
+    try {
+      json = JSON.parse(stdout);
+    } catch (err) {
+      throw new RuntimeError(`podman ${what}: output is not JSON: ${stdout.slice(0, 200)}`, err);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new RuntimeError(`podman ${what}: unexpected output: ${parsed.error.message}`, parsed.error);
+    }
+    return parsed.data;
+  }
+
+  async version(): Promise<string> {
+    const { stdout } = await this.call('version', ['version', '--format', 'json']);
+    return this.parse('version', versionOutput, stdout).Client.Version;
+  }
+
+  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    // Repeated label filters are ANDed by podman; a bare key matches any value.
+    const filters = Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+    const { stdout } = await this.call('ps', ['ps', '--all', '--no-trunc', '--format', 'json', ...filters]);
+    const entries = this.parse('ps', z.array(psEntry), stdout);
+    return entries.map((e) => {
+      const state = toState(e.State);
+      return {
+        id: e.Id,
+        name: e.Names?.[0] ?? '',
+        image: e.Image ?? '',
+        labels: e.Labels ?? {},
+        state,
+        ...(state === 'exited' && e.ExitCode !== null && e.ExitCode !== undefined ? { exitCode: e.ExitCode } : {}),
+        createdAt: toIso(e.Created),
+        startedAt: toIso(e.StartedAt),
+        finishedAt: toIso(e.ExitedAt),
+      };
+    });
+  }
+
+  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
+    // `container inspect`, not `inspect`: the latter would also match an image of that name.
+    const r = await this.call('container inspect', ['container', 'inspect', idOrName], { allowExit: [125] });
+    if (r.exitCode !== 0) {
+      if (/no such container/i.test(r.stderr)) return undefined;
+      throw new RuntimeError(`podman container inspect failed: ${stderrCause(r.stderr) ?? 'exit code 125'}`, r.raw);
+    }
+    const [c] = this.parse('container inspect', z.array(inspectEntry), r.stdout);
+    if (!c) return undefined;
+    const state = toState(c.State.Status);
+    return {
+      id: c.Id,
+      name: c.Name,
+      image: c.ImageName || c.Config?.Image || c.Image || '',
+      labels: c.Config?.Labels ?? {},
+      state,
+      ...(state === 'exited' && c.State.ExitCode !== null && c.State.ExitCode !== undefined
+        ? { exitCode: c.State.ExitCode }
+        : {}),
+      createdAt: toIso(c.Created),
+      startedAt: toIso(c.State.StartedAt),
+      finishedAt: toIso(c.State.FinishedAt),
+    };
+  }
+
+  async run(spec: RunSpec): Promise<string> {
+    const args = ['create', '--pull', 'never', '--name', spec.name];
+    for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
+    // Always K=V: a bare `-e K` would copy the agent's own environment variable into the container.
+    for (const [k, v] of Object.entries(spec.env)) args.push('--env', `${k}=${v}`);
+    if (spec.hostNetwork) {
+      // Host network has no port mapping; podman would only warn and drop the -p flags.
+      args.push('--network', 'host');
+    } else {
+      for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
+    }
+    if (spec.memoryBytes !== undefined) args.push('--memory', `${spec.memoryBytes}b`);
+    if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));
+    if (spec.workingDir) args.push('--workdir', spec.workingDir);
+    const command = spec.command?.length ? spec.command : undefined;
+    const cmdArgs = spec.args?.length ? spec.args : [];
+    // The JSON form keeps every element of `command` as one argv entry. Setting --entrypoint also
+    // clears the image CMD, so `command` without `args` runs exactly `command` (as in Kubernetes).
+    if (command) args.push('--entrypoint', JSON.stringify(command));
+    args.push(spec.image, ...cmdArgs);
+
+    const { stdout } = await this.call('create', args);
+    const id = stdout.trim().split('\n').pop() ?? '';
+    if (!id) throw new RuntimeError(`podman create printed no container id for ${spec.name}`);
+    try {
+      await this.call('start', ['start', id]);
+    } catch (err) {
+      await this.call('rm', ['rm', '--force', '--ignore', '--time', '0', id]).catch((rmErr: unknown) =>
+        this.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'),
+      );
+      throw err;
+    }
+    return id;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.call('start', ['start', id]);
+  }
+
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    await this.call('stop', ['stop', '--time', String(Math.max(0, Math.round(timeoutSeconds))), id]);
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.call('rm', ['rm', '--force', '--ignore', '--time', '0', id]);
+  }
+
+  async logs(id: string, opts: { tail?: number }): Promise<string> {
+    // The container's stdout and stderr come back on podman's stdout and stderr; `all` merges them.
+    const args = ['logs', ...(opts.tail !== undefined ? ['--tail', String(opts.tail)] : []), id];
+    const r = await this.call('logs', args, { all: true, keepNewline: true });
+    return r.all ?? r.stdout;
+  }
+
+  async hasImage(image: string): Promise<boolean> {
+    const r = await this.call('image exists', ['image', 'exists', image], { allowExit: [1] });
+    return r.exitCode === 0;
+  }
+
+  async pull(image: string): Promise<void> {
+    await this.call('pull', ['pull', '--quiet', image]);
+  }
+
+  async images(): Promise<string[]> {
+    const { stdout } = await this.call('images', ['images', '--format', 'json']);
+    const names = this.parse('images', imagesOutput, stdout).flatMap((i) => i.Names ?? []);
+    return [...new Set(names)];
+  }
+}

@@ -1,0 +1,85 @@
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { payloads } from '../src/contract/index.js';
+import { parseWith } from '../src/api/validate.js';
+import { errorMessage } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
+
+/** On-disk format version of the cache file; a newer agent must still read older ones. */
+export const CACHE_FORMAT = 1;
+
+interface CacheFile {
+  format: number;
+  savedAt: string;
+  desired: payloads.Desired;
+}
+
+/**
+ * The node's desired state and its disk cache. The cache is what lets a device that reboots without
+ * a link bring its workloads back. Written atomically (temp file, fsync, rename, fsync dir) so a
+ * power cut leaves either the old or the new snapshot, never half of one.
+ */
+export class TargetState {
+  private current: payloads.Desired | undefined;
+  private readonly path: string;
+
+  constructor(private readonly stateDir: string, private readonly logger: Logger) {
+    this.path = join(stateDir, 'desired.json');
+  }
+
+  get desired(): payloads.Desired | undefined {
+    return this.current;
+  }
+
+  /** Loads the cache; a corrupt file is moved aside (kept for inspection) and reported, never fatal. */
+  async load(): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+      throw err;
+    }
+    try {
+      const file = JSON.parse(text) as CacheFile;
+      if (typeof file.format !== 'number' || file.format > CACHE_FORMAT) throw new Error(`unknown cache format ${String(file.format)}`);
+      this.current = parseWith(payloads.desired, file.desired, 'cached desired state');
+      return { desired: this.current };
+    } catch (err) {
+      const aside = `${this.path}.corrupt-${Date.now()}`;
+      await rename(this.path, aside).catch(() => {});
+      const reason = `desired-state cache ${this.path} is corrupt (${errorMessage(err)}); moved to ${aside}`;
+      this.logger.error(reason);
+      return { corrupt: reason };
+    }
+  }
+
+  /** Accepts a snapshot if it is newer than the one held; persists it before returning true. */
+  async accept(d: payloads.Desired): Promise<boolean> {
+    if (this.current && d.generation < this.current.generation) return false;
+    if (this.current && d.generation === this.current.generation && JSON.stringify(d.pods) === JSON.stringify(this.current.pods)) return false;
+    await this.save(d);
+    this.current = d;
+    return true;
+  }
+
+  private async save(d: payloads.Desired): Promise<void> {
+    await mkdir(this.stateDir, { recursive: true });
+    const tmp = `${this.path}.tmp-${process.pid}`;
+    const body: CacheFile = { format: CACHE_FORMAT, savedAt: new Date().toISOString(), desired: d };
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(JSON.stringify(body));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.path);
+    const dir = await open(dirname(this.path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}

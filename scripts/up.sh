@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up this machine for drover and starts `drover server` (control plane + local agent), like k3s.
+# Idempotent: re-running skips what is already there. Needs root for apt and for podman.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+info() { printf '[drover] %s\n' "$*" >&2; }
+fatal() { printf '[drover] error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || fatal "run as root (apt-get and podman need it): sudo $0"
+command -v node >/dev/null || fatal "Node.js 20 or newer is required"
+
+need=()
+for bin in podman runc busybox; do command -v "$bin" >/dev/null || need+=("$bin"); done
+if [ ${#need[@]} -gt 0 ]; then
+  info "installing podman, runc, busybox-static"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc busybox-static >/dev/null
+fi
+
+# podman on these machines needs runc + cgroupfs and explicit ulimits (see firmware-notes/podman.md).
+if [ ! -f /etc/containers/containers.conf ]; then
+  info "writing /etc/containers/containers.conf (runc, cgroupfs)"
+  mkdir -p /etc/containers
+  cat > /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+CONF
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  info "installing npm dependencies"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+info "building"
+npm run -s build
+
+# A tiny local image so the README's example works without a registry.
+if ! podman image exists localhost/busybox:latest; then
+  info "building the example image localhost/busybox:latest from busybox-static"
+  ctx=$(mktemp -d)
+  cp "$(command -v busybox)" "$ctx/busybox"
+  printf 'FROM scratch\nADD busybox /bin/busybox\nRUN ["/bin/busybox","--install","-s","/bin"]\nCMD ["sh"]\n' > "$ctx/Containerfile"
+  podman build -q -t localhost/busybox:latest "$ctx" >/dev/null
+  rm -rf "$ctx"
+fi
+
+info "starting drover server (Ctrl-C to stop)"
+exec node bin/drover.js server "$@"

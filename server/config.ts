@@ -1,0 +1,30 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+export interface ServerConfig {
+  dataDir: string;
+  apiHost: string;
+  apiPort: number;
+  /** Embedded aedes broker (default) or an external broker the server connects to as a client. */
+  mqtt:
+    | { mode: 'embedded'; host: string; port: number }
+    | { mode: 'external'; url: string; username?: string; password?: string };
+  /** The address agents on other machines use to reach the broker; shown in the join command. */
+  advertiseMqttUrl?: string;
+  logLevel?: string;
+  /** Scheduler resync period. */
+  resyncMs?: number;
+  /** Period of the heartbeat check that marks silent nodes NotReady. */
+  nodeMonitorMs?: number;
+}
+
+export function defaultDataDir(): string {
+  return process.getuid?.() === 0 ? '/var/lib/drover/server' : join(homedir(), '.drover', 'server');
+}
+
+export const DEFAULTS = {
+  apiHost: '0.0.0.0',
+  apiPort: 6443,
+  mqttHost: '0.0.0.0',
+  mqttPort: 1883,
+} as const;

@@ -1,0 +1,95 @@
+import type { Node } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { Store, Watch } from '../store/types.js';
+import { contentDigest, desiredPodsFor } from './snapshot.js';
+import type { payloads } from '../../src/contract/index.js';
+
+export interface DesiredSink {
+  publishDesired(d: payloads.Desired): Promise<void>;
+}
+
+/**
+ * Publishes each node's full desired snapshot (retained) whenever the set of pods bound to it changes.
+ * The generation is the store revision at the time of the snapshot: it only grows, across server
+ * restarts too, so an agent can always keep the newest snapshot and drop older ones.
+ */
+export class DesiredPublisher {
+  private readonly published = new Map<string, string>();
+  private readonly dirty = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private watch: Watch | undefined;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number }) {}
+
+  async start(): Promise<void> {
+    const nodes = await this.deps.store.list('Node');
+    const pods = await this.deps.store.list('Pod');
+    for (const n of nodes.items) this.dirty.add(n.metadata.name);
+    for (const p of pods.items as Pod[]) if (p.spec.nodeName) this.dirty.add(p.spec.nodeName);
+    const from = Math.min(nodes.revision, pods.revision);
+    this.watch = this.deps.store.watch(
+      from,
+      (e) => {
+        if (e.object.kind === 'Node') {
+          // A node (re)registering gets its snapshot even if nothing changed: its retained copy may be gone.
+          if (e.type === 'ADDED') this.published.delete(e.object.metadata.name);
+          this.markDirty(e.object.metadata.name);
+        } else {
+          const node = (e.object as Pod).spec.nodeName;
+          if (node) this.markDirty(node);
+        }
+      },
+      { kinds: ['Pod', 'Node'] },
+    );
+    await this.flush();
+  }
+
+  private markDirty(node: string): void {
+    this.dirty.add(node);
+    if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.deps.debounceMs ?? 20);
+  }
+
+  /** Publish every dirty node's snapshot; serialised so generations go out in order. */
+  flush(): Promise<void> {
+    this.timer = undefined;
+    this.running = this.running.then(() => this.publishDirty());
+    return this.running;
+  }
+
+  private async publishDirty(): Promise<void> {
+    if (this.dirty.size === 0) return;
+    const nodes = [...this.dirty];
+    this.dirty.clear();
+    const { store, sink, logger } = this.deps;
+    const pods = (await store.list('Pod')).items as Pod[];
+    const generation = store.revision();
+    for (const node of nodes) {
+      if (!(await store.get('Node', '', node)) && !pods.some((p) => p.spec.nodeName === node)) continue;
+      const desired = desiredPodsFor(node, pods);
+      const digest = contentDigest(desired);
+      if (this.published.get(node) === digest) continue;
+      try {
+        await sink.publishDesired({ node, generation, pods: desired, ts: new Date().toISOString() });
+        this.published.set(node, digest);
+        logger.debug({ node, generation, pods: desired.length }, 'desired state published');
+      } catch (err) {
+        logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
+        this.markDirty(node);
+      }
+    }
+  }
+
+  /** Forget what was published (e.g. after the embedded broker restarted and lost retained messages). */
+  republishAll(nodes: Node[]): void {
+    this.published.clear();
+    for (const n of nodes) this.markDirty(n.metadata.name);
+  }
+
+  stop(): void {
+    this.watch?.close();
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

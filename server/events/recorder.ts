@@ -1,0 +1,68 @@
+import { createHash } from 'node:crypto';
+import type { Event } from '../../src/api/event.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { Store } from '../store/types.js';
+
+export interface InvolvedObject {
+  kind: string;
+  namespace?: string;
+  name: string;
+  uid?: string;
+}
+
+export interface EventInput {
+  involved: InvolvedObject;
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  component: string;
+  host?: string;
+  ts?: string;
+}
+
+/**
+ * Writes Event objects for `describe`. The same (object, reason, message) folds into one Event with
+ * a count, as Kubernetes does, so a crash loop does not flood the store.
+ */
+export class EventRecorder {
+  constructor(private readonly store: Store, private readonly logger: Logger) {}
+
+  async record(e: EventInput): Promise<void> {
+    const ns = e.involved.namespace ?? 'default';
+    const key = createHash('sha256').update(`${e.involved.uid ?? ''}|${e.involved.kind}|${e.reason}|${e.message}`).digest('hex').slice(0, 10);
+    const name = `${e.involved.name}.${key}`;
+    const ts = e.ts ?? new Date().toISOString();
+    try {
+      const updated = await this.store
+        .patch('Event', ns, name, (cur) => {
+          const ev = cur as unknown as Event;
+          ev.count += 1;
+          if (ts > ev.lastTimestamp) ev.lastTimestamp = ts;
+          return ev as never;
+        })
+        .catch((err) => {
+          if ((err as { code?: number }).code === 404) return undefined;
+          throw err;
+        });
+      if (updated) return;
+      const ev: Event = {
+        apiVersion: 'v1',
+        kind: 'Event',
+        metadata: { name, namespace: ns },
+        involvedObject: { kind: e.involved.kind, name: e.involved.name, namespace: e.involved.namespace, uid: e.involved.uid },
+        type: e.type,
+        reason: e.reason,
+        message: e.message,
+        source: { component: e.component, host: e.host },
+        firstTimestamp: ts,
+        lastTimestamp: ts,
+        count: 1,
+      };
+      await this.store.create(ev as never);
+    } catch (err) {
+      // An event is a courtesy to the user; failing to record one must never fail the caller.
+      this.logger.warn({ err: errorMessage(err), reason: e.reason, object: e.involved.name }, 'cannot record event');
+    }
+  }
+}

@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import { DELIVERY, decode, encode, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
+import { TimeoutError, errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+
+export interface LinkOptions {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  logger: Logger;
+}
+
+export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Promise<void>;
+
+/**
+ * The server's MQTT client: hears every agent's reports, publishes desired snapshots, and sends
+ * request/response exchanges (logs). Works the same against the embedded aedes broker and an
+ * external one (Mosquitto, EMQX).
+ */
+export class ServerLink {
+  private readonly pending = new Map<string, { resolve: (r: payloads.Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private handler: ReportHandler = () => {};
+
+  private constructor(private readonly client: MqttClient, private readonly logger: Logger) {
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('connect', () => this.subscribe());
+    client.on('reconnect', () => logger.debug('mqtt link reconnecting'));
+    client.on('error', (err) => logger.warn({ err: err.message }, 'mqtt link error'));
+  }
+
+  static async connect(opts: LinkOptions): Promise<ServerLink> {
+    const client = mqtt.connect(opts.url, {
+      clientId: opts.clientId,
+      username: opts.username,
+      password: opts.password,
+      protocolVersion: 4,
+      // Persistent session: agent reports published while the server restarts wait for it at the broker.
+      clean: false,
+      keepalive: 30,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+    });
+    const link = new ServerLink(client, opts.logger);
+    await new Promise<void>((resolve, reject) => {
+      const onErr = (err: Error) => {
+        client.end(true);
+        reject(new Error(`cannot connect to MQTT broker ${opts.url}: ${err.message}`, { cause: err }));
+      };
+      client.once('connect', () => {
+        client.off('error', onErr);
+        resolve();
+      });
+      client.once('error', onErr);
+    });
+    return link;
+  }
+
+  onReport(handler: ReportHandler): void {
+    this.handler = handler;
+  }
+
+  connected(): boolean {
+    return this.client.connected;
+  }
+
+  private subscribe(): void {
+    const subs = [...topics.allAgentReports(), topics.allResponses()];
+    this.client.subscribe(subs, { qos: 1 }, (err) => {
+      if (err) this.logger.error({ err: err.message }, 'mqtt subscribe failed');
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const t = parseTopic(topic);
+    if (!t) return;
+    if (t.kind === 'response') {
+      const p = this.pending.get(t.id);
+      if (!p) return;
+      this.pending.delete(t.id);
+      clearTimeout(p.timer);
+      try {
+        p.resolve(decode(payloads.response, payload, 'response'));
+      } catch (err) {
+        p.reject(err as Error);
+      }
+      return;
+    }
+    if (t.kind === 'request' || t.kind === 'desired') return;
+    Promise.resolve(this.handler(t, payload)).catch((err) =>
+      this.logger.warn({ topic, err: errorMessage(err) }, 'agent report rejected'),
+    );
+  }
+
+  async publishDesired(d: payloads.Desired): Promise<void> {
+    await this.client.publishAsync(topics.desired(d.node), encode(d), DELIVERY.desired);
+  }
+
+  /** Clears a node's retained messages, e.g. when the Node object is deleted. */
+  async clearRetained(node: string): Promise<void> {
+    for (const t of [topics.desired(node), topics.hello(node), topics.presence(node)]) {
+      await this.client.publishAsync(t, Buffer.alloc(0), { qos: 1, retain: true });
+    }
+  }
+
+  async request(node: string, req: payloads.Request, timeoutMs: number): Promise<payloads.Response> {
+    const id = randomUUID();
+    const result = new Promise<payloads.Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TimeoutError(`node ${node} did not answer within ${Math.round(timeoutMs / 1000)}s (is its agent online?)`));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+    });
+    await this.client.publishAsync(topics.request(node, id), encode(req), DELIVERY.request);
+    return result;
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.pending.values()) clearTimeout(p.timer);
+    this.pending.clear();
+    await this.client.endAsync();
+  }
+}

@@ -1,0 +1,212 @@
+import { CONTRACT_VERSION, decode, payloads, type ParsedTopic } from '../../src/contract/index.js';
+import type { Condition } from '../../src/api/meta.js';
+import type { Node } from '../../src/api/node.js';
+import type { Pod, PodStatus } from '../../src/api/pod.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { EventRecorder } from '../events/recorder.js';
+import type { Store } from '../store/types.js';
+import { podStatusFromReport, statusesEqual } from './pod-status.js';
+
+export interface RegistryOptions {
+  store: Store;
+  events: EventRecorder;
+  logger: Logger;
+  /** A node whose last status is older than this many heartbeats turns NotReady. */
+  missedHeartbeats?: number;
+  now?: () => number;
+}
+
+function setCondition(conds: Condition[] | undefined, c: Condition, now: string): Condition[] {
+  const list = [...(conds ?? [])];
+  const i = list.findIndex((x) => x.type === c.type);
+  const prev = i >= 0 ? list[i] : undefined;
+  const next: Condition = {
+    ...c,
+    lastHeartbeatTime: now,
+    lastTransitionTime: prev && prev.status === c.status ? prev.lastTransitionTime : now,
+  };
+  if (i >= 0) list[i] = next;
+  else list.push(next);
+  return list;
+}
+
+/**
+ * Turns agent reports into Node objects and pod statuses. The agent's retained hello creates or
+ * refreshes its Node; presence and heartbeats drive the Ready condition; status reports update the
+ * pods bound to the node (only when something a user would see changed, to spare the store).
+ */
+export class NodeRegistry {
+  private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
+  private readonly now: () => number;
+  private readonly missed: number;
+
+  constructor(private readonly opts: RegistryOptions) {
+    this.now = opts.now ?? Date.now;
+    this.missed = opts.missedHeartbeats ?? 3;
+  }
+
+  async handle(t: ParsedTopic, payload: Buffer): Promise<void> {
+    // An empty retained payload is how a retained message is cleared; nothing to do.
+    if (payload.length === 0) return;
+    switch (t.kind) {
+      case 'hello':
+        return this.onHello(t.node, decode(payloads.hello, payload, `hello from ${t.node}`));
+      case 'presence':
+        return this.onPresence(t.node, decode(payloads.presence, payload, `presence from ${t.node}`));
+      case 'status':
+        return this.onStatus(t.node, decode(payloads.status, payload, `status from ${t.node}`));
+      case 'events':
+        return this.onEvents(t.node, decode(payloads.events, payload, `events from ${t.node}`));
+      default:
+        return;
+    }
+  }
+
+  private iso(): string {
+    return new Date(this.now()).toISOString();
+  }
+
+  private async onHello(name: string, h: payloads.Hello): Promise<void> {
+    if (h.node !== name) throw new Error(`hello on topic of node ${name} names node ${h.node}`);
+    const now = this.iso();
+    const compatible = h.contractVersion === CONTRACT_VERSION;
+    const labels: Record<string, string> = {
+      ...h.labels,
+      'kubernetes.io/arch': h.arch,
+      'kubernetes.io/os': h.os,
+      'kubernetes.io/hostname': name,
+      'drover.io/hostname': h.hostname,
+    };
+    const status: Node['status'] = {
+      capacity: { cpu: String(h.cpu.cores), memory: String(h.memoryBytes), pods: '110' },
+      allocatable: { cpu: String(h.cpu.cores), memory: String(h.memoryBytes), pods: '110' },
+      nodeInfo: {
+        architecture: h.arch,
+        operatingSystem: h.os,
+        osImage: h.osImage,
+        kernelVersion: h.kernelVersion,
+        containerRuntimeVersion: `${h.runtime.name}://${h.runtime.version}`,
+        agentVersion: h.agentVersion,
+        contractVersion: h.contractVersion,
+        bootID: h.bootId,
+        cpuModel: h.cpu.model,
+      },
+      addresses: [
+        { type: 'Hostname', address: h.hostname },
+        ...h.addresses.map((a) => ({ type: 'InternalIP', address: a })),
+      ],
+      images: h.images,
+      lastHeard: now,
+    };
+    const ready: Condition = compatible
+      ? { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'agent connected' }
+      : {
+          type: 'Ready',
+          status: 'False',
+          reason: 'ContractVersionMismatch',
+          message: `agent speaks contract v${h.contractVersion}, server speaks v${CONTRACT_VERSION}: upgrade the agent`,
+        };
+    const { store } = this.opts;
+    const existing = (await store.get('Node', '', name)) as Node | undefined;
+    if (!existing) {
+      await store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name, labels }, spec: {}, status: { ...status, conditions: setCondition([], ready, now) } } as never);
+      this.opts.logger.info({ node: name, arch: h.arch }, 'node registered');
+      await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Normal', reason: 'Registered', message: `Node ${name} registered (${h.arch}, ${h.runtime.name} ${h.runtime.version})`, component: 'node-registry' });
+    } else {
+      await store.patch('Node', '', name, (cur) => {
+        const n = cur as unknown as Node;
+        n.metadata.labels = { ...n.metadata.labels, ...labels };
+        n.status = { ...status, conditions: setCondition(n.status?.conditions, ready, now) };
+        return n as never;
+      });
+    }
+    if (!compatible) {
+      await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: ready.reason!, message: ready.message!, component: 'node-registry' });
+    }
+  }
+
+  private async setReady(name: string, ready: Condition, eventType?: 'Normal' | 'Warning'): Promise<void> {
+    const now = this.iso();
+    let changed = false;
+    await this.opts.store
+      .patch('Node', '', name, (cur) => {
+        const n = cur as unknown as Node;
+        const prev = n.status?.conditions?.find((c) => c.type === 'Ready');
+        if (prev?.reason === 'ContractVersionMismatch') return undefined;
+        changed = prev?.status !== ready.status;
+        n.status = { ...n.status, conditions: setCondition(n.status?.conditions, ready, now), lastHeard: ready.status === 'True' ? now : n.status?.lastHeard };
+        return n as never;
+      })
+      .catch((err) => {
+        if ((err as { code?: number }).code !== 404) throw err;
+      });
+    if (changed && eventType) {
+      await this.opts.events.record({ involved: { kind: 'Node', name }, type: eventType, reason: ready.status === 'True' ? 'NodeReady' : 'NodeNotReady', message: `Node ${name} status is now: ${ready.reason}${ready.message ? ` (${ready.message})` : ''}`, component: 'node-registry' });
+    }
+  }
+
+  private async onPresence(name: string, p: payloads.Presence): Promise<void> {
+    if (p.state === 'offline') {
+      this.heartbeat.delete(name);
+      await this.setReady(name, { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'agent went offline' }, 'Warning');
+    } else {
+      await this.setReady(name, { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'agent connected' }, 'Normal');
+    }
+  }
+
+  private async onStatus(name: string, s: payloads.Status): Promise<void> {
+    const node = (await this.opts.store.get('Node', '', name)) as Node | undefined;
+    if (!node) throw new Error(`status from unknown node ${name} (no hello received yet)`);
+    const prevBeat = this.heartbeat.get(name);
+    this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
+    const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+    const lastHeardMs = node.status?.lastHeard ? Date.parse(node.status.lastHeard) : 0;
+    // Refresh Ready/lastHeard when it changed or once a minute: every heartbeat would be a store write per node.
+    if (!prevBeat || ready?.status !== 'True' || this.now() - lastHeardMs > 60_000) {
+      const runtimeOk = s.runtimeHealthy;
+      await this.setReady(
+        name,
+        runtimeOk
+          ? { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'agent reporting' }
+          : { type: 'Ready', status: 'False', reason: 'RuntimeUnhealthy', message: s.runtimeMessage ?? 'container runtime not working' },
+        runtimeOk ? 'Normal' : 'Warning',
+      );
+    }
+    const hostIP = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
+    for (const report of s.pods) {
+      try {
+        await this.opts.store.patch('Pod', report.namespace, report.name, (cur) => {
+          const pod = cur as unknown as Pod;
+          if (pod.metadata.uid !== report.uid || pod.spec.nodeName !== name) return undefined;
+          const next: PodStatus = podStatusFromReport(pod.status, report, hostIP, s.ts);
+          if (statusesEqual(pod.status, next)) return undefined;
+          pod.status = next;
+          return pod as never;
+        });
+      } catch (err) {
+        if ((err as { code?: number }).code !== 404) this.opts.logger.warn({ node: name, pod: report.name, err: errorMessage(err) }, 'cannot update pod status');
+      }
+    }
+  }
+
+  private async onEvents(name: string, e: payloads.Events): Promise<void> {
+    for (const ev of e.events) {
+      await this.opts.events.record({ involved: ev.involved, type: ev.type, reason: ev.reason, message: ev.message, component: 'drover-agent', host: name, ts: ev.ts });
+    }
+    if (e.dropped > 0) {
+      await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'EventsDropped', message: `${e.dropped} events from the offline period were dropped (journal full)`, component: 'node-registry' });
+    }
+  }
+
+  /** Marks nodes NotReady whose heartbeats stopped without a last will (a half-open link). */
+  async checkHeartbeats(): Promise<void> {
+    const now = this.now();
+    for (const [name, hb] of this.heartbeat) {
+      if (now - hb.lastHeard > hb.periodMs * this.missed) {
+        this.heartbeat.delete(name);
+        await this.setReady(name, { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((now - hb.lastHeard) / 1000)}s` }, 'Warning');
+      }
+    }
+  }
+}

@@ -1,0 +1,122 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Node } from '../src/api/node.js';
+import type { Pod } from '../src/api/pod.js';
+import { BadRequestError, DroverError, NotFoundError } from '../src/util/errors.js';
+import { createLogger, type Logger } from '../src/util/logger.js';
+import { ApiServer, type LogsQuery } from './api/server.js';
+import type { ServerConfig } from './config.js';
+import { DesiredPublisher } from './desired/publisher.js';
+import { EventRecorder } from './events/recorder.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.js';
+import { ServerLink } from './mqtt/link.js';
+import { NodeRegistry } from './nodes/registry.js';
+import { Scheduler } from './scheduler/scheduler.js';
+import { LevelStore } from './store/level.js';
+import { loadOrCreateToken } from './tokens.js';
+
+export interface RunningServer {
+  apiUrl: string;
+  /** Where local clients reach the broker. */
+  mqttUrl: string;
+  adminToken: string;
+  joinToken: string;
+  dataDir: string;
+  logger: Logger;
+  close(): Promise<void>;
+}
+
+const SERVER_CLIENT = 'drover-server';
+
+async function ensureDefaultNamespace(store: LevelStore): Promise<void> {
+  if (await store.get('Namespace', '', 'default')) return;
+  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+}
+
+/**
+ * Wires the control plane: store → API, broker/link → node registry, scheduler, desired publisher.
+ * The only place in server/ that builds dependencies.
+ */
+export async function startServer(cfg: ServerConfig, logger: Logger = createLogger({ name: 'drover-server', level: cfg.logLevel })): Promise<RunningServer> {
+  await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
+  const adminToken = await loadOrCreateToken(cfg.dataDir, 'admin-token');
+  const joinToken = await loadOrCreateToken(cfg.dataDir, 'join-token');
+  const store = await LevelStore.open({ path: join(cfg.dataDir, 'store'), logger });
+  const closers: Array<() => Promise<void> | void> = [() => store.close()];
+  const close = async () => {
+    for (const c of closers.reverse()) {
+      try {
+        await c();
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'error during shutdown');
+      }
+    }
+  };
+  try {
+    await ensureDefaultNamespace(store);
+    const events = new EventRecorder(store, logger);
+
+    let broker: EmbeddedBroker | undefined;
+    let linkUrl: string;
+    let linkAuth: { username?: string; password?: string };
+    if (cfg.mqtt.mode === 'embedded') {
+      broker = await startEmbeddedBroker({
+        host: cfg.mqtt.host,
+        port: cfg.mqtt.port,
+        logger,
+        // Agents present the join token; the server's own client the admin token. Everything else is refused.
+        authenticate: (clientId, username, password) =>
+          (clientId === SERVER_CLIENT && password === adminToken) || (clientId !== SERVER_CLIENT && password === joinToken && !!username),
+      });
+      closers.push(() => broker!.close());
+      linkUrl = broker.url;
+      linkAuth = { username: SERVER_CLIENT, password: adminToken };
+    } else {
+      linkUrl = cfg.mqtt.url;
+      linkAuth = { username: cfg.mqtt.username, password: cfg.mqtt.password };
+    }
+
+    const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger });
+    closers.push(() => link.close());
+
+    const registry = new NodeRegistry({ store, events, logger });
+    link.onReport((t, payload) => registry.handle(t, payload));
+    const monitor = setInterval(() => void registry.checkHeartbeats().catch(() => {}), cfg.nodeMonitorMs ?? 5_000);
+    monitor.unref();
+    closers.push(() => clearInterval(monitor));
+
+    const publisher = new DesiredPublisher({ store, sink: link, logger });
+    await publisher.start();
+    closers.push(() => publisher.stop());
+
+    const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs });
+    await scheduler.start();
+    closers.push(() => scheduler.stop());
+
+    const logs = async (q: LogsQuery): Promise<string> => {
+      const pod = (await store.get('Pod', q.namespace, q.pod)) as Pod | undefined;
+      if (!pod) throw new NotFoundError(`pods "${q.pod}"`);
+      const node = pod.spec.nodeName;
+      if (!node) throw new BadRequestError(`pod ${q.pod} is not scheduled to a node yet: no logs`);
+      if (q.container && !pod.spec.containers.some((c) => c.name === q.container)) {
+        throw new BadRequestError(`container ${q.container} is not valid for pod ${q.pod} (containers: ${pod.spec.containers.map((c) => c.name).join(', ')})`);
+      }
+      if (!q.container && pod.spec.containers.length > 1) {
+        throw new BadRequestError(`a container name must be specified for pod ${q.pod}, choose one of: ${pod.spec.containers.map((c) => c.name).join(', ')}`);
+      }
+      const r = await link.request(node, { op: 'logs', namespace: q.namespace, pod: q.pod, uid: pod.metadata.uid, container: q.container ?? pod.spec.containers[0]!.name, tail: q.tail }, 10_000);
+      if (!r.ok) throw new DroverError(`node ${node}: ${r.error?.message ?? 'logs failed'}`, { code: r.error?.code === 'NotFound' ? 404 : 502, reason: r.error?.code ?? 'AgentError' });
+      return String(r.data ?? '');
+    };
+
+    const api = new ApiServer({ store, logger, adminToken, logs, ready: () => link.connected() });
+    const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
+    closers.push(() => api.close());
+    const nodes = (await store.list('Node')).items as Node[];
+    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length }, 'drover server started');
+    return { apiUrl, mqttUrl: linkUrl, adminToken, joinToken, dataDir: cfg.dataDir, logger, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

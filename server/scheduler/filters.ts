@@ -1,0 +1,272 @@
+/**
+ * Feasibility filters: each one answers "can this pod run on this node?" and, when it cannot, says
+ * why in the words kube-scheduler uses, so `kubectl describe`-style messages read the same.
+ *
+ * Everything here is pure: filters see the pod, the node and a precomputed `NodeUsage` (what is
+ * already committed to the node), never the store.
+ */
+import type { Node } from '../../src/api/node.js';
+import { nodeReady } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import { parseCpu, parseMemory } from '../../src/api/quantity.js';
+
+export interface SchedulingContext {
+  nodes: Node[];
+  /** All pods, bound (spec.nodeName set) or not; Succeeded/Failed ones don't count toward usage. */
+  pods: Pod[];
+}
+
+/** CPU in millicores, memory in bytes. */
+export interface Resources {
+  cpu: number;
+  memory: number;
+}
+
+export interface HostPort {
+  protocol: string;
+  /** '0.0.0.0' when the port binds every address. */
+  ip: string;
+  port: number;
+}
+
+/** What is already committed to one node, plus its parsed capacity for scheduling. */
+export interface NodeUsage {
+  /** Parsed status.allocatable; undefined when the node has not reported it (or reported garbage). */
+  allocatable?: Resources & { pods: number };
+  /** Sum of the effective requests of the node's non-terminated pods. */
+  requested: Resources;
+  /**
+   * Like `requested`, but a container that requests nothing counts as a small default. Used only
+   * for scoring (as kube-scheduler does) so pods without requests still spread across nodes.
+   */
+  nonZeroRequested: Resources;
+  pods: number;
+  hostPorts: HostPort[];
+}
+
+export interface Filter {
+  name: string;
+  /** Empty = fits. Otherwise one or more short reasons, each counted separately in the summary. */
+  check(pod: Pod, node: Node, usage: NodeUsage): string[];
+}
+
+export const REASON = {
+  notReady: 'node(s) were not ready',
+  unschedulable: 'node(s) were unschedulable',
+  nodeSelector: "node(s) didn't match Pod's node selector",
+  nodeName: "node(s) didn't match the requested node name",
+  cpu: 'Insufficient cpu',
+  memory: 'Insufficient memory',
+  pods: 'Too many pods',
+  noAllocatable: "node(s) didn't report allocatable resources",
+  hostPorts: "node(s) didn't have free ports for the requested pod ports",
+} as const;
+
+/** kube-scheduler's defaults for scoring containers with no request (100m CPU, 200Mi memory). */
+export const DEFAULT_CPU_REQUEST = 100;
+export const DEFAULT_MEMORY_REQUEST = 200 * 2 ** 20;
+
+const ANY_IP = '0.0.0.0';
+
+// ---------------------------------------------------------------------------------------------
+// Pod and node accounting helpers
+// ---------------------------------------------------------------------------------------------
+
+/** Succeeded and Failed pods keep their binding but no longer hold resources or ports. */
+export function isTerminated(pod: Pod): boolean {
+  const phase = pod.status?.phase;
+  return phase === 'Succeeded' || phase === 'Failed';
+}
+
+/**
+ * Effective requests of a pod: per container and per resource, the request, else the limit (as the
+ * Kubernetes API defaults requests to limits), else 0.
+ */
+export function podRequests(pod: Pod): Resources {
+  let cpu = 0;
+  let memory = 0;
+  for (const c of pod.spec.containers) {
+    const req = c.resources?.requests;
+    const lim = c.resources?.limits;
+    const cq = req?.cpu ?? lim?.cpu;
+    const mq = req?.memory ?? lim?.memory;
+    if (cq !== undefined) cpu += parseCpu(cq);
+    if (mq !== undefined) memory += parseMemory(mq);
+  }
+  return { cpu, memory };
+}
+
+/** Like `podRequests`, but zero container requests are replaced by the scoring defaults. */
+export function podNonZeroRequests(pod: Pod): Resources {
+  let cpu = 0;
+  let memory = 0;
+  for (const c of pod.spec.containers) {
+    const req = c.resources?.requests;
+    const lim = c.resources?.limits;
+    const cq = req?.cpu ?? lim?.cpu;
+    const mq = req?.memory ?? lim?.memory;
+    const cm = cq === undefined ? 0 : parseCpu(cq);
+    const mb = mq === undefined ? 0 : parseMemory(mq);
+    cpu += cm > 0 ? cm : DEFAULT_CPU_REQUEST;
+    memory += mb > 0 ? mb : DEFAULT_MEMORY_REQUEST;
+  }
+  return { cpu, memory };
+}
+
+/**
+ * Host ports a pod would occupy. With hostNetwork every containerPort is a host port (Kubernetes
+ * defaults hostPort to containerPort there), so those count too.
+ */
+export function podHostPorts(pod: Pod): HostPort[] {
+  const out: HostPort[] = [];
+  for (const c of pod.spec.containers) {
+    for (const p of c.ports ?? []) {
+      const port = p.hostPort ?? (pod.spec.hostNetwork ? p.containerPort : undefined);
+      if (port === undefined) continue;
+      out.push({ protocol: p.protocol ?? 'TCP', ip: p.hostIP || ANY_IP, port });
+    }
+  }
+  return out;
+}
+
+/** Two bindings clash on the same protocol/port when either is a wildcard or the IPs are equal. */
+function portsConflict(a: HostPort, b: HostPort): boolean {
+  return a.port === b.port && a.protocol === b.protocol && (a.ip === b.ip || a.ip === ANY_IP || b.ip === ANY_IP);
+}
+
+/** Parses status.allocatable; a node that reports nothing or something unparseable gets undefined. */
+export function parseAllocatable(node: Node): NodeUsage['allocatable'] {
+  const a = node.status?.allocatable;
+  if (!a) return undefined;
+  try {
+    const pods = Number(a.pods);
+    if (!Number.isFinite(pods)) return undefined;
+    return { cpu: parseCpu(a.cpu), memory: parseMemory(a.memory), pods };
+  } catch {
+    return undefined;
+  }
+}
+
+export function emptyUsage(node: Node): NodeUsage {
+  return {
+    allocatable: parseAllocatable(node),
+    requested: { cpu: 0, memory: 0 },
+    nonZeroRequested: { cpu: 0, memory: 0 },
+    pods: 0,
+    hostPorts: [],
+  };
+}
+
+/** Commits a pod to a node's usage (mutates `usage`). Terminated pods hold nothing and are skipped. */
+export function addPod(usage: NodeUsage, pod: Pod): void {
+  if (isTerminated(pod)) return;
+  const r = podRequests(pod);
+  const nz = podNonZeroRequests(pod);
+  usage.requested.cpu += r.cpu;
+  usage.requested.memory += r.memory;
+  usage.nonZeroRequested.cpu += nz.cpu;
+  usage.nonZeroRequested.memory += nz.memory;
+  usage.pods += 1;
+  usage.hostPorts.push(...podHostPorts(pod));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filters
+// ---------------------------------------------------------------------------------------------
+
+/** A pod that already names a node (set by the user) may only go there. */
+export const nodeNameFilter: Filter = {
+  name: 'NodeName',
+  check(pod, node) {
+    const want = pod.spec.nodeName;
+    return want && want !== node.metadata.name ? [REASON.nodeName] : [];
+  },
+};
+
+/** Cordoned nodes take no new pods. */
+export const nodeUnschedulableFilter: Filter = {
+  name: 'NodeUnschedulable',
+  check(_pod, node) {
+    return node.spec?.unschedulable ? [REASON.unschedulable] : [];
+  },
+};
+
+/** Without a live agent nobody would start the pod, so only Ready nodes are candidates. */
+export const nodeReadyFilter: Filter = {
+  name: 'NodeReady',
+  check(_pod, node) {
+    return nodeReady(node) ? [] : [REASON.notReady];
+  },
+};
+
+/**
+ * Every nodeSelector pair must match a node label. This also covers architecture and OS pinning:
+ * the registry labels nodes with kubernetes.io/arch and kubernetes.io/os.
+ */
+export const nodeSelectorFilter: Filter = {
+  name: 'NodeSelector',
+  check(pod, node) {
+    const sel = pod.spec.nodeSelector;
+    if (!sel) return [];
+    const labels = node.metadata.labels ?? {};
+    for (const [k, v] of Object.entries(sel)) {
+      if (!Object.hasOwn(labels, k) || labels[k] !== v) return [REASON.nodeSelector];
+    }
+    return [];
+  },
+};
+
+/** A host port can be bound by one pod per node (per protocol and IP). */
+export const nodePortsFilter: Filter = {
+  name: 'NodePorts',
+  check(pod, _node, usage) {
+    const want = podHostPorts(pod);
+    if (want.length === 0) return [];
+    for (const w of want) {
+      if (usage.hostPorts.some((u) => portsConflict(u, w))) return [REASON.hostPorts];
+    }
+    return [];
+  },
+};
+
+/**
+ * Requests of the pods already on the node plus this pod must fit allocatable. Every shortfall is
+ * reported, so a node short on both cpu and memory counts in both buckets, as in kube-scheduler.
+ */
+export const nodeResourcesFitFilter: Filter = {
+  name: 'NodeResourcesFit',
+  check(pod, _node, usage) {
+    const alloc = usage.allocatable;
+    if (!alloc) return [REASON.noAllocatable];
+    const reasons: string[] = [];
+    if (usage.pods + 1 > alloc.pods) reasons.push(REASON.pods);
+    const r = podRequests(pod);
+    // A zero request never fails, even on an overcommitted node: the pod asks for nothing.
+    if (r.cpu > 0 && r.cpu > alloc.cpu - usage.requested.cpu) reasons.push(REASON.cpu);
+    if (r.memory > 0 && r.memory > alloc.memory - usage.requested.memory) reasons.push(REASON.memory);
+    return reasons;
+  },
+};
+
+/**
+ * Default filter chain. Order matters only for the reported reason: evaluation stops at the first
+ * filter that rejects a node (as kube-scheduler does), so a cordoned, not-ready node reports one
+ * reason, and the cheap, definitive checks come before resource arithmetic.
+ */
+export const defaultFilters: readonly Filter[] = [
+  nodeNameFilter,
+  nodeUnschedulableFilter,
+  nodeReadyFilter,
+  nodeSelectorFilter,
+  nodePortsFilter,
+  nodeResourcesFitFilter,
+];
+
+/** Runs filters in order; returns the first non-empty reason list, or [] when the node fits. */
+export function runFilters(pod: Pod, node: Node, usage: NodeUsage, filters: readonly Filter[] = defaultFilters): string[] {
+  for (const f of filters) {
+    const reasons = f.check(pod, node, usage);
+    if (reasons.length > 0) return reasons;
+  }
+  return [];
+}

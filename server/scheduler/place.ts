@@ -1,0 +1,104 @@
+/**
+ * Placement: filter every node, score the survivors, pick the best. Pure — the scheduling loop
+ * (scheduler.ts) owns all I/O and only acts on the decision made here.
+ */
+import type { Node } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import { addPod, defaultFilters, emptyUsage, type Filter, type NodeUsage, runFilters, type SchedulingContext } from './filters.js';
+import { defaultScorers, type Scorer, scoreNode } from './scorers.js';
+
+export interface Placement {
+  /** Chosen node; undefined when no node fits. */
+  node?: string;
+  /** Why nodes were rejected: reason → number of nodes. A node may count under several reasons. */
+  reasons: Map<string, number>;
+  /** kube-scheduler style summary when unplaced ("0/3 nodes are available: ..."); '' when placed. */
+  message: string;
+}
+
+export interface PlaceOptions {
+  filters?: readonly Filter[];
+  scorers?: readonly Scorer[];
+}
+
+/** Identity of a pod across copies: uid when the store assigned one, else namespace/name. */
+function podKey(p: Pod): string {
+  return p.metadata.uid ?? `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+}
+
+/**
+ * Per-node usage from the bound, non-terminated pods. Every node in the context gets an entry, even
+ * an empty one; pods bound to nodes not in the context are ignored (nothing to place there).
+ */
+export function computeUsage(ctx: SchedulingContext): Map<string, NodeUsage> {
+  const usage = new Map<string, NodeUsage>();
+  for (const n of ctx.nodes) usage.set(n.metadata.name, emptyUsage(n));
+  for (const p of ctx.pods) {
+    const u = p.spec.nodeName ? usage.get(p.spec.nodeName) : undefined;
+    if (u) addPod(u, p);
+  }
+  return usage;
+}
+
+/** "0/5 nodes are available: 2 Insufficient memory, 1 node(s) were not ready." */
+export function formatMessage(total: number, reasons: Map<string, number>): string {
+  if (total === 0) return '0/0 nodes are available: no nodes registered.';
+  const parts = [...reasons.entries()]
+    // Count descending, then reason by code point so the text never depends on the locale.
+    .sort(([a, ca], [b, cb]) => cb - ca || (a < b ? -1 : a > b ? 1 : 0))
+    .map(([r, c]) => `${c} ${r}`);
+  return `0/${total} nodes are available: ${parts.join(', ')}.`;
+}
+
+/** The core decision against precomputed usage; shared by `place` and `scheduleBatch`. */
+function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, opts: PlaceOptions): Placement {
+  const filters = opts.filters ?? defaultFilters;
+  const scorers = opts.scorers ?? defaultScorers;
+  const reasons = new Map<string, number>();
+  let best: { name: string; score: number } | undefined;
+  for (const node of nodes) {
+    const name = node.metadata.name;
+    const u = usage.get(name) ?? emptyUsage(node);
+    const failed = runFilters(pod, node, u, filters);
+    if (failed.length > 0) {
+      for (const r of failed) reasons.set(r, (reasons.get(r) ?? 0) + 1);
+      continue;
+    }
+    const score = scoreNode(pod, node, u, scorers);
+    // Equal scores go to the lexically smallest name, so the same inputs always give the same node.
+    if (!best || score > best.score || (score === best.score && name < best.name)) best = { name, score };
+  }
+  if (best) return { node: best.name, reasons, message: '' };
+  return { reasons, message: formatMessage(nodes.length, reasons) };
+}
+
+/**
+ * Chooses a node for one pod. If the pod itself is in `ctx.pods` (e.g. already bound and being
+ * re-checked) it is left out of the usage so it does not compete with itself.
+ */
+export function place(pod: Pod, ctx: SchedulingContext, opts: PlaceOptions = {}): Placement {
+  const self = podKey(pod);
+  const usage = computeUsage({ nodes: ctx.nodes, pods: ctx.pods.filter((p) => podKey(p) !== self) });
+  return decide(pod, ctx.nodes, usage, opts);
+}
+
+export interface BatchResult {
+  pod: Pod;
+  node?: string;
+  message: string;
+}
+
+/**
+ * Places pods one by one in the given order, committing each placed pod to its node's usage so
+ * later pods see it. Pods of the batch that also appear in `ctx.pods` are excluded from the initial
+ * usage to avoid counting them twice.
+ */
+export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOptions = {}): BatchResult[] {
+  const batch = new Set(pods.map(podKey));
+  const usage = computeUsage({ nodes: ctx.nodes, pods: ctx.pods.filter((p) => !batch.has(podKey(p))) });
+  return pods.map((pod) => {
+    const d = decide(pod, ctx.nodes, usage, opts);
+    if (d.node) addPod(usage.get(d.node)!, pod);
+    return d.node ? { pod, node: d.node, message: d.message } : { pod, message: d.message };
+  });
+}

@@ -1,0 +1,120 @@
+import type { Node } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { EventRecorder } from '../events/recorder.js';
+import type { Store, Watch } from '../store/types.js';
+import { place } from './place.js';
+
+function isPending(p: Pod): boolean {
+  return !p.spec.nodeName && !p.metadata.deletionTimestamp;
+}
+
+/**
+ * The scheduling loop: level-triggered. Any pod or node change (or the periodic resync) triggers a
+ * pass over every unbound pod; the pure `place` decides, this loop only writes the binding or the
+ * reason it could not bind.
+ */
+export class Scheduler {
+  private watch: Watch | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private again = false;
+
+  constructor(private readonly deps: { store: Store; events: EventRecorder; logger: Logger; resyncMs?: number }) {}
+
+  async start(): Promise<void> {
+    this.watch = this.deps.store.watch(
+      this.deps.store.revision(),
+      (e) => {
+        if (e.object.kind === 'Node' || (e.type !== 'DELETED' && isPending(e.object as Pod)) || e.type === 'DELETED') this.trigger();
+      },
+      { kinds: ['Pod', 'Node'] },
+    );
+    this.resync = setInterval(() => this.trigger(), this.deps.resyncMs ?? 10_000);
+    this.resync.unref();
+    this.trigger();
+    await this.running;
+  }
+
+  trigger(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.running = this.running.then(() => this.pass()).catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'scheduling pass failed'));
+    }, 10);
+  }
+
+  /** Resolves once the passes queued so far are done (for tests and orderly shutdown). */
+  idle(): Promise<void> {
+    return this.running;
+  }
+
+  private async pass(): Promise<void> {
+    const { store } = this.deps;
+    const nodes = (await store.list('Node')).items as Node[];
+    const pods = (await store.list('Pod')).items as Pod[];
+    const pending = pods.filter(isPending).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+    for (const pod of pending) {
+      const decision = place(pod, { nodes, pods });
+      if (decision.node) {
+        const bound = await this.bind(pod, decision.node);
+        // Later pods in this pass must see this one's requests on its node.
+        if (bound) pods[pods.findIndex((p) => p.metadata.uid === pod.metadata.uid)] = bound;
+      } else {
+        await this.markUnschedulable(pod, decision.message);
+      }
+    }
+  }
+
+  private async bind(pod: Pod, node: string): Promise<Pod | undefined> {
+    const ns = pod.metadata.namespace ?? 'default';
+    const now = new Date().toISOString();
+    try {
+      const bound = (await this.deps.store.patch('Pod', ns, pod.metadata.name, (cur) => {
+        const p = cur as unknown as Pod;
+        if (p.metadata.uid !== pod.metadata.uid || p.spec.nodeName) return undefined;
+        p.spec.nodeName = node;
+        const conds = (p.status?.conditions ?? []).filter((c) => c.type !== 'PodScheduled');
+        p.status = { ...p.status, phase: p.status?.phase ?? 'Pending', message: undefined, reason: undefined, conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }, ...conds] };
+        return p as never;
+      })) as Pod | undefined;
+      if (bound) {
+        this.deps.logger.info({ pod: `${ns}/${pod.metadata.name}`, node }, 'pod scheduled');
+        await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Normal', reason: 'Scheduled', message: `Successfully assigned ${ns}/${pod.metadata.name} to ${node}`, component: 'drover-scheduler' });
+      }
+      return bound;
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  private async markUnschedulable(pod: Pod, message: string): Promise<void> {
+    const ns = pod.metadata.namespace ?? 'default';
+    const prev = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+    // Only write (and emit an event) when the reason changed: a resync must not rewrite every pending pod.
+    if (prev?.status === 'False' && prev.message === message) return;
+    const now = new Date().toISOString();
+    try {
+      await this.deps.store.patch('Pod', ns, pod.metadata.name, (cur) => {
+        const p = cur as unknown as Pod;
+        if (p.metadata.uid !== pod.metadata.uid || p.spec.nodeName) return undefined;
+        const conds = (p.status?.conditions ?? []).filter((c) => c.type !== 'PodScheduled');
+        p.status = { ...p.status, phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now }, ...conds] };
+        return p as never;
+      });
+    } catch (err) {
+      if ((err as { code?: number }).code === 404) return;
+      throw err;
+    }
+    await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Warning', reason: 'FailedScheduling', message, component: 'drover-scheduler' });
+  }
+
+  stop(): void {
+    this.watch?.close();
+    if (this.timer) clearTimeout(this.timer);
+    if (this.resync) clearInterval(this.resync);
+  }
+}

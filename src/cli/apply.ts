@@ -1,0 +1,142 @@
+import type { Command } from 'commander';
+import { objectPath } from '../api/kinds.js';
+import type { ApiObject } from '../api/meta.js';
+import { ApiClient, CliError, FATAL_REASONS } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
+import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
+import { objectName } from './output.js';
+
+export type ApplyResult = 'created' | 'configured' | 'unchanged';
+
+interface ApplyOptions {
+  filename: string[];
+  namespace?: string;
+  recursive?: boolean;
+}
+
+/** Metadata the server owns; sending stale copies would only invite conflicts. */
+const SERVER_METADATA = ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp'] as const;
+
+/** JSON with sorted keys and undefined dropped, so equality ignores key order. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) => {
+    if (val && typeof val === 'object' && !Array.isArray(val)) {
+      return Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)));
+    }
+    return val;
+  });
+}
+
+function emptyToUndefined(m: Record<string, string> | undefined): Record<string, string> | undefined {
+  return m && Object.keys(m).length ? m : undefined;
+}
+
+/** What apply manages: every top-level field but metadata/status/apiVersion, plus labels and annotations. */
+function managedContent(o: ApiObject): string {
+  const { metadata, status: _status, apiVersion: _apiVersion, kind: _kind, ...rest } = o;
+  return canonical({ rest, labels: emptyToUndefined(metadata.labels), annotations: emptyToUndefined(metadata.annotations) });
+}
+
+/** True when applying `desired` over `current` would change nothing apply manages. */
+export function isUnchanged(desired: ApiObject, current: ApiObject): boolean {
+  return managedContent(desired) === managedContent(current);
+}
+
+/**
+ * Fields the system sets after creation and a manifest normally leaves out. Keeping the current
+ * value stops a re-apply from undoing them: a Pod's node binding belongs to the scheduler.
+ */
+export function keepSystemFields(desired: ApiObject, current: ApiObject): ApiObject {
+  const out = structuredClone(desired);
+  if (out.kind === 'Pod') {
+    const spec = out.spec as { nodeName?: string } | undefined;
+    const curNode = (current.spec as { nodeName?: string } | undefined)?.nodeName;
+    if (spec && !spec.nodeName && curNode) spec.nodeName = curNode;
+  }
+  return out;
+}
+
+const MAX_CONFLICT_RETRIES = 5;
+
+/**
+ * Create or update one object. Updates carry the resourceVersion just read; a concurrent writer
+ * (an agent reporting status bumps the version too) makes the PUT conflict, so read and retry.
+ */
+export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<LoadedObject, 'kind'>): Promise<ApplyResult> {
+  const { kind } = item;
+  const path = objectPath(kind, obj.metadata.namespace, obj.metadata.name);
+  for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
+    const current = await client.getOptional<ApiObject>(path);
+    if (!current) {
+      try {
+        await client.create(objectPath(kind, obj.metadata.namespace), obj);
+        return 'created';
+      } catch (err) {
+        // Someone created it between our GET and POST: go round and update instead.
+        if (err instanceof CliError && err.code === 409 && err.reason === 'AlreadyExists') continue;
+        throw err;
+      }
+    }
+    const desired = keepSystemFields(obj, current);
+    if (isUnchanged(desired, current)) return 'unchanged';
+    desired.metadata.resourceVersion = current.metadata.resourceVersion;
+    try {
+      await client.replace(path, desired);
+      return 'configured';
+    } catch (err) {
+      if (err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists') continue;
+      throw err;
+    }
+  }
+  throw new CliError(`${kind.plural} "${obj.metadata.name}" kept changing while being applied; try again`);
+}
+
+/**
+ * Prepare a validated manifest object for sending: namespace from the manifest, else -n, else
+ * default; a manifest namespace that contradicts an explicit -n is an error, as in kubectl.
+ */
+export function targetObject(item: LoadedObject, namespaceFlag: string | undefined): ApiObject {
+  const obj = structuredClone(item.object);
+  for (const k of SERVER_METADATA) delete obj.metadata[k];
+  if (item.kind.namespaced) {
+    const fromManifest = obj.metadata.namespace;
+    if (fromManifest && namespaceFlag && fromManifest !== namespaceFlag) {
+      throw new CliError(
+        `the namespace from the provided object "${fromManifest}" does not match the namespace "${namespaceFlag}". You must pass '--namespace=${fromManifest}' to perform this operation.`,
+      );
+    }
+    obj.metadata.namespace = fromManifest || namespaceFlag || DEFAULT_NAMESPACE;
+  }
+  return obj;
+}
+
+export function registerApply(program: Command, ctx: CommandContext): void {
+  const cmd = program
+    .command('apply')
+    .description('create or update objects from manifests (YAML or JSON, multi-document)')
+    .option('-f, --filename <path>', 'file, directory of .yaml/.yml/.json, or - for stdin (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-R, --recursive', 'walk directories given with -f recursively')
+    .option('-n, --namespace <namespace>', 'namespace for objects that do not name one (default "default")');
+  addConnectionOptions(cmd).action(async (opts: ApplyOptions, command: Command) => {
+    const sources = await readManifestSources(opts.filename, { recursive: opts.recursive, stdin: ctx.readStdin });
+    // Validate everything first: nothing is sent unless every document is well-formed.
+    const items = validateSources(sources);
+    if (!items.length) throw new CliError('no objects passed to apply');
+    const prepared = items.map((item) => ({ item, obj: targetObject(item, opts.namespace) }));
+
+    const client = ctx.client(command);
+    const errors = new ErrorList();
+    for (const { item, obj } of prepared) {
+      const display = objectName(item.kind, obj.metadata.name);
+      for (const w of new Set(item.warnings)) ctx.warn(`${display}: ${w}`);
+      try {
+        const result = await applyObject(client, obj, item);
+        ctx.io.stdout(`${display} ${result}\n`);
+      } catch (err) {
+        if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
+        errors.add(new CliError(`error when applying ${display} from "${item.source}": ${(err as Error).message}`));
+      }
+    }
+    errors.throwIfAny();
+  });
+}

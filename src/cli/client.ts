@@ -1,0 +1,186 @@
+import { DroverError, type FieldCause } from '../util/errors.js';
+
+/**
+ * An error the CLI reports to the user. The message is always one line because the entry point
+ * prints it as `error: <message>`; `code` is the HTTP status when the server answered, 0 when the
+ * error arose locally.
+ */
+export class CliError extends DroverError {
+  readonly causes: FieldCause[];
+  constructor(message: string, opts: { code?: number; reason?: string; causes?: FieldCause[]; cause?: unknown } = {}) {
+    super(message.replace(/\s*\n\s*/g, ' ').trim(), { code: opts.code ?? 0, reason: opts.reason ?? 'CliError', cause: opts.cause });
+    this.causes = opts.causes ?? [];
+  }
+}
+
+/** Reasons for failures that no other request would escape either; callers stop instead of continuing. */
+export const FATAL_REASONS = new Set(['Unreachable', 'Unauthorized', 'Timeout']);
+
+export interface ClientOptions {
+  server: string;
+  token?: string;
+  /** Per request; the default suits a slow edge link without hanging a script forever. */
+  timeoutMs?: number;
+  /** Receives each server warning (the text of a `Warning: 299 - "..."` header). */
+  onWarning?: (text: string) => void;
+  fetch?: typeof fetch;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export type Query = Record<string, string | number | undefined>;
+
+/** Server warnings from `Warning` headers; fetch joins repeated headers with ", ". */
+export function parseWarningHeader(value: string | null): string[] {
+  if (!value) return [];
+  const out: string[] = [];
+  const re = /\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"/g;
+  for (let m = re.exec(value); m; m = re.exec(value)) out.push(m[1]!.replace(/\\(.)/g, '$1'));
+  // A server that sends bare text rather than the RFC 7234 form still deserves to be heard.
+  return out.length ? out : [value];
+}
+
+/** Turn an error response into a CliError carrying the server's own message. */
+export function errorFromResponse(status: number, body: string): CliError {
+  if (status === 401) {
+    return new CliError('unauthorized: check the token (DROVER_TOKEN or ~/.drover/config)', { code: 401, reason: 'Unauthorized' });
+  }
+  let parsed: { message?: unknown; reason?: unknown; details?: { causes?: FieldCause[] } } | undefined;
+  try {
+    parsed = JSON.parse(body) as typeof parsed;
+  } catch {
+    parsed = undefined;
+  }
+  const reason = typeof parsed?.reason === 'string' ? parsed.reason : undefined;
+  const causes = Array.isArray(parsed?.details?.causes) ? parsed.details.causes : [];
+  let message: string;
+  if (typeof parsed?.message === 'string' && parsed.message) {
+    message = parsed.message;
+  } else {
+    const text = body.trim().split('\n')[0]?.slice(0, 200);
+    message = `the server returned HTTP ${status}${text ? `: ${text}` : ''}`;
+  }
+  if (status === 403 && !/forbidden/i.test(message)) message = `forbidden: ${message}`;
+  return new CliError(message, { code: status, reason: reason ?? `HTTP${status}`, causes });
+}
+
+function describeCause(err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  if (cause instanceof AggregateError && cause.errors.length) return describeCause(cause.errors[0]);
+  const c = cause as { message?: unknown; code?: unknown };
+  if (typeof c.message === 'string' && c.message) return c.message;
+  if (typeof c.code === 'string') return c.code;
+  return String(cause);
+}
+
+export interface ApiResponse<T> {
+  status: number;
+  body: T;
+}
+
+/** A thin fetch client for the drover API: bearer auth, JSON in and out, errors as CliError. */
+export class ApiClient {
+  readonly server: string;
+  private readonly token: string | undefined;
+  private readonly timeoutMs: number;
+  private readonly onWarning: (text: string) => void;
+  private readonly fetchFn: typeof fetch;
+
+  constructor(opts: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.server);
+    } catch {
+      throw new CliError(`invalid server URL "${opts.server}": expected something like http://127.0.0.1:6443`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      throw new CliError(`invalid server URL "${opts.server}": only http and https are supported`);
+    }
+    this.server = opts.server.replace(/\/+$/, '');
+    this.token = opts.token || undefined;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.onWarning = opts.onWarning ?? (() => {});
+    this.fetchFn = opts.fetch ?? fetch;
+  }
+
+  url(path: string, query?: Query): string {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== '') qs.set(k, String(v));
+    const s = qs.toString();
+    return `${this.server}${path}${s ? `?${s}` : ''}`;
+  }
+
+  /** One request; resolves for 2xx, throws CliError otherwise. The body is returned as text. */
+  async request(method: string, path: string, opts: { query?: Query; body?: unknown; accept?: string } = {}): Promise<ApiResponse<string>> {
+    const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    const signal = AbortSignal.timeout(this.timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.fetchFn(this.url(path, opts.query), {
+        method,
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        signal,
+      });
+      // The body read is under the same deadline: a server that stalls mid-response must not hang us.
+      text = await res.text();
+    } catch (err) {
+      if (signal.aborted) {
+        throw new CliError(`the drover server at ${this.server} did not answer ${method} ${path} within ${this.timeoutMs / 1000}s`, {
+          reason: 'Timeout',
+          cause: err,
+        });
+      }
+      throw new CliError(
+        `cannot reach the drover server at ${this.server}: ${describeCause(err)} (is \`drover server\` running? set DROVER_SERVER)`,
+        { reason: 'Unreachable', cause: err },
+      );
+    }
+    for (const w of parseWarningHeader(res.headers.get('warning'))) this.onWarning(w);
+    if (!res.ok) throw errorFromResponse(res.status, text);
+    return { status: res.status, body: text };
+  }
+
+  async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<ApiResponse<T>> {
+    const res = await this.request(method, path, opts);
+    if (!res.body) return { status: res.status, body: undefined as T };
+    try {
+      return { status: res.status, body: JSON.parse(res.body) as T };
+    } catch {
+      throw new CliError(`the server sent invalid JSON for ${method} ${path}: ${res.body.slice(0, 100)}`);
+    }
+  }
+
+  async get<T>(path: string, query?: Query): Promise<T> {
+    return (await this.json<T>('GET', path, { query })).body;
+  }
+
+  /** GET that maps 404 to undefined, for "does it exist yet" checks. */
+  async getOptional<T>(path: string): Promise<T | undefined> {
+    try {
+      return await this.get<T>(path);
+    } catch (err) {
+      if (err instanceof CliError && err.code === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async getText(path: string, query?: Query): Promise<string> {
+    return (await this.request('GET', path, { query, accept: 'text/plain, application/json' })).body;
+  }
+
+  async create<T>(collectionPath: string, body: unknown): Promise<T> {
+    return (await this.json<T>('POST', collectionPath, { body })).body;
+  }
+
+  async replace<T>(path: string, body: unknown): Promise<T> {
+    return (await this.json<T>('PUT', path, { body })).body;
+  }
+
+  async delete(path: string): Promise<void> {
+    await this.request('DELETE', path);
+  }
+}

@@ -1,0 +1,78 @@
+import type { Command } from 'commander';
+import { objectPath, type KindInfo } from '../api/kinds.js';
+import { ApiClient, CliError, FATAL_REASONS } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseResourceArgs, type CommandContext } from './context.js';
+import { identifySources, readManifestSources } from './manifests.js';
+
+interface DeleteOptions {
+  filename: string[];
+  namespace?: string;
+  recursive?: boolean;
+  ignoreNotFound?: boolean;
+}
+
+interface Target {
+  kind: KindInfo;
+  name: string;
+  namespace?: string;
+}
+
+/** Delete one object; a missing one is the kubectl-style `pods "web" not found` error. */
+export async function deleteObject(client: ApiClient, t: Target, ignoreNotFound = false): Promise<boolean> {
+  try {
+    await client.delete(objectPath(t.kind, t.namespace, t.name));
+    return true;
+  } catch (err) {
+    if (err instanceof CliError && err.code === 404) {
+      if (ignoreNotFound) return false;
+      throw notFound(t.kind, t.name);
+    }
+    throw err;
+  }
+}
+
+export function registerDelete(program: Command, ctx: CommandContext): void {
+  const cmd = program
+    .command('delete')
+    .description('delete objects by kind and name, or those described by manifests (-f)')
+    .argument('[args...]', 'kind and names (pod web db), or kind/name pairs (pod/web)')
+    .option('-f, --filename <path>', 'file, directory or - naming the objects to delete (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-R, --recursive', 'walk directories given with -f recursively')
+    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default "default")')
+    .option('--ignore-not-found', 'treat a missing object as deleted');
+  addConnectionOptions(cmd).action(async (args: string[], opts: DeleteOptions, command: Command) => {
+    let targets: Target[];
+    if (opts.filename.length) {
+      if (args.length) throw new CliError('cannot pass both -f and kind/name arguments');
+      const sources = await readManifestSources(opts.filename, { recursive: opts.recursive, stdin: ctx.readStdin });
+      targets = identifySources(sources).map((t) => ({
+        kind: t.kind,
+        name: t.name,
+        namespace: t.kind.namespaced ? t.namespace || opts.namespace || DEFAULT_NAMESPACE : undefined,
+      }));
+      if (!targets.length) throw new CliError('no objects passed to delete');
+    } else {
+      const parsed = parseResourceArgs(args);
+      if (parsed.some((p) => !p.name)) {
+        throw new CliError(`resource(s) were provided, but no name was specified: use "drover delete ${args[0]} NAME"`);
+      }
+      targets = parsed.map((p) => ({
+        kind: p.kind,
+        name: p.name!,
+        namespace: p.kind.namespaced ? opts.namespace || DEFAULT_NAMESPACE : undefined,
+      }));
+    }
+
+    const client = ctx.client(command);
+    const errors = new ErrorList();
+    for (const t of targets) {
+      try {
+        if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${t.kind.singular} "${t.name}" deleted\n`);
+      } catch (err) {
+        if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
+        errors.add(err);
+      }
+    }
+    errors.throwIfAny();
+  });
+}

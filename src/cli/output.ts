@@ -1,0 +1,263 @@
+import { stringify } from 'yaml';
+import type { KindInfo } from '../api/kinds.js';
+import type { ApiObject, Condition } from '../api/meta.js';
+import type { Event } from '../api/event.js';
+import type { Node } from '../api/node.js';
+import type { Pod } from '../api/pod.js';
+import { formatMemory } from '../api/quantity.js';
+import { CliError } from './client.js';
+
+export const OUTPUT_FORMATS = ['json', 'yaml', 'wide', 'name'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** `-o` value → format; undefined means the default table. */
+export function parseOutputFormat(v: string | undefined): OutputFormat | undefined {
+  if (v === undefined || v === '') return undefined;
+  if ((OUTPUT_FORMATS as readonly string[]).includes(v)) return v as OutputFormat;
+  throw new CliError(`unable to match a printer suitable for the output format "${v}", allowed formats are: ${OUTPUT_FORMATS.join(',')}`);
+}
+
+/**
+ * A port of Go's text/tabwriter as kubectl configures it. Cells end with '\t'; the text after the
+ * last tab of a line is not a column cell and is never padded. A column is aligned across a block
+ * of consecutive lines that all have a cell in it, so `describe` sections line up on their own,
+ * exactly as kubectl's output does.
+ */
+export function tabwrite(text: string, opts: { minwidth?: number; padding?: number } = {}): string {
+  const minwidth = opts.minwidth ?? 0;
+  const padding = opts.padding ?? 1;
+  const endsWithNewline = text.endsWith('\n');
+  const lines = (endsWithNewline ? text.slice(0, -1) : text).split('\n').map((l) => l.split('\t'));
+  const out: string[] = lines.map(() => '');
+  const widths: number[] = [];
+  const len = (s: string): number => [...s].length;
+
+  const writeLines = (line0: number, line1: number): void => {
+    for (let i = line0; i < line1; i++) {
+      const cells = lines[i]!;
+      out[i] = cells.map((c, j) => (j < widths.length ? c + ' '.repeat(Math.max(0, widths[j]! - len(c))) : c)).join('');
+    }
+  };
+
+  const format = (line0: number, line1: number): void => {
+    const column = widths.length;
+    for (let cur = line0; cur < line1; cur++) {
+      if (column >= lines[cur]!.length - 1) continue;
+      // This line starts a block of lines that all have a cell in `column`.
+      writeLines(line0, cur);
+      line0 = cur;
+      let width = minwidth;
+      for (; cur < line1; cur++) {
+        const cells = lines[cur]!;
+        if (column >= cells.length - 1) break;
+        width = Math.max(width, len(cells[column]!) + padding);
+      }
+      widths.push(width);
+      format(line0, cur);
+      widths.pop();
+      line0 = cur;
+    }
+    writeLines(line0, line1);
+  };
+
+  format(0, lines.length);
+  return out.join('\n') + (endsWithNewline ? '\n' : '');
+}
+
+/** A table aligned like `kubectl get`: header row, columns padded by at least three spaces. */
+export function renderTable(headers: string[], rows: string[][]): string {
+  const text = [headers, ...rows].map((r) => r.map((c) => c.replace(/[\t\n]/g, ' ')).join('\t')).join('\n') + '\n';
+  return tabwrite(text, { minwidth: 6, padding: 3 });
+}
+
+/** kubectl's HumanDuration: "5s", "3m10s", "45m", "2h30m", "20h", "4d3h", "30d", "2y". */
+export function humanDuration(ms: number): string {
+  const seconds = Math.floor(ms / 1000);
+  if (seconds < -1) return '<invalid>';
+  if (seconds < 0) return '0s';
+  if (seconds < 120) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 10) return seconds % 60 === 0 ? `${minutes}m` : `${minutes}m${seconds % 60}s`;
+  if (minutes < 180) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 8) return minutes % 60 === 0 ? `${hours}h` : `${hours}h${minutes % 60}m`;
+  if (hours < 48) return `${hours}h`;
+  const days = Math.floor(hours / 24);
+  if (hours < 24 * 8) return hours % 24 === 0 ? `${days}d` : `${days}d${hours % 24}h`;
+  if (hours < 24 * 365 * 2) return `${days}d`;
+  const years = Math.floor(days / 365);
+  if (hours < 24 * 365 * 8) return days % 365 === 0 ? `${years}y` : `${years}y${days % 365}d`;
+  return `${years}y`;
+}
+
+/** Age of an ISO timestamp relative to `now`, or `<unknown>` when absent or unparseable. */
+export function age(ts: string | undefined, now: number): string {
+  if (!ts) return '<unknown>';
+  const t = Date.parse(ts);
+  return Number.isNaN(t) ? '<unknown>' : humanDuration(now - t);
+}
+
+/** RFC 1123 with numeric zone in UTC, the format `kubectl describe` uses for timestamps. */
+export function formatTime(ts: string | undefined): string {
+  if (!ts) return '<unknown>';
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return ts;
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${p(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+// ---- column derivations ----
+
+/** STATUS as kubectl shows it: a container's waiting/terminated reason beats the pod's reason and phase. */
+export function podStatusText(pod: Pod): string {
+  let reason = pod.status?.reason || pod.status?.phase || 'Pending';
+  // Walk backwards like kubectl so the first container with something to say wins.
+  const statuses = pod.status?.containerStatuses ?? [];
+  for (let i = statuses.length - 1; i >= 0; i--) {
+    const cs = statuses[i]!;
+    if (cs.state === 'waiting' && cs.reason) reason = cs.reason;
+    else if (cs.state === 'terminated') reason = cs.reason || (cs.exitCode !== undefined ? `ExitCode:${cs.exitCode}` : 'Terminated');
+  }
+  if (pod.metadata.deletionTimestamp) reason = 'Terminating';
+  return reason;
+}
+
+export function podReadyText(pod: Pod): string {
+  const ready = (pod.status?.containerStatuses ?? []).filter((c) => c.ready).length;
+  return `${ready}/${pod.spec?.containers?.length ?? 0}`;
+}
+
+export function podRestarts(pod: Pod): number {
+  return (pod.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0);
+}
+
+export function nodeStatusText(node: Node): string {
+  const ready = node.status?.conditions?.find((c: Condition) => c.type === 'Ready')?.status;
+  const base = ready === 'True' ? 'Ready' : ready === 'False' ? 'NotReady' : 'Unknown';
+  return node.spec?.unschedulable ? `${base},SchedulingDisabled` : base;
+}
+
+export function nodeRoles(node: Node): string {
+  const prefix = 'node-role.kubernetes.io/';
+  const roles = Object.keys(node.metadata.labels ?? {})
+    .filter((k) => k.startsWith(prefix) && k.length > prefix.length)
+    .map((k) => k.slice(prefix.length))
+    .sort();
+  return roles.length ? roles.join(',') : '<none>';
+}
+
+/** Capacity memory as agents report it is usually plain bytes; show those in binary units. */
+export function nodeMemoryText(mem: string | undefined): string {
+  if (!mem) return '<none>';
+  return /^\d+$/.test(mem) ? formatMemory(Number(mem)) : mem;
+}
+
+function orNone(v: string | undefined): string {
+  return v ? v : '<none>';
+}
+
+export interface TableOptions {
+  wide?: boolean;
+  /** Adds the NAMESPACE column (for `-A`). */
+  allNamespaces?: boolean;
+  now?: number;
+}
+
+/** The `get` table for a kind: columns as kubectl shows them, plus drover's node inventory. */
+export function tableFor(kind: KindInfo, items: ApiObject[], opts: TableOptions = {}): string {
+  const now = opts.now ?? Date.now();
+  let headers: string[];
+  let row: (o: ApiObject) => string[];
+  switch (kind.kind) {
+    case 'Pod':
+      headers = ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', ...(opts.wide ? ['IP', 'NODE'] : [])];
+      row = (o) => {
+        const p = o as unknown as Pod;
+        return [
+          p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now),
+          ...(opts.wide ? [orNone(p.status?.hostIP), orNone(p.spec?.nodeName)] : []),
+        ];
+      };
+      break;
+    case 'Node':
+      headers = ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', 'ARCH', 'OS', 'CPU', 'MEMORY', 'RUNTIME',
+        ...(opts.wide ? ['OS-IMAGE', 'KERNEL-VERSION', 'INTERNAL-IP', 'LAST-HEARD'] : [])];
+      row = (o) => {
+        const n = o as unknown as Node;
+        const info = n.status?.nodeInfo;
+        return [
+          n.metadata.name, nodeStatusText(n), nodeRoles(n), age(n.metadata.creationTimestamp, now), orNone(info?.agentVersion),
+          orNone(info?.architecture), orNone(info?.operatingSystem), orNone(n.status?.capacity?.cpu),
+          nodeMemoryText(n.status?.capacity?.memory), orNone(info?.containerRuntimeVersion),
+          ...(opts.wide
+            ? [
+                orNone(info?.osImage), orNone(info?.kernelVersion),
+                orNone(n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address),
+                n.status?.lastHeard ? age(n.status.lastHeard, now) : '<none>',
+              ]
+            : []),
+        ];
+      };
+      break;
+    case 'Namespace':
+      headers = ['NAME', 'STATUS', 'AGE'];
+      row = (o) => [o.metadata.name, (o.status as { phase?: string } | undefined)?.phase ?? 'Active', age(o.metadata.creationTimestamp, now)];
+      break;
+    case 'Event':
+      headers = ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'];
+      row = (o) => {
+        const e = o as unknown as Event;
+        return [age(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, e.message];
+      };
+      items = [...items].sort((a, b) => String((a as Event).lastTimestamp).localeCompare(String((b as Event).lastTimestamp)));
+      break;
+    default:
+      headers = ['NAME', 'AGE'];
+      row = (o) => [o.metadata.name, age(o.metadata.creationTimestamp, now)];
+  }
+  const withNs = opts.allNamespaces && kind.namespaced;
+  return renderTable(
+    withNs ? ['NAMESPACE', ...headers] : headers,
+    items.map((o) => (withNs ? [o.metadata.namespace ?? '', ...row(o)] : row(o))),
+  );
+}
+
+/** `-o name`: `pod/web`. */
+export function objectName(kind: KindInfo, name: string): string {
+  return `${kind.singular}/${name}`;
+}
+
+/** A list as kubectl prints it with -o json|yaml. */
+export function asList(items: ApiObject[]): Record<string, unknown> {
+  return { apiVersion: 'v1', items, kind: 'List', metadata: { resourceVersion: '' } };
+}
+
+export function toJson(v: unknown): string {
+  return JSON.stringify(v, null, 4) + '\n';
+}
+
+export function toYaml(v: unknown): string {
+  // No line folding and unindented sequences: the shape kubectl users paste back into manifests.
+  return stringify(v, { lineWidth: 0, indentSeq: false });
+}
+
+/** Render objects for `get`: one object when a name was given, otherwise a list. */
+export function renderObjects(
+  kind: KindInfo,
+  objects: ApiObject[],
+  format: OutputFormat | undefined,
+  opts: { single: boolean; allNamespaces?: boolean; now?: number },
+): string {
+  switch (format) {
+    case 'json':
+      return toJson(opts.single ? objects[0] : asList(objects));
+    case 'yaml':
+      return toYaml(opts.single ? objects[0] : asList(objects));
+    case 'name':
+      return objects.map((o) => objectName(kind, o.metadata.name) + '\n').join('');
+    default:
+      return tableFor(kind, objects, { wide: format === 'wide', allNamespaces: opts.allNamespaces, now: opts.now });
+  }
+}

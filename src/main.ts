@@ -1,0 +1,188 @@
+#!/usr/bin/env node
+/**
+ * The one entry point: `drover server`, `drover agent`, and the fleet CLI verbs. The only file that
+ * wires server/, agent/ and src/cli together, and (with the entry scripts) the only one that exits.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
+import { startAgent, type RunningAgent } from '../agent/run.js';
+import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
+import { startServer } from '../server/run.js';
+import { registerCliCommands } from './cli/program.js';
+import { errorMessage } from './util/errors.js';
+import { createLogger } from './util/logger.js';
+
+function collectLabel(value: string, prev: Record<string, string>): Record<string, string> {
+  const i = value.indexOf('=');
+  if (i <= 0) throw new Error(`--label expects key=value, got "${value}"`);
+  return { ...prev, [value.slice(0, i)]: value.slice(i + 1) };
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid port "${v}"`);
+  return n;
+}
+
+/** Writes ~/.drover/config for the local user, unless one for another server is already there. */
+async function writeClientConfig(apiUrl: string, token: string): Promise<string | undefined> {
+  const path = process.env.DROVER_CONFIG ?? join(homedir(), '.drover', 'config');
+  try {
+    const cur = JSON.parse(await readFile(path, 'utf8')) as { server?: string };
+    if (cur.server && cur.server !== apiUrl) return undefined;
+  } catch {
+    // missing or unreadable: write a fresh one
+  }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, JSON.stringify({ server: apiUrl, token }, null, 2) + '\n', { mode: 0o600 });
+  return path;
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      stop().then(() => process.exit(0), () => process.exit(1));
+    });
+  }
+}
+
+function agentOptions(cmd: Command): Command {
+  return cmd
+    .option('--node-name <name>', 'name of this node', defaultNodeName())
+    .option('--state-dir <dir>', 'agent state directory (desired-state cache)', defaultStateDir())
+    .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
+    .addOption(new Option('--runtime <name>', 'container runtime').choices(['podman', 'nerdctl']))
+    .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
+    .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
+    .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), 30)
+    .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), 10)
+    .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), 15);
+}
+
+type AgentFlags = {
+  nodeName: string;
+  stateDir: string;
+  label: Record<string, string>;
+  runtime?: 'podman' | 'nerdctl';
+  podmanRoot?: string;
+  podmanRunroot?: string;
+  heartbeat: number;
+  resync: number;
+  keepalive: number;
+  logLevel?: string;
+};
+
+function agentConfig(o: AgentFlags, serverUrl: string, token: string) {
+  return {
+    node: o.nodeName,
+    serverUrl,
+    token,
+    stateDir: o.stateDir,
+    labels: o.label,
+    runtime: { prefer: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
+    heartbeatSeconds: o.heartbeat,
+    resyncSeconds: o.resync,
+    keepaliveSeconds: o.keepalive,
+    logLevel: o.logLevel,
+  };
+}
+
+export function buildProgram(io = { stdout: (s: string) => process.stdout.write(s), stderr: (s: string) => process.stderr.write(s) }): Command {
+  const program = new Command('drover')
+    .description('drover: an edge container orchestrator (server, agent and fleet CLI in one binary)')
+    .version(AGENT_VERSION)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+
+  agentOptions(
+    program
+      .command('server')
+      .description('run the control plane (API, store, scheduler, MQTT broker) and a local agent')
+      .option('--data-dir <dir>', 'server data directory', defaultDataDir())
+      .option('--api-host <host>', 'API listen address', DEFAULTS.apiHost)
+      .option('--api-port <port>', 'API listen port', port, DEFAULTS.apiPort)
+      .option('--mqtt-host <host>', 'embedded MQTT broker listen address', DEFAULTS.mqttHost)
+      .option('--mqtt-port <port>', 'embedded MQTT broker port', port, DEFAULTS.mqttPort)
+      .option('--broker-url <url>', 'use this external MQTT broker instead of the embedded one')
+      .option('--broker-username <user>', 'username for the external broker')
+      .option('--broker-password <password>', 'password for the external broker')
+      .option('--advertise-address <host>', 'address other devices use to reach this server')
+      .option('--disable-agent', 'do not run a local agent on this machine')
+      .option('--log-level <level>', 'log level', 'info'),
+  ).action(async (o: AgentFlags & { dataDir: string; apiHost: string; apiPort: number; mqttHost: string; mqttPort: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean }) => {
+    const cfg: ServerConfig = {
+      dataDir: o.dataDir,
+      apiHost: o.apiHost,
+      apiPort: o.apiPort,
+      mqtt: o.brokerUrl ? { mode: 'external', url: o.brokerUrl, username: o.brokerUsername, password: o.brokerPassword } : { mode: 'embedded', host: o.mqttHost, port: o.mqttPort },
+      logLevel: o.logLevel,
+    };
+    const logger = createLogger({ name: 'drover', level: o.logLevel });
+    const server = await startServer(cfg, logger);
+    let agent: RunningAgent | undefined;
+    if (!o.disableAgent) {
+      // The local agent joins like any other device, through the broker, with the join token.
+      const agentToken = o.brokerUrl ? (o.brokerPassword ?? server.joinToken) : server.joinToken;
+      agent = await startAgent(agentConfig({ ...o, stateDir: o.stateDir }, server.mqttUrl, agentToken), { logger });
+    }
+    const cfgPath = await writeClientConfig(server.apiUrl, server.adminToken).catch(() => undefined);
+    const host = o.advertiseAddress ?? '<this-host>';
+    const mqttPublic = o.brokerUrl ?? `mqtt://${host}:${new URL(server.mqttUrl).port}`;
+    io.stderr(
+      [
+        '',
+        `drover server is running`,
+        `  API:          ${server.apiUrl}`,
+        `  MQTT broker:  ${server.mqttUrl}${o.brokerUrl ? ' (external)' : ' (embedded)'}`,
+        `  admin token:  ${join(server.dataDir, 'admin-token')}${cfgPath ? `  (CLI config written to ${cfgPath})` : ''}`,
+        `  local agent:  ${o.disableAgent ? 'disabled' : `node ${o.nodeName}`}`,
+        `  join another device:`,
+        `    drover agent --server ${mqttPublic} --token ${server.joinToken} --node-name <name>`,
+        '',
+      ].join('\n') + '\n',
+    );
+    onSignals(async () => {
+      await agent?.close();
+      await server.close();
+    });
+  });
+
+  agentOptions(
+    program
+      .command('agent')
+      .description('run a node agent that joins a drover server')
+      .requiredOption('--server <url>', 'MQTT URL of the server, e.g. mqtt://10.0.0.2:1883')
+      .requiredOption('--token <token>', 'join token printed by `drover server`')
+      .option('--name <name>', 'alias of --node-name')
+      .option('--log-level <level>', 'log level', 'info'),
+  ).action(async (o: AgentFlags & { server: string; token: string; name?: string }) => {
+    const agent = await startAgent(agentConfig({ ...o, nodeName: o.name ?? o.nodeName }, o.server, o.token));
+    onSignals(() => agent.close());
+  });
+
+  registerCliCommands(program, { stdout: io.stdout, stderr: io.stderr, env: process.env });
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are "errors" to commander; their exit code is already right.
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`error: ${errorMessage(err).split('\n')[0]}\n`);
+    process.exit(1);
+  }
+}
+
+void main();
