@@ -10,6 +10,7 @@
  */
 import { parseCpu, parseMemory } from '../../src/api/quantity.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
+import { errorMessage } from '../../src/util/errors.js';
 import type { RunSpec, RuntimeContainer } from '../runtime/types.js';
 import { containerKey, containerLabels, containerName, identityOf, isManagedBy, LABELS, type PodRef } from './naming.js';
 import { specHash } from './spec-hash.js';
@@ -61,17 +62,26 @@ export interface PlanContext {
   now: number;
   /** Images present on the node: target image references as given, or runtime image names. */
   images: Set<string>;
-  /** ms until the exited container under `key` may start again; 0 = now. */
-  restartBackoff: (key: string, exited: RuntimeContainer) => number;
-  /** ms until a failed pull of `image` may be retried; 0 (the default) = now. */
-  pullBackoff?: (image: string) => number;
-  /** ms until a failed run of the container under `key` may be retried; 0 (the default) = now. */
-  runBackoff?: (key: string) => number;
+  /** ms after `now` until the exited container under `key` may start again; 0 = now. */
+  restartBackoff: (key: string, exited: RuntimeContainer, now: number) => number;
+  /** ms after `now` until a failed pull of `image` may be retried; 0 (the default) = now. */
+  pullBackoff?: (image: string, now: number) => number;
+  /** ms after `now` until a failed run of the container under `key` may be retried; 0 (the default) = now. */
+  runBackoff?: (key: string, now: number) => number;
+}
+
+/** A target container whose spec cannot be turned into a RunSpec. */
+export interface InvalidContainer {
+  key: string;
+  pod: PodRef;
+  container: string;
+  message: string;
 }
 
 export interface PlanResult {
   steps: Step[];
   waits: Wait[];
+  invalid: InvalidContainer[];
   /** Re-plan after this long even without a change: the soonest back-off ends then. */
   requeueAfterMs?: number;
 }
@@ -111,9 +121,10 @@ export function podRef(pod: DesiredPod): PodRef {
   return { uid: pod.uid, namespace: pod.namespace, name: pod.name };
 }
 
-function time(iso: string | undefined): number {
+/** Epoch ms of an ISO time; 0 when absent or a zero time (podman reports year 1 for "never"). */
+export function epochMs(iso: string | undefined): number {
   const t = iso ? Date.parse(iso) : NaN;
-  return Number.isNaN(t) ? 0 : t;
+  return Number.isNaN(t) || t <= 0 ? 0 : t;
 }
 
 /**
@@ -124,8 +135,8 @@ export function rankContainers(containers: RuntimeContainer[], wantedHash?: stri
   const score = (c: RuntimeContainer): number[] => [
     wantedHash !== undefined && c.labels[LABELS.specHash] === wantedHash ? 1 : 0,
     c.state === 'running' ? 1 : 0,
-    time(c.createdAt),
-    time(c.startedAt),
+    epochMs(c.createdAt),
+    epochMs(c.startedAt),
   ];
   return [...containers].sort((a, b) => {
     const sa = score(a);
@@ -149,7 +160,7 @@ export function wantsRestart(c: RuntimeContainer, restartPolicy: DesiredPod['spe
   return false;
 }
 
-/** Split a reference into name and tag/digest, adding the ":latest" the runtime assumes. */
+/** The reference with the ":latest" tag the runtime assumes when none (and no digest) is given. */
 function withTag(ref: string): string {
   if (ref.includes('@')) return ref;
   const lastSlash = ref.lastIndexOf('/');
@@ -180,6 +191,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
   const runs: Step[] = [];
   const pulls = new Map<string, PodRef[]>();
   const waits: Wait[] = [];
+  const invalid: InvalidContainer[] = [];
 
   const byUid = new Map(target.map((p) => [p.uid, p]));
   const found = new Map<string, RuntimeContainer[]>();
@@ -214,7 +226,15 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
     const ref = podRef(pod);
     for (const { name } of pod.spec.containers) {
       const key = containerKey(pod.uid, name);
-      const spec = toRunSpec(pod, name, ctx.node);
+      let spec: RunSpec;
+      try {
+        spec = toRunSpec(pod, name, ctx.node);
+      } catch (err) {
+        // A spec the runtime cannot be asked for (say cpu: "1Gi" passed the schema) blocks only this
+        // container; whatever already runs for it is left alone.
+        invalid.push({ key, pod: ref, container: name, message: errorMessage(err) });
+        continue;
+      }
       const hash = spec.labels[LABELS.specHash];
       const existing = found.get(key);
 
@@ -226,7 +246,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
           continue;
         }
         if (!wantsRestart(keep!, pod.spec.restartPolicy)) continue;
-        const ms = ctx.restartBackoff(key, keep!);
+        const ms = ctx.restartBackoff(key, keep!, ctx.now);
         if (ms > 0) {
           waits.push({
             reason: 'CrashLoopBackOff',
@@ -244,7 +264,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
       }
 
       if (!imagePresent(ctx.images, spec.image)) {
-        const ms = ctx.pullBackoff?.(spec.image) ?? 0;
+        const ms = ctx.pullBackoff?.(spec.image, ctx.now) ?? 0;
         if (ms > 0) {
           waits.push({ reason: 'ImagePullBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });
         } else {
@@ -255,7 +275,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
         continue;
       }
 
-      const ms = ctx.runBackoff?.(key) ?? 0;
+      const ms = ctx.runBackoff?.(key, ctx.now) ?? 0;
       if (ms > 0) {
         waits.push({ reason: 'RunContainerBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });
       } else {
@@ -273,5 +293,5 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
     ...[...pulls].map(([image, pods]): Step => ({ action: 'pull', image, pods })),
   ];
   const requeueAfterMs = waits.length ? Math.min(...waits.map((w) => w.remainingMs)) : undefined;
-  return { steps, waits, requeueAfterMs };
+  return { steps, waits, invalid, requeueAfterMs };
 }

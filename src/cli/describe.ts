@@ -277,7 +277,7 @@ async function describeOne(ctx: CommandContext, client: ApiClient, kind: KindInf
     case 'Pod':
       return describePod(obj as unknown as Pod, await optionalEvents(ctx, () => eventsFor(client, involved)));
     case 'Node': {
-      const pods = await client.get<{ items?: Pod[] }>(objectPath(kindInfo('Pod'), undefined));
+      const pods = await client.get<{ items?: Pod[] }>(objectPath(kindInfo('Pod'), undefined), { fieldSelector: `spec.nodeName=${name}` });
       const onNode = (pods?.items ?? []).filter((p) => p.spec?.nodeName === name);
       return describeNode(obj as unknown as Node, onNode, await optionalEvents(ctx, () => eventsFor(client, involved)));
     }

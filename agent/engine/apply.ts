@@ -1,0 +1,345 @@
+/**
+ * The thin, impure half of the engine: carries out the steps `plan` returned, one executor per
+ * action, and records what happened (events for `describe`, restart and failure counts for the next
+ * plan and the reports). Steps are independent within one plan (see plan.ts), so a failing step is
+ * recorded and the rest still run; nothing here throws.
+ */
+import type { AgentEvent, DesiredPod } from '../../src/contract/payloads.js';
+import { backoffDelay } from '../../src/util/backoff.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { ContainerRuntime, RuntimeContainer } from '../runtime/types.js';
+import { containerKey, type PodRef } from './naming.js';
+import { epochMs, type InvalidContainer, type PlanContext, type PlanResult, type Step, type Wait } from './plan.js';
+import type { ReportView, StepFailure } from './report.js';
+
+export interface RestartTrackerOptions {
+  clock?: () => number;
+  /** First back-off; doubled per consecutive restart (kubelet: 10s). */
+  baseMs?: number;
+  /** Back-off cap (kubelet: 5 min). */
+  maxMs?: number;
+  /** A container that ran this long before exiting starts over at the first back-off (kubelet: 10 min). */
+  resetAfterMs?: number;
+}
+
+interface CrashState {
+  restarts: number;
+  /** Exponent of the next back-off. */
+  attempt: number;
+  lastRestartAt?: number;
+}
+
+/**
+ * Per-container memory the runtime does not keep: restart counts and CrashLoopBackOff, plus
+ * back-off for failed pulls and runs so a broken image or port clash does not spin the loop.
+ * Keys are `uid/container` (naming.containerKey); pull failures are keyed by image.
+ */
+export class RestartTracker implements ReportView {
+  readonly clock: () => number;
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+  private readonly resetAfterMs: number;
+  private readonly crashes = new Map<string, CrashState>();
+  private readonly pullFailures = new Map<string, StepFailure>();
+  private readonly runFailures = new Map<string, StepFailure>();
+  private readonly announced = new Map<string, string>();
+
+  constructor(opts: RestartTrackerOptions = {}) {
+    this.clock = opts.clock ?? Date.now;
+    this.baseMs = opts.baseMs ?? 10_000;
+    this.maxMs = opts.maxMs ?? 300_000;
+    this.resetAfterMs = opts.resetAfterMs ?? 600_000;
+  }
+
+  private delay(attempt: number): number {
+    return backoffDelay(attempt, { baseMs: this.baseMs, maxMs: this.maxMs, jitter: 0 });
+  }
+
+  private ranLong(c: RuntimeContainer): boolean {
+    const started = epochMs(c.startedAt);
+    const finished = epochMs(c.finishedAt);
+    return started > 0 && finished - started >= this.resetAfterMs;
+  }
+
+  restartCount(key: string): number {
+    return this.crashes.get(key)?.restarts ?? 0;
+  }
+
+  /** The full back-off before the next restart of this exited container, counted from its exit. */
+  restartDelay(key: string, exited: RuntimeContainer): number {
+    const s = this.crashes.get(key);
+    return this.delay(!s || this.ranLong(exited) ? 0 : s.attempt);
+  }
+
+  /** ms until the exited container may start again; 0 = now. */
+  restartBackoff(key: string, exited: RuntimeContainer, now = this.clock()): number {
+    // Without an exit time (a container that never started) the last restart attempt is the
+    // reference; with neither, nothing says it is looping yet.
+    const since = epochMs(exited.finishedAt) || this.crashes.get(key)?.lastRestartAt;
+    if (!since) return 0;
+    return Math.max(0, since + this.restartDelay(key, exited) - now);
+  }
+
+  /** Called when a restart is attempted, successful or not, so a container that cannot start backs off too. */
+  recordRestart(key: string, exited: RuntimeContainer): void {
+    const s = this.crashes.get(key) ?? { restarts: 0, attempt: 0 };
+    s.attempt = (this.ranLong(exited) ? 0 : s.attempt) + 1;
+    s.restarts += 1;
+    s.lastRestartAt = this.clock();
+    this.crashes.set(key, s);
+  }
+
+  private failed(map: Map<string, StepFailure>, k: string, reason: StepFailure['reason'], message: string): StepFailure {
+    const failures = (map.get(k)?.failures ?? 0) + 1;
+    const at = this.clock();
+    const f = { reason, message, failures, at, retryAt: at + this.delay(failures - 1) };
+    map.set(k, f);
+    return f;
+  }
+
+  pullFailed(image: string, message: string): StepFailure {
+    return this.failed(this.pullFailures, image, 'ErrImagePull', message);
+  }
+
+  pullSucceeded(image: string): void {
+    this.pullFailures.delete(image);
+  }
+
+  pullBackoff(image: string, now = this.clock()): number {
+    const f = this.pullFailures.get(image);
+    return f ? Math.max(0, f.retryAt - now) : 0;
+  }
+
+  runFailed(key: string, message: string): StepFailure {
+    return this.failed(this.runFailures, key, 'RunContainerError', message);
+  }
+
+  /** A new container for the key: its crash back-off starts over, its restart count stays (as in Kubernetes). */
+  runSucceeded(key: string): void {
+    this.runFailures.delete(key);
+    const s = this.crashes.get(key);
+    if (s) {
+      s.attempt = 0;
+      s.lastRestartAt = undefined;
+    }
+  }
+
+  runBackoff(key: string, now = this.clock()): number {
+    const f = this.runFailures.get(key);
+    return f ? Math.max(0, f.retryAt - now) : 0;
+  }
+
+  pullFailure(image: string): StepFailure | undefined {
+    return this.pullFailures.get(image);
+  }
+
+  runFailure(key: string): StepFailure | undefined {
+    return this.runFailures.get(key);
+  }
+
+  lastError(key: string, image: string): StepFailure | undefined {
+    return this.runFailures.get(key) ?? this.pullFailures.get(image);
+  }
+
+  /**
+   * True the first time `marker` is seen for `key`: lets a back-off be announced once per crash or
+   * failure instead of on every pass of the loop.
+   */
+  announce(key: string, marker: string): boolean {
+    if (this.announced.get(key) === marker) return false;
+    this.announced.set(key, marker);
+    return true;
+  }
+
+  forget(key: string): void {
+    this.crashes.delete(key);
+    this.runFailures.delete(key);
+    for (const k of this.announced.keys()) if (k === key || k.startsWith(`${key}#`)) this.announced.delete(k);
+  }
+
+  /** Drops memory of pods and images no longer in target, so the tracker does not grow forever. */
+  retain(target: DesiredPod[]): void {
+    const keys = new Set<string>();
+    const images = new Set<string>();
+    for (const p of target) {
+      for (const c of p.spec.containers) {
+        keys.add(containerKey(p.uid, c.name));
+        images.add(c.image);
+      }
+    }
+    for (const k of [...this.crashes.keys(), ...this.runFailures.keys()]) if (!keys.has(k)) this.forget(k);
+    for (const k of this.announced.keys()) if (!keys.has(k.split('#')[0]!)) this.announced.delete(k);
+    for (const i of this.pullFailures.keys()) if (!images.has(i)) this.pullFailures.delete(i);
+  }
+
+  /** PlanContext wired to this tracker, at the tracker's clock. */
+  planContext(node: string, images: Set<string>): PlanContext {
+    return {
+      node,
+      now: this.clock(),
+      images,
+      restartBackoff: (key, exited, now) => this.restartBackoff(key, exited, now),
+      pullBackoff: (image, now) => this.pullBackoff(image, now),
+      runBackoff: (key, now) => this.runBackoff(key, now),
+    };
+  }
+}
+
+export interface ApplyDeps {
+  runtime: ContainerRuntime;
+  logger: Logger;
+  emit: (e: AgentEvent) => void;
+  restarts: RestartTracker;
+}
+
+export interface StepError {
+  step: Step;
+  error: Error;
+}
+
+type Executors = { [A in Step['action']]: (step: Extract<Step, { action: A }>) => Promise<void> };
+
+function event(deps: ApplyDeps, pod: PodRef | undefined, type: AgentEvent['type'], reason: string, message: string): void {
+  if (!pod) return;
+  deps.emit({
+    type,
+    reason,
+    message,
+    ts: new Date(deps.restarts.clock()).toISOString(),
+    involved: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+  });
+}
+
+const REMOVE_MESSAGE: Record<Extract<Step, { action: 'remove' }>['reason'], (container: string) => string> = {
+  orphan: (c) => `Stopping container ${c}`,
+  'spec-changed': (c) => `Container ${c} definition changed, will be restarted`,
+  duplicate: (c) => `Stopping duplicate container ${c}`,
+};
+
+function executors(deps: ApplyDeps): Executors {
+  const { runtime, restarts, logger } = deps;
+  return {
+    async pull(step) {
+      for (const p of step.pods) event(deps, p, 'Normal', 'Pulling', `Pulling image "${step.image}"`);
+      try {
+        await runtime.pull(step.image);
+      } catch (err) {
+        restarts.pullFailed(step.image, errorMessage(err));
+        for (const p of step.pods) event(deps, p, 'Warning', 'Failed', `Failed to pull image "${step.image}": ${errorMessage(err)}`);
+        throw err;
+      }
+      restarts.pullSucceeded(step.image);
+      for (const p of step.pods) event(deps, p, 'Normal', 'Pulled', `Successfully pulled image "${step.image}"`);
+    },
+
+    async run(step) {
+      try {
+        await runtime.run(step.spec);
+      } catch (err) {
+        restarts.runFailed(step.key, errorMessage(err));
+        event(deps, step.pod, 'Warning', 'Failed', `Error: ${errorMessage(err)}`);
+        throw err;
+      }
+      restarts.runSucceeded(step.key);
+      event(deps, step.pod, 'Normal', 'Created', `Created container ${step.container}`);
+      event(deps, step.pod, 'Normal', 'Started', `Started container ${step.container}`);
+    },
+
+    async restart(step) {
+      // Counted before trying: a container that fails to start must back off like one that crashes.
+      restarts.recordRestart(step.key, step.exited);
+      try {
+        await runtime.start(step.id);
+      } catch (err) {
+        event(deps, step.pod, 'Warning', 'Failed', `Error: ${errorMessage(err)}`);
+        throw err;
+      }
+      event(deps, step.pod, 'Normal', 'Started', `Started container ${step.container}`);
+    },
+
+    async remove(step) {
+      const label = step.container ?? step.name;
+      if (step.running) {
+        event(deps, step.pod, 'Normal', 'Killing', REMOVE_MESSAGE[step.reason](label));
+        try {
+          await runtime.stop(step.id, step.graceSeconds);
+        } catch (err) {
+          // remove force-kills; a failed graceful stop only costs the grace period.
+          logger.warn({ err: errorMessage(err), container: step.name }, 'graceful stop failed; removing by force');
+        }
+      }
+      await runtime.remove(step.id);
+      if (step.reason === 'orphan' && step.pod && step.container) restarts.forget(containerKey(step.pod.uid, step.container));
+    },
+  };
+}
+
+/** Runs every step in order; failures are collected, logged and returned, never thrown. */
+export async function applySteps(steps: Step[], deps: ApplyDeps): Promise<{ errors: StepError[] }> {
+  const table = executors(deps);
+  const errors: StepError[] = [];
+  for (const step of steps) {
+    const execute = table[step.action] as (s: Step) => Promise<void>;
+    try {
+      await execute(step);
+      deps.logger.debug({ action: step.action, step: describeStep(step) }, 'step done');
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err));
+      deps.logger.warn({ action: step.action, step: describeStep(step), err: error.message }, 'step failed');
+      errors.push({ step, error });
+    }
+  }
+  return { errors };
+}
+
+/** Short human form of a step for logs. */
+export function describeStep(step: Step): string {
+  switch (step.action) {
+    case 'pull':
+      return `pull ${step.image}`;
+    case 'run':
+      return `run ${step.spec.name}`;
+    case 'restart':
+      return `restart ${step.name}`;
+    case 'remove':
+      return `remove ${step.name} (${step.reason})`;
+  }
+}
+
+function waitEvent(w: Wait, restarts: RestartTracker): { marker: string; message: string } | undefined {
+  switch (w.reason) {
+    case 'CrashLoopBackOff':
+      return { marker: w.marker ?? '', message: `Back-off restarting failed container ${w.container} in pod ${w.pod.name}_${w.pod.namespace}(${w.pod.uid})` };
+    case 'ImagePullBackOff':
+      return { marker: `${w.image}#${restarts.pullFailure(w.image ?? '')?.failures}`, message: `Back-off pulling image "${w.image}"` };
+    case 'RunContainerBackOff':
+      return { marker: `${restarts.runFailure(w.key)?.failures}`, message: `Back-off starting container ${w.container}` };
+  }
+}
+
+/**
+ * Announces back-offs and invalid specs (Warning events) once per crash or failure rather than on
+ * every pass of the loop, then applies the steps.
+ */
+export async function applyPlan(result: PlanResult, deps: ApplyDeps): Promise<{ errors: StepError[] }> {
+  for (const w of result.waits) {
+    const e = waitEvent(w, deps.restarts);
+    if (e && deps.restarts.announce(`${w.key}#${w.reason}`, e.marker)) event(deps, w.pod, 'Warning', 'BackOff', e.message);
+  }
+  for (const bad of result.invalid) announceInvalid(bad, deps);
+  return applySteps(result.steps, deps);
+}
+
+function announceInvalid(bad: InvalidContainer, deps: ApplyDeps): void {
+  if (deps.restarts.announce(`${bad.key}#invalid`, bad.message)) {
+    event(deps, bad.pod, 'Warning', 'Failed', `Error: container ${bad.container}: ${bad.message}`);
+  }
+}
+
+/** The target images present on the node, asked one by one so the runtime resolves short names its own way. */
+export async function presentImages(runtime: ContainerRuntime, target: DesiredPod[]): Promise<Set<string>> {
+  const images = [...new Set(target.flatMap((p) => p.spec.containers.map((c) => c.image)))];
+  const present = await Promise.all(images.map(async (i) => ((await runtime.hasImage(i)) ? i : undefined)));
+  return new Set(present.filter((i): i is string => i !== undefined));
+}
