@@ -3,8 +3,8 @@ import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_VERSION, type AgentConfig } from './config.js';
 import type { AgentLink } from './connection.js';
-import { applySteps, RestartTracker } from './engine/apply.js';
-import { LABELS } from './engine/naming.js';
+import { applyPlan, RestartTracker } from './engine/apply.js';
+import { LABELS, managedSelector } from './engine/naming.js';
 import { plan } from './engine/plan.js';
 import { podReports } from './engine/report.js';
 import type { Hardware } from './hardware.js';
@@ -48,7 +48,7 @@ export class Agent {
 
   constructor(private readonly deps: AgentDeps) {
     this.now = deps.now ?? Date.now;
-    this.restarts = new RestartTracker({ now: this.now });
+    this.restarts = new RestartTracker({ clock: this.now });
   }
 
   /** Reconcile from the cache first (works with no link), then connect. */
@@ -143,7 +143,7 @@ export class Agent {
   }
 
   private async listManaged(): Promise<RuntimeContainer[]> {
-    return this.deps.runtime.list({ [LABELS.managed]: 'true', [LABELS.node]: this.deps.cfg.node });
+    return this.deps.runtime.list(managedSelector(this.deps.cfg.node));
   }
 
   private async reconcileOnce(): Promise<void> {
@@ -156,10 +156,10 @@ export class Agent {
       current = await this.listManaged();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const images = new Set(await runtime.images());
-        const p = plan(current, pods, { node: cfg.node, now: this.now(), images, restartBackoff: (key) => this.restarts.delayFor(key) });
+        const p = plan(current, pods, this.restarts.planContext(cfg.node, images));
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
         if (p.steps.length === 0) break;
-        const { errors } = await applySteps(p.steps, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
+        const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
         current = await this.listManaged();
         if (errors.length) {
           requeueMs = Math.min(requeueMs, 5_000);
@@ -173,8 +173,9 @@ export class Agent {
       current = [];
       requeueMs = Math.min(requeueMs, 5_000);
     }
+    this.restarts.retain(pods);
     if (desired) this.observedGeneration = desired.generation;
-    this.lastReports = this.runtimeHealthy ? podReports(pods, current, (key) => this.restarts.count(key), this.now()) : this.lastReports;
+    this.lastReports = this.runtimeHealthy ? podReports(pods, current, this.restarts, this.now()) : this.lastReports;
     this.sendStatus(false);
     if (!this.stopped) this.trigger(requeueMs);
   }
