@@ -388,7 +388,8 @@ describe('HTTP client', () => {
       }
       if (req.url === '/slow') return; // never answers
       if (req.url === '/warn') {
-        res.writeHead(200, { 'content-type': 'application/json', warning: ['299 - "spec.dnsPolicy: ignored"', '299 - "second, with comma"'] });
+        res.setHeader('warning', ['299 - "spec.dnsPolicy: ignored"', '299 - "second, with comma"']);
+        res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{}');
         return;
       }

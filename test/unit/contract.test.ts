@@ -1,0 +1,28 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { DELIVERY, decode, encode, parseTopic, payloads, topics } from '../../src/contract/index.js';
+import { ValidationError } from '../../src/util/errors.js';
+
+test('topic builders and the parser agree for every node topic', () => {
+  for (const kind of ['presence', 'hello', 'desired', 'status', 'events'] as const) {
+    assert.deepEqual(parseTopic(topics[kind]('edge-1')), { kind, node: 'edge-1' });
+  }
+  assert.deepEqual(parseTopic(topics.request('edge-1', 'abc')), { kind: 'request', node: 'edge-1', id: 'abc' });
+  assert.deepEqual(parseTopic(topics.response('edge-1', 'abc')), { kind: 'response', node: 'edge-1', id: 'abc' });
+  assert.equal(parseTopic('other/v1/nodes/x/hello'), undefined);
+  assert.equal(parseTopic(topics.hello('a') + '/extra'), undefined);
+});
+
+test('desired state and presence are retained, status is not', () => {
+  assert.equal(DELIVERY.desired.retain, true);
+  assert.equal(DELIVERY.presence.retain, true);
+  assert.equal(DELIVERY.status.retain, false);
+  for (const d of Object.values(DELIVERY)) assert.equal(d.qos, 1);
+});
+
+test('decode rejects bad JSON, bad shapes and oversized payloads with the cause', () => {
+  assert.throws(() => decode(payloads.presence, Buffer.from('{nope'), 'presence'), (e: unknown) => e instanceof ValidationError && /not JSON/.test(e.message));
+  assert.throws(() => decode(payloads.presence, encode({ state: 'sleepy', bootId: 'b', ts: 't' }), 'presence'), (e: unknown) => e instanceof ValidationError && /state/.test(e.message));
+  assert.throws(() => decode(payloads.presence, Buffer.alloc(payloads.MAX_PAYLOAD_BYTES + 1), 'presence'), /exceeds/);
+  assert.deepEqual(decode(payloads.presence, encode({ state: 'online', bootId: 'b', ts: 't' }), 'presence'), { state: 'online', bootId: 'b', ts: 't' });
+});
