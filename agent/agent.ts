@@ -75,9 +75,13 @@ export class Agent {
   }
 
   onConnect(): void {
-    void this.sendHello();
-    this.sendStatus(true);
-    void this.flushEvents();
+    // Hello first: the server registers the Node from it, and a status before that is refused.
+    void this.sendHello()
+      .catch((err) => this.deps.logger.warn({ err: errorMessage(err) }, 'cannot send hello'))
+      .then(() => {
+        this.sendStatus(true);
+        return this.flushEvents();
+      });
   }
 
   onDesired(d: payloads.Desired): void {
@@ -232,7 +236,7 @@ export class Agent {
   private async sendHello(): Promise<void> {
     const { cfg, hardware, bootId, link, runtime } = this.deps;
     const images = await runtime.images().catch(() => []);
-    link.publishHello({
+    await link.publishHello({
       agentVersion: AGENT_VERSION,
       contractVersion: CONTRACT_VERSION,
       node: cfg.node,

@@ -108,8 +108,8 @@ export class AgentLink {
     }
   }
 
-  publishHello(h: payloads.Hello): void {
-    this.client?.publish(topics.hello(this.opts.node), encode(h), DELIVERY.hello);
+  async publishHello(h: payloads.Hello): Promise<void> {
+    await this.client?.publishAsync(topics.hello(this.opts.node), encode(h), DELIVERY.hello);
   }
 
   /** Returns false when offline: the caller keeps the report and sends the latest on reconnect. */

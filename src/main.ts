@@ -4,7 +4,7 @@
  * wires server/, agent/ and src/cli together, and (with the entry scripts) the only one that exits.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
@@ -39,6 +39,14 @@ async function writeClientConfig(apiUrl: string, token: string): Promise<string 
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, JSON.stringify({ server: apiUrl, token }, null, 2) + '\n', { mode: 0o600 });
   return path;
+}
+
+/** The first non-loopback IPv4 address: a reasonable guess of how other devices reach this one. */
+function primaryAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
 }
 
 function onSignals(stop: () => Promise<void>): void {
@@ -133,7 +141,7 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       agent = await startAgent(agentConfig({ ...o, stateDir: o.stateDir }, server.mqttUrl, agentToken), { logger });
     }
     const cfgPath = await writeClientConfig(server.apiUrl, server.adminToken).catch(() => undefined);
-    const host = o.advertiseAddress ?? '<this-host>';
+    const host = o.advertiseAddress ?? primaryAddress() ?? '<this-host>';
     const mqttPublic = o.brokerUrl ?? `mqtt://${host}:${new URL(server.mqttUrl).port}`;
     io.stderr(
       [

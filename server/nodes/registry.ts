@@ -37,6 +37,7 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  * pods bound to the node (only when something a user would see changed, to spare the store).
  */
 export class NodeRegistry {
+  private readonly queues = new Map<string, Promise<void>>();
   private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
   private readonly now: () => number;
   private readonly missed: number;
@@ -46,7 +47,18 @@ export class NodeRegistry {
     this.missed = opts.missedHeartbeats ?? 3;
   }
 
-  async handle(t: ParsedTopic, payload: Buffer): Promise<void> {
+  /** Reports of one node are handled in arrival order (hello before status); nodes run in parallel. */
+  handle(t: ParsedTopic, payload: Buffer): Promise<void> {
+    const prev = this.queues.get(t.node) ?? Promise.resolve();
+    const next = prev.catch(() => {}).then(() => this.handleOne(t, payload));
+    this.queues.set(t.node, next);
+    void next.finally(() => {
+      if (this.queues.get(t.node) === next) this.queues.delete(t.node);
+    }).catch(() => {});
+    return next;
+  }
+
+  private async handleOne(t: ParsedTopic, payload: Buffer): Promise<void> {
     // An empty retained payload is how a retained message is cleared; nothing to do.
     if (payload.length === 0) return;
     switch (t.kind) {
