@@ -92,7 +92,7 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string): Run
   if (!c) throw new Error(`pod ${pod.namespace}/${pod.name} has no container "${container}"`);
   const env: Record<string, string> = {};
   // Later entries win, as in Kubernetes.
-  for (const e of c.env ?? []) env[e.name] = e.value;
+  for (const e of c.env ?? []) env[e.name] = e.value ?? '';
   const limits = c.resources?.limits;
   const spec: RunSpec = {
     name: containerName(pod.namespace, pod.name, c.name, pod.uid),

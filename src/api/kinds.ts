@@ -1,8 +1,10 @@
 import type { z } from 'zod';
+import { configMap, resourceQuota, secret } from './config.js';
 import { event } from './event.js';
 import { namespace } from './namespace.js';
 import { node } from './node.js';
 import { pod } from './pod.js';
+import { daemonSet, deployment, job, replicaSet } from './workloads.js';
 
 /**
  * The table of object kinds: how each is named in URLs and on the command line, whether it lives in a
@@ -26,6 +28,13 @@ export const KINDS: KindInfo[] = [
   { kind: 'Node', plural: 'nodes', singular: 'node', shortNames: ['no'], namespaced: false, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: node },
   { kind: 'Namespace', plural: 'namespaces', singular: 'namespace', shortNames: ['ns'], namespaced: false, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: namespace },
   { kind: 'Event', plural: 'events', singular: 'event', shortNames: ['ev'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'events.k8s.io/v1', 'drover.io/v1'], schema: event },
+  { kind: 'ConfigMap', plural: 'configmaps', singular: 'configmap', shortNames: ['cm'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: configMap },
+  { kind: 'Secret', plural: 'secrets', singular: 'secret', shortNames: [], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: secret },
+  { kind: 'ResourceQuota', plural: 'resourcequotas', singular: 'resourcequota', shortNames: ['quota'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: resourceQuota },
+  { kind: 'Deployment', plural: 'deployments', singular: 'deployment', shortNames: ['deploy'], namespaced: true, groupVersion: 'apps/v1', apiVersions: ['apps/v1', 'drover.io/v1'], schema: deployment },
+  { kind: 'ReplicaSet', plural: 'replicasets', singular: 'replicaset', shortNames: ['rs'], namespaced: true, groupVersion: 'apps/v1', apiVersions: ['apps/v1', 'drover.io/v1'], schema: replicaSet },
+  { kind: 'DaemonSet', plural: 'daemonsets', singular: 'daemonset', shortNames: ['ds'], namespaced: true, groupVersion: 'apps/v1', apiVersions: ['apps/v1', 'drover.io/v1'], schema: daemonSet },
+  { kind: 'Job', plural: 'jobs', singular: 'job', shortNames: [], namespaced: true, groupVersion: 'batch/v1', apiVersions: ['batch/v1', 'drover.io/v1'], schema: job },
 ];
 
 export function kindByName(name: string): KindInfo | undefined {

@@ -22,11 +22,24 @@ export const nodeStatus = z.object({
   /** ISO time the server last heard from the agent (presence, hello or status). */
   lastHeard: z.string().optional(),
   images: z.array(z.string()).optional(),
+  /** Host device nodes the agent found (e.g. /dev/ttyUSB0), for pods that ask for devices. */
+  devices: z.array(z.string()).optional(),
+  /** Usage reported by the agent, for `drover top`. */
+  usage: z.object({ cpuMilli: z.number(), memoryBytes: z.number(), ts: z.string() }).optional(),
 });
 export type NodeStatus = z.infer<typeof nodeStatus>;
 
+export const taint = z.strictObject({
+  key: z.string({ error: 'required' }).min(1, 'required'),
+  value: z.string().optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']),
+  timeAdded: z.string().optional(),
+});
+export type Taint = z.infer<typeof taint>;
+
 export const nodeSpec = z.strictObject({
   unschedulable: z.boolean().optional(),
+  taints: z.array(taint).optional(),
 });
 
 export const node = z.strictObject({

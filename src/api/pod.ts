@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { condition, objectMeta } from './meta.js';
 import { isQuantity } from './quantity.js';
+import { labelSelector } from './selector.js';
 
 const quantity = z
   .union([z.string(), z.number()])
@@ -8,9 +9,65 @@ const quantity = z
 
 export const resourceList = z.strictObject({ cpu: quantity.optional(), memory: quantity.optional() });
 
-export const envVar = z.strictObject({
-  name: z.string({ error: 'required' }).min(1, 'required').regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, 'invalid environment variable name'),
-  value: z.string().default(''),
+const keyRef = z.strictObject({ name: z.string({ error: 'required' }).min(1, 'required'), key: z.string({ error: 'required' }).min(1, 'required'), optional: z.boolean().optional() });
+
+export const envVar = z
+  .strictObject({
+    name: z.string({ error: 'required' }).min(1, 'required').regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, 'invalid environment variable name'),
+    value: z.string().optional(),
+    valueFrom: z
+      .strictObject({
+        configMapKeyRef: keyRef.optional(),
+        secretKeyRef: keyRef.optional(),
+        fieldRef: z.strictObject({ fieldPath: z.string(), apiVersion: z.string().optional() }).optional(),
+      })
+      .optional(),
+  })
+  .refine((e) => !(e.value !== undefined && e.valueFrom), { message: 'may not have both value and valueFrom', path: ['valueFrom'] });
+export type EnvVar = z.infer<typeof envVar>;
+
+export const envFromSource = z.strictObject({
+  prefix: z.string().optional(),
+  configMapRef: z.strictObject({ name: z.string(), optional: z.boolean().optional() }).optional(),
+  secretRef: z.strictObject({ name: z.string(), optional: z.boolean().optional() }).optional(),
+});
+
+export const volumeMount = z.strictObject({
+  name: z.string({ error: 'required' }),
+  mountPath: z.string({ error: 'required' }).startsWith('/', 'must be an absolute path'),
+  readOnly: z.boolean().optional(),
+  subPath: z.string().optional(),
+  mountPropagation: z.string().optional(),
+});
+
+const portRef = z.union([z.number().int().min(1).max(65535), z.string()]);
+
+export const probe = z.strictObject({
+  exec: z.strictObject({ command: z.array(z.string()).min(1) }).optional(),
+  httpGet: z
+    .strictObject({
+      path: z.string().default('/'),
+      port: portRef,
+      host: z.string().optional(),
+      scheme: z.enum(['HTTP', 'HTTPS']).default('HTTP'),
+      httpHeaders: z.array(z.strictObject({ name: z.string(), value: z.string() })).optional(),
+    })
+    .optional(),
+  tcpSocket: z.strictObject({ port: portRef, host: z.string().optional() }).optional(),
+  initialDelaySeconds: z.number().int().min(0).default(0),
+  periodSeconds: z.number().int().min(1).default(10),
+  timeoutSeconds: z.number().int().min(1).default(1),
+  successThreshold: z.number().int().min(1).default(1),
+  failureThreshold: z.number().int().min(1).default(3),
+  terminationGracePeriodSeconds: z.number().int().optional(),
+}).refine((p) => [p.exec, p.httpGet, p.tcpSocket].filter(Boolean).length === 1, { message: 'exactly one of exec, httpGet or tcpSocket is required' });
+export type Probe = z.infer<typeof probe>;
+
+/** drover extension: a host device node passed into the container (serial ports, GPIO, video). */
+export const device = z.strictObject({
+  hostPath: z.string().startsWith('/dev/', 'must be under /dev/'),
+  containerPath: z.string().optional(),
+  permissions: z.string().regex(/^[rwm]+$/, 'must be made of r, w, m').optional(),
 });
 
 export const containerPort = z.strictObject({
@@ -31,10 +88,86 @@ export const container = z.strictObject({
   args: z.array(z.string()).optional(),
   workingDir: z.string().optional(),
   env: z.array(envVar).optional(),
+  envFrom: z.array(envFromSource).optional(),
   ports: z.array(containerPort).optional(),
   resources: z.strictObject({ requests: resourceList.optional(), limits: resourceList.optional() }).optional(),
+  volumeMounts: z.array(volumeMount).optional(),
+  livenessProbe: probe.optional(),
+  readinessProbe: probe.optional(),
+  startupProbe: probe.optional(),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  devices: z.array(device).optional(),
 });
 export type Container = z.infer<typeof container>;
+
+export const volume = z
+  .strictObject({
+    name: z.string({ error: 'required' }).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label'),
+    hostPath: z.strictObject({ path: z.string().startsWith('/', 'must be an absolute path'), type: z.string().optional() }).optional(),
+    emptyDir: z.strictObject({ medium: z.string().optional(), sizeLimit: quantity.optional() }).optional(),
+    configMap: z
+      .strictObject({
+        name: z.string(),
+        items: z.array(z.strictObject({ key: z.string(), path: z.string(), mode: z.number().int().optional() })).optional(),
+        optional: z.boolean().optional(),
+        defaultMode: z.number().int().optional(),
+      })
+      .optional(),
+    secret: z
+      .strictObject({
+        secretName: z.string(),
+        items: z.array(z.strictObject({ key: z.string(), path: z.string(), mode: z.number().int().optional() })).optional(),
+        optional: z.boolean().optional(),
+        defaultMode: z.number().int().optional(),
+      })
+      .optional(),
+  })
+  .refine((v) => [v.hostPath, v.emptyDir, v.configMap, v.secret].filter(Boolean).length <= 1, { message: 'only one volume source (hostPath, emptyDir, configMap, secret) may be set' });
+export type Volume = z.infer<typeof volume>;
+
+export const toleration = z.strictObject({
+  key: z.string().optional(),
+  operator: z.enum(['Exists', 'Equal']).default('Equal'),
+  value: z.string().optional(),
+  effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+  tolerationSeconds: z.number().int().optional(),
+});
+export type Toleration = z.infer<typeof toleration>;
+
+export const nodeSelectorRequirement = z.strictObject({
+  key: z.string(),
+  operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist', 'Gt', 'Lt']),
+  values: z.array(z.string()).optional(),
+});
+export const nodeSelectorTerm = z.strictObject({
+  matchExpressions: z.array(nodeSelectorRequirement).optional(),
+  matchFields: z.array(nodeSelectorRequirement).optional(),
+});
+export type NodeSelectorTerm = z.infer<typeof nodeSelectorTerm>;
+
+export const podAffinityTerm = z.strictObject({
+  labelSelector: labelSelector.optional(),
+  namespaces: z.array(z.string()).optional(),
+  topologyKey: z.string({ error: 'required' }).min(1, 'required'),
+});
+export type PodAffinityTerm = z.infer<typeof podAffinityTerm>;
+
+const podAffinityRules = z.strictObject({
+  requiredDuringSchedulingIgnoredDuringExecution: z.array(podAffinityTerm).optional(),
+  preferredDuringSchedulingIgnoredDuringExecution: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), podAffinityTerm })).optional(),
+});
+
+export const affinity = z.strictObject({
+  nodeAffinity: z
+    .strictObject({
+      requiredDuringSchedulingIgnoredDuringExecution: z.strictObject({ nodeSelectorTerms: z.array(nodeSelectorTerm).min(1) }).optional(),
+      preferredDuringSchedulingIgnoredDuringExecution: z.array(z.strictObject({ weight: z.number().int().min(1).max(100), preference: nodeSelectorTerm })).optional(),
+    })
+    .optional(),
+  podAffinity: podAffinityRules.optional(),
+  podAntiAffinity: podAffinityRules.optional(),
+});
+export type Affinity = z.infer<typeof affinity>;
 
 export const podSpec = z
   .strictObject({
@@ -44,6 +177,10 @@ export const podSpec = z
     nodeName: z.string().optional(),
     terminationGracePeriodSeconds: z.number().int().min(0).default(10),
     hostNetwork: z.boolean().optional(),
+    volumes: z.array(volume).optional(),
+    tolerations: z.array(toleration).optional(),
+    affinity: affinity.optional(),
+    activeDeadlineSeconds: z.number().int().min(1).optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();
@@ -51,6 +188,12 @@ export const podSpec = z
       if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'name'], message: `duplicate container name "${c.name}"` });
       seen.add(c.name);
     });
+    const vols = new Set((spec.volumes ?? []).map((v) => v.name));
+    spec.containers.forEach((c, i) =>
+      (c.volumeMounts ?? []).forEach((m, j) => {
+        if (!vols.has(m.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `volume "${m.name}" is not defined in spec.volumes` });
+      }),
+    );
   });
 export type PodSpec = z.infer<typeof podSpec>;
 

@@ -11,16 +11,26 @@ import type { ApiObject } from './meta.js';
  */
 const IGNORED: Record<string, string[]> = {
   metadata: ['managedFields', 'selfLink', 'generateName', 'finalizers', 'clusterName'],
-  'Pod.spec': [
+  podSpec: [
     'dnsPolicy', 'dnsConfig', 'schedulerName', 'securityContext', 'serviceAccountName', 'serviceAccount',
     'automountServiceAccountToken', 'imagePullSecrets', 'priorityClassName', 'priority', 'enableServiceLinks',
-    'preemptionPolicy', 'hostname', 'subdomain', 'initContainers', 'volumes', 'affinity', 'tolerations',
-    'topologySpreadConstraints', 'readinessGates', 'runtimeClassName', 'shareProcessNamespace', 'hostPID', 'hostIPC',
+    'preemptionPolicy', 'hostname', 'subdomain', 'initContainers', 'topologySpreadConstraints', 'readinessGates',
+    'runtimeClassName', 'shareProcessNamespace', 'hostPID', 'hostIPC',
   ],
-  'Pod.spec.containers': [
-    'imagePullPolicy', 'terminationMessagePath', 'terminationMessagePolicy', 'securityContext', 'stdin', 'stdinOnce',
-    'tty', 'livenessProbe', 'readinessProbe', 'startupProbe', 'lifecycle', 'volumeMounts', 'volumeDevices', 'envFrom',
+  container: [
+    'terminationMessagePath', 'terminationMessagePolicy', 'securityContext', 'stdin', 'stdinOnce', 'tty', 'lifecycle',
+    'volumeDevices', 'resizePolicy',
   ],
+  workloadSpec: ['podManagementPolicy'],
+};
+
+/** Where the pod spec sits in each kind that carries one. */
+const POD_SPEC_PATH: Record<string, string[]> = {
+  Pod: ['spec'],
+  Deployment: ['spec', 'template', 'spec'],
+  ReplicaSet: ['spec', 'template', 'spec'],
+  DaemonSet: ['spec', 'template', 'spec'],
+  Job: ['spec', 'template', 'spec'],
 };
 
 export interface ParsedObject<T = ApiObject> {
@@ -84,12 +94,18 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
   const warnings: string[] = [];
   if (isRecord(input.metadata)) stripIgnored(input.metadata, IGNORED.metadata!, 'metadata', warnings);
   if (!opts.keepStatus && 'status' in input) delete input.status;
-  if (kind.kind === 'Pod' && isRecord(input.spec)) {
-    stripIgnored(input.spec, IGNORED['Pod.spec']!, 'spec', warnings);
-    if (Array.isArray(input.spec.containers)) {
-      input.spec.containers.forEach((c, i) => {
-        if (isRecord(c)) stripIgnored(c, IGNORED['Pod.spec.containers']!, `spec.containers[${i}]`, warnings);
-      });
+  const podPath = POD_SPEC_PATH[kind.kind];
+  if (podPath) {
+    let spec: unknown = input;
+    for (const k of podPath) spec = isRecord(spec) ? spec[k] : undefined;
+    const at = podPath.join('.');
+    if (isRecord(spec)) {
+      stripIgnored(spec, IGNORED.podSpec!, at, warnings);
+      if (Array.isArray(spec.containers)) {
+        spec.containers.forEach((c, i) => {
+          if (isRecord(c)) stripIgnored(c, IGNORED.container!, `${at}.containers[${i}]`, warnings);
+        });
+      }
     }
   }
   const result = kind.schema.safeParse(input);

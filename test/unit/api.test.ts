@@ -27,6 +27,7 @@ spec:
   - name: nginx
     image: nginx:1.14.2
     imagePullPolicy: IfNotPresent
+    terminationMessagePolicy: File
     ports:
     - containerPort: 80
     resources:
@@ -42,7 +43,8 @@ test('a Kubernetes Pod manifest applies with defaults and lists ignored fields a
   assert.equal(spec.restartPolicy, 'Always');
   assert.equal(spec.terminationGracePeriodSeconds, 10);
   assert.equal(spec.containers[0].ports[0].protocol, 'TCP');
-  assert.deepEqual(warnings, ['spec.containers[0].imagePullPolicy: not supported by drover, ignored']);
+  assert.equal(spec.containers[0].imagePullPolicy, 'IfNotPresent');
+  assert.deepEqual(warnings, ['spec.containers[0].terminationMessagePolicy: not supported by drover, ignored']);
 });
 
 test('a missing image names the field path', () => {

@@ -1,0 +1,212 @@
+/**
+ * A misbehaving (or hostile) MQTT client against the server's embedded broker: malformed, incomplete,
+ * mismatched and oversized reports must be refused without creating Nodes or breaking the server, and
+ * the broker must refuse clients without the join token.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { CONTRACT_VERSION, DELIVERY, encode, payloads, topics } from '../../src/contract/index.js';
+import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+
+const NODE = 'edge-x';
+
+function validHello(node: string, extra: Partial<payloads.Hello> = {}): payloads.Hello {
+  return {
+    agentVersion: '0.0.0-test',
+    contractVersion: CONTRACT_VERSION,
+    node,
+    bootId: 'boot-1234',
+    arch: 'arm64',
+    os: 'linux',
+    osImage: 'Test Linux 1.0',
+    kernelVersion: '6.1.0-test',
+    hostname: `${node}.lan`,
+    cpu: { cores: 4, model: 'Cortex-A72' },
+    memoryBytes: 4 * 2 ** 30,
+    addresses: ['192.0.2.10'],
+    runtime: { name: 'podman', version: '4.9.3' },
+    labels: { 'drover.io/test': 'bad-input' },
+    images: [],
+    ...extra,
+  };
+}
+
+function validStatus(node: string): payloads.Status {
+  return {
+    node,
+    bootId: 'boot-1234',
+    observedGeneration: 0,
+    ts: new Date().toISOString(),
+    pods: [],
+    runtimeHealthy: true,
+    heartbeatSeconds: 5,
+  };
+}
+
+describe('mqtt: bad input from agents', () => {
+  let cluster: TestServer;
+  let client: MqttClient;
+  const extraClients: MqttClient[] = [];
+
+  const nodeNames = async (): Promise<string[]> => {
+    const r = await cluster.api('GET', '/api/v1/nodes');
+    assert.equal(r.status, 200, r.text);
+    return r.body.items.map((n: any) => n.metadata.name).sort();
+  };
+
+  /** The server is alive: the API answers and its own MQTT link is still connected. */
+  const assertHealthy = async () => {
+    const h = await fetch(`${cluster.apiUrl}/healthz`);
+    assert.equal(h.status, 200);
+    await waitFor('readyz', async () => (await fetch(`${cluster.apiUrl}/readyz`)).status === 200, 10_000);
+  };
+
+  /**
+   * Publishes a valid hello for `node` and waits for its Node: the server handles one client's messages
+   * in order, so every report published before it has been dealt with by then.
+   */
+  const sentinel = async (node: string) => {
+    await client.publishAsync(topics.hello(node), encode(validHello(node)), DELIVERY.hello);
+    await waitFor(`node ${node}`, async () => (await cluster.api('GET', `/api/v1/nodes/${node}`)).status === 200, 10_000, 25);
+    // Give any stray async handler of the earlier messages a moment to (wrongly) land.
+    await new Promise((r) => setTimeout(r, 200));
+  };
+
+  before(async () => {
+    cluster = await startTestServer();
+    client = await mqtt.connectAsync(cluster.mqttUrl, {
+      username: NODE,
+      password: cluster.joinToken,
+      clientId: `drover-agent-${NODE}`,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
+  });
+
+  after(async () => {
+    for (const c of [client, ...extraClients]) await c?.endAsync(true).catch(() => {});
+    await cluster?.stop();
+  });
+
+  test('malformed, incomplete, mismatched hellos and a status from an unknown node create nothing', async () => {
+    // (a) not JSON
+    await client.publishAsync(topics.hello(NODE), Buffer.from('{"agentVersion": "1", "node": "edge-x",'), DELIVERY.hello);
+    // (b) a required field missing
+    const { arch: _arch, ...noArch } = validHello(NODE);
+    await client.publishAsync(topics.hello(NODE), encode(noArch), DELIVERY.hello);
+    // wrong types are as bad as missing fields
+    await client.publishAsync(topics.hello(NODE), encode({ ...validHello(NODE), cpu: { cores: 'four', model: 'x' } }), DELIVERY.hello);
+    // JSON, but not an object
+    await client.publishAsync(topics.hello(NODE), Buffer.from('null'), DELIVERY.hello);
+    // (c) the payload names another node than the topic
+    await client.publishAsync(topics.hello(NODE), encode(validHello('edge-y')), DELIVERY.hello);
+    // (d) a status report from a node that never said hello
+    await client.publishAsync(topics.status('ghost'), encode(validStatus('ghost')), DELIVERY.status);
+    // and garbage on the other report topics
+    await client.publishAsync(topics.status('ghost'), Buffer.from('\u0000\u0001binary'), DELIVERY.status);
+    await client.publishAsync(topics.presence('ghost'), Buffer.from('[]'), DELIVERY.presence);
+    await client.publishAsync(topics.events('ghost'), Buffer.from('{"node":"ghost","events":[{}]}'), DELIVERY.events);
+
+    await sentinel('sentinel-a');
+    assert.deepEqual(await nodeNames(), ['sentinel-a'], 'no Node from any bad report');
+    await assertHealthy();
+
+    // A valid hello after all that registers the node with labels derived from the hello.
+    const hello = validHello(NODE);
+    await client.publishAsync(topics.hello(NODE), encode(hello), DELIVERY.hello);
+    const node = await waitFor(`node ${NODE}`, async () => {
+      const r = await cluster.api('GET', `/api/v1/nodes/${NODE}`);
+      return r.status === 200 ? r.body : undefined;
+    }, 10_000, 25);
+    assert.equal(node.metadata.labels['kubernetes.io/arch'], hello.arch);
+    assert.equal(node.metadata.labels['kubernetes.io/os'], hello.os);
+    assert.equal(node.metadata.labels['kubernetes.io/hostname'], NODE);
+    assert.equal(node.metadata.labels['drover.io/hostname'], hello.hostname);
+    assert.equal(node.metadata.labels['drover.io/test'], 'bad-input');
+    assert.equal(node.status.capacity.cpu, '4');
+    assert.equal(node.status.nodeInfo.containerRuntimeVersion, 'podman://4.9.3');
+    assert.equal(node.status.conditions.find((c: any) => c.type === 'Ready')?.status, 'True');
+    assert.deepEqual(await nodeNames(), [NODE, 'sentinel-a']);
+
+    // A status from the now-known node is accepted (and changes nothing it should not).
+    await client.publishAsync(topics.status(NODE), encode(validStatus(NODE)), DELIVERY.status);
+    await assertHealthy();
+  });
+
+  test('the broker refuses a wrong password and accepts the join token', async () => {
+    await assert.rejects(
+      mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', password: 'not-the-join-token', clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
+      (err: any) => {
+        assert.equal(err.code, 4, `connack return code (got ${err.code}: ${err.message})`);
+        return true;
+      },
+    );
+    await assert.rejects(
+      mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
+      (err: any) => err.code === 4 || err.code === 5,
+      'no password at all is refused too',
+    );
+    await assert.rejects(
+      mqtt.connectAsync(cluster.mqttUrl, { password: cluster.joinToken, clientId: 'drover-agent-anon', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
+      (err: any) => err.code === 4 || err.code === 5,
+      'the join token without a username is refused',
+    );
+    // The join token does not let a device pose as the server's own client.
+    await assert.rejects(
+      mqtt.connectAsync(cluster.mqttUrl, { username: 'drover-server', password: cluster.joinToken, clientId: 'drover-server', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
+      (err: any) => err.code === 4 || err.code === 5,
+      'join token with the server client id is refused',
+    );
+
+    const ok = await mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', password: cluster.joinToken, clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0 });
+    extraClients.push(ok);
+    assert.equal(ok.connected, true);
+    await ok.endAsync();
+    // The refused attempts did not disturb the server's own link.
+    await assertHealthy();
+  });
+
+  test('the registered node has a retained desired state (generation > 0, no pods)', async () => {
+    const sub = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}-desired`, protocolVersion: 4, reconnectPeriod: 0 });
+    extraClients.push(sub);
+    const got = new Promise<{ payload: Buffer; retain: boolean }>((resolve) => {
+      sub.on('message', (topic, payload, packet) => {
+        if (topic === topics.desired(NODE) && payload.length > 0) resolve({ payload, retain: packet.retain });
+      });
+    });
+    await sub.subscribeAsync(topics.desired(NODE), { qos: 1 });
+    const msg = await Promise.race([got, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no retained desired state within 10 s')), 10_000).unref())]);
+    assert.equal(msg.retain, true, 'delivered as a retained message');
+    const d = payloads.desired.parse(JSON.parse(msg.payload.toString('utf8')));
+    assert.equal(d.node, NODE);
+    assert.ok(d.generation > 0, `generation ${d.generation} > 0`);
+    assert.deepEqual(d.pods, []);
+    await sub.endAsync();
+  });
+
+  test('an oversized payload is rejected without breaking the server', async () => {
+    // A hello that would be valid but for its size: only the size limit can refuse it.
+    const base = validHello('edge-big');
+    const overhead = encode({ ...base, labels: { ...base.labels, pad: '' } }).length;
+    const big = encode({ ...base, labels: { ...base.labels, pad: 'x'.repeat(MAX_PAYLOAD_BYTES + 1 - overhead) } });
+    assert.equal(big.length, MAX_PAYLOAD_BYTES + 1);
+    // The broker may accept it (and the server refuse it) or drop the sender; either way, no Node.
+    await client.publishAsync(topics.hello('edge-big'), big, DELIVERY.hello).catch(() => {});
+    await client.publishAsync(topics.status(NODE), Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 0x7b), DELIVERY.status).catch(() => {});
+
+    if (!client.connected) {
+      client = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
+    }
+    await sentinel('sentinel-b');
+    const names = await nodeNames();
+    assert.ok(!names.includes('edge-big'), `no Node from the oversized hello (nodes: ${names})`);
+    await assertHealthy();
+
+    // The server still registers nodes and serves the API afterwards.
+    const node = await cluster.api('GET', `/api/v1/nodes/${NODE}`);
+    assert.equal(node.status, 200);
+    assert.equal(node.body.status.conditions.find((c: any) => c.type === 'Ready')?.status, 'True');
+  });
+});
