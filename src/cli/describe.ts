@@ -25,11 +25,13 @@ class Section {
     values.forEach((v, i) => this.line(level, i === 0 ? key : '', v));
     return this;
   }
-  table(level: number, headers: string[], rows: string[][]): this {
-    this.line(level, ...headers);
-    this.line(level, ...headers.map((h) => '-'.repeat(h.length)));
+  rows(level: number, rows: string[][]): this {
     for (const r of rows) this.line(level, ...r);
     return this;
+  }
+  /** A header, its dashed underline, then the rows. */
+  table(level: number, headers: string[], rows: string[][]): this {
+    return this.rows(level, [headers, headers.map((h) => '-'.repeat(h.length)), ...rows]);
   }
   render(): string {
     return tabwrite(this.lines.join('\n') + '\n', { minwidth: 0, padding: 2 });
@@ -67,16 +69,17 @@ export function describeEvents(s: Section, events: Event[] | undefined, now: num
     return;
   }
   s.line(0, 'Events:');
-  s.table(
+  // kubectl underlines Age with four dashes; copied so scripts that parse describe output keep working.
+  s.line(1, 'Type', 'Reason', 'Age', 'From', 'Message');
+  s.rows(
     1,
-    ['Type', 'Reason', 'Age', 'From', 'Message'],
-    events.map((e) => [
+    [['----', '------', '----', '----', '-------'], ...events.map((e) => [
       e.type,
       e.reason,
       e.count > 1 ? `${age(e.lastTimestamp, now)} (x${e.count} over ${age(e.firstTimestamp, now)})` : age(e.lastTimestamp, now),
       e.source?.host ? `${e.source.component}, ${e.source.host}` : (e.source?.component ?? ''),
       e.message,
-    ]),
+    ])],
   );
 }
 

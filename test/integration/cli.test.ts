@@ -266,12 +266,15 @@ class FakeRuntime implements ContainerRuntime {
     const lines = ['line 1', 'line 2', 'line 3'];
     return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
   }
-  async hasImage(): Promise<boolean> {
-    return true;
+  private readonly pulled = new Set<string>();
+  async hasImage(image: string): Promise<boolean> {
+    return this.pulled.has(image);
   }
-  async pull(): Promise<void> {}
+  async pull(image: string): Promise<void> {
+    this.pulled.add(image);
+  }
   async images(): Promise<string[]> {
-    return [];
+    return [...this.pulled];
   }
 }
 

@@ -357,7 +357,7 @@ describe('describe text', () => {
     assert.match(out, /\n    Limits:\n      memory: +64Mi\n/);
     assert.match(out, /\n    Environment:\n      MODE: +x\n/);
     assert.match(out, /\nConditions:\n  Type +Status\n  Ready +False\n/);
-    assert.match(out, /\nEvents:\n  Type +Reason +Age +From +Message\n  ---- +------ +--- +---- +-------\n  Warning +BackOff +60s \(x4 over 10m\) +agent, edge-1 +restarting failed container\n$/);
+    assert.match(out, /\nEvents:\n  Type +Reason +Age +From +Message\n  ---- +------ +---- +---- +-------\n  Warning +BackOff +60s \(x4 over 10m\) +agent, edge-1 +restarting failed container\n$/);
     // Values in one block share a column.
     const valueCols = new Set(out.split('\n').filter((l) => /^(Name|Namespace|Node):/.test(l)).map((l) => l.search(/\S+$/)));
     assert.equal(valueCols.size, 1);

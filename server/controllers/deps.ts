@@ -1,0 +1,12 @@
+import type { Logger } from '../../src/util/logger.js';
+import type { EventRecorder } from '../events/recorder.js';
+import type { Store } from '../store/types.js';
+
+/** What every controller is handed (built once in server/run.ts). */
+export interface ControllerDeps {
+  store: Store;
+  events: EventRecorder;
+  logger: Logger;
+  /** Injected clock, so deadline logic is testable. */
+  now: () => number;
+}

@@ -1,0 +1,119 @@
+import type { ApiObject } from '../../src/api/meta.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { Store, Watch } from '../store/types.js';
+import { WorkQueue } from './queue.js';
+
+export interface ReconcileResult {
+  /** Look at this key again after this long even if nothing changes (e.g. a progress deadline). */
+  requeueAfterMs?: number;
+}
+
+/**
+ * One controller: which store changes concern it (mapped to its own keys, "namespace/name"), and a
+ * level-triggered reconcile of one key that reads the whole current state and converges it.
+ * Throwing requeues the key with per-key backoff.
+ */
+export interface Controller {
+  name: string;
+  /** The kind this controller owns; every object of it is resynced periodically. */
+  kind: string;
+  /** Other kinds whose changes map to keys of this controller (e.g. Pod → its owning ReplicaSet). */
+  watches: Array<{ kind: string; keys(obj: ApiObject): string[] }>;
+  reconcile(key: string): Promise<ReconcileResult | void>;
+}
+
+export function keyOf(obj: ApiObject): string {
+  return `${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+}
+
+export function splitKey(key: string): { namespace: string; name: string } {
+  const i = key.indexOf('/');
+  return { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+/** Keys of the owners (of a given kind) named in an object's ownerReferences. */
+export function ownerKeys(obj: ApiObject, ownerKind: string): string[] {
+  return (obj.metadata.ownerReferences ?? []).filter((r) => r.kind === ownerKind).map((r) => `${obj.metadata.namespace ?? ''}/${r.name}`);
+}
+
+/**
+ * Runs controllers: store watch → enqueue keys → workers call reconcile; periodic resync enqueues
+ * every object of each controller's kind, so a missed event is repaired within one resync period.
+ */
+export class ControllerRunner {
+  private readonly queues = new Map<string, WorkQueue>();
+  private watch: Watch | undefined;
+  private resync: NodeJS.Timeout | undefined;
+  private workers: Promise<void>[] = [];
+
+  constructor(private readonly deps: { store: Store; logger: Logger; controllers: Controller[]; resyncMs?: number; workersPerController?: number }) {
+    for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue());
+  }
+
+  async start(): Promise<void> {
+    const { store, controllers } = this.deps;
+    const kinds = new Set(controllers.flatMap((c) => [c.kind, ...c.watches.map((w) => w.kind)]));
+    this.watch = store.watch(
+      store.revision(),
+      (e) => {
+        for (const c of controllers) {
+          const q = this.queues.get(c.name)!;
+          if (e.object.kind === c.kind) q.add(keyOf(e.object));
+          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object)) q.add(k);
+        }
+      },
+      { kinds: [...kinds] },
+    );
+    await this.resyncAll();
+    this.resync = setInterval(() => void this.resyncAll(), this.deps.resyncMs ?? 30_000);
+    this.resync.unref();
+    for (const c of controllers) {
+      for (let i = 0; i < (this.deps.workersPerController ?? 2); i++) this.workers.push(this.work(c));
+    }
+  }
+
+  private async resyncAll(): Promise<void> {
+    for (const c of this.deps.controllers) {
+      try {
+        const { items } = await this.deps.store.list(c.kind);
+        for (const o of items) this.queues.get(c.name)!.add(keyOf(o));
+      } catch (err) {
+        this.deps.logger.warn({ controller: c.name, err: errorMessage(err) }, 'resync failed');
+      }
+    }
+  }
+
+  private async work(c: Controller): Promise<void> {
+    const q = this.queues.get(c.name)!;
+    const log = this.deps.logger.child({ controller: c.name });
+    for (;;) {
+      const key = await q.get();
+      if (key === undefined) return;
+      try {
+        const r = await c.reconcile(key);
+        q.forget(key);
+        if (r?.requeueAfterMs !== undefined) q.addAfter(key, r.requeueAfterMs);
+      } catch (err) {
+        const ms = q.addRateLimited(key);
+        // Conflicts are normal under concurrency: the retry reads the fresh object.
+        const conflict = (err as { code?: number }).code === 409;
+        log[conflict ? 'debug' : 'warn']({ key, err: errorMessage(err), retryMs: ms }, 'reconcile failed; will retry');
+      } finally {
+        q.done(key);
+      }
+    }
+  }
+
+  /** Enqueue a key by hand (e.g. from an API action such as `rollout restart`). */
+  enqueue(controller: string, key: string): void {
+    this.queues.get(controller)?.add(key);
+  }
+
+  async stop(): Promise<void> {
+    this.watch?.close();
+    if (this.resync) clearInterval(this.resync);
+    for (const q of this.queues.values()) q.stop();
+    await Promise.all(this.workers);
+  }
+}
