@@ -6,6 +6,7 @@ import { BadRequestError, DroverError, NotFoundError } from '../src/util/errors.
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ApiServer, type LogsQuery } from './api/server.js';
 import type { ServerConfig } from './config.js';
+import type { Store } from './store/types.js';
 import { DesiredPublisher } from './desired/publisher.js';
 import { EventRecorder } from './events/recorder.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.js';
@@ -13,6 +14,9 @@ import { ServerLink } from './mqtt/link.js';
 import { NodeRegistry } from './nodes/registry.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { LevelStore } from './store/level.js';
+import { withAdmission } from './admission/store.js';
+import { allControllers } from './controllers/index.js';
+import { ControllerRunner } from './controllers/runner.js';
 import { loadOrCreateToken } from './tokens.js';
 
 export interface RunningServer {
@@ -28,7 +32,7 @@ export interface RunningServer {
 
 const SERVER_CLIENT = 'drover-server';
 
-async function ensureDefaultNamespace(store: LevelStore): Promise<void> {
+async function ensureDefaultNamespace(store: Store): Promise<void> {
   if (await store.get('Namespace', '', 'default')) return;
   await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
 }
@@ -41,8 +45,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   const adminToken = await loadOrCreateToken(cfg.dataDir, 'admin-token');
   const joinToken = await loadOrCreateToken(cfg.dataDir, 'join-token');
-  const store = await LevelStore.open({ path: join(cfg.dataDir, 'store'), logger });
-  const closers: Array<() => Promise<void> | void> = [() => store.close()];
+  const level = await LevelStore.open({ path: join(cfg.dataDir, 'store'), logger });
+  // Every writer goes through admission (namespace checks, quotas, Secret normalisation).
+  const store = withAdmission(level);
+  const closers: Array<() => Promise<void> | void> = [() => level.close()];
   const close = async () => {
     for (const c of closers.reverse()) {
       try {
@@ -92,6 +98,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs });
     await scheduler.start();
     closers.push(() => scheduler.stop());
+
+    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now }), resyncMs: cfg.resyncMs ? cfg.resyncMs * 5 : 30_000 });
+    await controllers.start();
+    closers.push(() => controllers.stop());
 
     const logs = async (q: LogsQuery): Promise<string> => {
       const pod = (await store.get('Pod', q.namespace, q.pod)) as Pod | undefined;

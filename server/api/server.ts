@@ -125,6 +125,7 @@ export class ApiServer {
         throw new NotFoundError(`subresource ${r.sub} of ${r.kind.plural}`);
       }
       if (!r.name) {
+        if (method === 'GET' && ['1', 'true'].includes(url.searchParams.get('watch') ?? '')) return await this.watch(req, res, r, url);
         if (method === 'GET') return await this.list(res, r, url);
         if (method === 'POST') return await this.create(req, res, r);
         throw new MethodNotAllowed(method, url.pathname);
@@ -155,6 +156,43 @@ export class ApiServer {
     });
   }
 
+  /**
+   * `?watch=1`: a stream of JSON lines `{type, object}`, as Kubernetes sends. Without a
+   * resourceVersion the current objects come first as ADDED (what `get -w` shows), then changes.
+   */
+  private async watch(req: IncomingMessage, res: ServerResponse, r: Route, url: URL): Promise<void> {
+    const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
+    const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
+    const ns = r.kind.namespaced ? r.namespace : undefined;
+    const match = (o: ApiObject) => (!ns || o.metadata.namespace === ns) && matchesLabels(o, labels) && matchesFields(o, fields);
+    const rvParam = url.searchParams.get('resourceVersion');
+    let from: number;
+    const initial: ApiObject[] = [];
+    if (rvParam && rvParam !== '0') {
+      from = Number(rvParam);
+      if (!Number.isInteger(from) || from < 0) throw new BadRequestError(`resourceVersion must be a number, got "${rvParam}"`);
+    } else {
+      const list = await this.deps.store.list(r.kind.kind, ns);
+      from = list.revision;
+      initial.push(...list.items.filter(match));
+    }
+    const w = this.deps.store.watch(
+      from,
+      (e) => {
+        if (match(e.object)) res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+      },
+      { kinds: [r.kind.kind] },
+    );
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
+    for (const o of initial) res.write(JSON.stringify({ type: 'ADDED', object: o }) + '\n');
+    const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
+    const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
+    req.on('close', () => {
+      w.close();
+      if (timer) clearTimeout(timer);
+    });
+  }
+
   private async get(res: ServerResponse, r: Route): Promise<void> {
     const obj = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!obj) throw new NotFoundError(what(r.kind, r.name!));
@@ -172,7 +210,6 @@ export class ApiServer {
         throw new BadRequestError(`the namespace of the object (${object.metadata.namespace}) does not match the namespace of the path (${ns})`);
       }
       object.metadata.namespace = ns;
-      if (!(await this.deps.store.get('Namespace', '', ns))) throw new NotFoundError(`namespaces "${ns}"`);
     }
     if (r.name && object.metadata.name !== r.name) {
       throw new BadRequestError(`the name of the object (${object.metadata.name}) does not match the name in the path (${r.name})`);
@@ -219,6 +256,8 @@ export class ApiServer {
         throw new DroverError(`namespaces "${r.name}" is forbidden: this namespace may not be deleted`, { code: 403, reason: 'Forbidden' });
       }
       if (!(await store.get('Namespace', '', r.name!))) throw new NotFoundError(what(r.kind, r.name!));
+      // Terminating first, so nothing new is created in it while its content is deleted.
+      await store.patch('Namespace', '', r.name!, (cur) => ({ ...cur, status: { phase: 'Terminating' } }));
       // Cascade: everything in the namespace goes with it.
       for (const k of KINDS.filter((x) => x.namespaced)) {
         for (const o of (await store.list(k.kind, r.name)).items) {

@@ -1,10 +1,12 @@
 import type { Command } from 'commander';
+import type { Secret } from '../api/config.js';
+import { normalizeSecret } from '../api/config.js';
 import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
 import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
-import { objectName } from './output.js';
+import { objectName, qualifiedPlural } from './output.js';
 
 export type ApplyResult = 'created' | 'configured' | 'unchanged';
 
@@ -33,7 +35,9 @@ function emptyToUndefined(m: Record<string, string> | undefined): Record<string,
 
 /** What apply manages: every top-level field but metadata/status/apiVersion, plus labels and annotations. */
 function managedContent(o: ApiObject): string {
-  const { metadata, status: _status, apiVersion: _apiVersion, kind: _kind, ...rest } = o;
+  // A Secret's stringData is stored merged into data: compare in that stored form.
+  const obj = o.kind === 'Secret' ? (normalizeSecret(o as unknown as Secret) as unknown as ApiObject) : o;
+  const { metadata, status: _status, apiVersion: _apiVersion, kind: _kind, ...rest } = obj;
   return canonical({ rest, labels: emptyToUndefined(metadata.labels), annotations: emptyToUndefined(metadata.annotations) });
 }
 
@@ -42,12 +46,20 @@ export function isUnchanged(desired: ApiObject, current: ApiObject): boolean {
   return managedContent(desired) === managedContent(current);
 }
 
+/** Annotation keys that controllers write (e.g. deployment.kubernetes.io/revision). */
+const SYSTEM_ANNOTATION = /(^|\.)(kubernetes\.io|drover\.io)\//;
+
 /**
  * Fields the system sets after creation and a manifest normally leaves out. Keeping the current
- * value stops a re-apply from undoing them: a Pod's node binding belongs to the scheduler.
+ * value stops a re-apply from undoing them: a Pod's node binding belongs to the scheduler, and
+ * system annotations to controllers. (Without kubectl's last-applied record a two-way apply cannot
+ * tell these from fields the user deleted, so only system-owned ones are kept.)
  */
 export function keepSystemFields(desired: ApiObject, current: ApiObject): ApiObject {
   const out = structuredClone(desired);
+  for (const [k, v] of Object.entries(current.metadata.annotations ?? {})) {
+    if (SYSTEM_ANNOTATION.test(k) && !(k in (out.metadata.annotations ?? {}))) out.metadata.annotations = { ...out.metadata.annotations, [k]: v };
+  }
   if (out.kind === 'Pod') {
     const spec = out.spec as { nodeName?: string } | undefined;
     const curNode = (current.spec as { nodeName?: string } | undefined)?.nodeName;
@@ -88,7 +100,7 @@ export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<
       throw err;
     }
   }
-  throw new CliError(`${kind.plural} "${obj.metadata.name}" kept changing while being applied; try again`);
+  throw new CliError(`${qualifiedPlural(kind)} "${obj.metadata.name}" kept changing while being applied; try again`);
 }
 
 /**

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { kindByName, type KindInfo } from '../api/kinds.js';
 import { ApiClient, CliError, DEFAULT_TIMEOUT_MS } from './client.js';
 import { resolveConfig } from './config.js';
+import { qualifiedPlural } from './output.js';
 
 /** Where the CLI writes and what it reads; injected so tests and the entry point decide. */
 export interface CliIo {
@@ -96,7 +97,7 @@ export function parseResourceArgs(args: string[]): Array<{ kind: KindInfo; name?
 
 /** The message kubectl prints for a missing object, independent of how the server phrases it. */
 export function notFound(kind: KindInfo, name: string): CliError {
-  return new CliError(`${kind.plural} "${name}" not found`, { code: 404, reason: 'NotFound' });
+  return new CliError(`${qualifiedPlural(kind)} "${name}" not found`, { code: 404, reason: 'NotFound' });
 }
 
 /** Collects per-object failures so a multi-object command finishes the rest, then fails on one line. */

@@ -3,6 +3,7 @@ import { objectPath, type KindInfo } from '../api/kinds.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { identifySources, readManifestSources } from './manifests.js';
+import { qualifiedSingular } from './output.js';
 
 interface DeleteOptions {
   filename: string[];
@@ -67,7 +68,7 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
     const errors = new ErrorList();
     for (const t of targets) {
       try {
-        if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${t.kind.singular} "${t.name}" deleted\n`);
+        if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${qualifiedSingular(t.kind)} "${t.name}" deleted\n`);
       } catch (err) {
         if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
         errors.add(err);

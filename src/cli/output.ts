@@ -1,10 +1,13 @@
 import { stringify } from 'yaml';
+import type { ConfigMap, ResourceQuota, Secret } from '../api/config.js';
+import type { Event } from '../api/event.js';
 import type { KindInfo } from '../api/kinds.js';
 import type { ApiObject, Condition } from '../api/meta.js';
-import type { Event } from '../api/event.js';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
 import { formatMemory } from '../api/quantity.js';
+import { selectorString, type LabelSelector } from '../api/selector.js';
+import type { DaemonSet, Deployment, Job, ReplicaSet } from '../api/workloads.js';
 import { CliError } from './client.js';
 
 export const OUTPUT_FORMATS = ['json', 'yaml', 'wide', 'name'] as const;
@@ -158,6 +161,58 @@ function orNone(v: string | undefined): string {
   return v ? v : '<none>';
 }
 
+/** API group of a kind ('' for the core group), as in `deployment.apps/web`. */
+function group(kind: KindInfo): string {
+  return kind.groupVersion.includes('/') ? kind.groupVersion.split('/')[0]! : '';
+}
+
+/** The kind as kubectl names it in output: `pod`, `deployment.apps`. */
+export function qualifiedSingular(kind: KindInfo): string {
+  const g = group(kind);
+  return g ? `${kind.singular}.${g}` : kind.singular;
+}
+
+/** The kind as kubectl names it in "not found" errors: `pods`, `deployments.apps`. */
+export function qualifiedPlural(kind: KindInfo): string {
+  const g = group(kind);
+  return g ? `${kind.plural}.${g}` : kind.plural;
+}
+
+export function jobStatusText(job: Job): string {
+  const cond = (t: string) => job.status?.conditions?.some((c) => c.type === t && c.status === 'True');
+  if (cond('Complete')) return 'Complete';
+  if (cond('Failed')) return 'Failed';
+  if (job.spec.suspend) return 'Suspended';
+  return 'Running';
+}
+
+function jobDuration(job: Job, now: number): string {
+  const start = job.status?.startTime ? Date.parse(job.status.startTime) : NaN;
+  if (Number.isNaN(start)) return '';
+  const end = job.status?.completionTime ? Date.parse(job.status.completionTime) : now;
+  return humanDuration(end - start);
+}
+
+/** `used/hard` pairs, kubectl's REQUEST and LIMIT columns of resource quotas. */
+function quotaText(q: ResourceQuota, limits: boolean): string {
+  const hard = q.spec.hard;
+  return Object.keys(hard)
+    .filter((k) => k.startsWith('limits.') === limits)
+    .sort()
+    .map((k) => `${k}: ${q.status?.used?.[k] ?? '0'}/${q.status?.hard?.[k] ?? String(hard[k as keyof typeof hard])}`)
+    .join(', ');
+}
+
+interface TemplateOwner {
+  spec: { selector?: LabelSelector; template: { spec: { containers: Array<{ name: string; image: string }> } } };
+}
+
+/** kubectl's wide columns for workloads: CONTAINERS IMAGES SELECTOR. */
+function templateColumns(o: TemplateOwner): string[] {
+  const cs = o.spec.template.spec.containers;
+  return [cs.map((c) => c.name).join(','), cs.map((c) => c.image).join(','), o.spec.selector ? orNone(selectorString(o.spec.selector)) : '<none>'];
+}
+
 export interface TableOptions {
   wide?: boolean;
   /** Adds the NAMESPACE column (for `-A`). */
@@ -165,68 +220,142 @@ export interface TableOptions {
   now?: number;
 }
 
-/** The `get` table for a kind: columns as kubectl shows them, plus drover's node inventory. */
-export function tableFor(kind: KindInfo, items: ApiObject[], opts: TableOptions = {}): string {
-  const now = opts.now ?? Date.now();
-  let headers: string[];
-  let row: (o: ApiObject) => string[];
-  switch (kind.kind) {
-    case 'Pod':
-      headers = ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE', ...(opts.wide ? ['IP', 'NODE'] : [])];
-      row = (o) => {
-        const p = o as unknown as Pod;
-        return [
-          p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now),
-          ...(opts.wide ? [orNone(p.status?.hostIP), orNone(p.spec?.nodeName)] : []),
-        ];
-      };
-      break;
-    case 'Node':
-      headers = ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', 'ARCH', 'OS', 'CPU', 'MEMORY', 'RUNTIME',
-        ...(opts.wide ? ['OS-IMAGE', 'KERNEL-VERSION', 'INTERNAL-IP', 'LAST-HEARD'] : [])];
-      row = (o) => {
-        const n = o as unknown as Node;
-        const info = n.status?.nodeInfo;
-        return [
-          n.metadata.name, nodeStatusText(n), nodeRoles(n), age(n.metadata.creationTimestamp, now), orNone(info?.agentVersion),
-          orNone(info?.architecture), orNone(info?.operatingSystem), orNone(n.status?.capacity?.cpu),
-          nodeMemoryText(n.status?.capacity?.memory), orNone(info?.containerRuntimeVersion),
-          ...(opts.wide
-            ? [
-                orNone(info?.osImage), orNone(info?.kernelVersion),
-                orNone(n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address),
-                n.status?.lastHeard ? age(n.status.lastHeard, now) : '<none>',
-              ]
-            : []),
-        ];
-      };
-      break;
-    case 'Namespace':
-      headers = ['NAME', 'STATUS', 'AGE'];
-      row = (o) => [o.metadata.name, (o.status as { phase?: string } | undefined)?.phase ?? 'Active', age(o.metadata.creationTimestamp, now)];
-      break;
-    case 'Event':
-      headers = ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'];
-      row = (o) => {
-        const e = o as unknown as Event;
-        return [age(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, e.message];
-      };
-      items = [...items].sort((a, b) => String((a as Event).lastTimestamp).localeCompare(String((b as Event).lastTimestamp)));
-      break;
-    default:
-      headers = ['NAME', 'AGE'];
-      row = (o) => [o.metadata.name, age(o.metadata.creationTimestamp, now)];
-  }
-  const withNs = opts.allNamespaces && kind.namespaced;
-  return renderTable(
-    withNs ? ['NAMESPACE', ...headers] : headers,
-    items.map((o) => (withNs ? [o.metadata.namespace ?? '', ...row(o)] : row(o))),
-  );
+interface Columns {
+  headers: string[];
+  wideHeaders?: string[];
+  row(o: ApiObject, now: number): string[];
+  wideRow?(o: ApiObject, now: number): string[];
 }
 
-/** `-o name`: `pod/web`. */
+const WORKLOAD_WIDE = ['CONTAINERS', 'IMAGES', 'SELECTOR'];
+
+/** Per kind: the columns of `get`, as kubectl shows them, plus drover's node inventory. */
+const COLUMNS: Record<string, Columns> = {
+  Pod: {
+    headers: ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'],
+    wideHeaders: ['IP', 'NODE'],
+    row: (o, now) => {
+      const p = o as unknown as Pod;
+      return [p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now)];
+    },
+    wideRow: (o) => [orNone((o as unknown as Pod).status?.hostIP), orNone((o as unknown as Pod).spec?.nodeName)],
+  },
+  Node: {
+    headers: ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', 'ARCH', 'OS', 'CPU', 'MEMORY', 'RUNTIME'],
+    wideHeaders: ['OS-IMAGE', 'KERNEL-VERSION', 'INTERNAL-IP', 'LAST-HEARD'],
+    row: (o, now) => {
+      const n = o as unknown as Node;
+      const info = n.status?.nodeInfo;
+      return [
+        n.metadata.name, nodeStatusText(n), nodeRoles(n), age(n.metadata.creationTimestamp, now), orNone(info?.agentVersion),
+        orNone(info?.architecture), orNone(info?.operatingSystem), orNone(n.status?.capacity?.cpu),
+        nodeMemoryText(n.status?.capacity?.memory), orNone(info?.containerRuntimeVersion),
+      ];
+    },
+    wideRow: (o, now) => {
+      const n = o as unknown as Node;
+      return [
+        orNone(n.status?.nodeInfo?.osImage), orNone(n.status?.nodeInfo?.kernelVersion),
+        orNone(n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address),
+        n.status?.lastHeard ? age(n.status.lastHeard, now) : '<none>',
+      ];
+    },
+  },
+  Namespace: {
+    headers: ['NAME', 'STATUS', 'AGE'],
+    row: (o, now) => [o.metadata.name, (o.status as { phase?: string } | undefined)?.phase ?? 'Active', age(o.metadata.creationTimestamp, now)],
+  },
+  Event: {
+    headers: ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'],
+    row: (o, now) => {
+      const e = o as unknown as Event;
+      return [age(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, e.message];
+    },
+  },
+  Deployment: {
+    headers: ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE'],
+    wideHeaders: WORKLOAD_WIDE,
+    row: (o, now) => {
+      const d = o as unknown as Deployment;
+      const st = d.status;
+      return [d.metadata.name, `${st?.readyReplicas ?? 0}/${d.spec.replicas}`, String(st?.updatedReplicas ?? 0), String(st?.availableReplicas ?? 0), age(d.metadata.creationTimestamp, now)];
+    },
+    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
+  },
+  ReplicaSet: {
+    headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'AGE'],
+    wideHeaders: WORKLOAD_WIDE,
+    row: (o, now) => {
+      const r = o as unknown as ReplicaSet;
+      return [r.metadata.name, String(r.spec.replicas), String(r.status?.replicas ?? 0), String(r.status?.readyReplicas ?? 0), age(r.metadata.creationTimestamp, now)];
+    },
+    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
+  },
+  DaemonSet: {
+    headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE'],
+    wideHeaders: WORKLOAD_WIDE,
+    row: (o, now) => {
+      const d = o as unknown as DaemonSet;
+      const st = d.status;
+      return [
+        d.metadata.name, String(st?.desiredNumberScheduled ?? 0), String(st?.currentNumberScheduled ?? 0), String(st?.numberReady ?? 0),
+        String(st?.updatedNumberScheduled ?? 0), String(st?.numberAvailable ?? 0),
+        orNone(Object.entries(d.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',')), age(d.metadata.creationTimestamp, now),
+      ];
+    },
+    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
+  },
+  Job: {
+    headers: ['NAME', 'STATUS', 'COMPLETIONS', 'DURATION', 'AGE'],
+    wideHeaders: WORKLOAD_WIDE,
+    row: (o, now) => {
+      const j = o as unknown as Job;
+      return [j.metadata.name, jobStatusText(j), `${j.status?.succeeded ?? 0}/${j.spec.completions}`, jobDuration(j, now), age(j.metadata.creationTimestamp, now)];
+    },
+    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
+  },
+  ConfigMap: {
+    headers: ['NAME', 'DATA', 'AGE'],
+    row: (o, now) => {
+      const c = o as unknown as ConfigMap;
+      return [c.metadata.name, String(Object.keys(c.data ?? {}).length + Object.keys(c.binaryData ?? {}).length), age(c.metadata.creationTimestamp, now)];
+    },
+  },
+  Secret: {
+    headers: ['NAME', 'TYPE', 'DATA', 'AGE'],
+    row: (o, now) => {
+      const s = o as unknown as Secret;
+      return [s.metadata.name, s.type ?? 'Opaque', String(Object.keys(s.data ?? {}).length), age(s.metadata.creationTimestamp, now)];
+    },
+  },
+  ResourceQuota: {
+    headers: ['NAME', 'AGE', 'REQUEST', 'LIMIT'],
+    row: (o, now) => {
+      const q = o as unknown as ResourceQuota;
+      return [q.metadata.name, age(q.metadata.creationTimestamp, now), quotaText(q, false), quotaText(q, true)];
+    },
+  },
+};
+
+const DEFAULT_COLUMNS: Columns = { headers: ['NAME', 'AGE'], row: (o, now) => [o.metadata.name, age(o.metadata.creationTimestamp, now)] };
+
+/** The `get` table for a kind. */
+export function tableFor(kind: KindInfo, items: ApiObject[], opts: TableOptions = {}): string {
+  const now = opts.now ?? Date.now();
+  const cols = COLUMNS[kind.kind] ?? DEFAULT_COLUMNS;
+  const wide = Boolean(opts.wide && cols.wideRow);
+  const withNs = Boolean(opts.allNamespaces && kind.namespaced);
+  if (kind.kind === 'Event') {
+    items = [...items].sort((a, b) => String((a as Event).lastTimestamp).localeCompare(String((b as Event).lastTimestamp)));
+  }
+  const headers = [...(withNs ? ['NAMESPACE'] : []), ...cols.headers, ...(wide ? cols.wideHeaders ?? [] : [])];
+  const rows = items.map((o) => [...(withNs ? [o.metadata.namespace ?? ''] : []), ...cols.row(o, now), ...(wide ? cols.wideRow!(o, now) : [])]);
+  return renderTable(headers, rows);
+}
+
+/** `-o name`: `pod/web`, `deployment.apps/web`. */
 export function objectName(kind: KindInfo, name: string): string {
-  return `${kind.singular}/${name}`;
+  return `${qualifiedSingular(kind)}/${name}`;
 }
 
 /** A list as kubectl prints it with -o json|yaml. */

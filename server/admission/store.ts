@@ -1,0 +1,53 @@
+import type { ResourceQuota, Secret } from '../../src/api/config.js';
+import { normalizeSecret } from '../../src/api/config.js';
+import { kindInfo } from '../../src/api/kinds.js';
+import type { ApiObject } from '../../src/api/meta.js';
+import { DroverError, NotFoundError } from '../../src/util/errors.js';
+import type { Store } from '../store/types.js';
+import { QUOTA_COUNTED_KINDS, quotaViolation } from './quota.js';
+
+export class ForbiddenError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 403, reason: 'Forbidden' });
+  }
+}
+
+/**
+ * The store every writer uses (API handlers and controllers alike), with admission in front of
+ * create: the namespace must exist and be active, quotas hold, Secrets' stringData is folded into
+ * data. So a ReplicaSet's pod creation meets the same quota as a user's.
+ */
+export function withAdmission(store: Store): Store {
+  async function admit(obj: ApiObject): Promise<ApiObject> {
+    let o = obj;
+    if (o.kind === 'Secret') o = normalizeSecret(o as unknown as Secret) as unknown as ApiObject;
+    const info = kindInfo(o.kind);
+    if (!info.namespaced) return o;
+    const ns = o.metadata.namespace ?? 'default';
+    const nsObj = await store.get('Namespace', '', ns);
+    if (!nsObj) throw new NotFoundError(`namespaces "${ns}"`);
+    if ((nsObj.status as { phase?: string } | undefined)?.phase === 'Terminating') {
+      throw new ForbiddenError(`${info.plural} "${o.metadata.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
+    }
+    if (QUOTA_COUNTED_KINDS.includes(o.kind)) {
+      const quotas = (await store.list('ResourceQuota', ns)).items as unknown as ResourceQuota[];
+      if (quotas.length) {
+        const existing = (await store.list(o.kind, ns)).items;
+        const v = quotaViolation(o, quotas, existing);
+        if (v) throw new ForbiddenError(`${info.plural} "${o.metadata.name}" is forbidden: ${v}`);
+      }
+    }
+    return o;
+  }
+  return {
+    get: (k, ns, n) => store.get(k, ns, n),
+    list: (k, ns) => store.list(k, ns),
+    create: async (obj) => store.create(await admit(obj)),
+    update: async (obj) => store.update(obj.kind === 'Secret' ? (normalizeSecret(obj as unknown as Secret) as unknown as ApiObject) : obj),
+    patch: (k, ns, n, m) => store.patch(k, ns, n, m),
+    delete: (k, ns, n, o) => store.delete(k, ns, n, o),
+    watch: (from, cb, o) => store.watch(from, cb, o),
+    revision: () => store.revision(),
+    close: () => store.close(),
+  };
+}
