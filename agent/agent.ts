@@ -4,13 +4,16 @@ import type { Logger } from '../src/util/logger.js';
 import { AGENT_VERSION, type AgentConfig } from './config.js';
 import type { AgentLink } from './connection.js';
 import { applyPlan, RestartTracker } from './engine/apply.js';
+import { configLookup, type RunContext } from './engine/env.js';
 import { LABELS, managedSelector } from './engine/naming.js';
 import { plan } from './engine/plan.js';
 import { podReports } from './engine/report.js';
 import type { Hardware } from './hardware.js';
 import { EventJournal } from './journal.js';
+import { ProbeManager, probeSubjects, type ProbeEvent } from './probes/manager.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
 import type { TargetState } from './target.js';
+import { VolumeManager } from './volumes.js';
 
 export interface AgentDeps {
   cfg: AgentConfig;
@@ -45,10 +48,24 @@ export class Agent {
   private runtimeMessage: string | undefined;
   private observedGeneration = 0;
   private runtimeVersion = 'unknown';
+  private readonly volumes: VolumeManager;
+  private readonly probes: ProbeManager;
+  /** What the last reconcile saw, so probe results can be reported without another one. */
+  private lastCurrent: RuntimeContainer[] = [];
+  private lastImages: Set<string> | undefined;
 
   constructor(private readonly deps: AgentDeps) {
     this.now = deps.now ?? Date.now;
     this.restarts = new RestartTracker({ clock: this.now });
+    this.volumes = new VolumeManager(deps.cfg.stateDir, deps.logger);
+    this.probes = new ProbeManager({
+      runtime: deps.runtime,
+      logger: deps.logger,
+      clock: this.now,
+      onReadiness: () => this.refreshReports(),
+      onFailure: (e) => this.probeFailed(e),
+      onKill: (e) => void this.killUnhealthy(e),
+    });
   }
 
   /** Reconcile from the cache first (works with no link), then connect. */
@@ -70,6 +87,7 @@ export class Agent {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.probes.stop();
     await this.reconciling;
     await this.deps.link.stop();
   }
@@ -150,17 +168,32 @@ export class Agent {
     return this.deps.runtime.list(managedSelector(this.deps.cfg.node));
   }
 
+  /** What building runtime requests needs for the current desired state. */
+  private runContext(): RunContext {
+    return {
+      config: configLookup(this.deps.target.desired),
+      stateDir: this.deps.cfg.stateDir,
+      hostIP: this.deps.hardware.addresses[0],
+      volumeError: (uid, volume) => this.volumes.error(uid, volume),
+    };
+  }
+
   private async reconcileOnce(): Promise<void> {
     const { runtime, target, cfg, logger } = this.deps;
     const desired = target.desired;
     const pods = desired?.pods ?? [];
+    const run = this.runContext();
     let requeueMs = cfg.resyncSeconds * 1000;
     let current: RuntimeContainer[];
+    // Volumes first: a container must find its configMap files when it starts; running ones get
+    // changed files in place.
+    await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
     try {
       current = await this.listManaged();
       for (let round = 0; round < MAX_ROUNDS; round++) {
         const images = new Set(await runtime.images());
-        const p = plan(current, pods, this.restarts.planContext(cfg.node, images));
+        this.lastImages = images;
+        const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
         if (p.steps.length === 0) break;
         const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
@@ -179,9 +212,57 @@ export class Agent {
     }
     this.restarts.retain(pods);
     if (desired) this.observedGeneration = desired.generation;
-    this.lastReports = this.runtimeHealthy ? podReports(pods, current, this.restarts, this.now()) : this.lastReports;
+    if (this.runtimeHealthy) {
+      // Only with a true picture of the containers: a pod whose containers could not be listed keeps its volumes.
+      await this.volumes.cleanup(pods, current);
+      this.probes.sync(probeSubjects(pods, current));
+      this.lastCurrent = current;
+      this.lastReports = this.reports(pods, current, run);
+    }
     this.sendStatus(false);
     if (!this.stopped) this.trigger(requeueMs);
+  }
+
+  private reports(pods: payloads.DesiredPod[], current: RuntimeContainer[], run: RunContext): payloads.PodReport[] {
+    return podReports(pods, current, this.restarts, this.now(), {
+      node: this.deps.cfg.node,
+      run,
+      images: this.lastImages,
+      ready: (key, id) => this.probes.ready(key, id),
+    });
+  }
+
+  /** A probe changed a container's readiness: report it now, without waiting for a reconcile. */
+  private refreshReports(): void {
+    if (this.stopped || !this.runtimeHealthy) return;
+    this.lastReports = this.reports(this.deps.target.desired?.pods ?? [], this.lastCurrent, this.runContext());
+    this.sendStatus(false);
+  }
+
+  private probeFailed(e: ProbeEvent): void {
+    const what = `${e.kind[0]!.toUpperCase()}${e.kind.slice(1)} probe failed: ${e.message}`;
+    this.emit({ type: 'Warning', reason: 'Unhealthy', message: what, involved: { kind: 'Pod', namespace: e.subject.pod.namespace, name: e.subject.pod.name, uid: e.subject.pod.uid } });
+  }
+
+  /** Liveness or startup probe failed for good: stop the container; the next reconcile restarts it per policy. */
+  private async killUnhealthy(e: ProbeEvent): Promise<void> {
+    const { subject, kind } = e;
+    const pod = this.deps.target.desired?.pods.find((p) => p.uid === subject.pod.uid);
+    const restart = pod?.spec.restartPolicy !== 'Never';
+    this.emit({
+      type: 'Normal',
+      reason: 'Killing',
+      message: `Container ${subject.container.name} failed ${kind} probe${restart ? ', will be restarted' : ''}`,
+      involved: { kind: 'Pod', namespace: subject.pod.namespace, name: subject.pod.name, uid: subject.pod.uid },
+    });
+    this.restarts.killedForProbe(subject.key, subject.containerId);
+    this.refreshReports();
+    try {
+      await this.deps.runtime.stop(subject.containerId, subject.graceSeconds);
+    } catch (err) {
+      this.deps.logger.warn({ container: subject.key, err: errorMessage(err) }, 'cannot stop unhealthy container');
+    }
+    this.trigger(0);
   }
 
   private setRuntimeHealth(ok: boolean, message?: string): void {
@@ -245,6 +326,7 @@ export class Agent {
       runtime: { name: runtime.name, version: this.runtimeVersion },
       labels: cfg.labels,
       images,
+      devices: hardware.devices,
     });
   }
 }

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import si from 'systeminformation';
 
@@ -11,6 +11,29 @@ export interface Hardware {
   cpu: { cores: number; model: string };
   memoryBytes: number;
   addresses: string[];
+  /** Device nodes worth scheduling on (see listDevices). */
+  devices: string[];
+}
+
+/**
+ * /dev entries a workload may ask for: serial ports (ttyS*, ttyAMA*, ttyUSB*, ttyACM* and the like,
+ * not the virtual consoles tty0..tty63), GPIO chips, video devices, I2C and SPI buses.
+ */
+export const DEVICE_PATTERN = /^(tty[A-Za-z]+\d+|gpiochip\d+|video\d+|i2c-\d+|spidev\d+\.\d+)$/;
+
+/** Upper bound on devices reported, so a strange /dev cannot bloat the hello. */
+const MAX_DEVICES = 256;
+
+/** The node's schedulable devices as sorted /dev paths; [] when /dev cannot be read. */
+export async function listDevices(dir = '/dev'): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const natural = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
+  return names.filter((n) => DEVICE_PATTERN.test(n)).sort(natural).slice(0, MAX_DEVICES).map((n) => `${dir.replace(/\/$/, '')}/${n}`);
 }
 
 /** Node's process.arch → the GOARCH names Kubernetes labels use. */
@@ -19,7 +42,7 @@ export function kubeArch(arch: string): string {
 }
 
 export async function readHardware(): Promise<Hardware> {
-  const [cpu, mem, os, nets] = await Promise.all([si.cpu(), si.mem(), si.osInfo(), si.networkInterfaces()]);
+  const [cpu, mem, os, nets, devices] = await Promise.all([si.cpu(), si.mem(), si.osInfo(), si.networkInterfaces(), listDevices()]);
   const list = Array.isArray(nets) ? nets : [nets];
   const addresses = list.filter((n) => !n.internal && n.ip4 && n.operstate !== 'down').map((n) => n.ip4);
   return {
@@ -31,6 +54,7 @@ export async function readHardware(): Promise<Hardware> {
     cpu: { cores: cpu.cores, model: [cpu.manufacturer, cpu.brand].filter(Boolean).join(' ') },
     memoryBytes: mem.total,
     addresses,
+    devices,
   };
 }
 

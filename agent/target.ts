@@ -5,7 +5,10 @@ import { parseWith } from '../src/api/validate.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 
-/** On-disk format version of the cache file; a newer agent must still read older ones. */
+/**
+ * On-disk format version of the cache file; a newer agent must still read older ones. Format 1 files
+ * from before ConfigMaps and Secrets were delivered simply lack them: the schema defaults them to [].
+ */
 export const CACHE_FORMAT = 1;
 
 interface CacheFile {
@@ -14,8 +17,13 @@ interface CacheFile {
   desired: payloads.Desired;
 }
 
+function sameContent(a: payloads.Desired, b: payloads.Desired): boolean {
+  const content = (d: payloads.Desired) => JSON.stringify([d.pods, d.configMaps ?? [], d.secrets ?? []]);
+  return content(a) === content(b);
+}
+
 /**
- * The node's desired state and its disk cache. The cache is what lets a device that reboots without
+ * The node's desired state and its disk cache (which holds the node's Secrets: written 0600). The cache is what lets a device that reboots without
  * a link bring its workloads back. Written atomically (temp file, fsync, rename, fsync dir) so a
  * power cut leaves either the old or the new snapshot, never half of one.
  */
@@ -57,7 +65,7 @@ export class TargetState {
   /** Accepts a snapshot if it is newer than the one held; persists it before returning true. */
   async accept(d: payloads.Desired): Promise<boolean> {
     if (this.current && d.generation < this.current.generation) return false;
-    if (this.current && d.generation === this.current.generation && JSON.stringify(d.pods) === JSON.stringify(this.current.pods)) return false;
+    if (this.current && d.generation === this.current.generation && sameContent(d, this.current)) return false;
     await this.save(d);
     this.current = d;
     return true;

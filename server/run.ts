@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Node } from '../src/api/node.js';
+import { agentClientId } from '../src/contract/topics.js';
 import type { Pod } from '../src/api/pod.js';
 import { BadRequestError, DroverError, NotFoundError } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
@@ -70,9 +71,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
         host: cfg.mqtt.host,
         port: cfg.mqtt.port,
         logger,
-        // Agents present the join token; the server's own client the admin token. Everything else is refused.
-        authenticate: (clientId, username, password) =>
-          (clientId === SERVER_CLIENT && password === adminToken) || (clientId !== SERVER_CLIENT && password === joinToken && !!username),
+        // Agents present the join token as node <username>, with the client id of that node; the server's
+        // own client the admin token. Everything else is refused.
+        authenticate: (clientId, username, password) => {
+          if (clientId === SERVER_CLIENT) return password === adminToken ? { role: 'server' } : undefined;
+          if (password !== joinToken || !username || clientId !== agentClientId(username)) return undefined;
+          return { role: 'agent', node: username };
+        },
       });
       closers.push(() => broker!.close());
       linkUrl = broker.url;

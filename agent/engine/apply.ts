@@ -9,6 +9,7 @@ import { backoffDelay } from '../../src/util/backoff.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { ContainerRuntime, RuntimeContainer } from '../runtime/types.js';
+import type { RunContext } from './env.js';
 import { containerKey, type PodRef } from './naming.js';
 import { epochMs, type InvalidContainer, type PlanContext, type PlanResult, type Step, type Wait } from './plan.js';
 import type { ReportView, StepFailure } from './report.js';
@@ -21,6 +22,8 @@ export interface RestartTrackerOptions {
   maxMs?: number;
   /** A container that ran this long before exiting starts over at the first back-off (kubelet: 10 min). */
   resetAfterMs?: number;
+  /** imagePullPolicy Always: a pull this recent serves the containers created after it. */
+  pullFreshMs?: number;
 }
 
 interface CrashState {
@@ -44,12 +47,17 @@ export class RestartTracker implements ReportView {
   private readonly pullFailures = new Map<string, StepFailure>();
   private readonly runFailures = new Map<string, StepFailure>();
   private readonly announced = new Map<string, string>();
+  private readonly pulledAt = new Map<string, number>();
+  private readonly pullFreshMs: number;
+  /** Container id → key, for containers killed after failed liveness/startup probes. */
+  private readonly unhealthy = new Map<string, string>();
 
   constructor(opts: RestartTrackerOptions = {}) {
     this.clock = opts.clock ?? Date.now;
     this.baseMs = opts.baseMs ?? 10_000;
     this.maxMs = opts.maxMs ?? 300_000;
     this.resetAfterMs = opts.resetAfterMs ?? 600_000;
+    this.pullFreshMs = opts.pullFreshMs ?? 60_000;
   }
 
   private delay(attempt: number): number {
@@ -104,6 +112,21 @@ export class RestartTracker implements ReportView {
 
   pullSucceeded(image: string): void {
     this.pullFailures.delete(image);
+    this.pulledAt.set(image, this.clock());
+  }
+
+  pulledRecently(image: string, now = this.clock()): boolean {
+    const at = this.pulledAt.get(image);
+    return at !== undefined && now - at < this.pullFreshMs;
+  }
+
+  /** Remembers that the agent killed this container for failing its liveness or startup probe. */
+  killedForProbe(key: string, id: string): void {
+    this.unhealthy.set(id, key);
+  }
+
+  killedUnhealthy(id: string): boolean {
+    return this.unhealthy.has(id);
   }
 
   pullBackoff(image: string, now = this.clock()): number {
@@ -118,6 +141,9 @@ export class RestartTracker implements ReportView {
   /** A new container for the key: its crash back-off starts over, its restart count stays (as in Kubernetes). */
   runSucceeded(key: string): void {
     this.runFailures.delete(key);
+    this.clearUnhealthy(key);
+    // A later failure to configure it is news again.
+    this.announced.delete(`${key}#invalid`);
     const s = this.crashes.get(key);
     if (s) {
       s.attempt = 0;
@@ -152,9 +178,19 @@ export class RestartTracker implements ReportView {
     return true;
   }
 
+  private clearUnhealthy(key: string): void {
+    for (const [id, k] of this.unhealthy) if (k === key) this.unhealthy.delete(id);
+  }
+
+  /** A restarted container is a fresh start: the kill that led to it is dealt with. */
+  restarted(key: string): void {
+    this.clearUnhealthy(key);
+  }
+
   forget(key: string): void {
     this.crashes.delete(key);
     this.runFailures.delete(key);
+    this.clearUnhealthy(key);
     for (const k of this.announced.keys()) if (k === key || k.startsWith(`${key}#`)) this.announced.delete(k);
   }
 
@@ -171,10 +207,12 @@ export class RestartTracker implements ReportView {
     for (const k of [...this.crashes.keys(), ...this.runFailures.keys()]) if (!keys.has(k)) this.forget(k);
     for (const k of this.announced.keys()) if (!keys.has(k.split('#')[0]!)) this.announced.delete(k);
     for (const i of this.pullFailures.keys()) if (!images.has(i)) this.pullFailures.delete(i);
+    for (const i of this.pulledAt.keys()) if (!images.has(i)) this.pulledAt.delete(i);
+    for (const [id, k] of this.unhealthy) if (!keys.has(k)) this.unhealthy.delete(id);
   }
 
   /** PlanContext wired to this tracker, at the tracker's clock. */
-  planContext(node: string, images: Set<string>): PlanContext {
+  planContext(node: string, images: Set<string>, run?: RunContext): PlanContext {
     return {
       node,
       now: this.clock(),
@@ -182,6 +220,9 @@ export class RestartTracker implements ReportView {
       restartBackoff: (key, exited, now) => this.restartBackoff(key, exited, now),
       pullBackoff: (image, now) => this.pullBackoff(image, now),
       runBackoff: (key, now) => this.runBackoff(key, now),
+      pulledRecently: (image, now) => this.pulledRecently(image, now),
+      killedUnhealthy: (id) => this.killedUnhealthy(id),
+      run,
     };
   }
 }
@@ -255,6 +296,7 @@ function executors(deps: ApplyDeps): Executors {
         event(deps, step.pod, 'Warning', 'Failed', `Error: ${errorMessage(err)}`);
         throw err;
       }
+      restarts.restarted(step.key);
       event(deps, step.pod, 'Normal', 'Started', `Started container ${step.container}`);
     },
 
@@ -332,9 +374,9 @@ export async function applyPlan(result: PlanResult, deps: ApplyDeps): Promise<{ 
 }
 
 function announceInvalid(bad: InvalidContainer, deps: ApplyDeps): void {
-  if (deps.restarts.announce(`${bad.key}#invalid`, bad.message)) {
-    event(deps, bad.pod, 'Warning', 'Failed', `Error: container ${bad.container}: ${bad.message}`);
-  }
+  if (!deps.restarts.announce(`${bad.key}#invalid`, bad.message)) return;
+  if (bad.reason === 'ErrImageNeverPull') event(deps, bad.pod, 'Warning', 'ErrImageNeverPull', bad.message);
+  else event(deps, bad.pod, 'Warning', 'Failed', `Error: container ${bad.container}: ${bad.message}`);
 }
 
 /** The target images present on the node, asked one by one so the runtime resolves short names its own way. */

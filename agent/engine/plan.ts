@@ -8,12 +8,15 @@
  * a missing image is only pulled (the container runs on the pass after). The caller loops
  * list → plan → apply until a plan has no steps, then sleeps until `requeueAfterMs` or a change.
  */
+import type { Container } from '../../src/api/pod.js';
 import { parseCpu, parseMemory } from '../../src/api/quantity.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { RunSpec, RuntimeContainer } from '../runtime/types.js';
+import { ConfigError, expandVars, resolveEnv, type RunContext } from './env.js';
 import { containerKey, containerLabels, containerName, identityOf, isManagedBy, LABELS, type PodRef } from './naming.js';
-import { specHash } from './spec-hash.js';
+import { specHash, type RecreateFields } from './spec-hash.js';
+import { devicesFor, mountsFor } from './volumes.js';
 
 export type { PodRef } from './naming.js';
 
@@ -68,13 +71,27 @@ export interface PlanContext {
   pullBackoff?: (image: string, now: number) => number;
   /** ms after `now` until a failed run of the container under `key` may be retried; 0 (the default) = now. */
   runBackoff?: (key: string, now: number) => number;
+  /**
+   * imagePullPolicy Always: true when `image` was pulled recently enough to create a container from
+   * it without pulling again (default: never, so Always pulls before every new container).
+   */
+  pulledRecently?: (image: string, now: number) => boolean;
+  /** True for a container the agent killed after failed liveness/startup probes: restarted unless the policy is Never. */
+  killedUnhealthy?: (id: string) => boolean;
+  /** ConfigMaps, Secrets, state dir and host facts for building runtime requests. */
+  run?: RunContext;
 }
 
-/** A target container whose spec cannot be turned into a RunSpec. */
+/** A target container that cannot be created as things are (the spec or the node lacks something). */
 export interface InvalidContainer {
   key: string;
   pod: PodRef;
   container: string;
+  /**
+   * CreateContainerConfigError: the spec cannot be turned into a RunSpec (a missing ConfigMap or
+   * key, an unusable quantity); ErrImageNeverPull: the image is absent and the policy forbids pulling.
+   */
+  reason: 'CreateContainerConfigError' | 'ErrImageNeverPull';
   message: string;
 }
 
@@ -86,34 +103,71 @@ export interface PlanResult {
   requeueAfterMs?: number;
 }
 
-/** The runtime request for one container of a pod, labels (with spec hash) included. */
-export function toRunSpec(pod: DesiredPod, container: string, node: string): RunSpec {
+function findContainer(pod: DesiredPod, container: string): Container {
   const c = pod.spec.containers.find((x) => x.name === container);
   if (!c) throw new Error(`pod ${pod.namespace}/${pod.name} has no container "${container}"`);
-  const env: Record<string, string> = {};
-  // Later entries win, as in Kubernetes.
-  for (const e of c.env ?? []) env[e.name] = e.value ?? '';
+  return c;
+}
+
+/**
+ * The recreate fields of one container, from the pod spec alone: nothing resolved on the node enters
+ * (see spec-hash.ts). Throws on quantities that cannot be parsed.
+ */
+function recreateFields(pod: DesiredPod, c: Container): RecreateFields {
+  const env: Record<string, string | object> = {};
+  // Later entries win, as in Kubernetes; a reference stands for its value.
+  for (const e of c.env ?? []) env[e.name] = e.valueFrom ?? e.value ?? '';
   const limits = c.resources?.limits;
-  const spec: RunSpec = {
-    name: containerName(pod.namespace, pod.name, c.name, pod.uid),
+  const volumes = pod.spec.volumes ?? [];
+  return {
     image: c.image,
     command: c.command?.length ? c.command : undefined,
     args: c.args?.length ? c.args : undefined,
     env,
+    envFrom: c.envFrom?.length ? c.envFrom : undefined,
     workingDir: c.workingDir || undefined,
-    ports: (c.ports ?? []).map((p) => ({
-      containerPort: p.containerPort,
-      hostPort: p.hostPort,
-      hostIP: p.hostIP,
-      protocol: p.protocol,
-    })),
-    labels: {},
+    ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, hostIP: p.hostIP, protocol: p.protocol })),
     // Limits only: requests are a scheduling hint, the runtime enforces nothing for them.
     memoryBytes: limits?.memory !== undefined ? parseMemory(limits.memory) : undefined,
     cpuMilli: limits?.cpu !== undefined ? parseCpu(limits.cpu) : undefined,
     hostNetwork: pod.spec.hostNetwork || undefined,
+    mounts: (c.volumeMounts ?? [])
+      .map((m) => ({ mountPath: m.mountPath, readOnly: m.readOnly || undefined, subPath: m.subPath || undefined, volume: volumes.find((v) => v.name === m.name) }))
+      .sort((a, b) => (a.mountPath < b.mountPath ? -1 : a.mountPath > b.mountPath ? 1 : 0)),
+    devices: devicesFor(c),
   };
-  spec.labels = containerLabels(podRef(pod), c.name, node, specHash(spec));
+}
+
+/** The spec hash of a pod's container, from its spec alone (pure; throws on unusable quantities). */
+export function containerSpecHash(pod: DesiredPod, container: string): string {
+  return specHash(recreateFields(pod, findContainer(pod, container)));
+}
+
+/**
+ * The runtime request for one container of a pod, labels (with spec hash) included: env resolved
+ * from the node's ConfigMaps and Secrets and $(VAR)-expanded into command and args, volumes as bind
+ * mounts. Throws ConfigError when the node lacks something the container needs.
+ */
+export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx: RunContext = {}): RunSpec {
+  const c = findContainer(pod, container);
+  const fields = recreateFields(pod, c);
+  const hash = specHash(fields);
+  const env = resolveEnv(pod, c, node, ctx);
+  const spec: RunSpec = {
+    name: containerName(pod.namespace, pod.name, c.name, pod.uid),
+    image: c.image,
+    command: fields.command?.map((s) => expandVars(s, env)),
+    args: fields.args?.map((s) => expandVars(s, env)),
+    env,
+    workingDir: fields.workingDir,
+    ports: fields.ports,
+    labels: containerLabels(podRef(pod), c.name, node, hash),
+    memoryBytes: fields.memoryBytes,
+    cpuMilli: fields.cpuMilli,
+    hostNetwork: fields.hostNetwork,
+    mounts: mountsFor(pod, c, ctx),
+    devices: fields.devices,
+  };
   return spec;
 }
 
@@ -151,10 +205,12 @@ export function rankContainers(containers: RuntimeContainer[], wantedHash?: stri
  * never started failed to start: that is retried whatever the policy (as kubelet retries create
  * errors), since the policy is about containers that ran.
  */
-export function wantsRestart(c: RuntimeContainer, restartPolicy: DesiredPod['spec']['restartPolicy']): boolean {
+export function wantsRestart(c: RuntimeContainer, restartPolicy: DesiredPod['spec']['restartPolicy'], killedUnhealthy = false): boolean {
   if (c.state === 'created') return true;
   if (c.state !== 'exited') return false;
   if (restartPolicy === 'Always') return true;
+  // Killed for failing its liveness probe: restarted whatever its exit code, as the kubelet does.
+  if (killedUnhealthy && restartPolicy === 'OnFailure') return true;
   // An unknown exit code is treated as a failure: restarting is the safer guess.
   if (restartPolicy === 'OnFailure') return c.exitCode !== 0;
   return false;
@@ -184,6 +240,13 @@ function imageCandidates(ref: string): string[] {
 export function imagePresent(images: Set<string>, ref: string): boolean {
   return imageCandidates(ref).some((c) => images.has(c));
 }
+
+/** The kubelet's message for ErrImageNeverPull. */
+export function neverPullMessage(image: string): string {
+  return `Container image "${image}" is not present with pull policy of Never`;
+}
+
+export { ConfigError };
 
 export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: PlanContext): PlanResult {
   const removes: Step[] = [];
@@ -224,28 +287,30 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
 
   for (const pod of target) {
     const ref = podRef(pod);
-    for (const { name } of pod.spec.containers) {
+    for (const c of pod.spec.containers) {
+      const { name } = c;
       const key = containerKey(pod.uid, name);
-      let spec: RunSpec;
+      let hash: string;
       try {
-        spec = toRunSpec(pod, name, ctx.node);
+        hash = containerSpecHash(pod, name);
       } catch (err) {
         // A spec the runtime cannot be asked for (say cpu: "1Gi" passed the schema) blocks only this
         // container; whatever already runs for it is left alone.
-        invalid.push({ key, pod: ref, container: name, message: errorMessage(err) });
+        invalid.push({ key, pod: ref, container: name, reason: 'CreateContainerConfigError', message: errorMessage(err) });
         continue;
       }
-      const hash = spec.labels[LABELS.specHash];
       const existing = found.get(key);
 
       if (existing?.length) {
         const [keep, ...extra] = rankContainers(existing, hash);
-        for (const c of extra) remove(c, 'duplicate', pod);
+        for (const x of extra) remove(x, 'duplicate', pod);
         if (keep!.labels[LABELS.specHash] !== hash) {
           remove(keep!, 'spec-changed', pod);
           continue;
         }
-        if (!wantsRestart(keep!, pod.spec.restartPolicy)) continue;
+        // A restart starts the existing container again: it keeps the env and mounts it was created
+        // with, so nothing needs resolving here (a deleted ConfigMap does not stop a restart).
+        if (!wantsRestart(keep!, pod.spec.restartPolicy, ctx.killedUnhealthy?.(keep!.id))) continue;
         const ms = ctx.restartBackoff(key, keep!, ctx.now);
         if (ms > 0) {
           waits.push({
@@ -263,18 +328,32 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
         continue;
       }
 
-      if (!imagePresent(ctx.images, spec.image)) {
-        const ms = ctx.pullBackoff?.(spec.image, ctx.now) ?? 0;
+      // A new container: the image first (as the kubelet: pull, then generate the config).
+      const policy = c.imagePullPolicy ?? 'IfNotPresent';
+      const present = imagePresent(ctx.images, c.image);
+      if (policy === 'Never' && !present) {
+        invalid.push({ key, pod: ref, container: name, reason: 'ErrImageNeverPull', message: neverPullMessage(c.image) });
+        continue;
+      }
+      if (!present || (policy === 'Always' && !ctx.pulledRecently?.(c.image, ctx.now))) {
+        const ms = ctx.pullBackoff?.(c.image, ctx.now) ?? 0;
         if (ms > 0) {
-          waits.push({ reason: 'ImagePullBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });
+          waits.push({ reason: 'ImagePullBackOff', key, pod: ref, container: name, remainingMs: ms, image: c.image });
         } else {
-          const pods = pulls.get(spec.image) ?? [];
+          const pods = pulls.get(c.image) ?? [];
           if (!pods.some((p) => p.uid === pod.uid)) pods.push(ref);
-          pulls.set(spec.image, pods);
+          pulls.set(c.image, pods);
         }
         continue;
       }
 
+      let spec: RunSpec;
+      try {
+        spec = toRunSpec(pod, name, ctx.node, ctx.run);
+      } catch (err) {
+        invalid.push({ key, pod: ref, container: name, reason: 'CreateContainerConfigError', message: errorMessage(err) });
+        continue;
+      }
       const ms = ctx.runBackoff?.(key, ctx.now) ?? 0;
       if (ms > 0) {
         waits.push({ reason: 'RunContainerBackOff', key, pod: ref, container: name, remainingMs: ms, image: spec.image });

@@ -10,8 +10,9 @@ import type { ContainerStatus, PodPhase } from '../../src/api/pod.js';
 import type { DesiredPod, PodReport } from '../../src/contract/payloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { RuntimeContainer } from '../runtime/types.js';
+import type { RunContext } from './env.js';
 import { containerKey, identityOf, LABELS } from './naming.js';
-import { epochMs, rankContainers, toRunSpec, wantsRestart } from './plan.js';
+import { containerSpecHash, epochMs, imagePresent, neverPullMessage, rankContainers, toRunSpec, wantsRestart } from './plan.js';
 
 /** The last failure of a step for one container, as RestartTracker records it. */
 export interface StepFailure {
@@ -30,6 +31,22 @@ export interface ReportView {
   restartDelay?(key: string, exited: RuntimeContainer): number;
   /** Why the container under `key` (running `image`) could not be created, if it could not. */
   lastError?(key: string, image: string): StepFailure | undefined;
+  /** True for a container the agent killed after failed liveness/startup probes. */
+  killedUnhealthy?(id: string): boolean;
+}
+
+/** What reports need from the node beyond the containers, all optional. */
+export interface ReportContext {
+  node?: string;
+  /** As given to the plan: lets a missing ConfigMap or key show as CreateContainerConfigError. */
+  run?: RunContext;
+  /** Images present on the node: lets imagePullPolicy Never show ErrImageNeverPull. */
+  images?: Set<string>;
+  /**
+   * Readiness of a running container from its probes; undefined when no probe decides it (then a
+   * running container is ready).
+   */
+  ready?: (key: string, id: string) => boolean | undefined;
 }
 
 function formatDuration(ms: number): string {
@@ -47,6 +64,7 @@ function containerStatus(
   c: RuntimeContainer | undefined,
   view: ReportView,
   now: number,
+  ctx: ReportContext,
 ): { status: ContainerStatus; cls: PhaseClass } {
   const key = containerKey(pod.uid, name);
   const base = { name, image: c?.image || image, containerID: c?.id, restartCount: view.restartCount(key) };
@@ -55,7 +73,10 @@ function containerStatus(
   if (!c || c.state === 'created') {
     let reason = 'ContainerCreating';
     let message: string | undefined;
-    if (err?.reason === 'ErrImagePull' && !c) {
+    const blocked = c ? undefined : blockedReason(pod, name, image, ctx);
+    if (blocked) {
+      ({ reason, message } = blocked);
+    } else if (err?.reason === 'ErrImagePull' && !c) {
       reason = now < err.retryAt ? 'ImagePullBackOff' : 'ErrImagePull';
       message = err.message;
     } else if (err?.reason === 'RunContainerError') {
@@ -66,8 +87,10 @@ function containerStatus(
   }
 
   switch (c.state) {
-    case 'running':
-      return { status: { ...base, ready: true, state: 'running', startedAt: c.startedAt }, cls: 'running' };
+    case 'running': {
+      const ready = ctx.ready?.(key, c.id) ?? true;
+      return { status: { ...base, ready, state: 'running', startedAt: c.startedAt }, cls: 'running' };
+    }
     case 'paused':
     case 'stopping': {
       // The process still exists, but it serves nothing: running, not ready.
@@ -76,7 +99,7 @@ function containerStatus(
     }
     case 'exited': {
       const times = { exitCode: c.exitCode, startedAt: c.startedAt, finishedAt: c.finishedAt };
-      if (wantsRestart(c, pod.spec.restartPolicy)) {
+      if (wantsRestart(c, pod.spec.restartPolicy, view.killedUnhealthy?.(c.id))) {
         const delay = view.restartDelay?.(key, c);
         const target = `container=${name} pod=${pod.name}_${pod.namespace}(${pod.uid})`;
         const message = delay ? `back-off ${formatDuration(delay)} restarting failed ${target}` : `restarting failed ${target}`;
@@ -94,6 +117,23 @@ function containerStatus(
     }
     default:
       return { status: { ...base, ready: false, state: 'waiting', reason: 'Unknown' }, cls: 'waiting' };
+  }
+}
+
+/**
+ * Why a container that does not exist cannot be created as things are, checked in the kubelet's
+ * order (image, then config) and as the plan checks it.
+ */
+function blockedReason(pod: DesiredPod, name: string, image: string, ctx: ReportContext): { reason: string; message: string } | undefined {
+  const spec = pod.spec.containers.find((c) => c.name === name);
+  if (ctx.images && spec?.imagePullPolicy === 'Never' && !imagePresent(ctx.images, image)) {
+    return { reason: 'ErrImageNeverPull', message: neverPullMessage(image) };
+  }
+  try {
+    toRunSpec(pod, name, ctx.node ?? '', ctx.run);
+    return undefined;
+  } catch (err) {
+    return { reason: 'CreateContainerConfigError', message: errorMessage(err) };
   }
 }
 
@@ -117,13 +157,15 @@ export function podPhase(classes: PhaseClass[], restartPolicy: DesiredPod['spec'
 
 /**
  * One report per target pod. `restarts` is a ReportView (pass the RestartTracker) or just a
- * restart-count lookup; `now` decides whether a failed pull is still backing off.
+ * restart-count lookup; `now` decides whether a failed pull is still backing off; `ctx` adds what
+ * the node knows (ConfigMaps, images, probe readiness).
  */
 export function podReports(
   target: DesiredPod[],
   current: RuntimeContainer[],
   restarts: ReportView | ((key: string) => number),
   now: number,
+  ctx: ReportContext = {},
 ): PodReport[] {
   const view: ReportView = typeof restarts === 'function' ? { restartCount: restarts } : restarts;
   const found = new Map<string, RuntimeContainer[]>();
@@ -140,8 +182,7 @@ export function podReports(
       const key = containerKey(pod.uid, spec.name);
       let hash: string | undefined;
       try {
-        // The node is not part of the hash; any value will do.
-        hash = toRunSpec(pod, spec.name, '').labels[LABELS.specHash];
+        hash = containerSpecHash(pod, spec.name);
       } catch (err) {
         const status: ContainerStatus = {
           name: spec.name,
@@ -156,7 +197,7 @@ export function podReports(
       }
       // Rank as the plan does, so the report speaks of the container the plan keeps.
       const c = rankContainers(found.get(key) ?? [], hash)[0];
-      return { ...containerStatus(pod, spec.name, spec.image, c, view, now), c };
+      return { ...containerStatus(pod, spec.name, spec.image, c, view, now, ctx), c };
     });
     const started = entries.map((e) => epochMs(e.c?.startedAt)).filter((t) => t > 0);
     return {

@@ -2,17 +2,32 @@
  * The spec hash stored on every container (label drover.io/spec-hash). The plan compares it with the
  * hash of the desired spec: equal means "leave the container alone", which is what lets an agent
  * that reconnects, restarts or receives a re-published desired state never restart a healthy
- * workload. So the hash covers exactly what the runtime was asked to run, resolved (quantities in
- * bytes and millicores, env as a map), and nothing else: restart policy, requests, labels and the
- * container name change nothing in a running container.
+ * workload. So the hash covers exactly what the runtime is asked to run, normalised (quantities in
+ * bytes and millicores, env as a map), and nothing else: restart policy, requests, probes, labels and
+ * the container name change nothing in a running container.
+ *
+ * It is computed from the pod spec, never from values resolved on the node: an env var taken from a
+ * ConfigMap enters as its reference, a volume as its definition. So, as in Kubernetes, a changed
+ * ConfigMap or Secret does not restart running containers (their volume files are updated in place);
+ * only a changed pod template does. For a container with literal env only and no mounts or devices
+ * the hash is the same as before those existed, so agent upgrades do not re-create containers.
  *
  * Changing what goes into the hash re-creates every container on agent upgrade; do it deliberately.
  */
 import { createHash } from 'node:crypto';
 import type { PortMapping, RunSpec } from '../runtime/types.js';
 
-/** The RunSpec fields whose change requires a new container. */
-export type RecreateFields = Omit<RunSpec, 'name' | 'labels'>;
+/**
+ * The fields whose change requires a new container: RunSpec's, with env values that come from the
+ * node (ConfigMap, Secret, fieldRef) given as their references, plus the declared envFrom sources and
+ * mounts (each with its volume's definition). Absent or empty optional fields hash as before they
+ * existed.
+ */
+export type RecreateFields = Omit<RunSpec, 'name' | 'labels' | 'env' | 'mounts'> & {
+  env: Record<string, string | object>;
+  envFrom?: unknown[];
+  mounts?: unknown[];
+};
 
 /** JSON with object keys sorted at every level and undefined members dropped, so key order never matters. */
 export function canonicalJson(value: unknown): string {
@@ -30,7 +45,11 @@ function portOrder(a: PortMapping, b: PortMapping): number {
   return ka < kb ? -1 : ka > kb ? 1 : 0;
 }
 
-/** sha256 hex of the canonical recreate fields, first 16 characters. */
+/**
+ * sha256 hex of the canonical recreate fields, first 16 characters. Given a RunSpec, its resolved env
+ * and mounts are hashed as they are: that equals the label plan.ts puts on the container only when
+ * nothing in it came from the node (see containerSpecHash there).
+ */
 export function specHash(spec: RecreateFields | RunSpec): string {
   const fields: RecreateFields = {
     image: spec.image,
@@ -44,6 +63,10 @@ export function specHash(spec: RecreateFields | RunSpec): string {
     memoryBytes: spec.memoryBytes,
     cpuMilli: spec.cpuMilli,
     hostNetwork: spec.hostNetwork || undefined,
+    envFrom: 'envFrom' in spec && spec.envFrom?.length ? spec.envFrom : undefined,
+    mounts: spec.mounts?.length ? spec.mounts : undefined,
+    // Devices are a set: their order means nothing.
+    devices: spec.devices?.length ? [...spec.devices].sort((a, b) => (canonicalJson(a) < canonicalJson(b) ? -1 : 1)) : undefined,
   };
   return createHash('sha256').update(canonicalJson(fields)).digest('hex').slice(0, 16);
 }

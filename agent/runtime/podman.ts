@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import type { ContainerRuntime, ContainerState, RunSpec, RuntimeContainer } from './types.js';
+import type { ContainerRuntime, ContainerState, DeviceMapping, ExecResult, Mount, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
   /** Path or name of the podman binary (default: `podman` on PATH). */
@@ -57,6 +57,12 @@ const inspectEntry = z.object({
       Labels: z.record(z.string(), z.string()).nullish(),
     })
     .nullish(),
+  NetworkSettings: z
+    .object({
+      IPAddress: z.string().nullish(),
+      Networks: z.record(z.string(), z.object({ IPAddress: z.string().nullish() }).nullish()).nullish(),
+    })
+    .nullish(),
 });
 
 const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
@@ -101,6 +107,24 @@ function publishArg(p: RunSpec['ports'][number]): string {
   const ip = p.hostIP ? (p.hostIP.includes(':') ? `[${p.hostIP}]:` : `${p.hostIP}:`) : '';
   return `${ip}${p.hostPort}:${p.containerPort}/${p.protocol.toLowerCase()}`;
 }
+
+/** `-v src:dst[:ro]`, or `--mount` for paths holding a colon (which `-v` cannot express). */
+export function mountArgs(m: Mount): string[] {
+  if (!m.source.includes(':') && !m.target.includes(':')) return ['--volume', `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`];
+  if (m.source.includes(',') || m.target.includes(',')) {
+    throw new RuntimeError(`cannot mount ${m.source} on ${m.target}: podman takes no path with both ":" and ","`);
+  }
+  return ['--mount', `type=bind,source=${m.source},target=${m.target}${m.readOnly ? ',readonly=true' : ''}`];
+}
+
+/** `--device host[:container[:perms]]`. */
+export function deviceArg(d: DeviceMapping): string {
+  if (d.permissions) return `${d.hostPath}:${d.containerPath ?? d.hostPath}:${d.permissions}`;
+  return d.containerPath ? `${d.hostPath}:${d.containerPath}` : d.hostPath;
+}
+
+/** Output kept from an exec (probes only need enough for a message). */
+const EXEC_OUTPUT_MAX = 10_000;
 
 /**
  * ContainerRuntime over the podman CLI (no API socket: nothing to keep running on the device).
@@ -208,6 +232,8 @@ export class PodmanRuntime implements ContainerRuntime {
     const [c] = this.parse('container inspect', z.array(inspectEntry), r.stdout);
     if (!c) return undefined;
     const state = toState(c.State.Status);
+    const net = c.NetworkSettings;
+    const ip = net?.IPAddress || Object.values(net?.Networks ?? {}).find((n) => n?.IPAddress)?.IPAddress || undefined;
     return {
       id: c.Id,
       name: c.Name,
@@ -220,6 +246,7 @@ export class PodmanRuntime implements ContainerRuntime {
       createdAt: toIso(c.Created),
       startedAt: toIso(c.State.StartedAt),
       finishedAt: toIso(c.State.FinishedAt),
+      ...(ip ? { ip } : {}),
     };
   }
 
@@ -237,6 +264,8 @@ export class PodmanRuntime implements ContainerRuntime {
     if (spec.memoryBytes !== undefined) args.push('--memory', `${spec.memoryBytes}b`);
     if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));
     if (spec.workingDir) args.push('--workdir', spec.workingDir);
+    for (const m of spec.mounts ?? []) args.push(...mountArgs(m));
+    for (const d of spec.devices ?? []) args.push('--device', deviceArg(d));
     const command = spec.command?.length ? spec.command : undefined;
     const cmdArgs = spec.args?.length ? spec.args : [];
     // The JSON form keeps every element of `command` as one argv entry. Setting --entrypoint also
@@ -275,6 +304,23 @@ export class PodmanRuntime implements ContainerRuntime {
     const args = ['logs', ...(opts.tail !== undefined ? ['--tail', String(opts.tail)] : []), id];
     const r = await this.call('logs', args, { all: true, keepNewline: true });
     return r.all ?? r.stdout;
+  }
+
+  async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    if (cmd.length === 0) throw new RuntimeError('podman exec: empty command');
+    const r = await execa(this.bin, [...this.globalArgs, 'exec', id, ...cmd], {
+      env: this.env,
+      reject: false,
+      stdin: 'ignore',
+      all: true,
+      timeout: Math.max(1, Math.round(timeoutMs)),
+      maxBuffer: 1_000_000,
+    });
+    if (r.code === 'ENOENT') throw new RuntimeError(`podman not found (is it installed?): could not run "${this.bin}"`, r);
+    const output = String(r.all ?? '').slice(0, EXEC_OUTPUT_MAX);
+    if (r.timedOut) return { exitCode: -1, output, timedOut: true };
+    if (r.exitCode === undefined) throw new RuntimeError(`podman exec failed: ${r.shortMessage}`, r);
+    return { exitCode: r.exitCode, output, timedOut: false };
   }
 
   async hasImage(image: string): Promise<boolean> {

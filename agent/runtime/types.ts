@@ -10,6 +10,22 @@ export interface PortMapping {
   protocol: 'TCP' | 'UDP';
 }
 
+/** A bind mount of a host path (file or directory) into the container. */
+export interface Mount {
+  source: string;
+  target: string;
+  readOnly: boolean;
+}
+
+/** A host device node passed into the container (podman `--device host[:container[:perms]]`). */
+export interface DeviceMapping {
+  hostPath: string;
+  /** Where it appears in the container; the host path when unset. */
+  containerPath?: string;
+  /** Any of r, w, m; the runtime's default (rwm) when unset. */
+  permissions?: string;
+}
+
 /** What the agent asks the runtime to run: already resolved from a pod's container spec. */
 export interface RunSpec {
   /** Runtime container name, unique on the node (see agent/engine/naming.ts). */
@@ -26,6 +42,17 @@ export interface RunSpec {
   memoryBytes?: number;
   cpuMilli?: number;
   hostNetwork?: boolean;
+  mounts?: Mount[];
+  devices?: DeviceMapping[];
+}
+
+/** The outcome of a command run inside a container. */
+export interface ExecResult {
+  /** The command's exit code; -1 when it timed out. */
+  exitCode: number;
+  /** stdout and stderr, interleaved, possibly cut short. */
+  output: string;
+  timedOut: boolean;
 }
 
 export type ContainerState = 'created' | 'running' | 'exited' | 'paused' | 'stopping' | 'unknown';
@@ -41,6 +68,8 @@ export interface RuntimeContainer {
   createdAt?: string;
   startedAt?: string;
   finishedAt?: string;
+  /** The container's address on its network, when it has its own; only inspect() fills it in. */
+  ip?: string;
 }
 
 export interface ContainerRuntime {
@@ -58,6 +87,11 @@ export interface ContainerRuntime {
   /** Remove (force kills a running one). Removing a missing container is not an error. */
   remove(id: string): Promise<void>;
   logs(id: string, opts: { tail?: number }): Promise<string>;
+  /**
+   * Runs a command in a running container (probes). A non-zero exit is a result, not an error; the
+   * command is abandoned after `timeoutMs`. Throws only when the runtime itself cannot be used.
+   */
+  exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
   hasImage(image: string): Promise<boolean>;
   pull(image: string): Promise<void>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */

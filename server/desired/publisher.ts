@@ -1,9 +1,10 @@
+import type { ConfigMap, Secret } from '../../src/api/config.js';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store, Watch } from '../store/types.js';
-import { contentDigest, desiredPodsFor } from './snapshot.js';
+import { configKey, configRefs, contentDigest, snapshotFor } from './snapshot.js';
 import type { payloads } from '../../src/contract/index.js';
 
 export interface DesiredSink {
@@ -11,13 +12,22 @@ export interface DesiredSink {
 }
 
 /**
- * Publishes each node's full desired snapshot (retained) whenever the set of pods bound to it changes.
+ * Publishes each node's full desired snapshot (retained) whenever the set of pods bound to it, or a
+ * ConfigMap or Secret one of those pods references, changes.
  * The generation is the store revision at the time of the snapshot: it only grows, across server
  * restarts too, so an agent can always keep the newest snapshot and drop older ones.
  */
 export class DesiredPublisher {
   private readonly published = new Map<string, string>();
   private readonly dirty = new Set<string>();
+  /** Per node, the configKeys its last computed snapshot referenced. */
+  private readonly refs = new Map<string, Set<string>>();
+  /**
+   * ConfigMaps/Secrets changed since the last publish pass. Resolved against `refs` at the start of
+   * the next pass, not when the change arrives: a change landing while a pass computes the refs of a
+   * pod that is new to them is then still seen.
+   */
+  private readonly changedConfig = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watch: Watch | undefined;
   private running: Promise<void> = Promise.resolve();
@@ -37,18 +47,25 @@ export class DesiredPublisher {
           // A node (re)registering gets its snapshot even if nothing changed: its retained copy may be gone.
           if (e.type === 'ADDED') this.published.delete(e.object.metadata.name);
           this.markDirty(e.object.metadata.name);
+        } else if (e.object.kind === 'ConfigMap' || e.object.kind === 'Secret') {
+          this.changedConfig.add(configKey(e.object.kind, e.object.metadata.namespace ?? 'default', e.object.metadata.name));
+          this.schedule();
         } else {
           const node = (e.object as Pod).spec.nodeName;
           if (node) this.markDirty(node);
         }
       },
-      { kinds: ['Pod', 'Node'] },
+      { kinds: ['Pod', 'Node', 'ConfigMap', 'Secret'] },
     );
     await this.flush();
   }
 
   private markDirty(node: string): void {
     this.dirty.add(node);
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.deps.debounceMs ?? 20);
   }
 
@@ -60,21 +77,32 @@ export class DesiredPublisher {
   }
 
   private async publishDirty(): Promise<void> {
+    for (const key of this.changedConfig) {
+      for (const [node, keys] of this.refs) if (keys.has(key)) this.dirty.add(node);
+    }
+    this.changedConfig.clear();
     if (this.dirty.size === 0) return;
     const nodes = [...this.dirty];
     this.dirty.clear();
     const { store, sink, logger } = this.deps;
-    const pods = (await store.list('Pod')).items as Pod[];
+    // The generation is read before the lists: a change after it gets a later generation of its own.
     const generation = store.revision();
+    const pods = (await store.list('Pod')).items as Pod[];
+    const configMaps = (await store.list('ConfigMap')).items as unknown as ConfigMap[];
+    const secrets = (await store.list('Secret')).items as unknown as Secret[];
     for (const node of nodes) {
-      if (!(await store.get('Node', '', node)) && !pods.some((p) => p.spec.nodeName === node)) continue;
-      const desired = desiredPodsFor(node, pods);
-      const digest = contentDigest(desired);
+      if (!(await store.get('Node', '', node)) && !pods.some((p) => p.spec.nodeName === node)) {
+        this.refs.delete(node);
+        continue;
+      }
+      const snap = snapshotFor(node, pods, configMaps, secrets);
+      this.refs.set(node, configRefs(snap.pods));
+      const digest = contentDigest(snap);
       if (this.published.get(node) === digest) continue;
       try {
-        await sink.publishDesired({ node, generation, pods: desired, ts: new Date().toISOString() });
+        await sink.publishDesired({ node, generation, ...snap, ts: new Date().toISOString() });
         this.published.set(node, digest);
-        logger.debug({ node, generation, pods: desired.length }, 'desired state published');
+        logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length }, 'desired state published');
       } catch (err) {
         logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
         this.markDirty(node);

@@ -1,12 +1,17 @@
 import { createServer, type Server } from 'node:net';
 import { Aedes, type AedesOptions, type AuthenticateError } from 'aedes';
+import { agentMayPublish, agentMaySubscribe } from '../../src/contract/topics.js';
+import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Logger } from '../../src/util/logger.js';
+
+/** Who a connected client is: the server itself, or the agent of one node. */
+export type Principal = { role: 'server' } | { role: 'agent'; node: string };
 
 export interface EmbeddedBrokerOptions {
   host: string;
   port: number;
-  /** Decides whether a client may connect; deny by default (aedes' own default allows everyone). */
-  authenticate: (clientId: string, username: string | undefined, password: string | undefined) => boolean;
+  /** Decides whether a client may connect and as whom; undefined refuses (deny by default). */
+  authenticate: (clientId: string, username: string | undefined, password: string | undefined) => Principal | undefined;
   logger: Logger;
 }
 
@@ -19,15 +24,38 @@ export interface EmbeddedBroker {
 
 /** An aedes broker on a TCP port: the default, zero-dependency mode of a drover server. */
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
+  // Keyed by connection, not client id: a reconnect with the same id must not inherit or lose rights.
+  const principals = new WeakMap<object, Principal>();
   const authenticate: AedesOptions['authenticate'] = (client, username, password, done) => {
-    const ok = opts.authenticate(client.id, username, password?.toString('utf8'));
-    if (ok) return done(null, true);
+    const who = opts.authenticate(client.id, username, password?.toString('utf8'));
+    if (who) {
+      principals.set(client, who);
+      return done(null, true);
+    }
     opts.logger.warn({ clientId: client.id, username }, 'mqtt connection refused: bad credentials');
     const err = new Error('bad username or password') as AuthenticateError;
     err.returnCode = 4;
     done(err, false);
   };
-  const aedes = await Aedes.createBroker({ authenticate });
+  // Per-node ACL: an agent publishes only its own reports and subscribes only to its own inbox, so
+  // one device's join token cannot impersonate or eavesdrop on another node.
+  const authorizePublish: AedesOptions['authorizePublish'] = (client, packet, done) => {
+    if (!client) return done(null);
+    if (packet.payload && packet.payload.length > MAX_PAYLOAD_BYTES) return done(new Error(`payload larger than ${MAX_PAYLOAD_BYTES} bytes`));
+    const who = principals.get(client);
+    if (who?.role === 'server') return done(null);
+    if (who?.role === 'agent' && agentMayPublish(who.node, packet.topic)) return done(null);
+    opts.logger.warn({ clientId: client.id, topic: packet.topic }, 'mqtt publish denied');
+    done(new Error(`not allowed to publish to ${packet.topic}`));
+  };
+  const authorizeSubscribe: AedesOptions['authorizeSubscribe'] = (client, sub, done) => {
+    const who = principals.get(client);
+    if (who?.role === 'server' || (who?.role === 'agent' && agentMaySubscribe(who.node, sub.topic))) return done(null, sub);
+    opts.logger.warn({ clientId: client.id, topic: sub.topic }, 'mqtt subscribe denied');
+    // A null subscription denies this filter (SUBACK 128) without dropping the connection.
+    done(null, null);
+  };
+  const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe });
   aedes.on('clientError', (client, err) => opts.logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve, reject) => {

@@ -3,12 +3,26 @@
  * why in the words kube-scheduler uses, so `kubectl describe`-style messages read the same.
  *
  * Everything here is pure: filters see the pod, the node and a precomputed `NodeUsage` (what is
- * already committed to the node), never the store.
+ * already committed to the node, plus the shared cluster index for inter-pod rules), never the store.
+ *
+ * Reasons may carry a detail in a trailing parenthesis, e.g. "node(s) didn't match arch (needs
+ * arm64)": the summary counts by `reasonKey` (the text before it), per-node explanations keep it.
  */
 import type { Node } from '../../src/api/node.js';
 import { nodeReady } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { parseCpu, parseMemory } from '../../src/api/quantity.js';
+import {
+  interPodFilterState,
+  matchNodeSelector,
+  matchRequiredNodeAffinity,
+  type NodeMatch,
+  satisfiesExistingPodsAntiAffinity,
+  satisfiesPodAffinity,
+  satisfiesPodAntiAffinity,
+} from './affinity.js';
+import { ClusterIndex } from './cluster.js';
+import { podToleratesTaint, taintReason, UNSCHEDULABLE_TAINT, untoleratedTaints } from './taints.js';
 
 export interface SchedulingContext {
   nodes: Node[];
@@ -42,6 +56,14 @@ export interface NodeUsage {
   nonZeroRequested: Resources;
   pods: number;
   hostPorts: HostPort[];
+  /** The node this usage is for (set by emptyUsage). */
+  nodeName?: string;
+  /**
+   * Index of the whole fleet, shared by every usage built together (computeUsage/scheduleBatch) and
+   * updated by `addPod`. Inter-pod affinity and spreading read it. A usage built for one node alone
+   * gets an index of just that node.
+   */
+  cluster?: ClusterIndex;
 }
 
 export interface Filter {
@@ -53,7 +75,17 @@ export interface Filter {
 export const REASON = {
   notReady: 'node(s) were not ready',
   unschedulable: 'node(s) were unschedulable',
-  nodeSelector: "node(s) didn't match Pod's node selector",
+  /** kube-scheduler reports nodeSelector and required node affinity with the same words. */
+  nodeSelector: "node(s) didn't match Pod's node affinity/selector",
+  nodeAffinity: "node(s) didn't match Pod's node affinity/selector",
+  /** Count key for an arch mismatch; the per-node text adds the arch needed: "(needs arm64)". */
+  arch: "node(s) didn't match arch",
+  /** Prefix only: the full reason names the taint, `... taint {key: value}` (see taintReason). */
+  taint: 'node(s) had untolerated taint',
+  podAffinity: "node(s) didn't match pod affinity rules",
+  podAntiAffinity: "node(s) didn't match pod anti-affinity rules",
+  existingPodsAntiAffinity: "node(s) didn't satisfy existing pods anti-affinity rules",
+  devices: "node(s) didn't have the requested devices",
   nodeName: "node(s) didn't match the requested node name",
   cpu: 'Insufficient cpu',
   memory: 'Insufficient memory',
@@ -67,6 +99,18 @@ export const DEFAULT_CPU_REQUEST = 100;
 export const DEFAULT_MEMORY_REQUEST = 200 * 2 ** 20;
 
 const ANY_IP = '0.0.0.0';
+
+/** The count key of a reason: its text without a trailing " (detail)". */
+export function reasonKey(reason: string): string {
+  if (!reason.endsWith(')')) return reason;
+  const i = reason.lastIndexOf(' (');
+  return i > 0 ? reason.slice(0, i) : reason;
+}
+
+/** `node(s) didn't match arch (needs arm64)` */
+export function archReason(needs: string): string {
+  return `${REASON.arch} (needs ${needs})`;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Pod and node accounting helpers
@@ -147,19 +191,46 @@ export function parseAllocatable(node: Node): NodeUsage['allocatable'] {
   }
 }
 
-export function emptyUsage(node: Node): NodeUsage {
+/**
+ * Usage of a node with nothing on it yet. Pass the fleet's shared `cluster` when building usage for
+ * several nodes (computeUsage does); without it the node gets an index of its own.
+ */
+export function emptyUsage(node: Node, cluster?: ClusterIndex): NodeUsage {
+  const c = cluster ?? new ClusterIndex();
+  c.addNode(node);
   return {
     allocatable: parseAllocatable(node),
     requested: { cpu: 0, memory: 0 },
     nonZeroRequested: { cpu: 0, memory: 0 },
     pods: 0,
     hostPorts: [],
+    nodeName: node.metadata.name,
+    cluster: c,
   };
 }
 
-/** Commits a pod to a node's usage (mutates `usage`). Terminated pods hold nothing and are skipped. */
+const soloIndexes = new WeakMap<NodeUsage, ClusterIndex>();
+
+/** The usage's cluster index; a hand-built usage without one gets an index of just its node. */
+export function clusterOf(usage: NodeUsage, node: Node): ClusterIndex {
+  if (usage.cluster) return usage.cluster;
+  let c = soloIndexes.get(usage);
+  if (!c) {
+    c = new ClusterIndex();
+    c.addNode(node);
+    soloIndexes.set(usage, c);
+  }
+  return c;
+}
+
+/**
+ * Commits a pod to a node's usage (mutates `usage` and its cluster index). Terminated pods hold
+ * nothing and are skipped.
+ */
 export function addPod(usage: NodeUsage, pod: Pod): void {
   if (isTerminated(pod)) return;
+  const node = usage.nodeName ?? pod.spec.nodeName;
+  if (usage.cluster && node !== undefined) usage.cluster.addPod(pod, node);
   const r = podRequests(pod);
   const nz = podNonZeroRequests(pod);
   usage.requested.cpu += r.cpu;
@@ -183,11 +254,14 @@ export const nodeNameFilter: Filter = {
   },
 };
 
-/** Cordoned nodes take no new pods. */
+/**
+ * Cordoned nodes take no new pods, unless the pod tolerates the node.kubernetes.io/unschedulable
+ * NoSchedule taint (as DaemonSet pods do in Kubernetes).
+ */
 export const nodeUnschedulableFilter: Filter = {
   name: 'NodeUnschedulable',
-  check(_pod, node) {
-    return node.spec?.unschedulable ? [REASON.unschedulable] : [];
+  check(pod, node) {
+    return node.spec?.unschedulable && !podToleratesTaint(pod, UNSCHEDULABLE_TAINT) ? [REASON.unschedulable] : [];
   },
 };
 
@@ -199,20 +273,93 @@ export const nodeReadyFilter: Filter = {
   },
 };
 
+function nodeMatchReasons(m: NodeMatch, generic: string): string[] {
+  if (m.ok) return [];
+  return [m.arch !== undefined ? archReason(m.arch) : generic];
+}
+
 /**
  * Every nodeSelector pair must match a node label. This also covers architecture and OS pinning:
- * the registry labels nodes with kubernetes.io/arch and kubernetes.io/os.
+ * the registry labels nodes with kubernetes.io/arch and kubernetes.io/os. A wrong arch is reported
+ * as such ("node(s) didn't match arch (needs arm64)"), anything else in kube-scheduler's words.
  */
 export const nodeSelectorFilter: Filter = {
   name: 'NodeSelector',
   check(pod, node) {
-    const sel = pod.spec.nodeSelector;
-    if (!sel) return [];
-    const labels = node.metadata.labels ?? {};
-    for (const [k, v] of Object.entries(sel)) {
-      if (!Object.hasOwn(labels, k) || labels[k] !== v) return [REASON.nodeSelector];
-    }
-    return [];
+    return nodeMatchReasons(matchNodeSelector(pod, node), REASON.nodeSelector);
+  },
+};
+
+/**
+ * Required node affinity: nodeSelectorTerms are ORed, the expressions of a term ANDed; operators
+ * In/NotIn/Exists/DoesNotExist/Gt/Lt on labels, matchFields on metadata.name. Same reasons as the
+ * nodeSelector (kube-scheduler merges the two).
+ */
+export const nodeAffinityFilter: Filter = {
+  name: 'NodeAffinity',
+  check(pod, node) {
+    return nodeMatchReasons(matchRequiredNodeAffinity(pod, node), REASON.nodeAffinity);
+  },
+};
+
+/**
+ * NoSchedule and NoExecute taints must be tolerated; PreferNoSchedule only costs score. Reports the
+ * first untolerated taint, as kube-scheduler does.
+ */
+export const taintTolerationFilter: Filter = {
+  name: 'TaintToleration',
+  check(pod, node) {
+    const bad = untoleratedTaints(pod, node, ['NoSchedule', 'NoExecute']);
+    return bad.length > 0 ? [taintReason(bad[0]!)] : [];
+  },
+};
+
+/** Host device paths the pod's containers ask for (drover extension). */
+export function podDevices(pod: Pod): string[] {
+  const out: string[] = [];
+  for (const c of pod.spec.containers) for (const d of c.devices ?? []) if (!out.includes(d.hostPath)) out.push(d.hostPath);
+  return out;
+}
+
+/** Every requested device must be one the node's agent reported in status.devices. */
+export const nodeDevicesFilter: Filter = {
+  name: 'NodeDevices',
+  check(pod, node) {
+    const want = podDevices(pod);
+    if (want.length === 0) return [];
+    const have = node.status?.devices ?? [];
+    const missing = want.filter((d) => !have.includes(d));
+    return missing.length > 0 ? [`${REASON.devices} (missing ${missing.join(', ')})`] : [];
+  },
+};
+
+/** Required pod affinity: a matching pod must already run in the node's topology domain. */
+export const podAffinityFilter: Filter = {
+  name: 'PodAffinity',
+  check(pod, node, usage) {
+    if (!pod.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return [];
+    const cluster = clusterOf(usage, node);
+    return satisfiesPodAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.podAffinity];
+  },
+};
+
+/** Required pod anti-affinity: no pod the pod's terms select may run in the node's topology domain. */
+export const podAntiAffinityFilter: Filter = {
+  name: 'PodAntiAffinity',
+  check(pod, node, usage) {
+    if (!pod.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return [];
+    const cluster = clusterOf(usage, node);
+    return satisfiesPodAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.podAntiAffinity];
+  },
+};
+
+/** The symmetric rule: existing pods' required anti-affinity may forbid the incoming pod. */
+export const existingPodsAntiAffinityFilter: Filter = {
+  name: 'ExistingPodsAntiAffinity',
+  check(pod, node, usage) {
+    const cluster = clusterOf(usage, node);
+    if (cluster.antiAffinityPods.length === 0) return [];
+    return satisfiesExistingPodsAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.existingPodsAntiAffinity];
   },
 };
 
@@ -235,12 +382,13 @@ export const nodePortsFilter: Filter = {
  */
 export const nodeResourcesFitFilter: Filter = {
   name: 'NodeResourcesFit',
-  check(pod, _node, usage) {
+  check(pod, node, usage) {
     const alloc = usage.allocatable;
     if (!alloc) return [REASON.noAllocatable];
     const reasons: string[] = [];
     if (usage.pods + 1 > alloc.pods) reasons.push(REASON.pods);
-    const r = podRequests(pod);
+    // Parsed once per pod and decision, not once per node.
+    const r = clusterOf(usage, node).cached(pod, 'requests', () => podRequests(pod));
     // A zero request never fails, even on an overcommitted node: the pod asks for nothing.
     if (r.cpu > 0 && r.cpu > alloc.cpu - usage.requested.cpu) reasons.push(REASON.cpu);
     if (r.memory > 0 && r.memory > alloc.memory - usage.requested.memory) reasons.push(REASON.memory);
@@ -251,15 +399,35 @@ export const nodeResourcesFitFilter: Filter = {
 /**
  * Default filter chain. Order matters only for the reported reason: evaluation stops at the first
  * filter that rejects a node (as kube-scheduler does), so a cordoned, not-ready node reports one
- * reason, and the cheap, definitive checks come before resource arithmetic.
+ * reason, and the cheap, definitive checks come before resource arithmetic. Inter-pod rules come
+ * last: they read the fleet-wide index (cheap per node once the per-pod state is cached).
  */
 export const defaultFilters: readonly Filter[] = [
   nodeNameFilter,
   nodeUnschedulableFilter,
   nodeReadyFilter,
+  taintTolerationFilter,
   nodeSelectorFilter,
+  nodeAffinityFilter,
   nodePortsFilter,
+  nodeDevicesFilter,
   nodeResourcesFitFilter,
+  podAffinityFilter,
+  podAntiAffinityFilter,
+  existingPodsAntiAffinityFilter,
+];
+
+/**
+ * The checks that decide whether a node is *eligible* for a per-node workload (DaemonSet): label
+ * and affinity matching, taints, host ports and devices, but not readiness, cordoning or resources
+ * (a DaemonSet pod belongs on every eligible node whatever its current state).
+ */
+export const eligibilityFilters: readonly Filter[] = [
+  taintTolerationFilter,
+  nodeSelectorFilter,
+  nodeAffinityFilter,
+  nodePortsFilter,
+  nodeDevicesFilter,
 ];
 
 /** Runs filters in order; returns the first non-empty reason list, or [] when the node fits. */

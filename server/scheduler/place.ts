@@ -4,14 +4,20 @@
  */
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { addPod, defaultFilters, emptyUsage, type Filter, type NodeUsage, runFilters, type SchedulingContext } from './filters.js';
+import { ClusterIndex } from './cluster.js';
+import { addPod, defaultFilters, emptyUsage, type Filter, type NodeUsage, reasonKey, runFilters, type SchedulingContext } from './filters.js';
 import { defaultScorers, type Scorer, scoreNode } from './scorers.js';
 
 export interface Placement {
   /** Chosen node; undefined when no node fits. */
   node?: string;
-  /** Why nodes were rejected: reason → number of nodes. A node may count under several reasons. */
+  /**
+   * Why nodes were rejected: reason → number of nodes. A node may count under several reasons.
+   * Keys are count keys (`reasonKey`): details such as "(needs arm64)" are left out here.
+   */
   reasons: Map<string, number>;
+  /** Per rejected node, its reasons in full, details included (e.g. "... arch (needs arm64)"). */
+  nodeReasons: Map<string, string[]>;
   /** kube-scheduler style summary when unplaced ("0/3 nodes are available: ..."); '' when placed. */
   message: string;
 }
@@ -32,7 +38,9 @@ function podKey(p: Pod): string {
  */
 export function computeUsage(ctx: SchedulingContext): Map<string, NodeUsage> {
   const usage = new Map<string, NodeUsage>();
-  for (const n of ctx.nodes) usage.set(n.metadata.name, emptyUsage(n));
+  // One index for the fleet: every node's usage shares it, so inter-pod rules see all pods.
+  const cluster = new ClusterIndex();
+  for (const n of ctx.nodes) usage.set(n.metadata.name, emptyUsage(n, cluster));
   for (const p of ctx.pods) {
     const u = p.spec.nodeName ? usage.get(p.spec.nodeName) : undefined;
     if (u) addPod(u, p);
@@ -40,10 +48,15 @@ export function computeUsage(ctx: SchedulingContext): Map<string, NodeUsage> {
   return usage;
 }
 
-/** "0/5 nodes are available: 2 Insufficient memory, 1 node(s) were not ready." */
+/**
+ * "0/5 nodes are available: 2 Insufficient memory, 1 node(s) were not ready." Reasons that differ
+ * only in a trailing detail are counted together under their `reasonKey`.
+ */
 export function formatMessage(total: number, reasons: Map<string, number>): string {
   if (total === 0) return '0/0 nodes are available: no nodes registered.';
-  const parts = [...reasons.entries()]
+  const merged = new Map<string, number>();
+  for (const [r, c] of reasons) merged.set(reasonKey(r), (merged.get(reasonKey(r)) ?? 0) + c);
+  const parts = [...merged.entries()]
     // Count descending, then reason by code point so the text never depends on the locale.
     .sort(([a, ca], [b, cb]) => cb - ca || (a < b ? -1 : a > b ? 1 : 0))
     .map(([r, c]) => `${c} ${r}`);
@@ -55,21 +68,23 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   const reasons = new Map<string, number>();
+  const nodeReasons = new Map<string, string[]>();
   let best: { name: string; score: number } | undefined;
   for (const node of nodes) {
     const name = node.metadata.name;
     const u = usage.get(name) ?? emptyUsage(node);
     const failed = runFilters(pod, node, u, filters);
     if (failed.length > 0) {
-      for (const r of failed) reasons.set(r, (reasons.get(r) ?? 0) + 1);
+      nodeReasons.set(name, failed);
+      for (const r of new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
       continue;
     }
     const score = scoreNode(pod, node, u, scorers);
     // Equal scores go to the lexically smallest name, so the same inputs always give the same node.
     if (!best || score > best.score || (score === best.score && name < best.name)) best = { name, score };
   }
-  if (best) return { node: best.name, reasons, message: '' };
-  return { reasons, message: formatMessage(nodes.length, reasons) };
+  if (best) return { node: best.name, reasons, nodeReasons, message: '' };
+  return { reasons, nodeReasons, message: formatMessage(nodes.length, reasons) };
 }
 
 /**

@@ -4,7 +4,10 @@
  */
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { type NodeUsage, podNonZeroRequests } from './filters.js';
+import { interPodAffinityScore, preferredNodeAffinityScore } from './affinity.js';
+import { podGroupKey, ZONE_LABEL } from './cluster.js';
+import { clusterOf, type NodeUsage, podNonZeroRequests } from './filters.js';
+import { untoleratedTaints } from './taints.js';
 
 export interface Scorer {
   name: string;
@@ -22,10 +25,10 @@ function usedFraction(used: number, cap: number): number {
  * Fractions of cpu and memory in use if the pod lands here. Uses non-zero requests so pods that
  * request nothing still make a node look fuller, otherwise they would all pile onto one node.
  */
-function fractionsAfter(pod: Pod, usage: NodeUsage): { cpu: number; memory: number } | undefined {
+function fractionsAfter(pod: Pod, node: Node, usage: NodeUsage): { cpu: number; memory: number } | undefined {
   const alloc = usage.allocatable;
   if (!alloc) return undefined;
-  const r = podNonZeroRequests(pod);
+  const r = clusterOf(usage, node).cached(pod, 'nonZeroRequests', () => podNonZeroRequests(pod));
   return {
     cpu: usedFraction(usage.nonZeroRequested.cpu + r.cpu, alloc.cpu),
     memory: usedFraction(usage.nonZeroRequested.memory + r.memory, alloc.memory),
@@ -36,8 +39,8 @@ function fractionsAfter(pod: Pod, usage: NodeUsage): { cpu: number; memory: numb
 export const leastAllocated: Scorer = {
   name: 'LeastAllocated',
   weight: 1,
-  score(pod, _node, usage) {
-    const f = fractionsAfter(pod, usage);
+  score(pod, node, usage) {
+    const f = fractionsAfter(pod, node, usage);
     if (!f) return 0;
     return ((1 - f.cpu + (1 - f.memory)) / 2) * 100;
   },
@@ -51,8 +54,8 @@ export const leastAllocated: Scorer = {
 export const balancedAllocation: Scorer = {
   name: 'BalancedAllocation',
   weight: 1,
-  score(pod, _node, usage) {
-    const f = fractionsAfter(pod, usage);
+  score(pod, node, usage) {
+    const f = fractionsAfter(pod, node, usage);
     if (!f) return 0;
     return (1 - Math.abs(f.cpu - f.memory) / 2) * 100;
   },
@@ -93,7 +96,88 @@ export const imageLocality: Scorer = {
   },
 };
 
-export const defaultScorers: readonly Scorer[] = [leastAllocated, balancedAllocation, imageLocality];
+/**
+ * Preferred node affinity: the weights of the preference terms this node matches, as a share of
+ * all the pod's preference weights. A pod without preferences scores 0 everywhere.
+ */
+export const nodeAffinityPreferred: Scorer = {
+  name: 'NodeAffinityPreferred',
+  weight: 2,
+  score(pod, node) {
+    const { matched, total } = preferredNodeAffinityScore(pod, node);
+    return total > 0 ? (matched / total) * 100 : 0;
+  },
+};
+
+/**
+ * Preferred pod affinity and anti-affinity (and, symmetrically, existing pods' preferences and
+ * required affinity toward this pod): summed weights per topology domain, min-max normalized over
+ * the fleet so the most attractive domain scores 100 and the most repellent 0.
+ */
+export const interPodAffinityPreferred: Scorer = {
+  name: 'InterPodAffinity',
+  weight: 2,
+  score(pod, node, usage) {
+    return interPodAffinityScore(pod, node.metadata.name, clusterOf(usage, node));
+  },
+};
+
+/** How much one more group pod on the node itself weighs against one more in its zone. */
+const NODE_IN_ZONE_FACTOR = 0.5;
+
+/**
+ * Spreads replicas of one group (same first ownerReference, else same labels) across zones when
+ * the fleet's nodes carry topology.kubernetes.io/zone, else across nodes: the fewer group pods
+ * already in the node's domain, the higher the score. With zones the node's own count still
+ * counts at half weight, so within a zone replicas go to different nodes, but zone balance comes
+ * first (a zone one short beats a fresh node in a fuller zone); a node without a zone label is its
+ * own zone. Score = 100 × (1 − load / max load), so the emptiest domain gets 100. Weighted above
+ * the resource scorers so a 10-replica group over 5 zones lands 2/2/2/2/2 even when the zones
+ * differ in size. Pods that belong to no group score 0 everywhere.
+ */
+export const topologySpread: Scorer = {
+  name: 'TopologySpread',
+  weight: 2,
+  score(pod, node, usage) {
+    const key = podGroupKey(pod);
+    if (key === undefined) return 0;
+    const cluster = clusterOf(usage, node);
+    const g = cluster.groups.get(key);
+    if (!g) return 100;
+    const name = node.metadata.name;
+    const onNode = g.byNode.get(name) ?? 0;
+    let load = onNode;
+    let maxLoad = g.maxNode;
+    if (cluster.zoned) {
+      const zone = cluster.topologyValue(name, ZONE_LABEL);
+      load = (zone === undefined ? onNode : (g.byZone.get(zone) ?? 0)) + NODE_IN_ZONE_FACTOR * onNode;
+      maxLoad = Math.max(g.maxZone, g.maxNode) + NODE_IN_ZONE_FACTOR * g.maxNode;
+    }
+    return maxLoad === 0 ? 100 : (1 - load / maxLoad) * 100;
+  },
+};
+
+/**
+ * PreferNoSchedule taints the pod does not tolerate cost score: 100 with none, 50 with one, 33 with
+ * two... Weighted so an untainted node of similar load always wins.
+ */
+export const taintTolerationPreferred: Scorer = {
+  name: 'TaintToleration',
+  weight: 3,
+  score(pod, node) {
+    return 100 / (1 + untoleratedTaints(pod, node, ['PreferNoSchedule']).length);
+  },
+};
+
+export const defaultScorers: readonly Scorer[] = [
+  leastAllocated,
+  balancedAllocation,
+  imageLocality,
+  nodeAffinityPreferred,
+  interPodAffinityPreferred,
+  topologySpread,
+  taintTolerationPreferred,
+];
 
 /**
  * Weighted sum of all scorers. Rounded to 1e-6 so nodes that are equal on paper compare equal

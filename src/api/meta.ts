@@ -44,6 +44,7 @@ export const condition = z.strictObject({
   message: z.string().optional(),
   lastTransitionTime: z.string().optional(),
   lastHeartbeatTime: z.string().optional(),
+  lastUpdateTime: z.string().optional(),
 });
 export type Condition = z.infer<typeof condition>;
 

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import type { Secret } from '../api/config.js';
-import { normalizeSecret } from '../api/config.js';
+import { normalizeSecret, type Secret } from '../api/config.js';
 import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';

@@ -27,6 +27,11 @@ export const hello = z.object({
   runtime: z.object({ name: z.string(), version: z.string() }),
   labels: z.record(z.string(), z.string()).default({}),
   images: z.array(z.string()).default([]),
+  /**
+   * Host device nodes worth scheduling on (serial ports, GPIO chips, cameras, I2C and SPI buses), as
+   * /dev paths. Optional: agents older than the field send none.
+   */
+  devices: z.array(z.string()).optional(),
 });
 export type Hello = z.infer<typeof hello>;
 
@@ -39,11 +44,36 @@ export const desiredPod = z.object({
 });
 export type DesiredPod = z.infer<typeof desiredPod>;
 
-/** The full set of pods bound to a node. Retained; the highest generation wins. */
+/** A ConfigMap some pod of the node references (env, envFrom or volume). */
+export const desiredConfigMap = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  data: z.record(z.string(), z.string()).default({}),
+  /** Values are base64, as in the API. */
+  binaryData: z.record(z.string(), z.string()).optional(),
+});
+export type DesiredConfigMap = z.infer<typeof desiredConfigMap>;
+
+/** A Secret some pod of the node references; only ever sent to nodes that run such a pod. */
+export const desiredSecret = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  type: z.string().optional(),
+  /** Values are base64, as in the API; the agent decodes them when it uses them. */
+  data: z.record(z.string(), z.string()).default({}),
+});
+export type DesiredSecret = z.infer<typeof desiredSecret>;
+
+/**
+ * The full set of pods bound to a node, with exactly the ConfigMaps and Secrets they reference.
+ * Retained; the highest generation wins. A referenced object that does not exist is simply absent.
+ */
 export const desired = z.object({
   node: z.string(),
   generation: z.number().int().min(0),
   pods: z.array(desiredPod),
+  configMaps: z.array(desiredConfigMap).default([]),
+  secrets: z.array(desiredSecret).default([]),
   ts: z.string(),
 });
 export type Desired = z.infer<typeof desired>;

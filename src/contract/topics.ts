@@ -69,3 +69,18 @@ export function parseTopic(topic: string): ParsedTopic | undefined {
   }
   return undefined;
 }
+
+/** ACL of an agent: it may publish only its own reports and responses. */
+export function agentMayPublish(node: string, topic: string): boolean {
+  const t = parseTopic(topic);
+  return !!t && t.node === node && ['hello', 'presence', 'status', 'events', 'response'].includes(t.kind);
+}
+
+/** ACL of an agent: it may subscribe only to its own inbox (exact filters, no wildcards beyond req/+). */
+export function agentMaySubscribe(node: string, filter: string): boolean {
+  return topics.agentInbox(node).includes(filter);
+}
+
+export function agentClientId(node: string): string {
+  return `drover-agent-${node}`;
+}

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import type { ContainerRuntime, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
+import type { ContainerRuntime, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -105,10 +105,10 @@ describe('drover CLI against a server', () => {
 
   it('apply a Pod: created, unchanged on re-apply, configured after a change; local warnings', async () => {
     const file = join(workDir, 'pod.yaml');
-    await writeFile(file, POD('app: web', '    imagePullPolicy: IfNotPresent\n'));
+    await writeFile(file, POD('app: web', '    terminationMessagePath: /dev/termination-log\n'));
     let r = ok(await run('apply', '-f', file));
     assert.equal(r.stdout, 'pod/web created\n');
-    assert.match(r.stderr, /^Warning: pod\/web: spec\.containers\[0\]\.imagePullPolicy: not supported by drover, ignored$/m);
+    assert.match(r.stderr, /^Warning: pod\/web: spec\.containers\[0\]\.terminationMessagePath: not supported by drover, ignored$/m);
     assert.equal(ok(await run('apply', '-f', file)).stdout, 'pod/web unchanged\n');
     await writeFile(file, POD('app: web, tier: front'));
     r = ok(await run('apply', '-f', file));
@@ -164,9 +164,9 @@ describe('drover CLI against a server', () => {
     const invalid = join(workDir, 'invalid.yaml');
     await writeFile(invalid, `${POD('app: x').replace('name: web', 'name: half')}---\n${POD('app: x').replace('    image: docker.io/library/busybox:1.36\n', '')}`);
     fails(await run('apply', '-f', invalid), /"[^"]*invalid\.yaml": document 2 \(Pod "web"\): spec\.containers\[0\]\.image: required/);
-    const unknown = join(workDir, 'deploy.yaml');
-    await writeFile(unknown, 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n');
-    fails(await run('apply', '-f', unknown), /unknown kind "Deployment"/);
+    const unknown = join(workDir, 'cronjob.yaml');
+    await writeFile(unknown, 'apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: web\n');
+    fails(await run('apply', '-f', unknown), /unknown kind "CronJob"/);
     fails(await run('apply', '-f', join(workDir, 'missing.yaml')), /the path ".*missing\.yaml" does not exist/);
     // The valid first document of each bad file was not applied.
     fails(await run('get', 'pod', 'half'), /pods "half" not found/);
@@ -211,6 +211,52 @@ describe('drover CLI against a server', () => {
     assert.equal(ok(await run('delete', 'namespace', 'prod')).stdout, 'namespace "prod" deleted\n');
     const r = fails(await run('delete', 'pods', 'a', 'b'), /pods "a" not found; pods "b" not found/);
     assert.equal(r.stdout, '');
+  });
+
+  it('workloads and config in another API group: apply, get, describe, delete', async () => {
+    const file = join(workDir, 'app.yaml');
+    const manifests = (replicas: number) => `apiVersion: v1
+kind: Namespace
+metadata: {name: apps}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: apps}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: pw, namespace: apps}
+stringData: {password: hunter2}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: apps}
+spec:
+  replicas: ${replicas}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: docker.io/library/busybox:1.36
+`;
+    await writeFile(file, manifests(0));
+    assert.equal(ok(await run('apply', '-f', file)).stdout, 'namespace/apps created\nconfigmap/cfg created\nsecret/pw created\ndeployment.apps/web created\n');
+    assert.equal(ok(await run('apply', '-f', file)).stdout, 'namespace/apps unchanged\nconfigmap/cfg unchanged\nsecret/pw unchanged\ndeployment.apps/web unchanged\n');
+    await writeFile(file, manifests(1));
+    assert.match(ok(await run('apply', '-f', file)).stdout, /^deployment\.apps\/web configured$/m);
+    assert.equal(ok(await run('get', 'deploy', '-n', 'apps', '-o', 'name')).stdout, 'deployment.apps/web\n');
+    assert.deepEqual(rows(ok(await run('get', 'deployments', '-n', 'apps')).stdout)[0], ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE']);
+    assert.deepEqual(rows(ok(await run('get', 'cm', '-n', 'apps')).stdout)[1]!.slice(0, 2), ['cfg', '1']);
+    const secret = ok(await run('describe', 'secret', 'pw', '-n', 'apps')).stdout;
+    assert.match(secret, /^password: +7 bytes$/m);
+    assert.doesNotMatch(secret, /hunter2/);
+    assert.match(ok(await run('describe', 'deployment', 'web', '-n', 'apps')).stdout, /^Replicas: +1 desired/m);
+    assert.equal(ok(await run('delete', 'deployment', 'web', '-n', 'apps')).stdout, 'deployment.apps "web" deleted\n');
+    fails(await run('delete', 'deployment', 'web', '-n', 'apps'), /^error: deployments\.apps "web" not found$/);
+    ok(await run('delete', 'ns', 'apps'));
   });
 
   it('server unreachable → cannot reach', async () => {
@@ -265,6 +311,9 @@ class FakeRuntime implements ContainerRuntime {
   async logs(_id: string, opts: { tail?: number }): Promise<string> {
     const lines = ['line 1', 'line 2', 'line 3'];
     return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
+  }
+  async exec(): Promise<ExecResult> {
+    return { exitCode: 0, output: '', timedOut: false };
   }
   private readonly pulled = new Set<string>();
   async hasImage(image: string): Promise<boolean> {

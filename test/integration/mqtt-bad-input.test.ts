@@ -68,10 +68,18 @@ describe('mqtt: bad input from agents', () => {
    * in order, so every report published before it has been dealt with by then.
    */
   const sentinel = async (node: string) => {
-    await client.publishAsync(topics.hello(node), encode(validHello(node)), DELIVERY.hello);
+    const c = await as(node);
+    await c.publishAsync(topics.hello(node), encode(validHello(node)), DELIVERY.hello);
     await waitFor(`node ${node}`, async () => (await cluster.api('GET', `/api/v1/nodes/${node}`)).status === 200, 10_000, 25);
     // Give any stray async handler of the earlier messages a moment to (wrongly) land.
     await new Promise((r) => setTimeout(r, 200));
+  };
+
+  /** A client authenticated as the agent of `node` (the broker lets it speak only for that node). */
+  const as = async (node: string, suffix = '') => {
+    const c = await mqtt.connectAsync(cluster.mqttUrl, { username: node, password: cluster.joinToken, clientId: `drover-agent-${node}${suffix}`, protocolVersion: 4, reconnectPeriod: 0 });
+    extraClients.push(c);
+    return c;
   };
 
   before(async () => {
@@ -103,11 +111,12 @@ describe('mqtt: bad input from agents', () => {
     // (c) the payload names another node than the topic
     await client.publishAsync(topics.hello(NODE), encode(validHello('edge-y')), DELIVERY.hello);
     // (d) a status report from a node that never said hello
-    await client.publishAsync(topics.status('ghost'), encode(validStatus('ghost')), DELIVERY.status);
+    const ghost = await as('ghost');
+    await ghost.publishAsync(topics.status('ghost'), encode(validStatus('ghost')), DELIVERY.status);
     // and garbage on the other report topics
-    await client.publishAsync(topics.status('ghost'), Buffer.from('\u0000\u0001binary'), DELIVERY.status);
-    await client.publishAsync(topics.presence('ghost'), Buffer.from('[]'), DELIVERY.presence);
-    await client.publishAsync(topics.events('ghost'), Buffer.from('{"node":"ghost","events":[{}]}'), DELIVERY.events);
+    await ghost.publishAsync(topics.status('ghost'), Buffer.from('\u0000\u0001binary'), DELIVERY.status);
+    await ghost.publishAsync(topics.presence('ghost'), Buffer.from('[]'), DELIVERY.presence);
+    await ghost.publishAsync(topics.events('ghost'), Buffer.from('{"node":"ghost","events":[{}]}'), DELIVERY.events);
 
     await sentinel('sentinel-a');
     assert.deepEqual(await nodeNames(), ['sentinel-a'], 'no Node from any bad report');
@@ -168,8 +177,20 @@ describe('mqtt: bad input from agents', () => {
     await assertHealthy();
   });
 
+  test('an agent can neither speak for another node nor read its desired state', async () => {
+    const intruder = await as('intruder');
+    // Subscribing to another node's desired state is refused per filter (SUBACK 128).
+    await assert.rejects(intruder.subscribeAsync(topics.desired(NODE), { qos: 1 }), /Subscribe error/);
+    // Publishing as another node is refused: the broker drops the sender, and no Node appears.
+    await Promise.race([intruder.publishAsync(topics.hello('victim'), encode(validHello('victim')), DELIVERY.hello).catch(() => {}), new Promise((r) => setTimeout(r, 1000))]);
+    await sentinel('sentinel-c');
+    assert.ok(!(await nodeNames()).includes('victim'));
+    await assertHealthy();
+  });
+
   test('the registered node has a retained desired state (generation > 0, no pods)', async () => {
-    const sub = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}-desired`, protocolVersion: 4, reconnectPeriod: 0 });
+    // Only a client of the node itself may read it (the broker's per-node ACL).
+    const sub = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
     extraClients.push(sub);
     const got = new Promise<{ payload: Buffer; retain: boolean }>((resolve) => {
       sub.on('message', (topic, payload, packet) => {
@@ -193,10 +214,13 @@ describe('mqtt: bad input from agents', () => {
     const big = encode({ ...base, labels: { ...base.labels, pad: 'x'.repeat(MAX_PAYLOAD_BYTES + 1 - overhead) } });
     assert.equal(big.length, MAX_PAYLOAD_BYTES + 1);
     // The broker may accept it (and the server refuse it) or drop the sender; either way, no Node.
-    await client.publishAsync(topics.hello('edge-big'), big, DELIVERY.hello).catch(() => {});
-    await client.publishAsync(topics.status(NODE), Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 0x7b), DELIVERY.status).catch(() => {});
+    // The broker drops a sender of an oversized message, so its PUBACK may never come: don't wait long.
+    const settle = (p: Promise<unknown>) => Promise.race([p.catch(() => {}), new Promise((r) => setTimeout(r, 1000))]);
+    await settle(client.publishAsync(topics.hello('edge-big'), big, DELIVERY.hello));
+    await settle(client.publishAsync(topics.status(NODE), Buffer.alloc(MAX_PAYLOAD_BYTES + 1, 0x7b), DELIVERY.status));
 
     if (!client.connected) {
+      client.end(true);
       client = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
     }
     await sentinel('sentinel-b');

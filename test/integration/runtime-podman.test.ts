@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { detectRuntime } from '../../agent/runtime/detect.js';
 import { PodmanRuntime } from '../../agent/runtime/podman.js';
 import type { RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
@@ -105,7 +107,10 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
     assert.deepEqual(await rt.list({ 'drover.io/pod': 'default/other' }), []);
 
     const inspected = await rt.inspect(s.name);
-    assert.deepEqual(inspected, c, 'inspect and list describe the container identically');
+    // inspect() adds the container's IP (list cannot know it); the rest must agree.
+    const { ip, ...rest } = inspected!;
+    assert.deepEqual(rest, c, 'inspect and list describe the container identically');
+    assert.match(ip ?? '', /^\d+\.\d+\.\d+\.\d+$|:/, 'a container on the default network has an IP');
 
     const logs = await waitFor('greeting in logs', async () => {
       const out = await rt.logs(id, {});
@@ -169,6 +174,55 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
     const hostRaw = await rawInspect(hostId);
     assert.equal(hostRaw.HostConfig.NetworkMode, 'host');
     assert.deepEqual(hostRaw.HostConfig.PortBindings ?? {}, {});
+  });
+
+  test('mounts: a host directory read-write and read-only; a single file', async () => {
+    const dir = await mkdtemp(join(sb.dir, 'mount-'));
+    await writeFile(join(dir, 'in.txt'), 'from-host\n');
+    const id = await rt.run(
+      spec({
+        command: ['sh', '-c', 'cat /rw/in.txt; echo from-container > /rw/out.txt; cat /single; if (echo x > /ro/x) 2>/dev/null; then echo ro-writable; else echo ro-refused; fi'],
+        mounts: [
+          { source: dir, target: '/rw', readOnly: false },
+          { source: dir, target: '/ro', readOnly: true },
+          { source: join(dir, 'in.txt'), target: '/single', readOnly: true },
+        ],
+      }),
+    );
+    const c = await waitExited(id);
+    assert.equal(c.exitCode, 0, await rt.logs(id, {}));
+    assert.equal(await rt.logs(id, {}), 'from-host\nfrom-host\nro-refused\n');
+    assert.equal(await readFile(join(dir, 'out.txt'), 'utf8'), 'from-container\n');
+  });
+
+  test('devices: /dev/null mapped to /dev/xnull', async () => {
+    const id = await rt.run(
+      spec({
+        command: ['sh', '-c', 'test -c /dev/xnull && echo char-device; echo data > /dev/xnull && echo writable'],
+        devices: [{ hostPath: '/dev/null', containerPath: '/dev/xnull', permissions: 'rw' }],
+      }),
+    );
+    const c = await waitExited(id);
+    assert.equal(await rt.logs(id, {}), 'char-device\nwritable\n');
+    assert.equal(c.exitCode, 0);
+    const raw = await rawInspect(id);
+    assert.ok(JSON.stringify(raw.HostConfig.Devices).includes('/dev/xnull'), JSON.stringify(raw.HostConfig.Devices));
+  });
+
+  test('exec: exit code, output, timeout; a stopped container is a failed result', async () => {
+    const id = await rt.run(spec({ command: ['sh', '-c', SLEEP_UNTIL_TERM] }));
+    assert.deepEqual(await rt.exec(id, ['sh', '-c', 'echo out; echo err >&2; exit 0'], 5_000), { exitCode: 0, output: 'out\nerr', timedOut: false });
+    const failed = await rt.exec(id, ['test', '-f', '/nope'], 5_000);
+    assert.equal(failed.exitCode, 1);
+    assert.equal(failed.timedOut, false);
+    const t0 = Date.now();
+    const slow = await rt.exec(id, ['sleep', '30'], 1_000);
+    assert.equal(slow.timedOut, true);
+    assert.ok(Date.now() - t0 < 10_000);
+    await rt.stop(id, 1);
+    const onStopped = await rt.exec(id, ['true'], 5_000);
+    assert.notEqual(onStopped.exitCode, 0);
+    await rt.remove(id);
   });
 
   test('published port answers from the host', async () => {

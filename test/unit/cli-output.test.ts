@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Command } from 'commander';
 import { kindInfo } from '../../src/api/kinds.js';
+import { parseObject } from '../../src/api/validate.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Event } from '../../src/api/event.js';
 import type { Node } from '../../src/api/node.js';
@@ -13,12 +14,13 @@ import type { ContainerStatus, Pod } from '../../src/api/pod.js';
 import { isUnchanged, keepSystemFields, targetObject } from '../../src/cli/apply.js';
 import { ApiClient, CliError, errorFromResponse, parseWarningHeader } from '../../src/cli/client.js';
 import { DEFAULT_SERVER, resolveConfig } from '../../src/cli/config.js';
-import { parseDuration, parseResourceArgs } from '../../src/cli/context.js';
-import { describeNode, describePod } from '../../src/cli/describe.js';
+import { notFound, parseDuration, parseResourceArgs } from '../../src/cli/context.js';
+import { describeNode, describeObject, describePod, probeText, tolerationText } from '../../src/cli/describe.js';
 import { parseSource, readManifestSources, validateSources } from '../../src/cli/manifests.js';
 import {
   humanDuration,
   nodeStatusText,
+  objectName,
   parseOutputFormat,
   podReadyText,
   podStatusText,
@@ -163,6 +165,57 @@ describe('tables', () => {
   });
 });
 
+describe('workload and config kinds', () => {
+  const deploy = parseObject({
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: { name: 'web', namespace: 'default', creationTimestamp: ago(10 * M) },
+    spec: {
+      replicas: 3, selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'nginx:1.25', readinessProbe: { httpGet: { port: 80 } } }] } },
+    },
+  }).object;
+  deploy.status = { replicas: 3, updatedReplicas: 3, readyReplicas: 2, availableReplicas: 2, unavailableReplicas: 1 };
+
+  it('deployment table, wide columns and group-qualified names', () => {
+    const out = tableFor(kindInfo('Deployment'), [deploy], { now: NOW, wide: true }).split('\n');
+    assert.deepEqual(out[0]!.split(/\s{2,}/), ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE', 'CONTAINERS', 'IMAGES', 'SELECTOR']);
+    assert.deepEqual(out[1]!.split(/\s{2,}/), ['web', '2/3', '3', '2', '10m', 'web', 'nginx:1.25', 'app=web']);
+    assert.equal(objectName(kindInfo('Deployment'), 'web'), 'deployment.apps/web');
+    assert.equal(objectName(kindInfo('Pod'), 'web'), 'pod/web');
+    assert.equal(notFound(kindInfo('Job'), 'x').message, 'jobs.batch "x" not found');
+  });
+
+  it('jobs, configmaps, secrets', () => {
+    const job = parseObject({
+      apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'once', creationTimestamp: ago(M) },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'busybox' }] } } },
+    }).object;
+    job.status = { active: 0, succeeded: 1, failed: 0, startTime: ago(50 * S), completionTime: ago(20 * S), conditions: [{ type: 'Complete', status: 'True' }] };
+    assert.deepEqual(tableFor(kindInfo('Job'), [job], { now: NOW }).split('\n')[1]!.split(/\s{2,}/), ['once', 'Complete', '1/1', '30s', '60s']);
+    const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', creationTimestamp: ago(M) }, data: { a: '1', b: '2' } };
+    assert.deepEqual(tableFor(kindInfo('ConfigMap'), [cm], { now: NOW }).split('\n')[1]!.split(/\s{2,}/), ['cfg', '2', '60s']);
+    const sec = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pw', creationTimestamp: ago(M) }, type: 'Opaque', data: { p: 'aGk=' } };
+    assert.deepEqual(tableFor(kindInfo('Secret'), [sec], { now: NOW }).split('\n')[1]!.split(/\s{2,}/), ['pw', 'Opaque', '1', '60s']);
+    assert.match(describeObject(sec, [], NOW), /\np: +2 bytes\n/);
+    assert.doesNotMatch(describeObject(sec, [], NOW), /aGk=/);
+  });
+
+  it('describe deployment shows replicas, the pod template and probes', () => {
+    const out = describeObject(deploy, [], NOW);
+    assert.match(out, /^Replicas: +3 desired \| 3 updated \| 3 total \| 2 available \| 1 unavailable$/m);
+    assert.match(out, /^Pod Template:\n  Labels: +app=web\n  Containers:\n    web:\n/m);
+    assert.match(out, /^ +Readiness: +http-get http:\/\/:80\/ delay=0s timeout=1s period=10s #success=1 #failure=3$/m);
+    assert.match(out, /\nEvents: +<none>\n$/);
+  });
+
+  it('tolerations as kubectl prints them', () => {
+    assert.equal(tolerationText({ key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 }), 'node.kubernetes.io/not-ready:NoExecute op=Exists for 300s');
+    assert.equal(tolerationText({ key: 'dedicated', operator: 'Equal', value: 'edge', effect: 'NoSchedule' }), 'dedicated=edge:NoSchedule');
+    assert.equal(tolerationText({ operator: 'Exists' }), 'op=Exists');
+    assert.equal(probeText({ exec: { command: ['cat', '/tmp/ok'] }, initialDelaySeconds: 5, periodSeconds: 10, timeoutSeconds: 1, successThreshold: 1, failureThreshold: 3 }), 'exec [cat /tmp/ok] delay=5s timeout=1s period=10s #success=1 #failure=3');
+  });
+});
+
 describe('pod STATUS and READY', () => {
   it('uses the phase when containers have nothing to say', () => {
     assert.equal(podStatusText(mkPod('p', { phase: 'Running', statuses: [{ state: 'running', ready: true }] })), 'Running');
@@ -255,9 +308,9 @@ describe('apply: local validation', () => {
   const good = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n  - name: web\n    image: nginx\n';
 
   it('accepts multi-document YAML and reports ignored fields as warnings', () => {
-    const items = validateSources([{ name: 'ok.yaml', text: `${good}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n---\n${good.replace('image: nginx', 'image: nginx\n    imagePullPolicy: Always')}` }]);
+    const items = validateSources([{ name: 'ok.yaml', text: `${good}---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: prod\n---\n${good.replace('image: nginx', 'image: nginx\n    terminationMessagePath: /dev/termination-log')}` }]);
     assert.deepEqual(items.map((i) => `${i.kind.kind}/${i.object.metadata.name}#${i.index}`), ['Pod/web#1', 'Namespace/prod#2', 'Pod/web#3']);
-    assert.deepEqual(items[2]!.warnings, ['spec.containers[0].imagePullPolicy: not supported by drover, ignored']);
+    assert.deepEqual(items[2]!.warnings, ['spec.containers[0].terminationMessagePath: not supported by drover, ignored']);
   });
 
   it('a bad manifest names the file, the document and the field path', () => {
@@ -280,8 +333,8 @@ describe('apply: local validation', () => {
 
   it('an unknown kind is an error listing the supported kinds', () => {
     assert.throws(
-      () => validateSources([{ name: 'd.yaml', text: 'apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n' }]),
-      /"d\.yaml": document 1 \(Deployment "web"\): kind: unknown kind "Deployment" \(supported: Pod/,
+      () => validateSources([{ name: 'c.yaml', text: 'apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: web\n' }]),
+      /"c\.yaml": document 1 \(CronJob "web"\): kind: unknown kind "CronJob" \(supported: Pod/,
     );
   });
 
@@ -320,6 +373,24 @@ describe('apply: local validation', () => {
     const relabeled = structuredClone(desired);
     relabeled.metadata.labels = { app: 'web' };
     assert.equal(isUnchanged(keepSystemFields(relabeled, current), current), false);
+  });
+
+  it('system annotations written by controllers survive a re-apply; user ones do not', () => {
+    const [item] = validateSources([{ name: 'p.yaml', text: good }]);
+    const desired = targetObject(item!, undefined);
+    const current = structuredClone(desired);
+    current.metadata.annotations = { 'deployment.kubernetes.io/revision': '2' };
+    assert.equal(isUnchanged(keepSystemFields(desired, current), current), true);
+    current.metadata.annotations = { note: 'removed from the manifest' };
+    assert.equal(isUnchanged(keepSystemFields(desired, current), current), false);
+  });
+
+  it("a Secret's stringData compares equal to the stored data", () => {
+    const [item] = validateSources([{ name: 's.yaml', text: 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: pw\nstringData:\n  password: hi\n' }]);
+    const desired = targetObject(item!, undefined);
+    const stored = { ...structuredClone(desired), data: { password: Buffer.from('hi').toString('base64') } } as ApiObject;
+    delete stored.stringData;
+    assert.equal(isUnchanged(desired, stored), true);
   });
 });
 

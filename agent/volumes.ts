@@ -1,0 +1,214 @@
+/**
+ * Pod volumes on the host (the impure half of agent/engine/volumes.ts): emptyDir directories, the
+ * files of configMap and secret volumes, hostPath type checks, and removal of a pod's directory once
+ * the pod and its containers are gone.
+ *
+ * ConfigMap and secret files are rewritten when their content changes, each one atomically (temp
+ * file, rename) inside the directory the containers have bind-mounted: running containers see the
+ * new content without a restart, as with the kubelet's eventual update. (A subPath mount of such a
+ * file keeps the old content, as in Kubernetes.)
+ */
+import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import type { Volume } from '../src/api/pod.js';
+import type { DesiredPod } from '../src/contract/payloads.js';
+import { errorMessage } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
+import type { RunContext } from './engine/env.js';
+import { LABELS } from './engine/naming.js';
+import { podDir, volumeDir, volumeFiles, volumeKind, type VolumeFile } from './engine/volumes.js';
+import type { RuntimeContainer } from './runtime/types.js';
+
+const TMP_SUFFIX = '.drover-tmp';
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Kubernetes' hostPath `type` checks; DirectoryOrCreate and FileOrCreate create what is missing. */
+async function prepareHostPath(hp: NonNullable<Volume['hostPath']>): Promise<void> {
+  const type = hp.type ?? '';
+  const st = await stat(hp.path).catch(() => undefined);
+  const fail = (what: string) => {
+    throw new Error(`hostPath type check failed: ${hp.path} is not ${what}`);
+  };
+  switch (type) {
+    case '':
+      return;
+    case 'DirectoryOrCreate':
+      if (!st) await mkdir(hp.path, { recursive: true, mode: 0o755 });
+      else if (!st.isDirectory()) fail('a directory');
+      return;
+    case 'FileOrCreate':
+      if (!st) {
+        await mkdir(dirname(hp.path), { recursive: true, mode: 0o755 });
+        await writeFile(hp.path, '', { flag: 'a', mode: 0o644 });
+      } else if (!st.isFile()) fail('a file');
+      return;
+    case 'Directory':
+      if (!st?.isDirectory()) fail('a directory');
+      return;
+    case 'File':
+      if (!st?.isFile()) fail('a file');
+      return;
+    case 'Socket':
+      if (!st?.isSocket()) fail('a socket');
+      return;
+    case 'CharDevice':
+      if (!st?.isCharacterDevice()) fail('a character device');
+      return;
+    case 'BlockDevice':
+      if (!st?.isBlockDevice()) fail('a block device');
+      return;
+    default:
+      throw new Error(`unknown hostPath type "${type}"`);
+  }
+}
+
+/** Every regular file and symlink below dir, as paths relative to it. */
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const full = join(d, e.name);
+      if (e.isDirectory()) await walk(full);
+      else out.push(relative(dir, full));
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+async function removeEmptyDirs(dir: string, root: boolean): Promise<void> {
+  for (const e of await readdir(dir, { withFileTypes: true })) if (e.isDirectory()) await removeEmptyDirs(join(dir, e.name), false);
+  if (!root && (await readdir(dir)).length === 0) await rmdir(dir).catch(() => {});
+}
+
+async function sameFile(path: string, f: VolumeFile): Promise<boolean> {
+  try {
+    const st = await lstat(path);
+    if (!st.isFile() || (st.mode & 0o777) !== f.mode || st.size !== f.data.length) return false;
+    return (await readFile(path)).equals(f.data);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Makes dir hold exactly `files`: changed ones replaced atomically, stale ones removed. Returns the
+ * number of files written or removed.
+ */
+export async function writeVolumeFiles(dir: string, files: VolumeFile[]): Promise<number> {
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  let changes = 0;
+  for (const f of files) {
+    const path = join(dir, f.path);
+    if (await sameFile(path, f)) continue;
+    await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+    const tmp = path + TMP_SUFFIX;
+    await rm(tmp, { force: true });
+    const fh = await open(tmp, 'wx', f.mode);
+    try {
+      await fh.writeFile(f.data);
+      // The mode given to open is cut by the umask.
+      await fh.chmod(f.mode);
+    } finally {
+      await fh.close();
+    }
+    // A directory where a file now goes (items changed) is removed first.
+    const st = await lstat(path).catch(() => undefined);
+    if (st?.isDirectory()) await rm(path, { recursive: true, force: true });
+    await rename(tmp, path);
+    changes += 1;
+  }
+  const wanted = new Set(files.map((f) => f.path));
+  for (const rel of await listFiles(dir)) {
+    if (wanted.has(rel)) continue;
+    await rm(join(dir, rel), { force: true });
+    changes += 1;
+  }
+  await removeEmptyDirs(dir, true);
+  return changes;
+}
+
+export class VolumeManager {
+  private errors = new Map<string, string>();
+
+  constructor(
+    private readonly stateDir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Why the pod's volume could not be prepared in the last sync, if it could not. */
+  error(podUid: string, volume: string): string | undefined {
+    return this.errors.get(`${podUid}/${volume}`);
+  }
+
+  /**
+   * Prepares every volume of every target pod; never throws: a volume that cannot be prepared is
+   * recorded (error()) and blocks only the containers that mount it. A configMap or secret volume
+   * whose object is missing keeps the files it had, as the kubelet does.
+   */
+  async sync(pods: DesiredPod[], ctx: RunContext): Promise<void> {
+    const errors = new Map<string, string>();
+    for (const pod of pods) {
+      for (const v of pod.spec.volumes ?? []) {
+        try {
+          const kind = volumeKind(v);
+          if (kind === 'hostPath') {
+            await prepareHostPath(v.hostPath!);
+            continue;
+          }
+          const dir = volumeDir(this.stateDir, pod.uid, v.name);
+          if (kind === 'emptyDir') {
+            if (!(await exists(dir))) {
+              await mkdir(dir, { recursive: true });
+              // Writable by any user in the container, as Kubernetes makes it.
+              await chmod(dir, 0o777);
+            }
+            continue;
+          }
+          const files = volumeFiles(pod, v, ctx) ?? [];
+          const changes = await writeVolumeFiles(dir, files);
+          if (changes > 0) this.logger.info({ pod: `${pod.namespace}/${pod.name}`, volume: v.name, changes }, `${kind} volume updated`);
+        } catch (err) {
+          errors.set(`${pod.uid}/${v.name}`, errorMessage(err));
+        }
+      }
+    }
+    for (const [k, msg] of errors) if (this.errors.get(k) !== msg) this.logger.warn({ volume: k, err: msg }, 'volume not ready');
+    this.errors = errors;
+  }
+
+  /**
+   * Removes the directories of pods that are neither in the target nor have containers left (their
+   * emptyDir data goes with them, as in Kubernetes). Never throws.
+   */
+  async cleanup(pods: DesiredPod[], containers: RuntimeContainer[]): Promise<void> {
+    const keep = new Set(pods.map((p) => p.uid));
+    for (const c of containers) {
+      const uid = c.labels[LABELS.podUid];
+      if (uid) keep.add(uid);
+    }
+    let entries: string[];
+    try {
+      entries = await readdir(join(this.stateDir, 'pods'));
+    } catch {
+      return;
+    }
+    for (const uid of entries) {
+      if (keep.has(uid)) continue;
+      try {
+        await rm(podDir(this.stateDir, uid), { recursive: true, force: true, maxRetries: 2 });
+        this.logger.debug({ uid }, 'pod volumes removed');
+      } catch (err) {
+        this.logger.warn({ uid, err: errorMessage(err) }, 'cannot remove pod volumes');
+      }
+    }
+  }
+}

@@ -1,0 +1,384 @@
+/**
+ * DaemonSet controller: one pod per eligible node. Pods are bound directly (spec.nodeName set), so
+ * the scheduler never sees them; node eligibility reuses the scheduler's feasibility filters minus
+ * the ones Kubernetes' DaemonSet controller ignores (Ready, Unschedulable, resource fit).
+ *
+ * `planDaemonSet` is the pure decision (tested with plain values); the controller only does I/O.
+ */
+import { createHash, randomInt } from 'node:crypto';
+import type { Condition } from '../../src/api/meta.js';
+import type { Node } from '../../src/api/node.js';
+import type { Pod, Toleration } from '../../src/api/pod.js';
+import type { PodTemplate } from '../../src/api/template.js';
+import { resolveIntOrPercent } from '../../src/api/template.js';
+import { daemonSet as daemonSetSchema, type DaemonSet } from '../../src/api/workloads.js';
+import { errorMessage } from '../../src/util/errors.js';
+import { eligibilityFilters, emptyUsage, type Filter, isTerminated, runFilters } from '../scheduler/filters.js';
+import { computeUsage } from '../scheduler/place.js';
+import type { ControllerDeps } from './deps.js';
+import { type Controller, ownerKeys, splitKey } from './runner.js';
+
+/** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
+export const REVISION_LABEL = 'controller-revision-hash';
+
+export type DaemonSetStatus = NonNullable<DaemonSet['status']>;
+
+/** Scheduler filters a DaemonSet pod never has to pass (as in Kubernetes). */
+const IGNORED_FILTERS = new Set(['NodeReady', 'NodeUnschedulable', 'NodeResourcesFit']);
+
+/**
+ * The filters deciding where a daemon pod belongs: the scheduler's `eligibilityFilters` (selector,
+ * node affinity, taints, host ports, devices), or a given chain minus readiness, cordoning and
+ * resource fit.
+ */
+export function daemonSetFilters(filters?: readonly Filter[]): Filter[] {
+  return filters ? filters.filter((f) => !IGNORED_FILTERS.has(f.name)) : [...eligibilityFilters];
+}
+
+/**
+ * Tolerations Kubernetes adds to every daemon pod, so a daemon keeps running on nodes that are
+ * not ready, unreachable, under pressure or cordoned.
+ */
+export function daemonTolerations(spec: Pod['spec']): Toleration[] {
+  const add: Toleration[] = [
+    { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute' },
+    { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute' },
+    { key: 'node.kubernetes.io/disk-pressure', operator: 'Exists', effect: 'NoSchedule' },
+    { key: 'node.kubernetes.io/memory-pressure', operator: 'Exists', effect: 'NoSchedule' },
+    { key: 'node.kubernetes.io/pid-pressure', operator: 'Exists', effect: 'NoSchedule' },
+    { key: 'node.kubernetes.io/unschedulable', operator: 'Exists', effect: 'NoSchedule' },
+  ];
+  if (spec.hostNetwork) add.push({ key: 'node.kubernetes.io/network-unavailable', operator: 'Exists', effect: 'NoSchedule' });
+  const out = [...(spec.tolerations ?? [])];
+  for (const t of add) if (!out.some((o) => o.key === t.key && o.effect === t.effect)) out.push(t);
+  return out;
+}
+
+/** JSON with sorted keys, so equal values always hash and compare equal. */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x === undefined ? null : x)).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+/** Short, label-safe hash of a pod template: pods carrying another value are out of date. */
+export function templateHash(template: PodTemplate): string {
+  return createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 10);
+}
+
+const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+/** `${base}-xxxxx` as Kubernetes' generateName does (base cut to 58 characters). */
+export function generateName(base: string): string {
+  let s = '';
+  for (let i = 0; i < 5; i++) s += SUFFIX_ALPHABET[randomInt(SUFFIX_ALPHABET.length)];
+  const b = base.length > 58 ? base.slice(0, 58) : base;
+  return `${b}-${s}`;
+}
+
+function isOwnedBy(p: Pod, uid: string | undefined): boolean {
+  return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
+}
+
+function readyCondition(p: Pod): Condition | undefined {
+  return p.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+export function podReady(p: Pod): boolean {
+  return readyCondition(p)?.status === 'True';
+}
+
+/** ms until a ready pod counts as available (0 = available now); undefined when not ready at all. */
+function availableIn(p: Pod, minReadySeconds: number, now: number): number | undefined {
+  const c = readyCondition(p);
+  if (c?.status !== 'True') return undefined;
+  if (minReadySeconds <= 0) return 0;
+  const since = c.lastTransitionTime ? Date.parse(c.lastTransitionTime) : NaN;
+  if (!Number.isFinite(since)) return 0;
+  return Math.max(0, since + minReadySeconds * 1000 - now);
+}
+
+/** The pod a DaemonSet would run on `node` (name left empty; the controller fills it in). */
+export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = templateHash(ds.spec.template), now = Date.now()): Pod {
+  const t = structuredClone(ds.spec.template);
+  const meta: Pod['metadata'] = {
+    name: '',
+    namespace: ds.metadata.namespace ?? 'default',
+    labels: { ...t.metadata.labels, [REVISION_LABEL]: hash },
+    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, uid: ds.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+  };
+  if (t.metadata.annotations) meta.annotations = t.metadata.annotations;
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: meta,
+    spec: { ...t.spec, nodeName, tolerations: daemonTolerations(t.spec) },
+    status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: new Date(now).toISOString() }] },
+  };
+}
+
+export interface NodeFit {
+  /** A new daemon pod may be placed on the node. */
+  shouldRun: boolean;
+  /** A daemon pod already there may stay (only NoExecute taints or a node that stopped matching evict). */
+  shouldContinueRunning: boolean;
+  /** Why not, when !shouldRun. */
+  reasons: string[];
+}
+
+/**
+ * Does this DaemonSet belong on this node? `usage` must leave out the DaemonSet's own pods, so its
+ * host ports do not collide with themselves.
+ */
+export function nodeShouldRunDaemonPod(ds: DaemonSet, node: Node, usage = emptyUsage(node), filters: readonly Filter[] = daemonSetFilters()): NodeFit {
+  const pod = newDaemonPod(ds, node.metadata.name, 'x', 0);
+  const reasons = runFilters(pod, node, usage, filters);
+  if (reasons.length === 0) return { shouldRun: true, shouldContinueRunning: true, reasons };
+  // A running daemon is only evicted by what would evict any running pod: a NoExecute taint it
+  // does not tolerate, or a node that no longer matches its selector or affinity. NoSchedule taints
+  // and host ports taken meanwhile only keep new pods away.
+  const taints = (node.spec?.taints ?? []).filter((t) => t.effect === 'NoExecute');
+  const stay: Node = { ...node, spec: { ...node.spec, taints } };
+  const cont = runFilters(pod, stay, emptyUsage(node), filters.filter((f) => f.name !== 'NodePorts'));
+  return { shouldRun: false, shouldContinueRunning: cont.length === 0, reasons };
+}
+
+export interface DaemonSetPlan {
+  hash: string;
+  /** Nodes that get a new pod from the current template. */
+  create: string[];
+  /** Pods to delete, with why (for logs). */
+  delete: Array<{ pod: Pod; reason: string }>;
+  status: DaemonSetStatus;
+  /** Look again after this long (a ready pod turning available after minReadySeconds). */
+  requeueAfterMs?: number;
+}
+
+function creationMs(p: Pod): number {
+  const t = p.metadata.creationTimestamp ? Date.parse(p.metadata.creationTimestamp) : NaN;
+  return Number.isFinite(t) ? t : 0;
+}
+
+/** Best first: updated, then available, then ready, then oldest (name breaks ties). */
+function rankPods(pods: Pod[], hash: string, minReady: number, now: number): Pod[] {
+  const score = (p: Pod) => (p.metadata.labels?.[REVISION_LABEL] === hash ? 4 : 0) + (availableIn(p, minReady, now) === 0 ? 2 : 0) + (podReady(p) ? 1 : 0);
+  return [...pods].sort((a, b) => score(b) - score(a) || creationMs(a) - creationMs(b) || (a.metadata.name < b.metadata.name ? -1 : 1));
+}
+
+/**
+ * The whole decision for one DaemonSet, given every node and every pod (all owners: other pods'
+ * host ports count). Pure.
+ */
+export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: readonly Pod[], opts: { now?: number; filters?: readonly Filter[] } = {}): DaemonSetPlan {
+  const now = opts.now ?? Date.now();
+  const filters = daemonSetFilters(opts.filters);
+  const hash = templateHash(ds.spec.template);
+  const minReady = ds.spec.minReadySeconds ?? 0;
+  const uid = ds.metadata.uid;
+  const ns = ds.metadata.namespace ?? 'default';
+  const isOwn = (p: Pod) => (p.metadata.namespace ?? 'default') === ns && isOwnedBy(p, uid);
+
+  const own = pods.filter((p) => isOwn(p) && !p.metadata.deletionTimestamp);
+  const usage = computeUsage({ nodes: [...nodes], pods: pods.filter((p) => !isOwn(p)) });
+  const byNode = new Map<string, Pod[]>();
+  const del: DaemonSetPlan['delete'] = [];
+  const nodeNames = new Set(nodes.map((n) => n.metadata.name));
+  for (const p of own) {
+    const n = p.spec.nodeName;
+    if (!n || !nodeNames.has(n)) {
+      del.push({ pod: p, reason: n ? `node ${n} no longer exists` : 'pod is not bound to a node' });
+      continue;
+    }
+    byNode.set(n, [...(byNode.get(n) ?? []), p]);
+  }
+
+  const strategy = ds.spec.updateStrategy?.type ?? 'RollingUpdate';
+  const create: string[] = [];
+  const status: DaemonSetStatus = {
+    desiredNumberScheduled: 0,
+    currentNumberScheduled: 0,
+    numberReady: 0,
+    updatedNumberScheduled: 0,
+    numberAvailable: 0,
+    numberMisscheduled: 0,
+    observedGeneration: ds.metadata.generation,
+  };
+  let requeue: number | undefined;
+  const wake = (ms: number) => {
+    if (ms > 0) requeue = requeue === undefined ? ms : Math.min(requeue, ms);
+  };
+
+  /** Nodes that should run the daemon, with the pod kept there (if any). */
+  const wanted: Array<{ node: string; kept?: Pod; others: Pod[] }> = [];
+  for (const node of [...nodes].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1))) {
+    const name = node.metadata.name;
+    const fit = nodeShouldRunDaemonPod(ds, node, usage.get(name) ?? emptyUsage(node), filters);
+    const onNode = byNode.get(name) ?? [];
+    if (!fit.shouldRun && onNode.length > 0) status.numberMisscheduled += 1;
+    if (!fit.shouldContinueRunning) {
+      for (const p of onNode) del.push({ pod: p, reason: `node ${name} no longer matches (${fit.reasons.join(', ')})` });
+      continue;
+    }
+    // A daemon pod that terminated (it should never: restartPolicy Always) is replaced.
+    const live: Pod[] = [];
+    for (const p of onNode) {
+      if (isTerminated(p)) del.push({ pod: p, reason: `pod ${p.status?.phase}` });
+      else live.push(p);
+    }
+    if (!fit.shouldRun) continue;
+    status.desiredNumberScheduled += 1;
+    if (live.length === 0) {
+      create.push(name);
+      continue;
+    }
+    const [kept, ...others] = rankPods(live, hash, minReady, now);
+    wanted.push({ node: name, kept, others });
+    status.currentNumberScheduled += 1;
+    if (podReady(kept!)) status.numberReady += 1;
+    const avail = availableIn(kept!, minReady, now);
+    if (avail === 0) status.numberAvailable += 1;
+    else if (avail !== undefined) wake(avail + 100);
+    if (kept!.metadata.labels?.[REVISION_LABEL] === hash) status.updatedNumberScheduled += 1;
+  }
+
+  const isNew = (p: Pod) => p.metadata.labels?.[REVISION_LABEL] === hash;
+  const isAvailable = (p: Pod) => availableIn(p, minReady, now) === 0;
+  const rolling = strategy === 'RollingUpdate';
+  const ru = ds.spec.updateStrategy?.rollingUpdate;
+  const desired = status.desiredNumberScheduled;
+  const maxSurge = rolling ? resolveIntOrPercent(ru?.maxSurge, desired, true, 0) : 0;
+  let maxUnavailable = rolling ? resolveIntOrPercent(ru?.maxUnavailable, desired, true, 1) : 0;
+  if (rolling && maxSurge === 0 && maxUnavailable === 0) maxUnavailable = 1;
+
+  if (rolling && maxSurge > 0) {
+    // Surge: start the new pod next to the old one, remove the old one once the new one is available.
+    let surging = wanted.filter((w) => isNew(w.kept!) && w.others.some((p) => !isNew(p))).length;
+    for (const w of wanted) {
+      const kept = w.kept!;
+      if (isNew(kept)) {
+        const avail = isAvailable(kept);
+        for (const p of w.others) {
+          if (isNew(p)) del.push({ pod: p, reason: 'duplicate daemon pod' });
+          else if (avail) del.push({ pod: p, reason: 'replaced by an updated pod' });
+        }
+        continue;
+      }
+      for (const p of w.others) del.push({ pod: p, reason: 'duplicate daemon pod' });
+      if (!isAvailable(kept)) create.push(w.node);
+      else if (surging < maxSurge) {
+        create.push(w.node);
+        surging += 1;
+      }
+    }
+  } else {
+    for (const w of wanted) for (const p of w.others) del.push({ pod: p, reason: 'duplicate daemon pod' });
+    if (rolling) {
+      // Nodes already short of an available daemon count against the budget.
+      let unavailable = create.length + wanted.filter((w) => !isAvailable(w.kept!)).length;
+      const old = wanted.filter((w) => !isNew(w.kept!));
+      for (const w of old.filter((x) => !isAvailable(x.kept!))) del.push({ pod: w.kept!, reason: 'out of date (and unavailable)' });
+      for (const w of old.filter((x) => isAvailable(x.kept!))) {
+        if (unavailable >= maxUnavailable) break;
+        del.push({ pod: w.kept!, reason: 'out of date' });
+        unavailable += 1;
+      }
+    }
+  }
+
+  return { hash, create, delete: del, status, ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}) };
+}
+
+function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
+  return canonicalJson(a ?? {}) === canonicalJson(b);
+}
+
+const COMPONENT = 'daemonset-controller';
+
+export function daemonSetController(deps: ControllerDeps): Controller {
+  const { store, events, logger } = deps;
+  const log = logger.child({ controller: 'daemonset' });
+  /** Keys of the DaemonSets seen by reconcile: a node change concerns every one of them. */
+  const known = new Set<string>();
+
+  const notFound = (err: unknown) => (err as { code?: number }).code === 404;
+
+  return {
+    name: 'daemonset',
+    kind: 'DaemonSet',
+    watches: [
+      { kind: 'Pod', keys: (o) => ownerKeys(o, 'DaemonSet') },
+      // Every DaemonSet is reconciled at start (resync) and on each of its own changes, so `known`
+      // holds every DaemonSet the store has by the time a node change matters.
+      { kind: 'Node', keys: () => [...known] },
+    ],
+    async reconcile(key) {
+      const { namespace, name } = splitKey(key);
+      const raw = await store.get('DaemonSet', namespace, name);
+      if (!raw) {
+        // Its pods go with the garbage collector (ownerReferences).
+        known.delete(key);
+        return;
+      }
+      known.add(key);
+      const parsed = daemonSetSchema.safeParse(raw);
+      if (!parsed.success) {
+        log.warn({ key, err: parsed.error.message }, 'invalid DaemonSet in store; skipped');
+        return;
+      }
+      const ds = parsed.data;
+      const involved = { kind: 'DaemonSet', namespace, name, uid: ds.metadata.uid };
+      const nodes = (await store.list('Node')).items as Node[];
+      const pods = (await store.list('Pod')).items as Pod[];
+      const now = deps.now();
+      const plan = planDaemonSet(ds, nodes, pods, { now });
+
+      for (const d of plan.delete) {
+        const pn = d.pod.metadata.name;
+        try {
+          await store.delete('Pod', namespace, pn);
+        } catch (err) {
+          if (notFound(err)) continue;
+          throw err;
+        }
+        log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
+        await events.record({ involved, type: 'Normal', reason: 'SuccessfulDelete', message: `Deleted pod: ${pn}`, component: COMPONENT });
+      }
+
+      for (const node of plan.create) {
+        const pod = newDaemonPod(ds, node, plan.hash, now);
+        let created: Pod | undefined;
+        for (let attempt = 0; !created; attempt++) {
+          pod.metadata.name = generateName(name);
+          try {
+            created = (await store.create(pod as never)) as Pod;
+          } catch (err) {
+            if ((err as { code?: number }).code === 409 && attempt < 5) continue;
+            await events.record({ involved, type: 'Warning', reason: 'FailedCreate', message: `Error creating: ${errorMessage(err)}`, component: COMPONENT });
+            throw err;
+          }
+        }
+        log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
+        await events.record({ involved, type: 'Normal', reason: 'SuccessfulCreate', message: `Created pod: ${created.metadata.name}`, component: COMPONENT });
+      }
+
+      if (!statusEqual(raw.status, plan.status)) {
+        await store
+          .patch('DaemonSet', namespace, name, (cur) => {
+            if (cur.metadata.uid !== ds.metadata.uid || statusEqual(cur.status, plan.status)) return undefined;
+            cur.status = plan.status;
+            return cur;
+          })
+          .catch((err) => {
+            if (!notFound(err)) throw err;
+          });
+      }
+      return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+    },
+  };
+}

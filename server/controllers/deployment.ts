@@ -1,0 +1,156 @@
+import type { ApiObject } from '../../src/api/meta.js';
+import type { Pod } from '../../src/api/pod.js';
+import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
+import type { ControllerDeps } from './deps.js';
+import {
+  REVISION_ANNOTATION,
+  bumpedRevision,
+  canonicalJson,
+  countPods,
+  findNewReplicaSet,
+  isControlledBy,
+  newReplicaSetFor,
+  planRollout,
+  templatesEqual,
+  type ReplicaSetView,
+} from './rollout.js';
+import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+
+const COMPONENT = 'deployment-controller';
+
+function codeOf(err: unknown): number | undefined {
+  return (err as { code?: number }).code;
+}
+
+/**
+ * The Deployment controller: one ReplicaSet per pod template (the revisions), rolled between with
+ * RollingUpdate or Recreate as decided by the pure planRollout (rollout.ts); this file only reads,
+ * writes and records events. ReplicaSet changes (including their status, written by the ReplicaSet
+ * controller when pods change) map back to the owning Deployment.
+ */
+export function deploymentController(deps: ControllerDeps): Controller {
+  const { store, events, logger, now } = deps;
+  const log = logger.child({ controller: 'deployment' });
+
+  const record = (d: Deployment, type: 'Normal' | 'Warning', reason: string, message: string) =>
+    events.record({ involved: { kind: 'Deployment', namespace: d.metadata.namespace, name: d.metadata.name, uid: d.metadata.uid }, type, reason, message, component: COMPONENT });
+
+  /** The ReplicaSet for the current template: created (0 replicas), or reused with its revision bumped (rollback). */
+  async function syncNewReplicaSet(d: Deployment, owned: ReplicaSet[]): Promise<{ owned: ReplicaSet[]; created: boolean }> {
+    const ns = d.metadata.namespace ?? 'default';
+    const existing = findNewReplicaSet(d, owned);
+    if (existing) {
+      const rev = bumpedRevision(existing, owned);
+      const minReady = d.spec.minReadySeconds ?? 0;
+      if (rev === undefined && (existing.spec.minReadySeconds ?? 0) === minReady) return { owned, created: false };
+      const updated = (await store.patch('ReplicaSet', ns, existing.metadata.name, (cur) => {
+        if (cur.metadata.uid !== existing.metadata.uid) return undefined;
+        const rs = cur as unknown as ReplicaSet;
+        if (rev !== undefined) rs.metadata.annotations = { ...rs.metadata.annotations, [REVISION_ANNOTATION]: String(rev) };
+        rs.spec.minReadySeconds = minReady;
+        return rs as unknown as ApiObject;
+      })) as ReplicaSet | undefined;
+      if (!updated) return { owned, created: false };
+      if (rev !== undefined) log.info({ deployment: `${ns}/${d.metadata.name}`, rs: existing.metadata.name, revision: rev }, 'reusing replica set for the current template');
+      return { owned: owned.map((rs) => (rs.metadata.uid === updated.metadata.uid ? updated : rs)), created: false };
+    }
+    if (d.spec.paused) return { owned, created: false };
+    const want = newReplicaSetFor(d, owned);
+    try {
+      const created = (await store.create(want as unknown as ApiObject)) as unknown as ReplicaSet;
+      log.info({ deployment: `${ns}/${d.metadata.name}`, rs: created.metadata.name }, 'created new replica set');
+      return { owned: [...owned, created], created: true };
+    } catch (err) {
+      if (codeOf(err) !== 409) throw err;
+      const clash = (await store.get('ReplicaSet', ns, want.metadata.name)) as ReplicaSet | undefined;
+      if (clash && isControlledBy(clash, d) && templatesEqual(clash.spec.template, d.spec.template)) return { owned: [...owned, clash], created: false };
+      // Someone else's ReplicaSet holds the name: move to the next hash (Kubernetes' collisionCount).
+      await store.patch('Deployment', ns, d.metadata.name, (cur) => {
+        if (cur.metadata.uid !== d.metadata.uid) return undefined;
+        const dep = cur as unknown as Deployment;
+        dep.status = { ...(dep.status ?? { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 }), collisionCount: (dep.status?.collisionCount ?? 0) + 1 };
+        return dep as unknown as ApiObject;
+      });
+      throw err;
+    }
+  }
+
+  async function reconcile(key: string): Promise<ReconcileResult | void> {
+    const { namespace, name } = splitKey(key);
+    const d = (await store.get('Deployment', namespace, name)) as Deployment | undefined;
+    if (!d || d.metadata.deletionTimestamp) return;
+    const t = now();
+    const listed = ((await store.list('ReplicaSet', namespace)).items as unknown as ReplicaSet[]).filter((rs) => isControlledBy(rs, d) && !rs.metadata.deletionTimestamp);
+    const { owned, created } = await syncNewReplicaSet(d, listed);
+    const pods = (await store.list('Pod', namespace)).items as unknown as Pod[];
+    const minReady = d.spec.minReadySeconds ?? 0;
+    const views: ReplicaSetView[] = owned.map((rs) => ({
+      rs,
+      ...countPods(
+        pods.filter((p) => isControlledBy(p, rs)),
+        minReady,
+        t,
+      ),
+    }));
+
+    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created });
+
+    for (const s of plan.scale) {
+      const rs = owned.find((x) => x.metadata.name === s.name)!;
+      const done = await store.patch('ReplicaSet', namespace, s.name, (cur) => {
+        if (cur.metadata.uid !== rs.metadata.uid) return undefined;
+        const next = cur as unknown as ReplicaSet;
+        if (next.spec.replicas === s.to) return undefined;
+        next.spec.replicas = s.to;
+        return next as unknown as ApiObject;
+      });
+      if (done) {
+        log.info({ deployment: key, rs: s.name, from: s.from, to: s.to }, 'scaled replica set');
+        await record(d, 'Normal', 'ScalingReplicaSet', `Scaled ${s.to > s.from ? 'up' : 'down'} replica set ${s.name} to ${s.to}`);
+      }
+    }
+
+    for (const n of plan.deletions) {
+      const rs = owned.find((x) => x.metadata.name === n)!;
+      try {
+        // Only the version we judged empty: a ReplicaSet scaled up meanwhile stays.
+        await store.delete('ReplicaSet', namespace, n, { resourceVersion: rs.metadata.resourceVersion });
+        log.info({ deployment: key, rs: n }, 'deleted old replica set beyond revisionHistoryLimit');
+      } catch (err) {
+        if (codeOf(err) !== 404 && codeOf(err) !== 409) throw err;
+      }
+    }
+
+    const revision = plan.revision;
+    const annotationChanged = revision !== undefined && d.metadata.annotations?.[REVISION_ANNOTATION] !== revision;
+    if (annotationChanged || canonicalJson(plan.status) !== canonicalJson(d.status ?? {})) {
+      try {
+        await store.patch('Deployment', namespace, name, (cur) => {
+          if (cur.metadata.uid !== d.metadata.uid) return undefined;
+          const dep = cur as unknown as Deployment;
+          if (revision !== undefined) dep.metadata.annotations = { ...dep.metadata.annotations, [REVISION_ANNOTATION]: revision };
+          // A collision bump since our read is kept.
+          const collisionCount = Math.max(plan.status.collisionCount ?? 0, dep.status?.collisionCount ?? 0) || undefined;
+          dep.status = { ...plan.status, ...(collisionCount !== undefined ? { collisionCount } : {}) };
+          return dep as unknown as ApiObject;
+        });
+      } catch (err) {
+        if (codeOf(err) !== 404) throw err;
+      }
+      const prevReason = d.status?.conditions?.find((c) => c.type === 'Progressing')?.reason;
+      const progressing = plan.status.conditions?.find((c) => c.type === 'Progressing');
+      if (progressing?.reason === 'ProgressDeadlineExceeded' && prevReason !== 'ProgressDeadlineExceeded') {
+        await record(d, 'Warning', 'ProgressDeadlineExceeded', progressing.message ?? 'progress deadline exceeded');
+      }
+    }
+
+    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+  }
+
+  return {
+    name: 'deployment',
+    kind: 'Deployment',
+    watches: [{ kind: 'ReplicaSet', keys: (obj) => ownerKeys(obj, 'Deployment') }],
+    reconcile,
+  };
+}

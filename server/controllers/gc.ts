@@ -1,0 +1,170 @@
+/**
+ * Garbage collector: an object with ownerReferences whose owners are all gone (no object of that
+ * kind and name with that uid) is deleted. Deletion cascades one level per step: a Deployment's
+ * deletion removes its ReplicaSets, and each ReplicaSet's deletion removes its pods.
+ *
+ * Keys (opaque to the runner; only Pod keys come from keyOf):
+ * - `ns/name`                  a Pod (the primary kind, so every pod is looked at on each resync);
+ * - `Kind|ns/name|uid`         an owner-kind object changed or was deleted: if it is still there
+ *                              with that uid, check its own owners; otherwise collect its dependents;
+ * - `#sweep`                   a full pass over every namespaced kind, at most once per sweep
+ *                              period; catches orphans whose owner was deleted while the server was
+ *                              down (the runner only resyncs Pods). Node changes trigger it, and any
+ *                              reconcile runs it inline when one is due.
+ */
+import { KINDS } from '../../src/api/kinds.js';
+import type { ApiObject } from '../../src/api/meta.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { ControllerDeps } from './deps.js';
+import { type Controller, splitKey } from './runner.js';
+
+/** Kinds that own other objects in drover; their changes are watched. */
+export const OWNER_KINDS = ['Deployment', 'ReplicaSet', 'DaemonSet', 'Job'] as const;
+
+/** Kinds whose objects may carry ownerReferences: every namespaced kind but Event. */
+export const DEPENDENT_KINDS: readonly string[] = KINDS.filter((k) => k.namespaced && k.kind !== 'Event').map((k) => k.kind);
+
+export const SWEEP_KEY = '#sweep';
+
+export interface GarbageCollectorOptions {
+  /** How often the full sweep runs (ms). */
+  sweepMs?: number;
+}
+
+/** `Kind|ns/name|uid`, the key of an owner-kind object. */
+export function ownerEventKey(obj: ApiObject): string {
+  return `${obj.kind}|${obj.metadata.namespace ?? ''}/${obj.metadata.name}|${obj.metadata.uid ?? ''}`;
+}
+
+export function parseOwnerEventKey(key: string): { kind: string; namespace: string; name: string; uid: string } | undefined {
+  const parts = key.split('|');
+  if (parts.length !== 3) return undefined;
+  const { namespace, name } = splitKey(parts[1]!);
+  return { kind: parts[0]!, namespace, name, uid: parts[2]! };
+}
+
+type OwnerRef = NonNullable<ApiObject['metadata']['ownerReferences']>[number];
+
+export function garbageCollector(deps: ControllerDeps, opts: GarbageCollectorOptions = {}): Controller {
+  const { store, logger } = deps;
+  const log = logger.child({ controller: 'garbage-collector' });
+  const sweepMs = opts.sweepMs ?? 60_000;
+  let lastSweep: number | undefined;
+  let sweeping: Promise<void> | undefined;
+  const code = (err: unknown) => (err as { code?: number }).code;
+
+  /** Is the referenced owner still there? Owners of unknown kinds are never judged gone. */
+  async function ownerAlive(ref: OwnerRef, depNamespace: string, cache?: Map<string, boolean>): Promise<boolean> {
+    const info = KINDS.find((k) => k.kind === ref.kind);
+    if (!info) return true;
+    const ns = info.namespaced ? depNamespace : '';
+    const ck = `${ref.kind}|${ns}/${ref.name}|${ref.uid}`;
+    const hit = cache?.get(ck);
+    if (hit !== undefined) return hit;
+    const o = await store.get(ref.kind, ns, ref.name);
+    const alive = !!o && (!ref.uid || o.metadata.uid === ref.uid);
+    cache?.set(ck, alive);
+    return alive;
+  }
+
+  async function allOwnersGone(obj: ApiObject, cache?: Map<string, boolean>): Promise<boolean> {
+    const refs = obj.metadata.ownerReferences ?? [];
+    if (refs.length === 0) return false;
+    for (const r of refs) if (await ownerAlive(r, obj.metadata.namespace ?? '', cache)) return false;
+    return true;
+  }
+
+  /**
+   * Reads the object fresh and deletes it if all its owners are gone (only that version: a
+   * concurrent change means look again). `uid` pins the object that was meant. True if deleted.
+   */
+  async function collect(kind: string, namespace: string, name: string, uid?: string): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const obj = await store.get(kind, namespace, name);
+      if (!obj || (uid && obj.metadata.uid !== uid)) return false;
+      if (!(await allOwnersGone(obj))) return false;
+      try {
+        await store.delete(kind, namespace, name, { resourceVersion: obj.metadata.resourceVersion });
+      } catch (err) {
+        if (code(err) === 404) return false;
+        if (code(err) === 409 && attempt < 3) continue;
+        throw err;
+      }
+      const owners = (obj.metadata.ownerReferences ?? []).map((r) => `${r.kind}/${r.name}`);
+      log.info({ kind, namespace, name, owners }, 'deleted object whose owners are gone');
+      return true;
+    }
+  }
+
+  /** Every object in `namespace` naming `ownerUid` as an owner is collected if orphaned. */
+  async function collectDependents(namespace: string, ownerUid: string): Promise<void> {
+    for (const kind of DEPENDENT_KINDS) {
+      const { items } = await store.list(kind, namespace);
+      for (const o of items) {
+        if (!(o.metadata.ownerReferences ?? []).some((r) => r.uid === ownerUid)) continue;
+        await collect(kind, namespace, o.metadata.name, o.metadata.uid);
+      }
+    }
+  }
+
+  async function sweep(): Promise<void> {
+    const started = deps.now();
+    const cache = new Map<string, boolean>();
+    let deleted = 0;
+    for (const kind of DEPENDENT_KINDS) {
+      let items: ApiObject[];
+      try {
+        items = (await store.list(kind)).items;
+      } catch (err) {
+        log.warn({ kind, err: errorMessage(err) }, 'sweep: list failed');
+        continue;
+      }
+      for (const o of items) {
+        if (!o.metadata.ownerReferences?.length) continue;
+        try {
+          // The cached answer only picks candidates; `collect` re-checks before deleting.
+          if (!(await allOwnersGone(o, cache))) continue;
+          if (await collect(kind, o.metadata.namespace ?? '', o.metadata.name, o.metadata.uid)) deleted++;
+        } catch (err) {
+          log.warn({ kind, name: o.metadata.name, err: errorMessage(err) }, 'sweep: cannot collect');
+        }
+      }
+    }
+    lastSweep = started;
+    if (deleted) log.info({ deleted }, 'garbage collection sweep');
+  }
+
+  /** Runs the sweep when one is due (never two at once). */
+  async function maybeSweep(): Promise<void> {
+    if (sweeping) return;
+    if (lastSweep !== undefined && deps.now() - lastSweep < sweepMs) return;
+    sweeping = sweep().finally(() => {
+      sweeping = undefined;
+    });
+    await sweeping;
+  }
+
+  const untilNextSweep = () => Math.max(1, (lastSweep ?? deps.now()) + sweepMs - deps.now());
+
+  return {
+    name: 'garbage-collector',
+    kind: 'Pod',
+    watches: [
+      ...OWNER_KINDS.map((kind) => ({ kind, keys: (o: ApiObject) => [ownerEventKey(o)] })),
+      { kind: 'Node', keys: () => [SWEEP_KEY] },
+    ],
+    async reconcile(key) {
+      await maybeSweep();
+      if (key === SWEEP_KEY) return { requeueAfterMs: untilNextSweep() };
+      const owner = parseOwnerEventKey(key);
+      if (!owner) {
+        const { namespace, name } = splitKey(key);
+        await collect('Pod', namespace, name);
+        return;
+      }
+      const cur = await store.get(owner.kind, owner.namespace, owner.name);
+      if (!cur || cur.metadata.uid !== owner.uid) await collectDependents(owner.namespace, owner.uid);
+      if (cur) await collect(owner.kind, owner.namespace, owner.name, cur.metadata.uid);
+    },
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * Job controller: runs pods until `completions` of them succeeded, at most `parallelism` at a time;
+ * gives up after more than `backoffLimit` failures or after `activeDeadlineSeconds`. Finished pods
+ * are kept (their logs stay readable) until the Job goes, by hand or `ttlSecondsAfterFinished`;
+ * the garbage collector then removes them through their ownerReferences.
+ *
+ * `planJob` is the pure decision (tested with plain values); the controller only does I/O.
+ */
+import type { Condition } from '../../src/api/meta.js';
+import type { Pod } from '../../src/api/pod.js';
+import { job as jobSchema, type Job } from '../../src/api/workloads.js';
+import { errorMessage } from '../../src/util/errors.js';
+import { canonicalJson, generateName, podReady } from './daemonset.js';
+import type { ControllerDeps } from './deps.js';
+import { type Controller, ownerKeys, splitKey } from './runner.js';
+
+export type JobStatus = NonNullable<Job['status']>;
+
+export const JOB_NAME_LABEL = 'job-name';
+export const CONTROLLER_UID_LABEL = 'controller-uid';
+
+export interface JobEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface JobPlan {
+  /** How many new pods to create. */
+  create: number;
+  /** Pods to delete (active pods of a finished Job, or above parallelism). */
+  delete: Array<{ pod: Pod; reason: string }>;
+  status: JobStatus;
+  /** Events for transitions decided in this pass (Completed, BackoffLimitExceeded, DeadlineExceeded). */
+  events: JobEvent[];
+  /** ttlSecondsAfterFinished has run out: delete the Job itself. */
+  deleteJob: boolean;
+  requeueAfterMs?: number;
+}
+
+function isOwnedBy(p: Pod, uid: string | undefined): boolean {
+  return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
+}
+
+function condTrue(conds: Condition[] | undefined, type: string): Condition | undefined {
+  return conds?.find((c) => c.type === type && c.status === 'True');
+}
+
+function creationMs(p: Pod): number {
+  const t = p.metadata.creationTimestamp ? Date.parse(p.metadata.creationTimestamp) : NaN;
+  return Number.isFinite(t) ? t : 0;
+}
+
+/** Container restarts of a pod (OnFailure: each one is a failed run). */
+export function podRestarts(p: Pod): number {
+  return (p.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0);
+}
+
+/** The pod a Job runs (name left empty; the controller fills it in). */
+export function newJobPod(job: Job): Pod {
+  const t = structuredClone(job.spec.template);
+  const uid = job.metadata.uid ?? '';
+  const meta: Pod['metadata'] = {
+    name: '',
+    namespace: job.metadata.namespace ?? 'default',
+    labels: { ...t.metadata.labels, [JOB_NAME_LABEL]: job.metadata.name, [CONTROLLER_UID_LABEL]: uid },
+    ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
+  };
+  if (t.metadata.annotations) meta.annotations = t.metadata.annotations;
+  return { apiVersion: 'v1', kind: 'Pod', metadata: meta, spec: t.spec, status: { phase: 'Pending' } };
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * The whole decision for one Job at time `now`, from the pods in its namespace (others are
+ * ignored). Pure. Failure accounting follows Kubernetes: the Job fails when more than
+ * backoffLimit pods failed, or (restartPolicy OnFailure) when the container restarts of its active
+ * pods reach backoffLimit (any restart when backoffLimit is 0).
+ */
+export function planJob(job: Job, pods: readonly Pod[], now: number): JobPlan {
+  const spec = job.spec;
+  const prev: Partial<JobStatus> = job.status ?? {};
+  const own = pods.filter((p) => isOwnedBy(p, job.metadata.uid) && !p.metadata.deletionTimestamp);
+  const succeededPods = own.filter((p) => p.status?.phase === 'Succeeded');
+  const failedPods = own.filter((p) => p.status?.phase === 'Failed');
+  const active = own.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  // Counters never go down: a finished pod deleted by hand still counted.
+  const succeeded = Math.max(prev.succeeded ?? 0, succeededPods.length);
+  const failed = Math.max(prev.failed ?? 0, failedPods.length);
+  const conditions = [...(prev.conditions ?? [])];
+  const events: JobEvent[] = [];
+  const del: JobPlan['delete'] = [];
+  let create = 0;
+  let startTime = prev.startTime;
+  let completionTime = prev.completionTime;
+  let requeue: number | undefined;
+  const wake = (ms: number) => {
+    requeue = requeue === undefined ? ms : Math.min(requeue, ms);
+  };
+  const deleteActive = (reason: string) => {
+    for (const p of active) del.push({ pod: p, reason });
+  };
+  const finish = (type: 'Complete' | 'Failed', reason?: string, message?: string) => {
+    const c: Condition = { type, status: 'True', lastTransitionTime: iso(now) };
+    if (reason) c.reason = reason;
+    if (message) c.message = message;
+    const i = conditions.findIndex((x) => x.type === type);
+    if (i >= 0) conditions[i] = c;
+    else conditions.push(c);
+  };
+
+  let finished = condTrue(conditions, 'Complete') ?? condTrue(conditions, 'Failed');
+  if (finished) {
+    deleteActive('job finished');
+  } else if (spec.suspend) {
+    deleteActive('job suspended');
+  } else {
+    startTime ??= iso(now);
+    const restarts = spec.template.spec.restartPolicy === 'OnFailure' ? active.reduce((n, p) => n + podRestarts(p), 0) : 0;
+    const limit = spec.backoffLimit ?? 6;
+    const pastBackoff = failed > limit || (restarts > 0 && restarts >= limit);
+    const deadlineMs = spec.activeDeadlineSeconds !== undefined ? Date.parse(startTime) + spec.activeDeadlineSeconds * 1000 : undefined;
+    if (pastBackoff) {
+      const message = 'Job has reached the specified backoff limit';
+      finish('Failed', 'BackoffLimitExceeded', message);
+      events.push({ type: 'Warning', reason: 'BackoffLimitExceeded', message });
+      deleteActive('backoff limit exceeded');
+    } else if (deadlineMs !== undefined && now >= deadlineMs) {
+      const message = 'Job was active longer than specified deadline';
+      finish('Failed', 'DeadlineExceeded', message);
+      events.push({ type: 'Warning', reason: 'DeadlineExceeded', message });
+      deleteActive('deadline exceeded');
+    } else if (succeeded >= spec.completions) {
+      finish('Complete');
+      completionTime = iso(now);
+      events.push({ type: 'Normal', reason: 'Completed', message: 'Job completed' });
+      deleteActive('job complete');
+    } else {
+      const want = Math.max(0, Math.min(spec.parallelism, spec.completions - succeeded));
+      if (active.length < want) create = want - active.length;
+      else if (active.length > want) {
+        // Too many (parallelism lowered): drop the not-ready ones first, then the newest.
+        const ranked = [...active].sort((a, b) => Number(podReady(a)) - Number(podReady(b)) || creationMs(b) - creationMs(a));
+        for (const p of ranked.slice(0, active.length - want)) del.push({ pod: p, reason: 'above parallelism' });
+      }
+      if (deadlineMs !== undefined) wake(deadlineMs - now);
+    }
+    finished = condTrue(conditions, 'Complete') ?? condTrue(conditions, 'Failed');
+  }
+
+  let deleteJob = false;
+  if (finished && spec.ttlSecondsAfterFinished !== undefined) {
+    const at = Date.parse(completionTime ?? finished.lastTransitionTime ?? iso(now)) + spec.ttlSecondsAfterFinished * 1000;
+    if (now >= at) deleteJob = true;
+    else wake(at - now);
+  }
+
+  const deletedActive = del.length;
+  const status: JobStatus = { active: active.length - deletedActive + create, succeeded, failed };
+  if (startTime) status.startTime = startTime;
+  if (completionTime) status.completionTime = completionTime;
+  if (conditions.length) status.conditions = conditions;
+  return { create, delete: del, status, events, deleteJob, ...(requeue !== undefined ? { requeueAfterMs: Math.max(1, requeue) } : {}) };
+}
+
+const COMPONENT = 'job-controller';
+
+export function jobController(deps: ControllerDeps): Controller {
+  const { store, events, logger } = deps;
+  const log = logger.child({ controller: 'job' });
+  const notFound = (err: unknown) => (err as { code?: number }).code === 404;
+
+  return {
+    name: 'job',
+    kind: 'Job',
+    watches: [{ kind: 'Pod', keys: (o) => ownerKeys(o, 'Job') }],
+    async reconcile(key) {
+      const { namespace, name } = splitKey(key);
+      const raw = await store.get('Job', namespace, name);
+      if (!raw) return; // its pods go with the garbage collector
+      const parsed = jobSchema.safeParse(raw);
+      if (!parsed.success) {
+        log.warn({ key, err: parsed.error.message }, 'invalid Job in store; skipped');
+        return;
+      }
+      const job = parsed.data;
+      const involved = { kind: 'Job', namespace, name, uid: job.metadata.uid };
+      const pods = (await store.list('Pod', namespace)).items as Pod[];
+      const plan = planJob(job, pods, deps.now());
+
+      for (const d of plan.delete) {
+        const pn = d.pod.metadata.name;
+        try {
+          await store.delete('Pod', namespace, pn);
+        } catch (err) {
+          if (notFound(err)) continue;
+          throw err;
+        }
+        log.info({ job: key, pod: pn, reason: d.reason }, 'deleted job pod');
+        await events.record({ involved, type: 'Normal', reason: 'SuccessfulDelete', message: `Deleted pod: ${pn}`, component: COMPONENT });
+      }
+
+      for (let i = 0; i < plan.create; i++) {
+        const pod = newJobPod(job);
+        let created: Pod | undefined;
+        for (let attempt = 0; !created; attempt++) {
+          pod.metadata.name = generateName(name);
+          try {
+            created = (await store.create(pod as never)) as Pod;
+          } catch (err) {
+            if ((err as { code?: number }).code === 409 && attempt < 5) continue;
+            await events.record({ involved, type: 'Warning', reason: 'FailedCreate', message: `Error creating: ${errorMessage(err)}`, component: COMPONENT });
+            throw err;
+          }
+        }
+        log.info({ job: key, pod: created.metadata.name }, 'created job pod');
+        await events.record({ involved, type: 'Normal', reason: 'SuccessfulCreate', message: `Created pod: ${created.metadata.name}`, component: COMPONENT });
+      }
+
+      if (canonicalJson(raw.status ?? {}) !== canonicalJson(plan.status)) {
+        const written = await store
+          .patch('Job', namespace, name, (cur) => {
+            if (cur.metadata.uid !== job.metadata.uid || canonicalJson(cur.status ?? {}) === canonicalJson(plan.status)) return undefined;
+            cur.status = plan.status;
+            return cur;
+          })
+          .catch((err) => {
+            if (notFound(err)) return undefined;
+            throw err;
+          });
+        // Transition events once, with the write that made the transition.
+        if (written) for (const e of plan.events) await events.record({ involved, ...e, component: COMPONENT });
+      }
+
+      if (plan.deleteJob) {
+        await store.delete('Job', namespace, name).catch((err) => {
+          if (!notFound(err)) throw err;
+        });
+        log.info({ job: key }, 'deleted finished job (ttlSecondsAfterFinished)');
+        return;
+      }
+      return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+    },
+  };
+}

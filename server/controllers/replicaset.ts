@@ -1,0 +1,176 @@
+import { randomInt } from 'node:crypto';
+import type { ApiObject } from '../../src/api/meta.js';
+import type { Pod } from '../../src/api/pod.js';
+import { parseObject } from '../../src/api/validate.js';
+import type { ReplicaSet } from '../../src/api/workloads.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { ControllerDeps } from './deps.js';
+import { canonicalJson, countPods, isControlledBy, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
+import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+
+const COMPONENT = 'replicaset-controller';
+const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+
+/** `${rs}-xxxxx`: 5 random lowercase alphanumerics, as Kubernetes' generateName. */
+export function podNameFor(rsName: string): string {
+  let s = '';
+  for (let i = 0; i < 5; i++) s += NAME_ALPHABET[randomInt(NAME_ALPHABET.length)];
+  return `${rsName}-${s}`;
+}
+
+/**
+ * A pod for a ReplicaSet, validated and defaulted exactly as one POSTed to the API would be:
+ * template labels/annotations, controller ownerReference to the RS, status Pending (the scheduler
+ * binds it).
+ */
+export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
+  const t = rs.spec.template;
+  const raw = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      namespace: rs.metadata.namespace ?? 'default',
+      ...(t.metadata?.labels ? { labels: { ...t.metadata.labels } } : {}),
+      ...(t.metadata?.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+    },
+    spec: structuredClone(t.spec),
+  };
+  const pod = parseObject(raw).object as Pod;
+  pod.status = { phase: 'Pending' };
+  return pod;
+}
+
+function podRankKey(p: Pod): [number, number, number, number, number, number] {
+  const phaseRank: Record<string, number> = { Pending: 0, Unknown: 1, Running: 2 };
+  const readyCond = p.status?.conditions?.find((c) => c.type === 'Ready');
+  const readySince = isPodReady(p) ? Date.parse(readyCond?.lastTransitionTime ?? '') || 0 : 0;
+  const restarts = (p.status?.containerStatuses ?? []).reduce((s, c) => Math.max(s, c.restartCount ?? 0), 0);
+  const created = Date.parse(p.metadata.creationTimestamp ?? '') || 0;
+  return [
+    p.spec.nodeName ? 1 : 0, // unscheduled first
+    phaseRank[p.status?.phase ?? 'Pending'] ?? 0, // Pending < Unknown < Running
+    isPodReady(p) ? 1 : 0, // not ready first
+    -readySince, // ready for a shorter time first
+    -restarts, // more restarts first
+    -created, // newer first
+  ];
+}
+
+/** Kubernetes' ActivePods ordering for scale-down: the pods to delete first come first. */
+export function rankForDeletion(pods: Pod[]): Pod[] {
+  return [...pods].sort((a, b) => {
+    const ka = podRankKey(a);
+    const kb = podRankKey(b);
+    for (let i = 0; i < ka.length; i++) if (ka[i] !== kb[i]) return ka[i]! - kb[i]!;
+    return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+  });
+}
+
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: number }).code === 404;
+}
+
+/**
+ * The ReplicaSet controller: keeps exactly spec.replicas active pods for each ReplicaSet (creates
+ * from the template, deletes surplus in Kubernetes' order, replaces Failed/Succeeded pods) and
+ * writes status (replicas, readyReplicas, availableReplicas, observedGeneration) when it changed.
+ */
+export function replicaSetController(deps: ControllerDeps): Controller {
+  const { store, events, logger, now } = deps;
+  const log = logger.child({ controller: 'replicaset' });
+
+  const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
+    events.record({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
+
+  async function deletePod(rs: ReplicaSet, p: Pod): Promise<boolean> {
+    try {
+      await store.delete('Pod', p.metadata.namespace ?? 'default', p.metadata.name);
+    } catch (err) {
+      if (isNotFound(err)) return true;
+      await record(rs, 'Warning', 'FailedDelete', `Error deleting pod ${p.metadata.name}: ${errorMessage(err)}`);
+      throw err;
+    }
+    await record(rs, 'Normal', 'SuccessfulDelete', `Deleted pod: ${p.metadata.name}`);
+    return true;
+  }
+
+  async function createPod(rs: ReplicaSet): Promise<Pod> {
+    for (let attempt = 0; ; attempt++) {
+      const name = podNameFor(rs.metadata.name);
+      let pod: Pod;
+      try {
+        pod = podFromTemplate(rs, name);
+        const created = (await store.create(pod as unknown as ApiObject)) as unknown as Pod;
+        await record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
+        return created;
+      } catch (err) {
+        if ((err as { reason?: string }).reason === 'AlreadyExists' && attempt < 5) continue;
+        await record(rs, 'Warning', 'FailedCreate', `Error creating: ${errorMessage(err)}`);
+        throw err;
+      }
+    }
+  }
+
+  async function reconcile(key: string): Promise<ReconcileResult | void> {
+    const { namespace, name } = splitKey(key);
+    const rs = (await store.get('ReplicaSet', namespace, name)) as ReplicaSet | undefined;
+    if (!rs || rs.metadata.deletionTimestamp) return;
+    const t = now();
+    const minReady = rs.spec.minReadySeconds ?? 0;
+    const owned = ((await store.list('Pod', namespace)).items as unknown as Pod[]).filter((p) => isControlledBy(p, rs));
+
+    // Terminated pods do not count; they are removed so their replacement can take their place.
+    for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) await deletePod(rs, p);
+    let active = owned.filter(isPodActive);
+
+    const want = rs.spec.replicas ?? 0;
+    const diff = active.length - want;
+    if (diff < 0) {
+      const created: Pod[] = [];
+      for (let i = 0; i < -diff; i++) created.push(await createPod(rs));
+      active = [...active, ...created];
+      log.debug({ rs: key, created: created.length }, 'created pods');
+    } else if (diff > 0) {
+      const victims = rankForDeletion(active).slice(0, diff);
+      for (const p of victims) await deletePod(rs, p);
+      const gone = new Set(victims.map((p) => p.metadata.uid));
+      active = active.filter((p) => !gone.has(p.metadata.uid));
+      log.debug({ rs: key, deleted: victims.length }, 'deleted surplus pods');
+    }
+
+    const counts = countPods(active, minReady, t);
+    const templateLabels = rs.spec.template.metadata?.labels ?? {};
+    const fullyLabeled = active.filter((p) => Object.entries(templateLabels).every(([k, v]) => p.metadata.labels?.[k] === v)).length;
+    const status = {
+      replicas: counts.pods,
+      fullyLabeledReplicas: fullyLabeled,
+      readyReplicas: counts.ready,
+      availableReplicas: active.filter((p) => isPodAvailable(p, minReady, t)).length,
+      observedGeneration: rs.metadata.generation,
+    };
+    if (canonicalJson(status) !== canonicalJson(rs.status ?? {})) {
+      try {
+        await store.patch('ReplicaSet', namespace, name, (cur) => {
+          if (cur.metadata.uid !== rs.metadata.uid) return undefined;
+          if (canonicalJson(status) === canonicalJson(cur.status ?? {})) return undefined;
+          // observedGeneration is the generation read above: a newer spec gets its own reconcile.
+          return { ...cur, status };
+        });
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+      }
+    }
+
+    const at = nextAvailableAt(active, minReady, t);
+    return at !== undefined ? { requeueAfterMs: Math.max(0, at - t) + 50 } : undefined;
+  }
+
+  return {
+    name: 'replicaset',
+    kind: 'ReplicaSet',
+    watches: [{ kind: 'Pod', keys: (obj) => ownerKeys(obj, 'ReplicaSet') }],
+    reconcile,
+  };
+}

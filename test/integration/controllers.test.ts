@@ -1,0 +1,245 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { ApiObject } from '../../src/api/meta.js';
+import type { Pod } from '../../src/api/pod.js';
+import { parseObject } from '../../src/api/validate.js';
+import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { deploymentController } from '../../server/controllers/deployment.js';
+import { replicaSetController } from '../../server/controllers/replicaset.js';
+import { REVISION_ANNOTATION, isControlledBy, rollbackTemplate } from '../../server/controllers/rollout.js';
+import { ControllerRunner } from '../../server/controllers/runner.js';
+import { EventRecorder } from '../../server/events/recorder.js';
+import { Scheduler } from '../../server/scheduler/scheduler.js';
+import { LevelStore } from '../../server/store/level.js';
+import type { Watch } from '../../server/store/types.js';
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    last = await fn();
+    if (last) return last as T;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+}
+
+/**
+ * A fake kubelet (stands in for an agent): every pod bound to a node turns Running + Ready, unless
+ * its image contains "broken".
+ */
+function fakeKubelet(store: LevelStore): Watch {
+  return store.watch(
+    store.revision(),
+    (e) => {
+      if (e.type === 'DELETED') return;
+      const p = e.object as Pod;
+      if (!p.spec.nodeName || p.status?.phase !== 'Pending' || p.spec.containers.some((c) => c.image.includes('broken'))) return;
+      const ts = new Date().toISOString();
+      void store
+        .patch('Pod', p.metadata.namespace!, p.metadata.name, (cur) => {
+          const pod = cur as unknown as Pod;
+          if (pod.metadata.uid !== p.metadata.uid || pod.status?.phase !== 'Pending') return undefined;
+          pod.status = {
+            phase: 'Running',
+            startTime: ts,
+            conditions: [
+              { type: 'PodScheduled', status: 'True', lastTransitionTime: ts },
+              { type: 'Ready', status: 'True', lastTransitionTime: ts },
+            ],
+            containerStatuses: pod.spec.containers.map((c) => ({ name: c.name, image: c.image, ready: true, restartCount: 0, state: 'running' as const, startedAt: ts })),
+          };
+          return pod as unknown as ApiObject;
+        })
+        .catch(() => undefined);
+    },
+    { kinds: ['Pod'] },
+  );
+}
+
+describe('deployment + replicaset controllers on a real store and scheduler', () => {
+  let dir: string;
+  let store: LevelStore;
+  let runner: ControllerRunner;
+  let scheduler: Scheduler;
+  let kubelet: Watch;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'drover-controllers-'));
+    store = await LevelStore.open({ path: join(dir, 'store') });
+    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+    await store.create({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'n1', labels: { 'kubernetes.io/hostname': 'n1' } },
+      spec: {},
+      status: { capacity: { cpu: '8', memory: '16Gi', pods: '110' }, allocatable: { cpu: '8', memory: '16Gi', pods: '110' }, conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    const events = new EventRecorder(store, silentLogger);
+    const deps = { store, events, logger: silentLogger, now: () => Date.now() };
+    kubelet = fakeKubelet(store);
+    scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 500 });
+    await scheduler.start();
+    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 1000 });
+    await runner.start();
+  });
+
+  after(async () => {
+    await runner?.stop();
+    scheduler?.stop();
+    kubelet?.close();
+    await store?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const getDeploy = async () => (await store.get('Deployment', 'default', 'web')) as Deployment;
+  const ownedRS = async () => {
+    const d = await getDeploy();
+    return ((await store.list('ReplicaSet', 'default')).items as unknown as ReplicaSet[]).filter((rs) => isControlledBy(rs, d));
+  };
+  const podsOf = async (rs?: ReplicaSet) => {
+    const all = (await store.list('Pod', 'default')).items as unknown as Pod[];
+    return rs ? all.filter((p) => isControlledBy(p, rs)) : all;
+  };
+  const ready = (p: Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  const setSpec = (mutate: (d: Deployment) => void) =>
+    store.patch('Deployment', 'default', 'web', (cur) => {
+      const d = cur as unknown as Deployment;
+      mutate(d);
+      return d as unknown as ApiObject;
+    });
+  /** Settled: the RS for the current template has n Ready pods, nothing else exists, status says so. */
+  const settled = (n: number, image: string) =>
+    waitFor(`${n} ready pods on ${image}`, async () => {
+      const d = await getDeploy();
+      const pods = await podsOf();
+      const ok =
+        pods.length === n &&
+        pods.every((p) => ready(p) && p.spec.containers[0]!.image === image) &&
+        d.status?.availableReplicas === n &&
+        d.status?.updatedReplicas === n &&
+        d.status?.replicas === n &&
+        d.status?.observedGeneration === d.metadata.generation &&
+        d.status?.conditions?.find((c) => c.type === 'Progressing')?.reason === 'NewReplicaSetAvailable';
+      return ok ? { d, pods } : undefined;
+    });
+
+  test('a Deployment of 3 gets one ReplicaSet and 3 Ready pods; status reports 3 available', async () => {
+    const manifest = {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web', namespace: 'default' },
+      spec: {
+        replicas: 3,
+        selector: { matchLabels: { app: 'web' } },
+        template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'main', image: 'img:1' }] } },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      },
+    };
+    await store.create(parseObject(manifest).object);
+    const { d, pods } = await settled(3, 'img:1');
+    const rss = await ownedRS();
+    assert.equal(rss.length, 1);
+    const rs = rss[0]!;
+    assert.match(rs.metadata.name, /^web-[bcdfghjklmnpqrstvwxz2456789]{10}$/);
+    assert.equal(rs.metadata.annotations?.[REVISION_ANNOTATION], '1');
+    assert.equal(d.metadata.annotations?.[REVISION_ANNOTATION], '1');
+    assert.equal(rs.status?.readyReplicas, 3);
+    for (const p of pods) {
+      assert.match(p.metadata.name, new RegExp(`^${rs.metadata.name}-[a-z0-9]{5}$`));
+      assert.equal(p.metadata.labels?.['pod-template-hash'], rs.metadata.labels?.['pod-template-hash']);
+      assert.equal(p.spec.nodeName, 'n1');
+    }
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'Available')?.status, 'True');
+    const events = (await store.list('Event', 'default')).items as Array<ApiObject & { reason: string; message: string }>;
+    assert.ok(events.some((e) => e.reason === 'ScalingReplicaSet' && e.message === `Scaled up replica set ${rs.metadata.name} to 3`), JSON.stringify(events.map((e) => e.message)));
+    assert.ok(events.some((e) => e.reason === 'SuccessfulCreate'));
+  });
+
+  test('changing the image rolls to a new ReplicaSet; the old one ends at 0', async () => {
+    const [old] = await ownedRS();
+    let maxPods = 0;
+    let minReady = Infinity;
+    const sampler = setInterval(() => {
+      void podsOf().then((ps) => {
+        maxPods = Math.max(maxPods, ps.length);
+        minReady = Math.min(minReady, ps.filter(ready).length);
+      });
+    }, 5);
+    await setSpec((d) => (d.spec.template.spec.containers[0]!.image = 'img:2'));
+    const { d } = await settled(3, 'img:2').finally(() => clearInterval(sampler));
+    const rss = await ownedRS();
+    assert.equal(rss.length, 2);
+    const fresh = rss.find((r) => r.metadata.uid !== old!.metadata.uid)!;
+    assert.equal(rss.find((r) => r.metadata.uid === old!.metadata.uid)!.spec.replicas, 0);
+    assert.equal(fresh.spec.replicas, 3);
+    assert.equal(fresh.metadata.annotations?.[REVISION_ANNOTATION], '2');
+    assert.equal(d.metadata.annotations?.[REVISION_ANNOTATION], '2');
+    assert.ok(maxPods <= 4, `max pods seen ${maxPods}`);
+    assert.ok(minReady >= 3, `min ready seen ${minReady}`);
+  });
+
+  test('scale to 5, then to 1', async () => {
+    await setSpec((d) => (d.spec.replicas = 5));
+    await settled(5, 'img:2');
+    await setSpec((d) => (d.spec.replicas = 1));
+    await settled(1, 'img:2');
+  });
+
+  test('a deleted pod is replaced; a Failed pod is replaced', async () => {
+    const [p] = await podsOf();
+    await store.delete('Pod', 'default', p!.metadata.name);
+    const { pods } = await settled(1, 'img:2');
+    assert.notEqual(pods[0]!.metadata.name, p!.metadata.name);
+    await store.patch('Pod', 'default', pods[0]!.metadata.name, (cur) => ({ ...cur, status: { ...(cur.status as object), phase: 'Failed', conditions: [] } }));
+    const after = await settled(1, 'img:2');
+    assert.notEqual(after.pods[0]!.metadata.name, pods[0]!.metadata.name);
+  });
+
+  test('undo with rollbackTemplate reuses the revision-1 ReplicaSet as revision 3', async () => {
+    const d = await getDeploy();
+    const template = rollbackTemplate(d, await ownedRS());
+    assert.equal(template.spec.containers[0]!.image, 'img:1');
+    await setSpec((x) => (x.spec.template = template));
+    const res = await settled(1, 'img:1');
+    const rss = await ownedRS();
+    assert.equal(rss.length, 2, 'no third ReplicaSet');
+    const cur = rss.find((r) => r.spec.template.spec.containers[0]!.image === 'img:1')!;
+    assert.equal(cur.metadata.annotations?.[REVISION_ANNOTATION], '3');
+    assert.equal(res.d.metadata.annotations?.[REVISION_ANNOTATION], '3');
+  });
+
+  test('a broken update exceeds its progress deadline; the old pods keep serving', async () => {
+    await setSpec((d) => {
+      d.spec.replicas = 3;
+      d.spec.progressDeadlineSeconds = 1;
+    });
+    await settled(3, 'img:1');
+    await setSpec((d) => (d.spec.template.spec.containers[0]!.image = 'img:broken'));
+    const d = await waitFor('ProgressDeadlineExceeded', async () => {
+      const x = await getDeploy();
+      return x.status?.conditions?.find((c) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded') ? x : undefined;
+    });
+    assert.equal(d.status?.conditions?.find((c) => c.type === 'Progressing')?.status, 'False');
+    const pods = await podsOf();
+    assert.equal(pods.filter((p) => ready(p) && p.spec.containers[0]!.image === 'img:1').length, 3, 'maxUnavailable 0: all old pods serve');
+    assert.equal(pods.filter((p) => p.spec.containers[0]!.image === 'img:broken').length, 1, 'one surge pod');
+    // The Warning event is recorded right after the status write.
+    await waitFor('ProgressDeadlineExceeded event', async () =>
+      ((await store.list('Event', 'default')).items as Array<ApiObject & { reason: string }>).some((e) => e.reason === 'ProgressDeadlineExceeded'),
+    );
+  });
+
+  test('history beyond revisionHistoryLimit is cleaned up', async () => {
+    await setSpec((d) => {
+      d.spec.revisionHistoryLimit = 1;
+      d.spec.template.spec.containers[0]!.image = 'img:4';
+    });
+    await settled(3, 'img:4');
+    await waitFor('history trimmed to 1 old RS', async () => (await ownedRS()).length === 2);
+  });
+});
