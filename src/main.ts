@@ -8,9 +8,8 @@ import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
-import { startAgent, type RunningAgent } from '../agent/run.js';
+import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
-import { startServer } from '../server/run.js';
 import { registerCliCommands } from './cli/program.js';
 import { errorMessage } from './util/errors.js';
 import { createLogger } from './util/logger.js';
@@ -133,6 +132,9 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       logLevel: o.logLevel,
     };
     const logger = createLogger({ name: 'drover', level: o.logLevel });
+    // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
+    const { startServer } = await import('../server/run.js');
+    const { startAgent } = await import('../agent/run.js');
     const server = await startServer(cfg, logger);
     let agent: RunningAgent | undefined;
     if (!o.disableAgent) {
@@ -171,6 +173,7 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       .option('--name <name>', 'alias of --node-name')
       .option('--log-level <level>', 'log level', 'info'),
   ).action(async (o: AgentFlags & { server: string; token: string; name?: string }) => {
+    const { startAgent } = await import('../agent/run.js');
     const agent = await startAgent(agentConfig({ ...o, nodeName: o.name ?? o.nodeName }, o.server, o.token));
     onSignals(() => agent.close());
   });
