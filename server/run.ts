@@ -92,7 +92,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
 
     const registry = new NodeRegistry({ store, events, logger });
     link.onReport((t, payload) => registry.handle(t, payload));
-    const monitor = setInterval(() => void registry.checkHeartbeats().catch(() => {}), cfg.nodeMonitorMs ?? 5_000);
+    await registry.init();
+    const monitor = setInterval(() => void registry.sweep().catch((err) => logger.warn({ err: (err as Error).message }, 'node sweep failed')), cfg.nodeMonitorMs ?? 5_000);
     monitor.unref();
     closers.push(() => clearInterval(monitor));
 

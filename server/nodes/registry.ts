@@ -6,6 +6,7 @@ import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
+import { dueEvictions, FlapTracker, lifecycleTaints } from './lifecycle.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
 
 export interface RegistryOptions {
@@ -14,6 +15,9 @@ export interface RegistryOptions {
   logger: Logger;
   /** A node whose last status is older than this many heartbeats turns NotReady. */
   missedHeartbeats?: number;
+  /** Disconnects within the window that make a node's link "degraded". */
+  flapThreshold?: number;
+  flapWindowMs?: number;
   now?: () => number;
 }
 
@@ -38,6 +42,7 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  */
 export class NodeRegistry {
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly flaps: FlapTracker;
   private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
   private readonly now: () => number;
   private readonly missed: number;
@@ -45,6 +50,7 @@ export class NodeRegistry {
   constructor(private readonly opts: RegistryOptions) {
     this.now = opts.now ?? Date.now;
     this.missed = opts.missedHeartbeats ?? 3;
+    this.flaps = new FlapTracker(opts.flapThreshold ?? 3, opts.flapWindowMs ?? 10 * 60_000);
   }
 
   /** Reports of one node are handled in arrival order (hello before status); nodes run in parallel. */
@@ -147,20 +153,66 @@ export class NodeRegistry {
         const prev = n.status?.conditions?.find((c) => c.type === 'Ready');
         if (prev?.reason === 'ContractVersionMismatch') return undefined;
         changed = prev?.status !== ready.status;
+        n.spec = { ...n.spec, taints: lifecycleTaints(ready, n.spec?.taints, now) };
+        if (!n.spec.taints?.length) delete n.spec.taints;
         n.status = { ...n.status, conditions: setCondition(n.status?.conditions, ready, now), lastHeard: ready.status === 'True' ? now : n.status?.lastHeard };
         return n as never;
       })
       .catch((err) => {
         if ((err as { code?: number }).code !== 404) throw err;
       });
-    if (changed && eventType) {
+    if (!changed) return;
+    if (eventType) {
       await this.opts.events.record({ involved: { kind: 'Node', name }, type: eventType, reason: ready.status === 'True' ? 'NodeReady' : 'NodeNotReady', message: `Node ${name} status is now: ${ready.reason}${ready.message ? ` (${ready.message})` : ''}`, component: 'node-registry' });
     }
+    if (ready.status !== 'True') await this.markPodsUnknown(name, ready);
+  }
+
+  /**
+   * A node we cannot hear: its pods' last statuses can no longer be trusted, so they show Unknown
+   * (not Failed: the device most likely keeps running them). The agent's next report replaces this.
+   */
+  private async markPodsUnknown(node: string, ready: Condition): Promise<void> {
+    const pods = ((await this.opts.store.list('Pod')).items as Pod[]).filter((p) => p.spec.nodeName === node);
+    for (const p of pods) {
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' || p.status?.phase === 'Unknown') continue;
+      await this.opts.store
+        .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
+          const pod = cur as unknown as Pod;
+          if (pod.metadata.uid !== p.metadata.uid) return undefined;
+          const last = pod.status?.phase ?? 'Pending';
+          pod.status = {
+            ...pod.status,
+            phase: 'Unknown',
+            reason: 'NodeLost',
+            message: `node ${node} is ${ready.status === 'Unknown' ? 'unreachable' : 'not ready'} (${ready.message ?? ready.reason}); last reported phase ${last}`,
+            conditions: (pod.status?.conditions ?? []).map((c) => (c.type === 'Ready' ? { ...c, status: 'False' as const, reason: 'NodeLost' } : c)),
+          };
+          return pod as never;
+        })
+        .catch(() => {});
+    }
+  }
+
+  private async setDegraded(name: string, degraded: boolean, message: string): Promise<void> {
+    const now = this.iso();
+    await this.opts.store
+      .patch('Node', '', name, (cur) => {
+        const n = cur as unknown as Node;
+        n.status = { ...n.status, conditions: setCondition(n.status?.conditions, { type: 'LinkDegraded', status: degraded ? 'True' : 'False', reason: degraded ? 'Flapping' : 'LinkStable', message }, now) };
+        return n as never;
+      })
+      .catch(() => {});
+    await this.opts.events.record({ involved: { kind: 'Node', name }, type: degraded ? 'Warning' : 'Normal', reason: degraded ? 'LinkDegraded' : 'LinkStable', message: `Node ${name}: ${message}`, component: 'node-registry' });
   }
 
   private async onPresence(name: string, p: payloads.Presence): Promise<void> {
     if (p.state === 'offline') {
       this.heartbeat.delete(name);
+      const nowMs = this.now();
+      if (this.flaps.disconnect(name, nowMs)) {
+        await this.setDegraded(name, true, `link flapping: ${this.flaps.count(name, nowMs)} disconnects within the window`);
+      }
       await this.setReady(name, { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'agent went offline' }, 'Warning');
     } else {
       await this.setReady(name, { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'agent connected' }, 'Normal');
@@ -211,13 +263,45 @@ export class NodeRegistry {
     }
   }
 
-  /** Marks nodes NotReady whose heartbeats stopped without a last will (a half-open link). */
-  async checkHeartbeats(): Promise<void> {
+  /**
+   * Periodic duties: nodes whose heartbeats stopped without a last will (a half-open link) turn
+   * NotReady; flapping nodes that calmed down lose LinkDegraded; opted-in pods are evicted.
+   */
+  async sweep(): Promise<void> {
     const now = this.now();
     for (const [name, hb] of this.heartbeat) {
       if (now - hb.lastHeard > hb.periodMs * this.missed) {
         this.heartbeat.delete(name);
         await this.setReady(name, { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((now - hb.lastHeard) / 1000)}s` }, 'Warning');
+      }
+    }
+    for (const name of this.flaps.recovered(now)) await this.setDegraded(name, false, 'link stable again');
+    await this.evict(now);
+  }
+
+  private async evict(nowMs: number): Promise<void> {
+    const nodes = ((await this.opts.store.list('Node')).items as Node[]).filter((n) => n.spec?.taints?.length);
+    if (!nodes.length) return;
+    const pods = (await this.opts.store.list('Pod')).items as Pod[];
+    for (const node of nodes) {
+      for (const pod of dueEvictions(node, pods, nowMs).due) {
+        const ns = pod.metadata.namespace ?? 'default';
+        await this.opts.store.delete('Pod', ns, pod.metadata.name, { resourceVersion: pod.metadata.resourceVersion }).catch(() => undefined);
+        this.opts.logger.info({ pod: `${ns}/${pod.metadata.name}`, node: node.metadata.name }, 'pod evicted from unreachable node');
+        await this.opts.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Warning', reason: 'TaintManagerEviction', message: `Evicting pod from node ${node.metadata.name}: its toleration of ${node.spec?.taints?.map((t) => t.key).join(', ')} expired`, component: 'node-lifecycle' });
+      }
+    }
+  }
+
+  /**
+   * After a server restart nobody has heard from any node yet: give every Ready node one full grace
+   * period to report before it is judged, instead of trusting a Ready written long ago.
+   */
+  async init(defaultHeartbeatMs = 30_000): Promise<void> {
+    const nodes = (await this.opts.store.list('Node')).items as Node[];
+    for (const n of nodes) {
+      if (n.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True') {
+        this.heartbeat.set(n.metadata.name, { lastHeard: this.now(), periodMs: defaultHeartbeatMs, bootId: n.status?.nodeInfo?.bootID ?? '' });
       }
     }
   }

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { Node } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import { dueEvictions, FlapTracker, lifecycleTaints, TAINT_NOT_READY, TAINT_UNREACHABLE } from '../../server/nodes/lifecycle.js';
+
+const T0 = '2026-01-01T00:00:00.000Z';
+const ms0 = Date.parse(T0);
+
+test('lifecycle taints follow the Ready condition and keep their time', () => {
+  const unreachable = lifecycleTaints({ type: 'Ready', status: 'Unknown' }, [{ key: 'site', value: 'a', effect: 'NoSchedule' }], T0);
+  assert.deepEqual(unreachable, [{ key: 'site', value: 'a', effect: 'NoSchedule' }, { key: TAINT_UNREACHABLE, effect: 'NoExecute', timeAdded: T0 }]);
+  assert.deepEqual(lifecycleTaints({ type: 'Ready', status: 'Unknown' }, unreachable, '2026-01-01T01:00:00Z')[1], { key: TAINT_UNREACHABLE, effect: 'NoExecute', timeAdded: T0 });
+  assert.equal(lifecycleTaints({ type: 'Ready', status: 'False' }, unreachable, T0)[1]!.key, TAINT_NOT_READY);
+  assert.deepEqual(lifecycleTaints({ type: 'Ready', status: 'True' }, unreachable, T0), [{ key: 'site', value: 'a', effect: 'NoSchedule' }]);
+});
+
+const node: Node = { apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' }, spec: { taints: [{ key: TAINT_UNREACHABLE, effect: 'NoExecute', timeAdded: T0 }] } };
+const pod = (name: string, tolerationSeconds?: number, key = TAINT_UNREACHABLE): Pod => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'default', uid: name },
+  spec: {
+    nodeName: 'edge-1',
+    restartPolicy: 'Always',
+    terminationGracePeriodSeconds: 10,
+    containers: [{ name: 'c', image: 'i' }],
+    tolerations: tolerationSeconds === undefined ? undefined : [{ key, operator: 'Exists', effect: 'NoExecute', tolerationSeconds }],
+  },
+  status: { phase: 'Unknown' },
+});
+
+test('edge policy: pods without an eviction toleration stay on an unreachable node', () => {
+  assert.deepEqual(dueEvictions(node, [pod('stay')], ms0 + 365 * 86400_000), { due: [], nextAtMs: undefined });
+});
+
+test('a pod that opted in is evicted once its tolerationSeconds have passed', () => {
+  const pods = [pod('fast', 30), pod('slow', 300), pod('other-taint', 1, TAINT_NOT_READY)];
+  const early = dueEvictions(node, pods, ms0 + 10_000);
+  assert.deepEqual(early.due, []);
+  assert.equal(early.nextAtMs, ms0 + 30_000);
+  assert.deepEqual(dueEvictions(node, pods, ms0 + 31_000).due.map((p) => p.metadata.name), ['fast']);
+  assert.deepEqual(dueEvictions(node, pods, ms0 + 301_000).due.map((p) => p.metadata.name), ['fast', 'slow']);
+});
+
+test('flapping: degraded after N disconnects in the window, healthy only after a quiet window', () => {
+  const f = new FlapTracker(3, 60_000);
+  assert.equal(f.disconnect('n', 0), false);
+  assert.equal(f.disconnect('n', 10_000), false);
+  assert.equal(f.disconnect('n', 20_000), true);
+  assert.equal(f.isDegraded('n'), true);
+  assert.equal(f.disconnect('n', 30_000), false, 'already degraded: no second transition');
+  assert.deepEqual(f.recovered(80_000), [], 'last drop 50 s ago: still degraded');
+  assert.deepEqual(f.recovered(91_000), ['n']);
+  assert.equal(f.isDegraded('n'), false);
+  const g = new FlapTracker(3, 60_000);
+  g.disconnect('m', 0);
+  g.disconnect('m', 50_000);
+  assert.equal(g.disconnect('m', 120_000), false, 'drops spread wider than the window do not count');
+});
