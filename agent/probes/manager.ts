@@ -188,6 +188,7 @@ class Worker {
 export class ProbeManager {
   /** By container id. */
   private readonly workers = new Map<string, Worker>();
+  private stopped = false;
 
   constructor(private readonly deps: ProbeManagerDeps) {}
 
@@ -196,6 +197,7 @@ export class ProbeManager {
    * each one no longer listed. A container started again (same id, new start time) gets a new worker.
    */
   sync(subjects: ProbeSubject[]): void {
+    if (this.stopped) return;
     const seen = new Set<string>();
     for (const s of subjects) {
       if (!hasProbes(s.container)) continue;
@@ -223,7 +225,9 @@ export class ProbeManager {
     return this.workers.get(containerId)?.ready();
   }
 
+  /** Stops every worker for good: later syncs start none. */
   stop(): void {
+    this.stopped = true;
     for (const w of this.workers.values()) w.stop();
     this.workers.clear();
   }

@@ -27,6 +27,13 @@ export interface ProbeEndpoint {
 
 const OUTPUT_IN_MESSAGE = 300;
 
+/**
+ * Added to an exec probe's timeoutSeconds: `podman exec` itself takes a few hundred ms, and over a
+ * second on a small or busy device, which must not count against the command (Kubernetes' default
+ * timeout is 1 s). Network probes get no allowance.
+ */
+export const EXEC_OVERHEAD_MS = 2_000;
+
 function trimOutput(s: string): string {
   const t = s.trim();
   return t.length > OUTPUT_IN_MESSAGE ? `${t.slice(0, OUTPUT_IN_MESSAGE)}…` : t;
@@ -107,7 +114,7 @@ export async function runProbe(p: Probe, e: ProbeEndpoint): Promise<ProbeOutcome
   const timeoutMs = Math.max(1, p.timeoutSeconds ?? 1) * 1000;
   try {
     if (p.exec) {
-      const r = await e.runtime.exec(e.containerId, p.exec.command, timeoutMs);
+      const r = await e.runtime.exec(e.containerId, p.exec.command, timeoutMs + EXEC_OVERHEAD_MS);
       if (r.timedOut) return { ok: false, message: `command ${JSON.stringify(p.exec.command)} timed out after ${timeoutMs / 1000}s` };
       if (r.exitCode === 0) return { ok: true, message: trimOutput(r.output) };
       const out = trimOutput(r.output);

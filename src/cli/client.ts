@@ -183,4 +183,56 @@ export class ApiClient {
   async delete(path: string): Promise<void> {
     await this.request('DELETE', path);
   }
+
+  /**
+   * A `?watch=1` stream: yields each `{type, object}` line until the server ends the stream or
+   * `signal` aborts (then it simply returns). No request deadline applies: a watch is meant to stay
+   * open, and the server may only send its headers with the first event.
+   */
+  async *watch<T = unknown>(path: string, query: Query, signal?: AbortSignal): AsyncGenerator<WatchEvent<T>> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let res: Response;
+    try {
+      res = await this.fetchFn(this.url(path, { ...query, watch: 1 }), { method: 'GET', headers, signal });
+    } catch (err) {
+      if (signal?.aborted) return;
+      throw new CliError(
+        `cannot reach the drover server at ${this.server}: ${describeCause(err)} (is \`drover server\` running? set DROVER_SERVER)`,
+        { reason: 'Unreachable', cause: err },
+      );
+    }
+    for (const w of parseWarningHeader(res.headers.get('warning'))) this.onWarning(w);
+    if (!res.ok) throw errorFromResponse(res.status, await res.text().catch(() => ''));
+    if (!res.body) return;
+    const decoder = new TextDecoder();
+    let buf = '';
+    try {
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          let ev: WatchEvent<T>;
+          try {
+            ev = JSON.parse(line) as WatchEvent<T>;
+          } catch {
+            throw new CliError(`the server sent an invalid watch event: ${line.slice(0, 100)}`);
+          }
+          yield ev;
+        }
+      }
+    } catch (err) {
+      if (signal?.aborted) return;
+      if (err instanceof CliError) throw err;
+      throw new CliError(`the watch on ${path} broke: ${describeCause(err)}`, { reason: 'WatchBroken', cause: err });
+    }
+  }
+}
+
+export interface WatchEvent<T = unknown> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'ERROR' | 'BOOKMARK';
+  object: T;
 }

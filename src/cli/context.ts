@@ -11,6 +11,11 @@ export interface CliIo {
   stderr: (s: string) => void;
   env: NodeJS.ProcessEnv;
   stdin?: () => Promise<string>;
+  /**
+   * Ends long-running verbs (`get -w`, `logs -f`, `rollout status`) cleanly. When unset, the first
+   * SIGINT or SIGTERM does, so Ctrl-C stops a follow with exit 0 rather than killing the process.
+   */
+  signal?: AbortSignal;
 }
 
 export interface CommandContext {
@@ -19,6 +24,8 @@ export interface CommandContext {
   client(cmd: Command): ApiClient;
   readStdin(): Promise<string>;
   warn(text: string): void;
+  /** Aborts when the user interrupts (see CliIo.signal). */
+  interrupted(): AbortSignal;
 }
 
 export const DEFAULT_NAMESPACE = 'default';
@@ -45,11 +52,26 @@ async function readProcessStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** An AbortSignal fired by the first SIGINT/SIGTERM; the handlers are only installed when asked for. */
+function signalFromProcess(): AbortSignal {
+  const ctl = new AbortController();
+  const stop = (): void => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    ctl.abort();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  return ctl.signal;
+}
+
 export function makeContext(io: CliIo): CommandContext {
   const warn = (text: string): void => io.stderr(`Warning: ${text}\n`);
+  let interrupt: AbortSignal | undefined = io.signal;
   return {
     io,
     warn,
+    interrupted: () => (interrupt ??= signalFromProcess()),
     readStdin: io.stdin ?? readProcessStdin,
     client(cmd: Command): ApiClient {
       // optsWithGlobals: still works if the entry point also declares these flags on the root program.

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { objectPath, type KindInfo } from '../api/kinds.js';
+import type { ApiObject } from '../api/meta.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { identifySources, readManifestSources } from './manifests.js';
@@ -10,6 +11,9 @@ interface DeleteOptions {
   namespace?: string;
   recursive?: boolean;
   ignoreNotFound?: boolean;
+  selector?: string;
+  all?: boolean;
+  allNamespaces?: boolean;
 }
 
 interface Target {
@@ -40,7 +44,10 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
     .option('-f, --filename <path>', 'file, directory or - naming the objects to delete (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('-R, --recursive', 'walk directories given with -f recursively')
     .option('-n, --namespace <namespace>', 'namespace of namespaced kinds (default "default")')
-    .option('--ignore-not-found', 'treat a missing object as deleted');
+    .option('--ignore-not-found', 'treat a missing object as deleted')
+    .option('-l, --selector <selector>', 'delete the objects of the kind matching this label selector, e.g. app=web')
+    .option('--all', 'delete every object of the kind in the namespace')
+    .option('-A, --all-namespaces', 'with -l or --all: in every namespace');
   addConnectionOptions(cmd).action(async (args: string[], opts: DeleteOptions, command: Command) => {
     let targets: Target[];
     if (opts.filename.length) {
@@ -52,6 +59,21 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
         namespace: t.kind.namespaced ? t.namespace || opts.namespace || DEFAULT_NAMESPACE : undefined,
       }));
       if (!targets.length) throw new CliError('no objects passed to delete');
+    } else if (opts.selector !== undefined || opts.all) {
+      if (opts.selector !== undefined && opts.all) throw new CliError('cannot set --all and --selector at the same time');
+      const parsed = parseResourceArgs(args);
+      if (parsed.length !== 1 || parsed[0]!.name) throw new CliError(`name cannot be provided when a selector or --all is specified`);
+      const kind = parsed[0]!.kind;
+      const allNs = Boolean(opts.allNamespaces) && kind.namespaced;
+      const ns = opts.namespace || DEFAULT_NAMESPACE;
+      const list = await ctx.client(command).get<{ items?: ApiObject[] }>(objectPath(kind, kind.namespaced && !allNs ? ns : undefined), { labelSelector: opts.selector });
+      targets = (list?.items ?? []).map((o) => ({ kind, name: o.metadata.name, namespace: kind.namespaced ? o.metadata.namespace || ns : undefined }));
+      if (!targets.length) {
+        ctx.io.stderr(kind.namespaced && !allNs ? `No resources found in ${ns} namespace.\n` : 'No resources found\n');
+        return;
+      }
+      // Objects that went away meanwhile were deleted all the same.
+      opts.ignoreNotFound = true;
     } else {
       const parsed = parseResourceArgs(args);
       if (parsed.some((p) => !p.name)) {

@@ -267,6 +267,16 @@ function describeTemplate(s: Section, t: PodTemplate): void {
   describePodSpec(s, 1, t.spec, []);
 }
 
+/** `Pod Template:` as `kubectl rollout history --revision N` prints it: labels, annotations, containers. */
+export function describePodTemplate(t: PodTemplate): string {
+  const s = new Section();
+  s.line(0, 'Pod Template:');
+  s.multiline(1, 'Labels:', labelList(t.metadata?.labels));
+  if (Object.keys(t.metadata?.annotations ?? {}).length) s.multiline(1, 'Annotations:', annotationList(t.metadata?.annotations));
+  describePodSpec(s, 1, t.spec, []);
+  return s.render();
+}
+
 // ---- nodes ----
 
 function sumResources(pod: Pod, which: 'requests' | 'limits'): { cpu: string; memory: string } {

@@ -341,6 +341,12 @@ const DEFAULT_COLUMNS: Columns = { headers: ['NAME', 'AGE'], row: (o, now) => [o
 
 /** The `get` table for a kind. */
 export function tableFor(kind: KindInfo, items: ApiObject[], opts: TableOptions = {}): string {
+  const { headers, rows } = tableParts(kind, items, opts);
+  return renderTable(headers, rows);
+}
+
+/** Headers and cells of the `get` table, before alignment (watch output aligns rows as they come). */
+export function tableParts(kind: KindInfo, items: ApiObject[], opts: TableOptions = {}): { headers: string[]; rows: string[][] } {
   const now = opts.now ?? Date.now();
   const cols = COLUMNS[kind.kind] ?? DEFAULT_COLUMNS;
   const wide = Boolean(opts.wide && cols.wideRow);
@@ -350,7 +356,7 @@ export function tableFor(kind: KindInfo, items: ApiObject[], opts: TableOptions 
   }
   const headers = [...(withNs ? ['NAMESPACE'] : []), ...cols.headers, ...(wide ? cols.wideHeaders ?? [] : [])];
   const rows = items.map((o) => [...(withNs ? [o.metadata.namespace ?? ''] : []), ...cols.row(o, now), ...(wide ? cols.wideRow!(o, now) : [])]);
-  return renderTable(headers, rows);
+  return { headers, rows };
 }
 
 /** `-o name`: `pod/web`, `deployment.apps/web`. */

@@ -1,20 +1,29 @@
 import type { Command } from 'commander';
+import { registerApiResources } from './api-resources.js';
 import { registerApply } from './apply.js';
+import { registerCompletion } from './completion.js';
 import { makeContext, type CliIo } from './context.js';
 import { registerCreate } from './create.js';
 import { registerDelete } from './delete.js';
 import { registerDescribe } from './describe.js';
+import { registerNodeCommands } from './drain.js';
 import { registerGet } from './get.js';
+import { registerLabelCommands } from './label.js';
 import { registerLogs } from './logs.js';
+import { registerRollout } from './rollout.js';
+import { registerScale } from './scale.js';
+import { registerSet } from './set.js';
+import { registerTop } from './top.js';
 
 export type { CliIo } from './context.js';
 export { CliError } from './client.js';
 
 /**
- * Add the kubectl-like verbs (get, apply, create, delete, describe, logs) to `program`. They are
- * HTTP clients of the drover API and throw CliError (one-line message) on failure; the caller
- * prints `error: <message>` and sets the exit status. Subcommands are created with
- * program.command(), so settings such as exitOverride() made on `program` beforehand carry over.
+ * Add the kubectl-like verbs (get, apply, create, delete, describe, logs, label, annotate, scale, set image,
+ * rollout, cordon/uncordon/drain, top, api-resources, completion) to `program`. They are HTTP
+ * clients of the drover API and throw CliError (one-line message) on failure; the caller prints
+ * `error: <message>` and sets the exit status. Subcommands are created with program.command(), so
+ * settings such as exitOverride() made on `program` beforehand carry over.
  */
 export function registerCliCommands(program: Command, io: CliIo): void {
   const ctx = makeContext(io);
@@ -24,4 +33,12 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerDelete(program, ctx);
   registerDescribe(program, ctx);
   registerLogs(program, ctx);
+  registerLabelCommands(program, ctx);
+  registerScale(program, ctx);
+  registerSet(program, ctx);
+  registerRollout(program, ctx);
+  registerNodeCommands(program, ctx);
+  registerTop(program, ctx);
+  registerApiResources(program, ctx);
+  registerCompletion(program, ctx);
 }

@@ -174,7 +174,7 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
           {
             name: 'main',
             image: IMAGE,
-            command: ['sh', '-c', `sleep 5; touch /tmp/ready; ${LOOP}`],
+            command: ['sh', '-c', `mkdir -p /tmp; sleep 5; touch /tmp/ready; ${LOOP}`],
             readinessProbe: { exec: { command: ['test', '-f', '/tmp/ready'] }, periodSeconds: 1 },
           },
         ],
@@ -196,6 +196,31 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     assert.ok(Date.now() - started >= 4_000, 'not before the file exists');
     assert.equal(ready.status.containerStatuses[0].restartCount, 0);
     await cluster.api('DELETE', '/api/v1/namespaces/default/pods/ready');
+  });
+
+  test('httpGet readiness and tcpSocket liveness against the container IP', async () => {
+    await create(
+      '/api/v1/namespaces/default/pods',
+      podManifest('web', {
+        containers: [
+          {
+            name: 'main',
+            image: IMAGE,
+            command: ['sh', '-c', 'mkdir -p /www && echo ok > /www/healthz && sleep 2 && exec httpd -f -p 8080 -h /www'],
+            ports: [{ name: 'http', containerPort: 8080 }],
+            readinessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 1 },
+            livenessProbe: { tcpSocket: { port: 8080 }, initialDelaySeconds: 4, periodSeconds: 1, failureThreshold: 3 },
+          },
+        ],
+      }),
+    );
+    await waitFor('web Ready', async () => (await getPod('web')).status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True', 30_000);
+    // Well past the liveness probe's initial delay: still the first run of the container.
+    await new Promise((r) => setTimeout(r, 4_000));
+    const s = (await getPod('web')).status.containerStatuses[0];
+    assert.deepEqual([s.ready, s.restartCount, s.state], [true, 0, 'running']);
+    assert.ok(!(await reasonsOf('web')).includes('Killing'));
+    await cluster.api('DELETE', '/api/v1/namespaces/default/pods/web');
   });
 
   test('liveness exec probe failing: the container is killed and restarted, events Unhealthy and Killing', async () => {
@@ -228,7 +253,7 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     const killing = events.body.items.find((e: any) => e.reason === 'Killing');
     assert.equal(killing.message, 'Container main failed liveness probe, will be restarted');
     const unhealthy = events.body.items.find((e: any) => e.reason === 'Unhealthy');
-    assert.match(unhealthy.message, /^Liveness probe failed: command \["test","-f","\/tmp\/alive"\] exited with 1/);
+    assert.match(unhealthy.message, /^Liveness probe failed: command \["test","-f","\/tmp\/alive"\] (exited with 1|timed out)/);
     await cluster.api('DELETE', '/api/v1/namespaces/default/pods/sick');
   });
 });

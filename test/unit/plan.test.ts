@@ -508,6 +508,7 @@ function fakeRuntime(fail: Partial<Record<'run' | 'pull' | 'start' | 'stop' | 'r
     stop: async (id, t) => maybeFail('stop', `${id}/${t}`),
     remove: async (id) => maybeFail('remove', id),
     logs: async () => '',
+    exec: async () => ({ exitCode: 0, output: '', timedOut: false }),
     hasImage: async () => true,
     pull: async (image) => maybeFail('pull', image),
     images: async () => [],

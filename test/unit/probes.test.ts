@@ -4,7 +4,7 @@ import { createServer as createTcpServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { decide, firstRunDelay, initialStates, observe, ready, started, timing, type ContainerProbeStates } from '../../agent/probes/logic.js';
 import { ProbeManager, probeSubjects, type ProbeEvent, type ProbeSubject } from '../../agent/probes/manager.js';
-import { resolvePort, runProbe, type ProbeEndpoint } from '../../agent/probes/run.js';
+import { EXEC_OVERHEAD_MS, resolvePort, runProbe, type ProbeEndpoint } from '../../agent/probes/run.js';
 import { toRunSpec } from '../../agent/engine/plan.js';
 import type { ContainerRuntime, ExecResult, RuntimeContainer } from '../../agent/runtime/types.js';
 import type { Probe } from '../../src/api/pod.js';
@@ -111,7 +111,7 @@ describe('running probes', () => {
     assert.deepEqual(await runProbe(p, endpoint({ runtime })), { ok: true, message: 'ok' });
     assert.deepEqual(await runProbe(p, endpoint({ runtime })), { ok: false, message: 'command ["test","-f","/tmp/ready"] exited with 1: not yet' });
     assert.match((await runProbe(p, endpoint({ runtime }))).message, /timed out after 2s/);
-    assert.deepEqual(calls[0], ['c1', ['test', '-f', '/tmp/ready'], 2_000]);
+    assert.deepEqual(calls[0], ['c1', ['test', '-f', '/tmp/ready'], 2_000 + EXEC_OVERHEAD_MS], 'podman exec gets an allowance on top');
   });
 
   it('httpGet: 2xx/3xx pass, others and refused connections fail; named ports resolve', async (t) => {

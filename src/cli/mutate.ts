@@ -1,0 +1,63 @@
+import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
+import type { ApiObject } from '../api/meta.js';
+import { ApiClient, CliError } from './client.js';
+import { notFound, parseResourceArgs } from './context.js';
+import { qualifiedPlural } from './output.js';
+
+const MAX_CONFLICT_RETRIES = 5;
+
+export interface UpdateResult<T> {
+  object: T;
+  changed: boolean;
+}
+
+/**
+ * Read-modify-write of one object with optimistic concurrency: `mutate` changes the object in place
+ * and returns false when there is nothing to change (no request is sent then). A 409 Conflict
+ * (an agent or controller wrote in between) re-reads and applies `mutate` again to the fresh copy.
+ */
+export async function updateObject<T extends ApiObject>(
+  client: ApiClient,
+  kind: KindInfo,
+  namespace: string | undefined,
+  name: string,
+  mutate: (obj: T) => boolean | void,
+): Promise<UpdateResult<T>> {
+  const path = objectPath(kind, namespace, name);
+  for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
+    const cur = await client.getOptional<T>(path);
+    if (!cur) throw notFound(kind, name);
+    if (mutate(cur) === false) return { object: cur, changed: false };
+    try {
+      const updated = await client.replace<T>(path, cur);
+      return { object: updated ?? cur, changed: true };
+    } catch (err) {
+      if (err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists') continue;
+      if (err instanceof CliError && err.code === 404) throw notFound(kind, name);
+      throw err;
+    }
+  }
+  throw new CliError(`${qualifiedPlural(kind)} "${name}" kept changing while being updated; try again`);
+}
+
+export interface Target {
+  kind: KindInfo;
+  name: string;
+}
+
+/**
+ * `deployment/web`, `deployment web` or `deploy web api` → targets, each of a kind the verb
+ * supports. `verb` and the allowed kinds make the error say what would have worked.
+ */
+export function parseTargets(args: string[], verb: string, allowed: string[]): Target[] {
+  const parsed = parseResourceArgs(args);
+  const out: Target[] = [];
+  for (const p of parsed) {
+    if (!allowed.includes(p.kind.kind)) {
+      throw new CliError(`${verb} is not supported for ${qualifiedPlural(p.kind)} (supported: ${allowed.map((k) => kindInfo(k).plural).join(', ')})`);
+    }
+    if (!p.name) throw new CliError(`resource(s) were provided, but no name was specified: use "drover ${verb} ${p.kind.singular}/NAME"`);
+    out.push({ kind: p.kind, name: p.name });
+  }
+  return out;
+}

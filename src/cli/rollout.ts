@@ -1,0 +1,367 @@
+import type { Command } from 'commander';
+import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
+import type { ApiObject } from '../api/meta.js';
+import type { PodTemplate } from '../api/template.js';
+import type { DaemonSet, Deployment, ReplicaSet } from '../api/workloads.js';
+import { CliError, FATAL_REASONS } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseDuration, type CommandContext } from './context.js';
+import { describePodTemplate } from './describe.js';
+import { parseTargets, updateObject, type Target } from './mutate.js';
+import { objectName, qualifiedPlural, renderTable } from './output.js';
+import { deadlineSignal, watchObjects } from './watch.js';
+
+/** Written by the Deployment controller on the Deployment and each of its ReplicaSets. */
+export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
+export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
+export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
+const POD_TEMPLATE_HASH = 'pod-template-hash';
+
+// ---- status ----
+
+export interface RolloutStatus {
+  message: string;
+  done: boolean;
+  /** The rollout can no longer finish on its own (kubectl exits with this error). */
+  error?: string;
+}
+
+/** kubectl's DeploymentStatusViewer, message for message. */
+export function deploymentRolloutStatus(d: Deployment): RolloutStatus {
+  const name = d.metadata.name;
+  const st = d.status;
+  if ((d.metadata.generation ?? 0) > (st?.observedGeneration ?? 0)) {
+    return { message: 'Waiting for deployment spec update to be observed...', done: false };
+  }
+  const progressing = st?.conditions?.find((c) => c.type === 'Progressing');
+  if (progressing?.reason === 'ProgressDeadlineExceeded') {
+    return { message: '', done: false, error: `deployment "${name}" exceeded its progress deadline` };
+  }
+  const replicas = d.spec.replicas ?? 1;
+  const updated = st?.updatedReplicas ?? 0;
+  const total = st?.replicas ?? 0;
+  const available = st?.availableReplicas ?? 0;
+  if (updated < replicas) {
+    return { message: `Waiting for deployment "${name}" rollout to finish: ${updated} out of ${replicas} new replicas have been updated...`, done: false };
+  }
+  if (total > updated) {
+    return { message: `Waiting for deployment "${name}" rollout to finish: ${total - updated} old replicas are pending termination...`, done: false };
+  }
+  if (available < updated) {
+    return { message: `Waiting for deployment "${name}" rollout to finish: ${available} of ${updated} updated replicas are available...`, done: false };
+  }
+  return { message: `deployment "${name}" successfully rolled out`, done: true };
+}
+
+/** kubectl's DaemonSetStatusViewer. */
+export function daemonSetRolloutStatus(ds: DaemonSet): RolloutStatus {
+  const name = ds.metadata.name;
+  if ((ds.spec.updateStrategy?.type ?? 'RollingUpdate') !== 'RollingUpdate') {
+    return { message: '', done: false, error: 'rollout status is only available for RollingUpdate strategy type' };
+  }
+  const st = ds.status;
+  if ((ds.metadata.generation ?? 0) > (st?.observedGeneration ?? 0)) {
+    return { message: 'Waiting for daemon set spec update to be observed...', done: false };
+  }
+  const desired = st?.desiredNumberScheduled ?? 0;
+  const updated = st?.updatedNumberScheduled ?? 0;
+  const available = st?.numberAvailable ?? 0;
+  if (updated < desired) {
+    return { message: `Waiting for daemon set "${name}" rollout to finish: ${updated} out of ${desired} new pods have been updated...`, done: false };
+  }
+  if (available < desired) {
+    return { message: `Waiting for daemon set "${name}" rollout to finish: ${available} of ${desired} updated pods are available...`, done: false };
+  }
+  return { message: `daemon set "${name}" successfully rolled out`, done: true };
+}
+
+export function rolloutStatusOf(obj: ApiObject): RolloutStatus {
+  if (obj.kind === 'Deployment') return deploymentRolloutStatus(obj as unknown as Deployment);
+  if (obj.kind === 'DaemonSet') return daemonSetRolloutStatus(obj as unknown as DaemonSet);
+  throw new CliError(`no status viewer has been implemented for ${obj.kind}`);
+}
+
+// ---- history ----
+
+export function revisionOf(obj: { metadata: { annotations?: Record<string, string> } }): number {
+  const v = Number(obj.metadata.annotations?.[REVISION_ANNOTATION]);
+  return Number.isInteger(v) && v > 0 ? v : 0;
+}
+
+/** The Deployment's ReplicaSets (controller ownerReference to its uid) that carry a revision, oldest revision first. */
+export function revisionsOf(d: Deployment, replicaSets: ReplicaSet[]): ReplicaSet[] {
+  return replicaSets
+    .filter((rs) => (rs.metadata.ownerReferences ?? []).some((o) => o.controller && o.kind === 'Deployment' && (d.metadata.uid ? o.uid === d.metadata.uid : o.name === d.metadata.name)))
+    .filter((rs) => revisionOf(rs) > 0)
+    .sort((a, b) => revisionOf(a) - revisionOf(b));
+}
+
+export interface HistoryRow {
+  revision: number;
+  changeCause?: string;
+}
+
+/**
+ * REVISION / CHANGE-CAUSE rows. The cause is the ReplicaSet's `kubernetes.io/change-cause`; the
+ * current revision falls back to the Deployment's own annotation (Kubernetes copies it onto the
+ * new ReplicaSet, so that is what kubectl would show).
+ */
+export function historyRows(d: Deployment, replicaSets: ReplicaSet[]): HistoryRow[] {
+  const current = revisionOf(d);
+  return revisionsOf(d, replicaSets).map((rs) => {
+    const rev = revisionOf(rs);
+    const cause = rs.metadata.annotations?.[CHANGE_CAUSE_ANNOTATION] ?? (rev === current ? d.metadata.annotations?.[CHANGE_CAUSE_ANNOTATION] : undefined);
+    return { revision: rev, changeCause: cause };
+  });
+}
+
+export function historyTable(kind: KindInfo, name: string, rows: HistoryRow[]): string {
+  return `${objectName(kind, name)}\n` + renderTable(['REVISION', 'CHANGE-CAUSE'], rows.map((r) => [String(r.revision), r.changeCause || '<none>']));
+}
+
+/** A template as compared for "same revision": without the pod-template-hash label and creationTimestamp. */
+export function comparableTemplate(t: PodTemplate): PodTemplate {
+  const c = structuredClone(t);
+  if (c.metadata) {
+    delete c.metadata.creationTimestamp;
+    if (c.metadata.labels) {
+      delete c.metadata.labels[POD_TEMPLATE_HASH];
+      if (!Object.keys(c.metadata.labels).length) delete c.metadata.labels;
+    }
+    if (c.metadata.annotations && !Object.keys(c.metadata.annotations).length) delete c.metadata.annotations;
+    if (!Object.keys(c.metadata).length) delete (c as { metadata?: unknown }).metadata;
+  }
+  return c;
+}
+
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, val: unknown) =>
+    val && typeof val === 'object' && !Array.isArray(val)
+      ? Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : val,
+  );
+}
+
+export function sameTemplate(a: PodTemplate, b: PodTemplate): boolean {
+  return canonical(comparableTemplate(a)) === canonical(comparableTemplate(b));
+}
+
+export type UndoPlan =
+  | { action: 'rollback'; revision: number; template: PodTemplate; changeCause?: string }
+  | { action: 'skip'; revision: number };
+
+/**
+ * `rollout undo` as kubectl does it client-side: the template of revision `toRevision`, or of the
+ * highest revision below the current one, with its pod-template-hash label removed; `skip` when
+ * the Deployment already runs that template.
+ */
+export function planUndo(d: Deployment, replicaSets: ReplicaSet[], toRevision?: number): UndoPlan {
+  const revisions = revisionsOf(d, replicaSets);
+  let target: ReplicaSet | undefined;
+  if (toRevision) {
+    target = revisions.find((rs) => revisionOf(rs) === toRevision);
+    if (!target) throw new CliError(`unable to find specified revision ${toRevision} in history`);
+  } else {
+    const current = revisionOf(d) || revisions.find((rs) => sameTemplate(rs.spec.template, d.spec.template))?.metadata.annotations?.[REVISION_ANNOTATION];
+    const cur = Number(current) || Infinity;
+    target = revisions.filter((rs) => revisionOf(rs) < cur).at(-1);
+    if (!target) throw new CliError(`no rollout history found for deployment "${d.metadata.name}"`);
+  }
+  const revision = revisionOf(target);
+  if (sameTemplate(target.spec.template, d.spec.template)) return { action: 'skip', revision };
+  const template = structuredClone(target.spec.template);
+  if (template.metadata?.labels) {
+    delete template.metadata.labels[POD_TEMPLATE_HASH];
+    if (!Object.keys(template.metadata.labels).length) delete template.metadata.labels;
+  }
+  return { action: 'rollback', revision, template, changeCause: target.metadata.annotations?.[CHANGE_CAUSE_ANNOTATION] };
+}
+
+// ---- commands ----
+
+interface NsOptions {
+  namespace?: string;
+}
+
+async function replicaSetsOf(ctxClient: ReturnType<CommandContext['client']>, d: Deployment): Promise<ReplicaSet[]> {
+  const list = await ctxClient.get<{ items?: ReplicaSet[] }>(objectPath(kindInfo('ReplicaSet'), d.metadata.namespace ?? DEFAULT_NAMESPACE));
+  return list?.items ?? [];
+}
+
+/** Run `fn` for each target, collecting per-object errors like kubectl does. */
+async function eachTarget(targets: Target[], fn: (t: Target) => Promise<void>): Promise<void> {
+  const errors = new ErrorList();
+  for (const t of targets) {
+    try {
+      await fn(t);
+    } catch (err) {
+      if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
+      errors.add(err);
+    }
+  }
+  errors.throwIfAny();
+}
+
+function parseBool(v: string | undefined, flag: string): boolean | undefined {
+  if (v === undefined) return undefined;
+  const s = v.replace(/^=/, '').toLowerCase();
+  if (['true', '1', 't', 'yes'].includes(s)) return true;
+  if (['false', '0', 'f', 'no'].includes(s)) return false;
+  throw new CliError(`invalid value "${v}" for ${flag}: expected true or false`);
+}
+
+function nsOption(cmd: Command): Command {
+  return cmd.option('-n, --namespace <namespace>', 'namespace of the objects', DEFAULT_NAMESPACE);
+}
+
+export function registerRollout(program: Command, ctx: CommandContext): void {
+  const rollout = program.command('rollout').description('manage the rollout of deployments and daemonsets: status, history, undo, pause, resume, restart');
+
+  // status
+  const status = rollout
+    .command('status')
+    .description('watch a rollout until it completes (deployments, daemonsets)')
+    .argument('<args...>', 'deployment/NAME or daemonset/NAME')
+    .option('-w, --watch <bool>', 'watch until the rollout completes (default true; -w=false prints the current status)')
+    .option('--timeout <duration>', 'give up after this long, e.g. 60s, 5m (default: wait forever)');
+  addConnectionOptions(nsOption(status)).action(async (args: string[], opts: NsOptions & { watch?: string; timeout?: string }, command: Command) => {
+    const targets = parseTargets(args, 'rollout status', ['Deployment', 'DaemonSet']);
+    if (targets.length !== 1) throw new CliError('rollout status takes one object at a time');
+    const { kind, name } = targets[0]!;
+    const watch = parseBool(opts.watch, '--watch') ?? true;
+    const timeoutMs = opts.timeout && opts.timeout !== '0' ? parseDuration(opts.timeout) : undefined;
+    const ns = opts.namespace || DEFAULT_NAMESPACE;
+    const client = ctx.client(command);
+    const obj = await client.getOptional<ApiObject>(objectPath(kind, ns, name));
+    if (!obj) throw notFound(kind, name);
+
+    let last = '';
+    const show = (o: ApiObject): boolean => {
+      const s = rolloutStatusOf(o);
+      if (s.error) throw new CliError(s.error);
+      if (s.message && s.message !== last) ctx.io.stdout(`${s.message}\n`);
+      last = s.message;
+      return s.done;
+    };
+    if (show(obj) || !watch) return;
+
+    const interrupt = ctx.interrupted();
+    const deadline = deadlineSignal(timeoutMs, interrupt);
+    try {
+      for await (const ev of watchObjects(client, kind, {
+        namespace: ns,
+        fieldSelector: `metadata.name=${name}`,
+        resourceVersion: obj.metadata.resourceVersion,
+        signal: deadline.signal,
+      })) {
+        if (ev.type === 'DELETED') throw new CliError(`${qualifiedPlural(kind)} "${name}" was deleted while its rollout was being watched`);
+        if (show(ev.object)) return;
+      }
+    } finally {
+      deadline.clear();
+    }
+    if (deadline.timedOut()) throw new CliError('timed out waiting for the condition');
+    // Interrupted: like kubectl, stop quietly.
+  });
+
+  // history
+  const history = rollout
+    .command('history')
+    .description('list the revisions of a deployment, or show one with --revision')
+    .argument('<args...>', 'deployment/NAME')
+    .option('--revision <n>', 'show the pod template of this revision');
+  addConnectionOptions(nsOption(history)).action(async (args: string[], opts: NsOptions & { revision?: string }, command: Command) => {
+    const targets = parseTargets(args, 'rollout history', ['Deployment']);
+    const revision = opts.revision === undefined ? undefined : Number(opts.revision);
+    if (revision !== undefined && (!Number.isInteger(revision) || revision < 0)) throw new CliError(`invalid --revision "${opts.revision}": expected a revision number`);
+    const client = ctx.client(command);
+    const ns = opts.namespace || DEFAULT_NAMESPACE;
+    await eachTarget(targets, async ({ kind, name }) => {
+      const d = await client.getOptional<Deployment>(objectPath(kind, ns, name));
+      if (!d) throw notFound(kind, name);
+      const revisions = revisionsOf(d, await replicaSetsOf(client, d));
+      if (revision) {
+        const rs = revisions.find((r) => revisionOf(r) === revision);
+        if (!rs) throw new CliError(`unable to find the specified revision ${revision} for ${objectName(kind, name)}`);
+        ctx.io.stdout(`${objectName(kind, name)} with revision #${revision}\n${describePodTemplate(rs.spec.template)}`);
+        return;
+      }
+      ctx.io.stdout(historyTable(kind, name, historyRows(d, revisions)));
+    });
+  });
+
+  // undo
+  const undo = rollout
+    .command('undo')
+    .description('roll a deployment back to its previous revision (or --to-revision N)')
+    .argument('<args...>', 'deployment/NAME')
+    .option('--to-revision <n>', 'the revision to roll back to (default: the previous one)');
+  addConnectionOptions(nsOption(undo)).action(async (args: string[], opts: NsOptions & { toRevision?: string }, command: Command) => {
+    const targets = parseTargets(args, 'rollout undo', ['Deployment']);
+    const to = opts.toRevision === undefined ? undefined : Number(opts.toRevision);
+    if (to !== undefined && (!Number.isInteger(to) || to < 0)) throw new CliError(`invalid --to-revision "${opts.toRevision}": expected a revision number`);
+    const client = ctx.client(command);
+    const ns = opts.namespace || DEFAULT_NAMESPACE;
+    await eachTarget(targets, async ({ kind, name }) => {
+      // The ReplicaSets are read once; a conflict on the write only needs the fresh Deployment.
+      const rsList = await client.get<{ items?: ReplicaSet[] }>(objectPath(kindInfo('ReplicaSet'), ns));
+      const replicaSets = rsList?.items ?? [];
+      let result: UndoPlan | undefined;
+      await updateObject<Deployment & ApiObject>(client, kind, ns, name, (d) => {
+        if (d.spec.paused) {
+          throw new CliError(`you cannot rollback a paused deployment; resume it first with 'drover rollout resume ${objectName(kind, name)}' and try again`);
+        }
+        result = planUndo(d, replicaSets, to || undefined);
+        if (result.action === 'skip') return false;
+        d.spec.template = result.template;
+        if (result.changeCause) d.metadata.annotations = { ...d.metadata.annotations, [CHANGE_CAUSE_ANNOTATION]: result.changeCause };
+        return true;
+      });
+      if (result?.action === 'skip') ctx.io.stdout(`${objectName(kind, name)} skipped rollback (current template already matches revision ${result.revision})\n`);
+      else ctx.io.stdout(`${objectName(kind, name)} rolled back\n`);
+    });
+  });
+
+  // pause / resume
+  for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
+    const c = rollout
+      .command(verb)
+      .description(paused ? 'stop a deployment from rolling out template changes' : 'let a paused deployment roll out again')
+      .argument('<args...>', 'deployment/NAME');
+    addConnectionOptions(nsOption(c)).action(async (args: string[], opts: NsOptions, command: Command) => {
+      const targets = parseTargets(args, `rollout ${verb}`, ['Deployment']);
+      const client = ctx.client(command);
+      const ns = opts.namespace || DEFAULT_NAMESPACE;
+      await eachTarget(targets, async ({ kind, name }) => {
+        const { changed } = await updateObject<Deployment & ApiObject>(client, kind, ns, name, (d) => {
+          if (Boolean(d.spec.paused) === paused) return false;
+          if (paused) d.spec.paused = true;
+          else delete d.spec.paused;
+          return true;
+        });
+        if (changed) ctx.io.stdout(`${objectName(kind, name)} ${paused ? 'paused' : 'resumed'}\n`);
+        else if (paused) ctx.io.stdout(`${objectName(kind, name)} already paused\n`);
+        else throw new CliError(`${qualifiedPlural(kind)} "${name}" is not paused`);
+      });
+    });
+  }
+
+  // restart
+  const restart = rollout
+    .command('restart')
+    .description('restart the pods of a deployment or daemonset with a rolling update')
+    .argument('<args...>', 'deployment/NAME or daemonset/NAME');
+  addConnectionOptions(nsOption(restart)).action(async (args: string[], opts: NsOptions, command: Command) => {
+    const targets = parseTargets(args, 'rollout restart', ['Deployment', 'DaemonSet']);
+    const client = ctx.client(command);
+    const ns = opts.namespace || DEFAULT_NAMESPACE;
+    await eachTarget(targets, async ({ kind, name }) => {
+      await updateObject<ApiObject & { spec: { paused?: boolean; template: PodTemplate } }>(client, kind, ns, name, (o) => {
+        if (o.spec.paused) throw new CliError(`can't restart paused ${kind.singular} (run rollout resume first)`);
+        const meta = (o.spec.template.metadata ??= {});
+        meta.annotations = { ...meta.annotations, [RESTARTED_AT_ANNOTATION]: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') };
+        return true;
+      });
+      ctx.io.stdout(`${objectName(kind, name)} restarted\n`);
+    });
+  });
+}
