@@ -1,0 +1,91 @@
+import { execFile, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { randomInt } from 'node:crypto';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  try {
+    await run(cmd, args);
+  } catch (err) {
+    throw new Error(`${cmd} ${args.join(' ')} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+  }
+}
+
+/**
+ * A device on its own network: a network namespace joined to this host by a veth pair. Taking the
+ * host end down cuts the link for real (TCP sees silence, MQTT keepalive must notice); iptables
+ * statistic rules drop a share of packets. Processes run inside with `nsenter --net` (not
+ * `ip netns exec`, which remounts /sys and breaks podman's cgroups).
+ */
+export interface DeviceLink {
+  ns: string;
+  hostIf: string;
+  nsIf: string;
+  /** This host's address on the link: what the device dials to reach the server. */
+  hostIp: string;
+  deviceIp: string;
+  down(): Promise<void>;
+  up(): Promise<void>;
+  /** Drop this share (0..1) of packets in both directions. */
+  loss(probability: number): Promise<void>;
+  clearLoss(): Promise<void>;
+  /** Spawn a process inside the device's network namespace. */
+  spawn(cmd: string, args: string[], opts?: SpawnOptions): ChildProcess;
+  destroy(): Promise<void>;
+}
+
+export async function createDeviceLink(): Promise<DeviceLink> {
+  const id = randomInt(1, 250);
+  const tag = `${process.pid % 10000}${id}`;
+  const ns = `drv${tag}`;
+  const hostIf = `vh${tag}`;
+  const nsIf = `vn${tag}`;
+  const subnet = `10.${200 + (process.pid % 50)}.${id}`;
+  const hostIp = `${subnet}.1`;
+  const deviceIp = `${subnet}.2`;
+  const nsenter = (args: string[]) => sh('nsenter', [`--net=/run/netns/${ns}`, ...args]);
+  await sh('ip', ['netns', 'add', ns]);
+  await sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf]);
+  await sh('ip', ['link', 'set', nsIf, 'netns', ns]);
+  await sh('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
+  await sh('ip', ['link', 'set', hostIf, 'up']);
+  await nsenter(['ip', 'link', 'set', 'lo', 'up']);
+  await nsenter(['ip', 'addr', 'add', `${deviceIp}/30`, 'dev', nsIf]);
+  await nsenter(['ip', 'link', 'set', nsIf, 'up']);
+  await nsenter(['ip', 'route', 'add', 'default', 'via', hostIp]);
+  let lossRules: Array<() => Promise<void>> = [];
+  const link: DeviceLink = {
+    ns,
+    hostIf,
+    nsIf,
+    hostIp,
+    deviceIp,
+    down: () => sh('ip', ['link', 'set', hostIf, 'down']),
+    up: async () => {
+      await sh('ip', ['link', 'set', hostIf, 'up']);
+    },
+    async loss(p) {
+      await link.clearLoss();
+      const rule = ['INPUT', '-i', '', '-m', 'statistic', '--mode', 'random', '--probability', String(p), '-j', 'DROP'];
+      const hostRule = [...rule];
+      hostRule[2] = hostIf;
+      const nsRule = [...rule];
+      nsRule[2] = nsIf;
+      await sh('iptables', ['-A', ...hostRule]);
+      await nsenter(['iptables', '-A', ...nsRule]);
+      lossRules = [() => sh('iptables', ['-D', ...hostRule]), () => nsenter(['iptables', '-D', ...nsRule])];
+    },
+    async clearLoss() {
+      for (const r of lossRules) await r().catch(() => {});
+      lossRules = [];
+    },
+    spawn: (cmd, args, opts = {}) => spawn('nsenter', [`--net=/run/netns/${ns}`, cmd, ...args], opts),
+    async destroy() {
+      await link.clearLoss();
+      await sh('ip', ['link', 'del', hostIf]).catch(() => {});
+      await sh('ip', ['netns', 'del', ns]).catch(() => {});
+    },
+  };
+  return link;
+}
