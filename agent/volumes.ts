@@ -30,7 +30,10 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Kubernetes' hostPath `type` checks; DirectoryOrCreate and FileOrCreate create what is missing. */
+/**
+ * Kubernetes' hostPath `type` checks; DirectoryOrCreate and FileOrCreate create what is missing. With
+ * no type a missing path is created as a directory, as containerd and Docker do (podman would refuse).
+ */
 async function prepareHostPath(hp: NonNullable<Volume['hostPath']>): Promise<void> {
   const type = hp.type ?? '';
   const st = await stat(hp.path).catch(() => undefined);
@@ -39,6 +42,7 @@ async function prepareHostPath(hp: NonNullable<Volume['hostPath']>): Promise<voi
   };
   switch (type) {
     case '':
+      if (!st) await mkdir(hp.path, { recursive: true, mode: 0o755 });
       return;
     case 'DirectoryOrCreate':
       if (!st) await mkdir(hp.path, { recursive: true, mode: 0o755 });

@@ -115,6 +115,7 @@ export class NodeRegistry {
         ...h.addresses.map((a) => ({ type: 'InternalIP', address: a })),
       ],
       images: h.images,
+      devices: h.devices ?? [],
       lastHeard: now,
     };
     const ready: Condition = compatible

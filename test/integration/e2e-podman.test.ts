@@ -16,7 +16,6 @@ const podManifest = (name: string, cmd: string) => ({
         image: 'localhost/drover-test:1',
         command: ['sh', '-c', cmd],
         resources: { requests: { cpu: '100m', memory: '16Mi' } },
-        // A Kubernetes field drover does not act on: accepted with a warning.
         imagePullPolicy: 'IfNotPresent',
       },
     ],

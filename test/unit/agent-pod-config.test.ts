@@ -254,12 +254,14 @@ describe('volume files on disk', () => {
         { name: 'missing', configMap: { name: 'nope' } },
         { name: 'mk', hostPath: { path: join(dir, 'host/created'), type: 'DirectoryOrCreate' } },
         { name: 'must', hostPath: { path: join(dir, 'host/absent'), type: 'Directory' } },
+        { name: 'untyped', hostPath: { path: join(dir, 'host/untyped') } },
       ],
     });
     await vm.sync([pod], ctxWith(config({ app: { k: 'v1' } }), { stateDir: dir }));
     assert.equal((await stat(volumeDir(dir, pod.uid, 'scratch'))).mode & 0o777, 0o777);
     assert.equal(await readFile(join(volumeDir(dir, pod.uid, 'conf'), 'k'), 'utf8'), 'v1');
     assert.ok((await stat(join(dir, 'host/created'))).isDirectory());
+    assert.ok((await stat(join(dir, 'host/untyped'))).isDirectory(), 'no type: created as a directory, as containerd does');
     assert.equal(vm.error(pod.uid, 'missing'), 'configmap "nope" not found');
     assert.match(vm.error(pod.uid, 'must') ?? '', /is not a directory/);
     assert.equal(vm.error(pod.uid, 'conf'), undefined);
