@@ -184,6 +184,8 @@ export class ApiServer {
       { kinds: [r.kind.kind] },
     );
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
+    // A quiet collection must still look connected to the client.
+    res.flushHeaders();
     for (const o of initial) res.write(JSON.stringify({ type: 'ADDED', object: o }) + '\n');
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
     const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;

@@ -94,6 +94,8 @@ export function findNewReplicaSet(deploy: Deployment, replicaSets: ReplicaSet[])
  * resourceVersion): name `${deploy}-${hash}`, template labels + pod-template-hash, selector + hash,
  * controller ownerReference, revision = max + 1, 0 replicas (the rollout scales it).
  */
+export const CHANGE_CAUSE = 'kubernetes.io/change-cause';
+
 export function newReplicaSetFor(deploy: Deployment, replicaSets: ReplicaSet[]): ReplicaSet {
   const hash = podTemplateHash(deploy.spec.template, deploy.status?.collisionCount);
   const template = structuredClone(deploy.spec.template);
@@ -108,7 +110,11 @@ export function newReplicaSetFor(deploy: Deployment, replicaSets: ReplicaSet[]):
       name: `${deploy.metadata.name}-${hash}`,
       namespace: deploy.metadata.namespace,
       labels: { ...deploy.spec.template.metadata?.labels, [POD_TEMPLATE_HASH]: hash },
-      annotations: { [REVISION_ANNOTATION]: String(maxRevision(replicaSets) + 1) },
+      annotations: {
+        [REVISION_ANNOTATION]: String(maxRevision(replicaSets) + 1),
+        // Kept per revision, as Kubernetes does, so `rollout history` shows why each one was made.
+        ...(deploy.metadata.annotations?.[CHANGE_CAUSE] ? { [CHANGE_CAUSE]: deploy.metadata.annotations[CHANGE_CAUSE] } : {}),
+      },
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deploy.metadata.name, uid: deploy.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
     spec: { replicas: 0, selector, template, minReadySeconds: deploy.spec.minReadySeconds ?? 0 },

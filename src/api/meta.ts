@@ -30,7 +30,8 @@ export const objectMeta = z.strictObject({
   uid: z.string().optional(),
   resourceVersion: z.string().optional(),
   generation: z.number().int().optional(),
-  creationTimestamp: z.string().optional(),
+  // `kubectl create --dry-run -o yaml` writes `creationTimestamp: null`; Kubernetes ignores it.
+  creationTimestamp: z.preprocess((v) => (v === null ? undefined : v), z.string().optional()),
   deletionTimestamp: z.string().optional(),
   ownerReferences: z.array(ownerReference).optional(),
 });

@@ -3,10 +3,6 @@
  * block and flow/KYAML style) applied with the real `drover` binary to a real server. Every
  * object must be created, and nothing may be dropped silently: each field of each manifest is
  * either stored as written or named in a `Warning:` line of the apply.
- *
- * Manifests under test/fixtures/k8s/gaps/ do not apply yet because of a schema gap; they are
- * checked the same way as `todo` tests (reported, not failing) until the gap is closed, when the
- * file moves up into test/fixtures/k8s/.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -23,7 +19,6 @@ import { startTestServer, type TestServer } from '../helpers/cluster.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
 const FIXTURES = join(ROOT, 'test/fixtures/k8s');
-const GAPS = join(FIXTURES, 'gaps');
 
 interface Run {
   code: number | null;
@@ -190,14 +185,4 @@ describe('real Kubernetes manifests (kubernetes.io examples)', () => {
     const again = ok(await drover(env, ['apply', '-f', FIXTURES]));
     assert.deepEqual(again.stdout.trimEnd().split('\n'), docs.map((d) => `${d.display} unchanged`));
   });
-
-  for (const file of yamlFiles(GAPS)) {
-    const name = file.slice(FIXTURES.length + 1);
-    it(`schema gap: ${name} applies without loss`, { todo: `${name} is rejected by the schema (see the comment in the file)` }, async () => {
-      const r = await drover(env, ['apply', '-f', file]);
-      ok(r, name);
-      const gapDocs = docsOf(file);
-      assert.deepEqual(await silentlyDropped(t, gapDocs, warnedPaths(r.stderr)), []);
-    });
-  }
 });
