@@ -12,6 +12,7 @@ import { DesiredPublisher } from './desired/publisher.js';
 import { EventRecorder } from './events/recorder.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.js';
 import { ServerLink } from './mqtt/link.js';
+import { MetricsCache } from './metrics/cache.js';
 import { NodeRegistry } from './nodes/registry.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { LevelStore } from './store/level.js';
@@ -90,7 +91,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger });
     closers.push(() => link.close());
 
-    const registry = new NodeRegistry({ store, events, logger });
+    const metrics = new MetricsCache();
+    const registry = new NodeRegistry({ store, events, logger, metrics });
     link.onReport((t, payload) => registry.handle(t, payload));
     await registry.init();
     const monitor = setInterval(() => void registry.sweep().catch((err) => logger.warn({ err: (err as Error).message }, 'node sweep failed')), cfg.nodeMonitorMs ?? 5_000);
@@ -125,7 +127,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       return String(r.data ?? '');
     };
 
-    const api = new ApiServer({ store, logger, adminToken, logs, ready: () => link.connected() });
+    const api = new ApiServer({ store, logger, adminToken, logs, metrics, ready: () => link.connected() });
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     closers.push(() => api.close());
     const nodes = (await store.list('Node')).items as Node[];

@@ -24,6 +24,8 @@ export interface ApiDeps {
   /** Fetches a pod's container log from its node's agent. */
   logs(q: LogsQuery): Promise<string>;
   ready(): boolean;
+  /** Latest reported resource use, served under /apis/metrics.k8s.io/v1beta1. */
+  metrics?: { nodeMetrics(): unknown; podMetrics(namespace?: string): unknown };
   /** Namespaces that cannot be deleted. */
   protectedNamespaces?: string[];
 }
@@ -117,6 +119,11 @@ export class ApiServer {
     if (url.pathname === '/healthz' || url.pathname === '/livez') return sendText(res, 200, 'ok');
     if (url.pathname === '/readyz') return this.deps.ready() ? sendText(res, 200, 'ok') : sendText(res, 503, 'not ready');
     if (!tokenOk(req.headers.authorization, this.deps.adminToken)) return sendError(res, new UnauthorizedError());
+    const metrics = /^\/apis\/metrics\.k8s\.io\/v1beta1\/(?:nodes|pods|namespaces\/([^/]+)\/pods)$/.exec(url.pathname);
+    if (metrics && method === 'GET') {
+      if (!this.deps.metrics) return sendError(res, new NotFoundError('metrics'));
+      return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(metrics[1] ? decodeURIComponent(metrics[1]) : undefined));
+    }
     const r = route(url.pathname);
     if (!r) return sendError(res, new NotFoundError(`the server could not find the requested resource (${url.pathname}):`));
     try {

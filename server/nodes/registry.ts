@@ -6,6 +6,7 @@ import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
+import type { MetricsCache } from '../metrics/cache.js';
 import { dueEvictions, FlapTracker, lifecycleTaints } from './lifecycle.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
 
@@ -15,6 +16,8 @@ export interface RegistryOptions {
   logger: Logger;
   /** A node whose last status is older than this many heartbeats turns NotReady. */
   missedHeartbeats?: number;
+  /** Where reported resource use goes (served by the metrics API, never stored). */
+  metrics?: MetricsCache;
   /** Disconnects within the window that make a node's link "degraded". */
   flapThreshold?: number;
   flapWindowMs?: number;
@@ -223,6 +226,7 @@ export class NodeRegistry {
   private async onStatus(name: string, s: payloads.Status): Promise<void> {
     const node = (await this.opts.store.get('Node', '', name)) as Node | undefined;
     if (!node) throw new Error(`status from unknown node ${name} (no hello received yet)`);
+    this.opts.metrics?.record(name, s);
     const prevBeat = this.heartbeat.get(name);
     this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready');

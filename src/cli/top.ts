@@ -97,6 +97,23 @@ export function topPodsTable(pods: Pod[], opts: { allNamespaces?: boolean; sortB
 
 const NOT_AVAILABLE = 'metrics not available yet';
 
+/** The server's metrics.k8s.io lists: agents' latest reported use, kept in the server's memory. */
+interface MetricsList {
+  items?: Array<{ metadata: { name: string; namespace?: string }; timestamp: string; usage: { cpu: string; memory: string } }>;
+}
+const METRICS_NODES = '/apis/metrics.k8s.io/v1beta1/nodes';
+const METRICS_PODS = '/apis/metrics.k8s.io/v1beta1/pods';
+
+/** Puts each object's reported use into `status.usage`, where the tables read it. */
+export function withMetrics<T extends { metadata: { name: string; namespace?: string }; status?: unknown }>(items: T[], list: MetricsList | undefined): T[] {
+  const byKey = new Map((list?.items ?? []).map((m) => [`${m.metadata.namespace ?? ''}/${m.metadata.name}`, m]));
+  return items.map((o) => {
+    const m = byKey.get(`${o.metadata.namespace ?? ''}/${o.metadata.name}`);
+    if (!m) return o;
+    return { ...o, status: { ...(o.status as object), usage: { cpuMilli: parseCpu(m.usage.cpu), memoryBytes: parseMemory(m.usage.memory), ts: m.timestamp } } };
+  });
+}
+
 export function registerTop(program: Command, ctx: CommandContext): void {
   const top = program.command('top').description('show CPU and memory use of nodes or pods, as reported by the agents');
 
@@ -124,7 +141,7 @@ export function registerTop(program: Command, ctx: CommandContext): void {
         return;
       }
     }
-    const table = topNodesTable(items, sortBy);
+    const table = topNodesTable(withMetrics(items, await client.get<MetricsList>(METRICS_NODES)), sortBy);
     if (!table) throw new CliError(NOT_AVAILABLE);
     ctx.io.stdout(table);
   });
@@ -157,7 +174,8 @@ export function registerTop(program: Command, ctx: CommandContext): void {
           return;
         }
       }
-      const table = topPodsTable(items, { allNamespaces: !name && opts.allNamespaces, sortBy });
+      const metrics = await client.get<MetricsList>(opts.allNamespaces && !name ? METRICS_PODS : `/apis/metrics.k8s.io/v1beta1/namespaces/${encodeURIComponent(ns)}/pods`);
+      const table = topPodsTable(withMetrics(items, metrics), { allNamespaces: !name && opts.allNamespaces, sortBy });
       if (!table) throw new CliError(NOT_AVAILABLE);
       ctx.io.stdout(table);
     },

@@ -78,6 +78,10 @@ export const desired = z.object({
 });
 export type Desired = z.infer<typeof desired>;
 
+/** Resource use measured on the device, for `drover top`: not stored, served from memory. */
+export const usage = z.object({ cpuMilli: z.number().min(0), memoryBytes: z.number().min(0) });
+export type Usage = z.infer<typeof usage>;
+
 export const podReport = z.object({
   uid: z.string(),
   namespace: z.string(),
@@ -87,6 +91,7 @@ export const podReport = z.object({
   reason: z.string().optional(),
   startTime: z.string().optional(),
   containers: z.array(containerStatus),
+  usage: usage.optional(),
 });
 export type PodReport = z.infer<typeof podReport>;
 
@@ -100,6 +105,8 @@ export const status = z.object({
   runtimeMessage: z.string().optional(),
   /** Seconds between heartbeats; the server marks the node NotReady after a few missed ones. */
   heartbeatSeconds: z.number().int().min(1),
+  /** Whole-node use (all processes, not only containers). */
+  usage: usage.optional(),
 });
 export type Status = z.infer<typeof status>;
 
