@@ -5,17 +5,16 @@
  *
  * `planDaemonSet` is the pure decision (tested with plain values); the controller only does I/O.
  */
-import { createHash, randomInt } from 'node:crypto';
-import type { Condition } from '../../src/api/meta.js';
+import { createHash } from 'node:crypto';
 import type { Node } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
 import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
 import { daemonSet as daemonSetSchema, type DaemonSet } from '../../src/api/workloads.js';
-import { errorMessage } from '../../src/util/errors.js';
 import { eligibilityFilters, emptyUsage, type Filter, isTerminated, runFilters } from '../scheduler/filters.js';
 import { computeUsage } from '../scheduler/place.js';
 import type { ControllerDeps } from './deps.js';
+import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
@@ -72,28 +71,6 @@ export function templateHash(template: PodTemplate): string {
   return createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 10);
 }
 
-const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
-
-/** `${base}-xxxxx` as Kubernetes' generateName does (base cut to 58 characters). */
-export function generateName(base: string): string {
-  let s = '';
-  for (let i = 0; i < 5; i++) s += SUFFIX_ALPHABET[randomInt(SUFFIX_ALPHABET.length)];
-  const b = base.length > 58 ? base.slice(0, 58) : base;
-  return `${b}-${s}`;
-}
-
-function isOwnedBy(p: Pod, uid: string | undefined): boolean {
-  return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
-}
-
-function readyCondition(p: Pod): Condition | undefined {
-  return p.status?.conditions?.find((c) => c.type === 'Ready');
-}
-
-export function podReady(p: Pod): boolean {
-  return readyCondition(p)?.status === 'True';
-}
-
 /** ms until a ready pod counts as available (0 = available now); undefined when not ready at all. */
 function availableIn(p: Pod, minReadySeconds: number, now: number): number | undefined {
   const c = readyCondition(p);
@@ -106,19 +83,10 @@ function availableIn(p: Pod, minReadySeconds: number, now: number): number | und
 
 /** The pod a DaemonSet would run on `node` (name left empty; the controller fills it in). */
 export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = templateHash(ds.spec.template), now = Date.now()): Pod {
-  const t = structuredClone(ds.spec.template);
-  const meta: Pod['metadata'] = {
-    name: '',
-    namespace: ds.metadata.namespace ?? 'default',
-    labels: { ...t.metadata.labels, [REVISION_LABEL]: hash },
-    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, uid: ds.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
-  };
-  if (t.metadata.annotations) meta.annotations = t.metadata.annotations;
+  const pod = newOwnedPod(ds.spec.template, { apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, namespace: ds.metadata.namespace, uid: ds.metadata.uid }, { [REVISION_LABEL]: hash });
   return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: meta,
-    spec: { ...t.spec, nodeName, tolerations: daemonTolerations(t.spec) },
+    ...pod,
+    spec: { ...pod.spec, nodeName, tolerations: daemonTolerations(pod.spec) },
     status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: new Date(now).toISOString() }] },
   };
 }
@@ -301,7 +269,7 @@ function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
 const COMPONENT = 'daemonset-controller';
 
 export function daemonSetController(deps: ControllerDeps): Controller {
-  const { store, events, logger } = deps;
+  const { store, logger } = deps;
   const log = logger.child({ controller: 'daemonset' });
   /** Keys of the DaemonSets seen by reconcile: a node change concerns every one of them. */
   const known = new Set<string>();
@@ -338,33 +306,18 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       const now = deps.now();
       const plan = planDaemonSet(ds, nodes, pods, { now });
 
+      const writer = podWriter(deps, involved, COMPONENT);
       for (const d of plan.delete) {
         const pn = d.pod.metadata.name;
-        try {
-          await store.delete('Pod', namespace, pn);
-        } catch (err) {
-          if (notFound(err)) continue;
-          throw err;
-        }
+        if (!(await writer.delete(namespace, pn))) continue;
         log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
-        await events.record({ involved, type: 'Normal', reason: 'SuccessfulDelete', message: `Deleted pod: ${pn}`, component: COMPONENT });
+        await writer.record('Normal', 'SuccessfulDelete', `Deleted pod: ${pn}`);
       }
 
       for (const node of plan.create) {
-        const pod = newDaemonPod(ds, node, plan.hash, now);
-        let created: Pod | undefined;
-        for (let attempt = 0; !created; attempt++) {
-          pod.metadata.name = generateName(name);
-          try {
-            created = (await store.create(pod as never)) as Pod;
-          } catch (err) {
-            if ((err as { code?: number }).code === 409 && attempt < 5) continue;
-            await events.record({ involved, type: 'Warning', reason: 'FailedCreate', message: `Error creating: ${errorMessage(err)}`, component: COMPONENT });
-            throw err;
-          }
-        }
+        const created = await writer.create(newDaemonPod(ds, node, plan.hash, now), name);
         log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
-        await events.record({ involved, type: 'Normal', reason: 'SuccessfulCreate', message: `Created pod: ${created.metadata.name}`, component: COMPONENT });
+        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
       }
 
       if (!statusEqual(raw.status, plan.status)) {

@@ -1,19 +1,9 @@
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
+import { REVISION_ANNOTATION, canonicalJson, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
-import {
-  REVISION_ANNOTATION,
-  bumpedRevision,
-  canonicalJson,
-  countPods,
-  findNewReplicaSet,
-  isControlledBy,
-  newReplicaSetFor,
-  planRollout,
-  templatesEqual,
-  type ReplicaSetView,
-} from './rollout.js';
+import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 
 const COMPONENT = 'deployment-controller';

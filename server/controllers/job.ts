@@ -9,9 +9,9 @@
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { job as jobSchema, type Job } from '../../src/api/workloads.js';
-import { errorMessage } from '../../src/util/errors.js';
-import { canonicalJson, generateName, podReady } from './daemonset.js';
+import { canonicalJson } from './daemonset.js';
 import type { ControllerDeps } from './deps.js';
+import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 
 export type JobStatus = NonNullable<Job['status']>;
@@ -38,10 +38,6 @@ export interface JobPlan {
   requeueAfterMs?: number;
 }
 
-function isOwnedBy(p: Pod, uid: string | undefined): boolean {
-  return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
-}
-
 function condTrue(conds: Condition[] | undefined, type: string): Condition | undefined {
   return conds?.find((c) => c.type === type && c.status === 'True');
 }
@@ -58,16 +54,8 @@ export function podRestarts(p: Pod): number {
 
 /** The pod a Job runs (name left empty; the controller fills it in). */
 export function newJobPod(job: Job): Pod {
-  const t = structuredClone(job.spec.template);
   const uid = job.metadata.uid ?? '';
-  const meta: Pod['metadata'] = {
-    name: '',
-    namespace: job.metadata.namespace ?? 'default',
-    labels: { ...t.metadata.labels, [JOB_NAME_LABEL]: job.metadata.name, [CONTROLLER_UID_LABEL]: uid },
-    ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, uid, controller: true, blockOwnerDeletion: true }],
-  };
-  if (t.metadata.annotations) meta.annotations = t.metadata.annotations;
-  return { apiVersion: 'v1', kind: 'Pod', metadata: meta, spec: t.spec, status: { phase: 'Pending' } };
+  return newOwnedPod(job.spec.template, { apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, namespace: job.metadata.namespace, uid }, { [JOB_NAME_LABEL]: job.metadata.name, [CONTROLLER_UID_LABEL]: uid });
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -189,33 +177,18 @@ export function jobController(deps: ControllerDeps): Controller {
       const pods = (await store.list('Pod', namespace)).items as Pod[];
       const plan = planJob(job, pods, deps.now());
 
+      const writer = podWriter(deps, involved, COMPONENT);
       for (const d of plan.delete) {
         const pn = d.pod.metadata.name;
-        try {
-          await store.delete('Pod', namespace, pn);
-        } catch (err) {
-          if (notFound(err)) continue;
-          throw err;
-        }
+        if (!(await writer.delete(namespace, pn))) continue;
         log.info({ job: key, pod: pn, reason: d.reason }, 'deleted job pod');
-        await events.record({ involved, type: 'Normal', reason: 'SuccessfulDelete', message: `Deleted pod: ${pn}`, component: COMPONENT });
+        await writer.record('Normal', 'SuccessfulDelete', `Deleted pod: ${pn}`);
       }
 
       for (let i = 0; i < plan.create; i++) {
-        const pod = newJobPod(job);
-        let created: Pod | undefined;
-        for (let attempt = 0; !created; attempt++) {
-          pod.metadata.name = generateName(name);
-          try {
-            created = (await store.create(pod as never)) as Pod;
-          } catch (err) {
-            if ((err as { code?: number }).code === 409 && attempt < 5) continue;
-            await events.record({ involved, type: 'Warning', reason: 'FailedCreate', message: `Error creating: ${errorMessage(err)}`, component: COMPONENT });
-            throw err;
-          }
-        }
+        const created = await writer.create(newJobPod(job), name);
         log.info({ job: key, pod: created.metadata.name }, 'created job pod');
-        await events.record({ involved, type: 'Normal', reason: 'SuccessfulCreate', message: `Created pod: ${created.metadata.name}`, component: COMPONENT });
+        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
       }
 
       if (canonicalJson(raw.status ?? {}) !== canonicalJson(plan.status)) {

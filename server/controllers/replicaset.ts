@@ -1,11 +1,12 @@
 import { randomInt } from 'node:crypto';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
+import { canonicalJson, isControlledBy } from '../../src/api/revisions.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
-import { canonicalJson, countPods, isControlledBy, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
+import { countPods, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 
 const COMPONENT = 'replicaset-controller';

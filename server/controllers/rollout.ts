@@ -8,13 +8,23 @@
 import { createHash } from 'node:crypto';
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
+import {
+  CHANGE_CAUSE_ANNOTATION,
+  POD_TEMPLATE_HASH,
+  REVISION_ANNOTATION,
+  canonicalJson,
+  comparableTemplate,
+  maxRevision,
+  revisionOf,
+  templatesEqual,
+} from '../../src/api/revisions.js';
 import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
-import { DroverError, NotFoundError } from '../../src/util/errors.js';
 
-export const POD_TEMPLATE_HASH = 'pod-template-hash';
-export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
+// The revision helpers live in src/api/revisions.ts (the CLI needs them too); these two stay
+// importable from here for test/integration/rollout-podman.test.ts.
+export { REVISION_ANNOTATION, rollbackTemplate } from '../../src/api/revisions.js';
 
 export type DeploymentStatus = NonNullable<Deployment['status']>;
 /** A Deployment condition carries Kubernetes' lastUpdateTime: when the rollout last made progress. */
@@ -23,28 +33,6 @@ export type DeploymentCondition = Condition & { lastUpdateTime?: string };
 // ---------------------------------------------------------------------------------------------
 // Pod-template hash and revisions
 // ---------------------------------------------------------------------------------------------
-
-/** JSON with sorted object keys and undefined dropped, so key order never changes a hash. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
-
-/** The template as it is compared and hashed: without the pod-template-hash label and creationTimestamp. */
-function comparableTemplate(t: PodTemplate): PodTemplate {
-  const c = structuredClone(t);
-  if (c.metadata) {
-    delete c.metadata.creationTimestamp;
-    if (c.metadata.labels) {
-      delete c.metadata.labels[POD_TEMPLATE_HASH];
-      if (Object.keys(c.metadata.labels).length === 0) delete c.metadata.labels;
-    }
-  }
-  return c;
-}
 
 /** Kubernetes' "safe" alphabet for generated names: no vowels (no words), no look-alikes (0/1/3). */
 const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
@@ -63,26 +51,6 @@ export function podTemplateHash(template: PodTemplate, collisionCount?: number):
   return out;
 }
 
-/** Same template, ignoring the pod-template-hash label (Kubernetes' EqualIgnoreHash). */
-export function templatesEqual(a: PodTemplate, b: PodTemplate): boolean {
-  return canonicalJson(comparableTemplate(a)) === canonicalJson(comparableTemplate(b));
-}
-
-/** The revision number an RS carries (0 when none). */
-export function revisionOf(obj: { metadata: { annotations?: Record<string, string> } }): number {
-  const v = Number(obj.metadata.annotations?.[REVISION_ANNOTATION]);
-  return Number.isInteger(v) && v > 0 ? v : 0;
-}
-
-export function maxRevision(replicaSets: ReplicaSet[]): number {
-  return replicaSets.reduce((m, rs) => Math.max(m, revisionOf(rs)), 0);
-}
-
-/** Whether `obj` is controlled by `owner` (ownerReference with controller: true and the owner's uid). */
-export function isControlledBy(obj: { metadata: { ownerReferences?: Array<{ uid: string; controller?: boolean; kind: string }> } }, owner: { kind: string; metadata: { uid?: string } }): boolean {
-  return (obj.metadata.ownerReferences ?? []).some((r) => r.controller === true && r.kind === owner.kind && r.uid === owner.metadata.uid);
-}
-
 /** The ReplicaSet (among the Deployment's) whose template is the Deployment's current one. */
 export function findNewReplicaSet(deploy: Deployment, replicaSets: ReplicaSet[]): ReplicaSet | undefined {
   // Oldest first, like Kubernetes: with duplicates, the older one wins deterministically.
@@ -94,8 +62,6 @@ export function findNewReplicaSet(deploy: Deployment, replicaSets: ReplicaSet[])
  * resourceVersion): name `${deploy}-${hash}`, template labels + pod-template-hash, selector + hash,
  * controller ownerReference, revision = max + 1, 0 replicas (the rollout scales it).
  */
-export const CHANGE_CAUSE = 'kubernetes.io/change-cause';
-
 export function newReplicaSetFor(deploy: Deployment, replicaSets: ReplicaSet[]): ReplicaSet {
   const hash = podTemplateHash(deploy.spec.template, deploy.status?.collisionCount);
   const template = structuredClone(deploy.spec.template);
@@ -113,7 +79,7 @@ export function newReplicaSetFor(deploy: Deployment, replicaSets: ReplicaSet[]):
       annotations: {
         [REVISION_ANNOTATION]: String(maxRevision(replicaSets) + 1),
         // Kept per revision, as Kubernetes does, so `rollout history` shows why each one was made.
-        ...(deploy.metadata.annotations?.[CHANGE_CAUSE] ? { [CHANGE_CAUSE]: deploy.metadata.annotations[CHANGE_CAUSE] } : {}),
+        ...(deploy.metadata.annotations?.[CHANGE_CAUSE_ANNOTATION] ? { [CHANGE_CAUSE_ANNOTATION]: deploy.metadata.annotations[CHANGE_CAUSE_ANNOTATION] } : {}),
       },
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: deploy.metadata.name, uid: deploy.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
@@ -129,30 +95,6 @@ export function bumpedRevision(newRS: ReplicaSet, replicaSets: ReplicaSet[]): nu
   const othersMax = maxRevision(replicaSets.filter((rs) => rs.metadata.name !== newRS.metadata.name));
   const cur = revisionOf(newRS);
   return cur > othersMax ? undefined : othersMax + 1;
-}
-
-/**
- * `rollout undo`: the template to put back into the Deployment — the one of revision `toRevision`,
- * or (0 / undefined) of the previous revision (the highest one below the current), without its
- * pod-template-hash label. Only ReplicaSets the Deployment controls count when it has a uid.
- */
-export function rollbackTemplate(deploy: Deployment, replicaSets: ReplicaSet[], toRevision?: number): PodTemplate {
-  const owned = deploy.metadata.uid ? replicaSets.filter((rs) => isControlledBy(rs, deploy)) : replicaSets;
-  let target: ReplicaSet | undefined;
-  if (toRevision) {
-    target = owned.find((rs) => revisionOf(rs) === toRevision);
-    if (!target) throw new NotFoundError(`revision ${toRevision} of deployments "${deploy.metadata.name}"`);
-  } else {
-    const current = findNewReplicaSet(deploy, owned);
-    const currentRev = current ? revisionOf(current) : Infinity;
-    target = owned
-      .filter((rs) => rs !== current && revisionOf(rs) > 0 && revisionOf(rs) < currentRev)
-      .sort((a, b) => revisionOf(b) - revisionOf(a))[0];
-    if (!target) throw new DroverError(`no rollout history found for deployments "${deploy.metadata.name}"`, { code: 400, reason: 'BadRequest' });
-  }
-  const t = structuredClone(target.spec.template);
-  if (t.metadata?.labels) delete t.metadata.labels[POD_TEMPLATE_HASH];
-  return t;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -123,19 +123,25 @@ export function isTerminated(pod: Pod): boolean {
 }
 
 /**
- * Effective requests of a pod: per container and per resource, the request, else the limit (as the
- * Kubernetes API defaults requests to limits), else 0.
+ * Effective requests of a container: per resource, the request, else the limit (as the Kubernetes
+ * API defaults requests to limits), else 0.
  */
+function containerRequests(c: Pod['spec']['containers'][number]): Resources {
+  const req = c.resources?.requests;
+  const lim = c.resources?.limits;
+  const cq = req?.cpu ?? lim?.cpu;
+  const mq = req?.memory ?? lim?.memory;
+  return { cpu: cq === undefined ? 0 : parseCpu(cq), memory: mq === undefined ? 0 : parseMemory(mq) };
+}
+
+/** Effective requests of a pod: the sum of its containers' (see containerRequests). */
 export function podRequests(pod: Pod): Resources {
   let cpu = 0;
   let memory = 0;
   for (const c of pod.spec.containers) {
-    const req = c.resources?.requests;
-    const lim = c.resources?.limits;
-    const cq = req?.cpu ?? lim?.cpu;
-    const mq = req?.memory ?? lim?.memory;
-    if (cq !== undefined) cpu += parseCpu(cq);
-    if (mq !== undefined) memory += parseMemory(mq);
+    const r = containerRequests(c);
+    cpu += r.cpu;
+    memory += r.memory;
   }
   return { cpu, memory };
 }
@@ -145,14 +151,9 @@ export function podNonZeroRequests(pod: Pod): Resources {
   let cpu = 0;
   let memory = 0;
   for (const c of pod.spec.containers) {
-    const req = c.resources?.requests;
-    const lim = c.resources?.limits;
-    const cq = req?.cpu ?? lim?.cpu;
-    const mq = req?.memory ?? lim?.memory;
-    const cm = cq === undefined ? 0 : parseCpu(cq);
-    const mb = mq === undefined ? 0 : parseMemory(mq);
-    cpu += cm > 0 ? cm : DEFAULT_CPU_REQUEST;
-    memory += mb > 0 ? mb : DEFAULT_MEMORY_REQUEST;
+    const r = containerRequests(c);
+    cpu += r.cpu > 0 ? r.cpu : DEFAULT_CPU_REQUEST;
+    memory += r.memory > 0 ? r.memory : DEFAULT_MEMORY_REQUEST;
   }
   return { cpu, memory };
 }

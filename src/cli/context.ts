@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { kindByName, type KindInfo } from '../api/kinds.js';
-import { ApiClient, CliError, DEFAULT_TIMEOUT_MS } from './client.js';
+import { ApiClient, CliError, DEFAULT_TIMEOUT_MS, FATAL_REASONS } from './client.js';
 import { resolveConfig } from './config.js';
 import { qualifiedPlural } from './output.js';
 
@@ -132,4 +132,22 @@ export class ErrorList {
     if (this.messages.length === 1) throw new CliError(this.messages[0]!);
     if (this.messages.length > 1) throw new CliError(this.messages.join('; '));
   }
+}
+
+/**
+ * Runs `fn` for each object, as kubectl does: an error about one object does not stop the others,
+ * and they are all reported at the end (ErrorList). Errors that break every request
+ * (FATAL_REASONS: unreachable, unauthorized) stop at once.
+ */
+export async function eachObject<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  const errors = new ErrorList();
+  for (const item of items) {
+    try {
+      await fn(item);
+    } catch (err) {
+      if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
+      errors.add(err);
+    }
+  }
+  errors.throwIfAny();
 }

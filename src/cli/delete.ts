@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
-import { ApiClient, CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseResourceArgs, type CommandContext } from './context.js';
+import { ApiClient, CliError } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { identifySources, readManifestSources } from './manifests.js';
 import { qualifiedSingular } from './output.js';
 
@@ -87,15 +87,8 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
     }
 
     const client = ctx.client(command);
-    const errors = new ErrorList();
-    for (const t of targets) {
-      try {
-        if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${qualifiedSingular(t.kind)} "${t.name}" deleted\n`);
-      } catch (err) {
-        if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
-        errors.add(err);
-      }
-    }
-    errors.throwIfAny();
+    await eachObject(targets, async (t) => {
+      if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${qualifiedSingular(t.kind)} "${t.name}" deleted\n`);
+    });
   });
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
-import { CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, parseResourceArgs, type CommandContext } from './context.js';
+import { CliError } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, parseResourceArgs, type CommandContext } from './context.js';
 import { updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -73,23 +73,16 @@ export function registerLabelCommands(program: Command, ctx: CommandContext): vo
       if (targets.some((t) => !t.name)) throw new CliError(`resource(s) were provided, but no name was specified: use "drover ${verb} ${resources[0]} NAME ..."`);
       const client = ctx.client(command);
       const ns = opts.namespace || DEFAULT_NAMESPACE;
-      const errors = new ErrorList();
-      for (const t of targets) {
-        try {
-          const { changed } = await updateObject<ApiObject>(client, t.kind, t.kind.namespaced ? ns : undefined, t.name!, (obj) => {
-            const r = applyMetadataChanges(obj.metadata[field], changes, Boolean(opts.overwrite));
-            if (!r.changed) return false;
-            if (r.next) obj.metadata[field] = r.next;
-            else delete obj.metadata[field];
-            return true;
-          });
-          ctx.io.stdout(`${objectName(t.kind, t.name!)} ${changed ? '' : 'not '}${past}\n`);
-        } catch (err) {
-          if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
-          errors.add(err);
-        }
-      }
-      errors.throwIfAny();
+      await eachObject(targets, async (t) => {
+        const { changed } = await updateObject<ApiObject>(client, t.kind, t.kind.namespaced ? ns : undefined, t.name!, (obj) => {
+          const r = applyMetadataChanges(obj.metadata[field], changes, Boolean(opts.overwrite));
+          if (!r.changed) return false;
+          if (r.next) obj.metadata[field] = r.next;
+          else delete obj.metadata[field];
+          return true;
+        });
+        ctx.io.stdout(`${objectName(t.kind, t.name!)} ${changed ? '' : 'not '}${past}\n`);
+      });
     });
   }
 }

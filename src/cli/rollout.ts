@@ -1,20 +1,17 @@
 import type { Command } from 'commander';
 import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
+import { CHANGE_CAUSE_ANNOTATION, chooseUndo, revisionOf, revisionsOf, templatesEqual } from '../api/revisions.js';
 import type { PodTemplate } from '../api/template.js';
 import type { DaemonSet, Deployment, ReplicaSet } from '../api/workloads.js';
-import { CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseDuration, type CommandContext } from './context.js';
+import { CliError } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, notFound, parseDuration, type CommandContext } from './context.js';
 import { describePodTemplate } from './describe.js';
-import { parseTargets, updateObject, type Target } from './mutate.js';
+import { parseTargets, updateObject } from './mutate.js';
 import { objectName, qualifiedPlural, renderTable } from './output.js';
 import { deadlineSignal, watchObjects } from './watch.js';
 
-/** Written by the Deployment controller on the Deployment and each of its ReplicaSets. */
-export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
-export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
 export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
-const POD_TEMPLATE_HASH = 'pod-template-hash';
 
 // ---- status ----
 
@@ -82,19 +79,6 @@ export function rolloutStatusOf(obj: ApiObject): RolloutStatus {
 
 // ---- history ----
 
-export function revisionOf(obj: { metadata: { annotations?: Record<string, string> } }): number {
-  const v = Number(obj.metadata.annotations?.[REVISION_ANNOTATION]);
-  return Number.isInteger(v) && v > 0 ? v : 0;
-}
-
-/** The Deployment's ReplicaSets (controller ownerReference to its uid) that carry a revision, oldest revision first. */
-export function revisionsOf(d: Deployment, replicaSets: ReplicaSet[]): ReplicaSet[] {
-  return replicaSets
-    .filter((rs) => (rs.metadata.ownerReferences ?? []).some((o) => o.controller && o.kind === 'Deployment' && (d.metadata.uid ? o.uid === d.metadata.uid : o.name === d.metadata.name)))
-    .filter((rs) => revisionOf(rs) > 0)
-    .sort((a, b) => revisionOf(a) - revisionOf(b));
-}
-
 export interface HistoryRow {
   revision: number;
   changeCause?: string;
@@ -118,33 +102,6 @@ export function historyTable(kind: KindInfo, name: string, rows: HistoryRow[]): 
   return `${objectName(kind, name)}\n` + renderTable(['REVISION', 'CHANGE-CAUSE'], rows.map((r) => [String(r.revision), r.changeCause || '<none>']));
 }
 
-/** A template as compared for "same revision": without the pod-template-hash label and creationTimestamp. */
-export function comparableTemplate(t: PodTemplate): PodTemplate {
-  const c = structuredClone(t);
-  if (c.metadata) {
-    delete c.metadata.creationTimestamp;
-    if (c.metadata.labels) {
-      delete c.metadata.labels[POD_TEMPLATE_HASH];
-      if (!Object.keys(c.metadata.labels).length) delete c.metadata.labels;
-    }
-    if (c.metadata.annotations && !Object.keys(c.metadata.annotations).length) delete c.metadata.annotations;
-    if (!Object.keys(c.metadata).length) delete (c as { metadata?: unknown }).metadata;
-  }
-  return c;
-}
-
-function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, val: unknown) =>
-    val && typeof val === 'object' && !Array.isArray(val)
-      ? Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : val,
-  );
-}
-
-export function sameTemplate(a: PodTemplate, b: PodTemplate): boolean {
-  return canonical(comparableTemplate(a)) === canonical(comparableTemplate(b));
-}
-
 export type UndoPlan =
   | { action: 'rollback'; revision: number; template: PodTemplate; changeCause?: string }
   | { action: 'skip'; revision: number };
@@ -155,24 +112,12 @@ export type UndoPlan =
  * the Deployment already runs that template.
  */
 export function planUndo(d: Deployment, replicaSets: ReplicaSet[], toRevision?: number): UndoPlan {
-  const revisions = revisionsOf(d, replicaSets);
-  let target: ReplicaSet | undefined;
-  if (toRevision) {
-    target = revisions.find((rs) => revisionOf(rs) === toRevision);
-    if (!target) throw new CliError(`unable to find specified revision ${toRevision} in history`);
-  } else {
-    const current = revisionOf(d) || revisions.find((rs) => sameTemplate(rs.spec.template, d.spec.template))?.metadata.annotations?.[REVISION_ANNOTATION];
-    const cur = Number(current) || Infinity;
-    target = revisions.filter((rs) => revisionOf(rs) < cur).at(-1);
-    if (!target) throw new CliError(`no rollout history found for deployment "${d.metadata.name}"`);
+  const choice = chooseUndo(d, replicaSets, toRevision);
+  if (!choice.ok) {
+    throw new CliError(choice.reason === 'RevisionNotFound' ? `unable to find specified revision ${toRevision} in history` : `no rollout history found for deployment "${d.metadata.name}"`);
   }
-  const revision = revisionOf(target);
-  if (sameTemplate(target.spec.template, d.spec.template)) return { action: 'skip', revision };
-  const template = structuredClone(target.spec.template);
-  if (template.metadata?.labels) {
-    delete template.metadata.labels[POD_TEMPLATE_HASH];
-    if (!Object.keys(template.metadata.labels).length) delete template.metadata.labels;
-  }
+  const { target, revision, template } = choice;
+  if (templatesEqual(target.spec.template, d.spec.template)) return { action: 'skip', revision };
   return { action: 'rollback', revision, template, changeCause: target.metadata.annotations?.[CHANGE_CAUSE_ANNOTATION] };
 }
 
@@ -187,18 +132,12 @@ async function replicaSetsOf(ctxClient: ReturnType<CommandContext['client']>, d:
   return list?.items ?? [];
 }
 
-/** Run `fn` for each target, collecting per-object errors like kubectl does. */
-async function eachTarget(targets: Target[], fn: (t: Target) => Promise<void>): Promise<void> {
-  const errors = new ErrorList();
-  for (const t of targets) {
-    try {
-      await fn(t);
-    } catch (err) {
-      if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
-      errors.add(err);
-    }
-  }
-  errors.throwIfAny();
+/** A --revision / --to-revision value: a revision number, 0 included. */
+function revisionFlag(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new CliError(`invalid ${flag} "${v}": expected a revision number`);
+  return n;
 }
 
 function parseBool(v: string | undefined, flag: string): boolean | undefined {
@@ -271,11 +210,10 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
     .option('--revision <n>', 'show the pod template of this revision');
   addConnectionOptions(nsOption(history)).action(async (args: string[], opts: NsOptions & { revision?: string }, command: Command) => {
     const targets = parseTargets(args, 'rollout history', ['Deployment']);
-    const revision = opts.revision === undefined ? undefined : Number(opts.revision);
-    if (revision !== undefined && (!Number.isInteger(revision) || revision < 0)) throw new CliError(`invalid --revision "${opts.revision}": expected a revision number`);
+    const revision = revisionFlag(opts.revision, '--revision');
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
-    await eachTarget(targets, async ({ kind, name }) => {
+    await eachObject(targets, async ({ kind, name }) => {
       const d = await client.getOptional<Deployment>(objectPath(kind, ns, name));
       if (!d) throw notFound(kind, name);
       const revisions = revisionsOf(d, await replicaSetsOf(client, d));
@@ -297,11 +235,10 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
     .option('--to-revision <n>', 'the revision to roll back to (default: the previous one)');
   addConnectionOptions(nsOption(undo)).action(async (args: string[], opts: NsOptions & { toRevision?: string }, command: Command) => {
     const targets = parseTargets(args, 'rollout undo', ['Deployment']);
-    const to = opts.toRevision === undefined ? undefined : Number(opts.toRevision);
-    if (to !== undefined && (!Number.isInteger(to) || to < 0)) throw new CliError(`invalid --to-revision "${opts.toRevision}": expected a revision number`);
+    const to = revisionFlag(opts.toRevision, '--to-revision');
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
-    await eachTarget(targets, async ({ kind, name }) => {
+    await eachObject(targets, async ({ kind, name }) => {
       // The ReplicaSets are read once; a conflict on the write only needs the fresh Deployment.
       const rsList = await client.get<{ items?: ReplicaSet[] }>(objectPath(kindInfo('ReplicaSet'), ns));
       const replicaSets = rsList?.items ?? [];
@@ -331,7 +268,7 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
       const targets = parseTargets(args, `rollout ${verb}`, ['Deployment']);
       const client = ctx.client(command);
       const ns = opts.namespace || DEFAULT_NAMESPACE;
-      await eachTarget(targets, async ({ kind, name }) => {
+      await eachObject(targets, async ({ kind, name }) => {
         const { changed } = await updateObject<Deployment & ApiObject>(client, kind, ns, name, (d) => {
           if (Boolean(d.spec.paused) === paused) return false;
           if (paused) d.spec.paused = true;
@@ -354,7 +291,7 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
     const targets = parseTargets(args, 'rollout restart', ['Deployment', 'DaemonSet']);
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
-    await eachTarget(targets, async ({ kind, name }) => {
+    await eachObject(targets, async ({ kind, name }) => {
       await updateObject<ApiObject & { spec: { paused?: boolean; template: PodTemplate } }>(client, kind, ns, name, (o) => {
         if (o.spec.paused) throw new CliError(`can't restart paused ${kind.singular} (run rollout resume first)`);
         const meta = (o.spec.template.metadata ??= {});

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
-import { CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
+import { CliError } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
 import { parseTargets, updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -39,25 +39,18 @@ export function registerScale(program: Command, ctx: CommandContext): void {
     const targets = parseTargets(args, 'scale', Object.keys(SCALE_FIELD));
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
-    const errors = new ErrorList();
-    for (const t of targets) {
+    await eachObject(targets, async (t) => {
       const field = SCALE_FIELD[t.kind.kind]!;
-      try {
-        await updateObject<ApiObject & { spec: Record<string, unknown> }>(client, t.kind, ns, t.name, (obj) => {
-          const now = Number(obj.spec[field] ?? 1);
-          if (current !== undefined && now !== current) {
-            throw new CliError(`expected ${field} to be ${current}, was ${now}`);
-          }
-          if (now === replicas) return false;
-          obj.spec[field] = replicas;
-          return true;
-        });
-        ctx.io.stdout(`${objectName(t.kind, t.name)} scaled\n`);
-      } catch (err) {
-        if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
-        errors.add(err);
-      }
-    }
-    errors.throwIfAny();
+      await updateObject<ApiObject & { spec: Record<string, unknown> }>(client, t.kind, ns, t.name, (obj) => {
+        const now = Number(obj.spec[field] ?? 1);
+        if (current !== undefined && now !== current) {
+          throw new CliError(`expected ${field} to be ${current}, was ${now}`);
+        }
+        if (now === replicas) return false;
+        obj.spec[field] = replicas;
+        return true;
+      });
+      ctx.io.stdout(`${objectName(t.kind, t.name)} scaled\n`);
+    });
   });
 }

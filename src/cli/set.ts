@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
 import type { Container } from '../api/pod.js';
-import { CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
+import { CliError } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
 import { parseTargets, updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -65,16 +65,9 @@ export function registerSet(program: Command, ctx: CommandContext): void {
     const targets = parseTargets(resources, 'set image', IMAGE_KINDS);
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
-    const errors = new ErrorList();
-    for (const t of targets) {
-      try {
-        await updateObject(client, t.kind, ns, t.name, (obj) => setImages(obj, images));
-        ctx.io.stdout(`${objectName(t.kind, t.name)} image updated\n`);
-      } catch (err) {
-        if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
-        errors.add(err);
-      }
-    }
-    errors.throwIfAny();
+    await eachObject(targets, async (t) => {
+      await updateObject(client, t.kind, ns, t.name, (obj) => setImages(obj, images));
+      ctx.io.stdout(`${objectName(t.kind, t.name)} image updated\n`);
+    });
   });
 }

@@ -20,6 +20,27 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export type ApiCall = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: any; text: string }>;
+
+/** Authenticated JSON requests against the API at `baseUrl`; `body` is the parsed JSON, when it is JSON. */
+export function apiClient(baseUrl: string, token: string): ApiCall {
+  return async (method, path, body) => {
+    const res = await fetch(baseUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      body: body ? JSON.stringify(body) : undefined,
+    });
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    return { status: res.status, body: parsed, text };
+  };
+}
+
 const logger = () => (process.env.DROVER_TEST_LOG ? createLogger({ name: 'test', level: process.env.DROVER_TEST_LOG }) : silentLogger);
 
 export interface TestServer {
@@ -33,7 +54,7 @@ export interface TestServer {
   /** Starts an agent joined to this server, on the given runtime. */
   addAgent(opts: { node: string; runtime: ContainerRuntime; stateDir?: string; heartbeatSeconds?: number; resyncSeconds?: number }): Promise<RunningAgent>;
   /** Authenticated JSON request against the API. */
-  api(method: string, path: string, body?: unknown): Promise<{ status: number; body: any; text: string }>;
+  api: ApiCall;
   stop(): Promise<void>;
 }
 
@@ -82,21 +103,7 @@ export async function startTestServer(opts: { withAgent?: boolean; runtime?: Con
       agents.push(agent);
       return agent;
     },
-    async api(method, path, body) {
-      const res = await fetch(server.apiUrl + path, {
-        method,
-        headers: { authorization: `Bearer ${server.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
-      });
-      const text = await res.text();
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(text);
-      } catch {
-        parsed = undefined;
-      }
-      return { status: res.status, body: parsed, text };
-    },
+    api: apiClient(server.apiUrl, server.adminToken),
     async stop() {
       for (const a of agents) await a.close().catch(() => {});
       await server.close();

@@ -5,45 +5,12 @@
  * cordoned and drained; `get -w` and `logs -f` stream.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import type { ContainerRuntime, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
+import { drover, fails, ok, rows, spawnDrover } from '../helpers/cli.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-let workDir: string;
-
-function spawnDrover(env: Record<string, string>, args: string[]): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, DROVER_CONFIG: join(workDir, 'no-config'), ...env },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-}
-
-function drover(env: Record<string, string>, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawnDrover(env, args);
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 
 /** A long-running drover (get -w, logs -f) whose output is read while it runs. */
 class Streaming {
@@ -74,82 +41,6 @@ class Streaming {
   async interrupt(): Promise<number | null> {
     this.child.kill('SIGINT');
     return this.exit();
-  }
-}
-
-function ok(r: Run, label = ''): Run {
-  assert.equal(r.code, 0, `${label} exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-/** Exit 1 with exactly one line on stderr, `error: ...`, matching `re`. */
-function fails(r: Run, re: RegExp): Run {
-  assert.equal(r.code, 1, `expected exit 1, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning: '));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^error: /);
-  assert.match(lines[0]!, re);
-  return r;
-}
-
-function rows(table: string): string[][] {
-  return table.trimEnd().split('\n').map((l) => l.split(/\s{2,}/));
-}
-
-/**
- * Enough of a container runtime for an agent to run pods, without podman. Its logs grow by a line
- * every 200 ms of a container's life, so `logs -f` has something new to print.
- */
-class FakeRuntime implements ContainerRuntime {
-  readonly name = 'fake';
-  private readonly containers = new Map<string, RuntimeContainer>();
-  private seq = 0;
-  private readonly pulled = new Set<string>();
-  async version(): Promise<string> {
-    return '1.0.0';
-  }
-  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
-    return [...this.containers.values()].filter((c) => Object.entries(labels).every(([k, v]) => k in c.labels && (v === '' || c.labels[k] === v)));
-  }
-  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
-    return this.containers.get(idOrName) ?? [...this.containers.values()].find((c) => c.name === idOrName);
-  }
-  async run(spec: RunSpec): Promise<string> {
-    const id = `fake${++this.seq}`;
-    const now = new Date().toISOString();
-    this.containers.set(id, { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'running', createdAt: now, startedAt: now });
-    return id;
-  }
-  async start(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) c.state = 'running';
-  }
-  async stop(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) Object.assign(c, { state: 'exited', exitCode: 0, finishedAt: new Date().toISOString() });
-  }
-  async remove(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) this.containers.delete(c.id);
-  }
-  async logs(id: string, opts: { tail?: number }): Promise<string> {
-    const c = await this.inspect(id);
-    const since = Date.parse(c?.startedAt ?? new Date().toISOString());
-    const n = Math.min(500, 1 + Math.floor((Date.now() - since) / 200));
-    const lines = Array.from({ length: n }, (_, i) => `line ${i + 1}`);
-    return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
-  }
-  async exec(): Promise<ExecResult> {
-    return { exitCode: 0, output: '', timedOut: false };
-  }
-  async hasImage(image: string): Promise<boolean> {
-    return this.pulled.has(image);
-  }
-  async pull(image: string): Promise<void> {
-    this.pulled.add(image);
-  }
-  async images(): Promise<string[]> {
-    return [...this.pulled];
   }
 }
 
@@ -188,10 +79,9 @@ describe('drover CLI workload verbs (fake runtime, two nodes)', () => {
     (await pods(selector)).filter((p) => p.status?.phase === 'Running' && p.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
 
   before(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'drover-cli-workloads-'));
     t = await startTestServer();
-    await t.addAgent({ node: 'edge-a', runtime: new FakeRuntime(), heartbeatSeconds: 1, resyncSeconds: 1 });
-    await t.addAgent({ node: 'edge-b', runtime: new FakeRuntime(), heartbeatSeconds: 1, resyncSeconds: 1 });
+    await t.addAgent({ node: 'edge-a', runtime: new FakeRuntime({ growingLogs: true }), heartbeatSeconds: 1, resyncSeconds: 1 });
+    await t.addAgent({ node: 'edge-b', runtime: new FakeRuntime({ growingLogs: true }), heartbeatSeconds: 1, resyncSeconds: 1 });
     env = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token };
     for (const n of ['edge-a', 'edge-b']) {
       await waitFor(`node ${n} Ready`, async () => {
@@ -202,7 +92,6 @@ describe('drover CLI workload verbs (fake runtime, two nodes)', () => {
   });
   after(async () => {
     await t?.stop();
-    await rm(workDir, { recursive: true, force: true });
   });
 
   it('rollout status waits for a new Deployment, then reports it rolled out', async () => {

@@ -3,61 +3,16 @@
  * server. Checks exit status (0, or 1 with exactly one `error: ...` line on stderr) and output.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import type { ContainerRuntime, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
+import { drover, fails, ok, rows } from '../helpers/cli.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-
-const ROOT = new URL('../..', import.meta.url).pathname;
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 
 let workDir: string;
-
-function drover(env: Record<string, string>, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-      cwd: ROOT,
-      // A config path that does not exist: the developer's own ~/.drover/config must not leak in.
-      env: { ...process.env, DROVER_CONFIG: join(workDir, 'no-config'), ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input ?? '');
-  });
-}
-
-function ok(r: Run, label = ''): Run {
-  assert.equal(r.code, 0, `${label} exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
-
-/** Exit 1 with exactly one line on stderr, `error: ...`, matching `re`. */
-function fails(r: Run, re: RegExp): Run {
-  assert.equal(r.code, 1, `expected exit 1, got ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n').filter((l) => l && !l.startsWith('Warning: '));
-  assert.equal(lines.length, 1, `expected one error line, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^error: /);
-  assert.match(lines[0]!, re);
-  return r;
-}
-
-function rows(table: string): string[][] {
-  return table.trimEnd().split('\n').map((l) => l.split(/\s{2,}/));
-}
 
 const POD = (labels: string, extra = '') => `apiVersion: v1
 kind: Pod
@@ -276,64 +231,12 @@ spec:
   });
 });
 
-/** Enough of a container runtime for an agent to run pods and serve logs, without podman. */
-class FakeRuntime implements ContainerRuntime {
-  readonly name = 'fake';
-  private readonly containers = new Map<string, RuntimeContainer>();
-  private seq = 0;
-  async version(): Promise<string> {
-    return '1.0.0';
-  }
-  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
-    return [...this.containers.values()].filter((c) => Object.entries(labels).every(([k, v]) => k in c.labels && (v === '' || c.labels[k] === v)));
-  }
-  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
-    return this.containers.get(idOrName) ?? [...this.containers.values()].find((c) => c.name === idOrName);
-  }
-  async run(spec: RunSpec): Promise<string> {
-    const id = `fake${++this.seq}`;
-    const now = new Date().toISOString();
-    this.containers.set(id, { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'running', createdAt: now, startedAt: now });
-    return id;
-  }
-  async start(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) c.state = 'running';
-  }
-  async stop(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) Object.assign(c, { state: 'exited', exitCode: 0, finishedAt: new Date().toISOString() });
-  }
-  async remove(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) this.containers.delete(c.id);
-  }
-  async logs(_id: string, opts: { tail?: number }): Promise<string> {
-    const lines = ['line 1', 'line 2', 'line 3'];
-    return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
-  }
-  async exec(): Promise<ExecResult> {
-    return { exitCode: 0, output: '', timedOut: false };
-  }
-  private readonly pulled = new Set<string>();
-  async hasImage(image: string): Promise<boolean> {
-    return this.pulled.has(image);
-  }
-  async pull(image: string): Promise<void> {
-    this.pulled.add(image);
-  }
-  async images(): Promise<string[]> {
-    return [...this.pulled];
-  }
-}
-
 describe('drover CLI with a node agent (fake runtime)', () => {
   let t: TestServer;
   let env: Record<string, string>;
   const run = (...args: string[]) => drover(env, args);
 
   before(async () => {
-    workDir ??= await mkdtemp(join(tmpdir(), 'drover-cli-e2e-'));
     t = await startTestServer();
     await t.addAgent({ node: 'edge-a', runtime: new FakeRuntime(), heartbeatSeconds: 1, resyncSeconds: 1 });
     env = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token };

@@ -5,49 +5,17 @@
  * either stored as written or named in a `Warning:` line of the apply.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { normalizeSecret, type Secret } from '../../src/api/config.js';
 import { KINDS, objectPath } from '../../src/api/kinds.js';
 import { parseManifests } from '../../src/api/manifest.js';
 import { objectName } from '../../src/cli/output.js';
+import { drover, ok, ROOT, type Run } from '../helpers/cli.js';
 import { startTestServer, type TestServer } from '../helpers/cluster.js';
 
-const ROOT = new URL('../..', import.meta.url).pathname;
 const FIXTURES = join(ROOT, 'test/fixtures/k8s');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-let workDir: string;
-
-function drover(env: Record<string, string>, args: string[]): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, DROVER_CONFIG: join(workDir, 'no-config'), ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function ok(r: Run, label = ''): Run {
-  assert.equal(r.code, 0, `${label} exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-  return r;
-}
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
@@ -148,13 +116,11 @@ describe('real Kubernetes manifests (kubernetes.io examples)', () => {
   let applied: Run;
 
   before(async () => {
-    workDir = await mkdtemp(join(tmpdir(), 'drover-k8s-manifests-'));
     t = await startTestServer();
     env = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token };
   });
   after(async () => {
     await t?.stop();
-    await rm(workDir, { recursive: true, force: true });
   });
 
   it('the fixtures cover the kinds they are meant to', () => {

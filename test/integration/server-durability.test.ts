@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { freePort, waitFor } from '../helpers/cluster.js';
+import { apiClient, freePort, waitFor } from '../helpers/cluster.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const TOTAL = 300;
@@ -63,24 +63,6 @@ async function stopServer(s: ServerProc | undefined): Promise<void> {
   clearTimeout(t);
 }
 
-function api(base: string, token: string) {
-  return async (method: string, path: string, body?: unknown): Promise<{ status: number; body: any; text: string }> => {
-    const res = await fetch(base + path, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, body: parsed, text };
-  };
-}
-
 const pod = (name: string) => ({
   apiVersion: 'v1',
   kind: 'Pod',
@@ -122,7 +104,7 @@ test('drover server: every acknowledged create survives SIGKILL and restart', { 
   await waitHealthy(first);
   const token = (await readFile(join(dataDir, 'admin-token'), 'utf8')).trim();
   assert.ok(token.length > 0, 'admin token written');
-  const call = api(first.apiUrl, token);
+  const call = apiClient(first.apiUrl, token);
 
   const ns = await call('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'durable' } });
   assert.equal(ns.status, 201, ns.text);
@@ -174,7 +156,7 @@ test('drover server: every acknowledged create survives SIGKILL and restart', { 
   current = second;
   await waitHealthy(second);
   const restartMs = Math.round(performance.now() - restartAt);
-  const call2 = api(second.apiUrl, token);
+  const call2 = apiClient(second.apiUrl, token);
 
   console.log(
     `server durability: ${acked.length} creates acknowledged (${attempted.size} attempted, ${IN_FLIGHT} in flight) at ~${createsPerSec} creates/s through the API before SIGKILL; restart-to-healthy ${restartMs} ms`,

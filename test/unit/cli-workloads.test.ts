@@ -19,14 +19,8 @@ import { applyMetadataChanges, parseMetadataArgs } from '../../src/cli/label.js'
 import { LogFollower, splitLines } from '../../src/cli/logs.js';
 import { parseTargets } from '../../src/cli/mutate.js';
 import { registerCliCommands } from '../../src/cli/program.js';
-import {
-  daemonSetRolloutStatus,
-  deploymentRolloutStatus,
-  historyRows,
-  historyTable,
-  planUndo,
-  sameTemplate,
-} from '../../src/cli/rollout.js';
+import { templatesEqual as sameTemplate } from '../../src/api/revisions.js';
+import { daemonSetRolloutStatus, deploymentRolloutStatus, historyRows, historyTable, planUndo } from '../../src/cli/rollout.js';
 import { parseImageArgs, setImages } from '../../src/cli/set.js';
 import { cpuText, memoryText, topNodesTable, topPodsTable } from '../../src/cli/top.js';
 

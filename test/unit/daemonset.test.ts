@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import type { Node, Taint } from '../../src/api/node.js';
 import type { Pod, PodPhase } from '../../src/api/pod.js';
 import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
-import { generateName, newDaemonPod, nodeShouldRunDaemonPod, planDaemonSet, REVISION_LABEL, templateHash } from '../../server/controllers/daemonset.js';
+import { newDaemonPod, nodeShouldRunDaemonPod, planDaemonSet, REVISION_LABEL, templateHash } from '../../server/controllers/daemonset.js';
+import { generateName } from '../../server/controllers/pods.js';
 
 const NOW = Date.parse('2025-01-01T00:00:00Z');
 const DS_UID = 'ds-uid-1';

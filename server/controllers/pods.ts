@@ -1,0 +1,101 @@
+/**
+ * What the DaemonSet and Job controllers do alike with the pods they own: name them as Kubernetes'
+ * generateName does, build them from the owner's template with a controller ownerReference, tell
+ * their own pods apart, and create / delete them with the matching events.
+ */
+import { randomInt } from 'node:crypto';
+import type { Condition } from '../../src/api/meta.js';
+import type { Pod } from '../../src/api/pod.js';
+import type { PodTemplate } from '../../src/api/template.js';
+import { errorMessage } from '../../src/util/errors.js';
+import type { InvolvedObject } from '../events/recorder.js';
+import type { ControllerDeps } from './deps.js';
+
+const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+/** `${base}-xxxxx` as Kubernetes' generateName does (base cut to 58 characters). */
+export function generateName(base: string): string {
+  let s = '';
+  for (let i = 0; i < 5; i++) s += SUFFIX_ALPHABET[randomInt(SUFFIX_ALPHABET.length)];
+  const b = base.length > 58 ? base.slice(0, 58) : base;
+  return `${b}-${s}`;
+}
+
+/** The pod has a controller ownerReference to `uid` (never, without a uid). */
+export function isOwnedBy(p: Pod, uid: string | undefined): boolean {
+  return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
+}
+
+export function readyCondition(p: Pod): Condition | undefined {
+  return p.status?.conditions?.find((c) => c.type === 'Ready');
+}
+
+export function podReady(p: Pod): boolean {
+  return readyCondition(p)?.status === 'True';
+}
+
+/** The owner a pod's controller ownerReference names. */
+export interface PodOwner {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+  uid?: string;
+}
+
+/**
+ * A pod from `template` (name left empty; the controller fills it in): the template's labels plus
+ * `labels`, its annotations, a controller ownerReference to `owner`, status Pending.
+ */
+export function newOwnedPod(template: PodTemplate, owner: PodOwner, labels: Record<string, string>): Pod {
+  const t = structuredClone(template);
+  const meta: Pod['metadata'] = {
+    name: '',
+    namespace: owner.namespace ?? 'default',
+    labels: { ...t.metadata.labels, ...labels },
+    ownerReferences: [{ apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, uid: owner.uid ?? '', controller: true, blockOwnerDeletion: true }],
+  };
+  if (t.metadata.annotations) meta.annotations = t.metadata.annotations;
+  return { apiVersion: 'v1', kind: 'Pod', metadata: meta, spec: t.spec, status: { phase: 'Pending' } };
+}
+
+export interface PodWriter {
+  /** An event about the owner, from the controller's component. */
+  record(type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+  /**
+   * Stores `pod` under a generated name `${base}-xxxxx`, drawing a new one on a name clash (up to 5
+   * times). A failure is recorded as a FailedCreate event and thrown.
+   */
+  create(pod: Pod, base: string): Promise<Pod>;
+  /** Deletes a pod; false when it was already gone. */
+  delete(namespace: string, name: string): Promise<boolean>;
+}
+
+export function podWriter(deps: Pick<ControllerDeps, 'store' | 'events'>, involved: InvolvedObject, component: string): PodWriter {
+  const { store, events } = deps;
+  const record: PodWriter['record'] = (type, reason, message) => events.record({ involved, type, reason, message, component });
+  return {
+    record,
+    async create(pod, base) {
+      for (let attempt = 0; ; attempt++) {
+        pod.metadata.name = generateName(base);
+        try {
+          return (await store.create(pod as never)) as Pod;
+        } catch (err) {
+          if ((err as { code?: number }).code === 409 && attempt < 5) continue;
+          await record('Warning', 'FailedCreate', `Error creating: ${errorMessage(err)}`);
+          throw err;
+        }
+      }
+    },
+    async delete(namespace, name) {
+      try {
+        await store.delete('Pod', namespace, name);
+        return true;
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return false;
+        throw err;
+      }
+    },
+  };
+}

@@ -1,0 +1,70 @@
+import type { ContainerRuntime, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
+
+export interface FakeRuntimeOptions {
+  /**
+   * Logs grow by a line every 200 ms of a container's life, so `logs -f` has something new to
+   * print. Default: every container logs the same three lines.
+   */
+  growingLogs?: boolean;
+}
+
+/** Enough of a container runtime for an agent to run pods and serve logs, without podman. */
+export class FakeRuntime implements ContainerRuntime {
+  readonly name = 'fake';
+  private readonly containers = new Map<string, RuntimeContainer>();
+  private seq = 0;
+  private readonly pulled = new Set<string>();
+
+  constructor(private readonly opts: FakeRuntimeOptions = {}) {}
+
+  async version(): Promise<string> {
+    return '1.0.0';
+  }
+  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    return [...this.containers.values()].filter((c) => Object.entries(labels).every(([k, v]) => k in c.labels && (v === '' || c.labels[k] === v)));
+  }
+  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
+    return this.containers.get(idOrName) ?? [...this.containers.values()].find((c) => c.name === idOrName);
+  }
+  async run(spec: RunSpec): Promise<string> {
+    const id = `fake${++this.seq}`;
+    const now = new Date().toISOString();
+    this.containers.set(id, { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'running', createdAt: now, startedAt: now });
+    return id;
+  }
+  async start(id: string): Promise<void> {
+    const c = await this.inspect(id);
+    if (c) c.state = 'running';
+  }
+  async stop(id: string): Promise<void> {
+    const c = await this.inspect(id);
+    if (c) Object.assign(c, { state: 'exited', exitCode: 0, finishedAt: new Date().toISOString() });
+  }
+  async remove(id: string): Promise<void> {
+    const c = await this.inspect(id);
+    if (c) this.containers.delete(c.id);
+  }
+  async logs(id: string, opts: { tail?: number }): Promise<string> {
+    const lines = this.opts.growingLogs ? await this.grownLines(id) : ['line 1', 'line 2', 'line 3'];
+    return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
+  }
+  async exec(): Promise<ExecResult> {
+    return { exitCode: 0, output: '', timedOut: false };
+  }
+  async hasImage(image: string): Promise<boolean> {
+    return this.pulled.has(image);
+  }
+  async pull(image: string): Promise<void> {
+    this.pulled.add(image);
+  }
+  async images(): Promise<string[]> {
+    return [...this.pulled];
+  }
+
+  private async grownLines(id: string): Promise<string[]> {
+    const c = await this.inspect(id);
+    const since = Date.parse(c?.startedAt ?? new Date().toISOString());
+    const n = Math.min(500, 1 + Math.floor((Date.now() - since) / 200));
+    return Array.from({ length: n }, (_, i) => `line ${i + 1}`);
+  }
+}
