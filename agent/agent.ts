@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { CONTRACT_VERSION, type payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -9,10 +10,11 @@ import { LABELS, managedSelector } from './engine/naming.js';
 import { plan } from './engine/plan.js';
 import { podReports } from './engine/report.js';
 import type { Hardware } from './hardware.js';
-import { EventJournal } from './journal.js';
+import { EventJournal, JOURNAL_FILE } from './journal.js';
 import { ProbeManager, probeSubjects, type ProbeEvent } from './probes/manager.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
 import type { TargetState } from './target.js';
+import type { UsageSample, UsageSampler } from './usage.js';
 import { VolumeManager } from './volumes.js';
 
 export interface AgentDeps {
@@ -23,6 +25,8 @@ export interface AgentDeps {
   hardware: Hardware;
   bootId: string;
   logger: Logger;
+  /** Measures node and pod resource use for `drover top`; heartbeats carry no usage without it. */
+  usage?: UsageSampler;
   now?: () => number;
 }
 
@@ -34,7 +38,7 @@ const MAX_ROUNDS = 5;
  * the link is down. One reconcile at a time; triggers while one runs coalesce into one more.
  */
 export class Agent {
-  private readonly journal = new EventJournal();
+  private readonly journal: EventJournal;
   private readonly restarts: RestartTracker;
   private readonly now: () => number;
   private reconciling: Promise<void> | undefined;
@@ -56,6 +60,7 @@ export class Agent {
 
   constructor(private readonly deps: AgentDeps) {
     this.now = deps.now ?? Date.now;
+    this.journal = new EventJournal({ path: join(deps.cfg.stateDir, JOURNAL_FILE), logger: deps.logger });
     this.restarts = new RestartTracker({ clock: this.now });
     this.volumes = new VolumeManager(deps.cfg.stateDir, deps.logger);
     this.probes = new ProbeManager({
@@ -71,7 +76,11 @@ export class Agent {
   /** Reconcile from the cache first (works with no link), then connect. */
   async start(): Promise<void> {
     const { target, logger, link, cfg } = this.deps;
-    const cached = await target.load();
+    // Events of an earlier run that never reached the server are sent after these, oldest first.
+    const journal = await this.journal.load();
+    if (journal.corrupt) this.emit({ type: 'Warning', reason: 'CorruptJournal', message: journal.corrupt, involved: { kind: 'Node', name: cfg.node } });
+    if (this.journal.size > 0) logger.info({ events: this.journal.size, dropped: this.journal.droppedCount }, 'unsent events from an earlier run loaded');
+    const cached = await target.load(cfg.node);
     if (cached.corrupt) this.emit({ type: 'Warning', reason: 'CorruptCache', message: cached.corrupt, involved: { kind: 'Node', name: cfg.node } });
     if (cached.desired) logger.info({ generation: cached.desired.generation, pods: cached.desired.pods.length }, 'desired state loaded from cache');
     this.runtimeVersion = await this.deps.runtime.version().catch((err) => {
@@ -80,7 +89,21 @@ export class Agent {
     });
     await this.reconcile();
     link.start();
-    this.heartbeat = setInterval(() => this.sendStatus(true), cfg.heartbeatSeconds * 1000);
+    this.heartbeat = setInterval(() => void this.beat(), cfg.heartbeatSeconds * 1000);
+  }
+
+  /** A heartbeat: status with fresh usage figures, and a retry of events not acknowledged in time. */
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
+    try {
+      const usage = this.deps.usage && this.deps.link.connected ? await this.deps.usage.sample(await this.listManaged().catch(() => [])) : undefined;
+      if (this.stopped) return;
+      this.sendStatus(true, usage);
+      await this.flushEvents();
+    } finally {
+      this.beating = false;
+    }
   }
 
   async stop(): Promise<void> {
@@ -90,6 +113,7 @@ export class Agent {
     this.probes.stop();
     await this.reconciling;
     await this.deps.link.stop();
+    await this.journal.close();
   }
 
   onConnect(): void {
@@ -195,8 +219,9 @@ export class Agent {
         this.lastImages = images;
         const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
-        if (p.steps.length === 0) break;
+        // Applied even without steps: it also announces back-offs and invalid specs (once each).
         const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
+        if (p.steps.length === 0) break;
         current = await this.listManaged();
         if (errors.length) {
           requeueMs = Math.min(requeueMs, 5_000);
@@ -279,17 +304,17 @@ export class Agent {
   }
 
   private flushing = false;
+  private beating = false;
   private async flushEvents(): Promise<void> {
     if (this.flushing || !this.deps.link.connected) return;
     this.flushing = true;
     try {
-      while (this.journal.size > 0) {
+      while (this.journal.size > 0 || this.journal.droppedCount > 0) {
         const batch = this.journal.take();
         const ok = await this.deps.link.publishEvents({ node: this.deps.cfg.node, events: batch.events, dropped: batch.dropped });
-        if (!ok) {
-          batch.restore();
-          break;
-        }
+        // Not acknowledged: the batch stays in the journal and goes out on the next connect.
+        if (!ok) break;
+        batch.ack();
       }
     } finally {
       this.flushing = false;
@@ -297,7 +322,7 @@ export class Agent {
   }
 
   /** Sends status when it changed, or always on a heartbeat; coalesced to the latest while offline. */
-  private sendStatus(heartbeat: boolean): void {
+  private sendStatus(heartbeat: boolean, usage?: UsageSample): void {
     const { cfg, bootId, link } = this.deps;
     const key = JSON.stringify([this.observedGeneration, this.lastReports, this.runtimeHealthy, this.runtimeMessage]);
     if (!heartbeat && key === this.lastStatusKey) return;
@@ -306,7 +331,8 @@ export class Agent {
       bootId,
       observedGeneration: this.observedGeneration,
       ts: new Date(this.now()).toISOString(),
-      pods: this.lastReports,
+      pods: usage ? this.lastReports.map((r) => withUsage(r, usage.pods.get(`${r.namespace}/${r.name}`))) : this.lastReports,
+      ...(usage?.node ? { usage: usage.node } : {}),
       runtimeHealthy: this.runtimeHealthy,
       runtimeMessage: this.runtimeMessage,
       heartbeatSeconds: cfg.heartbeatSeconds,
@@ -329,4 +355,8 @@ export class Agent {
       devices: hardware.devices,
     });
   }
+}
+
+function withUsage(r: payloads.PodReport, u: payloads.Usage | undefined): payloads.PodReport {
+  return u ? { ...r, usage: u } : r;
 }

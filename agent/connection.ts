@@ -1,5 +1,6 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { Store, type MqttClient } from 'mqtt';
 import { DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
+import { agentClientId } from '../src/contract/topics.js';
 import { backoffDelay } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -31,6 +32,15 @@ export class AgentLink {
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /**
+   * mqtt.js's message stores, kept across reconnects: its public reconnect() would otherwise start
+   * empty ones, and a QoS 1 publish in flight when the link dropped would neither be sent again nor
+   * ever settle.
+   */
+  private readonly stores = { incomingStore: new Store(), outgoingStore: new Store() };
+  /** When the link was lost (undefined while connected or before the first connect). */
+  private lostAt: number | undefined;
+  private everConnected = false;
 
   constructor(private readonly opts: AgentLinkOptions, private readonly handlers: AgentLinkHandlers) {}
 
@@ -45,31 +55,48 @@ export class AgentLink {
   start(): void {
     const { node, logger } = this.opts;
     const client = mqtt.connect(this.opts.url, {
-      clientId: `drover-agent-${node}`,
+      clientId: agentClientId(node),
       username: node,
       password: this.opts.token,
       protocolVersion: 4,
-      // Persistent session: requests and desired updates sent while the link flaps wait at the broker.
+      // Persistent session: requests sent while the link flaps wait at the broker.
       clean: false,
       keepalive: this.opts.keepaliveSeconds ?? 15,
       connectTimeout: 10_000,
       // Reconnects are ours (backoff with jitter), not mqtt.js's fixed period.
       reconnectPeriod: 0,
+      // Subscriptions are made on every connect (below); mqtt.js's own resubscribe would double them.
+      resubscribe: false,
+      ...this.stores,
       will: { topic: topics.presence(node), payload: this.presence('offline'), ...DELIVERY.presence },
     });
     this.client = client;
-    client.on('connect', () => {
+    client.on('connect', (connack) => {
       this.attempt = 0;
-      logger.info({ url: this.opts.url }, 'connected to server');
-      client.subscribe(topics.agentInbox(node), { qos: 1 }, (err) => {
+      const offlineMs = this.lostAt !== undefined ? Date.now() - this.lostAt : undefined;
+      this.lostAt = undefined;
+      this.everConnected = true;
+      logger.info({ url: this.opts.url, sessionPresent: connack.sessionPresent, ...(offlineMs !== undefined ? { offlineMs } : {}) }, offlineMs !== undefined ? 'reconnected to server' : 'connected to server');
+      // The desired state is a retained full snapshot: subscribed at QoS 0, so the broker queues
+      // nothing for an offline node and every (re)subscribe delivers just the latest snapshot.
+      // A message lost with a broken connection comes back with the resubscribe after the reconnect.
+      // Requests are QoS 1: those sent during a short outage wait in the persistent session.
+      const [desired, requests] = topics.agentInbox(node);
+      client.subscribe({ [desired!]: { qos: 0 }, [requests!]: { qos: 1 } }, (err) => {
         if (err) logger.warn({ err: err.message }, 'subscribe failed');
       });
       client.publish(topics.presence(node), this.presence('online'), DELIVERY.presence);
       this.handlers.onConnect();
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    client.on('error', (err) => logger.warn({ err: err.message }, 'mqtt error'));
-    client.on('close', () => this.scheduleReconnect());
+    client.on('error', (err) => logger.debug({ err: err.message }, 'mqtt error'));
+    client.on('close', () => {
+      if (this.lostAt === undefined && this.everConnected && !this.closed) {
+        this.lostAt = Date.now();
+        logger.warn({ url: this.opts.url }, 'connection to server lost; workloads keep running, reconnecting');
+      }
+      this.scheduleReconnect();
+    });
   }
 
   private scheduleReconnect(): void {
@@ -79,7 +106,7 @@ export class AgentLink {
     this.opts.logger.debug({ delay, attempt: this.attempt }, 'link down; reconnecting');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.closed && this.client && !this.client.connected) this.client.reconnect();
+      if (!this.closed && this.client && !this.client.connected) this.client.reconnect(this.stores);
     }, delay);
   }
 
@@ -109,7 +136,8 @@ export class AgentLink {
   }
 
   async publishHello(h: payloads.Hello): Promise<void> {
-    await this.client?.publishAsync(topics.hello(this.opts.node), encode(h), DELIVERY.hello);
+    if (!this.connected) throw new Error('not connected');
+    await this.settle(this.client!.publishAsync(topics.hello(this.opts.node), encode(h), DELIVERY.hello), 'hello');
   }
 
   /** Returns false when offline: the caller keeps the report and sends the latest on reconnect. */
@@ -119,14 +147,28 @@ export class AgentLink {
     return true;
   }
 
+  /** True once the broker acknowledged the events; false when offline or not acknowledged in time (sent again later). */
   async publishEvents(e: payloads.Events): Promise<boolean> {
     if (!this.connected) return false;
     try {
-      await this.client!.publishAsync(topics.events(this.opts.node), encode(e), DELIVERY.events);
+      await this.settle(this.client!.publishAsync(topics.events(this.opts.node), encode(e), DELIVERY.events), 'events');
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * A QoS 1 publish settles when the broker acknowledges it, which across a reconnect can take long
+   * (it is sent again then). Callers must not hang on it: give up waiting after a while.
+   */
+  private settle<T>(p: Promise<T>, what: string): Promise<T> {
+    const ms = Math.max(10_000, 2 * (this.opts.keepaliveSeconds ?? 15) * 1000);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what} not acknowledged within ${ms} ms`)), ms);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Graceful stop: publish offline ourselves (a clean disconnect does not fire the last will). */

@@ -6,6 +6,7 @@ import { readBootId, readHardware } from './hardware.js';
 import { detectRuntime } from './runtime/detect.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import { TargetState } from './target.js';
+import { systemMeter, UsageSampler } from './usage.js';
 
 export interface RunningAgent {
   agent: Agent;
@@ -34,7 +35,8 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       onRequest: (_id, req) => agent!.onRequest(req),
     },
   );
-  agent = new Agent({ cfg, runtime, link, target, hardware, bootId, logger });
+  const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
+  agent = new Agent({ cfg, runtime, link, target, hardware, bootId, logger, usage });
   await agent.start();
   return { agent, close: () => agent!.stop() };
 }

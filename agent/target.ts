@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { parseWith } from '../src/api/validate.js';
 import { errorMessage } from '../src/util/errors.js';
@@ -29,6 +29,9 @@ function sameContent(a: payloads.Desired, b: payloads.Desired): boolean {
  */
 export class TargetState {
   private current: payloads.Desired | undefined;
+  /** The newest snapshot received, saved or not yet. */
+  private latest: payloads.Desired | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
   private readonly path: string;
 
   constructor(private readonly stateDir: string, private readonly logger: Logger) {
@@ -39,36 +42,65 @@ export class TargetState {
     return this.current;
   }
 
-  /** Loads the cache; a corrupt file is moved aside (kept for inspection) and reported, never fatal. */
-  async load(): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
+  /**
+   * Loads the cache; a corrupt or unreadable file, or one written for another node, is moved aside
+   * (kept for inspection) and reported, never fatal. Temp files left by an interrupted save are removed.
+   */
+  async load(node?: string): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
+    await this.removeStaleTemps();
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      throw err;
+      return this.moveAside(`cannot read it: ${errorMessage(err)}`);
     }
     try {
       const file = JSON.parse(text) as CacheFile;
       if (typeof file.format !== 'number' || file.format > CACHE_FORMAT) throw new Error(`unknown cache format ${String(file.format)}`);
-      this.current = parseWith(payloads.desired, file.desired, 'cached desired state');
-      return { desired: this.current };
+      const desired = parseWith(payloads.desired, file.desired, 'cached desired state');
+      if (node !== undefined && desired.node !== node) throw new Error(`it is the desired state of node ${desired.node}, this agent is node ${node}`);
+      this.current = desired;
+      this.latest = desired;
+      return { desired };
     } catch (err) {
-      const aside = `${this.path}.corrupt-${Date.now()}`;
-      await rename(this.path, aside).catch(() => {});
-      const reason = `desired-state cache ${this.path} is corrupt (${errorMessage(err)}); moved to ${aside}`;
-      this.logger.error(reason);
-      return { corrupt: reason };
+      return this.moveAside(errorMessage(err));
     }
   }
 
-  /** Accepts a snapshot if it is newer than the one held; persists it before returning true. */
-  async accept(d: payloads.Desired): Promise<boolean> {
-    if (this.current && d.generation < this.current.generation) return false;
-    if (this.current && d.generation === this.current.generation && sameContent(d, this.current)) return false;
-    await this.save(d);
-    this.current = d;
-    return true;
+  private async moveAside(why: string): Promise<{ corrupt: string }> {
+    const aside = `${this.path}.corrupt-${Date.now()}`;
+    await rename(this.path, aside).catch(() => {});
+    const reason = `desired-state cache ${this.path} is corrupt (${why}); moved to ${aside}`;
+    this.logger.error(reason);
+    return { corrupt: reason };
+  }
+
+  private async removeStaleTemps(): Promise<void> {
+    const names = await readdir(this.stateDir).catch(() => [] as string[]);
+    const prefix = `${basename(this.path)}.tmp-`;
+    for (const n of names) if (n.startsWith(prefix)) await rm(join(this.stateDir, n), { force: true }).catch(() => {});
+  }
+
+  /**
+   * Accepts a snapshot if it is newer than the one held; persists it before returning true.
+   * Snapshots are handled one at a time in arrival order, and one overtaken by a newer arrival before
+   * its turn is skipped (returns false): after a reconnect only the latest of a burst is written and
+   * applied.
+   */
+  accept(d: payloads.Desired): Promise<boolean> {
+    if (this.latest && d.generation < this.latest.generation) return Promise.resolve(false);
+    this.latest = d;
+    const turn = this.queue.then(async () => {
+      if (this.latest !== d) return false;
+      if (this.current && d.generation < this.current.generation) return false;
+      if (this.current && d.generation === this.current.generation && sameContent(d, this.current)) return false;
+      await this.save(d);
+      this.current = d;
+      return true;
+    });
+    this.queue = turn.catch(() => false);
+    return turn;
   }
 
   private async save(d: payloads.Desired): Promise<void> {

@@ -16,6 +16,8 @@ export interface ServerConfig {
   resyncMs?: number;
   /** Period of the heartbeat check that marks silent nodes NotReady. */
   nodeMonitorMs?: number;
+  /** First delay before a failed Job pod is replaced (doubles per failure, capped at 6 min); Kubernetes' 10 s by default. */
+  jobBackoffBaseMs?: number;
 }
 
 export function defaultDataDir(): string {

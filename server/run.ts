@@ -107,7 +107,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await scheduler.start();
     closers.push(() => scheduler.stop());
 
-    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now }), resyncMs: cfg.resyncMs ? cfg.resyncMs * 5 : 30_000 });
+    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), resyncMs: cfg.resyncMs ? cfg.resyncMs * 5 : 30_000 });
     await controllers.start();
     closers.push(() => controllers.stop());
 

@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import type { ContainerRuntime, ContainerState, DeviceMapping, ExecResult, Mount, RunSpec, RuntimeContainer } from './types.js';
+import type { ContainerRuntime, ContainerState, ContainerStats, DeviceMapping, ExecResult, Mount, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
   /** Path or name of the podman binary (default: `podman` on PATH). */
@@ -336,5 +336,19 @@ export class PodmanRuntime implements ContainerRuntime {
     const { stdout } = await this.call('images', ['images', '--format', 'json']);
     const names = this.parse('images', imagesOutput, stdout).flatMap((i) => i.Names ?? []);
     return [...new Set(names)];
+  }
+
+  async stats(): Promise<ContainerStats[]> {
+    // The JSON form only has human-readable sizes ("421.9kB"); the template gives raw counters.
+    const { stdout } = await this.call('stats', ['stats', '--no-stream', '--format', '{{.ContainerID}} {{.CPUNano}} {{.ContainerStats.MemUsage}} {{.SystemNano}}']);
+    const out: ContainerStats[] = [];
+    for (const line of stdout.split('\n')) {
+      const [id, cpu, mem, at] = line.trim().split(/\s+/);
+      if (!id || !/^[0-9a-f]{12,}$/.test(id)) continue;
+      const nums = [cpu, mem, at].map(Number);
+      if (nums.some((n) => !Number.isFinite(n))) continue;
+      out.push({ id, cpuNanos: nums[0]!, memoryBytes: nums[1]!, sampledAtNanos: nums[2]! });
+    }
+    return out;
   }
 }

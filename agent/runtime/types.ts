@@ -72,6 +72,17 @@ export interface RuntimeContainer {
   ip?: string;
 }
 
+/** One container's resource use, as cumulative counters: the caller turns two samples into rates. */
+export interface ContainerStats {
+  /** Full container id. */
+  id: string;
+  /** CPU time used since the container started, in nanoseconds. */
+  cpuNanos: number;
+  memoryBytes: number;
+  /** When the runtime read the counters (nanoseconds, the runtime's clock). */
+  sampledAtNanos: number;
+}
+
 export interface ContainerRuntime {
   /** 'podman' | 'nerdctl' | 'fake' */
   readonly name: string;
@@ -96,4 +107,6 @@ export interface ContainerRuntime {
   pull(image: string): Promise<void>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */
   images(): Promise<string[]>;
+  /** Resource use of the running containers; runtimes that cannot tell leave it out (no `top` then). */
+  stats?(): Promise<ContainerStats[]>;
 }

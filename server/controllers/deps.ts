@@ -9,4 +9,6 @@ export interface ControllerDeps {
   logger: Logger;
   /** Injected clock, so deadline logic is testable. */
   now: () => number;
+  /** See ServerConfig.jobBackoffBaseMs. */
+  jobBackoffBaseMs?: number;
 }

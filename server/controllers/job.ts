@@ -60,13 +60,27 @@ export function newJobPod(job: Job): Pod {
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
+/** Kubernetes' pod failure back-off: 10 s, doubled per failure, at most 6 min. */
+export const JOB_BACKOFF = { baseMs: 10_000, maxMs: 360_000 } as const;
+
+/** How long after the `failed`-th failure a replacement pod may start. */
+export function jobBackoffDelay(failed: number, baseMs: number = JOB_BACKOFF.baseMs): number {
+  return failed <= 0 ? 0 : Math.min(JOB_BACKOFF.maxMs, baseMs * 2 ** Math.min(failed - 1, 20));
+}
+
+/** When a failed pod stopped: its containers' finish time, else its creation. */
+function failedAtMs(p: Pod): number {
+  const ends = (p.status?.containerStatuses ?? []).map((c) => (c.finishedAt ? Date.parse(c.finishedAt) : NaN)).filter(Number.isFinite);
+  return ends.length ? Math.max(...ends) : creationMs(p);
+}
+
 /**
  * The whole decision for one Job at time `now`, from the pods in its namespace (others are
  * ignored). Pure. Failure accounting follows Kubernetes: the Job fails when more than
  * backoffLimit pods failed, or (restartPolicy OnFailure) when the container restarts of its active
  * pods reach backoffLimit (any restart when backoffLimit is 0).
  */
-export function planJob(job: Job, pods: readonly Pod[], now: number): JobPlan {
+export function planJob(job: Job, pods: readonly Pod[], now: number, opts: { backoffBaseMs?: number } = {}): JobPlan {
   const spec = job.spec;
   const prev: Partial<JobStatus> = job.status ?? {};
   const own = pods.filter((p) => isOwnedBy(p, job.metadata.uid) && !p.metadata.deletionTimestamp);
@@ -126,7 +140,11 @@ export function planJob(job: Job, pods: readonly Pod[], now: number): JobPlan {
       deleteActive('job complete');
     } else {
       const want = Math.max(0, Math.min(spec.parallelism, spec.completions - succeeded));
-      if (active.length < want) create = want - active.length;
+      // After a failure, replacements wait out the back-off (as in Kubernetes) instead of hammering a device.
+      const lastFailure = failedPods.length ? Math.max(...failedPods.map(failedAtMs)) : undefined;
+      const retryAt = lastFailure !== undefined ? lastFailure + jobBackoffDelay(failed, opts.backoffBaseMs) : now;
+      if (active.length < want && now < retryAt) wake(retryAt - now);
+      else if (active.length < want) create = want - active.length;
       else if (active.length > want) {
         // Too many (parallelism lowered): drop the not-ready ones first, then the newest.
         const ranked = [...active].sort((a, b) => Number(podReady(a)) - Number(podReady(b)) || creationMs(b) - creationMs(a));
@@ -175,7 +193,7 @@ export function jobController(deps: ControllerDeps): Controller {
       const job = parsed.data;
       const involved = { kind: 'Job', namespace, name, uid: job.metadata.uid };
       const pods = (await store.list('Pod', namespace)).items as Pod[];
-      const plan = planJob(job, pods, deps.now());
+      const plan = planJob(job, pods, deps.now(), { backoffBaseMs: deps.jobBackoffBaseMs });
 
       const writer = podWriter(deps, involved, COMPONENT);
       for (const d of plan.delete) {

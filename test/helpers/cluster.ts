@@ -72,6 +72,7 @@ export async function startTestServer(opts: { withAgent?: boolean; runtime?: Con
       mqtt: opts.brokerUrl ? { mode: 'external', url: opts.brokerUrl } : { mode: 'embedded', host: '127.0.0.1', port: opts.mqttPort ?? (await freePort()) },
       resyncMs: 1000,
       nodeMonitorMs: 1000,
+      jobBackoffBaseMs: 1000,
     },
     logger(),
   );

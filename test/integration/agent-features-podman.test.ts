@@ -41,7 +41,7 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     await buildTestImage(sb);
     cluster = await startTestServer();
     stateDir = await mkdtemp(join(tmpdir(), 'drover-agent-features-'));
-    await cluster.addAgent({ node: NODE, runtime: sb.runtime, stateDir, resyncSeconds: 2 });
+    await cluster.addAgent({ node: NODE, runtime: sb.runtime, stateDir, resyncSeconds: 2, heartbeatSeconds: 2 });
     await waitFor('node Ready', async () => {
       const r = await cluster.api('GET', `/api/v1/nodes/${NODE}`);
       return r.body?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True';
@@ -255,5 +255,31 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     const unhealthy = events.body.items.find((e: any) => e.reason === 'Unhealthy');
     assert.match(unhealthy.message, /^Liveness probe failed: command \["test","-f","\/tmp\/alive"\] (exited with 1|timed out)/);
     await cluster.api('DELETE', '/api/v1/namespaces/default/pods/sick');
+  });
+
+  test('top: a busy container shows its CPU and memory in metrics.k8s.io, measured by the agent through podman stats', async () => {
+    await create('/api/v1/namespaces/default/pods', podManifest('busy', { containers: [{ name: 'spin', image: IMAGE, command: ['sh', '-c', 'trap "exit 0" TERM; while true; do :; done'] }] }));
+    await create('/api/v1/namespaces/default/pods', podManifest('idle', { containers: [{ name: 'main', image: IMAGE, command: ['sh', '-c', LOOP] }] }));
+    const metricsOf = async (name: string) => {
+      const r = await cluster.api('GET', '/apis/metrics.k8s.io/v1beta1/namespaces/default/pods');
+      return r.body?.items?.find((m: any) => m.metadata.name === name)?.usage as { cpu: string; memory: string } | undefined;
+    };
+    const milli = (q: string) => (q.endsWith('n') ? Number(q.slice(0, -1)) / 1e6 : q.endsWith('m') ? Number(q.slice(0, -1)) : Number(q) * 1000);
+    const bytes = (q: string) => Number(q.replace(/Ki$/, '')) * (q.endsWith('Ki') ? 1024 : 1);
+    // A CPU figure needs two samples (a rate between heartbeats): wait for a non-zero one.
+    const busy = await waitFor('busy pod CPU measured', async () => {
+      const u = await metricsOf('busy');
+      return u && milli(u.cpu) > 0 ? u : undefined;
+    }, 60_000);
+    const idle = await waitFor('idle pod measured', () => metricsOf('idle'), 30_000);
+    console.log(`[top] busy pod ${busy.cpu} CPU ${busy.memory}; idle pod ${idle.cpu} CPU ${idle.memory}`);
+    // A shell spinning in a loop burns most of a core; one sleeping burns next to nothing.
+    assert.ok(milli(busy.cpu) > 300, `busy pod CPU ${busy.cpu}`);
+    assert.ok(milli(idle.cpu) < 100, `idle pod CPU ${idle.cpu}`);
+    assert.ok(bytes(busy.memory) > 0, `busy pod memory ${busy.memory}`);
+    const nodes = await cluster.api('GET', '/apis/metrics.k8s.io/v1beta1/nodes');
+    const node = nodes.body.items.find((m: any) => m.metadata.name === NODE);
+    assert.ok(node && bytes(node.usage.memory) > 1024 * 1024, `node metrics ${JSON.stringify(node)}`);
+    for (const p of ['busy', 'idle']) assert.equal((await cluster.api('DELETE', `/api/v1/namespaces/default/pods/${p}`)).status, 200);
   });
 });

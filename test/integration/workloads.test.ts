@@ -161,7 +161,7 @@ describe('workload controllers (LevelStore + runner + scheduler + fake kubelet)'
     await store.create(mkNode('n1', { role: 'edge' }));
 
     const events = new EventRecorder(store, silentLogger);
-    const deps: ControllerDeps = { store, events, logger: silentLogger, now: Date.now };
+    const deps: ControllerDeps = { store, events, logger: silentLogger, now: Date.now, jobBackoffBaseMs: 300 };
     kubelet = fakeKubelet(store);
     scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 1000 });
     await scheduler.start();

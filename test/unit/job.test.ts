@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Pod, PodPhase } from '../../src/api/pod.js';
 import { job as jobSchema, type Job } from '../../src/api/workloads.js';
-import { CONTROLLER_UID_LABEL, JOB_NAME_LABEL, newJobPod, planJob } from '../../server/controllers/job.js';
+import { CONTROLLER_UID_LABEL, JOB_NAME_LABEL, jobBackoffDelay, newJobPod, planJob } from '../../server/controllers/job.js';
 
 const T0 = Date.parse('2025-01-01T00:00:00Z');
 const JOB_UID = 'job-uid-1';
@@ -106,11 +106,25 @@ describe('planJob', () => {
     const f1 = jobPod(job, 'Failed');
     const f2 = jobPod(job, 'Failed');
     const f3 = jobPod(job, 'Failed');
-    let plan = planJob(job, [f1], T0);
-    assert.equal(plan.create, 1);
+    const end = (p: Pod, at: number) => {
+      p.status!.containerStatuses![0]!.finishedAt = iso(at);
+      return p;
+    };
+    end(f1, T0);
+    // Kubernetes' back-off: the replacement waits 10 s after the first failure, 20 s after the second.
+    let plan = planJob(job, [f1], T0 + 1000);
+    assert.equal(plan.create, 0);
     assert.equal(plan.status.failed, 1);
-    plan = planJob(job, [f1, f2], T0);
+    assert.equal(plan.requeueAfterMs, 9000);
+    plan = planJob(job, [f1], T0 + 10_000);
     assert.equal(plan.create, 1);
+    end(f2, T0 + 15_000);
+    plan = planJob(job, [f1, f2], T0 + 30_000);
+    assert.equal(plan.create, 0);
+    assert.equal(plan.requeueAfterMs, 5000);
+    assert.equal(planJob(job, [f1, f2], T0 + 35_000).create, 1);
+    // A configured base (server option) scales the whole sequence.
+    assert.equal(planJob(job, [f1, f2], T0 + 17_000, { backoffBaseMs: 1000 }).create, 1);
     plan = planJob(job, [f1, f2, f3], T0 + 2000);
     assert.equal(plan.create, 0);
     assert.equal(plan.status.failed, 3);
@@ -120,6 +134,10 @@ describe('planJob', () => {
     ]);
     assert.equal(plan.status.completionTime, undefined);
     assert.deepEqual(plan.events.map((e) => [e.type, e.reason]), [['Warning', 'BackoffLimitExceeded']]);
+  });
+
+  it('back-off delay doubles per failure and stops at 6 minutes', () => {
+    assert.deepEqual([0, 1, 2, 3, 6, 7, 50].map((n) => jobBackoffDelay(n)), [0, 10_000, 20_000, 40_000, 320_000, 360_000, 360_000]);
   });
 
   it('failing: active pods are deleted (parallel job)', () => {

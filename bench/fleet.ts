@@ -1,0 +1,882 @@
+/**
+ * Fleet benchmark: one real `drover server` process and N simulated agents (default 1000), to check
+ * the product goal "a server for 1,000 agents in ~150 MB".
+ *
+ * Run: node --import tsx bench/fleet.ts [--agents N] [--workers W] [--heartbeat S] [--settle S] [--idle S]
+ *        [--connect-rate PER_SECOND] [--compiled] [--timeout S] [--server-node-args="--cpu-prof ..."]
+ *      → bench/results/fleet.json (fleet-<N>.json when N is not 1000; --out NAME to choose)
+ * Quick mode: --agents 100
+ *
+ * The server runs as a child process exactly as `drover server --disable-agent` (under tsx, or with
+ * --compiled from a tsc build in a temp dir, as bin/drover.js would run it). The agents live in W
+ * forked worker processes; each is one mqtt.js client speaking the contract as agent/connection.ts
+ * and agent/agent.ts do: clientId drover-agent-<node>, username node, password the join token,
+ * clean:false, last will "offline" (retained), subscription to its own desired + req/+, presence
+ * "online" (retained), hello (retained), then status; a status heartbeat every --heartbeat seconds,
+ * and a status at once when a new desired state arrives, echoing its generation and reporting every
+ * desired pod Running (the simulated runtime starts containers instantly).
+ *
+ * Phases, each with wall time, server CPU time (utime+stime from /proc) and peak RSS (VmRSS sampled
+ * every 250 ms):
+ *   boot       spawn → API /readyz ok, no agents
+ *   register   first connect → all N nodes Ready (observed through a watch on the API)
+ *   idle       after --settle s: --idle s of heartbeats only; RSS, CPU, store writes, MQTT bytes
+ *   daemonset  POST a DaemonSet → N pods created, bound and reported Running
+ *   idle-pods  the same idle measurement with one Running pod per node
+ */
+import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
+import { freePort, machine, median, numArg, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+
+// ───────────────────────────── worker side: the simulated agents ─────────────────────────────
+
+interface WorkerConfig {
+  nodes: Array<{ name: string; index: number }>;
+  url: string;
+  token: string;
+  heartbeatSeconds: number;
+  keepaliveSeconds: number;
+  /** Connections opened per second by this worker; 0 = all at once. */
+  connectPerSecond: number;
+}
+
+interface WorkerStats {
+  agents: number;
+  connectedNow: number;
+  everConnected: number;
+  connects: number;
+  closes: number;
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  statusSent: number;
+  heartbeatsSent: number;
+  desiredReceived: number;
+  desiredRejected: number;
+  requestsAnswered: number;
+  podsRunning: number;
+  sizes: Record<string, number>;
+  cpuMs: number;
+  rssMiB: number;
+  errorSamples: string[];
+}
+
+type FromWorker = { type: 'connected'; count: number } | { type: 'stats'; id: number; stats: WorkerStats } | { type: 'started' };
+type ToWorker = { type: 'config'; config: WorkerConfig } | { type: 'stats'; id: number } | { type: 'stop' };
+
+/** Plausible edge hardware, varied by index: mostly arm64 boards, some amd64 boxes. */
+function hardware(index: number): Pick<payloads.Hello, 'arch' | 'os' | 'osImage' | 'kernelVersion' | 'cpu' | 'memoryBytes' | 'addresses' | 'devices'> {
+  const arm = index % 4 !== 0;
+  return {
+    arch: arm ? 'arm64' : 'amd64',
+    os: 'linux',
+    osImage: 'Debian GNU/Linux 12 (bookworm)',
+    kernelVersion: arm ? '6.1.0-rpi7-rpi-v8' : '6.1.0-18-amd64',
+    cpu: arm ? { cores: 4, model: 'ARM Cortex-A72' } : { cores: 4, model: 'Intel(R) Celeron(R) J4125 CPU @ 2.00GHz' },
+    memoryBytes: (arm ? 4 : 8) * 2 ** 30,
+    addresses: [`10.${(index >> 16) & 255}.${(index >> 8) & 255}.${(index & 255) || 1}`],
+    devices: arm ? ['/dev/gpiochip0', '/dev/i2c-1', '/dev/ttyAMA0'] : ['/dev/ttyS0'],
+  };
+}
+
+class SimAgent {
+  private client: MqttClient | undefined;
+  private readonly bootId = randomUUID();
+  private desired: payloads.Desired | undefined;
+  private reports: payloads.PodReport[] = [];
+  private lastStatusKey = '';
+  private readonly startTimes = new Map<string, string>();
+  private attempt = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private stopped = false;
+  everConnected = false;
+  private closedIn = 0;
+  private closedOut = 0;
+
+  constructor(
+    private readonly node: string,
+    private readonly index: number,
+    private readonly cfg: WorkerConfig,
+    private readonly stats: WorkerStats,
+    private readonly onFirstConnect: () => void,
+  ) {}
+
+  private presence(state: 'online' | 'offline'): Buffer {
+    return encode({ state, bootId: this.bootId, ts: new Date().toISOString() } satisfies payloads.Presence);
+  }
+
+  start(): void {
+    const node = this.node;
+    const client = mqtt.connect(this.cfg.url, {
+      clientId: agentClientId(node),
+      username: node,
+      password: this.cfg.token,
+      protocolVersion: 4,
+      clean: false,
+      keepalive: this.cfg.keepaliveSeconds,
+      connectTimeout: 30_000,
+      reconnectPeriod: 0,
+      will: { topic: topics.presence(node), payload: this.presence('offline'), ...DELIVERY.presence },
+    });
+    this.client = client;
+    client.on('connect', () => {
+      this.attempt = 0;
+      this.stats.connects++;
+      if (!this.everConnected) {
+        this.everConnected = true;
+        this.onFirstConnect();
+      }
+      const s = client.stream as unknown as { once(e: string, f: () => void): void; bytesRead: number; bytesWritten: number };
+      s.once('close', () => {
+        this.closedIn += s.bytesRead;
+        this.closedOut += s.bytesWritten;
+      });
+      client.subscribe(topics.agentInbox(node), { qos: 1 }, (err) => {
+        if (err) this.error(`subscribe: ${err.message}`);
+      });
+      const presence = this.presence('online');
+      this.stats.sizes.presence = presence.length;
+      client.publish(topics.presence(node), presence, DELIVERY.presence);
+      // Hello first (the server creates the Node from it), then a status, as Agent.onConnect does.
+      void this.sendHello()
+        .catch((err: Error) => this.error(`hello: ${err.message}`))
+        .then(() => this.sendStatus(true));
+    });
+    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+    client.on('error', (err) => this.error(err.message));
+    client.on('close', () => {
+      this.stats.closes++;
+      this.scheduleReconnect();
+    });
+    // Heartbeats of a fleet are spread over the period (devices booted at different times).
+    const period = this.cfg.heartbeatSeconds * 1000;
+    this.heartbeat = setTimeout(() => {
+      this.sendStatus(true, true);
+      this.heartbeat = setInterval(() => this.sendStatus(true, true), period);
+    }, Math.random() * period);
+  }
+
+  private error(msg: string): void {
+    this.stats.errors++;
+    if (this.stats.errorSamples.length < 5) this.stats.errorSamples.push(`${this.node}: ${msg}`);
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.reconnectTimer) return;
+    // As AgentLink: exponential back-off with jitter, so a fleet does not reconnect in step.
+    const base = Math.min(30_000, 500 * 2 ** this.attempt++);
+    const delay = base * (0.5 + Math.random());
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.stopped && this.client && !this.client.connected) this.client.reconnect();
+    }, delay);
+  }
+
+  private async sendHello(): Promise<void> {
+    const h: payloads.Hello = {
+      agentVersion: '0.1.0',
+      contractVersion: CONTRACT_VERSION,
+      node: this.node,
+      bootId: this.bootId,
+      hostname: this.node,
+      ...hardware(this.index),
+      runtime: { name: 'podman', version: '4.3.1' },
+      labels: { 'drover.io/site': `site-${this.index % 20}` },
+      images: ['localhost/busybox:latest'],
+    };
+    const buf = encode(payloads.hello.parse(h));
+    this.stats.sizes.hello = buf.length;
+    await this.client?.publishAsync(topics.hello(this.node), buf, DELIVERY.hello);
+  }
+
+  private onMessage(topic: string, payload: Buffer): void {
+    const t = parseTopic(topic);
+    if (!t || t.node !== this.node) return;
+    if (t.kind === 'desired') {
+      if (payload.length === 0) return;
+      let d: payloads.Desired;
+      try {
+        d = decode(payloads.desired, payload, 'desired state');
+      } catch (err) {
+        this.stats.desiredRejected++;
+        this.error(`desired: ${(err as Error).message}`);
+        return;
+      }
+      this.stats.desiredReceived++;
+      this.stats.sizes[`desired${d.pods.length}Pods`] = payload.length;
+      if (d.node !== this.node) return;
+      // TargetState.accept: the highest generation wins; the same content again changes nothing.
+      const cur = this.desired;
+      if (cur && d.generation < cur.generation) return;
+      if (cur && d.generation === cur.generation && JSON.stringify([d.pods, d.configMaps, d.secrets]) === JSON.stringify([cur.pods, cur.configMaps, cur.secrets])) return;
+      this.desired = d;
+      this.reports = this.podReports(d);
+      this.sendStatus(false);
+    } else if (t.kind === 'request') {
+      // Only `logs` exists; a simulated node has no containers to read from.
+      const res: payloads.Response = { ok: true, data: 'simulated agent: no logs\n' };
+      this.stats.requestsAnswered++;
+      this.client?.publish(topics.response(this.node, t.id), encode(res), DELIVERY.response);
+    }
+  }
+
+  /** Every desired pod Running with all containers ready (stable between heartbeats, as the real reports are). */
+  private podReports(d: payloads.Desired): payloads.PodReport[] {
+    const now = new Date().toISOString();
+    const live = new Set(d.pods.map((p) => p.uid));
+    for (const uid of this.startTimes.keys()) if (!live.has(uid)) this.startTimes.delete(uid);
+    return d.pods.map((p) => {
+      const startTime = this.startTimes.get(p.uid) ?? now;
+      this.startTimes.set(p.uid, startTime);
+      return {
+        uid: p.uid,
+        namespace: p.namespace,
+        name: p.name,
+        phase: 'Running' as const,
+        startTime,
+        containers: p.spec.containers.map((c) => ({
+          name: c.name,
+          image: c.image,
+          containerID: createHash('sha256').update(`${p.uid}/${c.name}`).digest('hex'),
+          ready: true,
+          restartCount: 0,
+          state: 'running' as const,
+          startedAt: startTime,
+        })),
+      };
+    });
+  }
+
+  /** As Agent.sendStatus: on change, or always on a heartbeat. */
+  private sendStatus(heartbeat: boolean, timer = false): void {
+    const observedGeneration = this.desired?.generation ?? 0;
+    const key = JSON.stringify([observedGeneration, this.reports, true]);
+    if (!heartbeat && key === this.lastStatusKey) return;
+    if (!this.client?.connected) return;
+    const s: payloads.Status = {
+      node: this.node,
+      bootId: this.bootId,
+      observedGeneration,
+      ts: new Date().toISOString(),
+      pods: this.reports,
+      runtimeHealthy: true,
+      heartbeatSeconds: this.cfg.heartbeatSeconds,
+    };
+    const buf = encode(s);
+    this.stats.sizes[`status${s.pods.length}Pods`] = buf.length;
+    this.client.publish(topics.status(this.node), buf, DELIVERY.status);
+    this.lastStatusKey = key;
+    this.stats.statusSent++;
+    if (timer) this.stats.heartbeatsSent++;
+  }
+
+  podsRunning(): number {
+    return this.reports.length;
+  }
+
+  bytes(): { in: number; out: number } {
+    const s = this.client?.stream as unknown as { bytesRead?: number; bytesWritten?: number; destroyed?: boolean } | undefined;
+    const live = s && !s.destroyed ? { in: s.bytesRead ?? 0, out: s.bytesWritten ?? 0 } : { in: 0, out: 0 };
+    return { in: this.closedIn + live.in, out: this.closedOut + live.out };
+  }
+
+  connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    if (this.heartbeat) clearTimeout(this.heartbeat); // also clears an interval
+    this.client?.end(true);
+  }
+}
+
+function runWorker(): void {
+  const stats: WorkerStats = {
+    agents: 0,
+    connectedNow: 0,
+    everConnected: 0,
+    connects: 0,
+    closes: 0,
+    errors: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    statusSent: 0,
+    heartbeatsSent: 0,
+    desiredReceived: 0,
+    desiredRejected: 0,
+    requestsAnswered: 0,
+    podsRunning: 0,
+    sizes: {},
+    cpuMs: 0,
+    rssMiB: 0,
+    errorSamples: [],
+  };
+  const agents: SimAgent[] = [];
+  let pendingConnected = 0;
+  const send = (m: FromWorker) => process.send?.(m);
+  const flushConnected = setInterval(() => {
+    if (pendingConnected) send({ type: 'connected', count: pendingConnected });
+    pendingConnected = 0;
+  }, 50);
+
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'config') {
+      const cfg = m.config;
+      stats.agents = cfg.nodes.length;
+      let i = 0;
+      const startOne = () => {
+        const n = cfg.nodes[i++]!;
+        const a = new SimAgent(n.name, n.index, cfg, stats, () => {
+          stats.everConnected++;
+          pendingConnected++;
+        });
+        agents.push(a);
+        a.start();
+      };
+      if (cfg.connectPerSecond <= 0) {
+        while (i < cfg.nodes.length) startOne();
+      } else {
+        const perTick = Math.max(1, Math.round(cfg.connectPerSecond / 20));
+        const t = setInterval(() => {
+          for (let k = 0; k < perTick && i < cfg.nodes.length; k++) startOne();
+          if (i >= cfg.nodes.length) clearInterval(t);
+        }, 50);
+      }
+      send({ type: 'started' });
+    } else if (m.type === 'stats') {
+      let bin = 0;
+      let bout = 0;
+      let connectedNow = 0;
+      let pods = 0;
+      for (const a of agents) {
+        const b = a.bytes();
+        bin += b.in;
+        bout += b.out;
+        if (a.connected()) connectedNow++;
+        pods += a.podsRunning();
+      }
+      const cpu = process.cpuUsage();
+      send({
+        type: 'stats',
+        id: m.id,
+        stats: { ...stats, bytesIn: bin, bytesOut: bout, connectedNow, podsRunning: pods, cpuMs: (cpu.user + cpu.system) / 1000, rssMiB: process.memoryUsage().rss / 2 ** 20 },
+      });
+    } else if (m.type === 'stop') {
+      clearInterval(flushConnected);
+      for (const a of agents) a.stop();
+      setTimeout(() => process.exit(0), 200);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+// ───────────────────────────── parent side: server, workers, measurements ─────────────────────────────
+
+interface Ctx {
+  apiUrl: string;
+  token: string;
+  pid: number;
+}
+
+async function api(ctx: Ctx, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const res = await fetch(ctx.apiUrl + path, {
+    method,
+    headers: { authorization: `Bearer ${ctx.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  return { status: res.status, body: parsed };
+}
+
+/** The store revision (every write bumps it): read from the smallest list there is. */
+async function storeRevision(ctx: Ctx): Promise<number> {
+  const r = await api(ctx, 'GET', '/api/v1/namespaces');
+  return Number(r.body?.metadata?.resourceVersion ?? NaN);
+}
+
+/** A `?watch=1` stream of the API, one callback per event; close() ends it. */
+function watchApi(ctx: Ctx, path: string, onEvent: (type: string, obj: any) => void): { close(): void } {
+  const ac = new AbortController();
+  void (async () => {
+    try {
+      const res = await fetch(`${ctx.apiUrl}${path}${path.includes('?') ? '&' : '?'}watch=1`, { headers: { authorization: `Bearer ${ctx.token}` }, signal: ac.signal });
+      if (!res.ok || !res.body) throw new Error(`watch ${path}: HTTP ${res.status}`);
+      const dec = new TextDecoder();
+      let buf = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buf += dec.decode(chunk, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!line.trim()) continue;
+          const e = JSON.parse(line) as { type: string; object: unknown };
+          onEvent(e.type, e.object);
+        }
+      }
+    } catch (err) {
+      if (!ac.signal.aborted) console.error(`watch ${path} failed: ${(err as Error).message}`);
+    }
+  })();
+  return { close: () => ac.abort() };
+}
+
+/** Samples the server's RSS every 250 ms into whichever phase is open. */
+class Monitor {
+  private timer: NodeJS.Timeout;
+  private phase: PhaseRec | undefined;
+  constructor(private readonly pid: number) {
+    this.timer = setInterval(() => this.sample(), 250);
+    this.timer.unref();
+  }
+  sample(): number | undefined {
+    const m = procMemory(this.pid);
+    if (m && this.phase) this.phase.sample(m.rssMiB);
+    return m?.rssMiB;
+  }
+  begin(name: string): PhaseRec {
+    this.phase = new PhaseRec(name, this.pid);
+    this.sample();
+    return this.phase;
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+class PhaseRec {
+  readonly t0 = performance.now();
+  readonly cpu0: number;
+  private peak = 0;
+  private min = Infinity;
+  private sum = 0;
+  private n = 0;
+  constructor(readonly name: string, private readonly pid: number) {
+    this.cpu0 = procCpuMs(pid);
+  }
+  sample(rss: number): void {
+    this.peak = Math.max(this.peak, rss);
+    this.min = Math.min(this.min, rss);
+    this.sum += rss;
+    this.n++;
+  }
+  elapsedMs(): number {
+    return performance.now() - this.t0;
+  }
+  end(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    const ms = this.elapsedMs();
+    const mem = procMemory(this.pid);
+    if (mem) this.sample(mem.rssMiB);
+    const cpuMs = procCpuMs(this.pid) - this.cpu0;
+    return {
+      wallMs: Math.round(ms),
+      serverCpuMs: Math.round(cpuMs),
+      serverCpuPercentOfOneCore: round((cpuMs / ms) * 100, 1),
+      rssEndMiB: round(mem?.rssMiB ?? NaN, 1),
+      rssPeakMiB: round(this.peak, 1),
+      rssMinMiB: round(this.min, 1),
+      rssAvgMiB: round(this.sum / Math.max(1, this.n), 1),
+      ...extra,
+    };
+  }
+}
+
+interface Workers {
+  procs: ChildProcess[];
+  connected: number;
+  stats(): Promise<WorkerStats>;
+  stop(): Promise<void>;
+}
+
+function startWorkers(count: number, nodes: Array<{ name: string; index: number }>, base: Omit<WorkerConfig, 'nodes'>, onConnected: (total: number) => void): Promise<Workers> {
+  const procs: ChildProcess[] = [];
+  let reqId = 0;
+  const waiting = new Map<number, { need: number; got: WorkerStats[]; resolve: (s: WorkerStats) => void }>();
+  const w: Workers = {
+    procs,
+    connected: 0,
+    stats: () =>
+      new Promise((resolve) => {
+        const id = ++reqId;
+        waiting.set(id, { need: procs.length, got: [], resolve });
+        for (const p of procs) p.send({ type: 'stats', id } satisfies ToWorker);
+      }),
+    stop: async () => {
+      await Promise.all(
+        procs.map(
+          (p) =>
+            new Promise<void>((resolve) => {
+              if (p.exitCode !== null) return resolve();
+              const t = setTimeout(() => p.kill('SIGKILL'), 5000);
+              p.once('exit', () => {
+                clearTimeout(t);
+                resolve();
+              });
+              p.send({ type: 'stop' } satisfies ToWorker);
+            }),
+        ),
+      );
+    },
+  };
+  const started: Promise<void>[] = [];
+  for (let k = 0; k < count; k++) {
+    const mine = nodes.filter((_, i) => i % count === k);
+    const p = fork(SELF, ['--worker'], { execArgv: ['--import', 'tsx'], cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    procs.push(p);
+    started.push(
+      new Promise((resolve) => {
+        p.on('message', (m: FromWorker) => {
+          if (m.type === 'started') resolve();
+          else if (m.type === 'connected') {
+            w.connected += m.count;
+            onConnected(w.connected);
+          } else if (m.type === 'stats') {
+            const rec = waiting.get(m.id);
+            if (!rec) return;
+            rec.got.push(m.stats);
+            if (rec.got.length === rec.need) {
+              waiting.delete(m.id);
+              rec.resolve(sumStats(rec.got));
+            }
+          }
+        });
+      }),
+    );
+    p.send({ type: 'config', config: { ...base, nodes: mine, connectPerSecond: base.connectPerSecond / count } } satisfies ToWorker);
+  }
+  return Promise.all(started).then(() => w);
+}
+
+function sumStats(list: WorkerStats[]): WorkerStats {
+  const out = structuredClone(list[0]!);
+  out.errorSamples = [...out.errorSamples];
+  for (const s of list.slice(1)) {
+    for (const k of Object.keys(s) as Array<keyof WorkerStats>) {
+      if (typeof s[k] === 'number') (out[k] as number) += s[k] as number;
+    }
+    for (const [k, v] of Object.entries(s.sizes)) out.sizes[k] ??= v;
+    out.errorSamples.push(...s.errorSamples);
+  }
+  return out;
+}
+
+async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, progress?: () => string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastLog = Date.now();
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${progress ? ` (${progress()})` : ''}`);
+    if (progress && Date.now() - lastLog > 10_000) {
+      console.log(`  … ${what}: ${progress()}`);
+      lastLog = Date.now();
+    }
+    await sleep(20);
+  }
+}
+
+/** Times a few API list calls (what `drover get nodes` / `get pods -A` cost at this fleet size). */
+async function listTimings(ctx: Ctx): Promise<Record<string, number>> {
+  const time = async (path: string) => {
+    const ms: number[] = [];
+    let bytes = 0;
+    for (let i = 0; i < 3; i++) {
+      const t = performance.now();
+      const res = await fetch(ctx.apiUrl + path, { headers: { authorization: `Bearer ${ctx.token}` } });
+      bytes = (await res.arrayBuffer()).byteLength;
+      ms.push(performance.now() - t);
+    }
+    return { ms: round(median(ms), 1), bytes };
+  };
+  const nodes = await time('/api/v1/nodes');
+  const pods = await time('/api/v1/pods');
+  return { listNodesMs: nodes.ms, listNodesBytes: nodes.bytes, listPodsMs: pods.ms, listPodsBytes: pods.bytes };
+}
+
+/** An idle window: heartbeats only. Server RSS/CPU, store writes and MQTT bytes per agent. */
+async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: Workers, n: number, seconds: number, hb: number): Promise<Record<string, unknown>> {
+  const rev0 = await storeRevision(ctx);
+  const s0 = await workers.stats();
+  const ph = mon.begin(name);
+  await sleep(seconds * 1000);
+  const s1 = await workers.stats();
+  const rev1 = await storeRevision(ctx);
+  const heartbeats = s1.heartbeatsSent - s0.heartbeatsSent;
+  const bytes = s1.bytesIn - s0.bytesIn + (s1.bytesOut - s0.bytesOut);
+  const res = ph.end({
+    storeWrites: rev1 - rev0 - 0,
+    storeWritesPerMinute: round(((rev1 - rev0) / seconds) * 60, 1),
+    heartbeats,
+    statusMessages: s1.statusSent - s0.statusSent,
+    agentsConnected: s1.connectedNow,
+    mqttBytesPerAgentPerHeartbeatPeriod: round(bytes / n / (seconds / hb), 0),
+    mqttBytesUpPerAgentPerHeartbeatPeriod: round((s1.bytesOut - s0.bytesOut) / n / (seconds / hb), 0),
+    mqttBytesDownPerAgentPerHeartbeatPeriod: round((s1.bytesIn - s0.bytesIn) / n / (seconds / hb), 0),
+    workerCpuMs: Math.round(s1.cpuMs - s0.cpuMs),
+    ...(await listTimings(ctx)),
+  });
+  return res;
+}
+
+function daemonSet(name: string): unknown {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name, namespace: 'default' },
+    spec: {
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          containers: [
+            {
+              name: 'collector',
+              image: 'localhost/busybox:latest',
+              command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 5; done"],
+              resources: { requests: { cpu: '50m', memory: '16Mi' }, limits: { memory: '32Mi' } },
+            },
+          ],
+        },
+      },
+    },
+  };
+}
+
+/** Builds the server with tsc into `dir` (outside the repo), runnable as plain node like bin/drover.js. */
+function compileServer(dir: string): string {
+  execFileSync(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.json'), '--outDir', dir, '--sourceMap', 'false'], { stdio: 'inherit', cwd: REPO });
+  copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
+  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
+  return join(dir, 'src/main.js');
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const n = numArg(args, 'agents', 1000);
+  const workerCount = Math.max(1, Math.min(n, numArg(args, 'workers', 2)));
+  const hb = numArg(args, 'heartbeat', 30);
+  const keepalive = numArg(args, 'keepalive', 15);
+  const settle = numArg(args, 'settle', n >= 500 ? 30 : 10);
+  const idle = numArg(args, 'idle', n >= 500 ? 65 : 35);
+  const timeoutMs = numArg(args, 'timeout', 900) * 1000;
+  const connectRate = numArg(args, 'connect-rate', 0);
+  const compiled = args.has('compiled');
+  // Extra node flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (space-separated).
+  const nodeArgs = (args.get('server-node-args') ?? '').split(' ').filter(Boolean);
+  const outName = args.get('out') ?? (n === 1000 ? (compiled ? 'fleet-compiled' : 'fleet') : `fleet-${n}${compiled ? '-compiled' : ''}`);
+
+  console.log(`fleet bench: ${n} simulated agents in ${workerCount} worker process(es), heartbeat ${hb}s, server ${compiled ? 'compiled (tsc)' : 'under tsx'}; machine ${JSON.stringify(machine())}`);
+  const tmp = mkdtempSync(join(tmpdir(), 'drover-fleet-'));
+  const dataDir = join(tmp, 'data');
+  const apiPort = await freePort();
+  const mqttPort = await freePort();
+  const entry = compiled ? compileServer(join(tmp, 'build')) : undefined;
+  const serverArgs = ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn'];
+  const t0 = performance.now();
+  const server = spawn(process.execPath, [...nodeArgs, ...(entry ? [entry] : ['--import', 'tsx', 'src/main.ts']), ...serverArgs], {
+    cwd: REPO,
+    env: { ...process.env, DROVER_CONFIG: join(tmp, 'client-config.json') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logLines: string[] = [];
+  const warnCounts = new Map<string, number>();
+  const onLog = (chunk: Buffer) => {
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (!line.trim()) continue;
+      let msg = line;
+      try {
+        const j = JSON.parse(line) as { msg?: string };
+        msg = j.msg ?? line;
+      } catch {
+        // not pino JSON (the startup banner)
+      }
+      if (line.startsWith('{')) warnCounts.set(msg, (warnCounts.get(msg) ?? 0) + 1);
+      if (logLines.length < 30 && line.startsWith('{')) logLines.push(line.slice(0, 400));
+    }
+  };
+  server.stdout!.on('data', onLog);
+  server.stderr!.on('data', onLog);
+  let serverExit: string | undefined;
+  server.on('exit', (code, sig) => {
+    serverExit = `server exited (code ${code}, signal ${sig})`;
+  });
+
+  const ctx: Ctx = { apiUrl: `http://127.0.0.1:${apiPort}`, token: '', pid: server.pid! };
+  const mon = new Monitor(ctx.pid);
+  let workers: Workers | undefined;
+  const result: Record<string, unknown> = {
+    agents: n,
+    workers: workerCount,
+    heartbeatSeconds: hb,
+    keepaliveSeconds: keepalive,
+    connectRatePerSecond: connectRate || 'all at once',
+    serverMode: compiled ? 'compiled (tsc output, plain node)' : 'node --import tsx src/main.ts',
+    phases: {} as Record<string, unknown>,
+  };
+  const phases = result.phases as Record<string, unknown>;
+  const alive = () => {
+    if (serverExit) throw new Error(serverExit);
+    return true;
+  };
+  try {
+    // ── boot
+    const boot = mon.begin('boot');
+    await waitUntil('join-token and admin-token', () => alive() && existsSync(join(dataDir, 'join-token')) && existsSync(join(dataDir, 'admin-token')), 60_000);
+    let ready = false;
+    while (!ready) {
+      alive();
+      ready = await fetch(`${ctx.apiUrl}/readyz`).then((r) => r.ok, () => false);
+      if (!ready) await sleep(50);
+    }
+    ctx.token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    const joinToken = readFileSync(join(dataDir, 'join-token'), 'utf8').trim();
+    phases.boot = boot.end();
+    console.log(`boot: API ready in ${Math.round(performance.now() - t0)} ms, RSS ${round(procMemory(ctx.pid)!.rssMiB, 1)} MiB`);
+
+    // ── register
+    const names = Array.from({ length: n }, (_, i) => ({ name: `edge-${String(i).padStart(4, '0')}`, index: i }));
+    const want = new Set(names.map((x) => x.name));
+    const readyNodes = new Set<string>();
+    const nodesWatch = watchApi(ctx, '/api/v1/nodes', (_type, obj) => {
+      const name = obj?.metadata?.name as string;
+      if (!want.has(name)) return;
+      const ok = obj.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True';
+      if (ok) readyNodes.add(name);
+      else readyNodes.delete(name);
+    });
+    const reg = mon.begin('register');
+    let allConnectedMs: number | undefined;
+    let halfReadyMs: number | undefined;
+    workers = await startWorkers(workerCount, names, { url: `mqtt://127.0.0.1:${mqttPort}`, token: joinToken, heartbeatSeconds: hb, keepaliveSeconds: keepalive, connectPerSecond: connectRate }, (total) => {
+      if (total >= n && allConnectedMs === undefined) allConnectedMs = reg.elapsedMs();
+    });
+    const w = workers;
+    await waitUntil(
+      `${n} nodes Ready`,
+      () => {
+        alive();
+        if (halfReadyMs === undefined && readyNodes.size >= n / 2) halfReadyMs = reg.elapsedMs();
+        return readyNodes.size >= n;
+      },
+      timeoutMs,
+      () => `${w.connected} connected, ${readyNodes.size} Ready after ${Math.round(reg.elapsedMs() / 1000)} s, RSS ${round(mon.sample() ?? NaN, 1)} MiB`,
+    );
+    const regStats = await workers.stats();
+    phases.register = reg.end({
+      allConnectedMs: allConnectedMs === undefined ? undefined : Math.round(allConnectedMs),
+      halfReadyMs: halfReadyMs === undefined ? undefined : Math.round(halfReadyMs),
+      allReadyMs: Math.round(reg.elapsedMs()),
+      connects: regStats.connects,
+      closes: regStats.closes,
+      errors: regStats.errors,
+      workerCpuMs: Math.round(regStats.cpuMs),
+      workerRssMiB: round(regStats.rssMiB, 1),
+    });
+    nodesWatch.close();
+    console.log(`register: all ${n} connected in ${Math.round(allConnectedMs ?? NaN)} ms, all Ready in ${(phases.register as any).allReadyMs} ms; server CPU ${(phases.register as any).serverCpuMs} ms, peak RSS ${(phases.register as any).rssPeakMiB} MiB`);
+
+    // ── idle, no pods
+    console.log(`settling ${settle} s, then ${idle} s idle window …`);
+    await sleep(settle * 1000);
+    phases.idle = await idleWindow('idle', ctx, mon, workers, n, idle, hb);
+    console.log(`idle (${n} agents, no pods): RSS ${(phases.idle as any).rssEndMiB} MiB (min ${(phases.idle as any).rssMinMiB}, max ${(phases.idle as any).rssPeakMiB}), CPU ${(phases.idle as any).serverCpuPercentOfOneCore}% of a core, ${(phases.idle as any).storeWritesPerMinute} store writes/min, ${(phases.idle as any).mqttBytesPerAgentPerHeartbeatPeriod} MQTT bytes/agent/heartbeat`);
+
+    // ── daemonset
+    const dsName = 'fleet-ds';
+    const pods = new Map<string, { node?: string; phase?: string }>();
+    let created = 0;
+    let bound = 0;
+    let running = 0;
+    const recount = () => {
+      created = pods.size;
+      bound = 0;
+      running = 0;
+      for (const p of pods.values()) {
+        if (p.node) bound++;
+        if (p.phase === 'Running') running++;
+      }
+    };
+    const marks: Record<string, number> = {};
+    let ds: PhaseRec | undefined;
+    const podsWatch = watchApi(ctx, `/api/v1/namespaces/default/pods?labelSelector=app%3D${dsName}`, (type, obj) => {
+      const name = obj?.metadata?.name as string;
+      if (type === 'DELETED') pods.delete(name);
+      else pods.set(name, { node: obj.spec?.nodeName, phase: obj.status?.phase });
+      recount();
+      if (!ds) return;
+      const t = Math.round(ds.elapsedMs());
+      if (created >= 1) marks.firstPodCreatedMs ??= t;
+      if (running >= 1) marks.firstPodRunningMs ??= t;
+      if (created >= n) marks.allCreatedMs ??= t;
+      if (bound >= n) marks.allBoundMs ??= t;
+      if (running >= n / 2) marks.halfRunningMs ??= t;
+      if (running >= n) marks.allRunningMs ??= t;
+    });
+    await sleep(300);
+    ds = mon.begin('daemonset');
+    const post = await api(ctx, 'POST', '/apis/apps/v1/namespaces/default/daemonsets', daemonSet(dsName));
+    if (post.status !== 201) throw new Error(`POST daemonset: HTTP ${post.status} ${JSON.stringify(post.body)}`);
+    marks.postMs = Math.round(ds.elapsedMs());
+    const dsRec = ds;
+    await waitUntil(`${n} daemon pods Running`, () => alive() && running >= n, timeoutMs, () => `${created} created, ${bound} bound, ${running} Running after ${Math.round(dsRec.elapsedMs() / 1000)} s, RSS ${round(mon.sample() ?? NaN, 1)} MiB`);
+    const dsStats = await workers.stats();
+    const dsObj = await api(ctx, 'GET', `/apis/apps/v1/namespaces/default/daemonsets/${dsName}`);
+    phases.daemonset = dsRec.end({ ...marks, agentsReportingPods: dsStats.podsRunning, dsStatus: dsObj.body?.status });
+    podsWatch.close();
+    console.log(`daemonset: ${n} pods created in ${marks.allCreatedMs} ms, bound in ${marks.allBoundMs} ms, Running in ${marks.allRunningMs} ms; server CPU ${(phases.daemonset as any).serverCpuMs} ms, peak RSS ${(phases.daemonset as any).rssPeakMiB} MiB`);
+
+    // ── idle with one pod per node
+    await sleep(settle * 1000);
+    phases.idleWithPods = await idleWindow('idle-pods', ctx, mon, workers, n, idle, hb);
+    console.log(`idle (${n} agents, 1 pod each): RSS ${(phases.idleWithPods as any).rssEndMiB} MiB (max ${(phases.idleWithPods as any).rssPeakMiB}), CPU ${(phases.idleWithPods as any).serverCpuPercentOfOneCore}% of a core, ${(phases.idleWithPods as any).storeWritesPerMinute} store writes/min, ${(phases.idleWithPods as any).mqttBytesPerAgentPerHeartbeatPeriod} MQTT bytes/agent/heartbeat`);
+
+    const final = await workers.stats();
+    const mem = procMemory(ctx.pid)!;
+    result.payloadBytes = final.sizes;
+    result.serverVmHWMMiB = round(mem.hwmMiB, 1);
+    result.serverChildren = procChildren(ctx.pid);
+    result.storeRevision = await storeRevision(ctx);
+    result.agentTotals = { connects: final.connects, closes: final.closes, errors: final.errors, errorSamples: final.errorSamples, statusSent: final.statusSent, desiredReceived: final.desiredReceived, desiredRejected: final.desiredRejected, workerCpuMs: Math.round(final.cpuMs), workerRssMiB: round(final.rssMiB, 1) };
+    result.goal = { targetMiB: 150, idleRssMiB: (phases.idle as any).rssEndMiB, idleWithPodsRssMiB: (phases.idleWithPods as any).rssEndMiB, peakRssMiB: result.serverVmHWMMiB, met: (phases.idleWithPods as any).rssEndMiB <= 150 };
+    result.ok = true;
+  } catch (err) {
+    result.ok = false;
+    result.error = (err as Error).message;
+    console.error(`fleet bench failed: ${(err as Error).message}`);
+    const m = procMemory(ctx.pid);
+    if (m) result.serverAtFailure = { rssMiB: round(m.rssMiB, 1), hwmMiB: round(m.hwmMiB, 1), cpuMs: procCpuMs(ctx.pid) };
+    if (workers) result.agentTotalsAtFailure = await Promise.race([workers.stats(), sleep(3000).then(() => undefined)]);
+  } finally {
+    result.serverLogCounts = Object.fromEntries([...warnCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 20));
+    result.serverLogSamples = logLines.slice(0, 10);
+    mon.stop();
+    await workers?.stop();
+    if (server.exitCode === null) {
+      server.kill('SIGTERM');
+      await Promise.race([new Promise((r) => server.once('exit', r)), sleep(15_000).then(() => server.kill('SIGKILL'))]);
+    }
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  const file = writeResult(outName, result);
+  console.log(`wrote ${file}`);
+  if (!result.ok) process.exitCode = 1;
+}
+
+if (process.argv.includes('--worker')) runWorker();
+else void main();

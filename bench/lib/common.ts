@@ -1,0 +1,116 @@
+/**
+ * Small helpers shared by the benchmarks: argument parsing, percentiles, /proc readings of another
+ * process, and writing a result file next to the others in bench/results/.
+ */
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, totalmem } from 'node:os';
+
+/** `--name value` / `--flag` from argv; numbers stay strings (callers convert). */
+export function parseArgs(argv: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (!a.startsWith('--')) continue;
+    const eq = a.indexOf('=');
+    if (eq > 0) out.set(a.slice(2, eq), a.slice(eq + 1));
+    else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) out.set(a.slice(2), argv[++i]!);
+    else out.set(a.slice(2), 'true');
+  }
+  return out;
+}
+
+export function numArg(args: Map<string, string>, name: string, dflt: number): number {
+  const v = args.get(name);
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`--${name} expects a number, got "${v}"`);
+  return n;
+}
+
+/** Nearest-rank percentile of an unsorted list (p in 0..100). */
+export function percentile(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const rank = Math.max(1, Math.ceil((p / 100) * s.length));
+  return s[rank - 1]!;
+}
+
+export function median(values: number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export const round = (n: number, digits = 0): number => {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+};
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const p = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** VmRSS and VmHWM (peak) of a process, in MiB; undefined once it is gone. */
+export function procMemory(pid: number): { rssMiB: number; hwmMiB: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+}
+
+const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux this runs on
+
+/** utime + stime of a process in ms (its own threads, not its children). */
+export function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised comm (which may contain spaces): state is field 3, utime 14, stime 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / CLK_TCK;
+}
+
+/** Direct children of a process: pid, command name and RSS (e.g. the esbuild service tsx starts). */
+export function procChildren(pid: number): Array<{ pid: number; comm: string; rssMiB: number }> {
+  const out: Array<{ pid: number; comm: string; rssMiB: number }> = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push({ pid: Number(d), comm, rssMiB: round(procMemory(Number(d))?.rssMiB ?? NaN, 1) });
+    } catch {
+      // raced with an exiting process
+    }
+  }
+  return out;
+}
+
+export function machine(): Record<string, unknown> {
+  const c = cpus();
+  return { cores: c.length, cpuModel: c[0]?.model, memoryMiB: Math.round(totalmem() / 2 ** 20), platform: process.platform, arch: process.arch };
+}
+
+/** Writes bench/results/<name>.json with date, node version and machine, then the bench's own fields. */
+export function writeResult(name: string, body: Record<string, unknown>): string {
+  const dir = new URL('../results/', import.meta.url);
+  mkdirSync(dir, { recursive: true });
+  const file = new URL(`${name}.json`, dir);
+  writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, machine: machine(), ...body }, null, 2) + '\n');
+  return file.pathname;
+}
