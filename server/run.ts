@@ -97,6 +97,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await registry.init();
     const monitor = setInterval(() => void registry.sweep().catch((err) => logger.warn({ err: (err as Error).message }, 'node sweep failed')), cfg.nodeMonitorMs ?? 5_000);
     monitor.unref();
+    closers.push(() => registry.close());
     closers.push(() => clearInterval(monitor));
 
     const publisher = new DesiredPublisher({ store, sink: link, logger });

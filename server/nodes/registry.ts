@@ -45,8 +45,12 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  */
 export class NodeRegistry {
   private readonly queues = new Map<string, Promise<void>>();
+  private closing = false;
+  private sweeping: Promise<void> | undefined;
   private readonly flaps: FlapTracker;
   private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
+  /** Time of the newest status report applied per node, within one boot of the device. */
+  private readonly newestReport = new Map<string, { bootId: string; tsMs: number }>();
   private readonly now: () => number;
   private readonly missed: number;
 
@@ -58,6 +62,8 @@ export class NodeRegistry {
 
   /** Reports of one node are handled in arrival order (hello before status); nodes run in parallel. */
   handle(t: ParsedTopic, payload: Buffer): Promise<void> {
+    // Shutting down: the store is about to close; the agent sends its state again to the next server.
+    if (this.closing) return Promise.resolve();
     const prev = this.queues.get(t.node) ?? Promise.resolve();
     const next = prev.catch(() => {}).then(() => this.handleOne(t, payload));
     this.queues.set(t.node, next);
@@ -226,14 +232,23 @@ export class NodeRegistry {
   private async onStatus(name: string, s: payloads.Status): Promise<void> {
     const node = (await this.opts.store.get('Node', '', name)) as Node | undefined;
     if (!node) throw new Error(`status from unknown node ${name} (no hello received yet)`);
-    this.opts.metrics?.record(name, s);
     const prevBeat = this.heartbeat.get(name);
+    // A report older than one already applied (same boot: device clocks may jump at boot) arrived out
+    // of order, e.g. held in a broker queue: applying it would move pods back to an older state.
+    const tsMs = Date.parse(s.ts);
+    const newest = this.newestReport.get(name);
+    if (newest && newest.bootId === s.bootId && tsMs < newest.tsMs) {
+      this.opts.logger.debug({ node: name, ts: s.ts }, 'stale status report ignored');
+      return;
+    }
+    this.newestReport.set(name, { bootId: s.bootId, tsMs });
+    this.opts.metrics?.record(name, s);
     this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
     const lastHeardMs = node.status?.lastHeard ? Date.parse(node.status.lastHeard) : 0;
     // Refresh Ready/lastHeard when it changed or once a minute: every heartbeat would be a store write per node.
-    if (!prevBeat || ready?.status !== 'True' || this.now() - lastHeardMs > 60_000) {
-      const runtimeOk = s.runtimeHealthy;
+    const runtimeOk = s.runtimeHealthy;
+    if (!prevBeat || ready?.status !== 'True' || (!runtimeOk && ready?.reason !== 'RuntimeUnhealthy') || this.now() - lastHeardMs > 60_000) {
       await this.setReady(
         name,
         runtimeOk
@@ -272,7 +287,21 @@ export class NodeRegistry {
    * Periodic duties: nodes whose heartbeats stopped without a last will (a half-open link) turn
    * NotReady; flapping nodes that calmed down lose LinkDegraded; opted-in pods are evicted.
    */
+  /** Stops taking reports and waits for those being handled and a running sweep, so the store can close. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.queues.values(), this.sweeping ?? Promise.resolve()]);
+  }
+
   async sweep(): Promise<void> {
+    if (this.closing || this.sweeping) return;
+    this.sweeping = this.sweepOnce().finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async sweepOnce(): Promise<void> {
     const now = this.now();
     for (const [name, hb] of this.heartbeat) {
       if (now - hb.lastHeard > hb.periodMs * this.missed) {

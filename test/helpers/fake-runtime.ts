@@ -1,4 +1,4 @@
-import type { ContainerRuntime, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
+import type { ContainerRuntime, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 
 export interface FakeRuntimeOptions {
   /**
@@ -6,6 +6,8 @@ export interface FakeRuntimeOptions {
    * print. Default: every container logs the same three lines.
    */
   growingLogs?: boolean;
+  /** CPU each running container burns, in millicores, for `stats()` (`top`). Default 250. */
+  cpuMilli?: number;
 }
 
 /** Enough of a container runtime for an agent to run pods and serve logs, without podman. */
@@ -59,6 +61,15 @@ export class FakeRuntime implements ContainerRuntime {
   }
   async images(): Promise<string[]> {
     return [...this.pulled];
+  }
+
+  /** Every running container burns `cpuMilli` since it started and holds 8 MiB. */
+  async stats(): Promise<ContainerStats[]> {
+    const now = Date.now();
+    const burn = this.opts.cpuMilli ?? 250;
+    return [...this.containers.values()]
+      .filter((c) => c.state === 'running')
+      .map((c) => ({ id: c.id, cpuNanos: (now - Date.parse(c.startedAt!)) * 1e6 * (burn / 1000), memoryBytes: 8 * 1024 * 1024, sampledAtNanos: now * 1e6 }));
   }
 
   private async grownLines(id: string): Promise<string[]> {

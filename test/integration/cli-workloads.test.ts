@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { drover, fails, ok, rows, spawnDrover } from '../helpers/cli.js';
+import { drover, fails, ok, rows, spawnDrover, type Run } from '../helpers/cli.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 
@@ -308,12 +308,36 @@ spec:
     assert.equal(ok(await run('delete', 'ds', '--all')).stdout, 'daemonset.apps "agentd" deleted\n');
   });
 
-  it('top: metrics from status.usage, or a clear error while agents report none', async () => {
-    const nodes = await t.api('GET', '/api/v1/nodes');
-    const reported = (nodes.body.items as Array<{ status?: { usage?: unknown } }>).some((n) => n.status?.usage);
-    const r = await run('top', 'nodes');
-    if (reported) assert.deepEqual(rows(ok(r).stdout)[0], ['NAME', 'CPU(cores)', 'CPU%', 'MEMORY(bytes)', 'MEMORY%']);
-    else fails(r, /^error: metrics not available yet$/);
+  /** Runs until it exits 0 (metrics come with the agents' next heartbeats). */
+  const waitForOk = (fn: () => Promise<Run>, timeoutMs = 20_000): Promise<Run> => {
+    let last: Run | undefined;
+    return waitFor(`command to succeed (last: ${JSON.stringify(last)})`, async () => {
+      last = await fn();
+      return last.code === 0 ? last : undefined;
+    }, timeoutMs, 300);
+  };
+
+  it('top nodes and pods: the use the agents measured (fake runtime burns 250m per container)', async () => {
+    const nodes = rows(ok(await waitForOk(() => run('top', 'nodes'))).stdout);
+    assert.deepEqual(nodes[0], ['NAME', 'CPU(cores)', 'CPU%', 'MEMORY(bytes)', 'MEMORY%']);
+    assert.deepEqual(nodes.slice(1).map((r) => r[0]).sort(), ['edge-a', 'edge-b']);
+    for (const r of nodes.slice(1)) assert.match(`${r[1]} ${r[3]}`, /^\d+m? \d+Mi$/, r.join(' '));
+    // No pods here yet: kubectl's message, not an error.
+    const empty = ok(await run('top', 'pods', '-n', 'kube-public'));
+    assert.equal(empty.stderr, 'No resources found in kube-public namespace.\n');
+    ok(await apply(DEPLOYMENT('burner', 2)));
+    // A CPU rate needs two samples a heartbeat apart.
+    const table = await waitForOk(async () => {
+      const r = await run('top', 'pods', '-l', 'app=burner');
+      const t = rows(r.stdout);
+      return r.code === 0 && t.length === 3 && t.slice(1).every((x) => x[1] !== '0') ? r : { ...r, code: 1 };
+    });
+    for (const r of rows(table.stdout).slice(1)) {
+      assert.match(r[0]!, /^burner-/);
+      assert.ok(Math.abs(Number(r[1]!.replace(/m$/, '')) - 250) <= 30, `about 250m: ${r.join(' ')}`);
+      assert.equal(r[2], '8Mi');
+    }
+    ok(await run('delete', 'deployment', 'burner'));
   });
 
   it('api-resources and completion', async () => {

@@ -233,4 +233,42 @@ describe('mqtt: bad input from agents', () => {
     assert.equal(node.status, 200);
     assert.equal(node.body.status.conditions.find((c: any) => c.type === 'Ready')?.status, 'True');
   });
+
+  test('a status report older than one already applied (delivered out of order) does not move pods back', async () => {
+    const node = 'edge-order';
+    const c = await as(node);
+    await c.publishAsync(topics.hello(node), encode(validHello(node)), DELIVERY.hello);
+    await waitFor(`node ${node}`, async () => (await cluster.api('GET', `/api/v1/nodes/${node}`)).status === 200, 10_000, 25);
+    const created = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'ordered' },
+      spec: { nodeName: node, containers: [{ name: 'main', image: 'busybox' }] },
+    });
+    assert.equal(created.status, 201, created.text);
+    const report = (phase: 'Running' | 'Failed'): payloads.PodReport => ({
+      uid: created.body.metadata.uid,
+      namespace: 'default',
+      name: 'ordered',
+      phase,
+      containers: [{ name: 'main', image: 'busybox', ready: phase === 'Running', restartCount: 0, state: phase === 'Running' ? 'running' : 'terminated' }],
+    });
+    const t0 = Date.now();
+    const status = (tsMs: number, pods: payloads.PodReport[], runtimeHealthy = true) => encode({ ...validStatus(node), ts: new Date(tsMs).toISOString(), pods, runtimeHealthy });
+    await c.publishAsync(topics.status(node), status(t0, [report('Running')]), DELIVERY.status);
+    await waitFor('pod Running', async () => (await cluster.api('GET', '/api/v1/namespaces/default/pods/ordered')).body?.status?.phase === 'Running', 10_000, 25);
+    // An older report, then a newer one whose effect is visible on the Node: once the Node shows it,
+    // the older one has been handled too (one node's reports are handled in order).
+    await c.publishAsync(topics.status(node), status(t0 - 5_000, [report('Failed')]), DELIVERY.status);
+    await c.publishAsync(topics.status(node), status(t0 + 1_000, [], false), DELIVERY.status);
+    await waitFor('node RuntimeUnhealthy', async () => {
+      const n = await cluster.api('GET', `/api/v1/nodes/${node}`);
+      return n.body?.status?.conditions?.find((x: any) => x.type === 'Ready')?.reason === 'RuntimeUnhealthy';
+    }, 10_000, 25);
+    const pod = await cluster.api('GET', '/api/v1/namespaces/default/pods/ordered');
+    // The node is not ready now (its runtime), so the pod shows Unknown; its last applied report is
+    // still the newest one, Running, not the out-of-order Failed.
+    assert.equal(pod.body.status.phase, 'Unknown');
+    assert.match(pod.body.status.message, /last reported phase Running/);
+  });
 });
