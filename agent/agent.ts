@@ -33,6 +33,22 @@ export interface AgentDeps {
 /** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
 
+/** Longest a heartbeat waits for usage figures. */
+const USAGE_TIMEOUT_MS = 5_000;
+
+/** The value, or undefined when `p` does not settle (or fails) within `ms`. */
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p.catch(() => undefined), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /**
  * The node agent: keeps the runtime's containers equal to the desired state, from the disk cache when
  * the link is down. One reconcile at a time; triggers while one runs coalesce into one more.
@@ -88,6 +104,8 @@ export class Agent {
       return 'unknown';
     });
     await this.reconcile();
+    // A container that exits is seen at once rather than at the next resync (restart policy, Jobs).
+    this.unwatchExits = this.deps.runtime.watchExits?.(managedSelector(cfg.node), () => this.trigger(200));
     link.start();
     this.heartbeat = setInterval(() => void this.beat(), cfg.heartbeatSeconds * 1000);
   }
@@ -97,7 +115,8 @@ export class Agent {
     if (this.beating) return;
     this.beating = true;
     try {
-      const usage = this.deps.usage && this.deps.link.connected ? await this.deps.usage.sample(await this.listManaged().catch(() => [])) : undefined;
+      // A hung runtime must not stop heartbeats: usage that takes too long is left out of this one.
+      const usage = this.deps.usage && this.deps.link.connected ? await withTimeout(this.sampleUsage(this.deps.usage), USAGE_TIMEOUT_MS) : undefined;
       if (this.stopped) return;
       this.sendStatus(true, usage);
       await this.flushEvents();
@@ -106,10 +125,15 @@ export class Agent {
     }
   }
 
+  private async sampleUsage(sampler: UsageSampler): Promise<UsageSample> {
+    return sampler.sample(await this.listManaged().catch(() => []));
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     if (this.heartbeat) clearInterval(this.heartbeat);
+    this.unwatchExits?.();
     this.probes.stop();
     await this.reconciling;
     await this.deps.link.stop();
@@ -136,10 +160,12 @@ export class Agent {
       .then((accepted) => {
         if (accepted) {
           this.deps.logger.info({ generation: d.generation, pods: d.pods.length }, 'new desired state');
+          const why = this.deps.target.saveError;
+          if (why) this.emit({ type: 'Warning', reason: 'CacheWriteFailed', message: `desired state generation ${d.generation} applied but not saved to disk (${why}); an offline restart would run an older one`, involved: { kind: 'Node', name: this.deps.cfg.node } });
           this.trigger(0);
         }
       })
-      .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'cannot persist desired state; not applied'));
+      .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'cannot accept desired state'));
   }
 
   async onRequest(req: payloads.Request): Promise<payloads.Response> {
@@ -163,7 +189,12 @@ export class Agent {
       this.rerun = true;
       return;
     }
-    if (this.timer) clearTimeout(this.timer);
+    const due = Date.now() + ms;
+    if (this.timer) {
+      if (this.timerDue <= due) return;
+      clearTimeout(this.timer);
+    }
+    this.timerDue = due;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.reconcile();
@@ -176,14 +207,19 @@ export class Agent {
       this.rerun = true;
       return this.reconciling;
     }
+    let next = 5_000;
     this.reconciling = this.reconcileOnce()
+      .then((requeueMs) => {
+        next = requeueMs;
+      })
       .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'reconcile failed'))
       .finally(() => {
         this.reconciling = undefined;
-        if (this.rerun) {
-          this.rerun = false;
-          this.trigger(0);
-        }
+        // A trigger that came in while this one ran (new desired state, probe) goes at once;
+        // otherwise the next resync or back-off expiry.
+        const rerun = this.rerun;
+        this.rerun = false;
+        this.trigger(rerun ? 0 : next);
       });
     return this.reconciling;
   }
@@ -202,7 +238,8 @@ export class Agent {
     };
   }
 
-  private async reconcileOnce(): Promise<void> {
+  /** Returns when the next reconcile is due (ms). */
+  private async reconcileOnce(): Promise<number> {
     const { runtime, target, cfg, logger } = this.deps;
     const desired = target.desired;
     const pods = desired?.pods ?? [];
@@ -245,7 +282,7 @@ export class Agent {
       this.lastReports = this.reports(pods, current, run);
     }
     this.sendStatus(false);
-    if (!this.stopped) this.trigger(requeueMs);
+    return requeueMs;
   }
 
   private reports(pods: payloads.DesiredPod[], current: RuntimeContainer[], run: RunContext): payloads.PodReport[] {
@@ -305,6 +342,8 @@ export class Agent {
 
   private flushing = false;
   private beating = false;
+  private timerDue = 0;
+  private unwatchExits: (() => void) | undefined;
   private async flushEvents(): Promise<void> {
     if (this.flushing || !this.deps.link.connected) return;
     this.flushing = true;

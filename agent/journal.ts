@@ -1,5 +1,5 @@
-import { mkdir, open, readFile, rename, type FileHandle } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -97,6 +97,11 @@ export class EventJournal {
    */
   async load(): Promise<{ corrupt?: string }> {
     if (!this.path) return {};
+    // A compaction interrupted by a power cut leaves its temp file: the journal itself is intact.
+    const prefix = `${basename(this.path)}.tmp-`;
+    for (const name of await readdir(dirname(this.path)).catch(() => [] as string[])) {
+      if (name.startsWith(prefix)) await rm(join(dirname(this.path), name), { force: true }).catch(() => {});
+    }
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');

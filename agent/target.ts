@@ -32,6 +32,8 @@ export class TargetState {
   /** The newest snapshot received, saved or not yet. */
   private latest: payloads.Desired | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Why the last accepted snapshot could not be written to disk; undefined once one was. */
+  saveError: string | undefined;
   private readonly path: string;
 
   constructor(private readonly stateDir: string, private readonly logger: Logger) {
@@ -95,7 +97,16 @@ export class TargetState {
       if (this.latest !== d) return false;
       if (this.current && d.generation < this.current.generation) return false;
       if (this.current && d.generation === this.current.generation && sameContent(d, this.current)) return false;
-      await this.save(d);
+      // A cache that cannot be written (full disk) must not block the state that may fix it (e.g.
+      // removing the pod filling the disk): apply it anyway, and say the cache is behind.
+      try {
+        await this.save(d);
+        this.saveError = undefined;
+      } catch (err) {
+        this.saveError = errorMessage(err);
+        this.logger.error({ err: this.saveError, generation: d.generation }, 'desired state applied but not cached: an offline restart would run the previous one');
+        await rm(`${this.path}.tmp-${process.pid}`, { force: true }).catch(() => {});
+      }
       this.current = d;
       return true;
     });

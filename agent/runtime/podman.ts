@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { z } from 'zod';
+import { backoffDelay } from '../../src/util/backoff.js';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, DeviceMapping, ExecResult, Mount, RunSpec, RuntimeContainer } from './types.js';
@@ -157,13 +158,14 @@ export class PodmanRuntime implements ContainerRuntime {
   private async call(
     what: string,
     args: string[],
-    opts: { allowExit?: number[]; all?: boolean; keepNewline?: boolean } = {},
+    opts: { allowExit?: number[]; all?: boolean; keepNewline?: boolean; timeoutMs?: number } = {},
   ): Promise<CallResult> {
     const started = Date.now();
     const r = await execa(this.bin, [...this.globalArgs, ...args], {
       env: this.env,
       reject: false,
       stdin: 'ignore',
+      ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
       all: opts.all ?? false,
       stripFinalNewline: !opts.keepNewline,
     });
@@ -338,9 +340,54 @@ export class PodmanRuntime implements ContainerRuntime {
     return [...new Set(names)];
   }
 
+  watchExits(labels: Record<string, string>, onExit: () => void): () => void {
+    let stopped = false;
+    let attempt = 0;
+    let child: ReturnType<typeof execa> | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const filters = Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+    const start = () => {
+      if (stopped) return;
+      const startedAt = Date.now();
+      // `podman events` streams one JSON object per line for as long as it runs.
+      const proc = execa(this.bin, [...this.globalArgs, 'events', '--format', 'json', '--filter', 'type=container', '--filter', 'event=died', ...filters], {
+        env: this.env,
+        stdin: 'ignore',
+        reject: false,
+        buffer: false,
+      });
+      child = proc;
+      let rest = '';
+      proc.stdout?.on('data', (d: Buffer) => {
+        rest += d.toString();
+        const lines = rest.split('\n');
+        rest = lines.pop() ?? '';
+        if (lines.some((l) => l.trim().startsWith('{'))) onExit();
+      });
+      void proc.then((r) => {
+        if (stopped) return;
+        // It should run forever: restart it, backing off if it keeps dying at once.
+        if (Date.now() - startedAt > 60_000) attempt = 0;
+        const delay = backoffDelay(attempt++, { baseMs: 1_000, maxMs: 60_000 });
+        this.logger.warn({ exitCode: r.exitCode, stderr: String(r.stderr ?? '').slice(0, 200), retryMs: delay }, 'podman events ended; container exits are noticed at resync until it runs again');
+        // Exits during the gap would go unnoticed until resync: look once when it is back.
+        timer = setTimeout(() => {
+          start();
+          onExit();
+        }, delay);
+      });
+    };
+    start();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      child?.kill();
+    };
+  }
+
   async stats(): Promise<ContainerStats[]> {
     // The JSON form only has human-readable sizes ("421.9kB"); the template gives raw counters.
-    const { stdout } = await this.call('stats', ['stats', '--no-stream', '--format', '{{.ContainerID}} {{.CPUNano}} {{.ContainerStats.MemUsage}} {{.SystemNano}}']);
+    const { stdout } = await this.call('stats', ['stats', '--no-stream', '--format', '{{.ContainerID}} {{.CPUNano}} {{.ContainerStats.MemUsage}} {{.SystemNano}}'], { timeoutMs: 10_000 });
     const out: ContainerStats[] = [];
     for (const line of stdout.split('\n')) {
       const [id, cpu, mem, at] = line.trim().split(/\s+/);

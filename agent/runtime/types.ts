@@ -107,6 +107,12 @@ export interface ContainerRuntime {
   pull(image: string): Promise<void>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */
   images(): Promise<string[]>;
+  /**
+   * Calls `onExit` soon after a container carrying every given label stops (exits, crashes, is
+   * killed). Returns a function that ends the watch. Runtimes that cannot tell leave it out; the agent
+   * then only notices at its next resync.
+   */
+  watchExits?(labels: Record<string, string>, onExit: () => void): () => void;
   /** Resource use of the running containers; runtimes that cannot tell leave it out (no `top` then). */
   stats?(): Promise<ContainerStats[]>;
 }

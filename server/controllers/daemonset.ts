@@ -268,11 +268,19 @@ function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
 
 const COMPONENT = 'daemonset-controller';
 
+/** A node's facts that daemon pod placement depends on, as one comparable string. */
+export function placementFacts(n: Node): string {
+  const ready = n.status?.conditions?.find((c) => c.type === 'Ready')?.status;
+  return canonicalJson({ labels: n.metadata.labels ?? {}, taints: n.spec?.taints ?? [], unschedulable: !!n.spec?.unschedulable, ready, allocatable: n.status?.allocatable ?? {}, devices: n.status?.devices ?? [] });
+}
+
 export function daemonSetController(deps: ControllerDeps): Controller {
   const { store, logger } = deps;
   const log = logger.child({ controller: 'daemonset' });
   /** Keys of the DaemonSets seen by reconcile: a node change concerns every one of them. */
   const known = new Set<string>();
+  /** Per node, what decides whether a daemon pod belongs there, as last seen. */
+  const placement = new Map<string, string>();
 
   const notFound = (err: unknown) => (err as { code?: number }).code === 404;
 
@@ -283,7 +291,22 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       { kind: 'Pod', keys: (o) => ownerKeys(o, 'DaemonSet') },
       // Every DaemonSet is reconciled at start (resync) and on each of its own changes, so `known`
       // holds every DaemonSet the store has by the time a node change matters.
-      { kind: 'Node', keys: () => [...known] },
+      // Only changes that can change where daemon pods belong: a heartbeat's lastHeard refresh on
+      // each of a thousand nodes would otherwise keep every DaemonSet reconciling all the time.
+      {
+        kind: 'Node',
+        keys: (o, type) => {
+          const node = o.metadata.name;
+          if (type === 'DELETED') {
+            placement.delete(node);
+            return [...known];
+          }
+          const facts = placementFacts(o as unknown as Node);
+          if (placement.get(node) === facts) return [];
+          placement.set(node, facts);
+          return [...known];
+        },
+      },
     ],
     async reconcile(key) {
       const { namespace, name } = splitKey(key);

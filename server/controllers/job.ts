@@ -141,7 +141,8 @@ export function planJob(job: Job, pods: readonly Pod[], now: number, opts: { bac
     } else {
       const want = Math.max(0, Math.min(spec.parallelism, spec.completions - succeeded));
       // After a failure, replacements wait out the back-off (as in Kubernetes) instead of hammering a device.
-      const lastFailure = failedPods.length ? Math.max(...failedPods.map(failedAtMs)) : undefined;
+      // Capped at now: a device clock running ahead must not postpone the retry by its error.
+      const lastFailure = failedPods.length ? Math.min(now, Math.max(...failedPods.map(failedAtMs))) : undefined;
       const retryAt = lastFailure !== undefined ? lastFailure + jobBackoffDelay(failed, opts.backoffBaseMs) : now;
       if (active.length < want && now < retryAt) wake(retryAt - now);
       else if (active.length < want) create = want - active.length;

@@ -1,7 +1,7 @@
 import type { ApiObject } from '../../src/api/meta.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { Store, Watch } from '../store/types.js';
+import type { Store, Watch, WatchEventType } from '../store/types.js';
 import { WorkQueue } from './queue.js';
 
 export interface ReconcileResult {
@@ -19,7 +19,7 @@ export interface Controller {
   /** The kind this controller owns; every object of it is resynced periodically. */
   kind: string;
   /** Other kinds whose changes map to keys of this controller (e.g. Pod → its owning ReplicaSet). */
-  watches: Array<{ kind: string; keys(obj: ApiObject): string[] }>;
+  watches: Array<{ kind: string; keys(obj: ApiObject, type: WatchEventType): string[] }>;
   reconcile(key: string): Promise<ReconcileResult | void>;
 }
 
@@ -60,7 +60,7 @@ export class ControllerRunner {
         for (const c of controllers) {
           const q = this.queues.get(c.name)!;
           if (e.object.kind === c.kind) q.add(keyOf(e.object));
-          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object)) q.add(k);
+          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) q.add(k);
         }
       },
       { kinds: [...kinds] },

@@ -14,19 +14,31 @@ interface Sample {
 export class MetricsCache {
   private readonly nodes = new Map<string, Sample>();
   private readonly pods = new Map<string, Sample & { namespace: string; name: string; node: string }>();
+  /** Pod keys per node, so a node's report replaces its pods without a scan of every pod. */
+  private readonly byNode = new Map<string, Set<string>>();
 
   constructor(private readonly maxAgeMs = 5 * 60_000, private readonly now: () => number = Date.now) {}
 
   record(node: string, s: payloads.Status): void {
     const at = this.now();
     if (s.usage) this.nodes.set(node, { usage: s.usage, ts: s.ts, at });
-    for (const key of [...this.pods.keys()]) if (this.pods.get(key)!.node === node) this.pods.delete(key);
-    for (const p of s.pods) if (p.usage) this.pods.set(`${p.namespace}/${p.name}`, { usage: p.usage, ts: s.ts, at, namespace: p.namespace, name: p.name, node });
+    // Only heartbeats carry pod usage: a status sent on a change must not wipe the last figures.
+    if (!s.pods.some((p) => p.usage)) return;
+    for (const key of this.byNode.get(node) ?? []) this.pods.delete(key);
+    const keys = new Set<string>();
+    for (const p of s.pods) {
+      if (!p.usage) continue;
+      const key = `${p.namespace}/${p.name}`;
+      keys.add(key);
+      this.pods.set(key, { usage: p.usage, ts: s.ts, at, namespace: p.namespace, name: p.name, node });
+    }
+    this.byNode.set(node, keys);
   }
 
   forgetNode(node: string): void {
     this.nodes.delete(node);
-    for (const [k, v] of this.pods) if (v.node === node) this.pods.delete(k);
+    for (const key of this.byNode.get(node) ?? []) this.pods.delete(key);
+    this.byNode.delete(node);
   }
 
   private fresh(at: number): boolean {

@@ -43,6 +43,9 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  * refreshes its Node; presence and heartbeats drive the Ready condition; status reports update the
  * pods bound to the node (only when something a user would see changed, to spare the store).
  */
+/** How much older than the newest applied report a report may be and still count as out of order. */
+const STRAGGLER_WINDOW_MS = 10 * 60_000;
+
 export class NodeRegistry {
   private readonly queues = new Map<string, Promise<void>>();
   private closing = false;
@@ -233,17 +236,18 @@ export class NodeRegistry {
     const node = (await this.opts.store.get('Node', '', name)) as Node | undefined;
     if (!node) throw new Error(`status from unknown node ${name} (no hello received yet)`);
     const prevBeat = this.heartbeat.get(name);
-    // A report older than one already applied (same boot: device clocks may jump at boot) arrived out
-    // of order, e.g. held in a broker queue: applying it would move pods back to an older state.
+    // Whatever its content, a report proves the node alive.
+    this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
+    // A report a little older than one already applied (same boot) arrived out of order, e.g. held in
+    // a broker queue: its pod states would move pods back. Much older means the device clock was
+    // stepped back (NTP after boot): then it is the new normal, not a straggler.
     const tsMs = Date.parse(s.ts);
     const newest = this.newestReport.get(name);
-    if (newest && newest.bootId === s.bootId && tsMs < newest.tsMs) {
-      this.opts.logger.debug({ node: name, ts: s.ts }, 'stale status report ignored');
-      return;
+    const straggler = newest !== undefined && newest.bootId === s.bootId && tsMs < newest.tsMs && newest.tsMs - tsMs < STRAGGLER_WINDOW_MS;
+    if (!straggler) {
+      this.newestReport.set(name, { bootId: s.bootId, tsMs });
+      this.opts.metrics?.record(name, s);
     }
-    this.newestReport.set(name, { bootId: s.bootId, tsMs });
-    this.opts.metrics?.record(name, s);
-    this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
     const lastHeardMs = node.status?.lastHeard ? Date.parse(node.status.lastHeard) : 0;
     // Refresh Ready/lastHeard when it changed or once a minute: every heartbeat would be a store write per node.
@@ -256,6 +260,10 @@ export class NodeRegistry {
           : { type: 'Ready', status: 'False', reason: 'RuntimeUnhealthy', message: s.runtimeMessage ?? 'container runtime not working' },
         runtimeOk ? 'Normal' : 'Warning',
       );
+    }
+    if (straggler) {
+      this.opts.logger.debug({ node: name, ts: s.ts }, 'out-of-order status report: pod states not applied');
+      return;
     }
     const hostIP = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
     for (const report of s.pods) {

@@ -6,6 +6,10 @@ import type { EventRecorder } from '../events/recorder.js';
 import type { Store, Watch } from '../store/types.js';
 import { place } from './place.js';
 
+function podKey(p: Pod): string {
+  return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+}
+
 function isPending(p: Pod): boolean {
   return !p.spec.nodeName && !p.metadata.deletionTimestamp;
 }
@@ -21,6 +25,9 @@ export class Scheduler {
   private resync: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private again = false;
+  /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
+  private readonly pending = new Map<string, number>();
+  private seq = 0;
 
   constructor(private readonly deps: { store: Store; events: EventRecorder; logger: Logger; resyncMs?: number }) {}
 
@@ -28,7 +35,18 @@ export class Scheduler {
     this.watch = this.deps.store.watch(
       this.deps.store.revision(),
       (e) => {
-        if (e.object.kind === 'Node' || (e.type !== 'DELETED' && isPending(e.object as Pod)) || e.type === 'DELETED') this.trigger();
+        if (e.object.kind === 'Pod') {
+          const key = podKey(e.object as Pod);
+          if (e.type !== 'DELETED' && isPending(e.object as Pod)) {
+            this.pending.set(key, ++this.seq);
+            this.trigger();
+            return;
+          }
+          this.pending.delete(key);
+        }
+        // A node change or a pod gone can make room, but only matters while some pod waits: node
+        // heartbeats must not cost a pass over every pod.
+        if (this.pending.size > 0) this.trigger();
       },
       { kinds: ['Pod', 'Node'] },
     );
@@ -53,19 +71,26 @@ export class Scheduler {
 
   private async pass(): Promise<void> {
     const { store } = this.deps;
+    const startedAt = this.seq;
     const nodes = (await store.list('Node')).items as Node[];
     const pods = (await store.list('Pod')).items as Pod[];
     const pending = pods.filter(isPending).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+    const stillPending = new Set(pending.map(podKey));
     for (const pod of pending) {
       const decision = place(pod, { nodes, pods });
       if (decision.node) {
         const bound = await this.bind(pod, decision.node);
         // Later pods in this pass must see this one's requests on its node.
         if (bound) pods[pods.findIndex((p) => p.metadata.uid === pod.metadata.uid)] = bound;
+        if (bound) stillPending.delete(podKey(pod));
       } else {
         await this.markUnschedulable(pod, decision.message);
       }
     }
+    // What this pass saw replaces older notes; notes the watch made during the pass stay (they
+    // triggered another pass already).
+    for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
+    for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
   }
 
   private async bind(pod: Pod, node: string): Promise<Pod | undefined> {

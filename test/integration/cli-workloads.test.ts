@@ -330,7 +330,7 @@ spec:
     const table = await waitForOk(async () => {
       const r = await run('top', 'pods', '-l', 'app=burner');
       const t = rows(r.stdout);
-      return r.code === 0 && t.length === 3 && t.slice(1).every((x) => x[1] !== '0') ? r : { ...r, code: 1 };
+      return r.code === 0 && t.length === 3 && t.slice(1).every((x) => parseInt(x[1] ?? '0', 10) > 0) ? r : { ...r, code: 1 };
     });
     for (const r of rows(table.stdout).slice(1)) {
       assert.match(r[0]!, /^burner-/);

@@ -373,4 +373,22 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
       /tried podman .*podman not found \(is it installed\?\)/,
     );
   });
+
+  test('watchExits: an exit of a matching container is reported within a second or two; others are not', async () => {
+    let exits = 0;
+    const stop = rt.watchExits({ [LABEL]: 'watched' }, () => exits++);
+    try {
+      // podman events needs a moment to start listening.
+      await new Promise((r) => setTimeout(r, 1500));
+      await rt.run(spec({ labels: { [LABEL]: 'other' }, command: ['sh', '-c', 'exit 0'] }));
+      const id = await rt.run(spec({ labels: { [LABEL]: 'watched' }, command: ['sh', '-c', 'sleep 1; exit 3'] }));
+      const started = Date.now();
+      await waitFor('exit reported', async () => (exits > 0 ? true : undefined), 10_000);
+      console.log(`[podman events] exit noticed ${Date.now() - started} ms after the start of a 1 s container`);
+      assert.equal(exits, 1, 'only the watched container');
+      assert.equal((await rt.inspect(id))?.exitCode, 3);
+    } finally {
+      stop();
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { Node, Taint } from '../../src/api/node.js';
 import type { Pod, PodPhase } from '../../src/api/pod.js';
 import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
-import { newDaemonPod, nodeShouldRunDaemonPod, planDaemonSet, REVISION_LABEL, templateHash } from '../../server/controllers/daemonset.js';
+import { newDaemonPod, nodeShouldRunDaemonPod, placementFacts, planDaemonSet, REVISION_LABEL, templateHash } from '../../server/controllers/daemonset.js';
 import { generateName } from '../../server/controllers/pods.js';
 
 const NOW = Date.parse('2025-01-01T00:00:00Z');
@@ -308,5 +308,24 @@ describe('planDaemonSet: updates', () => {
     const later = planDaemonSet(ds, [mkNode('a')], [dsPod(ds, 'a', { readySince: NOW - 11_000 })], { now: NOW });
     assert.equal(later.status.numberAvailable, 1);
     assert.equal(later.requeueAfterMs, undefined);
+  });
+});
+
+describe('placementFacts: which node changes wake the DaemonSet controller', () => {
+  it('a heartbeat (lastHeard, usage, images) changes nothing; labels, taints, readiness, cordon and resources do', () => {
+    const base = mkNode('n1', { labels: { zone: 'a' } });
+    const facts = placementFacts(base);
+    const beat = structuredClone(base);
+    beat.status = { ...beat.status, lastHeard: new Date().toISOString(), images: ['x'] };
+    assert.equal(placementFacts(beat), facts);
+    for (const changed of [
+      mkNode('n1', { labels: { zone: 'b' } }),
+      mkNode('n1', { labels: { zone: 'a' }, taints: [{ key: 'k', effect: 'NoSchedule' }] }),
+      mkNode('n1', { labels: { zone: 'a' }, ready: false }),
+      mkNode('n1', { labels: { zone: 'a' }, unschedulable: true }),
+      mkNode('n1', { labels: { zone: 'a' }, cpu: '64' }),
+    ]) {
+      assert.notEqual(placementFacts(changed), facts, JSON.stringify(changed));
+    }
   });
 });
