@@ -33,6 +33,9 @@ export interface AgentDeps {
 /** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
 
+/** Delay between a container exit event and the reconcile that handles it. */
+const EXIT_SETTLE_MS = 750;
+
 /** Longest a heartbeat waits for usage figures. */
 const USAGE_TIMEOUT_MS = 5_000;
 
@@ -104,8 +107,13 @@ export class Agent {
       return 'unknown';
     });
     await this.reconcile();
-    // A container that exits is seen at once rather than at the next resync (restart policy, Jobs).
-    this.unwatchExits = this.deps.runtime.watchExits?.(managedSelector(cfg.node), () => this.trigger(200));
+    // A container that exits is seen within a second rather than at the next resync (restart policy,
+    // Jobs). Not at once: podman's cleanup records the exit a moment after the event.
+    // A second look covers a slow cleanup under load.
+    this.unwatchExits = this.deps.runtime.watchExits?.(managedSelector(cfg.node), () => {
+      this.trigger(EXIT_SETTLE_MS);
+      setTimeout(() => this.trigger(0), 4 * EXIT_SETTLE_MS).unref();
+    });
     link.start();
     this.heartbeat = setInterval(() => void this.beat(), cfg.heartbeatSeconds * 1000);
   }

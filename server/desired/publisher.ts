@@ -30,6 +30,7 @@ export class DesiredPublisher {
   private readonly changedConfig = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watch: Watch | undefined;
+  private stopped = false;
   private running: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number }) {}
@@ -66,13 +67,17 @@ export class DesiredPublisher {
   }
 
   private schedule(): void {
+    if (this.stopped) return;
     if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.deps.debounceMs ?? 20);
   }
 
   /** Publish every dirty node's snapshot; serialised so generations go out in order. */
   flush(): Promise<void> {
     this.timer = undefined;
-    this.running = this.running.then(() => this.publishDirty());
+    // A failed pass (store closing, broker gone) must not poison the chain or go unhandled.
+    this.running = this.running.then(() => this.publishDirty()).catch((err) => {
+      if (!this.stopped) this.deps.logger.error({ err: errorMessage(err) }, 'desired-state publishing failed');
+    });
     return this.running;
   }
 
@@ -116,8 +121,12 @@ export class DesiredPublisher {
     for (const n of nodes) this.markDirty(n.metadata.name);
   }
 
-  stop(): void {
+  /** Stops publishing and waits for a pass in progress, so the store can close under it. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     this.watch?.close();
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
   }
 }

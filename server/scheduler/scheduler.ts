@@ -25,6 +25,7 @@ export class Scheduler {
   private resync: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
   private again = false;
+  private stopped = false;
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
   private seq = 0;
@@ -57,6 +58,7 @@ export class Scheduler {
   }
 
   trigger(): void {
+    if (this.stopped) return;
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
@@ -137,9 +139,13 @@ export class Scheduler {
     await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Warning', reason: 'FailedScheduling', message, component: 'drover-scheduler' });
   }
 
-  stop(): void {
+  /** Stops scheduling and waits for a pass in progress, so the store can close under it. */
+  async stop(): Promise<void> {
+    this.stopped = true;
     this.watch?.close();
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.resync) clearInterval(this.resync);
+    await this.running;
   }
 }

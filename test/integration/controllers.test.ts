@@ -90,7 +90,7 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
 
   after(async () => {
     await runner?.stop();
-    scheduler?.stop();
+    await scheduler?.stop();
     kubelet?.close();
     await store?.close();
     await rm(dir, { recursive: true, force: true });

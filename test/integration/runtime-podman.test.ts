@@ -386,7 +386,8 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
       await waitFor('exit reported', async () => (exits > 0 ? true : undefined), 10_000);
       console.log(`[podman events] exit noticed ${Date.now() - started} ms after the start of a 1 s container`);
       assert.equal(exits, 1, 'only the watched container');
-      assert.equal((await rt.inspect(id))?.exitCode, 3);
+      // The event can come before podman's cleanup has recorded the exit for inspect.
+      assert.equal(await waitFor('exit code recorded', async () => (await rt.inspect(id))?.exitCode, 10_000), 3);
     } finally {
       stop();
     }

@@ -176,7 +176,7 @@ describe('workload controllers (LevelStore + runner + scheduler + fake kubelet)'
 
   after(async () => {
     await runner?.stop();
-    scheduler?.stop();
+    await scheduler?.stop();
     await scheduler?.idle();
     kubelet?.close();
     await store?.close();
