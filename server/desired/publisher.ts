@@ -46,6 +46,8 @@ export class DesiredPublisher {
       (e) => {
         if (e.object.kind === 'Node') {
           // A node (re)registering gets its snapshot even if nothing changed: its retained copy may be gone.
+          // A snapshot holds nothing of the Node itself: status writes (heartbeats) change nothing.
+          if (e.type === 'MODIFIED') return;
           if (e.type === 'ADDED') this.published.delete(e.object.metadata.name);
           this.markDirty(e.object.metadata.name);
         } else if (e.object.kind === 'ConfigMap' || e.object.kind === 'Secret') {
