@@ -43,12 +43,17 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  * refreshes its Node; presence and heartbeats drive the Ready condition; status reports update the
  * pods bound to the node (only when something a user would see changed, to spare the store).
  */
+/** A node this many heartbeat periods without a status is marked HeartbeatLate (stale status). */
+const LATE_FACTOR = 1.5;
+
 /** How much older than the newest applied report a report may be and still count as out of order. */
 const STRAGGLER_WINDOW_MS = 10 * 60_000;
 
 export class NodeRegistry {
   private readonly queues = new Map<string, Promise<void>>();
   private closing = false;
+  /** Nodes marked HeartbeatLate (in the store) and not heard since. */
+  private readonly late = new Set<string>();
   private sweeping: Promise<void> | undefined;
   private readonly flaps: FlapTracker;
   private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
@@ -207,6 +212,28 @@ export class NodeRegistry {
     }
   }
 
+  /** Marks (lastHeardMs given) or clears the HeartbeatLate condition; marking also records when the node was last heard. */
+  private async setLate(name: string, lastHeardMs: number | undefined, periodMs: number): Promise<void> {
+    const now = this.iso();
+    const late = lastHeardMs !== undefined;
+    const secs = late ? Math.round((this.now() - lastHeardMs) / 1000) : 0;
+    const message = late ? `no status for ${secs}s (heartbeat every ${Math.round(periodMs / 1000)}s): what this node last reported may be out of date` : 'status reports arriving';
+    await this.opts.store
+      .patch('Node', '', name, (cur) => {
+        const n = cur as unknown as Node;
+        n.status = {
+          ...n.status,
+          conditions: setCondition(n.status?.conditions, { type: 'HeartbeatLate', status: late ? 'True' : 'False', reason: late ? 'NoRecentStatus' : 'StatusReceived', message }, now),
+          ...(late ? { lastHeard: new Date(lastHeardMs).toISOString() } : { lastHeard: now }),
+        };
+        return n as never;
+      })
+      .catch((err) => {
+        if ((err as { code?: number }).code !== 404) throw err;
+      });
+    if (late) await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'HeartbeatLate', message: `Node ${name}: ${message}`, component: 'node-registry' });
+  }
+
   private async setDegraded(name: string, degraded: boolean, message: string): Promise<void> {
     const now = this.iso();
     await this.opts.store
@@ -238,6 +265,7 @@ export class NodeRegistry {
     const prevBeat = this.heartbeat.get(name);
     // Whatever its content, a report proves the node alive.
     this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
+    if (this.late.delete(name)) await this.setLate(name, undefined, s.heartbeatSeconds * 1000);
     // A report a little older than one already applied (same boot) arrived out of order, e.g. held in
     // a broker queue: its pod states would move pods back. Much older means the device clock was
     // stepped back (NTP after boot): then it is the new normal, not a straggler.
@@ -291,10 +319,6 @@ export class NodeRegistry {
     }
   }
 
-  /**
-   * Periodic duties: nodes whose heartbeats stopped without a last will (a half-open link) turn
-   * NotReady; flapping nodes that calmed down lose LinkDegraded; opted-in pods are evicted.
-   */
   /** Stops taking reports and waits for those being handled and a running sweep, so the store can close. */
   async close(): Promise<void> {
     this.closing = true;
@@ -309,10 +333,20 @@ export class NodeRegistry {
     return this.sweeping;
   }
 
+  /**
+   * Periodic duties: a node one heartbeat late is marked HeartbeatLate (what it last reported may be
+   * out of date); nodes whose heartbeats stopped without a last will (a half-open link) turn
+   * NotReady; flapping nodes that calmed down lose LinkDegraded; opted-in pods are evicted.
+   */
   private async sweepOnce(): Promise<void> {
     const now = this.now();
     for (const [name, hb] of this.heartbeat) {
-      if (now - hb.lastHeard > hb.periodMs * this.missed) {
+      const age = now - hb.lastHeard;
+      if (age > hb.periodMs * LATE_FACTOR && !this.late.has(name)) {
+        this.late.add(name);
+        await this.setLate(name, hb.lastHeard, hb.periodMs);
+      }
+      if (age > hb.periodMs * this.missed) {
         this.heartbeat.delete(name);
         await this.setReady(name, { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((now - hb.lastHeard) / 1000)}s` }, 'Warning');
       }

@@ -139,7 +139,10 @@ export function podRestarts(pod: Pod): number {
 export function nodeStatusText(node: Node): string {
   const ready = node.status?.conditions?.find((c: Condition) => c.type === 'Ready')?.status;
   const base = ready === 'True' ? 'Ready' : ready === 'False' ? 'NotReady' : 'Unknown';
-  return node.spec?.unschedulable ? `${base},SchedulingDisabled` : base;
+  // Its last report is older than a heartbeat and a half: shown, but flagged as possibly out of date.
+  const stale = ready === 'True' && node.status?.conditions?.some((c: Condition) => c.type === 'HeartbeatLate' && c.status === 'True');
+  const parts = [base, ...(stale ? ['Stale'] : []), ...(node.spec?.unschedulable ? ['SchedulingDisabled'] : [])];
+  return parts.join(',');
 }
 
 export function nodeRoles(node: Node): string {

@@ -1,0 +1,70 @@
+/**
+ * Heartbeats seen from the API, with a hand-driven agent on the real broker: a node one heartbeat and
+ * a half late is flagged stale (HeartbeatLate, `Ready,Stale` in `get nodes`) with the time it was last
+ * heard; the next status clears the flag; silence for three heartbeats turns it NotReady.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { CONTRACT_VERSION, DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
+import { nodeStatusText } from '../../src/cli/output.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+
+const NODE = 'edge-beat';
+
+describe('node heartbeats', () => {
+  let t: TestServer;
+  let c: MqttClient;
+  const node = async () => (await t.api('GET', `/api/v1/nodes/${NODE}`)).body;
+  const cond = (n: any, type: string) => n?.status?.conditions?.find((x: any) => x.type === type);
+  const status = (): Buffer =>
+    encode({ node: NODE, bootId: 'boot-1', observedGeneration: 0, ts: new Date().toISOString(), pods: [], runtimeHealthy: true, heartbeatSeconds: 1 } satisfies payloads.Status);
+
+  before(async () => {
+    t = await startTestServer();
+    c = await mqtt.connectAsync(t.mqttUrl, { username: NODE, password: t.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
+    const hello: payloads.Hello = {
+      agentVersion: '0.0.0-test', contractVersion: CONTRACT_VERSION, node: NODE, bootId: 'boot-1', arch: 'arm64', os: 'linux', osImage: 'Test', kernelVersion: '6.1',
+      hostname: NODE, cpu: { cores: 4, model: 'A72' }, memoryBytes: 2 ** 31, addresses: ['192.0.2.7'], runtime: { name: 'podman', version: '4.3.1' }, labels: {}, images: [],
+    };
+    await c.publishAsync(topics.hello(NODE), encode(hello), DELIVERY.hello);
+    await waitFor('node registered', async () => (await t.api('GET', `/api/v1/nodes/${NODE}`)).status === 200);
+  });
+  after(async () => {
+    await c?.endAsync(true).catch(() => {});
+    await t?.stop();
+  });
+
+  test('late → Ready,Stale with last-heard time; a status clears it; silence → NotReady', async () => {
+    await c.publishAsync(topics.status(NODE), status(), DELIVERY.status);
+    const sentAt = Date.now();
+    await waitFor('Ready', async () => cond(await node(), 'Ready')?.status === 'True');
+    // Heartbeat 1 s, no more statuses: flagged after 1.5 s (the server looks every second).
+    const late = await waitFor('HeartbeatLate', async () => {
+      const n = await node();
+      return cond(n, 'HeartbeatLate')?.status === 'True' ? n : undefined;
+    }, 10_000);
+    const flaggedAfter = Date.now() - sentAt;
+    console.log(`[heartbeat] flagged stale ${flaggedAfter} ms after the last status (heartbeat 1 s)`);
+    assert.equal(cond(late, 'Ready').status, 'True', 'still Ready: late is not lost');
+    assert.equal(nodeStatusText(late), 'Ready,Stale');
+    assert.match(cond(late, 'HeartbeatLate').message, /no status for \d+s \(heartbeat every 1s\)/);
+    assert.ok(Math.abs(Date.parse(late.status.lastHeard) - sentAt) < 1000, `lastHeard ${late.status.lastHeard} is when the status was sent`);
+    const events = await t.api('GET', `/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=${NODE}`);
+    assert.ok(events.body.items.some((e: any) => e.reason === 'HeartbeatLate'), 'a HeartbeatLate event');
+
+    await c.publishAsync(topics.status(NODE), status(), DELIVERY.status);
+    const fresh = await waitFor('HeartbeatLate cleared', async () => {
+      const n = await node();
+      return cond(n, 'HeartbeatLate')?.status === 'False' ? n : undefined;
+    });
+    assert.equal(nodeStatusText(fresh), 'Ready');
+
+    // Three heartbeats without a word: NotReady.
+    const notReady = await waitFor('NotReady', async () => {
+      const n = await node();
+      return cond(n, 'Ready')?.status === 'False' ? n : undefined;
+    }, 10_000);
+    assert.equal(nodeStatusText(notReady), 'NotReady');
+  });
+});
