@@ -61,7 +61,8 @@ export class Agent {
   private readonly restarts: RestartTracker;
   private readonly now: () => number;
   private reconciling: Promise<void> | undefined;
-  private rerun = false;
+  /** When a reconcile asked for while one ran is due (performance.now() time). */
+  private rerunDue: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -193,11 +194,13 @@ export class Agent {
   /** Ask for a reconcile after `ms` (sooner requests win). */
   trigger(ms: number): void {
     if (this.stopped) return;
+    // A monotonic clock: a device clock stepped by NTP must not stretch or skip waits.
+    const due = performance.now() + ms;
     if (this.reconciling) {
-      this.rerun = true;
+      // Kept for when the running reconcile ends, with the delay asked for (e.g. the exit settle).
+      this.rerunDue = Math.min(this.rerunDue ?? Infinity, due);
       return;
     }
-    const due = Date.now() + ms;
     if (this.timer) {
       if (this.timerDue <= due) return;
       clearTimeout(this.timer);
@@ -212,7 +215,7 @@ export class Agent {
   /** One reconcile; resolves when done. Safe to call concurrently (joins the running one). */
   reconcile(): Promise<void> {
     if (this.reconciling) {
-      this.rerun = true;
+      this.rerunDue = performance.now();
       return this.reconciling;
     }
     let next = 5_000;
@@ -223,11 +226,12 @@ export class Agent {
       .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'reconcile failed'))
       .finally(() => {
         this.reconciling = undefined;
-        // A trigger that came in while this one ran (new desired state, probe) goes at once;
-        // otherwise the next resync or back-off expiry.
-        const rerun = this.rerun;
-        this.rerun = false;
-        this.trigger(rerun ? 0 : next);
+        // The next resync or back-off expiry, or sooner what was asked for while this one ran
+        // (a new desired state, a probe, a container exit).
+        const rerunDue = this.rerunDue;
+        this.rerunDue = undefined;
+        this.trigger(next);
+        if (rerunDue !== undefined) this.trigger(Math.max(0, rerunDue - performance.now()));
       });
     return this.reconciling;
   }

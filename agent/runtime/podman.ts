@@ -354,7 +354,9 @@ export class PodmanRuntime implements ContainerRuntime {
         env: this.env,
         stdin: 'ignore',
         reject: false,
-        buffer: false,
+        // stdout is read as it comes; stderr is kept (bounded) to say why it ended.
+        buffer: { stdout: false, stderr: true },
+        maxBuffer: { stderr: 64 * 1024 },
       });
       child = proc;
       let rest = '';

@@ -17,6 +17,11 @@ export interface DesiredSink {
  * The generation is the store revision at the time of the snapshot: it only grows, across server
  * restarts too, so an agent can always keep the newest snapshot and drop older ones.
  */
+/** Pause before a failed publishing pass is tried again. */
+const RETRY_MS = 1_000;
+/** Longest stop() waits for a pass in progress. */
+const STOP_WAIT_MS = 5_000;
+
 export class DesiredPublisher {
   private readonly published = new Map<string, string>();
   private readonly dirty = new Set<string>();
@@ -31,6 +36,7 @@ export class DesiredPublisher {
   private timer: NodeJS.Timeout | undefined;
   private watch: Watch | undefined;
   private stopped = false;
+  private retryTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
 
   constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number }) {}
@@ -94,10 +100,21 @@ export class DesiredPublisher {
     const { store, sink, logger } = this.deps;
     // The generation is read before the lists: a change after it gets a later generation of its own.
     const generation = store.revision();
-    const pods = (await store.list('Pod')).items as Pod[];
-    const configMaps = (await store.list('ConfigMap')).items as unknown as ConfigMap[];
-    const secrets = (await store.list('Secret')).items as unknown as Secret[];
+    let pods: Pod[];
+    let configMaps: ConfigMap[];
+    let secrets: Secret[];
+    try {
+      pods = (await store.list('Pod')).items as Pod[];
+      configMaps = (await store.list('ConfigMap')).items as unknown as ConfigMap[];
+      secrets = (await store.list('Secret')).items as unknown as Secret[];
+    } catch (err) {
+      if (!this.stopped) logger.warn({ err: errorMessage(err) }, 'cannot read the store for desired states; will retry');
+      this.retryLater(nodes);
+      return;
+    }
     for (const node of nodes) {
+      // Shutting down: what is left goes out from the next server (it publishes every node at start).
+      if (this.stopped) return;
       if (!(await store.get('Node', '', node)) && !pods.some((p) => p.spec.nodeName === node)) {
         this.refs.delete(node);
         continue;
@@ -112,9 +129,19 @@ export class DesiredPublisher {
         logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length }, 'desired state published');
       } catch (err) {
         logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
-        this.markDirty(node);
+        this.retryLater([node]);
       }
     }
+  }
+
+  /** Nodes whose pass failed go again after a pause, not in a tight loop. */
+  private retryLater(nodes: string[]): void {
+    for (const n of nodes) this.dirty.add(n);
+    if (this.stopped || this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flush();
+    }, RETRY_MS);
   }
 
   /** Forget what was published (e.g. after the embedded broker restarted and lost retained messages). */
@@ -128,7 +155,11 @@ export class DesiredPublisher {
     this.stopped = true;
     this.watch?.close();
     if (this.timer) clearTimeout(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = undefined;
-    await this.running;
+    // A publish to an unreachable external broker may never settle: do not hang the shutdown on it.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.running, new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 }

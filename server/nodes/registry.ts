@@ -265,7 +265,9 @@ export class NodeRegistry {
     const prevBeat = this.heartbeat.get(name);
     // Whatever its content, a report proves the node alive.
     this.heartbeat.set(name, { lastHeard: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
-    if (this.late.delete(name)) await this.setLate(name, undefined, s.heartbeatSeconds * 1000);
+    // Also when the flag was set by an earlier server process (the set is in memory only).
+    const flagged = node.status?.conditions?.some((c) => c.type === 'HeartbeatLate' && c.status === 'True');
+    if (this.late.delete(name) || flagged) await this.setLate(name, undefined, s.heartbeatSeconds * 1000);
     // A report a little older than one already applied (same boot) arrived out of order, e.g. held in
     // a broker queue: its pod states would move pods back. Much older means the device clock was
     // stepped back (NTP after boot): then it is the new normal, not a straggler.
@@ -345,6 +347,8 @@ export class NodeRegistry {
       if (age > hb.periodMs * LATE_FACTOR && !this.late.has(name)) {
         this.late.add(name);
         await this.setLate(name, hb.lastHeard, hb.periodMs);
+        // A status that came in meanwhile replaced the heartbeat: this one is out of date.
+        if (this.heartbeat.get(name) !== hb) continue;
       }
       if (age > hb.periodMs * this.missed) {
         this.heartbeat.delete(name);

@@ -78,6 +78,8 @@ export class Scheduler {
     const pods = (await store.list('Pod')).items as Pod[];
     const pending = pods.filter(isPending).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
     const stillPending = new Set(pending.map(podKey));
+    // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
+    for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
     for (const pod of pending) {
       const decision = place(pod, { nodes, pods });
       if (decision.node) {
@@ -92,7 +94,6 @@ export class Scheduler {
     // What this pass saw replaces older notes; notes the watch made during the pass stay (they
     // triggered another pass already).
     for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
-    for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
   }
 
   private async bind(pod: Pod, node: string): Promise<Pod | undefined> {
