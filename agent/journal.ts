@@ -1,9 +1,10 @@
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { silentLogger } from '../src/util/logger.js';
+import { moveAside, removeStaleTemps, writeFileAtomic } from './state-file.js';
 
 /** The journal's file name in the agent's state directory. */
 export const JOURNAL_FILE = 'events.jsonl';
@@ -98,10 +99,7 @@ export class EventJournal {
   async load(): Promise<{ corrupt?: string }> {
     if (!this.path) return {};
     // A compaction interrupted by a power cut leaves its temp file: the journal itself is intact.
-    const prefix = `${basename(this.path)}.tmp-`;
-    for (const name of await readdir(dirname(this.path)).catch(() => [] as string[])) {
-      if (name.startsWith(prefix)) await rm(join(dirname(this.path), name), { force: true }).catch(() => {});
-    }
+    await removeStaleTemps(this.path);
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
@@ -130,12 +128,12 @@ export class EventJournal {
   }
 
   private async moveAside(reason: string): Promise<{ corrupt: string }> {
-    const aside = `${this.path}.corrupt-${Date.now()}`;
-    await rename(this.path!, aside).catch(() => {});
+    const aside = await moveAside(this.path!);
     const message = `event journal ${this.path} is corrupt (${reason}); moved to ${aside}`;
     this.logger.error(message);
     return { corrupt: message };
   }
+
 
   private replay(line: Line): void {
     if (typeof line !== 'object' || line === null) throw new Error('a line is not an object');
@@ -271,22 +269,7 @@ export class EventJournal {
     const path = this.path!;
     await this.fh?.close().catch(() => {});
     this.fh = undefined;
-    await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}`;
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(body);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    const dir = await open(dirname(path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(path, body);
     this.lines = lines;
     this.diskBroken = false;
   }

@@ -1,9 +1,10 @@
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { parseWith } from '../src/api/validate.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
+import { moveAside, removeStaleTemps, writeFileAtomic } from './state-file.js';
 
 /**
  * On-disk format version of the cache file; a newer agent must still read older ones. Format 1 files
@@ -49,7 +50,7 @@ export class TargetState {
    * (kept for inspection) and reported, never fatal. Temp files left by an interrupted save are removed.
    */
   async load(node?: string): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
-    await this.removeStaleTemps();
+    await removeStaleTemps(this.path);
     let text: string;
     try {
       text = await readFile(this.path, 'utf8');
@@ -71,17 +72,10 @@ export class TargetState {
   }
 
   private async moveAside(why: string): Promise<{ corrupt: string }> {
-    const aside = `${this.path}.corrupt-${Date.now()}`;
-    await rename(this.path, aside).catch(() => {});
+    const aside = await moveAside(this.path);
     const reason = `desired-state cache ${this.path} is corrupt (${why}); moved to ${aside}`;
     this.logger.error(reason);
     return { corrupt: reason };
-  }
-
-  private async removeStaleTemps(): Promise<void> {
-    const names = await readdir(this.stateDir).catch(() => [] as string[]);
-    const prefix = `${basename(this.path)}.tmp-`;
-    for (const n of names) if (n.startsWith(prefix)) await rm(join(this.stateDir, n), { force: true }).catch(() => {});
   }
 
   /**
@@ -105,7 +99,6 @@ export class TargetState {
       } catch (err) {
         this.saveError = errorMessage(err);
         this.logger.error({ err: this.saveError, generation: d.generation }, 'desired state applied but not cached: an offline restart would run the previous one');
-        await rm(`${this.path}.tmp-${process.pid}`, { force: true }).catch(() => {});
       }
       this.current = d;
       return true;
@@ -115,22 +108,7 @@ export class TargetState {
   }
 
   private async save(d: payloads.Desired): Promise<void> {
-    await mkdir(this.stateDir, { recursive: true });
-    const tmp = `${this.path}.tmp-${process.pid}`;
     const body: CacheFile = { format: CACHE_FORMAT, savedAt: new Date().toISOString(), desired: d };
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(JSON.stringify(body));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.path);
-    const dir = await open(dirname(this.path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(this.path, JSON.stringify(body));
   }
 }

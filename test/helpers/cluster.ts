@@ -22,12 +22,16 @@ export async function freePort(): Promise<number> {
 
 export type ApiCall = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: any; text: string }>;
 
-/** Authenticated JSON requests against the API at `baseUrl`; `body` is the parsed JSON, when it is JSON. */
-export function apiClient(baseUrl: string, token: string): ApiCall {
+/**
+ * Authenticated JSON requests against the API at `baseUrl`; `body` is the parsed JSON, when it is JSON.
+ * Functions are read at each call: a server restarted on another port or with another token.
+ */
+export function apiClient(baseUrl: string | (() => string), token: string | (() => string)): ApiCall {
+  const read = (v: string | (() => string)) => (typeof v === 'function' ? v() : v);
   return async (method, path, body) => {
-    const res = await fetch(baseUrl + path, {
+    const res = await fetch(read(baseUrl) + path, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      headers: { authorization: `Bearer ${read(token)}`, ...(body ? { 'content-type': 'application/json' } : {}) },
       body: body ? JSON.stringify(body) : undefined,
     });
     const text = await res.text();

@@ -15,7 +15,7 @@ import { LABELS } from '../../agent/engine/naming.js';
 import type { RuntimeContainer } from '../../agent/runtime/types.js';
 import { startServer, type RunningServer } from '../../server/run.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
-import { freePort, waitFor } from './cluster.js';
+import { apiClient, freePort, waitFor, type ApiCall } from './cluster.js';
 import { createDeviceLink, type DeviceLink } from './netns.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from './podman.js';
 
@@ -110,25 +110,7 @@ function track(child: ChildProcess): Proc {
   return p;
 }
 
-export type Api = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: any; text: string }>;
-
-export function apiClient(base: () => string, token: () => string): Api {
-  return async (method, path, body) => {
-    const res = await fetch(base() + path, {
-      method,
-      headers: { authorization: `Bearer ${token()}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, body: parsed, text };
-  };
-}
+export type Api = ApiCall;
 
 const testLogger = () => (process.env.DROVER_TEST_LOG ? createLogger({ name: 'test', level: process.env.DROVER_TEST_LOG }) : silentLogger);
 

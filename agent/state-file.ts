@@ -1,0 +1,55 @@
+/**
+ * The agent's files that must survive a power cut (desired-state cache, event journal): written
+ * whole or not at all, and a damaged one moved aside for inspection rather than trusted or deleted.
+ */
+import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+/** The temp file a write of `path` goes through (one per process, so two agents never share one). */
+export function tempPathOf(path: string): string {
+  return `${path}.tmp-${process.pid}`;
+}
+
+/**
+ * Replaces `path` with `body` atomically: temp file, fsync, rename, fsync of the directory. A power
+ * cut leaves the old content or the new, never a mix. The temp file is removed when the write fails
+ * (a full disk must not be made fuller).
+ */
+export async function writeFileAtomic(path: string, body: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = tempPathOf(path);
+  try {
+    const fh = await open(tmp, 'w', 0o600);
+    try {
+      await fh.writeFile(body);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    throw err;
+  }
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** Removes temp files that an interrupted write of `path` left behind (any process id). */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const prefix = `${basename(path)}.tmp-`;
+  for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
+    if (name.startsWith(prefix)) await rm(join(dirname(path), name), { force: true }).catch(() => {});
+  }
+}
+
+/** Moves a damaged `path` to `<path>.corrupt-<ms>`; returns where it went. */
+export async function moveAside(path: string): Promise<string> {
+  const aside = `${path}.corrupt-${Date.now()}`;
+  await rename(path, aside).catch(() => {});
+  return aside;
+}
