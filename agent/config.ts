@@ -10,7 +10,10 @@ export interface AgentConfig {
   labels: Record<string, string>;
   runtime: { prefer?: 'podman' | 'nerdctl'; podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
   heartbeatSeconds: number;
-  /** Period of the reconcile loop when nothing else triggers it (crashed containers are noticed here). */
+  /**
+   * Period of the reconcile loop when nothing else triggers it: a safety net, since desired-state
+   * changes, container exits (runtime events) and back-off expiries trigger it on their own.
+   */
   resyncSeconds: number;
   keepaliveSeconds: number;
   logLevel?: string;

@@ -1,0 +1,110 @@
+/**
+ * Deploy latency: how long from `POST pod` to the pod Running in the API, through the whole path
+ * (API, store, scheduler, desired-state publisher, MQTT, agent, podman), against a raw
+ * `podman run -d` of the same image on the same store, and how long from DELETE to the container gone.
+ * Real server (embedded broker), real agent, real podman in a private store; the image is local.
+ *
+ * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N]
+ *   → bench/results/deploy-latency.json
+ */
+import { execa } from 'execa';
+import type { AgentConfig } from '../agent/config.js';
+import { startAgent } from '../agent/run.js';
+import { startServer } from '../server/run.js';
+import { silentLogger } from '../src/util/logger.js';
+import { buildTestImage, podmanSandbox } from '../test/helpers/podman.js';
+import { freePort, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const args = parseArgs(process.argv.slice(2));
+const RUNS = numArg(args, 'runs', 10);
+const NODE = 'bench-node';
+const CMD = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
+
+const sb = await podmanSandbox();
+const dataDir = await mkdtemp(join(tmpdir(), 'drover-bench-'));
+const stateDir = await mkdtemp(join(tmpdir(), 'drover-bench-agent-'));
+try {
+  const image = await buildTestImage(sb);
+  const podman = (a: string[]) => execa('podman', ['--root', sb.root, '--runroot', sb.runroot, ...a], { env: sb.env, stdin: 'ignore' });
+
+  // Raw podman: run -d until the container is running, then rm -f.
+  const raw: number[] = [];
+  const rawRemove: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = performance.now();
+    const { stdout } = await podman(['run', '-d', '--name', `raw-${i}`, image, ...CMD]);
+    raw.push(performance.now() - t0);
+    const t1 = performance.now();
+    await podman(['rm', '-f', '-t', '2', stdout.trim()]);
+    rawRemove.push(performance.now() - t1);
+  }
+
+  const server = await startServer(
+    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() } },
+    silentLogger,
+  );
+  const agent = await startAgent(
+    {
+      node: NODE,
+      serverUrl: server.mqttUrl,
+      token: server.joinToken,
+      stateDir,
+      labels: {},
+      heartbeatSeconds: 30,
+      resyncSeconds: 10,
+      keepaliveSeconds: 15,
+      logLevel: 'silent',
+      runtime: { prefer: 'podman', podmanRoot: sb.root, podmanRunroot: sb.runroot, env: sb.env },
+    } satisfies AgentConfig,
+    { logger: silentLogger, runtime: sb.runtime },
+  );
+  const api = async (method: string, path: string, body?: unknown) => {
+    const r = await fetch(server.apiUrl + path, { method, headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
+    return { status: r.status, body: (await r.json().catch(() => undefined)) as any };
+  };
+  const until = async (what: string, fn: () => Promise<boolean>, ms = 60_000) => {
+    const deadline = Date.now() + ms;
+    while (!(await fn())) {
+      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+      await sleep(10);
+    }
+  };
+  await until('node Ready', async () => (await api('GET', `/api/v1/nodes/${NODE}`)).body?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+
+  const deploy: number[] = [];
+  const remove: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const name = `bench-${i}`;
+    const t0 = performance.now();
+    const r = await api('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name }, spec: { terminationGracePeriodSeconds: 2, containers: [{ name: 'main', image, command: CMD }] } });
+    if (r.status !== 201) throw new Error(`create ${name}: ${r.status}`);
+    await until(`${name} Running`, async () => (await api('GET', `/api/v1/namespaces/default/pods/${name}`)).body?.status?.phase === 'Running');
+    deploy.push(performance.now() - t0);
+    const t1 = performance.now();
+    await api('DELETE', `/api/v1/namespaces/default/pods/${name}`);
+    await until(`${name} container gone`, async () => (await sb.runtime.list({ 'drover.io/pod': name })).length === 0);
+    remove.push(performance.now() - t1);
+  }
+  await agent.close();
+  await server.close();
+
+  const stats = (xs: number[]) => ({ medianMs: round(median(xs)), p90Ms: round(percentile(xs, 90)), minMs: round(Math.min(...xs)), maxMs: round(Math.max(...xs)) });
+  const result = {
+    runs: RUNS,
+    podmanVersion: (await podman(['--version'])).stdout.trim(),
+    rawPodmanRun: stats(raw),
+    droverCreateToRunning: stats(deploy),
+    overheadMedianMs: round(median(deploy) - median(raw)),
+    rawPodmanRemove: stats(rawRemove),
+    droverDeleteToContainerGone: stats(remove),
+  };
+  console.log(JSON.stringify(result, null, 2));
+  console.log(`wrote ${writeResult('deploy-latency', result)}`);
+} finally {
+  await sb.cleanup();
+  await rm(dataDir, { recursive: true, force: true });
+  await rm(stateDir, { recursive: true, force: true });
+}
