@@ -262,16 +262,20 @@ export class Agent {
     // changed files in place.
     await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
     try {
-      current = await this.listManaged();
+      // Each podman call costs tens of milliseconds: ask for both at once, and for the images again
+      // only after a pull (nothing else adds one).
+      const [listed, present] = await Promise.all([this.listManaged(), runtime.images()]);
+      current = listed;
+      let images = new Set(present);
       for (let round = 0; round < MAX_ROUNDS; round++) {
-        const images = new Set(await runtime.images());
         this.lastImages = images;
         const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
         // Applied even without steps: it also announces back-offs and invalid specs (once each).
         const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
         if (p.steps.length === 0) break;
-        current = await this.listManaged();
+        const pulled = p.steps.some((s) => s.action === 'pull');
+        [current, images] = await Promise.all([this.listManaged(), pulled ? runtime.images().then((l) => new Set(l)) : Promise.resolve(images)]);
         if (errors.length) {
           requeueMs = Math.min(requeueMs, 5_000);
           break;
