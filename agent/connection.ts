@@ -27,6 +27,9 @@ export interface AgentLinkHandlers {
  * The agent's side of the MQTT contract. The link is optional by design: the agent runs its
  * workloads without it, and this class only reports whether it is up.
  */
+/** Longest an event batch waits for the broker's acknowledgement before it is sent anew. */
+const EVENTS_SETTLE_MS = 5 * 60_000;
+
 export class AgentLink {
   private client: MqttClient | undefined;
   private attempt = 0;
@@ -153,7 +156,9 @@ export class AgentLink {
   async publishEvents(e: payloads.Events): Promise<boolean> {
     if (!this.connected) return false;
     try {
-      await this.settle(this.client!.publishAsync(topics.events(this.opts.node), encode(e), DELIVERY.events), 'events');
+      // Waited for long: mqtt.js sends an unacknowledged batch again itself after a reconnect (its
+      // stores are kept), so giving up early and sending the batch anew would deliver it twice.
+      await this.settle(this.client!.publishAsync(topics.events(this.opts.node), encode(e), DELIVERY.events), 'events', EVENTS_SETTLE_MS);
       return true;
     } catch {
       return false;
@@ -164,8 +169,8 @@ export class AgentLink {
    * A QoS 1 publish settles when the broker acknowledges it, which across a reconnect can take long
    * (it is sent again then). Callers must not hang on it: give up waiting after a while.
    */
-  private settle<T>(p: Promise<T>, what: string): Promise<T> {
-    const ms = Math.max(10_000, 2 * (this.opts.keepaliveSeconds ?? 15) * 1000);
+  private settle<T>(p: Promise<T>, what: string, waitMs?: number): Promise<T> {
+    const ms = waitMs ?? Math.max(10_000, 2 * (this.opts.keepaliveSeconds ?? 15) * 1000);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${what} not acknowledged within ${ms} ms`)), ms);

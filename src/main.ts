@@ -3,6 +3,7 @@
  * The one entry point: `drover server`, `drover agent`, and the fleet CLI verbs. The only file that
  * wires server/, agent/ and src/cli together, and (with the entry scripts) the only one that exits.
  */
+import { CommandExit } from './cli/exec.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -187,6 +188,8 @@ async function main(): Promise<void> {
   try {
     await program.parseAsync(process.argv);
   } catch (err) {
+    // `drover exec`: the remote command's own exit code, already reported on stderr.
+    if (err instanceof CommandExit) process.exit(err.exitCode);
     if (err instanceof CommanderError) {
       // Help and version are "errors" to commander; their exit code is already right.
       process.exit(err.exitCode);

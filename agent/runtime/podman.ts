@@ -317,6 +317,8 @@ export class PodmanRuntime implements ContainerRuntime {
       reject: false,
       stdin: 'ignore',
       all: true,
+      // As the command printed it: `drover exec` shows it verbatim.
+      stripFinalNewline: false,
       timeout: Math.max(1, Math.round(timeoutMs)),
       maxBuffer: 1_000_000,
     });

@@ -17,12 +17,22 @@ export interface LogsQuery {
   tail?: number;
 }
 
+export interface ExecQuery {
+  namespace: string;
+  pod: string;
+  container?: string;
+  command: string[];
+  timeoutSeconds: number;
+}
+
 export interface ApiDeps {
   store: Store;
   logger: Logger;
   adminToken: string;
   /** Fetches a pod's container log from its node's agent. */
   logs(q: LogsQuery): Promise<string>;
+  /** Runs a command in a pod's container on its node (no tty, no stdin); absent: exec not offered. */
+  exec?(q: ExecQuery): Promise<{ exitCode: number; output: string; timedOut: boolean }>;
   ready(): boolean;
   /** Latest reported resource use, served under /apis/metrics.k8s.io/v1beta1. */
   metrics?: { nodeMetrics(): unknown; podMetrics(namespace?: string): unknown };
@@ -129,6 +139,7 @@ export class ApiServer {
     try {
       if (r.sub) {
         if (r.kind.kind === 'Pod' && r.sub === 'log' && method === 'GET') return await this.podLog(res, r, url);
+        if (r.kind.kind === 'Pod' && r.sub === 'exec' && method === 'POST') return await this.podExec(req, res, r);
         throw new NotFoundError(`subresource ${r.sub} of ${r.kind.plural}`);
       }
       if (!r.name) {
@@ -278,6 +289,22 @@ export class ApiServer {
     }
     const deleted = await store.delete(r.kind.kind, ns, r.name!);
     sendJson(res, 200, deleted);
+  }
+
+  /**
+   * POST .../pods/NAME/exec {command: [...], container?, timeoutSeconds?} → {exitCode, output, timedOut}.
+   * Not Kubernetes' streaming exec (no tty or stdin): one command, its combined output, its exit code.
+   */
+  private async podExec(req: IncomingMessage, res: ServerResponse, r: Route): Promise<void> {
+    if (!this.deps.exec) throw new NotFoundError('exec');
+    const body = (await readJson(req)) as { command?: unknown; container?: unknown; timeoutSeconds?: unknown } | undefined;
+    const command = body?.command;
+    if (!Array.isArray(command) || command.length === 0 || !command.every((c) => typeof c === 'string')) throw new BadRequestError('command: required, a non-empty list of strings');
+    if (body?.container !== undefined && typeof body.container !== 'string') throw new BadRequestError('container: must be a string');
+    const timeout = body?.timeoutSeconds ?? 30;
+    if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > 600) throw new BadRequestError('timeoutSeconds: an integer from 1 to 600');
+    const result = await this.deps.exec({ namespace: this.ns(r), pod: r.name!, container: body?.container as string | undefined, command: command as string[], timeoutSeconds: timeout });
+    sendJson(res, 200, result);
   }
 
   private async podLog(res: ServerResponse, r: Route, url: URL): Promise<void> {

@@ -157,7 +157,7 @@ _${bin}() {
     "rollout history"|"rollout undo"|"rollout pause"|"rollout resume") kinds="deployment" ;;
     scale) kinds="deployment replicaset job" ;;
     "set image") kinds="deployment daemonset replicaset pod" ;;
-    logs|"top pod") names=pods ;;
+    logs|exec|"top pod") names=pods ;;
     cordon|uncordon|drain|"top node") names=nodes ;;
     completion) COMPREPLY=( $(compgen -W "bash zsh" -- "$cur") ); return 0 ;;
   esac

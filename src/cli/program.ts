@@ -9,6 +9,7 @@ import { registerDescribe } from './describe.js';
 import { registerNodeCommands } from './drain.js';
 import { registerGet } from './get.js';
 import { registerLabelCommands } from './label.js';
+import { registerExec } from './exec.js';
 import { registerLogs } from './logs.js';
 import { registerRollout } from './rollout.js';
 import { registerScale } from './scale.js';
@@ -33,6 +34,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerDelete(program, ctx);
   registerDescribe(program, ctx);
   registerLogs(program, ctx);
+  registerExec(program, ctx);
   registerLabelCommands(program, ctx);
   registerScale(program, ctx);
   registerSet(program, ctx);

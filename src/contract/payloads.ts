@@ -136,7 +136,21 @@ export const request = z.discriminatedUnion('op', [
     container: z.string().optional(),
     tail: z.number().int().min(0).optional(),
   }),
+  z.object({
+    op: z.literal('exec'),
+    namespace: z.string(),
+    pod: z.string(),
+    uid: z.string().optional(),
+    container: z.string().optional(),
+    /** argv, run without a shell (as `kubectl exec POD -- CMD...`). */
+    command: z.array(z.string()).min(1),
+    timeoutSeconds: z.number().int().min(1).max(600),
+  }),
 ]);
+
+/** What an `exec` request returns in `data`. */
+export const execResult = z.object({ exitCode: z.number().int(), output: z.string(), timedOut: z.boolean() });
+export type ExecResult = z.infer<typeof execResult>;
 export type Request = z.infer<typeof request>;
 
 export const response = z.object({

@@ -50,8 +50,10 @@ export class FakeRuntime implements ContainerRuntime {
     const lines = this.opts.growingLogs ? await this.grownLines(id) : ['line 1', 'line 2', 'line 3'];
     return lines.slice(opts.tail === undefined ? 0 : -opts.tail).map((l) => `${l}\n`).join('');
   }
-  async exec(): Promise<ExecResult> {
-    return { exitCode: 0, output: '', timedOut: false };
+  /** `exit N` exits with N; anything else echoes its argv. */
+  async exec(_id: string, cmd: string[]): Promise<ExecResult> {
+    if (cmd[0] === 'exit') return { exitCode: Number(cmd[1] ?? 0), output: '', timedOut: false };
+    return { exitCode: 0, output: `${cmd.join(' ')}\n`, timedOut: false };
   }
   async hasImage(image: string): Promise<boolean> {
     return this.pulled.has(image);

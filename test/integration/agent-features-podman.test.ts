@@ -282,4 +282,17 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     assert.ok(node && bytes(node.usage.memory) > 1024 * 1024, `node metrics ${JSON.stringify(node)}`);
     for (const p of ['busy', 'idle']) assert.equal((await cluster.api('DELETE', `/api/v1/namespaces/default/pods/${p}`)).status, 200);
   });
+
+  test('exec: a command runs in the real container; its output and exit code come back through the API', async () => {
+    await create('/api/v1/namespaces/default/pods', podManifest('sh', { containers: [{ name: 'main', image: IMAGE, command: ['sh', '-c', `echo inside > /mark; ${LOOP}`] }] }));
+    await waitFor('pod Running', async () => (await getPod('sh'))?.status?.phase === 'Running', 60_000);
+    await waitFor('the container wrote its file', async () => (await cluster.api('POST', '/api/v1/namespaces/default/pods/sh/exec', { command: ['test', '-f', '/mark'] })).body?.exitCode === 0, 20_000, 200);
+    const r = await cluster.api('POST', '/api/v1/namespaces/default/pods/sh/exec', { command: ['sh', '-c', 'cat /mark; echo $((6*7)); exit 5'] });
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.body, { exitCode: 5, output: 'inside\n42\n', timedOut: false });
+    const slow = await cluster.api('POST', '/api/v1/namespaces/default/pods/sh/exec', { command: ['sleep', '30'], timeoutSeconds: 1 });
+    assert.equal(slow.status, 200, slow.text);
+    assert.equal(slow.body.timedOut, true);
+    assert.equal((await cluster.api('DELETE', '/api/v1/namespaces/default/pods/sh')).status, 200);
+  });
 });

@@ -274,4 +274,18 @@ describe('drover CLI with a node agent (fake runtime)', () => {
     // The scheduler's binding is not undone by re-applying a manifest without nodeName.
     assert.equal(ok(await drover(env, ['apply', '-f', '-'], POD('app: web'))).stdout, 'pod/web unchanged\n');
   });
+
+  it('exec: runs on the node, prints the output, exits with the command exit code; errors name the cause', async () => {
+    assert.equal(ok(await run('exec', 'web', '--', 'echo', 'hello', '-c', 'x')).stdout, 'echo hello -c x\n');
+    const failed = await run('exec', 'pod/web', '-c', 'web', '--', 'exit', '3');
+    assert.equal(failed.code, 3);
+    assert.equal(failed.stderr, 'command terminated with exit code 3\n');
+    fails(await run('exec', 'nope', '--', 'true'), /pods "nope" not found/);
+    fails(await run('exec', 'web', '-c', 'other', '--', 'true'), /container other is not valid for pod web \(containers: web\)/);
+    fails(await run('exec', 'web'), /you must specify at least one command/);
+    fails(await run('exec', 'web', '--timeout', '2h', '--', 'true'), /invalid --timeout "2h"/);
+    const bad = await t.api('POST', '/api/v1/namespaces/default/pods/web/exec', { command: 'ls' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.text, /command: required, a non-empty list of strings/);
+  });
 });

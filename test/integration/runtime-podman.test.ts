@@ -211,7 +211,7 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
 
   test('exec: exit code, output, timeout; a stopped container is a failed result', async () => {
     const id = await rt.run(spec({ command: ['sh', '-c', SLEEP_UNTIL_TERM] }));
-    assert.deepEqual(await rt.exec(id, ['sh', '-c', 'echo out; echo err >&2; exit 0'], 5_000), { exitCode: 0, output: 'out\nerr', timedOut: false });
+    assert.deepEqual(await rt.exec(id, ['sh', '-c', 'echo out; echo err >&2; exit 0'], 5_000), { exitCode: 0, output: 'out\nerr\n', timedOut: false });
     const failed = await rt.exec(id, ['test', '-f', '/nope'], 5_000);
     assert.equal(failed.exitCode, 1);
     assert.equal(failed.timedOut, false);
