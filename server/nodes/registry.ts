@@ -43,6 +43,9 @@ function setCondition(conds: Condition[] | undefined, c: Condition, now: string)
  * refreshes its Node; presence and heartbeats drive the Ready condition; status reports update the
  * pods bound to the node (only when something a user would see changed, to spare the store).
  */
+/** Pod condition set while the pod's node is late with its reports (see markPodsStale). */
+export const STALE_CONDITION = 'StatusStale';
+
 /** A node this many heartbeat periods without a status is marked HeartbeatLate (stale status). */
 const LATE_FACTOR = 1.5;
 
@@ -232,6 +235,30 @@ export class NodeRegistry {
         if ((err as { code?: number }).code !== 404) throw err;
       });
     if (late) await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'HeartbeatLate', message: `Node ${name}: ${message}`, component: 'node-registry' });
+    await this.markPodsStale(name, late ? `node ${name} has not reported for ${secs}s: this status may be out of date` : undefined);
+  }
+
+  /**
+   * Flags (message given) or unflags the pods of a node whose reports are late with a StatusStale
+   * condition, so `get pods` does not show their last status as current. Written only on the
+   * transitions, for the pods still running there.
+   */
+  private async markPodsStale(node: string, message: string | undefined): Promise<void> {
+    const now = this.iso();
+    const pods = ((await this.opts.store.list('Pod')).items as Pod[]).filter((p) => p.spec.nodeName === node);
+    for (const p of pods) {
+      const flagged = p.status?.conditions?.some((c) => c.type === STALE_CONDITION);
+      if (message ? p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' : !flagged) continue;
+      await this.opts.store
+        .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
+          const pod = cur as unknown as Pod;
+          if (pod.metadata.uid !== p.metadata.uid) return undefined;
+          const rest = (pod.status?.conditions ?? []).filter((c) => c.type !== STALE_CONDITION);
+          pod.status = { ...pod.status, phase: pod.status?.phase ?? 'Pending', conditions: message ? [...rest, { type: STALE_CONDITION, status: 'True', reason: 'NodeHeartbeatLate', message, lastTransitionTime: now }] : rest };
+          return pod as never;
+        })
+        .catch(() => {});
+    }
   }
 
   private async setDegraded(name: string, degraded: boolean, message: string): Promise<void> {

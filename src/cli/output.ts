@@ -124,6 +124,8 @@ export function podStatusText(pod: Pod): string {
     else if (cs.state === 'terminated') reason = cs.reason || (cs.exitCode !== undefined ? `ExitCode:${cs.exitCode}` : 'Terminated');
   }
   if (pod.metadata.deletionTimestamp) reason = 'Terminating';
+  // Its node is late with its reports (server condition StatusStale): shown, but flagged.
+  if (pod.status?.conditions?.some((c) => c.type === 'StatusStale' && c.status === 'True')) reason += ',Stale';
   return reason;
 }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { CONTRACT_VERSION, DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
-import { nodeStatusText } from '../../src/cli/output.js';
+import { nodeStatusText, podStatusText } from '../../src/cli/output.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
 const NODE = 'edge-beat';
@@ -17,8 +17,11 @@ describe('node heartbeats', () => {
   let c: MqttClient;
   const node = async () => (await t.api('GET', `/api/v1/nodes/${NODE}`)).body;
   const cond = (n: any, type: string) => n?.status?.conditions?.find((x: any) => x.type === type);
+  let podUid = '';
+  const podReport = (): payloads.PodReport => ({ uid: podUid, namespace: 'default', name: 'app', phase: 'Running', containers: [{ name: 'main', image: 'busybox', ready: true, restartCount: 0, state: 'running' }] });
   const status = (): Buffer =>
-    encode({ node: NODE, bootId: 'boot-1', observedGeneration: 0, ts: new Date().toISOString(), pods: [], runtimeHealthy: true, heartbeatSeconds: 1 } satisfies payloads.Status);
+    encode({ node: NODE, bootId: 'boot-1', observedGeneration: 0, ts: new Date().toISOString(), pods: podUid ? [podReport()] : [], runtimeHealthy: true, heartbeatSeconds: 1 } satisfies payloads.Status);
+  const pod = async () => (await t.api('GET', '/api/v1/namespaces/default/pods/app')).body;
 
   before(async () => {
     t = await startTestServer();
@@ -35,8 +38,12 @@ describe('node heartbeats', () => {
     await t?.stop();
   });
 
-  test('late → Ready,Stale with last-heard time; a status clears it; silence → NotReady', async () => {
+  test('late → Ready,Stale (and its pods Running,Stale) with last-heard time; a status clears it; silence → NotReady', async () => {
+    const created = await t.api('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'app' }, spec: { nodeName: NODE, containers: [{ name: 'main', image: 'busybox' }] } });
+    assert.equal(created.status, 201, created.text);
+    podUid = created.body.metadata.uid;
     await c.publishAsync(topics.status(NODE), status(), DELIVERY.status);
+    await waitFor('pod Running', async () => (await pod())?.status?.phase === 'Running');
     const sentAt = Date.now();
     await waitFor('Ready', async () => cond(await node(), 'Ready')?.status === 'True');
     // Heartbeat 1 s, no more statuses: flagged after 1.5 s (the server looks every second).
@@ -52,6 +59,11 @@ describe('node heartbeats', () => {
     assert.ok(Math.abs(Date.parse(late.status.lastHeard) - sentAt) < 1000, `lastHeard ${late.status.lastHeard} is when the status was sent`);
     const events = await t.api('GET', `/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=${NODE}`);
     assert.ok(events.body.items.some((e: any) => e.reason === 'HeartbeatLate'), 'a HeartbeatLate event');
+    const stalePod = await waitFor('pod flagged', async () => {
+      const p = await pod();
+      return podStatusText(p) === 'Running,Stale' ? p : undefined;
+    });
+    assert.match(stalePod.status.conditions.find((x: any) => x.type === 'StatusStale').message, /node edge-beat has not reported for \d+s/);
 
     await c.publishAsync(topics.status(NODE), status(), DELIVERY.status);
     const fresh = await waitFor('HeartbeatLate cleared', async () => {
@@ -59,6 +71,7 @@ describe('node heartbeats', () => {
       return cond(n, 'HeartbeatLate')?.status === 'False' ? n : undefined;
     });
     assert.equal(nodeStatusText(fresh), 'Ready');
+    await waitFor('pod unflagged', async () => podStatusText(await pod()) === 'Running');
 
     // Three heartbeats without a word: NotReady.
     const notReady = await waitFor('NotReady', async () => {
