@@ -128,7 +128,8 @@ export class Agent {
       const usage = this.deps.usage && this.deps.link.connected ? await withTimeout(this.sampleUsage(this.deps.usage), USAGE_TIMEOUT_MS) : undefined;
       if (this.stopped) return;
       this.sendStatus(true, usage);
-      await this.flushEvents();
+      // Not awaited: a batch waiting for its acknowledgement must not hold back the next heartbeat.
+      void this.flushEvents();
     } finally {
       this.beating = false;
     }

@@ -174,6 +174,7 @@ export class AgentLink {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${what} not acknowledged within ${ms} ms`)), ms);
+      timer.unref();
     });
     return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
   }

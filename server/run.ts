@@ -139,6 +139,12 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     };
     const exec = async (q: ExecQuery): Promise<payloads.ExecResult> => {
       const t = await target(q, 'exec');
+      // Not queued for a node that cannot run it now (the request is at-most-once anyway).
+      const node = (await store.get('Node', '', t.node)) as Node | undefined;
+      const ready = node?.status?.conditions?.find((c) => c.type === 'Ready');
+      if (ready?.status !== 'True') {
+        throw new DroverError(`node ${t.node} is not ready (${ready?.reason ?? 'not registered'}${ready?.message ? `: ${ready.message}` : ''}): cannot exec in pod ${q.pod}`, { code: 503, reason: 'NodeNotReady' });
+      }
       const data = await ask(t.node, { op: 'exec', namespace: q.namespace, pod: q.pod, uid: t.uid, container: t.container, command: q.command, timeoutSeconds: q.timeoutSeconds }, q.timeoutSeconds * 1000 + 10_000);
       const parsed = payloads.execResult.safeParse(data);
       if (!parsed.success) throw new DroverError(`node ${t.node}: malformed exec result`, { code: 502, reason: 'AgentError' });

@@ -124,8 +124,8 @@ export function deviceArg(d: DeviceMapping): string {
   return d.containerPath ? `${d.hostPath}:${d.containerPath}` : d.hostPath;
 }
 
-/** Output kept from an exec (probes only need enough for a message). */
-const EXEC_OUTPUT_MAX = 10_000;
+/** Output kept from an exec: enough for `drover exec` to print a config file, within one MQTT payload. */
+const EXEC_OUTPUT_MAX = 512 * 1024;
 
 /**
  * ContainerRuntime over the podman CLI (no API socket: nothing to keep running on the device).
@@ -320,11 +320,14 @@ export class PodmanRuntime implements ContainerRuntime {
       // As the command printed it: `drover exec` shows it verbatim.
       stripFinalNewline: false,
       timeout: Math.max(1, Math.round(timeoutMs)),
-      maxBuffer: 1_000_000,
+      maxBuffer: 2 * EXEC_OUTPUT_MAX,
     });
     if (r.code === 'ENOENT') throw new RuntimeError(`podman not found (is it installed?): could not run "${this.bin}"`, r);
-    const output = String(r.all ?? '').slice(0, EXEC_OUTPUT_MAX);
+    const all = String(r.all ?? '');
+    // Cut, and said so: output piped into another tool must not end silently short.
+    const output = all.length > EXEC_OUTPUT_MAX || r.isMaxBuffer ? `${all.slice(0, EXEC_OUTPUT_MAX)}\n[drover: output cut at ${EXEC_OUTPUT_MAX} characters]\n` : all;
     if (r.timedOut) return { exitCode: -1, output, timedOut: true };
+    if (r.isMaxBuffer) return { exitCode: r.exitCode ?? 1, output, timedOut: false };
     if (r.exitCode === undefined) throw new RuntimeError(`podman exec failed: ${r.shortMessage}`, r);
     return { exitCode: r.exitCode, output, timedOut: false };
   }

@@ -1,3 +1,4 @@
+import { EXEC_ARG_MAX, EXEC_ARGS_MAX } from '../../src/contract/payloads.js';
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
@@ -300,6 +301,9 @@ export class ApiServer {
     const body = (await readJson(req)) as { command?: unknown; container?: unknown; timeoutSeconds?: unknown } | undefined;
     const command = body?.command;
     if (!Array.isArray(command) || command.length === 0 || !command.every((c) => typeof c === 'string')) throw new BadRequestError('command: required, a non-empty list of strings');
+    if (command.length > EXEC_ARGS_MAX) throw new BadRequestError(`command: at most ${EXEC_ARGS_MAX} arguments, got ${command.length}`);
+    const bad = (command as string[]).findIndex((a) => a.length > EXEC_ARG_MAX || a.includes('\0'));
+    if (bad >= 0) throw new BadRequestError(`command[${bad}]: longer than ${EXEC_ARG_MAX} characters or contains a NUL byte`);
     if (body?.container !== undefined && typeof body.container !== 'string') throw new BadRequestError('container: must be a string');
     const timeout = body?.timeoutSeconds ?? 30;
     if (typeof timeout !== 'number' || !Number.isInteger(timeout) || timeout < 1 || timeout > 600) throw new BadRequestError('timeoutSeconds: an integer from 1 to 600');

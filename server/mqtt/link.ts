@@ -113,7 +113,7 @@ export class ServerLink {
       }, timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
     });
-    await this.client.publishAsync(topics.request(node, id), encode(req), DELIVERY.request);
+    await this.client.publishAsync(topics.request(node, id), encode(req), req.op === 'exec' ? DELIVERY.execRequest : DELIVERY.request);
     return result;
   }
 

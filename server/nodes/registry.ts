@@ -57,6 +57,8 @@ export class NodeRegistry {
   private closing = false;
   /** Nodes marked HeartbeatLate (in the store) and not heard since. */
   private readonly late = new Set<string>();
+  /** Pods flagged StatusStale per node, to unflag when it reports again. */
+  private readonly stalePods = new Map<string, Pod[]>();
   private sweeping: Promise<void> | undefined;
   private readonly flaps: FlapTracker;
   private readonly heartbeat = new Map<string, { lastHeard: number; periodMs: number; bootId: string }>();
@@ -235,30 +237,56 @@ export class NodeRegistry {
         if ((err as { code?: number }).code !== 404) throw err;
       });
     if (late) await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'HeartbeatLate', message: `Node ${name}: ${message}`, component: 'node-registry' });
-    await this.markPodsStale(name, late ? `node ${name} has not reported for ${secs}s: this status may be out of date` : undefined);
+    if (!late) await this.unflagPods(name);
   }
 
   /**
-   * Flags (message given) or unflags the pods of a node whose reports are late with a StatusStale
-   * condition, so `get pods` does not show their last status as current. Written only on the
-   * transitions, for the pods still running there.
+   * Flags the pods of nodes whose reports are late with a StatusStale condition, so `get pods` does
+   * not show their last status as current. One pass over the pods for all the nodes that turned late
+   * in a sweep (after an outage of an external broker that is every node); writes only on the
+   * transitions.
    */
-  private async markPodsStale(node: string, message: string | undefined): Promise<void> {
+  private async flagPods(late: Map<string, number>): Promise<void> {
+    if (!late.size) return;
     const now = this.iso();
-    const pods = ((await this.opts.store.list('Pod')).items as Pod[]).filter((p) => p.spec.nodeName === node);
+    const pods = ((await this.opts.store.list('Pod')).items as Pod[]).filter((p) => p.spec.nodeName !== undefined && late.has(p.spec.nodeName));
     for (const p of pods) {
-      const flagged = p.status?.conditions?.some((c) => c.type === STALE_CONDITION);
-      if (message ? p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' : !flagged) continue;
-      await this.opts.store
-        .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
-          const pod = cur as unknown as Pod;
-          if (pod.metadata.uid !== p.metadata.uid) return undefined;
-          const rest = (pod.status?.conditions ?? []).filter((c) => c.type !== STALE_CONDITION);
-          pod.status = { ...pod.status, phase: pod.status?.phase ?? 'Pending', conditions: message ? [...rest, { type: STALE_CONDITION, status: 'True', reason: 'NodeHeartbeatLate', message, lastTransitionTime: now }] : rest };
-          return pod as never;
-        })
-        .catch(() => {});
+      if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
+      const node = p.spec.nodeName!;
+      const message = `node ${node} has not reported for ${late.get(node)}s: this status may be out of date`;
+      const ok = await this.patchStale(p, message, now);
+      if (!ok) continue;
+      const list = this.stalePods.get(node) ?? [];
+      list.push(p);
+      this.stalePods.set(node, list);
     }
+  }
+
+  /**
+   * Clears what flagPods set, for the pods it flagged (kept in memory). Pods flagged by an earlier
+   * server process lose the flag with their node's next report of them, which rebuilds their status.
+   */
+  private async unflagPods(node: string): Promise<void> {
+    const pods = this.stalePods.get(node);
+    this.stalePods.delete(node);
+    for (const p of pods ?? []) await this.patchStale(p, undefined, this.iso());
+  }
+
+  private async patchStale(p: Pod, message: string | undefined, now: string): Promise<boolean> {
+    let written = false;
+    await this.opts.store
+      .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
+        const pod = cur as unknown as Pod;
+        if (pod.metadata.uid !== p.metadata.uid) return undefined;
+        const had = pod.status?.conditions?.some((c) => c.type === STALE_CONDITION);
+        if (!message && !had) return undefined;
+        const rest = (pod.status?.conditions ?? []).filter((c) => c.type !== STALE_CONDITION);
+        pod.status = { ...pod.status, phase: pod.status?.phase ?? 'Pending', conditions: message ? [...rest, { type: STALE_CONDITION, status: 'True', reason: 'NodeHeartbeatLate', message, lastTransitionTime: now }] : rest };
+        written = true;
+        return pod as never;
+      })
+      .catch(() => {});
+    return written;
   }
 
   private async setDegraded(name: string, degraded: boolean, message: string): Promise<void> {
@@ -369,10 +397,12 @@ export class NodeRegistry {
    */
   private async sweepOnce(): Promise<void> {
     const now = this.now();
+    const turnedLate = new Map<string, number>();
     for (const [name, hb] of this.heartbeat) {
       const age = now - hb.lastHeard;
       if (age > hb.periodMs * LATE_FACTOR && !this.late.has(name)) {
         this.late.add(name);
+        turnedLate.set(name, Math.round(age / 1000));
         await this.setLate(name, hb.lastHeard, hb.periodMs);
         // A status that came in meanwhile replaced the heartbeat: this one is out of date.
         if (this.heartbeat.get(name) !== hb) continue;
@@ -382,6 +412,9 @@ export class NodeRegistry {
         await this.setReady(name, { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((now - hb.lastHeard) / 1000)}s` }, 'Warning');
       }
     }
+    // Nodes heard again while the sweep ran are not late any more.
+    for (const name of turnedLate.keys()) if (!this.late.has(name)) turnedLate.delete(name);
+    await this.flagPods(turnedLate);
     for (const name of this.flaps.recovered(now)) await this.setDegraded(name, false, 'link stable again');
     await this.evict(now);
   }

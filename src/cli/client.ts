@@ -82,7 +82,7 @@ export interface ApiResponse<T> {
 export class ApiClient {
   readonly server: string;
   private readonly token: string | undefined;
-  private readonly timeoutMs: number;
+  readonly timeoutMs: number;
   private readonly onWarning: (text: string) => void;
   private readonly fetchFn: typeof fetch;
 
@@ -111,11 +111,12 @@ export class ApiClient {
   }
 
   /** One request; resolves for 2xx, throws CliError otherwise. The body is returned as text. */
-  async request(method: string, path: string, opts: { query?: Query; body?: unknown; accept?: string } = {}): Promise<ApiResponse<string>> {
+  async request(method: string, path: string, opts: { query?: Query; body?: unknown; accept?: string; timeoutMs?: number } = {}): Promise<ApiResponse<string>> {
     const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    const signal = AbortSignal.timeout(this.timeoutMs);
+    const timeoutMs = opts.timeoutMs ?? this.timeoutMs;
+    const signal = AbortSignal.timeout(timeoutMs);
     let res: Response;
     let text: string;
     try {
@@ -129,7 +130,7 @@ export class ApiClient {
       text = await res.text();
     } catch (err) {
       if (signal.aborted) {
-        throw new CliError(`the drover server at ${this.server} did not answer ${method} ${path} within ${this.timeoutMs / 1000}s`, {
+        throw new CliError(`the drover server at ${this.server} did not answer ${method} ${path} within ${timeoutMs / 1000}s`, {
           reason: 'Timeout',
           cause: err,
         });
@@ -144,7 +145,7 @@ export class ApiClient {
     return { status: res.status, body: text };
   }
 
-  async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown } = {}): Promise<ApiResponse<T>> {
+  async json<T>(method: string, path: string, opts: { query?: Query; body?: unknown; timeoutMs?: number } = {}): Promise<ApiResponse<T>> {
     const res = await this.request(method, path, opts);
     if (!res.body) return { status: res.status, body: undefined as T };
     try {

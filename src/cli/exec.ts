@@ -49,7 +49,9 @@ export function registerExec(program: Command, ctx: CommandContext): void {
     const timeoutSeconds = parseExecTimeout(opts.timeout);
     const client = ctx.client(c);
     const path = `${objectPath(kindInfo('Pod'), opts.namespace || DEFAULT_NAMESPACE, name)}/exec`;
-    const { body } = await client.json<{ exitCode: number; output: string; timedOut: boolean }>('POST', path, { body: { command, container: opts.container, timeoutSeconds } });
+    // The server waits for the command (and the round trip to the node): so does the request.
+    const timeoutMs = Math.max(client.timeoutMs, (timeoutSeconds + 15) * 1000);
+    const { body } = await client.json<{ exitCode: number; output: string; timedOut: boolean }>('POST', path, { body: { command, container: opts.container, timeoutSeconds }, timeoutMs });
     ctx.io.stdout(body.output);
     if (body.timedOut) throw new CliError(`command timed out after ${timeoutSeconds}s`);
     if (body.exitCode !== 0) {

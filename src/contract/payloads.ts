@@ -127,6 +127,10 @@ export const events = z.object({
 });
 export type Events = z.infer<typeof events>;
 
+/** Bounds on an exec command: what a device's execve takes, with room to spare. */
+export const EXEC_ARGS_MAX = 256;
+export const EXEC_ARG_MAX = 64 * 1024;
+
 export const request = z.discriminatedUnion('op', [
   z.object({
     op: z.literal('logs'),
@@ -143,7 +147,10 @@ export const request = z.discriminatedUnion('op', [
     uid: z.string().optional(),
     container: z.string().optional(),
     /** argv, run without a shell (as `kubectl exec POD -- CMD...`). */
-    command: z.array(z.string()).min(1),
+    command: z
+      .array(z.string().max(EXEC_ARG_MAX).refine((a) => !a.includes('\0'), 'an argument contains a NUL byte'))
+      .min(1)
+      .max(EXEC_ARGS_MAX),
     timeoutSeconds: z.number().int().min(1).max(600),
   }),
 ]);

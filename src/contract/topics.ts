@@ -18,6 +18,11 @@ export const DELIVERY = {
   status: { qos: 1, retain: false },
   events: { qos: 1, retain: false },
   request: { qos: 1, retain: false },
+  /**
+   * `exec` requests: QoS 0, so a broker never queues one for an offline node to run it hours later,
+   * after the user was told it failed. At most once, as a command typed at a prompt.
+   */
+  execRequest: { qos: 0, retain: false },
   response: { qos: 1, retain: false },
 } as const satisfies Record<string, TopicSpec>;
 
