@@ -57,8 +57,11 @@ describe('node heartbeats', () => {
     assert.equal(nodeStatusText(late), 'Ready,Stale');
     assert.match(cond(late, 'HeartbeatLate').message, /no status for \d+s \(heartbeat every 1s\)/);
     assert.ok(Math.abs(Date.parse(late.status.lastHeard) - sentAt) < 1000, `lastHeard ${late.status.lastHeard} is when the status was sent`);
-    const events = await t.api('GET', `/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=${NODE}`);
-    assert.ok(events.body.items.some((e: any) => e.reason === 'HeartbeatLate'), 'a HeartbeatLate event');
+    // The event is recorded just after the condition is written.
+    await waitFor('a HeartbeatLate event', async () => {
+      const events = await t.api('GET', `/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=${NODE}`);
+      return events.body.items.some((e: any) => e.reason === 'HeartbeatLate');
+    });
     const stalePod = await waitFor('pod flagged', async () => {
       const p = await pod();
       return podStatusText(p) === 'Running,Stale' ? p : undefined;
@@ -79,5 +82,9 @@ describe('node heartbeats', () => {
       return cond(n, 'Ready')?.status === 'False' ? n : undefined;
     }, 10_000);
     assert.equal(nodeStatusText(notReady), 'NotReady');
+    // A command is not sent to a node that cannot run it now (nor queued for later).
+    const exec = await t.api('POST', '/api/v1/namespaces/default/pods/app/exec', { command: ['true'] });
+    assert.equal(exec.status, 503, exec.text);
+    assert.match(exec.text, /node edge-beat is not ready \(NodeStatusUnknown: no heartbeat for \d+s\): cannot exec in pod app/);
   });
 });
