@@ -33,6 +33,9 @@ export interface AgentDeps {
 /** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
 
+/** Consecutive failed reconciles (runtime calls) before the runtime is reported unhealthy. */
+const RUNTIME_FAILURES_UNHEALTHY = 3;
+
 /** Delay between a container exit event and the reconcile that handles it. */
 const EXIT_SETTLE_MS = 750;
 
@@ -116,23 +119,27 @@ export class Agent {
       setTimeout(() => this.trigger(0), 4 * EXIT_SETTLE_MS).unref();
     });
     link.start();
-    this.heartbeat = setInterval(() => void this.beat(), cfg.heartbeatSeconds * 1000);
+    this.heartbeat = setInterval(() => this.beat(), cfg.heartbeatSeconds * 1000);
   }
 
   /** A heartbeat: status with fresh usage figures, and a retry of events not acknowledged in time. */
-  private async beat(): Promise<void> {
-    if (this.beating) return;
+  private beat(): void {
+    if (this.stopped) return;
+    // Sent at once, with the figures of the previous sample: nothing (a slow `podman stats`, an
+    // event batch waiting for its acknowledgement) may delay a heartbeat, or the node looks lost.
+    const usage = this.lastUsage;
+    this.lastUsage = undefined;
+    this.sendStatus(true, usage);
+    void this.flushEvents();
+    if (this.beating || !this.deps.usage || !this.deps.link.connected) return;
     this.beating = true;
-    try {
-      // A hung runtime must not stop heartbeats: usage that takes too long is left out of this one.
-      const usage = this.deps.usage && this.deps.link.connected ? await withTimeout(this.sampleUsage(this.deps.usage), USAGE_TIMEOUT_MS) : undefined;
-      if (this.stopped) return;
-      this.sendStatus(true, usage);
-      // Not awaited: a batch waiting for its acknowledgement must not hold back the next heartbeat.
-      void this.flushEvents();
-    } finally {
-      this.beating = false;
-    }
+    void withTimeout(this.sampleUsage(this.deps.usage), USAGE_TIMEOUT_MS)
+      .then((u) => {
+        this.lastUsage = u;
+      })
+      .finally(() => {
+        this.beating = false;
+      });
   }
 
   private async sampleUsage(sampler: UsageSampler): Promise<UsageSample> {
@@ -287,12 +294,21 @@ export class Agent {
           break;
         }
       }
+      this.runtimeFailures = 0;
       this.setRuntimeHealth(true);
     } catch (err) {
-      this.setRuntimeHealth(false, errorMessage(err));
-      logger.error({ err: errorMessage(err) }, 'container runtime not usable');
+      // One failed `podman ps` (a container removed while it lists, a lock timeout under load) is not
+      // a dead runtime: the node turning NotReady would mark all its pods Unknown. Look again soon;
+      // only repeated failures count.
+      this.runtimeFailures++;
+      if (this.runtimeFailures >= RUNTIME_FAILURES_UNHEALTHY) {
+        this.setRuntimeHealth(false, errorMessage(err));
+        logger.error({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime not usable');
+      } else {
+        logger.warn({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime call failed; trying again');
+      }
       current = [];
-      requeueMs = Math.min(requeueMs, 5_000);
+      requeueMs = Math.min(requeueMs, this.runtimeHealthy ? 1_000 : 5_000);
     }
     this.restarts.retain(pods);
     if (desired) this.observedGeneration = desired.generation;
@@ -365,6 +381,9 @@ export class Agent {
   private flushing = false;
   private beating = false;
   private timerDue = 0;
+  private runtimeFailures = 0;
+  /** The latest usage sample, sent with the next heartbeat. */
+  private lastUsage: UsageSample | undefined;
   private unwatchExits: (() => void) | undefined;
   private async flushEvents(): Promise<void> {
     if (this.flushing || !this.deps.link.connected) return;
