@@ -1,10 +1,10 @@
-import { mkdir, open, readFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { silentLogger } from '../src/util/logger.js';
-import { moveAside, removeStaleTemps, writeFileAtomic } from './state-file.js';
+import { moveAside, readStateFile, writeFileAtomic } from './state-file.js';
 
 /** The journal's file name in the agent's state directory. */
 export const JOURNAL_FILE = 'events.jsonl';
@@ -99,14 +99,9 @@ export class EventJournal {
   async load(): Promise<{ corrupt?: string }> {
     if (!this.path) return {};
     // A compaction interrupted by a power cut leaves its temp file: the journal itself is intact.
-    await removeStaleTemps(this.path);
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      return this.moveAside(`cannot read it: ${errorMessage(err)}`);
-    }
+    const { text, unreadable } = await readStateFile(this.path);
+    if (unreadable) return this.moveAside(unreadable);
+    if (text === undefined) return {};
     const rows = text.split('\n');
     // Every complete line ends with "\n": whatever follows the last one is a torn append.
     const torn = rows.pop();
@@ -127,11 +122,8 @@ export class EventJournal {
     return {};
   }
 
-  private async moveAside(reason: string): Promise<{ corrupt: string }> {
-    const aside = await moveAside(this.path!);
-    const message = `event journal ${this.path} is corrupt (${reason}); moved to ${aside}`;
-    this.logger.error(message);
-    return { corrupt: message };
+  private moveAside(reason: string): Promise<{ corrupt: string }> {
+    return moveAside(this.path!, 'event journal', reason, this.logger);
   }
 
 

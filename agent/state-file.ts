@@ -2,8 +2,10 @@
  * The agent's files that must survive a power cut (desired-state cache, event journal): written
  * whole or not at all, and a damaged one moved aside for inspection rather than trusted or deleted.
  */
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { errorMessage } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
 
 /** The temp file a write of `path` goes through (one per process, so two agents never share one). */
 export function tempPathOf(path: string): string {
@@ -47,9 +49,28 @@ export async function removeStaleTemps(path: string): Promise<void> {
   }
 }
 
-/** Moves a damaged `path` to `<path>.corrupt-<ms>`; returns where it went. */
-export async function moveAside(path: string): Promise<string> {
+/**
+ * Reads `path` after removing what interrupted writes left. `text` is undefined when there is no
+ * file; `unreadable` says why a file that is there could not be read.
+ */
+export async function readStateFile(path: string): Promise<{ text?: string; unreadable?: string }> {
+  await removeStaleTemps(path);
+  try {
+    return { text: await readFile(path, 'utf8') };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    return { unreadable: `cannot read it: ${errorMessage(err)}` };
+  }
+}
+
+/**
+ * Moves a damaged `path` (the agent's `what`) to `<path>.corrupt-<ms>` for inspection, logs it and
+ * returns the message to report.
+ */
+export async function moveAside(path: string, what: string, reason: string, logger: Logger): Promise<{ corrupt: string }> {
   const aside = `${path}.corrupt-${Date.now()}`;
   await rename(path, aside).catch(() => {});
-  return aside;
+  const message = `${what} ${path} is corrupt (${reason}); moved to ${aside}`;
+  logger.error(message);
+  return { corrupt: message };
 }

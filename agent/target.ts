@@ -1,10 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { parseWith } from '../src/api/validate.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
-import { moveAside, removeStaleTemps, writeFileAtomic } from './state-file.js';
+import { moveAside, readStateFile, writeFileAtomic } from './state-file.js';
 
 /**
  * On-disk format version of the cache file; a newer agent must still read older ones. Format 1 files
@@ -50,14 +49,9 @@ export class TargetState {
    * (kept for inspection) and reported, never fatal. Temp files left by an interrupted save are removed.
    */
   async load(node?: string): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
-    await removeStaleTemps(this.path);
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-      return this.moveAside(`cannot read it: ${errorMessage(err)}`);
-    }
+    const { text, unreadable } = await readStateFile(this.path);
+    if (unreadable) return this.moveAside(unreadable);
+    if (text === undefined) return {};
     try {
       const file = JSON.parse(text) as CacheFile;
       if (typeof file.format !== 'number' || file.format > CACHE_FORMAT) throw new Error(`unknown cache format ${String(file.format)}`);
@@ -71,11 +65,8 @@ export class TargetState {
     }
   }
 
-  private async moveAside(why: string): Promise<{ corrupt: string }> {
-    const aside = await moveAside(this.path);
-    const reason = `desired-state cache ${this.path} is corrupt (${why}); moved to ${aside}`;
-    this.logger.error(reason);
-    return { corrupt: reason };
+  private moveAside(why: string): Promise<{ corrupt: string }> {
+    return moveAside(this.path, 'desired-state cache', why, this.logger);
   }
 
   /**
