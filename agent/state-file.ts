@@ -8,7 +8,7 @@ import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 
 /** The temp file a write of `path` goes through (one per process, so two agents never share one). */
-export function tempPathOf(path: string): string {
+function tempPathOf(path: string): string {
   return `${path}.tmp-${process.pid}`;
 }
 
@@ -42,7 +42,7 @@ export async function writeFileAtomic(path: string, body: string): Promise<void>
 }
 
 /** Removes temp files that an interrupted write of `path` left behind (any process id). */
-export async function removeStaleTemps(path: string): Promise<void> {
+async function removeStaleTemps(path: string): Promise<void> {
   const prefix = `${basename(path)}.tmp-`;
   for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
     if (name.startsWith(prefix)) await rm(join(dirname(path), name), { force: true }).catch(() => {});
