@@ -15,6 +15,7 @@
  * Changing what goes into the hash re-creates every container on agent upgrade; do it deliberately.
  */
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { PortMapping, RunSpec } from '../runtime/types.js';
 
 /**
@@ -28,16 +29,6 @@ export type RecreateFields = Omit<RunSpec, 'name' | 'labels' | 'env' | 'mounts'>
   envFrom?: unknown[];
   mounts?: unknown[];
 };
-
-/** JSON with object keys sorted at every level and undefined members dropped, so key order never matters. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => (v === undefined ? 'null' : canonicalJson(v))).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-}
 
 function portOrder(a: PortMapping, b: PortMapping): number {
   const ka = canonicalJson(a);

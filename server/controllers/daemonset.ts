@@ -5,7 +5,8 @@
  *
  * `planDaemonSet` is the pure decision (tested with plain values); the controller only does I/O.
  */
-import { createHash } from 'node:crypto';
+import { canonicalJson } from '../../src/util/canonical-json.js';
+import { podTemplateHash } from '../../src/api/revisions.js';
 import type { Node } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
 import type { PodTemplate } from '../../src/api/template.js';
@@ -53,24 +54,6 @@ export function daemonTolerations(spec: Pod['spec']): Toleration[] {
   return out;
 }
 
-/** JSON with sorted keys, so equal values always hash and compare equal. */
-export function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map((x) => canonicalJson(x === undefined ? null : x)).join(',')}]`;
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    const keys = Object.keys(o)
-      .filter((k) => o[k] !== undefined)
-      .sort();
-    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
-
-/** Short, label-safe hash of a pod template: pods carrying another value are out of date. */
-export function templateHash(template: PodTemplate): string {
-  return createHash('sha256').update(canonicalJson(template)).digest('hex').slice(0, 10);
-}
-
 /** ms until a ready pod counts as available (0 = available now); undefined when not ready at all. */
 function availableIn(p: Pod, minReadySeconds: number, now: number): number | undefined {
   const c = readyCondition(p);
@@ -82,7 +65,7 @@ function availableIn(p: Pod, minReadySeconds: number, now: number): number | und
 }
 
 /** The pod a DaemonSet would run on `node` (name left empty; the controller fills it in). */
-export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = templateHash(ds.spec.template), now = Date.now()): Pod {
+export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = podTemplateHash(ds.spec.template), now = Date.now()): Pod {
   const pod = newOwnedPod(ds.spec.template, { apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, namespace: ds.metadata.namespace, uid: ds.metadata.uid }, { [REVISION_LABEL]: hash });
   return {
     ...pod,
@@ -146,7 +129,7 @@ function rankPods(pods: Pod[], hash: string, minReady: number, now: number): Pod
 export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: readonly Pod[], opts: { now?: number; filters?: readonly Filter[] } = {}): DaemonSetPlan {
   const now = opts.now ?? Date.now();
   const filters = daemonSetFilters(opts.filters);
-  const hash = templateHash(ds.spec.template);
+  const hash = podTemplateHash(ds.spec.template);
   const minReady = ds.spec.minReadySeconds ?? 0;
   const uid = ds.metadata.uid;
   const ns = ds.metadata.namespace ?? 'default';

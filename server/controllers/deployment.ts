@@ -1,6 +1,7 @@
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
-import { REVISION_ANNOTATION, canonicalJson, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
+import { REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
 import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';

@@ -9,7 +9,7 @@
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { job as jobSchema, type Job } from '../../src/api/workloads.js';
-import { canonicalJson } from './daemonset.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';

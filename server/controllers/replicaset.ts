@@ -1,7 +1,8 @@
 import { randomInt } from 'node:crypto';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
-import { canonicalJson, isControlledBy } from '../../src/api/revisions.js';
+import { isControlledBy } from '../../src/api/revisions.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage } from '../../src/util/errors.js';

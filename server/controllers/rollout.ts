@@ -5,15 +5,14 @@
  * The controllers (deployment.ts, replicaset.ts) own all reads and writes and only act on what
  * these functions decide.
  */
-import { createHash } from 'node:crypto';
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import {
   CHANGE_CAUSE_ANNOTATION,
   POD_TEMPLATE_HASH,
   REVISION_ANNOTATION,
-  canonicalJson,
   comparableTemplate,
+  podTemplateHash,
   maxRevision,
   revisionOf,
   templatesEqual,
@@ -22,10 +21,6 @@ import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 
-// The revision helpers live in src/api/revisions.ts (the CLI needs them too); these two stay
-// importable from here for test/integration/rollout-podman.test.ts.
-export { REVISION_ANNOTATION, rollbackTemplate } from '../../src/api/revisions.js';
-
 export type DeploymentStatus = NonNullable<Deployment['status']>;
 /** A Deployment condition carries Kubernetes' lastUpdateTime: when the rollout last made progress. */
 export type DeploymentCondition = Condition & { lastUpdateTime?: string };
@@ -33,23 +28,6 @@ export type DeploymentCondition = Condition & { lastUpdateTime?: string };
 // ---------------------------------------------------------------------------------------------
 // Pod-template hash and revisions
 // ---------------------------------------------------------------------------------------------
-
-/** Kubernetes' "safe" alphabet for generated names: no vowels (no words), no look-alikes (0/1/3). */
-const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
-
-/**
- * The `pod-template-hash` label value: a stable 10-character hash of the template (key order,
- * a pod-template-hash label already present and creationTimestamp do not matter); a collision
- * count (Deployment status.collisionCount) moves it to a fresh name.
- */
-export function podTemplateHash(template: PodTemplate, collisionCount?: number): string {
-  const h = createHash('sha256').update(canonicalJson(comparableTemplate(template)));
-  if (collisionCount) h.update(`/${collisionCount}`);
-  const bytes = h.digest();
-  let out = '';
-  for (let i = 0; i < 10; i++) out += SAFE_ALPHABET[bytes[i]! % SAFE_ALPHABET.length];
-  return out;
-}
 
 /** The ReplicaSet (among the Deployment's) whose template is the Deployment's current one. */
 export function findNewReplicaSet(deploy: Deployment, replicaSets: ReplicaSet[]): ReplicaSet | undefined {

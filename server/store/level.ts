@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
 import { KINDS } from '../../src/api/kinds.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import { AlreadyExistsError, ConflictError, GoneError, NotFoundError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import type { ListResult, Store, Watch, WatchEvent, WatchEventType } from './types.js';
@@ -41,15 +42,6 @@ function prefixEnd(prefix: string): string {
 function what(kind: string, namespace: string, name: string): string {
   const plural = KINDS.find((k) => k.kind === kind)?.plural ?? kind.toLowerCase();
   return `${plural} "${namespace ? `${namespace}/` : ''}${name}"`;
-}
-
-/** JSON with sorted object keys, so a spec whose keys were merely reordered does not count as changed. */
-function canonical(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
 }
 
 function isLockError(err: unknown): boolean {
@@ -320,7 +312,7 @@ export class LevelStore implements Store {
       ...updated.metadata,
       uid: cur.metadata.uid,
       creationTimestamp: cur.metadata.creationTimestamp,
-      generation: canonical(obj.spec) === canonical(cur.spec) ? generation : generation + 1,
+      generation: canonicalJson(obj.spec) === canonicalJson(cur.spec) ? generation : generation + 1,
       resourceVersion: String(revision),
     };
     await this.commit(revision, 'MODIFIED', { type: 'put', key, value: updated }, updated);

@@ -3,6 +3,8 @@
  * `rollout undo`) read them: the annotations Kubernetes uses, pod templates compared without the
  * pod-template-hash label, revision numbers, and the template `rollout undo` puts back. Pure.
  */
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../util/canonical-json.js';
 import { DroverError, NotFoundError } from '../util/errors.js';
 import type { PodTemplate } from './template.js';
 import type { Deployment, ReplicaSet } from './workloads.js';
@@ -13,15 +15,6 @@ export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
 export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
 /** The label (and selector term) that tells a Deployment's ReplicaSets and their pods apart. */
 export const POD_TEMPLATE_HASH = 'pod-template-hash';
-
-/** JSON with sorted object keys and undefined dropped, so key order never changes a hash. */
-export function canonicalJson(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-      : v,
-  );
-}
 
 /** The template as it is compared and hashed: without the pod-template-hash label and creationTimestamp. */
 export function comparableTemplate(t: PodTemplate): PodTemplate {
@@ -39,6 +32,23 @@ export function comparableTemplate(t: PodTemplate): PodTemplate {
 /** Same template, ignoring the pod-template-hash label (Kubernetes' EqualIgnoreHash). */
 export function templatesEqual(a: PodTemplate, b: PodTemplate): boolean {
   return canonicalJson(comparableTemplate(a)) === canonicalJson(comparableTemplate(b));
+}
+
+const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
+
+/**
+ * The one pod-template hash, for Deployments (the `pod-template-hash` label and ReplicaSet name) and
+ * DaemonSets (their revision label): 10 label-safe characters; key order, a pod-template-hash label
+ * already present and creationTimestamp do not matter; a collision count (Deployment
+ * status.collisionCount) moves it to a fresh value.
+ */
+export function podTemplateHash(template: PodTemplate, collisionCount?: number): string {
+  const h = createHash('sha256').update(canonicalJson(comparableTemplate(template)));
+  if (collisionCount) h.update(`/${collisionCount}`);
+  const bytes = h.digest();
+  let out = '';
+  for (let i = 0; i < 10; i++) out += SAFE_ALPHABET[bytes[i]! % SAFE_ALPHABET.length];
+  return out;
 }
 
 /** The revision number an object (ReplicaSet or Deployment) carries (0 when none). */

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { normalizeSecret, type Secret } from '../api/config.js';
 import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
+import { canonicalJson } from '../util/canonical-json.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
 import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
@@ -18,16 +19,6 @@ interface ApplyOptions {
 /** Metadata the server owns; sending stale copies would only invite conflicts. */
 const SERVER_METADATA = ['uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp'] as const;
 
-/** JSON with sorted keys and undefined dropped, so equality ignores key order. */
-function canonical(v: unknown): string {
-  return JSON.stringify(v, (_k, val: unknown) => {
-    if (val && typeof val === 'object' && !Array.isArray(val)) {
-      return Object.fromEntries(Object.entries(val as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)));
-    }
-    return val;
-  });
-}
-
 function emptyToUndefined(m: Record<string, string> | undefined): Record<string, string> | undefined {
   return m && Object.keys(m).length ? m : undefined;
 }
@@ -37,7 +28,7 @@ function managedContent(o: ApiObject): string {
   // A Secret's stringData is stored merged into data: compare in that stored form.
   const obj = o.kind === 'Secret' ? (normalizeSecret(o as unknown as Secret) as unknown as ApiObject) : o;
   const { metadata, status: _status, apiVersion: _apiVersion, kind: _kind, ...rest } = obj;
-  return canonical({ rest, labels: emptyToUndefined(metadata.labels), annotations: emptyToUndefined(metadata.annotations) });
+  return canonicalJson({ rest, labels: emptyToUndefined(metadata.labels), annotations: emptyToUndefined(metadata.annotations) });
 }
 
 /** True when applying `desired` over `current` would change nothing apply manages. */

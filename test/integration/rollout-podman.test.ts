@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { LABELS } from '../../agent/engine/naming.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
-import { REVISION_ANNOTATION, rollbackTemplate } from '../../server/controllers/rollout.js';
+import { REVISION_ANNOTATION, rollbackTemplate } from '../../src/api/revisions.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
 

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import type { Node, Taint } from '../../src/api/node.js';
 import type { Pod, PodPhase } from '../../src/api/pod.js';
 import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
-import { newDaemonPod, nodeShouldRunDaemonPod, placementFacts, planDaemonSet, REVISION_LABEL, templateHash } from '../../server/controllers/daemonset.js';
+import { newDaemonPod, nodeShouldRunDaemonPod, placementFacts, planDaemonSet, REVISION_LABEL } from '../../server/controllers/daemonset.js';
+import { podTemplateHash as templateHash } from '../../src/api/revisions.js';
 import { generateName } from '../../server/controllers/pods.js';
 
 const NOW = Date.parse('2025-01-01T00:00:00Z');
@@ -97,7 +98,7 @@ describe('newDaemonPod / templateHash / generateName', () => {
   it('hashes templates stably and differently per content', () => {
     assert.equal(templateHash(mkDs().spec.template), templateHash(mkDs().spec.template));
     assert.notEqual(templateHash(mkDs().spec.template), templateHash(mkDs({ image: 'busybox:2' }).spec.template));
-    assert.match(templateHash(mkDs().spec.template), /^[0-9a-f]{10}$/);
+    assert.match(templateHash(mkDs().spec.template), /^[bcdfghjklmnpqrstvwxz2456789]{10}$/);
   });
 
   it('generates names as base-xxxxx', () => {

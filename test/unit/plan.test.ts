@@ -4,7 +4,8 @@ import { applyPlan, applySteps, RestartTracker } from '../../agent/engine/apply.
 import { containerKey, containerName, LABELS, managedSelector } from '../../agent/engine/naming.js';
 import { imagePresent, plan, toRunSpec, type PlanContext, type Step } from '../../agent/engine/plan.js';
 import { podReports } from '../../agent/engine/report.js';
-import { canonicalJson, specHash } from '../../agent/engine/spec-hash.js';
+import { specHash } from '../../agent/engine/spec-hash.js';
+import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { ContainerRuntime, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 import type { Container } from '../../src/api/pod.js';
 import type { AgentEvent, DesiredPod } from '../../src/contract/payloads.js';

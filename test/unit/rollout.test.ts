@@ -3,7 +3,8 @@ import { describe, test } from 'node:test';
 import { parseObject } from '../../src/api/validate.js';
 import { POD_TEMPLATE_HASH, REVISION_ANNOTATION, rollbackTemplate } from '../../src/api/revisions.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
-import { bumpedRevision, findNewReplicaSet, newReplicaSetFor, planRollout, podTemplateHash, resolveFenceposts, type ReplicaSetView } from '../../server/controllers/rollout.js';
+import { bumpedRevision, findNewReplicaSet, newReplicaSetFor, planRollout, resolveFenceposts, type ReplicaSetView } from '../../server/controllers/rollout.js';
+import { podTemplateHash } from '../../src/api/revisions.js';
 
 const T0 = Date.parse('2024-05-01T10:00:00.000Z');
 
