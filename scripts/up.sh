@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 info() { printf '[drover] %s\n' "$*" >&2; }
 fatal() { printf '[drover] error: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" = 0 ] || fatal "run as root (apt-get and podman need it): sudo $0"
+[ "$(id -u)" = 0 ] || fatal "run as root (apt-get and podman need it): from a root shell $0, else sudo $0"
 command -v node >/dev/null || fatal "Node.js 20 or newer is required"
 
 need=()

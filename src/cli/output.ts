@@ -130,7 +130,8 @@ export function podStatusText(pod: Pod): string {
 }
 
 export function podReadyText(pod: Pod): string {
-  const ready = (pod.status?.containerStatuses ?? []).filter((c) => c.ready).length;
+  // A pod whose node is lost (phase Unknown) is not known to be ready, whatever its containers last said.
+  const ready = pod.status?.phase === 'Unknown' ? 0 : (pod.status?.containerStatuses ?? []).filter((c) => c.ready).length;
   return `${ready}/${pod.spec?.containers?.length ?? 0}`;
 }
 
@@ -143,7 +144,9 @@ export function nodeStatusText(node: Node): string {
   const base = ready === 'True' ? 'Ready' : ready === 'False' ? 'NotReady' : 'Unknown';
   // Its last report is older than a heartbeat and a half: shown, but flagged as possibly out of date.
   const stale = ready === 'True' && node.status?.conditions?.some((c: Condition) => c.type === 'HeartbeatLate' && c.status === 'True');
-  const parts = [base, ...(stale ? ['Stale'] : []), ...(node.spec?.unschedulable ? ['SchedulingDisabled'] : [])];
+  // Its link keeps dropping (LinkDegraded): it may be Ready now, but its reports come and go.
+  const degraded = node.status?.conditions?.some((c: Condition) => c.type === 'LinkDegraded' && c.status === 'True');
+  const parts = [base, ...(stale ? ['Stale'] : []), ...(degraded ? ['Degraded'] : []), ...(node.spec?.unschedulable ? ['SchedulingDisabled'] : [])];
   return parts.join(',');
 }
 

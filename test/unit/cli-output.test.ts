@@ -240,6 +240,10 @@ describe('pod STATUS and READY', () => {
   it('READY counts ready containers over spec containers', () => {
     assert.equal(podReadyText(mkPod('p', { containers: 2, statuses: [{ ready: true }, { ready: false }] })), '1/2');
     assert.equal(podReadyText(mkPod('p', { containers: 3 })), '0/3');
+    // Node lost: the last report said ready, but nobody knows now.
+    const lost = mkPod('p', { containers: 2, statuses: [{ ready: true }, { ready: true }] });
+    lost.status = { ...lost.status!, phase: 'Unknown', reason: 'NodeLost' };
+    assert.equal(podReadyText(lost), '0/2');
   });
 });
 
@@ -251,6 +255,9 @@ describe('node STATUS', () => {
     assert.equal(nodeStatusText(mkNode('n', { ready: 'none' })), 'Unknown');
     assert.equal(nodeStatusText(mkNode('n', { unschedulable: true })), 'Ready,SchedulingDisabled');
     assert.equal(nodeStatusText(mkNode('n', { ready: 'False', unschedulable: true })), 'NotReady,SchedulingDisabled');
+    const flapping = mkNode('n', { unschedulable: true });
+    flapping.status!.conditions!.push({ type: 'LinkDegraded', status: 'True', reason: 'Flapping' });
+    assert.equal(nodeStatusText(flapping), 'Ready,Degraded,SchedulingDisabled');
   });
 });
 
