@@ -30,6 +30,24 @@ export function podStatusFromReport(prev: PodStatus | undefined, r: payloads.Pod
   };
 }
 
+/**
+ * The status of a pod whose node was lost (pure): phase Unknown with the last reported phase in the
+ * message, and nothing ready — neither the Ready/ContainersReady conditions nor any container, so no
+ * reader counts it as serving. The node's next report of the pod replaces all of it.
+ */
+export function lostPodStatus(prev: PodStatus | undefined, node: string, ready: Condition): PodStatus {
+  const last = prev?.phase ?? 'Pending';
+  const notReady = new Set(['Ready', 'ContainersReady']);
+  return {
+    ...prev,
+    phase: 'Unknown',
+    reason: 'NodeLost',
+    message: `node ${node} is ${ready.status === 'Unknown' ? 'unreachable' : 'not ready'} (${ready.message ?? ready.reason}); last reported phase ${last}`,
+    conditions: (prev?.conditions ?? []).map((c) => (notReady.has(c.type) ? { ...c, status: 'False' as const, reason: 'NodeLost' } : c)),
+    ...(prev?.containerStatuses ? { containerStatuses: prev.containerStatuses.map((c) => ({ ...c, ready: false })) } : {}),
+  };
+}
+
 /** Equal for a user: ignores the report time, so unchanged heartbeats cause no store write. */
 export function statusesEqual(a: PodStatus | undefined, b: PodStatus): boolean {
   if (!a) return false;

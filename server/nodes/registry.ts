@@ -8,7 +8,7 @@ import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
 import type { MetricsCache } from '../metrics/cache.js';
 import { dueEvictions, FlapTracker, lifecycleTaints } from './lifecycle.js';
-import { podStatusFromReport, statusesEqual } from './pod-status.js';
+import { lostPodStatus, podStatusFromReport, statusesEqual } from './pod-status.js';
 
 export interface RegistryOptions {
   store: Store;
@@ -203,14 +203,7 @@ export class NodeRegistry {
         .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
           const pod = cur as unknown as Pod;
           if (pod.metadata.uid !== p.metadata.uid) return undefined;
-          const last = pod.status?.phase ?? 'Pending';
-          pod.status = {
-            ...pod.status,
-            phase: 'Unknown',
-            reason: 'NodeLost',
-            message: `node ${node} is ${ready.status === 'Unknown' ? 'unreachable' : 'not ready'} (${ready.message ?? ready.reason}); last reported phase ${last}`,
-            conditions: (pod.status?.conditions ?? []).map((c) => (c.type === 'Ready' ? { ...c, status: 'False' as const, reason: 'NodeLost' } : c)),
-          };
+          pod.status = lostPodStatus(pod.status, node, ready);
           return pod as never;
         })
         .catch(() => {});

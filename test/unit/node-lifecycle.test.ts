@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { dueEvictions, FlapTracker, lifecycleTaints, TAINT_NOT_READY, TAINT_UNREACHABLE } from '../../server/nodes/lifecycle.js';
+import { lostPodStatus, podStatusFromReport } from '../../server/nodes/pod-status.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
 const ms0 = Date.parse(T0);
@@ -57,4 +58,21 @@ test('flapping: degraded after N disconnects in the window, healthy only after a
   g.disconnect('m', 0);
   g.disconnect('m', 50_000);
   assert.equal(g.disconnect('m', 120_000), false, 'drops spread wider than the window do not count');
+});
+
+test('a pod of a lost node is ready in nothing it says; the next report of its node restores it', () => {
+  const report = { uid: 'u', namespace: 'default', name: 'web', phase: 'Running' as const, containers: [{ name: 'web', image: 'i', ready: true, restartCount: 0, state: 'running' as const }] };
+  const running = podStatusFromReport(undefined, report, '192.0.2.7', T0);
+  const lost = lostPodStatus(running, 'edge-1', { type: 'Ready', status: 'Unknown', reason: 'NodeStatusUnknown', message: 'agent went offline' });
+  assert.equal(lost.phase, 'Unknown');
+  assert.equal(lost.reason, 'NodeLost');
+  assert.equal(lost.message, 'node edge-1 is unreachable (agent went offline); last reported phase Running');
+  assert.deepEqual(lost.containerStatuses?.map((c) => c.ready), [false]);
+  assert.deepEqual(lost.conditions?.filter((c) => c.status === 'False').map((c) => c.type), ['ContainersReady', 'Ready']);
+  assert.equal(lost.hostIP, '192.0.2.7', 'what is still true is kept');
+  const back = podStatusFromReport(lost, report, '192.0.2.7', '2026-01-01T00:01:00.000Z');
+  assert.equal(back.phase, 'Running');
+  assert.equal(back.reason, undefined);
+  assert.deepEqual(back.containerStatuses?.map((c) => c.ready), [true]);
+  assert.equal(back.conditions?.find((c) => c.type === 'Ready')?.status, 'True');
 });
