@@ -287,6 +287,24 @@ export async function waitReady(api: Api, node: string, want: 'True' | 'False' |
   return Date.now() - t0;
 }
 
+/**
+ * Polls until the server heard from `node` at or after `sinceMs` (its Node's lastHeard, written when
+ * the agent says hello, comes online or reports): the agent reached this server, whatever it logged.
+ * A HeartbeatLate flag means the lastHeard written is the server's own start-up grace, not the agent.
+ */
+export async function waitHeardSince(api: Api, node: string, sinceMs: number, timeoutMs = 60_000): Promise<void> {
+  await waitFor(
+    `node ${node} heard from since ${new Date(sinceMs).toISOString()}`,
+    async () => {
+      const n = (await api('GET', `/api/v1/nodes/${node}`)).body;
+      const late = n?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'HeartbeatLate' && c.status === 'True');
+      return !late && Date.parse(n?.status?.lastHeard ?? '') >= sinceMs;
+    },
+    timeoutMs,
+    100,
+  );
+}
+
 export interface ApiPod {
   metadata: { name: string; uid: string; labels?: Record<string, string>; resourceVersion?: string };
   spec: { nodeName?: string; containers: Array<{ image: string }> };
