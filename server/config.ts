@@ -16,6 +16,10 @@ export interface ServerConfig {
   resyncMs?: number;
   /** Period of the heartbeat check that marks silent nodes NotReady. */
   nodeMonitorMs?: number;
+  /** Resync period of the controllers (every object of their kinds looked at again). */
+  controllerResyncMs?: number;
+  /** How long a node has to answer a logs request (and the allowance on top of an exec command's own timeout). */
+  nodeRequestTimeoutMs?: number;
   /** First delay before a failed Job pod is replaced (doubles per failure, capped at 6 min); Kubernetes' 10 s by default. */
   jobBackoffBaseMs?: number;
 }
@@ -29,4 +33,6 @@ export const DEFAULTS = {
   apiPort: 6443,
   mqttHost: '0.0.0.0',
   mqttPort: 1883,
+  controllerResyncMs: 30_000,
+  nodeRequestTimeoutMs: 10_000,
 } as const;

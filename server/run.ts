@@ -1,13 +1,11 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Node } from '../src/api/node.js';
-import { payloads } from '../src/contract/index.js';
 import { agentClientId } from '../src/contract/topics.js';
-import type { Pod } from '../src/api/pod.js';
-import { BadRequestError, DroverError, NotFoundError } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
-import { ApiServer, type ExecQuery, type LogsQuery } from './api/server.js';
-import type { ServerConfig } from './config.js';
+import { ApiServer } from './api/server.js';
+import { NodeProxy } from './api/node-proxy.js';
+import { DEFAULTS, type ServerConfig } from './config.js';
 import type { Store } from './store/types.js';
 import { DesiredPublisher } from './desired/publisher.js';
 import { EventRecorder } from './events/recorder.js';
@@ -109,49 +107,12 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await scheduler.start();
     closers.push(() => scheduler.stop());
 
-    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), resyncMs: cfg.resyncMs ? cfg.resyncMs * 5 : 30_000 });
+    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), resyncMs: cfg.controllerResyncMs ?? DEFAULTS.controllerResyncMs });
     await controllers.start();
     closers.push(() => controllers.stop());
 
-    /** The pod, its node and the container a logs/exec request is about, with kubectl's errors. */
-    const target = async (q: { namespace: string; pod: string; container?: string }, what: string) => {
-      const pod = (await store.get('Pod', q.namespace, q.pod)) as Pod | undefined;
-      if (!pod) throw new NotFoundError(`pods "${q.pod}"`);
-      const node = pod.spec.nodeName;
-      if (!node) throw new BadRequestError(`pod ${q.pod} is not scheduled to a node yet: no ${what}`);
-      if (q.container && !pod.spec.containers.some((c) => c.name === q.container)) {
-        throw new BadRequestError(`container ${q.container} is not valid for pod ${q.pod} (containers: ${pod.spec.containers.map((c) => c.name).join(', ')})`);
-      }
-      if (!q.container && pod.spec.containers.length > 1) {
-        throw new BadRequestError(`a container name must be specified for pod ${q.pod}, choose one of: ${pod.spec.containers.map((c) => c.name).join(', ')}`);
-      }
-      return { node, uid: pod.metadata.uid, container: q.container ?? pod.spec.containers[0]!.name };
-    };
-    const ask = async (node: string, req: payloads.Request, timeoutMs: number): Promise<unknown> => {
-      const r = await link.request(node, req, timeoutMs);
-      const status = r.error?.code === 'NotFound' ? 404 : r.error?.code === 'Conflict' ? 409 : 502;
-      if (!r.ok) throw new DroverError(`node ${node}: ${r.error?.message ?? `${req.op} failed`}`, { code: status, reason: r.error?.code ?? 'AgentError' });
-      return r.data;
-    };
-    const logs = async (q: LogsQuery): Promise<string> => {
-      const t = await target(q, 'logs');
-      return String((await ask(t.node, { op: 'logs', namespace: q.namespace, pod: q.pod, uid: t.uid, container: t.container, tail: q.tail }, 10_000)) ?? '');
-    };
-    const exec = async (q: ExecQuery): Promise<payloads.ExecResult> => {
-      const t = await target(q, 'exec');
-      // Not queued for a node that cannot run it now (the request is at-most-once anyway).
-      const node = (await store.get('Node', '', t.node)) as Node | undefined;
-      const ready = node?.status?.conditions?.find((c) => c.type === 'Ready');
-      if (ready?.status !== 'True') {
-        throw new DroverError(`node ${t.node} is not ready (${ready?.reason ?? 'not registered'}${ready?.message ? `: ${ready.message}` : ''}): cannot exec in pod ${q.pod}`, { code: 503, reason: 'NodeNotReady' });
-      }
-      const data = await ask(t.node, { op: 'exec', namespace: q.namespace, pod: q.pod, uid: t.uid, container: t.container, command: q.command, timeoutSeconds: q.timeoutSeconds }, q.timeoutSeconds * 1000 + 10_000);
-      const parsed = payloads.execResult.safeParse(data);
-      if (!parsed.success) throw new DroverError(`node ${t.node}: malformed exec result`, { code: 502, reason: 'AgentError' });
-      return parsed.data;
-    };
-
-    const api = new ApiServer({ store, logger, adminToken, logs, exec, metrics, ready: () => link.connected() });
+    const proxy = new NodeProxy({ store, link, requestTimeoutMs: cfg.nodeRequestTimeoutMs ?? DEFAULTS.nodeRequestTimeoutMs });
+    const api = new ApiServer({ store, logger, adminToken, logs: (q) => proxy.logs(q), exec: (q) => proxy.exec(q), metrics, ready: () => link.connected() });
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     closers.push(() => api.close());
     const nodes = (await store.list('Node')).items as Node[];
