@@ -4,9 +4,9 @@ import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 
-async function sh(cmd: string, args: string[]): Promise<void> {
+async function sh(cmd: string, args: string[]): Promise<string> {
   try {
-    await run(cmd, args);
+    return (await run(cmd, args)).stdout;
   } catch (err) {
     throw new Error(`${cmd} ${args.join(' ')} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`);
   }
@@ -29,7 +29,11 @@ export interface DeviceLink {
   up(): Promise<void>;
   /** Drop this share (0..1) of packets in both directions. */
   loss(probability: number): Promise<void>;
+  /** Packets the loss rules have dropped so far, per direction (read from iptables' counters). */
+  lossDropped(): Promise<{ toHost: number; toDevice: number }>;
   clearLoss(): Promise<void>;
+  /** TCP connections the device has established to this host's `port` (the kernel's view, `ss`). */
+  established(port: number): Promise<number>;
   /** Spawn a process inside the device's network namespace. */
   spawn(cmd: string, args: string[], opts?: SpawnOptions): ChildProcess;
   destroy(): Promise<void>;
@@ -75,6 +79,21 @@ export async function createDeviceLink(): Promise<DeviceLink> {
       await sh('iptables', ['-A', ...hostRule]);
       await nsenter(['iptables', '-A', ...nsRule]);
       lossRules = [() => sh('iptables', ['-D', ...hostRule]), () => nsenter(['iptables', '-D', ...nsRule])];
+    },
+    async lossDropped() {
+      // `-L -v -x -n`: exact counters; columns pkts bytes target prot opt in out source destination.
+      const dropped = (listing: string, inIf: string) =>
+        listing
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .filter((f) => f[2] === 'DROP' && f[5] === inIf && f.includes('statistic'))
+          .reduce((sum, f) => sum + Number(f[0]), 0);
+      const [host, dev] = await Promise.all([sh('iptables', ['-L', 'INPUT', '-v', '-x', '-n']), nsenter(['iptables', '-L', 'INPUT', '-v', '-x', '-n'])]);
+      return { toHost: dropped(host, hostIf), toDevice: dropped(dev, nsIf) };
+    },
+    async established(port) {
+      const out = await nsenter(['ss', '-H', '-t', '-n', 'state', 'established', 'dst', `${hostIp}:${port}`]);
+      return out.split('\n').filter((l) => l.trim()).length;
     },
     async clearLoss() {
       for (const r of lossRules) await r().catch(() => {});
