@@ -1,9 +1,8 @@
-import type { ResourceQuota, Secret } from '../../src/api/config.js';
 import { normalizeSecret } from '../../src/api/config.js';
 import { kindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { DroverError, NotFoundError } from '../../src/util/errors.js';
-import type { Store } from '../store/types.js';
+import { isKind, type Store } from '../store/types.js';
 import { QUOTA_COUNTED_KINDS, quotaViolation } from './quota.js';
 
 export class ForbiddenError extends DroverError {
@@ -18,19 +17,23 @@ export class ForbiddenError extends DroverError {
  * data. So a ReplicaSet's pod creation meets the same quota as a user's.
  */
 export function withAdmission(store: Store): Store {
-  async function admit(obj: ApiObject): Promise<ApiObject> {
-    let o = obj;
-    if (o.kind === 'Secret') o = normalizeSecret(o as unknown as Secret) as unknown as ApiObject;
+  /** Secrets' stringData is folded into data on every write, so it is never stored. */
+  function normalize<T extends ApiObject>(obj: T): T {
+    return isKind(obj, 'Secret') ? normalizeSecret(obj) : obj;
+  }
+
+  async function admit<T extends ApiObject>(obj: T): Promise<T> {
+    const o = normalize(obj);
     const info = kindInfo(o.kind);
     if (!info.namespaced) return o;
     const ns = o.metadata.namespace ?? 'default';
     const nsObj = await store.get('Namespace', '', ns);
     if (!nsObj) throw new NotFoundError(`namespaces "${ns}"`);
-    if ((nsObj.status as { phase?: string } | undefined)?.phase === 'Terminating') {
+    if (nsObj.status?.phase === 'Terminating') {
       throw new ForbiddenError(`${info.plural} "${o.metadata.name}" is forbidden: unable to create new content in namespace ${ns} because it is being terminated`);
     }
     if (QUOTA_COUNTED_KINDS.includes(o.kind)) {
-      const quotas = (await store.list('ResourceQuota', ns)).items as unknown as ResourceQuota[];
+      const quotas = (await store.list('ResourceQuota', ns)).items;
       if (quotas.length) {
         const existing = (await store.list(o.kind, ns)).items;
         const v = quotaViolation(o, quotas, existing);
@@ -43,7 +46,7 @@ export function withAdmission(store: Store): Store {
     get: (k, ns, n) => store.get(k, ns, n),
     list: (k, ns) => store.list(k, ns),
     create: async (obj) => store.create(await admit(obj)),
-    update: async (obj) => store.update(obj.kind === 'Secret' ? (normalizeSecret(obj as unknown as Secret) as unknown as ApiObject) : obj),
+    update: async (obj) => store.update(normalize(obj)),
     patch: (k, ns, n, m) => store.patch(k, ns, n, m),
     delete: (k, ns, n, o) => store.delete(k, ns, n, o),
     watch: (from, cb, o) => store.watch(from, cb, o),

@@ -5,7 +5,7 @@ import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { parseObject } from '../../src/api/validate.js';
-import { BadRequestError, DroverError, NotFoundError, UnauthorizedError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { BadRequestError, DroverError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store } from '../store/types.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
@@ -283,7 +283,7 @@ export class ApiServer {
       for (const k of KINDS.filter((x) => x.namespaced)) {
         for (const o of (await store.list(k.kind, r.name)).items) {
           await store.delete(k.kind, r.name!, o.metadata.name).catch((err) => {
-            if ((err as { code?: number }).code !== 404) throw err;
+            if (!isNotFound(err)) throw err;
           });
         }
       }

@@ -6,6 +6,7 @@
  * `planDaemonSet` is the pure decision (tested with plain values); the controller only does I/O.
  */
 import { canonicalJson } from '../../src/util/canonical-json.js';
+import { isNotFound } from '../../src/util/errors.js';
 import { podTemplateHash } from '../../src/api/revisions.js';
 import type { Node } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
@@ -14,6 +15,7 @@ import { resolveIntOrPercent } from '../../src/api/template.js';
 import { daemonSet as daemonSetSchema, type DaemonSet } from '../../src/api/workloads.js';
 import { eligibilityFilters, emptyUsage, type Filter, isTerminated, runFilters } from '../scheduler/filters.js';
 import { computeUsage } from '../scheduler/place.js';
+import { isKind } from '../store/types.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
@@ -265,8 +267,6 @@ export function daemonSetController(deps: ControllerDeps): Controller {
   /** Per node, what decides whether a daemon pod belongs there, as last seen. */
   const placement = new Map<string, string>();
 
-  const notFound = (err: unknown) => (err as { code?: number }).code === 404;
-
   return {
     name: 'daemonset',
     kind: 'DaemonSet',
@@ -284,7 +284,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
             placement.delete(node);
             return [...known];
           }
-          const facts = placementFacts(o as unknown as Node);
+          if (!isKind(o, 'Node')) return [];
+          const facts = placementFacts(o);
           if (placement.get(node) === facts) return [];
           placement.set(node, facts);
           return [...known];
@@ -307,8 +308,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       }
       const ds = parsed.data;
       const involved = { kind: 'DaemonSet', namespace, name, uid: ds.metadata.uid };
-      const nodes = (await store.list('Node')).items as Node[];
-      const pods = (await store.list('Pod')).items as Pod[];
+      const nodes = (await store.list('Node')).items;
+      const pods = (await store.list('Pod')).items;
       const now = deps.now();
       const plan = planDaemonSet(ds, nodes, pods, { now });
 
@@ -334,7 +335,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
             return cur;
           })
           .catch((err) => {
-            if (!notFound(err)) throw err;
+            if (!isNotFound(err)) throw err;
           });
       }
       return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;

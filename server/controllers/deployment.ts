@@ -1,17 +1,12 @@
-import type { ApiObject } from '../../src/api/meta.js';
-import type { Pod } from '../../src/api/pod.js';
 import { REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
+import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
 import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 
 const COMPONENT = 'deployment-controller';
-
-function codeOf(err: unknown): number | undefined {
-  return (err as { code?: number }).code;
-}
 
 /**
  * The Deployment controller: one ReplicaSet per pod template (the revisions), rolled between with
@@ -34,13 +29,12 @@ export function deploymentController(deps: ControllerDeps): Controller {
       const rev = bumpedRevision(existing, owned);
       const minReady = d.spec.minReadySeconds ?? 0;
       if (rev === undefined && (existing.spec.minReadySeconds ?? 0) === minReady) return { owned, created: false };
-      const updated = (await store.patch('ReplicaSet', ns, existing.metadata.name, (cur) => {
-        if (cur.metadata.uid !== existing.metadata.uid) return undefined;
-        const rs = cur as unknown as ReplicaSet;
+      const updated = await store.patch('ReplicaSet', ns, existing.metadata.name, (rs) => {
+        if (rs.metadata.uid !== existing.metadata.uid) return undefined;
         if (rev !== undefined) rs.metadata.annotations = { ...rs.metadata.annotations, [REVISION_ANNOTATION]: String(rev) };
         rs.spec.minReadySeconds = minReady;
-        return rs as unknown as ApiObject;
-      })) as ReplicaSet | undefined;
+        return rs;
+      });
       if (!updated) return { owned, created: false };
       if (rev !== undefined) log.info({ deployment: `${ns}/${d.metadata.name}`, rs: existing.metadata.name, revision: rev }, 'reusing replica set for the current template');
       return { owned: owned.map((rs) => (rs.metadata.uid === updated.metadata.uid ? updated : rs)), created: false };
@@ -48,19 +42,18 @@ export function deploymentController(deps: ControllerDeps): Controller {
     if (d.spec.paused) return { owned, created: false };
     const want = newReplicaSetFor(d, owned);
     try {
-      const created = (await store.create(want as unknown as ApiObject)) as unknown as ReplicaSet;
+      const created = await store.create(want);
       log.info({ deployment: `${ns}/${d.metadata.name}`, rs: created.metadata.name }, 'created new replica set');
       return { owned: [...owned, created], created: true };
     } catch (err) {
-      if (codeOf(err) !== 409) throw err;
-      const clash = (await store.get('ReplicaSet', ns, want.metadata.name)) as ReplicaSet | undefined;
+      if (!isAlreadyExists(err)) throw err;
+      const clash = await store.get('ReplicaSet', ns, want.metadata.name);
       if (clash && isControlledBy(clash, d) && templatesEqual(clash.spec.template, d.spec.template)) return { owned: [...owned, clash], created: false };
       // Someone else's ReplicaSet holds the name: move to the next hash (Kubernetes' collisionCount).
-      await store.patch('Deployment', ns, d.metadata.name, (cur) => {
-        if (cur.metadata.uid !== d.metadata.uid) return undefined;
-        const dep = cur as unknown as Deployment;
+      await store.patch('Deployment', ns, d.metadata.name, (dep) => {
+        if (dep.metadata.uid !== d.metadata.uid) return undefined;
         dep.status = { ...(dep.status ?? { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 }), collisionCount: (dep.status?.collisionCount ?? 0) + 1 };
-        return dep as unknown as ApiObject;
+        return dep;
       });
       throw err;
     }
@@ -68,12 +61,12 @@ export function deploymentController(deps: ControllerDeps): Controller {
 
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
-    const d = (await store.get('Deployment', namespace, name)) as Deployment | undefined;
+    const d = await store.get('Deployment', namespace, name);
     if (!d || d.metadata.deletionTimestamp) return;
     const t = now();
-    const listed = ((await store.list('ReplicaSet', namespace)).items as unknown as ReplicaSet[]).filter((rs) => isControlledBy(rs, d) && !rs.metadata.deletionTimestamp);
+    const listed = (await store.list('ReplicaSet', namespace)).items.filter((rs) => isControlledBy(rs, d) && !rs.metadata.deletionTimestamp);
     const { owned, created } = await syncNewReplicaSet(d, listed);
-    const pods = (await store.list('Pod', namespace)).items as unknown as Pod[];
+    const pods = (await store.list('Pod', namespace)).items;
     const minReady = d.spec.minReadySeconds ?? 0;
     const views: ReplicaSetView[] = owned.map((rs) => ({
       rs,
@@ -88,12 +81,10 @@ export function deploymentController(deps: ControllerDeps): Controller {
 
     for (const s of plan.scale) {
       const rs = owned.find((x) => x.metadata.name === s.name)!;
-      const done = await store.patch('ReplicaSet', namespace, s.name, (cur) => {
-        if (cur.metadata.uid !== rs.metadata.uid) return undefined;
-        const next = cur as unknown as ReplicaSet;
-        if (next.spec.replicas === s.to) return undefined;
+      const done = await store.patch('ReplicaSet', namespace, s.name, (next) => {
+        if (next.metadata.uid !== rs.metadata.uid || next.spec.replicas === s.to) return undefined;
         next.spec.replicas = s.to;
-        return next as unknown as ApiObject;
+        return next;
       });
       if (done) {
         log.info({ deployment: key, rs: s.name, from: s.from, to: s.to }, 'scaled replica set');
@@ -108,7 +99,7 @@ export function deploymentController(deps: ControllerDeps): Controller {
         await store.delete('ReplicaSet', namespace, n, { resourceVersion: rs.metadata.resourceVersion });
         log.info({ deployment: key, rs: n }, 'deleted old replica set beyond revisionHistoryLimit');
       } catch (err) {
-        if (codeOf(err) !== 404 && codeOf(err) !== 409) throw err;
+        if (!isNotFound(err) && !isConflict(err)) throw err;
       }
     }
 
@@ -116,17 +107,16 @@ export function deploymentController(deps: ControllerDeps): Controller {
     const annotationChanged = revision !== undefined && d.metadata.annotations?.[REVISION_ANNOTATION] !== revision;
     if (annotationChanged || canonicalJson(plan.status) !== canonicalJson(d.status ?? {})) {
       try {
-        await store.patch('Deployment', namespace, name, (cur) => {
-          if (cur.metadata.uid !== d.metadata.uid) return undefined;
-          const dep = cur as unknown as Deployment;
+        await store.patch('Deployment', namespace, name, (dep) => {
+          if (dep.metadata.uid !== d.metadata.uid) return undefined;
           if (revision !== undefined) dep.metadata.annotations = { ...dep.metadata.annotations, [REVISION_ANNOTATION]: revision };
           // A collision bump since our read is kept.
           const collisionCount = Math.max(plan.status.collisionCount ?? 0, dep.status?.collisionCount ?? 0) || undefined;
           dep.status = { ...plan.status, ...(collisionCount !== undefined ? { collisionCount } : {}) };
-          return dep as unknown as ApiObject;
+          return dep;
         });
       } catch (err) {
-        if (codeOf(err) !== 404) throw err;
+        if (!isNotFound(err)) throw err;
       }
       const prevReason = d.status?.conditions?.find((c) => c.type === 'Progressing')?.reason;
       const progressing = plan.status.conditions?.find((c) => c.type === 'Progressing');

@@ -14,7 +14,7 @@
  */
 import { KINDS } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { type Controller, splitKey } from './runner.js';
 
@@ -51,7 +51,6 @@ export function garbageCollector(deps: ControllerDeps, opts: GarbageCollectorOpt
   const sweepMs = opts.sweepMs ?? 60_000;
   let lastSweep: number | undefined;
   let sweeping: Promise<void> | undefined;
-  const code = (err: unknown) => (err as { code?: number }).code;
 
   /** Is the referenced owner still there? Owners of unknown kinds are never judged gone. */
   async function ownerAlive(ref: OwnerRef, depNamespace: string, cache?: Map<string, boolean>): Promise<boolean> {
@@ -86,8 +85,8 @@ export function garbageCollector(deps: ControllerDeps, opts: GarbageCollectorOpt
       try {
         await store.delete(kind, namespace, name, { resourceVersion: obj.metadata.resourceVersion });
       } catch (err) {
-        if (code(err) === 404) return false;
-        if (code(err) === 409 && attempt < 3) continue;
+        if (isNotFound(err)) return false;
+        if (isConflict(err) && attempt < 3) continue;
         throw err;
       }
       const owners = (obj.metadata.ownerReferences ?? []).map((r) => `${r.kind}/${r.name}`);

@@ -10,6 +10,7 @@ import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { job as jobSchema, type Job } from '../../src/api/workloads.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
+import { isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
@@ -176,7 +177,6 @@ const COMPONENT = 'job-controller';
 export function jobController(deps: ControllerDeps): Controller {
   const { store, events, logger } = deps;
   const log = logger.child({ controller: 'job' });
-  const notFound = (err: unknown) => (err as { code?: number }).code === 404;
 
   return {
     name: 'job',
@@ -193,7 +193,7 @@ export function jobController(deps: ControllerDeps): Controller {
       }
       const job = parsed.data;
       const involved = { kind: 'Job', namespace, name, uid: job.metadata.uid };
-      const pods = (await store.list('Pod', namespace)).items as Pod[];
+      const pods = (await store.list('Pod', namespace)).items;
       const plan = planJob(job, pods, deps.now(), { backoffBaseMs: deps.jobBackoffBaseMs });
 
       const writer = podWriter(deps, involved, COMPONENT);
@@ -218,7 +218,7 @@ export function jobController(deps: ControllerDeps): Controller {
             return cur;
           })
           .catch((err) => {
-            if (notFound(err)) return undefined;
+            if (isNotFound(err)) return undefined;
             throw err;
           });
         // Transition events once, with the write that made the transition.
@@ -227,7 +227,7 @@ export function jobController(deps: ControllerDeps): Controller {
 
       if (plan.deleteJob) {
         await store.delete('Job', namespace, name).catch((err) => {
-          if (!notFound(err)) throw err;
+          if (!isNotFound(err)) throw err;
         });
         log.info({ job: key }, 'deleted finished job (ttlSecondsAfterFinished)');
         return;

@@ -7,7 +7,7 @@ import { randomInt } from 'node:crypto';
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import type { PodTemplate } from '../../src/api/template.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { InvolvedObject } from '../events/recorder.js';
 import type { ControllerDeps } from './deps.js';
 
@@ -80,9 +80,9 @@ export function podWriter(deps: Pick<ControllerDeps, 'store' | 'events'>, involv
       for (let attempt = 0; ; attempt++) {
         pod.metadata.name = generateName(base);
         try {
-          return (await store.create(pod as never)) as Pod;
+          return await store.create(pod);
         } catch (err) {
-          if ((err as { code?: number }).code === 409 && attempt < 5) continue;
+          if (isAlreadyExists(err) && attempt < 5) continue;
           await record('Warning', 'FailedCreate', `Error creating: ${errorMessage(err)}`);
           throw err;
         }
@@ -93,7 +93,7 @@ export function podWriter(deps: Pick<ControllerDeps, 'store' | 'events'>, involv
         await store.delete('Pod', namespace, name);
         return true;
       } catch (err) {
-        if ((err as { code?: number }).code === 404) return false;
+        if (isNotFound(err)) return false;
         throw err;
       }
     },

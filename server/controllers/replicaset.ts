@@ -1,11 +1,10 @@
 import { randomInt } from 'node:crypto';
-import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { isControlledBy } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { ReplicaSet } from '../../src/api/workloads.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { countPods, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
@@ -70,10 +69,6 @@ export function rankForDeletion(pods: Pod[]): Pod[] {
   });
 }
 
-function isNotFound(err: unknown): boolean {
-  return (err as { code?: number }).code === 404;
-}
-
 /**
  * The ReplicaSet controller: keeps exactly spec.replicas active pods for each ReplicaSet (creates
  * from the template, deletes surplus in Kubernetes' order, replaces Failed/Succeeded pods) and
@@ -104,11 +99,11 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       let pod: Pod;
       try {
         pod = podFromTemplate(rs, name);
-        const created = (await store.create(pod as unknown as ApiObject)) as unknown as Pod;
+        const created = await store.create(pod);
         await record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
         return created;
       } catch (err) {
-        if ((err as { reason?: string }).reason === 'AlreadyExists' && attempt < 5) continue;
+        if (isAlreadyExists(err) && attempt < 5) continue;
         await record(rs, 'Warning', 'FailedCreate', `Error creating: ${errorMessage(err)}`);
         throw err;
       }
@@ -117,11 +112,11 @@ export function replicaSetController(deps: ControllerDeps): Controller {
 
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
-    const rs = (await store.get('ReplicaSet', namespace, name)) as ReplicaSet | undefined;
+    const rs = await store.get('ReplicaSet', namespace, name);
     if (!rs || rs.metadata.deletionTimestamp) return;
     const t = now();
     const minReady = rs.spec.minReadySeconds ?? 0;
-    const owned = ((await store.list('Pod', namespace)).items as unknown as Pod[]).filter((p) => isControlledBy(p, rs));
+    const owned = (await store.list('Pod', namespace)).items.filter((p) => isControlledBy(p, rs));
 
     // Terminated pods do not count; they are removed so their replacement can take their place.
     for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) await deletePod(rs, p);

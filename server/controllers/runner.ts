@@ -1,5 +1,5 @@
 import type { ApiObject } from '../../src/api/meta.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isConflict } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store, Watch, WatchEventType } from '../store/types.js';
 import { WorkQueue } from './queue.js';
@@ -97,8 +97,7 @@ export class ControllerRunner {
       } catch (err) {
         const ms = q.addRateLimited(key);
         // Conflicts are normal under concurrency: the retry reads the fresh object.
-        const conflict = (err as { code?: number }).code === 409;
-        log[conflict ? 'debug' : 'warn']({ key, err: errorMessage(err), retryMs: ms }, 'reconcile failed; will retry');
+        log[isConflict(err) ? 'debug' : 'warn']({ key, err: errorMessage(err), retryMs: ms }, 'reconcile failed; will retry');
       } finally {
         q.done(key);
       }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Event } from '../../src/api/event.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store } from '../store/types.js';
 
@@ -35,14 +35,13 @@ export class EventRecorder {
     const ts = e.ts ?? new Date().toISOString();
     try {
       const updated = await this.store
-        .patch('Event', ns, name, (cur) => {
-          const ev = cur as unknown as Event;
+        .patch('Event', ns, name, (ev) => {
           ev.count += 1;
           if (ts > ev.lastTimestamp) ev.lastTimestamp = ts;
-          return ev as never;
+          return ev;
         })
         .catch((err) => {
-          if ((err as { code?: number }).code === 404) return undefined;
+          if (isNotFound(err)) return undefined;
           throw err;
         });
       if (updated) return;
@@ -59,7 +58,7 @@ export class EventRecorder {
         lastTimestamp: ts,
         count: 1,
       };
-      await this.store.create(ev as never);
+      await this.store.create(ev);
     } catch (err) {
       // An event is a courtesy to the user; failing to record one must never fail the caller.
       this.logger.warn({ err: errorMessage(err), reason: e.reason, object: e.involved.name }, 'cannot record event');

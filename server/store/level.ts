@@ -3,9 +3,9 @@ import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
 import { KINDS } from '../../src/api/kinds.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
-import { AlreadyExistsError, ConflictError, GoneError, NotFoundError, errorMessage } from '../../src/util/errors.js';
+import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import type { ListResult, Store, Watch, WatchEvent, WatchEventType } from './types.js';
+import type { ListResult, ObjectOf, Store, Watch, WatchEvent, WatchEventType } from './types.js';
 
 /*
  * Key layout (all keys are strings, values JSON):
@@ -43,6 +43,12 @@ function what(kind: string, namespace: string, name: string): string {
   const plural = KINDS.find((k) => k.kind === kind)?.plural ?? kind.toLowerCase();
   return `${plural} "${namespace ? `${namespace}/` : ''}${name}"`;
 }
+
+/**
+ * A writer step's failure is its caller's: it rejects the promise serialize() returned. The chain
+ * the next step waits on only needs to know the step ended, so it drops the error it also sees.
+ */
+function failureOwnedByCaller(): void {}
 
 function isLockError(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
@@ -131,15 +137,17 @@ export class LevelStore implements Store {
   static async open(opts: { path: string; logger?: Logger; compactKeep?: number }): Promise<LevelStore> {
     const logger = opts.logger ?? silentLogger;
     const compactKeep = opts.compactKeep ?? DEFAULT_COMPACT_KEEP;
-    if (!Number.isInteger(compactKeep) || compactKeep < 1) throw new Error(`compactKeep must be a positive integer, got ${compactKeep}`);
+    if (!Number.isInteger(compactKeep) || compactKeep < 1) {
+      throw new ValidationError([{ field: 'compactKeep', message: `must be a positive integer, got ${compactKeep}` }], 'invalid store options');
+    }
     const db: Db = new ClassicLevel<string, unknown>(opts.path, { valueEncoding: 'json' });
     try {
       await db.open();
     } catch (err) {
       if (isLockError(err)) {
-        throw new Error(`data dir ${opts.path} is in use: another drover server (or process) holds its lock`, { cause: err });
+        throw new StoreError(`data dir ${opts.path} is in use: another drover server (or process) holds its lock`, err);
       }
-      throw new Error(`cannot open store at ${opts.path}: ${errorMessage(err)}`, { cause: err });
+      throw new StoreError(`cannot open store at ${opts.path}: ${errorMessage(err)}`, err);
     }
     const rev = ((await db.get(META_REVISION)) as number | undefined) ?? 0;
     const compacted = ((await db.get(META_COMPACTED)) as number | undefined) ?? 0;
@@ -158,17 +166,21 @@ export class LevelStore implements Store {
     return this.compacted;
   }
 
-  async get(kind: string, namespace: string, name: string): Promise<ApiObject | undefined> {
-    return (await this.db.get(objectKey(kind, namespace, name))) as ApiObject | undefined;
+  /*
+   * The casts from stored JSON to the kind's type below are the one place that claim is made: every
+   * object was validated against its kind's schema before it was written (see Store).
+   */
+  async get<K extends string>(kind: K, namespace: string, name: string): Promise<ObjectOf<K> | undefined> {
+    return (await this.db.get(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
   }
 
-  async list(kind: string, namespace?: string): Promise<ListResult> {
+  async list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>> {
     const prefix = namespace === undefined ? `${REGISTRY}${kind}/` : `${REGISTRY}${kind}/${namespace}/`;
     // One explicit snapshot for the items and the revision, so the pair is exact even while writes land.
     const snapshot = this.db.snapshot();
     try {
       const revision = ((await this.db.get(META_REVISION, { snapshot })) as number | undefined) ?? 0;
-      const items = (await this.db.values({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all()) as ApiObject[];
+      const items = (await this.db.values({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all()) as ObjectOf<K>[];
       // Key order is not (namespace, name) order: '-' sorts before the '/' separator.
       const ns = (o: ApiObject) => o.metadata.namespace ?? '';
       items.sort((a, b) => (ns(a) !== ns(b) ? (ns(a) < ns(b) ? -1 : 1) : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
@@ -178,13 +190,13 @@ export class LevelStore implements Store {
     }
   }
 
-  create(obj: ApiObject): Promise<ApiObject> {
+  create<T extends ApiObject>(obj: T): Promise<T> {
     return this.serialize(async () => {
       const namespace = obj.metadata.namespace ?? '';
       const key = objectKey(obj.kind, namespace, obj.metadata.name);
       if ((await this.db.get(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
       const revision = this.rev + 1;
-      const created: ApiObject = structuredClone(obj);
+      const created: T = structuredClone(obj);
       created.metadata = {
         ...created.metadata,
         uid: randomUUID(),
@@ -197,7 +209,7 @@ export class LevelStore implements Store {
     });
   }
 
-  update(obj: ApiObject): Promise<ApiObject> {
+  update<T extends ApiObject>(obj: T): Promise<T> {
     return this.serialize(() => this.doUpdate(obj));
   }
 
@@ -207,16 +219,17 @@ export class LevelStore implements Store {
    * increment a counter end at exactly +20). `mutate` gets a private copy; the read resourceVersion
    * always wins over whatever `mutate` puts there.
    */
-  patch(kind: string, namespace: string, name: string, mutate: (cur: ApiObject) => ApiObject | undefined): Promise<ApiObject | undefined> {
+  patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
     return this.serialize(async () => {
-      const cur = (await this.db.get(objectKey(kind, namespace, name))) as ApiObject | undefined;
+      const cur = (await this.db.get(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const next = mutate(structuredClone(cur));
       if (next === undefined) return undefined;
       if (next.kind !== kind || (next.metadata.namespace ?? '') !== namespace || next.metadata.name !== name) {
-        throw new Error(`patch of ${what(kind, namespace, name)} must not change its kind, namespace or name`);
+        throw new BadRequestError(`patch of ${what(kind, namespace, name)} must not change its kind, namespace or name`);
       }
-      return this.doUpdate({ ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } });
+      // Same kind as the read (checked above), so the stored result is an ObjectOf<K> again.
+      return (await this.doUpdate({ ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } })) as ObjectOf<K>;
     });
   }
 
@@ -224,24 +237,24 @@ export class LevelStore implements Store {
    * The DELETED event and the returned object carry the deletion's revision as resourceVersion, so a
    * watcher's last-seen revision stays monotonic.
    */
-  delete(kind: string, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ApiObject> {
+  delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
     return this.serialize(async () => {
       const key = objectKey(kind, namespace, name);
-      const cur = (await this.db.get(key)) as ApiObject | undefined;
+      const cur = (await this.db.get(key)) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const stored = cur.metadata.resourceVersion ?? '';
       if (opts.resourceVersion !== undefined && opts.resourceVersion !== stored) {
         throw new ConflictError(what(kind, namespace, name), opts.resourceVersion, stored);
       }
       const revision = this.rev + 1;
-      const deleted: ApiObject = { ...cur, metadata: { ...cur.metadata, resourceVersion: String(revision) } };
+      const deleted: ObjectOf<K> = { ...cur, metadata: { ...cur.metadata, resourceVersion: String(revision) } };
       await this.commit(revision, 'DELETED', { type: 'del', key }, deleted);
       return structuredClone(deleted);
     });
   }
 
   watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts: { kinds?: string[] } = {}): Watch {
-    if (this.closing) throw new Error('store is closed');
+    if (this.closing) throw new StoreError('store is closed');
     if (fromRevision < this.compacted) {
       throw new GoneError(`revision ${fromRevision} has been compacted (oldest watchable revision is ${this.compacted}); list again and watch from its revision`);
     }
@@ -267,7 +280,7 @@ export class LevelStore implements Store {
       } catch (err) {
         if (!w.closed && !this.closing) this.logger.error({ err: errorMessage(err), fromRevision }, 'watch replay failed; events may be missing');
       } finally {
-        await it.close().catch(() => undefined);
+        await it.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err), fromRevision }, 'closing the watch replay iterator failed'));
         w.endReplay();
       }
     })();
@@ -290,14 +303,14 @@ export class LevelStore implements Store {
 
   /** Queues `fn` on the single writer; a failed step does not stop the ones behind it. */
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.closing) return Promise.reject(new Error('store is closed'));
+    if (this.closing) return Promise.reject(new StoreError('store is closed'));
     const run = this.tail.then(fn);
-    this.tail = run.catch(() => undefined);
+    this.tail = run.catch(failureOwnedByCaller);
     return run;
   }
 
   /** Must run on the writer chain. */
-  private async doUpdate(obj: ApiObject): Promise<ApiObject> {
+  private async doUpdate<T extends ApiObject>(obj: T): Promise<T> {
     const namespace = obj.metadata.namespace ?? '';
     const key = objectKey(obj.kind, namespace, obj.metadata.name);
     const cur = (await this.db.get(key)) as ApiObject | undefined;
@@ -307,7 +320,7 @@ export class LevelStore implements Store {
     if (expected !== undefined && expected !== stored) throw new ConflictError(what(obj.kind, namespace, obj.metadata.name), expected, stored);
     const revision = this.rev + 1;
     const generation = cur.metadata.generation ?? 1;
-    const updated: ApiObject = structuredClone(obj);
+    const updated: T = structuredClone(obj);
     updated.metadata = {
       ...updated.metadata,
       uid: cur.metadata.uid,

@@ -1,10 +1,45 @@
+import type { ConfigMap, ResourceQuota, Secret } from '../../src/api/config.js';
+import type { Event } from '../../src/api/event.js';
 import type { ApiObject } from '../../src/api/meta.js';
+import type { Namespace } from '../../src/api/namespace.js';
+import type { Node } from '../../src/api/node.js';
+import type { Pod } from '../../src/api/pod.js';
+import type { DaemonSet, Deployment, Job, ReplicaSet } from '../../src/api/workloads.js';
+
+/**
+ * The type each stored kind has. Objects reach the store only through schema validation (the API,
+ * or a controller building them from a validated owner), so a read of kind K is typed as KindMap[K];
+ * controllers still validate what they act on (server/controllers/read-valid.ts) because a stored
+ * object may predate a schema change.
+ */
+export interface KindMap {
+  Pod: Pod;
+  Node: Node;
+  Namespace: Namespace;
+  Event: Event;
+  ConfigMap: ConfigMap;
+  Secret: Secret;
+  ResourceQuota: ResourceQuota;
+  Deployment: Deployment;
+  ReplicaSet: ReplicaSet;
+  DaemonSet: DaemonSet;
+  Job: Job;
+}
+
+export type KnownKind = keyof KindMap;
+
+/** The object type of kind K: its KindMap entry, or ApiObject for a kind only known at run time. */
+export type ObjectOf<K extends string> = K extends KnownKind ? KindMap[K] : ApiObject;
+
+/** Any stored object, typed by its kind. */
+export type StoredObject = KindMap[KnownKind];
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
 export interface WatchEvent {
   type: WatchEventType;
   revision: number;
+  /** Untyped: a watch may span kinds; narrow with `e.object.kind` and validate before acting. */
   object: ApiObject;
 }
 
@@ -12,8 +47,8 @@ export interface Watch {
   close(): void;
 }
 
-export interface ListResult {
-  items: ApiObject[];
+export interface ListResult<T extends ApiObject = ApiObject> {
+  items: T[];
   /** Store revision the list is consistent with: watch from it to see every later change. */
   revision: number;
 }
@@ -22,23 +57,37 @@ export interface ListResult {
  * The desired-state store. Keys are (kind, namespace, name); cluster-scoped kinds use namespace ''.
  * Every write bumps one global revision and appends a change-log entry; the returned object carries
  * metadata.resourceVersion = String(revision). A write resolves only once it is durable on disk.
- * Errors: AlreadyExistsError, NotFoundError, ConflictError (stale resourceVersion), GoneError (watch
- * from a compacted revision) — all from src/util/errors.ts.
+ * Reads and writes are typed by kind (`get('Pod', …)` is a `Pod`); with a kind held in a string the
+ * type is ApiObject.
+ * Errors (src/util/errors.ts; test with isNotFound / isConflict / isAlreadyExists): AlreadyExistsError,
+ * NotFoundError, ConflictError (stale resourceVersion), GoneError (watch from a compacted revision),
+ * StoreError (closed, or cannot open the data dir), BadRequestError (a patch that renames its object).
  */
 export interface Store {
-  get(kind: string, namespace: string, name: string): Promise<ApiObject | undefined>;
+  get<K extends string>(kind: K, namespace: string, name: string): Promise<ObjectOf<K> | undefined>;
   /** namespace undefined = all namespaces. Items sorted by namespace then name. */
-  list(kind: string, namespace?: string): Promise<ListResult>;
+  list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>>;
   /** Assigns uid, creationTimestamp, resourceVersion, generation = 1. */
-  create(obj: ApiObject): Promise<ApiObject>;
+  create<T extends ApiObject>(obj: T): Promise<T>;
   /**
    * Replaces the object. If obj.metadata.resourceVersion is set and differs from the stored one,
    * throws ConflictError. Keeps uid and creationTimestamp; bumps metadata.generation when spec changed.
    */
-  update(obj: ApiObject): Promise<ApiObject>;
-  /** Read-modify-write with retry on conflict; `mutate` returns the new object or undefined to skip. */
-  patch(kind: string, namespace: string, name: string, mutate: (cur: ApiObject) => ApiObject | undefined): Promise<ApiObject | undefined>;
-  delete(kind: string, namespace: string, name: string, opts?: { resourceVersion?: string }): Promise<ApiObject>;
+  update<T extends ApiObject>(obj: T): Promise<T>;
+  /**
+   * Read-modify-write as one atomic step: no other write lands between the read and the write, so a
+   * patch never throws ConflictError and callers need no retry loop. `mutate` gets a private copy of
+   * the current object and returns the new one, or undefined to leave it unchanged (then patch
+   * resolves undefined). NotFoundError when the object does not exist; BadRequestError when `mutate`
+   * changed its kind, namespace or name (which is why its result may be typed as any ApiObject).
+   */
+  patch<K extends string>(
+    kind: K,
+    namespace: string,
+    name: string,
+    mutate: (cur: ObjectOf<K>) => ApiObject | undefined,
+  ): Promise<ObjectOf<K> | undefined>;
+  delete<K extends string>(kind: K, namespace: string, name: string, opts?: { resourceVersion?: string }): Promise<ObjectOf<K>>;
   /**
    * Delivers every change with revision > fromRevision (replayed from the change log, then live),
    * in revision order, optionally only for the given kinds.
@@ -46,4 +95,9 @@ export interface Store {
   watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts?: { kinds?: string[] }): Watch;
   revision(): number;
   close(): Promise<void>;
+}
+
+/** Narrows an object read untyped (a watch event, a kind held in a string) by its kind. */
+export function isKind<K extends KnownKind>(obj: ApiObject, kind: K): obj is ApiObject & KindMap[K] {
+  return obj.kind === kind;
 }

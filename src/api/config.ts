@@ -28,12 +28,13 @@ export const secret = z.strictObject({
 });
 export type Secret = z.infer<typeof secret>;
 
-export function normalizeSecret(s: Secret): Secret {
+export function normalizeSecret<T extends Secret>(s: T): T {
   if (!s.stringData) return s;
   const data = { ...s.data };
   for (const [k, v] of Object.entries(s.stringData)) data[k] = Buffer.from(v, 'utf8').toString('base64');
-  const { stringData: _drop, ...rest } = s;
-  return { ...rest, data };
+  const out = { ...s, data };
+  delete out.stringData;
+  return out;
 }
 
 /** Per-namespace limits; `hard` keys as Kubernetes names them. */

@@ -47,7 +47,7 @@ function zodCauses(err: z.ZodError, prefix = ''): FieldCause[] {
     );
     let message = i.message;
     if (i.code === 'unrecognized_keys') {
-      const keys = (i as unknown as { keys: string[] }).keys;
+      const keys = i.keys;
       return { field: keys.map((k) => (path ? `${path}.${k}` : k)).join(', '), message: 'unknown field' };
     }
     if (i.code === 'invalid_type' && /received undefined/.test(message)) message = 'required';

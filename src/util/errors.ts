@@ -52,6 +52,13 @@ export class ConflictError extends DroverError {
   }
 }
 
+/** The store cannot serve: it is closed, or its data dir cannot be opened (locked by another process, unreadable). */
+export class StoreError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 503, reason: 'StoreUnavailable', cause });
+  }
+}
+
 /** A watch asked for a revision that compaction already dropped. */
 export class GoneError extends DroverError {
   constructor(message: string) {
@@ -83,6 +90,29 @@ export class TimeoutError extends DroverError {
   constructor(message: string) {
     super(message, { code: 504, reason: 'Timeout' });
   }
+}
+
+/*
+ * Tests by reason rather than by class, so an error rebuilt from an HTTP answer (the CLI's CliError
+ * carries the server's reason) is recognised the same as one thrown in-process.
+ */
+function hasReason(err: unknown, reason: string): err is DroverError {
+  return err instanceof DroverError && err.reason === reason;
+}
+
+/** The object does not exist (NotFoundError, or an API answer 404 NotFound). */
+export function isNotFound(err: unknown): err is DroverError {
+  return hasReason(err, 'NotFound');
+}
+
+/** A write lost an optimistic-concurrency race: the caller's resourceVersion is stale. */
+export function isConflict(err: unknown): err is DroverError {
+  return hasReason(err, 'Conflict');
+}
+
+/** A create met an object of the same kind, namespace and name. */
+export function isAlreadyExists(err: unknown): err is DroverError {
+  return hasReason(err, 'AlreadyExists');
 }
 
 export function errorMessage(err: unknown): string {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { LevelStore } from '../../server/store/level.js';
 import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import { AlreadyExistsError, ConflictError, GoneError, NotFoundError } from '../../src/util/errors.js';
+import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'drover-store-'));
@@ -127,6 +127,7 @@ test('stale resourceVersion on update and delete is a 409 ConflictError', async 
   await assert.rejects(store.update({ ...v1, metadata: { ...v1.metadata, labels: { c: 'd' } } }), (err: unknown) => {
     assert.ok(err instanceof ConflictError);
     assert.equal(err.code, 409);
+    assert.ok(isConflict(err) && !isAlreadyExists(err), 'a stale write is a conflict, not a name clash');
     assert.match(err.message, /pods "default\/web".*resourceVersion 1 is stale, current is 2/);
     return true;
   });
@@ -151,6 +152,7 @@ test('create of an existing object is AlreadyExistsError', async (t) => {
   await store.create(node('edge-1'));
   await assert.rejects(store.create(pod('web')), (err: unknown) => {
     assert.ok(err instanceof AlreadyExistsError);
+    assert.ok(isAlreadyExists(err) && !isConflict(err), 'a name clash is not a stale-write conflict');
     assert.equal(err.message, 'pods "default/web" already exists');
     return true;
   });
@@ -162,7 +164,7 @@ test('create of an existing object is AlreadyExistsError', async (t) => {
 test('update, delete and patch of a missing object are NotFoundError', async (t) => {
   const { store } = await withStore(t);
   await assert.rejects(store.update(pod('ghost')), (err: unknown) => err instanceof NotFoundError && err.code === 404 && err.message === 'pods "default/ghost" not found');
-  await assert.rejects(store.delete('Pod', 'default', 'ghost'), NotFoundError);
+  await assert.rejects(store.delete('Pod', 'default', 'ghost'), (err: unknown) => err instanceof NotFoundError && isNotFound(err));
   await assert.rejects(store.patch('Node', '', 'ghost', (o) => o), { message: 'nodes "ghost" not found' });
   assert.equal(store.revision(), 0);
 });
@@ -329,7 +331,7 @@ test('close waits for queued writes; writes after close are refused', async (t) 
   const writes = Array.from({ length: 20 }, (_, i) => store.create(pod(`p${i}`)));
   await store.close();
   await Promise.all(writes);
-  await assert.rejects(store.create(pod('late')), /closed/);
+  await assert.rejects(store.create(pod('late')), (err: unknown) => err instanceof StoreError && /closed/.test(err.message));
   const again = await LevelStore.open({ path });
   assert.equal(again.revision(), 20);
   await again.close();
@@ -337,7 +339,7 @@ test('close waits for queued writes; writes after close are refused', async (t) 
 
 test('opening a data dir that is already open fails with a clear message', async (t) => {
   const { dir } = await withStore(t);
-  await assert.rejects(LevelStore.open({ path: join(dir, 'db') }), /data dir .* is in use/);
+  await assert.rejects(LevelStore.open({ path: join(dir, 'db') }), (err: unknown) => err instanceof StoreError && /data dir .* is in use/.test(err.message));
 });
 
 test('20 concurrent patches incrementing a counter all apply', async (t) => {
@@ -366,5 +368,8 @@ test('20 concurrent patches incrementing a counter all apply', async (t) => {
   assert.equal(await store.patch('Pod', 'default', 'web', () => undefined), undefined);
   assert.equal(store.revision(), before);
   // mutate may not rename the object.
-  await assert.rejects(store.patch('Pod', 'default', 'web', (o) => ({ ...o, metadata: { ...o.metadata, name: 'other' } })), /must not change/);
+  await assert.rejects(
+    store.patch('Pod', 'default', 'web', (o) => ({ ...o, metadata: { ...o.metadata, name: 'other' } })),
+    (err: unknown) => err instanceof BadRequestError && /must not change/.test(err.message),
+  );
 });
