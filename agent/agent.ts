@@ -7,7 +7,7 @@ import type { AgentLink } from './connection.js';
 import { applyPlan, RestartTracker } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { LABELS, managedSelector } from './engine/naming.js';
-import { plan } from './engine/plan.js';
+import { plan, type PlanResult } from './engine/plan.js';
 import { podReports } from './engine/report.js';
 import type { Hardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
@@ -77,9 +77,8 @@ export class Agent {
   private runtimeVersion = 'unknown';
   private readonly volumes: VolumeManager;
   private readonly probes: ProbeManager;
-  /** What the last reconcile saw, so probe results can be reported without another one. */
-  private lastCurrent: RuntimeContainer[] = [];
-  private lastImages: Set<string> | undefined;
+  /** The plan of what the last reconcile saw, so probe results can be reported without another one. */
+  private lastPlan: PlanResult | undefined;
 
   constructor(private readonly deps: AgentDeps) {
     this.now = deps.now ?? Date.now;
@@ -270,7 +269,7 @@ export class Agent {
     const pods = desired?.pods ?? [];
     const run = this.runContext();
     let requeueMs = cfg.resyncSeconds * 1000;
-    let current: RuntimeContainer[];
+    let seen: { current: RuntimeContainer[]; plan: PlanResult } | undefined;
     // Volumes first: a container must find its configMap files when it starts; running ones get
     // changed files in place.
     await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
@@ -278,22 +277,26 @@ export class Agent {
       // Each podman call costs tens of milliseconds: ask for both at once, and for the images again
       // only after a pull (nothing else adds one).
       const [listed, present] = await Promise.all([this.listManaged(), runtime.images()]);
-      current = listed;
+      let current = listed;
       let images = new Set(present);
-      for (let round = 0; round < MAX_ROUNDS; round++) {
-        this.lastImages = images;
-        const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+      let p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+      for (let round = 1; ; round++) {
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
         // Applied even without steps: it also announces back-offs and invalid specs (once each).
         const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.emit(e), restarts: this.restarts });
         if (p.steps.length === 0) break;
         const pulled = p.steps.some((s) => s.action === 'pull');
         [current, images] = await Promise.all([this.listManaged(), pulled ? runtime.images().then((l) => new Set(l)) : Promise.resolve(images)]);
+        // Planned again whether or not it is applied: the reports and probes read the matching of
+        // the containers as they are now.
+        p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (errors.length) {
           requeueMs = Math.min(requeueMs, 5_000);
           break;
         }
+        if (round >= MAX_ROUNDS) break;
       }
+      seen = { current, plan: p };
       this.runtimeFailures = 0;
       this.setRuntimeHealth(true);
     } catch (err) {
@@ -307,35 +310,30 @@ export class Agent {
       } else {
         logger.warn({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime call failed; trying again');
       }
-      current = [];
       requeueMs = Math.min(requeueMs, this.runtimeHealthy ? 1_000 : 5_000);
     }
     this.restarts.retain(pods);
     if (desired) this.observedGeneration = desired.generation;
-    if (this.runtimeHealthy) {
-      // Only with a true picture of the containers: a pod whose containers could not be listed keeps its volumes.
-      await this.volumes.cleanup(pods, current);
-      this.probes.sync(probeSubjects(pods, current));
-      this.lastCurrent = current;
-      this.lastReports = this.reports(pods, current, run);
+    if (seen) {
+      // Only with a true picture of the containers: a pod whose containers could not be listed keeps
+      // its volumes and its last report.
+      await this.volumes.cleanup(pods, seen.current);
+      this.probes.sync(probeSubjects(seen.plan.matches));
+      this.lastPlan = seen.plan;
+      this.lastReports = this.reports(seen.plan);
     }
     this.sendStatus(false);
     return requeueMs;
   }
 
-  private reports(pods: payloads.DesiredPod[], current: RuntimeContainer[], run: RunContext): payloads.PodReport[] {
-    return podReports(pods, current, this.restarts, this.now(), {
-      node: this.deps.cfg.node,
-      run,
-      images: this.lastImages,
-      ready: (key, id) => this.probes.ready(key, id),
-    });
+  private reports(matched: PlanResult): payloads.PodReport[] {
+    return podReports(matched, this.restarts, this.now(), (key, id) => this.probes.ready(key, id));
   }
 
   /** A probe changed a container's readiness: report it now, without waiting for a reconcile. */
   private refreshReports(): void {
-    if (this.stopped || !this.runtimeHealthy) return;
-    this.lastReports = this.reports(this.deps.target.desired?.pods ?? [], this.lastCurrent, this.runContext());
+    if (this.stopped || !this.runtimeHealthy || !this.lastPlan) return;
+    this.lastReports = this.reports(this.lastPlan);
     this.sendStatus(false);
   }
 

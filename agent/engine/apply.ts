@@ -11,7 +11,8 @@ import type { Logger } from '../../src/util/logger.js';
 import type { ContainerRuntime, RuntimeContainer } from '../runtime/types.js';
 import type { RunContext } from './env.js';
 import { containerKey, type PodRef } from './naming.js';
-import { epochMs, type InvalidContainer, type PlanContext, type PlanResult, type Step, type Wait } from './plan.js';
+import { epochMs } from './match.js';
+import { type InvalidContainer, type PlanContext, type PlanResult, type Step, type Wait } from './plan.js';
 import type { ReportView, StepFailure } from './report.js';
 
 export interface RestartTrackerOptions {

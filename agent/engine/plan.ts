@@ -8,15 +8,14 @@
  * a missing image is only pulled (the container runs on the pass after). The caller loops
  * list → plan → apply until a plan has no steps, then sleeps until `requeueAfterMs` or a change.
  */
-import type { Container } from '../../src/api/pod.js';
-import { parseCpu, parseMemory } from '../../src/api/quantity.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { RunSpec, RuntimeContainer } from '../runtime/types.js';
 import { ConfigError, expandVars, resolveEnv, type RunContext } from './env.js';
-import { containerKey, containerLabels, containerName, identityOf, isManagedBy, LABELS, type PodRef } from './naming.js';
-import { specHash, type RecreateFields } from './spec-hash.js';
-import { devicesFor, mountsFor } from './volumes.js';
+import { matchContainers, type Matching } from './match.js';
+import { containerLabels, containerName, identityOf, LABELS, type PodRef } from './naming.js';
+import { findContainer, recreateFields, specHash } from './spec-hash.js';
+import { mountsFor } from './volumes.js';
 
 export type { PodRef } from './naming.js';
 
@@ -99,48 +98,10 @@ export interface PlanResult {
   steps: Step[];
   waits: Wait[];
   invalid: InvalidContainer[];
+  /** Which runtime container stands for which pod container: what the reports and probes read. */
+  matches: Matching;
   /** Re-plan after this long even without a change: the soonest back-off ends then. */
   requeueAfterMs?: number;
-}
-
-function findContainer(pod: DesiredPod, container: string): Container {
-  const c = pod.spec.containers.find((x) => x.name === container);
-  if (!c) throw new Error(`pod ${pod.namespace}/${pod.name} has no container "${container}"`);
-  return c;
-}
-
-/**
- * The recreate fields of one container, from the pod spec alone: nothing resolved on the node enters
- * (see spec-hash.ts). Throws on quantities that cannot be parsed.
- */
-function recreateFields(pod: DesiredPod, c: Container): RecreateFields {
-  const env: Record<string, string | object> = {};
-  // Later entries win, as in Kubernetes; a reference stands for its value.
-  for (const e of c.env ?? []) env[e.name] = e.valueFrom ?? e.value ?? '';
-  const limits = c.resources?.limits;
-  const volumes = pod.spec.volumes ?? [];
-  return {
-    image: c.image,
-    command: c.command?.length ? c.command : undefined,
-    args: c.args?.length ? c.args : undefined,
-    env,
-    envFrom: c.envFrom?.length ? c.envFrom : undefined,
-    workingDir: c.workingDir || undefined,
-    ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, hostIP: p.hostIP, protocol: p.protocol })),
-    // Limits only: requests are a scheduling hint, the runtime enforces nothing for them.
-    memoryBytes: limits?.memory !== undefined ? parseMemory(limits.memory) : undefined,
-    cpuMilli: limits?.cpu !== undefined ? parseCpu(limits.cpu) : undefined,
-    hostNetwork: pod.spec.hostNetwork || undefined,
-    mounts: (c.volumeMounts ?? [])
-      .map((m) => ({ mountPath: m.mountPath, readOnly: m.readOnly || undefined, subPath: m.subPath || undefined, volume: volumes.find((v) => v.name === m.name) }))
-      .sort((a, b) => (a.mountPath < b.mountPath ? -1 : a.mountPath > b.mountPath ? 1 : 0)),
-    devices: devicesFor(c),
-  };
-}
-
-/** The spec hash of a pod's container, from its spec alone (pure; throws on unusable quantities). */
-export function containerSpecHash(pod: DesiredPod, container: string): string {
-  return specHash(recreateFields(pod, findContainer(pod, container)));
 }
 
 /**
@@ -173,31 +134,6 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
 
 export function podRef(pod: DesiredPod): PodRef {
   return { uid: pod.uid, namespace: pod.namespace, name: pod.name };
-}
-
-/** Epoch ms of an ISO time; 0 when absent or a zero time (podman reports year 1 for "never"). */
-export function epochMs(iso: string | undefined): number {
-  const t = iso ? Date.parse(iso) : NaN;
-  return Number.isNaN(t) || t <= 0 ? 0 : t;
-}
-
-/**
- * Orders the containers found for one pod container, the one to keep first: the current spec, then
- * running, then the newest. Shared with the reports so both talk about the same container.
- */
-export function rankContainers(containers: RuntimeContainer[], wantedHash?: string): RuntimeContainer[] {
-  const score = (c: RuntimeContainer): number[] => [
-    wantedHash !== undefined && c.labels[LABELS.specHash] === wantedHash ? 1 : 0,
-    c.state === 'running' ? 1 : 0,
-    epochMs(c.createdAt),
-    epochMs(c.startedAt),
-  ];
-  return [...containers].sort((a, b) => {
-    const sa = score(a);
-    const sb = score(b);
-    for (let i = 0; i < sa.length; i++) if (sa[i] !== sb[i]) return sb[i]! - sa[i]!;
-    return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-  });
 }
 
 /**
@@ -255,9 +191,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
   const pulls = new Map<string, PodRef[]>();
   const waits: Wait[] = [];
   const invalid: InvalidContainer[] = [];
-
-  const byUid = new Map(target.map((p) => [p.uid, p]));
-  const found = new Map<string, RuntimeContainer[]>();
+  const matches = matchContainers(current, target, ctx.node);
 
   const remove = (c: RuntimeContainer, reason: RemoveReason, pod: DesiredPod | undefined): void => {
     const id = identityOf(c);
@@ -273,45 +207,30 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
     });
   };
 
-  for (const c of current) {
-    if (!isManagedBy(c, ctx.node)) continue;
-    const id = identityOf(c);
-    const pod = id ? byUid.get(id.pod.uid) : undefined;
-    if (!id || !pod || !pod.spec.containers.some((x) => x.name === id.container)) {
-      remove(c, 'orphan', pod);
-      continue;
-    }
-    const key = containerKey(id.pod.uid, id.container);
-    found.set(key, [...(found.get(key) ?? []), c]);
-  }
+  for (const o of matches.orphans) remove(o.container, 'orphan', o.pod);
 
-  for (const pod of target) {
+  for (const { pod, containers } of matches.pods) {
     const ref = podRef(pod);
-    for (const c of pod.spec.containers) {
+    for (const m of containers) {
+      const { key, spec: c, kept: keep } = m;
       const { name } = c;
-      const key = containerKey(pod.uid, name);
-      let hash: string;
-      try {
-        hash = containerSpecHash(pod, name);
-      } catch (err) {
+      if (m.hash === undefined) {
         // A spec the runtime cannot be asked for (say cpu: "1Gi" passed the schema) blocks only this
         // container; whatever already runs for it is left alone.
-        invalid.push({ key, pod: ref, container: name, reason: 'CreateContainerConfigError', message: errorMessage(err) });
+        invalid.push({ key, pod: ref, container: name, reason: 'CreateContainerConfigError', message: m.hashError });
         continue;
       }
-      const existing = found.get(key);
 
-      if (existing?.length) {
-        const [keep, ...extra] = rankContainers(existing, hash);
-        for (const x of extra) remove(x, 'duplicate', pod);
-        if (keep!.labels[LABELS.specHash] !== hash) {
-          remove(keep!, 'spec-changed', pod);
+      if (keep) {
+        for (const x of m.duplicates) remove(x, 'duplicate', pod);
+        if (keep.labels[LABELS.specHash] !== m.hash) {
+          remove(keep, 'spec-changed', pod);
           continue;
         }
         // A restart starts the existing container again: it keeps the env and mounts it was created
         // with, so nothing needs resolving here (a deleted ConfigMap does not stop a restart).
-        if (!wantsRestart(keep!, pod.spec.restartPolicy, ctx.killedUnhealthy?.(keep!.id))) continue;
-        const ms = ctx.restartBackoff(key, keep!, ctx.now);
+        if (!wantsRestart(keep, pod.spec.restartPolicy, ctx.killedUnhealthy?.(keep.id))) continue;
+        const ms = ctx.restartBackoff(key, keep, ctx.now);
         if (ms > 0) {
           waits.push({
             reason: 'CrashLoopBackOff',
@@ -319,11 +238,11 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
             pod: ref,
             container: name,
             remainingMs: ms,
-            marker: `${keep!.id}@${keep!.finishedAt ?? ''}`,
+            marker: `${keep.id}@${keep.finishedAt ?? ''}`,
             exited: keep,
           });
         } else {
-          restarts.push({ action: 'restart', key, id: keep!.id, name: keep!.name, pod: ref, container: name, exited: keep! });
+          restarts.push({ action: 'restart', key, id: keep.id, name: keep.name, pod: ref, container: name, exited: keep });
         }
         continue;
       }
@@ -372,5 +291,5 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
     ...[...pulls].map(([image, pods]): Step => ({ action: 'pull', image, pods })),
   ];
   const requeueAfterMs = waits.length ? Math.min(...waits.map((w) => w.remainingMs)) : undefined;
-  return { steps, waits, invalid, requeueAfterMs };
+  return { steps, waits, invalid, matches, requeueAfterMs };
 }

@@ -8,11 +8,10 @@
  */
 import type { ContainerStatus, PodPhase } from '../../src/api/pod.js';
 import type { DesiredPod, PodReport } from '../../src/contract/payloads.js';
-import { errorMessage } from '../../src/util/errors.js';
 import type { RuntimeContainer } from '../runtime/types.js';
-import type { RunContext } from './env.js';
-import { containerKey, identityOf, LABELS } from './naming.js';
-import { containerSpecHash, epochMs, imagePresent, neverPullMessage, rankContainers, toRunSpec, wantsRestart } from './plan.js';
+import { epochMs } from './match.js';
+import { containerKey } from './naming.js';
+import { wantsRestart, type InvalidContainer, type PlanResult } from './plan.js';
 
 /** The last failure of a step for one container, as RestartTracker records it. */
 export interface StepFailure {
@@ -35,19 +34,11 @@ export interface ReportView {
   killedUnhealthy?(id: string): boolean;
 }
 
-/** What reports need from the node beyond the containers, all optional. */
-export interface ReportContext {
-  node?: string;
-  /** As given to the plan: lets a missing ConfigMap or key show as CreateContainerConfigError. */
-  run?: RunContext;
-  /** Images present on the node: lets imagePullPolicy Never show ErrImageNeverPull. */
-  images?: Set<string>;
-  /**
-   * Readiness of a running container from its probes; undefined when no probe decides it (then a
-   * running container is ready).
-   */
-  ready?: (key: string, id: string) => boolean | undefined;
-}
+/**
+ * Readiness of a running container from its probes; undefined when no probe decides it (then a
+ * running container is ready).
+ */
+export type Readiness = (key: string, id: string) => boolean | undefined;
 
 function formatDuration(ms: number): string {
   const s = Math.round(ms / 1000);
@@ -62,9 +53,10 @@ function containerStatus(
   name: string,
   image: string,
   c: RuntimeContainer | undefined,
+  blocked: InvalidContainer | undefined,
   view: ReportView,
   now: number,
-  ctx: ReportContext,
+  ready: Readiness | undefined,
 ): { status: ContainerStatus; cls: PhaseClass } {
   const key = containerKey(pod.uid, name);
   const base = { name, image: c?.image || image, containerID: c?.id, restartCount: view.restartCount(key) };
@@ -73,7 +65,6 @@ function containerStatus(
   if (!c || c.state === 'created') {
     let reason = 'ContainerCreating';
     let message: string | undefined;
-    const blocked = c ? undefined : blockedReason(pod, name, image, ctx);
     if (blocked) {
       ({ reason, message } = blocked);
     } else if (err?.reason === 'ErrImagePull' && !c) {
@@ -88,8 +79,8 @@ function containerStatus(
 
   switch (c.state) {
     case 'running': {
-      const ready = ctx.ready?.(key, c.id) ?? true;
-      return { status: { ...base, ready, state: 'running', startedAt: c.startedAt }, cls: 'running' };
+      const isReady = ready?.(key, c.id) ?? true;
+      return { status: { ...base, ready: isReady, state: 'running', startedAt: c.startedAt }, cls: 'running' };
     }
     case 'paused':
     case 'stopping': {
@@ -120,23 +111,6 @@ function containerStatus(
   }
 }
 
-/**
- * Why a container that does not exist cannot be created as things are, checked in the kubelet's
- * order (image, then config) and as the plan checks it.
- */
-function blockedReason(pod: DesiredPod, name: string, image: string, ctx: ReportContext): { reason: string; message: string } | undefined {
-  const spec = pod.spec.containers.find((c) => c.name === name);
-  if (ctx.images && spec?.imagePullPolicy === 'Never' && !imagePresent(ctx.images, image)) {
-    return { reason: 'ErrImageNeverPull', message: neverPullMessage(image) };
-  }
-  try {
-    toRunSpec(pod, name, ctx.node ?? '', ctx.run);
-    return undefined;
-  } catch (err) {
-    return { reason: 'CreateContainerConfigError', message: errorMessage(err) };
-  }
-}
-
 /** kubelet getPhase over the containers' classes. */
 export function podPhase(classes: PhaseClass[], restartPolicy: DesiredPod['spec']['restartPolicy']): PodPhase {
   const n = (k: PhaseClass) => classes.filter((c) => c === k).length;
@@ -156,48 +130,19 @@ export function podPhase(classes: PhaseClass[], restartPolicy: DesiredPod['spec'
 }
 
 /**
- * One report per target pod. `restarts` is a ReportView (pass the RestartTracker) or just a
- * restart-count lookup; `now` decides whether a failed pull is still backing off; `ctx` adds what
- * the node knows (ConfigMaps, images, probe readiness).
+ * One report per target pod, about the containers the plan matched and with the reasons it found a
+ * container cannot be created (`result`: the plan of the containers as they are now). `view` gives
+ * restart counts and step failures (the RestartTracker); `now` decides whether a failed pull is
+ * still backing off; `ready` adds probe readiness.
  */
-export function podReports(
-  target: DesiredPod[],
-  current: RuntimeContainer[],
-  restarts: ReportView | ((key: string) => number),
-  now: number,
-  ctx: ReportContext = {},
-): PodReport[] {
-  const view: ReportView = typeof restarts === 'function' ? { restartCount: restarts } : restarts;
-  const found = new Map<string, RuntimeContainer[]>();
-  for (const c of current) {
-    if (c.labels[LABELS.managed] !== 'true') continue;
-    const id = identityOf(c);
-    if (!id) continue;
-    const key = containerKey(id.pod.uid, id.container);
-    found.set(key, [...(found.get(key) ?? []), c]);
-  }
-
-  return target.map((pod) => {
-    const entries = pod.spec.containers.map((spec) => {
-      const key = containerKey(pod.uid, spec.name);
-      let hash: string | undefined;
-      try {
-        hash = containerSpecHash(pod, spec.name);
-      } catch (err) {
-        const status: ContainerStatus = {
-          name: spec.name,
-          image: spec.image,
-          ready: false,
-          restartCount: view.restartCount(key),
-          state: 'waiting',
-          reason: 'CreateContainerConfigError',
-          message: errorMessage(err),
-        };
-        return { status, cls: 'waiting' as const, c: undefined };
-      }
-      // Rank as the plan does, so the report speaks of the container the plan keeps.
-      const c = rankContainers(found.get(key) ?? [], hash)[0];
-      return { ...containerStatus(pod, spec.name, spec.image, c, view, now, ctx), c };
+export function podReports(result: Pick<PlanResult, 'matches' | 'invalid'>, view: ReportView, now: number, ready?: Readiness): PodReport[] {
+  const invalid = new Map(result.invalid.map((i) => [i.key, i]));
+  return result.matches.pods.map(({ pod, containers }) => {
+    const entries = containers.map((m) => {
+      const blocked = invalid.get(m.key);
+      // A spec that cannot be hashed has no container the plan would keep: whatever runs is left alone, unreported.
+      const c = m.hash === undefined ? undefined : m.kept;
+      return { ...containerStatus(pod, m.spec.name, m.spec.image, c, blocked, view, now, ready), c };
     });
     const started = entries.map((e) => epochMs(e.c?.startedAt)).filter((t) => t > 0);
     return {

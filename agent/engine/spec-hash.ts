@@ -15,8 +15,12 @@
  * Changing what goes into the hash re-creates every container on agent upgrade; do it deliberately.
  */
 import { createHash } from 'node:crypto';
+import type { Container } from '../../src/api/pod.js';
+import { parseCpu, parseMemory } from '../../src/api/quantity.js';
+import type { DesiredPod } from '../../src/contract/payloads.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { PortMapping, RunSpec } from '../runtime/types.js';
+import { devicesFor } from './volumes.js';
 
 /**
  * The fields whose change requires a new container: RunSpec's, with env values that come from the
@@ -60,4 +64,44 @@ export function specHash(spec: RecreateFields | RunSpec): string {
     devices: spec.devices?.length ? [...spec.devices].sort((a, b) => (canonicalJson(a) < canonicalJson(b) ? -1 : 1)) : undefined,
   };
   return createHash('sha256').update(canonicalJson(fields)).digest('hex').slice(0, 16);
+}
+
+export function findContainer(pod: DesiredPod, container: string): Container {
+  const c = pod.spec.containers.find((x) => x.name === container);
+  if (!c) throw new Error(`pod ${pod.namespace}/${pod.name} has no container "${container}"`);
+  return c;
+}
+
+/**
+ * The recreate fields of one container, from the pod spec alone: nothing resolved on the node enters
+ * (see spec-hash.ts). Throws on quantities that cannot be parsed.
+ */
+export function recreateFields(pod: DesiredPod, c: Container): RecreateFields {
+  const env: Record<string, string | object> = {};
+  // Later entries win, as in Kubernetes; a reference stands for its value.
+  for (const e of c.env ?? []) env[e.name] = e.valueFrom ?? e.value ?? '';
+  const limits = c.resources?.limits;
+  const volumes = pod.spec.volumes ?? [];
+  return {
+    image: c.image,
+    command: c.command?.length ? c.command : undefined,
+    args: c.args?.length ? c.args : undefined,
+    env,
+    envFrom: c.envFrom?.length ? c.envFrom : undefined,
+    workingDir: c.workingDir || undefined,
+    ports: (c.ports ?? []).map((p) => ({ containerPort: p.containerPort, hostPort: p.hostPort, hostIP: p.hostIP, protocol: p.protocol })),
+    // Limits only: requests are a scheduling hint, the runtime enforces nothing for them.
+    memoryBytes: limits?.memory !== undefined ? parseMemory(limits.memory) : undefined,
+    cpuMilli: limits?.cpu !== undefined ? parseCpu(limits.cpu) : undefined,
+    hostNetwork: pod.spec.hostNetwork || undefined,
+    mounts: (c.volumeMounts ?? [])
+      .map((m) => ({ mountPath: m.mountPath, readOnly: m.readOnly || undefined, subPath: m.subPath || undefined, volume: volumes.find((v) => v.name === m.name) }))
+      .sort((a, b) => (a.mountPath < b.mountPath ? -1 : a.mountPath > b.mountPath ? 1 : 0)),
+    devices: devicesFor(c),
+  };
+}
+
+/** The spec hash of a pod's container, from its spec alone (pure; throws on unusable quantities). */
+export function containerSpecHash(pod: DesiredPod, container: string): string {
+  return specHash(recreateFields(pod, findContainer(pod, container)));
 }

@@ -7,10 +7,10 @@
 import type { Container, Probe } from '../../src/api/pod.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { DesiredPod } from '../../src/contract/payloads.js';
-import { containerKey, identityOf, LABELS, type PodRef } from '../engine/naming.js';
-import { containerSpecHash, podRef, rankContainers } from '../engine/plan.js';
-import type { ContainerRuntime, RuntimeContainer } from '../runtime/types.js';
+import type { Matching } from '../engine/match.js';
+import { LABELS, type PodRef } from '../engine/naming.js';
+import { DEFAULT_GRACE_SECONDS, podRef } from '../engine/plan.js';
+import type { ContainerRuntime } from '../runtime/types.js';
 import { decide, firstRunDelay, initialStates, ready, timing, type ContainerProbeStates, type ProbeKind } from './logic.js';
 import { runProbe, type ProbeEndpoint } from './run.js';
 
@@ -57,30 +57,14 @@ export function hasProbes(c: Container): boolean {
 }
 
 /**
- * The running containers of target pods that define probes, matched as the plan and the reports
- * match them (pure): the container the plan keeps for each pod container, when it runs.
+ * The running containers of target pods that define probes (pure): the container the plan keeps for
+ * each pod container, when it runs the current spec.
  */
-export function probeSubjects(pods: DesiredPod[], current: RuntimeContainer[]): ProbeSubject[] {
-  const found = new Map<string, RuntimeContainer[]>();
-  for (const c of current) {
-    if (c.labels[LABELS.managed] !== 'true') continue;
-    const id = identityOf(c);
-    if (!id) continue;
-    const key = containerKey(id.pod.uid, id.container);
-    found.set(key, [...(found.get(key) ?? []), c]);
-  }
+export function probeSubjects(matches: Matching): ProbeSubject[] {
   const out: ProbeSubject[] = [];
-  for (const pod of pods) {
-    for (const spec of pod.spec.containers) {
+  for (const { pod, containers } of matches.pods) {
+    for (const { key, spec, kept: c, hash } of containers) {
       if (!hasProbes(spec)) continue;
-      const key = containerKey(pod.uid, spec.name);
-      let hash: string | undefined;
-      try {
-        hash = containerSpecHash(pod, spec.name);
-      } catch {
-        hash = undefined;
-      }
-      const c = rankContainers(found.get(key) ?? [], hash)[0];
       if (!c || c.state !== 'running' || (hash !== undefined && c.labels[LABELS.specHash] !== hash)) continue;
       const probeGrace = spec.livenessProbe?.terminationGracePeriodSeconds ?? spec.startupProbe?.terminationGracePeriodSeconds;
       out.push({
@@ -90,7 +74,7 @@ export function probeSubjects(pods: DesiredPod[], current: RuntimeContainer[]): 
         containerId: c.id,
         startedAt: c.startedAt,
         hostNetwork: Boolean(pod.spec.hostNetwork),
-        graceSeconds: probeGrace ?? pod.spec.terminationGracePeriodSeconds ?? 10,
+        graceSeconds: probeGrace ?? pod.spec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS,
       });
     }
   }

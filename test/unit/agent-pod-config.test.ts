@@ -10,8 +10,9 @@ import { describe, it } from 'node:test';
 import { RestartTracker, applyPlan } from '../../agent/engine/apply.js';
 import { configLookup, ConfigError, expandVars, resolveEnv, type RunContext } from '../../agent/engine/env.js';
 import { LABELS } from '../../agent/engine/naming.js';
-import { containerSpecHash, plan, toRunSpec, type PlanContext } from '../../agent/engine/plan.js';
-import { podReports } from '../../agent/engine/report.js';
+import { plan, toRunSpec, type PlanContext } from '../../agent/engine/plan.js';
+import { containerSpecHash } from '../../agent/engine/spec-hash.js';
+import { podReports, type ReportView } from '../../agent/engine/report.js';
 import { mountsFor, volumeDir, volumeFiles } from '../../agent/engine/volumes.js';
 import { listDevices } from '../../agent/hardware.js';
 import type { RuntimeContainer } from '../../agent/runtime/types.js';
@@ -282,6 +283,7 @@ describe('volume files on disk', () => {
 });
 
 describe('plan and reports with config, volumes and pull policies', () => {
+  const noRestarts: ReportView = { restartCount: () => 0 };
   const ctx = (o: Partial<PlanContext> = {}): PlanContext => ({ node: NODE, now: T0, images: new Set(['localhost/app:1']), restartBackoff: () => 0, ...o });
   const needsCm = mkPod([{ name: 'c', env: [{ name: 'G', valueFrom: { configMapKeyRef: { name: 'app', key: 'greeting' } } }] }]);
 
@@ -290,7 +292,7 @@ describe('plan and reports with config, volumes and pull policies', () => {
     const r = plan([], [needsCm], ctx({ run }));
     assert.deepEqual(r.steps, []);
     assert.deepEqual(r.invalid.map((i) => [i.reason, i.message]), [['CreateContainerConfigError', 'configmap "app" not found']]);
-    const [report] = podReports([needsCm], [], () => 0, T0, { node: NODE, run });
+    const [report] = podReports(r, noRestarts, T0);
     assert.equal(report!.phase, 'Pending');
     assert.deepEqual([report!.containers[0]!.state, report!.containers[0]!.reason, report!.containers[0]!.message], ['waiting', 'CreateContainerConfigError', 'configmap "app" not found']);
     const events: AgentEvent[] = [];
@@ -310,7 +312,7 @@ describe('plan and reports with config, volumes and pull policies', () => {
     assert.deepEqual(plan([running], [needsCm], ctx({ run: ctxWith(config({ app: { greeting: 'new' } })) })).steps, []);
     const gone = plan([running], [needsCm], ctx({ run: ctxWith(config({})) }));
     assert.deepEqual([gone.steps, gone.invalid], [[], []]);
-    const [report] = podReports([needsCm], [running], () => 0, T0, { node: NODE, run: ctxWith(config({})) });
+    const [report] = podReports(gone, noRestarts, T0);
     assert.deepEqual([report!.phase, report!.containers[0]!.state, report!.containers[0]!.ready], ['Running', 'running', true]);
   });
 
@@ -319,7 +321,7 @@ describe('plan and reports with config, volumes and pull policies', () => {
     const r = plan([], [never], ctx());
     assert.deepEqual(r.steps, []);
     assert.deepEqual(r.invalid.map((i) => [i.reason, i.message]), [['ErrImageNeverPull', 'Container image "localhost/absent:1" is not present with pull policy of Never']]);
-    const [report] = podReports([never], [], () => 0, T0, { images: new Set() });
+    const [report] = podReports(r, noRestarts, T0);
     assert.equal(report!.containers[0]!.reason, 'ErrImageNeverPull');
     const present = mkPod([{ name: 'c', imagePullPolicy: 'Never' }]);
     assert.deepEqual(plan([], [present], ctx()).steps.map((s) => s.action), ['run']);
@@ -340,7 +342,7 @@ describe('plan and reports with config, volumes and pull policies', () => {
     const pod = mkPod([{ name: 'c' }], { restartPolicy: 'OnFailure' });
     const spec = toRunSpec(pod, 'c', NODE);
     const running: RuntimeContainer = { id: 'id1', name: spec.name, image: spec.image, labels: spec.labels, state: 'running', startedAt: new Date(T0).toISOString() };
-    const ready = (v: boolean | undefined) => podReports([pod], [running], () => 0, T0, { ready: () => v })[0]!.containers[0]!.ready;
+    const ready = (v: boolean | undefined) => podReports(plan([running], [pod], ctx()), noRestarts, T0, () => v)[0]!.containers[0]!.ready;
     assert.deepEqual([ready(false), ready(true), ready(undefined)], [false, true, true]);
 
     const exited0 = { ...running, state: 'exited' as const, exitCode: 0, finishedAt: new Date(T0).toISOString() };
@@ -348,7 +350,7 @@ describe('plan and reports with config, volumes and pull policies', () => {
     assert.deepEqual(plan([exited0], [pod], tracker.planContext(NODE, new Set(['localhost/app:1']))).steps, []);
     tracker.killedForProbe('uid-web-0000-1111/c', 'id1');
     assert.deepEqual(plan([exited0], [pod], tracker.planContext(NODE, new Set(['localhost/app:1']))).steps.map((s) => s.action), ['restart']);
-    assert.equal(podReports([pod], [exited0], tracker, T0)[0]!.containers[0]!.reason, 'CrashLoopBackOff');
+    assert.equal(podReports(plan([exited0], [pod], tracker.planContext(NODE, new Set(['localhost/app:1']))), tracker, T0)[0]!.containers[0]!.reason, 'CrashLoopBackOff');
   });
 });
 

@@ -3,7 +3,8 @@ import { describe, it } from 'node:test';
 import { applyPlan, applySteps, RestartTracker } from '../../agent/engine/apply.js';
 import { containerKey, containerName, LABELS, managedSelector } from '../../agent/engine/naming.js';
 import { imagePresent, plan, toRunSpec, type PlanContext, type Step } from '../../agent/engine/plan.js';
-import { podReports } from '../../agent/engine/report.js';
+import { matchContainers } from '../../agent/engine/match.js';
+import { podReports, type ReportView } from '../../agent/engine/report.js';
 import { specHash } from '../../agent/engine/spec-hash.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { ContainerRuntime, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
@@ -309,9 +310,44 @@ describe('plan', () => {
   });
 });
 
+describe('matchContainers', () => {
+  it('keeps the current spec first, then running, then the newest; the rest are duplicates', () => {
+    const a = mkPod('a', [{ name: 'x' }]);
+    const old = { ...mkRunning(a, 'x', { id: 'old-running' }), labels: { ...mkRunning(a, 'x').labels, [LABELS.specHash]: 'stale' } };
+    const current = exited(a, 'x', 1, { id: 'current-exited', createdAt: iso(T0 - 120_000) });
+    const newer = exited(a, 'x', 1, { id: 'current-newer', createdAt: iso(T0 - 30_000) });
+    const [m] = matchContainers([old, current, newer], [a], NODE).pods[0]!.containers;
+    assert.equal(m!.kept?.id, 'current-newer');
+    assert.deepEqual(m!.duplicates.map((c) => c.id), ['current-exited', 'old-running']);
+    assert.equal(m!.hash, current.labels[LABELS.specHash]);
+  });
+
+  it('sets apart containers with no place in the target and ignores other nodes\' containers', () => {
+    const a = mkPod('a', [{ name: 'x' }]);
+    const gone = mkRunning(mkPod('gone', [{ name: 'q' }]), 'q');
+    const renamed = { ...mkRunning(a, 'x', { id: 'renamed' }), labels: { ...mkRunning(a, 'x').labels, [LABELS.container]: 'old-name' } };
+    const unlabeled: RuntimeContainer = { id: 'bare', name: 'bare', image: 'i', state: 'running', labels: managedSelector(NODE) };
+    const foreign = { ...mkRunning(a, 'x', { id: 'foreign' }), labels: { ...mkRunning(a, 'x').labels, [LABELS.node]: 'edge-2' } };
+    const m = matchContainers([gone, renamed, unlabeled, foreign], [a], NODE);
+    assert.deepEqual(m.orphans.map((o) => [o.container.id, o.pod?.name]), [[gone.id, undefined], ['renamed', 'a'], ['bare', undefined]]);
+    assert.equal(m.pods[0]!.containers[0]!.kept, undefined);
+  });
+
+  it('says why a spec cannot be hashed and still ranks what runs for it', () => {
+    const a = mkPod('a', [{ name: 'x', resources: { limits: { cpu: '1Gi' } } }]);
+    const running = { ...mkRunning(mkPod('a', [{ name: 'x' }]), 'x', { id: 'r' }) };
+    const [m] = matchContainers([exited(mkPod('a', [{ name: 'x' }]), 'x', 1, { id: 'e' }), running], [a], NODE).pods[0]!.containers;
+    assert.equal(m!.hash, undefined);
+    assert.match(m!.hashError ?? '', /1Gi/);
+    assert.equal(m!.kept?.id, 'r');
+  });
+});
+
 describe('podReports', () => {
-  const counts = () => 0;
-  const phase = (pod: DesiredPod, current: RuntimeContainer[]) => podReports([pod], current, counts, T0)[0]!;
+  const counts: ReportView = { restartCount: () => 0 };
+  /** Reports as the agent makes them: about what the plan of the same containers matched and found invalid. */
+  const reports = (pods: DesiredPod[], current: RuntimeContainer[], view: ReportView, now: number) => podReports(plan(current, pods, ctx({ now })), view, now);
+  const phase = (pod: DesiredPod, current: RuntimeContainer[]) => reports([pod], current, counts, T0)[0]!;
 
   it('Pending with ContainerCreating while a container is missing or only created', () => {
     const a = mkPod('a', [{ name: 'x' }, { name: 'y' }]);
@@ -324,7 +360,7 @@ describe('podReports', () => {
   it('Running when all run, with ids, start times and restart counts', () => {
     const a = mkPod('a', [{ name: 'x' }]);
     const c = mkRunning(a, 'x');
-    const r = podReports([a], [c], (key) => (key === containerKey(a.uid, 'x') ? 3 : 0), T0)[0]!;
+    const r = reports([a], [c], { restartCount: (key) => (key === containerKey(a.uid, 'x') ? 3 : 0) }, T0)[0]!;
     assert.equal(r.phase, 'Running');
     assert.deepEqual(r.containers[0], { name: 'x', image: c.image, containerID: c.id, restartCount: 3, ready: true, state: 'running', startedAt: c.startedAt });
     assert.equal(r.startTime, c.startedAt);
@@ -355,13 +391,13 @@ describe('podReports', () => {
   it('Running with CrashLoopBackOff under Always (exit 0 too) and OnFailure (exit ≠ 0)', () => {
     const tracker = new RestartTracker({ clock: () => T0 });
     const a = mkPod('a', [{ name: 'x' }]);
-    const r = podReports([a], [exited(a, 'x', 0)], tracker, T0)[0]!;
+    const r = reports([a], [exited(a, 'x', 0)], tracker, T0)[0]!;
     assert.equal(r.phase, 'Running');
     const s = r.containers[0]!;
     assert.deepEqual([s.state, s.reason, s.ready, s.exitCode], ['waiting', 'CrashLoopBackOff', false, 0]);
     assert.equal(s.message, `back-off 10s restarting failed container=x pod=a_default(${a.uid})`);
     const b = mkPod('b', [{ name: 'x' }, { name: 'y' }], { restartPolicy: 'OnFailure' });
-    const rb = podReports([b], [exited(b, 'x', 0), exited(b, 'y', 1)], tracker, T0)[0]!;
+    const rb = reports([b], [exited(b, 'x', 0), exited(b, 'y', 1)], tracker, T0)[0]!;
     assert.equal(rb.phase, 'Running');
     assert.deepEqual(rb.containers.map((c) => c.reason), ['Completed', 'CrashLoopBackOff']);
   });
@@ -370,7 +406,7 @@ describe('podReports', () => {
     const tracker = new RestartTracker({ clock: () => T0 });
     const a = mkPod('a', [{ name: 'x' }]);
     const cur = [exited(a, 'x', 1)];
-    assert.deepEqual(podReports([a], cur, tracker, T0), podReports([a], cur, tracker, T0 + 4_000));
+    assert.deepEqual(reports([a], cur, tracker, T0), reports([a], cur, tracker, T0 + 4_000));
   });
 
   it('shows image pull and run failures', () => {
@@ -379,11 +415,11 @@ describe('podReports', () => {
     const a = mkPod('a', [{ name: 'x', image: 'ghcr.io/o/missing:1' }, { name: 'y' }]);
     tracker.pullFailed('ghcr.io/o/missing:1', 'manifest unknown');
     tracker.runFailed(containerKey(a.uid, 'y'), 'port 80 already in use');
-    let r = podReports([a], [], tracker, now)[0]!;
+    let r = reports([a], [], tracker, now)[0]!;
     assert.equal(r.phase, 'Pending');
     assert.deepEqual(r.containers.map((c) => [c.reason, c.message]), [['ImagePullBackOff', 'manifest unknown'], ['RunContainerError', 'port 80 already in use']]);
     now += 60_000;
-    r = podReports([a], [], tracker, now)[0]!;
+    r = reports([a], [], tracker, now)[0]!;
     assert.equal(r.containers[0]!.reason, 'ErrImagePull');
   });
 

@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { decide, firstRunDelay, initialStates, observe, ready, started, timing, type ContainerProbeStates } from '../../agent/probes/logic.js';
 import { ProbeManager, probeSubjects, type ProbeEvent, type ProbeSubject } from '../../agent/probes/manager.js';
 import { EXEC_OVERHEAD_MS, resolvePort, runProbe, type ProbeEndpoint } from '../../agent/probes/run.js';
+import { matchContainers } from '../../agent/engine/match.js';
 import { toRunSpec } from '../../agent/engine/plan.js';
 import type { ContainerRuntime, ExecResult, RuntimeContainer } from '../../agent/runtime/types.js';
 import type { Probe } from '../../src/api/pod.js';
@@ -173,9 +174,9 @@ describe('ProbeManager', () => {
   };
 
   it('picks running containers with probes', () => {
-    const subjects = probeSubjects([pod], [running('probed', 'a'), running('plain', 'b')]);
+    const subjects = probeSubjects(matchContainers([running('probed', 'a'), running('plain', 'b')], [pod], 'n'));
     assert.deepEqual(subjects.map((s) => [s.key, s.containerId, s.graceSeconds]), [['uid-p/probed', 'a', 3]]);
-    assert.deepEqual(probeSubjects([pod], [{ ...running('probed', 'a'), state: 'exited' }]), []);
+    assert.deepEqual(probeSubjects(matchContainers([{ ...running('probed', 'a'), state: 'exited' }], [pod], 'n')), []);
   });
 
   it('reports readiness once the probe passes and asks for a kill after failed liveness probes', async (t) => {
@@ -205,7 +206,7 @@ describe('ProbeManager', () => {
       });
     });
     t.after(() => m.stop());
-    const subjects: ProbeSubject[] = probeSubjects([pod], [running('probed', 'a')]);
+    const subjects: ProbeSubject[] = probeSubjects(matchContainers([running('probed', 'a')], [pod], 'n'));
     m!.sync(subjects);
     assert.equal(m!.ready('uid-p/probed', 'a'), false, 'not ready before the first readiness probe');
     assert.equal(m!.ready('uid-p/plain', 'b'), undefined, 'no probes: undecided');
