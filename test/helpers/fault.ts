@@ -428,6 +428,22 @@ export function sampleContainers(dev: Device, everyMs = 250): { stop(): Promise<
   };
 }
 
+/**
+ * The containers podman created on the device since `sinceMs` (its own event log, filtered on the
+ * node's label): every one, also those removed again before anyone could list them.
+ */
+export async function containersCreated(dev: Device, sinceMs: number): Promise<Array<{ id: string; name: string; pod: string; image: string }>> {
+  // --stream=false reads what was logged and exits; podman 4.3's --until waits for that time, and
+  // returns nothing for one already past.
+  const out = await dev.podman(['events', '--stream=false', '--since', new Date(sinceMs).toISOString(), '--filter', `label=${LABELS.node}=${dev.name}`, '--format', 'json']);
+  return out
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { ID: string; Name: string; Image: string; Status: string; Type: string; Attributes?: Record<string, string> })
+    .filter((e) => e.Type === 'container' && e.Status === 'create')
+    .map((e) => ({ id: e.ID, name: e.Name, pod: e.Attributes?.[LABELS.pod] ?? '', image: e.Image }));
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Seconds with one decimal, for the measurements printed by the tests. */

@@ -7,6 +7,11 @@ import { createServer, connect, type Socket } from 'node:net';
  */
 export interface TcpProxy {
   port: number;
+  /**
+   * Every client connection so far: when it was accepted and when the client side closed. A client
+   * closing while the proxy stalls is the client's own doing (its keepalive), as nothing reached it.
+   */
+  connections(): Array<{ openedAt: number; clientClosedAt?: number }>;
   setDelay(ms: number): void;
   stall(): void;
   resume(): void;
@@ -17,6 +22,7 @@ export async function startTcpProxy(target: { host: string; port: number }, list
   let delayMs = 0;
   let stalled = false;
   const sockets = new Set<Socket>();
+  const conns: Array<{ openedAt: number; clientClosedAt?: number }> = [];
   const pipe = (from: Socket, to: Socket) => {
     from.on('data', (chunk) => {
       if (stalled) return; // swallowed: the peer never hears of it
@@ -35,7 +41,12 @@ export async function startTcpProxy(target: { host: string; port: number }, list
     const upstream = connect(target.port, target.host);
     sockets.add(client);
     sockets.add(upstream);
-    client.on('close', () => sockets.delete(client));
+    const conn: { openedAt: number; clientClosedAt?: number } = { openedAt: Date.now() };
+    conns.push(conn);
+    client.on('close', () => {
+      conn.clientClosedAt = Date.now();
+      sockets.delete(client);
+    });
     upstream.on('close', () => sockets.delete(upstream));
     pipe(client, upstream);
     pipe(upstream, client);
@@ -44,6 +55,7 @@ export async function startTcpProxy(target: { host: string; port: number }, list
   const addr = server.address();
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
+    connections: () => conns.map((c) => ({ ...c })),
     setDelay: (ms) => (delayMs = ms),
     stall: () => (stalled = true),
     resume: () => (stalled = false),
