@@ -237,22 +237,23 @@ interface Columns {
 
 const WORKLOAD_WIDE = ['CONTAINERS', 'IMAGES', 'SELECTOR'];
 
+/** Columns written against one kind's type; `get` only hands a kind's table objects of that kind. */
+function kindColumns<T>(c: { headers: string[]; wideHeaders?: string[]; row(o: T, now: number): string[]; wideRow?(o: T, now: number): string[] }): Columns {
+  return c as unknown as Columns;
+}
+
 /** Per kind: the columns of `get`, as kubectl shows them, plus drover's node inventory. */
 const COLUMNS: Record<string, Columns> = {
-  Pod: {
+  Pod: kindColumns<Pod>({
     headers: ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'],
     wideHeaders: ['IP', 'NODE'],
-    row: (o, now) => {
-      const p = o as unknown as Pod;
-      return [p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now)];
-    },
-    wideRow: (o) => [orNone((o as unknown as Pod).status?.hostIP), orNone((o as unknown as Pod).spec?.nodeName)],
-  },
-  Node: {
+    row: (p, now) => [p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now)],
+    wideRow: (p) => [orNone(p.status?.hostIP), orNone(p.spec?.nodeName)],
+  }),
+  Node: kindColumns<Node>({
     headers: ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', 'ARCH', 'OS', 'CPU', 'MEMORY', 'RUNTIME'],
     wideHeaders: ['OS-IMAGE', 'KERNEL-VERSION', 'INTERNAL-IP', 'LAST-HEARD'],
-    row: (o, now) => {
-      const n = o as unknown as Node;
+    row: (n, now) => {
       const info = n.status?.nodeInfo;
       return [
         n.metadata.name, nodeStatusText(n), nodeRoles(n), age(n.metadata.creationTimestamp, now), orNone(info?.agentVersion),
@@ -260,50 +261,39 @@ const COLUMNS: Record<string, Columns> = {
         nodeMemoryText(n.status?.capacity?.memory), orNone(info?.containerRuntimeVersion),
       ];
     },
-    wideRow: (o, now) => {
-      const n = o as unknown as Node;
-      return [
+    wideRow: (n, now) => [
         orNone(n.status?.nodeInfo?.osImage), orNone(n.status?.nodeInfo?.kernelVersion),
         orNone(n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address),
         n.status?.lastHeard ? age(n.status.lastHeard, now) : '<none>',
-      ];
-    },
-  },
+      ],
+  }),
   Namespace: {
     headers: ['NAME', 'STATUS', 'AGE'],
     row: (o, now) => [o.metadata.name, (o.status as { phase?: string } | undefined)?.phase ?? 'Active', age(o.metadata.creationTimestamp, now)],
   },
-  Event: {
+  Event: kindColumns<Event>({
     headers: ['LAST SEEN', 'TYPE', 'REASON', 'OBJECT', 'MESSAGE'],
-    row: (o, now) => {
-      const e = o as unknown as Event;
-      return [age(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, e.message];
-    },
-  },
-  Deployment: {
+    row: (e, now) => [age(e.lastTimestamp, now), e.type, e.reason, `${e.involvedObject.kind.toLowerCase()}/${e.involvedObject.name}`, e.message],
+  }),
+  Deployment: kindColumns<Deployment>({
     headers: ['NAME', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE'],
     wideHeaders: WORKLOAD_WIDE,
-    row: (o, now) => {
-      const d = o as unknown as Deployment;
+    row: (d, now) => {
       const st = d.status;
       return [d.metadata.name, `${st?.readyReplicas ?? 0}/${d.spec.replicas}`, String(st?.updatedReplicas ?? 0), String(st?.availableReplicas ?? 0), age(d.metadata.creationTimestamp, now)];
     },
-    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
-  },
-  ReplicaSet: {
+    wideRow: templateColumns,
+  }),
+  ReplicaSet: kindColumns<ReplicaSet>({
     headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'AGE'],
     wideHeaders: WORKLOAD_WIDE,
-    row: (o, now) => {
-      const r = o as unknown as ReplicaSet;
-      return [r.metadata.name, String(r.spec.replicas), String(r.status?.replicas ?? 0), String(r.status?.readyReplicas ?? 0), age(r.metadata.creationTimestamp, now)];
-    },
-    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
-  },
-  DaemonSet: {
+    row: (r, now) => [r.metadata.name, String(r.spec.replicas), String(r.status?.replicas ?? 0), String(r.status?.readyReplicas ?? 0), age(r.metadata.creationTimestamp, now)],
+    wideRow: templateColumns,
+  }),
+  DaemonSet: kindColumns<DaemonSet>({
     headers: ['NAME', 'DESIRED', 'CURRENT', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'NODE SELECTOR', 'AGE'],
     wideHeaders: WORKLOAD_WIDE,
-    row: (o, now) => {
-      const d = o as unknown as DaemonSet;
+    row: (d, now) => {
       const st = d.status;
       return [
         d.metadata.name, String(st?.desiredNumberScheduled ?? 0), String(st?.currentNumberScheduled ?? 0), String(st?.numberReady ?? 0),
@@ -311,38 +301,26 @@ const COLUMNS: Record<string, Columns> = {
         orNone(Object.entries(d.spec.template.spec.nodeSelector ?? {}).map(([k, v]) => `${k}=${v}`).join(',')), age(d.metadata.creationTimestamp, now),
       ];
     },
-    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
-  },
-  Job: {
+    wideRow: templateColumns,
+  }),
+  Job: kindColumns<Job>({
     headers: ['NAME', 'STATUS', 'COMPLETIONS', 'DURATION', 'AGE'],
     wideHeaders: WORKLOAD_WIDE,
-    row: (o, now) => {
-      const j = o as unknown as Job;
-      return [j.metadata.name, jobStatusText(j), `${j.status?.succeeded ?? 0}/${j.spec.completions}`, jobDuration(j, now), age(j.metadata.creationTimestamp, now)];
-    },
-    wideRow: (o) => templateColumns(o as unknown as TemplateOwner),
-  },
-  ConfigMap: {
+    row: (j, now) => [j.metadata.name, jobStatusText(j), `${j.status?.succeeded ?? 0}/${j.spec.completions}`, jobDuration(j, now), age(j.metadata.creationTimestamp, now)],
+    wideRow: templateColumns,
+  }),
+  ConfigMap: kindColumns<ConfigMap>({
     headers: ['NAME', 'DATA', 'AGE'],
-    row: (o, now) => {
-      const c = o as unknown as ConfigMap;
-      return [c.metadata.name, String(Object.keys(c.data ?? {}).length + Object.keys(c.binaryData ?? {}).length), age(c.metadata.creationTimestamp, now)];
-    },
-  },
-  Secret: {
+    row: (c, now) => [c.metadata.name, String(Object.keys(c.data ?? {}).length + Object.keys(c.binaryData ?? {}).length), age(c.metadata.creationTimestamp, now)],
+  }),
+  Secret: kindColumns<Secret>({
     headers: ['NAME', 'TYPE', 'DATA', 'AGE'],
-    row: (o, now) => {
-      const s = o as unknown as Secret;
-      return [s.metadata.name, s.type ?? 'Opaque', String(Object.keys(s.data ?? {}).length), age(s.metadata.creationTimestamp, now)];
-    },
-  },
-  ResourceQuota: {
+    row: (s, now) => [s.metadata.name, s.type ?? 'Opaque', String(Object.keys(s.data ?? {}).length), age(s.metadata.creationTimestamp, now)],
+  }),
+  ResourceQuota: kindColumns<ResourceQuota>({
     headers: ['NAME', 'AGE', 'REQUEST', 'LIMIT'],
-    row: (o, now) => {
-      const q = o as unknown as ResourceQuota;
-      return [q.metadata.name, age(q.metadata.creationTimestamp, now), quotaText(q, false), quotaText(q, true)];
-    },
-  },
+    row: (q, now) => [q.metadata.name, age(q.metadata.creationTimestamp, now), quotaText(q, false), quotaText(q, true)],
+  }),
 };
 
 const DEFAULT_COLUMNS: Columns = { headers: ['NAME', 'AGE'], row: (o, now) => [o.metadata.name, age(o.metadata.creationTimestamp, now)] };
