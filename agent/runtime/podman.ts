@@ -124,6 +124,11 @@ export function deviceArg(d: DeviceMapping): string {
   return d.containerPath ? `${d.hostPath}:${d.containerPath}` : d.hostPath;
 }
 
+/** `--filter label=…` arguments (for ps and events): repeated filters are ANDed by podman; a bare key matches any value. */
+function labelFilters(labels: Record<string, string>): string[] {
+  return Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+}
+
 /** Output kept from an exec: enough for `drover exec` to print a config file, within one MQTT payload. */
 const EXEC_OUTPUT_MAX = 512 * 1024;
 
@@ -204,9 +209,7 @@ export class PodmanRuntime implements ContainerRuntime {
   }
 
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
-    // Repeated label filters are ANDed by podman; a bare key matches any value.
-    const filters = Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
-    const { stdout } = await this.call('ps', ['ps', '--all', '--no-trunc', '--format', 'json', ...filters]);
+    const { stdout } = await this.call('ps', ['ps', '--all', '--no-trunc', '--format', 'json', ...labelFilters(labels)]);
     const entries = this.parse('ps', z.array(psEntry), stdout);
     return entries.map((e) => {
       const state = toState(e.State);
@@ -352,7 +355,7 @@ export class PodmanRuntime implements ContainerRuntime {
     let attempt = 0;
     let child: ReturnType<typeof execa> | undefined;
     let timer: NodeJS.Timeout | undefined;
-    const filters = Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+    const filters = labelFilters(labels);
     const start = () => {
       if (stopped) return;
       const startedAt = Date.now();
