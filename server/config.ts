@@ -14,8 +14,19 @@ export interface ServerConfig {
   logLevel?: string;
   /** Scheduler resync period. */
   resyncMs?: number;
-  /** Period of the heartbeat check that marks silent nodes NotReady. */
+  /**
+   * Longest a node goes without a look from the node-lifecycle controller (it wakes up when the next
+   * thing falls due; this bounds the wait, e.g. across a clock step).
+   */
   nodeMonitorMs?: number;
+  /** Heartbeat periods of silence after which a node turns NotReady. */
+  missedHeartbeats?: number;
+  /** Disconnects within `flapWindowMs` that mark a node's link LinkDegraded. */
+  flapThreshold?: number;
+  /** The flap window; a degraded link is stable again after a whole window without a disconnect. */
+  flapWindowMs?: number;
+  /** Pods the scheduler places on one node at most (the `pods` in its capacity). */
+  maxPodsPerNode?: number;
   /** Resync period of the controllers (every object of their kinds looked at again). */
   controllerResyncMs?: number;
   /** How long a node has to answer a logs request (and the allowance on top of an exec command's own timeout). */
@@ -35,4 +46,19 @@ export const DEFAULTS = {
   mqttPort: 1883,
   controllerResyncMs: 30_000,
   nodeRequestTimeoutMs: 10_000,
+  nodeMonitorMs: 30_000,
+  missedHeartbeats: 3,
+  flapThreshold: 3,
+  flapWindowMs: 10 * 60_000,
+  maxPodsPerNode: 110,
+} as const;
+
+/** Fixed parts of the node lifecycle (not flags: they follow from the heartbeat the agents announce). */
+export const NODE_LIFECYCLE = {
+  /** A node this many heartbeat periods without a status is marked HeartbeatLate (stale status). */
+  lateFactor: 1.5,
+  /** Heartbeat period assumed for a Ready node this process has not heard yet (the agent's default). */
+  assumedHeartbeatMs: 30_000,
+  /** Ready/lastHeard of a node that keeps reporting is rewritten at most this often. */
+  lastHeardWriteMs: 60_000,
 } as const;

@@ -5,18 +5,20 @@ import { agentClientId } from '../src/contract/topics.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ApiServer } from './api/server.js';
 import { NodeProxy } from './api/node-proxy.js';
-import { DEFAULTS, type ServerConfig } from './config.js';
+import { DEFAULTS, NODE_LIFECYCLE, type ServerConfig } from './config.js';
 import type { Store } from './store/types.js';
 import { DesiredPublisher } from './desired/publisher.js';
 import { EventRecorder } from './events/recorder.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.js';
 import { ServerLink } from './mqtt/link.js';
 import { MetricsCache } from './metrics/cache.js';
+import { NodeLiveness } from './nodes/liveness.js';
 import { NodeRegistry } from './nodes/registry.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { LevelStore } from './store/level.js';
 import { withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
+import { nodeLifecycleController } from './controllers/node-lifecycle.js';
 import { ControllerRunner } from './controllers/runner.js';
 import { loadOrCreateToken } from './tokens.js';
 
@@ -91,13 +93,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => link.close());
 
     const metrics = new MetricsCache();
-    const registry = new NodeRegistry({ store, events, logger, metrics });
+    const flapWindowMs = cfg.flapWindowMs ?? DEFAULTS.flapWindowMs;
+    const liveness = new NodeLiveness({ flapThreshold: cfg.flapThreshold ?? DEFAULTS.flapThreshold, flapWindowMs });
+    const registry = new NodeRegistry({ store, events, logger, metrics, liveness, maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode, lastHeardWriteMs: NODE_LIFECYCLE.lastHeardWriteMs });
     link.onReport((t, payload) => registry.handle(t, payload));
-    await registry.init();
-    const monitor = setInterval(() => void registry.sweep().catch((err) => logger.warn({ err: (err as Error).message }, 'node sweep failed')), cfg.nodeMonitorMs ?? 5_000);
-    monitor.unref();
     closers.push(() => registry.close());
-    closers.push(() => clearInterval(monitor));
 
     const publisher = new DesiredPublisher({ store, sink: link, logger });
     await publisher.start();
@@ -107,7 +107,22 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await scheduler.start();
     closers.push(() => scheduler.stop());
 
-    const controllers = new ControllerRunner({ store, logger, controllers: allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), resyncMs: cfg.controllerResyncMs ?? DEFAULTS.controllerResyncMs });
+    const lifecycle = nodeLifecycleController({
+      store,
+      events,
+      logger,
+      liveness,
+      policy: { missedHeartbeats: cfg.missedHeartbeats ?? DEFAULTS.missedHeartbeats, lateFactor: NODE_LIFECYCLE.lateFactor, flapWindowMs },
+      assumedHeartbeatMs: NODE_LIFECYCLE.assumedHeartbeatMs,
+      maxRequeueMs: cfg.nodeMonitorMs ?? DEFAULTS.nodeMonitorMs,
+      now: Date.now,
+    });
+    const controllers = new ControllerRunner({
+      store,
+      logger,
+      controllers: [...allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), lifecycle],
+      resyncMs: cfg.controllerResyncMs ?? DEFAULTS.controllerResyncMs,
+    });
     await controllers.start();
     closers.push(() => controllers.stop());
 

@@ -1,6 +1,12 @@
+/**
+ * The node-lifecycle decisions, pure: taints that follow readiness, who is late / lost / stable again
+ * and when to look next, which pods are due for eviction. The node-lifecycle controller
+ * (server/controllers/node-lifecycle.ts) reads the state, asks here, and writes the answers.
+ */
 import type { Condition } from '../../src/api/meta.js';
 import type { Node, Taint } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
+import type { Heartbeat } from './liveness.js';
 
 export const TAINT_UNREACHABLE = 'node.kubernetes.io/unreachable';
 export const TAINT_NOT_READY = 'node.kubernetes.io/not-ready';
@@ -51,45 +57,90 @@ export function dueEvictions(node: Node, pods: Pod[], nowMs: number): { due: Pod
   return { due, nextAtMs };
 }
 
+export interface LifecyclePolicy {
+  /** Heartbeat periods of silence after which a node turns NotReady. */
+  missedHeartbeats: number;
+  /** Heartbeat periods of silence after which a node is marked HeartbeatLate (its status may be stale). */
+  lateFactor: number;
+  /** A degraded link is stable again after this long without a disconnect. */
+  flapWindowMs: number;
+}
+
+export interface LifecycleInput {
+  node: Node;
+  /** Last report heard (undefined: none since the agent went offline). */
+  beat: Heartbeat | undefined;
+  /** Last disconnect this server process saw (undefined: none since it started). */
+  lastDisconnectMs: number | undefined;
+  nowMs: number;
+  policy: LifecyclePolicy;
+}
+
+export interface LifecycleDecision {
+  /** Mark the node HeartbeatLate (with when it was last heard), or clear the mark; absent: leave it. */
+  late?: { set: true; lastHeardMs: number; periodMs: number } | { set: false };
+  /** Its heartbeats stopped without a last will (a half-open link): this Ready condition. */
+  notReady?: Condition;
+  /** A degraded link had a whole window without a disconnect. */
+  linkStable?: true;
+  /** When something becomes due if nothing is heard meanwhile. */
+  nextAtMs?: number;
+}
+
+export function condition(node: Node, type: string): Condition | undefined {
+  return node.status?.conditions?.find((c) => c.type === type);
+}
+
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
+}
+
+/** What the node's silence (or its calm) means now (pure). */
+export function decideLifecycle({ node, beat, lastDisconnectMs, nowMs, policy }: LifecycleInput): LifecycleDecision {
+  const out: LifecycleDecision = {};
+  const flagged = condition(node, 'HeartbeatLate')?.status === 'True';
+  const ready = condition(node, 'Ready');
+  if (beat) {
+    const lateAt = beat.lastHeardMs + beat.periodMs * policy.lateFactor;
+    const lostAt = beat.lastHeardMs + beat.periodMs * policy.missedHeartbeats;
+    if (nowMs > lateAt) {
+      if (!flagged) out.late = { set: true, lastHeardMs: beat.lastHeardMs, periodMs: beat.periodMs };
+    } else {
+      if (flagged) out.late = { set: false };
+      out.nextAtMs = earliest(out.nextAtMs, lateAt + 1);
+    }
+    // Already NotReady for silence, or for a contract mismatch no heartbeat can cure: nothing to add.
+    const judged = ready?.reason === 'NodeStatusUnknown' || ready?.reason === 'ContractVersionMismatch';
+    if (nowMs > lostAt) {
+      if (!judged) out.notReady = { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((nowMs - beat.lastHeardMs) / 1000)}s` };
+    } else {
+      out.nextAtMs = earliest(out.nextAtMs, lostAt + 1);
+    }
+  }
+  const degraded = condition(node, 'LinkDegraded');
+  if (degraded?.status === 'True') {
+    // Set by an earlier server process: its disconnects are unknown here, so count from the mark.
+    const quietSince = lastDisconnectMs ?? Date.parse(degraded.lastTransitionTime ?? new Date(nowMs).toISOString());
+    const stableAt = quietSince + policy.flapWindowMs;
+    if (nowMs > stableAt) out.linkStable = true;
+    else out.nextAtMs = earliest(out.nextAtMs, stableAt + 1);
+  }
+  return out;
+}
+
 /**
- * Link flapping with hysteresis: degraded once `threshold` disconnects fall within `windowMs`, and
- * healthy again only after a whole window without a disconnect, so the state does not flicker.
+ * What the pods of a node must show about it (pure): lost while it is not Ready, stale while it is
+ * late. `key` changes exactly when either does, so the controller touches the pods once per change.
  */
-export class FlapTracker {
-  private readonly drops = new Map<string, number[]>();
-  private readonly degraded = new Set<string>();
+export function podMarks(node: Node): { lost?: Condition; stale?: Condition; key: string } {
+  const ready = condition(node, 'Ready');
+  const late = condition(node, 'HeartbeatLate');
+  const lost = ready && ready.status !== 'True' ? ready : undefined;
+  const stale = late?.status === 'True' ? late : undefined;
+  return { lost, stale, key: `lost:${lost ? (lost.lastTransitionTime ?? '?') : '-'} stale:${stale ? (stale.lastTransitionTime ?? '?') : '-'}` };
+}
 
-  constructor(private readonly threshold = 3, private readonly windowMs = 10 * 60_000) {}
-
-  /** Records a disconnect; returns true when this made the node degraded. */
-  disconnect(node: string, nowMs: number): boolean {
-    const list = [...(this.drops.get(node) ?? []), nowMs].filter((t) => nowMs - t <= this.windowMs);
-    this.drops.set(node, list);
-    if (list.length >= this.threshold && !this.degraded.has(node)) {
-      this.degraded.add(node);
-      return true;
-    }
-    return false;
-  }
-
-  count(node: string, nowMs: number): number {
-    return (this.drops.get(node) ?? []).filter((t) => nowMs - t <= this.windowMs).length;
-  }
-
-  isDegraded(node: string): boolean {
-    return this.degraded.has(node);
-  }
-
-  /** Nodes that were degraded and had no disconnect for a whole window: healthy again. */
-  recovered(nowMs: number): string[] {
-    const out: string[] = [];
-    for (const node of this.degraded) {
-      const last = Math.max(...(this.drops.get(node) ?? [0]));
-      if (nowMs - last > this.windowMs) {
-        this.degraded.delete(node);
-        out.push(node);
-      }
-    }
-    return out;
-  }
+/** The node carries a taint that can evict pods (unreachable / not-ready). */
+export function hasLifecycleTaint(node: Node): boolean {
+  return (node.spec?.taints ?? []).some((t) => t.key === TAINT_UNREACHABLE || t.key === TAINT_NOT_READY);
 }

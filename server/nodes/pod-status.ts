@@ -48,6 +48,21 @@ export function lostPodStatus(prev: PodStatus | undefined, node: string, ready: 
   };
 }
 
+/** Pod condition set while the pod's node is late with its reports. */
+export const STALE_CONDITION = 'StatusStale';
+
+/**
+ * The status with the StatusStale condition set (a message given) or cleared (pure); undefined when
+ * that changes nothing.
+ */
+export function withStaleFlag(prev: PodStatus | undefined, message: string | undefined, now: string): PodStatus | undefined {
+  const had = prev?.conditions?.some((c) => c.type === STALE_CONDITION);
+  if (!message && !had) return undefined;
+  const rest = (prev?.conditions ?? []).filter((c) => c.type !== STALE_CONDITION);
+  const conditions = message ? [...rest, { type: STALE_CONDITION, status: 'True' as const, reason: 'NodeHeartbeatLate', message, lastTransitionTime: now }] : rest;
+  return { ...prev, phase: prev?.phase ?? 'Pending', conditions };
+}
+
 /** Equal for a user: ignores the report time, so unchanged heartbeats cause no store write. */
 export function statusesEqual(a: PodStatus | undefined, b: PodStatus): boolean {
   if (!a) return false;

@@ -265,9 +265,13 @@ describe('mqtt: bad input from agents', () => {
       const n = await cluster.api('GET', `/api/v1/nodes/${node}`);
       return n.body?.status?.conditions?.find((x: any) => x.type === 'Ready')?.reason === 'RuntimeUnhealthy';
     }, 10_000, 25);
-    const pod = await cluster.api('GET', '/api/v1/namespaces/default/pods/ordered');
-    // The node is not ready now (its runtime), so the pod shows Unknown; its last applied report is
-    // still the newest one, Running, not the out-of-order Failed.
+    // The node is not ready now (its runtime), so the lifecycle controller shows the pod Unknown; its
+    // last applied report is still the newest one, Running, not the out-of-order Failed (a Failed pod
+    // would stay Failed).
+    const pod = await waitFor('pod Unknown', async () => {
+      const p = await cluster.api('GET', '/api/v1/namespaces/default/pods/ordered');
+      return p.body?.status?.phase === 'Unknown' || p.body?.status?.phase === 'Failed' ? p : undefined;
+    }, 10_000, 25);
     assert.equal(pod.body.status.phase, 'Unknown');
     assert.match(pod.body.status.message, /last reported phase Running/);
   });

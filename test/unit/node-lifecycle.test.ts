@@ -2,7 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { dueEvictions, FlapTracker, lifecycleTaints, TAINT_NOT_READY, TAINT_UNREACHABLE } from '../../server/nodes/lifecycle.js';
+import { decideLifecycle, dueEvictions, lifecycleTaints, podMarks, TAINT_NOT_READY, TAINT_UNREACHABLE, type LifecyclePolicy } from '../../server/nodes/lifecycle.js';
+import { FlapTracker } from '../../server/nodes/liveness.js';
+import type { Condition } from '../../src/api/meta.js';
 import { lostPodStatus, podStatusFromReport } from '../../server/nodes/pod-status.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
@@ -44,20 +46,63 @@ test('a pod that opted in is evicted once its tolerationSeconds have passed', ()
   assert.deepEqual(dueEvictions(node, pods, ms0 + 301_000).due.map((p) => p.metadata.name), ['fast', 'slow']);
 });
 
-test('flapping: degraded after N disconnects in the window, healthy only after a quiet window', () => {
+test('flapping: degraded after N disconnects in the window, once', () => {
   const f = new FlapTracker(3, 60_000);
   assert.equal(f.disconnect('n', 0), false);
   assert.equal(f.disconnect('n', 10_000), false);
   assert.equal(f.disconnect('n', 20_000), true);
   assert.equal(f.isDegraded('n'), true);
   assert.equal(f.disconnect('n', 30_000), false, 'already degraded: no second transition');
-  assert.deepEqual(f.recovered(80_000), [], 'last drop 50 s ago: still degraded');
-  assert.deepEqual(f.recovered(91_000), ['n']);
-  assert.equal(f.isDegraded('n'), false);
+  assert.equal(f.lastDisconnectMs('n'), 30_000);
   const g = new FlapTracker(3, 60_000);
   g.disconnect('m', 0);
   g.disconnect('m', 50_000);
   assert.equal(g.disconnect('m', 120_000), false, 'drops spread wider than the window do not count');
+  const h = new FlapTracker(3, 60_000);
+  h.assumeDegraded('k');
+  for (const t of [0, 1, 2]) assert.equal(h.disconnect('k', t), false, 'marked degraded by an earlier server: no new transition');
+});
+
+const policy: LifecyclePolicy = { missedHeartbeats: 3, lateFactor: 1.5, flapWindowMs: 60_000 };
+const withConds = (...conditions: Condition[]): Node => ({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-1' }, spec: {}, status: { conditions } });
+const READY: Condition = { type: 'Ready', status: 'True', reason: 'AgentReady', lastTransitionTime: T0 };
+const beat = { lastHeardMs: ms0, periodMs: 10_000, bootId: 'b' };
+
+test('silence: late after a heartbeat and a half, NotReady after three, each decided once; next look when due', () => {
+  const fresh = decideLifecycle({ node: withConds(READY), beat, lastDisconnectMs: undefined, nowMs: ms0 + 5_000, policy });
+  assert.deepEqual(fresh, { nextAtMs: ms0 + 15_001 });
+  const late = decideLifecycle({ node: withConds(READY), beat, lastDisconnectMs: undefined, nowMs: ms0 + 16_000, policy });
+  assert.deepEqual(late, { late: { set: true, lastHeardMs: ms0, periodMs: 10_000 }, nextAtMs: ms0 + 30_001 });
+  const marked = withConds(READY, { type: 'HeartbeatLate', status: 'True' });
+  assert.deepEqual(decideLifecycle({ node: marked, beat, lastDisconnectMs: undefined, nowMs: ms0 + 20_000, policy }), { nextAtMs: ms0 + 30_001 }, 'marked already: nothing to write');
+  const lost = decideLifecycle({ node: marked, beat, lastDisconnectMs: undefined, nowMs: ms0 + 31_000, policy });
+  assert.deepEqual(lost.notReady, { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: 'no heartbeat for 31s' });
+  assert.equal(lost.nextAtMs, undefined, 'nothing more falls due until it is heard again');
+  const judged = withConds({ type: 'Ready', status: 'False', reason: 'NodeStatusUnknown' }, { type: 'HeartbeatLate', status: 'True' });
+  assert.deepEqual(decideLifecycle({ node: judged, beat, lastDisconnectMs: undefined, nowMs: ms0 + 99_000, policy }), {});
+  const heardAgain = decideLifecycle({ node: marked, beat: { ...beat, lastHeardMs: ms0 + 20_000 }, lastDisconnectMs: undefined, nowMs: ms0 + 21_000, policy });
+  assert.deepEqual(heardAgain.late, { set: false });
+  assert.equal(decideLifecycle({ node: withConds({ type: 'Ready', status: 'Unknown' }), beat: undefined, lastDisconnectMs: undefined, nowMs: ms0 + 999_000, policy }).notReady, undefined, 'offline: no heartbeat to time');
+});
+
+test('a degraded link is stable again after a whole window without a disconnect, also when an earlier server marked it', () => {
+  const degraded = withConds(READY, { type: 'LinkDegraded', status: 'True', lastTransitionTime: T0 });
+  assert.deepEqual(decideLifecycle({ node: degraded, beat: undefined, lastDisconnectMs: ms0 + 30_000, nowMs: ms0 + 80_000, policy }), { nextAtMs: ms0 + 90_001 });
+  assert.equal(decideLifecycle({ node: degraded, beat: undefined, lastDisconnectMs: ms0 + 30_000, nowMs: ms0 + 91_000, policy }).linkStable, true);
+  assert.equal(decideLifecycle({ node: degraded, beat: undefined, lastDisconnectMs: undefined, nowMs: ms0 + 61_000, policy }).linkStable, true, 'counted from the mark');
+});
+
+test('pod marks change exactly when the node turns lost or stale, or back', () => {
+  const ok = podMarks(withConds(READY));
+  assert.equal(ok.lost, undefined);
+  assert.equal(ok.stale, undefined);
+  const stale = podMarks(withConds(READY, { type: 'HeartbeatLate', status: 'True', lastTransitionTime: T0 }));
+  assert.equal(stale.stale?.type, 'HeartbeatLate');
+  assert.notEqual(stale.key, ok.key);
+  const lost = podMarks(withConds({ type: 'Ready', status: 'Unknown', lastTransitionTime: T0 }, { type: 'HeartbeatLate', status: 'True', lastTransitionTime: T0 }));
+  assert.equal(lost.lost?.status, 'Unknown');
+  assert.notEqual(lost.key, stale.key);
+  assert.equal(podMarks(withConds(READY, { type: 'HeartbeatLate', status: 'False', lastTransitionTime: T0 })).key, ok.key, 'a cleared mark is no mark');
 });
 
 test('a pod of a lost node is ready in nothing it says; the next report of its node restores it', () => {

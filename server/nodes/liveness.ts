@@ -1,0 +1,103 @@
+/** The last report heard from a node, by the server's clock. */
+export interface Heartbeat {
+  lastHeardMs: number;
+  /** The heartbeat period the agent announced. */
+  periodMs: number;
+  bootId: string;
+}
+
+/**
+ * What this server process has heard of each node's link, in memory only: status ingest
+ * (server/nodes/registry.ts) writes it as reports and disconnects arrive, the node-lifecycle
+ * controller reads it to decide who is late, lost, or stable again. A restarted server starts empty;
+ * the controller then gives every Ready node one grace period (see `assume`).
+ */
+export class NodeLiveness {
+  private readonly beats = new Map<string, Heartbeat>();
+  readonly flaps: FlapTracker;
+
+  constructor(opts: { flapThreshold: number; flapWindowMs: number }) {
+    this.flaps = new FlapTracker(opts.flapThreshold, opts.flapWindowMs);
+  }
+
+  /** A report arrived; returns the heartbeat it replaces. */
+  heard(node: string, beat: Heartbeat): Heartbeat | undefined {
+    const prev = this.beats.get(node);
+    this.beats.set(node, beat);
+    return prev;
+  }
+
+  /** Heard now unless already known: a Ready node nobody in this process has heard yet gets a full grace period. */
+  assume(node: string, beat: Heartbeat): Heartbeat {
+    const known = this.beats.get(node);
+    if (known) return known;
+    this.beats.set(node, beat);
+    return beat;
+  }
+
+  beat(node: string): Heartbeat | undefined {
+    return this.beats.get(node);
+  }
+
+  /** The agent said goodbye (last will): nothing to time until it reports again. */
+  wentOffline(node: string, nowMs: number): { degraded: boolean } {
+    this.beats.delete(node);
+    return { degraded: this.flaps.disconnect(node, nowMs) };
+  }
+
+  /** The Node is gone. */
+  forget(node: string): void {
+    this.beats.delete(node);
+    this.flaps.forget(node);
+  }
+}
+
+/**
+ * Link flapping with hysteresis: degraded once `threshold` disconnects fall within `windowMs`; healthy
+ * again only after a whole window without a disconnect (decided in lifecycle.ts), so the state does
+ * not flicker.
+ */
+export class FlapTracker {
+  private readonly drops = new Map<string, number[]>();
+  private readonly degraded = new Set<string>();
+
+  constructor(private readonly threshold: number, readonly windowMs: number) {}
+
+  /** Records a disconnect; returns true when this made the node degraded. */
+  disconnect(node: string, nowMs: number): boolean {
+    const list = [...(this.drops.get(node) ?? []), nowMs].filter((t) => nowMs - t <= this.windowMs);
+    this.drops.set(node, list);
+    if (list.length >= this.threshold && !this.degraded.has(node)) {
+      this.degraded.add(node);
+      return true;
+    }
+    return false;
+  }
+
+  count(node: string, nowMs: number): number {
+    return (this.drops.get(node) ?? []).filter((t) => nowMs - t <= this.windowMs).length;
+  }
+
+  lastDisconnectMs(node: string): number | undefined {
+    const list = this.drops.get(node);
+    return list?.length ? Math.max(...list) : undefined;
+  }
+
+  isDegraded(node: string): boolean {
+    return this.degraded.has(node);
+  }
+
+  /** The store says degraded (marked by an earlier server process): the next disconnect is no new transition. */
+  assumeDegraded(node: string): void {
+    this.degraded.add(node);
+  }
+
+  stable(node: string): void {
+    this.degraded.delete(node);
+  }
+
+  forget(node: string): void {
+    this.drops.delete(node);
+    this.degraded.delete(node);
+  }
+}
