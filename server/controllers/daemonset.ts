@@ -12,13 +12,14 @@ import type { Node } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
 import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
-import { daemonSet as daemonSetSchema, type DaemonSet } from '../../src/api/workloads.js';
+import type { DaemonSet } from '../../src/api/workloads.js';
 import { eligibilityFilters, emptyUsage, type Filter, isTerminated, runFilters } from '../scheduler/filters.js';
 import { computeUsage } from '../scheduler/place.js';
 import { isKind } from '../store/types.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
+import { validStored } from './valid-stored.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = 'controller-revision-hash';
@@ -262,6 +263,7 @@ export function placementFacts(n: Node): string {
 export function daemonSetController(deps: ControllerDeps): Controller {
   const { store, logger } = deps;
   const log = logger.child({ controller: 'daemonset' });
+  const valid = validStored({ events: deps.events, logger: log }, COMPONENT);
   /** Keys of the DaemonSets seen by reconcile: a node change concerns every one of them. */
   const known = new Set<string>();
   /** Per node, what decides whether a daemon pod belongs there, as last seen. */
@@ -301,12 +303,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         return;
       }
       known.add(key);
-      const parsed = daemonSetSchema.safeParse(raw);
-      if (!parsed.success) {
-        log.warn({ key, err: parsed.error.message }, 'invalid DaemonSet in store; skipped');
-        return;
-      }
-      const ds = parsed.data;
+      const ds = await valid('DaemonSet', raw);
+      if (!ds) return;
       const involved = { kind: 'DaemonSet', namespace, name, uid: ds.metadata.uid };
       const nodes = (await store.list('Node')).items;
       const pods = (await store.list('Pod')).items;

@@ -5,6 +5,7 @@ import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
 import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+import { validStored } from './valid-stored.js';
 
 const COMPONENT = 'deployment-controller';
 
@@ -17,6 +18,7 @@ const COMPONENT = 'deployment-controller';
 export function deploymentController(deps: ControllerDeps): Controller {
   const { store, events, logger, now } = deps;
   const log = logger.child({ controller: 'deployment' });
+  const valid = validStored({ events, logger: log }, COMPONENT);
 
   const record = (d: Deployment, type: 'Normal' | 'Warning', reason: string, message: string) =>
     events.record({ involved: { kind: 'Deployment', namespace: d.metadata.namespace, name: d.metadata.name, uid: d.metadata.uid }, type, reason, message, component: COMPONENT });
@@ -61,10 +63,20 @@ export function deploymentController(deps: ControllerDeps): Controller {
 
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
-    const d = await store.get('Deployment', namespace, name);
-    if (!d || d.metadata.deletionTimestamp) return;
+    const raw = await store.get('Deployment', namespace, name);
+    if (!raw || raw.metadata.deletionTimestamp) return;
+    const d = await valid('Deployment', raw);
+    if (!d) return;
     const t = now();
-    const listed = (await store.list('ReplicaSet', namespace)).items.filter((rs) => isControlledBy(rs, d) && !rs.metadata.deletionTimestamp);
+    const listed: ReplicaSet[] = [];
+    for (const rs of (await store.list('ReplicaSet', namespace)).items) {
+      if (!isControlledBy(rs, d) || rs.metadata.deletionTimestamp) continue;
+      const ok = await valid('ReplicaSet', rs);
+      // Rolling without one of the revisions would misjudge the whole rollout (and could re-create
+      // the invalid one under a new name): wait until it is fixed or deleted, which brings us back.
+      if (!ok) return;
+      listed.push(ok);
+    }
     const { owned, created } = await syncNewReplicaSet(d, listed);
     const pods = (await store.list('Pod', namespace)).items;
     const minReady = d.spec.minReadySeconds ?? 0;

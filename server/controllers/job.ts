@@ -8,12 +8,13 @@
  */
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
-import { job as jobSchema, type Job } from '../../src/api/workloads.js';
+import type { Job } from '../../src/api/workloads.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
+import { validStored } from './valid-stored.js';
 
 export type JobStatus = NonNullable<Job['status']>;
 
@@ -177,6 +178,7 @@ const COMPONENT = 'job-controller';
 export function jobController(deps: ControllerDeps): Controller {
   const { store, events, logger } = deps;
   const log = logger.child({ controller: 'job' });
+  const valid = validStored({ events, logger: log }, COMPONENT);
 
   return {
     name: 'job',
@@ -186,12 +188,8 @@ export function jobController(deps: ControllerDeps): Controller {
       const { namespace, name } = splitKey(key);
       const raw = await store.get('Job', namespace, name);
       if (!raw) return; // its pods go with the garbage collector
-      const parsed = jobSchema.safeParse(raw);
-      if (!parsed.success) {
-        log.warn({ key, err: parsed.error.message }, 'invalid Job in store; skipped');
-        return;
-      }
-      const job = parsed.data;
+      const job = await valid('Job', raw);
+      if (!job) return;
       const involved = { kind: 'Job', namespace, name, uid: job.metadata.uid };
       const pods = (await store.list('Pod', namespace)).items;
       const plan = planJob(job, pods, deps.now(), { backoffBaseMs: deps.jobBackoffBaseMs });

@@ -8,6 +8,7 @@ import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors
 import type { ControllerDeps } from './deps.js';
 import { countPods, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+import { validStored } from './valid-stored.js';
 
 const COMPONENT = 'replicaset-controller';
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -77,6 +78,7 @@ export function rankForDeletion(pods: Pod[]): Pod[] {
 export function replicaSetController(deps: ControllerDeps): Controller {
   const { store, events, logger, now } = deps;
   const log = logger.child({ controller: 'replicaset' });
+  const valid = validStored({ events, logger: log }, COMPONENT);
 
   const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
     events.record({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
@@ -112,8 +114,10 @@ export function replicaSetController(deps: ControllerDeps): Controller {
 
   async function reconcile(key: string): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
-    const rs = await store.get('ReplicaSet', namespace, name);
-    if (!rs || rs.metadata.deletionTimestamp) return;
+    const raw = await store.get('ReplicaSet', namespace, name);
+    if (!raw || raw.metadata.deletionTimestamp) return;
+    const rs = await valid('ReplicaSet', raw);
+    if (!rs) return;
     const t = now();
     const minReady = rs.spec.minReadySeconds ?? 0;
     const owned = (await store.list('Pod', namespace)).items.filter((p) => isControlledBy(p, rs));

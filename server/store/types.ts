@@ -1,32 +1,13 @@
-import type { ConfigMap, ResourceQuota, Secret } from '../../src/api/config.js';
-import type { Event } from '../../src/api/event.js';
+import type { KindMap, KnownKind } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import type { Namespace } from '../../src/api/namespace.js';
-import type { Node } from '../../src/api/node.js';
-import type { Pod } from '../../src/api/pod.js';
-import type { DaemonSet, Deployment, Job, ReplicaSet } from '../../src/api/workloads.js';
 
-/**
- * The type each stored kind has. Objects reach the store only through schema validation (the API,
- * or a controller building them from a validated owner), so a read of kind K is typed as KindMap[K];
- * controllers still validate what they act on (server/controllers/read-valid.ts) because a stored
- * object may predate a schema change.
+/*
+ * Reads are typed by kind (src/api/kinds.ts KindMap). Objects reach the store only through schema
+ * validation (the API, or a controller building them from a validated owner), so a read of kind K is
+ * typed KindMap[K]; controllers still validate what they act on (server/controllers/valid-stored.ts),
+ * because a stored object may predate a schema change.
  */
-export interface KindMap {
-  Pod: Pod;
-  Node: Node;
-  Namespace: Namespace;
-  Event: Event;
-  ConfigMap: ConfigMap;
-  Secret: Secret;
-  ResourceQuota: ResourceQuota;
-  Deployment: Deployment;
-  ReplicaSet: ReplicaSet;
-  DaemonSet: DaemonSet;
-  Job: Job;
-}
-
-export type KnownKind = keyof KindMap;
+export type { KindMap, KnownKind };
 
 /** The object type of kind K: its KindMap entry, or ApiObject for a kind only known at run time. */
 export type ObjectOf<K extends string> = K extends KnownKind ? KindMap[K] : ApiObject;

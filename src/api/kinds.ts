@@ -1,10 +1,46 @@
 import type { z } from 'zod';
-import { configMap, resourceQuota, secret } from './config.js';
-import { event } from './event.js';
-import { namespace } from './namespace.js';
-import { node } from './node.js';
-import { pod } from './pod.js';
-import { daemonSet, deployment, job, replicaSet } from './workloads.js';
+import { configMap, resourceQuota, secret, type ConfigMap, type ResourceQuota, type Secret } from './config.js';
+import { event, type Event } from './event.js';
+import { namespace, type Namespace } from './namespace.js';
+import { node, type Node } from './node.js';
+import { pod, type Pod } from './pod.js';
+import { daemonSet, deployment, job, replicaSet, type DaemonSet, type Deployment, type Job, type ReplicaSet } from './workloads.js';
+
+/** The object type of each kind. */
+export interface KindMap {
+  Pod: Pod;
+  Node: Node;
+  Namespace: Namespace;
+  Event: Event;
+  ConfigMap: ConfigMap;
+  Secret: Secret;
+  ResourceQuota: ResourceQuota;
+  Deployment: Deployment;
+  ReplicaSet: ReplicaSet;
+  DaemonSet: DaemonSet;
+  Job: Job;
+}
+
+export type KnownKind = keyof KindMap;
+
+/** Each kind's schema, typed by what it produces (the KINDS rows below hold the same schemas). */
+const SCHEMAS: { [K in KnownKind]: z.ZodType<KindMap[K]> } = {
+  Pod: pod,
+  Node: node,
+  Namespace: namespace,
+  Event: event,
+  ConfigMap: configMap,
+  Secret: secret,
+  ResourceQuota: resourceQuota,
+  Deployment: deployment,
+  ReplicaSet: replicaSet,
+  DaemonSet: daemonSet,
+  Job: job,
+};
+
+export function schemaOf<K extends KnownKind>(kind: K): z.ZodType<KindMap[K]> {
+  return SCHEMAS[kind];
+}
 
 /**
  * The table of object kinds: how each is named in URLs and on the command line, whether it lives in a

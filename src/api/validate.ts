@@ -1,6 +1,6 @@
 import type { z } from 'zod';
 import { ValidationError, type FieldCause } from '../util/errors.js';
-import { KINDS, type KindInfo } from './kinds.js';
+import { KINDS, schemaOf, type KindInfo, type KindMap, type KnownKind } from './kinds.js';
 import type { ApiObject } from './meta.js';
 
 /**
@@ -121,4 +121,13 @@ export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: 
   const r = schema.safeParse(value);
   if (!r.success) throw new ValidationError(zodCauses(r.error), `invalid ${what}`);
   return r.data;
+}
+
+/**
+ * An object read back (from the store) checked against its kind's schema, typed by kind. The
+ * ValidationError names the object, e.g. `invalid Deployment "default/web": spec.replicas: ...`.
+ */
+export function readValid<K extends KnownKind>(kind: K, obj: ApiObject): KindMap[K] {
+  const ns = obj.metadata?.namespace;
+  return parseWith(schemaOf(kind), obj, `${kind} "${ns ? `${ns}/` : ''}${obj.metadata?.name ?? ''}"`);
 }

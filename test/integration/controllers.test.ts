@@ -242,4 +242,37 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
     await settled(3, 'img:4');
     await waitFor('history trimmed to 1 old RS', async () => (await ownedRS()).length === 2);
   });
+
+  test('an invalid Deployment in the store gets an InvalidObject Warning and is left alone; fixed, it rolls out', async () => {
+    // Written straight into the store, as an object stored before a schema change would be.
+    const manifest = parseObject({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'odd', namespace: 'lab' },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: { app: 'odd' } },
+        template: { metadata: { labels: { app: 'odd' } }, spec: { containers: [{ name: 'main', image: 'img:odd' }] } },
+      },
+    }).object as Deployment;
+    const broken = structuredClone(manifest) as unknown as ApiObject & { spec: Record<string, unknown> };
+    broken.spec.replicas = 'three';
+    const stored = await store.create(broken);
+    const warning = await waitFor('an InvalidObject event for lab/odd', async () => {
+      const evs = (await store.list('Event', 'lab')).items;
+      return evs.find((e) => e.reason === 'InvalidObject' && e.involvedObject.name === 'odd');
+    });
+    assert.equal(warning.type, 'Warning');
+    assert.match(warning.message, /invalid Deployment "lab\/odd": spec\.replicas/);
+    const rsOf = async () => (await store.list('ReplicaSet', 'lab')).items.filter((rs) => rs.metadata.ownerReferences?.some((r) => r.uid === stored.metadata.uid));
+    assert.equal((await rsOf()).length, 0, 'nothing is built from an invalid Deployment');
+
+    // Fixing it is a change to the object, which brings the controller back.
+    await store.update({ ...manifest, metadata: { ...manifest.metadata, resourceVersion: undefined } });
+    await waitFor('a ready pod of lab/odd', async () => {
+      const pods = (await store.list('Pod', 'lab')).items;
+      return pods.length === 1 && pods.every(ready) && pods[0]!.spec.containers[0]!.image === 'img:odd';
+    });
+    assert.equal((await rsOf()).length, 1);
+  });
 });
