@@ -21,6 +21,13 @@ function collectLabel(value: string, prev: Record<string, string>): Record<strin
   return { ...prev, [value.slice(0, i)]: value.slice(i + 1) };
 }
 
+/** A whole number of at least 1 (a count or a period in seconds). */
+function count(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a whole number of at least 1, got "${v}"`);
+  return n;
+}
+
 function port(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid port "${v}"`);
@@ -123,14 +130,24 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       .option('--broker-password <password>', 'password for the external broker')
       .option('--advertise-address <host>', 'address other devices use to reach this server')
       .option('--disable-agent', 'do not run a local agent on this machine')
+      .option('--node-missed-heartbeats <n>', 'heartbeats a node may miss before it turns NotReady', count, DEFAULTS.missedHeartbeats)
+      .option('--link-flap-threshold <n>', 'disconnects within the flap window that mark a node LinkDegraded', count, DEFAULTS.flapThreshold)
+      .option('--link-flap-window <seconds>', 'flap window; a degraded link is stable again after a whole window without a disconnect', count, DEFAULTS.flapWindowMs / 1000)
+      .option('--max-pods-per-node <n>', 'pods the scheduler places on one node at most', count, DEFAULTS.maxPodsPerNode)
+      .option('--node-request-timeout <seconds>', 'how long a node has to answer `drover logs` (added to an exec command\'s own timeout)', count, DEFAULTS.nodeRequestTimeoutMs / 1000)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { dataDir: string; apiHost: string; apiPort: number; mqttHost: string; mqttPort: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean }) => {
+  ).action(async (o: AgentFlags & { dataDir: string; apiHost: string; apiPort: number; mqttHost: string; mqttPort: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const cfg: ServerConfig = {
       dataDir: o.dataDir,
       apiHost: o.apiHost,
       apiPort: o.apiPort,
       mqtt: o.brokerUrl ? { mode: 'external', url: o.brokerUrl, username: o.brokerUsername, password: o.brokerPassword } : { mode: 'embedded', host: o.mqttHost, port: o.mqttPort },
       logLevel: o.logLevel,
+      missedHeartbeats: o.nodeMissedHeartbeats,
+      flapThreshold: o.linkFlapThreshold,
+      flapWindowMs: o.linkFlapWindow * 1000,
+      maxPodsPerNode: o.maxPodsPerNode,
+      nodeRequestTimeoutMs: o.nodeRequestTimeout * 1000,
     };
     const logger = createLogger({ name: 'drover', level: o.logLevel });
     // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
