@@ -1,19 +1,26 @@
+import { join } from 'node:path';
 import { createLogger, type Logger } from '../src/util/logger.js';
-import { Agent } from './agent.js';
 import type { AgentConfig } from './config.js';
 import { AgentLink } from './connection.js';
 import { readBootId, readHardware } from './hardware.js';
+import { EventJournal, JOURNAL_FILE } from './journal.js';
+import { Reconciler } from './reconciler.js';
+import { Reporter } from './reporter.js';
+import { RequestHandler } from './requests.js';
 import { detectRuntime } from './runtime/detect.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
 
 export interface RunningAgent {
-  agent: Agent;
+  reconciler: Reconciler;
   close(): Promise<void>;
 }
 
-/** Builds the agent's dependencies (runtime, link, cache) and starts it. */
+/**
+ * Builds the agent's parts (runtime, link, cache, journal; reconciler, reporter, request handler),
+ * wires them and starts them: reconciling from the cache first, so workloads run with no link.
+ */
 export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runtime?: ContainerRuntime } = {}): Promise<RunningAgent> {
   const logger = (opts.logger ?? createLogger({ name: 'drover-agent', level: cfg.logLevel })).child({ node: cfg.node });
   const runtime =
@@ -23,20 +30,47 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       podman: { root: cfg.runtime.podmanRoot, runroot: cfg.runtime.podmanRunroot, env: cfg.runtime.env, logger },
       logger,
     }));
+  const now = Date.now;
   const bootId = await readBootId();
   const hardware = await readHardware();
   const target = new TargetState(cfg.stateDir, logger);
-  let agent: Agent | undefined;
+  const journal = new EventJournal({ path: join(cfg.stateDir, JOURNAL_FILE), logger });
+  const requests = new RequestHandler(runtime);
+  // The link calls into the reporter and the reconciler, built below: it starts after them.
   const link = new AgentLink(
     { url: cfg.serverUrl, node: cfg.node, token: cfg.token, bootId, keepaliveSeconds: cfg.keepaliveSeconds, logger },
     {
-      onConnect: () => agent?.onConnect(),
-      onDesired: (d) => agent?.onDesired(d),
-      onRequest: (_id, req) => agent!.onRequest(req),
+      onConnect: () => reporter.onConnect(),
+      onDesired: (d) => reconciler.onDesired(d),
+      onRequest: (_id, req) => requests.handle(req),
     },
   );
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
-  agent = new Agent({ cfg, runtime, link, target, hardware, bootId, logger, usage });
-  await agent.start();
-  return { agent, close: () => agent!.stop() };
+  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, usage, now, runtimeVersion: () => reconciler.runtimeVersion });
+  const reconciler = new Reconciler({
+    cfg,
+    runtime,
+    target,
+    logger,
+    now,
+    hostIP: () => hardware.addresses[0],
+    emit: (e) => reporter.emit(e),
+    report: (s) => reporter.update(s),
+  });
+
+  // Events of an earlier run that never reached the server are sent first, oldest first.
+  await reporter.start();
+  // Reconciles from the cache first (works with no link), then connects.
+  await reconciler.start();
+  link.start();
+  reporter.startHeartbeat();
+  return {
+    reconciler,
+    async close() {
+      reporter.stop();
+      await reconciler.stop();
+      await link.stop();
+      await reporter.close();
+    },
+  };
 }

@@ -15,7 +15,7 @@ import { ConfigError, expandVars, resolveEnv, type RunContext } from './env.js';
 import { matchContainers, type Matching } from './match.js';
 import { containerLabels, containerName, identityOf, LABELS, type PodRef } from './naming.js';
 import { findContainer, recreateFields, specHash } from './spec-hash.js';
-import { mountsFor } from './volumes.js';
+import { mountsFor } from './volume-layout.js';
 
 export type { PodRef } from './naming.js';
 

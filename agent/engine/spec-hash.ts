@@ -20,7 +20,7 @@ import { parseCpu, parseMemory } from '../../src/api/quantity.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import type { PortMapping, RunSpec } from '../runtime/types.js';
-import { devicesFor } from './volumes.js';
+import { devicesFor } from './volume-layout.js';
 
 /**
  * The fields whose change requires a new container: RunSpec's, with env values that come from the

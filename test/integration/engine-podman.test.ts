@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { applyPlan, presentImages, RestartTracker } from '../../agent/engine/apply.js';
+import { applyPlan, presentImages } from '../../agent/engine/apply.js';
+import { RestartTracker } from '../../agent/engine/restart-tracker.js';
 import { containerName, LABELS, managedSelector } from '../../agent/engine/naming.js';
 import { plan, toRunSpec, type Step } from '../../agent/engine/plan.js';
 import { podReports } from '../../agent/engine/report.js';

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { applyPlan, applySteps, RestartTracker } from '../../agent/engine/apply.js';
+import { applyPlan, applySteps } from '../../agent/engine/apply.js';
+import { RestartTracker } from '../../agent/engine/restart-tracker.js';
 import { containerKey, containerName, LABELS, managedSelector } from '../../agent/engine/naming.js';
 import { imagePresent, plan, toRunSpec, type PlanContext, type Step } from '../../agent/engine/plan.js';
 import { matchContainers } from '../../agent/engine/match.js';

@@ -1,6 +1,6 @@
 /**
  * Pod volumes, the pure half: where each volume lives on the host, what a container mounts, and which
- * files a configMap or secret volume holds. agent/volumes.ts does the disk work.
+ * files a configMap or secret volume holds. agent/volume-manager.ts does the disk work.
  *
  * Layout: `<stateDir>/pods/<uid>/volumes/<name>` for emptyDir, configMap and secret volumes; hostPath
  * volumes are the host path itself. A volume with no source is an emptyDir, as in Kubernetes.

@@ -1,5 +1,5 @@
 /**
- * Pod volumes on the host (the impure half of agent/engine/volumes.ts): emptyDir directories, the
+ * Pod volumes on the host (the impure half of agent/engine/volume-layout.ts): emptyDir directories, the
  * files of configMap and secret volumes, hostPath type checks, and removal of a pod's directory once
  * the pod and its containers are gone.
  *
@@ -16,7 +16,7 @@ import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import type { RunContext } from './engine/env.js';
 import { LABELS } from './engine/naming.js';
-import { podDir, volumeDir, volumeFiles, volumeKind, type VolumeFile } from './engine/volumes.js';
+import { podDir, volumeDir, volumeFiles, volumeKind, type VolumeFile } from './engine/volume-layout.js';
 import type { RuntimeContainer } from './runtime/types.js';
 
 const TMP_SUFFIX = '.drover-tmp';

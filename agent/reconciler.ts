@@ -1,0 +1,299 @@
+/**
+ * Keeps the runtime's containers equal to the desired state, from the disk cache when the link is
+ * down: list → plan → apply until a plan has no steps, then wait for the resync period, a back-off
+ * expiry, a new desired state, a container exit or a probe. One reconcile at a time; triggers while
+ * one runs coalesce into one more. Its findings go to the reporter.
+ */
+import type { payloads } from '../src/contract/index.js';
+import { errorMessage } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
+import type { AgentConfig } from './config.js';
+import { applyPlan } from './engine/apply.js';
+import { configLookup, type RunContext } from './engine/env.js';
+import { managedSelector } from './engine/naming.js';
+import { plan, type PlanResult } from './engine/plan.js';
+import { podReports } from './engine/report.js';
+import { RestartTracker } from './engine/restart-tracker.js';
+import { ProbeManager, probeSubjects, type ProbeEvent } from './probes/manager.js';
+import type { EventInput, NodeStatus } from './reporter.js';
+import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
+import type { TargetState } from './target.js';
+import { VolumeManager } from './volume-manager.js';
+
+/** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
+const MAX_ROUNDS = 5;
+
+/** Consecutive failed reconciles (runtime calls) before the runtime is reported unhealthy. */
+const RUNTIME_FAILURES_UNHEALTHY = 3;
+
+/** Delay between a container exit event and the reconcile that handles it. */
+const EXIT_SETTLE_MS = 750;
+
+export interface ReconcilerDeps {
+  cfg: AgentConfig;
+  runtime: ContainerRuntime;
+  target: TargetState;
+  logger: Logger;
+  now: () => number;
+  /** The node's address for pods' status.hostIP and the downward API. */
+  hostIP: () => string | undefined;
+  emit: (e: EventInput) => void;
+  /** Called after every reconcile (and probe readiness change) with what it found. */
+  report: (s: NodeStatus) => void;
+}
+
+export class Reconciler {
+  /** The runtime's version as found at start. */
+  runtimeVersion = 'unknown';
+  private readonly restarts: RestartTracker;
+  private readonly volumes: VolumeManager;
+  private readonly probes: ProbeManager;
+  private reconciling: Promise<void> | undefined;
+  /** When a reconcile asked for while one ran is due (performance.now() time). */
+  private rerunDue: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private timerDue = 0;
+  private stopped = false;
+  private unwatchExits: (() => void) | undefined;
+  private runtimeHealthy = true;
+  private runtimeMessage: string | undefined;
+  private runtimeFailures = 0;
+  private observedGeneration = 0;
+  private lastReports: payloads.PodReport[] = [];
+  /** The plan of what the last reconcile saw, so probe results can be reported without another one. */
+  private lastPlan: PlanResult | undefined;
+
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.restarts = new RestartTracker({ clock: deps.now });
+    this.volumes = new VolumeManager(deps.cfg.stateDir, deps.logger);
+    this.probes = new ProbeManager({
+      runtime: deps.runtime,
+      logger: deps.logger,
+      clock: deps.now,
+      onReadiness: () => this.refreshReports(),
+      onFailure: (e) => this.probeFailed(e),
+      onKill: (e) => void this.killUnhealthy(e),
+    });
+  }
+
+  /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */
+  async start(): Promise<void> {
+    const { target, logger, cfg, runtime } = this.deps;
+    const cached = await target.load(cfg.node);
+    if (cached.corrupt) this.deps.emit({ type: 'Warning', reason: 'CorruptCache', message: cached.corrupt, involved: { kind: 'Node', name: cfg.node } });
+    if (cached.desired) logger.info({ generation: cached.desired.generation, pods: cached.desired.pods.length }, 'desired state loaded from cache');
+    this.runtimeVersion = await runtime.version().catch((err) => {
+      this.setRuntimeHealth(false, errorMessage(err));
+      return 'unknown';
+    });
+    await this.reconcile();
+    // A container that exits is seen within a second rather than at the next resync (restart policy,
+    // Jobs). Not at once: podman's cleanup records the exit a moment after the event.
+    // A second look covers a slow cleanup under load.
+    this.unwatchExits = runtime.watchExits?.(managedSelector(cfg.node), () => {
+      this.trigger(EXIT_SETTLE_MS);
+      setTimeout(() => this.trigger(0), 4 * EXIT_SETTLE_MS).unref();
+    });
+  }
+
+  /** No reconcile starts after this; resolves when the running one is done. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.unwatchExits?.();
+    this.probes.stop();
+    await this.reconciling;
+  }
+
+  onDesired(d: payloads.Desired): void {
+    const { cfg, target, logger } = this.deps;
+    if (d.node !== cfg.node) {
+      logger.warn({ node: d.node }, 'desired state for another node ignored');
+      return;
+    }
+    target
+      .accept(d)
+      .then((accepted) => {
+        if (accepted) {
+          logger.info({ generation: d.generation, pods: d.pods.length }, 'new desired state');
+          const why = target.saveError;
+          if (why) this.deps.emit({ type: 'Warning', reason: 'CacheWriteFailed', message: `desired state generation ${d.generation} applied but not saved to disk (${why}); an offline restart would run an older one`, involved: { kind: 'Node', name: cfg.node } });
+          this.trigger(0);
+        }
+      })
+      .catch((err) => logger.error({ err: errorMessage(err) }, 'cannot accept desired state'));
+  }
+
+  /** Ask for a reconcile after `ms` (sooner requests win). */
+  trigger(ms: number): void {
+    if (this.stopped) return;
+    // A monotonic clock: a device clock stepped by NTP must not stretch or skip waits.
+    const due = performance.now() + ms;
+    if (this.reconciling) {
+      // Kept for when the running reconcile ends, with the delay asked for (e.g. the exit settle).
+      this.rerunDue = Math.min(this.rerunDue ?? Infinity, due);
+      return;
+    }
+    if (this.timer) {
+      if (this.timerDue <= due) return;
+      clearTimeout(this.timer);
+    }
+    this.timerDue = due;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.reconcile();
+    }, ms);
+  }
+
+  /** One reconcile; resolves when done. Safe to call concurrently (joins the running one). */
+  reconcile(): Promise<void> {
+    if (this.reconciling) {
+      this.rerunDue = performance.now();
+      return this.reconciling;
+    }
+    let next = 5_000;
+    this.reconciling = this.reconcileOnce()
+      .then((requeueMs) => {
+        next = requeueMs;
+      })
+      .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'reconcile failed'))
+      .finally(() => {
+        this.reconciling = undefined;
+        // The next resync or back-off expiry, or sooner what was asked for while this one ran
+        // (a new desired state, a probe, a container exit).
+        const rerunDue = this.rerunDue;
+        this.rerunDue = undefined;
+        this.trigger(next);
+        if (rerunDue !== undefined) this.trigger(Math.max(0, rerunDue - performance.now()));
+      });
+    return this.reconciling;
+  }
+
+  private async listManaged(): Promise<RuntimeContainer[]> {
+    return this.deps.runtime.list(managedSelector(this.deps.cfg.node));
+  }
+
+  /** What building runtime requests needs for the current desired state. */
+  private runContext(): RunContext {
+    return {
+      config: configLookup(this.deps.target.desired),
+      stateDir: this.deps.cfg.stateDir,
+      hostIP: this.deps.hostIP(),
+      volumeError: (uid, volume) => this.volumes.error(uid, volume),
+    };
+  }
+
+  /** Returns when the next reconcile is due (ms). */
+  private async reconcileOnce(): Promise<number> {
+    const { runtime, target, cfg, logger } = this.deps;
+    const desired = target.desired;
+    const pods = desired?.pods ?? [];
+    const run = this.runContext();
+    let requeueMs = cfg.resyncSeconds * 1000;
+    let seen: { current: RuntimeContainer[]; plan: PlanResult } | undefined;
+    // Volumes first: a container must find its configMap files when it starts; running ones get
+    // changed files in place.
+    await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
+    try {
+      // Each podman call costs tens of milliseconds: ask for both at once, and for the images again
+      // only after a pull (nothing else adds one).
+      const [listed, present] = await Promise.all([this.listManaged(), runtime.images()]);
+      let current = listed;
+      let images = new Set(present);
+      let p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+      for (let round = 1; ; round++) {
+        if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
+        // Applied even without steps: it also announces back-offs and invalid specs (once each).
+        const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.deps.emit(e), restarts: this.restarts });
+        if (p.steps.length === 0) break;
+        const pulled = p.steps.some((s) => s.action === 'pull');
+        [current, images] = await Promise.all([this.listManaged(), pulled ? runtime.images().then((l) => new Set(l)) : Promise.resolve(images)]);
+        // Planned again whether or not it is applied: the reports and probes read the matching of
+        // the containers as they are now.
+        p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+        if (errors.length) {
+          requeueMs = Math.min(requeueMs, 5_000);
+          break;
+        }
+        if (round >= MAX_ROUNDS) break;
+      }
+      seen = { current, plan: p };
+      this.runtimeFailures = 0;
+      this.setRuntimeHealth(true);
+    } catch (err) {
+      // One failed `podman ps` (a container removed while it lists, a lock timeout under load) is not
+      // a dead runtime: the node turning NotReady would mark all its pods Unknown. Look again soon;
+      // only repeated failures count.
+      this.runtimeFailures++;
+      if (this.runtimeFailures >= RUNTIME_FAILURES_UNHEALTHY) {
+        this.setRuntimeHealth(false, errorMessage(err));
+        logger.error({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime not usable');
+      } else {
+        logger.warn({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime call failed; trying again');
+      }
+      requeueMs = Math.min(requeueMs, this.runtimeHealthy ? 1_000 : 5_000);
+    }
+    this.restarts.retain(pods);
+    if (desired) this.observedGeneration = desired.generation;
+    if (seen) {
+      // Only with a true picture of the containers: a pod whose containers could not be listed keeps
+      // its volumes and its last report.
+      await this.volumes.cleanup(pods, seen.current);
+      this.probes.sync(probeSubjects(seen.plan.matches));
+      this.lastPlan = seen.plan;
+      this.lastReports = this.reports(seen.plan);
+    }
+    this.publish();
+    return requeueMs;
+  }
+
+  private reports(matched: PlanResult): payloads.PodReport[] {
+    return podReports(matched, this.restarts, this.deps.now(), (key, id) => this.probes.ready(key, id));
+  }
+
+  private publish(): void {
+    this.deps.report({ observedGeneration: this.observedGeneration, pods: this.lastReports, runtimeHealthy: this.runtimeHealthy, runtimeMessage: this.runtimeMessage });
+  }
+
+  /** A probe changed a container's readiness: report it now, without waiting for a reconcile. */
+  private refreshReports(): void {
+    if (this.stopped || !this.runtimeHealthy || !this.lastPlan) return;
+    this.lastReports = this.reports(this.lastPlan);
+    this.publish();
+  }
+
+  private probeFailed(e: ProbeEvent): void {
+    const what = `${e.kind[0]!.toUpperCase()}${e.kind.slice(1)} probe failed: ${e.message}`;
+    this.deps.emit({ type: 'Warning', reason: 'Unhealthy', message: what, involved: { kind: 'Pod', namespace: e.subject.pod.namespace, name: e.subject.pod.name, uid: e.subject.pod.uid } });
+  }
+
+  /** Liveness or startup probe failed for good: stop the container; the next reconcile restarts it per policy. */
+  private async killUnhealthy(e: ProbeEvent): Promise<void> {
+    const { subject, kind } = e;
+    const pod = this.deps.target.desired?.pods.find((p) => p.uid === subject.pod.uid);
+    const restart = pod?.spec.restartPolicy !== 'Never';
+    this.deps.emit({
+      type: 'Normal',
+      reason: 'Killing',
+      message: `Container ${subject.container.name} failed ${kind} probe${restart ? ', will be restarted' : ''}`,
+      involved: { kind: 'Pod', namespace: subject.pod.namespace, name: subject.pod.name, uid: subject.pod.uid },
+    });
+    this.restarts.killedForProbe(subject.key, subject.containerId);
+    this.refreshReports();
+    try {
+      await this.deps.runtime.stop(subject.containerId, subject.graceSeconds);
+    } catch (err) {
+      this.deps.logger.warn({ container: subject.key, err: errorMessage(err) }, 'cannot stop unhealthy container');
+    }
+    this.trigger(0);
+  }
+
+  private setRuntimeHealth(ok: boolean, message?: string): void {
+    const { runtime, cfg } = this.deps;
+    if (ok !== this.runtimeHealthy) {
+      this.deps.emit({ type: ok ? 'Normal' : 'Warning', reason: ok ? 'RuntimeReady' : 'RuntimeUnavailable', message: ok ? `container runtime ${runtime.name} is working` : `container runtime ${runtime.name} failed: ${message}`, involved: { kind: 'Node', name: cfg.node } });
+    }
+    this.runtimeHealthy = ok;
+    this.runtimeMessage = ok ? undefined : message;
+  }
+}

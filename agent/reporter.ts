@@ -1,0 +1,187 @@
+/**
+ * What the agent tells the server: a hello on every connect, the node's status (pod reports, runtime
+ * health) when it changes and on every heartbeat with usage figures, and events through the on-disk
+ * journal, so none is lost while the link is down.
+ */
+import { CONTRACT_VERSION, type payloads } from '../src/contract/index.js';
+import { errorMessage } from '../src/util/errors.js';
+import type { Logger } from '../src/util/logger.js';
+import { AGENT_VERSION, type AgentConfig } from './config.js';
+import type { AgentLink } from './connection.js';
+import { managedSelector } from './engine/naming.js';
+import type { Hardware } from './hardware.js';
+import type { EventJournal } from './journal.js';
+import type { ContainerRuntime } from './runtime/types.js';
+import type { UsageSample, UsageSampler } from './usage.js';
+import { withTimeout } from './timeout.js';
+
+/** Longest a heartbeat's usage sample may take; a later one is dropped. */
+const USAGE_TIMEOUT_MS = 5_000;
+
+/** An event as the agent's parts raise it: stamped with the time when it has none. */
+export type EventInput = Omit<payloads.AgentEvent, 'ts'> & { ts?: string };
+
+/** What the reconciler last found: the part of the status that is not measured at heartbeat time. */
+export interface NodeStatus {
+  observedGeneration: number;
+  pods: payloads.PodReport[];
+  runtimeHealthy: boolean;
+  runtimeMessage?: string;
+}
+
+export interface ReporterDeps {
+  cfg: AgentConfig;
+  link: AgentLink;
+  runtime: ContainerRuntime;
+  hardware: Hardware;
+  bootId: string;
+  logger: Logger;
+  journal: EventJournal;
+  /** Measures node and pod resource use for `drover top`; heartbeats carry no usage without it. */
+  usage?: UsageSampler;
+  /** The runtime's version as found at start ('unknown' when it did not answer). */
+  runtimeVersion: () => string;
+  now: () => number;
+}
+
+export class Reporter {
+  private status: NodeStatus = { observedGeneration: 0, pods: [], runtimeHealthy: true };
+  private lastStatusKey = '';
+  private heartbeat: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private flushing = false;
+  private sampling = false;
+  /** The latest usage sample, sent with the next heartbeat. */
+  private lastUsage: UsageSample | undefined;
+
+  constructor(private readonly deps: ReporterDeps) {}
+
+  /** Loads the events of an earlier run that never reached the server: they are sent first, oldest first. */
+  async start(): Promise<void> {
+    const { journal, logger, cfg } = this.deps;
+    const loaded = await journal.load();
+    if (loaded.corrupt) this.emit({ type: 'Warning', reason: 'CorruptJournal', message: loaded.corrupt, involved: { kind: 'Node', name: cfg.node } });
+    if (journal.size > 0) logger.info({ events: journal.size, dropped: journal.droppedCount }, 'unsent events from an earlier run loaded');
+  }
+
+  startHeartbeat(): void {
+    if (this.stopped || this.heartbeat) return;
+    this.heartbeat = setInterval(() => this.beat(), this.deps.cfg.heartbeatSeconds * 1000);
+  }
+
+  /** No more heartbeats; events raised later are still journaled. */
+  stop(): void {
+    this.stopped = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+  }
+
+  /** Writes out the journal: call after everything that may raise events has stopped. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.deps.journal.close();
+  }
+
+  emit(e: EventInput): void {
+    this.deps.journal.push({ ...e, ts: e.ts ?? new Date(this.deps.now()).toISOString() });
+    void this.flushEvents();
+  }
+
+  /** The reconciler's latest findings: sent at once when they changed. */
+  update(status: NodeStatus): void {
+    this.status = status;
+    this.sendStatus(false);
+  }
+
+  onConnect(): void {
+    // Hello first: the server registers the Node from it, and a status before that is refused.
+    void this.sendHello()
+      .catch((err) => this.deps.logger.warn({ err: errorMessage(err) }, 'cannot send hello'))
+      .then(() => {
+        this.sendStatus(true);
+        return this.flushEvents();
+      });
+  }
+
+  /** A heartbeat: status with fresh usage figures, and a retry of events not acknowledged in time. */
+  private beat(): void {
+    if (this.stopped) return;
+    // Sent at once, with the figures of the previous sample: nothing (a slow `podman stats`, an
+    // event batch waiting for its acknowledgement) may delay a heartbeat, or the node looks lost.
+    const usage = this.lastUsage;
+    this.lastUsage = undefined;
+    this.sendStatus(true, usage);
+    void this.flushEvents();
+    const sampler = this.deps.usage;
+    if (this.sampling || !sampler || !this.deps.link.connected) return;
+    this.sampling = true;
+    void withTimeout(this.sampleUsage(sampler), USAGE_TIMEOUT_MS)
+      .then((u) => {
+        this.lastUsage = u;
+      })
+      .finally(() => {
+        this.sampling = false;
+      });
+  }
+
+  private async sampleUsage(sampler: UsageSampler): Promise<UsageSample> {
+    const { runtime, cfg } = this.deps;
+    return sampler.sample(await runtime.list(managedSelector(cfg.node)).catch(() => []));
+  }
+
+  private async flushEvents(): Promise<void> {
+    const { journal, link, cfg } = this.deps;
+    if (this.flushing || !link.connected) return;
+    this.flushing = true;
+    try {
+      while (journal.size > 0 || journal.droppedCount > 0) {
+        const batch = journal.take();
+        const ok = await link.publishEvents({ node: cfg.node, events: batch.events, dropped: batch.dropped });
+        // Not acknowledged: the batch stays in the journal and goes out on the next connect.
+        if (!ok) break;
+        batch.ack();
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Sends status when it changed, or always on a heartbeat; coalesced to the latest while offline. */
+  private sendStatus(heartbeat: boolean, usage?: UsageSample): void {
+    const { cfg, bootId, link, now } = this.deps;
+    const s = this.status;
+    const key = JSON.stringify([s.observedGeneration, s.pods, s.runtimeHealthy, s.runtimeMessage]);
+    if (!heartbeat && key === this.lastStatusKey) return;
+    const sent = link.publishStatus({
+      node: cfg.node,
+      bootId,
+      observedGeneration: s.observedGeneration,
+      ts: new Date(now()).toISOString(),
+      pods: usage ? s.pods.map((r) => withUsage(r, usage.pods.get(`${r.namespace}/${r.name}`))) : s.pods,
+      ...(usage?.node ? { usage: usage.node } : {}),
+      runtimeHealthy: s.runtimeHealthy,
+      runtimeMessage: s.runtimeMessage,
+      heartbeatSeconds: cfg.heartbeatSeconds,
+    });
+    if (sent) this.lastStatusKey = key;
+  }
+
+  private async sendHello(): Promise<void> {
+    const { cfg, hardware, bootId, link, runtime } = this.deps;
+    const images = await runtime.images().catch(() => []);
+    await link.publishHello({
+      agentVersion: AGENT_VERSION,
+      contractVersion: CONTRACT_VERSION,
+      node: cfg.node,
+      bootId,
+      ...hardware,
+      runtime: { name: runtime.name, version: this.deps.runtimeVersion() },
+      labels: cfg.labels,
+      images,
+      devices: hardware.devices,
+    });
+  }
+}
+
+function withUsage(r: payloads.PodReport, u: payloads.Usage | undefined): payloads.PodReport {
+  return u ? { ...r, usage: u } : r;
+}
