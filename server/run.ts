@@ -1,6 +1,5 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Node } from '../src/api/node.js';
 import { agentClientId } from '../src/contract/topics.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ApiServer } from './api/server.js';
@@ -130,7 +129,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const api = new ApiServer({ store, logger, adminToken, logs: (q) => proxy.logs(q), exec: (q) => proxy.exec(q), metrics, ready: () => link.connected() });
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     closers.push(() => api.close());
-    const nodes = (await store.list('Node')).items as Node[];
+    const nodes = (await store.list('Node')).items;
     logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length }, 'drover server started');
     return { apiUrl, mqttUrl: linkUrl, adminToken, joinToken, dataDir: cfg.dataDir, logger, close };
   } catch (err) {

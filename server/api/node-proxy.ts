@@ -1,5 +1,3 @@
-import type { Node } from '../../src/api/node.js';
-import type { Pod } from '../../src/api/pod.js';
 import { payloads } from '../../src/contract/index.js';
 import { BadRequestError, DroverError, NotFoundError } from '../../src/util/errors.js';
 import type { Store } from '../store/types.js';
@@ -43,7 +41,7 @@ export class NodeProxy {
   async exec(q: ExecQuery): Promise<payloads.ExecResult> {
     const t = await this.target(q, 'exec');
     // Not queued for a node that cannot run it now (the request is at-most-once anyway).
-    const node = (await this.opts.store.get('Node', '', t.node)) as Node | undefined;
+    const node = await this.opts.store.get('Node', '', t.node);
     const ready = node?.status?.conditions?.find((c) => c.type === 'Ready');
     if (ready?.status !== 'True') {
       throw new DroverError(`node ${t.node} is not ready (${ready?.reason ?? 'not registered'}${ready?.message ? `: ${ready.message}` : ''}): cannot exec in pod ${q.pod}`, { code: 503, reason: 'NodeNotReady' });
@@ -56,7 +54,7 @@ export class NodeProxy {
   }
 
   private async target(q: { namespace: string; pod: string; container?: string }, what: string): Promise<Target> {
-    const pod = (await this.opts.store.get('Pod', q.namespace, q.pod)) as Pod | undefined;
+    const pod = await this.opts.store.get('Pod', q.namespace, q.pod);
     if (!pod) throw new NotFoundError(`pods "${q.pod}"`);
     const node = pod.spec.nodeName;
     if (!node) throw new BadRequestError(`pod ${q.pod} is not scheduled to a node yet: no ${what}`);

@@ -1,14 +1,16 @@
 import type { ConfigMap, Secret } from '../../src/api/config.js';
-import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
+import { backoffDelay, withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { Store, Watch } from '../store/types.js';
+import { isKind, type Store, type Watch } from '../store/types.js';
 import { configKey, configRefs, contentDigest, snapshotFor } from './snapshot.js';
 import type { payloads } from '../../src/contract/index.js';
 
 export interface DesiredSink {
   publishDesired(d: payloads.Desired): Promise<void>;
+  /** Empties what the broker retains for a node (its Node object was deleted). */
+  clearRetained(node: string): Promise<void>;
 }
 
 /**
@@ -17,13 +19,16 @@ export interface DesiredSink {
  * The generation is the store revision at the time of the snapshot: it only grows, across server
  * restarts too, so an agent can always keep the newest snapshot and drop older ones.
  */
-/** Pause before a failed publishing pass is tried again. */
-const RETRY_MS = 1_000;
+/** Pause before a failed publishing pass is tried again, growing while it keeps failing. */
+const RETRY: BackoffOptions = { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 };
 /** Longest stop() waits for a pass in progress. */
 const STOP_WAIT_MS = 5_000;
 
 export class DesiredPublisher {
   private readonly published = new Map<string, string>();
+  /** Nodes whose Node object was deleted: their retained topics are cleared in the next pass. */
+  private readonly deleted = new Set<string>();
+  private failedPasses = 0;
   private readonly dirty = new Set<string>();
   /** Per node, the configKeys its last computed snapshot referenced. */
   private readonly refs = new Map<string, Set<string>>();
@@ -45,7 +50,7 @@ export class DesiredPublisher {
     const nodes = await this.deps.store.list('Node');
     const pods = await this.deps.store.list('Pod');
     for (const n of nodes.items) this.dirty.add(n.metadata.name);
-    for (const p of pods.items as Pod[]) if (p.spec.nodeName) this.dirty.add(p.spec.nodeName);
+    for (const p of pods.items) if (p.spec.nodeName) this.dirty.add(p.spec.nodeName);
     const from = Math.min(nodes.revision, pods.revision);
     this.watch = this.deps.store.watch(
       from,
@@ -54,13 +59,15 @@ export class DesiredPublisher {
           // A node (re)registering gets its snapshot even if nothing changed: its retained copy may be gone.
           // A snapshot holds nothing of the Node itself: status writes (heartbeats) change nothing.
           if (e.type === 'MODIFIED') return;
-          if (e.type === 'ADDED') this.published.delete(e.object.metadata.name);
+          if (e.type === 'ADDED') this.deleted.delete(e.object.metadata.name);
+          if (e.type === 'DELETED') this.deleted.add(e.object.metadata.name);
+          this.published.delete(e.object.metadata.name);
           this.markDirty(e.object.metadata.name);
         } else if (e.object.kind === 'ConfigMap' || e.object.kind === 'Secret') {
           this.changedConfig.add(configKey(e.object.kind, e.object.metadata.namespace ?? 'default', e.object.metadata.name));
           this.schedule();
-        } else {
-          const node = (e.object as Pod).spec.nodeName;
+        } else if (isKind(e.object, 'Pod')) {
+          const node = e.object.spec.nodeName;
           if (node) this.markDirty(node);
         }
       },
@@ -83,9 +90,14 @@ export class DesiredPublisher {
   flush(): Promise<void> {
     this.timer = undefined;
     // A failed pass (store closing, broker gone) must not poison the chain or go unhandled.
-    this.running = this.running.then(() => this.publishDirty()).catch((err) => {
-      if (!this.stopped) this.deps.logger.error({ err: errorMessage(err) }, 'desired-state publishing failed');
-    });
+    this.running = this.running
+      .then(() => this.publishDirty())
+      .then(() => {
+        if (!this.retryTimer) this.failedPasses = 0;
+      })
+      .catch((err) => {
+        if (!this.stopped) this.deps.logger.error({ err: errorMessage(err) }, 'desired-state publishing failed');
+      });
     return this.running;
   }
 
@@ -104,9 +116,9 @@ export class DesiredPublisher {
     let configMaps: ConfigMap[];
     let secrets: Secret[];
     try {
-      pods = (await store.list('Pod')).items as Pod[];
-      configMaps = (await store.list('ConfigMap')).items as unknown as ConfigMap[];
-      secrets = (await store.list('Secret')).items as unknown as Secret[];
+      pods = (await store.list('Pod')).items;
+      configMaps = (await store.list('ConfigMap')).items;
+      secrets = (await store.list('Secret')).items;
     } catch (err) {
       if (!this.stopped) logger.warn({ err: errorMessage(err) }, 'cannot read the store for desired states; will retry');
       this.retryLater(nodes);
@@ -115,8 +127,10 @@ export class DesiredPublisher {
     for (const node of nodes) {
       // Shutting down: what is left goes out from the next server (it publishes every node at start).
       if (this.stopped) return;
-      if (!(await store.get('Node', '', node)) && !pods.some((p) => p.spec.nodeName === node)) {
+      // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
+      if (!(await store.get('Node', '', node))) {
         this.refs.delete(node);
+        if (this.deleted.has(node)) await this.clear(node);
         continue;
       }
       const snap = snapshotFor(node, pods, configMaps, secrets);
@@ -134,20 +148,26 @@ export class DesiredPublisher {
     }
   }
 
-  /** Nodes whose pass failed go again after a pause, not in a tight loop. */
+  /** A deleted node's desired state carries Secret data: it must not stay on the broker. */
+  private async clear(node: string): Promise<void> {
+    try {
+      await this.deps.sink.clearRetained(node);
+      this.deleted.delete(node);
+      this.deps.logger.info({ node }, 'retained messages of a deleted node cleared');
+    } catch (err) {
+      this.deps.logger.warn({ node, err: errorMessage(err) }, 'cannot clear the retained messages of a deleted node; will retry');
+      this.retryLater([node]);
+    }
+  }
+
+  /** Nodes whose pass failed go again after a pause (longer while failures repeat), not in a tight loop. */
   private retryLater(nodes: string[]): void {
     for (const n of nodes) this.dirty.add(n);
     if (this.stopped || this.retryTimer) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.flush();
-    }, RETRY_MS);
-  }
-
-  /** Forget what was published (e.g. after the embedded broker restarted and lost retained messages). */
-  republishAll(nodes: Node[]): void {
-    this.published.clear();
-    for (const n of nodes) this.markDirty(n.metadata.name);
+    }, backoffDelay(this.failedPasses++, RETRY));
   }
 
   /** Stops publishing and waits for a pass in progress, so the store can close under it. */
@@ -158,8 +178,6 @@ export class DesiredPublisher {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = undefined;
     // A publish to an unreachable external broker may never settle: do not hang the shutdown on it.
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.running, new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
-    clearTimeout(timer);
+    await withTimeout(this.running, STOP_WAIT_MS, () => this.deps.logger.warn('desired-state pass still running at shutdown; not waiting for it'));
   }
 }

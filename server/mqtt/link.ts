@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DELIVERY, decode, encode, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
-import { TimeoutError, errorMessage } from '../../src/util/errors.js';
+import { withTimeout } from '../../src/util/backoff.js';
+import { DroverError, TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
 export interface LinkOptions {
@@ -20,7 +21,7 @@ export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Prom
  * external one (Mosquitto, EMQX).
  */
 export class ServerLink {
-  private readonly pending = new Map<string, { resolve: (r: payloads.Response) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, { resolve: (r: payloads.Response) => void; reject: (e: Error) => void }>();
   private handler: ReportHandler = () => {};
 
   private constructor(private readonly client: MqttClient, private readonly logger: Logger) {
@@ -79,7 +80,6 @@ export class ServerLink {
       const p = this.pending.get(t.id);
       if (!p) return;
       this.pending.delete(t.id);
-      clearTimeout(p.timer);
       try {
         p.resolve(decode(payloads.response, payload, 'response'));
       } catch (err) {
@@ -97,7 +97,7 @@ export class ServerLink {
     await this.client.publishAsync(topics.desired(d.node), encode(d), DELIVERY.desired);
   }
 
-  /** Clears a node's retained messages, e.g. when the Node object is deleted. */
+  /** Clears a node's retained messages (desired state with its Secrets, hello, presence): its Node was deleted. */
   async clearRetained(node: string): Promise<void> {
     for (const t of [topics.desired(node), topics.hello(node), topics.presence(node)]) {
       await this.client.publishAsync(t, Buffer.alloc(0), { qos: 1, retain: true });
@@ -106,19 +106,19 @@ export class ServerLink {
 
   async request(node: string, req: payloads.Request, timeoutMs: number): Promise<payloads.Response> {
     const id = randomUUID();
-    const result = new Promise<payloads.Response>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new TimeoutError(`node ${node} did not answer within ${Math.round(timeoutMs / 1000)}s (is its agent online?)`));
-      }, timeoutMs);
-      this.pending.set(id, { resolve, reject, timer });
-    });
-    await this.client.publishAsync(topics.request(node, id), encode(req), req.op === 'exec' ? DELIVERY.execRequest : DELIVERY.request);
-    return result;
+    const answer = new Promise<payloads.Response>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    try {
+      await this.client.publishAsync(topics.request(node, id), encode(req), req.op === 'exec' ? DELIVERY.execRequest : DELIVERY.request);
+      return await withTimeout(answer, timeoutMs, () => {
+        throw new TimeoutError(`node ${node} did not answer within ${Math.round(timeoutMs / 1000)}s (is its agent online?)`);
+      });
+    } finally {
+      this.pending.delete(id);
+    }
   }
 
   async close(): Promise<void> {
-    for (const p of this.pending.values()) clearTimeout(p.timer);
+    for (const p of this.pending.values()) p.reject(new DroverError('the server is shutting down', { code: 503, reason: 'ShuttingDown' }));
     this.pending.clear();
     await this.client.endAsync();
   }

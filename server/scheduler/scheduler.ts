@@ -1,9 +1,8 @@
-import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
-import type { Store, Watch } from '../store/types.js';
+import { isKind, type Store, type Watch } from '../store/types.js';
 import { place } from './place.js';
 
 function podKey(p: Pod): string {
@@ -24,7 +23,6 @@ export class Scheduler {
   private timer: NodeJS.Timeout | undefined;
   private resync: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
-  private again = false;
   private stopped = false;
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
@@ -36,9 +34,9 @@ export class Scheduler {
     this.watch = this.deps.store.watch(
       this.deps.store.revision(),
       (e) => {
-        if (e.object.kind === 'Pod') {
-          const key = podKey(e.object as Pod);
-          if (e.type !== 'DELETED' && isPending(e.object as Pod)) {
+        if (isKind(e.object, 'Pod')) {
+          const key = podKey(e.object);
+          if (e.type !== 'DELETED' && isPending(e.object)) {
             this.pending.set(key, ++this.seq);
             this.trigger();
             return;
@@ -66,16 +64,11 @@ export class Scheduler {
     }, 10);
   }
 
-  /** Resolves once the passes queued so far are done (for tests and orderly shutdown). */
-  idle(): Promise<void> {
-    return this.running;
-  }
-
   private async pass(): Promise<void> {
     const { store } = this.deps;
     const startedAt = this.seq;
-    const nodes = (await store.list('Node')).items as Node[];
-    const pods = (await store.list('Pod')).items as Pod[];
+    const nodes = (await store.list('Node')).items;
+    const pods = (await store.list('Pod')).items;
     const pending = pods.filter(isPending).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
     const stillPending = new Set(pending.map(podKey));
     // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
@@ -100,21 +93,21 @@ export class Scheduler {
     const ns = pod.metadata.namespace ?? 'default';
     const now = new Date().toISOString();
     try {
-      const bound = (await this.deps.store.patch('Pod', ns, pod.metadata.name, (cur) => {
-        const p = cur as unknown as Pod;
+      const bound = await this.deps.store.patch('Pod', ns, pod.metadata.name, (p) => {
         if (p.metadata.uid !== pod.metadata.uid || p.spec.nodeName) return undefined;
         p.spec.nodeName = node;
         const conds = (p.status?.conditions ?? []).filter((c) => c.type !== 'PodScheduled');
         p.status = { ...p.status, phase: p.status?.phase ?? 'Pending', message: undefined, reason: undefined, conditions: [{ type: 'PodScheduled', status: 'True', lastTransitionTime: now }, ...conds] };
-        return p as never;
-      })) as Pod | undefined;
+        return p;
+      });
       if (bound) {
         this.deps.logger.info({ pod: `${ns}/${pod.metadata.name}`, node }, 'pod scheduled');
         await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Normal', reason: 'Scheduled', message: `Successfully assigned ${ns}/${pod.metadata.name} to ${node}`, component: 'drover-scheduler' });
       }
       return bound;
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return undefined;
+      // Deleted meanwhile: nothing to bind.
+      if (isNotFound(err)) return undefined;
       throw err;
     }
   }
@@ -126,15 +119,14 @@ export class Scheduler {
     if (prev?.status === 'False' && prev.message === message) return;
     const now = new Date().toISOString();
     try {
-      await this.deps.store.patch('Pod', ns, pod.metadata.name, (cur) => {
-        const p = cur as unknown as Pod;
+      await this.deps.store.patch('Pod', ns, pod.metadata.name, (p) => {
         if (p.metadata.uid !== pod.metadata.uid || p.spec.nodeName) return undefined;
         const conds = (p.status?.conditions ?? []).filter((c) => c.type !== 'PodScheduled');
         p.status = { ...p.status, phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message, lastTransitionTime: now }, ...conds] };
-        return p as never;
+        return p;
       });
     } catch (err) {
-      if ((err as { code?: number }).code === 404) return;
+      if (isNotFound(err)) return;
       throw err;
     }
     await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Warning', reason: 'FailedScheduling', message, component: 'drover-scheduler' });

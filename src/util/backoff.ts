@@ -43,3 +43,25 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     });
   });
 }
+
+/**
+ * `p`, unless `ms` pass first: then what `onTimeout` returns, or its throw as the rejection (e.g. a
+ * TimeoutError). The timer never outlives the race; `p` itself is not cancelled.
+ */
+export async function withTimeout<T, U = never>(p: Promise<T>, ms: number, onTimeout: () => U): Promise<T | U> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<U>((resolve, reject) => {
+    timer = setTimeout(() => {
+      try {
+        resolve(onTimeout());
+      } catch (err) {
+        reject(err);
+      }
+    }, ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
