@@ -47,7 +47,7 @@ export class ServerLink {
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error) => {
         client.end(true);
-        reject(new Error(`cannot connect to MQTT broker ${opts.url}: ${err.message}`, { cause: err }));
+        reject(new DroverError(`cannot connect to MQTT broker ${opts.url}: ${err.message}`, { code: 503, reason: 'BrokerUnavailable', cause: err }));
       };
       client.once('connect', () => {
         client.off('error', onErr);
@@ -78,7 +78,11 @@ export class ServerLink {
     if (!t) return;
     if (t.kind === 'response') {
       const p = this.pending.get(t.id);
-      if (!p) return;
+      if (!p) {
+        // The request timed out (or the server restarted) before the node answered.
+        this.logger.debug({ node: t.node, id: t.id }, 'late answer to a request no longer waited for');
+        return;
+      }
       this.pending.delete(t.id);
       try {
         p.resolve(decode(payloads.response, payload, 'response'));

@@ -187,7 +187,9 @@ export function parseAllocatable(node: Node): NodeUsage['allocatable'] {
     const pods = Number(a.pods);
     if (!Number.isFinite(pods)) return undefined;
     return { cpu: parseCpu(a.cpu), memory: parseMemory(a.memory), pods };
-  } catch {
+  } catch (malformedQuantity) {
+    // The one thing that throws here is parseCpu/parseMemory refusing a quantity: such a node is
+    // treated as reporting no allocatable (and the filters say so), not as an error of the pass.
     return undefined;
   }
 }

@@ -2,6 +2,8 @@
  * THE MQTT topic contract. No other file in the tree spells a topic string: server and agent build
  * and parse topics only through these functions.
  */
+import { ValidationError } from '../util/errors.js';
+
 export const CONTRACT_VERSION = 1;
 export const PREFIX = 'drover/v1';
 
@@ -32,7 +34,7 @@ const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 export function assertTopicSafe(node: string): void {
   // '+', '#' and '/' would change the topic's meaning; node names are DNS subdomains anyway.
-  if (!NODE_NAME.test(node)) throw new Error(`invalid node name "${node}" for an MQTT topic`);
+  if (!NODE_NAME.test(node)) throw new ValidationError([{ field: 'node', message: `"${node}" is not a DNS subdomain: it cannot be part of an MQTT topic` }], 'invalid node name');
 }
 
 export const topics = {
