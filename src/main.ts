@@ -7,7 +7,7 @@ import { CommandExit } from './cli/exec.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
@@ -72,7 +72,6 @@ function agentOptions(cmd: Command): Command {
     .option('--node-name <name>', 'name of this node', defaultNodeName())
     .option('--state-dir <dir>', 'agent state directory (desired-state cache)', defaultStateDir())
     .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
-    .addOption(new Option('--runtime <name>', 'container runtime').choices(['podman', 'nerdctl']))
     .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
     .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), 30)
@@ -84,7 +83,6 @@ type AgentFlags = {
   nodeName: string;
   stateDir: string;
   label: Record<string, string>;
-  runtime?: 'podman' | 'nerdctl';
   podmanRoot?: string;
   podmanRunroot?: string;
   heartbeat: number;
@@ -100,7 +98,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string) {
     token,
     stateDir: o.stateDir,
     labels: o.label,
-    runtime: { prefer: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
+    runtime: { podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
     heartbeatSeconds: o.heartbeat,
     resyncSeconds: o.resync,
     keepaliveSeconds: o.keepalive,
