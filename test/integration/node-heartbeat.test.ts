@@ -87,4 +87,61 @@ describe('node heartbeats', () => {
     assert.equal(exec.status, 503, exec.text);
     assert.match(exec.text, /node edge-beat is not ready \(NodeStatusUnknown: no heartbeat for \d+s\): cannot exec in pod app/);
   });
+  test('a lost node: its pods show Unknown with nothing ready, an opted-in pod is evicted when its toleration expires, a flapping link is LinkDegraded', async () => {
+    const name = 'edge-lost';
+    const d = await mqtt.connectAsync(t.mqttUrl, { username: name, password: t.joinToken, clientId: `drover-agent-${name}`, protocolVersion: 4, reconnectPeriod: 0 });
+    try {
+      const hello: payloads.Hello = {
+        agentVersion: '0.0.0-test', contractVersion: CONTRACT_VERSION, node: name, bootId: 'boot-2', arch: 'arm64', os: 'linux', osImage: 'Test', kernelVersion: '6.1',
+        hostname: name, cpu: { cores: 4, model: 'A72' }, memoryBytes: 2 ** 31, addresses: ['192.0.2.8'], runtime: { name: 'podman', version: '4.3.1' }, labels: {}, images: [],
+      };
+      await d.publishAsync(topics.hello(name), encode(hello), DELIVERY.hello);
+      await waitFor('node registered', async () => (await t.api('GET', `/api/v1/nodes/${name}`)).status === 200);
+      const mk = async (pod: string, tolerationSeconds?: number) => {
+        const r = await t.api('POST', '/api/v1/namespaces/default/pods', {
+          apiVersion: 'v1', kind: 'Pod', metadata: { name: pod },
+          spec: {
+            nodeName: name, containers: [{ name: 'main', image: 'busybox' }],
+            ...(tolerationSeconds === undefined ? {} : { tolerations: [{ key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds }] }),
+          },
+        });
+        assert.equal(r.status, 201, r.text);
+        return r.body.metadata.uid as string;
+      };
+      const uids = { stays: await mk('stays'), leaves: await mk('leaves', 2) };
+      const running = (pod: 'stays' | 'leaves'): payloads.PodReport => ({ uid: uids[pod], namespace: 'default', name: pod, phase: 'Running', containers: [{ name: 'main', image: 'busybox', ready: true, restartCount: 0, state: 'running' }] });
+      await d.publishAsync(topics.status(name), encode({ node: name, bootId: 'boot-2', observedGeneration: 0, ts: new Date().toISOString(), pods: [running('stays'), running('leaves')], runtimeHealthy: true, heartbeatSeconds: 30 } satisfies payloads.Status), DELIVERY.status);
+      const get = async (pod: string) => (await t.api('GET', `/api/v1/namespaces/default/pods/${pod}`)).body;
+      await waitFor('pods Running and ready', async () => (await get('stays'))?.status?.containerStatuses?.[0]?.ready === true && (await get('leaves'))?.status?.phase === 'Running');
+
+      const presence = (state: 'online' | 'offline') => d.publishAsync(topics.presence(name), encode({ state, bootId: 'boot-2', ts: new Date().toISOString() } satisfies payloads.Presence), DELIVERY.presence);
+      await presence('offline');
+      const lost = await waitFor('pod Unknown', async () => {
+        const p = await get('stays');
+        return p?.status?.phase === 'Unknown' ? p : undefined;
+      });
+      assert.equal(podStatusText(lost), 'NodeLost');
+      assert.deepEqual(lost.status.containerStatuses.map((c: any) => c.ready), [false], 'no container of a lost pod counts as ready');
+      assert.equal(lost.status.conditions.find((c: any) => c.type === 'Ready').status, 'False');
+      await waitFor('the opted-in pod evicted', async () => (await t.api('GET', '/api/v1/namespaces/default/pods/leaves')).status === 404);
+      const events = await t.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=leaves');
+      assert.ok(events.body.items.some((e: any) => e.reason === 'TaintManagerEviction'), 'eviction event');
+      assert.equal((await get('stays'))?.status?.phase, 'Unknown', 'a pod without the toleration stays bound');
+
+      // Two more disconnects within the window: the link is degraded (shown Ready,Degraded once Ready).
+      for (let i = 0; i < 2; i++) {
+        await presence('online');
+        await presence('offline');
+      }
+      await presence('online');
+      const degraded = await waitFor('LinkDegraded', async () => {
+        const n = (await t.api('GET', `/api/v1/nodes/${name}`)).body;
+        return cond(n, 'LinkDegraded')?.status === 'True' && cond(n, 'Ready')?.status === 'True' ? n : undefined;
+      });
+      assert.equal(nodeStatusText(degraded), 'Ready,Degraded');
+      assert.match(cond(degraded, 'LinkDegraded').message, /3 disconnects within the window/);
+    } finally {
+      await d.endAsync(true);
+    }
+  });
 });
