@@ -232,7 +232,19 @@ function rollingScaleNew(deploy: Deployment, newRS: Work, all: Work[]): number |
   return up > 0 ? newRS.spec + up : undefined;
 }
 
-/** Kubernetes' reconcileOldReplicaSets: clean up unhealthy old pods, then scale old RSs down within maxUnavailable. */
+/**
+ * Kubernetes' reconcileOldReplicaSets: clean up unhealthy old pods, then scale old RSs down within
+ * maxUnavailable, both within maxScaledDown = all pods - minAvailable - unavailable pods of the new RS.
+ *
+ * One deliberate difference: Kubernetes' cleanupUnhealthyReplicas spends that budget on the oldest
+ * ReplicaSet first; here the most recently superseded revision goes first. On a rollover (a new
+ * template while the previous rollout is still under way) that is the intermediate revision, whose
+ * not-ready pods usually never ran, while the oldest revision's not-ready pods are usually the
+ * serving set cut off for a while (its node offline). Spending the budget on the oldest first left
+ * the intermediate revision's Pending pod in place, and a node that came back ran it for a moment
+ * before the newest revision replaced it; this way a returning node runs the newest revision only,
+ * and the oldest keeps its pods until newer ones are available.
+ */
 function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<string, number> {
   const out = new Map<string, number>();
   const replicas = deploy.spec.replicas ?? 1;
@@ -240,15 +252,17 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<stri
   const { maxUnavailable } = resolveFenceposts(deploy);
   const minAvail = replicas - maxUnavailable;
   const all = [newRS, ...old];
-  const allPods = all.reduce((s, w) => s + occupied(w), 0);
+  // Counted by spec, as Kubernetes does: a pod on its way out (spec already lowered) adds no budget,
+  // so cleanup never runs ahead of the deletions it already asked for.
+  const allPods = all.reduce((s, w) => s + w.spec, 0);
   const newUnavailable = Math.max(0, newRS.spec - newRS.available);
   const maxScaledDown = allPods - minAvail - newUnavailable;
   if (maxScaledDown <= 0) return out;
-  const sorted = [...old].sort((a, b) => (a.created !== b.created ? (a.created < b.created ? -1 : 1) : a.revision - b.revision));
-  const spec = new Map(sorted.map((w) => [w.name, w.spec]));
-  // 1. Old pods that are not available are the first to go: removing them costs no availability.
+  const oldestFirst = [...old].sort(byAge);
+  const spec = new Map(oldestFirst.map((w) => [w.name, w.spec]));
+  // 1. Old pods that are not available are the first to go (no availability lost): newest revision first.
   let cleaned = 0;
-  for (const w of sorted) {
+  for (const w of [...oldestFirst].reverse()) {
     if (cleaned >= maxScaledDown) break;
     const s = spec.get(w.name)!;
     if (s === 0 || s === w.available) continue;
@@ -256,11 +270,11 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<stri
     spec.set(w.name, s - n);
     cleaned += n;
   }
-  // 2. Then available old pods, as long as minAvailable stays available.
+  // 2. Then available old pods, oldest first, as long as minAvailable stays available.
   const availableNow = all.reduce((s, w) => s + Math.min(w.available, w === newRS ? w.spec : spec.get(w.name)!), 0);
   if (availableNow > minAvail) {
     let budget = availableNow - minAvail;
-    for (const w of sorted) {
+    for (const w of oldestFirst) {
       if (budget <= 0) break;
       const s = spec.get(w.name)!;
       if (s === 0) continue;
@@ -269,8 +283,13 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<stri
       budget -= n;
     }
   }
-  for (const w of sorted) if (spec.get(w.name)! !== w.spec) out.set(w.name, spec.get(w.name)!);
+  for (const w of oldestFirst) if (spec.get(w.name)! !== w.spec) out.set(w.name, spec.get(w.name)!);
   return out;
+}
+
+/** Older revision first (creation time for equal revisions). */
+function byAge(a: Work, b: Work): number {
+  return a.revision - b.revision || (a.created < b.created ? -1 : a.created > b.created ? 1 : 0);
 }
 
 /** Kubernetes' proportional scaling (used while paused): spread a replicas change over the active RSs. */

@@ -61,6 +61,10 @@ class Sim {
   maxPods = 0;
   minAvailable = Infinity;
   steps = 0;
+  /** While false the kubelet makes no pod ready (the node is cut off). */
+  online = true;
+  /** Names of the ReplicaSets whose pods the kubelet started. */
+  ran = new Set<string>();
   private seed: number;
 
   constructor(public d: Deployment, rss: ReplicaSet[], seed: number) {
@@ -121,11 +125,13 @@ class Sim {
   }
 
   kubelet(): boolean {
+    if (!this.online) return false;
     for (const rs of this.rss) {
       const p = this.pods.get(rs.metadata.name)!;
       const i = p.indexOf(false);
       if (i >= 0) {
         p[i] = true;
+        this.ran.add(rs.metadata.name);
         return true;
       }
     }
@@ -227,6 +233,69 @@ describe('rolling update', () => {
     old.spec.replicas = 3;
     plan = planRollout({ deployment: d, replicaSets: [view(old, 3, 2), view(fresh, 0)], now: T0 });
     assert.deepEqual(plan.scale, [{ name: fresh.metadata.name, from: 0, to: 1 }], 'the freed slot goes to the new RS');
+  });
+
+  test('rollover while the pods are cut off: the intermediate revision goes to 0 first, the oldest keeps its pods, the newest stays within budget', () => {
+    // 2 replicas (25%: maxSurge 1, maxUnavailable 0). Revision 1's two pods are not ready (their node
+    // is offline); revision 2 got its surge pod, still Pending; then revision 3 is applied.
+    const d = mkDeployment({ replicas: 2, image: 'img:3' });
+    const r1 = mkRS(d, 'img:1', 1, 2);
+    const r2 = mkRS(d, 'img:2', 2, 1);
+    const r3 = newReplicaSetFor(d, [r1, r2]);
+    r3.metadata.creationTimestamp = new Date(T0 + 3000).toISOString();
+    assert.equal(r3.metadata.annotations?.[REVISION_ANNOTATION], '3');
+    let plan = planRollout({ deployment: d, replicaSets: [view(r1, 2, 0), view(r2, 1, 0), view(r3, 0)], now: T0, newReplicaSetCreated: true });
+    assert.deepEqual(plan.scale, [{ name: r2.metadata.name, from: 1, to: 0 }], 'the intermediate revision is cleaned up, not the oldest');
+
+    // Its pod is still there: the newest may not take its place yet.
+    r2.spec.replicas = 0;
+    plan = planRollout({ deployment: d, replicaSets: [view(r1, 2, 0), view(r2, 1, 0), view(r3, 0)], now: T0 });
+    assert.deepEqual(plan.scale, []);
+
+    // Gone: the newest scales up by the surge budget only (2 old + 1 new = 3 pods at most).
+    plan = planRollout({ deployment: d, replicaSets: [view(r1, 2, 0), view(r2, 0), view(r3, 0)], now: T0 });
+    assert.deepEqual(plan.scale, [{ name: r3.metadata.name, from: 0, to: 1 }]);
+    r3.spec.replicas = 1;
+
+    // While nothing is available nothing else moves: the oldest revision keeps its pods.
+    plan = planRollout({ deployment: d, replicaSets: [view(r1, 2, 0), view(r2, 0), view(r3, 1, 0)], now: T0 });
+    assert.deepEqual(plan.scale, []);
+
+    // The node is back: revision 1 is available again, revision 3's pod becomes available; the
+    // rollout goes on from revision 1 to 3, and revision 2 never gets a pod.
+    plan = planRollout({ deployment: d, replicaSets: [view(r1, 2, 2), view(r2, 0), view(r3, 1, 1)], now: T0 });
+    assert.deepEqual(plan.scale, [{ name: r1.metadata.name, from: 2, to: 1 }]);
+  });
+
+  test('simulated rollover while cut off: once back, only the newest revision starts pods', () => {
+    for (let seed = 1; seed <= 30; seed++) {
+      const d = mkDeployment({ replicas: 2, image: 'img:2' });
+      const r1 = mkRS(d, 'img:1', 1, 2);
+      const sim = new Sim(d, [r1], seed * 6007);
+      sim.online = false;
+      sim.pods.set(r1.metadata.name, [false, false]);
+      sim.run();
+      d.spec.template.spec.containers[0]!.image = 'img:3';
+      d.metadata.generation = 2;
+      sim.run();
+      sim.online = true;
+      sim.run();
+      const byImage = (img: string) => sim.rss.find((rs) => rs.spec.template.spec.containers[0]!.image === img)!;
+      assert.ok(!sim.ran.has(byImage('img:2').metadata.name), `seed ${seed}: revision 2 started a pod`);
+      assert.deepEqual(sim.pods.get(byImage('img:3').metadata.name), [true, true], `seed ${seed}`);
+      assert.equal(byImage('img:1').spec.replicas, 0);
+      assert.ok(sim.maxPods <= 3, `seed ${seed}: ${sim.maxPods} pods`);
+    }
+  });
+
+  test('rollover with budget for one: of several superseded revisions the newest not-ready one goes first', () => {
+    // 4 replicas, maxSurge 1, maxUnavailable 1: maxScaledDown = 5 pods - 3 minAvailable - 0 = 2.
+    const d = mkDeployment({ replicas: 4, image: 'img:3', strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 1 } } });
+    const r1 = mkRS(d, 'img:1', 1, 3);
+    const r2 = mkRS(d, 'img:2', 2, 2);
+    const r3 = newReplicaSetFor(d, [r1, r2]);
+    const plan = planRollout({ deployment: d, replicaSets: [view(r1, 3, 0), view(r2, 2, 0), view(r3, 0)], now: T0 });
+    assert.deepEqual(plan.scale, [{ name: r2.metadata.name, from: 2, to: 0 }]);
   });
 
   test('scaling: the current ReplicaSet follows replicas up and down', () => {
