@@ -177,7 +177,6 @@ describe('workload controllers (LevelStore + runner + scheduler + fake kubelet)'
   after(async () => {
     await runner?.stop();
     await scheduler?.stop();
-    await scheduler?.idle();
     kubelet?.close();
     await store?.close();
     await rm(dir, { recursive: true, force: true });
