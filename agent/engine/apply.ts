@@ -4,7 +4,7 @@
  * plan and the reports). Steps are independent within one plan (see plan.ts), so a failing step is
  * recorded and the rest still run; nothing here throws.
  */
-import type { AgentEvent, DesiredPod } from '../../src/contract/payloads.js';
+import type { AgentEvent } from '../../src/contract/payloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { ContainerRuntime } from '../runtime/types.js';
@@ -162,11 +162,4 @@ function announceInvalid(bad: InvalidContainer, deps: ApplyDeps): void {
   if (!deps.restarts.announce(`${bad.key}#invalid`, bad.message)) return;
   if (bad.reason === 'ErrImageNeverPull') event(deps, bad.pod, 'Warning', 'ErrImageNeverPull', bad.message);
   else event(deps, bad.pod, 'Warning', 'Failed', `Error: container ${bad.container}: ${bad.message}`);
-}
-
-/** The target images present on the node, asked one by one so the runtime resolves short names its own way. */
-export async function presentImages(runtime: ContainerRuntime, target: DesiredPod[]): Promise<Set<string>> {
-  const images = [...new Set(target.flatMap((p) => p.spec.containers.map((c) => c.image)))];
-  const present = await Promise.all(images.map(async (i) => ((await runtime.hasImage(i)) ? i : undefined)));
-  return new Set(present.filter((i): i is string => i !== undefined));
 }

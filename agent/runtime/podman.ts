@@ -135,7 +135,7 @@ const EXEC_OUTPUT_MAX = 512 * 1024;
 /**
  * ContainerRuntime over the podman CLI (no API socket: nothing to keep running on the device).
  *
- * run() never pulls (`--pull never`): pulling is the caller's explicit step through hasImage/pull,
+ * run() never pulls (`--pull never`): pulling is the caller's explicit step (images, then pull),
  * so a run cannot block on the network. It creates and then starts, so that a container whose
  * start fails (bad command, missing workdir) is removed again instead of holding its name.
  */
@@ -333,11 +333,6 @@ export class PodmanRuntime implements ContainerRuntime {
     if (r.isMaxBuffer) return { exitCode: r.exitCode ?? 1, output, timedOut: false };
     if (r.exitCode === undefined) throw new RuntimeError(`podman exec failed: ${r.shortMessage}`, r);
     return { exitCode: r.exitCode, output, timedOut: false };
-  }
-
-  async hasImage(image: string): Promise<boolean> {
-    const r = await this.call('image exists', ['image', 'exists', image], { allowExit: [1] });
-    return r.exitCode === 0;
   }
 
   async pull(image: string): Promise<void> {

@@ -103,7 +103,6 @@ export interface ContainerRuntime {
    * command is abandoned after `timeoutMs`. Throws only when the runtime itself cannot be used.
    */
   exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
-  hasImage(image: string): Promise<boolean>;
   pull(image: string): Promise<void>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */
   images(): Promise<string[]>;

@@ -55,9 +55,6 @@ export class FakeRuntime implements ContainerRuntime {
     if (cmd[0] === 'exit') return { exitCode: Number(cmd[1] ?? 0), output: '', timedOut: false };
     return { exitCode: 0, output: `${cmd.join(' ')}\n`, timedOut: false };
   }
-  async hasImage(image: string): Promise<boolean> {
-    return this.pulled.has(image);
-  }
   async pull(image: string): Promise<void> {
     this.pulled.add(image);
   }

@@ -63,7 +63,7 @@ async function rejectsRuntimeError(p: Promise<unknown>, message: RegExp): Promis
   return err;
 }
 
-describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
+describe('PodmanRuntime against real podman', { timeout: 600_000 }, () => {
   before(async () => {
     sb = await podmanSandbox();
     rt = sb.runtime;
@@ -309,12 +309,11 @@ describe('PodmanRuntime against real podman', { timeout: 120_000 }, () => {
     await rt.remove('never-existed');
   });
 
-  test('hasImage and images', async () => {
-    assert.equal(await rt.hasImage(image), true);
-    assert.equal(await rt.hasImage('localhost/not-here:0'), false);
+  test('images lists the images present, by their full names', async () => {
     const images = await rt.images();
     assert.ok(images.includes(image), images.join(', '));
     assert.ok(images.includes(noEntrypointImage));
+    assert.ok(!images.includes('localhost/not-here:0'));
   });
 
   test('pull of an unreachable image names the cause', async () => {

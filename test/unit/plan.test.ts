@@ -547,7 +547,6 @@ function fakeRuntime(fail: Partial<Record<'run' | 'pull' | 'start' | 'stop' | 'r
     remove: async (id) => maybeFail('remove', id),
     logs: async () => '',
     exec: async () => ({ exitCode: 0, output: '', timedOut: false }),
-    hasImage: async () => true,
     pull: async (image) => maybeFail('pull', image),
     images: async () => [],
   };
