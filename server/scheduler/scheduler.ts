@@ -1,8 +1,10 @@
 import type { Pod } from '../../src/api/pod.js';
+import { serveQueue, type BackoffOptions } from '../../src/util/backoff.js';
 import { errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
+import { WorkQueue } from '../controllers/queue.js';
 import { place } from './place.js';
 
 function podKey(p: Pod): string {
@@ -14,16 +16,24 @@ function isPending(p: Pod): boolean {
 }
 
 /**
- * The scheduling loop: level-triggered. Any pod or node change (or the periodic resync) triggers a
- * pass over every unbound pod; the pure `place` decides, this loop only writes the binding or the
- * reason it could not bind.
+ * The one key of the scheduler's work queue: "the pending pods". A pass places all of them (oldest
+ * first, each seeing the ones placed before it), so there is nothing to gain from a key per pod; the
+ * queue coalesces triggers into one more pass and retries a failed one with backoff.
+ */
+const PENDING = 'pending-pods';
+
+/** Retry of a failed pass (store trouble): soon, then less often. */
+const RETRY: BackoffOptions = { baseMs: 100, maxMs: 10_000, jitter: 0.2 };
+
+/**
+ * The scheduling loop: level-triggered, on a work queue like the controllers'. Any pod or node
+ * change, and the resync after each pass, queues a pass over every unbound pod; the pure `place`
+ * decides, the pass only writes the binding or the reason it could not bind.
  */
 export class Scheduler {
   private watch: Watch | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private resync: NodeJS.Timeout | undefined;
-  private running: Promise<void> = Promise.resolve();
-  private stopped = false;
+  private readonly queue = new WorkQueue(RETRY);
+  private worker: Promise<void> | undefined;
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
   private seq = 0;
@@ -38,30 +48,27 @@ export class Scheduler {
           const key = podKey(e.object);
           if (e.type !== 'DELETED' && isPending(e.object)) {
             this.pending.set(key, ++this.seq);
-            this.trigger();
+            this.queue.add(PENDING);
             return;
           }
           this.pending.delete(key);
         }
         // A node change or a pod gone can make room, but only matters while some pod waits: node
         // heartbeats must not cost a pass over every pod.
-        if (this.pending.size > 0) this.trigger();
+        if (this.pending.size > 0) this.queue.add(PENDING);
       },
       { kinds: ['Pod', 'Node'] },
     );
-    this.resync = setInterval(() => this.trigger(), this.deps.resyncMs ?? 10_000);
-    this.resync.unref();
-    this.trigger();
-    await this.running;
-  }
-
-  trigger(): void {
-    if (this.stopped) return;
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.running = this.running.then(() => this.pass()).catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'scheduling pass failed'));
-    }, 10);
+    this.worker = serveQueue(
+      this.queue,
+      async () => {
+        await this.pass();
+        // A missed event is repaired within one resync period.
+        this.queue.addAfter(PENDING, this.deps.resyncMs ?? 10_000);
+      },
+      (_key, err, retryMs) => this.deps.logger.error({ err: errorMessage(err), retryMs }, 'scheduling pass failed; will retry'),
+    );
+    this.queue.add(PENDING);
   }
 
   private async pass(): Promise<void> {
@@ -134,11 +141,8 @@ export class Scheduler {
 
   /** Stops scheduling and waits for a pass in progress, so the store can close under it. */
   async stop(): Promise<void> {
-    this.stopped = true;
     this.watch?.close();
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.resync) clearInterval(this.resync);
-    await this.running;
+    this.queue.stop();
+    await this.worker;
   }
 }

@@ -65,3 +65,32 @@ export async function withTimeout<T, U = never>(p: Promise<T>, ms: number, onTim
     clearTimeout(timer);
   }
 }
+
+/** What serveQueue needs of a work queue (server/controllers/queue.ts's WorkQueue). */
+export interface KeyQueue {
+  /** The next key, or undefined once the queue is stopped. */
+  get(): Promise<string | undefined>;
+  done(key: string): void;
+  forget(key: string): void;
+  /** Queues the key again after its own growing delay; returns that delay. */
+  addRateLimited(key: string): number;
+}
+
+/**
+ * Processes a queue's keys until it stops: a key whose handling fails comes back after its own
+ * growing delay (the queue's backoff), one that succeeds starts afresh.
+ */
+export async function serveQueue(queue: KeyQueue, handle: (key: string) => Promise<void>, onError: (key: string, err: unknown, retryMs: number) => void): Promise<void> {
+  for (;;) {
+    const key = await queue.get();
+    if (key === undefined) return;
+    try {
+      await handle(key);
+      queue.forget(key);
+    } catch (err) {
+      onError(key, err, queue.addRateLimited(key));
+    } finally {
+      queue.done(key);
+    }
+  }
+}
