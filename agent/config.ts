@@ -8,7 +8,7 @@ export interface AgentConfig {
   token: string;
   stateDir: string;
   labels: Record<string, string>;
-  runtime: { prefer?: 'podman' | 'nerdctl'; podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
+  runtime: { podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
   heartbeatSeconds: number;
   /**
    * Period of the reconcile loop when nothing else triggers it: a safety net, since desired-state

@@ -26,7 +26,6 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const runtime =
     opts.runtime ??
     (await detectRuntime({
-      prefer: cfg.runtime.prefer,
       podman: { root: cfg.runtime.podmanRoot, runroot: cfg.runtime.podmanRunroot, env: cfg.runtime.env, logger },
       logger,
     }));

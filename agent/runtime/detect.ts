@@ -4,16 +4,11 @@ import { PodmanRuntime, type PodmanOptions } from './podman.js';
 import type { ContainerRuntime } from './types.js';
 
 /**
- * Picks the node's container runtime and checks that it answers, so a broken install fails at agent
- * start with the runtime's own error rather than at the first pod.
+ * The node's container runtime (podman, the only adapter so far), checked to answer, so a broken
+ * install fails at agent start with the runtime's own error rather than at the first pod.
  */
-export async function detectRuntime(
-  opts: { prefer?: 'podman' | 'nerdctl'; podman?: PodmanOptions; logger?: Logger } = {},
-): Promise<ContainerRuntime> {
+export async function detectRuntime(opts: { podman?: PodmanOptions; logger?: Logger } = {}): Promise<ContainerRuntime> {
   const logger = opts.logger ?? silentLogger;
-  if (opts.prefer === 'nerdctl') {
-    throw new RuntimeError('nerdctl adapter not built yet; use podman (prefer: podman)');
-  }
   const podman = new PodmanRuntime({ ...opts.podman, logger: opts.podman?.logger ?? logger });
   try {
     const version = await podman.version();

@@ -1,6 +1,6 @@
 /**
- * The container runtime seen by the agent: podman and nerdctl adapters implement it through their
- * CLIs; tests of pure logic may hand in a fake. Every method throws RuntimeError (src/util/errors.ts)
+ * The container runtime seen by the agent: the podman adapter implements it through its CLI; tests
+ * may hand in a fake. Every method throws RuntimeError (src/util/errors.ts)
  * carrying the CLI's stderr when the runtime fails.
  */
 export interface PortMapping {
@@ -84,7 +84,7 @@ export interface ContainerStats {
 }
 
 export interface ContainerRuntime {
-  /** 'podman' | 'nerdctl' | 'fake' */
+  /** 'podman', or 'fake' in tests. */
   readonly name: string;
   version(): Promise<string>;
   /** All containers (any state) carrying every given label (value '' matches any value). */

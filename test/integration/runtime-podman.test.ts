@@ -366,7 +366,6 @@ describe('PodmanRuntime against real podman', { timeout: 600_000 }, () => {
     const found = await detectRuntime({ podman: { root: sb.root, runroot: sb.runroot, env: sb.env } });
     assert.equal(found.name, 'podman');
     assert.ok((await found.list({ [LABEL]: '' })).length > 0, 'uses the given store');
-    await rejectsRuntimeError(detectRuntime({ prefer: 'nerdctl' }), /nerdctl adapter not built yet/);
     await rejectsRuntimeError(
       detectRuntime({ podman: { bin: '/nonexistent/podman' } }),
       /tried podman .*podman not found \(is it installed\?\)/,
