@@ -111,6 +111,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       events,
       logger,
       liveness,
+      metrics,
       policy: { missedHeartbeats: cfg.missedHeartbeats ?? DEFAULTS.missedHeartbeats, lateFactor: NODE_LIFECYCLE.lateFactor, flapWindowMs },
       assumedHeartbeatMs: NODE_LIFECYCLE.assumedHeartbeatMs,
       maxRequeueMs: cfg.nodeMonitorMs ?? DEFAULTS.nodeMonitorMs,

@@ -3,6 +3,7 @@ import type { Pod } from '../../src/api/pod.js';
 import { isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
+import type { MetricsCache } from '../metrics/cache.js';
 import { NodeConditions } from '../nodes/conditions.js';
 import { condition, decideLifecycle, dueEvictions, hasLifecycleTaint, podMarks, type LifecyclePolicy } from '../nodes/lifecycle.js';
 import type { NodeLiveness } from '../nodes/liveness.js';
@@ -16,6 +17,8 @@ export interface NodeLifecycleOptions {
   logger: Logger;
   /** Written by status ingest (server/nodes/registry.ts) as reports and disconnects arrive. */
   liveness: NodeLiveness;
+  /** Resource use the node reported: served until the Node is deleted. */
+  metrics?: MetricsCache;
   policy: LifecyclePolicy;
   /** Heartbeat period assumed for a Ready node this process has not heard yet (after a server restart). */
   assumedHeartbeatMs: number;
@@ -125,7 +128,9 @@ export function nodeLifecycleController(o: NodeLifecycleOptions): Controller {
     const { name } = splitKey(key);
     let node = await o.store.get('Node', '', name);
     if (!node) {
+      // Deleted: what this process holds of it goes too (`top nodes` stops listing it).
       o.liveness.forget(name);
+      o.metrics?.forgetNode(name);
       podsMarked.delete(name);
       return;
     }
