@@ -56,8 +56,6 @@ export interface Proc {
   child: ChildProcess;
   /** stdout and stderr so far. */
   output(): string;
-  /** The JSON log lines (pino) so far. */
-  logs(): Array<{ time: number; level: number; msg: string; [k: string]: unknown }>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   alive(): boolean;
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
@@ -81,17 +79,6 @@ function track(child: ChildProcess): Proc {
   const p: Proc = {
     child,
     output: () => out,
-    logs: () =>
-      out
-        .split('\n')
-        .filter((l) => l.startsWith('{'))
-        .flatMap((l) => {
-          try {
-            return [JSON.parse(l)];
-          } catch {
-            return [];
-          }
-        }),
     exited,
     alive: () => !done,
     async stop(graceMs = 5_000) {
@@ -265,6 +252,13 @@ export async function createDevice(cleanup: Cleanup, name: string, server: () =>
   return dev;
 }
 
+/**
+ * How long a freshly started agent process may take to register Ready: tsx compiles the sources at
+ * start, which on a loaded 2-core machine with several agents starting at once takes a minute or
+ * more. Only a broken start waits this long.
+ */
+export const AGENT_START_MS = 180_000;
+
 /** The node's Ready condition status: 'True', 'False', 'Unknown', or undefined before it registered. */
 export async function readyStatus(api: Api, node: string): Promise<string | undefined> {
   const r = await api('GET', `/api/v1/nodes/${node}`);
@@ -373,9 +367,9 @@ export async function podsOf(api: Api, app: string): Promise<ApiPod[]> {
 
 /**
  * Rolled out: `replicas` pods, all Ready on `image`, the Deployment status complete, and on the
- * device exactly one running container per pod, from `image`.
+ * device(s) exactly one running container per pod, from `image`.
  */
-export async function rolledOut(api: Api, dev: Device, app: string, image: string, replicas: number): Promise<{ pods: ApiPod[]; containers: RuntimeContainer[] } | undefined> {
+export async function rolledOut(api: Api, devs: Device | Device[], app: string, image: string, replicas: number): Promise<{ pods: ApiPod[]; containers: RuntimeContainer[] } | undefined> {
   const d = (await api('GET', `${DEPLOY}/${app}`)).body;
   const pods = await podsOf(api, app);
   const done =
@@ -387,7 +381,7 @@ export async function rolledOut(api: Api, dev: Device, app: string, image: strin
     d.status?.replicas === replicas &&
     d.status?.conditions?.find((c: { type: string }) => c.type === 'Progressing')?.reason === 'NewReplicaSetAvailable';
   if (!done) return undefined;
-  const containers = (await dev.containers()).filter((c) => c.labels[LABELS.pod]?.startsWith(`${app}-`));
+  const containers = (await Promise.all([devs].flat().map((d) => d.containers()))).flat().filter((c) => c.labels[LABELS.pod]?.startsWith(`${app}-`));
   const uids = new Set(pods.map((p) => p.metadata.uid));
   const ok = containers.length === replicas && containers.every((c) => c.state === 'running' && c.image === image && uids.has(c.labels[LABELS.podUid]!));
   return ok ? { pods, containers } : undefined;
@@ -407,25 +401,6 @@ export async function eventsFor(api: Api, name: string, namespace = 'default'): 
   const r = await api('GET', `/api/v1/namespaces/${namespace}/events?fieldSelector=involvedObject.name=${name}`);
   if (r.status !== 200) throw new Error(`list events: ${r.status} ${r.text}`);
   return r.body.items;
-}
-
-/** Samples the device's containers every `everyMs` until stopped: every container id seen, with its image and pod. */
-export function sampleContainers(dev: Device, everyMs = 250): { stop(): Promise<Map<string, RuntimeContainer>> } {
-  const seen = new Map<string, RuntimeContainer>();
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      for (const c of await dev.containers().catch(() => [])) if (!seen.has(c.id)) seen.set(c.id, c);
-      await new Promise((r) => setTimeout(r, everyMs));
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return seen;
-    },
-  };
 }
 
 /**

@@ -12,7 +12,9 @@ import { LABELS } from '../../agent/engine/naming.js';
 import type { RuntimeContainer } from '../../agent/runtime/types.js';
 import { waitFor } from '../helpers/cluster.js';
 import {
+  AGENT_START_MS,
   Cleanup,
+  containersCreated,
   createDevice,
   DEPLOY,
   deploymentManifest,
@@ -23,7 +25,6 @@ import {
   podManifest,
   readyStatus,
   rolledOut,
-  sampleContainers,
   secs,
   sleep,
   startInProcessServer,
@@ -47,7 +48,7 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
     [outage, lossy] = await Promise.all([createDevice(cleanup, 'edge-outage', s, [IMG1]), createDevice(cleanup, 'edge-lossy', s, [IMG1, IMG2])]);
     outage.startAgent();
     lossy.startAgent();
-    await Promise.all([waitReady(server.api, 'edge-outage', 'True', 60_000), waitReady(server.api, 'edge-lossy', 'True', 60_000)]);
+    await Promise.all([waitReady(server.api, 'edge-outage', 'True', AGENT_START_MS), waitReady(server.api, 'edge-lossy', 'True', AGENT_START_MS)]);
   });
   after(() => cleanup.run());
 
@@ -73,7 +74,7 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
       waitFor('the agent dropping its dead connection', async () => (await outage.link.established(server.mqttPort)) === 0, 30_000, 100).then(() => Date.now() - t0),
     ]);
     assert.equal(await readyStatus(api, 'edge-outage'), 'Unknown', 'a silent link is detected by the broker keepalive and the last will: Unknown');
-    await waitFor('pods of the lost node shown Unknown', async () => (await phase('steady')) === 'Unknown', 10_000, 100);
+    await waitFor('pods of the lost node shown Unknown', async () => (await phase('steady')) === 'Unknown', 30_000, 100);
     console.log(`[link cut] server detection (Ready -> Unknown): ${secs(detectMs)} after the cut (keepalive ${KEEPALIVE_S} s, broker limit 1.5x = ${KEEPALIVE_S * 1.5} s)`);
 
     // Offline: kill a container; the agent restarts it on its own and journals that.
@@ -108,11 +109,11 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
         const started = evs.find((e) => e.reason === 'Started');
         return backoff && started && started.count >= 2 ? { backoff, started } : undefined;
       },
-      30_000,
+      60_000,
       100,
     );
     const eventsMs = Date.now() - t1;
-    await waitFor('pods Running again', async () => (await phase('steady')) === 'Running' && (await phase('victim')) === 'Running', 30_000, 100);
+    await waitFor('pods Running again', async () => (await phase('steady')) === 'Running' && (await phase('victim')) === 'Running', 60_000, 100);
     const convergedMs = Date.now() - t1;
     console.log(
       `[link cut] agent dropped its dead connection ${secs(agentNoticedMs)} after the cut; after the link came back: agent connected in ${secs(reconnectMs)}, node Ready in ${secs(readyMs)}, ` +
@@ -139,7 +140,6 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
     assert.equal((await api('POST', DEPLOY, deploymentManifest('lossy', 'edge-lossy', IMG1, REPLICAS))).status, 201);
     await waitFor('lossy on :1', () => rolledOut(api, lossy, 'lossy', IMG1, REPLICAS), 90_000, 200);
 
-    const sampler = sampleContainers(lossy);
     const t0 = Date.now();
     await lossy.link.loss(0.3);
     await editDeployment(api, 'lossy', (d) => (d.spec.template.spec.containers[0].image = IMG2));
@@ -149,7 +149,6 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
     // Read before the rules go: a rule that never matched (wrong interface, failed insert) drops nothing.
     const dropped = await lossy.link.lossDropped();
     await lossy.link.clearLoss();
-    const seen = await sampler.stop();
     const offline = (await eventsFor(api, 'edge-lossy')).filter((e) => e.reason === 'NodeNotReady').reduce((n, e) => n + e.count, 0);
     console.log(
       `[30% loss] rolling update :1 -> :2 (${REPLICAS} replicas) converged in ${secs(convergeMs)} under loss; ` +
@@ -159,18 +158,18 @@ describe('edge autonomy: link cut and packet loss (netns, real podman)', () => {
     assert.ok(dropped.toDevice > 0, 'the loss rule in the device namespace dropped packets from the host');
 
     // Still rolled out after the loss ended, with the same containers.
-    const after = await waitFor('lossy still on :2', () => rolledOut(api, lossy, 'lossy', IMG2, REPLICAS), 30_000, 250);
+    const after = await waitFor('lossy still on :2', () => rolledOut(api, lossy, 'lossy', IMG2, REPLICAS), 60_000, 250);
     assert.deepEqual(after.containers.map((c) => c.id).sort(), done.containers.map((c) => c.id).sort());
     // Exactly one container was ever created per new replica: no duplicates, no churn.
-    const newOnes = [...seen.values()].filter((c) => c.image === IMG2);
-    assert.equal(newOnes.length, REPLICAS, `containers seen on :2: ${newOnes.map((c) => c.name).join(', ')}`);
+    const created = await containersCreated(lossy, t0);
+    assert.deepEqual(created.map((c) => c.id).sort(), after.containers.map((c) => c.id).sort(), `containers created under loss: ${created.map((c) => c.name).join(', ')}`);
     for (const p of done.pods) {
       const created = (await eventsFor(api, p.metadata.name)).filter((e) => e.reason === 'Created');
       assert.deepEqual(created.map((e) => e.count), [1], `pod ${p.metadata.name}: one Created event`);
     }
   }
 
-  test('link cut for 60 s and 30% packet loss for 60 s, on two devices at once', { timeout: 230_000 }, async () => {
+  test('link cut for 60 s and 30% packet loss for 60 s, on two devices at once', { timeout: 300_000 }, async () => {
     const results = await Promise.allSettled([linkCut(), packetLoss()]);
     const devices = [outage, lossy];
     const failed = results.flatMap((r, i) =>

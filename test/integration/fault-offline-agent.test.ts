@@ -19,6 +19,7 @@ import type { RuntimeContainer } from '../../agent/runtime/types.js';
 import { POD_TEMPLATE_HASH, REVISION_ANNOTATION } from '../../src/api/revisions.js';
 import { waitFor } from '../helpers/cluster.js';
 import {
+  AGENT_START_MS,
   Cleanup,
   containersCreated,
   createDevice,
@@ -73,7 +74,7 @@ describe('edge autonomy: agent restarts offline, updates while offline, half-ope
     reboot.startAgent();
     update.startAgent();
     stall.startAgent({ url: `mqtt://${stall.link.hostIp}:${proxyPort}` });
-    await Promise.all(['edge-reboot', 'edge-update', 'edge-stall'].map((n) => waitReady(server.api, n, 'True', 60_000)));
+    await Promise.all(['edge-reboot', 'edge-update', 'edge-stall'].map((n) => waitReady(server.api, n, 'True', AGENT_START_MS)));
   });
   after(() => cleanup.run());
   let stallProxy: Awaited<ReturnType<typeof startTcpProxy>>;
@@ -107,13 +108,13 @@ describe('edge autonomy: agent restarts offline, updates while offline, half-ope
         const cs = await podOf(reboot, 'lost');
         return cs.length === 1 && cs[0]!.state === 'running' ? cs[0] : undefined;
       },
-      60_000,
+      AGENT_START_MS,
       200,
     );
     const fromCacheMs = Date.now() - started;
     assert.notEqual(recreated.id, lost.id);
     // Its Created/Started events are in the journal on disk; a second kill must not lose them.
-    await waitFor('offline events in the journal file', async () => (await journal(reboot)).includes('"Created container main"'), 10_000, 100);
+    await waitFor('offline events in the journal file', async () => (await journal(reboot)).includes('"Created container main"'), 30_000, 100);
     await reboot.agent!.kill9();
     reboot.startAgent();
     await sleep(4_000); // the third agent is up, offline, and must leave everything as it is
@@ -127,11 +128,11 @@ describe('edge autonomy: agent restarts offline, updates while offline, half-ope
         const e = (await eventsFor(api, 'lost')).find((x) => x.reason === 'Created');
         return e && e.count === 2 ? e : undefined;
       },
-      30_000,
+      60_000,
       100,
     );
     const eventsMs = Date.now() - t1;
-    await waitFor('keep and lost Running again', async () => (await phase('keep')) === 'Running' && (await phase('lost')) === 'Running', 30_000, 100);
+    await waitFor('keep and lost Running again', async () => (await phase('keep')) === 'Running' && (await phase('lost')) === 'Running', 60_000, 100);
     console.log(
       `[agent SIGKILL offline] restarted agent re-created the missing container from its cache in ${secs(fromCacheMs)} with no link; ` +
         `after the link returned: node Ready in ${secs(readyMs)}, journaled events (across two agent restarts) at the server in ${secs(eventsMs)}`,
@@ -259,7 +260,7 @@ describe('edge autonomy: agent restarts offline, updates while offline, half-ope
     assert.equal(status, 'Unknown', 'the last will marks the node Unknown');
   }
 
-  test('agent SIGKILL offline, Deployment updated offline, half-open link, on three devices at once', { timeout: 230_000 }, async () => {
+  test('agent SIGKILL offline, Deployment updated offline, half-open link, on three devices at once', { timeout: 300_000 }, async () => {
     const devices = [reboot, update, stall];
     const names = ['agent restarts offline', 'updated while offline', 'half-open link'];
     const results = await Promise.allSettled([agentRestartsOffline(), updatedWhileOffline(), halfOpen()]);

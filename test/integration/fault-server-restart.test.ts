@@ -13,6 +13,7 @@ import { LABELS } from '../../agent/engine/naming.js';
 import type { RuntimeContainer } from '../../agent/runtime/types.js';
 import { waitFor } from '../helpers/cluster.js';
 import {
+  AGENT_START_MS,
   Cleanup,
   createDevice,
   DEPLOY,
@@ -21,6 +22,7 @@ import {
   IMG2,
   podReady,
   podsOf,
+  rolledOut as rolledOutOn,
   SERVE,
   secs,
   serverProcess,
@@ -65,31 +67,16 @@ interface Fleet {
 }
 
 /** A server process of its own (fresh data dir and ports), two Ready devices, and 'fleet' rolled out on :1. */
-async function startFleet(cleanup: Cleanup, nodes: string[]): Promise<Fleet> {
+async function startFleet(cleanup: Cleanup, nodes: string[], seen: Device[]): Promise<Fleet> {
   const server = await serverProcess(cleanup);
   await server.start();
   const devices = await Promise.all(nodes.map((n) => createDevice(cleanup, n, () => server, [IMG1, IMG2])));
+  seen.push(...devices);
   for (const d of devices) d.startAgent();
-  await Promise.all(nodes.map((n) => waitReady(server.api, n, 'True', 60_000)));
+  await Promise.all(nodes.map((n) => waitReady(server.api, n, 'True', AGENT_START_MS)));
 
   const fleetContainers = async () => (await Promise.all(devices.map((d) => d.containers()))).flat().filter((c) => c.labels[LABELS.pod]?.startsWith('fleet-'));
-  async function rolledOut(image: string) {
-    const d = (await server.api('GET', `${DEPLOY}/fleet`)).body;
-    const pods = await podsOf(server.api, 'fleet');
-    const statusDone =
-      pods.length === REPLICAS &&
-      pods.every((p) => podReady(p) && p.spec.containers[0]!.image === image) &&
-      d.status?.observedGeneration === d.metadata.generation &&
-      d.status?.updatedReplicas === REPLICAS &&
-      d.status?.availableReplicas === REPLICAS &&
-      d.status?.replicas === REPLICAS &&
-      d.status?.conditions?.find((c: { type: string }) => c.type === 'Progressing')?.reason === 'NewReplicaSetAvailable';
-    if (!statusDone) return undefined;
-    const containers = await fleetContainers();
-    const uids = new Set(pods.map((p) => p.metadata.uid));
-    const ok = containers.length === REPLICAS && containers.every((c) => c.state === 'running' && c.image === image && uids.has(c.labels[LABELS.podUid]!));
-    return ok ? { pods, containers } : undefined;
-  }
+  const rolledOut = (image: string) => rolledOutOn(server.api, devices, 'fleet', image, REPLICAS);
 
   assert.equal((await server.api('POST', DEPLOY, manifest(IMG1))).status, 201);
   await waitFor('fleet on :1', () => rolledOut(IMG1), 90_000, 200);
@@ -98,11 +85,24 @@ async function startFleet(cleanup: Cleanup, nodes: string[]): Promise<Fleet> {
   return { server, nodes, devices, rolledOut, fleetContainers };
 }
 
+/** Runs `body` with its own Cleanup; a failure carries the tail of every agent's output. */
+async function isolated(body: (cleanup: Cleanup, devices: Device[]) => Promise<void>): Promise<void> {
+  const cleanup = new Cleanup();
+  const devices: Device[] = [];
+  try {
+    await body(cleanup, devices);
+  } catch (err) {
+    const tails = devices.map((d) => `agent ${d.name} output (tail):\n${d.agent?.output().slice(-4000) ?? '(not started)'}`);
+    throw new Error(`${(err as Error)?.stack ?? String(err)}\n\n${tails.join('\n\n')}`, { cause: err });
+  } finally {
+    await cleanup.run();
+  }
+}
+
 describe('edge autonomy: server kill -9 and graceful restart (server process, netns agents, real podman)', () => {
-  test('kill -9 of the server during a rollout: after a restart on the same data dir the rollout finishes, no acknowledged write is lost', { timeout: 230_000 }, async () => {
-    const cleanup = new Cleanup();
-    try {
-      const { server, nodes, rolledOut, fleetContainers } = await startFleet(cleanup, ['edge-k1', 'edge-k2']);
+  test('kill -9 of the server during a rollout: after a restart on the same data dir the rollout finishes, no acknowledged write is lost', { timeout: 300_000 }, () =>
+    isolated(async (cleanup, seen) => {
+      const { server, nodes, rolledOut, fleetContainers } = await startFleet(cleanup, ['edge-k1', 'edge-k2'], seen);
       const { api } = server;
 
       // The rollout starts, with a stream of writes alongside; the server dies mid-way.
@@ -136,7 +136,7 @@ describe('edge autonomy: server kill -9 and graceful restart (server process, ne
       assert.deepEqual(missing, [], `every acknowledged write survived the kill (${acked.length} acknowledged)`);
       // Reconnected: each agent said hello to the restarted server (its Node heard from after the kill).
       const heardMs = await Promise.all(nodes.map((node) => waitHeardSince(api, node, killedAt, 90_000).then(() => Date.now() - killedAt)));
-      await Promise.all(nodes.map((node) => waitReady(api, node, 'True', 60_000)));
+      await Promise.all(nodes.map((node) => waitReady(api, node, 'True', 120_000)));
       const done = await waitFor('fleet rolled out to :2 after the restart', () => rolledOut(IMG2), 120_000, 200);
       const doneMs = Date.now() - killedAt;
       console.log(
@@ -144,15 +144,11 @@ describe('edge autonomy: server kill -9 and graceful restart (server process, ne
           `rollout complete ${secs(doneMs)} after the kill; ${acked.length} acknowledged writes all present`,
       );
       assert.equal(done.containers.length, REPLICAS);
-    } finally {
-      await cleanup.run();
-    }
-  });
+    }));
 
-  test('graceful restart of the server and its embedded broker: every agent reconnects, the fleet converges', { timeout: 200_000 }, async () => {
-    const cleanup = new Cleanup();
-    try {
-      const { server, nodes, rolledOut, fleetContainers } = await startFleet(cleanup, ['edge-g1', 'edge-g2']);
+  test('graceful restart of the server and its embedded broker: every agent reconnects, the fleet converges', { timeout: 300_000 }, () =>
+    isolated(async (cleanup, seen) => {
+      const { server, nodes, rolledOut, fleetContainers } = await startFleet(cleanup, ['edge-g1', 'edge-g2'], seen);
       const { api } = server;
       const before = await waitFor('fleet steady on :1', () => rolledOut(IMG1), 60_000, 200);
       const stoppedAt = Date.now();
@@ -184,8 +180,5 @@ describe('edge autonomy: server kill -9 and graceful restart (server process, ne
       const now = await fleetContainers();
       assert.equal(now.length, REPLICAS);
       assert.deepEqual(now.map((c) => [c.id, c.startedAt]).sort(), before.containers.map((c) => [c.id, c.startedAt]).sort());
-    } finally {
-      await cleanup.run();
-    }
-  });
+    }));
 });
