@@ -11,4 +11,6 @@ export interface ControllerDeps {
   now: () => number;
   /** See ServerConfig.jobBackoffBaseMs. */
   jobBackoffBaseMs?: number;
+  /** How often the garbage collector's full sweep runs (ms); default GC_SWEEP_MS in gc.ts. */
+  gcSweepMs?: number;
 }

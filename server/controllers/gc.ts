@@ -26,10 +26,8 @@ export const DEPENDENT_KINDS: readonly string[] = KINDS.filter((k) => k.namespac
 
 export const SWEEP_KEY = '#sweep';
 
-export interface GarbageCollectorOptions {
-  /** How often the full sweep runs (ms). */
-  sweepMs?: number;
-}
+/** Default period of the full sweep: orphans left while the server was down go within a minute. */
+export const GC_SWEEP_MS = 60_000;
 
 /** `Kind|ns/name|uid`, the key of an owner-kind object. */
 export function ownerEventKey(obj: ApiObject): string {
@@ -45,10 +43,10 @@ export function parseOwnerEventKey(key: string): { kind: string; namespace: stri
 
 type OwnerRef = NonNullable<ApiObject['metadata']['ownerReferences']>[number];
 
-export function garbageCollector(deps: ControllerDeps, opts: GarbageCollectorOptions = {}): Controller {
+export function garbageCollector(deps: ControllerDeps): Controller {
   const { store, logger } = deps;
   const log = logger.child({ controller: 'garbage-collector' });
-  const sweepMs = opts.sweepMs ?? 60_000;
+  const sweepMs = deps.gcSweepMs ?? GC_SWEEP_MS;
   let lastSweep: number | undefined;
   let sweeping: Promise<void> | undefined;
 

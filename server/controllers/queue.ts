@@ -1,5 +1,8 @@
 import { KeyedBackoff, type BackoffOptions } from '../../src/util/backoff.js';
 
+/** A failing key is retried after 50 ms, doubling up to a minute, ±20% so keys spread out. */
+export const RETRY_BACKOFF: BackoffOptions = { baseMs: 50, maxMs: 60_000, jitter: 0.2 };
+
 /**
  * A deduplicating work queue of keys (sample-controller's workqueue): a key queued many times is
  * processed once; a key is never processed by two workers at once; a failing key is retried with
@@ -16,7 +19,7 @@ export class WorkQueue {
   private waiters: Array<() => void> = [];
   private shutdown = false;
 
-  constructor(backoff: BackoffOptions = { baseMs: 50, maxMs: 60_000, jitter: 0.2 }) {
+  constructor(backoff: BackoffOptions = RETRY_BACKOFF) {
     this.backoff = new KeyedBackoff(backoff);
   }
 
@@ -53,10 +56,6 @@ export class WorkQueue {
 
   forget(key: string): void {
     this.backoff.forget(key);
-  }
-
-  failures(key: string): number {
-    return this.backoff.failures(key);
   }
 
   /** Next key to process, or undefined once shut down. */

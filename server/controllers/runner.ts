@@ -2,6 +2,7 @@ import type { ApiObject } from '../../src/api/meta.js';
 import { errorMessage, isConflict } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store, Watch, WatchEventType } from '../store/types.js';
+import type { BackoffOptions } from '../../src/util/backoff.js';
 import { WorkQueue } from './queue.js';
 
 export interface ReconcileResult {
@@ -37,6 +38,20 @@ export function ownerKeys(obj: ApiObject, ownerKind: string): string[] {
   return (obj.metadata.ownerReferences ?? []).filter((r) => r.kind === ownerKind).map((r) => `${obj.metadata.namespace ?? ''}/${r.name}`);
 }
 
+export interface RunnerOptions {
+  store: Store;
+  logger: Logger;
+  controllers: Controller[];
+  /** Every object of each controller's kind is queued again this often (ms). Default 30 s. */
+  resyncMs?: number;
+  /** Keys of one controller reconciled at once (never the same key twice). Default 2. */
+  workersPerController?: number;
+  /** Retry delays of a failing key. Default: WorkQueue's. */
+  retryBackoff?: BackoffOptions;
+}
+
+export const RUNNER_DEFAULTS = { resyncMs: 30_000, workersPerController: 2 } as const;
+
 /**
  * Runs controllers: store watch → enqueue keys → workers call reconcile; periodic resync enqueues
  * every object of each controller's kind, so a missed event is repaired within one resync period.
@@ -47,8 +62,8 @@ export class ControllerRunner {
   private resync: NodeJS.Timeout | undefined;
   private workers: Promise<void>[] = [];
 
-  constructor(private readonly deps: { store: Store; logger: Logger; controllers: Controller[]; resyncMs?: number; workersPerController?: number }) {
-    for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue());
+  constructor(private readonly deps: RunnerOptions) {
+    for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue(deps.retryBackoff));
   }
 
   async start(): Promise<void> {
@@ -66,10 +81,10 @@ export class ControllerRunner {
       { kinds: [...kinds] },
     );
     await this.resyncAll();
-    this.resync = setInterval(() => void this.resyncAll(), this.deps.resyncMs ?? 30_000);
+    this.resync = setInterval(() => void this.resyncAll(), this.deps.resyncMs ?? RUNNER_DEFAULTS.resyncMs);
     this.resync.unref();
     for (const c of controllers) {
-      for (let i = 0; i < (this.deps.workersPerController ?? 2); i++) this.workers.push(this.work(c));
+      for (let i = 0; i < (this.deps.workersPerController ?? RUNNER_DEFAULTS.workersPerController); i++) this.workers.push(this.work(c));
     }
   }
 
@@ -102,11 +117,6 @@ export class ControllerRunner {
         q.done(key);
       }
     }
-  }
-
-  /** Enqueue a key by hand (e.g. from an API action such as `rollout restart`). */
-  enqueue(controller: string, key: string): void {
-    this.queues.get(controller)?.add(key);
   }
 
   async stop(): Promise<void> {

@@ -161,14 +161,14 @@ describe('workload controllers (LevelStore + runner + scheduler + fake kubelet)'
     await store.create(mkNode('n1', { role: 'edge' }));
 
     const events = new EventRecorder(store, silentLogger);
-    const deps: ControllerDeps = { store, events, logger: silentLogger, now: Date.now, jobBackoffBaseMs: 300 };
+    const deps: ControllerDeps = { store, events, logger: silentLogger, now: Date.now, jobBackoffBaseMs: 300, gcSweepMs: 300 };
     kubelet = fakeKubelet(store);
     scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 1000 });
     await scheduler.start();
     runner = new ControllerRunner({
       store,
       logger: silentLogger,
-      controllers: [daemonSetController(deps), jobController(deps), garbageCollector(deps, { sweepMs: 300 })],
+      controllers: [daemonSetController(deps), jobController(deps), garbageCollector(deps)],
       resyncMs: 1000,
     });
     await runner.start();
