@@ -6,7 +6,8 @@ import { parseObject } from '../../src/api/validate.js';
 import type { ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
-import { countPods, isPodActive, isPodAvailable, isPodReady, nextAvailableAt } from './rollout.js';
+import { podReady, readyCondition } from './pods.js';
+import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 
@@ -46,14 +47,13 @@ export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
 
 function podRankKey(p: Pod): [number, number, number, number, number, number] {
   const phaseRank: Record<string, number> = { Pending: 0, Unknown: 1, Running: 2 };
-  const readyCond = p.status?.conditions?.find((c) => c.type === 'Ready');
-  const readySince = isPodReady(p) ? Date.parse(readyCond?.lastTransitionTime ?? '') || 0 : 0;
+  const readySince = podReady(p) ? Date.parse(readyCondition(p)?.lastTransitionTime ?? '') || 0 : 0;
   const restarts = (p.status?.containerStatuses ?? []).reduce((s, c) => Math.max(s, c.restartCount ?? 0), 0);
   const created = Date.parse(p.metadata.creationTimestamp ?? '') || 0;
   return [
     p.spec.nodeName ? 1 : 0, // unscheduled first
     phaseRank[p.status?.phase ?? 'Pending'] ?? 0, // Pending < Unknown < Running
-    isPodReady(p) ? 1 : 0, // not ready first
+    podReady(p) ? 1 : 0, // not ready first
     -readySince, // ready for a shorter time first
     -restarts, // more restarts first
     -created, // newer first

@@ -20,6 +20,7 @@ import {
 import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
+import { podReady, readyCondition } from './pods.js';
 
 export type DeploymentStatus = NonNullable<Deployment['status']>;
 /** A Deployment condition carries Kubernetes' lastUpdateTime: when the rollout last made progress. */
@@ -85,15 +86,11 @@ export function isPodActive(p: Pod): boolean {
   return phase !== 'Succeeded' && phase !== 'Failed' && !p.metadata.deletionTimestamp;
 }
 
-export function isPodReady(p: Pod): boolean {
-  return p.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'True';
-}
-
 /** Ready for at least minReadySeconds (from the Ready condition's lastTransitionTime). */
 export function isPodAvailable(p: Pod, minReadySeconds: number, now: number): boolean {
-  if (!isPodReady(p)) return false;
+  if (!podReady(p)) return false;
   if (!minReadySeconds) return true;
-  const since = Date.parse(p.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ?? '');
+  const since = Date.parse(readyCondition(p)?.lastTransitionTime ?? '');
   return Number.isFinite(since) ? since + minReadySeconds * 1000 <= now : false;
 }
 
@@ -102,8 +99,8 @@ export function nextAvailableAt(pods: Pod[], minReadySeconds: number, now: numbe
   if (!minReadySeconds) return undefined;
   let next: number | undefined;
   for (const p of pods) {
-    if (!isPodActive(p) || !isPodReady(p) || isPodAvailable(p, minReadySeconds, now)) continue;
-    const since = Date.parse(p.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime ?? '');
+    if (!isPodActive(p) || !podReady(p) || isPodAvailable(p, minReadySeconds, now)) continue;
+    const since = Date.parse(readyCondition(p)?.lastTransitionTime ?? '');
     if (!Number.isFinite(since)) continue;
     const at = since + minReadySeconds * 1000;
     if (next === undefined || at < next) next = at;
@@ -122,7 +119,7 @@ export function countPods(pods: Pod[], minReadySeconds: number, now: number): Po
   const active = pods.filter(isPodActive);
   return {
     pods: active.length,
-    ready: active.filter(isPodReady).length,
+    ready: active.filter(podReady).length,
     available: active.filter((p) => isPodAvailable(p, minReadySeconds, now)).length,
   };
 }
