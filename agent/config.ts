@@ -16,8 +16,26 @@ export interface AgentConfig {
    */
   resyncSeconds: number;
   keepaliveSeconds: number;
+  /** Failed runtime calls in a row before the node reports its runtime unhealthy (NotReady); one is retried in a second. */
+  runtimeFailures?: number;
+  /** Longest pause between attempts to reach the server (the reconnect back-off's cap). */
+  reconnectMaxSeconds?: number;
+  /** Longest wait for the server to accept a connection attempt. */
+  connectTimeoutSeconds?: number;
   logLevel?: string;
 }
+
+/** Defaults of AgentConfig's tunables, shown in `drover agent --help`. */
+export const AGENT_DEFAULTS = {
+  heartbeatSeconds: 30,
+  resyncSeconds: 10,
+  keepaliveSeconds: 15,
+  runtimeFailures: 3,
+  // Capped at 15 s: a device back on its link shows up within seconds, while jitter still spreads a
+  // fleet reconnecting to a restarted server over several seconds (1,000 agents: ~130 connects/s).
+  reconnectMaxSeconds: 15,
+  connectTimeoutSeconds: 10,
+} as const;
 
 /** A node name usable as a DNS label and an MQTT topic level, derived from the hostname. */
 export function defaultNodeName(): string {

@@ -10,10 +10,12 @@ export interface AgentLinkOptions {
   node: string;
   token: string;
   bootId: string;
-  keepaliveSeconds?: number;
+  keepaliveSeconds: number;
   logger: Logger;
-  /** Reconnect delays: exponential from base to max with jitter, so a fleet does not reconnect in step. */
-  reconnect?: { baseMs: number; maxMs: number };
+  /** Longest reconnect delay: they grow exponentially to it, with jitter, so a fleet does not reconnect in step. */
+  reconnectMaxMs: number;
+  /** Longest wait for the broker's CONNACK. */
+  connectTimeoutMs: number;
 }
 
 export interface AgentLinkHandlers {
@@ -29,6 +31,15 @@ export interface AgentLinkHandlers {
  */
 /** Longest an event batch waits for the broker's acknowledgement before it is sent anew. */
 const EVENTS_SETTLE_MS = 5 * 60_000;
+
+/** The first reconnect delay. */
+const RECONNECT_BASE_MS = 500;
+
+/** Shortest wait for the acknowledgement of a hello; longer with a long keepalive (two of them). */
+const SETTLE_MIN_MS = 10_000;
+
+/** Longest a graceful stop waits to tell the broker the node goes offline. */
+const OFFLINE_NOTICE_MS = 1_000;
 
 export class AgentLink {
   private client: MqttClient | undefined;
@@ -64,8 +75,8 @@ export class AgentLink {
       protocolVersion: 4,
       // Persistent session: requests sent while the link flaps wait at the broker.
       clean: false,
-      keepalive: this.opts.keepaliveSeconds ?? 15,
-      connectTimeout: 10_000,
+      keepalive: this.opts.keepaliveSeconds,
+      connectTimeout: this.opts.connectTimeoutMs,
       // Reconnects are ours (backoff with jitter), not mqtt.js's fixed period.
       reconnectPeriod: 0,
       // Subscriptions are made on every connect (below); mqtt.js's own resubscribe would double them.
@@ -104,10 +115,7 @@ export class AgentLink {
 
   private scheduleReconnect(): void {
     if (this.closed || this.reconnectTimer) return;
-    // Capped at 15 s: a device back on its link shows up within seconds, while jitter still spreads a
-    // fleet reconnecting to a restarted server over several seconds (1,000 agents: ~130 connects/s).
-    const r = this.opts.reconnect ?? { baseMs: 500, maxMs: 15_000 };
-    const delay = backoffDelay(this.attempt++, { ...r, jitter: 0.5 });
+    const delay = backoffDelay(this.attempt++, { baseMs: RECONNECT_BASE_MS, maxMs: this.opts.reconnectMaxMs, jitter: 0.5 });
     this.opts.logger.debug({ delay, attempt: this.attempt }, 'link down; reconnecting');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
@@ -170,7 +178,7 @@ export class AgentLink {
    * (it is sent again then). Callers must not hang on it: give up waiting after a while.
    */
   private settle<T>(p: Promise<T>, what: string, waitMs?: number): Promise<T> {
-    const ms = waitMs ?? Math.max(10_000, 2 * (this.opts.keepaliveSeconds ?? 15) * 1000);
+    const ms = waitMs ?? Math.max(SETTLE_MIN_MS, 2 * this.opts.keepaliveSeconds * 1000);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`${what} not acknowledged within ${ms} ms`)), ms);
@@ -188,7 +196,7 @@ export class AgentLink {
     if (c.connected) {
       await Promise.race([
         c.publishAsync(topics.presence(this.opts.node), this.presence('offline'), DELIVERY.presence).catch(() => {}),
-        new Promise((r) => setTimeout(r, 1000)),
+        new Promise((r) => setTimeout(r, OFFLINE_NOTICE_MS)),
       ]);
     }
     await c.endAsync(true);

@@ -7,7 +7,7 @@
 import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
-import type { AgentConfig } from './config.js';
+import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
 import { applyPlan } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
@@ -23,11 +23,14 @@ import { VolumeManager } from './volume-manager.js';
 /** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
 
-/** Consecutive failed reconciles (runtime calls) before the runtime is reported unhealthy. */
-const RUNTIME_FAILURES_UNHEALTHY = 3;
-
 /** Delay between a container exit event and the reconcile that handles it. */
 const EXIT_SETTLE_MS = 750;
+
+/** Next reconcile after one that failed outright, or whose steps failed (they back off on their own). */
+const FAILED_REQUEUE_MS = 5_000;
+
+/** Next look after a failed runtime call while the runtime still counts as healthy. */
+const RUNTIME_RETRY_MS = 1_000;
 
 export interface ReconcilerDeps {
   cfg: AgentConfig;
@@ -151,7 +154,7 @@ export class Reconciler {
       this.rerunDue = performance.now();
       return this.reconciling;
     }
-    let next = 5_000;
+    let next = FAILED_REQUEUE_MS;
     this.reconciling = this.reconcileOnce()
       .then((requeueMs) => {
         next = requeueMs;
@@ -212,7 +215,7 @@ export class Reconciler {
         // the containers as they are now.
         p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (errors.length) {
-          requeueMs = Math.min(requeueMs, 5_000);
+          requeueMs = Math.min(requeueMs, FAILED_REQUEUE_MS);
           break;
         }
         if (round >= MAX_ROUNDS) break;
@@ -225,13 +228,13 @@ export class Reconciler {
       // a dead runtime: the node turning NotReady would mark all its pods Unknown. Look again soon;
       // only repeated failures count.
       this.runtimeFailures++;
-      if (this.runtimeFailures >= RUNTIME_FAILURES_UNHEALTHY) {
+      if (this.runtimeFailures >= (cfg.runtimeFailures ?? AGENT_DEFAULTS.runtimeFailures)) {
         this.setRuntimeHealth(false, errorMessage(err));
         logger.error({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime not usable');
       } else {
         logger.warn({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime call failed; trying again');
       }
-      requeueMs = Math.min(requeueMs, this.runtimeHealthy ? 1_000 : 5_000);
+      requeueMs = Math.min(requeueMs, this.runtimeHealthy ? RUNTIME_RETRY_MS : FAILED_REQUEUE_MS);
     }
     this.restarts.retain(pods);
     if (desired) this.observedGeneration = desired.generation;

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../src/util/logger.js';
-import type { AgentConfig } from './config.js';
+import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
 import { AgentLink } from './connection.js';
 import { readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
@@ -37,7 +37,16 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const requests = new RequestHandler(runtime);
   // The link calls into the reporter and the reconciler, built below: it starts after them.
   const link = new AgentLink(
-    { url: cfg.serverUrl, node: cfg.node, token: cfg.token, bootId, keepaliveSeconds: cfg.keepaliveSeconds, logger },
+    {
+      url: cfg.serverUrl,
+      node: cfg.node,
+      token: cfg.token,
+      bootId,
+      keepaliveSeconds: cfg.keepaliveSeconds,
+      reconnectMaxMs: (cfg.reconnectMaxSeconds ?? AGENT_DEFAULTS.reconnectMaxSeconds) * 1000,
+      connectTimeoutMs: (cfg.connectTimeoutSeconds ?? AGENT_DEFAULTS.connectTimeoutSeconds) * 1000,
+      logger,
+    },
     {
       onConnect: () => reporter.onConnect(),
       onDesired: (d) => reconciler.onDesired(d),

@@ -129,6 +129,13 @@ function labelFilters(labels: Record<string, string>): string[] {
   return Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
 }
 
+/** Longest `podman stats` may take: it reads every container's cgroup, slow on a loaded device. */
+const STATS_TIMEOUT_MS = 10_000;
+
+/** Restart delays of a `podman events` that ended; one that ran this long starts over at the first. */
+const EVENTS_RESTART = { baseMs: 1_000, maxMs: 60_000 };
+const EVENTS_STABLE_MS = 60_000;
+
 /** Output kept from an exec: enough for `drover exec` to print a config file, within one MQTT payload. */
 const EXEC_OUTPUT_MAX = 512 * 1024;
 
@@ -374,8 +381,8 @@ export class PodmanRuntime implements ContainerRuntime {
       void proc.then((r) => {
         if (stopped) return;
         // It should run forever: restart it, backing off if it keeps dying at once.
-        if (Date.now() - startedAt > 60_000) attempt = 0;
-        const delay = backoffDelay(attempt++, { baseMs: 1_000, maxMs: 60_000 });
+        if (Date.now() - startedAt > EVENTS_STABLE_MS) attempt = 0;
+        const delay = backoffDelay(attempt++, EVENTS_RESTART);
         this.logger.warn({ exitCode: r.exitCode, stderr: String(r.stderr ?? '').slice(0, 200), retryMs: delay }, 'podman events ended; container exits are noticed at resync until it runs again');
         // Exits during the gap would go unnoticed until resync: look once when it is back.
         timer = setTimeout(() => {
@@ -394,7 +401,7 @@ export class PodmanRuntime implements ContainerRuntime {
 
   async stats(): Promise<ContainerStats[]> {
     // The JSON form only has human-readable sizes ("421.9kB"); the template gives raw counters.
-    const { stdout } = await this.call('stats', ['stats', '--no-stream', '--format', '{{.ContainerID}} {{.CPUNano}} {{.ContainerStats.MemUsage}} {{.SystemNano}}'], { timeoutMs: 10_000 });
+    const { stdout } = await this.call('stats', ['stats', '--no-stream', '--format', '{{.ContainerID}} {{.CPUNano}} {{.ContainerStats.MemUsage}} {{.SystemNano}}'], { timeoutMs: STATS_TIMEOUT_MS });
     const out: ContainerStats[] = [];
     for (const line of stdout.split('\n')) {
       const [id, cpu, mem, at] = line.trim().split(/\s+/);
