@@ -8,7 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
+import { AGENT_DEFAULTS, AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
 import { registerCliCommands } from './cli/program.js';
@@ -74,9 +74,12 @@ function agentOptions(cmd: Command): Command {
     .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
     .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
-    .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), 30)
-    .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), 10)
-    .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), 15);
+    .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
+    .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), AGENT_DEFAULTS.resyncSeconds)
+    .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), AGENT_DEFAULTS.keepaliveSeconds)
+    .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
+    .option('--reconnect-max <seconds>', 'longest pause between attempts to reach the server', (v) => Number(v), AGENT_DEFAULTS.reconnectMaxSeconds)
+    .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds);
 }
 
 type AgentFlags = {
@@ -88,6 +91,9 @@ type AgentFlags = {
   heartbeat: number;
   resync: number;
   keepalive: number;
+  runtimeFailures: number;
+  reconnectMax: number;
+  connectTimeout: number;
   logLevel?: string;
 };
 
@@ -102,6 +108,9 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string) {
     heartbeatSeconds: o.heartbeat,
     resyncSeconds: o.resync,
     keepaliveSeconds: o.keepalive,
+    runtimeFailures: o.runtimeFailures,
+    reconnectMaxSeconds: o.reconnectMax,
+    connectTimeoutSeconds: o.connectTimeout,
     logLevel: o.logLevel,
   };
 }
