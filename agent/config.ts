@@ -16,6 +16,11 @@ export interface AgentConfig {
    */
   resyncSeconds: number;
   keepaliveSeconds: number;
+  /**
+   * The address this node is known by (its INTERNAL-IP, its pods' hostIP); default: the local
+   * address of the agent's connection to the server, the one the server reaches it from.
+   */
+  nodeIP?: string;
   /** Failed runtime calls in a row before the node reports its runtime unhealthy (NotReady); one is retried in a second. */
   runtimeFailures?: number;
   /** Longest pause between attempts to reach the server (the reconnect back-off's cap). */

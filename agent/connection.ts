@@ -55,11 +55,21 @@ export class AgentLink {
   /** When the link was lost (undefined while connected or before the first connect). */
   private lostAt: number | undefined;
   private everConnected = false;
+  private local: string | undefined;
 
   constructor(private readonly opts: AgentLinkOptions, private readonly handlers: AgentLinkHandlers) {}
 
   get connected(): boolean {
     return this.client?.connected ?? false;
+  }
+
+  /**
+   * The local address of the socket of the last connection: the address this node reaches the
+   * server from, so the one the server and the other nodes can reach it at. Undefined before the
+   * first connect and over transports without one (WebSocket).
+   */
+  get localAddress(): string | undefined {
+    return this.local;
   }
 
   private presence(state: 'online' | 'offline'): Buffer {
@@ -90,6 +100,7 @@ export class AgentLink {
       const offlineMs = this.lostAt !== undefined ? Date.now() - this.lostAt : undefined;
       this.lostAt = undefined;
       this.everConnected = true;
+      this.local = socketLocalAddress(client.stream);
       logger.info({ url: this.opts.url, sessionPresent: connack.sessionPresent, ...(offlineMs !== undefined ? { offlineMs } : {}) }, offlineMs !== undefined ? 'reconnected to server' : 'connected to server');
       // The desired state is a retained full snapshot: subscribed at QoS 0, so the broker queues
       // nothing for an offline node and every (re)subscribe delivers just the latest snapshot.
@@ -201,4 +212,11 @@ export class AgentLink {
     }
     await c.endAsync(true);
   }
+}
+
+/** A TCP or TLS socket's local address, IPv4-mapped IPv6 ("::ffff:10.0.0.5") given as IPv4. */
+function socketLocalAddress(stream: unknown): string | undefined {
+  const addr = (stream as { localAddress?: unknown } | undefined)?.localAddress;
+  if (typeof addr !== 'string' || addr === '') return undefined;
+  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice('::ffff:'.length) : addr;
 }

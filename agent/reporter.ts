@@ -39,6 +39,8 @@ export interface ReporterDeps {
   journal: EventJournal;
   /** Measures node and pod resource use for `drover top`; heartbeats carry no usage without it. */
   usage?: UsageSampler;
+  /** The address the node is known by: first in the hello's addresses. */
+  nodeIP: () => string | undefined;
   /** The runtime's version as found at start ('unknown' when it did not answer). */
   runtimeVersion: () => string;
   now: () => number;
@@ -168,12 +170,14 @@ export class Reporter {
   private async sendHello(): Promise<void> {
     const { cfg, hardware, bootId, link, runtime } = this.deps;
     const images = await runtime.images().catch(() => []);
+    const first = this.deps.nodeIP();
     await link.publishHello({
       agentVersion: AGENT_VERSION,
       contractVersion: CONTRACT_VERSION,
       node: cfg.node,
       bootId,
       ...hardware,
+      addresses: first ? [first, ...hardware.addresses.filter((a) => a !== first)] : hardware.addresses,
       runtime: { name: runtime.name, version: this.deps.runtimeVersion() },
       labels: cfg.labels,
       images,

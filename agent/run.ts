@@ -53,15 +53,18 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       onRequest: (_id, req) => requests.handle(req),
     },
   );
+  // The address the server and the other nodes reach this one at: where its link to the server leaves
+  // from, not the first interface listed (podman's bridge, 10.88.0.1, may come first).
+  const nodeIP = () => cfg.nodeIP ?? link.localAddress ?? hardware.addresses[0];
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
-  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, usage, now, runtimeVersion: () => reconciler.runtimeVersion });
+  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, usage, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion });
   const reconciler = new Reconciler({
     cfg,
     runtime,
     target,
     logger,
     now,
-    hostIP: () => hardware.addresses[0],
+    hostIP: nodeIP,
     emit: (e) => reporter.emit(e),
     report: (s) => reporter.update(s),
   });
