@@ -101,17 +101,17 @@ function hasReason(err: unknown, reason: string): err is DroverError {
 }
 
 /** The object does not exist (NotFoundError, or an API answer 404 NotFound). */
-export function isNotFound(err: unknown): err is DroverError {
+export function isNotFound(err: unknown): boolean {
   return hasReason(err, 'NotFound');
 }
 
 /** A write lost an optimistic-concurrency race: the caller's resourceVersion is stale. */
-export function isConflict(err: unknown): err is DroverError {
+export function isConflict(err: unknown): boolean {
   return hasReason(err, 'Conflict');
 }
 
 /** A create met an object of the same kind, namespace and name. */
-export function isAlreadyExists(err: unknown): err is DroverError {
+export function isAlreadyExists(err: unknown): boolean {
   return hasReason(err, 'AlreadyExists');
 }
 

@@ -8,6 +8,7 @@ import type { Pod } from '../../src/api/pod.js';
 import { REVISION_ANNOTATION, isControlledBy, rollbackTemplate } from '../../src/api/revisions.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
+import { isNotFound } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { deploymentController } from '../../server/controllers/deployment.js';
 import { replicaSetController } from '../../server/controllers/replicaset.js';
@@ -15,7 +16,7 @@ import { ControllerRunner } from '../../server/controllers/runner.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { Scheduler } from '../../server/scheduler/scheduler.js';
 import { LevelStore } from '../../server/store/level.js';
-import type { Watch } from '../../server/store/types.js';
+import { isKind, type Watch } from '../../server/store/types.js';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -37,12 +38,12 @@ function fakeKubelet(store: LevelStore): Watch {
     store.revision(),
     (e) => {
       if (e.type === 'DELETED') return;
-      const p = e.object as Pod;
+      if (!isKind(e.object, 'Pod')) return;
+      const p = e.object;
       if (!p.spec.nodeName || p.status?.phase !== 'Pending' || p.spec.containers.some((c) => c.image.includes('broken'))) return;
       const ts = new Date().toISOString();
       void store
-        .patch('Pod', p.metadata.namespace!, p.metadata.name, (cur) => {
-          const pod = cur as unknown as Pod;
+        .patch('Pod', p.metadata.namespace!, p.metadata.name, (pod) => {
           if (pod.metadata.uid !== p.metadata.uid || pod.status?.phase !== 'Pending') return undefined;
           pod.status = {
             phase: 'Running',
@@ -53,9 +54,12 @@ function fakeKubelet(store: LevelStore): Watch {
             ],
             containerStatuses: pod.spec.containers.map((c) => ({ name: c.name, image: c.image, ready: true, restartCount: 0, state: 'running' as const, startedAt: ts })),
           };
-          return pod as unknown as ApiObject;
+          return pod;
         })
-        .catch(() => undefined);
+        .catch((err: unknown) => {
+          // Deleted (scaled down) before it started: nothing to run.
+          if (!isNotFound(err)) throw err;
+        });
     },
     { kinds: ['Pod'] },
   );
@@ -96,21 +100,20 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
     await rm(dir, { recursive: true, force: true });
   });
 
-  const getDeploy = async () => (await store.get('Deployment', 'default', 'web')) as Deployment;
+  const getDeploy = async () => (await store.get('Deployment', 'default', 'web'))!;
   const ownedRS = async () => {
     const d = await getDeploy();
-    return ((await store.list('ReplicaSet', 'default')).items as unknown as ReplicaSet[]).filter((rs) => isControlledBy(rs, d));
+    return (await store.list('ReplicaSet', 'default')).items.filter((rs) => isControlledBy(rs, d));
   };
   const podsOf = async (rs?: ReplicaSet) => {
-    const all = (await store.list('Pod', 'default')).items as unknown as Pod[];
+    const all = (await store.list('Pod', 'default')).items;
     return rs ? all.filter((p) => isControlledBy(p, rs)) : all;
   };
   const ready = (p: Pod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
   const setSpec = (mutate: (d: Deployment) => void) =>
-    store.patch('Deployment', 'default', 'web', (cur) => {
-      const d = cur as unknown as Deployment;
+    store.patch('Deployment', 'default', 'web', (d) => {
       mutate(d);
-      return d as unknown as ApiObject;
+      return d;
     });
   /** Settled: the RS for the current template has n Ready pods, nothing else exists, status says so. */
   const settled = (n: number, image: string) =>
@@ -155,7 +158,7 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
       assert.equal(p.spec.nodeName, 'n1');
     }
     assert.equal(d.status?.conditions?.find((c) => c.type === 'Available')?.status, 'True');
-    const events = (await store.list('Event', 'default')).items as Array<ApiObject & { reason: string; message: string }>;
+    const events = (await store.list('Event', 'default')).items;
     assert.ok(events.some((e) => e.reason === 'ScalingReplicaSet' && e.message === `Scaled up replica set ${rs.metadata.name} to 3`), JSON.stringify(events.map((e) => e.message)));
     assert.ok(events.some((e) => e.reason === 'SuccessfulCreate'));
   });
@@ -230,7 +233,7 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
     assert.equal(pods.filter((p) => p.spec.containers[0]!.image === 'img:broken').length, 1, 'one surge pod');
     // The Warning event is recorded right after the status write.
     await waitFor('ProgressDeadlineExceeded event', async () =>
-      ((await store.list('Event', 'default')).items as Array<ApiObject & { reason: string }>).some((e) => e.reason === 'ProgressDeadlineExceeded'),
+      (await store.list('Event', 'default')).items.some((e) => e.reason === 'ProgressDeadlineExceeded'),
     );
   });
 

@@ -79,6 +79,7 @@ function storeProblems(output: string): string[] {
     try {
       rec = JSON.parse(line);
     } catch {
+      // A line that only starts like JSON (a wrapped stack, a partial write at kill): not a log record.
       continue;
     }
     const text = `${rec.msg ?? ''} ${rec.err ?? ''}`;

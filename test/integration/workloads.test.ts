@@ -12,6 +12,7 @@ import type { ApiObject } from '../../src/api/meta.js';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { parseObject } from '../../src/api/validate.js';
+import { isNotFound } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { daemonSetController, REVISION_LABEL } from '../../server/controllers/daemonset.js';
 import type { ControllerDeps } from '../../server/controllers/deps.js';
@@ -21,7 +22,7 @@ import { ControllerRunner } from '../../server/controllers/runner.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { Scheduler } from '../../server/scheduler/scheduler.js';
 import { LevelStore } from '../../server/store/level.js';
-import type { Store, Watch } from '../../server/store/types.js';
+import { isKind, type Store, type Watch } from '../../server/store/types.js';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -54,9 +55,8 @@ function fakeKubelet(store: Store): Watch {
     const outcome = p.metadata.labels?.outcome;
     const now = new Date().toISOString();
     await store
-      .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (cur) => {
-        if (cur.metadata.uid !== p.metadata.uid) return undefined;
-        const pod = cur as unknown as Pod;
+      .patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (pod) => {
+        if (pod.metadata.uid !== p.metadata.uid) return undefined;
         const done = outcome === 'succeed' || outcome === 'fail';
         const exitCode = outcome === 'fail' ? 1 : 0;
         pod.status = {
@@ -72,15 +72,19 @@ function fakeKubelet(store: Store): Watch {
             ...(done ? { exitCode } : {}),
           })),
         };
-        return pod as never;
+        return pod;
       })
-      .catch(() => {});
+      .catch((err: unknown) => {
+        // Deleted before it started (a Job finished, a DaemonSet moved on): nothing to run.
+        if (!isNotFound(err)) throw err;
+      });
   };
   return store.watch(
     store.revision(),
     (e) => {
       if (e.type === 'DELETED') return;
-      const p = e.object as Pod;
+      if (!isKind(e.object, 'Pod')) return;
+      const p = e.object;
       if (!p.spec.nodeName || p.status?.phase !== 'Pending' || started.has(p.metadata.uid!)) return;
       started.add(p.metadata.uid!);
       void run(p);
@@ -133,7 +137,7 @@ describe('workload controllers (LevelStore + runner + scheduler + fake kubelet)'
   let kubelet: Watch;
   let orphanRsName: string;
 
-  const pods = async (filter: (p: Pod) => boolean = () => true) => ((await store.list('Pod', 'default')).items as Pod[]).filter(filter);
+  const pods = async (filter: (p: Pod) => boolean = () => true) => (await store.list('Pod', 'default')).items.filter(filter);
   const get = (kind: string, name: string) => store.get(kind, 'default', name);
   const eventReasons = async (name: string) => (await store.list('Event', 'default')).items.filter((e: any) => e.involvedObject.name === name).map((e: any) => e.reason as string);
 

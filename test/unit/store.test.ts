@@ -136,7 +136,7 @@ test('stale resourceVersion on update and delete is a 409 ConflictError', async 
 
   // Without a resourceVersion the update is unconditional.
   const { resourceVersion: _rv, ...meta } = v2.metadata;
-  const v3 = await store.update({ ...v2, metadata: { ...meta, labels: { e: 'f' } } });
+  const v3: ApiObject = await store.update({ ...v2, metadata: { ...meta, labels: { e: 'f' } } });
   assert.equal(v3.metadata.resourceVersion, '3');
 
   const deleted = await store.delete('Pod', 'default', 'web', { resourceVersion: '3' });
