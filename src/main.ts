@@ -72,6 +72,7 @@ function agentOptions(cmd: Command): Command {
     .option('--node-name <name>', 'name of this node', defaultNodeName())
     .option('--state-dir <dir>', 'agent state directory (desired-state cache)', defaultStateDir())
     .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
+    .option('--node-ip <address>', "address this node is known by (INTERNAL-IP, pods' hostIP); default: the local address of its connection to the server")
     .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
     .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
@@ -86,6 +87,7 @@ type AgentFlags = {
   nodeName: string;
   stateDir: string;
   label: Record<string, string>;
+  nodeIp?: string;
   podmanRoot?: string;
   podmanRunroot?: string;
   heartbeat: number;
@@ -104,6 +106,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string) {
     token,
     stateDir: o.stateDir,
     labels: o.label,
+    nodeIP: o.nodeIp,
     runtime: { podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
     heartbeatSeconds: o.heartbeat,
     resyncSeconds: o.resync,
