@@ -27,7 +27,7 @@ export interface ServerConfig {
   flapWindowMs?: number;
   /** Pods the scheduler places on one node at most (the `pods` in its capacity). */
   maxPodsPerNode?: number;
-  /** Resync period of the controllers (every object of their kinds looked at again). */
+  /** Resync period of the controllers (every object of their kinds looked at again); default RUNNER_DEFAULTS.resyncMs (30 s). */
   controllerResyncMs?: number;
   /** How long a node has to answer a logs request (and the allowance on top of an exec command's own timeout). */
   nodeRequestTimeoutMs?: number;
@@ -44,7 +44,6 @@ export const DEFAULTS = {
   apiPort: 6443,
   mqttHost: '0.0.0.0',
   mqttPort: 1883,
-  controllerResyncMs: 30_000,
   nodeRequestTimeoutMs: 10_000,
   nodeMonitorMs: 30_000,
   missedHeartbeats: 3,

@@ -121,7 +121,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       store,
       logger,
       controllers: [...allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), lifecycle],
-      resyncMs: cfg.controllerResyncMs ?? DEFAULTS.controllerResyncMs,
+      resyncMs: cfg.controllerResyncMs,
     });
     await controllers.start();
     closers.push(() => controllers.stop());
