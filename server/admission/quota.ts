@@ -2,6 +2,7 @@ import type { ResourceQuota } from '../../src/api/config.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../../src/api/quantity.js';
+import { isKind } from '../store/types.js';
 
 type Usage = Record<string, number>;
 
@@ -27,8 +28,8 @@ function terminated(p: Pod): boolean {
 export function usageOf(obj: ApiObject): Usage {
   const u: Usage = {};
   for (const [key, kind] of Object.entries(COUNT_KIND)) if (obj.kind === kind) u[key] = 1;
-  if (obj.kind === 'Pod') {
-    const pod = obj as Pod;
+  if (isKind(obj, 'Pod')) {
+    const pod = obj;
     if (terminated(pod)) return {};
     let rc = 0, rm = 0, lc = 0, lm = 0;
     for (const c of pod.spec.containers) {

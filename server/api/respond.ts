@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, DroverError, ValidationError } from '../../src/util/errors.js';
+import { BadRequestError, DroverError, ValidationError, errorMessage } from '../../src/util/errors.js';
 
 /** Largest request body accepted; a manifest is a few KiB. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -41,6 +41,6 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new BadRequestError(`request body is not valid JSON: ${(err as Error).message}`, err);
+    throw new BadRequestError(`request body is not valid JSON: ${errorMessage(err)}`, err);
   }
 }

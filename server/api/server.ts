@@ -3,11 +3,10 @@ import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import type { Pod } from '../../src/api/pod.js';
 import { parseObject } from '../../src/api/validate.js';
 import { BadRequestError, DroverError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { Store } from '../store/types.js';
+import { isKind, type Store } from '../store/types.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
@@ -257,12 +256,10 @@ export class ApiServer {
     if (!cur) throw new NotFoundError(what(r.kind, r.name!));
     // Status belongs to the system (agents, scheduler); a user's PUT changes spec and metadata only.
     obj.status = cur.status;
-    if (obj.kind === 'Pod') {
-      const curPod = cur as Pod;
-      const next = obj as Pod;
-      if (!next.spec.nodeName) next.spec.nodeName = curPod.spec.nodeName;
-      else if (curPod.spec.nodeName && next.spec.nodeName !== curPod.spec.nodeName) {
-        throw new ValidationError([{ field: 'spec.nodeName', message: `pod is bound to ${curPod.spec.nodeName}; a bound pod cannot move (delete and re-create it)` }]);
+    if (isKind(obj, 'Pod') && isKind(cur, 'Pod')) {
+      if (!obj.spec.nodeName) obj.spec.nodeName = cur.spec.nodeName;
+      else if (cur.spec.nodeName && obj.spec.nodeName !== cur.spec.nodeName) {
+        throw new ValidationError([{ field: 'spec.nodeName', message: `pod is bound to ${cur.spec.nodeName}; a bound pod cannot move (delete and re-create it)` }]);
       }
     }
     const updated = await this.deps.store.update(obj);
