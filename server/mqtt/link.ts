@@ -13,6 +13,14 @@ export interface LinkOptions {
   logger: Logger;
 }
 
+/**
+ * The server's own MQTT session. Its broker is local (embedded) or on the server's network (external),
+ * so these are not per-site tunables: a keepalive that finds a dead broker within a minute, a quick
+ * reconnect (one client, no thundering herd), and a bounded first connect so a wrong --broker-url fails
+ * the start instead of hanging it.
+ */
+const SESSION = { keepaliveSeconds: 30, reconnectMs: 1_000, connectTimeoutMs: 10_000 } as const;
+
 export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Promise<void>;
 
 /**
@@ -39,9 +47,9 @@ export class ServerLink {
       protocolVersion: 4,
       // Persistent session: agent reports published while the server restarts wait for it at the broker.
       clean: false,
-      keepalive: 30,
-      reconnectPeriod: 1000,
-      connectTimeout: 10_000,
+      keepalive: SESSION.keepaliveSeconds,
+      reconnectPeriod: SESSION.reconnectMs,
+      connectTimeout: SESSION.connectTimeoutMs,
     });
     const link = new ServerLink(client, opts.logger);
     await new Promise<void>((resolve, reject) => {
