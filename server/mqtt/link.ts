@@ -16,8 +16,8 @@ export interface LinkOptions {
 /**
  * The server's own MQTT session. Its broker is local (embedded) or on the server's network (external),
  * so these are not per-site tunables: a keepalive that finds a dead broker within a minute, a quick
- * reconnect (one client, no thundering herd), and a bounded first connect so a wrong --broker-url fails
- * the start instead of hanging it.
+ * reconnect (one client, no thundering herd), and a bounded wait for the broker's answer to each
+ * connection attempt.
  */
 const SESSION = { keepaliveSeconds: 30, reconnectMs: 1_000, connectTimeoutMs: 10_000 } as const;
 
