@@ -112,7 +112,7 @@ describe('DesiredPublisher with ConfigMaps and Secrets', () => {
     const dir = await mkdtemp(join(tmpdir(), 'drover-pub-'));
     const store = await LevelStore.open({ path: join(dir, 'db') });
     const sent: payloads.Desired[] = [];
-    const publisher = new DesiredPublisher({ store, sink: { publishDesired: async (d) => void sent.push(d) }, logger: silentLogger, debounceMs: 5 });
+    const publisher = new DesiredPublisher({ store, sink: { publishDesired: async (d) => void sent.push(d), clearRetained: async () => {} }, logger: silentLogger, debounceMs: 5 });
     t.after(async () => {
       publisher.stop();
       await store.close();
