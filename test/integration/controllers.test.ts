@@ -279,3 +279,118 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
     assert.equal((await rsOf()).length, 1);
   });
 });
+
+describe('rollover while the only node is offline (real store, scheduler, deployment + replicaset controllers)', () => {
+  let dir: string;
+  let store: LevelStore;
+  let runner: ControllerRunner;
+  let scheduler: Scheduler;
+  let kubelet: Watch;
+  /** While false the node's kubelet is cut off: it starts nothing. */
+  let online = true;
+  /** Images whose containers the kubelet started, in order. */
+  const started: string[] = [];
+
+  const setNodeReady = (ready: boolean) =>
+    store.patch('Node', '', 'edge', (n) => {
+      n.status = { ...n.status, conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: new Date().toISOString() }] };
+      return n;
+    });
+  const setPodReady = (p: Pod, ready: boolean) =>
+    store.patch('Pod', 'default', p.metadata.name, (cur) => {
+      if (cur.metadata.uid !== p.metadata.uid) return undefined;
+      const ts = new Date().toISOString();
+      cur.status = { ...cur.status, phase: cur.status?.phase ?? 'Running', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False', lastTransitionTime: ts }] };
+      return cur;
+    });
+  const pods = async () => (await store.list('Pod', 'default')).items;
+  const image = (o: { spec: { containers: Array<{ image: string }> } }) => o.spec.containers[0]!.image;
+  const rsOf = async (img: string) => (await store.list('ReplicaSet', 'default')).items.find((rs) => image(rs.spec.template) === img);
+  const setImage = (img: string) =>
+    store.patch('Deployment', 'default', 'app', (d) => {
+      d.spec.template.spec.containers[0]!.image = img;
+      return d;
+    });
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'drover-rollover-'));
+    store = await LevelStore.open({ path: join(dir, 'store') });
+    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+    const alloc = { cpu: '4', memory: '8Gi', pods: '110' };
+    await store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge' }, spec: {}, status: { capacity: alloc, allocatable: alloc, conditions: [{ type: 'Ready', status: 'True' }] } });
+    kubelet = store.watch(
+      store.revision(),
+      (e) => {
+        if (e.type === 'DELETED' || !isKind(e.object, 'Pod')) return;
+        const p = e.object;
+        if (!online || !p.spec.nodeName || p.status?.phase !== 'Pending') return;
+        void store
+          .patch('Pod', 'default', p.metadata.name, (cur) => {
+            if (cur.metadata.uid !== p.metadata.uid || cur.status?.phase !== 'Pending') return undefined;
+            started.push(image(cur));
+            const ts = new Date().toISOString();
+            cur.status = { phase: 'Running', startTime: ts, conditions: [{ type: 'Ready', status: 'True', lastTransitionTime: ts }] };
+            return cur;
+          })
+          .catch((err: unknown) => {
+            if (!isNotFound(err)) throw err;
+          });
+      },
+      { kinds: ['Pod'] },
+    );
+    const events = new EventRecorder(store, silentLogger);
+    const deps = { store, events, logger: silentLogger, now: () => Date.now() };
+    scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 500 });
+    await scheduler.start();
+    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 1000 });
+    await runner.start();
+  });
+
+  after(async () => {
+    await runner?.stop();
+    await scheduler?.stop();
+    kubelet?.close();
+    await store?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('revision 2 (Pending while offline) is removed when revision 3 arrives; the returning node starts only revision 3', async () => {
+    // 2 replicas, the default strategy (25%: maxSurge 1, maxUnavailable 0), as in the field report.
+    await store.create(
+      parseObject({
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: { name: 'app', namespace: 'default' },
+        spec: { replicas: 2, selector: { matchLabels: { app: 'app' } }, template: { metadata: { labels: { app: 'app' } }, spec: { containers: [{ name: 'main', image: 'img:1' }] } } },
+      }).object,
+    );
+    await waitFor('2 running pods of revision 1', async () => {
+      const ps = await pods();
+      return ps.length === 2 && ps.every((p) => p.status?.phase === 'Running');
+    });
+
+    // The link goes down: the node turns NotReady and its pods lose Ready (as the node lifecycle does).
+    online = false;
+    await setNodeReady(false);
+    for (const p of await pods()) await setPodReady(p, false);
+
+    await setImage('img:2');
+    await waitFor('a Pending pod of revision 2', async () => (await pods()).some((p) => image(p) === 'img:2' && !p.spec.nodeName));
+    await setImage('img:3');
+    await waitFor('revision 2 scaled to 0 with its pod gone, revision 3 surging', async () => {
+      const [r2, r3, ps] = [await rsOf('img:2'), await rsOf('img:3'), await pods()];
+      return r2?.spec.replicas === 0 && r3?.spec.replicas === 1 && !ps.some((p) => image(p) === 'img:2');
+    });
+    assert.deepEqual((await pods()).filter((p) => image(p) === 'img:1').length, 2, 'revision 1 keeps its pods while nothing newer is available');
+
+    // The link is back: the node is Ready, revision 1's containers report Ready again.
+    online = true;
+    for (const p of await pods()) if (image(p) === 'img:1') await setPodReady(p, true);
+    await setNodeReady(true);
+    await waitFor('2 running pods of revision 3 and nothing else', async () => {
+      const ps = await pods();
+      return ps.length === 2 && ps.every((p) => image(p) === 'img:3' && p.status?.phase === 'Running');
+    }, 30_000);
+    assert.deepEqual(started, ['img:1', 'img:1', 'img:3', 'img:3'], 'containers started, in order');
+  });
+});
