@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { ApiObject } from '../../src/api/meta.js';
+import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { REVISION_ANNOTATION, isControlledBy, rollbackTemplate } from '../../src/api/revisions.js';
 import { parseObject } from '../../src/api/validate.js';
@@ -65,40 +66,56 @@ function fakeKubelet(store: LevelStore): Watch {
   );
 }
 
+
+/** A node with room to spare, Ready. */
+function readyNode(name: string): Node {
+  const alloc = { cpu: '8', memory: '16Gi', pods: '110' };
+  return { apiVersion: 'v1', kind: 'Node', metadata: { name, labels: { 'kubernetes.io/hostname': name } }, spec: {}, status: { capacity: alloc, allocatable: alloc, conditions: [{ type: 'Ready', status: 'True' }] } };
+}
+
+interface ControlPlane {
+  store: LevelStore;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real store holding the default namespace and `node`, a kubelet stand-in made by `kubelet`, the
+ * scheduler and the Deployment + ReplicaSet controllers.
+ */
+async function startControlPlane(prefix: string, node: Node, kubelet: (store: LevelStore) => Watch): Promise<ControlPlane> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  const store = await LevelStore.open({ path: join(dir, 'store') });
+  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+  await store.create(node);
+  const events = new EventRecorder(store, silentLogger);
+  const deps = { store, events, logger: silentLogger, now: () => Date.now() };
+  const watch = kubelet(store);
+  const scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 500 });
+  await scheduler.start();
+  const runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 1000 });
+  await runner.start();
+  return {
+    store,
+    async stop() {
+      await runner.stop();
+      await scheduler.stop();
+      watch.close();
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('deployment + replicaset controllers on a real store and scheduler', () => {
-  let dir: string;
+  let plane: ControlPlane;
   let store: LevelStore;
-  let runner: ControllerRunner;
-  let scheduler: Scheduler;
-  let kubelet: Watch;
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'drover-controllers-'));
-    store = await LevelStore.open({ path: join(dir, 'store') });
-    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
-    await store.create({
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: 'n1', labels: { 'kubernetes.io/hostname': 'n1' } },
-      spec: {},
-      status: { capacity: { cpu: '8', memory: '16Gi', pods: '110' }, allocatable: { cpu: '8', memory: '16Gi', pods: '110' }, conditions: [{ type: 'Ready', status: 'True' }] },
-    });
-    const events = new EventRecorder(store, silentLogger);
-    const deps = { store, events, logger: silentLogger, now: () => Date.now() };
-    kubelet = fakeKubelet(store);
-    scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 500 });
-    await scheduler.start();
-    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 1000 });
-    await runner.start();
+    plane = await startControlPlane('drover-controllers-', readyNode('n1'), fakeKubelet);
+    store = plane.store;
   });
 
-  after(async () => {
-    await runner?.stop();
-    await scheduler?.stop();
-    kubelet?.close();
-    await store?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => plane?.stop());
 
   const getDeploy = async () => (await store.get('Deployment', 'default', 'web'))!;
   const ownedRS = async () => {
@@ -281,11 +298,8 @@ describe('deployment + replicaset controllers on a real store and scheduler', ()
 });
 
 describe('rollover while the only node is offline (real store, scheduler, deployment + replicaset controllers)', () => {
-  let dir: string;
+  let plane: ControlPlane;
   let store: LevelStore;
-  let runner: ControllerRunner;
-  let scheduler: Scheduler;
-  let kubelet: Watch;
   /** While false the node's kubelet is cut off: it starts nothing. */
   let online = true;
   /** Images whose containers the kubelet started, in order. */
@@ -312,19 +326,15 @@ describe('rollover while the only node is offline (real store, scheduler, deploy
       return d;
     });
 
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'drover-rollover-'));
-    store = await LevelStore.open({ path: join(dir, 'store') });
-    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
-    const alloc = { cpu: '4', memory: '8Gi', pods: '110' };
-    await store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge' }, spec: {}, status: { capacity: alloc, allocatable: alloc, conditions: [{ type: 'Ready', status: 'True' }] } });
-    kubelet = store.watch(
-      store.revision(),
+  /** Starts bound Pending pods while online; records each image it starts. */
+  const kubelet = (s: LevelStore): Watch =>
+    s.watch(
+      s.revision(),
       (e) => {
         if (e.type === 'DELETED' || !isKind(e.object, 'Pod')) return;
         const p = e.object;
         if (!online || !p.spec.nodeName || p.status?.phase !== 'Pending') return;
-        void store
+        void s
           .patch('Pod', 'default', p.metadata.name, (cur) => {
             if (cur.metadata.uid !== p.metadata.uid || cur.status?.phase !== 'Pending') return undefined;
             started.push(image(cur));
@@ -338,21 +348,13 @@ describe('rollover while the only node is offline (real store, scheduler, deploy
       },
       { kinds: ['Pod'] },
     );
-    const events = new EventRecorder(store, silentLogger);
-    const deps = { store, events, logger: silentLogger, now: () => Date.now() };
-    scheduler = new Scheduler({ store, events, logger: silentLogger, resyncMs: 500 });
-    await scheduler.start();
-    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 1000 });
-    await runner.start();
+
+  before(async () => {
+    plane = await startControlPlane('drover-rollover-', readyNode('edge'), kubelet);
+    store = plane.store;
   });
 
-  after(async () => {
-    await runner?.stop();
-    await scheduler?.stop();
-    kubelet?.close();
-    await store?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => plane?.stop());
 
   test('revision 2 (Pending while offline) is removed when revision 3 arrives; the returning node starts only revision 3', async () => {
     // 2 replicas, the default strategy (25%: maxSurge 1, maxUnavailable 0), as in the field report.
