@@ -179,7 +179,8 @@ export class AgentLink {
       // stores are kept), so giving up early and sending the batch anew would deliver it twice.
       await this.settle(this.client!.publishAsync(topics.events(this.opts.node), encode(e), DELIVERY.events), 'events', EVENTS_SETTLE_MS);
       return true;
-    } catch {
+    } catch (err) {
+      this.opts.logger.warn({ err: errorMessage(err), events: e.events.length }, 'event batch not acknowledged; it is sent again later');
       return false;
     }
   }
@@ -206,7 +207,9 @@ export class AgentLink {
     if (!c) return;
     if (c.connected) {
       await Promise.race([
-        c.publishAsync(topics.presence(this.opts.node), this.presence('offline'), DELIVERY.presence).catch(() => {}),
+        c.publishAsync(topics.presence(this.opts.node), this.presence('offline'), DELIVERY.presence).catch((err: unknown) =>
+          this.opts.logger.debug({ err: errorMessage(err) }, 'offline presence not sent; the broker publishes the last will instead'),
+        ),
         new Promise((r) => setTimeout(r, OFFLINE_NOTICE_MS)),
       ]);
     }

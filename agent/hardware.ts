@@ -1,6 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import si from 'systeminformation';
+import { hasErrno } from './fs-errors.js';
 
 export interface Hardware {
   arch: string;
@@ -29,8 +30,10 @@ export async function listDevices(dir = '/dev'): Promise<string[]> {
   let names: string[];
   try {
     names = await readdir(dir);
-  } catch {
-    return [];
+  } catch (err) {
+    // No /dev to look at (a container without one, another OS): no devices.
+    if (hasErrno(err, 'ENOENT', 'ENOTDIR', 'EACCES')) return [];
+    throw err;
   }
   const natural = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
   return names.filter((n) => DEVICE_PATTERN.test(n)).sort(natural).slice(0, MAX_DEVICES).map((n) => `${dir.replace(/\/$/, '')}/${n}`);
@@ -62,7 +65,9 @@ export async function readHardware(): Promise<Hardware> {
 export async function readBootId(): Promise<string> {
   try {
     return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
-  } catch {
-    return `boot-${Date.now()}`;
+  } catch (err) {
+    // Not Linux: every start counts as a reboot.
+    if (hasErrno(err, 'ENOENT')) return `boot-${Date.now()}`;
+    throw err;
   }
 }

@@ -99,7 +99,7 @@ export class EventJournal {
   async load(): Promise<{ corrupt?: string }> {
     if (!this.path) return {};
     // A compaction interrupted by a power cut leaves its temp file: the journal itself is intact.
-    const { text, unreadable } = await readStateFile(this.path);
+    const { text, unreadable } = await readStateFile(this.path, this.logger);
     if (unreadable) return this.moveAside(unreadable);
     if (text === undefined) return {};
     const rows = text.split('\n');
@@ -195,8 +195,14 @@ export class EventJournal {
 
   async close(): Promise<void> {
     await this.flush();
-    await this.fh?.close().catch(() => {});
+    await this.closeFile();
+  }
+
+  /** Closes the append handle; a failed close loses nothing (every append was fsynced), so it is logged only. */
+  private async closeFile(): Promise<void> {
+    const fh = this.fh;
     this.fh = undefined;
+    await fh?.close().catch((err: unknown) => this.logger.warn({ err: errorMessage(err), path: this.path }, 'cannot close the event journal'));
   }
 
   private append(line: Line): void {
@@ -229,8 +235,7 @@ export class EventJournal {
         if (!this.diskBroken) this.logger.error({ err: errorMessage(err), path: this.path }, 'cannot write the event journal; offline events are kept in memory only');
         this.diskBroken = true;
         this.pending = [];
-        await this.fh?.close().catch(() => {});
-        this.fh = undefined;
+        await this.closeFile();
         // The next compaction rewrites the whole file from memory, which heals it.
         this.compactWanted = true;
       } finally {
@@ -259,8 +264,7 @@ export class EventJournal {
 
   private async compact({ body, lines }: { body: string; lines: number }): Promise<void> {
     const path = this.path!;
-    await this.fh?.close().catch(() => {});
-    this.fh = undefined;
+    await this.closeFile();
     await writeFileAtomic(path, body);
     this.lines = lines;
     this.diskBroken = false;

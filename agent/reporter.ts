@@ -4,6 +4,7 @@
  * journal, so none is lost while the link is down.
  */
 import { CONTRACT_VERSION, type payloads } from '../src/contract/index.js';
+import { withTimeout } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_VERSION, type AgentConfig } from './config.js';
@@ -13,7 +14,6 @@ import type { Hardware } from './hardware.js';
 import type { EventJournal } from './journal.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import type { UsageSample, UsageSampler } from './usage.js';
-import { withTimeout } from './timeout.js';
 
 /** Longest a heartbeat's usage sample may take; a later one is dropped. */
 const USAGE_TIMEOUT_MS = 5_000;
@@ -116,10 +116,15 @@ export class Reporter {
     const sampler = this.deps.usage;
     if (this.sampling || !sampler || !this.deps.link.connected) return;
     this.sampling = true;
-    void withTimeout(this.sampleUsage(sampler), USAGE_TIMEOUT_MS)
+    const late = () => {
+      this.deps.logger.debug({ ms: USAGE_TIMEOUT_MS }, 'usage sample late; dropped');
+      return undefined;
+    };
+    void withTimeout(this.sampleUsage(sampler), USAGE_TIMEOUT_MS, late)
       .then((u) => {
         this.lastUsage = u;
       })
+      .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'cannot sample usage'))
       .finally(() => {
         this.sampling = false;
       });
@@ -127,7 +132,12 @@ export class Reporter {
 
   private async sampleUsage(sampler: UsageSampler): Promise<UsageSample> {
     const { runtime, cfg } = this.deps;
-    return sampler.sample(await runtime.list(managedSelector(cfg.node)).catch(() => []));
+    const containers = await runtime.list(managedSelector(cfg.node)).catch((err: unknown) => {
+      // Node figures are still worth sending; pod figures wait for the runtime.
+      this.deps.logger.debug({ err: errorMessage(err) }, 'cannot list containers for usage');
+      return [];
+    });
+    return sampler.sample(containers);
   }
 
   private async flushEvents(): Promise<void> {
@@ -169,7 +179,11 @@ export class Reporter {
 
   private async sendHello(): Promise<void> {
     const { cfg, hardware, bootId, link, runtime } = this.deps;
-    const images = await runtime.images().catch(() => []);
+    const images = await runtime.images().catch((err: unknown) => {
+      // The list only hints the scheduler; the node joins without it.
+      this.deps.logger.warn({ err: errorMessage(err) }, 'cannot list images for the hello');
+      return [];
+    });
     const first = this.deps.nodeIP();
     await link.publishHello({
       agentVersion: AGENT_VERSION,

@@ -6,6 +6,7 @@ import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
+import { hasErrno } from './fs-errors.js';
 
 /** The temp file a write of `path` goes through (one per process, so two agents never share one). */
 function tempPathOf(path: string): string {
@@ -30,7 +31,10 @@ export async function writeFileAtomic(path: string, body: string): Promise<void>
     }
     await rename(tmp, path);
   } catch (err) {
-    await rm(tmp, { force: true }).catch(() => {});
+    // The write's own error is the one to report; a temp file left behind is removed at the next read.
+    await rm(tmp, { force: true }).catch((rmErr: unknown) => {
+      throw new Error(`${errorMessage(err)} (and its temp file ${tmp} could not be removed: ${errorMessage(rmErr)})`, { cause: err });
+    });
     throw err;
   }
   const dir = await open(dirname(path), 'r');
@@ -41,11 +45,23 @@ export async function writeFileAtomic(path: string, body: string): Promise<void>
   }
 }
 
-/** Removes temp files that an interrupted write of `path` left behind (any process id). */
-async function removeStaleTemps(path: string): Promise<void> {
+/**
+ * Removes temp files that an interrupted write of `path` left behind (any process id). Nothing to do
+ * when the directory does not exist yet; a temp file that cannot be removed is logged and left.
+ */
+async function removeStaleTemps(path: string, logger: Logger): Promise<void> {
   const prefix = `${basename(path)}.tmp-`;
-  for (const name of await readdir(dirname(path)).catch(() => [] as string[])) {
-    if (name.startsWith(prefix)) await rm(join(dirname(path), name), { force: true }).catch(() => {});
+  let names: string[];
+  try {
+    names = await readdir(dirname(path));
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT')) return;
+    throw err;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const temp = join(dirname(path), name);
+    await rm(temp, { force: true }).catch((err: unknown) => logger.warn({ path: temp, err: errorMessage(err) }, 'cannot remove a temp file of an interrupted write'));
   }
 }
 
@@ -53,12 +69,12 @@ async function removeStaleTemps(path: string): Promise<void> {
  * Reads `path` after removing what interrupted writes left. `text` is undefined when there is no
  * file; `unreadable` says why a file that is there could not be read.
  */
-export async function readStateFile(path: string): Promise<{ text?: string; unreadable?: string }> {
-  await removeStaleTemps(path);
+export async function readStateFile(path: string, logger: Logger): Promise<{ text?: string; unreadable?: string }> {
   try {
+    await removeStaleTemps(path, logger);
     return { text: await readFile(path, 'utf8') };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    if (hasErrno(err, 'ENOENT')) return {};
     return { unreadable: `cannot read it: ${errorMessage(err)}` };
   }
 }
@@ -69,8 +85,13 @@ export async function readStateFile(path: string): Promise<{ text?: string; unre
  */
 export async function moveAside(path: string, what: string, reason: string, logger: Logger): Promise<{ corrupt: string }> {
   const aside = `${path}.corrupt-${Date.now()}`;
-  await rename(path, aside).catch(() => {});
-  const message = `${what} ${path} is corrupt (${reason}); moved to ${aside}`;
+  let message = `${what} ${path} is corrupt (${reason}); moved to ${aside}`;
+  try {
+    await rename(path, aside);
+  } catch (err) {
+    // Left in place, it is read (and reported) again at the next start.
+    message = `${what} ${path} is corrupt (${reason}); it could not be moved aside: ${errorMessage(err)}`;
+  }
   logger.error(message);
   return { corrupt: message };
 }

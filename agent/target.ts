@@ -49,7 +49,7 @@ export class TargetState {
    * (kept for inspection) and reported, never fatal. Temp files left by an interrupted save are removed.
    */
   async load(node?: string): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
-    const { text, unreadable } = await readStateFile(this.path);
+    const { text, unreadable } = await readStateFile(this.path, this.logger);
     if (unreadable) return this.moveAside(unreadable);
     if (text === undefined) return {};
     try {
@@ -94,6 +94,7 @@ export class TargetState {
       this.current = d;
       return true;
     });
+    // The queue only orders the turns: the caller of this one gets its failure.
     this.queue = turn.catch(() => false);
     return turn;
   }

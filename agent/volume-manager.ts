@@ -8,6 +8,7 @@
  * new content without a restart, as with the kubelet's eventual update. (A subPath mount of such a
  * file keeps the old content, as in Kubernetes.)
  */
+import type { Stats } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import type { Volume } from '../src/api/pod.js';
@@ -15,6 +16,7 @@ import type { DesiredPod } from '../src/contract/payloads.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import type { RunContext } from './engine/env.js';
+import { hasErrno } from './fs-errors.js';
 import { LABELS } from './engine/naming.js';
 import { podDir, volumeDir, volumeFiles, volumeKind, type VolumeFile } from './engine/volume-layout.js';
 import type { RuntimeContainer } from './runtime/types.js';
@@ -22,11 +24,16 @@ import type { RuntimeContainer } from './runtime/types.js';
 const TMP_SUFFIX = '.drover-tmp';
 
 async function exists(path: string): Promise<boolean> {
+  return (await lstatIfExists(path)) !== undefined;
+}
+
+/** lstat, or undefined when nothing is there; other failures (EACCES, EIO) throw. */
+async function lstatIfExists(path: string): Promise<Stats | undefined> {
   try {
-    await lstat(path);
-    return true;
-  } catch {
-    return false;
+    return await lstat(path);
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT', 'ENOTDIR')) return undefined;
+    throw err;
   }
 }
 
@@ -36,7 +43,12 @@ async function exists(path: string): Promise<boolean> {
  */
 async function prepareHostPath(hp: NonNullable<Volume['hostPath']>): Promise<void> {
   const type = hp.type ?? '';
-  const st = await stat(hp.path).catch(() => undefined);
+  let st: Stats | undefined;
+  try {
+    st = await stat(hp.path);
+  } catch (err) {
+    if (!hasErrno(err, 'ENOENT', 'ENOTDIR')) throw err;
+  }
   const fail = (what: string) => {
     throw new Error(`hostPath type check failed: ${hp.path} is not ${what}`);
   };
@@ -90,17 +102,20 @@ async function listFiles(dir: string): Promise<string[]> {
 
 async function removeEmptyDirs(dir: string, root: boolean): Promise<void> {
   for (const e of await readdir(dir, { withFileTypes: true })) if (e.isDirectory()) await removeEmptyDirs(join(dir, e.name), false);
-  if (!root && (await readdir(dir)).length === 0) await rmdir(dir).catch(() => {});
+  if (!root && (await readdir(dir)).length === 0) {
+    try {
+      await rmdir(dir);
+    } catch (err) {
+      // Something was written into it meanwhile: it is no longer empty, and stays.
+      if (!hasErrno(err, 'ENOTEMPTY', 'EEXIST')) throw err;
+    }
+  }
 }
 
 async function sameFile(path: string, f: VolumeFile): Promise<boolean> {
-  try {
-    const st = await lstat(path);
-    if (!st.isFile() || (st.mode & 0o777) !== f.mode || st.size !== f.data.length) return false;
-    return (await readFile(path)).equals(f.data);
-  } catch {
-    return false;
-  }
+  const st = await lstatIfExists(path);
+  if (!st?.isFile() || (st.mode & 0o777) !== f.mode || st.size !== f.data.length) return false;
+  return (await readFile(path)).equals(f.data);
 }
 
 /**
@@ -125,7 +140,7 @@ export async function writeVolumeFiles(dir: string, files: VolumeFile[]): Promis
       await fh.close();
     }
     // A directory where a file now goes (items changed) is removed first.
-    const st = await lstat(path).catch(() => undefined);
+    const st = await lstatIfExists(path);
     if (st?.isDirectory()) await rm(path, { recursive: true, force: true });
     await rename(tmp, path);
     changes += 1;
@@ -202,7 +217,10 @@ export class VolumeManager {
     let entries: string[];
     try {
       entries = await readdir(join(this.stateDir, 'pods'));
-    } catch {
+    } catch (err) {
+      // No pod had a volume yet.
+      if (hasErrno(err, 'ENOENT')) return;
+      this.logger.warn({ err: errorMessage(err) }, 'cannot list pod volume directories');
       return;
     }
     for (const uid of entries) {
