@@ -50,6 +50,15 @@ function what(kind: string, namespace: string, name: string): string {
  */
 function failureOwnedByCaller(): void {}
 
+/** A LevelDB failure (I/O error, corruption) as a StoreError naming what was being done. */
+async function io<T>(doing: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw new StoreError(`store: ${doing} failed: ${errorMessage(err)}`, err);
+  }
+}
+
 function isLockError(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if ((e as { code?: unknown }).code === 'LEVEL_LOCKED') return true;
@@ -149,8 +158,10 @@ export class LevelStore implements Store {
       }
       throw new StoreError(`cannot open store at ${opts.path}: ${errorMessage(err)}`, err);
     }
-    const rev = ((await db.get(META_REVISION)) as number | undefined) ?? 0;
-    const compacted = ((await db.get(META_COMPACTED)) as number | undefined) ?? 0;
+    const [rev, compacted] = await io(`reading the revision counters in ${opts.path}`, async () => [
+      ((await db.get(META_REVISION)) as number | undefined) ?? 0,
+      ((await db.get(META_COMPACTED)) as number | undefined) ?? 0,
+    ]);
     const store = new LevelStore(db, logger, compactKeep, rev, compacted);
     logger.info({ path: opts.path, revision: rev, compacted }, 'store opened');
     store.maybeCompact();
@@ -171,7 +182,7 @@ export class LevelStore implements Store {
    * object was validated against its kind's schema before it was written (see Store).
    */
   async get<K extends string>(kind: K, namespace: string, name: string): Promise<ObjectOf<K> | undefined> {
-    return (await this.db.get(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
+    return (await this.read(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
   }
 
   async list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>> {
@@ -179,8 +190,10 @@ export class LevelStore implements Store {
     // One explicit snapshot for the items and the revision, so the pair is exact even while writes land.
     const snapshot = this.db.snapshot();
     try {
-      const revision = ((await this.db.get(META_REVISION, { snapshot })) as number | undefined) ?? 0;
-      const items = (await this.db.values({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all()) as ObjectOf<K>[];
+      const [revision, items] = await io(`listing ${prefix}`, async () => [
+        ((await this.db.get(META_REVISION, { snapshot })) as number | undefined) ?? 0,
+        (await this.db.values({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all()) as ObjectOf<K>[],
+      ] as const);
       // Key order is not (namespace, name) order: '-' sorts before the '/' separator.
       const ns = (o: ApiObject) => o.metadata.namespace ?? '';
       items.sort((a, b) => (ns(a) !== ns(b) ? (ns(a) < ns(b) ? -1 : 1) : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
@@ -194,7 +207,7 @@ export class LevelStore implements Store {
     return this.serialize(async () => {
       const namespace = obj.metadata.namespace ?? '';
       const key = objectKey(obj.kind, namespace, obj.metadata.name);
-      if ((await this.db.get(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+      if ((await this.read(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
       const revision = this.rev + 1;
       const created: T = structuredClone(obj);
       created.metadata = {
@@ -221,7 +234,7 @@ export class LevelStore implements Store {
    */
   patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
     return this.serialize(async () => {
-      const cur = (await this.db.get(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
+      const cur = (await this.read(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const next = mutate(structuredClone(cur));
       if (next === undefined) return undefined;
@@ -240,7 +253,7 @@ export class LevelStore implements Store {
   delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
     return this.serialize(async () => {
       const key = objectKey(kind, namespace, name);
-      const cur = (await this.db.get(key)) as ObjectOf<K> | undefined;
+      const cur = (await this.read(key)) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const stored = cur.metadata.resourceVersion ?? '';
       if (opts.resourceVersion !== undefined && opts.resourceVersion !== stored) {
@@ -301,6 +314,10 @@ export class LevelStore implements Store {
     await this.db.close();
   }
 
+  private read(key: string): Promise<unknown> {
+    return io(`reading ${key}`, () => this.db.get(key));
+  }
+
   /** Queues `fn` on the single writer; a failed step does not stop the ones behind it. */
   private serialize<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closing) return Promise.reject(new StoreError('store is closed'));
@@ -313,7 +330,7 @@ export class LevelStore implements Store {
   private async doUpdate<T extends ApiObject>(obj: T): Promise<T> {
     const namespace = obj.metadata.namespace ?? '';
     const key = objectKey(obj.kind, namespace, obj.metadata.name);
-    const cur = (await this.db.get(key)) as ApiObject | undefined;
+    const cur = (await this.read(key)) as ApiObject | undefined;
     if (!cur) throw new NotFoundError(what(obj.kind, namespace, obj.metadata.name));
     const stored = cur.metadata.resourceVersion ?? '';
     const expected = obj.metadata.resourceVersion;
@@ -335,9 +352,8 @@ export class LevelStore implements Store {
   /** One synced batch: the object change, its log entry and the revision counter land together or not at all. */
   private async commit(revision: number, type: WatchEventType, op: BatchOp, object: ApiObject): Promise<void> {
     const entry: WatchEvent = { type, revision, object };
-    await this.db.batch(
-      [op, { type: 'put', key: logKey(revision), value: entry }, { type: 'put', key: META_REVISION, value: revision }],
-      { sync: true },
+    await io(`writing revision ${revision} (${op.key})`, () =>
+      this.db.batch([op, { type: 'put', key: logKey(revision), value: entry }, { type: 'put', key: META_REVISION, value: revision }], { sync: true }),
     );
     // Advance the revision and publish in the same tick: watch() relies on "<= rev is committed, > rev
     // is still to be published".
@@ -373,7 +389,7 @@ export class LevelStore implements Store {
       const ops: BatchOp[] = [];
       for (let r = start; r <= end; r++) ops.push({ type: 'del', key: logKey(r) });
       ops.push({ type: 'put', key: META_COMPACTED, value: end });
-      await this.db.batch(ops);
+      await io(`compacting the change log up to ${end}`, () => this.db.batch(ops));
     }
     this.logger.debug({ compacted: target, dropped: target - from }, 'change log compacted');
   }
