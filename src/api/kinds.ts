@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { NotFoundError } from '../util/errors.js';
 import { configMap, resourceQuota, secret, type ConfigMap, type ResourceQuota, type Secret } from './config.js';
 import { event, type Event } from './event.js';
 import { namespace, type Namespace } from './namespace.js';
@@ -80,7 +81,7 @@ export function kindByName(name: string): KindInfo | undefined {
 
 export function kindInfo(kind: string): KindInfo {
   const k = KINDS.find((x) => x.kind === kind);
-  if (!k) throw new Error(`unknown kind ${kind}`);
+  if (!k) throw new NotFoundError(`kind ${kind}`);
   return k;
 }
 

@@ -1,3 +1,5 @@
+import { ValidationError } from '../util/errors.js';
+
 /**
  * Kubernetes resource quantities: CPU in cores or millicores ("0.5", "500m"), memory in bytes with
  * binary or decimal suffixes ("128Mi", "1G"). Parsed to integers: millicores and bytes.
@@ -18,18 +20,18 @@ export function isQuantity(v: string | number): boolean {
 export function parseCpu(v: string | number): number {
   if (typeof v === 'number') return Math.round(v * 1000);
   const m = QUANTITY.exec(v.trim());
-  if (!m) throw new Error(`invalid CPU quantity "${v}"`);
+  if (!m) throw new ValidationError([{ field: '', message: `"${v}"` }], 'invalid CPU quantity');
   const n = Number(m[1]);
   if (m[2] === 'm') return Math.round(n);
   if (m[2] === undefined) return Math.round(n * 1000);
-  throw new Error(`invalid CPU quantity "${v}": use cores ("0.5") or millicores ("500m")`);
+  throw new ValidationError([{ field: '', message: `"${v}": use cores ("0.5") or millicores ("500m")` }], 'invalid CPU quantity');
 }
 
 /** Memory quantity → bytes. */
 export function parseMemory(v: string | number): number {
   if (typeof v === 'number') return Math.round(v);
   const m = QUANTITY.exec(v.trim());
-  if (!m) throw new Error(`invalid memory quantity "${v}"`);
+  if (!m) throw new ValidationError([{ field: '', message: `"${v}"` }], 'invalid memory quantity');
   const n = Number(m[1]);
   if (m[2] === 'm') return Math.round(n / 1000);
   return Math.round(n * MEMORY_SUFFIX[m[2] ?? '']!);
