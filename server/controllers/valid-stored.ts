@@ -13,6 +13,9 @@ export type ValidStored = <K extends KnownKind>(kind: K, obj: ApiObject) => Prom
  * gets a Warning event `InvalidObject` naming each failing field (one Event, counted, however often
  * it is looked at) and the reconcile ends without error. Throwing instead would retry it with backoff
  * forever while nothing can change the outcome; the next change to the object brings it back.
+ * Validated: the object a controller owns (Deployment, ReplicaSet, DaemonSet, Job) and the
+ * ReplicaSets a Deployment rolls between. Pods are only counted and are not parsed again on every
+ * sync: only the API and these controllers write them, both from validated objects.
  */
 export function validStored(deps: Pick<ControllerDeps, 'events' | 'logger'>, component: string): ValidStored {
   return async (kind, obj) => {
