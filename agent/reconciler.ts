@@ -13,12 +13,12 @@ import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult } from './engine/plan.js';
 import { podReports } from './engine/report.js';
-import { RestartTracker } from './engine/restart-tracker.js';
-import { ProbeManager, probeSubjects, type ProbeEvent } from './probes/manager.js';
+import type { RestartTracker } from './engine/restart-tracker.js';
+import { probeSubjects, type ProbeEvent, type ProbeManager } from './probes/manager.js';
 import type { EventInput, NodeStatus } from './reporter.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
 import type { TargetState } from './target.js';
-import { VolumeManager } from './volume-manager.js';
+import type { VolumeManager } from './volume-manager.js';
 
 /** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
@@ -36,6 +36,10 @@ export interface ReconcilerDeps {
   cfg: AgentConfig;
   runtime: ContainerRuntime;
   target: TargetState;
+  restarts: RestartTracker;
+  volumes: VolumeManager;
+  /** Its events go to onProbeReadiness, onProbeFailure and onProbeKill. */
+  probes: ProbeManager;
   logger: Logger;
   now: () => number;
   /** The node's address for pods' status.hostIP and the downward API. */
@@ -48,9 +52,6 @@ export interface ReconcilerDeps {
 export class Reconciler {
   /** The runtime's version as found at start. */
   runtimeVersion = 'unknown';
-  private readonly restarts: RestartTracker;
-  private readonly volumes: VolumeManager;
-  private readonly probes: ProbeManager;
   private reconciling: Promise<void> | undefined;
   /** When a reconcile asked for while one ran is due (performance.now() time). */
   private rerunDue: number | undefined;
@@ -66,17 +67,14 @@ export class Reconciler {
   /** The plan of what the last reconcile saw, so probe results can be reported without another one. */
   private lastPlan: PlanResult | undefined;
 
+  private readonly restarts: RestartTracker;
+  private readonly volumes: VolumeManager;
+  private readonly probes: ProbeManager;
+
   constructor(private readonly deps: ReconcilerDeps) {
-    this.restarts = new RestartTracker({ clock: deps.now });
-    this.volumes = new VolumeManager(deps.cfg.stateDir, deps.logger);
-    this.probes = new ProbeManager({
-      runtime: deps.runtime,
-      logger: deps.logger,
-      clock: deps.now,
-      onReadiness: () => this.refreshReports(),
-      onFailure: (e) => this.probeFailed(e),
-      onKill: (e) => void this.killUnhealthy(e),
-    });
+    this.restarts = deps.restarts;
+    this.volumes = deps.volumes;
+    this.probes = deps.probes;
   }
 
   /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */
@@ -259,19 +257,20 @@ export class Reconciler {
   }
 
   /** A probe changed a container's readiness: report it now, without waiting for a reconcile. */
-  private refreshReports(): void {
+  onProbeReadiness(): void {
     if (this.stopped || !this.runtimeHealthy || !this.lastPlan) return;
     this.lastReports = this.reports(this.lastPlan);
     this.publish();
   }
 
-  private probeFailed(e: ProbeEvent): void {
+  /** A probe failed in a way worth an event. */
+  onProbeFailure(e: ProbeEvent): void {
     const what = `${e.kind[0]!.toUpperCase()}${e.kind.slice(1)} probe failed: ${e.message}`;
     this.deps.emit({ type: 'Warning', reason: 'Unhealthy', message: what, involved: { kind: 'Pod', namespace: e.subject.pod.namespace, name: e.subject.pod.name, uid: e.subject.pod.uid } });
   }
 
   /** Liveness or startup probe failed for good: stop the container; the next reconcile restarts it per policy. */
-  private async killUnhealthy(e: ProbeEvent): Promise<void> {
+  async onProbeKill(e: ProbeEvent): Promise<void> {
     const { subject, kind } = e;
     const pod = this.deps.target.desired?.pods.find((p) => p.uid === subject.pod.uid);
     const restart = pod?.spec.restartPolicy !== 'Never';
@@ -282,7 +281,7 @@ export class Reconciler {
       involved: { kind: 'Pod', namespace: subject.pod.namespace, name: subject.pod.name, uid: subject.pod.uid },
     });
     this.restarts.killedForProbe(subject.key, subject.containerId);
-    this.refreshReports();
+    this.onProbeReadiness();
     try {
       await this.deps.runtime.stop(subject.containerId, subject.graceSeconds);
     } catch (err) {

@@ -4,6 +4,8 @@ import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
 import { AgentLink } from './connection.js';
 import { readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
+import { RestartTracker } from './engine/restart-tracker.js';
+import { ProbeManager } from './probes/manager.js';
 import { Reconciler } from './reconciler.js';
 import { Reporter } from './reporter.js';
 import { RequestHandler } from './requests.js';
@@ -11,6 +13,7 @@ import { detectRuntime } from './runtime/detect.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
+import { VolumeManager } from './volume-manager.js';
 
 export interface RunningAgent {
   reconciler: Reconciler;
@@ -58,10 +61,21 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const nodeIP = () => cfg.nodeIP ?? link.localAddress ?? hardware.addresses[0];
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
   const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, usage, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion });
+  const probes = new ProbeManager({
+    runtime,
+    logger,
+    clock: now,
+    onReadiness: () => reconciler.onProbeReadiness(),
+    onFailure: (e) => reconciler.onProbeFailure(e),
+    onKill: (e) => void reconciler.onProbeKill(e),
+  });
   const reconciler = new Reconciler({
     cfg,
     runtime,
     target,
+    restarts: new RestartTracker({ clock: now }),
+    volumes: new VolumeManager(cfg.stateDir, logger),
+    probes,
     logger,
     now,
     hostIP: nodeIP,

@@ -43,7 +43,7 @@ function portOrder(a: PortMapping, b: PortMapping): number {
 /**
  * sha256 hex of the canonical recreate fields, first 16 characters. Given a RunSpec, its resolved env
  * and mounts are hashed as they are: that equals the label plan.ts puts on the container only when
- * nothing in it came from the node (see containerSpecHash there).
+ * nothing in it came from the node (see containerSpecHash below).
  */
 export function specHash(spec: RecreateFields | RunSpec): string {
   const fields: RecreateFields = {
