@@ -273,8 +273,9 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     }, 60_000);
     const idle = await waitFor('idle pod measured', () => metricsOf('idle'), 30_000);
     console.log(`[top] busy pod ${busy.cpu} CPU ${busy.memory}; idle pod ${idle.cpu} CPU ${idle.memory}`);
-    // A shell spinning in a loop burns most of a core; one sleeping burns next to nothing.
-    assert.ok(milli(busy.cpu) > 300, `busy pod CPU ${busy.cpu}`);
+    // A shell spinning in a loop burns what it gets of a core (a share of it on a loaded machine, as
+    // the suite is run with a busy core beside it); one sleeping burns next to nothing.
+    assert.ok(milli(busy.cpu) > 10 * Math.max(milli(idle.cpu), 5), `busy pod CPU ${busy.cpu}, idle pod CPU ${idle.cpu}`);
     assert.ok(milli(idle.cpu) < 100, `idle pod CPU ${idle.cpu}`);
     assert.ok(bytes(busy.memory) > 0, `busy pod memory ${busy.memory}`);
     const nodes = await cluster.api('GET', '/apis/metrics.k8s.io/v1beta1/nodes');
