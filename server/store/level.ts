@@ -5,7 +5,7 @@ import { KINDS } from '../../src/api/kinds.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import type { ListResult, ObjectOf, Store, Watch, WatchEvent, WatchEventType } from './types.js';
+import type { ListResult, ObjectOf, Store, Stored, Watch, WatchEvent, WatchEventType } from './types.js';
 
 /*
  * Key layout (all keys are strings, values JSON):
@@ -203,13 +203,13 @@ export class LevelStore implements Store {
     }
   }
 
-  create<T extends ApiObject>(obj: T): Promise<T> {
+  create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
     return this.serialize(async () => {
       const namespace = obj.metadata.namespace ?? '';
       const key = objectKey(obj.kind, namespace, obj.metadata.name);
       if ((await this.read(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
       const revision = this.rev + 1;
-      const created: T = structuredClone(obj);
+      const created = structuredClone(obj) as Stored<T>;
       created.metadata = {
         ...created.metadata,
         uid: randomUUID(),
@@ -222,7 +222,7 @@ export class LevelStore implements Store {
     });
   }
 
-  update<T extends ApiObject>(obj: T): Promise<T> {
+  update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
     return this.serialize(() => this.doUpdate(obj));
   }
 
@@ -327,7 +327,7 @@ export class LevelStore implements Store {
   }
 
   /** Must run on the writer chain. */
-  private async doUpdate<T extends ApiObject>(obj: T): Promise<T> {
+  private async doUpdate<T extends ApiObject>(obj: T): Promise<Stored<T>> {
     const namespace = obj.metadata.namespace ?? '';
     const key = objectKey(obj.kind, namespace, obj.metadata.name);
     const cur = (await this.read(key)) as ApiObject | undefined;
@@ -337,11 +337,13 @@ export class LevelStore implements Store {
     if (expected !== undefined && expected !== stored) throw new ConflictError(what(obj.kind, namespace, obj.metadata.name), expected, stored);
     const revision = this.rev + 1;
     const generation = cur.metadata.generation ?? 1;
-    const updated: T = structuredClone(obj);
+    // The metadata assigned below completes what Stored<T> promises (uid and creation time come from
+    // the stored object, which the create gave them).
+    const updated = structuredClone(obj) as Stored<T>;
     updated.metadata = {
       ...updated.metadata,
-      uid: cur.metadata.uid,
-      creationTimestamp: cur.metadata.creationTimestamp,
+      uid: cur.metadata.uid!,
+      creationTimestamp: cur.metadata.creationTimestamp!,
       generation: canonicalJson(obj.spec) === canonicalJson(cur.spec) ? generation : generation + 1,
       resourceVersion: String(revision),
     };

@@ -1,5 +1,5 @@
 import type { KindMap, KnownKind } from '../../src/api/kinds.js';
-import type { ApiObject } from '../../src/api/meta.js';
+import type { ApiObject, ObjectMeta } from '../../src/api/meta.js';
 
 /*
  * Reads are typed by kind (src/api/kinds.ts KindMap). Objects reach the store only through schema
@@ -14,6 +14,9 @@ export type ObjectOf<K extends string> = K extends KnownKind ? KindMap[K] : ApiO
 
 /** Any stored object, typed by its kind. */
 export type StoredObject = KindMap[KnownKind];
+
+/** An object as a write returns it: with the metadata the store assigns always present. */
+export type Stored<T extends ApiObject> = T & { metadata: Required<Pick<ObjectMeta, 'uid' | 'resourceVersion' | 'creationTimestamp' | 'generation'>> };
 
 export type WatchEventType = 'ADDED' | 'MODIFIED' | 'DELETED';
 
@@ -49,12 +52,12 @@ export interface Store {
   /** namespace undefined = all namespaces. Items sorted by namespace then name. */
   list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>>;
   /** Assigns uid, creationTimestamp, resourceVersion, generation = 1. */
-  create<T extends ApiObject>(obj: T): Promise<T>;
+  create<T extends ApiObject>(obj: T): Promise<Stored<T>>;
   /**
    * Replaces the object. If obj.metadata.resourceVersion is set and differs from the stored one,
    * throws ConflictError. Keeps uid and creationTimestamp; bumps metadata.generation when spec changed.
    */
-  update<T extends ApiObject>(obj: T): Promise<T>;
+  update<T extends ApiObject>(obj: T): Promise<Stored<T>>;
   /**
    * Read-modify-write as one atomic step: no other write lands between the read and the write, so a
    * patch never throws ConflictError and callers need no retry loop. `mutate` gets a private copy of
