@@ -1,3 +1,4 @@
+import { AgentEventLog } from './event-dedup.js';
 import { CONTRACT_VERSION, decode, payloads, type ParsedTopic } from '../../src/contract/index.js';
 import type { Condition } from '../../src/api/meta.js';
 import type { Node } from '../../src/api/node.js';
@@ -42,6 +43,7 @@ const STRAGGLER_WINDOW_MS = 10 * 60_000;
 export class NodeRegistry {
   /** Per node, the tail of its chain of reports being handled (settled either way). */
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly eventLog = new AgentEventLog();
   private closing = false;
   /** Time of the newest status report applied per node, within one boot of the device. */
   private readonly newestReport = new Map<string, { bootId: string; tsMs: number }>();
@@ -218,8 +220,12 @@ export class NodeRegistry {
   }
 
   private async onEvents(name: string, e: payloads.Events): Promise<void> {
-    for (const ev of e.events) {
+    const fresh = this.eventLog.fresh(name, e);
+    // Every event of the batch was recorded before: a redelivery, and its drop count with it.
+    if (e.events.length > 0 && fresh.length === 0) return;
+    for (const ev of fresh) {
       await this.opts.events.record({ involved: ev.involved, type: ev.type, reason: ev.reason, message: ev.message, component: 'drover-agent', host: name, ts: ev.ts });
+      this.eventLog.recorded(name, e.journal, ev.seq);
     }
     if (e.dropped > 0) {
       await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'EventsDropped', message: `${e.dropped} events from the offline period were dropped (journal full)`, component: 'node-registry' });

@@ -116,11 +116,19 @@ export const agentEvent = z.object({
   message: z.string(),
   ts: z.string(),
   involved: z.object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), uid: z.string().optional() }),
+  /** Position in the sending journal (see `events.journal`), so a batch delivered twice is recorded once. */
+  seq: z.number().int().min(0).optional(),
 });
 export type AgentEvent = z.infer<typeof agentEvent>;
 
 export const events = z.object({
   node: z.string(),
+  /**
+   * Which journal the events' `seq` numbers count in (one per agent run). QoS 1 delivers at least
+   * once, and an unacknowledged batch is sent again after a reconnect: the server records an event
+   * only when its seq is past the last one it recorded from the same journal.
+   */
+  journal: z.string().max(64).optional(),
   events: z.array(agentEvent),
   /** Events dropped from a full offline journal, oldest first. */
   dropped: z.number().int().min(0).default(0),

@@ -275,4 +275,32 @@ describe('mqtt: bad input from agents', () => {
     assert.equal(pod.body.status.phase, 'Unknown');
     assert.match(pod.body.status.message, /last reported phase Running/);
   });
+
+  test('an event batch delivered twice (QoS 1 resend, or resent after a reconnect) is recorded once', async () => {
+    const node = 'edge-dup';
+    const c = await as(node);
+    await c.publishAsync(topics.hello(node), encode(validHello(node)), DELIVERY.hello);
+    await waitFor(`node ${node}`, async () => (await cluster.api('GET', `/api/v1/nodes/${node}`)).status === 200, 10_000, 25);
+    const ev = (seq: number, reason: string): payloads.AgentEvent => ({
+      type: 'Normal', reason, message: `${reason} on ${node}`, ts: new Date().toISOString(), involved: { kind: 'Node', name: node }, seq,
+    });
+    const batch = (events: payloads.AgentEvent[], journal = 'run-1'): Buffer => encode({ node, journal, events, dropped: 0 });
+    await c.publishAsync(topics.events(node), batch([ev(1, 'DupA'), ev(2, 'DupB')]), DELIVERY.events);
+    // The same batch again, then one that overlaps it (the agent re-took its unacknowledged events).
+    await c.publishAsync(topics.events(node), batch([ev(1, 'DupA'), ev(2, 'DupB')]), DELIVERY.events);
+    await c.publishAsync(topics.events(node), batch([ev(2, 'DupB'), ev(3, 'DupC')]), DELIVERY.events);
+    // A new agent run numbers its journal anew: its events count even with lower positions.
+    await c.publishAsync(topics.events(node), batch([ev(1, 'DupA')], 'run-2'), DELIVERY.events);
+    const counts = async (): Promise<Record<string, number>> => {
+      const r = await cluster.api('GET', '/api/v1/namespaces/default/events');
+      const out: Record<string, number> = {};
+      for (const e of r.body.items) if (e.involvedObject?.name === node && /^Dup/.test(e.reason)) out[e.reason] = e.count;
+      return out;
+    };
+    const seen = await waitFor('DupC and the second run recorded', async () => {
+      const n = await counts();
+      return n.DupC === 1 && n.DupA === 2 ? n : undefined;
+    }, 10_000, 25);
+    assert.deepEqual(seen, { DupA: 2, DupB: 1, DupC: 1 });
+  });
 });
