@@ -66,7 +66,8 @@ export class AgentLink {
   /**
    * The local address of the socket of the last connection: the address this node reaches the
    * server from, so the one the server and the other nodes can reach it at. Undefined before the
-   * first connect and over transports without one (WebSocket).
+   * first connect, over transports without one (WebSocket), and over loopback (the server runs on
+   * this host: 127.0.0.1 says nothing to the other nodes).
    */
   get localAddress(): string | undefined {
     return this.local;
@@ -217,9 +218,13 @@ export class AgentLink {
   }
 }
 
-/** A TCP or TLS socket's local address, IPv4-mapped IPv6 ("::ffff:10.0.0.5") given as IPv4. */
+/**
+ * A TCP or TLS socket's local address, IPv4-mapped IPv6 ("::ffff:10.0.0.5") given as IPv4;
+ * undefined for a loopback one.
+ */
 function socketLocalAddress(stream: unknown): string | undefined {
-  const addr = (stream as { localAddress?: unknown } | undefined)?.localAddress;
-  if (typeof addr !== 'string' || addr === '') return undefined;
-  return addr.startsWith('::ffff:') && addr.includes('.') ? addr.slice('::ffff:'.length) : addr;
+  const raw = (stream as { localAddress?: unknown } | undefined)?.localAddress;
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  const addr = raw.startsWith('::ffff:') && raw.includes('.') ? raw.slice('::ffff:'.length) : raw;
+  return addr.startsWith('127.') || addr === '::1' ? undefined : addr;
 }

@@ -1,3 +1,4 @@
+import { createSocket } from 'node:dgram';
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import si from 'systeminformation';
@@ -44,10 +45,34 @@ export function kubeArch(arch: string): string {
   return ({ x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' } as Record<string, string>)[arch] ?? arch;
 }
 
+/**
+ * The source address of the default route, if there is one: a UDP socket "connected" to an outside
+ * address (TEST-NET-3; connecting sends nothing) is given the address the kernel would send from.
+ */
+export async function defaultRouteAddress(): Promise<string | undefined> {
+  const socket = createSocket('udp4');
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.connect(9, '203.0.113.1', resolve);
+    });
+    const { address } = socket.address();
+    return address === '0.0.0.0' ? undefined : address;
+  } catch (err) {
+    // No route out (an isolated device): no such address.
+    if (hasErrno(err, 'ENETUNREACH', 'EHOSTUNREACH', 'EADDRNOTAVAIL')) return undefined;
+    throw err;
+  } finally {
+    socket.close();
+  }
+}
+
 export async function readHardware(): Promise<Hardware> {
-  const [cpu, mem, os, nets, devices] = await Promise.all([si.cpu(), si.mem(), si.osInfo(), si.networkInterfaces(), listDevices()]);
+  const [cpu, mem, os, nets, devices, routed] = await Promise.all([si.cpu(), si.mem(), si.osInfo(), si.networkInterfaces(), listDevices(), defaultRouteAddress()]);
   const list = Array.isArray(nets) ? nets : [nets];
-  const addresses = list.filter((n) => !n.internal && n.ip4 && n.operstate !== 'down').map((n) => n.ip4);
+  const found = list.filter((n) => !n.internal && n.ip4 && n.operstate !== 'down').map((n) => n.ip4);
+  // The default route's address first: a bridge (podman's 10.88.0.1) may be listed before it.
+  const addresses = routed && found.includes(routed) ? [routed, ...found.filter((a) => a !== routed)] : found;
   return {
     arch: kubeArch(process.arch),
     os: process.platform,
