@@ -36,7 +36,7 @@ export class TargetState {
   saveError: string | undefined;
   private readonly path: string;
 
-  constructor(private readonly stateDir: string, private readonly logger: Logger) {
+  constructor(stateDir: string, private readonly logger: Logger) {
     this.path = join(stateDir, 'desired.json');
   }
 
