@@ -57,7 +57,7 @@ try {
       resyncSeconds: 10,
       keepaliveSeconds: 15,
       logLevel: 'silent',
-      runtime: { prefer: 'podman', podmanRoot: sb.root, podmanRunroot: sb.runroot, env: sb.env },
+      runtime: { podmanRoot: sb.root, podmanRunroot: sb.runroot, env: sb.env },
     } satisfies AgentConfig,
     { logger: silentLogger, runtime: sb.runtime },
   );

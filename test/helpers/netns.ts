@@ -65,7 +65,9 @@ export async function createDeviceLink(): Promise<DeviceLink> {
     nsIf,
     hostIp,
     deviceIp,
-    down: () => sh('ip', ['link', 'set', hostIf, 'down']),
+    down: async () => {
+      await sh('ip', ['link', 'set', hostIf, 'down']);
+    },
     up: async () => {
       await sh('ip', ['link', 'set', hostIf, 'up']);
     },
@@ -78,7 +80,10 @@ export async function createDeviceLink(): Promise<DeviceLink> {
       nsRule[2] = nsIf;
       await sh('iptables', ['-A', ...hostRule]);
       await nsenter(['iptables', '-A', ...nsRule]);
-      lossRules = [() => sh('iptables', ['-D', ...hostRule]), () => nsenter(['iptables', '-D', ...nsRule])];
+      lossRules = [
+        async () => void (await sh('iptables', ['-D', ...hostRule])),
+        async () => void (await nsenter(['iptables', '-D', ...nsRule])),
+      ];
     },
     async lossDropped() {
       // `-L -v -x -n`: exact counters; columns pkts bytes target prot opt in out source destination.

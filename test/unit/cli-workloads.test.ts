@@ -34,7 +34,7 @@ function deployment(over: { replicas?: number; generation?: number; status?: Par
     spec: {
       replicas: over.replicas ?? 3,
       selector: { matchLabels: { app: 'web' } },
-      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: over.image ?? 'nginx:1.25' }] } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: over.image ?? 'nginx:1.25' }], restartPolicy: 'Always', terminationGracePeriodSeconds: 30 } },
       strategy: { type: 'RollingUpdate' },
       revisionHistoryLimit: 10,
       progressDeadlineSeconds: 600,
@@ -59,7 +59,7 @@ function replicaSet(revision: number, image: string, opts: { owner?: string; cha
     spec: {
       replicas: 0,
       selector: { matchLabels: { app: 'web', 'pod-template-hash': hash } },
-      template: { metadata: { labels: { app: 'web', 'pod-template-hash': hash } }, spec: { containers: [{ name: 'web', image }] } },
+      template: { metadata: { labels: { app: 'web', 'pod-template-hash': hash } }, spec: { containers: [{ name: 'web', image }], restartPolicy: 'Always', terminationGracePeriodSeconds: 30 } },
       minReadySeconds: 0,
     },
   } as ReplicaSet;
