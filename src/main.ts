@@ -40,8 +40,9 @@ async function writeClientConfig(apiUrl: string, token: string): Promise<string 
   try {
     const cur = JSON.parse(await readFile(path, 'utf8')) as { server?: string };
     if (cur.server && cur.server !== apiUrl) return undefined;
-  } catch {
-    // missing or unreadable: write a fresh one
+  } catch (err) {
+    // Missing: write a fresh one. Anything else (not JSON, not readable) is the user's file: leave it.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path} exists but cannot be used (${errorMessage(err)}); not overwritten`, { cause: err });
   }
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, JSON.stringify({ server: apiUrl, token }, null, 2) + '\n', { mode: 0o600 });
@@ -170,7 +171,10 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       const agentToken = o.brokerUrl ? (o.brokerPassword ?? server.joinToken) : server.joinToken;
       agent = await startAgent(agentConfig({ ...o, stateDir: o.stateDir }, server.mqttUrl, agentToken), { logger });
     }
-    const cfgPath = await writeClientConfig(server.apiUrl, server.adminToken).catch(() => undefined);
+    const cfgPath = await writeClientConfig(server.apiUrl, server.adminToken).catch((err) => {
+      logger.warn({ err: errorMessage(err) }, 'CLI config not written');
+      return undefined;
+    });
     const host = o.advertiseAddress ?? primaryAddress() ?? '<this-host>';
     const mqttPublic = o.brokerUrl ?? `mqtt://${host}:${new URL(server.mqttUrl).port}`;
     io.stderr(
