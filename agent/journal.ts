@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { payloads } from '../src/contract/index.js';
@@ -61,6 +62,11 @@ export class EventJournal {
   private entries: Entry[] = [];
   private dropped = 0;
   private seq = 0;
+  /**
+   * Names this run of the journal for the server, which records an event only when its seq is past
+   * the last one seen from the same id: a batch delivered twice is recorded once.
+   */
+  readonly id = randomUUID();
   /** Lines in the file since the last compaction. */
   private lines = 0;
   private readonly capacity: number;
@@ -176,7 +182,7 @@ export class EventJournal {
     const dropped = this.dropped;
     const last = batch.at(-1)?.seq ?? 0;
     return {
-      events: batch.map((b) => b.event),
+      events: batch.map((b) => ({ ...b.event, seq: b.seq })),
       dropped,
       ack: () => {
         this.forget(last);

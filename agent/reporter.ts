@@ -147,7 +147,7 @@ export class Reporter {
     try {
       while (journal.size > 0 || journal.droppedCount > 0) {
         const batch = journal.take();
-        const ok = await link.publishEvents({ node: cfg.node, events: batch.events, dropped: batch.dropped });
+        const ok = await link.publishEvents({ node: cfg.node, journal: journal.id, events: batch.events, dropped: batch.dropped });
         // Not acknowledged: the batch stays in the journal and goes out on the next connect.
         if (!ok) break;
         batch.ack();

@@ -53,6 +53,17 @@ describe('event journal on disk', () => {
     await again.close();
   });
 
+  it('events carry their journal position, so a batch taken again (not acknowledged) repeats the same positions', async () => {
+    const j = new EventJournal({ path: await freshPath() });
+    await j.load();
+    for (let i = 1; i <= 3; i++) j.push(ev(i));
+    const first = j.take(2).events.map((e) => e.seq);
+    const again = j.take(3).events.map((e) => e.seq);
+    assert.deepEqual(again.slice(0, 2), first);
+    assert.ok(again[2]! > again[1]! && again[1]! > again[0]!, `positions increase: ${again.join(',')}`);
+    await j.close();
+  });
+
   it('a batch taken but never acknowledged (link dropped) is sent again after a restart', async () => {
     const path = await freshPath();
     const j = new EventJournal({ path });
