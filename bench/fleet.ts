@@ -9,8 +9,8 @@
  *
  * The server runs as a child process exactly as `drover server --disable-agent` (under tsx, or with
  * --compiled from a tsc build in a temp dir, as bin/drover.js would run it). The agents live in W
- * forked worker processes; each is one mqtt.js client speaking the contract as agent/connection.ts
- * and agent/agent.ts do: clientId drover-agent-<node>, username node, password the join token,
+ * forked worker processes; each is one mqtt.js client speaking the contract as
+ * agent/connection.ts and agent/reporter.ts do: clientId drover-agent-<node>, username node, password the join token,
  * clean:false, last will "offline" (retained), subscription to its own desired + req/+, presence
  * "online" (retained), hello (retained), then status; a status heartbeat every --heartbeat seconds,
  * and a status at once when a new desired state arrives, echoing its generation and reporting every
