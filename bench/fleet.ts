@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
+import { apiClient, type ApiCall } from '../test/helpers/http.js';
 import { freePort, machine, median, numArg, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -390,20 +391,8 @@ interface Ctx {
   pid: number;
 }
 
-async function api(ctx: Ctx, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(ctx.apiUrl + path, {
-    method,
-    headers: { authorization: `Bearer ${ctx.token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
+function api(ctx: Ctx, method: string, path: string, body?: unknown): ReturnType<ApiCall> {
+  return apiClient(ctx.apiUrl, ctx.token)(method, path, body);
 }
 
 /** The store revision (every write bumps it): read from the smallest list there is. */
@@ -831,7 +820,7 @@ async function main(): Promise<void> {
     await sleep(300);
     ds = mon.begin('daemonset');
     const post = await api(ctx, 'POST', '/apis/apps/v1/namespaces/default/daemonsets', daemonSet(dsName));
-    if (post.status !== 201) throw new Error(`POST daemonset: HTTP ${post.status} ${JSON.stringify(post.body)}`);
+    if (post.status !== 201) throw new Error(`POST daemonset: HTTP ${post.status} ${post.text}`);
     marks.postMs = Math.round(ds.elapsedMs());
     const dsRec = ds;
     await waitUntil(`${n} daemon pods Running`, () => alive() && running >= n, timeoutMs, () => `${created} created, ${bound} bound, ${running} Running after ${Math.round(dsRec.elapsedMs() / 1000)} s, RSS ${round(mon.sample() ?? NaN, 1)} MiB`);

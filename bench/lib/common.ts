@@ -3,7 +3,6 @@
  * process, and writing a result file next to the others in bench/results/.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { cpus, totalmem } from 'node:os';
 
 /** `--name value` / `--flag` from argv; numbers stay strings (callers convert). */
@@ -48,17 +47,7 @@ export const round = (n: number, digits = 0): number => {
   return Math.round(n * f) / f;
 };
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const p = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(p));
-    });
-  });
-}
+export { freePort } from '../../test/helpers/http.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -1,5 +1,4 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../../server/run.js';
@@ -8,42 +7,9 @@ import type { ContainerRuntime } from '../../agent/runtime/types.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { createLogger } from '../../src/util/logger.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const p = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(p));
-    });
-  });
-}
+import { apiClient, freePort, type ApiCall } from './http.js';
 
-export type ApiCall = (method: string, path: string, body?: unknown) => Promise<{ status: number; body: any; text: string }>;
-
-/**
- * Authenticated JSON requests against the API at `baseUrl`; `body` is the parsed JSON, when it is JSON.
- * Functions are read at each call: a server restarted on another port or with another token.
- */
-export function apiClient(baseUrl: string | (() => string), token: string | (() => string)): ApiCall {
-  const read = (v: string | (() => string)) => (typeof v === 'function' ? v() : v);
-  return async (method, path, body) => {
-    const res = await fetch(read(baseUrl) + path, {
-      method,
-      headers: { authorization: `Bearer ${read(token)}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-      body: body ? JSON.stringify(body) : undefined,
-    });
-    const text = await res.text();
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
-    return { status: res.status, body: parsed, text };
-  };
-}
+export { apiClient, freePort, type ApiCall };
 
 const logger = () => (process.env.DROVER_TEST_LOG ? createLogger({ name: 'test', level: process.env.DROVER_TEST_LOG }) : silentLogger);
 
