@@ -9,6 +9,7 @@ import { formatCpu, formatMemory, parseCpu, parseMemory } from '../api/quantity.
 import { selectorString, type LabelSelector } from '../api/selector.js';
 import type { PodTemplate } from '../api/template.js';
 import type { DaemonSet, Deployment, Job, ReplicaSet } from '../api/workloads.js';
+import { ValidationError } from '../util/errors.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { age, formatTime, jobStatusText, nodeMemoryText, nodeRoles, nodeStatusText, podStatusText, tabwrite } from './output.js';
@@ -288,8 +289,8 @@ function sumResources(pod: Pod, which: 'requests' | 'limits'): { cpu: string; me
     try {
       if (r?.cpu !== undefined) cpu += parseCpu(r.cpu);
       if (r?.memory !== undefined) mem += parseMemory(r.memory);
-    } catch {
-      /* ignored: shown as 0 */
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
     }
   }
   return { cpu: formatCpu(cpu), memory: mem ? formatMemory(mem) : '0' };

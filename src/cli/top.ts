@@ -3,6 +3,7 @@ import { kindInfo, objectPath } from '../api/kinds.js';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
 import { parseCpu, parseMemory } from '../api/quantity.js';
+import { ValidationError } from '../util/errors.js';
 import { CliError } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, type CommandContext } from './context.js';
 import { renderTable } from './output.js';
@@ -36,8 +37,10 @@ function quantity(parse: (v: string) => number, v: string | undefined): number |
   if (!v) return undefined;
   try {
     return parse(v);
-  } catch {
-    return undefined;
+  } catch (err) {
+    // A capacity the node reported in a form we cannot read: shown as <unknown>, not a failed command.
+    if (err instanceof ValidationError) return undefined;
+    throw err;
   }
 }
 
