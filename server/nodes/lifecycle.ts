@@ -101,18 +101,23 @@ export function decideLifecycle({ node, beat, lastDisconnectMs, nowMs, policy }:
   const flagged = condition(node, 'HeartbeatLate')?.status === 'True';
   const ready = condition(node, 'Ready');
   if (beat) {
-    const lateAt = beat.lastHeardMs + beat.periodMs * policy.lateFactor;
-    const lostAt = beat.lastHeardMs + beat.periodMs * policy.missedHeartbeats;
+    // Ingest writes Ready=True with lastHeard on a hello or when the agent comes back online: that is
+    // a sign of life too, even before its first status report refreshes the heartbeat.
+    const readySince = ready?.status === 'True' ? Date.parse(node.status?.lastHeard ?? '') : NaN;
+    const lastHeardMs = readySince > beat.lastHeardMs ? readySince : beat.lastHeardMs;
+    const lateAt = lastHeardMs + beat.periodMs * policy.lateFactor;
+    const lostAt = lastHeardMs + beat.periodMs * policy.missedHeartbeats;
     if (nowMs > lateAt) {
-      if (!flagged) out.late = { set: true, lastHeardMs: beat.lastHeardMs, periodMs: beat.periodMs };
+      if (!flagged) out.late = { set: true, lastHeardMs, periodMs: beat.periodMs };
     } else {
       if (flagged) out.late = { set: false };
       out.nextAtMs = earliest(out.nextAtMs, lateAt + 1);
     }
-    // Already NotReady for silence, or for a contract mismatch no heartbeat can cure: nothing to add.
-    const judged = ready?.reason === 'NodeStatusUnknown' || ready?.reason === 'ContractVersionMismatch';
+    // Already NotReady for silence, for a contract mismatch no heartbeat can cure, or Unknown (its last
+    // will arrived): nothing to add.
+    const judged = ready?.reason === 'NodeStatusUnknown' || ready?.reason === 'ContractVersionMismatch' || ready?.status === 'Unknown';
     if (nowMs > lostAt) {
-      if (!judged) out.notReady = { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((nowMs - beat.lastHeardMs) / 1000)}s` };
+      if (!judged) out.notReady = { type: 'Ready', status: 'False', reason: 'NodeStatusUnknown', message: `no heartbeat for ${Math.round((nowMs - lastHeardMs) / 1000)}s` };
     } else {
       out.nextAtMs = earliest(out.nextAtMs, lostAt + 1);
     }

@@ -14,6 +14,8 @@ export interface Heartbeat {
  */
 export class NodeLiveness {
   private readonly beats = new Map<string, Heartbeat>();
+  /** Said goodbye (last will) and not heard since: no grace period to assume, nothing to time. */
+  private readonly offline = new Set<string>();
   readonly flaps: FlapTracker;
 
   constructor(opts: { flapThreshold: number; flapWindowMs: number }) {
@@ -22,15 +24,16 @@ export class NodeLiveness {
 
   /** A report arrived; returns the heartbeat it replaces. */
   heard(node: string, beat: Heartbeat): Heartbeat | undefined {
+    this.offline.delete(node);
     const prev = this.beats.get(node);
     this.beats.set(node, beat);
     return prev;
   }
 
   /** Heard now unless already known: a Ready node nobody in this process has heard yet gets a full grace period. */
-  assume(node: string, beat: Heartbeat): Heartbeat {
+  assume(node: string, beat: Heartbeat): Heartbeat | undefined {
     const known = this.beats.get(node);
-    if (known) return known;
+    if (known || this.offline.has(node)) return known;
     this.beats.set(node, beat);
     return beat;
   }
@@ -42,12 +45,14 @@ export class NodeLiveness {
   /** The agent said goodbye (last will): nothing to time until it reports again. */
   wentOffline(node: string, nowMs: number): { degraded: boolean } {
     this.beats.delete(node);
+    this.offline.add(node);
     return { degraded: this.flaps.disconnect(node, nowMs) };
   }
 
   /** The Node is gone. */
   forget(node: string): void {
     this.beats.delete(node);
+    this.offline.delete(node);
     this.flaps.forget(node);
   }
 }

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { decideLifecycle, dueEvictions, lifecycleTaints, podMarks, TAINT_NOT_READY, TAINT_UNREACHABLE, type LifecyclePolicy } from '../../server/nodes/lifecycle.js';
-import { FlapTracker } from '../../server/nodes/liveness.js';
+import { FlapTracker, NodeLiveness } from '../../server/nodes/liveness.js';
 import type { Condition } from '../../src/api/meta.js';
 import { lostPodStatus, podStatusFromReport } from '../../server/nodes/pod-status.js';
 
@@ -83,6 +83,28 @@ test('silence: late after a heartbeat and a half, NotReady after three, each dec
   const heardAgain = decideLifecycle({ node: marked, beat: { ...beat, lastHeardMs: ms0 + 20_000 }, lastDisconnectMs: undefined, nowMs: ms0 + 21_000, policy });
   assert.deepEqual(heardAgain.late, { set: false });
   assert.equal(decideLifecycle({ node: withConds({ type: 'Ready', status: 'Unknown' }), beat: undefined, lastDisconnectMs: undefined, nowMs: ms0 + 999_000, policy }).notReady, undefined, 'offline: no heartbeat to time');
+});
+
+test('a node back online (Ready=True written after its old heartbeat) is not sent back to NotReady by that old heartbeat', () => {
+  // Judged NotReady by silence, then its hello / presence-online wrote Ready=True and lastHeard: the
+  // stale in-memory heartbeat must not overturn it before the first status report arrives.
+  const back: Node = { ...withConds(READY), status: { conditions: [READY], lastHeard: new Date(ms0 + 60_000).toISOString() } };
+  const d = decideLifecycle({ node: back, beat, lastDisconnectMs: undefined, nowMs: ms0 + 61_000, policy });
+  assert.equal(d.notReady, undefined);
+  assert.equal(d.late, undefined);
+  assert.equal(d.nextAtMs, ms0 + 75_001, 'timed from when it came back');
+  // An Unknown node (its last will arrived) is not turned NotReady by the timer either.
+  const gone = decideLifecycle({ node: withConds({ type: 'Ready', status: 'Unknown', reason: 'NodeOffline' }), beat, lastDisconnectMs: undefined, nowMs: ms0 + 99_000, policy });
+  assert.equal(gone.notReady, undefined);
+});
+
+test('liveness: a node that said goodbye gets no assumed grace heartbeat until it is heard again', () => {
+  const l = new NodeLiveness({ flapThreshold: 3, flapWindowMs: 60_000 });
+  assert.ok(l.assume('a', beat), 'after a server restart a Ready node gets one grace period');
+  l.wentOffline('a', ms0);
+  assert.equal(l.assume('a', beat), undefined, 'offline: nothing to time');
+  l.heard('a', beat);
+  assert.deepEqual(l.beat('a'), beat);
 });
 
 test('a degraded link is stable again after a whole window without a disconnect, also when an earlier server marked it', () => {
