@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BadRequestError, DroverError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { assertJsonDepth } from './path.js';
 
 /** Largest request body accepted; a manifest is a few KiB. */
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -38,9 +39,12 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8');
+  let body: unknown;
   try {
-    return JSON.parse(text);
+    body = JSON.parse(text);
   } catch (err) {
     throw new BadRequestError(`request body is not valid JSON: ${errorMessage(err)}`, err);
   }
+  assertJsonDepth(body);
+  return body;
 }

@@ -7,6 +7,7 @@ import { parseObject } from '../../src/api/validate.js';
 import { BadRequestError, DroverError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store } from '../store/types.js';
+import { pathSegments } from './path.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
@@ -54,8 +55,7 @@ class MethodNotAllowed extends DroverError {
 }
 
 /** Maps a k8s-style path onto (kind, namespace, name, subresource). */
-export function route(path: string): Route | undefined {
-  const segs = path.split('/').filter(Boolean).map(decodeURIComponent);
+export function route(segs: string[]): Route | undefined {
   let rest: string[];
   let groupVersion: string;
   if (segs[0] === 'api' && segs[1] === 'v1') {
@@ -100,7 +100,9 @@ export class ApiServer {
   async listen(host: string, port: number): Promise<{ url: string; port: number }> {
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err) => {
-        this.deps.logger.error({ err: errorMessage(err), url: req.url }, 'api handler failed');
+        // A refused request (a bad path, a bad body) is the client's problem, not the server's.
+        const refused = err instanceof DroverError && err.code < 500;
+        this.deps.logger[refused ? 'info' : 'error']({ err: errorMessage(err), url: req.url }, refused ? 'api request refused' : 'api handler failed');
         if (!res.headersSent) sendError(res, err);
         else res.end();
       });
@@ -134,7 +136,7 @@ export class ApiServer {
       if (!this.deps.metrics) return sendError(res, new NotFoundError('metrics'));
       return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(metrics[1] ? decodeURIComponent(metrics[1]) : undefined));
     }
-    const r = route(url.pathname);
+    const r = route(pathSegments(req.url ?? '/'));
     if (!r) return sendError(res, new NotFoundError(`the server could not find the requested resource (${url.pathname}):`));
     try {
       if (r.sub) {

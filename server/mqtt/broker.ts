@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import { Aedes, type AedesOptions, type AuthenticateError } from 'aedes';
-import { agentMayPublish, agentMaySubscribe } from '../../src/contract/topics.js';
+import { agentMayPublish, agentMaySubscribe, isTopicSafe } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Logger } from '../../src/util/logger.js';
 
@@ -28,7 +28,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const principals = new WeakMap<object, Principal>();
   const authenticate: AedesOptions['authenticate'] = (client, username, password, done) => {
     const who = opts.authenticate(client.id, username, password?.toString('utf8'));
-    if (who) {
+    // A node name becomes part of topic filters in the ACL: `+`, `#` or `/` in it (username `+`) would
+    // turn the agent's own-inbox rule into a wildcard over every node.
+    if (who && (who.role !== 'agent' || isTopicSafe(who.node))) {
       principals.set(client, who);
       return done(null, true);
     }

@@ -32,6 +32,11 @@ export type NodeTopicKind = 'presence' | 'hello' | 'desired' | 'status' | 'event
 
 const NODE_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
+/** A node name that can stand in a topic: a DNS subdomain, so no `+`, `#` or `/`. */
+export function isTopicSafe(node: string): boolean {
+  return NODE_NAME.test(node);
+}
+
 export function assertTopicSafe(node: string): void {
   // '+', '#' and '/' would change the topic's meaning; node names are DNS subdomains anyway.
   if (!NODE_NAME.test(node)) throw new ValidationError([{ field: 'node', message: `"${node}" is not a DNS subdomain: it cannot be part of an MQTT topic` }], 'invalid node name');

@@ -169,6 +169,15 @@ describe('mqtt: bad input from agents', () => {
       'join token with the server client id is refused',
     );
 
+    // Wildcards as a node name would make the agent's own-inbox ACL match every node's desired state.
+    for (const name of ['+', '#', 'a/b', 'edge-+']) {
+      await assert.rejects(
+        mqtt.connectAsync(cluster.mqttUrl, { username: name, password: cluster.joinToken, clientId: `drover-agent-${name}`, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
+        (err: any) => err.code === 4 || err.code === 5,
+        `the join token with username ${name} is refused`,
+      );
+    }
+
     const ok = await mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', password: cluster.joinToken, clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0 });
     extraClients.push(ok);
     assert.equal(ok.connected, true);
