@@ -3,10 +3,18 @@ import { condition, objectMeta } from './meta.js';
 import { labelSelector } from './selector.js';
 import { intOrPercent, podTemplate } from './template.js';
 
+/**
+ * Most replicas, completions or parallelism one object may ask for. A fleet of thousands of devices
+ * fits; `replicas: 1e9` (a typo or an attack) is refused here instead of making controllers create
+ * and collect pods for hours.
+ */
+export const MAX_REPLICAS = 10_000;
+const count = (min: number) => z.number().int().min(min).max(MAX_REPLICAS, `must be at most ${MAX_REPLICAS}`);
+
 const selectorRequired = labelSelector.refine((s) => Object.keys(s.matchLabels ?? {}).length + (s.matchExpressions?.length ?? 0) > 0, 'must not be empty');
 
 export const deploymentSpec = z.strictObject({
-  replicas: z.number().int().min(0).default(1),
+  replicas: count(0).default(1),
   selector: selectorRequired,
   template: podTemplate,
   strategy: z
@@ -47,7 +55,7 @@ export const replicaSet = z.strictObject({
   kind: z.literal('ReplicaSet'),
   metadata: objectMeta,
   spec: z.strictObject({
-    replicas: z.number().int().min(0).default(1),
+    replicas: count(0).default(1),
     selector: selectorRequired,
     template: podTemplate,
     minReadySeconds: z.number().int().min(0).default(0),
@@ -100,8 +108,8 @@ export const job = z.strictObject({
   metadata: objectMeta,
   spec: z
     .strictObject({
-      completions: z.number().int().min(1).default(1),
-      parallelism: z.number().int().min(0).default(1),
+      completions: count(1).default(1),
+      parallelism: count(0).default(1),
       backoffLimit: z.number().int().min(0).default(6),
       activeDeadlineSeconds: z.number().int().min(1).optional(),
       ttlSecondsAfterFinished: z.number().int().min(0).optional(),

@@ -116,3 +116,14 @@ test('quantities: CPU in millicores, memory in bytes', () => {
   assert.throws(() => parseCpu('1Gi'), /invalid CPU quantity/);
   assert.throws(() => parseMemory('12 apples'), /invalid memory quantity/);
 });
+
+test('replicas, completions and parallelism are capped with an error that names the field', () => {
+  const deploy = (replicas: number) => ({
+    apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'big' },
+    spec: { replicas, selector: { matchLabels: { app: 'big' } }, template: { metadata: { labels: { app: 'big' } }, spec: { containers: [{ name: 'c', image: 'busybox' }] } } },
+  });
+  assert.throws(() => parseObject(deploy(1e9)), (err: unknown) => err instanceof ValidationError && err.causes.some((c) => c.field === 'spec.replicas' && /at most 10000/.test(c.message)));
+  assert.doesNotThrow(() => parseObject(deploy(10_000)));
+  const job = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'j' }, spec: { completions: 50_000, parallelism: 20_000, template: { spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: 'busybox' }] } } } };
+  assert.throws(() => parseObject(job), (err: unknown) => err instanceof ValidationError && ['spec.completions', 'spec.parallelism'].every((f) => err.causes.some((c) => c.field === f)));
+});
