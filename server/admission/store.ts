@@ -1,15 +1,9 @@
 import { normalizeSecret } from '../../src/api/config.js';
 import { kindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import { DroverError, NotFoundError } from '../../src/util/errors.js';
+import { ForbiddenError, NotFoundError } from '../../src/util/errors.js';
 import { isKind, type Store } from '../store/types.js';
 import { QUOTA_COUNTED_KINDS, quotaViolation } from './quota.js';
-
-export class ForbiddenError extends DroverError {
-  constructor(message: string) {
-    super(message, { code: 403, reason: 'Forbidden' });
-  }
-}
 
 /**
  * The store every writer uses (API handlers and controllers alike), with admission in front of

@@ -72,6 +72,25 @@ export class UnauthorizedError extends DroverError {
   }
 }
 
+/** Why a token was refused; named in the error and the audit log, never with the token itself. */
+export type TokenRefusal = 'unknown' | 'expired' | 'used up' | 'revoked' | 'malformed' | 'wrong type';
+
+/** A join or API token was presented and refused; `why` says which check failed. */
+export class TokenRefusedError extends UnauthorizedError {
+  readonly why: TokenRefusal;
+  constructor(what: string, why: TokenRefusal) {
+    super(`${what} refused: ${why}`);
+    this.why = why;
+  }
+}
+
+/** Authenticated, but the identity may not do this (a `view` token that deletes, a privileged pod in a plain namespace). */
+export class ForbiddenError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 403, reason: 'Forbidden', cause });
+  }
+}
+
 export class BadRequestError extends DroverError {
   constructor(message: string, cause?: unknown) {
     super(message, { code: 400, reason: 'BadRequest', cause });

@@ -1,0 +1,337 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { objectMeta } from '../../src/api/meta.js';
+import { DroverError, TokenRefusedError, ValidationError, type FieldCause, type TokenRefusal } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import { ensurePrivateDir, writePrivateFile } from './private-file.js';
+
+export type Role = 'admin' | 'view';
+export const ROLES: readonly Role[] = ['admin', 'view'];
+
+export interface ApiIdentity {
+  kind: 'api';
+  tokenId: string;
+  role: Role;
+  description?: string;
+}
+
+export interface TokenInfo {
+  id: string;
+  type: 'join' | 'api';
+  role?: Role;
+  description?: string;
+  createdAt: string;
+  expiresAt?: string;
+  /** undefined = unlimited */
+  usesLeft?: number;
+  labels?: Record<string, string>;
+  revoked: boolean;
+}
+
+/** The id the bootstrap admin token (DATA_DIR/admin-token) carries in identities and the audit log. */
+export const BOOTSTRAP_ADMIN_ID = 'bootstrap-admin';
+
+/** Longest lifetime a token may be given (10 years): beyond that "no --ttl" says what is meant. */
+export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
+export const MAX_USES = 1_000_000;
+export const MAX_DESCRIPTION = 256;
+
+const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
+const ID_LENGTH = 6;
+/** `<id>.<secret>`: the id is a lookup key (shown in `token list` and the audit log), the secret is 192 random bits. */
+const TOKEN_FORMAT = /^([a-z0-9]{6})\.([A-Za-z0-9_-]{32})$/;
+
+const storedToken = z.strictObject({
+  id: z.string().regex(/^[a-z0-9]{6}$/),
+  type: z.enum(['join', 'api']),
+  role: z.enum(['admin', 'view']).optional(),
+  /** sha256 hex of the secret part: the secret itself is never written anywhere by the server. */
+  secretSha256: z.string().regex(/^[0-9a-f]{64}$/),
+  description: z.string().optional(),
+  createdAt: z.string(),
+  expiresAt: z.string().optional(),
+  usesLeft: z.number().int().nonnegative().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  revoked: z.boolean(),
+  revokedAt: z.string().optional(),
+});
+type StoredToken = z.infer<typeof storedToken>;
+const tokenFile = z.strictObject({ version: z.literal(1), tokens: z.array(storedToken) });
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+function randomId(): string {
+  // Rejection sampling keeps the 36 letters equally likely.
+  let id = '';
+  while (id.length < ID_LENGTH) {
+    for (const b of randomBytes(16)) {
+      if (b < 252 && id.length < ID_LENGTH) id += ID_ALPHABET[b % 36];
+    }
+  }
+  return id;
+}
+
+function newSecret(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/** Validates the options every token kind shares, naming each bad field. */
+function checkCommon(o: { ttlSeconds?: number; description?: string }, causes: FieldCause[]): void {
+  if (o.ttlSeconds !== undefined && (!Number.isInteger(o.ttlSeconds) || o.ttlSeconds < 1 || o.ttlSeconds > MAX_TTL_SECONDS)) {
+    causes.push({ field: 'ttl', message: `must be a whole number of seconds from 1 to ${MAX_TTL_SECONDS} (10 years), got ${String(o.ttlSeconds)}` });
+  }
+  if (o.description !== undefined) {
+    // A description is printed in tables and written to logs: one printable line.
+    if (typeof o.description !== 'string' || o.description.length > MAX_DESCRIPTION || /[\p{Cc}]/u.test(o.description)) {
+      causes.push({ field: 'description', message: `must be one line of at most ${MAX_DESCRIPTION} printable characters` });
+    }
+  }
+}
+
+/** Reads the bootstrap admin token, creating it (0600) at first start; kept across restarts. */
+async function loadOrCreateAdminToken(path: string): Promise<string> {
+  try {
+    const t = (await readFile(path, 'utf8')).trim();
+    if (t) {
+      if (((await stat(path)).mode & 0o077) !== 0) await chmod(path, 0o600);
+      return t;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  await writeFile(path, `${newSecret()}\n`, { mode: 0o600, flag: 'wx' }).catch((err) => {
+    // Lost a race with another start: use the winner's token.
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  });
+  return (await readFile(path, 'utf8')).trim();
+}
+
+export type ApiCheck = { identity: ApiIdentity } | { refused: TokenRefusal; tokenId?: string };
+
+/**
+ * Join tokens (an agent's first contact: limited uses and lifetime, labels for the node) and API
+ * tokens (a role for the HTTP API, later MQTT commands). Only sha256 hashes of the secrets are kept,
+ * in DATA_DIR/auth/tokens.json (0600 in a 0700 dir), so a copy of the data dir does not hand out
+ * tokens. Writes are serialised and atomic; the in-memory table changes only after the file did,
+ * so a failed write refuses the operation instead of diverging from disk.
+ */
+export class TokenStore {
+  private tokens: StoredToken[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly adminHash: Buffer;
+
+  private constructor(
+    private readonly file: string,
+    readonly adminToken: string,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {
+    this.adminHash = sha256(adminToken);
+  }
+
+  /** Persists under DATA_DIR/auth/ (0700 dir, 0600 files), secrets stored only as sha256 hashes. */
+  static async open(opts: { dataDir: string; logger: Logger; now?: () => number }): Promise<TokenStore> {
+    await ensurePrivateDir(opts.dataDir);
+    const dir = join(opts.dataDir, 'auth');
+    await ensurePrivateDir(dir);
+    const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, 'admin-token'));
+    const store = new TokenStore(join(dir, 'tokens.json'), adminToken, opts.logger, opts.now ?? Date.now);
+    await store.load();
+    return store;
+  }
+
+  private async load(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    if (((await stat(this.file)).mode & 0o077) !== 0) {
+      this.logger.warn({ file: this.file }, 'token file was readable by others; set to 0600');
+      await chmod(this.file, 0o600);
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new DroverError(`${this.file} is not valid JSON; fix or remove it (removing it revokes every join and API token)`, { cause: err });
+    }
+    const r = tokenFile.safeParse(parsed);
+    if (!r.success) {
+      throw new DroverError(`${this.file} is not a token file this version understands: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
+    }
+    this.tokens = r.data.tokens;
+  }
+
+  /** Runs `change` on a copy of the table, writes it, then makes it current; one change at a time. */
+  private mutate<T>(change: (tokens: StoredToken[]) => T): Promise<T> {
+    const run = async () => {
+      const next = this.tokens.map((t) => ({ ...t }));
+      const result = change(next);
+      await writePrivateFile(this.file, JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n');
+      this.tokens = next;
+      return result;
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  private iso(ms: number): string {
+    return new Date(ms).toISOString();
+  }
+
+  private expired(t: StoredToken): boolean {
+    return t.expiresAt !== undefined && this.now() >= Date.parse(t.expiresAt);
+  }
+
+  private uniqueId(tokens: StoredToken[]): string {
+    for (;;) {
+      const id = randomId();
+      if (id !== BOOTSTRAP_ADMIN_ID && !tokens.some((t) => t.id === id)) return id;
+    }
+  }
+
+  async createJoin(o: { ttlSeconds?: number; uses?: number; labels?: Record<string, string>; description?: string }): Promise<{ id: string; token: string }> {
+    const causes: FieldCause[] = [];
+    checkCommon(o, causes);
+    if (o.uses !== undefined && (!Number.isInteger(o.uses) || o.uses < 1 || o.uses > MAX_USES)) {
+      causes.push({ field: 'uses', message: `must be a whole number from 1 to ${MAX_USES}, got ${String(o.uses)}` });
+    }
+    if (o.labels !== undefined) {
+      const r = objectMeta.shape.labels.safeParse(o.labels);
+      if (!r.success) for (const i of r.error.issues) causes.push({ field: ['labels', ...i.path.map(String)].join('.'), message: i.message });
+    }
+    if (causes.length) throw new ValidationError(causes, 'invalid join token');
+    const secret = newSecret();
+    const id = await this.mutate((tokens) => {
+      const id = this.uniqueId(tokens);
+      const now = this.now();
+      tokens.push({
+        id,
+        type: 'join',
+        secretSha256: sha256(secret).toString('hex'),
+        ...(o.description !== undefined ? { description: o.description } : {}),
+        createdAt: this.iso(now),
+        ...(o.ttlSeconds !== undefined ? { expiresAt: this.iso(now + o.ttlSeconds * 1000) } : {}),
+        ...(o.uses !== undefined ? { usesLeft: o.uses } : {}),
+        ...(o.labels && Object.keys(o.labels).length ? { labels: { ...o.labels } } : {}),
+        revoked: false,
+      });
+      return id;
+    });
+    this.logger.info({ tokenId: id, type: 'join', ttlSeconds: o.ttlSeconds, uses: o.uses }, 'join token created');
+    return { id, token: `${id}.${secret}` };
+  }
+
+  /** The stored token `token` names, if its secret matches, else why not (constant time in the secret). */
+  private find(token: string, type: 'join' | 'api'): { token: StoredToken } | { refused: TokenRefusal; tokenId?: string } {
+    const m = TOKEN_FORMAT.exec(token);
+    if (!m) return { refused: 'malformed' };
+    const [, id, secret] = m as unknown as [string, string, string];
+    const t = this.tokens.find((x) => x.id === id);
+    const hash = sha256(secret);
+    // Compared even for an unknown id, so the answer's timing does not tell ids apart.
+    const ok = timingSafeEqual(hash, t ? Buffer.from(t.secretSha256, 'hex') : this.adminHash);
+    if (!t || !ok) return { refused: 'unknown' };
+    if (t.type !== type) return { refused: 'wrong type', tokenId: id };
+    if (t.revoked) return { refused: 'revoked', tokenId: id };
+    if (this.expired(t)) return { refused: 'expired', tokenId: id };
+    if (t.usesLeft !== undefined && t.usesLeft <= 0) return { refused: 'used up', tokenId: id };
+    return { token: t };
+  }
+
+  /** Checks and consumes one use. Throws TokenRefusedError (an UnauthorizedError) whose message names why. */
+  async redeemJoin(token: string): Promise<{ id: string; labels: Record<string, string> }> {
+    // Checked again inside the serialised change: two agents racing for the last use cannot both win.
+    return this.mutate((tokens) => {
+      const f = this.find(token, 'join');
+      if ('refused' in f) throw new TokenRefusedError(f.tokenId ? `join token ${f.tokenId}` : 'join token', f.refused);
+      const t = tokens.find((x) => x.id === f.token.id)!;
+      if (t.usesLeft !== undefined) t.usesLeft -= 1;
+      return { id: t.id, labels: { ...(t.labels ?? {}) } };
+    }).then((r) => {
+      this.logger.info({ tokenId: r.id }, 'join token redeemed');
+      return r;
+    });
+  }
+
+  async createApi(o: { role: Role; ttlSeconds?: number; description?: string }): Promise<{ id: string; token: string }> {
+    const causes: FieldCause[] = [];
+    checkCommon(o, causes);
+    if (!ROLES.includes(o.role)) causes.push({ field: 'role', message: `must be one of ${ROLES.join(', ')}, got ${JSON.stringify(o.role)}` });
+    if (causes.length) throw new ValidationError(causes, 'invalid API token');
+    const secret = newSecret();
+    const id = await this.mutate((tokens) => {
+      const id = this.uniqueId(tokens);
+      const now = this.now();
+      tokens.push({
+        id,
+        type: 'api',
+        role: o.role,
+        secretSha256: sha256(secret).toString('hex'),
+        ...(o.description !== undefined ? { description: o.description } : {}),
+        createdAt: this.iso(now),
+        ...(o.ttlSeconds !== undefined ? { expiresAt: this.iso(now + o.ttlSeconds * 1000) } : {}),
+        revoked: false,
+      });
+      return id;
+    });
+    this.logger.info({ tokenId: id, type: 'api', role: o.role, ttlSeconds: o.ttlSeconds }, 'API token created');
+    return { id, token: `${id}.${secret}` };
+  }
+
+  /** The identity an API bearer token stands for, or why it is refused (for the audit log). */
+  checkApi(token: string): ApiCheck {
+    const given = sha256(token);
+    if (timingSafeEqual(given, this.adminHash)) {
+      return { identity: { kind: 'api', tokenId: BOOTSTRAP_ADMIN_ID, role: 'admin', description: 'bootstrap admin token (DATA_DIR/admin-token)' } };
+    }
+    const f = this.find(token, 'api');
+    if ('refused' in f) return f;
+    const t = f.token;
+    return { identity: { kind: 'api', tokenId: t.id, role: t.role ?? 'view', ...(t.description !== undefined ? { description: t.description } : {}) } };
+  }
+
+  /** Constant-time; undefined for unknown/expired/revoked. Accepts adminToken. */
+  authenticateApi(token: string): ApiIdentity | undefined {
+    const r = this.checkApi(token);
+    return 'identity' in r ? r.identity : undefined;
+  }
+
+  list(): TokenInfo[] {
+    return this.tokens.map((t) => ({
+      id: t.id,
+      type: t.type,
+      ...(t.role ? { role: t.role } : {}),
+      ...(t.description !== undefined ? { description: t.description } : {}),
+      createdAt: t.createdAt,
+      ...(t.expiresAt ? { expiresAt: t.expiresAt } : {}),
+      ...(t.usesLeft !== undefined ? { usesLeft: t.usesLeft } : {}),
+      ...(t.labels ? { labels: { ...t.labels } } : {}),
+      revoked: t.revoked,
+    }));
+  }
+
+  /** Revokes a join or API token at once; false if no token has this id. Revoked tokens stay listed. */
+  async revoke(id: string): Promise<boolean> {
+    if (!this.tokens.some((t) => t.id === id)) return false;
+    const found = await this.mutate((tokens) => {
+      const t = tokens.find((x) => x.id === id);
+      if (!t) return false;
+      if (!t.revoked) {
+        t.revoked = true;
+        t.revokedAt = this.iso(this.now());
+      }
+      return true;
+    });
+    if (found) this.logger.info({ tokenId: id }, 'token revoked');
+    return found;
+  }
+}
