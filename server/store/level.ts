@@ -4,8 +4,10 @@ import type { ApiObject } from '../../src/api/meta.js';
 import { KINDS } from '../../src/api/kinds.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import type { ListResult, ObjectOf, Store, Stored, Watch, WatchEvent, WatchEventType } from './types.js';
+import { ensurePrivateDir, tightenFilesIn } from '../../src/util/private-fs.js';
+import type { ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchEventType } from './types.js';
 
 /*
  * Key layout (all keys are strings, values JSON):
@@ -13,11 +15,24 @@ import type { ListResult, ObjectOf, Store, Stored, Watch, WatchEvent, WatchEvent
  *   /log/{revision, 16 digits}           → { type, revision, object }: the change log watches replay
  *   /meta/revision                       → the last committed revision
  *   /meta/compacted                      → log entries up to and including this revision are gone
+ *   /meta/secrets-sealed                 → id of the key every stored Secret is encrypted with (absent:
+ *                                          some may be plaintext or under an older key)
+ *
+ * Secrets at rest (with a ValueCipher, server/secrets/keyring.ts): a Secret is stored as one string,
+ * `k8s:enc:aesgcm:v1:<keyid>:<base64>`, the whole serialized object encrypted with AAD = the LevelDB
+ * key it is stored under; its change-log entries as { type, revision, key: <object key>, object:
+ * <same form, AAD = the log key> }. Every read path opens them, so nothing above the store sees the
+ * difference. Plain Secrets (from before encryption) still read, and are encrypted by sealSecrets(),
+ * which open() runs when the marker above does not name the primary key.
  */
 const REGISTRY = '/registry/';
 const LOG = '/log/';
 const META_REVISION = '/meta/revision';
 const META_COMPACTED = '/meta/compacted';
+const META_SEALED = '/meta/secrets-sealed';
+const ENCRYPTED_KIND = 'Secret';
+/** Re-encryption writes in batches of this many keys. */
+const SEAL_CHUNK = 500;
 
 const DEFAULT_COMPACT_KEEP = 10_000;
 const COMPACT_CHUNK = 5_000;
@@ -37,6 +52,15 @@ function logKey(revision: number): string {
 function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
+
+/** The (kind, namespace, name) of an object key. */
+function parseObjectKey(key: string): { kind: string; namespace: string; name: string } | undefined {
+  const m = /^\/registry\/([^/]+)\/([^/]*)\/(.+)$/.exec(key);
+  return m ? { kind: m[1]!, namespace: m[2]!, name: m[3]! } : undefined;
+}
+
+/** A change-log entry as stored: an encrypted one keeps only its object's key in the clear. */
+type StoredLogEntry = WatchEvent | { type: WatchEventType; revision: number; key: string; object: string };
 
 /** `pods "default/web"` / `nodes "edge-1"`, matching how the API names objects in errors. */
 function what(kind: string, namespace: string, name: string): string {
@@ -138,17 +162,25 @@ export class LevelStore implements Store {
     private readonly compactKeep: number,
     rev: number,
     compacted: number,
+    private readonly cipher: ValueCipher | undefined,
   ) {
     this.rev = rev;
     this.compacted = compacted;
   }
 
-  static async open(opts: { path: string; logger?: Logger; compactKeep?: number }): Promise<LevelStore> {
+  /**
+   * `secrets`: encrypts Secrets at rest (see the key layout above). Without it Secrets are stored in
+   * the clear and an encrypted one cannot be read (StoreError naming it); only tests omit it.
+   */
+  static async open(opts: { path: string; logger?: Logger; compactKeep?: number; secrets?: ValueCipher }): Promise<LevelStore> {
     const logger = opts.logger ?? silentLogger;
     const compactKeep = opts.compactKeep ?? DEFAULT_COMPACT_KEEP;
     if (!Number.isInteger(compactKeep) || compactKeep < 1) {
       throw new ValidationError([{ field: 'compactKeep', message: `must be a positive integer, got ${compactKeep}` }], 'invalid store options');
     }
+    // LevelDB makes its directory and files world-readable (0755/0644): the directory is what keeps
+    // others out, so it is made (or tightened to) 0700 before LevelDB opens it.
+    await io(`preparing ${opts.path}`, () => ensurePrivateDir(opts.path, logger));
     const db: Db = new ClassicLevel<string, unknown>(opts.path, { valueEncoding: 'json' });
     try {
       await db.open();
@@ -162,8 +194,17 @@ export class LevelStore implements Store {
       ((await db.get(META_REVISION)) as number | undefined) ?? 0,
       ((await db.get(META_COMPACTED)) as number | undefined) ?? 0,
     ]);
-    const store = new LevelStore(db, logger, compactKeep, rev, compacted);
-    logger.info({ path: opts.path, revision: rev, compacted }, 'store opened');
+    await io(`tightening the file modes in ${opts.path}`, () => tightenFilesIn(opts.path, logger, true));
+    const store = new LevelStore(db, logger, compactKeep, rev, compacted, opts.secrets);
+    logger.info({ path: opts.path, revision: rev, compacted, secretsEncrypted: opts.secrets !== undefined }, 'store opened');
+    if (opts.secrets) {
+      const sealedWith = await io('reading the secrets marker', () => db.get(META_SEALED));
+      if (sealedWith !== opts.secrets.primaryKeyId) {
+        // Not fatal: a Secret that cannot be opened fails its own reads, naming it; the rest serve.
+        const report = await store.sealSecrets();
+        if (report.failed.length > 0) logger.error({ failed: report.failed }, 'some Secrets cannot be decrypted with the secrets keyring; reads of them fail until the right key is restored');
+      }
+    }
     store.maybeCompact();
     return store;
   }
@@ -190,10 +231,11 @@ export class LevelStore implements Store {
     // One explicit snapshot for the items and the revision, so the pair is exact even while writes land.
     const snapshot = this.db.snapshot();
     try {
-      const [revision, items] = await io(`listing ${prefix}`, async () => [
+      const [revision, entries] = await io(`listing ${prefix}`, async () => [
         ((await this.db.get(META_REVISION, { snapshot })) as number | undefined) ?? 0,
-        (await this.db.values({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all()) as ObjectOf<K>[],
+        await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all(),
       ] as const);
+      const items = entries.map(([key, raw]) => this.decodeObject(key, raw) as ObjectOf<K>);
       // Key order is not (namespace, name) order: '-' sorts before the '/' separator.
       const ns = (o: ApiObject) => o.metadata.namespace ?? '';
       items.sort((a, b) => (ns(a) !== ns(b) ? (ns(a) < ns(b) ? -1 : 1) : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
@@ -283,12 +325,20 @@ export class LevelStore implements Store {
       w.endReplay();
       return w;
     }
-    const it = this.db.values({ gt: logKey(fromRevision), lte: logKey(upTo) });
+    const it = this.db.iterator({ gt: logKey(fromRevision), lte: logKey(upTo) });
     void (async () => {
       try {
-        for await (const entry of it) {
+        for await (const [key, entry] of it) {
           if (w.closed) break;
-          w.deliver(entry as WatchEvent);
+          let event: WatchEvent;
+          try {
+            event = this.decodeLogEntry(key, entry);
+          } catch (err) {
+            // Garbage must not reach a watcher; the one undecryptable Secret is named, the rest replay.
+            this.logger.error({ err: errorMessage(err), revision: key.slice(LOG.length) }, 'watch replay skipped a change-log entry that cannot be decrypted');
+            continue;
+          }
+          w.deliver(event);
         }
       } catch (err) {
         if (!w.closed && !this.closing) this.logger.error({ err: errorMessage(err), fromRevision }, 'watch replay failed; events may be missing');
@@ -314,8 +364,131 @@ export class LevelStore implements Store {
     await this.db.close();
   }
 
-  private read(key: string): Promise<unknown> {
-    return io(`reading ${key}`, () => this.db.get(key));
+  /**
+   * Encrypts every stored Secret (objects and change-log entries) that is plaintext or under a key
+   * other than the primary one, then compacts LevelDB so the old copies leave its files too. One that
+   * cannot be opened is left as it is and named in `failed`. Runs on the writer chain.
+   */
+  sealSecrets(): Promise<SealReport> {
+    return this.serialize(() => this.doSealSecrets());
+  }
+
+  /** The key ids the stored Secrets are encrypted with ('plaintext' for unencrypted ones), counted. */
+  async secretKeyUsage(): Promise<Record<string, number>> {
+    const usage: Record<string, number> = {};
+    const count = (v: unknown) => {
+      const id = envelopeKeyId(v) ?? 'plaintext';
+      usage[id] = (usage[id] ?? 0) + 1;
+    };
+    const prefix = `${REGISTRY}${ENCRYPTED_KIND}/`;
+    for await (const v of this.db.values({ gte: prefix, lt: prefixEnd(prefix) })) count(v);
+    for await (const e of this.db.values({ gte: LOG, lt: prefixEnd(LOG) })) {
+      const entry = e as StoredLogEntry;
+      if (typeof entry.object === 'string' || entry.object.kind === ENCRYPTED_KIND) count(entry.object);
+    }
+    return usage;
+  }
+
+  private async read(key: string): Promise<unknown> {
+    const raw = await io(`reading ${key}`, () => this.db.get(key));
+    return raw === undefined ? undefined : this.decodeObject(key, raw);
+  }
+
+  /** The value to store for `obj` under `key`: a Secret encrypted when there is a cipher. */
+  private encodeObject(key: string, obj: ApiObject): unknown {
+    if (obj.kind !== ENCRYPTED_KIND || !this.cipher) return obj;
+    return this.cipher.seal(Buffer.from(JSON.stringify(obj), 'utf8'), key);
+  }
+
+  private encodeLogEntry(key: string, e: WatchEvent): StoredLogEntry {
+    if (e.object.kind !== ENCRYPTED_KIND || !this.cipher) return e;
+    const objKey = objectKey(e.object.kind, e.object.metadata.namespace ?? '', e.object.metadata.name);
+    return { type: e.type, revision: e.revision, key: objKey, object: this.cipher.seal(Buffer.from(JSON.stringify(e.object), 'utf8'), key) };
+  }
+
+  /** `name` says which object, for errors: the Secret's own name, never garbage or a bare crypto error. */
+  private open(envelope: string, aad: string, name: string): ApiObject {
+    if (!this.cipher) throw new StoreError(`store: ${name} is encrypted but the store was opened without the secrets keyring`);
+    try {
+      return JSON.parse(this.cipher.unseal(envelope, aad).toString('utf8')) as ApiObject;
+    } catch (err) {
+      throw new StoreError(`store: cannot decrypt ${name}: ${errorMessage(err)}`, err);
+    }
+  }
+
+  private decodeObject(key: string, raw: unknown): unknown {
+    if (!isEnvelope(raw)) return raw;
+    const ref = parseObjectKey(key);
+    return this.open(raw, key, ref ? what(ref.kind, ref.namespace, ref.name) : key);
+  }
+
+  private decodeLogEntry(key: string, raw: unknown): WatchEvent {
+    const entry = raw as StoredLogEntry;
+    if (typeof entry.object !== 'string') return entry as WatchEvent;
+    const ref = 'key' in entry ? parseObjectKey(entry.key) : undefined;
+    const name = `${ref ? what(ref.kind, ref.namespace, ref.name) : 'an object'} (change-log revision ${entry.revision})`;
+    return { type: entry.type, revision: entry.revision, object: this.open(entry.object, key, name) };
+  }
+
+  /** Must run on the writer chain. */
+  private async doSealSecrets(): Promise<SealReport> {
+    const cipher = this.cipher;
+    if (!cipher) throw new StoreError('store: cannot encrypt Secrets: the store was opened without the secrets keyring');
+    const report: SealReport = { objects: 0, logEntries: 0, plaintext: 0, current: 0, failed: [] };
+    let ops: BatchOp[] = [];
+    const flush = async () => {
+      if (ops.length === 0) return;
+      const batch = ops;
+      ops = [];
+      await io('re-encrypting Secrets', () => this.db.batch(batch, { sync: true }));
+    };
+    const upToDate = (v: unknown) => envelopeKeyId(v) === cipher.primaryKeyId;
+    const prefix = `${REGISTRY}${ENCRYPTED_KIND}/`;
+    // Iterators read a snapshot, so rewriting keys behind them is safe.
+    for await (const [key, raw] of this.db.iterator({ gte: prefix, lt: prefixEnd(prefix) })) {
+      if (upToDate(raw)) {
+        report.current += 1;
+        continue;
+      }
+      let obj: ApiObject;
+      try {
+        obj = this.decodeObject(key, raw) as ApiObject;
+      } catch (err) {
+        report.failed.push(errorMessage(err));
+        continue;
+      }
+      if (!isEnvelope(raw)) report.plaintext += 1;
+      ops.push({ type: 'put', key, value: this.encodeObject(key, obj) });
+      report.objects += 1;
+      if (ops.length >= SEAL_CHUNK) await flush();
+    }
+    for await (const [key, raw] of this.db.iterator({ gte: LOG, lt: prefixEnd(LOG) })) {
+      const entry = raw as StoredLogEntry;
+      if (typeof entry.object !== 'string' && entry.object.kind !== ENCRYPTED_KIND) continue;
+      if (upToDate(entry.object)) {
+        report.current += 1;
+        continue;
+      }
+      let event: WatchEvent;
+      try {
+        event = this.decodeLogEntry(key, raw);
+      } catch (err) {
+        report.failed.push(errorMessage(err));
+        continue;
+      }
+      if (typeof entry.object !== 'string') report.plaintext += 1;
+      ops.push({ type: 'put', key, value: this.encodeLogEntry(key, event) });
+      report.logEntries += 1;
+      if (ops.length >= SEAL_CHUNK) await flush();
+    }
+    if (report.failed.length === 0) ops.push({ type: 'put', key: META_SEALED, value: cipher.primaryKeyId });
+    await flush();
+    if (report.objects + report.logEntries > 0) {
+      // Overwritten values linger in LevelDB's log and table files until compaction merges them away.
+      await io('compacting after re-encryption', () => this.db.compactRange('/', prefixEnd('/')));
+      this.logger.info({ keyId: cipher.primaryKeyId, objects: report.objects, logEntries: report.logEntries, plaintext: report.plaintext }, 'Secrets re-encrypted');
+    }
+    return report;
   }
 
   /** Queues `fn` on the single writer; a failed step does not stop the ones behind it. */
@@ -354,9 +527,11 @@ export class LevelStore implements Store {
   /** One synced batch: the object change, its log entry and the revision counter land together or not at all. */
   private async commit(revision: number, type: WatchEventType, op: BatchOp, object: ApiObject): Promise<void> {
     const entry: WatchEvent = { type, revision, object };
-    await io(`writing revision ${revision} (${op.key})`, () =>
-      this.db.batch([op, { type: 'put', key: logKey(revision), value: entry }, { type: 'put', key: META_REVISION, value: revision }], { sync: true }),
-    );
+    const stored: BatchOp = op.type === 'put' ? { type: 'put', key: op.key, value: this.encodeObject(op.key, op.value as ApiObject) } : op;
+    const ops: BatchOp[] = [stored, { type: 'put', key: logKey(revision), value: this.encodeLogEntry(logKey(revision), entry) }, { type: 'put', key: META_REVISION, value: revision }];
+    // A Secret written in the clear (no cipher) makes the next start with a keyring look for it.
+    if (object.kind === ENCRYPTED_KIND && !this.cipher) ops.push({ type: 'del', key: META_SEALED });
+    await io(`writing revision ${revision} (${op.key})`, () => this.db.batch(ops, { sync: true }));
     // Advance the revision and publish in the same tick: watch() relies on "<= rev is committed, > rev
     // is still to be published".
     this.rev = revision;

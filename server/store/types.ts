@@ -27,6 +27,30 @@ export interface WatchEvent {
   object: ApiObject;
 }
 
+/**
+ * Encrypts values at rest (server/secrets/keyring.ts implements it). `aad` is the store key the value
+ * lives under, so a ciphertext copied to another key does not open. `unseal` throws when it cannot.
+ */
+export interface ValueCipher {
+  readonly primaryKeyId: string;
+  seal(plaintext: Buffer, aad: string): string;
+  unseal(envelope: string, aad: string): Buffer;
+}
+
+/** What a pass over the stored Secrets re-encrypted (LevelStore.sealSecrets). */
+export interface SealReport {
+  /** Secret objects rewritten under the primary key. */
+  objects: number;
+  /** Change-log entries holding a Secret rewritten under the primary key. */
+  logEntries: number;
+  /** Of those, how many were plaintext (written before encryption existed). */
+  plaintext: number;
+  /** Secrets (objects and log entries) already under the primary key. */
+  current: number;
+  /** Why each Secret that could not be decrypted (and was left as it was) failed, naming it. */
+  failed: string[];
+}
+
 export interface Watch {
   close(): void;
 }
