@@ -149,7 +149,8 @@ class GuardedConnection extends Duplex {
   private packets = 0;
 
   constructor(
-    private readonly socket: GuardedSocket,
+    /** The accepted socket (a TLSSocket on a TLS listener: its peer certificate is read from here). */
+    readonly socket: GuardedSocket,
     private readonly limits: MqttLimits,
     private readonly hooks: { onAccepted: () => void; onViolation: (cause: RefusalCause, detail?: Record<string, unknown>) => void },
   ) {
