@@ -1,11 +1,18 @@
 import { EXEC_ARG_MAX, EXEC_ARGS_MAX } from '../../src/contract/payloads.js';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { parseObject } from '../../src/api/validate.js';
-import { BadRequestError, DroverError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
+import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
+import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
+import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
+import { redactFor } from '../auth/redact.js';
+import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
+import { tokenRoutes } from '../auth/routes.js';
+import { BOOTSTRAP_ADMIN_ID, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
 import { pathSegments } from './path.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
@@ -29,7 +36,20 @@ export interface ExecQuery {
 export interface ApiDeps {
   store: Store;
   logger: Logger;
-  adminToken: string;
+  /** A bearer token with the admin role (the bootstrap token); TokenStore accepts it too. */
+  adminToken?: string;
+  /** Join and API tokens with roles; mounts /drover/v1/tokens (admin only). */
+  tokens?: TokenStore;
+  /** Turns a join token ("<id>.<secret>") into what `drover token create` prints (the K10 form); identity if absent. */
+  formatJoin?: (token: string) => string;
+  /** HTTPS; a client certificate is asked for but optional, checked by the routes that want it. */
+  tls?: { key: string; cert: string; ca: string };
+  /** Routes outside the Kubernetes shape (node identity, ...), matched before the Kubernetes routes. */
+  extraRoutes?: ExtraRoute[];
+  /** Receives one record per mutating or refused call. */
+  audit?: AuditSink;
+  /** hostPath allow-list of the pod security switch (the switch itself is always on). */
+  podSecurity?: PodSecurityPolicy;
   /** Fetches a pod's container log from its node's agent. */
   logs(q: LogsQuery): Promise<string>;
   /** Runs a command in a pod's container on its node (no tty, no stdin); absent: exec not offered. */
@@ -40,6 +60,41 @@ export interface ApiDeps {
   /** Namespaces that cannot be deleted. */
   protectedNamespaces?: string[];
 }
+
+export interface ExtraRouteContext {
+  /** The caller's API identity, if a valid bearer token came with the request (always set for 'view'/'admin' routes). */
+  identity?: ApiIdentity;
+  url: URL;
+  /** The path split, each segment decoded and checked (no dot segments, no escaped slashes). */
+  segments: string[];
+  body(): Promise<unknown>;
+  /** A 'public' route that proved a node's identity names it, so the audit record says who it was. */
+  identify(who: { node: string }): void;
+}
+
+export interface ExtraRoute {
+  method: 'GET' | 'POST' | 'DELETE';
+  /** Exact path, or a prefix when it ends with '/', e.g. '/drover/v1/nodes/'. */
+  path: string;
+  /**
+   * 'public': no bearer token needed (the route authenticates itself: join token, client certificate);
+   * 'view' / 'admin': the bearer token must have at least that role (403 otherwise).
+   */
+  access: 'public' | 'view' | 'admin';
+  /** Audit verb for this route's calls, e.g. 'node.approve'; default "METHOD PATH". Every non-GET call is audited. */
+  verb?: string;
+  handle(req: IncomingMessage, res: ServerResponse, ctx: ExtraRouteContext): Promise<void>;
+}
+
+/** What the audit record of one request says; filled in as the request is understood. */
+interface RequestAudit {
+  who: AuditWho;
+  verb: string;
+  resource: AuditResource;
+  reason?: string;
+}
+
+type Authentication = { identity: ApiIdentity } | { refused: string; tokenId?: string };
 
 interface Route {
   kind: KindInfo;
@@ -76,12 +131,14 @@ export function route(segs: string[]): Route | undefined {
   return { kind, name: rest[1] };
 }
 
-function tokenOk(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
+const POD_TEMPLATE_KINDS: ReadonlySet<string> = new Set(['Pod', 'Deployment', 'ReplicaSet', 'DaemonSet', 'Job']);
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+function isMutation(method: string): boolean {
+  return method !== 'GET' && method !== 'HEAD';
 }
 
 function what(kind: KindInfo, name: string): string {
@@ -89,24 +146,34 @@ function what(kind: KindInfo, name: string): string {
 }
 
 /**
- * The HTTP API: Kubernetes-shaped paths and objects, validated with the same schemas as the CLI,
- * bearer-token protected. Handlers are thin: the store enforces versions and durability.
+ * The HTTP API: Kubernetes-shaped paths and objects, validated with the same schemas as the CLI.
+ * Every request except the health probes and 'public' extra routes carries a bearer token whose
+ * role is checked by server/auth/roles.ts; mutating and refused calls go to the audit log.
+ * Handlers are thin: the store enforces versions and durability.
  */
 export class ApiServer {
   private server: Server | undefined;
+  private readonly extraRoutes: ExtraRoute[];
+  private readonly adminTokenHash: Buffer | undefined;
+  private readonly podSecurity: PodSecurityPolicy;
 
-  constructor(private readonly deps: ApiDeps) {}
+  constructor(private readonly deps: ApiDeps) {
+    this.extraRoutes = [...(deps.extraRoutes ?? []), ...(deps.tokens ? tokenRoutes({ tokens: deps.tokens, formatJoin: deps.formatJoin }) : [])];
+    this.adminTokenHash = deps.adminToken ? sha256(deps.adminToken) : undefined;
+    this.podSecurity = deps.podSecurity ?? DEFAULT_POD_SECURITY;
+  }
 
   async listen(host: string, port: number): Promise<{ url: string; port: number }> {
-    this.server = createServer((req, res) => {
+    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err) => {
-        // A refused request (a bad path, a bad body) is the client's problem, not the server's.
-        const refused = err instanceof DroverError && err.code < 500;
-        this.deps.logger[refused ? 'info' : 'error']({ err: errorMessage(err), url: req.url }, refused ? 'api request refused' : 'api handler failed');
+        this.deps.logger.error({ err: errorMessage(err), method: req.method, path: req.url?.split('?')[0] }, 'api handler failed');
         if (!res.headersSent) sendError(res, err);
         else res.end();
       });
-    });
+    };
+    const tls = this.deps.tls;
+    // requestCert without rejectUnauthorized: nodes renewing present their certificate, people with a token need none.
+    this.server = tls ? createHttpsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: false }, onRequest) : createServer(onRequest);
     const server = this.server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -115,7 +182,7 @@ export class ApiServer {
     const addr = server.address();
     const p = typeof addr === 'object' && addr ? addr.port : port;
     const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
-    return { url: `http://${h}:${p}`, port: p };
+    return { url: `${tls ? 'https' : 'http'}://${h}:${p}`, port: p };
   }
 
   async close(): Promise<void> {
@@ -125,46 +192,138 @@ export class ApiServer {
     await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
+  /** Who the bearer token says the caller is, or why it does not count. Never logs or returns the token. */
+  private authenticate(req: IncomingMessage): Authentication {
+    const header = req.headers.authorization;
+    if (header === undefined) return { refused: 'no bearer token' };
+    const m = /^Bearer (\S+)$/.exec(header);
+    if (!m) return { refused: 'the Authorization header is not "Bearer <token>"' };
+    const token = m[1]!;
+    if (this.deps.tokens) {
+      const r = this.deps.tokens.checkApi(token);
+      if ('identity' in r) return r;
+      if (r.tokenId) return { refused: `token ${r.tokenId} is ${r.refused === 'wrong type' ? 'a join token, not an API token' : r.refused}`, tokenId: r.tokenId };
+    }
+    if (this.adminTokenHash && timingSafeEqual(sha256(token), this.adminTokenHash)) {
+      return { identity: { kind: 'api', tokenId: BOOTSTRAP_ADMIN_ID, role: 'admin' } };
+    }
+    return { refused: 'unknown token' };
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
     if (url.pathname === '/healthz' || url.pathname === '/livez') return sendText(res, 200, 'ok');
     if (url.pathname === '/readyz') return this.deps.ready() ? sendText(res, 200, 'ok') : sendText(res, 503, 'not ready');
-    if (!tokenOk(req.headers.authorization, this.deps.adminToken)) return sendError(res, new UnauthorizedError());
+    const remote = req.socket.remoteAddress;
+    const auth = this.authenticate(req);
+    const audit: RequestAudit = {
+      who: 'identity' in auth ? { kind: 'token', tokenId: auth.identity.tokenId, role: auth.identity.role, remote } : { kind: 'anonymous', remote, ...(auth.tokenId ? { tokenId: auth.tokenId } : {}) },
+      verb: method,
+      resource: { kind: 'unknown', path: url.pathname },
+    };
+    res.once('close', () => this.record(audit, method, res.statusCode));
+    try {
+      await this.dispatch(req, res, url, method, auth, audit);
+    } catch (err) {
+      // A refused request (a bad path, a bad body, a missing right) is the client's problem, not the server's.
+      const refused = err instanceof DroverError && err.code < 500;
+      audit.reason = errorMessage(err);
+      if (!refused) this.deps.logger.warn({ err: errorMessage(err), method, path: url.pathname }, 'api request failed');
+      else this.deps.logger.debug({ err: errorMessage(err), method, path: url.pathname }, 'api request refused');
+      if (!res.headersSent) sendError(res, err);
+      else res.end();
+    }
+  }
+
+  /** Mutating calls, and every refusal for lack of identity or right, go to the audit log. */
+  private record(a: RequestAudit, method: string, status: number): void {
+    if (!this.deps.audit) return;
+    if (!isMutation(method) && status !== 401 && status !== 403) return;
+    this.deps.audit.write({ who: a.who, verb: a.verb, resource: a.resource, result: status, ...(status >= 400 && a.reason ? { reason: a.reason } : {}) });
+  }
+
+  private requireIdentity(auth: Authentication): ApiIdentity {
+    if ('identity' in auth) return auth.identity;
+    throw new UnauthorizedError(`a valid bearer token is required: ${auth.refused}`);
+  }
+
+  private check(d: Decision): void {
+    if (!d.allowed) throw new ForbiddenError(`forbidden: ${d.reason}`);
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse, url: URL, method: string, auth: Authentication, audit: RequestAudit): Promise<void> {
+    const extra = this.extraRoutes.find((r) => r.method === method && (r.path.endsWith('/') ? url.pathname.startsWith(r.path) : url.pathname === r.path));
+    if (extra) {
+      audit.verb = extra.verb ?? `${method} ${extra.path}`;
+      audit.resource = { kind: 'route', path: url.pathname };
+      const segments = pathSegments(req.url ?? '/');
+      let identity: ApiIdentity | undefined;
+      if (extra.access !== 'public') {
+        identity = this.requireIdentity(auth);
+        this.check(hasRole(identity, extra.access, `${method} ${url.pathname}`));
+      } else if ('identity' in auth) identity = auth.identity;
+      return extra.handle(req, res, {
+        identity,
+        url,
+        segments,
+        body: () => readJson(req),
+        identify: (who) => {
+          audit.who = { kind: 'node', node: who.node, remote: req.socket.remoteAddress };
+        },
+      });
+    }
     const metrics = /^\/apis\/metrics\.k8s\.io\/v1beta1\/(?:nodes|pods|namespaces\/([^/]+)\/pods)$/.exec(url.pathname);
     if (metrics && method === 'GET') {
-      if (!this.deps.metrics) return sendError(res, new NotFoundError('metrics'));
+      audit.verb = 'list';
+      audit.resource = { kind: 'metrics', path: url.pathname };
+      this.check(authorize(this.requireIdentity(auth), 'list', { resource: 'metrics' }));
+      if (!this.deps.metrics) throw new NotFoundError('metrics');
       return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(metrics[1] ? decodeURIComponent(metrics[1]) : undefined));
     }
+    // Unauthenticated callers learn nothing about paths, not even which exist.
+    const identity = this.requireIdentity(auth);
     const r = route(pathSegments(req.url ?? '/'));
-    if (!r) return sendError(res, new NotFoundError(`the server could not find the requested resource (${url.pathname}):`));
-    try {
-      if (r.sub) {
-        if (r.kind.kind === 'Pod' && r.sub === 'log' && method === 'GET') return await this.podLog(res, r, url);
-        if (r.kind.kind === 'Pod' && r.sub === 'exec' && method === 'POST') return await this.podExec(req, res, r);
-        throw new NotFoundError(`subresource ${r.sub} of ${r.kind.plural}`);
-      }
-      if (!r.name) {
-        if (method === 'GET' && ['1', 'true'].includes(url.searchParams.get('watch') ?? '')) return await this.watch(req, res, r, url);
-        if (method === 'GET') return await this.list(res, r, url);
-        if (method === 'POST') return await this.create(req, res, r);
-        throw new MethodNotAllowed(method, url.pathname);
-      }
-      if (method === 'GET') return await this.get(res, r);
-      if (method === 'PUT') return await this.update(req, res, r);
-      if (method === 'DELETE') return await this.remove(res, r);
-      throw new MethodNotAllowed(method, url.pathname);
-    } catch (err) {
-      if (!(err instanceof DroverError) || err.code >= 500) this.deps.logger.warn({ err: errorMessage(err), method, path: url.pathname }, 'api request failed');
-      sendError(res, err);
+    if (!r) throw new NotFoundError(`the server could not find the requested resource (${url.pathname}):`);
+    const verb = this.verbOf(r, method, url);
+    audit.verb = verb ?? method;
+    audit.resource = { kind: r.kind.plural, ...(r.kind.namespaced ? { namespace: this.ns(r) } : {}), ...(r.name ? { name: r.name } : {}), ...(r.sub ? { sub: r.sub } : {}) };
+    if (verb) this.check(authorize(identity, verb, { resource: r.sub ? `${r.kind.plural}/${r.sub}` : r.kind.plural, namespace: r.kind.namespaced ? this.ns(r) : undefined, name: r.name }));
+    if (r.sub) {
+      if (verb === 'logs') return await this.podLog(res, r, url);
+      if (verb === 'exec') return await this.podExec(req, res, r);
+      throw new NotFoundError(`subresource ${r.sub} of ${r.kind.plural}`);
     }
+    switch (verb) {
+      case 'watch': return await this.watch(req, res, r, url, identity);
+      case 'list': return await this.list(res, r, url, identity);
+      case 'create': return await this.create(req, res, r, identity);
+      case 'get': return await this.get(res, r, identity);
+      case 'update': return await this.update(req, res, r, identity);
+      case 'delete': return await this.remove(res, r);
+      default: throw new MethodNotAllowed(method, url.pathname);
+    }
+  }
+
+  /** The authorization verb of a Kubernetes-shaped request; undefined for a method the path does not offer. */
+  private verbOf(r: Route, method: string, url: URL): Verb | undefined {
+    if (r.sub) {
+      if (r.kind.kind === 'Pod' && r.sub === 'log' && method === 'GET') return 'logs';
+      if (r.kind.kind === 'Pod' && r.sub === 'exec' && method === 'POST') return 'exec';
+      return undefined;
+    }
+    if (!r.name) {
+      if (method === 'GET') return ['1', 'true'].includes(url.searchParams.get('watch') ?? '') ? 'watch' : 'list';
+      return method === 'POST' ? 'create' : undefined;
+    }
+    return ({ GET: 'get', PUT: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'DELETE'];
   }
 
   private ns(r: Route): string {
     return r.kind.namespaced ? r.namespace ?? 'default' : '';
   }
 
-  private async list(res: ServerResponse, r: Route, url: URL): Promise<void> {
+  private async list(res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
     const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
     const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
     const { items, revision } = await this.deps.store.list(r.kind.kind, r.kind.namespaced ? r.namespace : undefined);
@@ -172,7 +331,7 @@ export class ApiServer {
       kind: `${r.kind.kind}List`,
       apiVersion: r.kind.groupVersion,
       metadata: { resourceVersion: String(revision) },
-      items: items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields)),
+      items: items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields)).map((o) => redactFor(identity.role, o)),
     });
   }
 
@@ -180,7 +339,7 @@ export class ApiServer {
    * `?watch=1`: a stream of JSON lines `{type, object}`, as Kubernetes sends. Without a
    * resourceVersion the current objects come first as ADDED (what `get -w` shows), then changes.
    */
-  private async watch(req: IncomingMessage, res: ServerResponse, r: Route, url: URL): Promise<void> {
+  private async watch(req: IncomingMessage, res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
     const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
     const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
     const ns = r.kind.namespaced ? r.namespace : undefined;
@@ -199,14 +358,14 @@ export class ApiServer {
     const w = this.deps.store.watch(
       from,
       (e) => {
-        if (match(e.object)) res.write(JSON.stringify({ type: e.type, object: e.object }) + '\n');
+        if (match(e.object)) res.write(JSON.stringify({ type: e.type, object: redactFor(identity.role, e.object) }) + '\n');
       },
       { kinds: [r.kind.kind] },
     );
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
     // A quiet collection must still look connected to the client.
     res.flushHeaders();
-    for (const o of initial) res.write(JSON.stringify({ type: 'ADDED', object: o }) + '\n');
+    for (const o of initial) res.write(JSON.stringify({ type: 'ADDED', object: redactFor(identity.role, o) }) + '\n');
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
     const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
     req.on('close', () => {
@@ -215,14 +374,14 @@ export class ApiServer {
     });
   }
 
-  private async get(res: ServerResponse, r: Route): Promise<void> {
+  private async get(res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
     const obj = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!obj) throw new NotFoundError(what(r.kind, r.name!));
-    sendJson(res, 200, obj);
+    sendJson(res, 200, redactFor(identity.role, obj));
   }
 
   /** Validates a body for this route: the kind and namespace in the body must agree with the path. */
-  private async parseBody(req: IncomingMessage, r: Route): Promise<{ obj: ApiObject; warnings: string[] }> {
+  private async parseBody(req: IncomingMessage, r: Route, identity: ApiIdentity): Promise<{ obj: ApiObject; warnings: string[] }> {
     const body = await readJson(req);
     const { object, kind, warnings } = parseObject(body);
     if (kind.kind !== r.kind.kind) throw new BadRequestError(`the body is a ${kind.kind}, but the path is for ${r.kind.plural}`);
@@ -236,6 +395,13 @@ export class ApiServer {
     if (r.name && object.metadata.name !== r.name) {
       throw new BadRequestError(`the name of the object (${object.metadata.name}) does not match the name in the path (${r.name})`);
     }
+    if (POD_TEMPLATE_KINDS.has(object.kind)) {
+      const ns = this.ns(r);
+      const nsObj = await this.deps.store.get('Namespace', '', ns);
+      // On the body as sent: hostPID or a privileged securityContext are stripped by parseObject (drover
+      // ignores them), but asking for them where they are not allowed is refused, not quietly dropped.
+      assertPodSecurity({ kind: object.kind, plural: r.kind.plural, name: object.metadata.name, namespace: ns, body, namespaceLabels: nsObj?.metadata.labels, role: identity.role, policy: this.podSecurity });
+    }
     return { obj: object, warnings };
   }
 
@@ -243,8 +409,8 @@ export class ApiServer {
     return warnings.length ? { warning: warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {};
   }
 
-  private async create(req: IncomingMessage, res: ServerResponse, r: Route): Promise<void> {
-    const { obj, warnings } = await this.parseBody(req, r);
+  private async create(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
+    const { obj, warnings } = await this.parseBody(req, r, identity);
     if (obj.kind === 'Pod') obj.status = { phase: 'Pending' };
     if (obj.kind === 'Namespace') obj.status = { phase: 'Active' };
     delete obj.metadata.resourceVersion;
@@ -252,8 +418,8 @@ export class ApiServer {
     sendJson(res, 201, created, this.warningHeader(warnings));
   }
 
-  private async update(req: IncomingMessage, res: ServerResponse, r: Route): Promise<void> {
-    const { obj, warnings } = await this.parseBody(req, r);
+  private async update(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
+    const { obj, warnings } = await this.parseBody(req, r, identity);
     const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!cur) throw new NotFoundError(what(r.kind, r.name!));
     // Status belongs to the system (agents, scheduler); a user's PUT changes spec and metadata only.
@@ -273,7 +439,7 @@ export class ApiServer {
     const ns = this.ns(r);
     if (r.kind.kind === 'Namespace') {
       if ((this.deps.protectedNamespaces ?? ['default']).includes(r.name!)) {
-        throw new DroverError(`namespaces "${r.name}" is forbidden: this namespace may not be deleted`, { code: 403, reason: 'Forbidden' });
+        throw new ForbiddenError(`namespaces "${r.name}" is forbidden: this namespace may not be deleted`);
       }
       if (!(await store.get('Namespace', '', r.name!))) throw new NotFoundError(what(r.kind, r.name!));
       // Terminating first, so nothing new is created in it while its content is deleted.

@@ -1,0 +1,136 @@
+import { chmod, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createStream, type RotatingFileStream } from 'rotating-file-stream';
+import { ValidationError } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import { ensurePrivateDir } from '../auth/private-file.js';
+
+/** Who made a call: an API token (id and role, never the token), a node, or nobody known. */
+export type AuditWho =
+  | { kind: 'token'; tokenId: string; role: string; remote?: string }
+  | { kind: 'node'; node: string; remote?: string }
+  | { kind: 'anonymous'; remote?: string; /** the id part of a refused token, when it had one */ tokenId?: string };
+
+/** The object of a call, as far as the request names it (`path` for routes outside the Kubernetes shape). */
+export interface AuditResource {
+  kind: string;
+  namespace?: string;
+  name?: string;
+  sub?: string;
+  path?: string;
+}
+
+export interface AuditRecord {
+  who: AuditWho;
+  verb: string;
+  resource: AuditResource;
+  /** HTTP status code of the answer. */
+  result: number;
+  reason?: string;
+}
+
+export interface AuditEntry extends AuditRecord {
+  ts: string;
+}
+
+/** Where the API sends its records; AuditLog writes them to disk, tests may collect them. */
+export interface AuditSink {
+  write(r: AuditRecord): void;
+}
+
+export const AUDIT_FILE = 'audit.log';
+export const DEFAULT_AUDIT_MAX_SIZE = '10M';
+export const DEFAULT_AUDIT_MAX_FILES = 5;
+const MAX_REASON = 300;
+/** `<id>.<secret>` tokens (server/auth/tokens.ts): if one ever reaches a record, only its id is kept. */
+const TOKEN_LIKE = /\b([a-z0-9]{6})\.[A-Za-z0-9_-]{32}\b/g;
+
+/** "10M", "512K", "1G", "4096B" (rotating-file-stream's units) → the same string, or a ValidationError. */
+export function parseAuditSize(v: string, field = 'audit-log-max-size'): `${number}${'B' | 'K' | 'M' | 'G'}` {
+  const m = /^([1-9]\d*)([BKMG])$/.exec(v.trim());
+  if (!m) throw new ValidationError([{ field, message: `must be a whole number followed by B, K, M or G (e.g. 10M), got "${v}"` }], 'invalid flag');
+  return `${Number(m[1])}${m[2] as 'B' | 'K' | 'M' | 'G'}`;
+}
+
+function scrub(s: string): string {
+  // One line, bounded, and never a token: a reason is built from error messages that quote the request.
+  const oneLine = s.replace(/[\p{Cc}]+/gu, ' ').replace(TOKEN_LIKE, '$1.<redacted>');
+  return oneLine.length > MAX_REASON ? `${oneLine.slice(0, MAX_REASON)}…` : oneLine;
+}
+
+function scrubResource(r: AuditResource): AuditResource {
+  const out: AuditResource = { kind: scrub(r.kind) };
+  if (r.namespace !== undefined) out.namespace = scrub(r.namespace);
+  if (r.name !== undefined) out.name = scrub(r.name);
+  if (r.sub !== undefined) out.sub = scrub(r.sub);
+  if (r.path !== undefined) out.path = scrub(r.path);
+  return out;
+}
+
+/**
+ * The audit trail: one JSON line per mutating or refused call in DATA_DIR/audit.log (0600), rotated
+ * by size to audit.log.1 … audit.log.N (classical logrotate order, the oldest dropped). Records carry
+ * who, verb, object and result, never a token or a request body.
+ */
+export class AuditLog implements AuditSink {
+  private closed = false;
+
+  private constructor(
+    private readonly stream: RotatingFileStream,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  static async open(opts: { dataDir: string; logger: Logger; maxSize?: string; maxFiles?: number; now?: () => number }): Promise<AuditLog> {
+    const size = parseAuditSize(opts.maxSize ?? DEFAULT_AUDIT_MAX_SIZE);
+    const maxFiles = opts.maxFiles ?? DEFAULT_AUDIT_MAX_FILES;
+    if (!Number.isInteger(maxFiles) || maxFiles < 1 || maxFiles > 1000) {
+      throw new ValidationError([{ field: 'audit-log-max-files', message: `must be a whole number from 1 to 1000, got ${String(maxFiles)}` }], 'invalid flag');
+    }
+    await ensurePrivateDir(opts.dataDir);
+    const file = join(opts.dataDir, AUDIT_FILE);
+    // A file left by an older version or by hand: the mode given to the stream only applies to new files.
+    const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (st && (st.mode & 0o077) !== 0) await chmod(file, 0o600);
+    const stream = createStream((index?: number | Date) => (index ? `${AUDIT_FILE}.${String(index)}` : AUDIT_FILE), {
+      path: opts.dataDir,
+      size,
+      rotate: maxFiles,
+      mode: 0o600,
+    });
+    const log = new AuditLog(stream, opts.logger, opts.now ?? Date.now);
+    // A full disk must not take the API down; it is reported, loudly, in the server log.
+    stream.on('error', (err) => opts.logger.error({ err: err.message }, 'audit log write failed'));
+    stream.on('warning', (err) => opts.logger.warn({ err: err.message }, 'audit log warning'));
+    return log;
+  }
+
+  write(r: AuditRecord): void {
+    if (this.closed) {
+      this.logger.warn({ verb: r.verb, result: r.result }, 'audit record after close, dropped');
+      return;
+    }
+    const entry: AuditEntry = {
+      ts: new Date(this.now()).toISOString(),
+      who: r.who,
+      verb: scrub(r.verb),
+      resource: scrubResource(r.resource),
+      result: r.result,
+      ...(r.reason !== undefined ? { reason: scrub(r.reason) } : {}),
+    };
+    this.stream.write(JSON.stringify(entry) + '\n');
+  }
+
+  /** Flushes and closes the file. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve) => {
+      this.stream.once('finish', () => resolve());
+      this.stream.end();
+    });
+  }
+}
