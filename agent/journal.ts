@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { silentLogger } from '../src/util/logger.js';
+import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { moveAside, readStateFile, writeFileAtomic } from './state-file.js';
 
 /** The journal's file name in the agent's state directory. */
@@ -252,8 +253,10 @@ export class EventJournal {
 
   private async writeLines(chunk: string, n: number): Promise<void> {
     if (!this.fh) {
-      await mkdir(dirname(this.path!), { recursive: true });
+      await ensurePrivateDir(dirname(this.path!), this.logger);
       this.fh = await open(this.path!, 'a', 0o600);
+      // A journal made by an older version may be looser than `open` asks for (it does not change modes).
+      await this.fh.chmod(0o600);
     }
     await this.fh.appendFile(chunk);
     await this.fh.sync();
@@ -271,7 +274,7 @@ export class EventJournal {
   private async compact({ body, lines }: { body: string; lines: number }): Promise<void> {
     const path = this.path!;
     await this.closeFile();
-    await writeFileAtomic(path, body);
+    await writeFileAtomic(path, body, this.logger);
     this.lines = lines;
     this.diskBroken = false;
   }

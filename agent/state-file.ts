@@ -2,47 +2,20 @@
  * The agent's files that must survive a power cut (desired-state cache, event journal): written
  * whole or not at all, and a damaged one moved aside for inspection rather than trusted or deleted.
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
+import { writePrivateFileAtomic } from '../src/util/private-fs.js';
 import { hasErrno } from './fs-errors.js';
 
-/** The temp file a write of `path` goes through (one per process, so two agents never share one). */
-function tempPathOf(path: string): string {
-  return `${path}.tmp-${process.pid}`;
-}
-
 /**
- * Replaces `path` with `body` atomically: temp file, fsync, rename, fsync of the directory. A power
- * cut leaves the old content or the new, never a mix. The temp file is removed when the write fails
- * (a full disk must not be made fuller).
+ * Replaces `path` with `body` atomically (temp file, fsync, rename, fsync of the directory) and
+ * privately (0600 file in a 0700 directory): a power cut leaves the old content or the new, never a
+ * mix, and other users of the device never read it.
  */
-export async function writeFileAtomic(path: string, body: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = tempPathOf(path);
-  try {
-    const fh = await open(tmp, 'w', 0o600);
-    try {
-      await fh.writeFile(body);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    // The write's own error is the one to report; a temp file left behind is removed at the next read.
-    await rm(tmp, { force: true }).catch((rmErr: unknown) => {
-      throw new Error(`${errorMessage(err)} (and its temp file ${tmp} could not be removed: ${errorMessage(rmErr)})`, { cause: err });
-    });
-    throw err;
-  }
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+export function writeFileAtomic(path: string, body: string, logger?: Logger): Promise<void> {
+  return writePrivateFileAtomic(path, body, logger);
 }
 
 /**

@@ -1,20 +1,32 @@
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { payloads } from '../src/contract/index.js';
 import { parseWith } from '../src/api/validate.js';
 import { errorMessage } from '../src/util/errors.js';
+import { isEnvelope } from '../src/util/aead.js';
 import type { Logger } from '../src/util/logger.js';
+import { ensurePrivateDir } from '../src/util/private-fs.js';
+import { CacheKey } from './cache-key.js';
 import { moveAside, readStateFile, writeFileAtomic } from './state-file.js';
 
 /**
  * On-disk format version of the cache file; a newer agent must still read older ones. Format 1 files
  * from before ConfigMaps and Secrets were delivered simply lack them: the schema defaults them to [].
+ * Format 2 keeps the Secrets encrypted with the node key (`sealedSecrets`, `desired.secrets` empty);
+ * a format 1 file (Secrets in the clear) still loads and is written as format 2 at the next save.
  */
-export const CACHE_FORMAT = 1;
+export const CACHE_FORMAT = 2;
 
 interface CacheFile {
   format: number;
   savedAt: string;
   desired: payloads.Desired;
+  /** `desired.secrets` as JSON, AES-256-GCM with the node key (agent/cache-key.ts), AAD sealedFor(node). */
+  sealedSecrets?: string;
+}
+
+/** Binds the sealed Secrets to this file and node: a copy from another node's cache does not open. */
+function sealedFor(node: string): string {
+  return `desired.json/${node}`;
 }
 
 function sameContent(a: payloads.Desired, b: payloads.Desired): boolean {
@@ -23,7 +35,7 @@ function sameContent(a: payloads.Desired, b: payloads.Desired): boolean {
 }
 
 /**
- * The node's desired state and its disk cache (which holds the node's Secrets: written 0600). The cache is what lets a device that reboots without
+ * The node's desired state and its disk cache (0600; its Secrets encrypted with the node key). The cache is what lets a device that reboots without
  * a link bring its workloads back. Written atomically (temp file, fsync, rename, fsync dir) so a
  * power cut leaves either the old or the new snapshot, never half of one.
  */
@@ -35,9 +47,11 @@ export class TargetState {
   /** Why the last accepted snapshot could not be written to disk; undefined once one was. */
   saveError: string | undefined;
   private readonly path: string;
+  private readonly key: CacheKey;
 
   constructor(stateDir: string, private readonly logger: Logger) {
     this.path = join(stateDir, 'desired.json');
+    this.key = new CacheKey(stateDir, logger);
   }
 
   get desired(): payloads.Desired | undefined {
@@ -49,12 +63,25 @@ export class TargetState {
    * (kept for inspection) and reported, never fatal. Temp files left by an interrupted save are removed.
    */
   async load(node?: string): Promise<{ desired?: payloads.Desired; corrupt?: string }> {
+    // The state dir holds the node's credential, key and Secrets: owner-only, tightened (warned) if not.
+    await ensurePrivateDir(dirname(this.path), this.logger);
     const { text, unreadable } = await readStateFile(this.path, this.logger);
     if (unreadable) return this.moveAside(unreadable);
     if (text === undefined) return {};
     try {
       const file = JSON.parse(text) as CacheFile;
       if (typeof file.format !== 'number' || file.format > CACHE_FORMAT) throw new Error(`unknown cache format ${String(file.format)}`);
+      if (file.sealedSecrets !== undefined) {
+        if (!isEnvelope(file.sealedSecrets)) throw new Error('sealedSecrets is not an encrypted value');
+        const node = String((file.desired as { node?: unknown })?.node);
+        let secrets: unknown;
+        try {
+          secrets = JSON.parse((await this.key.unseal(file.sealedSecrets, sealedFor(node))).toString('utf8'));
+        } catch (err) {
+          throw new Error(`its Secrets cannot be decrypted: ${errorMessage(err)}`, { cause: err });
+        }
+        file.desired = { ...file.desired, secrets: secrets as payloads.Desired['secrets'] };
+      }
       const desired = parseWith(payloads.desired, file.desired, 'cached desired state');
       if (node !== undefined && desired.node !== node) throw new Error(`it is the desired state of node ${desired.node}, this agent is node ${node}`);
       this.current = desired;
@@ -100,7 +127,10 @@ export class TargetState {
   }
 
   private async save(d: payloads.Desired): Promise<void> {
-    const body: CacheFile = { format: CACHE_FORMAT, savedAt: new Date().toISOString(), desired: d };
-    await writeFileAtomic(this.path, JSON.stringify(body));
+    const secrets = d.secrets ?? [];
+    const body: CacheFile = { format: CACHE_FORMAT, savedAt: new Date().toISOString(), desired: { ...d, secrets: [] } };
+    // Sealed even when empty, so a file never has to be told apart by whether it happens to hold Secrets.
+    body.sealedSecrets = await this.key.seal(Buffer.from(JSON.stringify(secrets), 'utf8'), sealedFor(d.node));
+    await writeFileAtomic(this.path, JSON.stringify(body), this.logger);
   }
 }
