@@ -1,9 +1,8 @@
-import { chmod, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { ValidationError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import { ensurePrivateDir } from '../auth/private-file.js';
+import { ensurePrivateDir, tightenFile } from '../../src/util/private-fs.js';
 
 /** Who made a call: an API token (id and role, never the token), a node, or nobody known. */
 export type AuditWho =
@@ -87,14 +86,9 @@ export class AuditLog implements AuditSink {
     if (!Number.isInteger(maxFiles) || maxFiles < 1 || maxFiles > 1000) {
       throw new ValidationError([{ field: 'audit-log-max-files', message: `must be a whole number from 1 to 1000, got ${String(maxFiles)}` }], 'invalid flag');
     }
-    await ensurePrivateDir(opts.dataDir);
-    const file = join(opts.dataDir, AUDIT_FILE);
-    // A file left by an older version or by hand: the mode given to the stream only applies to new files.
-    const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
-    if (st && (st.mode & 0o077) !== 0) await chmod(file, 0o600);
+    await ensurePrivateDir(opts.dataDir, opts.logger);
+    // A file left by hand or an older version: the mode given to the stream only applies to new files.
+    await tightenFile(join(opts.dataDir, AUDIT_FILE), opts.logger);
     const stream = createStream((index?: number | Date) => (index ? `${AUDIT_FILE}.${String(index)}` : AUDIT_FILE), {
       path: opts.dataDir,
       size,

@@ -1,11 +1,11 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { objectMeta } from '../../src/api/meta.js';
 import { DroverError, TokenRefusedError, ValidationError, type FieldCause, type TokenRefusal } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import { ensurePrivateDir, writePrivateFile } from './private-file.js';
+import { ensurePrivateDir, tightenFile, writePrivateFileAtomic } from '../../src/util/private-fs.js';
 
 export type Role = 'admin' | 'view';
 export const ROLES: readonly Role[] = ['admin', 'view'];
@@ -93,11 +93,11 @@ function checkCommon(o: { ttlSeconds?: number; description?: string }, causes: F
 }
 
 /** Reads the bootstrap admin token, creating it (0600) at first start; kept across restarts. */
-async function loadOrCreateAdminToken(path: string): Promise<string> {
+async function loadOrCreateAdminToken(path: string, logger: Logger): Promise<string> {
   try {
     const t = (await readFile(path, 'utf8')).trim();
     if (t) {
-      if (((await stat(path)).mode & 0o077) !== 0) await chmod(path, 0o600);
+      await tightenFile(path, logger);
       return t;
     }
   } catch (err) {
@@ -135,10 +135,10 @@ export class TokenStore {
 
   /** Persists under DATA_DIR/auth/ (0700 dir, 0600 files), secrets stored only as sha256 hashes. */
   static async open(opts: { dataDir: string; logger: Logger; now?: () => number }): Promise<TokenStore> {
-    await ensurePrivateDir(opts.dataDir);
+    await ensurePrivateDir(opts.dataDir, opts.logger);
     const dir = join(opts.dataDir, 'auth');
-    await ensurePrivateDir(dir);
-    const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, 'admin-token'));
+    await ensurePrivateDir(dir, opts.logger);
+    const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, 'admin-token'), opts.logger);
     const store = new TokenStore(join(dir, 'tokens.json'), adminToken, opts.logger, opts.now ?? Date.now);
     await store.load();
     return store;
@@ -152,10 +152,7 @@ export class TokenStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    if (((await stat(this.file)).mode & 0o077) !== 0) {
-      this.logger.warn({ file: this.file }, 'token file was readable by others; set to 0600');
-      await chmod(this.file, 0o600);
-    }
+    await tightenFile(this.file, this.logger);
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -174,7 +171,7 @@ export class TokenStore {
     const run = async () => {
       const next = this.tokens.map((t) => ({ ...t }));
       const result = change(next);
-      await writePrivateFile(this.file, JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n');
+      await writePrivateFileAtomic(this.file, JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n');
       this.tokens = next;
       return result;
     };
