@@ -3,9 +3,12 @@
  * health) when it changes and on every heartbeat with usage figures, and events through the on-disk
  * journal, so none is lost while the link is down.
  */
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
 import { CONTRACT_VERSION, type payloads } from '../src/contract/index.js';
 import { withTimeout } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
+import { hasErrno } from './fs-errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_VERSION, type AgentConfig } from './config.js';
 import type { AgentLink } from './connection.js';
@@ -55,12 +58,16 @@ export class Reporter {
   private sampling = false;
   /** The latest usage sample, sent with the next heartbeat. */
   private lastUsage: UsageSample | undefined;
+  /** Milliseconds since boot; until start() has read the boot clock, since this process started. */
+  private bootClockMs: () => number = () => performance.now();
+  private lastSeq = -1;
 
   constructor(private readonly deps: ReporterDeps) {}
 
   /** Loads the events of an earlier run that never reached the server: they are sent first, oldest first. */
   async start(): Promise<void> {
     const { journal, logger, cfg } = this.deps;
+    this.bootClockMs = await bootClock();
     const loaded = await journal.load();
     if (loaded.corrupt) this.emit({ type: 'Warning', reason: 'CorruptJournal', message: loaded.corrupt, involved: { kind: 'Node', name: cfg.node } });
     if (journal.size > 0) logger.info({ events: journal.size, dropped: journal.droppedCount }, 'unsent events from an earlier run loaded');
@@ -163,9 +170,13 @@ export class Reporter {
     const s = this.status;
     const key = JSON.stringify([s.observedGeneration, s.pods, s.runtimeHealthy, s.runtimeMessage]);
     if (!heartbeat && key === this.lastStatusKey) return;
+    // Strictly increasing even when two reports fall in the same millisecond.
+    const seq = Math.max(this.lastSeq + 1, Math.floor(this.bootClockMs()));
+    this.lastSeq = seq;
     const sent = link.publishStatus({
       node: cfg.node,
       bootId,
+      seq,
       observedGeneration: s.observedGeneration,
       ts: new Date(now()).toISOString(),
       pods: usage ? s.pods.map((r) => withUsage(r, usage.pods.get(`${r.namespace}/${r.name}`))) : s.pods,
@@ -197,6 +208,24 @@ export class Reporter {
       images,
       devices: hardware.devices,
     });
+  }
+}
+
+/**
+ * The boot clock (CLOCK_BOOTTIME, as /proc/uptime shows it) in milliseconds: it keeps growing across agent
+ * restarts within one boot and ignores wall-clock steps, so status sequence numbers taken from it stay above
+ * those of an earlier agent run without being saved anywhere. Without /proc (not Linux) each start is its own
+ * boot (see readBootId), and the process clock does.
+ */
+async function bootClock(): Promise<() => number> {
+  const base = performance.now();
+  try {
+    const uptimeMs = Number((await readFile('/proc/uptime', 'utf8')).split(' ')[0]) * 1000;
+    if (!Number.isFinite(uptimeMs)) throw new Error('unreadable /proc/uptime');
+    return () => uptimeMs + performance.now() - base;
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT')) return () => performance.now();
+    throw err;
   }
 }
 

@@ -30,8 +30,25 @@ export interface RegistryOptions {
   now?: () => number;
 }
 
-/** How much older than the newest applied report a report may be and still count as out of order. */
-const STRAGGLER_WINDOW_MS = 10 * 60_000;
+/** A status whose timestamp is this much older than the last applied one is not applied (a replay, or a clock gone wrong). */
+const STALE_STATUS_MS = 10 * 60_000;
+
+/**
+ * Label prefixes an agent may not set on its own Node (NodeRestriction, as Kubernetes): labels under them
+ * steer sensitive workloads, so they come only from the join token or the API (`drover label`).
+ */
+export const RESTRICTED_LABEL_PREFIXES = ['node-restriction.drover.io/', 'node-role.kubernetes.io/'];
+
+/** Splits an agent's self-reported labels into those it may set and the keys it may not. */
+export function selfReportedLabels(labels: Record<string, string>): { allowed: Record<string, string>; refused: string[] } {
+  const allowed: Record<string, string> = {};
+  const refused: string[] = [];
+  for (const [k, v] of Object.entries(labels)) {
+    if (RESTRICTED_LABEL_PREFIXES.some((p) => k.startsWith(p))) refused.push(k);
+    else allowed[k] = v;
+  }
+  return { allowed, refused: refused.sort() };
+}
 
 /**
  * Status ingest: turns agent reports into Node objects and pod statuses. The agent's retained hello
@@ -45,8 +62,8 @@ export class NodeRegistry {
   private readonly queues = new Map<string, Promise<void>>();
   private readonly eventLog = new AgentEventLog();
   private closing = false;
-  /** Time of the newest status report applied per node, within one boot of the device. */
-  private readonly newestReport = new Map<string, { bootId: string; tsMs: number }>();
+  /** The last status applied per node: its boot, sequence number and timestamp. */
+  private readonly lastApplied = new Map<string, { bootId: string; seq: number; tsMs: number }>();
   private readonly now: () => number;
   private readonly conditions: NodeConditions;
 
@@ -99,8 +116,9 @@ export class NodeRegistry {
     if (h.node !== name) throw new BadRequestError(`hello on topic of node ${name} names node ${h.node}`);
     const now = this.iso();
     const compatible = h.contractVersion === CONTRACT_VERSION;
+    const { allowed, refused } = selfReportedLabels(h.labels);
     const labels: Record<string, string> = {
-      ...h.labels,
+      ...allowed,
       'kubernetes.io/arch': h.arch,
       'kubernetes.io/os': h.os,
       'kubernetes.io/hostname': name,
@@ -152,9 +170,21 @@ export class NodeRegistry {
     if (!compatible) {
       await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: ready.reason!, message: ready.message!, component: 'node-registry' });
     }
+    if (refused.length > 0) {
+      const message = `labels ${refused.join(', ')} from the agent's hello not applied: ${RESTRICTED_LABEL_PREFIXES.join(' and ')} labels are set with the join token or \`drover label\`, not by the node itself`;
+      this.opts.logger.warn({ node: name, labels: refused }, 'restricted node labels from the agent refused');
+      await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'RestrictedLabelsRefused', message, component: 'node-registry' });
+    }
   }
 
   private async onPresence(name: string, p: payloads.Presence): Promise<void> {
+    // The last will of the device's previous boot can arrive after its new boot said hello (the broker
+    // notices the dead link late): it is about a connection that no longer exists.
+    const bootId = (await this.opts.store.get('Node', '', name))?.status?.nodeInfo?.bootID;
+    if (bootId && p.bootId !== bootId) {
+      this.opts.logger.info({ node: name, state: p.state, bootId: p.bootId, currentBootId: bootId }, 'presence from an earlier boot of the node ignored');
+      return;
+    }
     if (p.state === 'offline') {
       const nowMs = this.now();
       if (this.opts.liveness.wentOffline(name, nowMs).degraded) {
@@ -172,16 +202,31 @@ export class NodeRegistry {
   private async onStatus(name: string, s: payloads.Status): Promise<void> {
     const node = await this.opts.store.get('Node', '', name);
     if (!node) throw new NotFoundError(`nodes "${name}" (a status before its hello)`);
-    // Whatever its content, a report proves the node alive.
+    // Only the boot the node's hello announced speaks for it, and only with a sequence number past the
+    // last applied: a status replayed (from an earlier boot, or captured and sent again) or delivered out
+    // of order is ignored altogether, and does not even count as a sign of life.
+    const currentBoot = node.status?.nodeInfo?.bootID;
+    const last = this.lastApplied.get(name);
+    if (currentBoot !== undefined && s.bootId !== currentBoot) {
+      this.opts.logger.warn({ node: name, bootId: s.bootId, currentBootId: currentBoot, seq: s.seq }, 'status from another boot than the node\'s current one ignored');
+      return;
+    }
+    if (last && last.bootId === s.bootId && s.seq <= last.seq) {
+      this.opts.logger.warn({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
+      return;
+    }
+    // A report proves the node alive.
     const prevBeat = this.opts.liveness.heard(name, { lastHeardMs: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
-    // A report a little older than one already applied (same boot) arrived out of order, e.g. held in
-    // a broker queue: its pod states would move pods back. Much older means the device clock was
-    // stepped back (NTP after boot): then it is the new normal, not a straggler.
+    // Fresh by its sequence number but timestamped long before the last applied: the device's clock was
+    // stepped back, or the report was made long ago. Its pod states are not applied; the next report whose
+    // clock agrees is.
     const tsMs = Date.parse(s.ts);
-    const newest = this.newestReport.get(name);
-    const straggler = newest !== undefined && newest.bootId === s.bootId && tsMs < newest.tsMs && newest.tsMs - tsMs < STRAGGLER_WINDOW_MS;
-    if (!straggler) {
-      this.newestReport.set(name, { bootId: s.bootId, tsMs });
+    const stale = last !== undefined && last.bootId === s.bootId && (Number.isNaN(tsMs) || last.tsMs - tsMs > STALE_STATUS_MS);
+    if (stale) {
+      this.opts.logger.warn({ node: name, ts: s.ts, lastAppliedTs: new Date(last.tsMs).toISOString(), seq: s.seq }, 'status timestamped over 10 minutes before the last applied one: pod states not applied');
+      this.lastApplied.set(name, { ...last, seq: s.seq });
+    } else {
+      this.lastApplied.set(name, { bootId: s.bootId, seq: s.seq, tsMs: Number.isNaN(tsMs) ? this.now() : tsMs });
       this.opts.metrics?.record(name, s);
     }
     const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
@@ -198,10 +243,7 @@ export class NodeRegistry {
         runtimeOk ? 'Normal' : 'Warning',
       );
     }
-    if (straggler) {
-      this.opts.logger.debug({ node: name, ts: s.ts }, 'out-of-order status report: pod states not applied');
-      return;
-    }
+    if (stale) return;
     const hostIP = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
     for (const report of s.pods) {
       try {
@@ -224,12 +266,34 @@ export class NodeRegistry {
     // Every event of the batch was recorded before: a redelivery, and its drop count with it.
     if (e.events.length > 0 && fresh.length === 0) return;
     for (const ev of fresh) {
-      await this.opts.events.record({ involved: ev.involved, type: ev.type, reason: ev.reason, message: ev.message, component: 'drover-agent', host: name, ts: ev.ts });
+      if (await this.mayRaise(name, ev.involved)) {
+        await this.opts.events.record({ involved: ev.involved, type: ev.type, reason: ev.reason, message: ev.message, component: 'drover-agent', host: name, ts: ev.ts });
+      }
       this.eventLog.recorded(name, e.journal, ev.seq);
     }
     if (e.dropped > 0) {
       await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: 'EventsDropped', message: `${e.dropped} events from the offline period were dropped (journal full)`, component: 'node-registry' });
     }
+  }
+
+  /**
+   * An agent speaks only about its own Node and the pods bound to it: an event about anything else would
+   * let one device write into the history of objects it has no part in.
+   */
+  private async mayRaise(node: string, o: payloads.AgentEvent['involved']): Promise<boolean> {
+    if (o.kind === 'Node' && o.name === node && o.namespace === undefined) return true;
+    if (o.kind === 'Pod' && o.namespace !== undefined) {
+      const pod = await this.opts.store.get('Pod', o.namespace, o.name);
+      if (pod && pod.spec.nodeName === node && (o.uid === undefined || o.uid === pod.metadata.uid)) return true;
+      if (!pod || pod.spec.nodeName === node) {
+        // Deleted (or replaced) since: normal for the events of a pod being torn down; nobody can see them.
+        this.opts.logger.debug({ node, object: `Pod ${o.namespace}/${o.name}` }, 'event about a pod no longer on the node dropped');
+        return false;
+      }
+    }
+    const object = `${o.kind} ${o.namespace ? `${o.namespace}/` : ''}${o.name}`;
+    this.opts.logger.warn({ node, object }, 'event from an agent about an object that is not its node nor one of its pods dropped');
+    return false;
   }
 
   /** Stops taking reports and waits for those being handled, so the store can close. */

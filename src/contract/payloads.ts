@@ -97,7 +97,14 @@ export type PodReport = z.infer<typeof podReport>;
 
 export const status = z.object({
   node: z.string(),
+  /** The device's boot (kernel boot id): the server applies status only from the boot its Node's hello announced. */
   bootId: z.string(),
+  /**
+   * Grows with every status within one boot, across agent restarts (milliseconds of the boot clock): the
+   * server applies a status only if its seq is above the last one it applied, so a replayed or
+   * reordered status never moves pods back.
+   */
+  seq: z.number().int().min(0),
   observedGeneration: z.number().int(),
   ts: z.string(),
   pods: z.array(podReport),

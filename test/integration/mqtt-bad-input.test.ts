@@ -33,10 +33,14 @@ function validHello(node: string, extra: Partial<payloads.Hello> = {}): payloads
   };
 }
 
+/** Status sequence numbers only grow (the server ignores one not above the last applied). */
+let statusSeq = 0;
+
 function validStatus(node: string): payloads.Status {
   return {
     node,
     bootId: 'boot-1234',
+    seq: ++statusSeq,
     observedGeneration: 0,
     ts: new Date().toISOString(),
     pods: [],
@@ -264,11 +268,13 @@ describe('mqtt: bad input from agents', () => {
     });
     const t0 = Date.now();
     const status = (tsMs: number, pods: payloads.PodReport[], runtimeHealthy = true) => encode({ ...validStatus(node), ts: new Date(tsMs).toISOString(), pods, runtimeHealthy });
+    // Made first (a lower sequence number), delivered second.
+    const older = status(t0 - 5_000, [report('Failed')]);
     await c.publishAsync(topics.status(node), status(t0, [report('Running')]), DELIVERY.status);
     await waitFor('pod Running', async () => (await cluster.api('GET', '/api/v1/namespaces/default/pods/ordered')).body?.status?.phase === 'Running', 10_000, 25);
-    // An older report, then a newer one whose effect is visible on the Node: once the Node shows it,
+    // The older report, then a newer one whose effect is visible on the Node: once the Node shows it,
     // the older one has been handled too (one node's reports are handled in order).
-    await c.publishAsync(topics.status(node), status(t0 - 5_000, [report('Failed')]), DELIVERY.status);
+    await c.publishAsync(topics.status(node), older, DELIVERY.status);
     await c.publishAsync(topics.status(node), status(t0 + 1_000, [], false), DELIVERY.status);
     await waitFor('node RuntimeUnhealthy', async () => {
       const n = await cluster.api('GET', `/api/v1/nodes/${node}`);
