@@ -7,10 +7,15 @@
  * file, rename) inside the directory the containers have bind-mounted: running containers see the
  * new content without a restart, as with the kubelet's eventual update. (A subPath mount of such a
  * file keeps the old content, as in Kubernetes.)
+ *
+ * Secret volumes live on a tmpfs mounted on their directory (as the kubelet does), so Secret values
+ * never reach the device's disk. That needs root; an agent that cannot mount writes them to disk
+ * (0400 files under the 0700 state dir) and says so once.
  */
 import type { Stats } from 'node:fs';
 import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { execa } from 'execa';
+import { dirname, join, relative, resolve } from 'node:path';
 import type { Volume } from '../src/api/pod.js';
 import type { DesiredPod } from '../src/contract/payloads.js';
 import { errorMessage } from '../src/util/errors.js';
@@ -22,6 +27,33 @@ import { podDir, volumeDir, volumeFiles, volumeKind, type VolumeFile } from './e
 import type { RuntimeContainer } from './runtime/types.js';
 
 const TMP_SUFFIX = '.drover-tmp';
+/** Upper bound of one secret volume's tmpfs (Kubernetes caps a Secret at 1 MiB; items may repeat keys). */
+const SECRET_TMPFS_SIZE = '8m';
+
+/** Whether `dir` is the root of a filesystem mounted there (its device differs from its parent's). */
+async function isMountPoint(dir: string): Promise<boolean> {
+  const [a, b] = await Promise.all([stat(dir), stat(dirname(dir))]);
+  return a.dev !== b.dev;
+}
+
+/** Mount points below `dir` (from /proc/self/mounts), deepest first, so they unmount in order. */
+async function mountsBelow(relDir: string): Promise<string[]> {
+  const dir = resolve(relDir);
+  let table: string;
+  try {
+    table = await readFile('/proc/self/mounts', 'utf8');
+  } catch (err) {
+    if (hasErrno(err, 'ENOENT')) return [];
+    throw err;
+  }
+  // Fields are space-separated with spaces in paths escaped as \040.
+  const unescape = (p: string) => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return table
+    .split('\n')
+    .map((l) => unescape(l.split(' ')[1] ?? ''))
+    .filter((m) => m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+}
 
 async function exists(path: string): Promise<boolean> {
   return (await lstatIfExists(path)) !== undefined;
@@ -157,6 +189,8 @@ export async function writeVolumeFiles(dir: string, files: VolumeFile[]): Promis
 
 export class VolumeManager {
   private errors = new Map<string, string>();
+  /** Why secret volumes go to disk instead of a tmpfs; said once. */
+  private noTmpfs: string | undefined;
 
   constructor(
     private readonly stateDir: string,
@@ -193,6 +227,7 @@ export class VolumeManager {
             continue;
           }
           const files = volumeFiles(pod, v, ctx) ?? [];
+          if (kind === 'secret') await this.secretTmpfs(dir);
           const changes = await writeVolumeFiles(dir, files);
           if (changes > 0) this.logger.info({ pod: `${pod.namespace}/${pod.name}`, volume: v.name, changes }, `${kind} volume updated`);
         } catch (err) {
@@ -202,6 +237,36 @@ export class VolumeManager {
     }
     for (const [k, msg] of errors) if (this.errors.get(k) !== msg) this.logger.warn({ volume: k, err: msg }, 'volume not ready');
     this.errors = errors;
+  }
+
+  /**
+   * Mounts a tmpfs on a secret volume's directory when it is new (or empty: the tmpfs of a previous
+   * boot is gone, its mount point left). A directory that already holds files stays as it is: a
+   * running container has it bind-mounted, and would not see a tmpfs mounted over it now.
+   */
+  private async secretTmpfs(dir: string): Promise<void> {
+    if (this.noTmpfs) return;
+    const st = await lstatIfExists(dir);
+    if (st?.isDirectory() && (await isMountPoint(dir))) return;
+    if (st && (!st.isDirectory() || (await readdir(dir)).length > 0)) return;
+    if (process.getuid?.() !== 0) {
+      this.noTmpfs = 'the agent is not root, so it cannot mount a tmpfs';
+    } else {
+      await mkdir(dir, { recursive: true, mode: 0o755 });
+      const r = await execa('mount', ['-t', 'tmpfs', '-o', `size=${SECRET_TMPFS_SIZE},mode=0755,nosuid,nodev,noexec`, 'tmpfs', dir], { reject: false, stdin: 'ignore' });
+      if (r.exitCode === 0) return;
+      this.noTmpfs = `mount -t tmpfs failed: ${String(r.stderr || r.shortMessage || `exit code ${r.exitCode}`).trim()}`;
+    }
+    this.logger.warn({ reason: this.noTmpfs }, 'secret volumes are written to disk (0400 files in the 0700 state dir) instead of a tmpfs');
+  }
+
+  /** Unmounts the tmpfs of every secret volume below a pod's directory before it is removed. */
+  private async unmountBelow(dir: string): Promise<void> {
+    for (const m of await mountsBelow(dir)) {
+      const r = await execa('umount', [m], { reject: false, stdin: 'ignore' });
+      // Still busy (a container's process holds it open): detach it, the kernel frees it when unused.
+      if (r.exitCode !== 0) await execa('umount', ['-l', m], { stdin: 'ignore' });
+    }
   }
 
   /**
@@ -226,6 +291,7 @@ export class VolumeManager {
     for (const uid of entries) {
       if (keep.has(uid)) continue;
       try {
+        await this.unmountBelow(podDir(this.stateDir, uid));
         await rm(podDir(this.stateDir, uid), { recursive: true, force: true, maxRetries: 2 });
         this.logger.debug({ uid }, 'pod volumes removed');
       } catch (err) {
