@@ -13,4 +13,8 @@ export interface ControllerDeps {
   jobBackoffBaseMs?: number;
   /** How often the garbage collector's full sweep runs (ms); default GC_SWEEP_MS in gc.ts. */
   gcSweepMs?: number;
+  /** An Event not updated for this long is deleted (ms); default EVENT_TTL_MS (1 h, as Kubernetes' --event-ttl). */
+  eventTtlMs?: number;
+  /** Events kept per involved object, the newest; default EVENTS_PER_OBJECT (100). */
+  eventsPerObject?: number;
 }

@@ -26,13 +26,21 @@ export interface EventInput {
  * a count, as Kubernetes does, so a crash loop does not flood the store.
  */
 export class EventRecorder {
-  constructor(private readonly store: Store, private readonly logger: Logger) {}
+  constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
 
   async record(e: EventInput): Promise<void> {
     const ns = e.involved.namespace ?? 'default';
     const key = createHash('sha256').update(`${e.involved.uid ?? ''}|${e.involved.kind}|${e.reason}|${e.message}`).digest('hex').slice(0, 10);
     const name = `${e.involved.name}.${key}`;
-    const ts = e.ts ?? new Date().toISOString();
+    // A time given by an agent is its clock's: one in the future (a wrong clock, or a device that wants its
+    // Event to outlive the TTL) is taken as now. An unreadable one too.
+    const nowMs = this.now();
+    const givenMs = e.ts === undefined ? NaN : Date.parse(e.ts);
+    const ts = Number.isNaN(givenMs) || givenMs > nowMs ? new Date(nowMs).toISOString() : new Date(givenMs).toISOString();
     try {
       const updated = await this.store
         .patch('Event', ns, name, (ev) => {
