@@ -128,7 +128,21 @@ export async function startInProcessServer(cleanup: Cleanup): Promise<FaultServe
     await server.close();
   };
   cleanup.add('server', close);
-  return { server, api: apiClient(() => server.apiUrl, () => server.adminToken), mqttPort, joinToken: server.joinToken, dataDir, close };
+  const api = apiClient(() => server.apiUrl, () => server.adminToken);
+  await allowHostNetwork(api);
+  return { server, api, mqttPort, joinToken: server.joinToken, dataDir, close };
+}
+
+/**
+ * The fault tests' pods use the device's host network (no podman networks needed), which pod
+ * security allows only in a namespace labelled drover.io/privileged=true: `default` gets the label.
+ */
+export async function allowHostNetwork(api: Api, namespace = 'default'): Promise<void> {
+  const ns = (await api('GET', `/api/v1/namespaces/${namespace}`)).body;
+  if (ns?.metadata?.labels?.['drover.io/privileged'] === 'true') return;
+  ns.metadata.labels = { ...ns.metadata.labels, 'drover.io/privileged': 'true' };
+  const r = await api('PUT', `/api/v1/namespaces/${namespace}`, ns);
+  if (r.status !== 200) throw new Error(`labelling namespace ${namespace} drover.io/privileged=true: ${r.status} ${r.text}`);
 }
 
 export interface ServerProcess extends FaultServer {
@@ -174,6 +188,7 @@ export async function serverProcess(cleanup: Cleanup): Promise<ServerProcess> {
       });
       adminToken = (await readFile(join(dataDir, 'admin-token'), 'utf8')).trim();
       s.joinToken = (await readFile(join(dataDir, 'join-token'), 'utf8')).trim();
+      await allowHostNetwork(s.api);
     },
     close: () => s.proc?.stop() ?? Promise.resolve(),
   };
