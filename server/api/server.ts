@@ -278,8 +278,10 @@ export class ApiServer {
       audit.verb = 'list';
       audit.resource = { kind: 'metrics', path: url.pathname };
       this.check(authorize(this.requireIdentity(auth), 'list', { resource: 'metrics' }));
+      // The namespace segment decoded and checked like any other (a bad escape is a 400, not a 500).
+      const namespace = metrics[1] ? pathSegments(req.url ?? '/')[4] : undefined;
       if (!this.deps.metrics) throw new NotFoundError('metrics');
-      return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(metrics[1] ? decodeURIComponent(metrics[1]) : undefined));
+      return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(namespace));
     }
     // Unauthenticated callers learn nothing about paths, not even which exist.
     const identity = this.requireIdentity(auth);

@@ -180,6 +180,9 @@ describe('API authentication and roles', () => {
 
     assert.equal((await call('GET', '/api/v1/namespaces/default/configmaps/cfg', { token: viewTok })).status, 200);
     assert.equal((await call('GET', '/api/v1/namespaces/default/pods/web/log', { token: viewTok })).text, 'log text');
+    assert.equal((await call('GET', '/apis/metrics.k8s.io/v1beta1/namespaces/default/pods', { token: viewTok })).status, 404, 'metrics: not served here, but not forbidden');
+    assert.equal((await call('GET', '/apis/metrics.k8s.io/v1beta1/namespaces/%ZZ/pods', { token: viewTok })).status, 400);
+    assert.equal((await call('GET', '/apis/metrics.k8s.io/v1beta1/nodes')).status, 401);
 
     const attempts: Array<[string, string, unknown, string]> = [
       ['POST', '/api/v1/namespaces/default/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'evil' }, data: {} }, 'create'],
