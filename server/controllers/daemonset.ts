@@ -20,6 +20,7 @@ import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
+import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = 'controller-revision-hash';
@@ -294,7 +295,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         },
       },
     ],
-    async reconcile(key) {
+    async reconcile(key, signal) {
       const { namespace, name } = splitKey(key);
       const raw = await store.get('DaemonSet', namespace, name);
       if (!raw) {
@@ -312,18 +313,37 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       const plan = planDaemonSet(ds, nodes, pods, { now });
 
       const writer = podWriter(deps, involved, COMPONENT);
+      // Each pod written is a step: the DaemonSet must still be the one planned for (whyStop), and a pass
+      // writes at most MAX_POD_WRITES_PER_STEP pods (a fleet of thousands of nodes); the rest come next pass.
+      let budget = MAX_POD_WRITES_PER_STEP;
+      const step = async (): Promise<boolean> => {
+        if (budget <= 0) return false;
+        const why = await whyStop(store, ds, signal);
+        if (why) {
+          log.info({ ds: key, why }, 'daemonset reconcile stopped');
+          return false;
+        }
+        budget--;
+        return true;
+      };
+      let written = 0;
       for (const d of plan.delete) {
+        if (!(await step())) break;
+        written++;
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
         log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
         await writer.record('Normal', 'SuccessfulDelete', `Deleted pod: ${pn}`);
       }
 
-      for (const node of plan.create) {
+      for (const node of written === plan.delete.length ? plan.create : []) {
+        if (!(await step())) break;
+        written++;
         const created = await writer.create(newDaemonPod(ds, node, plan.hash, now), name);
         log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
         await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
       }
+      if (written < plan.delete.length + plan.create.length) return budget <= 0 ? { requeueAfterMs: 0 } : undefined;
 
       if (!statusEqual(raw.status, plan.status)) {
         await store

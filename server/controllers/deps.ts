@@ -17,4 +17,6 @@ export interface ControllerDeps {
   eventTtlMs?: number;
   /** Events kept per involved object, the newest; default EVENTS_PER_OBJECT (100). */
   eventsPerObject?: number;
+  /** Most pods a ReplicaSet is given, whatever its spec says (an object stored before a lower cap); default MAX_REPLICAS. */
+  maxReplicas?: number;
 }

@@ -15,6 +15,7 @@ import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
+import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
 
 export type JobStatus = NonNullable<Job['status']>;
 
@@ -184,7 +185,7 @@ export function jobController(deps: ControllerDeps): Controller {
     name: 'job',
     kind: 'Job',
     watches: [{ kind: 'Pod', keys: (o) => ownerKeys(o, 'Job') }],
-    async reconcile(key) {
+    async reconcile(key, signal) {
       const { namespace, name } = splitKey(key);
       const raw = await store.get('Job', namespace, name);
       if (!raw) return; // its pods go with the garbage collector
@@ -195,17 +196,39 @@ export function jobController(deps: ControllerDeps): Controller {
       const plan = planJob(job, pods, deps.now(), { backoffBaseMs: deps.jobBackoffBaseMs });
 
       const writer = podWriter(deps, involved, COMPONENT);
+      // Each pod written is a step: the Job must still be the one planned for (whyStop), and a pass writes
+      // at most MAX_POD_WRITES_PER_STEP pods; the rest wait for the next pass, queued at once.
+      let budget = MAX_POD_WRITES_PER_STEP;
+      const step = async (): Promise<boolean> => {
+        if (budget <= 0) return false;
+        const why = await whyStop(store, job, signal);
+        if (why) {
+          log.info({ job: key, why }, 'job reconcile stopped');
+          return false;
+        }
+        budget--;
+        return true;
+      };
+      let deleted = 0;
       for (const d of plan.delete) {
+        if (!(await step())) break;
+        deleted++;
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
         log.info({ job: key, pod: pn, reason: d.reason }, 'deleted job pod');
         await writer.record('Normal', 'SuccessfulDelete', `Deleted pod: ${pn}`);
       }
 
-      for (let i = 0; i < plan.create; i++) {
-        const created = await writer.create(newJobPod(job), name);
-        log.info({ job: key, pod: created.metadata.name }, 'created job pod');
-        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
+      let created = 0;
+      while (created < plan.create && deleted === plan.delete.length && (await step())) {
+        const pod = await writer.create(newJobPod(job), name);
+        created++;
+        log.info({ job: key, pod: pod.metadata.name }, 'created job pod');
+        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${pod.metadata.name}`);
+      }
+      if (deleted < plan.delete.length || created < plan.create) {
+        // Cut short (a batch done, or the Job changed or went): the status is the next pass's to write.
+        return budget <= 0 ? { requeueAfterMs: 0 } : undefined;
       }
 
       if (canonicalJson(raw.status ?? {}) !== canonicalJson(plan.status)) {

@@ -3,13 +3,14 @@ import type { Pod } from '../../src/api/pod.js';
 import { isControlledBy } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { parseObject } from '../../src/api/validate.js';
-import type { ReplicaSet } from '../../src/api/workloads.js';
+import { MAX_REPLICAS, type ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { podReady, readyCondition } from './pods.js';
 import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
+import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
 
 const COMPONENT = 'replicaset-controller';
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -112,7 +113,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     }
   }
 
-  async function reconcile(key: string): Promise<ReconcileResult | void> {
+  async function reconcile(key: string, signal?: AbortSignal): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
     const raw = await store.get('ReplicaSet', namespace, name);
     if (!raw || raw.metadata.deletionTimestamp) return;
@@ -122,23 +123,54 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     const minReady = rs.spec.minReadySeconds ?? 0;
     const owned = (await store.list('Pod', namespace)).items.filter((p) => isControlledBy(p, rs));
 
+    // Every pod written is a step; before each, the ReplicaSet and its Deployment must still be what was
+    // read (whyStop), and at most MAX_POD_WRITES_PER_STEP are written before the next pass.
+    let budget = MAX_POD_WRITES_PER_STEP;
+    let stopped: string | undefined;
+    const step = async (): Promise<boolean> => {
+      if (budget <= 0) return false;
+      stopped = await whyStop(store, rs, signal);
+      if (stopped) return false;
+      budget--;
+      return true;
+    };
+
     // Terminated pods do not count; they are removed so their replacement can take their place.
-    for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) await deletePod(rs, p);
+    for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) {
+      if (!(await step())) break;
+      await deletePod(rs, p);
+    }
     let active = owned.filter(isPodActive);
 
-    const want = rs.spec.replicas ?? 0;
+    const maxReplicas = deps.maxReplicas ?? MAX_REPLICAS;
+    const want = Math.min(rs.spec.replicas ?? 0, maxReplicas);
+    if (want < (rs.spec.replicas ?? 0) && active.length < want) {
+      await record(rs, 'Warning', 'ReplicasCapped', `spec.replicas ${rs.spec.replicas} is above the server's limit of ${maxReplicas}; running ${maxReplicas}`);
+    }
     const diff = active.length - want;
+    let more = false;
     if (diff < 0) {
       const created: Pod[] = [];
-      for (let i = 0; i < -diff; i++) created.push(await createPod(rs));
+      while (created.length < -diff && (await step())) created.push(await createPod(rs));
+      more = created.length < -diff;
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
     } else if (diff > 0) {
       const victims = rankForDeletion(active).slice(0, diff);
-      for (const p of victims) await deletePod(rs, p);
-      const gone = new Set(victims.map((p) => p.metadata.uid));
+      const deleted: Pod[] = [];
+      for (const p of victims) {
+        if (!(await step())) break;
+        await deletePod(rs, p);
+        deleted.push(p);
+      }
+      more = deleted.length < diff;
+      const gone = new Set(deleted.map((p) => p.metadata.uid));
       active = active.filter((p) => !gone.has(p.metadata.uid));
-      log.debug({ rs: key, deleted: victims.length }, 'deleted surplus pods');
+      log.debug({ rs: key, deleted: deleted.length }, 'deleted surplus pods');
+    }
+    if (stopped) {
+      log.info({ rs: key, why: stopped }, 'replicaset reconcile stopped');
+      return;
     }
 
     const counts = countPods(active, minReady, t);
@@ -164,6 +196,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       }
     }
 
+    // A batch done, more to do: the next pass comes at once (after the other keys queued meanwhile).
+    if (more) return { requeueAfterMs: 0 };
     const at = nextAvailableAt(active, minReady, t);
     return at !== undefined ? { requeueAfterMs: Math.max(0, at - t) + 50 } : undefined;
   }

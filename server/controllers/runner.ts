@@ -1,8 +1,8 @@
 import type { ApiObject } from '../../src/api/meta.js';
-import { errorMessage, isConflict } from '../../src/util/errors.js';
+import { DroverError, errorMessage, isConflict } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store, Watch, WatchEventType } from '../store/types.js';
-import type { BackoffOptions } from '../../src/util/backoff.js';
+import { withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
 import { WorkQueue } from './queue.js';
 
 export interface ReconcileResult {
@@ -21,7 +21,11 @@ export interface Controller {
   kind: string;
   /** Other kinds whose changes map to keys of this controller (e.g. Pod → its owning ReplicaSet). */
   watches: Array<{ kind: string; keys(obj: ApiObject, type: WatchEventType): string[] }>;
-  reconcile(key: string): Promise<ReconcileResult | void>;
+  /**
+   * `signal` aborts when the server stops: a reconcile that loops over many writes checks it between them
+   * (see whyStop in still-wanted.ts), so a shutdown does not wait for the loop.
+   */
+  reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void>;
 }
 
 export function keyOf(obj: ApiObject): string {
@@ -53,6 +57,12 @@ export interface RunnerOptions {
 export const RUNNER_DEFAULTS = { resyncMs: 30_000, workersPerController: 2 } as const;
 
 /**
+ * How long stop() waits for reconciles in flight once they are told to stop. One that does not check its
+ * signal (a slow store write) is left behind: SIGTERM must end the server within 10 s whatever it does.
+ */
+export const STOP_GRACE_MS = 3_000;
+
+/**
  * Runs controllers: store watch → enqueue keys → workers call reconcile; periodic resync enqueues
  * every object of each controller's kind, so a missed event is repaired within one resync period.
  */
@@ -61,6 +71,7 @@ export class ControllerRunner {
   private watch: Watch | undefined;
   private resync: NodeJS.Timeout | undefined;
   private workers: Promise<void>[] = [];
+  private readonly stopping = new AbortController();
 
   constructor(private readonly deps: RunnerOptions) {
     for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue(deps.retryBackoff));
@@ -106,10 +117,14 @@ export class ControllerRunner {
       const key = await q.get();
       if (key === undefined) return;
       try {
-        const r = await c.reconcile(key);
+        const r = await c.reconcile(key, this.stopping.signal);
         q.forget(key);
         if (r?.requeueAfterMs !== undefined) q.addAfter(key, r.requeueAfterMs);
       } catch (err) {
+        if (this.stopping.signal.aborted) {
+          log.debug({ key, err: errorMessage(err) }, 'reconcile stopped: shutting down');
+          return;
+        }
         const ms = q.addRateLimited(key);
         // Conflicts are normal under concurrency: the retry reads the fresh object.
         log[isConflict(err) ? 'debug' : 'warn']({ key, err: errorMessage(err), retryMs: ms }, 'reconcile failed; will retry');
@@ -122,7 +137,20 @@ export class ControllerRunner {
   async stop(): Promise<void> {
     this.watch?.close();
     if (this.resync) clearInterval(this.resync);
+    this.stopping.abort(new StoppingError());
     for (const q of this.queues.values()) q.stop();
-    await Promise.all(this.workers);
+    const late = await withTimeout(
+      Promise.all(this.workers).then(() => false),
+      STOP_GRACE_MS,
+      () => true,
+    );
+    if (late) this.deps.logger.warn({ graceMs: STOP_GRACE_MS }, 'controllers still busy at shutdown; not waiting for them');
+  }
+}
+
+/** Why a reconcile was cut short: the server is stopping. */
+export class StoppingError extends DroverError {
+  constructor() {
+    super('the controllers are stopping', { code: 503, reason: 'ShuttingDown' });
   }
 }

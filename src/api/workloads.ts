@@ -11,6 +11,24 @@ import { intOrPercent, podTemplate } from './template.js';
 export const MAX_REPLICAS = 10_000;
 const count = (min: number) => z.number().int().min(min).max(MAX_REPLICAS, `must be at most ${MAX_REPLICAS}`);
 
+/** The count fields of each workload kind that the replica cap bounds. */
+const COUNT_FIELDS: Record<string, string[]> = {
+  Deployment: ['replicas'],
+  ReplicaSet: ['replicas'],
+  Job: ['completions', 'parallelism'],
+};
+
+/**
+ * The count fields of a (validated) workload above a server's own cap (`drover server --max-replicas`,
+ * at most MAX_REPLICAS), as causes naming each field, for a 422 at admission.
+ */
+export function countsAbove(obj: { kind: string; spec?: unknown }, max: number): Array<{ field: string; message: string }> {
+  const spec = (obj.spec ?? {}) as Record<string, unknown>;
+  return (COUNT_FIELDS[obj.kind] ?? [])
+    .filter((f) => typeof spec[f] === 'number' && (spec[f] as number) > max)
+    .map((f) => ({ field: `spec.${f}`, message: `must be at most ${max} (the server's --max-replicas)` }));
+}
+
 const selectorRequired = labelSelector.refine((s) => Object.keys(s.matchLabels ?? {}).length + (s.matchExpressions?.length ?? 0) > 0, 'must not be empty');
 
 export const deploymentSpec = z.strictObject({

@@ -1,0 +1,31 @@
+import type { ApiObject } from '../../src/api/meta.js';
+import type { Store } from '../store/types.js';
+
+/**
+ * Between the steps of a long reconcile (one pod written after another): is the object it works for still
+ * the one it read, and is that object's controlling owner still there? A ReplicaSet of 1e9 replicas went on
+ * creating pods long after its Deployment was deleted; checking before every step stops it at the next one.
+ * Throws when the server is stopping (the runner's signal), so a shutdown never waits for a long loop.
+ * Returns why to stop, or undefined to go on.
+ */
+export async function whyStop(store: Store, obj: ApiObject, signal?: AbortSignal): Promise<string | undefined> {
+  signal?.throwIfAborted();
+  const ns = obj.metadata.namespace ?? '';
+  const cur = await store.get(obj.kind, ns, obj.metadata.name);
+  if (!cur || cur.metadata.uid !== obj.metadata.uid) return `${obj.kind} ${obj.metadata.name} is gone`;
+  if (cur.metadata.deletionTimestamp) return `${obj.kind} ${obj.metadata.name} is being deleted`;
+  // Its spec changed (scaled, new template): the change queued it again; that pass works from the new spec.
+  if (cur.metadata.generation !== obj.metadata.generation) return `${obj.kind} ${obj.metadata.name} changed`;
+  const ref = (cur.metadata.ownerReferences ?? []).find((r) => r.controller);
+  if (ref) {
+    const owner = await store.get(ref.kind, ns, ref.name);
+    if (!owner || (ref.uid && owner.metadata.uid !== ref.uid) || owner.metadata.deletionTimestamp) return `its owner ${ref.kind} ${ref.name} is gone`;
+  }
+  return undefined;
+}
+
+/**
+ * Pods one reconcile creates or deletes at most; more are left to the next pass (queued at once). Keeps a
+ * step short, so a shutdown, a deletion or a scale-down is noticed within one batch, not 10,000 pods later.
+ */
+export const MAX_POD_WRITES_PER_STEP = 250;
