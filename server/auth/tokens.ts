@@ -206,24 +206,32 @@ export class TokenStore {
       if (!r.success) for (const i of r.error.issues) causes.push({ field: ['labels', ...i.path.map(String)].join('.'), message: i.message });
     }
     if (causes.length) throw new ValidationError(causes, 'invalid join token');
+    const created = await this.add('join', o, {
+      ...(o.uses !== undefined ? { usesLeft: o.uses } : {}),
+      ...(o.labels && Object.keys(o.labels).length ? { labels: { ...o.labels } } : {}),
+    });
+    this.logger.info({ tokenId: created.id, type: 'join', ttlSeconds: o.ttlSeconds, uses: o.uses }, 'join token created');
+    return created;
+  }
+
+  /** Stores a new token's hash; the secret exists only in the returned token. */
+  private async add(type: 'join' | 'api', o: { ttlSeconds?: number; description?: string }, extra: Partial<StoredToken>): Promise<{ id: string; token: string }> {
     const secret = newSecret();
     const id = await this.mutate((tokens) => {
       const id = this.uniqueId(tokens);
       const now = this.now();
       tokens.push({
         id,
-        type: 'join',
+        type,
         secretSha256: sha256(secret).toString('hex'),
         ...(o.description !== undefined ? { description: o.description } : {}),
         createdAt: this.iso(now),
         ...(o.ttlSeconds !== undefined ? { expiresAt: this.iso(now + o.ttlSeconds * 1000) } : {}),
-        ...(o.uses !== undefined ? { usesLeft: o.uses } : {}),
-        ...(o.labels && Object.keys(o.labels).length ? { labels: { ...o.labels } } : {}),
+        ...extra,
         revoked: false,
       });
       return id;
     });
-    this.logger.info({ tokenId: id, type: 'join', ttlSeconds: o.ttlSeconds, uses: o.uses }, 'join token created');
     return { id, token: `${id}.${secret}` };
   }
 
@@ -264,24 +272,9 @@ export class TokenStore {
     checkCommon(o, causes);
     if (!ROLES.includes(o.role)) causes.push({ field: 'role', message: `must be one of ${ROLES.join(', ')}, got ${JSON.stringify(o.role)}` });
     if (causes.length) throw new ValidationError(causes, 'invalid API token');
-    const secret = newSecret();
-    const id = await this.mutate((tokens) => {
-      const id = this.uniqueId(tokens);
-      const now = this.now();
-      tokens.push({
-        id,
-        type: 'api',
-        role: o.role,
-        secretSha256: sha256(secret).toString('hex'),
-        ...(o.description !== undefined ? { description: o.description } : {}),
-        createdAt: this.iso(now),
-        ...(o.ttlSeconds !== undefined ? { expiresAt: this.iso(now + o.ttlSeconds * 1000) } : {}),
-        revoked: false,
-      });
-      return id;
-    });
-    this.logger.info({ tokenId: id, type: 'api', role: o.role, ttlSeconds: o.ttlSeconds }, 'API token created');
-    return { id, token: `${id}.${secret}` };
+    const created = await this.add('api', o, { role: o.role });
+    this.logger.info({ tokenId: created.id, type: 'api', role: o.role, ttlSeconds: o.ttlSeconds }, 'API token created');
+    return created;
   }
 
   /** The identity an API bearer token stands for, or why it is refused (for the audit log). */
