@@ -92,6 +92,7 @@ function hardware(index: number): Pick<payloads.Hello, 'arch' | 'os' | 'osImage'
 class SimAgent {
   private client: MqttClient | undefined;
   private readonly bootId = randomUUID();
+  private seq = 0;
   private desired: payloads.Desired | undefined;
   private reports: payloads.PodReport[] = [];
   private lastStatusKey = '';
@@ -267,6 +268,7 @@ class SimAgent {
     const s: payloads.Status = {
       node: this.node,
       bootId: this.bootId,
+      seq: ++this.seq,
       observedGeneration,
       ts: new Date().toISOString(),
       pods: this.reports,

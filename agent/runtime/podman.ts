@@ -1,3 +1,7 @@
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { z } from 'zod';
 import { backoffDelay } from '../../src/util/backoff.js';
@@ -267,8 +271,20 @@ export class PodmanRuntime implements ContainerRuntime {
     // removed by its id, since a removal by name after a name clash would remove the other container.
     const args = ['create', '--pull', 'never', '--name', spec.name];
     for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
-    // Always K=V: a bare `-e K` would copy the agent's own environment variable into the container.
-    for (const [k, v] of Object.entries(spec.env)) args.push('--env', `${k}=${v}`);
+    // Values go through an env file (0600 in a private directory, on tmpfs where there is one, gone
+    // right after create), not argv: argv is world-readable in /proc while podman runs and ends up in
+    // error messages, and env values are often Secrets. Only a value an env file cannot hold (a
+    // newline) stays on argv. Never a bare `-e K`: it would copy the agent's own variable in.
+    const envFile: string[] = [];
+    for (const [k, v] of Object.entries(spec.env)) {
+      if (/[\r\n\0]/.test(v)) args.push('--env', `${k}=${v}`);
+      else envFile.push(`${k}=${v}`);
+    }
+    const envDir = envFile.length ? await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'drover-env-')) : undefined;
+    if (envDir) {
+      await writeFile(join(envDir, 'env'), `${envFile.join('\n')}\n`, { mode: 0o600 });
+      args.push('--env-file', join(envDir, 'env'));
+    }
     if (spec.hostNetwork) {
       // Host network has no port mapping; podman would only warn and drop the -p flags.
       args.push('--network', 'host');
@@ -287,7 +303,12 @@ export class PodmanRuntime implements ContainerRuntime {
     if (command) args.push('--entrypoint', JSON.stringify(command));
     args.push(spec.image, ...cmdArgs);
 
-    const { stdout } = await this.call('create', args);
+    let stdout: string;
+    try {
+      ({ stdout } = await this.call('create', args));
+    } finally {
+      if (envDir) await rm(envDir, { recursive: true, force: true });
+    }
     const id = stdout.trim().split('\n').pop() ?? '';
     if (!id) throw new RuntimeError(`podman create printed no container id for ${spec.name}`);
     try {

@@ -15,6 +15,7 @@ import { registerRollout } from './rollout.js';
 import { registerScale } from './scale.js';
 import { registerSet } from './set.js';
 import { registerTop } from './top.js';
+import { registerTokenCommands } from './token.js';
 
 export type { CliIo } from './context.js';
 export { CliError } from './client.js';
@@ -40,6 +41,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerSet(program, ctx);
   registerRollout(program, ctx);
   registerNodeCommands(program, ctx);
+  registerTokenCommands(program, ctx);
   registerTop(program, ctx);
   registerApiResources(program, ctx);
   registerCompletion(program, ctx);

@@ -62,7 +62,7 @@ describe('deleting a node', () => {
     await agent.publishAsync(topics.hello(NODE), encode(hello), DELIVERY.hello);
     await agent.publishAsync(topics.presence(NODE), encode({ state: 'online', bootId: 'boot-1', ts: new Date().toISOString() } satisfies payloads.Presence), DELIVERY.presence);
     await waitFor('node registered', async () => (await t.api('GET', `/api/v1/nodes/${NODE}`)).status === 200);
-    const status: payloads.Status = { node: NODE, bootId: 'boot-1', observedGeneration: 0, ts: new Date().toISOString(), pods: [], runtimeHealthy: true, heartbeatSeconds: 30, usage: { cpuMilli: 250, memoryBytes: 2 ** 28 } };
+    const status: payloads.Status = { node: NODE, bootId: 'boot-1', seq: 1, observedGeneration: 0, ts: new Date().toISOString(), pods: [], runtimeHealthy: true, heartbeatSeconds: 30, usage: { cpuMilli: 250, memoryBytes: 2 ** 28 } };
     await agent.publishAsync(topics.status(NODE), encode(status), DELIVERY.status);
     const topNodes = async () => ((await t.api('GET', '/apis/metrics.k8s.io/v1beta1/nodes')).body?.items ?? []).map((n: any) => n.metadata.name);
     await waitFor('node in top nodes', async () => (await topNodes()).includes(NODE));

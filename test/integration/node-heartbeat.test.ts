@@ -19,8 +19,9 @@ describe('node heartbeats', () => {
   const cond = (n: any, type: string) => n?.status?.conditions?.find((x: any) => x.type === type);
   let podUid = '';
   const podReport = (): payloads.PodReport => ({ uid: podUid, namespace: 'default', name: 'app', phase: 'Running', containers: [{ name: 'main', image: 'busybox', ready: true, restartCount: 0, state: 'running' }] });
+  let seq = 0;
   const status = (): Buffer =>
-    encode({ node: NODE, bootId: 'boot-1', observedGeneration: 0, ts: new Date().toISOString(), pods: podUid ? [podReport()] : [], runtimeHealthy: true, heartbeatSeconds: 1 } satisfies payloads.Status);
+    encode({ node: NODE, bootId: 'boot-1', seq: ++seq, observedGeneration: 0, ts: new Date().toISOString(), pods: podUid ? [podReport()] : [], runtimeHealthy: true, heartbeatSeconds: 1 } satisfies payloads.Status);
   const pod = async () => (await t.api('GET', '/api/v1/namespaces/default/pods/app')).body;
 
   before(async () => {
@@ -110,7 +111,7 @@ describe('node heartbeats', () => {
       };
       const uids = { stays: await mk('stays'), leaves: await mk('leaves', 2) };
       const running = (pod: 'stays' | 'leaves'): payloads.PodReport => ({ uid: uids[pod], namespace: 'default', name: pod, phase: 'Running', containers: [{ name: 'main', image: 'busybox', ready: true, restartCount: 0, state: 'running' }] });
-      await d.publishAsync(topics.status(name), encode({ node: name, bootId: 'boot-2', observedGeneration: 0, ts: new Date().toISOString(), pods: [running('stays'), running('leaves')], runtimeHealthy: true, heartbeatSeconds: 30 } satisfies payloads.Status), DELIVERY.status);
+      await d.publishAsync(topics.status(name), encode({ node: name, bootId: 'boot-2', seq: 1, observedGeneration: 0, ts: new Date().toISOString(), pods: [running('stays'), running('leaves')], runtimeHealthy: true, heartbeatSeconds: 30 } satisfies payloads.Status), DELIVERY.status);
       const get = async (pod: string) => (await t.api('GET', `/api/v1/namespaces/default/pods/${pod}`)).body;
       await waitFor('pods Running and ready', async () => (await get('stays'))?.status?.containerStatuses?.[0]?.ready === true && (await get('leaves'))?.status?.phase === 'Running');
 
