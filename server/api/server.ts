@@ -12,7 +12,7 @@ import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
 import { redactFor } from '../auth/redact.js';
 import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
-import { BOOTSTRAP_ADMIN_ID, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
+import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
 import { pathSegments } from './path.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
@@ -166,7 +166,7 @@ export class ApiServer {
   async listen(host: string, port: number): Promise<{ url: string; port: number }> {
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err) => {
-        this.deps.logger.error({ err: errorMessage(err), method: req.method, path: req.url?.split('?')[0] }, 'api handler failed');
+        this.deps.logger.error({ err: maskTokens(errorMessage(err)), method: req.method, path: maskTokens(req.url?.split('?')[0] ?? '') }, 'api handler failed');
         if (!res.headersSent) sendError(res, err);
         else res.end();
       });
@@ -229,8 +229,10 @@ export class ApiServer {
       // A refused request (a bad path, a bad body, a missing right) is the client's problem, not the server's.
       const refused = err instanceof DroverError && err.code < 500;
       audit.reason = errorMessage(err);
-      if (!refused) this.deps.logger.warn({ err: errorMessage(err), method, path: url.pathname }, 'api request failed');
-      else this.deps.logger.debug({ err: errorMessage(err), method, path: url.pathname }, 'api request refused');
+      // Paths and messages can quote what the caller sent, a pasted token included.
+      const fields = { err: maskTokens(errorMessage(err)), method, path: maskTokens(url.pathname) };
+      if (!refused) this.deps.logger.warn(fields, 'api request failed');
+      else this.deps.logger.debug(fields, 'api request refused');
       if (!res.headersSent) sendError(res, err);
       else res.end();
     }

@@ -3,6 +3,7 @@ import { createStream, type RotatingFileStream } from 'rotating-file-stream';
 import { ValidationError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir, tightenFile } from '../../src/util/private-fs.js';
+import { maskTokens } from '../auth/tokens.js';
 
 /** Who made a call: an API token (id and role, never the token), a node, or nobody known. */
 export type AuditWho =
@@ -41,8 +42,6 @@ export const AUDIT_FILE = 'audit.log';
 export const DEFAULT_AUDIT_MAX_SIZE = '10M';
 export const DEFAULT_AUDIT_MAX_FILES = 5;
 const MAX_REASON = 300;
-/** `<id>.<secret>` tokens (server/auth/tokens.ts): if one ever reaches a record, only its id is kept. */
-const TOKEN_LIKE = /\b([a-z0-9]{6})\.[A-Za-z0-9_-]{32}\b/g;
 
 /** "10M", "512K", "1G", "4096B" (rotating-file-stream's units) → the same string, or a ValidationError. */
 export function parseAuditSize(v: string, field = 'audit-log-max-size'): `${number}${'B' | 'K' | 'M' | 'G'}` {
@@ -53,7 +52,8 @@ export function parseAuditSize(v: string, field = 'audit-log-max-size'): `${numb
 
 function scrub(s: string): string {
   // One line, bounded, and never a token: a reason is built from error messages that quote the request.
-  const oneLine = s.replace(/[\p{Cc}]+/gu, ' ').replace(TOKEN_LIKE, '$1.<redacted>');
+  // Masked before cutting, so a cut never leaves part of a secret behind.
+  const oneLine = maskTokens(s.replace(/[\p{Cc}]+/gu, ' '));
   return oneLine.length > MAX_REASON ? `${oneLine.slice(0, MAX_REASON)}…` : oneLine;
 }
 

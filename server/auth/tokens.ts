@@ -43,6 +43,13 @@ const ID_LENGTH = 6;
 /** `<id>.<secret>`: the id is a lookup key (shown in `token list` and the audit log), the secret is 192 random bits. */
 const TOKEN_FORMAT = /^([a-z0-9]{6})\.([A-Za-z0-9_-]{32})$/;
 
+const TOKEN_ANYWHERE = /\b([a-z0-9]{6})\.[A-Za-z0-9_-]{32}\b/g;
+
+/** `text` with every "<id>.<secret>" token in it cut to "<id>.<redacted>": for logs and audit records built from request text. */
+export function maskTokens(text: string): string {
+  return text.replace(TOKEN_ANYWHERE, '$1.<redacted>');
+}
+
 const storedToken = z.strictObject({
   id: z.string().regex(/^[a-z0-9]{6}$/),
   type: z.enum(['join', 'api']),

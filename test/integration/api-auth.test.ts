@@ -264,6 +264,10 @@ describe('API authentication and roles', () => {
     const badRole = await call('POST', '/drover/v1/tokens', { token: adminTok, body: { type: 'api', role: 'root' } });
     assert.equal(badRole.status, 422);
     assert.match(badRole.body.message, /role: must be one of admin, view/);
+    // A token pasted into a path: refused, and the server log (debug level here) keeps only its id.
+    assert.equal((await call('GET', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: adminTok })).status, 404);
+    assert.equal((await call('DELETE', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: viewTok })).status, 403);
+    assert.ok(logLines.some((l) => l.includes(`${viewId}.<redacted>`)), 'the refusal was not logged at all');
     // The whole token pasted into a revoke: only the id is used, and the secret is not in the audit.
     assert.equal((await call('DELETE', `/drover/v1/tokens/${j.body.token.replace('K10cafe::', '')}`, { token: adminTok })).status, 200);
     await auditFor((x) => x.verb === 'token.revoke' && x.result === 200 && (x.resource.path ?? '').includes('<redacted>'), 'the revoke by whole token');
