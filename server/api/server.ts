@@ -166,7 +166,7 @@ export class ApiServer {
   async listen(host: string, port: number): Promise<{ url: string; port: number }> {
     const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
       this.handle(req, res).catch((err) => {
-        this.deps.logger.error({ err: maskTokens(errorMessage(err)), method: req.method, path: maskTokens(req.url?.split('?')[0] ?? '') }, 'api handler failed');
+        this.deps.logger.error({ err: this.mask(errorMessage(err)), method: req.method, path: this.mask(req.url?.split('?')[0] ?? '') }, 'api handler failed');
         if (!res.headersSent) sendError(res, err);
         else res.end();
       });
@@ -230,7 +230,7 @@ export class ApiServer {
       const refused = err instanceof DroverError && err.code < 500;
       audit.reason = errorMessage(err);
       // Paths and messages can quote what the caller sent, a pasted token included.
-      const fields = { err: maskTokens(errorMessage(err)), method, path: maskTokens(url.pathname) };
+      const fields = { err: this.mask(errorMessage(err)), method, path: this.mask(url.pathname) };
       if (!refused) this.deps.logger.warn(fields, 'api request failed');
       else this.deps.logger.debug(fields, 'api request refused');
       if (!res.headersSent) sendError(res, err);
@@ -242,7 +242,16 @@ export class ApiServer {
   private record(a: RequestAudit, method: string, status: number): void {
     if (!this.deps.audit) return;
     if (!isMutation(method) && status !== 401 && status !== 403) return;
-    this.deps.audit.write({ who: a.who, verb: a.verb, resource: a.resource, result: status, ...(status >= 400 && a.reason ? { reason: a.reason } : {}) });
+    const r = a.resource;
+    const resource: AuditResource = { kind: r.kind, ...(r.namespace !== undefined ? { namespace: this.mask(r.namespace) } : {}), ...(r.name !== undefined ? { name: this.mask(r.name) } : {}), ...(r.sub !== undefined ? { sub: r.sub } : {}), ...(r.path !== undefined ? { path: this.mask(r.path) } : {}) };
+    this.deps.audit.write({ who: a.who, verb: a.verb, resource, result: status, ...(status >= 400 && a.reason ? { reason: this.mask(a.reason) } : {}) });
+  }
+
+  /** Text that may quote the request (a path, an error message) with any token in it cut out, the bootstrap admin token included. */
+  private mask(text: string): string {
+    const masked = maskTokens(text);
+    const admin = this.deps.tokens?.adminToken ?? this.deps.adminToken;
+    return admin && masked.includes(admin) ? masked.split(admin).join('<admin-token>') : masked;
   }
 
   private requireIdentity(auth: Authentication): ApiIdentity {

@@ -268,6 +268,8 @@ describe('API authentication and roles', () => {
     assert.equal((await call('GET', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: adminTok })).status, 404);
     assert.equal((await call('DELETE', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: viewTok })).status, 403);
     assert.ok(logLines.some((l) => l.includes(`${viewId}.<redacted>`)), 'the refusal was not logged at all');
+    assert.equal((await call('DELETE', `/api/v1/namespaces/default/configmaps/${adminTok}`, { token: viewTok })).status, 403);
+    await auditFor((x) => x.result === 403 && x.resource.name === '<admin-token>', 'the admin token pasted into a path');
     // The whole token pasted into a revoke: only the id is used, and the secret is not in the audit.
     assert.equal((await call('DELETE', `/drover/v1/tokens/${j.body.token.replace('K10cafe::', '')}`, { token: adminTok })).status, 200);
     await auditFor((x) => x.verb === 'token.revoke' && x.result === 200 && (x.resource.path ?? '').includes('<redacted>'), 'the revoke by whole token');
