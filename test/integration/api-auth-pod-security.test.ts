@@ -108,14 +108,30 @@ describe('pod security at the API', () => {
   });
 });
 
+describe('pod security for pods the controllers create', () => {
+  it('once the label is removed, a pod from a template admitted earlier is refused by the store (FailedCreate), not run', async () => {
+    assert.equal((await admin('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'was-priv', labels: { 'drover.io/privileged': 'true' } } })).status, 201);
+    assert.equal((await admin('POST', '/apis/apps/v1/namespaces/was-priv/deployments', deployment('gw', { hostNetwork: true }))).status, 201);
+    const ns = (await admin('GET', '/api/v1/namespaces/was-priv')).body;
+    delete ns.metadata.labels['drover.io/privileged'];
+    assert.equal((await admin('PUT', '/api/v1/namespaces/was-priv', ns)).status, 200);
+    // What the ReplicaSet controller does: create the template's pod through the admission store.
+    const template = (await store.get('Deployment', 'was-priv', 'gw'))!.spec.template;
+    const create = store.create({ apiVersion: 'v1', kind: 'Pod', metadata: { ...template.metadata, name: 'gw-1', namespace: 'was-priv' }, spec: template.spec } as never);
+    await assert.rejects(create, (err: Error & { code?: number }) => err.code === 403 && /spec\.hostNetwork: needs a namespace labelled drover\.io\/privileged=true/.test(err.message));
+    assert.equal(await store.get('Pod', 'was-priv', 'gw-1'), undefined);
+  });
+});
+
 describe('hostPath allow-list', () => {
   it('paths under an allowed directory pass in any namespace; climbing out with .. does not', async () => {
     const d = await mkdtemp(join(tmpdir(), 'drover-pod-security-allow-'));
     const lvl = await LevelStore.open({ path: join(d, 'store'), logger: silentLogger });
-    const st = withAdmission(lvl);
+    const podSecurity = { allowedHostPaths: ['/srv/data'] };
+    const st = withAdmission(lvl, { podSecurity });
     await st.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
     const tokens = await TokenStore.open({ dataDir: d, logger: silentLogger });
-    const srv = new ApiServer({ store: st, logger: silentLogger, tokens, podSecurity: { allowedHostPaths: ['/srv/data'] }, logs: async () => '', ready: () => true });
+    const srv = new ApiServer({ store: st, logger: silentLogger, tokens, podSecurity, logs: async () => '', ready: () => true });
     try {
       const call = apiClient((await srv.listen('127.0.0.1', 0)).url, tokens.adminToken);
       const withPath = (name: string, path: string) => pod(name, { volumes: [{ name: 'v', hostPath: { path } }] });
