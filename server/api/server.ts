@@ -222,7 +222,11 @@ export class ApiServer {
       verb: method,
       resource: { kind: 'unknown', path: url.pathname },
     };
-    res.once('close', () => this.record(audit, method, res.statusCode));
+    res.once('close', () => {
+      // A caller that hung up before the answer (an exec it gave up on) still made the call; 499 as nginx names it.
+      if (!res.headersSent) audit.reason ??= 'the client closed the connection before the answer';
+      this.record(audit, method, res.headersSent ? res.statusCode : 499);
+    });
     try {
       await this.dispatch(req, res, url, method, auth, audit);
     } catch (err) {

@@ -132,6 +132,7 @@ before(async () => {
     logs: async () => 'log text',
     exec: async (q) => {
       execCalls.push(q);
+      if (q.command[0] === 'hang') await new Promise((r) => setTimeout(r, 1500));
       return { exitCode: 0, output: 'ran', timedOut: false };
     },
     ready: () => true,
@@ -289,6 +290,18 @@ describe('API authentication and roles', () => {
     assert.match(e2.ts, /^\d{4}-\d\d-\d\dT/);
     // Reads by a valid token are not audited (only mutations and refusals).
     assert.ok(!(await auditEntries()).some((x) => x.verb === 'get' && x.result === 200));
+  });
+
+  it('an exec the caller hangs up on is still audited (499)', async () => {
+    const req = request(base + '/api/v1/namespaces/default/pods/web/exec', { method: 'POST', ca: tls.ca, headers: { authorization: `Bearer ${adminTok}`, 'content-type': 'application/json' } });
+    req.on('error', () => {});
+    req.end(JSON.stringify({ command: ['hang'] }));
+    for (let i = 0; i < 250 && !execCalls.some((q) => q.command[0] === 'hang'); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(execCalls.some((q) => q.command[0] === 'hang'), 'the exec never reached the node');
+    req.destroy();
+    const e = await auditFor((x) => x.verb === 'exec' && x.result === 499, 'the abandoned exec');
+    assert.deepEqual(e.resource, { kind: 'pods', namespace: 'default', name: 'web', sub: 'exec' });
+    assert.match(e.reason ?? '', /closed the connection/);
   });
 
   it('no token or secret reaches the audit log or the server log', async () => {
