@@ -5,6 +5,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { parseObject } from '../../src/api/validate.js';
+import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
 import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
@@ -59,6 +60,8 @@ export interface ApiDeps {
   metrics?: { nodeMetrics(): unknown; podMetrics(namespace?: string): unknown };
   /** Namespaces that cannot be deleted. */
   protectedNamespaces?: string[];
+  /** Most replicas, completions or parallelism a workload may ask for (`--max-replicas`); MAX_REPLICAS if absent. */
+  maxReplicas?: number;
 }
 
 export interface ExtraRouteContext {
@@ -419,6 +422,9 @@ export class ApiServer {
       // ignores them), but asking for them where they are not allowed is refused, not quietly dropped.
       assertPodSecurity({ kind: object.kind, plural: r.kind.plural, name: object.metadata.name, namespace: ns, body, namespaceLabels: nsObj?.metadata.labels, role: identity.role, policy: this.podSecurity });
     }
+    // The schema caps counts at MAX_REPLICAS; a server may set a lower cap for its fleet.
+    const tooMany = countsAbove(object, this.deps.maxReplicas ?? MAX_REPLICAS);
+    if (tooMany.length > 0) throw new ValidationError(tooMany, `invalid ${object.kind}`);
     return { obj: object, warnings };
   }
 

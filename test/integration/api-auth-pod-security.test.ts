@@ -131,7 +131,7 @@ describe('hostPath allow-list', () => {
     const st = withAdmission(lvl, { podSecurity });
     await st.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
     const tokens = await TokenStore.open({ dataDir: d, logger: silentLogger });
-    const srv = new ApiServer({ store: st, logger: silentLogger, tokens, podSecurity, logs: async () => '', ready: () => true });
+    const srv = new ApiServer({ store: st, logger: silentLogger, tokens, podSecurity, maxReplicas: 3, logs: async () => '', ready: () => true });
     try {
       const call = apiClient((await srv.listen('127.0.0.1', 0)).url, tokens.adminToken);
       const withPath = (name: string, path: string) => pod(name, { volumes: [{ name: 'v', hostPath: { path } }] });
@@ -139,6 +139,15 @@ describe('hostPath allow-list', () => {
       const out = await call('POST', '/api/v1/namespaces/default/pods', withPath('escape', '/srv/data/../../etc'));
       assert.equal(out.status, 403);
       assert.match(out.body.message, /mounts "\/srv\/data\/\.\.\/\.\.\/etc" from the host \(allowed without it: \/srv\/data\)/);
+      // The same server caps replicas at 3 (--max-replicas): a create or an update above it is a 422 naming the field.
+      assert.equal((await call('POST', '/apis/apps/v1/namespaces/default/deployments', { ...deployment('three', {}), spec: { ...(deployment('three', {}) as any).spec, replicas: 3 } })).status, 201);
+      const four = await call('POST', '/apis/apps/v1/namespaces/default/deployments', { ...deployment('four', {}), spec: { ...(deployment('four', {}) as any).spec, replicas: 4 } });
+      assert.equal(four.status, 422, four.text);
+      assert.deepEqual(four.body.details.causes.map((c: { field: string }) => c.field), ['spec.replicas']);
+      const cur = (await call('GET', '/apis/apps/v1/namespaces/default/deployments/three')).body;
+      cur.spec.replicas = 50;
+      assert.equal((await call('PUT', '/apis/apps/v1/namespaces/default/deployments/three', cur)).status, 422);
+      assert.equal((await st.get('Deployment', 'default', 'three'))?.spec.replicas, 3);
     } finally {
       await srv.close();
       await lvl.close();
