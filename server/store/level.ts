@@ -203,6 +203,18 @@ export class LevelStore implements Store {
         // Not fatal: a Secret that cannot be opened fails its own reads, naming it; the rest serve.
         const report = await store.sealSecrets();
         if (report.failed.length > 0) logger.error({ failed: report.failed }, 'some Secrets cannot be decrypted with the secrets keyring; reads of them fail until the right key is restored');
+      } else {
+        // One Secret tells whether this is the keyring the store was written with (a restored backup
+        // with another key file): said at start, not only at the first read that fails.
+        const prefix = `${REGISTRY}${ENCRYPTED_KIND}/`;
+        const first = await io('reading a Secret', () => db.iterator({ gte: prefix, lt: prefixEnd(prefix), limit: 1 }).all());
+        for (const [key, raw] of first) {
+          try {
+            store.decodeObject(key, raw);
+          } catch (err) {
+            logger.error({ err: errorMessage(err) }, 'the secrets keyring does not decrypt the stored Secrets; reads of them fail until the right key file is restored');
+          }
+        }
       }
     }
     store.maybeCompact();

@@ -11,6 +11,8 @@ import { LevelStore } from '../../server/store/level.js';
 import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { StoreError } from '../../src/util/errors.js';
+import { createLogger } from '../../src/util/logger.js';
+import { Writable } from 'node:stream';
 import { grepDir } from '../helpers/disk-grep.js';
 
 const VALUE = `hunter2-${randomBytes(6).toString('hex')}`;
@@ -98,8 +100,11 @@ test('a wrong key gives an error naming the Secret, not garbage; other objects s
   const file = JSON.parse(await readFile(keyringPath(dir), 'utf8'));
   file.keys[0].key = randomBytes(32).toString('base64');
   await writeFile(keyringPath(dir), JSON.stringify(file));
-  const wrong = await open(dir);
+  const logged: string[] = [];
+  const destination = new Writable({ write: (c, _e, cb) => (logged.push(String(c)), cb()) });
+  const wrong = await LevelStore.open({ path: storePath(dir), secrets: await Keyring.loadOrCreate(dir), logger: createLogger({ name: 't', destination }) });
   t.after(() => wrong.close());
+  assert.ok(logged.some((l) => /does not decrypt the stored Secrets/.test(l) && /secrets \\"default\/db\\"/.test(l)), `said at start: ${logged.join('')}`);
   await assert.rejects(wrong.get('Secret', 'default', 'db'), (err: Error) => err instanceof StoreError && /cannot decrypt secrets "default\/db"/.test(err.message) && /authentication/.test(err.message));
   await assert.rejects(wrong.list('Secret'), /secrets "default\/db"/);
   assert.equal((await wrong.get('ConfigMap', 'default', 'cfg'))?.data?.a, 'b');
