@@ -37,6 +37,12 @@ export const BOOTSTRAP_ADMIN_ID = 'bootstrap-admin';
 export const MAX_TTL_SECONDS = 10 * 365 * 24 * 3600;
 export const MAX_USES = 1_000_000;
 export const MAX_DESCRIPTION = 256;
+/**
+ * A token that can no longer be used (revoked, expired, used up) stays listed this long, so `token list`
+ * explains a refused join, then goes: a fleet that makes one join token per device must not carry them
+ * all in every write of the file forever.
+ */
+export const KEEP_DEAD_TOKENS_MS = 7 * 24 * 3600 * 1000;
 
 const ID_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 const ID_LENGTH = 6;
@@ -63,6 +69,8 @@ const storedToken = z.strictObject({
   labels: z.record(z.string(), z.string()).optional(),
   revoked: z.boolean(),
   revokedAt: z.string().optional(),
+  /** When the last use of a join token was taken. */
+  usedUpAt: z.string().optional(),
 });
 type StoredToken = z.infer<typeof storedToken>;
 const tokenFile = z.strictObject({ version: z.literal(1), tokens: z.array(storedToken) });
@@ -176,7 +184,8 @@ export class TokenStore {
   /** Runs `change` on a copy of the table, writes it, then makes it current; one change at a time. */
   private mutate<T>(change: (tokens: StoredToken[]) => T): Promise<T> {
     const run = async () => {
-      const next = this.tokens.map((t) => ({ ...t }));
+      const now = this.now();
+      const next = this.tokens.filter((t) => !this.gone(t, now)).map((t) => ({ ...t }));
       const result = change(next);
       await writePrivateFileAtomic(this.file, JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n');
       this.tokens = next;
@@ -189,6 +198,12 @@ export class TokenStore {
 
   private iso(ms: number): string {
     return new Date(ms).toISOString();
+  }
+
+  /** Dead (revoked, expired, used up) for longer than KEEP_DEAD_TOKENS_MS. */
+  private gone(t: StoredToken, now: number): boolean {
+    const deadSince = [t.revokedAt, t.expiresAt, t.usedUpAt].map((x) => (x ? Date.parse(x) : Infinity)).filter((x) => x <= now);
+    return deadSince.length > 0 && now - Math.min(...deadSince) >= KEEP_DEAD_TOKENS_MS;
   }
 
   private expired(t: StoredToken): boolean {
@@ -266,7 +281,10 @@ export class TokenStore {
       const f = this.find(token, 'join');
       if ('refused' in f) throw new TokenRefusedError(f.tokenId ? `join token ${f.tokenId}` : 'join token', f.refused);
       const t = tokens.find((x) => x.id === f.token.id)!;
-      if (t.usesLeft !== undefined) t.usesLeft -= 1;
+      if (t.usesLeft !== undefined) {
+        t.usesLeft -= 1;
+        if (t.usesLeft === 0) t.usedUpAt = this.iso(this.now());
+      }
       return { id: t.id, labels: { ...(t.labels ?? {}) } };
     }).then((r) => {
       this.logger.info({ tokenId: r.id }, 'join token redeemed');

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TokenStore, BOOTSTRAP_ADMIN_ID } from '../../server/auth/tokens.js';
+import { BOOTSTRAP_ADMIN_ID, KEEP_DEAD_TOKENS_MS, TokenStore } from '../../server/auth/tokens.js';
 import { TokenRefusedError, UnauthorizedError, ValidationError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
 
@@ -116,6 +116,27 @@ describe('TokenStore', () => {
     assert.deepEqual(again.list(), store.list());
     assert.equal(again.authenticateApi(v.token), undefined, 'revocation lost on restart');
     assert.equal(again.list().find((t) => t.id === j.id)?.usesLeft, 2);
+  });
+
+  it('tokens dead for a week (revoked, expired, used up) are dropped at the next write; live ones stay', async () => {
+    const { store, dataDir, clock } = await fresh();
+    const revoked = await store.createJoin({});
+    const expiring = await store.createJoin({ ttlSeconds: 3600 });
+    const used = await store.createJoin({ uses: 1 });
+    const live = await store.createApi({ role: 'view' });
+    await store.revoke(revoked.id);
+    await store.redeemJoin(used.token);
+    clock.t += KEEP_DEAD_TOKENS_MS - 1;
+    const mid = await store.createJoin({});
+    assert.equal(store.list().length, 5, 'dropped before a week had passed');
+    // The expiring one died an hour after the others: a week after that, it goes too.
+    clock.t += 3600_000 + 1;
+    const fresh2 = await store.createJoin({});
+    assert.deepEqual(store.list().map((t) => t.id).sort(), [live.id, mid.id, fresh2.id].sort());
+    assert.ok(!store.list().some((t) => [revoked.id, expiring.id, used.id].includes(t.id)));
+    const again = await TokenStore.open({ dataDir, logger: silentLogger, now: () => clock.t });
+    assert.equal(again.list().length, 3);
+    assert.equal(again.authenticateApi(live.token)?.role, 'view');
   });
 
   it('list never shows secrets or hashes', async () => {
