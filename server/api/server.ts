@@ -10,7 +10,7 @@ import { BadRequestError, DroverError, ForbiddenError, NotFoundError, Unauthoriz
 import type { Logger } from '../../src/util/logger.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
 import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
-import { redactFor } from '../auth/redact.js';
+import { REDACTED_ANNOTATION, redactFor } from '../auth/redact.js';
 import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
@@ -421,6 +421,10 @@ export class ApiServer {
       // On the body as sent: hostPID or a privileged securityContext are stripped by parseObject (drover
       // ignores them), but asking for them where they are not allowed is refused, not quietly dropped.
       assertPodSecurity({ kind: object.kind, plural: r.kind.plural, name: object.metadata.name, namespace: ns, body, namespaceLabels: nsObj?.metadata.labels, role: identity.role, policy: this.podSecurity });
+    }
+    if (object.kind === 'Secret' && object.metadata.annotations?.[REDACTED_ANNOTATION] !== undefined) {
+      // A Secret read by a view token and written back would replace every value with asterisks.
+      throw new ValidationError([{ field: `metadata.annotations.${REDACTED_ANNOTATION}`, message: 'this Secret was read with its values hidden; writing it back would store the masks as values (remove the annotation and give the real values)' }], 'invalid Secret');
     }
     // The schema caps counts at MAX_REPLICAS; a server may set a lower cap for its fleet.
     const tooMany = countsAbove(object, this.deps.maxReplicas ?? MAX_REPLICAS);

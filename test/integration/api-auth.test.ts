@@ -224,6 +224,11 @@ describe('API authentication and roles', () => {
       assert.equal(obj.metadata.annotations['drover.io/redacted'], 'values hidden from the view role');
     }
     assert.equal((await call('GET', '/api/v1/namespaces/default/secrets/db', { token: adminTok })).body.data.password, value);
+    // The masked copy, applied back by an admin, would overwrite the value with asterisks: refused.
+    const back = await call('PUT', '/api/v1/namespaces/default/secrets/db', { token: adminTok, body: got.body });
+    assert.equal(back.status, 422, back.text);
+    assert.match(back.body.message, /metadata\.annotations\.drover\.io\/redacted: this Secret was read with its values hidden/);
+    assert.equal((await call('GET', '/api/v1/namespaces/default/secrets/db', { token: adminTok })).body.data.password, value);
   });
 
   it('revoked and expired API tokens are 401 naming why; the audit keeps the token id', async () => {
