@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -43,6 +43,16 @@ const podManifest = (name: string) => ({
 
 async function mode(path: string): Promise<string> {
   return `0${((await stat(path)).mode & 0o777).toString(8)}`;
+}
+
+/** Files and dirs below `dir` that a group or other users can access, with their modes. */
+async function looseBelow(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    const p = join(e.parentPath ?? e.path, e.name);
+    if ((await lstat(p)).mode & 0o077) out.push(p);
+  }
+  return out;
 }
 
 /** tmpfs mounts below `dir` (secret volumes), from the mount table. */
@@ -119,6 +129,12 @@ describe('Secrets at rest (server store, agent cache, secret volumes)', { timeou
     assert.equal(await mode(stateDir), '0700');
     assert.equal(await mode(join(stateDir, 'desired.json')), '0600');
     assert.equal(await mode(join(stateDir, 'cache.key')), '0600');
+    // Nothing else is open to other users either: certificates are public, pod volumes are the pods'
+    // (below the 0700 state dir), and LevelDB makes new table files 0644 inside its 0700 directory.
+    const loose = [...(await looseBelow(dataDir)), ...(await looseBelow(stateDir))].filter(
+      (p) => !p.endsWith('.crt') && !p.startsWith(join(stateDir, 'pods')) && !p.startsWith(`${join(dataDir, 'store')}/`),
+    );
+    assert.deepEqual(loose, []);
   });
 
   test('after a restart on the same dirs, the encrypted store still delivers the Secret to a new pod', async () => {
