@@ -5,6 +5,7 @@ import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CACHE_KEY_FILE } from '../../agent/cache-key.js';
+import { EventJournal } from '../../agent/journal.js';
 import { TargetState } from '../../agent/target.js';
 import type { payloads } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -105,4 +106,19 @@ test('without its key file the cache says the node key is missing', async (t) =>
   await rm(join(dir, CACHE_KEY_FILE));
   const r = await new TargetState(dir, silentLogger).load('edge-a');
   assert.match(r.corrupt ?? '', /node key .*cache\.key is missing/);
+});
+
+test('the event journal is 0600 in a 0700 dir, also when an older version left it looser', async (t) => {
+  const dir = await stateDir(t);
+  const path = join(dir, 'events.jsonl');
+  await writeFile(path, `${JSON.stringify({ format: 1, dropped: 0, seq: 0 })}\n`, { mode: 0o644 });
+  await chmod(path, 0o644);
+  await chmod(dir, 0o755);
+  const journal = new EventJournal({ path, logger: silentLogger });
+  await journal.load();
+  journal.push({ type: 'Warning', reason: 'BackOff', message: 'm', involved: { kind: 'Node', name: 'edge-a' }, ts: new Date().toISOString() } as never);
+  await journal.flush();
+  await journal.close();
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+  assert.equal((await stat(dir)).mode & 0o777, 0o700);
 });
