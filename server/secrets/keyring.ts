@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { isValidKeyId, KEY_BYTES, seal, unseal, type AeadKey } from '../../src/util/aead.js';
 import { DroverError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
@@ -79,8 +79,8 @@ export class Keyring implements ValueCipher {
     return ring;
   }
 
+  /** Nothing is created here: a mistyped --data-dir of rotate-key must not leave directories behind. */
   private static async read(path: string, logger: Logger): Promise<Keyring | undefined> {
-    await ensurePrivateDir(join(path, '..'), logger);
     let text: string;
     try {
       text = await readFile(path, 'utf8');
@@ -88,6 +88,7 @@ export class Keyring implements ValueCipher {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new KeyringError(`cannot read secrets keyring ${path}: ${errorMessage(err)}`, err);
     }
+    await ensurePrivateDir(dirname(path), logger);
     await tightenFile(path, logger);
     const { primary, keys } = parseKeyring(text, path);
     return new Keyring(path, primary, keys, logger);

@@ -178,4 +178,5 @@ test('rotate-key refuses while the server holds the store, and changes nothing',
 test('rotate-key on a data dir without a keyring says so', async (t) => {
   const dir = await dataDir(t);
   await assert.rejects(rotateSecretsKey(dir), /no secrets keyring at .*keys\.json: start the server once/);
+  await assert.rejects(stat(join(dir, 'secrets')), { code: 'ENOENT' }, 'nothing created');
 });
