@@ -37,6 +37,7 @@ export class Scheduler {
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
   private seq = 0;
+  private stopping = false;
 
   constructor(private readonly deps: { store: Store; events: EventRecorder; logger: Logger; resyncMs?: number }) {}
 
@@ -81,6 +82,8 @@ export class Scheduler {
     // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
     for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
     for (const pod of pending) {
+      // A pass over thousands of pods must not hold a shutdown (SIGTERM ends within 10 s).
+      if (this.stopping) return;
       const decision = place(pod, { nodes, pods });
       if (decision.node) {
         const bound = await this.bind(pod, decision.node);
@@ -141,6 +144,7 @@ export class Scheduler {
 
   /** Stops scheduling and waits for a pass in progress, so the store can close under it. */
   async stop(): Promise<void> {
+    this.stopping = true;
     this.watch?.close();
     this.queue.stop();
     await this.worker;

@@ -25,7 +25,7 @@ const IGNORED: Record<string, string[]> = {
 };
 
 /** Where the pod spec sits in each kind that carries one. */
-const POD_SPEC_PATH: Record<string, string[]> = {
+export const POD_SPEC_PATH: Record<string, string[]> = {
   Pod: ['spec'],
   Deployment: ['spec', 'template', 'spec'],
   ReplicaSet: ['spec', 'template', 'spec'],
