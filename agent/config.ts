@@ -3,9 +3,17 @@ import { join } from 'node:path';
 
 export interface AgentConfig {
   node: string;
-  /** mqtt://host:port of the server's broker (or the external broker). */
+  /** https://host:port of the server's API: where the node joins and renews its certificate. */
   serverUrl: string;
-  token: string;
+  /**
+   * The join token (K10<ca hash>::<id>.<secret>), needed only for the first join: afterwards the
+   * node's own certificate under STATE_DIR/credentials is used. Never taken from argv.
+   */
+  token?: string;
+  /** Broker URL to dial instead of the one the server advertised at join (a proxy, another address). */
+  mqttUrl?: string;
+  /** Name checked against the server's certificate instead of the URL's host (an address not in its SANs). */
+  tlsServerName?: string;
   stateDir: string;
   labels: Record<string, string>;
   runtime: { podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };

@@ -8,7 +8,13 @@ import type { Logger } from '../src/util/logger.js';
 export interface AgentLinkOptions {
   url: string;
   node: string;
-  token: string;
+  /**
+   * How the node proves who it is: its client certificate over TLS (mqtts://), or its per-node
+   * password on a plain (--insecure) listener. Never the join token.
+   */
+  auth: AgentLinkAuth;
+  /** False while the server waits for `drover node approve`: refusals are then expected and said so. */
+  approved: boolean;
   bootId: string;
   keepaliveSeconds: number;
   logger: Logger;
@@ -17,6 +23,8 @@ export interface AgentLinkOptions {
   /** Longest wait for the broker's CONNACK. */
   connectTimeoutMs: number;
 }
+
+export type AgentLinkAuth = { tls: { key: string; cert: string; ca: string; servername?: string } } | { password?: string };
 
 export interface AgentLinkHandlers {
   /** Called after every (re)connect, once subscriptions are in place. */
@@ -81,8 +89,7 @@ export class AgentLink {
     const { node, logger } = this.opts;
     const client = mqtt.connect(this.opts.url, {
       clientId: agentClientId(node),
-      username: node,
-      password: this.opts.token,
+      ...this.authOptions(),
       protocolVersion: 4,
       // Persistent session: requests sent while the link flaps wait at the broker.
       clean: false,
@@ -115,7 +122,13 @@ export class AgentLink {
       this.handlers.onConnect();
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
-    client.on('error', (err) => logger.debug({ err: err.message }, 'mqtt error'));
+    client.on('error', (err) => {
+      // CONNACK 5: the broker knows this node but will not let it in (pending approval, revoked).
+      if ((err as { code?: unknown }).code === 5) {
+        if (!this.opts.approved) logger.warn(`waiting for approval: drover node approve ${node}`);
+        else logger.error({ err: err.message }, 'the server refuses this node (revoked?); retrying');
+      } else logger.debug({ err: err.message }, 'mqtt error');
+    });
     client.on('close', () => {
       if (this.lostAt === undefined && this.everConnected && !this.closed) {
         this.lostAt = Date.now();
@@ -123,6 +136,19 @@ export class AgentLink {
       }
       this.scheduleReconnect();
     });
+  }
+
+  private authOptions(): Record<string, unknown> {
+    const a = this.opts.auth;
+    if ('tls' in a) return { key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca, rejectUnauthorized: true, ...(a.tls.servername ? { servername: a.tls.servername } : {}) };
+    return { username: this.opts.node, password: a.password };
+  }
+
+  /** A renewed certificate: used from the next (re)connect on; the session in place stays up. */
+  updateAuth(auth: AgentLinkAuth, approved: boolean): void {
+    this.opts.auth = auth;
+    this.opts.approved = approved;
+    if (this.client) Object.assign(this.client.options, this.authOptions());
   }
 
   private scheduleReconnect(): void {

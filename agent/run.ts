@@ -1,7 +1,9 @@
 import { join } from 'node:path';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
-import { AgentLink } from './connection.js';
+import { AgentLink, type AgentLinkAuth } from './connection.js';
+import { loadCredentials, saveCredentials, type AgentCredentials } from './credentials.js';
+import { JoinRefusedError, joinCluster, renewCertificate, renewalDue, withRetries } from './join.js';
 import { readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
 import { RestartTracker } from './engine/restart-tracker.js';
@@ -15,6 +17,45 @@ import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
 import { VolumeManager } from './volume-manager.js';
 
+/** How often the agent looks at its certificate's remaining life. */
+const RENEWAL_CHECK_MS = 24 * 3600_000;
+
+function linkAuth(c: AgentCredentials, url: string, servername?: string): AgentLinkAuth {
+  return url.startsWith('mqtts:') || url.startsWith('wss:') ? { tls: { key: c.key, cert: c.cert, ca: c.ca, servername } } : { password: c.mqttPassword };
+}
+
+/**
+ * The node's credential: the stored one, or a new one from joining with the token (retried while
+ * the server is unreachable; a refusal or a wrong CA is final). Renewed first when a third of its
+ * life or less is left; a failed renewal keeps the current one while it is still valid.
+ */
+async function nodeCredentials(cfg: AgentConfig, logger: Logger, now: () => number, stopped: () => boolean): Promise<AgentCredentials> {
+  const maxDelayMs = (cfg.reconnectMaxSeconds ?? AGENT_DEFAULTS.reconnectMaxSeconds) * 1000;
+  let creds = await loadCredentials(cfg.stateDir);
+  if (creds && creds.node !== cfg.node) {
+    throw new JoinRefusedError(`${cfg.stateDir} holds the credential of node ${creds.node}, not ${cfg.node}: use another --state-dir or --node-name ${creds.node}`, 400);
+  }
+  if (!creds) {
+    if (!cfg.token) throw new JoinRefusedError(`node ${cfg.node} has not joined yet and no join token was given (--token-file FILE or DROVER_TOKEN)`, 400);
+    const token = cfg.token;
+    creds = await withRetries('join', () => joinCluster({ apiUrl: cfg.serverUrl, token, node: cfg.node, servername: cfg.tlsServerName, logger }), { logger, maxDelayMs, stopped });
+    await saveCredentials(cfg.stateDir, creds);
+  }
+  return renewIfDue(creds, cfg, logger, now);
+}
+
+async function renewIfDue(creds: AgentCredentials, cfg: AgentConfig, logger: Logger, now: () => number): Promise<AgentCredentials> {
+  if (!renewalDue(creds.cert, now())) return creds;
+  try {
+    const renewed = await renewCertificate(creds, { servername: cfg.tlsServerName, logger });
+    await saveCredentials(cfg.stateDir, renewed);
+    return renewed;
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'certificate renewal failed; trying again later');
+    return creds;
+  }
+}
+
 export interface RunningAgent {
   reconciler: Reconciler;
   close(): Promise<void>;
@@ -24,7 +65,7 @@ export interface RunningAgent {
  * Builds the agent's parts (runtime, link, cache, journal; reconciler, reporter, request handler),
  * wires them and starts them: reconciling from the cache first, so workloads run with no link.
  */
-export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runtime?: ContainerRuntime } = {}): Promise<RunningAgent> {
+export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runtime?: ContainerRuntime; now?: () => number } = {}): Promise<RunningAgent> {
   const logger = (opts.logger ?? createLogger({ name: 'drover-agent', level: cfg.logLevel })).child({ node: cfg.node });
   const runtime =
     opts.runtime ??
@@ -32,7 +73,10 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       podman: { root: cfg.runtime.podmanRoot, runroot: cfg.runtime.podmanRunroot, env: cfg.runtime.env, logger },
       logger,
     }));
-  const now = Date.now;
+  const now = opts.now ?? Date.now;
+  let closed = false;
+  let creds = await nodeCredentials(cfg, logger, now, () => closed);
+  const mqttUrl = cfg.mqttUrl ?? creds.mqttUrl;
   const bootId = await readBootId();
   const hardware = await readHardware();
   const target = new TargetState(cfg.stateDir, logger);
@@ -41,9 +85,10 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   // The link calls into the reporter and the reconciler, built below: it starts after them.
   const link = new AgentLink(
     {
-      url: cfg.serverUrl,
+      url: mqttUrl,
       node: cfg.node,
-      token: cfg.token,
+      auth: linkAuth(creds, mqttUrl, cfg.tlsServerName),
+      approved: creds.approved,
       bootId,
       keepaliveSeconds: cfg.keepaliveSeconds,
       reconnectMaxMs: (cfg.reconnectMaxSeconds ?? AGENT_DEFAULTS.reconnectMaxSeconds) * 1000,
@@ -89,9 +134,19 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   await reconciler.start();
   link.start();
   reporter.startHeartbeat();
+  const renewal = setInterval(() => {
+    void renewIfDue(creds, cfg, logger, now).then((c) => {
+      if (c === creds) return;
+      creds = c;
+      link.updateAuth(linkAuth(c, mqttUrl, cfg.tlsServerName), c.approved);
+    });
+  }, RENEWAL_CHECK_MS);
+  renewal.unref();
   return {
     reconciler,
     async close() {
+      closed = true;
+      clearInterval(renewal);
       reporter.stop();
       await reconciler.stop();
       await link.stop();

@@ -1,3 +1,4 @@
+import type { MqttLimits } from './mqtt/limits.js';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -5,12 +6,35 @@ export interface ServerConfig {
   dataDir: string;
   apiHost: string;
   apiPort: number;
-  /** Embedded aedes broker (default) or an external broker the server connects to as a client. */
+  /**
+   * Embedded aedes broker (default; MQTT over TLS unless `insecure`) or an external broker the server
+   * connects to as a client (with its client certificate when the URL is mqtts://).
+   */
   mqtt:
     | { mode: 'embedded'; host: string; port: number }
     | { mode: 'external'; url: string; username?: string; password?: string };
-  /** The address agents on other machines use to reach the broker; shown in the join command. */
-  advertiseMqttUrl?: string;
+  /**
+   * Plain MQTT and HTTP instead of TLS (`drover server --insecure`): tokens and Secrets cross the
+   * network in clear. Agents then authenticate with a per-node password issued at join.
+   */
+  insecure?: boolean;
+  /** The host other devices reach this server at: in the server certificate and the advertised broker URL. */
+  advertiseAddress?: string;
+  /** More names or addresses for the server certificate (`--tls-san`). */
+  tlsSans?: string[];
+  /** New nodes wait for `drover node approve` before the broker lets them in. */
+  requireApproval?: boolean;
+  /** Life of a node certificate in days (default 365; the agent renews it with a third left). */
+  nodeCertDays?: number;
+  /** Audit log rotation: size (B, K, M, G) and rotated files kept. */
+  auditLogMaxSize?: string;
+  auditLogMaxFiles?: number;
+  /** Host directories pods may mount with hostPath in any namespace. */
+  allowedHostPaths?: string[];
+  /** Limits of the embedded broker on hostile clients (packet sizes, connect rate). */
+  mqttLimits?: Partial<MqttLimits>;
+  /** Clock of certificate issuing (tests fake it to make near-expiry and expired node certificates). */
+  now?: () => number;
   logLevel?: string;
   /** Scheduler resync period. */
   resyncMs?: number;
@@ -43,13 +67,20 @@ export const DEFAULTS = {
   apiHost: '0.0.0.0',
   apiPort: 6443,
   mqttHost: '0.0.0.0',
-  mqttPort: 1883,
+  /** MQTT over TLS. */
+  mqttPort: 8883,
+  /** Plain MQTT (--insecure). */
+  mqttInsecurePort: 1883,
+  /** Where --insecure listeners bind unless --api-host/--mqtt-host say otherwise. */
+  insecureHost: '127.0.0.1',
   nodeRequestTimeoutMs: 10_000,
   nodeMonitorMs: 30_000,
   missedHeartbeats: 3,
   flapThreshold: 3,
   flapWindowMs: 10 * 60_000,
   maxPodsPerNode: 110,
+  /** Life of a node certificate; the agent renews it when a third is left. */
+  nodeCertDays: 365,
 } as const;
 
 /** Fixed parts of the node lifecycle (not flags: they follow from the heartbeat the agents announce). */

@@ -1,53 +1,118 @@
-import { mkdir } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { agentClientId } from '../src/contract/topics.js';
+import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
+import { isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
+import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { ApiServer } from './api/server.js';
 import { NodeProxy } from './api/node-proxy.js';
+import { TokenStore } from './auth/tokens.js';
+import { AuditLog, DEFAULT_AUDIT_MAX_FILES, DEFAULT_AUDIT_MAX_SIZE } from './audit/log.js';
+import { parseAllowedHostPaths } from './admission/pod-security.js';
 import { DEFAULTS, NODE_LIFECYCLE, type ServerConfig } from './config.js';
 import type { Store } from './store/types.js';
 import { DesiredPublisher } from './desired/publisher.js';
 import { EventRecorder } from './events/recorder.js';
-import { startEmbeddedBroker, type EmbeddedBroker } from './mqtt/broker.js';
+import { loadOrCreateJoinToken } from './identity/bootstrap-token.js';
+import { formatJoinToken } from './identity/join-token.js';
+import { NodeCredentials } from './identity/node-credentials.js';
+import { identityRoutes } from './identity/routes.js';
+import { NodeIdentity } from './identity/service.js';
+import { startEmbeddedBroker, type ConnectAttempt, type ConnectDecision, type EmbeddedBroker } from './mqtt/broker.js';
+import { mqttConnectionGuard } from './mqtt/limits.js';
 import { ServerLink } from './mqtt/link.js';
 import { MetricsCache } from './metrics/cache.js';
 import { NodeLiveness } from './nodes/liveness.js';
 import { NodeRegistry } from './nodes/registry.js';
+import { loadOrCreatePki, NODE_ORG, SERVER_CLIENT_CN, SERVER_CLIENT_ORG, serverSans } from './pki/pki.js';
 import { Scheduler } from './scheduler/scheduler.js';
+import { Keyring } from './secrets/keyring.js';
+import { storePath } from './secrets/rotate.js';
 import { LevelStore } from './store/level.js';
 import { withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
 import { nodeLifecycleController } from './controllers/node-lifecycle.js';
 import { ControllerRunner } from './controllers/runner.js';
-import { loadOrCreateToken } from './tokens.js';
 
 export interface RunningServer {
   apiUrl: string;
   /** Where local clients reach the broker. */
   mqttUrl: string;
+  /** The broker URL handed to joining agents. */
+  advertisedMqttUrl: string;
   adminToken: string;
+  /** The default join token, K10 form (also in DATA_DIR/join-token). */
   joinToken: string;
+  /** The cluster CA (PEM) and its file, for clients of the HTTPS API. */
+  caCert: string;
+  caFile: string;
   dataDir: string;
+  insecure: boolean;
+  identity: NodeIdentity;
   logger: Logger;
   close(): Promise<void>;
 }
 
-const SERVER_CLIENT = 'drover-server';
+const SERVER_CLIENT = SERVER_CLIENT_CN;
 
 async function ensureDefaultNamespace(store: Store): Promise<void> {
   if (await store.get('Namespace', '', 'default')) return;
   await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
 }
 
+const refuse = (refusal: 'bad-credentials' | 'not-authorized', why: string): ConnectDecision => ({ refuse: refusal, why });
+
 /**
- * Wires the control plane: store → API, broker/link → node registry, scheduler, desired publisher.
- * The only place in server/ that builds dependencies.
+ * Who an MQTT connection is. Over TLS only the verified client certificate counts (CN, O, serial),
+ * never the username; on a plain (--insecure) listener, the node's own password from its join.
+ */
+function brokerAuthenticator(o: { credentials: NodeCredentials; serverSecret: string }): (a: ConnectAttempt) => ConnectDecision {
+  return (a) => {
+    if (a.peer) {
+      const { cn, o: org, serial } = a.peer;
+      if (org === SERVER_CLIENT_ORG && cn === SERVER_CLIENT_CN) return a.clientId === SERVER_CLIENT ? { principal: { role: 'server' } } : refuse('bad-credentials', 'server certificate with another client id');
+      if (org !== NODE_ORG) return refuse('bad-credentials', 'certificate is not a node certificate');
+      // Checked before any comparison: the name goes into the ACL's topic filters.
+      if (!isTopicSafe(cn)) return refuse('bad-credentials', 'certificate CN is not a node name');
+      if (a.clientId !== agentClientId(cn)) return refuse('bad-credentials', 'client id does not match the certificate');
+      return decide(cn, o.credentials.check(cn, serial));
+    }
+    if (a.clientId === SERVER_CLIENT) return a.password === o.serverSecret ? { principal: { role: 'server' } } : refuse('bad-credentials', 'wrong server secret');
+    const node = a.username;
+    if (!node || !isTopicSafe(node)) return refuse('bad-credentials', 'username is not a node name');
+    if (a.clientId !== agentClientId(node)) return refuse('bad-credentials', 'client id does not match the username');
+    return decide(node, o.credentials.checkSecret(node, a.password ?? ''));
+  };
+}
+
+function decide(node: string, check: ReturnType<NodeCredentials['check']>): ConnectDecision {
+  switch (check) {
+    case 'ok':
+      return { principal: { role: 'agent', node } };
+    case 'pending':
+      return refuse('not-authorized', `node ${node} waits for approval`);
+    case 'revoked':
+      return refuse('not-authorized', `node ${node} is revoked`);
+    default:
+      return refuse('bad-credentials', `not node ${node}'s current credential (${check})`);
+  }
+}
+
+/**
+ * Wires the control plane: PKI and tokens → identity; store → API, broker/link → node registry,
+ * scheduler, desired publisher. The only place in server/ that builds dependencies.
  */
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger({ name: 'drover-server', level: cfg.logLevel })): Promise<RunningServer> {
-  await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const adminToken = await loadOrCreateToken(cfg.dataDir, 'admin-token');
-  const joinToken = await loadOrCreateToken(cfg.dataDir, 'join-token');
-  const level = await LevelStore.open({ path: join(cfg.dataDir, 'store'), logger });
+  // 0700, tightened (with a warning) if an older version made it looser.
+  await ensurePrivateDir(cfg.dataDir, logger);
+  const insecure = cfg.insecure ?? false;
+  const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
+  const boundHosts = [cfg.apiHost, cfg.mqtt.mode === 'embedded' ? cfg.mqtt.host : ''].filter((h) => h && h !== '0.0.0.0' && h !== '::');
+  const pki = await loadOrCreatePki({ dir: join(cfg.dataDir, 'tls'), sans: serverSans([advertiseHost, ...boundHosts, ...(cfg.tlsSans ?? [])]), logger });
+  const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger });
+  const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger });
+  const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now });
+  const level = await LevelStore.open({ path: storePath(cfg.dataDir), logger, secrets: await Keyring.loadOrCreate(cfg.dataDir, logger) });
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation).
   const store = withAdmission(level);
   const closers: Array<() => Promise<void> | void> = [() => level.close()];
@@ -62,40 +127,70 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   };
   try {
     await ensureDefaultNamespace(store);
+    // Opened before the API and closed after it (closers run in reverse), so the last calls are recorded.
+    const audit = await AuditLog.open({ dataDir: cfg.dataDir, logger, maxSize: cfg.auditLogMaxSize ?? DEFAULT_AUDIT_MAX_SIZE, maxFiles: cfg.auditLogMaxFiles ?? DEFAULT_AUDIT_MAX_FILES });
+    closers.push(() => audit.close());
     const events = new EventRecorder(store, logger);
+    if (insecure) logger.warn('--insecure: MQTT and the API are plain TCP; tokens, node passwords and Secrets cross the network in clear');
 
     let broker: EmbeddedBroker | undefined;
     let linkUrl: string;
-    let linkAuth: { username?: string; password?: string };
+    let advertisedMqttUrl: string;
+    let linkAuth: { username?: string; password?: string; tls?: { key: string; cert: string; ca: string } };
     if (cfg.mqtt.mode === 'embedded') {
+      // Never written anywhere: the server's own client on a plain listener proves itself with it.
+      const serverSecret = randomBytes(24).toString('base64url');
+      const { host, port } = cfg.mqtt;
       broker = await startEmbeddedBroker({
-        host: cfg.mqtt.host,
-        port: cfg.mqtt.port,
+        ...(insecure ? { plain: { host, port } } : { tls: { host, port, key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
+        guard: mqttConnectionGuard({ limits: cfg.mqttLimits, logger }),
         logger,
-        // Agents present the join token as node <username>, with the client id of that node; the server's
-        // own client the admin token. Everything else is refused.
-        authenticate: (clientId, username, password) => {
-          if (clientId === SERVER_CLIENT) return password === adminToken ? { role: 'server' } : undefined;
-          if (password !== joinToken || !username || clientId !== agentClientId(username)) return undefined;
-          return { role: 'agent', node: username };
-        },
+        authenticate: brokerAuthenticator({ credentials, serverSecret }),
       });
       closers.push(() => broker!.close());
       linkUrl = broker.url;
-      linkAuth = { username: SERVER_CLIENT, password: adminToken };
+      advertisedMqttUrl = `${insecure ? 'mqtt' : 'mqtts'}://${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${broker.tlsPort ?? broker.plainPort}`;
+      linkAuth = insecure ? { username: SERVER_CLIENT, password: serverSecret } : { tls: { ...pki.serverClient, ca: pki.caCert } };
     } else {
       linkUrl = cfg.mqtt.url;
-      linkAuth = { username: cfg.mqtt.username, password: cfg.mqtt.password };
+      advertisedMqttUrl = cfg.mqtt.url;
+      const secure = linkUrl.startsWith('mqtts:');
+      linkAuth = { username: cfg.mqtt.username, password: cfg.mqtt.password, ...(secure ? { tls: { ...pki.serverClient, ca: pki.caCert } } : {}) };
     }
 
     const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger });
     closers.push(() => link.close());
 
+    const identity = new NodeIdentity({
+      pki,
+      credentials,
+      tokens,
+      logger,
+      mqttUrl: advertisedMqttUrl,
+      requireApproval: cfg.requireApproval ?? false,
+      certDays: cfg.nodeCertDays,
+      now: cfg.now,
+      onRevoked: async (node) => {
+        // At once: the session goes, then what the broker keeps for it (desired state with Secrets), then its Node.
+        broker?.disconnect(agentClientId(node));
+        await link.clearRetained(node);
+        try {
+          await store.delete('Node', '', node);
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+        }
+      },
+    });
+
     const metrics = new MetricsCache();
     const flapWindowMs = cfg.flapWindowMs ?? DEFAULTS.flapWindowMs;
     const liveness = new NodeLiveness({ flapThreshold: cfg.flapThreshold ?? DEFAULTS.flapThreshold, flapWindowMs });
     const registry = new NodeRegistry({ store, events, logger, metrics, liveness, maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode, lastHeardWriteMs: NODE_LIFECYCLE.lastHeardWriteMs });
-    link.onReport((t, payload) => registry.handle(t, payload));
+    link.onReport((t, payload) => {
+      // A revoked node's last messages in flight must not bring its Node back.
+      if (credentials.get(t.node)?.state === 'revoked') return;
+      return registry.handle(t, payload);
+    });
     closers.push(() => registry.close());
 
     const publisher = new DesiredPublisher({ store, sink: link, logger });
@@ -127,12 +222,38 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => controllers.stop());
 
     const proxy = new NodeProxy({ store, link, requestTimeoutMs: cfg.nodeRequestTimeoutMs ?? DEFAULTS.nodeRequestTimeoutMs });
-    const api = new ApiServer({ store, logger, adminToken, logs: (q) => proxy.logs(q), exec: (q) => proxy.exec(q), metrics, ready: () => link.connected() });
+    const api = new ApiServer({
+      store,
+      logger,
+      tokens,
+      audit,
+      podSecurity: { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) },
+      formatJoin: (t) => formatJoinToken(pki.caHash, t),
+      ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
+      extraRoutes: identityRoutes(identity),
+      logs: (q) => proxy.logs(q),
+      exec: (q) => proxy.exec(q),
+      metrics,
+      ready: () => link.connected(),
+    });
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     closers.push(() => api.close());
     const nodes = (await store.list('Node')).items;
-    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length }, 'drover server started');
-    return { apiUrl, mqttUrl: linkUrl, adminToken, joinToken, dataDir: cfg.dataDir, logger, close };
+    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false }, 'drover server started');
+    return {
+      apiUrl,
+      mqttUrl: linkUrl,
+      advertisedMqttUrl,
+      adminToken: tokens.adminToken,
+      joinToken,
+      caCert: pki.caCert,
+      caFile: join(pki.dir, 'ca.crt'),
+      dataDir: cfg.dataDir,
+      insecure,
+      identity,
+      logger,
+      close,
+    };
   } catch (err) {
     await close();
     throw err;

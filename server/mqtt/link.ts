@@ -10,6 +10,8 @@ export interface LinkOptions {
   clientId: string;
   username?: string;
   password?: string;
+  /** Client certificate and the CA that signed the broker's certificate (an mqtts:// url). */
+  tls?: { key: string; cert: string; ca: string };
   logger: Logger;
 }
 
@@ -44,6 +46,7 @@ export class ServerLink {
       clientId: opts.clientId,
       username: opts.username,
       password: opts.password,
+      ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, rejectUnauthorized: true } : {}),
       protocolVersion: 4,
       // Persistent session: agent reports published while the server restarts wait for it at the broker.
       clean: false,

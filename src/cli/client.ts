@@ -1,3 +1,5 @@
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
 import { DroverError, type FieldCause } from '../util/errors.js';
 
 /**
@@ -23,7 +25,35 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Receives each server warning (the text of a `Warning: 299 - "..."` header). */
   onWarning?: (text: string) => void;
+  /** PEM of the CA that signed the server's certificate (the cluster CA, DATA/tls/ca.crt); the system roots otherwise. */
+  ca?: string;
   fetch?: typeof fetch;
+}
+
+/**
+ * fetch over node:https trusting `ca` (fetch itself takes no CA). Enough of fetch for this client:
+ * method, headers, string body, abort signal; the answer as a streaming Response.
+ */
+export function fetchWithCa(ca: string): typeof fetch {
+  return ((input: string | URL, init: RequestInit = {}) =>
+    new Promise<Response>((resolve, reject) => {
+      const url = new URL(String(input));
+      if (url.protocol !== 'https:') return resolve(fetch(input, init));
+      const signal = init.signal ?? undefined;
+      if (signal?.aborted) return reject(signal.reason);
+      const req = httpsRequest(url, { method: init.method ?? 'GET', headers: init.headers as Record<string, string>, ca, rejectUnauthorized: true, signal }, (res) => {
+        const headers = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (Array.isArray(v)) for (const x of v) headers.append(k, x);
+          else if (v !== undefined) headers.set(k, v);
+        }
+        const status = res.statusCode ?? 0;
+        const body = status === 204 || status === 304 ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>);
+        resolve(new Response(body, { status, headers }));
+      });
+      req.on('error', reject);
+      req.end(typeof init.body === 'string' ? init.body : undefined);
+    })) as typeof fetch;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -100,7 +130,7 @@ export class ApiClient {
     this.token = opts.token || undefined;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.onWarning = opts.onWarning ?? (() => {});
-    this.fetchFn = opts.fetch ?? fetch;
+    this.fetchFn = opts.fetch ?? (opts.ca ? fetchWithCa(opts.ca) : fetch);
   }
 
   url(path: string, query?: Query): string {

@@ -3,11 +3,13 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { CliError } from './client.js';
 
-export const DEFAULT_SERVER = 'http://127.0.0.1:6443';
+export const DEFAULT_SERVER = 'https://127.0.0.1:6443';
 
 export interface CliConfig {
   server: string;
   token?: string;
+  /** PEM of the cluster CA the server's certificate is checked against (DROVER_CA_FILE, or `certificateAuthority` in the file). */
+  ca?: string;
   /** Where each value came from, for error messages and debugging. */
   sources: { server: 'flag' | 'env' | 'file' | 'default'; token: 'flag' | 'env' | 'file' | 'none' };
   configPath: string;
@@ -22,6 +24,8 @@ export function configPath(env: NodeJS.ProcessEnv): string {
 interface FileConfig {
   server?: string;
   token?: string;
+  /** PEM of the cluster CA. */
+  certificateAuthority?: string;
 }
 
 /** Read the config file. Missing is fine (there is a default); unreadable or malformed is an error naming the file. */
@@ -43,7 +47,7 @@ export function readConfigFile(path: string): FileConfig {
     throw new CliError(`config file ${path} must hold a JSON object like {"server": "${DEFAULT_SERVER}", "token": "..."}`);
   }
   const out: FileConfig = {};
-  for (const key of ['server', 'token'] as const) {
+  for (const key of ['server', 'token', 'certificateAuthority'] as const) {
     const v = (parsed as Record<string, unknown>)[key];
     if (v === undefined || v === null) continue;
     if (typeof v !== 'string') throw new CliError(`config file ${path}: "${key}" must be a string`);
@@ -77,5 +81,23 @@ export function resolveConfig(flags: { server?: string; token?: string }, env: N
   else if (file.token) [token, tokenSource] = [file.token, 'file'];
   else [token, tokenSource] = [undefined, 'none'];
 
-  return { server, token, sources: { server: serverSource, token: tokenSource }, configPath: path };
+  return { server, token, ca: resolveCa(env, () => (needFile ? file : readConfigFile(path))), sources: { server: serverSource, token: tokenSource }, configPath: path };
+}
+
+/** DROVER_CA_FILE (a PEM file) first, then the config file's `certificateAuthority`. */
+function resolveCa(env: NodeJS.ProcessEnv, file: () => FileConfig): string | undefined {
+  if (env.DROVER_CA_FILE) {
+    try {
+      return readFileSync(env.DROVER_CA_FILE, 'utf8');
+    } catch (err) {
+      throw new CliError(`cannot read DROVER_CA_FILE ${env.DROVER_CA_FILE}: ${(err as Error).message}`);
+    }
+  }
+  try {
+    return file().certificateAuthority;
+  } catch (err) {
+    // Server and token came from flags or the environment: a broken file only costs the CA (system roots apply).
+    if (err instanceof CliError) return undefined;
+    throw err;
+  }
 }

@@ -1,10 +1,13 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { rootCertificates } from 'node:tls';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../../server/run.js';
 import { startAgent, type RunningAgent } from '../../agent/run.js';
 import type { ContainerRuntime } from '../../agent/runtime/types.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { silentLogger, type Logger } from '../../src/util/logger.js';
+import { joinCluster } from '../../agent/join.js';
+import { agentClientId } from '../../src/contract/topics.js';
 import { createLogger } from '../../src/util/logger.js';
 
 import { apiClient, freePort, type ApiCall } from './http.js';
@@ -13,16 +16,45 @@ export { apiClient, freePort, type ApiCall };
 
 const logger = () => (process.env.DROVER_TEST_LOG ? createLogger({ name: 'test', level: process.env.DROVER_TEST_LOG }) : silentLogger);
 
+const trustedCas: string[] = [];
+let caBundle: string | undefined;
+
+/**
+ * Makes this test process (its fetch) and the `drover` CLI processes it spawns (DROVER_CA_FILE)
+ * trust a test server's CA, as a user does by pointing DROVER_CA_FILE at DATA/tls/ca.crt. fetch has
+ * no per-call CA option: its global dispatcher is replaced by one that trusts the system roots and
+ * every CA of the servers this process started.
+ */
+export async function trustCa(ca: string): Promise<void> {
+  if (trustedCas.includes(ca)) return;
+  trustedCas.push(ca);
+  const sym = Symbol.for('undici.globalDispatcher.1');
+  const g = globalThis as unknown as Record<symbol, { constructor: new (o: unknown) => unknown } | undefined>;
+  // node creates its fetch dispatcher on first use; a refused connection to port 1 makes it exist.
+  if (!g[sym]) await fetch('http://127.0.0.1:1/').catch(() => undefined);
+  const Agent = g[sym]!.constructor;
+  g[sym] = new Agent({ connect: { ca: [...rootCertificates, ...trustedCas] } }) as never;
+  caBundle ??= join(await mkdtemp(join(tmpdir(), 'drover-test-ca-')), 'ca-bundle.crt');
+  await writeFile(caBundle, trustedCas.join('\n'));
+  process.env.DROVER_CA_FILE = caBundle;
+}
+
 export interface TestServer {
   apiUrl: string;
   token: string;
   mqttUrl: string;
+  /** The default join token (K10 form). */
   joinToken: string;
+  /** The cluster CA (PEM), and its file. */
+  ca: string;
+  caFile: string;
   dataDir: string;
   server: RunningServer;
   agents: RunningAgent[];
   /** Starts an agent joined to this server, on the given runtime. */
-  addAgent(opts: { node: string; runtime: ContainerRuntime; stateDir?: string; heartbeatSeconds?: number; resyncSeconds?: number }): Promise<RunningAgent>;
+  addAgent(opts: { node: string; runtime: ContainerRuntime; stateDir?: string; heartbeatSeconds?: number; resyncSeconds?: number; reconnectMaxSeconds?: number; token?: string }): Promise<RunningAgent>;
+  /** Joins `node` as a device would (key made here, CSR, join token) and returns MQTT options that connect as it. */
+  joinNode(node: string): Promise<NodeMqttOptions>;
   /** Authenticated JSON request against the API. */
   api: ApiCall;
   stop(): Promise<void>;
@@ -32,7 +64,9 @@ export interface TestServer {
  * A real drover server on free ports with a private data dir (embedded aedes broker unless an
  * external broker URL is given). Agents join through the real broker.
  */
-export async function startTestServer(opts: { withAgent?: boolean; runtime?: ContainerRuntime; brokerUrl?: string; dataDir?: string; apiPort?: number; mqttPort?: number } = {}): Promise<TestServer> {
+export async function startTestServer(
+  opts: { withAgent?: boolean; runtime?: ContainerRuntime; brokerUrl?: string; dataDir?: string; apiPort?: number; mqttPort?: number; insecure?: boolean; requireApproval?: boolean; now?: () => number; logger?: Logger } = {},
+): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'drover-server-')));
   const server = await startServer(
     {
@@ -40,36 +74,44 @@ export async function startTestServer(opts: { withAgent?: boolean; runtime?: Con
       apiHost: '127.0.0.1',
       apiPort: opts.apiPort ?? 0,
       mqtt: opts.brokerUrl ? { mode: 'external', url: opts.brokerUrl } : { mode: 'embedded', host: '127.0.0.1', port: opts.mqttPort ?? (await freePort()) },
+      insecure: opts.insecure,
+      requireApproval: opts.requireApproval,
+      now: opts.now,
       resyncMs: 1000,
       nodeMonitorMs: 1000,
       jobBackoffBaseMs: 1000,
     },
-    logger(),
+    opts.logger ?? logger(),
   );
+  await trustCa(server.caCert);
   const agents: RunningAgent[] = [];
   const t: TestServer = {
     apiUrl: server.apiUrl,
     token: server.adminToken,
     mqttUrl: server.mqttUrl,
     joinToken: server.joinToken,
+    ca: server.caCert,
+    caFile: server.caFile,
     dataDir,
     server,
     agents,
+    joinNode: (node) => joinNode(server.apiUrl, server.joinToken, node, server.advertisedMqttUrl),
     async addAgent(a) {
       const stateDir = a.stateDir ?? (await mkdtemp(join(tmpdir(), `drover-agent-${a.node}-`)));
       const agent = await startAgent(
         {
           node: a.node,
-          serverUrl: server.mqttUrl,
-          token: server.joinToken,
+          serverUrl: server.apiUrl,
+          token: a.token ?? server.joinToken,
           stateDir,
+          reconnectMaxSeconds: a.reconnectMaxSeconds,
           labels: {},
           runtime: {},
           heartbeatSeconds: a.heartbeatSeconds ?? 5,
           resyncSeconds: a.resyncSeconds ?? 2,
           keepaliveSeconds: 5,
         },
-        { logger: logger(), runtime: a.runtime },
+        { logger: opts.logger ?? logger(), runtime: a.runtime },
       );
       agents.push(agent);
       return agent;
@@ -83,6 +125,25 @@ export async function startTestServer(opts: { withAgent?: boolean; runtime?: Con
   };
   if (opts.withAgent && opts.runtime) await t.addAgent({ node: 'local', runtime: opts.runtime });
   return t;
+}
+
+export interface NodeMqttOptions {
+  url: string;
+  clientId: string;
+  key: string;
+  cert: string;
+  ca: string;
+  /** The node's password for a plain (--insecure) broker. */
+  username: string;
+  password?: string;
+  protocolVersion: 4;
+  reconnectPeriod: 0;
+}
+
+/** Joins like an agent (the real HTTPS join) and returns the mqtt.js options of that node. */
+export async function joinNode(apiUrl: string, joinToken: string, node: string, mqttUrl?: string): Promise<NodeMqttOptions> {
+  const c = await joinCluster({ apiUrl, token: joinToken, node, logger: silentLogger });
+  return { url: mqttUrl ?? c.mqttUrl, clientId: agentClientId(node), key: c.key, cert: c.cert, ca: c.ca, username: node, password: c.mqttPassword, protocolVersion: 4, reconnectPeriod: 0 };
 }
 
 /** Polls until `fn` returns a truthy value; fails with the last value seen after `timeoutMs`. */

@@ -1,0 +1,153 @@
+/**
+ * Node identity: a device redeems a join token once for its own client certificate (CN = node name),
+ * renews it with that certificate, and an admin approves or revokes it. The broker then trusts the
+ * certificate only while it is the node's current, non-revoked credential.
+ */
+import { randomBytes } from 'node:crypto';
+import { isTopicSafe } from '../../src/contract/topics.js';
+import { DroverError, ForbiddenError, UnauthorizedError, ValidationError } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { TokenStore } from '../auth/tokens.js';
+import { DEFAULTS } from '../config.js';
+import { NODE_ORG, type Pki } from '../pki/pki.js';
+import { inspectCertificate, issueCertificate, verifyCsr } from '../pki/x509.js';
+import type { NodeCredential, NodeCredentials } from './node-credentials.js';
+
+
+export interface JoinAnswer {
+  certificate: string;
+  ca: string;
+  /** The broker URL agents should dial (advertised address). */
+  mqttUrl: string;
+  approved: boolean;
+  /** The node's MQTT password for a plain (--insecure) listener; unused over TLS. */
+  mqttPassword: string;
+  node: string;
+}
+
+export interface NodeIdentityDeps {
+  pki: Pki;
+  credentials: NodeCredentials;
+  tokens: Pick<TokenStore, 'redeemJoin'>;
+  logger: Logger;
+  mqttUrl: string;
+  requireApproval: boolean;
+  certDays?: number;
+  now?: () => number;
+  /** Cuts a revoked node off: its MQTT session, its retained topics, its Node object. */
+  onRevoked(node: string): Promise<void>;
+}
+
+/** A node name as a DNS subdomain (253 chars at most) that is also one MQTT topic level. */
+export function validateNodeName(node: unknown): string {
+  if (typeof node !== 'string' || node.length === 0 || node.length > 253 || !isTopicSafe(node)) {
+    throw new ValidationError([{ field: 'node', message: `${JSON.stringify(node)} is not a DNS subdomain (lower-case letters, digits, '-' and '.')` }], 'invalid node name');
+  }
+  return node;
+}
+
+function csrOf(body: unknown): string {
+  const csr = (body as { csr?: unknown } | undefined)?.csr;
+  if (typeof csr !== 'string' || !csr.includes('CERTIFICATE REQUEST')) throw new ValidationError([{ field: 'csr', message: 'a PEM certificate request is required' }], 'invalid request');
+  return csr;
+}
+
+export class NodeIdentity {
+  /** Names with a join in flight: two joins of one name at once must not both pass the check. */
+  private readonly joining = new Set<string>();
+  private readonly now: () => number;
+
+  constructor(private readonly deps: NodeIdentityDeps) {
+    this.now = deps.now ?? Date.now;
+  }
+
+  get caCert(): string {
+    return this.deps.pki.caCert;
+  }
+
+  /** POST /v1/join: bearer `<id>.<secret>`, body {node, csr}. */
+  async join(bearer: string | undefined, body: unknown): Promise<JoinAnswer> {
+    if (!bearer) throw new UnauthorizedError('a join token is required (Authorization: Bearer <id>.<secret>)');
+    const node = validateNodeName((body as { node?: unknown } | undefined)?.node);
+    const csr = csrOf(body);
+    const redeemed = await this.deps.tokens.redeemJoin(bearer);
+    if (this.joining.has(node)) throw new DroverError(`a join of node ${node} is already in progress`, { code: 409, reason: 'AlreadyExists' });
+    this.joining.add(node);
+    try {
+      const cur = this.deps.credentials.get(node);
+      if (cur?.state === 'revoked') {
+        throw new ForbiddenError(`node ${node} was revoked; \`drover node approve ${node}\` lets it join again`);
+      }
+      // A name that holds a live credential is taken: the join token alone must not let a second
+      // device become it (that is what stopped impersonation with the shared token).
+      if (cur?.serial) {
+        throw new DroverError(`node ${node} already joined; \`drover node revoke ${node}\` first`, { code: 409, reason: 'AlreadyExists' });
+      }
+      const publicKey = verifyCsr(csr, node);
+      // Approved ahead (after a revoke) or no approval required: in at once.
+      const approved = !this.deps.requireApproval || cur?.state === 'approved';
+      const cert = this.issue(node, publicKey);
+      const mqttPassword = randomBytes(24).toString('base64url');
+      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed.id, secret: mqttPassword });
+      this.deps.logger.info({ node, tokenId: redeemed.id, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
+      return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved, mqttPassword };
+    } finally {
+      this.joining.delete(node);
+    }
+  }
+
+  /**
+   * POST /v1/renew over TLS with the node's certificate: a new certificate for the same name. An
+   * expired one still renews (a device offline for months) as long as it is the current credential
+   * and not revoked; the TLS handshake proved the key.
+   */
+  async renew(peerCertPem: string | undefined, body: unknown): Promise<JoinAnswer> {
+    if (!peerCertPem) throw new UnauthorizedError('renewal needs the node\'s client certificate');
+    const info = inspectCertificate(peerCertPem, this.deps.pki.caCert);
+    if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
+    const node = info.cn;
+    const check = this.deps.credentials.check(node, info.serial);
+    if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
+    if (check !== 'ok' && check !== 'pending') throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
+    const publicKey = verifyCsr(csrOf(body), node);
+    const cert = this.issue(node, publicKey);
+    const mqttPassword = randomBytes(24).toString('base64url');
+    await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: check === 'ok' ? 'approved' : 'pending', secret: mqttPassword });
+    this.deps.logger.info({ node, notAfter: cert.notAfter.toISOString(), wasExpired: info.notAfter.getTime() < this.now() }, 'node certificate renewed');
+    return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved: check === 'ok', mqttPassword };
+  }
+
+  async approve(node: string): Promise<NodeCredential> {
+    const rec = await this.deps.credentials.approve(validateNodeName(node));
+    this.deps.logger.info({ node }, 'node approved');
+    return rec;
+  }
+
+  /** The server's own local agent: its operator vouches for it, no approval step. */
+  async preapprove(node: string): Promise<void> {
+    await this.deps.credentials.preapprove(validateNodeName(node));
+  }
+
+  async revoke(node: string): Promise<NodeCredential> {
+    const rec = await this.deps.credentials.revoke(validateNodeName(node));
+    this.deps.logger.warn({ node }, 'node revoked');
+    await this.deps.onRevoked(node);
+    return rec;
+  }
+
+  list(): NodeCredential[] {
+    return this.deps.credentials.list();
+  }
+
+  private issue(node: string, publicKeyPem: string) {
+    const { pki } = this.deps;
+    return issueCertificate({
+      subject: { cn: node, o: NODE_ORG },
+      publicKeyPem,
+      issuer: { certPem: pki.caCert, keyPem: pki.caKey },
+      usage: 'client',
+      days: this.deps.certDays ?? DEFAULTS.nodeCertDays,
+      now: this.now(),
+    });
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * X.509 building blocks: keys come from node:crypto (native, fast), certificates are assembled and
+ * signed with node-forge (node:crypto can read certificates but not make them).
+ */
+import { createHash, generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
+import forge from 'node-forge';
+import { ValidationError } from '../../src/util/errors.js';
+
+const { pki } = forge;
+
+/** An RSA 2048 key pair as PEM (forge signs only with RSA keys). */
+export function generateKeyPem(): { privateKey: string; publicKey: string } {
+  return generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
+}
+
+/** sha256 (hex) of a PEM certificate's DER: what a join token carries to pin the CA. */
+export function certificateHash(certPem: string): string {
+  return createHash('sha256').update(new X509Certificate(certPem).raw).digest('hex');
+}
+
+/** A positive serial number as hex (the high bit cleared so DER does not read it as negative). */
+function newSerial(): string {
+  const b = randomBytes(16);
+  b[0] = b[0]! & 0x7f;
+  return b.toString('hex');
+}
+
+export interface CertSubject {
+  cn: string;
+  o?: string;
+}
+
+function attrs(s: CertSubject): forge.pki.CertificateField[] {
+  return [{ shortName: 'CN', value: s.cn }, ...(s.o ? [{ shortName: 'O', value: s.o }] : [])];
+}
+
+export interface IssuedCert {
+  pem: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface IssueOptions {
+  subject: CertSubject;
+  publicKeyPem: string;
+  /** Signer; absent for the self-signed CA. */
+  issuer?: { certPem: string; keyPem: string };
+  /** Self-signed CA's own key (when issuer is absent). */
+  selfKeyPem?: string;
+  usage: 'ca' | 'server' | 'client';
+  days: number;
+  now: number;
+  dnsNames?: string[];
+  ips?: string[];
+}
+
+/**
+ * Issues a certificate. notBefore is an hour in the past so a device whose clock lags a little
+ * still accepts it.
+ */
+export function issueCertificate(o: IssueOptions): IssuedCert {
+  const cert = pki.createCertificate();
+  cert.publicKey = pki.publicKeyFromPem(o.publicKeyPem);
+  cert.serialNumber = newSerial();
+  cert.validity.notBefore = new Date(o.now - 3600_000);
+  cert.validity.notAfter = new Date(o.now + o.days * 86400_000);
+  cert.setSubject(attrs(o.subject));
+  const issuerCert = o.issuer ? pki.certificateFromPem(o.issuer.certPem) : undefined;
+  cert.setIssuer(issuerCert ? issuerCert.subject.attributes : attrs(o.subject));
+  const ext: unknown[] = [];
+  if (o.usage === 'ca') {
+    ext.push({ name: 'basicConstraints', cA: true, critical: true }, { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true });
+  } else {
+    ext.push({ name: 'basicConstraints', cA: false }, { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true });
+    ext.push({ name: 'extKeyUsage', serverAuth: o.usage === 'server', clientAuth: o.usage === 'client' });
+  }
+  const alt = [...(o.dnsNames ?? []).map((value) => ({ type: 2, value })), ...(o.ips ?? []).map((ip) => ({ type: 7, ip }))];
+  if (alt.length) ext.push({ name: 'subjectAltName', altNames: alt });
+  ext.push({ name: 'subjectKeyIdentifier' });
+  cert.setExtensions(ext as never[]);
+  const signKey = o.issuer ? o.issuer.keyPem : o.selfKeyPem;
+  if (!signKey) throw new Error('issueCertificate: a signer key is required');
+  cert.sign(pki.privateKeyFromPem(signKey), forge.md.sha256.create());
+  return { pem: pki.certificateToPem(cert), serial: cert.serialNumber, notBefore: cert.validity.notBefore, notAfter: cert.validity.notAfter };
+}
+
+/** A PKCS#10 request for `cn`, signed with the device's own key (which never leaves it). */
+export function createCsr(cn: string, keyPem: string, publicKeyPem: string): string {
+  const csr = pki.createCertificationRequest();
+  csr.publicKey = pki.publicKeyFromPem(publicKeyPem);
+  csr.setSubject([{ shortName: 'CN', value: cn }]);
+  csr.sign(pki.privateKeyFromPem(keyPem), forge.md.sha256.create());
+  return pki.certificationRequestToPem(csr);
+}
+
+/**
+ * The public key of a CSR whose signature checks out (the requester holds the key) and whose CN is
+ * `expectedCn`. Throws a ValidationError naming the problem.
+ */
+export function verifyCsr(csrPem: string, expectedCn: string): string {
+  let csr: ReturnType<typeof pki.certificationRequestFromPem>;
+  try {
+    csr = pki.certificationRequestFromPem(csrPem);
+  } catch (err) {
+    throw new ValidationError([{ field: 'csr', message: `not a PEM certificate request (${(err as Error).message})` }], 'invalid join request');
+  }
+  if (!csr.verify()) throw new ValidationError([{ field: 'csr', message: 'signature does not match its public key' }], 'invalid join request');
+  const cn = csr.subject.getField('CN')?.value as string | undefined;
+  if (cn !== expectedCn) throw new ValidationError([{ field: 'csr', message: `subject CN "${cn ?? ''}" is not the node name "${expectedCn}"` }], 'invalid join request');
+  if (!csr.publicKey) throw new ValidationError([{ field: 'csr', message: 'no public key' }], 'invalid join request');
+  return pki.publicKeyToPem(csr.publicKey);
+}
+
+/** CN, O, serial and validity of a certificate, and whether `caPem` signed it (validity dates not checked). */
+export function inspectCertificate(certPem: string, caPem: string): { cn?: string; o?: string; serial: string; notBefore: Date; notAfter: Date; signedByCa: boolean } {
+  const cert = pki.certificateFromPem(certPem);
+  let signedByCa = false;
+  try {
+    signedByCa = pki.certificateFromPem(caPem).verify(cert);
+  } catch {
+    // forge throws (rather than returning false) when the issuer names differ: not ours.
+    signedByCa = false;
+  }
+  return {
+    cn: cert.subject.getField('CN')?.value as string | undefined,
+    o: cert.subject.getField('O')?.value as string | undefined,
+    serial: cert.serialNumber,
+    notBefore: cert.validity.notBefore,
+    notAfter: cert.validity.notAfter,
+    signedByCa,
+  };
+}
+
+/** Normalises a serial as node:tls prints it (upper-case hex, leading zeros dropped) for comparisons. */
+export function normalSerial(serial: string): string {
+  return serial.replace(/^0+/, '').toUpperCase();
+}
