@@ -6,6 +6,7 @@
  * iptables rule or podman store.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { LABELS } from '../../agent/engine/naming.js';
 import type { RuntimeContainer } from '../../agent/runtime/types.js';
 import { startServer, type RunningServer } from '../../server/run.js';
 import { createLogger, silentLogger } from '../../src/util/logger.js';
-import { apiClient, freePort, waitFor, type ApiCall } from './cluster.js';
+import { apiClient, freePort, trustCa, waitFor, type ApiCall } from './cluster.js';
 import { createDeviceLink, type DeviceLink } from './netns.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from './podman.js';
 
@@ -104,23 +105,27 @@ const testLogger = () => (process.env.DROVER_TEST_LOG ? createLogger({ name: 'te
 export interface FaultServer {
   api: Api;
   mqttPort: number;
+  /** The API (HTTPS) port, where devices join. */
+  apiPort: number;
   joinToken: string;
   dataDir: string;
   close(): Promise<void>;
 }
 
 /**
- * A server in this process whose broker listens on every address, so agents in the device
- * namespaces reach it at their link's host address.
+ * A server in this process whose API and broker listen on every address, so agents in the device
+ * namespaces reach it at their link's host address (TLS, checked against the name "localhost").
  */
 export async function startInProcessServer(cleanup: Cleanup): Promise<FaultServer & { server: RunningServer }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'drover-fault-server-'));
   cleanup.add('server data dir', () => rm(dataDir, { recursive: true, force: true }));
   const mqttPort = await freePort();
+  const apiPort = await freePort();
   const server = await startServer(
-    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '0.0.0.0', port: mqttPort }, resyncMs: 1000, nodeMonitorMs: 1000 },
+    { dataDir, apiHost: '0.0.0.0', apiPort, mqtt: { mode: 'embedded', host: '0.0.0.0', port: mqttPort }, resyncMs: 1000, nodeMonitorMs: 1000 },
     testLogger(),
   );
+  await trustCa(server.caCert);
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -130,7 +135,7 @@ export async function startInProcessServer(cleanup: Cleanup): Promise<FaultServe
   cleanup.add('server', close);
   const api = apiClient(() => server.apiUrl, () => server.adminToken);
   await allowHostNetwork(api);
-  return { server, api, mqttPort, joinToken: server.joinToken, dataDir, close };
+  return { server, api, mqttPort, apiPort, joinToken: server.joinToken, dataDir, close };
 }
 
 /**
@@ -165,11 +170,11 @@ export async function serverProcess(cleanup: Cleanup): Promise<ServerProcess> {
     mqttPort,
     joinToken: '',
     dataDir,
-    api: apiClient(() => `http://127.0.0.1:${apiPort}`, () => adminToken),
+    api: apiClient(() => `https://127.0.0.1:${apiPort}`, () => adminToken),
     async start() {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'src/main.ts', 'server', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '0.0.0.0', '--mqtt-port', String(mqttPort), '--disable-agent', '--log-level', 'warn'],
+        ['--import', 'tsx', 'src/main.ts', 'server', '--data-dir', dataDir, '--api-host', '0.0.0.0', '--api-port', String(apiPort), '--mqtt-host', '0.0.0.0', '--mqtt-port', String(mqttPort), '--disable-agent', '--log-level', 'warn'],
         { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'client-config') }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       const proc = track(child);
@@ -178,7 +183,9 @@ export async function serverProcess(cleanup: Cleanup): Promise<ServerProcess> {
         'drover server /healthz',
         async () => {
           if (!proc.alive()) throw new Error(`server exited before it was healthy:\n${proc.output()}`);
-          const r = await fetch(`http://127.0.0.1:${apiPort}/healthz`);
+          // The CA exists from the first moments of the first start on.
+          await trustCa(await readFile(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
+          const r = await fetch(`https://127.0.0.1:${apiPort}/healthz`);
           return r.status === 200;
         },
         30_000,
@@ -202,7 +209,11 @@ export interface Device {
   sb: PodmanSandbox;
   stateDir: string;
   agent: Proc | undefined;
-  /** Starts the agent process inside the namespace, dialing `url` (default: the server through the link). */
+  /**
+   * Starts the agent process inside the namespace; it joins through the link (the token in a 0600
+   * file, never on argv) and dials the broker at `url` (default: the server through the link; an
+   * mqtt:// url, a TCP proxy, is dialled as mqtts://: TLS passes through it).
+   */
   startAgent(opts?: { url?: string; logLevel?: string }): Proc;
   /** drover's containers in this device's podman store. */
   containers(): Promise<RuntimeContainer[]>;
@@ -214,13 +225,15 @@ export interface Device {
  * A device: network namespace + veth link, private podman store with the test images, state dir.
  * The agent is started separately (startAgent) so tests can kill and restart it.
  */
-export async function createDevice(cleanup: Cleanup, name: string, server: () => { mqttPort: number; joinToken: string }, images: string[] = [IMG1]): Promise<Device> {
+export async function createDevice(cleanup: Cleanup, name: string, server: () => { mqttPort: number; apiPort: number; joinToken: string }, images: string[] = [IMG1]): Promise<Device> {
   const sb = await podmanSandbox();
   cleanup.add(`podman sandbox of ${name}`, () => sb.cleanup());
   const link = await createDeviceLink();
   cleanup.add(`link of ${name}`, () => link.destroy());
   const stateDir = await mkdtemp(join(tmpdir(), `drover-fault-${name}-`));
   cleanup.add(`state dir of ${name}`, () => rm(stateDir, { recursive: true, force: true }));
+  const tokenFile = `${stateDir}.join-token`;
+  cleanup.add(`join token file of ${name}`, () => rm(tokenFile, { force: true }));
   for (const img of images) await buildTestImage(sb, img);
   const podman = async (args: string[]) => {
     const r = await execa('nsenter', [`--net=/run/netns/${link.ns}`, 'podman', '--root', sb.root, '--runroot', sb.runroot, ...args], { env: sb.env, stdin: 'ignore' });
@@ -236,14 +249,18 @@ export async function createDevice(cleanup: Cleanup, name: string, server: () =>
     stateDir,
     agent: undefined,
     startAgent(opts = {}) {
-      const { mqttPort, joinToken } = server();
-      const url = opts.url ?? `mqtt://${link.hostIp}:${mqttPort}`;
+      const { mqttPort, apiPort, joinToken } = server();
+      const url = (opts.url ?? `mqtts://${link.hostIp}:${mqttPort}`).replace(/^mqtt:/, 'mqtts:');
+      writeFileSync(tokenFile, `${joinToken}\n`, { mode: 0o600 });
       const child = link.spawn(
         process.execPath,
         [
           '--import', 'tsx', 'src/main.ts', 'agent',
-          '--server', url,
-          '--token', joinToken,
+          '--server', `https://${link.hostIp}:${apiPort}`,
+          '--token-file', tokenFile,
+          '--mqtt-url', url,
+          // The link's host address is in no certificate: the server's is checked for a name it holds.
+          '--tls-server-name', 'localhost',
           '--node-name', name,
           '--state-dir', stateDir,
           '--podman-root', sb.root,

@@ -37,12 +37,16 @@ describe('node address', () => {
     for (const d of dirs) await rm(d, { recursive: true, force: true });
   });
 
-  async function joinAgent(node: string, serverUrl: string, nodeIP?: string): Promise<void> {
+  /** An agent joined through the API that dials the broker at `mqttUrl` (a proxy's mqtt:// is TLS passed through). */
+  async function joinAgent(node: string, mqttUrl: string, nodeIP?: string): Promise<void> {
     const stateDir = await mkdtemp(join(tmpdir(), `drover-agent-${node}-`));
     dirs.push(stateDir);
     agents.push(
       await startAgent(
-        { node, serverUrl, token: t.joinToken, stateDir, labels: {}, runtime: {}, heartbeatSeconds: 5, resyncSeconds: 2, keepaliveSeconds: 5, nodeIP },
+        {
+          node, serverUrl: t.apiUrl, token: t.joinToken, mqttUrl: mqttUrl.replace(/^mqtt:/, 'mqtts:'), tlsServerName: 'localhost',
+          stateDir, labels: {}, runtime: {}, heartbeatSeconds: 5, resyncSeconds: 2, keepaliveSeconds: 5, nodeIP,
+        },
         { logger: silentLogger, runtime: new FakeRuntime() },
       ),
     );

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { CONTRACT_VERSION, DELIVERY, encode, payloads, topics } from '../../src/contract/index.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
-import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
 const NODE = 'edge-x';
 
@@ -80,21 +80,23 @@ describe('mqtt: bad input from agents', () => {
   };
 
   /** A client authenticated as the agent of `node` (the broker lets it speak only for that node). */
-  const as = async (node: string, suffix = '') => {
-    const c = await mqtt.connectAsync(cluster.mqttUrl, { username: node, password: cluster.joinToken, clientId: `drover-agent-${node}${suffix}`, protocolVersion: 4, reconnectPeriod: 0 });
+  const as = async (node: string) => {
+    const o = await joined(node);
+    const c = await mqtt.connectAsync(o.url, o);
     extraClients.push(c);
     return c;
+  };
+  /** Each node joins once (a second join of a name is refused): its certificate is kept for reconnects. */
+  const credentials = new Map<string, NodeMqttOptions>();
+  const joined = async (node: string) => {
+    if (!credentials.has(node)) credentials.set(node, await cluster.joinNode(node));
+    return credentials.get(node)!;
   };
 
   before(async () => {
     cluster = await startTestServer();
-    client = await mqtt.connectAsync(cluster.mqttUrl, {
-      username: NODE,
-      password: cluster.joinToken,
-      clientId: `drover-agent-${NODE}`,
-      protocolVersion: 4,
-      reconnectPeriod: 0,
-    });
+    const o = await joined(NODE);
+    client = await mqtt.connectAsync(o.url, o);
   });
 
   after(async () => {
@@ -148,41 +150,25 @@ describe('mqtt: bad input from agents', () => {
     await assertHealthy();
   });
 
-  test('the broker refuses a wrong password and accepts the join token', async () => {
-    await assert.rejects(
-      mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', password: 'not-the-join-token', clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
-      (err: any) => {
-        assert.equal(err.code, 4, `connack return code (got ${err.code}: ${err.message})`);
-        return true;
-      },
-    );
-    await assert.rejects(
-      mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
-      (err: any) => err.code === 4 || err.code === 5,
-      'no password at all is refused too',
-    );
-    await assert.rejects(
-      mqtt.connectAsync(cluster.mqttUrl, { username: '', password: cluster.joinToken, clientId: 'drover-agent-anon', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
-      (err: any) => err.code === 4 || err.code === 5,
-      'the join token with an empty username is refused',
-    );
-    // The join token does not let a device pose as the server's own client.
-    await assert.rejects(
-      mqtt.connectAsync(cluster.mqttUrl, { username: 'drover-server', password: cluster.joinToken, clientId: 'drover-server', protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
-      (err: any) => err.code === 4 || err.code === 5,
-      'join token with the server client id is refused',
-    );
-
-    // Wildcards as a node name would make the agent's own-inbox ACL match every node's desired state.
-    for (const name of ['+', '#', 'a/b', 'edge-+']) {
-      await assert.rejects(
-        mqtt.connectAsync(cluster.mqttUrl, { username: name, password: cluster.joinToken, clientId: `drover-agent-${name}`, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 }),
-        (err: any) => err.code === 4 || err.code === 5,
-        `the join token with username ${name} is refused`,
-      );
+  test('the broker refuses the join token as a password, foreign client ids and wildcard names, and accepts a joined node', async () => {
+    const z = await joined('edge-z');
+    const refused = (opts: mqtt.IClientOptions) =>
+      new Promise<string>((resolve, reject) => {
+        const c = mqtt.connect(z.url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...opts });
+        c.once('connect', () => {
+          c.end(true);
+          reject(new Error(`connected as ${opts.clientId}`));
+        });
+        c.once('error', (err: any) => resolve(String(err.code ?? err.message)));
+        c.once('close', () => resolve('closed'));
+      });
+    // The old way in: the join token as the password of a node, no certificate: TLS refuses it.
+    assert.ok(await refused({ username: 'edge-z', password: cluster.joinToken, clientId: 'drover-agent-edge-z', ca: z.ca }));
+    // A node certificate does not make its holder the server's client, nor another node, nor a wildcard.
+    for (const clientId of ['drover-server', 'drover-agent-anon', 'drover-agent-+', 'drover-agent-#', 'drover-agent-a/b']) {
+      assert.equal(await refused({ ...z, clientId, username: clientId.replace('drover-agent-', '') }), '4', clientId);
     }
-
-    const ok = await mqtt.connectAsync(cluster.mqttUrl, { username: 'edge-z', password: cluster.joinToken, clientId: 'drover-agent-edge-z', protocolVersion: 4, reconnectPeriod: 0 });
+    const ok = await mqtt.connectAsync(z.url, z);
     extraClients.push(ok);
     assert.equal(ok.connected, true);
     await ok.endAsync();
@@ -203,7 +189,8 @@ describe('mqtt: bad input from agents', () => {
 
   test('the registered node has a retained desired state (generation > 0, no pods)', async () => {
     // Only a client of the node itself may read it (the broker's per-node ACL).
-    const sub = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
+    const o = await joined(NODE);
+    const sub = await mqtt.connectAsync(o.url, o);
     extraClients.push(sub);
     const got = new Promise<{ payload: Buffer; retain: boolean }>((resolve) => {
       sub.on('message', (topic, payload, packet) => {
@@ -234,7 +221,8 @@ describe('mqtt: bad input from agents', () => {
 
     if (!client.connected) {
       client.end(true);
-      client = await mqtt.connectAsync(cluster.mqttUrl, { username: NODE, password: cluster.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
+      const o = await joined(NODE);
+      client = await mqtt.connectAsync(o.url, o);
     }
     await sentinel('sentinel-b');
     const names = await nodeNames();

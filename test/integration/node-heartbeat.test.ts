@@ -26,7 +26,8 @@ describe('node heartbeats', () => {
 
   before(async () => {
     t = await startTestServer();
-    c = await mqtt.connectAsync(t.mqttUrl, { username: NODE, password: t.joinToken, clientId: `drover-agent-${NODE}`, protocolVersion: 4, reconnectPeriod: 0 });
+    const o = await t.joinNode(NODE);
+    c = await mqtt.connectAsync(o.url, o);
     const hello: payloads.Hello = {
       agentVersion: '0.0.0-test', contractVersion: CONTRACT_VERSION, node: NODE, bootId: 'boot-1', arch: 'arm64', os: 'linux', osImage: 'Test', kernelVersion: '6.1',
       hostname: NODE, cpu: { cores: 4, model: 'A72' }, memoryBytes: 2 ** 31, addresses: ['192.0.2.7'], runtime: { name: 'podman', version: '4.3.1' }, labels: {}, images: [],
@@ -90,7 +91,8 @@ describe('node heartbeats', () => {
   });
   test('a lost node: its pods show Unknown with nothing ready, an opted-in pod is evicted when its toleration expires, a flapping link is LinkDegraded', async () => {
     const name = 'edge-lost';
-    const d = await mqtt.connectAsync(t.mqttUrl, { username: name, password: t.joinToken, clientId: `drover-agent-${name}`, protocolVersion: 4, reconnectPeriod: 0 });
+    const o = await t.joinNode(name);
+    const d = await mqtt.connectAsync(o.url, o);
     try {
       const hello: payloads.Hello = {
         agentVersion: '0.0.0-test', contractVersion: CONTRACT_VERSION, node: name, bootId: 'boot-2', arch: 'arm64', os: 'linux', osImage: 'Test', kernelVersion: '6.1',
