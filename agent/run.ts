@@ -47,7 +47,8 @@ async function nodeCredentials(cfg: AgentConfig, logger: Logger, now: () => numb
 async function renewIfDue(creds: AgentCredentials, cfg: AgentConfig, logger: Logger, now: () => number): Promise<AgentCredentials> {
   if (!renewalDue(creds.cert, now())) return creds;
   try {
-    const renewed = await renewCertificate(creds, { servername: cfg.tlsServerName, logger });
+    // The server as configured now (--server), not necessarily where the node first joined.
+    const renewed = await renewCertificate({ ...creds, apiUrl: cfg.serverUrl }, { servername: cfg.tlsServerName, logger });
     await saveCredentials(cfg.stateDir, renewed);
     return renewed;
   } catch (err) {
