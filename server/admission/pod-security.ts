@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import { POD_SPEC_PATH } from '../../src/api/validate.js';
 import { ForbiddenError, ValidationError, type FieldCause } from '../../src/util/errors.js';
 import type { Role } from '../auth/tokens.js';
 
@@ -14,15 +15,6 @@ export interface PodSecurityPolicy {
 }
 
 export const DEFAULT_POD_SECURITY: PodSecurityPolicy = { allowedHostPaths: [] };
-
-/** Where the pod spec sits in each kind that carries one (the same places validate.ts looks). */
-const POD_SPEC_PATH: Record<string, string[]> = {
-  Pod: ['spec'],
-  Deployment: ['spec', 'template', 'spec'],
-  ReplicaSet: ['spec', 'template', 'spec'],
-  DaemonSet: ['spec', 'template', 'spec'],
-  Job: ['spec', 'template', 'spec'],
-};
 
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
