@@ -11,16 +11,40 @@ export interface Mosquitto {
   stop(): Promise<void>;
 }
 
-/** A real Mosquitto on a free loopback port with its own config (the system one is not relied on). */
-export async function startMosquitto(): Promise<Mosquitto> {
+export interface MosquittoTls {
+  cafile: string;
+  certfile: string;
+  keyfile: string;
+  /** ACL file (`drover broker acl`); the client certificate's CN is the username. */
+  aclFile: string;
+}
+
+/**
+ * A real Mosquitto on a free loopback port with its own config (the system one is not relied on).
+ * With `tls`: the README's set-up, client certificates required, CN as username, the given ACL.
+ */
+export async function startMosquitto(opts: { tls?: MosquittoTls } = {}): Promise<Mosquitto> {
   const dir = await mkdtemp(join(tmpdir(), 'drover-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
+  const t = opts.tls;
   await writeFile(
     conf,
     [
       `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
+      ...(t
+        ? [
+            // Started as root, mosquitto would switch to its own user and lose the 0600 key in the 0700 data dir.
+            'user root',
+            `cafile ${t.cafile}`,
+            `certfile ${t.certfile}`,
+            `keyfile ${t.keyfile}`,
+            'require_certificate true',
+            'use_identity_as_username true',
+            `acl_file ${t.aclFile}`,
+            'allow_anonymous false',
+          ]
+        : ['allow_anonymous true']),
       'persistence false',
       // The default of 1000 drops QoS 1 messages to a slow subscriber.
       'max_queued_messages 100000',
@@ -42,7 +66,7 @@ export async function startMosquitto(): Promise<Mosquitto> {
     }),
   5000);
   return {
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${t ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     async stop() {
       proc.kill('SIGTERM');
