@@ -107,11 +107,6 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   await ensurePrivateDir(cfg.dataDir, logger);
   const insecure = cfg.insecure ?? false;
   const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
-  const boundHosts = [cfg.apiHost, cfg.mqtt.mode === 'embedded' ? cfg.mqtt.host : ''].filter((h) => h && h !== '0.0.0.0' && h !== '::');
-  const pki = await loadOrCreatePki({ dir: join(cfg.dataDir, 'tls'), sans: serverSans([advertiseHost, ...boundHosts, ...(cfg.tlsSans ?? [])]), logger });
-  const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger });
-  const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger });
-  const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now });
   const level = await LevelStore.open({ path: storePath(cfg.dataDir), logger, secrets: await Keyring.loadOrCreate(cfg.dataDir, logger) });
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation).
   const store = withAdmission(level);
@@ -126,6 +121,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     }
   };
   try {
+    // After the store: its lock tells a second server on this data dir to stop before it touches
+    // the certificates or tokens.
+    const boundHosts = [cfg.apiHost, cfg.mqtt.mode === 'embedded' ? cfg.mqtt.host : ''].filter((h) => h && h !== '0.0.0.0' && h !== '::');
+    const pki = await loadOrCreatePki({ dir: join(cfg.dataDir, 'tls'), sans: serverSans([advertiseHost, ...boundHosts, ...(cfg.tlsSans ?? [])]), logger });
+    const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger });
+    const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger });
+    const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now });
     await ensureDefaultNamespace(store);
     // Opened before the API and closed after it (closers run in reverse), so the last calls are recorded.
     const audit = await AuditLog.open({ dataDir: cfg.dataDir, logger, maxSize: cfg.auditLogMaxSize ?? DEFAULT_AUDIT_MAX_SIZE, maxFiles: cfg.auditLogMaxFiles ?? DEFAULT_AUDIT_MAX_FILES });

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { apiClient, freePort, waitFor } from '../helpers/cluster.js';
+import { apiClient, freePort, trustCa, waitFor } from '../helpers/cluster.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const TOTAL = 300;
@@ -20,6 +20,8 @@ const NAMESPACES = ['default', 'durable'] as const;
 interface ServerProc {
   child: ChildProcess;
   apiUrl: string;
+  /** The CA the server makes at first start (its API is HTTPS). */
+  caFile: string;
   /** Everything the process wrote to stdout and stderr so far. */
   output(): string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -35,7 +37,7 @@ function spawnServer(dataDir: string, apiPort: number, mqttPort: number, configP
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
-  return { child, apiUrl: `http://127.0.0.1:${apiPort}`, output: () => out, exited };
+  return { child, apiUrl: `https://127.0.0.1:${apiPort}`, caFile: join(dataDir, 'tls', 'ca.crt'), output: () => out, exited };
 }
 
 async function waitHealthy(s: ServerProc, timeoutMs = 30_000): Promise<void> {
@@ -45,6 +47,7 @@ async function waitHealthy(s: ServerProc, timeoutMs = 30_000): Promise<void> {
     `${s.apiUrl}/healthz`,
     async () => {
       if (exited) throw new Error(`server exited before it was healthy:\n${s.output()}`);
+      await trustCa(await readFile(s.caFile, 'utf8'));
       const r = await fetch(`${s.apiUrl}/healthz`);
       return r.status === 200;
     },
