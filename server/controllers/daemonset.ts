@@ -20,7 +20,7 @@ import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
-import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
+import { PodWriteSteps } from './still-wanted.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = 'controller-revision-hash';
@@ -313,22 +313,12 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       const plan = planDaemonSet(ds, nodes, pods, { now });
 
       const writer = podWriter(deps, involved, COMPONENT);
-      // Each pod written is a step: the DaemonSet must still be the one planned for (whyStop), and a pass
-      // writes at most MAX_POD_WRITES_PER_STEP pods (a fleet of thousands of nodes); the rest come next pass.
-      let budget = MAX_POD_WRITES_PER_STEP;
-      const step = async (): Promise<boolean> => {
-        if (budget <= 0) return false;
-        const why = await whyStop(store, ds, signal);
-        if (why) {
-          log.info({ ds: key, why }, 'daemonset reconcile stopped');
-          return false;
-        }
-        budget--;
-        return true;
-      };
+      // Each pod written is a step: the DaemonSet must still be the one planned for, and a pass writes at
+      // most MAX_POD_WRITES_PER_STEP pods (a fleet of thousands of nodes); the rest come next pass.
+      const steps = new PodWriteSteps(store, ds, signal);
       let written = 0;
       for (const d of plan.delete) {
-        if (!(await step())) break;
+        if (!(await steps.next())) break;
         written++;
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
@@ -337,13 +327,16 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       }
 
       for (const node of written === plan.delete.length ? plan.create : []) {
-        if (!(await step())) break;
+        if (!(await steps.next())) break;
         written++;
         const created = await writer.create(newDaemonPod(ds, node, plan.hash, now), name);
         log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
         await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
       }
-      if (written < plan.delete.length + plan.create.length) return budget <= 0 ? { requeueAfterMs: 0 } : undefined;
+      if (written < plan.delete.length + plan.create.length) {
+        if (steps.stopped) log.info({ ds: key, why: steps.stopped }, 'daemonset reconcile stopped');
+        return steps.exhausted ? { requeueAfterMs: 0 } : undefined;
+      }
 
       if (!statusEqual(raw.status, plan.status)) {
         await store

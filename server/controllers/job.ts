@@ -15,7 +15,7 @@ import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
-import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
+import { PodWriteSteps } from './still-wanted.js';
 
 export type JobStatus = NonNullable<Job['status']>;
 
@@ -196,22 +196,12 @@ export function jobController(deps: ControllerDeps): Controller {
       const plan = planJob(job, pods, deps.now(), { backoffBaseMs: deps.jobBackoffBaseMs });
 
       const writer = podWriter(deps, involved, COMPONENT);
-      // Each pod written is a step: the Job must still be the one planned for (whyStop), and a pass writes
-      // at most MAX_POD_WRITES_PER_STEP pods; the rest wait for the next pass, queued at once.
-      let budget = MAX_POD_WRITES_PER_STEP;
-      const step = async (): Promise<boolean> => {
-        if (budget <= 0) return false;
-        const why = await whyStop(store, job, signal);
-        if (why) {
-          log.info({ job: key, why }, 'job reconcile stopped');
-          return false;
-        }
-        budget--;
-        return true;
-      };
+      // Each pod written is a step: the Job must still be the one planned for, and a pass writes at most
+      // MAX_POD_WRITES_PER_STEP pods; the rest wait for the next pass, queued at once.
+      const steps = new PodWriteSteps(store, job, signal);
       let deleted = 0;
       for (const d of plan.delete) {
-        if (!(await step())) break;
+        if (!(await steps.next())) break;
         deleted++;
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
@@ -220,7 +210,7 @@ export function jobController(deps: ControllerDeps): Controller {
       }
 
       let created = 0;
-      while (created < plan.create && deleted === plan.delete.length && (await step())) {
+      while (created < plan.create && deleted === plan.delete.length && (await steps.next())) {
         const pod = await writer.create(newJobPod(job), name);
         created++;
         log.info({ job: key, pod: pod.metadata.name }, 'created job pod');
@@ -228,7 +218,8 @@ export function jobController(deps: ControllerDeps): Controller {
       }
       if (deleted < plan.delete.length || created < plan.create) {
         // Cut short (a batch done, or the Job changed or went): the status is the next pass's to write.
-        return budget <= 0 ? { requeueAfterMs: 0 } : undefined;
+        if (steps.stopped) log.info({ job: key, why: steps.stopped }, 'job reconcile stopped');
+        return steps.exhausted ? { requeueAfterMs: 0 } : undefined;
       }
 
       if (canonicalJson(raw.status ?? {}) !== canonicalJson(plan.status)) {

@@ -10,7 +10,7 @@ import { podReady, readyCondition } from './pods.js';
 import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
-import { MAX_POD_WRITES_PER_STEP, whyStop } from './still-wanted.js';
+import { PodWriteSteps } from './still-wanted.js';
 
 const COMPONENT = 'replicaset-controller';
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -123,21 +123,13 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     const minReady = rs.spec.minReadySeconds ?? 0;
     const owned = (await store.list('Pod', namespace)).items.filter((p) => isControlledBy(p, rs));
 
-    // Every pod written is a step; before each, the ReplicaSet and its Deployment must still be what was
-    // read (whyStop), and at most MAX_POD_WRITES_PER_STEP are written before the next pass.
-    let budget = MAX_POD_WRITES_PER_STEP;
-    let stopped: string | undefined;
-    const step = async (): Promise<boolean> => {
-      if (budget <= 0) return false;
-      stopped = await whyStop(store, rs, signal);
-      if (stopped) return false;
-      budget--;
-      return true;
-    };
+    // Every pod written is a step: the ReplicaSet and its Deployment must still be what was read, and at
+    // most MAX_POD_WRITES_PER_STEP are written before the next pass.
+    const steps = new PodWriteSteps(store, rs, signal);
 
     // Terminated pods do not count; they are removed so their replacement can take their place.
     for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) {
-      if (!(await step())) break;
+      if (!(await steps.next())) break;
       await deletePod(rs, p);
     }
     let active = owned.filter(isPodActive);
@@ -151,7 +143,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     let more = false;
     if (diff < 0) {
       const created: Pod[] = [];
-      while (created.length < -diff && (await step())) created.push(await createPod(rs));
+      while (created.length < -diff && (await steps.next())) created.push(await createPod(rs));
       more = created.length < -diff;
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
@@ -159,7 +151,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       const victims = rankForDeletion(active).slice(0, diff);
       const deleted: Pod[] = [];
       for (const p of victims) {
-        if (!(await step())) break;
+        if (!(await steps.next())) break;
         await deletePod(rs, p);
         deleted.push(p);
       }
@@ -168,8 +160,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       active = active.filter((p) => !gone.has(p.metadata.uid));
       log.debug({ rs: key, deleted: deleted.length }, 'deleted surplus pods');
     }
-    if (stopped) {
-      log.info({ rs: key, why: stopped }, 'replicaset reconcile stopped');
+    if (steps.stopped) {
+      log.info({ rs: key, why: steps.stopped }, 'replicaset reconcile stopped');
       return;
     }
 

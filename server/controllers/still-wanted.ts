@@ -29,3 +29,31 @@ export async function whyStop(store: Store, obj: ApiObject, signal?: AbortSignal
  * step short, so a shutdown, a deletion or a scale-down is noticed within one batch, not 10,000 pods later.
  */
 export const MAX_POD_WRITES_PER_STEP = 250;
+
+/**
+ * The pod writes of one reconcile: each must be allowed by `next()`, which stops at the batch limit or when
+ * whyStop finds a reason (kept in `stopped`, for the caller's log).
+ */
+export class PodWriteSteps {
+  private left = MAX_POD_WRITES_PER_STEP;
+  stopped: string | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly obj: ApiObject,
+    private readonly signal?: AbortSignal,
+  ) {}
+
+  async next(): Promise<boolean> {
+    if (this.left <= 0 || this.stopped) return false;
+    this.stopped = await whyStop(this.store, this.obj, this.signal);
+    if (this.stopped) return false;
+    this.left--;
+    return true;
+  }
+
+  /** The batch limit was reached: the rest is for the next pass, which should come at once. */
+  get exhausted(): boolean {
+    return this.left <= 0;
+  }
+}

@@ -157,7 +157,8 @@ class GuardedConnection extends Duplex {
     super({ allowHalfOpen: false });
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.once('end', () => this.push(null));
-    socket.once('error', (err) => this.destroy(err));
+    // 'on', not 'once': a socket destroyed by the guard must never be left with an unhandled error.
+    socket.on('error', (err) => this.destroy(err));
     socket.once('close', () => this.destroy());
   }
 

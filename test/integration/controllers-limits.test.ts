@@ -17,17 +17,7 @@ import { replicaSetController } from '../../server/controllers/replicaset.js';
 import { ControllerRunner } from '../../server/controllers/runner.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { LevelStore } from '../../server/store/level.js';
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as T;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+import { waitFor } from '../helpers/cluster.js';
 
 const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
