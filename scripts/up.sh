@@ -48,5 +48,7 @@ if ! podman image exists localhost/busybox:latest; then
   rm -rf "$ctx"
 fi
 
-info "starting drover server (Ctrl-C to stop)"
+# First start makes the CA (DATA_DIR/tls), the join token file and ~/.drover/config (HTTPS URL, admin
+# token, CA; 0600), so `drover get nodes` works from another terminal right away.
+info "starting drover server: API over HTTPS on 6443, MQTT over TLS on 8883 (Ctrl-C to stop)"
 exec node bin/drover.js server "$@"
