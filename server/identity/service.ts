@@ -103,7 +103,13 @@ export class NodeIdentity {
    */
   async renew(peerCertPem: string | undefined, body: unknown): Promise<JoinAnswer> {
     if (!peerCertPem) throw new UnauthorizedError('renewal needs the node\'s client certificate');
-    const info = inspectCertificate(peerCertPem, this.deps.pki.caCert);
+    let info: ReturnType<typeof inspectCertificate>;
+    try {
+      info = inspectCertificate(peerCertPem, this.deps.pki.caCert);
+    } catch (err) {
+      // Any certificate can be presented here (the handshake does not require ours): one forge cannot read is not ours.
+      throw new UnauthorizedError(`the client certificate cannot be read as a node certificate (${(err as Error).message})`);
+    }
     if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
     const node = info.cn;
     const check = this.deps.credentials.check(node, info.serial);

@@ -109,7 +109,14 @@ export function verifyCsr(csrPem: string, expectedCn: string): string {
   } catch (err) {
     throw new ValidationError([{ field: 'csr', message: `not a PEM certificate request (${(err as Error).message})` }], 'invalid join request');
   }
-  if (!csr.verify()) throw new ValidationError([{ field: 'csr', message: 'signature does not match its public key' }], 'invalid join request');
+  let signed = false;
+  try {
+    signed = csr.verify();
+  } catch {
+    // forge throws on a signature that does not even decrypt under the key: the same refusal.
+    signed = false;
+  }
+  if (!signed) throw new ValidationError([{ field: 'csr', message: 'signature does not match its public key' }], 'invalid join request');
   const cn = csr.subject.getField('CN')?.value as string | undefined;
   if (cn !== expectedCn) throw new ValidationError([{ field: 'csr', message: `subject CN "${cn ?? ''}" is not the node name "${expectedCn}"` }], 'invalid join request');
   if (!csr.publicKey) throw new ValidationError([{ field: 'csr', message: 'no public key' }], 'invalid join request');
