@@ -212,7 +212,8 @@ export class NodeRegistry {
       return;
     }
     if (last && last.bootId === s.bootId && s.seq <= last.seq) {
-      this.opts.logger.warn({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
+      // The same one again is what QoS 1 does after a lost acknowledgement; an older one is worth a look.
+      this.opts.logger[s.seq === last.seq ? 'info' : 'warn']({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
       return;
     }
     // A report proves the node alive.
