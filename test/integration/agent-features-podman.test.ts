@@ -117,8 +117,10 @@ describe('agent features against real podman', { timeout: 240_000 }, () => {
     assert.equal(env.output.trim(), 'hello', 'env is fixed at container start, as in Kubernetes');
     const status = (await getPod('cfg')).status;
     assert.deepEqual(status.containerStatuses.map((c: any) => c.restartCount), [0, 0]);
-    // The node's cache holds the Secret, readable by the agent only.
-    assert.match(await readFile(join(stateDir, 'desired.json'), 'utf8'), /"secrets":\[\{/);
+    // The node's cache holds the Secret (so the pod comes back offline), sealed with the node's key.
+    const cache = await readFile(join(stateDir, 'desired.json'), 'utf8');
+    assert.match(cache, /"sealedSecrets":"k8s:enc:aesgcm:v1:/);
+    assert.doesNotMatch(cache, /s3cret|czNjcmV0/);
 
     assert.equal((await cluster.api('DELETE', '/api/v1/namespaces/default/pods/cfg')).status, 200);
     await waitFor('containers and pod volumes removed', async () => {
