@@ -31,6 +31,12 @@ export interface ServerConfig {
   auditLogMaxFiles?: number;
   /** Host directories pods may mount with hostPath in any namespace. */
   allowedHostPaths?: string[];
+  /** Events not updated for this long are deleted (default 1 h). */
+  eventTtlMs?: number;
+  /** Events kept per involved object (default 100). */
+  eventsPerObject?: number;
+  /** Cap on replicas, completions and parallelism (default and maximum 10,000). */
+  maxReplicas?: number;
   /** Limits of the embedded broker on hostile clients (packet sizes, connect rate). */
   mqttLimits?: Partial<MqttLimits>;
   /** Clock of certificate issuing (tests fake it to make near-expiry and expired node certificates). */

@@ -108,8 +108,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const insecure = cfg.insecure ?? false;
   const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
   const level = await LevelStore.open({ path: storePath(cfg.dataDir), logger, secrets: await Keyring.loadOrCreate(cfg.dataDir, logger) });
-  // Every writer goes through admission (namespace checks, quotas, Secret normalisation).
-  const store = withAdmission(level);
+  // Every writer goes through admission (namespace checks, quotas, Secret normalisation, pod
+  // security): controllers get the same policy as the API, so a template the API allowed is not refused.
+  const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
+  const store = withAdmission(level, { podSecurity });
   const closers: Array<() => Promise<void> | void> = [() => level.close()];
   const close = async () => {
     for (const c of closers.reverse()) {
@@ -217,7 +219,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const controllers = new ControllerRunner({
       store,
       logger,
-      controllers: [...allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs }), lifecycle],
+      controllers: [
+        ...allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
+        lifecycle,
+      ],
       resyncMs: cfg.controllerResyncMs,
     });
     await controllers.start();
@@ -229,7 +234,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       logger,
       tokens,
       audit,
-      podSecurity: { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) },
+      podSecurity,
+      maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
       extraRoutes: identityRoutes(identity),

@@ -12,6 +12,8 @@ import { AGENT_DEFAULTS, AGENT_VERSION, defaultNodeName, defaultStateDir } from 
 import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
 import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
+import { EVENT_TTL_MS, EVENTS_PER_OBJECT } from '../server/controllers/event-expiry.js';
+import { MAX_REPLICAS } from './api/workloads.js';
 import { registerBrokerCommands } from './cli/broker.js';
 import { registerCliCommands } from './cli/program.js';
 import { registerSecretsCommands } from './cli/secrets.js';
@@ -53,6 +55,12 @@ async function agentJoinToken(o: { token?: string; tokenFile?: string }): Promis
     return text;
   }
   return fromEnv || undefined;
+}
+
+function maxReplicas(v: string): number {
+  const n = count(v);
+  if (n > MAX_REPLICAS) throw new Error(`--max-replicas is at most ${MAX_REPLICAS}, got ${n}`);
+  return n;
 }
 
 function port(v: string): number {
@@ -184,8 +192,11 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       .option('--allowed-host-paths <dirs>', 'comma-separated host directories pods may mount with hostPath in any namespace (default none: every hostPath needs a namespace labelled drover.io/privileged=true)')
       .option('--mqtt-connect-rate <n>', 'MQTT connection attempts per second per source address (embedded broker)', count, DEFAULT_MQTT_LIMITS.connectRate.perSecond)
       .option('--mqtt-connect-burst <n>', 'MQTT connection attempts a source may make at once before the rate applies', count, DEFAULT_MQTT_LIMITS.connectRate.burst)
+      .option('--event-ttl <seconds>', 'Events not updated for this long are deleted', count, EVENT_TTL_MS / 1000)
+      .option('--events-per-object <n>', 'Events kept per object (the newest)', count, EVENTS_PER_OBJECT)
+      .option('--max-replicas <n>', `cap on replicas, completions and parallelism (at most ${MAX_REPLICAS})`, maxReplicas, MAX_REPLICAS)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
@@ -207,6 +218,9 @@ export function buildProgram(io = { stdout: (s: string) => process.stdout.write(
       auditLogMaxSize: o.auditLogMaxSize,
       auditLogMaxFiles: o.auditLogMaxFiles,
       allowedHostPaths: o.allowedHostPaths ? o.allowedHostPaths.split(',').map((d) => d.trim()).filter(Boolean) : [],
+      eventTtlMs: o.eventTtl * 1000,
+      eventsPerObject: o.eventsPerObject,
+      maxReplicas: o.maxReplicas,
       mqttLimits: { connectRate: { perSecond: o.mqttConnectRate, burst: o.mqttConnectBurst } },
       logLevel: o.logLevel,
       missedHeartbeats: o.nodeMissedHeartbeats,

@@ -44,7 +44,11 @@ export function identityRoutes(identity: NodeIdentity): ExtraRoute[] {
       path: '/v1/join',
       access: 'public',
       verb: 'node.join',
-      handle: async (req, res, ctx) => sendJson(res, 200, await identity.join(bearer(req), await ctx.body())),
+      handle: async (req, res, ctx) => {
+        const a = await identity.join(bearer(req), await ctx.body());
+        ctx.identify({ node: a.node });
+        sendJson(res, 200, a);
+      },
     },
     {
       method: 'POST',
