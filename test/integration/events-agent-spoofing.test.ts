@@ -6,26 +6,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
-import { CONTRACT_VERSION, DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
+import { DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
+import { agentHello as hello } from '../fuzz/agent-hello.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-
-const hello = (node: string, bootId: string, labels: Record<string, string> = {}): payloads.Hello => ({
-  agentVersion: '0.0.0-test',
-  contractVersion: CONTRACT_VERSION,
-  node,
-  bootId,
-  arch: 'arm64',
-  os: 'linux',
-  osImage: 'Test',
-  kernelVersion: '6.1',
-  hostname: `${node}.lan`,
-  cpu: { cores: 2, model: 'test' },
-  memoryBytes: 2 ** 30,
-  addresses: ['192.0.2.7'],
-  runtime: { name: 'podman', version: '4.9.3' },
-  labels,
-  images: [],
-});
 
 describe('agents: spoofed events and replayed status over the broker', () => {
   let cluster: TestServer;

@@ -11,7 +11,8 @@ import { Agent, request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { KINDS } from '../../src/api/kinds.js';
-import { CONTRACT_VERSION, DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
+import { DELIVERY, encode, topics } from '../../src/contract/index.js';
+import { agentHello } from '../fuzz/agent-hello.js';
 import { Gen, httpInput, mqttPayload, prng, type HttpInput } from '../fuzz/generate.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
@@ -81,23 +82,7 @@ describe('fuzz: hostile HTTP and MQTT input', () => {
     assert.equal(r.status, 200, 'healthz');
   };
 
-  const validHello = (labels: Record<string, string> = {}): payloads.Hello => ({
-    agentVersion: '0.0.0-fuzz',
-    contractVersion: CONTRACT_VERSION,
-    node: AGENT,
-    bootId: 'boot-fuzz',
-    arch: 'arm64',
-    os: 'linux',
-    osImage: 'Fuzz',
-    kernelVersion: '6.1',
-    hostname: 'fuzz.lan',
-    cpu: { cores: 2, model: 'fuzz' },
-    memoryBytes: 2 ** 30,
-    addresses: ['192.0.2.99'],
-    runtime: { name: 'podman', version: '4.9.3' },
-    labels,
-    images: [],
-  });
+  const validHello = (labels: Record<string, string> = {}) => agentHello(AGENT, 'boot-fuzz', labels);
 
   before(async () => {
     cluster = await startTestServer();

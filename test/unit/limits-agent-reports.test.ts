@@ -9,30 +9,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { CONTRACT_VERSION, encode, type payloads } from '../../src/contract/index.js';
+import { encode, type payloads } from '../../src/contract/index.js';
+import { agentHello as hello } from '../fuzz/agent-hello.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { NodeLiveness } from '../../server/nodes/liveness.js';
 import { NodeRegistry } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
-
-const hello = (node: string, bootId: string, labels: Record<string, string> = {}): payloads.Hello => ({
-  agentVersion: '0.0.0-test',
-  contractVersion: CONTRACT_VERSION,
-  node,
-  bootId,
-  arch: 'arm64',
-  os: 'linux',
-  osImage: 'Test',
-  kernelVersion: '6.1',
-  hostname: `${node}.lan`,
-  cpu: { cores: 2, model: 'test' },
-  memoryBytes: 2 ** 30,
-  addresses: ['192.0.2.1'],
-  runtime: { name: 'podman', version: '4.9.3' },
-  labels,
-  images: [],
-});
 
 describe('agent reports: what a node may not say', () => {
   let dir: string;
