@@ -13,6 +13,7 @@ import { parseObject } from '../../src/api/validate.js';
 import { MAX_REPLICAS, countsAbove, type Deployment } from '../../src/api/workloads.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { deploymentController } from '../../server/controllers/deployment.js';
+import { garbageCollector } from '../../server/controllers/gc.js';
 import { replicaSetController } from '../../server/controllers/replicaset.js';
 import { ControllerRunner } from '../../server/controllers/runner.js';
 import { EventRecorder } from '../../server/events/recorder.js';
@@ -42,7 +43,7 @@ describe('controllers under replicas at the cap', () => {
   const start = async (maxReplicas?: number) => {
     const events = new EventRecorder(store, silentLogger);
     const deps = { store, events, logger: silentLogger, now: () => Date.now(), maxReplicas };
-    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps)], resyncMs: 500 });
+    runner = new ControllerRunner({ store, logger: silentLogger, controllers: [deploymentController(deps), replicaSetController(deps), garbageCollector(deps)], resyncMs: 500 });
     await runner.start();
   };
   const pods = async () => (await store.list('Pod', 'default')).items.length;
@@ -99,6 +100,23 @@ describe('controllers under replicas at the cap', () => {
     const atStop = await pods();
     await settle(500);
     assert.equal(await pods(), atStop, 'no pod written after stop() returned');
+  });
+
+  test('stopping while the garbage collector deletes the pods of a deleted 10,000-replica Deployment returns at once', async () => {
+    await start();
+    await store.create(deployment('collected', MAX_REPLICAS));
+    await waitFor('many pods', async () => (await pods()) >= 600, 60_000);
+    await store.delete('Deployment', 'default', 'collected');
+    const atDelete = await pods();
+    await waitFor('collection under way', async () => (await pods()) < atDelete - 20, 30_000, 10);
+    const t0 = Date.now();
+    const inTime = await Promise.race([runner!.stop().then(() => true), settle(10_000).then(() => false)]);
+    runner = undefined;
+    assert.ok(inTime, 'the runner stops within the 10 s a SIGTERM allows');
+    console.log(`controllers stopped ${Date.now() - t0} ms after stop() during garbage collection`);
+    const atStop = await pods();
+    await settle(500);
+    assert.equal(await pods(), atStop, 'no pod deleted after stop() returned');
   });
 
   test('a ReplicaSet above the server\'s --max-replicas runs only that many pods, with a Warning naming the limit', async () => {
