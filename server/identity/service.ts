@@ -9,7 +9,7 @@ import { DroverError, ForbiddenError, UnauthorizedError, ValidationError } from 
 import type { Logger } from '../../src/util/logger.js';
 import type { TokenStore } from '../auth/tokens.js';
 import { DEFAULTS } from '../config.js';
-import { NODE_ORG, type Pki } from '../pki/pki.js';
+import { NODE_ORG, SERVER_CLIENT_CN, type Pki } from '../pki/pki.js';
 import { inspectCertificate, issueCertificate, verifyCsr } from '../pki/x509.js';
 import type { NodeCredential, NodeCredentials } from './node-credentials.js';
 
@@ -43,6 +43,9 @@ export function validateNodeName(node: unknown): string {
   if (typeof node !== 'string' || node.length === 0 || node.length > 253 || !isTopicSafe(node)) {
     throw new ValidationError([{ field: 'node', message: `${JSON.stringify(node)} is not a DNS subdomain (lower-case letters, digits, '-' and '.')` }], 'invalid node name');
   }
+  // An external broker maps the certificate's CN to its username: a node named like the server's
+  // client would get the server's ACL there.
+  if (node === SERVER_CLIENT_CN) throw new ValidationError([{ field: 'node', message: `"${node}" is reserved for the server's own client` }], 'invalid node name');
   return node;
 }
 
