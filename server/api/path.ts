@@ -1,5 +1,30 @@
 import { BadRequestError } from '../../src/util/errors.js';
 
+/** Longest name of any object (a DNS-1123 subdomain). */
+export const MAX_NAME_LENGTH = 253;
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** A DNS-1123 subdomain: what every namespace and object name is. */
+export function isPathName(s: string): boolean {
+  return s.length <= MAX_NAME_LENGTH && DNS1123_SUBDOMAIN.test(s);
+}
+
+/**
+ * The namespace and name of a Kubernetes-style route, checked once the caller is known to be allowed to ask
+ * (authorization first, as Kubernetes): `UPPER`, `a_b`, `<script>`, a control byte or 10,000 characters
+ * name no object, so they are a 400 before any store lookup. What is quoted is cut short, and a segment
+ * that does not look like a name is described, not quoted (a token pasted into a path must not be echoed).
+ */
+export function assertObjectNames(r: { namespace?: string; name?: string }): void {
+  for (const [what, value] of [['namespace', r.namespace], ['name', r.name]] as const) {
+    if (value === undefined || isPathName(value)) continue;
+    throw new BadRequestError(
+      `the ${what} in the path (${value.length} characters) is not a valid name: at most ${MAX_NAME_LENGTH} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit (DNS-1123)`,
+    );
+  }
+}
+
 /**
  * The segments of a request path, each decoded on its own after splitting. WHATWG URL parsing would
  * resolve `%2e%2e` to `..` and climb a level (`DELETE .../configmaps/%2e%2e` became a DELETE of the
