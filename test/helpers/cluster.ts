@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { rootCertificates } from 'node:tls';
+import mqtt from 'mqtt';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../../server/run.js';
 import { startAgent, type RunningAgent } from '../../agent/run.js';
@@ -138,6 +139,26 @@ export interface NodeMqttOptions {
   password?: string;
   protocolVersion: 4;
   reconnectPeriod: 0;
+}
+
+/**
+ * Tries an MQTT connection that should be refused: resolves with the CONNACK return code ('4' bad
+ * credentials, '5' not authorized), a TLS error's code, or 'closed' when the connection ended without
+ * an answer (a TLS alert after the handshake); rejects if the broker let it in.
+ */
+export function connectRefusal(url: string, opts: mqtt.IClientOptions): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...opts });
+    c.once('connect', () => {
+      c.end(true);
+      reject(new Error(`the broker at ${url} let ${opts.clientId} in`));
+    });
+    c.once('error', (err: Error & { code?: unknown }) => {
+      c.end(true);
+      resolve(String(err.code ?? err.message));
+    });
+    c.once('close', () => resolve('closed'));
+  });
 }
 
 /** Joins like an agent (the real HTTPS join) and returns the mqtt.js options of that node. */

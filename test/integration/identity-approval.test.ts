@@ -12,22 +12,9 @@ import { silentLogger } from '../../src/util/logger.js';
 import { topics } from '../../src/contract/index.js';
 import { apiClient } from '../helpers/http.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
-import { startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
+import { connectRefusal, startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
-/** CONNACK return code of a refused connection ('closed' when the connection ended without one). */
-const refusedCode = (opts: NodeMqttOptions): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const c = mqtt.connect(opts.url, { ...opts, connectTimeout: 5_000 });
-    c.once('connect', () => {
-      c.end(true);
-      reject(new Error(`${opts.clientId} was let in`));
-    });
-    c.once('error', (err: Error & { code?: unknown }) => {
-      c.end(true);
-      resolve(String(err.code ?? err.message));
-    });
-    c.once('close', () => resolve('closed'));
-  });
+const refusedCode = (o: NodeMqttOptions) => connectRefusal(o.url, o);
 
 const ready = (n: any) => n?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True';
 

@@ -18,22 +18,7 @@ import { formatJoinToken, parseJoinToken } from '../../server/identity/join-toke
 import { DELIVERY, encode, topics } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
-import { freePort, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-
-/** The error of a refused connection; a connection closed without CONNACK (a TLS alert after the handshake) counts as refused. */
-const connectFails = (url: string, opts: mqtt.IClientOptions): Promise<Error> =>
-  new Promise((resolve, reject) => {
-    const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...opts });
-    c.once('connect', () => {
-      c.end(true);
-      reject(new Error(`connect to ${url} as ${opts.clientId} succeeded`));
-    });
-    c.once('error', (err) => {
-      c.end(true);
-      resolve(err);
-    });
-    c.once('close', () => resolve(new Error('connection closed before CONNACK')));
-  });
+import { connectRefusal, freePort, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
 describe('identity: join, impersonation, TLS', () => {
   let t: TestServer;
@@ -82,16 +67,13 @@ describe('identity: join, impersonation, TLS', () => {
   test('the join token as an MQTT password gets nowhere: no TLS without a certificate, and a node certificate with another id is refused', async () => {
     const url = t.mqttUrl;
     // The old way in: username = node, password = join token, over TLS but without a client certificate.
-    const noCert = await connectFails(url, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken, ca: t.ca });
-    assert.doesNotMatch(noCert.message, /^$/);
+    assert.ok(await connectRefusal(url, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken, ca: t.ca }));
     // A real node (edge-b) tries to be edge-a with its own certificate: username and client id say edge-a.
     const b = await t.joinNode('edge-b');
-    const asA = await connectFails(url, { ...b, clientId: 'drover-agent-edge-a', username: 'edge-a' });
-    assert.match(asA.message, /Bad username or password|Not authorized/i);
+    assert.equal(await connectRefusal(url, { ...b, clientId: 'drover-agent-edge-a', username: 'edge-a' }), '4');
     // Wildcards as a name or id.
     for (const id of ['drover-agent-+', 'drover-agent-#', 'drover-agent-edge-b/x']) {
-      const e = await connectFails(url, { ...b, clientId: id, username: '+' });
-      assert.match(e.message, /Bad username or password/i, id);
+      assert.equal(await connectRefusal(url, { ...b, clientId: id, username: '+' }), '4', id);
     }
     // The genuine edge-a is still connected: nothing kicked it.
     const n = (await t.api('GET', '/api/v1/nodes/edge-a')).body;
@@ -157,19 +139,16 @@ describe('identity: join, impersonation, TLS', () => {
   test('a client trusting another CA cannot connect to the broker or the API', async () => {
     const other = await loadOrCreatePki({ dir: otherCaDir, sans: serverSans([]), logger: silentLogger });
     const b = await t.joinNode('edge-d');
-    const e = await connectFails(t.mqttUrl, { ...b, ca: other.caCert });
-    assert.match(e.message, /self[- ]signed|unable to verify|certificate/i);
+    assert.match(await connectRefusal(t.mqttUrl, { ...b, ca: other.caCert }), /SELF_SIGNED|UNABLE_TO_VERIFY|certificate/i);
     // A certificate from another CA (right CN) is refused by the handshake.
     const { generateKeyPem, issueCertificate } = await import('../../server/pki/x509.js');
     const k = generateKeyPem();
     const forged = issueCertificate({ subject: { cn: 'edge-d', o: 'drover:nodes' }, publicKeyPem: k.publicKey, issuer: { certPem: other.caCert, keyPem: other.caKey }, usage: 'client', days: 30, now: Date.now() });
-    const f = await connectFails(t.mqttUrl, { ...b, key: k.privateKey, cert: forged.pem });
-    assert.ok(f.message.length > 0);
+    assert.ok(await connectRefusal(t.mqttUrl, { ...b, key: k.privateKey, cert: forged.pem }));
   });
 
   test('nothing plain listens: plain MQTT and plain HTTP to the ports get no answer', async () => {
-    const plainMqtt = await connectFails(t.mqttUrl.replace('mqtts:', 'mqtt:'), { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken });
-    assert.ok(plainMqtt.message.length > 0);
+    assert.ok(await connectRefusal(t.mqttUrl.replace('mqtts:', 'mqtt:'), { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken }));
     const plainHttp = await fetch(t.apiUrl.replace('https:', 'http:') + '/healthz').then(
       (r) => `answered ${r.status}`,
       (err: Error) => err.message,

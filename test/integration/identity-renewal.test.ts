@@ -11,9 +11,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import mqtt from 'mqtt';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
-import { freePort, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { connectRefusal, freePort, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { agentClientId } from '../../src/contract/topics.js';
 
 const DAY = 86400_000;
@@ -65,18 +64,7 @@ describe('identity: certificate renewal', () => {
       await waitFor(`${node} Ready with the renewed certificate`, async () => ready((await now.api('GET', `/api/v1/nodes/${node}`)).body));
 
       // The old certificate (and its key) no longer gets in, even where it has not expired.
-      const code = await new Promise<string>((resolve) => {
-        const c = mqtt.connect(now.mqttUrl, { clientId: agentClientId(node), key: oldKey, cert: oldCert.toString(), ca: now.ca, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000 });
-        c.once('connect', () => {
-          c.end(true);
-          resolve('connected');
-        });
-        c.once('error', (err: Error & { code?: unknown }) => {
-          c.end(true);
-          resolve(String(err.code ?? err.message));
-        });
-        c.once('close', () => resolve('closed'));
-      });
+      const code = await connectRefusal(now.mqttUrl, { clientId: agentClientId(node), key: oldKey, cert: oldCert.toString(), ca: now.ca });
       // Superseded: CONNACK 4; expired: the TLS handshake fails first.
       if (daysAgo < 365) assert.equal(code, '4');
       else assert.match(code, /closed|expired|certificate/i);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { CONTRACT_VERSION, DELIVERY, encode, payloads, topics } from '../../src/contract/index.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
-import { startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
+import { connectRefusal, startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
 const NODE = 'edge-x';
 
@@ -152,16 +152,7 @@ describe('mqtt: bad input from agents', () => {
 
   test('the broker refuses the join token as a password, foreign client ids and wildcard names, and accepts a joined node', async () => {
     const z = await joined('edge-z');
-    const refused = (opts: mqtt.IClientOptions) =>
-      new Promise<string>((resolve, reject) => {
-        const c = mqtt.connect(z.url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...opts });
-        c.once('connect', () => {
-          c.end(true);
-          reject(new Error(`connected as ${opts.clientId}`));
-        });
-        c.once('error', (err: any) => resolve(String(err.code ?? err.message)));
-        c.once('close', () => resolve('closed'));
-      });
+    const refused = (opts: mqtt.IClientOptions) => connectRefusal(z.url, opts);
     // The old way in: the join token as the password of a node, no certificate: TLS refuses it.
     assert.ok(await refused({ username: 'edge-z', password: cluster.joinToken, clientId: 'drover-agent-edge-z', ca: z.ca }));
     // A node certificate does not make its holder the server's client, nor another node, nor a wildcard.

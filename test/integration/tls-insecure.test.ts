@@ -7,21 +7,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
-import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { connectRefusal, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
-const refused = (url: string, opts: mqtt.IClientOptions): Promise<string> =>
-  new Promise((resolve, reject) => {
-    const c = mqtt.connect(url, { protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000, ...opts });
-    c.once('connect', () => {
-      c.end(true);
-      reject(new Error(`${opts.clientId} was let in`));
-    });
-    c.once('error', (err: Error & { code?: unknown }) => {
-      c.end(true);
-      resolve(String(err.code ?? err.message));
-    });
-    c.once('close', () => resolve('closed'));
-  });
+const refused = connectRefusal;
 
 describe('--insecure: plain listeners, per-node passwords', () => {
   let t: TestServer;
