@@ -124,9 +124,15 @@ export class AgentLink {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('error', (err) => {
       // CONNACK 5: the broker knows this node but will not let it in (pending approval, revoked).
-      if ((err as { code?: unknown }).code === 5) {
+      const code = (err as { code?: unknown }).code;
+      if (code === 5) {
         if (!this.opts.approved) logger.warn(`waiting for approval: drover node approve ${node}`);
         else logger.error({ err: err.message }, 'the server refuses this node (revoked?); retrying');
+      } else if (code === 4) {
+        // The certificate is not (or no longer) this node's current one: retrying alone will not fix it.
+        logger.error({ err: err.message }, 'the broker does not accept this node\'s certificate (superseded, or the server lost its records): remove the credentials directory of the state dir and join again; retrying');
+      } else if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) {
+        logger.error({ err: err.message, code }, 'TLS verification of the broker failed (not the cluster\'s CA, or an address its certificate does not name: --tls-server-name); retrying');
       } else logger.debug({ err: err.message }, 'mqtt error');
     });
     client.on('close', () => {
