@@ -3,8 +3,8 @@
  * private key (made on this device, never sent anywhere), its certificate, and where to reach the
  * server. Once these exist the agent never uses the join token again.
  */
-import { X509Certificate } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DroverError } from '../src/util/errors.js';
 
@@ -67,11 +67,36 @@ async function put(path: string, data: string): Promise<void> {
   await rename(tmp, path);
 }
 
-/** Stores a credential (all files 0600 in a 0700 directory); the certificate last, so a torn write reads as "not joined". */
-export async function saveCredentials(stateDir: string, c: AgentCredentials): Promise<void> {
+async function ensureDir(stateDir: string): Promise<string> {
   const dir = credentialsDir(stateDir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   if (((await stat(dir)).mode & 0o077) !== 0) await chmod(dir, 0o700);
+  return dir;
+}
+
+/**
+ * The key a join (`node.key`) or a renewal (`renew.key`) asks a certificate for, made on this device
+ * and kept (0600) until the certificate arrives: when an answer is lost, the next attempt proves with
+ * the same key that it is the same device, and the server issues again instead of refusing.
+ */
+export async function pendingKey(stateDir: string, which: 'node' | 'renew'): Promise<{ key: string; publicKey: string }> {
+  const path = join(await ensureDir(stateDir), `${which}.key`);
+  let key = await readOptional(path);
+  if (!key) {
+    key = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } }).privateKey;
+    await put(path, key);
+  }
+  return { key, publicKey: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString() };
+}
+
+/** The renewal key became the node key: the pending one is gone. */
+export async function dropRenewalKey(stateDir: string): Promise<void> {
+  await rm(join(credentialsDir(stateDir), 'renew.key'), { force: true });
+}
+
+/** Stores a credential (all files 0600 in a 0700 directory); the certificate last, so a torn write reads as "not joined". */
+export async function saveCredentials(stateDir: string, c: AgentCredentials): Promise<void> {
+  const dir = await ensureDir(stateDir);
   const meta: Meta = { node: c.node, apiUrl: c.apiUrl, mqttUrl: c.mqttUrl, mqttPassword: c.mqttPassword, approved: c.approved };
   await put(join(dir, 'ca.crt'), c.ca);
   await put(join(dir, 'node.key'), c.key);

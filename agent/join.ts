@@ -113,7 +113,13 @@ interface JoinAnswer {
   mqttPassword?: string;
 }
 
-function newKey(): { key: string; publicKey: string } {
+/** A key pair as PEM; made on the device, the private half never sent. */
+export interface DeviceKey {
+  key: string;
+  publicKey: string;
+}
+
+function newKey(): DeviceKey {
   const k = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
   return { key: k.privateKey, publicKey: k.publicKey };
 }
@@ -138,11 +144,11 @@ export async function fetchTrustedCa(apiUrl: string, caHash: string, servername?
 }
 
 /** One join attempt. The token's secret is sent only after the CA matched. */
-export async function joinCluster(o: { apiUrl: string; token: string; node: string; servername?: string; logger: Logger }): Promise<AgentCredentials> {
+export async function joinCluster(o: { apiUrl: string; token: string; node: string; servername?: string; logger: Logger; deviceKey?: DeviceKey }): Promise<AgentCredentials> {
   const token = parseJoinToken(o.token);
   if (new URL(o.apiUrl).protocol === 'http:') o.logger.warn({ server: o.apiUrl }, 'joining over plain HTTP (a server started with --insecure): the join token crosses the network in clear');
   const ca = await fetchTrustedCa(o.apiUrl, token.caHash, o.servername);
-  const { key, publicKey } = newKey();
+  const { key, publicKey } = o.deviceKey ?? newKey();
   const csr = createCsr(o.node, key, publicKey);
   const r = await httpsCall({ method: 'POST', url: new URL('/v1/join', o.apiUrl).toString(), ca, servername: o.servername, bearer: token.credential, body: { node: o.node, csr } });
   const a = answer(r, `joining as node ${o.node}`);
@@ -151,8 +157,8 @@ export async function joinCluster(o: { apiUrl: string; token: string; node: stri
 }
 
 /** A new certificate for the same node, authenticated by the current one (expired is fine, revoked is not). */
-export async function renewCertificate(c: AgentCredentials, o: { servername?: string; logger: Logger }): Promise<AgentCredentials> {
-  const { key, publicKey } = newKey();
+export async function renewCertificate(c: AgentCredentials, o: { servername?: string; logger: Logger; deviceKey?: DeviceKey }): Promise<AgentCredentials> {
+  const { key, publicKey } = o.deviceKey ?? newKey();
   const csr = createCsr(c.node, key, publicKey);
   const r = await httpsCall({ method: 'POST', url: new URL('/v1/renew', c.apiUrl).toString(), ca: c.ca, servername: o.servername, clientCert: { key: c.key, cert: c.cert }, body: { csr } });
   const a = answer(r, `renewing the certificate of node ${c.node}`);

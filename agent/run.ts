@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
 import { AgentLink, type AgentLinkAuth } from './connection.js';
-import { loadCredentials, saveCredentials, type AgentCredentials } from './credentials.js';
+import { dropRenewalKey, loadCredentials, pendingKey, saveCredentials, type AgentCredentials } from './credentials.js';
 import { JoinRefusedError, joinCluster, renewCertificate, renewalDue, withRetries } from './join.js';
 import { readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
@@ -38,7 +38,8 @@ async function nodeCredentials(cfg: AgentConfig, logger: Logger, now: () => numb
   if (!creds) {
     if (!cfg.token) throw new JoinRefusedError(`node ${cfg.node} has not joined yet and no join token was given (--token-file FILE or DROVER_TOKEN)`, 400);
     const token = cfg.token;
-    creds = await withRetries('join', () => joinCluster({ apiUrl: cfg.serverUrl, token, node: cfg.node, servername: cfg.tlsServerName, logger }), { logger, maxDelayMs, stopped });
+    const deviceKey = await pendingKey(cfg.stateDir, 'node');
+    creds = await withRetries('join', () => joinCluster({ apiUrl: cfg.serverUrl, token, node: cfg.node, servername: cfg.tlsServerName, logger, deviceKey }), { logger, maxDelayMs, stopped });
     await saveCredentials(cfg.stateDir, creds);
   }
   return renewIfDue(creds, cfg, logger, now);
@@ -48,8 +49,10 @@ async function renewIfDue(creds: AgentCredentials, cfg: AgentConfig, logger: Log
   if (!renewalDue(creds.cert, now())) return creds;
   try {
     // The server as configured now (--server), not necessarily where the node first joined.
-    const renewed = await renewCertificate({ ...creds, apiUrl: cfg.serverUrl }, { servername: cfg.tlsServerName, logger });
+    const deviceKey = await pendingKey(cfg.stateDir, 'renew');
+    const renewed = await renewCertificate({ ...creds, apiUrl: cfg.serverUrl }, { servername: cfg.tlsServerName, logger, deviceKey });
     await saveCredentials(cfg.stateDir, renewed);
+    await dropRenewalKey(cfg.stateDir);
     return renewed;
   } catch (err) {
     logger.warn({ err: (err as Error).message }, 'certificate renewal failed; trying again later');

@@ -23,6 +23,8 @@ const record = z.strictObject({
   state: z.enum(['pending', 'approved', 'revoked']),
   /** The join token (id only) the node joined with. */
   tokenId: z.string().optional(),
+  /** sha256 hex of the public key (SPKI DER) the current certificate certifies. */
+  keySha256: z.string().optional(),
   /** sha256 hex of the per-node MQTT password used on an --insecure (plain) listener. */
   secretSha256: z.string().optional(),
   issuedAt: z.string().optional(),
@@ -70,13 +72,14 @@ export class NodeCredentials {
   }
 
   /** Records a newly issued certificate as the node's only valid one. */
-  async issue(node: string, o: { serial: string; notAfter: Date; state: 'pending' | 'approved'; tokenId?: string; secret?: string }): Promise<NodeCredential> {
+  async issue(node: string, o: { serial: string; notAfter: Date; state: 'pending' | 'approved'; tokenId?: string; secret?: string; keySha256: string }): Promise<NodeCredential> {
     const at = new Date(this.now()).toISOString();
     const prev = this.nodes.get(node);
     const rec: NodeCredential = {
       node,
       serial: normalSerial(o.serial),
       notAfter: o.notAfter.toISOString(),
+      keySha256: o.keySha256,
       state: o.state,
       tokenId: o.tokenId ?? prev?.tokenId,
       secretSha256: o.secret ? sha256(o.secret) : prev?.secretSha256,

@@ -3,7 +3,7 @@
  * renews it with that certificate, and an admin approves or revokes it. The broker then trusts the
  * certificate only while it is the node's current, non-revoked credential.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
 import { isTopicSafe } from '../../src/contract/topics.js';
 import { DroverError, ForbiddenError, UnauthorizedError, ValidationError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -49,6 +49,11 @@ export function validateNodeName(node: unknown): string {
   return node;
 }
 
+/** sha256 hex of a public key's SPKI DER: which key the current certificate of a node certifies. */
+function publicKeyHash(publicKeyPem: string): string {
+  return createHash('sha256').update(createPublicKey(publicKeyPem).export({ type: 'spki', format: 'der' })).digest('hex');
+}
+
 function csrOf(body: unknown): string {
   const csr = (body as { csr?: unknown } | undefined)?.csr;
   if (typeof csr !== 'string' || !csr.includes('CERTIFICATE REQUEST')) throw new ValidationError([{ field: 'csr', message: 'a PEM certificate request is required' }], 'invalid request');
@@ -81,17 +86,20 @@ export class NodeIdentity {
       if (cur?.state === 'revoked') {
         throw new ForbiddenError(`node ${node} was revoked; \`drover node approve ${node}\` lets it join again`);
       }
+      const publicKey = verifyCsr(csr, node);
+      const keySha256 = publicKeyHash(publicKey);
       // A name that holds a live credential is taken: the join token alone must not let a second
-      // device become it (that is what stopped impersonation with the shared token).
-      if (cur?.serial) {
+      // device become it (that is what stopped impersonation with the shared token). The same device
+      // again (its CSR signed by the key of the current certificate: a join whose answer was lost) is
+      // given a certificate anew.
+      if (cur?.serial && cur.keySha256 !== keySha256) {
         throw new DroverError(`node ${node} already joined; \`drover node revoke ${node}\` first`, { code: 409, reason: 'AlreadyExists' });
       }
-      const publicKey = verifyCsr(csr, node);
-      // Approved ahead (after a revoke) or no approval required: in at once.
-      const approved = !this.deps.requireApproval || cur?.state === 'approved';
+      // Approved ahead (after a revoke) or no approval required: in at once; a repeated join keeps its state.
+      const approved = cur?.serial ? cur.state === 'approved' : !this.deps.requireApproval || cur?.state === 'approved';
       const cert = this.issue(node, publicKey);
       const mqttPassword = randomBytes(24).toString('base64url');
-      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed.id, secret: mqttPassword });
+      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed.id, secret: mqttPassword, keySha256 });
       this.deps.logger.info({ node, tokenId: redeemed.id, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
       return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved, mqttPassword };
     } finally {
@@ -115,13 +123,17 @@ export class NodeIdentity {
     }
     if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
     const node = info.cn;
-    const check = this.deps.credentials.check(node, info.serial);
-    if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
-    if (check !== 'ok' && check !== 'pending') throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
     const publicKey = verifyCsr(csrOf(body), node);
+    let check = this.deps.credentials.check(node, info.serial);
+    if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
+    // The answer to a renewal got lost: the device asks again with its old certificate, for the key the
+    // current certificate already certifies (only it holds that key): issue again.
+    const cur = this.deps.credentials.get(node);
+    if (check === 'superseded' && cur?.keySha256 === publicKeyHash(publicKey)) check = cur.state === 'pending' ? 'pending' : 'ok';
+    if (check !== 'ok' && check !== 'pending') throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
     const cert = this.issue(node, publicKey);
     const mqttPassword = randomBytes(24).toString('base64url');
-    await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: check === 'ok' ? 'approved' : 'pending', secret: mqttPassword });
+    await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: check === 'ok' ? 'approved' : 'pending', secret: mqttPassword, keySha256: publicKeyHash(publicKey) });
     this.deps.logger.info({ node, notAfter: cert.notAfter.toISOString(), wasExpired: info.notAfter.getTime() < this.now() }, 'node certificate renewed');
     return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved: check === 'ok', mqttPassword };
   }

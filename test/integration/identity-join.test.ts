@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { joinCluster, JoinRefusedError } from '../../agent/join.js';
+import { joinCluster, JoinRefusedError, renewCertificate } from '../../agent/join.js';
 import { startAgent } from '../../agent/run.js';
 import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
 import { formatJoinToken, parseJoinToken } from '../../server/identity/join-token.js';
@@ -64,6 +64,29 @@ describe('identity: join, impersonation, TLS', () => {
     });
   });
 
+  test('a device whose join or renewal answer was lost asks again with the same key and gets a certificate; another key is refused', async () => {
+    const { generateKeyPem } = await import('../../server/pki/x509.js');
+    const k = generateKeyPem();
+    const deviceKey = { key: k.privateKey, publicKey: k.publicKey };
+    const first = await joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger, deviceKey });
+    // The answer never arrived: the same device (same key) joins again.
+    const second = await joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger, deviceKey });
+    assert.notEqual(second.cert, first.cert);
+    await assert.rejects(joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger }), /\(409\): node edge-lost already joined/);
+    // A renewal whose answer was lost: asked again with the now superseded certificate, for the same new key.
+    const r = generateKeyPem();
+    const renewKey = { key: r.privateKey, publicKey: r.publicKey };
+    const renewed = await renewCertificate(second, { logger: silentLogger, deviceKey: renewKey });
+    const again = await renewCertificate(second, { logger: silentLogger, deviceKey: renewKey });
+    assert.notEqual(again.cert, renewed.cert);
+    // The superseded certificate cannot renew for any other key.
+    await assert.rejects(renewCertificate(second, { logger: silentLogger }), /\(401\): this certificate is no longer node edge-lost's current credential \(superseded\)/);
+    const o = { url: t.mqttUrl, clientId: 'drover-agent-edge-lost', key: again.key, cert: again.cert, ca: t.ca, protocolVersion: 4 as const, reconnectPeriod: 0 };
+    const c = await mqtt.connectAsync(o.url, o);
+    await c.endAsync(true);
+    assert.equal(await connectRefusal(t.mqttUrl, { ...o, key: second.key, cert: second.cert }), '4');
+  });
+
   test('the join token as an MQTT password gets nowhere: no TLS without a certificate, and a node certificate with another id is refused', async () => {
     const url = t.mqttUrl;
     // The old way in: username = node, password = join token, over TLS but without a client certificate.
@@ -106,7 +129,9 @@ describe('identity: join, impersonation, TLS', () => {
       });
     }
     const list = await t.api('GET', '/drover/v1/nodes/');
-    assert.deepEqual(list.body.items.map((n: any) => n.node).sort(), ['edge-a', 'edge-b', 'edge-c']);
+    const names: string[] = list.body.items.map((n: any) => n.node);
+    assert.ok(names.includes('edge-a'));
+    for (const bad of ['+', '#', 'a/b', 'Edge', '', 'drover-server']) assert.ok(!names.includes(bad), `no credential for ${JSON.stringify(bad)}`);
   });
 
   test("an agent whose token names another CA stops at /cacerts and sends nothing else", async () => {
