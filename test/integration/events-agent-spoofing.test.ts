@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DELIVERY, encode, topics, type payloads } from '../../src/contract/index.js';
-import { agentHello as hello } from '../fuzz/agent-hello.js';
+import { agentHello as hello, podReport as report } from '../fuzz/agent-reports.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
 describe('agents: spoofed events and replayed status over the broker', () => {
@@ -27,13 +27,6 @@ describe('agents: spoofed events and replayed status over the broker', () => {
     assert.equal(r.status, 201, r.text);
     return r.body.metadata.uid;
   };
-  const report = (uid: string, name: string, phase: 'Running' | 'Failed'): payloads.PodReport => ({
-    uid,
-    namespace: 'default',
-    name,
-    phase,
-    containers: [{ name: 'main', image: 'busybox', ready: phase === 'Running', restartCount: 0, state: phase === 'Running' ? 'running' : 'terminated' }],
-  });
   const status = (node: string, bootId: string, seq: number, pods: payloads.PodReport[], runtimeHealthy = true): Buffer =>
     encode({ node, bootId, seq, observedGeneration: 0, ts: new Date().toISOString(), pods, runtimeHealthy, heartbeatSeconds: 30 } satisfies payloads.Status);
   const phase = async (name: string) => (await cluster.api('GET', `/api/v1/namespaces/default/pods/${name}`)).body?.status?.phase;

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { KINDS } from '../../src/api/kinds.js';
 import { DELIVERY, encode, topics } from '../../src/contract/index.js';
-import { agentHello } from '../fuzz/agent-hello.js';
+import { agentHello } from '../fuzz/agent-reports.js';
 import { Gen, httpInput, mqttPayload, prng, type HttpInput } from '../fuzz/generate.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { encode, type payloads } from '../../src/contract/index.js';
-import { agentHello as hello } from '../fuzz/agent-hello.js';
+import { agentHello as hello, podReport as report } from '../fuzz/agent-reports.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { NodeLiveness } from '../../server/nodes/liveness.js';
@@ -25,13 +25,6 @@ describe('agent reports: what a node may not say', () => {
 
   const send = (node: string, kind: 'hello' | 'status' | 'events' | 'presence', body: unknown) => registry.handle({ kind, node }, encode(body));
   const podPhase = async (name: string) => (await store.get('Pod', 'default', name))?.status?.phase;
-  const report = (uid: string, name: string, phase: 'Running' | 'Failed'): payloads.PodReport => ({
-    uid,
-    namespace: 'default',
-    name,
-    phase,
-    containers: [{ name: 'main', image: 'busybox', ready: phase === 'Running', restartCount: 0, state: phase === 'Running' ? 'running' : 'terminated' }],
-  });
   const status = (node: string, bootId: string, seq: number, pods: payloads.PodReport[], tsMs = nowMs): payloads.Status => ({
     node,
     bootId,

@@ -20,3 +20,14 @@ export function agentHello(node: string, bootId: string, labels: Record<string, 
     images: [],
   };
 }
+
+/** A pod of namespace `default` with one container `main`, as the agent reports it Running or Failed. */
+export function podReport(uid: string, name: string, phase: 'Running' | 'Failed'): payloads.PodReport {
+  return {
+    uid,
+    namespace: 'default',
+    name,
+    phase,
+    containers: [{ name: 'main', image: 'busybox', ready: phase === 'Running', restartCount: 0, state: phase === 'Running' ? 'running' : 'terminated' }],
+  };
+}
