@@ -105,6 +105,8 @@ export class AgentLink {
     this.client = client;
     client.on('connect', (connack) => {
       this.attempt = 0;
+      // Let in: approved by now (a later refusal means revoked, not pending).
+      this.opts.approved = true;
       const offlineMs = this.lostAt !== undefined ? Date.now() - this.lostAt : undefined;
       this.lostAt = undefined;
       this.everConnected = true;
