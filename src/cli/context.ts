@@ -80,6 +80,7 @@ export function makeContext(io: CliIo): CommandContext {
       return new ApiClient({
         server: cfg.server,
         token: cfg.token,
+        ca: cfg.ca,
         timeoutMs: opts.requestTimeout ? parseDuration(opts.requestTimeout) : DEFAULT_TIMEOUT_MS,
         onWarning: warn,
       });

@@ -16,6 +16,7 @@ import { registerScale } from './scale.js';
 import { registerSet } from './set.js';
 import { registerTop } from './top.js';
 import { registerTokenCommands } from './token.js';
+import { registerNodeAdmin } from './node-admin.js';
 
 export type { CliIo } from './context.js';
 export { CliError } from './client.js';
@@ -42,6 +43,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerRollout(program, ctx);
   registerNodeCommands(program, ctx);
   registerTokenCommands(program, ctx);
+  registerNodeAdmin(program, ctx);
   registerTop(program, ctx);
   registerApiResources(program, ctx);
   registerCompletion(program, ctx);
