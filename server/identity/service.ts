@@ -78,29 +78,30 @@ export class NodeIdentity {
     if (!bearer) throw new UnauthorizedError('a join token is required (Authorization: Bearer <id>.<secret>)');
     const node = validateNodeName((body as { node?: unknown } | undefined)?.node);
     const csr = csrOf(body);
-    const redeemed = await this.deps.tokens.redeemJoin(bearer);
     if (this.joining.has(node)) throw new DroverError(`a join of node ${node} is already in progress`, { code: 409, reason: 'AlreadyExists' });
     this.joining.add(node);
     try {
+      const publicKey = verifyCsr(csr, node);
+      const keySha256 = publicKeyHash(publicKey);
       const cur = this.deps.credentials.get(node);
+      // The same device again, its request signed by the key its current certificate certifies (a
+      // join whose answer was lost): the key proves it, so no token use is spent (a one-use token is gone).
+      const repeated = !!cur?.serial && cur.state !== 'revoked' && cur.keySha256 === keySha256;
+      const redeemed = repeated ? undefined : await this.deps.tokens.redeemJoin(bearer);
       if (cur?.state === 'revoked') {
         throw new ForbiddenError(`node ${node} was revoked; \`drover node approve ${node}\` lets it join again`);
       }
-      const publicKey = verifyCsr(csr, node);
-      const keySha256 = publicKeyHash(publicKey);
       // A name that holds a live credential is taken: the join token alone must not let a second
-      // device become it (that is what stopped impersonation with the shared token). The same device
-      // again (its CSR signed by the key of the current certificate: a join whose answer was lost) is
-      // given a certificate anew.
-      if (cur?.serial && cur.keySha256 !== keySha256) {
+      // device become it (that is what stopped impersonation with the shared token).
+      if (cur?.serial && !repeated) {
         throw new DroverError(`node ${node} already joined; \`drover node revoke ${node}\` first`, { code: 409, reason: 'AlreadyExists' });
       }
       // Approved ahead (after a revoke) or no approval required: in at once; a repeated join keeps its state.
       const approved = cur?.serial ? cur.state === 'approved' : !this.deps.requireApproval || cur?.state === 'approved';
       const cert = this.issue(node, publicKey);
       const mqttPassword = randomBytes(24).toString('base64url');
-      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed.id, secret: mqttPassword, keySha256 });
-      this.deps.logger.info({ node, tokenId: redeemed.id, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
+      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed?.id, secret: mqttPassword, keySha256 });
+      this.deps.logger.info({ node, tokenId: redeemed?.id ?? cur?.tokenId, repeated, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
       return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved, mqttPassword };
     } finally {
       this.joining.delete(node);
