@@ -11,6 +11,7 @@ import { joinCluster } from '../../agent/join.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { topics } from '../../src/contract/index.js';
 import { apiClient } from '../helpers/http.js';
+import { drover, fails, ok, rows } from '../helpers/cli.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { connectRefusal, startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
@@ -79,6 +80,23 @@ describe('identity: approval and revocation', () => {
     const c2 = await mqtt.connectAsync(again.url, again);
     assert.equal(c2.connected, true);
     await c2.endAsync(true);
+  });
+
+  test('drover node list / approve / revoke through the CLI; a view token may list but not approve', async () => {
+    await t.joinNode('edge-cli');
+    const env = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token };
+    const listed = rows(ok(await drover(env, ['node', 'list'])).stdout);
+    assert.deepEqual(listed[0]!.slice(0, 2), ['NAME', 'STATE']);
+    assert.deepEqual(listed.find((r) => r[0] === 'edge-cli')?.slice(0, 2), ['edge-cli', 'pending']);
+    const view = await t.api('POST', '/drover/v1/tokens', { type: 'api', role: 'view' });
+    const viewer = { ...env, DROVER_TOKEN: view.body.token };
+    ok(await drover(viewer, ['node', 'list']));
+    fails(await drover(viewer, ['node', 'approve', 'edge-cli']), /forbidden/i);
+    assert.equal(ok(await drover(env, ['node', 'approve', 'edge-cli'])).stdout, 'node edge-cli approved\n');
+    assert.equal((await t.api('GET', '/drover/v1/nodes/edge-cli')).body.state, 'approved');
+    assert.equal(ok(await drover(env, ['node', 'revoke', 'edge-cli'])).stdout, 'node edge-cli revoked\n');
+    assert.equal((await t.api('GET', '/drover/v1/nodes/edge-cli')).body.state, 'revoked');
+    fails(await drover(env, ['node', 'approve', 'Edge+']), /invalid node name "Edge\+"/);
   });
 
   test('a real agent revoked while connected stops being a node', async () => {
