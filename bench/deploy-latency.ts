@@ -3,15 +3,19 @@
  * (API, store, scheduler, desired-state publisher, MQTT, agent, podman), against a raw
  * `podman run -d` of the same image on the same store, and how long from DELETE to the container gone.
  * Real server (embedded broker), real agent, real podman in a private store; the image is local.
+ * The product defaults: the agent joins over HTTPS with the K10 join token (its own key, a CSR, a
+ * certificate back) and then speaks MQTT over TLS with that client certificate. `--insecure` runs
+ * the same with plain HTTP/MQTT and the node's password from its join, for comparison.
  *
- * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N]
- *   → bench/results/deploy-latency.json
+ * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N] [--insecure]
+ *   → bench/results/deploy-latency.json (deploy-latency-insecure.json with --insecure)
  */
 import { execa } from 'execa';
 import type { AgentConfig } from '../agent/config.js';
 import { startAgent } from '../agent/run.js';
 import { startServer } from '../server/run.js';
 import { silentLogger } from '../src/util/logger.js';
+import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox } from '../test/helpers/podman.js';
 import { freePort, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -20,6 +24,7 @@ import { join } from 'node:path';
 
 const args = parseArgs(process.argv.slice(2));
 const RUNS = numArg(args, 'runs', 10);
+const INSECURE = args.has('insecure');
 const NODE = 'bench-node';
 const CMD = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
 
@@ -43,13 +48,16 @@ try {
   }
 
   const server = await startServer(
-    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() } },
+    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, insecure: INSECURE },
     silentLogger,
   );
+  // The API is HTTPS with the cluster's own CA: this process's fetch must trust it (the agent checks it against the token).
+  if (!INSECURE) await trustCa(server.caCert);
+  const tJoin = performance.now();
   const agent = await startAgent(
     {
       node: NODE,
-      serverUrl: server.mqttUrl,
+      serverUrl: server.apiUrl,
       token: server.joinToken,
       stateDir,
       labels: {},
@@ -73,6 +81,7 @@ try {
     }
   };
   await until('node Ready', async () => (await api('GET', `/api/v1/nodes/${NODE}`)).body?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+  const joinToReadyMs = performance.now() - tJoin;
 
   const deploy: number[] = [];
   const remove: number[] = [];
@@ -94,6 +103,10 @@ try {
   const stats = (xs: number[]) => ({ medianMs: round(median(xs)), p90Ms: round(percentile(xs, 90)), minMs: round(Math.min(...xs)), maxMs: round(Math.max(...xs)) });
   const result = {
     runs: RUNS,
+    mode: INSECURE ? 'insecure (plain HTTP API, plain MQTT, node password)' : 'TLS (HTTPS API, MQTT over TLS, node client certificate)',
+    apiUrl: server.apiUrl.replace(/:\d+$/, ''),
+    mqttUrl: server.mqttUrl.replace(/:\d+$/, ''),
+    agentStartToNodeReadyMs: round(joinToReadyMs),
     podmanVersion: (await podman(['--version'])).stdout.trim(),
     rawPodmanRun: stats(raw),
     droverCreateToRunning: stats(deploy),
@@ -102,7 +115,7 @@ try {
     droverDeleteToContainerGone: stats(remove),
   };
   console.log(JSON.stringify(result, null, 2));
-  console.log(`wrote ${writeResult('deploy-latency', result)}`);
+  console.log(`wrote ${writeResult(INSECURE ? 'deploy-latency-insecure' : 'deploy-latency', result)}`);
 } finally {
   await sb.cleanup();
   await rm(dataDir, { recursive: true, force: true });
