@@ -15,7 +15,7 @@ import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
-import { pathSegments } from './path.js';
+import { assertObjectNames, pathSegments } from './path.js';
 import { readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
@@ -309,6 +309,8 @@ export class ApiServer {
     audit.verb = verb ?? method;
     audit.resource = { kind: r.kind.plural, ...(r.kind.namespaced ? { namespace: this.ns(r) } : {}), ...(r.name ? { name: r.name } : {}), ...(r.sub ? { sub: r.sub } : {}) };
     if (verb) this.check(authorize(identity, verb, { resource: r.sub ? `${r.kind.plural}/${r.sub}` : r.kind.plural, namespace: r.kind.namespaced ? this.ns(r) : undefined, name: r.name }));
+    // Validation after authorization, as Kubernetes orders it: a refused caller learns nothing more.
+    assertObjectNames({ namespace: r.kind.namespaced ? r.namespace : undefined, name: r.name });
     if (r.sub) {
       if (verb === 'logs') return await this.podLog(res, r, url);
       if (verb === 'exec') return await this.podExec(req, res, r);

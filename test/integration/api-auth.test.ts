@@ -271,7 +271,9 @@ describe('API authentication and roles', () => {
     assert.equal(badRole.status, 422);
     assert.match(badRole.body.message, /role: must be one of admin, view/);
     // A token pasted into a path: refused, and the server log (debug level here) keeps only its id.
-    assert.equal((await call('GET', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: adminTok })).status, 404);
+    const named = await call('GET', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: adminTok });
+    assert.equal(named.status, 400, 'a token is not a valid name');
+    assert.ok(!named.text.includes(viewTok.split('.')[1]!), 'the answer echoes the token');
     assert.equal((await call('DELETE', `/api/v1/namespaces/default/configmaps/${viewTok}`, { token: viewTok })).status, 403);
     assert.ok(logLines.some((l) => l.includes(`${viewId}.<redacted>`)), 'the refusal was not logged at all');
     assert.equal((await call('DELETE', `/api/v1/namespaces/default/configmaps/${adminTok}`, { token: viewTok })).status, 403);

@@ -1,8 +1,7 @@
 /**
- * Roles and the audit trail on a real server started as `drover server` wires it (tokens, audit log
- * in DATA_DIR, pod security), driven through the real `drover` CLI: what an operator reads in
- * DATA_DIR/audit.log after a view token tried to change things and a device joined. (Plain listeners:
- * the checks do not depend on the transport; api-auth.test.ts runs them over HTTPS.)
+ * Roles and the audit trail on a real server started as `drover server` would be (TLS, tokens,
+ * audit log in DATA_DIR, pod security), driven through the real `drover` CLI: what an operator reads
+ * in DATA_DIR/audit.log after a view token tried to change things and a device joined.
  */
 import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
@@ -31,7 +30,7 @@ async function record(pred: (e: AuditEntry) => boolean, what: string): Promise<A
 }
 
 before(async () => {
-  t = await startTestServer({ insecure: true });
+  t = await startTestServer();
   admin = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token };
 });
 after(async () => {
