@@ -3,22 +3,30 @@
  * the product goal "a server for 1,000 agents in ~150 MB".
  *
  * Run: node --import tsx bench/fleet.ts [--agents N] [--workers W] [--heartbeat S] [--settle S] [--idle S]
- *        [--connect-rate PER_SECOND] [--compiled] [--timeout S] [--server-node-args="--cpu-prof ..."]
- *      → bench/results/fleet.json (fleet-<N>.json when N is not 1000; --out NAME to choose)
+ *        [--connect-rate PER_SECOND] [--compiled] [--insecure] [--keys K] [--join-concurrency C]
+ *        [--timeout S] [--server-node-args="--cpu-prof ..."]
+ *      → bench/results/fleet.json (fleet-<N>.json when N is not 1000, -insecure / -compiled suffixes; --out NAME to choose)
  * Quick mode: --agents 100
  *
  * The server runs as a child process exactly as `drover server --disable-agent` (under tsx, or with
  * --compiled from a tsc build in a temp dir, as bin/drover.js would run it). The agents live in W
- * forked worker processes; each is one mqtt.js client speaking the contract as
- * agent/connection.ts and agent/reporter.ts do: clientId drover-agent-<node>, username node, password the join token,
- * clean:false, last will "offline" (retained), subscription to its own desired + req/+, presence
+ * forked worker processes. Each first joins as agent/join.ts does (GET /cacerts checked against the
+ * K10 join token, POST /v1/join with a CSR → its certificate; see bench/lib/join.ts for the key pool
+ * and native CSR signing that keep the load generator light), then is one mqtt.js client speaking the
+ * contract as agent/connection.ts and agent/reporter.ts do: MQTT over TLS with its client certificate
+ * (the default), or with --insecure plain MQTT with username node and the password from its join;
+ * clientId drover-agent-<node>, clean:false, last will "offline" (retained), subscription to its own desired + req/+, presence
  * "online" (retained), hello (retained), then status; a status heartbeat every --heartbeat seconds,
  * and a status at once when a new desired state arrives, echoing its generation and reporting every
  * desired pod Running (the simulated runtime starts containers instantly).
  *
  * Phases, each with wall time, server CPU time (utime+stime from /proc) and peak RSS (VmRSS sampled
- * every 250 ms):
+ * every 250 ms). All agents come from 127.0.0.1, so the server's per-source MQTT connection rate limit
+ * (--mqtt-connect-rate/--mqtt-connect-burst, meant for one device per address) is lifted for the run.
+ *
+ * Phases, each with wall time, server CPU time and peak RSS (VmRSS sampled every 250 ms):
  *   boot       spawn → API /readyz ok, no agents
+ *   join       every agent's POST /v1/join answered (--join-concurrency in flight per worker): joins/s, latency
  *   register   first connect → all N nodes Ready (observed through a watch on the API)
  *   idle       after --settle s: --idle s of heartbeats only; RSS, CPU, store writes, MQTT bytes
  *   daemonset  POST a DaemonSet → N pods created, bound and reported Running
@@ -32,8 +40,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
+import { trustCa } from '../test/helpers/cluster.js';
 import { apiClient, type ApiCall } from '../test/helpers/http.js';
-import { freePort, machine, median, numArg, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
+import { joinDevice, keyPool, nativeCsr, type DeviceKeyPem, type Joined } from './lib/join.js';
+import { freePort, machine, median, numArg, percentile, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
@@ -42,8 +52,14 @@ const SELF = fileURLToPath(import.meta.url);
 
 interface WorkerConfig {
   nodes: Array<{ name: string; index: number }>;
-  url: string;
-  token: string;
+  apiUrl: string;
+  /** The K10 join token. */
+  joinToken: string;
+  /** RSA key pool; node i uses keys[i % keys.length]. */
+  keys: DeviceKeyPem[];
+  insecure: boolean;
+  /** Joins in flight at once in this worker. */
+  joinConcurrency: number;
   heartbeatSeconds: number;
   keepaliveSeconds: number;
   /** Connections opened per second by this worker; 0 = all at once. */
@@ -71,8 +87,20 @@ interface WorkerStats {
   errorSamples: string[];
 }
 
-type FromWorker = { type: 'connected'; count: number } | { type: 'stats'; id: number; stats: WorkerStats } | { type: 'started' };
-type ToWorker = { type: 'config'; config: WorkerConfig } | { type: 'stats'; id: number } | { type: 'stop' };
+interface JoinReport {
+  ok: number;
+  failed: number;
+  latenciesMs: number[];
+  errorSamples: string[];
+}
+
+type FromWorker =
+  | { type: 'prepared' }
+  | { type: 'joined'; report: JoinReport }
+  | { type: 'connected'; count: number }
+  | { type: 'stats'; id: number; stats: WorkerStats }
+  | { type: 'started' };
+type ToWorker = { type: 'config'; config: WorkerConfig } | { type: 'join' } | { type: 'connect' } | { type: 'stats'; id: number } | { type: 'stop' };
 
 /** Plausible edge hardware, varied by index: mostly arm64 boards, some amd64 boxes. */
 function hardware(index: number): Pick<payloads.Hello, 'arch' | 'os' | 'osImage' | 'kernelVersion' | 'cpu' | 'memoryBytes' | 'addresses' | 'devices'> {
@@ -109,6 +137,7 @@ class SimAgent {
     private readonly node: string,
     private readonly index: number,
     private readonly cfg: WorkerConfig,
+    private readonly creds: Joined & { key: string },
     private readonly stats: WorkerStats,
     private readonly onFirstConnect: () => void,
   ) {}
@@ -119,10 +148,11 @@ class SimAgent {
 
   start(): void {
     const node = this.node;
-    const client = mqtt.connect(this.cfg.url, {
+    // Over TLS the broker takes who we are from the certificate only; plain MQTT needs the node password from the join.
+    const auth = this.cfg.insecure ? { username: node, password: this.creds.mqttPassword } : { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca, rejectUnauthorized: true };
+    const client = mqtt.connect(this.creds.mqttUrl, {
       clientId: agentClientId(node),
-      username: node,
-      password: this.cfg.token,
+      ...auth,
       protocolVersion: 4,
       clean: false,
       keepalive: this.cfg.keepaliveSeconds,
@@ -334,27 +364,60 @@ function runWorker(): void {
     pendingConnected = 0;
   }, 50);
 
+  let cfg: WorkerConfig | undefined;
+  let csrs: string[] = [];
+  const joined: Array<(Joined & { key: string }) | undefined> = [];
   process.on('message', (m: ToWorker) => {
     if (m.type === 'config') {
-      const cfg = m.config;
+      cfg = m.config;
       stats.agents = cfg.nodes.length;
+      // Device-side work done before the clock starts: each node's CSR for its key.
+      const c = cfg;
+      csrs = c.nodes.map((n) => nativeCsr(n.name, c.keys[n.index % c.keys.length]!));
+      send({ type: 'prepared' });
+    } else if (m.type === 'join') {
+      const c = cfg!;
+      const report: JoinReport = { ok: 0, failed: 0, latenciesMs: [], errorSamples: [] };
+      let next = 0;
+      const lane = async () => {
+        while (next < c.nodes.length) {
+          const i = next++;
+          const n = c.nodes[i]!;
+          const t = performance.now();
+          try {
+            const j = await joinDevice(c.apiUrl, c.joinToken, n.name, csrs[i]!);
+            joined[i] = { ...j, key: c.keys[n.index % c.keys.length]!.key };
+            report.ok++;
+            report.latenciesMs.push(Math.round(performance.now() - t));
+          } catch (err) {
+            report.failed++;
+            if (report.errorSamples.length < 5) report.errorSamples.push(`${n.name}: ${(err as Error).message}`);
+          }
+        }
+      };
+      void Promise.all(Array.from({ length: Math.max(1, c.joinConcurrency) }, lane)).then(() => send({ type: 'joined', report }));
+    } else if (m.type === 'connect') {
+      const c = cfg!;
       let i = 0;
       const startOne = () => {
-        const n = cfg.nodes[i++]!;
-        const a = new SimAgent(n.name, n.index, cfg, stats, () => {
+        const k = i++;
+        const n = c.nodes[k]!;
+        const creds = joined[k];
+        if (!creds) return; // its join failed: counted in the join phase
+        const a = new SimAgent(n.name, n.index, c, creds, stats, () => {
           stats.everConnected++;
           pendingConnected++;
         });
         agents.push(a);
         a.start();
       };
-      if (cfg.connectPerSecond <= 0) {
-        while (i < cfg.nodes.length) startOne();
+      if (c.connectPerSecond <= 0) {
+        while (i < c.nodes.length) startOne();
       } else {
-        const perTick = Math.max(1, Math.round(cfg.connectPerSecond / 20));
+        const perTick = Math.max(1, Math.round(c.connectPerSecond / 20));
         const t = setInterval(() => {
-          for (let k = 0; k < perTick && i < cfg.nodes.length; k++) startOne();
-          if (i >= cfg.nodes.length) clearInterval(t);
+          for (let k = 0; k < perTick && i < c.nodes.length; k++) startOne();
+          if (i >= c.nodes.length) clearInterval(t);
         }, 50);
       }
       send({ type: 'started' });
@@ -493,17 +556,45 @@ class PhaseRec {
 interface Workers {
   procs: ChildProcess[];
   connected: number;
+  /** Every worker joins its agents; resolves with all their outcomes. */
+  join(): Promise<JoinReport>;
+  /** Every worker starts the MQTT clients of the agents that joined; onConnected gets the running total. */
+  connect(onConnected: (total: number) => void): Promise<void>;
   stats(): Promise<WorkerStats>;
   stop(): Promise<void>;
 }
 
-function startWorkers(count: number, nodes: Array<{ name: string; index: number }>, base: Omit<WorkerConfig, 'nodes'>, onConnected: (total: number) => void): Promise<Workers> {
+/** Forks the workers and hands each its share of the nodes; resolves once each has made its CSRs. */
+function startWorkers(count: number, nodes: Array<{ name: string; index: number }>, base: Omit<WorkerConfig, 'nodes'>): Promise<Workers> {
   const procs: ChildProcess[] = [];
   let reqId = 0;
   const waiting = new Map<number, { need: number; got: WorkerStats[]; resolve: (s: WorkerStats) => void }>();
+  /** Resolves when every worker has sent one message of `type`, with those messages. */
+  const fromAll = <T extends FromWorker['type']>(type: T): Promise<Array<Extract<FromWorker, { type: T }>>> =>
+    Promise.all(procs.map((p) => new Promise<Extract<FromWorker, { type: T }>>((resolve) => {
+      const on = (m: FromWorker) => {
+        if (m.type !== type) return;
+        p.off('message', on);
+        resolve(m as Extract<FromWorker, { type: T }>);
+      };
+      p.on('message', on);
+    })));
+  let onConnected: (total: number) => void = () => {};
   const w: Workers = {
     procs,
     connected: 0,
+    join: async () => {
+      const done = fromAll('joined');
+      for (const p of procs) p.send({ type: 'join' } satisfies ToWorker);
+      const reports = (await done).map((m) => m.report);
+      return { ok: reports.reduce((a, r) => a + r.ok, 0), failed: reports.reduce((a, r) => a + r.failed, 0), latenciesMs: reports.flatMap((r) => r.latenciesMs), errorSamples: reports.flatMap((r) => r.errorSamples) };
+    },
+    connect: async (cb) => {
+      onConnected = cb;
+      const started = fromAll('started');
+      for (const p of procs) p.send({ type: 'connect' } satisfies ToWorker);
+      await started;
+    },
     stats: () =>
       new Promise((resolve) => {
         const id = ++reqId;
@@ -527,33 +618,30 @@ function startWorkers(count: number, nodes: Array<{ name: string; index: number 
       );
     },
   };
-  const started: Promise<void>[] = [];
   for (let k = 0; k < count; k++) {
-    const mine = nodes.filter((_, i) => i % count === k);
     const p = fork(SELF, ['--worker'], { execArgv: ['--import', 'tsx'], cwd: REPO, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     procs.push(p);
-    started.push(
-      new Promise((resolve) => {
-        p.on('message', (m: FromWorker) => {
-          if (m.type === 'started') resolve();
-          else if (m.type === 'connected') {
-            w.connected += m.count;
-            onConnected(w.connected);
-          } else if (m.type === 'stats') {
-            const rec = waiting.get(m.id);
-            if (!rec) return;
-            rec.got.push(m.stats);
-            if (rec.got.length === rec.need) {
-              waiting.delete(m.id);
-              rec.resolve(sumStats(rec.got));
-            }
-          }
-        });
-      }),
-    );
-    p.send({ type: 'config', config: { ...base, nodes: mine, connectPerSecond: base.connectPerSecond / count } } satisfies ToWorker);
+    p.on('message', (m: FromWorker) => {
+      if (m.type === 'connected') {
+        w.connected += m.count;
+        onConnected(w.connected);
+      } else if (m.type === 'stats') {
+        const rec = waiting.get(m.id);
+        if (!rec) return;
+        rec.got.push(m.stats);
+        if (rec.got.length === rec.need) {
+          waiting.delete(m.id);
+          rec.resolve(sumStats(rec.got));
+        }
+      }
+    });
   }
-  return Promise.all(started).then(() => w);
+  const prepared = fromAll('prepared');
+  procs.forEach((p, k) => {
+    const mine = nodes.filter((_, i) => i % count === k);
+    p.send({ type: 'config', config: { ...base, nodes: mine, connectPerSecond: base.connectPerSecond / count } } satisfies ToWorker);
+  });
+  return prepared.then(() => w);
 }
 
 function sumStats(list: WorkerStats[]): WorkerStats {
@@ -668,17 +756,28 @@ async function main(): Promise<void> {
   const timeoutMs = numArg(args, 'timeout', 900) * 1000;
   const connectRate = numArg(args, 'connect-rate', 0);
   const compiled = args.has('compiled');
+  const insecure = args.has('insecure');
+  const keyCount = Math.max(1, Math.min(n, numArg(args, 'keys', 50)));
+  const joinConcurrency = numArg(args, 'join-concurrency', 8);
   // Extra node flags for the server process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" (space-separated).
   const nodeArgs = (args.get('server-node-args') ?? '').split(' ').filter(Boolean);
-  const outName = args.get('out') ?? (n === 1000 ? (compiled ? 'fleet-compiled' : 'fleet') : `fleet-${n}${compiled ? '-compiled' : ''}`);
+  const suffix = `${insecure ? '-insecure' : ''}${compiled ? '-compiled' : ''}`;
+  const outName = args.get('out') ?? (n === 1000 ? `fleet${suffix}` : `fleet-${n}${suffix}`);
 
-  console.log(`fleet bench: ${n} simulated agents in ${workerCount} worker process(es), heartbeat ${hb}s, server ${compiled ? 'compiled (tsc)' : 'under tsx'}; machine ${JSON.stringify(machine())}`);
+  console.log(`fleet bench: ${n} simulated agents in ${workerCount} worker process(es), heartbeat ${hb}s, server ${compiled ? 'compiled (tsc)' : 'under tsx'}, ${insecure ? '--insecure (plain MQTT, node passwords)' : 'TLS (client certificates)'}; machine ${JSON.stringify(machine())}`);
+  // Before the server starts, so its CPU readings do not include the load generator's key making.
+  const tKeys = performance.now();
+  const keys = await keyPool(keyCount);
+  const keysMs = Math.round(performance.now() - tKeys);
+  console.log(`keys: ${keyCount} RSA 2048 key pairs in ${keysMs} ms (${round(keysMs / keyCount, 1)} ms each on this machine)`);
   const tmp = mkdtempSync(join(tmpdir(), 'drover-fleet-'));
   const dataDir = join(tmp, 'data');
   const apiPort = await freePort();
   const mqttPort = await freePort();
   const entry = compiled ? compileServer(join(tmp, 'build')) : undefined;
-  const serverArgs = ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn'];
+  const serverArgs = ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn',
+    // One source address for the whole simulated fleet: lift the per-address connect rate meant for one device each.
+    '--mqtt-connect-rate', '100000', '--mqtt-connect-burst', '100000', ...(insecure ? ['--insecure'] : [])];
   const t0 = performance.now();
   const server = spawn(process.execPath, [...nodeArgs, ...(entry ? [entry] : ['--import', 'tsx', 'src/main.ts']), ...serverArgs], {
     cwd: REPO,
@@ -708,7 +807,7 @@ async function main(): Promise<void> {
     serverExit = `server exited (code ${code}, signal ${sig})`;
   });
 
-  const ctx: Ctx = { apiUrl: `http://127.0.0.1:${apiPort}`, token: '', pid: server.pid! };
+  const ctx: Ctx = { apiUrl: `${insecure ? 'http' : 'https'}://127.0.0.1:${apiPort}`, token: '', pid: server.pid! };
   const mon = new Monitor(ctx.pid);
   let workers: Workers | undefined;
   const result: Record<string, unknown> = {
@@ -717,6 +816,9 @@ async function main(): Promise<void> {
     heartbeatSeconds: hb,
     keepaliveSeconds: keepalive,
     connectRatePerSecond: connectRate || 'all at once',
+    security: insecure ? '--insecure: plain HTTP join, plain MQTT with each node\'s password' : 'TLS: HTTPS join (K10 token, CSR), MQTT over TLS with each node\'s client certificate',
+    keyPool: { keys: keyCount, rsaBits: 2048, generateMs: keysMs, note: 'node i uses key i % keys (device-side cost kept out of the server measurements); CSRs signed natively before the join phase' },
+    joinConcurrencyPerWorker: joinConcurrency,
     serverMode: compiled ? 'compiled (tsc output, plain node)' : 'node --import tsx src/main.ts',
     phases: {} as Record<string, unknown>,
   };
@@ -729,6 +831,8 @@ async function main(): Promise<void> {
     // ── boot
     const boot = mon.begin('boot');
     await waitUntil('join-token and admin-token', () => alive() && existsSync(join(dataDir, 'join-token')) && existsSync(join(dataDir, 'admin-token')), 60_000);
+    // The API's certificate is signed by the cluster CA the server just made: trust it for this process's fetch.
+    if (!insecure) await trustCa(readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
     let ready = false;
     while (!ready) {
       alive();
@@ -740,8 +844,26 @@ async function main(): Promise<void> {
     phases.boot = boot.end();
     console.log(`boot: API ready in ${Math.round(performance.now() - t0)} ms, RSS ${round(procMemory(ctx.pid)!.rssMiB, 1)} MiB`);
 
-    // ── register
+    // ── join: every agent trades the join token and its CSR for a certificate (and, --insecure, a password)
     const names = Array.from({ length: n }, (_, i) => ({ name: `edge-${String(i).padStart(4, '0')}`, index: i }));
+    workers = await startWorkers(workerCount, names, { apiUrl: ctx.apiUrl, joinToken, keys, insecure, joinConcurrency, heartbeatSeconds: hb, keepaliveSeconds: keepalive, connectPerSecond: connectRate });
+    const jn = mon.begin('join');
+    const joins = await workers.join();
+    const joinMs = jn.elapsedMs();
+    phases.join = jn.end({
+      joined: joins.ok,
+      failed: joins.failed,
+      joinsPerSecond: round(joins.ok / (joinMs / 1000), 1),
+      latencyMedianMs: median(joins.latenciesMs),
+      latencyP90Ms: percentile(joins.latenciesMs, 90),
+      latencyMaxMs: Math.max(...joins.latenciesMs),
+      inFlight: joinConcurrency * workerCount,
+      errorSamples: joins.errorSamples,
+    });
+    console.log(`join: ${joins.ok} joined, ${joins.failed} failed in ${Math.round(joinMs)} ms (${(phases.join as any).joinsPerSecond}/s, median ${(phases.join as any).latencyMedianMs} ms with ${joinConcurrency * workerCount} in flight); server CPU ${(phases.join as any).serverCpuPercentOfOneCore}% of a core, RSS ${(phases.join as any).rssEndMiB} MiB`);
+    if (joins.ok < n) throw new Error(`${joins.failed} of ${n} joins failed: ${joins.errorSamples.join('; ')}`);
+
+    // ── register
     const want = new Set(names.map((x) => x.name));
     const readyNodes = new Set<string>();
     const nodesWatch = watchApi(ctx, '/api/v1/nodes', (_type, obj) => {
@@ -754,7 +876,7 @@ async function main(): Promise<void> {
     const reg = mon.begin('register');
     let allConnectedMs: number | undefined;
     let halfReadyMs: number | undefined;
-    workers = await startWorkers(workerCount, names, { url: `mqtt://127.0.0.1:${mqttPort}`, token: joinToken, heartbeatSeconds: hb, keepaliveSeconds: keepalive, connectPerSecond: connectRate }, (total) => {
+    await workers.connect((total) => {
       if (total >= n && allConnectedMs === undefined) allConnectedMs = reg.elapsedMs();
     });
     const w = workers;
