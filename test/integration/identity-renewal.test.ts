@@ -54,6 +54,7 @@ describe('identity: certificate renewal', () => {
       // Months later, the server on the real clock; the device comes back with what it has.
       const now = await startTestServer({ dataDir, apiPort, mqttPort });
       running = now;
+      assert.equal(now.joinToken, past.joinToken, 'the join token (and the CA it names) survives the restart');
       await now.addAgent({ node: node, runtime: new FakeRuntime(), stateDir });
       const newCert = new X509Certificate(await readFile(join(stateDir, 'credentials', 'node.crt'), 'utf8'));
       assert.notEqual(newCert.serialNumber, oldCert.serialNumber, 'a new certificate');
