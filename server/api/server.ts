@@ -16,7 +16,7 @@ import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
 import { assertObjectNames, pathSegments } from './path.js';
-import { readJson, sendError, sendJson, sendText } from './respond.js';
+import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
 export interface LogsQuery {
@@ -86,6 +86,12 @@ export interface ExtraRoute {
   access: 'public' | 'view' | 'admin';
   /** Audit verb for this route's calls, e.g. 'node.approve'; default "METHOD PATH". Every non-GET call is audited. */
   verb?: string;
+  /**
+   * Largest body ctx.body() accepts. 'public' routes read theirs before anyone is authenticated, so they
+   * default to PUBLIC_MAX_BODY_BYTES and need a Content-Length (411 without, 413 above, before a byte is
+   * kept); the others to MAX_BODY_BYTES.
+   */
+  maxBodyBytes?: number;
   handle(req: IncomingMessage, res: ServerResponse, ctx: ExtraRouteContext): Promise<void>;
 }
 
@@ -134,6 +140,21 @@ export function route(segs: string[]): Route | undefined {
   return { kind, name: rest[1] };
 }
 
+/** A join or renew request is a CSR and a name, about 1 KiB: far below this. */
+export const PUBLIC_MAX_BODY_BYTES = 64 * 1024;
+/**
+ * How long a client has to send its whole request (headers and body; a watch's or exec's answer may take
+ * longer). Node's defaults (300 s, 60 s) let slow senders hold connections and buffers for minutes.
+ */
+export const REQUEST_TIMEOUT_MS = 60_000;
+export const HEADERS_TIMEOUT_MS = 20_000;
+
+class LengthRequiredError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 411, reason: 'LengthRequired' });
+  }
+}
+
 const POD_TEMPLATE_KINDS: ReadonlySet<string> = new Set(['Pod', 'Deployment', 'ReplicaSet', 'DaemonSet', 'Job']);
 
 function sha256(s: string): Buffer {
@@ -178,6 +199,8 @@ export class ApiServer {
     // requestCert without rejectUnauthorized: nodes renewing present their certificate, people with a token need none.
     this.server = tls ? createHttpsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: false }, onRequest) : createServer(onRequest);
     const server = this.server;
+    server.requestTimeout = REQUEST_TIMEOUT_MS;
+    server.headersTimeout = HEADERS_TIMEOUT_MS;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
@@ -285,7 +308,7 @@ export class ApiServer {
         identity,
         url,
         segments,
-        body: () => readJson(req),
+        body: () => this.readRouteBody(req, extra),
         identify: (who) => {
           audit.who = { kind: 'node', node: who.node, remote: req.socket.remoteAddress };
         },
@@ -325,6 +348,23 @@ export class ApiServer {
       case 'delete': return await this.remove(res, r);
       default: throw new MethodNotAllowed(method, url.pathname);
     }
+  }
+
+  /** The body of an extra route's request, within that route's limit (see ExtraRoute.maxBodyBytes). */
+  private async readRouteBody(req: IncomingMessage, route: ExtraRoute): Promise<unknown> {
+    const limit = route.maxBodyBytes ?? (route.access === 'public' ? PUBLIC_MAX_BODY_BYTES : MAX_BODY_BYTES);
+    if (limit < MAX_BODY_BYTES) {
+      const raw = req.headers['content-length'];
+      const declared = raw === undefined ? NaN : Number(raw);
+      if (!Number.isFinite(declared) || declared > limit) {
+        // Drained without being kept, so the answer reaches the client instead of a reset.
+        req.on('error', () => undefined);
+        req.resume();
+        if (raw === undefined) throw new LengthRequiredError(`${route.path} needs a Content-Length (at most ${limit} bytes)`);
+        throw new PayloadTooLargeError(`request body of ${raw} bytes is larger than ${limit} bytes for ${route.path}`);
+      }
+    }
+    return readJson(req);
   }
 
   /** The authorization verb of a Kubernetes-shaped request; undefined for a method the path does not offer. */

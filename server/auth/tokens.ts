@@ -49,7 +49,9 @@ const ID_LENGTH = 6;
 /** `<id>.<secret>`: the id is a lookup key (shown in `token list` and the audit log), the secret is 192 random bits. */
 const TOKEN_FORMAT = /^([a-z0-9]{6})\.([A-Za-z0-9_-]{32})$/;
 
-const TOKEN_ANYWHERE = /\b([a-z0-9]{6})\.[A-Za-z0-9_-]{32}\b/g;
+// No word boundaries: a token glued to other text (a field named "bogus<id>.<secret>") is cut too. The id
+// is the six characters before the dot, the secret the 32 after it (longer runs are cut at 32 as well).
+const TOKEN_ANYWHERE = /([a-z0-9]{6})\.[A-Za-z0-9_-]{32}/g;
 
 /** `text` with every "<id>.<secret>" token in it cut to "<id>.<redacted>": for logs and audit records built from request text. */
 export function maskTokens(text: string): string {

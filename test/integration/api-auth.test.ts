@@ -13,7 +13,8 @@ import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { withAdmission } from '../../server/admission/store.js';
-import { ApiServer, type ExecQuery } from '../../server/api/server.js';
+import { sendJson } from '../../server/api/respond.js';
+import { ApiServer, PUBLIC_MAX_BODY_BYTES, type ExecQuery } from '../../server/api/server.js';
 import { AuditLog, type AuditEntry } from '../../server/audit/log.js';
 import { TokenStore } from '../../server/auth/tokens.js';
 import { LevelStore } from '../../server/store/level.js';
@@ -129,6 +130,8 @@ before(async () => {
     audit,
     tls,
     formatJoin: (t) => `K10cafe::${t}`,
+    // Stands for /v1/join: a route anyone may call, which reads its body before knowing who is calling.
+    extraRoutes: [{ method: 'POST', path: '/test/public', access: 'public', handle: async (_req, res, ctx) => sendJson(res, 200, { got: await ctx.body() }) }],
     logs: async () => 'log text',
     exec: async (q) => {
       execCalls.push(q);
@@ -297,6 +300,27 @@ describe('API authentication and roles', () => {
     assert.match(e2.ts, /^\d{4}-\d\d-\d\dT/);
     // Reads by a valid token are not audited (only mutations and refusals).
     assert.ok(!(await auditEntries()).some((x) => x.verb === 'get' && x.result === 200));
+  });
+
+  it('a public route reads no big body before authentication: 411 without a length, 413 above 64 KiB, nothing buffered', async () => {
+    assert.deepEqual((await call('POST', '/test/public', { body: { node: 'n1' } })).body, { got: { node: 'n1' } });
+    const big = JSON.stringify({ pad: 'x'.repeat(PUBLIC_MAX_BODY_BYTES) });
+    const tooBig = await call('POST', '/test/public', { raw: big });
+    assert.equal(tooBig.status, 413);
+    assert.match(tooBig.body.message, /larger than 65536 bytes for \/test\/public/);
+    const chunked = await new Promise<number>((resolve, reject) => {
+      const req = request(base + '/test/public', { method: 'POST', ca: tls.ca, headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      // Never ends: a flood sender's body. The answer must come anyway.
+      req.write('{"pad":"');
+    });
+    assert.equal(chunked, 411);
+    // Kubernetes routes keep the 3 MiB limit for authenticated callers (a manifest with a big ConfigMap).
+    const cm = await call('POST', '/api/v1/namespaces/default/configmaps', { token: adminTok, body: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big' }, data: { a: 'x'.repeat(200_000) } } });
+    assert.equal(cm.status, 201, cm.text.slice(0, 200));
   });
 
   it('an exec the caller hangs up on is still audited (499)', async () => {

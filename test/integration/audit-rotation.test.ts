@@ -63,11 +63,14 @@ describe('audit log', () => {
     const token = `q1w2e3.${'S'.repeat(32)}`;
     log.write({ ...record(1), result: 404, reason: `token "${token}" not found\nforged: line`, resource: { kind: 'route', path: `/drover/v1/tokens/${token}` } });
     log.write({ ...record(2), result: 422, reason: 'x'.repeat(5000) });
+    // Glued to other text (an unknown field named after it): still cut to its id.
+    log.write({ ...record(3), result: 422, reason: `invalid ConfigMap: bogus${token}: unknown field` });
     await log.close();
     const text = await readFile(join(dir, 'audit.log'), 'utf8');
-    assert.equal(text.split('\n').filter(Boolean).length, 2, 'a newline in a reason forged a record');
+    assert.equal(text.split('\n').filter(Boolean).length, 3, 'a newline in a reason forged a record');
     assert.ok(!text.includes('S'.repeat(32)));
-    const [a, b] = await lines(join(dir, 'audit.log'));
+    const [a, b, c] = await lines(join(dir, 'audit.log'));
+    assert.equal(c!.reason, 'invalid ConfigMap: bogusq1w2e3.<redacted>: unknown field');
     assert.equal(a!.resource.path, '/drover/v1/tokens/q1w2e3.<redacted>');
     assert.ok(b!.reason!.length <= 301);
   });
