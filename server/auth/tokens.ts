@@ -260,7 +260,7 @@ export class TokenStore {
   }
 
   /** The stored token `token` names, if its secret matches, else why not (constant time in the secret). */
-  private find(token: string, type: 'join' | 'api'): { token: StoredToken } | { refused: TokenRefusal; tokenId?: string } {
+  private find(token: string, type: 'join' | 'api', opts: { allowUsedUp?: boolean } = {}): { token: StoredToken } | { refused: TokenRefusal; tokenId?: string } {
     const m = TOKEN_FORMAT.exec(token);
     if (!m) return { refused: 'malformed' };
     const [, id, secret] = m as unknown as [string, string, string];
@@ -272,8 +272,20 @@ export class TokenStore {
     if (t.type !== type) return { refused: 'wrong type', tokenId: id };
     if (t.revoked) return { refused: 'revoked', tokenId: id };
     if (this.expired(t)) return { refused: 'expired', tokenId: id };
-    if (t.usesLeft !== undefined && t.usesLeft <= 0) return { refused: 'used up', tokenId: id };
+    if (!opts.allowUsedUp && t.usesLeft !== undefined && t.usesLeft <= 0) return { refused: 'used up', tokenId: id };
     return { token: t };
+  }
+
+  /**
+   * Checks a join token without spending a use: for a caller that must prove it holds one before
+   * anything costly is done (parsing its CSR), and spends it with redeemJoin only if the join goes
+   * ahead. `allowUsedUp`: a used-up token still counts (a device repeating a join whose answer was
+   * lost, proven by its key); expired and revoked ones never do. Throws TokenRefusedError naming why.
+   */
+  checkJoin(token: string, opts: { allowUsedUp?: boolean } = {}): { id: string; labels: Record<string, string>; usedUp: boolean } {
+    const f = this.find(token, 'join', opts);
+    if ('refused' in f) throw new TokenRefusedError(f.tokenId ? `join token ${f.tokenId}` : 'join token', f.refused);
+    return { id: f.token.id, labels: { ...(f.token.labels ?? {}) }, usedUp: f.token.usesLeft !== undefined && f.token.usesLeft <= 0 };
   }
 
   /** Checks and consumes one use. Throws TokenRefusedError (an UnauthorizedError) whose message names why. */

@@ -63,6 +63,22 @@ describe('TokenStore', () => {
     assert.equal(await refusal(store.redeemJoin(token)), 'used up');
   });
 
+  it('checkJoin proves a token without spending a use; a used-up one counts only when allowed, expired and revoked never', async () => {
+    const { store, clock } = await fresh();
+    const one = await store.createJoin({ uses: 1, ttlSeconds: 60, labels: { zone: 'a' } });
+    assert.deepEqual(store.checkJoin(one.token), { id: one.id, labels: { zone: 'a' }, usedUp: false });
+    assert.deepEqual(store.checkJoin(one.token), { id: one.id, labels: { zone: 'a' }, usedUp: false }, 'a check spent the use');
+    await store.redeemJoin(one.token);
+    assert.throws(() => store.checkJoin(one.token), (e: unknown) => e instanceof TokenRefusedError && e.why === 'used up');
+    assert.deepEqual(store.checkJoin(one.token, { allowUsedUp: true }), { id: one.id, labels: { zone: 'a' }, usedUp: true });
+    assert.throws(() => store.checkJoin(`${one.id}.${'A'.repeat(32)}`, { allowUsedUp: true }), (e: unknown) => e instanceof TokenRefusedError && e.why === 'unknown');
+    clock.t += 60_000;
+    assert.throws(() => store.checkJoin(one.token, { allowUsedUp: true }), (e: unknown) => e instanceof TokenRefusedError && e.why === 'expired');
+    const r = await store.createJoin({});
+    await store.revoke(r.id);
+    assert.throws(() => store.checkJoin(r.token, { allowUsedUp: true }), (e: unknown) => e instanceof TokenRefusedError && e.why === 'revoked');
+  });
+
   it('two agents racing for the last use: exactly one wins', async () => {
     const { store } = await fresh();
     const { token } = await store.createJoin({ uses: 1 });
