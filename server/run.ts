@@ -172,6 +172,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       logger,
       mqttUrl: advertisedMqttUrl,
       requireApproval: cfg.requireApproval ?? false,
+      // A plain broker (--insecure, or an external mqtt:// one) cannot see certificates.
+      plainPasswords: insecure || (cfg.mqtt.mode === 'external' && !cfg.mqtt.url.startsWith('mqtts:')),
       certDays: cfg.nodeCertDays,
       now: cfg.now,
       onRevoked: async (node) => {

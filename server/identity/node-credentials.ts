@@ -25,6 +25,8 @@ const record = z.strictObject({
   tokenId: z.string().optional(),
   /** sha256 hex of the public key (SPKI DER) the current certificate certifies. */
   keySha256: z.string().optional(),
+  /** Labels the join token gives the node (server-set: the agent cannot change them). */
+  labels: z.record(z.string(), z.string()).optional(),
   /** sha256 hex of the per-node MQTT password used on an --insecure (plain) listener. */
   secretSha256: z.string().optional(),
   issuedAt: z.string().optional(),
@@ -72,7 +74,7 @@ export class NodeCredentials {
   }
 
   /** Records a newly issued certificate as the node's only valid one. */
-  async issue(node: string, o: { serial: string; notAfter: Date; state: 'pending' | 'approved'; tokenId?: string; secret?: string; keySha256: string }): Promise<NodeCredential> {
+  async issue(node: string, o: { serial: string; notAfter: Date; state: 'pending' | 'approved'; tokenId?: string; secret?: string; keySha256: string; labels?: Record<string, string> }): Promise<NodeCredential> {
     const at = new Date(this.now()).toISOString();
     const prev = this.nodes.get(node);
     const rec: NodeCredential = {
@@ -80,9 +82,11 @@ export class NodeCredentials {
       serial: normalSerial(o.serial),
       notAfter: o.notAfter.toISOString(),
       keySha256: o.keySha256,
+      labels: o.labels ?? prev?.labels,
       state: o.state,
       tokenId: o.tokenId ?? prev?.tokenId,
-      secretSha256: o.secret ? sha256(o.secret) : prev?.secretSha256,
+      // A renewal on a TLS server issues no password: the old one goes with the old certificate.
+      secretSha256: o.secret ? sha256(o.secret) : undefined,
       issuedAt: at,
       changedAt: at,
     };

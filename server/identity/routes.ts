@@ -45,7 +45,7 @@ export function identityRoutes(identity: NodeIdentity): ExtraRoute[] {
       access: 'public',
       verb: 'node.join',
       handle: async (req, res, ctx) => {
-        const a = await identity.join(bearer(req), await ctx.body());
+        const a = await identity.join(bearer(req), () => ctx.body());
         ctx.identify({ node: a.node });
         sendJson(res, 200, a);
       },
@@ -56,7 +56,7 @@ export function identityRoutes(identity: NodeIdentity): ExtraRoute[] {
       access: 'public',
       verb: 'node.renew',
       handle: async (req, res, ctx) => {
-        const a = await identity.renew(peerCertificatePem(req), await ctx.body());
+        const a = await identity.renew(peerCertificatePem(req), () => ctx.body());
         ctx.identify({ node: a.node });
         sendJson(res, 200, a);
       },

@@ -20,8 +20,8 @@ export interface JoinAnswer {
   /** The broker URL agents should dial (advertised address). */
   mqttUrl: string;
   approved: boolean;
-  /** The node's MQTT password for a plain (--insecure) listener; unused over TLS. */
-  mqttPassword: string;
+  /** The node's MQTT password for a plain (--insecure) listener; not handed out by a TLS server. */
+  mqttPassword?: string;
   node: string;
 }
 
@@ -32,6 +32,8 @@ export interface NodeIdentityDeps {
   logger: Logger;
   mqttUrl: string;
   requireApproval: boolean;
+  /** Plain (--insecure) broker: nodes also get a per-node MQTT password. */
+  plainPasswords: boolean;
   certDays?: number;
   now?: () => number;
   /** Cuts a revoked node off: its MQTT session, its retained topics, its Node object. */
@@ -73,39 +75,48 @@ export class NodeIdentity {
     return this.deps.pki.caCert;
   }
 
-  /** POST /v1/join: bearer `<id>.<secret>`, body {node, csr}. */
-  async join(bearer: string | undefined, body: unknown): Promise<JoinAnswer> {
+  /**
+   * POST /v1/join: bearer `<id>.<secret>`, body {node, csr}. The token is checked (and a use spent)
+   * before the body is read or a CSR parsed: nothing costly happens for a caller without one.
+   */
+  async join(bearer: string | undefined, readBody: () => Promise<unknown>): Promise<JoinAnswer> {
     if (!bearer) throw new UnauthorizedError('a join token is required (Authorization: Bearer <id>.<secret>)');
+    const redeemed = await this.deps.tokens.redeemJoin(bearer);
+    const body = await readBody();
     const node = validateNodeName((body as { node?: unknown } | undefined)?.node);
     const csr = csrOf(body);
     if (this.joining.has(node)) throw new DroverError(`a join of node ${node} is already in progress`, { code: 409, reason: 'AlreadyExists' });
     this.joining.add(node);
     try {
-      const publicKey = verifyCsr(csr, node);
-      const keySha256 = publicKeyHash(publicKey);
       const cur = this.deps.credentials.get(node);
-      // The same device again, its request signed by the key its current certificate certifies (a
-      // join whose answer was lost): the key proves it, so no token use is spent (a one-use token is gone).
-      const repeated = !!cur?.serial && cur.state !== 'revoked' && cur.keySha256 === keySha256;
-      const redeemed = repeated ? undefined : await this.deps.tokens.redeemJoin(bearer);
       if (cur?.state === 'revoked') {
         throw new ForbiddenError(`node ${node} was revoked; \`drover node approve ${node}\` lets it join again`);
       }
+      const publicKey = verifyCsr(csr, node);
+      const keySha256 = publicKeyHash(publicKey);
       // A name that holds a live credential is taken: the join token alone must not let a second
-      // device become it (that is what stopped impersonation with the shared token).
+      // device become it (that is what stopped impersonation with the shared token). The same device
+      // again, with a valid token and its request signed by the key its current certificate
+      // certifies (a join whose answer was lost), is given a certificate anew.
+      const repeated = !!cur?.serial && cur.keySha256 === keySha256;
       if (cur?.serial && !repeated) {
         throw new DroverError(`node ${node} already joined; \`drover node revoke ${node}\` first`, { code: 409, reason: 'AlreadyExists' });
       }
       // Approved ahead (after a revoke) or no approval required: in at once; a repeated join keeps its state.
-      const approved = cur?.serial ? cur.state === 'approved' : !this.deps.requireApproval || cur?.state === 'approved';
+      const approved = repeated ? cur.state === 'approved' : !this.deps.requireApproval || cur?.state === 'approved';
       const cert = this.issue(node, publicKey);
-      const mqttPassword = randomBytes(24).toString('base64url');
-      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed?.id, secret: mqttPassword, keySha256 });
-      this.deps.logger.info({ node, tokenId: redeemed?.id ?? cur?.tokenId, repeated, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
-      return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved, mqttPassword };
+      const mqttPassword = this.plainPassword();
+      await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: approved ? 'approved' : 'pending', tokenId: redeemed.id, secret: mqttPassword, keySha256, labels: redeemed.labels });
+      this.deps.logger.info({ node, tokenId: redeemed.id, repeated, approved, notAfter: cert.notAfter.toISOString() }, approved ? 'node joined' : `node joined, waiting for approval: drover node approve ${node}`);
+      return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved, ...(mqttPassword ? { mqttPassword } : {}) };
     } finally {
       this.joining.delete(node);
     }
+  }
+
+  /** A per-node MQTT password, only where a plain listener needs one: a TLS server hands out no second credential. */
+  private plainPassword(): string | undefined {
+    return this.deps.plainPasswords ? randomBytes(24).toString('base64url') : undefined;
   }
 
   /**
@@ -113,7 +124,7 @@ export class NodeIdentity {
    * expired one still renews (a device offline for months) as long as it is the current credential
    * and not revoked; the TLS handshake proved the key.
    */
-  async renew(peerCertPem: string | undefined, body: unknown): Promise<JoinAnswer> {
+  async renew(peerCertPem: string | undefined, readBody: () => Promise<unknown>): Promise<JoinAnswer> {
     if (!peerCertPem) throw new UnauthorizedError('renewal needs the node\'s client certificate');
     let info: ReturnType<typeof inspectCertificate>;
     try {
@@ -124,19 +135,23 @@ export class NodeIdentity {
     }
     if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
     const node = info.cn;
-    const publicKey = verifyCsr(csrOf(body), node);
     let check = this.deps.credentials.check(node, info.serial);
     if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
+    const cur = this.deps.credentials.get(node);
+    // Only a certificate this node held reads further (the current one, or the one just superseded by a renewal whose answer was lost).
+    if (check !== 'ok' && check !== 'pending' && !(check === 'superseded' && cur?.keySha256)) {
+      throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
+    }
+    const publicKey = verifyCsr(csrOf(await readBody()), node);
     // The answer to a renewal got lost: the device asks again with its old certificate, for the key the
     // current certificate already certifies (only it holds that key): issue again.
-    const cur = this.deps.credentials.get(node);
     if (check === 'superseded' && cur?.keySha256 === publicKeyHash(publicKey)) check = cur.state === 'pending' ? 'pending' : 'ok';
     if (check !== 'ok' && check !== 'pending') throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
     const cert = this.issue(node, publicKey);
-    const mqttPassword = randomBytes(24).toString('base64url');
+    const mqttPassword = this.plainPassword();
     await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: check === 'ok' ? 'approved' : 'pending', secret: mqttPassword, keySha256: publicKeyHash(publicKey) });
     this.deps.logger.info({ node, notAfter: cert.notAfter.toISOString(), wasExpired: info.notAfter.getTime() < this.now() }, 'node certificate renewed');
-    return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved: check === 'ok', mqttPassword };
+    return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved: check === 'ok', ...(mqttPassword ? { mqttPassword } : {}) };
   }
 
   async approve(node: string): Promise<NodeCredential> {

@@ -98,6 +98,11 @@ export function createCsr(cn: string, keyPem: string, publicKeyPem: string): str
   return pki.certificationRequestToPem(csr);
 }
 
+/** Keys a node may ask a certificate for: what agents make (2048), up to 4096; the usual exponent only. */
+const MIN_RSA_BITS = 2048;
+const MAX_RSA_BITS = 4096;
+const RSA_EXPONENT = '65537';
+
 /**
  * The public key of a CSR whose signature checks out (the requester holds the key) and whose CN is
  * `expectedCn`. Throws a ValidationError naming the problem.
@@ -108,6 +113,14 @@ export function verifyCsr(csrPem: string, expectedCn: string): string {
     csr = pki.certificationRequestFromPem(csrPem);
   } catch (err) {
     throw new ValidationError([{ field: 'csr', message: `not a PEM certificate request (${(err as Error).message})` }], 'invalid join request');
+  }
+  // Checked before the signature: forge verifies in JavaScript on the event loop, and an attacker-chosen
+  // 8192-bit modulus with an 8192-bit exponent takes it 20 s (the whole server stalls).
+  const key = csr.publicKey as { n?: { bitLength(): number }; e?: { toString(radix?: number): string } } | null;
+  const bits = key?.n?.bitLength() ?? 0;
+  if (!key?.n || !key.e) throw new ValidationError([{ field: 'csr', message: 'the public key must be RSA' }], 'invalid join request');
+  if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS || key.e.toString(10) !== RSA_EXPONENT) {
+    throw new ValidationError([{ field: 'csr', message: `the public key must be RSA of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits with exponent ${RSA_EXPONENT} (got ${bits} bits)` }], 'invalid join request');
   }
   let signed = false;
   try {

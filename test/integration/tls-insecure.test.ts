@@ -9,8 +9,6 @@ import mqtt from 'mqtt';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { connectRefusal, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
-const refused = connectRefusal;
-
 describe('--insecure: plain listeners, per-node passwords', () => {
   let t: TestServer;
   before(async () => {
@@ -31,11 +29,11 @@ describe('--insecure: plain listeners, per-node passwords', () => {
     const a = await t.joinNode('edge-a');
     const b = await t.joinNode('edge-b');
     assert.ok(a.password && b.password && a.password !== b.password);
-    assert.equal(await refused(t.mqttUrl, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken }), '4');
-    assert.equal(await refused(t.mqttUrl, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: b.password }), '4');
-    assert.equal(await refused(t.mqttUrl, { clientId: 'drover-agent-edge-b', username: 'edge-a', password: a.password }), '4');
-    assert.equal(await refused(t.mqttUrl, { clientId: 'drover-server', username: 'drover-server', password: t.token }), '4');
-    for (const name of ['+', '#', 'a/b']) assert.equal(await refused(t.mqttUrl, { clientId: `drover-agent-${name}`, username: name, password: a.password }), '4', name);
+    assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: t.joinToken }), '4');
+    assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: b.password }), '4');
+    assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'drover-agent-edge-b', username: 'edge-a', password: a.password }), '4');
+    assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'drover-server', username: 'drover-server', password: t.token }), '4');
+    for (const name of ['+', '#', 'a/b']) assert.equal(await connectRefusal(t.mqttUrl, { clientId: `drover-agent-${name}`, username: name, password: a.password }), '4', name);
     const ok = await mqtt.connectAsync(t.mqttUrl, { clientId: 'drover-agent-edge-a', username: 'edge-a', password: a.password, protocolVersion: 4, reconnectPeriod: 0 });
     assert.equal(ok.connected, true);
     await ok.endAsync(true);
