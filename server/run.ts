@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
 import { isNotFound } from '../src/util/errors.js';
@@ -77,12 +77,18 @@ function brokerAuthenticator(o: { credentials: NodeCredentials; serverSecret: st
       if (a.clientId !== agentClientId(cn)) return refuse('bad-credentials', 'client id does not match the certificate');
       return decide(cn, o.credentials.check(cn, serial));
     }
-    if (a.clientId === SERVER_CLIENT) return a.password === o.serverSecret ? { principal: { role: 'server' } } : refuse('bad-credentials', 'wrong server secret');
+    if (a.clientId === SERVER_CLIENT) return sameSecret(a.password ?? '', o.serverSecret) ? { principal: { role: 'server' } } : refuse('bad-credentials', 'wrong server secret');
     const node = a.username;
     if (!node || !isTopicSafe(node)) return refuse('bad-credentials', 'username is not a node name');
     if (a.clientId !== agentClientId(node)) return refuse('bad-credentials', 'client id does not match the username');
     return decide(node, o.credentials.checkSecret(node, a.password ?? ''));
   };
+}
+
+/** Constant time: compared as sha256 digests, so neither content nor length leaks through timing. */
+function sameSecret(given: string, want: string): boolean {
+  const h = (v: string) => createHash('sha256').update(v, 'utf8').digest();
+  return timingSafeEqual(h(given), h(want));
 }
 
 function decide(node: string, check: ReturnType<NodeCredentials['check']>): ConnectDecision {

@@ -31,7 +31,7 @@ export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Prom
  * external one (Mosquitto, EMQX).
  */
 export class ServerLink {
-  private readonly pending = new Map<string, { resolve: (r: payloads.Response) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<string, { node: string; resolve: (r: payloads.Response) => void; reject: (e: Error) => void }>();
   private handler: ReportHandler = () => {};
 
   private constructor(private readonly client: MqttClient, private readonly logger: Logger) {
@@ -89,7 +89,8 @@ export class ServerLink {
     if (!t) return;
     if (t.kind === 'response') {
       const p = this.pending.get(t.id);
-      if (!p) {
+      // Only the node asked may answer (ids are random, but the check costs nothing).
+      if (!p || p.node !== t.node) {
         // The request timed out (or the server restarted) before the node answered.
         this.logger.debug({ node: t.node, id: t.id }, 'late answer to a request no longer waited for');
         return;
@@ -121,7 +122,7 @@ export class ServerLink {
 
   async request(node: string, req: payloads.Request, timeoutMs: number): Promise<payloads.Response> {
     const id = randomUUID();
-    const answer = new Promise<payloads.Response>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const answer = new Promise<payloads.Response>((resolve, reject) => this.pending.set(id, { node, resolve, reject }));
     try {
       await this.client.publishAsync(topics.request(node, id), encode(req), req.op === 'exec' ? DELIVERY.execRequest : DELIVERY.request);
       return await withTimeout(answer, timeoutMs, () => {

@@ -103,6 +103,16 @@ function describeCause(err: unknown): string {
   return String(cause);
 }
 
+/** Why a request got no answer: a server whose certificate fails verification is not "not running". */
+function unreachable(server: string, err: unknown): CliError {
+  const why = describeCause(err);
+  const code = String(((err as { cause?: { code?: unknown } }).cause ?? (err as { code?: unknown })).code ?? '');
+  if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code) || /certificate|altnames/i.test(why)) {
+    return new CliError(`TLS verification of the drover server at ${server} failed: ${why} (wrong CA: set DROVER_CA_FILE or certificateAuthority in the config; or someone in between)`, { reason: 'Unreachable', cause: err });
+  }
+  return new CliError(`cannot reach the drover server at ${server}: ${why} (is \`drover server\` running? set DROVER_SERVER)`, { reason: 'Unreachable', cause: err });
+}
+
 export interface ApiResponse<T> {
   status: number;
   body: T;
@@ -165,10 +175,7 @@ export class ApiClient {
           cause: err,
         });
       }
-      throw new CliError(
-        `cannot reach the drover server at ${this.server}: ${describeCause(err)} (is \`drover server\` running? set DROVER_SERVER)`,
-        { reason: 'Unreachable', cause: err },
-      );
+      throw unreachable(this.server, err);
     }
     for (const w of parseWarningHeader(res.headers.get('warning'))) this.onWarning(w);
     if (!res.ok) throw errorFromResponse(res.status, text);
@@ -228,10 +235,7 @@ export class ApiClient {
       res = await this.fetchFn(this.url(path, { ...query, watch: 1 }), { method: 'GET', headers, signal });
     } catch (err) {
       if (signal?.aborted) return;
-      throw new CliError(
-        `cannot reach the drover server at ${this.server}: ${describeCause(err)} (is \`drover server\` running? set DROVER_SERVER)`,
-        { reason: 'Unreachable', cause: err },
-      );
+      throw unreachable(this.server, err);
     }
     for (const w of parseWarningHeader(res.headers.get('warning'))) this.onWarning(w);
     if (!res.ok) throw errorFromResponse(res.status, await res.text().catch(() => ''));

@@ -5,8 +5,7 @@
  * CA; `--insecure` binds its plain listeners to 127.0.0.1.
  */
 import assert from 'node:assert/strict';
-import { readFile, rm, stat } from 'node:fs/promises';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,8 +81,11 @@ describe('TLS and tokens through the real binary', () => {
     // Without the CA the same call is refused by TLS verification, not silently accepted.
     const noCa = JSON.stringify({ server: cfg.server, token: cfg.token });
     const bare = join(dir, 'config-no-ca');
-    await (await import('node:fs/promises')).writeFile(bare, noCa, { mode: 0o600 });
-    fails(await drover({ DROVER_CONFIG: bare, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']), /cannot reach|certificate/);
+    await writeFile(bare, noCa, { mode: 0o600 });
+    fails(
+      await drover({ DROVER_CONFIG: bare, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']),
+      /^error: TLS verification of the drover server at https:\/\/127\.0\.0\.1:\d+ failed: .*wrong CA: set DROVER_CA_FILE/,
+    );
 
     // An agent given the token on argv is refused before anything happens, saying why.
     fails(await drover({}, ['agent', '--server', cfg.server, '--token', joinToken, '--state-dir', join(dir, 'agent')]), /--token is not accepted: a token on the command line is visible to every user in `ps`/);
