@@ -91,6 +91,8 @@ interface JoinReport {
   ok: number;
   failed: number;
   latenciesMs: number[];
+  /** Date.now() at each successful join's answer: the rate as the credential store grows. */
+  doneAt: number[];
   errorSamples: string[];
 }
 
@@ -377,7 +379,7 @@ function runWorker(): void {
       send({ type: 'prepared' });
     } else if (m.type === 'join') {
       const c = cfg!;
-      const report: JoinReport = { ok: 0, failed: 0, latenciesMs: [], errorSamples: [] };
+      const report: JoinReport = { ok: 0, failed: 0, latenciesMs: [], doneAt: [], errorSamples: [] };
       let next = 0;
       const lane = async () => {
         while (next < c.nodes.length) {
@@ -389,6 +391,7 @@ function runWorker(): void {
             joined[i] = { ...j, key: c.keys[n.index % c.keys.length]!.key };
             report.ok++;
             report.latenciesMs.push(Math.round(performance.now() - t));
+            report.doneAt.push(Date.now());
           } catch (err) {
             report.failed++;
             if (report.errorSamples.length < 5) report.errorSamples.push(`${n.name}: ${(err as Error).message}`);
@@ -587,7 +590,7 @@ function startWorkers(count: number, nodes: Array<{ name: string; index: number 
       const done = fromAll('joined');
       for (const p of procs) p.send({ type: 'join' } satisfies ToWorker);
       const reports = (await done).map((m) => m.report);
-      return { ok: reports.reduce((a, r) => a + r.ok, 0), failed: reports.reduce((a, r) => a + r.failed, 0), latenciesMs: reports.flatMap((r) => r.latenciesMs), errorSamples: reports.flatMap((r) => r.errorSamples) };
+      return { ok: reports.reduce((a, r) => a + r.ok, 0), failed: reports.reduce((a, r) => a + r.failed, 0), latenciesMs: reports.flatMap((r) => r.latenciesMs), doneAt: reports.flatMap((r) => r.doneAt), errorSamples: reports.flatMap((r) => r.errorSamples) };
     },
     connect: async (cb) => {
       onConnected = cb;
@@ -848,8 +851,14 @@ async function main(): Promise<void> {
     const names = Array.from({ length: n }, (_, i) => ({ name: `edge-${String(i).padStart(4, '0')}`, index: i }));
     workers = await startWorkers(workerCount, names, { apiUrl: ctx.apiUrl, joinToken, keys, insecure, joinConcurrency, heartbeatSeconds: hb, keepaliveSeconds: keepalive, connectPerSecond: connectRate });
     const jn = mon.begin('join');
+    const joinStart = Date.now();
     const joins = await workers.join();
     const joinMs = jn.elapsedMs();
+    // Joins per second in each tenth of the fleet: whether a join gets slower as more nodes have joined.
+    const doneAt = [...joins.doneAt].sort((a, b) => a - b);
+    const tenth = Math.max(1, Math.floor(doneAt.length / 10));
+    const ratePerTenth: number[] = [];
+    for (let k = 0; k + tenth <= doneAt.length; k += tenth) ratePerTenth.push(round(tenth / (Math.max(1, doneAt[k + tenth - 1]! - (k === 0 ? joinStart : doneAt[k - 1]!)) / 1000), 1));
     phases.join = jn.end({
       joined: joins.ok,
       failed: joins.failed,
@@ -858,6 +867,7 @@ async function main(): Promise<void> {
       latencyP90Ms: percentile(joins.latenciesMs, 90),
       latencyMaxMs: Math.max(...joins.latenciesMs),
       inFlight: joinConcurrency * workerCount,
+      joinsPerSecondByTenth: ratePerTenth,
       errorSamples: joins.errorSamples,
     });
     console.log(`join: ${joins.ok} joined, ${joins.failed} failed in ${Math.round(joinMs)} ms (${(phases.join as any).joinsPerSecond}/s, median ${(phases.join as any).latencyMedianMs} ms with ${joinConcurrency * workerCount} in flight); server CPU ${(phases.join as any).serverCpuPercentOfOneCore}% of a core, RSS ${(phases.join as any).rssEndMiB} MiB`);
