@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { CONTRACT_VERSION, type payloads } from '../src/contract/index.js';
+import { REPORT_LIMITS } from '../src/contract/payloads.js';
 import { withTimeout } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
 import { hasErrno } from './fs-errors.js';
@@ -205,7 +206,8 @@ export class Reporter {
       addresses: first ? [first, ...hardware.addresses.filter((a) => a !== first)] : hardware.addresses,
       runtime: { name: runtime.name, version: this.deps.runtimeVersion() },
       labels: cfg.labels,
-      images,
+      // The server keeps only this many; a device with more still registers.
+      images: images.slice(0, REPORT_LIMITS.images),
       devices: hardware.devices,
     });
   }

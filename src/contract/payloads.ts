@@ -4,6 +4,28 @@ import { containerStatus, podPhase, podSpec } from '../api/pod.js';
 /** Upper bound for any payload drover accepts on the wire; larger messages are rejected unparsed. */
 export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Bounds on what one node reports, so a joined node cannot make the server store and fan out
+ * megabytes per message (40,000 image names in a hello slowed every API call). Lists and texts past
+ * a bound are cut, not refused: a device with many images must still register. Agents cut the same
+ * way before sending; the server cuts again, as it must not trust them.
+ */
+export const REPORT_LIMITS = {
+  /** Image names in a hello (kubelet reports 50 by default; drover scores placement with them). */
+  images: 500,
+  addresses: 64,
+  devices: 256,
+  /** Short fields: names, versions, reasons. */
+  shortText: 256,
+  /** Messages (a container's last words, a probe's output). */
+  message: 4096,
+} as const;
+
+/** A string cut to `max` characters. */
+const text = (max: number) => z.string().transform((s) => (s.length > max ? s.slice(0, max) : s));
+/** A list cut to its first `max` items. */
+const upTo = <T extends z.ZodType>(item: T, max: number) => z.array(item).transform((a) => (a.length > max ? a.slice(0, max) : a));
+
 export const presence = z.object({
   state: z.enum(['online', 'offline']),
   bootId: z.string(),
@@ -12,26 +34,26 @@ export const presence = z.object({
 export type Presence = z.infer<typeof presence>;
 
 export const hello = z.object({
-  agentVersion: z.string(),
+  agentVersion: text(REPORT_LIMITS.shortText),
   contractVersion: z.number().int(),
   node: z.string(),
   bootId: z.string(),
-  arch: z.string(),
-  os: z.string(),
-  osImage: z.string(),
-  kernelVersion: z.string(),
-  hostname: z.string(),
-  cpu: z.object({ cores: z.number().int(), model: z.string() }),
+  arch: text(REPORT_LIMITS.shortText),
+  os: text(REPORT_LIMITS.shortText),
+  osImage: text(REPORT_LIMITS.shortText),
+  kernelVersion: text(REPORT_LIMITS.shortText),
+  hostname: text(REPORT_LIMITS.shortText),
+  cpu: z.object({ cores: z.number().int(), model: text(REPORT_LIMITS.shortText) }),
   memoryBytes: z.number().int(),
-  addresses: z.array(z.string()),
-  runtime: z.object({ name: z.string(), version: z.string() }),
+  addresses: upTo(text(REPORT_LIMITS.shortText), REPORT_LIMITS.addresses),
+  runtime: z.object({ name: text(REPORT_LIMITS.shortText), version: text(REPORT_LIMITS.shortText) }),
   labels: z.record(z.string(), z.string()).default({}),
-  images: z.array(z.string()).default([]),
+  images: upTo(text(REPORT_LIMITS.shortText), REPORT_LIMITS.images).default([]),
   /**
    * Host device nodes worth scheduling on (serial ports, GPIO chips, cameras, I2C and SPI buses), as
    * /dev paths. Optional: agents older than the field send none.
    */
-  devices: z.array(z.string()).optional(),
+  devices: upTo(text(REPORT_LIMITS.shortText), REPORT_LIMITS.devices).optional(),
 });
 export type Hello = z.infer<typeof hello>;
 
@@ -87,8 +109,8 @@ export const podReport = z.object({
   namespace: z.string(),
   name: z.string(),
   phase: podPhase,
-  message: z.string().optional(),
-  reason: z.string().optional(),
+  message: text(REPORT_LIMITS.message).optional(),
+  reason: text(REPORT_LIMITS.shortText).optional(),
   startTime: z.string().optional(),
   containers: z.array(containerStatus),
   usage: usage.optional(),
@@ -109,7 +131,7 @@ export const status = z.object({
   ts: z.string(),
   pods: z.array(podReport),
   runtimeHealthy: z.boolean(),
-  runtimeMessage: z.string().optional(),
+  runtimeMessage: text(REPORT_LIMITS.message).optional(),
   /** Seconds between heartbeats; the server marks the node NotReady after a few missed ones. */
   heartbeatSeconds: z.number().int().min(1),
   /** Whole-node use (all processes, not only containers). */
@@ -119,8 +141,8 @@ export type Status = z.infer<typeof status>;
 
 export const agentEvent = z.object({
   type: z.enum(['Normal', 'Warning']),
-  reason: z.string(),
-  message: z.string(),
+  reason: text(REPORT_LIMITS.shortText),
+  message: text(REPORT_LIMITS.message),
   ts: z.string(),
   involved: z.object({ kind: z.string(), namespace: z.string().optional(), name: z.string(), uid: z.string().optional() }),
   /** Position in the sending journal (see `events.journal`), so a batch delivered twice is recorded once. */
