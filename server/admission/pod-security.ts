@@ -42,7 +42,8 @@ export function hostPathAllowed(path: string, allowed: string[]): boolean {
 
 /**
  * Every field of an object that asks for host access: hostNetwork, hostPID, hostIPC, hostPath volumes
- * outside the allow-list, devices, privileged containers, added capabilities. Pure; runs on the
+ * outside the allow-list, a subPath into a writable volume (emptyDir, hostPath), devices, privileged
+ * containers, added capabilities. Pure; runs on the
  * request body as sent, before fields drover ignores (hostPID, securityContext) are stripped,
  * because asking for privilege where it is not allowed is refused rather than silently dropped.
  */
@@ -65,12 +66,25 @@ export function privilegedFields(kind: string, body: unknown, policy: PodSecurit
       out.push({ field: `${at}.volumes[${i}].hostPath`, message: `mounts ${JSON.stringify(p)} from the host${policy.allowedHostPaths.length ? ` (allowed without it: ${policy.allowedHostPaths.join(', ')})` : ''}` });
     });
   }
+  // Volumes a container can write: a link made there by one container is followed on the host when the agent
+  // bind-mounts a subPath of it (Kubernetes CVE-2017-1002101; review F0). Until the agent resolves subPaths
+  // without following links, a subPath into them needs what hostPath needs.
+  const writable = new Set(
+    (Array.isArray(spec.volumes) ? spec.volumes : []).filter((v) => isRecord(v) && typeof v.name === 'string' && (isRecord(v.emptyDir) || isRecord(v.hostPath))).map((v) => (v as { name: string }).name),
+  );
   for (const list of ['initContainers', 'containers'] as const) {
     const cs = spec[list];
     if (!Array.isArray(cs)) continue;
     cs.forEach((c, i) => {
       if (!isRecord(c)) return;
       const cat = `${at}.${list}[${i}]`;
+      if (Array.isArray(c.volumeMounts)) {
+        c.volumeMounts.forEach((m, j) => {
+          if (isRecord(m) && typeof m.subPath === 'string' && m.subPath !== '' && writable.has(m.name as string)) {
+            out.push({ field: `${cat}.volumeMounts[${j}].subPath`, message: `mounts a path inside volume "${String(m.name)}", which a container can turn into a link to anywhere on the host` });
+          }
+        });
+      }
       if (Array.isArray(c.devices) && c.devices.length) out.push({ field: `${cat}.devices`, message: 'passes host devices in' });
       const sc = c.securityContext;
       if (!isRecord(sc)) return;

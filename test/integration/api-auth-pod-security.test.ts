@@ -36,6 +36,18 @@ const HOSTILE: Array<[string, Record<string, unknown>, string]> = [
   ['rootfs', { volumes: [{ name: 'root', hostPath: { path: '/' } }], containers: [{ name: 'main', image: 'busybox', volumeMounts: [{ name: 'root', mountPath: '/host' }] }] }, 'spec.volumes[0].hostPath'],
   ['priv', { containers: [{ name: 'main', image: 'busybox', securityContext: { privileged: true } }] }, 'spec.containers[0].securityContext.privileged'],
   ['serial', { containers: [{ name: 'main', image: 'busybox', devices: [{ hostPath: '/dev/ttyUSB0' }] }] }, 'spec.containers[0].devices'],
+  // Review F0: a neighbour's link in the emptyDir would be followed on the host when the subPath is bind-mounted.
+  [
+    'subpath',
+    {
+      volumes: [{ name: 'work', emptyDir: {} }],
+      containers: [
+        { name: 'linker', image: 'busybox', command: ['sh', '-c', 'ln -sfn / /work/evil'], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+        { name: 'reader', image: 'busybox', volumeMounts: [{ name: 'work', mountPath: '/host', subPath: 'evil' }] },
+      ],
+    },
+    'spec.containers[1].volumeMounts[0].subPath',
+  ],
 ];
 
 before(async () => {

@@ -49,6 +49,19 @@ describe('pod security', () => {
     ]);
   });
 
+  it('a subPath into a volume a container can write (emptyDir, hostPath) is host access: a link there is followed on the host', () => {
+    const body = pod({
+      volumes: [{ name: 'work', emptyDir: {} }, { name: 'cfg', configMap: { name: 'c' } }, { name: 'data', hostPath: { path: '/srv/data' } }],
+      containers: [
+        { name: 'linker', image: 'i', volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+        { name: 'reader', image: 'i', volumeMounts: [{ name: 'work', mountPath: '/host', subPath: 'evil', readOnly: true }, { name: 'cfg', mountPath: '/etc/app.conf', subPath: 'app.conf' }, { name: 'data', mountPath: '/d', subPath: 'x' }] },
+      ],
+    });
+    const policy = { allowedHostPaths: ['/srv/data'] };
+    assert.deepEqual(privilegedFields('Pod', body, policy).map((f) => f.field), ['spec.containers[1].volumeMounts[0].subPath', 'spec.containers[1].volumeMounts[2].subPath']);
+    assert.match(privilegedFields('Pod', body, policy)[0]!.message, /volume "work", which a container can turn into a link/);
+  });
+
   it('finds them in pod templates of Deployments, ReplicaSets, DaemonSets and Jobs', () => {
     for (const kind of ['Deployment', 'ReplicaSet', 'DaemonSet', 'Job']) {
       assert.deepEqual(privilegedFields(kind, deployment({ hostNetwork: true }), none).map((f) => f.field), ['spec.template.spec.hostNetwork'], kind);
