@@ -11,6 +11,7 @@ import type { ContainerRuntime } from '../runtime/types.js';
 import { containerKey, type PodRef } from './naming.js';
 import type { InvalidContainer, PlanResult, Step, Wait } from './plan.js';
 import type { RestartTracker } from './restart-tracker.js';
+import { confineSubPaths } from './subpath.js';
 
 export interface ApplyDeps {
   runtime: ContainerRuntime;
@@ -61,7 +62,7 @@ function executors(deps: ApplyDeps): Executors {
 
     async run(step) {
       try {
-        await runtime.run(step.spec);
+        await runtime.run(await confineSubPaths(step.spec));
       } catch (err) {
         restarts.runFailed(step.key, errorMessage(err));
         event(deps, step.pod, 'Warning', 'Failed', `Error: ${errorMessage(err)}`);

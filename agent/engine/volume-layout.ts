@@ -56,8 +56,11 @@ export function mountsFor(pod: DesiredPod, c: Container, ctx: RunContext = {}): 
       if (!ctx.stateDir) throw new ConfigError(`volume "${v.name}": no agent state directory to hold ${kind} volumes`);
       source = volumeDir(ctx.stateDir, pod.uid, v.name);
     }
-    if (m.subPath) source = join(source, safeRelative(m.subPath, 'subPath'));
-    mounts.push({ source, target: m.mountPath, readOnly: Boolean(m.readOnly) || kind === 'configMap' || kind === 'secret' });
+    const readOnly = Boolean(m.readOnly) || kind === 'configMap' || kind === 'secret';
+    // Checked on the host right before the container is created (engine/subpath.ts): a container can
+    // make any path inside a writable volume a symlink.
+    if (m.subPath) mounts.push({ source: join(source, safeRelative(m.subPath, 'subPath')), target: m.mountPath, readOnly, beneath: source });
+    else mounts.push({ source, target: m.mountPath, readOnly });
   }
   return mounts;
 }

@@ -15,6 +15,8 @@ export interface Mount {
   source: string;
   target: string;
   readOnly: boolean;
+  /** For a subPath mount: the volume's directory, which the source must still lie in once resolved on the host. */
+  beneath?: string;
 }
 
 /** A host device node passed into the container (podman `--device host[:container[:perms]]`). */

@@ -189,7 +189,7 @@ describe('volumes and devices in the RunSpec', () => {
       { source: dir('scratch'), target: '/scratch', readOnly: false },
       { source: dir('conf'), target: '/etc/app', readOnly: true },
       { source: dir('creds'), target: '/run/secrets/db', readOnly: true },
-      { source: join(dir('scratch'), 'a/b'), target: '/sub', readOnly: false },
+      { source: join(dir('scratch'), 'a/b'), target: '/sub', readOnly: false, beneath: dir('scratch') },
       { source: dir('default-empty'), target: '/tmp/x', readOnly: false },
     ]);
     assert.equal(dir('conf'), `/var/lib/drover/agent/pods/${pod.uid}/volumes/conf`);

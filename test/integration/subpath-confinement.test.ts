@@ -1,0 +1,85 @@
+/**
+ * The agent's own line of defence against Kubernetes' CVE-2017-1002101, where pod security lets the pod in
+ * (an admin, a namespace labelled drover.io/privileged=true, or a future role that may create pods): one
+ * container makes a symlink to a host directory inside a shared emptyDir, another mounts that emptyDir with
+ * `subPath` naming the link. Resolved on the host, the link would hand the second container the host
+ * directory; the agent resolves every subPath on the host first and refuses one that leaves its volume.
+ * Real server, agent and podman; the host directory holds a marker file only the host has.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { LABELS } from '../../agent/engine/naming.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
+
+const IMAGE = 'localhost/drover-test:1';
+const NODE = 'edge-confine';
+const NS = 'devices';
+
+describe('subPath mounts stay inside their volume on the host', { timeout: 240_000 }, () => {
+  let sb: PodmanSandbox;
+  let cluster: TestServer;
+  let hostDir: string;
+  const marker = `host-only-${randomBytes(8).toString('hex')}`;
+
+  before(async () => {
+    sb = await podmanSandbox();
+    await buildTestImage(sb);
+    hostDir = await mkdtemp(join(tmpdir(), 'drover-host-secret-'));
+    await writeFile(join(hostDir, 'marker'), marker);
+    cluster = await startTestServer();
+    const ns = await cluster.api('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'drover.io/privileged': 'true' } } });
+    assert.equal(ns.status, 201, ns.text);
+    await cluster.addAgent({ node: NODE, runtime: sb.runtime, resyncSeconds: 1, heartbeatSeconds: 2 });
+    await waitFor('node Ready', async () => (await cluster.api('GET', `/api/v1/nodes/${NODE}`)).body?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True');
+  });
+  after(async () => {
+    await cluster?.stop();
+    await sb?.cleanup();
+    await rm(hostDir, { recursive: true, force: true });
+  });
+
+  test('a subPath that a neighbour turned into a symlink to a host directory is refused, naming the link; a plain one works', async () => {
+    const r = await cluster.api('POST', `/api/v1/namespaces/${NS}/pods`, {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'escape' },
+      spec: {
+        nodeName: NODE,
+        terminationGracePeriodSeconds: 1,
+        volumes: [{ name: 'work', emptyDir: {} }],
+        containers: [
+          // The link is absolute: inside this container it points at its own root, on the host at the host's.
+          { name: 'linker', image: IMAGE, command: ['sh', '-c', `mkdir -p /work/plain && echo in-volume > /work/plain/f; ln -sfn ${hostDir} /work/evil; while true; do sleep 1; done`], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+          // Exits until its mount shows something, so the agent re-creates it once the link exists.
+          { name: 'reader', image: IMAGE, command: ['sh', '-c', 'test -e /host/marker || exit 1; while true; do sleep 1; done'], volumeMounts: [{ name: 'work', mountPath: '/host', subPath: 'evil', readOnly: true }] },
+          { name: 'plain', image: IMAGE, command: ['sh', '-c', 'test -e /data/f || exit 1; while true; do sleep 1; done'], volumeMounts: [{ name: 'work', mountPath: '/data', subPath: 'plain' }] },
+        ],
+      },
+    });
+    assert.equal(r.status, 201, r.text);
+    const refused = await waitFor(
+      'the reader to be refused (or to read the host file)',
+      async () => {
+        const [reader] = await sb.runtime.list({ [LABELS.pod]: 'escape', [LABELS.container]: 'reader' });
+        if (reader?.state === 'running') {
+          const out = await sb.runtime.exec(reader.id, ['sh', '-c', 'cat /host/marker 2>/dev/null || true'], 5_000);
+          if (out.output.includes(marker)) assert.fail('the reader read the host marker file through subPath "evil"');
+        }
+        const events = (await cluster.api('GET', `/api/v1/namespaces/${NS}/events`)).body?.items ?? [];
+        return events.find((e: any) => /resolves outside its volume/.test(e.message ?? '')) as { message: string } | undefined;
+      },
+      120_000,
+    );
+    assert.match(refused.message, new RegExp(`symbolic link to ${hostDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    // The same volume through a subPath that is a real directory still mounts.
+    await waitFor('the plain subPath container running', async () => {
+      const [plain] = await sb.runtime.list({ [LABELS.pod]: 'escape', [LABELS.container]: 'plain' });
+      return plain?.state === 'running' ? true : undefined;
+    }, 60_000);
+  });
+});
