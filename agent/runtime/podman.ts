@@ -114,6 +114,9 @@ function publishArg(p: RunSpec['ports'][number]): string {
 }
 
 /** `-v src:dst[:ro]`, or `--mount` for paths holding a colon (which `-v` cannot express). */
+/** Variables podman, its Go runtime or the dynamic loader read from their own environment. */
+const PODMAN_READS = /^(PATH|HOME|TMPDIR|TZ|LANG|LC_\w+|USER|SHELL|TERM|XDG_\w+|_?CONTAINERS?_\w+|STORAGE_\w+|BUILDAH_\w+|PODMAN_\w+|DBUS_\w+|NOTIFY_SOCKET|LISTEN_\w+|SSL_CERT_\w+|REGISTRY_AUTH_FILE|DOCKER_\w+|LD_\w+|GO\w*|(?:http|https|no|all)_proxy|(?:HTTP|HTTPS|NO|ALL)_PROXY)$/;
+
 export function mountArgs(m: Mount): string[] {
   if (!m.source.includes(':') && !m.target.includes(':')) return ['--volume', `${m.source}:${m.target}${m.readOnly ? ':ro' : ''}`];
   if (m.source.includes(',') || m.target.includes(',')) {
@@ -174,11 +177,11 @@ export class PodmanRuntime implements ContainerRuntime {
   private async call(
     what: string,
     args: string[],
-    opts: { allowExit?: number[]; all?: boolean; keepNewline?: boolean; timeoutMs?: number } = {},
+    opts: { allowExit?: number[]; all?: boolean; keepNewline?: boolean; timeoutMs?: number; env?: Record<string, string> } = {},
   ): Promise<CallResult> {
     const started = Date.now();
     const r = await execa(this.bin, [...this.globalArgs, ...args], {
-      env: this.env,
+      env: opts.env ? { ...this.env, ...opts.env } : this.env,
       reject: false,
       stdin: 'ignore',
       ...(opts.timeoutMs ? { timeout: opts.timeoutMs } : {}),
@@ -273,12 +276,19 @@ export class PodmanRuntime implements ContainerRuntime {
     for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
     // Values go through an env file (0600 in a private directory, on tmpfs where there is one, gone
     // right after create), not argv: argv is world-readable in /proc while podman runs and ends up in
-    // error messages, and env values are often Secrets. Only a value an env file cannot hold (a
-    // newline) stays on argv. Never a bare `-e K`: it would copy the agent's own variable in.
+    // error messages, and env values are often Secrets. A value an env file cannot hold (a newline: a
+    // PEM key) goes in podman's own environment (`--env K` reads it there; /proc/PID/environ is the
+    // owner's only), unless podman itself would read that variable.
     const envFile: string[] = [];
+    const viaEnv: Record<string, string> = {};
     for (const [k, v] of Object.entries(spec.env)) {
-      if (/[\r\n\0]/.test(v)) args.push('--env', `${k}=${v}`);
-      else envFile.push(`${k}=${v}`);
+      if (!/[\r\n\0]/.test(v)) envFile.push(`${k}=${v}`);
+      else if (v.includes('\0')) throw new RuntimeError(`environment variable ${k}: a value with a NUL character cannot be passed to a container`);
+      else if (PODMAN_READS.test(k)) throw new RuntimeError(`environment variable ${k}: a multi-line value cannot be passed under a name podman itself reads; use a volume`);
+      else {
+        args.push('--env', k);
+        viaEnv[k] = v;
+      }
     }
     const envDir = envFile.length ? await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'drover-env-')) : undefined;
     if (envDir) {
@@ -305,7 +315,7 @@ export class PodmanRuntime implements ContainerRuntime {
 
     let stdout: string;
     try {
-      ({ stdout } = await this.call('create', args));
+      ({ stdout } = await this.call('create', args, Object.keys(viaEnv).length ? { env: viaEnv } : {}));
     } finally {
       if (envDir) await rm(envDir, { recursive: true, force: true });
     }

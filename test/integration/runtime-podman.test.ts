@@ -78,19 +78,19 @@ describe('PodmanRuntime against real podman', { timeout: 600_000 }, () => {
     assert.match(await rt.version(), /^\d+\.\d+\.\d+/);
   });
 
-  test('env values (Secrets) never appear on podman\'s command line; multi-line values still arrive', async () => {
+  test('env values (Secrets), multi-line ones too, never appear on podman\'s command line and still arrive', async () => {
     // A wrapper records podman's argv as any local user could read it from /proc while podman runs.
     const dir = await mkdtemp(join(sb.root, '..', 'argv-'));
     const argvLog = join(dir, 'argv.log');
     const wrapper = join(dir, 'podman');
     await writeFile(wrapper, `#!/bin/sh\nprintf '%s\\n' "$*" >> '${argvLog}'\nexec podman "$@"\n`, { mode: 0o755 });
     const spied = new PodmanRuntime({ bin: wrapper, root: sb.root, runroot: sb.runroot, env: sb.env });
-    const s = spec({ env: { DB_PASSWORD: 'hunter2-topsecret', CERT: 'line1\nline2' }, command: ['sh', '-c', `echo "pw=$DB_PASSWORD"; ${SLEEP_UNTIL_TERM}`] });
+    const s = spec({ env: { DB_PASSWORD: 'hunter2-topsecret', CERT: '-----BEGIN KEY-----\nmultiline-topsecret\n-----END KEY-----' }, command: ['sh', '-c', `echo "pw=$DB_PASSWORD"; ${SLEEP_UNTIL_TERM}`] });
     const id = await spied.run(s);
     const env: string[] = (await rawInspect(id)).Config.Env;
     assert.ok(env.includes('DB_PASSWORD=hunter2-topsecret'), env.join(' '));
-    assert.ok(env.includes('CERT=line1\nline2'), env.join(' '));
-    assert.doesNotMatch(await readFile(argvLog, 'utf8'), /hunter2-topsecret/);
+    assert.ok(env.includes('CERT=-----BEGIN KEY-----\nmultiline-topsecret\n-----END KEY-----'), env.join(' '));
+    assert.doesNotMatch(await readFile(argvLog, 'utf8'), /topsecret/);
     const leftovers = (await execa('sh', ['-c', 'ls -d /dev/shm/drover-env-* /tmp/drover-env-* 2>/dev/null || true'])).stdout;
     assert.equal(leftovers, '', 'the env file is removed after create');
     await rt.remove(id);
