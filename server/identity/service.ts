@@ -28,7 +28,7 @@ export interface JoinAnswer {
 export interface NodeIdentityDeps {
   pki: Pki;
   credentials: NodeCredentials;
-  tokens: Pick<TokenStore, 'redeemJoin'>;
+  tokens: Pick<TokenStore, 'redeemJoin' | 'checkJoin'>;
   logger: Logger;
   mqttUrl: string;
   requireApproval: boolean;
@@ -76,12 +76,15 @@ export class NodeIdentity {
   }
 
   /**
-   * POST /v1/join: bearer `<id>.<secret>`, body {node, csr}. The token is checked (and a use spent)
-   * before the body is read or a CSR parsed: nothing costly happens for a caller without one.
+   * POST /v1/join: bearer `<id>.<secret>`, body {node, csr}. The token is checked before the body is
+   * read or a CSR parsed (nothing costly happens for a caller without one); a use is spent only by a
+   * join that succeeds.
    */
   async join(bearer: string | undefined, readBody: () => Promise<unknown>): Promise<JoinAnswer> {
     if (!bearer) throw new UnauthorizedError('a join token is required (Authorization: Bearer <id>.<secret>)');
-    const redeemed = await this.deps.tokens.redeemJoin(bearer);
+    // Checked, not spent, before anything else is read: a join refused below (409, 403) costs no use,
+    // and a used-up token still serves the repeated join of the device it let in.
+    const checked = this.deps.tokens.checkJoin(bearer, { allowUsedUp: true });
     const body = await readBody();
     const node = validateNodeName((body as { node?: unknown } | undefined)?.node);
     const csr = csrOf(body);
@@ -102,6 +105,7 @@ export class NodeIdentity {
       if (cur?.serial && !repeated) {
         throw new DroverError(`node ${node} already joined; \`drover node revoke ${node}\` first`, { code: 409, reason: 'AlreadyExists' });
       }
+      const redeemed = repeated ? checked : await this.deps.tokens.redeemJoin(bearer);
       // Approved ahead (after a revoke) or no approval required: in at once; a repeated join keeps its state.
       const approved = repeated ? cur.state === 'approved' : !this.deps.requireApproval || cur?.state === 'approved';
       const cert = this.issue(node, publicKey);

@@ -2,7 +2,7 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
-import { agentMayPublish, agentMaySubscribe, isTopicSafe } from '../../src/contract/topics.js';
+import { agentMayPublish, agentMayRetain, agentMaySubscribe, isTopicSafe } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Logger } from '../../src/util/logger.js';
 
@@ -121,7 +121,15 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (packet.payload && packet.payload.length > MAX_PAYLOAD_BYTES) return done(new Error(`payload larger than ${MAX_PAYLOAD_BYTES} bytes`));
     const who = principals.get(client);
     if (who?.role === 'server') return done(null);
-    if (who?.role === 'agent' && agentMayPublish(who.node, packet.topic)) return done(null);
+    if (who?.role === 'agent' && agentMayPublish(who.node, packet.topic)) {
+      // The broker keeps a retained message for good: an agent may retain only what the contract retains
+      // (hello, presence), or it could park megabytes on any of its topics (res/<id> ids are unbounded).
+      if (packet.retain && !agentMayRetain(packet.topic)) {
+        opts.logger.warn({ clientId: client.id, topic: packet.topic }, 'mqtt retained publish denied');
+        return done(new Error(`not allowed to retain on ${packet.topic}`));
+      }
+      return done(null);
+    }
     opts.logger.warn({ clientId: client.id, topic: packet.topic }, 'mqtt publish denied');
     done(new Error(`not allowed to publish to ${packet.topic}`));
   };

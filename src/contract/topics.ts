@@ -88,6 +88,12 @@ export function agentMayPublish(node: string, topic: string): boolean {
   return !!t && t.node === node && ['hello', 'presence', 'status', 'events', 'response'].includes(t.kind);
 }
 
+/** An agent may retain only the messages the contract retains (DELIVERY: hello, presence). */
+export function agentMayRetain(topic: string): boolean {
+  const t = parseTopic(topic);
+  return !!t && (t.kind === 'hello' || t.kind === 'presence');
+}
+
 /** ACL of an agent: it may subscribe only to its own inbox (exact filters, no wildcards beyond req/+). */
 export function agentMaySubscribe(node: string, filter: string): boolean {
   return topics.agentInbox(node).includes(filter);

@@ -68,9 +68,15 @@ describe('identity: join, impersonation, TLS', () => {
     const { generateKeyPem } = await import('../../server/pki/x509.js');
     const k = generateKeyPem();
     const deviceKey = { key: k.privateKey, publicKey: k.publicKey };
-    const first = await joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger, deviceKey });
-    // The answer never arrived: the same device (same key, a valid token) joins again.
-    const second = await joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger, deviceKey });
+    // A one-use token: a join refused as 409 spends nothing, and the repeated join needs no second use.
+    const once = await t.api('POST', '/drover/v1/tokens', { type: 'join', uses: 1 });
+    assert.equal(once.status, 201, once.text);
+    await assert.rejects(joinCluster({ apiUrl: t.apiUrl, token: once.body.token, node: 'edge-a', logger: silentLogger }), /\(409\)/);
+    const first = await joinCluster({ apiUrl: t.apiUrl, token: once.body.token, node: 'edge-lost', logger: silentLogger, deviceKey });
+    // The answer never arrived: the same device (same key, its token) joins again.
+    const second = await joinCluster({ apiUrl: t.apiUrl, token: once.body.token, node: 'edge-lost', logger: silentLogger, deviceKey });
+    // The used-up token lets nobody else in.
+    await assert.rejects(joinCluster({ apiUrl: t.apiUrl, token: once.body.token, node: 'edge-other', logger: silentLogger }), /\(401\)/);
     assert.notEqual(second.cert, first.cert);
     assert.equal(second.mqttPassword, undefined, 'a TLS server hands out no MQTT password');
     await assert.rejects(joinCluster({ apiUrl: t.apiUrl, token: t.joinToken, node: 'edge-lost', logger: silentLogger }), /\(409\): node edge-lost already joined/);
