@@ -27,6 +27,11 @@ export interface RegistryOptions {
    * often: every heartbeat would be a store write per node.
    */
   lastHeardWriteMs: number;
+  /**
+   * Labels the server side gave the node when it joined (its join token's `--labels`): applied at every
+   * hello over what the agent reports, so they may carry restricted keys the agent cannot set itself.
+   */
+  assignedLabels?: (node: string) => Record<string, string> | undefined;
   now?: () => number;
 }
 
@@ -119,6 +124,7 @@ export class NodeRegistry {
     const { allowed, refused } = selfReportedLabels(h.labels);
     const labels: Record<string, string> = {
       ...allowed,
+      ...this.opts.assignedLabels?.(name),
       'kubernetes.io/arch': h.arch,
       'kubernetes.io/os': h.os,
       'kubernetes.io/hostname': name,
