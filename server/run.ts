@@ -197,7 +197,17 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const metrics = new MetricsCache();
     const flapWindowMs = cfg.flapWindowMs ?? DEFAULTS.flapWindowMs;
     const liveness = new NodeLiveness({ flapThreshold: cfg.flapThreshold ?? DEFAULTS.flapThreshold, flapWindowMs });
-    const registry = new NodeRegistry({ store, events, logger, metrics, liveness, maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode, lastHeardWriteMs: NODE_LIFECYCLE.lastHeardWriteMs });
+    const registry = new NodeRegistry({
+      store,
+      events,
+      logger,
+      metrics,
+      liveness,
+      maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode,
+      lastHeardWriteMs: NODE_LIFECYCLE.lastHeardWriteMs,
+      // Labels its join token gave the node: set by the server, applied over the agent's own.
+      assignedLabels: (node) => credentials.get(node)?.labels,
+    });
     link.onReport((t, payload) => {
       // A revoked node's last messages in flight must not bring its Node back.
       if (credentials.get(t.node)?.state === 'revoked') return;
