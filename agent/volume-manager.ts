@@ -151,6 +151,21 @@ async function sameFile(path: string, f: VolumeFile): Promise<boolean> {
 }
 
 /**
+ * The agent writes volume files as root: a directory on the way that is a symbolic link (planted by a
+ * container that can write there) would send the write anywhere on the host. Refused, naming the link.
+ */
+async function refuseLinkedParents(dir: string, rel: string): Promise<void> {
+  const parts = rel.split('/').slice(0, -1);
+  let p = dir;
+  for (const part of parts) {
+    p = join(p, part);
+    const st = await lstatIfExists(p);
+    if (!st) return;
+    if (st.isSymbolicLink()) throw new Error(`refusing to write ${rel}: ${p} is a symbolic link`);
+  }
+}
+
+/**
  * Makes dir hold exactly `files`: changed ones replaced atomically, stale ones removed. Returns the
  * number of files written or removed.
  */
@@ -159,6 +174,7 @@ export async function writeVolumeFiles(dir: string, files: VolumeFile[]): Promis
   let changes = 0;
   for (const f of files) {
     const path = join(dir, f.path);
+    await refuseLinkedParents(dir, f.path);
     if (await sameFile(path, f)) continue;
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     const tmp = path + TMP_SUFFIX;

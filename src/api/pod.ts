@@ -188,12 +188,21 @@ export const podSpec = z
       if (seen.has(c.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'name'], message: `duplicate container name "${c.name}"` });
       seen.add(c.name);
     });
-    const vols = new Set((spec.volumes ?? []).map((v) => v.name));
-    spec.containers.forEach((c, i) =>
+    // Two volumes of one name would share one directory on the device: a writable emptyDir and a
+    // configMap the root agent writes into, through links the pod planted (as Kubernetes: refused).
+    const vols = new Set<string>();
+    (spec.volumes ?? []).forEach((v, i) => {
+      if (vols.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'name'], message: `duplicate volume name "${v.name}"` });
+      vols.add(v.name);
+    });
+    spec.containers.forEach((c, i) => {
+      const paths = new Set<string>();
       (c.volumeMounts ?? []).forEach((m, j) => {
         if (!vols.has(m.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `volume "${m.name}" is not defined in spec.volumes` });
-      }),
-    );
+        if (paths.has(m.mountPath)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'mountPath'], message: `duplicate mountPath "${m.mountPath}"` });
+        paths.add(m.mountPath);
+      });
+    });
   });
 export type PodSpec = z.infer<typeof podSpec>;
 

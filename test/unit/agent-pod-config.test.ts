@@ -3,7 +3,7 @@
  * as mounts, devices, image pull policy, and how it all shows in the plan and the reports.
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -243,6 +243,18 @@ describe('volume files on disk', () => {
     assert.equal(await readFile(join(target, 'a'), 'utf8'), 'changed');
     assert.notEqual((await stat(join(target, 'a'))).ino, inode, 'replaced by rename (atomic for readers)');
     assert.deepEqual(await readdir(target), ['a'], 'stale file and its empty directory removed');
+  });
+
+  it('never writes through a directory a container turned into a symbolic link (the files would land anywhere on the host)', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'drover-vol-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const target = join(dir, 'v');
+    const victim = join(dir, 'host-dir');
+    await mkdir(join(target), { recursive: true });
+    await mkdir(victim);
+    await symlink(victim, join(target, 'sub'));
+    await assert.rejects(writeVolumeFiles(target, [{ path: 'sub/evil', data: Buffer.from('* * * * * root pwned'), mode: 0o644 }]), /sub is a symbolic link/);
+    assert.deepEqual(await readdir(victim), [], 'nothing written into the link target');
   });
 
   it('VolumeManager prepares volumes, records failures, and removes pods that are gone', async (t) => {

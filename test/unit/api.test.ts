@@ -80,6 +80,19 @@ test('duplicate container names are reported on the second one', () => {
   assert.deepEqual(causes(() => parseObject(raw)), ['spec.containers[1].name: duplicate container name "a"']);
 });
 
+test('two volumes of one name (they would share a directory on the device) and a mountPath used twice are refused, naming the field', () => {
+  const raw = {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' },
+    spec: {
+      volumes: [{ name: 'work', emptyDir: {} }, { name: 'work', configMap: { name: 'cm' } }],
+      containers: [{ name: 'a', image: 'i', volumeMounts: [{ name: 'work', mountPath: '/w' }, { name: 'work', mountPath: '/w' }] }],
+    },
+  };
+  assert.deepEqual(causes(() => parseObject(raw)), ['spec.volumes[1].name: duplicate volume name "work"', 'spec.containers[0].volumeMounts[1].mountPath: duplicate mountPath "/w"']);
+  const template = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: raw.spec } } };
+  assert.ok(causes(() => parseObject(template)).includes('spec.template.spec.volumes[1].name: duplicate volume name "work"'));
+});
+
 test('unknown kind and unserved apiVersion are clear errors', () => {
   assert.match(causes(() => parseObject({ apiVersion: 'v1', kind: 'Gadget', metadata: { name: 'x' } }))[0]!, /^kind: unknown kind "Gadget"/);
   assert.match(causes(() => parseObject({ apiVersion: 'apps/v1', kind: 'Pod', metadata: { name: 'x' } }))[0]!, /^apiVersion: "apps\/v1" is not served for kind Pod/);
