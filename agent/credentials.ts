@@ -3,7 +3,8 @@
  * private key (made on this device, never sent anywhere), its certificate, and where to reach the
  * server. Once these exist the agent never uses the join token again.
  */
-import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, createPublicKey } from 'node:crypto';
+import { generateKeyPem } from '../server/pki/x509.js';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DroverError } from '../src/util/errors.js';
@@ -83,7 +84,7 @@ export async function pendingKey(stateDir: string, which: 'node' | 'renew'): Pro
   const path = join(await ensureDir(stateDir), `${which}.key`);
   let key = await readOptional(path);
   if (!key) {
-    key = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } }).privateKey;
+    key = generateKeyPem().privateKey;
     await put(path, key);
   }
   return { key, publicKey: createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString() };

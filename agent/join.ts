@@ -7,9 +7,8 @@
  */
 import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
-import { generateKeyPairSync } from 'node:crypto';
 import { parseJoinToken } from '../server/identity/join-token.js';
-import { certificateHash, createCsr } from '../server/pki/x509.js';
+import { certificateHash, createCsr, generateKeyPem } from '../server/pki/x509.js';
 import { backoffDelay } from '../src/util/backoff.js';
 import { DroverError, errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -120,7 +119,7 @@ export interface DeviceKey {
 }
 
 function newKey(): DeviceKey {
-  const k = generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  const k = generateKeyPem();
   return { key: k.privateKey, publicKey: k.publicKey };
 }
 
