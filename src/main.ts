@@ -70,11 +70,19 @@ function port(v: string): number {
 }
 
 /** Writes ~/.drover/config (0600) for the local user, unless one for another server is already there. */
+function sameAddress(a: string, b: string): boolean {
+  if (!URL.canParse(a) || !URL.canParse(b)) return false;
+  const [x, y] = [new URL(a), new URL(b)];
+  return x.hostname === y.hostname && x.port === y.port;
+}
+
 async function writeClientConfig(apiUrl: string, token: string, ca: string): Promise<string | undefined> {
   const path = process.env.DROVER_CONFIG ?? join(homedir(), '.drover', 'config');
   try {
     const cur = JSON.parse(await readFile(path, 'utf8')) as { server?: string };
-    if (cur.server && cur.server !== apiUrl) return undefined;
+    // Another server's config is the user's: left alone. The same address with http:// is this
+    // server before TLS (an upgrade): rewritten, or the CLI would speak plain HTTP to the TLS port.
+    if (cur.server && !sameAddress(cur.server, apiUrl)) return undefined;
   } catch (err) {
     // Missing: write a fresh one. Anything else (not JSON, not readable) is the user's file: leave it.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path} exists but cannot be used (${errorMessage(err)}); not overwritten`, { cause: err });

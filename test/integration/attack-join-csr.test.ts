@@ -21,7 +21,10 @@ const { pki, jsbn } = forge;
 
 /** A random odd integer of exactly `bits` bits. */
 function bigOdd(bits: number): forge.jsbn.BigInteger {
-  return new jsbn.BigInteger(randomBytes(bits / 8).toString('hex'), 16).setBit(bits - 1).setBit(0);
+  const b = randomBytes(bits / 8);
+  b[0]! |= 0x80;
+  b[b.length - 1]! |= 0x01;
+  return new jsbn.BigInteger(b.toString('hex'), 16);
 }
 
 /**
