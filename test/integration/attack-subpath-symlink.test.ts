@@ -1,10 +1,10 @@
 /**
- * Pod security refuses hostPath in a namespace without drover.io/privileged=true, even for admin. The classic
- * way around it (Kubernetes CVE-2017-1002101): one container makes a symlink in a shared emptyDir pointing at a
- * host path, and another container mounts that emptyDir with `subPath` naming the link. The agent builds the
- * bind-mount source as VOLUME_DIR/<subPath> on the host, where the link resolves against the host's root: the
- * second container gets the host directory. No hostPath, no privilege, namespace `default`. Real server, agent
- * and podman; the host directory holds a marker file only the host has.
+ * Kubernetes' CVE-2017-1002101, tried as an attacker would: one container makes a symlink to a host directory
+ * inside a shared emptyDir, another mounts that emptyDir with `subPath` naming the link; resolved on the host, the
+ * link hands the second container the host directory (the server's admin token, the host's `/`). Two lines of
+ * defence: pod security refuses a subPath into a writable volume outside a drover.io/privileged namespace, and the
+ * agent resolves every subPath on the host and refuses one that leaves its volume (where pod security lets the pod
+ * in). Real server, agent and podman; the host directory holds a marker file only the host has.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -17,9 +17,10 @@ import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
 
 const IMAGE = 'localhost/drover-test:1';
-const NODE = 'edge-subpath';
+const NODE = 'edge-confine';
+const NS = 'devices';
 
-describe('attack: subPath through a symlink in an emptyDir, namespace default', { timeout: 240_000 }, () => {
+describe('attack: subPath through a symlink in an emptyDir', { timeout: 240_000 }, () => {
   let sb: PodmanSandbox;
   let cluster: TestServer;
   let hostDir: string;
@@ -31,7 +32,9 @@ describe('attack: subPath through a symlink in an emptyDir, namespace default', 
     hostDir = await mkdtemp(join(tmpdir(), 'drover-host-secret-'));
     await writeFile(join(hostDir, 'marker'), marker);
     cluster = await startTestServer();
-    await cluster.addAgent({ node: NODE, runtime: sb.runtime, resyncSeconds: 2, heartbeatSeconds: 2 });
+    const ns = await cluster.api('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS, labels: { 'drover.io/privileged': 'true' } } });
+    assert.equal(ns.status, 201, ns.text);
+    await cluster.addAgent({ node: NODE, runtime: sb.runtime, resyncSeconds: 1, heartbeatSeconds: 2 });
     await waitFor('node Ready', async () => (await cluster.api('GET', `/api/v1/nodes/${NODE}`)).body?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True');
   });
   after(async () => {
@@ -40,47 +43,51 @@ describe('attack: subPath through a symlink in an emptyDir, namespace default', 
     await rm(hostDir, { recursive: true, force: true });
   });
 
-  test('a container never sees a host directory through a subPath that is a symlink made by its neighbour', async () => {
-    const r = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'escape' },
-      spec: {
-        nodeName: NODE,
-        terminationGracePeriodSeconds: 1,
-        volumes: [{ name: 'work', emptyDir: {} }],
-        containers: [
-          // The link is absolute: inside this container it points at its own root, on the host at the host's.
-          { name: 'linker', image: IMAGE, command: ['sh', '-c', `ln -sfn ${hostDir} /work/evil; while true; do sleep 1; done`], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
-          // Exits until its mount shows the host file, so the agent re-creates it once the link exists.
-          { name: 'reader', image: IMAGE, command: ['sh', '-c', 'test -e /host/marker || exit 1; while true; do sleep 1; done'], volumeMounts: [{ name: 'work', mountPath: '/host', subPath: 'evil', readOnly: true }] },
-        ],
-      },
-    });
-    // Refused at admission (a subPath into a writable volume outside a drover.io/privileged namespace): the attack
-    // stops here, as long as the refusal names the subPath.
-    if (r.status === 403 || r.status === 422) {
-      assert.match(r.text, /subPath/, r.text);
-      return;
-    }
+  const escapePod = (ns: string) => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'escape', namespace: ns },
+    spec: {
+      nodeName: NODE,
+      terminationGracePeriodSeconds: 1,
+      volumes: [{ name: 'work', emptyDir: {} }],
+      containers: [
+        // The link is absolute: inside this container it points at its own root, on the host at the host's.
+        { name: 'linker', image: IMAGE, command: ['sh', '-c', `mkdir -p /work/plain && echo in-volume > /work/plain/f; ln -sfn ${hostDir} /work/evil; while true; do sleep 1; done`], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+        // Exits until its mount shows something, so the agent re-creates it once the link exists.
+        { name: 'reader', image: IMAGE, command: ['sh', '-c', 'test -e /host/marker || exit 1; while true; do sleep 1; done'], volumeMounts: [{ name: 'work', mountPath: '/host', subPath: 'evil', readOnly: true }] },
+        { name: 'plain', image: IMAGE, command: ['sh', '-c', 'test -e /data/f || exit 1; while true; do sleep 1; done'], volumeMounts: [{ name: 'work', mountPath: '/data', subPath: 'plain' }] },
+      ],
+    },
+  });
+
+  test('in default, the pod is refused at admission, naming the subPath (admin token too)', async () => {
+    const r = await cluster.api('POST', '/api/v1/namespaces/default/pods', escapePod('default'));
+    assert.equal(r.status, 403, r.text);
+    assert.match(r.text, /subPath/);
+  });
+
+  test('in a drover.io/privileged namespace, the agent refuses the subPath that leaves its volume, naming the link; a plain one mounts', async () => {
+    const r = await cluster.api('POST', `/api/v1/namespaces/${NS}/pods`, escapePod(NS));
     assert.equal(r.status, 201, r.text);
-    // Either the reader gets the host file (the hole), or the agent refuses the subPath / the reader keeps
-    // failing to see it after being re-created with the link in place.
-    const outcome = await waitFor(
-      'the reader to read the host file or to be refused',
+    const refused = await waitFor(
+      'the reader to be refused (or to read the host file)',
       async () => {
         const [reader] = await sb.runtime.list({ [LABELS.pod]: 'escape', [LABELS.container]: 'reader' });
         if (reader?.state === 'running') {
           const out = await sb.runtime.exec(reader.id, ['sh', '-c', 'cat /host/marker 2>/dev/null || true'], 5_000);
-          if (out.output.includes(marker)) return { escaped: true, detail: 'reader read the host marker file through subPath "evil"' };
+          if (out.output.includes(marker)) assert.fail('the reader read the host marker file through subPath "evil"');
         }
-        const status = (await cluster.api('GET', '/api/v1/namespaces/default/pods/escape')).body?.status?.containerStatuses?.find((c: any) => c.name === 'reader');
-        if (status?.reason === 'CreateContainerConfigError' || (status?.restartCount ?? 0) >= 3) return { escaped: false, detail: JSON.stringify(status) };
-        return undefined;
+        const events = (await cluster.api('GET', `/api/v1/namespaces/${NS}/events`)).body?.items ?? [];
+        return events.find((e: any) => /resolves outside its volume/.test(e.message ?? '')) as { message: string } | undefined;
       },
       120_000,
-      500,
     );
-    assert.equal(outcome.escaped, false, outcome.detail);
+    assert.match(refused.message, new RegExp(`symbolic link to ${hostDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    // The same volume through a subPath that is a real directory still mounts.
+    await waitFor('the plain subPath container running', async () => {
+      const [plain] = await sb.runtime.list({ [LABELS.pod]: 'escape', [LABELS.container]: 'plain' });
+      return plain?.state === 'running' ? true : undefined;
+    }, 60_000);
   });
 });
