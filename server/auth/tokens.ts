@@ -6,8 +6,9 @@ import { objectMeta } from '../../src/api/meta.js';
 import { DroverError, TokenRefusedError, ValidationError, type FieldCause, type TokenRefusal } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir, tightenFile, writePrivateFileAtomic } from '../../src/util/private-fs.js';
+import type { Role, TokenInfo } from '../../src/api/tokens.js';
 
-export type Role = 'admin' | 'view';
+export type { Role, TokenInfo };
 export const ROLES: readonly Role[] = ['admin', 'view'];
 
 export interface ApiIdentity {
@@ -15,19 +16,6 @@ export interface ApiIdentity {
   tokenId: string;
   role: Role;
   description?: string;
-}
-
-export interface TokenInfo {
-  id: string;
-  type: 'join' | 'api';
-  role?: Role;
-  description?: string;
-  createdAt: string;
-  expiresAt?: string;
-  /** undefined = unlimited */
-  usesLeft?: number;
-  labels?: Record<string, string>;
-  revoked: boolean;
 }
 
 /** The id the bootstrap admin token (DATA_DIR/admin-token) carries in identities and the audit log. */

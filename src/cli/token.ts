@@ -2,21 +2,10 @@ import type { Command } from 'commander';
 import { CliError } from './client.js';
 import { addConnectionOptions, parseDuration, type CommandContext } from './context.js';
 import { renderTable } from './output.js';
+import type { TokenInfo } from '../api/tokens.js';
 
-/** The server's token route (server/auth/routes.ts); types repeated here so the CLI does not import server code. */
+/** The server's token route (server/auth/routes.ts). */
 const TOKENS_PATH = '/drover/v1/tokens';
-
-interface TokenInfo {
-  id: string;
-  type: 'join' | 'api';
-  role?: string;
-  description?: string;
-  createdAt: string;
-  expiresAt?: string;
-  usesLeft?: number;
-  labels?: Record<string, string>;
-  revoked: boolean;
-}
 
 /** Join tokens live a day unless told otherwise, as k3s's `token create`; `--ttl 0` means never. */
 export const DEFAULT_JOIN_TTL = '24h';
