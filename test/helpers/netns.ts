@@ -39,25 +39,53 @@ export interface DeviceLink {
   destroy(): Promise<void>;
 }
 
+// 50 × 250 slots: slot n is the netns `drv<n>`, its veths `vh<n>`/`vn<n>` and the /30 in 10.(200+n/250).(n%250+1).
+const SLOTS = 50 * 250;
+let nextSlot = randomInt(0, SLOTS);
+
+/**
+ * Claims a slot no other test process (or leftover of a killed run) holds: `ip netns add` fails when the
+ * name exists, so creating the namespace is the lock, and names and subnets follow from the slot.
+ */
+async function claimSlot(): Promise<number> {
+  for (let tries = 0; tries < 200; tries++) {
+    const n = nextSlot;
+    nextSlot = (nextSlot + 1 + randomInt(0, 7)) % SLOTS;
+    try {
+      await run('ip', ['netns', 'add', `drv${n}`]);
+      return n;
+    } catch (err) {
+      if (!/File exists/.test((err as { stderr?: string }).stderr ?? '')) throw new Error(`ip netns add drv${n} failed: ${(err as { stderr?: string }).stderr ?? String(err)}`);
+    }
+  }
+  throw new Error('no free network namespace slot after 200 tries (leftover drv* namespaces? `ip netns list`)');
+}
+
 export async function createDeviceLink(): Promise<DeviceLink> {
-  const id = randomInt(1, 250);
-  const tag = `${process.pid % 10000}${id}`;
-  const ns = `drv${tag}`;
-  const hostIf = `vh${tag}`;
-  const nsIf = `vn${tag}`;
-  const subnet = `10.${200 + (process.pid % 50)}.${id}`;
+  const n = await claimSlot();
+  const ns = `drv${n}`;
+  const hostIf = `vh${n}`;
+  const nsIf = `vn${n}`;
+  const subnet = `10.${200 + Math.floor(n / 250)}.${(n % 250) + 1}`;
   const hostIp = `${subnet}.1`;
   const deviceIp = `${subnet}.2`;
   const nsenter = (args: string[]) => sh('nsenter', [`--net=/run/netns/${ns}`, ...args]);
-  await sh('ip', ['netns', 'add', ns]);
-  await sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf]);
-  await sh('ip', ['link', 'set', nsIf, 'netns', ns]);
-  await sh('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
-  await sh('ip', ['link', 'set', hostIf, 'up']);
-  await nsenter(['ip', 'link', 'set', 'lo', 'up']);
-  await nsenter(['ip', 'addr', 'add', `${deviceIp}/30`, 'dev', nsIf]);
-  await nsenter(['ip', 'link', 'set', nsIf, 'up']);
-  await nsenter(['ip', 'route', 'add', 'default', 'via', hostIp]);
+  // A veth left by a killed run holds the name: remove it (its namespace is gone, or the slot was not free).
+  await sh('ip', ['link', 'del', hostIf]).catch(() => {});
+  try {
+    await sh('ip', ['link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf]);
+    await sh('ip', ['link', 'set', nsIf, 'netns', ns]);
+    await sh('ip', ['addr', 'add', `${hostIp}/30`, 'dev', hostIf]);
+    await sh('ip', ['link', 'set', hostIf, 'up']);
+    await nsenter(['ip', 'link', 'set', 'lo', 'up']);
+    await nsenter(['ip', 'addr', 'add', `${deviceIp}/30`, 'dev', nsIf]);
+    await nsenter(['ip', 'link', 'set', nsIf, 'up']);
+    await nsenter(['ip', 'route', 'add', 'default', 'via', hostIp]);
+  } catch (err) {
+    await sh('ip', ['link', 'del', hostIf]).catch(() => {});
+    await sh('ip', ['netns', 'del', ns]).catch(() => {});
+    throw err;
+  }
   let lossRules: Array<() => Promise<void>> = [];
   const link: DeviceLink = {
     ns,
