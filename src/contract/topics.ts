@@ -26,6 +26,12 @@ export const DELIVERY = {
    */
   execRequest: { qos: 0, retain: false },
   response: { qos: 1, retain: false },
+  /** An operator's command (`drover/v1/cmd/{verb}`) and its reply: never retained, a command is an act, not a state. */
+  command: { qos: 1, retain: false },
+  commandReply: { qos: 1, retain: false },
+  /** What a dashboard subscribes to: the last value waits for it on the broker. */
+  fleetSummary: { qos: 1, retain: true },
+  nodeState: { qos: 1, retain: true },
 } as const satisfies Record<string, TopicSpec>;
 
 export type NodeTopicKind = 'presence' | 'hello' | 'desired' | 'status' | 'events';
@@ -50,6 +56,16 @@ export const topics = {
   events: (node: string) => `${PREFIX}/nodes/${node}/events`,
   request: (node: string, id: string) => `${PREFIX}/nodes/${node}/req/${id}`,
   response: (node: string, id: string) => `${PREFIX}/nodes/${node}/res/${id}`,
+  /** Operators' commands: `verb` is one of COMMAND_VERBS (src/contract/commands.ts), or anything, to be refused with a reply. */
+  command: (verb: string) => `${PREFIX}/cmd/${verb}`,
+  allCommands: () => `${PREFIX}/cmd/+`,
+  /** Where a command's reply goes when the request names no replyTo and no MQTT 5 response topic. */
+  commandResponse: (verb: string, clientId: string) => `${PREFIX}/cmd/${verb}/response/${clientId}`,
+  /** Retained, published by the server: the fleet in one message (debounced). */
+  fleetSummary: () => `${PREFIX}/fleet/summary`,
+  /** Retained, published by the server: one node's Ready/NotReady/Unknown and when it was last heard. */
+  nodeState: (node: string) => `${PREFIX}/nodes/${node}/state`,
+  allNodeStates: () => `${PREFIX}/nodes/+/state`,
   /** Subscriptions the server holds to hear from every agent. */
   allAgentReports: () => [
     `${PREFIX}/nodes/+/presence`,
@@ -62,6 +78,13 @@ export const topics = {
   /** What one agent subscribes to. */
   agentInbox: (node: string) => [`${PREFIX}/nodes/${node}/desired`, `${PREFIX}/nodes/${node}/req/+`],
 };
+
+/** `drover/v1/cmd/{verb}` → the verb (any single level; unknown verbs get an error reply), else undefined. */
+export function parseCommandTopic(topic: string): { verb: string } | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 4 || `${parts[0]}/${parts[1]}` !== PREFIX || parts[2] !== 'cmd' || !parts[3]) return undefined;
+  return { verb: parts[3] };
+}
 
 export type ParsedTopic =
   | { kind: NodeTopicKind; node: string }
