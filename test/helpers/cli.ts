@@ -1,12 +1,14 @@
 /**
- * The real `drover` binary (src/main.ts via tsx) as a child process, for the end-to-end CLI tests,
- * and the checks they make on a finished run.
+ * The `drover` program for the end-to-end CLI tests: in this process (the same program src/main.ts
+ * runs, on its own io: no 1 s of tsx start-up per call), or as the real binary (src/main.ts via tsx)
+ * in a child process; and the checks they make on a finished run.
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { runProgram } from '../../src/program.js';
 
 export const ROOT = new URL('../..', import.meta.url).pathname;
 
@@ -31,8 +33,27 @@ export function spawnDrover(env: Record<string, string>, args: string[]): ChildP
   });
 }
 
-/** Runs `drover ARGS` to the end, `input` on its stdin (empty by default). */
-export function drover(env: Record<string, string>, args: string[], input?: string): Promise<Run> {
+/**
+ * Runs `drover ARGS` to the end in this process, `input` on its stdin (empty by default): the same
+ * program, parsing, output and exit codes as the binary, with `env` on top of this process's environment.
+ */
+export async function drover(env: Record<string, string>, args: string[], input?: string): Promise<Run> {
+  let stdout = '';
+  let stderr = '';
+  // Never aborted: without a signal, long-running verbs would add SIGINT handlers to this process.
+  const signal = new AbortController().signal;
+  const code = await runProgram(args, {
+    stdout: (s) => void (stdout += s),
+    stderr: (s) => void (stderr += s),
+    env: { ...process.env, DROVER_CONFIG: NO_CONFIG, ...env },
+    stdin: async () => input ?? '',
+    signal,
+  });
+  return { code: code ?? 0, stdout, stderr };
+}
+
+/** Runs the real binary `drover ARGS` to the end in a child process, `input` on its stdin (empty by default). */
+export function droverProcess(env: Record<string, string>, args: string[], input?: string): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawnDrover(env, args);
     let stdout = '';

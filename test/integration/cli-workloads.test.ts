@@ -1,5 +1,6 @@
 /**
- * The workload verbs end to end: the real `drover` binary (src/main.ts via tsx) against a real
+ * The workload verbs end to end: the `drover` program (in process; `get -w` and `logs -f` as the real
+ * binary in a child process) against a real
  * server with two agents on a fake container runtime (the real-podman rollout is tested in
  * rollout-podman.test.ts). Deployments roll out, change image, roll back, scale; nodes are
  * cordoned and drained; `get -w` and `logs -f` stream.

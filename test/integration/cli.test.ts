@@ -1,6 +1,6 @@
 /**
- * End to end: the real `drover` binary (src/main.ts via tsx) as a child process against a real
- * server. Checks exit status (0, or 1 with exactly one `error: ...` line on stderr) and output.
+ * End to end: the `drover` program (the one src/main.ts runs, here in process on its own io; the
+ * child-process binary is exercised by tls-cli.test.ts) against a real server over HTTPS. Checks exit status (0, or 1 with exactly one `error: ...` line on stderr) and output.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -11,7 +11,7 @@ import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { parseJoinToken, formatJoinToken } from '../../server/identity/join-token.js';
-import { drover, fails, ok, spawnDrover } from '../helpers/cli.js';
+import { droverProcess, fails, ok, spawnDrover } from '../helpers/cli.js';
 import { freePort, waitFor } from '../helpers/cluster.js';
 
 interface Started {
@@ -76,22 +76,22 @@ describe('TLS and tokens through the real binary', () => {
     assert.equal(cfg.server, `https://127.0.0.1:${apiPort}`);
     assert.match(cfg.certificateAuthority, /BEGIN CERTIFICATE/);
     // The user's own environment (DROVER_CA_FILE of the test process) must not be what makes it work.
-    const r = ok(await drover({ DROVER_CONFIG: config, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']), 'get nodes');
+    const r = ok(await droverProcess({ DROVER_CONFIG: config, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']), 'get nodes');
     assert.match(r.stderr + r.stdout, /No resources found|NAME/);
     // Without the CA the same call is refused by TLS verification, not silently accepted.
     const noCa = JSON.stringify({ server: cfg.server, token: cfg.token });
     const bare = join(dir, 'config-no-ca');
     await writeFile(bare, noCa, { mode: 0o600 });
     fails(
-      await drover({ DROVER_CONFIG: bare, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']),
+      await droverProcess({ DROVER_CONFIG: bare, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']),
       /^error: TLS verification of the drover server at https:\/\/127\.0\.0\.1:\d+ failed: .*wrong CA: set DROVER_CA_FILE/,
     );
 
     // An agent given the token on argv is refused before anything happens, saying why.
-    fails(await drover({}, ['agent', '--server', cfg.server, '--token', joinToken, '--state-dir', join(dir, 'agent')]), /--token is not accepted: a token on the command line is visible to every user in `ps`/);
+    fails(await droverProcess({}, ['agent', '--server', cfg.server, '--token', joinToken, '--state-dir', join(dir, 'agent')]), /--token is not accepted: a token on the command line is visible to every user in `ps`/);
     // A token that names another CA: the agent stops at the CA check and exits non-zero.
     const otherCa = formatJoinToken('0'.repeat(64), credential);
-    fails(await drover({ DROVER_TOKEN: otherCa }, ['agent', '--server', cfg.server, '--state-dir', join(dir, 'agent'), '--node-name', 'edge-x']), /but the join token expects 0{64}: wrong server or someone in between; nothing was sent/);
+    fails(await droverProcess({ DROVER_TOKEN: otherCa }, ['agent', '--server', cfg.server, '--state-dir', join(dir, 'agent'), '--node-name', 'edge-x']), /but the join token expects 0{64}: wrong server or someone in between; nothing was sent/);
   });
 
   test('--insecure binds its plain listeners to 127.0.0.1 only', async (tc) => {

@@ -1,0 +1,338 @@
+/**
+ * The `drover` program: `drover server`, `drover agent`, and the fleet CLI verbs, built on the io it
+ * is handed (src/main.ts hands it the process; tests run CLI verbs in process with their own). The
+ * only file that wires server/, agent/ and src/cli together.
+ */
+import { CommandExit } from './cli/exec.js';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { homedir, networkInterfaces } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { AGENT_DEFAULTS, AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
+import type { RunningAgent } from '../agent/run.js';
+import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
+import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
+import { EVENT_TTL_MS, EVENTS_PER_OBJECT } from '../server/controllers/event-expiry.js';
+import { MAX_REPLICAS } from './api/workloads.js';
+import { registerBrokerCommands } from './cli/broker.js';
+import { registerCliCommands } from './cli/program.js';
+import { registerSecretsCommands } from './cli/secrets.js';
+import { errorMessage } from './util/errors.js';
+import { createLogger } from './util/logger.js';
+
+function collectLabel(value: string, prev: Record<string, string>): Record<string, string> {
+  const i = value.indexOf('=');
+  if (i <= 0) throw new Error(`--label expects key=value, got "${value}"`);
+  return { ...prev, [value.slice(0, i)]: value.slice(i + 1) };
+}
+
+/** A whole number of at least 1 (a count or a period in seconds). */
+function count(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`expected a whole number of at least 1, got "${v}"`);
+  return n;
+}
+
+function collect(value: string, prev: string[]): string[] {
+  return [...prev, value];
+}
+
+/**
+ * The join token of `drover agent`: from --token-file or DROVER_TOKEN, never from argv (every user
+ * sees argv in `ps`). Removed from the environment once read, so no child process inherits it.
+ */
+async function agentJoinToken(o: { token?: string; tokenFile?: string }): Promise<string | undefined> {
+  if (o.token !== undefined) {
+    throw new Error('--token is not accepted: a token on the command line is visible to every user in `ps`; put it in a file (--token-file FILE, mode 0600) or in DROVER_TOKEN');
+  }
+  const fromEnv = process.env.DROVER_TOKEN;
+  delete process.env.DROVER_TOKEN;
+  if (o.tokenFile) {
+    const text = (await readFile(o.tokenFile, 'utf8').catch((err: unknown) => {
+      throw new Error(`cannot read --token-file ${o.tokenFile}: ${errorMessage(err)}`, { cause: err });
+    })).trim();
+    if (!text) throw new Error(`--token-file ${o.tokenFile} is empty`);
+    return text;
+  }
+  return fromEnv || undefined;
+}
+
+function maxReplicas(v: string): number {
+  const n = count(v);
+  if (n > MAX_REPLICAS) throw new Error(`--max-replicas is at most ${MAX_REPLICAS}, got ${n}`);
+  return n;
+}
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid port "${v}"`);
+  return n;
+}
+
+/** Writes ~/.drover/config (0600) for the local user, unless one for another server is already there. */
+function sameAddress(a: string, b: string): boolean {
+  if (!URL.canParse(a) || !URL.canParse(b)) return false;
+  const [x, y] = [new URL(a), new URL(b)];
+  return x.hostname === y.hostname && x.port === y.port;
+}
+
+async function writeClientConfig(apiUrl: string, token: string, ca: string): Promise<string | undefined> {
+  const path = process.env.DROVER_CONFIG ?? join(homedir(), '.drover', 'config');
+  try {
+    const cur = JSON.parse(await readFile(path, 'utf8')) as { server?: string };
+    // Another server's config is the user's: left alone. The same address with http:// is this
+    // server before TLS (an upgrade): rewritten, or the CLI would speak plain HTTP to the TLS port.
+    if (cur.server && !sameAddress(cur.server, apiUrl)) return undefined;
+  } catch (err) {
+    // Missing: write a fresh one. Anything else (not JSON, not readable) is the user's file: leave it.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path} exists but cannot be used (${errorMessage(err)}); not overwritten`, { cause: err });
+  }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  await writeFile(path, JSON.stringify({ server: apiUrl, token, certificateAuthority: ca }, null, 2) + '\n', { mode: 0o600 });
+  await chmod(path, 0o600);
+  return path;
+}
+
+/** The first non-loopback IPv4 address: a reasonable guess of how other devices reach this one. */
+function primaryAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return undefined;
+}
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(sig, () => {
+      if (stopping) process.exit(1);
+      stopping = true;
+      stop().then(() => process.exit(0), () => process.exit(1));
+    });
+  }
+}
+
+function agentOptions(cmd: Command): Command {
+  return cmd
+    .option('--node-name <name>', 'name of this node', defaultNodeName())
+    .option('--state-dir <dir>', 'agent state directory (desired-state cache)', defaultStateDir())
+    .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
+    .option('--node-ip <address>', "address this node is known by (INTERNAL-IP, pods' hostIP); default: the local address of its connection to the server")
+    .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
+    .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
+    .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
+    .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), AGENT_DEFAULTS.resyncSeconds)
+    .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), AGENT_DEFAULTS.keepaliveSeconds)
+    .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
+    .option('--reconnect-max <seconds>', 'longest pause between attempts to reach the server', (v) => Number(v), AGENT_DEFAULTS.reconnectMaxSeconds)
+    .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds);
+}
+
+type AgentFlags = {
+  nodeName: string;
+  stateDir: string;
+  label: Record<string, string>;
+  nodeIp?: string;
+  podmanRoot?: string;
+  podmanRunroot?: string;
+  heartbeat: number;
+  resync: number;
+  keepalive: number;
+  runtimeFailures: number;
+  reconnectMax: number;
+  connectTimeout: number;
+  logLevel?: string;
+};
+
+function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined, extra: { mqttUrl?: string; tlsServerName?: string } = {}) {
+  return {
+    node: o.nodeName,
+    serverUrl,
+    token,
+    ...extra,
+    stateDir: o.stateDir,
+    labels: o.label,
+    nodeIP: o.nodeIp,
+    runtime: { podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
+    heartbeatSeconds: o.heartbeat,
+    resyncSeconds: o.resync,
+    keepaliveSeconds: o.keepalive,
+    runtimeFailures: o.runtimeFailures,
+    reconnectMaxSeconds: o.reconnectMax,
+    connectTimeoutSeconds: o.connectTimeout,
+    logLevel: o.logLevel,
+  };
+}
+
+/** Where the program reads and writes: the process's own streams and environment unless told otherwise. */
+export interface ProgramIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  env?: NodeJS.ProcessEnv;
+  stdin?: () => Promise<string>;
+  signal?: AbortSignal;
+}
+
+const processIo: ProgramIo = { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) };
+
+export function buildProgram(io: ProgramIo = processIo): Command {
+  const program = new Command('drover')
+    .description('drover: an edge container orchestrator (server, agent and fleet CLI in one binary)')
+    .version(AGENT_VERSION)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+
+  agentOptions(
+    program
+      .command('server')
+      .description('run the control plane (API, store, scheduler, MQTT broker) and a local agent')
+      .option('--data-dir <dir>', 'server data directory', defaultDataDir())
+      .option('--api-host <host>', `API (HTTPS) listen address (default ${DEFAULTS.apiHost}; ${DEFAULTS.insecureHost} with --insecure)`)
+      .option('--api-port <port>', 'API listen port', port, DEFAULTS.apiPort)
+      .option('--mqtt-host <host>', `embedded MQTT broker listen address (default ${DEFAULTS.mqttHost}; ${DEFAULTS.insecureHost} with --insecure)`)
+      .option('--mqtt-port <port>', `embedded MQTT broker port (default ${DEFAULTS.mqttPort} for MQTT over TLS, ${DEFAULTS.mqttInsecurePort} with --insecure)`, port)
+      .option('--insecure', 'plain HTTP and MQTT instead of TLS (tokens and Secrets cross the network in clear); binds to 127.0.0.1 unless --api-host/--mqtt-host say otherwise')
+      .option('--tls-san <name>', 'another DNS name or IP address for the server certificate (repeatable)', collect, [])
+      .option('--require-approval', 'new nodes wait for `drover node approve NAME` before they may connect')
+      .option('--node-cert-days <days>', 'life of a node certificate; agents renew it when a third is left', count, DEFAULTS.nodeCertDays)
+      .option('--broker-url <url>', 'use this external MQTT broker instead of the embedded one')
+      .option('--broker-username <user>', 'username for the external broker')
+      .option('--broker-password <password>', 'password for the external broker (an mqtts:// broker is given the server\'s client certificate instead)')
+      .option('--advertise-address <host>', 'address other devices use to reach this server')
+      .option('--disable-agent', 'do not run a local agent on this machine')
+      .option('--node-missed-heartbeats <n>', 'heartbeats a node may miss before it turns NotReady', count, DEFAULTS.missedHeartbeats)
+      .option('--link-flap-threshold <n>', 'disconnects within the flap window that mark a node LinkDegraded', count, DEFAULTS.flapThreshold)
+      .option('--link-flap-window <seconds>', 'flap window; a degraded link is stable again after a whole window without a disconnect', count, DEFAULTS.flapWindowMs / 1000)
+      .option('--max-pods-per-node <n>', 'pods the scheduler places on one node at most', count, DEFAULTS.maxPodsPerNode)
+      .option('--node-request-timeout <seconds>', 'how long a node has to answer `drover logs` (added to an exec command\'s own timeout)', count, DEFAULTS.nodeRequestTimeoutMs / 1000)
+      .option('--audit-log-max-size <size>', 'rotate DATA_DIR/audit.log at this size: B, K, M or G (default 10M)')
+      .option('--audit-log-max-files <n>', 'rotated audit logs kept: audit.log.1 … audit.log.N (default 5)', count)
+      .option('--allowed-host-paths <dirs>', 'comma-separated host directories pods may mount with hostPath in any namespace (default none: every hostPath needs a namespace labelled drover.io/privileged=true)')
+      .option('--mqtt-connect-rate <n>', 'MQTT connection attempts per second per source address (embedded broker)', count, DEFAULT_MQTT_LIMITS.connectRate.perSecond)
+      .option('--mqtt-connect-burst <n>', 'MQTT connection attempts a source may make at once before the rate applies', count, DEFAULT_MQTT_LIMITS.connectRate.burst)
+      .option('--event-ttl <seconds>', 'Events not updated for this long are deleted', count, EVENT_TTL_MS / 1000)
+      .option('--events-per-object <n>', 'Events kept per object (the newest)', count, EVENTS_PER_OBJECT)
+      .option('--max-replicas <n>', `cap on replicas, completions and parallelism (at most ${MAX_REPLICAS})`, maxReplicas, MAX_REPLICAS)
+      .option('--log-level <level>', 'log level', 'info'),
+  ).action(async (o: AgentFlags & { eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+    const insecure = o.insecure ?? false;
+    // Plain listeners stay on this machine unless asked otherwise.
+    const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
+    const mqttHost = o.mqttHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.mqttHost);
+    const loopbackOnly = [apiHost, mqttHost].every((h) => h === '127.0.0.1' || h === '::1' || h === 'localhost');
+    const advertiseAddress = o.advertiseAddress ?? (loopbackOnly ? '127.0.0.1' : primaryAddress());
+    const cfg: ServerConfig = {
+      dataDir: o.dataDir,
+      apiHost,
+      apiPort: o.apiPort,
+      mqtt: o.brokerUrl
+        ? { mode: 'external', url: o.brokerUrl, username: o.brokerUsername, password: o.brokerPassword }
+        : { mode: 'embedded', host: mqttHost, port: o.mqttPort ?? (insecure ? DEFAULTS.mqttInsecurePort : DEFAULTS.mqttPort) },
+      insecure,
+      advertiseAddress,
+      tlsSans: o.tlsSan,
+      requireApproval: o.requireApproval,
+      nodeCertDays: o.nodeCertDays,
+      auditLogMaxSize: o.auditLogMaxSize,
+      auditLogMaxFiles: o.auditLogMaxFiles,
+      allowedHostPaths: o.allowedHostPaths ? o.allowedHostPaths.split(',').map((d) => d.trim()).filter(Boolean) : [],
+      eventTtlMs: o.eventTtl * 1000,
+      eventsPerObject: o.eventsPerObject,
+      maxReplicas: o.maxReplicas,
+      mqttLimits: { connectRate: { perSecond: o.mqttConnectRate, burst: o.mqttConnectBurst } },
+      logLevel: o.logLevel,
+      missedHeartbeats: o.nodeMissedHeartbeats,
+      flapThreshold: o.linkFlapThreshold,
+      flapWindowMs: o.linkFlapWindow * 1000,
+      maxPodsPerNode: o.maxPodsPerNode,
+      nodeRequestTimeoutMs: o.nodeRequestTimeout * 1000,
+    };
+    const logger = createLogger({ name: 'drover', level: o.logLevel });
+    // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
+    const { startServer } = await import('../server/run.js');
+    const { startAgent } = await import('../agent/run.js');
+    const server = await startServer(cfg, logger);
+    let agent: RunningAgent | undefined;
+    if (!o.disableAgent) {
+      // The local agent joins like any other device (join token → its own certificate), approved
+      // ahead: the operator who starts the server vouches for this machine.
+      if (o.requireApproval) await server.identity.preapprove(o.nodeName);
+      agent = await startAgent(agentConfig({ ...o, stateDir: o.stateDir }, server.apiUrl, server.joinToken), { logger });
+    }
+    const cfgPath = await writeClientConfig(server.apiUrl, server.adminToken, server.caCert).catch((err) => {
+      logger.warn({ err: errorMessage(err) }, 'CLI config not written');
+      return undefined;
+    });
+    const host = advertiseAddress ?? '<this-host>';
+    const apiPublic = `${insecure ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${new URL(server.apiUrl).port}`;
+    // The join token itself is never printed: it is a password for the whole cluster.
+    io.stderr(
+      [
+        '',
+        `drover server is running${insecure ? ' (INSECURE: plain HTTP and MQTT)' : ''}`,
+        `  API:          ${server.apiUrl}`,
+        `  MQTT broker:  ${server.mqttUrl}${o.brokerUrl ? ' (external)' : ' (embedded)'}`,
+        `  CA:           ${server.caFile}`,
+        `  admin token:  ${join(server.dataDir, 'admin-token')}${cfgPath ? `  (CLI config written to ${cfgPath})` : ''}`,
+        `  local agent:  ${o.disableAgent ? 'disabled' : `node ${o.nodeName}`}`,
+        `  join another device: put a token for it, from \`drover token create --uses 1 --ttl 24h\` (or ${join(server.dataDir, 'join-token')}),`,
+        `    in a file only root can read (TOKEN_FILE) there, then`,
+        `    drover agent --server ${apiPublic} --token-file TOKEN_FILE --node-name <name>`,
+        ...(o.requireApproval ? ['  new nodes wait for: drover node approve <name>'] : []),
+        '',
+      ].join('\n') + '\n',
+    );
+    onSignals(async () => {
+      await agent?.close();
+      await server.close();
+    });
+  });
+
+  agentOptions(
+    program
+      .command('agent')
+      .description('run a node agent that joins a drover server')
+      .requiredOption('--server <url>', 'API URL of the server, e.g. https://10.0.0.2:6443 (join and certificate renewal)')
+      .option('--token-file <file>', "file holding the join token (a copy of the server's DATA_DIR/join-token, or `drover token create`); env DROVER_TOKEN; needed for the first join only")
+      .option('--token <token>', 'refused: a token on the command line is visible in `ps` (use --token-file or DROVER_TOKEN)')
+      .option('--mqtt-url <url>', 'broker URL to dial instead of the one the server advertises at join')
+      .option('--tls-server-name <name>', "name to check the server's certificate against instead of the URL's host")
+      .option('--name <name>', 'alias of --node-name')
+      .option('--log-level <level>', 'log level', 'info'),
+  ).action(async (o: AgentFlags & { server: string; token?: string; tokenFile?: string; mqttUrl?: string; tlsServerName?: string; name?: string }) => {
+    const token = await agentJoinToken(o);
+    const { startAgent } = await import('../agent/run.js');
+    const agent = await startAgent(agentConfig({ ...o, nodeName: o.name ?? o.nodeName }, o.server, token, { mqttUrl: o.mqttUrl, tlsServerName: o.tlsServerName }));
+    onSignals(() => agent.close());
+  });
+
+  registerCliCommands(program, { stdout: io.stdout, stderr: io.stderr, env: io.env ?? process.env, ...(io.stdin ? { stdin: io.stdin } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+  registerBrokerCommands(program, io);
+  registerSecretsCommands(program, io, {
+    defaultDataDir: defaultDataDir(),
+    // Loaded on demand, like the server: the CLI verbs do not pay for the store's modules.
+    rotateKey: async (dataDir) => (await import('../server/secrets/rotate.js')).rotateSecretsKey(dataDir, createLogger({ name: 'drover', level: 'warn' })),
+  });
+  return program;
+}
+
+/**
+ * Runs `drover ARGS` (argv without node and script). Undefined when it succeeded (a CLI verb is done,
+ * or a server/agent keeps running); otherwise the exit code, its error already written as one
+ * `error: ...` line.
+ */
+export async function runProgram(args: string[], io: ProgramIo = processIo): Promise<number | undefined> {
+  const program = buildProgram(io);
+  try {
+    await program.parseAsync(args, { from: 'user' });
+    return undefined;
+  } catch (err) {
+    // `drover exec`: the remote command's own exit code, already reported on stderr.
+    if (err instanceof CommandExit) return err.exitCode;
+    // Help and version are "errors" to commander; their exit code is already right.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? undefined : err.exitCode;
+    io.stderr(`error: ${errorMessage(err).split('\n')[0]}\n`);
+    return 1;
+  }
+}
