@@ -15,6 +15,7 @@ import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
+import { paginate } from './paging.js';
 import { assertObjectNames, pathSegments } from './path.js';
 import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -389,11 +390,14 @@ export class ApiServer {
     const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
     const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
     const { items, revision } = await this.deps.store.list(r.kind.kind, r.kind.namespaced ? r.namespace : undefined);
+    // Selectors first, then the page: a page holds `limit` matching objects, as in Kubernetes.
+    const matching = items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields));
+    const page = paginate(matching, { limit: url.searchParams.get('limit'), continue: url.searchParams.get('continue') }, revision);
     sendJson(res, 200, {
       kind: `${r.kind.kind}List`,
       apiVersion: r.kind.groupVersion,
-      metadata: { resourceVersion: String(revision) },
-      items: items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields)).map((o) => redactFor(identity.role, o)),
+      metadata: { resourceVersion: String(revision), ...(page.continue ? { continue: page.continue, remainingItemCount: page.remainingItemCount } : {}) },
+      items: page.items.map((o) => redactFor(identity.role, o)),
     });
   }
 
