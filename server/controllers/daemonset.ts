@@ -21,6 +21,7 @@ import { isOwnedBy, newOwnedPod, podReady, podWriter, readyCondition } from './p
 import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { PodWriteSteps } from './still-wanted.js';
+import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = 'controller-revision-hash';
@@ -68,9 +69,12 @@ function availableIn(p: Pod, minReadySeconds: number, now: number): number | und
   return Math.max(0, since + minReadySeconds * 1000 - now);
 }
 
-/** The pod a DaemonSet would run on `node` (name left empty; the controller fills it in). */
-export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = podTemplateHash(ds.spec.template), now = Date.now()): Pod {
-  const pod = newOwnedPod(ds.spec.template, { apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, namespace: ds.metadata.namespace, uid: ds.metadata.uid }, { [REVISION_LABEL]: hash });
+/**
+ * The pod a DaemonSet would run on `node` (name left empty; the controller fills it in), from its
+ * template or (a waved rollout's stable revision) from `template`.
+ */
+export function newDaemonPod(ds: DaemonSet, nodeName: string, hash = podTemplateHash(ds.spec.template), now = Date.now(), template: PodTemplate = ds.spec.template): Pod {
+  const pod = newOwnedPod(template, { apiVersion: 'apps/v1', kind: 'DaemonSet', name: ds.metadata.name, namespace: ds.metadata.namespace, uid: ds.metadata.uid }, { [REVISION_LABEL]: hash });
   return {
     ...pod,
     spec: { ...pod.spec, nodeName, tolerations: daemonTolerations(pod.spec) },
@@ -113,6 +117,10 @@ export interface DaemonSetPlan {
   status: DaemonSetStatus;
   /** Look again after this long (a ready pod turning available after minReadySeconds). */
   requeueAfterMs?: number;
+  /** Waved rollout: nodes that get a new pod of the stable revision (not the current template). */
+  createStable?: { hash: string; template: PodTemplate; nodes: string[] };
+  /** Waved rollout: its decision (status.drover, rollback, events), when spec.drover.rollout is set. */
+  waves?: Pick<WavePlan, 'drover' | 'rollback'> & { events: WaveEvent[] };
 }
 
 function creationMs(p: Pod): number {
@@ -200,6 +208,36 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     if (avail === 0) status.numberAvailable += 1;
     else if (avail !== undefined) wake(avail + 100);
     if (kept!.metadata.labels?.[REVISION_LABEL] === hash) status.updatedNumberScheduled += 1;
+  }
+
+  if (ds.spec.drover?.rollout) {
+    const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
+    const inputs: WaveNodeInput[] = [...create.map((n) => ({ node: byName.get(n)! })), ...wanted.map((w) => ({ node: byName.get(w.node)!, pod: w.kept }))];
+    const wp = planWaves({ ds, nodes: inputs, now });
+    const targetCreate: string[] = [];
+    let stable: DaemonSetPlan['createStable'];
+    for (const n of create) {
+      const d = wp.desired.get(n);
+      if (d === undefined || d === 'keep' || d.hash === hash) targetCreate.push(n);
+      else (stable ??= { hash: d.hash, template: d.template, nodes: [] }).nodes.push(n);
+    }
+    for (const w of wanted) {
+      for (const p of w.others) del.push({ pod: p, reason: 'duplicate daemon pod' });
+      const d = wp.desired.get(w.node);
+      const has = w.kept!.metadata.labels?.[REVISION_LABEL];
+      if (d && d !== 'keep' && has !== d.hash) del.push({ pod: w.kept!, reason: `waved rollout: revision ${has} → ${d.hash}` });
+    }
+    if (wp.requeueAfterMs !== undefined) wake(wp.requeueAfterMs);
+    status.drover = wp.drover;
+    return {
+      hash,
+      create: targetCreate,
+      delete: del,
+      status,
+      ...(stable ? { createStable: stable } : {}),
+      waves: { drover: wp.drover, events: wp.events, ...(wp.rollback ? { rollback: wp.rollback } : {}) },
+      ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}),
+    };
   }
 
   const isNew = (p: Pod) => p.metadata.labels?.[REVISION_LABEL] === hash;
@@ -313,6 +351,34 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       const plan = planDaemonSet(ds, nodes, pods, { now });
 
       const writer = podWriter(deps, involved, COMPONENT);
+
+      // A waved rollout's progress (a wave passed, a rollback) is stored before any pod is written:
+      // no node of wave k+1 gets the new revision unless wave k's pass is on record, and a rollback
+      // writes the stable template back together with the status that explains it.
+      const waves = plan.waves;
+      if (waves && (waves.rollback || canonicalJson(raw.status?.drover ?? null) !== canonicalJson(waves.drover))) {
+        const saved = await store
+          .patch('DaemonSet', namespace, name, (cur) => {
+            if (cur.metadata.uid !== ds.metadata.uid) return undefined;
+            // The template changed since this pass read it: the next pass plans for the new one.
+            if (podTemplateHash(cur.spec.template) !== plan.hash) return undefined;
+            cur.status = { ...(cur.status ?? plan.status), drover: waves.drover };
+            if (waves.rollback) cur.spec.template = structuredClone(waves.rollback.template);
+            return cur;
+          })
+          .catch((err) => {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          });
+        if (!saved) return;
+        for (const e of waves.events) {
+          log.info({ ds: key, reason: e.reason, msg: e.message }, 'waved rollout');
+          await writer.record(e.type, e.reason, e.message);
+        }
+        // The template written back is a spec change: it queues the pass that replaces the wave's pods.
+        if (waves.rollback) return;
+      }
+
       // Each pod written is a step: the DaemonSet must still be the one planned for, and a pass writes at
       // most MAX_POD_WRITES_PER_STEP pods (a fleet of thousands of nodes); the rest come next pass.
       const steps = new PodWriteSteps(store, ds, signal);
@@ -333,7 +399,15 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
         await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
       }
-      if (written < plan.delete.length + plan.create.length) {
+      const stable = plan.createStable;
+      for (const node of written === plan.delete.length + plan.create.length ? (stable?.nodes ?? []) : []) {
+        if (!(await steps.next())) break;
+        written++;
+        const created = await writer.create(newDaemonPod(ds, node, stable!.hash, now, stable!.template), name);
+        log.info({ ds: key, pod: created.metadata.name, node, revision: stable!.hash }, 'created daemon pod of the stable revision');
+        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
+      }
+      if (written < plan.delete.length + plan.create.length + (stable?.nodes.length ?? 0)) {
         if (steps.stopped) log.info({ ds: key, why: steps.stopped }, 'daemonset reconcile stopped');
         return steps.exhausted ? { requeueAfterMs: 0 } : undefined;
       }

@@ -29,6 +29,71 @@ export function countsAbove(obj: { kind: string; spec?: unknown }, max: number):
     .map((f) => ({ field: `spec.${f}`, message: `must be at most ${max} (the server's --max-replicas)` }));
 }
 
+/**
+ * A waved rollout (`spec.drover.rollout`, a drover key so Kubernetes' own fields stay valid): the
+ * fleet gets a new revision wave by wave. Each wave is a cumulative node set — the first `nodes`
+ * nodes, `percent` % of the eligible nodes (rounded up), or the nodes a `selector` matches — and
+ * must pass its health `gate` before the next one starts. See server/controllers/waves.ts.
+ */
+export const rolloutWave = z
+  .strictObject({
+    nodes: z.number().int().min(1, 'must be at least 1').max(MAX_REPLICAS, `must be at most ${MAX_REPLICAS}`).optional(),
+    percent: z.number().int('must be 1..100').min(1, 'must be 1..100').max(100, 'must be 1..100').optional(),
+    selector: labelSelector.optional(),
+  })
+  .superRefine((w, ctx) => {
+    const set = (['nodes', 'percent', 'selector'] as const).filter((k) => w[k] !== undefined);
+    if (set.length !== 1) ctx.addIssue({ code: 'custom', message: set.length ? `exactly one of nodes, percent, selector (got ${set.join(' and ')})` : 'one of nodes, percent, selector is required' });
+    if (w.selector && Object.keys(w.selector.matchLabels ?? {}).length + (w.selector.matchExpressions?.length ?? 0) === 0) {
+      ctx.addIssue({ code: 'custom', path: ['selector'], message: 'must not be empty (it would match every node: use percent: 100)' });
+    }
+  });
+export type RolloutWave = z.infer<typeof rolloutWave>;
+
+export const OFFLINE_POLICIES = ['wait', 'skip', 'block'] as const;
+export type OfflinePolicy = (typeof OFFLINE_POLICIES)[number];
+
+export const GATE_DEFAULTS = { readySeconds: 30, maxFailureRatio: 0, timeoutSeconds: 600 } as const;
+
+export const wavedRollout = z.strictObject({
+  waves: z.array(rolloutWave).min(1, 'at least one wave is required').max(20, 'at most 20 waves'),
+  gate: z
+    .strictObject({
+      readySeconds: z.number().int().min(0, 'must be 0 or more').max(86_400, 'must be at most 86400').optional(),
+      maxFailureRatio: z.number().min(0, 'must be 0..1').max(1, 'must be 0..1').optional(),
+      timeoutSeconds: z.number().int().min(1, 'must be at least 1').max(604_800, 'must be at most 604800').optional(),
+    })
+    .optional(),
+  offlineNodes: z.enum(OFFLINE_POLICIES, { message: `must be one of ${OFFLINE_POLICIES.join(', ')}` }).optional(),
+});
+export type WavedRollout = z.infer<typeof wavedRollout>;
+
+/** A DaemonSet's drover fields: the waved rollout, and `paused` (holds the current wave, as a Deployment's spec.paused). */
+export const daemonSetDrover = z.strictObject({ rollout: wavedRollout.optional(), paused: z.boolean().optional() });
+
+export const ROLLOUT_PHASES = ['Progressing', 'Paused', 'Complete', 'RolledBack', 'Failed'] as const;
+
+/** `status.drover.rollout`: where a waved rollout stands (written by the DaemonSet controller only). */
+export const wavedRolloutStatus = z.object({
+  phase: z.enum(ROLLOUT_PHASES),
+  /** The current wave, 0-based. */
+  wave: z.number().int(),
+  /** How many waves the rollout has (an implicit last 100 % wave included). */
+  waves: z.number().int(),
+  /** The template hash being rolled out (after a rollback: the one that failed). */
+  targetRevision: z.string(),
+  /** The template hash of the last rollout that completed. */
+  stableRevision: z.string().optional(),
+  counts: z.object({ updated: z.number().int(), ready: z.number().int(), pending: z.number().int(), offline: z.number().int(), failed: z.number().int(), total: z.number().int() }),
+  message: z.string(),
+  waveStartedAt: z.string().optional(),
+  /** When the gate's readySeconds will have elapsed for the last pod of the wave (while waiting on it). */
+  waitingUntil: z.string().optional(),
+  /** Offline nodes of the current wave (the first 20), for `rollout status`. */
+  offlineNodes: z.array(z.string()).optional(),
+});
+export type WavedRolloutStatus = z.infer<typeof wavedRolloutStatus>;
+
 const selectorRequired = labelSelector.refine((s) => Object.keys(s.matchLabels ?? {}).length + (s.matchExpressions?.length ?? 0) > 0, 'must not be empty');
 
 export const deploymentSpec = z.strictObject({
@@ -45,6 +110,16 @@ export const deploymentSpec = z.strictObject({
   paused: z.boolean().optional(),
   progressDeadlineSeconds: z.number().int().min(1).default(600),
   minReadySeconds: z.number().int().min(0).default(0),
+  /**
+   * Waved rollouts are DaemonSet-only for now: a Deployment's pods are not tied to nodes, so a wave
+   * of nodes means nothing for it. Accepted by the parser only to say so, naming the field.
+   */
+  drover: z
+    .unknown()
+    .optional()
+    .superRefine((v, ctx) => {
+      if (v !== undefined) ctx.addIssue({ code: 'custom', path: ['rollout'], message: 'waved rollouts are supported on DaemonSets only (a Deployment\'s pods are not tied to nodes); use strategy.rollingUpdate, or a DaemonSet with a nodeSelector' });
+    }),
 });
 
 export const deploymentStatus = z.object({
@@ -105,9 +180,16 @@ export const daemonSet = z.strictObject({
       .default({ type: 'RollingUpdate' }),
     revisionHistoryLimit: z.number().int().min(0).default(10),
     minReadySeconds: z.number().int().min(0).default(0),
+    drover: daemonSetDrover.optional(),
   }),
   status: z
     .object({
+      /**
+       * The waved rollout's progress, and the template of the last revision that completed: a
+       * DaemonSet has no ReplicaSet history to roll back to, and status is the one place a user's
+       * PUT or apply does not overwrite (the API keeps the stored status), so it survives edits.
+       */
+      drover: z.object({ rollout: wavedRolloutStatus.optional(), stableTemplate: podTemplate.optional() }).optional(),
       desiredNumberScheduled: z.number().int().default(0),
       currentNumberScheduled: z.number().int().default(0),
       numberReady: z.number().int().default(0),
