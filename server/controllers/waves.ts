@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { podTemplateHash } from '../../src/api/revisions.js';
-import { selectorMatches, selectorString } from '../../src/api/selector.js';
+import { selectorMatches } from '../../src/api/selector.js';
 import type { PodTemplate } from '../../src/api/template.js';
-import { GATE_DEFAULTS, type DaemonSet, type OfflinePolicy, type RolloutWave, type WavedRollout, type WavedRolloutStatus } from '../../src/api/workloads.js';
+import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type OfflinePolicy, type RolloutWave, type WavedRollout, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';
 
 /** The label carrying a daemon pod's template hash (also exported by daemonset.ts, which imports this file). */
@@ -60,12 +60,6 @@ export function nodeOnline(n: Node): boolean {
 
 function orderKey(seed: string, name: string): string {
   return createHash('sha256').update(`${seed}/${name}`).digest('hex');
-}
-
-/** The rollout's waves, with an implicit last one of 100 % when the listed ones do not end there. */
-export function effectiveWaves(cfg: WavedRollout): RolloutWave[] {
-  const last = cfg.waves.at(-1);
-  return last && last.percent === 100 ? cfg.waves : [...cfg.waves, { percent: 100 }];
 }
 
 /**
@@ -112,14 +106,6 @@ export function waveSets(ds: DaemonSet, cfg: WavedRollout, nodes: readonly Node[
     sets.push(order.filter((n) => cur.has(n)));
   }
   return sets;
-}
-
-/** How a wave is named for people: "1 node", "25%", "site=lab". */
-export function waveLabel(w: RolloutWave | undefined): string {
-  if (!w) return '';
-  if (w.selector) return selectorString(w.selector);
-  if (w.percent !== undefined) return `${w.percent}%`;
-  return `${w.nodes} node${w.nodes === 1 ? '' : 's'}`;
 }
 
 const hashOf = (p: Pod | undefined) => p?.metadata.labels?.[REVISION_LABEL];

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { condition, objectMeta } from './meta.js';
-import { labelSelector } from './selector.js';
+import { labelSelector, selectorString } from './selector.js';
 import { intOrPercent, podTemplate } from './template.js';
 
 /**
@@ -67,6 +67,20 @@ export const wavedRollout = z.strictObject({
   offlineNodes: z.enum(OFFLINE_POLICIES, { message: `must be one of ${OFFLINE_POLICIES.join(', ')}` }).optional(),
 });
 export type WavedRollout = z.infer<typeof wavedRollout>;
+
+/** The rollout's waves, with an implicit last one of 100 % when the listed ones do not end there. */
+export function effectiveWaves(cfg: WavedRollout): RolloutWave[] {
+  const last = cfg.waves.at(-1);
+  return last && last.percent === 100 ? cfg.waves : [...cfg.waves, { percent: 100 }];
+}
+
+/** How a wave is named for people: "1 node", "25%", "site=lab". */
+export function waveLabel(w: RolloutWave | undefined): string {
+  if (!w) return '';
+  if (w.selector) return selectorString(w.selector);
+  if (w.percent !== undefined) return `${w.percent}%`;
+  return `${w.nodes} node${w.nodes === 1 ? '' : 's'}`;
+}
 
 /** A DaemonSet's drover fields: the waved rollout, and `paused` (holds the current wave, as a Deployment's spec.paused). */
 export const daemonSetDrover = z.strictObject({ rollout: wavedRollout.optional(), paused: z.boolean().optional() });

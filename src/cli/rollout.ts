@@ -3,7 +3,7 @@ import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { CHANGE_CAUSE_ANNOTATION, chooseUndo, revisionOf, revisionsOf, templatesEqual } from '../api/revisions.js';
 import type { PodTemplate } from '../api/template.js';
-import type { DaemonSet, Deployment, ReplicaSet } from '../api/workloads.js';
+import { effectiveWaves, waveLabel, type DaemonSet, type Deployment, type ReplicaSet, type WavedRolloutStatus } from '../api/workloads.js';
 import { CliError } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, notFound, parseDuration, type CommandContext } from './context.js';
 import { describePodTemplate } from './describe.js';
@@ -49,9 +49,53 @@ export function deploymentRolloutStatus(d: Deployment): RolloutStatus {
   return { message: `deployment "${name}" successfully rolled out`, done: true };
 }
 
-/** kubectl's DaemonSetStatusViewer. */
+/**
+ * One line for a waved rollout: `wave 2/4 (25%): 12 updated, 10 ready, 2 pending (offline: edge-7,
+ * edge-9), waiting: pods Ready for 30s (18s left)`.
+ */
+export function waveLine(ds: DaemonSet, r: WavedRolloutStatus, now = Date.now()): string {
+  const waves = ds.spec.drover?.rollout ? effectiveWaves(ds.spec.drover.rollout) : [];
+  const label = waveLabel(waves[r.wave]);
+  const c = r.counts;
+  const offline = r.offlineNodes?.length ? ` (offline: ${r.offlineNodes.join(', ')}${c.offline > r.offlineNodes.length ? `, ${c.offline - r.offlineNodes.length} more` : ''})` : '';
+  let why = r.message;
+  if (r.waitingUntil) {
+    const left = Math.ceil((Date.parse(r.waitingUntil) - now) / 1000);
+    if (left > 0) why += ` (${left}s left)`;
+  }
+  const failed = c.failed ? `, ${c.failed} failed` : '';
+  return `wave ${r.wave + 1}/${r.waves}${label ? ` (${label})` : ''}: ${c.updated} updated, ${c.ready} ready, ${c.pending} pending${offline}${failed}, ${why}`;
+}
+
+/** A waved rollout's status (spec.drover.rollout); undefined for a DaemonSet without one. */
+export function wavedRolloutStatus(ds: DaemonSet, now = Date.now()): RolloutStatus | undefined {
+  const r = ds.status?.drover?.rollout;
+  if (!ds.spec.drover?.rollout || !r) return undefined;
+  const name = ds.metadata.name;
+  if ((ds.metadata.generation ?? 0) > (ds.status?.observedGeneration ?? 0)) {
+    return { message: 'Waiting for daemon set spec update to be observed...', done: false };
+  }
+  switch (r.phase) {
+    case 'RolledBack':
+    case 'Failed':
+      return { message: '', done: false, error: `daemon set "${name}" ${r.message.startsWith('rolled back') ? '' : `${r.phase}: `}${r.message}` };
+    case 'Complete': {
+      const c = r.counts;
+      const rest = c.updated < c.total ? ` (${c.updated} of ${c.total} nodes updated; the others get revision ${r.targetRevision} when they are back online)` : '';
+      return { message: `daemon set "${name}" successfully rolled out${rest}`, done: true };
+    }
+    case 'Paused':
+      return { message: `Waiting for daemon set "${name}" rollout to be resumed: ${waveLine(ds, r, now)}`, done: false };
+    default:
+      return { message: `Waiting for daemon set "${name}" rollout to finish: ${waveLine(ds, r, now)}`, done: false };
+  }
+}
+
+/** kubectl's DaemonSetStatusViewer (a waved rollout: its wave, counts and why it waits). */
 export function daemonSetRolloutStatus(ds: DaemonSet): RolloutStatus {
   const name = ds.metadata.name;
+  const waved = wavedRolloutStatus(ds);
+  if (waved) return waved;
   if ((ds.spec.updateStrategy?.type ?? 'RollingUpdate') !== 'RollingUpdate') {
     return { message: '', done: false, error: 'rollout status is only available for RollingUpdate strategy type' };
   }
@@ -258,18 +302,27 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
     });
   });
 
-  // pause / resume
+  // pause / resume: a Deployment's spec.paused; a DaemonSet's spec.drover.paused (holds its waved rollout's wave)
   for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
     const c = rollout
       .command(verb)
-      .description(paused ? 'stop a deployment from rolling out template changes' : 'let a paused deployment roll out again')
-      .argument('<args...>', 'deployment/NAME');
+      .description(paused ? 'stop a deployment (or a daemonset\'s waved rollout) from rolling out template changes' : 'let a paused deployment or daemonset roll out again')
+      .argument('<args...>', 'deployment/NAME or daemonset/NAME');
     addConnectionOptions(nsOption(c)).action(async (args: string[], opts: NsOptions, command: Command) => {
-      const targets = parseTargets(args, `rollout ${verb}`, ['Deployment']);
+      const targets = parseTargets(args, `rollout ${verb}`, ['Deployment', 'DaemonSet']);
       const client = ctx.client(command);
       const ns = opts.namespace || DEFAULT_NAMESPACE;
       await eachObject(targets, async ({ kind, name }) => {
-        const { changed } = await updateObject<Deployment & ApiObject>(client, kind, ns, name, (d) => {
+        const { changed } = await updateObject<(Deployment | DaemonSet) & ApiObject>(client, kind, ns, name, (o) => {
+          if (o.kind === 'DaemonSet') {
+            const ds = o as DaemonSet;
+            if (!ds.spec.drover?.rollout) throw new CliError(`daemonsets "${name}" has no spec.drover.rollout: only a waved rollout can be paused`);
+            if (Boolean(ds.spec.drover.paused) === paused) return false;
+            if (paused) ds.spec.drover.paused = true;
+            else delete ds.spec.drover.paused;
+            return true;
+          }
+          const d = o as Deployment;
           if (Boolean(d.spec.paused) === paused) return false;
           if (paused) d.spec.paused = true;
           else delete d.spec.paused;

@@ -4,7 +4,7 @@ import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { podTemplateHash } from '../../src/api/revisions.js';
 import { parseObject } from '../../src/api/validate.js';
-import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
+import { daemonSet, type DaemonSet, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { ValidationError } from '../../src/util/errors.js';
 import { newDaemonPod, planDaemonSet, REVISION_LABEL, type DaemonSetPlan } from '../../server/controllers/daemonset.js';
 import { waveSets } from '../../server/controllers/waves.js';
@@ -96,8 +96,12 @@ class Sim {
     return this.pods.find((p) => p.spec.nodeName === node)?.metadata.labels?.[REVISION_LABEL];
   }
 
-  get rollout() {
+  /** Read fresh each time (a getter, so TypeScript does not narrow it across passes). */
+  get rollout(): WavedRolloutStatus {
     return this.ds.status!.drover!.rollout!;
+  }
+  get phase(): string {
+    return this.rollout.phase;
   }
 
   /** Runs passes (advancing the clock by `stepMs` and making pods of `hash` ready) until `until` holds. */
@@ -163,11 +167,11 @@ describe('waved rollout: progress and gates', () => {
     assert.ok(p.waves!.events.some((e) => e.reason === 'RolloutStarted'));
 
     const seen: number[] = [];
-    for (let i = 0; i < 40 && sim.rollout.phase !== 'Complete'; i++) {
+    for (let i = 0; i < 40 && sim.phase !== 'Complete'; i++) {
       sim.pass();
       seen.push(sim.rollout.wave);
       // Invariant: only nodes of waves up to the current one run the new revision.
-      const allowed = new Set(sets[sim.rollout.phase === 'Complete' ? sets.length - 1 : sim.rollout.wave]);
+      const allowed = new Set(sets[sim.phase === 'Complete' ? sets.length - 1 : sim.rollout.wave]);
       for (const n of nodes) if (sim.revisionOn(n.metadata.name) === h2) assert.ok(allowed.has(n.metadata.name), `${n.metadata.name} updated at wave ${sim.rollout.wave}`);
       sim.ready(h2);
       sim.now += 10_000;
