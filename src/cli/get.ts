@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
-import { CliError } from './client.js';
+import { CliError, type ApiClient, type Query } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { asList, objectName, parseOutputFormat, renderObjects, renderTable, tableParts, toJson, toYaml, type OutputFormat } from './output.js';
 import { watchObjects } from './watch.js';
@@ -14,11 +14,53 @@ interface GetOptions {
   output?: string;
   watch?: boolean;
   watchOnly?: boolean;
+  limit?: string;
+  continue?: string;
+  chunkSize?: string;
 }
 
 interface ObjectList {
-  metadata?: { resourceVersion?: string };
+  metadata?: { resourceVersion?: string; continue?: string; remainingItemCount?: number };
   items?: ApiObject[];
+}
+
+/** kubectl's --chunk-size default: a list of 10,000 nodes comes in pages of this many, not one answer. */
+export const DEFAULT_CHUNK_SIZE = 500;
+
+function wholeNumber(flag: string, v: string | undefined, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || n < min) throw new CliError(`${flag} must be a whole number of at least ${min}, got "${v}"`);
+  return n;
+}
+
+/** namespace/name order, the order pages come in; also for servers that do not page. */
+export function byNamespaceName(a: ApiObject, b: ApiObject): number {
+  const x = a.metadata.namespace ?? '';
+  const y = b.metadata.namespace ?? '';
+  return x < y ? -1 : x > y ? 1 : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+}
+
+/**
+ * The whole list, fetched `chunkSize` at a time as kubectl does (`limit` + `continue`), starting after
+ * `from` if given; sorted by namespace/name. A server that does not page answers everything at once.
+ */
+export async function listInChunks(client: ApiClient, path: string, query: Query, chunkSize: number, from?: string): Promise<{ items: ApiObject[]; resourceVersion?: string }> {
+  const items: ApiObject[] = [];
+  let token = from;
+  let resourceVersion: string | undefined;
+  const seen = new Set<string>();
+  for (;;) {
+    const page = await client.get<ObjectList>(path, { ...query, limit: chunkSize, continue: token });
+    items.push(...(page?.items ?? []));
+    resourceVersion ??= page?.metadata?.resourceVersion;
+    token = page?.metadata?.continue || undefined;
+    if (!token) break;
+    // A token handed out twice would loop forever.
+    if (seen.has(token)) throw new CliError(`the server repeated a continue token while listing ${path}`);
+    seen.add(token);
+  }
+  return { items: items.sort(byNamespaceName), resourceVersion };
 }
 
 const MIN_WIDTH = 6;
@@ -111,7 +153,10 @@ export function registerGet(program: Command, ctx: CommandContext): void {
     .option('--field-selector <selector>', 'field selector, e.g. spec.nodeName=edge-1')
     .option('-o, --output <format>', 'json | yaml | wide | name')
     .option('-w, --watch', 'after listing, watch for changes and print each one')
-    .option('--watch-only', 'watch for changes without listing first');
+    .option('--watch-only', 'watch for changes without listing first')
+    .option('--limit <n>', 'at most this many objects (in name order); prints the --continue token for the rest')
+    .option('--continue <token>', 'the page after the one that printed this token (with --limit)')
+    .option('--chunk-size <n>', 'fetch long lists this many at a time (0: all at once)', String(DEFAULT_CHUNK_SIZE));
   addConnectionOptions(cmd).action(async (kindArg: string, nameArg: string | undefined, opts: GetOptions, command: Command) => {
     if (kindArg === 'all') {
       if (nameArg !== undefined) throw new CliError('get all lists every workload; name one with get KIND NAME');
@@ -120,9 +165,10 @@ export function registerGet(program: Command, ctx: CommandContext): void {
       const client = ctx.client(command);
       const ns = opts.namespace || DEFAULT_NAMESPACE;
       const lists = [];
+      const chunk = wholeNumber('--chunk-size', opts.chunkSize, 0) ?? DEFAULT_CHUNK_SIZE;
       for (const k of ALL_KINDS.map(kindInfo)) {
-        const list = await client.get<ObjectList>(objectPath(k, opts.allNamespaces ? undefined : ns), { labelSelector: opts.selector, fieldSelector: opts.fieldSelector });
-        lists.push({ kind: k, items: list?.items ?? [] });
+        const list = await listInChunks(client, objectPath(k, opts.allNamespaces ? undefined : ns), { labelSelector: opts.selector, fieldSelector: opts.fieldSelector }, chunk || 0);
+        lists.push({ kind: k, items: list.items });
       }
       if (!lists.some((l) => l.items.length) && format !== 'json' && format !== 'yaml') {
         ctx.io.stderr(opts.allNamespaces ? 'No resources found\n' : `No resources found in ${ns} namespace.\n`);
@@ -166,12 +212,36 @@ export function registerGet(program: Command, ctx: CommandContext): void {
       return;
     }
 
-    const list = await client.get<ObjectList>(objectPath(kind, allNamespaces ? undefined : ns), { labelSelector: opts.selector, fieldSelector: opts.fieldSelector });
-    const items = list?.items ?? [];
+    const limit = wholeNumber('--limit', opts.limit, 1);
+    const chunkSize = wholeNumber('--chunk-size', opts.chunkSize, 0) ?? DEFAULT_CHUNK_SIZE;
+    const collection = objectPath(kind, allNamespaces ? undefined : ns);
+    const query = { labelSelector: opts.selector, fieldSelector: opts.fieldSelector };
+    let items: ApiObject[];
+    let next: { token: string; remaining?: number } | undefined;
+    if (limit !== undefined) {
+      const page = await client.get<ObjectList>(collection, { ...query, limit, continue: opts.continue });
+      items = (page?.items ?? []).sort(byNamespaceName);
+      if (page?.metadata?.continue) next = { token: page.metadata.continue, remaining: page.metadata.remainingItemCount };
+    } else if (chunkSize > 0) {
+      items = (await listInChunks(client, collection, query, chunkSize, opts.continue)).items;
+    } else {
+      items = ((await client.get<ObjectList>(collection, { ...query, continue: opts.continue }))?.items ?? []).sort(byNamespaceName);
+    }
     if (!items.length && (format === undefined || format === 'wide' || format === 'name')) {
       ctx.io.stderr(kind.namespaced && !allNamespaces ? `No resources found in ${ns} namespace.\n` : 'No resources found\n');
       return;
     }
+    if ((format === 'json' || format === 'yaml') && next) {
+      // The token where a script finds it, as in the API's own list.
+      const list = { ...asList(items), metadata: { resourceVersion: '', continue: next.token, ...(next.remaining !== undefined ? { remainingItemCount: next.remaining } : {}) } };
+      ctx.io.stdout(format === 'json' ? toJson(list) : toYaml(list));
+      return;
+    }
     ctx.io.stdout(renderObjects(kind, items, format, { single: false, allNamespaces }));
+    if (next) {
+      const more = next.remaining !== undefined ? `${next.remaining} more` : 'more';
+      const flags = [allNamespaces ? '-A' : kind.namespaced && ns !== DEFAULT_NAMESPACE ? `-n ${ns}` : '', opts.selector ? `-l '${opts.selector}'` : '', opts.fieldSelector ? `--field-selector '${opts.fieldSelector}'` : ''].filter(Boolean);
+      ctx.io.stderr(`(${more}; next page: drover get ${kind.plural}${flags.map((f) => ` ${f}`).join('')} --limit ${limit} --continue ${next.token})\n`);
+    }
   });
 }

@@ -10,20 +10,23 @@ import { registerNodeCommands } from './drain.js';
 import { registerGet } from './get.js';
 import { registerLabelCommands } from './label.js';
 import { registerExec } from './exec.js';
+import { registerFleet } from './fleet.js';
 import { registerLogs } from './logs.js';
 import { registerRollout } from './rollout.js';
 import { registerScale } from './scale.js';
 import { registerSet } from './set.js';
+import { registerStatus } from './status.js';
 import { registerTop } from './top.js';
 import { registerTokenCommands } from './token.js';
 import { registerNodeAdmin } from './node-admin.js';
+import { registerVersion } from './version.js';
 
 export type { CliIo } from './context.js';
 export { CliError } from './client.js';
 
 /**
  * Add the kubectl-like verbs (get, apply, create, delete, describe, logs, label, annotate, scale, set image,
- * rollout, cordon/uncordon/drain, top, api-resources, completion) to `program`. They are HTTP
+ * rollout, cordon/uncordon/drain, top, fleet status, status, version, api-resources, completion) to `program`. They are HTTP
  * clients of the drover API and throw CliError (one-line message) on failure; the caller prints
  * `error: <message>` and sets the exit status. Subcommands are created with program.command(), so
  * settings such as exitOverride() made on `program` beforehand carry over.
@@ -45,6 +48,9 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerTokenCommands(program, ctx);
   registerNodeAdmin(program, ctx);
   registerTop(program, ctx);
+  registerFleet(program, ctx);
+  registerStatus(program, ctx);
+  registerVersion(program, ctx);
   registerApiResources(program, ctx);
   registerCompletion(program, ctx);
 }
