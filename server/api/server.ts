@@ -2,6 +2,7 @@ import { EXEC_ARG_MAX, EXEC_ARGS_MAX } from '../../src/contract/payloads.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
+import { inject, type InjectOptions } from 'light-my-request';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { parseObject } from '../../src/api/validate.js';
@@ -96,9 +97,17 @@ export interface ExtraRoute {
   handle(req: IncomingMessage, res: ServerResponse, ctx: ExtraRouteContext): Promise<void>;
 }
 
+/** The door and client of a request that did not come over HTTP (an MQTT command run through injectFetch). */
+export interface InjectedVia {
+  door: 'mqtt';
+  clientId: string;
+  /** The client's network address, for the audit record. */
+  remote?: string;
+}
+
 /** What the audit record of one request says; filled in as the request is understood. */
 interface RequestAudit {
-  who: AuditWho;
+  who: AuditWho & { via?: { door: 'mqtt'; clientId: string } };
   verb: string;
   resource: AuditResource;
   reason?: string;
@@ -181,6 +190,8 @@ export class ApiServer {
   private readonly extraRoutes: ExtraRoute[];
   private readonly adminTokenHash: Buffer | undefined;
   private readonly podSecurity: PodSecurityPolicy;
+  /** Requests made through injectFetch, and the door they came through (never set from anything a client sends). */
+  private readonly injected = new WeakMap<IncomingMessage, InjectedVia>();
 
   constructor(private readonly deps: ApiDeps) {
     this.extraRoutes = [...(deps.extraRoutes ?? []), ...(deps.tokens ? tokenRoutes({ tokens: deps.tokens, formatJoin: deps.formatJoin }) : [])];
@@ -188,14 +199,52 @@ export class ApiServer {
     this.podSecurity = deps.podSecurity ?? DEFAULT_POD_SECURITY;
   }
 
-  async listen(host: string, port: number): Promise<{ url: string; port: number }> {
-    const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
-      this.handle(req, res).catch((err) => {
-        this.deps.logger.error({ err: this.mask(errorMessage(err)), method: req.method, path: this.mask(req.url?.split('?')[0] ?? '') }, 'api handler failed');
-        if (!res.headersSent) sendError(res, err);
-        else res.end();
-      });
+  /** The one entry of every request, from the listener or injected (injectFetch). */
+  private readonly onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    this.handle(req, res).catch((err) => {
+      this.deps.logger.error({ err: this.mask(errorMessage(err)), method: req.method, path: this.mask(req.url?.split('?')[0] ?? '') }, 'api handler failed');
+      if (!res.headersSent) sendError(res, err);
+      else res.end();
+    });
+  };
+
+  /**
+   * A fetch that runs each request through this server's own handler in process (no socket): the same
+   * authentication by bearer token, roles, admission, validation, redaction and audit as over HTTP. The
+   * audit record says which door and client it came through; only requests made here carry that mark
+   * (a WeakMap on the request object), so no HTTP header can claim it.
+   */
+  injectFetch(via: InjectedVia): typeof fetch {
+    const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+      this.injected.set(req, via);
+      this.onRequest(req, res);
     };
+    return (async (input: string | URL | Request, init: RequestInit = {}) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      const headers: Record<string, string> = {};
+      new Headers(init.headers).forEach((v, k) => {
+        headers[k] = v;
+      });
+      const answer = await inject(dispatch, {
+        method: (init.method ?? 'GET') as InjectOptions['method'],
+        url: url.pathname + url.search,
+        headers,
+        ...(typeof init.body === 'string' ? { payload: init.body } : {}),
+        remoteAddress: via.remote ?? '127.0.0.1',
+        ...(init.signal ? { signal: init.signal } : {}),
+      });
+      const out = new Headers();
+      for (const [k, v] of Object.entries(answer.headers)) {
+        if (Array.isArray(v)) for (const x of v) out.append(k, x);
+        else if (v !== undefined) out.set(k, String(v));
+      }
+      const empty = answer.statusCode === 204 || answer.statusCode === 304;
+      return new Response(empty ? null : new Uint8Array(answer.rawPayload), { status: answer.statusCode, headers: out });
+    }) as typeof fetch;
+  }
+
+  async listen(host: string, port: number): Promise<{ url: string; port: number }> {
+    const onRequest = this.onRequest;
     const tls = this.deps.tls;
     // requestCert without rejectUnauthorized: nodes renewing present their certificate, people with a token need none.
     this.server = tls ? createHttpsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: false }, onRequest) : createServer(onRequest);
@@ -244,11 +293,13 @@ export class ApiServer {
     if (url.pathname === '/readyz') return this.deps.ready() ? sendText(res, 200, 'ok') : sendText(res, 503, 'not ready');
     const remote = req.socket.remoteAddress;
     const auth = this.authenticate(req);
+    const via = this.injected.get(req);
     const audit: RequestAudit = {
       who: 'identity' in auth ? { kind: 'token', tokenId: auth.identity.tokenId, role: auth.identity.role, remote } : { kind: 'anonymous', remote, ...(auth.tokenId ? { tokenId: auth.tokenId } : {}) },
       verb: method,
       resource: { kind: 'unknown', path: url.pathname },
     };
+    if (via) audit.who.via = { door: via.door, clientId: via.clientId };
     res.once('close', () => {
       // A caller that hung up before the answer (an exec it gave up on) still made the call; 499 as nginx names it.
       if (!res.headersSent) audit.reason ??= 'the client closed the connection before the answer';

@@ -2,12 +2,40 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
-import { agentMayPublish, agentMayRetain, agentMaySubscribe, isTopicSafe } from '../../src/contract/topics.js';
+import { agentMayPublish, agentMayRetain, agentMaySubscribe, isOperatorClientId, isReservedClientId, isTopicSafe, operatorMayPublish, operatorMaySubscribe, parseCommandTopic } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Logger } from '../../src/util/logger.js';
 
-/** Who a connected client is: the server itself, or the agent of one node. */
-export type Principal = { role: 'server' } | { role: 'agent'; node: string };
+/**
+ * A person or script connected with an API token (its MQTT password), under a client id of its own.
+ * `token` is kept to run its commands through the HTTP API's own checks; it is never logged.
+ */
+export interface OperatorSession {
+  clientId: string;
+  tokenId: string;
+  /** The API role of the token (server/auth/roles.ts decides what it may do, as over HTTP). */
+  apiRole: 'admin' | 'view';
+  token: string;
+  remote?: string;
+}
+
+/** Who a connected client is: the server itself, the agent of one node, or an operator. */
+export type Principal = { role: 'server' } | { role: 'agent'; node: string } | { role: 'operator'; operator: OperatorSession };
+
+/** How the broker checks an operator's API token (TokenStore.checkApi). */
+export type ApiTokenCheck = (token: string) => { identity: { tokenId: string; role: 'admin' | 'view' } } | { refused: string; tokenId?: string };
+
+/** An operator's command as the broker received it, with the identity the connection proved. */
+export interface BrokerCommand {
+  verb: string;
+  payload: Buffer;
+  /** It was published with the retain flag (nothing was stored: a command is refused when retained). */
+  retain: boolean;
+  operator: OperatorSession & {
+    /** Whether this operator may read replies named `name` (its client id, or one its token holds). */
+    mayUseReplyName(name: string): boolean;
+  };
+}
 
 /** The verified client certificate of a TLS connection (absent on a plain listener). */
 export interface PeerIdentity {
@@ -35,8 +63,10 @@ export interface EmbeddedBrokerOptions {
   tls?: { host: string; port: number; key: string; cert: string; ca: string };
   /** Plain MQTT (`--insecure` only). */
   plain?: { host: string; port: number };
-  /** Decides whether a client may connect and as whom (deny by default). */
+  /** Decides whether a client may connect and as whom (deny by default); operators are decided by `operators`. */
   authenticate: (attempt: ConnectAttempt) => ConnectDecision;
+  /** Lets operators in with an API token as password (absent: no operators). */
+  operators?: { checkToken: ApiTokenCheck };
   /** Limits on hostile input (server/mqtt/limits.ts): admit at TCP accept, then a bounded view of the stream for aedes. */
   guard?: ConnectionGuard;
   logger: Logger;
@@ -55,6 +85,8 @@ export interface EmbeddedBroker {
   connectedClients(): number;
   /** Cuts a client's session at once (a revoked node). True if it was connected. */
   disconnect(clientId: string): boolean;
+  /** Where operators' commands go; until it is set they are refused (logged). */
+  onCommand(handler: (c: BrokerCommand) => void): void;
   close(): Promise<void>;
 }
 
@@ -68,6 +100,33 @@ function peerIdentity(conn: unknown): PeerIdentity | undefined {
   // node gives an array for a repeated attribute: two CNs are two identities, which is none.
   if (typeof cn !== 'string' || (o !== undefined && typeof o !== 'string') || !cert.serialNumber) return undefined;
   return { cn, o: o as string | undefined, serial: cert.serialNumber.toUpperCase().replace(/^0+/, '') };
+}
+
+/** A client sent a certificate (verified or not); node:tls gives an empty object when it sent none. */
+function presentedCertificate(sock: TLSSocket): boolean {
+  const cert = sock.getPeerCertificate();
+  return !!cert && Object.keys(cert).length > 0;
+}
+
+/** Most reply names (operator client ids) remembered; the oldest claims go first beyond it. */
+const MAX_REPLY_NAMES = 10_000;
+
+/**
+ * Which API token holds which reply name (an operator client id): the first token that connects under it,
+ * subscribes to its replies or sends them there holds it for the broker's life, so another token can
+ * neither take that client id nor read those replies. A person's several sessions (one publishing, one
+ * reading the replies) share their token's names.
+ */
+class ReplyNames {
+  private readonly owners = new Map<string, string>();
+
+  claim(name: string, tokenId: string): boolean {
+    const owner = this.owners.get(name);
+    if (owner !== undefined) return owner === tokenId;
+    if (this.owners.size >= MAX_REPLY_NAMES) this.owners.delete(this.owners.keys().next().value!);
+    this.owners.set(name, tokenId);
+    return true;
+  }
 }
 
 async function listen(server: Server, port: number, host: string): Promise<number> {
@@ -97,18 +156,46 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const principals = new WeakMap<object, Principal>();
   // The stream aedes reads may be the guard's view of the TLS socket: its certificate is looked up here.
   const peers = new WeakMap<object, PeerIdentity>();
+  const overTls = new WeakSet<object>();
+  const remotes = new WeakMap<object, string>();
+  let commandHandler: ((c: BrokerCommand) => void) | undefined;
+  const replyNames = new ReplyNames();
+  /**
+   * drover's own client ids (`drover-server`, `drover-agent-*`) are decided by `opts.authenticate`, and
+   * over TLS only with a certificate; any other id is an operator's, with an API token as its password.
+   * So an operator can never take (and kick) the server's or an agent's session.
+   */
+  const decideConnect = (a: ConnectAttempt, conn: { overTls: boolean; remote?: string }): ConnectDecision => {
+    if (isReservedClientId(a.clientId) || a.peer) {
+      if (conn.overTls && !a.peer) return { refuse: 'bad-credentials', why: 'a drover client id without a client certificate' };
+      return opts.authenticate(a);
+    }
+    if (!opts.operators) return { refuse: 'bad-credentials', why: 'no operators on this broker' };
+    if (!isOperatorClientId(a.clientId)) return { refuse: 'bad-credentials', why: 'operator client id is not 1-64 of [A-Za-z0-9_.-]' };
+    if (!a.password) return { refuse: 'bad-credentials', why: 'no API token as password' };
+    const check = opts.operators.checkToken(a.password);
+    if ('refused' in check) return { refuse: 'bad-credentials', why: `API token ${check.tokenId ? `${check.tokenId} ` : ''}refused: ${check.refused}` };
+    const { tokenId, role } = check.identity;
+    // A client id names its reply topics: another token may not take it over (and read its replies).
+    if (!replyNames.claim(a.clientId, tokenId)) return { refuse: 'not-authorized', why: `client id ${a.clientId} belongs to another token's session` };
+    return { principal: { role: 'operator', operator: { clientId: a.clientId, tokenId, apiRole: role, token: a.password, ...(conn.remote ? { remote: conn.remote } : {}) } } };
+  };
   const authenticate: AedesOptions['authenticate'] = (client, username, password, done) => {
     const attempt: ConnectAttempt = { clientId: client.id, username, password: password?.toString('utf8'), peer: peers.get(client.conn) };
-    const decision = opts.authenticate(attempt);
+    const decision = decideConnect(attempt, { overTls: overTls.has(client.conn), remote: remotes.get(client.conn) });
     // A node name becomes part of topic filters in the ACL: `+`, `#` or `/` in it (username `+`) would
     // turn the agent's own-inbox rule into a wildcard over every node.
     if ('principal' in decision && (decision.principal.role !== 'agent' || isTopicSafe(decision.principal.node))) {
       principals.set(client, decision.principal);
+      if (decision.principal.role === 'operator') {
+        const o = decision.principal.operator;
+        opts.logger.info({ clientId: o.clientId, tokenId: o.tokenId, role: o.apiRole, remote: o.remote }, 'mqtt operator connected');
+      }
       return done(null, true);
     }
     const why = 'refuse' in decision ? decision.why : 'node name not topic-safe';
-    // Names only: no password, no certificate body.
-    opts.logger.warn({ clientId: client.id, username, cn: attempt.peer?.cn, why }, 'mqtt connection refused');
+    // Names only: no password (an API token), no certificate body.
+    opts.logger.warn({ clientId: client.id, username: username?.slice(0, 64), cn: attempt.peer?.cn, why }, 'mqtt connection refused');
     const notAuthorized = 'refuse' in decision && decision.refuse === 'not-authorized';
     const err = new Error(notAuthorized ? 'not authorized' : 'bad username or password') as AuthenticateError;
     err.returnCode = notAuthorized ? 5 : 4;
@@ -121,6 +208,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (packet.payload && packet.payload.length > MAX_PAYLOAD_BYTES) return done(new Error(`payload larger than ${MAX_PAYLOAD_BYTES} bytes`));
     const who = principals.get(client);
     if (who?.role === 'server') return done(null);
+    if (who?.role === 'operator' && operatorMayPublish(packet.topic)) {
+      const verb = parseCommandTopic(packet.topic)!.verb;
+      const retain = packet.retain;
+      // Never stored: a retained command would run again for whoever subscribes. The door answers with an error.
+      packet.retain = false;
+      const o = who.operator;
+      if (!commandHandler) opts.logger.warn({ clientId: o.clientId, verb }, 'mqtt command before the command door was ready: dropped');
+      else commandHandler({ verb, payload: Buffer.from(packet.payload), retain, operator: { ...o, mayUseReplyName: (name) => name === o.clientId || replyNames.claim(name, o.tokenId) } });
+      return done(null);
+    }
     if (who?.role === 'agent' && agentMayPublish(who.node, packet.topic)) {
       // The broker keeps a retained message for good: an agent may retain only what the contract retains
       // (hello, presence), or it could park megabytes on any of its topics (res/<id> ids are unbounded).
@@ -136,6 +233,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const authorizeSubscribe: AedesOptions['authorizeSubscribe'] = (client, sub, done) => {
     const who = principals.get(client);
     if (who?.role === 'server' || (who?.role === 'agent' && agentMaySubscribe(who.node, sub.topic))) return done(null, sub);
+    if (who?.role === 'operator') {
+      const { clientId, tokenId } = who.operator;
+      if (operatorMaySubscribe(sub.topic, (name) => name === clientId || replyNames.claim(name, tokenId))) return done(null, sub);
+    }
     opts.logger.warn({ clientId: client.id, topic: sub.topic }, 'mqtt subscribe denied');
     // A null subscription denies this filter (SUBACK 128) without dropping the connection.
     done(null, null);
@@ -143,9 +244,12 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // aedes' own CONNECT deadline (30 s by default) matches the guard's.
   const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, connectTimeout: CONNECT_TIMEOUT_MS });
   aedes.on('clientError', (client, err) => opts.logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
-  const accept = (s: Duplex, peer: PeerIdentity | undefined) => {
+  const accept = (s: Duplex, peer: PeerIdentity | undefined, tls: boolean) => {
+    const remote = (s as Partial<Socket>).remoteAddress;
     const next = (conn: Duplex) => {
       if (peer) peers.set(conn, peer);
+      if (tls) overTls.add(conn);
+      if (remote) remotes.set(conn, remote);
       aedes.handle(conn);
     };
     if (opts.guard) opts.guard.handle(s, next);
@@ -159,8 +263,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   try {
     if (opts.tls) {
       const t = opts.tls;
-      // The handshake itself refuses a client without a certificate of this CA: nothing unauthenticated reaches aedes.
-      const server = createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', handshakeTimeout: CONNECT_TIMEOUT_MS }, (s) => accept(s, peerIdentity(s)));
+      // A certificate is asked for but not required: operators have none and prove themselves with an API
+      // token; one that is presented must be of this CA (checked here), and drover's own client ids need one.
+      const server = createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: CONNECT_TIMEOUT_MS }, (s) => {
+        if (!s.authorized && presentedCertificate(s)) {
+          opts.logger.debug({ err: String(s.authorizationError), remote: s.remoteAddress }, 'mqtt client certificate refused');
+          s.destroy();
+          return;
+        }
+        accept(s, peerIdentity(s), true);
+      });
       // Rate and pending limits apply at TCP accept, before the (costly) handshake.
       // A refused socket is destroyed by the guard.
       const guard = opts.guard;
@@ -173,7 +285,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (opts.plain) {
       const server = createServer((s) => {
         if (opts.guard && !opts.guard.admit(s)) return;
-        accept(s, undefined);
+        accept(s, undefined, false);
       });
       servers.push(server);
       plainPort = await listen(server, opts.plain.port, opts.plain.host);
@@ -189,6 +301,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     tlsPort,
     plainPort,
     connectedClients: () => aedes.connectedClients,
+    onCommand(handler) {
+      commandHandler = handler;
+    },
     disconnect(clientId) {
       const c = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];
       if (!c) return false;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
-import { DELIVERY, decode, encode, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
+import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
+import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
 import { withTimeout } from '../../src/util/backoff.js';
 import { DroverError, TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -12,7 +12,29 @@ export interface LinkOptions {
   password?: string;
   /** Client certificate and the CA that signed the broker's certificate (an mqtts:// url). */
   tls?: { key: string; cert: string; ca: string };
+  /**
+   * External broker: hear operators' commands (drover/v1/cmd/+) and speak MQTT 5, whose response topic and
+   * correlation data a command may carry. The embedded broker hands commands over itself, with who sent them.
+   */
+  commands?: boolean;
   logger: Logger;
+}
+
+/** An operator's command as the server link heard it on an external broker (who sent it is not known). */
+export interface LinkCommand {
+  verb: string;
+  payload: Buffer;
+  /** Delivered from the broker's retained store: a stored command, not one just sent. */
+  retain: boolean;
+  responseTopic?: string;
+  correlationData?: Buffer;
+}
+
+export interface PublishOptions {
+  qos: 0 | 1;
+  retain: boolean;
+  /** MQTT 5 only (an external broker): echoed to a requester that sent one. */
+  correlationData?: Buffer;
 }
 
 /**
@@ -33,9 +55,10 @@ export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Prom
 export class ServerLink {
   private readonly pending = new Map<string, { node: string; resolve: (r: payloads.Response) => void; reject: (e: Error) => void }>();
   private handler: ReportHandler = () => {};
+  private commandHandler: ((c: LinkCommand) => void) | undefined;
 
-  private constructor(private readonly client: MqttClient, private readonly logger: Logger) {
-    client.on('message', (topic, payload) => this.onMessage(topic, payload));
+  private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean) {
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
     client.on('connect', () => this.subscribe());
     client.on('reconnect', () => logger.debug('mqtt link reconnecting'));
     client.on('error', (err) => logger.warn({ err: err.message }, 'mqtt link error'));
@@ -47,14 +70,16 @@ export class ServerLink {
       username: opts.username,
       password: opts.password,
       ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, rejectUnauthorized: true } : {}),
-      protocolVersion: 4,
-      // Persistent session: agent reports published while the server restarts wait for it at the broker.
+      protocolVersion: opts.commands ? 5 : 4,
+      // Persistent session: agent reports published while the server restarts wait for it at the broker
+      // (MQTT 5 ends a session at disconnect unless it is given an expiry).
       clean: false,
+      ...(opts.commands ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
       keepalive: SESSION.keepaliveSeconds,
       reconnectPeriod: SESSION.reconnectMs,
       connectTimeout: SESSION.connectTimeoutMs,
     });
-    const link = new ServerLink(client, opts.logger);
+    const link = new ServerLink(client, opts.logger, opts.commands ?? false);
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error) => {
         client.end(true);
@@ -77,14 +102,38 @@ export class ServerLink {
     return this.client.connected;
   }
 
+  /** External broker: where operators' commands go (see LinkOptions.commands). */
+  onCommand(handler: (c: LinkCommand) => void): void {
+    this.commandHandler = handler;
+  }
+
+  /** Any message on any topic (command replies, the fleet summary): the caller picks QoS and retain. */
+  async publish(topic: string, payload: string | Buffer, opts: PublishOptions): Promise<void> {
+    const properties = opts.correlationData && this.commands ? { properties: { correlationData: opts.correlationData } } : {};
+    await this.client.publishAsync(topic, payload, { qos: opts.qos, retain: opts.retain, ...properties });
+  }
+
   private subscribe(): void {
-    const subs = [...topics.allAgentReports(), topics.allResponses()];
+    const subs = [...topics.allAgentReports(), topics.allResponses(), ...(this.commands ? [topics.allCommands()] : [])];
     this.client.subscribe(subs, { qos: 1 }, (err) => {
       if (err) this.logger.error({ err: err.message }, 'mqtt subscribe failed');
     });
   }
 
-  private onMessage(topic: string, payload: Buffer): void {
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const cmd = this.commands ? parseCommandTopic(topic) : undefined;
+    if (cmd) {
+      if (!this.commandHandler) return this.logger.warn({ verb: cmd.verb }, 'mqtt command before the command door was ready: dropped');
+      const props = packet.properties;
+      this.commandHandler({
+        verb: cmd.verb,
+        payload,
+        retain: packet.retain,
+        ...(props?.responseTopic ? { responseTopic: props.responseTopic } : {}),
+        ...(props?.correlationData ? { correlationData: props.correlationData } : {}),
+      });
+      return;
+    }
     const t = parseTopic(topic);
     if (!t) return;
     if (t.kind === 'response') {

@@ -1,0 +1,242 @@
+/**
+ * The MQTT door: operators' commands in, replies out. A thin edge: it reads the request (the contract,
+ * src/contract/commands.ts), picks the reply topic, bounds the work, and runs the verb over an ApiClient
+ * whose requests go through the HTTP API's own handler (ApiServer.injectFetch). So a command meets the
+ * same authentication, roles, admission, validation, redaction and audit as the HTTP call it mirrors.
+ */
+import { createHash } from 'node:crypto';
+import { ApiClient } from '../../src/cli/client.js';
+import { encodeReply, MAX_REPLY_BYTES, parseCommand, type CommandError, type CommandReply, type ParsedCommand } from '../../src/contract/commands.js';
+import { DELIVERY, isAllowedReplyTopic, isOperatorClientId, topics } from '../../src/contract/topics.js';
+import { DroverError, errorMessage, type FieldCause } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import type { InjectedVia } from '../api/server.js';
+import { maskTokens } from '../auth/tokens.js';
+import { READ_ONLY_VERBS, VERBS } from './verbs.js';
+
+/** A command as the embedded broker (with the publisher's proven identity) or the server's link (external broker) heard it. */
+export interface IncomingCommand {
+  verb: string;
+  payload: Buffer;
+  /** Published (embedded) or delivered (external: from the broker's store) with the retain flag. */
+  retain: boolean;
+  /** Embedded broker: who published it. Absent over an external broker, where the request carries its token. */
+  operator?: { clientId: string; tokenId: string; token: string; remote?: string; mayUseReplyName(name: string): boolean };
+  /** MQTT 5 (external broker): where the requester wants the reply, and what to echo with it. */
+  responseTopic?: string;
+  correlationData?: Buffer;
+}
+
+export interface CommandDoorDeps {
+  api: { injectFetch(via: InjectedVia): typeof fetch };
+  publish(topic: string, payload: string, opts: { qos: 0 | 1; retain: boolean; correlationData?: Buffer }): Promise<void>;
+  logger: Logger;
+  limits?: Partial<CommandLimits>;
+}
+
+export interface CommandLimits {
+  /** Commands of one client (running and waiting) at a time; more get a 429 reply. One client's run in order. */
+  perClient: number;
+  /** Commands running at once over all clients (each holds API calls and memory). */
+  running: number;
+  /** Longest one API call of a command may take. */
+  requestTimeoutMs: number;
+}
+
+export const DEFAULT_COMMAND_LIMITS: CommandLimits = { perClient: 4, running: 8, requestTimeoutMs: 60_000 };
+
+/** The base URL of in-process requests: never dialled, injectFetch serves them. */
+const IN_PROCESS = 'http://drover.in-process';
+
+const failure = (code: number, reason: string, message: string, field?: string): CommandError => ({ code, reason, message, ...(field ? { field } : {}) });
+
+/** The API's status for an answer the CLI rewrote (a 401 gets the CLI's "check DROVER_TOKEN" text). */
+interface ApiStatus {
+  code: number;
+  reason?: string;
+  message?: string;
+}
+
+/**
+ * An error as the reply states it: the HTTP API's code, reason and message (CliError carries them from
+ * the API's answer), the field of a validation error. Errors the CLI functions raise before any call
+ * (a bad manifest) are 422 with causes, else 400.
+ */
+export function toCommandError(err: unknown, lastApiError?: ApiStatus): CommandError {
+  if (!(err instanceof DroverError)) return failure(500, 'InternalError', 'internal error (see the server log)');
+  const causes = (err as { causes?: FieldCause[] }).causes ?? [];
+  const field = causes.find((c) => c.field)?.field;
+  if (err.code === 401 && lastApiError?.code === 401 && lastApiError.message) return failure(401, lastApiError.reason ?? 'Unauthorized', lastApiError.message);
+  if (err.code >= 100) return failure(err.code, err.reason, err.message, field);
+  if (err.reason === 'Timeout') return failure(504, 'Timeout', err.message);
+  if (err.reason === 'Unreachable') return failure(503, 'Unavailable', err.message);
+  return causes.length ? failure(422, 'Invalid', err.message, field) : failure(400, 'BadRequest', err.message);
+}
+
+/** Which field to make smaller when a reply is too large. */
+const SHRINK_FIELD: Record<string, string> = { get: 'limit', list: 'limit', logs: 'tailLines' };
+
+interface Route {
+  topic: string;
+  correlationData?: Buffer;
+}
+
+/** Bounded FIFO per client, plus a cap on the commands running over all clients. */
+class CommandQueue {
+  private readonly perKey = new Map<string, { size: number; tail: Promise<void> }>();
+  private running = 0;
+  private readonly waiting: Array<() => void> = [];
+
+  constructor(private readonly limits: CommandLimits) {}
+
+  /** False when the client already has `perClient` commands; else `run` is queued behind its earlier ones. */
+  offer(key: string, run: () => Promise<void>): Promise<void> | undefined {
+    const q = this.perKey.get(key) ?? { size: 0, tail: Promise.resolve() };
+    if (q.size >= this.limits.perClient) return undefined;
+    q.size++;
+    this.perKey.set(key, q);
+    const done = q.tail.then(async () => {
+      await this.acquire();
+      try {
+        await run();
+      } finally {
+        this.release();
+        if (--q.size === 0) this.perKey.delete(key);
+      }
+    });
+    q.tail = done;
+    return done;
+  }
+
+  private acquire(): Promise<void> {
+    if (this.running < this.limits.running) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.running--;
+  }
+}
+
+export class CommandDoor {
+  private readonly limits: CommandLimits;
+  private readonly queue: CommandQueue;
+  private readonly inFlight = new Set<Promise<void>>();
+  private closed = false;
+
+  constructor(private readonly deps: CommandDoorDeps) {
+    this.limits = { ...DEFAULT_COMMAND_LIMITS, ...deps.limits };
+    this.queue = new CommandQueue(this.limits);
+  }
+
+  /** Takes one command; never throws, never waits (the work is queued), every request gets a reply or a log line. */
+  handle(c: IncomingCommand): void {
+    try {
+      this.accept(c);
+    } catch (err) {
+      this.deps.logger.error({ verb: c.verb, err: errorMessage(err) }, 'mqtt command not handled');
+    }
+  }
+
+  private accept(c: IncomingCommand): void {
+    const { logger } = this.deps;
+    if (c.retain && !c.operator) {
+      // An external broker replays a retained command to every new subscriber (the server, at each
+      // reconnect): it was an act, not a state, so it is not run again, and the stored copy is cleared.
+      logger.warn({ verb: c.verb }, 'retained mqtt command ignored and cleared (a command must not be retained)');
+      this.deps.publish(topics.command(c.verb), '', { qos: 1, retain: true }).catch((err) => logger.warn({ err: errorMessage(err) }, 'clearing a retained command failed'));
+      return;
+    }
+    const parsed = parseCommand(c.verb, c.payload);
+    const transaction = parsed.ok ? parsed.command.transaction : parsed.refused.transaction;
+    const declaredClientId = parsed.ok ? parsed.command.clientId : parsed.refused.clientId;
+    // External broker: the name of the default reply topic is what the request says (Mosquitto's ACL decides who reads it).
+    const clientId = c.operator?.clientId ?? (declaredClientId && isOperatorClientId(declaredClientId) ? declaredClientId : undefined);
+    const mayUseReplyName = c.operator?.mayUseReplyName ?? (() => true);
+    const fallback: Route | undefined = clientId ? { topic: topics.commandResponse(c.verb, clientId) } : undefined;
+    const replyTo = parsed.ok ? parsed.command.replyTo : parsed.refused.replyTo;
+    // The reply is sent in the background: accept() returns at once, and reply() logs its own failures.
+    const reply = (route: Route | undefined, r: CommandReply, why?: string): void => void this.reply(c.verb, clientId, route, r, why);
+    const fail = (route: Route | undefined, e: CommandError) => reply(route, { transaction, ok: false, error: e }, e.message);
+
+    const wanted = replyTo !== undefined ? { topic: replyTo, field: 'replyTo' } : c.responseTopic !== undefined ? { topic: c.responseTopic, field: 'response topic' } : undefined;
+    if (wanted && !isAllowedReplyTopic(wanted.topic, mayUseReplyName)) {
+      return fail(fallback, failure(403, 'Forbidden', `${wanted.field}: "${wanted.topic.slice(0, 256)}" is not a reply topic of yours (drover/v1/cmd/VERB/response/${clientId ?? 'CLIENT_ID'}[/...])`, wanted.field === 'replyTo' ? 'replyTo' : undefined));
+    }
+    const route: Route | undefined = wanted ? { topic: wanted.topic, ...(c.correlationData ? { correlationData: c.correlationData } : {}) } : fallback;
+    if (!route) {
+      logger.warn({ verb: c.verb, transaction: transaction && maskTokens(transaction) }, 'mqtt command with no reply topic (external broker: give replyTo, an MQTT 5 response topic, or clientId) ignored');
+      return;
+    }
+    if (c.retain) return fail(route, failure(400, 'BadRequest', 'retain: a command must not be published with the retain flag (the broker would hand it to every new subscriber); nothing was stored or run', 'retain'));
+    if (!parsed.ok) return fail(route, parsed.refused.error);
+    if (this.closed) return fail(route, failure(503, 'ShuttingDown', 'the server is shutting down'));
+    const cmd = parsed.command;
+    const token = c.operator?.token ?? cmd.token;
+    if (!token) return fail(route, failure(401, 'Unauthorized', 'token: required over an external broker (it cannot say who published); give your API token in the request', 'token'));
+    const key = c.operator ? `client:${c.operator.clientId}` : `token:${createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+    const via: InjectedVia = { door: 'mqtt', clientId: clientId ?? '-', ...(c.operator?.remote ? { remote: c.operator.remote } : {}) };
+    const queued = this.queue.offer(key, () => this.run(cmd, token, via, route));
+    if (!queued) return fail(route, failure(429, 'TooManyRequests', `too many commands in flight for this client (at most ${this.limits.perClient}); wait for their replies`));
+    this.inFlight.add(queued);
+    void queued.finally(() => this.inFlight.delete(queued));
+  }
+
+  private async run(cmd: ParsedCommand, token: string, via: InjectedVia, route: Route): Promise<void> {
+    const started = Date.now();
+    let lastApiError: ApiStatus | undefined;
+    const inject = this.deps.api.injectFetch(via);
+    // Remembers the API's own answer to a refused call: the CLI client rewrites a 401's message for people at a terminal.
+    const fetchFn = (async (input: string | URL | Request, init?: RequestInit) => {
+      const res = await inject(input, init);
+      if (res.status === 401) {
+        const body = (await res.clone().json().catch(() => undefined)) as { message?: unknown; reason?: unknown } | undefined;
+        lastApiError = { code: 401, ...(typeof body?.message === 'string' ? { message: body.message } : {}), ...(typeof body?.reason === 'string' ? { reason: body.reason } : {}) };
+      }
+      return res;
+    }) as typeof fetch;
+    const client = new ApiClient({ server: IN_PROCESS, token, fetch: fetchFn, timeoutMs: this.limits.requestTimeoutMs });
+    let reply: CommandReply;
+    try {
+      const data = await (VERBS[cmd.verb] as (c: ApiClient, a: Record<string, unknown>) => Promise<unknown>)(client, cmd.args);
+      reply = { transaction: cmd.transaction, ok: true, data: data ?? null };
+    } catch (err) {
+      if (!(err instanceof DroverError)) this.deps.logger.error({ verb: cmd.verb, err: errorMessage(err) }, 'mqtt command failed');
+      reply = { transaction: cmd.transaction, ok: false, error: toCommandError(err, lastApiError) };
+    }
+    if (reply.ok && Buffer.byteLength(encodeReply(reply)) > MAX_REPLY_BYTES) {
+      const field = SHRINK_FIELD[cmd.verb];
+      reply = { transaction: cmd.transaction, ok: false, error: failure(413, 'ReplyTooLarge', `the reply is larger than ${MAX_REPLY_BYTES} bytes${field ? `: ask for less (${field}${field === 'limit' ? ' and continue, or a labelSelector' : ''})` : ''}`, field) };
+    }
+    this.deps.logger[reply.ok && READ_ONLY_VERBS.has(cmd.verb) ? 'debug' : 'info'](
+      { verb: cmd.verb, clientId: via.clientId, transaction: maskTokens(cmd.transaction), result: reply.ok ? 200 : reply.error.code, ms: Date.now() - started },
+      'mqtt command',
+    );
+    await this.reply(cmd.verb, via.clientId, route, reply);
+  }
+
+  private async reply(verb: string, clientId: string | undefined, route: Route | undefined, r: CommandReply, refusedWhy?: string): Promise<void> {
+    const { logger } = this.deps;
+    if (refusedWhy !== undefined) logger.info({ verb: verb.slice(0, 64), clientId, code: r.ok ? 200 : r.error.code, why: maskTokens(refusedWhy) }, 'mqtt command refused');
+    if (!route) {
+      logger.warn({ verb: verb.slice(0, 64) }, 'mqtt command refused, and no reply topic to say so');
+      return;
+    }
+    try {
+      await this.deps.publish(route.topic, encodeReply(r), { ...DELIVERY.commandReply, ...(route.correlationData ? { correlationData: route.correlationData } : {}) });
+    } catch (err) {
+      logger.warn({ verb, clientId, err: errorMessage(err) }, 'mqtt command reply not sent');
+    }
+  }
+
+  /** New commands get a 503 reply; those running are given a moment to answer (a drain may take minutes: not waited for). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2000).unref())]);
+  }
+}
