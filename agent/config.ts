@@ -1,3 +1,4 @@
+import { droverVersion } from '../src/cli/version.js';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -59,4 +60,5 @@ export function defaultStateDir(): string {
   return process.getuid?.() === 0 ? '/var/lib/drover/agent' : join(homedir(), '.drover', 'agent');
 }
 
-export const AGENT_VERSION = '0.1.0';
+/** package.json's version: written in one place, reported in the agent's hello (fleet status flags skew). */
+export const AGENT_VERSION = droverVersion();

@@ -4,7 +4,11 @@ import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
 import { isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
+import { droverVersion } from '../src/cli/version.js';
 import { ApiServer } from './api/server.js';
+import { CommandDoor } from './commands/door.js';
+import { FleetPublisher } from './fleet/publisher.js';
+import { fleetRoutes } from './fleet/routes.js';
 import { NodeProxy } from './api/node-proxy.js';
 import { TokenStore } from './auth/tokens.js';
 import { AuditLog, DEFAULT_AUDIT_MAX_FILES, DEFAULT_AUDIT_MAX_SIZE } from './audit/log.js';
@@ -109,6 +113,7 @@ function decide(node: string, check: ReturnType<NodeCredentials['check']>): Conn
  * scheduler, desired publisher. The only place in server/ that builds dependencies.
  */
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger({ name: 'drover-server', level: cfg.logLevel })): Promise<RunningServer> {
+  const startedAt = Date.now();
   // 0700, tightened (with a warning) if an older version made it looser.
   await ensurePrivateDir(cfg.dataDir, logger);
   const insecure = cfg.insecure ?? false;
@@ -156,6 +161,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
         guard: mqttConnectionGuard({ limits: cfg.mqttLimits, logger }),
         logger,
         authenticate: brokerAuthenticator({ credentials, serverSecret }),
+        // Operators (scripts, dashboards) log in with their own API token as MQTT password.
+        operators: { checkToken: (token) => tokens.checkApi(token) },
       });
       closers.push(() => broker!.close());
       linkUrl = broker.url;
@@ -168,7 +175,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       linkAuth = { username: cfg.mqtt.username, password: cfg.mqtt.password, ...(secure ? { tls: { ...pki.serverClient, ca: pki.caCert } } : {}) };
     }
 
-    const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger });
+    // External broker: the server hears operators' commands itself (the embedded broker hands them over with who sent them).
+    const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger, commands: cfg.mqtt.mode === 'external' });
     closers.push(() => link.close());
 
     const identity = new NodeIdentity({
@@ -219,6 +227,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await publisher.start();
     closers.push(() => publisher.stop());
 
+    const version = droverVersion();
+    const fleet = new FleetPublisher({ store, sink: link, logger, version });
+    await fleet.start();
+    closers.push(() => fleet.stop());
+
     const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs });
     await scheduler.start();
     closers.push(() => scheduler.stop());
@@ -256,14 +269,19 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: identityRoutes(identity),
+      extraRoutes: [...identityRoutes(identity), ...fleetRoutes({ store, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,
       ready: () => link.connected(),
     });
+    // MQTT commands run through the API's own handler: the same authorization, admission and audit as HTTP.
+    const door = new CommandDoor({ api, publish: (topic, payload, opts) => link.publish(topic, payload, opts), logger });
+    broker?.onCommand((c) => door.handle(c));
+    link.onCommand((c) => door.handle(c));
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     closers.push(() => api.close());
+    closers.push(() => door.close());
     const nodes = (await store.list('Node')).items;
     logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false }, 'drover server started');
     return {
