@@ -382,6 +382,13 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       // Each pod written is a step: the DaemonSet must still be the one planned for, and a pass writes at
       // most MAX_POD_WRITES_PER_STEP pods (a fleet of thousands of nodes); the rest come next pass.
       const steps = new PodWriteSteps(store, ds, signal);
+      // A waved rollout over a fleet replaces hundreds of pods: one Event per pass names them, so the
+      // events that say how the rollout goes are not pushed out of the per-object cap by pod events.
+      const batched = waves ? { deleted: [] as string[], created: [] as string[] } : undefined;
+      const recordPod = async (reason: 'SuccessfulCreate' | 'SuccessfulDelete', pod: string) => {
+        if (batched) (reason === 'SuccessfulCreate' ? batched.created : batched.deleted).push(pod);
+        else await writer.record('Normal', reason, `${reason === 'SuccessfulCreate' ? 'Created' : 'Deleted'} pod: ${pod}`);
+      };
       let written = 0;
       for (const d of plan.delete) {
         if (!(await steps.next())) break;
@@ -389,7 +396,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
         log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
-        await writer.record('Normal', 'SuccessfulDelete', `Deleted pod: ${pn}`);
+        await recordPod('SuccessfulDelete', pn);
       }
 
       for (const node of written === plan.delete.length ? plan.create : []) {
@@ -397,7 +404,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         written++;
         const created = await writer.create(newDaemonPod(ds, node, plan.hash, now), name);
         log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
-        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
+        await recordPod('SuccessfulCreate', created.metadata.name);
       }
       const stable = plan.createStable;
       for (const node of written === plan.delete.length + plan.create.length ? (stable?.nodes ?? []) : []) {
@@ -405,7 +412,12 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         written++;
         const created = await writer.create(newDaemonPod(ds, node, stable!.hash, now, stable!.template), name);
         log.info({ ds: key, pod: created.metadata.name, node, revision: stable!.hash }, 'created daemon pod of the stable revision');
-        await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${created.metadata.name}`);
+        await recordPod('SuccessfulCreate', created.metadata.name);
+      }
+      if (batched) {
+        const names = (l: string[]) => (l.length > 10 ? `${l.slice(0, 10).join(', ')} and ${l.length - 10} more` : l.join(', '));
+        if (batched.deleted.length) await writer.record('Normal', 'SuccessfulDelete', `Deleted ${batched.deleted.length} pod${batched.deleted.length === 1 ? '' : 's'}: ${names(batched.deleted)}`);
+        if (batched.created.length) await writer.record('Normal', 'SuccessfulCreate', `Created ${batched.created.length} pod${batched.created.length === 1 ? '' : 's'}: ${names(batched.created)}`);
       }
       if (written < plan.delete.length + plan.create.length + (stable?.nodes.length ?? 0)) {
         if (steps.stopped) log.info({ ds: key, why: steps.stopped }, 'daemonset reconcile stopped');

@@ -1,0 +1,250 @@
+/**
+ * Waved DaemonSet rollouts over a fleet of 50 agents: the real server (store, controllers, embedded
+ * broker over TLS) and 50 real agents in this process, each on its own fake runtime (containers start
+ * at once; an image in BAD cannot be pulled, so its pod reports ErrImagePull). What is asserted comes
+ * from the API — DaemonSet status.drover.rollout, Events, every pod's revision label — never timings.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { RunningAgent } from '../../agent/run.js';
+import type { Node } from '../../src/api/node.js';
+import { podTemplateHash } from '../../src/api/revisions.js';
+import { daemonSet, type DaemonSet, type WavedRolloutStatus } from '../../src/api/workloads.js';
+import { REVISION_LABEL } from '../../server/controllers/daemonset.js';
+import { waveSets } from '../../server/controllers/waves.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
+
+const NODES = 50;
+const BAD = new Set(['localhost/fleet-app:bad']);
+const DS = '/apis/apps/v1/namespaces/default/daemonsets';
+const ROLLOUT = { waves: [{ nodes: 2 }, { percent: 20 }, { percent: 50 }], gate: { readySeconds: 1, timeoutSeconds: 120 }, offlineNodes: 'wait' };
+const node = (i: number) => `edge-${String(i).padStart(2, '0')}`;
+
+interface ApiPod {
+  metadata: { name: string; labels?: Record<string, string> };
+  spec: { nodeName?: string };
+  status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
+}
+const ready = (p: ApiPod) => p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+function manifest(image: string): unknown {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'DaemonSet',
+    metadata: { name: 'fleet' },
+    spec: {
+      selector: { matchLabels: { app: 'fleet' } },
+      template: { metadata: { labels: { app: 'fleet' } }, spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'app', image, resources: { requests: { cpu: '1m', memory: '1Mi' } } }] } },
+      drover: { rollout: ROLLOUT },
+    },
+  };
+}
+
+describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
+  let cluster: TestServer;
+  const agents = new Map<string, { agent: RunningAgent; stateDir: string; runtime: FakeRuntime }>();
+
+  const getDs = async (): Promise<DaemonSet> => {
+    const r = await cluster.api('GET', `${DS}/fleet`);
+    assert.equal(r.status, 200, r.text);
+    return r.body;
+  };
+  const rollout = async (): Promise<WavedRolloutStatus | undefined> => (await getDs()).status?.drover?.rollout;
+  const pods = async (): Promise<ApiPod[]> => {
+    const r = await cluster.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dfleet');
+    assert.equal(r.status, 200, r.text);
+    return r.body.items;
+  };
+  const events = async (): Promise<Array<{ type: string; reason: string; message: string }>> =>
+    (await cluster.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=fleet')).body.items;
+  const nodes = async (): Promise<Node[]> => (await cluster.api('GET', '/api/v1/nodes')).body.items;
+  const hashOf = (image: string) => podTemplateHash(daemonSet.parse(manifest(image)).spec.template);
+
+  /** GET, change the image, PUT (a 409 from a concurrent status write is retried). */
+  async function setImage(image: string): Promise<void> {
+    for (let i = 0; i < 20; i++) {
+      const d = await getDs();
+      d.spec.template.spec.containers[0]!.image = image;
+      const r = await cluster.api('PUT', `${DS}/fleet`, d);
+      if (r.status === 200) return;
+      assert.equal(r.status, 409, r.text);
+    }
+    throw new Error('PUT kept conflicting');
+  }
+
+  /** Every node of `names` runs one Ready pod of `hash`. */
+  const allOn = (hash: string, names: string[], what: string, timeoutMs = 60_000) =>
+    waitFor(
+      what,
+      async () => {
+        const ps = await pods();
+        const by = new Map(ps.map((p) => [p.spec.nodeName!, p]));
+        const missing = names.filter((n) => {
+          const p = by.get(n);
+          return !p || p.metadata.labels?.[REVISION_LABEL] !== hash || !ready(p);
+        });
+        if (missing.length) throw new Error(`not yet: ${missing.map((n) => `${n}=${by.get(n)?.metadata.labels?.[REVISION_LABEL] ?? 'none'}/${by.get(n) ? (ready(by.get(n)!) ? 'ready' : by.get(n)!.status?.phase) : '-'}`).join(', ')}`);
+        return ps;
+      },
+      timeoutMs,
+      250,
+    );
+
+  /**
+   * Watches a rollout until `done` holds: reads every pod, then the status, so the wave seen was
+   * stored before (or with) those pods (the controller stores a wave's pass before it writes its pods).
+   * Fails if a pod of `hash` runs on a node outside the wave set the status allows at that moment.
+   */
+  async function watchRollout(hash: string, sets: string[][], done: (r: WavedRolloutStatus) => boolean, opts: { neverBeyond?: number } = {}): Promise<{ waves: number[]; everOn: Set<string>; last: WavedRolloutStatus }> {
+    const waves: number[] = [];
+    const everOn = new Set<string>();
+    const deadline = Date.now() + 90_000;
+    for (;;) {
+      const ps = await pods();
+      const r = (await getDs()).status?.drover?.rollout;
+      if (r && r.targetRevision === hash) {
+        if (waves.at(-1) !== r.wave) waves.push(r.wave);
+        const limit = opts.neverBeyond ?? (r.phase === 'Complete' ? sets.length - 1 : r.wave);
+        const allowed = new Set(sets[limit]);
+        for (const p of ps) {
+          if (p.metadata.labels?.[REVISION_LABEL] !== hash) continue;
+          everOn.add(p.spec.nodeName!);
+          assert.ok(allowed.has(p.spec.nodeName!), `node ${p.spec.nodeName} runs ${hash} while the rollout is at wave ${r.wave + 1} (${r.phase})`);
+        }
+        if (done(r)) return { waves, everOn, last: r };
+      }
+      assert.ok(Date.now() < deadline, `rollout of ${hash} not done: ${JSON.stringify(r)}`);
+      await new Promise((res) => setTimeout(res, 150));
+    }
+  }
+
+  before(async () => {
+    const t0 = Date.now();
+    cluster = await startTestServer();
+    // Ten joins at a time: each makes its key and certificate request, as a device does.
+    for (let i = 0; i < NODES; i += 10) {
+      await Promise.all(
+        Array.from({ length: Math.min(10, NODES - i) }, async (_, j) => {
+          const name = node(i + j);
+          const stateDir = await mkdtemp(join(tmpdir(), `drover-waves-${name}-`));
+          const runtime = new FakeRuntime({ failImages: BAD });
+          const agent = await cluster.addAgent({ node: name, runtime, stateDir, heartbeatSeconds: 5, resyncSeconds: 5 });
+          agents.set(name, { agent, stateDir, runtime });
+        }),
+      );
+    }
+    await waitFor(
+      `${NODES} nodes Ready`,
+      async () => (await nodes()).filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).length === NODES,
+      120_000,
+      500,
+    );
+    console.log(`${NODES} agents joined and Ready in ${Date.now() - t0} ms`);
+    const r = await cluster.api('POST', DS, manifest('localhost/fleet-app:1'));
+    assert.equal(r.status, 201, r.text);
+    const t1 = Date.now();
+    await allOn(hashOf('localhost/fleet-app:1'), [...agents.keys()], 'first revision on every node', 90_000);
+    await waitFor('first revision is the stable one', async () => (await rollout())?.phase === 'Complete');
+    console.log(`first revision on ${NODES} nodes in ${Date.now() - t1} ms (no waves: nothing to roll from)`);
+  });
+  after(async () => {
+    await cluster?.stop();
+  });
+
+  test('waves in order; a node offline during the rollout gets the final revision when it returns', async () => {
+    const h1 = hashOf('localhost/fleet-app:1');
+    const h2 = hashOf('localhost/fleet-app:2');
+    const ds = await getDs();
+    const sets = waveSets(ds, ds.spec.drover!.rollout!, await nodes());
+    assert.deepEqual(sets.map((s) => s.length), [2, 10, 25, 50]);
+
+    // A device of the third wave goes offline.
+    const away = sets[2]!.find((n) => !sets[1]!.includes(n))!;
+    await agents.get(away)!.agent.close();
+    await waitFor(`${away} offline`, async () => (await nodes()).find((n) => n.metadata.name === away)?.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True');
+
+    const t0 = Date.now();
+    await setImage('localhost/fleet-app:2');
+    const seen = await watchRollout(h2, sets, (r) => r.phase === 'Complete');
+    const took = Date.now() - t0;
+    console.log(`4-wave rollout over ${NODES} nodes (1 offline): Complete in ${took} ms; waves seen ${seen.waves.map((w) => w + 1).join(' → ')}`);
+    assert.ok(seen.waves.every((w, i) => i === 0 || w > seen.waves[i - 1]!), `waves went in order: ${seen.waves}`);
+    const passed = (await events())
+      .filter((e) => e.reason === 'RolloutWavePassed')
+      .map((e) => Number(/^wave (\d+)\//.exec(e.message)![1]))
+      .sort();
+    assert.deepEqual(passed, [1, 2, 3], 'one RolloutWavePassed event per wave but the last, in order');
+    assert.equal(seen.last.stableRevision, h2);
+    const online = [...agents.keys()].filter((n) => n !== away);
+    await allOn(h2, online, 'every online node on :2');
+    // The offline node's desired pod was replaced while it was away: it is counted, not Ready.
+    const r = (await rollout())!;
+    assert.equal(r.counts.updated, NODES, 'the offline node has its :2 pod in its desired state');
+    assert.equal(r.counts.ready, NODES - 1);
+    assert.notEqual(h1, h2);
+
+    // It returns (same state dir: same identity) and runs :2.
+    const back = agents.get(away)!;
+    back.agent = await cluster.addAgent({ node: away, runtime: back.runtime, stateDir: back.stateDir, heartbeatSeconds: 5, resyncSeconds: 5 });
+    await allOn(h2, [away], `${away} back and on :2`);
+    const running = await back.runtime.list({});
+    assert.ok(running.some((c) => c.state === 'running' && c.image === 'localhost/fleet-app:2'), `${away} runs :2: ${JSON.stringify(running.map((c) => [c.image, c.state]))}`);
+    assert.ok(!running.some((c) => c.state === 'running' && c.image === 'localhost/fleet-app:1'));
+  });
+
+  test('a bad image fails wave 1 and the fleet returns to the old revision; no node beyond wave 1 ever ran it', async () => {
+    const good = hashOf('localhost/fleet-app:2');
+    const bad = hashOf('localhost/fleet-app:bad');
+    const ds = await getDs();
+    const sets = waveSets(ds, ds.spec.drover!.rollout!, await nodes());
+
+    await setImage('localhost/fleet-app:bad');
+    const seen = await watchRollout(bad, sets, (r) => r.phase === 'RolledBack', { neverBeyond: 0 });
+    const tFailed = Date.now();
+    assert.ok([...seen.everOn].every((n) => sets[0]!.includes(n)));
+    assert.match(seen.last.message, /^rolled back: wave 1\/4 \(2 nodes\) failed its gate/);
+    const evs = await events();
+    const failed = evs.find((e) => e.reason === 'RolloutWaveFailed');
+    assert.ok(failed, JSON.stringify(evs.map((e) => e.reason)));
+    assert.equal(failed.type, 'Warning');
+    assert.match(failed.message, /ErrImagePull|ImagePullBackOff/);
+    assert.ok(sets[0]!.some((n) => failed.message.includes(n)), `the event names the node: ${failed.message}`);
+    assert.ok(evs.some((e) => e.reason === 'RolledBack' && e.type === 'Warning'));
+    // The stable template is back in the spec.
+    const after = await getDs();
+    assert.equal(after.spec.template.spec.containers[0]!.image, 'localhost/fleet-app:2');
+
+    // Wave 1 back on the stable revision; nobody else ever ran the bad one.
+    const ps = await allOn(good, [...agents.keys()], 'every node back on :2');
+    console.log(`rollback: wave-1 nodes back on the stable revision ${Date.now() - tFailed} ms after the RolledBack status was seen`);
+    assert.equal(ps.filter((p) => p.metadata.labels?.[REVISION_LABEL] === bad).length, 0);
+    for (const n of [...agents.keys()].filter((x) => !sets[0]!.includes(x))) {
+      const imgs = (await agents.get(n)!.runtime.list({})).map((c) => c.image);
+      assert.ok(!imgs.includes('localhost/fleet-app:bad'), `${n} beyond wave 1 saw the bad image`);
+    }
+    const r = (await rollout())!;
+    assert.equal(r.phase, 'RolledBack', 'stays RolledBack until the next revision');
+    assert.equal(r.stableRevision, good);
+  });
+
+  test('a newer revision supersedes a rollout in flight', async () => {
+    const h3 = hashOf('localhost/fleet-app:3');
+    const h4 = hashOf('localhost/fleet-app:4');
+    const ds = await getDs();
+    const sets = waveSets(ds, ds.spec.drover!.rollout!, await nodes());
+
+    await setImage('localhost/fleet-app:3');
+    await watchRollout(h3, sets, (r) => r.wave >= 1 && r.phase === 'Progressing');
+    await setImage('localhost/fleet-app:4');
+    const seen = await watchRollout(h4, sets, (r) => r.phase === 'Complete');
+    assert.equal(seen.waves[0], 0, 'the newer revision starts again from wave 1');
+    const evs = await events();
+    assert.ok(evs.some((e) => e.reason === 'RolloutSuperseded' && e.message.includes(h3) && e.message.includes(h4)), JSON.stringify(evs.filter((e) => e.reason.startsWith('Rollout'))));
+    const ps = await allOn(h4, [...agents.keys()], 'every node on :4');
+    assert.equal(ps.filter((p) => p.metadata.labels?.[REVISION_LABEL] === h3).length, 0);
+  });
+});
