@@ -1,6 +1,6 @@
-/** `drover broker acl`: the Mosquitto ACL file of the per-node rules, for external broker mode. */
+/** `drover broker acl`: the Mosquitto ACL files of external broker mode (nodes and server; operators). */
 import type { Command } from 'commander';
-import { mosquittoAcl } from '../contract/topics.js';
+import { mosquittoAcl, mosquittoOperatorAcl } from '../contract/topics.js';
 import type { CliIo } from './context.js';
 
 /** CN of the server's own MQTT client certificate (server/pki/pki.ts). */
@@ -10,6 +10,7 @@ export function registerBrokerCommands(program: Command, io: Pick<CliIo, 'stdout
   const broker = program.command('broker').description('Configure an external MQTT broker');
   broker
     .command('acl')
-    .description('Print a Mosquitto ACL file (use with require_certificate true and use_identity_as_username true)')
-    .action(() => io.stdout(mosquittoAcl(SERVER_USER)));
+    .description('Print a Mosquitto ACL file: the certificate listener (require_certificate true, use_identity_as_username true), or with --operators the operators\' password_file listener')
+    .option('--operators', 'the ACL of the operators\' listener: publish commands, read their own replies, the fleet summary and node states')
+    .action((opts: { operators?: boolean }) => io.stdout(opts.operators ? mosquittoOperatorAcl() : mosquittoAcl(SERVER_USER)));
 }

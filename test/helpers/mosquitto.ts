@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,15 @@ import { freePort, waitFor } from './cluster.js';
 export interface Mosquitto {
   url: string;
   port: number;
+  /** The operators' listener (TLS, password file), when asked for. */
+  operatorPort?: number;
   stop(): Promise<void>;
+}
+
+/** The README's operators' listener: TLS without client certificates, a password file, `drover broker acl --operators`. */
+export interface MosquittoOperators {
+  passwordFile: string;
+  aclFile: string;
 }
 
 export interface MosquittoTls {
@@ -23,14 +31,18 @@ export interface MosquittoTls {
  * A real Mosquitto on a free loopback port with its own config (the system one is not relied on).
  * With `tls`: the README's set-up, client certificates required, CN as username, the given ACL.
  */
-export async function startMosquitto(opts: { tls?: MosquittoTls } = {}): Promise<Mosquitto> {
+export async function startMosquitto(opts: { tls?: MosquittoTls; operators?: MosquittoOperators } = {}): Promise<Mosquitto> {
   const dir = await mkdtemp(join(tmpdir(), 'drover-mosquitto-'));
   const port = await freePort();
   const conf = join(dir, 'mosquitto.conf');
   const t = opts.tls;
+  const ops = t && opts.operators;
+  const operatorPort = ops ? await freePort() : undefined;
   await writeFile(
     conf,
     [
+      // Each listener its own password file and ACL: an operator's name never meets a node's %u patterns.
+      ...(ops ? ['per_listener_settings true'] : []),
       `listener ${port} 127.0.0.1`,
       ...(t
         ? [
@@ -45,6 +57,9 @@ export async function startMosquitto(opts: { tls?: MosquittoTls } = {}): Promise
             'allow_anonymous false',
           ]
         : ['allow_anonymous true']),
+      ...(ops && t
+        ? [`listener ${operatorPort} 127.0.0.1`, `cafile ${t.cafile}`, `certfile ${t.certfile}`, `keyfile ${t.keyfile}`, `password_file ${ops.passwordFile}`, `acl_file ${ops.aclFile}`, 'allow_anonymous false']
+        : []),
       'persistence false',
       // The default of 1000 drops QoS 1 messages to a slow subscriber.
       'max_queued_messages 100000',
@@ -68,10 +83,65 @@ export async function startMosquitto(opts: { tls?: MosquittoTls } = {}): Promise
   return {
     url: `${t ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
+    ...(operatorPort ? { operatorPort } : {}),
     async stop() {
       proc.kill('SIGTERM');
       await exited;
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/*
+ * The README's MQTT command examples, run as a user runs them: the fenced ```bash blocks between the
+ * mqtt-commands markers, by bash, with real mosquitto_pub/mosquitto_sub/mosquitto_rr processes. Only the
+ * `export DROVER_...` lines are left out: the test gives those variables (its own ports, CA, tokens).
+ */
+const README = join(import.meta.dirname, '..', '..', 'README.md');
+
+/** The ```bash block between the markers whose first line is `# <title>`, without its `export DROVER_...` lines. */
+export async function readmeCommandBlock(title: string): Promise<{ script: string; exported: string[] }> {
+  const text = await readFile(README, 'utf8');
+  const section = text.slice(text.indexOf('<!-- mqtt-commands:begin -->'), text.indexOf('<!-- mqtt-commands:end -->'));
+  const blocks = [...section.matchAll(/```bash\n([\s\S]*?)```/g)].map((m) => m[1]!);
+  const block = blocks.find((b) => b.split('\n')[0] === `# ${title}`);
+  if (!block) throw new Error(`README: no \`\`\`bash block "# ${title}" between the mqtt-commands markers`);
+  const exported: string[] = [];
+  const lines = block.split('\n').filter((l) => {
+    if (!l.startsWith('export DROVER_')) return true;
+    for (const m of l.matchAll(/(DROVER_[A-Z_]+)=/g)) exported.push(m[1]!);
+    return false;
+  });
+  return { script: lines.join('\n'), exported };
+}
+
+export interface ShellResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a script with bash -e in `cwd` with exactly `env` (plus PATH): HOME is the test's, so ~/.config is too. */
+export function runBash(script: string, opts: { cwd: string; env: Record<string, string>; timeoutMs?: number }): Promise<ShellResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], { cwd: opts.cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += String(d)));
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The JSON replies among a script's output lines. */
+export function replies(stdout: string): Array<{ transaction: string | null; ok: boolean; data?: any; error?: { code: number; reason: string; message: string; field?: string } }> {
+  return stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l));
 }
