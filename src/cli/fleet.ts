@@ -29,12 +29,21 @@ function counts(m: Record<string, number>): string {
   return parts.length ? parts.join('   ') : '-';
 }
 
+/** Pod phases in one order on every line, so the columns of the eye line up. */
+const PHASE_ORDER = ['Running', 'Pending', 'Succeeded', 'Failed', 'Unknown'];
+
+function phases(m: Record<string, number>): string {
+  const known = PHASE_ORDER.filter((p) => m[p]).map((p) => `${p} ${m[p]}`);
+  const other = Object.keys(m).filter((p) => !PHASE_ORDER.includes(p)).sort().map((p) => `${p} ${m[p]}`);
+  return [...known, ...other].join('   ') || '-';
+}
+
 /**
  * The fleet on one screen (about 50 lines whatever its size): nodes by state with the oldest
  * last-heard per state, by arch, by site, agent versions with skew, runtimes, pods, workloads,
  * rollouts in progress, and the nodes that need attention, worst first.
  */
-export function renderFleetStatus(s: FleetStatus, opts: { now?: number } = {}): string {
+export function renderFleetStatus(s: FleetStatus): string {
   const n = s.nodes;
   const filters = Object.entries(s.filters).map(([k, v]) => `${k}=${v}`).join(' ');
   let out = `FLEET  ${n.total} node${n.total === 1 ? '' : 's'}${filters ? ` (${filters})` : ''}   as of ${new Date(s.generatedAt).toISOString().slice(11, 19)}Z   stale after ${humanDuration(s.staleAfterSeconds * 1000)} silent\n`;
@@ -59,17 +68,17 @@ export function renderFleetStatus(s: FleetStatus, opts: { now?: number } = {}): 
   out += `  RUNTIMES  ${n.runtimes.slice(0, ROWS.runtimes).map((r) => `${r.runtime}${r.version ? ` ${r.version}` : ''}: ${r.nodes}`).join('   ') || '-'}\n`;
   out += more(n.runtimes.length, ROWS.runtimes, 'runtimes');
 
-  out += `\n  PODS      ${s.pods.total} total   ${counts(s.pods.byPhase)}\n`;
+  out += `\n  PODS      ${s.pods.total} total   ${phases(s.pods.byPhase)}\n`;
   const w = s.workloads;
   out += `  WORKLOADS ${w.healthy} healthy   ${w.unhealthy} not healthy\n`;
-  const nsRows = Object.entries(w.byNamespace)
-    .sort((a, b) => b[1].unhealthy - a[1].unhealthy || a[0].localeCompare(b[0]))
+  // Namespaces with workloads or pods, those with something not healthy first.
+  const namespaces = [...new Set([...Object.keys(w.byNamespace), ...Object.keys(s.pods.byNamespace)])];
+  const nsRows = namespaces
+    .map((ns) => ({ ns, c: w.byNamespace[ns] ?? { healthy: 0, unhealthy: 0 } }))
+    .sort((a, b) => b.c.unhealthy - a.c.unhealthy || a.ns.localeCompare(b.ns))
     .slice(0, ROWS.namespaces)
-    .map(([ns, c]) => {
-      const pods = s.pods.byNamespace[ns] ?? {};
-      return [ns, String(c.healthy), String(c.unhealthy), counts(pods)];
-    });
-  if (nsRows.length) out += indent(renderTable(['NAMESPACE', 'HEALTHY', 'NOT HEALTHY', 'PODS'], nsRows)) + more(Object.keys(w.byNamespace).length, ROWS.namespaces, 'namespaces');
+    .map(({ ns, c }) => [ns, String(c.healthy), String(c.unhealthy), phases(s.pods.byNamespace[ns] ?? {})]);
+  if (nsRows.length) out += indent(renderTable(['NAMESPACE', 'WORKLOADS OK', 'NOT OK', 'PODS'], nsRows)) + more(namespaces.length, ROWS.namespaces, 'namespaces');
   for (const u of w.unhealthyList.slice(0, 3)) out += `    not healthy: ${u.kind.toLowerCase()}/${u.name} -n ${u.namespace}  ${u.ready}/${u.desired} ready\n`;
 
   if (s.rollouts.length) {
@@ -83,7 +92,6 @@ export function renderFleetStatus(s: FleetStatus, opts: { now?: number } = {}): 
     const rows = n.list.slice(0, ROWS.attention).map((e) => [e.name, BUCKET_LABEL[e.bucket], age(e.lastHeardAgeSeconds), e.site, e.reasons.join(',')]);
     out += `\n  NEEDS ATTENTION (${n.listTotal}, worst first)\n` + indent(renderTable(['NODE', 'STATE', 'LAST-HEARD', 'SITE', 'WHY'], rows)) + more(n.listTotal, Math.min(ROWS.attention, n.list.length), 'nodes (drover fleet status --state STATE -o json)');
   }
-  void opts;
   return out;
 }
 
