@@ -263,9 +263,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   try {
     if (opts.tls) {
       const t = opts.tls;
+      // noDelay: Nagle would hold each small message for the client's delayed ACK (~40 ms per command reply).
       // A certificate is asked for but not required: operators have none and prove themselves with an API
       // token; one that is presented must be of this CA (checked here), and drover's own client ids need one.
-      const server = createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: CONNECT_TIMEOUT_MS }, (s) => {
+      const server = createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: CONNECT_TIMEOUT_MS, noDelay: true }, (s) => {
         if (!s.authorized && presentedCertificate(s)) {
           opts.logger.debug({ err: String(s.authorizationError), remote: s.remoteAddress }, 'mqtt client certificate refused');
           s.destroy();
@@ -283,7 +284,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       url = `mqtts://${localHost(t.host)}:${tlsPort}`;
     }
     if (opts.plain) {
-      const server = createServer((s) => {
+      const server = createServer({ noDelay: true }, (s) => {
         if (opts.guard && !opts.guard.admit(s)) return;
         accept(s, undefined, false);
       });

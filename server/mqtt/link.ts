@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
 import { withTimeout } from '../../src/util/backoff.js';
@@ -59,7 +60,11 @@ export class ServerLink {
 
   private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean) {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
-    client.on('connect', () => this.subscribe());
+    client.on('connect', () => {
+      // Nagle would hold each small message (a command's reply) for the peer's delayed ACK: ~40 ms a hop.
+      (client.stream as Partial<Socket> | undefined)?.setNoDelay?.(true);
+      this.subscribe();
+    });
     client.on('reconnect', () => logger.debug('mqtt link reconnecting'));
     client.on('error', (err) => logger.warn({ err: err.message }, 'mqtt link error'));
   }

@@ -60,6 +60,8 @@ export async function startMosquitto(opts: { tls?: MosquittoTls; operators?: Mos
       ...(ops && t
         ? [`listener ${operatorPort} 127.0.0.1`, `cafile ${t.cafile}`, `certfile ${t.certfile}`, `keyfile ${t.keyfile}`, `password_file ${ops.passwordFile}`, `acl_file ${ops.aclFile}`, 'allow_anonymous false']
         : []),
+      // Small messages (command replies) go out at once, not after the peer's delayed ACK.
+      'set_tcp_nodelay true',
       'persistence false',
       // The default of 1000 drops QoS 1 messages to a slow subscriber.
       'max_queued_messages 100000',
