@@ -1,4 +1,3 @@
-import { RuntimeError } from '../../src/util/errors.js';
 import type { ContainerRuntime, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 
 export interface FakeRuntimeOptions {
@@ -9,12 +8,6 @@ export interface FakeRuntimeOptions {
   growingLogs?: boolean;
   /** CPU each running container burns, in millicores, for `stats()` (`top`). Default 250. */
   cpuMilli?: number;
-  /**
-   * Images this runtime cannot pull (a bad tag, a registry that refuses): `pull` fails as podman's
-   * does, so the agent reports ErrImagePull / ImagePullBackOff. Checked at each pull: a test may
-   * add to the set later.
-   */
-  failImages?: Set<string>;
 }
 
 /** Enough of a container runtime for an agent to run pods and serve logs, without podman. */
@@ -63,7 +56,6 @@ export class FakeRuntime implements ContainerRuntime {
     return { exitCode: 0, output: `${cmd.join(' ')}\n`, timedOut: false };
   }
   async pull(image: string): Promise<void> {
-    if (this.opts.failImages?.has(image)) throw new RuntimeError(`initializing source docker://${image}: reading manifest: manifest unknown`);
     this.pulled.add(image);
   }
   async images(): Promise<string[]> {

@@ -1,22 +1,21 @@
 /**
- * Waved DaemonSet rollouts over a fleet of 50 agents: the real server (store, controllers, embedded
- * broker over TLS) and 50 real agents in this process, each on its own fake runtime (containers start
- * at once; an image in BAD cannot be pulled, so its pod reports ErrImagePull). What is asserted comes
- * from the API — DaemonSet status.drover.rollout, Events, every pod's revision label — never timings.
+ * Waved DaemonSet rollouts over a fleet of 50 devices: the real server (store, controllers, embedded
+ * broker over TLS) and 50 simulated agents (test/helpers/sim-agent.ts: each joins with its own
+ * certificate and speaks the MQTT contract; containers start at once, an image in BAD cannot be
+ * pulled, so its pod reports ErrImagePull). What is asserted comes from the API — DaemonSet
+ * status.drover.rollout, Events, every pod's revision label — and from what each device was asked
+ * to run; never timings.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { RunningAgent } from '../../agent/run.js';
 import type { Node } from '../../src/api/node.js';
 import { podTemplateHash } from '../../src/api/revisions.js';
 import { daemonSet, type DaemonSet, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { REVISION_LABEL } from '../../server/controllers/daemonset.js';
 import { waveSets } from '../../server/controllers/waves.js';
+import { generateKeyPem } from '../../server/pki/x509.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { SimAgent } from '../helpers/sim-agent.js';
 
 const NODES = 50;
 const BAD = new Set(['localhost/fleet-app:bad']);
@@ -46,7 +45,7 @@ function manifest(image: string): unknown {
 
 describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
   let cluster: TestServer;
-  const agents = new Map<string, { agent: RunningAgent; stateDir: string; runtime: FakeRuntime }>();
+  const agents = new Map<string, SimAgent>();
 
   const getDs = async (): Promise<DaemonSet> => {
     const r = await cluster.api('GET', `${DS}/fleet`);
@@ -125,15 +124,15 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
   before(async () => {
     const t0 = Date.now();
     cluster = await startTestServer();
-    // Ten joins at a time: each makes its key and certificate request, as a device does.
+    const k = generateKeyPem();
+    const deviceKey = { key: k.privateKey, publicKey: k.publicKey };
+    // Ten joins at a time, each with its own certificate request.
     for (let i = 0; i < NODES; i += 10) {
       await Promise.all(
         Array.from({ length: Math.min(10, NODES - i) }, async (_, j) => {
-          const name = node(i + j);
-          const stateDir = await mkdtemp(join(tmpdir(), `drover-waves-${name}-`));
-          const runtime = new FakeRuntime({ failImages: BAD });
-          const agent = await cluster.addAgent({ node: name, runtime, stateDir, heartbeatSeconds: 5, resyncSeconds: 5 });
-          agents.set(name, { agent, stateDir, runtime });
+          const sim = new SimAgent({ node: node(i + j), apiUrl: cluster.apiUrl, joinToken: cluster.joinToken, mqttUrl: cluster.server.advertisedMqttUrl, deviceKey, failImages: BAD, heartbeatSeconds: 5 });
+          await sim.start();
+          agents.set(sim.node, sim);
         }),
       );
     }
@@ -152,6 +151,7 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     console.log(`first revision on ${NODES} nodes in ${Date.now() - t1} ms (no waves: nothing to roll from)`);
   });
   after(async () => {
+    for (const a of agents.values()) await a.stop();
     await cluster?.stop();
   });
 
@@ -164,7 +164,7 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
 
     // A device of the third wave goes offline.
     const away = sets[2]!.find((n) => !sets[1]!.includes(n))!;
-    await agents.get(away)!.agent.close();
+    await agents.get(away)!.stop();
     await waitFor(`${away} offline`, async () => (await nodes()).find((n) => n.metadata.name === away)?.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True');
 
     const t0 = Date.now();
@@ -187,13 +187,12 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     assert.equal(r.counts.ready, NODES - 1);
     assert.notEqual(h1, h2);
 
-    // It returns (same state dir: same identity) and runs :2.
+    // It returns (same certificate) and runs :2, never having run :1 again.
     const back = agents.get(away)!;
-    back.agent = await cluster.addAgent({ node: away, runtime: back.runtime, stateDir: back.stateDir, heartbeatSeconds: 5, resyncSeconds: 5 });
+    back.ran.clear();
+    await back.start();
     await allOn(h2, [away], `${away} back and on :2`);
-    const running = await back.runtime.list({});
-    assert.ok(running.some((c) => c.state === 'running' && c.image === 'localhost/fleet-app:2'), `${away} runs :2: ${JSON.stringify(running.map((c) => [c.image, c.state]))}`);
-    assert.ok(!running.some((c) => c.state === 'running' && c.image === 'localhost/fleet-app:1'));
+    assert.deepEqual([...back.ran], ['localhost/fleet-app:2']);
   });
 
   test('a bad image fails wave 1 and the fleet returns to the old revision; no node beyond wave 1 ever ran it', async () => {
@@ -222,9 +221,9 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     const ps = await allOn(good, [...agents.keys()], 'every node back on :2');
     console.log(`rollback: wave-1 nodes back on the stable revision ${Date.now() - tFailed} ms after the RolledBack status was seen`);
     assert.equal(ps.filter((p) => p.metadata.labels?.[REVISION_LABEL] === bad).length, 0);
-    for (const n of [...agents.keys()].filter((x) => !sets[0]!.includes(x))) {
-      const imgs = (await agents.get(n)!.runtime.list({})).map((c) => c.image);
-      assert.ok(!imgs.includes('localhost/fleet-app:bad'), `${n} beyond wave 1 saw the bad image`);
+    for (const [n, a] of agents) {
+      if (!sets[0]!.includes(n)) assert.ok(!a.asked.has('localhost/fleet-app:bad'), `${n} beyond wave 1 was asked to run the bad image`);
+      else assert.ok(a.asked.has('localhost/fleet-app:bad'), `${n} of wave 1 tried the bad image`);
     }
     const r = (await rollout())!;
     assert.equal(r.phase, 'RolledBack', 'stays RolledBack until the next revision');
