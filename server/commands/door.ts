@@ -146,11 +146,10 @@ export class CommandDoor {
   private accept(c: IncomingCommand): void {
     const { logger } = this.deps;
     if (c.retain && !c.operator) {
-      // An external broker replays a retained command to every new subscriber (the server, at each
-      // reconnect): it was an act, not a state, so it is not run again, and the stored copy is cleared.
-      logger.warn({ verb: c.verb }, 'retained mqtt command ignored and cleared (a command must not be retained)');
-      this.deps.publish(topics.command(c.verb), '', { qos: 1, retain: true }).catch((err) => logger.warn({ err: errorMessage(err) }, 'clearing a retained command failed'));
-      return;
+      // An external broker keeps a retained command and hands it to every new subscriber (the server, at
+      // each reconnect), token and all: it is refused below like any retained command, and cleared here.
+      if (c.payload.length) this.deps.publish(topics.command(c.verb), '', { qos: 1, retain: true }).catch((err) => logger.warn({ err: errorMessage(err) }, 'clearing a retained command failed'));
+      else return; // our own clearing, coming back
     }
     const parsed = parseCommand(c.verb, c.payload);
     const transaction = parsed.ok ? parsed.command.transaction : parsed.refused.transaction;
@@ -160,9 +159,15 @@ export class CommandDoor {
     const mayUseReplyName = c.operator?.mayUseReplyName ?? (() => true);
     const fallback: Route | undefined = clientId ? { topic: topics.commandResponse(c.verb, clientId) } : undefined;
     const replyTo = parsed.ok ? parsed.command.replyTo : parsed.refused.replyTo;
+    const token = c.operator?.token ?? (parsed.ok ? parsed.command.token : undefined);
+    // One client's requests are answered in the order sent, refusals included: a refusal waits behind the
+    // commands before it (unless the client's queue is full). Over an external broker a client is its token.
+    const key = c.operator ? `client:${c.operator.clientId}` : token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 16)}` : clientId ? `name:${clientId}` : undefined;
     // The reply is sent in the background: accept() returns at once, and reply() logs its own failures.
-    const reply = (route: Route | undefined, r: CommandReply, why?: string): void => void this.reply(c.verb, clientId, route, r, why);
-    const fail = (route: Route | undefined, e: CommandError) => reply(route, { transaction, ok: false, error: e }, e.message);
+    const fail = (route: Route | undefined, e: CommandError): void => {
+      const send = () => this.reply(c.verb, clientId, route, { transaction, ok: false, error: e }, true);
+      if (!key || !this.track(this.queue.offer(key, send))) void send();
+    };
 
     const wanted = replyTo !== undefined ? { topic: replyTo, field: 'replyTo' } : c.responseTopic !== undefined ? { topic: c.responseTopic, field: 'response topic' } : undefined;
     if (wanted && !isAllowedReplyTopic(wanted.topic, mayUseReplyName)) {
@@ -177,14 +182,19 @@ export class CommandDoor {
     if (!parsed.ok) return fail(route, parsed.refused.error);
     if (this.closed) return fail(route, failure(503, 'ShuttingDown', 'the server is shutting down'));
     const cmd = parsed.command;
-    const token = c.operator?.token ?? cmd.token;
-    if (!token) return fail(route, failure(401, 'Unauthorized', 'token: required over an external broker (it cannot say who published); give your API token in the request', 'token'));
-    const key = c.operator ? `client:${c.operator.clientId}` : `token:${createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+    if (!token || !key) return fail(route, failure(401, 'Unauthorized', 'token: required over an external broker (it cannot say who published); give your API token in the request', 'token'));
     const via: InjectedVia = { door: 'mqtt', clientId: clientId ?? '-', ...(c.operator?.remote ? { remote: c.operator.remote } : {}) };
-    const queued = this.queue.offer(key, () => this.run(cmd, token, via, route));
-    if (!queued) return fail(route, failure(429, 'TooManyRequests', `too many commands in flight for this client (at most ${this.limits.perClient}); wait for their replies`));
-    this.inFlight.add(queued);
-    void queued.finally(() => this.inFlight.delete(queued));
+    if (!this.track(this.queue.offer(key, () => this.run(cmd, token, via, route)))) {
+      void this.reply(c.verb, clientId, route, { transaction, ok: false, error: failure(429, 'TooManyRequests', `too many commands in flight for this client (at most ${this.limits.perClient}); wait for their replies`) }, true);
+    }
+  }
+
+  /** Keeps a queued job's promise until it settles (close() waits for them); false when nothing was queued. */
+  private track(job: Promise<void> | undefined): boolean {
+    if (!job) return false;
+    this.inFlight.add(job);
+    void job.finally(() => this.inFlight.delete(job));
+    return true;
   }
 
   private async run(cmd: ParsedCommand, token: string, via: InjectedVia, route: Route): Promise<void> {
@@ -220,9 +230,10 @@ export class CommandDoor {
     await this.reply(cmd.verb, via.clientId, route, reply);
   }
 
-  private async reply(verb: string, clientId: string | undefined, route: Route | undefined, r: CommandReply, refusedWhy?: string): Promise<void> {
+  private async reply(verb: string, clientId: string | undefined, route: Route | undefined, r: CommandReply, refused?: boolean): Promise<void> {
     const { logger } = this.deps;
-    if (refusedWhy !== undefined) logger.info({ verb: verb.slice(0, 64), clientId, code: r.ok ? 200 : r.error.code, why: maskTokens(refusedWhy) }, 'mqtt command refused');
+    // The reason and field only: a message may quote the request (a JSON error quotes its text, a token included).
+    if (refused && !r.ok) logger.info({ verb: verb.slice(0, 64), clientId, code: r.error.code, reason: r.error.reason, field: r.error.field }, 'mqtt command refused');
     if (!route) {
       logger.warn({ verb: verb.slice(0, 64) }, 'mqtt command refused, and no reply topic to say so');
       return;

@@ -119,10 +119,16 @@ export class ServerLink {
   }
 
   private subscribe(): void {
-    const subs = [...topics.allAgentReports(), topics.allResponses(), ...(this.commands ? [topics.allCommands()] : [])];
+    const subs = [...topics.allAgentReports(), topics.allResponses()];
     this.client.subscribe(subs, { qos: 1 }, (err) => {
       if (err) this.logger.error({ err: err.message }, 'mqtt subscribe failed');
     });
+    // Retain as published (MQTT 5): a command sent with the retain flag is seen as one, and refused.
+    if (this.commands) {
+      this.client.subscribe(topics.allCommands(), { qos: 1, rap: true }, (err) => {
+        if (err) this.logger.error({ err: err.message }, 'mqtt subscribe to commands failed');
+      });
+    }
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {

@@ -26,12 +26,15 @@ const deployment = (name: string) => ({
   spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name, image: `localhost/${name}:1` }] } } },
 });
 
-/** What a write would change: every object's version, of the kinds a refused command could touch. */
+/**
+ * What a refused command could have changed: every object of the kinds the commands write, by name, with
+ * its generation and spec (controllers keep writing status and pods meanwhile; those are not compared).
+ */
 async function storeState(t: TestServer): Promise<string> {
   const out: string[] = [];
-  for (const path of ['/apis/apps/v1/deployments', '/apis/apps/v1/replicasets', '/api/v1/pods', '/api/v1/nodes', '/api/v1/namespaces']) {
+  for (const path of ['/apis/apps/v1/deployments', '/api/v1/nodes', '/api/v1/namespaces', '/api/v1/configmaps']) {
     const list = (await t.api('GET', path)).body;
-    for (const o of list.items) out.push(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}@${o.metadata.resourceVersion}`);
+    for (const o of list.items) out.push(`${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name} generation ${o.metadata.generation ?? '-'} ${JSON.stringify(o.spec ?? {})}`);
   }
   return out.sort().join('\n');
 }
@@ -107,8 +110,9 @@ describe('MQTT commands on the embedded broker (TLS)', () => {
   test('malformed JSON, an unknown verb, a missing field, a view token writing: each an error reply naming the cause; nothing stored changes', async () => {
     const view = await viewToken(t);
     const before = await storeState(t);
-    // The same option files as the README's; the view token overrides the password on the command line (a test's own argv).
+    // Option files of the README's shape; the view token as the password on the command line (a test's own argv).
     const script = `
+      mkdir -p ~/.config && printf -- '-h %s\\n-p %s\\n--cafile %s\\n-u ops-bob\\n-q 1\\n' "$DROVER_MQTT_HOST" "$DROVER_MQTT_PORT" "$DROVER_CA" | tee ~/.config/mosquitto_pub > ~/.config/mosquitto_sub
       sub() { mosquitto_sub -i ops-bob-replies -c -t "drover/v1/cmd/+/response/ops-bob" "$@"; }
       sub -E -P "$VIEW"
       mosquitto_pub -i ops-bob -P "$VIEW" -t drover/v1/cmd/apply -m '{"transaction": "t1", "manifest": '
@@ -272,14 +276,16 @@ describe('MQTT commands through an external Mosquitto (the README set-up)', () =
       pub('scale', '{"transaction":"t4","token":"$VIEW","kind":"deployment","name":"web","replicas":7}'),
       pub('delete', '{"transaction":"t5","kind":"deployment","name":"web"}'),
       pub('get', '{"transaction":"t6","token":"abcdef.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx","kind":"nodes"}'),
-      `${sub} -C 6 -W 30\n`,
+      // Retained, with an admin token: refused (and the broker's copy cleared), not run.
+      pub('delete', '{"transaction":"t7","token":"$DROVER_TOKEN","kind":"deployment","name":"web"}').replace('mosquitto_pub ', 'mosquitto_pub -r '),
+      `${sub} -C 7 -W 30\n`,
     ].join('');
     const r = await runBash(script, { cwd: home, env: { ...env, VIEW: view } });
     assert.equal(r.code, 0, r.stderr);
     const got = replies(r.stdout);
-    assert.equal(got.length, 6, r.stdout);
+    assert.equal(got.length, 7, r.stdout);
     const e = got.map((x) => [x.transaction, x.error?.code, x.error?.field]);
-    assert.deepEqual(e, [[null, 400, undefined], ['t2', 404, undefined], ['t3', 422, 'name'], ['t4', 403, undefined], ['t5', 401, 'token'], ['t6', 401, undefined]], r.stdout);
+    assert.deepEqual(e, [[null, 400, undefined], ['t2', 404, undefined], ['t3', 422, 'name'], ['t4', 403, undefined], ['t5', 401, 'token'], ['t6', 401, undefined], ['t7', 400, 'retain']], r.stdout);
     assert.match(got[0]!.error!.message, /not valid JSON/);
     assert.match(got[3]!.error!.message, /role view\) may not update deployments "web"/);
     assert.match(got[5]!.error!.message, /a valid bearer token is required/);
