@@ -23,6 +23,8 @@ export interface DesiredSink {
 const RETRY: BackoffOptions = { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 };
 /** Longest stop() waits for a pass in progress. */
 const STOP_WAIT_MS = 5_000;
+/** Nodes whose snapshots are published at once (each waits for its PUBACK). */
+const PUBLISH_GROUP = 64;
 
 export class DesiredPublisher {
   private readonly published = new Map<string, string>();
@@ -124,27 +126,34 @@ export class DesiredPublisher {
       this.retryLater(nodes);
       return;
     }
-    for (const node of nodes) {
+    // Nodes in parallel groups: one at a time, each publish waits for its PUBACK (about 45 ms over TLS),
+    // and a server with 2,000 nodes took 90 s to start.
+    for (let i = 0; i < nodes.length; i += PUBLISH_GROUP) {
       // Shutting down: what is left goes out from the next server (it publishes every node at start).
       if (this.stopped) return;
-      // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
-      if (!(await store.get('Node', '', node))) {
-        this.refs.delete(node);
-        if (this.deleted.has(node)) await this.clear(node);
-        continue;
-      }
-      const snap = snapshotFor(node, pods, configMaps, secrets);
-      this.refs.set(node, configRefs(snap.pods));
-      const digest = contentDigest(snap);
-      if (this.published.get(node) === digest) continue;
-      try {
-        await sink.publishDesired({ node, generation, ...snap, ts: new Date().toISOString() });
-        this.published.set(node, digest);
-        logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length }, 'desired state published');
-      } catch (err) {
-        logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
-        this.retryLater([node]);
-      }
+      await Promise.all(nodes.slice(i, i + PUBLISH_GROUP).map((node) => this.publishNode(node, generation, pods, configMaps, secrets)));
+    }
+  }
+
+  private async publishNode(node: string, generation: number, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[]): Promise<void> {
+    const { store, sink, logger } = this.deps;
+    // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
+    if (!(await store.get('Node', '', node))) {
+      this.refs.delete(node);
+      if (this.deleted.has(node)) await this.clear(node);
+      return;
+    }
+    const snap = snapshotFor(node, pods, configMaps, secrets);
+    this.refs.set(node, configRefs(snap.pods));
+    const digest = contentDigest(snap);
+    if (this.published.get(node) === digest) return;
+    try {
+      await sink.publishDesired({ node, generation, ...snap, ts: new Date().toISOString() });
+      this.published.set(node, digest);
+      logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length }, 'desired state published');
+    } catch (err) {
+      logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
+      this.retryLater([node]);
     }
   }
 
