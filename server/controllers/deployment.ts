@@ -1,4 +1,4 @@
-import { REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
+import { REVISION_ANNOTATION, isControlledBy, podTemplateHash, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
@@ -6,6 +6,7 @@ import type { ControllerDeps } from './deps.js';
 import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
+import { planDeploymentWaves, type DeploymentWavePlan } from './deployment-waves.js';
 
 const COMPONENT = 'deployment-controller';
 
@@ -89,7 +90,39 @@ export function deploymentController(deps: ControllerDeps): Controller {
       ),
     }));
 
-    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created });
+    // A waved rollout: its progress (a wave passed, a rollback with the stable template written back)
+    // is stored before any ReplicaSet is scaled, so the new one never outgrows a wave not on record.
+    let waves: DeploymentWavePlan | undefined;
+    if (d.spec.drover?.rollout) {
+      const newRS = findNewReplicaSet(d, owned);
+      waves = planDeploymentWaves({ deployment: d, newReplicaSet: newRS, replicaSets: owned, newPods: newRS ? pods.filter((p) => isControlledBy(p, newRS)) : [], now: t });
+      if (waves.rollback || canonicalJson(d.status?.drover?.rollout ?? null) !== canonicalJson(waves.rollout)) {
+        const w = waves;
+        const target = podTemplateHash(d.spec.template);
+        const saved = await store
+          .patch('Deployment', namespace, name, (dep) => {
+            if (dep.metadata.uid !== d.metadata.uid || podTemplateHash(dep.spec.template) !== target) return undefined;
+            dep.status = { ...(dep.status ?? { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 }), drover: { rollout: w.rollout } };
+            if (w.rollback) dep.spec.template = structuredClone(w.rollback.template);
+            return dep;
+          })
+          .catch((err) => {
+            if (isNotFound(err)) return undefined;
+            throw err;
+          });
+        if (!saved) return;
+        for (const e of w.events) {
+          log.info({ deployment: key, reason: e.reason, msg: e.message }, 'waved rollout');
+          await record(d, e.type, e.reason, e.message);
+        }
+        // The template written back is a spec change: it queues the pass that rolls back.
+        if (w.rollback) return;
+      }
+    }
+
+    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created, newReplicaSetCap: waves?.cap });
+    if (waves) plan.status.drover = { rollout: waves.rollout };
+    if (waves?.requeueAfterMs !== undefined) plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, waves.requeueAfterMs);
 
     for (const s of plan.scale) {
       const rs = owned.find((x) => x.metadata.name === s.name)!;

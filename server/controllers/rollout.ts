@@ -141,6 +141,11 @@ export interface RolloutInput {
   now: number;
   /** The new ReplicaSet was created in this sync (Progressing reason NewReplicaSetCreated). */
   newReplicaSetCreated?: boolean;
+  /**
+   * A waved rollout's current wave (deployment-waves.ts): the new ReplicaSet is scaled up to at most
+   * this many replicas, and the old ones keep the rest of spec.replicas.
+   */
+  newReplicaSetCap?: number;
 }
 
 export interface ScaleAction {
@@ -217,15 +222,16 @@ function work(v: ReplicaSetView): Work {
 const occupied = (w: Work) => Math.max(w.spec, w.pods);
 
 /** Kubernetes' reconcileNewReplicaSet: scale the new RS up within maxSurge, or down to replicas. */
-function rollingScaleNew(deploy: Deployment, newRS: Work, all: Work[]): number | undefined {
+function rollingScaleNew(deploy: Deployment, newRS: Work, all: Work[], cap?: number): number | undefined {
   const replicas = deploy.spec.replicas ?? 1;
-  if (newRS.spec === replicas) return undefined;
-  if (newRS.spec > replicas) return replicas;
+  const want = Math.min(replicas, cap ?? replicas);
+  if (newRS.spec === want) return undefined;
+  if (newRS.spec > want) return want;
   const { maxSurge } = resolveFenceposts(deploy);
   const current = all.reduce((s, w) => s + occupied(w), 0);
   const maxTotal = replicas + maxSurge;
   if (current >= maxTotal) return undefined;
-  const up = Math.min(maxTotal - current, replicas - newRS.spec);
+  const up = Math.min(maxTotal - current, want - newRS.spec);
   return up > 0 ? newRS.spec + up : undefined;
 }
 
@@ -242,10 +248,14 @@ function rollingScaleNew(deploy: Deployment, newRS: Work, all: Work[]): number |
  * before the newest revision replaced it; this way a returning node runs the newest revision only,
  * and the oldest keeps its pods until newer ones are available.
  */
-function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<string, number> {
+function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[], cap?: number): Map<string, number> {
   const out = new Map<string, number>();
   const replicas = deploy.spec.replicas ?? 1;
-  if (old.reduce((s, w) => s + w.spec, 0) === 0) return out;
+  const oldTotal = old.reduce((s, w) => s + w.spec, 0);
+  if (oldTotal === 0) return out;
+  // A waved rollout's wave: the old revisions keep what the new one may not take yet.
+  let room = cap === undefined ? Infinity : oldTotal - (replicas - Math.min(replicas, cap));
+  if (room <= 0) return out;
   const { maxUnavailable } = resolveFenceposts(deploy);
   const minAvail = replicas - maxUnavailable;
   const all = [newRS, ...old];
@@ -263,9 +273,11 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<stri
     if (cleaned >= maxScaledDown) break;
     const s = spec.get(w.name)!;
     if (s === 0 || s === w.available) continue;
-    const n = Math.min(maxScaledDown - cleaned, s - w.available);
+    const n = Math.min(maxScaledDown - cleaned, s - w.available, room);
+    if (n <= 0) break;
     spec.set(w.name, s - n);
     cleaned += n;
+    room -= n;
   }
   // 2. Then available old pods, oldest first, as long as minAvailable stays available.
   const availableNow = all.reduce((s, w) => s + Math.min(w.available, w === newRS ? w.spec : spec.get(w.name)!), 0);
@@ -275,9 +287,11 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[]): Map<stri
       if (budget <= 0) break;
       const s = spec.get(w.name)!;
       if (s === 0) continue;
-      const n = Math.min(s, budget);
+      const n = Math.min(s, budget, room);
+      if (n <= 0) break;
       spec.set(w.name, s - n);
       budget -= n;
+      room -= n;
     }
   }
   for (const w of oldestFirst) if (spec.get(w.name)! !== w.spec) out.set(w.name, spec.get(w.name)!);
@@ -480,9 +494,9 @@ export function planRollout(input: RolloutInput): RolloutPlan {
       changes.set(newW.name, replicas);
     }
   } else if (newW) {
-    const up = rollingScaleNew(d, newW, works);
+    const up = rollingScaleNew(d, newW, works, input.newReplicaSetCap);
     if (up !== undefined) changes.set(newW.name, up);
-    else changes = rollingScaleOld(d, newW, oldW);
+    else changes = rollingScaleOld(d, newW, oldW, input.newReplicaSetCap);
   }
 
   const scale: ScaleAction[] = [];

@@ -74,12 +74,12 @@ export function effectiveWaves(cfg: WavedRollout): RolloutWave[] {
   return last && last.percent === 100 ? cfg.waves : [...cfg.waves, { percent: 100 }];
 }
 
-/** How a wave is named for people: "1 node", "25%", "site=lab". */
-export function waveLabel(w: RolloutWave | undefined): string {
+/** How a wave is named for people: "1 node", "25%", "site=lab" ("2 replicas" for a Deployment's). */
+export function waveLabel(w: RolloutWave | undefined, unit: 'node' | 'replica' = 'node'): string {
   if (!w) return '';
   if (w.selector) return selectorString(w.selector);
   if (w.percent !== undefined) return `${w.percent}%`;
-  return `${w.nodes} node${w.nodes === 1 ? '' : 's'}`;
+  return `${w.nodes} ${unit}${w.nodes === 1 ? '' : 's'}`;
 }
 
 /** A DaemonSet's drover fields: the waved rollout, and `paused` (holds the current wave, as a Deployment's spec.paused). */
@@ -110,7 +110,7 @@ export type WavedRolloutStatus = z.infer<typeof wavedRolloutStatus>;
 
 const selectorRequired = labelSelector.refine((s) => Object.keys(s.matchLabels ?? {}).length + (s.matchExpressions?.length ?? 0) > 0, 'must not be empty');
 
-export const deploymentSpec = z.strictObject({
+const deploymentSpecFields = z.strictObject({
   replicas: count(0).default(1),
   selector: selectorRequired,
   template: podTemplate,
@@ -125,15 +125,21 @@ export const deploymentSpec = z.strictObject({
   progressDeadlineSeconds: z.number().int().min(1).default(600),
   minReadySeconds: z.number().int().min(0).default(0),
   /**
-   * Waved rollouts are DaemonSet-only for now: a Deployment's pods are not tied to nodes, so a wave
-   * of nodes means nothing for it. Accepted by the parser only to say so, naming the field.
+   * A waved rollout of a Deployment: its pods are not tied to nodes, so a wave is a count of replicas
+   * of the new revision (`nodes: N` → N replicas, `percent` → % of spec.replicas); see deploymentSpecRules.
    */
-  drover: z
-    .unknown()
-    .optional()
-    .superRefine((v, ctx) => {
-      if (v !== undefined) ctx.addIssue({ code: 'custom', path: ['rollout'], message: 'waved rollouts are supported on DaemonSets only (a Deployment\'s pods are not tied to nodes); use strategy.rollingUpdate, or a DaemonSet with a nodeSelector' });
-    }),
+  drover: z.strictObject({ rollout: wavedRollout.optional() }).optional(),
+});
+
+/** What a Deployment's waved rollout cannot have: node selectors, an offline-node policy, Recreate. */
+export const deploymentSpec = deploymentSpecFields.superRefine((spec, ctx) => {
+  const r = spec.drover?.rollout;
+  if (!r) return;
+  r.waves.forEach((w, i) => {
+    if (w.selector) ctx.addIssue({ code: 'custom', path: ['drover', 'rollout', 'waves', i, 'selector'], message: "a Deployment's pods are not tied to nodes: use nodes or percent (replicas of the new revision); selector waves are for DaemonSets" });
+  });
+  if (r.offlineNodes !== undefined) ctx.addIssue({ code: 'custom', path: ['drover', 'rollout', 'offlineNodes'], message: "applies to DaemonSets only (a Deployment's pods are rescheduled, not tied to a node)" });
+  if (spec.strategy.type === 'Recreate') ctx.addIssue({ code: 'custom', path: ['drover', 'rollout'], message: 'needs strategy.type RollingUpdate (Recreate replaces every pod at once)' });
 });
 
 export const deploymentStatus = z.object({
@@ -145,6 +151,8 @@ export const deploymentStatus = z.object({
   unavailableReplicas: z.number().int().default(0),
   conditions: z.array(condition).optional(),
   collisionCount: z.number().int().optional(),
+  /** The waved rollout's progress (written by the Deployment controller only). */
+  drover: z.object({ rollout: wavedRolloutStatus.optional() }).optional(),
 });
 
 export const deployment = z.strictObject({

@@ -8,7 +8,7 @@ import type { Container, ContainerStatus, EnvVar, Pod, PodSpec, Probe, Toleratio
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../api/quantity.js';
 import { selectorString, type LabelSelector } from '../api/selector.js';
 import type { PodTemplate } from '../api/template.js';
-import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type Deployment, type Job, type ReplicaSet } from '../api/workloads.js';
+import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type Deployment, type Job, type ReplicaSet, type WavedRollout, type WavedRolloutStatus } from '../api/workloads.js';
 import { ValidationError } from '../util/errors.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
@@ -366,23 +366,23 @@ export function describeNode(node: Node, pods: Pod[], events: Event[] | undefine
 // ---- everything else ----
 
 /** The `spec.drover.rollout` block: its waves, gate, offline policy, and where it stands. */
-function describeWavedRollout(s: Section, d: DaemonSet): void {
-  const cfg = d.spec.drover?.rollout;
+function describeWavedRollout(s: Section, cfg: WavedRollout | undefined, r: WavedRolloutStatus | undefined, o: { paused?: boolean; unit: 'node' | 'replica' }): void {
   if (!cfg) return;
   const gate = { ...GATE_DEFAULTS, ...cfg.gate };
-  const r = d.status?.drover?.rollout;
+  const waves = effectiveWaves(cfg);
   s.line(0, 'Waved Rollout:');
-  s.line(1, 'Waves:', effectiveWaves(cfg).map(waveLabel).join(', '));
+  s.line(1, 'Waves:', waves.map((w) => waveLabel(w, o.unit)).join(', '));
   s.line(1, 'Gate:', `pods Ready for ${gate.readySeconds}s, max failure ratio ${gate.maxFailureRatio}, timeout ${gate.timeoutSeconds}s`);
-  s.line(1, 'Offline Nodes:', cfg.offlineNodes ?? 'wait');
-  if (d.spec.drover?.paused) s.line(1, 'Paused:', 'true');
+  if (o.unit === 'node') s.line(1, 'Offline Nodes:', cfg.offlineNodes ?? 'wait');
+  if (o.paused) s.line(1, 'Paused:', 'true');
   if (!r) return;
   s.line(1, 'Phase:', r.phase);
-  s.line(1, 'Wave:', `${r.wave + 1}/${r.waves} (${waveLabel(effectiveWaves(cfg)[r.wave])})`);
+  s.line(1, 'Wave:', `${r.wave + 1}/${r.waves} (${waveLabel(waves[r.wave], o.unit)})`);
   s.line(1, 'Target Revision:', r.targetRevision);
   s.line(1, 'Stable Revision:', r.stableRevision ?? '<none>');
   const c = r.counts;
-  s.line(1, 'Nodes:', `${c.total} total, ${c.updated} updated, ${c.ready} ready, ${c.pending} pending, ${c.offline} offline, ${c.failed} failed`);
+  const of = o.unit === 'node' ? 'Nodes:' : 'Replicas:';
+  s.line(1, of, `${c.total} total, ${c.updated} updated, ${c.ready} ready, ${c.pending} pending,${o.unit === 'node' ? ` ${c.offline} offline,` : ''} ${c.failed} failed`);
   if (r.offlineNodes?.length) s.line(1, 'Offline:', r.offlineNodes.join(', '));
   if (r.waveStartedAt) s.line(1, 'Wave Started:', formatTime(r.waveStartedAt));
   s.line(1, 'Message:', r.message);
@@ -411,6 +411,7 @@ export function describeObject(obj: ApiObject, events: Event[] | undefined, now 
       if (d.spec.strategy.rollingUpdate) {
         s.line(0, 'RollingUpdateStrategy:', `${d.spec.strategy.rollingUpdate.maxUnavailable} max unavailable, ${d.spec.strategy.rollingUpdate.maxSurge} max surge`);
       }
+      describeWavedRollout(s, d.spec.drover?.rollout, d.status?.drover?.rollout, { paused: d.spec.paused, unit: 'replica' });
       describeTemplate(s, d.spec.template);
       if (st?.conditions?.length) {
         s.line(0, 'Conditions:');
@@ -439,7 +440,7 @@ export function describeObject(obj: ApiObject, events: Event[] | undefined, now 
       s.line(0, 'Number of Nodes Scheduled with Up-to-date Pods:', String(st?.updatedNumberScheduled ?? 0));
       s.line(0, 'Number of Nodes Scheduled with Available Pods:', String(st?.numberAvailable ?? 0));
       s.line(0, 'Number of Nodes Misscheduled:', String(st?.numberMisscheduled ?? 0));
-      describeWavedRollout(s, d);
+      describeWavedRollout(s, d.spec.drover?.rollout, d.status?.drover?.rollout, { paused: d.spec.drover?.paused, unit: 'node' });
       describeTemplate(s, d.spec.template);
       break;
     }

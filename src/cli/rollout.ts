@@ -25,6 +25,8 @@ export interface RolloutStatus {
 /** kubectl's DeploymentStatusViewer, message for message. */
 export function deploymentRolloutStatus(d: Deployment): RolloutStatus {
   const name = d.metadata.name;
+  const waved = wavedRolloutStatus(d);
+  if (waved) return waved;
   const st = d.status;
   if ((d.metadata.generation ?? 0) > (st?.observedGeneration ?? 0)) {
     return { message: 'Waiting for deployment spec update to be observed...', done: false };
@@ -49,13 +51,16 @@ export function deploymentRolloutStatus(d: Deployment): RolloutStatus {
   return { message: `deployment "${name}" successfully rolled out`, done: true };
 }
 
+type Waved = DaemonSet | Deployment;
+const unitOf = (o: Waved): 'node' | 'replica' => (o.kind === 'DaemonSet' ? 'node' : 'replica');
+
 /**
  * One line for a waved rollout: `wave 2/4 (25%): 12 updated, 10 ready, 2 pending (offline: edge-7,
  * edge-9), waiting: pods Ready for 30s (18s left)`.
  */
-export function waveLine(ds: DaemonSet, r: WavedRolloutStatus, now = Date.now()): string {
-  const waves = ds.spec.drover?.rollout ? effectiveWaves(ds.spec.drover.rollout) : [];
-  const label = waveLabel(waves[r.wave]);
+export function waveLine(o: Waved, r: WavedRolloutStatus, now = Date.now()): string {
+  const cfg = o.spec.drover?.rollout;
+  const label = cfg ? waveLabel(effectiveWaves(cfg)[r.wave], unitOf(o)) : '';
   const c = r.counts;
   const offline = r.offlineNodes?.length ? ` (offline: ${r.offlineNodes.join(', ')}${c.offline > r.offlineNodes.length ? `, ${c.offline - r.offlineNodes.length} more` : ''})` : '';
   let why = r.message;
@@ -67,27 +72,31 @@ export function waveLine(ds: DaemonSet, r: WavedRolloutStatus, now = Date.now())
   return `wave ${r.wave + 1}/${r.waves}${label ? ` (${label})` : ''}: ${c.updated} updated, ${c.ready} ready, ${c.pending} pending${offline}${failed}, ${why}`;
 }
 
-/** A waved rollout's status (spec.drover.rollout); undefined for a DaemonSet without one. */
-export function wavedRolloutStatus(ds: DaemonSet, now = Date.now()): RolloutStatus | undefined {
-  const r = ds.status?.drover?.rollout;
-  if (!ds.spec.drover?.rollout || !r) return undefined;
-  const name = ds.metadata.name;
-  if ((ds.metadata.generation ?? 0) > (ds.status?.observedGeneration ?? 0)) {
-    return { message: 'Waiting for daemon set spec update to be observed...', done: false };
+/** A waved rollout's status (spec.drover.rollout); undefined for a workload without one. */
+export function wavedRolloutStatus(o: Waved, now = Date.now()): RolloutStatus | undefined {
+  const r = o.status?.drover?.rollout;
+  if (!o.spec.drover?.rollout || !r) return undefined;
+  const what = `${o.kind === 'DaemonSet' ? 'daemon set' : 'deployment'} "${o.metadata.name}"`;
+  if ((o.metadata.generation ?? 0) > (o.status?.observedGeneration ?? 0)) {
+    return { message: `Waiting for ${o.kind === 'DaemonSet' ? 'daemon set' : 'deployment'} spec update to be observed...`, done: false };
   }
   switch (r.phase) {
     case 'RolledBack':
     case 'Failed':
-      return { message: '', done: false, error: `daemon set "${name}" ${r.message.startsWith('rolled back') ? '' : `${r.phase}: `}${r.message}` };
+      return { message: '', done: false, error: `${what} ${r.message.startsWith('rolled back') ? '' : `${r.phase}: `}${r.message}` };
     case 'Complete': {
+      if (o.kind === 'Deployment') {
+        // The waves are done; the last replicas may still be on their way: kubectl's own checks decide.
+        return deploymentRolloutStatus({ ...o, spec: { ...o.spec, drover: undefined } });
+      }
       const c = r.counts;
       const rest = c.updated < c.total ? ` (${c.updated} of ${c.total} nodes updated; the others get revision ${r.targetRevision} when they are back online)` : '';
-      return { message: `daemon set "${name}" successfully rolled out${rest}`, done: true };
+      return { message: `${what} successfully rolled out${rest}`, done: true };
     }
     case 'Paused':
-      return { message: `Waiting for daemon set "${name}" rollout to be resumed: ${waveLine(ds, r, now)}`, done: false };
+      return { message: `Waiting for ${what} rollout to be resumed: ${waveLine(o, r, now)}`, done: false };
     default:
-      return { message: `Waiting for daemon set "${name}" rollout to finish: ${waveLine(ds, r, now)}`, done: false };
+      return { message: `Waiting for ${what} rollout to finish: ${waveLine(o, r, now)}`, done: false };
   }
 }
 

@@ -374,10 +374,4 @@ describe('waved rollout: validation', () => {
     assert.match(causes(manifest('DaemonSet', { rollout: { waves: [{ nodes: 1 }], gate: { maxFailureRatio: 2 } } }))[0]!, /^spec\.drover\.rollout\.gate\.maxFailureRatio: must be 0\.\.1/);
     assert.deepEqual(causes(manifest('DaemonSet', { rollout: { waves: [{ nodes: 1 }, { selector: { matchLabels: { site: 'lab' } } }] } })), []);
   });
-
-  it('refuses a waved rollout on a Deployment, saying why', () => {
-    const c = causes(manifest('Deployment', { rollout: { waves: [{ nodes: 1 }] } }));
-    assert.equal(c.length, 1);
-    assert.match(c[0]!, /^spec\.drover\.rollout: waved rollouts are supported on DaemonSets only/);
-  });
 });
