@@ -152,16 +152,20 @@ describe('MQTT commands on the embedded broker (TLS)', () => {
     // The server kept its link: it answers, and is ready.
     assert.equal((await fetch(`${t.apiUrl}/readyz`)).status, 200);
 
+    // ops-alice: the admin token's client id (as in the README); ops-eve: a view token's.
+    await operator('ops-alice', t.token);
     const view = await viewToken(t);
     const eve = await operator('ops-eve', view);
     // ops-alice's replies (another token's client id), by name or wildcard; the requests; agents' topics; $SYS; everything.
     for (const filter of [topics.commandResponse('+', 'ops-alice'), topics.commandResponse('get', 'ops-alice'), 'drover/v1/cmd/+/response/+', 'drover/v1/cmd/#', topics.allCommands(), topics.desired('edge-1'), 'drover/v1/nodes/+/desired', 'drover/v1/nodes/+/req/+', '$SYS/#', '#']) {
       await assert.rejects(eve.subscribeAsync(filter, { qos: 1 }), /Subscribe error/, filter);
     }
-    // Its own replies, the fleet summary and node states are allowed.
+    // Its own replies, the fleet summary and node states are allowed; the retained summary arrives at once.
+    const summary = new Promise<any>((resolve) => eve.on('message', (topic, p) => topic === topics.fleetSummary() && resolve(JSON.parse(p.toString()))));
     for (const filter of [topics.commandResponse('+', 'ops-eve'), topics.fleetSummary(), topics.allNodeStates()]) {
       assert.deepEqual((await eve.subscribeAsync(filter, { qos: 1 })).map((g) => g.qos), [1], filter);
     }
+    assert.equal(typeof (await summary), 'object');
     // ops-alice is the admin token's client id: the view token cannot connect under it (and kick it).
     assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'ops-alice', username: 'x', password: view, ca: t.ca }), '5');
 
