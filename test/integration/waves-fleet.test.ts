@@ -9,8 +9,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Node } from '../../src/api/node.js';
-import { podTemplateHash } from '../../src/api/revisions.js';
-import { daemonSet, type DaemonSet, type WavedRolloutStatus } from '../../src/api/workloads.js';
+import { POD_TEMPLATE_HASH, podTemplateHash } from '../../src/api/revisions.js';
+import { daemonSet, type DaemonSet, type Deployment, type WavedRolloutStatus } from '../../src/api/workloads.js';
+import { parseObject } from '../../src/api/validate.js';
 import { REVISION_LABEL } from '../../server/controllers/daemonset.js';
 import { waveSets } from '../../server/controllers/waves.js';
 import { generateKeyPem } from '../../server/pki/x509.js';
@@ -245,5 +246,94 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     assert.ok(evs.some((e) => e.reason === 'RolloutSuperseded' && e.message.includes(h3) && e.message.includes(h4)), JSON.stringify(evs.filter((e) => e.reason.startsWith('Rollout'))));
     const ps = await allOn(h4, [...agents.keys()], 'every node on :4');
     assert.equal(ps.filter((p) => p.metadata.labels?.[REVISION_LABEL] === h3).length, 0);
+  });
+  test('a Deployment rolls out in waves of replicas; a bad image in wave 1 rolls back with at most wave 1 replicas touched', async () => {
+    const DEPLOY = '/apis/apps/v1/namespaces/default/deployments';
+    const REPLICAS = 20;
+    const web = (image: string) => ({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'web' },
+      spec: {
+        replicas: REPLICAS,
+        selector: { matchLabels: { app: 'web' } },
+        template: { metadata: { labels: { app: 'web' } }, spec: { terminationGracePeriodSeconds: 1, containers: [{ name: 'web', image, resources: { requests: { cpu: '1m', memory: '1Mi' } } }] } },
+        drover: { rollout: { waves: [{ nodes: 2 }, { percent: 50 }], gate: { readySeconds: 1, timeoutSeconds: 120 } } },
+      },
+    });
+    const webHash = (image: string) => podTemplateHash((parseObject(web(image)).object as Deployment).spec.template);
+    const getD = async (): Promise<Deployment> => (await cluster.api('GET', `${DEPLOY}/web`)).body;
+    const webPods = async (): Promise<ApiPod[]> => (await cluster.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dweb')).body.items;
+    const setWebImage = async (image: string) => {
+      for (let i = 0; ; i++) {
+        const d = await getD();
+        d.spec.template.spec.containers[0]!.image = image;
+        const r = await cluster.api('PUT', `${DEPLOY}/web`, d);
+        if (r.status === 200) return;
+        assert.ok(r.status === 409 && i < 20, r.text);
+      }
+    };
+    /** Pods of the template whose image is `image` (by pod-template-hash), all Ready, REPLICAS of them, and nothing else. */
+    const allWeb = (image: string) =>
+      waitFor(
+        `${REPLICAS} Ready pods of ${image}`,
+        async () => {
+          const ps = await webPods();
+          const hash = webHash(image);
+          return ps.length === REPLICAS && ps.every((p) => ready(p) && p.metadata.labels?.[POD_TEMPLATE_HASH] === hash) ? ps : undefined;
+        },
+        90_000,
+        250,
+      );
+    const created = await cluster.api('POST', DEPLOY, web('localhost/web:1'));
+    assert.equal(created.status, 201, created.text);
+    await allWeb('localhost/web:1');
+    await waitFor('web :1 stable', async () => (await getD()).status?.drover?.rollout?.phase === 'Complete');
+    const stableHash = webHash('localhost/web:1');
+
+    // :bad — wave 1 is 2 replicas; never more pods of the bad revision than that.
+    await setWebImage('localhost/fleet-app:bad');
+    let maxBad = 0;
+    let last: WavedRolloutStatus | undefined;
+    await waitFor(
+      'web RolledBack',
+      async () => {
+        const ps = await webPods();
+        const d = await getD();
+        last = d.status?.drover?.rollout;
+        const bad = ps.filter((p) => p.metadata.labels?.[POD_TEMPLATE_HASH] !== stableHash).length;
+        maxBad = Math.max(maxBad, bad);
+        return last?.phase === 'RolledBack';
+      },
+      90_000,
+      150,
+    );
+    assert.ok(maxBad <= 2, `${maxBad} pods of the bad revision (wave 1 allows 2)`);
+    assert.match(last!.message, /^rolled back: wave 1\/3 \(2 replicas\) failed its gate/);
+    const evs: Array<{ type: string; reason: string; message: string }> = (await cluster.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=web')).body.items;
+    assert.ok(evs.some((e) => e.reason === 'RolloutWaveFailed' && e.type === 'Warning' && /ErrImagePull|ImagePullBackOff/.test(e.message)), JSON.stringify(evs.map((e) => e.reason)));
+    const ps = await allWeb('localhost/web:1');
+    assert.ok(ps.every((p) => p.metadata.labels?.[POD_TEMPLATE_HASH] === stableHash));
+
+    // :2 rolls out wave by wave; the new revision's pods never exceed the wave's replicas.
+    const caps = [2, 10, 20];
+    await setWebImage('localhost/web:2');
+    const waves: number[] = [];
+    await waitFor(
+      'web :2 Complete',
+      async () => {
+        const cur = await webPods();
+        const r = (await getD()).status?.drover?.rollout;
+        if (r?.targetRevision !== webHash('localhost/web:2')) return undefined;
+        if (waves.at(-1) !== r.wave) waves.push(r.wave);
+        const fresh = cur.filter((p) => p.metadata.labels?.[POD_TEMPLATE_HASH] === r.targetRevision).length;
+        assert.ok(fresh <= caps[r.phase === 'Complete' ? 2 : r.wave]!, `${fresh} new pods at wave ${r.wave + 1}`);
+        return r.phase === 'Complete';
+      },
+      90_000,
+      150,
+    );
+    assert.deepEqual(waves, [0, 1, 2]);
+    await allWeb('localhost/web:2');
   });
 });
