@@ -4,7 +4,6 @@
  * whose requests go through the HTTP API's own handler (ApiServer.injectFetch). So a command meets the
  * same authentication, roles, admission, validation, redaction and audit as the HTTP call it mirrors.
  */
-import { createHash } from 'node:crypto';
 import { ApiClient } from '../../src/cli/client.js';
 import { encodeReply, MAX_REPLY_BYTES, parseCommand, type CommandError, type CommandReply, type ParsedCommand } from '../../src/contract/commands.js';
 import { DELIVERY, isAllowedReplyTopic, isOperatorClientId, topics } from '../../src/contract/topics.js';
@@ -39,11 +38,13 @@ export interface CommandLimits {
   perClient: number;
   /** Commands running at once over all clients (each holds API calls and memory). */
   running: number;
+  /** Commands running and waiting over all clients; more get a 429 reply. */
+  queued: number;
   /** Longest one API call of a command may take. */
   requestTimeoutMs: number;
 }
 
-export const DEFAULT_COMMAND_LIMITS: CommandLimits = { perClient: 4, running: 8, requestTimeoutMs: 60_000 };
+export const DEFAULT_COMMAND_LIMITS: CommandLimits = { perClient: 4, running: 8, queued: 256, requestTimeoutMs: 60_000 };
 
 /** The base URL of in-process requests: never dialled, injectFetch serves them. */
 const IN_PROCESS = 'http://drover.in-process';
@@ -85,15 +86,17 @@ interface Route {
 class CommandQueue {
   private readonly perKey = new Map<string, { size: number; tail: Promise<void> }>();
   private running = 0;
+  private total = 0;
   private readonly waiting: Array<() => void> = [];
 
   constructor(private readonly limits: CommandLimits) {}
 
-  /** False when the client already has `perClient` commands; else `run` is queued behind its earlier ones. */
+  /** Undefined when the client already has `perClient` commands (or all have `queued`); else `run` is queued behind its earlier ones. */
   offer(key: string, run: () => Promise<void>): Promise<void> | undefined {
     const q = this.perKey.get(key) ?? { size: 0, tail: Promise.resolve() };
-    if (q.size >= this.limits.perClient) return undefined;
+    if (q.size >= this.limits.perClient || this.total >= this.limits.queued) return undefined;
     q.size++;
+    this.total++;
     this.perKey.set(key, q);
     const done = q.tail.then(async () => {
       await this.acquire();
@@ -101,6 +104,7 @@ class CommandQueue {
         await run();
       } finally {
         this.release();
+        this.total--;
         if (--q.size === 0) this.perKey.delete(key);
       }
     });
@@ -161,11 +165,13 @@ export class CommandDoor {
     const replyTo = parsed.ok ? parsed.command.replyTo : parsed.refused.replyTo;
     const token = c.operator?.token ?? (parsed.ok ? parsed.command.token : undefined);
     // One client's requests are answered in the order sent, refusals included: a refusal waits behind the
-    // commands before it (unless the client's queue is full). Over an external broker a client is its token.
-    const key = c.operator ? `client:${c.operator.clientId}` : token ? `token:${createHash('sha256').update(token).digest('hex').slice(0, 16)}` : clientId ? `name:${clientId}` : undefined;
+    // commands before it (unless the queue is full). Over an external broker, where the publisher is not
+    // known, requests answered on one reply topic are one client's.
+    const keyOf = (route: Route | undefined) => (c.operator ? `client:${c.operator.clientId}` : route ? `reply:${route.topic}` : undefined);
     // The reply is sent in the background: accept() returns at once, and reply() logs its own failures.
     const fail = (route: Route | undefined, e: CommandError): void => {
       const send = () => this.reply(c.verb, clientId, route, { transaction, ok: false, error: e }, true);
+      const key = keyOf(route);
       if (!key || !this.track(this.queue.offer(key, send))) void send();
     };
 
@@ -182,10 +188,11 @@ export class CommandDoor {
     if (!parsed.ok) return fail(route, parsed.refused.error);
     if (this.closed) return fail(route, failure(503, 'ShuttingDown', 'the server is shutting down'));
     const cmd = parsed.command;
-    if (!token || !key) return fail(route, failure(401, 'Unauthorized', 'token: required over an external broker (it cannot say who published); give your API token in the request', 'token'));
+    const key = keyOf(route)!;
+    if (!token) return fail(route, failure(401, 'Unauthorized', 'token: required over an external broker (it cannot say who published); give your API token in the request', 'token'));
     const via: InjectedVia = { door: 'mqtt', clientId: clientId ?? '-', ...(c.operator?.remote ? { remote: c.operator.remote } : {}) };
     if (!this.track(this.queue.offer(key, () => this.run(cmd, token, via, route)))) {
-      void this.reply(c.verb, clientId, route, { transaction, ok: false, error: failure(429, 'TooManyRequests', `too many commands in flight for this client (at most ${this.limits.perClient}); wait for their replies`) }, true);
+      void this.reply(c.verb, clientId, route, { transaction, ok: false, error: failure(429, 'TooManyRequests', `too many commands in flight (at most ${this.limits.perClient} for one client, ${this.limits.queued} in all); wait for their replies`) }, true);
     }
   }
 
