@@ -71,7 +71,9 @@ export function parseLimit(raw: string | null | undefined): number | undefined {
 export function paginate<T extends ApiObject>(items: T[], q: { limit?: string | null; continue?: string | null }, revision: number): Page<T> {
   const limit = parseLimit(q.limit);
   const token = q.continue ? decodeContinue(q.continue) : undefined;
-  const sorted = [...items].sort((a, b) => compare(key(a), key(b)));
+  // The store lists in this order already: checking costs one pass, sorting 10,000 again more.
+  const inOrder = items.every((o, i) => i === 0 || compare(key(items[i - 1]!), key(o)) < 0);
+  const sorted = inOrder ? items : [...items].sort((a, b) => compare(key(a), key(b)));
   let start = 0;
   if (token) {
     // First item after the last one given (binary search: the list is sorted).
