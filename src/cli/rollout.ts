@@ -130,6 +130,25 @@ export function rolloutStatusOf(obj: ApiObject): RolloutStatus {
   throw new CliError(`no status viewer has been implemented for ${obj.kind}`);
 }
 
+/**
+ * `rollout pause|resume` on one object: a Deployment's spec.paused, a DaemonSet's spec.drover.paused
+ * (which holds its waved rollout's wave; a DaemonSet without one cannot be paused). Returns whether
+ * it changed; throws a CliError naming why it cannot.
+ */
+export function setRolloutPaused(o: Deployment | DaemonSet, paused: boolean): boolean {
+  if (o.kind === 'DaemonSet') {
+    if (!o.spec.drover?.rollout) throw new CliError(`daemonsets "${o.metadata.name}" has no spec.drover.rollout: only a waved rollout can be paused`);
+    if (Boolean(o.spec.drover.paused) === paused) return false;
+    if (paused) o.spec.drover.paused = true;
+    else delete o.spec.drover.paused;
+    return true;
+  }
+  if (Boolean(o.spec.paused) === paused) return false;
+  if (paused) o.spec.paused = true;
+  else delete o.spec.paused;
+  return true;
+}
+
 // ---- history ----
 
 export interface HistoryRow {
@@ -322,21 +341,7 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
       const client = ctx.client(command);
       const ns = opts.namespace || DEFAULT_NAMESPACE;
       await eachObject(targets, async ({ kind, name }) => {
-        const { changed } = await updateObject<(Deployment | DaemonSet) & ApiObject>(client, kind, ns, name, (o) => {
-          if (o.kind === 'DaemonSet') {
-            const ds = o as DaemonSet;
-            if (!ds.spec.drover?.rollout) throw new CliError(`daemonsets "${name}" has no spec.drover.rollout: only a waved rollout can be paused`);
-            if (Boolean(ds.spec.drover.paused) === paused) return false;
-            if (paused) ds.spec.drover.paused = true;
-            else delete ds.spec.drover.paused;
-            return true;
-          }
-          const d = o as Deployment;
-          if (Boolean(d.spec.paused) === paused) return false;
-          if (paused) d.spec.paused = true;
-          else delete d.spec.paused;
-          return true;
-        });
+        const { changed } = await updateObject<(Deployment | DaemonSet) & ApiObject>(client, kind, ns, name, (o) => setRolloutPaused(o, paused));
         if (changed) ctx.io.stdout(`${objectName(kind, name)} ${paused ? 'paused' : 'resumed'}\n`);
         else if (paused) ctx.io.stdout(`${objectName(kind, name)} already paused\n`);
         else throw new CliError(`${qualifiedPlural(kind)} "${name}" is not paused`);

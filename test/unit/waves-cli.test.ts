@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
 import { describeObject } from '../../src/cli/describe.js';
-import { rolloutStatusOf, wavedRolloutStatus } from '../../src/cli/rollout.js';
+import { rolloutStatusOf, setRolloutPaused, wavedRolloutStatus } from '../../src/cli/rollout.js';
 import type { ApiObject } from '../../src/api/meta.js';
 
 const NOW = Date.parse('2026-01-01T00:00:00Z');
@@ -66,5 +66,16 @@ describe('rollout status / describe of a waved rollout', () => {
     assert.match(out, /Wave:\s+3\/5 \(5%\)/);
     assert.match(out, /Nodes:\s+200 total, 12 updated, 10 ready, 2 pending, 2 offline, 0 failed/);
     assert.match(out, /Offline:\s+edge-7, edge-9/);
+  });
+
+  it('pause/resume: a DaemonSet holds its waved rollout with spec.drover.paused; one without waves cannot be paused', () => {
+    const d = ds({});
+    assert.equal(setRolloutPaused(d, true), true);
+    assert.equal(d.spec.drover?.paused, true);
+    assert.equal(setRolloutPaused(d, true), false);
+    assert.equal(setRolloutPaused(d, false), true);
+    assert.equal(d.spec.drover?.paused, undefined);
+    delete d.spec.drover;
+    assert.throws(() => setRolloutPaused(d, true), /daemonsets "sensor" has no spec\.drover\.rollout: only a waved rollout can be paused/);
   });
 });
