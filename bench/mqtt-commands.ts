@@ -7,17 +7,13 @@
  * (--nodelay: the benchmark's client turns Nagle off, as a script sending many commands on one connection should;
  * without it each command after the first waits for a delayed ACK, ~40 ms, on the client's side.)
  */
-import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
-import { loadOrCreatePki, serverSans } from '../server/pki/pki.js';
-import { mosquittoAcl, mosquittoOperatorAcl, topics } from '../src/contract/topics.js';
-import { silentLogger } from '../src/util/logger.js';
+import { topics } from '../src/contract/topics.js';
 import { startTestServer, type TestServer } from '../test/helpers/cluster.js';
-import { startMosquitto } from '../test/helpers/mosquitto.js';
+import { startOperatorMosquitto } from '../test/helpers/mosquitto.js';
 import { median, numArg, parseArgs, percentile, round, writeResult } from './lib/common.js';
 
 const args = parseArgs(process.argv.slice(2));
@@ -83,16 +79,7 @@ async function embedded(): Promise<Record<string, unknown>> {
 
 async function external(): Promise<Record<string, unknown>> {
   const dataDir = await mkdtemp(join(tmpdir(), 'drover-bench-mqtt-'));
-  const tls = join(dataDir, 'tls');
-  await loadOrCreatePki({ dir: tls, sans: serverSans(['127.0.0.1']), logger: silentLogger });
-  const aclFile = join(dataDir, 'acl.conf');
-  const opsAcl = join(dataDir, 'operators.acl');
-  const passwordFile = join(dataDir, 'operators.passwd');
-  await writeFile(aclFile, mosquittoAcl('drover-server'));
-  await writeFile(opsAcl, mosquittoOperatorAcl());
-  await writeFile(passwordFile, '');
-  await promisify(execFile)('mosquitto_passwd', ['-b', passwordFile, 'bench', 'bench-password']);
-  const mosq = await startMosquitto({ tls: { cafile: join(tls, 'ca.crt'), certfile: join(tls, 'server.crt'), keyfile: join(tls, 'server.key'), aclFile }, operators: { passwordFile, aclFile: opsAcl } });
+  const mosq = await startOperatorMosquitto(dataDir, { bench: 'bench-password' });
   const t = await startTestServer({ dataDir, brokerUrl: mosq.url });
   try {
     await seed(t);

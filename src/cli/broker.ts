@@ -1,10 +1,7 @@
 /** `drover broker acl`: the Mosquitto ACL files of external broker mode (nodes and server; operators). */
 import type { Command } from 'commander';
-import { mosquittoAcl, mosquittoOperatorAcl } from '../contract/topics.js';
+import { mosquittoAcl, mosquittoOperatorAcl, SERVER_CLIENT_ID } from '../contract/topics.js';
 import type { CliIo } from './context.js';
-
-/** CN of the server's own MQTT client certificate (server/pki/pki.ts). */
-const SERVER_USER = 'drover-server';
 
 export function registerBrokerCommands(program: Command, io: Pick<CliIo, 'stdout'>): void {
   const broker = program.command('broker').description('Configure an external MQTT broker');
@@ -12,5 +9,5 @@ export function registerBrokerCommands(program: Command, io: Pick<CliIo, 'stdout
     .command('acl')
     .description('Print a Mosquitto ACL file: the certificate listener (require_certificate true, use_identity_as_username true), or with --operators the operators\' password_file listener')
     .option('--operators', 'the ACL of the operators\' listener: publish commands, read their own replies, the fleet summary and node states')
-    .action((opts: { operators?: boolean }) => io.stdout(opts.operators ? mosquittoOperatorAcl() : mosquittoAcl(SERVER_USER)));
+    .action((opts: { operators?: boolean }) => io.stdout(opts.operators ? mosquittoOperatorAcl() : mosquittoAcl(SERVER_CLIENT_ID)));
 }

@@ -1,8 +1,12 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
+import { SERVER_CLIENT_ID, mosquittoAcl, mosquittoOperatorAcl } from '../../src/contract/topics.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { freePort, waitFor } from './cluster.js';
 
 export interface Mosquitto {
@@ -92,6 +96,27 @@ export async function startMosquitto(opts: { tls?: MosquittoTls; operators?: Mos
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * External broker mode as the README sets it up for operators too: drover's CA and server certificate
+ * made in `dataDir/tls` (as `drover server` would at first start), the node listener with
+ * `drover broker acl`, and the operators' listener with a password file of `operators` (user → password)
+ * and `drover broker acl --operators`. Start the server with `dataDir` and the returned url.
+ */
+export async function startOperatorMosquitto(dataDir: string, operators: Record<string, string>): Promise<Mosquitto & { operatorPort: number }> {
+  const tls = join(dataDir, 'tls');
+  await loadOrCreatePki({ dir: tls, sans: serverSans(['127.0.0.1']), logger: silentLogger });
+  const aclFile = join(dataDir, 'mosquitto-nodes.acl');
+  const opsAcl = join(dataDir, 'mosquitto-operators.acl');
+  const passwordFile = join(dataDir, 'mosquitto-operators.passwd');
+  await writeFile(aclFile, mosquittoAcl(SERVER_CLIENT_ID));
+  await writeFile(opsAcl, mosquittoOperatorAcl());
+  await writeFile(passwordFile, '', { mode: 0o600 });
+  // -b: the password on mosquitto_passwd's command line, acceptable for a test's throwaway users only.
+  for (const [user, password] of Object.entries(operators)) await promisify(execFile)('mosquitto_passwd', ['-b', passwordFile, user, password]);
+  const m = await startMosquitto({ tls: { cafile: join(tls, 'ca.crt'), certfile: join(tls, 'server.crt'), keyfile: join(tls, 'server.key'), aclFile }, operators: { passwordFile, aclFile: opsAcl } });
+  return { ...m, operatorPort: m.operatorPort! };
 }
 
 /*

@@ -6,18 +6,14 @@
  * server or an agent, read someone else's replies or an agent's inbox, or send a reply into a node's topics.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
-import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
-import { mosquittoAcl, mosquittoOperatorAcl, topics } from '../../src/contract/topics.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { topics } from '../../src/contract/topics.js';
 import { connectRefusal, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-import { readmeCommandBlock, replies, runBash, startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { readmeCommandBlock, replies, runBash, startOperatorMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 
 const deployment = (name: string) => ({
   apiVersion: 'apps/v1',
@@ -212,7 +208,7 @@ describe('MQTT commands on the embedded broker (TLS)', () => {
 describe('MQTT commands through an external Mosquitto (the README set-up)', () => {
   let dataDir: string;
   let home: string;
-  let mosq: Mosquitto;
+  let mosq: Mosquitto & { operatorPort: number };
   let t: TestServer;
   let env: Record<string, string>;
   const password = 'mosquitto-password-of-alice';
@@ -220,17 +216,7 @@ describe('MQTT commands through an external Mosquitto (the README set-up)', () =
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'drover-mqtt-ext-'));
     home = await mkdtemp(join(tmpdir(), 'drover-mqtt-home-'));
-    const tls = join(dataDir, 'tls');
-    await loadOrCreatePki({ dir: tls, sans: serverSans(['127.0.0.1']), logger: silentLogger });
-    const aclFile = join(dataDir, 'acl.conf');
-    const opsAcl = join(dataDir, 'operators.acl');
-    const passwordFile = join(dataDir, 'operators.passwd');
-    await writeFile(aclFile, mosquittoAcl('drover-server'));
-    await writeFile(opsAcl, mosquittoOperatorAcl());
-    await writeFile(passwordFile, '');
-    await promisify(execFile)('mosquitto_passwd', ['-b', passwordFile, 'ops-alice', password]);
-    await promisify(execFile)('mosquitto_passwd', ['-b', passwordFile, 'ops-bob', password]);
-    mosq = await startMosquitto({ tls: { cafile: join(tls, 'ca.crt'), certfile: join(tls, 'server.crt'), keyfile: join(tls, 'server.key'), aclFile }, operators: { passwordFile, aclFile: opsAcl } });
+    mosq = await startOperatorMosquitto(dataDir, { 'ops-alice': password, 'ops-bob': password });
     t = await startTestServer({ dataDir, brokerUrl: mosq.url });
     assert.equal((await t.api('POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web'))).status, 201);
     env = { HOME: home, DROVER_MQTT_HOST: '127.0.0.1', DROVER_MQTT_PORT: String(mosq.operatorPort), DROVER_CA: t.caFile, DROVER_MQTT_USER: 'ops-alice', DROVER_MQTT_PASSWORD: password, DROVER_TOKEN: t.token };
