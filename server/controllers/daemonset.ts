@@ -7,7 +7,7 @@
  */
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isNotFound } from '../../src/util/errors.js';
-import { podTemplateHash } from '../../src/api/revisions.js';
+import { CONTROLLER_REVISION_HASH, podTemplateHash } from '../../src/api/revisions.js';
 import type { Node } from '../../src/api/node.js';
 import type { Pod, Toleration } from '../../src/api/pod.js';
 import type { PodTemplate } from '../../src/api/template.js';
@@ -24,7 +24,7 @@ import { PodWriteSteps } from './still-wanted.js';
 import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
-export const REVISION_LABEL = 'controller-revision-hash';
+export const REVISION_LABEL = CONTROLLER_REVISION_HASH;
 
 export type DaemonSetStatus = NonNullable<DaemonSet['status']>;
 

@@ -13,14 +13,12 @@
 import { createHash } from 'node:crypto';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { podTemplateHash } from '../../src/api/revisions.js';
+import { CONTROLLER_REVISION_HASH as REVISION_LABEL, podTemplateHash } from '../../src/api/revisions.js';
 import { selectorMatches } from '../../src/api/selector.js';
 import type { PodTemplate } from '../../src/api/template.js';
 import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type OfflinePolicy, type RolloutWave, type WavedRollout, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';
 
-/** The label carrying a daemon pod's template hash (also exported by daemonset.ts, which imports this file). */
-const REVISION_LABEL = 'controller-revision-hash';
 
 /** Container waiting reasons that count a pod of the new revision as failed at once. */
 export const FAILING_REASONS = new Set(['CrashLoopBackOff', 'ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'CreateContainerConfigError', 'RunContainerError', 'ErrImageNeverPull']);

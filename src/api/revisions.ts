@@ -13,6 +13,8 @@ import type { Deployment, ReplicaSet } from './workloads.js';
 export const REVISION_ANNOTATION = 'deployment.kubernetes.io/revision';
 /** Why a revision was made; kept per revision (on each ReplicaSet), as Kubernetes does. */
 export const CHANGE_CAUSE_ANNOTATION = 'kubernetes.io/change-cause';
+/** The label carrying the hash of the template a DaemonSet's pod was made from (Kubernetes' name for it). */
+export const CONTROLLER_REVISION_HASH = 'controller-revision-hash';
 /** The label (and selector term) that tells a Deployment's ReplicaSets and their pods apart. */
 export const POD_TEMPLATE_HASH = 'pod-template-hash';
 
