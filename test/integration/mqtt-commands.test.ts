@@ -162,6 +162,9 @@ describe('MQTT commands on the embedded broker (TLS)', () => {
       assert.deepEqual((await eve.subscribeAsync(filter, { qos: 1 })).map((g) => g.qos), [1], filter);
     }
     assert.equal(typeof (await summary), 'object');
+    // fleet-status is GET /drover/v1/fleet/status through the API: a view token may read it.
+    const fleet = await ask(eve, 'fleet-status', { transaction: 'fleet' });
+    assert.equal(fleet.ok, true, JSON.stringify(fleet));
     // ops-alice is the admin token's client id: the view token cannot connect under it (and kick it).
     assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'ops-alice', username: 'x', password: view, ca: t.ca }), '5');
 
@@ -280,5 +283,29 @@ describe('MQTT commands through an external Mosquitto (the README set-up)', () =
     assert.match(got[3]!.error!.message, /role view\) may not update deployments "web"/);
     assert.match(got[5]!.error!.message, /a valid bearer token is required/);
     assert.equal(await storeState(t), before, 'nothing stored changed');
+  });
+});
+
+describe('MQTT commands on a plain listener (--insecure)', () => {
+  let t: TestServer;
+  before(async () => {
+    t = await startTestServer({ insecure: true });
+  });
+  after(async () => {
+    await t?.stop();
+  });
+
+  test('an operator with its token runs commands; the admin token does not make anyone drover-server or an agent', async () => {
+    for (const clientId of ['drover-server', 'drover-agent-edge-1']) {
+      assert.equal(await connectRefusal(t.mqttUrl, { clientId, username: clientId.replace('drover-agent-', ''), password: t.token }), '4', clientId);
+    }
+    const c = await mqtt.connectAsync(t.mqttUrl, { clientId: 'ops-plain', username: 'x', password: t.token, protocolVersion: 4, reconnectPeriod: 0 });
+    try {
+      const r = await ask(c, 'get', { transaction: 'plain', kind: 'namespaces' });
+      assert.deepEqual([r.ok, r.data.items.map((n: any) => n.metadata.name)], [true, ['default']]);
+    } finally {
+      await c.endAsync(true);
+    }
+    assert.equal((await fetch(`${t.apiUrl}/readyz`)).status, 200);
   });
 });
