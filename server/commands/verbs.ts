@@ -8,7 +8,7 @@ import type { ApiObject } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { CHANGE_CAUSE_ANNOTATION } from '../../src/api/revisions.js';
 import type { PodTemplate } from '../../src/api/template.js';
-import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
+import type { DaemonSet, Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import { applyObject, targetObject, type ApplyResult } from '../../src/cli/apply.js';
 import { ApiClient, CliError } from '../../src/cli/client.js';
 import { DEFAULT_NAMESPACE, resolveKind } from '../../src/cli/context.js';
@@ -17,7 +17,7 @@ import { planDrain, setUnschedulable } from '../../src/cli/drain.js';
 import { validateSources, type ManifestSource } from '../../src/cli/manifests.js';
 import { updateObject } from '../../src/cli/mutate.js';
 import { objectName } from '../../src/cli/output.js';
-import { planUndo, RESTARTED_AT_ANNOTATION, rolloutStatusOf, type UndoPlan } from '../../src/cli/rollout.js';
+import { planUndo, RESTARTED_AT_ANNOTATION, rolloutStatusOf, setRolloutPaused, type UndoPlan } from '../../src/cli/rollout.js';
 import { SCALE_FIELD } from '../../src/cli/scale.js';
 import { sleep } from '../../src/cli/watch.js';
 import { DRAIN_DEFAULT_SECONDS, LOGS_DEFAULT_LINES, LOGS_MAX_BYTES, type CommandArgs, type CommandVerb } from '../../src/contract/commands.js';
@@ -125,16 +125,12 @@ async function rolloutUndo(client: ApiClient, a: CommandArgs<'rollout-undo'>): P
   return { ...ref(kind, a.name, namespace), revision: plan!.revision, rolledBack: plan!.action === 'rollback' };
 }
 
+/** A Deployment's rollout, or a DaemonSet's waved rollout (the CLI's one rule, setRolloutPaused). */
 function setPaused(paused: boolean): Verb<'rollout-pause'> {
   return async (client, a) => {
-    const kind = kindArg(a.kind, ['Deployment']);
+    const kind = kindArg(a.kind, ['Deployment', 'DaemonSet']);
     const namespace = nsOf(kind, a.namespace);
-    const { changed } = await updateObject<Deployment & ApiObject>(client, kind, namespace, a.name, (d) => {
-      if (Boolean(d.spec.paused) === paused) return false;
-      if (paused) d.spec.paused = true;
-      else delete d.spec.paused;
-      return true;
-    });
+    const { changed } = await updateObject<(Deployment | DaemonSet) & ApiObject>(client, kind, namespace, a.name, (o) => setRolloutPaused(o, paused));
     return { ...ref(kind, a.name, namespace), paused, changed };
   };
 }
