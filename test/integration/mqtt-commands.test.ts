@@ -11,7 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
+import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
 import { topics } from '../../src/contract/topics.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { connectRefusal, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { readmeCommandBlock, replies, runBash, startOperatorMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 
@@ -142,6 +144,9 @@ describe('MQTT commands on the embedded broker (TLS)', () => {
     for (const clientId of ['drover-server', 'drover-agent-edge-1', 'drover-agent-', 'a/b', 'a+b', '#']) {
       assert.equal(await connectRefusal(t.mqttUrl, { clientId, username: 'x', password: t.token, ca: t.ca }), '4', clientId);
     }
+    // A certificate of another CA is refused even with a valid token: a presented certificate must be the cluster's.
+    const foreign = await loadOrCreatePki({ dir: join(home, 'other-ca'), sans: serverSans(['127.0.0.1']), logger: silentLogger });
+    assert.ok(await connectRefusal(t.mqttUrl, { clientId: 'ops-mallory', username: 'x', password: t.token, ca: t.ca, key: foreign.serverClient.key, cert: foreign.serverClient.cert }));
     // A wrong token, and no token.
     assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'ops-eve', username: 'x', password: 'abcdef.' + 'x'.repeat(32), ca: t.ca }), '4');
     assert.equal(await connectRefusal(t.mqttUrl, { clientId: 'ops-eve', ca: t.ca }), '4');
