@@ -132,6 +132,13 @@ test('a view token: reads allowed, writes 403 with roles.ts\'s text; a revoked t
   const v = await tokens.createApi({ role: 'view' });
   const viewer = { operator: asOperator('viewer', v.token, v.id) };
   assert.equal((await send('get', { transaction: 'g', kind: 'deployments' }, viewer)).reply.data.items.length, 1);
+  // Secrets: the view role sees the keys, never the values, as over HTTP.
+  const secret = Buffer.from('s3cret-value').toString('base64');
+  assert.equal((await send('apply', { transaction: 'sec', manifest: { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db' }, data: { password: secret } } })).reply.ok, true);
+  const seen = (await send('get', { transaction: 'gs', kind: 'secret', name: 'db' }, viewer)).reply;
+  assert.deepEqual(Object.keys(seen.data.data), ['password']);
+  assert.notEqual(seen.data.data.password, secret);
+  assert.ok(!JSON.stringify(seen).includes(secret));
   const del = (await send('delete', { transaction: 'x', kind: 'deployment', name: 'web' }, viewer)).reply;
   assert.deepEqual([del.error.code, del.error.reason], [403, 'Forbidden']);
   assert.match(del.error.message, new RegExp(`forbidden: token ${v.id} \\(role view\\) may not delete deployments "web" in namespace default`));
