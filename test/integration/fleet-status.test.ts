@@ -20,7 +20,9 @@ import type { FleetStatus } from '../../server/fleet/summary.js';
 import { topics } from '../../src/contract/topics.js';
 import { storePath } from '../../server/secrets/rotate.js';
 import { LevelStore } from '../../server/store/level.js';
+import { runProgram } from '../../src/program.js';
 import { drover, fails, ok, ROOT } from '../helpers/cli.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 
 const run = promisify(execFile);
@@ -222,6 +224,31 @@ describe('fleet status of 2,000 nodes', () => {
     } finally {
       await client.endAsync();
     }
+  });
+
+  it('--watch that loses the server keeps the last screen marked STALE with its age and why, never as current', async () => {
+    const port = Number(new URL(t.apiUrl).port);
+    const proxy = await startTcpProxy({ host: '127.0.0.1', port });
+    const stop = new AbortController();
+    let out = '';
+    const running = runProgram(['fleet', 'status', '--watch', '--interval', '300ms'], {
+      stdout: (x) => void (out += x),
+      stderr: (x) => void (out += x),
+      env: { ...process.env, DROVER_SERVER: `https://127.0.0.1:${proxy.port}`, DROVER_TOKEN: t.token },
+      signal: stop.signal,
+    });
+    try {
+      await waitFor('a first frame', async () => out.includes(`FLEET  ${NODES} nodes`), 30_000);
+      await proxy.close();
+      await waitFor('the stale frame', async () => /STALE: last update \S+ ago; cannot reach the drover server/.test(out), 30_000);
+      const stale = out.slice(out.lastIndexOf('STALE: '));
+      assert.match(stale, new RegExp(`\\nFLEET \\(stale\\)  ${NODES} nodes`), 'the last screen, marked stale');
+      assert.doesNotMatch(stale, /\nFLEET  /, 'not shown as current');
+    } finally {
+      stop.abort();
+      await proxy.close().catch(() => undefined);
+    }
+    assert.equal(await running, undefined, 'Ctrl-C (the abort) ends it with exit 0');
   });
 
   it('--watch redraws in place in a terminal, follows a change, and gives the terminal back on Ctrl-C', async () => {
