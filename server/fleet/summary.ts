@@ -37,6 +37,8 @@ export const DEFAULT_STALE_AFTER_MS = 60_000 + 3 * 30_000;
 const PRESSURE_CONDITIONS = ['MemoryPressure', 'DiskPressure', 'PIDPressure', 'NetworkUnavailable'];
 /** Container waiting reasons that mean the pod is failing rather than starting. */
 const FAILING_WAIT = /BackOff$|^Err|Error$|^InvalidImageName$/;
+/** The "site" of pods that are bound to no node, or to one the store does not hold. */
+export const UNSCHEDULED = '<unscheduled>';
 /** Rows of the lists kept in a summary; counts are always complete. */
 export const LIST_CAP = 50;
 
@@ -109,6 +111,8 @@ export interface FleetStatus {
     total: number;
     byPhase: Record<string, number>;
     byNamespace: Record<string, Record<string, number>>;
+    /** By the site of the node each is bound to; pods bound to no (known) node under UNSCHEDULED. */
+    bySite: Record<string, Record<string, number>>;
   };
   workloads: {
     healthy: number;
@@ -279,6 +283,7 @@ export function fleetStatus(input: FleetInput): FleetStatus {
   const versions: Record<string, number> = {};
   const runtimes = new Map<string, { runtime: string; version: string; nodes: number }>();
   const selected = new Set<string>();
+  const siteOf = new Map<string, string>();
   const entries: NodeEntry[] = [];
   let neverHeard = 0;
   for (const n of input.nodes) {
@@ -287,6 +292,7 @@ export function fleetStatus(input: FleetInput): FleetStatus {
     const e = nodeEntry(n, nowMs, failing.get(n.metadata.name) ?? 0, staleAfterMs);
     if (stateFilter && e.bucket !== stateFilter) continue;
     selected.add(e.name);
+    siteOf.set(e.name, e.site);
     entries.push(e);
     byState[e.bucket]++;
     if (e.lastHeardAgeSeconds === undefined) neverHeard++;
@@ -318,6 +324,7 @@ export function fleetStatus(input: FleetInput): FleetStatus {
 
   const byPhase: Record<string, number> = {};
   const podsByNs: Record<string, Record<string, number>> = {};
+  const podsBySite: Record<string, Record<string, number>> = {};
   const filtered = selector.length > 0 || filters.site !== undefined || stateFilter !== undefined;
   let podTotal = 0;
   for (const p of input.pods) {
@@ -327,6 +334,7 @@ export function fleetStatus(input: FleetInput): FleetStatus {
     podTotal++;
     inc(byPhase, phase);
     inc((podsByNs[p.metadata.namespace ?? 'default'] ??= {}), phase);
+    inc((podsBySite[(p.spec.nodeName && siteOf.get(p.spec.nodeName)) || UNSCHEDULED] ??= {}), phase);
   }
 
   const workloads: FleetStatus['workloads'] = { healthy: 0, unhealthy: 0, byNamespace: {}, unhealthyList: [] };
@@ -367,7 +375,12 @@ export function fleetStatus(input: FleetInput): FleetStatus {
       list,
       listTotal: listed.length,
     },
-    pods: { total: podTotal, byPhase: sortedRecord(byPhase), byNamespace: Object.fromEntries(Object.entries(podsByNs).sort((a, b) => a[0].localeCompare(b[0]))) },
+    pods: {
+      total: podTotal,
+      byPhase: sortedRecord(byPhase),
+      byNamespace: Object.fromEntries(Object.entries(podsByNs).sort((a, b) => a[0].localeCompare(b[0]))),
+      bySite: Object.fromEntries(Object.entries(podsBySite).sort((a, b) => a[0].localeCompare(b[0]))),
+    },
     workloads: { ...workloads, byNamespace: Object.fromEntries(Object.entries(workloads.byNamespace).sort((a, b) => a[0].localeCompare(b[0]))) },
     rollouts: rollouts.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name)),
   };

@@ -57,8 +57,12 @@ export function renderFleetStatus(s: FleetStatus): string {
 
   const sites = Object.entries(n.bySite);
   if (sites.length) {
-    const rows = sites.slice(0, ROWS.sites).map(([site, c]: [string, BucketCounts & { total: number }]) => [site, String(c.total), ...BUCKETS.map((b) => String(c[b]))]);
-    out += '\n' + indent(renderTable(['SITE', 'NODES', 'READY', 'DEGRADED', 'STALE', 'NOTREADY', 'UNKNOWN'], rows)) + more(sites.length, ROWS.sites, 'sites');
+    const podsOf = (site: string) => {
+      const m = s.pods.bySite[site] ?? {};
+      return `${m.Running ?? 0}/${Object.values(m).reduce((a, b) => a + b, 0)}`;
+    };
+    const rows = sites.slice(0, ROWS.sites).map(([site, c]: [string, BucketCounts & { total: number }]) => [site, String(c.total), ...BUCKETS.map((b) => String(c[b])), podsOf(site)]);
+    out += '\n' + indent(renderTable(['SITE', 'NODES', 'READY', 'DEGRADED', 'STALE', 'NOTREADY', 'UNKNOWN', 'PODS RUNNING'], rows)) + more(sites.length, ROWS.sites, 'sites');
   }
 
   const skew = n.skewedNodes ? `   ${n.skewedNodes} node(s) skewed` : '';

@@ -152,6 +152,11 @@ describe('fleet status of 2,000 nodes', () => {
     for (const p of pods) phases[p.status?.phase ?? 'Pending'] = (phases[p.status?.phase ?? 'Pending'] ?? 0) + 1;
     assert.deepEqual(s.pods.byPhase, Object.fromEntries(Object.entries(phases).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))));
     assert.deepEqual(Object.keys(s.pods.byNamespace), NAMESPACES);
+    // Pods by the site of their node, from the pods and nodes the API lists.
+    const siteOfNode = new Map(nodes.map((n) => [n.metadata.name, n.metadata.labels?.site ?? n.metadata.labels?.['topology.kubernetes.io/zone'] ?? '']));
+    const podsPerSite: Record<string, number> = {};
+    for (const p of pods) podsPerSite[siteOfNode.get(p.spec.nodeName!)!] = (podsPerSite[siteOfNode.get(p.spec.nodeName!)!] ?? 0) + 1;
+    assert.deepEqual(Object.fromEntries(Object.entries(s.pods.bySite).map(([site, m]) => [site, Object.values(m).reduce((a, b) => a + b, 0)])), podsPerSite);
     // Attention list: worst first, the oldest last-heard first within a state; capped, with the full count.
     assert.equal(s.nodes.listTotal, NODES - want.byState.ready);
     assert.equal(s.nodes.list[0]!.bucket, 'unknown');

@@ -92,6 +92,8 @@ test('filters: label selector, site (site label, else zone), state; pods follow 
   const north = fleetStatus(input({ nodes, pods, filters: { site: 'north' } }));
   assert.equal(north.nodes.total, 2);
   assert.deepEqual(north.pods.byNamespace, { default: { Running: 1 }, x: { Running: 1 } });
+  assert.deepEqual(north.pods.bySite, { north: { Running: 2 } });
+  assert.deepEqual(fleetStatus(input({ nodes, pods })).pods.bySite, { '<unscheduled>': { Pending: 1 }, north: { Running: 2 }, south: { Running: 1 } });
   assert.deepEqual(Object.keys(fleetStatus(input({ nodes })).nodes.bySite), ['north', 'south']);
   const gw = fleetStatus(input({ nodes, pods, filters: { labelSelector: 'tier=gw' } }));
   assert.deepEqual([gw.nodes.total, gw.pods.total], [1, 1]);
