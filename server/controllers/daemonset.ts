@@ -22,6 +22,7 @@ import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { PodWriteSteps } from './still-wanted.js';
 import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
+import { saveWaveProgress } from './wave-progress.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = CONTROLLER_REVISION_HASH;
@@ -357,24 +358,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       // writes the stable template back together with the status that explains it.
       const waves = plan.waves;
       if (waves && (waves.rollback || canonicalJson(raw.status?.drover ?? null) !== canonicalJson(waves.drover))) {
-        const saved = await store
-          .patch('DaemonSet', namespace, name, (cur) => {
-            if (cur.metadata.uid !== ds.metadata.uid) return undefined;
-            // The template changed since this pass read it: the next pass plans for the new one.
-            if (podTemplateHash(cur.spec.template) !== plan.hash) return undefined;
-            cur.status = { ...(cur.status ?? plan.status), drover: waves.drover };
-            if (waves.rollback) cur.spec.template = structuredClone(waves.rollback.template);
-            return cur;
-          })
-          .catch((err) => {
-            if (isNotFound(err)) return undefined;
-            throw err;
-          });
-        if (!saved) return;
-        for (const e of waves.events) {
-          log.info({ ds: key, reason: e.reason, msg: e.message }, 'waved rollout');
-          await writer.record(e.type, e.reason, e.message);
-        }
+        const progress = { status: (cur: unknown) => ({ ...((cur as DaemonSetStatus | undefined) ?? plan.status), drover: waves.drover }), rollback: waves.rollback, events: waves.events };
+        if (!(await saveWaveProgress({ store, log, record: writer.record }, ds, progress))) return;
         // The template written back is a spec change: it queues the pass that replaces the wave's pods.
         if (waves.rollback) return;
       }

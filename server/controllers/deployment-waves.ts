@@ -13,7 +13,7 @@ import type { PodTemplate } from '../../src/api/template.js';
 import { effectiveWaves, GATE_DEFAULTS, waveLabel, type Deployment, type ReplicaSet, type RolloutWave, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';
 import { isPodActive } from './rollout.js';
-import { podFailure, type WaveEvent } from './waves.js';
+import { ms, podFailure, resumeRollout, supersededByStable, type WaveEvent } from './waves.js';
 
 export interface DeploymentWavePlan {
   /** Most replicas the new ReplicaSet may have now; undefined = no limit (nothing being rolled). */
@@ -42,11 +42,6 @@ const hashOfRs = (rs: ReplicaSet | undefined) => rs?.metadata.labels?.[POD_TEMPL
 export function waveReplicas(w: RolloutWave, replicas: number): number {
   const n = w.nodes ?? Math.ceil(((w.percent ?? 100) * replicas) / 100);
   return Math.min(replicas, n);
-}
-
-function ms(iso: string | undefined): number | undefined {
-  const t = iso ? Date.parse(iso) : NaN;
-  return Number.isFinite(t) ? t : undefined;
 }
 
 /** The template of a revision as `rollout undo` writes it back: without the pod-template-hash label. */
@@ -78,24 +73,14 @@ export function planDeploymentWaves(input: DeploymentWaveInput): DeploymentWaveP
   if (target === stable) {
     const counts = { updated: pods.length, ready, pending: Math.max(0, replicas - ready), offline: 0, failed: 0, total: replicas };
     if (prev?.phase === 'RolledBack' && prev.stableRevision === stable) return { rollout: { ...prev, counts }, events };
-    if (prev && (prev.phase === 'Progressing' || prev.phase === 'Paused') && prev.targetRevision !== target) {
-      events.push({ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prev.targetRevision} superseded at ${nth(prev.wave)} by the stable revision ${stable}` });
-    }
+    events.push(...supersededByStable(prev, stable, nth));
     return { rollout: { ...base, phase: 'Complete', wave: waves.length - 1, counts, message: `revision ${target} on ${ready} of ${replicas} replicas` }, events };
   }
 
-  let wave = 0;
-  let waveStartedAt = now;
-  const fresh = !prev || prev.targetRevision !== target || prev.phase === 'RolledBack' || prev.phase === 'Complete' || prev.phase === 'Failed';
-  if (fresh) {
-    if (prev && (prev.phase === 'Progressing' || prev.phase === 'Paused') && prev.targetRevision !== target) {
-      events.push({ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prev.targetRevision} superseded at ${nth(prev.wave)} by revision ${target}; starting again from wave 1 (stable: ${stable})` });
-    }
-    if (!d.spec.paused) events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${target} in ${waves.length} waves (stable: ${stable}); ${nth(0)}: ${waveReplicas(waves[0]!, replicas)} replicas` });
-  } else {
-    wave = Math.min(prev.wave, waves.length - 1);
-    waveStartedAt = ms(prev.waveStartedAt) ?? now;
-  }
+  const start = resumeRollout(prev, { target, stable, now, waves: waves.length, nth, paused: !!d.spec.paused, firstWave: `${waveReplicas(waves[0]!, replicas)} replicas` });
+  const { fresh } = start;
+  let { wave, waveStartedAt } = start;
+  events.push(...start.events);
 
   if (d.spec.paused) {
     const cap = fresh ? 0 : waveReplicas(waves[wave]!, replicas);

@@ -1,12 +1,13 @@
-import { REVISION_ANNOTATION, isControlledBy, podTemplateHash, templatesEqual } from '../../src/api/revisions.js';
+import { REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
-import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type ReplicaSetView } from './rollout.js';
+import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type DeploymentStatus, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { planDeploymentWaves, type DeploymentWavePlan } from './deployment-waves.js';
+import { saveWaveProgress } from './wave-progress.js';
 
 const COMPONENT = 'deployment-controller';
 
@@ -97,26 +98,12 @@ export function deploymentController(deps: ControllerDeps): Controller {
       const newRS = findNewReplicaSet(d, owned);
       waves = planDeploymentWaves({ deployment: d, newReplicaSet: newRS, replicaSets: owned, newPods: newRS ? pods.filter((p) => isControlledBy(p, newRS)) : [], now: t });
       if (waves.rollback || canonicalJson(d.status?.drover?.rollout ?? null) !== canonicalJson(waves.rollout)) {
-        const w = waves;
-        const target = podTemplateHash(d.spec.template);
-        const saved = await store
-          .patch('Deployment', namespace, name, (dep) => {
-            if (dep.metadata.uid !== d.metadata.uid || podTemplateHash(dep.spec.template) !== target) return undefined;
-            dep.status = { ...(dep.status ?? { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 }), drover: { rollout: w.rollout } };
-            if (w.rollback) dep.spec.template = structuredClone(w.rollback.template);
-            return dep;
-          })
-          .catch((err) => {
-            if (isNotFound(err)) return undefined;
-            throw err;
-          });
-        if (!saved) return;
-        for (const e of w.events) {
-          log.info({ deployment: key, reason: e.reason, msg: e.message }, 'waved rollout');
-          await record(d, e.type, e.reason, e.message);
-        }
+        const rollout = waves.rollout;
+        const empty: DeploymentStatus = { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 };
+        const progress = { status: (cur: unknown) => ({ ...((cur as DeploymentStatus | undefined) ?? empty), drover: { rollout } }), rollback: waves.rollback, events: waves.events };
+        if (!(await saveWaveProgress({ store, log, record: (type, reason, message) => record(d, type, reason, message) }, d, progress))) return;
         // The template written back is a spec change: it queues the pass that rolls back.
-        if (w.rollback) return;
+        if (waves.rollback) return;
       }
     }
 

@@ -108,9 +108,38 @@ export function waveSets(ds: DaemonSet, cfg: WavedRollout, nodes: readonly Node[
 
 const hashOf = (p: Pod | undefined) => p?.metadata.labels?.[REVISION_LABEL];
 
-function ms(iso: string | undefined): number | undefined {
+/** ms epoch of an ISO time, undefined when absent or unreadable. */
+export function ms(iso: string | undefined): number | undefined {
   const t = iso ? Date.parse(iso) : NaN;
   return Number.isFinite(t) ? t : undefined;
+}
+
+const underWay = (r: WavedRolloutStatus | undefined): r is WavedRolloutStatus => r?.phase === 'Progressing' || r?.phase === 'Paused';
+
+/** A rollout under way ends when its template is put back to the stable one by hand (`apply` of the old one). */
+export function supersededByStable(prev: WavedRolloutStatus | undefined, stable: string, nth: (w: number) => string): WaveEvent[] {
+  if (!underWay(prev) || prev.targetRevision === stable) return [];
+  return [{ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prev.targetRevision} superseded at ${nth(prev.wave)} by the stable revision ${stable}` }];
+}
+
+/**
+ * Where a rollout of `target` stands: the wave and its start from the last status when it is the same
+ * rollout still under way, else wave 1 from now (a new revision supersedes one under way; one that
+ * completed or was rolled back and is applied again is a new attempt), with the events that say so.
+ */
+export function resumeRollout(
+  prev: WavedRolloutStatus | undefined,
+  o: { target: string; stable: string; now: number; waves: number; nth: (w: number) => string; paused: boolean; firstWave: string },
+): { fresh: boolean; wave: number; waveStartedAt: number; events: WaveEvent[] } {
+  if (underWay(prev) && prev.targetRevision === o.target) {
+    return { fresh: false, wave: Math.min(prev.wave, o.waves - 1), waveStartedAt: ms(prev.waveStartedAt) ?? o.now, events: [] };
+  }
+  const events: WaveEvent[] = [];
+  if (underWay(prev)) {
+    events.push({ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prev.targetRevision} superseded at ${o.nth(prev.wave)} by revision ${o.target}; starting again from wave 1 (stable: ${o.stable})` });
+  }
+  if (!o.paused) events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${o.target} in ${o.waves} waves (stable: ${o.stable}); ${o.nth(0)}: ${o.firstWave}` });
+  return { fresh: true, wave: 0, waveStartedAt: o.now, events };
 }
 
 /** Why a pod of the new revision counts as failed, or undefined. `since`: when it was due to start. */
@@ -287,26 +316,15 @@ export function planWaves(input: WaveInput): WavePlan {
           ...shown,
         };
     if (rolledBack && !offline.length) delete rollout.offlineNodes;
-    // A rollout that was under way ends here when its template was put back by hand (`apply` of the old one).
-    if (prevRollout && (prevRollout.phase === 'Progressing' || prevRollout.phase === 'Paused') && prevRollout.targetRevision !== target) {
-      events.push({ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prevRollout.targetRevision} superseded at ${nth(prevRollout.wave)} by the stable revision ${stable}` });
-    }
+    events.push(...supersededByStable(prevRollout, stable, nth));
     return { desired, drover: { rollout, stableTemplate }, events };
   }
 
   // ---- a rollout of `target` ----
-  let wave = 0;
-  let waveStartedAt = now;
-  const fresh = !prevRollout || prevRollout.targetRevision !== target || prevRollout.phase === 'RolledBack' || prevRollout.phase === 'Complete' || prevRollout.phase === 'Failed';
-  if (fresh) {
-    if (prevRollout && (prevRollout.phase === 'Progressing' || prevRollout.phase === 'Paused') && prevRollout.targetRevision !== target) {
-      events.push({ type: 'Normal', reason: 'RolloutSuperseded', message: `revision ${prevRollout.targetRevision} superseded at ${nth(prevRollout.wave)} by revision ${target}; starting again from wave 1 (stable: ${stable})` });
-    }
-    if (!paused) events.push({ type: 'Normal', reason: 'RolloutStarted', message: `rolling out revision ${target} in ${waves.length} waves (stable: ${stable}); ${nth(0)}: ${sets[0]!.length} nodes` });
-  } else {
-    wave = Math.min(prevRollout.wave, waves.length - 1);
-    waveStartedAt = ms(prevRollout.waveStartedAt) ?? now;
-  }
+  const start = resumeRollout(prevRollout, { target, stable, now, waves: waves.length, nth, paused, firstWave: `${sets[0]!.length} nodes` });
+  const { fresh } = start;
+  let { wave, waveStartedAt } = start;
+  events.push(...start.events);
 
   const base = { waves: waves.length, targetRevision: target, stableRevision: stable };
   let rollout: WavedRolloutStatus | undefined;

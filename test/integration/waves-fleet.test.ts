@@ -59,7 +59,7 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     assert.equal(r.status, 200, r.text);
     return r.body.items;
   };
-  const events = async (): Promise<Array<{ type: string; reason: string; message: string }>> =>
+  const events = async (): Promise<Array<{ type: string; reason: string; message: string; firstTimestamp: string }>> =>
     (await cluster.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=fleet')).body.items;
   const nodes = async (): Promise<Node[]> => (await cluster.api('GET', '/api/v1/nodes')).body.items;
   const hashOf = (image: string) => podTemplateHash(daemonSet.parse(manifest(image)).spec.template);
@@ -204,12 +204,14 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
 
     await setImage('localhost/fleet-app:bad');
     const seen = await watchRollout(bad, sets, (r) => r.phase === 'RolledBack', { neverBeyond: 0 });
-    const tFailed = Date.now();
     assert.ok([...seen.everOn].every((n) => sets[0]!.includes(n)));
     assert.match(seen.last.message, /^rolled back: wave 1\/4 \(2 nodes\) failed its gate/);
-    const evs = await events();
-    const failed = evs.find((e) => e.reason === 'RolloutWaveFailed');
-    assert.ok(failed, JSON.stringify(evs.map((e) => e.reason)));
+    // The Events are recorded right after the status that they explain.
+    const evs = await waitFor('RolloutWaveFailed and RolledBack events', async () => {
+      const l = await events();
+      return l.some((e) => e.reason === 'RolloutWaveFailed') && l.some((e) => e.reason === 'RolledBack') ? l : undefined;
+    });
+    const failed = evs.find((e) => e.reason === 'RolloutWaveFailed')!;
     assert.equal(failed.type, 'Warning');
     assert.match(failed.message, /ErrImagePull|ImagePullBackOff/);
     assert.ok(sets[0]!.some((n) => failed.message.includes(n)), `the event names the node: ${failed.message}`);
@@ -220,7 +222,7 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
 
     // Wave 1 back on the stable revision; nobody else ever ran the bad one.
     const ps = await allOn(good, [...agents.keys()], 'every node back on :2');
-    console.log(`rollback: wave-1 nodes back on the stable revision ${Date.now() - tFailed} ms after the RolledBack status was seen`);
+    console.log(`rollback: every node on the stable revision, Ready, ${Date.now() - Date.parse(failed.firstTimestamp)} ms after the RolloutWaveFailed event (polled every 250 ms)`);
     assert.equal(ps.filter((p) => p.metadata.labels?.[REVISION_LABEL] === bad).length, 0);
     for (const [n, a] of agents) {
       if (!sets[0]!.includes(n)) assert.ok(!a.asked.has('localhost/fleet-app:bad'), `${n} beyond wave 1 was asked to run the bad image`);
@@ -310,13 +312,17 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     );
     assert.ok(maxBad <= 2, `${maxBad} pods of the bad revision (wave 1 allows 2)`);
     assert.match(last!.message, /^rolled back: wave 1\/3 \(2 replicas\) failed its gate/);
-    const evs: Array<{ type: string; reason: string; message: string }> = (await cluster.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=web')).body.items;
+    const evs = await waitFor('the RolloutWaveFailed event of web', async () => {
+      const l: Array<{ type: string; reason: string; message: string }> = (await cluster.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=web')).body.items;
+      return l.some((e) => e.reason === 'RolloutWaveFailed') ? l : undefined;
+    });
     assert.ok(evs.some((e) => e.reason === 'RolloutWaveFailed' && e.type === 'Warning' && /ErrImagePull|ImagePullBackOff/.test(e.message)), JSON.stringify(evs.map((e) => e.reason)));
     const ps = await allWeb('localhost/web:1');
     assert.ok(ps.every((p) => p.metadata.labels?.[POD_TEMPLATE_HASH] === stableHash));
 
     // :2 rolls out wave by wave; the new revision's pods never exceed the wave's replicas.
     const caps = [2, 10, 20];
+    const t2 = Date.now();
     await setWebImage('localhost/web:2');
     const waves: number[] = [];
     await waitFor(
@@ -335,5 +341,6 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     );
     assert.deepEqual(waves, [0, 1, 2]);
     await allWeb('localhost/web:2');
+    console.log(`Deployment of ${REPLICAS} replicas, 3 waves (2, 50 %, 100 %): all on :2 in ${Date.now() - t2} ms`);
   });
 });

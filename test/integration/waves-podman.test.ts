@@ -159,9 +159,12 @@ describe('waved rollout on real podman: two agents, one in a network namespace, 
     assert.equal(rolledBack!.stableRevision, good);
     assert.match(rolledBack!.message, /^rolled back: wave 1\/2 \(1 node\) failed its gate: 1 of 1 pods failed/);
 
-    const events: Array<{ type: string; reason: string; message: string }> = (await server.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=probe')).body.items;
-    const failed = events.find((e) => e.reason === 'RolloutWaveFailed');
-    assert.ok(failed, JSON.stringify(events.map((e) => `${e.reason}: ${e.message}`)));
+    // The Events are recorded right after the status that they explain.
+    const events = await waitFor('RolloutWaveFailed and RolledBack events', async () => {
+      const l: Array<{ type: string; reason: string; message: string }> = (await server.api('GET', '/api/v1/namespaces/default/events?fieldSelector=involvedObject.name=probe')).body.items;
+      return l.some((e) => e.reason === 'RolloutWaveFailed') && l.some((e) => e.reason === 'RolledBack') ? l : undefined;
+    });
+    const failed = events.find((e) => e.reason === 'RolloutWaveFailed')!;
     assert.equal(failed.type, 'Warning');
     assert.ok(failed.message.includes(first), failed.message);
     assert.match(failed.message, /CrashLoopBackOff|Failed|not Ready/);
