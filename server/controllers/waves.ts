@@ -184,6 +184,7 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
   let gated = 0;
   let settled = 0;
   let notUpdated = 0;
+  let unready = 0;
   let warmingUntil = 0;
   const wake = (at: number) => {
     const d = at - now;
@@ -217,6 +218,7 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
     }
     if (!ready) {
       v.pending++;
+      unready++;
       wake(since + timeoutMs);
       continue;
     }
@@ -239,7 +241,7 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
     return v;
   }
   if (notUpdated > 0) v.why = `waiting: ${notUpdated} pod${notUpdated === 1 ? '' : 's'} to be replaced`;
-  else if (settled + v.failed.length < gated && warmingUntil === 0) v.why = `waiting: pods to become Ready (timeout ${gate.timeoutSeconds}s)`;
+  else if (unready > 0) v.why = `waiting: pods to become Ready (timeout ${gate.timeoutSeconds}s)`;
   else if (warmingUntil > 0) {
     v.why = `waiting: pods Ready for ${gate.readySeconds}s`;
     v.waitingUntil = warmingUntil;

@@ -238,6 +238,7 @@ describe('waved rollout: progress and gates', () => {
     sim.now += 59_000;
     sim.pass();
     assert.equal(sim.rollout.phase, 'Progressing');
+    assert.equal(sim.rollout.message, 'waiting: pods to become Ready (timeout 60s)');
     sim.now += 2_000;
     sim.pass();
     assert.equal(sim.rollout.phase, 'RolledBack');
