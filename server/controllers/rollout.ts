@@ -11,13 +11,11 @@ import {
   CHANGE_CAUSE_ANNOTATION,
   POD_TEMPLATE_HASH,
   REVISION_ANNOTATION,
-  comparableTemplate,
   podTemplateHash,
   maxRevision,
   revisionOf,
   templatesEqual,
 } from '../../src/api/revisions.js';
-import type { PodTemplate } from '../../src/api/template.js';
 import { resolveIntOrPercent } from '../../src/api/template.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';

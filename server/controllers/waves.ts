@@ -16,7 +16,7 @@ import type { Pod } from '../../src/api/pod.js';
 import { CONTROLLER_REVISION_HASH as REVISION_LABEL, podTemplateHash } from '../../src/api/revisions.js';
 import { selectorMatches } from '../../src/api/selector.js';
 import type { PodTemplate } from '../../src/api/template.js';
-import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type OfflinePolicy, type RolloutWave, type WavedRollout, type WavedRolloutStatus } from '../../src/api/workloads.js';
+import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type OfflinePolicy, type WavedRollout, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';
 
 
