@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { BucketCounts, FleetStatus, NodeBucket } from '../../server/fleet/summary.js';
+import { sleep } from '../util/backoff.js';
 import { errorMessage } from '../util/errors.js';
 import { CliError, type ApiClient } from './client.js';
 import { addConnectionOptions, parseDuration, type CommandContext } from './context.js';
@@ -119,19 +120,6 @@ const TERM = { enter: '\x1b[?1049h\x1b[?25l', leave: '\x1b[?25h\x1b[?1049l', hom
 /** A frame drawn over the previous one in place: each line cleared to its end, then the rest of the screen. */
 export function frame(text: string): string {
   return TERM.home + text.replace(/\n/g, `${TERM.eol}\n`) + TERM.eos;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /**
