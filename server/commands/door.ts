@@ -6,7 +6,7 @@
  */
 import { ApiClient } from '../../src/cli/client.js';
 import { encodeReply, MAX_REPLY_BYTES, parseCommand, type CommandError, type CommandReply, type ParsedCommand } from '../../src/contract/commands.js';
-import { DELIVERY, isAllowedReplyTopic, isOperatorClientId, topics } from '../../src/contract/topics.js';
+import { DELIVERY, isAllowedReplyTopic, isOperatorClientId, replyNameOf, topics } from '../../src/contract/topics.js';
 import { DroverError, errorMessage, type FieldCause } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { InjectedVia } from '../api/server.js';
@@ -44,7 +44,7 @@ export interface CommandLimits {
   requestTimeoutMs: number;
 }
 
-export const DEFAULT_COMMAND_LIMITS: CommandLimits = { perClient: 4, running: 8, queued: 256, requestTimeoutMs: 60_000 };
+export const DEFAULT_COMMAND_LIMITS: CommandLimits = { perClient: 16, running: 8, queued: 256, requestTimeoutMs: 60_000 };
 
 /** The base URL of in-process requests: never dialled, injectFetch serves them. */
 const IN_PROCESS = 'http://drover.in-process';
@@ -166,8 +166,8 @@ export class CommandDoor {
     const token = c.operator?.token ?? (parsed.ok ? parsed.command.token : undefined);
     // One client's requests are answered in the order sent, refusals included: a refusal waits behind the
     // commands before it (unless the queue is full). Over an external broker, where the publisher is not
-    // known, requests answered on one reply topic are one client's.
-    const keyOf = (route: Route | undefined) => (c.operator ? `client:${c.operator.clientId}` : route ? `reply:${route.topic}` : undefined);
+    // known, requests answered to one reply name (drover/v1/cmd/+/response/NAME/...) are one client's.
+    const keyOf = (route: Route | undefined) => (c.operator ? `client:${c.operator.clientId}` : route ? `reply:${replyNameOf(route.topic) ?? route.topic}` : undefined);
     // The reply is sent in the background: accept() returns at once, and reply() logs its own failures.
     const fail = (route: Route | undefined, e: CommandError): void => {
       const send = () => this.reply(c.verb, clientId, route, { transaction, ok: false, error: e }, true);
