@@ -22,7 +22,7 @@ import { type Controller, ownerKeys, splitKey } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { PodWriteSteps } from './still-wanted.js';
 import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
-import { saveWaveProgress } from './wave-progress.js';
+import { rolloutMoved, saveWaveProgress } from './wave-progress.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = CONTROLLER_REVISION_HASH;
@@ -357,7 +357,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       // no node of wave k+1 gets the new revision unless wave k's pass is on record, and a rollback
       // writes the stable template back together with the status that explains it.
       const waves = plan.waves;
-      if (waves && (waves.rollback || canonicalJson(raw.status?.drover ?? null) !== canonicalJson(waves.drover))) {
+      if (waves && (waves.rollback || rolloutMoved(ds.status?.drover?.rollout, waves.drover.rollout))) {
         const progress = { status: (cur: unknown) => ({ ...((cur as DaemonSetStatus | undefined) ?? plan.status), drover: waves.drover }), rollback: waves.rollback, events: waves.events };
         if (!(await saveWaveProgress({ store, log, record: writer.record }, ds, progress))) return;
         // The template written back is a spec change: it queues the pass that replaces the wave's pods.

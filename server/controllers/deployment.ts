@@ -7,7 +7,7 @@ import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRol
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { planDeploymentWaves, type DeploymentWavePlan } from './deployment-waves.js';
-import { saveWaveProgress } from './wave-progress.js';
+import { rolloutMoved, saveWaveProgress } from './wave-progress.js';
 
 const COMPONENT = 'deployment-controller';
 
@@ -97,7 +97,7 @@ export function deploymentController(deps: ControllerDeps): Controller {
     if (d.spec.drover?.rollout) {
       const newRS = findNewReplicaSet(d, owned);
       waves = planDeploymentWaves({ deployment: d, newReplicaSet: newRS, replicaSets: owned, newPods: newRS ? pods.filter((p) => isControlledBy(p, newRS)) : [], now: t });
-      if (waves.rollback || canonicalJson(d.status?.drover?.rollout ?? null) !== canonicalJson(waves.rollout)) {
+      if (waves.rollback || rolloutMoved(d.status?.drover?.rollout, waves.rollout)) {
         const rollout = waves.rollout;
         const empty: DeploymentStatus = { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 };
         const progress = { status: (cur: unknown) => ({ ...((cur as DeploymentStatus | undefined) ?? empty), drover: { rollout } }), rollback: waves.rollback, events: waves.events };

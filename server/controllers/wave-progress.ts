@@ -9,9 +9,20 @@ import type { PodTemplate } from '../../src/api/template.js';
 import { isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store } from '../store/types.js';
+import type { WavedRolloutStatus } from '../../src/api/workloads.js';
 import type { WaveEvent } from './waves.js';
 
 type WavedKind = 'DaemonSet' | 'Deployment';
+
+/**
+ * Whether a pass moved the rollout (started, passed a wave, completed, rolled back, superseded): only
+ * then is the progress stored ahead of the pod writes. Counts and messages go with the status written
+ * at the end of the pass, so a fleet's pods turning Ready one by one cost one write per pass, not two.
+ */
+export function rolloutMoved(prev: WavedRolloutStatus | undefined, next: WavedRolloutStatus): boolean {
+  const key = (r: WavedRolloutStatus | undefined) => (r ? [r.phase, r.wave, r.targetRevision, r.stableRevision, r.waveStartedAt].join('|') : '');
+  return key(prev) !== key(next);
+}
 
 export interface WaveProgress {
   /** The object's status (as stored, maybe none) with the rollout's part set. */
