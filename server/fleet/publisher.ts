@@ -72,6 +72,8 @@ export class FleetPublisher {
   private ticker: NodeJS.Timeout | undefined;
   private watch: Watch | undefined;
   private running: Promise<void> = Promise.resolve();
+  private passing = false;
+  private again = false;
   private stopped = false;
   private readonly now: () => number;
   private readonly version: string;
@@ -129,15 +131,30 @@ export class FleetPublisher {
     this.timer = setTimeout(() => void this.flush(), wait);
   }
 
-  /** One publishing pass; passes run one after another. */
+  /**
+   * One publishing pass; passes run one after another. Asked for while one runs (a broker slow to
+   * acknowledge), it runs once more after it, however often it was asked: passes do not queue up.
+   */
   flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.running = this.running
-      .then(() => this.pass())
-      .catch((err) => {
+    if (this.passing) {
+      this.again = true;
+      return this.running;
+    }
+    this.passing = true;
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && !this.stopped);
+      } catch (err) {
         if (!this.stopped) this.deps.logger.error({ err: errorMessage(err) }, 'fleet publishing failed');
-      });
+      } finally {
+        this.passing = false;
+      }
+    })();
     return this.running;
   }
 

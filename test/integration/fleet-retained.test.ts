@@ -146,3 +146,48 @@ test('a deleted node: its retained state is cleared, so a new dashboard never se
     await fresh.client.endAsync();
   }
 });
+
+test('while the broker does not acknowledge, changes do not queue up passes: one more pass covers them all', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  let blocked = 0;
+  const sent: string[] = [];
+  let passes = 0;
+  class CountingPublisher extends FleetPublisher {
+    override summary() {
+      passes++;
+      return super.summary();
+    }
+  }
+  const stuck = new CountingPublisher({
+    store,
+    logger: silentLogger,
+    version: '0.1.0',
+    debounceMs: 20,
+    sink: {
+      publish: async (topic, payload) => {
+        if (topic !== topics.fleetSummary()) return;
+        blocked++;
+        await gate;
+        sent.push(payload);
+      },
+    },
+  });
+  const started = stuck.start();
+  try {
+    await waitFor('the first pass to hang on the broker', async () => blocked === 1);
+    // Changes spaced beyond the debounce: each one asks for a pass of its own while the first hangs.
+    for (let i = 0; i < 20; i++) {
+      await store.patch('Node', '', 'edge-2', (n) => ({ ...n, metadata: { ...n.metadata, labels: { ...n.metadata.labels, site: `moved-${i}` } } }));
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    assert.equal(passes, 1, 'nothing ran beside the hung pass');
+    release();
+    await started;
+    await waitFor('the last change published', async () => sent.some((p) => (JSON.parse(p) as FleetStatus).nodes.bySite['moved-19'] !== undefined));
+    assert.ok(passes <= 3, `${passes} passes for 20 changes during one hung pass`);
+  } finally {
+    release();
+    await stuck.stop();
+  }
+});
