@@ -9,7 +9,7 @@ import type { DaemonSet, Deployment } from '../../src/api/workloads.js';
 import { droverVersion } from '../../src/cli/version.js';
 import { DELIVERY, topics } from '../../src/contract/topics.js';
 import { withTimeout } from '../../src/util/backoff.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { errorMessage, TimeoutError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
 import { DEFAULT_STALE_AFTER_MS, fleetStatus, isStale, nodeState, type FleetStatus, type NodeState } from './summary.js';
@@ -48,6 +48,8 @@ export interface FleetPublisherDeps {
 
 /** Node-state messages in flight at once (the first pass of a large fleet sends one per node). */
 const PUBLISH_BATCH = 200;
+/** Longest a pass waits for the broker to take one message. */
+const PUBLISH_TIMEOUT_MS = 30_000;
 /** Longest stop() waits for a pass in progress. */
 const STOP_WAIT_MS = 5_000;
 /** The summary's fields that change with the clock alone: a new value of them is no change worth a message. */
@@ -174,12 +176,12 @@ export class FleetPublisher {
   private async pass(): Promise<void> {
     if (this.stopped) return;
     this.lastPassMs = this.now();
-    const { sink, logger } = this.deps;
+    const { logger } = this.deps;
     const summary = this.summary();
     const digest = JSON.stringify(summary, (k, v: unknown) => (CLOCK_FIELDS.has(k) ? undefined : v));
     if (digest !== this.summaryDigest) {
       try {
-        await sink.publish(topics.fleetSummary(), JSON.stringify(summary), DELIVERY.fleetSummary);
+        await this.publish(topics.fleetSummary(), JSON.stringify(summary), DELIVERY.fleetSummary);
         this.summaryDigest = digest;
         logger.debug({ nodes: summary.nodes.total }, 'fleet summary published');
       } catch (err) {
@@ -190,6 +192,16 @@ export class FleetPublisher {
     await this.publishNodeStates();
   }
 
+  /**
+   * One message, given up on after PUBLISH_TIMEOUT_MS (a broker gone away): what it carried is still
+   * unsent as far as this publisher knows, so a later pass sends the state of then.
+   */
+  private publish(topic: string, payload: string, opts: { qos: 0 | 1; retain: boolean }): Promise<void> {
+    return withTimeout(this.deps.sink.publish(topic, payload, opts), PUBLISH_TIMEOUT_MS, () => {
+      throw new TimeoutError(`the broker did not acknowledge ${topic} within ${PUBLISH_TIMEOUT_MS / 1000}s`);
+    });
+  }
+
   private async publishNodeStates(): Promise<void> {
     const nowMs = this.now();
     const refreshMs = this.deps.refreshMs ?? 60_000;
@@ -197,7 +209,7 @@ export class FleetPublisher {
     for (const node of this.deleted) {
       due.push(async () => {
         // An empty retained message is how MQTT forgets one.
-        await this.deps.sink.publish(topics.nodeState(node), '', DELIVERY.nodeState);
+        await this.publish(topics.nodeState(node), '', DELIVERY.nodeState);
         this.deleted.delete(node);
         this.sent.delete(node);
       });
@@ -212,7 +224,7 @@ export class FleetPublisher {
       if (!changed && !refresh) continue;
       const payload: NodeStatePayload = { node: name, state, lastHeard, stale, at: new Date(nowMs).toISOString() };
       due.push(async () => {
-        await this.deps.sink.publish(topics.nodeState(name), JSON.stringify(payload), DELIVERY.nodeState);
+        await this.publish(topics.nodeState(name), JSON.stringify(payload), DELIVERY.nodeState);
         this.sent.set(name, { state, stale, lastHeard, atMs: nowMs });
       });
     }
