@@ -15,6 +15,7 @@ import { parseObject } from '../../src/api/validate.js';
 import { REVISION_LABEL } from '../../server/controllers/daemonset.js';
 import { waveSets } from '../../server/controllers/waves.js';
 import { generateKeyPem } from '../../server/pki/x509.js';
+import { drover } from '../helpers/cli.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { SimAgent } from '../helpers/sim-agent.js';
 
@@ -233,7 +234,7 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
     assert.equal(r.stableRevision, good);
   });
 
-  test('a newer revision supersedes a rollout in flight', async () => {
+  test('rollout pause holds the wave (CLI: pause, status, describe, resume); a newer revision supersedes a rollout in flight', async () => {
     const h3 = hashOf('localhost/fleet-app:3');
     const h4 = hashOf('localhost/fleet-app:4');
     const ds = await getDs();
@@ -241,6 +242,29 @@ describe(`waved DaemonSet rollout over ${NODES} agents`, () => {
 
     await setImage('localhost/fleet-app:3');
     await watchRollout(h3, sets, (r) => r.wave >= 1 && r.phase === 'Progressing');
+
+    const env = { DROVER_SERVER: cluster.apiUrl, DROVER_TOKEN: cluster.token };
+    const paused = await drover(env, ['rollout', 'pause', 'daemonset/fleet']);
+    assert.equal(paused.code, 0, paused.stderr);
+    assert.equal(paused.stdout, 'daemonset.apps/fleet paused\n');
+    const held = await waitFor('Paused', async () => {
+      const r = await rollout();
+      return r?.phase === 'Paused' ? r : undefined;
+    });
+    const podsAtPause = (await pods()).filter((p) => p.metadata.labels?.[REVISION_LABEL] === h3).length;
+    // Longer than the gate's readySeconds (1 s) and a few controller passes: the wave stays where it is.
+    await new Promise((res) => setTimeout(res, 2_500));
+    assert.equal((await rollout())!.wave, held.wave, 'no wave passes while paused');
+    assert.equal((await pods()).filter((p) => p.metadata.labels?.[REVISION_LABEL] === h3).length, podsAtPause, 'no pod replaced while paused');
+    const st = await drover(env, ['rollout', 'status', 'daemonset/fleet', '--watch=false']);
+    assert.equal(st.code, 0, st.stderr);
+    assert.match(st.stdout, new RegExp(`^Waiting for daemon set "fleet" rollout to be resumed: wave ${held.wave + 1}/4 \\(\\d+%\\): \\d+ updated, \\d+ ready, \\d+ pending, paused at wave ${held.wave + 1}/4`));
+    const desc = await drover(env, ['describe', 'daemonset', 'fleet']);
+    assert.match(desc.stdout, /Waved Rollout:[\s\S]*Waves:\s+2 nodes, 20%, 50%, 100%[\s\S]*Paused:\s+true[\s\S]*Phase:\s+Paused/);
+    const resumed = await drover(env, ['rollout', 'resume', 'daemonset/fleet']);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    await watchRollout(h3, sets, (r) => r.phase === 'Progressing');
+
     await setImage('localhost/fleet-app:4');
     const seen = await watchRollout(h4, sets, (r) => r.phase === 'Complete');
     assert.equal(seen.waves[0], 0, 'the newer revision starts again from wave 1');
