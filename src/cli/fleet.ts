@@ -147,8 +147,12 @@ async function watchStatus(ctx: CommandContext, client: ApiClient, opts: FleetOp
         text = why + (last ? last.text.replace(/^FLEET /, 'FLEET (stale) ') : '');
       }
       if (tty) ctx.io.stdout(frame(text));
-      else if (text !== printed) ctx.io.stdout((printed ? '\n' : '') + text);
-      printed = text;
+      else {
+        // Not a terminal (a pipe, a log): a frame only when more than its clock line changed.
+        const body = text.replace(/ {3}as of \S+ {3}/, ' ');
+        if (body !== printed) ctx.io.stdout((printed ? '\n' : '') + text);
+        printed = body;
+      }
       await sleep(intervalMs, signal);
     }
   } finally {
