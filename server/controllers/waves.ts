@@ -209,7 +209,10 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
       v.pending++;
       continue;
     }
-    const since = Math.max(waveStart, ms(pod!.metadata.creationTimestamp) ?? waveStart);
+    // Due from the wave's start, the pod's creation or the node's return, whichever is last: a pod
+    // replaced while its node was offline (`wait`) gets the whole timeout once the node is back.
+    const back = ms(n.node.status?.conditions?.find((c) => c.type === 'Ready')?.lastTransitionTime) ?? 0;
+    const since = Math.max(waveStart, ms(pod!.metadata.creationTimestamp) ?? waveStart, back);
     const why = podFailure(pod!, since, timeoutMs, now);
     if (why) {
       v.failed.push(`${name}/${pod!.metadata.name}: ${why}`);

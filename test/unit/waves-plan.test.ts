@@ -279,6 +279,28 @@ describe('waved rollout: offline nodes', () => {
     assert.equal(sim.rollout.wave, 1, 'the gate passed without the offline node');
   });
 
+  it('wait: a node back after the timeout gets the whole timeout from its return, not from when its pod was replaced', () => {
+    const nodes = fleet(6);
+    const rollout = { waves: [{ nodes: 2 }, { percent: 50 }], gate: { readySeconds: 0, timeoutSeconds: 60 }, offlineNodes: 'wait' };
+    const probe = mkDs('app:1', rollout);
+    const [w1, w2] = waveSets(probe, probe.spec.drover!.rollout!, nodes);
+    const late = nodes.find((n) => n.metadata.name === w1![1])!;
+    late.status!.conditions![0]!.status = 'Unknown';
+    const { sim, h2 } = settled(nodes, rollout);
+    sim.drive(h2, () => sim.rollout.wave === 1, 1_000);
+    sim.pass();
+    sim.ready(h2, (n) => n !== late.metadata.name && w2!.includes(n));
+    sim.now += 600_000;
+    late.status!.conditions![0] = { type: 'Ready', status: 'True', lastTransitionTime: new Date(sim.now).toISOString() };
+    sim.now += 30_000;
+    sim.pass();
+    assert.equal(sim.rollout.phase, 'Progressing', sim.rollout.message);
+    assert.match(sim.rollout.message, /pods to become Ready/);
+    sim.now += 31_000;
+    sim.pass();
+    assert.equal(sim.rollout.phase, 'RolledBack', 'not Ready 60 s after its return: that is a failure');
+  });
+
   it('skip: left alone during the rollout, brought to the final revision once it completes', () => {
     const { sim, h1, h2, off } = wave1Offline('skip');
     sim.drive(h2, () => {
