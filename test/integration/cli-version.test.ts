@@ -46,7 +46,7 @@ describe('drover version and status', () => {
     assert.match(r.stdout, /^Client Version: /);
   });
 
-  it('a view token reads the versions and the server status; no token gets 401, not the version', async () => {
+  it('a view token reads the versions, the server status and the fleet status; no token gets 401, not the version', async () => {
     const created = await t.api('POST', '/drover/v1/tokens', { type: 'api', role: 'view', description: 'dashboard' });
     assert.equal(created.status, 201, created.text);
     const view = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: String(created.body.token) };
@@ -57,6 +57,7 @@ describe('drover version and status', () => {
     assert.ok((s.uptimeSeconds as number) >= 0);
     assert.equal((s.nodes as { total: number }).total, 0);
     assert.equal(typeof s.brokerClients, 'number', 'the embedded broker knows its clients');
+    assert.equal((JSON.parse(ok(await drover(view, ['fleet', 'status', '-o', 'json'])).stdout) as { nodes: { total: number } }).nodes.total, 0);
     const table = ok(await drover(view, ['status'])).stdout;
     assert.match(table, /^Server:\s+https:\/\/127\.0\.0\.1:\d+\nVersion:\s+\S+ \(MQTT contract v1\)\nUp:/);
     const anon = await fetch(`${t.apiUrl}/version`);
