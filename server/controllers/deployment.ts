@@ -1,4 +1,4 @@
-import { REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
+import { POD_TEMPLATE_HASH, REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
@@ -107,7 +107,8 @@ export function deploymentController(deps: ControllerDeps): Controller {
       }
     }
 
-    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created, newReplicaSetCap: waves?.cap });
+    const stableRS = waves ? owned.find((rs) => rs.metadata.labels?.[POD_TEMPLATE_HASH] === waves!.rollout.stableRevision)?.metadata.name : undefined;
+    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created, newReplicaSetCap: waves?.cap, stableReplicaSet: stableRS });
     if (waves) plan.status.drover = { rollout: waves.rollout };
     if (waves?.requeueAfterMs !== undefined) plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, waves.requeueAfterMs);
 

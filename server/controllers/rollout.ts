@@ -144,6 +144,8 @@ export interface RolloutInput {
    * this many replicas, and the old ones keep the rest of spec.replicas.
    */
   newReplicaSetCap?: number;
+  /** A waved rollout's stable ReplicaSet (the last revision that completed): scaled down last. */
+  stableReplicaSet?: string;
 }
 
 export interface ScaleAction {
@@ -246,7 +248,7 @@ function rollingScaleNew(deploy: Deployment, newRS: Work, all: Work[], cap?: num
  * before the newest revision replaced it; this way a returning node runs the newest revision only,
  * and the oldest keeps its pods until newer ones are available.
  */
-function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[], cap?: number): Map<string, number> {
+function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[], cap?: number, stable?: string): Map<string, number> {
   const out = new Map<string, number>();
   const replicas = deploy.spec.replicas ?? 1;
   const oldTotal = old.reduce((s, w) => s + w.spec, 0);
@@ -263,7 +265,8 @@ function rollingScaleOld(deploy: Deployment, newRS: Work, old: Work[], cap?: num
   const newUnavailable = Math.max(0, newRS.spec - newRS.available);
   const maxScaledDown = allPods - minAvail - newUnavailable;
   if (maxScaledDown <= 0) return out;
-  const oldestFirst = [...old].sort(byAge);
+  // A waved rollout keeps its stable revision to the last: a superseded intermediate one goes first.
+  const oldestFirst = [...old].sort((a, b) => Number(a.name === stable) - Number(b.name === stable) || byAge(a, b));
   const spec = new Map(oldestFirst.map((w) => [w.name, w.spec]));
   // 1. Old pods that are not available are the first to go (no availability lost): newest revision first.
   let cleaned = 0;
@@ -494,7 +497,7 @@ export function planRollout(input: RolloutInput): RolloutPlan {
   } else if (newW) {
     const up = rollingScaleNew(d, newW, works, input.newReplicaSetCap);
     if (up !== undefined) changes.set(newW.name, up);
-    else changes = rollingScaleOld(d, newW, oldW, input.newReplicaSetCap);
+    else changes = rollingScaleOld(d, newW, oldW, input.newReplicaSetCap, input.stableReplicaSet);
   }
 
   const scale: ScaleAction[] = [];

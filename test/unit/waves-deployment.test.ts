@@ -96,6 +96,26 @@ describe('waved rollout of a Deployment: waves are replicas of the new revision'
     assert.ok(w.events.some((e) => e.reason === 'RolloutWavePassed' && /wave 1\/3 \(1 replica\)/.test(e.message)));
   });
 
+  it('a superseded intermediate revision is scaled down before the stable one', () => {
+    const { d, rs1 } = rolling();
+    d.spec.template.spec.containers[0]!.image = 'img:3';
+    const rs2 = mkRS(d, 'img:2', 2, 2);
+    const rs3 = mkRS(d, 'img:3', 3, 3);
+    rs1.spec.replicas = 8;
+    const rss = [view(rs1, 8), view(rs2, 2), view(rs3, 3)];
+    const plan = planRollout({ deployment: d, replicaSets: rss, now: T0, newReplicaSetCap: 3, stableReplicaSet: rs1.metadata.name });
+    assert.deepEqual(
+      plan.scale.map((x) => [x.name, x.to]).sort(),
+      [
+        [rs1.metadata.name, 7],
+        [rs2.metadata.name, 0],
+      ].sort(),
+    );
+    // Without a stable one (a plain rolling update) the oldest goes first, as in Kubernetes.
+    const plain = planRollout({ deployment: d, replicaSets: rss, now: T0, newReplicaSetCap: 3 });
+    assert.deepEqual(plain.scale.map((x) => [x.name, x.to]), [[rs1.metadata.name, 5]]);
+  });
+
   it('a failing pod of the new revision rolls back to the stable ReplicaSet template', () => {
     const { d, rs1, rs2, stable } = rolling();
     rs2.spec.replicas = 1;
