@@ -1,4 +1,4 @@
-import { droverVersion } from '../src/cli/version.js';
+import { droverVersion } from '../src/version.js';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 

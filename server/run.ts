@@ -4,7 +4,7 @@ import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
 import { isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
-import { droverVersion } from '../src/cli/version.js';
+import { droverVersion } from '../src/version.js';
 import { ApiServer } from './api/server.js';
 import { CommandDoor } from './commands/door.js';
 import { FleetPublisher } from './fleet/publisher.js';

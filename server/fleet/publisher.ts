@@ -6,7 +6,7 @@
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import type { DaemonSet, Deployment } from '../../src/api/workloads.js';
-import { droverVersion } from '../../src/cli/version.js';
+import { droverVersion } from '../../src/version.js';
 import { DELIVERY, topics } from '../../src/contract/topics.js';
 import { withTimeout } from '../../src/util/backoff.js';
 import { errorMessage, TimeoutError } from '../../src/util/errors.js';

@@ -2,7 +2,7 @@
  * The fleet's HTTP routes (ApiServer extraRoutes, 'view' role): GET /drover/v1/fleet/status, the
  * server's own GET /drover/v1/status, and kubectl's GET /version.
  */
-import { versionInfo } from '../../src/cli/version.js';
+import { versionInfo } from '../../src/version.js';
 import { CONTRACT_VERSION } from '../../src/contract/topics.js';
 import { BadRequestError } from '../../src/util/errors.js';
 import type { ExtraRoute } from '../api/server.js';

@@ -14,7 +14,7 @@ import { after, before, describe, it } from 'node:test';
 import mqtt from 'mqtt';
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { droverVersion } from '../../src/cli/version.js';
+import { droverVersion } from '../../src/version.js';
 import type { NodeStatePayload } from '../../server/fleet/publisher.js';
 import type { FleetStatus } from '../../server/fleet/summary.js';
 import { topics } from '../../src/contract/topics.js';

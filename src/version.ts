@@ -1,0 +1,66 @@
+/**
+ * drover's version, in one place for server, agent and CLI (without loading the CLI): package.json's
+ * version, and the kubectl-shaped version info served at GET /version.
+ */
+import { readFileSync } from 'node:fs';
+import { arch, platform } from 'node:process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CONTRACT_VERSION } from './contract/topics.js';
+import { errorMessage } from './util/errors.js';
+
+let cached: string | undefined;
+
+/**
+ * drover's version: package.json's, the one place it is written. Found by walking up from this file,
+ * so it is the same from the sources (tsx) and from dist/ (compiled).
+ */
+export function droverVersion(): string {
+  if (cached) return cached;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'drover' && typeof pkg.version === 'string') return (cached = pkg.version);
+    } catch (err) {
+      // No package.json at this level (or not ours): keep walking up.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`cannot read drover's package.json in ${dir}: ${errorMessage(err)}`, { cause: err });
+    }
+    const up = dirname(dir);
+    if (up === dir) throw new Error('cannot find drover\'s package.json above ' + fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+/** Go's GOARCH names, which kubectl's `platform` uses. */
+const GOARCH: Record<string, string> = { x64: 'amd64', ia32: '386', arm64: 'arm64', arm: 'arm' };
+
+/** The shape of kubectl's version info (`kubectl version -o json`), with drover's own versions added. */
+export interface VersionInfo {
+  major: string;
+  minor: string;
+  gitVersion: string;
+  gitCommit: string;
+  gitTreeState: string;
+  buildDate: string;
+  goVersion: string;
+  compiler: string;
+  platform: string;
+  drover: { version: string; contract: number; node: string };
+}
+
+export function versionInfo(version = droverVersion()): VersionInfo {
+  const [major = '0', minor = '0'] = version.split('.');
+  return {
+    major,
+    minor,
+    gitVersion: `v${version}-drover`,
+    gitCommit: '',
+    gitTreeState: '',
+    buildDate: '',
+    goVersion: '',
+    compiler: 'node',
+    platform: `${platform}/${GOARCH[arch] ?? arch}`,
+    drover: { version, contract: CONTRACT_VERSION, node: process.version },
+  };
+}
