@@ -90,7 +90,8 @@ export function wavedRolloutStatus(o: Waved, now = Date.now()): RolloutStatus | 
         return deploymentRolloutStatus({ ...o, spec: { ...o.spec, drover: undefined } });
       }
       const c = r.counts;
-      const rest = c.updated < c.total ? ` (${c.updated} of ${c.total} nodes updated; the others get revision ${r.targetRevision} when they are back online)` : '';
+      // Offline nodes (policy wait/skip) already have the revision in their desired state, not running.
+      const rest = c.ready < c.total ? ` (ready on ${c.ready} of ${c.total} nodes; offline ones start revision ${r.targetRevision} when they are back)` : '';
       return { message: `${what} successfully rolled out${rest}`, done: true };
     }
     case 'Paused':

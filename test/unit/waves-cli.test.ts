@@ -48,9 +48,9 @@ describe('rollout status / describe of a waved rollout', () => {
 
   it('waits for a spec change to be observed first; done when Complete; an error when rolled back', () => {
     assert.equal(wavedRolloutStatus(ds({}, { generation: 3, observed: 2 }))!.message, 'Waiting for daemon set spec update to be observed...');
-    const done = rolloutStatusOf(ds({ phase: 'Complete', counts: { updated: 199, ready: 199, pending: 1, offline: 1, failed: 0, total: 200 } }) as unknown as ApiObject);
+    const done = rolloutStatusOf(ds({ phase: 'Complete', counts: { updated: 200, ready: 199, pending: 1, offline: 1, failed: 0, total: 200 } }) as unknown as ApiObject);
     assert.equal(done.done, true);
-    assert.match(done.message, /^daemon set "sensor" successfully rolled out \(199 of 200 nodes updated; the others get revision newhash when they are back online\)$/);
+    assert.match(done.message, /^daemon set "sensor" successfully rolled out \(ready on 199 of 200 nodes; offline ones start revision newhash when they are back\)$/);
     const back = rolloutStatusOf(ds({ phase: 'RolledBack', message: 'rolled back: wave 1/5 (site=lab) failed its gate: 1 of 3 pods failed' }) as unknown as ApiObject);
     assert.equal(back.done, false);
     assert.equal(back.error, 'daemon set "sensor" rolled back: wave 1/5 (site=lab) failed its gate: 1 of 3 pods failed');
