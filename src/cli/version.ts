@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { droverVersion, versionInfo, type VersionInfo } from '../version.js';
+import { versionInfo, type VersionInfo } from '../version.js';
 import { errorMessage } from '../util/errors.js';
 import { CliError } from './client.js';
 import { addConnectionOptions, type CommandContext } from './context.js';
