@@ -223,10 +223,14 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
       else (stable ??= { hash: d.hash, template: d.template, nodes: [] }).nodes.push(n);
     }
     for (const w of wanted) {
-      for (const p of w.others) del.push({ pod: p, reason: 'duplicate daemon pod' });
       const d = wp.desired.get(w.node);
-      const has = w.kept!.metadata.labels?.[REVISION_LABEL];
-      if (d && d !== 'keep' && has !== d.hash) del.push({ pod: w.kept!, reason: `waved rollout: revision ${has} → ${d.hash}` });
+      const want = d && d !== 'keep' ? d.hash : undefined;
+      // Of two pods on a node (a replacement racing its predecessor), the one of the wanted revision stays.
+      const onNode = [w.kept!, ...w.others];
+      const keep = onNode.find((p) => want !== undefined && p.metadata.labels?.[REVISION_LABEL] === want) ?? w.kept!;
+      for (const p of onNode) if (p !== keep) del.push({ pod: p, reason: 'duplicate daemon pod' });
+      const has = keep.metadata.labels?.[REVISION_LABEL];
+      if (want !== undefined && has !== want) del.push({ pod: keep, reason: `waved rollout: revision ${has} → ${want}` });
     }
     if (wp.requeueAfterMs !== undefined) wake(wp.requeueAfterMs);
     status.drover = wp.drover;

@@ -257,6 +257,21 @@ describe('waved rollout: progress and gates', () => {
   });
 });
 
+describe('waved rollout: duplicates', () => {
+  it('of two pods on a node, the one of the revision the node should run stays', () => {
+    const nodes = fleet(8);
+    const { sim, h1, h2 } = settled(nodes, WAVES);
+    const sets = waveSets(sim.ds, sim.ds.spec.drover!.rollout!, nodes);
+    const beyond = sets.at(-1)!.find((n) => !sets[0]!.includes(n))!;
+    // A pod of the new revision next to the stable one on a node beyond wave 1 (a write that raced a supersede).
+    const stray = sim.pod(beyond, h2, mkDs('app:2', WAVES).spec.template, { ready: true, readySince: T0 - 10_000 });
+    const p = sim.pass();
+    const gone = p.delete.filter((d) => d.pod.spec.nodeName === beyond);
+    assert.deepEqual(gone.map((d) => d.pod.metadata.name), [stray.metadata.name]);
+    assert.equal(sim.revisionOn(beyond), h1);
+  });
+});
+
 describe('waved rollout: offline nodes', () => {
   const wave1Offline = (policy: string) => {
     const nodes = fleet(6);
