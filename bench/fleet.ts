@@ -33,7 +33,7 @@
  *   idle-pods  the same idle measurement with one Running pod per node
  */
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,6 +41,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
 import { trustCa } from '../test/helpers/cluster.js';
+import { runningPodReport } from '../test/helpers/sim-agent.js';
 import { apiClient, type ApiCall } from '../test/helpers/http.js';
 import { joinDevice, keyPool, nativeCsr, type DeviceKeyPem, type Joined } from './lib/join.js';
 import { freePort, machine, median, numArg, percentile, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
@@ -272,22 +273,7 @@ class SimAgent {
     return d.pods.map((p) => {
       const startTime = this.startTimes.get(p.uid) ?? now;
       this.startTimes.set(p.uid, startTime);
-      return {
-        uid: p.uid,
-        namespace: p.namespace,
-        name: p.name,
-        phase: 'Running' as const,
-        startTime,
-        containers: p.spec.containers.map((c) => ({
-          name: c.name,
-          image: c.image,
-          containerID: createHash('sha256').update(`${p.uid}/${c.name}`).digest('hex'),
-          ready: true,
-          restartCount: 0,
-          state: 'running' as const,
-          startedAt: startTime,
-        })),
-      };
+      return runningPodReport(p, startTime);
     });
   }
 

@@ -14,6 +14,26 @@ import type { DeviceKey } from '../../agent/join.js';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 
+/** What an agent reports for a pod whose containers all run and are ready (simulated agents, fleet benchmarks). */
+export function runningPodReport(p: payloads.Desired['pods'][number], startTime: string): payloads.PodReport {
+  return {
+    uid: p.uid,
+    namespace: p.namespace,
+    name: p.name,
+    phase: 'Running' as const,
+    startTime,
+    containers: p.spec.containers.map((c) => ({
+      name: c.name,
+      image: c.image,
+      containerID: createHash('sha256').update(`${p.uid}/${c.name}`).digest('hex'),
+      ready: true,
+      restartCount: 0,
+      state: 'running' as const,
+      startedAt: startTime,
+    })),
+  };
+}
+
 export interface SimAgentOptions {
   node: string;
   apiUrl: string;
@@ -150,22 +170,7 @@ export class SimAgent {
       const startTime = this.startTimes.get(p.uid) ?? now;
       this.startTimes.set(p.uid, startTime);
       for (const c of p.spec.containers) this.ran.add(c.image);
-      return {
-        uid: p.uid,
-        namespace: p.namespace,
-        name: p.name,
-        phase: 'Running' as const,
-        startTime,
-        containers: p.spec.containers.map((c) => ({
-          name: c.name,
-          image: c.image,
-          containerID: createHash('sha256').update(`${p.uid}/${c.name}`).digest('hex'),
-          ready: true,
-          restartCount: 0,
-          state: 'running' as const,
-          startedAt: startTime,
-        })),
-      };
+      return runningPodReport(p, startTime);
     });
   }
 
