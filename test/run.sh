@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The whole suite (`npm test`) in two lanes, one per core: the tests that drive real podman or network
+# namespaces (those importing test/helpers/podman, fault or netns, or the podman runtime) one file at a
+# time in one lane, so they never share podman's storage or a fault with each other; every other test
+# (unit tests, integration tests on the fake runtime, simulated agents, brokers) one file at a time in
+# the other. Each lane's node:test spec output is printed whole once both are done, then one line:
+# `N passed, N failed`. Exits non-zero when a test failed or a lane could not run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+real_parts='helpers/(podman|fault|netns)\.js|agent/runtime/podman'
+mapfile -t podman_lane < <(grep -lE "$real_parts" test/integration/*.test.ts)
+mapfile -t other_lane < <(ls test/unit/*.test.ts; grep -LE "$real_parts" test/integration/*.test.ts)
+
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+lane() {
+  local log=$1
+  shift
+  node --import tsx --test --test-concurrency=1 --test-timeout=240000 --test-reporter=spec "$@" >"$log" 2>&1
+}
+
+lane "$logs/podman.log" "${podman_lane[@]}" &
+podman_pid=$!
+lane "$logs/other.log" "${other_lane[@]}" &
+other_pid=$!
+wait "$podman_pid"
+podman_rc=$?
+wait "$other_pid"
+other_rc=$?
+
+passed=0
+failed=0
+for name in other podman; do
+  log="$logs/$name.log"
+  printf '\n===== lane: %s =====\n' "$name"
+  cat "$log"
+  p=$(grep -E '^ℹ pass [0-9]+$' "$log" | tail -1 | awk '{print $3}')
+  f=$(grep -E '^ℹ fail [0-9]+$' "$log" | tail -1 | awk '{print $3}')
+  # A lane that died before its summary counts as a failure, not as zero tests.
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    printf 'lane %s ended without a summary\n' "$name"
+    failed=$((failed + 1))
+    continue
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+done
+printf '\n%d passed, %d failed\n' "$passed" "$failed"
+[ "$podman_rc" -eq 0 ] && [ "$other_rc" -eq 0 ] && [ "$failed" -eq 0 ]
