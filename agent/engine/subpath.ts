@@ -5,11 +5,36 @@
  * the container is created, each subPath source is resolved on the host and must still lie inside its
  * volume; the resolved path, not the one with the link, is what gets mounted.
  */
-import { realpath } from 'node:fs/promises';
-import { sep } from 'node:path';
+import { mkdir, realpath } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import { hasErrno } from '../fs-errors.js';
 import type { Mount, RunSpec } from '../runtime/types.js';
 import { ConfigError } from './env.js';
+
+function inside(real: string, base: string): boolean {
+  return real === base || real.startsWith(base.endsWith(sep) ? base : base + sep);
+}
+
+function outside(m: Mount, real: string): ConfigError {
+  return new ConfigError(`subPath mount on ${m.target} resolves outside its volume (a symbolic link to ${real}): refused`);
+}
+
+/**
+ * A subPath that does not exist yet is made a directory, one component at a time, each checked to be in the
+ * volume (as kubelet does). Handing the runtime the missing path instead would let a container create it as
+ * a link between this check and the mount, which the runtime would then follow.
+ */
+async function createInside(m: Mount, base: string): Promise<void> {
+  let dir = base;
+  for (const part of relative(m.beneath!, m.source).split(sep).filter(Boolean)) {
+    const next = join(dir, part);
+    await mkdir(next).catch((err: unknown) => {
+      if (!hasErrno(err, 'EEXIST')) throw err;
+    });
+    dir = await realpath(next);
+    if (!inside(dir, base)) throw outside(m, dir);
+  }
+}
 
 async function confine(m: Mount): Promise<Mount> {
   if (!m.beneath) return m;
@@ -18,13 +43,11 @@ async function confine(m: Mount): Promise<Mount> {
   try {
     real = await realpath(m.source);
   } catch (err) {
-    // Not there (yet): the runtime refuses a missing source as before, and nothing was followed.
-    if (hasErrno(err, 'ENOENT')) return m;
-    throw err;
+    if (!hasErrno(err, 'ENOENT')) throw err;
+    await createInside(m, base);
+    real = await realpath(m.source);
   }
-  if (real !== base && !real.startsWith(base.endsWith(sep) ? base : base + sep)) {
-    throw new ConfigError(`subPath mount on ${m.target} resolves outside its volume (a symbolic link to ${real}): refused`);
-  }
+  if (!inside(real, base)) throw outside(m, real);
   return { ...m, source: real };
 }
 
