@@ -108,7 +108,12 @@ function presentedCertificate(sock: TLSSocket): boolean {
   return !!cert && Object.keys(cert).length > 0;
 }
 
-/** Most reply names (operator client ids) remembered; the oldest claims go first beyond it. */
+/**
+ * Reply names (operator client ids) one token may hold, and all tokens together. A claim is never taken
+ * from its token to make room: evicting the oldest let a `view` token push an admin's name out with
+ * 10,001 SUBSCRIBEs and then read the admin's replies.
+ */
+export const MAX_REPLY_NAMES_PER_TOKEN = 64;
 const MAX_REPLY_NAMES = 10_000;
 
 /**
@@ -119,14 +124,37 @@ const MAX_REPLY_NAMES = 10_000;
  */
 class ReplyNames {
   private readonly owners = new Map<string, string>();
+  private readonly perToken = new Map<string, number>();
 
   claim(name: string, tokenId: string): boolean {
     const owner = this.owners.get(name);
     if (owner !== undefined) return owner === tokenId;
-    if (this.owners.size >= MAX_REPLY_NAMES) this.owners.delete(this.owners.keys().next().value!);
+    const held = this.perToken.get(tokenId) ?? 0;
+    if (held >= MAX_REPLY_NAMES_PER_TOKEN || this.owners.size >= MAX_REPLY_NAMES) return false;
     this.owners.set(name, tokenId);
+    this.perToken.set(tokenId, held + 1);
     return true;
   }
+}
+
+/**
+ * Subscriptions one operator connection may hold (summary, node states, its replies need a handful):
+ * aedes 1.2 stores a persistent session's filters in time quadratic in a SUBSCRIBE's size, and one packet
+ * of 5,000 allowed filters froze the server for 30 s.
+ */
+export const MAX_OPERATOR_SUBSCRIPTIONS = 32;
+/** Persistent (clean session off) operator sessions one token may create: each keeps its QoS 1 replies while away. */
+export const MAX_PERSISTENT_SESSIONS_PER_TOKEN = 8;
+/** How often open operator sessions are checked against their token (revoked, expired). */
+const OPERATOR_RECHECK_MS = 5_000;
+/** Refused filters logged per connection; the rest are counted (a client can send thousands per packet). */
+const DENIALS_LOGGED = 5;
+
+/** A client id or username fit for a log line: never a token pasted there (`id.secret`, or anything long). */
+function loggable(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (v.length > 64 || /^[a-z0-9]{6}\./.test(v) || /^[A-Za-z0-9_-]{32,}$/.test(v)) return '<redacted>';
+  return v;
 }
 
 async function listen(server: Server, port: number, host: string): Promise<number> {
@@ -160,12 +188,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const remotes = new WeakMap<object, string>();
   let commandHandler: ((c: BrokerCommand) => void) | undefined;
   const replyNames = new ReplyNames();
+  const granted = new WeakMap<object, number>();
+  const denied = new WeakMap<object, number>();
+  /** Per token, the client ids it made persistent sessions under (aedes keeps them, and their replies, while away). */
+  const persistentSessions = new Map<string, Set<string>>();
   /**
    * drover's own client ids (`drover-server`, `drover-agent-*`) are decided by `opts.authenticate`, and
    * over TLS only with a certificate; any other id is an operator's, with an API token as its password.
    * So an operator can never take (and kick) the server's or an agent's session.
    */
-  const decideConnect = (a: ConnectAttempt, conn: { overTls: boolean; remote?: string }): ConnectDecision => {
+  const decideConnect = (a: ConnectAttempt, conn: { overTls: boolean; remote?: string; persistent: boolean }): ConnectDecision => {
     if (isReservedClientId(a.clientId) || a.peer) {
       if (conn.overTls && !a.peer) return { refuse: 'bad-credentials', why: 'a drover client id without a client certificate' };
       return opts.authenticate(a);
@@ -177,12 +209,18 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if ('refused' in check) return { refuse: 'bad-credentials', why: `API token ${check.tokenId ? `${check.tokenId} ` : ''}refused: ${check.refused}` };
     const { tokenId, role } = check.identity;
     // A client id names its reply topics: another token may not take it over (and read its replies).
-    if (!replyNames.claim(a.clientId, tokenId)) return { refuse: 'not-authorized', why: `client id ${a.clientId} belongs to another token's session` };
+    if (!replyNames.claim(a.clientId, tokenId)) return { refuse: 'not-authorized', why: `client id ${a.clientId} belongs to another token's session, or token ${tokenId} holds ${MAX_REPLY_NAMES_PER_TOKEN} client ids already` };
+    if (conn.persistent) {
+      const held = persistentSessions.get(tokenId) ?? new Set<string>();
+      if (!held.has(a.clientId) && held.size >= MAX_PERSISTENT_SESSIONS_PER_TOKEN) return { refuse: 'not-authorized', why: `token ${tokenId} holds ${MAX_PERSISTENT_SESSIONS_PER_TOKEN} persistent sessions already (connect with a clean session)` };
+      held.add(a.clientId);
+      persistentSessions.set(tokenId, held);
+    }
     return { principal: { role: 'operator', operator: { clientId: a.clientId, tokenId, apiRole: role, token: a.password, ...(conn.remote ? { remote: conn.remote } : {}) } } };
   };
   const authenticate: AedesOptions['authenticate'] = (client, username, password, done) => {
     const attempt: ConnectAttempt = { clientId: client.id, username, password: password?.toString('utf8'), peer: peers.get(client.conn) };
-    const decision = decideConnect(attempt, { overTls: overTls.has(client.conn), remote: remotes.get(client.conn) });
+    const decision = decideConnect(attempt, { overTls: overTls.has(client.conn), remote: remotes.get(client.conn), persistent: (client as { clean?: boolean }).clean === false });
     // A node name becomes part of topic filters in the ACL: `+`, `#` or `/` in it (username `+`) would
     // turn the agent's own-inbox rule into a wildcard over every node.
     if ('principal' in decision && (decision.principal.role !== 'agent' || isTopicSafe(decision.principal.node))) {
@@ -195,7 +233,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     }
     const why = 'refuse' in decision ? decision.why : 'node name not topic-safe';
     // Names only: no password (an API token), no certificate body.
-    opts.logger.warn({ clientId: client.id, username: username?.slice(0, 64), cn: attempt.peer?.cn, why }, 'mqtt connection refused');
+    opts.logger.warn({ clientId: loggable(client.id), username: loggable(username), cn: attempt.peer?.cn, why }, 'mqtt connection refused');
     const notAuthorized = 'refuse' in decision && decision.refuse === 'not-authorized';
     const err = new Error(notAuthorized ? 'not authorized' : 'bad username or password') as AuthenticateError;
     err.returnCode = notAuthorized ? 5 : 4;
@@ -235,15 +273,37 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     if (who?.role === 'server' || (who?.role === 'agent' && agentMaySubscribe(who.node, sub.topic))) return done(null, sub);
     if (who?.role === 'operator') {
       const { clientId, tokenId } = who.operator;
-      if (operatorMaySubscribe(sub.topic, (name) => name === clientId || replyNames.claim(name, tokenId))) return done(null, sub);
+      const n = granted.get(client) ?? 0;
+      if (n < MAX_OPERATOR_SUBSCRIPTIONS && operatorMaySubscribe(sub.topic, (name) => name === clientId || replyNames.claim(name, tokenId))) {
+        granted.set(client, n + 1);
+        return done(null, sub);
+      }
     }
-    opts.logger.warn({ clientId: client.id, topic: sub.topic }, 'mqtt subscribe denied');
+    // Bounded: one SUBSCRIBE may carry thousands of filters of any length.
+    const d = (denied.get(client) ?? 0) + 1;
+    denied.set(client, d);
+    if (d <= DENIALS_LOGGED) opts.logger.warn({ clientId: loggable(client.id), topic: sub.topic.slice(0, 200), ...(d === DENIALS_LOGGED ? { more: 'further refusals on this connection are not logged' } : {}) }, 'mqtt subscribe denied');
     // A null subscription denies this filter (SUBACK 128) without dropping the connection.
     done(null, null);
   };
   // aedes' own CONNECT deadline (30 s by default) matches the guard's.
   const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, connectTimeout: CONNECT_TIMEOUT_MS });
   aedes.on('clientError', (client, err) => opts.logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
+  // A token revoked or expired while its session is open: commands already get 401 from the API, but the
+  // retained fleet summary and node states would keep flowing to it. Checked again every few seconds.
+  const recheck = setInterval(() => {
+    if (!opts.operators) return;
+    for (const c of Object.values((aedes as unknown as { clients: Record<string, Client | undefined> }).clients)) {
+      const who = c ? principals.get(c) : undefined;
+      if (!c || who?.role !== 'operator') continue;
+      const check = opts.operators.checkToken(who.operator.token);
+      if ('refused' in check) {
+        opts.logger.info({ clientId: who.operator.clientId, tokenId: who.operator.tokenId, why: check.refused }, 'mqtt operator disconnected: its token no longer counts');
+        c.close();
+      }
+    }
+  }, OPERATOR_RECHECK_MS);
+  recheck.unref();
   const accept = (s: Duplex, peer: PeerIdentity | undefined, tls: boolean) => {
     const remote = (s as Partial<Socket>).remoteAddress;
     const next = (conn: Duplex) => {
@@ -312,6 +372,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       return true;
     },
     close: async () => {
+      clearInterval(recheck);
       // Destroy client sockets first: server.close waits for every connection to end.
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
