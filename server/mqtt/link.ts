@@ -67,6 +67,13 @@ export class ServerLink {
     });
     client.on('reconnect', () => logger.debug('mqtt link reconnecting'));
     client.on('error', (err) => logger.warn({ err: err.message }, 'mqtt link error'));
+    // MQTT 5 (external broker): the broker says why it ended the session. 0x8E: another client connected
+    // with the server's client id, which an external broker such as Mosquitto does not stop.
+    client.on('disconnect', (packet) => {
+      const code = packet.reasonCode ?? 0;
+      if (code === 0x8e) logger.error({ reasonCode: code, clientId: client.options.clientId }, 'mqtt link: another client took over the server\'s session on the broker (its client id); reconnecting');
+      else logger.warn({ reasonCode: code }, 'mqtt link: the broker ended the session');
+    });
   }
 
   static async connect(opts: LinkOptions): Promise<ServerLink> {
