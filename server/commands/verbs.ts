@@ -20,7 +20,9 @@ import { objectName } from '../../src/cli/output.js';
 import { planUndo, RESTARTED_AT_ANNOTATION, rolloutStatusOf, setRolloutPaused, type UndoPlan } from '../../src/cli/rollout.js';
 import { SCALE_FIELD } from '../../src/cli/scale.js';
 import { sleep } from '../../src/cli/watch.js';
-import { DRAIN_DEFAULT_SECONDS, LOGS_DEFAULT_LINES, LOGS_MAX_BYTES, type CommandArgs, type CommandVerb } from '../../src/contract/commands.js';
+import { assertManifestBounds } from '../../src/api/manifest.js';
+import { DRAIN_DEFAULT_SECONDS, LOGS_DEFAULT_LINES, LOGS_MAX_BYTES, MAX_MANIFEST_DOCUMENTS, MAX_MANIFEST_FLOW_DEPTH, type CommandArgs, type CommandVerb } from '../../src/contract/commands.js';
+import type { Resource, Verb as ApiVerb } from '../auth/roles.js';
 import { TimeoutError, ValidationError } from '../../src/util/errors.js';
 
 /** A verb's argument that is well-formed JSON but names nothing usable (an unknown kind): 422 naming it. */
@@ -58,9 +60,13 @@ function manifestSources(m: CommandArgs<'apply'>['manifest']): ManifestSource[] 
 }
 
 async function apply(client: ApiClient, a: CommandArgs<'apply'>): Promise<unknown> {
+  const sources = manifestSources(a.manifest);
+  // Parsing runs on the server's only thread: what it may cost is checked on the text first.
+  for (const src of sources) assertManifestBounds(src.text, { maxDocuments: MAX_MANIFEST_DOCUMENTS, maxFlowDepth: MAX_MANIFEST_FLOW_DEPTH }, 'manifest');
   // Every document is validated before the first is sent: a bad one changes nothing.
-  const items = validateSources(manifestSources(a.manifest));
+  const items = validateSources(sources);
   if (!items.length) throw invalidArg('manifest', 'no objects in the manifest');
+  if (items.length > MAX_MANIFEST_DOCUMENTS) throw invalidArg('manifest', `more than ${MAX_MANIFEST_DOCUMENTS} objects (${items.length}); apply it in parts`);
   const prepared = items.map((item) => ({ item, obj: targetObject(item, a.namespace) }));
   const results: Array<{ kind: string; name: string; namespace?: string; result: ApplyResult; warnings?: string[] }> = [];
   for (const { item, obj } of prepared) {
@@ -225,6 +231,19 @@ export const VERBS: { [V in CommandVerb]: Verb<V> } = {
   drain,
   logs,
   'fleet-status': fleetStatus,
+};
+
+/**
+ * Verbs whose work before their first API call is costly (apply parses a manifest of up to 1 MiB), and
+ * the right the API will ask of them: the door checks the token and this right first, with the same
+ * rule (server/auth/roles.ts), so a caller who may not write never makes the server parse.
+ */
+export interface Preauthorization {
+  verb: ApiVerb;
+  resource: Resource;
+}
+export const PREAUTHORIZED: { [V in CommandVerb]?: (args: CommandArgs<V>) => Preauthorization } = {
+  apply: (a) => ({ verb: 'create', resource: { resource: 'objects', ...(a.namespace ? { namespace: a.namespace } : {}) } }),
 };
 
 /** Verbs that only read: they are logged at debug level, the others at info. */

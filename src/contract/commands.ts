@@ -34,6 +34,12 @@ export const MAX_COMMAND_BYTES = 1024 * 1024;
 /** Largest reply: above it the reply is an error that says how to ask for less (limit, selectors, tailLines). */
 export const MAX_REPLY_BYTES = 2 * 1024 * 1024;
 export const MAX_TRANSACTION_LENGTH = 128;
+/**
+ * `apply`: most documents (or list items) one manifest may hold, and deepest nesting of flow collections
+ * (`[`, `{`) in its text. The server parses the text on its only thread: these keep one request's parse short.
+ */
+export const MAX_MANIFEST_DOCUMENTS = 500;
+export const MAX_MANIFEST_FLOW_DEPTH = 64;
 /** `logs`: lines and bytes a reply carries at most (the last ones), and the lines when none are asked for. */
 export const LOGS_MAX_LINES = 1000;
 export const LOGS_DEFAULT_LINES = 100;
@@ -72,7 +78,7 @@ export const COMMAND_ARGS = {
   get: z.strictObject({ ...envelope, kind: text(64), name: name.optional(), namespace: name.optional(), ...selectors }),
   list: z.strictObject({ ...envelope, kind: text(64), namespace: name.optional(), ...selectors }),
   /** `manifest`: YAML or JSON text (one or several documents), an object, or a list of objects. */
-  apply: z.strictObject({ ...envelope, manifest: z.union([text(MAX_COMMAND_BYTES), manifestObject, z.array(manifestObject).min(1).max(1000)]), namespace: name.optional() }),
+  apply: z.strictObject({ ...envelope, manifest: z.union([text(MAX_COMMAND_BYTES), manifestObject, z.array(manifestObject).min(1).max(MAX_MANIFEST_DOCUMENTS, `at most ${MAX_MANIFEST_DOCUMENTS} objects`)]), namespace: name.optional() }),
   delete: z.strictObject({ ...envelope, ...object }),
   scale: z.strictObject({ ...envelope, ...object, replicas: count, currentReplicas: count.optional() }),
   'rollout-status': z.strictObject({ ...envelope, ...workload }),

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { COMMAND_VERBS, MAX_COMMAND_BYTES, commandReply, parseCommand } from '../../src/contract/commands.js';
+import { COMMAND_VERBS, MAX_COMMAND_BYTES, MAX_MANIFEST_DOCUMENTS, commandReply, parseCommand } from '../../src/contract/commands.js';
 import {
   isAllowedReplyTopic,
   isOperatorClientId,
@@ -125,6 +125,14 @@ test('a valid request: verb, transaction, routing fields apart from the argument
   assert.ok(w.ok);
   assert.equal(w.command.args.kind, 'deployment', 'rollout verbs default to deployments');
   assert.equal(COMMAND_VERBS.length, new Set(COMMAND_VERBS).size);
+});
+
+test('apply: a list of objects holds at most MAX_MANIFEST_DOCUMENTS, refused naming manifest', () => {
+  const cm = (i: number) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `c${i}` } });
+  assert.ok(parseCommand('apply', JSON.stringify({ transaction: 'a', manifest: Array.from({ length: MAX_MANIFEST_DOCUMENTS }, (_, i) => cm(i)) })).ok);
+  const r = parseCommand('apply', JSON.stringify({ transaction: 'a', manifest: Array.from({ length: MAX_MANIFEST_DOCUMENTS + 1 }, (_, i) => cm(i)) }));
+  assert.ok(!r.ok);
+  assert.deepEqual([r.refused.error.code, r.refused.error.field], [422, 'manifest']);
 });
 
 test('reply shapes', () => {

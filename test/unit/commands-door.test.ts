@@ -17,7 +17,7 @@ import { LevelStore } from '../../server/store/level.js';
 import type { Store } from '../../server/store/types.js';
 import { LOGS_MAX_BYTES } from '../../src/contract/commands.js';
 import { topics } from '../../src/contract/topics.js';
-import { silentLogger } from '../../src/util/logger.js';
+import { createLogger, silentLogger } from '../../src/util/logger.js';
 
 let dir: string;
 let level: LevelStore;
@@ -27,6 +27,10 @@ let api: ApiServer;
 let door: CommandDoor;
 const audit: AuditRecord[] = [];
 const published: Array<{ topic: string; reply: any; correlationData?: Buffer }> = [];
+/** What the door logged (debug and up), one JSON line each. */
+const logLines: string[] = [];
+/** While set, `logs` waits for it: a pod whose node is slow to answer. */
+let logsGate: Promise<void> | undefined;
 const bigLog = Array.from({ length: 20_000 }, (_, i) => `line ${i} ${'x'.repeat(40)}`).join('\n') + '\n';
 
 before(async () => {
@@ -35,8 +39,12 @@ before(async () => {
   store = withAdmission(level);
   await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
   tokens = await TokenStore.open({ dataDir: dir, logger: silentLogger });
-  api = new ApiServer({ store, logger: silentLogger, tokens, audit: { write: (r) => audit.push(r) }, logs: async () => bigLog, ready: () => true });
-  door = new CommandDoor({ api, logger: silentLogger, publish: async (topic, payload, opts) => void published.push({ topic, reply: JSON.parse(payload), ...(opts.correlationData ? { correlationData: opts.correlationData } : {}) }) });
+  api = new ApiServer({ store, logger: silentLogger, tokens, audit: { write: (r) => audit.push(r) }, logs: async () => {
+      await logsGate;
+      return bigLog;
+    }, ready: () => true });
+  const logger = createLogger({ name: 'door-test', level: 'debug', destination: { write: (line: string) => void logLines.push(line) } });
+  door = new CommandDoor({ api, tokens, logger, publish: async (topic, payload, opts) => void published.push({ topic, reply: JSON.parse(payload), ...(opts.correlationData ? { correlationData: opts.correlationData } : {}) }) });
 });
 after(async () => {
   await door.close();
@@ -161,4 +169,77 @@ test('external broker: token from the request, reply to the MQTT 5 response topi
 test('fleet-status goes to GET /drover/v1/fleet/status: without that route, the API\'s 404', async () => {
   const r = (await send('fleet-status', { transaction: 'f' })).reply;
   assert.deepEqual([r.ok, r.error.code], [false, 404]);
+});
+
+/** Waits until `n` replies have been published since `from` (the door answers in the background). */
+async function replies(from: number, n: number): Promise<typeof published> {
+  for (let i = 0; i < 1000 && published.length - from < n; i++) await new Promise((r) => setTimeout(r, 10));
+  return published.slice(from);
+}
+
+test('apply: a view token is refused (403) before its manifest is parsed, a made-up token (external broker) 401; an admin\'s 20,000-key manifest gets its duplicate key named', async () => {
+  // ~830 KB, one ConfigMap of 20,000 keys whose last key repeats the first: parsed, it is a duplicate-key
+  // error, so a 403/401 here says the refusal came before the parse (review10 F3: a 650 KB apply stalled the server 75 s).
+  const keys = Array.from({ length: 20_000 }, (_, i) => `  k${i}: ${'x'.repeat(30)}`).join('\n');
+  const manifest = `apiVersion: v1\nkind: ConfigMap\nmetadata: { name: huge }\ndata:\n${keys}\n  k0: again\n`;
+  const v = await tokens.createApi({ role: 'view' });
+  const viewer = (await send('apply', { transaction: 'big-v', manifest }, { operator: asOperator('viewer2', v.token, v.id) })).reply;
+  assert.deepEqual([viewer.ok, viewer.error.code, viewer.error.reason], [false, 403, 'Forbidden']);
+  assert.match(viewer.error.message, new RegExp(`^forbidden: token ${v.id} \\(role view\\) may not create objects: the view role may only get, list, watch and read logs$`));
+  const fake = (await send('apply', { transaction: 'big-x', token: `abcdef.${'A'.repeat(32)}`, clientId: 'ext', manifest }, {})).reply;
+  assert.deepEqual([fake.error.code, fake.error.field], [401, 'token']);
+  assert.match(fake.error.message, /^a valid bearer token is required: /);
+  const admin = (await send('apply', { transaction: 'big-a', manifest })).reply;
+  assert.equal(admin.ok, false);
+  assert.match(admin.error.message, /manifest: line 20005: duplicate key/);
+  assert.equal(await store.get('ConfigMap', 'default', 'huge'), undefined);
+});
+
+test('apply: more than 500 documents, or flow collections nested past 64, refused naming manifest before parsing', async () => {
+  const many = Array.from({ length: 501 }, (_, i) => `apiVersion: v1\nkind: ConfigMap\nmetadata: { name: m${i} }\n`).join('---\n');
+  const r = (await send('apply', { transaction: 'many', manifest: many })).reply;
+  assert.deepEqual([r.error.code, r.error.field], [422, 'manifest']);
+  assert.match(r.error.message, /more than 500 documents/);
+  assert.equal(await store.get('ConfigMap', 'default', 'm0'), undefined);
+  const deep = (await send('apply', { transaction: 'deep', manifest: `${'['.repeat(100_000)}${']'.repeat(100_000)}` })).reply;
+  assert.deepEqual([deep.error.code, deep.error.field], [422, 'manifest']);
+  assert.match(deep.error.message, /nested more than 64 levels/);
+});
+
+test('one token flooding the door with slow commands from 16 client ids fills only its own share: another operator is answered meanwhile', async () => {
+  const v = await tokens.createApi({ role: 'view' });
+  let open!: () => void;
+  logsGate = new Promise((r) => (open = r));
+  const start = published.length;
+  // review10 F4: 16 client ids × 16 `logs` of a pod whose node does not answer, 256 commands (the whole queue before).
+  for (let i = 0; i < 16; i++) {
+    for (let j = 0; j < 16; j++) door.handle({ verb: 'logs', payload: Buffer.from(JSON.stringify({ transaction: `f${i}-${j}`, pod: 'p' })), retain: false, operator: asOperator(`flood${i}`, v.token, v.id) });
+  }
+  const refused = await replies(start, 240);
+  assert.equal(refused.length, 240, 'all but the token\'s 16 answered at once');
+  assert.ok(refused.every((p) => p.reply.error?.code === 429));
+  assert.match(refused[0]!.reply.error.message, /too many commands in flight \(at most 16 for one token, over all its client ids\)/);
+  // Another token's command is answered while the flood still waits on the node.
+  const mine = await send('get', { transaction: 'mine', kind: 'deployments' });
+  assert.equal(mine.reply.ok, true);
+  assert.equal(published.length - start, 241, 'none of the flood\'s 16 answered yet');
+  open();
+  logsGate = undefined;
+  const all = await replies(start, 257);
+  assert.equal(all.filter((p) => p.reply.ok && p.reply.data.log !== undefined).length, 16);
+});
+
+test('door logs carry no token: the bootstrap admin token as transaction, verb or clientId, an API token as transaction', async () => {
+  const v = await tokens.createApi({ role: 'view' });
+  logLines.length = 0;
+  // review10 F8: maskTokens knows "<id>.<secret>", not the bootstrap admin token's form.
+  assert.equal((await send('cordon', { transaction: tokens.adminToken, node: 'nope' })).reply.error.code, 404);
+  assert.equal((await send('get', { transaction: v.token, kind: 'nodes' })).reply.ok, true);
+  assert.equal((await send(tokens.adminToken, { transaction: 'v' })).reply.error.code, 404);
+  assert.equal((await send('get', { transaction: 'c', token: v.token, clientId: tokens.adminToken, kind: 'nodes' }, {})).reply.ok, true);
+  const text = logLines.join('');
+  assert.ok(logLines.length >= 4, 'each command was logged');
+  assert.ok(!text.includes(tokens.adminToken), 'no bootstrap admin token in the logs');
+  assert.ok(!text.includes(v.token.split('.')[1]!), 'no API token secret in the logs');
+  assert.match(text, /<admin-token>/);
 });
