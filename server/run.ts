@@ -276,7 +276,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       ready: () => link.connected(),
     });
     // MQTT commands run through the API's own handler: the same authorization, admission and audit as HTTP.
-    const door = new CommandDoor({ api, publish: (topic, payload, opts) => link.publish(topic, payload, opts), logger });
+    const door = new CommandDoor({ api, tokens, publish: (topic, payload, opts) => link.publish(topic, payload, opts), logger });
     broker?.onCommand((c) => door.handle(c));
     link.onCommand((c) => door.handle(c));
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);

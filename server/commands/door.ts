@@ -15,6 +15,9 @@ import { maskTokens, type ApiCheck } from '../auth/tokens.js';
 import { PREAUTHORIZED, READ_ONLY_VERBS, VERBS, type Preauthorization } from './verbs.js';
 
 /** A command as the embedded broker (with the publisher's proven identity) or the server's link (external broker) heard it. */
+
+/** Replies up to this size are sent at QoS 1 (kept for a session that is briefly away); larger ones at QoS 0. */
+export const QUEUED_REPLY_MAX_BYTES = 64 * 1024;
 export interface IncomingCommand {
   verb: string;
   payload: Buffer;
@@ -322,7 +325,11 @@ export class CommandDoor {
       return;
     }
     try {
-      await this.deps.publish(route.topic, encodeReply(r), { ...DELIVERY.commandReply, ...(route.correlationData ? { correlationData: route.correlationData } : {}) });
+      const payload = encodeReply(r);
+      // A broker keeps QoS 1 messages for a persistent session that is away, for as long as it stays away:
+      // large replies go at QoS 0, so a token cannot park megabytes of them in the server's memory.
+      const qos = Buffer.byteLength(payload) > QUEUED_REPLY_MAX_BYTES ? 0 : DELIVERY.commandReply.qos;
+      await this.deps.publish(route.topic, payload, { ...DELIVERY.commandReply, qos, ...(route.correlationData ? { correlationData: route.correlationData } : {}) });
     } catch (err) {
       logger.warn({ verb: this.mask(verb.slice(0, 64)), clientId: clientId && this.mask(clientId), err: this.mask(errorMessage(err)) }, 'mqtt command reply not sent');
     }

@@ -285,7 +285,7 @@ describe('MQTT commands through an external Mosquitto (the README set-up)', () =
     const got = replies(r.stdout);
     assert.equal(got.length, 7, r.stdout);
     const e = got.map((x) => [x.transaction, x.error?.code, x.error?.field]);
-    assert.deepEqual(e, [[null, 400, undefined], ['t2', 404, undefined], ['t3', 422, 'name'], ['t4', 403, undefined], ['t5', 401, 'token'], ['t6', 401, undefined], ['t7', 400, 'retain']], r.stdout);
+    assert.deepEqual(e, [[null, 400, undefined], ['t2', 404, undefined], ['t3', 422, 'name'], ['t4', 403, undefined], ['t5', 401, 'token'], ['t6', 401, 'token'], ['t7', 400, 'retain']], r.stdout);
     assert.match(got[0]!.error!.message, /not valid JSON/);
     assert.match(got[3]!.error!.message, /role view\) may not update deployments "web"/);
     assert.match(got[5]!.error!.message, /a valid bearer token is required/);
