@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Socket } from 'node:net';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
 import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
@@ -86,7 +87,9 @@ export class ServerLink {
       // Persistent session: agent reports published while the server restarts wait for it at the broker
       // (MQTT 5 ends a session at disconnect unless it is given an expiry).
       clean: false,
-      ...(opts.commands ? { properties: { sessionExpiryInterval: 0xffffffff } } : {}),
+      // maximumPacketSize: the broker never forwards the server a larger packet (an operator's 64 MiB
+      // "command" through Mosquitto would otherwise be read whole into this process).
+      ...(opts.commands ? { properties: { sessionExpiryInterval: 0xffffffff, maximumPacketSize: MAX_PAYLOAD_BYTES + 64 * 1024 } } : {}),
       keepalive: SESSION.keepaliveSeconds,
       reconnectPeriod: SESSION.reconnectMs,
       connectTimeout: SESSION.connectTimeoutMs,

@@ -66,6 +66,8 @@ export async function startMosquitto(opts: { tls?: MosquittoTls; operators?: Mos
         : []),
       // Small messages (command replies) go out at once, not after the peer's delayed ACK.
       'set_tcp_nodelay true',
+      // As the README: drover's largest message is 4 MiB (a global option: every listener).
+      'max_packet_size 4259840',
       'persistence false',
       // The default of 1000 drops QoS 1 messages to a slow subscriber.
       'max_queued_messages 100000',
