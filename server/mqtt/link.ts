@@ -7,6 +7,9 @@ import { withTimeout } from '../../src/util/backoff.js';
 import { DroverError, TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
+
+/** Commands kept for the door while it is being wired (a persistent session's queue arrives at connect). */
+const EARLY_COMMANDS_MAX = 256;
 export interface LinkOptions {
   url: string;
   clientId: string;
@@ -58,6 +61,8 @@ export class ServerLink {
   private readonly pending = new Map<string, { node: string; resolve: (r: payloads.Response) => void; reject: (e: Error) => void }>();
   private handler: ReportHandler = () => {};
   private commandHandler: ((c: LinkCommand) => void) | undefined;
+  /** Commands received before onCommand (at most EARLY_COMMANDS_MAX): a request is never silently dropped. */
+  private readonly early: LinkCommand[] = [];
 
   private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean) {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
@@ -120,6 +125,8 @@ export class ServerLink {
   /** External broker: where operators' commands go (see LinkOptions.commands). */
   onCommand(handler: (c: LinkCommand) => void): void {
     this.commandHandler = handler;
+    // Commands the broker handed over (the session's queue) before the door was wired: each gets its answer.
+    for (const c of this.early.splice(0)) handler(c);
   }
 
   /** Any message on any topic (command replies, the fleet summary): the caller picks QoS and retain. */
@@ -144,15 +151,17 @@ export class ServerLink {
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     const cmd = this.commands ? parseCommandTopic(topic) : undefined;
     if (cmd) {
-      if (!this.commandHandler) return this.logger.warn({ verb: cmd.verb }, 'mqtt command before the command door was ready: dropped');
       const props = packet.properties;
-      this.commandHandler({
+      const c: LinkCommand = {
         verb: cmd.verb,
         payload,
         retain: packet.retain,
         ...(props?.responseTopic ? { responseTopic: props.responseTopic } : {}),
         ...(props?.correlationData ? { correlationData: props.correlationData } : {}),
-      });
+      };
+      if (this.commandHandler) this.commandHandler(c);
+      else if (this.early.length < EARLY_COMMANDS_MAX) this.early.push(c);
+      else this.logger.warn({ verb: cmd.verb.slice(0, 64) }, 'mqtt command before the command door was ready, and too many waiting: dropped');
       return;
     }
     const t = parseTopic(topic);
