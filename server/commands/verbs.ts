@@ -13,7 +13,7 @@ import { applyObject, targetObject, type ApplyResult } from '../../src/cli/apply
 import { ApiClient, CliError } from '../../src/cli/client.js';
 import { DEFAULT_NAMESPACE, resolveKind } from '../../src/cli/context.js';
 import { deleteObject } from '../../src/cli/delete.js';
-import { planDrain, setUnschedulable } from '../../src/cli/drain.js';
+import { evict, planDrain, podGone, podRef, podsOnNode, setUnschedulable } from '../../src/cli/drain.js';
 import { validateSources, type ManifestSource } from '../../src/cli/manifests.js';
 import { updateObject } from '../../src/cli/mutate.js';
 import { objectName } from '../../src/cli/output.js';
@@ -159,30 +159,19 @@ function cordon(unschedulable: boolean): Verb<'cordon'> {
 }
 
 const POD = kindInfo('Pod');
-const podRef = (p: Pod) => `${p.metadata.namespace ?? DEFAULT_NAMESPACE}/${p.metadata.name}`;
 
 /** `drain`: cordon, then delete the pods kubectl's rules let go, and wait (bounded) until they are gone. */
 async function drain(client: ApiClient, a: CommandArgs<'drain'>): Promise<unknown> {
   const cordoned = await setUnschedulable(client, a.node, true);
-  const pods = ((await client.get<{ items?: Pod[] }>(objectPath(POD, undefined), { fieldSelector: `spec.nodeName=${a.node}` }))?.items ?? []).filter((p) => p.spec?.nodeName === a.node);
-  const plan = planDrain(pods, a);
+  const plan = planDrain(await podsOnNode(client, a.node), a);
   if (plan.errors.length) throw new CliError(`unable to drain node "${a.node}": ${plan.errors.join(', ')}`, { code: 409, reason: 'Conflict' });
-  for (const p of plan.evict) {
-    try {
-      await client.delete(objectPath(POD, p.metadata.namespace, p.metadata.name));
-    } catch (err) {
-      if (!(err instanceof CliError && err.code === 404)) throw err;
-    }
-  }
+  for (const p of plan.evict) await evict(client, p);
   const timeoutSeconds = a.timeoutSeconds ?? DRAIN_DEFAULT_SECONDS;
   const deadline = Date.now() + timeoutSeconds * 1000;
   let pending = plan.evict;
   for (;;) {
     const still: Pod[] = [];
-    for (const p of pending) {
-      const cur = await client.getOptional<Pod>(objectPath(POD, p.metadata.namespace, p.metadata.name));
-      if (cur && (p.metadata.uid === undefined || cur.metadata.uid === p.metadata.uid)) still.push(p);
-    }
+    for (const p of pending) if (!(await podGone(client, p))) still.push(p);
     pending = still;
     if (!pending.length) break;
     if (Date.now() >= deadline) throw new TimeoutError(`drain of node "${a.node}" did not complete within ${timeoutSeconds}s: pods still terminating: ${pending.map(podRef).join(', ')}`);

@@ -40,7 +40,7 @@ export interface DrainPlan {
   warnings: string[];
 }
 
-const podRef = (p: Pod): string => `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+export const podRef = (p: Pod): string => `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
 
 function controllerOf(p: Pod): { kind: string; name: string } | undefined {
   return p.metadata.ownerReferences?.find((o) => o.controller === true);
@@ -93,13 +93,23 @@ export function planDrain(pods: Pod[], opts: DrainOptions): DrainPlan {
   return { evict, ignored, errors, warnings };
 }
 
-async function podsOnNode(client: ApiClient, node: string): Promise<Pod[]> {
+/** The pods bound to `node`. */
+export async function podsOnNode(client: ApiClient, node: string): Promise<Pod[]> {
   const list = await client.get<{ items?: Pod[] }>(objectPath(POD, undefined), { fieldSelector: `spec.nodeName=${node}` });
   return (list?.items ?? []).filter((p) => p.spec?.nodeName === node);
 }
 
 /** True once the pod is gone (or replaced by another of the same name). */
-async function podGone(client: ApiClient, p: Pod): Promise<boolean> {
+/** Deletes the pod; one already gone is fine. */
+export async function evict(client: ApiClient, p: Pod): Promise<void> {
+  try {
+    await client.delete(objectPath(POD, p.metadata.namespace, p.metadata.name));
+  } catch (err) {
+    if (!(err instanceof CliError && err.code === 404)) throw err;
+  }
+}
+
+export async function podGone(client: ApiClient, p: Pod): Promise<boolean> {
   const cur = await client.getOptional<Pod>(objectPath(POD, p.metadata.namespace, p.metadata.name));
   return !cur || (p.metadata.uid !== undefined && cur.metadata.uid !== p.metadata.uid);
 }
@@ -149,11 +159,7 @@ export function registerNodeCommands(program: Command, ctx: CommandContext): voi
     const deadline = timeoutMs ? Date.now() + timeoutMs : Infinity;
     const pending = new Set<Pod>();
     for (const p of plan.evict) {
-      try {
-        await client.delete(objectPath(POD, p.metadata.namespace, p.metadata.name));
-      } catch (err) {
-        if (!(err instanceof CliError && err.code === 404)) throw err;
-      }
+      await evict(client, p);
       pending.add(p);
     }
     const interrupt = ctx.interrupted();
