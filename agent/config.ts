@@ -2,6 +2,10 @@ import { droverVersion } from '../src/version.js';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 
+/** Container runtimes the agent can drive; 'auto' takes podman if it answers, else nerdctl. */
+export const RUNTIME_KINDS = ['auto', 'podman', 'nerdctl'] as const;
+export type RuntimeKind = (typeof RUNTIME_KINDS)[number];
+
 export interface AgentConfig {
   node: string;
   /** https://host:port of the server's API: where the node joins and renews its certificate. */
@@ -17,7 +21,8 @@ export interface AgentConfig {
   tlsServerName?: string;
   stateDir: string;
   labels: Record<string, string>;
-  runtime: { podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
+  /** kind: which runtime CLI drives containers ('auto': podman if it answers, else nerdctl). */
+  runtime: { kind?: RuntimeKind; podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
   heartbeatSeconds: number;
   /**
    * Period of the reconcile loop when nothing else triggers it: a safety net, since desired-state

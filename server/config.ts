@@ -63,6 +63,11 @@ export interface ServerConfig {
   nodeRequestTimeoutMs?: number;
   /** First delay before a failed Job pod is replaced (doubles per failure, capped at 6 min); Kubernetes' 10 s by default. */
   jobBackoffBaseMs?: number;
+  /**
+   * Where the drover-linux-ARCH binaries served at /download/ (for install.sh) live; default
+   * DATA_DIR/downloads. A server that is itself the single binary also serves its own file.
+   */
+  downloadsDir?: string;
 }
 
 export function defaultDataDir(): string {

@@ -8,7 +8,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { AGENT_DEFAULTS, AGENT_VERSION, defaultNodeName, defaultStateDir } from '../agent/config.js';
+import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, type RuntimeKind } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
 import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
@@ -61,6 +61,11 @@ function maxReplicas(v: string): number {
   const n = count(v);
   if (n > MAX_REPLICAS) throw new Error(`--max-replicas is at most ${MAX_REPLICAS}, got ${n}`);
   return n;
+}
+
+function runtimeKind(v: string): RuntimeKind {
+  if (!(RUNTIME_KINDS as readonly string[]).includes(v)) throw new Error(`--runtime: "${v}" is not a runtime; use ${RUNTIME_KINDS.join(', ')}`);
+  return v as RuntimeKind;
 }
 
 function port(v: string): number {
@@ -118,6 +123,7 @@ function agentOptions(cmd: Command): Command {
     .option('--state-dir <dir>', 'agent state directory (desired-state cache)', defaultStateDir())
     .option('--label <key=value>', 'node label (repeatable)', collectLabel, {})
     .option('--node-ip <address>', "address this node is known by (INTERNAL-IP, pods' hostIP); default: the local address of its connection to the server")
+    .option('--runtime <name>', 'container runtime: auto (podman, else nerdctl), podman or nerdctl', runtimeKind, 'auto')
     .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
     .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
@@ -133,6 +139,7 @@ type AgentFlags = {
   stateDir: string;
   label: Record<string, string>;
   nodeIp?: string;
+  runtime: RuntimeKind;
   podmanRoot?: string;
   podmanRunroot?: string;
   heartbeat: number;
@@ -153,7 +160,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     stateDir: o.stateDir,
     labels: o.label,
     nodeIP: o.nodeIp,
-    runtime: { podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
+    runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
     heartbeatSeconds: o.heartbeat,
     resyncSeconds: o.resync,
     keepaliveSeconds: o.keepalive,
@@ -201,6 +208,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--broker-password <password>', 'password for the external broker (an mqtts:// broker is given the server\'s client certificate instead)')
       .option('--advertise-address <host>', 'address other devices use to reach this server')
       .option('--disable-agent', 'do not run a local agent on this machine')
+      .option('--downloads-dir <dir>', 'directory of drover-linux-ARCH binaries served at /download/ for install.sh (default DATA_DIR/downloads; a single-binary server also serves itself)')
       .option('--node-missed-heartbeats <n>', 'heartbeats a node may miss before it turns NotReady', count, DEFAULTS.missedHeartbeats)
       .option('--link-flap-threshold <n>', 'disconnects within the flap window that mark a node LinkDegraded', count, DEFAULTS.flapThreshold)
       .option('--link-flap-window <seconds>', 'flap window; a degraded link is stable again after a whole window without a disconnect', count, DEFAULTS.flapWindowMs / 1000)
@@ -215,7 +223,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--events-per-object <n>', 'Events kept per object (the newest)', count, EVENTS_PER_OBJECT)
       .option('--max-replicas <n>', `cap on replicas, completions and parallelism (at most ${MAX_REPLICAS})`, maxReplicas, MAX_REPLICAS)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
@@ -247,6 +255,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       flapWindowMs: o.linkFlapWindow * 1000,
       maxPodsPerNode: o.maxPodsPerNode,
       nodeRequestTimeoutMs: o.nodeRequestTimeout * 1000,
+      downloadsDir: o.downloadsDir,
     };
     const logger = createLogger({ name: 'drover', level: o.logLevel });
     // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
