@@ -9,6 +9,11 @@ import { fileURLToPath } from 'node:url';
 import { CONTRACT_VERSION } from './contract/topics.js';
 import { errorMessage } from './util/errors.js';
 
+// Set by the single-binary build (scripts/binary/build.ts): a binary has no package.json to read.
+declare const __DROVER_VERSION__: string | undefined;
+declare const __DROVER_COMMIT__: string | undefined;
+declare const __DROVER_BUILD_DATE__: string | undefined;
+
 let cached: string | undefined;
 
 /**
@@ -17,6 +22,7 @@ let cached: string | undefined;
  */
 export function droverVersion(): string {
   if (cached) return cached;
+  if (typeof __DROVER_VERSION__ === 'string') return (cached = __DROVER_VERSION__);
   let dir = dirname(fileURLToPath(import.meta.url));
   for (;;) {
     try {
@@ -55,9 +61,9 @@ export function versionInfo(version = droverVersion()): VersionInfo {
     major,
     minor,
     gitVersion: `v${version}-drover`,
-    gitCommit: '',
+    gitCommit: typeof __DROVER_COMMIT__ === 'string' ? __DROVER_COMMIT__ : '',
     gitTreeState: '',
-    buildDate: '',
+    buildDate: typeof __DROVER_BUILD_DATE__ === 'string' ? __DROVER_BUILD_DATE__ : '',
     goVersion: '',
     compiler: 'node',
     platform: `${platform}/${GOARCH[arch] ?? arch}`,
