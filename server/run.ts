@@ -7,6 +7,9 @@ import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { droverVersion } from '../src/version.js';
 import { ApiServer } from './api/server.js';
 import { CommandDoor } from './commands/door.js';
+import { DownloadCatalog, selfBinary } from './downloads/catalog.js';
+import { installScript } from './downloads/install-script.js';
+import { downloadRoutes } from './downloads/routes.js';
 import { FleetPublisher } from './fleet/publisher.js';
 import { fleetRoutes } from './fleet/routes.js';
 import { NodeProxy } from './api/node-proxy.js';
@@ -259,6 +262,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await controllers.start();
     closers.push(() => controllers.stop());
 
+    // install.sh and the binaries it downloads (public: a device trusts them by its token's CA hash and SHA256SUMS).
+    const downloads = new DownloadCatalog({ dir: cfg.downloadsDir ?? join(cfg.dataDir, 'downloads'), self: await selfBinary() });
     const proxy = new NodeProxy({ store, link, requestTimeoutMs: cfg.nodeRequestTimeoutMs ?? DEFAULTS.nodeRequestTimeoutMs });
     const api = new ApiServer({
       store,
@@ -269,7 +274,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [...identityRoutes(identity), ...fleetRoutes({ store, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
+      extraRoutes: [...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,
