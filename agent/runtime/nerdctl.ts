@@ -1,0 +1,350 @@
+import { z } from 'zod';
+import { RuntimeError } from '../../src/util/errors.js';
+import { silentLogger, type Logger } from '../../src/util/logger.js';
+import { RuntimeCli, deviceArg, hasLabels, mountArgs, publishArg, toIso, withPrivateEnv } from './cli.js';
+import type { ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
+
+/** The containerd namespace drover's containers live in: apart from k8s.io (CRI) and nerdctl's `default`. */
+export const NERDCTL_NAMESPACE = 'drover';
+
+export interface NerdctlOptions {
+  /** Path or name of the nerdctl binary (default: `nerdctl` on PATH). */
+  bin?: string;
+  /** containerd namespace (`--namespace`); default `drover`. */
+  namespace?: string;
+  /** containerd socket (`--address`); nerdctl's default (/run/containerd/containerd.sock) when unset. */
+  address?: string;
+  /** nerdctl's own state (`--data-root`: names, logs, port records); nerdctl's default when unset. */
+  dataRoot?: string;
+  /** Added to the inherited environment of every nerdctl call. */
+  env?: Record<string, string>;
+  logger?: Logger;
+}
+
+// The shapes below are nerdctl's (cmd/nerdctl/container/container_list.go ListItem,
+// pkg/inspecttypes/dockercompat Container, VersionInfo, pkg/cmd/image/list.go imagePrintable,
+// pkg/cmd/system/events.go EventOut); only the fields read are declared.
+const psEntry = z.object({ ID: z.string() });
+
+const inspectEntry = z.object({
+  Id: z.string(),
+  Name: z.string().nullish(),
+  Created: z.string().nullish(),
+  Image: z.string().nullish(),
+  // Always there; Status '' when the container never ran (no containerd task).
+  State: z
+    .object({
+      Status: z.string().nullish(),
+      ExitCode: z.number().nullish(),
+      StartedAt: z.string().nullish(),
+      FinishedAt: z.string().nullish(),
+    })
+    .nullish(),
+  Config: z.object({ Image: z.string().nullish(), Labels: z.record(z.string(), z.string()).nullish() }).nullish(),
+  NetworkSettings: z
+    .object({
+      IPAddress: z.string().nullish(),
+      Networks: z.record(z.string(), z.object({ IPAddress: z.string().nullish() }).nullish()).nullish(),
+    })
+    .nullish(),
+});
+type InspectEntry = z.infer<typeof inspectEntry>;
+
+const component = z.object({ Name: z.string(), Version: z.string() });
+const versionOutput = z.object({
+  Client: z.object({ Version: z.string() }),
+  Server: z.object({ Components: z.array(component).nullish() }).nullish(),
+});
+const imageEntry = z.object({ Name: z.string().nullish() });
+const eventEntry = z.object({
+  Namespace: z.string().nullish(),
+  Topic: z.string().nullish(),
+  Event: z.string().nullish(),
+  Labels: z.record(z.string(), z.string()).nullish(),
+});
+const taskExit = z.object({ container_id: z.string().nullish(), id: z.string().nullish() });
+
+/** dockercompat's State.Status: containerd's task status; '' when the container has no task (never started). */
+const STATES: Record<string, ContainerState> = {
+  '': 'created',
+  created: 'created',
+  running: 'running',
+  paused: 'paused',
+  pausing: 'paused',
+  stopped: 'exited',
+  exited: 'exited',
+};
+
+function toState(status: string | null | undefined): ContainerState {
+  return STATES[(status ?? '').toLowerCase()] ?? 'unknown';
+}
+
+/** One logrus line: `time="..." level=fatal msg="..."` (msg Go-quoted when it needs quotes). */
+const LOGRUS = /\blevel=(\w+)\s+msg=("(?:[^"\\]|\\.)*"|\S+)/;
+
+function logrusMessages(stderr: string, levels: string[]): string[] {
+  const out: string[] = [];
+  for (const line of stderr.split('\n')) {
+    const m = LOGRUS.exec(line);
+    if (!m || !levels.includes(m[1]!)) continue;
+    let msg = m[2]!;
+    if (msg.startsWith('"')) {
+      try {
+        msg = JSON.parse(msg) as string;
+      } catch {
+        // Go's %q escapes (\x00, \a) that JSON lacks: show it as printed rather than lose it.
+        msg = msg.slice(1, -1);
+      }
+    }
+    out.push(msg);
+  }
+  return out;
+}
+
+/**
+ * nerdctl reports a failure as its last logrus line at level fatal; commands over several
+ * containers collect them as "N errors:\n...". Without one (a crash, a wrapper), the first line.
+ */
+function stderrCause(stderr: string): string | undefined {
+  const fatal = logrusMessages(stderr, ['fatal', 'error']).pop();
+  if (fatal !== undefined) return fatal.replace(/^\d+ errors?:\n/, '').split('\n').join('; ');
+  return stderr.split('\n').map((l) => l.trim()).find(Boolean);
+}
+
+/** Variables nerdctl, containerd's client, CNI, its Go runtime or the dynamic loader read from their own environment. */
+const NERDCTL_READS = /^(PATH|HOME|TMPDIR|TZ|LANG|LC_\w+|USER|SHELL|TERM|XDG_\w+|CONTAINERD_\w+|NERDCTL_\w+|BUILDKIT\w*|CNI_\w+|NETCONFPATH|ROOTLESSKIT_\w+|IPFS_PATH|DOCKER_\w+|DBUS_\w+|NOTIFY_SOCKET|SSL_CERT_\w+|LD_\w+|GO\w*|(?:http|https|no|all)_proxy|(?:HTTP|HTTPS|NO|ALL)_PROXY)$/;
+
+/**
+ * What nerdctl's `--env-file` keeps as written: it trims each line (Go's TrimSpace) and reads it
+ * with a 64 KiB line scanner, so values ending in white space or longer than that go another way.
+ */
+function fitsEnvFile(v: string): boolean {
+  return !/[\r\n\0]/.test(v) && !/[\s\u0085]$/.test(v) && v.length < 60 * 1024;
+}
+
+/**
+ * `--filter` takes a comma-separated list (a cobra StringSlice, read as CSV): a value with a comma
+ * or a quote would be split or mangled, so such labels are only checked here, after inspect.
+ */
+function csvSafe(s: string): boolean {
+  return !/[,"\n\r]/.test(s);
+}
+
+/** Longest a `container inspect` of every listed container may take. */
+const LIST_TIMEOUT_MS = 30_000;
+
+/**
+ * ContainerRuntime over the nerdctl CLI (containerd underneath), in its own containerd namespace.
+ *
+ * Like the podman adapter: run() never pulls (`--pull never`), creates then starts (a container
+ * that fails to start is removed by id), and env values never go on argv. list() reads ids from
+ * `ps` and the rest from one `container inspect`: ps carries neither exit code nor start and
+ * finish times, and its labels come as one "k=v,k=v" string that a value with a comma garbles.
+ * No stats(): nerdctl's `stats` reports formatted percentages, not the cumulative counters the
+ * agent turns into rates.
+ */
+export class NerdctlRuntime implements ContainerRuntime {
+  readonly name = 'nerdctl';
+  readonly namespace: string;
+  private readonly cli: RuntimeCli;
+
+  constructor(opts: NerdctlOptions = {}) {
+    this.namespace = opts.namespace ?? NERDCTL_NAMESPACE;
+    this.cli = new RuntimeCli({
+      tool: 'nerdctl',
+      bin: opts.bin ?? 'nerdctl',
+      globalArgs: [
+        '--namespace',
+        this.namespace,
+        ...(opts.address ? ['--address', opts.address] : []),
+        ...(opts.dataRoot ? ['--data-root', opts.dataRoot] : []),
+      ],
+      env: opts.env,
+      logger: opts.logger ?? silentLogger,
+      stderrCause,
+    });
+  }
+
+  /** nerdctl's version and containerd's: `version` fails when containerd does not answer. */
+  async version(): Promise<string> {
+    const { stdout } = await this.cli.call('version', ['version', '--format', '{{json .}}']);
+    const v = this.cli.parse('version', versionOutput, stdout);
+    const containerd = v.Server?.Components?.find((c) => c.Name === 'containerd')?.Version;
+    const own = v.Client.Version.replace(/^v/, '');
+    return containerd ? `${own} (containerd ${containerd.replace(/^v/, '')})` : own;
+  }
+
+  async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    const filters = Object.entries(labels)
+      .filter(([k, v]) => csvSafe(k) && csvSafe(v))
+      .flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+    const { stdout } = await this.cli.call('ps', ['ps', '--all', '--no-trunc', '--format', '{{json .}}', ...filters]);
+    const ids = this.cli.parseLines('ps', psEntry, stdout).map((e) => e.ID);
+    if (ids.length === 0) return [];
+    const r = await this.cli.call('container inspect', ['container', 'inspect', ...ids], { allowExit: [1], timeoutMs: LIST_TIMEOUT_MS });
+    let entries: RuntimeContainer[];
+    if (r.exitCode === 0) {
+      entries = this.cli.parse('container inspect', z.array(inspectEntry), r.stdout).map(toContainer);
+    } else if (/no such container/.test(r.stderr)) {
+      // One was removed between ps and inspect, and nerdctl then prints none: look at each.
+      entries = (await Promise.all(ids.map((id) => this.inspect(id)))).filter((c): c is RuntimeContainer => c !== undefined);
+    } else {
+      throw new RuntimeError(`nerdctl container inspect failed: ${this.cli.cause(r.stderr, r.exitCode)}`, r.raw);
+    }
+    return entries.filter((c) => hasLabels(c.labels, labels));
+  }
+
+  async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
+    const r = await this.cli.call('container inspect', ['container', 'inspect', idOrName], { allowExit: [1] });
+    if (r.exitCode !== 0) {
+      if (/no such container/.test(r.stderr)) return undefined;
+      throw new RuntimeError(`nerdctl container inspect failed: ${this.cli.cause(r.stderr, r.exitCode)}`, r.raw);
+    }
+    // nerdctl matches a name or an id prefix: several containers may answer; the exact one wins.
+    const all = this.cli.parse('container inspect', z.array(inspectEntry), r.stdout);
+    const c = all.find((e) => e.Name === idOrName) ?? all.find((e) => e.Id === idOrName) ?? (all.length === 1 ? all[0] : undefined);
+    return c ? toContainer(c) : undefined;
+  }
+
+  async run(spec: RunSpec): Promise<string> {
+    const args = ['create', '--pull', 'never', '--name', spec.name];
+    for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
+    const stdout = await withPrivateEnv(spec.env, { tool: 'nerdctl', fitsFile: fitsEnvFile, toolReads: NERDCTL_READS }, async (envArgs, ownEnv) => {
+      args.push(...envArgs);
+      if (spec.hostNetwork) {
+        args.push('--network', 'host');
+      } else {
+        for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
+      }
+      if (spec.memoryBytes !== undefined) args.push('--memory', String(spec.memoryBytes));
+      if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));
+      if (spec.workingDir) args.push('--workdir', spec.workingDir);
+      for (const m of spec.mounts ?? []) args.push(...mountArgs(m, 'nerdctl'));
+      for (const d of spec.devices ?? []) {
+        // --device is a comma-separated list to nerdctl: a comma would make two devices of one.
+        if (d.hostPath.includes(',') || d.containerPath?.includes(',')) throw new RuntimeError(`cannot pass device ${d.hostPath}: nerdctl takes no device path with ","`);
+        args.push('--device', deviceArg(d));
+      }
+      // nerdctl's --entrypoint is repeated, one element each (`=` so one starting with '-' is not a
+      // flag); setting it drops the image CMD, so `command` without `args` runs exactly `command`.
+      for (const part of spec.command ?? []) args.push(`--entrypoint=${part}`);
+      args.push(spec.image, ...(spec.args ?? []));
+      return (await this.cli.call('create', args, Object.keys(ownEnv).length ? { env: ownEnv } : {})).stdout;
+    });
+    const id = stdout.trim().split('\n').pop()?.trim() ?? '';
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new RuntimeError(`nerdctl create printed no container id for ${spec.name}: ${stdout.slice(0, 200)}`);
+    try {
+      await this.cli.call('start', ['start', id]);
+    } catch (err) {
+      await this.remove(id).catch((rmErr: unknown) => this.cli.spec.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'));
+      throw err;
+    }
+    return id;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.cli.call('start', ['start', id]);
+  }
+
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    await this.cli.call('stop', ['stop', '--time', String(Math.max(0, Math.round(timeoutSeconds))), id]);
+  }
+
+  async remove(id: string): Promise<void> {
+    // With --force nerdctl logs what failed (level=error) and still exits 0: a missing container is
+    // what remove() allows, anything else is a failure.
+    const r = await this.cli.call('rm', ['rm', '--force', id]);
+    const errors = logrusMessages(r.stderr, ['error', 'fatal'])
+      .flatMap((m) => m.replace(/^\d+ errors?:\n/, '').split('\n'))
+      .filter((m) => m && !/^no such container/.test(m));
+    if (errors.length) throw new RuntimeError(`nerdctl rm failed: ${errors.join('; ')}`, r.raw);
+  }
+
+  async logs(id: string, opts: { tail?: number }): Promise<string> {
+    const args = ['logs', ...(opts.tail !== undefined ? ['--tail', String(opts.tail)] : []), id];
+    const r = await this.cli.call('logs', args, { all: true, keepNewline: true });
+    return r.all ?? r.stdout;
+  }
+
+  async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
+    if (cmd.length === 0) throw new RuntimeError('nerdctl exec: empty command');
+    const r = await this.cli.exec(['exec', id, ...cmd], timeoutMs);
+    if (r.exitCode === 0) return RuntimeCli.execResult(r);
+    // nerdctl exits 1 for any failed command and names its exit code in its own last line, printed
+    // after the command's output is drained; that line is nerdctl's, not the command's, so it goes.
+    const lastLine = r.stderr.trimEnd().split('\n').pop() ?? '';
+    const [msg] = logrusMessages(lastLine, ['fatal']);
+    if (msg === undefined) return RuntimeCli.execResult(r);
+    const at = r.output.lastIndexOf(lastLine);
+    const output = at >= 0 ? r.output.slice(0, at) + r.output.slice(at + lastLine.length).replace(/^\n/, '') : r.output;
+    if (r.timedOut) return { exitCode: -1, output, timedOut: true };
+    const code = /^exec failed with exit code (\d+)$/.exec(msg);
+    if (code) return { exitCode: Number(code[1]), output, timedOut: false };
+    // nerdctl's own failure (no such container, not running): a failed result, said in plain words.
+    return { exitCode: r.exitCode ?? 1, output: `${output}nerdctl exec: ${msg}\n`, timedOut: false };
+  }
+
+  async pull(image: string): Promise<void> {
+    await this.cli.call('pull', ['pull', '--quiet', image]);
+  }
+
+  async images(): Promise<string[]> {
+    const { stdout } = await this.cli.call('images', ['images', '--format', '{{json .}}']);
+    // One line per image and platform; CRI-made entries named by their config digest are no reference.
+    const names = this.cli
+      .parseLines('images', imageEntry, stdout)
+      .map((i) => i.Name ?? '')
+      .filter((n) => n && n !== '<none>' && !n.startsWith('sha256:'));
+    return [...new Set(names)];
+  }
+
+  /**
+   * `nerdctl events` streams containerd's events (all namespaces) as JSON lines; an exit is topic
+   * /tasks/exit whose process id is the container's own (an exec's exit carries the exec's id).
+   * Its label filters are ORed and it looks labels up only when one is given: one is passed to
+   * get them, and all are checked here.
+   */
+  watchExits(labels: Record<string, string>, onExit: () => void): () => void {
+    const first = Object.entries(labels).find(([k, v]) => csvSafe(k) && csvSafe(v));
+    const filter = first ? ['--filter', first[1] === '' ? `label=${first[0]}` : `label=${first[0]}=${first[1]}`] : [];
+    return this.cli.stream(
+      ['events', '--format', '{{json .}}', ...filter],
+      (line) => {
+        const e = eventEntry.safeParse(safeJson(line));
+        if (!e.success || e.data.Topic !== '/tasks/exit' || e.data.Namespace !== this.namespace) return;
+        if (!hasLabels(e.data.Labels ?? {}, labels)) return;
+        const exit = taskExit.safeParse(safeJson(e.data.Event ?? ''));
+        if (exit.success && exit.data.id && exit.data.container_id && exit.data.id !== exit.data.container_id) return;
+        onExit();
+      },
+      onExit,
+    );
+  }
+}
+
+function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+}
+
+function toContainer(c: InspectEntry): RuntimeContainer {
+  const state = toState(c.State?.Status);
+  const net = c.NetworkSettings;
+  const ip = net?.IPAddress || Object.values(net?.Networks ?? {}).find((n) => n?.IPAddress)?.IPAddress || undefined;
+  const exitCode = c.State?.ExitCode;
+  return {
+    id: c.Id,
+    name: c.Name ?? '',
+    image: c.Config?.Image || c.Image || '',
+    labels: c.Config?.Labels ?? {},
+    state,
+    ...(state === 'exited' && exitCode !== null && exitCode !== undefined ? { exitCode } : {}),
+    createdAt: toIso(c.Created),
+    startedAt: toIso(c.State?.StartedAt),
+    finishedAt: toIso(c.State?.FinishedAt),
+    ...(ip ? { ip } : {}),
+  };
+}
