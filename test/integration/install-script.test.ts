@@ -1,0 +1,363 @@
+/**
+ * install.sh run for real (dash) in a throwaway root against a real drover server: the binary (a small
+ * stand-in script) comes from the server's /download routes, trusted by the join token's CA hash.
+ * systemctl / rc-update / apt-get / podman are stand-ins on PATH that record their calls.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startTestServer, type TestServer } from '../helpers/cluster.js';
+import { INSTALL_SH, errorLines, exists, filesOf, makeFakeRoot, recorder, standInBinary, type FakeRoot, type TreeEntry } from '../helpers/fakeroot.js';
+
+const run = promisify(execFile);
+const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
+
+let t: TestServer;
+let downloads: string;
+
+before(async () => {
+  t = await startTestServer();
+  downloads = join(t.dataDir, 'downloads');
+  await mkdir(downloads, { recursive: true });
+  await serve('amd64', standInBinary('0.1.0-v1'));
+  await serve('arm64', standInBinary('0.1.0-arm64'));
+});
+after(async () => {
+  await t?.stop();
+});
+
+async function serve(arch: string, content: string): Promise<void> {
+  await writeFile(join(downloads, `drover-linux-${arch}`), content, { mode: 0o755 });
+}
+
+/** A fake root whose PATH has a recording systemctl and podman (so the runtime check passes). */
+async function systemdRoot(extra: { hide?: string[] } = {}): Promise<FakeRoot> {
+  const fr = await makeFakeRoot(extra);
+  await fr.tool('systemctl', recorder('systemctl', '[ "$1" = is-active ] && exit 3\nexit 0'));
+  await fr.tool('podman', recorder('podman', 'if [ "$1" = ps ]; then echo c0ffee1; echo c0ffee2; fi\nexit 0'));
+  return fr;
+}
+
+const secretOf = (token: string) => token.split('.').pop()!;
+
+/** Every file under root that holds `needle`. */
+async function filesHolding(fr: FakeRoot, tree: Map<string, TreeEntry>, needle: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of filesOf(tree)) if ((await readFile(join(fr.root, p), 'utf8')).includes(needle)) out.push(p);
+  return out;
+}
+
+test('install.sh is POSIX sh and shellcheck clean, and so is the uninstall script it writes', async (ctx) => {
+  try {
+    await run('shellcheck', ['--version']);
+  } catch (err) {
+    ctx.skip(`shellcheck is not installed (${(err as Error).message}); apt-get install shellcheck`);
+    return;
+  }
+  await run('shellcheck', ['-s', 'sh', INSTALL_SH]);
+  const fr = await systemdRoot();
+  try {
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    await run('shellcheck', ['-s', 'sh', join(fr.root, 'usr/local/bin/drover-uninstall.sh')]);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('agent install: binary from the server, token 0600 and never in the unit, systemd unit, uninstall script', async () => {
+  const fr = await systemdRoot();
+  try {
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'edge-1', '--label', 'site=north', '--runtime', 'podman', '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /\[INFO\] +The server's CA matches the join token/);
+    assert.match(r.stdout, /\[INFO\] +Verified sha256/);
+    const tree = await fr.tree();
+    assert.deepEqual(filesOf(tree).sort(), ['/etc/drover/agent-token', '/etc/drover/drover-agent.env', '/etc/systemd/system/drover-agent.service', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+    assert.equal(tree.get('/usr/local/bin/drover')!.mode, 0o755);
+    assert.equal(tree.get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
+    assert.equal(tree.get('/usr/local/bin/drover-uninstall.sh')!.mode, 0o755);
+    assert.equal(tree.get('/etc/drover/agent-token')!.mode, 0o600);
+    assert.equal(tree.get('/etc/drover/drover-agent.env')!.mode, 0o600);
+    assert.equal(tree.get('/etc/drover')!.mode, 0o700);
+    assert.equal(tree.get('/etc/systemd/system/drover-agent.service')!.mode, 0o644);
+    assert.equal((await readFile(join(fr.root, 'etc/drover/agent-token'), 'utf8')).trim(), t.joinToken);
+    // The token's secret is in the token file and nowhere else (not in the unit, not in the env file).
+    assert.deepEqual(await filesHolding(fr, tree, secretOf(t.joinToken)), ['/etc/drover/agent-token']);
+    assert.ok(!(await fr.calls()).some((c) => c.includes(secretOf(t.joinToken))));
+
+    const unit = await readFile(join(fr.root, 'etc/systemd/system/drover-agent.service'), 'utf8');
+    for (const line of ['Restart=always', 'RestartSec=5s', 'KillMode=process', 'Delegate=yes', 'LimitNOFILE=1048576', 'EnvironmentFile=-/etc/drover/drover-agent.env', 'WantedBy=multi-user.target']) {
+      assert.ok(unit.split('\n').includes(line), `unit lacks ${line}`);
+    }
+    const exec = unit.slice(unit.indexOf('ExecStart=')).replace(/ \\\n\s*/g, ' ').trim();
+    assert.equal(exec, `ExecStart=/usr/local/bin/drover agent "--node-name" "edge-1" "--label" "site=north" "--runtime" "podman" "--server" "${t.apiUrl}" "--token-file" "/etc/drover/agent-token"`);
+    // Enabled, not started (--no-start).
+    assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-agent.service']);
+    assert.deepEqual(await fr.tmpLeft(), [], 'the temp dir is removed');
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('re-running is idempotent and keeps the node state; an upgrade replaces the binary and restarts, state untouched', async () => {
+  const fr = await systemdRoot();
+  try {
+    const args = ['agent', '--server', t.apiUrl, '--node-name', 'edge-2', '--no-start'];
+    assert.equal((await fr.run(args, { DROVER_TOKEN: t.joinToken })).code, 0);
+    // What the agent keeps: its identity and desired-state cache.
+    const state = join(fr.root, 'var/lib/drover/agent');
+    await mkdir(join(state, 'credentials'), { recursive: true, mode: 0o700 });
+    await writeFile(join(state, 'credentials', 'node.crt'), 'node certificate', { mode: 0o600 });
+    await writeFile(join(state, 'desired.json'), '{"cached":true}', { mode: 0o600 });
+    const first = await fr.tree();
+
+    // Same again: the same files, modes and contents (the token comes from the file it wrote).
+    const again = await fr.run(args);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /already this version/);
+    assert.deepEqual(await fr.tree(), first);
+
+    // A new binary on the server: it replaces the old one, in place; the service is restarted.
+    await serve('amd64', standInBinary('0.2.0-v2'));
+    await fr.clearCalls();
+    const up = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'edge-2']);
+    assert.equal(up.code, 0, up.stderr);
+    assert.match(up.stdout, /drover 0\.2\.0-v2/);
+    const after = await fr.tree();
+    assert.equal(after.get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.2.0-v2')));
+    for (const p of ['/var/lib/drover/agent/credentials/node.crt', '/var/lib/drover/agent/desired.json', '/etc/drover/agent-token']) {
+      assert.deepEqual(after.get(p), first.get(p), `${p} changed`);
+    }
+    assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-agent.service', 'systemctl restart drover-agent']);
+    assert.deepEqual(await fr.tmpLeft(), []);
+  } finally {
+    await serve('amd64', standInBinary('0.1.0-v1'));
+    await fr.cleanup();
+  }
+});
+
+test('a joined node upgrades without a token, trusting the CA it joined with', async () => {
+  const fr = await systemdRoot();
+  try {
+    const creds = join(fr.root, 'var/lib/drover/agent/credentials');
+    await mkdir(creds, { recursive: true });
+    await writeFile(join(creds, 'ca.crt'), t.ca);
+    await writeFile(join(creds, 'node.crt'), 'node certificate');
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Trusting the CA this node joined with/);
+    assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
+    assert.equal(await exists(join(fr.root, 'etc/drover/agent-token')), false, 'no token to write');
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('drover-uninstall.sh removes everything install.sh made and keeps the state; --purge removes state and drover containers', async () => {
+  const fr = await systemdRoot();
+  try {
+    assert.equal((await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken })).code, 0);
+    const state = join(fr.root, 'var/lib/drover/agent');
+    await mkdir(state, { recursive: true });
+    await writeFile(join(state, 'desired.json'), '{}');
+    await fr.clearCalls();
+    const uninstall = join(fr.root, 'usr/local/bin/drover-uninstall.sh');
+    const u = await fr.run([], {}, uninstall);
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(filesOf(await fr.tree()), ['/var/lib/drover/agent/desired.json']);
+    assert.deepEqual(await fr.calls(), ['systemctl stop drover-agent', 'systemctl disable drover-agent', 'systemctl reset-failed drover-agent', 'systemctl daemon-reload']);
+
+    // Installed again, then purged: nothing of drover is left, and its containers are removed.
+    assert.equal((await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken })).code, 0);
+    await fr.clearCalls();
+    const p = await fr.run(['--purge'], {}, uninstall);
+    assert.equal(p.code, 0, p.stderr);
+    assert.deepEqual(filesOf(await fr.tree()), []);
+    assert.equal(await exists(join(fr.root, 'var/lib/drover')), false);
+    assert.equal(await exists(join(fr.root, 'etc/drover')), false);
+    const calls = await fr.calls();
+    assert.ok(calls.includes('podman ps -a -q --filter label=drover.io/managed=true'), calls.join('\n'));
+    assert.ok(calls.includes('podman rm -f c0ffee1') && calls.includes('podman rm -f c0ffee2'), calls.join('\n'));
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('OpenRC where there is no systemd: an init script whose arguments come back exactly, and rc-update', async () => {
+  const fr = await makeFakeRoot();
+  try {
+    await fr.tool('openrc-run', recorder('openrc-run'));
+    await fr.tool('rc-update', recorder('rc-update'));
+    await fr.tool('rc-service', recorder('rc-service'));
+    await fr.tool('podman', recorder('podman'));
+    const tricky = `it's "quoted" $HOME \`x\` 100% \\ end`;
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'edge-3', '--label', `note=${tricky}`, '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    const tree = await fr.tree();
+    assert.deepEqual(filesOf(tree).sort(), ['/etc/drover/agent-token', '/etc/drover/drover-agent.env', '/etc/init.d/drover-agent', '/etc/logrotate.d/drover-agent', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+    assert.equal(tree.get('/etc/init.d/drover-agent')!.mode, 0o755);
+    const script = join(fr.root, 'etc/init.d/drover-agent');
+    const text = await readFile(script, 'utf8');
+    assert.match(text, /^#!\/sbin\/openrc-run\n/);
+    assert.match(text, /^supervisor=supervise-daemon$/m);
+    assert.match(text, /^respawn_delay=5$/m);
+    // openrc-run evaluates command_args as sh words: they must come back as given.
+    const { stdout } = await run('/bin/sh', ['-c', '. "$1"; eval "set -- $command_args"; printf "%s\\n" "$@"', 'sh', script]);
+    assert.deepEqual(stdout.split('\n').slice(0, -1), ['agent', '--node-name', 'edge-3', '--label', `note=${tricky}`, '--server', t.apiUrl, '--token-file', '/etc/drover/agent-token']);
+    assert.deepEqual(await fr.calls(), ['rc-update add drover-agent default']);
+
+    const u = await fr.run([], {}, join(fr.root, 'usr/local/bin/drover-uninstall.sh'));
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(filesOf(await fr.tree()), []);
+    assert.ok((await fr.calls()).includes('rc-update delete drover-agent default'));
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('server install: offline binary checked against the SHA256SUMS beside it, flags quoted for systemd', async () => {
+  const fr = await systemdRoot();
+  const dist = join(fr.tmp, '..', 'dist');
+  try {
+    await mkdir(dist);
+    await writeFile(join(dist, 'drover-linux-amd64'), standInBinary('0.3.0-offline'));
+    await writeFile(join(dist, 'SHA256SUMS'), `${sha256(standInBinary('0.3.0-offline'))}  drover-linux-amd64\n`);
+    const r = await fr.run(['server', '--tls-san', 'edge.example', '--broker-password', 'p$a"ss%w\\d', '--no-start'], { INSTALL_DROVER_BINARY: join(dist, 'drover-linux-amd64') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Verified sha256/);
+    const tree = await fr.tree();
+    assert.deepEqual(filesOf(tree).sort(), ['/etc/drover/drover-server.env', '/etc/systemd/system/drover-server.service', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+    const unit = await readFile(join(fr.root, 'etc/systemd/system/drover-server.service'), 'utf8');
+    const exec = unit.slice(unit.indexOf('ExecStart=')).replace(/ \\\n\s*/g, ' ').trim();
+    // systemd: $ and % doubled (variables, specifiers), " and \ escaped.
+    assert.equal(exec, 'ExecStart=/usr/local/bin/drover server "--tls-san" "edge.example" "--broker-password" "p$$a\\"ss%%w\\\\d"');
+    assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-server.service']);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('--install-runtime installs podman with the package manager when no runtime is present', async () => {
+  const fr = await systemdRoot({});
+  try {
+    await fr.hide('podman');
+    // apt-get stand-in: "installs" podman onto PATH.
+    await fr.tool('apt-get', recorder('apt-get', `if [ "$1" = install ]; then printf '#!/bin/sh\\nexit 0\\n' > "${fr.bin}/podman"; chmod 755 "${fr.bin}/podman"; fi`));
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--install-runtime', '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Installing podman with apt-get/);
+    const calls = await fr.calls();
+    assert.deepEqual(calls.filter((c) => c.startsWith('apt-get')), ['apt-get update -q', 'apt-get install -y -q podman']);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+/** A failed run: non-zero, exactly one [ERROR] line matching `why`, nothing written, no temp dir left. */
+async function assertCleanFailure(fr: FakeRoot, args: string[], env: Record<string, string>, why: RegExp): Promise<void> {
+  const before = await fr.tree();
+  const r = await fr.run(args, env);
+  assert.notEqual(r.code, 0, `exit code 0:\n${r.stdout}\n${r.stderr}`);
+  const errors = errorLines(r);
+  assert.equal(errors.length, 1, r.stderr);
+  assert.match(errors[0]!, why);
+  assert.deepEqual(await fr.tree(), before, 'the failed run changed files');
+  assert.deepEqual(await fr.tmpLeft(), [], 'the failed run left its temp dir');
+}
+
+test('failures exit non-zero with one [ERROR] line and leave nothing behind', async (ctx) => {
+  const fr = await systemdRoot();
+  try {
+    const base = ['agent', '--server', t.apiUrl, '--no-start'];
+    await ctx.test('a token for another cluster (CA hash mismatch): nothing downloaded', async () => {
+      const other = `K10${'ab'.repeat(32)}::${t.joinToken.split('::')[1]}`;
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: other }, /presents CA sha256 [0-9a-f]{64}, but the join token expects (ab){32}: wrong server or someone in between; nothing was downloaded/);
+    });
+    await ctx.test('a malformed token', async () => {
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: 'not-a-token' }, /the join token is not valid: expected K10/);
+    });
+    await ctx.test('no token at all on a node that never joined', async () => {
+      await assertCleanFailure(fr, base, {}, /a join token is needed/);
+    });
+    await ctx.test('a binary that does not match the SHA256SUMS the server serves (changed in place behind its cache)', async () => {
+      const p = join(downloads, 'drover-linux-amd64');
+      const sums = await (await fetch(`${t.apiUrl}/download/SHA256SUMS`)).text();
+      assert.match(sums, new RegExp(sha256(standInBinary('0.1.0-v1'))));
+      // Same size, same inode, same mtime (to the nanosecond, by touch -r): the server's cached hash no longer describes the file.
+      await run('cp', ['-p', p, `${p}.ref`]);
+      await writeFile(p, standInBinary('0.1.0-v9'));
+      await run('touch', ['-r', `${p}.ref`, p]);
+      await rm(`${p}.ref`);
+      try {
+        await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken }, /drover-linux-amd64: sha256 [0-9a-f]{64} does not match [0-9a-f]{64} in https:\/\/.*\/download\/SHA256SUMS; nothing was installed/);
+      } finally {
+        await serve('amd64', standInBinary('0.1.0-v1'));
+      }
+    });
+    await ctx.test('an offline binary that does not match the SHA256SUMS beside it', async () => {
+      const dist = join(fr.tmp, '..', 'dist-bad');
+      await mkdir(dist, { recursive: true });
+      await writeFile(join(dist, 'drover-linux-amd64'), standInBinary('tampered'));
+      await writeFile(join(dist, 'SHA256SUMS'), `${sha256('the real one')}  drover-linux-amd64\n`);
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_BINARY: join(dist, 'drover-linux-amd64') }, /sha256 [0-9a-f]{64} does not match/);
+      await rm(dist, { recursive: true });
+    });
+    await ctx.test('no container runtime and no --install-runtime', async () => {
+      await fr.hide('podman');
+      try {
+        await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken }, /no container runtime: neither podman nor nerdctl is on PATH; install podman .* or re-run with --install-runtime/);
+      } finally {
+        await fr.tool('podman', recorder('podman'));
+      }
+    });
+    await ctx.test('--runtime nerdctl where there is none', async () => {
+      await assertCleanFailure(fr, [...base, '--runtime', 'nerdctl'], { DROVER_TOKEN: t.joinToken }, /nerdctl is not on PATH/);
+    });
+    await ctx.test('an unsupported architecture', async () => {
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_ARCH: 'mips' }, /unsupported architecture mips: drover runs on amd64 \(x86_64\), arm64 \(aarch64\) and arm \(armv7l\)/);
+    });
+    await ctx.test('an architecture the server has no binary for', async () => {
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_ARCH: 'armv7l' }, /the server has no drover-linux-arm .*--downloads-dir/);
+    });
+    await ctx.test('a plain-http server URL for a download', async () => {
+      await assertCleanFailure(fr, ['agent', '--server', t.apiUrl.replace('https:', 'http:'), '--no-start'], { DROVER_TOKEN: t.joinToken }, /is plain http: a download from it cannot be checked/);
+    });
+    await ctx.test('an address the server certificate does not name', async (sub) => {
+      // A name /etc/hosts gives 127.0.0.1 that the server certificate does not carry (not localhost, not the hostname).
+      const hosts = await readFile('/etc/hosts', 'utf8');
+      const name = hosts.split('\n').map((l) => l.split('#')[0]!.trim().split(/\s+/)).filter((w) => w[0] === '127.0.0.1').flatMap((w) => w.slice(1)).find((n) => n !== 'localhost' && n !== hostname() && !n.startsWith('localhost.'));
+      if (!name) return sub.skip('no other name for 127.0.0.1 in /etc/hosts');
+      const url = t.apiUrl.replace('127.0.0.1', name);
+      await assertCleanFailure(fr, ['agent', '--server', url, '--no-start'], { DROVER_TOKEN: t.joinToken }, /certificate does not match its address or its CA/);
+    });
+    await ctx.test('no init system', async () => {
+      await fr.hide('systemctl');
+      try {
+        await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken }, /neither systemd \(systemctl\) nor OpenRC \(openrc-run\) found/);
+      } finally {
+        await fr.tool('systemctl', recorder('systemctl'));
+      }
+    });
+    assert.deepEqual(filesOf(await fr.tree()), []);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('arm64: the arm64 binary is the one downloaded when the device says aarch64', async () => {
+  const fr = await systemdRoot();
+  try {
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_ARCH: 'aarch64' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /on arm64/);
+    assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-arm64')));
+  } finally {
+    await fr.cleanup();
+  }
+});
