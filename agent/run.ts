@@ -74,7 +74,9 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const runtime =
     opts.runtime ??
     (await detectRuntime({
+      kind: cfg.runtime.kind ?? 'auto',
       podman: { root: cfg.runtime.podmanRoot, runroot: cfg.runtime.podmanRunroot, env: cfg.runtime.env, logger },
+      nerdctl: { env: cfg.runtime.env, logger },
       logger,
     }));
   const now = opts.now ?? Date.now;
