@@ -115,6 +115,7 @@ SKIP_START=${INSTALL_DROVER_SKIP_START:-false}
 INSTALL_RUNTIME=false
 RUNTIME=auto
 DISABLE_AGENT=false
+TLS_NAME=
 URL=${DROVER_URL:-}
 TOKEN=${DROVER_TOKEN:-}
 TOKEN_SOURCE_FILE=${DROVER_TOKEN_FILE:-}
@@ -230,6 +231,18 @@ parse_args() {
                 pass_arg "$1"
                 shift
                 ;;
+            --tls-server-name)
+                need_value "$1" $#
+                TLS_NAME=$2
+                pass_arg "$1"
+                pass_arg "$2"
+                shift 2
+                ;;
+            --tls-server-name=*)
+                TLS_NAME=${1#--tls-server-name=}
+                pass_arg "$1"
+                shift
+                ;;
             --disable-agent)
                 DISABLE_AGENT=true
                 pass_arg "$1"
@@ -267,6 +280,12 @@ setup_env() {
             warn "${URL} is plain http (a server started with --insecure): the join token will cross the network in clear"
             ;;
         *) fatal "the server URL must start with https:// (have \"${URL}\")" ;;
+    esac
+    hostport=${URL#*://}
+    hostport=${hostport%%/*}
+    case $hostport in
+        \[*\]:*|[!\[]*:*) URL_HOST=${hostport%:*} URL_PORT=${hostport##*:} ;;
+        *) URL_HOST=$hostport URL_PORT=443 ;;
     esac
     if [ "$CMD" = agent ]; then
         pass_arg --server
@@ -354,6 +373,10 @@ verify_runtime() {
         nerdctl) wanted=nerdctl ;;
         *) wanted='podman nerdctl' ;;
     esac
+    # Memory limits of pods need the memory controller (often off on a Raspberry Pi's kernel command line).
+    if ! grep -qs memory /sys/fs/cgroup/cgroup.controllers && [ "$(awk '$1 == "memory" { print $4 }' /proc/cgroups 2>/dev/null)" != 1 ]; then
+        warn 'no memory cgroup: pods'"'"' memory limits cannot apply; on a Raspberry Pi add "cgroup_memory=1 cgroup_enable=memory" to /boot/firmware/cmdline.txt (or /boot/cmdline.txt) and reboot'
+    fi
     for rt in $wanted; do
         if command -v "$rt" >/dev/null 2>&1; then
             info "Container runtime: $(command -v "$rt")"
@@ -463,6 +486,7 @@ verify_downloader() {
     if command -v curl >/dev/null 2>&1; then
         DOWNLOADER=curl
     elif command -v wget >/dev/null 2>&1 && wget --version 2>/dev/null | grep -q 'GNU Wget'; then
+        [ -z "$TLS_NAME" ] || fatal '--tls-server-name needs curl to download drover (wget cannot connect to one name and check another)'
         DOWNLOADER=wget
     else
         # busybox wget cannot be told which CA to trust.
@@ -470,24 +494,33 @@ verify_downloader() {
     fi
 }
 
-# download OUT URL [CAFILE]: without CAFILE the server's certificate is not checked (only /cacerts,
-# whose hash is then compared with the token's).
+# download OUT PATH [CAFILE]: ${URL}PATH into OUT. Without CAFILE the server's certificate is not
+# checked (only for /cacerts, whose hash is then compared with the token's).
 download() {
     out=$1
-    url=$2
+    url=${URL}$2
     cafile=${3:-}
     status=0
+    cert_hint="use an address its certificate names, --tls-server-name NAME (a name it does hold), or restart the server with --tls-san ${URL_HOST}"
     case $DOWNLOADER in
         curl)
+            set -- -sS --proto '=https' --connect-timeout 15 --retry 3 --retry-delay 2 -o "$out" -w '%{http_code}'
             if [ -n "$cafile" ]; then
-                code=$(curl -sS --proto '=https' --connect-timeout 15 --retry 3 --retry-delay 2 --cacert "$cafile" -o "$out" -w '%{http_code}' "$url" 2>"${TMP_DIR}/err") || status=$?
+                set -- "$@" --cacert "$cafile"
             else
-                code=$(curl -sS --proto '=https' --connect-timeout 15 --retry 3 --retry-delay 2 --insecure -o "$out" -w '%{http_code}' "$url" 2>"${TMP_DIR}/err") || status=$?
+                set -- "$@" --insecure
             fi
+            target=$url
+            if [ -n "$TLS_NAME" ]; then
+                # As the agent does: the certificate is checked against TLS_NAME, the connection goes to the URL's host.
+                set -- "$@" --connect-to "${TLS_NAME}:${URL_PORT}:${URL_HOST}:${URL_PORT}"
+                target=https://${TLS_NAME}:${URL_PORT}${url#"${URL}"}
+            fi
+            code=$(curl "$@" "$target" 2>"${TMP_DIR}/err") || status=$?
             if [ "$status" -ne 0 ]; then
                 why=$(head -n 1 "${TMP_DIR}/err" | sed 's/^curl: ([0-9]*) //')
                 case $status in
-                    60) fatal "cannot download ${url}: the server's certificate does not match its address or its CA (${why}); use an address its certificate names, or restart the server with --tls-san" ;;
+                    51|60) fatal "cannot download ${url}: the server's certificate does not match its address or its CA (${why}); ${cert_hint}" ;;
                     *) fatal "cannot download ${url}: ${why:-curl exit ${status}}" ;;
                 esac
             fi
@@ -504,7 +537,7 @@ download() {
             fi
             case $status in
                 0) ;;
-                5) fatal "cannot download ${url}: the server's certificate does not match its address or its CA; use an address its certificate names, or restart the server with --tls-san" ;;
+                5) fatal "cannot download ${url}: the server's certificate does not match its address or its CA; ${cert_hint}" ;;
                 8) fatal "cannot download ${url}: the server answered with an error (is ${BIN_NAME} in its downloads dir?)" ;;
                 *) fatal "cannot download ${url}: wget exit ${status}" ;;
             esac
@@ -529,7 +562,7 @@ cert_der_sha256() {
 trusted_ca() {
     CA_FILE=${TMP_DIR}/ca.crt
     if [ -n "$CA_HASH" ]; then
-        download "$CA_FILE" "${URL}/cacerts"
+        download "$CA_FILE" /cacerts
         got=$(cert_der_sha256 "$CA_FILE") || fatal "the server at ${URL} did not send a CA certificate at /cacerts; nothing was downloaded"
         if [ "$got" != "$CA_HASH" ]; then
             fatal "the server at ${URL} presents CA sha256 ${got}, but the join token expects ${CA_HASH}: wrong server or someone in between; nothing was downloaded"
@@ -577,7 +610,7 @@ obtain_binary() {
         verify_downloader
         trusted_ca
         info "Downloading ${URL}/download/SHA256SUMS"
-        download "${TMP_DIR}/SHA256SUMS" "${URL}/download/SHA256SUMS" "$CA_FILE"
+        download "${TMP_DIR}/SHA256SUMS" /download/SHA256SUMS "$CA_FILE"
         HASH_EXPECTED=$(expected_hash "${TMP_DIR}/SHA256SUMS" "$BIN_NAME")
         [ -n "$HASH_EXPECTED" ] || fatal "the server has no ${BIN_NAME} (its SHA256SUMS does not list it): put ${BIN_NAME} in its downloads dir (drover server --downloads-dir)"
         if [ -x "${ROOT}${BIN_DIR}/drover" ] && [ "$(sha256_of "${ROOT}${BIN_DIR}/drover")" = "$HASH_EXPECTED" ]; then
@@ -586,7 +619,7 @@ obtain_binary() {
             return 0
         fi
         info "Downloading ${URL}/download/${BIN_NAME}"
-        download "$TMP_BIN" "${URL}/download/${BIN_NAME}" "$CA_FILE"
+        download "$TMP_BIN" "/download/${BIN_NAME}" "$CA_FILE"
         verify_binary_hash "${URL}/download/SHA256SUMS"
     fi
     chmod 0755 "$TMP_BIN"

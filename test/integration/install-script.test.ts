@@ -334,7 +334,14 @@ test('failures exit non-zero with one [ERROR] line and leave nothing behind', as
       const name = hosts.split('\n').map((l) => l.split('#')[0]!.trim().split(/\s+/)).filter((w) => w[0] === '127.0.0.1').flatMap((w) => w.slice(1)).find((n) => n !== 'localhost' && n !== hostname() && !n.startsWith('localhost.'));
       if (!name) return sub.skip('no other name for 127.0.0.1 in /etc/hosts');
       const url = t.apiUrl.replace('127.0.0.1', name);
-      await assertCleanFailure(fr, ['agent', '--server', url, '--no-start'], { DROVER_TOKEN: t.joinToken }, /certificate does not match its address or its CA/);
+      await assertCleanFailure(fr, ['agent', '--server', url, '--no-start'], { DROVER_TOKEN: t.joinToken }, /certificate does not match its address or its CA.*--tls-server-name NAME/);
+      // With a name the certificate does hold, as the agent is told too, the same address works.
+      const ok = await fr.run(['agent', '--server', url, '--tls-server-name', 'localhost', '--no-start'], { DROVER_TOKEN: t.joinToken });
+      assert.equal(ok.code, 0, ok.stderr);
+      const unit = await readFile(join(fr.root, 'etc/systemd/system/drover-agent.service'), 'utf8');
+      assert.match(unit, /"--tls-server-name" \\\n\s+"localhost"/);
+      const u = await fr.run([], {}, join(fr.root, 'usr/local/bin/drover-uninstall.sh'));
+      assert.equal(u.code, 0, u.stderr);
     });
     await ctx.test('no init system', async () => {
       await fr.hide('systemctl');
