@@ -120,6 +120,8 @@ async function bundle(t: Target, version: string): Promise<string> {
       __DROVER_VERSION__: JSON.stringify(version),
       __DROVER_COMMIT__: JSON.stringify(git(['rev-parse', 'HEAD'])),
       __DROVER_BUILD_DATE__: JSON.stringify(new Date().toISOString().replace(/\.\d+Z$/, 'Z')),
+      // The installer the server serves at /install.sh (server/downloads/install-script.ts).
+      __DROVER_INSTALL_SH__: JSON.stringify(readFileSync(join(ROOT, 'install.sh'), 'utf8')),
     },
     plugins: [seaPlugin(t)],
   });
