@@ -368,3 +368,38 @@ test('arm64: the arm64 binary is the one downloaded when the device says aarch64
     await fr.cleanup();
   }
 });
+
+/** The README's verified install: the CA checked against the token before the script is fetched (kept in step with README.md). */
+const VERIFIED_ONE_LINER = `ca=$(mktemp) && curl -sfk "$SERVER/cacerts" -o "$ca" &&
+  if [ "$(openssl x509 -in "$ca" -outform der | sha256sum | cut -c1-64)" = "$(printf %s "$TOKEN" | cut -c4-67)" ]; then
+    curl -sf --cacert "$ca" "$SERVER/install.sh" | DROVER_TOKEN="$TOKEN" sh -s - agent --server "$SERVER" --no-start
+  else echo "[ERROR] $SERVER is not the server of this token (CA hash mismatch)" >&2; false; fi`;
+
+test("the README's one-liners: install.sh piped from the server into sh -s -, the verified one refusing another cluster's token", async () => {
+  const fr = await systemdRoot();
+  try {
+    const script = join(fr.tmp, '..', 'one-liner.sh');
+    const write = (server: string, token: string) => writeFile(script, `SERVER='${server}'\nTOKEN='${token}'\n${VERIFIED_ONE_LINER}\n`);
+    await write(t.apiUrl, t.joinToken);
+    const ok = await fr.run([], {}, script);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /drover agent installed \(not started\)/);
+    const installed = filesOf(await fr.tree()).sort();
+    assert.deepEqual(installed, ['/etc/drover/agent-token', '/etc/drover/drover-agent.env', '/etc/systemd/system/drover-agent.service', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+    assert.equal((await fr.run([], {}, join(fr.root, 'usr/local/bin/drover-uninstall.sh'))).code, 0);
+
+    await write(t.apiUrl, `K10${'cd'.repeat(32)}::${t.joinToken.split('::')[1]}`);
+    const refused = await fr.run([], {}, script);
+    assert.notEqual(refused.code, 0);
+    assert.deepEqual(errorLines(refused), [`[ERROR] ${t.apiUrl} is not the server of this token (CA hash mismatch)`]);
+    assert.deepEqual(filesOf(await fr.tree()), []);
+
+    // The short form, for a network one trusts: -k for the script only; install.sh still pins the binary's download.
+    await writeFile(script, `curl -sfLk '${t.apiUrl}/install.sh' | DROVER_TOKEN='${t.joinToken}' sh -s - agent --server '${t.apiUrl}' --no-start\n`);
+    const short = await fr.run([], {}, script);
+    assert.equal(short.code, 0, short.stderr);
+    assert.match(short.stdout, /The server's CA matches the join token/);
+  } finally {
+    await fr.cleanup();
+  }
+});
