@@ -290,8 +290,6 @@ setup_env() {
     if [ "$CMD" = agent ]; then
         pass_arg --server
         pass_arg "$URL"
-        pass_arg --token-file
-        pass_arg "$TOKEN_FILE"
     fi
 }
 
@@ -442,6 +440,11 @@ setup_token() {
         else
             fatal 'agent: a join token is needed (DROVER_TOKEN, DROVER_TOKEN_FILE, --token-file or --token; on the server: drover token create)'
         fi
+    fi
+    if [ "$CMD" = agent ]; then
+        # A joined node without a token file gets no --token-file: the agent would refuse a missing file.
+        pass_arg --token-file
+        pass_arg "$TOKEN_FILE"
     fi
     valid_token "$TOKEN" || fatal 'the join token is not valid: expected K10<64 hex digits of the CA hash>::<id>.<secret> (from the server'"'"'s DATA_DIR/join-token, or: drover token create)'
     CA_HASH=$(printf '%s' "$TOKEN" | cut -c 4-67)

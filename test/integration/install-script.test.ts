@@ -154,6 +154,9 @@ test('a joined node upgrades without a token, trusting the CA it joined with', a
     assert.match(r.stdout, /Trusting the CA this node joined with/);
     assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
     assert.equal(await exists(join(fr.root, 'etc/drover/agent-token')), false, 'no token to write');
+    // ... and none to read: the agent refuses a --token-file that is not there.
+    const unit = await readFile(join(fr.root, 'etc/systemd/system/drover-agent.service'), 'utf8');
+    assert.ok(!unit.includes('--token-file'), unit);
   } finally {
     await fr.cleanup();
   }
