@@ -37,6 +37,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 info "building"
 npm run -s build
+# The single binaries for amd64/arm64 (and armv7 where qemu-user is) that the server hands to install.sh
+# on other devices (GET /download/drover-linux-ARCH). Rebuilt only when the sources changed.
+scripts/binary/ensure.sh
 
 # A tiny local image so the README's example works without a registry.
 if ! podman image exists localhost/busybox:latest; then
@@ -51,4 +54,4 @@ fi
 # First start makes the CA (DATA_DIR/tls), the join token file and ~/.drover/config (HTTPS URL, admin
 # token, CA; 0600), so `drover get nodes` works from another terminal right away.
 info "starting drover server: API over HTTPS on 6443, MQTT over TLS on 8883 (Ctrl-C to stop)"
-exec node bin/drover.js server "$@"
+exec node bin/drover.js server --downloads-dir "$PWD/dist/bin" "$@"

