@@ -656,7 +656,7 @@ make_dir() {
         p=$(dirname "$p")
     done
     if [ -n "$missing" ]; then
-        mkdir -p "$d"
+        mkdir -p "$d" 2>/dev/null || fatal "cannot create the directory ${1}"
         chmod "$2" "$d"
         old_ifs=$IFS
         IFS=$NL
@@ -671,13 +671,13 @@ make_dir() {
 put_file() {
     target=${ROOT}$1
     make_dir "$(dirname "$1")" 0755
-    tmp=$(mktemp "$(dirname "$target")/.$(basename "$target").XXXXXX")
+    tmp=$(mktemp "$(dirname "$target")/.$(basename "$target").XXXXXX" 2>/dev/null) || fatal "cannot write ${1}"
     if ! cat "$3" >"$tmp" || ! chmod "$2" "$tmp"; then
         rm -f "$tmp"
         fatal "cannot write ${1}"
     fi
     [ -e "$target" ] || mark_created "$target"
-    mv -f "$tmp" "$target"
+    mv -f "$tmp" "$target" || fatal "cannot replace ${1}"
 }
 
 install_binary() {
@@ -686,11 +686,11 @@ install_binary() {
         return 0
     fi
     info "Installing drover to ${BIN_DIR}/drover"
-    BIN_TMP=$(mktemp "${ROOT}${BIN_DIR}/.drover.XXXXXX")
-    cp "$TMP_BIN" "$BIN_TMP"
+    BIN_TMP=$(mktemp "${ROOT}${BIN_DIR}/.drover.XXXXXX" 2>/dev/null) || fatal "cannot write ${BIN_DIR}/drover"
+    cp "$TMP_BIN" "$BIN_TMP" || fatal "cannot write ${BIN_DIR}/drover (disk full?)"
     chmod 0755 "$BIN_TMP"
     [ -e "${ROOT}${BIN_DIR}/drover" ] || mark_created "${ROOT}${BIN_DIR}/drover"
-    mv -f "$BIN_TMP" "${ROOT}${BIN_DIR}/drover"
+    mv -f "$BIN_TMP" "${ROOT}${BIN_DIR}/drover" || fatal "cannot replace ${BIN_DIR}/drover"
     BIN_TMP=
 }
 
@@ -703,12 +703,12 @@ write_token() {
     # umask first, so the token is never readable by others, not even for a moment; printf is a builtin (no argv).
     old_umask=$(umask)
     umask 077
-    TOKEN_TMP=$(mktemp "${ROOT}${CONF_DIR}/.agent-token.XXXXXX")
+    TOKEN_TMP=$(mktemp "${ROOT}${CONF_DIR}/.agent-token.XXXXXX" 2>/dev/null) || fatal "cannot write ${TOKEN_FILE}"
     printf '%s\n' "$TOKEN" >"$TOKEN_TMP"
     chmod 0600 "$TOKEN_TMP"
     umask "$old_umask"
     [ -e "${ROOT}${TOKEN_FILE}" ] || mark_created "${ROOT}${TOKEN_FILE}"
-    mv -f "$TOKEN_TMP" "${ROOT}${TOKEN_FILE}"
+    mv -f "$TOKEN_TMP" "${ROOT}${TOKEN_FILE}" || fatal "cannot replace ${TOKEN_FILE}"
     TOKEN_TMP=
 }
 

@@ -354,6 +354,26 @@ test('failures exit non-zero with one [ERROR] line and leave nothing behind', as
         await fr.tool('systemctl', recorder('systemctl'));
       }
     });
+    await ctx.test('a fresh install that fails half-way (systemctl enable refuses) takes back what it wrote', async () => {
+      await fr.tool('systemctl', recorder('systemctl', '[ "$1" = enable ] && { echo "Failed to enable unit" >&2; exit 1; }\nexit 0'));
+      try {
+        await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken }, /systemctl enable drover-agent failed/);
+      } finally {
+        await fr.tool('systemctl', recorder('systemctl'));
+      }
+    });
+    await ctx.test('a fresh install that cannot write its unit (its directory is a file) takes back what it wrote', async () => {
+      // (Earlier subtests' uninstalls leave empty directories: start this one from none.)
+      await rm(join(fr.root, 'etc'), { recursive: true, force: true });
+      await rm(join(fr.root, 'usr'), { recursive: true, force: true });
+      await mkdir(join(fr.root, 'etc/systemd'), { recursive: true });
+      await writeFile(join(fr.root, 'etc/systemd/system'), 'not a directory');
+      try {
+        await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken }, /cannot create the directory \/etc\/systemd\/system/);
+      } finally {
+        await rm(join(fr.root, 'etc'), { recursive: true });
+      }
+    });
     assert.deepEqual(filesOf(await fr.tree()), []);
   } finally {
     await fr.cleanup();
