@@ -3,12 +3,13 @@
  * writes, and PATH is a directory of links to the host's tools minus the ones a test hides (podman,
  * systemctl, ...) plus stand-ins that record how they were called (systemctl, rc-update, apt-get ...).
  */
-import { spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 export const INSTALL_SH = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'install.sh');
 
@@ -47,7 +48,7 @@ export interface FakeRoot {
 }
 
 export interface RunResult {
-  code: number | null;
+  code: number;
   stdout: string;
   stderr: string;
 }
@@ -115,17 +116,19 @@ export async function makeFakeRoot(o: { show?: string[]; hide?: string[] } = {})
   return fr;
 }
 
-function runScript(script: string, args: string[], env: Record<string, string>): Promise<RunResult> {
-  return new Promise((resolvePromise, reject) => {
+const execFileP = promisify(execFile);
+
+async function runScript(script: string, args: string[], env: Record<string, string>): Promise<RunResult> {
+  try {
     // /bin/sh is dash on Debian: the POSIX shell install.sh is written for.
-    const child = spawn('/bin/sh', [script, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.once('error', reject);
-    child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
-  });
+    const { stdout, stderr } = await execFileP('/bin/sh', [script, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: unknown; stdout?: string; stderr?: string };
+    // A non-zero exit is a result to look at; a shell that could not start is the test's failure.
+    if (typeof e.code !== 'number') throw err;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
 }
 
 async function treeOf(root: string): Promise<Map<string, TreeEntry>> {
