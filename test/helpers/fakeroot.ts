@@ -59,8 +59,12 @@ export interface TreeEntry {
   sha256?: string;
 }
 
-/** A fake root with the host's tools linked in, minus `hide` and the usual device-optional ones unless `show`n. */
-export async function makeFakeRoot(o: { show?: string[]; hide?: string[] } = {}): Promise<FakeRoot> {
+/**
+ * A fake root with the host's tools linked in, minus `hide` and the usual device-optional ones unless
+ * `show`n. `busybox`: a small device's userland instead, every tool (sh included) a busybox applet,
+ * plus the host tools named in `show` (curl, say).
+ */
+export async function makeFakeRoot(o: { show?: string[]; hide?: string[]; busybox?: boolean } = {}): Promise<FakeRoot> {
   const base = await mkdtemp(join(tmpdir(), 'drover-fakeroot-'));
   const root = join(base, 'root');
   const bin = join(base, 'bin');
@@ -70,7 +74,20 @@ export async function makeFakeRoot(o: { show?: string[]; hide?: string[] } = {})
   await writeFile(callsFile, '');
   const hidden = new Set([...HIDDEN_BY_DEFAULT.filter((n) => !(o.show ?? []).includes(n)), ...(o.hide ?? [])]);
   const linked = new Set<string>();
-  for (const dir of HOST_BIN_DIRS) {
+  if (o.busybox) {
+    const { stdout } = await execFileP('busybox', ['--list']);
+    for (const applet of stdout.split('\n').filter(Boolean)) {
+      if (hidden.has(applet)) continue;
+      linked.add(applet);
+      await symlink('/usr/bin/busybox', join(bin, applet));
+    }
+    for (const name of o.show ?? []) {
+      if (linked.has(name)) continue;
+      linked.add(name);
+      await symlink(await hostTool(name), join(bin, name));
+    }
+  }
+  for (const dir of o.busybox ? [] : HOST_BIN_DIRS) {
     let names: string[];
     try {
       names = await readdir(dir);
@@ -104,7 +121,7 @@ export async function makeFakeRoot(o: { show?: string[]; hide?: string[] } = {})
       await writeFile(callsFile, '');
     },
     run: (args, env = {}, script = INSTALL_SH) =>
-      runScript(script, args, { PATH: bin, HOME: join(base, 'home'), TMPDIR: tmp, INSTALL_DROVER_ROOT: root, FAKEROOT_CALLS: callsFile, ...env }),
+      runScript(join(bin, 'sh'), script, args, { PATH: bin, HOME: join(base, 'home'), TMPDIR: tmp, INSTALL_DROVER_ROOT: root, FAKEROOT_CALLS: callsFile, ...env }),
     tree: () => treeOf(root),
     async tmpLeft() {
       return readdir(tmp);
@@ -118,10 +135,16 @@ export async function makeFakeRoot(o: { show?: string[]; hide?: string[] } = {})
 
 const execFileP = promisify(execFile);
 
-async function runScript(script: string, args: string[], env: Record<string, string>): Promise<RunResult> {
+/** Where the host keeps a tool. */
+async function hostTool(name: string): Promise<string> {
+  for (const dir of HOST_BIN_DIRS) if (await exists(join(dir, name))) return join(dir, name);
+  throw new Error(`no ${name} on this machine`);
+}
+
+async function runScript(shell: string, script: string, args: string[], env: Record<string, string>): Promise<RunResult> {
   try {
-    // /bin/sh is dash on Debian: the POSIX shell install.sh is written for.
-    const { stdout, stderr } = await execFileP('/bin/sh', [script, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
+    // The tool dir's sh: dash on Debian, busybox ash for a busybox root (the POSIX shells install.sh is written for).
+    const { stdout, stderr } = await execFileP(shell, [script, ...args], { env, maxBuffer: 16 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: unknown; stdout?: string; stderr?: string };

@@ -426,3 +426,54 @@ test("the README's one-liners: install.sh piped from the server into sh -s -, th
     await fr.cleanup();
   }
 });
+
+test('a busybox userland (ash, busybox awk/sed/grep/mktemp/sha256sum/base64, no openssl) with curl installs and uninstalls', async (ctx) => {
+  try {
+    await run('busybox', ['true']);
+  } catch (err) {
+    return ctx.skip(`busybox is not installed (${(err as Error).message})`);
+  }
+  const fr = await makeFakeRoot({ busybox: true, show: ['curl'] });
+  try {
+    await fr.tool('systemctl', recorder('systemctl', '[ "$1" = is-active ] && exit 3\nexit 0'));
+    await fr.tool('podman', recorder('podman'));
+    assert.equal(await exists(join(fr.bin, 'openssl')), false);
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'tiny', '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    // The CA hash came from base64 -d (no openssl here) and matched.
+    assert.match(r.stdout, /The server's CA matches the join token/);
+    const tree = await fr.tree();
+    assert.equal(tree.get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
+    assert.equal(tree.get('/etc/drover/agent-token')!.mode, 0o600);
+    await assertCleanFailure(fr, ['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: `K10${'ef'.repeat(32)}::${t.joinToken.split('::')[1]}` }, /presents CA sha256 [0-9a-f]{64}, but the join token expects/);
+    const u = await fr.run([], {}, join(fr.root, 'usr/local/bin/drover-uninstall.sh'));
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(filesOf(await fr.tree()), []);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('busybox wget alone cannot be told which CA to trust: refused, unless the binary is given (offline)', async (ctx) => {
+  try {
+    await run('busybox', ['true']);
+  } catch (err) {
+    return ctx.skip(`busybox is not installed (${(err as Error).message})`);
+  }
+  const fr = await makeFakeRoot({ busybox: true });
+  try {
+    await fr.tool('systemctl', recorder('systemctl'));
+    await fr.tool('podman', recorder('podman'));
+    await assertCleanFailure(fr, ['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken }, /curl \(or GNU wget\) is needed to download drover; install curl, or install offline with INSTALL_DROVER_BINARY/);
+    const dist = join(fr.tmp, '..', 'dist');
+    await mkdir(dist);
+    await writeFile(join(dist, 'drover-linux-arm64'), standInBinary('0.4.0-offline'));
+    await writeFile(join(dist, 'SHA256SUMS'), `${sha256(standInBinary('0.4.0-offline'))}  drover-linux-arm64\n`);
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_ARCH: 'aarch64', INSTALL_DROVER_BINARY: join(dist, 'drover-linux-arm64') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /Verified sha256/);
+    assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.4.0-offline')));
+  } finally {
+    await fr.cleanup();
+  }
+});
