@@ -477,3 +477,35 @@ test('busybox wget alone cannot be told which CA to trust: refused, unless the b
     await fr.cleanup();
   }
 });
+
+test('GNU wget instead of curl: the same CA-pinned download', async () => {
+  const fr = await systemdRoot({ hide: ['curl'] });
+  try {
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /The server's CA matches the join token/);
+    assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
+    assert.equal((await fr.run([], {}, join(fr.root, 'usr/local/bin/drover-uninstall.sh'))).code, 0);
+    await assertCleanFailure(fr, ['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: `K10${'01'.repeat(32)}::${t.joinToken.split('::')[1]}` }, /but the join token expects (01){32}/);
+    await assertCleanFailure(fr, ['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_ARCH: 'armv7l' }, /the server has no drover-linux-arm/);
+  } finally {
+    await fr.cleanup();
+  }
+});
+
+test('server install downloading from another drover server (DROVER_URL + a join token to pin it); none given is refused', async () => {
+  const fr = await systemdRoot();
+  try {
+    await assertCleanFailure(fr, ['server', '--no-start'], {}, /server: give the binary \(INSTALL_DROVER_BINARY=\.\/drover-linux-amd64\) or a drover server to download it from \(DROVER_URL and DROVER_TOKEN\)/);
+    await assertCleanFailure(fr, ['server', '--no-start'], { DROVER_URL: t.apiUrl }, /a join token is needed to check the server the binary comes from/);
+    const r = await fr.run(['server', '--disable-agent', '--no-start'], { DROVER_URL: t.apiUrl, DROVER_TOKEN: t.joinToken });
+    assert.equal(r.code, 0, r.stderr);
+    const tree = await fr.tree();
+    assert.deepEqual(filesOf(tree).sort(), ['/etc/drover/drover-server.env', '/etc/systemd/system/drover-server.service', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+    // A server's unit carries no join token: the token only pinned the download.
+    assert.deepEqual(await filesHolding(fr, tree, secretOf(t.joinToken)), []);
+    assert.match(await readFile(join(fr.root, 'etc/systemd/system/drover-server.service'), 'utf8'), /ExecStart=\/usr\/local\/bin\/drover server \\\n\s+"--disable-agent"\n/);
+  } finally {
+    await fr.cleanup();
+  }
+});
