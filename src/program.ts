@@ -48,11 +48,15 @@ async function agentJoinToken(o: { token?: string; tokenFile?: string }): Promis
   const fromEnv = process.env.DROVER_TOKEN;
   delete process.env.DROVER_TOKEN;
   if (o.tokenFile) {
-    const text = (await readFile(o.tokenFile, 'utf8').catch((err: unknown) => {
+    const text = await readFile(o.tokenFile, 'utf8').catch((err: unknown) => {
+      // A joined node needs no token: a token file removed after the join (as the README advises) is
+      // fine; agent/run.ts refuses with its own message when the node has not joined yet.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new Error(`cannot read --token-file ${o.tokenFile}: ${errorMessage(err)}`, { cause: err });
-    })).trim();
-    if (!text) throw new Error(`--token-file ${o.tokenFile} is empty`);
-    return text;
+    });
+    if (text === undefined) return fromEnv || undefined;
+    if (!text.trim()) throw new Error(`--token-file ${o.tokenFile} is empty`);
+    return text.trim();
   }
   return fromEnv || undefined;
 }
@@ -285,9 +289,17 @@ export function buildProgram(io: ProgramIo = processIo): Command {
         `  CA:           ${server.caFile}`,
         `  admin token:  ${join(server.dataDir, 'admin-token')}${cfgPath ? `  (CLI config written to ${cfgPath})` : ''}`,
         `  local agent:  ${o.disableAgent ? 'disabled' : `node ${o.nodeName}`}`,
-        `  join another device: put a token for it, from \`drover token create --uses 1 --ttl 24h\` (or ${join(server.dataDir, 'join-token')}),`,
-        `    in a file only root can read (TOKEN_FILE) there, then`,
-        `    drover agent --server ${apiPublic} --token-file TOKEN_FILE --node-name <name>`,
+        `  join another device: make it a token (\`drover token create --uses 1 --ttl 24h\`, or ${join(server.dataDir, 'join-token')}); as root there,`,
+        ...(insecure
+          ? [`    with drover installed: DROVER_TOKEN=<token> drover agent --server ${apiPublic} --node-name <name>`]
+          : [
+              // install.sh pins the CA by the token's hash before it downloads anything; the script itself
+              // is fetched over TLS checked against that same CA, checked here the same way.
+              `    TOKEN=<token>; curl -sfk ${apiPublic}/cacerts -o /tmp/drover-ca.crt &&`,
+              `    [ "$(openssl x509 -in /tmp/drover-ca.crt -outform der | sha256sum | cut -c1-64)" = "$(printf %s "$TOKEN" | cut -c4-67)" ] &&`,
+              `    curl -sfL --cacert /tmp/drover-ca.crt ${apiPublic}/install.sh | DROVER_TOKEN="$TOKEN" sh -s - agent --server ${apiPublic}`,
+              `    (drover already there: drover agent --server ${apiPublic} --token-file TOKEN_FILE --node-name <name>)`,
+            ]),
         ...(o.requireApproval ? ['  new nodes wait for: drover node approve <name>'] : []),
         '',
       ].join('\n') + '\n',
