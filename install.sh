@@ -323,6 +323,17 @@ setup_verify_arch() {
         arm|armv7*|armhf) ARCH=arm ;;
         *) fatal "unsupported architecture ${machine}: drover runs on amd64 (x86_64), arm64 (aarch64) and arm (armv7l)" ;;
     esac
+    # 32-bit Raspberry Pi OS may boot a 64-bit kernel: uname says aarch64, but only armhf programs run.
+    if [ "$ARCH" = arm64 ] && [ -z "${INSTALL_DROVER_ARCH:-}" ]; then
+        userland=
+        if command -v dpkg >/dev/null 2>&1; then
+            userland=$(dpkg --print-architecture 2>/dev/null || true)
+        fi
+        if [ "$userland" = armhf ] || { [ -z "$userland" ] && [ ! -e /lib/ld-linux-aarch64.so.1 ] && [ -e /lib/ld-linux-armhf.so.3 ]; }; then
+            info 'A 64-bit kernel with a 32-bit (armhf) userland: installing the arm build'
+            ARCH=arm
+        fi
+    fi
     BIN_NAME=drover-linux-${ARCH}
     info "Detected ${OS_NAME} on ${ARCH}"
 }

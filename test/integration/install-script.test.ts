@@ -509,3 +509,27 @@ test('server install downloading from another drover server (DROVER_URL + a join
     await fr.cleanup();
   }
 });
+
+test('a 64-bit kernel under a 32-bit (armhf) userland, as 32-bit Raspberry Pi OS on a Pi 4 boots: the arm build', async () => {
+  const fr = await systemdRoot();
+  try {
+    await fr.tool('uname', '#!/bin/sh\nif [ "$1" = -m ]; then echo aarch64; else echo Linux; fi\n');
+    await fr.tool('dpkg', '#!/bin/sh\n[ "$1" = --print-architecture ] && echo armhf\n');
+    const dist = join(fr.tmp, '..', 'dist');
+    await mkdir(dist);
+    await writeFile(join(dist, 'drover-linux-arm'), standInBinary('0.5.0-armhf'));
+    await writeFile(join(dist, 'drover-linux-arm64'), standInBinary('0.5.0-arm64'));
+    await writeFile(join(dist, 'SHA256SUMS'), `${sha256(standInBinary('0.5.0-armhf'))}  drover-linux-arm\n${sha256(standInBinary('0.5.0-arm64'))}  drover-linux-arm64\n`);
+    // The server has the arm64 build only: it must not land on an armhf userland, where it cannot run.
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken });
+    assert.notEqual(r.code, 0, 'the server has no arm build: the arm64 one must not be installed instead');
+    assert.deepEqual(errorLines(r).length, 1);
+    assert.match(errorLines(r)[0]!, /the server has no drover-linux-arm /);
+    assert.match(r.stdout, /32-bit \(armhf\) userland: installing the arm build/);
+    const ok = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_BINARY: join(dist, 'drover-linux-arm') });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((await fr.tree()).get('/usr/local/bin/drover')!.sha256, sha256(standInBinary('0.5.0-armhf')));
+  } finally {
+    await fr.cleanup();
+  }
+});
