@@ -224,9 +224,29 @@ export function deviceArg(d: DeviceMapping): string {
   return d.containerPath ? `${d.hostPath}:${d.containerPath}` : d.hostPath;
 }
 
-/** `--filter label=…` arguments: repeated filters are ANDed; a bare key matches any value. */
+/**
+ * `--filter label=…` arguments (a bare key matches any value) for the labels a filter can carry:
+ * both tools read `--filter` as a comma-separated list (cobra StringSlice, parsed as CSV), so a
+ * label with a comma or a quote would be split or refused. Such labels, and anything the tool's
+ * filter does not promise (events ORs label filters), are checked by the caller with hasLabels().
+ */
 export function labelFilters(labels: Record<string, string>): string[] {
-  return Object.entries(labels).flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+  return Object.entries(labels)
+    .filter(([k, v]) => csvSafe(k) && csvSafe(v))
+    .flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
+}
+
+function csvSafe(s: string): boolean {
+  return !/[,"\n\r]/.test(s);
+}
+
+/** JSON.parse, or undefined for a line that is not JSON (a stream's noise). */
+export function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether a container's labels carry every wanted one ('' matches any value). */

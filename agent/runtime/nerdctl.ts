@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { RuntimeCli, deviceArg, hasLabels, mountArgs, publishArg, toIso, withPrivateEnv } from './cli.js';
+import { RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 /** The containerd namespace drover's containers live in: apart from k8s.io (CRI) and nerdctl's `default`. */
@@ -122,14 +122,6 @@ function fitsEnvFile(v: string): boolean {
   return !/[\r\n\0]/.test(v) && !/[\s\u0085]$/.test(v) && v.length < 60 * 1024;
 }
 
-/**
- * `--filter` takes a comma-separated list (a cobra StringSlice, read as CSV): a value with a comma
- * or a quote would be split or mangled, so such labels are only checked here, after inspect.
- */
-function csvSafe(s: string): boolean {
-  return !/[,"\n\r]/.test(s);
-}
-
 /** Longest a `container inspect` of every listed container may take. */
 const LIST_TIMEOUT_MS = 30_000;
 
@@ -165,20 +157,20 @@ export class NerdctlRuntime implements ContainerRuntime {
     });
   }
 
-  /** nerdctl's version and containerd's: `version` fails when containerd does not answer. */
+  /**
+   * nerdctl's version and containerd's, in one word (it ends up in `containerRuntimeVersion`,
+   * nerdctl://2.1.2+containerd-1.6.20): `version` fails when containerd does not answer.
+   */
   async version(): Promise<string> {
     const { stdout } = await this.cli.call('version', ['version', '--format', '{{json .}}']);
     const v = this.cli.parse('version', versionOutput, stdout);
     const containerd = v.Server?.Components?.find((c) => c.Name === 'containerd')?.Version;
     const own = v.Client.Version.replace(/^v/, '');
-    return containerd ? `${own} (containerd ${containerd.replace(/^v/, '')})` : own;
+    return containerd ? `${own}+containerd-${containerd.replace(/^v/, '')}` : own;
   }
 
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
-    const filters = Object.entries(labels)
-      .filter(([k, v]) => csvSafe(k) && csvSafe(v))
-      .flatMap(([k, v]) => ['--filter', v === '' ? `label=${k}` : `label=${k}=${v}`]);
-    const { stdout } = await this.cli.call('ps', ['ps', '--all', '--no-trunc', '--format', '{{json .}}', ...filters]);
+    const { stdout } = await this.cli.call('ps', ['ps', '--all', '--no-trunc', '--format', '{{json .}}', ...labelFilters(labels)]);
     const ids = this.cli.parseLines('ps', psEntry, stdout).map((e) => e.ID);
     if (ids.length === 0) return [];
     const r = await this.cli.call('container inspect', ['container', 'inspect', ...ids], { allowExit: [1], timeoutMs: LIST_TIMEOUT_MS });
@@ -305,28 +297,21 @@ export class NerdctlRuntime implements ContainerRuntime {
    * get them, and all are checked here.
    */
   watchExits(labels: Record<string, string>, onExit: () => void): () => void {
-    const first = Object.entries(labels).find(([k, v]) => csvSafe(k) && csvSafe(v));
-    const filter = first ? ['--filter', first[1] === '' ? `label=${first[0]}` : `label=${first[0]}=${first[1]}`] : [];
+    const filter = labelFilters(labels).slice(0, 2);
+    // Without a filter nerdctl gives no labels: then every exit in the namespace counts.
+    const checkLabels = filter.length > 0;
     return this.cli.stream(
       ['events', '--format', '{{json .}}', ...filter],
       (line) => {
         const e = eventEntry.safeParse(safeJson(line));
         if (!e.success || e.data.Topic !== '/tasks/exit' || e.data.Namespace !== this.namespace) return;
-        if (!hasLabels(e.data.Labels ?? {}, labels)) return;
+        if (checkLabels && !hasLabels(e.data.Labels ?? {}, labels)) return;
         const exit = taskExit.safeParse(safeJson(e.data.Event ?? ''));
         if (exit.success && exit.data.id && exit.data.container_id && exit.data.id !== exit.data.container_id) return;
         onExit();
       },
       onExit,
     );
-  }
-}
-
-function safeJson(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { RuntimeCli, deviceArg, labelFilters, mountArgs, publishArg, toIso, withPrivateEnv } from './cli.js';
+import { RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
@@ -57,6 +57,8 @@ const inspectEntry = z.object({
 });
 
 const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
+/** An `events` line: a container's labels are in its Attributes. */
+const diedEvent = z.object({ Attributes: z.record(z.string(), z.string()).nullish() });
 const imagesOutput = z.array(z.object({ Names: z.array(z.string()).nullish() }));
 
 const STATES: Record<string, ContainerState> = {
@@ -117,7 +119,7 @@ export class PodmanRuntime implements ContainerRuntime {
 
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
     const { stdout } = await this.cli.call('ps', ['ps', '--all', '--no-trunc', '--format', 'json', ...labelFilters(labels)]);
-    const entries = this.cli.parse('ps', z.array(psEntry), stdout);
+    const entries = this.cli.parse('ps', z.array(psEntry), stdout).filter((e) => hasLabels(e.Labels ?? {}, labels));
     return entries.map((e) => {
       const state = toState(e.State);
       return {
@@ -241,11 +243,14 @@ export class PodmanRuntime implements ContainerRuntime {
   }
 
   watchExits(labels: Record<string, string>, onExit: () => void): () => void {
-    // `podman events` streams one JSON object per line for as long as it runs.
+    // `podman events` streams one JSON object per line for as long as it runs. Its label filters
+    // are ORed: one narrows the stream, and every label is checked in the event's Attributes.
     return this.cli.stream(
-      ['events', '--format', 'json', '--filter', 'type=container', '--filter', 'event=died', ...labelFilters(labels)],
+      ['events', '--format', 'json', '--filter', 'type=container', '--filter', 'event=died', ...labelFilters(labels).slice(0, 2)],
       (line) => {
-        if (line.trim().startsWith('{')) onExit();
+        const e = diedEvent.safeParse(safeJson(line));
+        // An event of another shape still means something died: looking once too often is cheap.
+        if (!e.success || hasLabels(e.data.Attributes ?? {}, labels)) onExit();
       },
       onExit,
     );
