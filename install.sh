@@ -606,7 +606,7 @@ obtain_binary() {
     fi
     if [ -n "${INSTALL_DROVER_BINARY:-}" ]; then
         [ -f "$INSTALL_DROVER_BINARY" ] || fatal "INSTALL_DROVER_BINARY=${INSTALL_DROVER_BINARY}: no such file"
-        cp "$INSTALL_DROVER_BINARY" "$TMP_BIN"
+        cp "$INSTALL_DROVER_BINARY" "$TMP_BIN" || fatal "cannot copy ${INSTALL_DROVER_BINARY} to ${TMP_DIR} (set TMPDIR to a directory with room)"
         sums=$(dirname "$INSTALL_DROVER_BINARY")/SHA256SUMS
         want=
         if [ -r "$sums" ]; then
@@ -639,7 +639,11 @@ obtain_binary() {
     chmod 0755 "$TMP_BIN"
     # Proves it runs here (a glibc binary on musl, or the wrong arch, fails now, before anything is written).
     if ! version=$("$TMP_BIN" --version 2>"${TMP_DIR}/err"); then
-        fatal "the ${BIN_NAME} binary does not run on this machine: $(head -n 1 "${TMP_DIR}/err") (drover's binary needs glibc: Alpine/musl cannot run it)"
+        why=$(head -n 1 "${TMP_DIR}/err")
+        case $why in
+            *'Permission denied'*) fatal "the ${BIN_NAME} binary cannot be run from ${TMP_DIR}: ${why} (a noexec temp dir? set TMPDIR to another directory)" ;;
+            *) fatal "the ${BIN_NAME} binary does not run on this machine: ${why} (drover's binary needs glibc: Alpine/musl cannot run it)" ;;
+        esac
     fi
     info "drover ${version}"
 }

@@ -311,6 +311,15 @@ test('failures exit non-zero with one [ERROR] line and leave nothing behind', as
       await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_BINARY: join(dist, 'drover-linux-amd64') }, /sha256 [0-9a-f]{64} does not match/);
       await rm(dist, { recursive: true });
     });
+    await ctx.test('a binary that cannot run here (its loader is missing, as a glibc build on a musl system)', async () => {
+      const dist = join(fr.tmp, '..', 'dist-foreign');
+      await mkdir(dist, { recursive: true });
+      const foreign = '#!/lib/ld-nowhere-x86_64.so.1\n';
+      await writeFile(join(dist, 'drover-linux-amd64'), foreign);
+      await writeFile(join(dist, 'SHA256SUMS'), `${sha256(foreign)}  drover-linux-amd64\n`);
+      await assertCleanFailure(fr, base, { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_BINARY: join(dist, 'drover-linux-amd64') }, /the drover-linux-amd64 binary does not run on this machine: .*not found.*needs glibc/);
+      await rm(dist, { recursive: true });
+    });
     await ctx.test('no container runtime and no --install-runtime', async () => {
       await fr.hide('podman');
       try {
