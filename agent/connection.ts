@@ -133,6 +133,9 @@ export class AgentLink {
       } else if (code === 4) {
         // The certificate is not (or no longer) this node's current one: retrying alone will not fix it.
         logger.error({ err: err.message }, 'the broker does not accept this node\'s certificate (superseded, or the server lost its records): remove the credentials directory of the state dir and join again; retrying');
+      } else if (code === 'CERT_HAS_EXPIRED' || code === 'CERT_NOT_YET_VALID') {
+        // Devices without a real-time clock boot in the past (or far ahead) until time sync runs.
+        logger.error({ err: err.message, code, deviceClock: new Date().toISOString() }, 'TLS: the broker\'s certificate is not valid at this device\'s time: is the clock right (time sync, RTC)? see firmware-notes/clocks.md; retrying');
       } else if (typeof code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(code)) {
         logger.error({ err: err.message, code }, 'TLS verification of the broker failed (not the cluster\'s CA, or an address its certificate does not name: --tls-server-name); retrying');
       } else logger.debug({ err: err.message }, 'mqtt error');
