@@ -17,8 +17,13 @@ import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
 import { VolumeManager } from './volume-manager.js';
 
-/** How often the agent looks at its certificate's remaining life. */
-const RENEWAL_CHECK_MS = 24 * 3600_000;
+/**
+ * How often the agent looks at its certificate's remaining life: a local date comparison, the server is
+ * asked only when renewal is due. Often enough that a device which started before its clock was set
+ * (no RTC, long power-off: the certificate looked fine by the old date, then the broker refuses it as
+ * expired) renews within minutes of time sync, not a day later.
+ */
+const RENEWAL_CHECK_MS = 10 * 60_000;
 
 function linkAuth(c: AgentCredentials, url: string, servername?: string): AgentLinkAuth {
   return url.startsWith('mqtts:') || url.startsWith('wss:') ? { tls: { key: c.key, cert: c.cert, ca: c.ca, servername } } : { password: c.mqttPassword };
