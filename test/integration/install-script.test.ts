@@ -542,3 +542,32 @@ test('a 64-bit kernel under a 32-bit (armhf) userland, as 32-bit Raspberry Pi OS
     await fr.cleanup();
   }
 });
+
+test('INSTALL_DROVER_BIN_DIR / INSTALL_DROVER_SYSTEMD_DIR move the files (and the unit and uninstall script follow); INSTALL_DROVER_SKIP_DOWNLOAD keeps the binary', async () => {
+  const fr = await systemdRoot();
+  try {
+    const env = { DROVER_TOKEN: t.joinToken, INSTALL_DROVER_BIN_DIR: '/opt/bin', INSTALL_DROVER_SYSTEMD_DIR: '/usr/lib/systemd/system' };
+    const r = await fr.run(['agent', '--server', t.apiUrl, '--no-start'], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(filesOf(await fr.tree()).sort(), ['/etc/drover/agent-token', '/etc/drover/drover-agent.env', '/opt/bin/drover', '/opt/bin/drover-uninstall.sh', '/usr/lib/systemd/system/drover-agent.service']);
+    assert.match(await readFile(join(fr.root, 'usr/lib/systemd/system/drover-agent.service'), 'utf8'), /^ExecStart=\/opt\/bin\/drover agent /m);
+
+    // The server's binary changes, but SKIP_DOWNLOAD keeps the installed one (the unit is still rewritten).
+    await serve('amd64', standInBinary('0.9.9-not-wanted'));
+    try {
+      const keep = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'kept', '--no-start'], { ...env, INSTALL_DROVER_SKIP_DOWNLOAD: 'true' });
+      assert.equal(keep.code, 0, keep.stderr);
+      assert.match(keep.stdout, /Keeping the installed \/opt\/bin\/drover/);
+    } finally {
+      await serve('amd64', standInBinary('0.1.0-v1'));
+    }
+    assert.equal((await fr.tree()).get('/opt/bin/drover')!.sha256, sha256(standInBinary('0.1.0-v1')));
+    assert.match(await readFile(join(fr.root, 'usr/lib/systemd/system/drover-agent.service'), 'utf8'), /"--node-name" \\\n\s+"kept"/);
+
+    const u = await fr.run([], {}, join(fr.root, 'opt/bin/drover-uninstall.sh'));
+    assert.equal(u.code, 0, u.stderr);
+    assert.deepEqual(filesOf(await fr.tree()), []);
+  } finally {
+    await fr.cleanup();
+  }
+});
