@@ -3,7 +3,7 @@
  * stand-in script) comes from the server's /download routes, trusted by the join token's CA hash.
  * systemctl / rc-update / apt-get / podman are stand-ins on PATH that record their calls.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -36,11 +36,22 @@ async function serve(arch: string, content: string): Promise<void> {
 }
 
 /** A fake root whose PATH has a recording systemctl and podman (so the runtime check passes). */
-async function systemdRoot(extra: { hide?: string[] } = {}): Promise<FakeRoot> {
+async function systemdRoot(extra: Parameters<typeof makeFakeRoot>[0] = {}): Promise<FakeRoot> {
   const fr = await makeFakeRoot(extra);
   await fr.tool('systemctl', recorder('systemctl', '[ "$1" = is-active ] && exit 3\nexit 0'));
   await fr.tool('podman', recorder('podman', 'if [ "$1" = ps ]; then echo c0ffee1; echo c0ffee2; fi\nexit 0'));
   return fr;
+}
+
+/** False (and the test skipped, with the reason) where busybox is missing. */
+async function haveBusybox(ctx: TestContext): Promise<boolean> {
+  try {
+    await run('busybox', ['true']);
+    return true;
+  } catch (err) {
+    ctx.skip(`busybox is not installed (${(err as Error).message})`);
+    return false;
+  }
 }
 
 const secretOf = (token: string) => token.split('.').pop()!;
@@ -437,15 +448,9 @@ test("the README's one-liners: install.sh piped from the server into sh -s -, th
 });
 
 test('a busybox userland (ash, busybox awk/sed/grep/mktemp/sha256sum/base64, no openssl) with curl installs and uninstalls', async (ctx) => {
+  if (!(await haveBusybox(ctx))) return;
+  const fr = await systemdRoot({ busybox: true, show: ['curl'] });
   try {
-    await run('busybox', ['true']);
-  } catch (err) {
-    return ctx.skip(`busybox is not installed (${(err as Error).message})`);
-  }
-  const fr = await makeFakeRoot({ busybox: true, show: ['curl'] });
-  try {
-    await fr.tool('systemctl', recorder('systemctl', '[ "$1" = is-active ] && exit 3\nexit 0'));
-    await fr.tool('podman', recorder('podman'));
     assert.equal(await exists(join(fr.bin, 'openssl')), false);
     const r = await fr.run(['agent', '--server', t.apiUrl, '--node-name', 'tiny', '--no-start'], { DROVER_TOKEN: t.joinToken });
     assert.equal(r.code, 0, r.stderr);
@@ -464,15 +469,9 @@ test('a busybox userland (ash, busybox awk/sed/grep/mktemp/sha256sum/base64, no 
 });
 
 test('busybox wget alone cannot be told which CA to trust: refused, unless the binary is given (offline)', async (ctx) => {
+  if (!(await haveBusybox(ctx))) return;
+  const fr = await systemdRoot({ busybox: true });
   try {
-    await run('busybox', ['true']);
-  } catch (err) {
-    return ctx.skip(`busybox is not installed (${(err as Error).message})`);
-  }
-  const fr = await makeFakeRoot({ busybox: true });
-  try {
-    await fr.tool('systemctl', recorder('systemctl'));
-    await fr.tool('podman', recorder('podman'));
     await assertCleanFailure(fr, ['agent', '--server', t.apiUrl, '--no-start'], { DROVER_TOKEN: t.joinToken }, /curl \(or GNU wget\) is needed to download drover; install curl, or install offline with INSTALL_DROVER_BINARY/);
     const dist = join(fr.tmp, '..', 'dist');
     await mkdir(dist);
