@@ -17,8 +17,10 @@
  * up and down on the measured agent's link, counted by a TCP relay the agent dials (--mqtt-url), and
  * TCP segments on that link (ss), to estimate what the link carries with IP/TCP headers.
  *
- * Run (root, podman): npx tsx bench/agent-footprint.ts [--idle 150] [--pods 10] [--extra-agents 4] [--mode compiled|tsx]
- *   → bench/results/agent-footprint.json and bench/results/agent-footprint.md
+ * Run (root, podman): npx tsx bench/agent-footprint.ts [--idle 150] [--pods 10] [--extra-agents 4] [--mode compiled|tsx] [--out NAME]
+ *   → bench/results/agent-footprint.json and bench/results/agent-footprint.md (NAME.json, NAME.md)
+ * With --insecure (plain HTTP and MQTT, node password) the relay also decodes the MQTT packets and
+ * reports the bytes per topic and packet type → bench/results/agent-footprint-topics.json / .md.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, lstatSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -38,6 +40,9 @@ const SETTLE_S = numArg(args, 'settle', 30);
 const PODS = numArg(args, 'pods', 10);
 const EXTRA = numArg(args, 'extra-agents', 4);
 const MODE = args.get('mode') ?? 'compiled';
+// --insecure: plain MQTT, so the relay can read the packets and count bytes per topic (TLS hides them).
+const INSECURE = args.has('insecure');
+const OUT = args.get('out') ?? (INSECURE ? 'agent-footprint-topics' : 'agent-footprint');
 if (MODE !== 'compiled' && MODE !== 'tsx') throw new Error(`--mode expects compiled or tsx, got "${MODE}"`);
 const HEARTBEAT_S = 30; // the agent's default --heartbeat, passed explicitly so the result says what it measured
 const RESYNC_S = 10; // the agent's default --resync
@@ -50,6 +55,19 @@ function ioWriteBytes(pid: number): { gross: number; net: number } {
   const text = readFileSync(`/proc/${pid}/io`, 'utf8');
   const field = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
   return { gross: field('write_bytes'), net: field('write_bytes') - field('cancelled_write_bytes') };
+}
+
+/** write_bytes of the live threads of a process: its own writes, without the children it reaped. */
+function ownWriteBytes(pid: number): number {
+  let sum = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      sum += Number(/^write_bytes:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/io`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return sum;
 }
 
 /** cutime + cstime: CPU of the children this process waited for (podman ps, podman stats), in ms. */
@@ -119,8 +137,52 @@ function tcpSegments(port: number): { segsOut: number; segsIn: number } {
   return { segsOut, segsIn };
 }
 
-/** A relay between the measured agent and the broker, counting the bytes each way. */
-async function countingRelay(targetPort: number): Promise<{ port: number; up: () => number; down: () => number; close: () => Promise<void> }> {
+const PACKET_TYPES = ['?', 'CONNECT', 'CONNACK', 'PUBLISH', 'PUBACK', 'PUBREC', 'PUBREL', 'PUBCOMP', 'SUBSCRIBE', 'SUBACK', 'UNSUBSCRIBE', 'UNSUBACK', 'PINGREQ', 'PINGRESP', 'DISCONNECT', 'AUTH'];
+
+/**
+ * Bytes and packets per MQTT packet kind on one direction of a plain MQTT stream: `PUBLISH topic`
+ * (node names replaced by NODE) or the packet type. Whole packets, fixed header included.
+ */
+class MqttTally {
+  private buf = Buffer.alloc(0);
+  readonly kinds = new Map<string, { bytes: number; packets: number }>();
+  constructor(private readonly nodeNames: RegExp) {}
+  feed(b: Buffer): void {
+    this.buf = Buffer.concat([this.buf, b]);
+    for (;;) {
+      if (this.buf.length < 2) return;
+      let len = 0;
+      let mul = 1;
+      let i = 1;
+      for (; i < 5; i++) {
+        if (i >= this.buf.length) return;
+        const byte = this.buf[i]!;
+        len += (byte & 0x7f) * mul;
+        mul *= 128;
+        if ((byte & 0x80) === 0) break;
+      }
+      const total = i + 1 + len;
+      if (this.buf.length < total) return;
+      const type = this.buf[0]! >> 4;
+      let kind = PACKET_TYPES[type] ?? '?';
+      if (type === 3) {
+        const tlen = this.buf.readUInt16BE(i + 1);
+        kind = `PUBLISH ${this.buf.subarray(i + 3, i + 3 + tlen).toString('utf8').replace(this.nodeNames, 'NODE')}`;
+      }
+      const k = this.kinds.get(kind) ?? { bytes: 0, packets: 0 };
+      k.bytes += total;
+      k.packets += 1;
+      this.kinds.set(kind, k);
+      this.buf = this.buf.subarray(total);
+    }
+  }
+  snapshot(): Map<string, { bytes: number; packets: number }> {
+    return new Map([...this.kinds].map(([k, v]) => [k, { ...v }]));
+  }
+}
+
+/** A relay between the measured agent and the broker, counting the bytes each way (and, on plain MQTT, per topic). */
+async function countingRelay(targetPort: number, tally?: { up: MqttTally; down: MqttTally }): Promise<{ port: number; up: () => number; down: () => number; close: () => Promise<void> }> {
   let up = 0;
   let down = 0;
   const sockets = new Set<Socket>();
@@ -129,10 +191,12 @@ async function countingRelay(targetPort: number): Promise<{ port: number; up: ()
     sockets.add(client).add(broker);
     client.on('data', (b: Buffer) => {
       up += b.length;
+      tally?.up.feed(b);
       broker.write(b);
     });
     broker.on('data', (b: Buffer) => {
       down += b.length;
+      tally?.down.feed(b);
       client.write(b);
     });
     const end = () => {
@@ -203,6 +267,7 @@ interface Snapshot {
   agentCpuMs: number;
   agentChildrenCpuMs: number;
   agentWriteBytes: { gross: number; net: number };
+  agentOwnWriteBytes: number;
   agentLogBytes: number;
   eventsPid?: number;
   eventsCpuMs?: number;
@@ -247,10 +312,10 @@ async function main(): Promise<void> {
     const entry = MODE === 'compiled' ? compile(join(tmp, 'build')) : ['--import', 'tsx', join(REPO, 'src/main.ts')];
     const apiPort = await freePort();
     const mqttPort = await freePort();
-    server = start('server', entry, ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort)], {
+    server = start('server', entry, ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), ...(INSECURE ? ['--insecure'] : [])], {
       DROVER_CONFIG: join(tmp, 'client-config.json'),
     });
-    const apiUrl = `https://127.0.0.1:${apiPort}`;
+    const apiUrl = `${INSECURE ? 'http' : 'https'}://127.0.0.1:${apiPort}`;
     const waitFor = async (what: string, fn: () => boolean | Promise<boolean>, ms = 120_000) => {
       const deadline = Date.now() + ms;
       while (!(await fn())) {
@@ -259,8 +324,8 @@ async function main(): Promise<void> {
         await sleep(250);
       }
     };
-    await waitFor('server tokens', () => existsSync(join(dataDir, 'join-token')) && existsSync(join(dataDir, 'admin-token')) && existsSync(join(dataDir, 'tls', 'ca.crt')));
-    await trustCa(readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
+    await waitFor('server tokens', () => existsSync(join(dataDir, 'join-token')) && existsSync(join(dataDir, 'admin-token')) && (INSECURE || existsSync(join(dataDir, 'tls', 'ca.crt'))));
+    if (!INSECURE) await trustCa(readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
     await waitFor('server /readyz', () => fetch(`${apiUrl}/readyz`).then((r) => r.ok, () => false));
     const adminToken = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
     const api = async (method: string, path: string, body?: unknown) => {
@@ -269,14 +334,15 @@ async function main(): Promise<void> {
     };
     const tokenFile = join(tmp, 'join-token');
     writeFileSync(tokenFile, readFileSync(join(dataDir, 'join-token')), { mode: 0o600 });
-    relay = await countingRelay(mqttPort);
+    const tally = INSECURE ? { up: new MqttTally(/fp-\d+/g), down: new MqttTally(/fp-\d+/g) } : undefined;
+    relay = await countingRelay(mqttPort, tally);
 
     const startAgent = (name: string, dir: string, viaRelay: boolean) => {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const a = start(name, entry, [
         'agent', '--server', apiUrl, '--token-file', tokenFile, '--node-name', name, '--state-dir', dir, '--runtime', 'podman',
         '--podman-root', sb!.root, '--podman-runroot', sb!.runroot, '--heartbeat', String(HEARTBEAT_S), '--resync', String(RESYNC_S),
-        ...(viaRelay ? ['--mqtt-url', `mqtts://127.0.0.1:${relay!.port}`] : []),
+        ...(viaRelay ? ['--mqtt-url', `${INSECURE ? 'mqtt' : 'mqtts'}://127.0.0.1:${relay!.port}`] : []),
       ], sb!.env);
       agents.push(a);
       return a;
@@ -310,6 +376,7 @@ async function main(): Promise<void> {
         agentCpuMs: procCpuMs(agent.pid),
         agentChildrenCpuMs: childrenCpuMs(agent.pid),
         agentWriteBytes: ioWriteBytes(agent.pid),
+        agentOwnWriteBytes: ownWriteBytes(agent.pid),
         agentLogBytes: agent.logBytes(),
         eventsPid: ev,
         eventsCpuMs: ev ? procCpuMs(ev) : undefined,
@@ -334,12 +401,23 @@ async function main(): Promise<void> {
       serverRss.length = 0;
       eventsRss.length = 0;
       const s0 = snap();
+      const t0 = tally ? { up: tally.up.snapshot(), down: tally.down.snapshot() } : undefined;
       const load0 = loadavg()[0]!;
       console.log(`${name}: measuring ${IDLE_S} s`);
       await sleep(IDLE_S * 1000);
       for (const p of [server, ...agents]) if (p?.exited) throw new Error(p.exited);
       const s1 = snap();
+      const t1 = tally ? { up: tally.up.snapshot(), down: tally.down.snapshot() } : undefined;
       const sec = (s1.t - s0.t) / 1000;
+      /** Per packet kind over the window: bytes per day and packets per hour, largest first. */
+      const perKind = (a: Map<string, { bytes: number; packets: number }>, b: Map<string, { bytes: number; packets: number }>) =>
+        Object.fromEntries(
+          [...b]
+            .map(([k, v]) => [k, { bytes: v.bytes - (a.get(k)?.bytes ?? 0), packets: v.packets - (a.get(k)?.packets ?? 0) }] as const)
+            .filter(([, v]) => v.packets > 0)
+            .sort((x, y) => y[1].bytes - x[1].bytes)
+            .map(([k, v]) => [k, { bytesPerDay: Math.round((v.bytes / sec) * 86400), packetsPerHour: round((v.packets / sec) * 3600, 1), bytesPerPacket: Math.round(v.bytes / v.packets) }]),
+        );
       const perHour = (d: number) => Math.round((d / sec) * 3600);
       const pct = (ms: number) => round((ms / (sec * 1000)) * 100, 2);
       const sameEvents = s0.eventsPid !== undefined && s0.eventsPid === s1.eventsPid;
@@ -360,6 +438,7 @@ async function main(): Promise<void> {
             : 'restarted during the window (not measured)',
           diskWriteBytesPerHour: perHour(s1.agentWriteBytes.net - s0.agentWriteBytes.net),
           diskWriteBytesPerHourBeforeCancel: perHour(s1.agentWriteBytes.gross - s0.agentWriteBytes.gross),
+          ownThreadsDiskWriteBytesPerHour: perHour(s1.agentOwnWriteBytes - s0.agentOwnWriteBytes),
           stateDirBytesEnd: s1.stateDirBytes,
           stateDirGrowthBytesPerHour: perHour(s1.stateDirBytes - s0.stateDirBytes),
           logBytesPerHour: perHour(s1.agentLogBytes - s0.agentLogBytes),
@@ -370,6 +449,7 @@ async function main(): Promise<void> {
           tcpSegmentsPerDay: Math.round((segs / sec) * 86400),
           // IPv4 (20) + TCP with timestamps (32) per segment; TLS records are inside the payload already.
           estimatedWireBytesPerDay: Math.round(((up + down + segs * 52) / sec) * 86400),
+          ...(t0 && t1 ? { upByKind: perKind(t0.up, t1.up), downByKind: perKind(t0.down, t1.down) } : {}),
         },
         server: {
           rssMiB: stats(serverRss),
@@ -382,7 +462,8 @@ async function main(): Promise<void> {
         },
       };
       console.log(`${name}: ${JSON.stringify(r)}`);
-      return r;
+      // What the agent logged (pino JSON, info and up): explains its log bytes; no Secrets are logged.
+      return { ...r, agentLogTail: agent.tail.slice(-8) };
     };
 
     const phases: Record<string, unknown> = {};
@@ -419,7 +500,7 @@ async function main(): Promise<void> {
     const podmanVersion = execFileSync('podman', ['--version'], { encoding: 'utf8' }).trim();
     const result = {
       mode: MODE === 'compiled' ? 'plain node on the tsc output (as bin/drover.js)' : 'node --import tsx src/main.ts',
-      security: 'TLS: HTTPS join with the K10 token, MQTT over TLS with the node certificate',
+      security: INSECURE ? '--insecure: plain HTTP join, plain MQTT with the node password (to read the packets)' : 'TLS: HTTPS join with the K10 token, MQTT over TLS with the node certificate',
       agentFlags: { heartbeatSeconds: HEARTBEAT_S, resyncSeconds: RESYNC_S, keepaliveSeconds: 15, logLevel: 'info' },
       serverLogLevel: 'info',
       settleSeconds: SETTLE_S,
@@ -430,6 +511,7 @@ async function main(): Promise<void> {
       notes: [
         'diskWriteBytesPerHour is /proc/PID/io write_bytes - cancelled_write_bytes: pages the process (and the children it reaped) dirtied on a block filesystem, counted once per clean-to-dirty page (4 KiB granularity), less pages of files deleted or truncated before writeback; what reaches the storage, before the filesystem journal. diskWriteBytesPerHourBeforeCancel is write_bytes alone',
         'podman writes small temporary files in /var/tmp on `podman images` (seen with strace; /var/tmp is on ext4 here, as on most device images) and updates its storage lock files on each call',
+        'ownThreadsDiskWriteBytesPerHour: write_bytes summed over the agent process\'s live threads, i.e. what node itself wrote (the state dir), without the podman processes it ran',
         'podmanCallsCpuPercentOfOneCore is cutime+cstime: the podman ps / images / stats processes the agent ran and reaped in the window',
         'mqttLink counts the measured agent only (fp-0), through a relay on loopback; estimatedWireBytesPerDay adds 52 bytes (IPv4 + TCP with timestamps) per TCP segment (ss segs_in + segs_out on the agent side)',
         'log bytes are the stdout+stderr of the process at the default level info (what journald stores for the unit)',
@@ -437,7 +519,7 @@ async function main(): Promise<void> {
       ],
       phases,
     };
-    console.log(`wrote ${writeResult('agent-footprint', result)}`);
+    console.log(`wrote ${writeResult(OUT, result)}`);
     writeMarkdown(result as never);
   } finally {
     await cleanup();
@@ -449,8 +531,14 @@ type Phase = {
   agentsConnected: number;
   podsRunning: number;
   loadAverage1mAtStart: number;
-  agent: { rssMiB?: { avg: number; max: number }; cpuPercentOfOneCore: number; podmanCallsCpuPercentOfOneCore: number; podmanEvents: { rssMiB?: { avg: number }; cpuPercentOfOneCore: number } | string; diskWriteBytesPerHour: number; stateDirBytesEnd: number; logBytesPerHour: number };
-  mqttLink: { payloadBytesUpPerDay: number; payloadBytesDownPerDay: number; estimatedWireBytesPerDay: number };
+  agent: { rssMiB?: { avg: number; max: number }; cpuPercentOfOneCore: number; podmanCallsCpuPercentOfOneCore: number; podmanEvents: { rssMiB?: { avg: number }; cpuPercentOfOneCore: number } | string; diskWriteBytesPerHour: number; ownThreadsDiskWriteBytesPerHour?: number; stateDirBytesEnd: number; logBytesPerHour: number };
+  mqttLink: {
+    payloadBytesUpPerDay: number;
+    payloadBytesDownPerDay: number;
+    estimatedWireBytesPerDay: number;
+    upByKind?: Record<string, { bytesPerDay: number; packetsPerHour: number; bytesPerPacket: number }>;
+    downByKind?: Record<string, { bytesPerDay: number; packetsPerHour: number; bytesPerPacket: number }>;
+  };
   server: { rssMiB?: { avg: number; max: number }; cpuPercentOfOneCore: number; diskWriteBytesPerHour: number; dataDirGrowthBytesPerHour: number; logBytesPerHour: number };
 };
 
@@ -460,7 +548,7 @@ function writeMarkdown(r: { mode: string; podmanVersion: string; kernel: string;
   const lines = [
     '# agent footprint at idle',
     '',
-    `${new Date().toISOString()}, ${m.cores} x ${m.cpuModel}, ${m.memoryMiB} MiB, kernel ${r.kernel}, node ${process.version}, ${r.podmanVersion}; ${r.mode}; \`npx tsx bench/agent-footprint.ts\` (${IDLE_S} s per window after ${SETTLE_S} s settle). Other jobs share this machine (load average at each window's start in the table). Raw figures: agent-footprint.json.`,
+    `${new Date().toISOString()}, ${m.cores} x ${m.cpuModel}, ${m.memoryMiB} MiB, kernel ${r.kernel}, node ${process.version}, ${r.podmanVersion}; ${r.mode}; \`npx tsx bench/agent-footprint.ts ${process.argv.slice(2).join(' ')}\` (${IDLE_S} s per window after ${SETTLE_S} s settle; ${INSECURE ? 'plain HTTP and MQTT' : 'TLS'}). Other jobs share this machine (load average at each window's start in the table). Raw figures: ${OUT}.json.`,
     '',
     '| window | agent RSS avg (max) | agent CPU | its podman calls CPU | podman events RSS / CPU | agent disk writes | state dir | agent log | MQTT up / down per day | MQTT on the wire per day (est.) | load |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
@@ -469,7 +557,7 @@ function writeMarkdown(r: { mode: string; podmanVersion: string; kernel: string;
     if (name.startsWith('fleet')) continue;
     const ev = typeof p.agent.podmanEvents === 'string' ? p.agent.podmanEvents : `${p.agent.podmanEvents.rssMiB?.avg} MiB / ${p.agent.podmanEvents.cpuPercentOfOneCore} %`;
     lines.push(
-      `| ${p.podsRunning} pods | ${p.agent.rssMiB?.avg} (${p.agent.rssMiB?.max}) MiB | ${p.agent.cpuPercentOfOneCore} % | ${p.agent.podmanCallsCpuPercentOfOneCore} % | ${ev} | ${kib(p.agent.diskWriteBytesPerHour)}/h | ${kib(p.agent.stateDirBytesEnd)} | ${kib(p.agent.logBytesPerHour)}/h | ${kib(p.mqttLink.payloadBytesUpPerDay)} / ${kib(p.mqttLink.payloadBytesDownPerDay)} | ${kib(p.mqttLink.estimatedWireBytesPerDay)} | ${p.loadAverage1mAtStart} |`,
+      `| ${p.podsRunning} pods | ${p.agent.rssMiB?.avg} (${p.agent.rssMiB?.max}) MiB | ${p.agent.cpuPercentOfOneCore} % | ${p.agent.podmanCallsCpuPercentOfOneCore} % | ${ev} | ${kib(p.agent.diskWriteBytesPerHour)}/h (node itself: ${p.agent.ownThreadsDiskWriteBytesPerHour === undefined ? '?' : kib(p.agent.ownThreadsDiskWriteBytesPerHour)}/h) | ${kib(p.agent.stateDirBytesEnd)} | ${kib(p.agent.logBytesPerHour)}/h | ${kib(p.mqttLink.payloadBytesUpPerDay)} / ${kib(p.mqttLink.payloadBytesDownPerDay)} | ${kib(p.mqttLink.estimatedWireBytesPerDay)} | ${p.loadAverage1mAtStart} |`,
     );
   }
   lines.push('', 'CPU is percent of one core over the window. Disk writes: /proc/PID/io write_bytes less cancelled_write_bytes (includes the podman calls the agent reaped; the podman events process is separate).', '');
@@ -477,8 +565,15 @@ function writeMarkdown(r: { mode: string; podmanVersion: string; kernel: string;
   for (const [name, p] of Object.entries(r.phases)) {
     lines.push(`| ${name} | ${p.agentsConnected} | ${p.server.rssMiB?.avg} (${p.server.rssMiB?.max}) MiB | ${p.server.cpuPercentOfOneCore} % | ${kib(p.server.diskWriteBytesPerHour)}/h | ${kib(p.server.dataDirGrowthBytesPerHour)}/h | ${kib(p.server.logBytesPerHour)}/h |`);
   }
+  for (const [name, p] of Object.entries(r.phases)) {
+    if (!p.mqttLink.upByKind || name.startsWith('fleet')) continue;
+    lines.push('', `MQTT packets of the measured agent, ${p.podsRunning} pods (plain MQTT; over TLS each packet also carries a TLS record header and tag):`, '', '| direction | packet | per day | per hour (packets) | bytes each |', '|---|---|---|---|---|');
+    for (const [dir, kinds] of [['up', p.mqttLink.upByKind], ['down', p.mqttLink.downByKind ?? {}]] as const) {
+      for (const [k, v] of Object.entries(kinds)) lines.push(`| ${dir} | \`${k}\` | ${kib(v.bytesPerDay)} | ${v.packetsPerHour} | ${v.bytesPerPacket} |`);
+    }
+  }
   lines.push('');
-  writeFileSync(new URL('results/agent-footprint.md', import.meta.url), lines.join('\n'));
+  writeFileSync(new URL(`results/${OUT}.md`, import.meta.url), lines.join('\n'));
 }
 
 await main();
