@@ -189,10 +189,12 @@ parse_args() {
             --token)
                 need_value "$1" $#
                 TOKEN=$2
+                TOKEN_ON_ARGV=true
                 shift 2
                 ;;
             --token=*)
                 TOKEN=${1#--token=}
+                TOKEN_ON_ARGV=true
                 shift
                 ;;
             --token-file)
@@ -254,6 +256,9 @@ parse_args() {
                 ;;
         esac
     done
+    if [ "${TOKEN_ON_ARGV:-false}" = true ]; then
+        warn '--token: while this installer runs, its command line (with the token) is visible in ps; DROVER_TOKEN or DROVER_TOKEN_FILE are not'
+    fi
     case $RUNTIME in
         auto|podman|nerdctl) ;;
         *) fatal "--runtime \"${RUNTIME}\" is not a runtime: use auto, podman or nerdctl" ;;

@@ -570,3 +570,26 @@ test('INSTALL_DROVER_BIN_DIR / INSTALL_DROVER_SYSTEMD_DIR move the files (and th
     await fr.cleanup();
   }
 });
+
+test('the token from --token (with a warning: visible in ps meanwhile) or from --token-file: the same 0600 file, the source file not referenced', async () => {
+  const fr = await systemdRoot();
+  try {
+    const viaArgv = await fr.run(['agent', '--server', t.apiUrl, '--token', t.joinToken, '--no-start']);
+    assert.equal(viaArgv.code, 0, viaArgv.stderr);
+    assert.match(viaArgv.stderr, /\[WARN\] +--token: while this installer runs, its command line \(with the token\) is visible in ps/);
+    const first = await fr.tree();
+    assert.equal((await readFile(join(fr.root, 'etc/drover/agent-token'), 'utf8')).trim(), t.joinToken);
+
+    const source = join(fr.tmp, '..', 'my-token');
+    await writeFile(source, `  ${t.joinToken}\r\n`, { mode: 0o600 });
+    const viaFile = await fr.run(['agent', '--server', t.apiUrl, '--token-file', source, '--no-start']);
+    assert.equal(viaFile.code, 0, viaFile.stderr);
+    assert.doesNotMatch(viaFile.stderr, /WARN.*--token/);
+    // Blanks and CRLF of a pasted file are dropped: byte for byte the same install.
+    assert.deepEqual(await fr.tree(), first);
+    const unit = await readFile(join(fr.root, 'etc/systemd/system/drover-agent.service'), 'utf8');
+    assert.ok(!unit.includes(source) && unit.includes('"/etc/drover/agent-token"'), unit);
+  } finally {
+    await fr.cleanup();
+  }
+});
