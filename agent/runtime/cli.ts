@@ -79,6 +79,36 @@ export class RuntimeCli {
     return { stdout: r.stdout, stderr: r.stderr, all: r.all, exitCode: r.exitCode, raw: r };
   }
 
+  // The subcommands podman and nerdctl spell alike.
+
+  async start(id: string): Promise<void> {
+    await this.call('start', ['start', id]);
+  }
+
+  /**
+   * Starts a container just created; one that will not start (bad command, missing workdir) is
+   * removed again by its id (a removal by name after a name clash would hit the other container)
+   * and the start's error thrown.
+   */
+  async startCreated(id: string, remove: (id: string) => Promise<void>): Promise<void> {
+    try {
+      await this.start(id);
+    } catch (err) {
+      await remove(id).catch((rmErr: unknown) => this.spec.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'));
+      throw err;
+    }
+  }
+
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    await this.call('stop', ['stop', '--time', String(Math.max(0, Math.round(timeoutSeconds))), id]);
+  }
+
+  /** The container's stdout and stderr come back on the tool's stdout and stderr; `all` merges them. */
+  async logs(id: string, tail: number | undefined): Promise<string> {
+    const r = await this.call('logs', ['logs', ...(tail !== undefined ? ['--tail', String(tail)] : []), id], { all: true, keepNewline: true });
+    return r.all ?? r.stdout;
+  }
+
   cause(stderr: string, exitCode: number | undefined): string {
     return this.spec.stderrCause(stderr) ?? `exit code ${exitCode}`;
   }
@@ -185,6 +215,23 @@ export class RuntimeCli {
       if (timer) clearTimeout(timer);
       child?.kill();
     };
+  }
+}
+
+/** What a CLI-driven ContainerRuntime does the same way whatever the tool: start, stop, logs. */
+export abstract class CliRuntime {
+  constructor(protected readonly cli: RuntimeCli) {}
+
+  start(id: string): Promise<void> {
+    return this.cli.start(id);
+  }
+
+  stop(id: string, timeoutSeconds: number): Promise<void> {
+    return this.cli.stop(id, timeoutSeconds);
+  }
+
+  logs(id: string, opts: { tail?: number }): Promise<string> {
+    return this.cli.logs(id, opts.tail);
   }
 }
 

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
+import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 /** The containerd namespace drover's containers live in: apart from k8s.io (CRI) and nerdctl's `default`. */
@@ -135,26 +135,23 @@ const LIST_TIMEOUT_MS = 30_000;
  * No stats(): nerdctl's `stats` reports formatted percentages, not the cumulative counters the
  * agent turns into rates.
  */
-export class NerdctlRuntime implements ContainerRuntime {
+export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
   readonly name = 'nerdctl';
   readonly namespace: string;
-  private readonly cli: RuntimeCli;
 
   constructor(opts: NerdctlOptions = {}) {
-    this.namespace = opts.namespace ?? NERDCTL_NAMESPACE;
-    this.cli = new RuntimeCli({
-      tool: 'nerdctl',
-      bin: opts.bin ?? 'nerdctl',
-      globalArgs: [
-        '--namespace',
-        this.namespace,
-        ...(opts.address ? ['--address', opts.address] : []),
-        ...(opts.dataRoot ? ['--data-root', opts.dataRoot] : []),
-      ],
-      env: opts.env,
-      logger: opts.logger ?? silentLogger,
-      stderrCause,
-    });
+    const namespace = opts.namespace ?? NERDCTL_NAMESPACE;
+    super(
+      new RuntimeCli({
+        tool: 'nerdctl',
+        bin: opts.bin ?? 'nerdctl',
+        globalArgs: ['--namespace', namespace, ...(opts.address ? ['--address', opts.address] : []), ...(opts.dataRoot ? ['--data-root', opts.dataRoot] : [])],
+        env: opts.env,
+        logger: opts.logger ?? silentLogger,
+        stderrCause,
+      }),
+    );
+    this.namespace = namespace;
   }
 
   /**
@@ -225,21 +222,8 @@ export class NerdctlRuntime implements ContainerRuntime {
     });
     const id = stdout.trim().split('\n').pop()?.trim() ?? '';
     if (!/^[0-9a-f]{64}$/.test(id)) throw new RuntimeError(`nerdctl create printed no container id for ${spec.name}: ${stdout.slice(0, 200)}`);
-    try {
-      await this.cli.call('start', ['start', id]);
-    } catch (err) {
-      await this.remove(id).catch((rmErr: unknown) => this.cli.spec.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'));
-      throw err;
-    }
+    await this.cli.startCreated(id, (x) => this.remove(x));
     return id;
-  }
-
-  async start(id: string): Promise<void> {
-    await this.cli.call('start', ['start', id]);
-  }
-
-  async stop(id: string, timeoutSeconds: number): Promise<void> {
-    await this.cli.call('stop', ['stop', '--time', String(Math.max(0, Math.round(timeoutSeconds))), id]);
   }
 
   async remove(id: string): Promise<void> {
@@ -250,12 +234,6 @@ export class NerdctlRuntime implements ContainerRuntime {
       .flatMap((m) => m.replace(/^\d+ errors?:\n/, '').split('\n'))
       .filter((m) => m && !/^no such container/.test(m));
     if (errors.length) throw new RuntimeError(`nerdctl rm failed: ${errors.join('; ')}`, r.raw);
-  }
-
-  async logs(id: string, opts: { tail?: number }): Promise<string> {
-    const args = ['logs', ...(opts.tail !== undefined ? ['--tail', String(opts.tail)] : []), id];
-    const r = await this.cli.call('logs', args, { all: true, keepNewline: true });
-    return r.all ?? r.stdout;
   }
 
   async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {

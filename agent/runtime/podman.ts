@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
+import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
@@ -97,19 +97,20 @@ const STATS_TIMEOUT_MS = 10_000;
  * so a run cannot block on the network. It creates and then starts, so that a container whose
  * start fails (bad command, missing workdir) is removed again instead of holding its name.
  */
-export class PodmanRuntime implements ContainerRuntime {
+export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
   readonly name = 'podman';
-  private readonly cli: RuntimeCli;
 
   constructor(opts: PodmanOptions = {}) {
-    this.cli = new RuntimeCli({
-      tool: 'podman',
-      bin: opts.bin ?? 'podman',
-      globalArgs: [...(opts.root ? ['--root', opts.root] : []), ...(opts.runroot ? ['--runroot', opts.runroot] : [])],
-      env: opts.env,
-      logger: opts.logger ?? silentLogger,
-      stderrCause,
-    });
+    super(
+      new RuntimeCli({
+        tool: 'podman',
+        bin: opts.bin ?? 'podman',
+        globalArgs: [...(opts.root ? ['--root', opts.root] : []), ...(opts.runroot ? ['--runroot', opts.runroot] : [])],
+        env: opts.env,
+        logger: opts.logger ?? silentLogger,
+        stderrCause,
+      }),
+    );
   }
 
   async version(): Promise<string> {
@@ -196,34 +197,12 @@ export class PodmanRuntime implements ContainerRuntime {
     );
     const id = stdout.trim().split('\n').pop() ?? '';
     if (!id) throw new RuntimeError(`podman create printed no container id for ${spec.name}`);
-    try {
-      await this.cli.call('start', ['start', id]);
-    } catch (err) {
-      await this.cli.call('rm', ['rm', '--force', '--ignore', '--time', '0', id]).catch((rmErr: unknown) =>
-        this.cli.spec.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'),
-      );
-      throw err;
-    }
+    await this.cli.startCreated(id, (x) => this.remove(x));
     return id;
-  }
-
-  async start(id: string): Promise<void> {
-    await this.cli.call('start', ['start', id]);
-  }
-
-  async stop(id: string, timeoutSeconds: number): Promise<void> {
-    await this.cli.call('stop', ['stop', '--time', String(Math.max(0, Math.round(timeoutSeconds))), id]);
   }
 
   async remove(id: string): Promise<void> {
     await this.cli.call('rm', ['rm', '--force', '--ignore', '--time', '0', id]);
-  }
-
-  async logs(id: string, opts: { tail?: number }): Promise<string> {
-    // The container's stdout and stderr come back on podman's stdout and stderr; `all` merges them.
-    const args = ['logs', ...(opts.tail !== undefined ? ['--tail', String(opts.tail)] : []), id];
-    const r = await this.cli.call('logs', args, { all: true, keepNewline: true });
-    return r.all ?? r.stdout;
   }
 
   async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {
