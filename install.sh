@@ -4,9 +4,10 @@ set -o noglob
 
 # drover installer: puts the single drover binary on a device and runs it as a service.
 #
-# Usage:
-#   curl -sfL https://SERVER:6443/install.sh | DROVER_TOKEN=K10... sh -s - agent --server https://SERVER:6443
-#   curl -sfL https://SERVER:6443/install.sh | sh -s - agent --server https://SERVER:6443 --token K10...
+# Usage (as root; the server's certificate is of its own CA, hence -k for this script only, or see
+# the README for the one-liner that checks the CA against the token before fetching the script):
+#   curl -sfLk https://SERVER:6443/install.sh | DROVER_TOKEN=K10... sh -s - agent --server https://SERVER:6443
+#   curl -sfLk https://SERVER:6443/install.sh | sh -s - agent --server https://SERVER:6443 --token K10...
 #   INSTALL_DROVER_BINARY=./drover-linux-arm64 sh install.sh agent --server https://SERVER:6443 --token-file FILE
 #   INSTALL_DROVER_BINARY=./drover-linux-amd64 sh install.sh server [drover server flags...]
 #   /usr/local/bin/drover-uninstall.sh [--purge]
@@ -24,7 +25,10 @@ set -o noglob
 #                         is written to /etc/drover/agent-token (0600) and passed as --token-file.
 #   --token-file FILE     (agent) read the join token from FILE. Env DROVER_TOKEN_FILE.
 #   --node-name NAME, --label KEY=VALUE (repeatable), --runtime auto|podman|nerdctl
-#                         handed to the agent (checked here first).
+#                         handed to the agent (the runtime checked here first).
+#   --tls-server-name NAME  (agent) handed to the agent, and the download checks the server's
+#                         certificate against NAME too (for an address the certificate lacks).
+#   --state-dir DIR       (agent) handed to the agent; where a joined node's identity is looked for.
 #   --install-runtime     install podman with the system's package manager (apt-get, dnf, yum, apk,
 #                         zypper) when neither podman nor nerdctl is present.
 #   --no-start            write and enable everything, start nothing (env INSTALL_DROVER_SKIP_START).
@@ -66,11 +70,16 @@ set -o noglob
 #     systemd or openrc; found by itself (openrc-run, else systemctl) when unset.
 #
 #   - INSTALL_DROVER_ARCH
-#     Architecture to install instead of `uname -m` (amd64, arm64, arm; for tests).
+#     Architecture to install instead of `uname -m` (amd64, arm64, arm; for tests). Without it, an
+#     aarch64 kernel under an armhf userland (32-bit Raspberry Pi OS on a Pi 4/5) gets the arm build.
 #
 #   - INSTALL_DROVER_ROOT
 #     A prefix for every path written (for tests: a throwaway root). The files written still name
 #     the real paths.
+#
+#   - TMPDIR
+#     Where the binary is downloaded and tried (`--version`) before it is installed: needs room
+#     (~90 MB) and must not be mounted noexec. /tmp by default.
 #
 #   - HTTP_PROXY, HTTPS_PROXY, NO_PROXY (and lower case)
 #     Written to /etc/drover/drover-SERVICE.env (0600) for the service (image pulls).
