@@ -295,9 +295,11 @@ export function buildProgram(io: ProgramIo = processIo): Command {
           : [
               // install.sh pins the CA by the token's hash before it downloads anything; the script itself
               // is fetched over TLS checked against that same CA, checked here the same way.
-              `    TOKEN=<token>; curl -sfk ${apiPublic}/cacerts -o /tmp/drover-ca.crt &&`,
-              `    [ "$(openssl x509 -in /tmp/drover-ca.crt -outform der | sha256sum | cut -c1-64)" = "$(printf %s "$TOKEN" | cut -c4-67)" ] &&`,
-              `    curl -sfL --cacert /tmp/drover-ca.crt ${apiPublic}/install.sh | DROVER_TOKEN="$TOKEN" sh -s - agent --server ${apiPublic}`,
+              `    SERVER=${apiPublic}; TOKEN='<token>'`,
+              `    ca=$(mktemp) && curl -sfk "$SERVER/cacerts" -o "$ca" &&`,
+              `      if [ "$(sed '/-----/d' "$ca" | tr -d '\\r' | base64 -d | sha256sum | cut -c1-64)" = "$(printf %s "$TOKEN" | cut -c4-67)" ]; then`,
+              `        curl -sf --cacert "$ca" "$SERVER/install.sh" | DROVER_TOKEN="$TOKEN" sh -s - agent --server "$SERVER" --node-name <name>`,
+              `      else echo "[ERROR] $SERVER is not the server of this token (CA hash mismatch)" >&2; false; fi`,
               `    (drover already there: drover agent --server ${apiPublic} --token-file TOKEN_FILE --node-name <name>)`,
             ]),
         ...(o.requireApproval ? ['  new nodes wait for: drover node approve <name>'] : []),
