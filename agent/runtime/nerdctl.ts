@@ -57,6 +57,7 @@ const versionOutput = z.object({
 });
 const imageEntry = z.object({ Name: z.string().nullish() });
 const eventEntry = z.object({
+  ID: z.string().nullish(),
   Namespace: z.string().nullish(),
   Topic: z.string().nullish(),
   Event: z.string().nullish(),
@@ -156,7 +157,7 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
 
   /**
    * nerdctl's version and containerd's, in one word (it ends up in `containerRuntimeVersion`,
-   * nerdctl://2.1.2+containerd-1.6.20): `version` fails when containerd does not answer.
+   * nerdctl://2.3.5+containerd-1.6.20): `version` fails when containerd does not answer.
    */
   async version(): Promise<string> {
     const { stdout } = await this.cli.call('version', ['version', '--format', '{{json .}}']);
@@ -271,22 +272,27 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
   /**
    * `nerdctl events` streams containerd's events (all namespaces) as JSON lines; an exit is topic
    * /tasks/exit whose process id is the container's own (an exec's exit carries the exec's id).
-   * Its label filters are ORed and it looks labels up only when one is given: one is passed to
-   * get them, and all are checked here.
+   * Released nerdctl (2.3 and before) neither filters events by label nor prints labels, so the
+   * exited container's labels are looked up; one gone by then counts (a resync is the answer anyway).
    */
   watchExits(labels: Record<string, string>, onExit: () => void): () => void {
-    const filter = labelFilters(labels).slice(0, 2);
-    // Without a filter nerdctl gives no labels: then every exit in the namespace counts.
-    const checkLabels = filter.length > 0;
+    const matches = async (id: string, given: Record<string, string> | null | undefined): Promise<boolean> => {
+      if (given && Object.keys(given).length) return hasLabels(given, labels);
+      const c = await this.inspect(id).catch(() => undefined);
+      return !c || hasLabels(c.labels, labels);
+    };
     return this.cli.stream(
-      ['events', '--format', '{{json .}}', ...filter],
+      ['events', '--format', '{{json .}}'],
       (line) => {
         const e = eventEntry.safeParse(safeJson(line));
         if (!e.success || e.data.Topic !== '/tasks/exit' || e.data.Namespace !== this.namespace) return;
-        if (checkLabels && !hasLabels(e.data.Labels ?? {}, labels)) return;
         const exit = taskExit.safeParse(safeJson(e.data.Event ?? ''));
+        const id = e.data.ID || (exit.success ? exit.data.container_id : undefined);
         if (exit.success && exit.data.id && exit.data.container_id && exit.data.id !== exit.data.container_id) return;
-        onExit();
+        if (!id) return onExit();
+        void matches(id, e.data.Labels).then((yes) => {
+          if (yes) onExit();
+        });
       },
       onExit,
     );

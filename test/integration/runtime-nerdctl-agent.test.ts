@@ -33,7 +33,7 @@ describe('server + agent on nerdctl (stand-in)', { timeout: 300_000 }, () => {
       const r = await cluster.api('GET', '/api/v1/nodes/edge-n');
       return r.status === 200 && r.body.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True' ? r.body : undefined;
     });
-    assert.equal(node.status.nodeInfo.containerRuntimeVersion, 'nerdctl://2.1.2+containerd-1.6.20~ds1');
+    assert.equal(node.status.nodeInfo.containerRuntimeVersion, 'nerdctl://2.3.5+containerd-1.6.20~ds1');
   });
 
   test('a pod runs, its logs come back, delete removes its container', async () => {

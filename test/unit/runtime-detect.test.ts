@@ -51,7 +51,7 @@ describe('detectRuntime', () => {
   test('auto falls back to nerdctl when podman is missing; it reports itself as nerdctl with containerd\'s version', async () => {
     const rt = await detectRuntime({ kind: 'auto', podman: { bin: missing }, nerdctl: nerdctlUp });
     assert.equal(rt.name, 'nerdctl');
-    assert.equal(await rt.version(), '2.1.2+containerd-1.6.20~ds1', 'the fixture\'s versions (test/fixtures/nerdctl/version.json)');
+    assert.equal(await rt.version(), '2.3.5+containerd-1.6.20~ds1', 'the fixture\'s versions (test/fixtures/nerdctl/version.json)');
   });
 
   test('auto falls back to nerdctl when podman is there but broken', async () => {
