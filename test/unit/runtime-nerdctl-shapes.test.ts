@@ -28,6 +28,10 @@ describe('NerdctlRuntime on the fixtures of nerdctl output', () => {
     // nerdctl after 2.3.5 prints the labels: those that do not match are taken at their word.
     const mainOther = { ...events.example_main, Labels: { 'drover.io/managed': 'false' } };
     await writeFile(join(dir, 'inspect.out'), `${JSON.stringify([inspect], null, 4)}\n`);
+    // nerdctl 1.7 (v1.7.7 pkg/inspecttypes/dockercompat/dockercompat.go): no StartedAt, FinishedAt the zero
+    // time while running, Config without Image.
+    const old = { ...inspect, Name: 'old', State: { ...inspect.State, Status: 'running', Running: true, ExitCode: 0, StartedAt: '', FinishedAt: '0001-01-01T00:00:00Z' }, Config: { Hostname: 'x', Labels: { 'drover.io/managed': 'true' } } };
+    await writeFile(join(dir, 'inspect-old.out'), `${JSON.stringify([old], null, 4)}\n`);
     await writeFile(join(dir, 'ps.out'), `${JSON.stringify(ps)}\n`);
     await writeFile(join(dir, 'images.out'), `${JSON.stringify(await example('images'))}\n${JSON.stringify({ ...(await example('images')), Platform: 'linux/arm64' })}\n${JSON.stringify({ ...(await example('images')), Name: 'sha256:3b0a4c9d5f1e2a7b', Repository: '<none>', Tag: '<none>' })}\n`);
     await writeFile(join(dir, 'version.out'), `${JSON.stringify(await example('version'))}\n`);
@@ -41,6 +45,7 @@ shift 2
 case "$*" in
   "version --format {{json .}}") cat '${dir}/version.out' ;;
   "ps --all --no-trunc --format {{json .}} --filter label=drover.io/managed=true") cat '${dir}/ps.out' ;;
+  "container inspect old") cat '${dir}/inspect-old.out' ;;
   "container inspect "*) cat '${dir}/inspect.out' ;;
   "images --format {{json .}}") cat '${dir}/images.out' ;;
   "events --format {{json .}}") cat '${dir}/events.out'; exec sleep 30 ;;
@@ -74,6 +79,15 @@ esac
       ip: '10.4.0.7',
     });
     assert.deepEqual(await rt.inspect('drover-default-web-web-1a2b3c4d'), c);
+  });
+
+  test('inspect of nerdctl 1.7\'s shape: running, no start time, not "finished" at year 1', async () => {
+    const c = await rt.inspect('old');
+    assert.equal(c?.state, 'running');
+    assert.equal(c?.image, 'localhost/drover-test:1');
+    assert.equal(c?.startedAt, undefined);
+    assert.equal(c?.finishedAt, undefined);
+    assert.equal(c?.exitCode, undefined);
   });
 
   test('images: one name per image, not one per platform; a CRI config-digest entry is no name', async () => {
