@@ -22,7 +22,7 @@ export interface AgentConfig {
   stateDir: string;
   labels: Record<string, string>;
   /** kind: which runtime CLI drives containers ('auto': podman if it answers, else nerdctl). */
-  runtime: { kind?: RuntimeKind; podmanRoot?: string; podmanRunroot?: string; env?: Record<string, string> };
+  runtime: { kind?: RuntimeKind; podmanRoot?: string; podmanRunroot?: string; nerdctlNamespace?: string; containerdAddress?: string; env?: Record<string, string> };
   heartbeatSeconds: number;
   /**
    * Period of the reconcile loop when nothing else triggers it: a safety net, since desired-state

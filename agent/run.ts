@@ -81,7 +81,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     (await detectRuntime({
       kind: cfg.runtime.kind ?? 'auto',
       podman: { root: cfg.runtime.podmanRoot, runroot: cfg.runtime.podmanRunroot, env: cfg.runtime.env, logger },
-      nerdctl: { env: cfg.runtime.env, logger },
+      nerdctl: { namespace: cfg.runtime.nerdctlNamespace, address: cfg.runtime.containerdAddress, env: cfg.runtime.env, logger },
       logger,
     }));
   const now = opts.now ?? Date.now;

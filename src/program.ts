@@ -130,6 +130,8 @@ function agentOptions(cmd: Command): Command {
     .option('--runtime <name>', 'container runtime: auto (podman, else nerdctl), podman or nerdctl', runtimeKind, 'auto')
     .option('--podman-root <dir>', 'podman --root (storage) for drover containers')
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
+    .option('--nerdctl-namespace <ns>', "containerd namespace of drover's containers (nerdctl)", 'drover')
+    .option('--containerd-address <path>', "containerd socket for nerdctl (default: nerdctl's own)")
     .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
     .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), AGENT_DEFAULTS.resyncSeconds)
     .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), AGENT_DEFAULTS.keepaliveSeconds)
@@ -146,6 +148,8 @@ type AgentFlags = {
   runtime: RuntimeKind;
   podmanRoot?: string;
   podmanRunroot?: string;
+  nerdctlNamespace: string;
+  containerdAddress?: string;
   heartbeat: number;
   resync: number;
   keepalive: number;
@@ -164,7 +168,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     stateDir: o.stateDir,
     labels: o.label,
     nodeIP: o.nodeIp,
-    runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot },
+    runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot, nerdctlNamespace: o.nerdctlNamespace, containerdAddress: o.containerdAddress },
     heartbeatSeconds: o.heartbeat,
     resyncSeconds: o.resync,
     keepaliveSeconds: o.keepalive,
