@@ -42,7 +42,10 @@ const EXTRA = numArg(args, 'extra-agents', 4);
 const MODE = args.get('mode') ?? 'compiled';
 // --insecure: plain MQTT, so the relay can read the packets and count bytes per topic (TLS hides them).
 const INSECURE = args.has('insecure');
-const OUT = args.get('out') ?? (INSECURE ? 'agent-footprint-topics' : 'agent-footprint');
+// --tmp-on-tmpfs: podman's temporary directory (containers.conf image_copy_tmp_dir, default /var/tmp) on a
+// tmpfs, to see how much of the idle writes are podman's temporary files.
+const TMP_ON_TMPFS = args.has('tmp-on-tmpfs');
+const OUT = args.get('out') ?? (INSECURE ? 'agent-footprint-topics' : TMP_ON_TMPFS ? 'agent-footprint-tmpfs' : 'agent-footprint');
 if (MODE !== 'compiled' && MODE !== 'tsx') throw new Error(`--mode expects compiled or tsx, got "${MODE}"`);
 const HEARTBEAT_S = 30; // the agent's default --heartbeat, passed explicitly so the result says what it measured
 const RESYNC_S = 10; // the agent's default --resync
@@ -308,6 +311,12 @@ async function main(): Promise<void> {
     // cleanup unmounts what is mounted below its directory.
     mkdirSync(sb.runroot, { recursive: true, mode: 0o700 });
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=64m', 'tmpfs', sb.runroot]);
+    if (TMP_ON_TMPFS) {
+      const podmanTmp = join(sb.dir, 'podman-tmp');
+      mkdirSync(podmanTmp, { mode: 0o700 });
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0700,size=64m', 'tmpfs', podmanTmp]);
+      writeFileSync(sb.confPath, readFileSync(sb.confPath, 'utf8').replace('[engine]\n', `[engine]\nimage_copy_tmp_dir = "${podmanTmp}"\n`));
+    }
     const image = await buildTestImage(sb);
     const entry = MODE === 'compiled' ? compile(join(tmp, 'build')) : ['--import', 'tsx', join(REPO, 'src/main.ts')];
     const apiPort = await freePort();
@@ -507,7 +516,7 @@ async function main(): Promise<void> {
       podImage: 'localhost/drover-test:1 (static busybox, FROM scratch), command: sh loop with sleep 5',
       podmanVersion,
       kernel: execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim(),
-      filesystem: 'ext4 on /dev/vda: state dir, data dir and podman store (--podman-root) under the system temp dir; podman --runroot on a tmpfs, as /run/containers/storage on a device',
+      filesystem: `ext4 on /dev/vda: state dir, data dir and podman store (--podman-root) under the system temp dir; podman --runroot on a tmpfs, as /run/containers/storage on a device; podman's temporary directory (image_copy_tmp_dir) ${TMP_ON_TMPFS ? 'on a tmpfs (--tmp-on-tmpfs)' : '/var/tmp (ext4), its default'}`,
       notes: [
         'diskWriteBytesPerHour is /proc/PID/io write_bytes - cancelled_write_bytes: pages the process (and the children it reaped) dirtied on a block filesystem, counted once per clean-to-dirty page (4 KiB granularity), less pages of files deleted or truncated before writeback; what reaches the storage, before the filesystem journal. diskWriteBytesPerHourBeforeCancel is write_bytes alone',
         'podman writes small temporary files in /var/tmp on `podman images` (seen with strace; /var/tmp is on ext4 here, as on most device images) and updates its storage lock files on each call',
