@@ -10,7 +10,7 @@
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -50,6 +50,8 @@ ln -s usr/lib "$R/lib"
 ln -s usr/lib64 "$R/lib64"
 mount --bind /usr "$R/usr"
 mount -o remount,bind,ro "$R/usr"
+# Nothing runs in the root unless this machine's /usr is read-only there.
+awk -v m="$R/usr" '$5 == m && $6 ~ /^ro(,|$)/ { ro = 1 } END { exit !ro }' /proc/self/mountinfo || { echo "$R/usr is not read-only" >&2; exit 1; }
 mount -t tmpfs -o mode=0755,size=512m drover-usr-local "$R/usr/local"
 for d in bin etc games include lib man sbin share src; do mkdir "$R/usr/local/$d"; done
 for t in ${NODE_TOOLS.join(' ')}; do
@@ -69,8 +71,8 @@ done
 cat > "$R/usr/local/sbin/systemctl" <<'EOF'
 ${SYSTEMCTL}EOF
 chmod 0755 "$R/usr/local/sbin/systemctl"
-echo ready
-exec chroot "$R" /usr/bin/cat
+# "ready" comes from inside the chroot: once it is read, /proc/PID/root is the device's root.
+exec chroot "$R" /bin/sh -c 'echo ready; exec cat'
 `;
 
 export interface ChrootRun {
@@ -101,6 +103,8 @@ export interface Chroot {
   runTraced(script: string, env?: Record<string, string>): Promise<ChrootRun & { readOnly?: string[] }>;
   /** Every entry a program in the root can write, by path: all but /usr (save /usr/local), /dev, /proc and the test's own dir. */
   listing(): Promise<Map<string, Entry>>;
+  /** Makes a directory of the root read-only (a read-only bind of itself), as on a device whose /etc is; resolves with the undo. */
+  readOnly(dir: string): Promise<() => Promise<void>>;
   /** The stand-ins' calls since the last clearCalls(). */
   calls(): Promise<string[]>;
   clearCalls(): Promise<void>;
@@ -121,16 +125,18 @@ export async function makeChroot(): Promise<Chroot> {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const exited = new Promise<void>((resolve) => holder.on('close', () => resolve()));
+  const pid = holder.pid!;
+  const root = `/proc/${pid}/root`;
   try {
     await ready(holder);
+    // This machine has no /.test: seen there, it is the device's root (what the test writes goes only there).
+    await stat(join(root, TEST_DIR, 'calls.log'));
   } catch (err) {
     holder.kill('SIGKILL');
     await exited;
     await rm(base, { recursive: true, force: true });
     throw err;
   }
-  const pid = holder.pid!;
-  const root = `/proc/${pid}/root`;
 
   const ch: Chroot = {
     root,
@@ -159,6 +165,11 @@ export async function makeChroot(): Promise<Chroot> {
       return { ...r, readOnly: failed.split('\n').filter((l) => l.includes('EROFS')) };
     },
     listing: () => listing(root),
+    async readOnly(dir) {
+      const target = join(rootDir, dir);
+      await inNamespace(pid, ['/bin/sh', '-c', 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1"', 'sh', target]);
+      return () => inNamespace(pid, ['/bin/umount', target]);
+    },
     async calls() {
       return (await readFile(join(root, CALLS), 'utf8')).split('\n').filter(Boolean);
     },
@@ -175,6 +186,15 @@ export async function makeChroot(): Promise<Chroot> {
     },
   };
   return ch;
+}
+
+/** A command in the namespace, outside the root (mount and umount are this machine's). */
+function inNamespace(pid: number, argv: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('/usr/bin/nsenter', ['--target', String(pid), '--mount', '--', ...argv], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } }, (err, _stdout, stderr) =>
+      err ? reject(new Error(`${argv.join(' ')} in the chroot's namespace failed: ${stderr}`, { cause: err })) : resolve(),
+    );
+  });
 }
 
 function ready(holder: ChildProcessWithoutNullStreams): Promise<void> {

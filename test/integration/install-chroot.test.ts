@@ -92,8 +92,9 @@ after(async () => {
 test('the device root: /usr read-only and caught when written, no Node, nothing of drover', async () => {
   const c = ch!;
   // The trace sees a write into /usr even when the writer ignores its failure.
-  const probe = await c.runTraced('touch /usr/bin/drover-probe 2>/dev/null || true');
-  assert.equal(probe.code, 0);
+  // (Only once /usr is seen mounted read-only: the probe must never reach this machine's /usr.)
+  const probe = await c.runTraced("findmnt -rn -o OPTIONS --target /usr | grep -q '^ro,' || exit 9; touch /usr/bin/drover-probe 2>/dev/null || true");
+  assert.equal(probe.code, 0, `/usr is not mounted read-only in the device root: ${probe.stderr}`);
   if (probe.readOnly) assert.ok(probe.readOnly.some((l) => l.includes('/usr/bin/drover-probe')), `the trace missed a write into /usr:\n${probe.readOnly.join('\n')}`);
   const node = await c.run('command -v node || command -v nodejs');
   assert.notEqual(node.code, 0, `Node is reachable in the device root: ${node.stdout}`);
@@ -114,13 +115,15 @@ test("the README's one-liner installs the real binary at the real paths, and wri
   const d = diff(pristine, installed);
   assert.deepEqual(d.removed, []);
   assert.deepEqual(d.changed, [], 'an existing file or directory was changed');
-  // The one-liner's own copy of the CA (mktemp in /tmp; public, and the README's, not install.sh's).
+  // The one-liner's own copy of the CA (its mktemp in /tmp: a public certificate, the README's, not install.sh's).
   const caCopy = d.added.filter((p) => /^\/tmp\/tmp\.[A-Za-z0-9]+$/.test(p));
-  assert.equal(caCopy.length, 1, `the one-liner's CA copy: ${caCopy.join(', ')}`);
-  assert.match(await readFile(join(c.root, caCopy[0]!), 'utf8'), /^-----BEGIN CERTIFICATE-----/);
-  assert.deepEqual(d.added.filter((p) => p !== caCopy[0]).sort(), Object.keys(INSTALLED).sort(), 'install.sh wrote outside its files');
-  assert.equal((await c.run(`rm ${caCopy[0]}`)).code, 0);
-  installed.delete(caCopy[0]!);
+  assert.ok(caCopy.length <= 1, `more than the one-liner's CA copy in /tmp: ${caCopy.join(', ')}`);
+  for (const p of caCopy) {
+    assert.match(await readFile(join(c.root, p), 'utf8'), /^-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----\s*$/);
+    assert.equal((await c.run(`rm ${p}`)).code, 0);
+    installed.delete(p);
+  }
+  assert.deepEqual(d.added.filter((p) => !caCopy.includes(p)).sort(), Object.keys(INSTALLED).sort(), 'install.sh wrote outside its files');
 
   for (const [p, want] of Object.entries(INSTALLED)) {
     const e = installed.get(p)!;
@@ -196,6 +199,26 @@ test("a fresh install with another cluster's token: one [ERROR], non-zero exit, 
   assert.equal(errorLines(r).length, 1, r.stderr);
   assert.match(errorLines(r)[0]!, /but the join token expects/);
   assertNoWriteToUsr(r);
+  assert.deepEqual(diff(pristine, await c.listing()), { added: [], removed: [], changed: [] });
+  assert.deepEqual(await c.calls(), []);
+});
+
+test('a fresh install that cannot write its unit (a read-only /etc/systemd/system) removes what it had written', async () => {
+  const c = ch!;
+  await c.clearCalls();
+  const writable = await c.readOnly('/etc/systemd/system');
+  let r: Awaited<ReturnType<Chroot['runTraced']>>;
+  try {
+    r = await c.runTraced(await readmeOneLiner(), { SERVER: t!.apiUrl, TOKEN: t!.joinToken });
+  } finally {
+    await writable();
+  }
+  assert.notEqual(r.code, 0);
+  assert.deepEqual(errorLines(r), ['[ERROR]  cannot write /etc/systemd/system/drover-agent.service'], r.stderr);
+  assert.match(r.stderr, /\[WARN\] {2}removing what this run had created/);
+  // The binary and the token were in place before the unit failed; the only write refused was the unit's.
+  assert.ok(r.readOnly === undefined || (r.readOnly.length > 0 && r.readOnly.every((l) => l.includes('/etc/systemd/system/'))), (r.readOnly ?? []).join('\n'));
+  await c.run('rm -f /tmp/tmp.*');
   assert.deepEqual(diff(pristine, await c.listing()), { added: [], removed: [], changed: [] });
   assert.deepEqual(await c.calls(), []);
 });
