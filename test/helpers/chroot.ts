@@ -54,8 +54,9 @@ mount -o remount,bind,ro "$R/usr"
 awk -v m="$R/usr" '$5 == m && $6 ~ /^ro(,|$)/ { ro = 1 } END { exit !ro }' /proc/self/mountinfo || { echo "$R/usr is not read-only" >&2; exit 1; }
 mount -t tmpfs -o mode=0755,size=512m drover-usr-local "$R/usr/local"
 for d in bin etc games include lib man sbin share src; do mkdir "$R/usr/local/$d"; done
+# Node's own files covered by an empty one; the links to them (nodejs, npm...) then lead nowhere runnable.
 for t in ${NODE_TOOLS.join(' ')}; do
-  if [ -e "/usr/bin/$t" ] || [ -L "/usr/bin/$t" ]; then mount --bind "$EMPTY" "$R/usr/bin/$t"; fi
+  if [ -f "/usr/bin/$t" ] && [ ! -L "/usr/bin/$t" ]; then mount --bind "$EMPTY" "$R/usr/bin/$t"; fi
 done
 mount --bind /dev "$R/dev"
 mount -t proc proc "$R/proc"
