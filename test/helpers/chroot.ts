@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 
-/** Where the stand-ins record their calls, on a tmpfs of its own that listings leave out. */
+/** The test's own files in the root (the stand-ins' calls, traces, offline downloads), on a tmpfs of its own that listings leave out. */
 const TEST_DIR = '/.test';
 const CALLS = `${TEST_DIR}/calls.log`;
 const STEP = `${TEST_DIR}/step.sh`;
@@ -60,7 +60,7 @@ for t in ${NODE_TOOLS.join(' ')}; do
 done
 mount --bind /dev "$R/dev"
 mount -t proc proc "$R/proc"
-mount -t tmpfs -o mode=0755,size=64m drover-test "$R${TEST_DIR}"
+mount -t tmpfs -o mode=0755,size=256m drover-test "$R${TEST_DIR}"
 : > "$R${CALLS}"
 # What a Debian device's /etc has that the installer's tools read: os-release (the link into /usr/lib it
 # is) and the alternatives (awk is /etc/alternatives/awk), then curl's and id's files.

@@ -7,7 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, symlink } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { binaryPath } from '../helpers/binary.js';
@@ -213,10 +213,44 @@ test('a fresh install that cannot write its unit (a read-only /etc/systemd/syste
   }
   assert.notEqual(r.code, 0);
   assert.deepEqual(errorLines(r), ['[ERROR]  cannot write /etc/systemd/system/drover-agent.service'], r.stderr);
-  assert.match(r.stderr, /\[WARN\] {2}removing what this run had created/);
   // The binary and the token were in place before the unit failed; the only write refused was the unit's.
+  assert.match(r.stdout, /Installing drover to \/usr\/local\/bin\/drover\n.*Writing the join token to \/etc\/drover\/agent-token/s);
+  assert.match(r.stderr, /\[WARN\] {2}removing what this run had created/);
   assert.ok(r.readOnly === undefined || (r.readOnly.length > 0 && r.readOnly.every((l) => l.includes('/etc/systemd/system/'))), (r.readOnly ?? []).join('\n'));
   await c.run('rm -f /tmp/tmp.*');
   assert.deepEqual(diff(pristine, await c.listing()), { added: [], removed: [], changed: [] });
   assert.deepEqual(await c.calls(), []);
+});
+
+test('offline, as the README shows: install.sh server with the binary and SHA256SUMS beside it, then uninstalled', async () => {
+  const c = ch!;
+  await c.clearCalls();
+  // What a user copies to the device from dist/bin/ (kept in the test's own dir, outside the listings).
+  const offline = join(c.root, '.test/offline');
+  await mkdir(offline);
+  await copyFile(real, join(offline, 'drover-linux-amd64'));
+  await chmod(join(offline, 'drover-linux-amd64'), 0o755);
+  await writeFile(join(offline, 'SHA256SUMS'), `${await sha256File(real)}  drover-linux-amd64\n`);
+  const fetched = await c.run('curl -sfk "$SERVER/install.sh" -o /.test/offline/install.sh', { SERVER: t!.apiUrl });
+  assert.equal(fetched.code, 0, fetched.stderr);
+
+  const r = await c.runTraced('cd /.test/offline && INSTALL_DROVER_BINARY=./drover-linux-amd64 sh install.sh server --tls-san drover.example --no-start');
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /Verified sha256 [0-9a-f]{64}/);
+  assertNoWriteToUsr(r);
+  const server = await c.listing();
+  const d = diff(pristine, server);
+  assert.deepEqual([d.removed, d.changed], [[], []]);
+  assert.deepEqual(d.added.sort(), ['/etc/drover', '/etc/drover/drover-server.env', '/etc/systemd/system/drover-server.service', '/usr/local/bin/drover', '/usr/local/bin/drover-uninstall.sh']);
+  assert.equal(server.get('/etc/drover')!.mode.toString(8), '700');
+  assert.equal(server.get('/etc/drover/drover-server.env')!.mode.toString(8), '600');
+  assert.equal(server.get('/usr/local/bin/drover')!.mode.toString(8), '755');
+  const unit = await readFile(join(c.root, 'etc/systemd/system/drover-server.service'), 'utf8');
+  assert.equal(execStart(unit), '/usr/local/bin/drover server "--tls-san" "drover.example"');
+  assert.deepEqual(await c.calls(), ['systemctl daemon-reload', 'systemctl enable drover-server.service']);
+
+  const u = await c.runTraced('/usr/local/bin/drover-uninstall.sh');
+  assert.equal(u.code, 0, u.stderr);
+  assertNoWriteToUsr(u);
+  assert.deepEqual(diff(pristine, await c.listing()), { added: [], removed: [], changed: [] });
 });
