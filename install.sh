@@ -508,6 +508,10 @@ sha256_of() {
 }
 
 verify_downloader() {
+    # Without these the CA and checksum checks below fail with misleading messages.
+    for tool in awk sed tr cut; do
+        command -v "${tool}" >/dev/null 2>&1 || fatal "${tool} is not on PATH: install.sh needs it to check the download"
+    done
     if command -v sha256sum >/dev/null 2>&1 || command -v shasum >/dev/null 2>&1 || command -v openssl >/dev/null 2>&1; then :; else
         fatal 'no sha256sum, shasum or openssl to check the download with'
     fi
