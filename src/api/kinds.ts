@@ -5,6 +5,7 @@ import { event, type Event } from './event.js';
 import { namespace, type Namespace } from './namespace.js';
 import { node, type Node } from './node.js';
 import { pod, type Pod } from './pod.js';
+import { endpointSlice, service, type EndpointSlice, type Service } from './service.js';
 import { daemonSet, deployment, job, replicaSet, type DaemonSet, type Deployment, type Job, type ReplicaSet } from './workloads.js';
 
 /** The object type of each kind. */
@@ -20,6 +21,8 @@ export interface KindMap {
   ReplicaSet: ReplicaSet;
   DaemonSet: DaemonSet;
   Job: Job;
+  Service: Service;
+  EndpointSlice: EndpointSlice;
 }
 
 export type KnownKind = keyof KindMap;
@@ -37,6 +40,8 @@ const SCHEMAS: { [K in KnownKind]: z.ZodType<KindMap[K]> } = {
   ReplicaSet: replicaSet,
   DaemonSet: daemonSet,
   Job: job,
+  Service: service,
+  EndpointSlice: endpointSlice,
 };
 
 export function schemaOf<K extends KnownKind>(kind: K): z.ZodType<KindMap[K]> {
@@ -72,6 +77,8 @@ export const KINDS: KindInfo[] = [
   { kind: 'ReplicaSet', plural: 'replicasets', singular: 'replicaset', shortNames: ['rs'], namespaced: true, groupVersion: 'apps/v1', apiVersions: ['apps/v1', 'drover.io/v1'], schema: replicaSet },
   { kind: 'DaemonSet', plural: 'daemonsets', singular: 'daemonset', shortNames: ['ds'], namespaced: true, groupVersion: 'apps/v1', apiVersions: ['apps/v1', 'drover.io/v1'], schema: daemonSet },
   { kind: 'Job', plural: 'jobs', singular: 'job', shortNames: [], namespaced: true, groupVersion: 'batch/v1', apiVersions: ['batch/v1', 'drover.io/v1'], schema: job },
+  { kind: 'Service', plural: 'services', singular: 'service', shortNames: ['svc'], namespaced: true, groupVersion: 'v1', apiVersions: ['v1', 'drover.io/v1'], schema: service },
+  { kind: 'EndpointSlice', plural: 'endpointslices', singular: 'endpointslice', shortNames: [], namespaced: true, groupVersion: 'discovery.k8s.io/v1', apiVersions: ['discovery.k8s.io/v1', 'drover.io/v1'], schema: endpointSlice },
 ];
 
 export function kindByName(name: string): KindInfo | undefined {
