@@ -1,32 +1,21 @@
 import type { ApiObject } from '../../src/api/meta.js';
+import { parseSelector, requirementsMatch, type SelectorRequirement } from '../../src/api/selector.js';
 import { BadRequestError } from '../../src/util/errors.js';
 
-type Requirement = { key: string; op: '=' | '!='; value: string } | { key: string; op: 'exists' | '!exists' };
+export type Requirement = SelectorRequirement;
 
-/** Equality-based label selectors as kubectl sends them: `app=web,tier!=db,env,!legacy`. */
+/**
+ * Label selectors as kubectl sends them, equality- and set-based: `app=web,tier!=db,env in (a,b),gpu,!legacy`.
+ * The one parser of src/api/selector.ts (the CLI checks with the same one before sending); a bad
+ * selector is a 400 naming the term.
+ */
 export function parseLabelSelector(s: string | null): Requirement[] {
   if (!s) return [];
-  return s.split(',').map((part) => {
-    const p = part.trim();
-    const m = /^([^=!]+)(==|=|!=)(.*)$/.exec(p);
-    if (m) return { key: m[1]!.trim(), op: m[2] === '!=' ? '!=' : '=', value: m[3]!.trim() };
-    if (/^![^=!]+$/.test(p)) return { key: p.slice(1), op: '!exists' };
-    if (/^[^=!]+$/.test(p)) return { key: p, op: 'exists' };
-    throw new BadRequestError(`invalid label selector "${s}"`);
-  });
+  return parseSelector(s);
 }
 
 export function matchesLabels(obj: ApiObject, reqs: Requirement[]): boolean {
-  const labels = obj.metadata.labels ?? {};
-  return reqs.every((r) => {
-    const has = Object.hasOwn(labels, r.key);
-    switch (r.op) {
-      case '=': return labels[r.key] === r.value;
-      case '!=': return labels[r.key] !== r.value;
-      case 'exists': return has;
-      case '!exists': return !has;
-    }
-  });
+  return requirementsMatch(reqs, obj.metadata.labels);
 }
 
 /** Field selectors over dotted paths: `involvedObject.name=web,involvedObject.kind=Pod`, `spec.nodeName=edge-1`. */
