@@ -16,6 +16,7 @@ import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
+import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
 import { paginate } from './paging.js';
 import { assertObjectNames, pathSegments } from './path.js';
 import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText } from './respond.js';
@@ -378,6 +379,14 @@ export class ApiServer {
     }
     // Unauthenticated callers learn nothing about paths, not even which exist.
     const identity = this.requireIdentity(auth);
+    if (method === 'GET') {
+      const doc = discoveryDocument(KINDS, pathSegments(req.url ?? '/'), req.headers.host ?? '', this.discoveryOptions());
+      if (doc) {
+        audit.verb = 'get';
+        audit.resource = { kind: 'discovery', path: url.pathname };
+        return sendJson(res, 200, doc);
+      }
+    }
     const r = route(pathSegments(req.url ?? '/'));
     if (!r) throw new NotFoundError(`the server could not find the requested resource (${url.pathname}):`);
     const verb = this.verbOf(r, method, url);
@@ -431,6 +440,17 @@ export class ApiServer {
       return method === 'POST' ? 'create' : undefined;
     }
     return ({ GET: 'get', PUT: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'DELETE'];
+  }
+
+  /** What discovery says this server serves beyond the kinds themselves. */
+  private discoveryOptions(): DiscoveryOptions {
+    return {
+      metrics: Boolean(this.deps.metrics),
+      subresources: {
+        'pods/log': { verbs: ['get'] },
+        ...(this.deps.exec ? { 'pods/exec': { verbs: ['create', 'get'], kind: 'PodExecOptions' } } : {}),
+      },
+    };
   }
 
   private ns(r: Route): string {
