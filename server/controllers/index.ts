@@ -6,8 +6,9 @@ import { daemonSetController } from './daemonset.js';
 import { jobController } from './job.js';
 import { garbageCollector } from './gc.js';
 import { eventExpiryController } from './event-expiry.js';
+import { endpointsController } from './endpoints.js';
 
 /** Every controller the server runs, in one list. */
 export function allControllers(deps: ControllerDeps): Controller[] {
-  return [deploymentController(deps), replicaSetController(deps), daemonSetController(deps), jobController(deps), garbageCollector(deps), eventExpiryController(deps)];
+  return [deploymentController(deps), replicaSetController(deps), daemonSetController(deps), jobController(deps), garbageCollector(deps), eventExpiryController(deps), endpointsController(deps)];
 }
