@@ -44,6 +44,28 @@ function lineAt(text: string, offset: number): number {
   return line;
 }
 
+/** Longest stretch of the offending line shown under an error; the caret stays in view. */
+const SNIPPET_WIDTH = 100;
+
+/**
+ * The offending line of `text` and a caret under `col` (both 1-based), indented by two spaces, as
+ * compilers show it. Tabs before the column are kept in the caret line so the caret lines up.
+ */
+export function caretSnippet(text: string, line: number, col: number): string {
+  const src = (text.split('\n')[line - 1] ?? '').replace(/\r$/, '');
+  let from = 0;
+  if (src.length > SNIPPET_WIDTH) from = Math.max(0, Math.min(col - 1 - SNIPPET_WIDTH / 2, src.length - SNIPPET_WIDTH));
+  const shown = src.slice(from, from + SNIPPET_WIDTH);
+  const at = Math.max(0, Math.min(col - 1 - from, shown.length));
+  const pad = shown.slice(0, at).replace(/[^\t]/g, ' ');
+  return `\n  ${from > 0 ? '...' : ''}${shown}${from + SNIPPET_WIDTH < src.length ? '...' : ''}\n  ${from > 0 ? '   ' : ''}${pad}^`;
+}
+
+/** Where `offset` is in `text`, as a 1-based column. */
+function columnAt(text: string, offset: number): number {
+  return offset - (text.lastIndexOf('\n', offset - 1) + 1) + 1;
+}
+
 /**
  * The first duplicate key of any mapping in `doc`, with its offset. One Set per mapping, so linear in
  * the keys (yaml's own uniqueKeys check compares each key with all before it: quadratic, and a 60,000-key
@@ -80,11 +102,17 @@ export function parseManifests(text: string, source = 'manifest'): unknown[] {
   for (const doc of Array.isArray(docs) ? docs : [docs]) {
     const err = doc.errors[0];
     if (err) {
-      const line = err.linePos?.[0]?.line;
-      throw refusal(source, `${line ? `line ${line}: ` : ''}YAML syntax error: ${err.message.split('\n')[0]}`);
+      const pos = err.linePos?.[0];
+      // yaml's first line ends in " at line L, column C:" (its snippet followed): said once, in front, with our snippet.
+      const what = (err.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '').replace(/:$/, '');
+      throw refusal(source, pos ? `line ${pos.line}: YAML syntax error at column ${pos.col}: ${what}${caretSnippet(text, pos.line, pos.col)}` : `YAML syntax error: ${what}`);
     }
     const dup = doc.contents ? duplicateKey(doc) : undefined;
-    if (dup) throw refusal(source, `line ${lineAt(text, dup.offset)}: duplicate key: Map keys must be unique ("${dup.key.slice(0, 64)}")`);
+    if (dup) {
+      const line = lineAt(text, dup.offset);
+      const col = columnAt(text, dup.offset);
+      throw refusal(source, `line ${line}: duplicate key at column ${col}: Map keys must be unique ("${dup.key.slice(0, 64)}")${caretSnippet(text, line, col)}`);
+    }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT }) as unknown;

@@ -39,19 +39,101 @@ export interface ParsedObject<T = ApiObject> {
   warnings: string[];
 }
 
-function zodCauses(err: z.ZodError, prefix = ''): FieldCause[] {
+/** A JSON value in words, for "got ..." (values only when `echo`: a Secret's data must not come back in an error). */
+function describeValue(v: unknown, echo: boolean): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  switch (typeof v) {
+    case 'string':
+      return echo ? `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}` : 'a string';
+    case 'number':
+      return echo ? `the number ${v}` : 'a number';
+    case 'boolean':
+      return echo ? `the boolean ${v}` : 'a boolean';
+    case 'object':
+      return 'an object';
+    default:
+      return typeof v;
+  }
+}
+
+/** What a zod type name means to someone writing YAML. */
+const EXPECTED: Record<string, string> = {
+  number: 'a number',
+  int: 'an integer',
+  string: 'a string',
+  boolean: 'true or false',
+  array: 'a list',
+  object: 'an object (a map of fields)',
+  record: 'an object (a map of fields)',
+  null: 'null',
+};
+
+/** zod's own wording (as opposed to a message a schema gives): replaced by plain words. */
+const ZOD_DEFAULT = /^(Invalid (input|option|string|number|key|element)|Too (small|big))\b/;
+
+function plainMessage(i: z.core.$ZodIssue, echo: boolean): string {
+  const input = (i as { input?: unknown }).input;
+  // `{ error: 'required' }` on a schema labels every issue of it, a port above 65535 too: only a missing value is "required".
+  const custom = i.message !== 'required' && !ZOD_DEFAULT.test(i.message);
+  switch (i.code) {
+    case 'invalid_type':
+      if (input === undefined) return 'required';
+      if (custom) return i.message;
+      return `expected ${EXPECTED[i.expected] ?? i.expected}, got ${describeValue(input, echo)}`;
+    case 'invalid_value': {
+      if (custom) return i.message;
+      // Kubernetes' wording for an enum value it does not know.
+      const got = echo || typeof input !== 'string' ? JSON.stringify(input) : 'this value';
+      return `Unsupported value: ${got}: supported values: ${i.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    }
+    case 'invalid_union': {
+      if (input === undefined) return 'required';
+      const expected = [...new Set(i.errors.flatMap((branch) => branch.filter((b) => b.code === 'invalid_type' && b.path.length === 0).map((b) => (b as { expected: string }).expected)))];
+      if (expected.length) return `expected ${expected.map((e) => EXPECTED[e] ?? e).join(' or ')}, got ${describeValue(input, echo)}`;
+      // Every branch took the type but refused the value: the first branch's reason says why.
+      const first = i.errors.find((b) => b.length)?.[0];
+      return first ? plainMessage(first, echo) : i.message;
+    }
+    case 'too_small':
+    case 'too_big': {
+      if (custom) return i.message;
+      const bound = Number(i.code === 'too_small' ? i.minimum : i.maximum);
+      const least = i.code === 'too_small' ? 'at least' : 'at most';
+      if (i.origin === 'array') return `must have ${least} ${bound} item${bound === 1 ? '' : 's'}`;
+      if (i.origin === 'string') return i.code === 'too_small' && bound === 1 ? 'must not be empty' : `must be ${least} ${bound} characters long`;
+      return `must be ${least} ${bound}`;
+    }
+    case 'invalid_key':
+    case 'invalid_element': {
+      // The path already ends in the key; the inner issue says what is wrong with it (or its value).
+      const inner = i.issues[0];
+      return inner ? plainMessage(inner, echo) : i.message;
+    }
+    case 'invalid_format': {
+      if (custom) return i.message;
+      const f = i as { format: string; pattern?: string; prefix?: string; suffix?: string };
+      if (f.format === 'starts_with') return `must start with ${JSON.stringify(f.prefix)}`;
+      if (f.format === 'ends_with') return `must end with ${JSON.stringify(f.suffix)}`;
+      if (f.format === 'regex' && f.pattern) return `must match ${f.pattern}`;
+      return `must be a valid ${f.format}`;
+    }
+    default:
+      return custom || input === undefined ? i.message : 'invalid value';
+  }
+}
+
+function zodCauses(err: z.ZodError, prefix = '', echo = true): FieldCause[] {
   return err.issues.map((i) => {
     const path = i.path.reduce<string>(
       (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
       prefix,
     );
-    let message = i.message;
     if (i.code === 'unrecognized_keys') {
       const keys = i.keys;
       return { field: keys.map((k) => (path ? `${path}.${k}` : k)).join(', '), message: 'unknown field' };
     }
-    if (i.code === 'invalid_type' && /received undefined/.test(message)) message = 'required';
-    return { field: path, message };
+    return { field: path, message: plainMessage(i, echo) };
   });
 }
 
@@ -108,8 +190,9 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
       }
     }
   }
-  const result = kind.schema.safeParse(input);
-  if (!result.success) throw new ValidationError(zodCauses(result.error), `invalid ${kind.kind}`);
+  // The caller's own values are quoted back ("got the string \"80\""), except a Secret's.
+  const result = kind.schema.safeParse(input, { reportInput: true });
+  if (!result.success) throw new ValidationError(zodCauses(result.error, '', kind.kind !== 'Secret'), `invalid ${kind.kind}`);
   const object = result.data as ApiObject;
   if (kind.namespaced && !object.metadata.namespace) object.metadata.namespace = undefined;
   if (!kind.namespaced && object.metadata.namespace) delete object.metadata.namespace;
@@ -118,8 +201,9 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
 
 /** Validate a wire payload with a schema; the error names the field. Used at MQTT boundaries. */
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
-  const r = schema.safeParse(value);
-  if (!r.success) throw new ValidationError(zodCauses(r.error), `invalid ${what}`);
+  // Wire payloads carry Secret values: their errors name types, never values.
+  const r = schema.safeParse(value, { reportInput: true });
+  if (!r.success) throw new ValidationError(zodCauses(r.error, '', false), `invalid ${what}`);
   return r.data;
 }
 
