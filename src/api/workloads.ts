@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { condition, objectMeta } from './meta.js';
-import { labelSelector, selectorString } from './selector.js';
+import { labelSelector, selectorMatches, selectorString, type LabelSelector } from './selector.js';
 import { intOrPercent, podTemplate } from './template.js';
 
 /**
@@ -108,6 +108,24 @@ export const wavedRolloutStatus = z.object({
 });
 export type WavedRolloutStatus = z.infer<typeof wavedRolloutStatus>;
 
+/** Labels as Kubernetes' error messages print them (Go's %#v of a map, keys sorted). */
+function goMap(labels: Record<string, string> | undefined): string {
+  const entries = Object.keys(labels ?? {}).sort().map((k) => `${JSON.stringify(k)}:${JSON.stringify(labels![k])}`);
+  return `map[string]string{${entries.join(', ')}}`;
+}
+
+/**
+ * A controller whose selector does not match its own template's labels would create pods it never
+ * counts, forever. Refused at create and update, with Kubernetes' wording (apps/v1 and batch/v1
+ * validation), on the spec's `template.metadata.labels`.
+ */
+export function selectorMatchesTemplate(spec: { selector?: LabelSelector; template: { metadata?: { labels?: Record<string, string> } } }, ctx: z.RefinementCtx): void {
+  if (!spec.selector) return;
+  const labels = spec.template.metadata?.labels;
+  if (selectorMatches(spec.selector, labels)) return;
+  ctx.addIssue({ code: 'custom', path: ['template', 'metadata', 'labels'], message: `Invalid value: ${goMap(labels)}: \`selector\` does not match template \`labels\`` });
+}
+
 const selectorRequired = labelSelector.refine((s) => Object.keys(s.matchLabels ?? {}).length + (s.matchExpressions?.length ?? 0) > 0, 'must not be empty');
 
 const deploymentSpecFields = z.strictObject({
@@ -133,6 +151,7 @@ const deploymentSpecFields = z.strictObject({
 
 /** What a Deployment's waved rollout cannot have: node selectors, an offline-node policy, Recreate. */
 export const deploymentSpec = deploymentSpecFields.superRefine((spec, ctx) => {
+  selectorMatchesTemplate(spec, ctx);
   const r = spec.drover?.rollout;
   if (!r) return;
   r.waves.forEach((w, i) => {
@@ -174,7 +193,7 @@ export const replicaSet = z.strictObject({
     selector: selectorRequired,
     template: podTemplate,
     minReadySeconds: z.number().int().min(0).default(0),
-  }),
+  }).superRefine(selectorMatchesTemplate),
   status: z
     .object({
       replicas: z.number().int().default(0),
@@ -203,7 +222,7 @@ export const daemonSet = z.strictObject({
     revisionHistoryLimit: z.number().int().min(0).default(10),
     minReadySeconds: z.number().int().min(0).default(0),
     drover: daemonSetDrover.optional(),
-  }),
+  }).superRefine(selectorMatchesTemplate),
   status: z
     .object({
       /**
@@ -224,6 +243,9 @@ export const daemonSet = z.strictObject({
 });
 export type DaemonSet = z.infer<typeof daemonSet>;
 
+/** batch/v1: which index an Indexed Job's pod runs (annotation, and label as Kubernetes 1.28+ also sets). */
+export const JOB_COMPLETION_INDEX = 'batch.kubernetes.io/job-completion-index';
+
 export const job = z.strictObject({
   apiVersion: z.string(),
   kind: z.literal('Job'),
@@ -237,19 +259,24 @@ export const job = z.strictObject({
       ttlSecondsAfterFinished: z.number().int().min(0).optional(),
       selector: labelSelector.optional(),
       manualSelector: z.boolean().optional(),
-      completionMode: z.enum(['NonIndexed']).optional(),
+      /** Indexed: each pod runs one index 0..completions-1 (JOB_COMPLETION_INDEX), done when every index succeeded. */
+      completionMode: z.enum(['NonIndexed', 'Indexed']).optional(),
       suspend: z.boolean().optional(),
       template: podTemplate,
     })
-    .refine((s) => s.template.spec.restartPolicy === 'OnFailure' || s.template.spec.restartPolicy === 'Never', {
-      message: 'must be OnFailure or Never for a Job',
-      path: ['template', 'spec', 'restartPolicy'],
+    .superRefine((s, ctx) => {
+      if (s.template.spec.restartPolicy !== 'OnFailure' && s.template.spec.restartPolicy !== 'Never') {
+        ctx.addIssue({ code: 'custom', path: ['template', 'spec', 'restartPolicy'], message: 'must be OnFailure or Never for a Job' });
+      }
+      selectorMatchesTemplate(s, ctx);
     }),
   status: z
     .object({
       active: z.number().int().default(0),
       succeeded: z.number().int().default(0),
       failed: z.number().int().default(0),
+      /** Indexed Jobs: the indexes that succeeded, as Kubernetes writes them ("0-2,5"). */
+      completedIndexes: z.string().optional(),
       startTime: z.string().optional(),
       completionTime: z.string().optional(),
       conditions: z.array(condition).optional(),
