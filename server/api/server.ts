@@ -18,6 +18,7 @@ import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } fro
 import { isKind, type Store } from '../store/types.js';
 import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
 import { paginate } from './paging.js';
+import { parseIncludeObject, tableVersion, toTable } from './table.js';
 import { assertObjectNames, pathSegments } from './path.js';
 import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -159,6 +160,8 @@ export const PUBLIC_MAX_BODY_BYTES = 64 * 1024;
  */
 export const REQUEST_TIMEOUT_MS = 60_000;
 export const HEADERS_TIMEOUT_MS = 20_000;
+/** How often a watch that allows bookmarks gets one (Kubernetes: about once a minute). */
+export const WATCH_BOOKMARK_MS = 60_000;
 
 class LengthRequiredError extends DroverError {
   constructor(message: string) {
@@ -402,9 +405,9 @@ export class ApiServer {
     }
     switch (verb) {
       case 'watch': return await this.watch(req, res, r, url, identity);
-      case 'list': return await this.list(res, r, url, identity);
+      case 'list': return await this.list(req, res, r, url, identity);
       case 'create': return await this.create(req, res, r, identity);
-      case 'get': return await this.get(res, r, identity);
+      case 'get': return await this.get(req, res, r, url, identity);
       case 'update': return await this.update(req, res, r, identity);
       case 'delete': return await this.remove(res, r);
       default: throw new MethodNotAllowed(method, url.pathname);
@@ -435,8 +438,10 @@ export class ApiServer {
       if (r.kind.kind === 'Pod' && r.sub === 'exec' && method === 'POST') return 'exec';
       return undefined;
     }
+    const watching = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
+    if (method === 'GET' && watching) return 'watch';
     if (!r.name) {
-      if (method === 'GET') return ['1', 'true'].includes(url.searchParams.get('watch') ?? '') ? 'watch' : 'list';
+      if (method === 'GET') return 'list';
       return method === 'POST' ? 'create' : undefined;
     }
     return ({ GET: 'get', PUT: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'DELETE'];
@@ -457,64 +462,99 @@ export class ApiServer {
     return r.kind.namespaced ? r.namespace ?? 'default' : '';
   }
 
-  private async list(res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
+  private async list(req: IncomingMessage, res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
+    const asTable = tableVersion(req.headers.accept);
+    const include = parseIncludeObject(url.searchParams.get('includeObject'));
     const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
     const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
     const { items, revision } = await this.deps.store.list(r.kind.kind, r.kind.namespaced ? r.namespace : undefined);
     // Selectors first, then the page: a page holds `limit` matching objects, as in Kubernetes.
     const matching = items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields));
     const page = paginate(matching, { limit: url.searchParams.get('limit'), continue: url.searchParams.get('continue') }, revision);
-    sendJson(res, 200, {
-      kind: `${r.kind.kind}List`,
-      apiVersion: r.kind.groupVersion,
-      metadata: { resourceVersion: String(revision), ...(page.continue ? { continue: page.continue, remainingItemCount: page.remainingItemCount } : {}) },
-      items: page.items.map((o) => redactFor(identity.role, o)),
-    });
+    const metadata = { resourceVersion: String(revision), ...(page.continue ? { continue: page.continue, remainingItemCount: page.remainingItemCount } : {}) };
+    const shown = page.items.map((o) => redactFor(identity.role, o));
+    if (asTable) return sendJson(res, 200, toTable(r.kind, shown, { version: asTable, includeObject: include, listMeta: metadata }));
+    sendJson(res, 200, { kind: `${r.kind.kind}List`, apiVersion: r.kind.groupVersion, metadata, items: shown });
   }
 
   /**
-   * `?watch=1`: a stream of JSON lines `{type, object}`, as Kubernetes sends. Without a
-   * resourceVersion the current objects come first as ADDED (what `get -w` shows), then changes.
+   * `?watch=1`: a stream of JSON lines `{type, object}`, as Kubernetes sends. Without a resourceVersion
+   * (or with "0", or sendInitialEvents=true) the current objects come first as ADDED (what `get -w` shows),
+   * then changes. A Table was asked for (kubectl get -w): each event's object is a one-row Table.
+   * allowWatchBookmarks: a BOOKMARK now and then carries the latest revision, so a client that reconnects
+   * resumes from there instead of listing again.
    */
   private async watch(req: IncomingMessage, res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
     const labels = parseLabelSelector(url.searchParams.get('labelSelector'));
     const fields = parseFieldSelector(url.searchParams.get('fieldSelector'));
+    const asTable = tableVersion(req.headers.accept);
+    const include = parseIncludeObject(url.searchParams.get('includeObject'));
     const ns = r.kind.namespaced ? r.namespace : undefined;
-    const match = (o: ApiObject) => (!ns || o.metadata.namespace === ns) && matchesLabels(o, labels) && matchesFields(o, fields);
+    // A watch on one object's path (…/pods/web?watch=1) is the collection's watch narrowed to that name.
+    const match = (o: ApiObject) => (!ns || o.metadata.namespace === ns) && (!r.name || o.metadata.name === r.name) && matchesLabels(o, labels) && matchesFields(o, fields);
     const rvParam = url.searchParams.get('resourceVersion');
+    const initialEvents = url.searchParams.get('sendInitialEvents');
+    const bookmarks = ['1', 'true'].includes(url.searchParams.get('allowWatchBookmarks') ?? '');
     let from: number;
     const initial: ApiObject[] = [];
-    if (rvParam && rvParam !== '0') {
+    if (rvParam && rvParam !== '0' && initialEvents !== 'true') {
       from = Number(rvParam);
-      if (!Number.isInteger(from) || from < 0) throw new BadRequestError(`resourceVersion must be a number, got "${rvParam}"`);
+      if (!Number.isInteger(from) || from < 0) throw new BadRequestError(`resourceVersion must be a number, got "${rvParam.slice(0, 64)}"`);
     } else {
       const list = await this.deps.store.list(r.kind.kind, ns);
       from = list.revision;
       initial.push(...list.items.filter(match));
     }
+    const timeoutRaw = url.searchParams.get('timeoutSeconds');
+    const timeout = timeoutRaw === null || timeoutRaw === '' ? 0 : Number(timeoutRaw);
+    if (!Number.isInteger(timeout) || timeout < 0) throw new BadRequestError(`timeoutSeconds must be a whole number of seconds, got "${timeoutRaw!.slice(0, 64)}"`);
+    let latest = from;
+    const event = (type: string, o: ApiObject): string => {
+      const shown = redactFor(identity.role, o);
+      const object = asTable ? toTable(r.kind, [shown], { version: asTable, includeObject: include, listMeta: { resourceVersion: o.metadata.resourceVersion } }) : shown;
+      return JSON.stringify({ type, object }) + '\n';
+    };
+    const bookmark = (annotations?: Record<string, string>): string =>
+      JSON.stringify({ type: 'BOOKMARK', object: { kind: r.kind.kind, apiVersion: r.kind.groupVersion, metadata: { resourceVersion: String(latest), ...(annotations ? { annotations } : {}) } } }) + '\n';
+    // Events that arrive before the head is written wait in order behind it.
+    const pending: string[] = [];
+    let started = false;
     const w = this.deps.store.watch(
       from,
       (e) => {
-        if (match(e.object)) res.write(JSON.stringify({ type: e.type, object: redactFor(identity.role, e.object) }) + '\n');
+        latest = Math.max(latest, e.revision);
+        if (!match(e.object)) return;
+        const line = event(e.type, e.object);
+        if (started) res.write(line);
+        else pending.push(line);
       },
       { kinds: [r.kind.kind] },
     );
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
     // A quiet collection must still look connected to the client.
     res.flushHeaders();
-    for (const o of initial) res.write(JSON.stringify({ type: 'ADDED', object: redactFor(identity.role, o) }) + '\n');
-    const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
+    for (const o of initial) res.write(event('ADDED', o));
+    // What a client asking for sendInitialEvents waits for before it trusts its cache (the WatchList protocol).
+    if (initialEvents === 'true' && bookmarks) res.write(bookmark({ 'k8s.io/initial-events-end': 'true' }));
+    for (const line of pending.splice(0)) res.write(line);
+    started = true;
+    const ticker = bookmarks ? setInterval(() => res.write(bookmark()), WATCH_BOOKMARK_MS) : undefined;
     const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
     req.on('close', () => {
       w.close();
       if (timer) clearTimeout(timer);
+      if (ticker) clearInterval(ticker);
     });
   }
 
-  private async get(res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
+  private async get(req: IncomingMessage, res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
+    const asTable = tableVersion(req.headers.accept);
+    const include = parseIncludeObject(url.searchParams.get('includeObject'));
     const obj = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!obj) throw new NotFoundError(what(r.kind, r.name!));
-    sendJson(res, 200, redactFor(identity.role, obj));
+    const shown = redactFor(identity.role, obj);
+    if (asTable) return sendJson(res, 200, toTable(r.kind, [shown], { version: asTable, includeObject: include, listMeta: { resourceVersion: obj.metadata.resourceVersion } }));
+    sendJson(res, 200, shown);
   }
 
   /** Validates a body for this route: the kind and namespace in the body must agree with the path. */
