@@ -195,6 +195,8 @@ export function buildProgram(io: ProgramIo = processIo): Command {
     .description('drover: an edge container orchestrator (server, agent and fleet CLI in one binary)')
     .version(AGENT_VERSION)
     .showHelpAfterError(false)
+    // Root options (the CLI's global flags) only before the verb; after it, each verb parses its own.
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
 

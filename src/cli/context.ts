@@ -74,9 +74,11 @@ export function makeContext(io: CliIo): CommandContext {
     interrupted: () => (interrupt ??= signalFromProcess()),
     readStdin: io.stdin ?? readProcessStdin,
     client(cmd: Command): ApiClient {
-      // optsWithGlobals: still works if the entry point also declares these flags on the root program.
-      const opts = cmd.optsWithGlobals<{ server?: string; token?: string; requestTimeout?: string }>();
-      const cfg = resolveConfig({ server: opts.server, token: opts.token }, io.env);
+      // The verb's own flags, then the global ones given before the verb (src/cli/globals.ts).
+      type Flags = { server?: string; token?: string; requestTimeout?: string; config?: string };
+      const own = Object.fromEntries(Object.entries(cmd.opts<Flags>()).filter(([, v]) => v !== undefined)) as Flags;
+      const opts: Flags = { ...cmd.optsWithGlobals<Flags>(), ...own };
+      const cfg = resolveConfig({ server: opts.server, token: opts.token }, opts.config ? { ...io.env, DROVER_CONFIG: opts.config } : io.env);
       return new ApiClient({
         server: cfg.server,
         token: cfg.token,

@@ -6,13 +6,14 @@ import type { ApiObject } from '../api/meta.js';
 import type { Node, Taint } from '../api/node.js';
 import type { Container, ContainerStatus, EnvVar, Pod, PodSpec, Probe, Toleration, Volume } from '../api/pod.js';
 import { formatCpu, formatMemory, parseCpu, parseMemory } from '../api/quantity.js';
-import { selectorString, type LabelSelector } from '../api/selector.js';
+import { parseSelector, selectorString, type LabelSelector } from '../api/selector.js';
 import type { PodTemplate } from '../api/template.js';
 import { effectiveWaves, GATE_DEFAULTS, waveLabel, type DaemonSet, type Deployment, type Job, type ReplicaSet, type WavedRollout, type WavedRolloutStatus } from '../api/workloads.js';
 import { ValidationError } from '../util/errors.js';
 import { ApiClient, CliError, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
-import { age, formatTime, jobStatusText, nodeMemoryText, nodeRoles, nodeStatusText, podStatusText, tabwrite } from './output.js';
+import { byNamespaceName } from './get.js';
+import { age, formatTime, jobStatusText, nodeMemoryText, nodeRoles, nodeStatusText, podIP, podStatusText, tabwrite } from './output.js';
 
 /**
  * Builds `describe` text the way kubectl's PrefixWriter does: two spaces of indent per level,
@@ -248,7 +249,13 @@ export function describePod(pod: Pod, events: Event[] | undefined, now = Date.no
   s.line(0, 'Status:', pod.metadata.deletionTimestamp ? 'Terminating' : (st?.phase ?? 'Pending'));
   if (st?.reason) s.line(0, 'Reason:', st.reason);
   if (st?.message) s.line(0, 'Message:', st.message);
-  if (st?.hostIP) s.line(0, 'IP:', st.hostIP);
+  // The pod's own address; the node's is on the Node: line (a bridge pod's is not its node's).
+  const ip = podIP(pod);
+  s.line(0, 'IP:', ip ?? '');
+  if (ip) {
+    s.line(0, 'IPs:');
+    s.line(1, 'IP:', ip);
+  }
   const owner = pod.metadata.ownerReferences?.find((o) => o.controller) ?? pod.metadata.ownerReferences?.[0];
   if (owner) s.line(0, 'Controlled By:', `${owner.kind}/${owner.name}`);
   s.line(0, 'Restart Policy:', pod.spec.restartPolicy ?? 'Always');
@@ -550,14 +557,28 @@ export function registerDescribe(program: Command, ctx: CommandContext): void {
     .description('show an object in detail, with its recent events')
     .argument('<kind>', 'kind (pod, node, deployment, ...), or kind/name')
     .argument('[names...]', 'objects to describe')
-    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds', DEFAULT_NAMESPACE);
-  addConnectionOptions(cmd).action(async (kindArg: string, names: string[], opts: { namespace?: string }, command: Command) => {
-    const targets = parseResourceArgs([kindArg, ...names]);
-    if (targets.some((t) => !t.name)) throw new CliError(`you must specify the name of the ${targets[0]!.kind.singular} to describe`);
+    .option('-n, --namespace <namespace>', 'namespace of namespaced kinds', DEFAULT_NAMESPACE)
+    .option('-A, --all-namespaces', 'with no name: every object of the kind in every namespace')
+    .option('-l, --selector <selector>', 'with no name: the objects whose labels match, e.g. app in (web,api)');
+  addConnectionOptions(cmd).action(async (kindArg: string, names: string[], opts: { namespace?: string; allNamespaces?: boolean; selector?: string }, command: Command) => {
+    let targets: Array<{ kind: KindInfo; name?: string; namespace?: string }> = parseResourceArgs([kindArg, ...names]);
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
+    if (targets.length === 1 && !targets[0]!.name) {
+      // `describe pods`: every object of the kind in the namespace (or matching -l), as kubectl does.
+      const kind = targets[0]!.kind;
+      if (opts.selector) parseSelector(opts.selector);
+      const all = Boolean(opts.allNamespaces) && kind.namespaced;
+      const list = await client.get<{ items?: ApiObject[] }>(objectPath(kind, all ? undefined : ns), { labelSelector: opts.selector });
+      const items = (list?.items ?? []).sort(byNamespaceName);
+      if (!items.length) {
+        ctx.io.stderr(kind.namespaced && !all ? `No resources found in ${ns} namespace.\n` : 'No resources found\n');
+        return;
+      }
+      targets = items.map((o) => ({ kind, name: o.metadata.name, namespace: o.metadata.namespace }));
+    }
     const parts: string[] = [];
-    for (const t of targets) parts.push(await describeOne(ctx, client, t.kind, t.name!, ns));
+    for (const t of targets) parts.push(await describeOne(ctx, client, t.kind, t.name!, t.namespace ?? ns));
     ctx.io.stdout(parts.join('\n\n'));
   });
 }

@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { kindInfo, objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
-import { CliError, type ApiClient, type Query } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
-import { asList, objectName, parseOutputFormat, renderObjects, renderTable, tableParts, toJson, toYaml, type OutputFormat } from './output.js';
+import { parseSelector } from '../api/selector.js';
+import { CliError, FATAL_REASONS, type ApiClient, type Query } from './client.js';
+import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseResourceArgs, resolveKind, type CommandContext } from './context.js';
+import { customColumnCell, JsonPath, parseCustomColumns, sortByPath, sortPath } from './jsonpath.js';
+import { asList, objectName, parseOutputFormat, renderTable, tableParts, toJson, toYaml, type OutputFormat } from './output.js';
 import { watchObjects } from './watch.js';
 
 interface GetOptions {
@@ -17,6 +19,11 @@ interface GetOptions {
   limit?: string;
   continue?: string;
   chunkSize?: string;
+  showLabels?: boolean;
+  labelColumns?: string[];
+  sortBy?: string;
+  /** false with --no-headers. */
+  headers?: boolean;
 }
 
 interface ObjectList {
@@ -122,70 +129,172 @@ export class WatchPrinter {
 /** What `get all` lists, in kubectl's order (the workloads and their pods). */
 export const ALL_KINDS = ['Pod', 'DaemonSet', 'Deployment', 'ReplicaSet', 'Job'];
 
+/** `-o` of `get`: the plain formats, or a JSONPath template, or custom columns. */
+export type GetOutput =
+  | { format: OutputFormat | undefined }
+  | { format: 'jsonpath'; path: JsonPath }
+  | { format: 'custom-columns'; columns: Array<{ header: string; path: JsonPath }> };
+
+export function parseGetOutput(v: string | undefined): GetOutput {
+  const m = /^(jsonpath|custom-columns)=([\s\S]*)$/.exec(v ?? '');
+  if (m?.[1] === 'jsonpath') {
+    if (!m[2]) throw new CliError('jsonpath template format specified but no template given');
+    return { format: 'jsonpath', path: new JsonPath(m[2]) };
+  }
+  if (m?.[1] === 'custom-columns') return { format: 'custom-columns', columns: parseCustomColumns(m[2]!) };
+  if (v === 'jsonpath' || v === 'custom-columns') throw new CliError(`${v} format specified but no ${v === 'jsonpath' ? 'template' : 'custom columns'} given: use -o ${v}=...`);
+  try {
+    return { format: parseOutputFormat(v) };
+  } catch (err) {
+    if (err instanceof CliError) throw new CliError(`${err.message},jsonpath=...,custom-columns=...`, { cause: err });
+    throw err;
+  }
+}
+
+export interface GetPrintOptions {
+  /** One object was named (and one kind): json/yaml/jsonpath print it, not a List. */
+  single?: boolean;
+  /** Names as `kind/name` (several kinds, or `get all`), as kubectl does. */
+  withKind?: boolean;
+  allNamespaces?: boolean;
+  labelColumns?: string[];
+  showLabels?: boolean;
+  noHeaders?: boolean;
+  sortBy?: JsonPath;
+  now?: number;
+}
+
+/**
+ * What `get` prints for the objects it found, grouped by kind: one table per kind that has objects
+ * (separated by a blank line, like kubectl), or one List for json/yaml/jsonpath, one name per line,
+ * or custom columns over all of them.
+ */
+export function renderGet(groups: Array<{ kind: KindInfo; items: ApiObject[] }>, output: GetOutput, opts: GetPrintOptions = {}): string {
+  const nonEmpty = groups.filter((g) => g.items.length).map((g) => ({ kind: g.kind, items: opts.sortBy ? sortByPath(g.items, opts.sortBy) : g.items }));
+  const all = nonEmpty.flatMap((g) => g.items);
+  switch (output.format) {
+    case 'json':
+      return toJson(opts.single ? all[0] : asList(all));
+    case 'yaml':
+      return toYaml(opts.single ? all[0] : asList(all));
+    case 'jsonpath':
+      return output.path.execute(opts.single ? all[0] : asList(all));
+    case 'name':
+      return nonEmpty.flatMap((g) => g.items.map((o) => `${objectName(g.kind, o.metadata.name)}\n`)).join('');
+    case 'custom-columns': {
+      const rows = all.map((o) => output.columns.map((c) => customColumnCell(c.path, o)));
+      const table = renderTable(output.columns.map((c) => c.header), rows);
+      return opts.noHeaders ? table.split('\n').slice(1).join('\n') : table;
+    }
+    default:
+      return nonEmpty
+        .map(({ kind, items }) => {
+          const { headers, rows } = tableParts(kind, items, {
+            wide: output.format === 'wide', allNamespaces: opts.allNamespaces, now: opts.now, labelColumns: opts.labelColumns, showLabels: opts.showLabels,
+          });
+          const col = headers.indexOf('NAME');
+          const named = opts.withKind ? rows.map((r) => r.map((c, j) => (j === col ? objectName(kind, c) : c))) : rows;
+          const table = renderTable(headers, named);
+          return opts.noHeaders ? table.slice(table.indexOf('\n') + 1) : table;
+        })
+        .join(opts.noHeaders ? '' : '\n');
+  }
+}
+
 /** `get all` as kubectl prints it: one table per kind that has objects, names as `kind.group/name`. */
 export function renderAll(
   lists: Array<{ kind: KindInfo; items: ApiObject[] }>,
   format: OutputFormat | undefined,
   opts: { allNamespaces?: boolean; now?: number } = {},
 ): string {
-  const nonEmpty = lists.filter((l) => l.items.length);
-  if (format === 'json') return toJson(asList(nonEmpty.flatMap((l) => l.items)));
-  if (format === 'yaml') return toYaml(asList(nonEmpty.flatMap((l) => l.items)));
-  if (format === 'name') return nonEmpty.flatMap((l) => l.items.map((o) => `${objectName(l.kind, o.metadata.name)}\n`)).join('');
-  return nonEmpty
-    .map(({ kind, items }) => {
-      const { headers, rows } = tableParts(kind, items, { wide: format === 'wide', allNamespaces: opts.allNamespaces, now: opts.now });
-      const col = headers.indexOf('NAME');
-      return renderTable(headers, rows.map((r) => r.map((c, j) => (j === col ? objectName(kind, c) : c))));
-    })
-    .join('\n');
+  return renderGet(lists, { format }, { ...opts, withKind: true });
+}
+
+/** `-L app,tier` (repeatable) → label keys. */
+function labelColumns(values: string[] | undefined): string[] {
+  return (values ?? []).flatMap((v) => v.split(',')).map((k) => k.trim()).filter(Boolean);
+}
+
+function collect(value: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), value];
+}
+
+/** A selector checked here with the server's own parser, so a typo fails before any request. */
+export function checkSelector(s: string | undefined): string | undefined {
+  if (s) parseSelector(s);
+  return s;
 }
 
 export function registerGet(program: Command, ctx: CommandContext): void {
   const cmd = program
     .command('get')
-    .description('list objects of a kind, or show one (kinds: see `drover api-resources`)')
-    .argument('<kind>', 'kind: plural, singular or short name (po, no, ns, deploy, ...), or kind/name')
-    .argument('[name]', 'one object to show')
+    .description('list objects of one or more kinds, or show some (kinds: see `drover api-resources`)')
+    .argument('<kind>', 'kind: plural, singular or short name (po, no, ns, deploy, ...); several with commas (po,deploy); or kind/name')
+    .argument('[names...]', 'objects to show')
     .option('-n, --namespace <namespace>', 'namespace of namespaced kinds', DEFAULT_NAMESPACE)
     .option('-A, --all-namespaces', 'list across all namespaces')
-    .option('-l, --selector <selector>', 'label selector, e.g. app=web,tier!=db')
+    .option('-l, --selector <selector>', "label selector, e.g. app=web,tier!=db or 'env in (prod,staging),!legacy'")
     .option('--field-selector <selector>', 'field selector, e.g. spec.nodeName=edge-1')
-    .option('-o, --output <format>', 'json | yaml | wide | name')
+    .option('-o, --output <format>', 'json | yaml | wide | name | jsonpath=TEMPLATE | custom-columns=HEADER:PATH,...')
+    .option('--show-labels', 'add a LABELS column')
+    .option('-L, --label-columns <keys>', 'a column per label key (comma-separated, repeatable)', collect)
+    .option('--sort-by <path>', 'sort by a JSONPath field, e.g. .metadata.name or {.status.startTime}')
+    .option('--no-headers', 'print no header row')
     .option('-w, --watch', 'after listing, watch for changes and print each one')
     .option('--watch-only', 'watch for changes without listing first')
     .option('--limit <n>', 'at most this many objects (in name order); prints the --continue token for the rest')
     .option('--continue <token>', 'the page after the one that printed this token (with --limit)')
     .option('--chunk-size <n>', 'fetch long lists this many at a time (0: all at once)', String(DEFAULT_CHUNK_SIZE));
-  addConnectionOptions(cmd).action(async (kindArg: string, nameArg: string | undefined, opts: GetOptions, command: Command) => {
-    if (kindArg === 'all') {
-      if (nameArg !== undefined) throw new CliError('get all lists every workload; name one with get KIND NAME');
+  addConnectionOptions(cmd).action(async (kindArg: string, nameArgs: string[], opts: GetOptions, command: Command) => {
+    const output = parseGetOutput(opts.output);
+    const format = output.format === 'jsonpath' || output.format === 'custom-columns' ? undefined : output.format;
+    const print: GetPrintOptions = {
+      labelColumns: labelColumns(opts.labelColumns),
+      showLabels: opts.showLabels,
+      noHeaders: opts.headers === false,
+      sortBy: opts.sortBy !== undefined ? sortPath(opts.sortBy) : undefined,
+    };
+    checkSelector(opts.selector);
+    const ns = opts.namespace || DEFAULT_NAMESPACE;
+    const chunk = wholeNumber('--chunk-size', opts.chunkSize, 0) ?? DEFAULT_CHUNK_SIZE;
+    const query = { labelSelector: opts.selector, fieldSelector: opts.fieldSelector };
+    const noneFound = (namespaced: boolean): void => {
+      ctx.io.stderr(namespaced && !opts.allNamespaces ? `No resources found in ${ns} namespace.\n` : 'No resources found\n');
+    };
+    // Table-like output says so on stderr when nothing matched; json/yaml print an empty List.
+    const quietWhenEmpty = output.format !== 'json' && output.format !== 'yaml' && output.format !== 'jsonpath';
+
+    if (kindArg === 'all' || kindArg.split(',').includes('all')) {
+      if (nameArgs.length) throw new CliError('get all lists every workload; name one with get KIND NAME');
       if (opts.watch || opts.watchOnly) throw new CliError('watch is only supported on individual resources and resource collections, not "all"');
-      const format = parseOutputFormat(opts.output);
-      const client = ctx.client(command);
-      const ns = opts.namespace || DEFAULT_NAMESPACE;
+      const kinds = kindArg.split(',').flatMap((k) => (k === 'all' ? ALL_KINDS.map(kindInfo) : [resolveKind(k)]));
       const lists = [];
-      const chunk = wholeNumber('--chunk-size', opts.chunkSize, 0) ?? DEFAULT_CHUNK_SIZE;
-      for (const k of ALL_KINDS.map(kindInfo)) {
-        const list = await listInChunks(client, objectPath(k, opts.allNamespaces ? undefined : ns), { labelSelector: opts.selector, fieldSelector: opts.fieldSelector }, chunk || 0);
+      for (const k of [...new Map(kinds.map((k) => [k.kind, k])).values()]) {
+        const list = await listInChunks(ctx.client(command), objectPath(k, opts.allNamespaces && k.namespaced ? undefined : k.namespaced ? ns : undefined), query, chunk || 0);
         lists.push({ kind: k, items: list.items });
       }
-      if (!lists.some((l) => l.items.length) && format !== 'json' && format !== 'yaml') {
-        ctx.io.stderr(opts.allNamespaces ? 'No resources found\n' : `No resources found in ${ns} namespace.\n`);
-        return;
-      }
-      ctx.io.stdout(renderAll(lists, format, { allNamespaces: opts.allNamespaces }));
+      if (!lists.some((l) => l.items.length) && quietWhenEmpty) return noneFound(true);
+      ctx.io.stdout(renderGet(lists, output, { ...print, withKind: true, allNamespaces: opts.allNamespaces }));
       return;
     }
-    const targets = parseResourceArgs(nameArg === undefined ? [kindArg] : [kindArg, nameArg]);
-    if (targets.length !== 1) throw new CliError('get shows one object at a time');
-    const { kind, name } = targets[0]!;
-    const format = parseOutputFormat(opts.output);
+
+    // `pod/a deploy/b`, `pods a b`, `po,deploy` or `po,deploy web`.
+    let targets: Array<{ kind: KindInfo; name?: string }>;
+    if (kindArg.includes('/')) targets = parseResourceArgs([kindArg, ...nameArgs]);
+    else {
+      if (nameArgs.some((n) => n.includes('/'))) parseResourceArgs([kindArg, ...nameArgs]);
+      const kinds = kindArg.split(',').filter(Boolean).map(resolveKind);
+      if (!kinds.length) throw new CliError('you must specify the type of resource to get');
+      targets = kinds.flatMap((kind) => (nameArgs.length ? nameArgs.map((name) => ({ kind, name })) : [{ kind }]));
+    }
+    const kindsAsked = [...new Map(targets.map((t) => [t.kind.kind, t.kind])).values()];
     const client = ctx.client(command);
-    const ns = opts.namespace || DEFAULT_NAMESPACE;
-    const allNamespaces = Boolean(opts.allNamespaces) && kind.namespaced && !name;
 
     if (opts.watch || opts.watchOnly) {
+      if (kindsAsked.length !== 1 || targets.length !== 1) throw new CliError('you may only specify a single resource type and at most one name with --watch');
+      if (output.format === 'jsonpath' || output.format === 'custom-columns') throw new CliError(`-o ${output.format} is not supported with --watch`);
+      const { kind, name } = targets[0]!;
+      const allNamespaces = Boolean(opts.allNamespaces) && kind.namespaced && !name;
       const fieldSelector = [opts.fieldSelector, name ? `metadata.name=${name}` : undefined].filter(Boolean).join(',') || undefined;
       const collection = objectPath(kind, allNamespaces ? undefined : ns);
       const list = await client.get<ObjectList>(collection, { labelSelector: opts.selector, fieldSelector });
@@ -205,40 +314,62 @@ export function registerGet(program: Command, ctx: CommandContext): void {
       return;
     }
 
-    if (name) {
-      const obj = await client.getOptional<ApiObject>(objectPath(kind, ns, name));
-      if (!obj) throw notFound(kind, name);
-      ctx.io.stdout(renderObjects(kind, [obj], format, { single: true }));
+    const withKind = kindsAsked.length > 1;
+    if (targets.every((t) => t.name)) {
+      // Named objects: those found are printed, each one missing is an error at the end (kubectl's way).
+      const groups = new Map<string, { kind: KindInfo; items: ApiObject[] }>();
+      const errors = new ErrorList();
+      for (const t of targets) {
+        const path = objectPath(t.kind, ns, t.name!);
+        try {
+          const obj = await client.getOptional<ApiObject>(path);
+          if (!obj) throw notFound(t.kind, t.name!);
+          const g = groups.get(t.kind.kind) ?? { kind: t.kind, items: [] };
+          g.items.push(obj);
+          groups.set(t.kind.kind, g);
+        } catch (err) {
+          if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
+          errors.add(err);
+        }
+      }
+      const found = [...groups.values()];
+      if (found.length) ctx.io.stdout(renderGet(found, output, { ...print, withKind, single: targets.length === 1 }));
+      errors.throwIfAny();
       return;
     }
+    if (targets.length > 1 && kindsAsked.length !== targets.length) throw new CliError('name the objects of every kind, or of none');
 
     const limit = wholeNumber('--limit', opts.limit, 1);
-    const chunkSize = wholeNumber('--chunk-size', opts.chunkSize, 0) ?? DEFAULT_CHUNK_SIZE;
-    const collection = objectPath(kind, allNamespaces ? undefined : ns);
-    const query = { labelSelector: opts.selector, fieldSelector: opts.fieldSelector };
-    let items: ApiObject[];
+    const groups: Array<{ kind: KindInfo; items: ApiObject[] }> = [];
     let next: { token: string; remaining?: number } | undefined;
-    if (limit !== undefined) {
-      const page = await client.get<ObjectList>(collection, { ...query, limit, continue: opts.continue });
-      items = (page?.items ?? []).sort(byNamespaceName);
-      if (page?.metadata?.continue) next = { token: page.metadata.continue, remaining: page.metadata.remainingItemCount };
-    } else if (chunkSize > 0) {
-      items = (await listInChunks(client, collection, query, chunkSize, opts.continue)).items;
-    } else {
-      items = ((await client.get<ObjectList>(collection, { ...query, continue: opts.continue }))?.items ?? []).sort(byNamespaceName);
+    for (const kind of kindsAsked) {
+      const allNamespaces = Boolean(opts.allNamespaces) && kind.namespaced;
+      const collection = objectPath(kind, allNamespaces ? undefined : ns);
+      let items: ApiObject[];
+      if (limit !== undefined) {
+        if (kindsAsked.length > 1) throw new CliError('--limit pages one kind at a time');
+        const page = await client.get<ObjectList>(collection, { ...query, limit, continue: opts.continue });
+        items = (page?.items ?? []).sort(byNamespaceName);
+        if (page?.metadata?.continue) next = { token: page.metadata.continue, remaining: page.metadata.remainingItemCount };
+      } else if (chunk > 0) {
+        items = (await listInChunks(client, collection, query, chunk, opts.continue)).items;
+      } else {
+        items = ((await client.get<ObjectList>(collection, { ...query, continue: opts.continue }))?.items ?? []).sort(byNamespaceName);
+      }
+      groups.push({ kind, items });
     }
-    if (!items.length && (format === undefined || format === 'wide' || format === 'name')) {
-      ctx.io.stderr(kind.namespaced && !allNamespaces ? `No resources found in ${ns} namespace.\n` : 'No resources found\n');
-      return;
-    }
-    if ((format === 'json' || format === 'yaml') && next) {
+    const allNamespaces = Boolean(opts.allNamespaces) && kindsAsked.some((k) => k.namespaced);
+    if (!groups.some((g) => g.items.length) && quietWhenEmpty) return noneFound(kindsAsked.some((k) => k.namespaced));
+    if ((format === 'json' || format === 'yaml') && output.format === format && next) {
       // The token where a script finds it, as in the API's own list.
+      const items = groups[0]!.items;
       const list = { ...asList(items), metadata: { resourceVersion: '', continue: next.token, ...(next.remaining !== undefined ? { remainingItemCount: next.remaining } : {}) } };
       ctx.io.stdout(format === 'json' ? toJson(list) : toYaml(list));
       return;
     }
-    ctx.io.stdout(renderObjects(kind, items, format, { single: false, allNamespaces }));
+    ctx.io.stdout(renderGet(groups, output, { ...print, withKind, allNamespaces }));
     if (next) {
+      const kind = kindsAsked[0]!;
       const more = next.remaining !== undefined ? `${next.remaining} more` : 'more';
       const flags = [allNamespaces ? '-A' : kind.namespaced && ns !== DEFAULT_NAMESPACE ? `-n ${ns}` : '', opts.selector ? `-l '${opts.selector}'` : '', opts.fieldSelector ? `--field-selector '${opts.fieldSelector}'` : ''].filter(Boolean);
       ctx.io.stderr(`(${more}; next page: drover get ${kind.plural}${flags.map((f) => ` ${f}`).join('')} --limit ${limit} --continue ${next.token})\n`);

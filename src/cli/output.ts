@@ -129,6 +129,16 @@ export function podStatusText(pod: Pod): string {
   return reason;
 }
 
+/**
+ * The pod's own address (status.podIP, which the agent fills for bridge-networked pods). A
+ * host-network pod shares its node's address, so hostIP stands for it; never hostIP otherwise, or a
+ * bridge pod would show the node's address as its own.
+ */
+export function podIP(pod: Pod): string | undefined {
+  const st = pod.status as { podIP?: string; hostIP?: string } | undefined;
+  return st?.podIP || (pod.spec?.hostNetwork ? st?.hostIP : undefined);
+}
+
 export function podReadyText(pod: Pod): string {
   // A pod whose node is lost (phase Unknown) is not known to be ready, whatever its containers last said.
   const ready = pod.status?.phase === 'Unknown' ? 0 : (pod.status?.containerStatuses ?? []).filter((c) => c.ready).length;
@@ -226,6 +236,16 @@ export interface TableOptions {
   /** Adds the NAMESPACE column (for `-A`). */
   allNamespaces?: boolean;
   now?: number;
+  /** `-L key,...`: one column per label key, headed by the key's last segment in upper case. */
+  labelColumns?: string[];
+  /** `--show-labels`: a last LABELS column. */
+  showLabels?: boolean;
+}
+
+/** kubectl's LABELS cell: `k=v` pairs sorted by key, `<none>` when there are none. */
+export function labelsText(labels: Record<string, string> | undefined): string {
+  const pairs = Object.keys(labels ?? {}).sort().map((k) => `${k}=${labels![k]}`);
+  return pairs.length ? pairs.join(',') : '<none>';
 }
 
 interface Columns {
@@ -248,7 +268,7 @@ const COLUMNS: Record<string, Columns> = {
     headers: ['NAME', 'READY', 'STATUS', 'RESTARTS', 'AGE'],
     wideHeaders: ['IP', 'NODE'],
     row: (p, now) => [p.metadata.name, podReadyText(p), podStatusText(p), String(podRestarts(p)), age(p.metadata.creationTimestamp, now)],
-    wideRow: (p) => [orNone(p.status?.hostIP), orNone(p.spec?.nodeName)],
+    wideRow: (p) => [orNone(podIP(p)), orNone(p.spec?.nodeName)],
   }),
   Node: kindColumns<Node>({
     headers: ['NAME', 'STATUS', 'ROLES', 'AGE', 'VERSION', 'ARCH', 'OS', 'CPU', 'MEMORY', 'RUNTIME'],
@@ -340,8 +360,15 @@ export function tableParts(kind: KindInfo, items: ApiObject[], opts: TableOption
   if (kind.kind === 'Event') {
     items = [...items].sort((a, b) => String((a as Event).lastTimestamp).localeCompare(String((b as Event).lastTimestamp)));
   }
-  const headers = [...(withNs ? ['NAMESPACE'] : []), ...cols.headers, ...(wide ? cols.wideHeaders ?? [] : [])];
-  const rows = items.map((o) => [...(withNs ? [o.metadata.namespace ?? ''] : []), ...cols.row(o, now), ...(wide ? cols.wideRow!(o, now) : [])]);
+  const labelCols = opts.labelColumns ?? [];
+  const headers = [
+    ...(withNs ? ['NAMESPACE'] : []), ...cols.headers, ...(wide ? cols.wideHeaders ?? [] : []),
+    ...labelCols.map((k) => k.split('/').at(-1)!.toUpperCase()), ...(opts.showLabels ? ['LABELS'] : []),
+  ];
+  const rows = items.map((o) => [
+    ...(withNs ? [o.metadata.namespace ?? ''] : []), ...cols.row(o, now), ...(wide ? cols.wideRow!(o, now) : []),
+    ...labelCols.map((k) => o.metadata.labels?.[k] ?? ''), ...(opts.showLabels ? [labelsText(o.metadata.labels)] : []),
+  ]);
   return { headers, rows };
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { GLOBAL_OPTIONS, inheritGlobalOptions } from './globals.js';
 import { registerApiResources } from './api-resources.js';
 import { registerApply } from './apply.js';
 import { registerCompletion } from './completion.js';
@@ -33,6 +34,9 @@ export { CliError } from './client.js';
  */
 export function registerCliCommands(program: Command, io: CliIo): void {
   const ctx = makeContext(io);
+  // kubectl's habit: `drover --server U -n prod get pods` as well as `drover get pods -n prod`.
+  for (const [flags, description] of GLOBAL_OPTIONS) program.option(flags, description);
+  program.hook('preAction', inheritGlobalOptions);
   registerGet(program, ctx);
   registerApply(program, ctx);
   registerCreate(program, ctx);

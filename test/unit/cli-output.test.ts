@@ -113,8 +113,13 @@ describe('tables', () => {
     assert.equal(out, ['NAME   READY   STATUS    RESTARTS   AGE', 'web    1/1     Running   2          5m', 'db     0/2     Pending   0          5m', ''].join('\n'));
     const wide = tableFor(kindInfo('Pod'), pods as unknown as ApiObject[], { now: NOW, wide: true });
     assert.match(wide.split('\n')[0]!, /AGE\s+IP\s+NODE$/);
-    assert.match(wide.split('\n')[1]!, /5m\s+10\.0\.0\.7\s+edge-1$/);
+    // A bridge-networked pod's address is its own (status.podIP), never its node's: <none> until the agent reports one.
+    assert.match(wide.split('\n')[1]!, /5m\s+<none>\s+edge-1$/);
     assert.match(wide.split('\n')[2]!, /5m\s+<none>\s+<none>$/);
+    const withIp = { ...pods[0]!, status: { ...pods[0]!.status, podIP: '10.88.0.5' } } as unknown as ApiObject;
+    assert.match(tableFor(kindInfo('Pod'), [withIp], { now: NOW, wide: true }).split('\n')[1]!, /5m\s+10\.88\.0\.5\s+edge-1$/);
+    const hostNet = { ...pods[0]!, spec: { ...pods[0]!.spec, hostNetwork: true } } as unknown as ApiObject;
+    assert.match(tableFor(kindInfo('Pod'), [hostNet], { now: NOW, wide: true }).split('\n')[1]!, /5m\s+10\.0\.0\.7\s+edge-1$/, 'a host-network pod has its node address');
   });
 
   it('adds a NAMESPACE column for -A', () => {
