@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { createServer as createHttpsServer } from 'node:https';
 import { inject, type InjectOptions } from 'light-my-request';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
+import { versionInfo } from '../../src/version.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
@@ -17,6 +18,7 @@ import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
 import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
+import { openApiDocument } from './openapi.js';
 import { paginate } from './paging.js';
 import { parseIncludeObject, tableVersion, toTable } from './table.js';
 import { assertObjectNames, pathSegments } from './path.js';
@@ -124,6 +126,12 @@ interface Route {
   sub?: string;
 }
 
+class NotAcceptableError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 406, reason: 'NotAcceptable' });
+  }
+}
+
 class MethodNotAllowed extends DroverError {
   constructor(method: string, path: string) {
     super(`method ${method} is not supported on ${path}`, { code: 405, reason: 'MethodNotAllowed' });
@@ -196,6 +204,8 @@ export class ApiServer {
   private readonly podSecurity: PodSecurityPolicy;
   /** Requests made through injectFetch, and the door they came through (never set from anything a client sends). */
   private readonly injected = new WeakMap<IncomingMessage, InjectedVia>();
+  /** The OpenAPI documents as sent, by path (built on first request: a few ms each). */
+  private readonly openApiCache = new Map<string, string>();
 
   constructor(private readonly deps: ApiDeps) {
     this.extraRoutes = [...(deps.extraRoutes ?? []), ...(deps.tokens ? tokenRoutes({ tokens: deps.tokens, formatJoin: deps.formatJoin }) : [])];
@@ -382,6 +392,11 @@ export class ApiServer {
     }
     // Unauthenticated callers learn nothing about paths, not even which exist.
     const identity = this.requireIdentity(auth);
+    if (method === 'GET' && url.pathname.startsWith('/openapi/')) {
+      audit.verb = 'get';
+      audit.resource = { kind: 'openapi', path: url.pathname };
+      return this.sendOpenApi(req, res, url);
+    }
     if (method === 'GET') {
       const doc = discoveryDocument(KINDS, pathSegments(req.url ?? '/'), req.headers.host ?? '', this.discoveryOptions());
       if (doc) {
@@ -445,6 +460,29 @@ export class ApiServer {
       return method === 'POST' ? 'create' : undefined;
     }
     return ({ GET: 'get', PUT: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'DELETE'];
+  }
+
+  /**
+   * GET /openapi/v2, /openapi/v3, /openapi/v3/api/v1, /openapi/v3/apis/GROUP/VERSION. Generated once per
+   * path (the kind table does not change while the server runs). Swagger 2.0 is served as JSON only:
+   * a client that accepts only protobuf (kubectl's v2 getter) gets a 406 and uses v3.
+   */
+  private sendOpenApi(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    const segments = pathSegments(req.url ?? '/');
+    const accept = req.headers.accept ?? '';
+    if (segments[1] === 'v2' && accept !== '' && !/application\/json|\*\/\*/.test(accept)) {
+      throw new NotAcceptableError(`/openapi/v2 is served as application/json only (asked for ${accept.slice(0, 100)})`);
+    }
+    const key = segments.join('/');
+    let text = this.openApiCache.get(key);
+    if (text === undefined) {
+      const doc = openApiDocument(KINDS, segments, versionInfo().gitVersion);
+      if (!doc) throw new NotFoundError(`the server could not find the requested resource (${url.pathname}):`);
+      text = JSON.stringify(doc);
+      this.openApiCache.set(key, text);
+    }
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   }
 
   /** What discovery says this server serves beyond the kinds themselves. */
