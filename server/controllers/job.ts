@@ -4,11 +4,16 @@
  * are kept (their logs stay readable) until the Job goes, by hand or `ttlSecondsAfterFinished`;
  * the garbage collector then removes them through their ownerReferences.
  *
+ * Indexed Jobs (`completionMode: Indexed`): each pod runs one index 0..completions-1, named in its
+ * annotation and label batch.kubernetes.io/job-completion-index, its JOB_COMPLETION_INDEX env and its
+ * hostname JOB-INDEX; a failed index gets a new pod (after the back-off), and the Job is complete when
+ * every index has succeeded once. status.completedIndexes lists them as Kubernetes does ("0-2,5").
+ *
  * `planJob` is the pure decision (tested with plain values); the controller only does I/O.
  */
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
-import type { Job } from '../../src/api/workloads.js';
+import { JOB_COMPLETION_INDEX, type Job } from '../../src/api/workloads.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
@@ -31,6 +36,8 @@ export interface JobEvent {
 export interface JobPlan {
   /** How many new pods to create. */
   create: number;
+  /** Indexed Jobs: the index of each pod to create (as many as `create`), lowest first. */
+  createIndexes?: number[];
   /** Pods to delete (active pods of a finished Job, or above parallelism). */
   delete: Array<{ pod: Pod; reason: string }>;
   status: JobStatus;
@@ -55,10 +62,59 @@ export function podRestarts(p: Pod): number {
   return (p.status?.containerStatuses ?? []).reduce((n, c) => n + (c.restartCount ?? 0), 0);
 }
 
-/** The pod a Job runs (name left empty; the controller fills it in). */
-export function newJobPod(job: Job): Pod {
+/**
+ * The pod a Job runs (name left empty; the controller fills it in). For an Indexed Job, `index` is
+ * written where Kubernetes puts it: annotation and label, JOB_COMPLETION_INDEX in every container
+ * (a plain value: the agent needs nothing more to run it), hostname JOB-INDEX.
+ */
+export function newJobPod(job: Job, index?: number): Pod {
   const uid = job.metadata.uid ?? '';
-  return newOwnedPod(job.spec.template, { apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, namespace: job.metadata.namespace, uid }, { [JOB_NAME_LABEL]: job.metadata.name, [CONTROLLER_UID_LABEL]: uid });
+  const labels: Record<string, string> = { [JOB_NAME_LABEL]: job.metadata.name, [CONTROLLER_UID_LABEL]: uid };
+  if (index !== undefined) labels[JOB_COMPLETION_INDEX] = String(index);
+  const pod = newOwnedPod(job.spec.template, { apiVersion: 'batch/v1', kind: 'Job', name: job.metadata.name, namespace: job.metadata.namespace, uid }, labels);
+  if (index === undefined) return pod;
+  pod.metadata.annotations = { ...pod.metadata.annotations, [JOB_COMPLETION_INDEX]: String(index) };
+  for (const c of pod.spec.containers) {
+    // Kubernetes puts its own first; a user's variable of the same name is dropped, as the kubelet's later entry would win anyway.
+    c.env = [{ name: 'JOB_COMPLETION_INDEX', value: String(index) }, ...(c.env ?? []).filter((e) => e.name !== 'JOB_COMPLETION_INDEX')];
+  }
+  // A DNS label: Kubernetes cuts the job name to leave room for "-INDEX".
+  pod.spec.hostname ??= `${job.metadata.name.slice(0, 63 - String(index).length - 1).replace(/[-.]+$/, '')}-${index}`;
+  return pod;
+}
+
+/** The completion index of an Indexed Job's pod (its annotation), or undefined when absent or out of range. */
+export function podIndex(p: Pod, completions: number): number | undefined {
+  const v = p.metadata.annotations?.[JOB_COMPLETION_INDEX] ?? p.metadata.labels?.[JOB_COMPLETION_INDEX];
+  if (v === undefined || !/^(0|[1-9][0-9]*)$/.test(v)) return undefined;
+  const n = Number(v);
+  return n < completions ? n : undefined;
+}
+
+/** Sorted indexes as Kubernetes writes status.completedIndexes: "0-2,5,7-8". */
+export function formatIndexes(indexes: Iterable<number>): string {
+  const sorted = [...new Set(indexes)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(j > i ? `${sorted[i]}-${sorted[j]}` : String(sorted[i]));
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/** The indexes of a completedIndexes string below `completions`; what does not parse is skipped. */
+export function parseIndexes(text: string | undefined, completions: number): Set<number> {
+  const out = new Set<number>();
+  for (const part of (text ?? '').split(',')) {
+    const m = /^\s*(\d+)(?:-(\d+))?\s*$/.exec(part);
+    if (!m) continue;
+    const from = Number(m[1]);
+    const to = Math.min(Number(m[2] ?? m[1]), completions - 1);
+    for (let i = from; i <= to; i++) out.add(i);
+  }
+  return out;
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();
@@ -86,17 +142,39 @@ function failedAtMs(p: Pod): number {
 export function planJob(job: Job, pods: readonly Pod[], now: number, opts: { backoffBaseMs?: number } = {}): JobPlan {
   const spec = job.spec;
   const prev: Partial<JobStatus> = job.status ?? {};
+  const indexed = spec.completionMode === 'Indexed';
   const own = pods.filter((p) => isOwnedBy(p, job.metadata.uid) && !p.metadata.deletionTimestamp);
   const succeededPods = own.filter((p) => p.status?.phase === 'Succeeded');
   const failedPods = own.filter((p) => p.status?.phase === 'Failed');
-  const active = own.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  let active = own.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+  const del: JobPlan['delete'] = [];
+  // Indexed: what counts is which indexes succeeded (once each), kept in status so a pod deleted by hand still counts.
+  const doneIndexes = indexed ? parseIndexes(prev.completedIndexes, spec.completions) : new Set<number>();
+  if (indexed) {
+    for (const p of succeededPods) {
+      const i = podIndex(p, spec.completions);
+      if (i !== undefined) doneIndexes.add(i);
+    }
+    // An active pod whose index already succeeded, or a second one for an index (or none at all), is surplus.
+    const running = new Set<number>();
+    const keep: Pod[] = [];
+    for (const p of [...active].sort((a, b) => Number(podReady(b)) - Number(podReady(a)) || creationMs(a) - creationMs(b))) {
+      const i = podIndex(p, spec.completions);
+      if (i === undefined || doneIndexes.has(i) || running.has(i)) del.push({ pod: p, reason: i === undefined ? 'no valid completion index' : doneIndexes.has(i) ? `index ${i} already succeeded` : `second pod for index ${i}` });
+      else {
+        running.add(i);
+        keep.push(p);
+      }
+    }
+    active = keep;
+  }
   // Counters never go down: a finished pod deleted by hand still counted.
-  const succeeded = Math.max(prev.succeeded ?? 0, succeededPods.length);
+  const succeeded = indexed ? doneIndexes.size : Math.max(prev.succeeded ?? 0, succeededPods.length);
   const failed = Math.max(prev.failed ?? 0, failedPods.length);
   const conditions = [...(prev.conditions ?? [])];
   const events: JobEvent[] = [];
-  const del: JobPlan['delete'] = [];
   let create = 0;
+  let createIndexes: number[] | undefined;
   let startTime = prev.startTime;
   let completionTime = prev.completionTime;
   let requeue: number | undefined;
@@ -148,8 +226,15 @@ export function planJob(job: Job, pods: readonly Pod[], now: number, opts: { bac
       const lastFailure = failedPods.length ? Math.min(now, Math.max(...failedPods.map(failedAtMs))) : undefined;
       const retryAt = lastFailure !== undefined ? lastFailure + jobBackoffDelay(failed, opts.backoffBaseMs) : now;
       if (active.length < want && now < retryAt) wake(retryAt - now);
-      else if (active.length < want) create = want - active.length;
-      else if (active.length > want) {
+      else if (active.length < want) {
+        create = want - active.length;
+        if (indexed) {
+          const busy = new Set(active.map((p) => podIndex(p, spec.completions)));
+          createIndexes = [];
+          for (let i = 0; i < spec.completions && createIndexes.length < create; i++) if (!doneIndexes.has(i) && !busy.has(i)) createIndexes.push(i);
+          create = createIndexes.length;
+        }
+      } else if (active.length > want) {
         // Too many (parallelism lowered): drop the not-ready ones first, then the newest.
         const ranked = [...active].sort((a, b) => Number(podReady(a)) - Number(podReady(b)) || creationMs(b) - creationMs(a));
         for (const p of ranked.slice(0, active.length - want)) del.push({ pod: p, reason: 'above parallelism' });
@@ -166,12 +251,13 @@ export function planJob(job: Job, pods: readonly Pod[], now: number, opts: { bac
     else wake(at - now);
   }
 
-  const deletedActive = del.length;
+  const deletedActive = del.filter((d) => active.includes(d.pod)).length;
   const status: JobStatus = { active: active.length - deletedActive + create, succeeded, failed };
+  if (indexed && doneIndexes.size) status.completedIndexes = formatIndexes(doneIndexes);
   if (startTime) status.startTime = startTime;
   if (completionTime) status.completionTime = completionTime;
   if (conditions.length) status.conditions = conditions;
-  return { create, delete: del, status, events, deleteJob, ...(requeue !== undefined ? { requeueAfterMs: Math.max(1, requeue) } : {}) };
+  return { create, ...(createIndexes ? { createIndexes } : {}), delete: del, status, events, deleteJob, ...(requeue !== undefined ? { requeueAfterMs: Math.max(1, requeue) } : {}) };
 }
 
 const COMPONENT = 'job-controller';
@@ -211,7 +297,9 @@ export function jobController(deps: ControllerDeps): Controller {
 
       let created = 0;
       while (created < plan.create && deleted === plan.delete.length && (await steps.next())) {
-        const pod = await writer.create(newJobPod(job), name);
+        const index = plan.createIndexes?.[created];
+        // Kubernetes names an Indexed Job's pods JOB-INDEX-xxxxx.
+        const pod = await writer.create(newJobPod(job, index), index === undefined ? name : `${name}-${index}`);
         created++;
         log.info({ job: key, pod: pod.metadata.name }, 'created job pod');
         await writer.record('Normal', 'SuccessfulCreate', `Created pod: ${pod.metadata.name}`);

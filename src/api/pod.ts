@@ -181,6 +181,9 @@ export const podSpec = z
     tolerations: z.array(toleration).optional(),
     affinity: affinity.optional(),
     activeDeadlineSeconds: z.number().int().min(1).optional(),
+    /** The container's host name (Kubernetes: the pod name when unset); Indexed Job pods get JOB-INDEX. */
+    hostname: z.string().max(63, 'must be no more than 63 characters').regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label').optional(),
+    subdomain: z.string().max(63, 'must be no more than 63 characters').regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label').optional(),
   })
   .superRefine((spec, ctx) => {
     const seen = new Set<string>();

@@ -14,7 +14,7 @@ const IGNORED: Record<string, string[]> = {
   podSpec: [
     'dnsPolicy', 'dnsConfig', 'schedulerName', 'securityContext', 'serviceAccountName', 'serviceAccount',
     'automountServiceAccountToken', 'imagePullSecrets', 'priorityClassName', 'priority', 'enableServiceLinks',
-    'preemptionPolicy', 'hostname', 'subdomain', 'initContainers', 'topologySpreadConstraints', 'readinessGates',
+    'preemptionPolicy', 'initContainers', 'topologySpreadConstraints', 'readinessGates',
     'runtimeClassName', 'shareProcessNamespace', 'hostPID', 'hostIPC',
   ],
   container: [
