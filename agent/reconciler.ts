@@ -13,6 +13,7 @@ import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult } from './engine/plan.js';
 import { podReports } from './engine/report.js';
+import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
 import type { RestartTracker } from './engine/restart-tracker.js';
 import { probeSubjects, type ProbeEvent, type ProbeManager } from './probes/manager.js';
 import type { EventInput, NodeStatus } from './reporter.js';
@@ -70,11 +71,14 @@ export class Reconciler {
   private readonly restarts: RestartTracker;
   private readonly volumes: VolumeManager;
   private readonly probes: ProbeManager;
+  /** The addresses of the pods' containers, read once per container (status.podIP). */
+  private readonly addresses: PodAddresses;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.restarts = deps.restarts;
     this.volumes = deps.volumes;
     this.probes = deps.probes;
+    this.addresses = new PodAddresses(deps.runtime, deps.logger);
   }
 
   /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */
@@ -241,6 +245,7 @@ export class Reconciler {
       // its volumes and its last report.
       await this.volumes.cleanup(pods, seen.current);
       this.probes.sync(probeSubjects(seen.plan.matches));
+      await this.addresses.refresh(seen.current);
       this.lastPlan = seen.plan;
       this.lastReports = this.reports(seen.plan);
     }
@@ -249,7 +254,8 @@ export class Reconciler {
   }
 
   private reports(matched: PlanResult): payloads.PodReport[] {
-    return podReports(matched, this.restarts, this.deps.now(), (key, id) => this.probes.ready(key, id));
+    const reports = podReports(matched, this.restarts, this.deps.now(), (key, id) => this.probes.ready(key, id));
+    return withPodIPs(reports, matched.matches, (id) => this.addresses.ip(id));
   }
 
   private publish(): void {

@@ -9,15 +9,19 @@ function cond(type: string, ok: boolean, prev: Condition[] | undefined, ts: stri
 }
 
 /** The pod status the API shows, from one agent report (pure). */
-export function podStatusFromReport(prev: PodStatus | undefined, r: payloads.PodReport, hostIP: string | undefined, ts: string): PodStatus {
+export function podStatusFromReport(prev: PodStatus | undefined, r: payloads.PodReport, hostIP: string | undefined, ts: string, hostNetwork = false): PodStatus {
   const prevConds = prev?.conditions;
   const allReady = r.containers.length > 0 && r.containers.every((c) => c.ready);
   const scheduled = prevConds?.find((c) => c.type === 'PodScheduled') ?? { type: 'PodScheduled', status: 'True' as const, lastTransitionTime: ts };
+  // A host-network pod has the node's address, as in Kubernetes; a bridge pod the one its agent read from podman.
+  const podIP = hostNetwork ? hostIP : r.podIP;
   return {
     phase: r.phase,
     message: r.message,
     reason: r.reason,
     hostIP,
+    ...(hostIP ? { hostIPs: [{ ip: hostIP }] } : {}),
+    ...(podIP ? { podIP, podIPs: [{ ip: podIP }] } : {}),
     startTime: r.startTime ?? prev?.startTime,
     containerStatuses: r.containers,
     conditions: [

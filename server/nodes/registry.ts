@@ -256,7 +256,7 @@ export class NodeRegistry {
       try {
         await this.opts.store.patch('Pod', report.namespace, report.name, (pod) => {
           if (pod.metadata.uid !== report.uid || pod.spec.nodeName !== name) return undefined;
-          const next: PodStatus = podStatusFromReport(pod.status, report, hostIP, s.ts);
+          const next: PodStatus = podStatusFromReport(pod.status, report, hostIP, s.ts, pod.spec.hostNetwork === true);
           if (statusesEqual(pod.status, next)) return undefined;
           pod.status = next;
           return pod;

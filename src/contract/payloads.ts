@@ -112,6 +112,8 @@ export const podReport = z.object({
   message: text(REPORT_LIMITS.message).optional(),
   reason: text(REPORT_LIMITS.shortText).optional(),
   startTime: z.string().optional(),
+  /** The pod's own address on the node's container bridge (absent for host-network pods: the server uses the node's). */
+  podIP: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'must be an IPv4 address').optional(),
   containers: z.array(containerStatus),
   usage: usage.optional(),
 });
