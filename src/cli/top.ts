@@ -25,7 +25,13 @@ export function cpuText(milli: number): string {
   return `${Math.round(milli)}m`;
 }
 
+/**
+ * kubectl's whole mebibytes, except below one: an idle busybox pod on a device really uses ~250 KiB
+ * (measured with podman stats), which kubectl's floor shows as a meaningless `0Mi` for every pod.
+ * `248Ki` is still a quantity scripts can parse.
+ */
 export function memoryText(bytes: number): string {
+  if (bytes > 0 && bytes < 1024 * 1024) return `${Math.max(1, Math.floor(bytes / 1024))}Ki`;
   return `${Math.floor(bytes / (1024 * 1024))}Mi`;
 }
 

@@ -205,6 +205,10 @@ describe('top formatting', () => {
     assert.equal(cpuText(250), '250m');
     assert.equal(cpuText(0.4), '0m');
     assert.equal(memoryText(300 * Mi + 5), '300Mi');
+    // An idle pod under 1 MiB: its real size, not kubectl's 0Mi for every small pod.
+    assert.equal(memoryText(253_952), '248Ki');
+    assert.equal(memoryText(100), '1Ki');
+    assert.equal(memoryText(0), '0Mi');
   });
 
   it('nodes: percent of allocatable; unmeasured nodes last with <unknown>; none measured → undefined', () => {
