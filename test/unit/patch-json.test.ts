@@ -96,6 +96,7 @@ describe('patchObject', () => {
   it('media types: parameters ignored, anything else is 415 naming the accepted ones', () => {
     assert.equal(patchTypeOf('application/merge-patch+json; charset=utf-8'), 'merge');
     assert.equal(patchTypeOf('application/apply-patch+yaml'), 'apply');
+    assert.equal(patchTypeOf('application/json'), undefined);
     for (const ct of ['application/json', undefined, 'text/plain']) {
       assert.throws(() => patchObject(pod(), '{}', ct), (e: unknown) => e instanceof UnsupportedMediaTypeError && e.code === 415 && /application\/strategic-merge-patch\+json/.test(e.message));
     }
