@@ -1,10 +1,13 @@
 import type { ConfigMap, Secret } from '../../src/api/config.js';
+import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
+import type { EndpointSlice, Service } from '../../src/api/service.js';
 import { backoffDelay, withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
 import { configKey, configRefs, contentDigest, snapshotFor } from './snapshot.js';
+import type { ServiceWorld } from './services.js';
 import type { payloads } from '../../src/contract/index.js';
 
 export interface DesiredSink {
@@ -40,6 +43,10 @@ export class DesiredPublisher {
    * pod that is new to them is then still seen.
    */
   private readonly changedConfig = new Set<string>();
+  /** Per node, the namespaces its pods run in: a Service or EndpointSlice change there concerns it. */
+  private readonly namespaces = new Map<string, Set<string>>();
+  /** Namespaces whose Services or EndpointSlices changed since the last pass (resolved as changedConfig is). */
+  private readonly changedServices = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
   private watch: Watch | undefined;
   private stopped = false;
@@ -68,12 +75,15 @@ export class DesiredPublisher {
         } else if (e.object.kind === 'ConfigMap' || e.object.kind === 'Secret') {
           this.changedConfig.add(configKey(e.object.kind, e.object.metadata.namespace ?? 'default', e.object.metadata.name));
           this.schedule();
+        } else if (e.object.kind === 'Service' || e.object.kind === 'EndpointSlice') {
+          this.changedServices.add(e.object.metadata.namespace ?? 'default');
+          this.schedule();
         } else if (isKind(e.object, 'Pod')) {
           const node = e.object.spec.nodeName;
           if (node) this.markDirty(node);
         }
       },
-      { kinds: ['Pod', 'Node', 'ConfigMap', 'Secret'] },
+      { kinds: ['Pod', 'Node', 'ConfigMap', 'Secret', 'Service', 'EndpointSlice'] },
     );
     await this.flush();
   }
@@ -108,6 +118,10 @@ export class DesiredPublisher {
       for (const [node, keys] of this.refs) if (keys.has(key)) this.dirty.add(node);
     }
     this.changedConfig.clear();
+    for (const ns of this.changedServices) {
+      for (const [node, spaces] of this.namespaces) if (spaces.has(ns)) this.dirty.add(node);
+    }
+    this.changedServices.clear();
     if (this.dirty.size === 0) return;
     const nodes = [...this.dirty];
     this.dirty.clear();
@@ -117,10 +131,16 @@ export class DesiredPublisher {
     let pods: Pod[];
     let configMaps: ConfigMap[];
     let secrets: Secret[];
+    let world: Omit<ServiceWorld, 'pods'>;
     try {
       pods = (await store.list('Pod')).items;
       configMaps = (await store.list('ConfigMap')).items;
       secrets = (await store.list('Secret')).items;
+      world = {
+        services: (await store.list('Service')).items as Service[],
+        slices: (await store.list('EndpointSlice')).items as EndpointSlice[],
+        nodes: (await store.list('Node')).items as Node[],
+      };
     } catch (err) {
       if (!this.stopped) logger.warn({ err: errorMessage(err) }, 'cannot read the store for desired states; will retry');
       this.retryLater(nodes);
@@ -131,26 +151,28 @@ export class DesiredPublisher {
     for (let i = 0; i < nodes.length; i += PUBLISH_GROUP) {
       // Shutting down: what is left goes out from the next server (it publishes every node at start).
       if (this.stopped) return;
-      await Promise.all(nodes.slice(i, i + PUBLISH_GROUP).map((node) => this.publishNode(node, generation, pods, configMaps, secrets)));
+      await Promise.all(nodes.slice(i, i + PUBLISH_GROUP).map((node) => this.publishNode(node, generation, pods, configMaps, secrets, world)));
     }
   }
 
-  private async publishNode(node: string, generation: number, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[]): Promise<void> {
+  private async publishNode(node: string, generation: number, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[], world: Omit<ServiceWorld, 'pods'>): Promise<void> {
     const { store, sink, logger } = this.deps;
     // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
     if (!(await store.get('Node', '', node))) {
       this.refs.delete(node);
+      this.namespaces.delete(node);
       if (this.deleted.has(node)) await this.clear(node);
       return;
     }
-    const snap = snapshotFor(node, pods, configMaps, secrets);
+    const snap = snapshotFor(node, pods, configMaps, secrets, world);
     this.refs.set(node, configRefs(snap.pods));
+    this.namespaces.set(node, new Set(snap.pods.map((p) => p.namespace)));
     const digest = contentDigest(snap);
     if (this.published.get(node) === digest) return;
     try {
       await sink.publishDesired({ node, generation, ...snap, ts: new Date().toISOString() });
       this.published.set(node, digest);
-      logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length }, 'desired state published');
+      logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length, services: snap.services?.length ?? 0 }, 'desired state published');
     } catch (err) {
       logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
       this.retryLater([node]);

@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import { normalizeSecret, type ConfigMap, type Secret } from '../../src/api/config.js';
 import type { Pod } from '../../src/api/pod.js';
 import type { payloads } from '../../src/contract/index.js';
+import { servicesFor, type ServiceWorld } from './services.js';
 
 /** What a node's desired state carries, apart from the envelope (node, generation, ts). */
-export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets'>;
+export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services'>;
 
 /** Pods that belong in a node's desired state: bound to it and not being deleted (pure). */
 export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[] {
@@ -53,12 +54,15 @@ const byRef = (a: { namespace: string; name: string }, b: { namespace: string; n
  * A node's snapshot (pure): its pods plus only the ConfigMaps and Secrets those pods reference, so a
  * Secret never reaches a node that runs nothing using it.
  */
-export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[]): Snapshot {
+export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[], world?: Omit<ServiceWorld, 'pods'>): Snapshot {
   const desired = desiredPodsFor(node, pods);
   const refs = configRefs(desired);
   const ns = (o: { metadata: { namespace?: string } }) => o.metadata.namespace ?? 'default';
+  const services = world ? servicesFor(node, desired, { ...world, pods }) : [];
   return {
     pods: desired,
+    // Absent rather than empty: the desired state of a node without Services stays as it was.
+    ...(services.length ? { services } : {}),
     configMaps: configMaps
       .filter((c) => refs.has(configKey('ConfigMap', ns(c), c.metadata.name)))
       .map((c) => ({ namespace: ns(c), name: c.metadata.name, data: c.data ?? {}, ...(c.binaryData ? { binaryData: c.binaryData } : {}) }))
@@ -76,5 +80,5 @@ export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], 
 
 /** A digest of what the agent would do: equal digests mean nothing to publish. */
 export function contentDigest(s: Snapshot): string {
-  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets])).digest('hex');
+  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? []])).digest('hex');
 }

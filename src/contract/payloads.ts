@@ -86,6 +86,35 @@ export const desiredSecret = z.object({
 });
 export type DesiredSecret = z.infer<typeof desiredSecret>;
 
+const ipv4 = z.string().regex(/^\d{1,3}(\.\d{1,3}){3}$/, 'must be an IPv4 address');
+const port = z.number().int().min(1).max(65535);
+
+/**
+ * Where one port of a Service leads from this node: a ready endpoint, already resolved to an address
+ * this node can reach. `local`: a pod on this node, by its pod IP and target port; otherwise the
+ * endpoint's node address and the pod's hostPort or the Service's nodePort.
+ */
+export const desiredBackend = z.object({ ip: ipv4, port, local: z.boolean() });
+export type DesiredBackend = z.infer<typeof desiredBackend>;
+
+export const desiredServicePort = z.object({
+  name: z.string().optional(),
+  protocol: z.enum(['TCP', 'UDP']),
+  port,
+  nodePort: port.optional(),
+  backends: z.array(desiredBackend),
+});
+export type DesiredServicePort = z.infer<typeof desiredServicePort>;
+
+/** A Service some pod of the node could use (one of its namespaces), with its ready endpoints. */
+export const desiredService = z.object({
+  namespace: z.string(),
+  name: z.string(),
+  clusterIP: ipv4,
+  ports: z.array(desiredServicePort),
+});
+export type DesiredService = z.infer<typeof desiredService>;
+
 /**
  * The full set of pods bound to a node, with exactly the ConfigMaps and Secrets they reference.
  * Retained; the highest generation wins. A referenced object that does not exist is simply absent.
@@ -96,6 +125,11 @@ export const desired = z.object({
   pods: z.array(desiredPod),
   configMaps: z.array(desiredConfigMap).default([]),
   secrets: z.array(desiredSecret).default([]),
+  /**
+   * Services of the namespaces the node's pods run in, absent when there are none (a node that runs no
+   * pods gets none). Older agents ignore it.
+   */
+  services: z.array(desiredService).optional(),
   ts: z.string(),
 });
 export type Desired = z.infer<typeof desired>;
