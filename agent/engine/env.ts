@@ -5,7 +5,9 @@
  * required one is a ConfigError, which the plan and the reports turn into CreateContainerConfigError.
  */
 import type { Container } from '../../src/api/pod.js';
+import { parseCpu, parseMemory } from '../../src/api/quantity.js';
 import type { Desired, DesiredPod } from '../../src/contract/payloads.js';
+import { errorMessage } from '../../src/util/errors.js';
 
 /** The container cannot be configured from what the node has (missing ConfigMap, key, Secret...). */
 export class ConfigError extends Error {
@@ -48,6 +50,13 @@ export interface RunContext {
   hostIP?: string;
   /** Why a pod's volume could not be prepared on the host, if it could not (VolumeManager). */
   volumeError?: (podUid: string, volume: string) => string | undefined;
+  /**
+   * The address a bridge-networked pod will have (fieldRef status.podIP), known before its containers
+   * start when the agent picks it; undefined while it has none.
+   */
+  podIP?: (podUid: string) => string | undefined;
+  /** What the node offers (resourceFieldRef limits.* of a container without that limit, as the kubelet does). */
+  allocatable?: { cpuMilli: number; memoryBytes: number };
 }
 
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
@@ -84,7 +93,19 @@ export function expandVars(s: string, vars: Record<string, string>): string {
   return out;
 }
 
-function fieldValue(pod: DesiredPod, fieldPath: string, node: string, hostIP: string | undefined): string {
+/** The pod's labels and annotations, once the desired state carries them (older servers: none). */
+type PodMeta = { labels?: Record<string, string>; annotations?: Record<string, string> };
+
+/** `metadata.labels['k']` / `metadata.annotations['k']` (quotes single or double, as Kubernetes accepts). */
+const SUBSCRIPTED = /^metadata\.(labels|annotations)\[(['"])(.*)\2\]$/;
+
+function fieldValue(pod: DesiredPod, fieldPath: string, node: string, ctx: RunContext): string {
+  const sub = SUBSCRIPTED.exec(fieldPath);
+  if (sub) {
+    const meta = pod as DesiredPod & PodMeta;
+    // As the kubelet: an absent key is an empty value, not an error.
+    return (sub[1] === 'labels' ? meta.labels : meta.annotations)?.[sub[3]!] ?? '';
+  }
   switch (fieldPath) {
     case 'metadata.name':
       return pod.name;
@@ -95,15 +116,57 @@ function fieldValue(pod: DesiredPod, fieldPath: string, node: string, hostIP: st
     case 'spec.nodeName':
       return pod.spec.nodeName ?? node;
     case 'status.hostIP':
-      return hostIP ?? '';
-    case 'status.podIP':
-      // Known before start only with the host's network.
-      if (pod.spec.hostNetwork) return hostIP ?? '';
-      throw new ConfigError(`fieldRef "${fieldPath}" is only supported with hostNetwork on drover`);
+      return ctx.hostIP ?? '';
+    case 'status.podIP': {
+      if (pod.spec.hostNetwork) return ctx.hostIP ?? '';
+      const ip = ctx.podIP?.(pod.uid);
+      // Retried on the next pass, when the agent has picked the pod's address.
+      if (!ip) throw new ConfigError('fieldRef "status.podIP": the pod has no IP address yet');
+      return ip;
+    }
     case 'spec.serviceAccountName':
       return 'default';
     default:
-      throw new ConfigError(`unsupported fieldRef fieldPath "${fieldPath}" (drover supports metadata.name, metadata.namespace, metadata.uid, spec.nodeName, status.hostIP)`);
+      throw new ConfigError(`unsupported fieldRef fieldPath "${fieldPath}" (drover supports ${SUPPORTED_FIELD_PATHS.join(', ')})`);
+  }
+}
+
+/** What fieldRef may name on drover (the API refuses others at admission, src/api/pod.ts). */
+const SUPPORTED_FIELD_PATHS = ['metadata.name', 'metadata.namespace', 'metadata.uid', "metadata.labels['KEY']", "metadata.annotations['KEY']", 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.podIP'];
+
+type ResourceRef = { containerName?: string; resource: string; divisor?: string | number };
+
+/**
+ * A resourceFieldRef as the kubelet resolves it: the quantity divided by the divisor, rounded up
+ * (limits.cpu with the default divisor 1 → whole cores). A missing limit is the node's allocatable;
+ * a missing request is the limit, or 0.
+ */
+function resourceValue(pod: DesiredPod, c: Container, ref: ResourceRef, ctx: RunContext): string {
+  const target = ref.containerName ? pod.spec.containers.find((x) => x.name === ref.containerName) : c;
+  if (!target) throw new ConfigError(`resourceFieldRef: container "${ref.containerName}" not found in the pod`);
+  const [kind, res] = ref.resource.split('.') as ['limits' | 'requests', 'cpu' | 'memory'];
+  const isCpu = res === 'cpu';
+  if ((kind !== 'limits' && kind !== 'requests') || (res !== 'cpu' && res !== 'memory')) {
+    throw new ConfigError(`unsupported resourceFieldRef resource "${ref.resource}" (drover supports limits.cpu, limits.memory, requests.cpu, requests.memory)`);
+  }
+  const limit = target.resources?.limits?.[res];
+  const request = target.resources?.requests?.[res];
+  try {
+    const parse = isCpu ? parseCpu : parseMemory;
+    let amount: number;
+    if (kind === 'limits') {
+      if (limit !== undefined) amount = parse(limit);
+      else if (ctx.allocatable) amount = isCpu ? ctx.allocatable.cpuMilli : ctx.allocatable.memoryBytes;
+      else throw new ConfigError(`resourceFieldRef "${ref.resource}": container "${target.name}" has no ${res} limit and the node's allocatable ${res} is not known`);
+    } else {
+      amount = request !== undefined ? parse(request) : limit !== undefined ? parse(limit) : 0;
+    }
+    const divisor = ref.divisor === undefined ? (isCpu ? 1000 : 1) : parse(ref.divisor);
+    if (!(divisor > 0)) throw new ConfigError(`resourceFieldRef "${ref.resource}": divisor must be above 0`);
+    return String(Math.ceil(amount / divisor));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`resourceFieldRef "${ref.resource}": ${errorMessage(err)}`);
   }
 }
 
@@ -153,7 +216,9 @@ export function resolveEnv(pod: DesiredPod, c: Container, node: string, ctx: Run
       if (v !== undefined) env[e.name] = v.toString('utf8');
       else if (!ref.optional) throw new ConfigError(s ? `couldn't find key ${ref.key} in Secret ${ns}/${ref.name}` : `secret "${ref.name}" not found`);
     } else if (from.fieldRef) {
-      env[e.name] = fieldValue(pod, from.fieldRef.fieldPath, node, ctx.hostIP);
+      env[e.name] = fieldValue(pod, from.fieldRef.fieldPath, node, ctx);
+    } else if (from.resourceFieldRef) {
+      env[e.name] = resourceValue(pod, c, from.resourceFieldRef, ctx);
     }
   }
   return env;

@@ -11,6 +11,27 @@ export const resourceList = z.strictObject({ cpu: quantity.optional(), memory: q
 
 const keyRef = z.strictObject({ name: z.string({ error: 'required' }).min(1, 'required'), key: z.string({ error: 'required' }).min(1, 'required'), optional: z.boolean().optional() });
 
+/** The downward API fields the agent fills in (agent/engine/env.ts); `metadata.labels['k']` and `metadata.annotations['k']` too. */
+export const FIELD_REF_PATHS = ['metadata.name', 'metadata.namespace', 'metadata.uid', 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.podIP'] as const;
+const SUBSCRIPTED_FIELD_PATH = /^metadata\.(labels|annotations)\[(['"])[^'"]+\2\]$/;
+
+/** resourceFieldRef resources drover resolves (cpu and memory only: it has no ephemeral-storage accounting). */
+export const RESOURCE_FIELD_REFS = ['limits.cpu', 'limits.memory', 'requests.cpu', 'requests.memory'] as const;
+
+const fieldRef = z.strictObject({
+  fieldPath: z.string({ error: 'required' }).refine((p) => (FIELD_REF_PATHS as readonly string[]).includes(p) || SUBSCRIPTED_FIELD_PATH.test(p), {
+    // Kubernetes' wording for a fieldPath it does not support, with the list drover does.
+    error: (iss) => `Unsupported value: ${JSON.stringify(iss.input)}: supported values: ${[...FIELD_REF_PATHS, "metadata.labels['KEY']", "metadata.annotations['KEY']"].map((v) => JSON.stringify(v)).join(', ')}`,
+  }),
+  apiVersion: z.literal('v1', { error: (iss) => `Unsupported value: ${JSON.stringify(iss.input)}: supported values: "v1"` }).optional(),
+});
+
+export const resourceFieldRef = z.strictObject({
+  containerName: z.string().optional(),
+  resource: z.enum(RESOURCE_FIELD_REFS),
+  divisor: quantity.refine((v) => Number(typeof v === 'number' ? v : (/^[0-9.]+/.exec(v.trim())?.[0] ?? '0')) > 0, 'must be greater than zero').optional(),
+});
+
 export const envVar = z
   .strictObject({
     name: z.string({ error: 'required' }).min(1, 'required').regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, 'invalid environment variable name'),
@@ -19,7 +40,11 @@ export const envVar = z
       .strictObject({
         configMapKeyRef: keyRef.optional(),
         secretKeyRef: keyRef.optional(),
-        fieldRef: z.strictObject({ fieldPath: z.string(), apiVersion: z.string().optional() }).optional(),
+        fieldRef: fieldRef.optional(),
+        resourceFieldRef: resourceFieldRef.optional(),
+      })
+      .refine((v) => [v.configMapKeyRef, v.secretKeyRef, v.fieldRef, v.resourceFieldRef].filter(Boolean).length === 1, {
+        message: 'exactly one of configMapKeyRef, secretKeyRef, fieldRef, resourceFieldRef must be set',
       })
       .optional(),
   })
@@ -198,7 +223,14 @@ export const podSpec = z
       if (vols.has(v.name)) ctx.addIssue({ code: 'custom', path: ['volumes', i, 'name'], message: `duplicate volume name "${v.name}"` });
       vols.add(v.name);
     });
+    const names = new Set(spec.containers.map((c) => c.name));
     spec.containers.forEach((c, i) => {
+      (c.env ?? []).forEach((e, j) => {
+        const ref = e.valueFrom?.resourceFieldRef;
+        if (ref?.containerName !== undefined && !names.has(ref.containerName)) {
+          ctx.addIssue({ code: 'custom', path: ['containers', i, 'env', j, 'valueFrom', 'resourceFieldRef', 'containerName'], message: `container "${ref.containerName}" is not in this pod` });
+        }
+      });
       const paths = new Set<string>();
       (c.volumeMounts ?? []).forEach((m, j) => {
         if (!vols.has(m.name)) ctx.addIssue({ code: 'custom', path: ['containers', i, 'volumeMounts', j, 'name'], message: `volume "${m.name}" is not defined in spec.volumes` });
