@@ -22,6 +22,17 @@ export const ownerReference = z.strictObject({
   blockOwnerDeletion: z.boolean().optional(),
 });
 
+/** Server-side apply's record of which manager set which fields (server/api/apply.ts writes it). */
+export const managedFieldsEntry = z.strictObject({
+  manager: z.string().max(128).optional(),
+  operation: z.enum(['Apply', 'Update']).optional(),
+  apiVersion: z.string().optional(),
+  time: z.string().optional(),
+  fieldsType: z.literal('FieldsV1').optional(),
+  fieldsV1: z.record(z.string(), z.unknown()).optional(),
+  subresource: z.string().optional(),
+});
+
 export const objectMeta = z.strictObject({
   name,
   namespace: z.string().regex(DNS_LABEL, 'must be a DNS label').optional(),
@@ -34,6 +45,7 @@ export const objectMeta = z.strictObject({
   creationTimestamp: z.preprocess((v) => (v === null ? undefined : v), z.string().optional()),
   deletionTimestamp: z.string().optional(),
   ownerReferences: z.array(ownerReference).optional(),
+  managedFields: z.array(managedFieldsEntry).optional(),
 });
 
 export type ObjectMeta = z.infer<typeof objectMeta>;

@@ -266,6 +266,10 @@ export const podStatus = z.object({
   message: z.string().optional(),
   reason: z.string().optional(),
   hostIP: z.string().optional(),
+  /** The pod's address: its own on the bridge network (the agent's report), the node's with hostNetwork. */
+  podIP: z.string().optional(),
+  podIPs: z.array(z.object({ ip: z.string() })).optional(),
+  hostIPs: z.array(z.object({ ip: z.string() })).optional(),
   startTime: z.string().optional(),
   /** When the agent last reported this pod; lets a reader tell a current status from a stale one. */
   lastReportTime: z.string().optional(),

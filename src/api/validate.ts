@@ -10,7 +10,7 @@ import type { ApiObject } from './meta.js';
  * is an error naming its path.
  */
 const IGNORED: Record<string, string[]> = {
-  metadata: ['managedFields', 'selfLink', 'generateName', 'finalizers', 'clusterName'],
+  metadata: ['selfLink', 'generateName', 'finalizers', 'clusterName'],
   podSpec: [
     'dnsPolicy', 'dnsConfig', 'schedulerName', 'securityContext', 'serviceAccountName', 'serviceAccount',
     'automountServiceAccountToken', 'imagePullSecrets', 'priorityClassName', 'priority', 'enableServiceLinks',
