@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { droverChains, planCleanup, planRules } from '../../agent/network/rules.js';
+import type { DesiredService } from '../../src/contract/payloads.js';
+
+const web = (backends: DesiredService['ports'][number]['backends'], nodePort?: number): DesiredService => ({
+  namespace: 'default', name: 'web', clusterIP: '10.43.0.10',
+  ports: [{ name: 'http', protocol: 'TCP', port: 80, ...(nodePort ? { nodePort } : {}), backends }],
+});
+
+const lines = (s: string) => s.split('\n');
+
+test('ClusterIP:port is spread evenly over every backend; the nodePort only over local ones', () => {
+  const p = planRules([web([{ ip: '10.88.0.5', port: 8080, local: true }, { ip: '10.88.0.6', port: 8080, local: true }, { ip: '192.168.1.2', port: 30080, local: false }], 30080)]);
+  const dnat = lines(p.restore).filter((l) => l.includes('DNAT'));
+  const svc = dnat.filter((l) => l.startsWith('-A DROVER-SVC-'));
+  assert.deepEqual(svc.map((l) => /--probability (\S+)/.exec(l)?.[1] ?? 'rest'), ['0.33333', '0.50000', 'rest']);
+  assert.deepEqual(svc.map((l) => l.split('--to-destination ')[1]), ['10.88.0.5:8080', '10.88.0.6:8080', '192.168.1.2:30080']);
+  const np = dnat.filter((l) => l.startsWith('-A DROVER-NP-'));
+  assert.deepEqual(np.map((l) => l.split('--to-destination ')[1]), ['10.88.0.5:8080', '10.88.0.6:8080'], 'a remote node is not forwarded to again (no loops)');
+  assert.ok(lines(p.restore).includes('-A DROVER-SERVICES -d 10.43.0.10/32 -p tcp -m tcp --dport 80 -m comment --comment "default/web:http" -j ' + p.chains.nat[3]));
+  assert.ok(p.chains.nat.every((c) => c.length <= 28), 'iptables chain names are at most 28 characters');
+});
+
+test('no ready backend: the port is rejected at once, not left hanging; a nodePort without local backends is not forwarded', () => {
+  const p = planRules([web([], 30080)]);
+  assert.ok(lines(p.restore).some((l) => /^-A DROVER-FILTER -d 10\.43\.0\.10\/32 -p tcp -m tcp --dport 80 .* -j REJECT$/.test(l)));
+  assert.ok(!p.restore.includes('DNAT --to'));
+  assert.ok(!p.restore.includes('--dport 30080'));
+});
+
+test('stale per-port chains are flushed and deleted in the same restore; chain names are stable', () => {
+  const a = planRules([web([{ ip: '10.88.0.5', port: 8080, local: true }])]);
+  const b = planRules([web([{ ip: '10.88.0.6', port: 8080, local: true }])], { nat: [...a.chains.nat, 'DROVER-SVC-GONE'] });
+  assert.deepEqual(a.chains, b.chains);
+  assert.ok(b.restore.includes(':DROVER-SVC-GONE - [0:0]') && b.restore.includes('-X DROVER-SVC-GONE'));
+  assert.ok(!b.restore.includes(`-X ${a.chains.nat[3]}`), 'a chain still in use is kept');
+  assert.equal(planRules([]).restore.includes('DROVER-SVC-'), false);
+});
+
+test('a comment cannot break out of its quotes', () => {
+  const p = planRules([{ ...web([{ ip: '10.88.0.5', port: 8080, local: true }]), name: 'x" -j ACCEPT "' }]);
+  assert.ok(!p.restore.includes('-j ACCEPT "'));
+});
+
+test('chains are found in iptables -S and iptables-save listings; cleanup deletes each', () => {
+  assert.deepEqual(droverChains('-P INPUT ACCEPT\n-N DROVER-SERVICES\n-N NETAVARK-X\n:DROVER-SVC-AB - [0:0]\n'), ['DROVER-SERVICES', 'DROVER-SVC-AB']);
+  assert.equal(planCleanup({ nat: ['DROVER-SERVICES'], filter: [] }), '*nat\n:DROVER-SERVICES - [0:0]\n-X DROVER-SERVICES\nCOMMIT\n');
+});
