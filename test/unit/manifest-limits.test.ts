@@ -25,7 +25,7 @@ test('a 20,000-key mapping: parsed whole; with its first key repeated last, the 
   const [cm] = parseManifests(configMap(keys)) as Array<{ data: Record<string, string> }>;
   assert.equal(Object.keys(cm!.data).length, 20_000);
   const err = refusal(() => parseManifests(configMap([...keys, 'k0']), 'big.yaml'));
-  assert.match(err.causes[0]!.message, /^big\.yaml: line 20006: duplicate key: Map keys must be unique \("k0"\)$/);
+  assert.match(err.causes[0]!.message, /^big\.yaml: line 20006: duplicate key at column 3: Map keys must be unique \("k0"\)\n    k0: v\n    \^$/);
 });
 
 test('duplicates in nested and flow mappings are found, in any document, quoted or not', () => {
