@@ -6,9 +6,10 @@ import { inject, type InjectOptions } from 'light-my-request';
 import { KINDS, type KindInfo } from '../../src/api/kinds.js';
 import { versionInfo } from '../../src/version.js';
 import type { ApiObject } from '../../src/api/meta.js';
+import { assertMutable } from '../../src/api/immutability.js';
 import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
-import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isNotFound } from '../../src/util/errors.js';
+import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
 import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
@@ -18,11 +19,15 @@ import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
 import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
+import { isClientGo, kubernetesView } from './k8s-view.js';
 import { openApiDocument } from './openapi.js';
 import { paginate } from './paging.js';
+import { applyPatch, parsePatchJson, patchTypeOf, unsupportedPatchType, type PatchType } from './patch.js';
+import { readBodyText } from './raw-body.js';
+import { SCALABLE_KINDS, scaleOf, withScale, withStatus } from './subresources.js';
 import { parseIncludeObject, tableVersion, toTable } from './table.js';
 import { assertObjectNames, pathSegments } from './path.js';
-import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText } from './respond.js';
+import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText, UnsupportedMediaTypeError } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
 export interface LogsQuery {
@@ -170,6 +175,10 @@ export const REQUEST_TIMEOUT_MS = 60_000;
 export const HEADERS_TIMEOUT_MS = 20_000;
 /** How often a watch that allows bookmarks gets one (Kubernetes: about once a minute). */
 export const WATCH_BOOKMARK_MS = 60_000;
+/** How many times a PATCH is computed again when another write landed between its read and its write. */
+const PATCH_ATTEMPTS = 5;
+/** Kinds with a status a client may write through /status (controllers' and agents' kinds). */
+const STATUS_KINDS: ReadonlySet<string> = new Set(['Pod', 'Node', 'Namespace', 'Deployment', 'ReplicaSet', 'DaemonSet', 'Job', 'ResourceQuota', 'Service']);
 
 class LengthRequiredError extends DroverError {
   constructor(message: string) {
@@ -416,7 +425,15 @@ export class ApiServer {
     if (r.sub) {
       if (verb === 'logs') return await this.podLog(res, r, url);
       if (verb === 'exec') return await this.podExec(req, res, r);
+      if (verb && (r.sub === 'scale' || r.sub === 'status')) {
+        if (method === 'PATCH') return await this.patch(req, res, r, identity);
+        return await this.subresource(req, res, r, verb, identity);
+      }
       throw new NotFoundError(`subresource ${r.sub} of ${r.kind.plural}`);
+    }
+    if (method === 'PATCH' && verb) {
+      audit.verb = 'patch';
+      return await this.patch(req, res, r, identity);
     }
     switch (verb) {
       case 'watch': return await this.watch(req, res, r, url, identity);
@@ -424,7 +441,7 @@ export class ApiServer {
       case 'create': return await this.create(req, res, r, identity);
       case 'get': return await this.get(req, res, r, url, identity);
       case 'update': return await this.update(req, res, r, identity);
-      case 'delete': return await this.remove(res, r);
+      case 'delete': return await this.remove(req, res, r, identity);
       default: throw new MethodNotAllowed(method, url.pathname);
     }
   }
@@ -451,6 +468,11 @@ export class ApiServer {
     if (r.sub) {
       if (r.kind.kind === 'Pod' && r.sub === 'log' && method === 'GET') return 'logs';
       if (r.kind.kind === 'Pod' && r.sub === 'exec' && method === 'POST') return 'exec';
+      if ((r.sub === 'scale' && SCALABLE_KINDS.has(r.kind.kind)) || r.sub === 'status') {
+        // Kubernetes' verbs are get, update and patch; drover's roles know update (patch is a kind of update).
+        if (method === 'GET') return 'get';
+        if (method === 'PUT' || method === 'PATCH') return 'update';
+      }
       return undefined;
     }
     const watching = ['1', 'true'].includes(url.searchParams.get('watch') ?? '');
@@ -459,7 +481,8 @@ export class ApiServer {
       if (method === 'GET') return 'list';
       return method === 'POST' ? 'create' : undefined;
     }
-    return ({ GET: 'get', PUT: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'DELETE'];
+    // PATCH is authorized as an update (drover's roles have no separate patch verb); audited as 'patch'.
+    return ({ GET: 'get', PUT: 'update', PATCH: 'update', DELETE: 'delete' } as const)[method as 'GET' | 'PUT' | 'PATCH' | 'DELETE'];
   }
 
   /**
@@ -485,12 +508,20 @@ export class ApiServer {
     res.end(text);
   }
 
+  /** An object as this caller may see it (Secrets redacted for view tokens), in the shape its client decodes. */
+  private shown<T extends ApiObject>(req: IncomingMessage, identity: ApiIdentity, o: T): T {
+    const r = redactFor(identity.role, o) as T;
+    return isClientGo(req.headers['user-agent']) ? kubernetesView(r) : r;
+  }
+
   /** What discovery says this server serves beyond the kinds themselves. */
   private discoveryOptions(): DiscoveryOptions {
     return {
       metrics: Boolean(this.deps.metrics),
       subresources: {
         'pods/log': { verbs: ['get'] },
+        ...Object.fromEntries(KINDS.filter((k) => SCALABLE_KINDS.has(k.kind)).map((k) => [`${k.plural}/scale`, { verbs: ['get', 'patch', 'update'], kind: 'Scale', group: 'autoscaling', version: 'v1' }])),
+        ...Object.fromEntries(KINDS.filter((k) => STATUS_KINDS.has(k.kind)).map((k) => [`${k.plural}/status`, { verbs: ['get', 'patch', 'update'] }])),
         ...(this.deps.exec ? { 'pods/exec': { verbs: ['create', 'get'], kind: 'PodExecOptions' } } : {}),
       },
     };
@@ -510,7 +541,7 @@ export class ApiServer {
     const matching = items.filter((o) => matchesLabels(o, labels) && matchesFields(o, fields));
     const page = paginate(matching, { limit: url.searchParams.get('limit'), continue: url.searchParams.get('continue') }, revision);
     const metadata = { resourceVersion: String(revision), ...(page.continue ? { continue: page.continue, remainingItemCount: page.remainingItemCount } : {}) };
-    const shown = page.items.map((o) => redactFor(identity.role, o));
+    const shown = page.items.map((o) => this.shown(req, identity, o));
     if (asTable) return sendJson(res, 200, toTable(r.kind, shown, { version: asTable, includeObject: include, listMeta: metadata }));
     sendJson(res, 200, { kind: `${r.kind.kind}List`, apiVersion: r.kind.groupVersion, metadata, items: shown });
   }
@@ -548,7 +579,7 @@ export class ApiServer {
     if (!Number.isInteger(timeout) || timeout < 0) throw new BadRequestError(`timeoutSeconds must be a whole number of seconds, got "${timeoutRaw!.slice(0, 64)}"`);
     let latest = from;
     const event = (type: string, o: ApiObject): string => {
-      const shown = redactFor(identity.role, o);
+      const shown = this.shown(req, identity, o);
       const object = asTable ? toTable(r.kind, [shown], { version: asTable, includeObject: include, listMeta: { resourceVersion: o.metadata.resourceVersion } }) : shown;
       return JSON.stringify({ type, object }) + '\n';
     };
@@ -590,14 +621,18 @@ export class ApiServer {
     const include = parseIncludeObject(url.searchParams.get('includeObject'));
     const obj = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!obj) throw new NotFoundError(what(r.kind, r.name!));
-    const shown = redactFor(identity.role, obj);
+    const shown = this.shown(req, identity, obj);
     if (asTable) return sendJson(res, 200, toTable(r.kind, [shown], { version: asTable, includeObject: include, listMeta: { resourceVersion: obj.metadata.resourceVersion } }));
     sendJson(res, 200, shown);
   }
 
   /** Validates a body for this route: the kind and namespace in the body must agree with the path. */
   private async parseBody(req: IncomingMessage, r: Route, identity: ApiIdentity): Promise<{ obj: ApiObject; warnings: string[] }> {
-    const body = await readJson(req);
+    return this.admit(await readJson(req), r, identity);
+  }
+
+  /** Validates and admits an object about to be written (a body as sent, or a patched object). */
+  private async admit(body: unknown, r: Route, identity: ApiIdentity): Promise<{ obj: ApiObject; warnings: string[] }> {
     const { object, kind, warnings } = parseObject(body);
     if (kind.kind !== r.kind.kind) throw new BadRequestError(`the body is a ${kind.kind}, but the path is for ${r.kind.plural}`);
     if (kind.namespaced) {
@@ -637,14 +672,22 @@ export class ApiServer {
     if (obj.kind === 'Namespace') obj.status = { phase: 'Active' };
     delete obj.metadata.resourceVersion;
     const created = await this.deps.store.create(obj);
-    sendJson(res, 201, created, this.warningHeader(warnings));
+    sendJson(res, 201, this.shown(req, identity, created), this.warningHeader(warnings));
   }
 
   private async update(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
     const { obj, warnings } = await this.parseBody(req, r, identity);
     const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
     if (!cur) throw new NotFoundError(what(r.kind, r.name!));
-    // Status belongs to the system (agents, scheduler); a user's PUT changes spec and metadata only.
+    const updated = await this.deps.store.update(this.userWrite(cur, obj));
+    sendJson(res, 200, this.shown(req, identity, updated), this.warningHeader(warnings));
+  }
+
+  /**
+   * A user's new version of `cur` (PUT or PATCH of the object itself): status belongs to the system
+   * (agents, scheduler), so only spec and metadata change; a bound pod stays on its node.
+   */
+  private userWrite(cur: ApiObject, obj: ApiObject): ApiObject {
     obj.status = cur.status;
     if (isKind(obj, 'Pod') && isKind(cur, 'Pod')) {
       if (!obj.spec.nodeName) obj.spec.nodeName = cur.spec.nodeName;
@@ -652,11 +695,66 @@ export class ApiServer {
         throw new ValidationError([{ field: 'spec.nodeName', message: `pod is bound to ${cur.spec.nodeName}; a bound pod cannot move (delete and re-create it)` }]);
       }
     }
-    const updated = await this.deps.store.update(obj);
-    sendJson(res, 200, updated, this.warningHeader(warnings));
+    // Fields Kubernetes keeps immutable (most of a pod's spec, selectors): 422 in its words, nothing stored.
+    assertMutable(cur, obj);
+    return obj;
   }
 
-  private async remove(res: ServerResponse, r: Route): Promise<void> {
+  /**
+   * PATCH of an object or its /status or /scale: JSON patch, JSON merge patch or strategic merge patch
+   * (server/api/patch.ts) applied to the stored object, then validated and admitted as a PUT of the
+   * result would be. Written with the revision it was computed from; when another write landed in
+   * between, computed again from the new one (as Kubernetes does), unless the patch itself named a
+   * resourceVersion (then that write's 409 stands).
+   */
+  private async patch(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
+    const contentType = req.headers['content-type'];
+    const type = patchTypeOf(contentType);
+    if (type === undefined) {
+      req.on('error', () => undefined);
+      req.resume();
+      throw unsupportedPatchType(contentType);
+    }
+    if (type === 'apply') throw new UnsupportedMediaTypeError('server-side apply (application/apply-patch+yaml) is not supported yet: use kubectl apply without --server-side');
+    const body = parsePatchJson(await readBodyText(req));
+    const namedVersion = type !== 'json' && typeof (body as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion === 'string';
+    for (let attempt = 1; ; attempt++) {
+      const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
+      if (!cur) throw new NotFoundError(what(r.kind, r.name!));
+      const next = this.patched(cur, body, type, r);
+      const { obj, warnings } = await this.admit(next.object, r, identity);
+      const toWrite = r.sub === 'status' ? obj : r.sub === 'scale' ? obj : this.userWrite(cur, obj);
+      if (!namedVersion || toWrite.metadata.resourceVersion === undefined) toWrite.metadata.resourceVersion = cur.metadata.resourceVersion;
+      try {
+        const updated = await this.deps.store.update(toWrite);
+        return sendJson(res, 200, r.sub === 'scale' ? scaleOf(updated) : this.shown(req, identity, updated), this.warningHeader(warnings));
+      } catch (err) {
+        if (!isConflict(err) || namedVersion || attempt >= PATCH_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /** The object after a patch of it, of its status, or of its scale. */
+  private patched(cur: ApiObject, body: unknown, type: PatchType, r: Route): { object: ApiObject } {
+    if (r.sub === 'scale') return { object: withScale(cur, applyPatch(scaleOf(cur), body, type, 'Scale')) };
+    if (r.sub === 'status') return { object: withStatus(cur, applyPatch(cur, body, type, cur.kind)) };
+    return { object: applyPatch(cur, body, type, cur.kind) };
+  }
+
+  /** GET and PUT of /scale and /status. */
+  private async subresource(req: IncomingMessage, res: ServerResponse, r: Route, verb: Verb, identity: ApiIdentity): Promise<void> {
+    const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
+    if (!cur) throw new NotFoundError(what(r.kind, r.name!));
+    if (verb === 'get') return sendJson(res, 200, r.sub === 'scale' ? scaleOf(cur) : this.shown(req, identity, cur));
+    const body = await readJson(req);
+    const next = r.sub === 'scale' ? withScale(cur, body) : withStatus(cur, body);
+    const { obj, warnings } = await this.admit(next, r, identity);
+    obj.metadata.resourceVersion ??= cur.metadata.resourceVersion;
+    const updated = await this.deps.store.update(obj);
+    sendJson(res, 200, r.sub === 'scale' ? scaleOf(updated) : this.shown(req, identity, updated), this.warningHeader(warnings));
+  }
+
+  private async remove(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
     const { store } = this.deps;
     const ns = this.ns(r);
     if (r.kind.kind === 'Namespace') {
@@ -676,7 +774,7 @@ export class ApiServer {
       }
     }
     const deleted = await store.delete(r.kind.kind, ns, r.name!);
-    sendJson(res, 200, deleted);
+    sendJson(res, 200, this.shown(req, identity, deleted));
   }
 
   /**
