@@ -3,8 +3,8 @@ import { normalizeSecret, type Secret } from '../api/config.js';
 import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { canonicalJson } from '../util/canonical-json.js';
-import { ApiClient, CliError, FATAL_REASONS } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, type CommandContext } from './context.js';
+import { ApiClient, CliError, dryRunSuffix, FATAL_REASONS } from './client.js';
+import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, dryRunOf, ErrorList, type CommandContext } from './context.js';
 import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
 import { objectName, qualifiedPlural } from './output.js';
 
@@ -119,7 +119,8 @@ export function registerApply(program: Command, ctx: CommandContext): void {
     .option('-f, --filename <path>', 'file, directory of .yaml/.yml/.json, or - for stdin (repeatable)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('-R, --recursive', 'walk directories given with -f recursively')
     .option('-n, --namespace <namespace>', 'namespace for objects that do not name one (default "default")');
-  addConnectionOptions(cmd).action(async (opts: ApplyOptions, command: Command) => {
+  addConnectionOptions(addDryRunOption(cmd)).action(async (opts: ApplyOptions, command: Command) => {
+    const suffix = dryRunSuffix(dryRunOf(command));
     const sources = await readManifestSources(opts.filename, { recursive: opts.recursive, stdin: ctx.readStdin });
     // Validate everything first: nothing is sent unless every document is well-formed.
     const items = validateSources(sources);
@@ -133,7 +134,7 @@ export function registerApply(program: Command, ctx: CommandContext): void {
       for (const w of new Set(item.warnings)) ctx.warn(`${display}: ${w}`);
       try {
         const result = await applyObject(client, obj, item);
-        ctx.io.stdout(`${display} ${result}\n`);
+        ctx.io.stdout(`${display} ${result}${suffix}\n`);
       } catch (err) {
         if (err instanceof CliError && FATAL_REASONS.has(err.reason)) throw err;
         errors.add(new CliError(`error when applying ${display} from "${item.source}": ${(err as Error).message}`));

@@ -27,6 +27,12 @@ export interface ClientOptions {
   onWarning?: (text: string) => void;
   /** PEM of the CA that signed the server's certificate (the cluster CA, DATA/tls/ca.crt); the system roots otherwise. */
   ca?: string;
+  /**
+   * `--dry-run`: 'client' sends no write at all (reads still go out, a delete checks the object
+   * exists); 'server' sends every write with `?dryRun=All`, which the server checks in full and
+   * does not store.
+   */
+  dryRun?: DryRun;
   fetch?: typeof fetch;
 }
 
@@ -57,6 +63,20 @@ export function fetchWithCa(ca: string): typeof fetch {
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
+
+export type DryRun = 'client' | 'server';
+
+/** `--dry-run=none|client|server` → the mode, as kubectl takes it. */
+export function parseDryRun(v: string | undefined): DryRun | undefined {
+  if (v === undefined || v === 'none') return undefined;
+  if (v === 'client' || v === 'server') return v;
+  throw new CliError(`Invalid dry-run value (${v}). Must be "none", "server", or "client".`);
+}
+
+/** What kubectl appends to `pod/web created` under --dry-run. */
+export function dryRunSuffix(d: DryRun | undefined): string {
+  return d === 'client' ? ' (dry run)' : d === 'server' ? ' (server dry run)' : '';
+}
 
 export type Query = Record<string, string | number | undefined>;
 
@@ -125,6 +145,7 @@ export class ApiClient {
   readonly timeoutMs: number;
   private readonly onWarning: (text: string) => void;
   private readonly fetchFn: typeof fetch;
+  readonly dryRun: DryRun | undefined;
 
   constructor(opts: ClientOptions) {
     let url: URL;
@@ -141,6 +162,7 @@ export class ApiClient {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.onWarning = opts.onWarning ?? (() => {});
     this.fetchFn = opts.fetch ?? (opts.ca ? fetchWithCa(opts.ca) : fetch);
+    this.dryRun = opts.dryRun;
   }
 
   url(path: string, query?: Query): string {
@@ -152,6 +174,13 @@ export class ApiClient {
 
   /** One request; resolves for 2xx, throws CliError otherwise. The body is returned as text. */
   async request(method: string, path: string, opts: { query?: Query; body?: unknown; accept?: string; timeoutMs?: number } = {}): Promise<ApiResponse<string>> {
+    if (method !== 'GET' && this.dryRun === 'client') {
+      // Nothing is written. A delete still fails as it would for a missing object; a write answers
+      // with what was sent, which is what the server would have stored.
+      if (method === 'DELETE') await this.request('GET', path, { timeoutMs: opts.timeoutMs });
+      return { status: method === 'POST' ? 201 : 200, body: opts.body === undefined ? '' : JSON.stringify(opts.body) };
+    }
+    if (method !== 'GET' && this.dryRun === 'server') opts = { ...opts, query: { ...opts.query, dryRun: 'All' } };
     const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     if (opts.body !== undefined) headers['content-type'] = 'application/json';

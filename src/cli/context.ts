@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { kindByName, type KindInfo } from '../api/kinds.js';
-import { ApiClient, CliError, DEFAULT_TIMEOUT_MS, FATAL_REASONS } from './client.js';
+import { ApiClient, CliError, DEFAULT_TIMEOUT_MS, FATAL_REASONS, parseDryRun, type DryRun } from './client.js';
 import { resolveConfig } from './config.js';
 import { qualifiedPlural } from './output.js';
 
@@ -36,6 +36,16 @@ export function addConnectionOptions(cmd: Command): Command {
     .option('--server <url>', 'drover API server URL (env DROVER_SERVER)')
     .option('--token <token>', 'bearer token (env DROVER_TOKEN)')
     .option('--request-timeout <duration>', 'give up on a request after this long, e.g. 10s, 1m (default 30s)');
+}
+
+/** `--dry-run=client|server` on the verbs that write (apply, create, delete, scale, edit). */
+export function addDryRunOption(cmd: Command): Command {
+  return cmd.option('--dry-run <strategy>', 'none, client (nothing is sent but reads) or server (the server checks everything and stores nothing)', 'none');
+}
+
+/** `--dry-run` given to `cmd`, checked. */
+export function dryRunOf(cmd: Command): DryRun | undefined {
+  return parseDryRun(cmd.opts<{ dryRun?: string }>().dryRun);
 }
 
 /** "30s", "1m", "500ms" or a bare number of seconds → milliseconds. */
@@ -75,7 +85,7 @@ export function makeContext(io: CliIo): CommandContext {
     readStdin: io.stdin ?? readProcessStdin,
     client(cmd: Command): ApiClient {
       // The verb's own flags, then the global ones given before the verb (src/cli/globals.ts).
-      type Flags = { server?: string; token?: string; requestTimeout?: string; config?: string };
+      type Flags = { server?: string; token?: string; requestTimeout?: string; config?: string; dryRun?: string };
       const own = Object.fromEntries(Object.entries(cmd.opts<Flags>()).filter(([, v]) => v !== undefined)) as Flags;
       const opts: Flags = { ...cmd.optsWithGlobals<Flags>(), ...own };
       const cfg = resolveConfig({ server: opts.server, token: opts.token }, opts.config ? { ...io.env, DROVER_CONFIG: opts.config } : io.env);
@@ -85,6 +95,7 @@ export function makeContext(io: CliIo): CommandContext {
         ca: cfg.ca,
         timeoutMs: opts.requestTimeout ? parseDuration(opts.requestTimeout) : DEFAULT_TIMEOUT_MS,
         onWarning: warn,
+        dryRun: parseDryRun(opts.dryRun),
       });
     },
   };

@@ -3,8 +3,8 @@ import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { parseObject } from '../api/validate.js';
 import { ValidationError } from '../util/errors.js';
-import { CliError } from './client.js';
-import { addConnectionOptions, type CommandContext } from './context.js';
+import { CliError, dryRunSuffix } from './client.js';
+import { addConnectionOptions, addDryRunOption, type CommandContext } from './context.js';
 import { objectName } from './output.js';
 
 export function registerCreate(program: Command, ctx: CommandContext): void {
@@ -14,7 +14,7 @@ export function registerCreate(program: Command, ctx: CommandContext): void {
     .alias('ns')
     .description('create a namespace')
     .argument('<name>', 'namespace name (a DNS label)');
-  addConnectionOptions(ns).action(async (name: string, _opts: unknown, command: Command) => {
+  addConnectionOptions(addDryRunOption(ns)).action(async (name: string, _opts: unknown, command: Command) => {
     let parsed;
     try {
       // The same checks the server applies, so a bad name fails without a round trip.
@@ -25,6 +25,6 @@ export function registerCreate(program: Command, ctx: CommandContext): void {
     }
     const client = ctx.client(command);
     const created = await client.create<ApiObject>(objectPath(parsed.kind, undefined), parsed.object);
-    ctx.io.stdout(`${objectName(parsed.kind, created?.metadata?.name ?? name)} created\n`);
+    ctx.io.stdout(`${objectName(parsed.kind, created?.metadata?.name ?? name)} created${dryRunSuffix(client.dryRun)}\n`);
   });
 }

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { objectPath, type KindInfo } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
-import { ApiClient, CliError } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, notFound, parseResourceArgs, type CommandContext } from './context.js';
+import { ApiClient, CliError, dryRunSuffix } from './client.js';
+import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, eachObject, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { identifySources, readManifestSources } from './manifests.js';
 import { qualifiedSingular } from './output.js';
 
@@ -48,7 +48,7 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
     .option('-l, --selector <selector>', 'delete the objects of the kind matching this label selector, e.g. app=web')
     .option('--all', 'delete every object of the kind in the namespace')
     .option('-A, --all-namespaces', 'with -l or --all: in every namespace');
-  addConnectionOptions(cmd).action(async (args: string[], opts: DeleteOptions, command: Command) => {
+  addConnectionOptions(addDryRunOption(cmd)).action(async (args: string[], opts: DeleteOptions, command: Command) => {
     let targets: Target[];
     if (opts.filename.length) {
       if (args.length) throw new CliError('cannot pass both -f and kind/name arguments');
@@ -88,7 +88,7 @@ export function registerDelete(program: Command, ctx: CommandContext): void {
 
     const client = ctx.client(command);
     await eachObject(targets, async (t) => {
-      if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${qualifiedSingular(t.kind)} "${t.name}" deleted\n`);
+      if (await deleteObject(client, t, opts.ignoreNotFound)) ctx.io.stdout(`${qualifiedSingular(t.kind)} "${t.name}" deleted${dryRunSuffix(client.dryRun)}\n`);
     });
   });
 }

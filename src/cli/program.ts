@@ -10,7 +10,9 @@ import { registerDescribe } from './describe.js';
 import { registerNodeCommands } from './drain.js';
 import { registerGet } from './get.js';
 import { registerLabelCommands } from './label.js';
+import { registerEdit } from './edit.js';
 import { registerExec } from './exec.js';
+import { registerExplain } from './explain.js';
 import { registerFleet } from './fleet.js';
 import { registerLogs } from './logs.js';
 import { registerRollout } from './rollout.js';
@@ -56,5 +58,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerStatus(program, ctx);
   registerVersion(program, ctx);
   registerApiResources(program, ctx);
+  registerExplain(program, ctx);
+  registerEdit(program, ctx);
   registerCompletion(program, ctx);
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
-import { CliError } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
+import { CliError, dryRunSuffix } from './client.js';
+import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
 import { parseTargets, updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -32,7 +32,7 @@ export function registerScale(program: Command, ctx: CommandContext): void {
     .option('--replicas <n>', 'the new number of replicas (required)')
     .option('--current-replicas <n>', 'only scale if the current number of replicas is this (a precondition)')
     .option('-n, --namespace <namespace>', 'namespace of the objects', DEFAULT_NAMESPACE);
-  addConnectionOptions(cmd).action(async (args: string[], opts: ScaleOptions, command: Command) => {
+  addConnectionOptions(addDryRunOption(cmd)).action(async (args: string[], opts: ScaleOptions, command: Command) => {
     const replicas = count(opts.replicas, '--replicas');
     if (replicas === undefined) throw new CliError('required flag(s) "replicas" not set');
     const current = count(opts.currentReplicas, '--current-replicas');
@@ -50,7 +50,7 @@ export function registerScale(program: Command, ctx: CommandContext): void {
         obj.spec[field] = replicas;
         return true;
       });
-      ctx.io.stdout(`${objectName(t.kind, t.name)} scaled\n`);
+      ctx.io.stdout(`${objectName(t.kind, t.name)} scaled${dryRunSuffix(client.dryRun)}\n`);
     });
   });
 }
