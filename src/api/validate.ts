@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { ValidationError, type FieldCause } from '../util/errors.js';
 import { KINDS, schemaOf, type KindInfo, type KindMap, type KnownKind } from './kinds.js';
 import type { ApiObject } from './meta.js';
+import { ignoredFields } from './warnings.js';
 
 /**
  * Fields that Kubernetes manifests commonly carry and drover accepts but does not act on (yet).
@@ -139,10 +140,9 @@ function zodCauses(err: z.ZodError, prefix = '', echo = true): FieldCause[] {
 
 function stripIgnored(obj: Record<string, unknown>, keys: string[], path: string, warnings: string[]): void {
   for (const k of keys) {
-    if (k in obj) {
-      warnings.push(`${path}.${k}: not supported by drover, ignored`);
-      delete obj[k];
-    }
+    if (!(k in obj)) continue;
+    warnings.push(`${path}.${k}: not supported by drover, ignored`);
+    delete obj[k];
   }
 }
 
@@ -194,6 +194,8 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
   const result = kind.schema.safeParse(input, { reportInput: true });
   if (!result.success) throw new ValidationError(zodCauses(result.error, '', kind.kind !== 'Secret'), `invalid ${kind.kind}`);
   const object = result.data as ApiObject;
+  // On the input as written (defaults not applied): only what the user set is worth a warning.
+  warnings.push(...ignoredFields(input));
   if (kind.namespaced && !object.metadata.namespace) object.metadata.namespace = undefined;
   if (!kind.namespaced && object.metadata.namespace) delete object.metadata.namespace;
   return { object, kind, warnings };
