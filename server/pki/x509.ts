@@ -47,8 +47,15 @@ export interface CertSubject {
   o?: string;
 }
 
+/**
+ * Subject attributes as UTF8String, as Go, OpenSSL and k3s write them. node-forge's default,
+ * PrintableString, has no '@' (the CA's CN is drover-ca@<time>), and Go's x509 parser (kubectl, any
+ * Go client) refuses a certificate whose subject or issuer breaks it, even with verification off.
+ */
+const UTF8 = forge.asn1.Type.UTF8 as unknown as forge.asn1.Class;
+
 function attrs(s: CertSubject): forge.pki.CertificateField[] {
-  return [{ shortName: 'CN', value: s.cn }, ...(s.o ? [{ shortName: 'O', value: s.o }] : [])];
+  return [{ shortName: 'CN', value: s.cn, valueTagClass: UTF8 }, ...(s.o ? [{ shortName: 'O', value: s.o, valueTagClass: UTF8 }] : [])];
 }
 
 export interface IssuedCert {
@@ -106,7 +113,7 @@ export function issueCertificate(o: IssueOptions): IssuedCert {
 export function createCsr(cn: string, keyPem: string, publicKeyPem: string): string {
   const csr = pki.createCertificationRequest();
   csr.publicKey = pki.publicKeyFromPem(publicKeyPem);
-  csr.setSubject([{ shortName: 'CN', value: cn }]);
+  csr.setSubject([{ shortName: 'CN', value: cn, valueTagClass: UTF8 }]);
   csr.sign(nativeSigner(keyPem), forge.md.sha256.create());
   return pki.certificationRequestToPem(csr);
 }
