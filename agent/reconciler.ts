@@ -13,6 +13,7 @@ import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult } from './engine/plan.js';
 import { podReports } from './engine/report.js';
+import type { ServiceForwarder } from './network/iptables.js';
 import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
 import type { RestartTracker } from './engine/restart-tracker.js';
 import { probeSubjects, type ProbeEvent, type ProbeManager } from './probes/manager.js';
@@ -48,6 +49,8 @@ export interface ReconcilerDeps {
   emit: (e: EventInput) => void;
   /** Called after every reconcile (and probe readiness change) with what it found. */
   report: (s: NodeStatus) => void;
+  /** Forwards the desired Services' cluster IPs and nodePorts; none where the node cannot (no iptables). */
+  services?: ServiceForwarder;
 }
 
 export class Reconciler {
@@ -108,6 +111,25 @@ export class Reconciler {
     this.unwatchExits?.();
     this.probes.stop();
     await this.reconciling;
+    // Forwarding goes with the agent: rules left behind would send traffic to pods nobody looks after.
+    await this.deps.services?.close();
+  }
+
+  /** Whether the last Services sync failed (so its failure is announced once, and its recovery). */
+  private servicesFailing = false;
+
+  private async syncServices(services: payloads.DesiredService[]): Promise<void> {
+    const fwd = this.deps.services;
+    if (!fwd) return;
+    try {
+      await fwd.sync(services);
+      if (this.servicesFailing) this.deps.logger.info('service forwarding works again');
+      this.servicesFailing = false;
+    } catch (err) {
+      this.deps.logger.error({ err: errorMessage(err) }, 'cannot apply service forwarding');
+      if (!this.servicesFailing) this.deps.emit({ type: 'Warning', reason: 'ServiceForwardingFailed', message: `cannot forward Services on this node: ${errorMessage(err)}`, involved: { kind: 'Node', name: this.deps.cfg.node } });
+      this.servicesFailing = true;
+    }
   }
 
   onDesired(d: payloads.Desired): void {
@@ -239,6 +261,7 @@ export class Reconciler {
       requeueMs = Math.min(requeueMs, this.runtimeHealthy ? RUNTIME_RETRY_MS : FAILED_REQUEUE_MS);
     }
     this.restarts.retain(pods);
+    await this.syncServices(desired?.services ?? []);
     if (desired) this.observedGeneration = desired.generation;
     if (seen) {
       // Only with a true picture of the containers: a pod whose containers could not be listed keeps

@@ -8,6 +8,7 @@ import { readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
 import { RestartTracker } from './engine/restart-tracker.js';
 import { ProbeManager } from './probes/manager.js';
+import { IptablesForwarder, iptablesUsable } from './network/iptables.js';
 import { Reconciler } from './reconciler.js';
 import { Reporter } from './reporter.js';
 import { RequestHandler } from './requests.js';
@@ -125,8 +126,12 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     onFailure: (e) => reconciler.onProbeFailure(e),
     onKill: (e) => void reconciler.onProbeKill(e),
   });
+  // Services are forwarded with iptables where the node has it; elsewhere pods reach them by pod IP only.
+  const forwarder = (await iptablesUsable()) ? new IptablesForwarder({ logger }) : undefined;
+  if (!forwarder) logger.warn('iptables is not usable here: Service cluster IPs and nodePorts are not forwarded on this node');
   const reconciler = new Reconciler({
     cfg,
+    services: forwarder,
     runtime,
     target,
     restarts: new RestartTracker({ clock: now }),

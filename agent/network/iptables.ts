@@ -43,6 +43,8 @@ export async function iptablesUsable(run: Command = runCommand): Promise<boolean
 
 export class IptablesForwarder implements ServiceForwarder {
   private applied: string | undefined;
+  /** Whether this forwarder has put rules in place since it started (or last closed). */
+  private touched = false;
 
   constructor(private readonly deps: { run?: Command; logger: Logger }) {}
 
@@ -66,6 +68,9 @@ export class IptablesForwarder implements ServiceForwarder {
   async sync(services: DesiredService[]): Promise<void> {
     const first = planRules(services);
     if (this.applied === first.restore) return;
+    // Nothing to forward and nothing forwarded yet: a node without Services has no drover rules at all.
+    if (services.length === 0 && this.applied === undefined && !this.touched) return;
+    this.touched = true;
     await this.hook();
     const stale = droverChains(await this.run('iptables', ['-t', 'nat', '-S'])).filter((c) => c.startsWith('DROVER-SVC-') || c.startsWith('DROVER-NP-'));
     const plan = planRules(services, { nat: stale });
@@ -76,6 +81,8 @@ export class IptablesForwarder implements ServiceForwarder {
 
   /** Removes every drover rule and chain (agent stop, uninstall). */
   async close(): Promise<void> {
+    if (!this.touched) return;
+    this.touched = false;
     this.applied = undefined;
     for (const [table, builtin, chain] of HOOKS) {
       // -D removes one copy; a hook added twice (two agents racing once) goes on the next round.

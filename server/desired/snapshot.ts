@@ -11,7 +11,14 @@ export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' 
 export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[] {
   return pods
     .filter((p) => p.spec.nodeName === node && !p.metadata.deletionTimestamp)
-    .map((p) => ({ uid: p.metadata.uid!, namespace: p.metadata.namespace ?? 'default', name: p.metadata.name, spec: p.spec }))
+    .map((p) => ({
+      uid: p.metadata.uid!,
+      namespace: p.metadata.namespace ?? 'default',
+      name: p.metadata.name,
+      ...(p.metadata.labels ? { labels: p.metadata.labels } : {}),
+      ...(p.metadata.annotations ? { annotations: p.metadata.annotations } : {}),
+      spec: p.spec,
+    }))
     .sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
 }
 

@@ -62,6 +62,9 @@ export const desiredPod = z.object({
   uid: z.string(),
   namespace: z.string(),
   name: z.string(),
+  /** For the downward API (fieldRef metadata.labels['k'] / metadata.annotations['k']). */
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
   spec: podSpec,
 });
 export type DesiredPod = z.infer<typeof desiredPod>;
