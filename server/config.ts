@@ -68,6 +68,10 @@ export interface ServerConfig {
    * DATA_DIR/downloads. A server that is itself the single binary also serves its own file.
    */
   downloadsDir?: string;
+  /** Addresses Services' cluster IPs come from (default 10.43.0.0/16, k3s's). */
+  serviceCidr?: string;
+  /** NodePorts Services may get (default 30000-32767). */
+  nodePortRange?: { min: number; max: number };
 }
 
 export function defaultDataDir(): string {

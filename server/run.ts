@@ -12,6 +12,7 @@ import { installScript } from './downloads/install-script.js';
 import { downloadRoutes } from './downloads/routes.js';
 import { FleetPublisher } from './fleet/publisher.js';
 import { fleetRoutes } from './fleet/routes.js';
+import { withServiceAllocation } from './services/allocate.js';
 import { NodeProxy } from './api/node-proxy.js';
 import { TokenStore } from './auth/tokens.js';
 import { AuditLog, DEFAULT_AUDIT_MAX_FILES, DEFAULT_AUDIT_MAX_SIZE } from './audit/log.js';
@@ -125,7 +126,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation, pod
   // security): controllers get the same policy as the API, so a template the API allowed is not refused.
   const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
-  const store = withAdmission(level, { podSecurity });
+  // Services get their cluster IP and node ports on the way in, so every writer sees the same allocation.
+  const store = withServiceAllocation(withAdmission(level, { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const closers: Array<() => Promise<void> | void> = [() => level.close()];
   const close = async () => {
     for (const c of closers.reverse()) {
