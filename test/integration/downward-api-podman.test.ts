@@ -1,0 +1,96 @@
+/**
+ * Server + agent + real podman: the downward API reaches the container's environment (fieldRef and
+ * resourceFieldRef, status.podIP of a host-network pod included), and a fieldPath drover cannot fill
+ * is refused by the API at once instead of leaving the pod in CreateContainerConfigError.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
+
+const IMAGE = 'localhost/drover-test:1';
+const NODE = 'edge-downward';
+
+describe('downward API env against real podman', { timeout: 180_000 }, () => {
+  let sb: PodmanSandbox;
+  let cluster: TestServer;
+
+  before(async () => {
+    sb = await podmanSandbox();
+    await buildTestImage(sb);
+    cluster = await startTestServer();
+    const stateDir = await mkdtemp(join(tmpdir(), 'drover-downward-'));
+    await cluster.addAgent({ node: NODE, runtime: sb.runtime, stateDir, resyncSeconds: 2, heartbeatSeconds: 2 });
+    // hostNetwork needs a namespace that allows it (pod security).
+    const ns = await cluster.api('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'hostnet', labels: { 'drover.io/privileged': 'true' } } });
+    assert.equal(ns.status, 201, ns.text);
+    await waitFor('node Ready', async () => {
+      const r = await cluster.api('GET', `/api/v1/nodes/${NODE}`);
+      return r.body?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True';
+    });
+  });
+  after(async () => {
+    await cluster?.stop();
+    await sb?.cleanup();
+  });
+
+  test('hostNetwork pod: name, namespace, uid, node, hostIP, podIP and its memory/cpu limits in env', async () => {
+    const ref = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
+    const res = (resource: string, divisor?: string) => ({ valueFrom: { resourceFieldRef: { resource, ...(divisor ? { divisor } : {}) } } });
+    const created = await cluster.api('POST', '/api/v1/namespaces/hostnet/pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'dw' },
+      spec: {
+        hostNetwork: true,
+        restartPolicy: 'Never',
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'main',
+            image: IMAGE,
+            command: ['sh', '-c', 'echo "name=$N ns=$NS uid=$U node=$NODE host=$HIP pod=$PIP mem=$MEM cpu=$CPU"'],
+            resources: { limits: { memory: '48Mi', cpu: '500m' } },
+            env: [
+              { name: 'N', ...ref('metadata.name') },
+              { name: 'NS', ...ref('metadata.namespace') },
+              { name: 'U', ...ref('metadata.uid') },
+              { name: 'NODE', ...ref('spec.nodeName') },
+              { name: 'HIP', ...ref('status.hostIP') },
+              { name: 'PIP', ...ref('status.podIP') },
+              { name: 'MEM', ...res('limits.memory', '1Mi') },
+              { name: 'CPU', ...res('limits.cpu', '1m') },
+            ],
+          },
+        ],
+      },
+    });
+    assert.equal(created.status, 201, created.text);
+    const done = await waitFor('pod dw Succeeded', async () => {
+      const p = (await cluster.api('GET', '/api/v1/namespaces/hostnet/pods/dw')).body;
+      return p?.status?.phase === 'Succeeded' ? p : undefined;
+    }, 90_000);
+    const logs = await waitFor('logs of dw', async () => {
+      const r = await cluster.api('GET', '/api/v1/namespaces/hostnet/pods/dw/log');
+      return r.status === 200 && r.text.includes('name=') ? r.text : undefined;
+    });
+    const hostIP = done.status.hostIP as string;
+    assert.ok(hostIP, 'the pod reports its hostIP');
+    assert.equal(logs.trim(), `name=dw ns=hostnet uid=${done.metadata.uid} node=${NODE} host=${hostIP} pod=${hostIP} mem=48 cpu=500`);
+  });
+
+  test('a fieldPath drover does not fill is a 422 naming the field, and nothing is stored', async () => {
+    const bad = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'dw-bad' },
+      spec: { containers: [{ name: 'main', image: IMAGE, env: [{ name: 'X', valueFrom: { fieldRef: { fieldPath: 'status.podIPs' } } }] }] },
+    });
+    assert.equal(bad.status, 422, bad.text);
+    assert.match(bad.body.message, /spec\.containers\[0\]\.env\[0\]\.valueFrom\.fieldRef\.fieldPath: Unsupported value: "status\.podIPs"/);
+    assert.equal((await cluster.api('GET', '/api/v1/namespaces/default/pods/dw-bad')).status, 404);
+  });
+});
