@@ -131,7 +131,11 @@ export function registerApply(program: Command, ctx: CommandContext): void {
     const errors = new ErrorList();
     for (const { item, obj } of prepared) {
       const display = objectName(item.kind, obj.metadata.name);
-      for (const w of new Set(item.warnings)) ctx.warn(`${display}: ${w}`);
+      for (const w of new Set(item.warnings)) {
+        ctx.warn(`${display}: ${w}`);
+        // The server finds the same ignored fields and says so in Warning headers: shown once, here.
+        ctx.markWarned(w);
+      }
       try {
         const result = await applyObject(client, obj, item);
         ctx.io.stdout(`${display} ${result}${suffix}\n`);

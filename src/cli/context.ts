@@ -23,7 +23,10 @@ export interface CommandContext {
   /** A client configured from the command's --server/--token flags, the environment and the config file. */
   client(cmd: Command): ApiClient;
   readStdin(): Promise<string>;
+  /** `Warning: text` on stderr, each text once per command (kubectl deduplicates the same way). */
   warn(text: string): void;
+  /** `text` was already shown in another form (apply's local `pod/web: text`): a server copy is not repeated. */
+  markWarned(text: string): void;
   /** Aborts when the user interrupts (see CliIo.signal). */
   interrupted(): AbortSignal;
 }
@@ -76,11 +79,17 @@ function signalFromProcess(): AbortSignal {
 }
 
 export function makeContext(io: CliIo): CommandContext {
-  const warn = (text: string): void => io.stderr(`Warning: ${text}\n`);
+  const warned = new Set<string>();
+  const warn = (text: string): void => {
+    if (warned.has(text)) return;
+    warned.add(text);
+    io.stderr(`Warning: ${text}\n`);
+  };
   let interrupt: AbortSignal | undefined = io.signal;
   return {
     io,
     warn,
+    markWarned: (text) => void warned.add(text),
     interrupted: () => (interrupt ??= signalFromProcess()),
     readStdin: io.stdin ?? readProcessStdin,
     client(cmd: Command): ApiClient {

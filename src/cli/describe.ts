@@ -255,7 +255,7 @@ export function describePod(pod: Pod, events: Event[] | undefined, now = Date.no
   if (ip) {
     s.line(0, 'IPs:');
     s.line(1, 'IP:', ip);
-  }
+  } else s.line(0, 'IPs:', '<none>');
   const owner = pod.metadata.ownerReferences?.find((o) => o.controller) ?? pod.metadata.ownerReferences?.[0];
   if (owner) s.line(0, 'Controlled By:', `${owner.kind}/${owner.name}`);
   s.line(0, 'Restart Policy:', pod.spec.restartPolicy ?? 'Always');
