@@ -128,6 +128,7 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
     hostNetwork: fields.hostNetwork,
     mounts: mountsFor(pod, c, ctx),
     devices: fields.devices,
+    ...(pod.spec.hostname ? { hostname: pod.spec.hostname } : {}),
   };
   return spec;
 }

@@ -205,6 +205,7 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
         args.push('--network', 'host');
       } else {
         for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
+        if (spec.hostname) args.push('--hostname', spec.hostname);
       }
       if (spec.memoryBytes !== undefined) args.push('--memory', String(spec.memoryBytes));
       if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));

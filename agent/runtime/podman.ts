@@ -180,6 +180,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
           args.push('--network', 'host');
         } else {
           for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
+          if (spec.hostname) args.push('--hostname', spec.hostname);
         }
         if (spec.memoryBytes !== undefined) args.push('--memory', `${spec.memoryBytes}b`);
         if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));

@@ -44,6 +44,8 @@ export interface RunSpec {
   memoryBytes?: number;
   cpuMilli?: number;
   hostNetwork?: boolean;
+  /** The container's hostname (pod spec.hostname; Indexed Job pods get NAME-INDEX); ignored with hostNetwork. */
+  hostname?: string;
   mounts?: Mount[];
   devices?: DeviceMapping[];
 }
