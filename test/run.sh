@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole suite (`npm test`) in two lanes, one per core: the tests that drive real podman or network
-# namespaces (those importing test/helpers/podman, fault, netns or binary, or the podman runtime) one file at a
+# namespaces (those importing test/helpers/podman, fault or netns, or the podman runtime) one file at a
 # time in one lane, so they never share podman's storage or a fault with each other; every other test
 # (unit tests, integration tests on the fake runtime, simulated agents, brokers) one file at a time in
 # the other. Each lane's node:test spec output is printed whole once both are done, then one line:
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # The single-binary tests run dist/bin/drover-linux-*: built first when missing or older than the sources.
 scripts/binary/ensure.sh || { echo "npm run build:binary failed" >&2; exit 1; }
 
-real_parts='helpers/(podman|fault|netns|binary)\.js|agent/runtime/podman'
+real_parts='helpers/(podman|fault|netns)\.js|agent/runtime/podman'
 mapfile -t podman_lane < <(grep -lE "$real_parts" test/integration/*.test.ts)
 mapfile -t other_lane < <(ls test/unit/*.test.ts; grep -LE "$real_parts" test/integration/*.test.ts)
 
