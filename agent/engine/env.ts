@@ -119,7 +119,9 @@ function fieldValue(pod: DesiredPod, fieldPath: string, node: string, ctx: RunCo
       return ctx.hostIP ?? '';
     case 'status.podIP': {
       if (pod.spec.hostNetwork) return ctx.hostIP ?? '';
-      const ip = ctx.podIP?.(pod.uid);
+      // An agent that does not pick bridge addresses itself cannot know it (the API refuses such pods: BRIDGE_POD_IP_IN_ENV).
+      if (!ctx.podIP) throw new ConfigError('fieldRef "status.podIP" is only supported with hostNetwork on this agent');
+      const ip = ctx.podIP(pod.uid);
       // Retried on the next pass, when the agent has picked the pod's address.
       if (!ip) throw new ConfigError('fieldRef "status.podIP": the pod has no IP address yet');
       return ip;
