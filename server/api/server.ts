@@ -633,7 +633,8 @@ export class ApiServer {
 
   /** Validates and admits an object about to be written (a body as sent, or a patched object). */
   private async admit(body: unknown, r: Route, identity: ApiIdentity): Promise<{ obj: ApiObject; warnings: string[] }> {
-    const { object, kind, warnings } = parseObject(body);
+    // A write of /status is the one that keeps the status it carries.
+    const { object, kind, warnings } = parseObject(body, { keepStatus: r.sub === 'status' });
     if (kind.kind !== r.kind.kind) throw new BadRequestError(`the body is a ${kind.kind}, but the path is for ${r.kind.plural}`);
     if (kind.namespaced) {
       const ns = this.ns(r);
@@ -723,7 +724,7 @@ export class ApiServer {
       if (!cur) throw new NotFoundError(what(r.kind, r.name!));
       const next = this.patched(cur, body, type, r);
       const { obj, warnings } = await this.admit(next.object, r, identity);
-      const toWrite = r.sub === 'status' ? obj : r.sub === 'scale' ? obj : this.userWrite(cur, obj);
+      const toWrite = this.subresourceWrite(cur, obj, r);
       if (!namedVersion || toWrite.metadata.resourceVersion === undefined) toWrite.metadata.resourceVersion = cur.metadata.resourceVersion;
       try {
         const updated = await this.deps.store.update(toWrite);
@@ -732,6 +733,16 @@ export class ApiServer {
         if (!isConflict(err) || namedVersion || attempt >= PATCH_ATTEMPTS) throw err;
       }
     }
+  }
+
+  /** What a write through the object, its /status or its /scale stores: /scale changes spec.replicas only, status kept. */
+  private subresourceWrite(cur: ApiObject, obj: ApiObject, r: Route): ApiObject {
+    if (r.sub === 'status') return obj;
+    if (r.sub === 'scale') {
+      obj.status = cur.status;
+      return obj;
+    }
+    return this.userWrite(cur, obj);
   }
 
   /** The object after a patch of it, of its status, or of its scale. */
@@ -750,7 +761,7 @@ export class ApiServer {
     const next = r.sub === 'scale' ? withScale(cur, body) : withStatus(cur, body);
     const { obj, warnings } = await this.admit(next, r, identity);
     obj.metadata.resourceVersion ??= cur.metadata.resourceVersion;
-    const updated = await this.deps.store.update(obj);
+    const updated = await this.deps.store.update(this.subresourceWrite(cur, obj, r));
     sendJson(res, 200, r.sub === 'scale' ? scaleOf(updated) : this.shown(req, identity, updated), this.warningHeader(warnings));
   }
 

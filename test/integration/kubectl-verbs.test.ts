@@ -1,0 +1,268 @@
+/**
+ * The real kubectl (/usr/bin/kubectl, v1.32) against a drover server over TLS, with the kubeconfig
+ * `drover kubeconfig` writes (server, CA as certificate-authority-data, token): discovery, get (drover's
+ * columns), get -o json|yaml, apply (create, configured, unchanged), edit, patch (merge, json, strategic),
+ * scale, rollout status|history|undo|restart, get -w, explain, top, logs, delete; immutable pod fields
+ * and a view token refused. One agent on a fake runtime runs the pods. kubectl exec/attach/port-forward
+ * (SPDY/websocket streams) are not served by drover and not tested.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Command } from 'commander';
+import { execa } from 'execa';
+import { parse as parseYaml } from 'yaml';
+import { KINDS } from '../../src/api/kinds.js';
+import { makeContext } from '../../src/cli/context.js';
+import { registerKubeconfig } from '../../src/cli/kubeconfig.js';
+import { drover, ok, rows } from '../helpers/cli.js';
+import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
+
+const KUBECTL = '/usr/bin/kubectl';
+
+interface Kubectl {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const DEPLOYMENT = (replicas: number, image = 'localhost/busybox:1') => `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: ${replicas}
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: ${image}
+        command: ["sleep", "3600"]
+        env: [{name: A, value: "1"}]
+      - name: side
+        image: localhost/busybox:1
+        command: ["sleep", "3600"]
+`;
+
+const POD = (command: string) => `apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec:
+  containers:
+  - name: c
+    image: localhost/busybox:1
+    command: ["sh", "-c", "${command}"]
+`;
+
+/** `drover kubeconfig --out FILE` run in this process (the verb as src/cli/program.ts registers it). */
+async function droverKubeconfig(env: Record<string, string>, out: string): Promise<string> {
+  let stdout = '';
+  let stderr = '';
+  const program = new Command().exitOverride();
+  program.option('--config <file>');
+  registerKubeconfig(program, makeContext({ stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), env: { ...process.env, ...env } }));
+  await program.parseAsync(['kubeconfig', '--out', out], { from: 'user' });
+  assert.equal(stderr, '');
+  return stdout;
+}
+
+describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfig)', () => {
+  let t: TestServer;
+  let dir: string;
+  let env: Record<string, string>;
+  let droverEnv: Record<string, string>;
+  const kubectl = async (args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<Kubectl> => {
+    const r = await execa(KUBECTL, args, { env: { ...env, ...opts.env }, extendEnv: false, input: opts.input ?? '', reject: false, stripFinalNewline: false, timeout: 60_000 });
+    return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  const good = async (args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<string> => {
+    const r = await kubectl(args, opts);
+    assert.equal(r.code, 0, `kubectl ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+    return r.stdout;
+  };
+  const json = async (args: string[]) => JSON.parse(await good([...args, '-o', 'json'])) as Record<string, any>;
+
+  before(async () => {
+    t = await startTestServer();
+    await t.addAgent({ node: 'edge-a', runtime: new FakeRuntime(), heartbeatSeconds: 1, resyncSeconds: 1 });
+    dir = await mkdtemp(join(tmpdir(), 'drover-kubectl-'));
+    droverEnv = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token, DROVER_CA_FILE: t.caFile };
+    const kubeconfig = join(dir, 'kubeconfig');
+    assert.match(await droverKubeconfig(droverEnv, kubeconfig), /written to/);
+    // HOME: kubectl keeps its discovery cache there; a fresh one per run.
+    env = { KUBECONFIG: kubeconfig, HOME: dir, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    await waitFor('node edge-a Ready', async () => {
+      const r = await t.api('GET', '/api/v1/nodes/edge-a');
+      return r.body?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
+    });
+  });
+  after(async () => {
+    await t?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the kubeconfig drover writes is private and kubectl trusts the server with it (version)', async () => {
+    assert.equal((await stat(join(dir, 'kubeconfig'))).mode & 0o777, 0o600);
+    const cfg = parseYaml(await readFile(join(dir, 'kubeconfig'), 'utf8')) as { clusters: Array<{ cluster: Record<string, string> }> };
+    assert.equal(Buffer.from(cfg.clusters[0]!.cluster['certificate-authority-data']!, 'base64').toString(), t.ca);
+    assert.equal(cfg.clusters[0]!.cluster['insecure-skip-tls-verify'], undefined);
+    const out = await good(['version']);
+    assert.match(out, /^Server Version: /m);
+  });
+
+  it('api-resources lists every drover kind with its short names, api-versions every group', async () => {
+    const table = rows(await good(['api-resources', '--no-headers=false']));
+    const header = table[0]!;
+    assert.deepEqual(header, ['NAME', 'SHORTNAMES', 'APIVERSION', 'NAMESPACED', 'KIND']);
+    for (const k of KINDS) {
+      const row = table.find((r) => r[0] === k.plural && r.includes(k.groupVersion));
+      assert.ok(row, `kubectl api-resources lacks ${k.plural} (${k.groupVersion})`);
+      if (k.shortNames.length) assert.equal(row[1], k.shortNames.join(','));
+      assert.ok(row.includes(k.kind));
+    }
+    const versions = (await good(['api-versions'])).trim().split('\n');
+    for (const gv of new Set(KINDS.map((k) => k.groupVersion))) assert.ok(versions.includes(gv), `api-versions lacks ${gv}`);
+    assert.ok(versions.includes('metrics.k8s.io/v1beta1'));
+  });
+
+  it('apply creates, then says configured for a change and unchanged for none; get prints drover\'s columns', async () => {
+    assert.equal(await good(['apply', '-f', '-'], { input: DEPLOYMENT(2) }), 'deployment.apps/web created\n');
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+    assert.equal(await good(['apply', '-f', '-'], { input: DEPLOYMENT(3) }), 'deployment.apps/web configured\n');
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 3);
+    assert.equal(await good(['apply', '-f', '-'], { input: DEPLOYMENT(3) }), 'deployment.apps/web unchanged\n');
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+    // The same table as drover's own get (the AGE column may tick between the two calls).
+    for (const what of [['deployments'], ['pods', '-o', 'wide'], ['nodes'], ['replicasets']]) {
+      const theirs = rows(await good(['get', ...what]));
+      const ours = rows(ok(await drover(droverEnv, ['get', ...what])).stdout);
+      assert.deepEqual(theirs[0], ours[0], `headers of get ${what.join(' ')}`);
+      const age = ours[0]!.indexOf('AGE');
+      const noAge = (r: string[][]) => r.map((cells) => cells.filter((_, i) => i !== age)).sort();
+      assert.deepEqual(noAge(theirs), noAge(ours), `rows of get ${what.join(' ')}`);
+    }
+  });
+
+  it('get -o json and -o yaml give the stored objects; a list carries its resourceVersion', async () => {
+    const list = await json(['get', 'pods', '-l', 'app=web']);
+    assert.equal(list.items.length, 3);
+    const api = (await t.api('GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dweb')).body;
+    assert.deepEqual(list.items.map((p: any) => p.metadata.name).sort(), api.items.map((p: any) => p.metadata.name).sort());
+    const one = parseYaml(await good(['get', 'deployment', 'web', '-o', 'yaml']));
+    assert.equal(one.kind, 'Deployment');
+    assert.equal(one.metadata.uid, (await t.api('GET', '/apis/apps/v1/namespaces/default/deployments/web')).body.metadata.uid);
+    // kubectl reads container states as Kubernetes' objects (describe and logs decode them).
+    assert.ok(list.items[0].status.containerStatuses[0].state.running, JSON.stringify(list.items[0].status.containerStatuses[0]));
+  });
+
+  it('patch: strategic merges containers by name, merge and json patch change what they name', async () => {
+    assert.match(await good(['patch', 'deployment', 'web', '-p', '{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"B","value":"2"}]}]}}}}']), /patched/);
+    let d = await json(['get', 'deployment', 'web']);
+    const containers = d.spec.template.spec.containers;
+    assert.deepEqual(containers.map((c: any) => c.name), ['web', 'side'], 'the other container is kept');
+    assert.deepEqual(containers[0].env.map((e: any) => e.name).sort(), ['A', 'B']);
+    assert.equal(containers[0].image, 'localhost/busybox:1');
+    await good(['patch', 'deployment', 'web', '--type=merge', '-p', '{"metadata":{"labels":{"tier":"front"}}}']);
+    await good(['patch', 'deployment', 'web', '--type=json', '-p', '[{"op":"replace","path":"/spec/replicas","value":2}]']);
+    d = await json(['get', 'deployment', 'web']);
+    assert.equal(d.metadata.labels.tier, 'front');
+    assert.equal(d.spec.replicas, 2);
+    const bad = await kubectl(['patch', 'deployment', 'web', '--type=json', '-p', '[{"op":"test","path":"/spec/replicas","value":99}]']);
+    assert.notEqual(bad.code, 0);
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 2, 'a failed patch changes nothing');
+  });
+
+  it('edit applies what the editor saved', async () => {
+    const editor = join(dir, 'editor.sh');
+    await writeFile(editor, '#!/bin/sh\nsed -i "s/replicas: 2/replicas: 1/" "$1"\n');
+    await chmod(editor, 0o700);
+    assert.match(await good(['edit', 'deployment/web'], { env: { EDITOR: editor } }), /deployment.apps\/web edited/);
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 1);
+  });
+
+  it('scale goes through the Scale subresource', async () => {
+    assert.equal(await good(['scale', 'deployment/web', '--replicas=3']), 'deployment.apps/web scaled\n');
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 3);
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+    const refused = await kubectl(['scale', 'deployment/web', '--replicas=3', '--current-replicas=7']);
+    assert.notEqual(refused.code, 0, 'a precondition that does not hold');
+  });
+
+  it('rollout: set image, status, history, undo, restart', async () => {
+    await good(['set', 'image', 'deployment/web', 'web=localhost/busybox:2']);
+    assert.match(await good(['rollout', 'status', 'deployment/web', '--timeout=60s']), /successfully rolled out/);
+    const history = await good(['rollout', 'history', 'deployment/web']);
+    assert.match(history, /REVISION\s+CHANGE-CAUSE/);
+    assert.ok(history.trim().split('\n').length >= 4, history);
+    assert.match(await good(['rollout', 'undo', 'deployment/web']), /rolled back/);
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.template.spec.containers[0].image, 'localhost/busybox:1');
+    assert.match(await good(['rollout', 'restart', 'deployment/web']), /restarted/);
+    const restarted = await json(['get', 'deployment', 'web']);
+    assert.ok(restarted.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']);
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+  });
+
+  it('get -w prints the table, then a row for each change', async () => {
+    const child = spawn(KUBECTL, ['get', 'pods', '-l', 'app=solo', '-w'], { env });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('kubectl get -w running', async () => out.includes('No resources found') || out.includes('NAME'), 20_000).catch(() => undefined);
+      await good(['apply', '-f', '-'], { input: POD('sleep 3600') });
+      await waitFor(`a watch row for solo (got ${JSON.stringify(out)})`, async () => /^solo\s+0\/1\s+Pending/m.test(out) || /^solo\s+/m.test(out));
+      await waitFor(`solo Running in the watch (got ${JSON.stringify(out)})`, async () => /^solo\s+1\/1\s+Running/m.test(out));
+    } finally {
+      child.kill('SIGINT');
+    }
+  });
+
+  it('a change to an immutable pod field is refused in Kubernetes\' words, and the pod is unchanged', async () => {
+    const r = await kubectl(['apply', '-f', '-'], { input: POD('sleep 7200') });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Forbidden: pod updates may not change fields other than/);
+    assert.deepEqual((await json(['get', 'pod', 'solo'])).spec.containers[0].command, ['sh', '-c', 'sleep 3600']);
+  });
+
+  it('logs, explain and top read what drover serves', async () => {
+    assert.match(await good(['logs', 'solo']), /line 1/);
+    const explain = await good(['explain', 'pod.spec.containers']);
+    assert.match(explain, /^KIND:\s+Pod$/m);
+    assert.match(explain, /^\s+image\s+<string>/m);
+    assert.match(explain, /^\s+name\s+<string> -required-/m);
+    await waitFor('node metrics', async () => (await kubectl(['top', 'nodes'])).stdout.includes('edge-a'), 30_000);
+    const top = rows(await good(['top', 'nodes']));
+    assert.deepEqual(top[0]!.slice(0, 3), ['NAME', 'CPU(cores)', 'CPU(%)']);
+  });
+
+  it('a view token reads but may not change anything', async () => {
+    const created = ok(await drover(droverEnv, ['token', 'create', '--role', 'view']));
+    const token = created.stdout.trim().split('\n').at(-1)!.trim();
+    const viewConfig = join(dir, 'view-kubeconfig');
+    await droverKubeconfig({ ...droverEnv, DROVER_TOKEN: token }, viewConfig);
+    const as = { KUBECONFIG: viewConfig };
+    assert.match(await good(['get', 'deployments'], { env: as }), /^web\s/m);
+    for (const args of [['scale', 'deployment/web', '--replicas=9'], ['patch', 'deployment', 'web', '-p', '{"spec":{"replicas":9}}'], ['delete', 'pod', 'solo']]) {
+      const r = await kubectl(args, { env: as });
+      assert.notEqual(r.code, 0, `kubectl ${args.join(' ')} as view`);
+      assert.match(r.stderr, /[Ff]orbidden/);
+    }
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 3);
+  });
+
+  it('delete removes the object', async () => {
+    assert.equal(await good(['delete', 'pod', 'solo']), 'pod "solo" deleted\n');
+    assert.equal((await t.api('GET', '/api/v1/namespaces/default/pods/solo')).status, 404);
+    assert.match(await good(['delete', 'deployment', 'web']), /deployment.apps "web" deleted/);
+    const r = await kubectl(['get', 'deployment', 'web']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /NotFound|not found/);
+  });
+});
