@@ -80,7 +80,8 @@ export function ignoredFields(obj: unknown): string[] {
   const spec = isRecord(obj.spec) ? obj.spec : undefined;
   const out: string[] = [];
   if (obj.kind === 'Service' && spec) out.push(...serviceWarnings(spec));
-  if (obj.kind === 'DaemonSet' && spec?.revisionHistoryLimit !== undefined) {
+  // 10 is the schema's default: the CLI sends objects with defaults applied, so only another value is the user's.
+  if (obj.kind === 'DaemonSet' && spec?.revisionHistoryLimit !== undefined && spec.revisionHistoryLimit !== 10) {
     out.push('spec.revisionHistoryLimit: ignored by drover (a DaemonSet keeps only its last completed template for rollback)');
   }
   const at = POD_SPEC_AT[obj.kind];

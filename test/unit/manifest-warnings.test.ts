@@ -62,6 +62,8 @@ test('fields drover acts on give no warning (affinity, tolerations, probes, host
 
 test('DaemonSet revisionHistoryLimit, Service fields drover\'s forwarding does not use; nothing for non-objects', () => {
   assert.deepEqual(ignoredFields({ kind: 'DaemonSet', spec: { revisionHistoryLimit: 3 } }), ['spec.revisionHistoryLimit: ignored by drover (a DaemonSet keeps only its last completed template for rollback)']);
+  // The default (what the CLI sends after validating locally) is not the user's choice: no warning.
+  assert.deepEqual(ignoredFields({ kind: 'DaemonSet', spec: { revisionHistoryLimit: 10 } }), []);
   assert.deepEqual(ignoredFields({ kind: 'Service', spec: { sessionAffinity: 'ClientIP', externalTrafficPolicy: 'Local', ports: [{ port: 80, appProtocol: 'http' }] } }), [
     'spec.sessionAffinity: ClientIP is ignored by drover (each connection picks an endpoint)',
     "spec.externalTrafficPolicy: Local is ignored by drover (NodePort traffic may go to any node's endpoints)",
