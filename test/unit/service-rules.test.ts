@@ -47,3 +47,13 @@ test('chains are found in iptables -S and iptables-save listings; cleanup delete
   assert.deepEqual(droverChains('-P INPUT ACCEPT\n-N DROVER-SERVICES\n-N NETAVARK-X\n:DROVER-SVC-AB - [0:0]\n'), ['DROVER-SERVICES', 'DROVER-SVC-AB']);
   assert.equal(planCleanup({ nat: ['DROVER-SERVICES'], filter: [] }), '*nat\n:DROVER-SERVICES - [0:0]\n-X DROVER-SERVICES\nCOMMIT\n');
 });
+
+test('service names for a pod: <svc>.<ns>.svc and .svc.cluster.local for all, the short name in its own namespace', async () => {
+  const { serviceHosts, addHostArgs } = await import('../../agent/network/hosts.js');
+  const hosts = serviceHosts([{ ...web([]) }, { ...web([]), namespace: 'prod', name: 'db', clusterIP: '10.43.0.20' }], 'default');
+  assert.deepEqual(hosts.map((h) => `${h.name}=${h.ip}`), [
+    'web=10.43.0.10', 'web.default.svc=10.43.0.10', 'web.default.svc.cluster.local=10.43.0.10',
+    'db.prod.svc=10.43.0.20', 'db.prod.svc.cluster.local=10.43.0.20',
+  ]);
+  assert.deepEqual(addHostArgs(hosts.slice(0, 1)), ['--add-host', 'web:10.43.0.10']);
+});
