@@ -342,8 +342,9 @@ export function serverSideApply<T extends object>(current: T | undefined, applie
   const appliedParents = ancestorsOf(appliedSet);
   const leaves = [...appliedSet].filter((p) => !appliedParents.has(p));
   const conflicts: Array<{ manager: string; path: string; owner: { entry: ManagedFieldsEntry; set: FieldSet } }> = [];
+  // Every other entry counts, the applier's own Update entries too (Kubernetes keys managers by name,
+  // operation and subresource: `kubectl scale` without --field-manager is "kubectl" with subresource scale).
   for (const o of others) {
-    if (o.entry.manager === manager) continue;
     for (const p of leaves) {
       if (o.set.has(p) && !isDeepStrictEqual(valueAt(liveBody, p, rules), valueAt(merged, p, rules))) conflicts.push({ manager: managerLabel(o.entry), path: p, owner: o });
     }

@@ -94,6 +94,12 @@ describe('server-side apply', () => {
     assert.equal(apply(again, manifest('nginx:1.25', 2)).spec.replicas, 2);
   });
 
+  it('the applier\'s own Update entry is another manager: kubectl scale without --field-manager ("kubectl", subresource scale) conflicts', () => {
+    const live = stored(apply(undefined, manifest(), 'kubectl', false, T0));
+    const scaled = recordUpdate(live, withScale(live, { spec: { replicas: 7 } }), 'kubectl', T1, 'scale');
+    assert.throws(() => apply(scaled, manifest()), { message: 'Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas' });
+  });
+
   it('fields of a client-side apply conflict with a server-side one (kubectl-client-side-apply), several listed per manager', () => {
     const csa = manifest('nginx:1.25', 2) as Obj;
     const live = stored(recordUpdate(undefined, stored(csa), 'kubectl-client-side-apply', T0));
