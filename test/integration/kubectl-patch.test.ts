@@ -21,8 +21,12 @@ let srv: TestServer;
 let dir: string;
 
 function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return kubectlWith({}, ...args);
+}
+
+function kubectlWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(KUBECTL, ['--kubeconfig', join(dir, 'kubeconfig'), ...args], { timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(KUBECTL, ['--kubeconfig', join(dir, 'kubeconfig'), ...args], { timeout: 60_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
@@ -84,7 +88,19 @@ describe('kubectl writes through PATCH', { skip: existsSync(KUBECTL) ? false : `
     await ok('patch', 'deployment', 'web', '--type', 'strategic', '-p', JSON.stringify({ spec: { template: { spec: { containers: [{ name: 'log', image: 'localhost/busybox:2' }, { name: 'web', env: [{ name: 'B', $patch: 'delete' }] }] } } } }));
     const cs = (await deployment()).spec.template.spec.containers;
     assert.equal(cs.find((c: { name: string }) => c.name === 'log').image, 'localhost/busybox:2');
+    // Kubernetes' order for a patch without $setElementOrder: the patch's elements first, in its order.
+    assert.deepEqual(cs.map((c: { name: string }) => c.name), ['log', 'web']);
     assert.deepEqual(cs.find((c: { name: string }) => c.name === 'web').env, [{ name: 'C', value: '3' }]);
+  });
+
+  it('kubectl edit: the edited object goes back as a strategic merge patch of what changed', async () => {
+    // The editor is a sed script: kubectl runs KUBE_EDITOR with the temporary file as last argument.
+    const r = await kubectlWith({ KUBE_EDITOR: 'sed -i s#localhost/busybox:2#localhost/busybox:3#' }, 'edit', 'deployment', 'web');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /deployment.apps\/web edited/);
+    const cs = (await deployment()).spec.template.spec.containers;
+    assert.equal(cs.find((c: { name: string }) => c.name === 'log').image, 'localhost/busybox:3');
+    assert.equal(cs.find((c: { name: string }) => c.name === 'web').image, 'localhost/nginx:2');
   });
 
   it('kubectl patch --type merge and --type json; kubectl label and annotate', async () => {
