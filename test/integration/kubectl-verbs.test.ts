@@ -8,27 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Command } from 'commander';
-import { execa } from 'execa';
 import { parse as parseYaml } from 'yaml';
 import { KINDS } from '../../src/api/kinds.js';
-import { makeContext } from '../../src/cli/context.js';
-import { registerKubeconfig } from '../../src/cli/kubeconfig.js';
 import { drover, ok, rows } from '../helpers/cli.js';
-import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
-import { FakeRuntime } from '../helpers/fake-runtime.js';
-
-const KUBECTL = '/usr/bin/kubectl';
-
-interface Kubectl {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { waitFor, type TestServer } from '../helpers/cluster.js';
+import { KUBECTL, startKubectlCluster, type KubectlCluster, type KubectlOptions, type KubectlRun } from '../helpers/kubectl.js';
 
 const DEPLOYMENT = (replicas: number, image = 'localhost/busybox:1') => `apiVersion: apps/v1
 kind: Deployment
@@ -60,51 +47,22 @@ spec:
     command: ["sh", "-c", "${command}"]
 `;
 
-/** `drover kubeconfig --out FILE` run in this process (the verb as src/cli/program.ts registers it). */
-async function droverKubeconfig(env: Record<string, string>, out: string): Promise<string> {
-  let stdout = '';
-  let stderr = '';
-  const program = new Command().exitOverride();
-  program.option('--config <file>');
-  registerKubeconfig(program, makeContext({ stdout: (s) => void (stdout += s), stderr: (s) => void (stderr += s), env: { ...process.env, ...env } }));
-  await program.parseAsync(['kubeconfig', '--out', out], { from: 'user' });
-  assert.equal(stderr, '');
-  return stdout;
-}
-
 describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfig)', () => {
+  let c: KubectlCluster;
   let t: TestServer;
   let dir: string;
   let env: Record<string, string>;
   let droverEnv: Record<string, string>;
-  const kubectl = async (args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<Kubectl> => {
-    const r = await execa(KUBECTL, args, { env: { ...env, ...opts.env }, extendEnv: false, input: opts.input ?? '', reject: false, stripFinalNewline: false, timeout: 60_000 });
-    return { code: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
-  };
-  const good = async (args: string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<string> => {
-    const r = await kubectl(args, opts);
-    assert.equal(r.code, 0, `kubectl ${args.join(' ')} exited ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
-    return r.stdout;
-  };
-  const json = async (args: string[]) => JSON.parse(await good([...args, '-o', 'json'])) as Record<string, any>;
+  const kubectl = (args: string[], opts?: KubectlOptions): Promise<KubectlRun> => c.kubectl(args, opts);
+  const good = (args: string[], opts?: KubectlOptions): Promise<string> => c.good(args, opts);
+  const json = (args: string[]) => c.json(args);
 
   before(async () => {
-    t = await startTestServer();
-    await t.addAgent({ node: 'edge-a', runtime: new FakeRuntime(), heartbeatSeconds: 1, resyncSeconds: 1 });
-    dir = await mkdtemp(join(tmpdir(), 'drover-kubectl-'));
-    droverEnv = { DROVER_SERVER: t.apiUrl, DROVER_TOKEN: t.token, DROVER_CA_FILE: t.caFile };
-    const kubeconfig = join(dir, 'kubeconfig');
-    assert.match(await droverKubeconfig(droverEnv, kubeconfig), /written to/);
-    // HOME: kubectl keeps its discovery cache there; a fresh one per run.
-    env = { KUBECONFIG: kubeconfig, HOME: dir, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-    await waitFor('node edge-a Ready', async () => {
-      const r = await t.api('GET', '/api/v1/nodes/edge-a');
-      return r.body?.status?.conditions?.some((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True');
-    });
+    c = await startKubectlCluster();
+    ({ t, dir, env, droverEnv } = c);
   });
   after(async () => {
-    await t?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await c?.stop();
   });
 
   it('the kubeconfig drover writes is private and kubectl trusts the server with it (version)', async () => {
@@ -209,6 +167,41 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
     await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
   });
 
+  it('apply --server-side creates, takes its own fields, and names a conflict with another manager unless forced', async () => {
+    const ssa = (replicas: number) => DEPLOYMENT(replicas).replace('name: web\nspec', 'name: ssa\nspec').replace(/app: web/g, 'app: ssa');
+    assert.equal(await good(['apply', '--server-side', '-f', '-'], { input: ssa(1) }), 'deployment.apps/ssa serverside-applied\n');
+    assert.equal(await good(['apply', '--server-side', '-f', '-'], { input: ssa(2) }), 'deployment.apps/ssa serverside-applied\n');
+    assert.equal((await json(['get', 'deployment', 'ssa'])).spec.replicas, 2);
+    const conflict = await kubectl(['apply', '--server-side', '--field-manager=ci', '-f', '-'], { input: ssa(4) });
+    assert.notEqual(conflict.code, 0);
+    assert.match(conflict.stderr, /conflict/i);
+    assert.match(conflict.stderr, /\.spec\.replicas/);
+    assert.equal((await json(['get', 'deployment', 'ssa'])).spec.replicas, 2, 'a conflict changes nothing');
+    await good(['apply', '--server-side', '--field-manager=ci', '--force-conflicts', '-f', '-'], { input: ssa(4) });
+    const d = await json(['get', 'deployment', 'ssa', '--show-managed-fields']);
+    assert.equal(d.spec.replicas, 4);
+    assert.ok(d.metadata.managedFields.some((m: { manager: string; operation: string }) => m.manager === 'ci' && m.operation === 'Apply'));
+    await good(['delete', 'deployment', 'ssa']);
+  });
+
+  it('--dry-run=server validates and answers but stores nothing (apply, patch, delete)', async () => {
+    assert.equal(await good(['apply', '--dry-run=server', '-f', '-'], { input: POD('sleep 1').replace('name: solo', 'name: dry') }), 'pod/dry created (server dry run)\n');
+    assert.equal((await t.api('GET', '/api/v1/namespaces/default/pods/dry')).status, 404);
+    const replicas = (await json(['get', 'deployment', 'web'])).spec.replicas;
+    await good(['patch', 'deployment', 'web', '--dry-run=server', '-p', '{"spec":{"replicas":9}}']);
+    assert.match(await good(['delete', 'deployment', 'web', '--dry-run=server']), /deleted \(server dry run\)/);
+    assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, replicas);
+    const invalid = await kubectl(['apply', '--dry-run=server', '-f', '-'], { input: POD('sleep 1').replace('name: solo', 'name: UPPER') });
+    assert.notEqual(invalid.code, 0, 'a dry run still validates');
+  });
+
+  it('fields drover ignores come back as kubectl Warning lines', async () => {
+    const r = await kubectl(['apply', '-f', '-'], { input: POD('sleep 1').replace('name: solo', 'name: warned').replace('spec:\n', 'spec:\n  dnsPolicy: ClusterFirst\n') });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /^Warning: .*dnsPolicy/m);
+    await good(['delete', 'pod', 'warned']);
+  });
+
   it('get -w prints the table, then a row for each change', async () => {
     const child = spawn(KUBECTL, ['get', 'pods', '-l', 'app=solo', '-w'], { env });
     let out = '';
@@ -245,8 +238,7 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
   it('a view token reads but may not change anything', async () => {
     const created = ok(await drover(droverEnv, ['token', 'create', '--role', 'view']));
     const token = created.stdout.trim().split('\n').at(-1)!.trim();
-    const viewConfig = join(dir, 'view-kubeconfig');
-    await droverKubeconfig({ ...droverEnv, DROVER_TOKEN: token }, viewConfig);
+    const viewConfig = await c.kubeconfigFor(token, 'view-kubeconfig');
     const as = { KUBECONFIG: viewConfig };
     assert.match(await good(['get', 'deployments'], { env: as }), /^web\s/m);
     for (const args of [['scale', 'deployment/web', '--replicas=9'], ['patch', 'deployment', 'web', '-p', '{"spec":{"replicas":9}}'], ['delete', 'pod', 'solo']]) {
