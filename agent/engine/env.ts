@@ -6,7 +6,7 @@
  */
 import type { Container } from '../../src/api/pod.js';
 import { parseCpu, parseMemory } from '../../src/api/quantity.js';
-import type { Desired, DesiredPod } from '../../src/contract/payloads.js';
+import type { Desired, DesiredPod, DesiredService } from '../../src/contract/payloads.js';
 import { errorMessage } from '../../src/util/errors.js';
 
 /** The container cannot be configured from what the node has (missing ConfigMap, key, Secret...). */
@@ -57,6 +57,8 @@ export interface RunContext {
   podIP?: (podUid: string) => string | undefined;
   /** What the node offers (resourceFieldRef limits.* of a container without that limit, as the kubelet does). */
   allocatable?: { cpuMilli: number; memoryBytes: number };
+  /** The Services the node knows (desired state): their names go into containers' /etc/hosts. */
+  services?: DesiredService[];
 }
 
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;

@@ -16,6 +16,7 @@ import { matchContainers, type Matching } from './match.js';
 import { containerLabels, containerName, identityOf, LABELS, type PodRef } from './naming.js';
 import { findContainer, recreateFields, specHash } from './spec-hash.js';
 import { mountsFor } from './volume-layout.js';
+import { serviceHosts } from '../network/hosts.js';
 
 export type { PodRef } from './naming.js';
 
@@ -129,6 +130,8 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
     mounts: mountsFor(pod, c, ctx),
     devices: fields.devices,
     ...(pod.spec.hostname ? { hostname: pod.spec.hostname } : {}),
+    // Not in the spec hash: a Service created later must not re-create running containers.
+    ...(ctx.services?.length && !pod.spec.hostNetwork ? { hosts: serviceHosts(ctx.services, pod.namespace) } : {}),
   };
   return spec;
 }

@@ -206,6 +206,7 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
       } else {
         for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
         if (spec.hostname) args.push('--hostname', spec.hostname);
+        for (const h of spec.hosts ?? []) args.push('--add-host', `${h.name}:${h.ip}`);
       }
       if (spec.memoryBytes !== undefined) args.push('--memory', String(spec.memoryBytes));
       if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));

@@ -46,6 +46,8 @@ export interface RunSpec {
   hostNetwork?: boolean;
   /** The container's hostname (pod spec.hostname; Indexed Job pods get NAME-INDEX); ignored with hostNetwork. */
   hostname?: string;
+  /** Extra /etc/hosts entries (Service names → cluster IPs); ignored with hostNetwork. */
+  hosts?: Array<{ name: string; ip: string }>;
   mounts?: Mount[];
   devices?: DeviceMapping[];
 }
