@@ -14,6 +14,9 @@ import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js
 import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
 import { EVENT_TTL_MS, EVENTS_PER_OBJECT } from '../server/controllers/event-expiry.js';
 import { MAX_REPLICAS } from './api/workloads.js';
+import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR } from './api/service.js';
+import { parseCidr } from './net/ipv4.js';
+import { parsePortRange } from '../server/services/allocate.js';
 import { registerBrokerCommands } from './cli/broker.js';
 import { registerCliCommands } from './cli/program.js';
 import { registerSecretsCommands } from './cli/secrets.js';
@@ -65,6 +68,24 @@ function maxReplicas(v: string): number {
   const n = count(v);
   if (n > MAX_REPLICAS) throw new Error(`--max-replicas is at most ${MAX_REPLICAS}, got ${n}`);
   return n;
+}
+
+function serviceCidr(v: string): string {
+  try {
+    parseCidr(v);
+    return v;
+  } catch (err) {
+    throw new Error(`--service-cidr: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+function nodePortRange(v: string): string {
+  try {
+    parsePortRange(v);
+    return v;
+  } catch (err) {
+    throw new Error(`--service-node-port-range: ${errorMessage(err)}`, { cause: err });
+  }
 }
 
 function runtimeKind(v: string): RuntimeKind {
@@ -232,8 +253,10 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--event-ttl <seconds>', 'Events not updated for this long are deleted', count, EVENT_TTL_MS / 1000)
       .option('--events-per-object <n>', 'Events kept per object (the newest)', count, EVENTS_PER_OBJECT)
       .option('--max-replicas <n>', `cap on replicas, completions and parallelism (at most ${MAX_REPLICAS})`, maxReplicas, MAX_REPLICAS)
+      .option('--service-cidr <cidr>', "addresses of Services' cluster IPs", serviceCidr, DEFAULT_SERVICE_CIDR)
+      .option('--service-node-port-range <min-max>', 'ports NodePort Services may get', nodePortRange, `${DEFAULT_NODE_PORT_RANGE.min}-${DEFAULT_NODE_PORT_RANGE.max}`)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
@@ -258,6 +281,8 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       eventTtlMs: o.eventTtl * 1000,
       eventsPerObject: o.eventsPerObject,
       maxReplicas: o.maxReplicas,
+      serviceCidr: o.serviceCidr,
+      nodePortRange: parsePortRange(o.serviceNodePortRange),
       mqttLimits: { connectRate: { perSecond: o.mqttConnectRate, burst: o.mqttConnectBurst } },
       logLevel: o.logLevel,
       missedHeartbeats: o.nodeMissedHeartbeats,

@@ -9,6 +9,7 @@ import { registerDelete } from './delete.js';
 import { registerDescribe } from './describe.js';
 import { registerNodeCommands } from './drain.js';
 import { registerGet } from './get.js';
+import { registerKubeconfig } from './kubeconfig.js';
 import { registerLabelCommands } from './label.js';
 import { registerEdit } from './edit.js';
 import { registerExec } from './exec.js';
@@ -58,6 +59,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerStatus(program, ctx);
   registerVersion(program, ctx);
   registerApiResources(program, ctx);
+  registerKubeconfig(program, ctx);
   registerExplain(program, ctx);
   registerEdit(program, ctx);
   registerCompletion(program, ctx);
