@@ -95,18 +95,14 @@ export function expandVars(s: string, vars: Record<string, string>): string {
   return out;
 }
 
-/** The pod's labels and annotations, once the desired state carries them (older servers: none). */
-type PodMeta = { labels?: Record<string, string>; annotations?: Record<string, string> };
-
 /** `metadata.labels['k']` / `metadata.annotations['k']` (quotes single or double, as Kubernetes accepts). */
 const SUBSCRIPTED = /^metadata\.(labels|annotations)\[(['"])(.*)\2\]$/;
 
 function fieldValue(pod: DesiredPod, fieldPath: string, node: string, ctx: RunContext): string {
   const sub = SUBSCRIPTED.exec(fieldPath);
   if (sub) {
-    const meta = pod as DesiredPod & PodMeta;
-    // As the kubelet: an absent key is an empty value, not an error.
-    return (sub[1] === 'labels' ? meta.labels : meta.annotations)?.[sub[3]!] ?? '';
+    // As the kubelet: an absent key is an empty value, not an error (a server older than the agent sends none).
+    return (sub[1] === 'labels' ? pod.labels : pod.annotations)?.[sub[3]!] ?? '';
   }
   switch (fieldPath) {
     case 'metadata.name':

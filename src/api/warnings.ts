@@ -33,8 +33,8 @@ function podSpecWarnings(spec: Obj, at: string): string[] {
 
   if (spec.activeDeadlineSeconds !== undefined) ignored('activeDeadlineSeconds', "pods are not stopped after a deadline; a Job's own spec.activeDeadlineSeconds is applied");
   if (spec.subdomain !== undefined) ignored('subdomain', 'pods get no DNS records of their own');
-  // Until the agent passes it to the runtime (requested in requests.md): the runtime names the container's host.
-  if (spec.hostname !== undefined) ignored('hostname', "the container's host name is the runtime's");
+  // hostNetwork containers share the node's UTS namespace: the agent passes --hostname to the others only.
+  if (spec.hostname !== undefined && spec.hostNetwork === true) ignored('hostname', "a hostNetwork pod has the node's host name");
 
   list(spec.containers).forEach((c, i) => {
     if (!isRecord(c)) return;

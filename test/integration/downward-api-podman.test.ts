@@ -37,13 +37,13 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
     await sb?.cleanup();
   });
 
-  test('hostNetwork pod: name, namespace, uid, node, hostIP, podIP and its memory/cpu limits in env', async () => {
+  test('hostNetwork pod: name, namespace, uid, labels, annotations, node, hostIP, podIP and its memory/cpu limits in env', async () => {
     const ref = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
     const res = (resource: string, divisor?: string) => ({ valueFrom: { resourceFieldRef: { resource, ...(divisor ? { divisor } : {}) } } });
     const created = await cluster.api('POST', '/api/v1/namespaces/hostnet/pods', {
       apiVersion: 'v1',
       kind: 'Pod',
-      metadata: { name: 'dw' },
+      metadata: { name: 'dw', labels: { app: 'probe-me' }, annotations: { 'example.com/zone': 'north' } },
       spec: {
         hostNetwork: true,
         restartPolicy: 'Never',
@@ -52,7 +52,7 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
           {
             name: 'main',
             image: IMAGE,
-            command: ['sh', '-c', 'echo "name=$N ns=$NS uid=$U node=$NODE host=$HIP pod=$PIP mem=$MEM cpu=$CPU"'],
+            command: ['sh', '-c', 'echo "name=$N ns=$NS uid=$U node=$NODE host=$HIP pod=$PIP mem=$MEM cpu=$CPU app=$APP zone=$ZONE"'],
             resources: { limits: { memory: '48Mi', cpu: '500m' } },
             env: [
               { name: 'N', ...ref('metadata.name') },
@@ -63,6 +63,8 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
               { name: 'PIP', ...ref('status.podIP') },
               { name: 'MEM', ...res('limits.memory', '1Mi') },
               { name: 'CPU', ...res('limits.cpu', '1m') },
+              { name: 'APP', ...ref("metadata.labels['app']") },
+              { name: 'ZONE', ...ref("metadata.annotations['example.com/zone']") },
             ],
           },
         ],
@@ -79,7 +81,29 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
     });
     const hostIP = done.status.hostIP as string;
     assert.ok(hostIP, 'the pod reports its hostIP');
-    assert.equal(logs.trim(), `name=dw ns=hostnet uid=${done.metadata.uid} node=${NODE} host=${hostIP} pod=${hostIP} mem=48 cpu=500`);
+    assert.equal(logs.trim(), `name=dw ns=hostnet uid=${done.metadata.uid} node=${NODE} host=${hostIP} pod=${hostIP} mem=48 cpu=500 app=probe-me zone=north`);
+  });
+
+  test('Indexed Job: each pod sees its JOB_COMPLETION_INDEX and the hostname JOB-INDEX; the Job completes with completedIndexes 0-1', async () => {
+    const created = await cluster.api('POST', '/apis/batch/v1/namespaces/default/jobs', {
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'idx' },
+      spec: { completionMode: 'Indexed', completions: 2, parallelism: 2, template: { spec: { restartPolicy: 'Never', terminationGracePeriodSeconds: 1, containers: [{ name: 'main', image: IMAGE, command: ['sh', '-c', 'echo "index=$JOB_COMPLETION_INDEX host=$(hostname)"'] }] } } },
+    });
+    assert.equal(created.status, 201, created.text);
+    const job = await waitFor('Job idx Complete', async () => {
+      const j = (await cluster.api('GET', '/apis/batch/v1/namespaces/default/jobs/idx')).body;
+      return j?.status?.conditions?.some((c: any) => c.type === 'Complete' && c.status === 'True') ? j : undefined;
+    }, 90_000);
+    assert.equal(job.status.completedIndexes, '0-1');
+    const pods = (await cluster.api('GET', '/api/v1/namespaces/default/pods?labelSelector=job-name%3Didx')).body.items;
+    const seen: string[] = [];
+    for (const p of pods) {
+      const logs = await cluster.api('GET', `/api/v1/namespaces/default/pods/${p.metadata.name}/log`);
+      seen.push(logs.text.trim());
+    }
+    assert.deepEqual(seen.sort(), ['index=0 host=idx-0', 'index=1 host=idx-1']);
   });
 
   test('a fieldPath drover does not fill is a 422 naming the field, and nothing is stored', async () => {

@@ -60,6 +60,11 @@ test('fields drover acts on give no warning (affinity, tolerations, probes, host
   assert.deepEqual(parseObject(job).warnings, []);
 });
 
+test('hostname: applied to bridge pods (no warning), ignored with hostNetwork (the node\'s name)', () => {
+  assert.deepEqual(ignoredFields({ kind: 'Pod', spec: podSpec({ hostname: 'web-0' }) }), []);
+  assert.deepEqual(ignoredFields({ kind: 'Pod', spec: podSpec({ hostname: 'web-0', hostNetwork: true }) }), ["spec.hostname: ignored by drover (a hostNetwork pod has the node's host name)"]);
+});
+
 test('DaemonSet revisionHistoryLimit, Service fields drover\'s forwarding does not use; nothing for non-objects', () => {
   assert.deepEqual(ignoredFields({ kind: 'DaemonSet', spec: { revisionHistoryLimit: 3 } }), ['spec.revisionHistoryLimit: ignored by drover (a DaemonSet keeps only its last completed template for rollback)']);
   // The default (what the CLI sends after validating locally) is not the user's choice: no warning.
