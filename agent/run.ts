@@ -9,6 +9,7 @@ import { EventJournal, JOURNAL_FILE } from './journal.js';
 import { RestartTracker } from './engine/restart-tracker.js';
 import { ProbeManager } from './probes/manager.js';
 import { IptablesForwarder, iptablesUsable } from './network/iptables.js';
+import { UserspaceForwarder } from './network/userspace.js';
 import { Reconciler } from './reconciler.js';
 import { Reporter } from './reporter.js';
 import { RequestHandler } from './requests.js';
@@ -126,9 +127,10 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     onFailure: (e) => reconciler.onProbeFailure(e),
     onKill: (e) => void reconciler.onProbeKill(e),
   });
-  // Services are forwarded with iptables where the node has it; elsewhere pods reach them by pod IP only.
-  const forwarder = (await iptablesUsable()) ? new IptablesForwarder({ logger }) : undefined;
-  if (!forwarder) logger.warn('iptables is not usable here: Service cluster IPs and nodePorts are not forwarded on this node');
+  // Services are forwarded with iptables where the node has it, else by a proxy in the agent (TCP only).
+  const useIptables = await iptablesUsable();
+  if (!useIptables) logger.warn('iptables is not usable here: Service TCP ports are forwarded by the agent itself (UDP ports are not)');
+  const forwarder = useIptables ? new IptablesForwarder({ logger }) : new UserspaceForwarder({ logger });
   const reconciler = new Reconciler({
     cfg,
     services: forwarder,
