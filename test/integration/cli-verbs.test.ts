@@ -116,7 +116,10 @@ cp "$1" "${copy}"; sed -i 's/^  replicas: three/  replicas: 3/' "$1"
     assert.match(out, /^KIND:\s+Pod\nVERSION:\s+v1\n\nFIELD: containers <\[\]Object>\n/);
     assert.match(out, /^  image\t<string> -required-$/m);
     assert.match(out, /^  ports\t<\[\]Object>$/m);
-    assert.match(ok(await run('explain', 'deploy')).stdout, /^GROUP:\s+apps\nKIND:\s+Deployment\nVERSION:\s+v1\n/);
+    const deploy = ok(await run('explain', 'deploy')).stdout;
+    assert.match(deploy, /^GROUP:\s+apps\nKIND:\s+Deployment\nVERSION:\s+v1\n/);
+    // Read from the server's /openapi/v3/apis/apps/v1 (its description), not the local fallback.
+    assert.match(deploy, /^DESCRIPTION:\n    Deployment \(apps\/v1\), as drover accepts it: unknown fields are refused\.$/m);
     assert.match(ok(await run('explain', 'pod.spec.containers.ports', '--recursive')).stdout, /^  containerPort\t<integer> -required-$/m);
     fails(await run('explain', 'pod.spec.nope'), /field "nope" does not exist/);
   });
