@@ -66,7 +66,8 @@ const same = (a: Json, b: Json) => canonicalJson(normalize(a)) === canonicalJson
 /** Paths (spec.x.y, spec.list[i]) where `a` and `b` differ, shallowest first, at most `max`. */
 function differences(a: Json, b: Json, path: string, out: string[], max = 8): void {
   if (out.length >= max || same(a, b)) return;
-  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length) {
+  // Into lists of objects (containers, volumes) but not of strings: "command" says more than "command[0]".
+  if (Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every(isRecord)) {
     a.forEach((x, i) => differences(x, b[i], `${path}[${i}]`, out, max));
     return;
   }

@@ -27,7 +27,7 @@ function refused(old: ApiObject, next: ApiObject): ValidationError {
 test('a pod\'s command or nodeSelector change is refused with Kubernetes\' sentence, naming what changed', () => {
   const e = refused(pod(), pod({}, { command: ['sh'] }));
   assert.equal(e.message.split('\n')[0], KUBERNETES_TEXT);
-  assert.match(e.message, /changed: spec\.containers\[0\]\.command/);
+  assert.match(e.message, /\n  changed: spec\.containers\[0\]\.command$/);
   const e2 = refused(pod(), pod({ nodeSelector: { site: 'north' } }));
   assert.match(e2.message, /changed: spec\.nodeSelector/);
 });
