@@ -206,6 +206,7 @@ export class Reconciler {
       config: configLookup(this.deps.target.desired),
       stateDir: this.deps.cfg.stateDir,
       hostIP: this.deps.hostIP(),
+      services: this.deps.target.desired?.services ?? [],
       volumeError: (uid, volume) => this.volumes.error(uid, volume),
     };
   }
