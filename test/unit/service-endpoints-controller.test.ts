@@ -12,6 +12,7 @@ import { EventRecorder } from '../../server/events/recorder.js';
 import { withServiceAllocation } from '../../server/services/allocate.js';
 import { LevelStore } from '../../server/store/level.js';
 import type { Store } from '../../server/store/types.js';
+import { waitFor } from '../helpers/cluster.js';
 
 let dir: string;
 let level: LevelStore;
@@ -35,17 +36,6 @@ after(async () => {
   await level.close();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>): Promise<T> {
-  const deadline = Date.now() + 10_000;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as T;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
 
 async function readyIPs(): Promise<string[]> {
   const slices = (await store.list('EndpointSlice', 'default')).items as EndpointSlice[];
