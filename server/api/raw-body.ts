@@ -6,7 +6,12 @@ import { MAX_BODY_BYTES, PayloadTooLargeError } from './respond.js';
  * apply-patch+yaml), at most MAX_BODY_BYTES: refused from Content-Length before reading when it says so,
  * otherwise once the limit is passed; the rest is read and dropped so the client still gets its 413.
  */
-export function readBodyText(req: IncomingMessage): Promise<string> {
+export async function readBodyText(req: IncomingMessage): Promise<string> {
+  return (await readBody(req)).toString('utf8');
+}
+
+/** The body as bytes (protobuf DeleteOptions), with the same limit. */
+export function readBody(req: IncomingMessage): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (declared > MAX_BODY_BYTES) {
     req.on('error', () => undefined);
@@ -28,7 +33,7 @@ export function readBodyText(req: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
     req.once('error', reject);
   });
 }

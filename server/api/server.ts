@@ -23,7 +23,8 @@ import { isClientGo, kubernetesView } from './k8s-view.js';
 import { openApiDocument } from './openapi.js';
 import { paginate } from './paging.js';
 import { applyPatch, parsePatchJson, patchTypeOf, unsupportedPatchType, type PatchType } from './patch.js';
-import { readBodyText } from './raw-body.js';
+import { readBody, readBodyText } from './raw-body.js';
+import { deleteOptionsOf } from './delete-options.js';
 import { SCALABLE_KINDS, scaleOf, withScale, withStatus } from './subresources.js';
 import { fieldManagerOf, recordUpdate, requireFieldManager, serverSideApply } from './apply.js';
 import { parseIncludeObject, tableVersion, toTable } from './table.js';
@@ -629,6 +630,14 @@ export class ApiServer {
 
   /** Validates a body for this route: the kind and namespace in the body must agree with the path. */
   private async parseBody(req: IncomingMessage, r: Route, identity: ApiIdentity): Promise<{ obj: ApiObject; warnings: string[] }> {
+    if (/^application\/vnd\.kubernetes\.protobuf/i.test(req.headers['content-type'] ?? '')) {
+      req.on('error', () => undefined);
+      req.resume();
+      // kubectl's typed clients (create deployment|configmap|secret|namespace, run) send protobuf and do not fall back.
+      throw new UnsupportedMediaTypeError(
+        'drover reads JSON and YAML, not protobuf (kubectl create <kind> NAME sends protobuf): use `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`, or kubectl create -f FILE',
+      );
+    }
     return this.admit(await readJson(req), r, identity);
   }
 
@@ -839,7 +848,7 @@ export class ApiServer {
   private async remove(req: IncomingMessage, res: ServerResponse, r: Route, identity: ApiIdentity): Promise<void> {
     const { store } = this.deps;
     const ns = this.ns(r);
-    const options = await this.deleteOptions(req);
+    const options = deleteOptionsOf(await readBody(req), req.headers['content-type']);
     if (options.preconditions) {
       const cur = await store.get(r.kind.kind, ns, r.name!);
       if (!cur) throw new NotFoundError(what(r.kind, r.name!));
@@ -873,28 +882,6 @@ export class ApiServer {
     }
     const deleted = await store.delete(r.kind.kind, ns, r.name!);
     sendJson(res, 200, this.shown(req, identity, deleted));
-  }
-
-  /**
-   * The DeleteOptions body kubectl sends with DELETE (`{"kind":"DeleteOptions","propagationPolicy":...,
-   * "dryRun":["All"]}`): a dry run asked for there must not delete. propagationPolicy and
-   * gracePeriodSeconds are accepted as drover always deletes at once and its controllers collect dependents.
-   */
-  private async deleteOptions(req: IncomingMessage): Promise<{ dryRun: boolean; preconditions?: { uid?: string; resourceVersion?: string } }> {
-    const text = await readBodyText(req);
-    if (text.trim() === '') return { dryRun: false };
-    const body = parsePatchJson(text) as { dryRun?: unknown; preconditions?: { uid?: unknown; resourceVersion?: unknown } } | null;
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestError('the body of a DELETE must be a DeleteOptions object');
-    const dry = body.dryRun;
-    if (dry !== undefined && (!Array.isArray(dry) || dry.some((v) => v !== 'All'))) throw new BadRequestError(`dryRun: only ["All"] is supported, got ${JSON.stringify(dry).slice(0, 64)}`);
-    const p = body.preconditions;
-    const str = (v: unknown, f: string) => {
-      if (v === undefined || v === null) return undefined;
-      if (typeof v !== 'string') throw new BadRequestError(`preconditions.${f}: must be a string`);
-      return v;
-    };
-    const preconditions = p && typeof p === 'object' ? { uid: str(p.uid, 'uid'), resourceVersion: str(p.resourceVersion, 'resourceVersion') } : undefined;
-    return { dryRun: Array.isArray(dry) && dry.length > 0, ...(preconditions && (preconditions.uid || preconditions.resourceVersion) ? { preconditions } : {}) };
   }
 
   /**
