@@ -21,7 +21,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { parse as parseYaml } from 'yaml';
 import { BadRequestError, DroverError, errorMessage, type FieldCause } from '../../src/util/errors.js';
-import { describePath, elementsOf, fieldsOf, fromFieldsV1, keyElement, keyOrUndefined, pathOf, removeAt, toFieldsV1, valueAt, type FieldSet } from './field-set.js';
+import { describePath, elementsOf, fieldsOf, fromFieldsV1, compact, keyElement, keyOrUndefined, pathOf, removeAt, toFieldsV1, valueAt, type FieldSet } from './field-set.js';
 import { fieldMerge, itemMerge, kindMerge, type FieldMerge } from './patch-meta.js';
 import { assertJsonDepth } from './path.js';
 
@@ -180,7 +180,8 @@ function changedFields(prev: unknown, next: unknown, rules: FieldMerge, prefix: 
   }
   if (!rules.atomic && Array.isArray(prev) && Array.isArray(next) && (rules.listMapKeys || rules.set)) {
     if (rules.set) {
-      for (const v of next) if (!prev.some((x) => isDeepStrictEqual(x, v))) fieldsOf([v], rules, {}, prefix, out);
+      const had = new Set(prev.map((x) => JSON.stringify(x)));
+      for (const v of next) if (!had.has(JSON.stringify(v))) fieldsOf([v], rules, {}, prefix, out);
       return out;
     }
     const items = itemMerge(rules);
@@ -240,20 +241,26 @@ function mergeApplied(live: unknown, applied: unknown, rules: FieldMerge, where:
     if (rules.listMapKeys) {
       const items = itemMerge(rules);
       const out = structuredClone(live);
+      const at = new Map<string, number>();
+      out.forEach((y, n) => {
+        const k = keyOrUndefined(y, rules);
+        if (k !== undefined && !at.has(k)) at.set(k, n);
+      });
       const seen = new Set<string>();
       applied.forEach((x, i) => {
         const k = keyElement(x, rules, `${where}[${i}]`);
         if (seen.has(k)) throw new BadRequestError(`${where}[${i}]: duplicate element ${describePath(k)} (each key may appear once)`);
         seen.add(k);
-        const j = out.findIndex((y) => keyOrUndefined(y, rules) === k);
-        if (j >= 0) out[j] = mergeApplied(out[j], x, items, `${where}[${i}]`);
+        const j = at.get(k);
+        if (j !== undefined) out[j] = mergeApplied(out[j], x, items, `${where}[${i}]`);
         else out.push(structuredClone(x));
       });
       return out;
     }
     if (rules.set) {
       const out = structuredClone(live);
-      for (const v of applied) if (!out.some((x) => isDeepStrictEqual(x, v))) out.push(structuredClone(v));
+      const have = new Set(out.map((x) => JSON.stringify(x)));
+      for (const v of applied) if (!have.has(JSON.stringify(v))) out.push(structuredClone(v));
       return out;
     }
     return structuredClone(applied);
@@ -368,6 +375,7 @@ export function serverSideApply<T extends object>(current: T | undefined, applie
     if (item?.startsWith('k:') && last.startsWith('f:') && Object.hasOwn(JSON.parse(item.slice(2)) as object, last.slice(2)) && !dropped.has(pathOf(parent))) continue;
     removeAt(merged, p, rules);
   }
+  compact(merged);
 
   const mine = { entry: entryOf(), set: appliedSet };
   const all = mineIndex >= 0 ? entries.map((e, i) => (i === mineIndex ? mine : e)) : [...entries, mine];

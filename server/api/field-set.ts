@@ -5,7 +5,6 @@
  *   `v:<json>` an element of a set list, `.` inside a node that is itself a member as well as a parent.
  * A path is stored as its elements joined by "\n" (no element holds a raw newline: keys and values are JSON).
  */
-import { isDeepStrictEqual } from 'node:util';
 import { BadRequestError } from '../../src/util/errors.js';
 import { fieldMerge, itemMerge, type FieldMerge } from './patch-meta.js';
 
@@ -33,12 +32,13 @@ function sortedJson(v: unknown): string {
 }
 
 /** The key element of an associative list's element: its list-map keys (defaults filled in), sorted. */
-export function keyElement(item: unknown, rules: FieldMerge, where: string): string {
-  if (!isObject(item)) throw new BadRequestError(`${where}: elements must be objects (a list keyed by ${rules.listMapKeys!.join(', ')})`);
+export function keyElement(item: unknown, rules: FieldMerge, whereOf: string | (() => string)): string {
+  const where = () => (typeof whereOf === 'string' ? whereOf : whereOf());
+  if (!isObject(item)) throw new BadRequestError(`${where()}: elements must be objects (a list keyed by ${rules.listMapKeys!.join(', ')})`);
   const key: Record<string, unknown> = {};
   for (const k of rules.listMapKeys!) {
     const v = item[k] ?? rules.keyDefaults?.[k];
-    if (v === undefined || v === null) throw new BadRequestError(`${where}: element has no key field "${k}"`);
+    if (v === undefined || v === null) throw new BadRequestError(`${where()}: element has no key field "${k}"`);
     key[k] = v;
   }
   return `k:${sortedJson(key)}`;
@@ -75,13 +75,14 @@ export function fieldsOf(value: unknown, rules: FieldMerge, opts: { compounds?: 
       const items = itemMerge(rules);
       const seen = new Set<string>();
       value.forEach((item, i) => {
-        const where = `${describePath(pathOf(prefix))}[${i}]`;
+        // Spelled out only for an error: describing the path costs more than the walk.
+        const where = () => `${describePath(pathOf(prefix))}[${i}]`;
         // A stored object may hold what an applied configuration may not (two env entries of one name):
         // ownership is then recorded once, for the first.
         const key = opts.strict ? keyElement(item, rules, where) : keyOrUndefined(item, rules);
         if (key === undefined) return;
         if (seen.has(key)) {
-          if (opts.strict) throw new BadRequestError(`${where}: duplicate element ${describePath(key)} (each key may appear once)`);
+          if (opts.strict) throw new BadRequestError(`${where()}: duplicate element ${describePath(key)} (each key may appear once)`);
           return;
         }
         seen.add(key);
@@ -110,6 +111,25 @@ export function keyOrUndefined(item: unknown, rules: FieldMerge): string | undef
   }
 }
 
+/**
+ * Each list's elements by their key element (k:...) or set value (v:...), built once per list: a path
+ * lookup is then a walk of its depth, not a scan of every list on the way.
+ */
+const listIndex = new WeakMap<unknown[], Map<string, number>>();
+
+function indexOf(list: unknown[], element: string, rules: FieldMerge): number {
+  let idx = listIndex.get(list);
+  if (!idx) {
+    idx = new Map();
+    list.forEach((x, i) => {
+      const k = rules.listMapKeys ? keyOrUndefined(x, rules) : `v:${sortedJson(x)}`;
+      if (k !== undefined && !idx!.has(k)) idx!.set(k, i);
+    });
+    listIndex.set(list, idx);
+  }
+  return idx.get(element) ?? -1;
+}
+
 /** The value at a path, or undefined where the object has nothing there. */
 export function valueAt(obj: unknown, path: string, rules: FieldMerge): unknown {
   let cur: unknown = obj;
@@ -118,17 +138,13 @@ export function valueAt(obj: unknown, path: string, rules: FieldMerge): unknown 
     if (e.startsWith('f:')) {
       if (!isObject(cur)) return undefined;
       const k = e.slice(2);
-      cur = cur[k];
+      cur = Object.hasOwn(cur, k) ? cur[k] : undefined;
       r = fieldMerge(r, k);
-    } else if (e.startsWith('k:')) {
-      if (!Array.isArray(cur) || !r.listMapKeys) return undefined;
-      const rr = r;
-      cur = cur.find((x) => keyOrUndefined(x, rr) === e);
-      r = itemMerge(r);
-    } else if (e.startsWith('v:')) {
-      if (!Array.isArray(cur)) return undefined;
-      const want = JSON.parse(e.slice(2)) as unknown;
-      cur = cur.find((x) => isDeepStrictEqual(x, want));
+    } else if (e.startsWith('k:') || e.startsWith('v:')) {
+      if (!Array.isArray(cur) || (e.startsWith('k:') && !r.listMapKeys)) return undefined;
+      const i = indexOf(cur, e, r);
+      cur = i >= 0 ? cur[i] : undefined;
+      if (e.startsWith('k:')) r = itemMerge(r);
     } else return undefined;
     if (cur === undefined) return undefined;
   }
@@ -146,11 +162,21 @@ export function removeAt(obj: unknown, path: string, rules: FieldMerge): void {
   else if (Array.isArray(parent)) {
     let parentRules = rules;
     for (const e of els.slice(0, -1)) parentRules = e.startsWith('f:') ? fieldMerge(parentRules, e.slice(2)) : itemMerge(parentRules);
-    const i = last.startsWith('k:')
-      ? parent.findIndex((x) => keyOrUndefined(x, parentRules) === last)
-      : parent.findIndex((x) => isDeepStrictEqual(x, JSON.parse(last.slice(2))));
-    if (i >= 0) parent.splice(i, 1);
+    const i = indexOf(parent, last, parentRules);
+    // Marked, not spliced: other paths into the same list keep their positions; compact() drops the marks.
+    if (i >= 0) parent[i] = REMOVED;
   }
+}
+
+/** What removeAt leaves in a list until compact() runs. */
+const REMOVED = Symbol('removed');
+
+/** Drops the elements removeAt marked, everywhere in the object; mutates `obj`. */
+export function compact(obj: unknown): void {
+  if (Array.isArray(obj)) {
+    for (let i = obj.length - 1; i >= 0; i--) if (obj[i] === REMOVED) obj.splice(i, 1);
+    obj.forEach(compact);
+  } else if (isObject(obj)) for (const v of Object.values(obj)) compact(v);
 }
 
 /** FieldsV1 (the JSON tree in managedFields) of a set. */

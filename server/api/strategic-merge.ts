@@ -12,7 +12,6 @@
  * Two deliberate differences: `$patch: delete` on an object removes the field (Kubernetes leaves `{}`,
  * which is what its docs say it should not), and `$patch: merge` in an object is accepted as a no-op.
  */
-import { isDeepStrictEqual } from 'node:util';
 import { BadRequestError } from '../../src/util/errors.js';
 import { fieldMerge, itemMerge, type FieldMerge } from './patch-meta.js';
 
@@ -96,7 +95,8 @@ function mergeObject(original: Obj, patch: Obj, node: FieldMerge, path: string):
       const live = original[field];
       if (live === undefined) continue;
       if (!Array.isArray(live)) fail(at(path, field), 'is not a list, so $deleteFromPrimitiveList does not apply');
-      original[field] = live.filter((x) => !value.some((d) => isDeepStrictEqual(d, x)));
+      const gone = new Set(value.map(canonical));
+      original[field] = live.filter((x) => !gone.has(canonical(x)));
       continue;
     }
     if (key.startsWith('$')) fail(at(path, key), 'unknown directive');
@@ -131,8 +131,26 @@ function identity(v: unknown, mergeKey: string | undefined, path: string): unkno
   return v[mergeKey];
 }
 
-function indexIn(list: unknown[], id: unknown, mergeKey: string | undefined, path: string): number {
-  return list.findIndex((x, i) => isDeepStrictEqual(identity(x, mergeKey, `${path}[${i}]`), id));
+/** JSON with sorted keys: equal values, equal text (lookups by Map instead of pairwise deep compares). */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (isObject(v)) return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(',')}}`;
+  return JSON.stringify(v) ?? 'undefined';
+}
+
+/** An element's identity as a Map key. */
+function idKey(v: unknown, mergeKey: string | undefined, path: string): string {
+  return canonical(identity(v, mergeKey, path));
+}
+
+/** Position of each identity in a list (the first, as Kubernetes' lookups find it). */
+function positions(list: unknown[], mergeKey: string | undefined, path: string): Map<string, number> {
+  const out = new Map<string, number>();
+  list.forEach((x, i) => {
+    const k = idKey(x, mergeKey, `${path}[${i}]`);
+    if (!out.has(k)) out.set(k, i);
+  });
+  return out;
 }
 
 function mergeList(live: unknown[], patch: unknown[], rules: FieldMerge, path: string): unknown[] {
@@ -143,10 +161,17 @@ function mergeList(live: unknown[], patch: unknown[], rules: FieldMerge, path: s
     // A list of scalars merged as a set: live values, then the patch's new ones, in the patch's order.
     if (patch.some((x) => isObject(x) || Array.isArray(x))) fail(path, 'a merged list of scalars cannot hold objects or lists');
     const merged = [...original];
-    for (const v of patch) if (!merged.some((x) => isDeepStrictEqual(x, v))) merged.push(v);
+    const have = new Set(merged.map(canonical));
+    for (const v of patch) {
+      const k = canonical(v);
+      if (!have.has(k)) {
+        have.add(k);
+        merged.push(v);
+      }
+    }
     return ordered(merged, patch, original, undefined, path);
   }
-  let base = [...original];
+  const deleted = new Set<string>();
   const items: Obj[] = [];
   let replace = false;
   patch.forEach((el, i) => {
@@ -156,7 +181,7 @@ function mergeList(live: unknown[], patch: unknown[], rules: FieldMerge, path: s
     if (directive === undefined) return void items.push(el);
     if (directive === 'delete') {
       if (!Object.hasOwn(el, mergeKey)) fail(p, `$patch: delete needs the merge key "${mergeKey}"`);
-      base = base.filter((x, j) => !isDeepStrictEqual(identity(x, mergeKey, `${path}[${j}]`), el[mergeKey]));
+      deleted.add(canonical(el[mergeKey]));
     } else if (directive === 'replace') replace = true;
     else if (directive === 'merge') {
       const rest = { ...el };
@@ -165,35 +190,43 @@ function mergeList(live: unknown[], patch: unknown[], rules: FieldMerge, path: s
     } else fail(p, `unknown $patch directive ${JSON.stringify(directive)} (replace, delete or merge)`);
   });
   if (replace) return items.map((x) => withoutDirectives(x).value);
+  const base: Array<unknown | typeof GONE> = original.filter((x, j) => !deleted.has(idKey(x, mergeKey, `${path}[${j}]`)));
+  const at = positions(base, mergeKey, path);
   items.forEach((el, i) => {
     const id = identity(el, mergeKey, `${path}[${i}]`);
-    const j = indexIn(base, id, mergeKey, path);
-    if (j >= 0) {
+    const k = canonical(id);
+    const j = at.get(k);
+    if (j !== undefined && base[j] !== GONE) {
       const m = mergeObject(structuredClone(base[j]) as Obj, el, elementRules, `${path}[${mergeKey}=${JSON.stringify(id)}]`);
-      if (m === undefined) base.splice(j, 1);
-      else base[j] = m;
-    } else base.push(withoutDirectives(el).value);
+      base[j] = m === undefined ? GONE : m;
+    } else if (j === undefined) {
+      at.set(k, base.length);
+      base.push(withoutDirectives(el).value);
+    }
   });
-  return ordered(base, items, original, mergeKey, path);
+  return ordered(base.filter((x) => x !== GONE), items, original, mergeKey, path);
 }
+
+/** Marks an element a nested `$patch: delete` removed, so positions stay valid until the end. */
+const GONE = Symbol('gone');
 
 /**
  * The order Kubernetes gives a merged list (normalizeElementOrder): the elements the patch names in the
  * patch's order, the others in the live order, interleaved by where they stood in the live list.
  */
 function ordered(merged: unknown[], patchOrder: unknown[], liveOrder: unknown[], mergeKey: string | undefined, path: string): unknown[] {
-  const id = (v: unknown) => identity(v, mergeKey, path);
-  const inPatch = (v: unknown) => patchOrder.some((p) => isDeepStrictEqual(id(p), id(v)));
-  const pos = (list: unknown[], v: unknown) => list.findIndex((x) => isDeepStrictEqual(id(x), id(v)));
-  const sortBy = (xs: unknown[], order: unknown[]) =>
+  const key = (v: unknown) => idKey(v, mergeKey, path);
+  const inPatch = positions(patchOrder, mergeKey, path);
+  const inLive = positions(liveOrder, mergeKey, path);
+  const sortBy = (xs: unknown[], order: Map<string, number>) =>
     xs
-      .map((v, i) => ({ v, i, o: pos(order, v) }))
+      .map((v, i) => ({ v, i, o: order.get(key(v)) ?? -1 }))
       .sort((a, b) => (a.o >= 0 && b.o >= 0 ? a.o - b.o : a.i - b.i))
       .map((x) => x.v);
-  const patchItems = sortBy(merged.filter(inPatch), patchOrder);
+  const patchItems = sortBy(merged.filter((v) => inPatch.has(key(v))), inPatch);
   const serverOnly = sortBy(
-    merged.filter((v) => !inPatch(v)),
-    liveOrder,
+    merged.filter((v) => !inPatch.has(key(v))),
+    inLive,
   );
   const out: unknown[] = [];
   let i = 0;
@@ -202,8 +235,8 @@ function ordered(merged: unknown[], patchOrder: unknown[], liveOrder: unknown[],
     if (j >= patchItems.length) out.push(serverOnly[i++]);
     else if (i >= serverOnly.length) out.push(patchItems[j++]);
     else {
-      const li = pos(liveOrder, serverOnly[i]);
-      const ri = pos(liveOrder, patchItems[j]);
+      const li = inLive.get(key(serverOnly[i])) ?? -1;
+      const ri = inLive.get(key(patchItems[j])) ?? -1;
       if (li >= 0 && ri >= 0 && li < ri) out.push(serverOnly[i++]);
       else out.push(patchItems[j++]);
     }
@@ -219,7 +252,8 @@ function applyOrder(obj: Obj, field: string, order: unknown, rules: FieldMerge, 
   if (!Array.isArray(list)) fail(path, `${field} is not a list`);
   const mergeKey = rules.mergeKey;
   const keys = order.map((x, i) => (mergeKey && isObject(x) ? identity(x, mergeKey, `${path}[${i}]`) : x));
-  const named = (v: unknown, i: number) => keys.some((k) => isDeepStrictEqual(k, identity(v, mergeKey, `${path}[${i}]`)));
+  const wantedKeys = new Set(keys.map(canonical));
+  const named = (v: unknown, i: number) => wantedKeys.has(idKey(v, mergeKey, `${path}[${i}]`));
   const inOrder = list.filter(named);
   const others = list.filter((v, i) => !named(v, i));
   const wanted = (mergeKey ? keys.map((k) => ({ [mergeKey]: k })) : keys) as unknown[];
