@@ -124,7 +124,67 @@ function plainMessage(i: z.core.$ZodIssue, echo: boolean): string {
   }
 }
 
-function zodCauses(err: z.ZodError, prefix = '', echo = true): FieldCause[] {
+/** The object fields a schema takes at `path` (through lists, maps, optionals, defaults, unions), for "did you mean". */
+function knownKeys(schema: z.core.$ZodType | undefined, path: readonly PropertyKey[]): string[] {
+  if (!schema) return [];
+  const def = schema._zod.def as unknown as Record<string, unknown> & { type: string };
+  const inner = (s: unknown, rest: readonly PropertyKey[]) => knownKeys(s as z.core.$ZodType, rest);
+  switch (def.type) {
+    case 'optional':
+    case 'nullable':
+    case 'default':
+    case 'prefault':
+    case 'readonly':
+    case 'nonoptional':
+      return inner(def.innerType, path);
+    case 'pipe':
+      return inner(def.out, path);
+    case 'union':
+      return [...new Set((def.options as unknown[]).flatMap((o) => inner(o, path)))];
+    case 'object': {
+      const shape = def.shape as Record<string, unknown>;
+      if (!path.length) return Object.keys(shape);
+      return inner(shape[String(path[0])], path.slice(1));
+    }
+    case 'array':
+      return path.length ? inner(def.element, path.slice(1)) : [];
+    case 'record':
+      return path.length ? inner(def.valueType, path.slice(1)) : [];
+    default:
+      return [];
+  }
+}
+
+/** Edit distance, for spelling suggestions (short field names only: cheap). */
+function distance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length]!;
+}
+
+/** The known field an unknown one was probably meant to be: same letters but case, or one or two edits away. */
+function suggestion(key: string, known: string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const same = known.find((k) => k.toLowerCase() === lower);
+  if (same) return same;
+  if (key.length > 64) return undefined;
+  let best: { k: string; d: number } | undefined;
+  for (const k of known) {
+    const d = distance(lower, k.toLowerCase());
+    if (d <= (k.length >= 5 ? 2 : 1) && (!best || d < best.d)) best = { k, d };
+  }
+  return best?.k;
+}
+
+function zodCauses(err: z.ZodError, prefix = '', echo = true, schema?: z.core.$ZodType): FieldCause[] {
   return err.issues.map((i) => {
     const path = i.path.reduce<string>(
       (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
@@ -132,7 +192,10 @@ function zodCauses(err: z.ZodError, prefix = '', echo = true): FieldCause[] {
     );
     if (i.code === 'unrecognized_keys') {
       const keys = i.keys;
-      return { field: keys.map((k) => (path ? `${path}.${k}` : k)).join(', '), message: 'unknown field' };
+      const known = knownKeys(schema, i.path);
+      const hints = keys.map((k) => suggestion(k, known)).filter((k): k is string => k !== undefined);
+      const hint = keys.length === 1 && hints.length === 1 ? ` (did you mean "${hints[0]}"?)` : '';
+      return { field: keys.map((k) => (path ? `${path}.${k}` : k)).join(', '), message: `unknown field${hint}` };
     }
     return { field: path, message: plainMessage(i, echo) };
   });
@@ -159,8 +222,10 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
   if (!isRecord(raw)) throw new ValidationError([{ field: '', message: 'an object is required' }]);
   const input = structuredClone(raw);
   const causes: FieldCause[] = [];
-  if (typeof input.kind !== 'string') causes.push({ field: 'kind', message: 'required' });
-  if (typeof input.apiVersion !== 'string') causes.push({ field: 'apiVersion', message: 'required' });
+  for (const f of ['kind', 'apiVersion'] as const) {
+    if (input[f] === undefined) causes.push({ field: f, message: 'required' });
+    else if (typeof input[f] !== 'string') causes.push({ field: f, message: `expected a string, got ${describeValue(input[f], true)}` });
+  }
   if (causes.length) throw new ValidationError(causes);
   const kind = KINDS.find((k) => k.kind === input.kind);
   if (!kind) {
@@ -192,7 +257,7 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
   }
   // The caller's own values are quoted back ("got the string \"80\""), except a Secret's.
   const result = kind.schema.safeParse(input, { reportInput: true });
-  if (!result.success) throw new ValidationError(zodCauses(result.error, '', kind.kind !== 'Secret'), `invalid ${kind.kind}`);
+  if (!result.success) throw new ValidationError(zodCauses(result.error, '', kind.kind !== 'Secret', kind.schema), `invalid ${kind.kind}`);
   const object = result.data as ApiObject;
   // On the input as written (defaults not applied): only what the user set is worth a warning.
   warnings.push(...ignoredFields(input));
@@ -205,7 +270,7 @@ export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): 
 export function parseWith<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
   // Wire payloads carry Secret values: their errors name types, never values.
   const r = schema.safeParse(value, { reportInput: true });
-  if (!r.success) throw new ValidationError(zodCauses(r.error, '', false), `invalid ${what}`);
+  if (!r.success) throw new ValidationError(zodCauses(r.error, '', false, schema), `invalid ${what}`);
   return r.data;
 }
 

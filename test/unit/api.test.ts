@@ -54,7 +54,7 @@ test('a missing image names the field path', () => {
 
 test('unknown fields are errors naming their path, not silently dropped', () => {
   const raw = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'a', image: 'i', imagee: 'typo' }] } };
-  assert.deepEqual(causes(() => parseObject(raw)), ['spec.containers[0].imagee: unknown field']);
+  assert.deepEqual(causes(() => parseObject(raw)), ['spec.containers[0].imagee: unknown field (did you mean "image"?)']);
 });
 
 test('bad names, quantities, enums and duplicates are each reported', () => {

@@ -40,6 +40,10 @@ test('a missing field is still "required"; a wrong type of list or object says s
   assert.deepEqual(causes(() => parseObject(pod({}, { hostNetwork: 'yes' }))), ['spec.hostNetwork: expected true or false, got the string "yes"']);
 });
 
+test('kind and apiVersion: missing is "required", another type says what came', () => {
+  assert.deepEqual(causes(() => parseObject({ kind: 5, metadata: {} })), ['kind: expected a string, got the number 5', 'apiVersion: required']);
+});
+
 test('an unknown enum value lists the allowed ones, in Kubernetes\' wording', () => {
   assert.deepEqual(causes(() => parseObject(pod({}, { restartPolicy: 'Sometimes' }))), [
     'spec.restartPolicy: Unsupported value: "Sometimes": supported values: "Always", "OnFailure", "Never"',
@@ -50,8 +54,20 @@ test('an unknown enum value lists the allowed ones, in Kubernetes\' wording', ()
 });
 
 test('unknown fields are named by their full path; a union says each type it takes', () => {
-  assert.deepEqual(causes(() => parseObject(pod({ imagee: 'x' }))), ['spec.containers[0].imagee: unknown field']);
+  assert.deepEqual(causes(() => parseObject(pod({ imagee: 'x' }))), ['spec.containers[0].imagee: unknown field (did you mean "image"?)']);
+  assert.deepEqual(causes(() => parseObject(pod({ zzzzzz: 'x' }))), ['spec.containers[0].zzzzzz: unknown field']);
   assert.deepEqual(causes(() => parseObject(pod({ resources: { limits: { cpu: true } } }))), ['spec.containers[0].resources.limits.cpu: expected a string or a number, got the boolean true']);
+});
+
+test('a misspelt field gets a suggestion from the fields valid at that place (case, one or two letters), even deep in a template', () => {
+  const dep = { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd', label: {} }, spec: { replica: 2, selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { nodeselector: {}, containers: [{ name: 'c', image: 'i', resources: { limit: {} }, env: [{ name: 'A', valeu: '1' }] }] } } } };
+  assert.deepEqual(causes(() => parseObject(dep)).sort(), [
+    'metadata.label: unknown field (did you mean "labels"?)',
+    'spec.replica: unknown field (did you mean "replicas"?)',
+    'spec.template.spec.containers[0].env[0].valeu: unknown field (did you mean "value"?)',
+    'spec.template.spec.containers[0].resources.limit: unknown field (did you mean "limits"?)',
+    'spec.template.spec.nodeselector: unknown field (did you mean "nodeSelector"?)',
+  ]);
 });
 
 test('bounds in words: at least / at most, an empty list', () => {
