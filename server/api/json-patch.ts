@@ -8,6 +8,15 @@
 import { isDeepStrictEqual } from 'node:util';
 import { BadRequestError } from '../../src/util/errors.js';
 
+/** Most operations one JSON patch may hold (Kubernetes' maxJSONPatchOperations). */
+export const MAX_JSON_PATCH_OPERATIONS = 10_000;
+
+/**
+ * Most bytes (as JSON) all `copy` operations of one patch may duplicate: a few copies of the root into
+ * itself would otherwise double the document each time (Kubernetes caps it too, AccumulatedCopySizeLimit).
+ */
+export const MAX_JSON_PATCH_COPY_BYTES = 9 * 1024 * 1024;
+
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** One failed operation of a JSON patch: which one, and why. */
@@ -96,7 +105,9 @@ function remove(doc: Json, tokens: string[]): Json {
  */
 export function applyJsonPatch(document: unknown, patch: unknown): unknown {
   if (!Array.isArray(patch)) throw new BadRequestError('a json patch must be a JSON array of operations');
+  if (patch.length > MAX_JSON_PATCH_OPERATIONS) throw new BadRequestError(`a json patch may hold at most ${MAX_JSON_PATCH_OPERATIONS} operations, got ${patch.length}`);
   let doc = structuredClone(document) as Json;
+  let copied = 0;
   patch.forEach((raw, i) => {
     if (!isObject(raw)) throw new JsonPatchError(i, '?', '?', 'an operation must be an object');
     const op = raw.op;
@@ -130,9 +141,13 @@ export function applyJsonPatch(document: unknown, patch: unknown): unknown {
           doc = add(remove(doc, f), tokens, v);
           break;
         }
-        case 'copy':
-          doc = add(doc, tokens, structuredClone(get(doc, from())));
+        case 'copy': {
+          const v = get(doc, from());
+          copied += JSON.stringify(v).length;
+          if (copied > MAX_JSON_PATCH_COPY_BYTES) fail(`the copies of this patch add up to more than ${MAX_JSON_PATCH_COPY_BYTES} bytes`);
+          doc = add(doc, tokens, structuredClone(v));
           break;
+        }
         case 'test': {
           const expected = value();
           const actual = get(doc, tokens);

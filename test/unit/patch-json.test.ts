@@ -50,6 +50,13 @@ describe('JSON patch (RFC 6902 Appendix A)', () => {
     });
   }
 
+  it('a patch that doubles the document by copies is stopped at the copy limit; more than 10000 ops refused', () => {
+    // Each copy of /a into itself doubles it: 40 of them would be 2^40 times the start.
+    const doubling = Array.from({ length: 40 }, () => ({ op: 'copy', from: '/a', path: '/a/-' }));
+    assert.throws(() => applyJsonPatch({ a: ['x'.repeat(1000)] }, doubling), (e: unknown) => e instanceof JsonPatchError && /copies of this patch add up to more than/.test(e.message));
+    assert.throws(() => applyJsonPatch({}, Array.from({ length: 10_001 }, () => ({ op: 'test', path: '', value: {} }))), /at most 10000 operations, got 10001/);
+  });
+
   it('all or nothing: a failing op after successful ones leaves the document as it was', () => {
     const doc = { a: 1, list: [1, 2] };
     assert.throws(() => applyJsonPatch(doc, [{ op: 'add', path: '/b', value: 2 }, { op: 'remove', path: '/list/0' }, { op: 'test', path: '/a', value: 5 }]), /op 2/);
