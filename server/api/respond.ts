@@ -31,16 +31,30 @@ export function sendText(res: ServerResponse, code: number, text: string): void 
 }
 
 /** Errors as Kubernetes `Status` objects, so k8s-minded clients read them as usual. */
-export function sendError(res: ServerResponse, err: unknown): void {
+/**
+ * A Kubernetes Status for a failed call. `about` names the object when the caller knows it: kubectl then
+ * words a 422 as Kubernetes does (`The Pod "nginx" is invalid: ...`) instead of "The request is invalid".
+ * Causes come from a ValidationError or any error carrying them (server-side apply conflicts).
+ */
+export function sendError(res: ServerResponse, err: unknown, about?: { kind: string; group?: string; name?: string }): void {
   const e = err instanceof DroverError ? err : new DroverError(err instanceof Error ? err.message : String(err), { cause: err });
+  const carried = (err as { causes?: unknown } | null)?.causes;
+  const causes = err instanceof ValidationError ? err.causes : Array.isArray(carried) ? carried : undefined;
+  const details = {
+    ...(about?.name ? { name: about.name } : {}),
+    ...(about?.group ? { group: about.group } : {}),
+    ...(about ? { kind: about.kind } : {}),
+    ...(causes ? { causes } : {}),
+  };
   sendJson(res, e.code, {
     kind: 'Status',
     apiVersion: 'v1',
+    metadata: {},
     status: 'Failure',
     message: e.message,
     reason: e.reason,
     code: e.code,
-    ...(err instanceof ValidationError ? { details: { causes: err.causes } } : {}),
+    ...(Object.keys(details).length ? { details } : {}),
   });
 }
 
