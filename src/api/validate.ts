@@ -184,7 +184,11 @@ function suggestion(key: string, known: string[]): string | undefined {
   return best?.k;
 }
 
+/** Unknown fields that get a spelling suggestion, per error: a hostile body with thousands must not cost seconds. */
+const MAX_SUGGESTIONS = 20;
+
 function zodCauses(err: z.ZodError, prefix = '', echo = true, schema?: z.core.$ZodType): FieldCause[] {
+  let suggestions = 0;
   return err.issues.map((i) => {
     const path = i.path.reduce<string>(
       (acc, p) => (typeof p === 'number' ? `${acc}[${p}]` : acc ? `${acc}.${String(p)}` : String(p)),
@@ -192,9 +196,8 @@ function zodCauses(err: z.ZodError, prefix = '', echo = true, schema?: z.core.$Z
     );
     if (i.code === 'unrecognized_keys') {
       const keys = i.keys;
-      const known = knownKeys(schema, i.path);
-      const hints = keys.map((k) => suggestion(k, known)).filter((k): k is string => k !== undefined);
-      const hint = keys.length === 1 && hints.length === 1 ? ` (did you mean "${hints[0]}"?)` : '';
+      const guess = keys.length === 1 && suggestions++ < MAX_SUGGESTIONS ? suggestion(keys[0]!, knownKeys(schema, i.path)) : undefined;
+      const hint = guess ? ` (did you mean "${guess}"?)` : '';
       return { field: keys.map((k) => (path ? `${path}.${k}` : k)).join(', '), message: `unknown field${hint}` };
     }
     return { field: path, message: plainMessage(i, echo) };
