@@ -82,6 +82,20 @@ describe('Services across two devices (netns, real podman, iptables)', () => {
   }
 
   let last = '';
+  /** When A's agent got new desired states and applied rules since t0 (from its log), as "+ms what". */
+  const agentSteps = (dev: Device, t0: number) =>
+    (dev.agent?.output() ?? '')
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          const j = JSON.parse(l) as { time: number; msg: string; generation?: number };
+          return j.time >= t0 && /new desired state|forwarding rules applied|reconcile/.test(j.msg) ? [`+${j.time - t0} ${j.msg}${j.generation ? ` ${j.generation}` : ''}`] : [];
+        } catch {
+          // Not a log line of the agent (podman or Node noise): not a step.
+          return [];
+        }
+      })
+      .join('; ');
   const natRules = async (dev: Device) => (await execa('nsenter', [`--net=/run/netns/${dev.link.ns}`, 'iptables-save', '-t', 'nat'], { reject: false })).stdout;
 
   /** Waits until A's answers all come from web-a; says what it saw last when they do not. */
@@ -130,6 +144,9 @@ describe('Services across two devices (netns, real podman, iptables)', () => {
       assert.notEqual(p.status?.podIP, p.status?.hostIP);
     }
     const clientId = await containerOf(a, 'client');
+    // The Service existed when the client's container was created: its names are in the container's /etc/hosts.
+    const hosts = await a.podman(['exec', clientId, 'cat', '/etc/hosts']);
+    for (const name of ['web', 'web.default.svc', 'web.default.svc.cluster.local']) assert.match(hosts, new RegExp(`^${CLUSTER_IP.replaceAll('.', '\\.')}\\s+${name.replaceAll('.', '\\.')}$`, 'm'), hosts);
     // A's forwarding follows its desired state: wait until the Service answers at all, then count.
     await waitFor('the cluster IP answers from A', async () => !(last = await ask(clientId)).startsWith('error'), 60_000, 500).catch(async (err) => {
       throw new Error(`${(err as Error).message}; last answer ${last}\nA's nat rules:\n${await natRules(a)}\nA's agent:\n${a.agent?.output().slice(-3000)}`);
@@ -151,8 +168,10 @@ describe('Services across two devices (netns, real podman, iptables)', () => {
     await b.podman(['exec', webB, 'sh', '-c', 'kill $(cat /www/httpd.pid)']);
     await waitFor('web-b not ready', async () => (await readyPods()) === 'web-a', 60_000, 100);
     const notReadyMs = Date.now() - t0;
+    await waitFor("B's address gone from A's rules", async () => !(await natRules(a)).includes(`${b.link.deviceIp}:${NODE_PORT}`), 60_000, 100);
+    const rulesMs = Date.now() - t0;
     await onlyWebA(clientId);
-    console.log(`web-b stopped serving: endpoint not ready after ${notReadyMs} ms, A's traffic only to web-a after ${Date.now() - t0} ms (readiness probe period 1 s)`);
+    console.log(`web-b stopped serving: endpoint not ready after ${notReadyMs} ms, A's rules without it after ${rulesMs} ms, A's answers only from web-a after ${Date.now() - t0} ms (readiness probe period 1 s); A's agent since: ${agentSteps(a, t0)}`);
     const seen = await answers(clientId, 12);
     assert.deepEqual(Object.fromEntries(seen), { 'web-a': 12 });
     // Serving again: back in the Service.
@@ -168,7 +187,9 @@ describe('Services across two devices (netns, real podman, iptables)', () => {
     try {
       await waitReady(server.api, 'svc-b', 'not True', 90_000);
       await waitFor('web-b not ready (node lost)', async () => (await readyPods()) === 'web-a', 60_000, 200);
-      console.log(`svc-b offline: its endpoint not ready after ${Date.now() - t0} ms`);
+      const notReadyMs = Date.now() - t0;
+      await waitFor("B's address gone from A's rules", async () => !(await natRules(a)).includes(`${b.link.deviceIp}:${NODE_PORT}`), 60_000, 100);
+      console.log(`svc-b offline: its endpoint not ready after ${notReadyMs} ms, A's rules without it after ${Date.now() - t0} ms; A's agent since: ${agentSteps(a, t0)}`);
       await onlyWebA(clientId);
       const seen = await answers(clientId, 12);
       assert.deepEqual(Object.fromEntries(seen), { 'web-a': 12 });
