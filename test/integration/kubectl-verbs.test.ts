@@ -249,9 +249,42 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
     assert.equal((await json(['get', 'deployment', 'web'])).spec.replicas, 3);
   });
 
+  it('everyday verbs: run, label, annotate, wait, get all, describe, cordon, drain, uncordon', async () => {
+    assert.equal(await good(['run', 'runner', '--image=localhost/busybox:1', '--', 'sleep', '3600']), 'pod/runner created\n');
+    await good(['wait', '--for=condition=Ready', 'pod/runner', '--timeout=60s']);
+    assert.equal(await good(['label', 'pod', 'runner', 'team=edge']), 'pod/runner labeled\n');
+    assert.equal(await good(['annotate', 'pod', 'runner', 'note=hello']), 'pod/runner annotated\n');
+    const p = await json(['get', 'pod', 'runner']);
+    assert.equal(p.metadata.labels.team, 'edge');
+    assert.equal(p.metadata.annotations.note, 'hello');
+    const all = await good(['get', 'all']);
+    assert.match(all, /^pod\/runner\s/m);
+    assert.match(all, /^deployment\.apps\/web\s/m);
+    const described = await good(['describe', 'pod', 'runner']);
+    assert.match(described, /^Node:\s+edge-a/m);
+    assert.match(described, /^\s+State:\s+Running/m);
+    assert.equal(await good(['cordon', 'edge-a']), 'node/edge-a cordoned\n');
+    // drain deletes pods through kubectl's typed client (protobuf DeleteOptions); --dry-run=server must delete nothing.
+    await kubectl(['drain', 'edge-a', '--force', '--ignore-daemonsets', '--dry-run=server', '--timeout=5s']);
+    assert.equal((await t.api('GET', '/api/v1/namespaces/default/pods/runner')).status, 200, 'a dry-run drain deleted a pod');
+    assert.match(await good(['drain', 'edge-a', '--force', '--ignore-daemonsets', '--timeout=60s']), /node\/edge-a drained/);
+    assert.equal((await t.api('GET', '/api/v1/namespaces/default/pods/runner')).status, 404);
+    assert.equal(await good(['uncordon', 'edge-a']), 'node/edge-a uncordoned\n');
+    await good(['rollout', 'status', 'deployment/web', '--timeout=60s']);
+  });
+
+  it('kubectl create KIND NAME (protobuf) is refused with a way that works, and that way works', async () => {
+    const r = await kubectl(['create', 'configmap', 'cfg', '--from-literal=a=b']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /not protobuf.*--dry-run=client -o yaml \| kubectl apply -f -/);
+    const yaml = await good(['create', 'configmap', 'cfg', '--from-literal=a=b', '--dry-run=client', '-o', 'yaml']);
+    assert.equal(await good(['apply', '-f', '-'], { input: yaml }), 'configmap/cfg created\n');
+    assert.deepEqual((await json(['get', 'configmap', 'cfg'])).data, { a: 'b' });
+  });
+
   it('delete removes the object', async () => {
-    assert.equal(await good(['delete', 'pod', 'solo']), 'pod "solo" deleted\n');
-    assert.equal((await t.api('GET', '/api/v1/namespaces/default/pods/solo')).status, 404);
+    assert.equal(await good(['delete', 'configmap', 'cfg']), 'configmap "cfg" deleted\n');
+    assert.equal((await t.api('GET', '/api/v1/namespaces/default/configmaps/cfg')).status, 404);
     assert.match(await good(['delete', 'deployment', 'web']), /deployment.apps "web" deleted/);
     const r = await kubectl(['get', 'deployment', 'web']);
     assert.notEqual(r.code, 0);
