@@ -23,7 +23,7 @@ export function parseFieldSelector(s: string | null): Array<{ path: string[]; va
   if (!s) return [];
   return s.split(',').map((part) => {
     const m = /^([A-Za-z0-9_.]+)(==|=|!=)(.*)$/.exec(part.trim());
-    if (!m) throw new BadRequestError(`invalid field selector "${s}"`);
+    if (!m) throw new BadRequestError(`invalid field selector "${s}": "${part.trim()}" is not FIELD=VALUE, FIELD==VALUE or FIELD!=VALUE`);
     return { path: m[1]!.split('.'), value: m[3]!, negate: m[2] === '!=' };
   });
 }

@@ -85,7 +85,7 @@ export class WatchPrinter {
   constructor(
     private readonly kind: KindInfo,
     private readonly format: OutputFormat | undefined,
-    private readonly opts: { allNamespaces?: boolean; now?: () => number } = {},
+    private readonly opts: { allNamespaces?: boolean; now?: () => number; labelColumns?: string[]; showLabels?: boolean; noHeaders?: boolean } = {},
   ) {}
 
   /** Text for a batch of objects (the initial list, or one event's object). */
@@ -99,11 +99,13 @@ export class WatchPrinter {
       case 'name':
         return objects.map((o) => `${objectName(this.kind, o.metadata.name)}\n`).join('');
       default: {
-        const { headers, rows } = tableParts(this.kind, objects, { wide: this.format === 'wide', allNamespaces: this.opts.allNamespaces, now: this.opts.now?.() });
+        const { headers, rows } = tableParts(this.kind, objects, {
+          wide: this.format === 'wide', allNamespaces: this.opts.allNamespaces, now: this.opts.now?.(), labelColumns: this.opts.labelColumns, showLabels: this.opts.showLabels,
+        });
         let out = '';
         if (!this.widths) {
           this.widths = headers.map((h, j) => Math.max(MIN_WIDTH, ...[h, ...rows.map((r) => r[j] ?? '')].map((c) => [...c].length + PADDING)));
-          out += this.line(headers);
+          if (!this.opts.noHeaders) out += this.line(headers);
         }
         for (const r of rows) out += this.line(r);
         return out;
@@ -300,7 +302,7 @@ export function registerGet(program: Command, ctx: CommandContext): void {
       const list = await client.get<ObjectList>(collection, { labelSelector: opts.selector, fieldSelector });
       const items = list?.items ?? [];
       if (name && !items.length) throw notFound(kind, name);
-      const printer = new WatchPrinter(kind, format, { allNamespaces });
+      const printer = new WatchPrinter(kind, format, { allNamespaces, labelColumns: print.labelColumns, showLabels: print.showLabels, noHeaders: print.noHeaders });
       if (!opts.watchOnly) ctx.io.stdout(printer.print(items));
       for await (const ev of watchObjects(client, kind, {
         namespace: allNamespaces ? undefined : ns,

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseSelector, requirementsMatch } from '../../src/api/selector.js';
-import { matchesLabels, parseLabelSelector } from '../../server/api/selectors.js';
+import { matchesLabels, parseFieldSelector, parseLabelSelector } from '../../server/api/selectors.js';
 import { BadRequestError } from '../../src/util/errors.js';
 
 const pods = [
@@ -68,5 +68,10 @@ describe('label selector parser', () => {
     assert.equal(matchesLabels(obj({ app: 'db' }), reqs), false);
     assert.deepEqual(parseLabelSelector(null), []);
     assert.throws(() => parseLabelSelector('app in (web'), BadRequestError);
+    assert.throws(() => parseFieldSelector('spec.nodeName=a,status.phase'), /"status\.phase" is not FIELD=VALUE/);
+    assert.deepEqual(parseFieldSelector('spec.nodeName==a,status.phase!=Running'), [
+      { path: ['spec', 'nodeName'], value: 'a', negate: false },
+      { path: ['status', 'phase'], value: 'Running', negate: true },
+    ]);
   });
 });

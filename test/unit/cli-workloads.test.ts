@@ -309,6 +309,9 @@ describe('get -w printer', () => {
 
   it('json and name print each object; yaml separates documents', () => {
     assert.equal(new WatchPrinter(kindInfo('Pod'), 'name').print([p('a', 'Running'), p('b', 'Running')]), 'pod/a\npod/b\n');
+    // -w with --show-labels and --no-headers, as kubectl takes them.
+    const labelled = new WatchPrinter(kindInfo('Pod'), undefined, { now: () => now, showLabels: true, noHeaders: true }).print([p('a', 'Running')]);
+    assert.match(labelled, /^a\s+.*\s+<none>\n$/);
     const y = new WatchPrinter(kindInfo('Pod'), 'yaml');
     assert.doesNotMatch(y.print([p('a', 'Running')]), /^---/);
     assert.match(y.print([p('b', 'Running')]), /^---\napiVersion: v1\n/);
