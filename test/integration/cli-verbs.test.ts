@@ -110,6 +110,22 @@ cp "$1" "${copy}"; sed -i 's/^  replicas: three/  replicas: 3/' "$1"
     assert.equal((await t.api('GET', '/apis/apps/v1/namespaces/default/deployments/front')).body.spec.replicas, 3);
   });
 
+  it('server warnings print as kubectl prints them, once each even when apply found the same locally', async () => {
+    const manifest = `${pod('warned', 'w')}    volumeMounts: [{ name: scratch, mountPath: /data, mountPropagation: Bidirectional }]
+  volumes: [{ name: scratch, emptyDir: {} }]
+`;
+    const r = ok(await drover(env, ['apply', '-f', '-'], manifest));
+    const lines = r.stderr.split('\n').filter((l) => /mountPropagation/.test(l));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /^Warning: pod\/warned: spec\.containers\[0\]\.volumeMounts\[0\]\.mountPropagation: /);
+    // A write that only the server checks (no local validation on edit's PUT): its Warning header is printed.
+    const editor = join(dir, 'touch-label.sh');
+    await writeFile(editor, '#!/bin/sh\nsed -i "s/^    app: w$/    app: w2/" "$1"\n');
+    await chmod(editor, 0o700);
+    const e = ok(await drover({ ...env, EDITOR: editor }, ['edit', 'pod', 'warned']));
+    assert.match(e.stderr, /^Warning: spec\.containers\[0\]\.volumeMounts\[0\]\.mountPropagation: .*$/m);
+  });
+
   it('explain: fields of a kind and of a nested field, with types and required marks', async () => {
     const out = ok(await run('explain', 'pods.spec.containers')).stdout;
     assert.match(out, /^KIND:\s+Pod\nVERSION:\s+v1\n\nFIELD: containers <\[\]Object>\n/);
