@@ -134,6 +134,7 @@ export async function editObject(
   const edit = opts.editor ?? ((f: string) => runEditor(f, opts.env));
   let shown: ApiObject = original;
   let errors: string[] = [];
+  let keep = false;
   try {
     for (;;) {
       const before = editBuffer(shown, opts.format, errors);
@@ -152,7 +153,9 @@ export async function editObject(
       if (!edited || sameContent(edited, original)) return 'cancelled';
       // Saved again without a change after an error: kubectl gives up rather than loop forever.
       if (errors.length && sameContent(edited, shown)) {
-        throw new CliError(`edit cancelled, no valid changes were saved: ${errors.join(' ')}`);
+        // The user's work is kept where only they can read it (0600 in a 0700 directory), as kubectl does.
+        keep = true;
+        throw new CliError(`edit cancelled, no valid changes were saved (a copy of your changes is in ${file}): ${errors.join(' ')}`);
       }
       try {
         await storeEdit(client, path, original, edited);
@@ -165,7 +168,7 @@ export async function editObject(
       }
     }
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (!keep) await rm(dir, { recursive: true, force: true });
   }
 }
 

@@ -5,9 +5,9 @@
  * on the fake runtime.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { drover, fails, ok, rows } from '../helpers/cli.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
@@ -107,6 +107,18 @@ cp "$1" "${copy}"; sed -i 's/^  replicas: three/  replicas: 3/' "$1"
     assert.match(shown, /^# deployments\.apps "front" was not valid:$/m);
     assert.match(shown, /^# \* .*replicas/m);
     assert.match(shown, /^  replicas: three$/m, 'the reopened file keeps the user\'s edit');
+    assert.equal((await t.api('GET', '/apis/apps/v1/namespaces/default/deployments/front')).body.spec.replicas, 3);
+
+    // Saved again unchanged after the error: given up, the user's copy kept for them only.
+    const stubborn = join(dir, 'stubborn.sh');
+    await writeFile(stubborn, '#!/bin/sh\nsed -i "s/^  replicas: .*/  replicas: many/" "$1"\n');
+    await chmod(stubborn, 0o700);
+    const r = fails(await drover({ ...env, EDITOR: stubborn }, ['edit', 'deployment', 'front']), /edit cancelled, no valid changes were saved \(a copy of your changes is in (\S+)\)/);
+    const kept = /a copy of your changes is in (\S+)\)/.exec(r.stderr)![1]!;
+    assert.match(await readFile(kept, 'utf8'), /^  replicas: many$/m);
+    assert.equal((await stat(kept)).mode & 0o777, 0o600);
+    assert.equal((await stat(dirname(kept))).mode & 0o777, 0o700);
+    await rm(dirname(kept), { recursive: true, force: true });
     assert.equal((await t.api('GET', '/apis/apps/v1/namespaces/default/deployments/front')).body.spec.replicas, 3);
   });
 
