@@ -122,6 +122,8 @@ interface RequestAudit {
   verb: string;
   resource: AuditResource;
   reason?: string;
+  /** The object a Kubernetes-shaped request is about, for the details of an Invalid (422) Status. */
+  about?: { kind: string; group?: string; name?: string };
 }
 
 type Authentication = { identity: ApiIdentity } | { refused: string; tokenId?: string };
@@ -340,7 +342,8 @@ export class ApiServer {
       const fields = { err: this.mask(errorMessage(err)), method, path: this.mask(url.pathname) };
       if (!refused) this.deps.logger.warn(fields, 'api request failed');
       else this.deps.logger.debug(fields, 'api request refused');
-      if (!res.headersSent) sendError(res, err);
+      // kubectl words a 422 as Kubernetes only with the kind and name in the Status: `The Pod "x" is invalid: ...`.
+      if (!res.headersSent) sendError(res, err, err instanceof DroverError && err.code === 422 ? audit.about : undefined);
       else res.end();
     }
   }
@@ -420,6 +423,8 @@ export class ApiServer {
     if (!r) throw new NotFoundError(`the server could not find the requested resource (${url.pathname}):`);
     const verb = this.verbOf(r, method, url);
     audit.verb = verb ?? method;
+    // Without a name (a create) kubectl would print `The Pod "" is invalid`: only named requests say which object.
+    if (r.name) audit.about = { kind: r.kind.kind, ...(r.kind.groupVersion.includes('/') ? { group: r.kind.groupVersion.split('/')[0] } : {}), name: r.name };
     audit.resource = { kind: r.kind.plural, ...(r.kind.namespaced ? { namespace: this.ns(r) } : {}), ...(r.name ? { name: r.name } : {}), ...(r.sub ? { sub: r.sub } : {}) };
     if (verb) this.check(authorize(identity, verb, { resource: r.sub ? `${r.kind.plural}/${r.sub}` : r.kind.plural, namespace: r.kind.namespaced ? this.ns(r) : undefined, name: r.name }));
     // Validation after authorization, as Kubernetes orders it: a refused caller learns nothing more.

@@ -220,7 +220,7 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
   it('a change to an immutable pod field is refused in Kubernetes\' words, and the pod is unchanged', async () => {
     const r = await kubectl(['apply', '-f', '-'], { input: POD('sleep 7200') });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /Forbidden: pod updates may not change fields other than/);
+    assert.match(r.stderr, /^The Pod "solo" is invalid: spec: Forbidden: pod updates may not change fields other than/m);
     assert.deepEqual((await json(['get', 'pod', 'solo'])).spec.containers[0].command, ['sh', '-c', 'sleep 3600']);
   });
 
