@@ -111,6 +111,7 @@ export class Reconciler {
     this.unwatchExits?.();
     this.probes.stop();
     await this.reconciling;
+    await this.servicesChain;
     // Forwarding goes with the agent: rules left behind would send traffic to pods nobody looks after.
     await this.deps.services?.close();
   }
@@ -118,9 +119,18 @@ export class Reconciler {
   /** Whether the last Services sync failed (so its failure is announced once, and its recovery). */
   private servicesFailing = false;
 
-  private async syncServices(services: payloads.DesiredService[]): Promise<void> {
+  /** Service syncs one at a time, apart from the container reconcile (which may take seconds of podman calls). */
+  private servicesChain: Promise<void> = Promise.resolve();
+
+  /** Brings forwarding to the current desired Services; a change of endpoints does not wait for the containers. */
+  private syncServices(): Promise<void> {
+    this.servicesChain = this.servicesChain.then(() => this.syncServicesNow(this.deps.target.desired?.services ?? []));
+    return this.servicesChain;
+  }
+
+  private async syncServicesNow(services: payloads.DesiredService[]): Promise<void> {
     const fwd = this.deps.services;
-    if (!fwd) return;
+    if (!fwd || this.stopped) return;
     try {
       await fwd.sync(services);
       if (this.servicesFailing) this.deps.logger.info('service forwarding works again');
@@ -145,6 +155,7 @@ export class Reconciler {
           logger.info({ generation: d.generation, pods: d.pods.length }, 'new desired state');
           const why = target.saveError;
           if (why) this.deps.emit({ type: 'Warning', reason: 'CacheWriteFailed', message: `desired state generation ${d.generation} applied but not saved to disk (${why}); an offline restart would run an older one`, involved: { kind: 'Node', name: cfg.node } });
+          void this.syncServices();
           this.trigger(0);
         }
       })
@@ -262,7 +273,7 @@ export class Reconciler {
       requeueMs = Math.min(requeueMs, this.runtimeHealthy ? RUNTIME_RETRY_MS : FAILED_REQUEUE_MS);
     }
     this.restarts.retain(pods);
-    await this.syncServices(desired?.services ?? []);
+    await this.syncServices();
     if (desired) this.observedGeneration = desired.generation;
     if (seen) {
       // Only with a true picture of the containers: a pod whose containers could not be listed keeps

@@ -41,10 +41,18 @@ export async function iptablesUsable(run: Command = runCommand): Promise<boolean
   }
 }
 
+/** How often the hooks from the built-in chains are checked while nothing else changes. */
+export const HOOK_RECHECK_MS = 60_000;
+
 export class IptablesForwarder implements ServiceForwarder {
   private applied: string | undefined;
   /** Whether this forwarder has put rules in place since it started (or last closed). */
   private touched = false;
+  /** Whether the hooks from the built-in chains are known to be in place, and since when. */
+  private hooked = false;
+  private hooksCheckedAt = 0;
+  /** drover's nat chains as the last restore left them; undefined: read them from the kernel. */
+  private chains: string[] | undefined;
 
   constructor(private readonly deps: { run?: Command; logger: Logger }) {}
 
@@ -67,14 +75,31 @@ export class IptablesForwarder implements ServiceForwarder {
 
   async sync(services: DesiredService[]): Promise<void> {
     const first = planRules(services);
-    if (this.applied === first.restore) return;
+    // A firewall reload (firewalld, an admin's iptables -F) drops the hooks: they are looked at again now and then.
+    const recheck = this.touched && Date.now() - this.hooksCheckedAt > HOOK_RECHECK_MS;
+    if (recheck) this.hooked = false;
+    if (this.applied === first.restore && !recheck) return;
     // Nothing to forward and nothing forwarded yet: a node without Services has no drover rules at all.
     if (services.length === 0 && this.applied === undefined && !this.touched) return;
     this.touched = true;
-    await this.hook();
-    const stale = droverChains(await this.run('iptables', ['-t', 'nat', '-S'])).filter((c) => c.startsWith('DROVER-SVC-') || c.startsWith('DROVER-NP-'));
-    const plan = planRules(services, { nat: stale });
-    await this.run('iptables-restore', ['--noflush', '--wait'], plan.restore);
+    // Each iptables call costs a few hundred milliseconds on a busy device: after the first sync, one
+    // restore does it all (the hooks are in place, and the per-port chains are the ones the last plan made).
+    try {
+      if (!this.hooked) {
+        await this.hook();
+        this.hooksCheckedAt = Date.now();
+      }
+      this.hooked = true;
+      const stale = this.chains ?? droverChains(await this.run('iptables', ['-t', 'nat', '-S'])).filter((c) => c.startsWith('DROVER-SVC-') || c.startsWith('DROVER-NP-'));
+      const plan = planRules(services, { nat: stale });
+      await this.run('iptables-restore', ['--noflush', '--wait'], plan.restore);
+      this.chains = plan.chains.nat;
+    } catch (err) {
+      // Someone else may have changed the tables (a firewall reload): look at them again next time.
+      this.hooked = false;
+      this.chains = undefined;
+      throw err;
+    }
     this.applied = first.restore;
     this.deps.logger.info({ services: services.length, ports: services.reduce((n, s) => n + s.ports.length, 0) }, 'service forwarding rules applied');
   }
@@ -83,6 +108,8 @@ export class IptablesForwarder implements ServiceForwarder {
   async close(): Promise<void> {
     if (!this.touched) return;
     this.touched = false;
+    this.hooked = false;
+    this.chains = undefined;
     this.applied = undefined;
     for (const [table, builtin, chain] of HOOKS) {
       // -D removes one copy; a hook added twice (two agents racing once) goes on the next round.

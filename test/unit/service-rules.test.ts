@@ -57,3 +57,32 @@ test('service names for a pod: <svc>.<ns>.svc and .svc.cluster.local for all, th
   ]);
   assert.deepEqual(addHostArgs(hosts.slice(0, 1)), ['--add-host', 'web:10.43.0.10']);
 });
+
+test('the iptables applier: hooks once, then one restore per change, nothing for an unchanged set; close removes all', async () => {
+  const { IptablesForwarder } = await import('../../agent/network/iptables.js');
+  const { silentLogger } = await import('../../src/util/logger.js');
+  const calls: string[] = [];
+  const fwd = new IptablesForwarder({
+    logger: silentLogger,
+    run: async (cmd, args) => {
+      calls.push(`${cmd} ${args.join(' ')}`);
+      if (args.includes('-C')) throw new Error('no such rule');
+      if (args.includes('-D') && calls.filter((c) => c === `${cmd} ${args.join(' ')}`).length > 1) throw new Error('gone');
+      return args.includes('-S') ? '-N DROVER-SERVICES\n-N DROVER-SVC-OLD\n' : '';
+    },
+  });
+  await fwd.sync([]);
+  assert.deepEqual(calls, [], 'no Services ever: iptables is not touched');
+  await fwd.sync([web([{ ip: '10.88.0.5', port: 8080, local: true }])]);
+  assert.equal(calls.filter((c) => c.includes(' -I ')).length, 5, 'five hooks put in place');
+  assert.ok(calls.at(-1)!.startsWith('iptables-restore --noflush'));
+  calls.length = 0;
+  await fwd.sync([web([{ ip: '10.88.0.5', port: 8080, local: true }])]);
+  assert.deepEqual(calls, [], 'unchanged: no call');
+  await fwd.sync([web([{ ip: '10.88.0.6', port: 8080, local: true }])]);
+  assert.deepEqual(calls.map((c) => c.split(' ')[0]), ['iptables-restore'], 'a change is one restore');
+  calls.length = 0;
+  await fwd.close();
+  assert.equal(calls.filter((c) => / -D (PREROUTING|OUTPUT|POSTROUTING|FORWARD) /.test(c)).length, 10, 'each hook removed (then found gone)');
+  assert.ok(calls.some((c) => c.startsWith('iptables-restore')));
+});
