@@ -12,6 +12,7 @@ import { startTestServer, waitFor } from '../helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
 
 const MiB = 1024 * 1024;
+/** Holds 32 MiB in a shell variable (busybox sh keeps it in its heap; the loop, or sh would exec its last command and drop it). */
 const HOG = 'x=$(head -c 33554432 /dev/zero | tr "\\000" a); echo ready; while true; do sleep 1; done';
 const labels = (pod: string, container: string) => ({ [LABELS.managed]: 'true', [LABELS.namespace]: 'default', [LABELS.pod]: pod, [LABELS.container]: container, [LABELS.podUid]: `uid-${pod}` });
 
@@ -26,10 +27,8 @@ describe('usage sampler on real podman', () => {
     await sb?.cleanup();
   });
 
-  it('reports each pod\'s memory in bytes from the first sample, summed over its containers', async () => {
-    // 32 MiB held in a shell variable (busybox sh keeps it in its heap; a loop, or sh would exec its last command and drop it).
-    const hog = HOG;
-    await sb.runtime.run({ name: 'hog-main', image, command: ['sh', '-c', hog], env: {}, ports: [], labels: labels('hog', 'main') });
+  it('reports each pod\'s memory in bytes from the first sample', async () => {
+    await sb.runtime.run({ name: 'hog-main', image, command: ['sh', '-c', HOG], env: {}, ports: [], labels: labels('hog', 'main') });
     await sb.runtime.run({ name: 'idle-main', image, command: ['sleep', '3600'], env: {}, ports: [], labels: labels('idle', 'main') });
     const deadline = Date.now() + 60_000;
     while (!(await sb.runtime.logs((await sb.runtime.list({ [LABELS.pod]: 'hog' }))[0]!.id, {})).includes('ready')) {
