@@ -5,41 +5,27 @@
  * and refused patches exit 1 with a message naming the cause, storing nothing.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
-import { kubeconfig } from '../../src/cli/kubeconfig.js';
-import { startTestServer, type TestServer } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/cluster.js';
+import { KUBECTL, startKubectlCluster, type KubectlCluster, type KubectlRun } from '../helpers/kubectl.js';
 
-const KUBECTL = '/usr/bin/kubectl';
-
-let srv: TestServer;
+let k: KubectlCluster;
 let dir: string;
 
-function kubectl(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return kubectlWith({}, ...args);
+function kubectl(...args: string[]): Promise<KubectlRun> {
+  return k.kubectl(args);
 }
 
-function kubectlWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(KUBECTL, ['--kubeconfig', join(dir, 'kubeconfig'), ...args], { timeout: 60_000, env: { ...process.env, ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await kubectl(...args);
-  assert.equal(r.code, 0, `kubectl ${args.join(' ')} failed: ${r.stderr}`);
-  return r.stdout;
+function ok(...args: string[]): Promise<string> {
+  return k.good(args);
 }
 
 async function deployment(): Promise<any> {
-  const r = await srv.api('GET', '/apis/apps/v1/namespaces/default/deployments/web');
+  const r = await k.t.api('GET', '/apis/apps/v1/namespaces/default/deployments/web');
   assert.equal(r.status, 200, r.text);
   return r.body;
 }
@@ -62,13 +48,11 @@ function manifest(image: string, env: Array<{ name: string; value: string }>): s
 
 describe('kubectl writes through PATCH', { skip: existsSync(KUBECTL) ? false : `${KUBECTL} is not installed` }, () => {
   before(async () => {
-    srv = await startTestServer();
-    dir = await mkdtemp(join(tmpdir(), 'drover-kubectl-patch-'));
-    await writeFile(join(dir, 'kubeconfig'), stringify(kubeconfig({ server: srv.apiUrl, token: srv.token, ca: srv.ca, name: 'drover' })), { mode: 0o600 });
+    k = await startKubectlCluster({ nodes: [] });
+    dir = k.dir;
   });
   after(async () => {
-    await srv?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await k?.stop();
   });
 
   it('client-side apply twice: the second is a strategic merge patch that changes the image and removes a dropped env var', async () => {
@@ -95,7 +79,7 @@ describe('kubectl writes through PATCH', { skip: existsSync(KUBECTL) ? false : `
 
   it('kubectl edit: the edited object goes back as a strategic merge patch of what changed', async () => {
     // The editor is a sed script: kubectl runs KUBE_EDITOR with the temporary file as last argument.
-    const r = await kubectlWith({ KUBE_EDITOR: 'sed -i s#localhost/busybox:2#localhost/busybox:3#' }, 'edit', 'deployment', 'web');
+    const r = await k.kubectl(['edit', 'deployment', 'web'], { env: { KUBE_EDITOR: 'sed -i s#localhost/busybox:2#localhost/busybox:3#' } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /deployment.apps\/web edited/);
     const cs = (await deployment()).spec.template.spec.containers;
@@ -150,6 +134,13 @@ describe('kubectl writes through PATCH', { skip: existsSync(KUBECTL) ? false : `
     // The controller made a ReplicaSet (revision) per template; undo puts the previous template back.
     await ok('set', 'image', 'deployment/web', 'web=localhost/nginx:3');
     assert.equal(image(await deployment()), 'localhost/nginx:3');
+    // kubectl picks the revision to go back to among the ReplicaSets: wait until the controller made the
+    // one of the restarted template and the one of nginx:3.
+    await waitFor('ReplicaSets of both templates', async () => {
+      const rs = (await k.t.api('GET', '/apis/apps/v1/namespaces/default/replicasets')).body?.items ?? [];
+      const has = (img: string, restarted: boolean) => rs.some((x: any) => image(x) === img && Boolean(x.spec.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt']) === restarted);
+      return has('localhost/nginx:2', true) && has('localhost/nginx:3', true);
+    });
     assert.match(await ok('rollout', 'undo', 'deployment', 'web'), /rolled back/);
     const undone = await deployment();
     assert.equal(image(undone), 'localhost/nginx:2');
