@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
-import { CliError } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, parseResourceArgs, type CommandContext } from './context.js';
+import { CliError, dryRunSuffix } from './client.js';
+import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, eachObject, parseResourceArgs, type CommandContext } from './context.js';
 import { updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -67,7 +67,7 @@ export function registerLabelCommands(program: Command, ctx: CommandContext): vo
       .argument('<args...>', `resources (pod web, or deployment/web) followed by KEY=VALUE to set or KEY- to remove`)
       .option('--overwrite', `allow changing the value of an existing ${what}`)
       .option('-n, --namespace <namespace>', 'namespace of the objects', DEFAULT_NAMESPACE);
-    addConnectionOptions(cmd).action(async (args: string[], opts: { overwrite?: boolean; namespace?: string }, command: Command) => {
+    addConnectionOptions(addDryRunOption(cmd)).action(async (args: string[], opts: { overwrite?: boolean; namespace?: string }, command: Command) => {
       const { resources, changes } = parseMetadataArgs(args, what);
       const targets = parseResourceArgs(resources);
       if (targets.some((t) => !t.name)) throw new CliError(`resource(s) were provided, but no name was specified: use "drover ${verb} ${resources[0]} NAME ..."`);
@@ -81,7 +81,7 @@ export function registerLabelCommands(program: Command, ctx: CommandContext): vo
           else delete obj.metadata[field];
           return true;
         });
-        ctx.io.stdout(`${objectName(t.kind, t.name!)} ${changed ? '' : 'not '}${past}\n`);
+        ctx.io.stdout(`${objectName(t.kind, t.name!)} ${changed ? '' : 'not '}${past}${changed ? dryRunSuffix(client.dryRun) : ''}\n`);
       });
     });
   }

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import type { ApiObject } from '../api/meta.js';
 import type { Container } from '../api/pod.js';
-import { CliError } from './client.js';
-import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
+import { CliError, dryRunSuffix } from './client.js';
+import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, eachObject, type CommandContext } from './context.js';
 import { parseTargets, updateObject } from './mutate.js';
 import { objectName } from './output.js';
 
@@ -60,14 +60,14 @@ export function registerSet(program: Command, ctx: CommandContext): void {
     .description('update the image of containers: set image deployment/web web=nginx:1.25 [sidecar=...]')
     .argument('<args...>', 'resources (deployment/web, or ds agent) followed by CONTAINER=IMAGE pairs (* for every container)')
     .option('-n, --namespace <namespace>', 'namespace of the objects', DEFAULT_NAMESPACE);
-  addConnectionOptions(image).action(async (args: string[], opts: { namespace?: string }, command: Command) => {
+  addConnectionOptions(addDryRunOption(image)).action(async (args: string[], opts: { namespace?: string }, command: Command) => {
     const { resources, images } = parseImageArgs(args);
     const targets = parseTargets(resources, 'set image', IMAGE_KINDS);
     const client = ctx.client(command);
     const ns = opts.namespace || DEFAULT_NAMESPACE;
     await eachObject(targets, async (t) => {
       await updateObject(client, t.kind, ns, t.name, (obj) => setImages(obj, images));
-      ctx.io.stdout(`${objectName(t.kind, t.name)} image updated\n`);
+      ctx.io.stdout(`${objectName(t.kind, t.name)} image updated${dryRunSuffix(client.dryRun)}\n`);
     });
   });
 }

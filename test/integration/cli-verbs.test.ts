@@ -63,6 +63,11 @@ describe('drover CLI verbs: dry-run, edit, explain, logs -l', () => {
     assert.equal(await exists('/apis/apps/v1/namespaces/default/deployments/front'), true);
     // A missing object is still an error, as a real delete would say.
     fails(await run('delete', 'pod', 'nope', '--dry-run=client'), /pods "nope" not found/);
+    assert.equal(ok(await run('label', 'deployment/front', 'tier=web', '--dry-run=client')).stdout, 'deployment.apps/front labeled (dry run)\n');
+    assert.equal(ok(await run('set', 'image', 'deployment/front', 'main=localhost/other:1', '--dry-run=server')).stdout, 'deployment.apps/front image updated (server dry run)\n');
+    const front = (await t.api('GET', '/apis/apps/v1/namespaces/default/deployments/front')).body;
+    assert.equal(front.metadata.labels?.tier, undefined);
+    assert.equal(front.spec.template.spec.containers[0].image, 'localhost/busybox:latest');
     fails(await run('apply', '--dry-run=maybe', '-f', '-'), /Invalid dry-run value \(maybe\)\. Must be "none", "server", or "client"\./);
   });
 
