@@ -182,6 +182,14 @@ describe('field managers of other writes (recordUpdate)', () => {
     assert.equal(cleared.metadata.managedFields, undefined);
   });
 
+  it('a /status write records status fields under its own entry (subresource status); spec ownership is untouched', () => {
+    const created = recordUpdate(undefined, stored(manifest() as Obj), 'kubectl-create', T0);
+    const next = recordUpdate(created, { ...structuredClone(created), status: { replicas: 2, readyReplicas: 2 } }, 'drover-controller', T1, 'status');
+    const entry = next.metadata.managedFields!.find((e) => e.manager === 'drover-controller')!;
+    assert.deepEqual(entry, { manager: 'drover-controller', operation: 'Update', apiVersion: 'apps/v1', time: T1, fieldsType: 'FieldsV1', fieldsV1: { 'f:status': { 'f:readyReplicas': {} } }, subresource: 'status' });
+    assert.deepEqual(next.metadata.managedFields![0], created.metadata.managedFields![0]);
+  });
+
   it('malformed managedFields in a PUT body are refused, naming the entry', () => {
     const created = recordUpdate(undefined, stored(manifest() as Obj), 'kubectl-create', T0);
     assert.throws(() => recordUpdate(created, { ...created, metadata: { ...created.metadata, managedFields: [{ manager: 'x' }] as never } }, 'y', T1), /metadata\.managedFields\[0\]: needs a manager and an operation/);

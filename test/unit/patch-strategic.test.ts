@@ -161,6 +161,14 @@ describe('strategic merge on drover kinds (what kubectl sends)', () => {
     assert.equal(spec(out).tolerations, undefined);
   });
 
+  it('kubectl apply switching RollingUpdate → Recreate: $retainKeys on spec.strategy clears rollingUpdate', () => {
+    const d = deployment();
+    (d.spec as Record<string, unknown>).strategy = { type: 'RollingUpdate', rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' } };
+    const out = patchObject(d, '{"spec":{"strategy":{"$retainKeys":["type"],"rollingUpdate":null,"type":"Recreate"}}}', SMP);
+    assert.deepEqual((out.spec as Record<string, unknown>).strategy, { type: 'Recreate' });
+    assert.throws(() => patchObject(d, '{"spec":{"strategy":{"$retainKeys":["type"],"type":"Recreate","rollingUpdate":{"maxSurge":1}}}}', SMP), /spec\.strategy\.rollingUpdate: the patch sets a field that its \$retainKeys does not list/);
+  });
+
   it('the stored object is never modified by a patch', () => {
     const before = deployment();
     const copy = structuredClone(before);
