@@ -61,8 +61,8 @@ export function registerKubeconfig(program: Command, ctx: CommandContext): void 
     const flags = command.optsWithGlobals<Flags>();
     const cfg = resolveConfig({ server: flags.server, token: flags.token }, flags.config ? { ...ctx.io.env, DROVER_CONFIG: flags.config } : ctx.io.env);
     if (!cfg.token) throw new CliError(`no token: give --token, set DROVER_TOKEN, or put "token" in ${cfg.configPath}`);
-    if (!cfg.ca) ctx.warn('no cluster CA known (DROVER_CA_FILE or "certificateAuthority" in the config file): kubectl will check the server against the system roots');
     const text = toYaml(kubeconfig({ server: cfg.server, token: cfg.token, ca: cfg.ca, name: opts.name, namespace: opts.namespace }));
+    if (!cfg.ca) ctx.warn('no cluster CA known (DROVER_CA_FILE or "certificateAuthority" in the config file): kubectl will check the server against the system roots');
     if (!opts.out) return ctx.io.stdout(text);
     try {
       await writePrivate(opts.out, text);
