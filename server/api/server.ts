@@ -394,15 +394,23 @@ export class ApiServer {
         },
       });
     }
-    const metrics = /^\/apis\/metrics\.k8s\.io\/v1beta1\/(?:nodes|pods|namespaces\/([^/]+)\/pods)$/.exec(url.pathname);
+    const metrics = /^\/apis\/metrics\.k8s\.io\/v1beta1\/(?:(nodes)|pods|namespaces\/[^/]+\/pods)(?:\/[^/]+)?$/.exec(url.pathname);
     if (metrics && method === 'GET') {
-      audit.verb = 'list';
+      const segs = pathSegments(req.url ?? '/');
+      const nodes = metrics[1] !== undefined;
+      // The namespace and name segments decoded and checked like any other (a bad escape is a 400, not a 500).
+      const namespace = segs[3] === 'namespaces' ? segs[4] : undefined;
+      const name = segs.length === (namespace !== undefined ? 7 : 5) ? segs.at(-1) : undefined;
+      audit.verb = name ? 'get' : 'list';
       audit.resource = { kind: 'metrics', path: url.pathname };
       this.check(authorize(this.requireIdentity(auth), 'list', { resource: 'metrics' }));
-      // The namespace segment decoded and checked like any other (a bad escape is a 400, not a 500).
-      const namespace = metrics[1] ? pathSegments(req.url ?? '/')[4] : undefined;
       if (!this.deps.metrics) throw new NotFoundError('metrics');
-      return sendJson(res, 200, url.pathname.endsWith('/nodes') ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(namespace));
+      const list = (nodes ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(namespace)) as { items: Array<{ metadata: { name: string } }> };
+      if (!name) return sendJson(res, 200, list);
+      // `kubectl top node NAME` / `top pod NAME`: one item of the list, as metrics-server serves it.
+      const item = list.items.find((i) => i.metadata.name === name);
+      if (!item) throw new NotFoundError(`${nodes ? 'nodemetrics' : 'podmetrics'}.metrics.k8s.io "${name}"`);
+      return sendJson(res, 200, { kind: nodes ? 'NodeMetrics' : 'PodMetrics', apiVersion: 'metrics.k8s.io/v1beta1', ...item });
     }
     // Unauthenticated callers learn nothing about paths, not even which exist.
     const identity = this.requireIdentity(auth);

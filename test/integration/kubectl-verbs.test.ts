@@ -233,6 +233,10 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
     await waitFor('node metrics', async () => (await kubectl(['top', 'nodes'])).stdout.includes('edge-a'), 30_000);
     const top = rows(await good(['top', 'nodes']));
     assert.deepEqual(top[0]!.slice(0, 3), ['NAME', 'CPU(cores)', 'CPU(%)']);
+    assert.match(await good(['top', 'node', 'edge-a']), /^edge-a\s+\d+m\s/m);
+    const missing = await kubectl(['top', 'node', 'nope']);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /NotFound/);
   });
 
   it('a view token reads but may not change anything', async () => {
