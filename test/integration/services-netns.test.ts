@@ -5,7 +5,8 @@
  *   (B's through B's address and the nodePort); each node's nodePort answers from its own pod;
  * - the pod on B stops serving (its readiness probe fails): its endpoint turns not ready and A stops
  *   sending it traffic (time printed, not asserted);
- * - B goes offline (its link down): B NotReady/Unknown, its endpoint not ready, A keeps serving.
+ * - B goes offline (its link down): B NotReady/Unknown, its endpoint not ready, A keeps serving;
+ * - an agent that stops removes its rules.
  */
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
@@ -199,5 +200,14 @@ describe('Services across two devices (netns, real podman, iptables)', () => {
     } finally {
       await b.link.up();
     }
+  });
+
+  test('an agent that stops takes its forwarding rules with it', async () => {
+    assert.match(await natRules(a), /DROVER-SERVICES/);
+    await a.agent!.stop(10_000);
+    const left = (await natRules(a)).split('\n').filter((l) => l.includes('DROVER'));
+    assert.deepEqual(left, [], 'no drover chain or hook left in nat');
+    const filter = (await execa('nsenter', [`--net=/run/netns/${a.link.ns}`, 'iptables-save', '-t', 'filter'], { reject: false })).stdout;
+    assert.doesNotMatch(filter, /DROVER/);
   });
 });
