@@ -5,7 +5,7 @@ import { parseSelector, requirementsMatch } from '../../src/api/selector.js';
 import { matchesLabels, parseFieldSelector, parseLabelSelector } from '../../server/api/selectors.js';
 import { BadRequestError } from '../../src/util/errors.js';
 
-const pods = [
+const pods: { name: string; labels: Record<string, string> }[] = [
   { name: 'a', labels: { app: 'a', tier: 'front' } },
   { name: 'b', labels: { app: 'b', legacy: 'yes' } },
   { name: 'c', labels: { app: 'c' } },

@@ -10,7 +10,7 @@ import { parseObject } from '../../src/api/validate.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
 import { ValidationError } from '../../src/util/errors.js';
 
-function podWith(env: Container['env'], extra: Partial<Container> = {}, spec: Record<string, unknown> = {}) {
+function podWith(env: unknown[], extra: Partial<Container> = {}, spec: Record<string, unknown> = {}) {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', labels: { app: 'web' }, annotations: { 'example.com/zone': 'z1' } }, spec: { containers: [{ name: 'main', image: 'busybox', env, ...extra }, { name: 'side', image: 'busybox', resources: { limits: { memory: '64Mi' } } }], ...spec } };
 }
 
