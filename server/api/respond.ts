@@ -75,7 +75,7 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
     discard(req);
     throw new PayloadTooLargeError(`request body of ${declared} bytes is larger than ${MAX_BODY_BYTES} bytes`);
   }
-  const text = await readLimited(req);
+  const text = await readBodyText(req);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -92,10 +92,17 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 /**
- * The body as text, at most MAX_BODY_BYTES. Past that, the rest is read and dropped, not kept (destroying
- * the request would reset the connection before the client sees its 413).
+ * A request body as bytes, whatever its Content-Type (PATCH bodies, protobuf DeleteOptions), at most
+ * MAX_BODY_BYTES: refused from Content-Length before reading when it says so, otherwise once the limit is
+ * passed. Past that, the rest is read and dropped, not kept (destroying the request would reset the
+ * connection before the client sees its 413).
  */
-function readLimited(req: IncomingMessage): Promise<string> {
+export function readBody(req: IncomingMessage): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (declared > MAX_BODY_BYTES) {
+    discard(req);
+    return Promise.reject(new PayloadTooLargeError(`request body of ${declared} bytes is larger than ${MAX_BODY_BYTES} bytes`));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -111,9 +118,14 @@ function readLimited(req: IncomingMessage): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.once('end', () => resolve(Buffer.concat(chunks)));
     req.once('error', reject);
   });
+}
+
+/** readBody as UTF-8 text. */
+export async function readBodyText(req: IncomingMessage): Promise<string> {
+  return (await readBody(req)).toString('utf8');
 }
 
 /** Reads and drops what is left of a refused body. */

@@ -23,13 +23,12 @@ import { isClientGo, kubernetesView } from './k8s-view.js';
 import { openApiDocument } from './openapi.js';
 import { paginate } from './paging.js';
 import { applyPatch, parsePatchJson, patchTypeOf, unsupportedPatchType, type PatchType } from './patch.js';
-import { readBody, readBodyText } from './raw-body.js';
 import { deleteOptionsOf } from './delete-options.js';
 import { SCALABLE_KINDS, scaleOf, withScale, withStatus } from './subresources.js';
 import { fieldManagerOf, recordUpdate, requireFieldManager, serverSideApply } from './apply.js';
 import { parseIncludeObject, tableVersion, toTable } from './table.js';
 import { assertObjectNames, pathSegments } from './path.js';
-import { MAX_BODY_BYTES, PayloadTooLargeError, readJson, sendError, sendJson, sendText, UnsupportedMediaTypeError } from './respond.js';
+import { MAX_BODY_BYTES, PayloadTooLargeError, readBody, readBodyText, readJson, sendError, sendJson, sendText, UnsupportedMediaTypeError } from './respond.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector } from './selectors.js';
 
 export interface LogsQuery {
