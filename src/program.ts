@@ -18,6 +18,8 @@ import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR } from './api/service.js'
 import { parseCidr } from './net/ipv4.js';
 import { parsePortRange } from '../server/services/allocate.js';
 import { registerBrokerCommands } from './cli/broker.js';
+import { kubeconfig, writePrivate } from './cli/kubeconfig.js';
+import { toYaml } from './cli/output.js';
 import { registerCliCommands } from './cli/program.js';
 import { registerSecretsCommands } from './cli/secrets.js';
 import { errorMessage } from './util/errors.js';
@@ -120,6 +122,18 @@ async function writeClientConfig(apiUrl: string, token: string, ca: string): Pro
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   await writeFile(path, JSON.stringify({ server: apiUrl, token, certificateAuthority: ca }, null, 2) + '\n', { mode: 0o600 });
   await chmod(path, 0o600);
+  return path;
+}
+
+/**
+ * DATA_DIR/kubeconfig.yaml (0600) for the real kubectl, rewritten at every start (as k3s writes
+ * k3s.yaml): the admin token, the cluster CA, the API's address. Over plain HTTP kubectl sends no token,
+ * so an --insecure server writes none.
+ */
+async function writeKubeconfig(dataDir: string, apiUrl: string, token: string, ca: string): Promise<string | undefined> {
+  if (!apiUrl.startsWith('https://')) return undefined;
+  const path = join(dataDir, 'kubeconfig.yaml');
+  await writePrivate(path, toYaml(kubeconfig({ server: apiUrl, token, ca, name: 'drover' })));
   return path;
 }
 
@@ -308,6 +322,10 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       logger.warn({ err: errorMessage(err) }, 'CLI config not written');
       return undefined;
     });
+    const kubeconfigPath = await writeKubeconfig(server.dataDir, server.apiUrl, server.adminToken, server.caCert).catch((err) => {
+      logger.warn({ err: errorMessage(err) }, 'kubeconfig not written');
+      return undefined;
+    });
     const host = advertiseAddress ?? '<this-host>';
     const apiPublic = `${insecure ? 'http' : 'https'}://${host.includes(':') ? `[${host}]` : host}:${new URL(server.apiUrl).port}`;
     // The join token itself is never printed: it is a password for the whole cluster.
@@ -319,6 +337,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
         `  MQTT broker:  ${server.mqttUrl}${o.brokerUrl ? ' (external)' : ' (embedded)'}`,
         `  CA:           ${server.caFile}`,
         `  admin token:  ${join(server.dataDir, 'admin-token')}${cfgPath ? `  (CLI config written to ${cfgPath})` : ''}`,
+        ...(kubeconfigPath ? [`  kubectl:      KUBECONFIG=${kubeconfigPath} kubectl get nodes`] : []),
         `  local agent:  ${o.disableAgent ? 'disabled' : `node ${o.nodeName}`}`,
         `  join another device: make it a token (\`drover token create --uses 1 --ttl 24h\`, or ${join(server.dataDir, 'join-token')}); as root there,`,
         ...(insecure

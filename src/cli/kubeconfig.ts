@@ -36,7 +36,7 @@ export function kubeconfig(i: KubeconfigInput): Record<string, unknown> {
 }
 
 /** Writes `text` to `path` readable by its owner only (the token is in it), replacing what was there. */
-async function writePrivate(path: string, text: string): Promise<void> {
+export async function writePrivate(path: string, text: string): Promise<void> {
   const f = await open(path, 'w', 0o600);
   try {
     // An existing file keeps its mode on open: narrow it before the token is written.

@@ -1,7 +1,7 @@
 /**
  * The real `drover server` and `drover agent` processes, as a user and an attacker meet them: the
  * server prints the join command without the secret and writes a 0600 CLI config (HTTPS URL, token,
- * CA) that `drover get nodes` works with; the agent refuses a token on argv and one naming another
+ * CA) that `drover get nodes` works with, and a 0600 DATA_DIR/kubeconfig.yaml the real kubectl works with; the agent refuses a token on argv and one naming another
  * CA; `--insecure` binds its plain listeners to 127.0.0.1.
  */
 import assert from 'node:assert/strict';
@@ -9,6 +9,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { parseJoinToken, formatJoinToken } from '../../server/identity/join-token.js';
 import { droverProcess, fails, ok, spawnDrover } from '../helpers/cli.js';
@@ -78,6 +79,12 @@ describe('TLS and tokens through the real binary', () => {
     // The user's own environment (DROVER_CA_FILE of the test process) must not be what makes it work.
     const r = ok(await droverProcess({ DROVER_CONFIG: config, DROVER_CA_FILE: '', DROVER_SERVER: '', DROVER_TOKEN: '' }, ['get', 'nodes']), 'get nodes');
     assert.match(r.stderr + r.stdout, /No resources found|NAME/);
+    // kubectl in one step, as k3s's k3s.yaml: the path is printed, the file is private, kubectl trusts the server.
+    const kubeconfigPath = join(dir, 'data', 'kubeconfig.yaml');
+    assert.ok(s.output().includes(`KUBECONFIG=${kubeconfigPath} kubectl get nodes`), s.output());
+    assert.equal((await stat(kubeconfigPath)).mode & 0o777, 0o600);
+    const kubectl = execFileSync('kubectl', ['get', 'namespaces', '-o', 'name'], { env: { PATH: process.env.PATH ?? '', HOME: dir, KUBECONFIG: kubeconfigPath }, encoding: 'utf8' });
+    assert.match(kubectl, /^namespace\/default$/m);
     // Without the CA the same call is refused by TLS verification, not silently accepted.
     const noCa = JSON.stringify({ server: cfg.server, token: cfg.token });
     const bare = join(dir, 'config-no-ca');
