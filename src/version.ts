@@ -55,12 +55,18 @@ export interface VersionInfo {
   drover: { version: string; contract: number; node: string };
 }
 
+/**
+ * The Kubernetes API level drover's API answers as (what kubectl v1.32 was tested against): kubectl
+ * compares it with its own minor version and warns past a skew of one, so drover's own 0.x would make
+ * every `kubectl version` warn. drover's version rides in the build metadata, as k3s's does (v1.32.3+k3s1).
+ */
+export const KUBE_API_LEVEL = { major: '1', minor: '32' } as const;
+
 export function versionInfo(version = droverVersion()): VersionInfo {
-  const [major = '0', minor = '0'] = version.split('.');
   return {
-    major,
-    minor,
-    gitVersion: `v${version}-drover`,
+    major: KUBE_API_LEVEL.major,
+    minor: KUBE_API_LEVEL.minor,
+    gitVersion: `v${KUBE_API_LEVEL.major}.${KUBE_API_LEVEL.minor}.0+drover-${version}`,
     gitCommit: typeof __DROVER_COMMIT__ === 'string' ? __DROVER_COMMIT__ : '',
     gitTreeState: '',
     buildDate: typeof __DROVER_BUILD_DATE__ === 'string' ? __DROVER_BUILD_DATE__ : '',
