@@ -5,6 +5,7 @@ import type { KindInfo } from '../api/kinds.js';
 import type { ApiObject, Condition } from '../api/meta.js';
 import type { Node } from '../api/node.js';
 import type { Pod } from '../api/pod.js';
+import type { EndpointSlice, Service } from '../api/service.js';
 import { formatMemory } from '../api/quantity.js';
 import { selectorString, type LabelSelector } from '../api/selector.js';
 import type { DaemonSet, Deployment, Job, ReplicaSet } from '../api/workloads.js';
@@ -337,11 +338,39 @@ const COLUMNS: Record<string, Columns> = {
     headers: ['NAME', 'TYPE', 'DATA', 'AGE'],
     row: (s, now) => [s.metadata.name, s.type ?? 'Opaque', String(Object.keys(s.data ?? {}).length), age(s.metadata.creationTimestamp, now)],
   }),
+  // As kubectl prints them (pkg/printers/internalversion): PORT(S) 80/TCP or 80:30080/TCP, no external IPs on drover.
+  Service: kindColumns<Service>({
+    headers: ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORT(S)', 'AGE'],
+    wideHeaders: ['SELECTOR'],
+    row: (svc, now) => [
+      svc.metadata.name, svc.spec.type ?? 'ClusterIP', svc.spec.clusterIP || '<none>', '<none>',
+      orNone((svc.spec.ports ?? []).map((p) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol ?? 'TCP'}`).join(',')),
+      age(svc.metadata.creationTimestamp, now),
+    ],
+    wideRow: (svc) => [orNone(Object.entries(svc.spec.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(','))],
+  }),
+  EndpointSlice: kindColumns<EndpointSlice>({
+    headers: ['NAME', 'ADDRESSTYPE', 'PORTS', 'ENDPOINTS', 'AGE'],
+    row: (es, now) => [es.metadata.name, es.addressType, slicePorts(es), sliceEndpoints(es), age(es.metadata.creationTimestamp, now)],
+  }),
   ResourceQuota: kindColumns<ResourceQuota>({
     headers: ['NAME', 'AGE', 'REQUEST', 'LIMIT'],
     row: (q, now) => [q.metadata.name, age(q.metadata.creationTimestamp, now), quotaText(q, false), quotaText(q, true)],
   }),
 };
+
+/** kubectl's PORTS cell of an EndpointSlice: the port numbers, "<unset>" for a port without one. */
+function slicePorts(es: EndpointSlice): string {
+  const ports = es.ports ?? [];
+  return ports.length ? ports.map((p) => (p.port === undefined ? '<unset>' : String(p.port))).join(',') : '<unset>';
+}
+
+/** kubectl's ENDPOINTS cell: the first three addresses, then "+ N more...". */
+function sliceEndpoints(es: EndpointSlice): string {
+  const addrs = (es.endpoints ?? []).flatMap((e) => e.addresses);
+  if (addrs.length === 0) return '<none>';
+  return addrs.slice(0, 3).join(',') + (addrs.length > 3 ? ` + ${addrs.length - 3} more...` : '');
+}
 
 const DEFAULT_COLUMNS: Columns = { headers: ['NAME', 'AGE'], row: (o, now) => [o.metadata.name, age(o.metadata.creationTimestamp, now)] };
 

@@ -122,6 +122,24 @@ describe('tables', () => {
     assert.match(tableFor(kindInfo('Pod'), [hostNet], { now: NOW, wide: true }).split('\n')[1]!, /5m\s+10\.0\.0\.7\s+edge-1$/, 'a host-network pod has its node address');
   });
 
+  it('services and endpoint slices in kubectl\'s columns: TYPE, CLUSTER-IP, PORT(S) with nodePorts; ENDPOINTS cut after three', () => {
+    const created = new Date(NOW - 5 * 60_000).toISOString();
+    const meta = (name: string) => ({ name, namespace: 'default', creationTimestamp: created });
+    const svcs = [
+      { apiVersion: 'v1', kind: 'Service', metadata: meta('web'), spec: { type: 'NodePort', clusterIP: '10.43.0.12', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, nodePort: 30080, protocol: 'TCP' }, { name: 'dns', port: 53, protocol: 'UDP' }] } },
+      { apiVersion: 'v1', kind: 'Service', metadata: meta('db'), spec: { type: 'ClusterIP', clusterIP: 'None' } },
+    ];
+    assert.equal(tableFor(kindInfo('Service'), svcs as unknown as ApiObject[], { now: NOW }), [
+      'NAME   TYPE        CLUSTER-IP   EXTERNAL-IP   PORT(S)               AGE',
+      'web    NodePort    10.43.0.12   <none>        80:30080/TCP,53/UDP   5m',
+      'db     ClusterIP   None         <none>        <none>                5m',
+      '',
+    ].join('\n'));
+    assert.match(tableFor(kindInfo('Service'), svcs as unknown as ApiObject[], { now: NOW, wide: true }).split('\n')[1]!, /5m\s+app=web$/);
+    const slice = { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: meta('web-x1'), addressType: 'IPv4', ports: [{ port: 8080, protocol: 'TCP' }], endpoints: ['10.88.0.2', '10.88.0.3', '10.88.0.4', '10.88.0.5'].map((a) => ({ addresses: [a], conditions: { ready: true } })) };
+    assert.match(tableFor(kindInfo('EndpointSlice'), [slice] as unknown as ApiObject[], { now: NOW }).split('\n')[1]!, /^web-x1\s+IPv4\s+8080\s+10\.88\.0\.2,10\.88\.0\.3,10\.88\.0\.4 \+ 1 more\.\.\.\s+5m$/);
+  });
+
   it('adds a NAMESPACE column for -A', () => {
     const out = tableFor(kindInfo('Pod'), [mkPod('web', { ns: 'prod' })] as unknown as ApiObject[], { now: NOW, allNamespaces: true });
     assert.match(out.split('\n')[0]!, /^NAMESPACE\s+NAME\s+READY/);
