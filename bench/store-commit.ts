@@ -1,0 +1,173 @@
+/**
+ * Durable write throughput: synced creates per second with 1, 16 and 64 writes in flight, at two levels.
+ *   store  LevelStore on disk (what server/run.ts opens), N concurrent create() calls, each acknowledged
+ *          only once durable; beside it raw classic-level (one synced put batch per write, same in
+ *          flight) as the same-machine ceiling.
+ *   api    POST /api/v1/namespaces/default/pods over HTTPS with 16 and 64 requests in flight against
+ *          a real `drover server` process (--disable-agent), the server's CPU measured from /proc.
+ * Each figure is run `--runs` times (default 3) and the median is reported with the load average,
+ * since the machine is shared. Anchors (issue 13): etcd 3.4 on this machine kind 3.5k creates/s,
+ * classic-level synced 10.7k/s.
+ *
+ * Run: node --import tsx bench/store-commit.ts [--part store|api|all] [--runs 3] [--label after]
+ *        [--cpu-prof DIR]  (the server runs with --cpu-prof into DIR, for finding the API's bottleneck)
+ *   → bench/results/store-commit.json (store-commit-<label>.json with --label) and the .md beside it
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ClassicLevel } from 'classic-level';
+import { LevelStore } from '../server/store/level.js';
+import { trustCa } from '../test/helpers/cluster.js';
+import { freePort, median, numArg, parseArgs, procCpuMs, round, sleep, writeResult } from './lib/common.js';
+
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+const args = parseArgs(process.argv.slice(2));
+const RUNS = numArg(args, 'runs', 3);
+const PART = args.get('part') ?? 'all';
+const LABEL = args.get('label');
+const CPU_PROF = args.get('cpu-prof');
+const ANCHORS = { etcd34CreatesPerSecond: 3500, classicLevelSyncedCreatesPerSecond: 10700 };
+
+const load = () => loadavg().map((l) => round(l, 2));
+
+const podBody = (name: string) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'default', labels: { app: 'bench' } },
+  spec: { containers: [{ name: 'main', image: 'docker.io/library/busybox:1.36', command: ['sleep', '3600'] }] },
+});
+
+/** Runs `total` calls of `one(i)` with `inFlight` at once; creates per second. */
+async function drive(total: number, inFlight: number, one: (i: number) => Promise<void>): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inFlight }, async () => {
+      while (next < total) await one(next++);
+    }),
+  );
+  return (total / (performance.now() - t0)) * 1000;
+}
+
+interface Figure {
+  inFlight: number;
+  creates: number;
+  perSecondRuns: number[];
+  perSecondMedian: number;
+  loadAverage: number[];
+  [extra: string]: unknown;
+}
+
+const countFor = (inFlight: number, base: number) => (inFlight === 1 ? Math.max(200, base / 10) : base);
+
+async function storeLevel(): Promise<{ store: Figure[]; rawClassicLevel: Figure[] }> {
+  const store: Figure[] = [];
+  const raw: Figure[] = [];
+  for (const inFlight of [1, 16, 64]) {
+    const creates = countFor(inFlight, 5000);
+    const runs: number[] = [];
+    const rawRuns: number[] = [];
+    const loadBefore = load();
+    for (let r = 0; r < RUNS; r++) {
+      const dir = mkdtempSync(join(tmpdir(), 'drover-bench-store-'));
+      try {
+        const s = await LevelStore.open({ path: join(dir, 'db') });
+        runs.push(await drive(creates, inFlight, async (i) => void (await s.create(podBody(`p${i}`)))));
+        await s.close();
+        const db = new ClassicLevel<string, unknown>(join(dir, 'raw'), { valueEncoding: 'json' });
+        await db.open();
+        rawRuns.push(await drive(creates, inFlight, (i) => db.batch([{ type: 'put', key: `/registry/Pod/default/p${i}`, value: podBody(`p${i}`) }], { sync: true })));
+        await db.close();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    store.push({ inFlight, creates, perSecondRuns: runs.map((x) => round(x)), perSecondMedian: round(median(runs)), loadAverage: loadBefore });
+    raw.push({ inFlight, creates, perSecondRuns: rawRuns.map((x) => round(x)), perSecondMedian: round(median(rawRuns)), loadAverage: loadBefore });
+    console.log(`store ${inFlight} in flight: ${round(median(runs))} creates/s (runs ${runs.map((x) => round(x)).join(', ')}); raw classic-level ${round(median(rawRuns))}/s; load ${loadBefore.join(' ')}`);
+  }
+  return { store, rawClassicLevel: raw };
+}
+
+async function apiLevel(): Promise<{ api: Figure[]; server: Record<string, unknown> }> {
+  const tmp = mkdtempSync(join(tmpdir(), 'drover-bench-api-'));
+  const dataDir = join(tmp, 'data');
+  const apiPort = await freePort();
+  const mqttPort = await freePort();
+  const nodeArgs = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF] : [];
+  const server = spawn(
+    process.execPath,
+    [...nodeArgs, '--import', 'tsx', 'src/main.ts', 'server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn'],
+    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(tmp, 'client-config.json') }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  server.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<void>((resolve) => server.on('exit', () => resolve()));
+  const apiUrl = `https://127.0.0.1:${apiPort}`;
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!existsSync(join(dataDir, 'admin-token')) || !existsSync(join(dataDir, 'tls', 'ca.crt'))) {
+      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`server did not start:\n${out}`);
+      await sleep(50);
+    }
+    await trustCa(readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
+    while (!(await fetch(`${apiUrl}/readyz`).then((r) => r.ok, () => false))) {
+      if (server.exitCode !== null || Date.now() > deadline) throw new Error(`server not ready:\n${out}`);
+      await sleep(50);
+    }
+    const token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
+    let seq = 0;
+    const post = async () => {
+      const name = `b${seq++}`;
+      const r = await fetch(`${apiUrl}/api/v1/namespaces/default/pods`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(podBody(name)),
+      });
+      const text = await r.text();
+      if (r.status !== 201) throw new Error(`POST ${name}: ${r.status} ${text.slice(0, 300)}`);
+    };
+    await drive(300, 16, post); // warm-up: JIT, TLS sessions, connection pool
+    const api: Figure[] = [];
+    for (const inFlight of [16, 64]) {
+      const creates = 3000;
+      const runs: number[] = [];
+      const cpu: number[] = [];
+      const loadBefore = load();
+      for (let r = 0; r < RUNS; r++) {
+        const c0 = procCpuMs(server.pid!);
+        const t0 = performance.now();
+        runs.push(await drive(creates, inFlight, post));
+        cpu.push(((procCpuMs(server.pid!) - c0) / (performance.now() - t0)) * 100);
+      }
+      api.push({ inFlight, creates, perSecondRuns: runs.map((x) => round(x)), perSecondMedian: round(median(runs)), loadAverage: loadBefore, serverCpuPercentOfOneCore: round(median(cpu)) });
+      console.log(`api ${inFlight} in flight: ${round(median(runs))} creates/s (runs ${runs.map((x) => round(x)).join(', ')}); server CPU ${round(median(cpu))}% of a core; load ${loadBefore.join(' ')}`);
+    }
+    return { api, server: { mode: 'node --import tsx src/main.ts server --disable-agent (HTTPS API, TLS, no nodes: pods stay Pending)', cpuProfileDir: CPU_PROF } };
+  } finally {
+    // SIGTERM so --cpu-prof writes its profile on the way out.
+    server.kill('SIGTERM');
+    const t = setTimeout(() => server.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+const result: Record<string, unknown> = { label: LABEL, runs: RUNS, anchors: ANCHORS };
+if (PART === 'store' || PART === 'all') Object.assign(result, await storeLevel());
+if (PART === 'api' || PART === 'all') Object.assign(result, await apiLevel());
+
+const name = LABEL ? `store-commit-${LABEL}` : 'store-commit';
+const file = writeResult(name, result);
+const md: string[] = [`# Durable creates/s (${LABEL ?? 'current'}), median of ${RUNS} runs`, '', '| level | in flight | creates/s | runs | load avg (1/5/15 min) | anchor |', '|---|---|---|---|---|---|'];
+const anchor = `etcd 3.4: ${ANCHORS.etcd34CreatesPerSecond}/s; classic-level synced: ${ANCHORS.classicLevelSyncedCreatesPerSecond}/s`;
+for (const [level, figs] of [['LevelStore', result.store], ['raw classic-level (same run)', result.rawClassicLevel], ['API (HTTPS POST)', result.api]] as const) {
+  for (const f of (figs as Figure[] | undefined) ?? []) md.push(`| ${level} | ${f.inFlight} | ${f.perSecondMedian} | ${f.perSecondRuns.join(', ')} | ${f.loadAverage.join(' / ')} | ${anchor} |`);
+}
+writeFileSync(file.replace(/\.json$/, '.md'), md.join('\n') + '\n');
+console.log(`wrote ${file}`);
