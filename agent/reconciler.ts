@@ -8,13 +8,14 @@ import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
-import { applyPlan } from './engine/apply.js';
+import { applyPlan, type StepError } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult } from './engine/plan.js';
 import { podReports } from './engine/report.js';
 import type { ServiceForwarder } from './network/iptables.js';
 import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
+import { addressTakenIn, POD_IP_LABEL, PodIPPlan } from './network/pod-ip-plan.js';
 import type { RestartTracker } from './engine/restart-tracker.js';
 import { probeSubjects, type ProbeEvent, type ProbeManager } from './probes/manager.js';
 import type { EventInput, NodeStatus } from './reporter.js';
@@ -33,6 +34,9 @@ const FAILED_REQUEUE_MS = 5_000;
 
 /** Next look after a failed runtime call while the runtime still counts as healthy. */
 const RUNTIME_RETRY_MS = 1_000;
+
+/** Next ask for the bridge subnet after the runtime could not tell it. */
+const SUBNET_RETRY_MS = 60_000;
 
 export interface ReconcilerDeps {
   cfg: AgentConfig;
@@ -76,6 +80,9 @@ export class Reconciler {
   private readonly probes: ProbeManager;
   /** The addresses of the pods' containers, read once per container (status.podIP). */
   private readonly addresses: PodAddresses;
+  /** The addresses the agent picks for bridge pods before they start (status.podIP in env). */
+  private readonly podIPs = new PodIPPlan();
+  private subnetAskedAt = -Infinity;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.restarts = deps.restarts;
@@ -94,6 +101,7 @@ export class Reconciler {
       this.setRuntimeHealth(false, errorMessage(err));
       return 'unknown';
     });
+    await this.askSubnet();
     await this.reconcile();
     // A container that exits is seen within a second rather than at the next resync (restart policy,
     // Jobs). Not at once: podman's cleanup records the exit a moment after the event.
@@ -219,7 +227,48 @@ export class Reconciler {
       hostIP: this.deps.hostIP(),
       services: this.deps.target.desired?.services ?? [],
       volumeError: (uid, volume) => this.volumes.error(uid, volume),
+      // Without a known subnet the agent picks no address: status.podIP in env then waits (ConfigError).
+      ...(this.podIPs.enabled ? { podIP: (uid: string) => this.podIPs.ip(uid) } : {}),
     };
+  }
+
+  /**
+   * The runtime's bridge subnet, asked until it answers (at most once a minute); a runtime that
+   * cannot tell leaves pods with the addresses it gives them as they start.
+   */
+  private async askSubnet(): Promise<void> {
+    const { runtime, logger } = this.deps;
+    if (this.podIPs.enabled || !runtime.bridgeSubnet) return;
+    const now = this.deps.now();
+    if (now - this.subnetAskedAt < SUBNET_RETRY_MS) return;
+    this.subnetAskedAt = now;
+    try {
+      const subnet = await runtime.bridgeSubnet();
+      if (!subnet) {
+        logger.warn('the runtime\'s bridge network has no IPv4 subnet: bridge pods get their addresses as they start');
+        return;
+      }
+      this.podIPs.setSubnet(subnet);
+      logger.info({ subnet: subnet.subnet }, 'bridge pod addresses are picked by the agent');
+    } catch (err) {
+      logger.warn({ err: errorMessage(err) }, 'no bridge subnet to pick pod addresses in: bridge pods get their addresses as they start');
+    }
+  }
+
+  /**
+   * A run or restart refused because the pod's address is in use (another container took it): the
+   * address is given up and the pod gets another on the next pass.
+   */
+  private giveUpTakenAddresses(errors: StepError[]): void {
+    for (const { step, error } of errors) {
+      const ip = addressTakenIn(error.message);
+      if (!ip) continue;
+      const held = step.action === 'run' ? step.spec.ip : step.action === 'restart' ? step.exited.labels[POD_IP_LABEL] : undefined;
+      if (held !== ip || (step.action !== 'run' && step.action !== 'restart')) continue;
+      this.podIPs.markTaken(ip);
+      const { pod } = step;
+      this.deps.emit({ type: 'Warning', reason: 'AddressInUse', message: `Address ${ip} is already in use on the ${this.deps.runtime.name} bridge network: the pod gets another address`, involved: { kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid } });
+    }
   }
 
   /** Returns when the next reconcile is due (ms). */
@@ -227,6 +276,7 @@ export class Reconciler {
     const { runtime, target, cfg, logger } = this.deps;
     const desired = target.desired;
     const pods = desired?.pods ?? [];
+    await this.askSubnet();
     const run = this.runContext();
     let requeueMs = cfg.resyncSeconds * 1000;
     let seen: { current: RuntimeContainer[]; plan: PlanResult } | undefined;
@@ -239,16 +289,19 @@ export class Reconciler {
       const [listed, present] = await Promise.all([this.listManaged(), runtime.images()]);
       let current = listed;
       let images = new Set(present);
+      this.podIPs.update(pods, current, this.addresses.inUse());
       let p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
       for (let round = 1; ; round++) {
         if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
         // Applied even without steps: it also announces back-offs and invalid specs (once each).
         const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.deps.emit(e), restarts: this.restarts });
+        this.giveUpTakenAddresses(errors);
         if (p.steps.length === 0) break;
         const pulled = p.steps.some((s) => s.action === 'pull');
         [current, images] = await Promise.all([this.listManaged(), pulled ? runtime.images().then((l) => new Set(l)) : Promise.resolve(images)]);
         // Planned again whether or not it is applied: the reports and probes read the matching of
         // the containers as they are now.
+        this.podIPs.update(pods, current, this.addresses.inUse());
         p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
         if (errors.length) {
           requeueMs = Math.min(requeueMs, FAILED_REQUEUE_MS);

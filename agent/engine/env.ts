@@ -117,8 +117,9 @@ function fieldValue(pod: DesiredPod, fieldPath: string, node: string, ctx: RunCo
       return ctx.hostIP ?? '';
     case 'status.podIP': {
       if (pod.spec.hostNetwork) return ctx.hostIP ?? '';
-      // An agent that does not pick bridge addresses itself cannot know it (the API refuses such pods: BRIDGE_POD_IP_IN_ENV).
-      if (!ctx.podIP) throw new ConfigError('fieldRef "status.podIP" is only supported with hostNetwork on this agent');
+      // An agent that cannot pick bridge addresses (its runtime does not tell the bridge subnet) learns
+      // the address only once the container runs: too late for its env. Retried at every pass.
+      if (!ctx.podIP) throw new ConfigError('fieldRef "status.podIP" is only supported with hostNetwork on this agent (its container runtime does not tell its bridge subnet)');
       const ip = ctx.podIP(pod.uid);
       // Retried on the next pass, when the agent has picked the pod's address.
       if (!ip) throw new ConfigError('fieldRef "status.podIP": the pod has no IP address yet');

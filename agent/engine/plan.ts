@@ -17,6 +17,7 @@ import { containerLabels, containerName, identityOf, LABELS, type PodRef } from 
 import { findContainer, recreateFields, specHash } from './spec-hash.js';
 import { mountsFor } from './volume-layout.js';
 import { serviceHosts } from '../network/hosts.js';
+import { POD_IP_LABEL } from '../network/pod-ip-plan.js';
 
 export type { PodRef } from './naming.js';
 
@@ -115,6 +116,11 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
   const fields = recreateFields(pod, c);
   const hash = specHash(fields);
   const env = resolveEnv(pod, c, node, ctx);
+  // The pod's address goes to its first container only: each container has its own network
+  // namespace, and two cannot hold one address.
+  const ip = !pod.spec.hostNetwork && pod.spec.containers[0]?.name === c.name ? ctx.podIP?.(pod.uid) : undefined;
+  const labels = containerLabels(podRef(pod), c.name, node, hash);
+  if (ip) labels[POD_IP_LABEL] = ip;
   const spec: RunSpec = {
     name: containerName(pod.namespace, pod.name, c.name, pod.uid),
     image: c.image,
@@ -123,7 +129,7 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
     env,
     workingDir: fields.workingDir,
     ports: fields.ports,
-    labels: containerLabels(podRef(pod), c.name, node, hash),
+    labels,
     memoryBytes: fields.memoryBytes,
     cpuMilli: fields.cpuMilli,
     hostNetwork: fields.hostNetwork,
@@ -132,6 +138,7 @@ export function toRunSpec(pod: DesiredPod, container: string, node: string, ctx:
     ...(pod.spec.hostname ? { hostname: pod.spec.hostname } : {}),
     // Not in the spec hash: a Service created later must not re-create running containers.
     ...(ctx.services?.length && !pod.spec.hostNetwork ? { hosts: serviceHosts(ctx.services, pod.namespace) } : {}),
+    ...(ip ? { ip } : {}),
   };
   return spec;
 }
@@ -188,6 +195,17 @@ export function neverPullMessage(image: string): string {
 
 export { ConfigError };
 
+/**
+ * A stopped first container holding an address the agent gave up (refused as taken when it started
+ * again): it is re-created with the pod's new one. A running one keeps its address.
+ */
+function movedAddress(c: RuntimeContainer, pod: DesiredPod, container: string, run: RunContext | undefined): boolean {
+  const had = c.labels[POD_IP_LABEL];
+  if (!had || c.state === 'running' || pod.spec.containers[0]?.name !== container) return false;
+  const now = run?.podIP?.(pod.uid);
+  return now !== undefined && now !== had;
+}
+
 export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: PlanContext): PlanResult {
   const removes: Step[] = [];
   const restarts: Step[] = [];
@@ -227,7 +245,7 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
 
       if (keep) {
         for (const x of m.duplicates) remove(x, 'duplicate', pod);
-        if (keep.labels[LABELS.specHash] !== m.hash) {
+        if (keep.labels[LABELS.specHash] !== m.hash || movedAddress(keep, pod, name, ctx.run)) {
           remove(keep, 'spec-changed', pod);
           continue;
         }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
-import type { ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
+import type { BridgeSubnet, ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 /** The containerd namespace drover's containers live in: apart from k8s.io (CRI) and nerdctl's `default`. */
 export const NERDCTL_NAMESPACE = 'drover';
@@ -63,6 +63,8 @@ const eventEntry = z.object({
   Event: z.string().nullish(),
   Labels: z.record(z.string(), z.string()).nullish(),
 });
+/** pkg/inspecttypes/dockercompat Network: the CNI ranges as docker's IPAM.Config. */
+const networkEntry = z.object({ IPAM: z.object({ Config: z.array(z.object({ Subnet: z.string().nullish(), Gateway: z.string().nullish() })).nullish() }).nullish() });
 const taskExit = z.object({ container_id: z.string().nullish(), id: z.string().nullish() });
 
 /** dockercompat's State.Status: containerd's task status; '' when the container has no task (never started). */
@@ -207,6 +209,7 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
         for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
         if (spec.hostname) args.push('--hostname', spec.hostname);
         for (const h of spec.hosts ?? []) args.push('--add-host', `${h.name}:${h.ip}`);
+        if (spec.ip) args.push('--ip', spec.ip);
       }
       if (spec.memoryBytes !== undefined) args.push('--memory', String(spec.memoryBytes));
       if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));
@@ -227,6 +230,14 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
     if (!/^[0-9a-f]{64}$/.test(id)) throw new RuntimeError(`nerdctl create printed no container id for ${spec.name}: ${stdout.slice(0, 200)}`);
     await this.cli.startCreated(id, (x) => this.remove(x));
     return id;
+  }
+
+  /** The default network's (`bridge`, 10.4.0.0/24 unless configured) first IPv4 subnet. */
+  async bridgeSubnet(): Promise<BridgeSubnet | undefined> {
+    const { stdout } = await this.cli.call('network inspect', ['network', 'inspect', 'bridge']);
+    const ranges = this.cli.parse('network inspect', z.array(networkEntry), stdout)[0]?.IPAM?.Config ?? [];
+    const v4 = ranges.find((r) => r.Subnet && !r.Subnet.includes(':'));
+    return v4?.Subnet ? { subnet: v4.Subnet, ...(v4.Gateway ? { gateway: v4.Gateway } : {}) } : undefined;
   }
 
   async remove(id: string): Promise<void> {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
-import type { ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
+import type { BridgeSubnet, ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
   /** Path or name of the podman binary (default: `podman` on PATH). */
@@ -57,6 +57,8 @@ const inspectEntry = z.object({
 });
 
 const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
+/** `podman network inspect` (netavark/CNI alike in podman 4): the network's subnets. */
+const networkEntry = z.object({ subnets: z.array(z.object({ subnet: z.string(), gateway: z.string().nullish() })).nullish() });
 /** An `events` line: a container's labels are in its Attributes. */
 const diedEvent = z.object({ Attributes: z.record(z.string(), z.string()).nullish() });
 const imagesOutput = z.array(z.object({ Names: z.array(z.string()).nullish() }));
@@ -182,6 +184,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
           for (const p of spec.ports) if (p.hostPort) args.push('--publish', publishArg(p));
           if (spec.hostname) args.push('--hostname', spec.hostname);
           for (const h of spec.hosts ?? []) args.push('--add-host', `${h.name}:${h.ip}`);
+        if (spec.ip) args.push('--ip', spec.ip);
         }
         if (spec.memoryBytes !== undefined) args.push('--memory', `${spec.memoryBytes}b`);
         if (spec.cpuMilli !== undefined) args.push('--cpus', String(spec.cpuMilli / 1000));
@@ -201,6 +204,14 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
     if (!id) throw new RuntimeError(`podman create printed no container id for ${spec.name}`);
     await this.cli.startCreated(id, (x) => this.remove(x));
     return id;
+  }
+
+  /** The default network's (`podman`) first IPv4 subnet. */
+  async bridgeSubnet(): Promise<BridgeSubnet | undefined> {
+    const { stdout } = await this.cli.call('network inspect', ['network', 'inspect', 'podman']);
+    const subnets = this.cli.parse('network inspect', z.array(networkEntry), stdout)[0]?.subnets ?? [];
+    const v4 = subnets.find((s) => !s.subnet.includes(':'));
+    return v4 ? { subnet: v4.subnet, ...(v4.gateway ? { gateway: v4.gateway } : {}) } : undefined;
   }
 
   async remove(id: string): Promise<void> {

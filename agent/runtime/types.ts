@@ -48,6 +48,8 @@ export interface RunSpec {
   hostname?: string;
   /** Extra /etc/hosts entries (Service names → cluster IPs); ignored with hostNetwork. */
   hosts?: Array<{ name: string; ip: string }>;
+  /** The container's address on the runtime's bridge network (`--ip`), picked by the agent; ignored with hostNetwork. */
+  ip?: string;
   mounts?: Mount[];
   devices?: DeviceMapping[];
 }
@@ -76,6 +78,13 @@ export interface RuntimeContainer {
   finishedAt?: string;
   /** The container's address on its network, when it has its own; only inspect() fills it in. */
   ip?: string;
+}
+
+/** The runtime's default bridge network: where the agent picks pod addresses (RunSpec.ip). */
+export interface BridgeSubnet {
+  /** CIDR, e.g. 10.88.0.0/16. */
+  subnet: string;
+  gateway?: string;
 }
 
 /** One container's resource use, as cumulative counters: the caller turns two samples into rates. */
@@ -118,6 +127,11 @@ export interface ContainerRuntime {
    * then only notices at its next resync.
    */
   watchExits?(labels: Record<string, string>, onExit: () => void): () => void;
+  /**
+   * The default bridge network's IPv4 subnet, where the agent picks pod addresses; undefined when it
+   * has none. Runtimes that cannot tell leave it out: pods then get the runtime's own addresses.
+   */
+  bridgeSubnet?(): Promise<BridgeSubnet | undefined>;
   /** Resource use of the running containers; runtimes that cannot tell leave it out (no `top` then). */
   stats?(): Promise<ContainerStats[]>;
 }

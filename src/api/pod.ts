@@ -15,13 +15,6 @@ const keyRef = z.strictObject({ name: z.string({ error: 'required' }).min(1, 're
 export const FIELD_REF_PATHS = ['metadata.name', 'metadata.namespace', 'metadata.uid', 'spec.nodeName', 'spec.serviceAccountName', 'status.hostIP', 'status.podIP'] as const;
 const SUBSCRIPTED_FIELD_PATH = /^metadata\.(labels|annotations)\[(['"])[^'"]+\2\]$/;
 
-/**
- * Whether the agent can give a bridge-networked pod's address to its env (it must pick the address
- * before the container starts: RunContext.podIP in agent/engine/env.ts). Until it can, such a pod is
- * refused at admission rather than accepted and stuck in CreateContainerConfigError.
- */
-export const BRIDGE_POD_IP_IN_ENV = false;
-
 /** resourceFieldRef resources drover resolves (cpu and memory only: it has no ephemeral-storage accounting). */
 export const RESOURCE_FIELD_REFS = ['limits.cpu', 'limits.memory', 'requests.cpu', 'requests.memory'] as const;
 
@@ -233,9 +226,6 @@ export const podSpec = z
     const names = new Set(spec.containers.map((c) => c.name));
     spec.containers.forEach((c, i) => {
       (c.env ?? []).forEach((e, j) => {
-        if (!BRIDGE_POD_IP_IN_ENV && !spec.hostNetwork && e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') {
-          ctx.addIssue({ code: 'custom', path: ['containers', i, 'env', j, 'valueFrom', 'fieldRef', 'fieldPath'], message: 'status.podIP is known to drover before a container starts only with hostNetwork: true (a bridge-networked container gets its address from podman as it starts)' });
-        }
         const ref = e.valueFrom?.resourceFieldRef;
         if (ref?.containerName !== undefined && !names.has(ref.containerName)) {
           ctx.addIssue({ code: 'custom', path: ['containers', i, 'env', j, 'valueFrom', 'resourceFieldRef', 'containerName'], message: `container "${ref.containerName}" is not in this pod` });

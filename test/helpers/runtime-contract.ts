@@ -10,6 +10,7 @@ import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ContainerRuntime, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 import { RuntimeError } from '../../src/util/errors.js';
+import { addressRange, addressTakenIn, pickAddress } from '../../agent/network/pod-ip-plan.js';
 
 /** What the tool itself says a container was made with, in one shape for every tool. */
 export interface ContainerFacts {
@@ -408,6 +409,20 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       const missing = h.withBin(`/nonexistent/${tool()}`);
       await rejectsRuntimeError(missing.version(), new RegExp(`^${tool()} not found \\(is it installed\\?\\)`));
       await rejectsRuntimeError(missing.list({}), new RegExp(`^${tool()} not found \\(is it installed\\?\\)`));
+    });
+
+    test('bridgeSubnet and --ip: the container gets the address asked for; a second one asking it while the first runs is refused, naming it, and leaves nothing behind', async () => {
+      assert.ok(rt.bridgeSubnet, `${tool()} tells its bridge subnet`);
+      const subnet = await rt.bridgeSubnet();
+      assert.ok(subnet, 'the default network has an IPv4 subnet');
+      const ip = pickAddress(addressRange(subnet), `contract-${process.pid}-${Date.now()}`, new Set())!;
+      const id = await rt.run(spec({ ip, command: ['sh', '-c', SLEEP_UNTIL_TERM] }));
+      assert.equal((await rt.inspect(id))?.ip, ip);
+      const second = spec({ ip, command: ['sh', '-c', SLEEP_UNTIL_TERM] });
+      const err = await rejectsRuntimeError(rt.run(second), new RegExp(`^${tool()} start failed: `));
+      assert.equal(addressTakenIn(err.message), ip, `the refusal names the address: ${err.message}`);
+      assert.equal(await rt.inspect(second.name), undefined);
+      await rt.remove(id);
     });
 
     test('watchExits: an exit of a matching container is reported within a second or two; others and execs are not', async () => {

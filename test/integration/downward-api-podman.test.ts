@@ -1,7 +1,7 @@
 /**
  * Server + agent + real podman: the downward API reaches the container's environment (fieldRef and
- * resourceFieldRef, status.podIP of a host-network pod included), and a fieldPath drover cannot fill
- * is refused by the API at once instead of leaving the pod in CreateContainerConfigError.
+ * resourceFieldRef, status.podIP of host-network and bridge pods included), and a fieldPath drover cannot fill is refused by the API at once instead of
+ * leaving the pod in CreateContainerConfigError.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
@@ -82,6 +82,48 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
     const hostIP = done.status.hostIP as string;
     assert.ok(hostIP, 'the pod reports its hostIP');
     assert.equal(logs.trim(), `name=dw ns=hostnet uid=${done.metadata.uid} node=${NODE} host=${hostIP} pod=${hostIP} mem=48 cpu=500 app=probe-me zone=north`);
+  });
+
+  test('bridge pod: $POD_IP, known before start, is the pod\'s reported status.podIP and podman\'s address of its first container', async () => {
+    const ref = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
+    const env = [{ name: 'PIP', ...ref('status.podIP') }];
+    const print = (who: string) => ['sh', '-c', `echo "${who} pod=$PIP"; trap "exit 0" TERM; while true; do sleep 1; done`];
+    const created = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'dw-bridge' },
+      spec: {
+        restartPolicy: 'Always',
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          { name: 'main', image: IMAGE, command: print('main'), env },
+          { name: 'side', image: IMAGE, command: print('side'), env },
+        ],
+      },
+    });
+    assert.equal(created.status, 201, created.text);
+    const running = await waitFor('pod dw-bridge Running with a podIP', async () => {
+      const p = (await cluster.api('GET', '/api/v1/namespaces/default/pods/dw-bridge')).body;
+      return p?.status?.phase === 'Running' && p.status.podIP ? p : undefined;
+    }, 90_000);
+    const podIP = running.status.podIP as string;
+    assert.match(podIP, /^10\.88\.\d+\.\d+$/, 'an address on podman\'s bridge, not the host\'s');
+    assert.notEqual(podIP, running.status.hostIP);
+    const log = async (c: string) =>
+      waitFor(`logs of ${c}`, async () => {
+        const r = await cluster.api('GET', `/api/v1/namespaces/default/pods/dw-bridge/log?container=${c}`);
+        return r.status === 200 && r.text.includes('pod=') ? r.text.trim() : undefined;
+      });
+    assert.equal(await log('main'), `main pod=${podIP}`);
+    assert.equal(await log('side'), `side pod=${podIP}`);
+    // What podman itself says: the first container holds the pod's address, the other has its own.
+    const containers = await sb.runtime.list({ 'drover.io/pod': 'dw-bridge' });
+    const ipOf = async (c: string) => (await sb.runtime.inspect(containers.find((x) => x.labels['drover.io/container'] === c)!.id))?.ip;
+    assert.equal(await ipOf('main'), podIP);
+    const side = await ipOf('side');
+    assert.ok(side && side !== podIP, `side has its own address (${side})`);
+    console.log(`[downward] bridge pod dw-bridge: podIP ${podIP} in env before start; side container ${side}`);
+    assert.equal((await cluster.api('DELETE', '/api/v1/namespaces/default/pods/dw-bridge')).status, 200);
   });
 
   test('Indexed Job: each pod sees its JOB_COMPLETION_INDEX and the hostname JOB-INDEX; the Job completes with completedIndexes 0-1', async () => {

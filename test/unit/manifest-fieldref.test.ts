@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, resolveEnv, type RunContext } from '../../agent/engine/env.js';
-import { BRIDGE_POD_IP_IN_ENV, type Container } from '../../src/api/pod.js';
+import type { Container } from '../../src/api/pod.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
 import { ValidationError } from '../../src/util/errors.js';
@@ -14,9 +14,8 @@ function podWith(env: unknown[], extra: Partial<Container> = {}, spec: Record<st
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'web', labels: { app: 'web' }, annotations: { 'example.com/zone': 'z1' } }, spec: { containers: [{ name: 'main', image: 'busybox', env, ...extra }, { name: 'side', image: 'busybox', resources: { limits: { memory: '64Mi' } } }], ...spec } };
 }
 
-function desired(raw: ReturnType<typeof podWith>, bridge = false): DesiredPod & { labels?: Record<string, string>; annotations?: Record<string, string> } {
-  // A bridge pod's status.podIP is refused by the API while BRIDGE_POD_IP_IN_ENV is false: the agent's side is tested without it.
-  const p = (bridge ? { metadata: raw.metadata, spec: raw.spec } : parseObject(raw).object) as any;
+function desired(raw: ReturnType<typeof podWith>): DesiredPod & { labels?: Record<string, string>; annotations?: Record<string, string> } {
+  const p = parseObject(raw).object as any;
   return { uid: 'uid-1', namespace: 'edge', name: p.metadata.name, spec: p.spec, labels: p.metadata.labels, annotations: p.metadata.annotations };
 }
 
@@ -36,7 +35,7 @@ test('every fieldRef path drover accepts resolves, bridge pod IP included', () =
     { name: 'HOST_IP', ...ref('status.hostIP') },
     { name: 'POD_IP', ...ref('status.podIP') },
   ];
-  const pod = desired(podWith(env), true);
+  const pod = desired(podWith(env));
   assert.deepEqual(resolveEnv(pod, pod.spec.containers[0]!, 'edge-1', ctx), {
     NAME: 'web', NS: 'edge', UID: 'uid-1', APP: 'web', ZONE: 'z1', MISSING: '', NODE: 'edge-1', SA: 'default', HOST_IP: '192.168.1.20', POD_IP: '10.88.0.7',
   });
@@ -45,15 +44,17 @@ test('every fieldRef path drover accepts resolves, bridge pod IP included', () =
 test('status.podIP: the host\'s address with hostNetwork; a bridge pod without an address yet is a (retried) ConfigError', () => {
   const hostNet = desired(podWith([{ name: 'IP', ...ref('status.podIP') }], {}, { hostNetwork: true }));
   assert.deepEqual(resolveEnv(hostNet, hostNet.spec.containers[0]!, 'n', ctx), { IP: '192.168.1.20' });
-  const bridge = { ...desired(podWith([{ name: 'IP', ...ref('status.podIP') }]), true), uid: 'other' };
+  const bridge = { ...desired(podWith([{ name: 'IP', ...ref('status.podIP') }])), uid: 'other' };
   assert.throws(() => resolveEnv(bridge, bridge.spec.containers[0]!, 'n', ctx), (e: unknown) => e instanceof ConfigError && /no IP address yet/.test(e.message));
   assert.throws(() => resolveEnv(bridge, bridge.spec.containers[0]!, 'n', { hostIP: '1.2.3.4' }), (e: unknown) => e instanceof ConfigError && /only supported with hostNetwork on this agent/.test(e.message));
 });
 
-test('while the agent cannot pick bridge addresses, status.podIP without hostNetwork is a 422 at admission', () => {
-  assert.equal(BRIDGE_POD_IP_IN_ENV, false, 'flip this test once the agent passes RunContext.podIP');
-  assert.deepEqual(refusal(podWith([{ name: 'IP', ...ref('status.podIP') }])), ['spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: status.podIP is known to drover before a container starts only with hostNetwork: true (a bridge-networked container gets its address from podman as it starts)']);
+test('status.podIP is accepted at admission with or without hostNetwork (the agent picks bridge addresses before start)', () => {
+  const bridge = parseObject(podWith([{ name: 'IP', ...ref('status.podIP') }])).object as any;
+  assert.equal(bridge.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath, 'status.podIP');
   parseObject(podWith([{ name: 'IP', ...ref('status.podIP') }], {}, { hostNetwork: true }));
+  // In a Deployment's template too.
+  parseObject({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'd' }, spec: { selector: { matchLabels: { app: 'web' } }, template: { metadata: { labels: { app: 'web' } }, spec: podWith([{ name: 'IP', ...ref('status.podIP') }]).spec } } });
 });
 
 test('resourceFieldRef: limits and requests, divisors rounded up, another container by name, allocatable without a limit', () => {
