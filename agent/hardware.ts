@@ -86,6 +86,15 @@ export async function readHardware(): Promise<Hardware> {
   };
 }
 
+/**
+ * What the node offers pods, as the server records it from the hello (status.allocatable: all cores
+ * and all memory, nothing reserved): what resourceFieldRef limits.* resolves to for a container
+ * without that limit, as the kubelet resolves it to its node's allocatable.
+ */
+export function nodeAllocatable(h: Pick<Hardware, 'cpu' | 'memoryBytes'>): { cpuMilli: number; memoryBytes: number } {
+  return { cpuMilli: h.cpu.cores * 1000, memoryBytes: h.memoryBytes };
+}
+
 /** Changes on every reboot: lets the server tell an agent restart from a device reboot. */
 export async function readBootId(): Promise<string> {
   try {

@@ -55,6 +55,8 @@ export interface ReconcilerDeps {
   report: (s: NodeStatus) => void;
   /** Forwards the desired Services' cluster IPs and nodePorts; none where the node cannot (no iptables). */
   services?: ServiceForwarder;
+  /** What the node offers pods (as reported to the server): resourceFieldRef limits.* of a container without that limit. */
+  allocatable?: { cpuMilli: number; memoryBytes: number };
 }
 
 export class Reconciler {
@@ -229,6 +231,7 @@ export class Reconciler {
       volumeError: (uid, volume) => this.volumes.error(uid, volume),
       // Without a known subnet the agent picks no address: status.podIP in env then waits (ConfigError).
       ...(this.podIPs.enabled ? { podIP: (uid: string) => this.podIPs.ip(uid) } : {}),
+      ...(this.deps.allocatable ? { allocatable: this.deps.allocatable } : {}),
     };
   }
 

@@ -4,7 +4,7 @@ import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
 import { AgentLink, type AgentLinkAuth } from './connection.js';
 import { dropRenewalKey, loadCredentials, pendingKey, saveCredentials, type AgentCredentials } from './credentials.js';
 import { JoinRefusedError, joinCluster, renewCertificate, renewalDue, withRetries } from './join.js';
-import { readBootId, readHardware } from './hardware.js';
+import { nodeAllocatable, readBootId, readHardware } from './hardware.js';
 import { EventJournal, JOURNAL_FILE } from './journal.js';
 import { RestartTracker } from './engine/restart-tracker.js';
 import { ProbeManager } from './probes/manager.js';
@@ -142,6 +142,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     logger,
     now,
     hostIP: nodeIP,
+    allocatable: nodeAllocatable(hardware),
     emit: (e) => reporter.emit(e),
     report: (s) => reporter.update(s),
   });

@@ -1,6 +1,7 @@
 /**
  * Server + agent + real podman: the downward API reaches the container's environment (fieldRef and
- * resourceFieldRef, status.podIP of host-network and bridge pods included), and a fieldPath drover cannot fill is refused by the API at once instead of
+ * resourceFieldRef, status.podIP of host-network and bridge pods included, limits without a limit as
+ * the node's allocatable), and a fieldPath drover cannot fill is refused by the API at once instead of
  * leaving the pod in CreateContainerConfigError.
  */
 import assert from 'node:assert/strict';
@@ -84,10 +85,15 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
     assert.equal(logs.trim(), `name=dw ns=hostnet uid=${done.metadata.uid} node=${NODE} host=${hostIP} pod=${hostIP} mem=48 cpu=500 app=probe-me zone=north`);
   });
 
-  test('bridge pod: $POD_IP, known before start, is the pod\'s reported status.podIP and podman\'s address of its first container', async () => {
+  test('bridge pod: $POD_IP, known before start, is the pod\'s reported status.podIP and podman\'s address of its first container; limits.* without a limit is the node\'s allocatable', async () => {
     const ref = (fieldPath: string) => ({ valueFrom: { fieldRef: { fieldPath } } });
-    const env = [{ name: 'PIP', ...ref('status.podIP') }];
-    const print = (who: string) => ['sh', '-c', `echo "${who} pod=$PIP"; trap "exit 0" TERM; while true; do sleep 1; done`];
+    const res = (resource: string) => ({ valueFrom: { resourceFieldRef: { resource } } });
+    const env = [
+      { name: 'PIP', ...ref('status.podIP') },
+      { name: 'MEM', ...res('limits.memory') },
+      { name: 'CPU', ...res('limits.cpu') },
+    ];
+    const print = (who: string) => ['sh', '-c', `echo "${who} pod=$PIP mem=$MEM cpu=$CPU"; trap "exit 0" TERM; while true; do sleep 1; done`];
     const created = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
       apiVersion: 'v1',
       kind: 'Pod',
@@ -109,20 +115,22 @@ describe('downward API env against real podman', { timeout: 180_000 }, () => {
     const podIP = running.status.podIP as string;
     assert.match(podIP, /^10\.88\.\d+\.\d+$/, 'an address on podman\'s bridge, not the host\'s');
     assert.notEqual(podIP, running.status.hostIP);
+    const node = (await cluster.api('GET', `/api/v1/nodes/${NODE}`)).body;
+    const { memory, cpu } = node.status.allocatable as { memory: string; cpu: string };
     const log = async (c: string) =>
       waitFor(`logs of ${c}`, async () => {
         const r = await cluster.api('GET', `/api/v1/namespaces/default/pods/dw-bridge/log?container=${c}`);
         return r.status === 200 && r.text.includes('pod=') ? r.text.trim() : undefined;
       });
-    assert.equal(await log('main'), `main pod=${podIP}`);
-    assert.equal(await log('side'), `side pod=${podIP}`);
+    assert.equal(await log('main'), `main pod=${podIP} mem=${memory} cpu=${cpu}`);
+    assert.equal(await log('side'), `side pod=${podIP} mem=${memory} cpu=${cpu}`);
     // What podman itself says: the first container holds the pod's address, the other has its own.
     const containers = await sb.runtime.list({ 'drover.io/pod': 'dw-bridge' });
     const ipOf = async (c: string) => (await sb.runtime.inspect(containers.find((x) => x.labels['drover.io/container'] === c)!.id))?.ip;
     assert.equal(await ipOf('main'), podIP);
     const side = await ipOf('side');
     assert.ok(side && side !== podIP, `side has its own address (${side})`);
-    console.log(`[downward] bridge pod dw-bridge: podIP ${podIP} in env before start; side container ${side}`);
+    console.log(`[downward] bridge pod dw-bridge: podIP ${podIP} in env before start; side container ${side}; allocatable memory ${memory}, cpu ${cpu}`);
     assert.equal((await cluster.api('DELETE', '/api/v1/namespaces/default/pods/dw-bridge')).status, 200);
   });
 

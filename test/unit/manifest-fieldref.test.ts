@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConfigError, resolveEnv, type RunContext } from '../../agent/engine/env.js';
+import { nodeAllocatable } from '../../agent/hardware.js';
 import type { Container } from '../../src/api/pod.js';
 import { parseObject } from '../../src/api/validate.js';
 import type { DesiredPod } from '../../src/contract/payloads.js';
@@ -107,4 +108,11 @@ test('resourceFieldRef: unknown resources, a container not in the pod, two sourc
   assert.deepEqual(refusal(podWith([{ name: 'X', valueFrom: { resourceFieldRef: { resource: 'limits.cpu', containerName: 'ghost' } } }])), ['spec.containers[0].env[0].valueFrom.resourceFieldRef.containerName: container "ghost" is not in this pod']);
   assert.match(refusal(podWith([{ name: 'X', valueFrom: { fieldRef: { fieldPath: 'metadata.name' }, resourceFieldRef: { resource: 'limits.cpu' } } }]))[0]!, /valueFrom: exactly one of/);
   assert.match(refusal(podWith([{ name: 'X', valueFrom: { resourceFieldRef: { resource: 'limits.cpu', divisor: '0' } } }]))[0]!, /divisor: must be greater than zero/);
+});
+
+test('limits.* of a container without that limit: the node\'s allocatable as the agent reports it (all cores, all memory)', () => {
+  const rf = (resource: string, divisor?: string) => ({ valueFrom: { resourceFieldRef: { resource, ...(divisor ? { divisor } : {}) } } });
+  const pod = desired(podWith([{ name: 'MEM', ...rf('limits.memory') }, { name: 'CPU', ...rf('limits.cpu') }, { name: 'CPU_M', ...rf('limits.cpu', '1m') }]));
+  const allocatable = nodeAllocatable({ cpu: { cores: 2, model: 'x' }, memoryBytes: 25_276_026_880 });
+  assert.deepEqual(resolveEnv(pod, pod.spec.containers[0]!, 'n', { allocatable }), { MEM: '25276026880', CPU: '2', CPU_M: '2000' });
 });
