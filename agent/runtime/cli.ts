@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { backoffDelay } from '../../src/util/backoff.js';
 import { RuntimeError } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { DeviceMapping, ExecResult, Mount, PortMapping } from './types.js';
+import type { DeviceMapping, ExecResult, LogOptions, Mount, PortMapping, RuntimeContainer } from './types.js';
 
 export interface CallResult {
   stdout: string;
@@ -104,8 +104,8 @@ export class RuntimeCli {
   }
 
   /** The container's stdout and stderr come back on the tool's stdout and stderr; `all` merges them. */
-  async logs(id: string, tail: number | undefined): Promise<string> {
-    const r = await this.call('logs', ['logs', ...(tail !== undefined ? ['--tail', String(tail)] : []), id], { all: true, keepNewline: true });
+  async logs(id: string, opts: LogOptions): Promise<string> {
+    const r = await this.call('logs', [...logArgs(opts), id], { all: true, keepNewline: true });
     return r.all ?? r.stdout;
   }
 
@@ -230,9 +230,22 @@ export abstract class CliRuntime {
     return this.cli.stop(id, timeoutSeconds);
   }
 
-  logs(id: string, opts: { tail?: number }): Promise<string> {
-    return this.cli.logs(id, opts.tail);
+  logs(id: string, opts: LogOptions): Promise<string> {
+    return this.cli.logs(id, opts);
   }
+}
+
+/**
+ * `logs` arguments before the container id, as podman and nerdctl both spell them. Times go as given
+ * (RFC 3339, nanoseconds kept): a boundary between two runs of one container may fall within a second.
+ */
+export function logArgs(opts: LogOptions): string[] {
+  const args = ['logs'];
+  if (opts.since !== undefined) args.push('--since', opts.since);
+  if (opts.until !== undefined) args.push('--until', opts.until);
+  if (opts.timestamps) args.push('--timestamps');
+  if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
+  return args;
 }
 
 /** Restart delays of an `events` stream that ended; one that ran this long starts over at the first. */
@@ -248,6 +261,19 @@ export function toIso(value: number | string | null | undefined): string | undef
   const ms = typeof value === 'number' ? value * 1000 : Date.parse(value);
   if (!Number.isFinite(ms) || ms <= 0) return undefined;
   return new Date(Math.floor(ms / 1000) * 1000).toISOString();
+}
+
+/** An RFC 3339 time as the runtime printed it (nanoseconds kept), or undefined for none or Go's zero time. */
+export function exactTime(value: string | null | undefined): string | undefined {
+  if (!value) return undefined;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) && ms > 0 ? value : undefined;
+}
+
+/** RuntimeContainer.exact, left out when the runtime gave neither time. */
+export function exactTimes(startedAt: string | null | undefined, finishedAt: string | null | undefined): Pick<RuntimeContainer, 'exact'> {
+  const exact = { startedAt: exactTime(startedAt), finishedAt: exactTime(finishedAt) };
+  return exact.startedAt || exact.finishedAt ? { exact } : {};
 }
 
 /** `--publish [ip:]host:container/proto`. */

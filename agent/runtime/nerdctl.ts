@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
+import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, exactTimes, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { BridgeSubnet, ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 /** The containerd namespace drover's containers live in: apart from k8s.io (CRI) and nerdctl's `default`. */
@@ -327,6 +327,7 @@ function toContainer(c: InspectEntry): RuntimeContainer {
     createdAt: toIso(c.Created),
     startedAt: toIso(c.State?.StartedAt),
     finishedAt: toIso(c.State?.FinishedAt),
+    ...exactTimes(c.State?.StartedAt, c.State?.FinishedAt),
     ...(ip ? { ip } : {}),
   };
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
+import { CliRuntime, RuntimeCli, deviceArg, exactTimes, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { BridgeSubnet, ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
 export interface PodmanOptions {
@@ -101,6 +101,7 @@ const STATS_TIMEOUT_MS = 10_000;
  */
 export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
   readonly name = 'podman';
+  readonly keepsLastRunEnd = true;
 
   constructor(opts: PodmanOptions = {}) {
     super(
@@ -163,6 +164,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
       createdAt: toIso(c.Created),
       startedAt: toIso(c.State.StartedAt),
       finishedAt: toIso(c.State.FinishedAt),
+      ...exactTimes(c.State.StartedAt, c.State.FinishedAt),
       ...(ip ? { ip } : {}),
     };
   }

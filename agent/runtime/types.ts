@@ -76,6 +76,12 @@ export interface RuntimeContainer {
   createdAt?: string;
   startedAt?: string;
   finishedAt?: string;
+  /**
+   * startedAt and finishedAt with the runtime's full precision (the fields above are cut to the
+   * second so list() and inspect() agree); inspect() fills them in (list() may). A running container
+   * that ran before keeps its previous run's end in finishedAt (podman; nerdctl gives none while running).
+   */
+  exact?: { startedAt?: string; finishedAt?: string };
   /** The container's address on its network, when it has its own; only inspect() fills it in. */
   ip?: string;
 }
@@ -85,6 +91,19 @@ export interface BridgeSubnet {
   /** CIDR, e.g. 10.88.0.0/16. */
   subnet: string;
   gateway?: string;
+}
+
+/**
+ * Which part of a container's log `logs()` returns: times are RFC 3339 (nanoseconds kept), as the
+ * runtime's `--since`/`--until` take them.
+ */
+export interface LogOptions {
+  /** Only the last N lines (of what since/until leave). */
+  tail?: number;
+  since?: string;
+  until?: string;
+  /** Each line begins with its RFC 3339 time. */
+  timestamps?: boolean;
 }
 
 /** One container's resource use, as cumulative counters: the caller turns two samples into rates. */
@@ -101,6 +120,11 @@ export interface ContainerStats {
 export interface ContainerRuntime {
   /** 'podman', or 'fake' in tests. */
   readonly name: string;
+  /**
+   * True when a running container's exact.finishedAt is the end of its previous run, and its absence
+   * means there was none (podman). Otherwise a running container's earlier runs lie before its start.
+   */
+  readonly keepsLastRunEnd?: boolean;
   version(): Promise<string>;
   /** All containers (any state) carrying every given label (value '' matches any value). */
   list(labels: Record<string, string>): Promise<RuntimeContainer[]>;
@@ -112,7 +136,7 @@ export interface ContainerRuntime {
   stop(id: string, timeoutSeconds: number): Promise<void>;
   /** Remove (force kills a running one). Removing a missing container is not an error. */
   remove(id: string): Promise<void>;
-  logs(id: string, opts: { tail?: number }): Promise<string>;
+  logs(id: string, opts: LogOptions): Promise<string>;
   /**
    * Runs a command in a running container (probes). A non-zero exit is a result, not an error; the
    * command is abandoned after `timeoutMs`. Throws only when the runtime itself cannot be used.

@@ -34,8 +34,17 @@ export class NodeProxy {
 
   async logs(q: LogsQuery): Promise<string> {
     const t = await this.target(q, 'logs');
-    const data = await this.ask(t.node, { op: 'logs', namespace: q.namespace, pod: q.pod, uid: t.uid, container: t.container, tail: q.tail }, this.opts.requestTimeoutMs);
-    return String(data ?? '');
+    const { namespace, pod, tail, previous, sinceSeconds, sinceTime, timestamps, limitBytes } = q;
+    const req: payloads.Request = { op: 'logs', namespace, pod, uid: t.uid, container: t.container, tail, previous, sinceSeconds, sinceTime, timestamps, limitBytes };
+    const asked = payloads.LOG_OPTIONS.filter((o) => req[o] !== undefined && req[o] !== false);
+    const r = await this.opts.link.request(t.node, req, this.opts.requestTimeoutMs);
+    // An agent older than an option drops it unread and answers with the whole current log: refused
+    // rather than passed on as if it were what was asked (`logs -p` showing the current run).
+    const ignored = asked.filter((o) => !r.honoured?.includes(o));
+    if (ignored.length && r.ok) {
+      throw new DroverError(`node ${t.node}: its agent is too old for ${ignored.join(', ')} (it would answer with the whole current log); upgrade the agent or leave ${ignored.length > 1 ? 'them' : 'it'} out`, { code: 501, reason: 'NotImplemented' });
+    }
+    return String(this.answer(t.node, req, r) ?? '');
   }
 
   async exec(q: ExecQuery): Promise<payloads.ExecResult> {
@@ -70,8 +79,13 @@ export class NodeProxy {
 
   /** The agent's answer, or its refusal as an API error (NotFound 404, Conflict 409, anything else 502). */
   private async ask(node: string, req: payloads.Request, timeoutMs: number): Promise<unknown> {
-    const r = await this.opts.link.request(node, req, timeoutMs);
+    return this.answer(node, req, await this.opts.link.request(node, req, timeoutMs));
+  }
+
+  private answer(node: string, req: payloads.Request, r: payloads.Response): unknown {
     if (r.ok) return r.data;
+    // BadRequest: kubectl's own wording, passed on as the kubelet's would be (`logs -p` with no previous run).
+    if (r.error?.code === 'BadRequest') throw new BadRequestError(r.error.message);
     const code = r.error?.code === 'NotFound' ? 404 : r.error?.code === 'Conflict' ? 409 : 502;
     throw new DroverError(`node ${node}: ${r.error?.message ?? `${req.op} failed`}`, { code, reason: r.error?.code ?? 'AgentError' });
   }

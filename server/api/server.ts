@@ -36,6 +36,12 @@ export interface LogsQuery {
   pod: string;
   container?: string;
   tail?: number;
+  /** Kubernetes' PodLogOptions, as the agent applies them (src/contract/payloads.ts). */
+  previous?: boolean;
+  sinceSeconds?: number;
+  sinceTime?: string;
+  timestamps?: boolean;
+  limitBytes?: number;
 }
 
 export interface ExecQuery {
@@ -916,15 +922,45 @@ export class ApiServer {
   }
 
   private async podLog(res: ServerResponse, r: Route, url: URL): Promise<void> {
-    // Not passed to the agents yet: refused rather than answered with the current, whole log (`logs -p` would mislead).
-    for (const p of ['previous', 'sinceSeconds', 'sinceTime', 'timestamps', 'limitBytes']) {
-      const v = url.searchParams.get(p);
-      if (v !== null && v !== 'false') throw new BadRequestError(`${p}: not supported by this drover server yet`);
-    }
-    const tailRaw = url.searchParams.get('tailLines');
-    const tail = tailRaw === null ? undefined : Number(tailRaw);
-    if (tail !== undefined && (!Number.isInteger(tail) || tail < 0)) throw new BadRequestError(`tailLines must be a non-negative integer, got "${tailRaw}"`);
-    const text = await this.deps.logs({ namespace: this.ns(r), pod: r.name!, container: url.searchParams.get('container') ?? undefined, tail });
+    const q = url.searchParams;
+    const tail = optionalCount(q, 'tailLines', 0);
+    const sinceSeconds = optionalCount(q, 'sinceSeconds', 1);
+    const sinceTime = q.get('sinceTime') ?? undefined;
+    if (sinceTime !== undefined && !RFC3339.test(sinceTime)) throw new BadRequestError(`sinceTime must be an RFC 3339 time such as 2024-05-01T10:00:00Z, got "${sinceTime}"`);
+    if (sinceSeconds !== undefined && sinceTime !== undefined) throw new BadRequestError('at most one of `sinceTime` or `sinceSeconds` may be specified');
+    const text = await this.deps.logs({
+      namespace: this.ns(r),
+      pod: r.name!,
+      container: q.get('container') ?? undefined,
+      tail,
+      previous: optionalBool(q, 'previous'),
+      sinceSeconds,
+      sinceTime,
+      timestamps: optionalBool(q, 'timestamps'),
+      limitBytes: optionalCount(q, 'limitBytes', 1),
+    });
+    // `follow` is answered once, with what the log holds now: no stream (kubectl -f prints and ends).
     sendText(res, 200, text);
   }
+}
+
+/** An RFC 3339 time (seconds, optional fraction, Z or offset), as PodLogOptions.sinceTime. */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$/;
+
+/** A query parameter holding a whole number of at least `min`; absent → undefined. */
+function optionalCount(q: URLSearchParams, name: string, min: number): number | undefined {
+  const raw = q.get(name);
+  if (raw === null) return undefined;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min) throw new BadRequestError(`${name} must be ${min === 0 ? 'a non-negative' : 'a positive'} integer, got "${raw}"`);
+  return n;
+}
+
+/** A boolean query parameter as Go's ParseBool reads it; absent or false → undefined. */
+function optionalBool(q: URLSearchParams, name: string): true | undefined {
+  const raw = q.get(name);
+  if (raw === null) return undefined;
+  if (['true', '1', 't', 'T', 'TRUE', 'True'].includes(raw)) return true;
+  if (['false', '0', 'f', 'F', 'FALSE', 'False', ''].includes(raw)) return undefined;
+  throw new BadRequestError(`${name} must be true or false, got "${raw}"`);
 }

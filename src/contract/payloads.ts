@@ -215,6 +215,18 @@ export const request = z.discriminatedUnion('op', [
     uid: z.string().optional(),
     container: z.string().optional(),
     tail: z.number().int().min(0).optional(),
+    // The options below came after the first agents, which drop them unread: an agent names those it
+    // applied in the response's `honoured`, and the server refuses an answer that does not.
+    /** The previous instance of the container (Kubernetes' lastState.terminated). */
+    previous: z.boolean().optional(),
+    /** Lines of the last N seconds, by the agent's clock (the log's times are the device's). */
+    sinceSeconds: z.number().int().min(1).optional(),
+    /** Lines from this RFC 3339 time on. */
+    sinceTime: z.string().refine((t) => !Number.isNaN(Date.parse(t)), 'an RFC 3339 time').optional(),
+    /** Each line begins with its RFC 3339 time. */
+    timestamps: z.boolean().optional(),
+    /** At most this many bytes of the log, from its start. */
+    limitBytes: z.number().int().min(1).optional(),
   }),
   z.object({
     op: z.literal('exec'),
@@ -236,9 +248,15 @@ export const execResult = z.object({ exitCode: z.number().int(), output: z.strin
 export type ExecResult = z.infer<typeof execResult>;
 export type Request = z.infer<typeof request>;
 
+/** The logs request options an agent must say it applied (older agents ignore them). */
+export const LOG_OPTIONS = ['previous', 'sinceSeconds', 'sinceTime', 'timestamps', 'limitBytes'] as const;
+export type LogOption = (typeof LOG_OPTIONS)[number];
+
 export const response = z.object({
   ok: z.boolean(),
   data: z.unknown().optional(),
   error: z.object({ code: z.string(), message: z.string() }).optional(),
+  /** For a logs request: the LOG_OPTIONS the agent applied. Absent from agents that know none. */
+  honoured: z.array(z.string()).optional(),
 });
 export type Response = z.infer<typeof response>;

@@ -160,9 +160,9 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       assert.deepEqual(await rt.list({ 'drover.io/pod': 'default/other' }), []);
 
       const inspected = await rt.inspect(s.name);
-      // inspect() may add the container's IP (list need not know it); the rest must agree.
-      const { ip, ...rest } = inspected!;
-      const { ip: _listedIp, ...listedRest } = c;
+      // inspect() may add the container's IP and exact times (list need not know them); the rest must agree.
+      const { ip, exact: _exact, ...rest } = inspected!;
+      const { ip: _listedIp, exact: _listedExact, ...listedRest } = c;
       assert.deepEqual(rest, listedRest, 'inspect and list describe the container identically');
       assert.match(ip ?? '', /^\d+\.\d+\.\d+\.\d+$|:/, 'a container on the default network has an IP');
 
@@ -409,6 +409,26 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       const missing = h.withBin(`/nonexistent/${tool()}`);
       await rejectsRuntimeError(missing.version(), new RegExp(`^${tool()} not found \\(is it installed\\?\\)`));
       await rejectsRuntimeError(missing.list({}), new RegExp(`^${tool()} not found \\(is it installed\\?\\)`));
+    });
+
+    test('logs of a container run twice: --timestamps prefixes RFC 3339 times; since and until cut at the first run\'s exact end', async () => {
+      const id = await rt.run(spec({ command: ['sh', '-c', 'if [ -e /ran ]; then echo second; else touch /ran; echo first; fi'] }));
+      const first = await waitExited(id);
+      const end = first.exact?.finishedAt;
+      assert.ok(end && Date.parse(end) > 0, `inspect gives the run's exact end: ${JSON.stringify(first.exact)}`);
+      await rt.start(id);
+      await waitFor('the second run logged and ended', async () => ((await rt.logs(id, {})).includes('second') && (await rt.inspect(id))?.state === 'exited' ? true : undefined));
+      const stamped = (await rt.logs(id, { timestamps: true })).trimEnd().split('\n');
+      assert.equal(stamped.length, 2, stamped.join('\n'));
+      for (const [i, text] of ['first', 'second'].entries()) {
+        const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)) (.*)$/.exec(stamped[i]!);
+        assert.ok(m && !Number.isNaN(Date.parse(m[1]!)), `an RFC 3339 time before the line: ${stamped[i]}`);
+        assert.equal(m[2], text);
+      }
+      assert.equal(await rt.logs(id, { until: end }), 'first\n');
+      assert.equal(await rt.logs(id, { since: end }), 'second\n');
+      assert.equal(await rt.logs(id, { since: end, timestamps: true }), `${stamped[1]}\n`);
+      await rt.remove(id);
     });
 
     test('bridgeSubnet and --ip: the container gets the address asked for; a second one asking it while the first runs is refused, naming it, and leaves nothing behind', async () => {

@@ -76,6 +76,8 @@ esac
       createdAt: '2026-11-27T22:41:07.000Z',
       startedAt: '2026-11-27T22:41:07.000Z',
       finishedAt: '2026-11-27T22:41:09.000Z',
+      // list() reads inspect, so it carries the exact times too (logs -p cuts at them).
+      exact: { startedAt: '2026-11-27T22:41:07.400000000Z', finishedAt: '2026-11-27T22:41:09.500000000Z' },
       ip: '10.4.0.7',
     });
     assert.deepEqual(await rt.inspect('drover-default-web-web-1a2b3c4d'), c);
