@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
 import { KINDS } from '../../src/api/kinds.js';
@@ -37,8 +38,57 @@ const SEAL_CHUNK = 500;
 const DEFAULT_COMPACT_KEEP = 10_000;
 const COMPACT_CHUNK = 5_000;
 
+/*
+ * Group commit: writes decided while a synced batch is on its way to disk wait in the next group and
+ * share its one fsync, so durable throughput grows with the writes in flight. A group is cut at these
+ * sizes so one batch (and the memory it holds) stays bounded under any burst.
+ */
+const GROUP_MAX_WRITES = 1000;
+const GROUP_MAX_BYTES = 4 * 1024 * 1024;
+/** After a failed write the store reopens LevelDB before writing again, once this much is free. */
+const REOPEN_MIN_FREE_BYTES = 1024 * 1024;
+
 type Db = ClassicLevel<string, unknown>;
-type BatchOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+/** Values of group-commit puts are JSON already (their size caps the group), stored byte for byte as the json encoding would. */
+type BatchOp = { type: 'put'; key: string; value: unknown; valueEncoding?: 'utf8' } | { type: 'del'; key: string };
+
+/** A put whose value is serialized here, so its size is known; reads decode it with the json encoding as usual. */
+function jsonPut(key: string, value: unknown): BatchOp & { type: 'put'; value: string } {
+  return { type: 'put', key, value: JSON.stringify(value), valueEncoding: 'utf8' };
+}
+
+/** A write decided on the writer chain, waiting for its group's synced batch. */
+interface PendingWrite {
+  revision: number;
+  type: WatchEventType;
+  key: string;
+  object: ApiObject;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Writes that share one synced batch, in revision order. */
+interface Group {
+  ops: BatchOp[];
+  bytes: number;
+  writes: PendingWrite[];
+  /** A Secret was written in the clear (no cipher): the batch drops the sealed marker. */
+  plaintextSecret: boolean;
+  settled: Promise<void>;
+  settle: () => void;
+}
+
+function newGroup(): Group {
+  let settle!: () => void;
+  const settled = new Promise<void>((resolve) => (settle = resolve));
+  return { ops: [], bytes: 0, writes: [], plaintextSecret: false, settled, settle };
+}
+
+/** What a writer step decided: its result, and (when it wrote) the promise of that write being durable. */
+interface Decided<T> {
+  result: T;
+  durable?: Promise<void>;
+}
 
 function objectKey(kind: string, namespace: string, name: string): string {
   return `${REGISTRY}${kind}/${namespace}/${name}`;
@@ -143,21 +193,39 @@ class Watcher implements Watch {
 }
 
 /**
- * The desired-state store on LevelDB. A single writer (a promise chain) assigns revisions, so the
- * resourceVersion check and the write are atomic and revisions strictly increase; each write is one
- * synced batch (object + change-log entry + revision counter), so an acknowledged write survives
- * kill -9 and power loss.
+ * The desired-state store on LevelDB. A single writer (a promise chain) decides every write in turn
+ * (reads, resourceVersion check, revision), so the check and the write are atomic and revisions
+ * strictly increase. Decided writes join a group; one group at a time is written as one synced batch
+ * (objects + change-log entries + revision counter) while the next one fills, and a write is
+ * acknowledged only after its group's fsync, so an acknowledged write survives kill -9 and power loss.
+ * The writer reads through `overlay` (decided, not yet durable), so it decides on what the disk will
+ * hold; get/list/watch see only durable state.
  */
 export class LevelStore implements Store {
+  /** The last durable revision: everything <= it is on disk and published to watchers. */
   private rev: number;
+  /** The last revision the writer handed out (>= rev; the gap is in `groups` / `flushing`). */
+  private decided: number;
   private compacted: number;
   private tail: Promise<unknown> = Promise.resolve();
   private closing = false;
   private compactQueued = false;
   private readonly watchers = new Set<Watcher>();
+  /** Object keys written by decided, not yet durable writes: the latest value (undefined = deleted). */
+  private readonly overlay = new Map<string, { revision: number; object: ApiObject | undefined }>();
+  /** Groups waiting for the flusher, oldest first; the last one fills. */
+  private groups: Group[] = [];
+  private flushing: Group | undefined;
+  /**
+   * Set by a failed batch: LevelDB's log may end in a torn record, after which appended records are
+   * lost at the next open (measured on a full tmpfs: writes acknowledged after the disk had room again
+   * were gone after a restart). Reopening replays the log up to the tear and starts a new one.
+   */
+  private reopenBeforeWrite = false;
 
   private constructor(
     private readonly db: Db,
+    private readonly path: string,
     private readonly logger: Logger,
     private readonly compactKeep: number,
     rev: number,
@@ -165,6 +233,7 @@ export class LevelStore implements Store {
     private readonly cipher: ValueCipher | undefined,
   ) {
     this.rev = rev;
+    this.decided = rev;
     this.compacted = compacted;
   }
 
@@ -195,7 +264,7 @@ export class LevelStore implements Store {
       ((await db.get(META_COMPACTED)) as number | undefined) ?? 0,
     ]);
     await io(`tightening the file modes in ${opts.path}`, () => tightenFilesIn(opts.path, logger, true));
-    const store = new LevelStore(db, logger, compactKeep, rev, compacted, opts.secrets);
+    const store = new LevelStore(db, opts.path, logger, compactKeep, rev, compacted, opts.secrets);
     logger.info({ path: opts.path, revision: rev, compacted, secretsEncrypted: opts.secrets !== undefined }, 'store opened');
     if (opts.secrets) {
       const sealedWith = await io('reading the secrets marker', () => db.get(META_SEALED));
@@ -258,11 +327,11 @@ export class LevelStore implements Store {
   }
 
   create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
-    return this.serialize(async () => {
+    return this.write(async () => {
       const namespace = obj.metadata.namespace ?? '';
       const key = objectKey(obj.kind, namespace, obj.metadata.name);
-      if ((await this.read(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
-      const revision = this.rev + 1;
+      if ((await this.readForWrite(key)) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+      const revision = this.decided + 1;
       const created = structuredClone(obj) as Stored<T>;
       created.metadata = {
         ...created.metadata,
@@ -271,13 +340,12 @@ export class LevelStore implements Store {
         generation: 1,
         resourceVersion: String(revision),
       };
-      await this.commit(revision, 'ADDED', { type: 'put', key, value: created }, created);
-      return structuredClone(created);
+      return { result: structuredClone(created), durable: this.stage(revision, 'ADDED', key, created) };
     });
   }
 
   update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
-    return this.serialize(() => this.doUpdate(obj));
+    return this.write(async () => this.decideUpdate(obj, (await this.readForWrite(objectKey(obj.kind, obj.metadata.namespace ?? '', obj.metadata.name))) as ApiObject | undefined));
   }
 
   /**
@@ -287,16 +355,16 @@ export class LevelStore implements Store {
    * always wins over whatever `mutate` puts there.
    */
   patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
-    return this.serialize(async () => {
-      const cur = (await this.read(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
+    return this.write<ObjectOf<K> | undefined>(async () => {
+      const cur = (await this.readForWrite(objectKey(kind, namespace, name))) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const next = mutate(structuredClone(cur));
-      if (next === undefined) return undefined;
+      if (next === undefined) return { result: undefined };
       if (next.kind !== kind || (next.metadata.namespace ?? '') !== namespace || next.metadata.name !== name) {
         throw new BadRequestError(`patch of ${what(kind, namespace, name)} must not change its kind, namespace or name`);
       }
       // Same kind as the read (checked above), so the stored result is an ObjectOf<K> again.
-      return (await this.doUpdate({ ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } })) as ObjectOf<K>;
+      return this.decideUpdate({ ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } }, cur) as Decided<ObjectOf<K>>;
     });
   }
 
@@ -305,18 +373,17 @@ export class LevelStore implements Store {
    * watcher's last-seen revision stays monotonic.
    */
   delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
-    return this.serialize(async () => {
+    return this.write(async () => {
       const key = objectKey(kind, namespace, name);
-      const cur = (await this.read(key)) as ObjectOf<K> | undefined;
+      const cur = (await this.readForWrite(key)) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const stored = cur.metadata.resourceVersion ?? '';
       if (opts.resourceVersion !== undefined && opts.resourceVersion !== stored) {
         throw new ConflictError(what(kind, namespace, name), opts.resourceVersion, stored);
       }
-      const revision = this.rev + 1;
+      const revision = this.decided + 1;
       const deleted: ObjectOf<K> = { ...cur, metadata: { ...cur.metadata, resourceVersion: String(revision) } };
-      await this.commit(revision, 'DELETED', { type: 'del', key }, deleted);
-      return structuredClone(deleted);
+      return { result: structuredClone(deleted), durable: this.stage(revision, 'DELETED', key, deleted) };
     });
   }
 
@@ -327,7 +394,7 @@ export class LevelStore implements Store {
     }
     const kinds = opts.kinds ? new Set(opts.kinds) : undefined;
     const w = new Watcher(fromRevision, kinds, onEvent, this.logger, (x) => this.watchers.delete(x));
-    // Register before taking the snapshot: every revision <= this.rev is committed and in the snapshot,
+    // Register before taking the snapshot: every revision <= this.rev is durable and in the snapshot,
     // every later one is published to this watcher after registration, so replay + live has no gap.
     // The iterator (and its implicit snapshot) is created synchronously, before any compaction can
     // delete entries we are about to replay.
@@ -372,6 +439,7 @@ export class LevelStore implements Store {
     this.closing = true;
     // Writes already queued (and a queued compaction) finish before the database goes away.
     await this.tail;
+    await this.drain();
     for (const w of [...this.watchers]) w.close();
     await this.db.close();
   }
@@ -399,6 +467,12 @@ export class LevelStore implements Store {
       if (typeof entry.object === 'string' || entry.object.kind === ENCRYPTED_KIND) count(entry.object);
     }
     return usage;
+  }
+
+  /** For the writer's decisions: the value the disk will hold once the decided writes are durable. */
+  private async readForWrite(key: string): Promise<unknown> {
+    const pending = this.overlay.get(key);
+    return pending ? pending.object : this.read(key);
   }
 
   private async read(key: string): Promise<unknown> {
@@ -446,6 +520,10 @@ export class LevelStore implements Store {
   private async doSealSecrets(): Promise<SealReport> {
     const cipher = this.cipher;
     if (!cipher) throw new StoreError('store: cannot encrypt Secrets: the store was opened without the secrets keyring');
+    // Decided writes land first: a Secret read below must not be overwritten with an older value after
+    // its newer one is flushed. No write is decided meanwhile (this runs on the writer chain).
+    await this.drain();
+    if (this.reopenBeforeWrite) await io('reopening after a failed write', () => this.reopen());
     const report: SealReport = { objects: 0, logEntries: 0, plaintext: 0, current: 0, failed: [] };
     let ops: BatchOp[] = [];
     const flush = async () => {
@@ -511,16 +589,15 @@ export class LevelStore implements Store {
     return run;
   }
 
-  /** Must run on the writer chain. */
-  private async doUpdate<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+  /** Must run on the writer chain; `cur` is what readForWrite returned for the object's key. */
+  private decideUpdate<T extends ApiObject>(obj: T, cur: ApiObject | undefined): Decided<Stored<T>> {
     const namespace = obj.metadata.namespace ?? '';
     const key = objectKey(obj.kind, namespace, obj.metadata.name);
-    const cur = (await this.read(key)) as ApiObject | undefined;
     if (!cur) throw new NotFoundError(what(obj.kind, namespace, obj.metadata.name));
     const stored = cur.metadata.resourceVersion ?? '';
     const expected = obj.metadata.resourceVersion;
     if (expected !== undefined && expected !== stored) throw new ConflictError(what(obj.kind, namespace, obj.metadata.name), expected, stored);
-    const revision = this.rev + 1;
+    const revision = this.decided + 1;
     const generation = cur.metadata.generation ?? 1;
     // The metadata assigned below completes what Stored<T> promises (uid and creation time come from
     // the stored object, which the create gave them).
@@ -532,23 +609,122 @@ export class LevelStore implements Store {
       generation: canonicalJson(obj.spec) === canonicalJson(cur.spec) ? generation : generation + 1,
       resourceVersion: String(revision),
     };
-    await this.commit(revision, 'MODIFIED', { type: 'put', key, value: updated }, updated);
-    return structuredClone(updated);
+    return { result: structuredClone(updated), durable: this.stage(revision, 'MODIFIED', key, updated) };
   }
 
-  /** One synced batch: the object change, its log entry and the revision counter land together or not at all. */
-  private async commit(revision: number, type: WatchEventType, op: BatchOp, object: ApiObject): Promise<void> {
-    const entry: WatchEvent = { type, revision, object };
-    const stored: BatchOp = op.type === 'put' ? { type: 'put', key: op.key, value: this.encodeObject(op.key, op.value as ApiObject) } : op;
-    const ops: BatchOp[] = [stored, { type: 'put', key: logKey(revision), value: this.encodeLogEntry(logKey(revision), entry) }, { type: 'put', key: META_REVISION, value: revision }];
+  /**
+   * Decides on the writer chain, then waits (off the chain, so the next write is decided meanwhile)
+   * until the write is durable.
+   */
+  private async write<T>(decide: () => Promise<Decided<T>>): Promise<T> {
+    const { result, durable } = await this.serialize(decide);
+    if (durable) await durable;
+    return result;
+  }
+
+  /**
+   * Adds a decided write (object change + change-log entry) to the filling group and starts a flush
+   * if none is running, so a lone write goes to disk at once. Synchronous: nothing can interleave
+   * between the writer's last read and the revision and overlay it takes here.
+   */
+  private stage(revision: number, type: WatchEventType, key: string, object: ApiObject): Promise<void> {
+    const lk = logKey(revision);
+    const ops: BatchOp[] = [
+      type === 'DELETED' ? { type: 'del', key } : jsonPut(key, this.encodeObject(key, object)),
+      jsonPut(lk, this.encodeLogEntry(lk, { type, revision, object })),
+    ];
+    const bytes = ops.reduce((n, op) => n + op.key.length + (op.type === 'put' ? (op.value as string).length : 0), 0);
+    let group = this.groups.at(-1);
+    if (!group || group.writes.length >= GROUP_MAX_WRITES || group.bytes + bytes > GROUP_MAX_BYTES) {
+      group = newGroup();
+      this.groups.push(group);
+    }
+    group.ops.push(...ops);
+    group.bytes += bytes;
     // A Secret written in the clear (no cipher) makes the next start with a keyring look for it.
-    if (object.kind === ENCRYPTED_KIND && !this.cipher) ops.push({ type: 'del', key: META_SEALED });
-    await io(`writing revision ${revision} (${op.key})`, () => this.db.batch(ops, { sync: true }));
-    // Advance the revision and publish in the same tick: watch() relies on "<= rev is committed, > rev
+    if (object.kind === ENCRYPTED_KIND && !this.cipher && type !== 'DELETED') group.plaintextSecret = true;
+    this.decided = revision;
+    this.overlay.set(key, { revision, object: type === 'DELETED' ? undefined : object });
+    const g = group;
+    const durable = new Promise<void>((resolve, reject) => g.writes.push({ revision, type, key, object, resolve, reject }));
+    this.flushNext();
+    return durable;
+  }
+
+  /** Starts writing the oldest waiting group unless a flush is running (its end starts the next). */
+  private flushNext(): void {
+    if (this.flushing || this.groups.length === 0) return;
+    const group = this.groups.shift()!;
+    this.flushing = group;
+    void this.flush(group);
+  }
+
+  /** One synced batch for the whole group; then the revision, the events and the acks, in that order. */
+  private async flush(group: Group): Promise<void> {
+    const last = group.writes.at(-1)!.revision;
+    const ops = [...group.ops, { type: 'put', key: META_REVISION, value: last } satisfies BatchOp];
+    if (group.plaintextSecret) ops.push({ type: 'del', key: META_SEALED });
+    try {
+      if (this.reopenBeforeWrite) await this.reopen();
+      await this.db.batch(ops, { sync: true });
+    } catch (err) {
+      this.flushing = undefined;
+      this.failDecided(group, err);
+      return;
+    }
+    this.flushing = undefined;
+    // Advance the revision and publish in the same tick: watch() relies on "<= rev is durable, > rev
     // is still to be published".
-    this.rev = revision;
-    for (const w of this.watchers) w.offer({ type, revision, object: structuredClone(object) });
+    this.rev = last;
+    for (const w of group.writes) {
+      if (this.overlay.get(w.key)?.revision === w.revision) this.overlay.delete(w.key);
+      for (const watcher of this.watchers) watcher.offer({ type: w.type, revision: w.revision, object: structuredClone(w.object) });
+    }
     this.maybeCompact();
+    for (const w of group.writes) w.resolve();
+    group.settle();
+    this.flushNext();
+  }
+
+  /**
+   * A failed batch fails its writes, and every write decided after them (they were decided on state
+   * that will not exist), each with the cause; the writer starts again from the durable state, so the
+   * next write gets the next durable revision. Nothing durable is touched.
+   */
+  private failDecided(failed: Group, err: unknown): void {
+    const later = this.groups;
+    this.groups = [];
+    this.overlay.clear();
+    this.decided = this.rev;
+    this.reopenBeforeWrite = true;
+    const cause = errorMessage(err);
+    const first = failed.writes[0]!.revision;
+    const last = failed.writes.at(-1)!.revision;
+    this.logger.error({ err: cause, revisions: `${first}-${last}`, writes: failed.writes.length, after: later.reduce((n, g) => n + g.writes.length, 0) }, 'store write failed; its writes and the ones decided after them are refused');
+    for (const w of failed.writes) w.reject(new StoreError(`store: writing revision ${w.revision} (${w.key}) failed: ${cause}`, err));
+    failed.settle();
+    for (const g of later) {
+      for (const w of g.writes) w.reject(new StoreError(`store: writing revision ${w.revision} (${w.key}) failed: it followed revisions ${first}-${last}, whose write failed: ${cause}`, err));
+      g.settle();
+    }
+  }
+
+  /** Resolves once every decided write is durable or failed. */
+  private async drain(): Promise<void> {
+    for (let g = this.groups.at(-1) ?? this.flushing; g; g = this.groups.at(-1) ?? this.flushing) await g.settled;
+  }
+
+  /** Closes and opens LevelDB (see reopenBeforeWrite); refuses while the disk has no room to recover into. */
+  private async reopen(): Promise<void> {
+    const fs = await statfs(this.path);
+    const free = fs.bavail * fs.bsize;
+    if (free < REOPEN_MIN_FREE_BYTES) {
+      throw new StoreError(`${this.path} has ${free} bytes free after a failed write; writes resume once ${REOPEN_MIN_FREE_BYTES} bytes are free`);
+    }
+    await this.db.close();
+    await this.db.open();
+    this.reopenBeforeWrite = false;
+    this.logger.warn({ path: this.path, free }, 'store reopened after a failed write');
   }
 
   /** Compaction waits until the log is `slack` entries over its limit, so it is one batch per many writes. */
@@ -566,7 +742,9 @@ export class LevelStore implements Store {
   /** Must run on the writer chain. */
   private async doCompact(): Promise<void> {
     const target = this.rev - this.compactKeep;
-    if (target <= this.compacted) return;
+    // After a failed write only the flusher touches the database until it has reopened it; the next
+    // write's maybeCompact() comes back here.
+    if (target <= this.compacted || this.reopenBeforeWrite) return;
     const from = this.compacted;
     // Raise the floor before deleting: from here on watch() refuses the revisions about to disappear,
     // and watches already replaying read from snapshots taken before the delete.
