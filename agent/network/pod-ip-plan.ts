@@ -71,9 +71,9 @@ export function addressesFromLabels(current: RuntimeContainer[]): Map<string, st
 }
 
 /**
- * Whether a run or start failed because the requested address is in use: podman (netavark) says
- * "IPAM error: requested ip address X is already allocated to container ID ...", CNI's host-local
- * (nerdctl) "requested IP address X is not available in range set ...".
+ * The address a run or start was refused for, when it failed because that address is in use: podman
+ * (netavark) says "IPAM error: requested ip address X is already allocated to container ID ...", CNI's
+ * host-local (nerdctl) "requested IP address X is not available in range set ...".
  */
 export function addressTakenIn(message: string): string | undefined {
   const m = /requested ip address (\S+) (?:is already allocated|is not available in range set)/i.exec(message);
