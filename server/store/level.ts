@@ -221,7 +221,7 @@ export class LevelStore implements Store {
    * lost at the next open (measured on a full tmpfs: writes acknowledged after the disk had room again
    * were gone after a restart). Reopening replays the log up to the tear and starts a new one.
    */
-  private reopenBeforeWrite = false;
+  private reopenBeforeWrite: string | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -696,8 +696,8 @@ export class LevelStore implements Store {
     this.groups = [];
     this.overlay.clear();
     this.decided = this.rev;
-    this.reopenBeforeWrite = true;
     const cause = errorMessage(err);
+    this.reopenBeforeWrite = cause;
     const first = failed.writes[0]!.revision;
     const last = failed.writes.at(-1)!.revision;
     this.logger.error({ err: cause, revisions: `${first}-${last}`, writes: failed.writes.length, after: later.reduce((n, g) => n + g.writes.length, 0) }, 'store write failed; its writes and the ones decided after them are refused');
@@ -719,11 +719,11 @@ export class LevelStore implements Store {
     const fs = await statfs(this.path);
     const free = fs.bavail * fs.bsize;
     if (free < REOPEN_MIN_FREE_BYTES) {
-      throw new StoreError(`${this.path} has ${free} bytes free after a failed write; writes resume once ${REOPEN_MIN_FREE_BYTES} bytes are free`);
+      throw new StoreError(`${this.path} has ${free} bytes free after a failed write (${this.reopenBeforeWrite}); writes resume once ${REOPEN_MIN_FREE_BYTES} bytes are free`);
     }
     await this.db.close();
     await this.db.open();
-    this.reopenBeforeWrite = false;
+    this.reopenBeforeWrite = undefined;
     this.logger.warn({ path: this.path, free }, 'store reopened after a failed write');
   }
 
