@@ -108,6 +108,9 @@ async function follow(ctx: CommandContext, client: ApiClient, ns: string, name: 
   const podPath = objectPath(podKind, ns, name);
   const pod = await client.getOptional<Pod>(podPath);
   if (!pod) throw notFound(podKind, name);
+  // A fixed start, not a sliding window: with the same sinceSeconds on every poll, lines ageing out of the
+  // window would read to the follower as lines replaced (new ones skipped, or the window printed again).
+  if (extra.sinceSeconds !== undefined) extra = { ...extra, sinceTime: new Date(Date.now() - Number(extra.sinceSeconds) * 1000).toISOString(), sinceSeconds: undefined };
   const fetchLog = () => client.getText(`${podPath}/log`, { container, ...extra });
   const f = new LogFollower();
   ctx.io.stdout(f.start(await fetchLog(), tail));
