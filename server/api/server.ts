@@ -11,6 +11,7 @@ import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
+import { followLog } from './log-follow.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
 import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
 import { REDACTED_ANNOTATION, redactFor } from '../auth/redact.js';
@@ -928,7 +929,7 @@ export class ApiServer {
     const sinceTime = q.get('sinceTime') ?? undefined;
     if (sinceTime !== undefined && !RFC3339.test(sinceTime)) throw new BadRequestError(`sinceTime must be an RFC 3339 time such as 2024-05-01T10:00:00Z, got "${sinceTime}"`);
     if (sinceSeconds !== undefined && sinceTime !== undefined) throw new BadRequestError('at most one of `sinceTime` or `sinceSeconds` may be specified');
-    const text = await this.deps.logs({
+    const base: LogsQuery = {
       namespace: this.ns(r),
       pod: r.name!,
       container: q.get('container') ?? undefined,
@@ -938,9 +939,60 @@ export class ApiServer {
       sinceTime,
       timestamps: optionalBool(q, 'timestamps'),
       limitBytes: optionalCount(q, 'limitBytes', 1),
+    };
+    // A previous run does not grow, and a byte limit ends the answer: both are answered once, as Kubernetes does.
+    if (!optionalBool(q, 'follow') || base.previous || base.limitBytes !== undefined) {
+      sendText(res, 200, await this.deps.logs(base));
+      return;
+    }
+    await this.followPodLog(res, base);
+  }
+
+  /** kubectl logs -f: the log, then new lines every second until the pod ends, is deleted, or the client leaves. */
+  private async followPodLog(res: ServerResponse, base: LogsQuery): Promise<void> {
+    const pod = await this.deps.store.get('Pod', base.namespace, base.pod);
+    if (!pod) throw new NotFoundError(`pods "${base.pod}" not found in namespace "${base.namespace}"`);
+    let closed = false;
+    let wake: (() => void) | undefined;
+    res.once('close', () => {
+      closed = true;
+      wake?.();
     });
-    // `follow` is answered once, with what the log holds now: no stream (kubectl -f prints and ends).
-    sendText(res, 200, text);
+    let started = false;
+    await followLog({
+      timestamps: Boolean(base.timestamps),
+      fetch: async ({ first, sinceTime }) => {
+        // Only the first read is the client's window (tail, since); later ones start at the last line sent.
+        const text = await this.deps.logs(first ? { ...base, timestamps: true } : { namespace: base.namespace, pod: base.pod, container: base.container, sinceTime, timestamps: true });
+        return text;
+      },
+      podState: async () => {
+        const cur = await this.deps.store.get('Pod', base.namespace, base.pod);
+        // Deleted, or replaced by another pod of the same name: this log has ended.
+        if (!cur || cur.metadata.uid !== pod.metadata.uid) return 'gone';
+        const phase = cur.status?.phase;
+        return phase === 'Succeeded' || phase === 'Failed' ? 'ended' : 'running';
+      },
+      write: (chunk) => {
+        if (!started) {
+          res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
+          started = true;
+        }
+        res.write(chunk);
+      },
+      sleep: (ms) =>
+        new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, ms);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        }),
+      closed: () => closed,
+      onFetchError: (err) => this.deps.logger.debug({ pod: `${base.namespace}/${base.pod}`, err: errorMessage(err) }, 'log follow: read failed; trying again'),
+    });
+    if (!started) res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    res.end();
   }
 }
 

@@ -3,7 +3,8 @@
  * drover's CLI and the real kubectl (/usr/bin/kubectl): a container that prints, fails, is restarted
  * in place by the agent and prints again. `-p` shows the first run only, `--since`/`--since-time`
  * filter by the lines' times, `--timestamps` prefixes RFC 3339 times; a container with no previous run
- * gets kubectl's own error.
+ * gets kubectl's own error. `kubectl logs -f` streams a container's lines as it prints them and ends
+ * when the pod does, each line exactly once.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -110,6 +111,37 @@ describe('logs -p, --since, --since-time, --timestamps against real podman (drov
     assert.equal(await k([`--since=${recent()}`]), 'second-run\n');
     assert.equal(await k(['--limit-bytes=5']), 'first');
     assert.equal(await k(['--tail=1', '-p']), 'crash-detail\n');
+  });
+
+  test('kubectl logs -f streams the lines as they come, each once, and ends when the pod does', async () => {
+    // Long enough to outlast kubectl's own start (discovery: seconds on a loaded machine).
+    const script = 'i=1; while [ $i -le 30 ]; do echo tick-$i; i=$((i+1)); sleep 0.5; done';
+    const created = await cluster.api('POST', '/api/v1/namespaces/default/pods', {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'ticker' },
+      spec: { restartPolicy: 'Never', containers: [{ name: 'c', image: IMAGE, command: ['sh', '-c', script] }] },
+    });
+    assert.equal(created.status, 201, created.text);
+    await waitFor('ticker printed its first line', async () => ((await cluster.api('GET', '/api/v1/namespaces/default/pods/ticker/log')).text.startsWith('tick-1') ? true : undefined), 90_000);
+    const started = Date.now();
+    const seen: Array<{ line: string; at: number }> = [];
+    const child = execa(KUBECTL, ['logs', '-f', 'ticker'], { env: kubeEnv, extendEnv: false, reject: false, timeout: 60_000, stdin: 'ignore' });
+    let buf = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        seen.push({ line: buf.slice(0, i), at: Date.now() - started });
+        buf = buf.slice(i + 1);
+      }
+    });
+    const r = await child;
+    // kubectl ended by itself (the pod Succeeded), not by the 60 s timeout.
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    assert.deepEqual(seen.map((s) => s.line), Array.from({ length: 30 }, (_, i) => `tick-${i + 1}`));
+    // Streamed, not printed at the end: the last line came well after the first.
+    assert.ok(seen.at(-1)!.at - seen[0]!.at >= 1000, `lines arrived over time: ${JSON.stringify(seen)}`);
+    console.log(`[logs -f] ${JSON.stringify(seen.map((s) => s.at))} ms after kubectl started`);
   });
 
   test('no previous run: kubectl\'s own error, from drover and from kubectl; a bad sinceTime is a 400 naming it', async () => {
