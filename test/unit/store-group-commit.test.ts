@@ -119,3 +119,23 @@ test('concurrent writes survive close and reopen exactly as acknowledged', async
   const next = await second.create(pod('after'));
   assert.equal(next.metadata.resourceVersion, '251');
 });
+
+test('list of a namespace emptied by concurrent deletes is empty at the current revision, also after reopen', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drover-group-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const path = join(dir, 'db');
+  const first = await LevelStore.open({ path });
+  const inGone = (name: string): ApiObject => ({ ...pod(name), metadata: { name, namespace: 'gone' } });
+  await Promise.all([...['a', 'b', 'c'].map((n) => first.create(inGone(n))), first.create(pod('stays'))]);
+  assert.deepEqual((await first.list('Pod', 'gone')).items.map((o) => o.metadata.name), ['a', 'b', 'c']);
+  await Promise.all(['a', 'b', 'c'].map((n) => first.delete('Pod', 'gone', n)));
+  assert.deepEqual(await first.list('Pod', 'gone'), { items: [], revision: 7 });
+  assert.deepEqual((await first.list('Pod')).items.map((o) => o.metadata.name), ['stays']);
+  await first.close();
+  const second = await LevelStore.open({ path });
+  t.after(() => second.close());
+  assert.deepEqual(await second.list('Pod', 'gone'), { items: [], revision: 7 });
+  await Promise.all([second.create(inGone('d')), second.delete('Pod', 'default', 'stays')]);
+  assert.deepEqual((await second.list('Pod', 'gone')).items.map((o) => o.metadata.name), ['d']);
+  assert.deepEqual(await second.list('Pod', 'default'), { items: [], revision: 9 });
+});
