@@ -87,6 +87,11 @@ export interface EmbeddedBroker {
   disconnect(clientId: string): boolean;
   /** Where operators' commands go; until it is set they are refused (logged). */
   onCommand(handler: (c: BrokerCommand) => void): void;
+  /**
+   * Told the node of an agent whose connection pinged (MQTT PINGREQ): the keepalive carries liveness
+   * between heartbeats, so the last heard time stays fresh without a report (NodeLiveness.touch).
+   */
+  onAgentPing(handler: (node: string) => void): void;
   close(): Promise<void>;
 }
 
@@ -187,6 +192,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const overTls = new WeakSet<object>();
   const remotes = new WeakMap<object, string>();
   let commandHandler: ((c: BrokerCommand) => void) | undefined;
+  let pingHandler: ((node: string) => void) | undefined;
   const replyNames = new ReplyNames();
   const granted = new WeakMap<object, number>();
   const denied = new WeakMap<object, number>();
@@ -289,6 +295,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // aedes' own CONNECT deadline (30 s by default) matches the guard's.
   const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, connectTimeout: CONNECT_TIMEOUT_MS });
   aedes.on('clientError', (client, err) => opts.logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
+  aedes.on('ping', (_packet, client) => {
+    const who = principals.get(client);
+    if (who?.role === 'agent' && pingHandler) pingHandler(who.node);
+  });
   // A token revoked or expired while its session is open: commands already get 401 from the API, but the
   // retained fleet summary and node states would keep flowing to it. Checked again every few seconds.
   const recheck = setInterval(() => {
@@ -364,6 +374,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     connectedClients: () => aedes.connectedClients,
     onCommand(handler) {
       commandHandler = handler;
+    },
+    onAgentPing(handler) {
+      pingHandler = handler;
     },
     disconnect(clientId) {
       const c = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];

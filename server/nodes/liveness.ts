@@ -30,6 +30,16 @@ export class NodeLiveness {
     return prev;
   }
 
+  /**
+   * A sign of life that is no report (an MQTT ping: the keepalive carries liveness between the rare
+   * heartbeats): moves the last heard time of a node already heard, nothing else. A node not heard in
+   * this process, or gone offline, waits for its status.
+   */
+  touch(node: string, nowMs: number): void {
+    const b = this.beats.get(node);
+    if (b && nowMs > b.lastHeardMs) this.beats.set(node, { ...b, lastHeardMs: nowMs });
+  }
+
   /** Heard now unless already known: a Ready node nobody in this process has heard yet gets a full grace period. */
   assume(node: string, beat: Heartbeat): Heartbeat | undefined {
     const known = this.beats.get(node);
