@@ -7,13 +7,21 @@ import { writeSync } from 'node:fs';
 import { LevelStore } from '../../server/store/level.js';
 
 const path = process.argv[2];
-if (!path) throw new Error('usage: store-writer <store path>');
+/** Creates in flight at once (they share synced batches: group commit). */
+const inFlight = Number(process.argv[3] ?? 1);
+if (!path || !(inFlight >= 1)) throw new Error('usage: store-writer <store path> [writes in flight]');
 
 const store = await LevelStore.open({ path });
 // writeSync: the ack must reach the pipe before the next write starts, not sit in a stream buffer.
 writeSync(1, 'ready\n');
-for (let i = 0; ; i++) {
-  const name = `p${i}`;
-  await store.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { i } });
-  writeSync(1, `${name}\n`);
-}
+let next = 0;
+await Promise.all(
+  Array.from({ length: inFlight }, async () => {
+    for (;;) {
+      const i = next++;
+      const name = `p${i}`;
+      await store.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { i } });
+      writeSync(1, `${name}\n`);
+    }
+  }),
+);

@@ -10,12 +10,12 @@ import { LevelStore } from '../../server/store/level.js';
 const WRITER = fileURLToPath(new URL('../helpers/store-writer.ts', import.meta.url));
 const ACKS_BEFORE_KILL = 200;
 
-test('every acknowledged write survives kill -9 of the writer', { timeout: 60_000 }, async (t) => {
+for (const inFlight of [1, 16]) test(`every acknowledged write survives kill -9 of the writer (${inFlight} in flight)`, { timeout: 60_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'drover-durability-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const path = join(dir, 'db');
 
-  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', WRITER, path, String(inFlight)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.on('exit', (code, signal) => resolve(signal ?? code)));
@@ -43,7 +43,7 @@ test('every acknowledged write survives kill -9 of the writer', { timeout: 60_00
   });
   assert.equal(await exited, 'SIGKILL');
   const rate = Math.round((acked.length / elapsedMs) * 1000);
-  t.diagnostic(`durability: ${acked.length} synced creates acknowledged in ${elapsedMs.toFixed(0)} ms (~${rate} creates/s) before SIGKILL`);
+  t.diagnostic(`durability (${inFlight} in flight): ${acked.length} synced creates acknowledged in ${elapsedMs.toFixed(0)} ms (~${rate} creates/s) before SIGKILL`);
 
   const store = await LevelStore.open({ path });
   t.after(() => store.close());
