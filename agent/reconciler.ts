@@ -1,17 +1,21 @@
 /**
  * Keeps the runtime's containers equal to the desired state, from the disk cache when the link is
- * down: list → plan → apply until a plan has no steps, then wait for the resync period, a back-off
- * expiry, a new desired state, a container exit or a probe. One reconcile at a time; triggers while
- * one runs coalesce into one more. Its findings go to the reporter.
+ * down: list → plan → hand each pod's steps to that pod's worker (engine/pod-workers.ts), then wait
+ * for the resync period, a back-off expiry, a new desired state, a container exit, a probe or a
+ * worker's end. A reconcile never waits for a worker: a pod in a long graceful stop delays no other.
+ * One reconcile at a time; triggers while one runs coalesce into one more. Its findings go to the
+ * reporter.
  */
 import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
-import { applyPlan, type StepError } from './engine/apply.js';
+import { applyPlan, applySteps, type ApplyDeps, type StepError } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
-import { plan, type PlanResult } from './engine/plan.js';
+import { plan, type PlanResult, type Step } from './engine/plan.js';
+import { PodWorkers, stepsByWorker } from './engine/pod-workers.js';
+import { boundedRuntime, Slots } from './runtime/bounded.js';
 import { podReports } from './engine/report.js';
 import type { ServiceForwarder } from './network/iptables.js';
 import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
@@ -23,8 +27,11 @@ import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
 import type { TargetState } from './target.js';
 import type { VolumeManager } from './volume-manager.js';
 
-/** Steps applied in one reconcile before yielding: guards against a plan that never converges. */
+/** Batches a worker runs in a row before it waits for the resync: guards against a plan that never converges. */
 const MAX_ROUNDS = 5;
+
+/** Runtime calls (run, start, remove, pull) at once across all pods' workers. */
+const RUNTIME_SLOTS = 4;
 
 /** Delay between a container exit event and the reconcile that handles it. */
 const EXIT_SETTLE_MS = 750;
@@ -85,12 +92,23 @@ export class Reconciler {
   /** The addresses the agent picks for bridge pods before they start (status.podIP in env). */
   private readonly podIPs = new PodIPPlan();
   private subnetAskedAt = -Infinity;
+  /** One worker per pod (see engine/pod-workers.ts). */
+  private readonly workers = new PodWorkers();
+  /** Batches each worker ran in a row (reset once a plan has nothing for it). */
+  private readonly rounds = new Map<string, number>();
+  /** What the workers' steps run with: the runtime held to RUNTIME_SLOTS calls at once. */
+  private readonly applyDeps: ApplyDeps;
+  /** Shared by the workers; its peak is what the unit test checks. */
+  readonly runtimeSlots = new Slots(RUNTIME_SLOTS);
+  private images: Set<string> | undefined;
+  private imagesAt = 0;
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.restarts = deps.restarts;
     this.volumes = deps.volumes;
     this.probes = deps.probes;
     this.addresses = new PodAddresses(deps.runtime, deps.logger);
+    this.applyDeps = { runtime: boundedRuntime(deps.runtime, this.runtimeSlots), logger: deps.logger, emit: (e) => deps.emit(e), restarts: deps.restarts };
   }
 
   /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */
@@ -121,6 +139,7 @@ export class Reconciler {
     this.unwatchExits?.();
     this.probes.stop();
     await this.reconciling;
+    await this.workers.idle();
     await this.servicesChain;
     // Forwarding goes with the agent: rules left behind would send traffic to pods nobody looks after.
     await this.deps.services?.close();
@@ -287,31 +306,14 @@ export class Reconciler {
     // changed files in place.
     await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
     try {
-      // Each podman call costs tens of milliseconds: ask for both at once, and for the images again
-      // only after a pull (nothing else adds one).
-      const [listed, present] = await Promise.all([this.listManaged(), runtime.images()]);
-      let current = listed;
-      let images = new Set(present);
+      this.workers.look();
+      const [current, images] = await Promise.all([this.listManaged(), this.knownImages()]);
       this.podIPs.update(pods, current, this.addresses.inUse());
-      let p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
-      for (let round = 1; ; round++) {
-        if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
-        // Applied even without steps: it also announces back-offs and invalid specs (once each).
-        const { errors } = await applyPlan(p, { runtime, logger, emit: (e) => this.deps.emit(e), restarts: this.restarts });
-        this.giveUpTakenAddresses(errors);
-        if (p.steps.length === 0) break;
-        const pulled = p.steps.some((s) => s.action === 'pull');
-        [current, images] = await Promise.all([this.listManaged(), pulled ? runtime.images().then((l) => new Set(l)) : Promise.resolve(images)]);
-        // Planned again whether or not it is applied: the reports and probes read the matching of
-        // the containers as they are now.
-        this.podIPs.update(pods, current, this.addresses.inUse());
-        p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
-        if (errors.length) {
-          requeueMs = Math.min(requeueMs, FAILED_REQUEUE_MS);
-          break;
-        }
-        if (round >= MAX_ROUNDS) break;
-      }
+      const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+      if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
+      // Announces back-offs and invalid specs (once each); the steps go to the pods' workers.
+      await applyPlan({ ...p, steps: [] }, this.applyDeps);
+      this.dispatch(p.steps);
       seen = { current, plan: p };
       this.runtimeFailures = 0;
       this.setRuntimeHealth(true);
@@ -342,6 +344,40 @@ export class Reconciler {
     }
     this.publish();
     return requeueMs;
+  }
+
+  /** The images present, asked again only after a pull or once per resync period (nothing else adds one here). */
+  private async knownImages(): Promise<Set<string>> {
+    const now = performance.now();
+    if (!this.images || now - this.imagesAt > this.deps.cfg.resyncSeconds * 1000) {
+      this.imagesAt = now;
+      this.images = new Set(await this.deps.runtime.images());
+    }
+    return this.images;
+  }
+
+  /**
+   * Hands each pod's steps to its worker. A worker that is busy, or finished after the containers
+   * were listed, gets nothing now: its steps were planned from a picture its own work has changed,
+   * and its end asks for another reconcile.
+   */
+  private dispatch(steps: Step[]): void {
+    const batches = stepsByWorker(steps);
+    for (const key of this.rounds.keys()) if (!batches.has(key)) this.rounds.delete(key);
+    for (const [key, batch] of batches) {
+      if (!this.workers.mayStart(key) || this.stopped) continue;
+      const rounds = (this.rounds.get(key) ?? 0) + 1;
+      this.rounds.set(key, rounds);
+      this.workers.start(key, async () => {
+        const { errors } = await applySteps(batch, this.applyDeps);
+        this.giveUpTakenAddresses(errors);
+        if (batch.some((s) => s.action === 'pull')) this.images = undefined;
+        // What the steps did is reported by the reconcile they ask for. Steps that failed back off
+        // on their own; a worker whose plan never converges waits for the resync.
+        if (errors.length) this.trigger(FAILED_REQUEUE_MS);
+        else if (rounds < MAX_ROUNDS) this.trigger(0);
+      });
+    }
   }
 
   private reports(matched: PlanResult): payloads.PodReport[] {

@@ -7,8 +7,12 @@
  * certificate back) and then speaks MQTT over TLS with that client certificate. `--insecure` runs
  * the same with plain HTTP/MQTT and the node's password from its join, for comparison.
  *
- * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N] [--insecure]
- *   → bench/results/deploy-latency.json (deploy-latency-insecure.json with --insecure)
+ * Then "blocked": a pod whose container traps TERM and takes 20 s to stop is deleted, and an
+ * unrelated pod is created while that stop runs; the new pod's POST → Running is timed (an agent
+ * that handles pods one after the other makes it wait for the stop).
+ *
+ * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N] [--blocked-runs N] [--insecure] [--out NAME]
+ *   → bench/results/NAME.json and NAME.md (default deploy-latency, deploy-latency-insecure with --insecure)
  */
 import { execa } from 'execa';
 import type { AgentConfig } from '../agent/config.js';
@@ -18,15 +22,38 @@ import { silentLogger } from '../src/util/logger.js';
 import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox } from '../test/helpers/podman.js';
 import { freePort, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const args = parseArgs(process.argv.slice(2));
 const RUNS = numArg(args, 'runs', 10);
 const INSECURE = args.has('insecure');
+const BLOCKED_RUNS = numArg(args, 'blocked-runs', 2);
+const OUT = args.get('out') ?? (INSECURE ? 'deploy-latency-insecure' : 'deploy-latency');
+/** Takes 20 s to stop after TERM (its grace period is longer): a slow graceful shutdown. */
+const SLOW_STOP_CMD = ['sh', '-c', "trap 'sleep 20; exit 0' TERM; while true; do sleep 1; done"];
 const NODE = 'bench-node';
 const CMD = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
+
+const loadBefore = loadavg();
+
+function markdown(r: any): string {
+  const row = (what: string, anchor: string, ours: string, goal: string) => `| ${what} | ${anchor} | ${ours} | ${goal} |`;
+  return [
+    `# Deploy latency (${r.runs} runs, ${r.mode}), ${new Date().toISOString()}`,
+    '',
+    `load average (1/5/15 min, start → end): ${r.loadAverage.join(' / ')}; ${r.podmanVersion}`,
+    '',
+    '| what | raw podman (same run) | drover | goal |',
+    '|---|---|---|---|',
+    row('POST pod → Running, median', `\`podman run -d\` ${r.rawPodmanRun.medianMs} ms`, `${r.droverCreateToRunning.medianMs} ms (${r.ratioMedian}×)`, '≤ 1.25×'),
+    row('POST pod → Running, p90', `${r.rawPodmanRun.p90Ms} ms`, `${r.droverCreateToRunning.p90Ms} ms (${r.ratioP90}×)`, '≤ 1.5× (p99)'),
+    row('DELETE → container gone, median', `\`podman rm -f -t 2\` ${r.rawPodmanRemove.medianMs} ms`, `${r.droverDeleteToContainerGone.medianMs} ms`, ''),
+    row('new pod → Running while another pod is in a 20 s graceful stop, median (max)', '—', r.newPodBesideGracefulStop ? `${r.newPodBesideGracefulStop.medianMs} ms (${r.newPodBesideGracefulStop.maxMs} ms)` : 'not run', 'never blocked: as above'),
+    '',
+  ].join('\n');
+}
 
 const sb = await podmanSandbox();
 const dataDir = await mkdtemp(join(tmpdir(), 'drover-bench-'));
@@ -97,6 +124,27 @@ try {
     await until(`${name} container gone`, async () => (await sb.runtime.list({ 'drover.io/pod': name })).length === 0);
     remove.push(performance.now() - t1);
   }
+
+  // A pod in a 20 s graceful stop, and an unrelated pod created while it stops.
+  const blocked: number[] = [];
+  for (let i = 0; i < BLOCKED_RUNS; i++) {
+    const slow = `slow-${i}`;
+    const name = `beside-${i}`;
+    const r0 = await api('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: slow }, spec: { terminationGracePeriodSeconds: 30, containers: [{ name: 'main', image, command: SLOW_STOP_CMD }] } });
+    if (r0.status !== 201) throw new Error(`create ${slow}: ${r0.status}`);
+    await until(`${slow} Running`, async () => (await api('GET', `/api/v1/namespaces/default/pods/${slow}`)).body?.status?.phase === 'Running');
+    await api('DELETE', `/api/v1/namespaces/default/pods/${slow}`);
+    // The agent has begun the stop once the container is stopping (or the pod is gone from the API).
+    await until(`${slow} stopping`, async () => (await sb.runtime.list({ 'drover.io/pod': slow })).some((c) => c.state !== 'running') || (await api('GET', `/api/v1/namespaces/default/pods/${slow}`)).status === 404, 10_000).catch(() => undefined);
+    await sleep(500);
+    const t0 = performance.now();
+    const r = await api('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name }, spec: { terminationGracePeriodSeconds: 2, containers: [{ name: 'main', image, command: CMD }] } });
+    if (r.status !== 201) throw new Error(`create ${name}: ${r.status}`);
+    await until(`${name} Running`, async () => (await api('GET', `/api/v1/namespaces/default/pods/${name}`)).body?.status?.phase === 'Running');
+    blocked.push(performance.now() - t0);
+    await api('DELETE', `/api/v1/namespaces/default/pods/${name}`);
+    await until(`${slow} and ${name} gone`, async () => (await sb.runtime.list({ 'drover.io/pod': slow })).length === 0 && (await sb.runtime.list({ 'drover.io/pod': name })).length === 0, 60_000);
+  }
   await agent.close();
   await server.close();
 
@@ -113,9 +161,15 @@ try {
     overheadMedianMs: round(median(deploy) - median(raw)),
     rawPodmanRemove: stats(rawRemove),
     droverDeleteToContainerGone: stats(remove),
+    ratioMedian: round(median(deploy) / median(raw), 2),
+    ratioP90: round(percentile(deploy, 90) / percentile(raw, 90), 2),
+    newPodBesideGracefulStop: blocked.length ? stats(blocked) : undefined,
+    loadAverage: loadBefore.map((l, i) => `${round(l, 2)} → ${round(loadavg()[i]!, 2)}`),
   };
   console.log(JSON.stringify(result, null, 2));
-  console.log(`wrote ${writeResult(INSECURE ? 'deploy-latency-insecure' : 'deploy-latency', result)}`);
+  const file = writeResult(OUT, result);
+  await writeFile(file.replace(/\.json$/, '.md'), markdown(result));
+  console.log(`wrote ${file}`);
 } finally {
   await sb.cleanup();
   await rm(dataDir, { recursive: true, force: true });

@@ -8,6 +8,20 @@ export interface FakeRuntimeOptions {
   growingLogs?: boolean;
   /** CPU each running container burns, in millicores, for `stats()` (`top`). Default 250. */
   cpuMilli?: number;
+  /**
+   * Called as run, start, stop, remove or pull begins, with the container's name (the image's for a
+   * pull): the call goes on once the promise returned resolves (a stop that hangs, a slow run).
+   */
+  gate?: (op: FakeOp, subject: string) => Promise<void> | undefined;
+}
+
+export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull';
+
+/** One runtime call as it began or ended, in the order they happened. */
+export interface FakeCall {
+  op: FakeOp;
+  subject: string;
+  phase: 'begin' | 'end';
 }
 
 /** Enough of a container runtime for an agent to run pods and serve logs, without podman. */
@@ -17,7 +31,30 @@ export class FakeRuntime implements ContainerRuntime {
   private seq = 0;
   private readonly pulled = new Set<string>();
 
+  /** Every call's begin and end, in order (with a gate only). */
+  readonly calls: FakeCall[] = [];
+  /** Calls under way now, by op. */
+  readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0 };
+
   constructor(private readonly opts: FakeRuntimeOptions = {}) {}
+
+  private async traced<T>(op: FakeOp, subject: string, fn: () => T): Promise<T> {
+    // Kept only by tests that gate calls: a long-running fake agent would grow it without end.
+    const record = this.opts.gate !== undefined;
+    if (record) this.calls.push({ op, subject, phase: 'begin' });
+    this.inFlight[op]++;
+    try {
+      await this.opts.gate?.(op, subject);
+      return fn();
+    } finally {
+      this.inFlight[op]--;
+      if (record) this.calls.push({ op, subject, phase: 'end' });
+    }
+  }
+
+  private nameOf(id: string): string {
+    return this.containers.get(id)?.name ?? [...this.containers.values()].find((c) => c.name === id)?.name ?? id;
+  }
 
   async version(): Promise<string> {
     return '1.0.0';
@@ -26,25 +63,42 @@ export class FakeRuntime implements ContainerRuntime {
     return [...this.containers.values()].filter((c) => Object.entries(labels).every(([k, v]) => k in c.labels && (v === '' || c.labels[k] === v)));
   }
   async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {
-    return this.containers.get(idOrName) ?? [...this.containers.values()].find((c) => c.name === idOrName);
+    return this.find(idOrName);
   }
   async run(spec: RunSpec): Promise<string> {
-    const id = `fake${++this.seq}`;
-    const now = new Date().toISOString();
-    this.containers.set(id, { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'running', createdAt: now, startedAt: now });
-    return id;
+    return this.traced('run', spec.name, () => {
+      // As podman: a name is one container's.
+      if ([...this.containers.values()].some((c) => c.name === spec.name)) throw new Error(`the container name "${spec.name}" is already in use`);
+      const id = `fake${++this.seq}`;
+      const now = new Date().toISOString();
+      this.containers.set(id, { id, name: spec.name, image: spec.image, labels: spec.labels, state: 'running', createdAt: now, startedAt: now });
+      return id;
+    });
   }
   async start(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) c.state = 'running';
+    await this.traced('start', this.nameOf(id), () => {
+      const c = this.find(id);
+      if (c) c.state = 'running';
+    });
   }
   async stop(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) Object.assign(c, { state: 'exited', exitCode: 0, finishedAt: new Date().toISOString() });
+    await this.traced('stop', this.nameOf(id), () => {
+      const c = this.find(id);
+      if (c) Object.assign(c, { state: 'exited', exitCode: 0, finishedAt: new Date().toISOString() });
+    });
   }
   async remove(id: string): Promise<void> {
-    const c = await this.inspect(id);
-    if (c) this.containers.delete(c.id);
+    await this.traced('remove', this.nameOf(id), () => {
+      const c = this.find(id);
+      if (c) this.containers.delete(c.id);
+    });
+  }
+  /** The container of that name as it is now (tests poll it without awaiting). */
+  byName(name: string): RuntimeContainer | undefined {
+    return [...this.containers.values()].find((c) => c.name === name);
+  }
+  private find(idOrName: string): RuntimeContainer | undefined {
+    return this.containers.get(idOrName) ?? [...this.containers.values()].find((c) => c.name === idOrName);
   }
   async logs(id: string, opts: { tail?: number }): Promise<string> {
     const lines = this.opts.growingLogs ? await this.grownLines(id) : ['line 1', 'line 2', 'line 3'];
@@ -56,7 +110,7 @@ export class FakeRuntime implements ContainerRuntime {
     return { exitCode: 0, output: `${cmd.join(' ')}\n`, timedOut: false };
   }
   async pull(image: string): Promise<void> {
-    this.pulled.add(image);
+    await this.traced('pull', image, () => this.pulled.add(image));
   }
   async images(): Promise<string[]> {
     return [...this.pulled];
