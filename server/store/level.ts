@@ -671,7 +671,7 @@ export class LevelStore implements Store {
     group.ops.push(...ops);
     group.bytes += bytes;
     // A Secret written in the clear (no cipher) makes the next start with a keyring look for it.
-    if (object.kind === ENCRYPTED_KIND && !this.cipher && type !== 'DELETED') group.plaintextSecret = true;
+    if (object.kind === ENCRYPTED_KIND && !this.cipher) group.plaintextSecret = true;
     this.decided = revision;
     this.overlay.set(key, { revision, object: type === 'DELETED' ? undefined : object });
     const g = group;
