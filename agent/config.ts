@@ -1,3 +1,4 @@
+import { ValidationError } from '../src/util/errors.js';
 import { droverVersion } from '../src/version.js';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +31,11 @@ export interface AgentConfig {
    */
   resyncSeconds: number;
   keepaliveSeconds: number;
+  /**
+   * Events raised while connected wait this long to go out together in one batch (one publish and its
+   * acknowledgement instead of one each); 0: at once. A heartbeat sends what is waiting.
+   */
+  eventBatchSeconds?: number;
   /**
    * The address this node is known by (its INTERNAL-IP, its pods' hostIP); default: the local
    * address of the agent's connection to the server, the one the server reaches it from.
@@ -67,3 +73,44 @@ export function defaultStateDir(): string {
 
 /** package.json's version: written in one place, reported in the agent's hello (fleet status flags skew). */
 export const AGENT_VERSION = droverVersion();
+
+/**
+ * How the agent uses its link. `default`: LAN or broadband. `cellular`: a metered link, where an idle
+ * day should cost little more than the MQTT keepalive's pings: a long keepalive (the broker's last will
+ * still tells the server within 1.5 keepalives that the node is gone), an hourly heartbeat (liveness
+ * rides on the keepalive; status goes out at once whenever it changes), events batched by the minute.
+ */
+export const LINK_PROFILES = {
+  default: { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0 },
+  cellular: { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60 },
+} as const;
+export type LinkProfile = keyof typeof LINK_PROFILES;
+
+export interface LinkSettings {
+  keepaliveSeconds: number;
+  heartbeatSeconds: number;
+  eventBatchSeconds: number;
+}
+
+/**
+ * A profile's link settings, with the ones given explicitly (--keepalive, --heartbeat) over it.
+ * ValidationError names the flag for an unknown profile or a period that is not a positive number.
+ */
+export function linkSettings(profile: string, explicit: { keepaliveSeconds?: number; heartbeatSeconds?: number } = {}): LinkSettings {
+  if (!Object.hasOwn(LINK_PROFILES, profile)) {
+    throw new ValidationError([{ field: '--link-profile', message: `unknown profile "${profile}" (one of ${Object.keys(LINK_PROFILES).join(', ')})` }], 'invalid agent option');
+  }
+  const base = LINK_PROFILES[profile as LinkProfile];
+  const out: LinkSettings = { ...base, ...definedOnly(explicit) };
+  for (const [flag, v] of [['--keepalive', out.keepaliveSeconds], ['--heartbeat', out.heartbeatSeconds]] as const) {
+    // mqtt.js takes keepalive in whole seconds up to 65535 (the CONNECT field is 16 bits).
+    if (!Number.isFinite(v) || v <= 0 || (flag === '--keepalive' && (v > 65_535 || !Number.isInteger(v)))) {
+      throw new ValidationError([{ field: flag, message: `${v} is not a period in seconds${flag === '--keepalive' ? ' (a whole number from 1 to 65535)' : ''}` }], 'invalid agent option');
+    }
+  }
+  return out;
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -54,6 +54,8 @@ export class Reporter {
   private status: NodeStatus = { observedGeneration: 0, pods: [], runtimeHealthy: true };
   private lastStatusKey = '';
   private heartbeat: NodeJS.Timeout | undefined;
+  /** Events waiting for their batch to go out (cfg.eventBatchSeconds). */
+  private batchTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private flushing = false;
   private sampling = false;
@@ -83,6 +85,8 @@ export class Reporter {
   stop(): void {
     this.stopped = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.batchTimer) clearTimeout(this.batchTimer);
+    this.batchTimer = undefined;
   }
 
   /** Writes out the journal: call after everything that may raise events has stopped. */
@@ -93,7 +97,17 @@ export class Reporter {
 
   emit(e: EventInput): void {
     this.deps.journal.push({ ...e, ts: e.ts ?? new Date(this.deps.now()).toISOString() });
-    void this.flushEvents();
+    const batchMs = (this.deps.cfg.eventBatchSeconds ?? 0) * 1000;
+    if (batchMs <= 0) {
+      void this.flushEvents();
+      return;
+    }
+    // A metered link: the events of the next while go out as one batch (the journal keeps them meanwhile).
+    if (this.batchTimer || this.stopped) return;
+    this.batchTimer = setTimeout(() => {
+      this.batchTimer = undefined;
+      void this.flushEvents();
+    }, batchMs);
   }
 
   /** The reconciler's latest findings: sent at once when they changed. */

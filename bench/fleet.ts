@@ -35,7 +35,7 @@
 import { fork, spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -696,6 +696,9 @@ async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: Workers
     mqttBytesPerAgentPerHeartbeatPeriod: round(bytes / n / (seconds / hb), 0),
     mqttBytesUpPerAgentPerHeartbeatPeriod: round((s1.bytesOut - s0.bytesOut) / n / (seconds / hb), 0),
     mqttBytesDownPerAgentPerHeartbeatPeriod: round((s1.bytesIn - s0.bytesIn) / n / (seconds / hb), 0),
+    // TCP payload (TLS records included, IP/TCP headers not): what an idle link costs a metered device.
+    bytesPerAgentPerDay: round((bytes / n / seconds) * 86_400, 0),
+    loadAverage: loadavg().map((l) => round(l, 2)),
     workerCpuMs: Math.round(s1.cpuMs - s0.cpuMs),
     ...(await listTimings(ctx)),
   });

@@ -3,7 +3,7 @@
  * process, and writing a result file next to the others in bench/results/.
  */
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 
 /** `--name value` / `--flag` from argv; numbers stay strings (callers convert). */
 export function parseArgs(argv: string[]): Map<string, string> {
@@ -92,7 +92,8 @@ export function procChildren(pid: number): Array<{ pid: number; comm: string; rs
 
 export function machine(): Record<string, unknown> {
   const c = cpus();
-  return { cores: c.length, cpuModel: c[0]?.model, memoryMiB: Math.round(totalmem() / 2 ** 20), platform: process.platform, arch: process.arch };
+  // The load average says how much of the 2 shared cores the run really had.
+  return { cores: c.length, cpuModel: c[0]?.model, memoryMiB: Math.round(totalmem() / 2 ** 20), platform: process.platform, arch: process.arch, loadAverage: loadavg().map((l) => Math.round(l * 100) / 100) };
 }
 
 /** Writes bench/results/<name>.json with date, node version and machine, then the bench's own fields. */

@@ -77,7 +77,10 @@ export function nodeLifecycleController(o: NodeLifecycleOptions): Controller {
   /** Brings one pod in line with its node: lost (Unknown, nothing ready) and/or flagged stale. */
   async function markPod(p: Pod, node: Node, marks: ReturnType<typeof podMarks>, now: string): Promise<void> {
     const name = node.metadata.name;
-    const heardMs = node.status?.lastHeard ? Date.parse(node.status.lastHeard) : undefined;
+    // The stored time is that of the node's last change; what this process heard since is in memory.
+    const storedMs = node.status?.lastHeard ? Date.parse(node.status.lastHeard) : undefined;
+    const beatMs = o.liveness.beat(name)?.lastHeardMs;
+    const heardMs = beatMs !== undefined && (storedMs === undefined || beatMs > storedMs) ? beatMs : storedMs;
     const staleMessage = marks.stale ? `node ${name} has not reported for ${heardMs === undefined ? '?' : Math.round((o.now() - heardMs) / 1000)}s: this status may be out of date` : undefined;
     try {
       await o.store.patch('Pod', p.metadata.namespace ?? 'default', p.metadata.name, (pod) => {
