@@ -104,6 +104,4 @@ export const NODE_LIFECYCLE = {
   lateFactor: 1.5,
   /** Heartbeat period assumed for a Ready node this process has not heard yet (the agent's default). */
   assumedHeartbeatMs: 30_000,
-  /** Ready/lastHeard of a node that keeps reporting is rewritten at most this often. */
-  lastHeardWriteMs: 60_000,
 } as const;

@@ -30,6 +30,7 @@ import { startEmbeddedBroker, type ConnectAttempt, type ConnectDecision, type Em
 import { mqttConnectionGuard } from './mqtt/limits.js';
 import { ServerLink } from './mqtt/link.js';
 import { MetricsCache } from './metrics/cache.js';
+import { withLiveNodes } from './nodes/live-view.js';
 import { NodeLiveness } from './nodes/liveness.js';
 import { NodeRegistry } from './nodes/registry.js';
 import { loadOrCreatePki, NODE_ORG, SERVER_CLIENT_CN, SERVER_CLIENT_ORG, serverSans } from './pki/pki.js';
@@ -210,6 +211,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const metrics = new MetricsCache();
     const flapWindowMs = cfg.flapWindowMs ?? DEFAULTS.flapWindowMs;
     const liveness = new NodeLiveness({ flapThreshold: cfg.flapThreshold ?? DEFAULTS.flapThreshold, flapWindowMs });
+    // Node reads for people (API, fleet views) carry the last heard time from memory: it is not stored per heartbeat.
+    const liveStore = withLiveNodes(store, liveness);
+    // The keepalive carries liveness between heartbeats: a ping from an agent is a sign of life.
+    broker?.onAgentPing((node) => liveness.touch(node, Date.now()));
     const registry = new NodeRegistry({
       store,
       events,
@@ -217,7 +222,6 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       metrics,
       liveness,
       maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode,
-      lastHeardWriteMs: NODE_LIFECYCLE.lastHeardWriteMs,
       // Labels its join token gave the node: set by the server, applied over the agent's own.
       assignedLabels: (node) => credentials.get(node)?.labels,
     });
@@ -233,7 +237,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => publisher.stop());
 
     const version = droverVersion();
-    const fleet = new FleetPublisher({ store, sink: link, logger, version });
+    const fleet = new FleetPublisher({ store: liveStore, sink: link, logger, version });
     await fleet.start();
     closers.push(() => fleet.stop());
 
@@ -268,7 +272,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const downloads = new DownloadCatalog({ dir: cfg.downloadsDir ?? join(cfg.dataDir, 'downloads'), self: await selfBinary() });
     const proxy = new NodeProxy({ store, link, requestTimeoutMs: cfg.nodeRequestTimeoutMs ?? DEFAULTS.nodeRequestTimeoutMs });
     const api = new ApiServer({
-      store,
+      store: liveStore,
       logger,
       tokens,
       audit,
@@ -276,7 +280,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
+      extraRoutes: [...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,

@@ -28,9 +28,9 @@ export const NODE_BUCKETS: readonly NodeBucket[] = ['ready', 'degraded', 'stale'
 
 /**
  * A node is stale when the node-lifecycle controller marked it HeartbeatLate, or when its lastHeard
- * is older than this. Ingest rewrites lastHeard at most once a minute (NODE_LIFECYCLE.lastHeardWriteMs)
- * and agents report every 30 s by default: a minute plus three heartbeats is surely silence, even
- * when the controller that would mark it is not running.
+ * is older than this. lastHeard comes from memory (server/nodes/live-view.ts), moved by every report
+ * and every MQTT ping (keepalive 15 s by default) and by heartbeats (30 s): 150 s is surely silence,
+ * even when the controller that would mark it is not running.
  */
 export const DEFAULT_STALE_AFTER_MS = 60_000 + 3 * 30_000;
 
