@@ -10,7 +10,7 @@ import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
-import { applyPlan, applySteps, type ApplyDeps, type StepError } from './engine/apply.js';
+import { applyPlan, applySteps, type ApplyDeps, type StepDone, type StepError } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult, type Step } from './engine/plan.js';
@@ -102,6 +102,13 @@ export class Reconciler {
   readonly runtimeSlots = new Slots(RUNTIME_SLOTS);
   private images: Set<string> | undefined;
   private imagesAt = 0;
+  /** The managed containers as last listed, with the workers' outcomes since (see containers()). */
+  private view: Map<string, RuntimeContainer> | undefined;
+  private listedAt = -Infinity;
+  /** Something outside the workers changed containers: the next reconcile lists them. */
+  private stale = true;
+  /** Workers' outcomes since the last list began, replayed on it. */
+  private outcomes: Array<(view: Map<string, RuntimeContainer>) => void> = [];
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.restarts = deps.restarts;
@@ -127,9 +134,12 @@ export class Reconciler {
     // Jobs). Not at once: podman's cleanup records the exit a moment after the event.
     // A second look covers a slow cleanup under load.
     this.unwatchExits = runtime.watchExits?.(managedSelector(cfg.node), () => {
+      this.stale = true;
       this.trigger(EXIT_SETTLE_MS);
       setTimeout(() => this.trigger(0), 4 * EXIT_SETTLE_MS).unref();
     });
+    // An exit between the first list and the watch's start would otherwise wait for the resync.
+    this.stale = true;
   }
 
   /** No reconcile starts after this; resolves when the running one is done. */
@@ -173,6 +183,8 @@ export class Reconciler {
 
   onDesired(d: payloads.Desired): void {
     const { cfg, target, logger } = this.deps;
+    // With 'new desired state' below: the time taken to accept and cache it (the deploy bench reads both).
+    logger.debug({ generation: d.generation }, 'desired state received');
     if (d.node !== cfg.node) {
       logger.warn({ node: d.node }, 'desired state for another node ignored');
       return;
@@ -307,7 +319,7 @@ export class Reconciler {
     await this.volumes.sync(pods, run).catch((err) => logger.error({ err: errorMessage(err) }, 'cannot prepare volumes'));
     try {
       this.workers.look();
-      const [current, images] = await Promise.all([this.listManaged(), this.knownImages()]);
+      const [current, images] = await Promise.all([this.containers(), this.knownImages()]);
       this.podIPs.update(pods, current, this.addresses.inUse());
       const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
       if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
@@ -329,6 +341,7 @@ export class Reconciler {
         logger.warn({ err: errorMessage(err), failures: this.runtimeFailures }, 'container runtime call failed; trying again');
       }
       requeueMs = Math.min(requeueMs, this.runtimeHealthy ? RUNTIME_RETRY_MS : FAILED_REQUEUE_MS);
+      this.stale = true;
     }
     this.restarts.retain(pods);
     await this.syncServices();
@@ -344,6 +357,55 @@ export class Reconciler {
     }
     this.publish();
     return requeueMs;
+  }
+
+  /**
+   * The managed containers: the runtime's list when something outside the workers may have changed
+   * them (an exit, a failure, a probe's kill, the resync period passed), else the last list with the
+   * workers' outcomes since. A new pod thus goes to Running with one runtime call, its run.
+   */
+  private async containers(): Promise<RuntimeContainer[]> {
+    const now = performance.now();
+    // A runtime that does not tell exits is listed every time: an exit must not wait for the resync.
+    const watched = this.unwatchExits !== undefined;
+    if (watched && this.view && !this.stale && now - this.listedAt < this.deps.cfg.resyncSeconds * 1000) return [...this.view.values()];
+    this.stale = false;
+    this.outcomes = [];
+    const listed = await this.listManaged();
+    const view = new Map(listed.map((c) => [c.id, c]));
+    // Workers that ended while the list ran: their outcome may be missing from it (replaying one it
+    // has changes nothing).
+    for (const apply of this.outcomes) apply(view);
+    this.view = view;
+    this.listedAt = now;
+    return [...view.values()];
+  }
+
+  /** What a worker's steps did to the containers, in the view (and for a list under way). */
+  private record(done: StepDone[]): void {
+    const at = new Date(Math.floor(this.deps.now() / 1000) * 1000).toISOString();
+    for (const { step, id } of done) {
+      let apply: ((view: Map<string, RuntimeContainer>) => void) | undefined;
+      if (step.action === 'run' && id) {
+        const c: RuntimeContainer = { id, name: step.spec.name, image: step.spec.image, labels: step.spec.labels, state: 'running', createdAt: at, startedAt: at };
+        apply = (view) => {
+          if (!view.has(id)) view.set(id, c);
+        };
+      } else if (step.action === 'restart') {
+        apply = (view) => {
+          const c = view.get(step.id);
+          if (c && c.state !== 'running') {
+            const { exitCode: _, ...rest } = c;
+            view.set(step.id, { ...rest, state: 'running', startedAt: at });
+          }
+        };
+      } else if (step.action === 'remove') {
+        apply = (view) => void view.delete(step.id);
+      }
+      if (!apply) continue;
+      if (this.view) apply(this.view);
+      this.outcomes.push(apply);
+    }
   }
 
   /** The images present, asked again only after a pull or once per resync period (nothing else adds one here). */
@@ -369,7 +431,10 @@ export class Reconciler {
       const rounds = (this.rounds.get(key) ?? 0) + 1;
       this.rounds.set(key, rounds);
       this.workers.start(key, async () => {
-        const { errors } = await applySteps(batch, this.applyDeps);
+        const { errors, done } = await applySteps(batch, this.applyDeps);
+        this.record(done);
+        // A failed step may have left anything behind: the next reconcile lists.
+        if (errors.length) this.stale = true;
         this.giveUpTakenAddresses(errors);
         if (batch.some((s) => s.action === 'pull')) this.images = undefined;
         // What the steps did is reported by the reconcile they ask for. Steps that failed back off
@@ -386,6 +451,7 @@ export class Reconciler {
   }
 
   private publish(): void {
+    this.deps.logger.debug({ generation: this.observedGeneration }, 'status reported');
     this.deps.report({ observedGeneration: this.observedGeneration, pods: this.lastReports, runtimeHealthy: this.runtimeHealthy, runtimeMessage: this.runtimeMessage });
   }
 
@@ -420,6 +486,7 @@ export class Reconciler {
     } catch (err) {
       this.deps.logger.warn({ container: subject.key, err: errorMessage(err) }, 'cannot stop unhealthy container');
     }
+    this.stale = true;
     this.trigger(0);
   }
 

@@ -18,7 +18,7 @@ import { execa } from 'execa';
 import type { AgentConfig } from '../agent/config.js';
 import { startAgent } from '../agent/run.js';
 import { startServer } from '../server/run.js';
-import { silentLogger } from '../src/util/logger.js';
+import { createLogger, silentLogger } from '../src/util/logger.js';
 import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox } from '../test/helpers/podman.js';
 import { freePort, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
@@ -38,6 +38,39 @@ const CMD = ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 1; done"];
 
 const loadBefore = loadavg();
 
+/**
+ * The hops of POST → Running, read from the server's and agent's own log lines (debug level, with
+ * pino's time in ms): only the few messages that mark a hop are kept.
+ */
+const MARKS = ['pod scheduled', 'desired state published', 'desired state received', 'new desired state', 'step start', 'step done', 'status reported'];
+const marks: Array<{ msg: string; time: number; pod?: string; step?: string }> = [];
+const markLogger = createLogger({
+  name: 'bench',
+  level: 'debug',
+  destination: {
+    write(line: string) {
+      if (!MARKS.some((m) => line.includes(`"msg":"${m}"`))) return;
+      const o = JSON.parse(line) as { msg: string; time: number; pod?: string; step?: string };
+      marks.push({ msg: o.msg, time: o.time, pod: o.pod, step: o.step });
+    },
+  },
+});
+const HOPS = ['API commit (POST → 201)', 'scheduler bind', 'desired state publish', 'MQTT to the agent', 'agent accept + cache write', 'agent reconcile → run starts', 'podman run -d', 'run returned → status reported', 'status → Running in the API (MQTT, server write, client poll)'] as const;
+
+/** One run's hops (ms), from the marks after `t0` (Date.now()) for pod `name`; undefined where a mark is missing. */
+function hopsOf(name: string, t0: number, created: number, running: number): Record<string, number | undefined> {
+  const after = (t: number | undefined, pred: (m: (typeof marks)[number]) => boolean) => (t === undefined ? undefined : marks.find((m) => m.time >= t && pred(m))?.time);
+  const bound = after(t0, (m) => m.msg === 'pod scheduled' && m.pod === `default/${name}`);
+  const published = after(bound, (m) => m.msg === 'desired state published');
+  const received = after(published, (m) => m.msg === 'desired state received');
+  const accepted = after(received, (m) => m.msg === 'new desired state');
+  const runStart = after(accepted, (m) => m.msg === 'step start' && !!m.step?.startsWith('run ') && m.step.includes(`-${name}-`));
+  const runDone = after(runStart, (m) => m.msg === 'step done' && !!m.step?.startsWith('run ') && m.step.includes(`-${name}-`));
+  const reported = after(runDone, (m) => m.msg === 'status reported');
+  const points = [t0, created, bound, published, received, accepted, runStart, runDone, reported, running];
+  return Object.fromEntries(HOPS.map((h, i) => [h, points[i] !== undefined && points[i + 1] !== undefined ? points[i + 1]! - points[i]! : undefined]));
+}
+
 function markdown(r: any): string {
   const row = (what: string, anchor: string, ours: string, goal: string) => `| ${what} | ${anchor} | ${ours} | ${goal} |`;
   return [
@@ -51,6 +84,12 @@ function markdown(r: any): string {
     row('POST pod → Running, p90', `${r.rawPodmanRun.p90Ms} ms`, `${r.droverCreateToRunning.p90Ms} ms (${r.ratioP90}×)`, '≤ 1.5× (p99)'),
     row('DELETE → container gone, median', `\`podman rm -f -t 2\` ${r.rawPodmanRemove.medianMs} ms`, `${r.droverDeleteToContainerGone.medianMs} ms`, ''),
     row('new pod → Running while another pod is in a 20 s graceful stop, median (max)', '—', r.newPodBesideGracefulStop ? `${r.newPodBesideGracefulStop.medianMs} ms (${r.newPodBesideGracefulStop.maxMs} ms)` : 'not run', 'never blocked: as above'),
+    '',
+    '## POST → Running, hop by hop (median ms; log times have 1 ms resolution)',
+    '',
+    '| hop | median ms |',
+    '|---|---|',
+    ...Object.entries(r.hopsMedianMs as Record<string, number | null>).map(([h, ms]) => `| ${h} | ${ms ?? 'n/a'} |`),
     '',
   ].join('\n');
 }
@@ -76,7 +115,7 @@ try {
 
   const server = await startServer(
     { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, insecure: INSECURE },
-    silentLogger,
+    markLogger,
   );
   // The API is HTTPS with the cluster's own CA: this process's fetch must trust it (the agent checks it against the token).
   if (!INSECURE) await trustCa(server.caCert);
@@ -94,7 +133,7 @@ try {
       logLevel: 'silent',
       runtime: { podmanRoot: sb.root, podmanRunroot: sb.runroot, env: sb.env },
     } satisfies AgentConfig,
-    { logger: silentLogger, runtime: sb.runtime },
+    { logger: markLogger, runtime: sb.runtime },
   );
   const api = async (method: string, path: string, body?: unknown) => {
     const r = await fetch(server.apiUrl + path, { method, headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
@@ -112,13 +151,17 @@ try {
 
   const deploy: number[] = [];
   const remove: number[] = [];
+  const hops: Array<Record<string, number | undefined>> = [];
   for (let i = 0; i < RUNS; i++) {
     const name = `bench-${i}`;
     const t0 = performance.now();
+    const wall0 = Date.now();
     const r = await api('POST', '/api/v1/namespaces/default/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name }, spec: { terminationGracePeriodSeconds: 2, containers: [{ name: 'main', image, command: CMD }] } });
     if (r.status !== 201) throw new Error(`create ${name}: ${r.status}`);
+    const wallCreated = Date.now();
     await until(`${name} Running`, async () => (await api('GET', `/api/v1/namespaces/default/pods/${name}`)).body?.status?.phase === 'Running');
     deploy.push(performance.now() - t0);
+    hops.push(hopsOf(name, wall0, wallCreated, Date.now()));
     const t1 = performance.now();
     await api('DELETE', `/api/v1/namespaces/default/pods/${name}`);
     await until(`${name} container gone`, async () => (await sb.runtime.list({ 'drover.io/pod': name })).length === 0);
@@ -164,6 +207,10 @@ try {
     ratioMedian: round(median(deploy) / median(raw), 2),
     ratioP90: round(percentile(deploy, 90) / percentile(raw, 90), 2),
     newPodBesideGracefulStop: blocked.length ? stats(blocked) : undefined,
+    hopsMedianMs: Object.fromEntries(HOPS.map((h) => {
+      const xs = hops.map((x) => x[h]).filter((x): x is number => x !== undefined);
+      return [h, xs.length ? round(median(xs)) : null];
+    })),
     loadAverage: loadBefore.map((l, i) => `${round(l, 2)} → ${round(loadavg()[i]!, 2)}`),
   };
   console.log(JSON.stringify(result, null, 2));

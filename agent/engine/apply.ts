@@ -25,7 +25,13 @@ export interface StepError {
   error: Error;
 }
 
-type Executors = { [A in Step['action']]: (step: Extract<Step, { action: A }>) => Promise<void> };
+/** A step carried out; a run's with the new container's id. */
+export interface StepDone {
+  step: Step;
+  id?: string;
+}
+
+type Executors = { [A in Step['action']]: (step: Extract<Step, { action: A }>) => Promise<string | void> };
 
 function event(deps: ApplyDeps, pod: PodRef | undefined, type: AgentEvent['type'], reason: string, message: string): void {
   if (!pod) return;
@@ -61,8 +67,9 @@ function executors(deps: ApplyDeps): Executors {
     },
 
     async run(step) {
+      let id: string;
       try {
-        await runtime.run(await confineSubPaths(step.spec));
+        id = await runtime.run(await confineSubPaths(step.spec));
       } catch (err) {
         restarts.runFailed(step.key, errorMessage(err));
         event(deps, step.pod, 'Warning', 'Failed', `Error: ${errorMessage(err)}`);
@@ -71,6 +78,7 @@ function executors(deps: ApplyDeps): Executors {
       restarts.runSucceeded(step.key);
       event(deps, step.pod, 'Normal', 'Created', `Created container ${step.container}`);
       event(deps, step.pod, 'Normal', 'Started', `Started container ${step.container}`);
+      return id;
     },
 
     async restart(step) {
@@ -104,13 +112,16 @@ function executors(deps: ApplyDeps): Executors {
 }
 
 /** Runs every step in order; failures are collected, logged and returned, never thrown. */
-export async function applySteps(steps: Step[], deps: ApplyDeps): Promise<{ errors: StepError[] }> {
+export async function applySteps(steps: Step[], deps: ApplyDeps): Promise<{ errors: StepError[]; done: StepDone[] }> {
   const table = executors(deps);
   const errors: StepError[] = [];
+  const done: StepDone[] = [];
   for (const step of steps) {
-    const execute = table[step.action] as (s: Step) => Promise<void>;
+    const execute = table[step.action] as (s: Step) => Promise<string | void>;
+    deps.logger.debug({ action: step.action, step: describeStep(step) }, 'step start');
     try {
-      await execute(step);
+      const id = await execute(step);
+      done.push(id ? { step, id } : { step });
       deps.logger.debug({ action: step.action, step: describeStep(step) }, 'step done');
     } catch (err) {
       const error = err instanceof Error ? err : new Error(String(err));
@@ -118,7 +129,7 @@ export async function applySteps(steps: Step[], deps: ApplyDeps): Promise<{ erro
       errors.push({ step, error });
     }
   }
-  return { errors };
+  return { errors, done };
 }
 
 /** Short human form of a step for logs. */
@@ -150,7 +161,7 @@ function waitEvent(w: Wait, restarts: RestartTracker): { marker: string; message
  * Announces back-offs and invalid specs (Warning events) once per crash or failure rather than on
  * every pass of the loop, then applies the steps.
  */
-export async function applyPlan(result: PlanResult, deps: ApplyDeps): Promise<{ errors: StepError[] }> {
+export async function applyPlan(result: PlanResult, deps: ApplyDeps): Promise<{ errors: StepError[]; done: StepDone[] }> {
   for (const w of result.waits) {
     const e = waitEvent(w, deps.restarts);
     if (e && deps.restarts.announce(`${w.key}#${w.reason}`, e.marker)) event(deps, w.pod, 'Warning', 'BackOff', e.message);

@@ -86,16 +86,24 @@ export class RuntimeCli {
   }
 
   /**
-   * Starts a container just created; one that will not start (bad command, missing workdir) is
-   * removed again by its id (a removal by name after a name clash would hit the other container)
-   * and the start's error thrown.
+   * After a failed `run -d`. Podman and nerdctl both create the container first and leave it behind,
+   * in state created, when it will not start (a bad command: podman exits 127, a missing workdir:
+   * 126; nerdctl exits 1). It is found by its name and removed by its id, but only when it never
+   * started and carries every label of this run exactly: a name clash fails before anything is
+   * created (podman: 125), and the container holding the name is someone else's to keep.
    */
-  async startCreated(id: string, remove: (id: string) => Promise<void>): Promise<void> {
+  async removeFailedRun(
+    spec: { name: string; labels: Record<string, string> },
+    inspect: (name: string) => Promise<RuntimeContainer | undefined>,
+    remove: (id: string) => Promise<void>,
+  ): Promise<void> {
     try {
-      await this.start(id);
+      const left = await inspect(spec.name);
+      if (!left || left.state !== 'created') return;
+      if (!Object.entries(spec.labels).every(([k, v]) => left.labels[k] === v)) return;
+      await remove(left.id);
     } catch (err) {
-      await remove(id).catch((rmErr: unknown) => this.spec.logger.warn({ id, err: String(rmErr) }, 'could not remove container that failed to start'));
-      throw err;
+      this.spec.logger.warn({ container: spec.name, err: String(err) }, 'could not remove container that failed to start');
     }
   }
 

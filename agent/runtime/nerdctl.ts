@@ -199,7 +199,8 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
   }
 
   async run(spec: RunSpec): Promise<string> {
-    const args = ['create', '--pull', 'never', '--name', spec.name];
+    // One `run -d`, as for podman (see CliRuntime.removeFailedRun for a start that fails).
+    const args = ['run', '--detach', '--pull', 'never', '--name', spec.name];
     for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
     const stdout = await withPrivateEnv(spec.env, { tool: 'nerdctl', fitsFile: fitsEnvFile, toolReads: NERDCTL_READS }, async (envArgs, ownEnv) => {
       args.push(...envArgs);
@@ -224,11 +225,13 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
       // flag); setting it drops the image CMD, so `command` without `args` runs exactly `command`.
       for (const part of spec.command ?? []) args.push(`--entrypoint=${part}`);
       args.push(spec.image, ...(spec.args ?? []));
-      return (await this.cli.call('create', args, Object.keys(ownEnv).length ? { env: ownEnv } : {})).stdout;
+      return (await this.cli.call('run', args, Object.keys(ownEnv).length ? { env: ownEnv } : {})).stdout;
+    }).catch(async (err: unknown) => {
+      await this.cli.removeFailedRun(spec, (name) => this.inspect(name), (id) => this.remove(id));
+      throw err;
     });
     const id = stdout.trim().split('\n').pop()?.trim() ?? '';
-    if (!/^[0-9a-f]{64}$/.test(id)) throw new RuntimeError(`nerdctl create printed no container id for ${spec.name}: ${stdout.slice(0, 200)}`);
-    await this.cli.startCreated(id, (x) => this.remove(x));
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new RuntimeError(`nerdctl run printed no container id for ${spec.name}: ${stdout.slice(0, 200)}`);
     return id;
   }
 

@@ -96,8 +96,9 @@ const STATS_TIMEOUT_MS = 10_000;
  * ContainerRuntime over the podman CLI (no API socket: nothing to keep running on the device).
  *
  * run() never pulls (`--pull never`): pulling is the caller's explicit step (images, then pull),
- * so a run cannot block on the network. It creates and then starts, so that a container whose
- * start fails (bad command, missing workdir) is removed again instead of holding its name.
+ * so a run cannot block on the network. It is one `run -d` (one process, where create + start took
+ * two); a container left created by a start that failed (bad command, missing workdir) is removed
+ * again instead of holding its name (CliRuntime.removeFailedRun).
  */
 export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
   readonly name = 'podman';
@@ -170,9 +171,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
   }
 
   async run(spec: RunSpec): Promise<string> {
-    // create + start rather than one `run -d` (~50 ms less): a container that fails to start must be
-    // removed by its id, since a removal by name after a name clash would remove the other container.
-    const args = ['create', '--pull', 'never', '--name', spec.name];
+    const args = ['run', '--detach', '--pull', 'never', '--name', spec.name];
     for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
     const stdout = await withPrivateEnv(
       spec.env,
@@ -199,12 +198,14 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
         // clears the image CMD, so `command` without `args` runs exactly `command` (as in Kubernetes).
         if (command) args.push('--entrypoint', JSON.stringify(command));
         args.push(spec.image, ...cmdArgs);
-        return (await this.cli.call('create', args, Object.keys(ownEnv).length ? { env: ownEnv } : {})).stdout;
+        return (await this.cli.call('run', args, Object.keys(ownEnv).length ? { env: ownEnv } : {})).stdout;
       },
-    );
+    ).catch(async (err: unknown) => {
+      await this.cli.removeFailedRun(spec, (name) => this.inspect(name), (id) => this.remove(id));
+      throw err;
+    });
     const id = stdout.trim().split('\n').pop() ?? '';
-    if (!id) throw new RuntimeError(`podman create printed no container id for ${spec.name}`);
-    await this.cli.startCreated(id, (x) => this.remove(x));
+    if (!id) throw new RuntimeError(`podman run printed no container id for ${spec.name}`);
     return id;
   }
 

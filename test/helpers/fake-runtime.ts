@@ -13,6 +13,8 @@ export interface FakeRuntimeOptions {
    * pull): the call goes on once the promise returned resolves (a stop that hangs, a slow run).
    */
   gate?: (op: FakeOp, subject: string) => Promise<void> | undefined;
+  /** Offer watchExits (as podman does); `exit()` then tells the watchers. Default: no watch. */
+  watchesExits?: boolean;
 }
 
 export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull';
@@ -36,7 +38,27 @@ export class FakeRuntime implements ContainerRuntime {
   /** Calls under way now, by op. */
   readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0 };
 
-  constructor(private readonly opts: FakeRuntimeOptions = {}) {}
+  /** list() calls so far. */
+  listCalls = 0;
+  private readonly exitWatchers = new Set<() => void>();
+  readonly watchExits?: (labels: Record<string, string>, onExit: () => void) => () => void;
+
+  constructor(private readonly opts: FakeRuntimeOptions = {}) {
+    if (opts.watchesExits) {
+      this.watchExits = (_labels, onExit) => {
+        this.exitWatchers.add(onExit);
+        return () => this.exitWatchers.delete(onExit);
+      };
+    }
+  }
+
+  /** The container's process ends with `code` (as if it crashed), and the exit watchers hear of it. */
+  exit(name: string, code: number): void {
+    const c = this.byName(name);
+    if (!c) throw new Error(`no container ${name}`);
+    Object.assign(c, { state: 'exited', exitCode: code, finishedAt: new Date().toISOString() });
+    for (const w of this.exitWatchers) w();
+  }
 
   private async traced<T>(op: FakeOp, subject: string, fn: () => T): Promise<T> {
     // Kept only by tests that gate calls: a long-running fake agent would grow it without end.
@@ -60,6 +82,7 @@ export class FakeRuntime implements ContainerRuntime {
     return '1.0.0';
   }
   async list(labels: Record<string, string>): Promise<RuntimeContainer[]> {
+    this.listCalls++;
     return [...this.containers.values()].filter((c) => Object.entries(labels).every(([k, v]) => k in c.labels && (v === '' || c.labels[k] === v)));
   }
   async inspect(idOrName: string): Promise<RuntimeContainer | undefined> {

@@ -383,10 +383,21 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       await rejectsRuntimeError(rt.run(spec({ image: h.noEntrypointImage })), /no command or entrypoint provided/);
     });
 
-    test('a container that fails to start is removed again', async () => {
+    test('a container that fails to start (left created by run -d) is removed again', async () => {
       const s = spec({ command: ['/no/such/binary'] });
-      await rejectsRuntimeError(rt.run(s), new RegExp(`^${tool()} start failed: .*/no/such/binary`));
+      await rejectsRuntimeError(rt.run(s), new RegExp(`^${tool()} run failed: .*/no/such/binary`));
       assert.equal(await rt.inspect(s.name), undefined);
+    });
+
+    test('a run clashing with a never-started container of that name (another owner) leaves that one alone', async () => {
+      // The clean-up after a failed run looks the name up: it must not take a created container it did not make.
+      const s = spec({ command: ['true'] });
+      const other = (await h.cli(['create', '--name', s.name, '--label', `${LABEL}=someone-else`, h.image])).trim().split('\n').pop()!;
+      await rejectsRuntimeError(rt.run(s), h.errors.nameClash);
+      const left = await rt.inspect(s.name);
+      assert.equal(left?.id, other);
+      assert.equal(left?.state, 'created');
+      await rt.remove(other);
     });
 
     test('a name clash fails and leaves the existing container alone', async () => {
@@ -439,7 +450,7 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       const id = await rt.run(spec({ ip, command: ['sh', '-c', SLEEP_UNTIL_TERM] }));
       assert.equal((await rt.inspect(id))?.ip, ip);
       const second = spec({ ip, command: ['sh', '-c', SLEEP_UNTIL_TERM] });
-      const err = await rejectsRuntimeError(rt.run(second), new RegExp(`^${tool()} start failed: `));
+      const err = await rejectsRuntimeError(rt.run(second), new RegExp(`^${tool()} run failed: `));
       assert.equal(addressTakenIn(err.message), ip, `the refusal names the address: ${err.message}`);
       assert.equal(await rt.inspect(second.name), undefined);
       await rt.remove(id);

@@ -10,8 +10,8 @@ import { rejectsRuntimeError, runtimeContract, SLEEP_UNTIL_TERM, type ContainerF
 
 // nerdctl's own texts (pkg/imgutil/imgutil.go, pkg/namestore/namestore.go, containerwalker).
 const ERRORS = {
-  missingImage: /^nerdctl create failed: image not available: "localhost\/does-not-exist:1"$/,
-  nameClash: /^nerdctl create failed: name "t\d+-\d+" is already used by ID "[0-9a-f]{64}"$/,
+  missingImage: /^nerdctl run failed: image not available: "localhost\/does-not-exist:1"$/,
+  nameClash: /^nerdctl run failed: name "t\d+-\d+" is already used by ID "[0-9a-f]{64}"$/,
   missingContainer: /no such container: nope/,
 };
 

@@ -41,8 +41,8 @@ runtimeContract(
       noEntrypointImage,
       scratch: sb.dir,
       errors: {
-        missingImage: /^podman create failed: localhost\/does-not-exist:1: image not known$/,
-        nameClash: /^podman create failed: .*already in use/,
+        missingImage: /^podman run failed: localhost\/does-not-exist:1: image not known$/,
+        nameClash: /^podman run failed: .*already in use/,
         missingContainer: /no container with name or ID "nope" found/,
       },
       cleanup: () => sb.cleanup(),
@@ -75,7 +75,7 @@ runtimeContract(
     test('a missing working directory fails the start and the container is removed again', async () => {
       const rt = h().runtime;
       const name = `wd-${process.pid}`;
-      await rejectsRuntimeError(rt.run({ name, image: h().image, env: {}, ports: [], labels: {}, command: ['true'], workingDir: '/does/not/exist' }), /^podman start failed: .*workdir "\/does\/not\/exist" does not exist/);
+      await rejectsRuntimeError(rt.run({ name, image: h().image, env: {}, ports: [], labels: {}, command: ['true'], workingDir: '/does/not/exist' }), /^podman run failed: .*workdir "\/does\/not\/exist" does not exist/);
       assert.equal(await rt.inspect(name), undefined);
     });
 

@@ -53,10 +53,10 @@ async function until(what: string, fn: () => boolean, ms = 10_000): Promise<void
   }
 }
 
-async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | undefined) {
+async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | undefined, o: { watchesExits?: boolean } = {}) {
   const stateDir = await mkdtemp(join(tmpdir(), 'drover-workers-'));
   dirs.push(stateDir);
-  const runtime = new FakeRuntime({ gate: gateFn });
+  const runtime = new FakeRuntime({ gate: gateFn, ...o });
   await runtime.pull(IMAGE);
   const target = new TargetState(stateDir, silentLogger);
   const reports: NodeStatus[] = [];
@@ -66,7 +66,7 @@ async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | un
     cfg,
     runtime,
     target,
-    restarts: new RestartTracker(),
+    restarts: new RestartTracker({ baseMs: 20 }),
     volumes: new VolumeManager(stateDir, silentLogger),
     probes: new ProbeManager({ runtime, logger: silentLogger, onReadiness: () => r.onProbeReadiness(), onFailure: () => {}, onKill: () => {} }),
     logger: silentLogger,
@@ -149,6 +149,28 @@ describe('per-pod workers', () => {
     release.open();
     await until('all running', () => pods.every((p) => a.has(p)));
     assert.equal(a.r.runtimeSlots.peak, 4);
+    await a.r.stop();
+  });
+});
+
+describe('the hot path', () => {
+  it('a new pod goes to Running and is reported with no runtime list (state kept from the workers and exit events); an exit is listed and restarted', async () => {
+    const a = await agent(() => undefined, { watchesExits: true });
+    const first = pod('first');
+    a.desire([first]);
+    await until('first reported running', () => a.reports.some((s) => s.pods.some((p) => p.name === 'first' && p.phase === 'Running')));
+    const lists = a.runtime.listCalls;
+    const second = pod('second');
+    a.desire([first, second]);
+    await until('second reported running', () => a.reports.some((s) => s.pods.some((p) => p.name === 'second' && p.phase === 'Running')));
+    assert.equal(a.runtime.listCalls, lists, 'no list between the new desired state and the report');
+    // A crash is not the workers' doing: the exit event makes the next reconcile list, and the
+    // container is started again (restartPolicy Always).
+    const name = containerName('default', 'second', 'main', second.uid);
+    a.runtime.exit(name, 3);
+    await until('second restarted after its exit', () => a.runtime.calls.some((c) => c.op === 'start' && c.subject === name && c.phase === 'end'));
+    assert.ok(a.runtime.listCalls > lists, 'the exit was listed');
+    await until('second running again', () => a.has(second));
     await a.r.stop();
   });
 });
