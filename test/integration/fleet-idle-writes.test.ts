@@ -19,10 +19,14 @@ describe('an idle fleet', () => {
   const seqs = new Map<string, number>();
   const revision = async () => Number((await t.api('GET', '/api/v1/namespaces')).body?.metadata?.resourceVersion ?? NaN);
   const ready = async (node: string) => (await t.api('GET', `/api/v1/nodes/${node}`)).body?.status?.conditions?.find((c: any) => c.type === 'Ready')?.status;
-  const status = (node: string, cpuMilli: number): Buffer => {
+  const status = (node: string, cpuMilli: number, runtimeHealthy = true): Buffer => {
     const seq = (seqs.get(node) ?? 0) + 1;
     seqs.set(node, seq);
-    return encode({ node, bootId: `boot-${node}`, seq, observedGeneration: 0, ts: new Date().toISOString(), pods: [], usage: { cpuMilli, memoryBytes: 2 ** 20 }, runtimeHealthy: true, heartbeatSeconds: 30 } satisfies payloads.Status);
+    return encode({ node, bootId: `boot-${node}`, seq, observedGeneration: 0, ts: new Date().toISOString(), pods: [], usage: { cpuMilli, memoryBytes: 2 ** 20 }, runtimeHealthy, ...(runtimeHealthy ? {} : { runtimeMessage: 'podman: cannot connect' }), heartbeatSeconds: 30 } satisfies payloads.Status);
+  };
+  const cpuOf = async (): Promise<Map<string, string>> => {
+    const r = await t.api('GET', '/apis/metrics.k8s.io/v1beta1/nodes');
+    return new Map((r.body?.items ?? []).map((m: any) => [m.metadata.name, m.usage.cpu]));
   };
 
   before(async () => {
@@ -67,6 +71,20 @@ describe('an idle fleet', () => {
     const afterBeats = await revision();
     assert.equal(afterBeats - before, 0, `${NODES.length * HEARTBEATS} heartbeats that changed nothing made ${afterBeats - before} store writes`);
     for (const node of NODES) assert.equal(await ready(node), 'True');
+  });
+
+  test('a node whose runtime stays down is written when it turns NotReady, not on every report after', async () => {
+    const node = NODES[1]!;
+    const c = clients.get(node)!;
+    await c.publishAsync(topics.status(node), status(node, 100, false), DELIVERY.status);
+    await waitFor(`${node} NotReady`, async () => ((await ready(node)) === 'False' ? true : undefined));
+    await waitFor('its report heard', async () => ((await cpuOf()).get(node) === '100m' ? true : undefined));
+    const before = await revision();
+    for (let i = 101; i <= 110; i++) await c.publishAsync(topics.status(node), status(node, i, false), DELIVERY.status);
+    await waitFor('the last report heard', async () => ((await cpuOf()).get(node) === '110m' ? true : undefined));
+    assert.equal((await revision()) - before, 0, 'reports that change nothing about a NotReady node write nothing');
+    await c.publishAsync(topics.status(node), status(node, 111), DELIVERY.status);
+    await waitFor(`${node} Ready again`, async () => ((await ready(node)) === 'True' ? true : undefined));
   });
 
   test('a node whose link drops turns not Ready; the others stay Ready', async () => {
