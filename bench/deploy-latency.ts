@@ -101,17 +101,18 @@ try {
   const image = await buildTestImage(sb);
   const podman = (a: string[]) => execa('podman', ['--root', sb.root, '--runroot', sb.runroot, ...a], { env: sb.env, stdin: 'ignore' });
 
-  // Raw podman: run -d until the container is running, then rm -f.
+  // Raw podman: run -d until the container is running, then rm -f. Measured in turn with drover's
+  // runs below (one raw, one drover), so both see the same load from the rest of the machine.
   const raw: number[] = [];
   const rawRemove: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
+  const rawOnce = async (i: number) => {
     const t0 = performance.now();
     const { stdout } = await podman(['run', '-d', '--name', `raw-${i}`, image, ...CMD]);
     raw.push(performance.now() - t0);
     const t1 = performance.now();
     await podman(['rm', '-f', '-t', '2', stdout.trim()]);
     rawRemove.push(performance.now() - t1);
-  }
+  };
 
   const server = await startServer(
     { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, insecure: INSECURE },
@@ -153,6 +154,7 @@ try {
   const remove: number[] = [];
   const hops: Array<Record<string, number | undefined>> = [];
   for (let i = 0; i < RUNS; i++) {
+    await rawOnce(i);
     const name = `bench-${i}`;
     const t0 = performance.now();
     const wall0 = Date.now();
