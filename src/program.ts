@@ -8,7 +8,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, type RuntimeKind } from '../agent/config.js';
+import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, linkSettings, type RuntimeKind } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
 import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
@@ -167,9 +167,10 @@ function agentOptions(cmd: Command): Command {
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
     .option('--nerdctl-namespace <ns>', "containerd namespace of drover's containers (nerdctl)", 'drover')
     .option('--containerd-address <path>', "containerd socket for nerdctl (default: nerdctl's own)")
-    .option('--heartbeat <seconds>', 'status heartbeat period', (v) => Number(v), AGENT_DEFAULTS.heartbeatSeconds)
+    .option('--link-profile <name>', 'default, or cellular for metered links: keepalive 300 s, heartbeat 1 h, events batched by the minute (--keepalive/--heartbeat still win)', 'default')
+    .option('--heartbeat <seconds>', `status heartbeat period (default ${AGENT_DEFAULTS.heartbeatSeconds}; status is also sent whenever it changes)`, (v) => Number(v))
     .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), AGENT_DEFAULTS.resyncSeconds)
-    .option('--keepalive <seconds>', 'MQTT keepalive', (v) => Number(v), AGENT_DEFAULTS.keepaliveSeconds)
+    .option('--keepalive <seconds>', `MQTT keepalive, which also tells the server the node is alive (default ${AGENT_DEFAULTS.keepaliveSeconds})`, (v) => Number(v))
     .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
     .option('--reconnect-max <seconds>', 'longest pause between attempts to reach the server', (v) => Number(v), AGENT_DEFAULTS.reconnectMaxSeconds)
     .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds);
@@ -185,9 +186,10 @@ type AgentFlags = {
   podmanRunroot?: string;
   nerdctlNamespace: string;
   containerdAddress?: string;
-  heartbeat: number;
+  linkProfile: string;
+  heartbeat?: number;
   resync: number;
-  keepalive: number;
+  keepalive?: number;
   runtimeFailures: number;
   reconnectMax: number;
   connectTimeout: number;
@@ -204,9 +206,8 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     labels: o.label,
     nodeIP: o.nodeIp,
     runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot, nerdctlNamespace: o.nerdctlNamespace, containerdAddress: o.containerdAddress },
-    heartbeatSeconds: o.heartbeat,
+    ...linkSettings(o.linkProfile, { heartbeatSeconds: o.heartbeat, keepaliveSeconds: o.keepalive }),
     resyncSeconds: o.resync,
-    keepaliveSeconds: o.keepalive,
     runtimeFailures: o.runtimeFailures,
     reconnectMaxSeconds: o.reconnectMax,
     connectTimeoutSeconds: o.connectTimeout,
