@@ -133,10 +133,16 @@ export class Reconciler {
     // A container that exits is seen within a second rather than at the next resync (restart policy,
     // Jobs). Not at once: podman's cleanup records the exit a moment after the event.
     // A second look covers a slow cleanup under load.
+    // Each of those looks lists the containers again: a reconcile in between (a worker's end) may
+    // have listed before podman recorded the exit.
+    const relist = () => {
+      this.stale = true;
+      this.trigger(0);
+    };
     this.unwatchExits = runtime.watchExits?.(managedSelector(cfg.node), () => {
       this.stale = true;
-      this.trigger(EXIT_SETTLE_MS);
-      setTimeout(() => this.trigger(0), 4 * EXIT_SETTLE_MS).unref();
+      setTimeout(relist, EXIT_SETTLE_MS).unref();
+      setTimeout(relist, 4 * EXIT_SETTLE_MS).unref();
     });
     // An exit between the first list and the watch's start would otherwise wait for the resync.
     this.stale = true;
