@@ -12,6 +12,7 @@
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Event } from '../../src/api/event.js';
 import { isConflict, isNotFound } from '../../src/util/errors.js';
+import type { WatchEventType } from '../store/types.js';
 import type { ControllerDeps } from './deps.js';
 import { splitKey, type Controller, type ReconcileResult } from './runner.js';
 
@@ -72,12 +73,46 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
     log.debug({ namespace, name, reason: e.reason }, 'expired event deleted');
   }
 
+  /**
+   * The Events about each object, by name, per namespace: built by one list the first time a namespace's
+   * cap is checked, then kept by the watch. Without it every new Event listed all Events of its namespace
+   * (one per unschedulable pod create: quadratic over a burst, the API's top CPU item at 16 creates in
+   * flight). Sets of names make a watch event seen both before and after the list count once.
+   */
+  const index = new Map<string, Map<string, Set<string>>>();
+
+  function track(e: Event, type: WatchEventType): void {
+    const byKey = index.get(e.metadata.namespace ?? '');
+    if (!byKey) return;
+    const k = capKey(e);
+    const names = byKey.get(k);
+    if (type === 'DELETED') {
+      names?.delete(e.metadata.name);
+      if (names?.size === 0) byKey.delete(k);
+    } else if (names) names.add(e.metadata.name);
+    else byKey.set(k, new Set([e.metadata.name]));
+  }
+
+  function indexNamespace(namespace: string, items: Event[]): void {
+    const byKey = new Map<string, Set<string>>();
+    for (const e of items) {
+      const k = capKey(e);
+      const names = byKey.get(k);
+      if (names) names.add(e.metadata.name);
+      else byKey.set(k, new Set([e.metadata.name]));
+    }
+    index.set(namespace, byKey);
+  }
+
   async function enforceCap(key: string): Promise<void> {
     const o = parseCapKey(key);
     if (!o) return;
-    const about = (await store.list('Event', o.namespace)).items.filter(
-      (e) => e.involvedObject.kind === o.kind && e.involvedObject.name === o.name && (e.involvedObject.uid ?? '') === o.uid,
-    );
+    if (!index.has(o.namespace)) indexNamespace(o.namespace, (await store.list('Event', o.namespace)).items);
+    if ((index.get(o.namespace)!.get(key)?.size ?? 0) <= cap) return;
+    const all = (await store.list('Event', o.namespace)).items;
+    // Past the cap by the index: the list decides (and corrects the index).
+    indexNamespace(o.namespace, all);
+    const about = all.filter((e) => e.involvedObject.kind === o.kind && e.involvedObject.name === o.name && (e.involvedObject.uid ?? '') === o.uid);
     if (about.length <= cap) return;
     // Newest first; the name breaks ties so every pass picks the same ones.
     about.sort((a, b) => touchedMs(b) - touchedMs(a) || (a.metadata.name < b.metadata.name ? -1 : 1));
@@ -89,7 +124,15 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
   return {
     name: 'event-expiry',
     kind: 'Event',
-    watches: [{ kind: 'Event', keys: (obj: ApiObject, type) => (type === 'DELETED' ? [] : [capKey(obj as Event)]) }],
+    watches: [
+      {
+        kind: 'Event',
+        keys: (obj: ApiObject, type) => {
+          track(obj as Event, type);
+          return type === 'DELETED' ? [] : [capKey(obj as Event)];
+        },
+      },
+    ],
     async reconcile(key) {
       if (key.startsWith(CAP_PREFIX)) return enforceCap(key);
       return expire(key);
