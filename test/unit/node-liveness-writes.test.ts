@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Condition } from '../../src/api/meta.js';
 import type { Node } from '../../src/api/node.js';
-import { withLiveLastHeard } from '../../server/nodes/live-view.js';
+import { withLiveLastHeard, withLiveNodes } from '../../server/nodes/live-view.js';
 import { NodeLiveness } from '../../server/nodes/liveness.js';
 import { readyWriteNeeded } from '../../server/nodes/registry.js';
+import { LevelStore } from '../../server/store/level.js';
 
 const T0 = '2026-01-01T00:00:00.000Z';
 const ms0 = Date.parse(T0);
@@ -70,4 +74,30 @@ test('a ping moves the last heard time of a node already heard, and only of that
   l.wentOffline('edge-1', ms0 + 20_000);
   l.touch('edge-1', ms0 + 25_000);
   assert.equal(l.beat('edge-1'), undefined, 'gone offline (last will): a late ping does not bring it back');
+});
+
+test('the live view of the store: Node reads carry the time heard in memory; other kinds, writes and the store itself are untouched', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'drover-live-view-'));
+  const store = await LevelStore.open({ path: join(dir, 'db') });
+  try {
+    await store.create(node([READY]));
+    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'edge' }, status: { phase: 'Active' } });
+    const liveness = new NodeLiveness({ flapThreshold: 3, flapWindowMs: 60_000 });
+    const view = withLiveNodes(store, liveness);
+    assert.equal((await view.get('Node', '', 'edge-1'))?.status?.lastHeard, T0, 'nothing heard in memory yet');
+    liveness.heard('edge-1', { lastHeardMs: ms0 + 45_000, periodMs: 30_000, bootId: 'b' });
+    const heard = new Date(ms0 + 45_000).toISOString();
+    assert.equal((await view.get('Node', '', 'edge-1'))?.status?.lastHeard, heard);
+    assert.equal((await view.list('Node')).items[0]?.status?.lastHeard, heard);
+    assert.equal((await store.get('Node', '', 'edge-1'))?.status?.lastHeard, T0, 'the store keeps the time of the last change');
+    assert.equal((await view.get('Namespace', '', 'edge'))?.metadata.name, 'edge');
+    const rev = store.revision();
+    assert.equal(view.revision(), rev, 'methods reach the store itself');
+    await view.patch('Node', '', 'edge-1', (n) => ({ ...n, metadata: { ...n.metadata, labels: { site: 'a' } } }));
+    assert.equal(store.revision(), rev + 1, 'a write through the view is one store write');
+    assert.equal((await store.get('Node', '', 'edge-1'))?.metadata.labels?.site, 'a');
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
 });
