@@ -202,7 +202,7 @@ async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: Workers
     mqttBytesPerAgentPerHeartbeatPeriod: round(bytes / n / (seconds / hb), 0),
     mqttBytesUpPerAgentPerHeartbeatPeriod: round((s1.bytesOut - s0.bytesOut) / n / (seconds / hb), 0),
     mqttBytesDownPerAgentPerHeartbeatPeriod: round((s1.bytesIn - s0.bytesIn) / n / (seconds / hb), 0),
-    // TCP payload (TLS records included, IP/TCP headers not): what an idle link costs a metered device.
+    // MQTT bytes as the agents' TLS sockets count them (plaintext: no TLS records, no IP/TCP headers).
     bytesPerAgentPerDay: round((bytes / n / seconds) * 86_400, 0),
     loadAverage: loadavg().map((l) => round(l, 2)),
     workerCpuMs: Math.round(s1.cpuMs - s0.cpuMs),
