@@ -8,6 +8,8 @@ import type { Heartbeat, NodeLiveness } from './liveness.js';
  * so the stored `lastHeard` and Ready's `lastHeartbeatTime` are those of the last change; heartbeats and
  * MQTT pings move the time in NodeLiveness only. Only a Ready node is freshened: a node that went
  * offline or NotReady shows when it was last heard as stored (pure; the stored object is not touched).
+ * A grace beat the lifecycle controller assumed after a server restart is not hearing the node: a node
+ * stored as silent for 20 minutes must not read as heard at the restart.
  */
 export function withLiveLastHeard(node: Node, beat: Heartbeat | undefined): Node {
   if (!beat) return node;
@@ -28,7 +30,7 @@ export function withLiveLastHeard(node: Node, beat: Heartbeat | undefined): Node
  * keep the plain store: they decide from NodeLiveness directly.
  */
 export function withLiveNodes(store: Store, liveness: NodeLiveness): Store {
-  const live = (n: Node): Node => withLiveLastHeard(n, liveness.beat(n.metadata.name));
+  const live = (n: Node): Node => withLiveLastHeard(n, liveness.heardBeat(n.metadata.name));
   const get: Store['get'] = async (kind, namespace, name) => {
     const obj = await store.get(kind, namespace, name);
     return kind === 'Node' && obj ? (live(obj as Node) as typeof obj) : obj;

@@ -4,6 +4,8 @@ export interface Heartbeat {
   /** The heartbeat period the agent announced. */
   periodMs: number;
   bootId: string;
+  /** Set by `assume` (a grace period after a server restart): no report or ping was heard. */
+  assumed?: true;
 }
 
 /**
@@ -37,19 +39,26 @@ export class NodeLiveness {
    */
   touch(node: string, nowMs: number): void {
     const b = this.beats.get(node);
-    if (b && nowMs > b.lastHeardMs) this.beats.set(node, { ...b, lastHeardMs: nowMs });
+    if (b && nowMs > b.lastHeardMs) this.beats.set(node, { lastHeardMs: nowMs, periodMs: b.periodMs, bootId: b.bootId });
   }
 
   /** Heard now unless already known: a Ready node nobody in this process has heard yet gets a full grace period. */
   assume(node: string, beat: Heartbeat): Heartbeat | undefined {
     const known = this.beats.get(node);
     if (known || this.offline.has(node)) return known;
-    this.beats.set(node, beat);
-    return beat;
+    const assumed: Heartbeat = { ...beat, assumed: true };
+    this.beats.set(node, assumed);
+    return assumed;
   }
 
   beat(node: string): Heartbeat | undefined {
     return this.beats.get(node);
+  }
+
+  /** The last time the node was really heard in this process (a report or a ping); an assumed grace beat is none. */
+  heardBeat(node: string): Heartbeat | undefined {
+    const b = this.beats.get(node);
+    return b?.assumed ? undefined : b;
   }
 
   /** The agent said goodbye (last will): nothing to time until it reports again. */

@@ -23,11 +23,6 @@ export interface RegistryOptions {
   /** `pods` in a Node's capacity: how many pods the scheduler places on it. */
   maxPodsPerNode: number;
   /**
-   * No longer used: a heartbeat that changes nothing writes nothing (its time lives in NodeLiveness and
-   * is shown through server/nodes/live-view.ts). Kept optional so existing wiring still compiles.
-   */
-  lastHeardWriteMs?: number;
-  /**
    * Labels the server side gave the node when it joined (its join token's `--labels`): applied at every
    * hello over what the agent reports, so they may carry restricted keys the agent cannot set itself.
    */

@@ -50,7 +50,6 @@ describe('agent reports: what a node may not say', () => {
       logger: silentLogger,
       liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }),
       maxPodsPerNode: 110,
-      lastHeardWriteMs: 0,
       now: () => nowMs,
     });
     await send('edge-a', 'hello', hello('edge-a', 'boot-a1'));
