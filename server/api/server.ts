@@ -961,11 +961,9 @@ export class ApiServer {
     let started = false;
     await followLog({
       timestamps: Boolean(base.timestamps),
-      fetch: async ({ first, sinceTime }) => {
-        // Only the first read is the client's window (tail, since); later ones start at the last line sent.
-        const text = await this.deps.logs(first ? { ...base, timestamps: true } : { namespace: base.namespace, pod: base.pod, container: base.container, sinceTime, timestamps: true });
-        return text;
-      },
+      // Only the first read is the client's window (tail, since); later ones start at the last line sent.
+      fetch: ({ first, sinceTime }) =>
+        this.deps.logs(first ? { ...base, timestamps: true } : { namespace: base.namespace, pod: base.pod, container: base.container, sinceTime, timestamps: true }),
       podState: async () => {
         const cur = await this.deps.store.get('Pod', base.namespace, base.pod);
         // Deleted, or replaced by another pod of the same name: this log has ended.

@@ -84,23 +84,23 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
   function track(e: Event, type: WatchEventType): void {
     const byKey = index.get(e.metadata.namespace ?? '');
     if (!byKey) return;
+    if (type !== 'DELETED') return addName(byKey, e);
     const k = capKey(e);
     const names = byKey.get(k);
-    if (type === 'DELETED') {
-      names?.delete(e.metadata.name);
-      if (names?.size === 0) byKey.delete(k);
-    } else if (names) names.add(e.metadata.name);
+    names?.delete(e.metadata.name);
+    if (names?.size === 0) byKey.delete(k);
+  }
+
+  function addName(byKey: Map<string, Set<string>>, e: Event): void {
+    const k = capKey(e);
+    const names = byKey.get(k);
+    if (names) names.add(e.metadata.name);
     else byKey.set(k, new Set([e.metadata.name]));
   }
 
   function indexNamespace(namespace: string, items: Event[]): void {
     const byKey = new Map<string, Set<string>>();
-    for (const e of items) {
-      const k = capKey(e);
-      const names = byKey.get(k);
-      if (names) names.add(e.metadata.name);
-      else byKey.set(k, new Set([e.metadata.name]));
-    }
+    for (const e of items) addName(byKey, e);
     index.set(namespace, byKey);
   }
 
