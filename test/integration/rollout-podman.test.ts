@@ -176,11 +176,15 @@ describe('Deployment rolling update on a real agent and podman', () => {
     assert.equal((await replicaSets()).length, 2, 'undo reuses the old ReplicaSet');
     await containersOn(IMG1);
 
-    // A broken update: the new pods never become Ready; after the deadline the rollout is reported
-    // stuck while the old pods keep serving.
+    // A broken update: the new pods never become available; after the deadline the rollout is reported
+    // stuck while the old pods keep serving. minReadySeconds as a careful user sets it: with no
+    // readiness probe a container that exits at once may be reported running (Ready) for an instant
+    // (as when kubelet's relist catches it running), and with minReadySeconds 0 that instant counts
+    // as available, so the controller would scale down one more old pod (CI saw Available=False).
     const t3 = Date.now();
     await edit((d) => {
       d.spec.progressDeadlineSeconds = 10;
+      d.spec.minReadySeconds = 2;
       d.spec.template.spec.containers[0]!.command = ['sh', '-c', 'exit 1'];
     });
     const stuck = await waitFor(
