@@ -22,6 +22,7 @@ import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
 import { addressTakenIn, POD_IP_LABEL, PodIPPlan } from './network/pod-ip-plan.js';
 import type { RestartTracker } from './engine/restart-tracker.js';
 import { probeSubjects, type ProbeEvent, type ProbeManager } from './probes/manager.js';
+import type { AgentMetricsSink } from './metrics-sink.js';
 import type { EventInput, NodeStatus } from './reporter.js';
 import type { ContainerRuntime, RuntimeContainer } from './runtime/types.js';
 import type { TargetState } from './target.js';
@@ -64,6 +65,8 @@ export interface ReconcilerDeps {
   services?: ServiceForwarder;
   /** What the node offers pods (as reported to the server): resourceFieldRef limits.* of a container without that limit. */
   allocatable?: { cpuMilli: number; memoryBytes: number };
+  /** Told each reconcile's duration (for /metrics). */
+  metrics?: AgentMetricsSink;
 }
 
 export class Reconciler {
@@ -237,12 +240,14 @@ export class Reconciler {
       return this.reconciling;
     }
     let next = FAILED_REQUEUE_MS;
+    const began = performance.now();
     this.reconciling = this.reconcileOnce()
       .then((requeueMs) => {
         next = requeueMs;
       })
       .catch((err) => this.deps.logger.error({ err: errorMessage(err) }, 'reconcile failed'))
       .finally(() => {
+        this.deps.metrics?.reconcile((performance.now() - began) / 1000);
         this.reconciling = undefined;
         // The next resync or back-off expiry, or sooner what was asked for while this one ran
         // (a new desired state, a probe, a container exit).
