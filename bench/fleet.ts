@@ -11,7 +11,7 @@
  * The server runs as a child process exactly as `drover server --disable-agent` (under tsx, or with
  * --compiled from a tsc build in a temp dir, as bin/drover.js would run it). The agents live in W
  * forked worker processes. Each first joins as agent/join.ts does (GET /cacerts checked against the
- * K10 join token, POST /v1/join with a CSR → its certificate; see bench/lib/join.ts for the key pool
+ * K10 join token, POST /v1/join with a CSR → its certificate; see src/sim/device-join.ts for the key pool
  * and native CSR signing that keep the load generator light), then is one mqtt.js client speaking the
  * contract as agent/connection.ts and agent/reporter.ts do: MQTT over TLS with its client certificate
  * (the default), or with --insecure plain MQTT with username node and the password from its join;
@@ -39,8 +39,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trustCa } from '../test/helpers/cluster.js';
 import { apiClient, type ApiCall } from '../test/helpers/http.js';
-import { keyPool } from './lib/join.js';
-import { startWorkers, type Workers } from './lib/sim.js';
+import { AGENT_DEFAULTS } from '../agent/config.js';
+import { keyPool } from '../src/sim/device-join.js';
+import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { freePort, machine, median, numArg, percentile, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -184,7 +185,7 @@ async function listTimings(ctx: Ctx): Promise<Record<string, number>> {
 }
 
 /** An idle window: heartbeats only. Server RSS/CPU, store writes and MQTT bytes per agent. */
-async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: Workers, n: number, seconds: number, hb: number): Promise<Record<string, unknown>> {
+async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: SimFleet, n: number, seconds: number, hb: number): Promise<Record<string, unknown>> {
   const rev0 = await storeRevision(ctx);
   const s0 = await workers.stats();
   const ph = mon.begin(name);
@@ -307,7 +308,7 @@ async function main(): Promise<void> {
 
   const ctx: Ctx = { apiUrl: `${insecure ? 'http' : 'https'}://127.0.0.1:${apiPort}`, token: '', pid: server.pid! };
   const mon = new Monitor(ctx.pid);
-  let workers: Workers | undefined;
+  let workers: SimFleet | undefined;
   const result: Record<string, unknown> = {
     agents: n,
     workers: workerCount,
@@ -344,7 +345,7 @@ async function main(): Promise<void> {
 
     // ── join: every agent trades the join token and its CSR for a certificate (and, --insecure, a password)
     const names = Array.from({ length: n }, (_, i) => ({ name: `edge-${String(i).padStart(4, '0')}`, index: i }));
-    workers = await startWorkers(workerCount, names, { apiUrl: ctx.apiUrl, joinToken, keys, insecure, joinConcurrency, heartbeatSeconds: hb, keepaliveSeconds: keepalive, connectPerSecond: connectRate });
+    workers = await startSimFleet(workerCount, names, { apiUrl: ctx.apiUrl, joinToken, keys, insecure, joinConcurrency, heartbeatSeconds: hb, keepaliveSeconds: keepalive, eventBatchSeconds: 0, reconnectMaxMs: AGENT_DEFAULTS.reconnectMaxSeconds * 1000, podsPerNode: 0, podStartMs: 0, connectPerSecond: connectRate });
     const jn = mon.begin('join');
     const joinStart = Date.now();
     const joins = await workers.join();

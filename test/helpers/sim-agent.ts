@@ -7,32 +7,13 @@
  * real agent reports a failed pull. Dozens fit in one test process where real agents (each reading
  * its hardware, sampling usage, reconciling a runtime) take a second of CPU apiece to start.
  */
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import { joinCluster } from '../../agent/join.js';
 import type { DeviceKey } from '../../agent/join.js';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../../src/contract/index.js';
+import { runningPodReport } from '../../src/sim/pod-report.js';
 import { silentLogger } from '../../src/util/logger.js';
-
-/** What an agent reports for a pod whose containers all run and are ready (simulated agents, fleet benchmarks). */
-export function runningPodReport(p: payloads.Desired['pods'][number], startTime: string): payloads.PodReport {
-  return {
-    uid: p.uid,
-    namespace: p.namespace,
-    name: p.name,
-    phase: 'Running' as const,
-    startTime,
-    containers: p.spec.containers.map((c) => ({
-      name: c.name,
-      image: c.image,
-      containerID: createHash('sha256').update(`${p.uid}/${c.name}`).digest('hex'),
-      ready: true,
-      restartCount: 0,
-      state: 'running' as const,
-      startedAt: startTime,
-    })),
-  };
-}
 
 export interface SimAgentOptions {
   node: string;
