@@ -30,6 +30,10 @@ import { startEmbeddedBroker, type ConnectAttempt, type ConnectDecision, type Em
 import { mqttConnectionGuard } from './mqtt/limits.js';
 import { ServerLink } from './mqtt/link.js';
 import { MetricsCache } from './metrics/cache.js';
+import { countedDesiredSink } from './metrics/desired-sink.js';
+import { metricsRoute } from './metrics/route.js';
+import { ServerMetrics } from './metrics/server-metrics.js';
+import { timedStore } from './metrics/timed-store.js';
 import { withLiveNodes } from './nodes/live-view.js';
 import { NodeLiveness } from './nodes/liveness.js';
 import { NodeRegistry } from './nodes/registry.js';
@@ -124,11 +128,14 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const insecure = cfg.insecure ?? false;
   const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
   const level = await LevelStore.open({ path: storePath(cfg.dataDir), logger, secrets: await Keyring.loadOrCreate(cfg.dataDir, logger) });
+  // One registry per server: tests run several servers in one process.
+  const instruments = new ServerMetrics();
+  level.onCommit((writes, seconds, ok) => instruments.commit(writes, seconds, ok));
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation, pod
   // security): controllers get the same policy as the API, so a template the API allowed is not refused.
   const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
   // Services get their cluster IP and node ports on the way in, so every writer sees the same allocation.
-  const store = withServiceAllocation(withAdmission(level, { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
+  const store = withServiceAllocation(withAdmission(timedStore(level, instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const closers: Array<() => Promise<void> | void> = [() => level.close()];
   const close = async () => {
     for (const c of closers.reverse()) {
@@ -171,6 +178,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
         operators: { checkToken: (token) => tokens.checkApi(token) },
       });
       closers.push(() => broker!.close());
+      const b = broker;
+      instruments.watchBroker(() => b.traffic());
       linkUrl = broker.url;
       advertisedMqttUrl = `${insecure ? 'mqtt' : 'mqtts'}://${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${broker.tlsPort ?? broker.plainPort}`;
       linkAuth = insecure ? { username: SERVER_CLIENT, password: serverSecret } : { tls: { ...pki.serverClient, ca: pki.caCert } };
@@ -232,7 +241,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     });
     closers.push(() => registry.close());
 
-    const publisher = new DesiredPublisher({ store, sink: link, logger });
+    const publisher = new DesiredPublisher({ store, sink: countedDesiredSink(link, instruments), logger });
     await publisher.start();
     closers.push(() => publisher.stop());
 
@@ -241,7 +250,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     await fleet.start();
     closers.push(() => fleet.stop());
 
-    const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs });
+    const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
     await scheduler.start();
     closers.push(() => scheduler.stop());
 
@@ -280,11 +289,12 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
+      extraRoutes: [metricsRoute(instruments), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,
       ready: () => link.connected(),
+      requestMetrics: instruments,
     });
     // MQTT commands run through the API's own handler: the same authorization, admission and audit as HTTP.
     const door = new CommandDoor({ api, tokens, publish: (topic, payload, opts) => link.publish(topic, payload, opts), logger });

@@ -19,6 +19,7 @@ import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
 import { isKind, type Store } from '../store/types.js';
+import type { ApiRequestSink } from '../metrics/server-metrics.js';
 import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
 import { isClientGo, kubernetesView } from './k8s-view.js';
 import { openApiDocument } from './openapi.js';
@@ -81,6 +82,8 @@ export interface ApiDeps {
   protectedNamespaces?: string[];
   /** Most replicas, completions or parallelism a workload may ask for (`--max-replicas`); MAX_REPLICAS if absent. */
   maxReplicas?: number;
+  /** Told each request's duration, verb, resource and code when it ends (/metrics). */
+  requestMetrics?: ApiRequestSink;
 }
 
 export interface ExtraRouteContext {
@@ -130,6 +133,19 @@ interface RequestAudit {
   reason?: string;
   /** The object a Kubernetes-shaped request is about, for the details of an Invalid (422) Status. */
   about?: { kind: string; group?: string; name?: string };
+  /**
+   * What /metrics calls the resource: a kind's plural (with its subresource), an extra route's declared
+   * path, or a fixed word. Never the request's own path or an object name, so the label stays bounded.
+   */
+  metricResource: string;
+}
+
+/** The verbs /metrics names as they are; anything else is named by its HTTP method. */
+const METRIC_VERBS: ReadonlySet<string> = new Set(['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'logs', 'exec']);
+const METRIC_METHODS: Readonly<Record<string, string>> = { GET: 'get', HEAD: 'head', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'delete', OPTIONS: 'options' };
+
+function metricVerb(auditVerb: string, method: string): string {
+  return METRIC_VERBS.has(auditVerb) ? auditVerb : METRIC_METHODS[method] ?? 'other';
 }
 
 type Authentication = { identity: ApiIdentity } | { refused: string; tokenId?: string };
@@ -324,6 +340,7 @@ export class ApiServer {
     const method = req.method ?? 'GET';
     if (url.pathname === '/healthz' || url.pathname === '/livez') return sendText(res, 200, 'ok');
     if (url.pathname === '/readyz') return this.deps.ready() ? sendText(res, 200, 'ok') : sendText(res, 503, 'not ready');
+    const began = performance.now();
     const remote = req.socket.remoteAddress;
     const auth = this.authenticate(req);
     const via = this.injected.get(req);
@@ -331,12 +348,15 @@ export class ApiServer {
       who: 'identity' in auth ? { kind: 'token', tokenId: auth.identity.tokenId, role: auth.identity.role, remote } : { kind: 'anonymous', remote, ...(auth.tokenId ? { tokenId: auth.tokenId } : {}) },
       verb: method,
       resource: { kind: 'unknown', path: url.pathname },
+      metricResource: 'unknown',
     };
     if (via) audit.who.via = { door: via.door, clientId: via.clientId };
     res.once('close', () => {
       // A caller that hung up before the answer (an exec it gave up on) still made the call; 499 as nginx names it.
       if (!res.headersSent) audit.reason ??= 'the client closed the connection before the answer';
-      this.record(audit, method, res.headersSent ? res.statusCode : 499);
+      const status = res.headersSent ? res.statusCode : 499;
+      this.record(audit, method, status);
+      this.deps.requestMetrics?.request(metricVerb(audit.verb, method), audit.metricResource, status, (performance.now() - began) / 1000);
     });
     try {
       await this.dispatch(req, res, url, method, auth, audit);
@@ -384,6 +404,7 @@ export class ApiServer {
     if (extra) {
       audit.verb = extra.verb ?? `${method} ${extra.path}`;
       audit.resource = { kind: 'route', path: url.pathname };
+      audit.metricResource = extra.path;
       const segments = pathSegments(req.url ?? '/');
       let identity: ApiIdentity | undefined;
       if (extra.access !== 'public') {
@@ -409,6 +430,7 @@ export class ApiServer {
       const name = segs.length === (namespace !== undefined ? 7 : 5) ? segs.at(-1) : undefined;
       audit.verb = name ? 'get' : 'list';
       audit.resource = { kind: 'metrics', path: url.pathname };
+      audit.metricResource = nodes ? 'nodes.metrics.k8s.io' : 'pods.metrics.k8s.io';
       this.check(authorize(this.requireIdentity(auth), 'list', { resource: 'metrics' }));
       if (!this.deps.metrics) throw new NotFoundError('metrics');
       const list = (nodes ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(namespace)) as { items: Array<{ metadata: { name: string } }> };
@@ -423,6 +445,7 @@ export class ApiServer {
     if (method === 'GET' && url.pathname.startsWith('/openapi/')) {
       audit.verb = 'get';
       audit.resource = { kind: 'openapi', path: url.pathname };
+      audit.metricResource = 'openapi';
       return this.sendOpenApi(req, res, url);
     }
     if (method === 'GET') {
@@ -430,6 +453,7 @@ export class ApiServer {
       if (doc) {
         audit.verb = 'get';
         audit.resource = { kind: 'discovery', path: url.pathname };
+        audit.metricResource = 'discovery';
         return sendJson(res, 200, doc);
       }
     }
@@ -440,6 +464,8 @@ export class ApiServer {
     // Without a name (a create) kubectl would print `The Pod "" is invalid`: only named requests say which object.
     if (r.name) audit.about = { kind: r.kind.kind, ...(r.kind.groupVersion.includes('/') ? { group: r.kind.groupVersion.split('/')[0] } : {}), name: r.name };
     audit.resource = { kind: r.kind.plural, ...(r.kind.namespaced ? { namespace: this.ns(r) } : {}), ...(r.name ? { name: r.name } : {}), ...(r.sub ? { sub: r.sub } : {}) };
+    // A subresource is named only when it is one the path offers (a verb was found): the segment is the client's.
+    audit.metricResource = r.sub ? `${r.kind.plural}/${verb ? r.sub : 'other'}` : r.kind.plural;
     if (verb) this.check(authorize(identity, verb, { resource: r.sub ? `${r.kind.plural}/${r.sub}` : r.kind.plural, namespace: r.kind.namespaced ? this.ns(r) : undefined, name: r.name }));
     // Validation after authorization, as Kubernetes orders it: a refused caller learns nothing more.
     assertObjectNames({ namespace: r.kind.namespaced ? r.namespace : undefined, name: r.name });

@@ -77,6 +77,22 @@ export interface ConnectionGuard {
   handle(socket: Duplex, next: (conn: Duplex) => void): void;
 }
 
+/** The kinds of client the broker tells apart (Principal's roles). */
+export type ClientRole = Principal['role'];
+
+/**
+ * What went through the broker since it started, for /metrics (server/metrics/server-metrics.ts reads it
+ * when scraped). PUBLISH messages in (from a client) and out (to a subscriber) with their topic and payload
+ * bytes, per role of that client; wire bytes are the TCP bytes of every connection, TLS and MQTT framing,
+ * pings and acknowledgements included (what a metered link pays for).
+ */
+export interface BrokerTraffic {
+  messages: Record<'in' | 'out', Record<ClientRole, number>>;
+  publishBytes: Record<'in' | 'out', Record<ClientRole, number>>;
+  wireBytes: { in: number; out: number };
+  connected: Record<ClientRole, number>;
+}
+
 export interface EmbeddedBroker {
   /** Where the server's own client reaches the broker (TLS when there is a TLS listener). */
   url: string;
@@ -92,7 +108,48 @@ export interface EmbeddedBroker {
    * between heartbeats, so the last heard time stays fresh without a report (NodeLiveness.touch).
    */
   onAgentPing(handler: (node: string) => void): void;
+  /** Counters since start and who is connected now (a copy; counting costs a few additions per message). */
+  traffic(): BrokerTraffic;
   close(): Promise<void>;
+}
+
+const perRole = (): Record<ClientRole, number> => ({ server: 0, agent: 0, operator: 0 });
+
+/** Plain numbers, added to per message: /metrics reads them only when scraped. */
+class TrafficCounters {
+  readonly messages = { in: perRole(), out: perRole() };
+  readonly publishBytes = { in: perRole(), out: perRole() };
+  /** Bytes of connections already closed; open ones are read from their sockets. */
+  private closedIn = 0;
+  private closedOut = 0;
+  private readonly open = new Set<Socket>();
+
+  publish(direction: 'in' | 'out', role: ClientRole | undefined, packet: { topic: string; payload: Buffer | string }): void {
+    if (!role) return;
+    this.messages[direction][role]++;
+    const p = packet.payload;
+    this.publishBytes[direction][role] += packet.topic.length + (typeof p === 'string' ? Buffer.byteLength(p) : p.length);
+  }
+
+  /** A TCP connection the broker accepted (before TLS: its bytes are the wire's). */
+  socket(s: Socket): void {
+    this.open.add(s);
+    s.once('close', () => {
+      this.open.delete(s);
+      this.closedIn += s.bytesRead;
+      this.closedOut += s.bytesWritten;
+    });
+  }
+
+  wire(): { in: number; out: number } {
+    let i = this.closedIn;
+    let o = this.closedOut;
+    for (const s of this.open) {
+      i += s.bytesRead;
+      o += s.bytesWritten;
+    }
+    return { in: i, out: o };
+  }
 }
 
 /** The verified certificate of a TLS client, or undefined (plain socket, or a subject drover cannot read as one name). */
@@ -194,6 +251,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   let commandHandler: ((c: BrokerCommand) => void) | undefined;
   let pingHandler: ((node: string) => void) | undefined;
   const replyNames = new ReplyNames();
+  const counters = new TrafficCounters();
   const granted = new WeakMap<object, number>();
   const denied = new WeakMap<object, number>();
   /** Per token, the client ids it made persistent sessions under (aedes keeps them, and their replies, while away). */
@@ -293,7 +351,16 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     done(null, null);
   };
   // aedes' own CONNECT deadline (30 s by default) matches the guard's.
-  const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, connectTimeout: CONNECT_TIMEOUT_MS });
+  // Called for each message aedes is about to deliver to a subscriber (retained ones on subscribe too).
+  const authorizeForward: AedesOptions['authorizeForward'] = (client, packet) => {
+    counters.publish('out', principals.get(client)?.role, packet);
+    return packet;
+  };
+  const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, authorizeForward, connectTimeout: CONNECT_TIMEOUT_MS });
+  // After authorization: only messages the broker took in count (client null: the broker's own, $SYS).
+  aedes.on('publish', (packet, client) => {
+    if (client) counters.publish('in', principals.get(client)?.role, packet);
+  });
   aedes.on('clientError', (client, err) => opts.logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
   aedes.on('ping', (_packet, client) => {
     const who = principals.get(client);
@@ -347,6 +414,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       // Rate and pending limits apply at TCP accept, before the (costly) handshake.
       // A refused socket is destroyed by the guard.
       const guard = opts.guard;
+      server.on('connection', (raw: Socket) => counters.socket(raw));
       if (guard) server.on('connection', (raw: Socket) => void guard.admit(raw));
       server.on('tlsClientError', (err, sock) => opts.logger.debug({ err: err.message, remote: sock.remoteAddress }, 'mqtt tls handshake refused'));
       servers.push(server);
@@ -355,6 +423,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     }
     if (opts.plain) {
       const server = createServer({ noDelay: true }, (s) => {
+        counters.socket(s);
         if (opts.guard && !opts.guard.admit(s)) return;
         accept(s, undefined, false);
       });
@@ -377,6 +446,15 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     onAgentPing(handler) {
       pingHandler = handler;
+    },
+    traffic() {
+      const connected = perRole();
+      for (const c of Object.values((aedes as unknown as { clients: Record<string, Client | undefined> }).clients)) {
+        const role = c ? principals.get(c)?.role : undefined;
+        if (role) connected[role]++;
+      }
+      const copy = (r: Record<'in' | 'out', Record<ClientRole, number>>) => ({ in: { ...r.in }, out: { ...r.out } });
+      return { messages: copy(counters.messages), publishBytes: copy(counters.publishBytes), wireBytes: counters.wire(), connected };
     },
     disconnect(clientId) {
       const c = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[clientId];

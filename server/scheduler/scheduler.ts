@@ -39,7 +39,16 @@ export class Scheduler {
   private seq = 0;
   private stopping = false;
 
-  constructor(private readonly deps: { store: Store; events: EventRecorder; logger: Logger; resyncMs?: number }) {}
+  constructor(
+    private readonly deps: {
+      store: Store;
+      events: EventRecorder;
+      logger: Logger;
+      resyncMs?: number;
+      /** Counts each pod placed or found unschedulable (/metrics). */
+      metrics?: { attempt(result: 'scheduled' | 'unschedulable'): void };
+    },
+  ) {}
 
   async start(): Promise<void> {
     this.watch = this.deps.store.watch(
@@ -87,10 +96,12 @@ export class Scheduler {
       const decision = place(pod, { nodes, pods });
       if (decision.node) {
         const bound = await this.bind(pod, decision.node);
+        if (bound) this.deps.metrics?.attempt('scheduled');
         // Later pods in this pass must see this one's requests on its node.
         if (bound) pods[pods.findIndex((p) => p.metadata.uid === pod.metadata.uid)] = bound;
         if (bound) stillPending.delete(podKey(pod));
       } else {
+        this.deps.metrics?.attempt('unschedulable');
         await this.markUnschedulable(pod, decision.message);
       }
     }

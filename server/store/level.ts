@@ -237,6 +237,8 @@ export class LevelStore implements Store {
    * from memory instead of a snapshot and an iterator. Counted at open, kept in step by flush().
    */
   private readonly counts = new Map<string, number>();
+  /** Told each group commit's size and synced batch time (/metrics); set by the entry point. */
+  private commitObserver: ((writes: number, seconds: number, ok: boolean) => void) | undefined;
 
   private constructor(
     private readonly db: Db,
@@ -680,6 +682,11 @@ export class LevelStore implements Store {
     return durable;
   }
 
+  /** Observes every group commit from now on: how many writes shared it, and how long its synced batch took. */
+  onCommit(observer: (writes: number, seconds: number, ok: boolean) => void): void {
+    this.commitObserver = observer;
+  }
+
   /** Starts writing the oldest waiting group unless a flush is running (its end starts the next). */
   private flushNext(): void {
     if (this.flushing || this.groups.length === 0) return;
@@ -693,15 +700,18 @@ export class LevelStore implements Store {
     const last = group.writes.at(-1)!.revision;
     const ops = [...group.ops, { type: 'put', key: META_REVISION, value: last } satisfies BatchOp];
     if (group.plaintextSecret) ops.push({ type: 'del', key: META_SEALED });
+    const began = performance.now();
     try {
       if (this.reopenBeforeWrite) await this.reopen();
       await this.db.batch(ops, { sync: true });
     } catch (err) {
       this.flushing = undefined;
+      this.commitObserver?.(group.writes.length, (performance.now() - began) / 1000, false);
       this.failDecided(group, err);
       return;
     }
     this.flushing = undefined;
+    this.commitObserver?.(group.writes.length, (performance.now() - began) / 1000, true);
     // Advance the revision and publish in the same tick: watch() relies on "<= rev is durable, > rev
     // is still to be published".
     this.rev = last;

@@ -1,0 +1,17 @@
+import type { DesiredSink } from '../desired/publisher.js';
+
+/** The desired-state sink with each snapshot publish counted (ok once the broker took it, error if it threw). */
+export function countedDesiredSink(sink: DesiredSink, metrics: { desiredPublished(result: 'ok' | 'error'): void }): DesiredSink {
+  return {
+    async publishDesired(d) {
+      try {
+        await sink.publishDesired(d);
+      } catch (err) {
+        metrics.desiredPublished('error');
+        throw err;
+      }
+      metrics.desiredPublished('ok');
+    },
+    clearRetained: (node) => sink.clearRetained(node),
+  };
+}

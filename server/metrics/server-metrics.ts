@@ -1,0 +1,189 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { BrokerTraffic } from '../mqtt/broker.js';
+
+/** A store write as the store interface sees it (server/metrics/timed-store.ts). */
+export type StoreOperation = 'create' | 'update' | 'patch' | 'delete';
+/** ok; refused: the store said no for a reason of the caller's (conflict, not found, exists); error: it failed. */
+export type WriteResult = 'ok' | 'refused' | 'error';
+
+/** What the API server tells /metrics about each request (server/api/server.ts). */
+export interface ApiRequestSink {
+  /** `verb` and `resource` are bounded (a role verb or method, a kind's plural or a route's declared path), never an object name. */
+  request(verb: string, resource: string, code: number, seconds: number): void;
+}
+
+/** What the store tells /metrics: each write at the interface, and each group commit (one synced batch). */
+export interface StoreSink {
+  write(op: StoreOperation, result: WriteResult, seconds: number): void;
+  commit(writes: number, seconds: number, ok: boolean): void;
+}
+
+/** The scheduler's outcome per pod it looked at (kube-scheduler's scheduler_schedule_attempts_total). */
+export interface SchedulerSink {
+  attempt(result: 'scheduled' | 'unschedulable'): void;
+}
+
+/*
+ * Buckets. API calls here take 0.2-2 ms when the machine is idle (a create is ~1 ms of CPU plus an
+ * fsync), so the low end is finer than kube-apiserver's (which starts at 5 ms); a watch is observed when
+ * it ends, so the top reaches an hour. Store writes are an fsync (0.1-10 ms on flash, more on SD cards).
+ */
+const API_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600];
+const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+/** Group commit holds up to 1,000 writes (server/store/level.ts GROUP_MAX_WRITES). */
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+type Child = { observe(v: number): void };
+
+/**
+ * The server's Prometheus metrics, in a registry of its own (tests run several servers in one process,
+ * so the global default registry would mix them). Observing is a cached child lookup and prom-client's
+ * own bookkeeping; broker figures are plain counters in the broker, read only when scraped.
+ */
+export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
+  readonly registry = new Registry();
+  private readonly apiDuration: Histogram<'verb' | 'resource' | 'code'>;
+  private readonly apiChildren = new Map<string, Child>();
+  private readonly storeWrite: Histogram<'operation' | 'result'>;
+  private readonly storeChildren = new Map<string, Child>();
+  private readonly commitDuration: Histogram;
+  private readonly commitBatch: Histogram;
+  private readonly commitFailures: Counter;
+  private readonly desired: Counter<'result'>;
+  private readonly schedule: Counter<'result'>;
+  private traffic: (() => BrokerTraffic) | undefined;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.apiDuration = new Histogram({
+      name: 'drover_apiserver_request_duration_seconds',
+      help: 'API request duration by verb (role verb, or method for routes outside the Kubernetes shape), resource (kind plural, plural/subresource, or route path) and HTTP code; a watch is observed when it ends.',
+      labelNames: ['verb', 'resource', 'code'],
+      buckets: API_BUCKETS,
+      registers,
+    });
+    this.storeWrite = new Histogram({
+      name: 'drover_store_write_duration_seconds',
+      help: 'Store write duration at the store interface, from call to durable (fsynced) acknowledgement, by operation and result.',
+      labelNames: ['operation', 'result'],
+      buckets: STORE_BUCKETS,
+      registers,
+    });
+    this.commitDuration = new Histogram({ name: 'drover_store_commit_duration_seconds', help: 'Duration of one group commit: one synced LevelDB batch.', buckets: STORE_BUCKETS, registers });
+    this.commitBatch = new Histogram({ name: 'drover_store_commit_batch_writes', help: 'Writes that shared one group commit (one fsync).', buckets: BATCH_BUCKETS, registers });
+    this.commitFailures = new Counter({ name: 'drover_store_commit_failures_total', help: 'Group commits whose synced batch failed (their writes were refused).', registers });
+    this.desired = new Counter({ name: 'drover_desired_state_publishes_total', help: "Nodes' desired-state snapshots published to the broker, by result.", labelNames: ['result'], registers });
+    this.schedule = new Counter({ name: 'drover_scheduler_schedule_attempts_total', help: 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable.', labelNames: ['result'], registers });
+    this.brokerMetrics(registers);
+  }
+
+  request(verb: string, resource: string, code: number, seconds: number): void {
+    const key = `${verb} ${resource} ${code}`;
+    let child = this.apiChildren.get(key);
+    if (!child) {
+      child = this.apiDuration.labels(verb, resource, String(code));
+      this.apiChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  write(op: StoreOperation, result: WriteResult, seconds: number): void {
+    const key = `${op} ${result}`;
+    let child = this.storeChildren.get(key);
+    if (!child) {
+      child = this.storeWrite.labels(op, result);
+      this.storeChildren.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  commit(writes: number, seconds: number, ok: boolean): void {
+    if (!ok) {
+      this.commitFailures.inc();
+      return;
+    }
+    this.commitDuration.observe(seconds);
+    this.commitBatch.observe(writes);
+  }
+
+  desiredPublished(result: 'ok' | 'error'): void {
+    this.desired.inc({ result });
+  }
+
+  attempt(result: 'scheduled' | 'unschedulable'): void {
+    this.schedule.inc({ result });
+  }
+
+  /** The embedded broker's counters, read at each scrape (absent with an external broker: it keeps its own). */
+  watchBroker(traffic: () => BrokerTraffic): void {
+    this.traffic = traffic;
+  }
+
+  /** The exposition (Prometheus text format 0.0.4) and its content type. */
+  async exposition(): Promise<{ contentType: string; text: string }> {
+    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+  }
+
+  private brokerMetrics(registers: Registry[]): void {
+    // Set from the broker's own counters when scraped: nothing is done per message here.
+    const read = () => this.traffic?.();
+    new Counter({
+      name: 'drover_mqtt_messages_total',
+      help: 'MQTT PUBLISH messages through the embedded broker: in (received from a client) and out (delivered to a subscriber), by client role (server, agent, operator).',
+      labelNames: ['direction', 'client'],
+      registers,
+      collect() {
+        const t = read();
+        this.reset();
+        if (!t) return;
+        for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.messages[direction])) this.inc({ direction, client }, n);
+      },
+    });
+    new Counter({
+      name: 'drover_mqtt_publish_bytes_total',
+      help: 'Topic and payload bytes of the MQTT PUBLISH messages counted by drover_mqtt_messages_total.',
+      labelNames: ['direction', 'client'],
+      registers,
+      collect() {
+        const t = read();
+        this.reset();
+        if (!t) return;
+        for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.publishBytes[direction])) this.inc({ direction, client }, n);
+      },
+    });
+    new Counter({
+      name: 'drover_mqtt_wire_bytes_total',
+      help: "Bytes on the broker's TCP connections (TLS records, MQTT headers, pings and acknowledgements included), in and out.",
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const t = read();
+        this.reset();
+        if (!t) return;
+        this.inc({ direction: 'in' }, t.wireBytes.in);
+        this.inc({ direction: 'out' }, t.wireBytes.out);
+      },
+    });
+    new Gauge({
+      name: 'drover_mqtt_connected_agents',
+      help: 'Agents (node certificates or node passwords) connected to the embedded broker now.',
+      registers,
+      collect() {
+        this.set(read()?.connected.agent ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'drover_mqtt_connected_clients',
+      help: 'Clients connected to the embedded broker now, by role (server: its own link; operator: API-token sessions).',
+      labelNames: ['client'],
+      registers,
+      collect() {
+        const t = read();
+        this.reset();
+        if (!t) return;
+        for (const [client, n] of Object.entries(t.connected)) this.set({ client }, n);
+      },
+    });
+  }
+}
