@@ -381,6 +381,37 @@ export function buildProgram(io: ProgramIo = processIo): Command {
     onSignals(() => agent.close());
   });
 
+  program
+    .command('sim')
+    .description('simulate N agents (fake runtime, the real join and MQTT contract) against a running server, for load and scale tests')
+    .requiredOption('--server <url>', 'API URL of the server, e.g. https://10.0.0.2:6443 (http:// for a server started with --insecure)')
+    .option('--token-file <file>', "file holding the join token (the server's DATA_DIR/join-token or `drover token create --uses N`); env DROVER_TOKEN")
+    .option('--token <token>', 'refused: a token on the command line is visible in `ps` (use --token-file or DROVER_TOKEN)')
+    .option('--broker <url>', 'MQTT broker URL to dial instead of the one the server advertises at join')
+    .option('--nodes <n>', 'simulated agents', (v) => Number(v), 100)
+    .option('--workers <n>', 'worker processes the agents are spread over (0: in this process)', (v) => Number(v), 2)
+    .option('--prefix <name>', 'node names are PREFIX-00000, PREFIX-00001, … (the same prefix joins the same names again)', 'sim')
+    .option('--link-profile <name>', 'default or cellular (keepalive 300 s, heartbeat 1 h, events batched by the minute)', 'default')
+    .option('--heartbeat <seconds>', 'status heartbeat period (default: the link profile\'s)', (v) => Number(v))
+    .option('--keepalive <seconds>', 'MQTT keepalive (default: the link profile\'s)', (v) => Number(v))
+    .option('--pods-per-node <n>', 'pods each simulated node runs at most; more are reported Pending (OutOfPods); 0: no limit', (v) => Number(v), 0)
+    .option('--pod-start-ms <ms>', 'how long the fake runtime takes to start a pod', (v) => Number(v), 0)
+    .option('--keys <n>', 'distinct RSA keys shared by the simulated devices (each still gets its own certificate)', (v) => Number(v), 20)
+    .option('--join-concurrency <n>', 'joins in flight per worker', (v) => Number(v), 8)
+    .option('--connect-rate <n>', 'new MQTT connections per second over the fleet (0: all at once)', (v) => Number(v), 200)
+    .option('--report <seconds>', 'log totals every this many seconds (0: never)', (v) => Number(v), 10)
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (o: { server: string; token?: string; tokenFile?: string; broker?: string; nodes: number; workers: number; prefix: string; linkProfile: string; heartbeat?: number; keepalive?: number; podsPerNode: number; podStartMs: number; keys: number; joinConcurrency: number; connectRate: number; report: number; logLevel: string }) => {
+      const joinToken = await agentJoinToken(o);
+      if (!joinToken) throw new Error('drover sim needs the join token: --token-file FILE or DROVER_TOKEN');
+      const { runSim } = await import('./sim/run.js');
+      const logger = createLogger({ name: 'drover-sim', level: o.logLevel });
+      const sim = await runSim(
+        { server: o.server, joinToken, brokerUrl: o.broker, nodes: o.nodes, workers: o.workers, prefix: o.prefix, linkProfile: o.linkProfile, heartbeatSeconds: o.heartbeat, keepaliveSeconds: o.keepalive, podsPerNode: o.podsPerNode, podStartMs: o.podStartMs, keys: o.keys, joinConcurrency: o.joinConcurrency, connectPerSecond: o.connectRate, reportSeconds: o.report },
+        logger,
+      );
+      onSignals(() => sim.stop());
+    });
   registerCliCommands(program, { stdout: io.stdout, stderr: io.stderr, env: io.env ?? process.env, ...(io.stdin ? { stdin: io.stdin } : {}), ...(io.signal ? { signal: io.signal } : {}) });
   registerBrokerCommands(program, io);
   registerSecretsCommands(program, io, {
