@@ -14,17 +14,11 @@
  * Run (root, podman installed): node --import tsx bench/deploy-latency.ts [--runs N] [--blocked-runs N] [--insecure] [--out NAME]
  *   → bench/results/NAME.json and NAME.md (default deploy-latency, deploy-latency-insecure with --insecure)
  */
-import { execa } from 'execa';
-import type { AgentConfig } from '../agent/config.js';
-import { startAgent } from '../agent/run.js';
-import { startServer } from '../server/run.js';
-import { createLogger, silentLogger } from '../src/util/logger.js';
-import { trustCa } from '../test/helpers/cluster.js';
-import { buildTestImage, podmanSandbox } from '../test/helpers/podman.js';
-import { freePort, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createLogger } from '../src/util/logger.js';
+import { median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
+import { startLocalCluster } from './lib/local-cluster.js';
+import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 
 const args = parseArgs(process.argv.slice(2));
 const RUNS = numArg(args, 'runs', 10);
@@ -94,12 +88,10 @@ function markdown(r: any): string {
   ].join('\n');
 }
 
-const sb = await podmanSandbox();
-const dataDir = await mkdtemp(join(tmpdir(), 'drover-bench-'));
-const stateDir = await mkdtemp(join(tmpdir(), 'drover-bench-agent-'));
+const cluster = await startLocalCluster({ node: NODE, insecure: INSECURE, logger: markLogger });
 try {
-  const image = await buildTestImage(sb);
-  const podman = (a: string[]) => execa('podman', ['--root', sb.root, '--runroot', sb.runroot, ...a], { env: sb.env, stdin: 'ignore' });
+  const { sb, image, podman, api, until, joinToReadyMs } = cluster;
+  const watchFor = cluster.watchPod;
 
   // Raw podman: run -d until the container is running, then rm -f. Measured in turn with drover's
   // runs below (one raw, one drover), so both see the same load from the rest of the machine.
@@ -113,75 +105,6 @@ try {
     await podman(['rm', '-f', '-t', '2', stdout.trim()]);
     rawRemove.push(performance.now() - t1);
   };
-
-  const server = await startServer(
-    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, insecure: INSECURE },
-    markLogger,
-  );
-  // The API is HTTPS with the cluster's own CA: this process's fetch must trust it (the agent checks it against the token).
-  if (!INSECURE) await trustCa(server.caCert);
-  const tJoin = performance.now();
-  const agent = await startAgent(
-    {
-      node: NODE,
-      serverUrl: server.apiUrl,
-      token: server.joinToken,
-      stateDir,
-      labels: {},
-      heartbeatSeconds: 30,
-      resyncSeconds: 10,
-      keepaliveSeconds: 15,
-      logLevel: 'silent',
-      runtime: { podmanRoot: sb.root, podmanRunroot: sb.runroot, env: sb.env },
-    } satisfies AgentConfig,
-    { logger: markLogger, runtime: sb.runtime },
-  );
-  const api = async (method: string, path: string, body?: unknown) => {
-    const r = await fetch(server.apiUrl + path, { method, headers: { authorization: `Bearer ${server.adminToken}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
-    return { status: r.status, body: (await r.json().catch(() => undefined)) as any };
-  };
-  const until = async (what: string, fn: () => Promise<boolean>, ms = 60_000) => {
-    const deadline = Date.now() + ms;
-    while (!(await fn())) {
-      if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
-      await sleep(10);
-    }
-  };
-  /**
-   * Resolves (performance.now()) when the pod named `name` first satisfies `pred`, from an API watch
-   * opened before the caller acts: polling the API every few ms would load the machine the runs share.
-   */
-  const watchFor = async (name: string, pred: (pod: any) => boolean, ms = 60_000): Promise<{ seen: Promise<number> }> => {
-    const ac = new AbortController();
-    const r = await fetch(`${server.apiUrl}/api/v1/namespaces/default/pods?watch=true&fieldSelector=${encodeURIComponent(`metadata.name=${name}`)}`, { headers: { authorization: `Bearer ${server.adminToken}` }, signal: ac.signal });
-    if (r.status !== 200 || !r.body) throw new Error(`watch ${name}: ${r.status}`);
-    const reader = r.body.getReader();
-    const timer = setTimeout(() => ac.abort(), ms);
-    const seen = (async () => {
-      const dec = new TextDecoder();
-      let buf = '';
-      try {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) throw new Error(`watch of ${name} ended before the pod got there`);
-          buf += dec.decode(value, { stream: true });
-          for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            if (!line.trim()) continue;
-            const ev = JSON.parse(line) as { type: string; object: any };
-            if (ev.type !== 'BOOKMARK' && ev.type !== 'ERROR' && pred(ev.object)) return performance.now();
-          }
-        }
-      } finally {
-        clearTimeout(timer);
-        ac.abort();
-      }
-    })();
-    return { seen };
-  };
-  await until('node Ready', async () => (await api('GET', `/api/v1/nodes/${NODE}`)).body?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
-  const joinToReadyMs = performance.now() - tJoin;
 
   const deploy: number[] = [];
   const remove: number[] = [];
@@ -224,15 +147,14 @@ try {
     await api('DELETE', `/api/v1/namespaces/default/pods/${name}`);
     await until(`${slow} and ${name} gone`, async () => (await sb.runtime.list({ 'drover.io/pod': slow })).length === 0 && (await sb.runtime.list({ 'drover.io/pod': name })).length === 0, 60_000);
   }
-  await agent.close();
-  await server.close();
+  await cluster.close();
 
   const stats = (xs: number[]) => ({ medianMs: round(median(xs)), p90Ms: round(percentile(xs, 90)), minMs: round(Math.min(...xs)), maxMs: round(Math.max(...xs)) });
   const result = {
     runs: RUNS,
     mode: INSECURE ? 'insecure (plain HTTP API, plain MQTT, node password)' : 'TLS (HTTPS API, MQTT over TLS, node client certificate)',
-    apiUrl: server.apiUrl.replace(/:\d+$/, ''),
-    mqttUrl: server.mqttUrl.replace(/:\d+$/, ''),
+    apiUrl: cluster.apiUrl.replace(/:\d+$/, ''),
+    mqttUrl: cluster.mqttUrl.replace(/:\d+$/, ''),
     agentStartToNodeReadyMs: round(joinToReadyMs),
     podmanVersion: (await podman(['--version'])).stdout.trim(),
     rawPodmanRun: stats(raw),
@@ -253,8 +175,7 @@ try {
   const file = writeResult(OUT, result);
   await writeFile(file.replace(/\.json$/, '.md'), markdown(result));
   console.log(`wrote ${file}`);
-} finally {
-  await sb.cleanup();
-  await rm(dataDir, { recursive: true, force: true });
-  await rm(stateDir, { recursive: true, force: true });
+} catch (err) {
+  await cluster.close().catch(() => undefined);
+  throw err;
 }

@@ -1,0 +1,308 @@
+/**
+ * Deployment figures on real podman, beside raw podman doing the same work in the same run and Docker
+ * Swarm quoted from ../shared/design/ANCHORS.md (same machine kind, Docker 20.10):
+ *   (a) POST a Deployment of 10 replicas → 10 pods Running and Ready (API watch);
+ *   (b) scale 10 → 50 → 50 Running and Ready;
+ *   (c) rolling update of the 50 (a new env value in the template), maxSurge 0 / maxUnavailable 2,
+ *       minReadySeconds 0 (Swarm: --update-parallelism 2, stop-first, delay 0) → 50 new pods Running
+ *       and Ready, no old pod left;
+ *   (d) DELETE the Deployment (cascading) → 0 containers in podman (`podman events` remove events
+ *       for all 50, then a `podman ps` to confirm).
+ * Raw podman: the same containers with `podman run -d` / `podman rm -f -t 10`, both 4 at a time (the
+ * agent's bound on runtime calls) and all at once; the rolling update by two workers, each removing
+ * one old container then running its replacement (Swarm's stop-first, parallelism 2).
+ * The containers trap TERM and exit at once (`sleep & wait`, not a foreground sleep the trap would wait
+ * for): what is measured is the orchestration, not a graceful stop.
+ * The server and the local agent run as in bench/deploy-latency.ts (TLS, joined with the token).
+ *
+ * Run (root, podman installed): node --import tsx bench/deployment.ts [--rounds N] [--out NAME]
+ *   → bench/results/NAME.json and NAME.md (default deployment)
+ */
+import { execa } from 'execa';
+import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { silentLogger } from '../src/util/logger.js';
+import { median, numArg, parseArgs, round, writeResult } from './lib/common.js';
+import { inParallel, startLocalCluster, type LocalCluster } from './lib/local-cluster.js';
+
+const args = parseArgs(process.argv.slice(2));
+const ROUNDS = numArg(args, 'rounds', 1);
+const OUT = args.get('out') ?? 'deployment';
+const NODE = 'bench-node';
+const DEPLOYMENT = 'bench-dep';
+const SMALL = 10;
+const LARGE = 50;
+/** Raw podman's parallelism: the agent's runtime-call bound (agent/reconciler.ts RUNTIME_SLOTS). */
+const RAW_SLOTS = 4;
+/** Swarm's --update-parallelism and our maxUnavailable. */
+const ROLL_PARALLEL = 2;
+const GRACE_SECONDS = 10;
+/** Exits at once on TERM: `wait` returns when the trapped signal arrives (a foreground sleep would not). */
+const CMD = ['sh', '-c', "trap 'exit 0' TERM; sleep 3600 & wait"];
+
+/** ANCHORS.md, "Measured on this machine kind": Docker 20.10 Swarm, seconds. */
+const SWARM = { create10: 1.56, scale10to50: 5.96, rolling50: 53.2, remove50: 4.8 };
+/** The issue's goals as a fraction of Swarm's time. */
+const GOAL = { create10: 0.8, scale10to50: 0.8, rolling50: 0.25, remove50: 0.8 };
+
+const loadBefore = loadavg();
+
+type Row = 'create10' | 'scale10to50' | 'rolling50' | 'remove50';
+
+function deploymentManifest(image: string, replicas: number, rev: string) {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: DEPLOYMENT },
+    spec: {
+      replicas,
+      minReadySeconds: 0,
+      selector: { matchLabels: { app: DEPLOYMENT } },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 0, maxUnavailable: ROLL_PARALLEL } },
+      template: {
+        metadata: { labels: { app: DEPLOYMENT } },
+        spec: { terminationGracePeriodSeconds: GRACE_SECONDS, containers: [{ name: 'main', image, command: CMD, env: [{ name: 'REV', value: rev }] }] },
+      },
+    },
+  };
+}
+
+const ready = (p: any) => p?.status?.phase === 'Running' && p.status.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True') && !p.metadata.deletionTimestamp;
+const rev = (p: any) => p?.spec?.containers?.[0]?.env?.find((e: any) => e.name === 'REV')?.value;
+
+/** Resolves (performance.now()) when every container in `ids` has had a podman remove event. */
+async function watchRemoves(c: LocalCluster, ids: Set<string>): Promise<{ done: Promise<number>; stop(): void }> {
+  const proc = execa('podman', ['--root', c.sb.root, '--runroot', c.sb.runroot, 'events', '--filter', 'type=container', '--filter', 'event=remove', '--format', '{{.ID}}'], { env: c.sb.env, stdin: 'ignore', buffer: false, reject: false });
+  const left = new Set(ids);
+  let rest = '';
+  const done = new Promise<number>((resolve) => {
+    proc.stdout!.on('data', (d: Buffer) => {
+      rest += d.toString();
+      const lines = rest.split('\n');
+      rest = lines.pop() ?? '';
+      for (const l of lines) {
+        const id = l.trim();
+        for (const full of left) if (full.startsWith(id) || id.startsWith(full)) left.delete(full);
+      }
+      if (left.size === 0) resolve(performance.now());
+    });
+  });
+  // `podman events` prints nothing until it has started reading: give it that moment.
+  await new Promise((r) => setTimeout(r, 500));
+  return { done, stop: () => void proc.kill() };
+}
+
+interface RawFigures {
+  runSmall: Record<string, number>;
+  runMore: Record<string, number>;
+  rolling: number;
+  remove: Record<string, number>;
+}
+
+/** Raw podman doing each row's work; leaves no container behind. */
+async function rawRound(c: LocalCluster, round: number): Promise<RawFigures> {
+  const { podman, image } = c;
+  const run = (name: string, revValue: string) => async () => (await podman(['run', '-d', '--name', name, '--label', 'bench=raw', '--env', `REV=${revValue}`, image, ...CMD])).stdout.trim();
+  const rm = (id: string) => async () => void (await podman(['rm', '-f', '-t', String(GRACE_SECONDS), id]));
+  const timed = async (fn: () => Promise<unknown>) => {
+    const t0 = performance.now();
+    await fn();
+    return (performance.now() - t0) / 1000;
+  };
+  const out: RawFigures = { runSmall: {}, runMore: {}, rolling: 0, remove: {} };
+  for (const [label, parallel] of [[`${RAW_SLOTS} at a time`, RAW_SLOTS], ['all at once', LARGE]] as const) {
+    const p = `raw${round}-${parallel}`;
+    let ids: string[] = [];
+    out.runSmall[label] = await timed(async () => (ids = await inParallel(Array.from({ length: SMALL }, (_, i) => run(`${p}-${i}`, '1')), parallel)));
+    out.runMore[label] = await timed(async () => ids.push(...(await inParallel(Array.from({ length: LARGE - SMALL }, (_, i) => run(`${p}-${SMALL + i}`, '1')), parallel))));
+    if (parallel === RAW_SLOTS) {
+      // Stop-first by two workers: remove one old container, run its replacement, take the next.
+      const next = [...ids];
+      ids = [];
+      out.rolling = await timed(() =>
+        inParallel(
+          next.map((id, i) => async () => {
+            await rm(id)();
+            ids.push(await run(`${p}-v2-${i}`, '2')());
+          }),
+          ROLL_PARALLEL,
+        ),
+      );
+    }
+    out.remove[label] = await timed(() => inParallel(ids.map(rm), parallel));
+  }
+  // One `podman rm` of all 50 ids in one call (podman removes them in parallel itself).
+  const ids = await inParallel(Array.from({ length: LARGE }, (_, i) => run(`raw${round}-one-${i}`, '1')), RAW_SLOTS);
+  out.remove['one call'] = await timed(() => podman(['rm', '-f', '-t', String(GRACE_SECONDS), ...ids]));
+  return out;
+}
+
+interface DroverFigures {
+  create10: number;
+  scale10to50: number;
+  rolling50: number;
+  remove50: number;
+  /** Milestones (s after the request): all pods created in the API, all bound, all Running and Ready. */
+  milestones: Record<string, Record<string, number>>;
+}
+
+async function droverRound(c: LocalCluster, round: number): Promise<DroverFigures> {
+  const { api, image } = c;
+  const base = `/apis/apps/v1/namespaces/default/deployments`;
+  const watch = await c.watchPods(`app=${DEPLOYMENT}`);
+  const milestones: DroverFigures['milestones'] = {};
+  const track = (row: string, t0: number, n: number, isNew: (p: any) => boolean) => {
+    const m: Record<string, number> = {};
+    milestones[row] = m;
+    const at = (key: string, pred: (pods: any[]) => boolean) => void watch.when(pred).then((t) => (m[key] = round3((t - t0) / 1000)), () => undefined);
+    at('all pods created', (ps) => ps.filter(isNew).length >= n);
+    at('all pods bound', (ps) => ps.filter((p) => isNew(p) && p.spec?.nodeName).length >= n);
+  };
+  try {
+    // (a) 10 replicas
+    let t0 = performance.now();
+    const r = await api('POST', base, deploymentManifest(image, SMALL, '1'));
+    if (r.status !== 201) throw new Error(`create deployment: ${r.status} ${JSON.stringify(r.body)}`);
+    track('create10', t0, SMALL, () => true);
+    let t = await watch.when((ps) => ps.filter(ready).length === SMALL);
+    const create10 = (t - t0) / 1000;
+
+    // (b) 10 → 50
+    t0 = performance.now();
+    const s = await api('PATCH', `${base}/${DEPLOYMENT}`, { spec: { replicas: LARGE } }, 'application/merge-patch+json');
+    if (s.status !== 200) throw new Error(`scale: ${s.status} ${JSON.stringify(s.body)}`);
+    track('scale10to50', t0, LARGE, () => true);
+    t = await watch.when((ps) => ps.filter(ready).length === LARGE);
+    const scale10to50 = (t - t0) / 1000;
+
+    // (c) rolling update of the 50, 2 at a time
+    t0 = performance.now();
+    const u = await api('PATCH', `${base}/${DEPLOYMENT}`, { spec: { template: { spec: { containers: [{ name: 'main', image, command: CMD, env: [{ name: 'REV', value: '2' }] }] } } } }, 'application/merge-patch+json');
+    if (u.status !== 200) throw new Error(`update: ${u.status} ${JSON.stringify(u.body)}`);
+    track('rolling50', t0, LARGE, (p) => rev(p) === '2');
+    t = await watch.when((ps) => ps.length === LARGE && ps.every((p) => rev(p) === '2' && ready(p)), 600_000);
+    const rolling50 = (t - t0) / 1000;
+
+    // (d) delete the Deployment → 0 containers
+    const listed = await c.sb.runtime.list({ 'drover.io/managed': '' });
+    const removes = await watchRemoves(c, new Set(listed.map((x) => x.id)));
+    t0 = performance.now();
+    const d = await api('DELETE', `${base}/${DEPLOYMENT}`);
+    if (d.status !== 200 && d.status !== 202) throw new Error(`delete: ${d.status} ${JSON.stringify(d.body)}`);
+    const m: Record<string, number> = {};
+    milestones.remove50 = m;
+    void watch.when((ps) => ps.length === 0).then((x) => (m['0 pods in the API'] = round3((x - t0) / 1000)));
+    t = await Promise.race([removes.done, new Promise<number>((_, rej) => setTimeout(() => rej(new Error('containers not removed within 180 s')), 180_000))]);
+    removes.stop();
+    const remove50 = (t - t0) / 1000;
+    const left = await c.sb.runtime.list({ 'drover.io/managed': '' });
+    if (left.length) throw new Error(`${left.length} containers left after the delete`);
+    m['0 containers'] = round3(remove50);
+    await c.until('no pods left', async () => watch.pods.size === 0, 60_000);
+    void round;
+    return { create10, scale10to50, rolling50, remove50, milestones };
+  } finally {
+    watch.close();
+  }
+}
+
+const round3 = (n: number) => round(n, 3);
+
+function markdown(r: any): string {
+  const lines = [
+    `# Deployment figures on real podman (${r.rounds} round${r.rounds > 1 ? 's' : ''}), ${r.date}`,
+    '',
+    `Load average (1/5/15 min) start → end: ${r.loadAverage.join(' / ')}; ${r.podmanVersion}; drover at ${r.commit}.`,
+    `Re-run: \`${r.command}\``,
+    '',
+    'Raw podman does the same containers in the same run (median of the rounds); Swarm is quoted from ANCHORS.md',
+    '(Docker 20.10 Swarm, same machine kind, not re-measured here). Seconds.',
+    '',
+    '| what | raw podman, 4 at a time | raw podman, all at once / one call | drover | drover ÷ raw (4) | Swarm | drover ÷ Swarm | goal |',
+    '|---|---|---|---|---|---|---|---|',
+  ];
+  const rows: Array<[Row, string, string, string]> = [
+    ['create10', 'Deployment 10 replicas → 10 Running and Ready', 'runSmall', 'all at once'],
+    ['scale10to50', 'scale 10 → 50 → 50 Running and Ready', 'runMore', 'all at once'],
+    ['rolling50', 'rolling update of 50, 2 at a time (maxSurge 0, maxUnavailable 2, minReadySeconds 0)', 'rolling', ''],
+    ['remove50', 'delete the 50-pod Deployment → 0 containers', 'remove', 'one call'],
+  ];
+  for (const [row, what, rawKey, alt] of rows) {
+    const raw = r.raw[rawKey];
+    const raw4 = typeof raw === 'number' ? raw : raw[`${RAW_SLOTS} at a time`];
+    const rawAlt = typeof raw === 'number' ? '—' : `${raw['all at once']}${row === 'remove50' ? ` / ${raw['one call']}` : ''}`;
+    void alt;
+    const ours = r.drover[row];
+    const goal = `≤ ${GOAL[row]}× Swarm (${round(GOAL[row] * SWARM[row], 2)} s)`;
+    lines.push(`| ${what} | ${row === 'rolling50' ? `${raw4} (2 workers: rm -f, run -d)` : raw4} | ${rawAlt} | **${ours}** | ${round(ours / raw4, 2)}× | ${SWARM[row]} | ${round(ours / SWARM[row], 2)}× | ${goal} ${ours <= GOAL[row] * SWARM[row] ? '✓' : '✗'} |`);
+  }
+  lines.push(
+    '',
+    '## Milestones (s after the request, last round)',
+    '',
+    '| row | milestone | s |',
+    '|---|---|---|',
+    ...Object.entries(r.milestones as Record<string, Record<string, number>>).flatMap(([row, m]) => Object.entries(m).map(([k, v]) => `| ${row} | ${k} | ${v} |`)),
+    '',
+    '## How the rolling update compares with Swarm\'s',
+    '',
+    'Swarm\'s `--update-parallelism 2 --update-order stop-first` keeps two workers busy: each stops one old task, starts its',
+    'replacement and takes the next slot once the new task runs (`--update-delay`, 0 by default, would pause between tasks).',
+    '`--update-monitor 5s` is a failure watch, not a wait between batches: a task failing within 5 s of its update counts',
+    'towards `--update-max-failure-ratio`; after the last slot the updater keeps watching for one more monitor period before',
+    'it marks the update completed, and `docker service update` (without `--detach`) waits for that \"verify\" period after',
+    'convergence before it returns. So Swarm\'s 53.2 s holds one final ~5 s verification (≈ 48 s of updating).',
+    'drover\'s maxSurge 0 / maxUnavailable 2 is the same shape: two pods down at a time, the next deleted as soon as a new one is',
+    'available; minReadySeconds 0 (a pod counts as available as soon as it is Ready, no readiness probe here). drover has no',
+    'separate monitor period: progressDeadlineSeconds watches the whole rollout. The raw podman column does Swarm\'s shape by hand.',
+    '',
+  );
+  return lines.join('\n');
+}
+
+const cluster = await startLocalCluster({ node: NODE, logger: silentLogger });
+try {
+  const raws: RawFigures[] = [];
+  const drovers: DroverFigures[] = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    raws.push(await rawRound(cluster, i));
+    drovers.push(await droverRound(cluster, i));
+    console.error(`round ${i + 1}: raw ${JSON.stringify(raws.at(-1))} drover ${JSON.stringify(drovers.at(-1))}`);
+  }
+  const med = (xs: number[]) => round(median(xs), 2);
+  const medRec = (recs: Array<Record<string, number>>) => Object.fromEntries(Object.keys(recs[0]!).map((k) => [k, med(recs.map((x) => x[k]!))]));
+  const commit = (await execa('git', ['rev-parse', '--short', 'HEAD'], { reject: false })).stdout.trim() || 'unknown';
+  const result = {
+    rounds: ROUNDS,
+    commit,
+    command: `node --import tsx bench/deployment.ts --rounds ${ROUNDS}${OUT !== 'deployment' ? ` --out ${OUT}` : ''}`,
+    podmanVersion: (await cluster.podman(['--version'])).stdout.trim(),
+    mode: 'TLS (HTTPS API, MQTT over TLS, node client certificate); one local agent; containers exit at once on TERM',
+    settings: { rawParallel: RAW_SLOTS, rollingParallel: ROLL_PARALLEL, maxSurge: 0, maxUnavailable: ROLL_PARALLEL, minReadySeconds: 0, terminationGracePeriodSeconds: GRACE_SECONDS },
+    raw: {
+      runSmall: medRec(raws.map((x) => x.runSmall)),
+      runMore: medRec(raws.map((x) => x.runMore)),
+      rolling: med(raws.map((x) => x.rolling)),
+      remove: medRec(raws.map((x) => x.remove)),
+    },
+    drover: {
+      create10: med(drovers.map((x) => x.create10)),
+      scale10to50: med(drovers.map((x) => x.scale10to50)),
+      rolling50: med(drovers.map((x) => x.rolling50)),
+      remove50: med(drovers.map((x) => x.remove50)),
+    },
+    perRound: { raw: raws, drover: drovers.map(({ milestones: _, ...x }) => x) },
+    milestones: drovers.at(-1)!.milestones,
+    swarm: SWARM,
+    goalTimesSwarm: GOAL,
+    loadAverage: loadBefore.map((l, i) => `${round(l, 2)} → ${round(loadavg()[i]!, 2)}`),
+  };
+  await cluster.close();
+  console.log(JSON.stringify(result, null, 2));
+  const file = writeResult(OUT, result);
+  await writeFile(file.replace(/\.json$/, '.md'), markdown({ ...result, date: new Date().toISOString() }));
+  console.log(`wrote ${file}`);
+} catch (err) {
+  await cluster.close().catch(() => undefined);
+  throw err;
+}
