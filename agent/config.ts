@@ -2,6 +2,7 @@ import { ValidationError } from '../src/util/errors.js';
 import { droverVersion } from '../src/version.js';
 import { homedir, hostname } from 'node:os';
 import { join } from 'node:path';
+import type { MetricsAddress } from './metrics.js';
 
 /** Container runtimes the agent can drive; 'auto' takes podman if it answers, else nerdctl. */
 export const RUNTIME_KINDS = ['auto', 'podman', 'nerdctl'] as const;
@@ -47,12 +48,16 @@ export interface AgentConfig {
   reconnectMaxSeconds?: number;
   /** Longest wait for the server to accept a connection attempt. */
   connectTimeoutSeconds?: number;
+  /** Serve Prometheus metrics here (--metrics-addr); absent: not served and prom-client never loaded. */
+  metricsAddress?: MetricsAddress;
   logLevel?: string;
 }
 
 /** Defaults of AgentConfig's tunables, shown in `drover agent --help`. */
 export const AGENT_DEFAULTS = {
-  heartbeatSeconds: 30,
+  // Liveness rides on the MQTT keepalive (a ping every 15 s, timed by the server): the heartbeat is a
+  // status that says nothing new, so it is rare (a few KB a day) and carries no unchanged pod reports.
+  heartbeatSeconds: 600,
   resyncSeconds: 10,
   keepaliveSeconds: 15,
   runtimeFailures: 3,

@@ -1,5 +1,7 @@
 import mqtt, { Store, type MqttClient } from 'mqtt';
+import { inflateRawSync } from 'node:zlib';
 import { DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
+import { DEFLATE_MARKER, MAX_PAYLOAD_BYTES } from '../src/contract/payloads.js';
 import { agentClientId } from '../src/contract/topics.js';
 import { backoffDelay } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
@@ -30,7 +32,7 @@ export interface AgentLinkHandlers {
   /** Called after every (re)connect, once subscriptions are in place. */
   onConnect(): void;
   onDesired(d: payloads.Desired): void;
-  onRequest(id: string, req: payloads.Request): Promise<payloads.Response>;
+  onRequest(id: string, req: payloads.AgentRequest): Promise<payloads.Response>;
 }
 
 /**
@@ -94,6 +96,9 @@ export class AgentLink {
       // Persistent session: requests sent while the link flaps wait at the broker.
       clean: false,
       keepalive: this.opts.keepaliveSeconds,
+      // A ping every keepalive even while other packets flow (a log follow's responses): the server times
+      // the node's liveness by them (status.keepaliveSeconds), heartbeats being ten minutes apart.
+      reschedulePings: false,
       connectTimeout: this.opts.connectTimeoutMs,
       // Reconnects are ours (backoff with jitter), not mqtt.js's fixed period.
       reconnectPeriod: 0,
@@ -179,7 +184,7 @@ export class AgentLink {
     if (t.kind === 'desired') {
       if (payload.length === 0) return;
       try {
-        this.handlers.onDesired(decode(payloads.desired, payload, 'desired state'));
+        this.handlers.onDesired(decode(payloads.desired, desiredJson(payload), 'desired state'));
       } catch (err) {
         logger.error({ err: errorMessage(err) }, 'rejected desired state; keeping the current one');
       }
@@ -253,6 +258,16 @@ export class AgentLink {
     }
     await c.endAsync(true);
   }
+}
+
+/**
+ * A desired-state payload as JSON: plain, or DEFLATE_MARKER and raw DEFLATE (announced in the hello's
+ * `accepts`). Inflated no further than a plain payload may be large, so a small message cannot unpack
+ * into gigabytes (zlib throws past maxOutputLength).
+ */
+export function desiredJson(payload: Buffer): Buffer {
+  if (payload[0] !== DEFLATE_MARKER) return payload;
+  return inflateRawSync(payload.subarray(1), { maxOutputLength: MAX_PAYLOAD_BYTES });
 }
 
 /**

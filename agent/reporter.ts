@@ -1,7 +1,8 @@
 /**
  * What the agent tells the server: a hello on every connect, the node's status (pod reports, runtime
- * health) when it changes and on every heartbeat with usage figures, and events through the on-disk
- * journal, so none is lost while the link is down.
+ * health) when it changes, a heartbeat status without pod reports, and events through the on-disk
+ * journal, so none is lost while the link is down. Resource use goes out only when the server asks
+ * (a `usage` request, see agent/usage.ts).
  */
 import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
@@ -13,14 +14,10 @@ import { hasErrno } from './fs-errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_VERSION, type AgentConfig } from './config.js';
 import type { AgentLink } from './connection.js';
-import { managedSelector } from './engine/naming.js';
 import type { Hardware } from './hardware.js';
 import type { EventJournal } from './journal.js';
 import type { ContainerRuntime } from './runtime/types.js';
-import type { UsageSample, UsageSampler } from './usage.js';
-
-/** Longest a heartbeat's usage sample may take; a later one is dropped. */
-const USAGE_TIMEOUT_MS = 5_000;
+import { DESIRED_ENCODINGS } from '../src/contract/payloads.js';
 
 /** An event as the agent's parts raise it: stamped with the time when it has none. */
 export type EventInput = Omit<payloads.AgentEvent, 'ts'> & { ts?: string };
@@ -41,8 +38,6 @@ export interface ReporterDeps {
   bootId: string;
   logger: Logger;
   journal: EventJournal;
-  /** Measures node and pod resource use for `drover top`; heartbeats carry no usage without it. */
-  usage?: UsageSampler;
   /** The address the node is known by: first in the hello's addresses. */
   nodeIP: () => string | undefined;
   /** The runtime's version as found at start ('unknown' when it did not answer). */
@@ -58,9 +53,6 @@ export class Reporter {
   private batchTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   private flushing = false;
-  private sampling = false;
-  /** The latest usage sample, sent with the next heartbeat. */
-  private lastUsage: UsageSample | undefined;
   /** Milliseconds since boot; until start() has read the boot clock, since this process started. */
   private bootClockMs: () => number = () => performance.now();
   private lastSeq = -1;
@@ -121,45 +113,17 @@ export class Reporter {
     void this.sendHello()
       .catch((err) => this.deps.logger.warn({ err: errorMessage(err) }, 'cannot send hello'))
       .then(() => {
-        this.sendStatus(true);
+        // Every pod's report: the server may have restarted, or missed reports while the link was down.
+        this.sendStatus(true, true);
         return this.flushEvents();
       });
   }
 
-  /** A heartbeat: status with fresh usage figures, and a retry of events not acknowledged in time. */
+  /** A heartbeat: a status without pod reports (they went out when they changed), and a retry of events not acknowledged in time. */
   private beat(): void {
     if (this.stopped) return;
-    // Sent at once, with the figures of the previous sample: nothing (a slow `podman stats`, an
-    // event batch waiting for its acknowledgement) may delay a heartbeat, or the node looks lost.
-    const usage = this.lastUsage;
-    this.lastUsage = undefined;
-    this.sendStatus(true, usage);
+    this.sendStatus(true);
     void this.flushEvents();
-    const sampler = this.deps.usage;
-    if (this.sampling || !sampler || !this.deps.link.connected) return;
-    this.sampling = true;
-    const late = () => {
-      this.deps.logger.debug({ ms: USAGE_TIMEOUT_MS }, 'usage sample late; dropped');
-      return undefined;
-    };
-    void withTimeout(this.sampleUsage(sampler), USAGE_TIMEOUT_MS, late)
-      .then((u) => {
-        this.lastUsage = u;
-      })
-      .catch((err: unknown) => this.deps.logger.warn({ err: errorMessage(err) }, 'cannot sample usage'))
-      .finally(() => {
-        this.sampling = false;
-      });
-  }
-
-  private async sampleUsage(sampler: UsageSampler): Promise<UsageSample> {
-    const { runtime, cfg } = this.deps;
-    const containers = await runtime.list(managedSelector(cfg.node)).catch((err: unknown) => {
-      // Node figures are still worth sending; pod figures wait for the runtime.
-      this.deps.logger.debug({ err: errorMessage(err) }, 'cannot list containers for usage');
-      return [];
-    });
-    return sampler.sample(containers);
   }
 
   private async flushEvents(): Promise<void> {
@@ -179,12 +143,17 @@ export class Reporter {
     }
   }
 
-  /** Sends status when it changed, or always on a heartbeat; coalesced to the latest while offline. */
-  private sendStatus(heartbeat: boolean, usage?: UsageSample): void {
+  /**
+   * Sends status when it changed (with every pod's report), or always on a heartbeat (pod reports only if
+   * they changed since last sent: a heartbeat proves the agent and its runtime alive, nothing more);
+   * coalesced to the latest while offline. `full`: the pod reports even if unchanged (after a connect).
+   */
+  private sendStatus(heartbeat: boolean, full = false): void {
     const { cfg, bootId, link, now } = this.deps;
     const s = this.status;
     const key = JSON.stringify([s.observedGeneration, s.pods, s.runtimeHealthy, s.runtimeMessage]);
-    if (!heartbeat && key === this.lastStatusKey) return;
+    const changed = key !== this.lastStatusKey;
+    if (!heartbeat && !changed) return;
     // Strictly increasing even when two reports fall in the same millisecond.
     const seq = Math.max(this.lastSeq + 1, Math.floor(this.bootClockMs()));
     this.lastSeq = seq;
@@ -194,11 +163,11 @@ export class Reporter {
       seq,
       observedGeneration: s.observedGeneration,
       ts: new Date(now()).toISOString(),
-      pods: usage ? s.pods.map((r) => withUsage(r, usage.pods.get(`${r.namespace}/${r.name}`))) : s.pods,
-      ...(usage?.node ? { usage: usage.node } : {}),
+      pods: changed || full ? s.pods : [],
       runtimeHealthy: s.runtimeHealthy,
       runtimeMessage: s.runtimeMessage,
       heartbeatSeconds: cfg.heartbeatSeconds,
+      keepaliveSeconds: cfg.keepaliveSeconds,
     });
     if (sent) this.lastStatusKey = key;
   }
@@ -223,6 +192,7 @@ export class Reporter {
       // The server keeps only this many; a device with more still registers.
       images: images.slice(0, REPORT_LIMITS.images),
       devices: hardware.devices,
+      accepts: [...DESIRED_ENCODINGS],
     });
   }
 }
@@ -243,8 +213,4 @@ async function bootClock(): Promise<() => number> {
     if (hasErrno(err, 'ENOENT')) return () => performance.now();
     throw err;
   }
-}
-
-function withUsage(r: payloads.PodReport, u: payloads.Usage | undefined): payloads.PodReport {
-  return u ? { ...r, usage: u } : r;
 }

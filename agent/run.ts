@@ -10,10 +10,13 @@ import { RestartTracker } from './engine/restart-tracker.js';
 import { ProbeManager } from './probes/manager.js';
 import { IptablesForwarder, iptablesUsable } from './network/iptables.js';
 import { UserspaceForwarder } from './network/userspace.js';
+import { managedSelector } from './engine/naming.js';
 import { Reconciler } from './reconciler.js';
 import { Reporter } from './reporter.js';
 import { RequestHandler } from './requests.js';
 import { detectRuntime } from './runtime/detect.js';
+import { startAgentMetrics } from './metrics.js';
+import { timedRuntime } from './runtime/timed.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
@@ -69,6 +72,8 @@ async function renewIfDue(creds: AgentCredentials, cfg: AgentConfig, logger: Log
 
 export interface RunningAgent {
   reconciler: Reconciler;
+  /** Where --metrics-addr serves the agent's metrics (the real port when 0 was asked for). */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
@@ -78,7 +83,7 @@ export interface RunningAgent {
  */
 export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runtime?: ContainerRuntime; now?: () => number } = {}): Promise<RunningAgent> {
   const logger = (opts.logger ?? createLogger({ name: 'drover-agent', level: cfg.logLevel })).child({ node: cfg.node });
-  const runtime =
+  const detected =
     opts.runtime ??
     (await detectRuntime({
       kind: cfg.runtime.kind ?? 'auto',
@@ -86,6 +91,9 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       nerdctl: { namespace: cfg.runtime.nerdctlNamespace, address: cfg.runtime.containerdAddress, env: cfg.runtime.env, logger },
       logger,
     }));
+  // Only with --metrics-addr: every runtime call timed (inside the reconciler's bound, so waiting for a slot is not counted).
+  const metrics = cfg.metricsAddress ? await startAgentMetrics({ address: cfg.metricsAddress, logger }) : undefined;
+  const runtime = metrics ? timedRuntime(detected, metrics) : detected;
   const now = opts.now ?? Date.now;
   let closed = false;
   let creds = await nodeCredentials(cfg, logger, now, () => closed);
@@ -111,14 +119,15 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     {
       onConnect: () => reporter.onConnect(),
       onDesired: (d) => reconciler.onDesired(d),
-      onRequest: (_id, req) => requests.handle(req),
+      // Resource use is measured only when the server asks (`kubectl top`), not on every heartbeat.
+      onRequest: async (_id, req) => (req.op === 'usage' ? { ok: true, data: await usage.measure(() => runtime.list(managedSelector(cfg.node))) } : requests.handle(req)),
     },
   );
   // The address the server and the other nodes reach this one at: where its link to the server leaves
   // from, not the first interface listed (podman's bridge, 10.88.0.1, may come first).
   const nodeIP = () => cfg.nodeIP ?? link.localAddress ?? hardware.addresses[0];
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
-  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, usage, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion });
+  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion });
   const probes = new ProbeManager({
     runtime,
     logger,
@@ -145,7 +154,9 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     allocatable: nodeAllocatable(hardware),
     emit: (e) => reporter.emit(e),
     report: (s) => reporter.update(s),
+    metrics,
   });
+  metrics?.watchSlots(reconciler.runtimeSlots);
 
   // Events of an earlier run that never reached the server are sent first, oldest first.
   await reporter.start();
@@ -163,6 +174,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   renewal.unref();
   return {
     reconciler,
+    metricsUrl: metrics?.url,
     async close() {
       closed = true;
       clearInterval(renewal);
@@ -170,6 +182,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       await reconciler.stop();
       await link.stop();
       await reporter.close();
+      await metrics?.close();
     },
   };
 }

@@ -1,4 +1,5 @@
-import si from 'systeminformation';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -11,7 +12,7 @@ export interface UsageSample {
   pods: Map<string, payloads.Usage>;
 }
 
-/** Node-wide figures; systeminformation by default, replaceable in tests. */
+/** Node-wide figures; /proc by default (procMeter), replaceable in tests. */
 export interface NodeMeter {
   /** CPU busy since the previous call, in percent of all cores (0..100). */
   cpuPercent(): Promise<number>;
@@ -19,12 +20,49 @@ export interface NodeMeter {
   memoryBytes(): Promise<number>;
 }
 
-export const systemMeter = (cores: number): NodeMeter & { cores: number } => ({
-  cores,
-  // systeminformation measures currentLoad between consecutive calls, which is the window we want.
-  cpuPercent: async () => (await si.currentLoad()).currentLoad,
-  memoryBytes: async () => (await si.mem()).active,
-});
+/** CPU times of all cores from /proc/stat's first line: busy and total, in clock ticks. */
+export function cpuTimes(procStat: string): { busy: number; total: number } {
+  const line = procStat.split('\n', 1)[0] ?? '';
+  if (!line.startsWith('cpu ')) throw new Error('/proc/stat does not start with the cpu line');
+  // user nice system idle iowait irq softirq steal (guest times are already inside user and nice).
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map((v) => Number(v) || 0);
+  const busy = user! + nice! + system! + irq! + softirq! + steal!;
+  return { busy, total: busy + idle! + iowait! };
+}
+
+/** Memory in use from /proc/meminfo: MemTotal less MemAvailable (caches the kernel can drop are not use), in bytes. */
+export function memoryInUse(meminfo: string): number {
+  const kb = (f: string) => {
+    const v = new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1];
+    if (v === undefined) throw new Error(`/proc/meminfo has no ${f}`);
+    return Number(v) * 1024;
+  };
+  return kb('MemTotal') - kb('MemAvailable');
+}
+
+/**
+ * The node's CPU and memory from /proc (Linux), read only when asked: CPU busy between two calls, as
+ * top shows it. (systeminformation did the same at the cost of a few MB of the agent's memory.)
+ */
+export function systemMeter(cores: number): NodeMeter & { cores: number } {
+  let prev: { busy: number; total: number } | undefined;
+  return {
+    cores,
+    cpuPercent: async () => {
+      const now = cpuTimes(await readFile('/proc/stat', 'utf8'));
+      const before = prev;
+      prev = now;
+      if (!before || now.total <= before.total) return 0;
+      return Math.min(100, Math.max(0, ((now.busy - before.busy) / (now.total - before.total)) * 100));
+    },
+    memoryBytes: async () => memoryInUse(await readFile('/proc/meminfo', 'utf8')),
+  };
+}
+
+/** A window shorter than this since the last sample is widened by a fresh pair of samples (rates need two). */
+const PRIME_AFTER_MS = 60_000;
+/** The window of a primed measurement: the first `kubectl top` after a quiet while waits this long. */
+const PRIME_WINDOW_MS = 1_000;
 
 /**
  * Turns the runtime's cumulative CPU counters into rates between two samples (as metrics-server does
@@ -33,12 +71,54 @@ export const systemMeter = (cores: number): NodeMeter & { cores: number } => ({
  */
 export class UsageSampler {
   private prev = new Map<string, ContainerStats>();
+  /** When the last sample was taken (undefined: never). */
+  private lastAt: number | undefined;
+  private pending: Promise<payloads.UsageResult> | undefined;
 
   constructor(
     private readonly runtime: ContainerRuntime,
     private readonly meter: NodeMeter & { cores: number },
     private readonly logger: Logger,
   ) {}
+
+  /**
+   * The answer to the server's `usage` request: use since the previous request, or, when that is long
+   * ago (or there was none), over a fresh one-second window, so `kubectl top` shows what happens now.
+   * Requests arriving together share one measurement.
+   */
+  measure(list: () => Promise<RuntimeContainer[]>, now: () => number = Date.now): Promise<payloads.UsageResult> {
+    this.pending ??= this.measureOnce(list, now).finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  private async measureOnce(list: () => Promise<RuntimeContainer[]>, now: () => number): Promise<payloads.UsageResult> {
+    const containers = async () =>
+      list().catch((err: unknown) => {
+        // Node figures are still worth sending; pod figures wait for the runtime.
+        this.logger.debug({ err: errorMessage(err) }, 'cannot list containers for usage');
+        return [];
+      });
+    if (this.lastAt === undefined || now() - this.lastAt > PRIME_AFTER_MS) {
+      await this.sample(await containers());
+      this.lastAt = now();
+      await sleep(PRIME_WINDOW_MS);
+    }
+    const from = this.lastAt;
+    const s = await this.sample(await containers());
+    const at = now();
+    this.lastAt = at;
+    return {
+      ...(s.node ? { node: s.node } : {}),
+      pods: [...s.pods].map(([key, usage]) => {
+        const [namespace, name] = key.split('/') as [string, string];
+        return { namespace, name, usage };
+      }),
+      windowSeconds: Math.max(0, (at - from) / 1000),
+      ts: new Date(at).toISOString(),
+    };
+  }
 
   async sample(containers: RuntimeContainer[]): Promise<UsageSample> {
     const [node, stats] = await Promise.all([this.nodeUsage(), this.containerStats()]);

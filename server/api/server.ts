@@ -77,7 +77,7 @@ export interface ApiDeps {
   exec?(q: ExecQuery): Promise<{ exitCode: number; output: string; timedOut: boolean }>;
   ready(): boolean;
   /** Latest reported resource use, served under /apis/metrics.k8s.io/v1beta1. */
-  metrics?: { nodeMetrics(): unknown; podMetrics(namespace?: string): unknown };
+  metrics?: { nodeMetrics(): unknown; podMetrics(namespace?: string): unknown; refresh?(q: { nodes: boolean; namespace?: string; name?: string }): Promise<void> };
   /** Namespaces that cannot be deleted. */
   protectedNamespaces?: string[];
   /** Most replicas, completions or parallelism a workload may ask for (`--max-replicas`); MAX_REPLICAS if absent. */
@@ -433,6 +433,8 @@ export class ApiServer {
       audit.metricResource = nodes ? 'nodes.metrics.k8s.io' : 'pods.metrics.k8s.io';
       this.check(authorize(this.requireIdentity(auth), 'list', { resource: 'metrics' }));
       if (!this.deps.metrics) throw new NotFoundError('metrics');
+      // Agents measure only when asked: the nodes this read concerns are asked for fresh figures first.
+      await this.deps.metrics.refresh?.({ nodes, namespace, name });
       const list = (nodes ? this.deps.metrics.nodeMetrics() : this.deps.metrics.podMetrics(namespace)) as { items: Array<{ metadata: { name: string } }> };
       if (!name) return sendJson(res, 200, list);
       // `kubectl top node NAME` / `top pod NAME`: one item of the list, as metrics-server serves it.

@@ -27,7 +27,26 @@ export interface RegistryOptions {
    * hello over what the agent reports, so they may carry restricted keys the agent cannot set itself.
    */
   assignedLabels?: (node: string) => Record<string, string> | undefined;
+  /**
+   * The server hears the agents' MQTT pings (its embedded broker; NodeLiveness.touch): their liveness is
+   * then timed by the keepalive, not by the rare heartbeats. False with an external broker, whose pings
+   * the server cannot see.
+   */
+  pingsCarryLiveness?: boolean;
   now?: () => number;
+}
+
+/**
+ * The period the server times a node's silence by (pure). Heartbeats are rare (10 minutes by default)
+ * and carry liveness no more: an agent that announces its keepalive pings at least that often, so
+ * where the server hears the pings the period is two keepalives (30 s at the default 15 s: late after
+ * 45 s, NotReady after 90 s, as when heartbeats came every 30 s; one ping lost or late is no silence),
+ * never longer than the heartbeat. Agents older than the field, and servers behind an external broker,
+ * keep to the heartbeat.
+ */
+export function livenessPeriodSeconds(s: Pick<payloads.Status, 'heartbeatSeconds' | 'keepaliveSeconds'>, pingsCarryLiveness: boolean): number {
+  if (!pingsCarryLiveness || s.keepaliveSeconds === undefined) return s.heartbeatSeconds;
+  return Math.min(s.heartbeatSeconds, 2 * s.keepaliveSeconds);
 }
 
 /** A status whose timestamp is this much older than the last applied one is not applied (a replay, or a clock gone wrong). */
@@ -234,7 +253,7 @@ export class NodeRegistry {
       return;
     }
     // A report proves the node alive.
-    const prevBeat = this.opts.liveness.heard(name, { lastHeardMs: this.now(), periodMs: s.heartbeatSeconds * 1000, bootId: s.bootId });
+    const prevBeat = this.opts.liveness.heard(name, { lastHeardMs: this.now(), periodMs: livenessPeriodSeconds(s, this.opts.pingsCarryLiveness ?? false) * 1000, bootId: s.bootId });
     // Fresh by its sequence number but timestamped long before the last applied: the device's clock was
     // stepped back, or the report was made long ago. Its pod states are not applied; the next report whose
     // clock agrees is.

@@ -54,8 +54,22 @@ export const hello = z.object({
    * /dev paths. Optional: agents older than the field send none.
    */
   devices: upTo(text(REPORT_LIMITS.shortText), REPORT_LIMITS.devices).optional(),
+  /**
+   * Encodings of the desired state the agent can read besides plain JSON (DESIRED_ENCODINGS). Optional:
+   * a server that knows none of them, or an agent older than the field, keeps to plain JSON.
+   */
+  accepts: upTo(text(REPORT_LIMITS.shortText), 16).optional(),
 });
 export type Hello = z.infer<typeof hello>;
+
+/**
+ * Encodings of a desired-state payload other than plain JSON, each announced by the agent in its hello
+ * (`accepts`) before the server uses it. `deflate`: raw DEFLATE (RFC 1951) of the JSON, after the one
+ * byte DEFLATE_MARKER, which no JSON text starts with, so a reader tells the two apart by the first byte.
+ */
+export const DESIRED_ENCODINGS = ['deflate'] as const;
+export type DesiredEncoding = (typeof DESIRED_ENCODINGS)[number];
+export const DEFLATE_MARKER = 0x00;
 
 /** One pod as the agent needs it: identity plus the validated spec. */
 export const desiredPod = z.object({
@@ -173,6 +187,12 @@ export const status = z.object({
   runtimeMessage: text(REPORT_LIMITS.message).optional(),
   /** Seconds between heartbeats; the server marks the node NotReady after a few missed ones. */
   heartbeatSeconds: z.number().int().min(1),
+  /**
+   * The agent's MQTT keepalive: it pings the broker at least this often, whatever else it sends. A server
+   * that hears the pings (its embedded broker) times the node's liveness by them instead of by the much
+   * rarer heartbeats. Optional: older agents send none and are timed by their heartbeats.
+   */
+  keepaliveSeconds: z.number().int().min(1).max(65_535).optional(),
   /** Whole-node use (all processes, not only containers). */
   usage: usage.optional(),
 });
@@ -228,6 +248,11 @@ export const request = z.discriminatedUnion('op', [
     /** At most this many bytes of the log, from its start. */
     limitBytes: z.number().int().min(1).optional(),
   }),
+  /**
+   * The node's and its pods' current resource use (`drover top`, `kubectl top`): asked by the server when
+   * its metrics API is read, rather than sent with every heartbeat. Agents older than it answer with an error.
+   */
+  z.object({ op: z.literal('usage') }),
   z.object({
     op: z.literal('exec'),
     namespace: z.string(),
@@ -246,7 +271,19 @@ export const request = z.discriminatedUnion('op', [
 /** What an `exec` request returns in `data`. */
 export const execResult = z.object({ exitCode: z.number().int(), output: z.string(), timedOut: z.boolean() });
 export type ExecResult = z.infer<typeof execResult>;
-export type Request = z.infer<typeof request>;
+/** Any request an agent may be sent. */
+export type AgentRequest = z.infer<typeof request>;
+/** A request about one pod's containers (logs, exec): what the agent's runtime answers. */
+export type Request = Exclude<AgentRequest, { op: 'usage' }>;
+
+/** What a `usage` request returns in `data`: use over the last `windowSeconds`, per pod summed over its containers. */
+export const usageResult = z.object({
+  node: usage.optional(),
+  pods: z.array(z.object({ namespace: z.string(), name: z.string(), usage })).max(10_000),
+  windowSeconds: z.number().min(0),
+  ts: z.string(),
+});
+export type UsageResult = z.infer<typeof usageResult>;
 
 /** The logs request options an agent must say it applied (older agents ignore them). */
 export const LOG_OPTIONS = ['previous', 'sinceSeconds', 'sinceTime', 'timestamps', 'limitBytes'] as const;
