@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { BrokerTraffic } from '../mqtt/broker.js';
+import { LeanHistogram, type Series } from './lean-histogram.js';
 
 /** A store write as the store interface sees it (server/metrics/timed-store.ts). */
 export type StoreOperation = 'create' | 'update' | 'patch' | 'delete';
@@ -33,21 +34,21 @@ const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 /** Group commit holds up to 1,000 writes (server/store/level.ts GROUP_MAX_WRITES). */
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
-type Child = { observe(v: number): void };
-
 /**
  * The server's Prometheus metrics, in a registry of its own (tests run several servers in one process,
- * so the global default registry would mix them). Observing is a cached child lookup and prom-client's
- * own bookkeeping; broker figures are plain counters in the broker, read only when scraped.
+ * so the global default registry would mix them). The per-request histograms are LeanHistograms found
+ * through nested maps (no string built, nothing allocated per observation once a label set was seen);
+ * broker figures are plain counters in the broker, read only when scraped.
  */
 export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   readonly registry = new Registry();
-  private readonly apiDuration: Histogram<'verb' | 'resource' | 'code'>;
-  private readonly apiChildren = new Map<string, Child>();
-  private readonly storeWrite: Histogram<'operation' | 'result'>;
-  private readonly storeChildren = new Map<string, Child>();
-  private readonly commitDuration: Histogram;
-  private readonly commitBatch: Histogram;
+  private readonly apiDuration: LeanHistogram;
+  /** verb → resource → code → series. */
+  private readonly apiSeries = new Map<string, Map<string, Map<number, Series>>>();
+  private readonly storeWrite: LeanHistogram;
+  private readonly storeSeries = new Map<string, Map<string, Series>>();
+  private readonly commitDuration: Series;
+  private readonly commitBatch: Series;
   private readonly commitFailures: Counter;
   private readonly desired: Counter<'result'>;
   private readonly schedule: Counter<'result'>;
@@ -56,22 +57,22 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.apiDuration = new Histogram({
-      name: 'drover_apiserver_request_duration_seconds',
-      help: 'API request duration by verb (role verb, or method for routes outside the Kubernetes shape), resource (kind plural, plural/subresource, or route path) and HTTP code; a watch is observed when it ends.',
-      labelNames: ['verb', 'resource', 'code'],
-      buckets: API_BUCKETS,
-      registers,
-    });
-    this.storeWrite = new Histogram({
-      name: 'drover_store_write_duration_seconds',
-      help: 'Store write duration at the store interface, from call to durable (fsynced) acknowledgement, by operation and result.',
-      labelNames: ['operation', 'result'],
-      buckets: STORE_BUCKETS,
-      registers,
-    });
-    this.commitDuration = new Histogram({ name: 'drover_store_commit_duration_seconds', help: 'Duration of one group commit: one synced LevelDB batch.', buckets: STORE_BUCKETS, registers });
-    this.commitBatch = new Histogram({ name: 'drover_store_commit_batch_writes', help: 'Writes that shared one group commit (one fsync).', buckets: BATCH_BUCKETS, registers });
+    this.apiDuration = new LeanHistogram(
+      'drover_apiserver_request_duration_seconds',
+      'API request duration by verb (role verb, or method for routes outside the Kubernetes shape), resource (kind plural, plural/subresource, or route path) and HTTP code; a watch is observed when it ends.',
+      ['verb', 'resource', 'code'],
+      API_BUCKETS,
+      this.registry,
+    );
+    this.storeWrite = new LeanHistogram(
+      'drover_store_write_duration_seconds',
+      'Store write duration at the store interface, from call to durable (fsynced) acknowledgement, by operation and result.',
+      ['operation', 'result'],
+      STORE_BUCKETS,
+      this.registry,
+    );
+    this.commitDuration = new LeanHistogram('drover_store_commit_duration_seconds', 'Duration of one group commit: one synced LevelDB batch.', [], STORE_BUCKETS, this.registry).series();
+    this.commitBatch = new LeanHistogram('drover_store_commit_batch_writes', 'Writes that shared one group commit (one fsync).', [], BATCH_BUCKETS, this.registry).series();
     this.commitFailures = new Counter({ name: 'drover_store_commit_failures_total', help: 'Group commits whose synced batch failed (their writes were refused).', registers });
     this.desired = new Counter({ name: 'drover_desired_state_publishes_total', help: "Nodes' desired-state snapshots published to the broker, by result.", labelNames: ['result'], registers });
     this.schedule = new Counter({ name: 'drover_scheduler_schedule_attempts_total', help: 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable.', labelNames: ['result'], registers });
@@ -79,23 +80,21 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   }
 
   request(verb: string, resource: string, code: number, seconds: number): void {
-    const key = `${verb} ${resource} ${code}`;
-    let child = this.apiChildren.get(key);
-    if (!child) {
-      child = this.apiDuration.labels(verb, resource, String(code));
-      this.apiChildren.set(key, child);
-    }
-    child.observe(seconds);
+    let byResource = this.apiSeries.get(verb);
+    if (!byResource) this.apiSeries.set(verb, (byResource = new Map()));
+    let byCode = byResource.get(resource);
+    if (!byCode) byResource.set(resource, (byCode = new Map()));
+    let series = byCode.get(code);
+    if (!series) byCode.set(code, (series = this.apiDuration.series(verb, resource, String(code))));
+    series.observe(seconds);
   }
 
   write(op: StoreOperation, result: WriteResult, seconds: number): void {
-    const key = `${op} ${result}`;
-    let child = this.storeChildren.get(key);
-    if (!child) {
-      child = this.storeWrite.labels(op, result);
-      this.storeChildren.set(key, child);
-    }
-    child.observe(seconds);
+    let byResult = this.storeSeries.get(op);
+    if (!byResult) this.storeSeries.set(op, (byResult = new Map()));
+    let series = byResult.get(result);
+    if (!series) byResult.set(result, (series = this.storeWrite.series(op, result)));
+    series.observe(seconds);
   }
 
   commit(writes: number, seconds: number, ok: boolean): void {
