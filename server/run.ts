@@ -217,7 +217,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       },
     });
 
-    const metrics = new MetricsCache();
+    // Agents measure only when asked: a read of the metrics API asks the nodes it concerns (figures older than 15 s).
+    const metrics = new MetricsCache({ ask: { requester: link, store, logger } });
     const flapWindowMs = cfg.flapWindowMs ?? DEFAULTS.flapWindowMs;
     const liveness = new NodeLiveness({ flapThreshold: cfg.flapThreshold ?? DEFAULTS.flapThreshold, flapWindowMs });
     // Node reads for people (API, fleet views) carry the last heard time from memory: it is not stored per heartbeat.
@@ -231,6 +232,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       metrics,
       liveness,
       maxPodsPerNode: cfg.maxPodsPerNode ?? DEFAULTS.maxPodsPerNode,
+      // The embedded broker hears the agents' pings: liveness is timed by the keepalive, not the 10-minute heartbeat.
+      pingsCarryLiveness: broker !== undefined,
       // Labels its join token gave the node: set by the server, applied over the agent's own.
       assignedLabels: (node) => credentials.get(node)?.labels,
     });
