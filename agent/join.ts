@@ -8,7 +8,6 @@
 import { request as httpRequest } from 'node:http';
 import { request } from 'node:https';
 import { parseJoinToken } from '../server/identity/join-token.js';
-import { certificateHash, createCsr, generateKeyPem } from '../server/pki/x509.js';
 import { backoffDelay } from '../src/util/backoff.js';
 import { DroverError, errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -118,8 +117,14 @@ export interface DeviceKey {
   publicKey: string;
 }
 
-function newKey(): DeviceKey {
-  const k = generateKeyPem();
+/**
+ * The certificate tools (node-forge makes the CSRs): loaded when a node joins or renews, not kept in the
+ * memory of every running agent (about 1.3 MB of heap) for a step taken once a year.
+ */
+const x509 = () => import('../server/pki/x509.js');
+
+async function newKey(): Promise<DeviceKey> {
+  const k = (await x509()).generateKeyPem();
   return { key: k.privateKey, publicKey: k.publicKey };
 }
 
@@ -129,7 +134,7 @@ export async function fetchTrustedCa(apiUrl: string, caHash: string, servername?
   if (r.status !== 200) throw new ServerUnreachableError(`GET /cacerts answered ${r.status}`);
   let got: string;
   try {
-    got = certificateHash(r.text);
+    got = (await x509()).certificateHash(r.text);
   } catch (err) {
     throw new JoinRefusedError(`the server at ${apiUrl} did not send a CA certificate at /cacerts; nothing was sent`, 495, err);
   }
@@ -147,8 +152,8 @@ export async function joinCluster(o: { apiUrl: string; token: string; node: stri
   const token = parseJoinToken(o.token);
   if (new URL(o.apiUrl).protocol === 'http:') o.logger.warn({ server: o.apiUrl }, 'joining over plain HTTP (a server started with --insecure): the join token crosses the network in clear');
   const ca = await fetchTrustedCa(o.apiUrl, token.caHash, o.servername);
-  const { key, publicKey } = o.deviceKey ?? newKey();
-  const csr = createCsr(o.node, key, publicKey);
+  const { key, publicKey } = o.deviceKey ?? (await newKey());
+  const csr = (await x509()).createCsr(o.node, key, publicKey);
   const r = await httpsCall({ method: 'POST', url: new URL('/v1/join', o.apiUrl).toString(), ca, servername: o.servername, bearer: token.credential, body: { node: o.node, csr } });
   const a = answer(r, `joining as node ${o.node}`);
   o.logger.info({ node: o.node, approved: a.approved }, a.approved ? 'joined the cluster' : `joined; waiting for approval: drover node approve ${o.node}`);
@@ -157,8 +162,8 @@ export async function joinCluster(o: { apiUrl: string; token: string; node: stri
 
 /** A new certificate for the same node, authenticated by the current one (expired is fine, revoked is not). */
 export async function renewCertificate(c: AgentCredentials, o: { servername?: string; logger: Logger; deviceKey?: DeviceKey }): Promise<AgentCredentials> {
-  const { key, publicKey } = o.deviceKey ?? newKey();
-  const csr = createCsr(c.node, key, publicKey);
+  const { key, publicKey } = o.deviceKey ?? (await newKey());
+  const csr = (await x509()).createCsr(c.node, key, publicKey);
   const r = await httpsCall({ method: 'POST', url: new URL('/v1/renew', c.apiUrl).toString(), ca: c.ca, servername: o.servername, clientCert: { key: c.key, cert: c.cert }, body: { csr } });
   const a = answer(r, `renewing the certificate of node ${c.node}`);
   o.logger.info({ node: c.node }, 'node certificate renewed');
