@@ -4,7 +4,6 @@
  * server. Once these exist the agent never uses the join token again.
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
-import { generateKeyPem } from '../server/pki/x509.js';
 import { chmod, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DroverError } from '../src/util/errors.js';
@@ -84,6 +83,8 @@ export async function pendingKey(stateDir: string, which: 'node' | 'renew'): Pro
   const path = join(await ensureDir(stateDir), `${which}.key`);
   let key = await readOptional(path);
   if (!key) {
+    // node-forge comes with the key generator: loaded only when a key is made (join, renewal), not by every running agent.
+    const { generateKeyPem } = await import('../server/pki/x509.js');
     key = generateKeyPem().privateKey;
     await put(path, key);
   }

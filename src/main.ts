@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 /** The one entry point: runs the drover program on this process's argv and io, and exits with its code. */
-import { runProgram } from './program.js';
+import { applyAgentV8Flags } from '../agent/v8-flags.js';
 
-void runProgram(process.argv.slice(2)).then((code) => {
-  // Server and agent keep running (their signal handlers exit); a CLI verb is done.
-  if (code !== undefined) process.exit(code);
-});
+// `drover agent` on a small device: V8's lite mode before any of the agent's code is compiled (not the
+// server: its API is CPU-bound). node takes no V8 flags from a single binary's argv, nor --lite-mode from NODE_OPTIONS.
+if (process.argv[2] === 'agent') applyAgentV8Flags();
+
+void import('./program.js')
+  .then(({ runProgram }) => runProgram(process.argv.slice(2)))
+  .then((code) => {
+    // Server and agent keep running (their signal handlers exit); a CLI verb is done.
+    if (code !== undefined) process.exit(code);
+  });

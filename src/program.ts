@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, linkSettings, type RuntimeKind } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
+import { parseMetricsAddress } from '../agent/metrics.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
 import { DEFAULT_MQTT_LIMITS } from '../server/mqtt/limits.js';
 import { EVENT_TTL_MS, EVENTS_PER_OBJECT } from '../server/controllers/event-expiry.js';
@@ -173,7 +174,9 @@ function agentOptions(cmd: Command): Command {
     .option('--keepalive <seconds>', `MQTT keepalive, which also tells the server the node is alive (default ${AGENT_DEFAULTS.keepaliveSeconds})`, (v) => Number(v))
     .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
     .option('--reconnect-max <seconds>', 'longest pause between attempts to reach the server', (v) => Number(v), AGENT_DEFAULTS.reconnectMaxSeconds)
-    .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds);
+    .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds)
+    .option('--metrics-addr <[host:]port>', 'serve Prometheus metrics (reconcile and container runtime call durations, process memory and CPU) at http://ADDR/metrics; a bare port listens on 127.0.0.1 (default: not served)')
+    .option('--metrics-allow-remote', "allow --metrics-addr on an address that is not loopback: the agent's metrics have no authentication, anyone who reaches the port reads them");
 }
 
 type AgentFlags = {
@@ -193,6 +196,8 @@ type AgentFlags = {
   runtimeFailures: number;
   reconnectMax: number;
   connectTimeout: number;
+  metricsAddr?: string;
+  metricsAllowRemote?: boolean;
   logLevel?: string;
 };
 
@@ -211,6 +216,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     runtimeFailures: o.runtimeFailures,
     reconnectMaxSeconds: o.reconnectMax,
     connectTimeoutSeconds: o.connectTimeout,
+    metricsAddress: o.metricsAddr === undefined ? undefined : parseMetricsAddress(o.metricsAddr, { allowRemote: o.metricsAllowRemote }),
     logLevel: o.logLevel,
   };
 }
