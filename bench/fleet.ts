@@ -32,22 +32,17 @@
  *   daemonset  POST a DaemonSet → N pods created, bound and reported Running
  *   idle-pods  the same idle measurement with one Running pod per node
  */
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, copyFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { trustCa } from '../test/helpers/cluster.js';
-import { apiClient, type ApiCall } from '../test/helpers/http.js';
+import { apiClient } from '../test/helpers/http.js';
 import { AGENT_DEFAULTS } from '../agent/config.js';
 import { keyPool } from '../src/sim/device-join.js';
 import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
+import { compileServer, daemonSet, Monitor, ServerProc, type PhaseRec, watchApi, waitUntil } from './lib/fleet-server.js';
 import { freePort, machine, median, numArg, percentile, parseArgs, procChildren, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
-const REPO = fileURLToPath(new URL('..', import.meta.url));
 
-
-// ───────────────────────────── parent side: server, workers, measurements ─────────────────────────────
 
 interface Ctx {
   apiUrl: string;
@@ -55,115 +50,9 @@ interface Ctx {
   pid: number;
 }
 
-function api(ctx: Ctx, method: string, path: string, body?: unknown): ReturnType<ApiCall> {
-  return apiClient(ctx.apiUrl, ctx.token)(method, path, body);
-}
-
-/** The store revision (every write bumps it): read from the smallest list there is. */
 async function storeRevision(ctx: Ctx): Promise<number> {
-  const r = await api(ctx, 'GET', '/api/v1/namespaces');
+  const r = await apiClient(ctx.apiUrl, ctx.token)('GET', '/api/v1/namespaces');
   return Number(r.body?.metadata?.resourceVersion ?? NaN);
-}
-
-/** A `?watch=1` stream of the API, one callback per event; close() ends it. */
-function watchApi(ctx: Ctx, path: string, onEvent: (type: string, obj: any) => void): { close(): void } {
-  const ac = new AbortController();
-  void (async () => {
-    try {
-      const res = await fetch(`${ctx.apiUrl}${path}${path.includes('?') ? '&' : '?'}watch=1`, { headers: { authorization: `Bearer ${ctx.token}` }, signal: ac.signal });
-      if (!res.ok || !res.body) throw new Error(`watch ${path}: HTTP ${res.status}`);
-      const dec = new TextDecoder();
-      let buf = '';
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buf += dec.decode(chunk, { stream: true });
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line.trim()) continue;
-          const e = JSON.parse(line) as { type: string; object: unknown };
-          onEvent(e.type, e.object);
-        }
-      }
-    } catch (err) {
-      if (!ac.signal.aborted) console.error(`watch ${path} failed: ${(err as Error).message}`);
-    }
-  })();
-  return { close: () => ac.abort() };
-}
-
-/** Samples the server's RSS every 250 ms into whichever phase is open. */
-class Monitor {
-  private timer: NodeJS.Timeout;
-  private phase: PhaseRec | undefined;
-  constructor(private readonly pid: number) {
-    this.timer = setInterval(() => this.sample(), 250);
-    this.timer.unref();
-  }
-  sample(): number | undefined {
-    const m = procMemory(this.pid);
-    if (m && this.phase) this.phase.sample(m.rssMiB);
-    return m?.rssMiB;
-  }
-  begin(name: string): PhaseRec {
-    this.phase = new PhaseRec(name, this.pid);
-    this.sample();
-    return this.phase;
-  }
-  stop(): void {
-    clearInterval(this.timer);
-  }
-}
-
-class PhaseRec {
-  readonly t0 = performance.now();
-  readonly cpu0: number;
-  private peak = 0;
-  private min = Infinity;
-  private sum = 0;
-  private n = 0;
-  constructor(readonly name: string, private readonly pid: number) {
-    this.cpu0 = procCpuMs(pid);
-  }
-  sample(rss: number): void {
-    this.peak = Math.max(this.peak, rss);
-    this.min = Math.min(this.min, rss);
-    this.sum += rss;
-    this.n++;
-  }
-  elapsedMs(): number {
-    return performance.now() - this.t0;
-  }
-  end(extra: Record<string, unknown> = {}): Record<string, unknown> {
-    const ms = this.elapsedMs();
-    const mem = procMemory(this.pid);
-    if (mem) this.sample(mem.rssMiB);
-    const cpuMs = procCpuMs(this.pid) - this.cpu0;
-    return {
-      wallMs: Math.round(ms),
-      serverCpuMs: Math.round(cpuMs),
-      serverCpuPercentOfOneCore: round((cpuMs / ms) * 100, 1),
-      rssEndMiB: round(mem?.rssMiB ?? NaN, 1),
-      rssPeakMiB: round(this.peak, 1),
-      rssMinMiB: round(this.min, 1),
-      rssAvgMiB: round(this.sum / Math.max(1, this.n), 1),
-      ...extra,
-    };
-  }
-}
-
-
-async function waitUntil(what: string, cond: () => boolean, timeoutMs: number, progress?: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastLog = Date.now();
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}${progress ? ` (${progress()})` : ''}`);
-    if (progress && Date.now() - lastLog > 10_000) {
-      console.log(`  … ${what}: ${progress()}`);
-      lastLog = Date.now();
-    }
-    await sleep(20);
-  }
 }
 
 /** Times a few API list calls (what `drover get nodes` / `get pods -A` cost at this fleet size). */
@@ -212,38 +101,6 @@ async function idleWindow(name: string, ctx: Ctx, mon: Monitor, workers: SimFlee
   return res;
 }
 
-function daemonSet(name: string): unknown {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'DaemonSet',
-    metadata: { name, namespace: 'default' },
-    spec: {
-      selector: { matchLabels: { app: name } },
-      template: {
-        metadata: { labels: { app: name } },
-        spec: {
-          containers: [
-            {
-              name: 'collector',
-              image: 'localhost/busybox:latest',
-              command: ['sh', '-c', "trap 'exit 0' TERM; while true; do sleep 5; done"],
-              resources: { requests: { cpu: '50m', memory: '16Mi' }, limits: { memory: '32Mi' } },
-            },
-          ],
-        },
-      },
-    },
-  };
-}
-
-/** Builds the server with tsc into `dir` (outside the repo), runnable as plain node like bin/drover.js. */
-function compileServer(dir: string): string {
-  execFileSync(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'), '-p', join(REPO, 'tsconfig.json'), '--outDir', dir, '--sourceMap', 'false'], { stdio: 'inherit', cwd: REPO });
-  copyFileSync(join(REPO, 'package.json'), join(dir, 'package.json'));
-  symlinkSync(join(REPO, 'node_modules'), join(dir, 'node_modules'));
-  return join(dir, 'src/main.js');
-}
-
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const n = numArg(args, 'agents', 1000);
@@ -274,40 +131,11 @@ async function main(): Promise<void> {
   const apiPort = await freePort();
   const mqttPort = await freePort();
   const entry = compiled ? compileServer(join(tmp, 'build')) : undefined;
-  const serverArgs = ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn',
-    // One source address for the whole simulated fleet: lift the per-address connect rate meant for one device each.
-    '--mqtt-connect-rate', '100000', '--mqtt-connect-burst', '100000', ...(insecure ? ['--insecure'] : [])];
   const t0 = performance.now();
-  const server = spawn(process.execPath, [...nodeArgs, ...(entry ? [entry] : ['--import', 'tsx', 'src/main.ts']), ...serverArgs], {
-    cwd: REPO,
-    env: { ...process.env, DROVER_CONFIG: join(tmp, 'client-config.json') },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const logLines: string[] = [];
-  const warnCounts = new Map<string, number>();
-  const onLog = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) {
-      if (!line.trim()) continue;
-      let msg = line;
-      try {
-        const j = JSON.parse(line) as { msg?: string };
-        msg = j.msg ?? line;
-      } catch {
-        // not pino JSON (the startup banner)
-      }
-      if (line.startsWith('{')) warnCounts.set(msg, (warnCounts.get(msg) ?? 0) + 1);
-      if (logLines.length < 30 && line.startsWith('{')) logLines.push(line.slice(0, 400));
-    }
-  };
-  server.stdout!.on('data', onLog);
-  server.stderr!.on('data', onLog);
-  let serverExit: string | undefined;
-  server.on('exit', (code, sig) => {
-    serverExit = `server exited (code ${code}, signal ${sig})`;
-  });
-
-  const ctx: Ctx = { apiUrl: `${insecure ? 'http' : 'https'}://127.0.0.1:${apiPort}`, token: '', pid: server.pid! };
-  const mon = new Monitor(ctx.pid);
+  const server = new ServerProc({ entry, nodeArgs, dataDir, apiPort, mqttPort, insecure, clientConfig: join(tmp, 'client-config.json') });
+  server.start();
+  const ctx: Ctx = { apiUrl: server.apiUrl, token: '', pid: server.pid };
+  const mon = new Monitor(() => server.pid);
   let workers: SimFleet | undefined;
   const result: Record<string, unknown> = {
     agents: n,
@@ -322,24 +150,13 @@ async function main(): Promise<void> {
     phases: {} as Record<string, unknown>,
   };
   const phases = result.phases as Record<string, unknown>;
-  const alive = () => {
-    if (serverExit) throw new Error(serverExit);
-    return true;
-  };
+  const alive = () => server.alive();
   try {
     // ── boot
     const boot = mon.begin('boot');
-    await waitUntil('join-token and admin-token', () => alive() && existsSync(join(dataDir, 'join-token')) && existsSync(join(dataDir, 'admin-token')), 60_000);
-    // The API's certificate is signed by the cluster CA the server just made: trust it for this process's fetch.
-    if (!insecure) await trustCa(readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8'));
-    let ready = false;
-    while (!ready) {
-      alive();
-      ready = await fetch(`${ctx.apiUrl}/readyz`).then((r) => r.ok, () => false);
-      if (!ready) await sleep(50);
-    }
-    ctx.token = readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
-    const joinToken = readFileSync(join(dataDir, 'join-token'), 'utf8').trim();
+    await server.ready();
+    ctx.token = server.token;
+    const joinToken = server.joinToken;
     phases.boot = boot.end();
     console.log(`boot: API ready in ${Math.round(performance.now() - t0)} ms, RSS ${round(procMemory(ctx.pid)!.rssMiB, 1)} MiB`);
 
@@ -372,7 +189,7 @@ async function main(): Promise<void> {
     // ── register
     const want = new Set(names.map((x) => x.name));
     const readyNodes = new Set<string>();
-    const nodesWatch = watchApi(ctx, '/api/v1/nodes', (_type, obj) => {
+    const nodesWatch = watchApi(ctx.apiUrl, ctx.token, '/api/v1/nodes', (_type, obj) => {
       const name = obj?.metadata?.name as string;
       if (!want.has(name)) return;
       const ok = obj.status?.conditions?.find((c: any) => c.type === 'Ready')?.status === 'True';
@@ -433,7 +250,7 @@ async function main(): Promise<void> {
     };
     const marks: Record<string, number> = {};
     let ds: PhaseRec | undefined;
-    const podsWatch = watchApi(ctx, `/api/v1/namespaces/default/pods?labelSelector=app%3D${dsName}`, (type, obj) => {
+    const podsWatch = watchApi(ctx.apiUrl, ctx.token, `/api/v1/namespaces/default/pods?labelSelector=app%3D${dsName}`, (type, obj) => {
       const name = obj?.metadata?.name as string;
       if (type === 'DELETED') pods.delete(name);
       else pods.set(name, { node: obj.spec?.nodeName, phase: obj.status?.phase });
@@ -449,13 +266,13 @@ async function main(): Promise<void> {
     });
     await sleep(300);
     ds = mon.begin('daemonset');
-    const post = await api(ctx, 'POST', '/apis/apps/v1/namespaces/default/daemonsets', daemonSet(dsName));
+    const post = await server.api('POST', '/apis/apps/v1/namespaces/default/daemonsets', daemonSet(dsName));
     if (post.status !== 201) throw new Error(`POST daemonset: HTTP ${post.status} ${post.text}`);
     marks.postMs = Math.round(ds.elapsedMs());
     const dsRec = ds;
     await waitUntil(`${n} daemon pods Running`, () => alive() && running >= n, timeoutMs, () => `${created} created, ${bound} bound, ${running} Running after ${Math.round(dsRec.elapsedMs() / 1000)} s, RSS ${round(mon.sample() ?? NaN, 1)} MiB`);
     const dsStats = await workers.stats();
-    const dsObj = await api(ctx, 'GET', `/apis/apps/v1/namespaces/default/daemonsets/${dsName}`);
+    const dsObj = await server.api('GET', `/apis/apps/v1/namespaces/default/daemonsets/${dsName}`);
     phases.daemonset = dsRec.end({ ...marks, agentsReportingPods: dsStats.podsRunning, dsStatus: dsObj.body?.status });
     podsWatch.close();
     console.log(`daemonset: ${n} pods created in ${marks.allCreatedMs} ms, bound in ${marks.allBoundMs} ms, Running in ${marks.allRunningMs} ms; server CPU ${(phases.daemonset as any).serverCpuMs} ms, peak RSS ${(phases.daemonset as any).rssPeakMiB} MiB`);
@@ -482,14 +299,11 @@ async function main(): Promise<void> {
     if (m) result.serverAtFailure = { rssMiB: round(m.rssMiB, 1), hwmMiB: round(m.hwmMiB, 1), cpuMs: procCpuMs(ctx.pid) };
     if (workers) result.agentTotalsAtFailure = await Promise.race([workers.stats(), sleep(3000).then(() => undefined)]);
   } finally {
-    result.serverLogCounts = Object.fromEntries([...warnCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 20));
-    result.serverLogSamples = logLines.slice(0, 10);
+    result.serverLogCounts = Object.fromEntries([...server.warnCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 20));
+    result.serverLogSamples = server.logLines.slice(0, 10);
     mon.stop();
     await workers?.stop();
-    if (server.exitCode === null) {
-      server.kill('SIGTERM');
-      await Promise.race([new Promise((r) => server.once('exit', r)), sleep(15_000).then(() => server.kill('SIGKILL'))]);
-    }
+    await server.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
   const file = writeResult(outName, result);
