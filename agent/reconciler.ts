@@ -15,7 +15,7 @@ import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult, type Step } from './engine/plan.js';
 import { PodWorkers, stepsByWorker } from './engine/pod-workers.js';
-import { boundedRuntime, Slots } from './runtime/bounded.js';
+import { boundedRuntime, RemoveBatches, Slots } from './runtime/bounded.js';
 import { podReports } from './engine/report.js';
 import type { ServiceForwarder } from './network/iptables.js';
 import { PodAddresses, withPodIPs } from './network/pod-addresses.js';
@@ -118,7 +118,7 @@ export class Reconciler {
     this.volumes = deps.volumes;
     this.probes = deps.probes;
     this.addresses = new PodAddresses(deps.runtime, deps.logger);
-    this.applyDeps = { runtime: boundedRuntime(deps.runtime, this.runtimeSlots), logger: deps.logger, emit: (e) => deps.emit(e), restarts: deps.restarts };
+    this.applyDeps = { runtime: boundedRuntime(deps.runtime, this.runtimeSlots, new RemoveBatches(deps.runtime, deps.logger)), logger: deps.logger, emit: (e) => deps.emit(e), restarts: deps.restarts };
   }
 
   /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */

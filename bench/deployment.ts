@@ -15,7 +15,7 @@
  * for): what is measured is the orchestration, not a graceful stop.
  * The server and the local agent run as in bench/deploy-latency.ts (TLS, joined with the token).
  *
- * Run (root, podman installed): node --import tsx bench/deployment.ts [--rounds N] [--out NAME]
+ * Run (root, podman installed): node --import tsx bench/deployment.ts [--rounds N] [--out NAME] [--skip-raw]
  *   → bench/results/NAME.json and NAME.md (default deployment)
  */
 import { execa } from 'execa';
@@ -28,6 +28,8 @@ import { inParallel, startLocalCluster, type LocalCluster } from './lib/local-cl
 const args = parseArgs(process.argv.slice(2));
 const ROUNDS = numArg(args, 'rounds', 1);
 const OUT = args.get('out') ?? 'deployment';
+/** Drover only (a quicker look while changing it); the result then has no raw column. */
+const SKIP_RAW = args.has('skip-raw');
 const NODE = 'bench-node';
 const DEPLOYMENT = 'bench-dep';
 const SMALL = 10;
@@ -149,7 +151,8 @@ interface DroverFigures {
 async function droverRound(c: LocalCluster, round: number): Promise<DroverFigures> {
   const { api, image } = c;
   const base = `/apis/apps/v1/namespaces/default/deployments`;
-  const watch = await c.watchPods(`app=${DEPLOYMENT}`);
+  const log: Array<{ t: number; type: string; name: string; rev: string | undefined; bound: boolean; ready: boolean }> = [];
+  const watch = await c.watchPods(`app=${DEPLOYMENT}`, (type, p, t) => log.push({ t, type, name: p.metadata.name, rev: rev(p), bound: !!p.spec?.nodeName, ready: !!ready(p) }));
   const milestones: DroverFigures['milestones'] = {};
   const track = (row: string, t0: number, n: number, isNew: (p: any) => boolean) => {
     const m: Record<string, number> = {};
@@ -182,6 +185,7 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
     track('rolling50', t0, LARGE, (p) => rev(p) === '2');
     t = await watch.when((ps) => ps.length === LARGE && ps.every((p) => rev(p) === '2' && ready(p)), 600_000);
     const rolling50 = (t - t0) / 1000;
+    milestones.rollingSteps = rollingSteps(log.filter((e) => e.t >= t0 && e.t <= t));
 
     // (d) delete the Deployment → 0 containers
     const listed = await c.sb.runtime.list({ 'drover.io/managed': '' });
@@ -208,6 +212,30 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
 
 const round3 = (n: number) => round(n, 3);
 
+/**
+ * Where a rolling update's time goes, from the pod watch (median ms over the new pods): created → bound
+ * (scheduler), bound → Running and Ready (publish, agent, podman, report), and the controllers' turn:
+ * from a new pod Ready to the next new pod created.
+ */
+function rollingSteps(log: Array<{ t: number; type: string; name: string; rev: string | undefined; bound: boolean; ready: boolean }>): Record<string, number> {
+  const first = (name: string, pred: (e: (typeof log)[number]) => boolean) => log.find((e) => e.name === name && pred(e))?.t;
+  const newPods = [...new Set(log.filter((e) => e.rev === '2').map((e) => e.name))];
+  const created = newPods.map((n) => first(n, (e) => e.type === 'ADDED')).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  const readyAt = newPods.map((n) => first(n, (e) => e.ready)).filter((x): x is number => x !== undefined).sort((a, b) => a - b);
+  const oldDeleted = log.filter((e) => e.type === 'DELETED' && e.rev !== '2').map((e) => e.t);
+  const toBound = newPods.map((n) => (first(n, (e) => e.bound) ?? NaN) - (first(n, (e) => e.type === 'ADDED') ?? NaN)).filter(Number.isFinite);
+  const toReady = newPods.map((n) => (first(n, (e) => e.ready) ?? NaN) - (first(n, (e) => e.bound) ?? NaN)).filter(Number.isFinite);
+  const turn = created.slice(2).map((c) => c - Math.max(...readyAt.filter((r) => r <= c), -Infinity)).filter(Number.isFinite);
+  const deleteTurn = oldDeleted.slice(2).map((d) => d - Math.max(...readyAt.filter((r) => r <= d), -Infinity)).filter(Number.isFinite);
+  return {
+    'new pods seen': newPods.length,
+    'created → bound, median ms': round(median(toBound)),
+    'bound → Running and Ready, median ms': round(median(toReady)),
+    'a new pod Ready → next new pod created, median ms': round(median(turn)),
+    'a new pod Ready → next old pod deleted, median ms': round(median(deleteTurn)),
+  };
+}
+
 function markdown(r: any): string {
   const lines = [
     `# Deployment figures on real podman (${r.rounds} round${r.rounds > 1 ? 's' : ''}), ${r.date}`,
@@ -228,7 +256,7 @@ function markdown(r: any): string {
     ['remove50', 'delete the 50-pod Deployment → 0 containers', 'remove', 'one call'],
   ];
   for (const [row, what, rawKey, alt] of rows) {
-    const raw = r.raw[rawKey];
+    const raw = r.raw?.[rawKey] ?? { [`${RAW_SLOTS} at a time`]: NaN, 'all at once': '—', 'one call': '—' };
     const raw4 = typeof raw === 'number' ? raw : raw[`${RAW_SLOTS} at a time`];
     const rawAlt = typeof raw === 'number' ? '—' : `${raw['all at once']}${row === 'remove50' ? ` / ${raw['one call']}` : ''}`;
     void alt;
@@ -265,7 +293,7 @@ try {
   const raws: RawFigures[] = [];
   const drovers: DroverFigures[] = [];
   for (let i = 0; i < ROUNDS; i++) {
-    raws.push(await rawRound(cluster, i));
+    if (!SKIP_RAW) raws.push(await rawRound(cluster, i));
     drovers.push(await droverRound(cluster, i));
     console.error(`round ${i + 1}: raw ${JSON.stringify(raws.at(-1))} drover ${JSON.stringify(drovers.at(-1))}`);
   }
@@ -275,11 +303,11 @@ try {
   const result = {
     rounds: ROUNDS,
     commit,
-    command: `node --import tsx bench/deployment.ts --rounds ${ROUNDS}${OUT !== 'deployment' ? ` --out ${OUT}` : ''}`,
+    command: `node --import tsx bench/deployment.ts --rounds ${ROUNDS}${OUT !== 'deployment' ? ` --out ${OUT}` : ''}${SKIP_RAW ? ' --skip-raw' : ''}`,
     podmanVersion: (await cluster.podman(['--version'])).stdout.trim(),
     mode: 'TLS (HTTPS API, MQTT over TLS, node client certificate); one local agent; containers exit at once on TERM',
     settings: { rawParallel: RAW_SLOTS, rollingParallel: ROLL_PARALLEL, maxSurge: 0, maxUnavailable: ROLL_PARALLEL, minReadySeconds: 0, terminationGracePeriodSeconds: GRACE_SECONDS },
-    raw: {
+    raw: SKIP_RAW ? undefined : {
       runSmall: medRec(raws.map((x) => x.runSmall)),
       runMore: medRec(raws.map((x) => x.runMore)),
       rolling: med(raws.map((x) => x.rolling)),
@@ -291,7 +319,7 @@ try {
       rolling50: med(drovers.map((x) => x.rolling50)),
       remove50: med(drovers.map((x) => x.remove50)),
     },
-    perRound: { raw: raws, drover: drovers.map(({ milestones: _, ...x }) => x) },
+    perRound: { raw: SKIP_RAW ? undefined : raws, drover: drovers.map(({ milestones: _, ...x }) => x) },
     milestones: drovers.at(-1)!.milestones,
     swarm: SWARM,
     goalTimesSwarm: GOAL,

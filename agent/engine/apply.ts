@@ -51,7 +51,7 @@ const REMOVE_MESSAGE: Record<Extract<Step, { action: 'remove' }>['reason'], (con
 };
 
 function executors(deps: ApplyDeps): Executors {
-  const { runtime, restarts, logger } = deps;
+  const { runtime, restarts } = deps;
   return {
     async pull(step) {
       for (const p of step.pods) event(deps, p, 'Normal', 'Pulling', `Pulling image "${step.image}"`);
@@ -96,16 +96,9 @@ function executors(deps: ApplyDeps): Executors {
 
     async remove(step) {
       const label = step.container ?? step.name;
-      if (step.running) {
-        event(deps, step.pod, 'Normal', 'Killing', REMOVE_MESSAGE[step.reason](label));
-        try {
-          await runtime.stop(step.id, step.graceSeconds);
-        } catch (err) {
-          // remove force-kills; a failed graceful stop only costs the grace period.
-          logger.warn({ err: errorMessage(err), container: step.name }, 'graceful stop failed; removing by force');
-        }
-      }
-      await runtime.remove(step.id);
+      if (step.running) event(deps, step.pod, 'Normal', 'Killing', REMOVE_MESSAGE[step.reason](label));
+      // One runtime call: the stop signal, the grace period, then the kill and the removal.
+      await runtime.remove(step.id, step.running ? step.graceSeconds : 0);
       if (step.reason === 'orphan' && step.pod && step.container) restarts.forget(containerKey(step.pod.uid, step.container));
     },
   };

@@ -243,10 +243,25 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
     return v4?.Subnet ? { subnet: v4.Subnet, ...(v4.Gateway ? { gateway: v4.Gateway } : {}) } : undefined;
   }
 
-  async remove(id: string): Promise<void> {
+  remove(id: string, graceSeconds = 0): Promise<void> {
+    return this.removeMany([id], graceSeconds);
+  }
+
+  /**
+   * nerdctl's rm has no stop timeout: a graceful `stop --time N` of them all first (a failure only
+   * costs the grace period: rm kills), then one `rm --force`.
+   */
+  async removeMany(ids: string[], graceSeconds: number): Promise<void> {
+    if (ids.length === 0) return;
+    const grace = Math.max(0, Math.round(graceSeconds));
+    if (grace > 0) {
+      await this.cli.call('stop', ['stop', '--time', String(grace), ...ids]).catch((err: unknown) => {
+        this.cli.spec.logger.warn({ containers: ids.length, err: String(err) }, 'graceful stop failed; removing by force');
+      });
+    }
     // With --force nerdctl logs what failed (level=error) and still exits 0: a missing container is
     // what remove() allows, anything else is a failure.
-    const r = await this.cli.call('rm', ['rm', '--force', id]);
+    const r = await this.cli.call('rm', ['rm', '--force', ...ids]);
     const errors = logrusMessages(r.stderr, ['error', 'fatal'])
       .flatMap((m) => m.replace(/^\d+ errors?:\n/, '').split('\n'))
       .filter((m) => m && !/^no such container/.test(m));

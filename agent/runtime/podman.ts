@@ -217,8 +217,14 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
     return v4 ? { subnet: v4.subnet, ...(v4.gateway ? { gateway: v4.gateway } : {}) } : undefined;
   }
 
-  async remove(id: string): Promise<void> {
-    await this.cli.call('rm', ['rm', '--force', '--ignore', '--time', '0', id]);
+  remove(id: string, graceSeconds = 0): Promise<void> {
+    return this.removeMany([id], graceSeconds);
+  }
+
+  /** `rm --force --time N`: podman stops (stop signal, N s, then KILL) and removes, the containers side by side. */
+  async removeMany(ids: string[], graceSeconds: number): Promise<void> {
+    if (ids.length === 0) return;
+    await this.cli.call('rm', ['rm', '--force', '--ignore', '--time', String(Math.max(0, Math.round(graceSeconds))), ...ids]);
   }
 
   async exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult> {

@@ -134,8 +134,17 @@ export interface ContainerRuntime {
   /** Start an existing stopped container again. */
   start(id: string): Promise<void>;
   stop(id: string, timeoutSeconds: number): Promise<void>;
-  /** Remove (force kills a running one). Removing a missing container is not an error. */
-  remove(id: string): Promise<void>;
+  /**
+   * Remove a container in one runtime call: a running one gets its stop signal and `graceSeconds`
+   * (default 0) to exit, then is killed. Removing a missing container is not an error.
+   */
+  remove(id: string, graceSeconds?: number): Promise<void>;
+  /**
+   * remove() of many containers, all with the same grace, in one runtime call (which stops them side
+   * by side). A failure may leave some removed; the caller tries each again. Runtimes that cannot
+   * leave it out.
+   */
+  removeMany?(ids: string[], graceSeconds: number): Promise<void>;
   logs(id: string, opts: LogOptions): Promise<string>;
   /**
    * Runs a command in a running container (probes). A non-zero exit is a result, not an error; the

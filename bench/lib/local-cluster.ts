@@ -47,7 +47,7 @@ export interface LocalCluster {
    * Watches the pods matching `labelSelector` in default; `when(pred)` resolves (performance.now())
    * the first time the set of pods it knows satisfies `pred` (checked at every event).
    */
-  watchPods(labelSelector: string): Promise<PodSetWatch>;
+  watchPods(labelSelector: string, onEvent?: (type: string, pod: any, at: number) => void): Promise<PodSetWatch>;
   close(): Promise<void>;
 }
 
@@ -149,7 +149,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       })();
       return { seen };
     };
-    const watchPods = async (labelSelector: string): Promise<PodSetWatch> => {
+    const watchPods = async (labelSelector: string, onEvent?: (type: string, pod: any, at: number) => void): Promise<PodSetWatch> => {
       const ac = new AbortController();
       const body = await openWatch(`labelSelector=${encodeURIComponent(labelSelector)}`, ac);
       const pods = new Map<string, any>();
@@ -166,6 +166,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       let ended: Error | undefined;
       void readEvents(body, (ev) => {
         if (ev.type === 'BOOKMARK' || ev.type === 'ERROR') return;
+        onEvent?.(ev.type, ev.object, performance.now());
         if (ev.type === 'DELETED') pods.delete(ev.object.metadata.name);
         else pods.set(ev.object.metadata.name, ev.object);
         check();

@@ -544,7 +544,7 @@ function fakeRuntime(fail: Partial<Record<'run' | 'pull' | 'start' | 'stop' | 'r
     },
     start: async (id) => maybeFail('start', id),
     stop: async (id, t) => maybeFail('stop', `${id}/${t}`),
-    remove: async (id) => maybeFail('remove', id),
+    remove: async (id, grace) => maybeFail('remove', `${id}/${grace ?? 0}`),
     logs: async () => '',
     exec: async () => ({ exitCode: 0, output: '', timedOut: false }),
     pull: async (image) => maybeFail('pull', image),
@@ -563,7 +563,7 @@ describe('applySteps', () => {
     const orphan = mkRunning(mkPod('gone', [{ name: 'q' }]), 'q');
     const r = plan([orphan, exited(a, 'x', 1)], [a], ctx());
     const { errors } = await applySteps(r.steps, { runtime, logger: silentLogger, emit: (e) => events.push(e), restarts });
-    assert.deepEqual(calls, [`stop:${orphan.id}/10`, `remove:${orphan.id}`, `start:${exited(a, 'x', 1).id}`, 'pull:remote/img:1']);
+    assert.deepEqual(calls, [`remove:${orphan.id}/10`, `start:${exited(a, 'x', 1).id}`, 'pull:remote/img:1']);
     assert.equal(errors.length, 1);
     assert.equal(errors[0]!.step.action, 'pull');
     assert.equal(errors[0]!.error.message, 'unauthorized');
@@ -588,13 +588,15 @@ describe('applySteps', () => {
     assert.deepEqual(events.map((e) => e.reason), ['Failed', 'Created', 'Started']);
   });
 
-  it('removes by force when a graceful stop fails, and skips stop for stopped containers', async () => {
-    const { runtime, calls } = fakeRuntime({ stop: 'no such process' });
+  it('removes a running container with its grace period in one runtime call (no separate stop), a stopped one with none', async () => {
+    const { runtime, calls } = fakeRuntime();
     const gone = mkPod('gone', [{ name: 'q' }, { name: 'r' }]);
-    const steps = plan([mkRunning(gone, 'q'), exited(gone, 'r', 0)], [], ctx()).steps;
+    const running = mkRunning(gone, 'q');
+    const stopped = exited(gone, 'r', 0);
+    const steps = plan([running, stopped], [], ctx()).steps;
     const { errors } = await applySteps(steps, { runtime, logger: silentLogger, emit: () => {}, restarts: new RestartTracker() });
     assert.deepEqual(errors, []);
-    assert.deepEqual(calls.map((c) => c.split(':')[0]), ['stop', 'remove', 'remove']);
+    assert.deepEqual(calls.sort(), [`remove:${running.id}/10`, `remove:${stopped.id}/0`].sort());
   });
 
   it('announces a crash back-off once per crash', async () => {

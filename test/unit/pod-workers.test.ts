@@ -84,19 +84,19 @@ async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | un
 }
 
 describe('per-pod workers', () => {
-  it('a pod whose stop hangs does not delay the start of another pod, and the stop still completes', async () => {
+  it('a pod whose graceful stop (its remove) hangs does not delay the start of another pod, and the removal still completes', async () => {
     const hang = gate();
     const slow = pod('slow');
     const slowName = containerName('default', 'slow', 'main', slow.uid);
-    const a = await agent((op, subject) => (op === 'stop' && subject === slowName ? hang.wait : undefined));
+    const a = await agent((op, subject) => (op === 'remove' && subject === slowName ? hang.wait : undefined));
     a.desire([slow]);
     await until('slow running', () => a.has(slow));
     // slow is deleted (its stop hangs), and an unrelated pod arrives.
     const fresh = pod('fresh');
     a.desire([fresh]);
-    await until('the stop of slow under way', () => a.runtime.inFlight.stop === 1);
+    await until('the stop of slow under way', () => a.runtime.inFlight.remove === 1);
     await until('fresh running while slow still stops', () => a.has(fresh));
-    assert.equal(a.runtime.inFlight.stop, 1, 'the stop of slow is still hanging');
+    assert.equal(a.runtime.inFlight.remove, 1, 'the stop of slow is still hanging');
     assert.ok(!a.gone(slow), 'slow is not removed before its stop returns');
     // The report shows fresh running without waiting for slow.
     await until('fresh reported', () => a.reports.some((s) => s.pods.some((p) => p.name === 'fresh' && p.phase === 'Running')));
@@ -111,7 +111,7 @@ describe('per-pod workers', () => {
     const oldName = containerName('default', 'web', 'main', v1.uid);
     let held = false;
     const a = await agent((op, subject) => {
-      if (op === 'stop' && subject === oldName && !held) {
+      if (op === 'remove' && subject === oldName && !held) {
         held = true;
         return hold.wait;
       }
@@ -123,16 +123,16 @@ describe('per-pod workers', () => {
     // A changed spec: the container is replaced (same name, so the order matters to the runtime too).
     const v2 = pod('web', { command: ['sleep', '1000'] });
     a.desire([v2, pod('other')]);
-    await until('the old container stopping', () => a.runtime.inFlight.stop === 1);
+    await until('the old container stopping', () => a.runtime.inFlight.remove === 1);
     await until('other running beside it', () => a.has(pod('other')));
-    assert.ok(!a.runtime.calls.some((c) => c.op === 'run' && c.subject === oldName && a.runtime.calls.indexOf(c) > a.runtime.calls.findIndex((x) => x.op === 'stop' && x.subject === oldName)), 'web is not run again while its old container stops');
+    assert.ok(!a.runtime.calls.some((c) => c.op === 'run' && c.subject === oldName && a.runtime.calls.indexOf(c) > a.runtime.calls.findIndex((x) => x.op === 'remove' && x.subject === oldName)), 'web is not run again while its old container stops');
     hold.open();
     await until('web replaced', () => a.has(v2) && a.of(v2)!.id !== oldId);
     const web = a.runtime.calls.filter((c) => c.subject === oldName);
-    const stopEnd = web.findIndex((c) => c.op === 'stop' && c.phase === 'end');
     const removeEnd = web.findIndex((c) => c.op === 'remove' && c.phase === 'end');
     const runAgain = web.findIndex((c, i) => c.op === 'run' && c.phase === 'begin' && i > 1);
-    assert.ok(stopEnd >= 0 && stopEnd < removeEnd && removeEnd < runAgain, `stop, remove, run in order: ${JSON.stringify(web)}`);
+    assert.ok(removeEnd >= 0 && removeEnd < runAgain, `remove (with its graceful stop), then run: ${JSON.stringify(web)}`);
+    assert.ok(!web.some((c) => c.op === 'stop'), 'no separate stop call before the remove');
     // Never two calls of one pod at once: every begin is followed by its end before the next begin.
     for (let i = 0; i < web.length; i += 2) assert.deepEqual([web[i]!.phase, web[i + 1]!.phase, web[i]!.op], ['begin', 'end', web[i + 1]!.op], JSON.stringify(web));
     await a.r.stop();
