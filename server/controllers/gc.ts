@@ -26,6 +26,9 @@ export const DEPENDENT_KINDS: readonly string[] = KINDS.filter((k) => k.namespac
 
 export const SWEEP_KEY = '#sweep';
 
+/** Dependents of a deleted owner collected at once. */
+const COLLECT_BATCH = 32;
+
 /** Default period of the full sweep: orphans left while the server was down go within a minute. */
 export const GC_SWEEP_MS = 60_000;
 
@@ -100,10 +103,12 @@ export function garbageCollector(deps: ControllerDeps): Controller {
   async function collectDependents(namespace: string, ownerUid: string, signal?: AbortSignal): Promise<void> {
     for (const kind of DEPENDENT_KINDS) {
       const { items } = await store.list(kind, namespace);
-      for (const o of items) {
+      const dependents = items.filter((o) => (o.metadata.ownerReferences ?? []).some((r) => r.uid === ownerUid));
+      // Side by side, a batch at a time: the store commits a batch's deletions together (one sync,
+      // where one after the other took one each: a 50-pod ReplicaSet's pods went in seconds).
+      for (let i = 0; i < dependents.length; i += COLLECT_BATCH) {
         signal?.throwIfAborted();
-        if (!(o.metadata.ownerReferences ?? []).some((r) => r.uid === ownerUid)) continue;
-        await collect(kind, namespace, o.metadata.name, o.metadata.uid);
+        await Promise.all(dependents.slice(i, i + COLLECT_BATCH).map((o) => collect(kind, namespace, o.metadata.name, o.metadata.uid)));
       }
     }
   }

@@ -10,7 +10,7 @@ import { podReady, readyCondition } from './pods.js';
 import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
-import { PodWriteSteps } from './still-wanted.js';
+import { PodWriteSteps, slowStartBatches } from './still-wanted.js';
 
 const COMPONENT = 'replicaset-controller';
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -128,10 +128,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     const steps = new PodWriteSteps(store, rs, signal);
 
     // Terminated pods do not count; they are removed so their replacement can take their place.
-    for (const p of owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp)) {
-      if (!(await steps.next())) break;
-      await deletePod(rs, p);
-    }
+    const terminated = owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp);
+    await slowStartBatches(steps, terminated.length, (i) => deletePod(rs, terminated[i]!));
     let active = owned.filter(isPodActive);
 
     const maxReplicas = deps.maxReplicas ?? MAX_REPLICAS;
@@ -142,19 +140,15 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     const diff = active.length - want;
     let more = false;
     if (diff < 0) {
-      const created: Pod[] = [];
-      while (created.length < -diff && (await steps.next())) created.push(await createPod(rs));
+      // Side by side in slow-start batches: the store commits each batch's writes together, and the
+      // scheduler and the agents get the first pods while the rest are written.
+      const created = await slowStartBatches(steps, -diff, () => createPod(rs));
       more = created.length < -diff;
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
     } else if (diff > 0) {
       const victims = rankForDeletion(active).slice(0, diff);
-      const deleted: Pod[] = [];
-      for (const p of victims) {
-        if (!(await steps.next())) break;
-        await deletePod(rs, p);
-        deleted.push(p);
-      }
+      const deleted: Pod[] = await slowStartBatches(steps, victims.length, async (i) => (await deletePod(rs, victims[i]!), victims[i]!));
       more = deleted.length < diff;
       const gone = new Set(deleted.map((p) => p.metadata.uid));
       active = active.filter((p) => !gone.has(p.metadata.uid));

@@ -31,7 +31,32 @@ export async function whyStop(store: Store, obj: ApiObject, signal?: AbortSignal
 export const MAX_POD_WRITES_PER_STEP = 250;
 
 /**
- * The pod writes of one reconcile: each must be allowed by `next()`, which stops at the batch limit or when
+ * Pod writes made side by side in a slow-start batch: 1, 2, 4, ... up to this many (Kubernetes'
+ * slowStartBatch: a template every create fails with costs one failed write, not a burst of them).
+ */
+export const POD_WRITE_BATCH_MAX = 32;
+
+/**
+ * Runs `write` on `count` pods in slow-start batches (1, 2, 4, ... POD_WRITE_BATCH_MAX) side by side,
+ * each batch allowed by `steps.take`; stops after a batch in which a write failed and throws the
+ * first failure. Returns what the writes returned, in order.
+ */
+export async function slowStartBatches<T>(steps: PodWriteSteps, count: number, write: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let size = 1; out.length < count; size = Math.min(size * 2, POD_WRITE_BATCH_MAX)) {
+    const n = await steps.take(Math.min(size, count - out.length));
+    if (n === 0) break;
+    const base = out.length;
+    const settled = await Promise.allSettled(Array.from({ length: n }, (_, i) => write(base + i)));
+    for (const s of settled) if (s.status === 'fulfilled') out.push(s.value);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+  return out;
+}
+
+/**
+ * The pod writes of one reconcile: each must be allowed by `next()` (or a batch by `take()`), which stops at the batch limit or when
  * whyStop finds a reason (kept in `stopped`, for the caller's log).
  */
 export class PodWriteSteps {
@@ -50,6 +75,19 @@ export class PodWriteSteps {
     if (this.stopped) return false;
     this.left--;
     return true;
+  }
+
+  /**
+   * Up to `n` writes allowed at once after one check (0 when stopped or at the limit): a batch of pod
+   * writes made side by side, which the store commits together.
+   */
+  async take(n: number): Promise<number> {
+    if (this.left <= 0 || this.stopped || n <= 0) return 0;
+    this.stopped = await whyStop(this.store, this.obj, this.signal);
+    if (this.stopped) return 0;
+    const k = Math.min(n, this.left);
+    this.left -= k;
+    return k;
   }
 
   /** The batch limit was reached: the rest is for the next pass, which should come at once. */
