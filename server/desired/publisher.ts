@@ -1,17 +1,19 @@
-import type { ConfigMap, Secret } from '../../src/api/config.js';
-import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import type { EndpointSlice, Service } from '../../src/api/service.js';
 import { backoffDelay, withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
-import { configKey, configRefs, contentDigest, snapshotFor } from './snapshot.js';
-import type { ServiceWorld } from './services.js';
-import type { payloads } from '../../src/contract/index.js';
+import { configKey, configRefs, contentDigest, PassReader, snapshotOf } from './snapshot.js';
+import { deflateRawSync } from 'node:zlib';
+import { encode, type payloads } from '../../src/contract/index.js';
+import { DEFLATE_MARKER, type DesiredEncoding } from '../../src/contract/payloads.js';
 
 export interface DesiredSink {
-  publishDesired(d: payloads.Desired): Promise<void>;
+  /**
+   * Publishes a node's snapshot (retained). `encoded`: the payload to send instead of plain JSON (see
+   * encodeDesired); a sink that ignores it sends plain JSON, which every agent reads.
+   */
+  publishDesired(d: payloads.Desired, encoded?: Buffer): Promise<void>;
   /** Empties what the broker retains for a node (its Node object was deleted). */
   clearRetained(node: string): Promise<void>;
 }
@@ -28,9 +30,26 @@ const RETRY: BackoffOptions = { baseMs: 1_000, maxMs: 30_000, jitter: 0.2 };
 const STOP_WAIT_MS = 5_000;
 /** Nodes whose snapshots are published at once (each waits for its PUBACK). */
 const PUBLISH_GROUP = 64;
+/** Smaller snapshots go as plain JSON: DEFLATE saves next to nothing on them (a node with no pods: ~100 bytes). */
+const DEFLATE_MIN_BYTES = 256;
+
+/**
+ * A snapshot's payload for a node that reads `encodings` (its hello's `accepts`): DEFLATE_MARKER and raw
+ * DEFLATE of the JSON when the node takes it and it is smaller, else plain JSON (pure).
+ */
+export function encodeDesired(d: payloads.Desired, encodings: readonly string[] | undefined): { payload: Buffer; encoding: DesiredEncoding | 'json' } {
+  const json = encode(d);
+  if (!encodings?.includes('deflate') || json.length < DEFLATE_MIN_BYTES) return { payload: json, encoding: 'json' };
+  const packed = Buffer.concat([Buffer.from([DEFLATE_MARKER]), deflateRawSync(json, { level: 9 })]);
+  return packed.length < json.length ? { payload: packed, encoding: 'deflate' } : { payload: json, encoding: 'json' };
+}
 
 export class DesiredPublisher {
   private readonly published = new Map<string, string>();
+  /** Per node, the encodings its agent's last hello accepts (absent: plain JSON only). */
+  private readonly encodings = new Map<string, readonly string[]>();
+  /** Per node, the encoding of the snapshot last published (what the broker retains for it). */
+  private readonly sentEncoding = new Map<string, DesiredEncoding | 'json'>();
   /** Nodes whose Node object was deleted: their retained topics are cleared in the next pass. */
   private readonly deleted = new Set<string>();
   private failedPasses = 0;
@@ -45,6 +64,13 @@ export class DesiredPublisher {
   private readonly changedConfig = new Set<string>();
   /** Per node, the namespaces its pods run in: a Service or EndpointSlice change there concerns it. */
   private readonly namespaces = new Map<string, Set<string>>();
+  /**
+   * The pods bound to each node, kept from the store's watch: a pass reads only what the dirty nodes'
+   * snapshots need, not every pod of the cluster (1,000 nodes: one list of all pods per change before).
+   */
+  private readonly podsByNode = new Map<string, Map<string, Pod>>();
+  /** Where each indexed pod is bound ("ns/name" → node). */
+  private readonly podNode = new Map<string, string>();
   /** Namespaces whose Services or EndpointSlices changed since the last pass (resolved as changedConfig is). */
   private readonly changedServices = new Set<string>();
   private timer: NodeJS.Timeout | undefined;
@@ -59,7 +85,10 @@ export class DesiredPublisher {
     const nodes = await this.deps.store.list('Node');
     const pods = await this.deps.store.list('Pod');
     for (const n of nodes.items) this.dirty.add(n.metadata.name);
-    for (const p of pods.items) if (p.spec.nodeName) this.dirty.add(p.spec.nodeName);
+    for (const p of pods.items) {
+      this.indexPod(p, false);
+      if (p.spec.nodeName) this.dirty.add(p.spec.nodeName);
+    }
     const from = Math.min(nodes.revision, pods.revision);
     this.watch = this.deps.store.watch(
       from,
@@ -79,6 +108,9 @@ export class DesiredPublisher {
           this.changedServices.add(e.object.metadata.namespace ?? 'default');
           this.schedule();
         } else if (isKind(e.object, 'Pod')) {
+          // The node it left (deleted, or a new pod of the same name elsewhere) and the node it is on.
+          const was = this.indexPod(e.object, e.type === 'DELETED');
+          if (was) this.markDirty(was);
           const node = e.object.spec.nodeName;
           if (node) this.markDirty(node);
         }
@@ -86,6 +118,41 @@ export class DesiredPublisher {
       { kinds: ['Pod', 'Node', 'ConfigMap', 'Secret', 'Service', 'EndpointSlice'] },
     );
     await this.flush();
+  }
+
+  /**
+   * A node's agent said hello with these `accepts`: later snapshots use them. One that no longer reads
+   * what the broker retains for it (an agent downgraded to one without DEFLATE) gets its snapshot again
+   * in plain JSON at once; one that newly accepts DEFLATE gets it compressed with its next change.
+   */
+  encodingsHeard(node: string, accepts: readonly string[] | undefined): void {
+    if (accepts?.length) this.encodings.set(node, [...accepts]);
+    else this.encodings.delete(node);
+    const sent = this.sentEncoding.get(node);
+    if (sent && sent !== 'json' && !accepts?.includes(sent)) {
+      this.published.delete(node);
+      this.markDirty(node);
+    }
+  }
+
+  /** Puts a pod in the index under its node (or takes it out); returns the node it was under before, if another. */
+  private indexPod(p: Pod, deleted: boolean): string | undefined {
+    const key = `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+    const was = this.podNode.get(key);
+    const node = deleted ? undefined : p.spec.nodeName;
+    if (was !== undefined && was !== node) {
+      const set = this.podsByNode.get(was);
+      set?.delete(key);
+      if (set?.size === 0) this.podsByNode.delete(was);
+      this.podNode.delete(key);
+    }
+    if (node) {
+      let set = this.podsByNode.get(node);
+      if (!set) this.podsByNode.set(node, (set = new Map()));
+      set.set(key, p);
+      this.podNode.set(key, node);
+    }
+    return was !== node ? was : undefined;
   }
 
   private markDirty(node: string): void {
@@ -125,54 +192,49 @@ export class DesiredPublisher {
     if (this.dirty.size === 0) return;
     const nodes = [...this.dirty];
     this.dirty.clear();
-    const { store, sink, logger } = this.deps;
-    // The generation is read before the lists: a change after it gets a later generation of its own.
+    const { store } = this.deps;
+    // The generation is read before anything else: a change after it gets a later generation of its own.
     const generation = store.revision();
-    let pods: Pod[];
-    let configMaps: ConfigMap[];
-    let secrets: Secret[];
-    let world: Omit<ServiceWorld, 'pods'>;
-    try {
-      pods = (await store.list('Pod')).items;
-      configMaps = (await store.list('ConfigMap')).items;
-      secrets = (await store.list('Secret')).items;
-      world = {
-        services: (await store.list('Service')).items as Service[],
-        slices: (await store.list('EndpointSlice')).items as EndpointSlice[],
-        nodes: (await store.list('Node')).items as Node[],
-      };
-    } catch (err) {
-      if (!this.stopped) logger.warn({ err: errorMessage(err) }, 'cannot read the store for desired states; will retry');
-      this.retryLater(nodes);
-      return;
-    }
+    // One reader per pass: an object several dirty nodes reference (a Secret, a Service's slices) is read once.
+    const reader = new PassReader(store);
     // Nodes in parallel groups: one at a time, each publish waits for its PUBACK (about 45 ms over TLS),
     // and a server with 2,000 nodes took 90 s to start.
     for (let i = 0; i < nodes.length; i += PUBLISH_GROUP) {
       // Shutting down: what is left goes out from the next server (it publishes every node at start).
       if (this.stopped) return;
-      await Promise.all(nodes.slice(i, i + PUBLISH_GROUP).map((node) => this.publishNode(node, generation, pods, configMaps, secrets, world)));
+      await Promise.all(nodes.slice(i, i + PUBLISH_GROUP).map((node) => this.publishNode(node, generation, reader)));
     }
   }
 
-  private async publishNode(node: string, generation: number, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[], world: Omit<ServiceWorld, 'pods'>): Promise<void> {
+  private async publishNode(node: string, generation: number, reader: PassReader): Promise<void> {
     const { store, sink, logger } = this.deps;
-    // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
-    if (!(await store.get('Node', '', node))) {
-      this.refs.delete(node);
-      this.namespaces.delete(node);
-      if (this.deleted.has(node)) await this.clear(node);
+    let snap;
+    try {
+      // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
+      if (!(await store.get('Node', '', node))) {
+        this.refs.delete(node);
+        this.namespaces.delete(node);
+        this.sentEncoding.delete(node);
+        if (this.deleted.has(node)) await this.clear(node);
+        return;
+      }
+      snap = await snapshotOf(node, [...(this.podsByNode.get(node)?.values() ?? [])], reader);
+    } catch (err) {
+      if (!this.stopped) logger.warn({ node, err: errorMessage(err) }, 'cannot read the store for a desired state; will retry');
+      this.retryLater([node]);
       return;
     }
-    const snap = snapshotFor(node, pods, configMaps, secrets, world);
     this.refs.set(node, configRefs(snap.pods));
     this.namespaces.set(node, new Set(snap.pods.map((p) => p.namespace)));
     const digest = contentDigest(snap);
     if (this.published.get(node) === digest) return;
     try {
-      await sink.publishDesired({ node, generation, ...snap, ts: new Date().toISOString() });
+      const d: payloads.Desired = { node, generation, ...snap, ts: new Date().toISOString() };
+      const { payload, encoding } = encodeDesired(d, this.encodings.get(node));
+      await sink.publishDesired(d, encoding === 'json' ? undefined : payload);
       this.published.set(node, digest);
-      logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length, services: snap.services?.length ?? 0 }, 'desired state published');
+      this.sentEncoding.set(node, encoding);
+      logger.debug({ node, generation, pods: snap.pods.length, configMaps: snap.configMaps.length, secrets: snap.secrets.length, services: snap.services?.length ?? 0, bytes: payload.length, encoding }, 'desired state published');
     } catch (err) {
       logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
       this.retryLater([node]);

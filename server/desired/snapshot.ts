@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 import { normalizeSecret, type ConfigMap, type Secret } from '../../src/api/config.js';
+import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
+import { SERVICE_NAME_LABEL, type EndpointSlice, type Service } from '../../src/api/service.js';
 import type { payloads } from '../../src/contract/index.js';
+import type { Store } from '../store/types.js';
 import { servicesFor, type ServiceWorld } from './services.js';
 
 /** What a node's desired state carries, apart from the envelope (node, generation, ts). */
@@ -88,4 +91,80 @@ export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], 
 /** A digest of what the agent would do: equal digests mean nothing to publish. */
 export function contentDigest(s: Snapshot): string {
   return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? []])).digest('hex');
+}
+
+/**
+ * Reads what a node's snapshot needs besides its own pods, object by object, each at most once per
+ * publishing pass: the ConfigMaps and Secrets its pods reference, the Services and EndpointSlices of their
+ * namespaces, and the nodes and pods those endpoints name. A change then costs reads in proportion to the
+ * nodes it concerns, not a list of every pod, Secret and Node in the cluster.
+ */
+export class PassReader {
+  private readonly cache = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly store: Pick<Store, 'get' | 'list'>) {}
+
+  private once<T>(key: string, read: () => Promise<T>): Promise<T> {
+    let p = this.cache.get(key) as Promise<T> | undefined;
+    if (!p) {
+      p = read();
+      this.cache.set(key, p);
+    }
+    return p;
+  }
+
+  get<K extends 'ConfigMap' | 'Secret' | 'Node' | 'Pod'>(kind: K, namespace: string, name: string) {
+    return this.once(`get/${kind}/${namespace}/${name}`, () => this.store.get(kind, namespace, name));
+  }
+
+  list<K extends 'Service' | 'EndpointSlice'>(kind: K, namespace: string) {
+    return this.once(`list/${kind}/${namespace}`, async () => (await this.store.list(kind, namespace)).items);
+  }
+}
+
+/**
+ * A node's snapshot from its own pods (the publisher's index) and what `r` reads for them; the same
+ * result as snapshotFor over the whole cluster.
+ */
+export async function snapshotOf(node: string, nodePods: Pod[], r: PassReader): Promise<Snapshot> {
+  const desired = desiredPodsFor(node, nodePods);
+  const refs = [...configRefs(desired)];
+  const objects = await Promise.all(
+    refs.map(async (key) => {
+      const [kind, namespace, ...rest] = key.split('/') as ['ConfigMap' | 'Secret', string, ...string[]];
+      return r.get(kind, namespace, rest.join('/'));
+    }),
+  );
+  const configMaps = objects.filter((o): o is ConfigMap => o?.kind === 'ConfigMap');
+  const secrets = objects.filter((o): o is Secret => o?.kind === 'Secret');
+  let world: Omit<ServiceWorld, 'pods'> | undefined;
+  // Pods of other nodes that endpoints name (their hostPorts); desiredPodsFor keeps only the node's own.
+  let remotePods: Pod[] = [];
+  const namespaces = [...new Set(desired.map((p) => p.namespace))];
+  if (namespaces.length) {
+    const services = (await Promise.all(namespaces.map((ns) => r.list('Service', ns)))).flat() as Service[];
+    const slices = (await Promise.all(namespaces.map((ns) => r.list('EndpointSlice', ns)))).flat() as EndpointSlice[];
+    // Only slices of those Services matter: their endpoints' nodes (addresses) and pods (hostPorts).
+    const named = new Set(services.map((svc) => `${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`));
+    const used = slices.filter((sl) => named.has(`${sl.metadata.namespace ?? 'default'}/${sl.metadata.labels?.[SERVICE_NAME_LABEL]}`));
+    const nodeNames = new Set<string>();
+    const podKeys = new Set<string>();
+    for (const sl of used) {
+      for (const e of sl.endpoints) {
+        if (e.nodeName && e.nodeName !== node) nodeNames.add(e.nodeName);
+        if (e.targetRef?.name) podKeys.add(`${sl.metadata.namespace ?? 'default'}/${e.targetRef.name}`);
+      }
+    }
+    const nodes = (await Promise.all([...nodeNames].map((n) => r.get('Node', '', n)))).filter((n): n is Node => n !== undefined);
+    remotePods = (
+      await Promise.all(
+        [...podKeys].map((k) => {
+          const [ns, name] = k.split('/') as [string, string];
+          return r.get('Pod', ns, name);
+        }),
+      )
+    ).filter((p): p is Pod => p !== undefined && p.spec.nodeName !== node);
+    world = { services, slices: used, nodes };
+  }
+  return snapshotFor(node, [...nodePods, ...remotePods], configMaps, secrets, world);
 }
