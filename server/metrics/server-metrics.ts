@@ -24,6 +24,20 @@ export interface SchedulerSink {
   attempt(result: 'scheduled' | 'unschedulable'): void;
 }
 
+/** A counter labelled `result`, one series per key of `counts`, read from `counts` when scraped. */
+function countersOf(name: string, help: string, counts: Record<string, number>, registers: Registry[]): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ['result'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [result, n] of Object.entries(counts)) this.inc({ result }, n);
+    },
+  });
+}
+
 /*
  * Buckets. API calls here take 0.2-2 ms when the machine is idle (a create is ~1 ms of CPU plus an
  * fsync), so the low end is finer than kube-apiserver's (which starts at 5 ms); a watch is observed when
@@ -50,8 +64,9 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   private readonly commitDuration: Series;
   private readonly commitBatch: Series;
   private readonly commitFailures: Counter;
-  private readonly desired: Counter<'result'>;
-  private readonly schedule: Counter<'result'>;
+  /** Plain numbers bumped per event (a scheduler pass counts every pending pod), rendered when scraped. */
+  private readonly desired = { ok: 0, error: 0 };
+  private readonly schedule = { scheduled: 0, unschedulable: 0 };
   private traffic: (() => BrokerTraffic) | undefined;
 
   constructor() {
@@ -74,8 +89,8 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     this.commitDuration = new LeanHistogram('drover_store_commit_duration_seconds', 'Duration of one group commit: one synced LevelDB batch.', [], STORE_BUCKETS, this.registry).series();
     this.commitBatch = new LeanHistogram('drover_store_commit_batch_writes', 'Writes that shared one group commit (one fsync).', [], BATCH_BUCKETS, this.registry).series();
     this.commitFailures = new Counter({ name: 'drover_store_commit_failures_total', help: 'Group commits whose synced batch failed (their writes were refused).', registers });
-    this.desired = new Counter({ name: 'drover_desired_state_publishes_total', help: "Nodes' desired-state snapshots published to the broker, by result.", labelNames: ['result'], registers });
-    this.schedule = new Counter({ name: 'drover_scheduler_schedule_attempts_total', help: 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable.', labelNames: ['result'], registers });
+    countersOf('drover_desired_state_publishes_total', "Nodes' desired-state snapshots published to the broker, by result.", this.desired, registers);
+    countersOf('drover_scheduler_schedule_attempts_total', 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable (each pass counts every pod still waiting).', this.schedule, registers);
     this.brokerMetrics(registers);
   }
 
@@ -107,11 +122,11 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   }
 
   desiredPublished(result: 'ok' | 'error'): void {
-    this.desired.inc({ result });
+    this.desired[result]++;
   }
 
   attempt(result: 'scheduled' | 'unschedulable'): void {
-    this.schedule.inc({ result });
+    this.schedule[result]++;
   }
 
   /** The embedded broker's counters, read at each scrape (absent with an external broker: it keeps its own). */
