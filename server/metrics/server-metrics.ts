@@ -67,7 +67,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   /** Plain numbers bumped per event (a scheduler pass counts every pending pod), rendered when scraped. */
   private readonly desired = { ok: 0, error: 0 };
   private readonly schedule = { scheduled: 0, unschedulable: 0 };
-  private traffic: (() => BrokerTraffic) | undefined;
 
   constructor() {
     const registers = [this.registry];
@@ -91,7 +90,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     this.commitFailures = new Counter({ name: 'drover_store_commit_failures_total', help: 'Group commits whose synced batch failed (their writes were refused).', registers });
     countersOf('drover_desired_state_publishes_total', "Nodes' desired-state snapshots published to the broker, by result.", this.desired, registers);
     countersOf('drover_scheduler_schedule_attempts_total', 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable (each pass counts every pod still waiting).', this.schedule, registers);
-    this.brokerMetrics(registers);
   }
 
   request(verb: string, resource: string, code: number, seconds: number): void {
@@ -129,9 +127,12 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     this.schedule[result]++;
   }
 
-  /** The embedded broker's counters, read at each scrape (absent with an external broker: it keeps its own). */
+  /**
+   * Adds the embedded broker's figures (drover_mqtt_*), read from its counters at each scrape. Not called
+   * with an external broker, so they are absent rather than zero: that broker keeps its own ($SYS topics).
+   */
   watchBroker(traffic: () => BrokerTraffic): void {
-    this.traffic = traffic;
+    this.brokerMetrics(traffic, [this.registry]);
   }
 
   /** The exposition (Prometheus text format 0.0.4) and its content type. */
@@ -139,9 +140,8 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     return { contentType: this.registry.contentType, text: await this.registry.metrics() };
   }
 
-  private brokerMetrics(registers: Registry[]): void {
+  private brokerMetrics(read: () => BrokerTraffic, registers: Registry[]): void {
     // Set from the broker's own counters when scraped: nothing is done per message here.
-    const read = () => this.traffic?.();
     new Counter({
       name: 'drover_mqtt_messages_total',
       help: 'MQTT PUBLISH messages through the embedded broker: in (received from a client) and out (delivered to a subscriber), by client role (server, agent, operator).',
@@ -150,7 +150,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
       collect() {
         const t = read();
         this.reset();
-        if (!t) return;
         for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.messages[direction])) this.inc({ direction, client }, n);
       },
     });
@@ -162,7 +161,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
       collect() {
         const t = read();
         this.reset();
-        if (!t) return;
         for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.publishBytes[direction])) this.inc({ direction, client }, n);
       },
     });
@@ -174,7 +172,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
       collect() {
         const t = read();
         this.reset();
-        if (!t) return;
         this.inc({ direction: 'in' }, t.wireBytes.in);
         this.inc({ direction: 'out' }, t.wireBytes.out);
       },
@@ -184,7 +181,7 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
       help: 'Agents (node certificates or node passwords) connected to the embedded broker now.',
       registers,
       collect() {
-        this.set(read()?.connected.agent ?? 0);
+        this.set(read().connected.agent);
       },
     });
     new Gauge({
@@ -195,7 +192,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
       collect() {
         const t = read();
         this.reset();
-        if (!t) return;
         for (const [client, n] of Object.entries(t.connected)) this.set({ client }, n);
       },
     });
