@@ -188,8 +188,9 @@ export class ServerLink {
     );
   }
 
-  async publishDesired(d: payloads.Desired): Promise<void> {
-    await this.client.publishAsync(topics.desired(d.node), encode(d), DELIVERY.desired);
+  /** `encoded`: the payload as the publisher chose to send it (DEFLATE for agents that accept it); plain JSON without it. */
+  async publishDesired(d: payloads.Desired, encoded?: Buffer): Promise<void> {
+    await this.client.publishAsync(topics.desired(d.node), encoded ?? encode(d), DELIVERY.desired);
   }
 
   /** Clears a node's retained messages (desired state with its Secrets, hello, presence): its Node was deleted. */
