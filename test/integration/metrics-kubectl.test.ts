@@ -1,7 +1,7 @@
 /**
  * The server's /metrics as a Kubernetes user reads it: `kubectl get --raw /metrics` with the kubeconfig
  * drover writes (kubectl v1.32), with a view token's kubeconfig too; a kubeconfig whose token is not
- * valid gets kubectl's Unauthorized and no figures.
+ * valid gets kubectl's 401 ("You must be logged in to the server") and no figures.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
