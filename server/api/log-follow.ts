@@ -5,6 +5,7 @@
  * after the last line it sent, by the lines' own times (the runtime's --timestamps): nothing is
  * sent twice and nothing skipped, whatever the log's length.
  */
+import { TooManyRequestsError } from '../../src/util/errors.js';
 
 /** One poll's log request: always with timestamps (the cursor), the rest as the client asked. */
 export interface FollowFetch {
@@ -118,5 +119,39 @@ export async function followLog(d: FollowDeps): Promise<void> {
     ({ fresh, cursor } = linesAfter(stampedLines(text), cursor));
     send(fresh);
     if (state === 'ended') return;
+  }
+}
+
+/** `kubectl logs -f` streams one identity may hold at once: each asks its pod's node once a second. */
+export const FOLLOWERS_PER_IDENTITY = 8;
+
+/**
+ * Counts the open log follows per identity (a token's name): each one polls a node over MQTT every
+ * second for as long as its client stays connected, so a token that opens many would load the nodes
+ * and the link; past the limit a new follow is refused with 429 before anything is asked.
+ */
+export class FollowerLimit {
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly max = FOLLOWERS_PER_IDENTITY) {}
+
+  /** Takes a place for `identity`, or throws TooManyRequestsError; call the returned release once, when the follow ends. */
+  acquire(identity: string): () => void {
+    const n = this.open.get(identity) ?? 0;
+    if (n >= this.max) throw new TooManyRequestsError(`${identity} already follows ${n} pod logs (at most ${this.max} at once): stop one (Ctrl-C) or read without -f`);
+    this.open.set(identity, n + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.open.get(identity) ?? 1) - 1;
+      if (left > 0) this.open.set(identity, left);
+      else this.open.delete(identity);
+    };
+  }
+
+  /** Follows open now for `identity`. */
+  held(identity: string): number {
+    return this.open.get(identity) ?? 0;
   }
 }

@@ -97,6 +97,13 @@ export class BadRequestError extends DroverError {
   }
 }
 
+/** The identity already holds as many of a bounded resource (log followers, ...) as it may. */
+export class TooManyRequestsError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 429, reason: 'TooManyRequests' });
+  }
+}
+
 /** The agent could not reach or use its container runtime. */
 export class RuntimeError extends DroverError {
   constructor(message: string, cause?: unknown) {

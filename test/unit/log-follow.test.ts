@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { followLog, linesAfter, stampNanos, stampedLines, type FollowFetch } from '../../server/api/log-follow.js';
+import { FollowerLimit, followLog, linesAfter, stampNanos, stampedLines, type FollowFetch } from '../../server/api/log-follow.js';
+import { TooManyRequestsError } from '../../src/util/errors.js';
 
 const T = (s: string) => `2026-11-28T03:00:${s}Z`;
 
@@ -67,5 +68,26 @@ describe('log follow', () => {
     let gone = '';
     await followLog({ timestamps: false, fetch: async () => `${T('01.0')} x\n`, podState: async () => 'gone', write: (c) => void (gone += c), sleep: async () => undefined, closed: () => false });
     assert.equal(gone, 'x\n');
+  });
+});
+
+describe('FollowerLimit: log follows held per identity', () => {
+  it('a token past its limit is refused with 429 naming the limit; another token is not affected; a release frees a place once', () => {
+    const limit = new FollowerLimit(2);
+    const a1 = limit.acquire('token/ci');
+    limit.acquire('token/ci');
+    assert.throws(
+      () => limit.acquire('token/ci'),
+      (e: unknown) => e instanceof TooManyRequestsError && e.code === 429 && /at most 2 at once/.test(e.message),
+    );
+    const b = limit.acquire('token/ops');
+    assert.equal(limit.held('token/ops'), 1);
+    a1();
+    a1();
+    assert.equal(limit.held('token/ci'), 1, 'a second release of the same follow frees nothing more');
+    limit.acquire('token/ci');
+    assert.throws(() => limit.acquire('token/ci'), TooManyRequestsError);
+    b();
+    assert.equal(limit.held('token/ops'), 0);
   });
 });
