@@ -14,6 +14,7 @@
  *
  * Run: node --import tsx bench/scale.ts [--sizes 100,500,1000,2000,5000] [--workers W] [--settle S] [--idle S]
  *        [--heartbeat S] [--keepalive S] [--placement-pods 5000] [--placement-nodes 1000] [--cpu-prof]
+ *        [--server-node-args="--max-semi-space-size=2"]
  *        [--timeout S] [--out NAME]
  *      → bench/results/scale.json and scale.md (or NAME.json/.md)
  * The lead's full curve on a quiet machine: node --import tsx bench/scale.ts --sizes 100,500,1000,2000,5000 --cpu-prof
@@ -38,6 +39,8 @@ interface Opts {
   placementPods: number;
   placementNodes: number;
   cpuProf: boolean;
+  /** Extra node flags for the server, e.g. --max-semi-space-size=2. */
+  nodeArgs: string[];
   entry: string;
   keys: DeviceKeyPem[];
 }
@@ -103,13 +106,12 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
   const profDir = join(tmp, 'prof');
   const server = new ServerProc({
     entry: o.entry,
-    nodeArgs: o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [],
+    nodeArgs: [...o.nodeArgs, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
     dataDir: join(tmp, 'data'),
     apiPort: await freePort(),
     mqttPort: await freePort(),
     insecure: false,
     clientConfig: join(tmp, 'client-config.json'),
-    // Room for the placement row: 5,000 pods on 1,000 nodes is 5 a node, far below the default 110.
   });
   const mon = new Monitor(() => server.pid);
   const out: Record<string, unknown> = { agents: n, machineAtStart: machine() };
@@ -283,12 +285,13 @@ async function main(): Promise<void> {
     placementPods: numArg(args, 'placement-pods', 5000),
     placementNodes: numArg(args, 'placement-nodes', 1000),
     cpuProf: args.has('cpu-prof'),
+    nodeArgs: (args.get('server-node-args') ?? '').split(' ').filter(Boolean),
     entry: compileServer(join(tmp, 'build')),
     keys: await keyPool(numArg(args, 'keys', 50)),
   };
   const results: Array<Record<string, unknown>> = [];
   const cmd = `node --import tsx bench/scale.ts ${process.argv.slice(2).join(' ')}`.trim();
-  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, workers: o.workers, command: cmd };
+  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, workers: o.workers, serverNodeArgs: o.nodeArgs, command: cmd };
   try {
     for (const n of sizes) {
       results.push(await oneSize(n, o));

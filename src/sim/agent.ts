@@ -232,7 +232,7 @@ export class SimAgent {
         running++;
         return runningPodReport(p, startTime);
       }
-      if (running >= cap) return waitingPodReport(p, 'OutOfPods', `the simulated node runs at most ${cap} pods`);
+      if (running >= cap) return waitingPodReport(p, { reason: 'OutOfPods', message: `the simulated node runs at most ${cap} pods` });
       if (this.cfg.podStartMs <= 0) {
         const now = new Date().toISOString();
         this.startTimes.set(p.uid, now);
@@ -241,7 +241,7 @@ export class SimAgent {
       }
       waiting = true;
       running++;
-      return waitingPodReport(p, 'ContainerCreating');
+      return waitingPodReport(p, { reason: 'ContainerCreating' });
     });
     if (waiting && !this.startTimer) {
       this.startTimer = setTimeout(() => {

@@ -12,7 +12,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { joinCluster } from '../../agent/join.js';
 import type { DeviceKey } from '../../agent/join.js';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../../src/contract/index.js';
-import { runningPodReport } from '../../src/sim/pod-report.js';
+import { runningPodReport, waitingPodReport } from '../../src/sim/pod-report.js';
 import { silentLogger } from '../../src/util/logger.js';
 
 export interface SimAgentOptions {
@@ -133,20 +133,7 @@ export class SimAgent {
       for (const c of p.spec.containers) this.asked.add(c.image);
       const bad = p.spec.containers.find((c) => this.o.failImages?.has(c.image));
       if (bad) {
-        return {
-          uid: p.uid,
-          namespace: p.namespace,
-          name: p.name,
-          phase: 'Pending' as const,
-          containers: p.spec.containers.map((c) => ({
-            name: c.name,
-            image: c.image,
-            ready: false,
-            restartCount: 0,
-            state: 'waiting' as const,
-            ...(c === bad ? { reason: 'ErrImagePull', message: `initializing source docker://${c.image}: reading manifest: manifest unknown` } : { reason: 'ContainerCreating' }),
-          })),
-        };
+        return waitingPodReport(p, (c) => (c === bad ? { reason: 'ErrImagePull', message: `initializing source docker://${c.image}: reading manifest: manifest unknown` } : { reason: 'ContainerCreating' }));
       }
       const startTime = this.startTimes.get(p.uid) ?? now;
       this.startTimes.set(p.uid, startTime);
