@@ -57,6 +57,17 @@ export interface AgentMetrics extends AgentMetricsSink, RuntimeCallSink {
   close(): Promise<void>;
 }
 
+let processRegistry: Registry | undefined;
+
+/** The process figures (RSS, CPU, event loop), once per process: each collector set keeps an event loop monitor running. */
+function processMetrics(prom: typeof import('prom-client')): Registry {
+  if (!processRegistry) {
+    processRegistry = new prom.Registry();
+    prom.collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 /** Reconciles take 1-50 ms when nothing changes (no runtime call: the workers run them); a runtime call spawns a process (50 ms-5 s), a pull longer. */
 const RECONCILE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const RUNTIME_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
@@ -74,7 +85,6 @@ class PromAgentMetrics implements AgentMetrics {
     private readonly registry: Registry,
   ) {
     const registers = [registry];
-    prom.collectDefaultMetrics({ register: registry });
     this.reconcileDuration = new prom.Histogram({ name: 'drover_agent_reconcile_duration_seconds', help: 'Duration of one reconcile: list, plan, dispatch to the pods\' workers and status report (the workers\' runtime calls run after it).', buckets: RECONCILE_BUCKETS, registers });
     this.reconcileCount = new prom.Counter({ name: 'drover_agent_reconciles_total', help: 'Reconciles run since the agent started.', registers });
     this.runtimeDuration = new prom.Histogram({
@@ -124,8 +134,9 @@ class PromAgentMetrics implements AgentMetrics {
         res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end(`method ${req.method} is not supported on /metrics\n`);
         return;
       }
-      this.registry.metrics().then(
-        (text) => {
+      Promise.all([processMetrics(this.prom).metrics(), this.registry.metrics()]).then(
+        ([proc, own]) => {
+          const text = `${proc}\n${own}`;
           res.writeHead(200, { 'content-type': this.registry.contentType, 'content-length': Buffer.byteLength(text) });
           res.end(req.method === 'HEAD' ? undefined : text);
         },

@@ -24,6 +24,21 @@ export interface SchedulerSink {
   attempt(result: 'scheduled' | 'unschedulable'): void;
 }
 
+let processRegistry: Registry | undefined;
+
+/**
+ * The process figures (RSS, CPU, heap, event loop lag, GC), one registry per process: they describe the
+ * process, which several servers in one test process share, and each collector set keeps an event loop
+ * monitor running for good.
+ */
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
 /** A counter labelled `result`, one series per key of `counts`, read from `counts` when scraped. */
 function countersOf(name: string, help: string, counts: Record<string, number>, registers: Registry[]): void {
   new Counter({
@@ -50,7 +65,7 @@ const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
 
 /**
  * The server's Prometheus metrics, in a registry of its own (tests run several servers in one process,
- * so the global default registry would mix them). The per-request histograms are LeanHistograms found
+ * so the global default registry would mix them), served after the process's own figures. The per-request histograms are LeanHistograms found
  * through nested maps (no string built, nothing allocated per observation once a label set was seen);
  * broker figures are plain counters in the broker, read only when scraped.
  */
@@ -70,7 +85,6 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
     this.apiDuration = new LeanHistogram(
       'drover_apiserver_request_duration_seconds',
       'API request duration by verb (role verb, or method for routes outside the Kubernetes shape), resource (kind plural, plural/subresource, or route path) and HTTP code; a watch is observed when it ends.',
@@ -137,7 +151,7 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
 
   /** The exposition (Prometheus text format 0.0.4) and its content type. */
   async exposition(): Promise<{ contentType: string; text: string }> {
-    return { contentType: this.registry.contentType, text: await this.registry.metrics() };
+    return { contentType: this.registry.contentType, text: (await processMetrics().metrics()) + '\n' + (await this.registry.metrics()) };
   }
 
   private brokerMetrics(read: () => BrokerTraffic, registers: Registry[]): void {
