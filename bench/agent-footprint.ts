@@ -18,6 +18,7 @@
  * TCP segments on that link (ss), to estimate what the link carries with IP/TCP headers.
  *
  * Run (root, podman): npx tsx bench/agent-footprint.ts [--idle 150] [--pods 10] [--extra-agents 4] [--mode compiled|tsx] [--out NAME]
+ *   [--heartbeat S|agent-default] [--agent-node-flags "--max-semi-space-size=1 ..."] (V8 flags for the agent process only)
  *   → bench/results/agent-footprint.json and bench/results/agent-footprint.md (NAME.json, NAME.md)
  * With --insecure (plain HTTP and MQTT, node password) the relay also decodes the MQTT packets and
  * reports the bytes per topic and packet type → bench/results/agent-footprint-topics.json / .md.
@@ -47,7 +48,12 @@ const INSECURE = args.has('insecure');
 const TMP_ON_TMPFS = args.has('tmp-on-tmpfs');
 const OUT = args.get('out') ?? (INSECURE ? 'agent-footprint-topics' : TMP_ON_TMPFS ? 'agent-footprint-tmpfs' : 'agent-footprint');
 if (MODE !== 'compiled' && MODE !== 'tsx') throw new Error(`--mode expects compiled or tsx, got "${MODE}"`);
-const HEARTBEAT_S = 30; // the agent's default --heartbeat, passed explicitly so the result says what it measured
+// The agent's --heartbeat, passed explicitly so the result says what it measured; `agent-default`: none passed.
+const HEARTBEAT_ARG = args.get('heartbeat') ?? '30';
+const HEARTBEAT_S = HEARTBEAT_ARG === 'agent-default' ? undefined : Number(HEARTBEAT_ARG);
+if (HEARTBEAT_S !== undefined && !(HEARTBEAT_S > 0)) throw new Error(`--heartbeat expects seconds or agent-default, got "${HEARTBEAT_ARG}"`);
+/** Node/V8 options for the agent process alone (the server runs with none), e.g. "--max-semi-space-size=1". */
+const AGENT_NODE_FLAGS = (args.get('agent-node-flags') ?? '').split(/\s+/).filter(Boolean);
 const RESYNC_S = 10; // the agent's default --resync
 
 /**
@@ -58,6 +64,18 @@ function ioWriteBytes(pid: number): { gross: number; net: number } {
   const text = readFileSync(`/proc/${pid}/io`, 'utf8');
   const field = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+)`, 'm').exec(text)?.[1] ?? NaN);
   return { gross: field('write_bytes'), net: field('write_bytes') - field('cancelled_write_bytes') };
+}
+
+/** RssAnon and RssFile of /proc/PID/status in MiB: what the process holds itself vs mapped files (node's code). */
+function rssSplit(pid: number): { anonMiB: number; fileMiB: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (f: string) => Number(new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
+  return { anonMiB: round(kb('RssAnon') / 1024, 1), fileMiB: round(kb('RssFile') / 1024, 1) };
 }
 
 /** write_bytes of the live threads of a process: its own writes, without the children it reaped. */
@@ -233,8 +251,8 @@ interface Proc {
   exited?: string;
 }
 
-function start(name: string, entry: string[], argv: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, [...entry, ...argv], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function start(name: string, entry: string[], argv: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): Proc {
+  const child = spawn(process.execPath, [...nodeFlags, ...entry, ...argv], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let bytes = 0;
   const p: Proc = { child, pid: child.pid!, logBytes: () => bytes, tail: [] };
   const onData = (b: Buffer) => {
@@ -350,9 +368,9 @@ async function main(): Promise<void> {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const a = start(name, entry, [
         'agent', '--server', apiUrl, '--token-file', tokenFile, '--node-name', name, '--state-dir', dir, '--runtime', 'podman',
-        '--podman-root', sb!.root, '--podman-runroot', sb!.runroot, '--heartbeat', String(HEARTBEAT_S), '--resync', String(RESYNC_S),
+        '--podman-root', sb!.root, '--podman-runroot', sb!.runroot, ...(HEARTBEAT_S !== undefined ? ['--heartbeat', String(HEARTBEAT_S)] : []), '--resync', String(RESYNC_S),
         ...(viaRelay ? ['--mqtt-url', `${INSECURE ? 'mqtt' : 'mqtts'}://127.0.0.1:${relay!.port}`] : []),
-      ], sb!.env);
+      ], sb!.env, AGENT_NODE_FLAGS);
       agents.push(a);
       return a;
     };
@@ -364,6 +382,9 @@ async function main(): Promise<void> {
     console.log('fp-0 Ready');
 
     const rss: number[] = [];
+    /** Of the agent's RSS: anonymous pages (heap, V8 spaces, malloc) and file pages (node's own code, mostly shared). */
+    const rssAnon: number[] = [];
+    const rssFile: number[] = [];
     const serverRss: number[] = [];
     const eventsRss: number[] = [];
     const sampler = setInterval(() => {
@@ -372,6 +393,11 @@ async function main(): Promise<void> {
       const ev = podmanEventsPid(agent.pid);
       const e = ev ? procMemory(ev) : undefined;
       if (a) rss.push(a.rssMiB);
+      const split = rssSplit(agent.pid);
+      if (split) {
+        rssAnon.push(split.anonMiB);
+        rssFile.push(split.fileMiB);
+      }
       if (s) serverRss.push(s.rssMiB);
       if (e) eventsRss.push(e.rssMiB);
     }, 2000);
@@ -407,6 +433,8 @@ async function main(): Promise<void> {
       console.log(`${name}: settling ${SETTLE_S} s`);
       await sleep(SETTLE_S * 1000);
       rss.length = 0;
+      rssAnon.length = 0;
+      rssFile.length = 0;
       serverRss.length = 0;
       eventsRss.length = 0;
       const s0 = snap();
@@ -440,6 +468,8 @@ async function main(): Promise<void> {
         loadAverage1mAtStart: round(load0, 2),
         agent: {
           rssMiB: stats(rss),
+          rssAnonMiB: stats(rssAnon),
+          rssFileMiB: stats(rssFile),
           cpuPercentOfOneCore: pct(s1.agentCpuMs - s0.agentCpuMs),
           podmanCallsCpuPercentOfOneCore: pct(s1.agentChildrenCpuMs - s0.agentChildrenCpuMs),
           podmanEvents: sameEvents
@@ -510,7 +540,7 @@ async function main(): Promise<void> {
     const result = {
       mode: MODE === 'compiled' ? 'plain node on the tsc output (as bin/drover.js)' : 'node --import tsx src/main.ts',
       security: INSECURE ? '--insecure: plain HTTP join, plain MQTT with the node password (to read the packets)' : 'TLS: HTTPS join with the K10 token, MQTT over TLS with the node certificate',
-      agentFlags: { heartbeatSeconds: HEARTBEAT_S, resyncSeconds: RESYNC_S, keepaliveSeconds: 15, logLevel: 'info' },
+      agentFlags: { heartbeatSeconds: HEARTBEAT_S ?? 'agent default', resyncSeconds: RESYNC_S, keepaliveSeconds: 15, logLevel: 'info', nodeFlags: AGENT_NODE_FLAGS },
       serverLogLevel: 'info',
       settleSeconds: SETTLE_S,
       podImage: 'localhost/drover-test:1 (static busybox, FROM scratch), command: sh loop with sleep 5',
@@ -540,7 +570,7 @@ type Phase = {
   agentsConnected: number;
   podsRunning: number;
   loadAverage1mAtStart: number;
-  agent: { rssMiB?: { avg: number; max: number }; cpuPercentOfOneCore: number; podmanCallsCpuPercentOfOneCore: number; podmanEvents: { rssMiB?: { avg: number }; cpuPercentOfOneCore: number } | string; diskWriteBytesPerHour: number; ownThreadsDiskWriteBytesPerHour?: number; stateDirBytesEnd: number; logBytesPerHour: number };
+  agent: { rssMiB?: { avg: number; max: number }; rssAnonMiB?: { avg: number }; rssFileMiB?: { avg: number }; cpuPercentOfOneCore: number; podmanCallsCpuPercentOfOneCore: number; podmanEvents: { rssMiB?: { avg: number }; cpuPercentOfOneCore: number } | string; diskWriteBytesPerHour: number; ownThreadsDiskWriteBytesPerHour?: number; stateDirBytesEnd: number; logBytesPerHour: number };
   mqttLink: {
     payloadBytesUpPerDay: number;
     payloadBytesDownPerDay: number;
@@ -559,14 +589,14 @@ function writeMarkdown(r: { mode: string; podmanVersion: string; kernel: string;
     '',
     `${new Date().toISOString()}, ${m.cores} x ${m.cpuModel}, ${m.memoryMiB} MiB, kernel ${r.kernel}, node ${process.version}, ${r.podmanVersion}; ${r.mode}; \`npx tsx bench/agent-footprint.ts ${process.argv.slice(2).join(' ')}\` (${IDLE_S} s per window after ${SETTLE_S} s settle; ${INSECURE ? 'plain HTTP and MQTT' : 'TLS'}). Other jobs share this machine (load average at each window's start in the table). Raw figures: ${OUT}.json.`,
     '',
-    '| window | agent RSS avg (max) | agent CPU | its podman calls CPU | podman events RSS / CPU | agent disk writes | state dir | agent log | MQTT up / down per day | MQTT on the wire per day (est.) | load |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
+    '| window | agent RSS avg (max) | anon / file | agent CPU | its podman calls CPU | podman events RSS / CPU | agent disk writes | state dir | agent log | MQTT up / down per day | MQTT on the wire per day (est.) | load |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const [name, p] of Object.entries(r.phases)) {
     if (name.startsWith('fleet')) continue;
     const ev = typeof p.agent.podmanEvents === 'string' ? p.agent.podmanEvents : `${p.agent.podmanEvents.rssMiB?.avg} MiB / ${p.agent.podmanEvents.cpuPercentOfOneCore} %`;
     lines.push(
-      `| ${p.podsRunning} pods | ${p.agent.rssMiB?.avg} (${p.agent.rssMiB?.max}) MiB | ${p.agent.cpuPercentOfOneCore} % | ${p.agent.podmanCallsCpuPercentOfOneCore} % | ${ev} | ${kib(p.agent.diskWriteBytesPerHour)}/h (node itself: ${p.agent.ownThreadsDiskWriteBytesPerHour === undefined ? '?' : kib(p.agent.ownThreadsDiskWriteBytesPerHour)}/h) | ${kib(p.agent.stateDirBytesEnd)} | ${kib(p.agent.logBytesPerHour)}/h | ${kib(p.mqttLink.payloadBytesUpPerDay)} / ${kib(p.mqttLink.payloadBytesDownPerDay)} | ${kib(p.mqttLink.estimatedWireBytesPerDay)} | ${p.loadAverage1mAtStart} |`,
+      `| ${p.podsRunning} pods | ${p.agent.rssMiB?.avg} (${p.agent.rssMiB?.max}) MiB | ${p.agent.rssAnonMiB?.avg ?? '?'} / ${p.agent.rssFileMiB?.avg ?? '?'} MiB | ${p.agent.cpuPercentOfOneCore} % | ${p.agent.podmanCallsCpuPercentOfOneCore} % | ${ev} | ${kib(p.agent.diskWriteBytesPerHour)}/h (node itself: ${p.agent.ownThreadsDiskWriteBytesPerHour === undefined ? '?' : kib(p.agent.ownThreadsDiskWriteBytesPerHour)}/h) | ${kib(p.agent.stateDirBytesEnd)} | ${kib(p.agent.logBytesPerHour)}/h | ${kib(p.mqttLink.payloadBytesUpPerDay)} / ${kib(p.mqttLink.payloadBytesDownPerDay)} | ${kib(p.mqttLink.estimatedWireBytesPerDay)} | ${p.loadAverage1mAtStart} |`,
     );
   }
   lines.push('', 'CPU is percent of one core over the window. Disk writes: /proc/PID/io write_bytes less cancelled_write_bytes (includes the podman calls the agent reaped; the podman events process is separate).', '');
