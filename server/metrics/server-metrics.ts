@@ -156,28 +156,20 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
 
   private brokerMetrics(read: () => BrokerTraffic, registers: Registry[]): void {
     // Set from the broker's own counters when scraped: nothing is done per message here.
-    new Counter({
-      name: 'drover_mqtt_messages_total',
-      help: 'MQTT PUBLISH messages through the embedded broker: in (received from a client) and out (delivered to a subscriber), by client role (server, agent, operator).',
-      labelNames: ['direction', 'client'],
-      registers,
-      collect() {
-        const t = read();
-        this.reset();
-        for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.messages[direction])) this.inc({ direction, client }, n);
-      },
-    });
-    new Counter({
-      name: 'drover_mqtt_publish_bytes_total',
-      help: 'Topic and payload bytes of the MQTT PUBLISH messages counted by drover_mqtt_messages_total.',
-      labelNames: ['direction', 'client'],
-      registers,
-      collect() {
-        const t = read();
-        this.reset();
-        for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(t.publishBytes[direction])) this.inc({ direction, client }, n);
-      },
-    });
+    const byDirectionAndClient = (name: string, help: string, pick: (t: BrokerTraffic) => BrokerTraffic['messages']) =>
+      new Counter({
+        name,
+        help,
+        labelNames: ['direction', 'client'],
+        registers,
+        collect() {
+          const counts = pick(read());
+          this.reset();
+          for (const direction of ['in', 'out'] as const) for (const [client, n] of Object.entries(counts[direction])) this.inc({ direction, client }, n);
+        },
+      });
+    byDirectionAndClient('drover_mqtt_messages_total', 'MQTT PUBLISH messages through the embedded broker: in (received from a client) and out (delivered to a subscriber), by client role (server, agent, operator).', (t) => t.messages);
+    byDirectionAndClient('drover_mqtt_publish_bytes_total', 'Topic and payload bytes of the MQTT PUBLISH messages counted by drover_mqtt_messages_total.', (t) => t.publishBytes);
     new Counter({
       name: 'drover_mqtt_wire_bytes_total',
       help: "Bytes on the broker's TCP connections (TLS records, MQTT headers, pings and acknowledgements included), in and out.",
