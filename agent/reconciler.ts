@@ -37,6 +37,9 @@ const RUNTIME_SLOTS = 4;
 /** Delay between a container exit event and the reconcile that handles it. */
 const EXIT_SETTLE_MS = 750;
 
+/** How long after its removal a container's exit event is still taken for the removal's own. */
+const REMOVED_EXIT_GRACE_MS = 10_000;
+
 /** Next reconcile after one that failed outright, or whose steps failed (they back off on their own). */
 const FAILED_REQUEUE_MS = 5_000;
 
@@ -110,6 +113,8 @@ export class Reconciler {
   private listedAt = -Infinity;
   /** Something outside the workers changed containers: the next reconcile lists them. */
   private stale = true;
+  /** Containers the workers are removing (or just removed): their exit events are the removal's own. */
+  private readonly removing = new Set<string>();
   /** Workers' outcomes since the last list began, replayed on it. */
   private outcomes: Array<(view: Map<string, RuntimeContainer>) => void> = [];
 
@@ -142,7 +147,10 @@ export class Reconciler {
       this.stale = true;
       this.trigger(0);
     };
-    this.unwatchExits = runtime.watchExits?.(managedSelector(cfg.node), () => {
+    this.unwatchExits = runtime.watchExits?.(managedSelector(cfg.node), (id) => {
+      // A container a worker is removing dies on its way out: its worker records the removal, and
+      // listing for it would only add `podman ps` calls beside a mass removal's own.
+      if (id !== undefined && this.removing.has(id)) return;
       this.stale = true;
       setTimeout(relist, EXIT_SETTLE_MS).unref();
       setTimeout(relist, 4 * EXIT_SETTLE_MS).unref();
@@ -441,8 +449,12 @@ export class Reconciler {
       if (!this.workers.mayStart(key) || this.stopped) continue;
       const rounds = (this.rounds.get(key) ?? 0) + 1;
       this.rounds.set(key, rounds);
+      const removing = batch.flatMap((s) => (s.action === 'remove' ? [s.id] : []));
+      for (const id of removing) this.removing.add(id);
       this.workers.start(key, async () => {
         const { errors, done } = await applySteps(batch, this.applyDeps);
+        // Exit events are written a moment after the exit: ones for these containers may still come.
+        if (removing.length) setTimeout(() => removing.forEach((id) => this.removing.delete(id)), REMOVED_EXIT_GRACE_MS).unref();
         this.record(done);
         // A failed step may have left anything behind: the next reconcile lists.
         if (errors.length) this.stale = true;

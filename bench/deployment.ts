@@ -8,9 +8,10 @@
  *       and Ready, no old pod left;
  *   (d) DELETE the Deployment (cascading) → 0 containers in podman (`podman events` remove events
  *       for all 50, then a `podman ps` to confirm).
- * Raw podman: the same containers with `podman run -d` / `podman rm -f -t 10`, both 4 at a time (the
- * agent's bound on runtime calls) and all at once; the rolling update by two workers, each removing
- * one old container then running its replacement (Swarm's stop-first, parallelism 2).
+ * Raw podman: the same containers with `podman run -d` / `podman rm -f -t 10` from shell scripts
+ * (xargs), both 4 at a time (the agent's bound on runtime calls) and all at once; the rolling update
+ * by two workers, each removing one old container then running its replacement (Swarm's stop-first,
+ * parallelism 2). The agent runs as its own process (`drover agent`), as on a device.
  * The containers trap TERM and exit at once (`sleep & wait`, not a foreground sleep the trap would wait
  * for): what is measured is the orchestration, not a graceful stop.
  * The server and the local agent run as in bench/deploy-latency.ts (TLS, joined with the token).
@@ -19,11 +20,12 @@
  *   → bench/results/NAME.json and NAME.md (default deployment)
  */
 import { execa } from 'execa';
-import { writeFile } from 'node:fs/promises';
-import { loadavg } from 'node:os';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { silentLogger } from '../src/util/logger.js';
 import { median, numArg, parseArgs, round, writeResult } from './lib/common.js';
-import { inParallel, startLocalCluster, type LocalCluster } from './lib/local-cluster.js';
+import { startLocalCluster, type LocalCluster } from './lib/local-cluster.js';
 
 const args = parseArgs(process.argv.slice(2));
 const ROUNDS = numArg(args, 'rounds', 1);
@@ -101,42 +103,50 @@ interface RawFigures {
   remove: Record<string, number>;
 }
 
-/** Raw podman doing each row's work; leaves no container behind. */
+/**
+ * Raw podman doing each row's work, from shell scripts (xargs -P N): a podman call forked by this
+ * process (which holds the server and the watches) would be charged the fork of a big process.
+ * Leaves no container behind.
+ */
 async function rawRound(c: LocalCluster, round: number): Promise<RawFigures> {
-  const { podman, image } = c;
-  const run = (name: string, revValue: string) => async () => (await podman(['run', '-d', '--name', name, '--label', 'bench=raw', '--env', `REV=${revValue}`, image, ...CMD])).stdout.trim();
-  const rm = (id: string) => async () => void (await podman(['rm', '-f', '-t', String(GRACE_SECONDS), id]));
-  const timed = async (fn: () => Promise<unknown>) => {
-    const t0 = performance.now();
-    await fn();
-    return (performance.now() - t0) / 1000;
-  };
-  const out: RawFigures = { runSmall: {}, runMore: {}, rolling: 0, remove: {} };
-  for (const [label, parallel] of [[`${RAW_SLOTS} at a time`, RAW_SLOTS], ['all at once', LARGE]] as const) {
-    const p = `raw${round}-${parallel}`;
-    let ids: string[] = [];
-    out.runSmall[label] = await timed(async () => (ids = await inParallel(Array.from({ length: SMALL }, (_, i) => run(`${p}-${i}`, '1')), parallel)));
-    out.runMore[label] = await timed(async () => ids.push(...(await inParallel(Array.from({ length: LARGE - SMALL }, (_, i) => run(`${p}-${SMALL + i}`, '1')), parallel))));
-    if (parallel === RAW_SLOTS) {
-      // Stop-first by two workers: remove one old container, run its replacement, take the next.
-      const next = [...ids];
-      ids = [];
-      out.rolling = await timed(() =>
-        inParallel(
-          next.map((id, i) => async () => {
-            await rm(id)();
-            ids.push(await run(`${p}-v2-${i}`, '2')());
-          }),
-          ROLL_PARALLEL,
-        ),
-      );
+  const { image } = c;
+  const dir = await mkdtemp(join(tmpdir(), 'drover-bench-raw-'));
+  try {
+    const P = `podman --root ${c.sb.root} --runroot ${c.sb.runroot}`;
+    const cmd = CMD.slice(0, 2).join(' ') + ` "${CMD[2]}"`;
+    // run.sh NAME REV; rm.sh ID...; roll.sh ID NAME (stop-first: remove the old one, run its replacement).
+    await writeFile(join(dir, 'run.sh'), `exec ${P} run -d --name "$1" --label bench=raw --env REV="$2" ${image} ${cmd} >/dev/null\n`);
+    await writeFile(join(dir, 'rm.sh'), `exec ${P} rm -f -t ${GRACE_SECONDS} "$@" >/dev/null\n`);
+    await writeFile(join(dir, 'roll.sh'), `${P} rm -f -t ${GRACE_SECONDS} "$1" >/dev/null && exec sh ${dir}/run.sh "$2" 2\n`);
+    const sh = async (script: string) => {
+      const t0 = performance.now();
+      await execa('sh', ['-c', script], { env: c.sb.env, stdin: 'ignore' });
+      return (performance.now() - t0) / 1000;
+    };
+    const ids = async (prefix: string) => (await c.podman(['ps', '-aq', '--no-trunc', '--filter', `name=^${prefix}`])).stdout.split('\n').filter(Boolean);
+    const names = (prefix: string, from: number, to: number) => Array.from({ length: to - from }, (_, i) => `${prefix}${from + i}`).join(' ');
+    const out: RawFigures = { runSmall: {}, runMore: {}, rolling: 0, remove: {} };
+    for (const [label, parallel] of [[`${RAW_SLOTS} at a time`, RAW_SLOTS], ['all at once', LARGE]] as const) {
+      const p = `raw${round}-${parallel}-`;
+      out.runSmall[label] = await sh(`printf '%s 1\\n' ${names(p, 0, SMALL)} | xargs -P ${parallel} -n 2 sh ${dir}/run.sh`);
+      out.runMore[label] = await sh(`printf '%s 1\\n' ${names(p, SMALL, LARGE)} | xargs -P ${parallel} -n 2 sh ${dir}/run.sh`);
+      let prefix = p;
+      if (parallel === RAW_SLOTS) {
+        const old = await ids(p);
+        out.rolling = await sh(`printf '%s\\n' ${old.map((id, i) => `${id} ${p}v2-${i}`).join(' ')} | xargs -P ${ROLL_PARALLEL} -n 2 sh ${dir}/roll.sh`);
+        prefix = `${p}v2-`;
+      }
+      const left = await ids(prefix);
+      out.remove[label] = await sh(`printf '%s\\n' ${left.join(' ')} | xargs -P ${parallel} -n 1 sh ${dir}/rm.sh`);
     }
-    out.remove[label] = await timed(() => inParallel(ids.map(rm), parallel));
+    // One `podman rm` of all 50 (podman removes them side by side itself).
+    const p = `raw${round}-one-`;
+    await sh(`printf '%s 1\\n' ${names(p, 0, LARGE)} | xargs -P ${RAW_SLOTS} -n 2 sh ${dir}/run.sh`);
+    out.remove['one call'] = await sh(`sh ${dir}/rm.sh ${(await ids(p)).join(' ')}`);
+    return out;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  // One `podman rm` of all 50 ids in one call (podman removes them in parallel itself).
-  const ids = await inParallel(Array.from({ length: LARGE }, (_, i) => run(`raw${round}-one-${i}`, '1')), RAW_SLOTS);
-  out.remove['one call'] = await timed(() => podman(['rm', '-f', '-t', String(GRACE_SECONDS), ...ids]));
-  return out;
 }
 
 interface DroverFigures {
@@ -154,6 +164,15 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
   const log: Array<{ t: number; type: string; name: string; rev: string | undefined; bound: boolean; ready: boolean }> = [];
   const watch = await c.watchPods(`app=${DEPLOYMENT}`, (type, p, t) => log.push({ t, type, name: p.metadata.name, rev: rev(p), bound: !!p.spec?.nodeName, ready: !!ready(p) }));
   const milestones: DroverFigures['milestones'] = {};
+  // The API answers a merge patch that raced a status write with 409 (Kubernetes' API server retries
+  // it itself): as kubectl would have to, try again.
+  const patch = async (body: unknown) => {
+    for (let i = 0; ; i++) {
+      const r = await api('PATCH', `${base}/${DEPLOYMENT}`, body, 'application/merge-patch+json');
+      if (r.status !== 409 || i >= 10) return r;
+      conflicts++;
+    }
+  };
   const track = (row: string, t0: number, n: number, isNew: (p: any) => boolean) => {
     const m: Record<string, number> = {};
     milestones[row] = m;
@@ -172,7 +191,7 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
 
     // (b) 10 → 50
     t0 = performance.now();
-    const s = await api('PATCH', `${base}/${DEPLOYMENT}`, { spec: { replicas: LARGE } }, 'application/merge-patch+json');
+    const s = await patch({ spec: { replicas: LARGE } });
     if (s.status !== 200) throw new Error(`scale: ${s.status} ${JSON.stringify(s.body)}`);
     track('scale10to50', t0, LARGE, () => true);
     t = await watch.when((ps) => ps.filter(ready).length === LARGE);
@@ -180,7 +199,7 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
 
     // (c) rolling update of the 50, 2 at a time
     t0 = performance.now();
-    const u = await api('PATCH', `${base}/${DEPLOYMENT}`, { spec: { template: { spec: { containers: [{ name: 'main', image, command: CMD, env: [{ name: 'REV', value: '2' }] }] } } } }, 'application/merge-patch+json');
+    const u = await patch({ spec: { template: { spec: { containers: [{ name: 'main', image, command: CMD, env: [{ name: 'REV', value: '2' }] }] } } } });
     if (u.status !== 200) throw new Error(`update: ${u.status} ${JSON.stringify(u.body)}`);
     track('rolling50', t0, LARGE, (p) => rev(p) === '2');
     t = await watch.when((ps) => ps.length === LARGE && ps.every((p) => rev(p) === '2' && ready(p)), 600_000);
@@ -211,6 +230,8 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
 }
 
 const round3 = (n: number) => round(n, 3);
+/** PATCHes answered 409 and tried again (see droverRound). */
+let conflicts = 0;
 
 /**
  * Where a rolling update's time goes, from the pod watch (median ms over the new pods): created → bound
@@ -288,7 +309,7 @@ function markdown(r: any): string {
   return lines.join('\n');
 }
 
-const cluster = await startLocalCluster({ node: NODE, logger: silentLogger });
+const cluster = await startLocalCluster({ node: NODE, logger: silentLogger, agentProcess: true });
 try {
   const raws: RawFigures[] = [];
   const drovers: DroverFigures[] = [];
@@ -321,6 +342,7 @@ try {
     },
     perRound: { raw: SKIP_RAW ? undefined : raws, drover: drovers.map(({ milestones: _, ...x }) => x) },
     milestones: drovers.at(-1)!.milestones,
+    patchConflictsRetried: conflicts,
     swarm: SWARM,
     goalTimesSwarm: GOAL,
     loadAverage: loadBefore.map((l, i) => `${round(l, 2)} → ${round(loadavg()[i]!, 2)}`),

@@ -306,7 +306,7 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
    * Released nerdctl (2.3 and before) neither filters events by label nor prints labels, so the
    * exited container's labels are looked up; one gone by then counts (a resync is the answer anyway).
    */
-  watchExits(labels: Record<string, string>, onExit: () => void): () => void {
+  watchExits(labels: Record<string, string>, onExit: (id?: string) => void): () => void {
     const matches = async (id: string, given: Record<string, string> | null | undefined): Promise<boolean> => {
       if (given && Object.keys(given).length) return hasLabels(given, labels);
       const c = await this.inspect(id).catch(() => undefined);
@@ -322,10 +322,10 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
         if (exit.success && exit.data.id && exit.data.container_id && exit.data.id !== exit.data.container_id) return;
         if (!id) return onExit();
         void matches(id, e.data.Labels).then((yes) => {
-          if (yes) onExit();
+          if (yes) onExit(id);
         });
       },
-      onExit,
+      () => onExit(),
     );
   }
 }

@@ -60,7 +60,7 @@ const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
 /** `podman network inspect` (netavark/CNI alike in podman 4): the network's subnets. */
 const networkEntry = z.object({ subnets: z.array(z.object({ subnet: z.string(), gateway: z.string().nullish() })).nullish() });
 /** An `events` line: a container's labels are in its Attributes. */
-const diedEvent = z.object({ Attributes: z.record(z.string(), z.string()).nullish() });
+const diedEvent = z.object({ ID: z.string().nullish(), Attributes: z.record(z.string(), z.string()).nullish() });
 const imagesOutput = z.array(z.object({ Names: z.array(z.string()).nullish() }));
 
 const STATES: Record<string, ContainerState> = {
@@ -243,7 +243,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
     return [...new Set(names)];
   }
 
-  watchExits(labels: Record<string, string>, onExit: () => void): () => void {
+  watchExits(labels: Record<string, string>, onExit: (id?: string) => void): () => void {
     // `podman events` streams one JSON object per line for as long as it runs. Its label filters
     // are ORed: one narrows the stream, and every label is checked in the event's Attributes.
     return this.cli.stream(
@@ -251,9 +251,10 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
       (line) => {
         const e = diedEvent.safeParse(safeJson(line));
         // An event of another shape still means something died: looking once too often is cheap.
-        if (!e.success || hasLabels(e.data.Attributes ?? {}, labels)) onExit();
+        if (!e.success) onExit();
+        else if (hasLabels(e.data.Attributes ?? {}, labels)) onExit(e.data.ID ?? undefined);
       },
-      onExit,
+      () => onExit(),
     );
   }
 

@@ -156,10 +156,10 @@ export interface ContainerRuntime {
   images(): Promise<string[]>;
   /**
    * Calls `onExit` soon after a container carrying every given label stops (exits, crashes, is
-   * killed). Returns a function that ends the watch. Runtimes that cannot tell leave it out; the agent
+   * killed), with its full id when the runtime tells it (not after a gap in the watch). Returns a function that ends the watch. Runtimes that cannot tell leave it out; the agent
    * then only notices at its next resync.
    */
-  watchExits?(labels: Record<string, string>, onExit: () => void): () => void;
+  watchExits?(labels: Record<string, string>, onExit: (id?: string) => void): () => void;
   /**
    * The default bridge network's IPv4 subnet, where the agent picks pod addresses; undefined when it
    * has none. Runtimes that cannot tell leave it out: pods then get the runtime's own addresses.

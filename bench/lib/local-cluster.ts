@@ -24,6 +24,12 @@ export interface LocalClusterOptions {
   /** Gets the server's and the agent's log lines (the deploy bench reads hop marks from them). */
   logger: Logger;
   resyncSeconds?: number;
+  /**
+   * Run the agent as its own process (`drover agent`, as on a device) instead of inside this one: a
+   * process holding the server and the bench forks slowly (every podman call is a fork of it), which
+   * would be charged to the agent. Its log lines then do not reach `logger`.
+   */
+  agentProcess?: boolean;
 }
 
 export type ApiAnswer = { status: number; body: any };
@@ -76,6 +82,22 @@ async function readEvents(body: ReadableStream<Uint8Array>, onEvent: (ev: { type
   }
 }
 
+/** `drover agent` in a process of its own, joined with the token (given in its environment, never argv). */
+function agentProcess(apiUrl: string, token: string, node: string, stateDir: string, sb: PodmanSandbox, resyncSeconds: number): { close(): Promise<void> } {
+  const main = new URL('../../src/main.ts', import.meta.url).pathname;
+  const child = execa(
+    process.execPath,
+    ['--import', 'tsx', main, 'agent', '--server', apiUrl, '--node-name', node, '--state-dir', stateDir, '--runtime', 'podman', '--podman-root', sb.root, '--podman-runroot', sb.runroot, '--heartbeat', '30', '--resync', String(resyncSeconds), '--keepalive', '15', '--log-level', 'warn'],
+    { env: { ...sb.env, DROVER_TOKEN: token }, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit', reject: false },
+  );
+  return {
+    close: async () => {
+      child.kill('SIGTERM');
+      await child;
+    },
+  };
+}
+
 export async function startLocalCluster(opts: LocalClusterOptions): Promise<LocalCluster> {
   const sb = await podmanSandbox();
   const dataDir = await mkdtemp(join(tmpdir(), 'drover-bench-'));
@@ -95,7 +117,9 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
     // The API is HTTPS with the cluster's own CA: this process's fetch must trust it (the agent checks it against the token).
     if (!opts.insecure) await trustCa(server.caCert);
     const tJoin = performance.now();
-    const agent = await startAgent(
+    const agent = opts.agentProcess
+      ? agentProcess(server.apiUrl, server.joinToken, opts.node, stateDir, sb, opts.resyncSeconds ?? 10)
+      : await startAgent(
       {
         node: opts.node,
         serverUrl: server.apiUrl,

@@ -58,6 +58,10 @@ async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | un
   dirs.push(stateDir);
   const runtime = new FakeRuntime({ gate: gateFn, ...o });
   await runtime.pull(IMAGE);
+  // The exit watcher, to tell it of an exit by container id as podman does.
+  let onExit: ((id?: string) => void) | undefined;
+  const watch = runtime.watchExits;
+  if (watch) Object.defineProperty(runtime, 'watchExits', { value: (labels: Record<string, string>, cb: (id?: string) => void) => ((onExit = cb), watch(labels, cb)) });
   const target = new TargetState(stateDir, silentLogger);
   const reports: NodeStatus[] = [];
   let generation = 0;
@@ -80,7 +84,7 @@ async function agent(gateFn: (op: FakeOp, subject: string) => Promise<void> | un
   const of = (p: DesiredPod) => runtime.byName(containerName(p.namespace, p.name, 'main', p.uid));
   const has = (p: DesiredPod) => of(p)?.state === 'running';
   const gone = (p: DesiredPod) => of(p) === undefined;
-  return { r, runtime, desire, has, gone, of, reports };
+  return { r, runtime, desire, has, gone, of, reports, exitEvent: (id: string) => onExit?.(id) };
 }
 
 describe('per-pod workers', () => {
@@ -171,6 +175,37 @@ describe('the hot path', () => {
     await until('second restarted after its exit', () => a.runtime.calls.some((c) => c.op === 'start' && c.subject === name && c.phase === 'end'));
     assert.ok(a.runtime.listCalls > lists, 'the exit was listed');
     await until('second running again', () => a.has(second));
+    await a.r.stop();
+  });
+});
+
+describe('exit events', () => {
+  it('the exit of a container the agent is removing lists nothing; an exit it did not cause makes the next reconcile list', async () => {
+    const hold = gate();
+    const leaving = pod('leaving');
+    const leavingName = containerName('default', 'leaving', 'main', leaving.uid);
+    const a = await agent((op, subject) => (op === 'remove' && subject === leavingName ? hold.wait : undefined), { watchesExits: true });
+    const staying = pod('staying');
+    a.desire([leaving, staying]);
+    await until('both running', () => a.has(leaving) && a.has(staying));
+    const reported = (name: string) => () => a.reports.some((s) => s.pods.some((p) => p.name === name && p.phase === 'Running'));
+    // leaving is deleted; its removal (graceful stop included) is under way when its exit event comes.
+    a.desire([staying]);
+    await until('leaving being removed', () => a.runtime.inFlight.remove === 1);
+    a.exitEvent(a.of(leaving)!.id);
+    const lists = a.runtime.listCalls;
+    const third = pod('third');
+    a.desire([staying, third]);
+    await until('third reported running', reported('third'));
+    assert.equal(a.runtime.listCalls, lists, 'the removal\'s own exit event made no reconcile list');
+    // An exit nobody asked for (a crash): the next reconcile lists.
+    a.exitEvent(a.of(staying)!.id);
+    const fourth = pod('fourth');
+    a.desire([staying, third, fourth]);
+    await until('fourth reported running', reported('fourth'));
+    assert.ok(a.runtime.listCalls > lists, 'a crash is listed');
+    hold.open();
+    await until('leaving removed', () => a.gone(leaving));
     await a.r.stop();
   });
 });
