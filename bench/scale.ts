@@ -22,7 +22,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_DEFAULTS } from '../agent/config.js';
+import { AGENT_DEFAULTS, LINK_PROFILES } from '../agent/config.js';
 import { keyPool, type DeviceKeyPem } from '../src/sim/device-join.js';
 import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { simNodeName } from '../src/sim/run.js';
@@ -279,8 +279,9 @@ async function main(): Promise<void> {
     workers: numArg(args, 'workers', 2),
     settle: numArg(args, 'settle', 20),
     idle: numArg(args, 'idle', 60),
-    hb: numArg(args, 'heartbeat', 30),
-    keepalive: numArg(args, 'keepalive', 15),
+    // The agent's own defaults (the default link profile), unless said otherwise.
+    hb: numArg(args, 'heartbeat', LINK_PROFILES.default.heartbeatSeconds),
+    keepalive: numArg(args, 'keepalive', LINK_PROFILES.default.keepaliveSeconds),
     timeoutMs: numArg(args, 'timeout', 1200) * 1000,
     placementPods: numArg(args, 'placement-pods', 5000),
     placementNodes: numArg(args, 'placement-nodes', 1000),

@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
+import { desiredJson } from '../../agent/connection.js';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../contract/index.js';
 import { backoffDelay } from '../util/backoff.js';
 import type { Joined } from './device-join.js';
@@ -139,7 +140,7 @@ export class SimAgent {
       // Hello first (the server creates the Node from it), then a status, as Agent.onConnect does.
       void this.sendHello()
         .catch((err: Error) => this.error(`hello: ${err.message}`))
-        .then(() => this.sendStatus(true));
+        .then(() => this.sendStatus(true, false, true));
     });
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('error', (err) => this.error(err.message));
@@ -181,6 +182,7 @@ export class SimAgent {
       runtime: { name: 'sim', version: '1.0.0' },
       labels: { 'drover.io/site': `site-${this.index % 20}` },
       images: ['localhost/busybox:latest'],
+      accepts: [...payloads.DESIRED_ENCODINGS],
     };
     const buf = encode(payloads.hello.parse(h));
     this.stats.sizes.hello = buf.length;
@@ -194,7 +196,7 @@ export class SimAgent {
       if (payload.length === 0) return;
       let d: payloads.Desired;
       try {
-        d = decode(payloads.desired, payload, 'desired state');
+        d = decode(payloads.desired, desiredJson(payload), 'desired state');
       } catch (err) {
         this.stats.desiredRejected++;
         this.error(`desired: ${(err as Error).message}`);
@@ -210,11 +212,26 @@ export class SimAgent {
       this.desired = d;
       this.reconcile();
     } else if (t.kind === 'request') {
-      // A simulated node has no containers: logs are empty, anything else is refused as the agent refuses an unknown request.
-      const res: payloads.Response = { ok: true, data: 'simulated agent: no logs\n' };
       this.stats.requestsAnswered++;
-      this.client?.publish(topics.response(this.node, t.id), encode(res), DELIVERY.response);
+      this.client?.publish(topics.response(this.node, t.id), encode(this.answer(payload)), DELIVERY.response);
     }
+  }
+
+  /** A simulated node has no containers: usage is what its pods would idle at, logs are empty, exec runs nothing. */
+  private answer(payload: Buffer): payloads.Response {
+    let req: payloads.AgentRequest;
+    try {
+      req = decode(payloads.request, payload, 'request');
+    } catch (err) {
+      return { ok: false, error: { code: 'BadRequest', message: (err as Error).message } };
+    }
+    if (req.op === 'usage') {
+      const pods = (this.desired?.pods ?? []).filter((p) => this.startTimes.has(p.uid)).map((p) => ({ namespace: p.namespace, name: p.name, usage: { cpuMilli: 1, memoryBytes: 4 * 2 ** 20 } }));
+      const data: payloads.UsageResult = { node: { cpuMilli: 50 + pods.length, memoryBytes: 300 * 2 ** 20 + pods.length * 4 * 2 ** 20 }, pods, windowSeconds: 15, ts: new Date().toISOString() };
+      return { ok: true, data };
+    }
+    if (req.op === 'exec') return { ok: true, data: { exitCode: 0, output: '', timedOut: false } satisfies payloads.ExecResult };
+    return { ok: true, data: 'simulated agent: no logs\n' };
   }
 
   /** The fake runtime: starts what is desired (after podStartMs), forgets what is not, reports on change. */
@@ -263,11 +280,15 @@ export class SimAgent {
     }, this.cfg.eventBatchSeconds * 1000);
   }
 
-  /** As Agent.sendStatus: on change, or always on a heartbeat. */
-  private sendStatus(heartbeat: boolean, timer = false): void {
+  /**
+   * As the agent's Reporter.sendStatus: on change with every pod's report, or always on a heartbeat
+   * (pod reports only if they changed since last sent); `full` after a connect.
+   */
+  private sendStatus(heartbeat: boolean, timer = false, full = false): void {
     const observedGeneration = this.desired?.generation ?? 0;
     const key = JSON.stringify([observedGeneration, this.reports, true]);
-    if (!heartbeat && key === this.lastStatusKey) return;
+    const changed = key !== this.lastStatusKey;
+    if (!heartbeat && !changed) return;
     if (!this.client?.connected) return;
     const s: payloads.Status = {
       node: this.node,
@@ -275,9 +296,10 @@ export class SimAgent {
       seq: ++this.seq,
       observedGeneration,
       ts: new Date().toISOString(),
-      pods: this.reports,
+      pods: changed || full ? this.reports : [],
       runtimeHealthy: true,
       heartbeatSeconds: this.cfg.heartbeatSeconds,
+      keepaliveSeconds: this.cfg.keepaliveSeconds,
     };
     const buf = encode(s);
     this.stats.sizes[`status${s.pods.length}Pods`] = buf.length;
