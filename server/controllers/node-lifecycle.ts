@@ -54,7 +54,8 @@ export function nodeLifecycleController(o: NodeLifecycleOptions): Controller {
     const d = decideLifecycle({ node, beat, lastDisconnectMs: o.liveness.flaps.lastDisconnectMs(name), nowMs, policy: o.policy });
     let wrote = false;
     if (d.late?.set) {
-      const message = `no status for ${Math.round((nowMs - d.late.lastHeardMs) / 1000)}s (heartbeat every ${Math.round(d.late.periodMs / 1000)}s): what this node last reported may be out of date`;
+      // The period is the heartbeat's, or two keepalives where the server hears the agent's pings (registry.ts livenessPeriodSeconds).
+      const message = `no status or ping for ${Math.round((nowMs - d.late.lastHeardMs) / 1000)}s (expected every ${Math.round(d.late.periodMs / 1000)}s): what this node last reported may be out of date`;
       wrote = await conditions.set(name, { type: 'HeartbeatLate', status: 'True', reason: 'NoRecentStatus', message }, new Date(d.late.lastHeardMs).toISOString());
       if (wrote) await conditions.event(name, 'Warning', 'HeartbeatLate', `Node ${name}: ${message}`);
     } else if (d.late) {
