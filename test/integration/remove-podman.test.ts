@@ -6,6 +6,7 @@
  * its stride.
  */
 import assert from 'node:assert/strict';
+import { execa } from 'execa';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +71,32 @@ describe('removing containers on podman', () => {
     assert.ok(!commands.some((a) => a.includes('stop')), 'no separate podman stop');
     assert.deepEqual(await runtime.list({ 'drover.io/test': 'remove' }), [], 'all removed');
     for (const n of ['g1', 'g2']) assert.equal((await readFile(join(dir, n), 'utf8')).trim(), 'term', `${n} got its stop signal before it was removed`);
+  });
+
+  test("an exit event names the container that exited by its full id (how the agent tells its own removals from crashes)", async () => {
+    const runtime = new PodmanRuntime({ root: sb.root, runroot: sb.runroot, env: sb.env });
+    const got: Array<string | undefined> = [];
+    const unwatch = runtime.watchExits({ 'drover.io/test': 'exit' }, (id) => got.push(id));
+    try {
+      // The event stream is live once it has told of one exit: canaries until then.
+      for (let i = 0; got.length === 0; i++) {
+        if (i > 60) assert.fail('no exit event within 30 s');
+        await runtime.run({ name: `canary-${i}`, image, command: ['true'], env: {}, ports: [], labels: { 'drover.io/test': 'exit' } });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const id = await runtime.run({ name: 'crasher', image, command: ['sh', '-c', "trap '' TERM; sleep 3600 & wait"], env: {}, ports: [], labels: { 'drover.io/test': 'exit' } });
+      // Another label's exit is not told.
+      const other = await runtime.run({ name: 'other', image, command: ['true'], env: {}, ports: [], labels: { 'drover.io/test': 'other' } });
+      await execa('podman', ['--root', sb.root, '--runroot', sb.runroot, 'kill', id], { env: sb.env, stdin: 'ignore' });
+      for (let i = 0; !got.includes(id); i++) {
+        if (i > 100) assert.fail(`the exit of ${id} was not told: ${JSON.stringify(got)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(!got.includes(other), 'a container without the label is not told');
+      assert.ok(got.every((g) => g === undefined || /^[0-9a-f]{64}$/.test(g)), `full ids: ${JSON.stringify(got)}`);
+    } finally {
+      unwatch();
+    }
   });
 
   test('one remove with grace 0 of a container that ignores TERM: removed (killed), not left running', async () => {
