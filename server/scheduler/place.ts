@@ -63,14 +63,38 @@ export function formatMessage(total: number, reasons: Map<string, number>): stri
   return `0/${total} nodes are available: ${parts.join(', ')}.`;
 }
 
-/** The core decision against precomputed usage; shared by `place` and `scheduleBatch`. */
-function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, opts: PlaceOptions): Placement {
+/** Fleets up to this size have every node filtered and scored for every pod. */
+export const MIN_FEASIBLE_NODES = 100;
+
+/**
+ * How many feasible nodes a decision looks for before it stops, as kube-scheduler's adaptive
+ * percentageOfNodesToScore: all of a small fleet; in a large one 50 % less 1 % per 125 nodes, at least
+ * 5 % and at least MIN_FEASIBLE_NODES (1,000 nodes: 420; 5,000: 500). A pass over thousands of pods
+ * then costs a fraction of filtering and scoring every node for each; the start rotates (scheduleBatch)
+ * so that every node gets its turn. A pod no node fits is still checked against all of them (its message
+ * counts every node).
+ */
+export function feasibleNodesToFind(total: number): number {
+  if (total <= MIN_FEASIBLE_NODES) return total;
+  const percent = Math.max(5, 50 - Math.floor(total / 125));
+  return Math.max(MIN_FEASIBLE_NODES, Math.floor((total * percent) / 100));
+}
+
+/**
+ * The core decision against precomputed usage; shared by `place` and `scheduleBatch`. Nodes are taken
+ * from index `start` on (wrapping).
+ */
+function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, opts: PlaceOptions, start = 0): Placement {
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   const reasons = new Map<string, number>();
   const nodeReasons = new Map<string, string[]>();
+  const want = feasibleNodesToFind(nodes.length);
   let best: { name: string; score: number } | undefined;
-  for (const node of nodes) {
+  let feasible = 0;
+  let examined = 0;
+  for (; examined < nodes.length && feasible < want; examined++) {
+    const node = nodes[(start + examined) % nodes.length]!;
     const name = node.metadata.name;
     const u = usage.get(name) ?? emptyUsage(node);
     const failed = runFilters(pod, node, u, filters);
@@ -79,6 +103,7 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
       for (const r of new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
       continue;
     }
+    feasible++;
     const score = scoreNode(pod, node, u, scorers);
     // Equal scores go to the lexically smallest name, so the same inputs always give the same node.
     if (!best || score > best.score || (score === best.score && name < best.name)) best = { name, score };
@@ -111,8 +136,13 @@ export interface BatchResult {
 export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOptions = {}): BatchResult[] {
   const batch = new Set(pods.map(podKey));
   const usage = computeUsage({ nodes: ctx.nodes, pods: ctx.pods.filter((p) => !batch.has(podKey(p))) });
+  // Where the next decision starts looking: one node further each time, so the windows of a large fleet
+  // slide over it and replicas spread over every node (moving on by the nodes examined, as kube-scheduler
+  // does, left a tenth of 1,000 nodes empty while others got two of 1,000 replicas).
+  let start = 0;
   return pods.map((pod) => {
-    const d = decide(pod, ctx.nodes, usage, opts);
+    const d = decide(pod, ctx.nodes, usage, opts, start);
+    start = (start + 1) % Math.max(1, ctx.nodes.length);
     if (d.node) addPod(usage.get(d.node)!, pod);
     return d.node ? { pod, node: d.node, message: d.message } : { pod, message: d.message };
   });
