@@ -314,10 +314,6 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       downloadsDir: o.downloadsDir,
     };
     const logger = createLogger({ name: 'drover', level: o.logLevel });
-    // The young generation stays at its first 1 MiB semi-spaces instead of growing to 16 MiB each and
-    // keeping them: -25 to -35 MiB RSS at 1,000 agents (bench/results/fleet-memory.md), GC cost within noise.
-    // --max-semi-space-size works only as a node flag (not in the single binary); the growth factor is read at each growth.
-    (await import('node:v8')).setFlagsFromString('--semi-space-growth-factor=1');
     // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
     const { startServer } = await import('../server/run.js');
     const { startAgent } = await import('../agent/run.js');
