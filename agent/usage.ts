@@ -83,7 +83,8 @@ export class UsageSampler {
 
   /**
    * The answer to the server's `usage` request: use since the previous request, or, when that is long
-   * ago (or there was none), over a fresh one-second window, so `kubectl top` shows what happens now.
+   * ago (or there was none, or a container was never sampled), over a fresh one-second window, so
+   * `kubectl top` shows what happens now.
    * Requests arriving together share one measurement.
    */
   measure(list: () => Promise<RuntimeContainer[]>, now: () => number = Date.now): Promise<payloads.UsageResult> {
@@ -100,13 +101,17 @@ export class UsageSampler {
         this.logger.debug({ err: errorMessage(err) }, 'cannot list containers for usage');
         return [];
       });
-    if (this.lastAt === undefined || now() - this.lastAt > PRIME_AFTER_MS) {
-      await this.sample(await containers());
+    let listed = await containers();
+    // A container never sampled has no rate yet (a pod started since the last ask): prime it too.
+    const unsampled = listed.some((c) => c.state === 'running' && !this.prev.has(c.id));
+    if (this.lastAt === undefined || now() - this.lastAt > PRIME_AFTER_MS || unsampled) {
+      await this.sample(listed);
       this.lastAt = now();
       await sleep(PRIME_WINDOW_MS);
+      listed = await containers();
     }
     const from = this.lastAt;
-    const s = await this.sample(await containers());
+    const s = await this.sample(listed);
     const at = now();
     this.lastAt = at;
     return {

@@ -40,6 +40,8 @@ export interface MetricsCacheOptions {
 
 /** Figures younger than this are served as they are; older ones are asked for again. */
 const FRESH_MS = 15_000;
+/** A node running a pod without figures is asked again after this long, fresh figures or not. */
+const MISSING_RETRY_MS = 2_000;
 /** Longest a read of the metrics API waits for the agents' answers (a primed measurement takes about a second). */
 const ASK_TIMEOUT_MS = 5_000;
 /** Answers from this many nodes are awaited at once. */
@@ -114,10 +116,11 @@ export class MetricsCache {
   async refresh(q: MetricsQuery): Promise<void> {
     const ask = this.opts.ask;
     if (!ask) return;
-    const targets = await this.nodesFor(q, ask.store);
+    const { nodes: targets, missing } = await this.nodesFor(q, ask.store);
     const freshMs = ask.freshMs ?? FRESH_MS;
     const now = this.now();
-    const due = targets.filter((n) => this.inFlight.has(n) || now - (this.asked.get(n) ?? -Infinity) > freshMs);
+    // A node running a pod the cache has no figures for (started since the last ask) is asked sooner.
+    const due = targets.filter((n) => this.inFlight.has(n) || now - (this.asked.get(n) ?? -Infinity) > (missing.has(n) ? Math.min(freshMs, MISSING_RETRY_MS) : freshMs));
     for (let i = 0; i < due.length; i += ASK_GROUP) await Promise.all(due.slice(i, i + ASK_GROUP).map((n) => this.askNode(n)));
   }
 
@@ -138,23 +141,25 @@ export class MetricsCache {
     return p;
   }
 
-  /** The Ready nodes a query concerns. */
-  private async nodesFor(q: MetricsQuery, store: Pick<Store, 'list' | 'get'>): Promise<string[]> {
+  /** The Ready nodes a query concerns, and those of them running a pod the cache has no figures for. */
+  private async nodesFor(q: MetricsQuery, store: Pick<Store, 'list' | 'get'>): Promise<{ nodes: string[]; missing: Set<string> }> {
     const ready = (n: Node | undefined) => n?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+    const missing = new Set<string>();
     if (q.nodes) {
-      if (q.name) return ready(await store.get('Node', '', q.name)) ? [q.name] : [];
-      return (await store.list('Node')).items.filter(ready).map((n) => n.metadata.name);
+      if (q.name) return { nodes: ready(await store.get('Node', '', q.name)) ? [q.name] : [], missing };
+      return { nodes: (await store.list('Node')).items.filter(ready).map((n) => n.metadata.name), missing };
     }
-    if (q.name && q.namespace) {
-      const node = (await store.get('Pod', q.namespace, q.name))?.spec.nodeName;
-      return node && ready(await store.get('Node', '', node)) ? [node] : [];
-    }
-    const pods = (await store.list('Pod')).items;
+    const pods = q.name && q.namespace ? [await store.get('Pod', q.namespace, q.name)].filter((p) => p !== undefined) : (await store.list('Pod', q.namespace)).items;
     const names = new Set<string>();
-    for (const p of pods) if (p.spec.nodeName && (!q.namespace || p.metadata.namespace === q.namespace)) names.add(p.spec.nodeName);
+    for (const p of pods) {
+      const node = p.spec.nodeName;
+      if (!node || (q.namespace && p.metadata.namespace !== q.namespace)) continue;
+      names.add(node);
+      if (p.status?.phase === 'Running' && !this.pods.has(`${p.metadata.namespace ?? 'default'}/${p.metadata.name}`)) missing.add(node);
+    }
     const out: string[] = [];
     for (const n of names) if (ready(await store.get('Node', '', n))) out.push(n);
-    return out;
+    return { nodes: out, missing };
   }
 
   private fresh(at: number): boolean {

@@ -157,7 +157,7 @@ describe('usage on request', () => {
   const notReady = (name: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { conditions: [{ type: 'Ready', status: 'Unknown' }] } });
   const nodes = [ready('a'), ready('b'), notReady('gone'), ready('old')];
   const pods = [
-    { metadata: { name: 'web', namespace: 'shop' }, spec: { nodeName: 'a' } },
+    { metadata: { name: 'web', namespace: 'shop' }, spec: { nodeName: 'a' }, status: { phase: 'Running' } },
     { metadata: { name: 'db', namespace: 'other' }, spec: { nodeName: 'b' } },
   ];
   const store = {
@@ -165,7 +165,7 @@ describe('usage on request', () => {
     get: async (kind: string, ns: string, name: string) => (kind === 'Node' ? nodes.find((n) => n.metadata.name === name) : pods.find((p) => p.metadata.name === name && p.metadata.namespace === ns)),
   };
 
-  function cache() {
+  function cache(opts: { podsReported?: boolean } = {}) {
     let nowMs = 1_000_000;
     const asked: string[] = [];
     const requester = {
@@ -174,7 +174,7 @@ describe('usage on request', () => {
         assert.deepEqual(req, { op: 'usage' });
         // An agent older than the request cannot parse it.
         if (node === 'old') return { ok: false, error: { code: 'BadRequest', message: 'invalid request: op' } };
-        const u: payloads.UsageResult = { node: { cpuMilli: 250, memoryBytes: 1 << 30 }, pods: node === 'a' ? [{ namespace: 'shop', name: 'web', usage: { cpuMilli: 5, memoryBytes: 1 << 20 } }] : [], windowSeconds: 1, ts: new Date(nowMs).toISOString() };
+        const u: payloads.UsageResult = { node: { cpuMilli: 250, memoryBytes: 1 << 30 }, pods: node === 'a' && opts.podsReported !== false ? [{ namespace: 'shop', name: 'web', usage: { cpuMilli: 5, memoryBytes: 1 << 20 } }] : [], windowSeconds: 1, ts: new Date(nowMs).toISOString() };
         return { ok: true, data: u };
       },
     };
@@ -206,6 +206,17 @@ describe('usage on request', () => {
     assert.deepEqual(list.items.map((i) => i.metadata.name), ['web']);
   });
 
+  test('a node running a pod without figures (just started) is asked again after 2 s, not 15', async () => {
+    const { m, asked, tick } = cache({ podsReported: false });
+    await m.refresh({ nodes: false, namespace: 'shop' });
+    tick(1_000);
+    await m.refresh({ nodes: false, namespace: 'shop' });
+    assert.deepEqual(asked, ['a'], 'not within 2 s');
+    tick(1_500);
+    await m.refresh({ nodes: false, namespace: 'shop' });
+    assert.deepEqual(asked, ['a', 'a'], 'the pod still has no figures: asked again');
+  });
+
   test('the agent measures over a fresh window when not asked for a while, and over the time since the last ask otherwise', async () => {
     const c: RuntimeContainer = { id: 'aaaaaaaaaaaa1', name: 'x', image: 'i', state: 'running', labels: { [LABELS.namespace]: 'default', [LABELS.pod]: 'web' } };
     let cpu = 0;
@@ -219,6 +230,14 @@ describe('usage on request', () => {
     now += 30_000;
     const second = await sampler.measure(async () => [c], () => now);
     assert.equal(second.windowSeconds, 30, 'the window since the last ask');
+    // A pod started since the last ask: its container is primed, so it has a rate at once.
+    const fresh: RuntimeContainer = { ...c, id: 'bbbbbbbbbbbb2', labels: { ...c.labels, [LABELS.pod]: 'new' } };
+    const both = { stats: async () => [c, fresh].map((x) => ({ id: x.id, cpuNanos: (cpu += 0.5e9), memoryBytes: 100, sampledAtNanos: Number(process.hrtime.bigint()) })) } as unknown as ContainerRuntime;
+    const sampler2 = new UsageSampler(both, { cores: 2, cpuPercent: async () => 10, memoryBytes: async () => 5 }, silentLogger);
+    await sampler2.measure(async () => [c], () => now);
+    now += 5_000;
+    const third = await sampler2.measure(async () => [c, fresh], () => now);
+    assert.ok(third.pods.find((p) => p.name === 'new')!.usage.cpuMilli > 0, 'the new pod has a CPU rate in the first answer that lists it');
   });
 
   test('the node meter reads /proc: CPU busy share, memory in use without caches', () => {
