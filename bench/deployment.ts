@@ -202,7 +202,7 @@ async function droverRound(c: LocalCluster, round: number): Promise<DroverFigure
     const u = await patch({ spec: { template: { spec: { containers: [{ name: 'main', image, command: CMD, env: [{ name: 'REV', value: '2' }] }] } } } });
     if (u.status !== 200) throw new Error(`update: ${u.status} ${JSON.stringify(u.body)}`);
     track('rolling50', t0, LARGE, (p) => rev(p) === '2');
-    t = await watch.when((ps) => ps.length === LARGE && ps.every((p) => rev(p) === '2' && ready(p)), 600_000);
+    t = await watch.when((ps) => ps.length === LARGE && ps.every((p) => rev(p) === '2' && ready(p)), 1_800_000);
     const rolling50 = (t - t0) / 1000;
     milestones.rollingSteps = rollingSteps(log.filter((e) => e.t >= t0 && e.t <= t));
 

@@ -87,8 +87,10 @@ function agentProcess(apiUrl: string, token: string, node: string, stateDir: str
   const main = new URL('../../src/main.ts', import.meta.url).pathname;
   const child = execa(
     process.execPath,
-    ['--import', 'tsx', main, 'agent', '--server', apiUrl, '--node-name', node, '--state-dir', stateDir, '--runtime', 'podman', '--podman-root', sb.root, '--podman-runroot', sb.runroot, '--heartbeat', '30', '--resync', String(resyncSeconds), '--keepalive', '15', '--log-level', 'warn'],
-    { env: { ...sb.env, DROVER_TOKEN: token }, stdin: 'ignore', stdout: 'ignore', stderr: 'inherit', reject: false },
+    ['--import', 'tsx', main, 'agent', '--server', apiUrl, '--node-name', node, '--state-dir', stateDir, '--runtime', 'podman', '--podman-root', sb.root, '--podman-runroot', sb.runroot, '--heartbeat', '30', '--resync', String(resyncSeconds), '--keepalive', '15', '--log-level', process.env.BENCH_AGENT_LOG ?? 'warn'],
+    // V8's default flags: the agent's lite mode (agent/v8-flags.ts), set from inside after tsx has
+    // compiled code, crashes node (SIGSEGV); the compiled binary applies it before any code runs.
+    { env: { ...sb.env, DROVER_TOKEN: token, DROVER_AGENT_V8_FLAGS: '' }, stdin: 'ignore', stdout: process.env.BENCH_AGENT_LOG ? 'inherit' : 'ignore', stderr: 'inherit', reject: false },
   );
   return {
     close: async () => {
@@ -199,7 +201,7 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
       });
       return {
         pods,
-        when: (pred, ms = 180_000) =>
+        when: (pred, ms = 900_000) =>
           new Promise<number>((resolve, reject) => {
             if (ended && !ac.signal.aborted) return reject(ended);
             if (pred([...pods.values()])) return resolve(performance.now());
@@ -209,7 +211,8 @@ export async function startLocalCluster(opts: LocalClusterOptions): Promise<Loca
         close: () => ac.abort(),
       };
     };
-    await until('node Ready', async () => (await api('GET', `/api/v1/nodes/${opts.node}`)).body?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'));
+    // Generous: an agent process compiles its sources (tsx) and joins first, slow on a loaded machine.
+    await until('node Ready', async () => (await api('GET', `/api/v1/nodes/${opts.node}`)).body?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'), 300_000);
     const joinToReadyMs = performance.now() - tJoin;
     return {
       sb,
