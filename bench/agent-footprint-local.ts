@@ -9,13 +9,14 @@
  *   → bench/results/agent-footprint-local.json and .md
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../test/helpers/podman.js';
+import { podmanEventsPid } from './agent-footprint-procs.js';
 import { freePort, machine, numArg, parseArgs, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -35,20 +36,6 @@ function pssMiB(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function childEventsPid(parent: number): number | undefined {
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent && readFileSync(`/proc/${d}/cmdline`, 'utf8').includes('events')) return Number(d);
-    } catch {
-      // raced with an exiting process
-    }
-  }
-  return undefined;
 }
 
 const stats = (xs: number[]) => (xs.length ? { avg: round(xs.reduce((a, b) => a + b, 0) / xs.length, 1), max: round(Math.max(...xs), 1) } : undefined);
@@ -122,7 +109,7 @@ async function main(): Promise<void> {
         if (m) rss.push(m.rssMiB);
         const p = pssMiB(pid);
         if (p !== undefined) pss.push(p);
-        const ev = childEventsPid(pid);
+        const ev = podmanEventsPid(pid);
         const e = ev ? procMemory(ev) : undefined;
         if (e) evRss.push(e.rssMiB);
         await sleep(2000);

@@ -32,6 +32,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../test/helpers/podman.js';
+import { podmanEventsPid } from './agent-footprint-procs.js';
 import { freePort, machine, numArg, parseArgs, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
@@ -96,29 +97,6 @@ function childrenCpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(rest[13]) + Number(rest[14])) * 1000) / 100;
-}
-
-function cmdline(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
-/** The agent's long-lived `podman events` child, if running. */
-function podmanEventsPid(agentPid: number): number | undefined {
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === agentPid && cmdline(Number(d)).includes('events')) return Number(d);
-    } catch {
-      // raced with an exiting process
-    }
-  }
-  return undefined;
 }
 
 /** Bytes of every regular file below dir (not following links). */
