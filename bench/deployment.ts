@@ -263,6 +263,7 @@ function markdown(r: any): string {
     '',
     `Load average (1/5/15 min) start → end: ${r.loadAverage.join(' / ')}; ${r.podmanVersion}; drover at ${r.commit}.`,
     `Re-run: \`${r.command}\``,
+    `Setup: ${r.mode}.`,
     '',
     'Raw podman does the same containers in the same run (median of the rounds); Swarm is quoted from ANCHORS.md',
     '(Docker 20.10 Swarm, same machine kind, not re-measured here). Seconds.',
@@ -326,7 +327,7 @@ try {
     commit,
     command: `node --import tsx bench/deployment.ts --rounds ${ROUNDS}${OUT !== 'deployment' ? ` --out ${OUT}` : ''}${SKIP_RAW ? ' --skip-raw' : ''}`,
     podmanVersion: (await cluster.podman(['--version'])).stdout.trim(),
-    mode: 'TLS (HTTPS API, MQTT over TLS, node client certificate); one local agent; containers exit at once on TERM',
+    mode: 'TLS (HTTPS API, MQTT over TLS, node client certificate); one local agent as its own process (drover agent from source, V8 default flags); raw podman from sh/xargs; containers exit at once on TERM',
     settings: { rawParallel: RAW_SLOTS, rollingParallel: ROLL_PARALLEL, maxSurge: 0, maxUnavailable: ROLL_PARALLEL, minReadySeconds: 0, terminationGracePeriodSeconds: GRACE_SECONDS },
     raw: SKIP_RAW ? undefined : {
       runSmall: medRec(raws.map((x) => x.runSmall)),
