@@ -227,16 +227,18 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     if (o.cpuProf) {
       const files = readdirSync(profDir, { withFileTypes: true }).filter((d) => d.name.endsWith('.cpuprofile')).map((d) => join(profDir, d.name)).sort();
       out.cpuProfileTop = files.map((file, i) => ({ process: i === 0 ? 'first server process (join … placement)' : 'restarted server process (mass reconnect)', top: profileTop(file) }));
-      const keep = join(new URL('./results/', import.meta.url).pathname, 'profiles');
+      // Kept outside the repository (a profile is megabytes): open them in Chrome DevTools or speedscope.
+      const keep = join(tmpdir(), 'drover-scale-profiles');
       mkdirSync(keep, { recursive: true });
       files.forEach((file, i) => writeFileSync(join(keep, `scale-${n}-${i === 0 ? 'run' : 'restart'}.cpuprofile`), readFileSync(file)));
+      out.cpuProfiles = keep;
     }
     rmSync(tmp, { recursive: true, force: true });
   }
   return out;
 }
 
-function markdown(cmd: string, res: Array<Record<string, any>>, meta: Record<string, unknown>): string {
+export function markdown(cmd: string, res: Array<Record<string, any>>, meta: Record<string, unknown>): string {
   const f = (v: unknown, unit = '') => (v === undefined || v === null || Number.isNaN(v) ? '—' : `${typeof v === 'number' ? v.toLocaleString('en-US') : v}${unit}`);
   const s = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(1)} s` : '—');
   const lines = [
@@ -246,13 +248,13 @@ function markdown(cmd: string, res: Array<Record<string, any>>, meta: Record<str
     '',
     `${meta.date}, node ${meta.node}, ${JSON.stringify(meta.machine)}. Server compiled (tsc), TLS everywhere (HTTPS join, MQTT with client certificates); heartbeat ${meta.heartbeatSeconds} s, keepalive ${meta.keepaliveSeconds} s; agents simulated by src/sim in ${meta.workers} worker processes on the same machine (their CPU competes with the server's).`,
     '',
-    '| agents | joins/s | all Ready | idle RSS | idle CPU (% core) | store writes/min | MQTT B/agent/day | RSS with 1 pod each | DaemonSet → Running | restart: nodes Ready p50 / p99 / max | converged | load avg (idle) |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| agents | joins/s | all Ready | idle RSS | idle CPU (% core) | store writes/min | MQTT B/agent/day | RSS after placement | DaemonSet → Running | restart: API ready / nodes Ready p50 / p99 / max | p99 after API ready | converged | load avg (idle) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of res) {
     const mr = r.massReconnect;
     lines.push(
-      `| ${f(r.agents)} | ${f(r.join?.joinsPerSecond)} | ${s(r.register?.allReadyMs)} | ${f(r.idle?.rssEndMiB, ' MiB')} | ${f(r.idle?.serverCpuPercentOfOneCore)} | ${f(r.idle?.storeWritesPerMinute)} | ${f(r.idle?.mqttBytesPerAgentPerDay)} | ${f(r.rssWithPodsMiB, ' MiB')} | ${s(r.placementDaemonSet?.allRunningMs)} (${f(r.placementDaemonSet?.podsPerSecondToRunning)} pods/s) | ${mr ? `${s(mr.nodeReadyAfterStartMs.p50)} / ${s(mr.nodeReadyAfterStartMs.p99)} / ${s(mr.nodeReadyAfterStartMs.max)}` : '—'} | ${s(mr?.convergedAfterStartMs)} | ${r.idle?.loadAverage?.join(' ') ?? '—'} |${r.error ? ` failed: ${r.error}` : ''}`,
+      `| ${f(r.agents)} | ${f(r.join?.joinsPerSecond)} | ${s(r.register?.allReadyMs)} | ${f(r.idle?.rssEndMiB, ' MiB')} | ${f(r.idle?.serverCpuPercentOfOneCore)} | ${f(r.idle?.storeWritesPerMinute)} | ${f(r.idle?.mqttBytesPerAgentPerDay)} | ${f(r.rssWithPodsMiB, ' MiB')} | ${s(r.placementDaemonSet?.allRunningMs)} (${f(r.placementDaemonSet?.podsPerSecondToRunning)} pods/s) | ${mr ? `${s(mr.apiReadyAfterStartMs)} / ${s(mr.nodeReadyAfterStartMs.p50)} / ${s(mr.nodeReadyAfterStartMs.p99)} / ${s(mr.nodeReadyAfterStartMs.max)}` : '—'} | ${mr ? s(mr.nodeReadyAfterStartMs.p99 - mr.apiReadyAfterStartMs) : '—'} | ${s(mr?.convergedAfterStartMs)} | ${r.idle?.loadAverage?.join(' ') ?? '—'} |${r.error ? ` failed: ${r.error}` : ''}`,
     );
   }
   const dep = res.find((r) => r.placementDeployment);
@@ -260,6 +262,7 @@ function markdown(cmd: string, res: Array<Record<string, any>>, meta: Record<str
     const d = dep.placementDeployment;
     lines.push('', `Placement row: ${f(d.pods)} pods on ${f(dep.agents)} nodes (a Deployment), POST → all Running ${s(d.allRunningMs)}: **${f(d.podsPerSecondToRunning)} pods/s end to end** (all bound at ${s(d.allBoundMs)}: ${f(d.podsPerSecondToBound)}/s; goal ≥ 5,000/s to bound; kube-scheduler ~100/s, Nomad 1.5–3.7k/s). Load average ${d.loadAverage?.join(' ')}.`);
   }
+  lines.push('', 'RSS after placement: after the DaemonSet (one pod per node), and at the placement size also the Deployment (there: 6 pods per node).');
   lines.push('', 'Restart: the server process (API, store, embedded broker) stopped with SIGTERM and started again on the same data dir and ports; times from the new process\'s start: "nodes Ready" is each Node written Ready by the new process (its first status heard), "converged" is every agent connected with a desired state from the new process and its pods still reported Running. Goal: p99 < 10 s at 2,000 agents.');
   for (const r of res) {
     if (!r.cpuProfileTop) continue;
@@ -269,8 +272,16 @@ function markdown(cmd: string, res: Array<Record<string, any>>, meta: Record<str
   return lines.join('\n') + '\n';
 }
 
+/** `--markdown FILE.json`: only rewrite FILE.md from a result written before. */
+function rewriteMarkdown(file: string): void {
+  const body = JSON.parse(readFileSync(file, 'utf8')) as Record<string, any>;
+  writeFileSync(file.replace(/\.json$/, '.md'), markdown(body.command, body.results, body));
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const md = args.get('markdown');
+  if (md) return rewriteMarkdown(md);
   const sizes = (args.get('sizes') ?? '100,500,1000').split(',').map(Number).filter((x) => x > 0);
   const outName = args.get('out') ?? 'scale';
   const tmp = mkdtempSync(join(tmpdir(), 'drover-scale-build-'));

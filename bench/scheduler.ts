@@ -6,6 +6,7 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import type { Node } from '../src/api/node.js';
 import type { Pod } from '../src/api/pod.js';
 import { scheduleBatch } from '../server/scheduler/place.js';
+import { machine } from './lib/common.js';
 
 function node(i: number): Node {
   return {
@@ -43,4 +44,4 @@ for (const [nodes, pods, anti] of [[200, 1000, false], [200, 1000, true], [1000,
   console.log(`${pods} pods on ${nodes} nodes${anti ? ' (anti-affinity)' : ''}: ${bound} bound in ${ms.toFixed(0)} ms (${Math.round((pods / ms) * 1000)} pods/s)`);
 }
 mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
-writeFileSync(new URL('./results/scheduler.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), node: process.version, results }, null, 2) + '\n');
+writeFileSync(new URL('./results/scheduler.json', import.meta.url), JSON.stringify({ date: new Date().toISOString(), node: process.version, machine: machine(), results }, null, 2) + '\n');
