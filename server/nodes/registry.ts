@@ -33,6 +33,8 @@ export interface RegistryOptions {
    * the server cannot see.
    */
   pingsCarryLiveness?: boolean;
+  /** Told every hello once its Node is written (the desired-state publisher reads its `accepts`). */
+  onHello?: (node: string, h: payloads.Hello) => void;
   now?: () => number;
 }
 
@@ -203,6 +205,7 @@ export class NodeRegistry {
         return n;
       });
     }
+    this.opts.onHello?.(name, h);
     if (!compatible) {
       await this.opts.events.record({ involved: { kind: 'Node', name }, type: 'Warning', reason: ready.reason!, message: ready.message!, component: 'node-registry' });
     }
