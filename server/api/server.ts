@@ -201,8 +201,21 @@ export const REQUEST_TIMEOUT_MS = 60_000;
 export const HEADERS_TIMEOUT_MS = 20_000;
 /** How often a watch that allows bookmarks gets one (Kubernetes: about once a minute). */
 export const WATCH_BOOKMARK_MS = 60_000;
-/** How many times a PATCH is computed again when another write landed between its read and its write. */
-const PATCH_ATTEMPTS = 5;
+/**
+ * How long a PATCH or apply that names no resourceVersion keeps applying itself again to the latest object
+ * when another write landed between its read and its write. Kubernetes' API server does the same (its
+ * GuaranteedUpdate loop), so `kubectl patch/scale/apply` never see that 409 while controllers write the
+ * object's status; each round one of the contending writers wins, so the loop ends. Five tries were not
+ * enough under load (a Deployment's status written by its controller; 40 patches of one object at once).
+ */
+const PATCH_RETRY_MS = 30_000;
+
+/**
+ * Before a patch is tried again: reads see durable state only, and the write that beat this one may still be
+ * on its way to disk; a read answered from memory would find the same old object in a loop of microtasks
+ * that never lets that fsync complete. One turn of the event loop lets it land.
+ */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 /** Kinds with a status a client may write through /status (controllers' and agents' kinds). */
 const STATUS_KINDS: ReadonlySet<string> = new Set(['Pod', 'Node', 'Namespace', 'Deployment', 'ReplicaSet', 'DaemonSet', 'Job', 'ResourceQuota', 'Service']);
 
@@ -813,7 +826,8 @@ export class ApiServer {
     const manager = this.fieldManager(req);
     const body = parsePatchJson(await readBodyText(req));
     const namedVersion = type !== 'json' && typeof (body as { metadata?: { resourceVersion?: unknown } }).metadata?.resourceVersion === 'string';
-    for (let attempt = 1; ; attempt++) {
+    const giveUpAt = performance.now() + PATCH_RETRY_MS;
+    for (;;) {
       const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
       if (!cur) throw new NotFoundError(what(r.kind, r.name!));
       const next = this.patched(cur, body, type, r);
@@ -824,7 +838,8 @@ export class ApiServer {
         const updated = await this.storeUpdate(req, toWrite);
         return sendJson(res, 200, r.sub === 'scale' ? scaleOf(updated) : this.shown(req, identity, updated), this.warningHeader(warnings));
       } catch (err) {
-        if (!isConflict(err) || namedVersion || attempt >= PATCH_ATTEMPTS) throw err;
+        if (!isConflict(err) || namedVersion || performance.now() > giveUpAt) throw err;
+        await nextTurn();
       }
     }
   }
@@ -841,7 +856,8 @@ export class ApiServer {
     const forceRaw = query.get('force');
     if (forceRaw !== null && forceRaw !== 'true' && forceRaw !== 'false') throw new BadRequestError(`force: must be true or false, got "${forceRaw.slice(0, 32)}"`);
     const text = await readBodyText(req);
-    for (let attempt = 1; ; attempt++) {
+    const giveUpAt = performance.now() + PATCH_RETRY_MS;
+    for (;;) {
       const cur = await this.deps.store.get(r.kind.kind, this.ns(r), r.name!);
       const next = serverSideApply(cur, text, { fieldManager, force: forceRaw === 'true', kind: r.kind.kind, now: new Date() });
       const { obj, warnings } = await this.admit(next, r, identity);
@@ -856,7 +872,8 @@ export class ApiServer {
         toWrite.metadata.resourceVersion = cur.metadata.resourceVersion;
         return sendJson(res, 200, this.shown(req, identity, await this.storeUpdate(req, toWrite)), this.warningHeader(warnings));
       } catch (err) {
-        if (!(isConflict(err) || isAlreadyExists(err)) || attempt >= PATCH_ATTEMPTS) throw err;
+        if (!(isConflict(err) || isAlreadyExists(err)) || performance.now() > giveUpAt) throw err;
+        await nextTurn();
       }
     }
   }
