@@ -1,6 +1,6 @@
 import { createSocket } from 'node:dgram';
 import { readdir, readFile } from 'node:fs/promises';
-import { cpus, hostname, networkInterfaces, release, totalmem } from 'node:os';
+import { hostname } from 'node:os';
 import { hasErrno } from './fs-errors.js';
 
 export interface Hardware {
@@ -67,54 +67,25 @@ export async function defaultRouteAddress(): Promise<string | undefined> {
 }
 
 /**
- * The OS image as Kubernetes reports it (the kubelet's osImage): PRETTY_NAME of /etc/os-release, else
- * NAME and VERSION_ID, else the platform (pure).
- */
-export function osImageOf(osRelease: string | undefined, platform: string): string {
-  const field = (k: string) => {
-    const m = new RegExp(`^${k}=(.*)$`, 'm').exec(osRelease ?? '')?.[1]?.trim();
-    return m?.replace(/^(["'])(.*)\1$/, '$2') || undefined;
-  };
-  return field('PRETTY_NAME') ?? ([field('NAME'), field('VERSION_ID')].filter(Boolean).join(' ') || platform);
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if (hasErrno(err, 'ENOENT', 'ENOTDIR', 'EACCES')) return undefined;
-    throw err;
-  }
-}
-
-/** IPv4 addresses of the interfaces that are up, loopback excluded (Linux: /sys/class/net/IF/operstate). */
-async function interfaceAddresses(): Promise<string[]> {
-  const out: string[] = [];
-  for (const [name, addrs] of Object.entries(networkInterfaces())) {
-    const state = (await readOptional(`/sys/class/net/${name}/operstate`))?.trim();
-    if (state === 'down') continue;
-    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal && !out.includes(a.address)) out.push(a.address);
-  }
-  return out;
-}
-
-/**
- * What the hello says of the device, from node:os and /etc/os-release: read once at start, with no
- * helper library (systeminformation cost the agent a few MB of memory for the same figures).
+ * What the hello says of the device, read once at start through systeminformation (it knows the ARM
+ * boards' models and distributions node:os does not); loaded here, on first use, so the CLI verbs that share
+ * the binary do not pay for it.
  */
 export async function readHardware(): Promise<Hardware> {
-  const [osRelease, found, devices, routed] = await Promise.all([readOptional('/etc/os-release').then((t) => t ?? readOptional('/usr/lib/os-release')), interfaceAddresses(), listDevices(), defaultRouteAddress()]);
+  const { default: si } = await import('systeminformation');
+  const [cpu, mem, os, nets, devices, routed] = await Promise.all([si.cpu(), si.mem(), si.osInfo(), si.networkInterfaces(), listDevices(), defaultRouteAddress()]);
+  const list = Array.isArray(nets) ? nets : [nets];
+  const found = list.filter((n) => !n.internal && n.ip4 && n.operstate !== 'down').map((n) => n.ip4);
   // The default route's address first: a bridge (podman's 10.88.0.1) may be listed before it.
   const addresses = routed && found.includes(routed) ? [routed, ...found.filter((a) => a !== routed)] : found;
-  const cpuList = cpus();
   return {
     arch: kubeArch(process.arch),
     os: process.platform,
-    osImage: osImageOf(osRelease, process.platform),
-    kernelVersion: release(),
+    osImage: [os.distro, os.release].filter(Boolean).join(' ') || os.platform,
+    kernelVersion: os.kernel,
     hostname: hostname(),
-    cpu: { cores: cpuList.length, model: cpuList[0]?.model.trim() ?? '' },
-    memoryBytes: totalmem(),
+    cpu: { cores: cpu.cores, model: [cpu.manufacturer, cpu.brand].filter(Boolean).join(' ') },
+    memoryBytes: mem.total,
     addresses,
     devices,
   };

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
@@ -12,7 +11,7 @@ export interface UsageSample {
   pods: Map<string, payloads.Usage>;
 }
 
-/** Node-wide figures; /proc by default (procMeter), replaceable in tests. */
+/** Node-wide figures; systeminformation by default (systemMeter), replaceable in tests. */
 export interface NodeMeter {
   /** CPU busy since the previous call, in percent of all cores (0..100). */
   cpuPercent(): Promise<number>;
@@ -20,44 +19,13 @@ export interface NodeMeter {
   memoryBytes(): Promise<number>;
 }
 
-/** CPU times of all cores from /proc/stat's first line: busy and total, in clock ticks. */
-export function cpuTimes(procStat: string): { busy: number; total: number } {
-  const line = procStat.split('\n', 1)[0] ?? '';
-  if (!line.startsWith('cpu ')) throw new Error('/proc/stat does not start with the cpu line');
-  // user nice system idle iowait irq softirq steal (guest times are already inside user and nice).
-  const [user, nice, system, idle, iowait, irq, softirq, steal] = line.trim().split(/\s+/).slice(1, 9).map((v) => Number(v) || 0);
-  const busy = user! + nice! + system! + irq! + softirq! + steal!;
-  return { busy, total: busy + idle! + iowait! };
-}
-
-/** Memory in use from /proc/meminfo: MemTotal less MemAvailable (caches the kernel can drop are not use), in bytes. */
-export function memoryInUse(meminfo: string): number {
-  const kb = (f: string) => {
-    const v = new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(meminfo)?.[1];
-    if (v === undefined) throw new Error(`/proc/meminfo has no ${f}`);
-    return Number(v) * 1024;
-  };
-  return kb('MemTotal') - kb('MemAvailable');
-}
-
-/**
- * The node's CPU and memory from /proc (Linux), read only when asked: CPU busy between two calls, as
- * top shows it. (systeminformation did the same at the cost of a few MB of the agent's memory.)
- */
-export function systemMeter(cores: number): NodeMeter & { cores: number } {
-  let prev: { busy: number; total: number } | undefined;
-  return {
-    cores,
-    cpuPercent: async () => {
-      const now = cpuTimes(await readFile('/proc/stat', 'utf8'));
-      const before = prev;
-      prev = now;
-      if (!before || now.total <= before.total) return 0;
-      return Math.min(100, Math.max(0, ((now.busy - before.busy) / (now.total - before.total)) * 100));
-    },
-    memoryBytes: async () => memoryInUse(await readFile('/proc/meminfo', 'utf8')),
-  };
-}
+/** The node's CPU and memory through systeminformation (loaded with the hello's hardware facts). */
+export const systemMeter = (cores: number): NodeMeter & { cores: number } => ({
+  cores,
+  // systeminformation measures currentLoad between consecutive calls, which is the window we want.
+  cpuPercent: async () => (await (await import('systeminformation')).default.currentLoad()).currentLoad,
+  memoryBytes: async () => (await (await import('systeminformation')).default.mem()).active,
+});
 
 /** A window shorter than this since the last sample is widened by a fresh pair of samples (rates need two). */
 const PRIME_AFTER_MS = 60_000;
