@@ -9,9 +9,16 @@ import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runWorker, type FromWorker, type JoinReport, type SimNodeName, type ToWorker, type WorkerConfig, type WorkerStats } from './worker.js';
 
-const HERE = fileURLToPath(import.meta.url);
-/** worker.ts under tsx, worker.js when compiled: the same extension as this module. */
-const WORKER_ENTRY = join(dirname(HERE), `worker${extname(HERE)}`);
+/**
+ * This module's file: worker.ts under tsx, worker.js when compiled sit beside it. Read when a worker is
+ * forked, not at load: in the single binary (one bundled script) there is no module file, and the agents
+ * run in process there (--workers 0).
+ */
+function moduleFile(): string {
+  const url = (import.meta as { url?: string }).url;
+  if (!url) throw new Error('worker processes need drover run from its files (node bin/drover.js); the single binary runs the simulated agents in its own process: use --workers 0');
+  return fileURLToPath(url);
+}
 
 export interface SimFleet {
   /** Agents that have connected at least once, all workers together. */
@@ -36,9 +43,10 @@ interface Link {
 }
 
 function forkedLink(): { link: Link; proc: ChildProcess } {
+  const here = moduleFile();
   // Under tsx the worker is TypeScript too: the child needs the same loader; compiled, plain node runs it.
-  const execArgv = extname(HERE) === '.ts' ? ['--import', 'tsx'] : [];
-  const proc = fork(WORKER_ENTRY, ['--drover-sim-worker'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const execArgv = extname(here) === '.ts' ? ['--import', 'tsx'] : [];
+  const proc = fork(join(dirname(here), `worker${extname(here)}`), ['--drover-sim-worker'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const link: Link = {
     send: (m) => {
       if (proc.connected) proc.send(m);
