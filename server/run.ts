@@ -225,6 +225,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const liveStore = withLiveNodes(store, liveness);
     // The keepalive carries liveness between heartbeats: a ping from an agent is a sign of life.
     broker?.onAgentPing((node) => liveness.touch(node, Date.now()));
+    // Built below, after the registry: a hello heard before then is fine (the first pass publishes plain JSON).
+    let publisher: DesiredPublisher | undefined;
     const registry = new NodeRegistry({
       store,
       events,
@@ -236,6 +238,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       pingsCarryLiveness: broker !== undefined,
       // Labels its join token gave the node: set by the server, applied over the agent's own.
       assignedLabels: (node) => credentials.get(node)?.labels,
+      // Which desired-state encodings each agent reads (DEFLATE for the ones whose hello accepts it).
+      onHello: (node, h) => publisher?.encodingsHeard(node, h.accepts),
     });
     link.onReport((t, payload) => {
       // A revoked node's last messages in flight must not bring its Node back.
@@ -244,12 +248,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     });
     closers.push(() => registry.close());
 
-    const publisher = new DesiredPublisher({ store, sink: countedDesiredSink(link, instruments), logger });
-    await publisher.start();
-    closers.push(() => publisher.stop());
+    const desiredPublisher = new DesiredPublisher({ store, sink: countedDesiredSink(link, instruments), logger });
+    publisher = desiredPublisher;
+    await desiredPublisher.start();
+    closers.push(() => desiredPublisher.stop());
 
     const version = droverVersion();
-    const fleet = new FleetPublisher({ store: liveStore, sink: link, logger, version });
+    const fleet = new FleetPublisher({ store: liveStore, sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
     await fleet.start();
     closers.push(() => fleet.stop());
 
@@ -292,7 +297,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [metricsRoute(instruments), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : {}) })],
+      extraRoutes: [metricsRoute(instruments), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,

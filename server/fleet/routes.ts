@@ -18,6 +18,8 @@ export interface FleetRouteDeps {
   startedAt: number;
   /** MQTT clients connected to the embedded broker (absent: an external broker, not known). */
   brokerClients?: () => number;
+  /** Last heard longer ago than this: stale (default DEFAULT_STALE_AFTER_MS; Infinity: only HeartbeatLate says so). */
+  staleAfterMs?: number;
   now?: () => number;
 }
 
@@ -37,10 +39,10 @@ export interface ServerStatus {
 }
 
 /** The fleet status now, from what the store holds. */
-export async function currentFleetStatus(deps: Pick<FleetRouteDeps, 'store' | 'version' | 'now'>, filters: FleetFilters = {}, nodeList: 'attention' | 'all' = 'attention'): Promise<FleetStatus> {
+export async function currentFleetStatus(deps: Pick<FleetRouteDeps, 'store' | 'version' | 'now' | 'staleAfterMs'>, filters: FleetFilters = {}, nodeList: 'attention' | 'all' = 'attention'): Promise<FleetStatus> {
   const { store } = deps;
   const [nodes, pods, deployments, daemonSets] = await Promise.all([store.list('Node'), store.list('Pod'), store.list('Deployment'), store.list('DaemonSet')]);
-  return fleetStatus({ nodes: nodes.items, pods: pods.items, deployments: deployments.items, daemonSets: daemonSets.items, nowMs: (deps.now ?? Date.now)(), serverVersion: deps.version, filters, nodeList });
+  return fleetStatus({ nodes: nodes.items, pods: pods.items, deployments: deployments.items, daemonSets: daemonSets.items, nowMs: (deps.now ?? Date.now)(), serverVersion: deps.version, filters, nodeList, staleAfterMs: deps.staleAfterMs });
 }
 
 function query(url: URL, name: string): string | undefined {
@@ -70,7 +72,7 @@ export function fleetRoutes(deps: FleetRouteDeps): ExtraRoute[] {
         const { store } = deps;
         const [nodes, pods, deployments, daemonSets, namespaces] = await Promise.all([store.list('Node'), store.list('Pod'), store.list('Deployment'), store.list('DaemonSet'), store.list('Namespace')]);
         const nowMs = now();
-        const fleet = fleetStatus({ nodes: nodes.items, pods: pods.items, deployments: deployments.items, daemonSets: daemonSets.items, nowMs, serverVersion: deps.version });
+        const fleet = fleetStatus({ nodes: nodes.items, pods: pods.items, deployments: deployments.items, daemonSets: daemonSets.items, nowMs, serverVersion: deps.version, staleAfterMs: deps.staleAfterMs });
         const status: ServerStatus = {
           version: deps.version,
           contract: CONTRACT_VERSION,

@@ -29,8 +29,10 @@ export const NODE_BUCKETS: readonly NodeBucket[] = ['ready', 'degraded', 'stale'
 /**
  * A node is stale when the node-lifecycle controller marked it HeartbeatLate, or when its lastHeard
  * is older than this. lastHeard comes from memory (server/nodes/live-view.ts), moved by every report
- * and every MQTT ping (keepalive 15 s by default) and by heartbeats (30 s): 150 s is surely silence,
- * even when the controller that would mark it is not running.
+ * and every MQTT ping the embedded broker hears (keepalive 15 s by default): 150 s is surely silence,
+ * even when the controller that would mark it is not running. Behind an external broker the server
+ * hears no pings, only statuses (a heartbeat every 10 min by default, or each agent's own period):
+ * there only HeartbeatLate, which the controller times by each node's announced period, says stale.
  */
 export const DEFAULT_STALE_AFTER_MS = 60_000 + 3 * 30_000;
 
