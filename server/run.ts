@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
-import { isNotFound } from '../src/util/errors.js';
+import { errorMessage, isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { droverVersion } from '../src/version.js';
@@ -224,7 +224,6 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // Node reads for people (API, fleet views) carry the last heard time from memory: it is not stored per heartbeat.
     const liveStore = withLiveNodes(store, liveness);
     // The keepalive carries liveness between heartbeats: a ping from an agent is a sign of life.
-    broker?.onAgentPing((node) => liveness.touch(node, Date.now()));
     // Built below, after the registry: a hello heard before then is fine (the first pass publishes plain JSON).
     let publisher: DesiredPublisher | undefined;
     const registry = new NodeRegistry({
@@ -240,6 +239,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       assignedLabels: (node) => credentials.get(node)?.labels,
       // Which desired-state encodings each agent reads (DEFLATE for the ones whose hello accepts it).
       onHello: (node, h) => publisher?.encodingsHeard(node, h.accepts),
+    });
+    // Pings move the last heard time; one after a goodbye brings the node back (registry.pinged).
+    broker?.onAgentPing((node) => {
+      registry.pinged(node).catch((err) => logger.error({ node, err: errorMessage(err) }, 'cannot handle a ping'));
     });
     link.onReport((t, payload) => {
       // A revoked node's last messages in flight must not bring its Node back.

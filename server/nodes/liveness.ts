@@ -16,8 +16,8 @@ export interface Heartbeat {
  */
 export class NodeLiveness {
   private readonly beats = new Map<string, Heartbeat>();
-  /** Said goodbye (last will) and not heard since: no grace period to assume, nothing to time. */
-  private readonly offline = new Set<string>();
+  /** Said goodbye (last will) and not heard since, with the beat it had: no grace period to assume, nothing to time. */
+  private readonly offline = new Map<string, Heartbeat | undefined>();
   readonly flaps: FlapTracker;
 
   constructor(opts: { flapThreshold: number; flapWindowMs: number }) {
@@ -63,9 +63,22 @@ export class NodeLiveness {
 
   /** The agent said goodbye (last will): nothing to time until it reports again. */
   wentOffline(node: string, nowMs: number): { degraded: boolean } {
+    this.offline.set(node, this.beats.get(node));
     this.beats.delete(node);
-    this.offline.add(node);
     return { degraded: this.flaps.disconnect(node, nowMs) };
+  }
+
+  /**
+   * A ping from a node that said goodbye: its agent is connected after all (a reconnect whose old
+   * connection's last will reached the server after the new connection's hello and status). Timing
+   * starts again from now with the beat it had; true when the node was offline.
+   */
+  pingedAfterGoodbye(node: string, nowMs: number): boolean {
+    if (!this.offline.has(node)) return false;
+    const before = this.offline.get(node);
+    this.offline.delete(node);
+    if (before) this.beats.set(node, { lastHeardMs: nowMs, periodMs: before.periodMs, bootId: before.bootId });
+    return true;
   }
 
   /** The Node is gone. */

@@ -116,16 +116,41 @@ export class NodeRegistry {
   handle(t: ParsedTopic, payload: Buffer): Promise<void> {
     // Shutting down: the store is about to close; the agent sends its state again to the next server.
     if (this.closing) return Promise.resolve();
-    const run = (this.queues.get(t.node) ?? Promise.resolve()).then(() => this.handleOne(t, payload));
+    return this.enqueue(t.node, () => this.handleOne(t, payload));
+  }
+
+  /** Runs `step` after everything queued for `node` (a failed step does not stop the next). */
+  private enqueue(node: string, step: () => Promise<void>): Promise<void> {
+    const run = (this.queues.get(node) ?? Promise.resolve()).then(step);
     const settled = run.then(
       () => undefined,
       () => undefined,
     );
-    this.queues.set(t.node, settled);
+    this.queues.set(node, settled);
     void settled.then(() => {
-      if (this.queues.get(t.node) === settled) this.queues.delete(t.node);
+      if (this.queues.get(node) === settled) this.queues.delete(node);
     });
     return run;
+  }
+
+  /**
+   * An MQTT ping from the node's agent (the embedded broker hears them): moves its last heard time. A
+   * ping after the node's goodbye means its agent is connected again: the broker published the old
+   * connection's last will after the new connection's hello and status (a reconnect under load), which
+   * would otherwise leave the node Unknown until its next heartbeat (10 minutes by default). In the
+   * node's queue, after the reports that came before it.
+   */
+  pinged(name: string): Promise<void> {
+    if (this.closing) return Promise.resolve();
+    return this.enqueue(name, async () => {
+      const nowMs = this.now();
+      if (!this.opts.liveness.pingedAfterGoodbye(name, nowMs)) {
+        this.opts.liveness.touch(name, nowMs);
+        return;
+      }
+      this.opts.logger.info({ node: name }, 'ping after the agent\'s goodbye: its connection is back (the will was of a replaced connection)');
+      await this.conditions.ready(name, { type: 'Ready', status: 'True', reason: 'AgentReady', message: 'agent connected' }, 'Normal');
+    });
   }
 
   private async handleOne(t: ParsedTopic, payload: Buffer): Promise<void> {
