@@ -11,13 +11,14 @@ import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError, errorMessage, isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import { followLog } from './log-follow.js';
+import { FollowerLimit, followLog } from './log-follow.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
 import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
 import { REDACTED_ANNOTATION, redactFor } from '../auth/redact.js';
 import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
 import { tokenRoutes } from '../auth/routes.js';
 import { BOOTSTRAP_ADMIN_ID, maskTokens, type ApiIdentity, type TokenStore } from '../auth/tokens.js';
+import type { Pod } from '../../src/api/pod.js';
 import { isKind, type Store } from '../store/types.js';
 import type { ApiRequestSink } from '../metrics/server-metrics.js';
 import { discoveryDocument, type DiscoveryOptions } from './discovery.js';
@@ -252,6 +253,8 @@ export class ApiServer {
   private readonly podSecurity: PodSecurityPolicy;
   /** Requests made through injectFetch, and the door they came through (never set from anything a client sends). */
   private readonly injected = new WeakMap<IncomingMessage, InjectedVia>();
+  /** Open `logs -f` per token. */
+  private readonly followers = new FollowerLimit();
   /** The OpenAPI documents as sent, by path (built on first request: a few ms each). */
   private readonly openApiCache = new Map<string, string>();
 
@@ -485,7 +488,7 @@ export class ApiServer {
     // Validation after authorization, as Kubernetes orders it: a refused caller learns nothing more.
     assertObjectNames({ namespace: r.kind.namespaced ? r.namespace : undefined, name: r.name });
     if (r.sub) {
-      if (verb === 'logs') return await this.podLog(res, r, url);
+      if (verb === 'logs') return await this.podLog(res, r, url, identity);
       if (verb === 'exec') return await this.podExec(req, res, r);
       if (verb && (r.sub === 'scale' || r.sub === 'status')) {
         if (method === 'PATCH') return await this.patch(req, res, r, identity);
@@ -967,7 +970,7 @@ export class ApiServer {
     sendJson(res, 200, result);
   }
 
-  private async podLog(res: ServerResponse, r: Route, url: URL): Promise<void> {
+  private async podLog(res: ServerResponse, r: Route, url: URL, identity: ApiIdentity): Promise<void> {
     const q = url.searchParams;
     const tail = optionalCount(q, 'tailLines', 0);
     const sinceSeconds = optionalCount(q, 'sinceSeconds', 1);
@@ -990,13 +993,23 @@ export class ApiServer {
       sendText(res, 200, await this.deps.logs(base));
       return;
     }
-    await this.followPodLog(res, base);
+    await this.followPodLog(res, base, identity);
   }
 
   /** kubectl logs -f: the log, then new lines every second until the pod ends, is deleted, or the client leaves. */
-  private async followPodLog(res: ServerResponse, base: LogsQuery): Promise<void> {
+  private async followPodLog(res: ServerResponse, base: LogsQuery, identity: ApiIdentity): Promise<void> {
     const pod = await this.deps.store.get('Pod', base.namespace, base.pod);
     if (!pod) throw new NotFoundError(`pods "${base.pod}" not found in namespace "${base.namespace}"`);
+    // Each follow asks the pod's node once a second for as long as it lasts: bounded per token.
+    const release = this.followers.acquire(`token ${identity.tokenId}`);
+    try {
+      await this.followPodLogHeld(res, base, pod);
+    } finally {
+      release();
+    }
+  }
+
+  private async followPodLogHeld(res: ServerResponse, base: LogsQuery, pod: Pod): Promise<void> {
     let closed = false;
     let wake: (() => void) | undefined;
     res.once('close', () => {
