@@ -6,7 +6,7 @@
 # brokers, one file at a time) in the other. Each lane's node:test spec output is printed whole once both are done, then one line:
 # `N passed, N failed`. Exits non-zero when a test failed or a lane could not run.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 # The single-binary tests run dist/bin/drover-linux-*: built first when missing or older than the sources.
 scripts/binary/ensure.sh || { echo "npm run build:binary failed" >&2; exit 1; }
@@ -45,6 +45,8 @@ for name in other podman; do
   cat "$log"
   p=$(grep -E '^ℹ pass [0-9]+$' "$log" | tail -1 | awk '{print $3}')
   f=$(grep -E '^ℹ fail [0-9]+$' "$log" | tail -1 | awk '{print $3}')
+  # Tests cancelled because a suite's before hook failed are not in `fail`: they did not pass either.
+  c=$(grep -E '^ℹ cancelled [0-9]+$' "$log" | tail -1 | awk '{print $3}')
   # A lane that died before its summary counts as a failure, not as zero tests.
   if [ -z "$p" ] || [ -z "$f" ]; then
     printf 'lane %s ended without a summary\n' "$name"
@@ -52,7 +54,12 @@ for name in other podman; do
     continue
   fi
   passed=$((passed + p))
-  failed=$((failed + f))
+  failed=$((failed + f + ${c:-0}))
 done
+# A lane that failed with every test counted as passed (a failing hook at file level) still fails the run.
+if [ "$failed" -eq 0 ] && { [ "$podman_rc" -ne 0 ] || [ "$other_rc" -ne 0 ]; }; then
+  printf 'a lane exited non-zero (other %d, podman %d) with no failed test counted: see its log above\n' "$other_rc" "$podman_rc"
+  failed=1
+fi
 printf '\n%d passed, %d failed\n' "$passed" "$failed"
 [ "$podman_rc" -eq 0 ] && [ "$other_rc" -eq 0 ] && [ "$failed" -eq 0 ]

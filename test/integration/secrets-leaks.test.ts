@@ -14,6 +14,7 @@ import { topics } from '../../src/contract/index.js';
 import { createLogger } from '../../src/util/logger.js';
 import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { desiredJson } from '../../agent/connection.js';
 
 const VALUE = `leak-canary-${randomBytes(8).toString('hex')}`;
 const B64 = Buffer.from(VALUE).toString('base64');
@@ -45,7 +46,8 @@ const traffic: { topic: string; payload: Buffer }[] = [];
 const createBroker = Aedes.createBroker.bind(Aedes);
 Aedes.createBroker = async (opts) => {
   const broker = await createBroker(opts);
-  broker.on('publish', (packet) => traffic.push({ topic: packet.topic, payload: Buffer.from(packet.payload) }));
+  // Desired states go out DEFLATE-compressed to agents that accept it: searched as the agent reads them.
+  broker.on('publish', (packet) => traffic.push({ topic: packet.topic, payload: desiredJson(Buffer.from(packet.payload)) }));
   return broker;
 };
 
