@@ -37,6 +37,8 @@ export interface AgentConfig {
    * acknowledgement instead of one each); 0: at once. A heartbeat sends what is waiting.
    */
   eventBatchSeconds?: number;
+  /** Ask for the desired state DEFLATE-compressed (the cellular link profile). */
+  compressDesired?: boolean;
   /**
    * The address this node is known by (its INTERNAL-IP, its pods' hostIP); default: the local
    * address of the agent's connection to the server, the one the server reaches it from.
@@ -83,11 +85,14 @@ export const AGENT_VERSION = droverVersion();
  * How the agent uses its link. `default`: LAN or broadband. `cellular`: a metered link, where an idle
  * day should cost little more than the MQTT keepalive's pings: a long keepalive (the broker's last will
  * still tells the server within 1.5 keepalives that the node is gone), an hourly heartbeat (liveness
- * rides on the keepalive; status goes out at once whenever it changes), events batched by the minute.
+ * rides on the keepalive; status goes out at once whenever it changes), events batched by the minute,
+ * and the desired state DEFLATE-compressed. Only there: compressing Secrets together with what others may
+ * write into the same message (their pods' specs) lets sizes on the wire hint at the Secrets (CRIME/BREACH),
+ * a risk worth taking only where bytes are paid for.
  */
 export const LINK_PROFILES = {
-  default: { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0 },
-  cellular: { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60 },
+  default: { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false },
+  cellular: { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true },
 } as const;
 export type LinkProfile = keyof typeof LINK_PROFILES;
 
@@ -95,6 +100,8 @@ export interface LinkSettings {
   keepaliveSeconds: number;
   heartbeatSeconds: number;
   eventBatchSeconds: number;
+  /** Announce in the hello that the desired state may come DEFLATE-compressed. */
+  compressDesired: boolean;
 }
 
 /**

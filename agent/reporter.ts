@@ -192,7 +192,7 @@ export class Reporter {
       // The server keeps only this many; a device with more still registers.
       images: images.slice(0, REPORT_LIMITS.images),
       devices: hardware.devices,
-      accepts: [...DESIRED_ENCODINGS],
+      ...(cfg.compressDesired ? { accepts: [...DESIRED_ENCODINGS] } : {}),
     });
   }
 }

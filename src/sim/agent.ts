@@ -23,6 +23,8 @@ export interface SimAgentSettings {
   keepaliveSeconds: number;
   /** >0: status changes wait this long and go out as one (the cellular profile's batching). */
   eventBatchSeconds: number;
+  /** Announce DEFLATE for the desired state in the hello (the cellular profile, as the agent does). */
+  compressDesired?: boolean;
   reconnectMaxMs: number;
   /** Dial this broker instead of the one the server advertised at join. */
   brokerUrl?: string;
@@ -182,7 +184,7 @@ export class SimAgent {
       runtime: { name: 'sim', version: '1.0.0' },
       labels: { 'drover.io/site': `site-${this.index % 20}` },
       images: ['localhost/busybox:latest'],
-      accepts: [...payloads.DESIRED_ENCODINGS],
+      ...(this.cfg.compressDesired ? { accepts: [...payloads.DESIRED_ENCODINGS] } : {}),
     };
     const buf = encode(payloads.hello.parse(h));
     this.stats.sizes.hello = buf.length;

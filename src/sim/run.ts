@@ -109,6 +109,7 @@ export async function runSim(o: SimOptions, logger: Logger): Promise<RunningSim>
     heartbeatSeconds: link.heartbeatSeconds,
     keepaliveSeconds: link.keepaliveSeconds,
     eventBatchSeconds: link.eventBatchSeconds,
+    compressDesired: link.compressDesired,
     reconnectMaxMs: AGENT_DEFAULTS.reconnectMaxSeconds * 1000,
     brokerUrl: o.brokerUrl,
     podsPerNode: o.podsPerNode,

@@ -53,7 +53,7 @@ export interface TestServer {
   server: RunningServer;
   agents: RunningAgent[];
   /** Starts an agent joined to this server, on the given runtime. */
-  addAgent(opts: { node: string; runtime: ContainerRuntime; stateDir?: string; heartbeatSeconds?: number; resyncSeconds?: number; reconnectMaxSeconds?: number; token?: string }): Promise<RunningAgent>;
+  addAgent(opts: { node: string; runtime: ContainerRuntime; stateDir?: string; heartbeatSeconds?: number; resyncSeconds?: number; reconnectMaxSeconds?: number; token?: string; compressDesired?: boolean }): Promise<RunningAgent>;
   /** Joins `node` as a device would (key made here, CSR, join token) and returns MQTT options that connect as it. */
   joinNode(node: string): Promise<NodeMqttOptions>;
   /** Authenticated JSON request against the API. */
@@ -111,6 +111,7 @@ export async function startTestServer(
           heartbeatSeconds: a.heartbeatSeconds ?? 5,
           resyncSeconds: a.resyncSeconds ?? 2,
           keepaliveSeconds: 5,
+          ...(a.compressDesired ? { compressDesired: true } : {}),
         },
         { logger: opts.logger ?? logger(), runtime: a.runtime },
       );

@@ -8,9 +8,9 @@ import { EventJournal } from '../../agent/journal.js';
 import { Reporter } from '../../agent/reporter.js';
 
 test('link profiles: cellular stretches keepalive and heartbeat and batches events; explicit flags win', () => {
-  assert.deepEqual(linkSettings('default'), { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0 });
-  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60 });
-  assert.deepEqual(linkSettings('cellular', { keepaliveSeconds: 120, heartbeatSeconds: undefined }), { keepaliveSeconds: 120, heartbeatSeconds: 3600, eventBatchSeconds: 60 });
+  assert.deepEqual(linkSettings('default'), { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false });
+  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
+  assert.deepEqual(linkSettings('cellular', { keepaliveSeconds: 120, heartbeatSeconds: undefined }), { keepaliveSeconds: 120, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
 });
 
 test('link profiles: an unknown profile or an unusable period is refused naming the flag', () => {
