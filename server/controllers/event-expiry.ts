@@ -80,15 +80,26 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
    * flight). Sets of names make a watch event seen both before and after the list count once.
    */
   const index = new Map<string, Map<string, Set<string>>>();
+  /**
+   * Watch events seen while a namespace is being listed, per list in flight: replayed over the list's
+   * items, so an Event created during the list is never missing from the index built from it (a name
+   * missing would hide an object past its cap: CI saw 130 Events stay where 100 was the cap).
+   */
+  const listing = new Map<string, Set<Array<[Event, WatchEventType]>>>();
 
-  function track(e: Event, type: WatchEventType): void {
-    const byKey = index.get(e.metadata.namespace ?? '');
-    if (!byKey) return;
+  function apply(byKey: Map<string, Set<string>>, e: Event, type: WatchEventType): void {
     if (type !== 'DELETED') return addName(byKey, e);
     const k = capKey(e);
     const names = byKey.get(k);
     names?.delete(e.metadata.name);
     if (names?.size === 0) byKey.delete(k);
+  }
+
+  function track(e: Event, type: WatchEventType): void {
+    const ns = e.metadata.namespace ?? '';
+    for (const seen of listing.get(ns) ?? []) seen.push([e, type]);
+    const byKey = index.get(ns);
+    if (byKey) apply(byKey, e, type);
   }
 
   function addName(byKey: Map<string, Set<string>>, e: Event): void {
@@ -98,20 +109,31 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
     else byKey.set(k, new Set([e.metadata.name]));
   }
 
-  function indexNamespace(namespace: string, items: Event[]): void {
-    const byKey = new Map<string, Set<string>>();
-    for (const e of items) addName(byKey, e);
-    index.set(namespace, byKey);
+  /** Lists a namespace's Events and indexes them anew, with the watch events seen meanwhile replayed over the list. */
+  async function listIndexed(namespace: string): Promise<Event[]> {
+    const seen: Array<[Event, WatchEventType]> = [];
+    const inFlight = listing.get(namespace) ?? new Set();
+    listing.set(namespace, inFlight.add(seen));
+    try {
+      const items = (await store.list('Event', namespace)).items;
+      const byKey = new Map<string, Set<string>>();
+      for (const e of items) addName(byKey, e);
+      for (const [e, type] of seen) apply(byKey, e, type);
+      index.set(namespace, byKey);
+      return items;
+    } finally {
+      inFlight.delete(seen);
+      if (inFlight.size === 0) listing.delete(namespace);
+    }
   }
 
   async function enforceCap(key: string): Promise<void> {
     const o = parseCapKey(key);
     if (!o) return;
-    if (!index.has(o.namespace)) indexNamespace(o.namespace, (await store.list('Event', o.namespace)).items);
+    if (!index.has(o.namespace)) await listIndexed(o.namespace);
     if ((index.get(o.namespace)!.get(key)?.size ?? 0) <= cap) return;
-    const all = (await store.list('Event', o.namespace)).items;
     // Past the cap by the index: the list decides (and corrects the index).
-    indexNamespace(o.namespace, all);
+    const all = await listIndexed(o.namespace);
     const about = all.filter((e) => e.involvedObject.kind === o.kind && e.involvedObject.name === o.name && (e.involvedObject.uid ?? '') === o.uid);
     if (about.length <= cap) return;
     // Newest first; the name breaks ties so every pass picks the same ones.
