@@ -68,6 +68,11 @@ export class NodeLiveness {
     return { degraded: this.flaps.disconnect(node, nowMs) };
   }
 
+  /** Said goodbye and not heard since. */
+  isOffline(node: string): boolean {
+    return this.offline.has(node);
+  }
+
   /**
    * A ping from a node that said goodbye: its agent is connected after all (a reconnect whose old
    * connection's last will reached the server after the new connection's hello and status). Timing

@@ -142,6 +142,11 @@ export class NodeRegistry {
    */
   pinged(name: string): Promise<void> {
     if (this.closing) return Promise.resolve();
+    // The common case, a ping of a live node with nothing of it queued, needs no turn in the queue.
+    if (!this.queues.has(name) && !this.opts.liveness.isOffline(name)) {
+      this.opts.liveness.touch(name, this.now());
+      return Promise.resolve();
+    }
     return this.enqueue(name, async () => {
       const nowMs = this.now();
       if (!this.opts.liveness.pingedAfterGoodbye(name, nowMs)) {
