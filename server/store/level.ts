@@ -1,14 +1,15 @@
-import { randomUUID } from 'node:crypto';
 import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
-import { KINDS } from '../../src/api/kinds.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
-import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { AlreadyExistsError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir, tightenFilesIn } from '../../src/util/private-fs.js';
-import type { ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchEventType } from './types.js';
+import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
+import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
+import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
+import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCipher, Watch, WatchEvent, WatchEventType, WatchOptions } from './types.js';
+import { Watcher } from './watcher.js';
 
 /*
  * Key layout (all keys are strings, values JSON):
@@ -19,19 +20,17 @@ import type { ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watc
  *   /meta/secrets-sealed                 → id of the key every stored Secret is encrypted with (absent:
  *                                          some may be plaintext or under an older key)
  *
- * Secrets at rest (with a ValueCipher, server/secrets/keyring.ts): a Secret is stored as one string,
+ * Secrets at rest (server/store/secret-codec.ts): a Secret is stored as one string,
  * `k8s:enc:aesgcm:v1:<keyid>:<base64>`, the whole serialized object encrypted with AAD = the LevelDB
  * key it is stored under; its change-log entries as { type, revision, key: <object key>, object:
  * <same form, AAD = the log key> }. Every read path opens them, so nothing above the store sees the
  * difference. Plain Secrets (from before encryption) still read, and are encrypted by sealSecrets(),
  * which open() runs when the marker above does not name the primary key.
  */
-const REGISTRY = '/registry/';
 const LOG = '/log/';
 const META_REVISION = '/meta/revision';
 const META_COMPACTED = '/meta/compacted';
 const META_SEALED = '/meta/secrets-sealed';
-const ENCRYPTED_KIND = 'Secret';
 /** Re-encryption writes in batches of this many keys. */
 const SEAL_CHUNK = 500;
 
@@ -90,33 +89,12 @@ interface Decided<T> {
   durable?: Promise<void>;
 }
 
-function objectKey(kind: string, namespace: string, name: string): string {
-  return `${REGISTRY}${kind}/${namespace}/${name}`;
-}
-
 function logKey(revision: number): string {
   return `${LOG}${String(revision).padStart(16, '0')}`;
 }
 
-/** The exclusive upper bound of every key starting with `prefix` (all prefixes here end in '/'). */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
-/** The (kind, namespace, name) of an object key. */
-function parseObjectKey(key: string): { kind: string; namespace: string; name: string } | undefined {
-  const m = /^\/registry\/([^/]+)\/([^/]*)\/(.+)$/.exec(key);
-  return m ? { kind: m[1]!, namespace: m[2]!, name: m[3]! } : undefined;
-}
-
 /** A change-log entry as stored: an encrypted one keeps only its object's key in the clear. */
 type StoredLogEntry = WatchEvent | { type: WatchEventType; revision: number; key: string; object: string };
-
-/** `pods "default/web"` / `nodes "edge-1"`, matching how the API names objects in errors. */
-function what(kind: string, namespace: string, name: string): string {
-  const plural = KINDS.find((k) => k.kind === kind)?.plural ?? kind.toLowerCase();
-  return `${plural} "${namespace ? `${namespace}/` : ''}${name}"`;
-}
 
 /**
  * A writer step's failure is its caller's: it rejects the promise serialize() returned. The chain
@@ -149,58 +127,6 @@ function isLockError(err: unknown): boolean {
   return false;
 }
 
-/** One watch: buffers live events while its replay runs, and drops anything at or below what it already delivered. */
-class Watcher implements Watch {
-  closed = false;
-  private replaying = true;
-  private buffer: WatchEvent[] = [];
-  private last: number;
-
-  constructor(
-    from: number,
-    private readonly kinds: Set<string> | undefined,
-    private readonly onEvent: (e: WatchEvent) => void,
-    private readonly logger: Logger,
-    private readonly onClose: (w: Watcher) => void,
-  ) {
-    this.last = from;
-  }
-
-  /** A live event, published right after its write committed. */
-  offer(e: WatchEvent): void {
-    if (this.closed) return;
-    if (this.replaying) this.buffer.push(e);
-    else this.deliver(e);
-  }
-
-  deliver(e: WatchEvent): void {
-    // The revision guard makes replay/live overlap harmless: each revision reaches the callback at most once.
-    if (this.closed || e.revision <= this.last) return;
-    this.last = e.revision;
-    if (this.kinds && !this.kinds.has(e.object.kind)) return;
-    try {
-      this.onEvent(e);
-    } catch (err) {
-      // A broken consumer must not break the store or the other watchers.
-      this.logger.error({ err: errorMessage(err), revision: e.revision, kind: e.object.kind }, 'watch callback threw');
-    }
-  }
-
-  endReplay(): void {
-    this.replaying = false;
-    const buffered = this.buffer;
-    this.buffer = [];
-    for (const e of buffered) this.deliver(e);
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.buffer = [];
-    this.onClose(this);
-  }
-}
-
 /**
  * The desired-state store on LevelDB. A single writer (a promise chain) decides every write in turn
  * (reads, resourceVersion check, revision), so the check and the write are atomic and revisions
@@ -210,7 +136,7 @@ class Watcher implements Watch {
  * The writer reads through `overlay` (decided, not yet durable), so it decides on what the disk will
  * hold; get/list/watch see only durable state.
  */
-export class LevelStore implements Store {
+export class LevelStore implements BackendStore {
   /** The last durable revision: everything <= it is on disk and published to watchers. */
   private rev: number;
   /** The last revision the writer handed out (>= rev; the gap is in `groups` / `flushing`). */
@@ -239,6 +165,7 @@ export class LevelStore implements Store {
   private readonly counts = new Map<string, number>();
   /** Told each group commit's size and synced batch time (/metrics); set by the entry point. */
   private commitObserver: ((writes: number, seconds: number, ok: boolean) => void) | undefined;
+  private readonly codec: SecretCodec;
 
   private constructor(
     private readonly db: Db,
@@ -247,8 +174,9 @@ export class LevelStore implements Store {
     private readonly compactKeep: number,
     rev: number,
     compacted: number,
-    private readonly cipher: ValueCipher | undefined,
+    cipher: ValueCipher | undefined,
   ) {
+    this.codec = new SecretCodec(cipher);
     this.rev = rev;
     this.decided = rev;
     this.compacted = compacted;
@@ -328,7 +256,7 @@ export class LevelStore implements Store {
   }
 
   async list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>> {
-    const prefix = namespace === undefined ? `${REGISTRY}${kind}/` : `${REGISTRY}${kind}/${namespace}/`;
+    const prefix = listPrefix(kind, namespace);
     // Consistent: counts and rev change together in flush().
     if (!this.counts.get(prefix.slice(REGISTRY.length))) return { items: [], revision: this.rev };
     // One explicit snapshot for the items and the revision, so the pair is exact even while writes land.
@@ -338,10 +266,7 @@ export class LevelStore implements Store {
         (this.db.getSync(META_REVISION, { snapshot }) as number | undefined) ?? 0,
         await this.db.iterator({ gte: prefix, lt: prefixEnd(prefix), snapshot }).all(),
       ] as const);
-      const items = entries.map(([key, raw]) => this.decodeObject(key, raw) as ObjectOf<K>);
-      // Key order is not (namespace, name) order: '-' sorts before the '/' separator.
-      const ns = (o: ApiObject) => o.metadata.namespace ?? '';
-      items.sort((a, b) => (ns(a) !== ns(b) ? (ns(a) < ns(b) ? -1 : 1) : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+      const items = sortByNamespaceName(entries.map(([key, raw]) => this.decodeObject(key, raw) as ObjectOf<K>));
       return { items, revision };
     } finally {
       await snapshot.close();
@@ -354,14 +279,7 @@ export class LevelStore implements Store {
       const key = objectKey(obj.kind, namespace, obj.metadata.name);
       if (this.readForWrite(key) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
       const revision = this.decided + 1;
-      const created = structuredClone(obj) as Stored<T>;
-      created.metadata = {
-        ...created.metadata,
-        uid: randomUUID(),
-        creationTimestamp: new Date().toISOString(),
-        generation: 1,
-        resourceVersion: String(revision),
-      };
+      const created = createdObject(obj, String(revision));
       return { result: structuredClone(created), durable: this.stage(revision, 'ADDED', key, created) };
     });
   }
@@ -382,11 +300,8 @@ export class LevelStore implements Store {
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
       const next = mutate(structuredClone(cur));
       if (next === undefined) return { result: undefined };
-      if (next.kind !== kind || (next.metadata.namespace ?? '') !== namespace || next.metadata.name !== name) {
-        throw new BadRequestError(`patch of ${what(kind, namespace, name)} must not change its kind, namespace or name`);
-      }
-      // Same kind as the read (checked above), so the stored result is an ObjectOf<K> again.
-      return this.decideUpdate({ ...next, metadata: { ...next.metadata, resourceVersion: cur.metadata.resourceVersion } }, cur) as Decided<ObjectOf<K>>;
+      // Same kind as the read (patchedObject checks), so the stored result is an ObjectOf<K> again.
+      return this.decideUpdate(patchedObject(kind, namespace, name, next, cur), cur) as Decided<ObjectOf<K>>;
     });
   }
 
@@ -399,17 +314,14 @@ export class LevelStore implements Store {
       const key = objectKey(kind, namespace, name);
       const cur = this.readForWrite(key) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
-      const stored = cur.metadata.resourceVersion ?? '';
-      if (opts.resourceVersion !== undefined && opts.resourceVersion !== stored) {
-        throw new ConflictError(what(kind, namespace, name), opts.resourceVersion, stored);
-      }
+      assertResourceVersion(kind, namespace, name, opts.resourceVersion, cur);
       const revision = this.decided + 1;
-      const deleted: ObjectOf<K> = { ...cur, metadata: { ...cur.metadata, resourceVersion: String(revision) } };
+      const deleted = deletedObject(cur, String(revision));
       return { result: structuredClone(deleted), durable: this.stage(revision, 'DELETED', key, deleted) };
     });
   }
 
-  watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts: { kinds?: string[] } = {}): Watch {
+  watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts: WatchOptions = {}): Watch {
     if (this.closing) throw new StoreError('store is closed');
     if (fromRevision < this.compacted) {
       throw new GoneError(`revision ${fromRevision} has been compacted (oldest watchable revision is ${this.compacted}); list again and watch from its revision`);
@@ -513,30 +425,17 @@ export class LevelStore implements Store {
 
   /** The value to store for `obj` under `key`: a Secret encrypted when there is a cipher. */
   private encodeObject(key: string, obj: ApiObject): unknown {
-    if (obj.kind !== ENCRYPTED_KIND || !this.cipher) return obj;
-    return this.cipher.seal(Buffer.from(JSON.stringify(obj), 'utf8'), key);
+    return this.codec.encode(key, obj);
   }
 
   private encodeLogEntry(key: string, e: WatchEvent): StoredLogEntry {
-    if (e.object.kind !== ENCRYPTED_KIND || !this.cipher) return e;
+    if (!this.codec.seals(e.object)) return e;
     const objKey = objectKey(e.object.kind, e.object.metadata.namespace ?? '', e.object.metadata.name);
-    return { type: e.type, revision: e.revision, key: objKey, object: this.cipher.seal(Buffer.from(JSON.stringify(e.object), 'utf8'), key) };
-  }
-
-  /** `name` says which object, for errors: the Secret's own name, never garbage or a bare crypto error. */
-  private open(envelope: string, aad: string, name: string): ApiObject {
-    if (!this.cipher) throw new StoreError(`store: ${name} is encrypted but the store was opened without the secrets keyring`);
-    try {
-      return JSON.parse(this.cipher.unseal(envelope, aad).toString('utf8')) as ApiObject;
-    } catch (err) {
-      throw new StoreError(`store: cannot decrypt ${name}: ${errorMessage(err)}`, err);
-    }
+    return { type: e.type, revision: e.revision, key: objKey, object: this.codec.encode(key, e.object) as string };
   }
 
   private decodeObject(key: string, raw: unknown): unknown {
-    if (!isEnvelope(raw)) return raw;
-    const ref = parseObjectKey(key);
-    return this.open(raw, key, ref ? what(ref.kind, ref.namespace, ref.name) : key);
+    return this.codec.decodeObject(key, raw);
   }
 
   private decodeLogEntry(key: string, raw: unknown): WatchEvent {
@@ -544,12 +443,12 @@ export class LevelStore implements Store {
     if (typeof entry.object !== 'string') return entry as WatchEvent;
     const ref = 'key' in entry ? parseObjectKey(entry.key) : undefined;
     const name = `${ref ? what(ref.kind, ref.namespace, ref.name) : 'an object'} (change-log revision ${entry.revision})`;
-    return { type: entry.type, revision: entry.revision, object: this.open(entry.object, key, name) };
+    return { type: entry.type, revision: entry.revision, object: this.codec.open(entry.object, key, name) };
   }
 
   /** Must run on the writer chain. */
   private async doSealSecrets(): Promise<SealReport> {
-    const cipher = this.cipher;
+    const cipher = this.codec.cipher;
     if (!cipher) throw new StoreError('store: cannot encrypt Secrets: the store was opened without the secrets keyring');
     // Decided writes land first: a Secret read below must not be overwritten with an older value after
     // its newer one is flushed. No write is decided meanwhile (this runs on the writer chain).
@@ -622,24 +521,9 @@ export class LevelStore implements Store {
 
   /** Must run on the writer chain; `cur` is what readForWrite returned for the object's key. */
   private decideUpdate<T extends ApiObject>(obj: T, cur: ApiObject | undefined): Decided<Stored<T>> {
-    const namespace = obj.metadata.namespace ?? '';
-    const key = objectKey(obj.kind, namespace, obj.metadata.name);
-    if (!cur) throw new NotFoundError(what(obj.kind, namespace, obj.metadata.name));
-    const stored = cur.metadata.resourceVersion ?? '';
-    const expected = obj.metadata.resourceVersion;
-    if (expected !== undefined && expected !== stored) throw new ConflictError(what(obj.kind, namespace, obj.metadata.name), expected, stored);
+    const key = objectKey(obj.kind, obj.metadata.namespace ?? '', obj.metadata.name);
     const revision = this.decided + 1;
-    const generation = cur.metadata.generation ?? 1;
-    // The metadata assigned below completes what Stored<T> promises (uid and creation time come from
-    // the stored object, which the create gave them).
-    const updated = structuredClone(obj) as Stored<T>;
-    updated.metadata = {
-      ...updated.metadata,
-      uid: cur.metadata.uid!,
-      creationTimestamp: cur.metadata.creationTimestamp!,
-      generation: canonicalJson(obj.spec) === canonicalJson(cur.spec) ? generation : generation + 1,
-      resourceVersion: String(revision),
-    };
+    const updated = updatedObject(obj, cur, String(revision));
     return { result: structuredClone(updated), durable: this.stage(revision, 'MODIFIED', key, updated) };
   }
 
@@ -673,7 +557,7 @@ export class LevelStore implements Store {
     group.ops.push(...ops);
     group.bytes += bytes;
     // A Secret written in the clear (no cipher) makes the next start with a keyring look for it.
-    if (object.kind === ENCRYPTED_KIND && !this.cipher) group.plaintextSecret = true;
+    if (object.kind === ENCRYPTED_KIND && !this.codec.cipher) group.plaintextSecret = true;
     this.decided = revision;
     this.overlay.set(key, { revision, object: type === 'DELETED' ? undefined : object });
     const g = group;

@@ -37,11 +37,11 @@ export interface ValueCipher {
   unseal(envelope: string, aad: string): Buffer;
 }
 
-/** What a pass over the stored Secrets re-encrypted (LevelStore.sealSecrets). */
+/** What a pass over the stored Secrets re-encrypted (BackendStore.sealSecrets). */
 export interface SealReport {
   /** Secret objects rewritten under the primary key. */
   objects: number;
-  /** Change-log entries holding a Secret rewritten under the primary key. */
+  /** Change-log entries holding a Secret rewritten under the primary key (LevelStore; etcd's history is not rewritten). */
   logEntries: number;
   /** Of those, how many were plaintext (written before encryption existed). */
   plaintext: number;
@@ -55,6 +55,11 @@ export interface Watch {
   close(): void;
 }
 
+export interface WatchOptions {
+  kinds?: string[];
+  onError?: (err: Error) => void;
+}
+
 export interface ListResult<T extends ApiObject = ApiObject> {
   items: T[];
   /** Store revision the list is consistent with: watch from it to see every later change. */
@@ -64,12 +69,14 @@ export interface ListResult<T extends ApiObject = ApiObject> {
 /**
  * The desired-state store. Keys are (kind, namespace, name); cluster-scoped kinds use namespace ''.
  * Every write bumps one global revision and appends a change-log entry; the returned object carries
- * metadata.resourceVersion = String(revision). A write resolves only once it is durable on disk.
+ * metadata.resourceVersion = String(revision). A write resolves only once it is durable (LevelStore: on
+ * disk, fsynced; EtcdStore: committed by a quorum of etcd members).
  * Reads and writes are typed by kind (`get('Pod', …)` is a `Pod`); with a kind held in a string the
  * type is ApiObject.
  * Errors (src/util/errors.ts; test with isNotFound / isConflict / isAlreadyExists): AlreadyExistsError,
  * NotFoundError, ConflictError (stale resourceVersion), GoneError (watch from a compacted revision),
- * StoreError (closed, or cannot open the data dir), BadRequestError (a patch that renames its object).
+ * StoreError (closed, or cannot open the data dir; StoreUnavailableError: etcd cannot be reached),
+ * BadRequestError (a patch that renames its object).
  */
 export interface Store {
   get<K extends string>(kind: K, namespace: string, name: string): Promise<ObjectOf<K> | undefined>;
@@ -84,7 +91,8 @@ export interface Store {
   update<T extends ApiObject>(obj: T): Promise<Stored<T>>;
   /**
    * Read-modify-write as one atomic step: no other write lands between the read and the write, so a
-   * patch never throws ConflictError and callers need no retry loop. `mutate` gets a private copy of
+   * patch never throws ConflictError and callers need no retry loop (EtcdStore retries a lost race
+   * itself, so `mutate` may run more than once: it must decide from its argument). `mutate` gets a private copy of
    * the current object and returns the new one, or undefined to leave it unchanged (then patch
    * resolves undefined). NotFoundError when the object does not exist; BadRequestError when `mutate`
    * changed its kind, namespace or name (which is why its result may be typed as any ApiObject).
@@ -98,11 +106,34 @@ export interface Store {
   delete<K extends string>(kind: K, namespace: string, name: string, opts?: { resourceVersion?: string }): Promise<ObjectOf<K>>;
   /**
    * Delivers every change with revision > fromRevision (replayed from the change log, then live),
-   * in revision order, optionally only for the given kinds.
+   * in revision order, optionally only for the given kinds. Throws GoneError at once when the store
+   * knows fromRevision is compacted. `onError` hears a watch that ended by itself and will deliver
+   * nothing more: a GoneError found only later (EtcdStore: history compacted by another server while
+   * this watch was disconnected); relist and watch again. Without it such an end is logged.
    */
-  watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts?: { kinds?: string[] }): Watch;
+  watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts?: WatchOptions): Watch;
   revision(): number;
   close(): Promise<void>;
+}
+
+/**
+ * A Store as an entry point opens it (server/store/open.ts): LevelStore or EtcdStore. What the server
+ * and `drover secrets rotate-key` need beyond the Store interface.
+ */
+export interface BackendStore extends Store {
+  /** Observes every commit from now on: how many writes shared it, and how long it took. */
+  onCommit(observer: (writes: number, seconds: number, ok: boolean) => void): void;
+  /**
+   * Encrypts every stored Secret that is plaintext or under a key other than the cipher's primary
+   * one; one that cannot be opened is left as it is and named in the report.
+   */
+  sealSecrets(): Promise<SealReport>;
+  /** The key ids the stored Secrets are encrypted with ('plaintext' for unencrypted ones), counted. */
+  secretKeyUsage(): Promise<Record<string, number>>;
+  /** Drops change history older than the store keeps now (it also happens in the background). */
+  compact(): Promise<void>;
+  /** Highest revision whose change is gone from the history; watching from below it throws GoneError. */
+  compactedRevision(): number;
 }
 
 /** Narrows an object read untyped (a watch event, a kind held in a string) by its kind. */
