@@ -42,6 +42,7 @@ import { Scheduler } from './scheduler/scheduler.js';
 import { Keyring } from './secrets/keyring.js';
 import { storePath } from './secrets/rotate.js';
 import { LevelStore } from './store/level.js';
+import { ObjectCache, withCachedLists } from './cache/object-cache.js';
 import { withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
 import { nodeLifecycleController } from './controllers/node-lifecycle.js';
@@ -159,6 +160,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const audit = await AuditLog.open({ dataDir: cfg.dataDir, logger, maxSize: cfg.auditLogMaxSize ?? DEFAULT_AUDIT_MAX_SIZE, maxFiles: cfg.auditLogMaxFiles ?? DEFAULT_AUDIT_MAX_FILES });
     closers.push(() => audit.close());
     const events = new EventRecorder(store, logger);
+    // Closed before the store (closers run in reverse): Events still being written land first.
+    closers.push(() => events.drain());
+    // The scheduler, the controllers and the publishers list Pods and Nodes at every pass: from memory (an
+    // informer's cache), not from LevelDB (bench/placement.ts). The API reads the store itself.
+    const cache = await ObjectCache.start(store, ['Pod', 'Node'], logger);
+    closers.push(() => cache.close());
+    const cachedStore = withCachedLists(store, cache);
     if (insecure) logger.warn('--insecure: MQTT and the API are plain TCP; tokens, node passwords and Secrets cross the network in clear');
 
     let broker: EmbeddedBroker | undefined;
@@ -251,22 +259,22 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     });
     closers.push(() => registry.close());
 
-    const desiredPublisher = new DesiredPublisher({ store, sink: countedDesiredSink(link, instruments), logger });
+    const desiredPublisher = new DesiredPublisher({ store: cachedStore, sink: countedDesiredSink(link, instruments), logger });
     publisher = desiredPublisher;
     await desiredPublisher.start();
     closers.push(() => desiredPublisher.stop());
 
     const version = droverVersion();
-    const fleet = new FleetPublisher({ store: liveStore, sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
+    const fleet = new FleetPublisher({ store: withLiveNodes(cachedStore, liveness), sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
     await fleet.start();
     closers.push(() => fleet.stop());
 
-    const scheduler = new Scheduler({ store, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
+    const scheduler = new Scheduler({ store: cachedStore, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
     await scheduler.start();
     closers.push(() => scheduler.stop());
 
     const lifecycle = nodeLifecycleController({
-      store,
+      store: cachedStore,
       events,
       logger,
       liveness,
@@ -277,10 +285,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       now: Date.now,
     });
     const controllers = new ControllerRunner({
-      store,
+      store: cachedStore,
       logger,
       controllers: [
-        ...allControllers({ store, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
+        ...allControllers({ store: cachedStore, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
         lifecycle,
       ],
       resyncMs: cfg.controllerResyncMs,

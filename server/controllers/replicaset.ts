@@ -84,6 +84,10 @@ export function replicaSetController(deps: ControllerDeps): Controller {
   const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
     events.record({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
 
+  // Per-pod Normal events are not waited for: each batch of pod writes would wait for a second commit.
+  const emit = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
+    events.emit({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
+
   async function deletePod(rs: ReplicaSet, p: Pod): Promise<boolean> {
     try {
       await store.delete('Pod', p.metadata.namespace ?? 'default', p.metadata.name);
@@ -92,7 +96,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       await record(rs, 'Warning', 'FailedDelete', `Error deleting pod ${p.metadata.name}: ${errorMessage(err)}`);
       throw err;
     }
-    await record(rs, 'Normal', 'SuccessfulDelete', `Deleted pod: ${p.metadata.name}`);
+    emit(rs, 'Normal', 'SuccessfulDelete', `Deleted pod: ${p.metadata.name}`);
     return true;
   }
 
@@ -103,7 +107,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       try {
         pod = podFromTemplate(rs, name);
         const created = await store.create(pod);
-        await record(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
+        emit(rs, 'Normal', 'SuccessfulCreate', `Created pod: ${name}`);
         return created;
       } catch (err) {
         if (isAlreadyExists(err) && attempt < 5) continue;

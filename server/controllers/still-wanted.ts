@@ -28,13 +28,13 @@ export async function whyStop(store: Store, obj: ApiObject, signal?: AbortSignal
  * Pods one reconcile creates or deletes at most; more are left to the next pass (queued at once). Keeps a
  * step short, so a shutdown, a deletion or a scale-down is noticed within one batch, not 10,000 pods later.
  */
-export const MAX_POD_WRITES_PER_STEP = 250;
+export const MAX_POD_WRITES_PER_STEP = 500;
 
 /**
  * Pod writes made side by side in a slow-start batch: 1, 2, 4, ... up to this many (Kubernetes'
  * slowStartBatch: a template every create fails with costs one failed write, not a burst of them).
  */
-export const POD_WRITE_BATCH_MAX = 32;
+export const POD_WRITE_BATCH_MAX = 128;
 
 /**
  * Runs `write` on `count` pods in slow-start batches (1, 2, 4, ... POD_WRITE_BATCH_MAX) side by side,

@@ -26,11 +26,29 @@ export interface EventInput {
  * a count, as Kubernetes does, so a crash loop does not flood the store.
  */
 export class EventRecorder {
+  /** Events being written by `emit`, awaited by `drain`. */
+  private readonly inFlight = new Set<Promise<void>>();
+
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
   ) {}
+
+  /**
+   * Records without making the caller wait for the write (client-go's recorder is asynchronous too): a
+   * controller creating pods in batches would otherwise wait for two synced commits per batch, the pods'
+   * and then their Events'. The write joins the store's next group commit; `drain` waits for it.
+   */
+  emit(e: EventInput): void {
+    const p = this.record(e).finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  /** Waits for every Event `emit` started (before the store closes). */
+  async drain(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
+  }
 
   async record(e: EventInput): Promise<void> {
     const ns = e.involved.namespace ?? 'default';

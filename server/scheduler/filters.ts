@@ -135,7 +135,25 @@ function containerRequests(c: Pod['spec']['containers'][number]): Resources {
 }
 
 /** Effective requests of a pod: the sum of its containers' (see containerRequests). */
+/**
+ * Requests of pods that cannot change (the object cache's are frozen), computed once: a scheduling pass
+ * sums the requests of every pod in the fleet.
+ */
+const frozenRequests = new WeakMap<Pod, Resources>();
+const frozenNonZeroRequests = new WeakMap<Pod, Resources>();
+
+function memo(cache: WeakMap<Pod, Resources>, pod: Pod, compute: (p: Pod) => Resources): Resources {
+  if (!Object.isFrozen(pod)) return compute(pod);
+  let r = cache.get(pod);
+  if (!r) cache.set(pod, (r = Object.freeze(compute(pod))));
+  return r;
+}
+
 export function podRequests(pod: Pod): Resources {
+  return memo(frozenRequests, pod, sumRequests);
+}
+
+function sumRequests(pod: Pod): Resources {
   let cpu = 0;
   let memory = 0;
   for (const c of pod.spec.containers) {
@@ -148,6 +166,10 @@ export function podRequests(pod: Pod): Resources {
 
 /** Like `podRequests`, but zero container requests are replaced by the scoring defaults. */
 export function podNonZeroRequests(pod: Pod): Resources {
+  return memo(frozenNonZeroRequests, pod, sumNonZeroRequests);
+}
+
+function sumNonZeroRequests(pod: Pod): Resources {
   let cpu = 0;
   let memory = 0;
   for (const c of pod.spec.containers) {
