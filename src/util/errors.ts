@@ -59,6 +59,19 @@ export class StoreError extends DroverError {
   }
 }
 
+/**
+ * The store's backend cannot be reached (etcd down, partitioned, or without quorum): the message names
+ * the endpoint(s) and the cause. The API answers 503 with it; the call may be retried once the backend
+ * is back (the store reconnects by itself). A write that fails this way may or may not have landed.
+ */
+export class StoreUnavailableError extends StoreError {
+  readonly endpoints: string[];
+  constructor(endpoints: string[], cause: unknown) {
+    super(`etcd at ${endpoints.join(',')} unreachable: ${errorMessage(cause)}`, cause);
+    this.endpoints = endpoints;
+  }
+}
+
 /** A watch asked for a revision that compaction already dropped. */
 export class GoneError extends DroverError {
   constructor(message: string) {

@@ -1,0 +1,749 @@
+import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError, type IDuplexStream, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type ITxnResponse, type IWatchRequest, type IWatchResponse } from 'etcd3';
+import type { ApiObject } from '../../src/api/meta.js';
+import { KINDS } from '../../src/api/kinds.js';
+import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
+import { backoffDelay, sleep, withTimeout } from '../../src/util/backoff.js';
+import { AlreadyExistsError, DroverError, GoneError, NotFoundError, StoreError, StoreUnavailableError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { silentLogger, type Logger } from '../../src/util/logger.js';
+import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
+import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
+import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
+import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCipher, Watch, WatchEvent, WatchOptions } from './types.js';
+import { Watcher } from './watcher.js';
+
+/*
+ * Key layout in etcd, under a prefix (default `/drover/`; several clusters may share one etcd with
+ * distinct prefixes):
+ *   {prefix}registry/{kind}/{namespace}/{name}  → the object as JSON, without metadata.resourceVersion
+ *                                                 (that is the key's mod revision, set on every read);
+ *                                                 cluster-scoped kinds use namespace ''
+ *   {prefix}meta/secrets-sealed                 → id of the key every stored Secret is encrypted with
+ *                                                 (absent: some may be plaintext or under an older key)
+ *
+ * There is no change log of our own: etcd's MVCC history is it. resourceVersion = the etcd revision of
+ * the write (one global revision for the whole etcd), watches are etcd watches from fromRevision + 1,
+ * and compaction is etcd's: compact(C) drops history before C, after which watching from below C is
+ * GoneError ("too old, relist"). A write is acknowledged once etcd committed it (a quorum of members
+ * has it in its log). Optimistic concurrency is a transaction comparing the key's mod revision with
+ * the one the write was decided on; create compares its create revision with 0.
+ *
+ * Secrets (server/store/secret-codec.ts): stored as `k8s:enc:aesgcm:v1:<keyid>:<base64>` (not JSON),
+ * AAD = the key without the prefix (`/registry/Secret/{namespace}/{name}`, what LevelStore uses), so
+ * a sealed value means the same in both stores and a prefix may be renamed.
+ *
+ * etcd unreachable (down, partitioned, no quorum): every call fails with StoreUnavailableError naming
+ * the endpoints within CALL_TIMEOUT_MS; nothing is retried behind the caller's back except a request
+ * that certainly did not reach a member (connection refused: the next member is tried) or that a
+ * member refused without acting on it (no leader yet). Watches reconnect by themselves and resume
+ * after the last revision they delivered.
+ */
+
+/** Per-call options of the etcd3 client (grpc's: here only the deadline). */
+type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
+
+/** The longest a store call waits for etcd before failing with StoreUnavailableError. */
+export const CALL_TIMEOUT_MS = 5_000;
+/** A member whose connection failed is passed over for this long while another one is left. */
+const MEMBER_PASS_OVER_MS = 2_000;
+/** Watch reconnect delays (src/util/backoff.ts). */
+const WATCH_BACKOFF = { baseMs: 100, maxMs: 2_000 };
+/** Waits between attempts while the cluster elects a leader. */
+const NO_LEADER_BACKOFF = { baseMs: 50, maxMs: 500 };
+const NO_LEADER_ATTEMPTS = 12;
+/** A list reads this many objects per range request, all at the revision of the first. */
+const LIST_CHUNK = 2_000;
+const DEFAULT_COMPACT_KEEP = 10_000;
+const DEFAULT_PREFIX = '/drover/';
+const SEAL_CHANGED_RETRIES = 5;
+
+export interface EtcdTlsFiles {
+  /** PEM of the CA that signed the members' certificates (k3s --datastore-cafile). */
+  ca?: Buffer;
+  /** PEM client certificate and key (k3s --datastore-certfile / --datastore-keyfile). */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface EtcdStoreOptions {
+  /** Client URLs of the members, e.g. https://etcd-1:2379 (all https or all http). */
+  endpoints: string[];
+  tls?: EtcdTlsFiles;
+  /** Every key lives under it; must start and end with '/'. */
+  prefix?: string;
+  logger?: Logger;
+  /** Encrypts Secrets at rest; without it they are stored in the clear (only tests omit it). */
+  secrets?: ValueCipher;
+  /** Revisions of history kept for watches to resume from; older ones are compacted. */
+  compactKeep?: number;
+  /** How long a call may wait for etcd (default CALL_TIMEOUT_MS). */
+  callTimeoutMs?: number;
+}
+
+/** The bytes etcd holds for an object: JSON without resourceVersion, or a sealed Secret. */
+function storedValue(codec: SecretCodec, rel: string, obj: ApiObject): Buffer {
+  const { resourceVersion: _dropped, ...metadata } = obj.metadata;
+  const bare = { ...obj, metadata };
+  const encoded = codec.encode(rel, bare);
+  return Buffer.from(typeof encoded === 'string' ? encoded : JSON.stringify(encoded), 'utf8');
+}
+
+/** The parsed value: an object, or an envelope string. */
+function parseValue(value: Buffer): unknown {
+  const text = value.toString('utf8');
+  return isEnvelope(text) ? text : JSON.parse(text);
+}
+
+/** etcd answered, or could not be asked, in a way that says nothing about the request itself. */
+function isUnreachable(err: unknown): boolean {
+  if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) return true;
+  if (err instanceof Error && (isRecoverableError(err) || err.name === 'BrokenCircuitError' || err instanceof MemberPassedOver)) return true;
+  return /etcdserver: (no leader|leader changed|request timed out|too many requests|server stopped)|ECONNREFUSED|No connection established|Deadline exceeded/i.test(errorMessage(err));
+}
+
+/** The request never left: connection refused, no connection, or the member was passed over. */
+function notSent(err: unknown): boolean {
+  return err instanceof MemberPassedOver || /No connection established|ECONNREFUSED|Failed to connect/i.test(errorMessage(err));
+}
+
+/** The member refused without acting: the cluster has no leader at the moment (an election is on). */
+function noLeader(err: unknown): boolean {
+  return /etcdserver: (no leader|leader changed)/.test(errorMessage(err));
+}
+
+class MemberPassedOver extends Error {
+  constructor(host: string) {
+    super(`${host} failed moments ago; trying another member`);
+  }
+}
+
+/**
+ * The etcd3 client's fault policies (cockatiel's shape; the pool only calls `execute`). Per member:
+ * one whose connection failed is passed over for a while, unless every member is. Per call: the next
+ * member after a request that never left, and a short wait while the cluster has no leader; never
+ * a retry of a request a member may have applied (its outcome is the caller's to learn).
+ */
+function faultPolicies(endpoints: string[]): NonNullable<IOptions['faultHandling']> {
+  const failedAt = new Map<string, number>();
+  const passedOver = (host: string) => Date.now() - (failedAt.get(host) ?? -Infinity) < MEMBER_PASS_OVER_MS;
+  const context = () => ({ signal: new AbortController().signal, attempt: 0 });
+  const host = (name: string) => ({
+    async execute<T>(fn: (ctx: unknown) => Promise<T> | T): Promise<T> {
+      if (passedOver(name) && !endpoints.every((e) => passedOver(e.replace(/^https?:\/\//, '')))) throw new MemberPassedOver(name);
+      try {
+        const result = await fn(context());
+        failedAt.delete(name);
+        return result;
+      } catch (err) {
+        if (isUnreachable(err) && !noLeader(err)) failedAt.set(name, Date.now());
+        throw err;
+      }
+    },
+  });
+  const global = {
+    async execute<T>(fn: (ctx: unknown) => Promise<T> | T): Promise<T> {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return await fn({ ...context(), attempt });
+        } catch (err) {
+          if (notSent(err) && attempt + 1 < endpoints.length) continue;
+          if (noLeader(err) && attempt < NO_LEADER_ATTEMPTS) {
+            await sleep(backoffDelay(attempt, NO_LEADER_BACKOFF));
+            continue;
+          }
+          throw err;
+        }
+      }
+    },
+  };
+  return { host, global } as unknown as NonNullable<IOptions['faultHandling']>;
+}
+
+/** An object read with the mod revision a write must compare against. */
+interface Current {
+  object: ApiObject;
+  modRevision: string;
+}
+
+/**
+ * The desired-state store on etcd v3 (see the key layout above). Stateless between calls apart from
+ * the latest revision seen (revision() is synchronous) and the compaction floor: several servers may
+ * share one etcd.
+ */
+export class EtcdStore implements BackendStore {
+  private rev = 0;
+  private compacted = 0;
+  private compacting = false;
+  private closing = false;
+  private readonly inflight = new Set<Promise<unknown>>();
+  private readonly watches = new Set<EtcdWatch>();
+  private commitObserver: ((writes: number, seconds: number, ok: boolean) => void) | undefined;
+  readonly codec: SecretCodec;
+  /** The prefix without its last '/': full key = base + relative key ('/registry/...'). */
+  private readonly base: string;
+
+  private constructor(
+    readonly etcd: Etcd3,
+    readonly endpoints: string[],
+    prefix: string,
+    readonly logger: Logger,
+    private readonly compactKeep: number,
+    private readonly timeoutMs: number,
+    cipher: ValueCipher | undefined,
+  ) {
+    this.base = prefix.slice(0, -1);
+    this.codec = new SecretCodec(cipher);
+  }
+
+  /**
+   * Connects and reads what the store needs to start; StoreUnavailableError naming the endpoints when
+   * etcd does not answer within the call timeout. With `secrets`, Secrets not yet sealed with its
+   * primary key are re-encrypted (as LevelStore.open does).
+   */
+  static async open(opts: EtcdStoreOptions): Promise<EtcdStore> {
+    const logger = opts.logger ?? silentLogger;
+    const prefix = opts.prefix ?? DEFAULT_PREFIX;
+    const compactKeep = opts.compactKeep ?? DEFAULT_COMPACT_KEEP;
+    const problems: Array<{ field: string; message: string }> = [];
+    if (opts.endpoints.length === 0) problems.push({ field: 'datastoreEndpoint', message: 'names no endpoint' });
+    for (const e of opts.endpoints) {
+      if (!/^https?:\/\/[^/\s]+:\d+\/?$/.test(e)) problems.push({ field: 'datastoreEndpoint', message: `"${e}" is not http(s)://host:port` });
+    }
+    const schemes = new Set(opts.endpoints.map((e) => e.split(':')[0]));
+    if (schemes.size > 1) problems.push({ field: 'datastoreEndpoint', message: 'mixes https and http endpoints' });
+    if (!/^\/(.*\/)?$/.test(prefix)) problems.push({ field: 'prefix', message: `must start and end with '/', got "${prefix}"` });
+    if (!Number.isInteger(compactKeep) || compactKeep < 1) problems.push({ field: 'compactKeep', message: `must be a positive integer, got ${compactKeep}` });
+    if ((opts.tls?.cert === undefined) !== (opts.tls?.key === undefined)) problems.push({ field: 'datastoreCertfile', message: 'a client certificate and its key go together' });
+    if (problems.length > 0) throw new ValidationError(problems, 'invalid datastore options');
+    const endpoints = opts.endpoints.map((e) => e.replace(/\/$/, ''));
+    const tls = opts.tls;
+    const etcd = new Etcd3({
+      hosts: endpoints,
+      ...(tls && (tls.ca || tls.cert) ? { credentials: { rootCertificate: tls.ca as Buffer, privateKey: tls.key, certChain: tls.cert } } : {}),
+      grpcOptions: {
+        // A list of a large fleet is one response per chunk; grpc-js refuses more than 4 MiB by default.
+        'grpc.max_receive_message_length': 256 * 1024 * 1024,
+        // A member that vanished without closing its connections (power loss, partition) shows as a
+        // failed watch within keepalive time + timeout instead of a silent stall.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.initial_reconnect_backoff_ms': 200,
+        'grpc.max_reconnect_backoff_ms': 2_000,
+      },
+      faultHandling: faultPolicies(endpoints),
+    });
+    const store = new EtcdStore(etcd, endpoints, prefix, logger, compactKeep, opts.callTimeoutMs ?? CALL_TIMEOUT_MS, opts.secrets);
+    try {
+      const sealedWith = await store.call('connecting', async (o) => {
+        const r = await etcd.kv.range({ key: store.metaKey('secrets-sealed') }, o);
+        store.noteRevision(r.header.revision);
+        return r.kvs[0]?.value.toString('utf8');
+      });
+      store.compacted = await store.findCompacted();
+      logger.info({ endpoints, prefix, revision: store.rev, compacted: store.compacted, secretsEncrypted: opts.secrets !== undefined }, 'store opened on etcd');
+      if (opts.secrets && sealedWith !== opts.secrets.primaryKeyId) {
+        const report = await store.sealSecrets();
+        if (report.failed.length > 0) logger.error({ failed: report.failed }, 'some Secrets cannot be decrypted with the secrets keyring; reads of them fail until the right key is restored');
+      }
+    } catch (err) {
+      etcd.close();
+      throw err;
+    }
+    return store;
+  }
+
+  revision(): number {
+    return this.rev;
+  }
+
+  compactedRevision(): number {
+    return this.compacted;
+  }
+
+  onCommit(observer: (writes: number, seconds: number, ok: boolean) => void): void {
+    this.commitObserver = observer;
+  }
+
+  /** Keeps the latest revision any response showed. */
+  noteRevision(revision: string | number): void {
+    const r = Number(revision);
+    if (r > this.rev) this.rev = r;
+  }
+
+  /** A floor learnt from etcd (a watch refused as compacted). */
+  noteCompacted(revision: number): void {
+    if (revision > this.compacted) this.compacted = revision;
+  }
+
+  metaKey(name: string): Buffer {
+    return Buffer.from(`${this.base}/meta/${name}`);
+  }
+
+  fullKey(rel: string): Buffer {
+    return Buffer.from(this.base + rel);
+  }
+
+  /** The etcd key range of every key under a relative prefix ('/registry/Pod/'). */
+  rangeOf(relPrefix: string): { key: Buffer; range_end: Buffer } {
+    return { key: this.fullKey(relPrefix), range_end: Buffer.from(this.base + prefixEnd(relPrefix)) };
+  }
+
+  relKey(key: Buffer): string {
+    return key.toString('utf8').slice(this.base.length);
+  }
+
+  /** An object as stored under `rel`, with resourceVersion = its mod revision. */
+  decode(rel: string, value: Buffer, modRevision: string | number): ApiObject {
+    const obj = this.codec.decodeObject(rel, parseValue(value)) as ApiObject;
+    obj.metadata = { ...obj.metadata, resourceVersion: String(modRevision) };
+    return obj;
+  }
+
+  private current(kv: IKeyValue | undefined): Current | undefined {
+    return kv ? { object: this.decode(this.relKey(kv.key), kv.value, kv.mod_revision), modRevision: kv.mod_revision } : undefined;
+  }
+
+  /**
+   * Runs one store call against etcd: refused once closing; every etcd request in it shares one
+   * deadline, and the whole is bounded by it too (a request the client library holds back is not
+   * waited for). Errors: the store's own (NotFound, Conflict, ...) as they are; etcd unreachable as
+   * StoreUnavailableError naming the endpoints; anything else etcd says as StoreError.
+   */
+  call<T>(doing: string, fn: (opts: CallOptions) => Promise<T>): Promise<T> {
+    if (this.closing) return Promise.reject(new StoreError('store is closed'));
+    const deadline = Date.now() + this.timeoutMs;
+    const run = (async () => {
+      try {
+        return await fn({ deadline });
+      } catch (err) {
+        throw this.translate(doing, err);
+      }
+    })();
+    this.inflight.add(run);
+    void run.then(
+      () => this.inflight.delete(run),
+      () => this.inflight.delete(run),
+    );
+    return withTimeout(run, this.timeoutMs + 250, () => {
+      throw new StoreUnavailableError(this.endpoints, new Error(`no answer within ${this.timeoutMs} ms (${doing})`));
+    });
+  }
+
+  translate(doing: string, err: unknown): Error {
+    if (err instanceof DroverError) return err;
+    if (isUnreachable(err)) return new StoreUnavailableError(this.endpoints, err);
+    return new StoreError(`store: ${doing} failed: etcd at ${this.endpoints.join(',')}: ${errorMessage(err)}`, err);
+  }
+
+  async get<K extends string>(kind: K, namespace: string, name: string): Promise<ObjectOf<K> | undefined> {
+    return this.call(`reading ${objectKey(kind, namespace, name)}`, async (o) => (await this.read(objectKey(kind, namespace, name), o))?.object as ObjectOf<K> | undefined);
+  }
+
+  private async read(rel: string, o: CallOptions): Promise<Current | undefined> {
+    const r = await this.etcd.kv.range({ key: this.fullKey(rel) }, o);
+    this.noteRevision(r.header.revision);
+    return this.current(r.kvs[0]);
+  }
+
+  /** One consistent read: every chunk at the revision of the first, which is the list's revision. */
+  async list<K extends string>(kind: K, namespace?: string): Promise<ListResult<ObjectOf<K>>> {
+    const prefix = listPrefix(kind, namespace);
+    return this.call(`listing ${prefix}`, async (o) => {
+      const { key: start, range_end: end } = this.rangeOf(prefix);
+      const items: ObjectOf<K>[] = [];
+      let from = start;
+      let revision: string | undefined;
+      for (;;) {
+        const r = await this.etcd.kv.range({ key: from, range_end: end, limit: LIST_CHUNK, ...(revision ? { revision } : {}) }, o);
+        revision ??= r.header.revision;
+        this.noteRevision(r.header.revision);
+        for (const kv of r.kvs) items.push(this.decode(this.relKey(kv.key), kv.value, kv.mod_revision) as ObjectOf<K>);
+        if (!r.more || r.kvs.length === 0) break;
+        from = Buffer.concat([r.kvs.at(-1)!.key, Buffer.from([0])]);
+      }
+      return { items: sortByNamespaceName(items), revision: Number(revision) };
+    });
+  }
+
+  /** A write transaction; its observer sees it as one commit. */
+  private async txn(o: CallOptions, compare: Parameters<Etcd3['kv']['txn']>[0]['compare'], success: IRequestOp[], failure: IRequestOp[]): Promise<ITxnResponse> {
+    const began = performance.now();
+    try {
+      const r = await this.etcd.kv.txn({ compare, success, failure }, o);
+      this.noteRevision(r.header.revision);
+      if (r.succeeded) this.commitObserver?.(1, (performance.now() - began) / 1000, true);
+      return r;
+    } catch (err) {
+      this.commitObserver?.(1, (performance.now() - began) / 1000, false);
+      throw err;
+    }
+  }
+
+  /** The puts of a write: the object, and with a Secret written in the clear the sealed marker's removal. */
+  private putOps(rel: string, obj: ApiObject): IRequestOp[] {
+    const ops: IRequestOp[] = [{ request_put: { key: this.fullKey(rel), value: storedValue(this.codec, rel, obj) } }];
+    // A Secret written in the clear (no cipher) makes the next start with a keyring look for it.
+    if (obj.kind === ENCRYPTED_KIND && !this.codec.cipher) ops.push({ request_delete_range: { key: this.metaKey('secrets-sealed') } });
+    return ops;
+  }
+
+  private written(): void {
+    this.maybeCompact();
+  }
+
+  create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+    const namespace = obj.metadata.namespace ?? '';
+    const rel = objectKey(obj.kind, namespace, obj.metadata.name);
+    return this.call(`creating ${rel}`, async (o) => {
+      const created = createdObject(obj, '');
+      const key = this.fullKey(rel);
+      const r = await this.txn(o, [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], this.putOps(rel, created), []);
+      if (!r.succeeded) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+      created.metadata.resourceVersion = r.header.revision;
+      this.written();
+      return created;
+    });
+  }
+
+  update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+    const namespace = obj.metadata.namespace ?? '';
+    const rel = objectKey(obj.kind, namespace, obj.metadata.name);
+    return this.call(`updating ${rel}`, async (o) => {
+      let cur = await this.read(rel, o);
+      for (;;) {
+        // NotFound and a stale resourceVersion are decided here, on the latest read.
+        const next = updatedObject(obj, cur?.object, '');
+        const won = await this.swap(o, rel, cur!, this.putOps(rel, next));
+        if (won.revision) {
+          next.metadata.resourceVersion = won.revision;
+          this.written();
+          return next;
+        }
+        // Another write landed between the read and ours: a named resourceVersion is now stale (the
+        // loop's next decision says so); without one the update applies to the latest object.
+        cur = won.current;
+      }
+    });
+  }
+
+  /**
+   * Writes `ops` if the key still has cur's mod revision; else what the key holds now (undefined:
+   * deleted), read in the same transaction.
+   */
+  private async swap(o: CallOptions, rel: string, cur: Current, ops: IRequestOp[]): Promise<{ revision?: string; current?: Current }> {
+    const key = this.fullKey(rel);
+    const r = await this.txn(o, [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision }], ops, [{ request_range: { key } }]);
+    if (r.succeeded) return { revision: r.header.revision };
+    return { current: this.current(r.responses[0]?.response_range?.kvs[0]) };
+  }
+
+  /**
+   * Read, `mutate`, and a write conditional on nothing having changed since the read; a lost race
+   * runs `mutate` again on the object that won (so no ConflictError reaches the caller).
+   */
+  patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
+    const rel = objectKey(kind, namespace, name);
+    return this.call(`patching ${rel}`, async (o) => {
+      let cur = await this.read(rel, o);
+      for (;;) {
+        if (!cur) throw new NotFoundError(what(kind, namespace, name));
+        const proposed = mutate(structuredClone(cur.object) as ObjectOf<K>);
+        if (proposed === undefined) return undefined;
+        const next = updatedObject(patchedObject(kind, namespace, name, proposed, cur.object), cur.object, '');
+        const won = await this.swap(o, rel, cur, this.putOps(rel, next));
+        if (won.revision) {
+          next.metadata.resourceVersion = won.revision;
+          this.written();
+          return next as ObjectOf<K>;
+        }
+        cur = won.current;
+      }
+    });
+  }
+
+  delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
+    const rel = objectKey(kind, namespace, name);
+    return this.call(`deleting ${rel}`, async (o) => {
+      let cur = await this.read(rel, o);
+      for (;;) {
+        if (!cur) throw new NotFoundError(what(kind, namespace, name));
+        assertResourceVersion(kind, namespace, name, opts.resourceVersion, cur.object);
+        const won = await this.swap(o, rel, cur, [{ request_delete_range: { key: this.fullKey(rel) } }]);
+        if (won.revision) {
+          this.written();
+          return deletedObject(cur.object, won.revision) as ObjectOf<K>;
+        }
+        cur = won.current;
+      }
+    });
+  }
+
+  watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts: WatchOptions = {}): Watch {
+    if (this.closing) throw new StoreError('store is closed');
+    if (fromRevision < this.compacted) {
+      throw new GoneError(`revision ${fromRevision} has been compacted (oldest watchable revision is ${this.compacted}); list again and watch from its revision`);
+    }
+    const kinds = opts.kinds ? new Set(opts.kinds) : undefined;
+    // One kind: etcd sends only its keys. Several: the whole registry, filtered here (one etcd watch
+    // keeps them in revision order across kinds).
+    const prefix = kinds?.size === 1 ? listPrefix([...kinds][0]!) : REGISTRY;
+    const w = new EtcdWatch(this, prefix, fromRevision, kinds, onEvent, opts.onError, (x) => this.watches.delete(x));
+    this.watches.add(w);
+    w.connect();
+    return w.watcher;
+  }
+
+  /** Compacts etcd's history to the last `compactKeep` revisions now (it also happens after writes). */
+  async compact(): Promise<void> {
+    const target = this.rev - this.compactKeep;
+    if (target <= this.compacted) return;
+    await this.call(`compacting to revision ${target}`, async (o) => {
+      try {
+        await this.etcd.kv.compact({ revision: target }, o);
+      } catch (err) {
+        // Another server (or etcd's own auto-compaction) got there first: the floor is at least this.
+        if (!/required revision has been compacted/.test(errorMessage(err))) throw err;
+      }
+    });
+    // Raised after etcd dropped the history: a watch from below it would have been refused by etcd anyway.
+    this.noteCompacted(target);
+    this.logger.debug({ compacted: target }, 'etcd history compacted');
+  }
+
+  /** Compaction waits until history is `slack` revisions over its limit, so it is one call per many writes. */
+  private maybeCompact(): void {
+    const slack = Math.min(1000, Math.max(16, Math.ceil(this.compactKeep / 10)));
+    if (this.compacting || this.closing || this.rev - this.compacted < this.compactKeep + slack) return;
+    this.compacting = true;
+    this.compact()
+      .catch((err) => this.logger.warn({ err: errorMessage(err) }, 'etcd compaction failed; will retry after later writes'))
+      .finally(() => {
+        this.compacting = false;
+      });
+  }
+
+  /**
+   * etcd's compaction floor, asked without writing anything: a read at a revision below it is refused
+   * as compacted, so the floor is the lowest revision a read succeeds at (a binary search, ~log2(revision)
+   * reads of one key that does not exist).
+   */
+  private findCompacted(): Promise<number> {
+    return this.call('reading the compaction floor', async (o) => {
+      const key = this.metaKey('compaction-probe');
+      const readable = async (revision: number): Promise<boolean> => {
+        try {
+          await this.etcd.kv.range({ key, revision }, o);
+          return true;
+        } catch (err) {
+          if (/required revision has been compacted/.test(errorMessage(err))) return false;
+          throw err;
+        }
+      };
+      if (this.rev <= 1 || (await readable(1))) return 0;
+      let low = 1; // not readable
+      let high = this.rev; // readable: the current revision always is
+      while (high - low > 1) {
+        const mid = Math.floor((low + high) / 2);
+        if (await readable(mid)) high = mid;
+        else low = mid;
+      }
+      return high;
+    });
+  }
+
+  /**
+   * Re-encrypts every stored Secret that is plaintext or under another key than the primary one, each
+   * with a write conditional on its mod revision (a Secret written meanwhile is read again). etcd's
+   * history keeps the old values until compaction (and the member's defragmentation) removes them.
+   */
+  async sealSecrets(): Promise<SealReport> {
+    const cipher = this.codec.cipher;
+    if (!cipher) throw new StoreError('store: cannot encrypt Secrets: the store was opened without the secrets keyring');
+    const report: SealReport = { objects: 0, logEntries: 0, plaintext: 0, current: 0, failed: [] };
+    for (const kv of await this.rawSecrets()) {
+      let raw: IKeyValue | undefined = kv;
+      for (let attempt = 0; raw && attempt < SEAL_CHANGED_RETRIES; attempt++) {
+        const rel = this.relKey(raw.key);
+        const text = raw.value.toString('utf8');
+        if (envelopeKeyId(text) === cipher.primaryKeyId) {
+          report.current += 1;
+          break;
+        }
+        let obj: ApiObject;
+        try {
+          obj = this.decode(rel, raw.value, raw.mod_revision);
+        } catch (err) {
+          report.failed.push(errorMessage(err));
+          break;
+        }
+        const cur: Current = { object: obj, modRevision: raw.mod_revision };
+        const won: { revision?: string; current?: Current } = await this.call(`re-encrypting ${rel}`, (o) => this.swap(o, rel, cur, this.putOps(rel, obj)));
+        if (won.revision) {
+          report.objects += 1;
+          if (!isEnvelope(text)) report.plaintext += 1;
+          break;
+        }
+        raw = won.current ? await this.call(`reading ${rel}`, async (o): Promise<IKeyValue | undefined> => (await this.etcd.kv.range({ key: this.fullKey(rel) }, o)).kvs[0]) : undefined;
+      }
+    }
+    if (report.failed.length === 0) {
+      await this.call('writing the secrets marker', (o) => this.etcd.kv.put({ key: this.metaKey('secrets-sealed'), value: Buffer.from(cipher.primaryKeyId) }, o));
+    }
+    if (report.objects > 0) this.logger.info({ keyId: cipher.primaryKeyId, objects: report.objects, plaintext: report.plaintext }, 'Secrets re-encrypted');
+    return report;
+  }
+
+  async secretKeyUsage(): Promise<Record<string, number>> {
+    const usage: Record<string, number> = {};
+    for (const kv of await this.rawSecrets()) {
+      const id = envelopeKeyId(kv.value.toString('utf8')) ?? 'plaintext';
+      usage[id] = (usage[id] ?? 0) + 1;
+    }
+    return usage;
+  }
+
+  private rawSecrets(): Promise<IKeyValue[]> {
+    const prefix = listPrefix(ENCRYPTED_KIND);
+    return this.call('reading the Secrets', async (o) => (await this.etcd.kv.range(this.rangeOf(prefix), o)).kvs);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    // Calls already under way finish (or time out) before the client goes away.
+    await Promise.allSettled([...this.inflight]);
+    for (const w of [...this.watches]) w.watcher.close();
+    this.etcd.close();
+  }
+}
+
+/**
+ * One store watch on an etcd watch stream of its own, from the watcher's last delivered revision + 1.
+ * A stream that fails (member gone, connection cut) is opened again after a backoff from where the
+ * watcher is, so a change is neither lost nor delivered twice across an outage (the Watcher drops
+ * anything at or below what it delivered). Compacted history ends the watch with GoneError.
+ */
+class EtcdWatch {
+  readonly watcher: Watcher;
+  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  private failures = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly prefix: string,
+    from: number,
+    kinds: Set<string> | undefined,
+    onEvent: (e: WatchEvent) => void,
+    private readonly onError: ((err: Error) => void) | undefined,
+    onClose: (w: EtcdWatch) => void,
+  ) {
+    this.watcher = new Watcher(from, kinds, onEvent, store.logger, () => {
+      if (this.timer) clearTimeout(this.timer);
+      this.drop();
+      onClose(this);
+    });
+    this.watcher.endReplay();
+  }
+
+  connect(): void {
+    if (this.watcher.closed) return;
+    this.store.etcd.watchClient.watch().then(
+      (stream) => {
+        if (this.watcher.closed) {
+          stream.on('error', () => undefined);
+          stream.cancel();
+          return;
+        }
+        this.stream = stream;
+        stream.on('data', (res: IWatchResponse) => this.onResponse(stream, res));
+        stream.on('error', (err: Error) => this.lost(stream, err));
+        stream.on('end', () => this.lost(stream, new Error('watch stream ended')));
+        try {
+          stream.write({ create_request: { ...this.store.rangeOf(this.prefix), start_revision: this.watcher.lastRevision() + 1, prev_kv: true, progress_notify: true } });
+        } catch (err) {
+          this.lost(stream, err as Error);
+        }
+      },
+      (err: unknown) => this.lost(undefined, err as Error),
+    );
+  }
+
+  private onResponse(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
+    if (stream !== this.stream || this.watcher.closed) return;
+    this.store.noteRevision(res.header.revision);
+    if (res.canceled) {
+      const compacted = Number(res.compact_revision);
+      if (compacted > 0) {
+        this.store.noteCompacted(compacted);
+        this.end(new GoneError(`revision ${this.watcher.lastRevision()} has been compacted (oldest watchable revision is ${compacted}); list again and watch from its revision`));
+      } else {
+        this.end(new StoreError(`store: etcd at ${this.store.endpoints.join(',')} canceled the watch on ${this.prefix}: ${res.cancel_reason || 'no reason given'}`));
+      }
+      return;
+    }
+    if (res.created) {
+      if (this.failures > 0) this.store.logger.info({ prefix: this.prefix, from: this.watcher.lastRevision() }, 'etcd watch resumed');
+      this.failures = 0;
+      return;
+    }
+    if (res.events.length === 0) {
+      // A progress notification: everything up to the header's revision has been sent.
+      this.watcher.progress(Number(res.header.revision));
+      return;
+    }
+    for (const ev of res.events) {
+      const e = this.toEvent(ev);
+      if (e) this.watcher.deliver(e);
+    }
+  }
+
+  private toEvent(ev: IEvent): WatchEvent | undefined {
+    const revision = Number(ev.kv.mod_revision);
+    const rel = this.store.relKey(ev.kv.key);
+    try {
+      if (ev.type === 'Put') {
+        return { type: ev.kv.create_revision === ev.kv.mod_revision ? 'ADDED' : 'MODIFIED', revision, object: this.store.decode(rel, ev.kv.value, revision) };
+      }
+      // A delete carries the object it removed (prev_kv), at the deletion's revision.
+      if (ev.prev_kv) return { type: 'DELETED', revision, object: this.store.decode(rel, ev.prev_kv.value, revision) };
+      const ref = parseObjectKey(rel);
+      if (!ref) return undefined;
+      this.store.logger.warn({ key: rel, revision }, 'etcd sent a delete without the deleted object; the watch gets its name only');
+      const apiVersion = KINDS.find((k) => k.kind === ref.kind)?.groupVersion ?? 'v1';
+      return { type: 'DELETED', revision, object: { apiVersion, kind: ref.kind, metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}), resourceVersion: String(revision) } } };
+    } catch (err) {
+      // Garbage must not reach a watcher; the one undecryptable Secret is named, the rest are delivered.
+      this.store.logger.error({ err: errorMessage(err), revision }, 'watch skipped a change that cannot be decoded');
+      return undefined;
+    }
+  }
+
+  /** The stream failed: open another after a backoff, from where the watcher is. */
+  private lost(stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined, err: Error): void {
+    if (this.watcher.closed || (stream && stream !== this.stream)) return;
+    this.drop();
+    const delay = backoffDelay(this.failures, WATCH_BACKOFF);
+    if (this.failures === 0) this.store.logger.warn({ prefix: this.prefix, from: this.watcher.lastRevision(), err: errorMessage(err) }, 'etcd watch lost; reconnecting');
+    this.failures += 1;
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  private drop(): void {
+    const s = this.stream;
+    this.stream = undefined;
+    if (!s) return;
+    s.on('error', () => undefined);
+    try {
+      s.cancel();
+    } catch (err) {
+      this.store.logger.debug({ err: errorMessage(err) }, 'cancelling an etcd watch stream failed');
+    }
+  }
+
+  /** The watch cannot go on: it is closed and the consumer told (or the log, when it did not ask). */
+  private end(err: Error): void {
+    this.watcher.close();
+    if (this.onError) this.onError(err);
+    else this.store.logger.error({ err: err.message, prefix: this.prefix }, 'store watch ended; its consumer does not hear of it');
+  }
+}
