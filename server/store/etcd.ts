@@ -1,4 +1,4 @@
-import { Etcd3, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError, type IDuplexStream, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type ITxnResponse, type IWatchRequest, type IWatchResponse } from 'etcd3';
+import { Etcd3, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError, type IDuplexStream, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type ITxnResponse, type IWatchRequest, type IWatchResponse } from 'etcd3';
 import type { ApiObject } from '../../src/api/meta.js';
 import { KINDS } from '../../src/api/kinds.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
@@ -32,9 +32,13 @@ import { Watcher } from './watcher.js';
  * a sealed value means the same in both stores and a prefix may be renamed.
  *
  * etcd unreachable (down, partitioned, no quorum): every call fails with StoreUnavailableError naming
- * the endpoints within CALL_TIMEOUT_MS; nothing is retried behind the caller's back except a request
- * that certainly did not reach a member (connection refused: the next member is tried) or that a
- * member refused without acting on it (no leader yet). Watches reconnect by themselves and resume
+ * the endpoints within CALL_TIMEOUT_MS. Within that time a request that did not reach a member
+ * (connection refused) goes to the next one, one a member refused without acting (no leader yet) is
+ * sent again after a pause, and one that got no answer in ATTEMPT_TIMEOUT_MS (a member killed with the
+ * request in flight, a leader lost) is sent again: every write is a compare-and-swap, which etcd
+ * applies at most once however many copies reach it, and a write that finds its own value in place
+ * after such a retry knows its earlier copy won. So a kill -9 of one member of three costs the writes
+ * in flight a pause of about an election, not an error. Watches reconnect by themselves and resume
  * after the last revision they delivered.
  */
 
@@ -43,6 +47,12 @@ type CallOptions = NonNullable<Parameters<Etcd3['kv']['range']>[1]>;
 
 /** The longest a store call waits for etcd before failing with StoreUnavailableError. */
 export const CALL_TIMEOUT_MS = 5_000;
+/**
+ * One request's share of a call: a request that got no answer in this time (its member died, or lost
+ * its leader and holds the proposal until its own 5 s timeout) is sent again while the call has time.
+ */
+const ATTEMPT_TIMEOUT_MS = 1_500;
+const ATTEMPT_BACKOFF = { baseMs: 50, maxMs: 300 };
 /** A member whose connection failed is passed over for this long while another one is left. */
 const MEMBER_PASS_OVER_MS = 2_000;
 /** Watch reconnect delays (src/util/backoff.ts). */
@@ -95,6 +105,8 @@ function parseValue(value: Buffer): unknown {
 
 /** etcd answered, or could not be asked, in a way that says nothing about the request itself. */
 function isUnreachable(err: unknown): boolean {
+  // Our own cancellation (a watch closed) says nothing about the member.
+  if (err instanceof GRPCCancelledError || /CANCELLED|Cancelled on client/.test(errorMessage(err))) return false;
   if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) return true;
   if (err instanceof Error && (isRecoverableError(err) || err.name === 'BrokenCircuitError' || err instanceof MemberPassedOver)) return true;
   return /etcdserver: (no leader|leader changed|request timed out|too many requests|server stopped)|ECONNREFUSED|No connection established|Deadline exceeded/i.test(errorMessage(err));
@@ -103,6 +115,12 @@ function isUnreachable(err: unknown): boolean {
 /** The request never left: connection refused, no connection, or the member was passed over. */
 function notSent(err: unknown): boolean {
   return err instanceof MemberPassedOver || /No connection established|ECONNREFUSED|Failed to connect/i.test(errorMessage(err));
+}
+
+/** The request may have reached a member, and no answer came: it may or may not have been applied. */
+function outcomeUnknown(err: unknown): boolean {
+  if (notSent(err)) return false;
+  return err instanceof GRPCDeadlineExceededError || err instanceof GRPCUnavailableError || /Deadline exceeded|etcdserver: request timed out|Connection dropped|ECONNRESET/i.test(errorMessage(err));
 }
 
 /** The member refused without acting: the cluster has no leader at the moment (an election is on). */
@@ -128,7 +146,7 @@ function faultPolicies(endpoints: string[]): NonNullable<IOptions['faultHandling
   const context = () => ({ signal: new AbortController().signal, attempt: 0 });
   const host = (name: string) => ({
     async execute<T>(fn: (ctx: unknown) => Promise<T> | T): Promise<T> {
-      if (passedOver(name) && !endpoints.every((e) => passedOver(e.replace(/^https?:\/\//, '')))) throw new MemberPassedOver(name);
+      if (passedOver(name) && !endpoints.every(passedOver)) throw new MemberPassedOver(name);
       try {
         const result = await fn(context());
         failedAt.delete(name);
@@ -339,7 +357,7 @@ export class EtcdStore implements BackendStore {
   }
 
   private async read(rel: string, o: CallOptions): Promise<Current | undefined> {
-    const r = await this.etcd.kv.range({ key: this.fullKey(rel) }, o);
+    const { value: r } = await this.attempts(o, (a) => this.etcd.kv.range({ key: this.fullKey(rel) }, a));
     this.noteRevision(r.header.revision);
     return this.current(r.kvs[0]);
   }
@@ -353,7 +371,8 @@ export class EtcdStore implements BackendStore {
       let from = start;
       let revision: string | undefined;
       for (;;) {
-        const r = await this.etcd.kv.range({ key: from, range_end: end, limit: LIST_CHUNK, ...(revision ? { revision } : {}) }, o);
+        const req = { key: from, range_end: end, limit: LIST_CHUNK, ...(revision ? { revision } : {}) };
+        const { value: r } = await this.attempts(o, (a) => this.etcd.kv.range(req, a));
         revision ??= r.header.revision;
         this.noteRevision(r.header.revision);
         for (const kv of r.kvs) items.push(this.decode(this.relKey(kv.key), kv.value, kv.mod_revision) as ObjectOf<K>);
@@ -364,18 +383,42 @@ export class EtcdStore implements BackendStore {
     });
   }
 
-  /** A write transaction; its observer sees it as one commit. */
-  private async txn(o: CallOptions, compare: Parameters<Etcd3['kv']['txn']>[0]['compare'], success: IRequestOp[], failure: IRequestOp[]): Promise<ITxnResponse> {
+  /**
+   * `fn` with a deadline of its own (ATTEMPT_TIMEOUT_MS, within the call's), sent again while the call
+   * has time when its outcome is unknown; `unsure` says a copy before the last may have been applied.
+   */
+  private async attempts<T>(o: CallOptions, fn: (a: CallOptions) => Promise<T>): Promise<{ value: T; unsure: boolean }> {
+    const end = Number(o.deadline);
+    let unsure = false;
+    for (let i = 0; ; i++) {
+      try {
+        return { value: await fn({ deadline: Math.min(end, Date.now() + ATTEMPT_TIMEOUT_MS) }), unsure };
+      } catch (err) {
+        if (!outcomeUnknown(err) || Date.now() + ATTEMPT_BACKOFF.maxMs >= end) throw err;
+        unsure = true;
+        await sleep(backoffDelay(i, ATTEMPT_BACKOFF));
+      }
+    }
+  }
+
+  /** A write transaction (sent again when its outcome is unknown, see attempts()); its observer sees it as one commit. */
+  private async txn(o: CallOptions, compare: Parameters<Etcd3['kv']['txn']>[0]['compare'], success: IRequestOp[], failure: IRequestOp[]): Promise<{ r: ITxnResponse; unsure: boolean }> {
     const began = performance.now();
     try {
-      const r = await this.etcd.kv.txn({ compare, success, failure }, o);
+      const { value: r, unsure } = await this.attempts(o, (a) => this.etcd.kv.txn({ compare, success, failure }, a));
       this.noteRevision(r.header.revision);
       if (r.succeeded) this.commitObserver?.(1, (performance.now() - began) / 1000, true);
-      return r;
+      return { r, unsure };
     } catch (err) {
       this.commitObserver?.(1, (performance.now() - began) / 1000, false);
       throw err;
     }
+  }
+
+  /** After a retried write whose compare failed: whether the value in place is the one this write put (its earlier copy won). */
+  private ours(unsure: boolean, kv: IKeyValue | undefined, put: IRequestOp | undefined): boolean {
+    const value = put?.request_put?.value;
+    return unsure && kv !== undefined && value !== undefined && kv.value.equals(value);
   }
 
   /** The puts of a write: the object, and with a Secret written in the clear the sealed marker's removal. */
@@ -396,9 +439,16 @@ export class EtcdStore implements BackendStore {
     return this.call(`creating ${rel}`, async (o) => {
       const created = createdObject(obj, '');
       const key = this.fullKey(rel);
-      const r = await this.txn(o, [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], this.putOps(rel, created), []);
-      if (!r.succeeded) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
-      created.metadata.resourceVersion = r.header.revision;
+      const ops = this.putOps(rel, created);
+      const { r, unsure } = await this.txn(o, [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], ops, [{ request_range: { key } }]);
+      let revision = r.header.revision;
+      if (!r.succeeded) {
+        // The value carries this create's fresh uid: found in place, it is this create's own.
+        const kv = r.responses[0]?.response_range?.kvs[0];
+        if (!this.ours(unsure, kv, ops[0])) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+        revision = kv!.mod_revision;
+      }
+      created.metadata.resourceVersion = revision;
       this.written();
       return created;
     });
@@ -431,9 +481,15 @@ export class EtcdStore implements BackendStore {
    */
   private async swap(o: CallOptions, rel: string, cur: Current, ops: IRequestOp[]): Promise<{ revision?: string; current?: Current }> {
     const key = this.fullKey(rel);
-    const r = await this.txn(o, [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision }], ops, [{ request_range: { key } }]);
+    const { r, unsure } = await this.txn(o, [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision }], ops, [{ request_range: { key } }]);
     if (r.succeeded) return { revision: r.header.revision };
-    return { current: this.current(r.responses[0]?.response_range?.kvs[0]) };
+    const kv = r.responses[0]?.response_range?.kvs[0];
+    // A retried write that finds its own value in place (or, for a delete, the key gone) was applied
+    // by an earlier copy. (A delete's revision is then the read's, at or after the real one, which the
+    // DELETED event carries.)
+    if (this.ours(unsure, kv, ops[0])) return { revision: kv!.mod_revision };
+    if (unsure && !kv && ops[0]?.request_delete_range) return { revision: r.header.revision };
+    return { current: this.current(kv) };
   }
 
   /**
@@ -650,8 +706,8 @@ class EtcdWatch {
     this.store.etcd.watchClient.watch().then(
       (stream) => {
         if (this.watcher.closed) {
-          stream.on('error', () => undefined);
-          stream.cancel();
+          this.stream = stream;
+          this.drop();
           return;
         }
         this.stream = stream;
@@ -732,8 +788,11 @@ class EtcdWatch {
     const s = this.stream;
     this.stream = undefined;
     if (!s) return;
+    // Ended before cancelled: the client library then does not take the cancellation for a failed
+    // member (it resets the member's connections on a stream error while the stream is writable).
     s.on('error', () => undefined);
     try {
+      s.end();
       s.cancel();
     } catch (err) {
       this.store.logger.debug({ err: errorMessage(err) }, 'cancelling an etcd watch stream failed');

@@ -40,6 +40,8 @@ export interface EtcdMember {
   pause(): void;
   resume(): void;
   running(): boolean;
+  /** The tail of its stdout/stderr, for failure messages. */
+  output(): string;
 }
 
 export interface EtcdCluster {
@@ -102,7 +104,17 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
   const dir = await mkdtemp(join(tmpdir(), 'drover-etcd-'));
   const tls = opts.tls ? await makeTls(dir) : undefined;
   const scheme = tls ? 'https' : 'http';
-  const ports = await Promise.all(Array.from({ length: n }, async () => ({ client: await freePort(), peer: await freePort() })));
+  // One at a time, and never the same twice: a port freed by one probe may be handed to the next.
+  const taken = new Set<number>();
+  const fresh = async (): Promise<number> => {
+    for (;;) {
+      const p = await freePort();
+      if (!taken.has(p)) return taken.add(p), p;
+    }
+  };
+  const ports: Array<{ client: number; peer: number }> = [];
+  for (let i = 0; i < n; i++) ports.push({ client: await fresh(), peer: await fresh() });
+  const token = `drover-test-${ports[0]!.peer}`;
   const names = ports.map((_, i) => `m${i}`);
   const initialCluster = ports.map((p, i) => `${names[i]}=http://127.0.0.1:${p.peer}`).join(',');
   const members: EtcdMember[] = ports.map((p, i) => {
@@ -120,7 +132,7 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
       '--initial-advertise-peer-urls', `http://127.0.0.1:${p.peer}`,
       '--initial-cluster', initialCluster,
       '--initial-cluster-state', 'new',
-      '--initial-cluster-token', `drover-test-${p.peer}`,
+      '--initial-cluster-token', token,
       '--heartbeat-interval', '50',
       '--election-timeout', '500',
       '--logger', 'zap',
@@ -131,6 +143,7 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
       name,
       endpoint,
       running: () => proc !== undefined && proc.exitCode === null && proc.signalCode === null,
+      output: () => output,
       async start() {
         if (member.running()) return;
         const child = spawn('etcd', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -159,7 +172,9 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
     // cannot be healthy alone: the cluster start waits for all of them together instead).
     member.start = async () => {
       await start();
-      await waitFor(`etcd ${name} at ${endpoint} healthy (output: ${output.slice(-300)})`, () => healthy(endpoint, tls), 20_000, 50);
+      await waitFor(`etcd ${name} at ${endpoint} healthy`, () => healthy(endpoint, tls), 20_000, 50).catch((err: Error) => {
+        throw new Error(`${err.message}; its output: ${output.slice(-600)}`);
+      });
     };
     (member as EtcdMember & { spawnOnly: () => Promise<void> }).spawnOnly = start;
     return member;
@@ -176,7 +191,11 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
   try {
     // Members of a new cluster wait for each other: spawn all, then wait for each.
     for (const m of members) await (m as EtcdMember & { spawnOnly: () => Promise<void> }).spawnOnly();
-    for (const m of members) await waitFor(`etcd ${m.name} at ${m.endpoint} healthy`, () => healthy(m.endpoint, tls), 20_000, 50);
+    for (const m of members) {
+      await waitFor(`etcd ${m.name} at ${m.endpoint} healthy`, () => healthy(m.endpoint, tls), 20_000, 50).catch((err: Error) => {
+        throw new Error(`${err.message}; its output: ${m.output().slice(-600)}`);
+      });
+    }
   } catch (err) {
     await cluster.stop();
     throw err;

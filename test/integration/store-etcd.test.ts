@@ -1,0 +1,227 @@
+/**
+ * EtcdStore against real etcd members (Debian's etcd 3.4) and real faults: a member stopped, paused and
+ * restarted under a running store; compaction behind a watch's back; a 3-member cluster losing its
+ * leader to kill -9; TLS with client certificates; Secrets at rest. The contract every store keeps is
+ * test/integration/store-contract.test.ts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { sendError } from '../../server/api/respond.js';
+import { Keyring } from '../../server/secrets/keyring.js';
+import { EtcdStore, type EtcdStoreOptions } from '../../server/store/etcd.js';
+import type { WatchEvent } from '../../server/store/types.js';
+import type { ApiObject } from '../../src/api/meta.js';
+import { GoneError, StoreError, StoreUnavailableError } from '../../src/util/errors.js';
+import { waitFor } from '../helpers/cluster.js';
+import { etcdLeader, startEtcd, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
+
+type After = { after(fn: () => Promise<void> | void): void };
+
+const pod = (name: string): ApiObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default' }, spec: { containers: [{ name: 'c', image: 'nginx' }] } });
+
+async function etcdFor(t: After, n = 1, opts: { tls?: boolean } = {}): Promise<EtcdCluster> {
+  const c = n === 1 ? await startEtcd(opts) : await startEtcdCluster(n, opts);
+  t.after(() => c.stop());
+  return c;
+}
+
+async function storeOn(t: After, opts: EtcdStoreOptions): Promise<EtcdStore> {
+  const store = await EtcdStore.open({ prefix: `/t-${randomBytes(4).toString('hex')}/`, ...opts });
+  t.after(() => store.close());
+  return store;
+}
+
+/** How long `p` took to settle, and its outcome. */
+async function timed<T>(p: Promise<T>): Promise<{ ms: number; value?: T; err?: unknown }> {
+  const t0 = performance.now();
+  try {
+    return { ms: performance.now() - t0, value: await p };
+  } catch (err) {
+    return { ms: performance.now() - t0, err };
+  }
+}
+
+function assertUnavailable(err: unknown, endpoint: string): void {
+  assert.ok(err instanceof StoreUnavailableError, `expected StoreUnavailableError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+  assert.ok(err instanceof StoreError, 'a StoreError too (503 StoreUnavailable)');
+  assert.equal(err.code, 503);
+  assert.ok(err.message.startsWith(`etcd at ${endpoint} unreachable: `), err.message);
+}
+
+test('open against an endpoint where no etcd listens: one StoreUnavailableError naming it, at once', async () => {
+  const { freePort } = await import('../helpers/http.js');
+  const endpoint = `http://127.0.0.1:${await freePort()}`;
+  const r = await timed(EtcdStore.open({ endpoints: [endpoint], callTimeoutMs: 3000 }));
+  assertUnavailable(r.err, endpoint);
+  assert.match((r.err as Error).message, /ECONNREFUSED|No connection established/);
+  assert.ok(r.ms < 3500, `failed after ${r.ms} ms, past its call timeout`);
+  await assert.rejects(EtcdStore.open({ endpoints: ['etcd-1:2379'] }), /datastoreEndpoint: "etcd-1:2379" is not http\(s\):\/\/host:port/);
+  await assert.rejects(EtcdStore.open({ endpoints: ['https://a:2379', 'http://b:2379'] }), /mixes https and http/);
+});
+
+test('etcd stopped mid-run: calls fail fast naming the endpoint, the API answers 503 with the cause; etcd back: the same store works and a watch opened before delivers every change exactly once', async (t) => {
+  const etcd = await etcdFor(t);
+  const endpoint = etcd.endpoints[0]!;
+  const store = await storeOn(t, { endpoints: etcd.endpoints, prefix: '/outage/', callTimeoutMs: 2000 });
+  const base = store.revision();
+  const seen: WatchEvent[] = [];
+  const w = store.watch(base, (e) => seen.push(e));
+  t.after(() => w.close());
+  for (let i = 0; i < 5; i++) await store.create(pod(`before-${i}`));
+  await waitFor('the watch to see the first writes', async () => seen.length === 5);
+
+  await etcd.members[0]!.stop();
+  for (const call of [() => store.get('Pod', 'default', 'before-0'), () => store.list('Pod'), () => store.create(pod('lost')), () => store.patch('Pod', 'default', 'before-1', (p) => p), () => store.delete('Pod', 'default', 'before-2')]) {
+    const r = await timed(call());
+    assertUnavailable(r.err, endpoint);
+    assert.ok(r.ms < 2500, `a call took ${r.ms} ms with etcd down (call timeout 2000)`);
+  }
+
+  // The API's error path: a store call's error becomes a 503 Status with its message (server/api/respond.ts).
+  const err = await store.get('Pod', 'default', 'x').catch((e: unknown) => e);
+  const api = createServer((_req, res) => sendError(res, err));
+  await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => api.close(() => r())));
+  const res = await fetch(`http://127.0.0.1:${(api.address() as { port: number }).port}/`);
+  const status = (await res.json()) as { code: number; reason: string; message: string };
+  assert.equal(res.status, 503);
+  assert.equal(status.reason, 'StoreUnavailable');
+  assert.match(status.message, new RegExp(`^etcd at ${endpoint} unreachable: `));
+
+  // Another client writes as soon as etcd is back, while this store's watch is still reconnecting.
+  await etcd.members[0]!.start();
+  const other = await storeOn(t, { endpoints: etcd.endpoints, prefix: '/outage/' });
+  for (let i = 0; i < 5; i++) await other.create(pod(`other-${i}`));
+  await waitFor('the same store to answer again', async () => (await store.get('Pod', 'default', 'before-0').catch(() => undefined)) !== undefined, 10_000);
+  for (let i = 0; i < 5; i++) await store.create(pod(`after-${i}`));
+  await waitFor('the watch to see every write', async () => seen.some((e) => e.object.metadata.name === 'after-4'), 10_000);
+  const names = seen.map((e) => e.object.metadata.name);
+  assert.deepEqual(names, [...[0, 1, 2, 3, 4].map((i) => `before-${i}`), ...[0, 1, 2, 3, 4].map((i) => `other-${i}`), ...[0, 1, 2, 3, 4].map((i) => `after-${i}`)], 'each change once, in order, none lost');
+  assert.deepEqual(seen.map((e) => e.revision), seen.map((_, i) => base + 1 + i));
+  assert.equal(await store.get('Pod', 'default', 'lost'), undefined, 'the create refused during the outage did not land');
+});
+
+test('etcd paused (holds its connections, answers nothing): calls fail with StoreUnavailableError at the call timeout, then work once it resumes', async (t) => {
+  const etcd = await etcdFor(t);
+  const store = await storeOn(t, { endpoints: etcd.endpoints, callTimeoutMs: 1500 });
+  await store.create(pod('a'));
+  etcd.members[0]!.pause();
+  t.after(() => etcd.members[0]!.resume());
+  const r = await timed(store.get('Pod', 'default', 'a'));
+  assertUnavailable(r.err, etcd.endpoints[0]!);
+  assert.ok(r.ms >= 1000 && r.ms < 2500, `gave up after ${r.ms} ms (call timeout 1500)`);
+  etcd.members[0]!.resume();
+  await waitFor('the store to answer again', async () => (await store.get('Pod', 'default', 'a').catch(() => undefined)) !== undefined, 10_000);
+  assert.equal((await store.create(pod('b'))).metadata.name, 'b');
+});
+
+test('history compacted behind a watch (by another server): the watch ends with GoneError "list again"; the store refuses to watch from there at once afterwards', async (t) => {
+  const etcd = await etcdFor(t);
+  const store = await storeOn(t, { endpoints: etcd.endpoints });
+  const base = store.revision();
+  for (let i = 0; i < 10; i++) await store.create(pod(`p${i}`));
+  // Another server on the same etcd compacts; this store has not heard of it.
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  await client.kv.compact({ revision: base + 8 });
+  assert.equal(store.compactedRevision() < base + 8, true);
+  const gone = await new Promise<Error>((resolve) => {
+    store.watch(base + 2, () => assert.fail('no event from compacted history'), { onError: resolve });
+  });
+  assert.ok(gone instanceof GoneError, `${gone.name}: ${gone.message}`);
+  assert.equal(gone.code, 410);
+  assert.match(gone.message, /compacted.*list again/);
+  assert.throws(() => store.watch(base + 3, () => {}), GoneError, 'the floor learnt from etcd is checked synchronously');
+  // From the floor on, the watch works.
+  const events: WatchEvent[] = [];
+  const w = store.watch(base + 8, (e) => events.push(e));
+  t.after(() => w.close());
+  await waitFor('events after the floor', async () => events.length === 2);
+  assert.deepEqual(events.map((e) => e.revision), [base + 9, base + 10]);
+  // A new store finds the floor when it opens.
+  const again = await storeOn(t, { endpoints: etcd.endpoints });
+  assert.equal(again.compactedRevision(), base + 8);
+});
+
+test('3-member cluster: kill -9 of the leader, writes keep succeeding and none acknowledged is lost; a watch sees each once', async (t) => {
+  const etcd = await etcdFor(t, 3);
+  const store = await storeOn(t, { endpoints: etcd.endpoints });
+  const base = store.revision();
+  const seen: WatchEvent[] = [];
+  const w = store.watch(base, (e) => seen.push(e));
+  t.after(() => w.close());
+  for (let i = 0; i < 20; i++) await store.create(pod(`before-${i}`));
+  const leader = await etcdLeader(etcd);
+  assert.ok(leader, 'a leader');
+  await leader.kill();
+  const acked: string[] = [];
+  const failed: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    try {
+      acked.push((await store.create(pod(`after-${i}`))).metadata.name);
+    } catch (err) {
+      failed.push(`${i}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  assert.deepEqual(failed, [], 'every write after the kill succeeds');
+  const { items } = await store.list('Pod');
+  assert.equal(items.length, 60);
+  await waitFor('the watch to see every write', async () => seen.length === 60, 15_000);
+  assert.deepEqual(seen.map((e) => e.revision), seen.map((_, i) => base + 1 + i), 'each revision once, in order');
+  const newLeader = await etcdLeader(etcd);
+  assert.ok(newLeader && newLeader !== leader);
+});
+
+test('TLS with client certificates: the CA and client certificate connect; no client certificate or one from another CA is refused with the cause', async (t) => {
+  const etcd = await etcdFor(t, 1, { tls: true });
+  const tls = etcd.tls!;
+  const [ca, cert, key, strangerCert, strangerKey] = await Promise.all([tls.caFile, tls.clientCertFile, tls.clientKeyFile, tls.strangerCertFile, tls.strangerKeyFile].map((f) => readFile(f)));
+  assert.match(etcd.endpoints[0]!, /^https:/);
+  const store = await storeOn(t, { endpoints: etcd.endpoints, tls: { ca, cert, key } });
+  const created = await store.create(pod('over-tls'));
+  assert.deepEqual(await store.get('Pod', 'default', 'over-tls'), created);
+  for (const bad of [{ ca }, { ca, cert: strangerCert, key: strangerKey }]) {
+    const r = await timed(EtcdStore.open({ endpoints: etcd.endpoints, tls: bad, callTimeoutMs: 3000 }));
+    assertUnavailable(r.err, etcd.endpoints[0]!);
+  }
+  await assert.rejects(EtcdStore.open({ endpoints: etcd.endpoints, tls: { ca, cert } }), /datastoreCertfile: a client certificate and its key go together/);
+});
+
+test('Secrets are sealed in etcd (no plaintext, no base64 in any value), read back, and plaintext ones are sealed at the next open with the keyring', async (t) => {
+  const etcd = await etcdFor(t);
+  const dir = await mkdtemp(join(tmpdir(), 'drover-etcd-secrets-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const value = `hunter2-${randomBytes(6).toString('hex')}`;
+  const b64 = Buffer.from(value).toString('base64');
+  const secret = (name: string): ApiObject => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'default' }, type: 'Opaque', data: { password: b64 } }) as ApiObject;
+  const prefix = '/sealed/';
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  const everything = async () => (await client.getAll().prefix(prefix).strings()) as Record<string, string>;
+
+  const plain = await EtcdStore.open({ endpoints: etcd.endpoints, prefix });
+  await plain.create(secret('old'));
+  await plain.close();
+  assert.ok(Object.values(await everything()).some((v) => v.includes(b64)), 'control: without the keyring the value is there to find');
+
+  const keyring = await Keyring.loadOrCreate(dir);
+  const store = await storeOn(t, { endpoints: etcd.endpoints, prefix, secrets: keyring });
+  assert.deepEqual(await store.secretKeyUsage(), { [keyring.primaryKeyId]: 1 }, 'the plaintext Secret was sealed at open');
+  await store.create(secret('db'));
+  const cur = (await store.get('Secret', 'default', 'db'))!;
+  await store.update({ ...cur, metadata: { ...cur.metadata, labels: { touched: 'yes' } } });
+  assert.equal(((await store.get('Secret', 'default', 'db')) as unknown as { data: { password: string } }).data.password, b64);
+  const values = await everything();
+  const hits = Object.entries(values).filter(([, v]) => v.includes(value) || v.includes(b64));
+  assert.deepEqual(hits, []);
+  assert.ok(values[`${prefix}registry/Secret/default/db`]!.startsWith(`k8s:enc:aesgcm:v1:${keyring.primaryKeyId}:`));
+  // A sealed value moved to another Secret's key does not open: it names the Secret, not garbage.
+  await client.put(`${prefix}registry/Secret/default/old`).value(values[`${prefix}registry/Secret/default/db`]!);
+  await assert.rejects(store.get('Secret', 'default', 'old'), /cannot decrypt secrets "default\/old"/);
+});
