@@ -15,9 +15,12 @@ import { Etcd3 } from 'etcd3';
 import { sendError } from '../../server/api/respond.js';
 import { Keyring } from '../../server/secrets/keyring.js';
 import { EtcdStore, type EtcdStoreOptions } from '../../server/store/etcd.js';
+import { LevelStore } from '../../server/store/level.js';
+import { openStore } from '../../server/store/open.js';
 import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import { GoneError, StoreError, StoreUnavailableError } from '../../src/util/errors.js';
+import { GoneError, StoreError, StoreUnavailableError, ValidationError } from '../../src/util/errors.js';
+import { silentLogger } from '../../src/util/logger.js';
 import { waitFor } from '../helpers/cluster.js';
 import { etcdLeader, startEtcd, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
 
@@ -183,9 +186,16 @@ test('TLS with client certificates: the CA and client certificate connect; no cl
   const tls = etcd.tls!;
   const [ca, cert, key, strangerCert, strangerKey] = await Promise.all([tls.caFile, tls.clientCertFile, tls.clientKeyFile, tls.strangerCertFile, tls.strangerKeyFile].map((f) => readFile(f)));
   assert.match(etcd.endpoints[0]!, /^https:/);
-  const store = await storeOn(t, { endpoints: etcd.endpoints, tls: { ca, cert, key } });
+  // As the server opens it: k3s's flags, files named.
+  const store = await openStore({ levelPath: '/nonexistent', logger: silentLogger, datastoreEndpoint: ` ${etcd.endpoints[0]}, `, datastoreCafile: tls.caFile, datastoreCertfile: tls.clientCertFile, datastoreKeyfile: tls.clientKeyFile });
+  t.after(() => store.close());
+  assert.ok(store instanceof EtcdStore);
   const created = await store.create(pod('over-tls'));
   assert.deepEqual(await store.get('Pod', 'default', 'over-tls'), created);
+  await assert.rejects(
+    openStore({ levelPath: '/nonexistent', logger: silentLogger, datastoreEndpoint: etcd.endpoints[0], datastoreCafile: join(tmpdir(), 'no-such-ca.pem') }),
+    (err: unknown) => err instanceof ValidationError && /datastoreCafile: cannot read .*no-such-ca\.pem: ENOENT/.test(err.message),
+  );
   for (const bad of [{ ca }, { ca, cert: strangerCert, key: strangerKey }]) {
     const r = await timed(EtcdStore.open({ endpoints: etcd.endpoints, tls: bad, callTimeoutMs: 3000 }));
     assertUnavailable(r.err, etcd.endpoints[0]!);
@@ -224,4 +234,17 @@ test('Secrets are sealed in etcd (no plaintext, no base64 in any value), read ba
   // A sealed value moved to another Secret's key does not open: it names the Secret, not garbage.
   await client.put(`${prefix}registry/Secret/default/old`).value(values[`${prefix}registry/Secret/default/db`]!);
   await assert.rejects(store.get('Secret', 'default', 'old'), /cannot decrypt secrets "default\/old"/);
+});
+
+test('openStore: no datastore endpoint is the embedded LevelDB store; TLS files without an endpoint are refused, not ignored', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'drover-open-store-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = await openStore({ levelPath: join(dir, 'store'), logger: silentLogger, datastoreEndpoint: '' });
+  t.after(() => store.close());
+  assert.ok(store instanceof LevelStore);
+  await store.create(pod('local'));
+  await assert.rejects(
+    openStore({ levelPath: join(dir, 'other'), logger: silentLogger, datastoreCafile: '/etc/ssl/ca.pem' }),
+    (err: unknown) => err instanceof ValidationError && /datastoreCafile: given without datastoreEndpoint/.test(err.message),
+  );
 });
