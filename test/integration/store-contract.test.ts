@@ -13,10 +13,11 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EtcdStore } from '../../server/store/etcd.js';
 import { LevelStore } from '../../server/store/level.js';
-import type { BackendStore, WatchEvent } from '../../server/store/types.js';
+import type { BackendStore } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
+import { assertConsecutive, collect } from '../helpers/store-watch.js';
 
 type After = { after(fn: () => Promise<void> | void): void };
 
@@ -96,36 +97,6 @@ function pod(name: string, namespace = 'default', spec: unknown = { containers: 
 
 function node(name: string): ApiObject {
   return { apiVersion: 'v1', kind: 'Node', metadata: { name }, spec: {} };
-}
-
-/** Collects watch events until `done` says so (or times out, failing with what arrived). */
-function collect(store: BackendStore, from: number, done: (events: WatchEvent[]) => boolean, opts?: { kinds?: string[] }): Promise<WatchEvent[]> {
-  return new Promise((resolve, reject) => {
-    const events: WatchEvent[] = [];
-    const timer = setTimeout(() => {
-      w.close();
-      reject(new Error(`watch timed out with ${events.length} events: ${events.map((e) => e.revision).join(',')}`));
-    }, 10_000);
-    const w = store.watch(
-      from,
-      (e) => {
-        events.push(e);
-        if (done(events)) {
-          clearTimeout(timer);
-          w.close();
-          resolve(events);
-        }
-      },
-      opts,
-    );
-  });
-}
-
-function assertConsecutive(events: WatchEvent[], first: number, last: number): void {
-  assert.deepEqual(
-    events.map((e) => e.revision),
-    Array.from({ length: last - first + 1 }, (_, i) => first + i),
-  );
 }
 
 for (const backend of [level, etcd]) {

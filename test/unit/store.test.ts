@@ -9,9 +9,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LevelStore } from '../../server/store/level.js';
-import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { GoneError, StoreError } from '../../src/util/errors.js';
+import { assertConsecutive, collect } from '../helpers/store-watch.js';
 
 async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'drover-store-'));
@@ -30,41 +30,6 @@ async function withStore(t: { after(fn: () => Promise<void>): void }, opts: { co
 
 function pod(name: string, namespace = 'default', spec: unknown = { containers: [{ name: 'c', image: 'nginx' }] }): ApiObject {
   return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace }, spec };
-}
-
-/** Collects watch events until `done` says so (or times out, failing with what arrived). */
-function collect(
-  store: LevelStore,
-  from: number,
-  done: (events: WatchEvent[]) => boolean,
-  opts?: { kinds?: string[] },
-): Promise<WatchEvent[]> {
-  return new Promise((resolve, reject) => {
-    const events: WatchEvent[] = [];
-    const timer = setTimeout(() => {
-      w.close();
-      reject(new Error(`watch timed out with ${events.length} events: ${events.map((e) => e.revision).join(',')}`));
-    }, 5000);
-    const w = store.watch(
-      from,
-      (e) => {
-        events.push(e);
-        if (done(events)) {
-          clearTimeout(timer);
-          w.close();
-          resolve(events);
-        }
-      },
-      opts,
-    );
-  });
-}
-
-function assertConsecutive(events: WatchEvent[], first: number, last: number): void {
-  assert.deepEqual(
-    events.map((e) => e.revision),
-    Array.from({ length: last - first + 1 }, (_, i) => first + i),
-  );
 }
 
 test('compaction keeps the last compactKeep log entries; watching from a compacted revision is GoneError', async (t) => {
