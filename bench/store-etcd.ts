@@ -7,7 +7,7 @@
  * Beside them, the same-machine ceiling of etcd: plain etcd3 puts of a pod-sized value, 16 in flight.
  *
  * Run: node --import tsx bench/store-etcd.ts [--runs 3] [--creates 1000] [--members 1|3] [--dir DIR]
- *   → bench/results/store-etcd.json and .md
+ *   → bench/results/store-etcd.json and .md (store-etcd-3members.* with --members 3)
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -149,7 +149,7 @@ const result = {
   rawEtcdPut16: rawPut16,
   etcdToLevel: { creates1: ratio(0), creates16: ratio(1), watchP50: round(etcd.watch.p50Ms / level.watch.p50Ms, 2) },
 };
-const file = writeResult('store-etcd', result);
+const file = writeResult(MEMBERS === 1 ? 'store-etcd' : `store-etcd-${MEMBERS}members`, result);
 const md = [
   `# Store on etcd beside LevelDB (same run, same disk), median of ${RUNS} runs`,
   '',
