@@ -65,6 +65,11 @@ const LIST_CHUNK = 2_000;
 const DEFAULT_COMPACT_KEEP = 10_000;
 const DEFAULT_PREFIX = '/drover/';
 const SEAL_CHANGED_RETRIES = 5;
+/**
+ * A write is acknowledged once this store's watches have delivered it (see published()); a watch whose
+ * stream is down does not hold an acknowledged write back longer than this.
+ */
+const PUBLISH_WAIT_MS = 2_000;
 
 export interface EtcdTlsFiles {
   /** PEM of the CA that signed the members' certificates (k3s --datastore-cafile). */
@@ -194,6 +199,8 @@ export class EtcdStore implements BackendStore {
   private closing = false;
   private readonly inflight = new Set<Promise<unknown>>();
   private readonly watches = new Set<EtcdWatch>();
+  /** Writes done in etcd, waiting for this store's watches to deliver them before they are acknowledged. */
+  private readonly unpublished = new Set<{ rel: string; revision: number; done: () => void }>();
   private commitObserver: ((writes: number, seconds: number, ok: boolean) => void) | undefined;
   readonly codec: SecretCodec;
   /** The prefix without its last '/': full key = base + relative key ('/registry/...'). */
@@ -429,8 +436,42 @@ export class EtcdStore implements BackendStore {
     return ops;
   }
 
-  private written(): void {
+  /**
+   * `written` once every watch of this store that covers its key has delivered its revision: as with
+   * LevelStore, a write's event has reached this store's watches when the write is acknowledged, so a
+   * cache kept by a watch (server/cache/object-cache.ts) holds every write its server made. Bounded by
+   * PUBLISH_WAIT_MS: a watch cut off from etcd does not turn a done write into a failed one.
+   */
+  private published<T extends ApiObject>(rel: string, written: T): Promise<T> {
     this.maybeCompact();
+    const revision = Number(written.metadata.resourceVersion);
+    if (this.caughtUp(rel, revision)) return Promise.resolve(written);
+    return new Promise((resolve) => {
+      const entry = {
+        rel,
+        revision,
+        done: () => {
+          clearTimeout(timer);
+          this.unpublished.delete(entry);
+          resolve(written);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.logger.warn({ key: rel, revision, waitedMs: PUBLISH_WAIT_MS }, 'write acknowledged before a watch of this store delivered it (its etcd watch is reconnecting)');
+        entry.done();
+      }, PUBLISH_WAIT_MS);
+      this.unpublished.add(entry);
+    });
+  }
+
+  private caughtUp(rel: string, revision: number): boolean {
+    for (const w of this.watches) if (w.covers(rel) && w.watcher.lastRevision() < revision) return false;
+    return true;
+  }
+
+  /** A watch delivered more (or closed): acknowledges the writes every watch has now delivered. */
+  watchAdvanced(): void {
+    for (const e of [...this.unpublished]) if (this.caughtUp(e.rel, e.revision)) e.done();
   }
 
   create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
@@ -449,9 +490,8 @@ export class EtcdStore implements BackendStore {
         revision = kv!.mod_revision;
       }
       created.metadata.resourceVersion = revision;
-      this.written();
       return created;
-    });
+    }).then((created) => this.published(rel, created));
   }
 
   update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
@@ -465,14 +505,13 @@ export class EtcdStore implements BackendStore {
         const won = await this.swap(o, rel, cur!, this.putOps(rel, next));
         if (won.revision) {
           next.metadata.resourceVersion = won.revision;
-          this.written();
           return next;
         }
         // Another write landed between the read and ours: a named resourceVersion is now stale (the
         // loop's next decision says so); without one the update applies to the latest object.
         cur = won.current;
       }
-    });
+    }).then((updated) => this.published(rel, updated));
   }
 
   /**
@@ -508,12 +547,11 @@ export class EtcdStore implements BackendStore {
         const won = await this.swap(o, rel, cur, this.putOps(rel, next));
         if (won.revision) {
           next.metadata.resourceVersion = won.revision;
-          this.written();
           return next as ObjectOf<K>;
         }
         cur = won.current;
       }
-    });
+    }).then((patched) => (patched === undefined ? undefined : this.published(rel, patched)));
   }
 
   delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
@@ -524,13 +562,10 @@ export class EtcdStore implements BackendStore {
         if (!cur) throw new NotFoundError(what(kind, namespace, name));
         assertResourceVersion(kind, namespace, name, opts.resourceVersion, cur.object);
         const won = await this.swap(o, rel, cur, [{ request_delete_range: { key: this.fullKey(rel) } }]);
-        if (won.revision) {
-          this.written();
-          return deletedObject(cur.object, won.revision) as ObjectOf<K>;
-        }
+        if (won.revision) return deletedObject(cur.object, won.revision) as ObjectOf<K>;
         cur = won.current;
       }
-    });
+    }).then((deleted) => this.published(rel, deleted));
   }
 
   watch(fromRevision: number, onEvent: (e: WatchEvent) => void, opts: WatchOptions = {}): Watch {
@@ -542,7 +577,10 @@ export class EtcdStore implements BackendStore {
     // One kind: etcd sends only its keys. Several: the whole registry, filtered here (one etcd watch
     // keeps them in revision order across kinds).
     const prefix = kinds?.size === 1 ? listPrefix([...kinds][0]!) : REGISTRY;
-    const w = new EtcdWatch(this, prefix, fromRevision, kinds, onEvent, opts.onError, (x) => this.watches.delete(x));
+    const w = new EtcdWatch(this, prefix, fromRevision, kinds, onEvent, opts.onError, (x) => {
+      this.watches.delete(x);
+      this.watchAdvanced();
+    });
     this.watches.add(w);
     w.connect();
     return w.watcher;
@@ -701,6 +739,11 @@ class EtcdWatch {
     this.watcher.endReplay();
   }
 
+  /** Whether this watch's etcd range holds the object key `rel`. */
+  covers(rel: string): boolean {
+    return rel.startsWith(this.prefix);
+  }
+
   connect(): void {
     if (this.watcher.closed) return;
     this.store.etcd.watchClient.watch().then(
@@ -745,12 +788,16 @@ class EtcdWatch {
     if (res.events.length === 0) {
       // A progress notification: everything up to the header's revision has been sent.
       this.watcher.progress(Number(res.header.revision));
+      this.store.watchAdvanced();
       return;
     }
     for (const ev of res.events) {
       const e = this.toEvent(ev);
+      // One that cannot be decoded is skipped (and logged), yet passed: writes waiting for it go on.
       if (e) this.watcher.deliver(e);
+      else this.watcher.progress(Number(ev.kv.mod_revision));
     }
+    this.store.watchAdvanced();
   }
 
   private toEvent(ev: IEvent): WatchEvent | undefined {

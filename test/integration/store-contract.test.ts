@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { EtcdStore } from '../../server/store/etcd.js';
 import { LevelStore } from '../../server/store/level.js';
-import type { BackendStore } from '../../server/store/types.js';
+import type { BackendStore, WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { AlreadyExistsError, BadRequestError, ConflictError, GoneError, NotFoundError, StoreError, isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import { startEtcd, type EtcdCluster } from '../helpers/etcd.js';
@@ -430,6 +430,28 @@ for (const backend of [level, etcd]) {
       const { items, revision } = await store.list('Pod');
       assert.equal(items.length, 10);
       assert.ok(revision >= Math.max(...created.map((c) => Number(c.metadata.resourceVersion))));
+    });
+
+    test('a write is acknowledged only once every watch of the store has its event (what a watch-fed cache relies on)', async (t) => {
+      const { store, base } = await backend.open(t);
+      const all: WatchEvent[] = [];
+      const nodes: WatchEvent[] = [];
+      const some: WatchEvent[] = [];
+      const watches = [store.watch(base, (e) => all.push(e)), store.watch(base, (e) => nodes.push(e), { kinds: ['Node'] }), store.watch(base, (e) => some.push(e), { kinds: ['Pod', 'Node'] })];
+      t.after(() => watches.forEach((w) => w.close()));
+      const has = (events: WatchEvent[], rv: string | undefined) => events.some((e) => String(e.revision) === rv);
+      const writes = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+        const p = await store.create(pod(`p${i}`));
+        assert.ok(has(all, p.metadata.resourceVersion) && has(some, p.metadata.resourceVersion), `create ${p.metadata.resourceVersion} acknowledged before its event`);
+        const n = await store.create(node(`n${i}`));
+        assert.ok(has(all, n.metadata.resourceVersion) && has(nodes, n.metadata.resourceVersion), `create ${n.metadata.resourceVersion} acknowledged before its event`);
+        const patched = await store.patch('Pod', 'default', `p${i}`, (o) => ({ ...o, metadata: { ...o.metadata, labels: { i: String(i) } } }));
+        assert.ok(has(all, patched!.metadata.resourceVersion), 'patch acknowledged before its event');
+        const deleted = await store.delete('Node', '', `n${i}`);
+        assert.ok(has(nodes, deleted.metadata.resourceVersion), 'delete acknowledged before its event');
+        return 4;
+      }));
+      assert.equal(all.length, writes.reduce((a, b) => a + b, 0));
     });
 
     test('list of a namespace emptied by concurrent deletes is empty at the current revision', async (t) => {
