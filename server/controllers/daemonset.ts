@@ -374,9 +374,9 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       // A waved rollout over a fleet replaces hundreds of pods: one Event per pass names them, so the
       // events that say how the rollout goes are not pushed out of the per-object cap by pod events.
       const batched = waves ? { deleted: [] as string[], created: [] as string[] } : undefined;
-      const recordPod = async (reason: 'SuccessfulCreate' | 'SuccessfulDelete', pod: string) => {
+      const recordPod = (reason: 'SuccessfulCreate' | 'SuccessfulDelete', pod: string) => {
         if (batched) (reason === 'SuccessfulCreate' ? batched.created : batched.deleted).push(pod);
-        else await writer.record('Normal', reason, `${reason === 'SuccessfulCreate' ? 'Created' : 'Deleted'} pod: ${pod}`);
+        else writer.emit('Normal', reason, `${reason === 'SuccessfulCreate' ? 'Created' : 'Deleted'} pod: ${pod}`);
       };
       let written = 0;
       for (const d of plan.delete) {
@@ -385,7 +385,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         const pn = d.pod.metadata.name;
         if (!(await writer.delete(namespace, pn))) continue;
         log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
-        await recordPod('SuccessfulDelete', pn);
+        recordPod('SuccessfulDelete', pn);
       }
 
       // Creates go in slow-start batches (1, 2, 4 … as the ReplicaSet controller's): group commit then syncs
@@ -396,7 +396,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
           const node = plan.create[i]!;
           const created = await writer.create(newDaemonPod(ds, node, plan.hash, now), name);
           log.info({ ds: key, pod: created.metadata.name, node }, 'created daemon pod');
-          await recordPod('SuccessfulCreate', created.metadata.name);
+          recordPod('SuccessfulCreate', created.metadata.name);
           return created;
         });
         written += made.length;
@@ -407,7 +407,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
           const node = stable.nodes[i]!;
           const created = await writer.create(newDaemonPod(ds, node, stable.hash, now, stable.template), name);
           log.info({ ds: key, pod: created.metadata.name, node, revision: stable.hash }, 'created daemon pod of the stable revision');
-          await recordPod('SuccessfulCreate', created.metadata.name);
+          recordPod('SuccessfulCreate', created.metadata.name);
           return created;
         });
         written += made.length;

@@ -62,6 +62,8 @@ export function newOwnedPod(template: PodTemplate, owner: PodOwner, labels: Reco
 export interface PodWriter {
   /** An event about the owner, from the controller's component. */
   record(type: 'Normal' | 'Warning', reason: string, message: string): Promise<void>;
+  /** The same, not waited for (EventRecorder.emit): per-pod events of a batch of pod writes. */
+  emit(type: 'Normal' | 'Warning', reason: string, message: string): void;
   /**
    * Stores `pod` under a generated name `${base}-xxxxx`, drawing a new one on a name clash (up to 5
    * times). A failure is recorded as a FailedCreate event and thrown.
@@ -76,6 +78,7 @@ export function podWriter(deps: Pick<ControllerDeps, 'store' | 'events'>, involv
   const record: PodWriter['record'] = (type, reason, message) => events.record({ involved, type, reason, message, component });
   return {
     record,
+    emit: (type, reason, message) => events.emit({ involved, type, reason, message, component }),
     async create(pod, base) {
       for (let attempt = 0; ; attempt++) {
         pod.metadata.name = generateName(base);

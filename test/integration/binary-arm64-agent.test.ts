@@ -78,7 +78,9 @@ test('the arm64 binary under qemu joins an amd64 server as an arm64 node and run
       const ready = r.body.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
       return ready?.status === 'True' ? r.body : undefined;
     },
-    120_000,
+    // Inside the runner's 240 s for the whole file (an emulated V8 on a busy machine is slow): a wait that
+    // runs out fails with the agent's output instead of the file being cut off with none.
+    90_000,
     500,
   ).catch((err: Error) => {
     throw new Error(`${err.message}\nagent output:\n${agent.output()}`);
@@ -98,7 +100,7 @@ test('the arm64 binary under qemu joins an amd64 server as an arm64 node and run
       const running = list.items.filter((p) => p.status?.phase === 'Running');
       return running.length === 4 ? list.items : undefined;
     },
-    120_000,
+    90_000,
     500,
   ).catch((err: Error) => {
     throw new Error(`${err.message}\nagent output:\n${agent.output()}`);
@@ -114,15 +116,4 @@ test('the arm64 binary under qemu joins an amd64 server as an arm64 node and run
   assert.ok(names.every((n) => n.includes('on-arm')), ps.stdout);
 
   assert.equal(await agent.stop(30_000), 0, `SIGTERM stops the emulated agent cleanly:\n${agent.output()}`);
-});
-
-test('the armv7 binary starts under qemu-arm-static', async (t) => {
-  const bin = await binaryPath('arm');
-  const dir = await mkdtemp(join(tmpdir(), 'drover-armv7-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const r = await runDevice('arm', bin, ['version', '--client', '-o', 'json'], { cwd: dir, env: deviceEnv(dir) });
-  assert.equal(r.code, 0, r.stderr);
-  const v = JSON.parse(r.stdout) as { clientVersion: { platform: string; drover: { node: string } } };
-  assert.equal(v.clientVersion.platform, 'linux/arm');
-  assert.match(v.clientVersion.drover.node, /^v20\./);
 });
