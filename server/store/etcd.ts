@@ -355,7 +355,8 @@ export class EtcdStore implements BackendStore {
 
   translate(doing: string, err: unknown): Error {
     if (err instanceof DroverError) return err;
-    if (isUnreachable(err)) return new StoreUnavailableError(this.endpoints, err);
+    // grpc-js ends some messages with an empty "Resolution note: ": not worth a user's reading.
+    if (isUnreachable(err)) return new StoreUnavailableError(this.endpoints, new Error(errorMessage(err).replace(/[.\s]*Resolution note:\s*$/, ''), { cause: err }));
     return new StoreError(`store: ${doing} failed: etcd at ${this.endpoints.join(',')}: ${errorMessage(err)}`, err);
   }
 
