@@ -1,15 +1,15 @@
-import { Etcd3, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, isRecoverableError, type IDuplexStream, type IEvent, type IKeyValue, type IOptions, type IRequestOp, type ITxnResponse, type IWatchRequest, type IWatchResponse } from 'etcd3';
+import { Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse } from 'etcd3';
 import type { ApiObject } from '../../src/api/meta.js';
-import { KINDS } from '../../src/api/kinds.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
 import { backoffDelay, sleep, withTimeout } from '../../src/util/backoff.js';
 import { AlreadyExistsError, DroverError, GoneError, NotFoundError, StoreError, StoreUnavailableError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
+import { REGISTRY, listPrefix, objectKey, prefixEnd, what } from './keys.js';
+import { faultPolicies, isUnreachable, outcomeUnknown } from './etcd-faults.js';
+import { EtcdWatch } from './etcd-watch.js';
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
 import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCipher, Watch, WatchEvent, WatchOptions } from './types.js';
-import { Watcher } from './watcher.js';
 
 /*
  * Key layout in etcd, under a prefix (default `/drover/`; several clusters may share one etcd with
@@ -53,13 +53,6 @@ export const CALL_TIMEOUT_MS = 5_000;
  */
 const ATTEMPT_TIMEOUT_MS = 1_500;
 const ATTEMPT_BACKOFF = { baseMs: 50, maxMs: 300 };
-/** A member whose connection failed is passed over for this long while another one is left. */
-const MEMBER_PASS_OVER_MS = 2_000;
-/** Watch reconnect delays (src/util/backoff.ts). */
-const WATCH_BACKOFF = { baseMs: 100, maxMs: 2_000 };
-/** Waits between attempts while the cluster elects a leader. */
-const NO_LEADER_BACKOFF = { baseMs: 50, maxMs: 500 };
-const NO_LEADER_ATTEMPTS = 12;
 /** A list reads this many objects per range request, all at the revision of the first. */
 const LIST_CHUNK = 2_000;
 const DEFAULT_COMPACT_KEEP = 10_000;
@@ -106,79 +99,6 @@ function storedValue(codec: SecretCodec, rel: string, obj: ApiObject): Buffer {
 function parseValue(value: Buffer): unknown {
   const text = value.toString('utf8');
   return isEnvelope(text) ? text : JSON.parse(text);
-}
-
-/** etcd answered, or could not be asked, in a way that says nothing about the request itself. */
-function isUnreachable(err: unknown): boolean {
-  // Our own cancellation (a watch closed) says nothing about the member.
-  if (err instanceof GRPCCancelledError || /CANCELLED|Cancelled on client/.test(errorMessage(err))) return false;
-  if (err instanceof GRPCUnavailableError || err instanceof GRPCDeadlineExceededError) return true;
-  if (err instanceof Error && (isRecoverableError(err) || err.name === 'BrokenCircuitError' || err instanceof MemberPassedOver)) return true;
-  return /etcdserver: (no leader|leader changed|request timed out|too many requests|server stopped)|ECONNREFUSED|No connection established|Deadline exceeded/i.test(errorMessage(err));
-}
-
-/** The request never left: connection refused, no connection, or the member was passed over. */
-function notSent(err: unknown): boolean {
-  return err instanceof MemberPassedOver || /No connection established|ECONNREFUSED|Failed to connect/i.test(errorMessage(err));
-}
-
-/** The request may have reached a member, and no answer came: it may or may not have been applied. */
-function outcomeUnknown(err: unknown): boolean {
-  if (notSent(err)) return false;
-  return err instanceof GRPCDeadlineExceededError || err instanceof GRPCUnavailableError || /Deadline exceeded|etcdserver: request timed out|Connection dropped|ECONNRESET/i.test(errorMessage(err));
-}
-
-/** The member refused without acting: the cluster has no leader at the moment (an election is on). */
-function noLeader(err: unknown): boolean {
-  return /etcdserver: (no leader|leader changed)/.test(errorMessage(err));
-}
-
-class MemberPassedOver extends Error {
-  constructor(host: string) {
-    super(`${host} failed moments ago; trying another member`);
-  }
-}
-
-/**
- * The etcd3 client's fault policies (cockatiel's shape; the pool only calls `execute`). Per member:
- * one whose connection failed is passed over for a while, unless every member is. Per call: the next
- * member after a request that never left, and a short wait while the cluster has no leader; never
- * a retry of a request a member may have applied (its outcome is the caller's to learn).
- */
-function faultPolicies(endpoints: string[]): NonNullable<IOptions['faultHandling']> {
-  const failedAt = new Map<string, number>();
-  const passedOver = (host: string) => Date.now() - (failedAt.get(host) ?? -Infinity) < MEMBER_PASS_OVER_MS;
-  const context = () => ({ signal: new AbortController().signal, attempt: 0 });
-  const host = (name: string) => ({
-    async execute<T>(fn: (ctx: unknown) => Promise<T> | T): Promise<T> {
-      if (passedOver(name) && !endpoints.every(passedOver)) throw new MemberPassedOver(name);
-      try {
-        const result = await fn(context());
-        failedAt.delete(name);
-        return result;
-      } catch (err) {
-        if (isUnreachable(err) && !noLeader(err)) failedAt.set(name, Date.now());
-        throw err;
-      }
-    },
-  });
-  const global = {
-    async execute<T>(fn: (ctx: unknown) => Promise<T> | T): Promise<T> {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          return await fn({ ...context(), attempt });
-        } catch (err) {
-          if (notSent(err) && attempt + 1 < endpoints.length) continue;
-          if (noLeader(err) && attempt < NO_LEADER_ATTEMPTS) {
-            await sleep(backoffDelay(attempt, NO_LEADER_BACKOFF));
-            continue;
-          }
-          throw err;
-        }
-      }
-    },
-  };
-  return { host, global } as unknown as NonNullable<IOptions['faultHandling']>;
 }
 
 /** An object read with the mod revision a write must compare against. */
@@ -708,149 +628,5 @@ export class EtcdStore implements BackendStore {
     await Promise.allSettled([...this.inflight]);
     for (const w of [...this.watches]) w.watcher.close();
     this.etcd.close();
-  }
-}
-
-/**
- * One store watch on an etcd watch stream of its own, from the watcher's last delivered revision + 1.
- * A stream that fails (member gone, connection cut) is opened again after a backoff from where the
- * watcher is, so a change is neither lost nor delivered twice across an outage (the Watcher drops
- * anything at or below what it delivered). Compacted history ends the watch with GoneError.
- */
-class EtcdWatch {
-  readonly watcher: Watcher;
-  private stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
-  private failures = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly store: EtcdStore,
-    private readonly prefix: string,
-    from: number,
-    kinds: Set<string> | undefined,
-    onEvent: (e: WatchEvent) => void,
-    private readonly onError: ((err: Error) => void) | undefined,
-    onClose: (w: EtcdWatch) => void,
-  ) {
-    this.watcher = new Watcher(from, kinds, onEvent, store.logger, () => {
-      if (this.timer) clearTimeout(this.timer);
-      this.drop();
-      onClose(this);
-    });
-    this.watcher.endReplay();
-  }
-
-  /** Whether this watch's etcd range holds the object key `rel`. */
-  covers(rel: string): boolean {
-    return rel.startsWith(this.prefix);
-  }
-
-  connect(): void {
-    if (this.watcher.closed) return;
-    this.store.etcd.watchClient.watch().then(
-      (stream) => {
-        if (this.watcher.closed) {
-          this.stream = stream;
-          this.drop();
-          return;
-        }
-        this.stream = stream;
-        stream.on('data', (res: IWatchResponse) => this.onResponse(stream, res));
-        stream.on('error', (err: Error) => this.lost(stream, err));
-        stream.on('end', () => this.lost(stream, new Error('watch stream ended')));
-        try {
-          stream.write({ create_request: { ...this.store.rangeOf(this.prefix), start_revision: this.watcher.lastRevision() + 1, prev_kv: true, progress_notify: true } });
-        } catch (err) {
-          this.lost(stream, err as Error);
-        }
-      },
-      (err: unknown) => this.lost(undefined, err as Error),
-    );
-  }
-
-  private onResponse(stream: IDuplexStream<IWatchRequest, IWatchResponse>, res: IWatchResponse): void {
-    if (stream !== this.stream || this.watcher.closed) return;
-    this.store.noteRevision(res.header.revision);
-    if (res.canceled) {
-      const compacted = Number(res.compact_revision);
-      if (compacted > 0) {
-        this.store.noteCompacted(compacted);
-        this.end(new GoneError(`revision ${this.watcher.lastRevision()} has been compacted (oldest watchable revision is ${compacted}); list again and watch from its revision`));
-      } else {
-        this.end(new StoreError(`store: etcd at ${this.store.endpoints.join(',')} canceled the watch on ${this.prefix}: ${res.cancel_reason || 'no reason given'}`));
-      }
-      return;
-    }
-    if (res.created) {
-      if (this.failures > 0) this.store.logger.info({ prefix: this.prefix, from: this.watcher.lastRevision() }, 'etcd watch resumed');
-      this.failures = 0;
-      return;
-    }
-    if (res.events.length === 0) {
-      // A progress notification: everything up to the header's revision has been sent.
-      this.watcher.progress(Number(res.header.revision));
-      this.store.watchAdvanced();
-      return;
-    }
-    for (const ev of res.events) {
-      const e = this.toEvent(ev);
-      // One that cannot be decoded is skipped (and logged), yet passed: writes waiting for it go on.
-      if (e) this.watcher.deliver(e);
-      else this.watcher.progress(Number(ev.kv.mod_revision));
-    }
-    this.store.watchAdvanced();
-  }
-
-  private toEvent(ev: IEvent): WatchEvent | undefined {
-    const revision = Number(ev.kv.mod_revision);
-    const rel = this.store.relKey(ev.kv.key);
-    try {
-      if (ev.type === 'Put') {
-        return { type: ev.kv.create_revision === ev.kv.mod_revision ? 'ADDED' : 'MODIFIED', revision, object: this.store.decode(rel, ev.kv.value, revision) };
-      }
-      // A delete carries the object it removed (prev_kv), at the deletion's revision.
-      if (ev.prev_kv) return { type: 'DELETED', revision, object: this.store.decode(rel, ev.prev_kv.value, revision) };
-      const ref = parseObjectKey(rel);
-      if (!ref) return undefined;
-      this.store.logger.warn({ key: rel, revision }, 'etcd sent a delete without the deleted object; the watch gets its name only');
-      const apiVersion = KINDS.find((k) => k.kind === ref.kind)?.groupVersion ?? 'v1';
-      return { type: 'DELETED', revision, object: { apiVersion, kind: ref.kind, metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}), resourceVersion: String(revision) } } };
-    } catch (err) {
-      // Garbage must not reach a watcher; the one undecryptable Secret is named, the rest are delivered.
-      this.store.logger.error({ err: errorMessage(err), revision }, 'watch skipped a change that cannot be decoded');
-      return undefined;
-    }
-  }
-
-  /** The stream failed: open another after a backoff, from where the watcher is. */
-  private lost(stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined, err: Error): void {
-    if (this.watcher.closed || (stream && stream !== this.stream)) return;
-    this.drop();
-    const delay = backoffDelay(this.failures, WATCH_BACKOFF);
-    if (this.failures === 0) this.store.logger.warn({ prefix: this.prefix, from: this.watcher.lastRevision(), err: errorMessage(err) }, 'etcd watch lost; reconnecting');
-    this.failures += 1;
-    this.timer = setTimeout(() => this.connect(), delay);
-  }
-
-  private drop(): void {
-    const s = this.stream;
-    this.stream = undefined;
-    if (!s) return;
-    // Ended before cancelled: the client library then does not take the cancellation for a failed
-    // member (it resets the member's connections on a stream error while the stream is writable).
-    s.on('error', () => undefined);
-    try {
-      s.end();
-      s.cancel();
-    } catch (err) {
-      this.store.logger.debug({ err: errorMessage(err) }, 'cancelling an etcd watch stream failed');
-    }
-  }
-
-  /** The watch cannot go on: it is closed and the consumer told (or the log, when it did not ask). */
-  private end(err: Error): void {
-    this.watcher.close();
-    if (this.onError) this.onError(err);
-    else this.store.logger.error({ err: err.message, prefix: this.prefix }, 'store watch ended; its consumer does not hear of it');
   }
 }
