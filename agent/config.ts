@@ -83,8 +83,8 @@ export const AGENT_VERSION = droverVersion();
 
 /**
  * How the agent uses its link. `default`: LAN or broadband. `cellular`: a metered link, where an idle
- * day should cost little more than the MQTT keepalive's pings: a long keepalive (the broker's last will
- * still tells the server within 1.5 keepalives that the node is gone), an hourly heartbeat (liveness
+ * day should cost little more than the MQTT keepalive's pings: a long keepalive (20 minutes: the broker's last will
+ * still tells the server within 1.5 keepalives, 30 minutes, that a silent node is gone; a closed connection at once), an hourly heartbeat (liveness
  * rides on the keepalive; status goes out at once whenever it changes), events batched by the minute,
  * and the desired state DEFLATE-compressed. Only there: compressing Secrets together with what others may
  * write into the same message (their pods' specs) lets sizes on the wire hint at the Secrets (CRIME/BREACH),
@@ -92,7 +92,10 @@ export const AGENT_VERSION = droverVersion();
  */
 export const LINK_PROFILES = {
   default: { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false },
-  cellular: { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true },
+  // 1,200 s, AWS IoT's longest keepalive: a ping exchange costs ~200 B on the wire over TLS (mostly TCP/IP
+  // headers), so 300 s alone was 59 KB a day. A carrier whose NAT forgets an idle flow sooner than that
+  // needs --keepalive below its timeout (else the link breaks and reconnects, a TLS handshake each time).
+  cellular: { keepaliveSeconds: 1200, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true },
 } as const;
 export type LinkProfile = keyof typeof LINK_PROFILES;
 

@@ -4,6 +4,7 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import { agentMayPublish, agentMayRetain, agentMaySubscribe, isOperatorClientId, isReservedClientId, isTopicSafe, operatorMayPublish, operatorMaySubscribe, parseCommandTopic } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
+import { indexRetained } from './retained-index.js';
 import type { Logger } from '../../src/util/logger.js';
 
 /**
@@ -357,6 +358,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     return packet;
   };
   const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, authorizeForward, connectTimeout: CONNECT_TIMEOUT_MS });
+  // Before any client: every retained message must pass through the index.
+  indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
   // After authorization: only messages the broker took in count (client null: the broker's own, $SYS).
   aedes.on('publish', (packet, client) => {
     if (client) counters.publish('in', principals.get(client)?.role, packet);

@@ -9,7 +9,7 @@ import { Reporter } from '../../agent/reporter.js';
 
 test('link profiles: cellular stretches keepalive and heartbeat and batches events; explicit flags win', () => {
   assert.deepEqual(linkSettings('default'), { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false });
-  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 300, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
+  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 1200, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
   assert.deepEqual(linkSettings('cellular', { keepaliveSeconds: 120, heartbeatSeconds: undefined }), { keepaliveSeconds: 120, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
 });
 

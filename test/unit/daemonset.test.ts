@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { Node, Taint } from '../../src/api/node.js';
 import type { Pod, PodPhase } from '../../src/api/pod.js';
 import { daemonSet, type DaemonSet } from '../../src/api/workloads.js';
-import { newDaemonPod, nodeShouldRunDaemonPod, placementFacts, planDaemonSet, REVISION_LABEL } from '../../server/controllers/daemonset.js';
+import { newDaemonPod, nodeChangeWakes, nodeFacts, nodeShouldRunDaemonPod, placementFacts, planDaemonSet, REVISION_LABEL } from '../../server/controllers/daemonset.js';
 import { podTemplateHash as templateHash } from '../../src/api/revisions.js';
 import { generateName } from '../../server/controllers/pods.js';
 
@@ -313,7 +313,7 @@ describe('planDaemonSet: updates', () => {
 });
 
 describe('placementFacts: which node changes wake the DaemonSet controller', () => {
-  it('a heartbeat (lastHeard, usage, images) changes nothing; labels, taints, readiness, cordon and resources do', () => {
+  it('a heartbeat (lastHeard, usage, images) changes nothing; labels, taints, cordon and resources do', () => {
     const base = mkNode('n1', { labels: { zone: 'a' } });
     const facts = placementFacts(base);
     const beat = structuredClone(base);
@@ -322,11 +322,21 @@ describe('placementFacts: which node changes wake the DaemonSet controller', () 
     for (const changed of [
       mkNode('n1', { labels: { zone: 'b' } }),
       mkNode('n1', { labels: { zone: 'a' }, taints: [{ key: 'k', effect: 'NoSchedule' }] }),
-      mkNode('n1', { labels: { zone: 'a' }, ready: false }),
       mkNode('n1', { labels: { zone: 'a' }, unschedulable: true }),
       mkNode('n1', { labels: { zone: 'a' }, cpu: '64' }),
     ]) {
       assert.notEqual(placementFacts(changed), facts, JSON.stringify(changed));
+      assert.equal(nodeChangeWakes(nodeFacts(base), nodeFacts(changed)), 'all');
     }
+  });
+
+  it('a node turning Ready or NotReady wakes only the DaemonSets in a waved rollout (their gates count offline nodes)', () => {
+    const up = mkNode('n1', { labels: { zone: 'a' } });
+    const down = mkNode('n1', { labels: { zone: 'a' }, ready: false });
+    assert.equal(placementFacts(down), placementFacts(up));
+    assert.equal(nodeChangeWakes(nodeFacts(up), nodeFacts(down)), 'waved');
+    assert.equal(nodeChangeWakes(nodeFacts(down), nodeFacts(up)), 'waved');
+    assert.equal(nodeChangeWakes(nodeFacts(up), nodeFacts(structuredClone(up))), 'none');
+    assert.equal(nodeChangeWakes(undefined, nodeFacts(up)), 'all');
   });
 });
