@@ -139,6 +139,28 @@ test('kill -9 of a single etcd under concurrent writes: every acknowledged write
   t.diagnostic(`${acked.size} acknowledged, ${stored.size} stored (${stored.size - acked.size} landed without an answer), ${refused} refused`);
 });
 
+test('a list longer than one range request (2,000 keys) is whole and at one revision while writes go on', async (t) => {
+  const etcd = await etcdFor(t);
+  const store = await storeOn(t, { endpoints: etcd.endpoints });
+  const names = Array.from({ length: 2_300 }, (_, i) => `p${String(i).padStart(5, '0')}`);
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < names.length) await store.create(pod(names[next++]!));
+  }));
+  // Updates race the list: each item must be as it was at the list's revision, none after.
+  let stop = false;
+  let patched = 0;
+  const churn = (async () => {
+    for (let i = 0; !stop; i++, patched++) await store.patch('Pod', 'default', names[(i * 7919) % names.length]!, (p) => ({ ...p, metadata: { ...p.metadata, labels: { n: String(i) } } }));
+  })();
+  const { items, revision } = await store.list('Pod');
+  stop = true;
+  await churn;
+  assert.deepEqual(items.map((p) => p.metadata.name), names);
+  assert.ok(items.every((p) => Number(p.metadata.resourceVersion) <= revision), 'no item newer than the list revision');
+  assert.ok(patched > 0);
+});
+
 test('etcd paused (holds its connections, answers nothing): calls fail with StoreUnavailableError at the call timeout, then work once it resumes', async (t) => {
   const etcd = await etcdFor(t);
   const store = await storeOn(t, { endpoints: etcd.endpoints, callTimeoutMs: 1500 });
