@@ -24,7 +24,7 @@ import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCiphe
  * the write (one global revision for the whole etcd), watches are etcd watches from fromRevision + 1,
  * and compaction is etcd's: compact(C) drops history before C, after which watching from below C is
  * GoneError ("too old, relist"). A write is acknowledged once etcd committed it (a quorum of members
- * has it in its log). Optimistic concurrency is a transaction comparing the key's mod revision with
+ * has it in its log) and this store's watches have delivered it (published()). Optimistic concurrency is a transaction comparing the key's mod revision with
  * the one the write was decided on; create compares its create revision with 0.
  *
  * Secrets (server/store/secret-codec.ts): stored as `k8s:enc:aesgcm:v1:<keyid>:<base64>` (not JSON),
