@@ -101,6 +101,22 @@ function parseValue(value: Buffer): unknown {
   return isEnvelope(text) ? text : JSON.parse(text);
 }
 
+/**
+ * grpc's message on one line, without its trailing timestamp or empty "Resolution note", and with what
+ * a TLS failure most likely means in terms of the datastore flags.
+ */
+function readableCause(err: unknown): string {
+  const msg = errorMessage(err)
+    .replace(/\s*\(\d{4}-\d\d-\d\dT[^)]*\)\s*$/, '')
+    .replace(/[.\s]*Resolution note:\s*$/, '')
+    .replace(/\s+/g, ' ')
+    .trim();
+  if (/alert bad certificate|certificate required|alert number 4[26]\b/i.test(msg)) return `${msg} (etcd refused the client certificate: --datastore-certfile/--datastore-keyfile must be signed by a CA etcd trusts)`;
+  if (/unable to verify|self[- ]signed|certificate verify failed|unable to get local issuer/i.test(msg)) return `${msg} (the etcd members' certificate is not signed by --datastore-cafile)`;
+  if (/does not match certificate|altnames/i.test(msg)) return `${msg} (the etcd members' certificate does not name this endpoint's host)`;
+  return msg;
+}
+
 /** An object read with the mod revision a write must compare against. */
 interface Current {
   object: ApiObject;
@@ -275,8 +291,7 @@ export class EtcdStore implements BackendStore {
 
   translate(doing: string, err: unknown): Error {
     if (err instanceof DroverError) return err;
-    // grpc-js ends some messages with an empty "Resolution note: ": not worth a user's reading.
-    if (isUnreachable(err)) return new StoreUnavailableError(this.endpoints, new Error(errorMessage(err).replace(/[.\s]*Resolution note:\s*$/, ''), { cause: err }));
+    if (isUnreachable(err)) return new StoreUnavailableError(this.endpoints, new Error(readableCause(err), { cause: err }));
     return new StoreError(`store: ${doing} failed: etcd at ${this.endpoints.join(',')}: ${errorMessage(err)}`, err);
   }
 

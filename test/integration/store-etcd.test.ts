@@ -250,7 +250,12 @@ test('TLS with client certificates: the CA and client certificate connect; no cl
   for (const bad of [{ ca }, { ca, cert: strangerCert, key: strangerKey }]) {
     const r = await timed(EtcdStore.open({ endpoints: etcd.endpoints, tls: bad, callTimeoutMs: 3000 }));
     assertUnavailable(r.err, etcd.endpoints[0]!);
+    assert.match((r.err as Error).message, /bad certificate.*\(etcd refused the client certificate: --datastore-certfile/);
   }
+  // Members whose certificate the given CA did not sign (no CA given: the system's roots).
+  const r = await timed(EtcdStore.open({ endpoints: etcd.endpoints, tls: { cert, key }, callTimeoutMs: 3000 }));
+  assertUnavailable(r.err, etcd.endpoints[0]!);
+  assert.match((r.err as Error).message, /not signed by --datastore-cafile/);
   await assert.rejects(EtcdStore.open({ endpoints: etcd.endpoints, tls: { ca, cert } }), /datastoreCertfile: a client certificate and its key go together/);
 });
 
