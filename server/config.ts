@@ -31,6 +31,11 @@ export interface ServerConfig {
   auditLogMaxFiles?: number;
   /** Host directories pods may mount with hostPath in any namespace. */
   allowedHostPaths?: string[];
+  /** etcd as the datastore (k3s's flags): comma-separated client URLs, and the TLS files; absent: embedded LevelDB. */
+  datastoreEndpoint?: string;
+  datastoreCafile?: string;
+  datastoreCertfile?: string;
+  datastoreKeyfile?: string;
   /** Events not updated for this long are deleted (default 1 h). */
   eventTtlMs?: number;
   /** Events kept per involved object (default 100). */

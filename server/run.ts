@@ -41,7 +41,7 @@ import { loadOrCreatePki, NODE_ORG, SERVER_CLIENT_CN, SERVER_CLIENT_ORG, serverS
 import { Scheduler } from './scheduler/scheduler.js';
 import { Keyring } from './secrets/keyring.js';
 import { storePath } from './secrets/rotate.js';
-import { LevelStore } from './store/level.js';
+import { openStore } from './store/open.js';
 import { ObjectCache, withCachedLists } from './cache/object-cache.js';
 import { withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
@@ -128,7 +128,17 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   await ensurePrivateDir(cfg.dataDir, logger);
   const insecure = cfg.insecure ?? false;
   const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
-  const level = await LevelStore.open({ path: storePath(cfg.dataDir), logger, secrets: await Keyring.loadOrCreate(cfg.dataDir, logger) });
+  // LevelDB in the data dir, or etcd with --datastore-endpoint: etcd not answering stops the start here
+  // with StoreUnavailableError naming the endpoints (exit 1).
+  const level = await openStore({
+    levelPath: storePath(cfg.dataDir),
+    logger,
+    secrets: await Keyring.loadOrCreate(cfg.dataDir, logger),
+    datastoreEndpoint: cfg.datastoreEndpoint,
+    datastoreCafile: cfg.datastoreCafile,
+    datastoreCertfile: cfg.datastoreCertfile,
+    datastoreKeyfile: cfg.datastoreKeyfile,
+  });
   // One registry per server: tests run several servers in one process.
   const instruments = new ServerMetrics();
   level.onCommit((writes, seconds, ok) => instruments.commit(writes, seconds, ok));

@@ -268,6 +268,10 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--node-request-timeout <seconds>', 'how long a node has to answer `drover logs` (added to an exec command\'s own timeout)', count, DEFAULTS.nodeRequestTimeoutMs / 1000)
       .option('--audit-log-max-size <size>', 'rotate DATA_DIR/audit.log at this size: B, K, M or G (default 10M)')
       .option('--audit-log-max-files <n>', 'rotated audit logs kept: audit.log.1 … audit.log.N (default 5)', count)
+      .option('--datastore-endpoint <urls>', 'etcd client URLs, comma-separated (https://etcd-1:2379,https://etcd-2:2379): keep the cluster state in etcd instead of the embedded LevelDB store')
+      .option('--datastore-cafile <file>', "PEM CA the etcd members' certificates are checked against")
+      .option('--datastore-certfile <file>', 'PEM client certificate presented to etcd')
+      .option('--datastore-keyfile <file>', 'PEM key of that client certificate (keep it 0600)')
       .option('--allowed-host-paths <dirs>', 'comma-separated host directories pods may mount with hostPath in any namespace (default none: every hostPath needs a namespace labelled drover.io/privileged=true)')
       .option('--mqtt-connect-rate <n>', 'MQTT connection attempts per second per source address (embedded broker)', count, DEFAULT_MQTT_LIMITS.connectRate.perSecond)
       .option('--mqtt-connect-burst <n>', 'MQTT connection attempts a source may make at once before the rate applies', count, DEFAULT_MQTT_LIMITS.connectRate.burst)
@@ -277,7 +281,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--service-cidr <cidr>', "addresses of Services' cluster IPs", serviceCidr, DEFAULT_SERVICE_CIDR)
       .option('--service-node-port-range <min-max>', 'ports NodePort Services may get', nodePortRange, `${DEFAULT_NODE_PORT_RANGE.min}-${DEFAULT_NODE_PORT_RANGE.max}`)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
@@ -299,6 +303,10 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       auditLogMaxSize: o.auditLogMaxSize,
       auditLogMaxFiles: o.auditLogMaxFiles,
       allowedHostPaths: o.allowedHostPaths ? o.allowedHostPaths.split(',').map((d) => d.trim()).filter(Boolean) : [],
+      datastoreEndpoint: o.datastoreEndpoint,
+      datastoreCafile: o.datastoreCafile,
+      datastoreCertfile: o.datastoreCertfile,
+      datastoreKeyfile: o.datastoreKeyfile,
       eventTtlMs: o.eventTtl * 1000,
       eventsPerObject: o.eventsPerObject,
       maxReplicas: o.maxReplicas,
