@@ -62,7 +62,7 @@ const SEAL_CHANGED_RETRIES = 5;
  * A write is acknowledged once this store's watches have delivered it (see published()); a watch whose
  * stream is down does not hold an acknowledged write back longer than this.
  */
-const PUBLISH_WAIT_MS = 2_000;
+const PUBLISH_WAIT_MS = 5_000;
 
 export interface EtcdTlsFiles {
   /** PEM of the CA that signed the members' certificates (k3s --datastore-cafile). */

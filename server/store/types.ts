@@ -108,8 +108,8 @@ export interface Store {
    * Delivers every change with revision > fromRevision (replayed from the change log, then live),
    * in revision order, optionally only for the given kinds. A write of this store is acknowledged only
    * once its event has reached this store's watches (a watch-fed cache holds every write its server
-   * made; EtcdStore waits for its watch streams, at most 2 s while one is reconnecting). Throws GoneError at once when the store
-   * knows fromRevision is compacted. `onError` hears a watch that ended by itself and will deliver
+   * made; EtcdStore waits for its watch streams, at most 5 s while one is reconnecting). Throws
+   * GoneError at once when the store knows fromRevision is compacted. `onError` hears a watch that ended by itself and will deliver
    * nothing more: a GoneError found only later (EtcdStore: history compacted by another server while
    * this watch was disconnected); relist and watch again. Without it such an end is logged.
    */

@@ -8,7 +8,7 @@ export function collect(store: Store, from: number, done: (events: WatchEvent[])
     const timer = setTimeout(() => {
       w.close();
       reject(new Error(`watch timed out with ${events.length} events: ${events.map((e) => e.revision).join(',')}`));
-    }, 10_000);
+    }, 30_000);
     const w = store.watch(
       from,
       (e) => {
