@@ -131,6 +131,16 @@ export class TimeoutError extends DroverError {
   }
 }
 
+/**
+ * A write was fenced off: this server no longer holds the leadership the write was made under (its etcd
+ * lease expired or was revoked, or another server leads). Nothing was written; the new leader acts instead.
+ */
+export class NotLeaderError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 503, reason: 'NotLeader', cause });
+  }
+}
+
 /*
  * Tests by reason rather than by class, so an error rebuilt from an HTTP answer (the CLI's CliError
  * carries the server's reason) is recognised the same as one thrown in-process.
