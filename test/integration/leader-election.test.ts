@@ -117,3 +117,31 @@ test("the leader's etcd member stops answering (SIGSTOP, a partition): it stops 
   assert.equal(a.isLeader(), false);
   log.assertNoOverlap();
 });
+
+test("the leader's lease revoked behind its back (etcdctl lease revoke): it learns at its next renewal and steps down, the other leads", { timeout: 60_000 }, async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const log = new LeadershipLog();
+  const a = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-a' });
+  t.after(() => a.close());
+  await log.until('A to lead', () => log.current() === 'server-a', 20_000);
+  const b = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-b' });
+  t.after(() => b.close());
+  await log.until('B to see A lead', () => b.leader() === 'server-a', 10_000);
+
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  const fence = a.fenceCompare();
+  const revokedAt = Date.now();
+  await client.leaseClient.leaseRevoke({ ID: a.fence()!.leaseId });
+  // Until its next renewal A still believes it leads: that window is what fencing is for. Its writes fail at once.
+  const w = await client.kv.txn({ compare: [fence], success: [{ request_put: { key: Buffer.from('/drover/fenced'), value: Buffer.from('a') } }], failure: [] });
+  assert.equal(w.succeeded, false, "a write fenced by a revoked lease's term went through");
+  await log.until('A to stop leading', () => log.open('server-a') === undefined, RENEW * 1000 + 20_000);
+  const aInterval = log.intervals.find((i) => i.who === 'server-a')!;
+  t.diagnostic(`A stopped ${aInterval.end! - revokedAt} ms after the revocation: ${aInterval.reason}`);
+  // Learnt from etcd at its next renewal (a retry period), not from the renew deadline running out.
+  assert.match(aInterval.reason ?? '', /lease expired or was revoked|no longer this term/);
+  assert.ok(aInterval.end! - revokedAt <= RETRY * 1000 + SLACK_MS, `A went on leading ${aInterval.end! - revokedAt} ms after its lease was revoked`);
+  await log.until('B to lead', () => log.current() === 'server-b', 20_000);
+});
