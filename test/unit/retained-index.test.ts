@@ -45,12 +45,20 @@ test('retained index: exact filters get their retained message from the index, w
   assert.deepEqual(await retainedFor(url, ['n/2/desired']), ['n/2/desired=two-b']);
   assert.deepEqual(await retainedFor(url, ['n/1/desired', 'n/3/desired']), ['n/1/desired=one']);
   assert.deepEqual(await retainedFor(url, ['n/+/desired']), ['n/1/desired=one', 'n/2/desired=two-b']);
-  // A mixed SUBSCRIBE (exact + wildcard) goes to the persistence as a whole: no duplicates, nothing missing.
-  assert.deepEqual(await retainedFor(url, ['n/1/desired', 'n/#']), ['n/1/desired=one', 'n/1/desired=one', 'n/2/desired=two-b']);
+  // An agent's inbox: its desired state (exact) and its requests (a last-level +), nothing of another node.
+  await pub.publishAsync('n/1/req/a', 'ra', { retain: true, qos: 1 });
+  await pub.publishAsync('n/1/req/b/deeper', 'deep', { retain: true, qos: 1 });
+  await pub.publishAsync('n/2/req/a', 'other', { retain: true, qos: 1 });
+  assert.deepEqual(await retainedFor(url, ['n/1/desired', 'n/1/req/+']), ['n/1/desired=one', 'n/1/req/a=ra']);
+  // Filters the index does not answer (#, an inner +) still get what the persistence has, beside indexed ones.
+  assert.deepEqual(await retainedFor(url, ['n/1/desired', 'n/+/req/a']), ['n/1/desired=one', 'n/1/req/a=ra', 'n/2/req/a=other']);
+  assert.deepEqual(await retainedFor(url, ['n/1/#']), ['n/1/desired=one', 'n/1/req/a=ra', 'n/1/req/b/deeper=deep']);
 
   // An empty retained payload clears the topic for exact and wildcard subscribers alike.
   await pub.publishAsync('n/1/desired', '', { retain: true, qos: 1 });
-  assert.equal(index.size(), 1);
+  await pub.publishAsync('n/1/req/a', '', { retain: true, qos: 1 });
+  assert.equal(index.size(), 3);
+  assert.deepEqual(await retainedFor(url, ['n/1/req/+']), []);
   assert.deepEqual(await retainedFor(url, ['n/1/desired']), []);
   assert.deepEqual(await retainedFor(url, ['n/+/desired']), ['n/2/desired=two-b']);
 });
