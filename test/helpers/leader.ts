@@ -84,9 +84,10 @@ export function recordedElection(log: LeadershipLog, opts: Omit<LeaderElectionOp
       log.started(opts.identity);
       void opts.onStartedLeading?.(signal);
     },
-    onStoppedLeading: (reason) => {
+    // The interval ends once the stop work is done: that is when this server stopped acting.
+    onStoppedLeading: async (reason) => {
+      await opts.onStoppedLeading?.(reason);
       log.stopped(opts.identity, Date.now(), reason);
-      void opts.onStoppedLeading?.(reason);
     },
   });
   e.start();
