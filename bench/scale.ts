@@ -28,6 +28,7 @@ import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { simNodeName } from '../src/sim/run.js';
 import { compileServer, daemonSet, deployment, Monitor, ServerProc, waitUntil, watchApi } from './lib/fleet-server.js';
 import { freePort, machine, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
+import { scrape } from './lib/metrics.js';
 
 interface Opts {
   workers: number;
@@ -185,6 +186,8 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     server.start();
     await server.ready();
     const apiReadyMs = Math.round(performance.now() - tStart);
+    // The restarted process's own timing of its start phases (/metrics), to name the slow one.
+    const startPhases = Object.fromEntries((await scrape(`${server.apiUrl}/metrics`, server.token)).series('drover_server_start_phase_seconds').map((x) => [x.labels.phase, Math.round(x.value * 1000)]));
     // Node writes since the last revision of the old process: a node's first status heard by the new one writes it Ready.
     const w = watchApi(server.apiUrl, server.token, '/api/v1/nodes', (_t, obj) => {
       const name = obj?.metadata?.name as string;
@@ -207,6 +210,7 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     out.massReconnect = {
       stopMs: stoppedMs,
       apiReadyAfterStartMs: apiReadyMs,
+      startPhasesMs: startPhases,
       nodeReadyAfterStartMs: { p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times) },
       allNodesReadyAfterStartMs: allReadyMs,
       convergedAfterStartMs: converged ? convergedMs : undefined,
@@ -215,6 +219,7 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
       goal: n === 2000 ? { p99UnderMs: 10_000, met: percentile(times, 99) < 10_000 } : undefined,
       loadAverage: load(),
     };
+    console.log(`[${n}] restart: start phases (ms) ${JSON.stringify(startPhases)}`);
     console.log(`[${n}] restart: API ready ${apiReadyMs} ms after start; nodes Ready again p50 ${percentile(times, 50)} / p99 ${percentile(times, 99)} / max ${Math.max(...times)} ms; converged ${converged ? `${convergedMs} ms` : 'NOT'}`);
     out.serverLogCounts = Object.fromEntries([...server.warnCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10));
   } catch (err) {

@@ -124,6 +124,7 @@ function decide(node: string, check: ReturnType<NodeCredentials['check']>): Conn
  */
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger({ name: 'drover-server', level: cfg.logLevel })): Promise<RunningServer> {
   const startedAt = Date.now();
+  const bootAt = performance.now();
   // 0700, tightened (with a warning) if an older version made it looser.
   await ensurePrivateDir(cfg.dataDir, logger);
   const insecure = cfg.insecure ?? false;
@@ -141,6 +142,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   });
   // One registry per server: tests run several servers in one process.
   const instruments = new ServerMetrics();
+  // Each phase of the start is timed (/metrics drover_server_start_phase_seconds): a restart with a big fleet
+  // reconnecting at once is when a slow phase shows.
+  instruments.startPhase('store', bootAt);
   level.onCommit((writes, seconds, ok) => instruments.commit(writes, seconds, ok));
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation, pod
   // security): controllers get the same policy as the API, so a template the API allowed is not refused.
@@ -165,6 +169,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger });
     const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger });
     const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now });
+    instruments.startPhase('identity');
     await ensureDefaultNamespace(store);
     // Opened before the API and closed after it (closers run in reverse), so the last calls are recorded.
     const audit = await AuditLog.open({ dataDir: cfg.dataDir, logger, maxSize: cfg.auditLogMaxSize ?? DEFAULT_AUDIT_MAX_SIZE, maxFiles: cfg.auditLogMaxFiles ?? DEFAULT_AUDIT_MAX_FILES });
@@ -177,6 +182,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const cache = await ObjectCache.start(store, ['Pod', 'Node'], logger);
     closers.push(() => cache.close());
     const cachedStore = withCachedLists(store, cache);
+    instruments.startPhase('cache');
     if (insecure) logger.warn('--insecure: MQTT and the API are plain TCP; tokens, node passwords and Secrets cross the network in clear');
 
     let broker: EmbeddedBroker | undefined;
@@ -208,9 +214,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       linkAuth = { username: cfg.mqtt.username, password: cfg.mqtt.password, ...(secure ? { tls: { ...pki.serverClient, ca: pki.caCert } } : {}) };
     }
 
+    instruments.startPhase('broker');
     // External broker: the server hears operators' commands itself (the embedded broker hands them over with who sent them).
     const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger, commands: cfg.mqtt.mode === 'external' });
     closers.push(() => link.close());
+    instruments.startPhase('link');
 
     const identity = new NodeIdentity({
       pki,
@@ -273,15 +281,18 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     publisher = desiredPublisher;
     await desiredPublisher.start();
     closers.push(() => desiredPublisher.stop());
+    instruments.startPhase('desired-publisher');
 
     const version = droverVersion();
     const fleet = new FleetPublisher({ store: withLiveNodes(cachedStore, liveness), sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
     await fleet.start();
     closers.push(() => fleet.stop());
+    instruments.startPhase('fleet-publisher');
 
     const scheduler = new Scheduler({ store: cachedStore, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
     await scheduler.start();
     closers.push(() => scheduler.stop());
+    instruments.startPhase('scheduler');
 
     const lifecycle = nodeLifecycleController({
       store: cachedStore,
@@ -305,6 +316,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     });
     await controllers.start();
     closers.push(() => controllers.stop());
+    instruments.startPhase('controllers');
 
     // install.sh and the binaries it downloads (public: a device trusts them by its token's CA hash and SHA256SUMS).
     const downloads = new DownloadCatalog({ dir: cfg.downloadsDir ?? join(cfg.dataDir, 'downloads'), self: await selfBinary() });
@@ -330,10 +342,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     broker?.onCommand((c) => door.handle(c));
     link.onCommand((c) => door.handle(c));
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
+    instruments.startPhase('api');
     closers.push(() => api.close());
     closers.push(() => door.close());
     const nodes = (await store.list('Node')).items;
-    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false }, 'drover server started');
+    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false, startMs: Math.round(performance.now() - bootAt) }, 'drover server started');
     return {
       apiUrl,
       mqttUrl: linkUrl,

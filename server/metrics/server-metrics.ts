@@ -82,6 +82,8 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
   /** Plain numbers bumped per event (a scheduler pass counts every pending pod), rendered when scraped. */
   private readonly desired = { ok: 0, error: 0 };
   private readonly schedule = { scheduled: 0, unschedulable: 0 };
+  private readonly startPhases: Gauge;
+  private lastPhaseAt = performance.now();
 
   constructor() {
     const registers = [this.registry];
@@ -103,6 +105,12 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     this.commitBatch = new LeanHistogram('drover_store_commit_batch_writes', 'Writes that shared one group commit (one fsync).', [], BATCH_BUCKETS, this.registry).series();
     this.commitFailures = new Counter({ name: 'drover_store_commit_failures_total', help: 'Group commits whose synced batch failed (their writes were refused).', registers });
     countersOf('drover_desired_state_publishes_total', "Nodes' desired-state snapshots published to the broker, by result.", this.desired, registers);
+    this.startPhases = new Gauge({
+      name: 'drover_server_start_phase_seconds',
+      help: "How long each phase of this server process's start took (store open, identity, broker, link, caches and publishers, scheduler, controllers, API), in order.",
+      labelNames: ['phase'],
+      registers,
+    });
     countersOf('drover_scheduler_schedule_attempts_total', 'Pods the scheduler tried to place, by result: scheduled (bound to a node) or unschedulable (each pass counts every pod still waiting).', this.schedule, registers);
   }
 
@@ -131,6 +139,13 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
     }
     this.commitDuration.observe(seconds);
     this.commitBatch.observe(writes);
+  }
+
+  /** Ends a phase of the server's start: the time since the previous phase ended (or since `from`, a performance.now()). */
+  startPhase(phase: string, from?: number): void {
+    const now = performance.now();
+    this.startPhases.set({ phase }, (now - (from ?? this.lastPhaseAt)) / 1000);
+    this.lastPhaseAt = now;
   }
 
   desiredPublished(result: 'ok' | 'error'): void {

@@ -78,6 +78,18 @@ describe('server /metrics', () => {
     assert.ok(m1.series('nodejs_eventloop_lag_p99_seconds').length === 1);
   });
 
+  test('the start of the server is timed phase by phase, in the order it ran, and the phases add up to no more than its uptime', async () => {
+    const m = await scrape(t);
+    const phases = m.series('drover_server_start_phase_seconds');
+    assert.deepEqual(
+      phases.map((p) => p.labels.phase).sort(),
+      ['api', 'broker', 'cache', 'controllers', 'desired-publisher', 'fleet-publisher', 'identity', 'link', 'scheduler', 'store'].sort(),
+    );
+    const sum = phases.reduce((n, p) => n + p.value, 0);
+    assert.ok(phases.every((p) => p.value >= 0) && sum > 0, JSON.stringify(phases));
+    assert.ok(sum <= process.uptime(), `phases sum to ${sum} s, more than the process has been up (${process.uptime()} s)`);
+  });
+
   test('without a token, with a wrong one or a join token: 401 and no figures; a view token reads them', async () => {
     for (const token of [undefined, 'not-a-token', t.joinToken.split('::')[1]!]) {
       const r = await get(t, token);
