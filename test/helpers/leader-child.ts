@@ -14,8 +14,8 @@ const say = (event: string, extra: Record<string, unknown> = {}) => writeSync(1,
 const election = new LeaderElection({
   ...o,
   logger: createLogger({ name: 'leader-child', level: 'warn', destination: process.stderr }),
-  onStartedLeading: () => say('started'),
-  onStoppedLeading: (reason) => say('stopped', { reason }),
+  onStartedLeading: () => void say('started'),
+  onStoppedLeading: (reason) => void say('stopped', { reason }),
 });
 election.start();
 say('ready');
