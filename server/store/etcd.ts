@@ -2,14 +2,14 @@ import { Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse } from 'etcd3
 import type { ApiObject } from '../../src/api/meta.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
 import { backoffDelay, sleep, withTimeout } from '../../src/util/backoff.js';
-import { AlreadyExistsError, DroverError, GoneError, NotFoundError, StoreError, StoreUnavailableError, ValidationError, errorMessage } from '../../src/util/errors.js';
+import { AlreadyExistsError, DroverError, GoneError, NotFoundError, NotLeaderError, StoreError, StoreUnavailableError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
-import { REGISTRY, listPrefix, objectKey, prefixEnd, what } from './keys.js';
+import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
 import { faultPolicies, isUnreachable, outcomeUnknown } from './etcd-faults.js';
 import { EtcdWatch } from './etcd-watch.js';
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
-import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCipher, Watch, WatchEvent, WatchOptions } from './types.js';
+import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchOptions, WriteFence } from './types.js';
 
 /*
  * Key layout in etcd, under a prefix (default `/drover/`; several clusters may share one etcd with
@@ -116,6 +116,9 @@ function readableCause(err: unknown): string {
   if (/does not match certificate|altnames/i.test(msg)) return `${msg} (the etcd members' certificate does not name this endpoint's host)`;
   return msg;
 }
+
+/** The leadership a fenced write is made under, read at each attempt (undefined: unfenced write). */
+type Fence = (() => WriteFence | undefined) | undefined;
 
 /** An object read with the mod revision a write must compare against. */
 interface Current {
@@ -344,18 +347,47 @@ export class EtcdStore implements BackendStore {
     }
   }
 
-  /** A write transaction (sent again when its outcome is unknown, see attempts()); its observer sees it as one commit. */
-  private async txn(o: CallOptions, compare: Parameters<Etcd3['kv']['txn']>[0]['compare'], success: IRequestOp[], failure: IRequestOp[]): Promise<{ r: ITxnResponse; unsure: boolean }> {
+  /**
+   * A write transaction (sent again when its outcome is unknown, see attempts()); its observer sees it
+   * as one commit. Fenced: each attempt reads the fence and adds its compare (the leader key still has
+   * the term's create revision) and, on failure, a read of that key after the write's own ops, so
+   * `responses[0]` stays the object's; no fence at all refuses the write before anything is sent.
+   */
+  private async txn(o: CallOptions, rel: string, compare: Parameters<Etcd3['kv']['txn']>[0]['compare'], success: IRequestOp[], failure: IRequestOp[], fence: Fence): Promise<{ r: ITxnResponse; unsure: boolean; fenced?: WriteFence }> {
     const began = performance.now();
     try {
-      const { value: r, unsure } = await this.attempts(o, (a) => this.etcd.kv.txn({ compare, success, failure }, a));
+      const { value, unsure } = await this.attempts(o, async (a) => {
+        const f = fence?.();
+        if (fence && !f) throw this.notLeader(rel);
+        const key = f ? Buffer.from(f.key) : undefined;
+        const r = await this.etcd.kv.txn(
+          key
+            ? { compare: [...(compare ?? []), { key, target: 'Create', result: 'Equal', create_revision: f!.createRevision }], success, failure: [...failure, { request_range: { key } }] }
+            : { compare, success, failure },
+          a,
+        );
+        return { r, f };
+      });
+      const { r, f } = value;
       this.noteRevision(r.header.revision);
       if (r.succeeded) this.commitObserver?.(1, (performance.now() - began) / 1000, true);
-      return { r, unsure };
+      return { r, unsure, ...(f ? { fenced: f } : {}) };
     } catch (err) {
       this.commitObserver?.(1, (performance.now() - began) / 1000, false);
       throw err;
     }
+  }
+
+  private notLeader(rel: string): NotLeaderError {
+    const ref = parseObjectKey(rel);
+    return new NotLeaderError(`this server does not lead (its leadership ended): the write of ${ref ? what(ref.kind, ref.namespace, ref.name) : rel} was not made`);
+  }
+
+  /** After a fenced transaction failed: NotLeaderError when it was the fence (the leader key gone or re-created). */
+  private assertFence(r: ITxnResponse, fenced: WriteFence | undefined, rel: string): void {
+    if (!fenced) return;
+    const leader = r.responses.at(-1)?.response_range?.kvs[0];
+    if (!leader || leader.create_revision !== fenced.createRevision) throw this.notLeader(rel);
   }
 
   /** After a retried write whose compare failed: whether the value in place is the one this write put (its earlier copy won). */
@@ -411,18 +443,53 @@ export class EtcdStore implements BackendStore {
   }
 
   create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+    return this.doCreate(obj, undefined);
+  }
+
+  update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+    return this.doUpdate(obj, undefined);
+  }
+
+  patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
+    return this.doPatch(kind, namespace, name, mutate, undefined);
+  }
+
+  delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
+    return this.doDelete(kind, namespace, name, opts, undefined);
+  }
+
+  /** This store with every write fenced by `fence` (see BackendStore.fenced); reads and watches are the store's. */
+  fenced(fence: () => WriteFence | undefined): Store {
+    return {
+      get: (kind, namespace, name) => this.get(kind, namespace, name),
+      list: (kind, namespace) => this.list(kind, namespace),
+      watch: (from, onEvent, opts) => this.watch(from, onEvent, opts),
+      revision: () => this.revision(),
+      close: () => this.close(),
+      create: (obj) => this.doCreate(obj, fence),
+      update: (obj) => this.doUpdate(obj, fence),
+      patch: (kind, namespace, name, mutate) => this.doPatch(kind, namespace, name, mutate, fence),
+      delete: (kind, namespace, name, opts = {}) => this.doDelete(kind, namespace, name, opts, fence),
+    };
+  }
+
+  private doCreate<T extends ApiObject>(obj: T, fence: Fence): Promise<Stored<T>> {
     const namespace = obj.metadata.namespace ?? '';
     const rel = objectKey(obj.kind, namespace, obj.metadata.name);
     return this.call(`creating ${rel}`, async (o) => {
       const created = createdObject(obj, '');
       const key = this.fullKey(rel);
       const ops = this.putOps(rel, created);
-      const { r, unsure } = await this.txn(o, [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], ops, [{ request_range: { key } }]);
+      const { r, unsure, fenced } = await this.txn(o, rel, [{ key, target: 'Create', result: 'Equal', create_revision: 0 }], ops, [{ request_range: { key } }], fence);
       let revision = r.header.revision;
       if (!r.succeeded) {
-        // The value carries this create's fresh uid: found in place, it is this create's own.
+        // The value carries this create's fresh uid: found in place, it is this create's own (an
+        // earlier copy landed, while still leading if fenced: it stands).
         const kv = r.responses[0]?.response_range?.kvs[0];
-        if (!this.ours(unsure, kv, ops[0])) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+        if (!this.ours(unsure, kv, ops[0])) {
+          this.assertFence(r, fenced, rel);
+          throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
+        }
         revision = kv!.mod_revision;
       }
       created.metadata.resourceVersion = revision;
@@ -430,7 +497,7 @@ export class EtcdStore implements BackendStore {
     }).then((created) => this.published(rel, created));
   }
 
-  update<T extends ApiObject>(obj: T): Promise<Stored<T>> {
+  private doUpdate<T extends ApiObject>(obj: T, fence: Fence): Promise<Stored<T>> {
     const namespace = obj.metadata.namespace ?? '';
     const rel = objectKey(obj.kind, namespace, obj.metadata.name);
     return this.call(`updating ${rel}`, async (o) => {
@@ -438,7 +505,7 @@ export class EtcdStore implements BackendStore {
       for (;;) {
         // NotFound and a stale resourceVersion are decided here, on the latest read.
         const next = updatedObject(obj, cur?.object, '');
-        const won = await this.swap(o, rel, cur!, this.putOps(rel, next));
+        const won = await this.swap(o, rel, cur!, this.putOps(rel, next), fence);
         if (won.revision) {
           next.metadata.resourceVersion = won.revision;
           return next;
@@ -454,9 +521,9 @@ export class EtcdStore implements BackendStore {
    * Writes `ops` if the key still has cur's mod revision; else what the key holds now (undefined:
    * deleted), read in the same transaction.
    */
-  private async swap(o: CallOptions, rel: string, cur: Current, ops: IRequestOp[]): Promise<{ revision?: string; current?: Current }> {
+  private async swap(o: CallOptions, rel: string, cur: Current, ops: IRequestOp[], fence: Fence): Promise<{ revision?: string; current?: Current }> {
     const key = this.fullKey(rel);
-    const { r, unsure } = await this.txn(o, [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision }], ops, [{ request_range: { key } }]);
+    const { r, unsure, fenced } = await this.txn(o, rel, [{ key, target: 'Mod', result: 'Equal', mod_revision: cur.modRevision }], ops, [{ request_range: { key } }], fence);
     if (r.succeeded) return { revision: r.header.revision };
     const kv = r.responses[0]?.response_range?.kvs[0];
     // A retried write that finds its own value in place (or, for a delete, the key gone) was applied
@@ -464,6 +531,8 @@ export class EtcdStore implements BackendStore {
     // DELETED event carries.)
     if (this.ours(unsure, kv, ops[0])) return { revision: kv!.mod_revision };
     if (unsure && !kv && ops[0]?.request_delete_range) return { revision: r.header.revision };
+    // A failed fence ends the write (and the caller's retry loop) with NotLeaderError.
+    this.assertFence(r, fenced, rel);
     return { current: this.current(kv) };
   }
 
@@ -471,7 +540,7 @@ export class EtcdStore implements BackendStore {
    * Read, `mutate`, and a write conditional on nothing having changed since the read; a lost race
    * runs `mutate` again on the object that won (so no ConflictError reaches the caller).
    */
-  patch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined): Promise<ObjectOf<K> | undefined> {
+  private doPatch<K extends string>(kind: K, namespace: string, name: string, mutate: (cur: ObjectOf<K>) => ApiObject | undefined, fence: Fence): Promise<ObjectOf<K> | undefined> {
     const rel = objectKey(kind, namespace, name);
     return this.call(`patching ${rel}`, async (o) => {
       let cur = await this.read(rel, o);
@@ -480,7 +549,7 @@ export class EtcdStore implements BackendStore {
         const proposed = mutate(structuredClone(cur.object) as ObjectOf<K>);
         if (proposed === undefined) return undefined;
         const next = updatedObject(patchedObject(kind, namespace, name, proposed, cur.object), cur.object, '');
-        const won = await this.swap(o, rel, cur, this.putOps(rel, next));
+        const won = await this.swap(o, rel, cur, this.putOps(rel, next), fence);
         if (won.revision) {
           next.metadata.resourceVersion = won.revision;
           return next as ObjectOf<K>;
@@ -490,14 +559,14 @@ export class EtcdStore implements BackendStore {
     }).then((patched) => (patched === undefined ? undefined : this.published(rel, patched)));
   }
 
-  delete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string } = {}): Promise<ObjectOf<K>> {
+  private doDelete<K extends string>(kind: K, namespace: string, name: string, opts: { resourceVersion?: string }, fence: Fence): Promise<ObjectOf<K>> {
     const rel = objectKey(kind, namespace, name);
     return this.call(`deleting ${rel}`, async (o) => {
       let cur = await this.read(rel, o);
       for (;;) {
         if (!cur) throw new NotFoundError(what(kind, namespace, name));
         assertResourceVersion(kind, namespace, name, opts.resourceVersion, cur.object);
-        const won = await this.swap(o, rel, cur, [{ request_delete_range: { key: this.fullKey(rel) } }]);
+        const won = await this.swap(o, rel, cur, [{ request_delete_range: { key: this.fullKey(rel) } }], fence);
         if (won.revision) return deletedObject(cur.object, won.revision) as ObjectOf<K>;
         cur = won.current;
       }
@@ -606,7 +675,7 @@ export class EtcdStore implements BackendStore {
           break;
         }
         const cur: Current = { object: obj, modRevision: raw.mod_revision };
-        const won: { revision?: string; current?: Current } = await this.call(`re-encrypting ${rel}`, (o) => this.swap(o, rel, cur, this.putOps(rel, obj)));
+        const won: { revision?: string; current?: Current } = await this.call(`re-encrypting ${rel}`, (o) => this.swap(o, rel, cur, this.putOps(rel, obj), undefined));
         if (won.revision) {
           report.objects += 1;
           if (!isEnvelope(text)) report.plaintext += 1;

@@ -8,7 +8,7 @@ import { ensurePrivateDir, tightenFilesIn } from '../../src/util/private-fs.js';
 import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
-import type { BackendStore, ListResult, ObjectOf, SealReport, Stored, ValueCipher, Watch, WatchEvent, WatchEventType, WatchOptions } from './types.js';
+import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchEventType, WatchOptions, WriteFence } from './types.js';
 import { Watcher } from './watcher.js';
 
 /*
@@ -361,6 +361,11 @@ export class LevelStore implements BackendStore {
       }
     })();
     return w;
+  }
+
+  /** One server owns a LevelDB store (its lock says so): there is no other leader to fence against. */
+  fenced(_fence: () => WriteFence | undefined): Store {
+    return this;
   }
 
   /** Trims the change log to the last `compactKeep` entries now (it also happens in the background). */

@@ -119,6 +119,15 @@ export interface Store {
 }
 
 /**
+ * The leadership a write is made under (server/leader/election.ts LeaderElection.fence()): the leader
+ * key must still exist with this create revision.
+ */
+export interface WriteFence {
+  key: string;
+  createRevision: string;
+}
+
+/**
  * A Store as an entry point opens it (server/store/open.ts): LevelStore or EtcdStore. What the server
  * and `drover secrets rotate-key` need beyond the Store interface.
  */
@@ -136,6 +145,15 @@ export interface BackendStore extends Store {
   compact(): Promise<void>;
   /** Highest revision whose change is gone from the history; watching from below it throws GoneError. */
   compactedRevision(): number;
+  /**
+   * This store, except that every write (create, update, patch, delete) is made only while `fence()`
+   * holds, checked by the backend in the write's own transaction: `fence()` undefined, or its key gone
+   * or re-created (lease expired, revoked, another leader), and the write is refused with
+   * NotLeaderError (503) and nothing is written. Reads and watches are the store's own. For the
+   * leader's components; the API writes through the store itself. LevelStore returns itself (one
+   * server: nothing to fence).
+   */
+  fenced(fence: () => WriteFence | undefined): Store;
 }
 
 /** Narrows an object read untyped (a watch event, a kind held in a string) by its kind. */

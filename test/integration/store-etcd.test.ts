@@ -19,7 +19,8 @@ import { LevelStore } from '../../server/store/level.js';
 import { openStore } from '../../server/store/open.js';
 import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import { GoneError, StoreError, StoreUnavailableError, ValidationError } from '../../src/util/errors.js';
+import { LeaderElection } from '../../server/leader/election.js';
+import { GoneError, NotLeaderError, StoreError, StoreUnavailableError, ValidationError } from '../../src/util/errors.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { waitFor } from '../helpers/cluster.js';
 import { etcdLeader, startEtcd, startEtcdCluster, type EtcdCluster } from '../helpers/etcd.js';
@@ -305,8 +306,49 @@ test('openStore: no datastore endpoint is the embedded LevelDB store; TLS files 
   t.after(() => store.close());
   assert.ok(store instanceof LevelStore);
   await store.create(pod('local'));
+  assert.equal(store.fenced(() => undefined), store, 'one server on its own LevelDB: nothing to fence');
   await assert.rejects(
     openStore({ levelPath: join(dir, 'other'), logger: silentLogger, datastoreCafile: '/etc/ssl/ca.pem' }),
     (err: unknown) => err instanceof ValidationError && /datastoreCafile: given without datastoreEndpoint/.test(err.message),
   );
+});
+
+test('fenced writes (the leader\'s components): refused with NotLeaderError and not written once the leader key is gone or re-created; the unfenced store (the API) goes on', async (t) => {
+  const etcd = await etcdFor(t);
+  const store = await storeOn(t, { endpoints: etcd.endpoints });
+  const elect = (identity: string) => {
+    const e = new LeaderElection({ client: store.etcd, name: '/fence-test/leader', identity, leaseDurationSeconds: 6, renewDeadlineSeconds: 4, retryPeriodSeconds: 1, logger: silentLogger });
+    t.after(() => e.close());
+    e.start();
+    return e;
+  };
+  const a = elect('a');
+  await waitFor('a to lead', async () => a.isLeader(), 30_000);
+  const view = store.fenced(() => a.fence());
+  const web = await view.create(pod('web'));
+  assert.equal((await view.patch('Pod', 'default', 'web', (p) => ({ ...p, metadata: { ...p.metadata, labels: { by: 'a' } } })))!.metadata.labels!.by, 'a');
+
+  // The lease revoked behind a's back (what an expiry looks like): a fence taken while a believed it
+  // led no longer holds, whatever a believes.
+  const stale = a.fence()!;
+  await store.etcd.leaseClient.leaseRevoke({ ID: (stale as typeof stale & { leaseId: string }).leaseId });
+  const zombie = store.fenced(() => stale);
+  const refused = (err: unknown) => err instanceof NotLeaderError && err.code === 503 && /does not lead.*pods "default\/(web|db)".*not made/.test(err.message);
+  await assert.rejects(zombie.create(pod('db')), refused);
+  await assert.rejects(zombie.patch('Pod', 'default', 'web', (p) => ({ ...p, metadata: { ...p.metadata, labels: { by: 'zombie' } } })), refused);
+  await assert.rejects(zombie.update({ ...web, metadata: { ...web.metadata, resourceVersion: undefined, labels: { by: 'zombie' } } }), refused);
+  await assert.rejects(zombie.delete('Pod', 'default', 'web'), refused);
+  assert.equal(await store.get('Pod', 'default', 'db'), undefined, 'the refused create wrote nothing');
+  assert.equal((await store.get('Pod', 'default', 'web'))!.metadata.labels!.by, 'a', 'the refused patch, update and delete wrote nothing');
+  assert.equal((await store.create(pod('db'))).metadata.name, 'db', 'the API writes through the store itself');
+
+  // Another server wins the key (re-created, another create revision): the old fence stays refused,
+  // the new leader's writes go through; no fence at all is refused before anything is sent.
+  const b = elect('b');
+  await waitFor('b to lead', async () => b.isLeader(), 30_000);
+  await assert.rejects(zombie.create(pod('late')), NotLeaderError);
+  assert.equal((await store.fenced(() => b.fence()).patch('Pod', 'default', 'web', (p) => ({ ...p, metadata: { ...p.metadata, labels: { by: 'b' } } })))!.metadata.labels!.by, 'b');
+  await assert.rejects(store.fenced(() => undefined).create(pod('nobody')), NotLeaderError);
+  assert.equal(await store.get('Pod', 'default', 'late'), undefined);
+  assert.equal(await store.get('Pod', 'default', 'nobody'), undefined);
 });
