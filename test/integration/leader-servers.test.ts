@@ -1,0 +1,118 @@
+/**
+ * Two real `drover server` processes on one etcd (`--datastore-endpoint`): both serve the API, only the
+ * one holding the etcd leader key runs the controllers. kill -9 of that process: the other takes the key
+ * within the lease duration plus the retry period, and its controllers act on a change made through its
+ * own API (a Deployment scaled after the kill gets its pods).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { Etcd3 } from 'etcd3';
+import { freePort, waitFor } from '../helpers/cluster.js';
+import { startEtcd } from '../helpers/etcd.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const LEASE = 6;
+const RENEW = 4;
+const RETRY = 1;
+/** The machine is shared and loaded. */
+const SLACK_MS = 8_000;
+
+interface ServerProc {
+  child: ChildProcess;
+  apiUrl: string;
+  dataDir: string;
+  output(): string;
+  exited: Promise<number>;
+}
+
+async function spawnServer(endpoint: string): Promise<ServerProc> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'drover-leader-servers-'));
+  const apiPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'src/main.ts', 'server', '--insecure', '--data-dir', dataDir, '--api-port', String(apiPort), '--mqtt-port', String(await freePort()), '--disable-agent', '--datastore-endpoint', endpoint,
+      '--leader-elect-lease-duration', String(LEASE), '--leader-elect-renew-deadline', String(RENEW), '--leader-elect-retry-period', String(RETRY), '--log-level', 'info'],
+    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'cli-config') }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));
+  const exited = new Promise<number>((resolve) => child.on('exit', () => resolve(Date.now())));
+  return { child, apiUrl: `http://127.0.0.1:${apiPort}`, dataDir, output: () => out, exited };
+}
+
+async function api(s: ServerProc, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const token = (await readFile(join(s.dataDir, 'admin-token'), 'utf8')).trim();
+  const r = await fetch(`${s.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await r.text();
+  return { status: r.status, body: text ? JSON.parse(text) : undefined };
+}
+
+const deployment = (name: string, replicas: number) => ({
+  apiVersion: 'apps/v1',
+  kind: 'Deployment',
+  metadata: { name },
+  spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'localhost/busybox:latest' }] } } },
+});
+
+async function podsOf(s: ServerProc, app: string): Promise<number> {
+  const r = await api(s, 'GET', `/api/v1/namespaces/default/pods?labelSelector=app%3D${app}`);
+  return r.status === 200 ? (r.body.items as unknown[]).length : -1;
+}
+
+test('two servers on one etcd: kill -9 of the leader, the other leads within the lease and its controllers act', { timeout: 120_000 }, async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const servers = [await spawnServer(etcd.endpoints[0]!), await spawnServer(etcd.endpoints[0]!)];
+  t.after(async () => {
+    for (const s of servers) {
+      if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+      await s.exited;
+      await rm(s.dataDir, { recursive: true, force: true });
+    }
+  });
+  for (const s of servers) {
+    await waitFor(`${s.apiUrl} to serve`, async () => (await fetch(`${s.apiUrl}/healthz`).catch(() => undefined))?.status === 200, 60_000, 100).catch((err) => {
+      throw new Error(`${(err as Error).message}\n${s.output()}`);
+    });
+  }
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  // The leader's identity is hostname_pid_random: its pid names the process.
+  const holderPid = async () => {
+    const v = await client.get('/drover/leader').string();
+    return v ? Number(v.split('_').at(-2)) : undefined;
+  };
+  const firstPid = await waitFor('a leader', holderPid, 30_000, 100);
+  const leader = servers.find((s) => s.child.pid === firstPid);
+  assert.ok(leader, `the leader key names pid ${firstPid}, neither server (${servers.map((s) => s.child.pid).join(', ')})`);
+  const other = servers.find((s) => s !== leader)!;
+
+  // Through the follower's API: the leader's controllers make the pods.
+  assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web', 2))).status, 201);
+  await waitFor('2 pods of web', async () => (await podsOf(other, 'web')) === 2, 30_000, 200);
+
+  assert.doesNotMatch(other.output(), /became leader|leader work started/, 'the follower ran leader work');
+  assert.match(leader.output(), /leader work started/);
+  leader.child.kill('SIGKILL');
+  const killedAt = await leader.exited;
+  const newPid = await waitFor('the other server to hold the leader key', async () => ((await holderPid()) === other.child.pid ? Date.now() : undefined), (LEASE + RETRY) * 1000 + 30_000, 100);
+  const failoverMs = newPid - killedAt;
+  t.diagnostic(`failover after kill -9 of the leading server: ${failoverMs} ms (lease ${LEASE} s, retry ${RETRY} s)`);
+  assert.ok(failoverMs <= (LEASE + RETRY) * 1000 + SLACK_MS, `the other server led ${failoverMs} ms after the kill`);
+
+  assert.equal((await api(other, 'PATCH', '/apis/apps/v1/namespaces/default/deployments/web', { spec: { replicas: 4 } })).status, 200);
+  await waitFor('4 pods of web, made by the new leader', async () => (await podsOf(other, 'web')) === 4, 30_000, 200).catch((err) => {
+    throw new Error(`${(err as Error).message}\n${other.output().slice(-4000)}`);
+  });
+  assert.match(other.output(), /became leader/);
+});
