@@ -1,8 +1,9 @@
 /**
  * Leader election on a real etcd 3.4 (Debian's, started by test/helpers/etcd.ts): one leader at a time,
  * a clean stop hands over within a retry period, a kill -9 of the leader's process within the lease
- * duration, and a leader cut off from etcd stops acting within its renew deadline, before anyone else
- * may start. Leadership intervals are recorded with wall-clock times by every participant and checked
+ * duration, a leader cut off from etcd stops acting within its renew deadline, before anyone else
+ * may start, and a leader whose lease is revoked or whose key is deleted behind its back learns it at its
+ * next renewal (its fenced writes failing meanwhile). Leadership intervals are recorded with wall-clock times by every participant and checked
  * never to overlap. Timings: lease 6 s, renew deadline 4 s, retry period 1 s (test/helpers/leader.ts).
  */
 import assert from 'node:assert/strict';
@@ -146,4 +147,28 @@ test("the leader's lease revoked behind its back (etcdctl lease revoke): it lear
   assert.match(aInterval.reason ?? '', /lease expired or was revoked|no longer this term/);
   assert.ok(aInterval.end! - revokedAt <= RETRY * 1000 + SLACK_MS, `A went on leading ${aInterval.end! - revokedAt} ms after its lease was revoked`);
   await log.until('B to lead', () => log.current() === 'server-b', 20_000);
+});
+
+test('the leader key deleted by hand (etcdctl del): the leader learns at its next renewal, steps down, and a new term begins with a new fence', { timeout: 60_000 }, async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const log = new LeadershipLog();
+  const a = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-a' });
+  t.after(() => a.close());
+  await log.until('A to lead', () => log.current() === 'server-a', 20_000);
+  const first = a.fence()!;
+
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  const deletedAt = Date.now();
+  await client.delete().key('/drover/leader');
+  await log.until('A to stop leading', () => log.open('server-a') === undefined, RENEW * 1000 + 20_000);
+  const ended = log.intervals[0]!;
+  t.diagnostic(`A stopped ${ended.end! - deletedAt} ms after the delete: ${ended.reason}`);
+  assert.match(ended.reason ?? '', /no longer this term/);
+  // Alone, A campaigns again: a new term, never the old fence.
+  await log.until('A to lead again', () => log.current() === 'server-a', 20_000);
+  assert.notEqual(a.fence()!.createRevision, first.createRevision);
+  assert.notEqual(a.fence()!.leaseId, first.leaseId);
+  log.assertNoOverlap();
 });
