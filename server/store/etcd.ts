@@ -7,6 +7,7 @@ import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from './keys.js';
 import { faultPolicies, isUnreachable, outcomeUnknown } from './etcd-faults.js';
 import { EtcdWatch } from './etcd-watch.js';
+import { storeView } from './view.js';
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
 import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchOptions, WriteFence } from './types.js';
@@ -460,17 +461,12 @@ export class EtcdStore implements BackendStore {
 
   /** This store with every write fenced by `fence` (see BackendStore.fenced); reads and watches are the store's. */
   fenced(fence: () => WriteFence | undefined): Store {
-    return {
-      get: (kind, namespace, name) => this.get(kind, namespace, name),
-      list: (kind, namespace) => this.list(kind, namespace),
-      watch: (from, onEvent, opts) => this.watch(from, onEvent, opts),
-      revision: () => this.revision(),
-      close: () => this.close(),
+    return storeView(this, {
       create: (obj) => this.doCreate(obj, fence),
       update: (obj) => this.doUpdate(obj, fence),
       patch: (kind, namespace, name, mutate) => this.doPatch(kind, namespace, name, mutate, fence),
       delete: (kind, namespace, name, opts = {}) => this.doDelete(kind, namespace, name, opts, fence),
-    };
+    });
   }
 
   private doCreate<T extends ApiObject>(obj: T, fence: Fence): Promise<Stored<T>> {

@@ -9,6 +9,7 @@ import { REGISTRY, listPrefix, objectKey, parseObjectKey, prefixEnd, what } from
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
 import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchEventType, WatchOptions, WriteFence } from './types.js';
+import { storeView } from './view.js';
 import { Watcher } from './watcher.js';
 
 /*
@@ -365,7 +366,7 @@ export class LevelStore implements BackendStore {
 
   /** One server owns a LevelDB store (its lock says so): there is no other leader to fence against. */
   fenced(_fence: () => WriteFence | undefined): Store {
-    return this;
+    return storeView(this, this);
   }
 
   /** Trims the change log to the last `compactKeep` entries now (it also happens in the background). */

@@ -149,9 +149,10 @@ export interface BackendStore extends Store {
    * This store, except that every write (create, update, patch, delete) is made only while `fence()`
    * holds, checked by the backend in the write's own transaction: `fence()` undefined, or its key gone
    * or re-created (lease expired, revoked, another leader), and the write is refused with
-   * NotLeaderError (503) and nothing is written. Reads and watches are the store's own. For the
-   * leader's components; the API writes through the store itself. LevelStore returns itself (one
-   * server: nothing to fence).
+   * NotLeaderError (503) and nothing is written. Reads and watches are the store's own; closing the
+   * view does not close the store. For the
+   * leader's components; the API writes through the store itself. LevelStore's view writes unfenced
+   * (one server: nothing to fence).
    */
   fenced(fence: () => WriteFence | undefined): Store;
 }

@@ -306,7 +306,11 @@ test('openStore: no datastore endpoint is the embedded LevelDB store; TLS files 
   t.after(() => store.close());
   assert.ok(store instanceof LevelStore);
   await store.create(pod('local'));
-  assert.equal(store.fenced(() => undefined), store, 'one server on its own LevelDB: nothing to fence');
+  // One server on its own LevelDB: nothing to fence; closing the view leaves the store open.
+  const view = store.fenced(() => undefined);
+  assert.equal((await view.create(pod('unfenced'))).metadata.name, 'unfenced');
+  await view.close();
+  assert.equal((await store.get('Pod', 'default', 'unfenced'))?.metadata.name, 'unfenced');
   await assert.rejects(
     openStore({ levelPath: join(dir, 'other'), logger: silentLogger, datastoreCafile: '/etc/ssl/ca.pem' }),
     (err: unknown) => err instanceof ValidationError && /datastoreCafile: given without datastoreEndpoint/.test(err.message),
@@ -349,6 +353,8 @@ test('fenced writes (the leader\'s components): refused with NotLeaderError and 
   await assert.rejects(zombie.create(pod('late')), NotLeaderError);
   assert.equal((await store.fenced(() => b.fence()).patch('Pod', 'default', 'web', (p) => ({ ...p, metadata: { ...p.metadata, labels: { by: 'b' } } })))!.metadata.labels!.by, 'b');
   await assert.rejects(store.fenced(() => undefined).create(pod('nobody')), NotLeaderError);
+  await zombie.close();
+  assert.ok(await store.get('Pod', 'default', 'web'), 'closing a view leaves the store open');
   assert.equal(await store.get('Pod', 'default', 'late'), undefined);
   assert.equal(await store.get('Pod', 'default', 'nobody'), undefined);
 });
