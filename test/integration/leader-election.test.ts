@@ -7,7 +7,7 @@
  * never to overlap. Timings: lease 6 s, renew deadline 4 s, retry period 1 s (test/helpers/leader.ts).
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { LeaderElection } from '../../server/leader/election.js';
 import { startEtcd, startEtcdCluster } from '../helpers/etcd.js';
@@ -16,6 +16,19 @@ import { LeadershipLog, recordedElection, spawnLeaderChild, testTimings } from '
 const { leaseDurationSeconds: LEASE, renewDeadlineSeconds: RENEW, retryPeriodSeconds: RETRY } = testTimings;
 /** The machine is shared and loaded: bounds are the behaviour's own plus this much. */
 const SLACK_MS = 5_000;
+
+/** One etcd with server-a leading on it (recorded in the log), and a plain client to act behind its back. */
+async function etcdWithLeader(t: TestContext) {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const log = new LeadershipLog();
+  const a = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-a' });
+  t.after(() => a.close());
+  await log.until('A to lead', () => log.current() === 'server-a', 20_000);
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  return { etcd, log, a, client };
+}
 
 test('two servers on one etcd: exactly one leads, the other names it; close() of the leader hands over within a retry period', { timeout: 60_000 }, async (t) => {
   const etcd = await startEtcd();
@@ -122,18 +135,11 @@ test("the leader's etcd member stops answering (SIGSTOP, a partition): it stops 
 });
 
 test("the leader's lease revoked behind its back (etcdctl lease revoke): it learns at its next renewal and steps down, the other leads", { timeout: 60_000 }, async (t) => {
-  const etcd = await startEtcd();
-  t.after(() => etcd.stop());
-  const log = new LeadershipLog();
-  const a = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-a' });
-  t.after(() => a.close());
-  await log.until('A to lead', () => log.current() === 'server-a', 20_000);
+  const { etcd, log, a, client } = await etcdWithLeader(t);
   const b = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-b' });
   t.after(() => b.close());
   await log.until('B to see A lead', () => b.leader() === 'server-a', 10_000);
 
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  t.after(() => client.close());
   const fence = a.fenceCompare();
   const revokedAt = Date.now();
   await client.leaseClient.leaseRevoke({ ID: a.fence()!.leaseId });
@@ -150,16 +156,8 @@ test("the leader's lease revoked behind its back (etcdctl lease revoke): it lear
 });
 
 test('the leader key deleted by hand (etcdctl del): the leader learns at its next renewal, steps down, and a new term begins with a new fence', { timeout: 60_000 }, async (t) => {
-  const etcd = await startEtcd();
-  t.after(() => etcd.stop());
-  const log = new LeadershipLog();
-  const a = recordedElection(log, { endpoints: etcd.endpoints, name: '/drover/leader', identity: 'server-a' });
-  t.after(() => a.close());
-  await log.until('A to lead', () => log.current() === 'server-a', 20_000);
+  const { log, a, client } = await etcdWithLeader(t);
   const first = a.fence()!;
-
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  t.after(() => client.close());
   const deletedAt = Date.now();
   await client.delete().key('/drover/leader');
   await log.until('A to stop leading', () => log.open('server-a') === undefined, RENEW * 1000 + 20_000);
