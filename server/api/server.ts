@@ -662,7 +662,9 @@ export class ApiServer {
         if (started) res.write(line);
         else pending.push(line);
       },
-      { kinds: [r.kind.kind] },
+      // A watch the store ended by itself (etcd compacted its history behind it) ends the response: the client
+      // lists again, as with a 410 at the start.
+      { kinds: [r.kind.kind], onError: () => res.end() },
     );
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked', 'cache-control': 'no-cache' });
     // A quiet collection must still look connected to the client.

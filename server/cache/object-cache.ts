@@ -33,31 +33,54 @@ export class ObjectCache {
    */
   static async start(store: Store, kinds: string[], logger: Logger): Promise<ObjectCache> {
     const cache = new ObjectCache(store, logger);
+    await cache.sync(kinds);
+    return cache;
+  }
+
+  private async sync(kinds: string[]): Promise<void> {
+    const { store } = this;
     const listedAt = new Map<string, number>();
     const held: WatchEvent[] = [];
-    cache.watch = store.watch(
+    const fresh = new Map<string, Map<string, ApiObject>>();
+    let live = false;
+    const watch = store.watch(
       store.revision(),
       (e) => {
-        const at = listedAt.get(e.object.kind);
-        if (at === undefined) held.push(e);
-        else if (e.revision > at) cache.apply(e);
+        if (!live) {
+          held.push(e);
+          return;
+        }
+        if (e.revision > listedAt.get(e.object.kind)!) this.apply(e);
       },
-      { kinds },
+      {
+        kinds,
+        // The store ended the watch by itself (etcd compacted past it): list again, meanwhile serving what it holds.
+        onError: (err) => {
+          if (this.watch !== watch) return;
+          this.logger.warn({ err: errorMessage(err) }, 'object cache watch ended; listing again');
+          watch.close();
+          this.sync(kinds).catch((e: unknown) => this.logger.error({ err: errorMessage(e) }, 'object cache could not list again; it serves what it held'));
+        },
+      },
     );
     try {
       for (const kind of kinds) {
         const list = await store.list(kind);
         const objects = new Map<string, ApiObject>();
         for (const o of list.items) objects.set(keyOf(o), deepFreeze(o));
-        cache.byKind.set(kind, objects);
+        fresh.set(kind, objects);
         listedAt.set(kind, list.revision);
       }
     } catch (err) {
-      cache.close();
+      watch.close();
       throw err;
     }
-    for (const e of held) if (e.revision > listedAt.get(e.object.kind)!) cache.apply(e);
-    return cache;
+    this.watch?.close();
+    this.watch = watch;
+    for (const [kind, objects] of fresh) this.byKind.set(kind, objects);
+    this.sorted.clear();
+    live = true;
+    for (const e of held) if (e.revision > listedAt.get(e.object.kind)!) this.apply(e);
   }
 
   has(kind: string): boolean {

@@ -78,6 +78,16 @@ export class ControllerRunner {
   }
 
   async start(): Promise<void> {
+    this.watchAll();
+    await this.resyncAll();
+    this.resync = setInterval(() => void this.resyncAll(), this.deps.resyncMs ?? RUNNER_DEFAULTS.resyncMs);
+    this.resync.unref();
+    for (const c of this.deps.controllers) {
+      for (let i = 0; i < (this.deps.workersPerController ?? RUNNER_DEFAULTS.workersPerController); i++) this.workers.push(this.work(c));
+    }
+  }
+
+  private watchAll(): void {
     const { store, controllers } = this.deps;
     const kinds = new Set(controllers.flatMap((c) => [c.kind, ...c.watches.map((w) => w.kind)]));
     this.watch = store.watch(
@@ -89,14 +99,18 @@ export class ControllerRunner {
           for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) q.add(k);
         }
       },
-      { kinds: [...kinds] },
+      {
+        kinds: [...kinds],
+        // The store ended the watch by itself (etcd compacted past it): watch again from now and look at every
+        // object once, so nothing that changed in between is missed.
+        onError: (err) => {
+          if (this.stopping.signal.aborted) return;
+          this.deps.logger.warn({ err: errorMessage(err) }, 'controllers watch ended; watching again and resyncing');
+          this.watchAll();
+          void this.resyncAll();
+        },
+      },
     );
-    await this.resyncAll();
-    this.resync = setInterval(() => void this.resyncAll(), this.deps.resyncMs ?? RUNNER_DEFAULTS.resyncMs);
-    this.resync.unref();
-    for (const c of controllers) {
-      for (let i = 0; i < (this.deps.workersPerController ?? RUNNER_DEFAULTS.workersPerController); i++) this.workers.push(this.work(c));
-    }
   }
 
   private async resyncAll(): Promise<void> {
