@@ -116,3 +116,48 @@ test('two servers on one etcd: kill -9 of the leader, the other leads within the
   });
   assert.match(other.output(), /became leader/);
 });
+
+test('the leading server frozen (SIGSTOP, a long GC pause) past its lease: the other leads; thawed, the old leader steps down and the pods stay as the new leader made them', { timeout: 120_000 }, async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const servers = [await spawnServer(etcd.endpoints[0]!), await spawnServer(etcd.endpoints[0]!)];
+  t.after(async () => {
+    for (const s of servers) {
+      s.child.kill('SIGCONT');
+      if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
+      await s.exited;
+      await rm(s.dataDir, { recursive: true, force: true });
+    }
+  });
+  for (const s of servers) await waitFor(`${s.apiUrl} to serve`, async () => (await fetch(`${s.apiUrl}/healthz`).catch(() => undefined))?.status === 200, 60_000, 100);
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  const holderPid = async () => {
+    const v = await client.get('/drover/leader').string();
+    return v ? Number(v.split('_').at(-2)) : undefined;
+  };
+  const firstPid = await waitFor('a leader', holderPid, 30_000, 100);
+  const leader = servers.find((s) => s.child.pid === firstPid)!;
+  const other = servers.find((s) => s !== leader)!;
+  assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web', 2))).status, 201);
+  await waitFor('2 pods of web', async () => (await podsOf(other, 'web')) === 2, 30_000, 200);
+
+  leader.child.kill('SIGSTOP');
+  await waitFor('the other server to hold the leader key', async () => (await holderPid()) === other.child.pid, (LEASE + RETRY) * 1000 + 30_000, 100);
+  assert.equal((await api(other, 'PATCH', '/apis/apps/v1/namespaces/default/deployments/web', { spec: { replicas: 3 } })).status, 200);
+  await waitFor('3 pods of web', async () => (await podsOf(other, 'web')) === 3, 30_000, 200);
+
+  const before = leader.output().length;
+  leader.child.kill('SIGCONT');
+  // Thawed, it still believes it leads until its renew deadline timer or its next renewal says otherwise.
+  await waitFor('the thawed server to step down', async () => /stopped leading/.test(leader.output().slice(before)), 20_000, 100).catch((err) => {
+    throw new Error(`${(err as Error).message}\n${leader.output().slice(before, before + 4000)}`);
+  });
+  const thawed = leader.output().slice(before);
+  t.diagnostic(`thawed: ${thawed.match(/"reason":"[^"]*"/)?.[0] ?? '?'}; fenced writes refused: ${(thawed.match(/NotLeader|no longer leads|does not lead/g) ?? []).length}`);
+  assert.equal(await holderPid(), other.child.pid, 'the thawed server took the key back');
+  await new Promise((r) => setTimeout(r, 3 * RETRY * 1000));
+  assert.equal(await podsOf(other, 'web'), 3);
+  assert.equal(await holderPid(), other.child.pid);
+  assert.doesNotMatch(leader.output().slice(before), /became leader/);
+});
