@@ -276,6 +276,12 @@ export class LeaderElection {
       const r = await this.bounded('a read of the leader key', callMs, (o) => this.etcd.kv.range({ key: this.keyBuf }, o));
       this.reachable();
       const kv = r.kvs[0];
+      if (kv && kv.value.toString('utf8') === this.identity) {
+        // This process's own key from a term that ended (renew deadline passed, the resignation not through):
+        // identities are unique per process, so it is stale; revoking it lets the next attempt (anyone's) win.
+        this.seen(undefined);
+        return await this.resignNow(String(kv.lease), 'a key of an ended term');
+      }
       if (kv) return this.seen(kv.value.toString('utf8'));
       // The lease counts from etcd's receipt of the grant, so from here at the earliest: the renew deadline runs from now.
       const sentAt = performance.now();
