@@ -20,7 +20,7 @@ import { hostname } from 'node:os';
 import { Etcd3, type ICompare } from 'etcd3';
 import { faultPolicies } from '../store/etcd-faults.js';
 import { backoffDelay, sleep, withTimeout } from '../../src/util/backoff.js';
-import { NotLeaderError, TimeoutError, ValidationError, errorMessage, type FieldCause } from '../../src/util/errors.js';
+import { DroverError, NotLeaderError, TimeoutError, ValidationError, errorMessage, type FieldCause } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
 /** controller-runtime's defaults (leaderelection: 15 s, 10 s, 2 s). */
@@ -258,7 +258,7 @@ export class LeaderElection {
   private unreachable(err: unknown, while_: string): void {
     if (this.unreachableSince === undefined) {
       this.unreachableSince = performance.now();
-      this.logger.warn({ err: errorMessage(err) }, `leader election: etcd not answering while ${while_}; retrying every retry period`);
+      this.logger.warn({ err: errorMessage(err) }, `leader election: etcd failing while ${while_}; retrying every retry period`);
     }
   }
 
@@ -287,7 +287,8 @@ export class LeaderElection {
       const sentAt = performance.now();
       const g = await this.bounded('a lease grant', callMs, (o) => this.etcd.leaseClient.leaseGrant({ TTL: this.timings.leaseDurationSeconds }, o));
       leaseId = String(g.ID);
-      if (Number(g.TTL) < this.timings.leaseDurationSeconds) throw new Error(`etcd granted a ${g.TTL} s lease for ${this.timings.leaseDurationSeconds} s asked`);
+      // Shorter than asked, the renew deadline could outlast the lease: never lead on it.
+      if (Number(g.TTL) < this.timings.leaseDurationSeconds) throw new DroverError(`etcd granted a ${g.TTL} s lease for ${this.timings.leaseDurationSeconds} s asked`, { reason: 'LeaseTooShort' });
       const t = await this.bounded('the leader key transaction', callMs, (o) =>
         this.etcd.kv.txn(
           {

@@ -6,7 +6,7 @@
  * started and then stops it; the election resigns only after stopped() has returned.
  */
 import { backoffDelay, sleep, withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
-import { errorMessage } from '../../src/util/errors.js';
+import { TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
 export interface Stoppable {
@@ -83,7 +83,7 @@ export class LeaderWork {
       const { name, handle } = this.running.pop()!;
       try {
         await withTimeout(Promise.resolve(handle.stop()), timeoutMs, () => {
-          throw new Error(`did not stop within ${timeoutMs} ms`);
+          throw new TimeoutError(`${name} did not stop within ${timeoutMs} ms`);
         });
       } catch (err) {
         this.logger.warn({ component: name, err: errorMessage(err) }, 'leader work: a component did not stop cleanly');
