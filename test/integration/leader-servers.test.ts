@@ -10,7 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort, waitFor } from '../helpers/cluster.js';
 import { startEtcd } from '../helpers/etcd.js';
@@ -69,12 +69,17 @@ async function podsOf(s: ServerProc, app: string): Promise<number> {
   return r.status === 200 ? (r.body.items as unknown[]).length : -1;
 }
 
-test('two servers on one etcd: kill -9 of the leader, the other leads within the lease and its controllers act', { timeout: 120_000 }, async (t) => {
+/**
+ * One etcd, two servers on it, which one leads (by the leader key: identities are hostname_pid_random),
+ * and a Deployment `web` of 2 made through the follower's API, its pods made by the leader's controllers.
+ */
+async function twoServersWithWeb(t: TestContext) {
   const etcd = await startEtcd();
   t.after(() => etcd.stop());
   const servers = [await spawnServer(etcd.endpoints[0]!), await spawnServer(etcd.endpoints[0]!)];
   t.after(async () => {
     for (const s of servers) {
+      s.child.kill('SIGCONT');
       if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
       await s.exited;
       await rm(s.dataDir, { recursive: true, force: true });
@@ -87,7 +92,6 @@ test('two servers on one etcd: kill -9 of the leader, the other leads within the
   }
   const client = new Etcd3({ hosts: etcd.endpoints });
   t.after(() => client.close());
-  // The leader's identity is hostname_pid_random: its pid names the process.
   const holderPid = async () => {
     const v = await client.get('/drover/leader').string();
     return v ? Number(v.split('_').at(-2)) : undefined;
@@ -96,10 +100,13 @@ test('two servers on one etcd: kill -9 of the leader, the other leads within the
   const leader = servers.find((s) => s.child.pid === firstPid);
   assert.ok(leader, `the leader key names pid ${firstPid}, neither server (${servers.map((s) => s.child.pid).join(', ')})`);
   const other = servers.find((s) => s !== leader)!;
-
-  // Through the follower's API: the leader's controllers make the pods.
   assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web', 2))).status, 201);
   await waitFor('2 pods of web', async () => (await podsOf(other, 'web')) === 2, 30_000, 200);
+  return { leader, other, holderPid };
+}
+
+test('two servers on one etcd: kill -9 of the leader, the other leads within the lease and its controllers act', { timeout: 120_000 }, async (t) => {
+  const { leader, other, holderPid } = await twoServersWithWeb(t);
 
   assert.doesNotMatch(other.output(), /became leader|leader work started/, 'the follower ran leader work');
   assert.match(leader.output(), /leader work started/);
@@ -118,29 +125,7 @@ test('two servers on one etcd: kill -9 of the leader, the other leads within the
 });
 
 test('the leading server frozen (SIGSTOP, a long GC pause) past its lease: the other leads; thawed, the old leader steps down and the pods stay as the new leader made them', { timeout: 120_000 }, async (t) => {
-  const etcd = await startEtcd();
-  t.after(() => etcd.stop());
-  const servers = [await spawnServer(etcd.endpoints[0]!), await spawnServer(etcd.endpoints[0]!)];
-  t.after(async () => {
-    for (const s of servers) {
-      s.child.kill('SIGCONT');
-      if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGKILL');
-      await s.exited;
-      await rm(s.dataDir, { recursive: true, force: true });
-    }
-  });
-  for (const s of servers) await waitFor(`${s.apiUrl} to serve`, async () => (await fetch(`${s.apiUrl}/healthz`).catch(() => undefined))?.status === 200, 60_000, 100);
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  t.after(() => client.close());
-  const holderPid = async () => {
-    const v = await client.get('/drover/leader').string();
-    return v ? Number(v.split('_').at(-2)) : undefined;
-  };
-  const firstPid = await waitFor('a leader', holderPid, 30_000, 100);
-  const leader = servers.find((s) => s.child.pid === firstPid)!;
-  const other = servers.find((s) => s !== leader)!;
-  assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web', 2))).status, 201);
-  await waitFor('2 pods of web', async () => (await podsOf(other, 'web')) === 2, 30_000, 200);
+  const { leader, other, holderPid } = await twoServersWithWeb(t);
 
   leader.child.kill('SIGSTOP');
   await waitFor('the other server to hold the leader key', async () => (await holderPid()) === other.child.pid, (LEASE + RETRY) * 1000 + 30_000, 100);
