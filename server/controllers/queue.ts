@@ -15,6 +15,7 @@ export class WorkQueue {
   /** Keys added while being processed: re-queued when their turn ends. */
   private readonly dirtyWhileProcessing = new Set<string>();
   private readonly delayed = new Map<string, NodeJS.Timeout>();
+  private readonly soon = new Map<string, NodeJS.Timeout>();
   private readonly backoff: KeyedBackoff;
   private waiters: Array<() => void> = [];
   private shutdown = false;
@@ -45,6 +46,20 @@ export class WorkQueue {
     }, ms);
     t.unref();
     this.delayed.set(key, t);
+  }
+
+  /**
+   * Adds `key` within `ms`, gathering every call meanwhile into that one add (a first call sets the time; later
+   * ones do not move it, unlike addAfter): a burst of changes that concern one key costs one pass, not one each.
+   */
+  addSoon(key: string, ms: number): void {
+    if (this.shutdown || this.queued.has(key) || this.soon.has(key)) return;
+    const t = setTimeout(() => {
+      this.soon.delete(key);
+      this.add(key);
+    }, ms);
+    t.unref();
+    this.soon.set(key, t);
   }
 
   /** After a failure: retry later, later each time. */
@@ -85,6 +100,8 @@ export class WorkQueue {
     this.shutdown = true;
     for (const t of this.delayed.values()) clearTimeout(t);
     this.delayed.clear();
+    for (const t of this.soon.values()) clearTimeout(t);
+    this.soon.clear();
     for (const w of this.waiters) w();
     this.waiters = [];
   }

@@ -20,7 +20,12 @@ export interface Controller {
   /** The kind this controller owns; every object of it is resynced periodically. */
   kind: string;
   /** Other kinds whose changes map to keys of this controller (e.g. Pod → its owning ReplicaSet). */
-  watches: Array<{ kind: string; keys(obj: ApiObject, type: WatchEventType): string[] }>;
+  /**
+   * Other kinds whose changes concern some of this controller's objects. `coalesceMs`: the keys are added
+   * within that long, every change meanwhile gathered into one pass (for a costly pass woken by many small
+   * changes, such as a DaemonSet by the status of each of its thousands of pods).
+   */
+  watches: Array<{ kind: string; keys(obj: ApiObject, type: WatchEventType): string[]; coalesceMs?: number }>;
   /**
    * `signal` aborts when the server stops: a reconcile that loops over many writes checks it between them
    * (see whyStop in still-wanted.ts), so a shutdown does not wait for the loop.
@@ -96,7 +101,7 @@ export class ControllerRunner {
         for (const c of controllers) {
           const q = this.queues.get(c.name)!;
           if (e.object.kind === c.kind) q.add(keyOf(e.object));
-          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) q.add(k);
+          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) w.coalesceMs ? q.addSoon(k, w.coalesceMs) : q.add(k);
         }
       },
       {
