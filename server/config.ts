@@ -36,6 +36,10 @@ export interface ServerConfig {
   datastoreCafile?: string;
   datastoreCertfile?: string;
   datastoreKeyfile?: string;
+  /** Leader election among servers sharing an etcd datastore, in seconds (controller-runtime's flags; defaults 15, 10, 2). */
+  leaderElectLeaseDuration?: number;
+  leaderElectRenewDeadline?: number;
+  leaderElectRetryPeriod?: number;
   /** Events not updated for this long are deleted (default 1 h). */
   eventTtlMs?: number;
   /** Events kept per involved object (default 100). */

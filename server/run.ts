@@ -42,6 +42,9 @@ import { Scheduler } from './scheduler/scheduler.js';
 import { Keyring } from './secrets/keyring.js';
 import { storePath } from './secrets/rotate.js';
 import { openStore } from './store/open.js';
+import { EtcdStore } from './store/etcd.js';
+import { LeaderElection, defaultIdentity } from './leader/election.js';
+import { LeaderWork } from './leader/leader-work.js';
 import { ObjectCache, withCachedLists } from './cache/object-cache.js';
 import { withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
@@ -277,46 +280,109 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     });
     closers.push(() => registry.close());
 
-    const desiredPublisher = new DesiredPublisher({ store: cachedStore, sink: countedDesiredSink(link, instruments), logger });
-    publisher = desiredPublisher;
-    await desiredPublisher.start();
-    closers.push(() => desiredPublisher.stop());
-    instruments.startPhase('desired-publisher');
-
     const version = droverVersion();
-    const fleet = new FleetPublisher({ store: withLiveNodes(cachedStore, liveness), sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
-    await fleet.start();
-    closers.push(() => fleet.stop());
-    instruments.startPhase('fleet-publisher');
-
-    const scheduler = new Scheduler({ store: cachedStore, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
-    await scheduler.start();
-    closers.push(() => scheduler.stop());
-    instruments.startPhase('scheduler');
-
-    const lifecycle = nodeLifecycleController({
-      store: cachedStore,
-      events,
+    // Scheduler, controllers, node lifecycle and the publishers run on one server at a time: with etcd,
+    // the leader chosen by an etcd lease (controller-runtime's leader election); on LevelDB, this server.
+    // The API, the registry and the caches run on every server. Each term builds its components afresh.
+    // The election uses the store's own etcd client: the lease is renewed over the connections the writes use.
+    const election: LeaderElection | undefined =
+      level instanceof EtcdStore
+        ? new LeaderElection({
+            client: level.etcd,
+            name: '/drover/leader',
+            identity: defaultIdentity(),
+            leaseDurationSeconds: cfg.leaderElectLeaseDuration,
+            renewDeadlineSeconds: cfg.leaderElectRenewDeadline,
+            retryPeriodSeconds: cfg.leaderElectRetryPeriod,
+            logger,
+            onStartedLeading: (signal): Promise<void> => leaderWork.started(signal),
+            onStoppedLeading: (reason): Promise<void> => leaderWork.stopped(reason),
+          })
+        : undefined;
+    // Writes of the leader's components are fenced: made only while this server's term holds the leader key
+    // (etcd compares it in each write's own transaction; NotLeaderError otherwise). The API writes unfenced.
+    const leaderStore: Store = election
+      ? withCachedLists(withServiceAllocation(withAdmission(timedStore(level.fenced(() => election.fence()), instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange }), cache)
+      : cachedStore;
+    const leaderWork: LeaderWork = new LeaderWork({
       logger,
-      liveness,
-      metrics,
-      policy: { missedHeartbeats: cfg.missedHeartbeats ?? DEFAULTS.missedHeartbeats, lateFactor: NODE_LIFECYCLE.lateFactor, flapWindowMs },
-      assumedHeartbeatMs: NODE_LIFECYCLE.assumedHeartbeatMs,
-      maxRequeueMs: cfg.nodeMonitorMs ?? DEFAULTS.nodeMonitorMs,
-      now: Date.now,
-    });
-    const controllers = new ControllerRunner({
-      store: cachedStore,
-      logger,
-      controllers: [
-        ...allControllers({ store: cachedStore, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
-        lifecycle,
+      tasks: [
+        {
+          name: 'desired-state publisher',
+          start: async () => {
+            const began = performance.now();
+            const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger });
+            await p.start();
+            publisher = p;
+            // Each phase timed from its own start: a follower's first term begins long after the server's start.
+            instruments.startPhase('desired-publisher', began);
+            return {
+              stop: async () => {
+                if (publisher === p) publisher = undefined;
+                await p.stop();
+              },
+            };
+          },
+        },
+        {
+          name: 'fleet publisher',
+          start: async () => {
+            const began = performance.now();
+            const fleet = new FleetPublisher({ store: withLiveNodes(leaderStore, liveness), sink: link, logger, version, ...(broker ? {} : { staleAfterMs: Infinity }) });
+            await fleet.start();
+            instruments.startPhase('fleet-publisher', began);
+            return fleet;
+          },
+        },
+        {
+          name: 'scheduler',
+          start: async () => {
+            const began = performance.now();
+            const scheduler = new Scheduler({ store: leaderStore, events, logger, resyncMs: cfg.resyncMs, metrics: instruments });
+            await scheduler.start();
+            instruments.startPhase('scheduler', began);
+            return scheduler;
+          },
+        },
+        {
+          name: 'controllers',
+          start: async () => {
+            const began = performance.now();
+            const lifecycle = nodeLifecycleController({
+              store: leaderStore,
+              events,
+              logger,
+              liveness,
+              metrics,
+              policy: { missedHeartbeats: cfg.missedHeartbeats ?? DEFAULTS.missedHeartbeats, lateFactor: NODE_LIFECYCLE.lateFactor, flapWindowMs },
+              assumedHeartbeatMs: NODE_LIFECYCLE.assumedHeartbeatMs,
+              maxRequeueMs: cfg.nodeMonitorMs ?? DEFAULTS.nodeMonitorMs,
+              now: Date.now,
+            });
+            const controllers = new ControllerRunner({
+              store: leaderStore,
+              logger,
+              controllers: [
+                ...allControllers({ store: leaderStore, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
+                lifecycle,
+              ],
+              resyncMs: cfg.controllerResyncMs,
+            });
+            await controllers.start();
+            instruments.startPhase('controllers', began);
+            return controllers;
+          },
+        },
       ],
-      resyncMs: cfg.controllerResyncMs,
     });
-    await controllers.start();
-    closers.push(() => controllers.stop());
-    instruments.startPhase('controllers');
+    if (election) {
+      election.start();
+      // Closed before the store (closers run in reverse): the work stops, then the lease is revoked so another server leads at once.
+      closers.push(() => election.close());
+    } else {
+      await leaderWork.started(new AbortController().signal);
+      closers.push(() => leaderWork.stopped('server stopping'));
+    }
 
     // install.sh and the binaries it downloads (public: a device trusts them by its token's CA hash and SHA256SUMS).
     const downloads = new DownloadCatalog({ dir: cfg.downloadsDir ?? join(cfg.dataDir, 'downloads'), self: await selfBinary() });

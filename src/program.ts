@@ -272,6 +272,9 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--datastore-cafile <file>', "PEM CA the etcd members' certificates are checked against")
       .option('--datastore-certfile <file>', 'PEM client certificate presented to etcd')
       .option('--datastore-keyfile <file>', 'PEM key of that client certificate (keep it 0600)')
+      .option('--leader-elect-lease-duration <seconds>', 'with --datastore-endpoint: how long the leader holds its etcd lease without renewing; a dead leader is replaced after this (whole seconds)', (v) => Number(v), 15)
+      .option('--leader-elect-renew-deadline <seconds>', 'with --datastore-endpoint: a leader that could not renew for this long stops its scheduler and controllers (less than the lease duration)', (v) => Number(v), 10)
+      .option('--leader-elect-retry-period <seconds>', 'with --datastore-endpoint: how often the leader renews and the others try to take over', (v) => Number(v), 2)
       .option('--allowed-host-paths <dirs>', 'comma-separated host directories pods may mount with hostPath in any namespace (default none: every hostPath needs a namespace labelled drover.io/privileged=true)')
       .option('--mqtt-connect-rate <n>', 'MQTT connection attempts per second per source address (embedded broker)', count, DEFAULT_MQTT_LIMITS.connectRate.perSecond)
       .option('--mqtt-connect-burst <n>', 'MQTT connection attempts a source may make at once before the rate applies', count, DEFAULT_MQTT_LIMITS.connectRate.burst)
@@ -281,7 +284,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--service-cidr <cidr>', "addresses of Services' cluster IPs", serviceCidr, DEFAULT_SERVICE_CIDR)
       .option('--service-node-port-range <min-max>', 'ports NodePort Services may get', nodePortRange, `${DEFAULT_NODE_PORT_RANGE.min}-${DEFAULT_NODE_PORT_RANGE.max}`)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string; leaderElectLeaseDuration: number; leaderElectRenewDeadline: number; leaderElectRetryPeriod: number; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
@@ -307,6 +310,9 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       datastoreCafile: o.datastoreCafile,
       datastoreCertfile: o.datastoreCertfile,
       datastoreKeyfile: o.datastoreKeyfile,
+      leaderElectLeaseDuration: o.leaderElectLeaseDuration,
+      leaderElectRenewDeadline: o.leaderElectRenewDeadline,
+      leaderElectRetryPeriod: o.leaderElectRetryPeriod,
       eventTtlMs: o.eventTtl * 1000,
       eventsPerObject: o.eventsPerObject,
       maxReplicas: o.maxReplicas,
