@@ -41,9 +41,9 @@ import { loadOrCreatePki, NODE_ORG, SERVER_CLIENT_CN, SERVER_CLIENT_ORG, serverS
 import { Scheduler } from './scheduler/scheduler.js';
 import { Keyring } from './secrets/keyring.js';
 import { storePath } from './secrets/rotate.js';
-import { openStore } from './store/open.js';
-import { EtcdStore } from './store/etcd.js';
-import { LeaderElection, defaultIdentity } from './leader/election.js';
+import { datastoreEndpoints, openStore } from './store/open.js';
+import type { EtcdStore } from './store/etcd.js';
+import type { LeaderElection } from './leader/election.js';
 import { LeaderWork } from './leader/leader-work.js';
 import { ObjectCache, withCachedLists } from './cache/object-cache.js';
 import { withAdmission } from './admission/store.js';
@@ -285,12 +285,14 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // the leader chosen by an etcd lease (controller-runtime's leader election); on LevelDB, this server.
     // The API, the registry and the caches run on every server. Each term builds its components afresh.
     // The election uses the store's own etcd client: the lease is renewed over the connections the writes use.
+    // Loaded only with an etcd datastore (as the store itself: server/store/open.ts).
+    const leader = datastoreEndpoints(cfg.datastoreEndpoint).length > 0 ? await import('./leader/election.js') : undefined;
     const election: LeaderElection | undefined =
-      level instanceof EtcdStore
-        ? new LeaderElection({
-            client: level.etcd,
+      leader
+        ? new leader.LeaderElection({
+            client: (level as EtcdStore).etcd,
             name: '/drover/leader',
-            identity: defaultIdentity(),
+            identity: leader.defaultIdentity(),
             leaseDurationSeconds: cfg.leaderElectLeaseDuration,
             renewDeadlineSeconds: cfg.leaderElectRenewDeadline,
             retryPeriodSeconds: cfg.leaderElectRetryPeriod,

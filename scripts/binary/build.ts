@@ -16,6 +16,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSy
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build, type Plugin } from 'esbuild';
+import protobuf from 'protobufjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const OUT = join(ROOT, 'dist/bin');
@@ -88,6 +89,16 @@ function seaPlugin(t: Target): Plugin {
     name: 'drover-sea',
     setup(b) {
       b.onResolve({ filter: /^drover:native-addon$/ }, () => ({ path: 'native-addon', namespace: 'drover' }));
+      // etcd3 reads its gRPC protocol (.proto files beside its code) when loaded: a SEA has no files beside it.
+      // The definitions go in the bundle as protobufjs JSON, read with proto-loader's fromJSON (same services).
+      b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+        const src = readFileSync(args.path, 'utf8');
+        const call = 'loadSync)(`${__dirname}/../proto/rpc.proto`,';
+        if (!src.includes(call)) throw new Error(`etcd3's connection-pool.js no longer loads ${call}: update scripts/binary/build.ts`);
+        const root = new protobuf.Root();
+        root.loadSync(join(args.path, '../../proto/rpc.proto'), { keepCase: true });
+        return { contents: src.replace(call, `fromJSON)(${JSON.stringify(root.toJSON())},`), loader: 'js' };
+      });
       b.onLoad({ filter: /.*/, namespace: 'drover' }, () => {
         const bytes = readFileSync(join(ROOT, 'node_modules/classic-level/prebuilds', t.addon));
         return { contents: `module.exports = ${JSON.stringify({ name: 'classic-level', base64: bytes.toString('base64') })};`, loader: 'js' };

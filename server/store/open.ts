@@ -7,7 +7,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { ValidationError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import { EtcdStore } from './etcd.js';
 import { LevelStore } from './level.js';
 import type { BackendStore, ValueCipher } from './types.js';
 
@@ -70,5 +69,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<BackendStore> {
     tlsFile('datastoreKeyfile', opts.datastoreKeyfile, opts.logger, true),
   ]);
   const tls = ca || cert || key ? { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) } : undefined;
+  // Loaded only for an etcd datastore: the etcd client (gRPC, its protocol definitions) costs a LevelDB server
+  // start time and memory for nothing.
+  const { EtcdStore } = await import('./etcd.js');
   return EtcdStore.open({ endpoints, ...(tls ? { tls } : {}), logger: opts.logger, secrets: opts.secrets });
 }
