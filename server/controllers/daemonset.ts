@@ -346,8 +346,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
     kind: 'DaemonSet',
     watches: [
       // A plan looks at every node and pod: the status reports of a fleet's daemon pods (all of them at once after
-      // a server restart) are gathered into one pass per quarter second, not one pass each.
-      { kind: 'Pod', keys: (o) => ownerKeys(o, 'DaemonSet'), coalesceMs: 250 },
+      // a server restart) are gathered into one pass a second, not one pass each.
+      { kind: 'Pod', keys: (o) => ownerKeys(o, 'DaemonSet'), coalesceMs: 1000 },
       // Every DaemonSet is reconciled at start (resync) and on each of its own changes, so `known`
       // holds every DaemonSet the store has by the time a node change matters.
       // Only changes that can change where daemon pods belong: a heartbeat's lastHeard refresh on
