@@ -1,7 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
-import { errorMessage, isNotFound } from '../src/util/errors.js';
+import { errorMessage, isAlreadyExists, isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { droverVersion } from '../src/version.js';
@@ -74,7 +74,12 @@ const SERVER_CLIENT = SERVER_CLIENT_CN;
 
 async function ensureDefaultNamespace(store: Store): Promise<void> {
   if (await store.get('Namespace', '', 'default')) return;
-  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+  try {
+    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' }, status: { phase: 'Active' } });
+  } catch (err) {
+    // Another server on the same etcd made it between the read and the create (two servers starting together).
+    if (!isAlreadyExists(err)) throw err;
+  }
 }
 
 const refuse = (refusal: 'bad-credentials' | 'not-authorized', why: string): ConnectDecision => ({ refuse: refusal, why });

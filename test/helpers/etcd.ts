@@ -4,6 +4,7 @@
  * dir removed by stop(); a test registers that with t.after so nothing outlives it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -100,6 +101,30 @@ async function healthy(endpoint: string, tls: EtcdTls | undefined): Promise<bool
  * certificates required (--client-cert-auth); peers stay plain, they are not what is tested.
  * Short raft timings (heartbeat 50 ms, election 500 ms) so a killed leader is replaced quickly.
  */
+/**
+ * Returns once every thread of `pid` is stopped: SIGSTOP reaches a busy multi-threaded process (Go) thread by
+ * thread, and on a loaded machine a request sent right after kill() was answered before the last one stopped.
+ */
+function waitStopped(pid: number): void {
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 2000; i++) {
+    let all = true;
+    try {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
+        // State is the field after the command name in parentheses: T (stopped) or t (traced).
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+        if (state !== 'T' && state !== 't') all = false;
+      }
+    } catch {
+      return; // gone: nothing left to wait for
+    }
+    if (all) return;
+    Atomics.wait(nap, 0, 0, 1);
+  }
+  throw new Error(`etcd (pid ${pid}) did not stop within 2 s of SIGSTOP`);
+}
+
 export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Promise<EtcdCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'drover-etcd-'));
   const tls = opts.tls ? await makeTls(dir) : undefined;
@@ -164,7 +189,11 @@ export async function startEtcdCluster(n = 1, opts: { tls?: boolean } = {}): Pro
         proc!.kill('SIGTERM');
         await exited;
       },
-      pause: () => void proc?.kill('SIGSTOP'),
+      pause: () => {
+        if (!proc?.pid) return;
+        proc.kill('SIGSTOP');
+        waitStopped(proc.pid);
+      },
       resume: () => void proc?.kill('SIGCONT'),
     };
     const start = member.start;
