@@ -158,7 +158,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   // security): controllers get the same policy as the API, so a template the API allowed is not refused.
   const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
   // Services get their cluster IP and node ports on the way in, so every writer sees the same allocation.
-  const store = withServiceAllocation(withAdmission(timedStore(level, instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
+  // One stack for every writer (the API's and, fenced, the leader's): a wrapper added here reaches both.
+  const writerStack = (backend: Store): Store =>
+    withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
+  const store = writerStack(level);
   const closers: Array<() => Promise<void> | void> = [() => level.close()];
   const close = async () => {
     for (const c of closers.reverse()) {
@@ -309,7 +312,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // Writes of the leader's components are fenced: made only while this server's term holds the leader key
     // (etcd compares it in each write's own transaction; NotLeaderError otherwise). The API writes unfenced.
     const leaderStore: Store = election
-      ? withCachedLists(withServiceAllocation(withAdmission(timedStore(level.fenced(() => election.fence()), instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange }), cache)
+      ? withCachedLists(writerStack(level.fenced(() => election.fence())), cache)
       : cachedStore;
     const leaderWork: LeaderWork = new LeaderWork({
       logger,
