@@ -206,12 +206,13 @@ describe('the real kubectl against drover (TLS, kubeconfig from drover kubeconfi
   });
 
   it('get -w prints the table, then a row for each change', async () => {
-    const child = spawn(KUBECTL, ['get', 'pods', '-l', 'app=solo', '-w'], { env });
+    const child = spawn(KUBECTL, ['get', 'pods', '-l', 'app=solo', '-w', '-v=6'], { env });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
-      await waitFor('kubectl get -w running', async () => out.includes('No resources found') || out.includes('NAME'), 20_000).catch(() => undefined);
+      // -v=6 logs each request as its response starts: the watch is open once its GET is logged.
+      await waitFor(`kubectl's watch open (got ${JSON.stringify(out)})`, async () => /GET \S+watch=true\S* 200 OK/.test(out), 20_000);
       await good(['apply', '-f', '-'], { input: POD('sleep 3600') });
       await waitFor(`a watch row for solo (got ${JSON.stringify(out)})`, async () => /^solo\s+0\/1\s+Pending/m.test(out) || /^solo\s+/m.test(out));
       await waitFor(`solo Running in the watch (got ${JSON.stringify(out)})`, async () => /^solo\s+1\/1\s+Running/m.test(out));
