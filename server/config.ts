@@ -36,6 +36,12 @@ export interface ServerConfig {
   datastoreCafile?: string;
   datastoreCertfile?: string;
   datastoreKeyfile?: string;
+  /**
+   * This server's id among several sharing one external broker: its MQTT client id is `drover-server-{id}`
+   * (`--server-id`; 1-48 of A-Za-z0-9_.-). Default with an etcd datastore: one kept in DATA_DIR/server-id;
+   * otherwise none (`drover-server`, one server per broker).
+   */
+  serverId?: string;
   /** Leader election among servers sharing an etcd datastore, in seconds (controller-runtime's flags; defaults 15, 10, 2). */
   leaderElectLeaseDuration?: number;
   leaderElectRenewDeadline?: number;

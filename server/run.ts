@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
-import { agentClientId, isTopicSafe } from '../src/contract/topics.js';
+import { agentClientId, isTopicSafe, serverClientId } from '../src/contract/topics.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../src/util/errors.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
@@ -29,6 +29,7 @@ import { NodeIdentity } from './identity/service.js';
 import { startEmbeddedBroker, type ConnectAttempt, type ConnectDecision, type EmbeddedBroker } from './mqtt/broker.js';
 import { mqttConnectionGuard } from './mqtt/limits.js';
 import { ServerLink } from './mqtt/link.js';
+import { loadOrCreateServerId } from './mqtt/server-id.js';
 import { MetricsCache } from './metrics/cache.js';
 import { countedDesiredSink } from './metrics/desired-sink.js';
 import { metricsRoute } from './metrics/route.js';
@@ -226,8 +227,16 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     }
 
     instruments.startPhase('broker');
+    // Several servers on one etcd may share one external broker: each under a client id of its own (one
+    // client id would make them take each other's session), reading agent reports and commands through
+    // shared subscriptions (each handled by one server) and the reports every server keeps in memory
+    // plainly (ServerLink `shared`). The embedded broker is this server's alone: `drover-server`, as ever.
+    const external = cfg.mqtt.mode === 'external';
+    const severalServers = external && datastoreEndpoints(cfg.datastoreEndpoint).length > 0;
+    const serverId = external ? (cfg.serverId ?? (severalServers ? await loadOrCreateServerId(cfg.dataDir, logger) : undefined)) : undefined;
+    const linkClientId = serverClientId(serverId);
     // External broker: the server hears operators' commands itself (the embedded broker hands them over with who sent them).
-    const link = await ServerLink.connect({ url: linkUrl, clientId: SERVER_CLIENT, ...linkAuth, logger, commands: cfg.mqtt.mode === 'external' });
+    const link = await ServerLink.connect({ url: linkUrl, clientId: linkClientId, ...linkAuth, logger, commands: external, shared: severalServers });
     closers.push(() => link.close());
     instruments.startPhase('link');
 
@@ -263,6 +272,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // The keepalive carries liveness between heartbeats: a ping from an agent is a sign of life.
     // Built below, after the registry: a hello heard before then is fine (the first pass publishes plain JSON).
     let publisher: DesiredPublisher | undefined;
+    // The encodings each node reads, as its last hello said, kept on every server: a server that becomes
+    // leader hands them to its new publisher at once (the hellos were heard while another server led).
+    const encodings = new Map<string, readonly string[] | undefined>();
     const registry = new NodeRegistry({
       store,
       events,
@@ -275,16 +287,19 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       // Labels its join token gave the node: set by the server, applied over the agent's own.
       assignedLabels: (node) => credentials.get(node)?.labels,
       // Which desired-state encodings each agent reads (DEFLATE for the ones whose hello accepts it).
-      onHello: (node, h) => publisher?.encodingsHeard(node, h.accepts),
+      onHello: (node, h) => {
+        encodings.set(node, h.accepts);
+        publisher?.encodingsHeard(node, h.accepts);
+      },
     });
     // Pings move the last heard time; one after a goodbye brings the node back (registry.pinged).
     broker?.onAgentPing((node) => {
       registry.pinged(node).catch((err) => logger.error({ node, err: errorMessage(err) }, 'cannot handle a ping'));
     });
-    link.onReport((t, payload) => {
+    link.onReport((t, payload, copy) => {
       // A revoked node's last messages in flight must not bring its Node back.
       if (credentials.get(t.node)?.state === 'revoked') return;
-      return registry.handle(t, payload);
+      return registry.handle(t, payload, copy);
     });
     closers.push(() => registry.close());
 
@@ -322,6 +337,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
           start: async () => {
             const began = performance.now();
             const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger });
+            for (const [node, accepts] of encodings) p.encodingsHeard(node, accepts);
             await p.start();
             publisher = p;
             // Each phase timed from its own start: a follower's first term begins long after the server's start.
@@ -422,7 +438,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => api.close());
     closers.push(() => door.close());
     const nodes = (await store.list('Node')).items;
-    logger.info({ apiUrl, mqtt: linkUrl, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false, startMs: Math.round(performance.now() - bootAt) }, 'drover server started');
+    logger.info({ apiUrl, mqtt: linkUrl, mqttClientId: linkClientId, sharedSubscriptions: severalServers, nodes: nodes.length, tls: !insecure, requireApproval: cfg.requireApproval ?? false, startMs: Math.round(performance.now() - bootAt) }, 'drover server started');
     return {
       apiUrl,
       mqttUrl: linkUrl,

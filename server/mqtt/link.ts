@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Socket } from 'node:net';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
-import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, topics, type ParsedTopic } from '../../src/contract/index.js';
+import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, sharedFilter, topics, type ParsedTopic } from '../../src/contract/index.js';
 import { withTimeout } from '../../src/util/backoff.js';
 import { DroverError, TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -22,8 +22,26 @@ export interface LinkOptions {
    * correlation data a command may carry. The embedded broker hands commands over itself, with who sent them.
    */
   commands?: boolean;
+  /**
+   * Several servers on this (external, MQTT 5) broker: agent reports and commands through shared
+   * subscriptions (`$share/drover/...`, one server of the group handles each), presence, hello and status
+   * also plainly (every server keeps its memory of the fleet: ReportCopy), and a session that ends with
+   * the connection (see connect). Needs `commands` (MQTT 5).
+   */
+  shared?: boolean;
   logger: Logger;
 }
+
+/**
+ * Which part of a report this server does with a copy. `only`: all of it (the one server of a broker).
+ * With several servers (LinkOptions.shared): `every` is the copy every server gets (memory only: last heard,
+ * goodbyes, encodings; never a store write), `once` the copy the broker gave this server alone of the group
+ * (the store writes, events).
+ */
+export type ReportCopy = 'only' | 'every' | 'once';
+
+/** MQTT 5 subscription identifiers: they tell the plain copy of a report from the shared one (both may reach one server). */
+const SUBSCRIPTION = { every: 1, once: 2 } as const;
 
 /** An operator's command as the server link heard it on an external broker (who sent it is not known). */
 export interface LinkCommand {
@@ -50,7 +68,7 @@ export interface PublishOptions {
  */
 const SESSION = { keepaliveSeconds: 30, reconnectMs: 1_000, connectTimeoutMs: 10_000 } as const;
 
-export type ReportHandler = (topic: ParsedTopic, payload: Buffer) => void | Promise<void>;
+export type ReportHandler = (topic: ParsedTopic, payload: Buffer, copy: ReportCopy) => void | Promise<void>;
 
 /**
  * The server's MQTT client: hears every agent's reports, publishes desired snapshots, and sends
@@ -63,8 +81,9 @@ export class ServerLink {
   private commandHandler: ((c: LinkCommand) => void) | undefined;
   /** Commands received before onCommand (at most EARLY_COMMANDS_MAX): a request is never silently dropped. */
   private readonly early: LinkCommand[] = [];
+  private warnedNoSubscriptionId = false;
 
-  private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean) {
+  private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean, private readonly shared: boolean) {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
     client.on('connect', () => {
       // Nagle would hold each small message (a command's reply) for the peer's delayed ACK: ~40 ms a hop.
@@ -83,6 +102,13 @@ export class ServerLink {
   }
 
   static async connect(opts: LinkOptions): Promise<ServerLink> {
+    if (opts.shared && !opts.commands) throw new DroverError('shared subscriptions need MQTT 5 (an external broker)', { code: 500, reason: 'InternalError' });
+    // One server: a persistent session, so agent reports published while it restarts wait for it at the broker
+    // (MQTT 5 ends a session at disconnect unless it is given an expiry). Several servers: the session ends with
+    // the connection. A broker keeps handing a disconnected member of a shared subscription its share, queued in
+    // its session (Mosquitto 2.0.11, measured: a member killed with a persistent session kept receiving every
+    // other message); with no session left, the servers still connected get them all.
+    const persistent = !opts.shared;
     const client = mqtt.connect(opts.url, {
       clientId: opts.clientId,
       username: opts.username,
@@ -91,15 +117,15 @@ export class ServerLink {
       protocolVersion: opts.commands ? 5 : 4,
       // Persistent session: agent reports published while the server restarts wait for it at the broker
       // (MQTT 5 ends a session at disconnect unless it is given an expiry).
-      clean: false,
+      clean: !persistent,
       // maximumPacketSize: the broker never forwards the server a larger packet (an operator's 64 MiB
       // "command" through Mosquitto would otherwise be read whole into this process).
-      ...(opts.commands ? { properties: { sessionExpiryInterval: 0xffffffff, maximumPacketSize: MAX_PAYLOAD_BYTES + 64 * 1024 } } : {}),
+      ...(opts.commands ? { properties: { sessionExpiryInterval: persistent ? 0xffffffff : 0, maximumPacketSize: MAX_PAYLOAD_BYTES + 64 * 1024 } } : {}),
       keepalive: SESSION.keepaliveSeconds,
       reconnectPeriod: SESSION.reconnectMs,
       connectTimeout: SESSION.connectTimeoutMs,
     });
-    const link = new ServerLink(client, opts.logger, opts.commands ?? false);
+    const link = new ServerLink(client, opts.logger, opts.commands ?? false, opts.shared ?? false);
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error) => {
         client.end(true);
@@ -136,16 +162,42 @@ export class ServerLink {
   }
 
   private subscribe(): void {
-    const subs = [...topics.allAgentReports(), topics.allResponses()];
-    this.client.subscribe(subs, { qos: 1 }, (err) => {
-      if (err) this.logger.error({ err: err.message }, 'mqtt subscribe failed');
-    });
-    // Retain as published (MQTT 5): a command sent with the retain flag is seen as one, and refused.
-    if (this.commands) {
-      this.client.subscribe(topics.allCommands(), { qos: 1, rap: true }, (err) => {
-        if (err) this.logger.error({ err: err.message }, 'mqtt subscribe to commands failed');
-      });
+    const failed = (what: string) => (err: Error | null) => {
+      if (err) this.logger.error({ err: err.message }, `mqtt subscribe to ${what} failed`);
+    };
+    if (!this.shared) {
+      this.client.subscribe([...topics.allAgentReports(), topics.allResponses()], { qos: 1 }, failed('agent reports'));
+    } else {
+      // Reports handled once (store writes, events): one server of the group gets each.
+      this.client.subscribe(topics.allAgentReports().map(sharedFilter), { qos: 1, properties: { subscriptionIdentifier: SUBSCRIPTION.once } }, failed('agent reports (shared)'));
+      // What every server keeps in memory (topics.agentReportsEveryServer).
+      this.client.subscribe(topics.agentReportsEveryServer(), { qos: 1, properties: { subscriptionIdentifier: SUBSCRIPTION.every } }, failed('agent reports (every server)'));
+      // An answer goes to the server that asked (the others do not wait for its id): a plain subscription,
+      // as a shared one would hand it to any server.
+      this.client.subscribe(topics.allResponses(), { qos: 1 }, failed('node responses'));
     }
+    // Retain as published (MQTT 5): a command sent with the retain flag is seen as one, and refused.
+    // Several servers: one of them answers each command.
+    if (this.commands) {
+      this.client.subscribe(this.shared ? sharedFilter(topics.allCommands()) : topics.allCommands(), { qos: 1, rap: true }, failed('commands'));
+    }
+  }
+
+  /** Which copy of a report this is (ReportCopy), by the subscription identifiers the broker attached. */
+  private copyOf(packet: IPublishPacket): ReportCopy {
+    if (!this.shared) return 'only';
+    const raw = packet.properties?.subscriptionIdentifier;
+    const ids = raw === undefined ? [] : Array.isArray(raw) ? raw : [raw];
+    const every = ids.includes(SUBSCRIPTION.every);
+    const once = ids.includes(SUBSCRIPTION.once);
+    // One copy for both subscriptions (a broker may merge overlapping ones): this server does all of it.
+    if (every && once) return 'only';
+    if (every) return 'every';
+    if (!once && !this.warnedNoSubscriptionId) {
+      this.warnedNoSubscriptionId = true;
+      this.logger.error('mqtt link: the broker attaches no subscription identifiers: several servers cannot tell the copy every server gets from the one to handle; handling each as its own (use an MQTT 5 broker with subscription identifiers: Mosquitto 2, EMQX)');
+    }
+    return 'once';
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -183,7 +235,7 @@ export class ServerLink {
       return;
     }
     if (t.kind === 'request' || t.kind === 'desired') return;
-    Promise.resolve(this.handler(t, payload)).catch((err) =>
+    Promise.resolve(this.handler(t, payload, this.copyOf(packet))).catch((err) =>
       this.logger.warn({ topic, err: errorMessage(err) }, 'agent report rejected'),
     );
   }

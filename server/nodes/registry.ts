@@ -3,11 +3,13 @@ import { CONTRACT_VERSION, decode, payloads, type ParsedTopic } from '../../src/
 import type { Condition } from '../../src/api/meta.js';
 import type { Node } from '../../src/api/node.js';
 import type { PodStatus } from '../../src/api/pod.js';
+import { backoffDelay, sleep } from '../../src/util/backoff.js';
 import { BadRequestError, NotFoundError, errorMessage, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
 import type { MetricsCache } from '../metrics/cache.js';
+import type { ReportCopy } from '../mqtt/link.js';
 import { NodeConditions, setCondition } from './conditions.js';
 import type { NodeLiveness } from './liveness.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
@@ -53,6 +55,49 @@ export function livenessPeriodSeconds(s: Pick<payloads.Status, 'heartbeatSeconds
 
 /** A status whose timestamp is this much older than the last applied one is not applied (a replay, or a clock gone wrong). */
 const STALE_STATUS_MS = 10 * 60_000;
+
+/**
+ * Several servers: a status may reach the server handling it before the hello that creates its Node
+ * (handled by another server at the same moment). It waits for the Node this long, in a few looks.
+ */
+const NODE_WAIT = { attempts: 6, backoff: { baseMs: 100, maxMs: 2_000 } } as const;
+
+/** The last status a server took from a node: its boot, sequence number and timestamp. */
+export interface AppliedStatus {
+  bootId: string;
+  seq: number;
+  tsMs: number;
+}
+
+/**
+ * Where a status stands against the last one taken (pure): `replay` (same boot, sequence number not
+ * above: QoS 1 redelivery, or sent again), `stale` (fresh by its number but timestamped over 10 minutes
+ * before: a clock stepped back; proves the node alive, its pod states are not applied), or `fresh`.
+ */
+export function statusOrder(last: AppliedStatus | undefined, s: Pick<payloads.Status, 'bootId' | 'seq' | 'ts'>): 'replay' | 'stale' | 'fresh' {
+  if (last && last.bootId === s.bootId && s.seq <= last.seq) return 'replay';
+  const tsMs = Date.parse(s.ts);
+  if (last !== undefined && last.bootId === s.bootId && (Number.isNaN(tsMs) || last.tsMs - tsMs > STALE_STATUS_MS)) return 'stale';
+  return 'fresh';
+}
+
+/** How far apart two reports of one node handled at once by two servers can be (the agent sends a status at most every few seconds on change). */
+export const CROSSED_REPORTS_MS = 30_000;
+
+/**
+ * Several servers: statuses of one node are spread over them (a shared subscription hands each message to
+ * the next server), so two of its statuses can be applied at once, in either order. A pod keeps the time of
+ * the report its status came from (`lastReportTime`, the agent's clock): a report up to CROSSED_REPORTS_MS
+ * older is not applied over it (pure). Further back it is the device's clock that moved (a board without a
+ * real-time clock booting hours behind): applied, as one server does. One server handles a node's reports in
+ * order and needs no such rule.
+ */
+export function olderThanApplied(stored: string | undefined, reportTs: string): boolean {
+  if (!stored) return false;
+  const a = Date.parse(stored);
+  const b = Date.parse(reportTs);
+  return !Number.isNaN(a) && !Number.isNaN(b) && b < a && a - b <= CROSSED_REPORTS_MS;
+}
 
 /**
  * Label prefixes an agent may not set on its own Node (NodeRestriction, as Kubernetes): labels under them
@@ -112,11 +157,72 @@ export class NodeRegistry {
   /**
    * Reports of one node are handled in arrival order (hello before status); nodes run in parallel.
    * A failure is the caller's to report (the returned promise rejects); the next report runs anyway.
+   * `copy` (server/mqtt/link.ts ReportCopy): `only`, all of it; with several servers on one broker,
+   * `every` (each server's copy: memory only, no store write) or `once` (this server's share: the writes).
    */
-  handle(t: ParsedTopic, payload: Buffer): Promise<void> {
+  handle(t: ParsedTopic, payload: Buffer, copy: ReportCopy = 'only'): Promise<void> {
     // Shutting down: the store is about to close; the agent sends its state again to the next server.
     if (this.closing) return Promise.resolve();
-    return this.enqueue(t.node, () => this.handleOne(t, payload));
+    if (copy === 'every') return this.remember(t, payload);
+    return this.enqueue(t.node, () => this.handleOne(t, payload, copy === 'once'));
+  }
+
+  /** Per node, the last status this server heard through its own copy (several servers: `every`). */
+  private readonly lastHeard = new Map<string, AppliedStatus>();
+
+  /**
+   * Several servers, the copy every server gets: what this process keeps in memory, for whichever of its
+   * components needs it now or after it becomes leader — the last heard time and heartbeat period
+   * (NodeLiveness: the node-lifecycle controller, Node reads), goodbyes and link flaps, the reported
+   * resource use (metrics API), the encodings the node reads (desired-state publisher). No store write:
+   * that is the `once` copy's, on one server.
+   */
+  private remember(t: ParsedTopic, payload: Buffer): Promise<void> {
+    if (payload.length === 0) return Promise.resolve();
+    switch (t.kind) {
+      case 'status': {
+        const s = decode(payloads.status, payload, `status from ${t.node}`);
+        const order = statusOrder(this.lastHeard.get(t.node), s);
+        if (order === 'replay') return Promise.resolve();
+        const tsMs = Date.parse(s.ts);
+        const last = this.lastHeard.get(t.node);
+        this.lastHeard.set(t.node, order === 'stale' && last ? { ...last, seq: s.seq } : { bootId: s.bootId, seq: s.seq, tsMs: Number.isNaN(tsMs) ? this.now() : tsMs });
+        this.opts.liveness.heard(t.node, { lastHeardMs: this.now(), periodMs: livenessPeriodSeconds(s, this.opts.pingsCarryLiveness ?? false) * 1000, bootId: s.bootId });
+        if (order === 'fresh') this.opts.metrics?.record(t.node, s);
+        return Promise.resolve();
+      }
+      case 'hello': {
+        const h = decode(payloads.hello, payload, `hello from ${t.node}`);
+        if (h.node !== t.node) return Promise.reject(new BadRequestError(`hello on topic of node ${t.node} names node ${h.node}`));
+        this.opts.onHello?.(t.node, h);
+        return Promise.resolve();
+      }
+      case 'presence': {
+        const p = decode(payloads.presence, payload, `presence from ${t.node}`);
+        // In the node's queue: after the reports before it, and with the store's boot of the node to compare.
+        return this.enqueue(t.node, async () => {
+          if (!(await this.ofCurrentBoot(t.node, p))) return;
+          const nowMs = this.now();
+          if (p.state === 'offline') this.opts.liveness.wentOffline(t.node, nowMs);
+          // Online after a goodbye (the will of a replaced connection arrived late): timing starts again.
+          else this.opts.liveness.pingedAfterGoodbye(t.node, nowMs);
+        });
+      }
+      default:
+        return Promise.resolve();
+    }
+  }
+
+  /** False (and logged) for the presence of an earlier boot of the node than the one its Node holds. */
+  private async ofCurrentBoot(name: string, p: payloads.Presence): Promise<boolean> {
+    // The last will of the device's previous boot can arrive after its new boot said hello (the broker
+    // notices the dead link late): it is about a connection that no longer exists.
+    const bootId = (await this.opts.store.get('Node', '', name))?.status?.nodeInfo?.bootID;
+    if (bootId && p.bootId !== bootId) {
+      this.opts.logger.info({ node: name, state: p.state, bootId: p.bootId, currentBootId: bootId }, 'presence from an earlier boot of the node ignored');
+      return false;
+    }
+    return true;
   }
 
   /** Runs `step` after everything queued for `node` (a failed step does not stop the next). */
@@ -158,21 +264,28 @@ export class NodeRegistry {
     });
   }
 
-  private async handleOne(t: ParsedTopic, payload: Buffer): Promise<void> {
+  /** `shared`: this server's share of a report every server also hears (its memory part was done by `remember`). */
+  private async handleOne(t: ParsedTopic, payload: Buffer, shared: boolean): Promise<void> {
     // An empty retained payload is how a retained message is cleared; nothing to do.
     if (payload.length === 0) return;
     switch (t.kind) {
       case 'hello':
-        return this.onHello(t.node, decode(payloads.hello, payload, `hello from ${t.node}`));
+        await this.onHello(t.node, decode(payloads.hello, payload, `hello from ${t.node}`));
+        break;
       case 'presence':
-        return this.onPresence(t.node, decode(payloads.presence, payload, `presence from ${t.node}`));
+        await this.onPresence(t.node, decode(payloads.presence, payload, `presence from ${t.node}`), shared);
+        break;
       case 'status':
-        return this.onStatus(t.node, decode(payloads.status, payload, `status from ${t.node}`));
+        await this.onStatus(t.node, decode(payloads.status, payload, `status from ${t.node}`), shared);
+        break;
       case 'events':
-        return this.onEvents(t.node, decode(payloads.events, payload, `events from ${t.node}`));
+        await this.onEvents(t.node, decode(payloads.events, payload, `events from ${t.node}`));
+        break;
       default:
         return;
     }
+    // Several servers: which one handled what (a test counts these to prove each report handled once).
+    if (shared) this.opts.logger.debug({ node: t.node, kind: t.kind }, 'agent report handled');
   }
 
   private iso(): string {
@@ -246,17 +359,13 @@ export class NodeRegistry {
     }
   }
 
-  private async onPresence(name: string, p: payloads.Presence): Promise<void> {
-    // The last will of the device's previous boot can arrive after its new boot said hello (the broker
-    // notices the dead link late): it is about a connection that no longer exists.
-    const bootId = (await this.opts.store.get('Node', '', name))?.status?.nodeInfo?.bootID;
-    if (bootId && p.bootId !== bootId) {
-      this.opts.logger.info({ node: name, state: p.state, bootId: p.bootId, currentBootId: bootId }, 'presence from an earlier boot of the node ignored');
-      return;
-    }
+  private async onPresence(name: string, p: payloads.Presence, shared: boolean): Promise<void> {
+    if (!(await this.ofCurrentBoot(name, p))) return;
     if (p.state === 'offline') {
       const nowMs = this.now();
-      if (this.opts.liveness.wentOffline(name, nowMs).degraded) {
+      // Several servers: every server counted the disconnect from its own copy (remember); the condition
+      // is set once, here, and only when it changes (an event with it).
+      if (shared ? this.opts.liveness.flaps.isDegraded(name) : this.opts.liveness.wentOffline(name, nowMs).degraded) {
         const message = `link flapping: ${this.opts.liveness.flaps.count(name, nowMs)} disconnects within the window`;
         if (await this.conditions.set(name, { type: 'LinkDegraded', status: 'True', reason: 'Flapping', message })) {
           await this.conditions.event(name, 'Warning', 'LinkDegraded', `Node ${name}: ${message}`);
@@ -268,8 +377,17 @@ export class NodeRegistry {
     }
   }
 
-  private async onStatus(name: string, s: payloads.Status): Promise<void> {
-    const node = await this.opts.store.get('Node', '', name);
+  /** Several servers: the Node, waited for a little when its hello is being handled by another server. */
+  private async nodeOf(name: string, shared: boolean): Promise<Node | undefined> {
+    for (let attempt = 0; ; attempt++) {
+      const node = await this.opts.store.get('Node', '', name);
+      if (node || !shared || attempt + 1 >= NODE_WAIT.attempts || this.closing) return node;
+      await sleep(backoffDelay(attempt, NODE_WAIT.backoff));
+    }
+  }
+
+  private async onStatus(name: string, s: payloads.Status, shared: boolean): Promise<void> {
+    const node = await this.nodeOf(name, shared);
     if (!node) throw new NotFoundError(`nodes "${name}" (a status before its hello)`);
     // Only the boot the node's hello announced speaks for it, and only with a sequence number past the
     // last applied: a status replayed (from an earlier boot, or captured and sent again) or delivered out
@@ -280,27 +398,32 @@ export class NodeRegistry {
       this.opts.logger.warn({ node: name, bootId: s.bootId, currentBootId: currentBoot, seq: s.seq }, 'status from another boot than the node\'s current one ignored');
       return;
     }
-    if (last && last.bootId === s.bootId && s.seq <= last.seq) {
+    const order = statusOrder(last, s);
+    if (order === 'replay') {
       // The same one again is what QoS 1 does after a lost acknowledgement; an older one is worth a look.
-      this.opts.logger[s.seq === last.seq ? 'info' : 'warn']({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
+      this.opts.logger[s.seq === last!.seq ? 'info' : 'warn']({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last!.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
       return;
     }
-    // A report proves the node alive.
-    const prevBeat = this.opts.liveness.heard(name, { lastHeardMs: this.now(), periodMs: livenessPeriodSeconds(s, this.opts.pingsCarryLiveness ?? false) * 1000, bootId: s.bootId });
+    // A report proves the node alive. Several servers: every server heard it from its own copy (remember).
+    const prevBeat = shared ? undefined : this.opts.liveness.heard(name, { lastHeardMs: this.now(), periodMs: livenessPeriodSeconds(s, this.opts.pingsCarryLiveness ?? false) * 1000, bootId: s.bootId });
+    // Several servers: the first status after a server's start needs no refresh of the stored time (the time
+    // every server holds in memory is overlaid on reads: live-view.ts).
+    const heardBefore = shared || prevBeat !== undefined;
     // Fresh by its sequence number but timestamped long before the last applied: the device's clock was
     // stepped back, or the report was made long ago. Its pod states are not applied; the next report whose
     // clock agrees is.
     const tsMs = Date.parse(s.ts);
-    const stale = last !== undefined && last.bootId === s.bootId && (Number.isNaN(tsMs) || last.tsMs - tsMs > STALE_STATUS_MS);
+    const stale = order === 'stale';
     if (stale) {
-      this.opts.logger.warn({ node: name, ts: s.ts, lastAppliedTs: new Date(last.tsMs).toISOString(), seq: s.seq }, 'status timestamped over 10 minutes before the last applied one: pod states not applied');
-      this.lastApplied.set(name, { ...last, seq: s.seq });
+      this.opts.logger.warn({ node: name, ts: s.ts, lastAppliedTs: new Date(last!.tsMs).toISOString(), seq: s.seq }, 'status timestamped over 10 minutes before the last applied one: pod states not applied');
+      this.lastApplied.set(name, { ...last!, seq: s.seq });
     } else {
       this.lastApplied.set(name, { bootId: s.bootId, seq: s.seq, tsMs: Number.isNaN(tsMs) ? this.now() : tsMs });
-      this.opts.metrics?.record(name, s);
+      // Several servers: recorded by every server from its own copy (remember).
+      if (!shared) this.opts.metrics?.record(name, s);
     }
     const runtimeOk = s.runtimeHealthy;
-    if (readyWriteNeeded(node, runtimeOk, prevBeat !== undefined)) {
+    if (readyWriteNeeded(node, runtimeOk, heardBefore)) {
       await this.conditions.ready(
         name,
         runtimeOk
@@ -315,6 +438,8 @@ export class NodeRegistry {
       try {
         await this.opts.store.patch('Pod', report.namespace, report.name, (pod) => {
           if (pod.metadata.uid !== report.uid || pod.spec.nodeName !== name) return undefined;
+          // Several servers: a newer report of this pod was applied by another server meanwhile.
+          if (shared && olderThanApplied(pod.status?.lastReportTime, s.ts)) return undefined;
           const next: PodStatus = podStatusFromReport(pod.status, report, hostIP, s.ts, pod.spec.hostNetwork === true);
           if (statusesEqual(pod.status, next)) return undefined;
           pod.status = next;

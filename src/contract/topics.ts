@@ -73,6 +73,15 @@ export const topics = {
     `${PREFIX}/nodes/+/status`,
     `${PREFIX}/nodes/+/events`,
   ],
+  /**
+   * Several servers on one broker (MQTT 5): the agent reports every server hears (a plain subscription:
+   * each gets its own copy, retained ones at subscribe) to keep what it holds in memory — when a node
+   * was last heard, whether it said goodbye, which encodings it reads. Statuses are small between
+   * changes (a heartbeat carries no pod reports), and hearing them costs no store write; so the leader
+   * knows a node alive whichever server handled its report, and a server that becomes leader already
+   * knows every node's last heard time (no grace period to assume, no node turning Unknown on a failover).
+   */
+  agentReportsEveryServer: () => [`${PREFIX}/nodes/+/presence`, `${PREFIX}/nodes/+/hello`, `${PREFIX}/nodes/+/status`],
   /** Responses to requests the server sent to any node. */
   allResponses: () => `${PREFIX}/nodes/+/res/+`,
   /** What one agent subscribes to. */
@@ -122,17 +131,49 @@ export function agentMaySubscribe(node: string, filter: string): boolean {
   return topics.agentInbox(node).includes(filter);
 }
 
-/** The server's own MQTT client id (and the CN of its client certificate). */
+/**
+ * The server's own MQTT client id (and the CN of its client certificate, so the username an external
+ * broker knows every server by: `drover broker acl` grants it, whatever each server's client id).
+ */
 export const SERVER_CLIENT_ID = 'drover-server';
+const SERVER_CLIENT_PREFIX = `${SERVER_CLIENT_ID}-`;
 const AGENT_CLIENT_PREFIX = 'drover-agent-';
 
 export function agentClientId(node: string): string {
   return `${AGENT_CLIENT_PREFIX}${node}`;
 }
 
-/** Client ids only drover's own sessions may use: the server's, and `drover-agent-*`. */
+/** What may follow `drover-server-` in a server's client id: one topic level, and short (client ids of 23 characters are all MQTT 3.1.1 promises; MQTT 5 brokers take more). */
+const SERVER_ID = /^[A-Za-z0-9_.-]{1,48}$/;
+
+export function isServerId(id: string): boolean {
+  return SERVER_ID.test(id);
+}
+
+/**
+ * The client id of one of several servers sharing an external broker: `drover-server-{id}`. Two sessions
+ * with one client id take each other's place on a broker (a session takeover every reconnect), so each
+ * server has its own; without an id (one server), the id of old, `drover-server`.
+ */
+export function serverClientId(serverId?: string): string {
+  if (serverId === undefined) return SERVER_CLIENT_ID;
+  if (!isServerId(serverId)) throw new ValidationError([{ field: 'server-id', message: `"${serverId}": 1-48 of A-Za-z0-9_.- (it becomes the MQTT client id drover-server-ID)` }], 'invalid server id');
+  return `${SERVER_CLIENT_PREFIX}${serverId}`;
+}
+
+/** Client ids only drover's own sessions may use: the servers' (`drover-server`, `drover-server-*`), and `drover-agent-*`. */
 export function isReservedClientId(clientId: string): boolean {
-  return clientId === SERVER_CLIENT_ID || clientId.startsWith(AGENT_CLIENT_PREFIX);
+  return clientId === SERVER_CLIENT_ID || clientId.startsWith(SERVER_CLIENT_PREFIX) || clientId.startsWith(AGENT_CLIENT_PREFIX);
+}
+
+/**
+ * The MQTT 5 shared subscription group of drover's servers: a message on `$share/drover/{filter}` goes to
+ * one server of the group, so an agent's report or an operator's command is handled once.
+ */
+export const SERVER_SHARE_GROUP = 'drover';
+
+export function sharedFilter(filter: string): string {
+  return `$share/${SERVER_SHARE_GROUP}/${filter}`;
 }
 
 const OPERATOR_ID = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -200,6 +241,11 @@ export function isAllowedReplyTopic(topic: string, mayUseReplyName: (name: strin
  * `use_identity_as_username true` (the certificate's CN is the username): the server's client
  * reads and writes every drover topic, each node only its own (Mosquitto substitutes %u and refuses
  * a username holding + or # in a pattern).
+ */
+/*
+ * Several servers: each connects under its own client id (drover-server-ID) but with the same client
+ * certificate CN (or username), so the one `user` line grants them all. Mosquitto checks a shared
+ * subscription (`$share/drover/drover/v1/...`) against the filter after the group: `drover/v1/#` covers it.
  */
 export function mosquittoAcl(serverUser: string): string {
   const u = '%u';
