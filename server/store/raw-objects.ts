@@ -161,3 +161,22 @@ export async function loadEtcd(store: EtcdStore, objects: RawObject[], opts: { r
   await flush();
   return { firstRevision: firstRevision ?? cleared, lastRevision };
 }
+
+/**
+ * Drops etcd's history up to its current revision, so values overwritten before now (a Secret's old
+ * ciphertext) are gone from it; `physical`: returns once etcd has applied it. The members' database
+ * files keep the freed space (and its bytes) until `etcdctl defrag`.
+ */
+export function compactEtcdHistory(store: EtcdStore): Promise<number> {
+  return store.call('compacting the history', async (o) => {
+    const revision = Number((await store.etcd.kv.range({ key: store.metaKey('secrets-sealed') }, o)).header.revision);
+    try {
+      await store.etcd.kv.compact({ revision, physical: true }, o);
+    } catch (err) {
+      // Compacted there already (etcd's own auto-compaction, or a run before this one).
+      if (!/required revision has been compacted/.test(errorMessage(err))) throw err;
+    }
+    store.noteCompacted(revision);
+    return revision;
+  });
+}
