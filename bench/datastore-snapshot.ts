@@ -1,0 +1,104 @@
+/**
+ * `drover datastore snapshot save|restore` and `migrate` on a store of N objects (default 10,000:
+ * pod-sized Pods and ConfigMaps, 1 % Secrets sealed with a keyring), on both backends, in one run on the
+ * same disk: the time of each step and the snapshot's size. etcd is Debian's /usr/bin/etcd (3.4), one
+ * member per store, started by the bench in a temp dir. Steps, each through server/store/transfer.ts (what
+ * the CLI runs): LevelDB A → save → restore into an empty LevelDB B; → restore into etcd E1; E1 → save →
+ * restore into an empty etcd E2; migrate A → E2 --force. The load average is recorded before and after
+ * (the machine is shared).
+ *
+ * Run: node --import tsx bench/datastore-snapshot.ts [--objects 10000] [--dir DIR]
+ *   → bench/results/datastore-snapshot.json
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Keyring, keyringPath } from '../server/secrets/keyring.js';
+import { storePath } from '../server/secrets/rotate.js';
+import { LevelStore } from '../server/store/level.js';
+import { datastoreTools } from '../server/store/transfer.js';
+import type { ApiObject } from '../src/api/meta.js';
+import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.js';
+import { machine, numArg, parseArgs, round, writeResult } from './lib/common.js';
+
+const args = parseArgs(process.argv.slice(2));
+const OBJECTS = numArg(args, 'objects', 10_000);
+const BASE_DIR = args.get('dir') ?? tmpdir();
+const COMMAND = `node --import tsx bench/datastore-snapshot.ts --objects ${OBJECTS}${args.get('dir') ? ` --dir ${BASE_DIR}` : ''}`;
+
+function object(i: number): ApiObject {
+  const ns = `ns-${i % 10}`;
+  if (i % 100 === 0) return { apiVersion: 'v1', kind: 'Secret', metadata: { name: `s-${i}`, namespace: ns }, data: { password: Buffer.from(`secret-${i}`).toString('base64') } } as ApiObject;
+  if (i % 2 === 0) return { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}`, namespace: ns, labels: { app: `app-${i % 50}` } }, data: { 'config.yaml': `key: value-${i}\n`.repeat(20) } };
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: `pod-${i}`, namespace: ns, labels: { app: `app-${i % 50}`, tier: 'edge' }, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: `rs-${i % 50}`, uid: `00000000-0000-4000-8000-${String(i % 50).padStart(12, '0')}`, controller: true }] },
+    spec: { nodeName: `node-${i % 200}`, containers: [{ name: 'app', image: 'registry.example/app:1.2.3', ports: [{ containerPort: 8080 }], env: [{ name: 'MODE', value: 'edge' }], resources: { requests: { cpu: '50m', memory: '32Mi' } } }] },
+    status: { phase: 'Running', podIP: `10.42.${(i >> 8) & 255}.${i & 255}` },
+  } as ApiObject;
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
+  const began = performance.now();
+  const value = await fn();
+  return { ms: round(performance.now() - began, 0), value };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(BASE_DIR, 'drover-bench-snap-'));
+  const etcds: EtcdCluster[] = [];
+  const loadBefore = machine().loadAverage;
+  try {
+    const a = join(dir, 'a');
+    const keyring = await Keyring.loadOrCreate(a);
+    const store = await LevelStore.open({ path: storePath(a), secrets: keyring });
+    await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } });
+    const populate = await timed(async () => {
+      for (let i = 1; i < OBJECTS; i += 64) await Promise.all(Array.from({ length: Math.min(64, OBJECTS - i) }, (_, k) => store.create(object(i + k))));
+    });
+    await store.close();
+    const tools = datastoreTools();
+    const withKeyring = (d: string) => {
+      mkdirSync(join(d, 'secrets'), { recursive: true, mode: 0o700 });
+      copyFileSync(keyringPath(a), keyringPath(d));
+      return d;
+    };
+
+    const fileL = join(dir, 'leveldb.snap');
+    const saveLevel = await timed(() => tools.saveSnapshot(fileL, { dataDir: a }));
+    const restoreLevel = await timed(() => tools.restoreSnapshot(fileL, { dataDir: withKeyring(join(dir, 'b')) }, { force: false }));
+
+    const e1 = await startEtcd();
+    etcds.push(e1);
+    const restoreEtcd = await timed(() => tools.restoreSnapshot(fileL, { datastoreEndpoint: e1.endpoints[0], dataDir: a }, { force: false }));
+    const fileE = join(dir, 'etcd.snap');
+    const saveEtcd = await timed(() => tools.saveSnapshot(fileE, { datastoreEndpoint: e1.endpoints[0] }));
+    const e2 = await startEtcd();
+    etcds.push(e2);
+    const restoreEtcd2 = await timed(() => tools.restoreSnapshot(fileE, { datastoreEndpoint: e2.endpoints[0], dataDir: a }, { force: false }));
+    const migrate = await timed(() => tools.migrate(a, { datastoreEndpoint: e2.endpoints[0] }, { force: true }));
+
+    const result = {
+      command: COMMAND,
+      objects: saveLevel.value.objects,
+      kinds: saveLevel.value.kinds,
+      sealedSecrets: saveLevel.value.sealedSecrets,
+      populateLevelMs: populate.ms,
+      leveldb: { saveMs: saveLevel.ms, snapshotBytes: statSync(fileL).size, restoreIntoEmptyLevelMs: restoreLevel.ms, restoreIntoEmptyEtcdMs: restoreEtcd.ms },
+      etcd: { saveMs: saveEtcd.ms, snapshotBytes: statSync(fileE).size, restoreIntoEmptyEtcdMs: restoreEtcd2.ms },
+      migrateLevelToEtcdForceMs: migrate.ms,
+      etcdRevisions: restoreEtcd2.value.revisions,
+      loadAverageBefore: loadBefore,
+      loadAverageAfter: machine().loadAverage,
+      note: 'one etcd member per store on this machine\'s disk; times include opening the stores and, for restores, reading and checking the whole file and opening every Secret with the keyring',
+    };
+    console.log(JSON.stringify(result, null, 2));
+    console.log(`→ ${writeResult('datastore-snapshot', result)}`);
+  } finally {
+    for (const e of etcds) await e.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
