@@ -121,7 +121,8 @@ function ioSync<T>(doing: string, op: () => T): T {
   }
 }
 
-function isLockError(err: unknown): boolean {
+/** LevelDB refused to open because another process holds the directory's lock (a running server). */
+export function isLockError(err: unknown): boolean {
   for (let e: unknown = err; e instanceof Error; e = e.cause) {
     if ((e as { code?: unknown }).code === 'LEVEL_LOCKED') return true;
   }

@@ -147,7 +147,7 @@ export async function loadEtcd(store: EtcdStore, objects: RawObject[], opts: { r
         const ref = parseObjectKey(i.rel);
         return ref ? what(ref.kind, ref.namespace, ref.name) : i.rel;
       });
-      throw new StoreError(`${where}: ${taken.join(', ')} appeared while loading (is a drover server running on this etcd?); objects before it were written`);
+      throw new StoreError(`${where}: ${taken.join(', ')} appeared while loading (is a drover server running on this etcd?)`);
     }
     lastRevision = Number(r.header.revision);
     firstRevision ??= lastRevision;

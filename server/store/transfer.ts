@@ -28,7 +28,7 @@ import { Keyring, keyringPath } from '../secrets/keyring.js';
 import { storePath } from '../secrets/rotate.js';
 import type { EtcdStore } from './etcd.js';
 import { parseObjectKey, what } from './keys.js';
-import { LevelStore } from './level.js';
+import { LevelStore, isLockError } from './level.js';
 import { datastoreEndpoints, openStore } from './open.js';
 import { countEtcd, dumpEtcd, dumpLevel, etcdLeader, LEADER_KEY, loadEtcd, loadLevel, type RawDump, type RawObject } from './raw-objects.js';
 import { describeObjects, readSnapshot, writeSnapshot } from './snapshot.js';
@@ -38,11 +38,6 @@ export class DatastoreToolError extends DroverError {
   constructor(message: string, cause?: unknown) {
     super(message, { code: 409, reason: 'DatastoreTool', cause });
   }
-}
-
-function isLocked(err: unknown): boolean {
-  for (let e: unknown = err; e instanceof Error; e = e.cause) if ((e as { code?: unknown }).code === 'LEVEL_LOCKED') return true;
-  return false;
 }
 
 /** The LevelDB store of `dataDir`; `mustExist`: a data dir without one is a mistake, not an empty store. */
@@ -56,7 +51,7 @@ async function openLevel(dataDir: string, logger: Logger, mustExist: boolean): P
   try {
     return await LevelStore.open({ path, logger });
   } catch (err) {
-    if (isLocked(err)) throw new DatastoreToolError(`a drover server is running on ${dataDir}: its LevelDB store ${path} is locked (one process at a time); stop the server and run this again`, err);
+    if (isLockError(err)) throw new DatastoreToolError(`a drover server is running on ${dataDir}: its LevelDB store ${path} is locked (one process at a time); stop the server and run this again`, err);
     throw err;
   }
 }
@@ -186,7 +181,7 @@ async function loadIntoEtcd(objects: RawObject[], to: DatastoreTarget, force: bo
     try {
       done = await loadEtcd(store, byRevision(objects), { replace: force });
     } catch (err) {
-      if (err instanceof StoreError && !(err instanceof DatastoreToolError)) {
+      if (err instanceof StoreError) {
         throw new StoreError(`${errorMessage(err)} (the load stopped part way: run it again with --force once the cause is fixed)`, err);
       }
       throw err;
