@@ -22,7 +22,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { DatastoreTarget, DatastoreTools, ObjectsLoaded, SnapshotSaved } from '../../src/cli/datastore.js';
-import { DroverError, StoreError, errorMessage } from '../../src/util/errors.js';
+import { DroverError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { Keyring, keyringPath } from '../secrets/keyring.js';
 import { storePath } from '../secrets/rotate.js';
@@ -54,6 +54,13 @@ async function openLevel(dataDir: string, logger: Logger, mustExist: boolean): P
     if (isLockError(err)) throw new DatastoreToolError(`a drover server is running on ${dataDir}: its LevelDB store ${path} is locked (one process at a time); stop the server and run this again`, err);
     throw err;
   }
+}
+
+/** TLS files without an endpoint are a mistake (as openStore says for the server), not ignored. */
+function refuseStrayTls(target: DatastoreTarget): void {
+  if (datastoreEndpoints(target.datastoreEndpoint).length > 0) return;
+  const stray = (['datastoreCafile', 'datastoreCertfile', 'datastoreKeyfile'] as const).filter((f) => target[f]);
+  if (stray.length > 0) throw new ValidationError(stray.map((f) => ({ field: f, message: 'given without datastoreEndpoint (a LevelDB store does not use it)' })), 'invalid datastore options');
 }
 
 async function openEtcd(target: DatastoreTarget, logger: Logger): Promise<EtcdStore> {
@@ -127,6 +134,7 @@ async function openSecrets(objects: RawObject[], dataDir: string, logger: Logger
 }
 
 async function dumpSource(from: DatastoreTarget, logger: Logger): Promise<{ dump: RawDump; source: 'leveldb' | 'etcd'; name: string }> {
+  refuseStrayTls(from);
   if (datastoreEndpoints(from.datastoreEndpoint).length > 0) {
     return closing(await openEtcd(from, logger), logger, async (s) => ({ dump: await dumpEtcd(s), source: 'etcd' as const, name: etcdName(from) }));
   }
@@ -205,6 +213,7 @@ export function datastoreTools(logger: Logger = silentLogger): DatastoreTools {
     },
 
     async restoreSnapshot(file: string, to: DatastoreTarget, opts: { force: boolean }): Promise<ObjectsLoaded> {
+      refuseStrayTls(to);
       // The whole file is checked before any store is touched.
       const { header, objects } = await readSnapshot(file);
       const r =
