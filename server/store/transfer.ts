@@ -17,6 +17,8 @@
  *   running server holds. A target that holds objects is refused unless `force` (its objects are then
  *   replaced). A LevelDB store is read with its server stopped (one process holds it); etcd is read
  *   while servers run, at one revision.
+ * - The objects are held in memory between reading and writing (about the size of their JSON; 10,000
+ *   pod-sized objects are ~20 MB): a whole file is checked before anything is written.
  */
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -280,3 +280,41 @@ test('etcd with client certificates: save and restore with the --datastore-cafil
   // TLS files without an endpoint are a mistake, not ignored.
   fails(await datastoreCli(['datastore', 'snapshot', 'save', again, '--data-dir', src.dir, '--datastore-cafile', tls.caFile]), /datastoreCafile: given without datastoreEndpoint/);
 });
+
+test('save from etcd while a server keeps writing: the snapshot is the store at its header\'s revision, across read chunks', { timeout: 180_000 }, async (t) => {
+  const a = await etcd(t);
+  const store = await EtcdStore.open({ endpoints: a.endpoints });
+  t.after(() => store.close());
+  const cm = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { v: name } });
+  // More than one read chunk (2,000 keys) of objects before the save starts.
+  for (let i = 0; i < 2500; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => store.create(cm(`before-${i + k}`))));
+  let writing = true;
+  let written = 0;
+  const writer = (async () => {
+    while (writing) {
+      await store.create(cm(`during-${written}`));
+      await store.delete('ConfigMap', 'default', `before-${written}`);
+      written += 1;
+    }
+  })();
+  const out = await tempDir(t, 'out');
+  const file = join(out, 'live.snap');
+  // Let the writer get going, so the save runs while it writes.
+  await waitFor('writes under way', async () => written >= 20, 30_000, 10);
+  ok(await datastoreCli(['datastore', 'snapshot', 'save', file, '--datastore-endpoint', a.endpoints[0]!]), 'save while writing');
+  writing = false;
+  await writer;
+  assert.ok(written > 20);
+
+  const { readSnapshot } = await import('../../server/store/snapshot.js');
+  const { header, objects } = await readSnapshot(file);
+  const { Etcd3 } = await import('etcd3');
+  const client = new Etcd3({ hosts: a.endpoints });
+  t.after(() => client.close());
+  const atRevision = await client.getAll().prefix('/drover/registry/').revision(String(header.revision)).keys();
+  assert.deepEqual(objects.map((o) => `/drover${o.key}`).sort(), atRevision.sort(), 'exactly the keys etcd held at that revision');
+  assert.ok(objects.every((o) => o.revision! <= header.revision));
+  // Each write pair is create-then-delete: at one revision, `during-n` present means `before-n` gone.
+  const keys = new Set(objects.map((o) => o.key));
+  for (let n = 0; n < written; n++) if (keys.has(`/registry/ConfigMap/default/during-${n + 1}`)) assert.ok(!keys.has(`/registry/ConfigMap/default/before-${n}`));
+});
