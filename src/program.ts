@@ -168,12 +168,12 @@ function agentOptions(cmd: Command): Command {
     .option('--podman-runroot <dir>', 'podman --runroot for drover containers')
     .option('--nerdctl-namespace <ns>', "containerd namespace of drover's containers (nerdctl)", 'drover')
     .option('--containerd-address <path>', "containerd socket for nerdctl (default: nerdctl's own)")
-    .option('--link-profile <name>', 'default, or cellular for metered links: keepalive 300 s, heartbeat 1 h, events batched by the minute (--keepalive/--heartbeat still win)', 'default')
+    .option('--link-profile <name>', 'default, or cellular for metered links: keepalive 1,200 s, heartbeat 1 h, events batched by the minute, desired state compressed, reconnects at most 30 s apart (--keepalive/--heartbeat/--reconnect-max still win)', 'default')
     .option('--heartbeat <seconds>', `status heartbeat period (default ${AGENT_DEFAULTS.heartbeatSeconds}; status is also sent whenever it changes)`, (v) => Number(v))
     .option('--resync <seconds>', 'reconcile period when nothing changes', (v) => Number(v), AGENT_DEFAULTS.resyncSeconds)
     .option('--keepalive <seconds>', `MQTT keepalive, which also tells the server the node is alive (default ${AGENT_DEFAULTS.keepaliveSeconds})`, (v) => Number(v))
     .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
-    .option('--reconnect-max <seconds>', 'longest pause between attempts to reach the server', (v) => Number(v), AGENT_DEFAULTS.reconnectMaxSeconds)
+    .option('--reconnect-max <seconds>', `longest pause between attempts to reach the server (default ${AGENT_DEFAULTS.reconnectMaxSeconds}; 30 with --link-profile cellular)`, (v) => Number(v))
     .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds)
     .option('--metrics-addr <[host:]port>', 'serve Prometheus metrics (reconcile and container runtime call durations, process memory and CPU) at http://ADDR/metrics; a bare port listens on 127.0.0.1 (default: not served)')
     .option('--metrics-allow-remote', "allow --metrics-addr on an address that is not loopback: the agent's metrics have no authentication, anyone who reaches the port reads them");
@@ -194,7 +194,7 @@ type AgentFlags = {
   resync: number;
   keepalive?: number;
   runtimeFailures: number;
-  reconnectMax: number;
+  reconnectMax?: number;
   connectTimeout: number;
   metricsAddr?: string;
   metricsAllowRemote?: boolean;
@@ -211,10 +211,9 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     labels: o.label,
     nodeIP: o.nodeIp,
     runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot, nerdctlNamespace: o.nerdctlNamespace, containerdAddress: o.containerdAddress },
-    ...linkSettings(o.linkProfile, { heartbeatSeconds: o.heartbeat, keepaliveSeconds: o.keepalive }),
+    ...linkSettings(o.linkProfile, { heartbeatSeconds: o.heartbeat, keepaliveSeconds: o.keepalive, reconnectMaxSeconds: o.reconnectMax }),
     resyncSeconds: o.resync,
     runtimeFailures: o.runtimeFailures,
-    reconnectMaxSeconds: o.reconnectMax,
     connectTimeoutSeconds: o.connectTimeout,
     metricsAddress: o.metricsAddr === undefined ? undefined : parseMetricsAddress(o.metricsAddr, { allowRemote: o.metricsAllowRemote }),
     logLevel: o.logLevel,
@@ -411,7 +410,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
     .option('--nodes <n>', 'simulated agents', (v) => Number(v), 100)
     .option('--workers <n>', 'worker processes the agents are spread over (0: in this process)', (v) => Number(v), 2)
     .option('--prefix <name>', 'node names are PREFIX-00000, PREFIX-00001, … (the same prefix joins the same names again)', 'sim')
-    .option('--link-profile <name>', 'default or cellular (keepalive 300 s, heartbeat 1 h, events batched by the minute)', 'default')
+    .option('--link-profile <name>', 'default or cellular (keepalive 1,200 s, heartbeat 1 h, events batched by the minute, reconnects at most 30 s apart)', 'default')
     .option('--heartbeat <seconds>', 'status heartbeat period (default: the link profile\'s)', (v) => Number(v))
     .option('--keepalive <seconds>', 'MQTT keepalive (default: the link profile\'s)', (v) => Number(v))
     .option('--pods-per-node <n>', 'pods each simulated node runs at most; more are reported Pending (OutOfPods); 0: no limit', (v) => Number(v), 0)

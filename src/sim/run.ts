@@ -4,7 +4,7 @@
  * contract from a sim worker with a fake runtime (agent.ts). Node names are PREFIX-00000…: a second
  * run with the same prefix joins the same names again.
  */
-import { AGENT_DEFAULTS, linkSettings } from '../../agent/config.js';
+import { linkSettings } from '../../agent/config.js';
 import { ValidationError, type FieldCause } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { keyPool } from './device-join.js';
@@ -110,7 +110,7 @@ export async function runSim(o: SimOptions, logger: Logger): Promise<RunningSim>
     keepaliveSeconds: link.keepaliveSeconds,
     eventBatchSeconds: link.eventBatchSeconds,
     compressDesired: link.compressDesired,
-    reconnectMaxMs: AGENT_DEFAULTS.reconnectMaxSeconds * 1000,
+    reconnectMaxMs: link.reconnectMaxSeconds * 1000,
     brokerUrl: o.brokerUrl,
     podsPerNode: o.podsPerNode,
     podStartMs: o.podStartMs,

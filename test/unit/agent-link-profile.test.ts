@@ -8,9 +8,10 @@ import { EventJournal } from '../../agent/journal.js';
 import { Reporter } from '../../agent/reporter.js';
 
 test('link profiles: cellular stretches keepalive and heartbeat and batches events; explicit flags win', () => {
-  assert.deepEqual(linkSettings('default'), { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false });
-  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 1200, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
-  assert.deepEqual(linkSettings('cellular', { keepaliveSeconds: 120, heartbeatSeconds: undefined }), { keepaliveSeconds: 120, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true });
+  assert.deepEqual(linkSettings('default'), { keepaliveSeconds: AGENT_DEFAULTS.keepaliveSeconds, heartbeatSeconds: AGENT_DEFAULTS.heartbeatSeconds, eventBatchSeconds: 0, compressDesired: false, reconnectMaxSeconds: AGENT_DEFAULTS.reconnectMaxSeconds });
+  assert.deepEqual(linkSettings('cellular'), { keepaliveSeconds: 1200, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true, reconnectMaxSeconds: 30 });
+  assert.deepEqual(linkSettings('cellular', { keepaliveSeconds: 120, heartbeatSeconds: undefined }), { keepaliveSeconds: 120, heartbeatSeconds: 3600, eventBatchSeconds: 60, compressDesired: true, reconnectMaxSeconds: 30 });
+  assert.equal(linkSettings('cellular', { reconnectMaxSeconds: 10 }).reconnectMaxSeconds, 10, '--reconnect-max wins over the profile');
 });
 
 test('link profiles: an unknown profile or an unusable period is refused naming the flag', () => {
@@ -18,6 +19,7 @@ test('link profiles: an unknown profile or an unusable period is refused naming 
   assert.throws(() => linkSettings('toString'), ValidationError, 'an inherited property is no profile');
   assert.throws(() => linkSettings('cellular', { keepaliveSeconds: 70_000 }), (e: unknown) => e instanceof ValidationError && /--keepalive/.test(e.message));
   assert.throws(() => linkSettings('default', { keepaliveSeconds: 1.5 }), (e: unknown) => e instanceof ValidationError && /--keepalive/.test(e.message));
+  assert.throws(() => linkSettings('default', { reconnectMaxSeconds: -1 }), (e: unknown) => e instanceof ValidationError && /--reconnect-max/.test(e.message));
   assert.throws(() => linkSettings('default', { heartbeatSeconds: 0 }), (e: unknown) => e instanceof ValidationError && /--heartbeat/.test(e.message));
   assert.throws(() => linkSettings('default', { heartbeatSeconds: Number.NaN }), (e: unknown) => e instanceof ValidationError && /--heartbeat/.test(e.message));
 });
