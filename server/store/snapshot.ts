@@ -93,10 +93,11 @@ export async function writeSnapshot(path: string, source: SnapshotSource, revisi
   let bodyBytes = 0;
   let written: SnapshotHeader;
   try {
-    const fh = await open(tmp, 'w', PRIVATE_FILE_MODE);
+    // A temp file left by a crashed save goes; the new one is created exclusively (O_EXCL), so a
+    // symlink planted at the temp path is never followed into another file.
+    await rm(tmp, { force: true });
+    const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
     try {
-      // A temp file left by a crashed save may be looser than `open` asks for.
-      await fh.chmod(PRIVATE_FILE_MODE);
       await fh.write(Buffer.alloc(HEADER_BYTES, ' '), 0, HEADER_BYTES, 0);
       let position = HEADER_BYTES;
       const sink = new Writable({

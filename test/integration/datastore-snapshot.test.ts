@@ -318,3 +318,23 @@ test('save from etcd while a server keeps writing: the snapshot is the store at 
   const keys = new Set(objects.map((o) => o.key));
   for (let n = 0; n < written; n++) if (keys.has(`/registry/ConfigMap/default/during-${n + 1}`)) assert.ok(!keys.has(`/registry/ConfigMap/default/before-${n}`));
 });
+
+test('a snapshot re-written with two Secrets\' sealed values swapped (checksum recomputed) is refused: a sealed value opens only under its own name', { timeout: 60_000 }, async (t) => {
+  const src = await levelDataDir(t);
+  const out = await tempDir(t, 'out');
+  const file = join(out, 'backup.snap');
+  ok(await datastoreCli(['datastore', 'snapshot', 'save', file, '--data-dir', src.dir]));
+  const { readSnapshot, writeSnapshot } = await import('../../server/store/snapshot.js');
+  const { header, objects } = await readSnapshot(file);
+  const db = objects.find((o) => o.key === '/registry/Secret/default/db')!;
+  const api = objects.find((o) => o.key === '/registry/Secret/default/api')!;
+  [db.value, api.value] = [api.value, db.value];
+  const forged = join(out, 'forged.snap');
+  await writeSnapshot(forged, header.source, header.revision, objects);
+  for (const target of ['level', 'etcd'] as const) {
+    const dst = await tempDir(t, 'dst');
+    await copyKeyring(src.dir, dst);
+    const args = target === 'level' ? ['--data-dir', dst] : ['--datastore-endpoint', (await etcd(t)).endpoints[0]!, '--data-dir', dst];
+    fails(await datastoreCli(['datastore', 'snapshot', 'restore', forged, ...args]), /does not open 2 of 2 Secret\(s\), sealed with k1: secrets "default\/api": .*; secrets "default\/db": .*nothing was written/);
+  }
+});

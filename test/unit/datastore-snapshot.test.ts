@@ -131,3 +131,18 @@ test('a file that is no snapshot, or whose lines lie about their objects, is ref
   await forge([cm('a')], { bodySha256: 'nope' });
   await assert.rejects(readSnapshot(file), /the snapshot header is damaged \(bodySha256/);
 });
+
+test('a symlink planted at the temp path or at FILE is not followed: the file it points to is untouched', async (t) => {
+  const dir = await tmp(t);
+  const victim = join(dir, 'victim');
+  await writeFile(victim, 'precious');
+  const file = join(dir, 'snap');
+  const { symlink } = await import('node:fs/promises');
+  const { tempPathOf } = await import('../../src/util/private-fs.js');
+  await symlink(victim, tempPathOf(file));
+  await writeSnapshot(file, 'leveldb', 1, objects());
+  await symlink(victim, join(dir, 'link.snap'));
+  await writeSnapshot(join(dir, 'link.snap'), 'leveldb', 1, objects());
+  assert.equal(await readFile(victim, 'utf8'), 'precious');
+  assert.equal((await readSnapshot(join(dir, 'link.snap'))).objects.length, 3, 'the link itself was replaced by the snapshot');
+});
