@@ -29,8 +29,8 @@ export interface RotateKeyResult {
   logEntries: number;
   /** Of those, how many were still plaintext. */
   plaintext: number;
-  /** What the operator must do next (etcd: copy the keyring to every other server), one line each. */
-  notes: string[];
+  /** What the operator must do next (etcd: copy the keyring to every other server), one line each; absent on LevelDB. */
+  notes?: string[];
 }
 
 export class RotateKeyError extends DroverError {
@@ -90,7 +90,7 @@ export async function rotateSecretsKey(dataDir: string, logger: Logger = silentL
     await store.close();
     const droppedKeys = await keyring.dropNonPrimaryKeys();
     logger.info({ keyId, droppedKeys, objects: report.objects, logEntries: report.logEntries }, 'secrets key rotated');
-    return { keyId, droppedKeys, objects: report.objects, logEntries: report.logEntries, plaintext: report.plaintext, notes };
+    return { keyId, droppedKeys, objects: report.objects, logEntries: report.logEntries, plaintext: report.plaintext, ...(notes.length > 0 ? { notes } : {}) };
   } finally {
     await store.close().catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'closing the store after key rotation failed'));
   }

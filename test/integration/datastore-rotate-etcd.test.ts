@@ -76,7 +76,7 @@ test('rotate-key with an etcd datastore: refused while a server runs; then every
   assert.equal(r.keyId, 'k2');
   assert.deepEqual(r.droppedKeys, ['k1']);
   assert.equal(r.objects, 2);
-  assert.match(r.notes.join('\n'), new RegExp(`every other server on etcd at ${endpoint} needs the new keyring before it starts: copy ${keysPath}`));
+  assert.match((r.notes ?? []).join('\n'), new RegExp(`every other server on etcd at ${endpoint} needs the new keyring before it starts: copy ${keysPath}`));
   assert.deepEqual(JSON.parse(await readFile(keysPath, 'utf8')).keys.map((k: { id: string }) => k.id), ['k2']);
   const history = await secretHistory(client);
   assert.ok(history.length >= 2);
