@@ -116,6 +116,15 @@ export class FlapTracker {
     return false;
   }
 
+  /**
+   * As many disconnects within the window as make a link degraded, whoever marked it so or stable
+   * again: several servers count every disconnect each (their own copy of the last will), while only
+   * the leader's lifecycle controller marks a link stable again.
+   */
+  flapping(node: string, nowMs: number): boolean {
+    return this.count(node, nowMs) >= this.threshold;
+  }
+
   count(node: string, nowMs: number): number {
     return (this.drops.get(node) ?? []).filter((t) => nowMs - t <= this.windowMs).length;
   }

@@ -368,8 +368,9 @@ export class NodeRegistry {
     if (p.state === 'offline') {
       const nowMs = this.now();
       // Several servers: every server counted the disconnect from its own copy (remember); the condition
-      // is set once, here, and only when it changes (an event with it).
-      if (shared ? this.opts.liveness.flaps.isDegraded(name) : this.opts.liveness.wentOffline(name, nowMs).degraded) {
+      // is set once, here, and only when it changes (an event with it). By the count in the window, not by
+      // this server's degraded mark: the leader marks a link stable again, on its own tracker only.
+      if (shared ? this.opts.liveness.flaps.flapping(name, nowMs) : this.opts.liveness.wentOffline(name, nowMs).degraded) {
         const message = `link flapping: ${this.opts.liveness.flaps.count(name, nowMs)} disconnects within the window`;
         if (await this.conditions.set(name, { type: 'LinkDegraded', status: 'True', reason: 'Flapping', message })) {
           await this.conditions.event(name, 'Warning', 'LinkDegraded', `Node ${name}: ${message}`);

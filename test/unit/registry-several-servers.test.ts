@@ -101,6 +101,21 @@ test('a goodbye: every server stops timing the node and counts the disconnect; t
   for (const s of servers) assert.equal(s.liveness.flaps.isDegraded('edge-1'), true);
 });
 
+test('a link the leader found stable again: one disconnect later, handled by another server, does not mark it degraded', async () => {
+  // A whole window without a disconnect; the leader (server 0) marks the link stable, on its own tracker.
+  clock += 61_000;
+  await deliver('presence', 'edge-1', presence('online'), 0);
+  await deliver('status', 'edge-1', status('edge-1', 20, clock), 0);
+  servers[0]!.liveness.flaps.stable('edge-1');
+  await store.patch('Node', '', 'edge-1', (n) => {
+    n.status!.conditions = n.status!.conditions!.map((c) => (c.type === 'LinkDegraded' ? { ...c, status: 'False', reason: 'LinkStable' } : c));
+    return n;
+  });
+  await deliver('presence', 'edge-1', presence('offline'), 1);
+  const node = await store.get('Node', '', 'edge-1');
+  assert.equal(node?.status?.conditions?.find((c) => c.type === 'LinkDegraded')?.status, 'False', 'one disconnect after a stable window marked the link degraded again');
+});
+
 test('statusOrder and olderThanApplied: replays, clocks stepped back, reports crossed between servers', () => {
   const last = { bootId: 'b', seq: 5, tsMs: Date.parse('2026-11-28T07:00:00Z') };
   assert.equal(statusOrder(last, { bootId: 'b', seq: 5, ts: '2026-11-28T07:00:00Z' }), 'replay');
