@@ -227,6 +227,16 @@ test('two servers, one etcd, one Mosquitto: each report and command handled once
     throw new Error(`${(err as Error).message}\n${leader.output().slice(-3000)}`);
   });
 
+  // A node's answer goes to the server that asked (a plain subscription on every server): logs through either API.
+  const pods = (await api(other, 'GET', '/api/v1/namespaces/default/pods?labelSelector=app%3Dweb')).body.items as Array<{ metadata: { name: string } }>;
+  for (const s of servers) {
+    for (const p of pods.slice(0, 2)) {
+      const r = await fetch(`${s.apiUrl}/api/v1/namespaces/default/pods/${p.metadata.name}/log`, { headers: { authorization: `Bearer ${(await readFile(join(s.dataDir, 'admin-token'), 'utf8')).trim()}` } });
+      assert.equal(r.status, 200, `logs of ${p.metadata.name} through ${s.name}: ${r.status} ${await r.clone().text()}`);
+      assert.match(await r.text(), /simulated agent: no logs/);
+    }
+  }
+
   // An operator's commands through the operators' listener: each answered once.
   const token = (await readFile(join(dirA, 'admin-token'), 'utf8')).trim();
   const op = await mqtt.connectAsync(`mqtts://127.0.0.1:${broker.operatorPort}`, {
