@@ -74,32 +74,42 @@ export async function loadLevel(store: LevelStore, objects: Array<{ key: string;
   await store.replaceObjects(objects, revision);
 }
 
-/** One consistent read of every object in etcd: each chunk at the revision of the first. */
-export function dumpEtcd(store: EtcdStore): Promise<RawDump> {
-  return store.call('reading every object', async (o) => {
-    const { key: start, range_end: end } = store.rangeOf(REGISTRY);
-    const objects: RawObject[] = [];
-    let from = start;
-    let revision: string | undefined;
-    for (;;) {
-      const r = await store.etcd.kv.range({ key: from, range_end: end, limit: ETCD_READ_CHUNK, ...(revision ? { revision } : {}) }, o);
-      revision ??= r.header.revision;
-      for (const kv of r.kvs) {
-        const key = store.relKey(kv.key);
-        const text = kv.value.toString('utf8');
-        let value: unknown;
-        try {
-          value = isEnvelope(text) ? text : JSON.parse(text);
-        } catch (err) {
-          throw new StoreError(`etcd at ${store.endpoints.join(',')}: the value under ${key} is not JSON: ${errorMessage(err)}`, err);
+/**
+ * One consistent read of every object in etcd: each chunk at the revision of the first, each its own
+ * call (a large store takes longer than one call's deadline to read whole).
+ */
+export async function dumpEtcd(store: EtcdStore): Promise<RawDump> {
+  const where = `etcd at ${store.endpoints.join(',')}`;
+  const { key: start, range_end: end } = store.rangeOf(REGISTRY);
+  const objects: RawObject[] = [];
+  let from = start;
+  let revision: string | undefined;
+  for (;;) {
+    const at = revision;
+    const r = await store
+      .call(`reading the objects (${objects.length} so far)`, (o) => store.etcd.kv.range({ key: from, range_end: end, limit: ETCD_READ_CHUNK, ...(at ? { revision: at } : {}) }, o))
+      .catch((err: unknown) => {
+        if (at && /required revision has been compacted/.test(errorMessage(err))) {
+          throw new StoreError(`${where}: its history was compacted past revision ${at} while the objects were read (the servers wrote more than the history keeps meanwhile): run it again`, err);
         }
-        objects.push(record(key, value, Number(kv.mod_revision), `etcd at ${store.endpoints.join(',')}`));
+        throw err;
+      });
+    revision ??= r.header.revision;
+    for (const kv of r.kvs) {
+      const key = store.relKey(kv.key);
+      const text = kv.value.toString('utf8');
+      let value: unknown;
+      try {
+        value = isEnvelope(text) ? text : JSON.parse(text);
+      } catch (err) {
+        throw new StoreError(`${where}: the value under ${key} is not JSON: ${errorMessage(err)}`, err);
       }
-      if (!r.more || r.kvs.length === 0) break;
-      from = Buffer.concat([r.kvs.at(-1)!.key, Buffer.from([0])]);
+      objects.push(record(key, value, Number(kv.mod_revision), where));
     }
-    return { revision: Number(revision), objects };
-  });
+    if (!r.more || r.kvs.length === 0) break;
+    from = Buffer.concat([r.kvs.at(-1)!.key, Buffer.from([0])]);
+  }
+  return { revision: Number(revision), objects };
 }
 
 /** How many objects etcd holds under the store's prefix. */
