@@ -134,6 +134,8 @@ function decide(node: string, check: ReturnType<NodeCredentials['check']>): Conn
 export async function startServer(cfg: ServerConfig, logger: Logger = createLogger({ name: 'drover-server', level: cfg.logLevel })): Promise<RunningServer> {
   const startedAt = Date.now();
   const bootAt = performance.now();
+  // A bad --server-id stops the start before anything is opened, naming the flag (ValidationError).
+  if (cfg.serverId !== undefined) serverClientId(cfg.serverId);
   // 0700, tightened (with a warning) if an older version made it looser.
   await ensurePrivateDir(cfg.dataDir, logger);
   const insecure = cfg.insecure ?? false;
@@ -235,6 +237,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const severalServers = external && datastoreEndpoints(cfg.datastoreEndpoint).length > 0;
     const serverId = external ? (cfg.serverId ?? (severalServers ? await loadOrCreateServerId(cfg.dataDir, logger) : undefined)) : undefined;
     const linkClientId = serverClientId(serverId);
+    if (cfg.serverId !== undefined && !external) logger.info({ serverId: cfg.serverId }, '--server-id names a server on an external broker: the embedded broker is this server\'s alone, its link stays drover-server');
     // External broker: the server hears operators' commands itself (the embedded broker hands them over with who sent them).
     const link = await ServerLink.connect({ url: linkUrl, clientId: linkClientId, ...linkAuth, logger, commands: external, shared: severalServers });
     closers.push(() => link.close());
