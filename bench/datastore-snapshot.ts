@@ -8,7 +8,7 @@
  * (the machine is shared).
  *
  * Run: node --import tsx bench/datastore-snapshot.ts [--objects 10000] [--dir DIR]
- *   → bench/results/datastore-snapshot.json
+ *   → bench/results/datastore-snapshot.json (datastore-snapshot-N.json for another --objects)
  */
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,12 +89,14 @@ async function main(): Promise<void> {
       etcd: { saveMs: saveEtcd.ms, snapshotBytes: statSync(fileE).size, restoreIntoEmptyEtcdMs: restoreEtcd2.ms },
       migrateLevelToEtcdForceMs: migrate.ms,
       etcdRevisions: restoreEtcd2.value.revisions,
+      /** The bench process holds the objects between read and write (as the CLI does): its peak RSS. */
+      peakRssMiB: round(process.resourceUsage().maxRSS / 1024, 0),
       loadAverageBefore: loadBefore,
       loadAverageAfter: machine().loadAverage,
-      note: 'one etcd member per store on this machine\'s disk; times include opening the stores and, for restores, reading and checking the whole file and opening every Secret with the keyring',
+      note: 'one etcd member per store on this machine\'s disk; times include opening the stores and, for restores, reading and checking the whole file and opening every Secret with the keyring; leveldb.restoreIntoEmptyEtcdMs is the run\'s first etcd step and also pays for loading the etcd client (gRPC, its protocol definitions) in this process',
     };
     console.log(JSON.stringify(result, null, 2));
-    console.log(`→ ${writeResult('datastore-snapshot', result)}`);
+    console.log(`→ ${writeResult(OBJECTS === 10_000 ? 'datastore-snapshot' : `datastore-snapshot-${OBJECTS}`, result)}`);
   } finally {
     for (const e of etcds) await e.stop();
     rmSync(dir, { recursive: true, force: true });
