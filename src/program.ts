@@ -22,6 +22,7 @@ import { registerBrokerCommands } from './cli/broker.js';
 import { kubeconfig, writePrivate } from './cli/kubeconfig.js';
 import { toYaml } from './cli/output.js';
 import { registerCliCommands } from './cli/program.js';
+import { registerDatastoreCommands } from './cli/datastore.js';
 import { registerSecretsCommands } from './cli/secrets.js';
 import { errorMessage } from './util/errors.js';
 import { createLogger } from './util/logger.js';
@@ -436,7 +437,12 @@ export function buildProgram(io: ProgramIo = processIo): Command {
   registerSecretsCommands(program, io, {
     defaultDataDir: defaultDataDir(),
     // Loaded on demand, like the server: the CLI verbs do not pay for the store's modules.
-    rotateKey: async (dataDir) => (await import('../server/secrets/rotate.js')).rotateSecretsKey(dataDir, createLogger({ name: 'drover', level: 'warn' })),
+    rotateKey: async (dataDir, datastore) => (await import('../server/secrets/rotate.js')).rotateSecretsKey(dataDir, createLogger({ name: 'drover', level: 'warn' }), datastore),
+  });
+  registerDatastoreCommands(program, io, {
+    defaultDataDir: defaultDataDir(),
+    // Loaded on demand, like the server: the CLI verbs do not pay for the store's modules (nor etcd's client).
+    tools: async () => (await import('../server/store/transfer.js')).datastoreTools(createLogger({ name: 'drover', level: 'warn' })),
   });
   return program;
 }

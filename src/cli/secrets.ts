@@ -8,12 +8,14 @@ export interface RotateKeyReport {
   objects: number;
   logEntries: number;
   plaintext: number;
+  /** What the operator must do next (etcd: copy the keyring to every other server), one line each. */
+  notes?: string[];
 }
 
 export interface SecretsCommandDeps {
   defaultDataDir: string;
   /** Loaded on demand by the entry point: the server's modules are not the CLI's to import. */
-  rotateKey(dataDir: string): Promise<RotateKeyReport>;
+  rotateKey(dataDir: string, datastore: { datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string }): Promise<RotateKeyReport>;
 }
 
 /**
@@ -26,12 +28,18 @@ export function registerSecretsCommands(program: Command, io: Pick<CliIo, 'stdou
     .command('rotate-key')
     .description('add a new encryption key, re-encrypt every Secret with it, then drop the old keys (server stopped)')
     .option('--data-dir <dir>', 'server data directory', deps.defaultDataDir)
-    .action(async (o: { dataDir: string }) => {
-      const r = await deps.rotateKey(o.dataDir);
+    .option('--datastore-endpoint <urls>', "the server keeps its state in etcd (the server's flag): rotate the Secrets there, every server on it stopped")
+    .option('--datastore-cafile <file>', "PEM CA the etcd members' certificates are checked against")
+    .option('--datastore-certfile <file>', 'PEM client certificate presented to etcd')
+    .option('--datastore-keyfile <file>', 'PEM key of that client certificate (keep it 0600)')
+    .action(async (o: { dataDir: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string }) => {
+      const { dataDir, ...datastore } = o;
+      const r = await deps.rotateKey(dataDir, datastore);
       const dropped = r.droppedKeys.length ? `; dropped old key(s) ${r.droppedKeys.join(', ')}` : '';
       io.stdout(
         `secrets key rotated: ${r.keyId} is the primary key; re-encrypted ${r.objects} Secret(s) and ${r.logEntries} change-log entr${r.logEntries === 1 ? 'y' : 'ies'}` +
           ` (${r.plaintext} were plaintext)${dropped}\n`,
       );
+      for (const n of r.notes ?? []) io.stdout(`note: ${n}\n`);
     });
 }
