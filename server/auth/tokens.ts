@@ -5,8 +5,9 @@ import { z } from 'zod';
 import { objectMeta } from '../../src/api/meta.js';
 import { DroverError, TokenRefusedError, ValidationError, type FieldCause, type TokenRefusal } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import { ensurePrivateDir, tightenFile, writePrivateFileAtomic } from '../../src/util/private-fs.js';
+import { ensurePrivateDir, tightenFile } from '../../src/util/private-fs.js';
 import type { Role, TokenInfo } from '../../src/api/tokens.js';
+import { fileDoc, type DocVersion, type SharedDoc } from '../cluster/doc.js';
 
 export type { Role, TokenInfo };
 export const ROLES: readonly Role[] = ['admin', 'view'];
@@ -97,8 +98,14 @@ function checkCommon(o: { ttlSeconds?: number; description?: string }, causes: F
   }
 }
 
+/** Where the bootstrap admin token lives in a data dir. */
+export const ADMIN_TOKEN_FILE = 'admin-token';
+
+/** A change that lost to another server's this many times in a row is given up (a table that hot is a bug). */
+const MAX_REPLACE_ATTEMPTS = 20;
+
 /** Reads the bootstrap admin token, creating it (0600) at first start; kept across restarts. */
-async function loadOrCreateAdminToken(path: string, logger: Logger): Promise<string> {
+export async function loadOrCreateAdminToken(path: string, logger: Logger): Promise<string> {
   try {
     const t = (await readFile(path, 'utf8')).trim();
     if (t) {
@@ -121,16 +128,20 @@ export type ApiCheck = { identity: ApiIdentity } | { refused: TokenRefusal; toke
  * Join tokens (an agent's first contact: limited uses and lifetime, labels for the node) and API
  * tokens (a role for the HTTP API, later MQTT commands). Only sha256 hashes of the secrets are kept,
  * in DATA_DIR/auth/tokens.json (0600 in a 0700 dir), so a copy of the data dir does not hand out
- * tokens. Writes are serialised and atomic; the in-memory table changes only after the file did,
- * so a failed write refuses the operation instead of diverging from disk.
+ * tokens; with several servers on one etcd, in one shared document there (server/cluster/doc.ts), so
+ * a token made on one server works on every one. Writes are serialised and atomic; the in-memory table
+ * changes only after the document did, so a failed write refuses the operation instead of diverging
+ * from what is stored. A change another server made first is read and the change decided again on it.
  */
 export class TokenStore {
   private tokens: StoredToken[] = [];
+  /** The document's version the table was read at (compare-and-swap of the next write). */
+  private version = 0;
   private queue: Promise<unknown> = Promise.resolve();
   private readonly adminHash: Buffer;
 
   private constructor(
-    private readonly file: string,
+    private readonly doc: SharedDoc,
     readonly adminToken: string,
     private readonly logger: Logger,
     private readonly now: () => number,
@@ -138,48 +149,75 @@ export class TokenStore {
     this.adminHash = sha256(adminToken);
   }
 
-  /** Persists under DATA_DIR/auth/ (0700 dir, 0600 files), secrets stored only as sha256 hashes. */
-  static async open(opts: { dataDir: string; logger: Logger; now?: () => number }): Promise<TokenStore> {
+  /**
+   * Persists under DATA_DIR/auth/ (0700 dir, 0600 files), secrets stored only as sha256 hashes; `doc`:
+   * the table kept elsewhere instead (one etcd key every server shares), followed as it changes.
+   */
+  static async open(opts: { dataDir: string; logger: Logger; now?: () => number; doc?: SharedDoc }): Promise<TokenStore> {
     await ensurePrivateDir(opts.dataDir, opts.logger);
     const dir = join(opts.dataDir, 'auth');
     await ensurePrivateDir(dir, opts.logger);
-    const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, 'admin-token'), opts.logger);
-    const store = new TokenStore(join(dir, 'tokens.json'), adminToken, opts.logger, opts.now ?? Date.now);
-    await store.load();
+    const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, ADMIN_TOKEN_FILE), opts.logger);
+    const store = new TokenStore(opts.doc ?? fileDoc(join(dir, 'tokens.json'), opts.logger), adminToken, opts.logger, opts.now ?? Date.now);
+    store.install(await store.doc.read());
+    store.doc.watch((d) => store.followed(d));
     return store;
   }
 
-  private async load(): Promise<void> {
-    let text: string;
+  /** Makes `d` the table (throws, naming the document, when it cannot be read). */
+  private install(d: DocVersion): void {
+    this.tokens = d.text === undefined ? [] : this.parse(d.text);
+    this.version = d.version;
+  }
+
+  /** A version another server wrote: taken if newer; a damaged one is logged and the table kept. */
+  private followed(d: DocVersion): void {
+    if (d.version <= this.version) return;
     try {
-      text = await readFile(this.file, 'utf8');
+      this.install(d);
+      this.logger.debug({ version: d.version, tokens: this.tokens.length }, 'token table changed on another server');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
+      this.logger.error({ err: (err as Error).message }, 'ignored a change of the token table');
     }
-    await tightenFile(this.file, this.logger);
+  }
+
+  private parse(text: string): StoredToken[] {
+    const where = this.doc.where;
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
     } catch (err) {
-      throw new DroverError(`${this.file} is not valid JSON; fix or remove it (removing it revokes every join and API token)`, { cause: err });
+      throw new DroverError(`${where} is not valid JSON; fix or remove it (removing it revokes every join and API token)`, { cause: err });
     }
     const r = tokenFile.safeParse(parsed);
     if (!r.success) {
-      throw new DroverError(`${this.file} is not a token file this version understands: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
+      throw new DroverError(`${where} is not a token file this version understands: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`, { cause: r.error });
     }
-    this.tokens = r.data.tokens;
+    return r.data.tokens;
   }
 
-  /** Runs `change` on a copy of the table, writes it, then makes it current; one change at a time. */
+  /**
+   * Runs `change` on a copy of the table, writes it, then makes it current; one change at a time. When
+   * another server changed the table meanwhile, its version is taken and `change` runs again on it.
+   */
   private mutate<T>(change: (tokens: StoredToken[]) => T): Promise<T> {
     const run = async () => {
-      const now = this.now();
-      const next = this.tokens.filter((t) => !this.gone(t, now)).map((t) => ({ ...t }));
-      const result = change(next);
-      await writePrivateFileAtomic(this.file, JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n');
-      this.tokens = next;
-      return result;
+      for (let attempt = 1; ; attempt++) {
+        const now = this.now();
+        const next = this.tokens.filter((t) => !this.gone(t, now)).map((t) => ({ ...t }));
+        const result = change(next);
+        const r = await this.doc.replace(JSON.stringify({ version: 1, tokens: next }, null, 1) + '\n', this.version);
+        if (r.ok) {
+          // A newer version may have come through the watch while this write was on its way.
+          if (r.version >= this.version) {
+            this.tokens = next;
+            this.version = r.version;
+          }
+          return result;
+        }
+        this.install(r);
+        if (attempt >= MAX_REPLACE_ATTEMPTS) throw new DroverError(`${this.doc.where}: changed by other servers ${attempt} times in a row while this change was being written; try again`);
+      }
     };
     const p = this.queue.then(run, run);
     this.queue = p.catch(() => undefined);

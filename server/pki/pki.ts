@@ -80,6 +80,56 @@ function keyMatches(certPem: string, keyPem: string): boolean {
   return new X509Certificate(certPem).checkPrivateKey(createPrivateKey(keyPem));
 }
 
+/** The PKI files a data dir holds (relative to DATA_DIR/tls): the CA and the server's MQTT client identity are the cluster's, the serving certificate each server's own. */
+export const PKI_FILES = {
+  caCert: 'ca.crt',
+  caKey: 'ca.key',
+  clientCert: 'client-drover-server.crt',
+  clientKey: 'client-drover-server.key',
+} as const;
+
+/**
+ * The CA and the server's MQTT client certificate in `dir`, each made when missing (the client
+ * certificate also again when near expiry or signed by another CA). What several servers on one etcd
+ * share (server/cluster/bootstrap.ts); loadOrCreatePki adds each server's own serving certificate.
+ */
+export async function loadOrCreateClusterPki(opts: { dir: string; logger: Logger; now?: () => number }): Promise<{ caCert: string; caKey: string; serverClient: { cert: string; key: string } }> {
+  const now = opts.now ?? Date.now;
+  const { dir, logger } = opts;
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  const path = (f: string) => join(dir, f);
+
+  let caCert = await readOptional(path(PKI_FILES.caCert));
+  let caKey = await readOptional(path(PKI_FILES.caKey));
+  if (!caCert || !caKey) {
+    const k = generateKeyPem();
+    caCert = issueCertificate({ subject: { cn: `drover-ca@${Math.floor(now() / 1000)}` }, publicKeyPem: k.publicKey, selfKeyPem: k.privateKey, usage: 'ca', days: CA_DAYS, now: now() }).pem;
+    caKey = k.privateKey;
+    await writeFileAtomic(path(PKI_FILES.caKey), caKey, 0o600);
+    await writeFileAtomic(path(PKI_FILES.caCert), caCert, 0o644);
+    logger.info({ caHash: certificateHash(caCert) }, 'created the cluster certificate authority');
+  }
+  const issuer = { certPem: caCert, keyPem: caKey };
+  let clientCert = await readOptional(path(PKI_FILES.clientCert));
+  let clientKey = await readOptional(path(PKI_FILES.clientKey));
+  if (!fresh(caCert, clientCert, clientKey, now(), () => true)) {
+    const k = generateKeyPem();
+    clientCert = issueCertificate({ subject: { cn: SERVER_CLIENT_CN, o: SERVER_CLIENT_ORG }, publicKeyPem: k.publicKey, issuer, usage: 'client', days: SERVER_DAYS, now: now() }).pem;
+    clientKey = k.privateKey;
+    await writeFileAtomic(path(PKI_FILES.clientKey), clientKey, 0o600);
+    await writeFileAtomic(path(PKI_FILES.clientCert), clientCert, 0o644);
+  }
+  return { caCert, caKey, serverClient: { cert: clientCert!, key: clientKey! } };
+}
+
+/** Signed by `caCert`, not near expiry, matching its key, and passing `check`. */
+function fresh(caCert: string, certPem: string | undefined, keyPem: string | undefined, now: number, check: (c: string) => boolean): boolean {
+  if (!certPem || !keyPem) return false;
+  const info = inspectCertificate(certPem, caCert);
+  return info.signedByCa && info.notAfter.getTime() - now > RENEW_BEFORE_DAYS * 86400_000 && keyMatches(certPem, keyPem) && check(certPem);
+}
+
 /**
  * Loads the PKI from `dir`, creating what is missing: the CA once, and the server certificates
  * again when the wanted names are not all covered, they are near expiry, or another CA signed them.
@@ -87,31 +137,13 @@ function keyMatches(certPem: string, keyPem: string): boolean {
 export async function loadOrCreatePki(opts: { dir: string; sans: { dns: string[]; ips: string[] }; logger: Logger; now?: () => number }): Promise<Pki> {
   const now = opts.now ?? Date.now;
   const { dir, logger } = opts;
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  await chmod(dir, 0o700);
+  const { caCert, caKey, serverClient } = await loadOrCreateClusterPki(opts);
   const path = (f: string) => join(dir, f);
-
-  let caCert = await readOptional(path('ca.crt'));
-  let caKey = await readOptional(path('ca.key'));
-  if (!caCert || !caKey) {
-    const k = generateKeyPem();
-    caCert = issueCertificate({ subject: { cn: `drover-ca@${Math.floor(now() / 1000)}` }, publicKeyPem: k.publicKey, selfKeyPem: k.privateKey, usage: 'ca', days: CA_DAYS, now: now() }).pem;
-    caKey = k.privateKey;
-    await writeFileAtomic(path('ca.key'), caKey, 0o600);
-    await writeFileAtomic(path('ca.crt'), caCert, 0o644);
-    logger.info({ caHash: certificateHash(caCert) }, 'created the cluster certificate authority');
-  }
   const issuer = { certPem: caCert, keyPem: caKey };
-
-  const fresh = (certPem: string | undefined, keyPem: string | undefined, check: (c: string) => boolean) => {
-    if (!certPem || !keyPem) return false;
-    const info = inspectCertificate(certPem, caCert!);
-    return info.signedByCa && info.notAfter.getTime() - now() > RENEW_BEFORE_DAYS * 86400_000 && keyMatches(certPem, keyPem) && check(certPem);
-  };
 
   let serverCert = await readOptional(path('server.crt'));
   let serverKey = await readOptional(path('server.key'));
-  if (!fresh(serverCert, serverKey, (c) => covers(c, opts.sans))) {
+  if (!fresh(caCert, serverCert, serverKey, now(), (c) => covers(c, opts.sans))) {
     const k = generateKeyPem();
     serverCert = issueCertificate({ subject: { cn: 'drover-server', o: 'drover' }, publicKeyPem: k.publicKey, issuer, usage: 'server', days: SERVER_DAYS, now: now(), dnsNames: opts.sans.dns, ips: opts.sans.ips }).pem;
     serverKey = k.privateKey;
@@ -119,15 +151,5 @@ export async function loadOrCreatePki(opts: { dir: string; sans: { dns: string[]
     await writeFileAtomic(path('server.crt'), serverCert, 0o644);
     logger.info({ dns: opts.sans.dns, ips: opts.sans.ips }, 'issued the server certificate');
   }
-
-  let clientCert = await readOptional(path('client-drover-server.crt'));
-  let clientKey = await readOptional(path('client-drover-server.key'));
-  if (!fresh(clientCert, clientKey, () => true)) {
-    const k = generateKeyPem();
-    clientCert = issueCertificate({ subject: { cn: SERVER_CLIENT_CN, o: SERVER_CLIENT_ORG }, publicKeyPem: k.publicKey, issuer, usage: 'client', days: SERVER_DAYS, now: now() }).pem;
-    clientKey = k.privateKey;
-    await writeFileAtomic(path('client-drover-server.key'), clientKey, 0o600);
-    await writeFileAtomic(path('client-drover-server.crt'), clientCert, 0o644);
-  }
-  return { dir, caCert, caKey, caHash: certificateHash(caCert), server: { cert: serverCert!, key: serverKey! }, serverClient: { cert: clientCert!, key: clientKey! } };
+  return { dir, caCert, caKey, caHash: certificateHash(caCert), server: { cert: serverCert!, key: serverKey! }, serverClient };
 }

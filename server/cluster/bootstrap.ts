@@ -1,0 +1,278 @@
+/**
+ * One identity for every server sharing an etcd datastore, as k3s keeps its "bootstrap data" in its
+ * datastore: the CA (certificate and key), the server's MQTT client identity, the Secrets keyring and
+ * the bootstrap admin token live in etcd under BOOTSTRAP_KEY, sealed (AES-256-GCM) with a key derived
+ * from the server token (server/cluster/server-token.ts). The first server uploads its own (made where
+ * missing) in a create-if-absent transaction, so two servers starting together agree on one; every
+ * later server writes the cluster's into its data dir (0600 files, 0700 dirs) before the PKI, the
+ * keyring and the token store are opened. Each server still issues its own serving certificate (its
+ * own names) from the shared CA. The same derived key seals the documents the servers share while
+ * they run (API and join tokens, node credentials, the default join token: ClusterIdentity.docs).
+ *
+ * A data dir that already holds files (a LevelDB server moved onto etcd, a server restarted) is
+ * reconciled: equal files stay; files made by another cluster's CA are refused (the data dir belongs
+ * to another cluster); a keyring rotated here (a higher primary key, `drover secrets rotate-key`) is
+ * uploaded, one rotated elsewhere downloaded; any other file is replaced by the cluster's, with a warning.
+ */
+import { join, relative } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { seal, SealError, unseal, type AeadKey } from '../../src/util/aead.js';
+import { DroverError, errorMessage } from '../../src/util/errors.js';
+import type { Logger } from '../../src/util/logger.js';
+import { ensurePrivateDir, writePrivateFileAtomic } from '../../src/util/private-fs.js';
+import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from '../auth/tokens.js';
+import { loadOrCreateClusterPki, PKI_FILES } from '../pki/pki.js';
+import { Keyring, keyringPath } from '../secrets/keyring.js';
+import type { EtcdStore } from '../store/etcd.js';
+import { datastoreEndpoints, openStore, type DatastoreOptions } from '../store/open.js';
+import type { SharedDoc } from './doc.js';
+import { EtcdDoc } from './etcd-doc.js';
+import { checkServerToken, deriveKey, MIN_SERVER_TOKEN_LENGTH, newKdfParams, SERVER_TOKEN_ENV, ServerTokenError, type KdfParams } from './server-token.js';
+
+/** Where the cluster's identity and shared documents live in etcd (beside the store's /drover/registry/). */
+export const CLUSTER_KEYS = {
+  bootstrap: '/drover/cluster/bootstrap',
+  tokens: '/drover/cluster/tokens',
+  nodes: '/drover/cluster/node-credentials',
+  joinToken: '/drover/cluster/join-token',
+} as const;
+
+const BOOTSTRAP_FORMAT = 1;
+/** Attempts at reconciling with a bootstrap document other servers keep changing (a keyring upload). */
+const RECONCILE_ATTEMPTS = 5;
+
+/** The data dir's files the bootstrap data carries, relative to the data dir. */
+export function bootstrapFiles(dataDir: string): { ca: string[]; keyring: string; other: string[]; all: string[] } {
+  const tls = (f: string) => join('tls', f);
+  const ca = [tls(PKI_FILES.caCert), tls(PKI_FILES.caKey)];
+  const keyring = relative(dataDir, keyringPath(dataDir));
+  const other = [tls(PKI_FILES.clientCert), tls(PKI_FILES.clientKey), ADMIN_TOKEN_FILE];
+  return { ca, keyring, other, all: [...ca, keyring, ...other] };
+}
+
+/** The bootstrap data cannot be used with this data dir (it belongs to another cluster, the document is damaged). */
+export class ClusterBootstrapError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 500, reason: 'ClusterBootstrapFailed', cause });
+  }
+}
+
+interface BootstrapDoc {
+  format: number;
+  kdf: KdfParams;
+  /** The sealed JSON of { files: { relative path: content } }. */
+  data: string;
+}
+
+export interface ClusterIdentity {
+  /** Documents every server on this etcd shares, sealed with the server token's key. */
+  docs: { tokens: SharedDoc; nodes: SharedDoc; joinToken: SharedDoc };
+  /** This server uploaded the bootstrap data (it was the first). */
+  created: boolean;
+  close(): Promise<void>;
+}
+
+export interface JoinClusterOptions {
+  dataDir: string;
+  datastore: DatastoreOptions;
+  /** The server token (readServerToken); undefined is refused, naming the flag. */
+  serverToken: string | undefined;
+  logger: Logger;
+  now?: () => number;
+}
+
+/**
+ * Makes the data dir hold the cluster's identity (uploading its own when etcd has none yet) and opens
+ * the shared documents. Errors: ServerTokenError (no token, or one that does not open the cluster's
+ * data), ClusterBootstrapError (a data dir of another cluster), StoreUnavailableError (etcd not answering).
+ */
+export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentity> {
+  const endpoints = datastoreEndpoints(o.datastore.datastoreEndpoint);
+  if (endpoints.length === 0) throw new ClusterBootstrapError('joinCluster needs an etcd datastore (--datastore-endpoint)');
+  if (!o.serverToken) {
+    throw new ServerTokenError(
+      `drover server --datastore-endpoint needs the cluster's server token, the same on every server: --server-token-file FILE (mode 0600) or ${SERVER_TOKEN_ENV} ` +
+        `(the first server's token becomes the cluster's: any secret of ${MIN_SERVER_TOKEN_LENGTH} characters or more, e.g. \`openssl rand -hex 32\`)`,
+    );
+  }
+  checkServerToken(o.serverToken, 'the one given');
+  await ensurePrivateDir(o.dataDir, o.logger);
+  const store = (await openStore({
+    levelPath: '',
+    datastoreEndpoint: o.datastore.datastoreEndpoint,
+    datastoreCafile: o.datastore.datastoreCafile,
+    datastoreCertfile: o.datastore.datastoreCertfile,
+    datastoreKeyfile: o.datastore.datastoreKeyfile,
+    logger: o.logger,
+  })) as EtcdStore;
+  try {
+    const { key, created } = await bootstrap(store, o);
+    const doc = (k: string) => new EtcdDoc(store, k, key, o.logger);
+    const docs = { tokens: doc(CLUSTER_KEYS.tokens), nodes: doc(CLUSTER_KEYS.nodes), joinToken: doc(CLUSTER_KEYS.joinToken) };
+    return {
+      docs,
+      created,
+      close: async () => {
+        for (const d of Object.values(docs)) await d.close();
+        await store.close();
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function readLocal(dataDir: string): Promise<Map<string, string | undefined>> {
+  const files = new Map<string, string | undefined>();
+  for (const rel of bootstrapFiles(dataDir).all) files.set(rel, await readOptional(join(dataDir, rel)));
+  return files;
+}
+
+function where(store: EtcdStore): string {
+  return `etcd at ${store.endpoints.join(',')}`;
+}
+
+async function readBootstrap(store: EtcdStore): Promise<{ doc: BootstrapDoc; version: number } | undefined> {
+  const kv = await store.call('reading the bootstrap data', async (o) => (await store.etcd.kv.range({ key: Buffer.from(CLUSTER_KEYS.bootstrap) }, o)).kvs[0]);
+  return kv ? { doc: parseDoc(store, kv.value), version: Number(kv.mod_revision) } : undefined;
+}
+
+function parseDoc(store: EtcdStore, value: Buffer): BootstrapDoc {
+  let doc: BootstrapDoc;
+  try {
+    doc = JSON.parse(value.toString('utf8')) as BootstrapDoc;
+  } catch (err) {
+    throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} (${CLUSTER_KEYS.bootstrap}) is not JSON: ${errorMessage(err)}`, err);
+  }
+  if (doc?.format !== BOOTSTRAP_FORMAT || typeof doc.data !== 'string' || typeof doc.kdf?.salt !== 'string') {
+    throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} (${CLUSTER_KEYS.bootstrap}) is not in a format this version reads (format ${String(doc?.format)})`);
+  }
+  return doc;
+}
+
+function encodeDoc(kdf: KdfParams, key: AeadKey, files: Map<string, string>): Buffer {
+  const plain = Buffer.from(JSON.stringify({ files: Object.fromEntries(files) }), 'utf8');
+  const doc: BootstrapDoc = { format: BOOTSTRAP_FORMAT, kdf, data: seal(key, plain, CLUSTER_KEYS.bootstrap) };
+  return Buffer.from(JSON.stringify(doc), 'utf8');
+}
+
+function openDoc(store: EtcdStore, doc: BootstrapDoc, key: AeadKey): Map<string, string> {
+  let plain: Buffer;
+  try {
+    plain = unseal((id) => (id === key.id ? key.key : undefined), doc.data, CLUSTER_KEYS.bootstrap);
+  } catch (err) {
+    if (err instanceof SealError) throw new ServerTokenError(`the server token does not open the cluster's bootstrap data in ${where(store)}`, err);
+    throw err;
+  }
+  const files = (JSON.parse(plain.toString('utf8')) as { files?: Record<string, unknown> }).files ?? {};
+  return new Map(Object.entries(files).filter((e): e is [string, string] => typeof e[1] === 'string'));
+}
+
+/** Writes the bootstrap document if its key is still at `version` (0: absent); the document there otherwise. */
+async function putDoc(store: EtcdStore, value: Buffer, version: number): Promise<{ ok: true } | { ok: false; current: { doc: BootstrapDoc; version: number } }> {
+  const key = Buffer.from(CLUSTER_KEYS.bootstrap);
+  const compare = version === 0 ? { key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 } : { key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: version };
+  const r = await store.call('writing the bootstrap data', (o) => store.etcd.kv.txn({ compare: [compare], success: [{ request_put: { key, value } }], failure: [{ request_range: { key } }] }, o));
+  if (r.succeeded) return { ok: true };
+  const kv = r.responses[0]?.response_range?.kvs[0];
+  if (!kv) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} was deleted while this server read it; start again`);
+  return { ok: false, current: { doc: parseDoc(store, kv.value), version: Number(kv.mod_revision) } };
+}
+
+/** The number of a keyring's primary key (k1, k2, ...: rotate-key counts up), NaN when it has none. */
+function primaryNumber(keyringText: string): number {
+  try {
+    const m = /^k(\d+)$/.exec(String((JSON.parse(keyringText) as { primary?: unknown }).primary));
+    return m ? Number(m[1]) : NaN;
+  } catch {
+    // A keyring that is not JSON has no number: the caller refuses it by name (Keyring reports what is wrong when it opens).
+    return NaN;
+  }
+}
+
+async function bootstrap(store: EtcdStore, o: JoinClusterOptions): Promise<{ key: AeadKey; created: boolean }> {
+  const { dataDir, logger } = o;
+  const token = o.serverToken!;
+  const names = bootstrapFiles(dataDir);
+  const existedBefore = new Set([...(await readLocal(dataDir))].filter(([, text]) => text !== undefined).map(([rel]) => rel));
+  let current = await readBootstrap(store);
+  if (!current) {
+    // The first server: this data dir's identity (made now where missing) becomes the cluster's.
+    await loadOrCreateClusterPki({ dir: join(dataDir, 'tls'), logger, now: o.now });
+    await Keyring.loadOrCreate(dataDir, logger);
+    await loadOrCreateAdminToken(join(dataDir, ADMIN_TOKEN_FILE), logger);
+    const files = new Map([...(await readLocal(dataDir))].map(([rel, text]) => [rel, text ?? '']));
+    const kdf = newKdfParams();
+    const key = await deriveKey(token, kdf);
+    const put = await putDoc(store, encodeDoc(kdf, key, files), 0);
+    if (put.ok) {
+      logger.info({ etcd: store.endpoints, key: CLUSTER_KEYS.bootstrap }, "this server's CA, keyring and admin token are the cluster's bootstrap data now (sealed with the server token)");
+      return { key, created: true };
+    }
+    // Another server uploaded first: its identity is the cluster's; what this start made here gives way.
+    logger.info('another server uploaded the bootstrap data first: taking it');
+    current = put.current;
+  }
+  for (let attempt = 1; ; attempt++) {
+    const key = await deriveKey(token, current.doc.kdf);
+    const theirs = openDoc(store, current.doc, key);
+    const local = await readLocal(dataDir);
+    const upload = new Map(theirs);
+    let uploads = false;
+    const writes: Array<[string, string]> = [];
+    for (const rel of names.all) {
+      const want = theirs.get(rel);
+      const mine = local.get(rel);
+      if (want === undefined) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} lacks ${rel}`);
+      if (mine === want) continue;
+      const path = join(dataDir, rel);
+      if (mine === undefined || !existedBefore.has(rel)) {
+        writes.push([rel, want]);
+      } else if (names.ca.includes(rel)) {
+        throw new ClusterBootstrapError(
+          `${path} is not the cluster's CA (the bootstrap data in ${where(store)}): this data dir belongs to another cluster; ` +
+            `move ${join(dataDir, 'tls')} away (its nodes then join again) or start this server with an empty --data-dir`,
+        );
+      } else if (rel === names.keyring) {
+        const [n, m] = [primaryNumber(mine), primaryNumber(want)];
+        if (n > m) {
+          upload.set(rel, mine);
+          uploads = true;
+          logger.info({ path, keyId: `k${n}` }, "this data dir's secrets keyring is newer than the cluster's (rotate-key): uploading it");
+        } else if (n < m) {
+          writes.push([rel, want]);
+          logger.warn({ path, keyId: `k${m}` }, "the secrets keyring was rotated on another server: taking the cluster's");
+        } else {
+          throw new ClusterBootstrapError(
+            `${path} is not the cluster's secrets keyring (the bootstrap data in ${where(store)}) though its primary key has the same id: ` +
+              `Secrets of this data dir's store and of the cluster's cannot both be read; move it away to take the cluster's`,
+          );
+        }
+      } else {
+        writes.push([rel, want]);
+        if (existedBefore.has(rel)) logger.warn({ path }, "replaced by the cluster's copy (bootstrap data in etcd)");
+      }
+    }
+    if (uploads) {
+      const put = await putDoc(store, encodeDoc(current.doc.kdf, key, upload), current.version);
+      if (!put.ok) {
+        if (attempt >= RECONCILE_ATTEMPTS) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} keeps changing while this server starts; start it again`);
+        current = put.current;
+        continue;
+      }
+    }
+    for (const [rel, text] of writes) await writePrivateFileAtomic(join(dataDir, rel), text, logger);
+    logger.info({ etcd: store.endpoints, written: writes.map(([rel]) => rel) }, "this data dir holds the cluster's identity (bootstrap data in etcd)");
+    return { key, created: false };
+  }
+}
