@@ -239,7 +239,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const linkClientId = serverClientId(serverId);
     if (cfg.serverId !== undefined && !external) logger.info({ serverId: cfg.serverId }, '--server-id names a server on an external broker: the embedded broker is this server\'s alone, its link stays drover-server');
     // External broker: the server hears operators' commands itself (the embedded broker hands them over with who sent them).
-    const link = await ServerLink.connect({ url: linkUrl, clientId: linkClientId, ...linkAuth, logger, commands: external, shared: severalServers });
+    const link = await ServerLink.connect({ url: linkUrl, clientId: linkClientId, ...linkAuth, logger, commands: external, shared: severalServers, serverId });
     closers.push(() => link.close());
     instruments.startPhase('link');
 
@@ -305,6 +305,17 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       return registry.handle(t, payload, copy);
     });
     closers.push(() => registry.close());
+    // Several servers: statuses the broker had handed a server that is gone died with its session; the leader
+    // applies again what every server heard (registry.reapplyHeard). A new leader does so at its term's start.
+    let leading = false;
+    const reapply = (why: string) =>
+      registry.reapplyHeard().then((n) => {
+        if (n > 0) logger.info({ statuses: n, why }, 'recent node statuses applied again (a server is gone)');
+      });
+    link.onServerGone((gone) => {
+      logger.info({ server: gone }, 'another server left the broker');
+      if (leading) void reapply(`server ${gone} gone`);
+    });
 
     const version = droverVersion();
     // Scheduler, controllers, node lifecycle and the publishers run on one server at a time: with etcd,
@@ -400,6 +411,15 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
             await controllers.start();
             instruments.startPhase('controllers', began);
             return controllers;
+          },
+        },
+        {
+          // Last: the statuses a gone leader may have taken with it (nothing to do with one server: no copies kept).
+          name: 'statuses of a gone server',
+          start: async () => {
+            leading = true;
+            await reapply('became leader');
+            return { stop: () => void (leading = false) };
           },
         },
       ],

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import type { Socket } from 'node:net';
 import mqtt, { type IPublishPacket, type MqttClient } from 'mqtt';
-import { DELIVERY, decode, encode, parseCommandTopic, parseTopic, payloads, sharedFilter, topics, type ParsedTopic } from '../../src/contract/index.js';
+import { DELIVERY, decode, encode, parseCommandTopic, parseServerGoneTopic, parseTopic, payloads, sharedFilter, topics, type ParsedTopic } from '../../src/contract/index.js';
 import { withTimeout } from '../../src/util/backoff.js';
 import { DroverError, TimeoutError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -29,6 +29,8 @@ export interface LinkOptions {
    * the connection (see connect). Needs `commands` (MQTT 5).
    */
   shared?: boolean;
+  /** With `shared`: this server's id, in its goodbye (last will) to the others (topics.serverGone). */
+  serverId?: string;
   logger: Logger;
 }
 
@@ -82,6 +84,8 @@ export class ServerLink {
   /** Commands received before onCommand (at most EARLY_COMMANDS_MAX): a request is never silently dropped. */
   private readonly early: LinkCommand[] = [];
   private warnedNoSubscriptionId = false;
+  private serverGoneHandler: ((serverId: string) => void) | undefined;
+  private serverId: string | undefined;
 
   private constructor(private readonly client: MqttClient, private readonly logger: Logger, private readonly commands: boolean, private readonly shared: boolean) {
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
@@ -102,7 +106,7 @@ export class ServerLink {
   }
 
   static async connect(opts: LinkOptions): Promise<ServerLink> {
-    if (opts.shared && !opts.commands) throw new DroverError('shared subscriptions need MQTT 5 (an external broker)', { code: 500, reason: 'InternalError' });
+    if (opts.shared && (!opts.commands || !opts.serverId)) throw new DroverError('shared subscriptions need MQTT 5 (an external broker) and a server id', { code: 500, reason: 'InternalError' });
     // One server: a persistent session, so agent reports published while it restarts wait for it at the broker
     // (MQTT 5 ends a session at disconnect unless it is given an expiry). Several servers: the session ends with
     // the connection. A broker keeps handing a disconnected member of a shared subscription its share, queued in
@@ -121,11 +125,14 @@ export class ServerLink {
       // maximumPacketSize: the broker never forwards the server a larger packet (an operator's 64 MiB
       // "command" through Mosquitto would otherwise be read whole into this process).
       ...(opts.commands ? { properties: { sessionExpiryInterval: persistent ? 0xffffffff : 0, maximumPacketSize: MAX_PAYLOAD_BYTES + 64 * 1024 } } : {}),
+      // Several servers: the broker tells the others when this one's connection dies (kill -9, a lost link).
+      ...(opts.shared && opts.serverId ? { will: { topic: topics.serverGone(opts.serverId), payload: Buffer.from(opts.serverId), qos: 1 as const, retain: false } } : {}),
       keepalive: SESSION.keepaliveSeconds,
       reconnectPeriod: SESSION.reconnectMs,
       connectTimeout: SESSION.connectTimeoutMs,
     });
     const link = new ServerLink(client, opts.logger, opts.commands ?? false, opts.shared ?? false);
+    link.serverId = opts.serverId;
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: Error) => {
         client.end(true);
@@ -146,6 +153,11 @@ export class ServerLink {
 
   connected(): boolean {
     return this.client.connected;
+  }
+
+  /** Several servers: another server's connection ended (its will, or its goodbye at a clean stop). */
+  onServerGone(handler: (serverId: string) => void): void {
+    this.serverGoneHandler = handler;
   }
 
   /** External broker: where operators' commands go (see LinkOptions.commands). */
@@ -175,6 +187,7 @@ export class ServerLink {
       // An answer goes to the server that asked (the others do not wait for its id): a plain subscription,
       // as a shared one would hand it to any server.
       this.client.subscribe(topics.allResponses(), { qos: 1 }, failed('node responses'));
+      this.client.subscribe(topics.allServersGone(), { qos: 1 }, failed('server goodbyes'));
     }
     // Retain as published (MQTT 5): a command sent with the retain flag is seen as one, and refused.
     // Several servers: one of them answers each command.
@@ -214,6 +227,11 @@ export class ServerLink {
       if (this.commandHandler) this.commandHandler(c);
       else if (this.early.length < EARLY_COMMANDS_MAX) this.early.push(c);
       else this.logger.warn({ verb: cmd.verb.slice(0, 64) }, 'mqtt command before the command door was ready, and too many waiting: dropped');
+      return;
+    }
+    const gone = this.shared ? parseServerGoneTopic(topic) : undefined;
+    if (gone !== undefined) {
+      if (gone !== this.serverId) this.serverGoneHandler?.(gone);
       return;
     }
     const t = parseTopic(topic);
@@ -268,6 +286,13 @@ export class ServerLink {
   async close(): Promise<void> {
     for (const p of this.pending.values()) p.reject(new DroverError('the server is shutting down', { code: 503, reason: 'ShuttingDown' }));
     this.pending.clear();
+    // A clean stop sends no will: the goodbye is said, so reports the broker handed this server and that it
+    // did not handle are looked at again by the leader.
+    if (this.shared && this.serverId && this.client.connected) {
+      await withTimeout(this.client.publishAsync(topics.serverGone(this.serverId), Buffer.from(this.serverId), { qos: 1, retain: false }), SESSION.connectTimeoutMs, () => undefined).catch((err) =>
+        this.logger.warn({ err: errorMessage(err) }, 'mqtt link: goodbye to the other servers not sent'),
+      );
+    }
     await this.client.endAsync();
   }
 }

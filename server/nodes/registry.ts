@@ -62,6 +62,13 @@ const STALE_STATUS_MS = 10 * 60_000;
  */
 const NODE_WAIT = { attempts: 6, backoff: { baseMs: 100, maxMs: 2_000 } } as const;
 
+/**
+ * Several servers: how recent a status heard by every server must be for the leader to apply it again when
+ * a server is gone (reapplyHeard): one that died may have taken it with it, unhandled. Older ones were
+ * handled, or their node has said more since.
+ */
+export const REAPPLY_WINDOW_MS = 60_000;
+
 /** The last status a server took from a node: its boot, sequence number and timestamp. */
 export interface AppliedStatus {
   bootId: string;
@@ -169,6 +176,34 @@ export class NodeRegistry {
 
   /** Per node, the last status this server heard through its own copy (several servers: `every`). */
   private readonly lastHeard = new Map<string, AppliedStatus>();
+  /** Per node, the last status with pod reports it heard, and when (several servers: for reapplyHeard; heartbeats carry none). */
+  private readonly lastHeardStatus = new Map<string, { payload: Buffer; atMs: number }>();
+
+  /**
+   * Several servers: a server is gone (killed, cut off) or this one has just become leader (the last one is
+   * gone). The statuses the broker had handed it and it had not handled died with its session (it ends with
+   * the connection), and an agent sends its pods' states on change only: a pod that started just then would
+   * show its old state until its next change. So the leader applies again each node's last status it heard
+   * itself within REAPPLY_WINDOW_MS, as its own share: one already applied (here, or on the other server)
+   * changes nothing (statusesEqual, readyWriteNeeded). It is the node's newest pod reports, so it cannot take
+   * a pod back to an older state; nodes that said goodbye or are late since are left alone (their pods' marks
+   * stand). Returns how many statuses were looked at again.
+   */
+  reapplyHeard(): Promise<number> {
+    if (this.closing) return Promise.resolve(0);
+    const nowMs = this.now();
+    const runs: Array<Promise<void>> = [];
+    for (const [node, { payload, atMs }] of this.lastHeardStatus) {
+      const beat = this.opts.liveness.heardBeat(node);
+      if (atMs < nowMs - REAPPLY_WINDOW_MS || this.opts.liveness.isOffline(node) || !beat || beat.lastHeardMs + beat.periodMs < nowMs) continue;
+      runs.push(
+        this.enqueue(node, () => this.handleOne({ kind: 'status', node }, payload, true, true)).catch((err) =>
+          this.opts.logger.warn({ node, err: errorMessage(err) }, 'status applied again after a server left: refused'),
+        ),
+      );
+    }
+    return Promise.all(runs).then(() => runs.length);
+  }
 
   /**
    * Several servers, the copy every server gets: what this process keeps in memory, for whichever of its
@@ -188,7 +223,10 @@ export class NodeRegistry {
         const last = this.lastHeard.get(t.node);
         this.lastHeard.set(t.node, order === 'stale' && last ? { ...last, seq: s.seq } : { bootId: s.bootId, seq: s.seq, tsMs: Number.isNaN(tsMs) ? this.now() : tsMs });
         this.opts.liveness.heard(t.node, { lastHeardMs: this.now(), periodMs: livenessPeriodSeconds(s, this.opts.pingsCarryLiveness ?? false) * 1000, bootId: s.bootId });
-        if (order === 'fresh') this.opts.metrics?.record(t.node, s);
+        if (order === 'fresh') {
+          this.opts.metrics?.record(t.node, s);
+          if (s.pods.length > 0) this.lastHeardStatus.set(t.node, { payload, atMs: this.now() });
+        }
         return Promise.resolve();
       }
       case 'hello': {
@@ -264,8 +302,11 @@ export class NodeRegistry {
     });
   }
 
-  /** `shared`: this server's share of a report every server also hears (its memory part was done by `remember`). */
-  private async handleOne(t: ParsedTopic, payload: Buffer, shared: boolean): Promise<void> {
+  /**
+   * `shared`: this server's share of a report every server also hears (its memory part was done by `remember`).
+   * `again`: a status applied again after a server left (reapplyHeard).
+   */
+  private async handleOne(t: ParsedTopic, payload: Buffer, shared: boolean, again = false): Promise<void> {
     // An empty retained payload is how a retained message is cleared; nothing to do.
     if (payload.length === 0) return;
     let seq: number | undefined;
@@ -279,7 +320,7 @@ export class NodeRegistry {
       case 'status': {
         const s = decode(payloads.status, payload, `status from ${t.node}`);
         seq = s.seq;
-        await this.onStatus(t.node, s, shared);
+        await this.onStatus(t.node, s, shared, again);
         break;
       }
       case 'events':
@@ -289,7 +330,7 @@ export class NodeRegistry {
         return;
     }
     // Several servers: which one handled what (test/integration/servers-shared-broker.test.ts counts them: each once).
-    if (shared) this.opts.logger.debug({ node: t.node, kind: t.kind, seq }, 'agent report handled');
+    if (shared) this.opts.logger.debug({ node: t.node, kind: t.kind, seq, ...(again ? { again } : {}) }, 'agent report handled');
   }
 
   private iso(): string {
@@ -391,7 +432,7 @@ export class NodeRegistry {
     }
   }
 
-  private async onStatus(name: string, s: payloads.Status, shared: boolean): Promise<void> {
+  private async onStatus(name: string, s: payloads.Status, shared: boolean, again = false): Promise<void> {
     const node = await this.nodeOf(name, shared);
     if (!node) throw new NotFoundError(`nodes "${name}" (a status before its hello)`);
     // Only the boot the node's hello announced speaks for it, and only with a sequence number past the
@@ -403,7 +444,9 @@ export class NodeRegistry {
       this.opts.logger.warn({ node: name, bootId: s.bootId, currentBootId: currentBoot, seq: s.seq }, 'status from another boot than the node\'s current one ignored');
       return;
     }
-    const order = statusOrder(last, s);
+    // Applied again (reapplyHeard): this server may have applied a later heartbeat of the node itself, and the
+    // status may be the one the other server applied; its sequence number says nothing here.
+    const order = again ? 'fresh' : statusOrder(last, s);
     if (order === 'replay') {
       // The same one again is what QoS 1 does after a lost acknowledgement; an older one is worth a look.
       this.opts.logger[s.seq === last!.seq ? 'info' : 'warn']({ node: name, bootId: s.bootId, seq: s.seq, lastSeq: last!.seq }, 'status with a sequence number not above the last applied ignored (replayed or out of order)');
@@ -422,7 +465,7 @@ export class NodeRegistry {
     if (stale) {
       this.opts.logger.warn({ node: name, ts: s.ts, lastAppliedTs: new Date(last!.tsMs).toISOString(), seq: s.seq }, 'status timestamped over 10 minutes before the last applied one: pod states not applied');
       this.lastApplied.set(name, { ...last!, seq: s.seq });
-    } else {
+    } else if (!again || !last || last.bootId !== s.bootId || s.seq > last.seq) {
       this.lastApplied.set(name, { bootId: s.bootId, seq: s.seq, tsMs: Number.isNaN(tsMs) ? this.now() : tsMs });
       // Several servers: recorded by every server from its own copy (remember).
       if (!shared) this.opts.metrics?.record(name, s);

@@ -84,9 +84,22 @@ export const topics = {
   agentReportsEveryServer: () => [`${PREFIX}/nodes/+/presence`, `${PREFIX}/nodes/+/hello`, `${PREFIX}/nodes/+/status`],
   /** Responses to requests the server sent to any node. */
   allResponses: () => `${PREFIX}/nodes/+/res/+`,
+  /**
+   * Several servers on one broker: a server's goodbye (its last will, or said at a clean stop), never
+   * retained. The others learn that reports handed to it may have died with it (server/nodes/registry.ts reapplyHeard).
+   */
+  serverGone: (serverId: string) => `${PREFIX}/servers/${serverId}/gone`,
+  allServersGone: () => `${PREFIX}/servers/+/gone`,
   /** What one agent subscribes to. */
   agentInbox: (node: string) => [`${PREFIX}/nodes/${node}/desired`, `${PREFIX}/nodes/${node}/req/+`],
 };
+
+/** `drover/v1/servers/{id}/gone` → the server id, else undefined. */
+export function parseServerGoneTopic(topic: string): string | undefined {
+  const parts = topic.split('/');
+  if (parts.length !== 5 || `${parts[0]}/${parts[1]}` !== PREFIX || parts[2] !== 'servers' || parts[4] !== 'gone' || !isServerId(parts[3]!)) return undefined;
+  return parts[3];
+}
 
 /** `drover/v1/cmd/{verb}` → the verb (any single level; unknown verbs get an error reply), else undefined. */
 export function parseCommandTopic(topic: string): { verb: string } | undefined {

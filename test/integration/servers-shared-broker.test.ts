@@ -46,6 +46,8 @@ interface ServerProc {
   dataDir: string;
   /** Reports this server handled (its share), from its debug log. */
   handled: Handled[];
+  /** Log lines saying another server left the broker. */
+  serversGone: string[];
   output(): string;
   exited: Promise<number>;
 }
@@ -61,21 +63,25 @@ async function spawnServer(name: string, dataDir: string, etcdEndpoint: string, 
   let out = '';
   let partial = '';
   const handled: Handled[] = [];
+  const serversGone: string[] = [];
   const keep = (d: Buffer) => {
     const text = d.toString();
     out = (out + text).slice(-40_000);
     const lines = (partial + text).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
+      if (line.includes('another server left the broker')) serversGone.push(line);
       if (!line.includes('agent report handled')) continue;
-      const l = JSON.parse(line) as Handled;
+      const l = JSON.parse(line) as Handled & { again?: boolean };
+      // A status applied again after a server left (registry.reapplyHeard) is no second handling by the broker's doing.
+      if (l.again) continue;
       handled.push({ node: l.node, kind: l.kind, ...(l.seq === undefined ? {} : { seq: l.seq }) });
     }
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-40_000)));
   const exited = new Promise<number>((resolve) => child.on('exit', () => resolve(Date.now())));
-  return { name, child, apiUrl: `https://127.0.0.1:${apiPort}`, dataDir, handled, output: () => out, exited };
+  return { name, child, apiUrl: `https://127.0.0.1:${apiPort}`, dataDir, handled, serversGone, output: () => out, exited };
 }
 
 async function api(s: ServerProc, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
@@ -283,4 +289,6 @@ test('two servers, one etcd, one Mosquitto: each report and command handled once
   const after = handledOnce([other], 'status');
   assert.deepEqual(after.twice, [], 'statuses handled twice by the remaining server');
   assert.doesNotMatch(other.output(), /took over the server's session/);
+  // The broker told the survivor (the dead server's last will): it applies again what the dead one may have taken with it.
+  assert.equal(other.serversGone.length, 1, 'the other server was not told the leader had left the broker');
 });

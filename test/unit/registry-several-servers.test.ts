@@ -13,7 +13,7 @@ import { encode, type payloads } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { CROSSED_REPORTS_MS, NodeRegistry, olderThanApplied, statusOrder } from '../../server/nodes/registry.js';
+import { CROSSED_REPORTS_MS, NodeRegistry, olderThanApplied, REAPPLY_WINDOW_MS, statusOrder } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
 import { agentHello, podReport } from '../fuzz/agent-reports.js';
 
@@ -114,6 +114,35 @@ test('a link the leader found stable again: one disconnect later, handled by ano
   await deliver('presence', 'edge-1', presence('offline'), 1);
   const node = await store.get('Node', '', 'edge-1');
   assert.equal(node?.status?.conditions?.find((c) => c.type === 'LinkDegraded')?.status, 'False', 'one disconnect after a stable window marked the link degraded again');
+});
+
+test('a status the broker handed a server that died before handling it: the leader applies it again from its own copy; nodes gone or late since are left alone', async () => {
+  await deliver('hello', 'edge-4', agentHello('edge-4', 'boot-1'), 0);
+  await deliver('hello', 'edge-5', agentHello('edge-5', 'boot-1'), 0);
+  const pods: Record<string, string> = {};
+  for (const node of ['edge-4', 'edge-5']) {
+    const p = await store.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `app-${node}`, namespace: 'default' }, spec: { nodeName: node, containers: [{ name: 'main', image: 'busybox' }] } } as Pod);
+    pods[node] = p.metadata.uid!;
+  }
+  const phase = async (node: string) => (await store.get('Pod', 'default', `app-${node}`))?.status?.phase;
+  // Both pods start: every server hears it, server 1 is given both shares and dies without handling them.
+  for (const node of ['edge-4', 'edge-5']) {
+    await Promise.all(servers.map((s) => s.registry.handle({ kind: 'status', node }, encode(status(node, 1, clock, [podReport(pods[node]!, `app-${node}`, 'Running')])), 'every')));
+  }
+  // A heartbeat of edge-4 handled by server 0 (no pod reports); edge-5 says goodbye.
+  clock += 1_000;
+  await deliver('status', 'edge-4', status('edge-4', 2, clock), 0);
+  await deliver('presence', 'edge-5', { ...presence('offline') }, 0);
+  assert.equal(await phase('edge-4'), undefined);
+  assert.equal(await servers[0]!.registry.reapplyHeard(), 1);
+  assert.equal(await phase('edge-4'), 'Running', 'the status the dead server took with it was not applied again');
+  assert.equal(await phase('edge-5'), undefined, 'a node that said goodbye got its last status applied again');
+  // Once more changes nothing; after the window, nothing is looked at again.
+  const rev = store.revision();
+  await servers[0]!.registry.reapplyHeard();
+  assert.equal(store.revision(), rev);
+  clock += REAPPLY_WINDOW_MS + 1;
+  assert.equal(await servers[0]!.registry.reapplyHeard(), 0);
 });
 
 test('statusOrder and olderThanApplied: replays, clocks stepped back, reports crossed between servers', () => {
