@@ -37,6 +37,11 @@ export interface ServerConfig {
   datastoreCertfile?: string;
   datastoreKeyfile?: string;
   /**
+   * With an etcd datastore: the cluster's server token (k3s's --token; `--server-token-file` or DROVER_SERVER_TOKEN),
+   * the same on every server. It seals the CA, keyring, tokens and node credentials the servers share in etcd.
+   */
+  serverToken?: string;
+  /**
    * This server's id among several sharing one external broker: its MQTT client id is `drover-server-{id}`
    * (`--server-id`; 1-48 of A-Za-z0-9_.-). Default with an etcd datastore: one kept in DATA_DIR/server-id;
    * otherwise none (`drover-server`, one server per broker).
