@@ -170,6 +170,11 @@ export class TokenStore {
     this.version = d.version;
   }
 
+  /** Reads the table again (a shared one may have changed on another server since the watch last said). */
+  async refresh(): Promise<void> {
+    this.followed(await this.doc.read());
+  }
+
   /** A version another server wrote: taken if newer; a damaged one is logged and the table kept. */
   private followed(d: DocVersion): void {
     if (d.version <= this.version) return;

@@ -89,13 +89,6 @@ export interface JoinClusterOptions {
 export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentity> {
   const endpoints = datastoreEndpoints(o.datastore.datastoreEndpoint);
   if (endpoints.length === 0) throw new ClusterBootstrapError('joinCluster needs an etcd datastore (--datastore-endpoint)');
-  if (!o.serverToken) {
-    throw new ServerTokenError(
-      `drover server --datastore-endpoint needs the cluster's server token, the same on every server: --server-token-file FILE (mode 0600) or ${SERVER_TOKEN_ENV} ` +
-        `(the first server's token becomes the cluster's: any secret of ${MIN_SERVER_TOKEN_LENGTH} characters or more, e.g. \`openssl rand -hex 32\`)`,
-    );
-  }
-  checkServerToken(o.serverToken, 'the one given');
   await ensurePrivateDir(o.dataDir, o.logger);
   const store = (await openStore({
     levelPath: '',
@@ -106,6 +99,14 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentit
     logger: o.logger,
   })) as EtcdStore;
   try {
+    // After the store: etcd not answering is told first (naming the endpoint), as without a token.
+    if (!o.serverToken) {
+      throw new ServerTokenError(
+        `drover server --datastore-endpoint needs the cluster's server token, the same on every server: --server-token-file FILE (mode 0600) or ${SERVER_TOKEN_ENV} ` +
+          `(the first server's token becomes the cluster's: any secret of ${MIN_SERVER_TOKEN_LENGTH} characters or more, e.g. \`openssl rand -hex 32\`)`,
+      );
+    }
+    checkServerToken(o.serverToken, 'the one given');
     const { key, created } = await bootstrap(store, o);
     const doc = (k: string) => new EtcdDoc(store, k, key, o.logger);
     const docs = { tokens: doc(CLUSTER_KEYS.tokens), nodes: doc(CLUSTER_KEYS.nodes), joinToken: doc(CLUSTER_KEYS.joinToken) };
