@@ -58,7 +58,7 @@ async function spawnServer(name: string, dataDir: string, etcdEndpoint: string, 
     process.execPath,
     ['--import', 'tsx', 'src/main.ts', 'server', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--broker-url', brokerUrl, '--disable-agent',
       '--datastore-endpoint', etcdEndpoint, '--leader-elect-lease-duration', String(LEASE), '--leader-elect-renew-deadline', String(RENEW), '--leader-elect-retry-period', String(RETRY), '--log-level', 'debug'],
-    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'cli-config') }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'cli-config'), DROVER_SERVER_TOKEN: 'test-server-token-0123456789' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   let partial = '';
@@ -133,7 +133,10 @@ async function unwellNodes(s: ServerProc): Promise<string[] | undefined> {
   return out;
 }
 
-/** The servers and the operator's broker, with one PKI and token set (B gets A's: drover does not share them by itself yet). */
+/**
+ * The servers and the operator's broker, with one PKI and token set: B gets a copy of A's files (harmless once the
+ * servers share their identity through etcd with the server token, DROVER_SERVER_TOKEN: then B's copy is the cluster's).
+ */
 async function twoServersOneBroker(t: TestContext) {
   const etcd = await startEtcd();
   t.after(() => etcd.stop());
