@@ -22,7 +22,7 @@
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AGENT_DEFAULTS, LINK_PROFILES } from '../agent/config.js';
+import { LINK_PROFILES } from '../agent/config.js';
 import { keyPool, type DeviceKeyPem } from '../src/sim/device-join.js';
 import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { simNodeName } from '../src/sim/run.js';
@@ -36,6 +36,7 @@ interface Opts {
   idle: number;
   hb: number;
   keepalive: number;
+  reconnectMax: number;
   timeoutMs: number;
   placementPods: number;
   placementNodes: number;
@@ -130,7 +131,7 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
       heartbeatSeconds: o.hb,
       keepaliveSeconds: o.keepalive,
       eventBatchSeconds: 0,
-      reconnectMaxMs: AGENT_DEFAULTS.reconnectMaxSeconds * 1000,
+      reconnectMaxMs: o.reconnectMax * 1000,
       podsPerNode: 0,
       podStartMs: 0,
       connectPerSecond: 0,
@@ -298,6 +299,8 @@ async function main(): Promise<void> {
     // The agent's own defaults (the default link profile), unless said otherwise.
     hb: numArg(args, 'heartbeat', LINK_PROFILES.default.heartbeatSeconds),
     keepalive: numArg(args, 'keepalive', LINK_PROFILES.default.keepaliveSeconds),
+    // The agents' reconnect back-off cap: after the restart the last agent's next attempt is up to this far off.
+    reconnectMax: numArg(args, 'reconnect-max', LINK_PROFILES.default.reconnectMaxSeconds),
     timeoutMs: numArg(args, 'timeout', 1200) * 1000,
     placementPods: numArg(args, 'placement-pods', 5000),
     placementNodes: numArg(args, 'placement-nodes', 1000),
@@ -308,7 +311,7 @@ async function main(): Promise<void> {
   };
   const results: Array<Record<string, unknown>> = [];
   const cmd = `node --import tsx bench/scale.ts ${process.argv.slice(2).join(' ')}`.trim();
-  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, workers: o.workers, serverNodeArgs: o.nodeArgs, command: cmd };
+  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, reconnectMaxSeconds: o.reconnectMax, workers: o.workers, serverNodeArgs: o.nodeArgs, command: cmd };
   try {
     for (const n of sizes) {
       results.push(await oneSize(n, o));
