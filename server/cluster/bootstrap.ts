@@ -277,3 +277,28 @@ async function bootstrap(store: EtcdStore, o: JoinClusterOptions): Promise<{ key
     return { key, created: false };
   }
 }
+
+/**
+ * After `drover secrets rotate-key` on etcd (every server stopped): the rotated keyring of `dataDir`
+ * becomes the cluster's, so every server takes it from etcd at its next start. false when etcd holds no
+ * bootstrap data (no server with a server token ran on it yet: nothing to update). ServerTokenError
+ * when the token does not open it.
+ */
+export async function publishRotatedKeyring(o: { store: EtcdStore; dataDir: string; serverToken: string; logger: Logger }): Promise<boolean> {
+  const rel = bootstrapFiles(o.dataDir).keyring;
+  const text = await readFile(join(o.dataDir, rel), 'utf8');
+  for (let attempt = 1; ; attempt++) {
+    const current = await readBootstrap(o.store);
+    if (!current) return false;
+    const key = await deriveKey(o.serverToken, current.doc.kdf);
+    const files = openDoc(o.store, current.doc, key);
+    if (files.get(rel) === text) return true;
+    files.set(rel, text);
+    const put = await putDoc(o.store, encodeDoc(current.doc.kdf, key, files), current.version);
+    if (put.ok) {
+      o.logger.info({ etcd: o.store.endpoints, keyId: primaryNumber(text) }, "the rotated secrets keyring is the cluster's now (bootstrap data in etcd)");
+      return true;
+    }
+    if (attempt >= RECONCILE_ATTEMPTS) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(o.store)} keeps changing; run rotate-key again`);
+  }
+}

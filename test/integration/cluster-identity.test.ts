@@ -13,7 +13,9 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { TokenStore } from '../../server/auth/tokens.js';
-import { bootstrapFiles, CLUSTER_KEYS, joinCluster, type ClusterIdentity } from '../../server/cluster/bootstrap.js';
+import { bootstrapFiles, CLUSTER_KEYS, joinCluster, publishRotatedKeyring, type ClusterIdentity } from '../../server/cluster/bootstrap.js';
+import type { EtcdStore } from '../../server/store/etcd.js';
+import { openStore } from '../../server/store/open.js';
 import { loadOrCreateJoinToken } from '../../server/identity/bootstrap-token.js';
 import { NodeCredentials, type CredentialChange } from '../../server/identity/node-credentials.js';
 import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
@@ -124,6 +126,22 @@ test("a data dir of another cluster (its own CA) is refused, naming the file, an
   await join_(t, e, c);
   assert.deepEqual((await Keyring.load(c, silentLogger)).keyIds(), ['k2']);
   assert.equal(await readFile(join(c, 'secrets', 'keys.json'), 'utf8'), await readFile(join(a, 'secrets', 'keys.json'), 'utf8'));
+});
+
+test('rotate-key publishes the rotated keyring into the bootstrap data (with the server token only): a server started next takes it from etcd', { timeout: 60_000 }, async (t) => {
+  const e = await etcd(t);
+  const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
+  await join_(t, e, a);
+  await join_(t, e, b);
+  const ring = await Keyring.load(a, silentLogger);
+  await ring.addPrimaryKey();
+  const store = (await openStore({ levelPath: '', datastoreEndpoint: e.endpoints[0], logger: silentLogger })) as EtcdStore;
+  t.after(() => store.close());
+  await assert.rejects(publishRotatedKeyring({ store, dataDir: a, serverToken: 'another-token-of-enough-length', logger: silentLogger }), /the server token does not open the cluster's bootstrap data/);
+  assert.equal(await publishRotatedKeyring({ store, dataDir: a, serverToken: TOKEN, logger: silentLogger }), true);
+  // b's data dir still has k1 alone: the cluster's (newer) keyring replaces it at b's next start.
+  await join_(t, e, b);
+  assert.deepEqual((await Keyring.load(b, silentLogger)).keyIds(), ['k1', 'k2']);
 });
 
 test('tokens: one made on A works on B once its watch delivers it, one revoked on B is refused on A; the last use of a join token goes to one server only', { timeout: 60_000 }, async (t) => {
