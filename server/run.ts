@@ -307,6 +307,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => registry.close());
     // Several servers: statuses the broker had handed a server that is gone died with its session; the leader
     // applies again what every server heard (registry.reapplyHeard). A new leader does so at its term's start.
+    // The leader also answers the operators' MQTT commands (below).
     let leading = false;
     const reapply = (why: string) =>
       registry.reapplyHeard().then((n) => {
@@ -346,6 +347,14 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const leaderWork: LeaderWork = new LeaderWork({
       logger,
       tasks: [
+        {
+          // First to start, last to stop: the term's other work runs while this server answers as leader.
+          name: 'leader flag',
+          start: async () => {
+            leading = true;
+            return { stop: () => void (leading = false) };
+          },
+        },
         {
           name: 'desired-state publisher',
           start: async () => {
@@ -417,9 +426,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
           // Last: the statuses a gone leader may have taken with it (nothing to do with one server: no copies kept).
           name: 'statuses of a gone server',
           start: async () => {
-            leading = true;
             await reapply('became leader');
-            return { stop: () => void (leading = false) };
+            return { stop: () => undefined };
           },
         },
       ],
@@ -455,7 +463,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // MQTT commands run through the API's own handler: the same authorization, admission and audit as HTTP.
     const door = new CommandDoor({ api, tokens, publish: (topic, payload, opts) => link.publish(topic, payload, opts), logger });
     broker?.onCommand((c) => door.handle(c));
-    link.onCommand((c) => door.handle(c));
+    // Several servers: every server hears each command, the leader alone answers, so the commands of one
+    // operator run one at a time and in order, as on one server. One sent while no server leads (a failover,
+    // up to the lease duration) gets no answer: the operator sends it again.
+    link.onCommand((c) => {
+      if (!severalServers || leading) door.handle(c);
+      else logger.debug({ verb: c.verb.slice(0, 64) }, 'mqtt command left to the leader');
+    });
     const { url: apiUrl } = await api.listen(cfg.apiHost, cfg.apiPort);
     instruments.startPhase('api');
     closers.push(() => api.close());

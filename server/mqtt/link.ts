@@ -23,10 +23,12 @@ export interface LinkOptions {
    */
   commands?: boolean;
   /**
-   * Several servers on this (external, MQTT 5) broker: agent reports and commands through shared
-   * subscriptions (`$share/drover/...`, one server of the group handles each), presence, hello and status
-   * also plainly (every server keeps its memory of the fleet: ReportCopy), and a session that ends with
-   * the connection (see connect). Needs `commands` (MQTT 5).
+   * Several servers on this (external, MQTT 5) broker: agent reports through shared subscriptions
+   * (`$share/drover/...`, one server of the group handles each), presence, hello and status also plainly
+   * (every server keeps its memory of the fleet: ReportCopy), and a session that ends with the connection
+   * (see connect). Commands stay a plain subscription: the caller lets the leader alone answer them, so one
+   * operator's commands still run in order (a shared subscription would spread them over the servers, to run
+   * at once). Needs `commands` (MQTT 5).
    */
   shared?: boolean;
   /** With `shared`: this server's id, in its goodbye (last will) to the others (topics.serverGone). */
@@ -190,9 +192,9 @@ export class ServerLink {
       this.client.subscribe(topics.allServersGone(), { qos: 1 }, failed('server goodbyes'));
     }
     // Retain as published (MQTT 5): a command sent with the retain flag is seen as one, and refused.
-    // Several servers: one of them answers each command.
+    // Several servers: every one hears each command, the leader answers it (LinkOptions.shared).
     if (this.commands) {
-      this.client.subscribe(this.shared ? sharedFilter(topics.allCommands()) : topics.allCommands(), { qos: 1, rap: true }, failed('commands'));
+      this.client.subscribe(topics.allCommands(), { qos: 1, rap: true }, failed('commands'));
     }
   }
 
