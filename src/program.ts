@@ -258,6 +258,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--broker-url <url>', 'use this external MQTT broker instead of the embedded one')
       .option('--broker-username <user>', 'username for the external broker')
       .option('--broker-password <password>', 'password for the external broker (an mqtts:// broker is given the server\'s client certificate instead)')
+      .option('--server-id <id>', 'with --broker-url: this server\'s name among several on one broker (its MQTT client id is drover-server-ID; 1-48 of A-Za-z0-9_.-); default with --datastore-endpoint: one kept in DATA_DIR/server-id')
       .option('--advertise-address <host>', 'address other devices use to reach this server')
       .option('--disable-agent', 'do not run a local agent on this machine')
       .option('--downloads-dir <dir>', 'directory of drover-linux-ARCH binaries served at /download/ for install.sh (default DATA_DIR/downloads; a single-binary server also serves itself)')
@@ -272,6 +273,7 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--datastore-cafile <file>', "PEM CA the etcd members' certificates are checked against")
       .option('--datastore-certfile <file>', 'PEM client certificate presented to etcd')
       .option('--datastore-keyfile <file>', 'PEM key of that client certificate (keep it 0600)')
+      .option('--server-token-file <file>', "with --datastore-endpoint: file (0600) holding the cluster's server token, the same on every server (or env DROVER_SERVER_TOKEN); it seals the CA, keyring and tokens the servers share in etcd")
       .option('--leader-elect-lease-duration <seconds>', 'with --datastore-endpoint: how long the leader holds its etcd lease without renewing; a dead leader is replaced after this (whole seconds)', (v) => Number(v), 15)
       .option('--leader-elect-renew-deadline <seconds>', 'with --datastore-endpoint: a leader that could not renew for this long stops its scheduler and controllers (less than the lease duration)', (v) => Number(v), 10)
       .option('--leader-elect-retry-period <seconds>', 'with --datastore-endpoint: how often the leader renews and the others try to take over', (v) => Number(v), 2)
@@ -284,13 +286,14 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       .option('--service-cidr <cidr>', "addresses of Services' cluster IPs", serviceCidr, DEFAULT_SERVICE_CIDR)
       .option('--service-node-port-range <min-max>', 'ports NodePort Services may get', nodePortRange, `${DEFAULT_NODE_PORT_RANGE.min}-${DEFAULT_NODE_PORT_RANGE.max}`)
       .option('--log-level <level>', 'log level', 'info'),
-  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string; leaderElectLeaseDuration: number; leaderElectRenewDeadline: number; leaderElectRetryPeriod: number; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
+  ).action(async (o: AgentFlags & { serviceCidr: string; serviceNodePortRange: string; eventTtl: number; eventsPerObject: number; maxReplicas: number; auditLogMaxSize?: string; auditLogMaxFiles?: number; allowedHostPaths?: string; datastoreEndpoint?: string; datastoreCafile?: string; datastoreCertfile?: string; datastoreKeyfile?: string; leaderElectLeaseDuration: number; leaderElectRenewDeadline: number; leaderElectRetryPeriod: number; mqttConnectRate: number; mqttConnectBurst: number; dataDir: string; apiHost?: string; apiPort: number; mqttHost?: string; mqttPort?: number; insecure?: boolean; tlsSan: string[]; requireApproval?: boolean; nodeCertDays: number; brokerUrl?: string; brokerUsername?: string; brokerPassword?: string; serverId?: string; serverTokenFile?: string; advertiseAddress?: string; disableAgent?: boolean; downloadsDir?: string; nodeMissedHeartbeats: number; linkFlapThreshold: number; linkFlapWindow: number; maxPodsPerNode: number; nodeRequestTimeout: number }) => {
     const insecure = o.insecure ?? false;
     // Plain listeners stay on this machine unless asked otherwise.
     const apiHost = o.apiHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.apiHost);
     const mqttHost = o.mqttHost ?? (insecure ? DEFAULTS.insecureHost : DEFAULTS.mqttHost);
     const loopbackOnly = [apiHost, mqttHost].every((h) => h === '127.0.0.1' || h === '::1' || h === 'localhost');
     const advertiseAddress = o.advertiseAddress ?? (loopbackOnly ? '127.0.0.1' : primaryAddress());
+    if (o.serverTokenFile && !o.datastoreEndpoint) throw new Error('--server-token-file is for servers sharing an etcd datastore (--datastore-endpoint); the embedded store does not use it');
     const cfg: ServerConfig = {
       dataDir: o.dataDir,
       apiHost,
@@ -310,9 +313,12 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       datastoreCafile: o.datastoreCafile,
       datastoreCertfile: o.datastoreCertfile,
       datastoreKeyfile: o.datastoreKeyfile,
+      // Read (and DROVER_SERVER_TOKEN removed from the environment) even without etcd, so no child inherits it.
+      serverToken: await (await import('../server/cluster/server-token.js')).readServerToken({ file: o.datastoreEndpoint ? o.serverTokenFile : undefined }),
       leaderElectLeaseDuration: o.leaderElectLeaseDuration,
       leaderElectRenewDeadline: o.leaderElectRenewDeadline,
       leaderElectRetryPeriod: o.leaderElectRetryPeriod,
+      serverId: o.serverId,
       eventTtlMs: o.eventTtl * 1000,
       eventsPerObject: o.eventsPerObject,
       maxReplicas: o.maxReplicas,
