@@ -375,6 +375,27 @@ export class LevelStore implements BackendStore {
   }
 
   /**
+   * Every stored object as LevelDB holds it (a sealed Secret as its sealed string), in key order, and the
+   * revision they are at, read from one LevelDB snapshot while the store serves: writes that land
+   * meanwhile are not seen and wait for nothing (an online backup: server/store/snapshot-route.ts). The
+   * snapshot is released when `read` settles.
+   */
+  async readAtOneRevision<T>(read: (revision: number, objects: AsyncIterable<{ key: string; value: unknown }>) => Promise<T>): Promise<T> {
+    const snapshot = this.db.snapshot();
+    try {
+      // The counter and the objects change in one batch (flush()), so in one snapshot they agree.
+      const revision = ioSync('reading the revision', () => (this.db.getSync(META_REVISION, { snapshot }) as number | undefined) ?? 0);
+      const db = this.db;
+      async function* objects(): AsyncGenerator<{ key: string; value: unknown }> {
+        for await (const [key, value] of db.iterator({ gte: REGISTRY, lt: prefixEnd(REGISTRY), snapshot })) yield { key, value };
+      }
+      return await read(revision, objects());
+    } finally {
+      await snapshot.close();
+    }
+  }
+
+  /**
    * Replaces every object with `objects`, stored byte for byte as given (uid, resourceVersion, a sealed
    * Secret's string: nothing is re-encrypted), and the change log with none: the store is at `revision`,
    * compacted up to it, so a watch from an older revision is told to relist. For a restore
