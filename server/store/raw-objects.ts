@@ -60,10 +60,42 @@ function record(key: string, value: unknown, revision: number | undefined, where
   return { key, revision: rev, value: withoutResourceVersion(obj) };
 }
 
+/** A LevelDB store with no server on it (the caller holds its lock): nothing writes while it is read. */
 export async function dumpLevel(store: LevelStore, where: string): Promise<RawDump> {
   const objects: RawObject[] = [];
   for await (const { key, value } of store.storedObjects()) objects.push(record(key, value, undefined, where));
   return { revision: store.revision(), objects };
+}
+
+/** Objects read at one revision, one at a time (the store is read as they are taken). */
+export interface RawRead {
+  revision: number;
+  objects: AsyncIterable<RawObject>;
+}
+
+/** What the online read needs of LevelStore (LevelStore.readAtOneRevision: one LevelDB snapshot). */
+interface OneRevisionReader {
+  readAtOneRevision<T>(read: (revision: number, objects: AsyncIterable<{ key: string; value: unknown }>) => Promise<T>): Promise<T>;
+}
+
+/**
+ * Every object of a LevelDB store its server is writing to, at one revision: from one LevelDB snapshot,
+ * so the writes that land meanwhile are neither seen nor held up. `read` gets the objects while the
+ * snapshot is open; it is released when `read` settles.
+ */
+export async function readLevelAtOneRevision<T>(store: LevelStore, where: string, read: (r: RawRead) => Promise<T>): Promise<T> {
+  const reader = store as LevelStore & Partial<OneRevisionReader>;
+  if (typeof reader.readAtOneRevision !== 'function') {
+    throw new StoreError(`${where}: this build's LevelDB store cannot be read while it serves (LevelStore.readAtOneRevision is missing); stop the server and run \`drover datastore snapshot save --data-dir DIR\``);
+  }
+  return reader.readAtOneRevision((revision, stored) =>
+    read({
+      revision,
+      objects: (async function* () {
+        for await (const { key, value } of stored) yield record(key, value, undefined, where);
+      })(),
+    }),
+  );
 }
 
 /**
@@ -75,41 +107,53 @@ export async function loadLevel(store: LevelStore, objects: Array<{ key: string;
 }
 
 /**
- * One consistent read of every object in etcd: each chunk at the revision of the first, each its own
- * call (a large store takes longer than one call's deadline to read whole).
+ * One consistent read of every object in etcd, servers running or not: each chunk at the revision of the
+ * first, each its own call (a large store takes longer than one call's deadline to read whole). `read`
+ * gets the revision (the first chunk's) and the objects, read chunk by chunk as they are taken.
  */
-export async function dumpEtcd(store: EtcdStore): Promise<RawDump> {
+export async function readEtcdAtOneRevision<T>(store: EtcdStore, read: (r: RawRead) => Promise<T>): Promise<T> {
   const where = `etcd at ${store.endpoints.join(',')}`;
   const { key: start, range_end: end } = store.rangeOf(REGISTRY);
-  const objects: RawObject[] = [];
-  let from = start;
-  let revision: string | undefined;
-  for (;;) {
-    const at = revision;
-    const r = await store
-      .call(`reading the objects (${objects.length} so far)`, (o) => store.etcd.kv.range({ key: from, range_end: end, limit: ETCD_READ_CHUNK, ...(at ? { revision: at } : {}) }, o))
+  let taken = 0;
+  const chunk = async (from: Buffer, at: string | undefined) =>
+    store
+      .call(`reading the objects (${taken} so far)`, (o) => store.etcd.kv.range({ key: from, range_end: end, limit: ETCD_READ_CHUNK, ...(at ? { revision: at } : {}) }, o))
       .catch((err: unknown) => {
         if (at && /required revision has been compacted/.test(errorMessage(err))) {
           throw new StoreError(`${where}: its history was compacted past revision ${at} while the objects were read (the servers wrote more than the history keeps meanwhile): run it again`, err);
         }
         throw err;
       });
-    revision ??= r.header.revision;
-    for (const kv of r.kvs) {
-      const key = store.relKey(kv.key);
-      const text = kv.value.toString('utf8');
-      let value: unknown;
-      try {
-        value = isEnvelope(text) ? text : JSON.parse(text);
-      } catch (err) {
-        throw new StoreError(`${where}: the value under ${key} is not JSON: ${errorMessage(err)}`, err);
+  const first = await chunk(start, undefined);
+  const revision = first.header.revision;
+  async function* objects(): AsyncGenerator<RawObject> {
+    for (let r = first; ; ) {
+      for (const kv of r.kvs) {
+        const key = store.relKey(kv.key);
+        const text = kv.value.toString('utf8');
+        let value: unknown;
+        try {
+          value = isEnvelope(text) ? text : JSON.parse(text);
+        } catch (err) {
+          throw new StoreError(`${where}: the value under ${key} is not JSON: ${errorMessage(err)}`, err);
+        }
+        taken += 1;
+        yield record(key, value, Number(kv.mod_revision), where);
       }
-      objects.push(record(key, value, Number(kv.mod_revision), where));
+      if (!r.more || r.kvs.length === 0) return;
+      r = await chunk(Buffer.concat([r.kvs.at(-1)!.key, Buffer.from([0])]), revision);
     }
-    if (!r.more || r.kvs.length === 0) break;
-    from = Buffer.concat([r.kvs.at(-1)!.key, Buffer.from([0])]);
   }
-  return { revision: Number(revision), objects };
+  return read({ revision: Number(revision), objects: objects() });
+}
+
+/** readEtcdAtOneRevision, every object held in memory (the offline tools check a whole set before writing). */
+export function dumpEtcd(store: EtcdStore): Promise<RawDump> {
+  return readEtcdAtOneRevision(store, async (r) => {
+    const objects: RawObject[] = [];
+    for await (const o of r.objects) objects.push(o);
+    return { revision: r.revision, objects };
+  });
 }
 
 /** How many objects etcd holds under the store's prefix. */

@@ -10,6 +10,10 @@
  *                  { key: "/registry/Kind/ns/name", revision?: N, object: {...} }   or
  *                  { key: "/registry/Secret/ns/name", revision?: N, sealed: "k8s:enc:aesgcm:v1:k1:..." }
  *
+ * Over HTTP (GET /drover/v1/snapshot, server/store/snapshot-route.ts) the same file travels with its
+ * header last (body, then the 4096 header bytes): the header needs the body's length and sha256, and
+ * the server streams the body as it reads the store. receiveSnapshot() puts the header back in front.
+ *
  * So `head -c 4096 FILE` shows what it holds and `tail -c +4097 FILE | gunzip` its objects. Secrets are
  * the sealed strings the store held: never decrypted into the file; opening them needs the keyring they
  * were sealed with (DATA_DIR/secrets/keys.json), which must travel with the snapshot. The checksum
@@ -18,10 +22,10 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { ApiObject } from '../../src/api/meta.js';
@@ -61,20 +65,35 @@ export class SnapshotError extends DroverError {
   }
 }
 
-/** The counts a header carries, from the objects. */
-export function describeObjects(objects: RawObject[]): Pick<SnapshotHeader, 'objects' | 'kinds' | 'sealedSecrets' | 'keyIds'> {
-  const kinds: Record<string, number> = {};
-  const keyIds = new Set<string>();
-  let sealedSecrets = 0;
-  for (const o of objects) {
+type ObjectCounts = Pick<SnapshotHeader, 'objects' | 'kinds' | 'sealedSecrets' | 'keyIds'>;
+
+/** The counts a header carries, kept as the objects go by (a streamed snapshot never holds them all). */
+class ObjectCounter {
+  private readonly kinds: Record<string, number> = {};
+  private readonly keyIds = new Set<string>();
+  private objects = 0;
+  private sealedSecrets = 0;
+
+  add(o: RawObject): void {
     const kind = parseObjectKey(o.key)?.kind ?? '?';
-    kinds[kind] = (kinds[kind] ?? 0) + 1;
+    this.kinds[kind] = (this.kinds[kind] ?? 0) + 1;
+    this.objects += 1;
     if (typeof o.value === 'string') {
-      sealedSecrets += 1;
-      keyIds.add(envelopeKeyId(o.value) ?? '?');
+      this.sealedSecrets += 1;
+      this.keyIds.add(envelopeKeyId(o.value) ?? '?');
     }
   }
-  return { objects: objects.length, kinds, sealedSecrets, keyIds: [...keyIds].sort() };
+
+  counts(): ObjectCounts {
+    return { objects: this.objects, kinds: { ...this.kinds }, sealedSecrets: this.sealedSecrets, keyIds: [...this.keyIds].sort() };
+  }
+}
+
+/** The counts a header carries, from the objects. */
+export function describeObjects(objects: RawObject[]): ObjectCounts {
+  const counter = new ObjectCounter();
+  for (const o of objects) counter.add(o);
+  return counter.counts();
 }
 
 function line(o: RawObject): string {
@@ -82,48 +101,66 @@ function line(o: RawObject): string {
   return JSON.stringify(typeof o.value === 'string' ? { key: o.key, ...rev, sealed: o.value } : { key: o.key, ...rev, object: o.value }) + '\n';
 }
 
+/** The header as its 4096 bytes: JSON padded with spaces, ending in '\n'. */
+function headerBlock(header: SnapshotHeader): Buffer {
+  const text = JSON.stringify(header);
+  if (Buffer.byteLength(text) > HEADER_BYTES - 1) throw new SnapshotError(`the snapshot header is ${Buffer.byteLength(text)} bytes, over the ${HEADER_BYTES - 1} kept for it (too many kinds or key ids)`);
+  const padded = Buffer.alloc(HEADER_BYTES, ' ');
+  padded.write(text, 0, 'utf8');
+  padded[HEADER_BYTES - 1] = 0x0a;
+  return padded;
+}
+
 /**
- * Writes the snapshot to `path` atomically (a temp file beside it, 0600, fsynced, renamed over it, the
- * directory fsynced): a crash leaves the old file or the new one. Streams: the body is compressed and
- * hashed on its way to disk, the header written last into the space kept for it.
+ * The snapshot of `objects` as a stream: their gzip'd lines go to `sink` chunk by chunk (each awaited:
+ * a slow sink slows the reading of the objects, nothing piles up), hashed and counted on the way; then
+ * the header, which only the whole body determines, is returned with its 4096 bytes.
  */
-export async function writeSnapshot(path: string, source: SnapshotSource, revision: number, objects: RawObject[]): Promise<SnapshotHeader> {
-  const tmp = tempPathOf(path);
+export async function encodeSnapshot(
+  source: SnapshotSource,
+  revision: number,
+  objects: AsyncIterable<RawObject> | Iterable<RawObject>,
+  sink: (chunk: Buffer) => Promise<void>,
+): Promise<{ header: SnapshotHeader; block: Buffer }> {
   const hash = createHash('sha256');
+  const counter = new ObjectCounter();
   let bodyBytes = 0;
-  let written: SnapshotHeader;
+  async function* lines(): AsyncGenerator<string> {
+    for await (const o of objects) {
+      counter.add(o);
+      yield line(o);
+    }
+  }
+  await pipeline(
+    Readable.from(lines()),
+    createGzip({ level: 6 }),
+    new Writable({
+      write(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        bodyBytes += chunk.length;
+        sink(chunk).then(() => done(), done);
+      },
+    }),
+  );
+  const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, source, revision, ...counter.counts(), createdAt: new Date().toISOString(), bodyBytes, bodySha256: hash.digest('hex') };
+  return { header, block: headerBlock(header) };
+}
+
+/**
+ * Fills a new file that replaces `path` atomically: a temp file beside it, created exclusively (a
+ * symlink planted at the temp path is never followed) and 0600, fsynced, renamed over `path`, the
+ * directory fsynced: a crash leaves the old file or the new one. Removed when `fill` fails.
+ */
+async function replaceFile<T>(path: string, fill: (fh: FileHandle, tmp: string) => Promise<T>): Promise<T> {
+  const tmp = tempPathOf(path);
   try {
-    // A temp file left by a crashed save goes; the new one is created exclusively (O_EXCL), so a
-    // symlink planted at the temp path is never followed into another file.
+    // A temp file left by a crashed save goes.
     await rm(tmp, { force: true });
     const fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
+    let result: T;
     try {
-      await fh.write(Buffer.alloc(HEADER_BYTES, ' '), 0, HEADER_BYTES, 0);
-      let position = HEADER_BYTES;
-      const sink = new Writable({
-        write(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          bodyBytes += chunk.length;
-          const at = position;
-          position += chunk.length;
-          fh.write(chunk, 0, chunk.length, at).then(() => done(), done);
-        },
-      });
-      const gzip = createGzip({ level: 6 });
-      const feeding = (async () => {
-        for (const o of objects) if (!gzip.write(line(o))) await new Promise((r) => gzip.once('drain', r));
-        gzip.end();
-      })();
-      await Promise.all([pipeline(gzip, sink), feeding]);
-      const header: SnapshotHeader = { format: SNAPSHOT_FORMAT, version: SNAPSHOT_VERSION, source, revision, ...describeObjects(objects), createdAt: new Date().toISOString(), bodyBytes, bodySha256: hash.digest('hex') };
-      const text = JSON.stringify(header);
-      if (Buffer.byteLength(text) > HEADER_BYTES - 1) throw new SnapshotError(`the snapshot header is ${Buffer.byteLength(text)} bytes, over the ${HEADER_BYTES - 1} kept for it (too many kinds or key ids)`);
-      const padded = Buffer.alloc(HEADER_BYTES, ' ');
-      padded.write(text, 0, 'utf8');
-      padded[HEADER_BYTES - 1] = 0x0a;
-      await fh.write(padded, 0, HEADER_BYTES, 0);
+      result = await fill(fh, tmp);
       await fh.sync();
-      written = header;
     } finally {
       await fh.close();
     }
@@ -134,7 +171,7 @@ export async function writeSnapshot(path: string, source: SnapshotSource, revisi
     } finally {
       await dir.close();
     }
-    return written;
+    return result;
   } catch (err) {
     await rm(tmp, { force: true }).catch((rmErr: unknown) => {
       throw new SnapshotError(`writing ${path} failed: ${errorMessage(err)} (and its temp file ${tmp} could not be removed: ${errorMessage(rmErr)})`, err);
@@ -142,6 +179,66 @@ export async function writeSnapshot(path: string, source: SnapshotSource, revisi
     if (err instanceof SnapshotError) throw err;
     throw new SnapshotError(`writing the snapshot ${path} failed: ${errorMessage(err)}`, err);
   }
+}
+
+/**
+ * Writes the snapshot to `path` atomically (replaceFile). Streams: the body is compressed and hashed on
+ * its way to disk, the header written last into the space kept for it.
+ */
+export async function writeSnapshot(path: string, source: SnapshotSource, revision: number, objects: AsyncIterable<RawObject> | Iterable<RawObject>): Promise<SnapshotHeader> {
+  return replaceFile(path, async (fh) => {
+    await fh.write(Buffer.alloc(HEADER_BYTES, ' '), 0, HEADER_BYTES, 0);
+    let position = HEADER_BYTES;
+    const { header, block } = await encodeSnapshot(source, revision, objects, async (chunk) => {
+      const at = position;
+      position += chunk.length;
+      await fh.write(chunk, 0, chunk.length, at);
+    });
+    await fh.write(block, 0, HEADER_BYTES, 0);
+    return header;
+  });
+}
+
+/**
+ * Writes a snapshot that arrives as encodeSnapshot() streamed it (body, then the header) to `path`,
+ * atomically (replaceFile) with its header in front, and checks it whole before it takes the place of
+ * `path`: the header there, the body's length and sha256 against it (a stream cut short or damaged on
+ * its way is refused: the last 4096 bytes it brought are no header, or the body does not match it),
+ * then every object as a restore reads them. On any failure no file is left. `from` names the sender.
+ */
+export async function receiveSnapshot(path: string, from: string, stream: AsyncIterable<Uint8Array>): Promise<SnapshotHeader> {
+  return replaceFile(path, async (fh, tmp) => {
+    const hash = createHash('sha256');
+    let position = HEADER_BYTES;
+    // The last HEADER_BYTES bytes seen so far: the header, if the stream ends here.
+    let held = Buffer.alloc(0);
+    for await (const chunk of stream) {
+      held = held.length === 0 ? Buffer.from(chunk) : Buffer.concat([held, chunk]);
+      if (held.length <= HEADER_BYTES) continue;
+      const body = held.subarray(0, held.length - HEADER_BYTES);
+      held = Buffer.from(held.subarray(held.length - HEADER_BYTES));
+      hash.update(body);
+      await fh.write(body, 0, body.length, position);
+      position += body.length;
+    }
+    const received = position - HEADER_BYTES + held.length;
+    if (held.length < HEADER_BYTES) throw new SnapshotError(`the snapshot from ${from} ended after ${received} bytes, before its header: cut short; no file was written`);
+    let header: SnapshotHeader;
+    try {
+      header = parseHeader(from, held);
+    } catch (err) {
+      throw new SnapshotError(`the snapshot from ${from} did not end with its header (${errorMessage(err)}): cut short or damaged on its way (${received} bytes); no file was written`, err);
+    }
+    const bodyBytes = position - HEADER_BYTES;
+    if (bodyBytes !== header.bodyBytes) throw new SnapshotError(`the snapshot from ${from} brought ${bodyBytes} body bytes, its header says ${header.bodyBytes}: cut short or damaged; no file was written`);
+    const sha = hash.digest('hex');
+    if (sha !== header.bodySha256) throw new SnapshotError(`the snapshot from ${from} is damaged: the sha256 of its body is ${sha}, its header says ${header.bodySha256}; no file was written`);
+    await fh.write(held, 0, HEADER_BYTES, 0);
+    await fh.sync();
+    // What a restore will check, checked now: a file saved is a file that restores.
+    await scanSnapshot(tmp, () => undefined);
+    return header;
+  });
 }
 
 function parseHeader(path: string, bytes: Buffer): SnapshotHeader {
@@ -185,6 +282,13 @@ export async function readSnapshotHeader(path: string): Promise<SnapshotHeader> 
  * then the counts against the header.
  */
 export async function readSnapshot(path: string): Promise<{ header: SnapshotHeader; objects: RawObject[] }> {
+  const objects: RawObject[] = [];
+  const header = await scanSnapshot(path, (o) => void objects.push(o));
+  return { header, objects };
+}
+
+/** readSnapshot's checks, each object handed to `onObject` as it is read (nothing else is held). */
+async function scanSnapshot(path: string, onObject: (o: RawObject) => void): Promise<SnapshotHeader> {
   const header = await readSnapshotHeader(path);
   const size = (await stat(path)).size;
   const expected = HEADER_BYTES + header.bodyBytes;
@@ -194,7 +298,11 @@ export async function readSnapshot(path: string): Promise<{ header: SnapshotHead
   await pipeline(createReadStream(path, { start: HEADER_BYTES }), new Writable({ write: (c: Buffer, _e, done) => (hash.update(c), done()) }));
   const sha = hash.digest('hex');
   if (sha !== header.bodySha256) throw new SnapshotError(`${path} is damaged or was edited: the sha256 of its body is ${sha}, its header says ${header.bodySha256}; nothing was restored`);
-  const objects: RawObject[] = [];
+  const counter = new ObjectCounter();
+  const found = (o: RawObject) => {
+    counter.add(o);
+    onObject(o);
+  };
   const seen = new Set<string>();
   let rest = '';
   let n = 0;
@@ -217,7 +325,7 @@ export async function readSnapshot(path: string): Promise<{ header: SnapshotHead
     const revision = rec.revision as number | undefined;
     if (rec.sealed !== undefined) {
       if (ref.kind !== ENCRYPTED_KIND || !isEnvelope(rec.sealed)) throw new SnapshotError(`${at} (${key}): only a Secret may be sealed, as k8s:enc:aesgcm:v1:<keyid>:<data>`);
-      objects.push({ key, ...(revision !== undefined ? { revision } : {}), value: rec.sealed as string });
+      found({ key, ...(revision !== undefined ? { revision } : {}), value: rec.sealed as string });
       return;
     }
     const obj = rec.object as ApiObject | undefined;
@@ -225,7 +333,7 @@ export async function readSnapshot(path: string): Promise<{ header: SnapshotHead
     if (obj.kind !== ref.kind || (obj.metadata.namespace ?? '') !== ref.namespace || obj.metadata.name !== ref.name) throw new SnapshotError(`${at}: the object is ${obj.kind} ${obj.metadata.namespace ?? ''}/${obj.metadata.name}, stored under ${key}`);
     if (typeof obj.metadata.uid !== 'string' || obj.metadata.uid === '') throw new SnapshotError(`${at} (${key}): no metadata.uid`);
     if (revision === undefined) throw new SnapshotError(`${at} (${key}): no revision`);
-    objects.push({ key, revision, value: obj });
+    found({ key, revision, value: obj });
   };
   try {
     await pipeline(
@@ -250,7 +358,7 @@ export async function readSnapshot(path: string): Promise<{ header: SnapshotHead
   }
   rest += decoder.end();
   if (rest) take(rest);
-  const counts = describeObjects(objects);
+  const counts = counter.counts();
   if (counts.objects !== header.objects) throw new SnapshotError(`${path}: holds ${counts.objects} objects, its header says ${header.objects}`);
-  return { header, objects };
+  return header;
 }

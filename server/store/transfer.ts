@@ -23,7 +23,7 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ApiObject } from '../../src/api/meta.js';
-import type { DatastoreTarget, DatastoreTools, ObjectsLoaded, SnapshotSaved } from '../../src/cli/datastore.js';
+import { STORE_LOCKED, type DatastoreTarget, type DatastoreTools, type ObjectsLoaded, type SnapshotSaved } from '../../src/cli/datastore.js';
 import { DroverError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { Keyring, keyringPath } from '../secrets/keyring.js';
@@ -33,12 +33,19 @@ import { parseObjectKey, what } from './keys.js';
 import { LevelStore, isLockError } from './level.js';
 import { datastoreEndpoints, openStore } from './open.js';
 import { countEtcd, dumpEtcd, dumpLevel, etcdLeader, LEADER_KEY, loadEtcd, loadLevel, type RawDump, type RawObject } from './raw-objects.js';
-import { describeObjects, readSnapshot, writeSnapshot } from './snapshot.js';
+import { HEADER_BYTES, describeObjects, readSnapshot, receiveSnapshot, writeSnapshot, type SnapshotHeader } from './snapshot.js';
 
 /** A datastore command refused or failed; the message says why and what to do. */
 export class DatastoreToolError extends DroverError {
   constructor(message: string, cause?: unknown) {
     super(message, { code: 409, reason: 'DatastoreTool', cause });
+  }
+}
+
+/** A server holds the LevelDB store (its lock): the CLI offers to save through that server's API instead. */
+export class StoreLockedError extends DroverError {
+  constructor(message: string, cause?: unknown) {
+    super(message, { code: 409, reason: STORE_LOCKED, cause });
   }
 }
 
@@ -53,7 +60,7 @@ async function openLevel(dataDir: string, logger: Logger, mustExist: boolean): P
   try {
     return await LevelStore.open({ path, logger });
   } catch (err) {
-    if (isLockError(err)) throw new DatastoreToolError(`a drover server is running on ${dataDir}: its LevelDB store ${path} is locked (one process at a time); stop the server and run this again`, err);
+    if (isLockError(err)) throw new StoreLockedError(`a drover server is running on ${dataDir}: its LevelDB store ${path} is locked (one process at a time); stop the server and run this again`, err);
     throw err;
   }
 }
@@ -205,13 +212,24 @@ async function loadIntoEtcd(objects: RawObject[], to: DatastoreTarget, force: bo
   });
 }
 
+function saved(file: string, source: string, header: SnapshotHeader): SnapshotSaved {
+  return { file, source, revision: header.revision, objects: header.objects, kinds: header.kinds, sealedSecrets: header.sealedSecrets, keyIds: header.keyIds, bytes: header.bodyBytes + HEADER_BYTES, sha256: header.bodySha256 };
+}
+
 export function datastoreTools(logger: Logger = silentLogger): DatastoreTools {
   return {
     async saveSnapshot(file: string, from: DatastoreTarget): Promise<SnapshotSaved> {
       const { dump, source, name } = await dumpSource(from, logger);
       const header = await writeSnapshot(file, source, dump.revision, dump.objects);
       logger.info({ file, source: name, objects: header.objects, revision: header.revision }, 'datastore snapshot saved');
-      return { file, source: name, revision: header.revision, objects: header.objects, kinds: header.kinds, sealedSecrets: header.sealedSecrets, keyIds: header.keyIds, bytes: header.bodyBytes + 4096, sha256: header.bodySha256 };
+      return saved(file, name, header);
+    },
+
+    async receiveSnapshot(file: string, from: string, stream: AsyncIterable<Uint8Array>): Promise<SnapshotSaved> {
+      const header = await receiveSnapshot(file, from, stream);
+      const name = `${from}'s ${header.source === 'etcd' ? 'etcd' : 'LevelDB store'}`;
+      logger.info({ file, source: name, objects: header.objects, revision: header.revision }, 'datastore snapshot saved from a running server');
+      return saved(file, name, header);
     },
 
     async restoreSnapshot(file: string, to: DatastoreTarget, opts: { force: boolean }): Promise<ObjectsLoaded> {
