@@ -181,7 +181,7 @@ export function isReservedClientId(clientId: string): boolean {
 
 /**
  * The MQTT 5 shared subscription group of drover's servers: a message on `$share/drover/{filter}` goes to
- * one server of the group, so an agent's report or an operator's command is handled once.
+ * one server of the group, so an agent's report is handled once.
  */
 export const SERVER_SHARE_GROUP = 'drover';
 

@@ -17,13 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test, type TestContext } from 'node:test';
-import { Etcd3 } from 'etcd3';
 import mqtt from 'mqtt';
 import { runSim, SIM_DEFAULTS, type RunningSim } from '../../src/sim/run.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { freePort, trustCa, waitFor } from '../helpers/cluster.js';
 import { startEtcd } from '../helpers/etcd.js';
 import { startOperatorMosquitto } from '../helpers/mosquitto.js';
+import { busyboxDeployment, leaderKeyPid, serverApi } from '../helpers/server-process.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const LEASE = 6;
@@ -84,23 +84,8 @@ async function spawnServer(name: string, dataDir: string, etcdEndpoint: string, 
   return { name, child, apiUrl: `https://127.0.0.1:${apiPort}`, dataDir, handled, serversGone, output: () => out, exited };
 }
 
-async function api(s: ServerProc, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const token = (await readFile(join(s.dataDir, 'admin-token'), 'utf8')).trim();
-  const r = await fetch(`${s.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : undefined };
-}
-
-const deployment = (name: string, replicas: number) => ({
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name },
-  spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'localhost/busybox:latest' }] } } },
-});
+const api = serverApi;
+const deployment = busyboxDeployment;
 
 async function runningPods(s: ServerProc, app: string): Promise<number> {
   const r = await api(s, 'GET', `/api/v1/namespaces/default/pods?labelSelector=app%3D${app}`);
@@ -163,12 +148,7 @@ async function twoServersOneBroker(t: TestContext) {
   servers.push(await spawnServer('server-b', dirB, etcd.endpoints[0]!, broker.url));
   await up(servers[1]!);
 
-  const client = new Etcd3({ hosts: etcd.endpoints });
-  t.after(() => client.close());
-  const holderPid = async () => {
-    const v = await client.get('/drover/leader').string();
-    return v ? Number(v.split('_').at(-2)) : undefined;
-  };
+  const holderPid = leaderKeyPid(t, etcd.endpoints);
   const firstPid = await waitFor('a leader', holderPid, 30_000, 100);
   const leader = servers.find((s) => s.child.pid === firstPid)!;
   assert.ok(leader, `the leader key names pid ${firstPid}, neither server`);
