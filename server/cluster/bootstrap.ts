@@ -190,14 +190,16 @@ async function putDoc(store: EtcdStore, value: Buffer, version: number): Promise
   return { ok: false, current: { doc: parseDoc(store, kv.value), version: Number(kv.mod_revision) } };
 }
 
-/** The number of a keyring's primary key (k1, k2, ...: rotate-key counts up), NaN when it has none. */
-function primaryNumber(keyringText: string): number {
+/** A keyring file's primary key: its number (k1, k2, ...: rotate-key counts up; NaN when none) and its material. */
+function primaryOf(keyringText: string): { n: number; key: string | undefined } {
   try {
-    const m = /^k(\d+)$/.exec(String((JSON.parse(keyringText) as { primary?: unknown }).primary));
-    return m ? Number(m[1]) : NaN;
+    const ring = JSON.parse(keyringText) as { primary?: unknown; keys?: Array<{ id?: unknown; key?: unknown }> };
+    const m = /^k(\d+)$/.exec(String(ring.primary));
+    const key = ring.keys?.find((k) => k.id === ring.primary)?.key;
+    return { n: m ? Number(m[1]) : NaN, key: typeof key === 'string' ? key : undefined };
   } catch {
-    // A keyring that is not JSON has no number: the caller refuses it by name (Keyring reports what is wrong when it opens).
-    return NaN;
+    // A keyring that is not JSON has no primary: the caller refuses it by name (Keyring says what is wrong when it opens).
+    return { n: NaN, key: undefined };
   }
 }
 
@@ -245,8 +247,12 @@ async function bootstrap(store: EtcdStore, o: JoinClusterOptions): Promise<{ key
             `move ${join(dataDir, 'tls')} away (its nodes then join again) or start this server with an empty --data-dir`,
         );
       } else if (rel === names.keyring) {
-        const [n, m] = [primaryNumber(mine), primaryNumber(want)];
-        if (n > m) {
+        const [p, q] = [primaryOf(mine), primaryOf(want)];
+        const [n, m] = [p.n, q.n];
+        if (n === m && p.key !== undefined && p.key === q.key) {
+          // The same primary key (rotate-key published the keyring before dropping the old keys here): nothing is lost either way.
+          writes.push([rel, want]);
+        } else if (n > m) {
           upload.set(rel, mine);
           uploads = true;
           logger.info({ path, keyId: `k${n}` }, "this data dir's secrets keyring is newer than the cluster's (rotate-key): uploading it");
@@ -296,7 +302,7 @@ export async function publishRotatedKeyring(o: { store: EtcdStore; dataDir: stri
     files.set(rel, text);
     const put = await putDoc(o.store, encodeDoc(current.doc.kdf, key, files), current.version);
     if (put.ok) {
-      o.logger.info({ etcd: o.store.endpoints, keyId: primaryNumber(text) }, "the rotated secrets keyring is the cluster's now (bootstrap data in etcd)");
+      o.logger.info({ etcd: o.store.endpoints, keyId: `k${primaryOf(text).n}` }, "the rotated secrets keyring is the cluster's now (bootstrap data in etcd)");
       return true;
     }
     if (attempt >= RECONCILE_ATTEMPTS) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(o.store)} keeps changing; run rotate-key again`);

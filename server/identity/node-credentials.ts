@@ -54,6 +54,8 @@ export class NodeCredentials {
   /** The document's version the map was read at (compare-and-swap of the next write). */
   private version = 0;
   private writing: Promise<void> = Promise.resolve();
+  /** The text this server is writing: the watch may bring it back before the write returns, and it is not another server's change. */
+  private ownWrite: string | undefined;
   private readonly listeners: Array<(c: CredentialChange) => void> = [];
 
   private constructor(private readonly doc: SharedDoc, private readonly logger: Logger, private readonly now: () => number) {}
@@ -97,7 +99,7 @@ export class NodeCredentials {
 
   /** A version another server wrote: taken if newer (a damaged one is logged and ignored), each changed node told. */
   private followed(d: DocVersion): void {
-    if (d.version <= this.version) return;
+    if (d.version <= this.version || (d.text !== undefined && d.text === this.ownWrite)) return;
     const before = this.nodes;
     try {
       this.install(d);
@@ -205,7 +207,9 @@ export class NodeCredentials {
         if (rec === undefined) return rec;
         const next = new Map(this.nodes);
         next.set(node, rec);
-        const r = await this.doc.replace(JSON.stringify({ version: 1, nodes: [...next.values()] }, null, 2) + '\n', this.version);
+        const text = JSON.stringify({ version: 1, nodes: [...next.values()] }, null, 2) + '\n';
+        this.ownWrite = text;
+        const r = await this.doc.replace(text, this.version).finally(() => (this.ownWrite = undefined));
         if (r.ok) {
           // Memory follows the document only once the write succeeded (a failed write changes nothing),
           // and not over a newer version the watch brought meanwhile.

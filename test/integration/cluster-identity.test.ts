@@ -142,6 +142,10 @@ test('rotate-key publishes the rotated keyring into the bootstrap data (with the
   // b's data dir still has k1 alone: the cluster's (newer) keyring replaces it at b's next start.
   await join_(t, e, b);
   assert.deepEqual((await Keyring.load(b, silentLogger)).keyIds(), ['k1', 'k2']);
+  // rotate-key drops the old key in a's data dir after publishing: the same primary key, so a starts (no conflict).
+  await ring.dropNonPrimaryKeys();
+  await join_(t, e, a);
+  assert.equal((await Keyring.load(a, silentLogger)).primaryKeyId, 'k2');
 });
 
 test('tokens: one made on A works on B once its watch delivers it, one revoked on B is refused on A; the last use of a join token goes to one server only', { timeout: 60_000 }, async (t) => {
