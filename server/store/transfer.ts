@@ -15,8 +15,9 @@
  *   revision): their resourceVersions change, their order does not. Clients relist after a restore.
  * - A store a server is running on is refused: LevelDB says so by its lock, etcd by the leader key a
  *   running server holds. A target that holds objects is refused unless `force` (its objects are then
- *   replaced). A LevelDB store is read with its server stopped (one process holds it); etcd is read
- *   while servers run, at one revision.
+ *   replaced). A LevelDB store is read here with its server stopped (one process holds it); a running
+ *   server's is saved through that server (`save --server`: GET /drover/v1/snapshot, snapshot-route.ts,
+ *   received by receiveSnapshot). etcd is read while servers run, at one revision.
  * - The objects are held in memory between reading and writing (about the size of their JSON; 10,000
  *   pod-sized objects are ~20 MB): a whole file is checked before anything is written.
  */

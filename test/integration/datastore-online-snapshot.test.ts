@@ -226,3 +226,45 @@ test('a download cut part way (the connection dropped mid-body) leaves no file: 
   ok(await saveOnline(s, file), 'a whole save after the cuts');
   assert.equal((await readSnapshotHeader(file)).objects, wholeHeader.objects);
 });
+
+test('receiving a snapshot stream: only a whole, matching stream becomes FILE; cut, bit-flipped or forged streams leave no file', { timeout: 60_000 }, async (t) => {
+  const { encodeSnapshot, receiveSnapshot } = await import('../../server/store/snapshot.js');
+  const objects = Array.from({ length: 200 }, (_, i) => ({
+    key: `/registry/ConfigMap/default/cm-${i}`,
+    revision: i + 1,
+    value: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `cm-${i}`, namespace: 'default', uid: `uid-${i}` }, data: { blob: randomBytes(100).toString('hex') } } as ApiObject,
+  }));
+  const streamOf = async (objs: typeof objects) => {
+    const chunks: Buffer[] = [];
+    const { block } = await encodeSnapshot('leveldb', 200, objs, async (c) => void chunks.push(Buffer.from(c)));
+    return { body: Buffer.concat(chunks), block };
+  };
+  const { body, block } = await streamOf(objects);
+  assert.ok(body.length > 3 * HEADER_BYTES);
+  const out = await tempDir(t, 'recv');
+  const file = join(out, 'r.snap');
+  const feed = (b: Buffer) => (async function* () {
+    for (let i = 0; i < b.length; i += 1000) yield b.subarray(i, i + 1000);
+  })();
+  const refused = async (b: Buffer, re: RegExp) => {
+    await assert.rejects(receiveSnapshot(file, 'the test', feed(b)), re);
+    assert.deepEqual(await readdir(out), [], 'no file, no temp file');
+  };
+
+  await refused(body.subarray(0, Math.floor(body.length / 2)), /did not end with its header .*cut short or damaged on its way/);
+  await refused(body, /did not end with its header/);
+  await refused(block.subarray(0, 100), /ended after 100 bytes, before its header/);
+  const flipped = Buffer.concat([body, block]);
+  flipped[1000] ^= 0x01;
+  await refused(flipped, /is damaged: the sha256 of its body is [0-9a-f]{64}, its header says/);
+  await refused(Buffer.concat([body.subarray(0, body.length - 10), block]), /brought \d+ body bytes, its header says \d+/);
+  // A stream whose checksum matches but whose objects do not (a key that does not name its object): the
+  // checks a restore makes refuse it before it becomes FILE.
+  const forged = await streamOf([...objects.slice(0, 10), { ...objects[10]!, key: '/registry/Secret/default/cm-10' }]);
+  await refused(Buffer.concat([forged.body, forged.block]), /the object is ConfigMap default\/cm-10, stored under \/registry\/Secret\/default\/cm-10/);
+
+  const header = await receiveSnapshot(file, 'the test', feed(Buffer.concat([body, block])));
+  assert.equal(header.objects, 200);
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  assert.deepEqual((await readSnapshot(file)).objects, objects);
+});
