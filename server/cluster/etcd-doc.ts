@@ -9,10 +9,14 @@
  */
 import type { IKeyValue } from 'etcd3';
 import { seal, unseal, type AeadKey } from '../../src/util/aead.js';
+import { backoffDelay } from '../../src/util/backoff.js';
 import { DroverError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { EtcdStore } from '../store/etcd.js';
 import type { DocVersion, ReplaceResult, SharedDoc } from './doc.js';
+
+/** Waits between new watches of a document whose watch etcd ended. */
+const WATCH_BACKOFF = { baseMs: 200, maxMs: 5_000 };
 
 type Watcher = Awaited<ReturnType<ReturnType<EtcdStore['etcd']['watch']>['create']>>;
 
@@ -64,18 +68,27 @@ export class EtcdDoc implements SharedDoc {
       // A change made while the stream was down came with no event: the key is read whole instead.
       this.read().then(deliver, (err: unknown) => this.logger.warn({ key: this.key, err: errorMessage(err) }, 'cannot read a shared document after its watch connected'));
     };
-    this.store.etcd
-      .watch()
-      .key(this.key)
-      .create()
-      .then(
-        (w) => {
+    const start = (attempt: number): void => {
+      if (this.closed) return;
+      const again = (why: unknown) => {
+        const ms = backoffDelay(attempt, WATCH_BACKOFF);
+        this.logger.warn({ key: this.key, err: errorMessage(why), retryMs: ms }, 'watch of a shared document ended; watching again');
+        setTimeout(() => start(attempt + 1), ms).unref();
+      };
+      this.store.etcd
+        .watch()
+        .key(this.key)
+        .create()
+        .then((w) => {
           if (this.closed) {
             void w.cancel();
             return;
           }
           this.watcher = w;
-          w.on('connected', reread);
+          w.on('connected', () => {
+            attempt = 0;
+            reread();
+          });
           w.on('put', (kv) => {
             try {
               deliver(this.decode(kv));
@@ -84,12 +97,17 @@ export class EtcdDoc implements SharedDoc {
             }
           });
           w.on('delete', (kv) => deliver({ text: undefined, version: Number(kv.mod_revision) }));
-          w.on('error', (err) => this.logger.warn({ key: this.key, err: errorMessage(err) }, 'watch of a shared document failed; it reconnects'));
+          // etcd cancelled the watch (its resume revision was compacted away while the stream was down): the
+          // client does not resume a cancelled watch by itself, so a new one starts (and reads the key first).
+          w.on('error', (err) => {
+            if (this.watcher === w) this.watcher = undefined;
+            again(err);
+          });
           // Anything written between the first read and the watch's start.
           reread();
-        },
-        (err: unknown) => this.logger.error({ key: this.key, err: errorMessage(err) }, 'cannot watch a shared document: changes on other servers are seen only after a restart'),
-      );
+        }, again);
+    };
+    start(0);
   }
 
   async close(): Promise<void> {

@@ -174,6 +174,19 @@ test('tokens: one made on A works on B once its watch delivers it, one revoked o
   assert.match((refused.reason as Error).message, /used up/);
 });
 
+test('etcd stopped and started again under running servers: the watches come back by themselves, a token made on A afterwards works on B', { timeout: 90_000 }, async (t) => {
+  const e = await etcd(t);
+  const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
+  const pa = await serverParts(a, await join_(t, e, a));
+  const pb = await serverParts(b, await join_(t, e, b));
+  await e.members[0]!.stop();
+  await assert.rejects(pa.tokens.createApi({ role: 'view' }), /unreachable/, 'a change while etcd is down fails, naming why');
+  assert.equal(pa.tokens.list().length, pb.tokens.list().length, 'and changes nothing');
+  await e.members[0]!.start();
+  const made = await waitFor('A to make a token once etcd is back', async () => pa.tokens.createApi({ role: 'view' }).catch(() => undefined), 30_000, 200);
+  await waitFor('B to accept it', async () => 'identity' in pb.tokens.checkApi(made.token), 30_000, 20);
+});
+
 test('node credentials: joined through A is known on B, approved on B is approved on A, revoked on A is refused on B (B told, to cut the session)', { timeout: 60_000 }, async (t) => {
   const e = await etcd(t);
   const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
