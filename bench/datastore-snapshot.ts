@@ -4,13 +4,15 @@
  * same disk: the time of each step and the snapshot's size. etcd is Debian's /usr/bin/etcd (3.4), one
  * member per store, started by the bench in a temp dir. Steps, each through server/store/transfer.ts (what
  * the CLI runs): LevelDB A → save → restore into an empty LevelDB B; → restore into etcd E1; E1 → save →
- * restore into an empty etcd E2; migrate A → E2 --force. The load average is recorded before and after
- * (the machine is shared).
+ * restore into an empty etcd E2; migrate A → E2 --force. Then online: a real `drover server` process
+ * on A, and `drover datastore snapshot save FILE --server` (GET /drover/v1/snapshot) while a client
+ * GETs a namespace back to back: the save's time, the server's RSS sampled through it, and that GET's
+ * latency before and during it. The load average is recorded before and after (the machine is shared).
  *
  * Run: node --import tsx bench/datastore-snapshot.ts [--objects 10000] [--dir DIR]
  *   → bench/results/datastore-snapshot.json (datastore-snapshot-N.json for another --objects)
  */
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Keyring, keyringPath } from '../server/secrets/keyring.js';
@@ -18,8 +20,11 @@ import { storePath } from '../server/secrets/rotate.js';
 import { LevelStore } from '../server/store/level.js';
 import { datastoreTools } from '../server/store/transfer.js';
 import type { ApiObject } from '../src/api/meta.js';
+import { readSnapshotHeader } from '../server/store/snapshot.js';
+import { drover } from '../test/helpers/cli.js';
 import { startEtcd, type EtcdCluster } from '../test/helpers/etcd.js';
-import { machine, numArg, parseArgs, round, writeResult } from './lib/common.js';
+import { freePort, machine, median, numArg, parseArgs, percentile, procMemory, round, sleep, writeResult } from './lib/common.js';
+import { ServerProc } from './lib/fleet-server.js';
 
 const args = parseArgs(process.argv.slice(2));
 const OBJECTS = numArg(args, 'objects', 10_000);
@@ -43,6 +48,78 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }>
   const began = performance.now();
   const value = await fn();
   return { ms: round(performance.now() - began, 0), value };
+}
+
+/** GET `path` back to back until `stop()`: each call's latency in ms. */
+function getLoop(server: ServerProc, path: string): { stop(): Promise<number[]> } {
+  const ms: number[] = [];
+  let going = true;
+  const loop = (async () => {
+    while (going) {
+      const began = performance.now();
+      const r = await server.api('GET', path);
+      if (r.status !== 200) throw new Error(`GET ${path}: ${r.status} ${r.text.slice(0, 200)}`);
+      ms.push(performance.now() - began);
+    }
+  })();
+  return {
+    async stop() {
+      going = false;
+      await loop;
+      return ms;
+    },
+  };
+}
+
+const latency = (ms: number[]) => ({ calls: ms.length, medianMs: round(median(ms), 1), p99Ms: round(percentile(ms, 99), 1), maxMs: round(Math.max(...ms), 1) });
+
+/**
+ * `snapshot save --server` against a real server process on `dataDir` (its store already holding the
+ * objects), with a GET loop beside it: the save's time, the server's RSS sampled every 20 ms, the GET's
+ * latency for 3 s before and through the save.
+ */
+async function onlineSave(dataDir: string, file: string): Promise<Record<string, unknown>> {
+  const clientConfig = join(dataDir, '..', 'client-config');
+  writeFileSync(clientConfig, '{}\n', { mode: 0o600 });
+  const server = new ServerProc({ nodeArgs: [], dataDir, apiPort: await freePort(), mqttPort: await freePort(), insecure: false, clientConfig });
+  server.start();
+  try {
+    await server.ready();
+    const path = '/api/v1/namespaces/default';
+    // Warm: the first calls pay for TLS sessions and JIT.
+    await getLoop(server, path).stop();
+    const idle = getLoop(server, path);
+    await sleep(3000);
+    const before = latency(await idle.stop());
+    const rss: number[] = [];
+    const rssBefore = procMemory(server.pid)!.rssMiB;
+    const sampler = setInterval(() => {
+      const m = procMemory(server.pid);
+      if (m) rss.push(m.rssMiB);
+    }, 20);
+    const revisionBefore = await server.revision();
+    const busy = getLoop(server, path);
+    const began = performance.now();
+    const run = await drover({ DROVER_SERVER: server.apiUrl, DROVER_TOKEN: server.token, DROVER_CONFIG: clientConfig }, ['datastore', 'snapshot', 'save', file, '--server']);
+    const saveMs = round(performance.now() - began, 0);
+    const during = latency(await busy.stop());
+    clearInterval(sampler);
+    const revisionAfter = await server.revision();
+    if (run.code !== 0) throw new Error(`online save failed: ${run.stderr}`);
+    const header = await readSnapshotHeader(file);
+    return {
+      saveMs,
+      objects: header.objects,
+      kinds: header.kinds,
+      /** The server's own writes meanwhile (its garbage collector deletes the bench's Pods, whose owner ReplicaSets do not exist). */
+      serverWritesDuringSave: revisionAfter - revisionBefore,
+      snapshotBytes: statSync(file).size,
+      serverRssMiB: { before: round(rssBefore, 1), peakDuring: round(Math.max(...rss), 1), samples: rss.length },
+      getNamespaceLatency: { before, duringSave: during },
+    };
+  } finally {
+    await server.stop();
+  }
 }
 
 async function main(): Promise<void> {
@@ -78,6 +155,7 @@ async function main(): Promise<void> {
     etcds.push(e2);
     const restoreEtcd2 = await timed(() => tools.restoreSnapshot(fileE, { datastoreEndpoint: e2.endpoints[0], dataDir: a }, { force: false }));
     const migrate = await timed(() => tools.migrate(a, { datastoreEndpoint: e2.endpoints[0] }, { force: true }));
+    const online = await onlineSave(a, join(dir, 'online.snap'));
 
     const result = {
       command: COMMAND,
@@ -88,12 +166,14 @@ async function main(): Promise<void> {
       leveldb: { saveMs: saveLevel.ms, snapshotBytes: statSync(fileL).size, restoreIntoEmptyLevelMs: restoreLevel.ms, restoreIntoEmptyEtcdMs: restoreEtcd.ms },
       etcd: { saveMs: saveEtcd.ms, snapshotBytes: statSync(fileE).size, restoreIntoEmptyEtcdMs: restoreEtcd2.ms },
       migrateLevelToEtcdForceMs: migrate.ms,
+      /** `snapshot save --server` from a running `drover server` process on LevelDB A, a GET loop beside it. */
+      leveldbOnline: { ...online, offlineSaveMsSameRun: saveLevel.ms },
       etcdRevisions: restoreEtcd2.value.revisions,
       /** The bench process holds the objects between read and write (as the CLI does): its peak RSS. */
       peakRssMiB: round(process.resourceUsage().maxRSS / 1024, 0),
       loadAverageBefore: loadBefore,
       loadAverageAfter: machine().loadAverage,
-      note: 'one etcd member per store on this machine\'s disk; times include opening the stores and, for restores, reading and checking the whole file and opening every Secret with the keyring; leveldb.restoreIntoEmptyEtcdMs is the run\'s first etcd step and also pays for loading the etcd client (gRPC, its protocol definitions) in this process',
+      note: 'leveldbOnline: the server is a child process (tsx), the CLI runs in the bench process; saveMs includes the CLI\'s check of the whole downloaded file before it is renamed into place; one etcd member per store on this machine\'s disk; times include opening the stores and, for restores, reading and checking the whole file and opening every Secret with the keyring; leveldb.restoreIntoEmptyEtcdMs is the run\'s first etcd step and also pays for loading the etcd client (gRPC, its protocol definitions) in this process',
     };
     console.log(JSON.stringify(result, null, 2));
     console.log(`→ ${writeResult(OBJECTS === 10_000 ? 'datastore-snapshot' : `datastore-snapshot-${OBJECTS}`, result)}`);

@@ -21,8 +21,11 @@ import { LevelStore } from '../../server/store/level.js';
 import { HEADER_BYTES, readSnapshot, readSnapshotHeader } from '../../server/store/snapshot.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { drover, fails, ok } from '../helpers/cli.js';
-import { startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
+import { startServer } from '../../server/run.js';
+import { silentLogger } from '../../src/util/logger.js';
+import { apiClient, freePort, startTestServer, trustCa, waitFor, type TestServer } from '../helpers/cluster.js';
 import { datastoreCli } from '../helpers/datastore-cli.js';
+import { startEtcd } from '../helpers/etcd.js';
 
 type T = { after(fn: () => Promise<void> | void): void };
 
@@ -267,4 +270,40 @@ test('receiving a snapshot stream: only a whole, matching stream becomes FILE; c
   assert.equal(header.objects, 200);
   assert.equal((await stat(file)).mode & 0o777, 0o600);
   assert.deepEqual((await readSnapshot(file)).objects, objects);
+});
+
+test('a server on etcd: the online save is etcd at its header\'s revision, and restores into LevelDB where a server serves the Secret', { timeout: 180_000 }, async (t) => {
+  const etcd = await startEtcd();
+  t.after(() => etcd.stop());
+  const dataDir = await tempDir(t, 'etcd-server');
+  const running = await startServer(
+    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, datastoreEndpoint: etcd.endpoints[0], serverToken: 'test-server-token-0123456789', resyncMs: 1000, nodeMonitorMs: 1000 },
+    silentLogger,
+  );
+  t.after(() => running.close());
+  await trustCa(running.caCert);
+  const s = { apiUrl: running.apiUrl, token: running.adminToken, api: apiClient(running.apiUrl, running.adminToken), dataDir } as TestServer;
+  await created(s, '/api/v1/namespaces/default/secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'default' }, data: { password: Buffer.from(PASSWORD).toString('base64') } });
+  await fill(s, 100, 'cm');
+
+  const out = await tempDir(t, 'out');
+  const file = join(out, 'etcd.snap');
+  ok(await saveOnline(s, file), 'online save from a server on etcd');
+  const { header, objects } = await readSnapshot(file);
+  assert.equal(header.source, 'etcd');
+  const { Etcd3 } = await import('etcd3');
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  t.after(() => client.close());
+  const atRevision = await client.getAll().prefix('/drover/registry/').revision(String(header.revision)).keys();
+  assert.deepEqual(objects.map((o) => `/drover${o.key}`).sort(), atRevision.sort(), 'exactly the keys etcd held at that revision');
+
+  const fresh = await tempDir(t, 'fresh');
+  await mkdir(join(fresh, 'secrets'), { recursive: true, mode: 0o700 });
+  await writeFile(keyringPath(fresh), await readFile(keyringPath(dataDir)), { mode: 0o600 });
+  ok(await datastoreCli(['datastore', 'snapshot', 'restore', file, '--data-dir', fresh]), 'restore into LevelDB');
+  const s2 = await server(t, fresh);
+  const secret = await s2.api('GET', '/api/v1/namespaces/default/secrets/db');
+  assert.equal(secret.status, 200, secret.text);
+  assert.equal(Buffer.from((secret.body as { data: { password: string } }).data.password, 'base64').toString(), PASSWORD);
+  assert.equal((await s2.api('GET', '/api/v1/namespaces/default/configmaps')).body.items.filter((o: ApiObject) => o.metadata.name.startsWith('cm-')).length, 100);
 });
