@@ -33,6 +33,7 @@ import { loadOrCreateServerId } from './mqtt/server-id.js';
 import { MetricsCache } from './metrics/cache.js';
 import { countedDesiredSink } from './metrics/desired-sink.js';
 import { metricsRoute } from './metrics/route.js';
+import { snapshotRoute } from './store/snapshot-route.js';
 import { ServerMetrics } from './metrics/server-metrics.js';
 import { timedStore } from './metrics/timed-store.js';
 import { withLiveNodes } from './nodes/live-view.js';
@@ -45,6 +46,7 @@ import { storePath } from './secrets/rotate.js';
 import { datastoreEndpoints, openStore } from './store/open.js';
 import type { EtcdStore } from './store/etcd.js';
 import type { LeaderElection } from './leader/election.js';
+import type { ClusterIdentity } from './cluster/bootstrap.js';
 import { LeaderWork } from './leader/leader-work.js';
 import { ObjectCache, withCachedLists } from './cache/object-cache.js';
 import { withAdmission } from './admission/store.js';
@@ -142,15 +144,28 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const advertiseHost = cfg.advertiseAddress ?? (cfg.mqtt.mode === 'embedded' && cfg.mqtt.host !== '0.0.0.0' && cfg.mqtt.host !== '::' ? cfg.mqtt.host : '127.0.0.1');
   // LevelDB in the data dir, or etcd with --datastore-endpoint: etcd not answering stops the start here
   // with StoreUnavailableError naming the endpoints (exit 1).
-  const level = await openStore({
-    levelPath: storePath(cfg.dataDir),
-    logger,
-    secrets: await Keyring.loadOrCreate(cfg.dataDir, logger),
-    datastoreEndpoint: cfg.datastoreEndpoint,
-    datastoreCafile: cfg.datastoreCafile,
-    datastoreCertfile: cfg.datastoreCertfile,
-    datastoreKeyfile: cfg.datastoreKeyfile,
-  });
+  // With etcd: the cluster's identity (CA, server client identity, Secrets keyring, admin token) comes from
+  // the bootstrap data there, sealed with the server token, before the keyring and the PKI are opened.
+  // Loaded only with an etcd datastore.
+  const cluster: ClusterIdentity | undefined =
+    datastoreEndpoints(cfg.datastoreEndpoint).length > 0
+      ? await (await import('./cluster/bootstrap.js')).joinCluster({ dataDir: cfg.dataDir, datastore: cfg, serverToken: cfg.serverToken, logger })
+      : undefined;
+  let level: Awaited<ReturnType<typeof openStore>>;
+  try {
+    level = await openStore({
+      levelPath: storePath(cfg.dataDir),
+      logger,
+      secrets: await Keyring.loadOrCreate(cfg.dataDir, logger),
+      datastoreEndpoint: cfg.datastoreEndpoint,
+      datastoreCafile: cfg.datastoreCafile,
+      datastoreCertfile: cfg.datastoreCertfile,
+      datastoreKeyfile: cfg.datastoreKeyfile,
+    });
+  } catch (err) {
+    await cluster?.close();
+    throw err;
+  }
   // One registry per server: tests run several servers in one process.
   const instruments = new ServerMetrics();
   // Each phase of the start is timed (/metrics drover_server_start_phase_seconds): a restart with a big fleet
@@ -165,7 +180,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const writerStack = (backend: Store): Store =>
     withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const store = writerStack(level);
-  const closers: Array<() => Promise<void> | void> = [() => level.close()];
+  // The shared documents close after everything that uses them (closers run in reverse).
+  const closers: Array<() => Promise<void> | void> = [() => level.close(), ...(cluster ? [() => cluster.close()] : [])];
   const close = async () => {
     for (const c of closers.reverse()) {
       try {
@@ -180,9 +196,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // the certificates or tokens.
     const boundHosts = [cfg.apiHost, cfg.mqtt.mode === 'embedded' ? cfg.mqtt.host : ''].filter((h) => h && h !== '0.0.0.0' && h !== '::');
     const pki = await loadOrCreatePki({ dir: join(cfg.dataDir, 'tls'), sans: serverSans([advertiseHost, ...boundHosts, ...(cfg.tlsSans ?? [])]), logger });
-    const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger });
-    const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger });
-    const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now });
+    const tokens = await TokenStore.open({ dataDir: cfg.dataDir, logger, doc: cluster?.docs.tokens });
+    const joinToken = await loadOrCreateJoinToken({ dataDir: cfg.dataDir, tokens, caHash: pki.caHash, logger, shared: cluster?.docs.joinToken });
+    const credentials = await NodeCredentials.open({ dataDir: cfg.dataDir, logger, now: cfg.now, doc: cluster?.docs.nodes });
     instruments.startPhase('identity');
     await ensureDefaultNamespace(store);
     // Opened before the API and closed after it (closers run in reverse), so the last calls are recorded.
@@ -264,6 +280,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
           if (!isNotFound(err)) throw err;
         }
       },
+    });
+    // A node revoked through another server: this server's broker cuts its session at once too (its
+    // certificate is refused here from the moment the change arrives).
+    credentials.onChange(({ node, after }) => {
+      if (after?.state === 'revoked') broker?.disconnect(agentClientId(node));
     });
 
     // Agents measure only when asked: a read of the metrics API asks the nodes it concerns (figures older than 15 s).
@@ -453,7 +474,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [metricsRoute(instruments), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) })],
+      extraRoutes: [metricsRoute(instruments), snapshotRoute({ store: level, audit, logger }), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) })],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,

@@ -37,7 +37,7 @@ async function spawnServer(endpoint: string): Promise<ServerProc> {
     process.execPath,
     ['--import', 'tsx', 'src/main.ts', 'server', '--insecure', '--data-dir', dataDir, '--api-port', String(apiPort), '--mqtt-port', String(await freePort()), '--disable-agent', '--datastore-endpoint', endpoint,
       '--leader-elect-lease-duration', String(LEASE), '--leader-elect-renew-deadline', String(RENEW), '--leader-elect-retry-period', String(RETRY), '--log-level', 'info'],
-    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'cli-config') }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(dataDir, 'cli-config'), DROVER_SERVER_TOKEN: 'test-server-token-0123456789' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-20_000)));

@@ -39,7 +39,7 @@ test('a server on etcd: etcd stopped → the API answers 503 naming etcd, etcd b
   const dataDir = await mkdtemp(join(tmpdir(), 'drover-server-etcd-'));
   t.after(() => rm(dataDir, { recursive: true, force: true }));
   const server = await startServer(
-    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, datastoreEndpoint: etcd.endpoints[0], resyncMs: 1000, nodeMonitorMs: 1000 },
+    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, datastoreEndpoint: etcd.endpoints[0], serverToken: 'test-server-token-0123456789', resyncMs: 1000, nodeMonitorMs: 1000 },
     silentLogger,
   );
   t.after(() => server.close());

@@ -12,7 +12,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -119,8 +119,8 @@ async function unwellNodes(s: ServerProc): Promise<string[] | undefined> {
 }
 
 /**
- * The servers and the operator's broker, with one PKI and token set: B gets a copy of A's files (harmless once the
- * servers share their identity through etcd with the server token, DROVER_SERVER_TOKEN: then B's copy is the cluster's).
+ * The servers and the operator's broker. One PKI and token set: Mosquitto trusts the CA made in A's data dir; A, the
+ * first server on the etcd, makes it the cluster's, and B takes it from there with the server token (DROVER_SERVER_TOKEN).
  */
 async function twoServersOneBroker(t: TestContext) {
   const etcd = await startEtcd();
@@ -144,7 +144,6 @@ async function twoServersOneBroker(t: TestContext) {
   await trustCa(await readFile(join(dirA, 'tls', 'ca.crt'), 'utf8'));
   servers.push(await spawnServer('server-a', dirA, etcd.endpoints[0]!, broker.url));
   await up(servers[0]!);
-  for (const part of ['tls', 'auth', 'secrets', 'admin-token', 'join-token']) await cp(join(dirA, part), join(dirB, part), { recursive: true });
   servers.push(await spawnServer('server-b', dirB, etcd.endpoints[0]!, broker.url));
   await up(servers[1]!);
 
