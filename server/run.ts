@@ -246,11 +246,16 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
 
     instruments.startPhase('broker');
     // Several servers on one etcd may share one external broker: each under a client id of its own (one
-    // client id would make them take each other's session), reading agent reports and commands through
-    // shared subscriptions (each handled by one server) and the reports every server keeps in memory
-    // plainly (ServerLink `shared`). The embedded broker is this server's alone: `drover-server`, as ever.
+    // client id would make them take each other's session), reading agent reports through shared
+    // subscriptions (each handled by one server) and the reports every server keeps in memory plainly,
+    // commands plainly (the leader answers them): ServerLink `shared`. The embedded broker is this server's
+    // alone: `drover-server`, as ever.
     const external = cfg.mqtt.mode === 'external';
-    const severalServers = external && datastoreEndpoints(cfg.datastoreEndpoint).length > 0;
+    const onEtcd = datastoreEndpoints(cfg.datastoreEndpoint).length > 0;
+    const severalServers = external && onEtcd;
+    if (onEtcd && !external) {
+      logger.warn('etcd datastore with the embedded broker: if other servers share this etcd, the leader hears only the agents connected to its own broker, and nodes connected to another server\'s turn NotReady; give every server one external broker (--broker-url)');
+    }
     const serverId = external ? (cfg.serverId ?? (severalServers ? await loadOrCreateServerId(cfg.dataDir, logger) : undefined)) : undefined;
     const linkClientId = serverClientId(serverId);
     if (cfg.serverId !== undefined && !external) logger.info({ serverId: cfg.serverId }, '--server-id names a server on an external broker: the embedded broker is this server\'s alone, its link stays drover-server');

@@ -121,8 +121,6 @@ export class ServerLink {
       password: opts.password,
       ...(opts.tls ? { key: opts.tls.key, cert: opts.tls.cert, ca: opts.tls.ca, rejectUnauthorized: true } : {}),
       protocolVersion: opts.commands ? 5 : 4,
-      // Persistent session: agent reports published while the server restarts wait for it at the broker
-      // (MQTT 5 ends a session at disconnect unless it is given an expiry).
       clean: !persistent,
       // maximumPacketSize: the broker never forwards the server a larger packet (an operator's 64 MiB
       // "command" through Mosquitto would otherwise be read whole into this process).
@@ -208,11 +206,14 @@ export class ServerLink {
     // One copy for both subscriptions (a broker may merge overlapping ones): this server does all of it.
     if (every && once) return 'only';
     if (every) return 'every';
-    if (!once && !this.warnedNoSubscriptionId) {
+    if (once) return 'once';
+    // No identifier: every copy is handled whole, so no node goes unheard; reports are then written by every
+    // server that gets a copy (more writes, the same result).
+    if (!this.warnedNoSubscriptionId) {
       this.warnedNoSubscriptionId = true;
-      this.logger.error('mqtt link: the broker attaches no subscription identifiers: several servers cannot tell the copy every server gets from the one to handle; handling each as its own (use an MQTT 5 broker with subscription identifiers: Mosquitto 2, EMQX)');
+      this.logger.error('mqtt link: the broker attaches no subscription identifiers: several servers cannot tell the copy every server gets from the one to handle, so each server handles every report it gets (use an MQTT 5 broker with subscription identifiers: Mosquitto 2, EMQX)');
     }
-    return 'once';
+    return 'only';
   }
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
@@ -242,7 +243,8 @@ export class ServerLink {
       const p = this.pending.get(t.id);
       // Only the node asked may answer (ids are random, but the check costs nothing).
       if (!p || p.node !== t.node) {
-        // The request timed out (or the server restarted) before the node answered.
+        // The request timed out (or the server restarted) before the node answered; or, with several servers,
+        // another server asked.
         this.logger.debug({ node: t.node, id: t.id }, 'late answer to a request no longer waited for');
         return;
       }
