@@ -21,7 +21,7 @@ import { DroverError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir, writePrivateFileAtomic } from '../../src/util/private-fs.js';
 import { ADMIN_TOKEN_FILE, loadOrCreateAdminToken } from '../auth/tokens.js';
-import { loadOrCreateClusterPki, PKI_FILES } from '../pki/pki.js';
+import { loadOrCreateClusterPki, PKI_FILES, readOptional } from '../pki/pki.js';
 import { Keyring, keyringPath } from '../secrets/keyring.js';
 import type { EtcdStore } from '../store/etcd.js';
 import { datastoreEndpoints, openStore, type DatastoreOptions } from '../store/open.js';
@@ -120,15 +120,6 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentit
     };
   } catch (err) {
     await store.close();
-    throw err;
-  }
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
 }
