@@ -171,11 +171,11 @@ function openDoc(store: EtcdStore, doc: BootstrapDoc, key: AeadKey): Map<string,
 }
 
 /** Writes the bootstrap document if its key is still at `version` (0: absent); the document there otherwise. */
-async function putDoc(store: EtcdStore, value: Buffer, version: number): Promise<{ ok: true } | { ok: false; current: { doc: BootstrapDoc; version: number } }> {
+async function putDoc(store: EtcdStore, value: Buffer, version: number): Promise<{ ok: true; version: number } | { ok: false; current: { doc: BootstrapDoc; version: number } }> {
   const key = Buffer.from(CLUSTER_KEYS.bootstrap);
   const compare = version === 0 ? { key, target: 'Create' as const, result: 'Equal' as const, create_revision: 0 } : { key, target: 'Mod' as const, result: 'Equal' as const, mod_revision: version };
   const r = await store.call('writing the bootstrap data', (o) => store.etcd.kv.txn({ compare: [compare], success: [{ request_put: { key, value } }], failure: [{ request_range: { key } }] }, o));
-  if (r.succeeded) return { ok: true };
+  if (r.succeeded) return { ok: true, version: Number(r.header.revision) };
   const kv = r.responses[0]?.response_range?.kvs[0];
   if (!kv) throw new ClusterBootstrapError(`the cluster's bootstrap data in ${where(store)} was deleted while this server read it; start again`);
   return { ok: false, current: { doc: parseDoc(store, kv.value), version: Number(kv.mod_revision) } };
@@ -268,11 +268,27 @@ async function bootstrap(store: EtcdStore, o: JoinClusterOptions): Promise<{ key
         current = put.current;
         continue;
       }
+      current = { ...current, version: put.version };
     }
     for (const [rel, text] of writes) await writePrivateFileAtomic(join(dataDir, rel), text, logger);
     logger.info({ etcd: store.endpoints, written: writes.map(([rel]) => rel) }, "this data dir holds the cluster's identity (bootstrap data in etcd)");
+    await renewSharedClientCert(store, o, key, { ...current, files: upload });
     return { key, created: false };
   }
+}
+
+/**
+ * The server's MQTT client certificate is re-issued by loadOrCreateClusterPki when near expiry: the new
+ * one becomes the cluster's, or every server would take the old one at each start and issue its own
+ * again. A server that loses the race to another doing the same keeps its own (valid) until its next start.
+ */
+async function renewSharedClientCert(store: EtcdStore, o: JoinClusterOptions, key: AeadKey, current: { doc: BootstrapDoc; version: number; files: Map<string, string> }): Promise<void> {
+  const { serverClient } = await loadOrCreateClusterPki({ dir: join(o.dataDir, 'tls'), logger: o.logger, now: o.now });
+  const [certRel, keyRel] = [join('tls', PKI_FILES.clientCert), join('tls', PKI_FILES.clientKey)];
+  if (current.files.get(certRel) === serverClient.cert && current.files.get(keyRel) === serverClient.key) return;
+  const files = new Map(current.files).set(certRel, serverClient.cert).set(keyRel, serverClient.key);
+  const put = await putDoc(store, encodeDoc(current.doc.kdf, key, files), current.version);
+  if (put.ok) o.logger.info("the server's MQTT client certificate was renewed: the cluster's now (bootstrap data in etcd)");
 }
 
 /**

@@ -148,6 +148,21 @@ test('rotate-key publishes the rotated keyring into the bootstrap data (with the
   assert.equal((await Keyring.load(a, silentLogger)).primaryKeyId, 'k2');
 });
 
+test("the server's MQTT client certificate renewed near its expiry becomes the cluster's: the next server takes the new one", { timeout: 60_000 }, async (t) => {
+  const e = await etcd(t);
+  const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
+  await join_(t, e, a);
+  const first = await readFile(join(a, 'tls', 'client-drover-server.crt'), 'utf8');
+  // 300 days on: 65 of its 365 left, under the 90 at which it is re-issued.
+  const later = await joinCluster({ dataDir: a, datastore: { datastoreEndpoint: e.endpoints[0] }, serverToken: TOKEN, logger: silentLogger, now: () => Date.now() + 300 * 86400_000 });
+  t.after(() => later.close());
+  const renewed = await readFile(join(a, 'tls', 'client-drover-server.crt'), 'utf8');
+  assert.notEqual(renewed, first);
+  await join_(t, e, b);
+  assert.equal(await readFile(join(b, 'tls', 'client-drover-server.crt'), 'utf8'), renewed);
+  assert.equal(await readFile(join(b, 'tls', 'client-drover-server.key'), 'utf8'), await readFile(join(a, 'tls', 'client-drover-server.key'), 'utf8'));
+});
+
 test('tokens: one made on A works on B once its watch delivers it, one revoked on B is refused on A; the last use of a join token goes to one server only', { timeout: 60_000 }, async (t) => {
   const e = await etcd(t);
   const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
