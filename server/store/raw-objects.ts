@@ -73,22 +73,13 @@ export interface RawRead {
   objects: AsyncIterable<RawObject>;
 }
 
-/** What the online read needs of LevelStore (LevelStore.readAtOneRevision: one LevelDB snapshot). */
-interface OneRevisionReader {
-  readAtOneRevision<T>(read: (revision: number, objects: AsyncIterable<{ key: string; value: unknown }>) => Promise<T>): Promise<T>;
-}
-
 /**
- * Every object of a LevelDB store its server is writing to, at one revision: from one LevelDB snapshot,
- * so the writes that land meanwhile are neither seen nor held up. `read` gets the objects while the
- * snapshot is open; it is released when `read` settles.
+ * Every object of a LevelDB store its server is writing to, at one revision: from one LevelDB snapshot
+ * (LevelStore.readAtOneRevision), so the writes that land meanwhile are neither seen nor held up. `read`
+ * gets the objects while the snapshot is open; it is released when `read` settles.
  */
-export async function readLevelAtOneRevision<T>(store: LevelStore, where: string, read: (r: RawRead) => Promise<T>): Promise<T> {
-  const reader = store as LevelStore & Partial<OneRevisionReader>;
-  if (typeof reader.readAtOneRevision !== 'function') {
-    throw new StoreError(`${where}: this build's LevelDB store cannot be read while it serves (LevelStore.readAtOneRevision is missing); stop the server and run \`drover datastore snapshot save --data-dir DIR\``);
-  }
-  return reader.readAtOneRevision((revision, stored) =>
+export function readLevelAtOneRevision<T>(store: LevelStore, where: string, read: (r: RawRead) => Promise<T>): Promise<T> {
+  return store.readAtOneRevision((revision, stored) =>
     read({
       revision,
       objects: (async function* () {
