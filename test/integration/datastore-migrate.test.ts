@@ -34,7 +34,7 @@ const deployment = (replicas: number) => ({
 
 async function server(dataDir: string, datastoreEndpoint?: string): Promise<{ server: RunningServer; api: Api }> {
   const s = await startServer(
-    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, resyncMs: 1000, nodeMonitorMs: 1000, ...(datastoreEndpoint ? { datastoreEndpoint, leaderElectLeaseDuration: 4, leaderElectRenewDeadline: 3, leaderElectRetryPeriod: 1 } : {}) },
+    { dataDir, apiHost: '127.0.0.1', apiPort: 0, mqtt: { mode: 'embedded', host: '127.0.0.1', port: await freePort() }, resyncMs: 1000, nodeMonitorMs: 1000, ...(datastoreEndpoint ? { datastoreEndpoint, serverToken: 'test-server-token-0123456789', leaderElectLeaseDuration: 4, leaderElectRenewDeadline: 3, leaderElectRetryPeriod: 1 } : {}) },
     silentLogger,
   );
   await trustCa(s.caCert);
