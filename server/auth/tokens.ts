@@ -7,7 +7,7 @@ import { DroverError, TokenRefusedError, ValidationError, type FieldCause, type 
 import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir, tightenFile } from '../../src/util/private-fs.js';
 import type { Role, TokenInfo } from '../../src/api/tokens.js';
-import { fileDoc, type DocVersion, type SharedDoc } from '../cluster/doc.js';
+import { fileDoc, readSeeded, type DocVersion, type SharedDoc } from '../cluster/doc.js';
 
 export type { Role, TokenInfo };
 export const ROLES: readonly Role[] = ['admin', 'view'];
@@ -158,8 +158,9 @@ export class TokenStore {
     const dir = join(opts.dataDir, 'auth');
     await ensurePrivateDir(dir, opts.logger);
     const adminToken = await loadOrCreateAdminToken(join(opts.dataDir, ADMIN_TOKEN_FILE), opts.logger);
-    const store = new TokenStore(opts.doc ?? fileDoc(join(dir, 'tokens.json'), opts.logger), adminToken, opts.logger, opts.now ?? Date.now);
-    store.install(await store.doc.read());
+    const file = fileDoc(join(dir, 'tokens.json'), opts.logger);
+    const store = new TokenStore(opts.doc ?? file, adminToken, opts.logger, opts.now ?? Date.now);
+    store.install(opts.doc ? await readSeeded(opts.doc, file, opts.logger) : await file.read());
     store.doc.watch((d) => store.followed(d));
     return store;
   }

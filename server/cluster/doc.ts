@@ -57,3 +57,19 @@ export function fileDoc(path: string, logger?: Logger): SharedDoc {
     async close() {},
   };
 }
+
+/**
+ * `shared` as it is, or, while it has never been written, seeded with `local`'s text: a server moved
+ * from its own files onto etcd (`drover datastore migrate`) keeps its tokens and node credentials.
+ * Seeded only if no other server wrote the document meanwhile (then that one is returned).
+ */
+export async function readSeeded(shared: SharedDoc, local: SharedDoc, logger?: Logger): Promise<DocVersion> {
+  const d = await shared.read();
+  if (d.text !== undefined || d.version !== 0) return d;
+  const mine = await local.read();
+  if (mine.text === undefined) return d;
+  const r = await shared.replace(mine.text, 0);
+  if (!r.ok) return r;
+  logger?.info({ from: local.where, to: shared.where }, 'seeded a shared document with this data dir\'s file');
+  return { text: mine.text, version: r.version };
+}

@@ -48,6 +48,18 @@ export async function loadOrCreateJoinToken(o: { dataDir: string; tokens: TokenS
   return k10;
 }
 
+/** The `<id>.<secret>` of DATA_DIR/join-token, if it holds a K10 token. */
+async function localCredential(path: string): Promise<string | undefined> {
+  let text: string;
+  try {
+    text = (await readFile(path, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return text.startsWith('K10') ? parseJoinToken(text).credential : undefined;
+}
+
 /** The usable join token `credential` (`<id>.<secret>`) names: known to the token store and not revoked. */
 function usable(tokens: TokenStore, credential: string | undefined): boolean {
   const id = credential?.split('.')[0];
@@ -61,7 +73,15 @@ function usable(tokens: TokenStore, credential: string | undefined): boolean {
  */
 async function sharedJoinToken(o: { tokens: TokenStore; caHash: string; logger: Logger; shared: SharedDoc; path: string }): Promise<string> {
   for (let attempt = 1; ; attempt++) {
-    const doc = await o.shared.read();
+    let doc = await o.shared.read();
+    if (doc.text === undefined && doc.version === 0) {
+      // A server moved from its own files onto etcd: the join token its devices hold stays the default one.
+      const mine = await localCredential(o.path);
+      if (mine !== undefined && usable(o.tokens, mine)) {
+        const r = await o.shared.replace(`${mine}\n`, 0);
+        doc = r.ok ? { text: `${mine}\n`, version: r.version } : r;
+      }
+    }
     const credential = doc.text?.trim();
     // The document may name a token another server made a moment ago: the table is read again first.
     if (credential) await o.tokens.refresh();

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { DroverError, NotFoundError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir } from '../../src/util/private-fs.js';
-import { fileDoc, type DocVersion, type SharedDoc } from '../cluster/doc.js';
+import { fileDoc, readSeeded, type DocVersion, type SharedDoc } from '../cluster/doc.js';
 import { normalSerial } from '../pki/x509.js';
 
 export type CredentialState = 'pending' | 'approved' | 'revoked';
@@ -64,9 +64,10 @@ export class NodeCredentials {
   static async open(opts: { dataDir: string; logger: Logger; now?: () => number; doc?: SharedDoc }): Promise<NodeCredentials> {
     const dir = join(opts.dataDir, 'auth');
     await ensurePrivateDir(dir, opts.logger);
-    const c = new NodeCredentials(opts.doc ?? fileDoc(join(dir, 'nodes.json'), opts.logger), opts.logger, opts.now ?? Date.now);
+    const file = fileDoc(join(dir, 'nodes.json'), opts.logger);
+    const c = new NodeCredentials(opts.doc ?? file, opts.logger, opts.now ?? Date.now);
     // A damaged document must stop the server: starting empty would let anyone re-join as any node.
-    c.install(await c.doc.read());
+    c.install(opts.doc ? await readSeeded(opts.doc, file, opts.logger) : await file.read());
     c.doc.watch((d) => c.followed(d));
     opts.logger.debug({ nodes: c.nodes.size }, 'node credentials loaded');
     return c;

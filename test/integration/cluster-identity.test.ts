@@ -163,6 +163,29 @@ test("the server's MQTT client certificate renewed near its expiry becomes the c
   assert.equal(await readFile(join(b, 'tls', 'client-drover-server.key'), 'utf8'), await readFile(join(a, 'tls', 'client-drover-server.key'), 'utf8'));
 });
 
+test('a single server moved onto etcd (datastore migrate) keeps its CA, tokens, node credentials and join token, and a second server gets them all', { timeout: 60_000 }, async (t) => {
+  const e = await etcd(t);
+  const a = await dataDir(t, 'level');
+  // As one server on LevelDB: its own files.
+  const pki = await loadOrCreatePki({ dir: join(a, 'tls'), sans: serverSans([]), logger: silentLogger });
+  const fileTokens = await TokenStore.open({ dataDir: a, logger: silentLogger });
+  const api = await fileTokens.createApi({ role: 'admin' });
+  const joinK10 = await loadOrCreateJoinToken({ dataDir: a, tokens: fileTokens, caHash: pki.caHash, logger: silentLogger });
+  const fileCreds = await NodeCredentials.open({ dataDir: a, logger: silentLogger });
+  await fileCreds.issue('edge-old', { serial: '0BEEF', notAfter: new Date(Date.now() + 86400_000), state: 'approved', keySha256: 'd'.repeat(64) });
+
+  const pa = await serverParts(a, await join_(t, e, a));
+  const b = await dataDir(t, 'b');
+  const pb = await serverParts(b, await join_(t, e, b));
+  for (const p of [pa, pb]) {
+    assert.equal(p.pki.caHash, pki.caHash, 'the CA its devices trust');
+    assert.ok('identity' in p.tokens.checkApi(api.token), 'its API token');
+    assert.equal(p.credentials.check('edge-old', 'BEEF'), 'ok', 'its node');
+    assert.equal(p.joinToken, joinK10, 'the join token its devices hold');
+    assert.equal(p.tokens.checkJoin(joinK10.split('::')[1]!).id, joinK10.split('::')[1]!.split('.')[0]);
+  }
+});
+
 test('tokens: one made on A works on B once its watch delivers it, one revoked on B is refused on A; the last use of a join token goes to one server only', { timeout: 60_000 }, async (t) => {
   const e = await etcd(t);
   const [a, b] = [await dataDir(t, 'a'), await dataDir(t, 'b')];
