@@ -166,8 +166,11 @@ test('a view token gets 403 and no token 401, each audited; neither leaves a fil
   });
 });
 
-/** A TCP proxy to `port` that cuts both connections once `limit` bytes have come back from the server. */
-async function cuttingProxy(t: T, port: number, limit: number): Promise<{ url: string; cuts: () => number }> {
+/**
+ * A TCP proxy to `port` that, once `limit` bytes have come back from the server, cuts both connections
+ * ('cut') or keeps them open and forwards nothing more ('stall': a link gone silent).
+ */
+async function cuttingProxy(t: T, port: number, limit: number, mode: 'cut' | 'stall' = 'cut'): Promise<{ url: string; cuts: () => number }> {
   let cuts = 0;
   const sockets = new Set<Socket>();
   const proxy = createServer((client) => {
@@ -176,9 +179,12 @@ async function cuttingProxy(t: T, port: number, limit: number): Promise<{ url: s
     let passed = 0;
     client.pipe(upstream);
     upstream.on('data', (chunk: Buffer) => {
+      if (passed >= limit) return;
       if (passed + chunk.length >= limit) {
         client.write(chunk.subarray(0, limit - passed));
+        passed = limit;
         cuts += 1;
+        if (mode === 'stall') return void upstream.pause();
         client.destroy();
         upstream.destroy();
         return;
@@ -201,7 +207,7 @@ async function cuttingProxy(t: T, port: number, limit: number): Promise<{ url: s
   return { url: `https://127.0.0.1:${(proxy.address() as { port: number }).port}`, cuts: () => cuts };
 }
 
-test('a download cut part way (the connection dropped mid-body) leaves no file: an older backup at FILE stays, no temp file', { timeout: 180_000 }, async (t) => {
+test('a download cut part way (the connection dropped mid-body) or stalled (past --request-timeout) leaves no file: an older backup at FILE stays, no temp file', { timeout: 180_000 }, async (t) => {
   const s = await server(t);
   await fill(s, 1000, 'cm');
   const out = await tempDir(t, 'out');
@@ -224,6 +230,13 @@ test('a download cut part way (the connection dropped mid-body) leaves no file: 
     assert.equal(await readFile(file, 'utf8'), older, 'the older backup is untouched');
     assert.deepEqual(await readdir(out), ['backup.snap'], 'no temp file left');
   }
+  // A link that goes silent mid-body: the save gives up after --request-timeout, no file.
+  const silent = await cuttingProxy(t, port, Math.floor(size / 2), 'stall');
+  const stalled = await drover({ DROVER_SERVER: silent.url, DROVER_TOKEN: s.token }, ['datastore', 'snapshot', 'save', file, '--server', '--request-timeout', '2s']);
+  fails(stalled, /sent nothing for 2s in the middle of the snapshot; no file was written/);
+  assert.equal(silent.cuts(), 1);
+  assert.equal(await readFile(file, 'utf8'), older);
+  assert.deepEqual(await readdir(out), ['backup.snap']);
   // The server noticed the client gone and said so in the audit log; it still serves whole snapshots.
   await waitFor('the cut-off download in the audit log', async () => (await auditRecords(s.dataDir)).some((a) => a.verb === 'datastore.snapshot' && a.result === 499));
   ok(await saveOnline(s, file), 'a whole save after the cuts');
