@@ -62,8 +62,12 @@ const SNAPSHOT_PATH = '/drover/v1/snapshot';
 export interface DatastoreCommandDeps {
   defaultDataDir: string;
   tools(): Promise<DatastoreTools>;
-  /** fetch for `save --server` (tests); node's own, or one trusting the configured CA. */
-  fetch?: typeof fetch;
+}
+
+/** What a failed fetch says: node's fetch wraps the cause (ECONNREFUSED, a TLS error) in "fetch failed". */
+function why(err: unknown): string {
+  const e = (err as { cause?: unknown }).cause ?? err;
+  return e instanceof Error ? e.message : String(e);
 }
 
 /**
@@ -85,7 +89,7 @@ async function* bodyOf(res: Response, server: string, idleMs: number, abort: Abo
   } catch (err) {
     if (err instanceof CliError) throw err;
     // A connection cut part way (the server stopped, a proxy gave up): the file is refused as cut short.
-    throw new CliError(`the snapshot download from ${server} broke: ${(err as Error).message ?? String(err)}; no file was written`, { reason: 'Unreachable', cause: err });
+    throw new CliError(`the snapshot download from ${server} broke: ${why(err)}; no file was written`, { reason: 'Unreachable', cause: err });
   } finally {
     reader.releaseLock();
   }
@@ -100,7 +104,7 @@ async function saveThroughServer(file: string, server: string | undefined, flags
   const cfg = resolveConfig({ server }, flags.config ? { ...io.env, DROVER_CONFIG: flags.config } : io.env);
   if (!cfg.token) throw new CliError(`saving through the server at ${cfg.server} needs an admin token: set DROVER_TOKEN (the server's DATA_DIR/admin-token, or \`drover token create --role admin\`) or put it in ${cfg.configPath}`);
   const timeoutMs = flags.requestTimeout ? parseDuration(flags.requestTimeout) : DEFAULT_TIMEOUT_MS;
-  const fetchFn = deps.fetch ?? (cfg.ca ? fetchWithCa(cfg.ca) : fetch);
+  const fetchFn = cfg.ca ? fetchWithCa(cfg.ca) : fetch;
   const url = `${cfg.server.replace(/\/+$/, '')}${SNAPSHOT_PATH}`;
   const abort = new AbortController();
   let res: Response;
@@ -111,7 +115,7 @@ async function saveThroughServer(file: string, server: string | undefined, flags
     });
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`cannot reach the drover server at ${cfg.server}: ${(err as Error).message} (is \`drover server\` running? set DROVER_SERVER)`, { reason: 'Unreachable', cause: err });
+    throw new CliError(`cannot reach the drover server at ${cfg.server}: ${why(err)} (is \`drover server\` running? set DROVER_SERVER)`, { reason: 'Unreachable', cause: err });
   }
   if (!res.ok) {
     const err = errorFromResponse(res.status, await res.text().catch(() => ''));

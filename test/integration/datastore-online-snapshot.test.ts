@@ -141,7 +141,7 @@ test('online save while a writer keeps going: the file is the store at its heade
   assert.equal(restoredTick.body.data.n, tick.data.n);
 });
 
-test('a view token gets 403 and no token 401, each audited; neither leaves a file', { timeout: 120_000 }, async (t) => {
+test('a view token gets 403 and no token 401, each audited; neither (nor a server not there) leaves a file', { timeout: 120_000 }, async (t) => {
   const s = await server(t);
   await created(s, '/api/v1/namespaces/default/secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'default' }, data: { password: Buffer.from(PASSWORD).toString('base64') } });
   const view = (await created(s, '/drover/v1/tokens', { type: 'api', role: 'view', description: 'read-only' })) as unknown as { id: string; token: string };
@@ -151,6 +151,7 @@ test('a view token gets 403 and no token 401, each audited; neither leaves a fil
   fails(await saveOnline(s, file, { DROVER_TOKEN: view.token }), /forbidden: .*it needs an admin token/);
   fails(await saveOnline(s, file, { DROVER_TOKEN: `${view.id}.${'0'.repeat(32)}` }), /unauthorized: check the token/);
   fails(await saveOnline(s, file, { DROVER_TOKEN: '' }), /needs an admin token: set DROVER_TOKEN/);
+  fails(await saveOnline(s, file, {}, 'https://127.0.0.1:1'), /cannot reach the drover server at https:\/\/127\.0\.0\.1:1: .*ECONNREFUSED/);
   assert.deepEqual(await readdir(out), []);
 
   // The route itself, as any HTTP client would try it.
