@@ -5,6 +5,7 @@
  * server and etcd or the broker to cut it off.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -71,7 +72,12 @@ export async function spawnServerOnEtcd(opts: {
   let out = '';
   let partial = '';
   const kept: ServerOnEtcd['kept'] = [];
+  // DROVER_TEST_SERVER_LOGS=DIR: every server's whole output in DIR/NAME.log, for a failure the tail does not explain.
+  const whole = process.env.DROVER_TEST_SERVER_LOGS ? createWriteStream(join(process.env.DROVER_TEST_SERVER_LOGS, `${opts.name}.log`), { flags: 'a' }) : undefined;
+  if (whole) child.once('exit', () => whole.end());
+  child.stderr!.on('data', (d: Buffer) => whole?.write(d));
   child.stdout!.on('data', (d: Buffer) => {
+    whole?.write(d);
     const text = d.toString();
     out = (out + text).slice(-60_000);
     const lines = (partial + text).split('\n');
