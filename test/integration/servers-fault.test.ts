@@ -132,6 +132,32 @@ async function watchRegistry(etcd: EtcdCluster, prefixes: string[]) {
   };
 }
 
+/**
+ * The test's own linearizable reads of etcd every 200 ms, past every proxy: the longest one says whether
+ * etcd itself was slow when a server was (a leader missing its renew deadline, an API stalling).
+ */
+function probeEtcd(etcd: EtcdCluster) {
+  const client = new Etcd3({ hosts: etcd.endpoints });
+  let on = true;
+  let longest = { ms: 0, at: 0 };
+  const loop = (async () => {
+    while (on) {
+      const t0 = Date.now();
+      await client.get('/drover/leader').string().catch(() => undefined);
+      if (Date.now() - t0 > longest.ms) longest = { ms: Date.now() - t0, at: t0 };
+      await sleep(200);
+    }
+  })();
+  return {
+    async stop() {
+      on = false;
+      await loop;
+      client.close();
+      return longest;
+    },
+  };
+}
+
 interface Ack {
   name: string;
   server: string;
@@ -394,6 +420,7 @@ describe('several servers on a 3-member etcd with real faults (etcd member kill 
       assert.ok(leader.alive() && other.alive());
       await editDeployment(other.api, APP, (d) => (d.spec.template.spec.containers[0].image = IMG2));
       const startedAt = Date.now();
+      const probe = probeEtcd(etcd);
       const writer = startWriter(servers, 'k');
       await waitFor('the rollout under way and writes acknowledged through both servers', async () =>
         servers.every((s) => writer.acked.some((a) => a.server === s.name)) && (await podsOf(other.api, APP)).some((p) => p.spec.containers[0]!.image === IMG2 && podReady(p)), 120_000, 50);
@@ -410,10 +437,11 @@ describe('several servers on a 3-member etcd with real faults (etcd member kill 
       const done = await waitFor(`${APP} rolled out to :2 after the kill`, () => rolledOut(other.api, devices, APP, IMG2, REPLICAS), 180_000, 200);
       const doneAt = Date.now();
       await writer.stop();
+      const etcdSlowest = await probe.stop();
 
       const failover = ledAt - killedAt;
       t.diagnostic(`leader ${leader.name} kill -9 mid-rollout (${midway} of ${REPLICAS} containers on :2): ${other.name} led ${secs(failover)} after (lease ${secs(LEASE_MS)}, retry ${secs(RETRY_MS)}); rollout complete ${secs(doneAt - killedAt)} after the kill, ${secs(doneAt - startedAt)} after it began`);
-      t.diagnostic(`writes: ${writer.acked.length} acknowledged (${writer.acked.filter((a) => a.at > killedAt).length} after the kill, through ${other.name}); longest gap through ${other.name} ${secs(longestGap(writer.acked, killedAt, doneAt, other.name).ms)}`);
+      t.diagnostic(`writes: ${writer.acked.length} acknowledged (${writer.acked.filter((a) => a.at > killedAt).length} after the kill, through ${other.name}); longest gap through ${other.name} ${secs(longestGap(writer.acked, killedAt, doneAt, other.name).ms)} (from +${secs(longestGap(writer.acked, killedAt, doneAt, other.name).at - killedAt)}); the test's slowest read of etcd meanwhile ${secs(etcdSlowest.ms)} (at +${secs(etcdSlowest.at - killedAt)})`);
       assert.ok(failover <= LEASE_MS + RETRY_MS + SLACK_MS, `the other server led ${secs(failover)} after the kill`);
       assert.deepEqual(await missing(other, writer.acked), [], `acknowledged writes lost (${writer.acked.length} acknowledged)`);
       assert.deepEqual(new Set(done.containers.map((c) => c.labels[LABELS.node])), new Set(devices.map((d) => d.name)), 'the new image runs on both devices');
