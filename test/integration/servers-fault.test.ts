@@ -32,13 +32,13 @@ import {
   Cleanup,
   createDevice,
   DEPLOY,
+  deploymentManifest,
   editDeployment,
   IMG1,
   IMG2,
   podReady,
   podsOf,
   rolledOut,
-  SERVE,
   secs,
   sleep,
   waitReady,
@@ -62,47 +62,18 @@ const BURST = 60;
 /** What a fenced write refused, or a leader's component stopped mid-write, logs. */
 const REFUSED = /no longer leads|does not lead|NotLeader|stopped leading:/;
 
-/** A Deployment over both devices (no pinning), maxSurge 1, maxUnavailable 1, host network. */
+/** fault.ts's Deployment (maxSurge 1, maxUnavailable 1, host network) unpinned: spread over both devices. */
 function fleetManifest(image: string): unknown {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: APP },
-    spec: {
-      replicas: REPLICAS,
-      selector: { matchLabels: { app: APP } },
-      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 1 } },
-      template: {
-        metadata: { labels: { app: APP } },
-        spec: {
-          hostNetwork: true,
-          terminationGracePeriodSeconds: 2,
-          containers: [{ name: 'main', image, command: ['sh', '-c', SERVE], resources: { requests: { cpu: '10m', memory: '8Mi' } } }],
-        },
-      },
-    },
-  };
+  const d = deploymentManifest(APP, '', image, REPLICAS) as { spec: { template: { spec: { nodeSelector?: unknown } } } };
+  delete d.spec.template.spec.nodeSelector;
+  return d;
 }
 
 /**
  * A Deployment of `replicas` pods no node can take (a hostname no device has): creating its ReplicaSet and
  * pods, and marking them unschedulable, is a burst of leader writes and nothing for podman to do.
  */
-function burstManifest(replicas: number): unknown {
-  return {
-    apiVersion: 'apps/v1',
-    kind: 'Deployment',
-    metadata: { name: 'burst' },
-    spec: {
-      replicas,
-      selector: { matchLabels: { app: 'burst' } },
-      template: {
-        metadata: { labels: { app: 'burst' } },
-        spec: { nodeSelector: { 'kubernetes.io/hostname': 'no-such-device' }, containers: [{ name: 'main', image: IMG1, command: ['sh', '-c', SERVE] }] },
-      },
-    },
-  };
-}
+const burstManifest = (replicas: number) => deploymentManifest('burst', 'no-such-device', IMG1, replicas);
 
 /**
  * The write log etcd keeps: every create and delete of the objects under `prefixes` (keys relative to
