@@ -15,7 +15,8 @@
  * uploaded, one rotated elsewhere downloaded; any other file is replaced by the cluster's, with a warning.
  */
 import { join, relative } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { seal, SealError, unseal, type AeadKey } from '../../src/util/aead.js';
 import { DroverError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -27,7 +28,7 @@ import type { EtcdStore } from '../store/etcd.js';
 import { datastoreEndpoints, openStore, type DatastoreOptions } from '../store/open.js';
 import type { SharedDoc } from './doc.js';
 import { EtcdDoc } from './etcd-doc.js';
-import { checkServerToken, deriveKey, MIN_SERVER_TOKEN_LENGTH, newKdfParams, SERVER_TOKEN_ENV, ServerTokenError, type KdfParams } from './server-token.js';
+import { checkServerToken, deriveKey, newKdfParams, SERVER_TOKEN_ENV, ServerTokenError, type KdfParams } from './server-token.js';
 
 /** Where the cluster's identity and shared documents live in etcd (beside the store's /drover/registry/). */
 export const CLUSTER_KEYS = {
@@ -100,14 +101,20 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentit
   })) as EtcdStore;
   try {
     // After the store: etcd not answering is told first (naming the endpoint), as without a token.
-    if (!o.serverToken) {
-      throw new ServerTokenError(
-        `drover server --datastore-endpoint needs the cluster's server token, the same on every server: --server-token-file FILE (mode 0600) or ${SERVER_TOKEN_ENV} ` +
-          `(the first server's token becomes the cluster's: any secret of ${MIN_SERVER_TOKEN_LENGTH} characters or more, e.g. \`openssl rand -hex 32\`)`,
-      );
+    const given: { token: string; source: string; generated?: string } = o.serverToken ? { token: o.serverToken, source: 'the one given' } : await localServerToken(store, o);
+    checkServerToken(given.token, given.source);
+    let boot: { key: AeadKey; created: boolean };
+    try {
+      boot = await bootstrap(store, { ...o, serverToken: given.token });
+    } catch (err) {
+      if (given.generated && err instanceof ServerTokenError) {
+        // Another server created the cluster between our look and our write: the token made here opens nothing.
+        await rm(given.generated, { force: true });
+        throw new ServerTokenError(`another server created the cluster in ${where(store)} while this one started: give this server that server's token (its DATA_DIR/${SERVER_TOKEN_FILE}) with --server-token-file or ${SERVER_TOKEN_ENV}`, err);
+      }
+      throw err;
     }
-    checkServerToken(o.serverToken, 'the one given');
-    const { key, created } = await bootstrap(store, o);
+    const { key, created } = boot;
     const doc = (k: string) => new EtcdDoc(store, k, key, o.logger);
     const docs = { tokens: doc(CLUSTER_KEYS.tokens), nodes: doc(CLUSTER_KEYS.nodes), joinToken: doc(CLUSTER_KEYS.joinToken) };
     return {
@@ -122,6 +129,30 @@ export async function joinCluster(o: JoinClusterOptions): Promise<ClusterIdentit
     await store.close();
     throw err;
   }
+}
+
+/** Where the first server of a cluster keeps the server token it generated (k3s: server/token). */
+export const SERVER_TOKEN_FILE = 'server-token';
+
+/**
+ * No token given (k3s's K3S_TOKEN unset): the one this data dir generated before (a restart of the
+ * cluster's first server), else a new one when etcd holds no cluster yet, written to DATA_DIR/server-token
+ * (0600) for the operator to give the other servers. A later server must be given it: refused, naming how.
+ */
+async function localServerToken(store: EtcdStore, o: JoinClusterOptions): Promise<{ token: string; source: string; generated?: string }> {
+  const path = join(o.dataDir, SERVER_TOKEN_FILE);
+  const kept = (await readOptional(path))?.trim();
+  if (kept) return { token: kept, source: path };
+  if (await readBootstrap(store)) {
+    throw new ServerTokenError(
+      `this server joins the cluster in ${where(store)}, which needs the cluster's server token: --server-token-file FILE (mode 0600) or ${SERVER_TOKEN_ENV} ` +
+        `(the first server wrote it to its DATA_DIR/${SERVER_TOKEN_FILE}, unless it was given one)`,
+    );
+  }
+  const token = randomBytes(32).toString('hex');
+  await writePrivateFileAtomic(path, `${token}\n`);
+  o.logger.info({ path }, `no server token given: generated the cluster's server token; every other server on this etcd needs it (--server-token-file with a copy of ${path})`);
+  return { token, source: path, generated: path };
 }
 
 async function readLocal(dataDir: string): Promise<Map<string, string | undefined>> {

@@ -103,8 +103,35 @@ test('a wrong server token: one clear error naming the endpoint, nothing written
     return true;
   });
   for (const rel of bootstrapFiles(b).all) await assert.rejects(stat(join(b, rel)), { code: 'ENOENT' }, `${rel} was written`);
-  await assert.rejects(joinCluster({ dataDir: b, datastore: { datastoreEndpoint: e.endpoints[0] }, serverToken: undefined, logger: silentLogger }), /needs the cluster's server token, the same on every server: --server-token-file FILE \(mode 0600\) or DROVER_SERVER_TOKEN/);
+  await assert.rejects(joinCluster({ dataDir: b, datastore: { datastoreEndpoint: e.endpoints[0] }, serverToken: undefined, logger: silentLogger }), /this server joins the cluster in etcd at \S+, which needs the cluster's server token: --server-token-file FILE \(mode 0600\) or DROVER_SERVER_TOKEN \(the first server wrote it to its DATA_DIR\/server-token/);
+  await assert.rejects(stat(join(b, 'server-token')), { code: 'ENOENT' }, 'a joining server generates no token');
   await assert.rejects(join_(t, e, b, 'short'), /the server token \(the one given\) is 5 characters; use at least 16/);
+});
+
+test('no token given to the first server on an empty etcd: it generates the cluster\'s token into DATA_DIR/server-token (0600), keeps using it after a restart, and a second server given that file joins', { timeout: 60_000 }, async (t) => {
+  const e = await etcd(t);
+  const a = await dataDir(t, 'a');
+  // join_'s default is the test token: joinCluster itself, with none.
+  const noToken = async () => {
+    const c = await joinCluster({ dataDir: a, datastore: { datastoreEndpoint: e.endpoints[0] }, serverToken: undefined, logger: silentLogger });
+    t.after(() => c.close());
+    return c;
+  };
+  const first = await noToken();
+  assert.equal(first.created, true);
+  const tokenFile = join(a, 'server-token');
+  assert.equal((await stat(tokenFile)).mode & 0o777, 0o600);
+  const token = (await readFile(tokenFile, 'utf8')).trim();
+  assert.match(token, /^[0-9a-f]{64}$/);
+  await first.close();
+  // A restart of the first server, still with no token: the file is used, the cluster opens.
+  const again = await noToken();
+  assert.equal(again.created, false);
+  assert.equal((await readFile(tokenFile, 'utf8')).trim(), token, 'not replaced');
+  // Another server, given the token: the same CA.
+  const b = await dataDir(t, 'b');
+  await join_(t, e, b, token);
+  assert.equal(await readFile(join(b, 'tls', 'ca.crt'), 'utf8'), await readFile(join(a, 'tls', 'ca.crt'), 'utf8'));
 });
 
 test("a data dir of another cluster (its own CA) is refused, naming the file, and keeps its files; one whose keyring was rotated here uploads it, a third server gets it", { timeout: 60_000 }, async (t) => {

@@ -139,5 +139,5 @@ test('two servers on one etcd with one server token are one cluster: tokens, nod
   await assert.rejects(stat(join(wrong.dataDir, 'tls', 'ca.key')), { code: 'ENOENT' });
   const none = await spawnServer(t, endpoint, undefined);
   assert.equal(await none.exited, 1, none.output());
-  assert.match(none.output(), /error: drover server --datastore-endpoint needs the cluster's server token, the same on every server: --server-token-file FILE \(mode 0600\) or DROVER_SERVER_TOKEN/);
+  assert.match(none.output(), /error: this server joins the cluster in etcd at \S+, which needs the cluster's server token: --server-token-file FILE \(mode 0600\) or DROVER_SERVER_TOKEN/);
 });
