@@ -352,7 +352,8 @@ export class LeaderElection {
       term.renewedAt = sentAt;
       this.arm(term);
     } catch (err) {
-      if (term.ended) return;
+      // The renew deadline ended the term while this renewal was in flight: the step-down is logged, this says why.
+      if (term.ended) return void this.logger.warn({ err: errorMessage(err) }, 'leader election: the renewal in flight at the renew deadline failed');
       this.unreachable(err, 'renewing');
       this.logger.warn({ err: errorMessage(err), msLeft: Math.round(term.renewedAt + this.ms(this.timings.renewDeadlineSeconds) - performance.now()) }, 'leader election: renewal failed');
     }
