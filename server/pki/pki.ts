@@ -3,7 +3,7 @@
  * DATA_DIR/tls (0700; keys 0600), as k3s does. A CA placed there beforehand (ca.crt + ca.key) is used
  * as is, so an operator may bring their own.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
@@ -105,7 +105,9 @@ export async function loadOrCreateClusterPki(opts: { dir: string; logger: Logger
   let caKey = await readOptional(path(PKI_FILES.caKey));
   if (!caCert || !caKey) {
     const k = generateKeyPem();
-    caCert = issueCertificate({ subject: { cn: `drover-ca@${Math.floor(now() / 1000)}` }, publicKeyPem: k.publicKey, selfKeyPem: k.privateKey, usage: 'ca', days: CA_DAYS, now: now() }).pem;
+    // A random suffix: two clusters' CAs made in the same second must not share a subject, or a client trusting
+    // both may check a certificate against the wrong one (CERT_SIGNATURE_FAILURE).
+    caCert = issueCertificate({ subject: { cn: `drover-ca@${Math.floor(now() / 1000)}-${randomBytes(4).toString('hex')}` }, publicKeyPem: k.publicKey, selfKeyPem: k.privateKey, usage: 'ca', days: CA_DAYS, now: now() }).pem;
     caKey = k.privateKey;
     await writeFileAtomic(path(PKI_FILES.caKey), caKey, 0o600);
     await writeFileAtomic(path(PKI_FILES.caCert), caCert, 0o644);
