@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ import { test, type TestContext } from 'node:test';
 import { Etcd3 } from 'etcd3';
 import { freePort, waitFor } from '../helpers/cluster.js';
 import { startEtcd } from '../helpers/etcd.js';
+import { busyboxDeployment, serverApi } from '../helpers/server-process.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const LEASE = 6;
@@ -46,23 +47,7 @@ async function spawnServer(endpoint: string): Promise<ServerProc> {
   return { child, apiUrl: `http://127.0.0.1:${apiPort}`, dataDir, output: () => out, exited };
 }
 
-async function api(s: ServerProc, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const token = (await readFile(join(s.dataDir, 'admin-token'), 'utf8')).trim();
-  const r = await fetch(`${s.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  return { status: r.status, body: text ? JSON.parse(text) : undefined };
-}
-
-const deployment = (name: string, replicas: number) => ({
-  apiVersion: 'apps/v1',
-  kind: 'Deployment',
-  metadata: { name },
-  spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'localhost/busybox:latest' }] } } },
-});
+const api = serverApi;
 
 async function podsOf(s: ServerProc, app: string): Promise<number> {
   const r = await api(s, 'GET', `/api/v1/namespaces/default/pods?labelSelector=app%3D${app}`);
@@ -100,7 +85,7 @@ async function twoServersWithWeb(t: TestContext) {
   const leader = servers.find((s) => s.child.pid === firstPid);
   assert.ok(leader, `the leader key names pid ${firstPid}, neither server (${servers.map((s) => s.child.pid).join(', ')})`);
   const other = servers.find((s) => s !== leader)!;
-  assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', deployment('web', 2))).status, 201);
+  assert.equal((await api(other, 'POST', '/apis/apps/v1/namespaces/default/deployments', busyboxDeployment('web', 2))).status, 201);
   await waitFor('2 pods of web', async () => (await podsOf(other, 'web')) === 2, 30_000, 200);
   return { leader, other, holderPid };
 }
