@@ -43,6 +43,8 @@ describe('logs -p, --since, --since-time, --timestamps against real podman (drov
     droverEnv = { DROVER_SERVER: cluster.apiUrl, DROVER_TOKEN: cluster.token, DROVER_CA_FILE: cluster.caFile };
     await droverKubeconfig(droverEnv, join(dir, 'kubeconfig'));
     kubeEnv = { KUBECONFIG: join(dir, 'kubeconfig'), HOME: dir, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+    // kubectl wait answers NotFound at once for a node that has not said hello yet (a loaded machine).
+    await waitFor(`node ${NODE} registered`, async () => ((await cluster.api('GET', `/api/v1/nodes/${NODE}`)).status === 200 ? true : undefined), 60_000);
     const ready = await kubectl(['wait', '--for=condition=Ready', `node/${NODE}`, '--timeout=60s']);
     assert.equal(ready.code, 0, ready.stderr);
   });
