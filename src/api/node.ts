@@ -22,6 +22,10 @@ export const nodeStatus = z.object({
   /** ISO time the server last heard from the agent (presence, hello or status). */
   lastHeard: z.string().optional(),
   images: z.array(z.string()).optional(),
+  /** Digests of the server's image archives the agent has loaded (issue 15: `drover get images` shows where each is). */
+  imageDigests: z.array(z.string()).optional(),
+  /** The agent's image transfers in progress or failed (bytes / total), for `rollout status` and `describe node`. */
+  imageTransfers: z.array(z.object({ digest: z.string(), name: z.string(), bytes: z.number(), total: z.number(), state: z.string(), message: z.string().optional() })).optional(),
   /** Host device nodes the agent found (e.g. /dev/ttyUSB0), for pods that ask for devices. */
   devices: z.array(z.string()).optional(),
   /** Usage reported by the agent, for `drover top`. */

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { containerStatus, podPhase, podSpec } from '../api/pod.js';
+import { desiredImage, imageDigest, imageTransfer } from './images.js';
 
 /** Upper bound for any payload drover accepts on the wire; larger messages are rejected unparsed. */
 export const MAX_PAYLOAD_BYTES = 4 * 1024 * 1024;
@@ -147,6 +148,11 @@ export const desired = z.object({
    * pods gets none). Older agents ignore it.
    */
   services: z.array(desiredService).optional(),
+  /**
+   * Images the server serves that this node is to have (its pods' and, marked prefetch, a coming
+   * rollout's), absent when none: the agent fetches these from the server instead of pulling them.
+   */
+  images: z.array(desiredImage).optional(),
   ts: z.string(),
 });
 export type Desired = z.infer<typeof desired>;
@@ -195,6 +201,10 @@ export const status = z.object({
   keepaliveSeconds: z.number().int().min(1).max(65_535).optional(),
   /** Whole-node use (all processes, not only containers). */
   usage: usage.optional(),
+  /** Digests of the server's image archives loaded on the device (src/contract/images.ts), in every status; absent from older agents. */
+  imageDigests: upTo(imageDigest, REPORT_LIMITS.images).optional(),
+  /** Image transfers in progress or failed, in every status (empty: none); absent from older agents. */
+  imageTransfers: upTo(imageTransfer, 64).optional(),
 });
 export type Status = z.infer<typeof status>;
 
