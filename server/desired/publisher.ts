@@ -4,6 +4,7 @@ import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
 import { configKey, configRefs, contentDigest, PassReader, snapshotOf } from './snapshot.js';
+import type { ImageCatalog } from './image-catalog.js';
 import { deflateRawSync } from 'node:zlib';
 import { encode, type payloads } from '../../src/contract/index.js';
 import { DEFLATE_MARKER, type DesiredEncoding } from '../../src/contract/payloads.js';
@@ -79,9 +80,17 @@ export class DesiredPublisher {
   private retryTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> = Promise.resolve();
 
-  constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number }) {}
+  private unwatchImages: (() => void) | undefined;
+
+  constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number; images?: ImageCatalog }) {}
 
   async start(): Promise<void> {
+    // An image pushed, renamed or removed may change what any node with pods is to fetch: the digests
+    // skip the nodes it does not concern.
+    this.unwatchImages = this.deps.images?.onChange(() => {
+      for (const node of this.podsByNode.keys()) this.dirty.add(node);
+      this.schedule();
+    });
     const nodes = await this.deps.store.list('Node');
     const pods = await this.deps.store.list('Pod');
     for (const n of nodes.items) this.dirty.add(n.metadata.name);
@@ -218,7 +227,7 @@ export class DesiredPublisher {
         if (this.deleted.has(node)) await this.clear(node);
         return;
       }
-      snap = await snapshotOf(node, [...(this.podsByNode.get(node)?.values() ?? [])], reader);
+      snap = await snapshotOf(node, [...(this.podsByNode.get(node)?.values() ?? [])], reader, this.deps.images);
     } catch (err) {
       if (!this.stopped) logger.warn({ node, err: errorMessage(err) }, 'cannot read the store for a desired state; will retry');
       this.retryLater([node]);
@@ -267,6 +276,7 @@ export class DesiredPublisher {
   async stop(): Promise<void> {
     this.stopped = true;
     this.watch?.close();
+    this.unwatchImages?.();
     if (this.timer) clearTimeout(this.timer);
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.timer = undefined;

@@ -4,11 +4,30 @@ import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { SERVICE_NAME_LABEL, type EndpointSlice, type Service } from '../../src/api/service.js';
 import type { payloads } from '../../src/contract/index.js';
+import type { DesiredImage } from '../../src/contract/images.js';
 import type { Store } from '../store/types.js';
+import { NO_IMAGES, podImages, prefetchImages, type ImageCatalog } from './image-catalog.js';
 import { servicesFor, type ServiceWorld } from './services.js';
 
 /** What a node's desired state carries, apart from the envelope (node, generation, ts). */
-export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services'>;
+export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services' | 'images'>;
+
+/**
+ * The server's images a node is to have (pure): those its pods run, then those a rollout asked it to
+ * fetch ahead (PREFETCH_ANNOTATION on a pod about to be replaced), each once, by name. Images the server
+ * does not serve are left to the device's own pull.
+ */
+export function imagesFor(pods: payloads.DesiredPod[], catalog: ImageCatalog): DesiredImage[] {
+  const out = new Map<string, DesiredImage>();
+  const add = (name: string, prefetch: boolean) => {
+    if (out.has(name)) return;
+    const served = catalog.byName(name);
+    if (served) out.set(name, { name, digest: served.digest, size: served.size, ...(prefetch ? { prefetch: true } : {}) });
+  };
+  for (const p of pods) for (const name of podImages(p.spec)) add(name, false);
+  for (const p of pods) for (const name of prefetchImages(p.annotations)) add(name, true);
+  return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+}
 
 /** Pods that belong in a node's desired state: bound to it and not being deleted (pure). */
 export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[] {
@@ -64,15 +83,17 @@ const byRef = (a: { namespace: string; name: string }, b: { namespace: string; n
  * A node's snapshot (pure): its pods plus only the ConfigMaps and Secrets those pods reference, so a
  * Secret never reaches a node that runs nothing using it.
  */
-export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[], world?: Omit<ServiceWorld, 'pods'>): Snapshot {
+export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], secrets: Secret[], world?: Omit<ServiceWorld, 'pods'>, catalog: ImageCatalog = NO_IMAGES): Snapshot {
   const desired = desiredPodsFor(node, pods);
   const refs = configRefs(desired);
   const ns = (o: { metadata: { namespace?: string } }) => o.metadata.namespace ?? 'default';
   const services = world ? servicesFor(node, desired, { ...world, pods }) : [];
+  const images = imagesFor(desired, catalog);
   return {
     pods: desired,
-    // Absent rather than empty: the desired state of a node without Services stays as it was.
+    // Absent rather than empty: the desired state of a node without Services (or served images) stays as it was.
     ...(services.length ? { services } : {}),
+    ...(images.length ? { images } : {}),
     configMaps: configMaps
       .filter((c) => refs.has(configKey('ConfigMap', ns(c), c.metadata.name)))
       .map((c) => ({ namespace: ns(c), name: c.metadata.name, data: c.data ?? {}, ...(c.binaryData ? { binaryData: c.binaryData } : {}) }))
@@ -90,7 +111,7 @@ export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], 
 
 /** A digest of what the agent would do: equal digests mean nothing to publish. */
 export function contentDigest(s: Snapshot): string {
-  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? []])).digest('hex');
+  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? [], s.images ?? []])).digest('hex');
 }
 
 /**
@@ -126,7 +147,7 @@ export class PassReader {
  * A node's snapshot from its own pods (the publisher's index) and what `r` reads for them; the same
  * result as snapshotFor over the whole cluster.
  */
-export async function snapshotOf(node: string, nodePods: Pod[], r: PassReader): Promise<Snapshot> {
+export async function snapshotOf(node: string, nodePods: Pod[], r: PassReader, catalog: ImageCatalog = NO_IMAGES): Promise<Snapshot> {
   const desired = desiredPodsFor(node, nodePods);
   const refs = [...configRefs(desired)];
   const objects = await Promise.all(
@@ -166,5 +187,5 @@ export async function snapshotOf(node: string, nodePods: Pod[], r: PassReader): 
     ).filter((p): p is Pod => p !== undefined && p.spec.nodeName !== node);
     world = { services, slices: used, nodes };
   }
-  return snapshotFor(node, [...nodePods, ...remotePods], configMaps, secrets, world);
+  return snapshotFor(node, [...nodePods, ...remotePods], configMaps, secrets, world, catalog);
 }
