@@ -481,6 +481,7 @@ export class NodeRegistry {
       );
     }
     if (stale) return;
+    await this.applyImages(name, node, s);
     const hostIP = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
     for (const report of s.pods) {
       try {
@@ -497,6 +498,28 @@ export class NodeRegistry {
         // Deleted meanwhile: the report of it is moot.
         if (!isNotFound(err)) this.opts.logger.warn({ node: name, pod: report.name, err: errorMessage(err) }, 'cannot update pod status');
       }
+    }
+  }
+
+  /**
+   * The server's images the device has loaded and its transfers in progress (issue 15), onto the Node:
+   * written only when they change (a transfer's progress comes at most every few seconds), so an idle
+   * node still costs no store write.
+   */
+  private async applyImages(name: string, node: Node, s: payloads.Status): Promise<void> {
+    if (s.imageDigests === undefined && s.imageTransfers === undefined) return;
+    const digests = s.imageDigests ? [...s.imageDigests].sort() : node.status?.imageDigests;
+    const transfers = s.imageTransfers ?? node.status?.imageTransfers;
+    const same = (a: unknown, b: unknown) => JSON.stringify(a ?? []) === JSON.stringify(b ?? []);
+    if (same(digests, node.status?.imageDigests) && same(transfers, node.status?.imageTransfers)) return;
+    try {
+      await this.opts.store.patch('Node', '', name, (n) => {
+        if (same(digests, n.status?.imageDigests) && same(transfers, n.status?.imageTransfers)) return undefined;
+        n.status = { ...n.status, imageDigests: digests, imageTransfers: transfers };
+        return n;
+      });
+    } catch (err) {
+      if (!isNotFound(err)) this.opts.logger.warn({ node: name, err: errorMessage(err) }, 'cannot record the node\'s images');
     }
   }
 
