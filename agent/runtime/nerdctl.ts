@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
+import { loadedImageNames, loadFailure } from './load-output.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import { CliRuntime, RuntimeCli, deviceArg, hasLabels, labelFilters, mountArgs, exactTimes, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { BridgeSubnet, ContainerRuntime, ContainerState, ExecResult, RunSpec, RuntimeContainer } from './types.js';
@@ -288,6 +289,20 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
 
   async pull(image: string): Promise<void> {
     await this.cli.call('pull', ['pull', '--quiet', image]);
+  }
+
+  async load(archivePath: string): Promise<string[]> {
+    const r = await this.cli.call('load', ['load', '--input', archivePath], { allowExit: [1], timeoutMs: 15 * 60_000 });
+    if (r.exitCode !== 0) throw new RuntimeError(`nerdctl load of ${archivePath} failed: ${loadFailure(r.stderr) ?? `exit code ${r.exitCode}`}`, r.raw);
+    const names = loadedImageNames(r.stdout);
+    if (!names.length) throw new RuntimeError(`nerdctl load of ${archivePath} printed no image name: ${r.stdout.slice(0, 200)}`);
+    return names;
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    const r = await this.cli.call('rmi', ['rmi', ref], { allowExit: [1] });
+    // nerdctl has no --ignore: an image already gone is what was asked for.
+    if (r.exitCode !== 0 && !/no such image|not found/i.test(r.stderr)) throw new RuntimeError(`nerdctl rmi failed: ${this.cli.cause(r.stderr, r.exitCode)}`, r.raw);
   }
 
   async images(): Promise<string[]> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { RuntimeError } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
+import { loadedImageNames, loadFailure } from './load-output.js';
 import { CliRuntime, RuntimeCli, deviceArg, exactTimes, hasLabels, labelFilters, mountArgs, publishArg, safeJson, toIso, withPrivateEnv } from './cli.js';
 import type { BridgeSubnet, ContainerRuntime, ContainerState, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from './types.js';
 
@@ -88,6 +89,9 @@ function stderrCause(stderr: string): string | undefined {
 
 /** Variables podman, its Go runtime or the dynamic loader read from their own environment. */
 const PODMAN_READS = /^(PATH|HOME|TMPDIR|TZ|LANG|LC_\w+|USER|SHELL|TERM|XDG_\w+|_?CONTAINERS?_\w+|STORAGE_\w+|BUILDAH_\w+|PODMAN_\w+|DBUS_\w+|NOTIFY_SOCKET|LISTEN_\w+|SSL_CERT_\w+|REGISTRY_AUTH_FILE|DOCKER_\w+|LD_\w+|GO\w*|(?:http|https|no|all)_proxy|(?:HTTP|HTTPS|NO|ALL)_PROXY)$/;
+
+/** Longest `podman load` may take: a few hundred MB unpacked and stored on a slow SD card. */
+const LOAD_TIMEOUT_MS = 15 * 60_000;
 
 /** Longest `podman stats` may take: it reads every container's cgroup, slow on a loaded device. */
 const STATS_TIMEOUT_MS = 10_000;
@@ -235,6 +239,19 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
 
   async pull(image: string): Promise<void> {
     await this.cli.call('pull', ['pull', '--quiet', image]);
+  }
+
+  async load(archivePath: string): Promise<string[]> {
+    const r = await this.cli.call('load', ['load', '--input', archivePath], { allowExit: [1, 125], timeoutMs: LOAD_TIMEOUT_MS });
+    if (r.exitCode !== 0) throw new RuntimeError(`podman load of ${archivePath} failed: ${loadFailure(r.stderr) ?? `exit code ${r.exitCode}`}`, r.raw);
+    const names = loadedImageNames(r.stdout);
+    if (!names.length) throw new RuntimeError(`podman load of ${archivePath} printed no image name: ${r.stdout.slice(0, 200)}`);
+    return names;
+  }
+
+  async removeImage(ref: string): Promise<void> {
+    // --ignore: an image already gone is what was asked for.
+    await this.cli.call('rmi', ['rmi', '--ignore', ref]);
   }
 
   async images(): Promise<string[]> {

@@ -152,6 +152,18 @@ export interface ContainerRuntime {
    */
   exec(id: string, cmd: string[], timeoutMs: number): Promise<ExecResult>;
   pull(image: string): Promise<void>;
+  /**
+   * Loads an image archive (`podman save` / `nerdctl save` output: docker-archive or oci-archive tar)
+   * into the runtime's store; returns the names it carried (an untagged image: its id). A damaged or
+   * truncated archive throws RuntimeError with the tool's complaint. Runtimes that cannot leave it
+   * out: the server's images (issue 15) then cannot be used on that node.
+   */
+  load?(archivePath: string): Promise<string[]>;
+  /**
+   * Removes an image by name or id from the runtime's store (device garbage collection). A missing
+   * image is not an error; one a container still uses is (RuntimeError), and stays.
+   */
+  removeImage?(ref: string): Promise<void>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */
   images(): Promise<string[]>;
   /**

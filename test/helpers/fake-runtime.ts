@@ -1,3 +1,5 @@
+import { execa } from 'execa';
+import { RuntimeError } from '../../src/util/errors.js';
 import type { ContainerRuntime, ContainerStats, ExecResult, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 
 export interface FakeRuntimeOptions {
@@ -17,7 +19,7 @@ export interface FakeRuntimeOptions {
   watchesExits?: boolean;
 }
 
-export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull';
+export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull' | 'load' | 'rmi';
 
 /** One runtime call as it began or ended, in the order they happened. */
 export interface FakeCall {
@@ -36,7 +38,7 @@ export class FakeRuntime implements ContainerRuntime {
   /** Every call's begin and end, in order (with a gate only). */
   readonly calls: FakeCall[] = [];
   /** Calls under way now, by op. */
-  readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0 };
+  readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0, load: 0, rmi: 0 };
 
   /** list() calls so far. */
   listCalls = 0;
@@ -137,6 +139,30 @@ export class FakeRuntime implements ContainerRuntime {
   }
   async images(): Promise<string[]> {
     return [...this.pulled];
+  }
+  /**
+   * As `podman load` of a docker-archive: the names are its manifest.json's RepoTags (read with
+   * tar(1)); a file that is no such archive is refused with a RuntimeError.
+   */
+  async load(archivePath: string): Promise<string[]> {
+    return this.traced('load', archivePath, async () => {
+      const r = await execa('tar', ['-xOf', archivePath, 'manifest.json'], { reject: false });
+      let tags: string[] = [];
+      try {
+        tags = (JSON.parse(r.stdout) as Array<{ RepoTags?: string[] }>).flatMap((e) => e.RepoTags ?? []);
+      } catch {
+        // No manifest: below.
+      }
+      if (r.exitCode !== 0 || !tags.length) throw new RuntimeError(`fake load of ${archivePath} failed: not a docker-archive with tagged images (${r.stderr.trim().slice(0, 200)})`);
+      for (const t of tags) this.pulled.add(t);
+      return tags;
+    });
+  }
+  async removeImage(ref: string): Promise<void> {
+    await this.traced('rmi', ref, () => {
+      if ([...this.containers.values()].some((c) => c.image === ref)) throw new RuntimeError(`fake rmi failed: image ${ref} is in use by a container`);
+      this.pulled.delete(ref);
+    });
   }
 
   /** Every running container burns `cpuMilli` since it started and holds 8 MiB. */

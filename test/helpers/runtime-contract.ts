@@ -369,6 +369,28 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
       assert.ok(!images.includes('localhost/not-here:0'));
     });
 
+    test('load of a saved image archive gives its names and lists it; removeImage removes it (twice is fine); a truncated archive names the tool\'s complaint', async (t) => {
+      if (!rt.load || !rt.removeImage) return t.skip(`${tool()} adapter has no load/removeImage`);
+      const archive = join(h.scratch, `saved-${process.pid}.tar`);
+      const tag = `localhost/drover-contract-load:${process.pid}`;
+      // The tool makes the archive (`save`): a tool that cannot (the stand-in nerdctl) skips the case.
+      const saved = await h.cli(['tag', h.image, tag]).then(() => h.cli(['save', '--output', archive, tag])).then(
+        () => true,
+        () => false,
+      );
+      if (!saved) return t.skip(`${tool()} cannot tag and save images here`);
+      await rt.removeImage(tag);
+      assert.ok(!(await rt.images()).includes(tag), 'removed before the load');
+      assert.deepEqual(await rt.load(archive), [tag]);
+      assert.ok((await rt.images()).includes(tag), 'listed after the load');
+      await rt.removeImage(tag);
+      assert.ok(!(await rt.images()).includes(tag));
+      await rt.removeImage(tag);
+      const whole = await readFile(archive);
+      await writeFile(archive, whole.subarray(0, Math.floor(whole.length / 3)));
+      await rejectsRuntimeError(rt.load(archive), new RegExp(`^${tool()} load of .* failed: .*(EOF|truncat|unexpected end)`, 'i'));
+    });
+
     test('pull of an unreachable image names the cause', async () => {
       await rejectsRuntimeError(rt.pull('127.0.0.1:1/nope:1'), new RegExp(`^${tool()} pull failed: .*127\\.0\\.0\\.1:1`));
     });
