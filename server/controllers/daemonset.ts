@@ -23,6 +23,8 @@ import { validStored } from './valid-stored.js';
 import { PodWriteSteps, slowStartBatches } from './still-wanted.js';
 import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
 import { rolloutMoved, saveWaveProgress } from './wave-progress.js';
+import { NO_IMAGES, type ImageCatalog } from '../desired/image-catalog.js';
+import { GatedIndex, IMAGE_FETCH_FAILED, IMAGE_GATE_RECHECK_MS, imageGate, isGated, servedImages, setPrefetch, withPrefetch } from './image-gate.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = CONTROLLER_REVISION_HASH;
@@ -123,6 +125,20 @@ export interface DaemonSetPlan {
   createStable?: { hash: string; template: PodTemplate; nodes: string[] };
   /** Waved rollout: its decision (status.drover, rollback, events), when spec.drover.rollout is set. */
   waves?: Pick<WavePlan, 'drover' | 'rollback'> & { events: WaveEvent[] };
+  /**
+   * Old pods the rollout would stop but keeps, their node lacking a served image of the replacement
+   * (image-gate.ts): each gets PREFETCH_ANNOTATION = `annotation`; `failure` when the node's transfer failed.
+   */
+  hold: HeldPod[];
+  /** Pods carrying PREFETCH_ANNOTATION that no rollout holds any more (the rollout moved on or was undone). */
+  clear: Pod[];
+}
+
+export interface HeldPod {
+  pod: Pod;
+  annotation: string;
+  missing: string[];
+  failure?: string;
 }
 
 function creationMs(p: Pod): number {
@@ -140,8 +156,9 @@ function rankPods(pods: Pod[], hash: string, minReady: number, now: number): Pod
  * The whole decision for one DaemonSet, given every node and every pod (all owners: other pods'
  * host ports count). Pure.
  */
-export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: readonly Pod[], opts: { now?: number; filters?: readonly Filter[] } = {}): DaemonSetPlan {
+export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: readonly Pod[], opts: { now?: number; filters?: readonly Filter[]; images?: ImageCatalog } = {}): DaemonSetPlan {
   const now = opts.now ?? Date.now();
+  const catalog = opts.images ?? NO_IMAGES;
   const filters = daemonSetFilters(opts.filters);
   const hash = podTemplateHash(ds.spec.template);
   const minReady = ds.spec.minReadySeconds ?? 0;
@@ -217,9 +234,39 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     if (kept!.metadata.labels?.[REVISION_LABEL] === hash) status.updatedNumberScheduled += 1;
   }
 
+  // The image gate: an old pod the rollout would stop stays (annotated for prefetch) while its node lacks a
+  // served image of the template replacing it. Registry images are never gated (servedImages is empty).
+  const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
+  const hold: HeldPod[] = [];
+  const servedOf = new Map<PodTemplate, string[]>();
+  const served = (t: PodTemplate) => servedOf.get(t) ?? (servedOf.set(t, servedImages(t.spec, catalog)), servedOf.get(t)!);
+  const gate = (p: Pod, template: PodTemplate) => imageGate(p, served(template), catalog, byName.get(p.spec.nodeName ?? ''));
+  /** Stops `p` for `template`'s pod, unless the gate holds it; true when stopped. */
+  const replace = (p: Pod, reason: string, template: PodTemplate): boolean => {
+    const v = gate(p, template);
+    if (v.hold) {
+      hold.push({ pod: p, annotation: v.annotation!, missing: v.missing, ...(v.failure ? { failure: v.failure } : {}) });
+      return false;
+    }
+    del.push({ pod: p, reason });
+    return true;
+  };
+  const finish = (plan: Omit<DaemonSetPlan, 'hold' | 'clear'>): DaemonSetPlan => {
+    const going = new Set([...plan.delete.map((d) => d.pod.metadata.uid), ...hold.map((h) => h.pod.metadata.uid)]);
+    const clear = own.filter((p) => !going.has(p.metadata.uid) && isGated(p));
+    if (hold.length) plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, IMAGE_GATE_RECHECK_MS);
+    return { ...plan, hold, clear };
+  };
+
   if (ds.spec.drover?.rollout) {
-    const byName = new Map(nodes.map((n) => [n.metadata.name, n]));
-    const inputs: WaveNodeInput[] = [...create.map((n) => ({ node: byName.get(n)! })), ...wanted.map((w) => ({ node: byName.get(w.node)!, pod: w.kept }))];
+    const targetServed = served(ds.spec.template);
+    const inputs: WaveNodeInput[] = [
+      ...create.map((n) => ({ node: byName.get(n)! })),
+      ...wanted.map((w) => {
+        const waiting = w.kept!.metadata.labels?.[REVISION_LABEL] !== hash ? gate(w.kept!, ds.spec.template).missing : [];
+        return { node: byName.get(w.node)!, pod: w.kept, ...(targetServed.length ? { imageReady: waiting.length === 0 } : {}) };
+      }),
+    ];
     const wp = planWaves({ ds, nodes: inputs, now });
     const targetCreate: string[] = [];
     let stable: DaemonSetPlan['createStable'];
@@ -230,17 +277,18 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     }
     for (const w of wanted) {
       const d = wp.desired.get(w.node);
-      const want = d && d !== 'keep' ? d.hash : undefined;
+      const rev = d && d !== 'keep' ? d : undefined;
+      const want = rev?.hash;
       // Of two pods on a node (a replacement racing its predecessor), the one of the wanted revision stays.
       const onNode = [w.kept!, ...w.others];
       const keep = onNode.find((p) => want !== undefined && p.metadata.labels?.[REVISION_LABEL] === want) ?? w.kept!;
       for (const p of onNode) if (p !== keep) del.push({ pod: p, reason: 'duplicate daemon pod' });
       const has = keep.metadata.labels?.[REVISION_LABEL];
-      if (want !== undefined && has !== want) del.push({ pod: keep, reason: `waved rollout: revision ${has} → ${want}` });
+      if (rev && has !== rev.hash) replace(keep, `waved rollout: revision ${has} → ${rev.hash}`, rev.template);
     }
     if (wp.requeueAfterMs !== undefined) wake(wp.requeueAfterMs);
     status.drover = wp.drover;
-    return {
+    return finish({
       hash,
       create: targetCreate,
       delete: del,
@@ -248,7 +296,7 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
       ...(stable ? { createStable: stable } : {}),
       waves: { drover: wp.drover, events: wp.events, ...(wp.rollback ? { rollback: wp.rollback } : {}) },
       ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}),
-    };
+    });
   }
 
   const isNew = (p: Pod) => p.metadata.labels?.[REVISION_LABEL] === hash;
@@ -286,16 +334,21 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
       // Nodes already short of an available daemon count against the budget.
       let unavailable = create.length + wanted.filter((w) => !isAvailable(w.kept!)).length;
       const old = wanted.filter((w) => !isNew(w.kept!));
-      for (const w of old.filter((x) => !isAvailable(x.kept!))) del.push({ pod: w.kept!, reason: 'out of date (and unavailable)' });
+      for (const w of old.filter((x) => !isAvailable(x.kept!))) replace(w.kept!, 'out of date (and unavailable)', ds.spec.template);
       for (const w of old.filter((x) => isAvailable(x.kept!))) {
-        if (unavailable >= maxUnavailable) break;
-        del.push({ pod: w.kept!, reason: 'out of date' });
-        unavailable += 1;
+        if (unavailable < maxUnavailable) {
+          // A held pod stays available: it spends none of the budget, and the next node's turn comes.
+          if (replace(w.kept!, 'out of date', ds.spec.template)) unavailable += 1;
+          continue;
+        }
+        // Beyond the budget: a node that lacks the image starts fetching now, so its turn does not wait for it.
+        const v = gate(w.kept!, ds.spec.template);
+        if (v.hold) hold.push({ pod: w.kept!, annotation: v.annotation!, missing: v.missing, ...(v.failure ? { failure: v.failure } : {}) });
       }
     }
   }
 
-  return { hash, create, delete: del, status, ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}) };
+  return finish({ hash, create, delete: del, status, ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}) });
 }
 
 function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
@@ -340,6 +393,27 @@ export function daemonSetController(deps: ControllerDeps): Controller {
   const waved = new Set<string>();
   /** Per node, what decides whether a daemon pod belongs there, as last seen. */
   const placement = new Map<string, NodeFacts>();
+  /** DaemonSets holding an old pod for an image its node lacks: that node's image report wakes them. */
+  const gated = new GatedIndex();
+  /** Per DaemonSet, the failed-transfer message last recorded per held pod (uid): one Warning each, not one per pass. */
+  const reported = new Map<string, Map<string, string>>();
+
+  /** A Warning per held pod whose node reported its transfer failed, on the pod and its owner, once per cause. */
+  async function reportFailures(key: string, hold: HeldPod[], record: (type: 'Warning', reason: string, message: string, pod?: Pod) => Promise<void>): Promise<void> {
+    const prev = reported.get(key);
+    const next = new Map<string, string>();
+    for (const h of hold) {
+      if (!h.failure) continue;
+      const uid = h.pod.metadata.uid ?? h.pod.metadata.name;
+      next.set(uid, h.failure);
+      if (prev?.get(uid) === h.failure) continue;
+      const message = `${h.failure}; pod ${h.pod.metadata.name} keeps running until the image is there (the node retries)`;
+      await record('Warning', IMAGE_FETCH_FAILED, message, h.pod);
+      await record('Warning', IMAGE_FETCH_FAILED, message);
+    }
+    if (next.size) reported.set(key, next);
+    else reported.delete(key);
+  }
 
   return {
     name: 'daemonset',
@@ -362,13 +436,17 @@ export function daemonSetController(deps: ControllerDeps): Controller {
           const node = o.metadata.name;
           if (type === 'DELETED') {
             placement.delete(node);
+            gated.changed(undefined, node);
             return [...known];
           }
           if (!isKind(o, 'Node')) return [];
           const facts = nodeFacts(o);
           const wakes = nodeChangeWakes(placement.get(node), facts);
           placement.set(node, facts);
-          return wakes === 'all' ? [...known] : wakes === 'waved' ? [...waved] : [];
+          // A node that loaded an image (or failed to) wakes the DaemonSets holding a pod there for it.
+          const images = gated.changed(o, node);
+          const keys = wakes === 'all' ? [...known] : wakes === 'waved' ? [...waved] : [];
+          return images.length ? [...new Set([...keys, ...images])] : keys;
         },
       },
     ],
@@ -379,6 +457,8 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         // Its pods go with the garbage collector (ownerReferences).
         known.delete(key);
         waved.delete(key);
+        gated.set(key, []);
+        reported.delete(key);
         return;
       }
       known.add(key);
@@ -390,10 +470,12 @@ export function daemonSetController(deps: ControllerDeps): Controller {
       const nodes = (await store.list('Node')).items;
       const pods = (await store.list('Pod')).items;
       const now = deps.now();
-      const plan = planDaemonSet(ds, nodes, pods, { now });
+      const plan = planDaemonSet(ds, nodes, pods, { now, images: deps.images });
       // What this pass planned with is what a node's next change is compared to: a node this process never saw
       // change (all of them after a restart) then wakes the DaemonSets only if its placement facts really moved.
       for (const n of nodes) if (!placement.has(n.metadata.name)) placement.set(n.metadata.name, nodeFacts(n));
+      gated.set(key, plan.hold.map((h) => h.pod.spec.nodeName!));
+      if (plan.hold.length) for (const n of nodes) gated.seen(n);
 
       const writer = podWriter(deps, involved, COMPONENT);
 
@@ -427,6 +509,18 @@ export function daemonSetController(deps: ControllerDeps): Controller {
         log.info({ ds: key, pod: pn, node: d.pod.spec.nodeName, reason: d.reason }, 'deleted daemon pod');
         recordPod('SuccessfulDelete', pn);
       }
+
+      // Held pods get their prefetch request (the publisher lists the images for their node); pods no rollout
+      // holds any more lose it. One write each, only when the annotation differs.
+      const annotate = [...plan.hold.map((h) => ({ pod: h.pod, value: h.annotation as string | undefined })), ...plan.clear.map((pod) => ({ pod, value: undefined }))].filter((a) => withPrefetch(a.pod, a.value) !== undefined);
+      if (written === plan.delete.length) {
+        const done = await slowStartBatches(steps, annotate.length, (i) => setPrefetch(store, annotate[i]!.pod, annotate[i]!.value));
+        if (done.length < annotate.length) return steps.exhausted ? { requeueAfterMs: 0 } : undefined;
+        for (const h of plan.hold) if (annotate.some((a) => a.pod === h.pod)) log.info({ ds: key, pod: h.pod.metadata.name, node: h.pod.spec.nodeName, images: h.missing }, 'old daemon pod kept until its node has the new image');
+      }
+      await reportFailures(key, plan.hold, (type, reason, message, pod) =>
+        pod ? deps.events.record({ involved: { kind: 'Pod', namespace, name: pod.metadata.name, uid: pod.metadata.uid }, type, reason, message, component: COMPONENT }) : writer.record(type, reason, message),
+      );
 
       // Creates go in slow-start batches (1, 2, 4 … as the ReplicaSet controller's): group commit then syncs
       // a batch's pods and events together instead of one fsync after the other per node (1,000 daemon pods

@@ -12,7 +12,7 @@ import { POD_TEMPLATE_HASH, podTemplateHash } from '../../src/api/revisions.js';
 import type { PodTemplate } from '../../src/api/template.js';
 import { effectiveWaves, GATE_DEFAULTS, waveLabel, type Deployment, type ReplicaSet, type RolloutWave, type WavedRolloutStatus } from '../../src/api/workloads.js';
 import { podReady, readyCondition } from './pods.js';
-import { isPodActive } from './rollout.js';
+import { imageWaitText, isPodActive, type ImageWait } from './rollout.js';
 import { ms, podFailure, resumeRollout, supersededByStable, type WaveEvent } from './waves.js';
 
 export interface DeploymentWavePlan {
@@ -34,6 +34,8 @@ export interface DeploymentWaveInput {
   /** The new ReplicaSet's pods. */
   newPods: readonly Pod[];
   now: number;
+  /** Old pods kept until their nodes have the new revision's served images ("image ready": not yet). */
+  imageWait?: ImageWait;
 }
 
 const hashOfRs = (rs: ReplicaSet | undefined) => rs?.metadata.labels?.[POD_TEMPLATE_HASH];
@@ -147,6 +149,8 @@ export function planDeploymentWaves(input: DeploymentWaveInput): DeploymentWaveP
     }
     let message = `waiting: ${cap - pods.length} replica${cap - pods.length === 1 ? '' : 's'} of the new revision to be created`;
     if (pods.length >= cap) message = unready === 0 && warmingUntil ? `waiting: pods Ready for ${gate.readySeconds}s` : `waiting: pods to become Ready (timeout ${gate.timeoutSeconds}s)`;
+    const images = imageWaitText(input.imageWait);
+    if (images) message += `; ${images}`;
     return {
       cap,
       rollout: {

@@ -3,7 +3,8 @@ import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
-import { bumpedRevision, countPods, findNewReplicaSet, newReplicaSetFor, planRollout, type DeploymentStatus, type ReplicaSetView } from './rollout.js';
+import { isGated } from './image-gate.js';
+import { bumpedRevision, countPods, findNewReplicaSet, isPodActive, newReplicaSetFor, planRollout, type DeploymentStatus, type ReplicaSetView } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { planDeploymentWaves, type DeploymentWavePlan } from './deployment-waves.js';
@@ -91,12 +92,17 @@ export function deploymentController(deps: ControllerDeps): Controller {
       ),
     }));
 
+    // Old pods a rollout keeps until their nodes have the new image (the ReplicaSet controller holds them).
+    const newRsNow = findNewReplicaSet(d, owned);
+    const held = pods.filter((p) => isGated(p) && isPodActive(p) && owned.some((rs) => rs !== newRsNow && isControlledBy(p, rs)));
+    const imageWait = held.length ? { pods: held.length, nodes: [...new Set(held.map((p) => p.spec.nodeName ?? ''))].filter(Boolean).sort() } : undefined;
+
     // A waved rollout: its progress (a wave passed, a rollback with the stable template written back)
     // is stored before any ReplicaSet is scaled, so the new one never outgrows a wave not on record.
     let waves: DeploymentWavePlan | undefined;
     if (d.spec.drover?.rollout) {
       const newRS = findNewReplicaSet(d, owned);
-      waves = planDeploymentWaves({ deployment: d, newReplicaSet: newRS, replicaSets: owned, newPods: newRS ? pods.filter((p) => isControlledBy(p, newRS)) : [], now: t });
+      waves = planDeploymentWaves({ deployment: d, newReplicaSet: newRS, replicaSets: owned, newPods: newRS ? pods.filter((p) => isControlledBy(p, newRS)) : [], now: t, imageWait });
       if (waves.rollback || rolloutMoved(d.status?.drover?.rollout, waves.rollout)) {
         const rollout = waves.rollout;
         const empty: DeploymentStatus = { replicas: 0, updatedReplicas: 0, readyReplicas: 0, availableReplicas: 0, unavailableReplicas: 0 };
@@ -108,7 +114,7 @@ export function deploymentController(deps: ControllerDeps): Controller {
     }
 
     const stableRS = waves ? owned.find((rs) => rs.metadata.labels?.[POD_TEMPLATE_HASH] === waves!.rollout.stableRevision)?.metadata.name : undefined;
-    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created, newReplicaSetCap: waves?.cap, stableReplicaSet: stableRS });
+    const plan = planRollout({ deployment: d, replicaSets: views, now: t, newReplicaSetCreated: created, newReplicaSetCap: waves?.cap, stableReplicaSet: stableRS, imageWait });
     if (waves) plan.status.drover = { rollout: waves.rollout };
     if (waves?.requeueAfterMs !== undefined) plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, waves.requeueAfterMs);
 

@@ -1,6 +1,7 @@
 import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
+import type { ImageCatalog } from '../desired/image-catalog.js';
 
 /** What every controller is handed (built once in server/run.ts). */
 export interface ControllerDeps {
@@ -19,4 +20,9 @@ export interface ControllerDeps {
   eventsPerObject?: number;
   /** Most pods a ReplicaSet is given, whatever its spec says (an object stored before a lower cap); default MAX_REPLICAS. */
   maxReplicas?: number;
+  /**
+   * The images the server serves (issue 15): a rollout does not stop a pod until its node has loaded the
+   * served images of the pod's replacement (image-gate.ts). Default NO_IMAGES: nothing is gated.
+   */
+  images?: ImageCatalog;
 }

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import type { Pod } from '../../src/api/pod.js';
-import { isControlledBy } from '../../src/api/revisions.js';
+import type { Node } from '../../src/api/node.js';
+import { isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { parseObject } from '../../src/api/validate.js';
 import { MAX_REPLICAS, type ReplicaSet } from '../../src/api/workloads.js';
@@ -10,7 +11,10 @@ import { podReady, readyCondition } from './pods.js';
 import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
 import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
+import { isKind } from '../store/types.js';
 import { PodWriteSteps, slowStartBatches } from './still-wanted.js';
+import { NO_IMAGES } from '../desired/image-catalog.js';
+import { GatedIndex, IMAGE_FETCH_FAILED, IMAGE_GATE_RECHECK_MS, imageGate, isGated, prefetchValue, servedImages, setPrefetch, withPrefetch, type GateVerdict } from './image-gate.js';
 
 const COMPONENT = 'replicaset-controller';
 const NAME_ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -72,13 +76,41 @@ export function rankForDeletion(pods: Pod[]): Pod[] {
 }
 
 /**
+ * The scale-down victims of an old ReplicaSet in a rollout to a template with server-served images: of
+ * `count` pods to stop, those whose node already has the images go first (in rankForDeletion's order);
+ * only if there are too few are pods held (`held`: they stay, annotated for prefetch, and the ReplicaSet
+ * stays above its spec until their nodes report the images). Pods already held come first among those,
+ * so a node that started fetching is not dropped for another. Pure.
+ */
+export function pickVictims(active: Pod[], count: number, verdict: (p: Pod) => GateVerdict): { victims: Pod[]; held: Array<{ pod: Pod; verdict: GateVerdict }> } {
+  const ranked = rankForDeletion(active);
+  const victims: Pod[] = [];
+  const waiting: Array<{ pod: Pod; verdict: GateVerdict }> = [];
+  for (const p of ranked) {
+    if (victims.length >= count) break;
+    const v = verdict(p);
+    if (v.hold) waiting.push({ pod: p, verdict: v });
+    else victims.push(p);
+  }
+  // Every pod looked at was needed: as many held as victims are missing, annotated ones first.
+  const missing = count - victims.length;
+  const held = waiting.sort((a, b) => Number(isGated(b.pod)) - Number(isGated(a.pod))).slice(0, Math.max(0, missing));
+  return { victims, held };
+}
+
+/**
  * The ReplicaSet controller: keeps exactly spec.replicas active pods for each ReplicaSet (creates
  * from the template, deletes surplus in Kubernetes' order, replaces Failed/Succeeded pods) and
  * writes status (replicas, readyReplicas, availableReplicas, observedGeneration) when it changed.
  */
 export function replicaSetController(deps: ControllerDeps): Controller {
   const { store, events, logger, now } = deps;
+  const catalog = deps.images ?? NO_IMAGES;
   const log = logger.child({ controller: 'replicaset' });
+  /** ReplicaSets holding a pod for an image its node lacks: that node's image report wakes them (and only them). */
+  const gated = new GatedIndex();
+  /** Per ReplicaSet, the failed-transfer message last recorded per held pod (uid): one Warning per cause. */
+  const reported = new Map<string, Map<string, string>>();
   const valid = validStored({ events, logger: log }, COMPONENT);
 
   const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
@@ -117,10 +149,49 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     }
   }
 
+  /**
+   * The served images a rollout replaces this ReplicaSet's pods with: those of its Deployment's template
+   * when it is an old revision of a Deployment that is rolling (not paused). Empty otherwise: a plain
+   * scale-down, a standalone ReplicaSet, registry images — none of them is ever held.
+   */
+  async function rolloutImages(rs: ReplicaSet): Promise<{ images: string[]; deployment?: { name: string; uid?: string } }> {
+    const ref = (rs.metadata.ownerReferences ?? []).find((r) => r.controller && r.kind === 'Deployment');
+    if (!ref) return { images: [] };
+    const d = await store.get('Deployment', rs.metadata.namespace ?? 'default', ref.name);
+    if (!d || (ref.uid && d.metadata.uid !== ref.uid) || d.metadata.deletionTimestamp || d.spec.paused) return { images: [] };
+    if (templatesEqual(rs.spec.template, d.spec.template)) return { images: [] };
+    return { images: servedImages(d.spec.template.spec, catalog), deployment: { name: d.metadata.name, uid: d.metadata.uid } };
+  }
+
+  async function reportFailures(key: string, rs: ReplicaSet, deployment: { name: string; uid?: string } | undefined, held: Array<{ pod: Pod; verdict: GateVerdict }>): Promise<void> {
+    const prev = reported.get(key);
+    const next = new Map<string, string>();
+    const ns = rs.metadata.namespace;
+    for (const { pod, verdict } of held) {
+      if (!verdict.failure) continue;
+      const uid = pod.metadata.uid ?? pod.metadata.name;
+      next.set(uid, verdict.failure);
+      if (prev?.get(uid) === verdict.failure) continue;
+      const message = `${verdict.failure}; pod ${pod.metadata.name} keeps running until the image is there (the node retries)`;
+      const involved = [
+        { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid },
+        { kind: 'ReplicaSet', namespace: ns, name: rs.metadata.name, uid: rs.metadata.uid },
+        ...(deployment ? [{ kind: 'Deployment', namespace: ns, name: deployment.name, uid: deployment.uid }] : []),
+      ];
+      for (const o of involved) await events.record({ involved: o, type: 'Warning', reason: IMAGE_FETCH_FAILED, message, component: COMPONENT });
+    }
+    if (next.size) reported.set(key, next);
+    else reported.delete(key);
+  }
+
   async function reconcile(key: string, signal?: AbortSignal): Promise<ReconcileResult | void> {
     const { namespace, name } = splitKey(key);
     const raw = await store.get('ReplicaSet', namespace, name);
-    if (!raw || raw.metadata.deletionTimestamp) return;
+    if (!raw || raw.metadata.deletionTimestamp) {
+      gated.set(key, []);
+      reported.delete(key);
+      return;
+    }
     const rs = await valid('ReplicaSet', raw);
     if (!rs) return;
     const t = now();
@@ -143,6 +214,9 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     }
     const diff = active.length - want;
     let more = false;
+    // The image gate (issue 15): only looked at when pods are to go or some carry a prefetch request.
+    const rollout = diff > 0 || active.some(isGated) ? await rolloutImages(rs) : { images: [] };
+    let held: Array<{ pod: Pod; verdict: GateVerdict }> = [];
     if (diff < 0) {
       // Side by side in slow-start batches: the store commits each batch's writes together, and the
       // scheduler and the agents get the first pods while the rest are written.
@@ -151,13 +225,42 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
     } else if (diff > 0) {
-      const victims = rankForDeletion(active).slice(0, diff);
+      let victims: Pod[];
+      if (rollout.images.length) {
+        const names = new Set(active.flatMap((p) => (p.spec.nodeName ? [p.spec.nodeName] : [])));
+        const nodes = new Map<string, Node | undefined>();
+        // A few nodes one by one; a ReplicaSet spread over a fleet reads the Node list once.
+        if (names.size > 32) for (const n of (await store.list('Node')).items) nodes.set(n.metadata.name, n);
+        else for (const n of names) nodes.set(n, await store.get('Node', '', n));
+        const pick = pickVictims(active, diff, (p) => imageGate(p, rollout.images, catalog, nodes.get(p.spec.nodeName ?? '')));
+        victims = pick.victims;
+        held = pick.held;
+        gated.set(key, held.map((h) => h.pod.spec.nodeName!));
+        for (const n of nodes.values()) if (n) gated.seen(n);
+      } else victims = rankForDeletion(active).slice(0, diff);
       const deleted: Pod[] = await slowStartBatches(steps, victims.length, async (i) => (await deletePod(rs, victims[i]!), victims[i]!));
-      more = deleted.length < diff;
+      more = deleted.length < victims.length;
       const gone = new Set(deleted.map((p) => p.metadata.uid));
       active = active.filter((p) => !gone.has(p.metadata.uid));
-      log.debug({ rs: key, deleted: deleted.length }, 'deleted surplus pods');
+      log.debug({ rs: key, deleted: deleted.length, held: held.length }, 'deleted surplus pods');
     }
+    if (!held.length) gated.set(key, []);
+    // Held pods ask their node to fetch the images; a pod no rollout holds any more (the ReplicaSet became the
+    // current revision again, the Deployment was paused) loses the request. Pods of an old revision keep
+    // theirs, brought up to the newest template's images: they are still to be replaced.
+    const heldUids = new Set(held.map((h) => h.pod.metadata.uid));
+    const prefetch = prefetchValue(rollout.images);
+    const annotate = active
+      .filter((p) => heldUids.has(p.metadata.uid) || isGated(p))
+      .map((pod) => ({ pod, value: prefetch }))
+      .filter((a) => withPrefetch(a.pod, a.value) !== undefined);
+    if (!steps.stopped && annotate.length) {
+      const done = await slowStartBatches(steps, annotate.length, (i) => setPrefetch(store, annotate[i]!.pod, annotate[i]!.value));
+      if (done.length < annotate.length) more = true;
+      const fresh = held.filter((h) => annotate.some((a) => a.pod === h.pod));
+      if (fresh.length) log.info({ rs: key, pods: fresh.map((h) => `${h.pod.metadata.name}@${h.pod.spec.nodeName}`) }, 'old pods kept until their nodes have the new image');
+    }
+    await reportFailures(key, rs, rollout.deployment, held);
     if (steps.stopped) {
       log.info({ rs: key, why: steps.stopped }, 'replicaset reconcile stopped');
       return;
@@ -189,13 +292,19 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     // A batch done, more to do: the next pass comes at once (after the other keys queued meanwhile).
     if (more) return { requeueAfterMs: 0 };
     const at = nextAvailableAt(active, minReady, t);
-    return at !== undefined ? { requeueAfterMs: Math.max(0, at - t) + 50 } : undefined;
+    const next = Math.min(at !== undefined ? Math.max(0, at - t) + 50 : Infinity, held.length ? IMAGE_GATE_RECHECK_MS : Infinity);
+    return Number.isFinite(next) ? { requeueAfterMs: next } : undefined;
   }
 
   return {
     name: 'replicaset',
     kind: 'ReplicaSet',
-    watches: [{ kind: 'Pod', keys: (obj) => ownerKeys(obj, 'ReplicaSet') }],
+    watches: [
+      { kind: 'Pod', keys: (obj) => ownerKeys(obj, 'ReplicaSet') },
+      // Only the ReplicaSets holding a pod on that node, and only when its loaded images or failed
+      // transfers changed: a fleet's heartbeats cost a map lookup each.
+      { kind: 'Node', keys: (obj, type) => gated.changed(type === 'DELETED' || !isKind(obj, 'Node') ? undefined : obj, obj.metadata.name) },
+    ],
     reconcile,
   };
 }

@@ -146,6 +146,22 @@ export interface RolloutInput {
   newReplicaSetCap?: number;
   /** A waved rollout's stable ReplicaSet (the last revision that completed): scaled down last. */
   stableReplicaSet?: string;
+  /** Old pods kept until their nodes have the new template's served images (image-gate.ts), for the status message. */
+  imageWait?: ImageWait;
+}
+
+/** Old pods a rollout keeps because their nodes have not loaded the new image yet (PREFETCH_ANNOTATION). */
+export interface ImageWait {
+  pods: number;
+  /** Their nodes, sorted. */
+  nodes: string[];
+}
+
+/** ", waiting for the new image on 2 nodes (edge-a, edge-b)": why a rollout held by images has not moved. */
+export function imageWaitText(w: ImageWait | undefined): string {
+  if (!w || w.pods === 0) return '';
+  const shown = w.nodes.slice(0, 5).join(', ') + (w.nodes.length > 5 ? ` and ${w.nodes.length - 5} more` : '');
+  return `${w.pods} old pod${w.pods === 1 ? '' : 's'} kept until ${w.nodes.length === 1 ? 'its node has' : 'their nodes have'} the new image (${shown})`;
 }
 
 export interface ScaleAction {
@@ -372,6 +388,7 @@ export interface StatusInput {
   newReplicaSet?: string;
   now: number;
   newReplicaSetCreated?: boolean;
+  imageWait?: ImageWait;
 }
 
 /**
@@ -452,7 +469,9 @@ export function deploymentStatus(input: StatusInput): { status: DeploymentStatus
       const since = Date.parse(prevProgressing.lastUpdateTime ?? prevProgressing.lastTransitionTime ?? '');
       const deadline = (Number.isFinite(since) ? since : now) + deadlineMs;
       if (now >= deadline) {
-        progressing = setCondition(prevProgressing, { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: `ReplicaSet "${rsName}" has timed out progressing.`, lastUpdateTime: nowIso }, nowIso);
+        // Held by images: the old pods keep running (never stopped for a missing image); the message says why.
+        const images = imageWaitText(input.imageWait);
+        progressing = setCondition(prevProgressing, { type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: `ReplicaSet "${rsName}" has timed out progressing.${images ? ` ${images}.` : ''}`, lastUpdateTime: nowIso }, nowIso);
       } else {
         progressing = keep(prevProgressing);
       }
@@ -512,6 +531,7 @@ export function planRollout(input: RolloutInput): RolloutPlan {
     newReplicaSet: newRS?.metadata.name,
     now: input.now,
     newReplicaSetCreated: input.newReplicaSetCreated,
+    imageWait: input.imageWait,
   });
 
   const complete = status.conditions?.find((c) => c.type === 'Progressing')?.reason === 'NewReplicaSetAvailable';

@@ -30,6 +30,11 @@ export interface WaveNodeInput {
   node: Node;
   /** The daemon pod kept on the node (the controller's pick among its live pods), if any. */
   pod?: Pod;
+  /**
+   * The target revision runs server-served images (issue 15): whether the node has loaded them all. A node
+   * without them keeps its old pod (image-gate.ts) and is not done until it has fetched them.
+   */
+  imageReady?: boolean;
 }
 
 /** What a node should run: a revision (hash + template), or keep whatever it runs (paused). */
@@ -184,6 +189,8 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
   let gated = 0;
   let settled = 0;
   let notUpdated = 0;
+  /** Of those, nodes still fetching the target's served images: their old pod stays until the image is there. */
+  let fetching = 0;
   let unready = 0;
   let warmingUntil = 0;
   const wake = (at: number) => {
@@ -206,6 +213,7 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
     gated++;
     if (!updated) {
       notUpdated++;
+      if (n.imageReady === false) fetching++;
       v.pending++;
       continue;
     }
@@ -243,7 +251,7 @@ function evaluateGate(set: string[], byName: Map<string, WaveNodeInput>, target:
     v.verdict = 'pass';
     return v;
   }
-  if (notUpdated > 0) v.why = `waiting: ${notUpdated} pod${notUpdated === 1 ? '' : 's'} to be replaced`;
+  if (notUpdated > 0) v.why = `waiting: ${notUpdated} pod${notUpdated === 1 ? '' : 's'} to be replaced${fetching ? ` (${fetching} node${fetching === 1 ? '' : 's'} fetching the new image)` : ''}`;
   else if (unready > 0) v.why = `waiting: pods to become Ready (timeout ${gate.timeoutSeconds}s)`;
   else if (warmingUntil > 0) {
     v.why = `waiting: pods Ready for ${gate.readySeconds}s`;

@@ -4,6 +4,10 @@ import type { ApiObject } from '../api/meta.js';
 import { CHANGE_CAUSE_ANNOTATION, chooseUndo, revisionOf, revisionsOf, templatesEqual } from '../api/revisions.js';
 import type { PodTemplate } from '../api/template.js';
 import { effectiveWaves, waveLabel, type DaemonSet, type Deployment, type ReplicaSet, type WavedRolloutStatus } from '../api/workloads.js';
+import type { Node } from '../api/node.js';
+import type { Pod } from '../api/pod.js';
+import { selectorMatches, selectorString } from '../api/selector.js';
+import { prefetchImages } from '../../server/desired/image-catalog.js';
 import { CliError } from './client.js';
 import { addConnectionOptions, DEFAULT_NAMESPACE, eachObject, notFound, parseDuration, type CommandContext } from './context.js';
 import { describePodTemplate } from './describe.js';
@@ -12,6 +16,8 @@ import { objectName, qualifiedPlural, renderTable } from './output.js';
 import { deadlineSignal, watchObjects } from './watch.js';
 
 export const RESTARTED_AT_ANNOTATION = 'kubectl.kubernetes.io/restartedAt';
+/** How often `rollout status` looks at the nodes' fetch progress while a rollout waits for images. */
+export const IMAGE_POLL_MS = 2_000;
 
 // ---- status ----
 
@@ -123,6 +129,47 @@ export function daemonSetRolloutStatus(ds: DaemonSet): RolloutStatus {
     return { message: `Waiting for daemon set "${name}" rollout to finish: ${available} of ${desired} updated pods are available...`, done: false };
   }
   return { message: `daemon set "${name}" successfully rolled out`, done: true };
+}
+
+// ---- waiting for images (issue 15) ----
+
+/** Node lines shown at most; the rest are counted. */
+export const IMAGE_LINES_SHOWN = 20;
+
+const mb = (bytes: number) => (bytes / 1e6).toFixed(1);
+
+/**
+ * Per node where the rollout keeps an old pod until the new image is there (the pod's PREFETCH_ANNOTATION):
+ * `node N: fetching IMAGE 12.3/48.0 MB` from the node's reported transfers, `node N: waiting for image
+ * IMAGE` when it lists none yet, or the failure the node reported. `pods`: the workload's pods.
+ */
+export function imageWaitLines(pods: readonly Pod[], nodes: ReadonlyMap<string, Node | undefined>): string[] {
+  const lines: string[] = [];
+  const seen = new Set<string>();
+  const sorted = [...pods].sort((a, b) => (a.spec.nodeName ?? '').localeCompare(b.spec.nodeName ?? '') || a.metadata.name.localeCompare(b.metadata.name));
+  for (const p of sorted) {
+    const node = p.spec.nodeName;
+    if (!node || p.metadata.deletionTimestamp) continue;
+    for (const ref of prefetchImages(p.metadata.annotations)) {
+      if (seen.has(`${node}\n${ref}`)) continue;
+      seen.add(`${node}\n${ref}`);
+      const t = nodes.get(node)?.status?.imageTransfers?.find((x) => x.name === ref);
+      if (!t) lines.push(`node ${node}: waiting for image ${ref}`);
+      else if (t.state === 'failed') lines.push(`node ${node}: fetching ${ref} failed at ${mb(t.bytes)}/${mb(t.total)} MB: ${t.message || 'no reason given'} (retrying; the old pod keeps running)`);
+      else if (t.state === 'loading') lines.push(`node ${node}: loading ${ref} (${mb(t.total)} MB fetched)`);
+      else lines.push(`node ${node}: fetching ${ref} ${mb(t.bytes)}/${mb(t.total)} MB${t.state === 'waiting' ? ' (queued)' : ''}`);
+    }
+  }
+  if (lines.length > IMAGE_LINES_SHOWN) return [...lines.slice(0, IMAGE_LINES_SHOWN), `and ${lines.length - IMAGE_LINES_SHOWN} more nodes waiting for images`];
+  return lines;
+}
+
+/** The workload's pods a rollout keeps for images (those carrying a prefetch request). */
+export function heldPods(o: ApiObject, pods: readonly Pod[]): Pod[] {
+  const held = pods.filter((p) => prefetchImages(p.metadata.annotations).length > 0);
+  if (o.kind === 'DaemonSet') return held.filter((p) => (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === o.metadata.uid));
+  const sel = (o as unknown as Deployment | DaemonSet).spec.selector;
+  return held.filter((p) => selectorMatches(sel, p.metadata.labels));
 }
 
 export function rolloutStatusOf(obj: ApiObject): RolloutStatus {
@@ -247,17 +294,46 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
     if (!obj) throw notFound(kind, name);
 
     let last = '';
-    const show = (o: ApiObject): boolean => {
+    let lastImages = '';
+    /** The per-node image lines, printed when they changed; whether any node is still waiting. */
+    const showImages = async (o: ApiObject): Promise<boolean> => {
+      const sel = selectorString((o as unknown as Deployment | DaemonSet).spec.selector);
+      const pods = heldPods(o, (await client.get<{ items?: Pod[] }>(objectPath(kindInfo('Pod'), ns), sel ? { labelSelector: sel } : undefined))?.items ?? []);
+      const nodes = new Map<string, Node | undefined>();
+      for (const name of new Set(pods.map((p) => p.spec.nodeName ?? '').filter(Boolean))) {
+        if (nodes.size >= IMAGE_LINES_SHOWN) break;
+        nodes.set(name, await client.getOptional<Node>(objectPath(kindInfo('Node'), undefined, name)));
+      }
+      const lines = imageWaitLines(pods, nodes).join('\n');
+      if (lines && lines !== lastImages) ctx.io.stdout(`${lines}\n`);
+      lastImages = lines;
+      return lines !== '';
+    };
+    let current = obj;
+    const show = async (o: ApiObject): Promise<boolean> => {
+      current = o;
       const s = rolloutStatusOf(o);
-      if (s.error) throw new CliError(s.error);
       if (s.message && s.message !== last) ctx.io.stdout(`${s.message}\n`);
       last = s.message;
+      // Only images the server serves are waited for; the lines say where each node's fetch stands.
+      // A caller who may not read pods or nodes still gets the rollout's own status.
+      if (!s.done) await showImages(o).catch(() => false);
+      if (s.error) throw new CliError(s.error);
       return s.done;
     };
-    if (show(obj) || !watch) return;
+    if ((await show(obj)) || !watch) return;
 
     const interrupt = ctx.interrupted();
     const deadline = deadlineSignal(timeoutMs, interrupt);
+    // A node's fetch progress changes no workload field: while nodes are waiting, look at them every few seconds.
+    let polling = false;
+    const poll = setInterval(() => {
+      if (polling || !lastImages) return;
+      polling = true;
+      void showImages(current)
+        .catch(() => undefined)
+        .finally(() => (polling = false));
+    }, IMAGE_POLL_MS);
     try {
       for await (const ev of watchObjects(client, kind, {
         namespace: ns,
@@ -266,9 +342,10 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
         signal: deadline.signal,
       })) {
         if (ev.type === 'DELETED') throw new CliError(`${qualifiedPlural(kind)} "${name}" was deleted while its rollout was being watched`);
-        if (show(ev.object)) return;
+        if (await show(ev.object)) return;
       }
     } finally {
+      clearInterval(poll);
       deadline.clear();
     }
     if (deadline.timedOut()) throw new CliError('timed out waiting for the condition');
