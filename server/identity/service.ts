@@ -62,6 +62,22 @@ function csrOf(body: unknown): string {
   return csr;
 }
 
+/**
+ * The node name a client certificate names, if it is a node certificate this cluster's CA signed (any
+ * certificate can be presented: the TLS handshake asks for one but does not require ours); 401 otherwise.
+ */
+function certifiedNode(peerCertPem: string, caCert: string): { node: string; info: ReturnType<typeof inspectCertificate> } {
+  let info: ReturnType<typeof inspectCertificate>;
+  try {
+    info = inspectCertificate(peerCertPem, caCert);
+  } catch (err) {
+    // One forge cannot read is not ours.
+    throw new UnauthorizedError(`the client certificate cannot be read as a node certificate (${(err as Error).message})`);
+  }
+  if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
+  return { node: info.cn, info };
+}
+
 export class NodeIdentity {
   /** Names with a join in flight: two joins of one name at once must not both pass the check. */
   private readonly joining = new Set<string>();
@@ -130,15 +146,7 @@ export class NodeIdentity {
    */
   async renew(peerCertPem: string | undefined, readBody: () => Promise<unknown>): Promise<JoinAnswer> {
     if (!peerCertPem) throw new UnauthorizedError('renewal needs the node\'s client certificate');
-    let info: ReturnType<typeof inspectCertificate>;
-    try {
-      info = inspectCertificate(peerCertPem, this.deps.pki.caCert);
-    } catch (err) {
-      // Any certificate can be presented here (the handshake does not require ours): one forge cannot read is not ours.
-      throw new UnauthorizedError(`the client certificate cannot be read as a node certificate (${(err as Error).message})`);
-    }
-    if (!info.signedByCa || info.o !== NODE_ORG || !info.cn || !isTopicSafe(info.cn)) throw new UnauthorizedError('the client certificate is not a node certificate of this cluster');
-    const node = info.cn;
+    const { node, info } = certifiedNode(peerCertPem, this.deps.pki.caCert);
     let check = this.deps.credentials.check(node, info.serial);
     if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
     const cur = this.deps.credentials.get(node);
@@ -156,6 +164,24 @@ export class NodeIdentity {
     await this.deps.credentials.issue(node, { serial: cert.serial, notAfter: cert.notAfter, state: check === 'ok' ? 'approved' : 'pending', secret: mqttPassword, keySha256: publicKeyHash(publicKey) });
     this.deps.logger.info({ node, notAfter: cert.notAfter.toISOString(), wasExpired: info.notAfter.getTime() < this.now() }, 'node certificate renewed');
     return { node, certificate: cert.pem, ca: this.deps.pki.caCert, mqttUrl: this.deps.mqttUrl, approved: check === 'ok', ...(mqttPassword ? { mqttPassword } : {}) };
+  }
+
+  /**
+   * The node a request's client certificate proves it is, for routes a node calls with it (image
+   * fetches): signed by this cluster's CA, a node certificate, within its validity, the node's current
+   * credential, approved. 401 for a certificate that is not a live credential, 403 for a node revoked
+   * or waiting for approval.
+   */
+  nodeOfCertificate(peerCertPem: string | undefined): string {
+    if (!peerCertPem) throw new UnauthorizedError('a bearer token or the node\'s client certificate is required');
+    const { node, info } = certifiedNode(peerCertPem, this.deps.pki.caCert);
+    const now = this.now();
+    if (info.notAfter.getTime() < now || info.notBefore.getTime() > now) throw new UnauthorizedError(`node ${node}'s certificate is not valid now (valid ${info.notBefore.toISOString()} to ${info.notAfter.toISOString()}): the agent renews it`);
+    const check = this.deps.credentials.check(node, info.serial);
+    if (check === 'revoked') throw new ForbiddenError(`node ${node} was revoked`);
+    if (check === 'pending') throw new ForbiddenError(`node ${node} waits for approval (drover node approve ${node})`);
+    if (check !== 'ok') throw new UnauthorizedError(`this certificate is no longer node ${node}'s current credential (${check})`);
+    return node;
   }
 
   async approve(node: string): Promise<NodeCredential> {
