@@ -92,6 +92,10 @@ export interface ServerConfig {
   serviceCidr?: string;
   /** NodePorts Services may get (default 30000-32767). */
   nodePortRange?: { min: number; max: number };
+  /** Image blob transfers the server sends at once (`--image-transfers`, default 8); more get 503 + Retry-After. */
+  imageTransfers?: number;
+  /** Largest image archive `drover image push` may upload (default 8 GiB). */
+  imageMaxUploadBytes?: number;
 }
 
 export function defaultDataDir(): string {
@@ -116,6 +120,8 @@ export const DEFAULTS = {
   maxPodsPerNode: 110,
   /** Life of a node certificate; the agent renews it when a third is left. */
   nodeCertDays: 365,
+  /** Image blob transfers the server sends at once (issue 15). */
+  imageTransfers: 8,
 } as const;
 
 /** Fixed parts of the node lifecycle (not flags: they follow from the heartbeat the agents announce). */

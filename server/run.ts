@@ -14,6 +14,9 @@ import { FleetPublisher } from './fleet/publisher.js';
 import { fleetRoutes } from './fleet/routes.js';
 import { withServiceAllocation } from './services/allocate.js';
 import { NodeProxy } from './api/node-proxy.js';
+import { imageRoutes } from './images/routes.js';
+import { ImageStore } from './images/store.js';
+import { DEFAULT_IMAGE_TRANSFERS, TransferLimit } from './images/transfers.js';
 import { TokenStore } from './auth/tokens.js';
 import { AuditLog, DEFAULT_AUDIT_MAX_FILES, DEFAULT_AUDIT_MAX_SIZE } from './audit/log.js';
 import { parseAllowedHostPaths } from './admission/pod-security.js';
@@ -212,6 +215,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const cache = await ObjectCache.start(store, ['Pod', 'Node'], logger);
     closers.push(() => cache.close());
     const cachedStore = withCachedLists(store, cache);
+    // Images served to devices (issue 15): archives on this server's disk; opened early so the desired-state publisher can use it.
+    const images = await ImageStore.open({ dir: join(cfg.dataDir, 'images'), logger });
+    const imageTransfers = new TransferLimit({ max: cfg.imageTransfers ?? DEFAULT_IMAGE_TRANSFERS, registry: instruments.registry });
     instruments.startPhase('cache');
     if (insecure) logger.warn('--insecure: MQTT and the API are plain TCP; tokens, node passwords and Secrets cross the network in clear');
 
@@ -479,7 +485,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
-      extraRoutes: [metricsRoute(instruments), snapshotRoute({ store: level, audit, logger }), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) })],
+      extraRoutes: [metricsRoute(instruments), snapshotRoute({ store: level, audit, logger }), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) }),
+        // lead: wire mayFetch to the publisher (a node may fetch the images its desired state lists).
+        ...imageRoutes({ store: images, transfers: imageTransfers, nodeStore: cachedStore, identity, mayFetch: () => false, logger, maxUploadBytes: cfg.imageMaxUploadBytes }),
+      ],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),
       metrics,
