@@ -15,6 +15,7 @@ import { fleetRoutes } from './fleet/routes.js';
 import { withServiceAllocation } from './services/allocate.js';
 import { NodeProxy } from './api/node-proxy.js';
 import { imageRoutes } from './images/routes.js';
+import { imageAccess } from './desired/image-access.js';
 import { ImageStore } from './images/store.js';
 import { DEFAULT_IMAGE_TRANSFERS, TransferLimit } from './images/transfers.js';
 import { TokenStore } from './auth/tokens.js';
@@ -391,7 +392,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
           name: 'desired-state publisher',
           start: async () => {
             const began = performance.now();
-            const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger });
+            const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger, images });
             for (const [node, accepts] of encodings) p.encodingsHeard(node, accepts);
             await p.start();
             publisher = p;
@@ -486,8 +487,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
       extraRoutes: [metricsRoute(instruments), snapshotRoute({ store: level, audit, logger }), ...identityRoutes(identity), ...downloadRoutes({ catalog: downloads, installScript, logger }), ...fleetRoutes({ store: liveStore, version, startedAt, ...(broker ? { brokerClients: () => broker!.connectedClients() } : { staleAfterMs: Infinity }) }),
-        // lead: wire mayFetch to the publisher (a node may fetch the images its desired state lists).
-        ...imageRoutes({ store: images, transfers: imageTransfers, nodeStore: cachedStore, identity, mayFetch: () => false, logger, maxUploadBytes: cfg.imageMaxUploadBytes }),
+        // A node fetches only the images its desired state lists, worked out from the cached pods (any server answers).
+        ...imageRoutes({ store: images, transfers: imageTransfers, nodeStore: cachedStore, identity, mayFetch: imageAccess(() => cache.list('Pod').items, images), logger, maxUploadBytes: cfg.imageMaxUploadBytes }),
       ],
       logs: (q) => proxy.logs(q),
       exec: (q) => proxy.exec(q),

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { payloads } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
+import { ObjectCache } from '../../server/cache/object-cache.js';
 import { imageAccess } from '../../server/desired/image-access.js';
 import { PREFETCH_ANNOTATION, type ImageCatalog, type ServedImage } from '../../server/desired/image-catalog.js';
 import { DesiredPublisher } from '../../server/desired/publisher.js';
@@ -79,6 +80,7 @@ test('the publisher: a pod on a served image gets its digest in the desired stat
     await new Promise((r) => setTimeout(r, 30));
     await publisher.flush();
   };
+  let cache: ObjectCache | undefined;
   try {
     for (const n of ['edge-1', 'edge-2']) await store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: n }, spec: {} } as never);
     const mkPod = (name: string, node: string, image: string) =>
@@ -98,19 +100,22 @@ test('the publisher: a pod on a served image gets its digest in the desired stat
     await settle();
     assert.deepEqual(sent.map((d) => [d.node, d.images?.[0]?.digest]), [['edge-1', digest('d')]], 'the new push reaches the node whose pod uses the name, and only it');
 
-    const mayFetch = imageAccess(store, cat);
-    assert.equal(await mayFetch('edge-1', digest('d')), true, 'edge-1 runs it');
-    assert.equal(await mayFetch('edge-2', digest('d')), false, 'edge-2 does not: another node\'s image is not its to read');
-    assert.equal(await mayFetch('edge-1', digest('a')), false, 'the replaced version is no longer listed');
-    assert.equal(await mayFetch('ghost', digest('d')), false, 'a node with no pods fetches nothing');
+    cache = await ObjectCache.start(store, ['Pod'], silentLogger);
+    const mayFetch = imageAccess(() => cache!.list('Pod').items, cat);
+    assert.equal(mayFetch('edge-1', digest('d')), true, 'edge-1 runs it');
+    assert.equal(mayFetch('edge-2', digest('d')), false, 'edge-2 does not: another node\'s image is not its to read');
+    assert.equal(mayFetch('edge-1', digest('a')), false, 'the replaced version is no longer listed');
+    assert.equal(mayFetch('ghost', digest('d')), false, 'a node with no pods fetches nothing');
 
     // A rollout marks edge-2's pod to fetch the image ahead: now it may.
     const other = (await store.get('Pod', 'default', 'other'))!;
     await store.update({ ...other, metadata: { ...other.metadata, annotations: { [PREFETCH_ANNOTATION]: 'localhost/app:1' } } } as never);
     await settle();
+    await new Promise((r) => setTimeout(r, 50)); // the cache follows the store's watch
     assert.deepEqual(last('edge-2')?.images, [{ name: 'localhost/app:1', digest: digest('d'), size: 120, prefetch: true }]);
-    assert.equal(await mayFetch('edge-2', digest('d')), true, 'prefetch listed: edge-2 may fetch it');
+    assert.equal(mayFetch('edge-2', digest('d')), true, 'prefetch listed: edge-2 may fetch it');
   } finally {
+    cache?.close();
     await publisher.stop();
     await store.close();
     await rm(dir, { recursive: true, force: true });
