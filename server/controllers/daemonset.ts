@@ -24,7 +24,7 @@ import { PodWriteSteps, slowStartBatches } from './still-wanted.js';
 import { planWaves, type WaveEvent, type WavePlan, type WaveNodeInput } from './waves.js';
 import { rolloutMoved, saveWaveProgress } from './wave-progress.js';
 import { NO_IMAGES, type ImageCatalog } from '../desired/image-catalog.js';
-import { GatedIndex, IMAGE_FETCH_FAILED, IMAGE_GATE_RECHECK_MS, imageGate, isGated, servedImages, setPrefetch, withPrefetch } from './image-gate.js';
+import { GatedIndex, IMAGE_FETCH_FAILED, IMAGE_GATE_RECHECK_MS, imageGate, isGated, prefetchValue, servedImages, setPrefetch, withPrefetch } from './image-gate.js';
 
 /** Label carrying the hash of the template a pod was made from (Kubernetes' name for it). */
 export const REVISION_LABEL = CONTROLLER_REVISION_HASH;
@@ -130,8 +130,12 @@ export interface DaemonSetPlan {
    * (image-gate.ts): each gets PREFETCH_ANNOTATION = `annotation`; `failure` when the node's transfer failed.
    */
   hold: HeldPod[];
-  /** Pods carrying PREFETCH_ANNOTATION that no rollout holds any more (the rollout moved on or was undone). */
-  clear: Pod[];
+  /**
+   * Pods carrying PREFETCH_ANNOTATION that no rollout holds this pass, with what it should say now: removed
+   * (undefined) when nothing is to replace the pod any more (the rollout was undone, its node left the wave);
+   * the images of the template still to replace it otherwise (the pod waits for its turn).
+   */
+  reannotate: Array<{ pod: Pod; value?: string }>;
 }
 
 export interface HeldPod {
@@ -251,11 +255,18 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     del.push({ pod: p, reason });
     return true;
   };
-  const finish = (plan: Omit<DaemonSetPlan, 'hold' | 'clear'>): DaemonSetPlan => {
+  /** `replacing(p)`: the template that is to replace pod p, if one is. */
+  const finish = (plan: Omit<DaemonSetPlan, 'hold' | 'reannotate'>, replacing: (p: Pod) => PodTemplate | undefined): DaemonSetPlan => {
     const going = new Set([...plan.delete.map((d) => d.pod.metadata.uid), ...hold.map((h) => h.pod.metadata.uid)]);
-    const clear = own.filter((p) => !going.has(p.metadata.uid) && isGated(p));
+    const reannotate: DaemonSetPlan['reannotate'] = [];
+    for (const p of own) {
+      if (going.has(p.metadata.uid) || !isGated(p)) continue;
+      const t = replacing(p);
+      const value = t ? prefetchValue(served(t)) : undefined;
+      if (withPrefetch(p, value) !== undefined) reannotate.push({ pod: p, ...(value ? { value } : {}) });
+    }
     if (hold.length) plan.requeueAfterMs = Math.min(plan.requeueAfterMs ?? Infinity, IMAGE_GATE_RECHECK_MS);
-    return { ...plan, hold, clear };
+    return { ...plan, hold, reannotate };
   };
 
   if (ds.spec.drover?.rollout) {
@@ -288,7 +299,7 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     }
     if (wp.requeueAfterMs !== undefined) wake(wp.requeueAfterMs);
     status.drover = wp.drover;
-    return finish({
+    const out = {
       hash,
       create: targetCreate,
       delete: del,
@@ -296,6 +307,11 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
       ...(stable ? { createStable: stable } : {}),
       waves: { drover: wp.drover, events: wp.events, ...(wp.rollback ? { rollback: wp.rollback } : {}) },
       ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}),
+    };
+    // A pod waits for the revision its node is to run, when that is not the one it runs.
+    return finish(out, (p) => {
+      const d = wp.desired.get(p.spec.nodeName ?? '');
+      return d && d !== 'keep' && p.metadata.labels?.[REVISION_LABEL] !== d.hash ? d.template : undefined;
     });
   }
 
@@ -348,7 +364,7 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
     }
   }
 
-  return finish({ hash, create, delete: del, status, ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}) });
+  return finish({ hash, create, delete: del, status, ...(requeue !== undefined ? { requeueAfterMs: requeue } : {}) }, (p) => (strategy !== 'OnDelete' && !isNew(p) ? ds.spec.template : undefined));
 }
 
 function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
@@ -512,7 +528,7 @@ export function daemonSetController(deps: ControllerDeps): Controller {
 
       // Held pods get their prefetch request (the publisher lists the images for their node); pods no rollout
       // holds any more lose it. One write each, only when the annotation differs.
-      const annotate = [...plan.hold.map((h) => ({ pod: h.pod, value: h.annotation as string | undefined })), ...plan.clear.map((pod) => ({ pod, value: undefined }))].filter((a) => withPrefetch(a.pod, a.value) !== undefined);
+      const annotate = [...plan.hold.map((h) => ({ pod: h.pod, value: h.annotation as string | undefined })), ...plan.reannotate].filter((a) => withPrefetch(a.pod, a.value) !== undefined);
       if (written === plan.delete.length) {
         const done = await slowStartBatches(steps, annotate.length, (i) => setPrefetch(store, annotate[i]!.pod, annotate[i]!.value));
         if (done.length < annotate.length) return steps.exhausted ? { requeueAfterMs: 0 } : undefined;

@@ -215,7 +215,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     const diff = active.length - want;
     let more = false;
     // The image gate (issue 15): only looked at when pods are to go or some carry a prefetch request.
-    const rollout = diff > 0 || active.some(isGated) ? await rolloutImages(rs) : { images: [] };
+    const rollout = deps.images && (diff > 0 || active.some(isGated)) ? await rolloutImages(rs) : { images: [] };
     let held: Array<{ pod: Pod; verdict: GateVerdict }> = [];
     if (diff < 0) {
       // Side by side in slow-start batches: the store commits each batch's writes together, and the

@@ -325,10 +325,12 @@ export function registerRollout(program: Command, ctx: CommandContext): void {
 
     const interrupt = ctx.interrupted();
     const deadline = deadlineSignal(timeoutMs, interrupt);
-    // A node's fetch progress changes no workload field: while nodes are waiting, look at them every few seconds.
+    // A node's fetch progress changes no workload field (nor does a pod being held for an image): while nodes
+    // are waiting, look at them every IMAGE_POLL_MS; otherwise, now and then, for a hold that started meanwhile.
     let polling = false;
+    let tick = 0;
     const poll = setInterval(() => {
-      if (polling || !lastImages) return;
+      if (polling || (!lastImages && ++tick % 5 !== 0)) return;
       polling = true;
       void showImages(current)
         .catch(() => undefined)

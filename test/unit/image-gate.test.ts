@@ -145,13 +145,28 @@ describe('DaemonSet plan with the image gate', () => {
     assert.ok(plan.requeueAfterMs !== undefined && plan.requeueAfterMs <= 5_000, 'looked at again within seconds');
   });
 
+  it('a pod waiting for its turn keeps its prefetch request once its node has the image', () => {
+    const ds = mkDs(['localhost/app:2']);
+    const both = [mkNode('a', { digests: [APP2.digest] }), mkNode('b', { digests: [APP2.digest] })];
+    const waiting = dsPod(ds, 'a', { hash: 'old', annotations: { [PREFETCH_ANNOTATION]: 'localhost/app:2' } });
+    const broken = dsPod(ds, 'b', { hash: 'old', ready: false });
+    const plan = planDaemonSet(ds, both, [waiting, broken], { now: NOW, images: catalog });
+    assert.deepEqual(
+      plan.delete.map((d) => d.pod.spec.nodeName),
+      ['b'],
+      'the unavailable pod spends the budget',
+    );
+    assert.deepEqual(plan.hold, []);
+    assert.deepEqual(plan.reannotate, [], 'no write: its node keeps the image wanted until the pod is replaced');
+  });
+
   it('a registry image rolls exactly as without a catalog: no hold, no annotation', () => {
     const ds = mkDs(['docker.io/library/busybox:2']);
     const pods = nodes.map((n) => dsPod(ds, n.metadata.name, { hash: 'old' }));
     const gated = planDaemonSet(ds, nodes, pods, { now: NOW, images: catalog });
     const plain = planDaemonSet(ds, nodes, pods, { now: NOW });
     assert.deepEqual(gated.hold, []);
-    assert.deepEqual(gated.clear, []);
+    assert.deepEqual(gated.reannotate, []);
     assert.deepEqual(
       gated.delete.map((d) => d.pod.metadata.name),
       plain.delete.map((d) => d.pod.metadata.name),
@@ -164,8 +179,8 @@ describe('DaemonSet plan with the image gate', () => {
     const pods = [dsPod(ds, 'a', { annotations: { [PREFETCH_ANNOTATION]: 'localhost/app:2' } })];
     const plan = planDaemonSet(ds, [mkNode('a')], pods, { now: NOW, images: catalog });
     assert.deepEqual(
-      plan.clear.map((p) => p.metadata.name),
-      [pods[0]!.metadata.name],
+      plan.reannotate.map((a) => [a.pod.metadata.name, a.value]),
+      [[pods[0]!.metadata.name, undefined]],
     );
   });
 
