@@ -445,7 +445,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
               store: leaderStore,
               logger,
               controllers: [
-                ...allControllers({ store: leaderStore, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas }),
+                // images: rollouts keep an old pod until its node has loaded its replacement's served image (issue 15).
+                ...allControllers({ store: leaderStore, events, logger, now: Date.now, jobBackoffBaseMs: cfg.jobBackoffBaseMs, eventTtlMs: cfg.eventTtlMs, eventsPerObject: cfg.eventsPerObject, maxReplicas: cfg.maxReplicas, images }),
                 lifecycle,
               ],
               resyncMs: cfg.controllerResyncMs,
