@@ -7,6 +7,7 @@ import { addConnectionOptions, DEFAULT_NAMESPACE, ErrorList, notFound, parseReso
 import { customColumnCell, JsonPath, parseCustomColumns, sortByPath, sortPath } from './jsonpath.js';
 import { asList, objectName, parseOutputFormat, renderTable, tableParts, toJson, toYaml, type OutputFormat } from './output.js';
 import { watchObjects } from './watch.js';
+import { getImages } from './image.js';
 
 interface GetOptions {
   namespace?: string;
@@ -248,6 +249,8 @@ export function registerGet(program: Command, ctx: CommandContext): void {
     .option('--continue <token>', 'the page after the one that printed this token (with --limit)')
     .option('--chunk-size <n>', 'fetch long lists this many at a time (0: all at once)', String(DEFAULT_CHUNK_SIZE));
   addConnectionOptions(cmd).action(async (kindArg: string, nameArgs: string[], opts: GetOptions, command: Command) => {
+    // The server's image store (issue 15) is no Kubernetes kind: its own route and table (src/cli/image.ts).
+    if (kindArg === 'images' || kindArg === 'image') return getImages(ctx, ctx.client(command), nameArgs, opts);
     const output = parseGetOutput(opts.output);
     const format = output.format === 'jsonpath' || output.format === 'custom-columns' ? undefined : output.format;
     const print: GetPrintOptions = {

@@ -23,6 +23,7 @@ import { registerStatus } from './status.js';
 import { registerTop } from './top.js';
 import { registerTokenCommands } from './token.js';
 import { registerNodeAdmin } from './node-admin.js';
+import { registerImage } from './image.js';
 import { registerVersion } from './version.js';
 
 export type { CliIo } from './context.js';
@@ -54,6 +55,7 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerNodeCommands(program, ctx);
   registerTokenCommands(program, ctx);
   registerNodeAdmin(program, ctx);
+  registerImage(program, ctx);
   registerTop(program, ctx);
   registerFleet(program, ctx);
   registerStatus(program, ctx);

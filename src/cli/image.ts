@@ -1,0 +1,248 @@
+/**
+ * `drover image push|ls|rm` (issue 15): images the server keeps and serves to its devices over the
+ * link's TLS (server/images). push saves images from this machine's podman store (`podman save`) or
+ * takes a saved archive, and uploads it streamed (never held in memory); ls shows what the server
+ * holds and which nodes have loaded it. `drover get images` prints the same table.
+ * `registerImage` returns the `image` group so other device-side verbs (`image load`) join it.
+ */
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { execa } from 'execa';
+import { IMAGES_PATH, imagePath, type ImageInfo, type ImageManifest } from '../contract/images.js';
+import { errorMessage } from '../util/errors.js';
+import { CliError, DEFAULT_TIMEOUT_MS, errorFromResponse, type ApiClient } from './client.js';
+import { resolveConfig } from './config.js';
+import { addConnectionOptions, eachObject, parseDuration, type CommandContext } from './context.js';
+import { age, renderTable, toJson, toYaml } from './output.js';
+
+const FULL_DIGEST = /^sha256:[0-9a-f]{64}$/;
+/** A digest as `image ls` shows it (12 hex digits), or longer, with or without `sha256:`. */
+const DIGEST_PREFIX = /^(?:sha256:)?([0-9a-f]{12,64})$/;
+
+/** 2137088 → "2.0MiB". */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n}B` : `${v >= 100 ? v.toFixed(0) : v.toFixed(1)}${units[i]}`;
+}
+
+export function shortDigest(digest: string): string {
+  return digest.replace(/^sha256:/, '').slice(0, 12);
+}
+
+/** The `image ls` / `get images` table. */
+export function imageTable(items: ImageInfo[], now: number, noHeaders = false): string {
+  const rows = items.map((i) => [i.names.join(','), shortDigest(i.digest), humanBytes(i.size), i.nodes.length ? i.nodes.join(',') : '<none>', age(i.createdAt, now)]);
+  const table = renderTable(['NAMES', 'DIGEST', 'SIZE', 'NODES', 'AGE'], rows);
+  return noHeaders ? table.slice(table.indexOf('\n') + 1) : table;
+}
+
+function printImages(ctx: CommandContext, items: ImageInfo[], output: string | undefined, noHeaders = false): void {
+  if (output === 'json') return ctx.io.stdout(toJson({ items }));
+  if (output === 'yaml') return ctx.io.stdout(toYaml({ items }));
+  if (output !== undefined && output !== '' && output !== 'wide') throw new CliError(`unable to match a printer suitable for the output format "${output}" for images, allowed formats are: json,yaml,wide`);
+  if (!items.length) return ctx.io.stderr('No images found\n');
+  ctx.io.stdout(imageTable(items, Date.now(), noHeaders));
+}
+
+/** Whether `arg` names this image: one of its names as written or in the short forms pods use, or its digest (prefix). */
+function matches(i: ImageInfo, arg: string): boolean {
+  const hex = DIGEST_PREFIX.exec(arg)?.[1];
+  if (hex && i.digest.slice('sha256:'.length).startsWith(hex)) return true;
+  const tagged = arg.split('/').at(-1)!.includes(':') ? arg : `${arg}:latest`;
+  return i.names.some((n) => n === arg || n === tagged || n.endsWith(`/${tagged}`));
+}
+
+/** `drover get images [NAME|DIGEST…]` (src/cli/get.ts hands `images` here: it is no Kubernetes kind). */
+export async function getImages(ctx: CommandContext, client: ApiClient, args: string[], opts: { output?: string; headers?: boolean }): Promise<void> {
+  const { items } = await client.get<{ items: ImageInfo[] }>(IMAGES_PATH);
+  const shown = args.length ? items.filter((i) => args.some((a) => matches(i, a))) : items;
+  const missing = args.filter((a) => !items.some((i) => matches(i, a)));
+  if (shown.length || !args.length) printImages(ctx, shown, opts.output, opts.headers === false);
+  if (missing.length) throw new CliError(`image${missing.length > 1 ? 's' : ''} ${missing.map((m) => JSON.stringify(m)).join(', ')} not found`, { code: 404, reason: 'NotFound' });
+}
+
+/** Where and how the upload goes: the same server, token and CA as every other verb's client. */
+function connection(cmd: Command, env: NodeJS.ProcessEnv): { server: string; token?: string; ca?: string; idleMs: number } {
+  type Flags = { server?: string; token?: string; requestTimeout?: string; config?: string };
+  const own = Object.fromEntries(Object.entries(cmd.opts<Flags>()).filter(([, v]) => v !== undefined)) as Flags;
+  const opts: Flags = { ...cmd.optsWithGlobals<Flags>(), ...own };
+  const cfg = resolveConfig({ server: opts.server, token: opts.token }, opts.config ? { ...env, DROVER_CONFIG: opts.config } : env);
+  return { server: cfg.server.replace(/\/+$/, ''), token: cfg.token, ca: cfg.ca, idleMs: opts.requestTimeout ? parseDuration(opts.requestTimeout) : DEFAULT_TIMEOUT_MS };
+}
+
+/**
+ * POSTs `file` to the image store, read from disk as it is sent. Progress goes to stderr; the deadline
+ * is on silence (no byte moving for --request-timeout), not on the whole push, which may take long on a slow uplink.
+ */
+async function upload(ctx: CommandContext, cmd: Command, file: string, names: string[], format: string | undefined): Promise<{ status: number; manifest: ImageManifest }> {
+  const c = connection(cmd, ctx.io.env);
+  const size = (await stat(file)).size;
+  const qs = new URLSearchParams();
+  for (const n of names) qs.append('name', n);
+  if (format) qs.set('format', format);
+  const url = new URL(`${c.server}${IMAGES_PATH}${qs.size ? `?${qs}` : ''}`);
+  const headers: Record<string, string | number> = { 'content-type': 'application/x-tar', 'content-length': size, accept: 'application/json' };
+  if (c.token) headers.authorization = `Bearer ${c.token}`;
+  const secure = url.protocol === 'https:';
+  if (!secure && url.protocol !== 'http:') throw new CliError(`invalid server URL "${c.server}": only http and https are supported`);
+  let sent = 0;
+  let lastShown = Date.now();
+  let shownAt = -1;
+  // A line a second while it goes, and the last one: a small archive prints one line.
+  const progress = (force = false) => {
+    const now = Date.now();
+    if ((!force && now - lastShown < 1000) || shownAt === sent) return;
+    lastShown = now;
+    shownAt = sent;
+    ctx.io.stderr(`pushing ${humanBytes(sent)} / ${humanBytes(size)} (${size ? Math.floor((sent * 100) / size) : 100}%)\n`);
+  };
+  return new Promise((resolve, reject) => {
+    const onResponse = (res: IncomingMessage) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('error', (err) => reject(new CliError(`the push to ${c.server} broke: ${errorMessage(err)}`, { cause: err })));
+      res.on('end', () => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status >= 300) return reject(errorFromResponse(status, text));
+        try {
+          resolve({ status, manifest: JSON.parse(text) as ImageManifest });
+        } catch {
+          reject(new CliError(`the server sent invalid JSON for POST ${IMAGES_PATH}: ${text.slice(0, 100)}`));
+        }
+      });
+    };
+    const req = secure ? httpsRequest(url, { method: 'POST', headers, ca: c.ca, rejectUnauthorized: true }, onResponse) : httpRequest(url, { method: 'POST', headers }, onResponse);
+    req.setTimeout(c.idleMs, () => req.destroy(new CliError(`the push to ${c.server} made no progress for ${c.idleMs / 1000}s`, { reason: 'Timeout' })));
+    req.on('error', (err) => {
+      if (err instanceof CliError) return reject(err);
+      reject(new CliError(`cannot push to the drover server at ${c.server}: ${errorMessage(err)}`, { reason: 'Unreachable', cause: err }));
+    });
+    const body = createReadStream(file);
+    body.on('data', (b) => {
+      sent += b.length;
+      progress();
+    });
+    body.on('end', () => progress(true));
+    body.on('error', (err) => req.destroy(err));
+    body.pipe(req);
+  });
+}
+
+/**
+ * The names podman knows IMAGE by that `IMAGE` means (podman resolves a short name to localhost/ first),
+ * so the server stores the full name even when the archive would carry another (a multi-image save).
+ */
+async function resolvePodmanName(podman: (args: string[]) => Promise<string>, image: string): Promise<string | undefined> {
+  let tags: string[];
+  try {
+    tags = JSON.parse((await podman(['image', 'inspect', '--format', '{{json .RepoTags}}', image])).trim() || '[]') as string[];
+  } catch (err) {
+    throw new CliError(`podman has no image "${image}": ${errorMessage(err).split('\n').at(-1)}`, { cause: err });
+  }
+  const tagged = image.split('/').at(-1)!.includes(':') ? image : `${image}:latest`;
+  return tags.find((t) => t === image || t === tagged) ?? tags.find((t) => t === `localhost/${tagged}`) ?? tags.find((t) => t.endsWith(`/${tagged}`));
+}
+
+interface PushOptions {
+  fromArchive?: string;
+  name?: string[];
+  format?: string;
+  podmanRoot?: string;
+  podmanRunroot?: string;
+}
+
+function collect(value: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), value];
+}
+
+export function registerImage(program: Command, ctx: CommandContext): Command {
+  const image = program.command('image').description("Images the server keeps and serves to its nodes (pushed from podman or a saved archive): push, ls, rm");
+
+  addConnectionOptions(
+    image
+      .command('push')
+      .description("Store images in the server's image store: saved from this machine's podman (podman save), or an archive given with --from-archive; pods then use them by name and nodes fetch them from the server")
+      .argument('[images...]', 'podman images to push (one archive holds them all)')
+      .option('--from-archive <file>', 'push this archive (podman save / docker save / nerdctl save output) instead of saving from podman')
+      .option('--name <ref>', 'another name for the image (repeatable); an archive keeps the names it carries too', collect)
+      .option('--format <format>', 'docker-archive (default) or oci-archive: how podman saves the images')
+      .option('--podman-root <dir>', 'podman --root of the store the images are in')
+      .option('--podman-runroot <dir>', 'podman --runroot of that store'),
+  ).action(async (images: string[], opts: PushOptions, cmd: Command) => {
+    if (opts.format !== undefined && opts.format !== 'docker-archive' && opts.format !== 'oci-archive') throw new CliError(`invalid --format "${opts.format}": docker-archive or oci-archive`);
+    if (opts.fromArchive && images.length) throw new CliError('give images to save from podman, or --from-archive FILE, not both');
+    if (!opts.fromArchive && !images.length) throw new CliError('name the podman images to push, or give --from-archive FILE');
+    const names = [...(opts.name ?? [])];
+    let file = opts.fromArchive;
+    let dir: string | undefined;
+    try {
+      if (!file) {
+        const podmanArgs = [...(opts.podmanRoot ? ['--root', opts.podmanRoot] : []), ...(opts.podmanRunroot ? ['--runroot', opts.podmanRunroot] : [])];
+        const podman = async (args: string[]) => (await execa('podman', [...podmanArgs, ...args], { env: ctx.io.env, extendEnv: false, stdin: 'ignore' })).stdout;
+        const resolved: string[] = [];
+        for (const i of images) resolved.push((await resolvePodmanName(podman, i)) ?? i);
+        names.push(...resolved.filter((r) => !/^[0-9a-f]{12,64}$/.test(r)));
+        dir = await mkdtemp(join(ctx.io.env.TMPDIR || tmpdir(), 'drover-image-push-'));
+        file = join(dir, 'images.tar');
+        ctx.io.stderr(`saving ${resolved.join(' ')} from podman\n`);
+        try {
+          await podman(['save', '--format', opts.format ?? 'docker-archive', ...(resolved.length > 1 && (opts.format ?? 'docker-archive') === 'docker-archive' ? ['--multi-image-archive'] : []), '-o', file, ...resolved]);
+        } catch (err) {
+          throw new CliError(`podman save failed: ${errorMessage(err).split('\n').filter(Boolean).at(-1)}`, { cause: err });
+        }
+      }
+      const { status, manifest } = await upload(ctx, cmd, file, names, opts.format);
+      ctx.io.stdout(`${manifest.digest} ${humanBytes(manifest.size)} ${manifest.names.join(',')} ${status === 201 ? 'pushed' : 'already stored'}\n`);
+    } finally {
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  addConnectionOptions(
+    image
+      .command('ls')
+      .alias('list')
+      .description('List the images the server keeps: names, digest, size, the nodes that have loaded each')
+      .option('-o, --output <format>', 'json | yaml')
+      .option('--no-headers', 'print no header row'),
+  ).action(async (opts: { output?: string; headers?: boolean }, cmd: Command) => {
+    await getImages(ctx, ctx.client(cmd), [], opts);
+  });
+
+  addConnectionOptions(
+    image
+      .command('rm')
+      .alias('remove')
+      .description("Remove images from the server's image store (by name, digest, or the digest prefix `image ls` shows); nodes keep what they loaded")
+      .argument('<images...>', 'image names or digests'),
+  ).action(async (args: string[], _opts: unknown, cmd: Command) => {
+    const client = ctx.client(cmd);
+    let listed: ImageInfo[] | undefined;
+    await eachObject(args, async (arg) => {
+      let removed: ImageManifest;
+      if (FULL_DIGEST.test(arg)) removed = (await client.json<ImageManifest>('DELETE', imagePath(arg))).body;
+      else {
+        const hex = DIGEST_PREFIX.exec(arg)?.[1];
+        listed ??= hex ? (await client.get<{ items: ImageInfo[] }>(IMAGES_PATH)).items : undefined;
+        const byDigest = hex ? (listed ?? []).filter((i) => i.digest.slice('sha256:'.length).startsWith(hex)) : [];
+        if (byDigest.length > 1) throw new CliError(`digest prefix ${arg} names ${byDigest.length} images: give more digits`);
+        removed = byDigest.length === 1 ? (await client.json<ImageManifest>('DELETE', imagePath(byDigest[0]!.digest))).body : (await client.json<ImageManifest>('DELETE', IMAGES_PATH, { query: { name: arg } })).body;
+      }
+      ctx.io.stdout(`image ${removed.digest} (${removed.names.join(',')}) removed\n`);
+    });
+  });
+
+  return image;
+}
