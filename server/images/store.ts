@@ -282,16 +282,19 @@ export class ImageStore implements ImageCatalog {
       const s = this.byDigest.get(digest)!;
       const prevNames = s.manifest.names;
       const keep = prevNames.filter((n) => !lost.includes(n));
-      if (keep.length === 0) {
-        this.byDigest.delete(digest);
-        await this.unlinkImage(digest);
-        this.logger.info({ digest, names: prevNames, by: fresh.digest }, 'image store: removed an archive whose last name moved to another');
-      } else {
-        s.manifest = { ...s.manifest, names: keep };
-        s.updatedAt = updatedAt;
-        await this.writeManifest(s);
-      }
+      if (keep.length === 0) this.byDigest.delete(digest);
+      else s.manifest = { ...s.manifest, names: keep };
+      s.updatedAt = updatedAt;
       changes.push({ digest, before: prevNames, after: keep });
+      try {
+        if (keep.length === 0) {
+          await this.unlinkImage(digest);
+          this.logger.info({ digest, names: prevNames, by: fresh.digest }, 'image store: removed an archive whose last name moved to another');
+        } else await this.writeManifest(s);
+      } catch (err) {
+        // The push itself is stored; the next open gives the name to the archive changed last (this one) all the same.
+        this.logger.error({ digest, err: errorMessage(err) }, 'image store: cannot record a name moving off an archive; repaired at the next start');
+      }
     }
     this.logger.info({ digest: fresh.digest, size: stored.manifest.size, names: stored.manifest.names, created: !existing }, existing ? 'image names added' : 'image stored');
     for (const c of changes) this.emit(c);

@@ -149,7 +149,8 @@ async function resolvePodmanName(podman: (args: string[]) => Promise<string>, im
   try {
     tags = JSON.parse((await podman(['image', 'inspect', '--format', '{{json .RepoTags}}', image])).trim() || '[]') as string[];
   } catch (err) {
-    throw new CliError(`podman has no image "${image}": ${errorMessage(err).split('\n').at(-1)}`, { cause: err });
+    if ((err as { code?: unknown }).code === 'ENOENT') throw new CliError('podman is not installed on this machine: push a saved archive with --from-archive FILE', { cause: err });
+    throw new CliError(`podman has no image "${image}": ${errorMessage(err).split('\n').filter(Boolean).at(-1)}`, { cause: err });
   }
   const tagged = image.split('/').at(-1)!.includes(':') ? image : `${image}:latest`;
   return tags.find((t) => t === image || t === tagged) ?? tags.find((t) => t === `localhost/${tagged}`) ?? tags.find((t) => t.endsWith(`/${tagged}`));
