@@ -217,7 +217,7 @@ export class ImageStore implements ImageCatalog {
       }
       if (inChunk > 0) chunks.push(chunkHash.digest('hex'));
       const summary = scanner.finish();
-      if (opts.format && opts.format !== summary.format) throw new BadRequestError(`the archive is a ${summary.format}, not the ${opts.format} it was said to be`);
+      if (opts.format && opts.format !== summary.format) throw new BadRequestError(`the archive is an ${summary.format}, not the ${opts.format} it was said to be`);
       const all = [...new Set([...given, ...summary.names])];
       if (all.length === 0) throw new BadRequestError('the image needs a name: the archive carries none (no RepoTags); give one (?name=REF, `drover image push --name REF`)');
       await fh.sync();

@@ -106,6 +106,31 @@ test('image store: put, chunks, names, moves, removal, refusals and restart', { 
     assert.equal(store.byName('other:2')?.digest, third.manifest.digest);
   });
 
+  await t.test('two pushes of the same new bytes at once store one archive', async () => {
+    const d = await dockerArchive(base, { tags: ['localhost/twice:1'], layerBytes: 1_500_000 });
+    const [x, y] = await Promise.all([store.put(pieces(d, 50_000), []), store.put(pieces(d, 90_000), ['twice:2'])]);
+    assert.equal(x.manifest.digest, y.manifest.digest);
+    assert.deepEqual([x.created, y.created].sort(), [false, true]);
+    assert.deepEqual(store.get(x.manifest.digest)?.names.sort(), ['localhost/twice:1', 'localhost/twice:2']);
+    assert.deepEqual(await tmpFiles(dir), []);
+    await store.remove(x.manifest.digest);
+  });
+
+  await t.test('an oci-archive (index.json, oci-layout) is stored as one, named by its ref annotation', async () => {
+    const src = await mkdtemp(join(base, 'oci-'));
+    await mkdir(join(src, 'blobs', 'sha256'), { recursive: true });
+    const layer = randomBytes(5000);
+    await writeFile(join(src, 'blobs', 'sha256', sha256(layer)), layer);
+    await writeFile(join(src, 'oci-layout'), '{"imageLayoutVersion":"1.0.0"}');
+    await writeFile(join(src, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha256(layer)}`, size: 5000, annotations: { 'org.opencontainers.image.ref.name': 'localhost/oci-app:3' } }] }));
+    await execa('tar', ['-cf', join(base, 'oci.tar'), '-C', src, 'oci-layout', 'index.json', 'blobs']);
+    const o = await store.put(pieces(await readFile(join(base, 'oci.tar'))), []);
+    assert.equal(o.manifest.format, 'oci-archive');
+    assert.deepEqual(o.manifest.names, ['localhost/oci-app:3']);
+    await assert.rejects(store.put(pieces(await readFile(join(base, 'oci.tar'))), [], { format: 'docker-archive' }), /is an oci-archive, not the docker-archive/);
+    await store.remove(o.manifest.digest);
+  });
+
   await t.test('refuses what is not a whole image archive, with the cause, and keeps nothing', async () => {
     const before = store.list().map((m) => m.digest);
     const refuse = async (body: Buffer, re: RegExp, names: string[] = ['x:1']) => {
