@@ -50,6 +50,11 @@ export interface AgentConfig {
   reconnectMaxSeconds?: number;
   /** Longest wait for the server to accept a connection attempt. */
   connectTimeoutSeconds?: number;
+  /**
+   * Budget for fetching the server's images (--image-bandwidth, bytes/s); absent: as fast as the link
+   * goes. The cellular link profile sets 64 KiB/s unless given.
+   */
+  imageBandwidthBytesPerSecond?: number;
   /** Serve Prometheus metrics here (--metrics-addr); absent: not served and prom-client never loaded. */
   metricsAddress?: MetricsAddress;
   logLevel?: string;
@@ -130,6 +135,32 @@ export function linkSettings(profile: string, explicit: { keepaliveSeconds?: num
     }
   }
   return out;
+}
+
+/**
+ * A link profile's image bandwidth budget (bytes/s), the one given (--image-bandwidth) over it;
+ * undefined: none. Cellular: 64 KiB/s, a 50 MB image in ~13 minutes, leaving the rest of a typical
+ * cellular uplink (a few hundred KB/s at the edge of coverage) to the workloads and the link itself.
+ */
+export function imageBandwidth(profile: string, explicit?: number): number | undefined {
+  if (explicit !== undefined) return explicit;
+  return profile === 'cellular' ? 64 * 1024 : undefined;
+}
+
+const BANDWIDTH_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1000, kib: 1024, mb: 1000 ** 2, mib: 1024 ** 2, gb: 1000 ** 3, gib: 1024 ** 3 };
+
+/**
+ * `--image-bandwidth`: bytes per second as a number with a unit, `256KiB/s`, `1.5MB/s`, `64KiB`
+ * (KB, MB, GB: powers of 1000; KiB, MiB, GiB: of 1024; B or none: bytes). ValidationError names the flag.
+ */
+export function parseBandwidth(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?(?:\s*\/\s*s(?:ec)?)?\s*$/i.exec(value);
+  const factor = m ? BANDWIDTH_UNITS[(m[2] ?? '').toLowerCase()] : undefined;
+  const bytes = m && factor ? Math.round(Number(m[1]) * factor) : NaN;
+  if (!Number.isFinite(bytes) || bytes <= 0) {
+    throw new ValidationError([{ field: '--image-bandwidth', message: `"${value}" is not a bandwidth: a positive number with a unit per second, e.g. 256KiB/s, 2MB/s or 64KiB/s (KB, MB: powers of 1000; KiB, MiB: of 1024)` }], 'invalid agent option');
+  }
+  return bytes;
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

@@ -10,7 +10,7 @@ import type { payloads } from '../src/contract/index.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
 import { AGENT_DEFAULTS, type AgentConfig } from './config.js';
-import { applyPlan, applySteps, type ApplyDeps, type StepDone, type StepError } from './engine/apply.js';
+import { applyPlan, applySteps, type ApplyDeps, type ServerImages, type StepDone, type StepError } from './engine/apply.js';
 import { configLookup, type RunContext } from './engine/env.js';
 import { managedSelector } from './engine/naming.js';
 import { plan, type PlanResult, type Step } from './engine/plan.js';
@@ -70,6 +70,8 @@ export interface ReconcilerDeps {
   allocatable?: { cpuMilli: number; memoryBytes: number };
   /** Told each reconcile's duration (for /metrics). */
   metrics?: AgentMetricsSink;
+  /** The server's images (agent/images/manager.ts): told each desired state's list; the pull step asks it first. */
+  images?: ServerImages & { setDesired(images: payloads.Desired['images']): void };
 }
 
 export class Reconciler {
@@ -123,7 +125,13 @@ export class Reconciler {
     this.volumes = deps.volumes;
     this.probes = deps.probes;
     this.addresses = new PodAddresses(deps.runtime, deps.logger);
-    this.applyDeps = { runtime: boundedRuntime(deps.runtime, this.runtimeSlots, new RemoveBatches(deps.runtime, deps.logger)), logger: deps.logger, emit: (e) => deps.emit(e), restarts: deps.restarts };
+    this.applyDeps = {
+      runtime: boundedRuntime(deps.runtime, this.runtimeSlots, new RemoveBatches(deps.runtime, deps.logger)),
+      logger: deps.logger,
+      emit: (e) => deps.emit(e),
+      restarts: deps.restarts,
+      ...(deps.images ? { images: deps.images } : {}),
+    };
   }
 
   /** Loads the cached desired state and reconciles it (works with no link), then watches for container exits. */
@@ -132,6 +140,8 @@ export class Reconciler {
     const cached = await target.load(cfg.node);
     if (cached.corrupt) this.deps.emit({ type: 'Warning', reason: 'CorruptCache', message: cached.corrupt, involved: { kind: 'Node', name: cfg.node } });
     if (cached.desired) logger.info({ generation: cached.desired.generation, pods: cached.desired.pods.length }, 'desired state loaded from cache');
+    // Transfers resume from the cache too: a device restarted offline goes on once the server is back.
+    this.deps.images?.setDesired(cached.desired?.images);
     this.runtimeVersion = await runtime.version().catch((err) => {
       this.setRuntimeHealth(false, errorMessage(err));
       return 'unknown';
@@ -211,6 +221,7 @@ export class Reconciler {
       .then((accepted) => {
         if (accepted) {
           logger.info({ generation: d.generation, pods: d.pods.length }, 'new desired state');
+          this.deps.images?.setDesired(d.images);
           const why = target.saveError;
           if (why) this.deps.emit({ type: 'Warning', reason: 'CacheWriteFailed', message: `desired state generation ${d.generation} applied but not saved to disk (${why}); an offline restart would run an older one`, involved: { kind: 'Node', name: cfg.node } });
           void this.syncServices();

@@ -18,6 +18,7 @@ import type { Hardware } from './hardware.js';
 import type { EventJournal } from './journal.js';
 import type { ContainerRuntime } from './runtime/types.js';
 import { DESIRED_ENCODINGS } from '../src/contract/payloads.js';
+import type { ImageTransfer } from '../src/contract/images.js';
 
 /** An event as the agent's parts raise it: stamped with the time when it has none. */
 export type EventInput = Omit<payloads.AgentEvent, 'ts'> & { ts?: string };
@@ -43,11 +44,14 @@ export interface ReporterDeps {
   /** The runtime's version as found at start ('unknown' when it did not answer). */
   runtimeVersion: () => string;
   now: () => number;
+  /** The server's images on this device (agent/images/manager.ts): in every status. */
+  images?: { digests(): string[]; transfers(): ImageTransfer[] };
 }
 
 export class Reporter {
   private status: NodeStatus = { observedGeneration: 0, pods: [], runtimeHealthy: true };
   private lastStatusKey = '';
+  private lastImagesKey = '';
   private heartbeat: NodeJS.Timeout | undefined;
   /** Events waiting for their batch to go out (cfg.eventBatchSeconds). */
   private batchTimer: NodeJS.Timeout | undefined;
@@ -108,6 +112,11 @@ export class Reporter {
     this.sendStatus(false);
   }
 
+  /** The server's images changed (loaded, a transfer's state or progress): sent at once. */
+  imagesChanged(): void {
+    this.sendStatus(false);
+  }
+
   onConnect(): void {
     // Hello first: the server registers the Node from it, and a status before that is refused.
     void this.sendHello()
@@ -153,7 +162,10 @@ export class Reporter {
     const s = this.status;
     const key = JSON.stringify([s.observedGeneration, s.pods, s.runtimeHealthy, s.runtimeMessage]);
     const changed = key !== this.lastStatusKey;
-    if (!heartbeat && !changed) return;
+    const images = this.deps.images ? { imageDigests: this.deps.images.digests(), imageTransfers: this.deps.images.transfers() } : undefined;
+    // Apart from the pods' key: a transfer's progress resends no pod report.
+    const imagesKey = images ? JSON.stringify(images) : '';
+    if (!heartbeat && !changed && imagesKey === this.lastImagesKey) return;
     // Strictly increasing even when two reports fall in the same millisecond.
     const seq = Math.max(this.lastSeq + 1, Math.floor(this.bootClockMs()));
     this.lastSeq = seq;
@@ -168,8 +180,12 @@ export class Reporter {
       runtimeMessage: s.runtimeMessage,
       heartbeatSeconds: cfg.heartbeatSeconds,
       keepaliveSeconds: cfg.keepaliveSeconds,
+      ...images,
     });
-    if (sent) this.lastStatusKey = key;
+    if (sent) {
+      this.lastStatusKey = key;
+      this.lastImagesKey = imagesKey;
+    }
   }
 
   private async sendHello(): Promise<void> {

@@ -21,6 +21,8 @@ import type { ContainerRuntime } from './runtime/types.js';
 import { TargetState } from './target.js';
 import { systemMeter, UsageSampler } from './usage.js';
 import { VolumeManager } from './volume-manager.js';
+import { ImageFetcher, TokenBucket } from './images/fetch.js';
+import { ImageManager } from './images/manager.js';
 
 /**
  * How often the agent looks at its certificate's remaining life: a local date comparison, the server is
@@ -127,7 +129,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   // from, not the first interface listed (podman's bridge, 10.88.0.1, may come first).
   const nodeIP = () => cfg.nodeIP ?? link.localAddress ?? hardware.addresses[0];
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
-  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion });
+  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion, images: { digests: () => images.digests(), transfers: () => images.transfers() } });
   const probes = new ProbeManager({
     runtime,
     logger,
@@ -140,6 +142,31 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const useIptables = await iptablesUsable();
   if (!useIptables) logger.warn('iptables is not usable here: Service TCP ports are forwarded by the agent itself (UDP ports are not)');
   const forwarder = useIptables ? new IptablesForwarder({ logger }) : new UserspaceForwarder({ logger });
+  // The server's images (issue 15): fetched over HTTPS from --server with the node's own certificate,
+  // one transfer at a time, within the node's bandwidth budget (one bucket for every transfer).
+  const bucket = cfg.imageBandwidthBytesPerSecond ? new TokenBucket(cfg.imageBandwidthBytesPerSecond) : undefined;
+  let fetcher: { creds: AgentCredentials; f: ImageFetcher } | undefined;
+  const currentFetcher = (): ImageFetcher => {
+    // A renewed certificate: a new fetcher (its kept-alive connection still presents the old one).
+    if (fetcher?.creds !== creds) {
+      fetcher?.f.close();
+      fetcher = { creds, f: new ImageFetcher({ baseUrl: cfg.serverUrl, tls: { ca: creds.ca, cert: creds.cert, key: creds.key, servername: cfg.tlsServerName }, stateDir: cfg.stateDir, bucket, logger }) };
+    }
+    return fetcher.f;
+  };
+  const images = new ImageManager({
+    stateDir: cfg.stateDir,
+    runtime,
+    fetcher: currentFetcher,
+    logger,
+    now,
+    // Connected: the server is up and has let this node in; otherwise a transfer would only fail and back off.
+    mayFetch: () => link.connected,
+    inUse: async () => (await runtime.list(managedSelector(cfg.node))).map((c) => c.image),
+    emit: (e) => reporter.emit(e),
+    node: cfg.node,
+  });
+  await images.start();
   const reconciler = new Reconciler({
     cfg,
     services: forwarder,
@@ -155,7 +182,9 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     emit: (e) => reporter.emit(e),
     report: (s) => reporter.update(s),
     metrics,
+    images,
   });
+  images.onChange(() => reporter.imagesChanged());
   metrics?.watchSlots(reconciler.runtimeSlots);
 
   // Events of an earlier run that never reached the server are sent first, oldest first.
@@ -180,6 +209,8 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       clearInterval(renewal);
       reporter.stop();
       await reconciler.stop();
+      await images.stop();
+      fetcher?.f.close();
       await link.stop();
       await reporter.close();
       await metrics?.close();

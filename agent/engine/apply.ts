@@ -13,11 +13,20 @@ import type { InvalidContainer, PlanResult, Step, Wait } from './plan.js';
 import type { RestartTracker } from './restart-tracker.js';
 import { confineSubPaths } from './subpath.js';
 
+/** The server's images (agent/images/manager.ts): what the pull step asks instead of the registry. */
+export interface ServerImages {
+  /** Whether the current desired state lists `name` among the server's images for this node. */
+  serves(name: string): boolean;
+  /** Resolves once `name` is loaded (fetched first if need be); rejects with the transfer's error. */
+  ensure(name: string): Promise<{ fetched: boolean; bytes?: number; seconds?: number }>;
+}
+
 export interface ApplyDeps {
   runtime: ContainerRuntime;
   logger: Logger;
   emit: (e: AgentEvent) => void;
   restarts: RestartTracker;
+  images?: ServerImages;
 }
 
 export interface StepError {
@@ -50,11 +59,36 @@ const REMOVE_MESSAGE: Record<Extract<Step, { action: 'remove' }>['reason'], (con
   duplicate: (c) => `Stopping duplicate container ${c}`,
 };
 
+function seconds(ms: number): string {
+  return (ms / 1000).toFixed(ms < 10_000 ? 3 : 1);
+}
+
+/** The pull step of a server image: events say where it comes from, how much came and how long it took. */
+async function fetchFromServer(deps: ApplyDeps, images: ServerImages, step: Extract<Step, { action: 'pull' }>): Promise<void> {
+  for (const p of step.pods) event(deps, p, 'Normal', 'Pulling', `Fetching image "${step.image}" from the server`);
+  let r: Awaited<ReturnType<ServerImages['ensure']>>;
+  try {
+    r = await images.ensure(step.image);
+  } catch (err) {
+    deps.restarts.pullFailed(step.image, errorMessage(err));
+    for (const p of step.pods) event(deps, p, 'Warning', 'Failed', `Failed to fetch image "${step.image}" from the server: ${errorMessage(err)}`);
+    throw err;
+  }
+  deps.restarts.pullSucceeded(step.image);
+  const message = r.fetched
+    ? `Fetched and loaded image "${step.image}" from the server (${((r.bytes ?? 0) / 1e6).toFixed(1)} MB in ${(r.seconds ?? 0).toFixed(1)} s)`
+    : `Image "${step.image}" from the server is loaded`;
+  for (const p of step.pods) event(deps, p, 'Normal', 'Pulled', message);
+}
+
 function executors(deps: ApplyDeps): Executors {
   const { runtime, restarts } = deps;
   return {
     async pull(step) {
+      // An image the server serves comes over the agent's own link, resumable, instead of from a registry.
+      if (deps.images?.serves(step.image)) return fetchFromServer(deps, deps.images, step);
       for (const p of step.pods) event(deps, p, 'Normal', 'Pulling', `Pulling image "${step.image}"`);
+      const began = performance.now();
       try {
         await runtime.pull(step.image);
       } catch (err) {
@@ -63,7 +97,8 @@ function executors(deps: ApplyDeps): Executors {
         throw err;
       }
       restarts.pullSucceeded(step.image);
-      for (const p of step.pods) event(deps, p, 'Normal', 'Pulled', `Successfully pulled image "${step.image}"`);
+      const took = seconds(performance.now() - began);
+      for (const p of step.pods) event(deps, p, 'Normal', 'Pulled', `Successfully pulled image "${step.image}" in ${took}s`);
     },
 
     async run(step) {

@@ -152,3 +152,20 @@ export async function makeTarArchive(dir: string, bytes: number): Promise<Buffer
   await rm(src, { recursive: true, force: true });
   return readFile(out);
 }
+
+/**
+ * A docker-archive-shaped tar (manifest.json with RepoTags, a config, one layer of `bytes` random
+ * bytes), made with tar(1): enough for the FakeRuntime's load, which reads the RepoTags.
+ */
+export async function makeDockerArchive(dir: string, bytes: number, tags: string[]): Promise<Buffer> {
+  const src = await mkdtemp(join(dir, 'docker-archive-'));
+  const layer = randomBytes(bytes);
+  const layerName = `${createHash('sha256').update(layer).digest('hex')}.tar`;
+  await writeFile(join(src, layerName), layer);
+  await writeFile(join(src, 'config.json'), JSON.stringify({ architecture: 'amd64', os: 'linux', config: {} }));
+  await writeFile(join(src, 'manifest.json'), JSON.stringify([{ Config: 'config.json', RepoTags: tags, Layers: [layerName] }]));
+  const out = join(dir, `docker-archive-${randomBytes(4).toString('hex')}.tar`);
+  await execa('tar', ['-cf', out, '-C', src, 'manifest.json', 'config.json', layerName]);
+  await rm(src, { recursive: true, force: true });
+  return readFile(out);
+}
