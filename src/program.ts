@@ -8,7 +8,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, linkSettings, type RuntimeKind } from '../agent/config.js';
+import { AGENT_DEFAULTS, AGENT_VERSION, RUNTIME_KINDS, defaultNodeName, defaultStateDir, imageBandwidth, linkSettings, parseBandwidth, type RuntimeKind } from '../agent/config.js';
 import type { RunningAgent } from '../agent/run.js';
 import { parseMetricsAddress } from '../agent/metrics.js';
 import { DEFAULTS, defaultDataDir, type ServerConfig } from '../server/config.js';
@@ -175,6 +175,7 @@ function agentOptions(cmd: Command): Command {
     .option('--keepalive <seconds>', `MQTT keepalive, which also tells the server the node is alive (default ${AGENT_DEFAULTS.keepaliveSeconds})`, (v) => Number(v))
     .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
     .option('--reconnect-max <seconds>', `longest pause between attempts to reach the server (default ${AGENT_DEFAULTS.reconnectMaxSeconds}; 30 with --link-profile cellular)`, (v) => Number(v))
+    .option('--image-bandwidth <rate>', "budget for fetching the server's images, e.g. 256KiB/s or 2MB/s (default: none; 64KiB/s with --link-profile cellular)", parseBandwidth)
     .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds)
     .option('--metrics-addr <[host:]port>', 'serve Prometheus metrics (reconcile and container runtime call durations, process memory and CPU) at http://ADDR/metrics; a bare port listens on 127.0.0.1 (default: not served)')
     .option('--metrics-allow-remote', "allow --metrics-addr on an address that is not loopback: the agent's metrics have no authentication, anyone who reaches the port reads them");
@@ -197,6 +198,7 @@ type AgentFlags = {
   runtimeFailures: number;
   reconnectMax?: number;
   connectTimeout: number;
+  imageBandwidth?: number;
   metricsAddr?: string;
   metricsAllowRemote?: boolean;
   logLevel?: string;
@@ -213,6 +215,7 @@ function agentConfig(o: AgentFlags, serverUrl: string, token: string | undefined
     nodeIP: o.nodeIp,
     runtime: { kind: o.runtime, podmanRoot: o.podmanRoot, podmanRunroot: o.podmanRunroot, nerdctlNamespace: o.nerdctlNamespace, containerdAddress: o.containerdAddress },
     ...linkSettings(o.linkProfile, { heartbeatSeconds: o.heartbeat, keepaliveSeconds: o.keepalive, reconnectMaxSeconds: o.reconnectMax }),
+    imageBandwidthBytesPerSecond: imageBandwidth(o.linkProfile, o.imageBandwidth),
     resyncSeconds: o.resync,
     runtimeFailures: o.runtimeFailures,
     connectTimeoutSeconds: o.connectTimeout,
