@@ -29,6 +29,10 @@ set -o noglob
 #   --tls-server-name NAME  (agent) handed to the agent, and the download checks the server's
 #                         certificate against NAME too (for an address the certificate lacks).
 #   --state-dir DIR       (agent) handed to the agent; where a joined node's identity is looked for.
+#   --images DIR          (agent) airgap: load every *.tar in DIR (`podman save` / `nerdctl save`
+#                         archives) into the container runtime with `drover image load`, once the
+#                         binary is installed and before the service starts; the agent reports them to
+#                         the server. Needs no link. A failed load fails the install.
 #   --install-runtime     install podman with the system's package manager (apt-get, dnf, yum, apk,
 #                         zypper) when neither podman nor nerdctl is present.
 #   --no-start            write and enable everything, start nothing (env INSTALL_DROVER_SKIP_START).
@@ -102,7 +106,7 @@ NL='
 usage() {
     cat <<'EOF'
 Usage: install.sh agent --server https://SERVER:6443 [--token TOKEN | --token-file FILE] [--node-name NAME]
-                        [--label KEY=VALUE]... [--runtime auto|podman|nerdctl] [--install-runtime] [--no-start]
+                        [--label KEY=VALUE]... [--runtime auto|podman|nerdctl] [--images DIR] [--install-runtime] [--no-start]
                         [other `drover agent` flags]
        install.sh server [--install-runtime] [--no-start] [`drover server` flags]
 The token may come from DROVER_TOKEN or DROVER_TOKEN_FILE instead (not visible in `ps`).
@@ -128,6 +132,7 @@ TLS_NAME=
 URL=${DROVER_URL:-}
 TOKEN=${DROVER_TOKEN:-}
 TOKEN_SOURCE_FILE=${DROVER_TOKEN_FILE:-}
+IMAGES_DIR=
 CMD=
 # The flags handed to the service, quoted for systemd's ExecStart and for OpenRC's command_args.
 SYSTEMD_ARGS=
@@ -215,6 +220,15 @@ parse_args() {
                 TOKEN_SOURCE_FILE=${1#--token-file=}
                 shift
                 ;;
+            --images)
+                need_value "$1" $#
+                IMAGES_DIR=$2
+                shift 2
+                ;;
+            --images=*)
+                IMAGES_DIR=${1#--images=}
+                shift
+                ;;
             --install-runtime)
                 INSTALL_RUNTIME=true
                 shift
@@ -272,6 +286,9 @@ parse_args() {
         auto|podman|nerdctl) ;;
         *) fatal "--runtime \"${RUNTIME}\" is not a runtime: use auto, podman or nerdctl" ;;
     esac
+    if [ -n "$IMAGES_DIR" ] && [ "$CMD" != agent ]; then
+        fatal '--images is an agent flag (the images a device runs)'
+    fi
 }
 
 # --- who, where ---
@@ -917,6 +934,41 @@ installed_hashes() {
     return 0
 }
 
+# --- airgap images: every *.tar of --images DIR, checked before anything is written, loaded after the binary ---
+verify_images() {
+    [ -n "$IMAGES_DIR" ] || return 0
+    [ -d "$IMAGES_DIR" ] || fatal "--images ${IMAGES_DIR}: no such directory"
+    if [ ! -r "$IMAGES_DIR" ] || [ ! -x "$IMAGES_DIR" ]; then
+        fatal "--images ${IMAGES_DIR}: cannot read the directory"
+    fi
+    # The list is fixed now, sorted so the loads run in a known order (noglob is on: find lists them).
+    IMAGE_FILES=$(find "$IMAGES_DIR" -maxdepth 1 -type f -name '*.tar' | LC_ALL=C sort)
+    if [ -z "$IMAGE_FILES" ]; then
+        warn "--images ${IMAGES_DIR}: no *.tar file there; nothing to load"
+        return 0
+    fi
+    old_ifs=$IFS
+    IFS=$NL
+    for f in $IMAGE_FILES; do
+        [ -r "$f" ] || fatal "--images: cannot read ${f}"
+    done
+    IFS=$old_ifs
+}
+
+load_images() {
+    [ -n "${IMAGE_FILES:-}" ] || return 0
+    old_ifs=$IFS
+    IFS=$NL
+    for f in $IMAGE_FILES; do
+        IFS=$old_ifs
+        info "Loading image archive ${f}"
+        "${ROOT}${BIN_DIR}/drover" image load "$f" --state-dir "${ROOT}${AGENT_STATE_DIR}" --runtime "$RUNTIME" \
+            || fatal "drover image load ${f} failed (see above): the archive is damaged or the runtime refused it"
+        IFS=$NL
+    done
+    IFS=$old_ifs
+}
+
 enable_and_start() {
     if [ "${INSTALL_DROVER_SKIP_ENABLE:-}" = true ]; then
         info "Not enabling ${SERVICE} (INSTALL_DROVER_SKIP_ENABLE=true)"
@@ -956,6 +1008,7 @@ enable_and_start() {
     setup_verify_arch
     verify_init
     verify_runtime
+    verify_images
     setup_token
     trap cleanup EXIT
     trap 'exit 130' INT TERM HUP
@@ -965,6 +1018,7 @@ enable_and_start() {
     PRE_HASHES=$(installed_hashes)
     WRITING=true
     install_binary
+    load_images
     write_token
     write_env_file
     write_service

@@ -1,0 +1,121 @@
+/**
+ * The server's images on a device with real podman (a private store, test/helpers/podman.ts): an
+ * archive `podman save` made is fetched by the agent's ImageManager from a real HTTPS server speaking
+ * the contract's routes, loaded, and a container runs from it; a truncated archive is refused with
+ * podman's own complaint; `drover image load FILE.tar --state-dir D` (airgap) loads with no server at
+ * all, adds the archive's sha256 to the agent's record, and an agent's manager on that state dir
+ * reports it.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Command } from 'commander';
+import { execa } from 'execa';
+import { ImageFetcher } from '../../agent/images/fetch.js';
+import { ImageManager } from '../../agent/images/manager.js';
+import { readRecord } from '../../agent/images/record.js';
+import { registerImageLoad } from '../../src/cli/image-load.js';
+import type { CommandContext } from '../../src/cli/context.js';
+import { RuntimeError } from '../../src/util/errors.js';
+import { makeTestPki, manifestOf, startImageServer, type ImageServer } from '../helpers/image-server.js';
+import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
+
+let sb: PodmanSandbox;
+let archive: string;
+let data: Buffer;
+const TAG = 'localhost/drover-test:1';
+
+const podman = (args: string[]) => execa('podman', ['--root', sb.root, '--runroot', sb.runroot, ...args], { env: sb.env });
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+before(async () => {
+  sb = await podmanSandbox();
+  await buildTestImage(sb, TAG);
+  archive = join(sb.dir, 'drover-test.tar');
+  await podman(['save', '--output', archive, TAG]);
+  await podman(['rmi', TAG]);
+  data = await readFile(archive);
+});
+
+after(async () => {
+  await sb?.cleanup();
+});
+
+test('runtime.load of a saved archive gives its name and podman lists it; a truncated archive is a RuntimeError naming podman\'s complaint', async () => {
+  assert.deepEqual(await sb.runtime.load(archive), [TAG]);
+  assert.ok((await sb.runtime.images()).includes(TAG));
+  await sb.runtime.removeImage(TAG);
+  assert.ok(!(await sb.runtime.images()).includes(TAG));
+  const cut = join(sb.dir, 'cut.tar');
+  await writeFile(cut, data.subarray(0, Math.floor(data.length / 2)));
+  const err = await sb.runtime.load(cut).then(() => assert.fail('a truncated archive loaded'), (e: unknown) => e);
+  assert.ok(err instanceof RuntimeError, String(err));
+  assert.match(err.message, /^podman load of .*cut\.tar failed: payload does not match any of the supported image formats: .*docker-archive: .*unexpected EOF/);
+});
+
+test('fetched from the server over mTLS by the ImageManager, loaded into podman, and a container runs from it; the archive is gone afterwards', async () => {
+  const pki = makeTestPki();
+  const m = manifestOf(data, [TAG], 256 * 1024);
+  const srv: ImageServer = await startImageServer(pki, [{ data, manifest: m }]);
+  const stateDir = await mkdtemp(join(sb.dir, 'state-'));
+  const fetcher = new ImageFetcher({ baseUrl: srv.url, tls: { ca: pki.ca, cert: pki.node.cert, key: pki.node.key }, stateDir });
+  const images = new ImageManager({ stateDir, runtime: sb.runtime, fetcher: () => fetcher, refreshMs: 60_000 });
+  await images.start();
+  try {
+    srv.corruptOnce.add(1);
+    images.setDesired([{ name: TAG, digest: m.digest, size: m.size }]);
+    const ready = await images.ensure(TAG);
+    assert.equal(ready.fetched, true);
+    assert.equal(ready.bytes, m.size);
+    assert.ok((await sb.runtime.images()).includes(TAG));
+    assert.deepEqual(images.digests(), [m.digest]);
+    assert.deepEqual((await readRecord(stateDir)).record.images[m.digest]?.names, [TAG]);
+    const id = await sb.runtime.run({ name: `from-server-${process.pid}`, image: TAG, env: {}, ports: [], labels: {} });
+    for (let i = 0; i < 50 && !(await sb.runtime.logs(id, {})).includes('default-cmd'); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(await sb.runtime.logs(id, {}), /default-cmd/);
+    await sb.runtime.remove(id);
+    assert.deepEqual((await execa('ls', [join(stateDir, 'images')])).stdout.split('\n').sort(), ['loaded.json', 'partial']);
+  } finally {
+    await images.stop();
+    fetcher.close();
+    await srv.close();
+  }
+});
+
+function cli(): { program: Command; out: string[] } {
+  const out: string[] = [];
+  const ctx = { io: { stdout: (s: string) => out.push(s), stderr: (s: string) => out.push(s), env: { ...process.env, ...sb.env } } } as unknown as CommandContext;
+  const program = new Command().exitOverride();
+  registerImageLoad(program.command('image').exitOverride(), ctx);
+  return { program, out };
+}
+
+test('drover image load FILE.tar --state-dir D: loaded with no server, recorded by digest, and an agent on that state dir reports it', async () => {
+  await sb.runtime.removeImage(TAG);
+  const stateDir = await mkdtemp(join(sb.dir, 'airgap-'));
+  const agent = new ImageManager({ stateDir, runtime: sb.runtime, fetcher: () => assert.fail('no transfer for an airgap image'), refreshMs: 60_000 });
+  await agent.start();
+  let told = 0;
+  agent.onChange(() => told++);
+  const common = ['--state-dir', stateDir, '--runtime', 'podman', '--podman-root', sb.root, '--podman-runroot', sb.runroot];
+  const { program, out } = cli();
+  await program.parseAsync(['image', 'load', archive, ...common], { from: 'user' });
+  assert.match(out.join(''), new RegExp(`^Loaded ${TAG} from .*drover-test\\.tar \\(${sha(data)}, \\d+\\.\\d MB\\) into podman; recorded in .*loaded\\.json\\n$`));
+  assert.ok((await sb.runtime.images()).includes(TAG));
+  const { record } = await readRecord(stateDir);
+  assert.deepEqual(record.images[sha(data)], { ...record.images[sha(data)]!, names: [TAG], source: 'airgap' });
+  await agent.refresh();
+  assert.deepEqual(agent.digests(), [sha(data)]);
+  assert.ok(told > 0, 'the agent tells its reporter');
+  await agent.stop();
+
+  // Bad input: a missing file, a truncated archive; the record keeps what it had.
+  const bad = cli();
+  await assert.rejects(bad.program.parseAsync(['image', 'load', join(sb.dir, 'nope.tar'), ...common], { from: 'user' }), /cannot read .*nope\.tar: ENOENT/);
+  const cut = join(sb.dir, 'cut2.tar');
+  await writeFile(cut, data.subarray(0, 5000));
+  await assert.rejects(bad.program.parseAsync(['image', 'load', cut, ...common], { from: 'user' }), /podman load of .*cut2\.tar failed: .*EOF/);
+  assert.deepEqual(Object.keys((await readRecord(stateDir)).record.images), [sha(data)]);
+});
