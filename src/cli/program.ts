@@ -24,6 +24,7 @@ import { registerTop } from './top.js';
 import { registerTokenCommands } from './token.js';
 import { registerNodeAdmin } from './node-admin.js';
 import { registerImage } from './image.js';
+import { registerImageLoad } from './image-load.js';
 import { registerVersion } from './version.js';
 
 export type { CliIo } from './context.js';
@@ -55,7 +56,8 @@ export function registerCliCommands(program: Command, io: CliIo): void {
   registerNodeCommands(program, ctx);
   registerTokenCommands(program, ctx);
   registerNodeAdmin(program, ctx);
-  registerImage(program, ctx);
+  // `image load` runs on a device (no server needed): the airgap path.
+  registerImageLoad(registerImage(program, ctx), ctx);
   registerTop(program, ctx);
   registerFleet(program, ctx);
   registerStatus(program, ctx);
