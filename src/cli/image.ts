@@ -169,7 +169,7 @@ function collect(value: string, prev: string[] | undefined): string[] {
 }
 
 export function registerImage(program: Command, ctx: CommandContext): Command {
-  const image = program.command('image').description("Images the server keeps and serves to its nodes (pushed from podman or a saved archive): push, ls, rm");
+  const image = program.command('image').description("Images the server keeps and serves to its nodes (pushed from podman or a saved archive): push, ls, rm; on a device, load");
 
   addConnectionOptions(
     image
