@@ -231,6 +231,12 @@ export class ImageFetcher {
     const progress = (p: FetchProgress) => opts.onProgress?.(p);
     progress({ bytes: 0, total: img.size ?? 0, state: 'fetching' });
     const m = await this.withDrops(`the manifest of ${img.digest}`, signal, progress, () => this.manifest(img, signal), () => ({ bytes: 0, total: img.size ?? 0 }));
+    // A run that died after the archive was verified and before it was loaded left it whole: not fetched again.
+    const done = archivePath(this.o.stateDir, m.digest);
+    if ((await this.fileDigest(done).catch(() => undefined)) === hex(m.digest)) {
+      progress({ bytes: m.size, total: m.size, state: 'fetching' });
+      return { path: done, manifest: m, wireBytes: this.wireBytes - wireAtStart, resumedChunks: m.chunks.length, refusedChunks: 0, drops: 0, ms: performance.now() - began };
+    }
     const part = partialPath(this.o.stateDir, m.digest);
     await mkdir(join(this.o.stateDir, PARTIAL_DIR), { recursive: true, mode: 0o700 });
     const fh = await open(part, 'a+', 0o600).catch((err: unknown) => {
@@ -242,14 +248,14 @@ export class ImageFetcher {
       const resumedChunks = next;
       if (next > 0) this.logger.info({ digest: m.digest, chunks: next, of: m.chunks.length }, 'resuming an image transfer from its verified chunks');
       await this.checkSpace(m, next, part);
-      const done = () => Math.min(m.size, next * m.chunkSize);
-      progress({ bytes: done(), total: m.size, state: 'fetching' });
+      const got = () => Math.min(m.size, next * m.chunkSize);
+      progress({ bytes: got(), total: m.size, state: 'fetching' });
       while (next < m.chunks.length) {
         const i = next;
         let bad = 0;
         for (;;) {
           try {
-            const chunk = await this.withDrops(`chunk ${i} of ${m.digest}`, signal, progress, () => this.chunk(m, i, signal), () => ({ bytes: done(), total: m.size }));
+            const chunk = await this.withDrops(`chunk ${i} of ${m.digest}`, signal, progress, () => this.chunk(m, i, signal), () => ({ bytes: got(), total: m.size }));
             await this.append(fh, chunk, part);
             break;
           } catch (err) {
@@ -261,13 +267,13 @@ export class ImageFetcher {
             if (bad >= (this.o.chunkAttempts ?? 5)) {
               throw new ImageTransferError(`chunk ${i} of ${m.chunks.length} (bytes ${start}-${end}) of image ${m.digest} failed its sha256 check ${bad} times: ${err.message}`, 'ChunkCorrupt', true);
             }
-            progress({ bytes: done(), total: m.size, state: 'fetching', message: `chunk ${i} refused (sha256 mismatch), fetching it again` });
+            progress({ bytes: got(), total: m.size, state: 'fetching', message: `chunk ${i} refused (sha256 mismatch), fetching it again` });
             await sleep(backoffDelay(bad - 1, this.backoff), signal);
             this.throwIfAborted(signal, m.digest);
           }
         }
         next++;
-        progress({ bytes: done(), total: m.size, state: 'fetching' });
+        progress({ bytes: got(), total: m.size, state: 'fetching' });
       }
       await fh.close();
       const whole = await this.fileDigest(part);
@@ -275,10 +281,9 @@ export class ImageFetcher {
         await rm(part, { force: true });
         throw new ImageTransferError(`image ${m.digest}: the fetched archive's sha256 is sha256:${whole} although every chunk matched the manifest (the server's manifest is wrong); the partial file was removed`, 'DigestMismatch', false);
       }
-      const path = archivePath(this.o.stateDir, m.digest);
-      await rename(part, path);
+      await rename(part, done);
       return {
-        path,
+        path: done,
         manifest: m,
         wireBytes: this.wireBytes - wireAtStart,
         resumedChunks,

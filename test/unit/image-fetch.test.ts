@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
 import { ImageFetcher, ImageTransferError, partialPath, TokenBucket, archivePath, type FetchProgress } from '../../agent/images/fetch.js';
 import { makeTarArchive, makeTestPki, manifestOf, startImageServer, type ImageServer, type TestPki } from '../helpers/image-server.js';
 import { startTcpProxy } from '../helpers/tcp-proxy.js';
@@ -191,6 +192,54 @@ test('after a crash mid-transfer a new fetcher on the same state dir fetches onl
   assert.equal(r.resumedChunks, verified);
   assert.deepEqual(srv.ranges.slice(before).map(chunkOf), [...Array(m.chunks.length).keys()].slice(verified), 'nothing verified fetched twice');
   assert.equal(sha(await readFile(r.path)), m.digest);
+});
+
+test('an agent killed with SIGKILL mid-transfer: the next fetcher on its state dir resumes after the chunks it verified, never fetching one twice', async () => {
+  fresh();
+  const state = await stateDir();
+  const child = execa(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('../helpers/image-fetch-child.ts', import.meta.url))], {
+    env: { DROVER_TEST_FETCH: JSON.stringify({ baseUrl: srv.url, tls: { ca: pki.ca, cert: pki.node.cert, key: pki.node.key }, stateDir: state, digest: m.digest, bytesPerSecond: 2 * 1024 * 1024 }) },
+    reject: false,
+  });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const last = out.trim().split('\n').pop() ?? '';
+      const p = /^progress (\d+) (\d+)$/.exec(last);
+      if (p && Number(p[2]) > 0 && Number(p[1]) >= Number(p[2]) / 2) resolve();
+      if (last.startsWith('done')) reject(new Error('the transfer ended before it could be killed'));
+    });
+    void child.then((r) => reject(new Error(`child ended: ${r.exitCode} ${r.stderr}`)));
+  });
+  child.kill('SIGKILL');
+  const r0 = await child;
+  assert.equal(r0.signal, 'SIGKILL');
+  const onDisk = (await stat(partialPath(state, m.digest))).size;
+  const sentBefore = srv.ranges.length;
+  const f = fetcher(state);
+  const r = await f.fetch({ digest: m.digest, size: m.size });
+  f.close();
+  assert.ok(r.resumedChunks >= m.chunks.length / 2 - 1, `resumed from chunk ${r.resumedChunks} (${onDisk} bytes were on disk)`);
+  const after = srv.ranges.slice(sentBefore).map(chunkOf);
+  assert.deepEqual(after, [...Array(m.chunks.length).keys()].slice(r.resumedChunks), 'only the chunks not yet verified');
+  assert.ok(srv.ranges.slice(0, sentBefore).map(chunkOf).every((c) => c <= r.resumedChunks), 'the killed one got no further than what was verified plus the chunk in flight');
+  assert.ok(srv.blobBytesSent <= 1.1 * m.size, `server sent ${srv.blobBytesSent} bytes for ${m.size}`);
+  assert.equal(sha(await readFile(r.path)), m.digest);
+});
+
+test('an archive verified but not yet loaded when the agent died is used as it is, not fetched again', async () => {
+  fresh();
+  const state = await stateDir();
+  const f = fetcher(state);
+  await f.fetch({ digest: sm.digest });
+  srv.ranges.length = 0;
+  const again = await f.fetch({ digest: sm.digest });
+  f.close();
+  assert.equal(again.path, archivePath(state, sm.digest));
+  assert.deepEqual(srv.ranges, [], 'no blob request');
+  assert.ok(again.wireBytes < 8192, 'the manifest only');
+  assert.equal(sha(await readFile(again.path)), sm.digest);
 });
 
 test('a partial file with a bad tail (a torn write, a damaged chunk) is cut back to its verified chunks', async () => {
