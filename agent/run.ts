@@ -119,7 +119,11 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
       logger,
     },
     {
-      onConnect: () => reporter.onConnect(),
+      onConnect: () => {
+        reporter.onConnect();
+        // Transfers wait for the link (mayFetch): they start with it, not at the manager's next look.
+        images.poke();
+      },
       onDesired: (d) => reconciler.onDesired(d),
       // Resource use is measured only when the server asks (`kubectl top`), not on every heartbeat.
       onRequest: async (_id, req) => (req.op === 'usage' ? { ok: true, data: await usage.measure(() => runtime.list(managedSelector(cfg.node))) } : requests.handle(req)),

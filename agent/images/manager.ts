@@ -181,6 +181,11 @@ export class ImageManager {
     this.pump();
   }
 
+  /** Something that mayFetch depends on changed (the link came up): waiting transfers start now, not at the next look. */
+  poke(): void {
+    this.pump();
+  }
+
   /** Whether `name` is one of the server's images for this node (else it is pulled from its registry). */
   serves(name: string): boolean {
     return this.desired.has(name);
@@ -245,6 +250,12 @@ export class ImageManager {
     while (this.running < limit) {
       const ready = [...this.active.values()].filter((t) => t.state === 'waiting' && !t.controller && (t.retryAt === undefined || t.retryAt <= now));
       if (!ready.length) return;
+      if (!this.o.runtime.load) {
+        // Fetching what cannot be loaded would only fill the disk.
+        for (const t of ready) Object.assign(t, { state: 'failed', message: `container runtime ${this.o.runtime.name} cannot load image archives`, retryAt: Infinity });
+        this.changed(true);
+        return;
+      }
       if (this.o.mayFetch && !this.o.mayFetch()) {
         for (const t of ready) t.message = 'waiting until this node may fetch from the server (not approved yet, or no credential)';
         return;
