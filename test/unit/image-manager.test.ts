@@ -20,6 +20,12 @@ import type { AgentEvent } from '../../src/contract/payloads.js';
 import type { DesiredImage, ImageManifest, ImageTransfer } from '../../src/contract/images.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { Reporter } from '../../agent/reporter.js';
+import { EventJournal } from '../../agent/journal.js';
+import type { AgentConfig } from '../../agent/config.js';
+import type { AgentLink } from '../../agent/connection.js';
+import type { Hardware } from '../../agent/hardware.js';
+import type { Status } from '../../src/contract/payloads.js';
 import { makeDockerArchive, makeTestPki, manifestOf, startImageServer, type ImageServer, type TestPki } from '../helpers/image-server.js';
 
 let dir: string;
@@ -236,4 +242,38 @@ test('--image-bandwidth units; the cellular profile sets 64 KiB/s unless given',
   assert.equal(repositoryOf('registry.local:5000/team/app:1'), 'registry.local:5000/team/app');
   assert.equal(repositoryOf('registry.local:5000/team/app'), 'registry.local:5000/team/app');
   assert.equal(repositoryOf(`localhost/app@sha256:${'0'.repeat(64)}`), 'localhost/app');
+});
+
+test('the reporter puts imageDigests and imageTransfers in every status; a transfer\'s progress sends no pod report again', () => {
+  const sent: Status[] = [];
+  const link = { connected: true, publishStatus: (st: Status) => (sent.push(st), true) } as unknown as AgentLink;
+  let digests = ['sha256:' + 'a'.repeat(64)];
+  let transfers: ImageTransfer[] = [{ digest: 'sha256:' + 'b'.repeat(64), name: 'localhost/app:2', bytes: 0, total: 100, state: 'fetching' }];
+  const reporter = new Reporter({
+    cfg: { node: 'edge-1', heartbeatSeconds: 600, keepaliveSeconds: 15 } as AgentConfig,
+    link,
+    runtime: new FakeRuntime(),
+    hardware: {} as Hardware,
+    bootId: 'boot',
+    logger: silentLogger,
+    journal: new EventJournal(),
+    nodeIP: () => undefined,
+    runtimeVersion: () => '1',
+    now: Date.now,
+    images: { digests: () => digests, transfers: () => transfers },
+  });
+  const pod = { namespace: 'default', name: 'web', uid: 'u1', phase: 'Running' } as unknown as Status['pods'][number];
+  reporter.update({ observedGeneration: 1, pods: [pod], runtimeHealthy: true });
+  assert.deepEqual([sent[0]?.imageDigests, sent[0]?.imageTransfers, sent[0]?.pods.length], [digests, transfers, 1]);
+  transfers = [{ ...transfers[0]!, bytes: 50 }];
+  reporter.imagesChanged();
+  assert.equal(sent.length, 2);
+  assert.deepEqual([sent[1]?.imageTransfers?.[0]?.bytes, sent[1]?.pods.length], [50, 0], 'progress alone: no pod report');
+  reporter.imagesChanged();
+  assert.equal(sent.length, 2, 'nothing changed: nothing sent');
+  digests = [...digests, 'sha256:' + 'b'.repeat(64)];
+  transfers = [];
+  reporter.imagesChanged();
+  assert.deepEqual([sent[2]?.imageDigests?.length, sent[2]?.imageTransfers], [2, []]);
+  reporter.stop();
 });
