@@ -214,7 +214,7 @@ export interface Device {
    * file, never on argv) and dials the broker at `url` (default: the server through the link; an
    * mqtt:// url, a TCP proxy, is dialled as mqtts://: TLS passes through it).
    */
-  startAgent(opts?: { url?: string; logLevel?: string }): Proc;
+  startAgent(opts?: { url?: string; logLevel?: string; args?: string[] }): Proc;
   /** drover's containers in this device's podman store. */
   containers(): Promise<RuntimeContainer[]>;
   /** Runs podman on this device's store, inside its namespace. */
@@ -269,6 +269,7 @@ export async function createDevice(cleanup: Cleanup, name: string, server: () =>
           '--keepalive', '5',
           '--resync', '2',
           '--log-level', opts.logLevel ?? 'info',
+          ...(opts.args ?? []),
         ],
         { cwd: REPO, env: { ...process.env, CONTAINERS_CONF: sb.confPath }, stdio: ['ignore', 'pipe', 'pipe'] },
       );

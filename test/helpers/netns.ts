@@ -27,8 +27,8 @@ export interface DeviceLink {
   deviceIp: string;
   down(): Promise<void>;
   up(): Promise<void>;
-  /** Drop this share (0..1) of packets in both directions. */
-  loss(probability: number): Promise<void>;
+  /** Drop this share (0..1) of packets in both directions, or `toHost` of those the device sends. */
+  loss(probability: number, toHost?: number): Promise<void>;
   /** Packets the loss rules have dropped so far, per direction (read from iptables' counters). */
   lossDropped(): Promise<{ toHost: number; toDevice: number }>;
   clearLoss(): Promise<void>;
@@ -99,13 +99,11 @@ export async function createDeviceLink(): Promise<DeviceLink> {
     up: async () => {
       await sh('ip', ['link', 'set', hostIf, 'up']);
     },
-    async loss(p) {
+    async loss(p, toHost = p) {
       await link.clearLoss();
-      const rule = ['INPUT', '-i', '', '-m', 'statistic', '--mode', 'random', '--probability', String(p), '-j', 'DROP'];
-      const hostRule = [...rule];
-      hostRule[2] = hostIf;
-      const nsRule = [...rule];
-      nsRule[2] = nsIf;
+      const rule = (inIf: string, q: number) => ['INPUT', '-i', inIf, '-m', 'statistic', '--mode', 'random', '--probability', String(q), '-j', 'DROP'];
+      const hostRule = rule(hostIf, toHost);
+      const nsRule = rule(nsIf, p);
       await sh('iptables', ['-A', ...hostRule]);
       await nsenter(['iptables', '-A', ...nsRule]);
       lossRules = [
