@@ -22,8 +22,8 @@ function bearer(req: IncomingMessage): string | undefined {
   return /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
 }
 
-/** The client certificate the TLS handshake proved the key of (chain not required to be valid: renew checks it). */
-function peerCertificatePem(req: IncomingMessage): string | undefined {
+/** The client certificate the TLS handshake proved the key of (chain not required to be valid: renew and the image routes check it). */
+export function peerCertificatePem(req: IncomingMessage): string | undefined {
   const sock = req.socket as Partial<TLSSocket>;
   if (typeof sock.getPeerCertificate !== 'function') return undefined;
   const raw = sock.getPeerCertificate()?.raw;

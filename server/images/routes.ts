@@ -10,8 +10,6 @@
  * transfer cap (transfers.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { IMAGES_PATH, imageDigest, type ImageInfo } from '../../src/contract/images.js';
 import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, errorMessage } from '../../src/util/errors.js';
@@ -19,6 +17,7 @@ import type { Logger } from '../../src/util/logger.js';
 import type { ExtraRoute, ExtraRouteContext } from '../api/server.js';
 import { PayloadTooLargeError, sendJson } from '../api/respond.js';
 import { hasRole } from '../auth/roles.js';
+import { peerCertificatePem } from '../identity/routes.js';
 import type { NodeIdentity } from '../identity/service.js';
 import type { Store } from '../store/types.js';
 import type { ImageStore } from './store.js';
@@ -46,15 +45,6 @@ class RangeNotSatisfiableError extends DroverError {
   constructor(message: string) {
     super(message, { code: 416, reason: 'RequestedRangeNotSatisfiable' });
   }
-}
-
-/** The client certificate the TLS handshake proved the key of (its chain is checked by nodeOfCertificate). */
-function peerCertificatePem(req: IncomingMessage): string | undefined {
-  const sock = req.socket as Partial<TLSSocket>;
-  if (typeof sock.getPeerCertificate !== 'function') return undefined;
-  const raw = sock.getPeerCertificate()?.raw;
-  if (!raw || raw.length === 0) return undefined;
-  return new X509Certificate(raw).toString();
 }
 
 /** The digest segment, checked before it is used anywhere (it becomes a file name). */

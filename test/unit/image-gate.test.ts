@@ -196,7 +196,7 @@ describe('DaemonSet plan with the image gate', () => {
       ['b'],
     );
     assert.deepEqual(plan.hold.map((h) => h.pod.spec.nodeName).sort(), ['a', 'c']);
-    assert.match(plan.status.drover!.rollout.message, /waiting: 3 pods to be replaced \(2 nodes fetching the new image\)/);
+    assert.match(plan.status.drover!.rollout!.message, /waiting: 3 pods to be replaced \(2 nodes fetching the new image\)/);
     // planWaves alone: imageReady false counts a node as fetching.
     const wp = planWaves({ ds, nodes: [{ node: nodes[0]!, pod: pods[0], imageReady: false }], now: NOW });
     assert.match(wp.drover.rollout.message, /1 node fetching the new image/);
