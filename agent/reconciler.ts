@@ -351,7 +351,9 @@ export class Reconciler {
       this.workers.look();
       const [current, images] = await Promise.all([this.containers(), this.knownImages()]);
       this.podIPs.update(pods, current, this.addresses.inUse());
-      const p = plan(current, pods, this.restarts.planContext(cfg.node, images, run));
+      const served = this.deps.images;
+      // A server image pushed again under its tag: a new container waits for the new archive.
+      const p = plan(current, pods, { ...this.restarts.planContext(cfg.node, images, run), ...(served ? { imageStale: (i: string) => served.awaiting(i) } : {}) });
       if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
       // Announces back-offs and invalid specs (once each); the steps go to the pods' workers.
       await applyPlan({ ...p, steps: [] }, this.applyDeps);

@@ -17,6 +17,8 @@ import { confineSubPaths } from './subpath.js';
 export interface ServerImages {
   /** Whether the current desired state lists `name` among the server's images for this node. */
   serves(name: string): boolean;
+  /** Whether `name` is served and its desired archive not loaded yet (even if the runtime has that name). */
+  awaiting(name: string): boolean;
   /** Resolves once `name` is loaded (fetched first if need be); rejects with the transfer's error. */
   ensure(name: string): Promise<{ fetched: boolean; bytes?: number; seconds?: number }>;
 }

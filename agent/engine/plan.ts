@@ -66,6 +66,12 @@ export interface PlanContext {
   now: number;
   /** Images present on the node: target image references as given, or runtime image names. */
   images: Set<string>;
+  /**
+   * True for an image the runtime has by name but not with the bytes the desired state asks for (one
+   * of the server's images pushed again under the same tag, its new archive not loaded yet): a new
+   * container waits for the new one. Running containers are left on the image they have.
+   */
+  imageStale?: (image: string) => boolean;
   /** ms after `now` until the exited container under `key` may start again; 0 = now. */
   restartBackoff: (key: string, exited: RuntimeContainer, now: number) => number;
   /** ms after `now` until a failed pull of `image` may be retried; 0 (the default) = now. */
@@ -271,11 +277,13 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
 
       // A new container: the image first (as the kubelet: pull, then generate the config).
       const policy = c.imagePullPolicy ?? 'IfNotPresent';
-      const present = imagePresent(ctx.images, c.image);
-      if (policy === 'Never' && !present) {
+      const named = imagePresent(ctx.images, c.image);
+      if (policy === 'Never' && !named) {
         invalid.push({ key, pod: ref, container: name, reason: 'ErrImageNeverPull', message: neverPullMessage(c.image) });
         continue;
       }
+      // Never fetches nothing: it runs whatever the name means here.
+      const present = named && (policy === 'Never' || !ctx.imageStale?.(c.image));
       if (!present || (policy === 'Always' && !ctx.pulledRecently?.(c.image, ctx.now))) {
         const ms = ctx.pullBackoff?.(c.image, ctx.now) ?? 0;
         if (ms > 0) {

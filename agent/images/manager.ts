@@ -14,7 +14,9 @@ import { backoffDelay, type BackoffOptions } from '../../src/util/backoff.js';
 import { DroverError, RuntimeError, errorMessage } from '../../src/util/errors.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
 import type { EventInput } from '../reporter.js';
+import { imagePresent } from '../engine/plan.js';
 import type { ContainerRuntime } from '../runtime/types.js';
+import { diskPressure, measureSpaces, type DiskPressure } from './disk.js';
 import { ImageTransferError, type FetchProgress, type FetchResult, type ImageRef } from './fetch.js';
 import { readRecord, recordLoaded, recordPath, updateRecord, type ImageRecord } from './record.js';
 
@@ -115,6 +117,10 @@ export class ImageManager {
   private gcRunning: Promise<unknown> | undefined;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private pressure: DiskPressure | undefined;
+  /** The runtime's image store directory: undefined until asked, null when the runtime cannot tell. */
+  private storeDir: string | null | undefined;
+  private diskCheck: Promise<void> | undefined;
 
   constructor(private readonly o: ImageManagerOptions) {
     this.logger = o.logger ?? silentLogger;
@@ -127,6 +133,7 @@ export class ImageManager {
     this.record = record;
     this.recordStamp = await this.stamp();
     if (corrupt) this.nodeEvent('Warning', 'CorruptImageRecord', `${corrupt}: images still wanted are fetched and recorded again`);
+    void this.checkDisk();
     const tick = () => {
       this.refreshTimer = setTimeout(() => {
         void this.tick().finally(() => {
@@ -179,6 +186,8 @@ export class ImageManager {
     }
     this.changed(true);
     this.pump();
+    // What is queued raises the free space needed.
+    void this.checkDisk();
   }
 
   /** Something that mayFetch depends on changed (the link came up): waiting transfers start now, not at the next look. */
@@ -192,6 +201,56 @@ export class ImageManager {
   }
 
   /**
+   * Whether `name` is one of the server's images whose desired archive is not loaded yet, though the
+   * runtime may have an image under that name: the same tag pushed again with other bytes. The plan
+   * then fetches before it creates a container from that name, so a new container runs the new bytes.
+   * Containers already running keep their image: as in Kubernetes, a tag that moves restarts
+   * nothing (a rollout or a re-created pod does).
+   */
+  awaiting(name: string): boolean {
+    const want = this.desired.get(name);
+    return want !== undefined && !this.record.images[want.digest];
+  }
+
+  /** The last disk-pressure look (undefined before the first), for the status. */
+  diskPressure(): DiskPressure | undefined {
+    return this.pressure;
+  }
+
+  /**
+   * Measures the state dir's and the image store's filesystems against what is queued; listeners
+   * are told when the pressure comes or goes (a node event too). One look at a time.
+   */
+  checkDisk(): Promise<void> {
+    this.diskCheck ??= this.lookAtDisk()
+      .catch((err) => this.logger.warn({ err: errorMessage(err) }, 'disk pressure look failed'))
+      .finally(() => (this.diskCheck = undefined));
+    return this.diskCheck;
+  }
+
+  private async lookAtDisk(): Promise<void> {
+    const rt = this.o.runtime;
+    if (this.storeDir === undefined) {
+      // Asked until the runtime answers: a runtime not up yet at the agent's start answers later.
+      this.storeDir = rt.imageStoreDir ? await rt.imageStoreDir().catch((err) => (this.logger.warn({ err: errorMessage(err) }, 'cannot tell where the runtime stores images'), undefined)) : null;
+    }
+    const dirs = [{ label: 'state dir', path: this.o.stateDir }, ...(this.storeDir ? [{ label: 'image store', path: this.storeDir }] : [])];
+    const { spaces, unmeasured } = await measureSpaces(dirs);
+    if (unmeasured.length) this.logger.debug({ unmeasured }, 'filesystems not measured for disk pressure');
+    const queued = [...this.active.values()].reduce((n, t) => n + t.size, 0);
+    const next = diskPressure(spaces, queued);
+    const was = this.pressure;
+    this.pressure = next;
+    if (was?.pressure === next.pressure) return;
+    // The first look says only pressure; later ones each change.
+    if (next.pressure || was) {
+      this.logger[next.pressure ? 'warn' : 'info']({ message: next.message, queuedBytes: queued }, next.pressure ? 'disk pressure' : 'no disk pressure');
+      this.nodeEvent(next.pressure ? 'Warning' : 'Normal', next.pressure ? 'NodeHasDiskPressure' : 'NodeHasNoDiskPressure', next.message);
+    }
+    this.changed(true);
+  }
+
+  /**
    * Resolves once the image `name` is loaded (fetching it first if need be, ahead of other transfers);
    * rejects with the transfer's error (ImageTransferError: digest mismatch, truncated, disk full…).
    */
@@ -201,9 +260,19 @@ export class ImageManager {
     if (!this.o.runtime.load) throw new RuntimeError(`container runtime ${this.o.runtime.name} cannot load image archives: "${name}" cannot be used on this node`);
     const loaded = this.record.images[want.digest];
     if (loaded) {
-      // The record says loaded, yet the pull step asks: the image may have been removed by hand since.
-      const present = await this.o.runtime.images().catch(() => [] as string[]);
-      if (present.includes(name)) return { fetched: false };
+      // The record says loaded, yet the pull step asks: the image may have been removed by hand since,
+      // or the desired state gives the archive a name it did not have (pushed again with --name).
+      const present = new Set(await this.o.runtime.images().catch(() => [] as string[]));
+      if (imagePresent(present, name)) return { fetched: false };
+      const source = loaded.names.find((n) => present.has(n) && !this.movedOn(want.digest, n));
+      if (source && (await this.tagged([source], [name])).includes(name)) {
+        this.record = await updateRecord(this.o.stateDir, (r) => {
+          const e = r.images[want.digest];
+          if (e && !e.names.includes(name)) e.names = [...e.names, name].sort();
+        }, this.logger);
+        this.recordStamp = await this.stamp();
+        return { fetched: false };
+      }
       this.logger.warn({ image: name, digest: want.digest }, 'a recorded image is no longer in the runtime; fetching it again');
       await this.forget(want.digest);
     }
@@ -290,11 +359,14 @@ export class ImageManager {
       this.changed(true);
       let names: string[];
       try {
+        // A name the archive carries moves to the new image (a tag pushed again): containers running
+        // from the old one keep it, and garbage collection removes it once unused.
         names = await this.o.runtime.load!(r.path);
       } finally {
         // Loaded or not, the archive goes: it is as large as the image, and a failed load is fetched again.
         await rm(r.path, { force: true });
       }
+      names = await this.tagged(names, [...this.namesOf(t.digest), ...t.waiters.map((w) => w.name)]);
       this.record = await recordLoaded(this.o.stateDir, t.digest, [...new Set([...names, ...this.namesOf(t.digest)])], 'server', new Date(this.now()), this.logger);
       this.recordStamp = await this.stamp();
       this.active.delete(t.digest);
@@ -302,7 +374,7 @@ export class ImageManager {
       this.logger.info({ image: t.name, digest: t.digest, bytes: r.manifest.size, wireBytes: r.wireBytes, seconds: Math.round(seconds * 10) / 10, names }, 'image fetched and loaded');
       for (const w of t.waiters) {
         // The archive must carry the name the pod uses, or its container cannot be created from it.
-        if (!names.includes(w.name)) w.reject(new DroverError(`the archive of image ${t.digest} was loaded but carries ${names.join(', ')}, not "${w.name}"`, { code: 502, reason: 'ImageNameMismatch' }));
+        if (!imagePresent(new Set(names), w.name)) w.reject(new DroverError(`the archive of image ${t.digest} was loaded but carries ${names.join(', ')}, not "${w.name}"`, { code: 502, reason: 'ImageNameMismatch' }));
         else w.resolve({ fetched: true, bytes: r.manifest.size, wireBytes: r.wireBytes, seconds });
       }
     } catch (err) {
@@ -328,6 +400,33 @@ export class ImageManager {
       this.changed(true);
       this.pump();
     }
+  }
+
+  /**
+   * The loaded image (named by `loaded`, the load's output) given every name in `wanted` it does not
+   * have yet: `podman load` creates only the names the archive carries, and an image pushed with
+   * `--name REF` is used by that REF. Returns the names it has now; a name that could not be given is
+   * left out (its pull step then fails with the archive's names).
+   */
+  private async tagged(loaded: string[], wanted: string[]): Promise<string[]> {
+    const have = new Set(loaded);
+    const rt = this.o.runtime;
+    for (const name of new Set(wanted)) {
+      if (imagePresent(have, name) || !rt.tag || !loaded[0]) continue;
+      try {
+        await rt.tag(loaded[0], name);
+        have.add(name);
+      } catch (err) {
+        this.logger.warn({ image: loaded[0], name, err: errorMessage(err) }, 'cannot tag a loaded image with the name its pods use');
+      }
+    }
+    return [...have];
+  }
+
+  /** Whether a newer recorded archive carries `name` (it moved there): that name no longer means `digest`'s image. */
+  private movedOn(digest: string, name: string): boolean {
+    const e = this.record.images[digest];
+    return Object.entries(this.record.images).some(([d, o]) => d !== digest && o.names.includes(name) && (!e || o.loadedAt > e.loadedAt));
   }
 
   private namesOf(digest: string): string[] {
@@ -390,6 +489,7 @@ export class ImageManager {
     try {
       await this.refresh();
       this.pump();
+      await this.checkDisk();
       if (this.now() - this.lastGc >= GC_INTERVAL_MS) {
         this.lastGc = this.now();
         this.gcRunning = this.gc();
@@ -467,7 +567,7 @@ export class ImageManager {
     for (const digest of due) {
       const e = this.record.images[digest]!;
       // A name a newer archive carries now points at that one: removing by it would remove the wrong image.
-      const refs = e.names.filter((n) => !Object.entries(this.record.images).some(([d, o]) => d !== digest && o.names.includes(n) && o.loadedAt > e.loadedAt));
+      const refs = e.names.filter((n) => !this.movedOn(digest, n));
       try {
         for (const ref of refs) await this.o.runtime.removeImage(ref);
         removed.push(digest);

@@ -305,6 +305,10 @@ export class NerdctlRuntime extends CliRuntime implements ContainerRuntime {
     if (r.exitCode !== 0 && !/no such image|not found/i.test(r.stderr)) throw new RuntimeError(`nerdctl rmi failed: ${this.cli.cause(r.stderr, r.exitCode)}`, r.raw);
   }
 
+  async tag(source: string, target: string): Promise<void> {
+    await this.cli.call('tag', ['tag', source, target]);
+  }
+
   async images(): Promise<string[]> {
     const { stdout } = await this.cli.call('images', ['images', '--format', '{{json .}}']);
     // One line per image and platform; CRI-made entries named by their config digest are no reference.

@@ -62,6 +62,8 @@ const versionOutput = z.object({ Client: z.object({ Version: z.string() }) });
 const networkEntry = z.object({ subnets: z.array(z.object({ subnet: z.string(), gateway: z.string().nullish() })).nullish() });
 /** An `events` line: a container's labels are in its Attributes. */
 const diedEvent = z.object({ ID: z.string().nullish(), Attributes: z.record(z.string(), z.string()).nullish() });
+/** `podman info`: where image layers live (the disk-pressure watch's second filesystem). */
+const infoOutput = z.object({ store: z.object({ graphRoot: z.string().min(1) }) });
 const imagesOutput = z.array(z.object({ Names: z.array(z.string()).nullish() }));
 
 const STATES: Record<string, ContainerState> = {
@@ -252,6 +254,15 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
   async removeImage(ref: string): Promise<void> {
     // --ignore: an image already gone is what was asked for.
     await this.cli.call('rmi', ['rmi', '--ignore', ref]);
+  }
+
+  async tag(source: string, target: string): Promise<void> {
+    await this.cli.call('tag', ['tag', source, target]);
+  }
+
+  async imageStoreDir(): Promise<string> {
+    const { stdout } = await this.cli.call('info', ['info', '--format', 'json']);
+    return this.cli.parse('info', infoOutput, stdout).store.graphRoot;
   }
 
   async images(): Promise<string[]> {

@@ -164,6 +164,17 @@ export interface ContainerRuntime {
    * image is not an error; one a container still uses is (RuntimeError), and stays.
    */
   removeImage?(ref: string): Promise<void>;
+  /**
+   * Gives the image `source` (a name or id) the extra name `target` (`podman tag`): an archive pushed
+   * with a name it does not carry is loaded, then tagged with the name the pods use. Runtimes that
+   * cannot leave it out.
+   */
+  tag?(source: string, target: string): Promise<void>;
+  /**
+   * The directory the runtime keeps image layers in (podman's graphroot), whose filesystem the agent
+   * watches for disk pressure. Runtimes that cannot tell leave it out.
+   */
+  imageStoreDir?(): Promise<string>;
   /** Image references present on the node (for the scheduler's "image already here" hint). */
   images(): Promise<string[]>;
   /**

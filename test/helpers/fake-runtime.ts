@@ -19,7 +19,7 @@ export interface FakeRuntimeOptions {
   watchesExits?: boolean;
 }
 
-export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull' | 'load' | 'rmi';
+export type FakeOp = 'run' | 'start' | 'stop' | 'remove' | 'pull' | 'load' | 'rmi' | 'tag';
 
 /** One runtime call as it began or ended, in the order they happened. */
 export interface FakeCall {
@@ -38,7 +38,7 @@ export class FakeRuntime implements ContainerRuntime {
   /** Every call's begin and end, in order (with a gate only). */
   readonly calls: FakeCall[] = [];
   /** Calls under way now, by op. */
-  readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0, load: 0, rmi: 0 };
+  readonly inFlight: Record<FakeOp, number> = { run: 0, start: 0, stop: 0, remove: 0, pull: 0, load: 0, rmi: 0, tag: 0 };
 
   /** list() calls so far. */
   listCalls = 0;
@@ -162,6 +162,14 @@ export class FakeRuntime implements ContainerRuntime {
     await this.traced('rmi', ref, () => {
       if ([...this.containers.values()].some((c) => c.image === ref)) throw new RuntimeError(`fake rmi failed: image ${ref} is in use by a container`);
       this.pulled.delete(ref);
+    });
+  }
+
+  /** As `podman tag`: `target` names what `source` names; a missing source is a RuntimeError. */
+  async tag(source: string, target: string): Promise<void> {
+    await this.traced('tag', target, () => {
+      if (!this.pulled.has(source)) throw new RuntimeError(`fake tag failed: ${source}: image not known`);
+      this.pulled.add(target);
     });
   }
 

@@ -4,7 +4,9 @@
  * the contract's routes, loaded, and a container runs from it; a truncated archive is refused with
  * podman's own complaint; `drover image load FILE.tar --state-dir D` (airgap) loads with no server at
  * all, adds the archive's sha256 to the agent's record, and an agent's manager on that state dir
- * reports it.
+ * reports it. The same tag pushed again with other bytes: the new archive is fetched though the name is
+ * on the device, the name then means the new image, a container running from the old one keeps it, and
+ * a name the desired state uses that the archive does not carry (pushed with --name) is tagged.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -16,6 +18,7 @@ import { execa } from 'execa';
 import { ImageFetcher } from '../../agent/images/fetch.js';
 import { ImageManager } from '../../agent/images/manager.js';
 import { readRecord } from '../../agent/images/record.js';
+import { plan } from '../../agent/engine/plan.js';
 import { registerImageLoad } from '../../src/cli/image-load.js';
 import type { CommandContext } from '../../src/cli/context.js';
 import { RuntimeError } from '../../src/util/errors.js';
@@ -118,4 +121,87 @@ test('drover image load FILE.tar --state-dir D: loaded with no server, recorded 
   await writeFile(cut, data.subarray(0, 5000));
   await assert.rejects(bad.program.parseAsync(['image', 'load', cut, ...common], { from: 'user' }), /podman load of .*cut2\.tar failed: .*EOF/);
   assert.deepEqual(Object.keys((await readRecord(stateDir)).record.images), [sha(data)]);
+});
+
+test('same tag pushed again: B is fetched though the name is here, the name then means B, a container from A keeps A; --name aliases are tagged', async () => {
+  const X = 'localhost/drover-x:1';
+  const ALIAS = 'localhost/drover-alias:7';
+  const OTHER = 'localhost/drover-other:2';
+  const id = async (ref: string) => (await podman(['image', 'inspect', '--format', '{{.Id}}', ref])).stdout.trim();
+  // A, then B built on it with another CMD under the same name; both saved, then gone from the store.
+  await buildTestImage(sb, X);
+  const idA = await id(X);
+  const ctx = await mkdtemp(join(sb.dir, 'b-'));
+  await writeFile(join(ctx, 'Containerfile'), `FROM ${X}\nCMD ["sh","-c","echo second-cmd; sleep 3600"]\n`);
+  await podman(['build', '--quiet', '--network', 'none', '-t', X, ctx]);
+  const idB = await id(X);
+  assert.notEqual(idA, idB);
+  const [a, b] = [join(sb.dir, 'x-a.tar'), join(sb.dir, 'x-b.tar')];
+  await podman(['save', '--output', b, X]);
+  await podman(['tag', idA, X]);
+  await podman(['save', '--output', a, X]);
+  await podman(['rmi', '--force', idB, idA]);
+  const [dataA, dataB] = [await readFile(a), await readFile(b)];
+  const mA = manifestOf(dataA, [X], 256 * 1024);
+  const mB = manifestOf(dataB, [X], 256 * 1024);
+
+  const pki = makeTestPki();
+  const srv: ImageServer = await startImageServer(pki, [{ data: dataA, manifest: mA }, { data: dataB, manifest: mB }]);
+  const stateDir = await mkdtemp(join(sb.dir, 'repush-'));
+  const fetcher = new ImageFetcher({ baseUrl: srv.url, tls: { ca: pki.ca, cert: pki.node.cert, key: pki.node.key }, stateDir });
+  // Held while the plan is asked (a 2 MB transfer on loopback may end before it).
+  let mayFetch = true;
+  const images = new ImageManager({ stateDir, runtime: sb.runtime, fetcher: () => fetcher, refreshMs: 60_000, mayFetch: () => mayFetch });
+  await images.start();
+  const logsOf = async (cid: string, want: string) => {
+    for (let i = 0; i < 50 && !(await sb.runtime.logs(cid, {})).includes(want); i++) await new Promise((r) => setTimeout(r, 100));
+    return sb.runtime.logs(cid, {});
+  };
+  const containerImage = async (cid: string) => (await podman(['inspect', '--format', '{{.Image}}', cid])).stdout.trim();
+  const pod = { uid: 'u1', namespace: 'default', name: 'p', spec: { containers: [{ name: 'c', image: X }], restartPolicy: 'Always' } } as unknown as Parameters<typeof plan>[1][number];
+  const ids: string[] = [];
+  try {
+    // A under its own name and an alias the archive does not carry: loaded, then tagged.
+    images.setDesired([{ name: X, digest: mA.digest, size: mA.size }, { name: ALIAS, digest: mA.digest, size: mA.size }]);
+    assert.equal((await images.ensure(ALIAS)).fetched, true);
+    assert.equal(await id(ALIAS), idA);
+    assert.equal(await id(X), idA);
+    ids.push(await sb.runtime.run({ name: `old-${process.pid}`, image: X, env: {}, ports: [], labels: {} }));
+    assert.match(await logsOf(ids[0]!, 'default-cmd'), /default-cmd/);
+
+    // B pushed under the same name: the name is on the device, yet a new container must wait for B.
+    const sentBefore = srv.blobBytesSent;
+    mayFetch = false;
+    images.setDesired([{ name: X, digest: mB.digest, size: mB.size }]);
+    const onDevice = new Set(await sb.runtime.images());
+    assert.ok(onDevice.has(X));
+    const ctxPlan = { node: 'n', now: 0, images: onDevice, restartBackoff: () => 0, imageStale: (i: string) => images.awaiting(i) };
+    assert.deepEqual(plan([], [pod], ctxPlan).steps.map((s) => s.action), ['pull'], 'the plan fetches B first');
+    assert.deepEqual(plan([], [pod], { ...ctxPlan, imageStale: undefined }).steps.map((s) => s.action), ['run'], 'without the check it would run A');
+    mayFetch = true;
+    assert.equal((await images.ensure(X)).fetched, true);
+    assert.equal(srv.blobBytesSent - sentBefore, mB.size);
+    assert.equal(images.awaiting(X), false);
+    assert.equal(await id(X), idB, 'podman load moved the name to B');
+    assert.equal(await containerImage(ids[0]!), idA, 'the running container keeps A (a tag that moves restarts nothing)');
+    assert.equal((await sb.runtime.inspect(ids[0]!))?.state, 'running');
+    assert.equal(await id(ALIAS), idA, 'A stays while a container uses it (garbage collection removes it once unused)');
+    ids.push(await sb.runtime.run({ name: `new-${process.pid}`, image: X, env: {}, ports: [], labels: {} }));
+    assert.match(await logsOf(ids[1]!, 'second-cmd'), /second-cmd/);
+    assert.equal(await containerImage(ids[1]!), idB);
+
+    // B given one more name: tagged from the image on the device, nothing fetched again.
+    images.setDesired([{ name: X, digest: mB.digest, size: mB.size }, { name: OTHER, digest: mB.digest, size: mB.size }]);
+    const sent = srv.blobBytesSent;
+    assert.deepEqual(await images.ensure(OTHER), { fetched: false });
+    assert.equal(srv.blobBytesSent, sent);
+    assert.equal(await id(OTHER), idB);
+    assert.deepEqual((await readRecord(stateDir)).record.images[mB.digest]?.names, [OTHER, X]);
+  } finally {
+    for (const cid of ids) await sb.runtime.remove(cid).catch(() => undefined);
+    await images.stop();
+    fetcher.close();
+    await srv.close();
+    await podman(['rmi', '--force', '--ignore', X, ALIAS, OTHER, idA, idB]).catch(() => undefined);
+  }
 });
