@@ -45,7 +45,7 @@ export interface ReporterDeps {
   runtimeVersion: () => string;
   now: () => number;
   /** The server's images on this device (agent/images/manager.ts): in every status. */
-  images?: { digests(): string[]; transfers(): ImageTransfer[] };
+  images?: { digests(): string[]; transfers(): ImageTransfer[]; diskPressure?(): payloads.Status['diskPressure'] };
 }
 
 export class Reporter {
@@ -162,7 +162,8 @@ export class Reporter {
     const s = this.status;
     const key = JSON.stringify([s.observedGeneration, s.pods, s.runtimeHealthy, s.runtimeMessage]);
     const changed = key !== this.lastStatusKey;
-    const images = this.deps.images ? { imageDigests: this.deps.images.digests(), imageTransfers: this.deps.images.transfers() } : undefined;
+    const disk = this.deps.images?.diskPressure?.();
+    const images = this.deps.images ? { imageDigests: this.deps.images.digests(), imageTransfers: this.deps.images.transfers(), ...(disk ? { diskPressure: disk } : {}) } : undefined;
     // Apart from the pods' key: a transfer's progress resends no pod report.
     const imagesKey = images ? JSON.stringify(images) : '';
     if (!heartbeat && !changed && imagesKey === this.lastImagesKey) return;

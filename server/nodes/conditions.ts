@@ -20,6 +20,28 @@ export function setCondition(conds: Condition[] | undefined, c: Condition, now: 
   return list;
 }
 
+export const TAINT_DISK_PRESSURE = 'node.kubernetes.io/disk-pressure';
+
+/**
+ * The Node condition DiskPressure and the taint node.kubernetes.io/disk-pressure:NoSchedule as the
+ * agent reports its disk (Kubernetes' names): edits `n` in place and says whether anything changed.
+ * Only the pressure itself counts as a change, not the free bytes in the message, so a node with a
+ * steady disk costs no store write. A taint set by hand with another effect is left alone.
+ */
+export function applyDiskPressure(n: Node, p: { pressure: boolean; message: string }, now: string): boolean {
+  const status = p.pressure ? 'True' : 'False';
+  const prev = n.status?.conditions?.find((c) => c.type === 'DiskPressure');
+  const tainted = (n.spec?.taints ?? []).some((t) => t.key === TAINT_DISK_PRESSURE && t.effect === 'NoSchedule');
+  if (prev?.status === status && tainted === p.pressure) return false;
+  const cond: Condition = { type: 'DiskPressure', status, reason: p.pressure ? 'KubeletHasDiskPressure' : 'KubeletHasNoDiskPressure', message: p.message };
+  n.status = { ...n.status, conditions: setCondition(n.status?.conditions, cond, now) };
+  const others = (n.spec?.taints ?? []).filter((t) => !(t.key === TAINT_DISK_PRESSURE && t.effect === 'NoSchedule'));
+  const taints = p.pressure ? [...others, { key: TAINT_DISK_PRESSURE, effect: 'NoSchedule' as const, timeAdded: now }] : others;
+  n.spec = { ...n.spec, taints };
+  if (!taints.length) delete n.spec.taints;
+  return true;
+}
+
 /**
  * Writes Node conditions for status ingest and the lifecycle controller alike. A Node deleted
  * meanwhile is not an error: there is nothing left to describe (the writes resolve false).

@@ -10,7 +10,7 @@ import type { EventRecorder } from '../events/recorder.js';
 import type { Store } from '../store/types.js';
 import type { MetricsCache } from '../metrics/cache.js';
 import type { ReportCopy } from '../mqtt/link.js';
-import { NodeConditions, setCondition } from './conditions.js';
+import { applyDiskPressure, NodeConditions, setCondition } from './conditions.js';
 import type { NodeLiveness } from './liveness.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
 
@@ -482,6 +482,7 @@ export class NodeRegistry {
     }
     if (stale) return;
     await this.applyImages(name, node, s);
+    await this.applyDiskPressure(name, node, s);
     const hostIP = node.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
     for (const report of s.pods) {
       try {
@@ -520,6 +521,18 @@ export class NodeRegistry {
       });
     } catch (err) {
       if (!isNotFound(err)) this.opts.logger.warn({ node: name, err: errorMessage(err) }, 'cannot record the node\'s images');
+    }
+  }
+
+  /** The agent's disk pressure onto the Node (condition and NoSchedule taint): written only when the pressure changes. */
+  private async applyDiskPressure(name: string, node: Node, s: payloads.Status): Promise<void> {
+    if (!s.diskPressure) return;
+    const now = new Date(this.now()).toISOString();
+    if (!applyDiskPressure(structuredClone(node), s.diskPressure, now)) return;
+    try {
+      await this.opts.store.patch('Node', '', name, (n) => (applyDiskPressure(n, s.diskPressure!, now) ? n : undefined));
+    } catch (err) {
+      if (!isNotFound(err)) this.opts.logger.warn({ node: name, err: errorMessage(err) }, 'cannot record the node\'s disk pressure');
     }
   }
 

@@ -205,6 +205,12 @@ export const status = z.object({
   imageDigests: upTo(imageDigest, REPORT_LIMITS.images).optional(),
   /** Image transfers in progress or failed, in every status (empty: none); absent from older agents. */
   imageTransfers: upTo(imageTransfer, 64).optional(),
+  /**
+   * Whether the state dir's or the image store's filesystem is short of space (agent/images/disk.ts):
+   * the server sets the Node condition DiskPressure and the taint node.kubernetes.io/disk-pressure.
+   * Absent from older agents and before the first look.
+   */
+  diskPressure: z.object({ pressure: z.boolean(), message: text(REPORT_LIMITS.message) }).optional(),
 });
 export type Status = z.infer<typeof status>;
 
