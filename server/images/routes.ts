@@ -5,13 +5,15 @@
  * - GET    /drover/v1/images/DIGEST        view token, or a node (client certificate) allowed that image
  * - GET    /drover/v1/images/DIGEST/blob   the same callers; one `Range: bytes=A-B` → 206
  * - DELETE /drover/v1/images/DIGEST        admin; DELETE /drover/v1/images?name=REF removes that name's image
+ * - /drover/v1/images/uploads[/ID[/commit]]  admin: chunked, resumable pushes (uploads.ts), each piece a
+ *   short request, so a push never meets the server-wide request timeout however slow the uplink
  * A node may fetch only what `mayFetch` allows (the images its desired state lists): its certificate
  * proves who it is, not that every image is its business. Blob answers count against the server-wide
  * transfer cap (transfers.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
-import { IMAGES_PATH, imageDigest, type ImageInfo } from '../../src/contract/images.js';
+import { IMAGE_UPLOADS_PATH, IMAGES_PATH, imageDigest, UPLOAD_PIECE_MAX_BYTES, type ImageInfo } from '../../src/contract/images.js';
 import { BadRequestError, DroverError, ForbiddenError, NotFoundError, UnauthorizedError, errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { ExtraRoute, ExtraRouteContext } from '../api/server.js';
@@ -22,6 +24,7 @@ import type { NodeIdentity } from '../identity/service.js';
 import type { Store } from '../store/types.js';
 import type { ImageStore } from './store.js';
 import { TransfersBusyError, type TransferLimit } from './transfers.js';
+import { checkUploadId, UploadOffsetError } from './uploads.js';
 
 /** Largest archive a push may send (--image-max-upload is not a flag yet: 8 GiB covers any edge image). */
 export const DEFAULT_MAX_UPLOAD_BYTES = 8 * 1024 ** 3;
@@ -38,7 +41,25 @@ export interface ImageRouteDeps {
   mayFetch: (node: string, digest: string) => boolean;
   logger: Logger;
   maxUploadBytes?: number;
+  /** UPLOAD_PIECE_MAX_BYTES unless given. */
+  maxPieceBytes?: number;
 }
+
+/** 411: a piece must say its size, so the bound is checked before a byte is read. */
+class LengthRequiredError extends DroverError {
+  constructor(message: string) {
+    super(message, { code: 411, reason: 'LengthRequired' });
+  }
+}
+
+/**
+ * ExtraRoute's method type lists GET, POST and DELETE; the server matches any method at run time. Until
+ * the type names PUT (requested of the lead), the append route says its method through this cast.
+ */
+const PUT = 'PUT' as ExtraRoute['method'];
+
+/** Segments of IMAGE_UPLOADS_PATH: drover, v1, images, uploads. */
+const UPLOAD_SEGMENTS = 4;
 
 /** 416, with the size the client should have asked within. */
 class RangeNotSatisfiableError extends DroverError {
@@ -150,7 +171,107 @@ export function imageRoutes(deps: ImageRouteDeps): ExtraRoute[] {
     }
   };
 
+  const maxPiece = deps.maxPieceBytes ?? UPLOAD_PIECE_MAX_BYTES;
+
+  /** /uploads/ID (or /uploads/ID/commit when `commit`): the id checked before it names a file. */
+  const uploadSegment = (segments: string[], method: string, commit: boolean): string => {
+    const rest = segments.slice(UPLOAD_SEGMENTS);
+    if (rest.length !== (commit ? 2 : 1) || (commit && rest[1] !== 'commit')) throw new BadRequestError(`expected ${method} ${IMAGE_UPLOADS_PATH}/ID${commit ? '/commit' : ''}`);
+    return checkUploadId(rest[0]!);
+  };
+
+  /** A refusal whose body also says where the upload stands, so a client that lost an answer resumes exactly. */
+  const sendOffsetConflict = (res: ServerResponse, err: UploadOffsetError): void => {
+    sendJson(res, 409, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: err.message, reason: err.reason, code: 409, offset: err.offset, details: { offset: err.offset } });
+  };
+
+  /** The rest of a refused body is not read: the connection closes after the answer. */
+  const closeUnlessRead = (req: IncomingMessage, res: ServerResponse): void => {
+    if (!req.complete) res.setHeader('connection', 'close');
+  };
+
+  const uploadRoutes: ExtraRoute[] = [
+    {
+      method: 'POST',
+      path: IMAGE_UPLOADS_PATH,
+      access: 'admin',
+      verb: 'image.upload.create',
+      handle: async (_req, res, ctx) => {
+        const format = ctx.url.searchParams.get('format') ?? undefined;
+        if (format !== undefined && format !== 'docker-archive' && format !== 'oci-archive') throw new BadRequestError(`format must be docker-archive or oci-archive, got ${JSON.stringify(format.slice(0, 40))}`);
+        sendJson(res, 201, await store.uploads.create(ctx.url.searchParams.getAll('name'), format));
+      },
+    },
+    {
+      method: PUT,
+      path: `${IMAGE_UPLOADS_PATH}/`,
+      access: 'admin',
+      verb: 'image.upload.append',
+      handle: async (req, res, ctx) => {
+        try {
+          const id = uploadSegment(ctx.segments, 'PUT', false);
+          const rawOffset = ctx.url.searchParams.get('offset');
+          if (rawOffset === null || !/^\d{1,16}$/.test(rawOffset)) throw new BadRequestError(`offset must be the upload's size so far (a whole number of bytes), got ${rawOffset === null ? 'none' : JSON.stringify(rawOffset.slice(0, 40))}`);
+          const raw = req.headers['content-length'];
+          if (raw === undefined) throw new LengthRequiredError(`a piece needs a Content-Length (at most ${maxPiece} bytes)`);
+          const length = Number(raw);
+          if (length > maxPiece) throw new PayloadTooLargeError(`a piece of ${length} bytes is larger than the server's bound of ${maxPiece} bytes per piece`);
+          // destroyOnReturn false: a refused piece must still get its answer, not a reset connection.
+          const state = await store.uploads.append(id, Number(rawOffset), length, req.iterator({ destroyOnReturn: false }), () => req.destroy(), maxUpload);
+          sendJson(res, 200, state);
+        } catch (err) {
+          closeUnlessRead(req, res);
+          if (err instanceof UploadOffsetError) return sendOffsetConflict(res, err);
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'GET',
+      path: `${IMAGE_UPLOADS_PATH}/`,
+      access: 'admin',
+      handle: async (_req, res, ctx) => {
+        sendJson(res, 200, store.uploads.state(uploadSegment(ctx.segments, 'GET', false)));
+      },
+    },
+    {
+      method: 'POST',
+      path: `${IMAGE_UPLOADS_PATH}/`,
+      access: 'admin',
+      verb: 'image.upload.commit',
+      handle: async (req, res, ctx) => {
+        try {
+          const id = uploadSegment(ctx.segments, 'POST', true);
+          const digest = ctx.url.searchParams.get('digest');
+          if (digest === null || !imageDigest.safeParse(digest).success) throw new BadRequestError(`digest must be the sha256 of the whole archive as sha256:<64 lowercase hex digits>, got ${digest === null ? 'none' : JSON.stringify(digest.slice(0, 80))}`);
+          const { manifest, created } = await store.uploads.commit(id, digest);
+          sendJson(res, created ? 201 : 200, manifest);
+        } catch (err) {
+          closeUnlessRead(req, res);
+          if (err instanceof UploadOffsetError) return sendOffsetConflict(res, err);
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'DELETE',
+      path: `${IMAGE_UPLOADS_PATH}/`,
+      access: 'admin',
+      verb: 'image.upload.delete',
+      handle: async (_req, res, ctx) => {
+        try {
+          sendJson(res, 200, await store.uploads.remove(uploadSegment(ctx.segments, 'DELETE', false)));
+        } catch (err) {
+          if (err instanceof UploadOffsetError) return sendOffsetConflict(res, err);
+          throw err;
+        }
+      },
+    },
+  ];
+
   return [
+    // First: the digest routes below match /drover/v1/images/ as a prefix.
+    ...uploadRoutes,
     {
       method: 'POST',
       path: IMAGES_PATH,

@@ -7,12 +7,13 @@
  *   blobs/sha256/<hex>       the archive bytes, as uploaded
  *   manifests/<hex>.json     its ImageManifest (plus when its names last changed)
  *   tmp/                     uploads in progress: removed on failure, and at open (a crash's leftovers)
+ *   uploads/                 chunked pushes in progress (uploads.ts): kept across restarts until idle 24 h
  * An upload streams to tmp/ while its hashes are computed and its tar structure checked, is fsynced,
  * then renamed into blobs/ (same file system: atomic); the manifest follows. A name points at one
  * archive, like a tag: pushing it with other bytes moves it, and an archive left with no name is removed.
  */
 import { createHash, randomUUID, type Hash } from 'node:crypto';
-import type { ReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IMAGE_CHUNK_BYTES, imageDigest, imageManifest, type ImageManifest } from '../../src/contract/images.js';
@@ -22,6 +23,7 @@ import { ensurePrivateDir, PRIVATE_FILE_MODE, writePrivateFileAtomic } from '../
 import { PayloadTooLargeError } from '../api/respond.js';
 import type { ImageCatalog } from '../desired/image-catalog.js';
 import { nameCandidates, normalizeImageName, TarScanner, type ArchiveFormat } from './archive.js';
+import { Uploads, type UploadOptions } from './uploads.js';
 
 /** 507: the disk under the image store is full; nothing was stored. */
 export class InsufficientStorageError extends DroverError {
@@ -43,6 +45,8 @@ export interface ImageStoreOptions {
   /** IMAGE_CHUNK_BYTES unless a test wants smaller chunks. */
   chunkSize?: number;
   now?: () => number;
+  /** Chunked uploads: their cap and idle expiry (uploads.ts). */
+  uploads?: UploadOptions;
 }
 
 export interface PutOptions {
@@ -79,6 +83,8 @@ export class ImageStore implements ImageCatalog {
   private tail: Promise<unknown> = Promise.resolve();
   private readonly chunkSize: number;
   private readonly now: () => number;
+  /** Chunked, resumable pushes (set by open). */
+  uploads!: Uploads;
 
   private constructor(
     readonly dir: string,
@@ -113,7 +119,13 @@ export class ImageStore implements ImageCatalog {
     await mkdir(s.manifestDir, { recursive: true, mode: 0o700 });
     await mkdir(s.tmpDir, { recursive: true, mode: 0o700 });
     await s.recover();
+    s.uploads = await Uploads.open(join(opts.dir, 'uploads'), s, opts.logger, s.now, opts.uploads);
     return s;
+  }
+
+  /** Stops the idle-upload timer (it is unref'd: a server that never calls this still exits). */
+  close(): void {
+    this.uploads.close();
   }
 
   /**
@@ -190,41 +202,7 @@ export class ImageStore implements ImageCatalog {
     let fh: Awaited<ReturnType<typeof open>> | undefined;
     try {
       fh = await open(tmp, 'wx', PRIVATE_FILE_MODE);
-      const whole = createHash('sha256');
-      const chunks: string[] = [];
-      let chunkHash: Hash = createHash('sha256');
-      let inChunk = 0;
-      let size = 0;
-      const scanner = new TarScanner();
-      for await (const raw of body) {
-        const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
-        size += buf.length;
-        if (opts.maxBytes !== undefined && size > opts.maxBytes) throw new PayloadTooLargeError(`image archive larger than ${opts.maxBytes} bytes (the server's upload limit)`);
-        scanner.push(buf);
-        whole.update(buf);
-        for (let i = 0; i < buf.length; ) {
-          const n = Math.min(this.chunkSize - inChunk, buf.length - i);
-          chunkHash.update(buf.subarray(i, i + n));
-          inChunk += n;
-          i += n;
-          if (inChunk === this.chunkSize) {
-            chunks.push(chunkHash.digest('hex'));
-            chunkHash = createHash('sha256');
-            inChunk = 0;
-          }
-        }
-        await fh.write(buf);
-      }
-      if (inChunk > 0) chunks.push(chunkHash.digest('hex'));
-      const summary = scanner.finish();
-      if (opts.format && opts.format !== summary.format) throw new BadRequestError(`the archive is an ${summary.format}, not the ${opts.format} it was said to be`);
-      const all = [...new Set([...given, ...summary.names])];
-      if (all.length === 0) throw new BadRequestError('the image needs a name: the archive carries none (no RepoTags); give one (?name=REF, `drover image push --name REF`)');
-      await fh.sync();
-      await fh.close();
-      fh = undefined;
-      const digest = `sha256:${whole.digest('hex')}`;
-      return await this.serial(() => this.commit(tmp, { digest, size, chunkSize: this.chunkSize, chunks, names: all, format: summary.format, createdAt: new Date(this.now()).toISOString() }));
+      return await this.ingest(body, given, opts, tmp, fh);
     } catch (err) {
       await fh?.close().catch(() => undefined);
       await rm(tmp, { force: true }).catch((rmErr: unknown) => this.logger.error({ file: tmp, err: errorMessage(rmErr) }, 'image store: cannot remove a failed upload'));
@@ -233,11 +211,86 @@ export class ImageStore implements ImageCatalog {
     }
   }
 
+  /**
+   * Stores the archive already on disk at `file` (a finished chunked upload, on this store's file system)
+   * exactly as `put` stores a body, checked the same way; the file itself becomes the blob (renamed, no
+   * second copy) or is removed when those bytes are stored already. With `digest`, the file's sha256 must
+   * be that one (400 naming both, checked before the archive's structure: bytes that are not what the
+   * client sent explain any other fault). On a refusal the file is left where it was, for the caller.
+   */
+  async putFile(file: string, names: string[], opts: PutOptions & { digest?: string } = {}): Promise<{ manifest: ImageManifest; created: boolean }> {
+    const given = names.map(normalizeImageName);
+    if (opts.digest !== undefined) hexOf(opts.digest);
+    try {
+      return await this.ingest(createReadStream(file), given, opts, file, undefined);
+    } catch (err) {
+      if (isNoSpace(err)) throw this.noSpace(err);
+      throw err;
+    }
+  }
+
+  /**
+   * One pass over the bytes: the whole sha256, each chunk's, the tar structure (and, with `fh`, the copy to
+   * `file`); then the manifest is committed under the lock with `file` becoming the blob. `fh` is closed here.
+   */
+  private async ingest(body: AsyncIterable<Buffer | Uint8Array>, given: string[], opts: PutOptions & { digest?: string }, file: string, fh: Awaited<ReturnType<typeof open>> | undefined): Promise<{ manifest: ImageManifest; created: boolean }> {
+    const whole = createHash('sha256');
+    const chunks: string[] = [];
+    let chunkHash: Hash = createHash('sha256');
+    let inChunk = 0;
+    let size = 0;
+    const scanner = new TarScanner();
+    // With a digest to check, a structural fault waits for the whole hash (see putFile).
+    let scanError: unknown;
+    for await (const raw of body) {
+      const buf = Buffer.isBuffer(raw) ? raw : Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+      size += buf.length;
+      if (opts.maxBytes !== undefined && size > opts.maxBytes) throw new PayloadTooLargeError(`image archive larger than ${opts.maxBytes} bytes (the server's upload limit)`);
+      if (scanError === undefined) {
+        try {
+          scanner.push(buf);
+        } catch (err) {
+          if (opts.digest === undefined) throw err;
+          scanError = err;
+        }
+      }
+      whole.update(buf);
+      for (let i = 0; i < buf.length; ) {
+        const n = Math.min(this.chunkSize - inChunk, buf.length - i);
+        chunkHash.update(buf.subarray(i, i + n));
+        inChunk += n;
+        i += n;
+        if (inChunk === this.chunkSize) {
+          chunks.push(chunkHash.digest('hex'));
+          chunkHash = createHash('sha256');
+          inChunk = 0;
+        }
+      }
+      if (fh) await fh.write(buf);
+    }
+    if (inChunk > 0) chunks.push(chunkHash.digest('hex'));
+    const digest = `sha256:${whole.digest('hex')}`;
+    if (opts.digest !== undefined && opts.digest !== digest) {
+      throw new BadRequestError(`the uploaded bytes (${size}) have digest ${digest}, not the ${opts.digest} the client computed: bytes were lost or changed on the way; nothing was stored`);
+    }
+    if (scanError !== undefined) throw scanError;
+    const summary = scanner.finish();
+    if (opts.format && opts.format !== summary.format) throw new BadRequestError(`the archive is an ${summary.format}, not the ${opts.format} it was said to be`);
+    const all = [...new Set([...given, ...summary.names])];
+    if (all.length === 0) throw new BadRequestError('the image needs a name: the archive carries none (no RepoTags); give one (?name=REF, `drover image push --name REF`)');
+    if (fh) {
+      await fh.sync();
+      await fh.close();
+    }
+    return await this.serial(() => this.commit(file, { digest, size, chunkSize: this.chunkSize, chunks, names: all, format: summary.format, createdAt: new Date(this.now()).toISOString() }));
+  }
+
   private noSpace(err: unknown): InsufficientStorageError {
     return new InsufficientStorageError(`the server's image store (${this.dir}) ran out of disk space while storing the image (${(err as { code?: string }).code}): nothing was stored; free space or remove images (drover image rm)`, err);
   }
 
-  private async assertRoom(bytes: number): Promise<void> {
+  /** 507 unless the store's file system has `bytes` free. */
+  async assertRoom(bytes: number): Promise<void> {
     const fs = await statfs(this.dir);
     const free = fs.bavail * fs.bsize;
     if (bytes > free) throw new InsufficientStorageError(`the server's image store (${this.dir}) has ${free} bytes free, the image is ${bytes} bytes: nothing was stored; free space or remove images (drover image rm)`);

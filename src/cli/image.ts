@@ -1,19 +1,23 @@
 /**
  * `drover image push|ls|rm` (issue 15): images the server keeps and serves to its devices over the
  * link's TLS (server/images). push saves images from this machine's podman store (`podman save`) or
- * takes a saved archive, and uploads it streamed (never held in memory); ls shows what the server
- * holds and which nodes have loaded it. `drover get images` prints the same table.
+ * takes a saved archive, and uploads it in pieces read from disk (never held in memory), each its own short
+ * request: the API cuts any request after 60 s, and a dropped link costs the piece in flight, not the
+ * push (src/contract/images.ts, resumable pushes). ls shows what the server holds and which nodes have
+ * loaded it. `drover get images` prints the same table.
  * `registerImage` returns the `image` group so other device-side verbs (`image load`) join it.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { execa } from 'execa';
-import { IMAGES_PATH, imagePath, type ImageInfo, type ImageManifest } from '../contract/images.js';
+import { IMAGE_UPLOADS_PATH, IMAGES_PATH, imagePath, UPLOAD_PIECE_BYTES, UPLOAD_PIECE_MAX_BYTES, uploadId, uploadPath, type ImageInfo, type ImageManifest, type UploadState } from '../contract/images.js';
+import { backoffDelay, sleep } from '../util/backoff.js';
 import { errorMessage } from '../util/errors.js';
 import { CliError, DEFAULT_TIMEOUT_MS, errorFromResponse, type ApiClient } from './client.js';
 import { resolveConfig } from './config.js';
@@ -140,6 +144,208 @@ async function upload(ctx: CommandContext, cmd: Command, file: string, names: st
   });
 }
 
+/** `8MiB`, `512KiB`, `1048576`: a piece size in bytes (KiB, MiB: powers of 1024; KB, MB: of 1000). */
+export function parsePieceSize(value: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|KiB|MiB)?\s*$/i.exec(value);
+  const unit = (m?.[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, kib: 1024, mib: 1024 ** 2 };
+  const n = m ? Math.floor(Number(m[1]) * mult[unit]!) : NaN;
+  if (!Number.isSafeInteger(n) || n < 64 * 1024 || n > UPLOAD_PIECE_MAX_BYTES) {
+    throw new CliError(`invalid --piece-size "${value}": a size from 64KiB to ${humanBytes(UPLOAD_PIECE_MAX_BYTES)} (the server's bound per piece), e.g. 8MiB or 512KiB`);
+  }
+  return n;
+}
+
+/** One request's answer, or why none came (`failure`: the link, a timeout: worth trying again). */
+type Answer = { status: number; text: string; json: any };
+type Reply = Answer | { failure: CliError };
+
+/** Failures a later try may not meet: no answer, a timeout (408 included), an overloaded or failing server. */
+function transient(r: Reply): boolean {
+  return 'failure' in r || r.status === 408 || r.status === 429 || (r.status >= 500 && r.status !== 507 && r.status !== 501);
+}
+
+function replyError(r: Reply): CliError {
+  return 'failure' in r ? r.failure : errorFromResponse(r.status, r.text);
+}
+
+/** Consecutive failures with no byte gained before a push gives up (about 5 minutes of backoff). */
+const MAX_TRIES = 12;
+const BACKOFF = { baseMs: 500, maxMs: 30_000 };
+
+/**
+ * Pushes `file` in pieces (POST uploads, PUT each piece at the server's offset, POST commit with the sha256
+ * computed here). A piece that fails for want of a link, a timeout or a 5xx is tried again after backoff
+ * (src/util/backoff.ts) from the offset the server reports (GET), so bytes already there are not sent again;
+ * a 409 carries that offset itself. `resumeId` continues an upload a previous run left (`--upload-id`).
+ * Returns undefined when the server has no upload routes (an older server): the caller sends one POST.
+ */
+async function pushInPieces(ctx: CommandContext, cmd: Command, file: string, names: string[], format: string | undefined, pieceBytes: number, resumeId: string | undefined): Promise<{ status: number; manifest: ImageManifest } | undefined> {
+  const c = connection(cmd, ctx.io.env);
+  const size = (await stat(file)).size;
+  if (size === 0) throw new CliError(`${file} is empty: not an image archive`);
+  const base = new URL(c.server);
+  const secure = base.protocol === 'https:';
+  if (!secure && base.protocol !== 'http:') throw new CliError(`invalid server URL "${c.server}": only http and https are supported`);
+  // One kept-alive connection for the pieces: no TLS handshake per piece. A broken one is dropped by the agent.
+  const agent = secure ? new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: c.ca, rejectUnauthorized: true }) : new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  let sent = 0;
+  const send = (method: string, path: string, opts: { query?: URLSearchParams; piece?: { start: number; length: number }; timeoutMs?: number } = {}): Promise<Reply> =>
+    new Promise((resolve) => {
+      const url = new URL(`${c.server}${path}${opts.query?.size ? `?${opts.query}` : ''}`);
+      const headers: Record<string, string | number> = { accept: 'application/json' };
+      if (c.token) headers.authorization = `Bearer ${c.token}`;
+      if (opts.piece) {
+        headers['content-type'] = 'application/octet-stream';
+        headers['content-length'] = opts.piece.length;
+      }
+      let settled = false;
+      const settle = (r: Reply) => {
+        if (settled) return;
+        settled = true;
+        resolve(r);
+      };
+      const onResponse = (res: IncomingMessage) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('error', (err) => settle({ failure: new CliError(`the answer to ${method} ${path} broke off: ${errorMessage(err)}`, { reason: 'Unreachable', cause: err }) }));
+        res.on('end', () => {
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          settle({ status: res.statusCode ?? 0, text, json });
+        });
+      };
+      const reqOpts = { method, headers, agent };
+      const req = secure ? httpsRequest(url, reqOpts, onResponse) : httpRequest(url, reqOpts, onResponse);
+      const idle = opts.timeoutMs ?? c.idleMs;
+      req.setTimeout(idle, () => req.destroy(new CliError(`${method} ${path} made no progress for ${idle / 1000}s`, { reason: 'Timeout' })));
+      req.on('error', (err) => settle({ failure: err instanceof CliError ? err : new CliError(`cannot reach the drover server at ${c.server}: ${errorMessage(err)}`, { reason: 'Unreachable', cause: err }) }));
+      if (!opts.piece) return void req.end();
+      const body = createReadStream(file, { start: opts.piece.start, end: opts.piece.start + opts.piece.length - 1 });
+      body.on('data', () => {
+        sent = opts.piece!.start + body.bytesRead;
+        progress();
+      });
+      body.on('error', (err) => req.destroy(err));
+      body.pipe(req);
+    });
+
+  let lastShown = 0;
+  let shownAt = -1;
+  const progress = (force = false) => {
+    const now = Date.now();
+    if ((!force && now - lastShown < 1000) || shownAt === sent) return;
+    lastShown = now;
+    shownAt = sent;
+    ctx.io.stderr(`pushing ${humanBytes(sent)} / ${humanBytes(size)} (${Math.floor((sent * 100) / size)}%)\n`);
+  };
+
+  try {
+    ctx.io.stderr(`computing the sha256 of ${humanBytes(size)}\n`);
+    const hash = createHash('sha256');
+    for await (const b of createReadStream(file)) hash.update(b as Buffer);
+    const digest = `sha256:${hash.digest('hex')}`;
+
+    /** `fn` until it answers other than transiently; MAX_TRIES transient failures in a row give up. */
+    let tries = 0;
+    const retrying = async (what: string, fn: () => Promise<Reply>): Promise<Answer> => {
+      for (;;) {
+        const r = await fn();
+        if (!transient(r)) {
+          tries = 0;
+          return r as Answer;
+        }
+        tries++;
+        if (tries >= MAX_TRIES) throw new CliError(`${what} failed ${tries} times in a row, last: ${replyError(r).message}${id ? `; resume with --upload-id ${id}` : ''}`, { reason: 'Unreachable', cause: replyError(r) });
+        const wait = backoffDelay(tries - 1, BACKOFF);
+        ctx.io.stderr(`${what}: ${replyError(r).message}; trying again in ${(wait / 1000).toFixed(1)}s\n`);
+        await sleep(wait);
+      }
+    };
+
+    let id = resumeId;
+    let offset = 0;
+    if (id) {
+      const r = await retrying('reading the upload', () => send('GET', uploadPath(id!)));
+      if (r.status !== 200) throw replyError(r);
+      offset = (r.json as UploadState).offset;
+      if (offset > size) throw new CliError(`upload ${id} holds ${offset} bytes, more than ${file} (${size}): not this archive's upload`);
+      ctx.io.stderr(`resuming upload ${id} at ${humanBytes(offset)}\n`);
+    } else {
+      const q = new URLSearchParams();
+      for (const n of names) q.append('name', n);
+      if (format) q.set('format', format);
+      const r = await retrying('starting the upload', () => send('POST', IMAGE_UPLOADS_PATH, { query: q }));
+      // An older server: no upload routes (its API answers an unknown path 404 with no JSON Status of its own).
+      if (r.status === 404 || r.status === 405) return undefined;
+      if (r.status !== 201) throw replyError(r);
+      id = (r.json as UploadState).id;
+      ctx.io.stderr(`upload ${id} started (if this run stops, resume with --upload-id ${id})\n`);
+    }
+    sent = offset;
+
+    while (offset < size) {
+      const length = Math.min(pieceBytes, size - offset);
+      const q = new URLSearchParams({ offset: String(offset) });
+      const r = await send('PUT', uploadPath(id), { query: q, piece: { start: offset, length } });
+      if (!('failure' in r) && r.status === 200) {
+        offset = (r.json as UploadState).offset;
+        sent = offset;
+        tries = 0;
+        progress();
+        continue;
+      }
+      if (!('failure' in r) && r.status === 409 && typeof r.json?.offset === 'number') {
+        // The server holds other bytes than this run thought (an answer lost on the way): go on from there.
+        offset = r.json.offset as number;
+        sent = offset;
+        continue;
+      }
+      if (!transient(r)) throw replyError(r);
+      tries++;
+      if (tries >= MAX_TRIES) throw new CliError(`the push failed ${tries} times in a row, last: ${replyError(r).message}; resume with --upload-id ${id}`, { reason: 'Unreachable', cause: replyError(r) });
+      const wait = backoffDelay(tries - 1, BACKOFF);
+      ctx.io.stderr(`piece at ${humanBytes(offset)}: ${replyError(r).message}; resuming in ${(wait / 1000).toFixed(1)}s\n`);
+      await sleep(wait);
+      const before = offset;
+      const st = await retrying('reading the upload', () => send('GET', uploadPath(id!)));
+      if (st.status !== 200) throw replyError(st);
+      offset = (st.json as UploadState).offset;
+      sent = offset;
+      // Bytes that arrived before the cut are kept: progress, so the count of failures starts again.
+      if (offset > before) tries = 0;
+      ctx.io.stderr(`the server holds ${humanBytes(offset)}: resuming there\n`);
+    }
+    progress(true);
+
+    // The server hashes and checks the whole archive before it answers: no byte moves meanwhile.
+    const commitTimeout = Math.max(c.idleMs, 10 * 60_000);
+    let calls = 0;
+    for (;;) {
+      const r = await retrying('storing the upload', () => (calls++, send('POST', uploadPath(id!, true), { query: new URLSearchParams({ digest }), timeoutMs: commitTimeout })));
+      if (r.status === 200 || r.status === 201) return { status: r.status, manifest: r.json as ImageManifest };
+      if (r.status === 404 && calls > 1) {
+        // An earlier try went through but its answer was lost: the upload is gone because the image is there.
+        const m = await send('GET', imagePath(digest));
+        if (!('failure' in m) && m.status === 200) return { status: 201, manifest: m.json as ImageManifest };
+      }
+      if (r.status === 409 && calls < 3) {
+        // A piece of this upload still open on the server (its link died unnoticed): the commit waits its turn.
+        await sleep(backoffDelay(calls, BACKOFF));
+        continue;
+      }
+      throw replyError(r);
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
 /**
  * The names podman knows IMAGE by that `IMAGE` means (podman resolves a short name to localhost/ first),
  * so the server stores the full name even when the archive would carry another (a multi-image save).
@@ -162,6 +368,8 @@ interface PushOptions {
   format?: string;
   podmanRoot?: string;
   podmanRunroot?: string;
+  pieceSize?: string;
+  uploadId?: string;
 }
 
 function collect(value: string, prev: string[] | undefined): string[] {
@@ -180,9 +388,14 @@ export function registerImage(program: Command, ctx: CommandContext): Command {
       .option('--name <ref>', 'another name for the image (repeatable); an archive keeps the names it carries too', collect)
       .option('--format <format>', 'docker-archive (default) or oci-archive: how podman saves the images')
       .option('--podman-root <dir>', 'podman --root of the store the images are in')
-      .option('--podman-runroot <dir>', 'podman --runroot of that store'),
+      .option('--podman-runroot <dir>', 'podman --runroot of that store')
+      .option('--piece-size <size>', `bytes per upload request (default ${humanBytes(UPLOAD_PIECE_BYTES)}, at most ${humanBytes(UPLOAD_PIECE_MAX_BYTES)}); a piece cut by a dropped link is resumed, not the push`)
+      .option('--upload-id <id>', 'resume the upload a stopped push printed (with the same archive: --from-archive FILE)'),
   ).action(async (images: string[], opts: PushOptions, cmd: Command) => {
     if (opts.format !== undefined && opts.format !== 'docker-archive' && opts.format !== 'oci-archive') throw new CliError(`invalid --format "${opts.format}": docker-archive or oci-archive`);
+    const pieceBytes = opts.pieceSize === undefined ? UPLOAD_PIECE_BYTES : parsePieceSize(opts.pieceSize);
+    if (opts.uploadId !== undefined && !uploadId.safeParse(opts.uploadId).success) throw new CliError(`invalid --upload-id "${opts.uploadId.slice(0, 80)}": 32 lowercase hex digits, as the push printed`);
+    if (opts.uploadId !== undefined && !opts.fromArchive) throw new CliError('--upload-id resumes the push of an archive: give it the same --from-archive FILE (podman save may not write the same bytes again)');
     if (opts.fromArchive && images.length) throw new CliError('give images to save from podman, or --from-archive FILE, not both');
     if (!opts.fromArchive && !images.length) throw new CliError('name the podman images to push, or give --from-archive FILE');
     const names = [...(opts.name ?? [])];
@@ -204,7 +417,9 @@ export function registerImage(program: Command, ctx: CommandContext): Command {
           throw new CliError(`podman save failed: ${errorMessage(err).split('\n').filter(Boolean).at(-1)}`, { cause: err });
         }
       }
-      const { status, manifest } = await upload(ctx, cmd, file, names, opts.format);
+      // Every push goes in pieces: one path to keep right, and any push survives a dropped link. An older
+      // server without the upload routes gets the archive in one request, as before.
+      const { status, manifest } = (await pushInPieces(ctx, cmd, file, names, opts.format, pieceBytes, opts.uploadId)) ?? (await upload(ctx, cmd, file, names, opts.format));
       ctx.io.stdout(`${manifest.digest} ${humanBytes(manifest.size)} ${manifest.names.join(',')} ${status === 201 ? 'pushed' : 'already stored'}\n`);
     } finally {
       if (dir) await rm(dir, { recursive: true, force: true });

@@ -82,3 +82,42 @@ export function chunkRange(m: Pick<ImageManifest, 'size' | 'chunkSize'>, i: numb
   const start = i * m.chunkSize;
   return { start, end: Math.min(m.size, start + m.chunkSize) - 1 };
 }
+
+/**
+ * Resumable pushes (chunked uploads, the OCI distribution spec's shape simplified): a push longer than the
+ * API's request timeout (60 s for a whole request, body included, on every route) goes up in pieces, each
+ * its own short request, appended in order to a file on the server; a dropped piece resumes from the
+ * server's offset, so a bad uplink costs at most the piece in flight, never the whole archive.
+ *   POST   /drover/v1/images/uploads?name=REF[&name=…][&format=F]   admin → 201 UploadState (offset 0)
+ *   PUT    /drover/v1/images/uploads/ID?offset=N                   admin; body: the next bytes (Content-Length
+ *          required, at most UPLOAD_PIECE_MAX_BYTES, else 411/413) → UploadState. Appended only when N is
+ *          the bytes already there; otherwise 409 whose body carries `offset`. A piece cut midway keeps
+ *          the bytes that arrived (the offset says how many). A newer piece for the same upload takes
+ *          over from one still open (a link that died without the server noticing).
+ *   GET    /drover/v1/images/uploads/ID                            admin → UploadState
+ *   POST   /drover/v1/images/uploads/ID/commit?digest=sha256:…     admin: the whole file must have that
+ *          sha256 (else 400 naming both, upload discarded); stored as POST /drover/v1/images stores an
+ *          archive: 201 (200 if already there) + ImageManifest; the upload is gone either way.
+ *   DELETE /drover/v1/images/uploads/ID                            admin → UploadState
+ * ID is 32 lowercase hex digits (128 random bits); anything else is 400, an unknown one 404. Uploads idle
+ * for UPLOAD_IDLE_MS are deleted; the server holds at most a few at once (503 past its cap).
+ */
+export const IMAGE_UPLOADS_PATH = `${IMAGES_PATH}/uploads`;
+/** The largest piece one PUT may carry: at 10 Mbit/s, 16 MiB takes 13 s, well inside the 60 s request timeout. */
+export const UPLOAD_PIECE_MAX_BYTES = 16 * 1024 * 1024;
+/** The CLI's piece by default: 8 MiB, half the bound (about 7 s at 10 Mbit/s). */
+export const UPLOAD_PIECE_BYTES = 8 * 1024 * 1024;
+/** An upload no piece touched for this long is deleted. */
+export const UPLOAD_IDLE_MS = 24 * 60 * 60 * 1000;
+export const uploadId = z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lowercase hex digits');
+export const uploadState = z.object({
+  id: uploadId,
+  /** The bytes the server holds: where the next piece starts. */
+  offset: z.number().int().min(0),
+});
+export type UploadState = z.infer<typeof uploadState>;
+
+/** The path of one upload, or of its commit. */
+export function uploadPath(id: string, commit = false): string {
+  return `${IMAGE_UPLOADS_PATH}/${id}${commit ? '/commit' : ''}`;
+}
