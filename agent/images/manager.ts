@@ -367,7 +367,8 @@ export class ImageManager {
         await rm(r.path, { force: true });
       }
       names = await this.tagged(names, [...this.namesOf(t.digest), ...t.waiters.map((w) => w.name)]);
-      this.record = await recordLoaded(this.o.stateDir, t.digest, [...new Set([...names, ...this.namesOf(t.digest)])], 'server', new Date(this.now()), this.logger);
+      const id = await this.o.runtime.imageId?.(names[0]!).catch(() => undefined);
+      this.record = await recordLoaded(this.o.stateDir, t.digest, [...new Set([...names, ...this.namesOf(t.digest)])], 'server', new Date(this.now()), this.logger, id);
       this.recordStamp = await this.stamp();
       this.active.delete(t.digest);
       const seconds = r.ms / 1000;
@@ -567,7 +568,9 @@ export class ImageManager {
     for (const digest of due) {
       const e = this.record.images[digest]!;
       // A name a newer archive carries now points at that one: removing by it would remove the wrong image.
-      const refs = e.names.filter((n) => !this.movedOn(digest, n));
+      const named = e.names.filter((n) => !this.movedOn(digest, n));
+      // Every name moved to a newer image (the same tag pushed again): the old one is left untagged, and only its id removes it.
+      const refs = named.length ? named : e.id ? [e.id] : [];
       try {
         for (const ref of refs) await this.o.runtime.removeImage(ref);
         removed.push(digest);

@@ -24,6 +24,8 @@ const entry = z.object({
   unusedSince: z.string().optional(),
   /** Whether anything ever wanted it: an airgap image nothing has used yet is never collected. */
   wanted: z.boolean().optional(),
+  /** The runtime's id of the loaded image: what garbage collection removes once its names moved to a newer one. */
+  id: z.string().regex(/^[0-9a-f]{64}$/).optional(),
 });
 export type LoadedImage = z.infer<typeof entry>;
 
@@ -67,12 +69,12 @@ export async function updateRecord(stateDir: string, change: (r: ImageRecord) =>
 }
 
 /** Adds (or refreshes) one loaded archive. */
-export function recordLoaded(stateDir: string, digest: string, names: string[], source: LoadedImage['source'], now: Date, logger?: Logger): Promise<ImageRecord> {
+export function recordLoaded(stateDir: string, digest: string, names: string[], source: LoadedImage['source'], now: Date, logger?: Logger, id?: string): Promise<ImageRecord> {
   return updateRecord(
     stateDir,
     (r) => {
       const had = r.images[digest];
-      r.images[digest] = { names: [...new Set([...(had?.names ?? []), ...names])].sort(), loadedAt: now.toISOString(), source, ...(source === 'server' ? { wanted: true } : had?.wanted ? { wanted: true } : {}) };
+      r.images[digest] = { names: [...new Set([...(had?.names ?? []), ...names])].sort(), loadedAt: now.toISOString(), source, ...(source === 'server' ? { wanted: true } : had?.wanted ? { wanted: true } : {}), ...(id ? { id } : {}) };
     },
     logger,
   );

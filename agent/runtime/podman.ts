@@ -260,6 +260,12 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
     await this.cli.call('tag', ['tag', source, target]);
   }
 
+  async imageId(ref: string): Promise<string | undefined> {
+    const r = await this.cli.call('image-inspect', ['image', 'inspect', '--format', '{{.Id}}', ref], { allowExit: [1, 125] });
+    const id = r.stdout.trim();
+    return r.exitCode === 0 && /^[0-9a-f]{64}$/.test(id) ? id : undefined;
+  }
+
   async imageStoreDir(): Promise<string> {
     const { stdout } = await this.cli.call('info', ['info', '--format', 'json']);
     return this.cli.parse('info', infoOutput, stdout).store.graphRoot;

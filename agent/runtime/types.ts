@@ -171,6 +171,12 @@ export interface ContainerRuntime {
    */
   tag?(source: string, target: string): Promise<void>;
   /**
+   * The id of the image `ref` names; undefined when none. Kept for an image loaded from the server, so
+   * it can be removed once unused even after its name moved to a newer image (the same tag pushed
+   * again). Runtimes that cannot tell leave it out.
+   */
+  imageId?(ref: string): Promise<string | undefined>;
+  /**
    * The directory the runtime keeps image layers in (podman's graphroot), whose filesystem the agent
    * watches for disk pressure. Runtimes that cannot tell leave it out.
    */

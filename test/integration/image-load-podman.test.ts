@@ -48,6 +48,9 @@ after(async () => {
 
 test('runtime.load of a saved archive gives its name and podman lists it; a truncated archive is a RuntimeError naming podman\'s complaint', async () => {
   assert.deepEqual(await sb.runtime.load(archive), [TAG]);
+  assert.equal(await sb.runtime.imageStoreDir(), sb.root, 'podman info\'s graphRoot: the filesystem the disk-pressure look measures');
+  assert.match((await sb.runtime.imageId(TAG))!, /^[0-9a-f]{64}$/);
+  assert.equal(await sb.runtime.imageId('localhost/no-such:1'), undefined);
   assert.ok((await sb.runtime.images()).includes(TAG));
   await sb.runtime.removeImage(TAG);
   assert.ok(!(await sb.runtime.images()).includes(TAG));
@@ -123,7 +126,7 @@ test('drover image load FILE.tar --state-dir D: loaded with no server, recorded 
   assert.deepEqual(Object.keys((await readRecord(stateDir)).record.images), [sha(data)]);
 });
 
-test('same tag pushed again: B is fetched though the name is here, the name then means B, a container from A keeps A; --name aliases are tagged', async () => {
+test('same tag pushed again: B is fetched though the name is here, the name then means B, a container from A keeps A; --name aliases are tagged; A removed by its id once unused', async () => {
   const X = 'localhost/drover-x:1';
   const ALIAS = 'localhost/drover-alias:7';
   const OTHER = 'localhost/drover-other:2';
@@ -151,28 +154,38 @@ test('same tag pushed again: B is fetched though the name is here, the name then
   const fetcher = new ImageFetcher({ baseUrl: srv.url, tls: { ca: pki.ca, cert: pki.node.cert, key: pki.node.key }, stateDir });
   // Held while the plan is asked (a 2 MB transfer on loopback may end before it).
   let mayFetch = true;
-  const images = new ImageManager({ stateDir, runtime: sb.runtime, fetcher: () => fetcher, refreshMs: 60_000, mayFetch: () => mayFetch });
+  const images = new ImageManager({
+    stateDir,
+    runtime: sb.runtime,
+    fetcher: () => fetcher,
+    refreshMs: 60_000,
+    mayFetch: () => mayFetch,
+    inUse: async () => (await sb.runtime.list({})).map((c) => c.image),
+    gcGraceMs: 0,
+    keepPerName: 0,
+  });
   await images.start();
   const logsOf = async (cid: string, want: string) => {
     for (let i = 0; i < 50 && !(await sb.runtime.logs(cid, {})).includes(want); i++) await new Promise((r) => setTimeout(r, 100));
     return sb.runtime.logs(cid, {});
   };
   const containerImage = async (cid: string) => (await podman(['inspect', '--format', '{{.Image}}', cid])).stdout.trim();
+  const exists = async (ref: string) => (await podman(['image', 'exists', ref]).then(() => true, () => false));
   const pod = { uid: 'u1', namespace: 'default', name: 'p', spec: { containers: [{ name: 'c', image: X }], restartPolicy: 'Always' } } as unknown as Parameters<typeof plan>[1][number];
   const ids: string[] = [];
   try {
-    // A under its own name and an alias the archive does not carry: loaded, then tagged.
-    images.setDesired([{ name: X, digest: mA.digest, size: mA.size }, { name: ALIAS, digest: mA.digest, size: mA.size }]);
-    assert.equal((await images.ensure(ALIAS)).fetched, true);
-    assert.equal(await id(ALIAS), idA);
+    images.setDesired([{ name: X, digest: mA.digest, size: mA.size }]);
+    assert.equal((await images.ensure(X)).fetched, true);
     assert.equal(await id(X), idA);
+    assert.equal((await readRecord(stateDir)).record.images[mA.digest]?.id, idA, 'the loaded image\'s id is recorded');
     ids.push(await sb.runtime.run({ name: `old-${process.pid}`, image: X, env: {}, ports: [], labels: {} }));
     assert.match(await logsOf(ids[0]!, 'default-cmd'), /default-cmd/);
 
-    // B pushed under the same name: the name is on the device, yet a new container must wait for B.
+    // B pushed under the same name (and with --name ALIAS, which the archive does not carry): the name
+    // is on the device, yet a new container must wait for B.
     const sentBefore = srv.blobBytesSent;
     mayFetch = false;
-    images.setDesired([{ name: X, digest: mB.digest, size: mB.size }]);
+    images.setDesired([{ name: X, digest: mB.digest, size: mB.size }, { name: ALIAS, digest: mB.digest, size: mB.size }]);
     const onDevice = new Set(await sb.runtime.images());
     assert.ok(onDevice.has(X));
     const ctxPlan = { node: 'n', now: 0, images: onDevice, restartBackoff: () => 0, imageStale: (i: string) => images.awaiting(i) };
@@ -183,9 +196,11 @@ test('same tag pushed again: B is fetched though the name is here, the name then
     assert.equal(srv.blobBytesSent - sentBefore, mB.size);
     assert.equal(images.awaiting(X), false);
     assert.equal(await id(X), idB, 'podman load moved the name to B');
+    assert.equal(await id(ALIAS), idB, 'the --name alias is tagged');
+    assert.deepEqual(await images.ensure(ALIAS), { fetched: false });
     assert.equal(await containerImage(ids[0]!), idA, 'the running container keeps A (a tag that moves restarts nothing)');
     assert.equal((await sb.runtime.inspect(ids[0]!))?.state, 'running');
-    assert.equal(await id(ALIAS), idA, 'A stays while a container uses it (garbage collection removes it once unused)');
+    assert.ok(await exists(idA), 'A stays, untagged, while a container uses it');
     ids.push(await sb.runtime.run({ name: `new-${process.pid}`, image: X, env: {}, ports: [], labels: {} }));
     assert.match(await logsOf(ids[1]!, 'second-cmd'), /second-cmd/);
     assert.equal(await containerImage(ids[1]!), idB);
@@ -196,7 +211,17 @@ test('same tag pushed again: B is fetched though the name is here, the name then
     assert.deepEqual(await images.ensure(OTHER), { fetched: false });
     assert.equal(srv.blobBytesSent, sent);
     assert.equal(await id(OTHER), idB);
-    assert.deepEqual((await readRecord(stateDir)).record.images[mB.digest]?.names, [OTHER, X]);
+    assert.deepEqual((await readRecord(stateDir)).record.images[mB.digest]?.names, [ALIAS, OTHER, X]);
+
+    // Garbage collection: A is kept while a container uses it, then removed by its id (it has no name left).
+    await images.gc();
+    assert.deepEqual(await images.gc(), []);
+    assert.ok(await exists(idA));
+    for (const cid of ids.splice(0)) await sb.runtime.remove(cid);
+    await images.gc();
+    assert.deepEqual(await images.gc(), [mA.digest]);
+    assert.equal(await exists(idA), false, 'A removed');
+    assert.equal(await id(X), idB, 'B untouched');
   } finally {
     for (const cid of ids) await sb.runtime.remove(cid).catch(() => undefined);
     await images.stop();
