@@ -169,6 +169,8 @@ function replyError(r: Reply): CliError {
   return 'failure' in r ? r.failure : errorFromResponse(r.status, r.text);
 }
 
+/** Pieces are not halved below this after cuts: each request costs headers and an fsync on the server. */
+const MIN_PIECE_BYTES = 256 * 1024;
 /** Consecutive failures with no byte gained before a push gives up (about 5 minutes of backoff). */
 const MAX_TRIES = 12;
 const BACKOFF = { baseMs: 500, maxMs: 30_000 };
@@ -319,7 +321,10 @@ async function pushInPieces(ctx: CommandContext, cmd: Command, file: string, nam
       sent = offset;
       // Bytes that arrived before the cut are kept: progress, so the count of failures starts again.
       if (offset > before) tries = 0;
-      ctx.io.stderr(`the server holds ${humanBytes(offset)}: resuming there\n`);
+      // A piece cut after part of it arrived (a link too slow for the server's request timeout, or a flaky
+      // one): smaller pieces from now on, so the next ones finish inside it.
+      if (offset > before && offset < before + length && pieceBytes > MIN_PIECE_BYTES) pieceBytes = Math.max(MIN_PIECE_BYTES, Math.floor(pieceBytes / 2));
+      ctx.io.stderr(`the server holds ${humanBytes(offset)}: resuming there${pieceBytes < length ? ` in pieces of ${humanBytes(pieceBytes)}` : ''}\n`);
     }
     progress(true);
 

@@ -58,13 +58,16 @@ function call(ca: string, url: string, opts: { method?: string; who?: Caller; he
 }
 
 /**
- * A TCP proxy that counts the bytes going toward the server and, once, destroys every connection when
- * that count passes `cutAt`: a link that drops mid-upload (both ends see the connection die).
+ * A TCP proxy that counts the bytes going toward the server and, once, when that count passes `cutAt`,
+ * breaks every connection open at that moment: 'cut' destroys them (both ends see the connection die);
+ * 'stall' keeps them open and forwards nothing more either way (a link that died without a FIN or RST:
+ * only timeouts can tell). Connections made afterwards work.
  */
-async function cuttingProxy(target: number, cutAt: number): Promise<{ port: number; up: () => number; cuts: () => number; close: () => Promise<void> }> {
+async function faultyProxy(target: number, cutAt: number, mode: 'cut' | 'stall'): Promise<{ port: number; up: () => number; faults: () => number; close: () => Promise<void> }> {
   let up = 0;
-  let cuts = 0;
+  let faults = 0;
   const sockets = new Set<Socket>();
+  const dead = new WeakSet<Socket>();
   const server = createServer((client) => {
     const upstream = connect(target, '127.0.0.1');
     for (const s of [client, upstream]) {
@@ -74,24 +77,28 @@ async function cuttingProxy(target: number, cutAt: number): Promise<{ port: numb
     }
     client.on('data', (d: Buffer) => {
       up += d.length;
+      if (dead.has(client)) return;
       upstream.write(d);
-      if (cuts === 0 && up > cutAt) {
-        cuts++;
-        for (const s of sockets) s.destroy();
+      if (faults === 0 && up > cutAt) {
+        faults++;
+        for (const s of sockets) {
+          if (mode === 'cut') s.destroy();
+          else dead.add(s);
+        }
       }
     });
-    upstream.on('data', (d: Buffer) => client.writable && client.write(d));
-    client.on('end', () => upstream.end());
-    upstream.on('end', () => client.end());
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
+    upstream.on('data', (d: Buffer) => !dead.has(upstream) && client.writable && client.write(d));
+    client.on('end', () => !dead.has(client) && upstream.end());
+    upstream.on('end', () => !dead.has(upstream) && client.end());
+    client.on('close', () => !dead.has(client) && upstream.destroy());
+    upstream.on('close', () => !dead.has(upstream) && client.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const addr = server.address();
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
     up: () => up,
-    cuts: () => cuts,
+    faults: () => faults,
     close: async () => {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -135,11 +142,11 @@ describe('resumable chunked image pushes', () => {
   test('drover image push cut mid-upload resumes from the server offset; what crossed the link stays under archive + one piece', async () => {
     const piece = 1024 * 1024;
     const port = Number(new URL(t.apiUrl).port);
-    const proxy = await cuttingProxy(port, Math.floor(archive.length * 0.45));
+    const proxy = await faultyProxy(port, Math.floor(archive.length * 0.45), 'cut');
     try {
       const env = { DROVER_SERVER: `https://127.0.0.1:${proxy.port}`, DROVER_TOKEN: t.token };
       const r = ok(await drover(env, ['image', 'push', '--from-archive', archivePath, '--piece-size', '1MiB']));
-      assert.equal(proxy.cuts(), 1, 'the link was cut once');
+      assert.equal(proxy.faults(), 1, 'the link was cut once');
       const digest = digestOf(archive);
       assert.match(r.stdout, new RegExp(`^${digest} 12\\.0MiB localhost/resumed:1 pushed$`, 'm'));
       assert.match(r.stderr, /upload [0-9a-f]{32} started \(if this run stops, resume with --upload-id [0-9a-f]{32}\)/);
@@ -154,6 +161,26 @@ describe('resumable chunked image pushes', () => {
       assert.equal((m.json as ImageManifest).size, archive.length);
       assert.deepEqual(await readdir(join(t.dataDir, 'images', 'uploads')), [], 'the upload is gone once stored');
       console.log(`# pushed ${archive.length} bytes through one cut in 1 MiB pieces: ${sent} bytes toward the server (${(sent / archive.length).toFixed(3)} x)`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('a link that goes silent mid-piece (no FIN, no RST): the CLI times the piece out, and its next piece takes over from the one the server still holds open', async () => {
+    const piece = 1024 * 1024;
+    const port = Number(new URL(t.apiUrl).port);
+    const proxy = await faultyProxy(port, Math.floor(archive.length * 0.6), 'stall');
+    try {
+      const env = { DROVER_SERVER: `https://127.0.0.1:${proxy.port}`, DROVER_TOKEN: t.token };
+      // Pushed under another name: the same bytes as the first test, so "already stored" with the name added.
+      const r = ok(await drover(env, ['image', 'push', '--from-archive', archivePath, '--piece-size', '1MiB', '--name', 'silent:1', '--request-timeout', '2s']));
+      assert.equal(proxy.faults(), 1);
+      assert.match(r.stderr, /made no progress for 2s/);
+      assert.match(r.stdout, new RegExp(`^${digestOf(archive)} 12\\.0MiB .*localhost/silent:1.* (pushed|already stored)$`, 'm'));
+      const sent = proxy.up();
+      assert.ok(sent <= archive.length + piece, `${sent} bytes toward the server for ${archive.length} (bound: + ${piece})`);
+      assert.deepEqual(await readdir(join(t.dataDir, 'images', 'uploads')), []);
+      console.log(`# pushed ${archive.length} bytes through a silent link in 1 MiB pieces: ${sent} bytes toward the server (${(sent / archive.length).toFixed(3)} x)`);
     } finally {
       await proxy.close();
     }
