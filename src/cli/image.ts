@@ -401,6 +401,7 @@ export function registerImage(program: Command, ctx: CommandContext): Command {
     const pieceBytes = opts.pieceSize === undefined ? UPLOAD_PIECE_BYTES : parsePieceSize(opts.pieceSize);
     if (opts.uploadId !== undefined && !uploadId.safeParse(opts.uploadId).success) throw new CliError(`invalid --upload-id "${opts.uploadId.slice(0, 80)}": 32 lowercase hex digits, as the push printed`);
     if (opts.uploadId !== undefined && !opts.fromArchive) throw new CliError('--upload-id resumes the push of an archive: give it the same --from-archive FILE (podman save may not write the same bytes again)');
+    if (opts.uploadId !== undefined && (opts.name?.length || opts.format)) throw new CliError('--upload-id resumes an upload with the names and format it was started with: drop --name and --format');
     if (opts.fromArchive && images.length) throw new CliError('give images to save from podman, or --from-archive FILE, not both');
     if (!opts.fromArchive && !images.length) throw new CliError('name the podman images to push, or give --from-archive FILE');
     const names = [...(opts.name ?? [])];

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { IMAGE_UPLOADS_PATH, imagePath, UPLOAD_PIECE_MAX_BYTES, uploadPath, type ImageManifest } from '../../src/contract/images.js';
-import { drover, ok } from '../helpers/cli.js';
+import { drover, fails, ok } from '../helpers/cli.js';
 import { startTestServer, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
 interface Answer {
@@ -181,6 +181,29 @@ describe('resumable chunked image pushes', () => {
       assert.ok(sent <= archive.length + piece, `${sent} bytes toward the server for ${archive.length} (bound: + ${piece})`);
       assert.deepEqual(await readdir(join(t.dataDir, 'images', 'uploads')), []);
       console.log(`# pushed ${archive.length} bytes through a silent link in 1 MiB pieces: ${sent} bytes toward the server (${(sent / archive.length).toFixed(3)} x)`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('drover image push --upload-id resumes an upload a stopped run left, sending only what the server lacks', async () => {
+    const admin = { token: t.token };
+    const c = await call(t.ca, `${t.apiUrl}${IMAGE_UPLOADS_PATH}?name=left:1`, { method: 'POST', who: admin });
+    const id = c.json.id as string;
+    const had = 5 * 1024 * 1024 + 123;
+    assert.equal((await call(t.ca, `${t.apiUrl}${uploadPath(id)}?offset=0`, { method: 'PUT', who: admin, body: archive.subarray(0, had) })).json.offset, had);
+    const port = Number(new URL(t.apiUrl).port);
+    // Counting only: the fault lies beyond any byte this push sends.
+    const proxy = await faultyProxy(port, 10 * archive.length, 'cut');
+    try {
+      const env = { DROVER_SERVER: `https://127.0.0.1:${proxy.port}`, DROVER_TOKEN: t.token };
+      fails(await drover(env, ['image', 'push', '--from-archive', archivePath, '--upload-id', id, '--name', 'x:1']), /--upload-id resumes an upload with the names and format it was started with/);
+      fails(await drover(env, ['image', 'push', '--from-archive', archivePath, '--upload-id', '../x']), /invalid --upload-id/);
+      const r = ok(await drover(env, ['image', 'push', '--from-archive', archivePath, '--upload-id', id]));
+      assert.match(r.stderr, new RegExp(`resuming upload ${id} at 5\\.0MiB`));
+      assert.match(r.stdout, /localhost\/left:1/);
+      const sent = proxy.up();
+      assert.ok(sent < archive.length - had + 256 * 1024, `${sent} bytes sent for the ${archive.length - had} the server lacked`);
     } finally {
       await proxy.close();
     }
