@@ -218,6 +218,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     const cachedStore = withCachedLists(store, cache);
     // Images served to devices (issue 15): archives on this server's disk; opened early so the desired-state publisher can use it.
     const images = await ImageStore.open({ dir: join(cfg.dataDir, 'images'), logger });
+    closers.push(() => images.close());
     const imageTransfers = new TransferLimit({ max: cfg.imageTransfers ?? DEFAULT_IMAGE_TRANSFERS, registry: instruments.registry });
     instruments.startPhase('cache');
     if (insecure) logger.warn('--insecure: MQTT and the API are plain TCP; tokens, node passwords and Secrets cross the network in clear');

@@ -99,7 +99,7 @@ export interface ExtraRouteContext {
 }
 
 export interface ExtraRoute {
-  method: 'GET' | 'POST' | 'DELETE';
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   /** Exact path, or a prefix when it ends with '/', e.g. '/drover/v1/nodes/'. */
   path: string;
   /**

@@ -52,12 +52,6 @@ class LengthRequiredError extends DroverError {
   }
 }
 
-/**
- * ExtraRoute's method type lists GET, POST and DELETE; the server matches any method at run time. Until
- * the type names PUT (requested of the lead), the append route says its method through this cast.
- */
-const PUT = 'PUT' as ExtraRoute['method'];
-
 /** Segments of IMAGE_UPLOADS_PATH: drover, v1, images, uploads. */
 const UPLOAD_SEGMENTS = 4;
 
@@ -203,7 +197,7 @@ export function imageRoutes(deps: ImageRouteDeps): ExtraRoute[] {
       },
     },
     {
-      method: PUT,
+      method: 'PUT',
       path: `${IMAGE_UPLOADS_PATH}/`,
       access: 'admin',
       verb: 'image.upload.append',
