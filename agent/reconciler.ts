@@ -353,7 +353,7 @@ export class Reconciler {
       this.podIPs.update(pods, current, this.addresses.inUse());
       const served = this.deps.images;
       // A server image pushed again under its tag: a new container waits for the new archive.
-      const p = plan(current, pods, { ...this.restarts.planContext(cfg.node, images, run), ...(served ? { imageStale: (i: string) => served.awaiting(i) } : {}) });
+      const p = plan(current, pods, { ...this.restarts.planContext(cfg.node, images, run), ...(served ? { imageStale: (i: string) => served.awaiting(i), imageIdFor: (i: string) => served.loadedId(i) } : {}) });
       if (p.requeueAfterMs !== undefined) requeueMs = Math.min(requeueMs, p.requeueAfterMs);
       // Announces back-offs and invalid specs (once each); the steps go to the pods' workers.
       await applyPlan({ ...p, steps: [] }, this.applyDeps);

@@ -19,6 +19,8 @@ export interface ServerImages {
   serves(name: string): boolean;
   /** Whether `name` is served and its desired archive not loaded yet (even if the runtime has that name). */
   awaiting(name: string): boolean;
+  /** The runtime's id of the image the desired state wants under `name`, once loaded. */
+  loadedId(name: string): string | undefined;
   /** Resolves once `name` is loaded (fetched first if need be); rejects with the transfer's error. */
   ensure(name: string): Promise<{ fetched: boolean; bytes?: number; seconds?: number }>;
 }
@@ -58,6 +60,7 @@ function event(deps: ApplyDeps, pod: PodRef | undefined, type: AgentEvent['type'
 const REMOVE_MESSAGE: Record<Extract<Step, { action: 'remove' }>['reason'], (container: string) => string> = {
   orphan: (c) => `Stopping container ${c}`,
   'spec-changed': (c) => `Container ${c} definition changed, will be restarted`,
+  'image-changed': (c) => `Container ${c} image changed, will be re-created from it`,
   duplicate: (c) => `Stopping duplicate container ${c}`,
 };
 

@@ -24,7 +24,7 @@ export type { PodRef } from './naming.js';
 /** Grace period for containers whose pod is no longer known (the pod spec's own default). */
 export const DEFAULT_GRACE_SECONDS = 10;
 
-export type RemoveReason = 'orphan' | 'spec-changed' | 'duplicate';
+export type RemoveReason = 'orphan' | 'spec-changed' | 'duplicate' | 'image-changed';
 
 export type Step =
   /** Fetch an image some missing containers need; they run on a later pass. */
@@ -72,6 +72,8 @@ export interface PlanContext {
    * container waits for the new one. Running containers are left on the image they have.
    */
   imageStale?: (image: string) => boolean;
+  /** The id of the image the desired state wants under `image` (a server image, loaded): a container to restart from another is re-created. */
+  imageIdFor?: (image: string) => string | undefined;
   /** ms after `now` until the exited container under `key` may start again; 0 = now. */
   restartBackoff: (key: string, exited: RuntimeContainer, now: number) => number;
   /** ms after `now` until a failed pull of `image` may be retried; 0 (the default) = now. */
@@ -269,6 +271,15 @@ export function plan(current: RuntimeContainer[], target: DesiredPod[], ctx: Pla
             marker: `${keep.id}@${keep.finishedAt ?? ''}`,
             exited: keep,
           });
+        } else if (c.imagePullPolicy !== 'Never' && ctx.imageStale?.(c.image)) {
+          // A server image pushed again under its tag: as the kubelet's restart (a new container from
+          // the name), this one starts again from the new image, so it waits for it.
+          const pms = ctx.pullBackoff?.(c.image, ctx.now) ?? 0;
+          if (pms > 0) waits.push({ reason: 'ImagePullBackOff', key, pod: ref, container: name, remainingMs: pms, image: c.image });
+          else pulls.set(c.image, [...(pulls.get(c.image) ?? []).filter((p) => p.uid !== pod.uid), ref]);
+        } else if (c.imagePullPolicy !== 'Never' && keep.imageId && ctx.imageIdFor?.(c.image) && ctx.imageIdFor(c.image) !== keep.imageId) {
+          // Created from the image the name meant before: re-created (on a later pass) from the new one.
+          remove(keep, 'image-changed', pod);
         } else {
           restarts.push({ action: 'restart', key, id: keep.id, name: keep.name, pod: ref, container: name, exited: keep });
         }

@@ -205,11 +205,18 @@ export class ImageManager {
    * runtime may have an image under that name: the same tag pushed again with other bytes. The plan
    * then fetches before it creates a container from that name, so a new container runs the new bytes.
    * Containers already running keep their image: as in Kubernetes, a tag that moves restarts
-   * nothing (a rollout or a re-created pod does).
+   * nothing (a rollout or a re-created pod does); one that exits and is due to start again is
+   * re-created from the new image, as the kubelet's restart creates a new container from the name.
    */
   awaiting(name: string): boolean {
     const want = this.desired.get(name);
     return want !== undefined && !this.record.images[want.digest];
+  }
+
+  /** The runtime's id of the image the desired state wants under `name`, once loaded (and recorded with its id). */
+  loadedId(name: string): string | undefined {
+    const want = this.desired.get(name);
+    return want ? this.record.images[want.digest]?.id : undefined;
   }
 
   /** The last disk-pressure look (undefined before the first), for the status. */

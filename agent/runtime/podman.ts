@@ -23,6 +23,7 @@ const psEntry = z.object({
   Id: z.string(),
   Names: z.array(z.string()).nullish(),
   Image: z.string().nullish(),
+  ImageID: z.string().nullish(),
   Labels: z.record(z.string(), z.string()).nullish(),
   State: z.string(),
   ExitCode: z.number().nullish(),
@@ -137,6 +138,7 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
         id: e.Id,
         name: e.Names?.[0] ?? '',
         image: e.Image ?? '',
+        ...(e.ImageID && /^[0-9a-f]{64}$/.test(e.ImageID) ? { imageId: e.ImageID } : {}),
         labels: e.Labels ?? {},
         state,
         ...(state === 'exited' && e.ExitCode !== null && e.ExitCode !== undefined ? { exitCode: e.ExitCode } : {}),
@@ -163,6 +165,8 @@ export class PodmanRuntime extends CliRuntime implements ContainerRuntime {
       id: c.Id,
       name: c.Name,
       image: c.ImageName || c.Config?.Image || c.Image || '',
+      // inspect's Image is the image's id (list's ImageID).
+      ...(c.Image && /^[0-9a-f]{64}$/.test(c.Image) ? { imageId: c.Image } : {}),
       labels: c.Config?.Labels ?? {},
       state,
       ...(state === 'exited' && c.State.ExitCode !== null && c.State.ExitCode !== undefined

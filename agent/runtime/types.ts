@@ -69,6 +69,8 @@ export interface RuntimeContainer {
   id: string;
   name: string;
   image: string;
+  /** The id of the image it was created from (64 hex), when the runtime's list tells it (podman). */
+  imageId?: string;
   labels: Record<string, string>;
   state: ContainerState;
   exitCode?: number;

@@ -201,6 +201,9 @@ test('same tag pushed again: B is fetched though the name is here, the name then
     assert.equal(await containerImage(ids[0]!), idA, 'the running container keeps A (a tag that moves restarts nothing)');
     assert.equal((await sb.runtime.inspect(ids[0]!))?.state, 'running');
     assert.ok(await exists(idA), 'A stays, untagged, while a container uses it');
+    // What the plan compares before a restart: the container's image id (podman ps) against the one loaded for the name.
+    assert.equal((await sb.runtime.list({})).find((c) => c.id === ids[0])?.imageId, idA);
+    assert.equal(images.loadedId(X), idB);
     ids.push(await sb.runtime.run({ name: `new-${process.pid}`, image: X, env: {}, ports: [], labels: {} }));
     assert.match(await logsOf(ids[1]!, 'second-cmd'), /second-cmd/);
     assert.equal(await containerImage(ids[1]!), idB);

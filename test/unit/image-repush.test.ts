@@ -126,3 +126,20 @@ test('a name the archive does not carry (pushed with --name): tagged after the l
     await s.close();
   }
 });
+
+test('a container of that name that exited and is due to restart: waits for the new archive, then is re-created from it (not started again on the old image); Never restarts it as it is', () => {
+  const [idA, idB] = ['a'.repeat(64), 'b'.repeat(64)];
+  const p = pod('u1');
+  const spec = toRunSpec(p, 'c', 'n1');
+  const exited = { id: 'c1', name: spec.name, image: NAME, imageId: idA, labels: spec.labels, state: 'exited' as const, exitCode: 1, finishedAt: new Date().toISOString() };
+  const base: PlanContext = { node: 'n1', now: Date.now(), images: new Set([NAME]), restartBackoff: () => 0 };
+  const actions = (ctx: Partial<PlanContext>, target = p) => plan([exited], [target], { ...base, ...ctx }).steps.map((s) => (s.action === 'remove' ? `remove ${s.reason}` : s.action));
+  assert.deepEqual(actions({}), ['restart'], 'not a server image: started again');
+  assert.deepEqual(actions({ imageStale: () => true, imageIdFor: () => undefined }), ['pull'], 'the new archive not loaded yet: fetched first, the container stays exited');
+  assert.deepEqual(actions({ imageStale: () => false, imageIdFor: () => idB }), ['remove image-changed'], 'loaded: re-created from it');
+  assert.deepEqual(actions({ imageStale: () => false, imageIdFor: () => idA }), ['restart'], 'created from the wanted image: started again');
+  const never = pod('u1', NAME, 'Never');
+  const neverSpec = toRunSpec(never, 'c', 'n1');
+  const ctx = { ...base, imageStale: () => true, imageIdFor: () => idB };
+  assert.deepEqual(plan([{ ...exited, name: neverSpec.name, labels: neverSpec.labels }], [never], ctx).steps.map((s) => s.action), ['restart'], 'Never: started again as it is');
+});
