@@ -154,7 +154,7 @@ export class ImageManager {
       t.dropped = 'the agent is stopping';
       t.controller?.abort(new Error(t.dropped));
     }
-    await this.gcRunning;
+    await Promise.all([this.gcRunning, this.diskCheck]);
   }
 
   /** Called whenever digests() or transfers() change (progress at most every progressIntervalMs). */
