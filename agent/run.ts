@@ -133,7 +133,7 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   // from, not the first interface listed (podman's bridge, 10.88.0.1, may come first).
   const nodeIP = () => cfg.nodeIP ?? link.localAddress ?? hardware.addresses[0];
   const usage = new UsageSampler(runtime, systemMeter(hardware.cpu.cores), logger);
-  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion, images: { digests: () => images.digests(), transfers: () => images.transfers() } });
+  const reporter = new Reporter({ cfg, link, runtime, hardware, bootId, logger, journal, now, nodeIP, runtimeVersion: () => reconciler.runtimeVersion, images: { digests: () => images.digests(), transfers: () => images.transfers(), diskPressure: () => images.diskPressure() } });
   const probes = new ProbeManager({
     runtime,
     logger,

@@ -13,7 +13,7 @@ export interface RuntimeCallSink {
 }
 
 /** The calls that reach the runtime; watchExits is a subscription, not a call, and passes through. */
-const TIMED = ['version', 'list', 'inspect', 'run', 'start', 'stop', 'remove', 'removeMany', 'logs', 'exec', 'pull', 'images', 'load', 'removeImage', 'bridgeSubnet', 'stats'] as const;
+const TIMED = ['version', 'list', 'inspect', 'run', 'start', 'stop', 'remove', 'removeMany', 'logs', 'exec', 'pull', 'images', 'load', 'removeImage', 'tag', 'imageId', 'imageStoreDir', 'bridgeSubnet', 'stats'] as const;
 
 export function timedRuntime(runtime: ContainerRuntime, sink: RuntimeCallSink): ContainerRuntime {
   const timed: Record<string, unknown> = {};
