@@ -3,8 +3,16 @@ import type { ApiObject } from '../api/meta.js';
 import { ApiClient, CliError } from './client.js';
 import { notFound, parseResourceArgs } from './context.js';
 import { qualifiedPlural } from './output.js';
+import { backoffDelay, sleep } from '../util/backoff.js';
 
-const MAX_CONFLICT_RETRIES = 5;
+/**
+ * How long a read-modify-write keeps trying after conflicts. A controller writing the object's status
+ * on every pod change (a Deployment while it scales) can win five rounds in a row on a loaded machine
+ * (seen in CI: `scale` through an MQTT command); the server's own PATCH loop keeps trying this long too.
+ */
+const CONFLICT_RETRY_MS = 30_000;
+/** A short random pause between tries breaks the lockstep with the writer that keeps winning. */
+const CONFLICT_BACKOFF = { baseMs: 10, maxMs: 250, jitter: 1 };
 
 export interface UpdateResult<T> {
   object: T;
@@ -24,7 +32,9 @@ export async function updateObject<T extends ApiObject>(
   mutate: (obj: T) => boolean | void,
 ): Promise<UpdateResult<T>> {
   const path = objectPath(kind, namespace, name);
-  for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
+  const giveUpAt = performance.now() + CONFLICT_RETRY_MS;
+  for (let attempt = 0; attempt === 0 || performance.now() < giveUpAt; attempt++) {
+    if (attempt > 0) await sleep(backoffDelay(attempt - 1, CONFLICT_BACKOFF));
     const cur = await client.getOptional<T>(path);
     if (!cur) throw notFound(kind, name);
     if (mutate(cur) === false) return { object: cur, changed: false };

@@ -542,7 +542,7 @@ describe('program', () => {
     const program = new Command('drover').exitOverride();
     registerCliCommands(program, { stdout: (s) => out.push(s), stderr: (s) => out.push(s), env: {} });
     assert.deepEqual(program.commands.map((c) => c.name()).sort(), [
-      'annotate', 'api-resources', 'apply', 'completion', 'cordon', 'create', 'delete', 'describe', 'drain', 'edit', 'exec', 'explain', 'fleet', 'get', 'kubeconfig', 'label', 'logs', 'node', 'rollout', 'scale', 'set', 'status', 'token', 'top', 'uncordon', 'version',
+      'annotate', 'api-resources', 'apply', 'completion', 'cordon', 'create', 'delete', 'describe', 'drain', 'edit', 'exec', 'explain', 'fleet', 'get', 'image', 'kubeconfig', 'label', 'logs', 'node', 'rollout', 'scale', 'set', 'status', 'token', 'top', 'uncordon', 'version',
     ]);
     await assert.rejects(program.parseAsync(['node', 'drover', 'get', 'foo']), /the server doesn't have a resource type "foo"/);
     await assert.rejects(program.parseAsync(['node', 'drover', 'get', 'pods', '--server', 'http://127.0.0.1:1']), /cannot reach the drover server/);
