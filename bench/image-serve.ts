@@ -17,7 +17,7 @@
  * devices and server share the machine's cores).
  *
  * Run: node --import tsx bench/image-serve.ts [--mb 64] [--sizes 1,4,8,16] [--budget-n 16] [--cap-n 16] [--cap 4]
- *      → bench/results/image-serve.json and image-serve.md
+ *      → bench/results/image-serve.json and image-serve.md (--markdown bench/results/image-serve.json: the .md again from it)
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
@@ -32,7 +32,7 @@ import { imagePath } from '../src/contract/images.js';
 import { silentLogger } from '../src/util/logger.js';
 import { makeDockerArchive } from '../test/helpers/image-server.js';
 import { compileServer, Monitor, ServerProc } from './lib/fleet-server.js';
-import { freePort, machine, median, numArg, parseArgs, procCpuMs, round, sleep, writeResult } from './lib/common.js';
+import { freePort, median, numArg, parseArgs, procCpuMs, procMemory, round, sleep, writeResult } from './lib/common.js';
 import { scrape } from './lib/metrics.js';
 
 const run = promisify(execFile);
@@ -67,6 +67,9 @@ function httpsStatus(url: string, d: Device): Promise<number> {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const md = args.get('markdown');
+  // `--markdown FILE.json`: only rewrite FILE.md from a result written before.
+  if (md) return writeFileSync(md.replace(/\.json$/, '.md'), markdown(JSON.parse(readFileSync(md, 'utf8')) as Record<string, unknown>));
   const mb = numArg(args, 'mb', 64);
   const sizes = (args.get('sizes') ?? '1,4,8,16').split(',').map(Number).filter((x) => x > 0);
   const budgetN = numArg(args, 'budget-n', 16);
@@ -193,6 +196,8 @@ async function main(): Promise<void> {
         serverCpuPercentOfOneCorePerTransfer: round(((cpuMs / wallMs) * 100) / spec.n, 2),
         serverRssPeakMiB: rec.rssPeakMiB,
         serverRssEndMiB: rec.rssEndMiB,
+        // VmHWM: the process's peak since it started, which a 250 ms sample of a sub-second run can miss.
+        serverVmHwmMiB: round(procMemory(server.pid)?.hwmMiB ?? NaN, 1),
         bytesServed: served,
         bytesExpected: size * spec.n,
         servedRatio: round(served / (size * spec.n), 4),
@@ -252,13 +257,24 @@ function markdown(b: Record<string, any>): string {
     '',
     `One compiled \`drover server\` process (TLS); the image ${b.image.name}, a docker-archive of ${b.image.bytes.toLocaleString('en-US')} bytes of random data (${b.image.chunks} chunks of 1 MiB), pushed with \`drover image push --from-archive\` (${b.push.wallMs} ms, ${b.push.mbPerSecond} MB/s). Devices: joined nodes (real join, own certificate), each with a pod bound to it through the API that uses the image; a joined node without one got ${b.accessCheck.nodeWithoutPodManifestStatus} for the manifest. Each device fetches with the agent's ImageFetcher (1 MiB Range requests over one kept-alive HTTPS connection, sha256 per chunk, fsync per chunk, whole-archive sha256 at the end) into its own state dir; the devices run in the bench process on the same ${b.machine.cores} cores as the server. MB = 10^6 bytes. Server idle: ${b.serverIdle.serverCpuPercentOfOneCore} % of a core, RSS ${b.serverIdle.rssEndMiB} MiB.`,
     '',
-    '| run | devices | budget each | --image-transfers | wall | total MB/s | per device MB/s median / min | server CPU s | CPU ms per MB | % core per transfer | server RSS peak | served / (size × N) | 503s | devices with image | devices\' CPU s | load start → end |',
+    '| run | devices | budget each | --image-transfers | wall | total MB/s | per device MB/s median / min | server CPU s | CPU ms per MB | % core per transfer | server RSS peak (VmHWM) | served / (size × N) | 503s | devices with image | devices\' CPU s | load start → end |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const r of rows) {
     lines.push(
-      `| ${r.run} | ${r.devices} | ${r.budgetBytesPerSecondEach ? `${r.budgetBytesPerSecondEach / 1024} KiB/s` : '—'} | ${r.serverImageTransfersCap} | ${r.wallSeconds} s | ${r.totalMBPerSecond} | ${r.perDeviceMBPerSecond.median} / ${r.perDeviceMBPerSecond.min} | ${r.serverCpuSeconds} | ${r.serverCpuMsPerMBServed} | ${r.serverCpuPercentOfOneCorePerTransfer} | ${r.serverRssPeakMiB} MiB | ${r.bytesServed.toLocaleString('en-US')} / ${r.bytesExpected.toLocaleString('en-US')} (${r.servedRatio}) | ${r.refused503} | ${r.devicesWithImage}/${r.devices} | ${r.devicesCpuSeconds} | ${r.loadAverage.start[0]} → ${r.loadAverage.end[0]} |`,
+      `| ${r.run} | ${r.devices} | ${r.budgetBytesPerSecondEach ? `${r.budgetBytesPerSecondEach / 1024} KiB/s` : '—'} | ${r.serverImageTransfersCap} | ${r.wallSeconds} s | ${r.totalMBPerSecond} | ${r.perDeviceMBPerSecond.median} / ${r.perDeviceMBPerSecond.min} | ${r.serverCpuSeconds} | ${r.serverCpuMsPerMBServed} | ${r.serverCpuPercentOfOneCorePerTransfer} | ${r.serverRssPeakMiB} MiB (${r.serverVmHwmMiB}) | ${r.bytesServed.toLocaleString('en-US')} / ${r.bytesExpected.toLocaleString('en-US')} (${r.servedRatio}) | ${r.refused503} | ${r.devicesWithImage}/${r.devices} | ${r.devicesCpuSeconds} | ${r.loadAverage.start[0]} → ${r.loadAverage.end[0]} |`,
     );
+  }
+  const unb = rows.filter((r) => !r.budgetBytesPerSecondEach && r.serverImageTransfersCap >= r.devices);
+  const big = unb.at(-1);
+  if (big) {
+    lines.push('', `Reading: at ${big.devices} unbudgeted devices the server used ${big.serverCpuPercentOfOneCore} % of one core while the devices (one process here, TLS, sha256 and fsync for all of them) used ${round((big.devicesCpuSeconds / big.wallSeconds) * 100)} %: the throughput is bounded by the devices' side on this machine, not the server's. The server's cost is the figure to scale from: ${big.serverCpuMsPerMBServed}–${Math.max(...unb.map((r) => r.serverCpuMsPerMBServed))} ms of CPU per MB served unbudgeted, i.e. one server core serves about ${Math.round(1000 / Math.max(...unb.map((r) => r.serverCpuMsPerMBServed)))}–${Math.round(1000 / big.serverCpuMsPerMBServed)} MB/s.`);
+  }
+  for (const r of rows.filter((x) => x.budgetBytesPerSecondEach)) {
+    lines.push('', `Fleet rollout (${r.run}): ${r.devices} devices at ${r.budgetBytesPerSecondEach / 1024} KiB/s each cost the server ${r.serverCpuPercentOfOneCorePerTransfer} % of a core per transfer (${r.serverCpuMsPerMBServed} ms per MB, more than unbudgeted): about ${Math.round(100 / r.serverCpuPercentOfOneCorePerTransfer)} such transfers per server core.`);
+  }
+  for (const r of rows.filter((x) => x.serverImageTransfersCap < x.devices)) {
+    lines.push('', `Cap (${r.run}): ${r.devices} devices against --image-transfers ${r.serverImageTransfersCap}: ${r.refused503} chunk requests answered 503 + Retry-After, all ${r.devicesWithImage} of ${r.devices} devices got the whole image (sha256 verified) in ${r.wallSeconds} s in total, the slowest at ${r.perDeviceMBPerSecond.min} MB/s; the server sent ${r.servedRatio} × size × N (a refused request sends no byte of the archive).`);
   }
   lines.push('', '"% core per transfer": the server\'s CPU over the run as % of one core, divided by the devices fetching at once. "CPU ms per MB": server CPU over the bytes its /metrics counted served (drover_image_bytes_served_total). "503s": blob requests refused at the cap (drover_image_transfers_refused_total); each refused device waits the Retry-After (5 s) and resumes from its last verified chunk.');
   return lines.join('\n') + '\n';
