@@ -24,7 +24,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { request } from 'node:https';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { ImageFetcher, TokenBucket, type FetchResult } from '../agent/images/fetch.js';
 import { joinCluster } from '../agent/join.js';
@@ -243,6 +243,9 @@ async function main(): Promise<void> {
     mon.stop();
     await server.stop();
     rmSync(tmp, { recursive: true, force: true });
+    // trustCa (ServerProc.ready) wrote the CA bundle the CLI used into a temp dir of its own.
+    const bundle = process.env.DROVER_CA_FILE;
+    if (bundle && dirname(bundle).startsWith(join(tmpdir(), 'drover-test-ca-'))) rmSync(dirname(bundle), { recursive: true, force: true });
   }
 }
 
