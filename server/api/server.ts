@@ -377,8 +377,9 @@ export class ApiServer {
     try {
       await this.dispatch(req, res, url, method, auth, audit);
     } catch (err) {
-      // A refused request (a bad path, a bad body, a missing right) is the client's problem, not the server's.
-      const refused = err instanceof DroverError && err.code < 500;
+      // A refused request (a bad path, a bad body, a missing right) is the client's problem, not the server's;
+      // so is "busy, come back in N s" (the image transfer cap): flow control a fleet meets by the hundred.
+      const refused = err instanceof DroverError && (err.code < 500 || (err.code === 503 && typeof (err as { retryAfterSeconds?: unknown }).retryAfterSeconds === 'number'));
       audit.reason = errorMessage(err);
       // Paths and messages can quote what the caller sent, a pasted token included.
       const fields = { err: this.mask(errorMessage(err)), method, path: this.mask(url.pathname) };
