@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { rootCertificates } from 'node:tls';
@@ -35,7 +36,12 @@ export async function trustCa(ca: string): Promise<void> {
   if (!g[sym]) await fetch('http://127.0.0.1:1/').catch(() => undefined);
   const Agent = g[sym]!.constructor;
   g[sym] = new Agent({ connect: { ca: [...rootCertificates, ...trustedCas] } }) as never;
-  caBundle ??= join(await mkdtemp(join(tmpdir(), 'drover-test-ca-')), 'ca-bundle.crt');
+  if (!caBundle) {
+    const dir = await mkdtemp(join(tmpdir(), 'drover-test-ca-'));
+    caBundle = join(dir, 'ca-bundle.crt');
+    // One per test process: gone with it (190 were left in /tmp after a day of runs).
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
   await writeFile(caBundle, trustedCas.join('\n'));
   process.env.DROVER_CA_FILE = caBundle;
 }
