@@ -72,6 +72,8 @@ export interface ReconcilerDeps {
   metrics?: AgentMetricsSink;
   /** The server's images (agent/images/manager.ts): told each desired state's list; the pull step asks it first. */
   images?: ServerImages & { setDesired(images: payloads.Desired['images']): void };
+  /** Told each desired state's image bandwidth budget (the node's label; undefined: the agent's own). */
+  imageBandwidth?(bytesPerSecond: number | undefined): void;
 }
 
 export class Reconciler {
@@ -142,6 +144,7 @@ export class Reconciler {
     if (cached.desired) logger.info({ generation: cached.desired.generation, pods: cached.desired.pods.length }, 'desired state loaded from cache');
     // Transfers resume from the cache too: a device restarted offline goes on once the server is back.
     this.deps.images?.setDesired(cached.desired?.images);
+    this.deps.imageBandwidth?.(cached.desired?.imageBandwidth);
     this.runtimeVersion = await runtime.version().catch((err) => {
       this.setRuntimeHealth(false, errorMessage(err));
       return 'unknown';
@@ -222,6 +225,7 @@ export class Reconciler {
         if (accepted) {
           logger.info({ generation: d.generation, pods: d.pods.length }, 'new desired state');
           this.deps.images?.setDesired(d.images);
+          this.deps.imageBandwidth?.(d.imageBandwidth);
           const why = target.saveError;
           if (why) this.deps.emit({ type: 'Warning', reason: 'CacheWriteFailed', message: `desired state generation ${d.generation} applied but not saved to disk (${why}); an offline restart would run an older one`, involved: { kind: 'Node', name: cfg.node } });
           void this.syncServices();

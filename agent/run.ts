@@ -148,7 +148,8 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
   const forwarder = useIptables ? new IptablesForwarder({ logger }) : new UserspaceForwarder({ logger });
   // The server's images (issue 15): fetched over HTTPS from --server with the node's own certificate,
   // one transfer at a time, within the node's bandwidth budget (one bucket for every transfer).
-  const bucket = cfg.imageBandwidthBytesPerSecond ? new TokenBucket(cfg.imageBandwidthBytesPerSecond) : undefined;
+  // The node's label (drover.io/image-bandwidth, in its desired state) sets it over the flag and profile.
+  const bucket = new TokenBucket(cfg.imageBandwidthBytesPerSecond);
   let fetcher: { creds: AgentCredentials; f: ImageFetcher } | undefined;
   const currentFetcher = (): ImageFetcher => {
     // A renewed certificate: a new fetcher (its kept-alive connection still presents the old one).
@@ -187,6 +188,12 @@ export async function startAgent(cfg: AgentConfig, opts: { logger?: Logger; runt
     report: (s) => reporter.update(s),
     metrics,
     images,
+    imageBandwidth: (bps) => {
+      const want = bps ?? cfg.imageBandwidthBytesPerSecond;
+      if (want === bucket.bytesPerSecond) return;
+      bucket.setRate(want);
+      logger.info({ bytesPerSecond: want ?? null, from: bps !== undefined ? 'node label' : 'agent settings' }, 'image bandwidth budget');
+    },
   });
   images.onChange(() => reporter.imagesChanged());
   metrics?.watchSlots(reconciler.runtimeSlots);

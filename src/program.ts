@@ -175,7 +175,7 @@ function agentOptions(cmd: Command): Command {
     .option('--keepalive <seconds>', `MQTT keepalive, which also tells the server the node is alive (default ${AGENT_DEFAULTS.keepaliveSeconds})`, (v) => Number(v))
     .option('--runtime-failures <n>', 'failed container runtime calls in a row before the node reports NotReady', (v) => Number(v), AGENT_DEFAULTS.runtimeFailures)
     .option('--reconnect-max <seconds>', `longest pause between attempts to reach the server (default ${AGENT_DEFAULTS.reconnectMaxSeconds}; 30 with --link-profile cellular)`, (v) => Number(v))
-    .option('--image-bandwidth <rate>', "budget for fetching the server's images, e.g. 256KiB/s or 2MB/s (default: none; 64KiB/s with --link-profile cellular)", parseBandwidth)
+    .option('--image-bandwidth <rate>', "budget for fetching the server's images, e.g. 256KiB/s or 2MB/s (default: none; 64KiB/s with --link-profile cellular)", (v: string) => parseBandwidth(v))
     .option('--connect-timeout <seconds>', 'longest wait for the server to accept a connection', (v) => Number(v), AGENT_DEFAULTS.connectTimeoutSeconds)
     .option('--metrics-addr <[host:]port>', 'serve Prometheus metrics (reconcile and container runtime call durations, process memory and CPU) at http://ADDR/metrics; a bare port listens on 127.0.0.1 (default: not served)')
     .option('--metrics-allow-remote', "allow --metrics-addr on an address that is not loopback: the agent's metrics have no authentication, anyone who reaches the port reads them");

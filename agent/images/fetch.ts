@@ -78,26 +78,54 @@ export class ImageTransferError extends DroverError {
 export class TokenBucket {
   private tokens: number;
   private last: number;
-  readonly burst: number;
+  private rate: number | undefined;
+  private _burst = 0;
 
+  /** `bytesPerSecond` undefined: no budget (take() never waits) until setRate() gives one. */
   constructor(
-    readonly bytesPerSecond: number,
-    burst?: number,
+    bytesPerSecond: number | undefined,
+    private readonly burstBytes?: number,
     private readonly clock: () => number = () => performance.now(),
   ) {
-    if (!(bytesPerSecond > 0)) throw new RangeError(`bandwidth budget must be positive, got ${bytesPerSecond}`);
-    this.burst = burst ?? Math.max(16 * 1024, bytesPerSecond / 32);
-    this.tokens = this.burst;
     this.last = clock();
+    this.tokens = 0;
+    this.setRate(bytesPerSecond);
+    this.tokens = this._burst;
+  }
+
+  get bytesPerSecond(): number | undefined {
+    return this.rate;
+  }
+
+  get burst(): number {
+    return this._burst;
+  }
+
+  /**
+   * A new budget for every transfer from now on (the node's label changed in its desired state), or
+   * none. The tokens already earned are kept, up to the new burst.
+   */
+  setRate(bytesPerSecond: number | undefined): void {
+    if (bytesPerSecond !== undefined && !(bytesPerSecond > 0)) throw new RangeError(`bandwidth budget must be positive, got ${bytesPerSecond}`);
+    if (this.rate !== undefined) this.refill();
+    this.rate = bytesPerSecond;
+    this._burst = bytesPerSecond === undefined ? 0 : (this.burstBytes ?? Math.max(16 * 1024, bytesPerSecond / 32));
+    this.tokens = Math.min(this.tokens, this._burst);
+    this.last = this.clock();
+  }
+
+  private refill(): void {
+    const now = this.clock();
+    this.tokens = Math.min(this._burst, this.tokens + ((now - this.last) * (this.rate ?? 0)) / 1000);
+    this.last = now;
   }
 
   /** Takes `n` bytes; returns how long (ms) to wait before reading more (0: go on). */
   take(n: number): number {
-    const now = this.clock();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) * this.bytesPerSecond) / 1000);
-    this.last = now;
+    if (this.rate === undefined) return 0;
+    this.refill();
     this.tokens -= n;
-    return this.tokens >= 0 ? 0 : (-this.tokens * 1000) / this.bytesPerSecond;
+    return this.tokens >= 0 ? 0 : (-this.tokens * 1000) / this.rate;
   }
 }
 

@@ -37,3 +37,6 @@ export function prefetchImages(annotations: Record<string, string> | undefined):
   const v = annotations?.[PREFETCH_ANNOTATION];
   return v ? [...new Set(v.split(',').map((s) => s.trim()).filter(Boolean))] : [];
 }
+
+/** On a Node: its devices' image bandwidth budget (`256KiB`, `2MB`: src/util/bandwidth.ts), over the agent's own setting. */
+export const IMAGE_BANDWIDTH_LABEL = 'drover.io/image-bandwidth';

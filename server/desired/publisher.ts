@@ -4,7 +4,9 @@ import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
 import { configKey, configRefs, contentDigest, PassReader, snapshotOf } from './snapshot.js';
-import type { ImageCatalog } from './image-catalog.js';
+import { IMAGE_BANDWIDTH_LABEL, type ImageCatalog } from './image-catalog.js';
+import type { Node } from '../../src/api/node.js';
+import { parseBandwidth } from '../../src/util/bandwidth.js';
 import { deflateRawSync } from 'node:zlib';
 import { encode, type payloads } from '../../src/contract/index.js';
 import { DEFLATE_MARKER, type DesiredEncoding } from '../../src/contract/payloads.js';
@@ -81,6 +83,8 @@ export class DesiredPublisher {
   private running: Promise<void> = Promise.resolve();
 
   private unwatchImages: (() => void) | undefined;
+  /** Per node, its IMAGE_BANDWIDTH_LABEL value as last published (undefined: none): a change republishes it. */
+  private readonly bandwidthLabels = new Map<string, string | undefined>();
 
   constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number; images?: ImageCatalog }) {}
 
@@ -104,8 +108,13 @@ export class DesiredPublisher {
       (e) => {
         if (e.object.kind === 'Node') {
           // A node (re)registering gets its snapshot even if nothing changed: its retained copy may be gone.
-          // A snapshot holds nothing of the Node itself: status writes (heartbeats) change nothing.
-          if (e.type === 'MODIFIED') return;
+          // A snapshot holds nothing of the Node itself but its image bandwidth label: status writes
+          // (heartbeats) change nothing.
+          if (e.type === 'MODIFIED') {
+            const name = e.object.metadata.name;
+            if (this.bandwidthLabels.has(name) && this.bandwidthLabels.get(name) !== e.object.metadata.labels?.[IMAGE_BANDWIDTH_LABEL]) this.markDirty(name);
+            return;
+          }
           if (e.type === 'ADDED') this.deleted.delete(e.object.metadata.name);
           if (e.type === 'DELETED') this.deleted.add(e.object.metadata.name);
           this.published.delete(e.object.metadata.name);
@@ -220,14 +229,18 @@ export class DesiredPublisher {
     let snap;
     try {
       // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
-      if (!(await store.get('Node', '', node))) {
+      const nodeObj = await store.get('Node', '', node);
+      if (!nodeObj) {
         this.refs.delete(node);
         this.namespaces.delete(node);
         this.sentEncoding.delete(node);
+        this.bandwidthLabels.delete(node);
         if (this.deleted.has(node)) await this.clear(node);
         return;
       }
       snap = await snapshotOf(node, [...(this.podsByNode.get(node)?.values() ?? [])], reader, this.deps.images);
+      const bandwidth = this.imageBandwidth(nodeObj);
+      if (bandwidth !== undefined) snap = { ...snap, imageBandwidth: bandwidth };
     } catch (err) {
       if (!this.stopped) logger.warn({ node, err: errorMessage(err) }, 'cannot read the store for a desired state; will retry');
       this.retryLater([node]);
@@ -247,6 +260,21 @@ export class DesiredPublisher {
     } catch (err) {
       logger.warn({ node, err: errorMessage(err) }, 'cannot publish desired state; will retry');
       this.retryLater([node]);
+    }
+  }
+
+  /** The node's image bandwidth budget from its label; a value that is not a bandwidth is left out, once warned of. */
+  private imageBandwidth(node: Node): number | undefined {
+    const name = node.metadata.name;
+    const value = node.metadata.labels?.[IMAGE_BANDWIDTH_LABEL];
+    const before = this.bandwidthLabels.get(name);
+    this.bandwidthLabels.set(name, value);
+    if (value === undefined) return undefined;
+    try {
+      return parseBandwidth(value, `metadata.labels["${IMAGE_BANDWIDTH_LABEL}"]`);
+    } catch (err) {
+      if (before !== value) this.deps.logger.warn({ node: name, err: errorMessage(err) }, 'node label ignored: not a bandwidth; the agent keeps its own budget');
+      return undefined;
     }
   }
 

@@ -10,7 +10,7 @@ import { NO_IMAGES, podImages, prefetchImages, type ImageCatalog } from './image
 import { servicesFor, type ServiceWorld } from './services.js';
 
 /** What a node's desired state carries, apart from the envelope (node, generation, ts). */
-export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services' | 'images'>;
+export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services' | 'images' | 'imageBandwidth'>;
 
 /**
  * The server's images a node is to have (pure): those its pods run, then those a rollout asked it to
@@ -111,7 +111,7 @@ export function snapshotFor(node: string, pods: Pod[], configMaps: ConfigMap[], 
 
 /** A digest of what the agent would do: equal digests mean nothing to publish. */
 export function contentDigest(s: Snapshot): string {
-  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? [], s.images ?? []])).digest('hex');
+  return createHash('sha256').update(JSON.stringify([s.pods, s.configMaps, s.secrets, s.services ?? [], s.images ?? [], s.imageBandwidth ?? 0])).digest('hex');
 }
 
 /**

@@ -153,6 +153,11 @@ export const desired = z.object({
    * rollout's), absent when none: the agent fetches these from the server instead of pulling them.
    */
   images: z.array(desiredImage).optional(),
+  /**
+   * The node's image bandwidth budget in bytes/s, from its label drover.io/image-bandwidth (set by the
+   * operator for the fleet); absent: the agent's own (--image-bandwidth, its link profile).
+   */
+  imageBandwidth: z.number().int().positive().optional(),
   ts: z.string(),
 });
 export type Desired = z.infer<typeof desired>;

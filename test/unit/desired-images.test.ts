@@ -121,3 +121,49 @@ test('the publisher: a pod on a served image gets its digest in the desired stat
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('the node label drover.io/image-bandwidth reaches its desired state as bytes/s: set, changed, not a bandwidth (left out), removed; other nodes untouched', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'drover-desired-bandwidth-'));
+  const store = await LevelStore.open({ path: join(dir, 'db') });
+  const sent: payloads.Desired[] = [];
+  const publisher = new DesiredPublisher({ store, sink: { publishDesired: async (d) => void sent.push(d), clearRetained: async () => {} }, logger: silentLogger, debounceMs: 5 });
+  const settle = async () => {
+    await new Promise((r) => setTimeout(r, 30));
+    await publisher.flush();
+  };
+  const label = async (value: string | undefined) => {
+    const n = (await store.get('Node', '', 'edge-1'))!;
+    const labels = { ...n.metadata.labels };
+    if (value === undefined) delete labels['drover.io/image-bandwidth'];
+    else labels['drover.io/image-bandwidth'] = value;
+    await store.update({ ...n, metadata: { ...n.metadata, labels } } as never);
+    await settle();
+  };
+  try {
+    for (const n of ['edge-1', 'edge-2']) await store.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: n }, spec: {} } as never);
+    await publisher.start();
+    await settle();
+    const last = (n: string) => sent.filter((s) => s.node === n).at(-1);
+    assert.equal(last('edge-1')?.imageBandwidth, undefined, 'no label: the agent keeps its own budget');
+    sent.length = 0;
+    await label('256KiB');
+    assert.deepEqual(sent.map((d) => [d.node, d.imageBandwidth]), [['edge-1', 262_144]], 'labelled: republished to that node only');
+    assert.doesNotThrow(() => payloads.desired.parse(last('edge-1')));
+    await label('2MB');
+    assert.equal(last('edge-1')?.imageBandwidth, 2_000_000);
+    sent.length = 0;
+    const n = (await store.get('Node', '', 'edge-1'))!;
+    await store.update({ ...n, status: { ...n.status, lastHeard: new Date().toISOString() } } as never);
+    await settle();
+    assert.deepEqual(sent, [], 'a status write is no reason to publish');
+    await label('fast');
+    assert.equal(last('edge-1')?.imageBandwidth, undefined, 'not a bandwidth: left out (the agent keeps its own)');
+    await label('64KiB');
+    await label(undefined);
+    assert.equal(last('edge-1')?.imageBandwidth, undefined, 'removed');
+  } finally {
+    await publisher.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

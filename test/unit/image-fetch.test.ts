@@ -372,3 +372,17 @@ test('TokenBucket: waits in proportion to what was taken beyond the burst', () =
   assert.equal(b.take(0), 0);
   assert.throws(() => new TokenBucket(0), /bandwidth budget must be positive/);
 });
+
+test('TokenBucket: no budget never waits; a budget set later (a node label) applies from then on, and can be lifted', () => {
+  let now = 0;
+  const b = new TokenBucket(undefined, 100, () => now);
+  assert.equal(b.take(10_000_000), 0, 'no budget: no wait');
+  b.setRate(1000);
+  assert.equal(b.bytesPerSecond, 1000);
+  assert.equal(b.take(100), 100, 'a new budget starts with an empty bucket: no burst earned while unlimited');
+  now = 1000;
+  assert.equal(b.take(1000), 900, 'the time since counts at the new rate, up to the burst (100 B): 900 B to wait for');
+  b.setRate(undefined);
+  assert.equal(b.take(1_000_000), 0, 'lifted: no wait');
+  assert.throws(() => b.setRate(-5), /bandwidth budget must be positive/);
+});
