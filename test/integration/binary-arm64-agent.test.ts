@@ -42,18 +42,24 @@ function deployment(name: string, arch: string, image: string): unknown {
 
 test('the arm64 binary under qemu joins an amd64 server as an arm64 node and runs only the arm64 workloads', async (t) => {
   const bin = await binaryPath('arm64');
+  // Undone last made, first undone (node:test runs t.after hooks in the order they were added): the
+  // agents stop before the podman stores they use are taken away under them.
+  const undo: Array<() => Promise<unknown> | unknown> = [];
+  t.after(async () => {
+    for (const u of undo.reverse()) await u();
+  });
   const x86 = await podmanSandbox();
-  t.after(() => x86.cleanup());
+  undo.push(() => x86.cleanup());
   const arm = await podmanSandbox();
-  t.after(() => arm.cleanup());
+  undo.push(() => arm.cleanup());
   const [image] = await Promise.all([buildTestImage(x86), buildTestImage(arm)]);
 
   const server = await startTestServer();
-  t.after(() => server.stop());
+  undo.push(() => server.stop());
   await server.addAgent({ node: 'x86-1', runtime: x86.runtime });
 
   const dir = await mkdtemp(join(tmpdir(), 'drover-arm64-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  undo.push(() => rm(dir, { recursive: true, force: true }));
   await copyFile(bin, join(dir, 'drover'));
   const tokenFile = join(dir, 'token');
   await writeFile(tokenFile, server.joinToken + '\n', { mode: 0o600 });
@@ -68,7 +74,7 @@ test('the arm64 binary under qemu joins an amd64 server as an arm64 node and run
     ['agent', '--server', server.apiUrl, '--token-file', tokenFile, '--node-name', 'arm-1', '--state-dir', join(dir, 'state'), '--podman-root', arm.root, '--podman-runroot', arm.runroot, '--heartbeat', '5', '--resync', '2', '--log-level', 'warn'],
     { cwd: dir, env },
   );
-  t.after(() => agent.stop());
+  undo.push(() => agent.stop());
 
   const node = await waitFor(
     'arm-1 Ready',
