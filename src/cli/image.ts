@@ -86,6 +86,22 @@ function connection(cmd: Command, env: NodeJS.ProcessEnv): { server: string; tok
 }
 
 /**
+ * The push's progress on stderr: a line a second while it goes, and the last one (`force`); a small
+ * archive prints one line. `sent` reads the bytes sent so far; `lastShown` is when the first second starts (0: the first call prints).
+ */
+function pushProgress(ctx: CommandContext, size: number, sent: () => number, lastShown: number): (force?: boolean) => void {
+  let shownBytes = -1;
+  return (force = false) => {
+    const now = Date.now();
+    const bytes = sent();
+    if ((!force && now - lastShown < 1000) || shownBytes === bytes) return;
+    lastShown = now;
+    shownBytes = bytes;
+    ctx.io.stderr(`pushing ${humanBytes(bytes)} / ${humanBytes(size)} (${size ? Math.floor((bytes * 100) / size) : 100}%)\n`);
+  };
+}
+
+/**
  * POSTs `file` to the image store, read from disk as it is sent. Progress goes to stderr; the deadline
  * is on silence (no byte moving for --request-timeout), not on the whole push, which may take long on a slow uplink.
  */
@@ -101,16 +117,7 @@ async function upload(ctx: CommandContext, cmd: Command, file: string, names: st
   const secure = url.protocol === 'https:';
   if (!secure && url.protocol !== 'http:') throw new CliError(`invalid server URL "${c.server}": only http and https are supported`);
   let sent = 0;
-  let lastShown = Date.now();
-  let shownAt = -1;
-  // A line a second while it goes, and the last one: a small archive prints one line.
-  const progress = (force = false) => {
-    const now = Date.now();
-    if ((!force && now - lastShown < 1000) || shownAt === sent) return;
-    lastShown = now;
-    shownAt = sent;
-    ctx.io.stderr(`pushing ${humanBytes(sent)} / ${humanBytes(size)} (${size ? Math.floor((sent * 100) / size) : 100}%)\n`);
-  };
+  const progress = pushProgress(ctx, size, () => sent, Date.now());
   return new Promise((resolve, reject) => {
     const onResponse = (res: IncomingMessage) => {
       let text = '';
@@ -237,15 +244,7 @@ async function pushInPieces(ctx: CommandContext, cmd: Command, file: string, nam
       body.pipe(req);
     });
 
-  let lastShown = 0;
-  let shownAt = -1;
-  const progress = (force = false) => {
-    const now = Date.now();
-    if ((!force && now - lastShown < 1000) || shownAt === sent) return;
-    lastShown = now;
-    shownAt = sent;
-    ctx.io.stderr(`pushing ${humanBytes(sent)} / ${humanBytes(size)} (${Math.floor((sent * 100) / size)}%)\n`);
-  };
+  const progress = pushProgress(ctx, size, () => sent, 0);
 
   try {
     ctx.io.stderr(`computing the sha256 of ${humanBytes(size)}\n`);

@@ -13,7 +13,6 @@ import mqtt from 'mqtt';
 import { createReadStream } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -29,45 +28,11 @@ import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
 import { generateKeyPem, issueCertificate } from '../../server/pki/x509.js';
 import { LevelStore } from '../../server/store/level.js';
 import { drover, ok, fails, rows } from '../helpers/cli.js';
+import { httpsCall, type Answer } from '../helpers/https-call.js';
 import { startTestServer, waitFor, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
 
-interface Answer {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-  json: any;
-}
-
-interface Caller {
-  token?: string;
-  cert?: { cert: string; key: string };
-}
-
-/** One HTTPS request (node:https: a client certificate can be given), the answer read whole. */
-function call(ca: string, url: string, opts: { method?: string; who?: Caller; headers?: Record<string, string | number>; body?: Buffer } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { ...opts.headers };
-    if (opts.who?.token) headers.authorization = `Bearer ${opts.who.token}`;
-    const req = request(url, { method: opts.method ?? 'GET', headers, ca, ...(opts.who?.cert ?? {}) }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const body = Buffer.concat(parts);
-        let json: unknown;
-        try {
-          json = JSON.parse(body.toString('utf8'));
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
+const call = httpsCall;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 

@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
-import type { IncomingMessage } from 'node:http';
 import { createServer, connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,44 +17,11 @@ import { after, before, describe, test } from 'node:test';
 import { execa } from 'execa';
 import { IMAGE_UPLOADS_PATH, imagePath, UPLOAD_PIECE_MAX_BYTES, uploadPath, type ImageManifest } from '../../src/contract/images.js';
 import { drover, fails, ok } from '../helpers/cli.js';
+import { httpsCall, type Answer } from '../helpers/https-call.js';
 import { startTestServer, type NodeMqttOptions, type TestServer } from '../helpers/cluster.js';
 
-interface Answer {
-  status: number;
-  headers: IncomingMessage['headers'];
-  body: Buffer;
-  json: any;
-}
-
-interface Caller {
-  token?: string;
-  cert?: { cert: string; key: string };
-}
-
-/** One HTTPS request (node:https: a client certificate can be given), the answer read whole. */
-function call(ca: string, url: string, opts: { method?: string; who?: Caller; headers?: Record<string, string | number>; body?: Buffer } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { ...opts.headers };
-    if (opts.who?.token) headers.authorization = `Bearer ${opts.who.token}`;
-    const req = request(url, { method: opts.method ?? 'GET', headers, ca, agent: false, ...(opts.who?.cert ?? {}) }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (d: Buffer) => parts.push(d));
-      res.on('error', reject);
-      res.on('end', () => {
-        const body = Buffer.concat(parts);
-        let json: unknown;
-        try {
-          json = JSON.parse(body.toString('utf8'));
-        } catch {
-          json = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json });
-      });
-    });
-    req.on('error', reject);
-    req.end(opts.body);
-  });
-}
+/** One HTTPS request (test/helpers/https-call.ts); a fresh connection each (agent: false). */
+const call = (ca: string, url: string, opts: Parameters<typeof httpsCall>[2] = {}) => httpsCall(ca, url, { agent: false, ...opts });
 
 /**
  * A TCP proxy that counts the bytes going toward the server and, once, when that count passes `cutAt`,
