@@ -3,6 +3,8 @@ import { inflateRawSync } from 'node:zlib';
 import { DELIVERY, decode, encode, parseTopic, payloads, topics } from '../src/contract/index.js';
 import { DEFLATE_MARKER, MAX_PAYLOAD_BYTES } from '../src/contract/payloads.js';
 import { agentClientId } from '../src/contract/topics.js';
+import { createSecureContext } from 'node:tls';
+import { keepTlsSession, type TlsSessionKeeper } from '../src/util/tls-session.js';
 import { backoffDelay } from '../src/util/backoff.js';
 import { errorMessage } from '../src/util/errors.js';
 import type { Logger } from '../src/util/logger.js';
@@ -53,6 +55,8 @@ const OFFLINE_NOTICE_MS = 1_000;
 
 export class AgentLink {
   private client: MqttClient | undefined;
+  /** The TLS session offered at the next connect (resumption). */
+  private tlsSession: TlsSessionKeeper | undefined;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -106,8 +110,11 @@ export class AgentLink {
       resubscribe: false,
       ...this.stores,
       will: { topic: topics.presence(node), payload: this.presence('offline'), ...DELIVERY.presence },
+      // Connected below, once the TLS session keeper is in place.
+      manualConnect: true,
     });
     this.client = client;
+    this.tlsSession = keepTlsSession(client);
     client.on('connect', (connack) => {
       this.attempt = 0;
       // Let in: approved by now (a later refusal means revoked, not pending).
@@ -152,11 +159,15 @@ export class AgentLink {
       }
       this.scheduleReconnect();
     });
+    client.connect();
   }
 
   private authOptions(): Record<string, unknown> {
     const a = this.opts.auth;
-    if ('tls' in a) return { key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca, rejectUnauthorized: true, ...(a.tls.servername ? { servername: a.tls.servername } : {}) };
+    // One TLS context for every (re)connect with these credentials: given key, cert and ca instead, each attempt
+    // builds its own, parsing the key, the certificate and the CA again (~3 ms of CPU per attempt, measured in a
+    // simulated fleet reconnecting after a server restart: most of its CPU went there, failed attempts included).
+    if ('tls' in a) return { secureContext: createSecureContext({ key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca }), rejectUnauthorized: true, ...(a.tls.servername ? { servername: a.tls.servername } : {}) };
     return { username: this.opts.node, password: a.password };
   }
 
@@ -165,6 +176,7 @@ export class AgentLink {
     this.opts.auth = auth;
     this.opts.approved = approved;
     if (this.client) Object.assign(this.client.options, this.authOptions());
+    this.tlsSession?.forget();
   }
 
   private scheduleReconnect(): void {

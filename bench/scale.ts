@@ -184,6 +184,16 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     const stoppedMs = Math.round(performance.now() - tStop);
     const tStart = performance.now();
     const back = new Map<string, number>();
+    // Agents connected (their CONNACK, counted by the simulator) every 250 ms from the start: the shape of the reconnect.
+    const connectedCurve: Array<[number, number]> = [];
+    let sampling = true;
+    const sampler = (async () => {
+      while (sampling) {
+        const t = Math.round(performance.now() - tStart);
+        connectedCurve.push([t, (await f.stats()).connectedNow]);
+        await sleep(250);
+      }
+    })();
     server.start();
     await server.ready();
     const apiReadyMs = Math.round(performance.now() - tStart);
@@ -205,9 +215,17 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
       if (!converged) await sleep(200);
     }
     w.close();
+    sampling = false;
+    await sampler;
+    const handshakes = Object.fromEntries((await scrape(`${server.apiUrl}/metrics`, server.token)).series('drover_mqtt_tls_handshakes_total').map((x) => [x.labels.resumed === 'true' ? 'resumed' : 'full', x.value]));
     const after = await f.stats();
     const times = [...back.values()];
     const agentSide = after.reconnectMs.slice(before.reconnectMs.length);
+    const attempts = after.reconnectAttempts.slice(before.reconnectAttempts.length);
+    const lastAttempt = after.reconnectLastAttemptMs.slice(before.reconnectLastAttemptMs.length);
+    // Nodes Ready again per second after the start: where the tail comes from (backoff steps, a busy server).
+    const readyPerSecond: Record<string, number> = {};
+    for (const t of times) readyPerSecond[Math.floor(t / 1000)] = (readyPerSecond[Math.floor(t / 1000)] ?? 0) + 1;
     out.massReconnect = {
       stopMs: stoppedMs,
       apiReadyAfterStartMs: apiReadyMs,
@@ -217,10 +235,19 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
       convergedAfterStartMs: converged ? convergedMs : undefined,
       converged,
       agentReconnectMs: agentSide.length ? { p50: percentile(agentSide, 50), p99: percentile(agentSide, 99), max: Math.max(...agentSide), count: agentSide.length } : undefined,
+      agentReconnectAttempts: attempts.length ? { p50: percentile(attempts, 50), p99: percentile(attempts, 99), max: Math.max(...attempts) } : undefined,
+      nodesReadyPerSecond: readyPerSecond,
+      tlsHandshakes: handshakes,
+      agentsConnectedCurve: connectedCurve.filter((_, i) => i % 2 === 0),
+      agentLastAttemptToConnackMs: lastAttempt.length ? { p50: percentile(lastAttempt, 50), p90: percentile(lastAttempt, 90), p99: percentile(lastAttempt, 99), max: Math.max(...lastAttempt) } : undefined,
+      agentErrors: { count: after.errors - before.errors, kinds: Object.fromEntries(Object.entries(after.errorKinds).map(([k, v]) => [k, v - (before.errorKinds[k] ?? 0)]).filter(([, v]) => (v as number) > 0)) },
       goal: n === 2000 ? { p99UnderMs: 10_000, met: percentile(times, 99) < 10_000 } : undefined,
       loadAverage: load(),
     };
     console.log(`[${n}] restart: start phases (ms) ${JSON.stringify(startPhases)}`);
+    console.log(`[${n}] restart: agents connected (ms after start: count) ${connectedCurve.filter((_, i) => i % 2 === 0).map(([t, c]) => `${t}:${c}`).join(' ')}`);
+    console.log(`[${n}] restart: TLS handshakes of the restarted server ${JSON.stringify(handshakes)}`);
+    console.log(`[${n}] restart: nodes Ready per second after start ${JSON.stringify(readyPerSecond)}; attempts per reconnect p50 ${percentile(attempts, 50)} / max ${Math.max(0, ...attempts)}; the attempt that connected: start → CONNACK p50 ${percentile(lastAttempt, 50)} / p99 ${percentile(lastAttempt, 99)} ms; agent errors ${after.errors - before.errors}`);
     console.log(`[${n}] restart: API ready ${apiReadyMs} ms after start; nodes Ready again p50 ${percentile(times, 50)} / p99 ${percentile(times, 99)} / max ${Math.max(...times)} ms; converged ${converged ? `${convergedMs} ms` : 'NOT'}`);
     out.serverLogCounts = Object.fromEntries([...server.warnCounts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 10));
   } catch (err) {

@@ -43,6 +43,7 @@ import { timedStore } from './metrics/timed-store.js';
 import { withLiveNodes } from './nodes/live-view.js';
 import { NodeLiveness } from './nodes/liveness.js';
 import { NodeRegistry } from './nodes/registry.js';
+import { loadOrCreateTicketKey, TICKET_LIFETIME_SECONDS } from './pki/session-tickets.js';
 import { loadOrCreatePki, NODE_ORG, SERVER_CLIENT_CN, SERVER_CLIENT_ORG, serverSans } from './pki/pki.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import { Keyring } from './secrets/keyring.js';
@@ -231,8 +232,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       // Never written anywhere: the server's own client on a plain listener proves itself with it.
       const serverSecret = randomBytes(24).toString('base64url');
       const { host, port } = cfg.mqtt;
+      const tlsDir = join(cfg.dataDir, 'tls');
+      const tickets = insecure ? undefined : await loadOrCreateTicketKey({ dir: tlsDir, logger });
       broker = await startEmbeddedBroker({
-        ...(insecure ? { plain: { host, port } } : { tls: { host, port, key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),
+        ...(insecure ? { plain: { host, port } } : { tls: { host, port, key: pki.server.key, cert: pki.server.cert, ca: pki.caCert, ticketKeys: tickets!.key, sessionTimeoutSeconds: TICKET_LIFETIME_SECONDS } }),
         guard: mqttConnectionGuard({ limits: cfg.mqttLimits, logger }),
         logger,
         authenticate: brokerAuthenticator({ credentials, serverSecret }),
@@ -241,6 +244,16 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       });
       closers.push(() => broker!.close());
       const b = broker;
+      if (!insecure) {
+        // The ticket key is renewed once a week; a server running that long takes the new one without a restart.
+        const renew = setInterval(() => {
+          loadOrCreateTicketKey({ dir: tlsDir, logger })
+            .then((t) => t.rotated && b.setTicketKeys(t.key))
+            .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'could not renew the TLS session ticket key; keeping the current one'));
+        }, 24 * 3600_000);
+        renew.unref();
+        closers.push(() => clearInterval(renew));
+      }
       instruments.watchBroker(() => b.traffic());
       linkUrl = broker.url;
       advertisedMqttUrl = `${insecure ? 'mqtt' : 'mqtts'}://${advertiseHost.includes(':') ? `[${advertiseHost}]` : advertiseHost}:${broker.tlsPort ?? broker.plainPort}`;

@@ -197,6 +197,18 @@ export class ServerMetrics implements ApiRequestSink, StoreSink, SchedulerSink {
         this.inc({ direction: 'out' }, t.wireBytes.out);
       },
     });
+    new Counter({
+      name: 'drover_mqtt_tls_handshakes_total',
+      help: 'TLS handshakes the broker completed, by whether the client resumed a session (a ticket from an earlier connection; the ticket key survives restarts).',
+      labelNames: ['resumed'],
+      registers,
+      collect() {
+        const t = read().tlsHandshakes;
+        this.reset();
+        this.inc({ resumed: 'false' }, t.full);
+        this.inc({ resumed: 'true' }, t.resumed);
+      },
+    });
     new Gauge({
       name: 'drover_mqtt_connected_agents',
       help: 'Agents (node certificates or node passwords) connected to the embedded broker now.',

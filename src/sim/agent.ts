@@ -6,10 +6,12 @@
  * every desired pod after `podStartMs`, at most `podsPerNode` of them; the rest wait.
  */
 import { randomUUID } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import mqtt, { type MqttClient } from 'mqtt';
 import { desiredJson } from '../../agent/connection.js';
 import { agentClientId, CONTRACT_VERSION, DELIVERY, decode, encode, parseTopic, payloads, topics } from '../contract/index.js';
 import { backoffDelay } from '../util/backoff.js';
+import { keepTlsSession } from '../util/tls-session.js';
 import type { Joined } from './device-join.js';
 import { runningPodReport, waitingPodReport } from './pod-report.js';
 
@@ -47,11 +49,17 @@ export interface SimAgentStats {
   sizes: Record<string, number>;
   /** Milliseconds from a lost connection to the next CONNACK, one entry per reconnect. */
   reconnectMs: number[];
+  /** Connection attempts each reconnect took (the one that got its CONNACK included), beside reconnectMs. */
+  reconnectAttempts: number[];
+  /** Milliseconds from the start of the attempt that got its CONNACK to that CONNACK (TCP, TLS, CONNECT at the server), beside reconnectMs. */
+  reconnectLastAttemptMs: number[];
   errorSamples: string[];
+  /** Errors counted by their message with numbers taken out (ports, addresses): what a reconnect storm ran into. */
+  errorKinds: Record<string, number>;
 }
 
 export function emptyAgentStats(): SimAgentStats {
-  return { connects: 0, closes: 0, errors: 0, statusSent: 0, heartbeatsSent: 0, desiredReceived: 0, desiredRejected: 0, requestsAnswered: 0, sizes: {}, reconnectMs: [], errorSamples: [] };
+  return { connects: 0, closes: 0, errors: 0, statusSent: 0, heartbeatsSent: 0, desiredReceived: 0, desiredRejected: 0, requestsAnswered: 0, sizes: {}, reconnectMs: [], reconnectAttempts: [], reconnectLastAttemptMs: [], errorSamples: [], errorKinds: {} };
 }
 
 /** Plausible edge hardware, varied by index: mostly arm64 boards, some amd64 boxes. */
@@ -82,6 +90,8 @@ export class SimAgent {
   private batchTimer: NodeJS.Timeout | undefined;
   private attempt = 0;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** When the current connection attempt started. */
+  private attemptAt = 0;
   private heartbeat: NodeJS.Timeout | undefined;
   private stopped = false;
   private lostAt: number | undefined;
@@ -105,7 +115,8 @@ export class SimAgent {
   start(): void {
     const node = this.node;
     // Over TLS the broker takes who we are from the certificate only; plain MQTT needs the node password from the join.
-    const auth = this.cfg.insecure ? { username: node, password: this.creds.mqttPassword } : { key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca, rejectUnauthorized: true };
+    // One TLS context for all of this agent's connection attempts, as agent/connection.ts.
+    const auth = this.cfg.insecure ? { username: node, password: this.creds.mqttPassword } : { secureContext: createSecureContext({ key: this.creds.key, cert: this.creds.cert, ca: this.creds.ca }), rejectUnauthorized: true };
     const client = mqtt.connect(this.cfg.brokerUrl ?? this.creds.mqttUrl, {
       clientId: agentClientId(node),
       ...auth,
@@ -115,13 +126,21 @@ export class SimAgent {
       connectTimeout: 30_000,
       reconnectPeriod: 0,
       will: { topic: topics.presence(node), payload: this.presence('offline'), ...DELIVERY.presence },
+      manualConnect: true,
     });
     this.client = client;
+    // TLS sessions resumed on reconnect, as agent/connection.ts does.
+    keepTlsSession(client);
     client.on('connect', () => {
+      const attempts = this.attempt + 1;
       this.attempt = 0;
       this.stats.connects++;
       if (this.lostAt !== undefined) {
-        if (this.stats.reconnectMs.length < 100_000) this.stats.reconnectMs.push(Date.now() - this.lostAt);
+        if (this.stats.reconnectMs.length < 100_000) {
+          this.stats.reconnectMs.push(Date.now() - this.lostAt);
+          this.stats.reconnectAttempts.push(attempts);
+          this.stats.reconnectLastAttemptMs.push(Date.now() - this.attemptAt);
+        }
         this.lostAt = undefined;
       }
       if (!this.everConnected) {
@@ -151,6 +170,7 @@ export class SimAgent {
       if (this.everConnected && this.lostAt === undefined && !this.stopped) this.lostAt = Date.now();
       this.scheduleReconnect();
     });
+    client.connect();
     // Heartbeats of a fleet are spread over the period (devices booted at different times).
     const period = this.cfg.heartbeatSeconds * 1000;
     this.heartbeat = setTimeout(() => {
@@ -161,6 +181,8 @@ export class SimAgent {
 
   private error(msg: string): void {
     this.stats.errors++;
+    const kind = msg.replace(/\d+/g, 'N').slice(0, 120);
+    this.stats.errorKinds[kind] = (this.stats.errorKinds[kind] ?? 0) + 1;
     if (this.stats.errorSamples.length < 5) this.stats.errorSamples.push(`${this.node}: ${msg}`);
   }
 
@@ -169,7 +191,10 @@ export class SimAgent {
     const delay = backoffDelay(this.attempt++, { baseMs: RECONNECT_BASE_MS, maxMs: this.cfg.reconnectMaxMs, jitter: 0.5 });
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.stopped && this.client && !this.client.connected) this.client.reconnect();
+      if (!this.stopped && this.client && !this.client.connected) {
+        this.attemptAt = Date.now();
+        this.client.reconnect();
+      }
     }, delay);
   }
 

@@ -45,7 +45,7 @@ interface Link {
 function forkedLink(): { link: Link; proc: ChildProcess } {
   const here = moduleFile();
   // Under tsx the worker is TypeScript too: the child needs the same loader; compiled, plain node runs it.
-  const execArgv = extname(here) === '.ts' ? ['--import', 'tsx'] : [];
+  const execArgv = [...(extname(here) === '.ts' ? ['--import', 'tsx'] : []), ...(process.env.DROVER_SIM_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DROVER_SIM_PROF_DIR}`] : [])];
   const proc = fork(join(dirname(here), `worker${extname(here)}`), ['--drover-sim-worker'], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const link: Link = {
     send: (m) => {
@@ -186,7 +186,10 @@ export function sumStats(list: WorkerStats[]): WorkerStats {
     }
     for (const [k, v] of Object.entries(s.sizes)) out.sizes[k] ??= v;
     out.errorSamples.push(...s.errorSamples);
+    for (const [k, v] of Object.entries(s.errorKinds)) out.errorKinds[k] = (out.errorKinds[k] ?? 0) + v;
     out.reconnectMs.push(...s.reconnectMs);
+    out.reconnectAttempts.push(...s.reconnectAttempts);
+    out.reconnectLastAttemptMs.push(...s.reconnectLastAttemptMs);
   }
   return out;
 }
