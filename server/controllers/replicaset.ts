@@ -112,6 +112,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
   /** Per ReplicaSet, the failed-transfer message last recorded per held pod (uid): one Warning per cause. */
   const reported = new Map<string, Map<string, string>>();
   const valid = validStored({ events, logger: log }, COMPONENT);
+  /** Per ReplicaSet creating pods over several passes: the slow-start batch size its last pass reached, all writes succeeding. */
+  const warm = new Map<string, number>();
 
   const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
     events.record({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
@@ -200,7 +202,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
 
     // Every pod written is a step: the ReplicaSet and its Deployment must still be what was read, and at
     // most MAX_POD_WRITES_PER_STEP are written before the next pass.
-    const steps = new PodWriteSteps(store, rs, signal);
+    const steps = new PodWriteSteps(store, rs, signal, warm.get(key) ?? 1);
+    warm.delete(key);
 
     // Terminated pods do not count; they are removed so their replacement can take their place.
     const terminated = owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp);
@@ -222,6 +225,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       // scheduler and the agents get the first pods while the rest are written.
       const created = await slowStartBatches(steps, -diff, () => createPod(rs));
       more = created.length < -diff;
+      // Every create of this pass succeeded and more are to come: the next pass goes on at the size reached.
+      if (more && !steps.stopped) warm.set(key, steps.reached);
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
     } else if (diff > 0) {
