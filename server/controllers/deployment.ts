@@ -1,3 +1,4 @@
+import type { Pod } from '../../src/api/pod.js';
 import { POD_TEMPLATE_HASH, REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { canonicalJson } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
@@ -83,14 +84,16 @@ export function deploymentController(deps: ControllerDeps): Controller {
     const { owned, created } = await syncNewReplicaSet(d, listed);
     const pods = (await store.list('Pod', namespace)).items;
     const minReady = d.spec.minReadySeconds ?? 0;
-    const views: ReplicaSetView[] = owned.map((rs) => ({
-      rs,
-      ...countPods(
-        pods.filter((p) => isControlledBy(p, rs)),
-        minReady,
-        t,
-      ),
-    }));
+    // Pods by the ReplicaSet controlling them, in one pass over the namespace's pods (not one per ReplicaSet).
+    const byReplicaSet = new Map<string, Pod[]>();
+    for (const p of pods) {
+      const ref = (p.metadata.ownerReferences ?? []).find((r) => r.controller === true && r.kind === 'ReplicaSet');
+      if (!ref) continue;
+      const list = byReplicaSet.get(ref.uid);
+      if (list) list.push(p);
+      else byReplicaSet.set(ref.uid, [p]);
+    }
+    const views: ReplicaSetView[] = owned.map((rs) => ({ rs, ...countPods(byReplicaSet.get(rs.metadata.uid ?? '') ?? [], minReady, t) }));
 
     // Old pods a rollout keeps until their nodes have the new image (the ReplicaSet controller holds them).
     const newRsNow = findNewReplicaSet(d, owned);

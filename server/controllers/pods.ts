@@ -26,8 +26,17 @@ export function isOwnedBy(p: Pod, uid: string | undefined): boolean {
   return !!uid && (p.metadata.ownerReferences ?? []).some((r) => r.controller && r.uid === uid);
 }
 
+/** The Ready condition of frozen pods (the object cache's), found once: controllers count every pod on each pass. */
+const readyOf = new WeakMap<readonly Condition[], Condition | null>();
+
 export function readyCondition(p: Pod): Condition | undefined {
-  return p.status?.conditions?.find((c) => c.type === 'Ready');
+  const conditions = p.status?.conditions;
+  if (!conditions) return undefined;
+  const known = readyOf.get(conditions);
+  if (known !== undefined) return known ?? undefined;
+  const ready = conditions.find((c) => c.type === 'Ready');
+  if (Object.isFrozen(conditions)) readyOf.set(conditions, ready ?? null);
+  return ready;
 }
 
 export function podReady(p: Pod): boolean {
