@@ -139,6 +139,8 @@ export class AgentLink {
     client.on('error', (err) => {
       // CONNACK 5: the broker knows this node but will not let it in (pending approval, revoked).
       const code = (err as { code?: unknown }).code;
+      // Refused as who we are: the next attempt shakes hands afresh, with the certificate we hold now.
+      if (code === 4 || code === 5) this.tlsSession?.forget();
       if (code === 5) {
         if (!this.opts.approved) logger.warn(`waiting for approval: drover node approve ${node}`);
         else logger.error({ err: err.message }, 'the server refuses this node (revoked?); retrying');
@@ -167,7 +169,10 @@ export class AgentLink {
     // One TLS context for every (re)connect with these credentials: given key, cert and ca instead, each attempt
     // builds its own, parsing the key, the certificate and the CA again (~3 ms of CPU per attempt, measured in a
     // simulated fleet reconnecting after a server restart: most of its CPU went there, failed attempts included).
-    if ('tls' in a) return { secureContext: createSecureContext({ key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca }), rejectUnauthorized: true, ...(a.tls.servername ? { servername: a.tls.servername } : {}) };
+    const servername = a && 'tls' in a && a.tls.servername ? { servername: a.tls.servername } : {};
+    // mqtt.js hands a wss: connection only key, cert and ca (not a secureContext): those as they are there.
+    if ('tls' in a && this.opts.url.startsWith('wss:')) return { key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca, rejectUnauthorized: true, ...servername };
+    if ('tls' in a) return { secureContext: createSecureContext({ key: a.tls.key, cert: a.tls.cert, ca: a.tls.ca }), rejectUnauthorized: true, ...servername };
     return { username: this.opts.node, password: a.password };
   }
 

@@ -233,7 +233,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       const serverSecret = randomBytes(24).toString('base64url');
       const { host, port } = cfg.mqtt;
       const tlsDir = join(cfg.dataDir, 'tls');
-      const tickets = insecure ? undefined : await loadOrCreateTicketKey({ dir: tlsDir, logger });
+      const tickets = insecure ? undefined : await loadOrCreateTicketKey({ dir: tlsDir, caHash: pki.caHash, logger });
       broker = await startEmbeddedBroker({
         ...(insecure ? { plain: { host, port } } : { tls: { host, port, key: pki.server.key, cert: pki.server.cert, ca: pki.caCert, ticketKeys: tickets!.key, sessionTimeoutSeconds: TICKET_LIFETIME_SECONDS } }),
         guard: mqttConnectionGuard({ limits: cfg.mqttLimits, logger }),
@@ -247,7 +247,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       if (!insecure) {
         // The ticket key is renewed once a week; a server running that long takes the new one without a restart.
         const renew = setInterval(() => {
-          loadOrCreateTicketKey({ dir: tlsDir, logger })
+          loadOrCreateTicketKey({ dir: tlsDir, caHash: pki.caHash, logger })
             .then((t) => t.rotated && b.setTicketKeys(t.key))
             .catch((err: unknown) => logger.warn({ err: errorMessage(err) }, 'could not renew the TLS session ticket key; keeping the current one'));
         }, 24 * 3600_000);

@@ -113,7 +113,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
   const reported = new Map<string, Map<string, string>>();
   const valid = validStored({ events, logger: log }, COMPONENT);
   /** Per ReplicaSet creating pods over several passes: the slow-start batch size its last pass reached, all writes succeeding. */
-  const warm = new Map<string, number>();
+  const warm = new Map<string, { uid?: string; size: number }>();
 
   const record = (rs: ReplicaSet, type: 'Normal' | 'Warning', reason: string, message: string) =>
     events.record({ involved: { kind: 'ReplicaSet', namespace: rs.metadata.namespace, name: rs.metadata.name, uid: rs.metadata.uid }, type, reason, message, component: COMPONENT });
@@ -192,6 +192,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
     if (!raw || raw.metadata.deletionTimestamp) {
       gated.set(key, []);
       reported.delete(key);
+      warm.delete(key);
       return;
     }
     const rs = await valid('ReplicaSet', raw);
@@ -202,8 +203,10 @@ export function replicaSetController(deps: ControllerDeps): Controller {
 
     // Every pod written is a step: the ReplicaSet and its Deployment must still be what was read, and at
     // most MAX_POD_WRITES_PER_STEP are written before the next pass.
-    const steps = new PodWriteSteps(store, rs, signal, warm.get(key) ?? 1);
+    // Carried over only for the same ReplicaSet (uid): one deleted and made again under its name starts at 1.
+    const carried = warm.get(key);
     warm.delete(key);
+    const steps = new PodWriteSteps(store, rs, signal, carried && carried.uid === rs.metadata.uid ? carried.size : 1);
 
     // Terminated pods do not count; they are removed so their replacement can take their place.
     const terminated = owned.filter((x) => !isPodActive(x) && !x.metadata.deletionTimestamp);
@@ -226,7 +229,7 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       const created = await slowStartBatches(steps, -diff, () => createPod(rs));
       more = created.length < -diff;
       // Every create of this pass succeeded and more are to come: the next pass goes on at the size reached.
-      if (more && !steps.stopped) warm.set(key, steps.reached);
+      if (more && !steps.stopped) warm.set(key, { uid: rs.metadata.uid, size: steps.reached });
       active = [...active, ...created];
       log.debug({ rs: key, created: created.length }, 'created pods');
     } else if (diff > 0) {

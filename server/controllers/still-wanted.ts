@@ -43,7 +43,9 @@ export const POD_WRITE_BATCH_MAX = 128;
  */
 export async function slowStartBatches<T>(steps: PodWriteSteps, count: number, write: (i: number) => Promise<T>): Promise<T[]> {
   const out: T[] = [];
-  for (let size = steps.firstBatch; out.length < count; size = Math.min(size * 2, POD_WRITE_BATCH_MAX)) {
+  // A pass that goes on where the last one left (firstBatch > 1) still sends one write first: whatever changed
+  // between the passes (a quota reached, a policy, an edited template) costs one failed write, not a batch.
+  for (let size = 1; out.length < count; size = Math.min(Math.max(size * 2, steps.firstBatch), POD_WRITE_BATCH_MAX)) {
     const n = await steps.take(Math.min(size, count - out.length));
     if (n === 0) break;
     const base = out.length;

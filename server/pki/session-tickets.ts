@@ -9,7 +9,7 @@
  * key beside it is (0600), and replaced once it is TICKET_KEY_MAX_AGE_MS old (tickets sealed with the old key then
  * fall back to a full handshake, once).
  */
-import { randomBytes } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../src/util/logger.js';
@@ -28,18 +28,27 @@ export const TICKET_KEY_FILE = 'mqtt-ticket.key';
  * The current ticket key from `dir` (DATA_DIR/tls), made (or replaced, when older than TICKET_KEY_MAX_AGE_MS or
  * not a key) first. `rotated` says a new one was written.
  */
-export async function loadOrCreateTicketKey(opts: { dir: string; logger: Logger; now?: () => number }): Promise<{ key: Buffer; rotated: boolean }> {
+export async function loadOrCreateTicketKey(opts: { dir: string; caHash: string; logger: Logger; now?: () => number }): Promise<{ key: Buffer; rotated: boolean }> {
   const now = opts.now ?? Date.now;
   const path = join(opts.dir, TICKET_KEY_FILE);
   const text = await readOptional(path);
   if (text !== undefined) {
     const key = Buffer.from(text.trim(), 'base64');
     const age = now() - (await stat(path)).mtimeMs;
-    if (key.length === TICKET_KEY_BYTES && age < TICKET_KEY_MAX_AGE_MS) return { key, rotated: false };
+    if (key.length === TICKET_KEY_BYTES && age < TICKET_KEY_MAX_AGE_MS) return { key: forCa(key, opts.caHash), rotated: false };
     if (key.length !== TICKET_KEY_BYTES) opts.logger.warn({ file: path }, 'the TLS session ticket key file is not a key: replaced (devices do one full handshake)');
   }
   const key = randomBytes(TICKET_KEY_BYTES);
   await writeFileAtomic(path, `${key.toString('base64')}\n`, 0o600);
   if (text !== undefined) opts.logger.info({ file: path }, 'renewed the TLS session ticket key');
-  return { key, rotated: true };
+  return { key: forCa(key, opts.caHash), rotated: true };
+}
+
+/**
+ * The key tickets are sealed with, bound to the CA: a ticket keeps the verdict of the handshake that issued it, so
+ * after the CA is replaced (a compromise) a certificate of the old one must not resume as verified. Another CA,
+ * another key: those tickets no longer open and every client shakes hands in full against the new CA.
+ */
+function forCa(fileKey: Buffer, caHash: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', fileKey, Buffer.from(caHash, 'hex'), 'drover mqtt session tickets', TICKET_KEY_BYTES));
 }

@@ -23,17 +23,22 @@ export function keepTlsSession(client: MqttClient): TlsSessionKeeper {
   // mqtt.js has no hook for the stream it builds; its builder is wrapped (a private field in its types).
   const c = client as unknown as { streamBuilder: StreamBuilder; options: { session?: Buffer } };
   const build = c.streamBuilder;
+  // Bumped by forget(): a connection made before (its handshake may still be under way, with the old certificate)
+  // must not put its tickets back, or every later connect would resume as the old certificate.
+  let generation = 0;
   c.streamBuilder = (cl) => {
     const stream = build(cl);
+    const born = generation;
     if (stream instanceof TLSSocket) {
       stream.on('session', (session: Buffer) => {
-        c.options.session = session;
+        if (born === generation) c.options.session = session;
       });
     }
     return stream;
   };
   return {
     forget: () => {
+      generation++;
       delete c.options.session;
     },
   };

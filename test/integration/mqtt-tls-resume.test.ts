@@ -14,7 +14,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { freePort, startTestServer, waitFor, type TestServer } from '../helpers/cluster.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from '../../server/mqtt/broker.js';
-import { issueCertificate } from '../../server/pki/x509.js';
+import { certificateHash, issueCertificate } from '../../server/pki/x509.js';
 import { loadOrCreateTicketKey, TICKET_KEY_FILE } from '../../server/pki/session-tickets.js';
 import { keepTlsSession } from '../../src/util/tls-session.js';
 import { silentLogger } from '../../src/util/logger.js';
@@ -128,7 +128,10 @@ describe('mqtt: TLS session resumption', () => {
         authenticate: (a) => (a.peer ? { principal: { role: 'agent', node: a.peer.cn } } : { refuse: 'bad-credentials', why: 'no certificate' }),
         logger: silentLogger,
       });
-    const { key } = await loadOrCreateTicketKey({ dir, logger: silentLogger });
+    const caHash = certificateHash(ca);
+    const { key } = await loadOrCreateTicketKey({ dir, caHash, logger: silentLogger });
+    assert.deepEqual((await loadOrCreateTicketKey({ dir, caHash, logger: silentLogger })).key, key, 'the same file and CA: the same key (a restart resumes)');
+    assert.notDeepEqual((await loadOrCreateTicketKey({ dir, caHash: 'ab'.repeat(32), logger: silentLogger })).key, key, 'another CA: another key (old tickets do not open)');
     let broker = await start(key);
     cleanups.push(() => broker.close());
     const url = `mqtts://127.0.0.1:${port}`;

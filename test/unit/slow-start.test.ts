@@ -51,7 +51,8 @@ describe('slow-start pod write batches', () => {
     await slowStartBatches(first, 2000, async (i) => i);
     const next = new RecordedSteps(store, owner, undefined, first.reached);
     await slowStartBatches(next, 1500, async (i) => i);
-    assert.deepEqual(next.batches, [128, 128, 128, 116]);
+    // One write first (whatever changed between the passes costs one failed write), then the size reached.
+    assert.deepEqual(next.batches, [1, 128, 128, 128, 115]);
     assert.ok(first.batches.length >= 9, `the first pass slow-started: ${first.batches.join(',')}`);
   });
 
@@ -72,6 +73,20 @@ describe('slow-start pod write batches', () => {
     assert.equal(steps.reached, 4, 'what the last successful batch (2) led to, not past the failing one');
   });
 
+  it('a pass that goes on at a carried size whose first write fails stops after that one write', async () => {
+    const steps = new RecordedSteps(store, owner, undefined, POD_WRITE_BATCH_MAX);
+    let calls = 0;
+    await assert.rejects(
+      slowStartBatches(steps, 500, async () => {
+        calls++;
+        throw new Error('exceeded quota');
+      }),
+      /exceeded quota/,
+    );
+    assert.deepEqual(steps.batches, [1]);
+    assert.equal(calls, 1);
+  });
+
   it('a pass stops when its owner is gone', async () => {
     const gone = await store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'gone', namespace: 'default' }, data: {} } as ApiObject);
     const steps = new RecordedSteps(store, gone, undefined, POD_WRITE_BATCH_MAX);
@@ -80,7 +95,7 @@ describe('slow-start pod write batches', () => {
       if (++n === 1) await store.delete('ConfigMap', 'default', 'gone');
       return i;
     });
-    assert.equal(out.length, POD_WRITE_BATCH_MAX, 'the batch under way completes, the next is not started');
+    assert.equal(out.length, 1, 'the batch under way completes (the first write, alone), the next is not started');
     assert.match(steps.stopped ?? '', /gone/);
   });
 });
