@@ -185,9 +185,17 @@ class Drop extends Error {
     message: string,
     readonly retryAfterMs?: number,
     readonly received = 0,
+    /** What had arrived of the body when it was cut (a chunk's next attempt goes on from there). */
+    readonly partial?: Buffer,
   ) {
     super(message);
   }
+}
+
+/** The part of one chunk received so far, across the attempts of that chunk (verified once it is whole). */
+interface HeldChunk {
+  bytes: Buffer[];
+  length: number;
 }
 
 /** A refused chunk: the bytes arrived but their sha256 is not the manifest's. */
@@ -283,7 +291,10 @@ export class ImageFetcher {
         let bad = 0;
         for (;;) {
           try {
-            const chunk = await this.withDrops(`chunk ${i} of ${m.digest}`, signal, progress, () => this.chunk(m, i, signal), () => ({ bytes: got(), total: m.size }));
+            // What arrived of this chunk before a drop is kept: the next attempt asks only for the rest (on a lossy
+            // link a stall near the end of a chunk cost the whole chunk again).
+            const held: HeldChunk = { bytes: [], length: 0 };
+            const chunk = await this.withDrops(`chunk ${i} of ${m.digest}`, signal, progress, () => this.chunk(m, i, signal, held), () => ({ bytes: got() + held.length, total: m.size }));
             await this.append(fh, chunk, part);
             break;
           } catch (err) {
@@ -385,8 +396,10 @@ export class ImageFetcher {
   }
 
   /** One chunk's bytes, checked against the manifest (BadChunk when they do not match). */
-  private async chunk(m: ImageManifest, i: number, signal: AbortSignal | undefined): Promise<Buffer> {
-    const { start, end } = chunkRange(m, i);
+  private async chunk(m: ImageManifest, i: number, signal: AbortSignal | undefined, held: HeldChunk = { bytes: [], length: 0 }): Promise<Buffer> {
+    const { start: chunkStart, end } = chunkRange(m, i);
+    // The bytes of this chunk an earlier attempt received are kept (held); only the rest is asked for.
+    const start = chunkStart + held.length;
     const res = await this.get(imagePath(m.digest, true), `bytes=${start}-${end}`, signal);
     const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers['content-range'] ?? '');
     if (res.statusCode !== 206 || !range || Number(range[1]) !== start || Number(range[2]) !== end) {
@@ -394,7 +407,17 @@ export class ImageFetcher {
       // A server that ignores Range would send the whole archive for every chunk.
       throw new ImageTransferError(`the server answered ${res.statusCode} (Content-Range ${res.headers['content-range'] ?? 'absent'}) to Range bytes=${start}-${end} of image ${m.digest}`, 'Refused', false);
     }
-    const body = await this.readBody(res, { exact: end - start + 1, signal, limit: true });
+    let rest: Buffer;
+    try {
+      rest = await this.readBody(res, { exact: end - start + 1, signal, limit: true });
+    } catch (err) {
+      if (err instanceof Drop && err.partial?.length) {
+        held.bytes.push(err.partial);
+        held.length += err.partial.length;
+      }
+      throw err;
+    }
+    const body = held.length ? Buffer.concat([...held.bytes, rest], held.length + rest.length) : rest;
     const got = sha256(body);
     if (got !== m.chunks[i]) throw new BadChunk(`chunk ${i} has sha256 ${got}, the manifest says ${m.chunks[i]}`);
     return body;
@@ -527,7 +550,7 @@ export class ImageFetcher {
       };
       const arm = () => {
         clearTimeout(idle);
-        idle = setTimeout(() => finish(new Drop(`no data for ${this.readTimeoutMs / 1000} s after ${got} bytes (stalled link)`, undefined, got)), this.readTimeoutMs);
+        idle = setTimeout(() => finish(new Drop(`no data for ${this.readTimeoutMs / 1000} s after ${got} bytes (stalled link)`, undefined, got, Buffer.concat(parts, got))), this.readTimeoutMs);
       };
       const onAbort = () => finish(new ImageTransferError('the transfer was stopped; its verified chunks are kept', 'Aborted', true, o.signal?.reason));
       o.signal?.addEventListener('abort', onAbort, { once: true });
@@ -552,13 +575,13 @@ export class ImageFetcher {
         } else arm();
       });
       res.on('end', () => {
-        if (o.exact !== undefined && got < o.exact) finish(new Drop(`the answer ended after ${got} of ${o.exact} bytes (truncated)`, undefined, got));
+        if (o.exact !== undefined && got < o.exact) finish(new Drop(`the answer ended after ${got} of ${o.exact} bytes (truncated)`, undefined, got, Buffer.concat(parts, got)));
         else finish();
       });
-      res.on('aborted', () => finish(new Drop(`the connection was cut after ${got} bytes`, undefined, got)));
-      res.on('error', (err) => finish(err instanceof DroverError ? err : new Drop(`the connection failed after ${got} bytes: ${err.message}`, undefined, got)));
+      res.on('aborted', () => finish(new Drop(`the connection was cut after ${got} bytes`, undefined, got, Buffer.concat(parts, got))));
+      res.on('error', (err) => finish(err instanceof DroverError ? err : new Drop(`the connection failed after ${got} bytes: ${err.message}`, undefined, got, Buffer.concat(parts, got))));
       res.on('close', () => {
-        if (!res.complete) finish(new Drop(`the connection was cut after ${got} bytes`, undefined, got));
+        if (!res.complete) finish(new Drop(`the connection was cut after ${got} bytes`, undefined, got, Buffer.concat(parts, got)));
       });
       arm();
     });
