@@ -6,37 +6,14 @@
  * says nothing of the disk (an older agent) leaves what is stored; a taint set by hand stays.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Pod } from '../../src/api/pod.js';
-import { encode, type payloads } from '../../src/contract/index.js';
-import { silentLogger } from '../../src/util/logger.js';
-import { EventRecorder } from '../../server/events/recorder.js';
-import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { NodeRegistry } from '../../server/nodes/registry.js';
 import { untoleratedTaints } from '../../server/scheduler/taints.js';
-import { LevelStore } from '../../server/store/level.js';
-import { agentHello } from '../fuzz/agent-reports.js';
+import { registryWithNode, type RegistryFixture } from '../helpers/registry.js';
 
-let dir: string;
-let store: LevelStore;
-let registry: NodeRegistry;
-let seq = 0;
-const status = (extra: Partial<payloads.Status>): payloads.Status => ({
-  node: 'edge-1',
-  bootId: 'boot-1',
-  seq: ++seq,
-  observedGeneration: 0,
-  ts: new Date().toISOString(),
-  pods: [],
-  runtimeHealthy: true,
-  heartbeatSeconds: 30,
-  ...extra,
-});
-const report = (extra: Partial<payloads.Status>) => registry.handle({ kind: 'status', node: 'edge-1' }, encode(status(extra)));
-const node = async () => (await store.get('Node', '', 'edge-1'))!;
+let fx: RegistryFixture;
+const report: RegistryFixture['report'] = (extra) => fx.report(extra);
+const node = () => fx.node();
 const pod = (tolerate: boolean): Pod => ({
   apiVersion: 'v1',
   kind: 'Pod',
@@ -45,15 +22,10 @@ const pod = (tolerate: boolean): Pod => ({
 }) as Pod;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'drover-registry-disk-'));
-  store = await LevelStore.open({ path: join(dir, 'db') });
-  registry = new NodeRegistry({ store, events: new EventRecorder(store, silentLogger), logger: silentLogger, liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }), maxPodsPerNode: 110 });
-  await registry.handle({ kind: 'hello', node: 'edge-1' }, encode(agentHello('edge-1', 'boot-1')));
+  fx = await registryWithNode('drover-registry-disk-');
 });
 after(async () => {
-  await registry.close();
-  await store.close();
-  await rm(dir, { recursive: true, force: true });
+  await fx.close();
 });
 
 test('disk pressure reported: DiskPressure=True and the NoSchedule taint a pod must tolerate; unchanged pressure writes nothing; cleared: both go', async () => {
@@ -63,7 +35,7 @@ test('disk pressure reported: DiskPressure=True and the NoSchedule taint a pod m
   assert.deepEqual(first, { type: 'DiskPressure', status: 'False', reason: 'KubeletHasNoDiskPressure', message: 'state dir /var/lib/drover: 20.0 GB free of 32.0 GB' });
   assert.equal(n.spec?.taints, undefined);
   // A taint the operator set stays whatever the disk does.
-  await store.patch('Node', '', 'edge-1', (x) => ((x.spec = { ...x.spec, taints: [{ key: 'site', value: 'roof', effect: 'NoSchedule' }] }), x));
+  await fx.store.patch('Node', '', 'edge-1', (x) => ((x.spec = { ...x.spec, taints: [{ key: 'site', value: 'roof', effect: 'NoSchedule' }] }), x));
 
   const low = 'state dir /var/lib/drover: 1.2 GB free of 32.0 GB, below 3.2 GB (10 % of the filesystem)';
   await report({ diskPressure: { pressure: true, message: low } });
