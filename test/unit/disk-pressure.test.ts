@@ -12,15 +12,10 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { diskPressure, measureSpaces, type FsSpace } from '../../agent/images/disk.js';
 import { ImageManager } from '../../agent/images/manager.js';
-import type { AgentConfig } from '../../agent/config.js';
-import type { AgentLink } from '../../agent/connection.js';
-import type { Hardware } from '../../agent/hardware.js';
-import { EventJournal } from '../../agent/journal.js';
-import { Reporter } from '../../agent/reporter.js';
 import { payloads } from '../../src/contract/index.js';
 import type { AgentEvent, Status } from '../../src/contract/payloads.js';
-import { silentLogger } from '../../src/util/logger.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { recordingReporter } from '../helpers/reporter.js';
 
 const GB = 1e9;
 const fs = (freeBytes: number, totalBytes = 100 * GB, label = 'state dir', path = '/var/lib/drover'): FsSpace => ({ label, path, totalBytes, freeBytes });
@@ -93,22 +88,8 @@ test('the manager: an image queued that the disk cannot hold twice brings pressu
 });
 
 test('the reporter carries diskPressure in the status (accepted by the contract, a long message cut); a change of it alone is sent', () => {
-  const sent: Status[] = [];
-  const link = { connected: true, publishStatus: (st: Status) => (sent.push(st), true) } as unknown as AgentLink;
   let disk: Status['diskPressure'] = { pressure: false, message: 'state dir /d: 50.0 GB free of 100.0 GB' };
-  const reporter = new Reporter({
-    cfg: { node: 'edge-1', heartbeatSeconds: 600, keepaliveSeconds: 15 } as AgentConfig,
-    link,
-    runtime: new FakeRuntime(),
-    hardware: {} as Hardware,
-    bootId: 'boot',
-    logger: silentLogger,
-    journal: new EventJournal(),
-    nodeIP: () => undefined,
-    runtimeVersion: () => '1',
-    now: Date.now,
-    images: { digests: () => [], transfers: () => [], diskPressure: () => disk },
-  });
+  const { reporter, sent } = recordingReporter({ digests: () => [], transfers: () => [], diskPressure: () => disk });
   reporter.update({ observedGeneration: 1, pods: [], runtimeHealthy: true });
   assert.deepEqual(sent[0]?.diskPressure, disk);
   disk = { pressure: true, message: 'y'.repeat(10_000) };

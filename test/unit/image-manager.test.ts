@@ -20,11 +20,7 @@ import type { AgentEvent } from '../../src/contract/payloads.js';
 import type { DesiredImage, ImageManifest, ImageTransfer } from '../../src/contract/images.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
-import { Reporter } from '../../agent/reporter.js';
-import { EventJournal } from '../../agent/journal.js';
-import type { AgentConfig } from '../../agent/config.js';
-import type { AgentLink } from '../../agent/connection.js';
-import type { Hardware } from '../../agent/hardware.js';
+import { recordingReporter } from '../helpers/reporter.js';
 import type { Status } from '../../src/contract/payloads.js';
 import { makeDockerArchive, makeTestPki, manifestOf, startImageServer, type ImageServer, type TestPki } from '../helpers/image-server.js';
 
@@ -245,23 +241,9 @@ test('--image-bandwidth units; the cellular profile sets 64 KiB/s unless given',
 });
 
 test('the reporter puts imageDigests and imageTransfers in every status; a transfer\'s progress sends no pod report again', () => {
-  const sent: Status[] = [];
-  const link = { connected: true, publishStatus: (st: Status) => (sent.push(st), true) } as unknown as AgentLink;
   let digests = ['sha256:' + 'a'.repeat(64)];
   let transfers: ImageTransfer[] = [{ digest: 'sha256:' + 'b'.repeat(64), name: 'localhost/app:2', bytes: 0, total: 100, state: 'fetching' }];
-  const reporter = new Reporter({
-    cfg: { node: 'edge-1', heartbeatSeconds: 600, keepaliveSeconds: 15 } as AgentConfig,
-    link,
-    runtime: new FakeRuntime(),
-    hardware: {} as Hardware,
-    bootId: 'boot',
-    logger: silentLogger,
-    journal: new EventJournal(),
-    nodeIP: () => undefined,
-    runtimeVersion: () => '1',
-    now: Date.now,
-    images: { digests: () => digests, transfers: () => transfers },
-  });
+  const { reporter, sent } = recordingReporter({ digests: () => digests, transfers: () => transfers });
   const pod = { namespace: 'default', name: 'web', uid: 'u1', phase: 'Running' } as unknown as Status['pods'][number];
   reporter.update({ observedGeneration: 1, pods: [pod], runtimeHealthy: true });
   assert.deepEqual([sent[0]?.imageDigests, sent[0]?.imageTransfers, sent[0]?.pods.length], [digests, transfers, 1]);
