@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type PeerCertificate, type Server as TlsServer } from 'node:tls';
 import { Aedes, type AedesOptions, type AuthenticateError, type Client } from 'aedes';
 import { agentMayPublish, agentMayRetain, agentMaySubscribe, isOperatorClientId, isReservedClientId, isTopicSafe, operatorMayPublish, operatorMaySubscribe, parseCommandTopic } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
@@ -171,11 +171,8 @@ class TrafficCounters {
   }
 }
 
-/** The verified certificate of a TLS client, or undefined (plain socket, or a subject drover cannot read as one name). */
-function peerIdentity(conn: unknown): PeerIdentity | undefined {
-  const sock = conn as Partial<TLSSocket>;
-  if (typeof sock.getPeerCertificate !== 'function' || !sock.authorized) return undefined;
-  const cert = sock.getPeerCertificate();
+/** Who a verified client certificate names, or undefined (a subject drover cannot read as one name). */
+function identityOf(cert: PeerCertificate): PeerIdentity | undefined {
   const cn: unknown = cert?.subject?.CN;
   const o: unknown = cert?.subject?.O;
   // node gives an array for a repeated attribute: two CNs are two identities, which is none.
@@ -184,16 +181,14 @@ function peerIdentity(conn: unknown): PeerIdentity | undefined {
 }
 
 /** The client's certificate (from a resumed session's ticket) is no longer valid now. */
-function certificateExpired(sock: TLSSocket): boolean {
-  const cert = sock.getPeerCertificate();
+function certificateExpired(cert: PeerCertificate): boolean {
   if (!cert?.valid_to) return false;
   const t = Date.now();
   return Date.parse(cert.valid_to) < t || Date.parse(cert.valid_from) > t;
 }
 
 /** A client sent a certificate (verified or not); node:tls gives an empty object when it sent none. */
-function presentedCertificate(sock: TLSSocket): boolean {
-  const cert = sock.getPeerCertificate();
+function presentedCertificate(cert: PeerCertificate): boolean {
   return !!cert && Object.keys(cert).length > 0;
 }
 
@@ -441,19 +436,21 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       // A certificate is asked for but not required: operators have none and prove themselves with an API
       // token; one that is presented must be of this CA (checked here), and drover's own client ids need one.
       const server = createTlsServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2', handshakeTimeout: CONNECT_TIMEOUT_MS, noDelay: true, ...(t.ticketKeys ? { ticketKeys: t.ticketKeys } : {}), ...(t.sessionTimeoutSeconds ? { sessionTimeout: t.sessionTimeoutSeconds } : {}) }, (s) => {
-        if (!s.authorized && presentedCertificate(s)) {
+        // Read once: node builds the whole object (subject, dates, raw DER) on each call.
+        const cert = s.getPeerCertificate();
+        if (!s.authorized && presentedCertificate(cert)) {
           opts.logger.debug({ err: String(s.authorizationError), remote: s.remoteAddress }, 'mqtt client certificate refused');
           s.destroy();
           return;
         }
         counters.tlsHandshakes[s.isSessionReused() ? 'resumed' : 'full']++;
         // A resumed session is not verified again: its certificate, kept in the ticket, may have expired since.
-        if (s.isSessionReused() && certificateExpired(s)) {
+        if (s.isSessionReused() && certificateExpired(cert)) {
           opts.logger.debug({ remote: s.remoteAddress }, 'mqtt client certificate refused: expired (resumed TLS session)');
           s.destroy();
           return;
         }
-        accept(s, peerIdentity(s), true);
+        accept(s, s.authorized ? identityOf(cert) : undefined, true);
       });
       // Rate and pending limits apply at TCP accept, before the (costly) handshake.
       // A refused socket is destroyed by the guard.
