@@ -5,11 +5,17 @@ import { join } from 'node:path';
 import { PodmanRuntime } from '../../agent/runtime/podman.js';
 
 /** The configuration podman needs on the test machines (runc + cgroupfs, explicit ulimits). */
-const CONTAINERS_CONF = `[containers]
+// Each sandbox logs its podman events to a file of its own: the default file
+// (/run/libpod/events/events.log) is shared by every sandbox of the suite and is cut to
+// its newest part at 1 MB, so a test reading back its own events could find them gone.
+const containersConf = (dir: string) => `[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "${join(dir, 'events.log')}"
+events_logfile_max_size = 100000000
 `;
 
 const BUSYBOX = '/bin/busybox';
@@ -32,7 +38,7 @@ export async function podmanSandbox(): Promise<PodmanSandbox> {
   const root = join(dir, 'root');
   const runroot = join(dir, 'runroot');
   const confPath = join(dir, 'containers.conf');
-  await writeFile(confPath, CONTAINERS_CONF);
+  await writeFile(confPath, containersConf(dir));
   const env = { CONTAINERS_CONF: confPath };
   const runtime = new PodmanRuntime({ root, runroot, env });
   return {
