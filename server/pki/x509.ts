@@ -35,10 +35,15 @@ export function certificateHash(certPem: string): string {
   return createHash('sha256').update(new X509Certificate(certPem).raw).digest('hex');
 }
 
-/** A positive serial number as hex (the high bit cleared so DER does not read it as negative). */
-function newSerial(): string {
+/**
+ * A positive serial number as hex, 126 random bits. The first byte is 0x40-0x7f: its high bit clear so
+ * DER does not read the number as negative, and never 0x00, which node-forge would write as a leading
+ * zero byte that DER forbids: OpenSSL 3 then refuses the whole certificate ("illegal padding"), and one
+ * join in 256 gave an agent a certificate it could not connect with.
+ */
+export function newSerial(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f;
+  b[0] = (b[0]! & 0x3f) | 0x40;
   return b.toString('hex');
 }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { renewalDue } from '../../agent/credentials.js';
 import { loadOrCreatePki, serverSans } from '../../server/pki/pki.js';
-import { certificateHash, createCsr, generateKeyPem, inspectCertificate, issueCertificate, verifyCsr } from '../../server/pki/x509.js';
+import { certificateHash, createCsr, generateKeyPem, inspectCertificate, issueCertificate, newSerial, verifyCsr } from '../../server/pki/x509.js';
 import { silentLogger } from '../../src/util/logger.js';
 
 const dirs: string[] = [];
@@ -63,4 +63,19 @@ test('renewal is due with a third of the life left, and for an expired certifica
   assert.equal(renewalDue(cert.pem, t0 + 400 * day), true);
   assert.equal(inspectCertificate(cert.pem, caCert).signedByCa, true);
   assert.equal(inspectCertificate(cert.pem, cert.pem).signedByCa, false, 'another issuer');
+});
+
+test('every serial number is a positive integer in minimal DER (OpenSSL refuses a certificate whose serial has a leading zero byte)', () => {
+  // The bug this guards: one random serial in 256 began with a zero byte followed by one below 0x80,
+  // which DER forbids; that node's certificate failed every TLS connection with "illegal padding".
+  const seen = new Set<string>();
+  for (let i = 0; i < 20_000; i++) {
+    const hex = newSerial();
+    assert.match(hex, /^[0-9a-f]{32}$/);
+    const [b0, b1] = [parseInt(hex.slice(0, 2), 16), parseInt(hex.slice(2, 4), 16)];
+    assert.ok(b0 < 0x80, `serial ${hex} would be negative`);
+    assert.ok(!(b0 === 0 && b1 < 0x80), `serial ${hex} has a leading zero byte DER forbids`);
+    seen.add(hex);
+  }
+  assert.equal(seen.size, 20_000, 'no serial repeats');
 });
