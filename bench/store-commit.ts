@@ -93,7 +93,7 @@ async function storeLevel(): Promise<{ store: Figure[]; rawClassicLevel: Figure[
   return { store, rawClassicLevel: raw };
 }
 
-async function apiLevel(): Promise<{ api: Figure[]; server: Record<string, unknown> }> {
+async function apiLevel(): Promise<{ api: Figure[]; serverSide: Record<string, number>; server: Record<string, unknown> }> {
   const tmp = mkdtempSync(join(tmpdir(), 'drover-bench-api-'));
   const dataDir = join(tmp, 'data');
   const apiPort = await freePort();
@@ -150,20 +150,42 @@ async function apiLevel(): Promise<{ api: Figure[]; server: Record<string, unkno
       const runs: number[] = [];
       const cpu: number[] = [];
       const cpuPerCreate: number[] = [];
+      const clientCpu: number[] = [];
       const loadBefore = load();
       for (let r = 0; r < RUNS; r++) {
         const c0 = procCpuMs(server.pid!);
+        const client0 = process.cpuUsage();
         const t0 = performance.now();
         runs.push(await drive(creates, inFlight, post));
         const used = procCpuMs(server.pid!) - c0;
+        const clientUsed = process.cpuUsage(client0);
         cpu.push((used / (performance.now() - t0)) * 100);
+        clientCpu.push(((clientUsed.user + clientUsed.system) / 1000 / (performance.now() - t0)) * 100);
         cpuPerCreate.push(used / creates);
       }
       // Server CPU per create does not depend on how much of the shared machine the server got.
-      api.push({ inFlight, creates, perSecondRuns: runs.map((x) => round(x)), perSecondMedian: round(median(runs)), loadAverage: loadBefore, serverCpuPercentOfOneCore: round(median(cpu)), serverCpuMsPerCreate: round(median(cpuPerCreate), 2) });
-      console.log(`api ${inFlight} in flight: ${round(median(runs))} creates/s (runs ${runs.map((x) => round(x)).join(', ')}); server CPU ${round(median(cpu))}% of a core, ${round(median(cpuPerCreate), 2)} ms per create; load ${loadBefore.join(' ')}`);
+      api.push({ inFlight, creates, perSecondRuns: runs.map((x) => round(x)), perSecondMedian: round(median(runs)), loadAverage: loadBefore, serverCpuPercentOfOneCore: round(median(cpu)), serverCpuMsPerCreate: round(median(cpuPerCreate), 2), clientCpuPercentOfOneCore: round(median(clientCpu)) });
+      console.log(`api ${inFlight} in flight: ${round(median(runs))} creates/s (runs ${runs.map((x) => round(x)).join(', ')}); server CPU ${round(median(cpu))}% of a core, ${round(median(cpuPerCreate), 2)} ms per create; client CPU ${round(median(clientCpu))}% of a core; load ${loadBefore.join(' ')}`);
     }
-    return { api, server: { socketErrorsRetried: socketErrors, mode: 'node --import tsx src/main.ts server --disable-agent (HTTPS API, TLS, no nodes: pods stay Pending)', cpuProfileDir: CPU_PROF } };
+    const metrics = await fetch(`${apiUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.text());
+    const sum = (name: string, filter = '') =>
+      metrics
+        .split('\n')
+        .filter((l) => l.startsWith(name) && l.includes(filter))
+        .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+    const commits = sum('drover_store_commit_duration_seconds_count');
+    const postCount = sum('drover_apiserver_request_duration_seconds_count', 'verb="create",resource="pods"');
+    const where = {
+      groupCommits: commits,
+      commitMeanMs: round((sum('drover_store_commit_duration_seconds_sum') / commits) * 1000, 2),
+      writesPerCommitMean: round(sum('drover_store_commit_batch_writes_sum') / commits, 2),
+      storeWrites: sum('drover_store_write_duration_seconds_count'),
+      storeWriteMeanMs: round((sum('drover_store_write_duration_seconds_sum') / sum('drover_store_write_duration_seconds_count')) * 1000, 2),
+      podPosts: postCount,
+      podPostMeanMs: round((sum('drover_apiserver_request_duration_seconds_sum', 'verb="create",resource="pods"') / postCount) * 1000, 2),
+    };
+    console.log(`server side, all runs: ${JSON.stringify(where)}`);
+    return { api, serverSide: where, server: { socketErrorsRetried: socketErrors, mode: 'node --import tsx src/main.ts server --disable-agent (HTTPS API, TLS, no nodes: pods stay Pending)', cpuProfileDir: CPU_PROF } };
   } finally {
     // SIGTERM so --cpu-prof writes its profile on the way out.
     server.kill('SIGTERM');

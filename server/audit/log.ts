@@ -73,6 +73,12 @@ function scrubResource(r: AuditResource): AuditResource {
  */
 export class AuditLog implements AuditSink {
   private closed = false;
+  /**
+   * Lines of this turn of the event loop, written as one chunk: the stream writes each chunk with a
+   * file write of its own (one thread-pool round trip), which at hundreds of API writes per second
+   * was a few percent of the server's CPU.
+   */
+  private pending: string[] = [];
 
   private constructor(
     private readonly stream: RotatingFileStream,
@@ -115,13 +121,22 @@ export class AuditLog implements AuditSink {
       result: r.result,
       ...(r.reason !== undefined ? { reason: scrub(r.reason) } : {}),
     };
-    this.stream.write(JSON.stringify(entry) + '\n');
+    if (this.pending.length === 0) setImmediate(() => this.flush());
+    this.pending.push(JSON.stringify(entry) + '\n');
+  }
+
+  private flush(): void {
+    if (this.pending.length === 0) return;
+    const chunk = this.pending.join('');
+    this.pending = [];
+    this.stream.write(chunk);
   }
 
   /** Flushes and closes the file. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.flush();
     await new Promise<void>((resolve) => {
       this.stream.once('finish', () => resolve());
       this.stream.end();

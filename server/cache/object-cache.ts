@@ -1,3 +1,4 @@
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
@@ -145,10 +146,4 @@ function byNamespaceName(a: ApiObject, b: ApiObject): number {
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k]);
-  }
-  return v;
-}
+

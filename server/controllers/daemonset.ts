@@ -91,7 +91,7 @@ export interface NodeFit {
   /** A daemon pod already there may stay (only NoExecute taints or a node that stopped matching evict). */
   shouldContinueRunning: boolean;
   /** Why not, when !shouldRun. */
-  reasons: string[];
+  reasons: readonly string[];
 }
 
 /**

@@ -69,8 +69,14 @@ export interface NodeUsage {
 export interface Filter {
   name: string;
   /** Empty = fits. Otherwise one or more short reasons, each counted separately in the summary. */
-  check(pod: Pod, node: Node, usage: NodeUsage): string[];
+  check(pod: Pod, node: Node, usage: NodeUsage): readonly string[];
 }
+
+/**
+ * "Fits", shared: a placement runs each filter on hundreds of nodes per pod, and a fresh empty array
+ * per check was millions of allocations for 5,000 pods (a tenth of the pass went to the collector).
+ */
+export const FITS: readonly string[] = Object.freeze([]);
 
 export const REASON = {
   notReady: 'node(s) were not ready',
@@ -275,7 +281,7 @@ export const nodeNameFilter: Filter = {
   name: 'NodeName',
   check(pod, node) {
     const want = pod.spec.nodeName;
-    return want && want !== node.metadata.name ? [REASON.nodeName] : [];
+    return want && want !== node.metadata.name ? [REASON.nodeName] : FITS;
   },
 };
 
@@ -286,7 +292,7 @@ export const nodeNameFilter: Filter = {
 export const nodeUnschedulableFilter: Filter = {
   name: 'NodeUnschedulable',
   check(pod, node) {
-    return node.spec?.unschedulable && !podToleratesTaint(pod, UNSCHEDULABLE_TAINT) ? [REASON.unschedulable] : [];
+    return node.spec?.unschedulable && !podToleratesTaint(pod, UNSCHEDULABLE_TAINT) ? [REASON.unschedulable] : FITS;
   },
 };
 
@@ -294,12 +300,12 @@ export const nodeUnschedulableFilter: Filter = {
 export const nodeReadyFilter: Filter = {
   name: 'NodeReady',
   check(_pod, node) {
-    return nodeReady(node) ? [] : [REASON.notReady];
+    return nodeReady(node) ? FITS : [REASON.notReady];
   },
 };
 
-function nodeMatchReasons(m: NodeMatch, generic: string): string[] {
-  if (m.ok) return [];
+function nodeMatchReasons(m: NodeMatch, generic: string): readonly string[] {
+  if (m.ok) return FITS;
   return [m.arch !== undefined ? archReason(m.arch) : generic];
 }
 
@@ -335,7 +341,7 @@ export const taintTolerationFilter: Filter = {
   name: 'TaintToleration',
   check(pod, node) {
     const bad = untoleratedTaints(pod, node, ['NoSchedule', 'NoExecute']);
-    return bad.length > 0 ? [taintReason(bad[0]!)] : [];
+    return bad.length > 0 ? [taintReason(bad[0]!)] : FITS;
   },
 };
 
@@ -351,10 +357,10 @@ export const nodeDevicesFilter: Filter = {
   name: 'NodeDevices',
   check(pod, node) {
     const want = podDevices(pod);
-    if (want.length === 0) return [];
+    if (want.length === 0) return FITS;
     const have = node.status?.devices ?? [];
     const missing = want.filter((d) => !have.includes(d));
-    return missing.length > 0 ? [`${REASON.devices} (missing ${missing.join(', ')})`] : [];
+    return missing.length > 0 ? [`${REASON.devices} (missing ${missing.join(', ')})`] : FITS;
   },
 };
 
@@ -362,9 +368,9 @@ export const nodeDevicesFilter: Filter = {
 export const podAffinityFilter: Filter = {
   name: 'PodAffinity',
   check(pod, node, usage) {
-    if (!pod.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return [];
+    if (!pod.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return FITS;
     const cluster = clusterOf(usage, node);
-    return satisfiesPodAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.podAffinity];
+    return satisfiesPodAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? FITS : [REASON.podAffinity];
   },
 };
 
@@ -372,9 +378,9 @@ export const podAffinityFilter: Filter = {
 export const podAntiAffinityFilter: Filter = {
   name: 'PodAntiAffinity',
   check(pod, node, usage) {
-    if (!pod.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return [];
+    if (!pod.spec.affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) return FITS;
     const cluster = clusterOf(usage, node);
-    return satisfiesPodAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.podAntiAffinity];
+    return satisfiesPodAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? FITS : [REASON.podAntiAffinity];
   },
 };
 
@@ -383,8 +389,8 @@ export const existingPodsAntiAffinityFilter: Filter = {
   name: 'ExistingPodsAntiAffinity',
   check(pod, node, usage) {
     const cluster = clusterOf(usage, node);
-    if (cluster.antiAffinityPods.length === 0) return [];
-    return satisfiesExistingPodsAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? [] : [REASON.existingPodsAntiAffinity];
+    if (cluster.antiAffinityPods.length === 0) return FITS;
+    return satisfiesExistingPodsAntiAffinity(interPodFilterState(pod, cluster), node.metadata.name, cluster) ? FITS : [REASON.existingPodsAntiAffinity];
   },
 };
 
@@ -393,11 +399,11 @@ export const nodePortsFilter: Filter = {
   name: 'NodePorts',
   check(pod, _node, usage) {
     const want = podHostPorts(pod);
-    if (want.length === 0) return [];
+    if (want.length === 0) return FITS;
     for (const w of want) {
       if (usage.hostPorts.some((u) => portsConflict(u, w))) return [REASON.hostPorts];
     }
-    return [];
+    return FITS;
   },
 };
 
@@ -410,14 +416,14 @@ export const nodeResourcesFitFilter: Filter = {
   check(pod, node, usage) {
     const alloc = usage.allocatable;
     if (!alloc) return [REASON.noAllocatable];
-    const reasons: string[] = [];
-    if (usage.pods + 1 > alloc.pods) reasons.push(REASON.pods);
+    let reasons: string[] | undefined;
+    if (usage.pods + 1 > alloc.pods) (reasons ??= []).push(REASON.pods);
     // Parsed once per pod and decision, not once per node.
     const r = clusterOf(usage, node).cached(pod, 'requests', () => podRequests(pod));
     // A zero request never fails, even on an overcommitted node: the pod asks for nothing.
-    if (r.cpu > 0 && r.cpu > alloc.cpu - usage.requested.cpu) reasons.push(REASON.cpu);
-    if (r.memory > 0 && r.memory > alloc.memory - usage.requested.memory) reasons.push(REASON.memory);
-    return reasons;
+    if (r.cpu > 0 && r.cpu > alloc.cpu - usage.requested.cpu) (reasons ??= []).push(REASON.cpu);
+    if (r.memory > 0 && r.memory > alloc.memory - usage.requested.memory) (reasons ??= []).push(REASON.memory);
+    return reasons ?? FITS;
   },
 };
 
@@ -456,10 +462,10 @@ export const eligibilityFilters: readonly Filter[] = [
 ];
 
 /** Runs filters in order; returns the first non-empty reason list, or [] when the node fits. */
-export function runFilters(pod: Pod, node: Node, usage: NodeUsage, filters: readonly Filter[] = defaultFilters): string[] {
+export function runFilters(pod: Pod, node: Node, usage: NodeUsage, filters: readonly Filter[] = defaultFilters): readonly string[] {
   for (const f of filters) {
     const reasons = f.check(pod, node, usage);
     if (reasons.length > 0) return reasons;
   }
-  return [];
+  return FITS;
 }

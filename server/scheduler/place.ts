@@ -17,7 +17,7 @@ export interface Placement {
    */
   reasons: Map<string, number>;
   /** Per rejected node, its reasons in full, details included (e.g. "... arch (needs arm64)"). */
-  nodeReasons: Map<string, string[]>;
+  nodeReasons: Map<string, readonly string[]>;
   /** kube-scheduler style summary when unplaced ("0/3 nodes are available: ..."); '' when placed. */
   message: string;
 }
@@ -88,7 +88,7 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   const reasons = new Map<string, number>();
-  const nodeReasons = new Map<string, string[]>();
+  const nodeReasons = new Map<string, readonly string[]>();
   const want = feasibleNodesToFind(nodes.length);
   let best: { name: string; score: number } | undefined;
   let feasible = 0;

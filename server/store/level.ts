@@ -1,3 +1,4 @@
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
@@ -676,7 +677,15 @@ export class LevelStore implements BackendStore {
       if (this.overlay.get(w.key)?.revision === w.revision) this.overlay.delete(w.key);
       // ADDED only for a key that did not exist, DELETED only for one that did (decided in order).
       if (w.type !== 'MODIFIED') this.count(w.key, w.type === 'ADDED' ? 1 : -1);
-      for (const watcher of this.watchers) watcher.offer({ type: w.type, revision: w.revision, object: structuredClone(w.object) });
+      // One frozen copy for every watch that wants it (the written object shares parts with the caller's):
+      // a copy per watch was the largest item of a write's own CPU with five watches (scheduler,
+      // controllers, object cache, publishers). A watch of other kinds gets the event uncopied: it only
+      // moves its resume point (offer), its callback never sees it.
+      let shared: ApiObject | undefined;
+      for (const watcher of this.watchers) {
+        if (watcher.wants(w.object.kind)) shared ??= deepFreeze(structuredClone(w.object));
+        watcher.offer({ type: w.type, revision: w.revision, object: shared ?? w.object });
+      }
     }
     this.maybeCompact();
     for (const w of group.writes) w.resolve();

@@ -29,6 +29,11 @@ export class Watcher implements Watch {
     return this.last;
   }
 
+  /** Whether an event about an object of this kind can reach the callback (a backend skips copying it for nobody). */
+  wants(kind: string): boolean {
+    return !this.closed && (!this.kinds || this.kinds.has(kind));
+  }
+
   /** A live event, published right after its write committed. */
   offer(e: WatchEvent): void {
     if (this.closed) return;

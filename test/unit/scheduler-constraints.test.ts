@@ -126,7 +126,7 @@ function fleetUsage(nodes: Node[], pods: Pod[] = []): Map<string, NodeUsage> {
 }
 
 /** Reasons `filter` gives for each node, by node name ([] = fits). */
-function checkAll(filter: Filter, pod: Pod, nodes: Node[], pods: Pod[] = []): Record<string, string[]> {
+function checkAll(filter: Filter, pod: Pod, nodes: Node[], pods: Pod[] = []): Record<string, readonly string[]> {
   const usage = fleetUsage(nodes, pods);
   return Object.fromEntries(nodes.map((n) => [n.metadata.name, filter.check(pod, n, usage.get(n.metadata.name)!)]));
 }
