@@ -5,6 +5,7 @@ import type { Logger } from '../../src/util/logger.js';
 import type { EventRecorder } from '../events/recorder.js';
 import { isKind, type Store, type Watch } from '../store/types.js';
 import { WorkQueue } from '../controllers/queue.js';
+import { isTerminated } from './filters.js';
 import { scheduleBatch } from './place.js';
 
 function podKey(p: Pod): string {
@@ -13,6 +14,11 @@ function podKey(p: Pod): string {
 
 function isPending(p: Pod): boolean {
   return !p.spec.nodeName && !p.metadata.deletionTimestamp;
+}
+
+/** What of a pod its placement reads: its spec and labels (a status change leaves it as it was). */
+function placementInput(p: Pod): string {
+  return JSON.stringify([p.spec, p.metadata.labels]);
 }
 
 /**
@@ -30,8 +36,9 @@ const RETRY: BackoffOptions = { baseMs: 100, maxMs: 10_000, jitter: 0.2 };
 
 /**
  * The scheduling loop: level-triggered, on a work queue like the controllers'. Any pod or node
- * change, and the resync after each pass, queues a pass over every unbound pod; the pure `place`
- * decides, the pass only writes the binding or the reason it could not bind.
+ * change, and the resync after each pass, queues a pass over the unbound pods, less the ones that fit
+ * nowhere last time and wait for room; the pure `place` decides, the pass only writes the binding or
+ * the reason it could not bind.
  */
 export class Scheduler {
   private watch: Watch | undefined;
@@ -40,6 +47,17 @@ export class Scheduler {
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
   private seq = 0;
+  /**
+   * Pods the last try found no node for, with when (kube-scheduler's unschedulable pods): a pass leaves
+   * them out until something could make room (a node changes, a bound pod is deleted or finishes, a
+   * pod is bound that a required pod affinity may want) or until they have waited resyncMs. Without
+   * it, every new pod cost a pass over every pod that waited, so 18,000 pods created with no node to
+   * take them spent most of the server's CPU re-deciding the same "no".
+   */
+  private readonly unschedulable = new Map<string, { at: number; asked: string }>();
+  private readonly unschedulableWithAffinity = new Set<string>();
+  /** When a pass last listed every pod (Date.now()). */
+  private lastFullPass = 0;
   private stopping = false;
 
   constructor(
@@ -60,12 +78,27 @@ export class Scheduler {
         if (isKind(e.object, 'Pod')) {
           const key = podKey(e.object);
           if (e.type !== 'DELETED' && isPending(e.object)) {
+            const seen = this.pending.has(key);
             this.pending.set(key, ++this.seq);
+            const noted = this.unschedulable.get(key);
+            // Its own "unschedulable" note coming back (or another status change) is no reason to try
+            // it again: it waits for room or for its retry. A new pod of that name, or a change of
+            // what placement reads (tolerations, labels for affinity), is tried at once.
+            if (e.type === 'MODIFIED' && seen && noted?.asked === placementInput(e.object)) return;
+            this.forgetUnschedulable(key);
             this.queue.add(PENDING);
             return;
           }
           this.pending.delete(key);
-        }
+          this.forgetUnschedulable(key);
+          const pod = e.object;
+          if (pod.spec.nodeName && (e.type === 'DELETED' || isTerminated(pod))) this.roomMayHaveFreed();
+          // A pod now running somewhere can satisfy another's required pod affinity.
+          else if (pod.spec.nodeName && this.unschedulableWithAffinity.size > 0) {
+            for (const k of this.unschedulableWithAffinity) this.unschedulable.delete(k);
+            this.unschedulableWithAffinity.clear();
+          }
+        } else this.roomMayHaveFreed();
         // A node change or a pod gone can make room, but only matters while some pod waits: node
         // heartbeats must not cost a pass over every pod.
         if (this.pending.size > 0) this.queue.add(PENDING);
@@ -84,13 +117,44 @@ export class Scheduler {
     this.queue.add(PENDING);
   }
 
+  /** A node changed, or a bound pod went: every pod that fit nowhere gets another try. */
+  private roomMayHaveFreed(): void {
+    this.unschedulable.clear();
+    this.unschedulableWithAffinity.clear();
+  }
+
+  private forgetUnschedulable(key: string): void {
+    this.unschedulable.delete(key);
+    this.unschedulableWithAffinity.delete(key);
+  }
+
+  private anyToTry(now: number, retryMs: number): boolean {
+    for (const k of this.pending.keys()) {
+      const noted = this.unschedulable.get(k);
+      if (!noted || now - noted.at >= retryMs) return true;
+    }
+    return false;
+  }
+
   private async pass(): Promise<void> {
     const { store } = this.deps;
     const startedAt = this.seq;
+    const now = Date.now();
+    const retryMs = this.deps.resyncMs ?? 10_000;
+    // Nothing the watch noted can be tried (every unbound pod waits for room): no list of every pod,
+    // which with thousands waiting was most of a pass. A full pass still runs once per resync period,
+    // so a missed event is repaired.
+    if (now - this.lastFullPass < retryMs && !this.anyToTry(now, retryMs)) return;
+    this.lastFullPass = now;
     const nodes = (await store.list('Node')).items;
     const pods = (await store.list('Pod')).items;
-    const pending = pods.filter(isPending).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
-    const stillPending = new Set(pending.map(podKey));
+    const unbound = pods.filter(isPending);
+    const waiting = (p: Pod) => {
+      const noted = this.unschedulable.get(podKey(p));
+      return noted !== undefined && now - noted.at < retryMs;
+    };
+    const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+    const stillPending = new Set(unbound.map(podKey));
     // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
     for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
     // Every decision first (each pod sees the ones placed before it, as kube-scheduler's assumed
@@ -109,6 +173,7 @@ export class Scheduler {
             if (bound) stillPending.delete(podKey(pod));
           } else {
             this.deps.metrics?.attempt('unschedulable');
+            this.noteUnschedulable(pod, now);
             await this.markUnschedulable(pod, message);
           }
         }),
@@ -117,6 +182,12 @@ export class Scheduler {
     // What this pass saw replaces older notes; notes the watch made during the pass stay (they
     // triggered another pass already).
     for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
+  }
+
+  private noteUnschedulable(pod: Pod, at: number): void {
+    const key = podKey(pod);
+    this.unschedulable.set(key, { at, asked: placementInput(pod) });
+    if (pod.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) this.unschedulableWithAffinity.add(key);
   }
 
   private async bind(pod: Pod, node: string): Promise<Pod | undefined> {
