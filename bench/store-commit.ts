@@ -180,6 +180,8 @@ async function apiLevel(): Promise<{ api: Figure[]; serverSide: Record<string, n
       commitMeanMs: round((sum('drover_store_commit_duration_seconds_sum') / commits) * 1000, 2),
       writesPerCommitMean: round(sum('drover_store_commit_batch_writes_sum') / commits, 2),
       storeWrites: sum('drover_store_write_duration_seconds_count'),
+      storeCreates: sum('drover_store_write_duration_seconds_count', 'operation="create"'),
+      storeUpdates: sum('drover_store_write_duration_seconds_count', 'operation="update"') + sum('drover_store_write_duration_seconds_count', 'operation="patch"'),
       storeWriteMeanMs: round((sum('drover_store_write_duration_seconds_sum') / sum('drover_store_write_duration_seconds_count')) * 1000, 2),
       podPosts: postCount,
       podPostMeanMs: round((sum('drover_apiserver_request_duration_seconds_sum', 'verb="create",resource="pods"') / postCount) * 1000, 2),

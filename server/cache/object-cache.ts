@@ -19,7 +19,13 @@ import type { ListResult, ObjectOf, Store, Watch, WatchEvent } from '../store/ty
  */
 export class ObjectCache {
   private readonly byKind = new Map<string, Map<string, ApiObject>>();
-  /** Sorted lists per (kind, namespace) prefix, dropped when one of their objects changes. */
+  /**
+   * Every object of a kind in list order (namespace, then name), kept in order change by change: sorting
+   * the whole kind again at each list after a change was a few percent of the server's CPU while 5,000
+   * pods were placed (the scheduler and the controllers list after nearly every write).
+   */
+  private readonly ordered = new Map<string, ApiObject[]>();
+  /** One namespace's part of `ordered`, made when listed, dropped when one of its objects changes. */
   private readonly sorted = new Map<string, ApiObject[]>();
   private watch: Watch | undefined;
 
@@ -78,7 +84,10 @@ export class ObjectCache {
     }
     this.watch?.close();
     this.watch = watch;
-    for (const [kind, objects] of fresh) this.byKind.set(kind, objects);
+    for (const [kind, objects] of fresh) {
+      this.byKind.set(kind, objects);
+      this.ordered.set(kind, [...objects.values()].sort(byNamespaceName));
+    }
     this.sorted.clear();
     live = true;
     for (const e of held) if (e.revision > listedAt.get(e.object.kind)!) this.apply(e);
@@ -92,13 +101,15 @@ export class ObjectCache {
   list<K extends string>(kind: K, namespace?: string): ListResult<ObjectOf<K>> {
     const objects = this.byKind.get(kind);
     if (!objects) throw new Error(`kind ${kind} is not cached`);
-    const prefix = namespace === undefined ? `${kind}/` : `${kind}/${namespace}/`;
-    let items = this.sorted.get(prefix);
-    if (!items) {
-      items = [];
-      for (const o of objects.values()) if (namespace === undefined || (o.metadata.namespace ?? '') === namespace) items.push(o);
-      items.sort(byNamespaceName);
-      this.sorted.set(prefix, items);
+    const all = this.ordered.get(kind)!;
+    let items = all;
+    if (namespace !== undefined) {
+      const prefix = `${kind}/${namespace}/`;
+      items = this.sorted.get(prefix) ?? [];
+      if (!this.sorted.has(prefix)) {
+        for (const o of all) if ((o.metadata.namespace ?? '') === namespace) items.push(o);
+        this.sorted.set(prefix, items);
+      }
     }
     // Every event up to the store's revision has been applied (see the class comment).
     return { items: items.slice() as ObjectOf<K>[], revision: this.store.revision() };
@@ -114,9 +125,18 @@ export class ObjectCache {
     if (!objects) return;
     try {
       const key = keyOf(e.object);
-      if (e.type === 'DELETED') objects.delete(key);
-      else objects.set(key, deepFreeze(e.object));
-      this.sorted.delete(`${e.object.kind}/`);
+      const all = this.ordered.get(e.object.kind)!;
+      const at = firstNotBefore(all, e.object);
+      const present = at < all.length && byNamespaceName(all[at]!, e.object) === 0;
+      if (e.type === 'DELETED') {
+        objects.delete(key);
+        if (present) all.splice(at, 1);
+      } else {
+        const o = deepFreeze(e.object);
+        objects.set(key, o);
+        if (present) all[at] = o;
+        else all.splice(at, 0, o);
+      }
       this.sorted.delete(`${e.object.kind}/${e.object.metadata.namespace ?? ''}/`);
     } catch (err) {
       this.logger.error({ err: errorMessage(err), kind: e.object.kind, revision: e.revision }, 'object cache could not apply a change');
@@ -138,6 +158,18 @@ export function withCachedLists(store: Store, cache: ObjectCache): Store {
 }
 
 const keyOf = (o: ApiObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+/** The index of the first object of `sorted` that does not sort before `o` (binary search). */
+function firstNotBefore(sorted: readonly ApiObject[], o: ApiObject): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (byNamespaceName(sorted[mid]!, o) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 function byNamespaceName(a: ApiObject, b: ApiObject): number {
   const na = a.metadata.namespace ?? '';

@@ -111,13 +111,15 @@ function nodeImageSet(images: readonly string[]): Set<string> {
 export const imageLocality: Scorer = {
   name: 'ImageLocality',
   weight: 0.2,
-  score(pod, node) {
+  score(pod, node, usage) {
     const images = node.status?.images;
     if (!images || images.length === 0) return 0;
     const have = nodeImageSet(images);
-    const containers = pod.spec.containers;
-    const present = containers.filter((c) => have.has(normalizeImage(c.image))).length;
-    return (present / containers.length) * 100;
+    // The pod's names normalized once per decision, not once per node scored.
+    const wanted = clusterOf(usage, node).cached(pod, 'images', () => pod.spec.containers.map((c) => normalizeImage(c.image)));
+    let present = 0;
+    for (const w of wanted) if (have.has(w)) present++;
+    return (present / wanted.length) * 100;
   },
 };
 

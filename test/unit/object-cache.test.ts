@@ -79,3 +79,39 @@ test('object cache: writes that land while it starts are neither lost nor applie
   assert.deepEqual(names(cache.list('Pod').items), names((await store.list('Pod')).items));
   assert.equal(cache.list('Pod').items.length, 230);
 });
+
+test('object cache: after any mix of creates, updates and deletes in several namespaces, every list is the store\'s, in its order', async (t) => {
+  const store = await withStore(t);
+  const cache = await ObjectCache.start(store, ['Pod'], logger);
+  t.after(() => cache.close());
+  let seed = 7;
+  const rand = (n: number) => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  const live = new Set<string>();
+  for (let round = 0; round < 30; round++) {
+    for (let i = 0; i < 20; i++) {
+      const ns = ['a', 'default', 'zz'][rand(3)]!;
+      const name = `p${rand(40)}`;
+      const key = `${ns}/${name}`;
+      if (!live.has(key)) {
+        await store.create(pod(name, ns));
+        live.add(key);
+      } else if (rand(2) === 0) {
+        await store.delete('Pod', ns, name);
+        live.delete(key);
+      } else {
+        await store.patch('Pod', ns, name, (p) => ({ ...p, metadata: { ...p.metadata, labels: { round: String(round) } } }));
+      }
+    }
+    // Listing between rounds makes the per-namespace lists that later changes must keep right.
+    assert.deepEqual(names(cache.list('Pod').items), names((await store.list('Pod')).items), `all namespaces, round ${round}`);
+    for (const ns of ['a', 'default', 'zz', 'none']) {
+      assert.deepEqual(names(cache.list('Pod', ns).items), names((await store.list('Pod', ns)).items), `namespace ${ns}, round ${round}`);
+    }
+  }
+  const labels = cache.list('Pod').items.map((p) => p.metadata.labels?.round);
+  const stored = (await store.list('Pod')).items.map((p) => p.metadata.labels?.round);
+  assert.deepEqual(labels, stored, 'each listed object is its latest version');
+});
