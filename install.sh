@@ -778,7 +778,15 @@ write_env_file() {
     put_file "$ENV_FILE" 0600 "${TMP_DIR}/env"
 }
 
+# The server's V8 young generation capped at 2 MiB per semi-space (default 16): after a burst (50 pods
+# started) it kept 32 MiB of young generation resident; capped, server + local agent idle with 50 pods is
+# ~95 MiB instead of ~127, for ~10 % more CPU per API create. An EnvironmentFile's NODE_OPTIONS wins.
+SERVER_NODE_OPTIONS=--max-semi-space-size=2
+
 systemd_unit() {
+    SERVER_NODE_ENV=
+    [ "$CMD" = server ] && SERVER_NODE_ENV="Environment=NODE_OPTIONS=${SERVER_NODE_OPTIONS}
+"
     cat <<EOF
 [Unit]
 Description=drover ${CMD} (edge container orchestrator)
@@ -790,7 +798,7 @@ WantedBy=multi-user.target
 
 [Service]
 Type=simple
-EnvironmentFile=-/etc/default/%N
+${SERVER_NODE_ENV}EnvironmentFile=-/etc/default/%N
 EnvironmentFile=-/etc/sysconfig/%N
 EnvironmentFile=-${ENV_FILE}
 # Only drover is stopped: the containers it started keep running across restarts and upgrades.
@@ -831,6 +839,7 @@ pidfile="/run/${SERVICE}.pid"
 respawn_delay=5
 respawn_max=0
 
+$([ "$CMD" = server ] && printf 'export NODE_OPTIONS=%s\n' "$SERVER_NODE_OPTIONS")
 set -o allexport
 if [ -f ${ENV_FILE} ]; then . ${ENV_FILE}; fi
 set +o allexport

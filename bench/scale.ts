@@ -14,7 +14,7 @@
  *
  * Run: node --import tsx bench/scale.ts [--sizes 100,500,1000,2000,5000] [--workers W] [--settle S] [--idle S]
  *        [--heartbeat S] [--keepalive S] [--placement-pods 5000] [--placement-nodes 1000] [--cpu-prof]
- *        [--server-node-args="--max-semi-space-size=2"]
+ *        [--server-node-args="--max-semi-space-size=2"] (default: as installed, SERVER_NODE_FLAGS; "" for none)
  *        [--timeout S] [--out NAME]
  *      → bench/results/scale.json and scale.md (or NAME.json/.md)
  * The lead's full curve on a quiet machine: node --import tsx bench/scale.ts --sizes 100,500,1000,2000,5000 --cpu-prof
@@ -27,7 +27,7 @@ import { keyPool, type DeviceKeyPem } from '../src/sim/device-join.js';
 import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { simNodeName } from '../src/sim/run.js';
 import { compileServer, daemonSet, deployment, Monitor, ServerProc, waitUntil, watchApi } from './lib/fleet-server.js';
-import { freePort, machine, median, numArg, parseArgs, percentile, round, sleep, writeResult } from './lib/common.js';
+import { freePort, machine, median, numArg, parseArgs, percentile, round, serverNodeArgs, sleep, writeResult } from './lib/common.js';
 import { scrape } from './lib/metrics.js';
 
 interface Opts {
@@ -332,7 +332,7 @@ async function main(): Promise<void> {
     placementPods: numArg(args, 'placement-pods', 5000),
     placementNodes: numArg(args, 'placement-nodes', 1000),
     cpuProf: args.has('cpu-prof'),
-    nodeArgs: (args.get('server-node-args') ?? '').split(' ').filter(Boolean),
+    nodeArgs: serverNodeArgs(args),
     entry: compileServer(join(tmp, 'build')),
     keys: await keyPool(numArg(args, 'keys', 50)),
   };

@@ -104,3 +104,15 @@ export function writeResult(name: string, body: Record<string, unknown>): string
   writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, machine: machine(), ...body }, null, 2) + '\n');
   return file.pathname;
 }
+
+/**
+ * The node flags the server runs with as installed (install.sh's SERVER_NODE_OPTIONS, scripts/up.sh): the
+ * benchmarks start their server processes the same way unless told otherwise (--server-node-args="").
+ */
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/** --server-node-args as a list of flags; SERVER_NODE_FLAGS when not given. */
+export function serverNodeArgs(args: Map<string, string>): string[] {
+  const given = args.get('server-node-args');
+  return given === undefined ? [...SERVER_NODE_FLAGS] : given.split(' ').filter(Boolean);
+}

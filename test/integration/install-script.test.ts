@@ -108,6 +108,7 @@ test('agent install: binary from the server, token 0600 and never in the unit, s
     }
     const exec = unit.slice(unit.indexOf('ExecStart=')).replace(/ \\\n\s*/g, ' ').trim();
     assert.equal(exec, `ExecStart=/usr/local/bin/drover agent "--node-name" "edge-1" "--label" "site=north" "--runtime" "podman" "--server" "${t.apiUrl}" "--token-file" "/etc/drover/agent-token"`);
+    assert.ok(!unit.includes('NODE_OPTIONS'), 'the agent keeps its own V8 flags (lite mode), no NODE_OPTIONS of the server');
     // Enabled, not started (--no-start).
     assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-agent.service']);
     assert.deepEqual(await fr.tmpLeft(), [], 'the temp dir is removed');
@@ -251,6 +252,10 @@ test('server install: offline binary checked against the SHA256SUMS beside it, f
     const exec = unit.slice(unit.indexOf('ExecStart=')).replace(/ \\\n\s*/g, ' ').trim();
     // systemd: $ and % doubled (variables, specifiers), " and \ escaped.
     assert.equal(exec, 'ExecStart=/usr/local/bin/drover server "--tls-san" "edge.example" "--broker-password" "p$$a\\"ss%%w\\\\d"');
+    // The server's young generation capped (memory at rest), before the EnvironmentFiles that may override it.
+    const lines = unit.split('\n');
+    assert.ok(lines.includes('Environment=NODE_OPTIONS=--max-semi-space-size=2'), unit);
+    assert.ok(lines.indexOf('Environment=NODE_OPTIONS=--max-semi-space-size=2') < lines.indexOf('EnvironmentFile=-/etc/drover/drover-server.env'));
     assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-server.service']);
   } finally {
     await fr.cleanup();
