@@ -54,8 +54,11 @@ export class Scheduler {
    * it, every new pod cost a pass over every pod that waited, so 18,000 pods created with no node to
    * take them spent most of the server's CPU re-deciding the same "no".
    */
-  private readonly unschedulable = new Map<string, { at: number; asked: string }>();
-  private readonly unschedulableWithAffinity = new Set<string>();
+  private readonly unschedulable = new Map<string, { at: number; uid: string | undefined; asked: string }>();
+  /** The waiting pods with required pod (anti-)affinity: a pod bound or relabelled may change their answer. */
+  private readonly unschedulableWithPodTerms = new Set<string>();
+  /** Counts the events that may have made room; a pass's notes are dropped when it moved meanwhile. */
+  private roomEpoch = 0;
   /** When a pass last listed every pod (Date.now()). */
   private lastFullPass = 0;
   private stopping = false;
@@ -84,7 +87,7 @@ export class Scheduler {
             // Its own "unschedulable" note coming back (or another status change) is no reason to try
             // it again: it waits for room or for its retry. A new pod of that name, or a change of
             // what placement reads (tolerations, labels for affinity), is tried at once.
-            if (e.type === 'MODIFIED' && seen && noted?.asked === placementInput(e.object)) return;
+            if (e.type === 'MODIFIED' && seen && noted !== undefined && noted.uid === e.object.metadata.uid && noted.asked === placementInput(e.object)) return;
             this.forgetUnschedulable(key);
             this.queue.add(PENDING);
             return;
@@ -93,10 +96,12 @@ export class Scheduler {
           this.forgetUnschedulable(key);
           const pod = e.object;
           if (pod.spec.nodeName && (e.type === 'DELETED' || isTerminated(pod))) this.roomMayHaveFreed();
-          // A pod now running somewhere can satisfy another's required pod affinity.
-          else if (pod.spec.nodeName && this.unschedulableWithAffinity.size > 0) {
-            for (const k of this.unschedulableWithAffinity) this.unschedulable.delete(k);
-            this.unschedulableWithAffinity.clear();
+          // A pod bound, or a bound pod relabelled, can satisfy another's required pod affinity or stop
+          // its anti-affinity from forbidding a node: the pods with such terms try again.
+          else if (pod.spec.nodeName && this.unschedulableWithPodTerms.size > 0) {
+            for (const k of this.unschedulableWithPodTerms) this.unschedulable.delete(k);
+            this.unschedulableWithPodTerms.clear();
+            this.roomEpoch++;
           }
         } else this.roomMayHaveFreed();
         // A node change or a pod gone can make room, but only matters while some pod waits: node
@@ -120,12 +125,13 @@ export class Scheduler {
   /** A node changed, or a bound pod went: every pod that fit nowhere gets another try. */
   private roomMayHaveFreed(): void {
     this.unschedulable.clear();
-    this.unschedulableWithAffinity.clear();
+    this.unschedulableWithPodTerms.clear();
+    this.roomEpoch++;
   }
 
   private forgetUnschedulable(key: string): void {
     this.unschedulable.delete(key);
-    this.unschedulableWithAffinity.delete(key);
+    this.unschedulableWithPodTerms.delete(key);
   }
 
   private anyToTry(now: number, retryMs: number): boolean {
@@ -139,6 +145,7 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const { store } = this.deps;
     const startedAt = this.seq;
+    const epoch = this.roomEpoch;
     const now = Date.now();
     const retryMs = this.deps.resyncMs ?? 10_000;
     // Nothing the watch noted can be tried (every unbound pod waits for room): no list of every pod,
@@ -151,7 +158,7 @@ export class Scheduler {
     const unbound = pods.filter(isPending);
     const waiting = (p: Pod) => {
       const noted = this.unschedulable.get(podKey(p));
-      return noted !== undefined && now - noted.at < retryMs;
+      return noted !== undefined && noted.uid === p.metadata.uid && now - noted.at < retryMs;
     };
     const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
     const stillPending = new Set(unbound.map(podKey));
@@ -173,7 +180,7 @@ export class Scheduler {
             if (bound) stillPending.delete(podKey(pod));
           } else {
             this.deps.metrics?.attempt('unschedulable');
-            this.noteUnschedulable(pod, now);
+            this.noteUnschedulable(pod, now, startedAt, epoch);
             await this.markUnschedulable(pod, message);
           }
         }),
@@ -184,10 +191,18 @@ export class Scheduler {
     for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
   }
 
-  private noteUnschedulable(pod: Pod, at: number): void {
+  /**
+   * Notes a pod this pass found no node for, unless what the pass decided on is already stale: room may
+   * have been made since the pass began (its later writes land after the node event that cleared the
+   * notes), or the watch saw the pod change (a new pod of that name, a new spec) meanwhile. Such a pod
+   * is tried again by the pass that event queued instead of waiting out resyncMs.
+   */
+  private noteUnschedulable(pod: Pod, at: number, passStartedAt: number, passEpoch: number): void {
     const key = podKey(pod);
-    this.unschedulable.set(key, { at, asked: placementInput(pod) });
-    if (pod.spec.affinity?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) this.unschedulableWithAffinity.add(key);
+    if (this.roomEpoch !== passEpoch || (this.pending.get(key) ?? 0) > passStartedAt) return;
+    this.unschedulable.set(key, { at, uid: pod.metadata.uid, asked: placementInput(pod) });
+    const terms = pod.spec.affinity;
+    if (terms?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length || terms?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) this.unschedulableWithPodTerms.add(key);
   }
 
   private async bind(pod: Pod, node: string): Promise<Pod | undefined> {

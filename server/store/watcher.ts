@@ -1,3 +1,4 @@
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Watch, WatchEvent } from './types.js';
@@ -47,6 +48,9 @@ export class Watcher implements Watch {
     this.last = e.revision;
     if (this.kinds && !this.kinds.has(e.object.kind)) return;
     try {
+      // Frozen on every path (live LevelDB events already are; replayed and etcd ones are not), so a
+      // watch that writes to its event fails in every backend alike, not only in one.
+      deepFreeze(e.object);
       this.onEvent(e);
     } catch (err) {
       // A broken consumer must not break the store or the other watchers.

@@ -121,3 +121,32 @@ describe('scheduler: pods that fit nowhere wait for room', () => {
     await waitFor('picky bound once it tolerates the taint', async () => (await get('picky'))?.spec.nodeName === 'tainted');
   });
 });
+
+test('a node added while a pass is still writing its "no room" notes places every pod at once (no note outlives the event)', async () => {
+  // 900 pods waiting before the scheduler starts: its first pass writes their notes 256 at a time, and the
+  // node lands between two chunks.
+  const dir = await mkdtemp(join(tmpdir(), 'drover-sched-race-'));
+  const store = await LevelStore.open({ path: join(dir, 'store') });
+  const N = 900;
+  await Promise.all(Array.from({ length: N }, (_, i) => store.create(pod(`r${i}`))));
+  let added = false;
+  const w = store.watch(
+    store.revision(),
+    (e) => {
+      if (added || e.object.kind !== 'Pod' || scheduledReason(e.object as Pod)?.status !== 'False') return;
+      added = true;
+      void store.create(node('late', '1000'));
+    },
+    { kinds: ['Pod'] },
+  );
+  const scheduler = new Scheduler({ store, events: new EventRecorder(store, silentLogger), logger: silentLogger, resyncMs: RESYNC_MS });
+  try {
+    await scheduler.start();
+    await waitFor('every pod bound to the late node', async () => (await store.list('Pod')).items.filter((p) => p.spec.nodeName === 'late').length === N);
+  } finally {
+    w.close();
+    await scheduler.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
