@@ -16,20 +16,13 @@ import { silentLogger } from '../../src/util/logger.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { Scheduler } from '../../server/scheduler/scheduler.js';
 import { LevelStore } from '../../server/store/level.js';
+import { waitFor as waitUntil } from '../helpers/cluster.js';
 
 /** Long enough that nothing in these tests is placed by the periodic retry. */
 const RESYNC_MS = 120_000;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as T;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
+/** Polled every 25 ms: the placements here take tens of milliseconds. */
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>) => waitUntil(what, fn, 15_000, 25);
 
 function node(name: string, pods = '110'): Node {
   const alloc = { cpu: '8', memory: '16Gi', pods };
