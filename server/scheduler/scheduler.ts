@@ -8,8 +8,16 @@ import { WorkQueue } from '../controllers/queue.js';
 import { isTerminated } from './filters.js';
 import { scheduleBatch } from './place.js';
 
+/** Keys of frozen pods (the object cache's, unchanged from one pass to the next), made once. */
+const podKeys = new WeakMap<Pod, string>();
+
 function podKey(p: Pod): string {
-  return `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+  let key = podKeys.get(p);
+  if (key === undefined) {
+    key = `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
+    if (Object.isFrozen(p)) podKeys.set(p, key);
+  }
+  return key;
 }
 
 function isPending(p: Pod): boolean {
@@ -151,8 +159,9 @@ export class Scheduler {
     // Nothing the watch noted can be tried (every unbound pod waits for room): no list of every pod,
     // which with thousands waiting was most of a pass. A full pass still runs once per resync period,
     // so a missed event is repaired.
-    if (now - this.lastFullPass < retryMs && !this.anyToTry(now, retryMs)) return;
-    this.lastFullPass = now;
+    const full = now - this.lastFullPass >= retryMs;
+    if (!full && !this.anyToTry(now, retryMs)) return;
+    if (full) this.lastFullPass = now;
     const nodes = (await store.list('Node')).items;
     const pods = (await store.list('Pod')).items;
     const unbound = pods.filter(isPending);
@@ -161,9 +170,11 @@ export class Scheduler {
       return noted !== undefined && noted.uid === p.metadata.uid && now - noted.at < retryMs;
     };
     const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
-    const stillPending = new Set(unbound.map(podKey));
+    // The watch keeps `pending` in step; once per resync period a pass also checks it against the list
+    // (a set of every unbound pod, which with thousands waiting was a tenth of the server's CPU per pass).
+    const stillPending = full ? new Set(unbound.map(podKey)) : undefined;
     // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
-    for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
+    if (stillPending) for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
     // Every decision first (each pod sees the ones placed before it, as kube-scheduler's assumed
     // pods), then the writes in flight together so group commit syncs them in a few batches: one
     // synced write after the other held 5,000 pods to a few hundred a second. A binding that fails
@@ -177,7 +188,7 @@ export class Scheduler {
           if (node) {
             const bound = await this.bind(pod, node);
             if (bound) this.deps.metrics?.attempt('scheduled');
-            if (bound) stillPending.delete(podKey(pod));
+            if (bound) stillPending?.delete(podKey(pod));
           } else {
             this.deps.metrics?.attempt('unschedulable');
             this.noteUnschedulable(pod, now, startedAt, epoch);
@@ -188,7 +199,7 @@ export class Scheduler {
     }
     // What this pass saw replaces older notes; notes the watch made during the pass stay (they
     // triggered another pass already).
-    for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
+    if (stillPending) for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
   }
 
   /**
