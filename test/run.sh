@@ -28,7 +28,9 @@ queue=$logs/queue
 grep -LE "$real_parts" test/integration/*.test.ts | xargs -r ls -S >"$queue"
 
 # Per file: the process runs the file's tests itself (no `--test` parent: one Node and tsx start-up per
-# file, not two). A file still running after this long is stopped and counted as failed.
+# file, not two). A file still running after this long is stopped and counted as failed. --test-force-exit:
+# a file whose tests and hooks are all done exits even if a handle is still open (cluster-identity once
+# passed all 13 tests and then held its worker for the whole 600 s).
 FILE_TIMEOUT_SECONDS=${DROVER_TEST_FILE_TIMEOUT:-600}
 # Output files are named WORKER-NNN-FILE.out: printed worker by worker, in the order each ran them.
 ran=0
@@ -36,7 +38,7 @@ run_file() {
   local file=$1 out
   ran=$((ran + 1))
   out="$logs/$WORKER-$(printf '%03d' "$ran")-$(basename "$file").out"
-  timeout --kill-after=10 "$FILE_TIMEOUT_SECONDS" node --import tsx --test-reporter=spec "$file" >"$out" 2>&1
+  timeout --kill-after=10 "$FILE_TIMEOUT_SECONDS" node --import tsx --test-force-exit --test-reporter=spec "$file" >"$out" 2>&1
   echo "$? $file" >"${out%.out}.rc"
 }
 
