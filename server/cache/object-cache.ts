@@ -1,5 +1,5 @@
-import { deepFreeze } from '../../src/util/deep-freeze.js';
 import type { ApiObject } from '../../src/api/meta.js';
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { errorMessage } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { ListResult, ObjectOf, Store, Watch, WatchEvent } from '../store/types.js';
@@ -105,11 +105,9 @@ export class ObjectCache {
     let items = all;
     if (namespace !== undefined) {
       const prefix = `${kind}/${namespace}/`;
-      items = this.sorted.get(prefix) ?? [];
-      if (!this.sorted.has(prefix)) {
-        for (const o of all) if ((o.metadata.namespace ?? '') === namespace) items.push(o);
-        this.sorted.set(prefix, items);
-      }
+      let part = this.sorted.get(prefix);
+      if (!part) this.sorted.set(prefix, (part = all.filter((o) => (o.metadata.namespace ?? '') === namespace)));
+      items = part;
     }
     // Every event up to the store's revision has been applied (see the class comment).
     return { items: items.slice() as ObjectOf<K>[], revision: this.store.revision() };
@@ -177,5 +175,3 @@ function byNamespaceName(a: ApiObject, b: ApiObject): number {
   if (na !== nb) return na < nb ? -1 : 1;
   return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
-
-

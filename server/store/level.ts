@@ -1,7 +1,7 @@
-import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { AlreadyExistsError, GoneError, NotFoundError, StoreError, ValidationError, errorMessage } from '../../src/util/errors.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
 import { silentLogger, type Logger } from '../../src/util/logger.js';
