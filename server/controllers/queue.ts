@@ -14,7 +14,8 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   /** Keys added while being processed: re-queued when their turn ends. */
   private readonly dirtyWhileProcessing = new Set<string>();
-  private readonly delayed = new Map<string, NodeJS.Timeout>();
+  /** Keys waiting for their addAfter time: one timer for all of them (a fleet's nodes each wait here). */
+  private readonly delayed = new DelayedKeys((key) => this.add(key));
   private readonly soon = new Map<string, NodeJS.Timeout>();
   private readonly backoff: KeyedBackoff;
   private waiters: Array<() => void> = [];
@@ -36,16 +37,10 @@ export class WorkQueue {
     this.waiters.shift()?.();
   }
 
+  /** Adds `key` after `ms`; a later call for the same key replaces the earlier time. */
   addAfter(key: string, ms: number): void {
     if (this.shutdown) return;
-    const prev = this.delayed.get(key);
-    if (prev) clearTimeout(prev);
-    const t = setTimeout(() => {
-      this.delayed.delete(key);
-      this.add(key);
-    }, ms);
-    t.unref();
-    this.delayed.set(key, t);
+    this.delayed.set(key, ms);
   }
 
   /**
@@ -98,11 +93,117 @@ export class WorkQueue {
 
   stop(): void {
     this.shutdown = true;
-    for (const t of this.delayed.values()) clearTimeout(t);
     this.delayed.clear();
     for (const t of this.soon.values()) clearTimeout(t);
     this.soon.clear();
     for (const w of this.waiters) w();
     this.waiters = [];
+  }
+}
+
+/**
+ * Keys each due at a time, fired through one unref'd timer armed for the earliest: a timer per key was a
+ * Timeout, a closure and its context for every node of the fleet (1,500 of them at 1,000 nodes). A binary
+ * heap orders the times; a key set again leaves its old entry behind, skipped when popped (its sequence no
+ * longer current) and swept when stale entries outnumber live ones.
+ */
+export class DelayedKeys {
+  private readonly current = new Map<string, number>();
+  private heap: Array<{ at: number; key: string; seq: number }> = [];
+  private seq = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private armedAt = Infinity;
+
+  constructor(
+    private readonly fire: (key: string) => void,
+    private readonly now: () => number = performance.now.bind(performance),
+  ) {}
+
+  get size(): number {
+    return this.current.size;
+  }
+
+  set(key: string, ms: number): void {
+    const entry = { at: this.now() + Math.max(0, ms), key, seq: ++this.seq };
+    this.current.set(key, entry.seq);
+    this.push(entry);
+    if (this.heap.length > 64 && this.heap.length > 2 * this.current.size) this.sweep();
+    this.arm();
+  }
+
+  clear(): void {
+    this.current.clear();
+    this.heap = [];
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedAt = Infinity;
+  }
+
+  private arm(): void {
+    const next = this.heap[0];
+    if (!next || next.at >= this.armedAt) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.armedAt = next.at;
+    // +1: a timer may fire up to a millisecond early against performance.now().
+    this.timer = setTimeout(() => this.run(), Math.max(0, Math.ceil(next.at - this.now())) + 1);
+    this.timer.unref();
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    this.armedAt = Infinity;
+    const t = this.now();
+    const due: string[] = [];
+    while (this.heap.length && this.heap[0]!.at <= t) {
+      const e = this.pop()!;
+      if (this.current.get(e.key) !== e.seq) continue;
+      this.current.delete(e.key);
+      due.push(e.key);
+    }
+    this.arm();
+    for (const key of due) this.fire(key);
+  }
+
+  private sweep(): void {
+    this.heap = this.heap.filter((e) => this.current.get(e.key) === e.seq);
+    for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  private push(e: { at: number; key: string; seq: number }): void {
+    const h = this.heap;
+    h.push(e);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (h[p]!.at <= e.at) break;
+      h[i] = h[p]!;
+      i = p;
+    }
+    h[i] = e;
+  }
+
+  private pop(): { at: number; key: string; seq: number } | undefined {
+    const h = this.heap;
+    const top = h[0];
+    const last = h.pop();
+    if (h.length && last) {
+      h[0] = last;
+      this.down(0);
+    }
+    return top;
+  }
+
+  private down(i: number): void {
+    const h = this.heap;
+    const e = h[i]!;
+    for (;;) {
+      let c = 2 * i + 1;
+      if (c >= h.length) break;
+      if (c + 1 < h.length && h[c + 1]!.at < h[c]!.at) c++;
+      if (h[c]!.at >= e.at) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = e;
   }
 }
