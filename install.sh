@@ -782,10 +782,15 @@ write_env_file() {
 # started) it kept 32 MiB of young generation resident; capped, server + local agent idle with 50 pods is
 # ~95 MiB instead of ~127, for ~10 % more CPU per API create. An EnvironmentFile's NODE_OPTIONS wins.
 SERVER_NODE_OPTIONS=--max-semi-space-size=2
+# glibc's malloc told to give freed memory back (trim the heap top beyond 64 KiB, no padding): with its default,
+# adaptive thresholds the server at 1,000 idle agents kept ~12 MiB more of freed TLS and socket buffers resident
+# (bench/results/issue13-s26.md). An EnvironmentFile's GLIBC_TUNABLES wins.
+SERVER_MALLOC_TUNABLES=glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0
 
 systemd_unit() {
     SERVER_NODE_ENV=
     [ "$CMD" = server ] && SERVER_NODE_ENV="Environment=NODE_OPTIONS=${SERVER_NODE_OPTIONS}
+Environment=GLIBC_TUNABLES=${SERVER_MALLOC_TUNABLES}
 "
     cat <<EOF
 [Unit]
@@ -839,7 +844,7 @@ pidfile="/run/${SERVICE}.pid"
 respawn_delay=5
 respawn_max=0
 
-$([ "$CMD" = server ] && printf 'export NODE_OPTIONS=%s\n' "$SERVER_NODE_OPTIONS")
+$([ "$CMD" = server ] && printf 'export NODE_OPTIONS=%s\nexport GLIBC_TUNABLES=%s\n' "$SERVER_NODE_OPTIONS" "$SERVER_MALLOC_TUNABLES")
 set -o allexport
 if [ -f ${ENV_FILE} ]; then . ${ENV_FILE}; fi
 set +o allexport

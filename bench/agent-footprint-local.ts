@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { trustCa } from '../test/helpers/cluster.js';
 import { buildTestImage, podmanSandbox, type PodmanSandbox } from '../test/helpers/podman.js';
 import { podmanEventsPid } from './agent-footprint-procs.js';
-import { freePort, machine, numArg, parseArgs, procCpuMs, procMemory, round, serverNodeArgs, sleep, writeResult } from './lib/common.js';
+import { freePort, machine, numArg, parseArgs, procCpuMs, procMemory, round, serverEnv, serverNodeArgs, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -25,6 +25,7 @@ const IDLE_S = numArg(args, 'idle', 60);
 const SETTLE_S = numArg(args, 'settle', 20);
 /** Node flags of the server process: as installed unless --server-node-args says otherwise ("" for none). */
 const SERVER_ARGS = serverNodeArgs(args);
+const SERVER_ENV = serverEnv(args);
 const PODS = numArg(args, 'pods', 50);
 const OUT = args.get('out') ?? 'agent-footprint-local';
 /** dockerd + containerd RSS idle / with 50 tasks, same machine kind (shared/design/ANCHORS.md). */
@@ -76,7 +77,7 @@ async function main(): Promise<void> {
       process.execPath,
       [...SERVER_ARGS, join(build, 'src/main.js'), 'server', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort),
         '--node-name', 'local', '--state-dir', join(tmp, 'agent'), '--runtime', 'podman', '--podman-root', sb.root, '--podman-runroot', sb.runroot],
-      { cwd: REPO, env: { ...process.env, ...sb.env, DROVER_CONFIG: join(tmp, 'client-config.json') }, stdio: ['ignore', 'pipe', 'pipe'] },
+      { cwd: REPO, env: { ...process.env, ...SERVER_ENV, ...sb.env, DROVER_CONFIG: join(tmp, 'client-config.json') }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     for (const s of [server.stdout!, server.stderr!]) s.on('data', (b: Buffer) => tail.push(...b.toString().split('\n').filter(Boolean).map((l) => l.slice(0, 300))) && tail.splice(0, Math.max(0, tail.length - 30)));
     const pid = server.pid!;
@@ -130,7 +131,7 @@ async function main(): Promise<void> {
     }
     await waitFor(`${PODS} pods Running`, async () => ((await api('GET', '/api/v1/namespaces/default/pods')).body?.items ?? []).filter((p: any) => p.status?.phase === 'Running').length === PODS, 600_000);
     phases[`idle-${PODS}`] = await phase(`idle-${PODS}`, PODS);
-    const result = { command: `npx tsx bench/agent-footprint-local.ts ${process.argv.slice(2).join(' ')}`.trim(), mode: `plain node ${SERVER_ARGS.join(' ')} on the tsc output (as bin/drover.js): \`drover server\` with its local agent in the same process`, anchorMiB: ANCHOR_MIB, phases };
+    const result = { command: `npx tsx bench/agent-footprint-local.ts ${process.argv.slice(2).join(' ')}`.trim(), mode: `plain ${Object.entries(SERVER_ENV).map(([k, v]) => `${k}=${v} `).join('')}node ${SERVER_ARGS.join(' ')} on the tsc output (as bin/drover.js): \`drover server\` with its local agent in the same process`, anchorMiB: ANCHOR_MIB, phases };
     console.log(`wrote ${writeResult(OUT, result)}`);
     const idle = phases['idle-0']!;
     const loaded = phases[`idle-${PODS}`]!;

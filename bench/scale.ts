@@ -27,7 +27,7 @@ import { keyPool, type DeviceKeyPem } from '../src/sim/device-join.js';
 import { startSimFleet, type SimFleet } from '../src/sim/fleet.js';
 import { simNodeName } from '../src/sim/run.js';
 import { compileServer, daemonSet, deployment, Monitor, ServerProc, waitUntil, watchApi } from './lib/fleet-server.js';
-import { freePort, machine, median, numArg, parseArgs, percentile, round, serverNodeArgs, sleep, writeResult } from './lib/common.js';
+import { freePort, machine, median, numArg, parseArgs, percentile, round, serverEnv, serverNodeArgs, sleep, writeResult } from './lib/common.js';
 import { scrape } from './lib/metrics.js';
 
 interface Opts {
@@ -44,6 +44,10 @@ interface Opts {
   /** Extra node flags for the server, e.g. --max-semi-space-size=2. */
   nodeArgs: string[];
   entry: string;
+  /** --server-binary: the single binary runs the server (as installed) instead of node on the tsc output. */
+  binary?: string;
+  /** --server-env "K=V K2=V2": environment of the server process only (default SERVER_ENV, as installed). */
+  serverEnv: Record<string, string>;
   keys: DeviceKeyPem[];
 }
 
@@ -108,6 +112,8 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
   const profDir = join(tmp, 'prof');
   const server = new ServerProc({
     entry: o.entry,
+    binary: o.binary,
+    env: o.serverEnv,
     nodeArgs: [...o.nodeArgs, ...(o.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
     dataDir: join(tmp, 'data'),
     apiPort: await freePort(),
@@ -163,7 +169,11 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     const s1 = await f.stats();
     const rev1 = await server.revision();
     const bytes = s1.bytesIn - s0.bytesIn + (s1.bytesOut - s0.bytesOut);
-    out.idle = idle.end({ storeWritesPerMinute: round(((rev1 - rev0) / o.idle) * 60, 1), mqttBytesPerAgentPerDay: Math.round((bytes / n / o.idle) * 86_400), agentsConnected: s1.connectedNow, loadAverage: load() });
+    // V8's own figures at the end of the quiet window, to tell heap from native memory (TLS, sockets) in the RSS.
+    const pm = await scrape(`${server.apiUrl}/metrics`, server.token);
+    const mib = (v: number) => round(v / 1048576, 1);
+    const heap = { heapUsedMiB: mib(pm.value('nodejs_heap_size_used_bytes')), heapTotalMiB: mib(pm.value('nodejs_heap_size_total_bytes')), externalMiB: mib(pm.value('nodejs_external_memory_bytes')) };
+    out.idle = idle.end({ ...heap, storeWritesPerMinute: round(((rev1 - rev0) / o.idle) * 60, 1), mqttBytesPerAgentPerDay: Math.round((bytes / n / o.idle) * 86_400), agentsConnected: s1.connectedNow, loadAverage: load() });
     console.log(`[${n}] idle: RSS ${(out.idle as any).rssEndMiB} MiB, CPU ${(out.idle as any).serverCpuPercentOfOneCore}% of a core, ${(out.idle as any).mqttBytesPerAgentPerDay} B/agent/day`);
 
     // ── placement: one pod per node
@@ -279,7 +289,7 @@ export function markdown(cmd: string, res: Array<Record<string, any>>, meta: Rec
     '',
     `Command: \`${cmd}\``,
     '',
-    `${meta.date}, node ${meta.node}, ${JSON.stringify(meta.machine)}. Server compiled (tsc), TLS everywhere (HTTPS join, MQTT with client certificates); heartbeat ${meta.heartbeatSeconds} s, keepalive ${meta.keepaliveSeconds} s; agents simulated by src/sim in ${meta.workers} worker processes on the same machine (their CPU competes with the server's).`,
+    `${meta.date}, node ${meta.node}, ${JSON.stringify(meta.machine)}. Server ${meta.serverBinary ? `the single binary ${meta.serverBinary}` : 'compiled (tsc)'}${(meta.serverNodeArgs as string[] | undefined)?.length ? ` with ${(meta.serverNodeArgs as string[]).join(' ')}` : ''}, TLS everywhere (HTTPS join, MQTT with client certificates); heartbeat ${meta.heartbeatSeconds} s, keepalive ${meta.keepaliveSeconds} s; agents simulated by src/sim in ${meta.workers} worker processes on the same machine (their CPU competes with the server's).`,
     '',
     '| agents | joins/s | all Ready | idle RSS | idle CPU (% core) | store writes/min | MQTT B/agent/day | RSS after placement | DaemonSet → Running | restart: API ready / nodes Ready p50 / p99 / max | p99 after API ready | converged | load avg (idle) |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
@@ -334,11 +344,13 @@ async function main(): Promise<void> {
     cpuProf: args.has('cpu-prof'),
     nodeArgs: serverNodeArgs(args),
     entry: compileServer(join(tmp, 'build')),
+    binary: args.get('server-binary'),
+    serverEnv: serverEnv(args),
     keys: await keyPool(numArg(args, 'keys', 50)),
   };
   const results: Array<Record<string, unknown>> = [];
   const cmd = `node --import tsx bench/scale.ts ${process.argv.slice(2).join(' ')}`.trim();
-  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, reconnectMaxSeconds: o.reconnectMax, workers: o.workers, serverNodeArgs: o.nodeArgs, command: cmd };
+  const meta = { heartbeatSeconds: o.hb, keepaliveSeconds: o.keepalive, reconnectMaxSeconds: o.reconnectMax, workers: o.workers, serverNodeArgs: o.nodeArgs, serverBinary: o.binary, serverEnv: o.serverEnv, command: cmd };
   try {
     for (const n of sizes) {
       results.push(await oneSize(n, o));

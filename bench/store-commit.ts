@@ -22,7 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { LevelStore } from '../server/store/level.js';
 import { trustCa } from '../test/helpers/cluster.js';
-import { freePort, median, numArg, parseArgs, procCpuMs, round, serverNodeArgs, sleep, writeResult } from './lib/common.js';
+import { freePort, median, numArg, parseArgs, procCpuMs, round, serverEnv, serverNodeArgs, sleep, writeResult } from './lib/common.js';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const args = parseArgs(process.argv.slice(2));
@@ -32,6 +32,7 @@ const LABEL = args.get('label');
 const CPU_PROF = args.get('cpu-prof');
 /** --server-node-args="…": node flags for the server process only (default: as installed, SERVER_NODE_FLAGS; "" for none). */
 const SERVER_NODE_ARGS = serverNodeArgs(args);
+const SERVER_ENV = serverEnv(args);
 const ANCHORS = { etcd34CreatesPerSecond: 3500, classicLevelSyncedCreatesPerSecond: 10700 };
 
 const load = () => loadavg().map((l) => round(l, 2));
@@ -104,7 +105,7 @@ async function apiLevel(): Promise<{ api: Figure[]; serverSide: Record<string, n
   const server = spawn(
     process.execPath,
     [...nodeArgs, '--import', 'tsx', 'src/main.ts', 'server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), '--log-level', 'warn'],
-    { cwd: REPO, env: { ...process.env, DROVER_CONFIG: join(tmp, 'client-config.json') }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: REPO, env: { ...process.env, ...SERVER_ENV, DROVER_CONFIG: join(tmp, 'client-config.json') }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let out = '';
   server.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -189,7 +190,7 @@ async function apiLevel(): Promise<{ api: Figure[]; serverSide: Record<string, n
       podPostMeanMs: round((sum('drover_apiserver_request_duration_seconds_sum', 'verb="create",resource="pods"') / postCount) * 1000, 2),
     };
     console.log(`server side, all runs: ${JSON.stringify(where)}`);
-    return { api, serverSide: where, server: { socketErrorsRetried: socketErrors, mode: `node ${SERVER_NODE_ARGS.join(' ')} --import tsx src/main.ts server --disable-agent (HTTPS API, TLS, no nodes: pods stay Pending)`, cpuProfileDir: CPU_PROF } };
+    return { api, serverSide: where, server: { socketErrorsRetried: socketErrors, mode: `${Object.entries(SERVER_ENV).map(([k, v]) => `${k}=${v} `).join('')}node ${SERVER_NODE_ARGS.join(' ')} --import tsx src/main.ts server --disable-agent (HTTPS API, TLS, no nodes: pods stay Pending)`, cpuProfileDir: CPU_PROF } };
   } finally {
     // SIGTERM so --cpu-prof writes its profile on the way out.
     server.kill('SIGTERM');

@@ -54,5 +54,7 @@ fi
 # First start makes the CA (DATA_DIR/tls), the join token file and ~/.drover/config (HTTPS URL, admin
 # token, CA; 0600), so `drover get nodes` works from another terminal right away.
 info "starting drover server: API over HTTPS on 6443, MQTT over TLS on 8883 (Ctrl-C to stop)"
-# As install.sh's service: the young generation capped (see SERVER_NODE_OPTIONS there), a NODE_OPTIONS of yours kept.
-NODE_OPTIONS="--max-semi-space-size=2${NODE_OPTIONS:+ $NODE_OPTIONS}" exec node bin/drover.js server --downloads-dir "$PWD/dist/bin" "$@"
+# As install.sh's service: the young generation capped and malloc giving memory back (see SERVER_NODE_OPTIONS and
+# SERVER_MALLOC_TUNABLES there); a NODE_OPTIONS or GLIBC_TUNABLES of yours kept.
+GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0}" \
+  NODE_OPTIONS="--max-semi-space-size=2${NODE_OPTIONS:+ $NODE_OPTIONS}" exec node bin/drover.js server --downloads-dir "$PWD/dist/bin" "$@"

@@ -51,8 +51,8 @@ export { freePort } from '../../test/helpers/http.js';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** VmRSS and VmHWM (peak) of a process, in MiB; undefined once it is gone. */
-export function procMemory(pid: number): { rssMiB: number; hwmMiB: number } | undefined {
+/** VmRSS and VmHWM (peak) of a process, and RSS's anonymous and file-backed parts, in MiB; undefined once it is gone. */
+export function procMemory(pid: number): { rssMiB: number; hwmMiB: number; anonMiB: number; fileMiB: number } | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -60,7 +60,7 @@ export function procMemory(pid: number): { rssMiB: number; hwmMiB: number } | un
     return undefined;
   }
   const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN);
-  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024 };
+  return { rssMiB: kb('VmRSS') / 1024, hwmMiB: kb('VmHWM') / 1024, anonMiB: kb('RssAnon') / 1024, fileMiB: kb('RssFile') / 1024 };
 }
 
 const CLK_TCK = 100; // sysconf(_SC_CLK_TCK) on every Linux this runs on
@@ -110,6 +110,19 @@ export function writeResult(name: string, body: Record<string, unknown>): string
  * benchmarks start their server processes the same way unless told otherwise (--server-node-args="").
  */
 export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+
+/**
+ * The environment the server runs with as installed (install.sh's SERVER_MALLOC_TUNABLES, scripts/up.sh): glibc's
+ * malloc gives freed memory back sooner. --server-env "K=V …" replaces it ("" for none).
+ */
+export const SERVER_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0' };
+
+/** --server-env "K=V K2=V2" as an environment; SERVER_ENV when not given. */
+export function serverEnv(args: Map<string, string>): Record<string, string> {
+  const given = args.get('server-env');
+  if (given === undefined) return { ...SERVER_ENV };
+  return Object.fromEntries(given.split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+}
 
 /** --server-node-args as a list of flags; SERVER_NODE_FLAGS when not given. */
 export function serverNodeArgs(args: Map<string, string>): string[] {

@@ -24,6 +24,8 @@ export function compileServer(dir: string): string {
 export interface ServerSpec {
   /** Compiled entry (compileServer); undefined: src/main.ts under tsx. */
   entry?: string;
+  /** The single binary (dist/bin/drover-linux-ARCH) instead of node + entry; nodeArgs then go in NODE_OPTIONS. */
+  binary?: string;
   /** Extra node flags, e.g. --cpu-prof. */
   nodeArgs: string[];
   dataDir: string;
@@ -61,7 +63,9 @@ export class ServerProc {
       // One source address for the whole simulated fleet: lift the per-address connect rate meant for one device each.
       '--mqtt-connect-rate', '100000', '--mqtt-connect-burst', '100000', ...(s.insecure ? ['--insecure'] : []), ...(s.serverArgs ?? [])];
     this.exit = undefined;
-    const proc = spawn(process.execPath, [...s.nodeArgs, ...(s.entry ? [s.entry] : ['--import', 'tsx', 'src/main.ts']), ...args], {
+    const proc = s.binary
+      ? spawn(s.binary, args, { cwd: REPO, env: { ...process.env, ...s.env, NODE_OPTIONS: s.nodeArgs.join(' '), DROVER_CONFIG: s.clientConfig }, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [...s.nodeArgs, ...(s.entry ? [s.entry] : ['--import', 'tsx', 'src/main.ts']), ...args], {
       cwd: REPO,
       env: { ...process.env, ...s.env, DROVER_CONFIG: s.clientConfig },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -222,6 +226,8 @@ export class PhaseRec {
       serverCpuMs: Math.round(cpuMs),
       serverCpuPercentOfOneCore: round((cpuMs / ms) * 100, 1),
       rssEndMiB: round(mem?.rssMiB ?? NaN, 1),
+      rssEndAnonMiB: round(mem?.anonMiB ?? NaN, 1),
+      rssEndFileMiB: round(mem?.fileMiB ?? NaN, 1),
       rssPeakMiB: round(this.peak, 1),
       rssMinMiB: round(this.min, 1),
       rssAvgMiB: round(this.sum / Math.max(1, this.n), 1),

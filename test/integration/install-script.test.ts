@@ -256,6 +256,10 @@ test('server install: offline binary checked against the SHA256SUMS beside it, f
     const lines = unit.split('\n');
     assert.ok(lines.includes('Environment=NODE_OPTIONS=--max-semi-space-size=2'), unit);
     assert.ok(lines.indexOf('Environment=NODE_OPTIONS=--max-semi-space-size=2') < lines.indexOf('EnvironmentFile=-/etc/drover/drover-server.env'));
+    // Likewise glibc's malloc told to give freed memory back (RSS at fleet scale).
+    const tunables = 'Environment=GLIBC_TUNABLES=glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0';
+    assert.ok(lines.includes(tunables), unit);
+    assert.ok(lines.indexOf(tunables) < lines.indexOf('EnvironmentFile=-/etc/drover/drover-server.env'));
     assert.deepEqual(await fr.calls(), ['systemctl daemon-reload', 'systemctl enable drover-server.service']);
   } finally {
     await fr.cleanup();
