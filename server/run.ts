@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { agentClientId, isTopicSafe, serverClientId } from '../src/contract/topics.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../src/util/errors.js';
+import { startIdleGc } from '../src/util/idle-gc.js';
 import { createLogger, type Logger } from '../src/util/logger.js';
 import { ensurePrivateDir } from '../src/util/private-fs.js';
 import { droverVersion } from '../src/version.js';
@@ -216,6 +217,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // informer's cache), not from LevelDB (bench/placement.ts). The API reads the store itself.
     const cache = await ObjectCache.start(store, ['Pod', 'Node'], logger);
     closers.push(() => cache.close());
+    // The heap a burst grew (a fleet joining, a rollout) given back once the server is quiet (src/util/idle-gc.ts).
+    const idleGc = startIdleGc(logger);
+    closers.push(() => idleGc.stop());
     const cachedStore = withCachedLists(store, cache);
     // Images served to devices (issue 15): archives on this server's disk; opened early so the desired-state publisher can use it.
     const images = await ImageStore.open({ dir: join(cfg.dataDir, 'images'), logger });

@@ -1,0 +1,100 @@
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import type { Logger } from './logger.js';
+
+/**
+ * A full garbage collection once the process has gone quiet holding far more V8 heap than it uses.
+ *
+ * V8 gives back the heap a burst grew (a fleet joining, a rollout) through its memory reducer, which waits for a
+ * low allocation rate. The keepalives and heartbeats of a large fleet can keep it from ever starting: in 2 of 7
+ * runs of the scale bench the server sat at rest at 175-218 MiB RSS, its heap 75-117 MiB for 56-60 used,
+ * instead of ~155 MiB (bench/results/issue13-s26.md).
+ */
+export interface IdleGcOptions {
+  /** How often the heap and the event loop are looked at. */
+  checkMs: number;
+  /** Event-loop utilization (0-1) over the last check below which the process counts as quiet. */
+  quietUtilization: number;
+  /** Heap held beyond what is used before a collection is worth its pause. */
+  slackBytes: number;
+  /** After a collection that left the heap as big, none again until the heap has grown by this much. */
+  regrowBytes: number;
+}
+
+export const IDLE_GC_DEFAULTS: IdleGcOptions = { checkMs: 10_000, quietUtilization: 0.05, slackBytes: 24 * 1024 * 1024, regrowBytes: 16 * 1024 * 1024 };
+
+export interface HeapFigures {
+  /** V8's heap as reserved (total_heap_size) and as used, in bytes. */
+  total: number;
+  used: number;
+}
+
+/**
+ * Whether to collect now: quiet, and the heap holds more than `slackBytes` unused — unless an earlier collection
+ * left it about this big already (V8 keeps what it keeps; collecting again would only cost pauses).
+ */
+export function shouldCollect(o: { utilization: number; heap: HeapFigures; totalAfterLast: number | undefined }, opts: IdleGcOptions = IDLE_GC_DEFAULTS): boolean {
+  if (o.utilization >= opts.quietUtilization) return false;
+  if (o.heap.total - o.heap.used < opts.slackBytes) return false;
+  return o.totalAfterLast === undefined || o.heap.total >= o.totalAfterLast + opts.regrowBytes;
+}
+
+/**
+ * V8's own `gc()`: the one --expose-gc gives, made available at run time (the single binary takes no node
+ * flags on its command line); undefined if this V8 does not allow it.
+ */
+function fullGc(): (() => void) | undefined {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return exposed;
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as unknown;
+    return typeof gc === 'function' ? (gc as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface IdleGc {
+  /** Collections made so far. */
+  readonly collections: number;
+  stop(): void;
+}
+
+export function startIdleGc(logger: Logger, opts: Partial<IdleGcOptions> = {}): IdleGc {
+  const o: IdleGcOptions = { ...IDLE_GC_DEFAULTS, ...opts };
+  const gc = fullGc();
+  let collections = 0;
+  let totalAfterLast: number | undefined;
+  let elu: EventLoopUtilization = performance.eventLoopUtilization();
+  const figures = (): HeapFigures => {
+    const h = getHeapStatistics();
+    return { total: h.total_heap_size, used: h.used_heap_size };
+  };
+  const timer = gc
+    ? setInterval(() => {
+        const now = performance.eventLoopUtilization();
+        const utilization = performance.eventLoopUtilization(now, elu).utilization;
+        elu = now;
+        const before = figures();
+        if (!shouldCollect({ utilization, heap: before, totalAfterLast }, o)) return;
+        const t0 = performance.now();
+        gc();
+        const after = figures();
+        totalAfterLast = after.total;
+        collections++;
+        // The collection itself counts toward the next check's utilization: start that window afresh.
+        elu = performance.eventLoopUtilization();
+        logger.debug({ heapTotalBefore: before.total, heapTotalAfter: after.total, heapUsedAfter: after.used, pauseMs: Math.round(performance.now() - t0) }, 'idle: full garbage collection gave heap back');
+      }, o.checkMs)
+    : undefined;
+  timer?.unref();
+  if (!gc) logger.debug('idle garbage collection unavailable (this V8 does not expose gc)');
+  return {
+    get collections() {
+      return collections;
+    },
+    stop: () => clearInterval(timer),
+  };
+}
