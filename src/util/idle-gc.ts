@@ -44,7 +44,7 @@ export function shouldCollect(o: { utilization: number; heap: HeapFigures; total
  * V8's own `gc()`: the one --expose-gc gives, made available at run time (the single binary takes no node
  * flags on its command line); undefined if this V8 does not allow it.
  */
-function fullGc(): (() => void) | undefined {
+export function fullGc(): (() => void) | undefined {
   const exposed = (globalThis as { gc?: () => void }).gc;
   if (exposed) return exposed;
   try {
