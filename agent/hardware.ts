@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { readdir, readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { hasErrno } from './fs-errors.js';
+import { compareNatural } from '../src/util/compare.js';
 
 export interface Hardware {
   arch: string;
@@ -35,8 +36,7 @@ export async function listDevices(dir = '/dev'): Promise<string[]> {
     if (hasErrno(err, 'ENOENT', 'ENOTDIR', 'EACCES')) return [];
     throw err;
   }
-  const natural = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
-  return names.filter((n) => DEVICE_PATTERN.test(n)).sort(natural).slice(0, MAX_DEVICES).map((n) => `${dir.replace(/\/$/, '')}/${n}`);
+  return names.filter((n) => DEVICE_PATTERN.test(n)).sort(compareNatural).slice(0, MAX_DEVICES).map((n) => `${dir.replace(/\/$/, '')}/${n}`);
 }
 
 /** Node's process.arch → the GOARCH names Kubernetes labels use. */

@@ -6,6 +6,7 @@ import { LOG_OPTIONS } from '../src/contract/payloads.js';
 import { epochMs } from './engine/match.js';
 import { LABELS } from './engine/naming.js';
 import type { ContainerRuntime, LogOptions, RuntimeContainer } from './runtime/types.js';
+import { compareStrings } from '../src/util/compare.js';
 
 type LogsRequest = Extract<payloads.Request, { op: 'logs' }>;
 
@@ -84,7 +85,7 @@ export class RequestHandler {
     const all = await this.runtime.list({ [LABELS.managed]: 'true' });
     const found = all
       .filter((x) => x.labels[LABELS.namespace] === req.namespace && x.labels[LABELS.pod] === req.pod && (!req.uid || x.labels[LABELS.podUid] === req.uid) && (!req.container || x.labels[LABELS.container] === req.container))
-      .sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? ''));
+      .sort((a, b) => compareStrings(b.createdAt ?? '', a.createdAt ?? ''));
     const c = found[0];
     const what = `pod ${req.namespace}/${req.pod}${req.container ? ` container ${req.container}` : ''}`;
     if (!c) return { ok: false, error: { code: 'NotFound', message: `no container for ${what} on this node (not started yet?)` } };

@@ -19,6 +19,7 @@ import type { ContainerRuntime } from '../runtime/types.js';
 import { diskPressure, measureSpaces, type DiskPressure } from './disk.js';
 import { ImageTransferError, type FetchProgress, type FetchResult, type ImageRef } from './fetch.js';
 import { readRecord, recordLoaded, recordPath, updateRecord, type ImageRecord } from './record.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** What the manager needs of a fetcher (agent/images/fetch.ts's ImageFetcher). */
 export interface ImageFetchSource {
@@ -554,7 +555,7 @@ export class ImageManager {
         byRepo.set(repo, list);
       }
     }
-    for (const list of byRepo.values()) list.sort((a, b) => b[1].localeCompare(a[1])).slice(0, keep).forEach(([d]) => newest.add(d));
+    for (const list of byRepo.values()) list.sort((a, b) => compareStrings(b[1], a[1])).slice(0, keep).forEach(([d]) => newest.add(d));
     const due: string[] = [];
     const nowIso = new Date(now).toISOString();
     let dirty = false;

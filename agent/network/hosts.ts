@@ -10,6 +10,7 @@
  * domains, so `<svc>.<ns>` alone does not resolve.
  */
 import type { DesiredService } from '../../src/contract/payloads.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
 
@@ -20,7 +21,7 @@ export interface HostEntry {
 
 export function serviceHosts(services: DesiredService[], podNamespace: string): HostEntry[] {
   const out: HostEntry[] = [];
-  for (const s of [...services].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`))) {
+  for (const s of [...services].sort((a, b) => compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`))) {
     if (s.namespace === podNamespace) out.push({ name: s.name, ip: s.clusterIP });
     out.push({ name: `${s.name}.${s.namespace}.svc`, ip: s.clusterIP }, { name: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`, ip: s.clusterIP });
   }

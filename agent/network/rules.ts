@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { DesiredBackend, DesiredService } from '../../src/contract/payloads.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** The mark of connections drover translated (kube-proxy uses 0x4000, podman's netavark 0x2000). */
 export const MASQ_MARK = '0x8000/0x8000';
@@ -71,7 +72,7 @@ export function planRules(services: DesiredService[], stale: { nat: string[] } =
   const nat: string[] = [];
   const filter: string[] = [];
   const natChains: string[] = [CHAINS.services, CHAINS.nodePorts, CHAINS.postrouting];
-  for (const s of [...services].sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`))) {
+  for (const s of [...services].sort((a, b) => compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`))) {
     for (const p of s.ports) {
       const proto = p.protocol.toLowerCase();
       const what = `${s.namespace}/${s.name}${p.name ? `:${p.name}` : ''}`;

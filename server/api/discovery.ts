@@ -5,6 +5,7 @@
  * application/json Content-Type is what servers before 1.26 do, and kubectl falls back to them.
  */
 import type { KindInfo } from '../../src/api/kinds.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** The verbs drover serves on every kind (no deletecollection). */
 const OBJECT_VERBS = ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'];
@@ -102,7 +103,7 @@ export function apiResourceList(kinds: KindInfo[], groupVersion: string, opts: D
         ...(k.shortNames.length ? { shortNames: k.shortNames } : {}),
         ...(ALL_CATEGORY.has(k.kind) ? { categories: ['all'] } : {}),
       });
-      for (const [path, sub] of Object.entries(opts.subresources ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
+      for (const [path, sub] of Object.entries(opts.subresources ?? {}).sort(([a], [b]) => compareStrings(a, b))) {
         const [parent] = path.split('/');
         if (parent !== k.plural) continue;
         resources.push({ name: path, singularName: '', namespaced: k.namespaced, kind: sub.kind ?? k.kind, verbs: sub.verbs, ...(sub.group !== undefined ? { group: sub.group, version: sub.version } : {}) });

@@ -2,6 +2,7 @@ import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { isHeadless, SERVICE_NAME_LABEL, type EndpointSlice, type Service } from '../../src/api/service.js';
 import type { payloads } from '../../src/contract/index.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** What a node's Services are computed from, besides its own pods. */
 export interface ServiceWorld {
@@ -61,10 +62,10 @@ export function servicesFor(node: string, nodePods: payloads.DesiredPod[], w: Se
           if (remotePort !== undefined) backends.push({ ip: via, port: remotePort, local: false });
         }
       }
-      backends.sort((a, b) => `${a.ip}:${a.port}`.localeCompare(`${b.ip}:${b.port}`));
+      backends.sort((a, b) => compareStrings(`${a.ip}:${a.port}`, `${b.ip}:${b.port}`));
       return { ...(sp.name ? { name: sp.name } : {}), protocol: sp.protocol, port: sp.port, ...(sp.nodePort !== undefined ? { nodePort: sp.nodePort } : {}), backends };
     });
     out.push({ namespace: ns, name: svc.metadata.name, clusterIP: svc.spec.clusterIP, ports });
   }
-  return out.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
+  return out.sort((a, b) => compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
 }

@@ -8,6 +8,7 @@ import type { DesiredImage } from '../../src/contract/images.js';
 import type { Store } from '../store/types.js';
 import { NO_IMAGES, podImages, prefetchImages, type ImageCatalog } from './image-catalog.js';
 import { servicesFor, type ServiceWorld } from './services.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** What a node's desired state carries, apart from the envelope (node, generation, ts). */
 export type Snapshot = Pick<payloads.Desired, 'pods' | 'configMaps' | 'secrets' | 'services' | 'images' | 'imageBandwidth'>;
@@ -26,7 +27,7 @@ export function imagesFor(pods: payloads.DesiredPod[], catalog: ImageCatalog): D
   };
   for (const p of pods) for (const name of podImages(p.spec)) add(name, false);
   for (const p of pods) for (const name of prefetchImages(p.annotations)) add(name, true);
-  return [...out.values()].sort((a, b) => a.name.localeCompare(b.name));
+  return [...out.values()].sort((a, b) => compareStrings(a.name, b.name));
 }
 
 /** Pods that belong in a node's desired state: bound to it and not being deleted (pure). */
@@ -41,7 +42,7 @@ export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[]
       ...(p.metadata.annotations ? { annotations: p.metadata.annotations } : {}),
       spec: p.spec,
     }))
-    .sort((a, b) => (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name));
+    .sort((a, b) => compareStrings(a.namespace + '/' + a.name, b.namespace + '/' + b.name));
 }
 
 /** `ConfigMap/<ns>/<name>` or `Secret/<ns>/<name>`: how references are keyed. */
@@ -77,7 +78,7 @@ export function configRefs(pods: payloads.DesiredPod[]): Set<string> {
 }
 
 const byRef = (a: { namespace: string; name: string }, b: { namespace: string; name: string }) =>
-  (a.namespace + '/' + a.name).localeCompare(b.namespace + '/' + b.name);
+  compareStrings(a.namespace + '/' + a.name, b.namespace + '/' + b.name);
 
 /**
  * A node's snapshot (pure): its pods plus only the ConfigMaps and Secrets those pods reference, so a

@@ -9,6 +9,7 @@ import type { Pod } from '../../src/api/pod.js';
 import type { DaemonSet, Deployment } from '../../src/api/workloads.js';
 import { BadRequestError } from '../../src/util/errors.js';
 import { matchesLabels, parseLabelSelector } from '../api/selectors.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** What the node's Ready condition says. */
 export type NodeState = 'Ready' | 'NotReady' | 'Unknown';
@@ -314,13 +315,13 @@ export function fleetStatus(input: FleetInput): FleetStatus {
     runtimes.set(key, r);
   }
 
-  const versionRows = Object.entries(versions).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+  const versionRows = Object.entries(versions).sort((a, b) => b[1] - a[1] || compareStrings(a[0], b[0]));
   const majority = versionRows[0]?.[0];
   const agentVersions = versionRows.map(([version, nodes]) => ({ version, nodes, skew: version !== input.serverVersion || version !== majority }));
 
   const mode = input.nodeList ?? 'attention';
   const listed = (mode === 'all' ? entries : entries.filter((e) => e.bucket !== 'ready')).sort(
-    (a, b) => BUCKET_ORDER[a.bucket] - BUCKET_ORDER[b.bucket] || (b.lastHeardAgeSeconds ?? Infinity) - (a.lastHeardAgeSeconds ?? Infinity) || a.name.localeCompare(b.name),
+    (a, b) => BUCKET_ORDER[a.bucket] - BUCKET_ORDER[b.bucket] || (b.lastHeardAgeSeconds ?? Infinity) - (a.lastHeardAgeSeconds ?? Infinity) || compareStrings(a.name, b.name),
   );
   const list = mode === 'all' ? listed : listed.slice(0, LIST_CAP);
 
@@ -369,27 +370,27 @@ export function fleetStatus(input: FleetInput): FleetStatus {
       oldestLastHeard: oldest,
       neverHeard,
       byArch: sortedRecord(byArch),
-      bySite: Object.fromEntries(Object.entries(bySite).sort((a, b) => b[1].total - a[1].total || a[0].localeCompare(b[0]))),
+      bySite: Object.fromEntries(Object.entries(bySite).sort((a, b) => b[1].total - a[1].total || compareStrings(a[0], b[0]))),
       agentVersions,
       ...(majority !== undefined ? { majorityAgentVersion: majority } : {}),
       skewedNodes: agentVersions.filter((v) => v.skew).reduce((s, v) => s + v.nodes, 0),
-      runtimes: [...runtimes.values()].sort((a, b) => b.nodes - a.nodes || a.runtime.localeCompare(b.runtime)),
+      runtimes: [...runtimes.values()].sort((a, b) => b.nodes - a.nodes || compareStrings(a.runtime, b.runtime)),
       list,
       listTotal: listed.length,
     },
     pods: {
       total: podTotal,
       byPhase: sortedRecord(byPhase),
-      byNamespace: Object.fromEntries(Object.entries(podsByNs).sort((a, b) => a[0].localeCompare(b[0]))),
-      bySite: Object.fromEntries(Object.entries(podsBySite).sort((a, b) => a[0].localeCompare(b[0]))),
+      byNamespace: Object.fromEntries(Object.entries(podsByNs).sort((a, b) => compareStrings(a[0], b[0]))),
+      bySite: Object.fromEntries(Object.entries(podsBySite).sort((a, b) => compareStrings(a[0], b[0]))),
     },
-    workloads: { ...workloads, byNamespace: Object.fromEntries(Object.entries(workloads.byNamespace).sort((a, b) => a[0].localeCompare(b[0]))) },
-    rollouts: rollouts.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name)),
+    workloads: { ...workloads, byNamespace: Object.fromEntries(Object.entries(workloads.byNamespace).sort((a, b) => compareStrings(a[0], b[0]))) },
+    rollouts: rollouts.sort((a, b) => compareStrings(a.namespace, b.namespace) || compareStrings(a.name, b.name)),
   };
 }
 
 function sortedRecord(m: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(m).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])));
+  return Object.fromEntries(Object.entries(m).sort((a, b) => b[1] - a[1] || compareStrings(a[0], b[0])));
 }
 
 function parseSelector(s: string | undefined): ReturnType<typeof parseLabelSelector> {

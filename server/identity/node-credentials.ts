@@ -13,6 +13,7 @@ import type { Logger } from '../../src/util/logger.js';
 import { ensurePrivateDir } from '../../src/util/private-fs.js';
 import { fileDoc, readSeeded, type DocVersion, type SharedDoc } from '../cluster/doc.js';
 import { normalSerial } from '../pki/x509.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 export type CredentialState = 'pending' | 'approved' | 'revoked';
 
@@ -129,7 +130,7 @@ export class NodeCredentials {
   }
 
   list(): NodeCredential[] {
-    return [...this.nodes.values()].map((n) => ({ ...n })).sort((a, b) => a.node.localeCompare(b.node));
+    return [...this.nodes.values()].map((n) => ({ ...n })).sort((a, b) => compareStrings(a.node, b.node));
   }
 
   /** Records a newly issued certificate as the node's only valid one. */

@@ -7,6 +7,7 @@ import { isKind, type Store, type Watch } from '../store/types.js';
 import { WorkQueue } from '../controllers/queue.js';
 import { isTerminated } from './filters.js';
 import { scheduleBatch } from './place.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** Keys of frozen pods (the object cache's, unchanged from one pass to the next), made once. */
 const podKeys = new WeakMap<Pod, string>();
@@ -169,7 +170,7 @@ export class Scheduler {
       const noted = this.unschedulable.get(podKey(p));
       return noted !== undefined && noted.uid === p.metadata.uid && now - noted.at < retryMs;
     };
-    const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? ''));
+    const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => compareStrings(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? ''));
     // The watch keeps `pending` in step; once per resync period a pass also checks it against the list
     // (a set of every unbound pod, which with thousands waiting was a tenth of the server's CPU per pass).
     const stillPending = full ? new Set(unbound.map(podKey)) : undefined;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { nodeReady, type Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { isIPv4, MANAGED_BY_DROVER, MANAGED_BY_LABEL, MAX_ENDPOINTS_PER_SLICE, SERVICE_NAME_LABEL, type Endpoint, type EndpointPort, type EndpointSlice, type Service, type ServicePort } from '../../src/api/service.js';
+import { compareStrings } from '../../src/util/compare.js';
 
 /** The pod's address as its node reported it (status.podIP); undefined until it has one. */
 export function podIPOf(p: Pod): string | undefined {
@@ -55,7 +56,7 @@ export function desiredSlices(svc: Service, pods: Pod[], nodes: Node[], maxPerSl
   const groups = new Map<string, { ports: EndpointPort[]; endpoints: Endpoint[] }>();
   const candidates = pods
     .filter((p) => selects(svc, p) && p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed' && podIPOf(p) !== undefined)
-    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+    .sort((a, b) => compareStrings(a.metadata.name, b.metadata.name));
   for (const p of candidates) {
     const ports: EndpointPort[] = [];
     for (const sp of svc.spec.ports ?? []) {
@@ -78,7 +79,7 @@ export function desiredSlices(svc: Service, pods: Pod[], nodes: Node[], maxPerSl
     groups.set(key, g);
   }
   const slices: EndpointSlice[] = [];
-  for (const [key, g] of [...groups].sort(([a], [b]) => a.localeCompare(b))) {
+  for (const [key, g] of [...groups].sort(([a], [b]) => compareStrings(a, b))) {
     for (let i = 0; i * maxPerSlice < g.endpoints.length; i++) {
       slices.push(sliceObject(svc, `${svc.metadata.name}-${shortHash(key)}${i > 0 ? `-${i}` : ''}`, g.ports, g.endpoints.slice(i * maxPerSlice, (i + 1) * maxPerSlice)));
     }
