@@ -822,6 +822,11 @@ EOF
 }
 
 openrc_script() {
+    SERVER_EXPORTS=
+    # The server's defaults, unless /etc/conf.d/drover-server (read before this script runs) set them: the $ is the
+    # service script's, not this one's.
+    # shellcheck disable=SC2016
+    [ "$CMD" = server ] && SERVER_EXPORTS=$(printf 'export NODE_OPTIONS="${NODE_OPTIONS:-%s}"\nexport GLIBC_TUNABLES="${GLIBC_TUNABLES:-%s}"' "$SERVER_NODE_OPTIONS" "$SERVER_MALLOC_TUNABLES")
     cat <<EOF
 #!/sbin/openrc-run
 # drover ${CMD}, written by install.sh
@@ -844,7 +849,7 @@ pidfile="/run/${SERVICE}.pid"
 respawn_delay=5
 respawn_max=0
 
-$([ "$CMD" = server ] && printf 'export NODE_OPTIONS=%s\nexport GLIBC_TUNABLES=%s\n' "$SERVER_NODE_OPTIONS" "$SERVER_MALLOC_TUNABLES")
+${SERVER_EXPORTS}
 set -o allexport
 if [ -f ${ENV_FILE} ]; then . ${ENV_FILE}; fi
 set +o allexport

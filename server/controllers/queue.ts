@@ -107,6 +107,8 @@ export class WorkQueue {
  * heap orders the times; a key set again leaves its old entry behind, skipped when popped (its sequence no
  * longer current) and swept when stale entries outnumber live ones.
  */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class DelayedKeys {
   private readonly current = new Map<string, number>();
   private heap: Array<{ at: number; key: string; seq: number }> = [];
@@ -124,7 +126,9 @@ export class DelayedKeys {
   }
 
   set(key: string, ms: number): void {
-    const entry = { at: this.now() + Math.max(0, ms), key, seq: ++this.seq };
+    // A delay that is not a number (a bad date in a status) counts as none: NaN in the heap would never come due
+    // and would hold up every key behind it.
+    const entry = { at: this.now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0), key, seq: ++this.seq };
     this.current.set(key, entry.seq);
     this.push(entry);
     if (this.heap.length > 64 && this.heap.length > 2 * this.current.size) this.sweep();
@@ -144,8 +148,9 @@ export class DelayedKeys {
     if (!next || next.at >= this.armedAt) return;
     if (this.timer) clearTimeout(this.timer);
     this.armedAt = next.at;
-    // +1: a timer may fire up to a millisecond early against performance.now().
-    this.timer = setTimeout(() => this.run(), Math.max(0, Math.ceil(next.at - this.now())) + 1);
+    // +1: a timer may fire up to a millisecond early against performance.now(). At most setTimeout's limit
+    // (~24.8 days; beyond it Node fires at once, with a warning): a later time is armed again from run().
+    this.timer = setTimeout(() => this.run(), Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(next.at - this.now())) + 1));
     this.timer.unref();
   }
 

@@ -45,16 +45,20 @@ export function shouldCollect(o: { utilization: number; heap: HeapFigures; total
  * flags on its command line); undefined if this V8 does not allow it.
  */
 export function fullGc(): (() => void) | undefined {
+  if (gcOnce !== null) return gcOnce;
   const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
+  if (exposed) return (gcOnce = exposed);
   try {
     setFlagsFromString('--expose-gc');
+    // One context for the process (each keeps some heap alive): several servers in one process share it.
     const gc = runInNewContext('gc') as unknown;
-    return typeof gc === 'function' ? (gc as () => void) : undefined;
+    gcOnce = typeof gc === 'function' ? (gc as () => void) : undefined;
   } catch {
-    return undefined;
+    gcOnce = undefined;
   }
+  return gcOnce;
 }
+let gcOnce: (() => void) | undefined | null = null;
 
 export interface IdleGc {
   /** Collections made so far. */

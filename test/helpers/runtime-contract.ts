@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { execa } from 'execa';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createSocket } from 'node:dgram';
+import { freePort } from './http.js';
 import type { ContainerRuntime, RunSpec, RuntimeContainer } from '../../agent/runtime/types.js';
 import { RuntimeError } from '../../src/util/errors.js';
 import { addressRange, addressTakenIn, pickAddress } from '../../agent/network/pod-ip-plan.js';
@@ -73,9 +75,20 @@ export async function rejectsRuntimeError(p: Promise<unknown>, message: RegExp):
   return err;
 }
 
-/** Ports get bound on the host; random ones keep parallel runs apart. */
-export function randomPort(): number {
-  return 30_000 + Math.floor(Math.random() * 20_000);
+/**
+ * A host port free right now for `protocol` (the kernel's pick for port 0): a random one could be any other
+ * test's (or an outgoing connection's) port when files run in parallel, and once was.
+ */
+export async function freeHostPort(protocol: 'tcp' | 'udp' = 'tcp'): Promise<number> {
+  if (protocol === 'tcp') return freePort();
+  const s = createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(0, '0.0.0.0', () => resolve());
+  });
+  const port = s.address().port;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
 }
 
 /**
@@ -213,8 +226,8 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
     });
 
     test('workingDir, resources, ports and host network reach the tool', async () => {
-      const tcpPort = randomPort();
-      const udpPort = randomPort();
+      const tcpPort = await freeHostPort('tcp');
+      const udpPort = await freeHostPort('udp');
       const id = await rt.run(
         spec({
           command: ['sh', '-c', `pwd; ${SLEEP_UNTIL_TERM}`],

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { detectRuntime } from '../../agent/runtime/detect.js';
 import { PodmanRuntime } from '../../agent/runtime/podman.js';
 import { buildNoEntrypointImage, buildTestImage, podmanSandbox, type PodmanSandbox } from '../helpers/podman.js';
-import { randomPort, rejectsRuntimeError, runtimeContract, waitFor, type ContainerFacts } from '../helpers/runtime-contract.js';
+import { freeHostPort, rejectsRuntimeError, runtimeContract, waitFor, type ContainerFacts } from '../helpers/runtime-contract.js';
 
 // The shared runtime contract against real podman (a private store), then what only podman is
 // asked for here: a published port that answers (the stand-in nerdctl has no network namespace),
@@ -51,7 +51,7 @@ runtimeContract(
   (h) => {
     test('published port answers from the host', async () => {
       const rt = h().runtime;
-      const hostPort = randomPort();
+      const hostPort = await freeHostPort();
       const id = await rt.run({
         name: `port-${process.pid}`,
         image: h().image,

@@ -70,3 +70,23 @@ test('work queue addAfter: the key is queued after the delay; a stopped queue qu
   await sleep(40);
   assert.equal(q.length, 0);
 });
+
+test('a delay beyond setTimeout\'s limit waits (no firing at once), and a delay that is not a number fires at once without holding up others', async () => {
+  const fired: string[] = [];
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.name);
+  process.on('warning', onWarning);
+  const d = new DelayedKeys((key) => fired.push(key));
+  try {
+    d.set('deadline-in-30-days', 30 * 24 * 3600 * 1000);
+    d.set('bad-date', Number.NaN);
+    d.set('soon', 20);
+    await sleep(60);
+    assert.deepEqual(fired, ['bad-date', 'soon']);
+    assert.equal(d.size, 1, 'the far key still waits');
+    assert.deepEqual(warnings, [], 'no TimeoutOverflowWarning');
+  } finally {
+    d.clear();
+    process.off('warning', onWarning);
+  }
+});
