@@ -101,17 +101,24 @@ export class WorkQueue {
   }
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** One key's turn in the heap: due at `at`; `seq` tells a current entry from one replaced since. */
+interface DueKey {
+  at: number;
+  key: string;
+  seq: number;
+}
+
 /**
  * Keys each due at a time, fired through one unref'd timer armed for the earliest: a timer per key was a
  * Timeout, a closure and its context for every node of the fleet (1,500 of them at 1,000 nodes). A binary
  * heap orders the times; a key set again leaves its old entry behind, skipped when popped (its sequence no
  * longer current) and swept when stale entries outnumber live ones.
  */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export class DelayedKeys {
   private readonly current = new Map<string, number>();
-  private heap: Array<{ at: number; key: string; seq: number }> = [];
+  private heap: DueKey[] = [];
   private seq = 0;
   private timer: NodeJS.Timeout | undefined;
   private armedAt = Infinity;
@@ -128,7 +135,7 @@ export class DelayedKeys {
   set(key: string, ms: number): void {
     // A delay that is not a number (a bad date in a status) counts as none: NaN in the heap would never come due
     // and would hold up every key behind it.
-    const entry = { at: this.now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0), key, seq: ++this.seq };
+    const entry: DueKey = { at: this.now() + (Number.isFinite(ms) ? Math.max(0, ms) : 0), key, seq: ++this.seq };
     this.current.set(key, entry.seq);
     this.push(entry);
     if (this.heap.length > 64 && this.heap.length > 2 * this.current.size) this.sweep();
@@ -174,7 +181,7 @@ export class DelayedKeys {
     for (let i = (this.heap.length >> 1) - 1; i >= 0; i--) this.down(i);
   }
 
-  private push(e: { at: number; key: string; seq: number }): void {
+  private push(e: DueKey): void {
     const h = this.heap;
     h.push(e);
     let i = h.length - 1;
@@ -187,7 +194,7 @@ export class DelayedKeys {
     h[i] = e;
   }
 
-  private pop(): { at: number; key: string; seq: number } | undefined {
+  private pop(): DueKey | undefined {
     const h = this.heap;
     const top = h[0];
     const last = h.pop();
