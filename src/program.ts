@@ -341,10 +341,12 @@ export function buildProgram(io: ProgramIo = processIo): Command {
     const logger = createLogger({ name: 'drover', level: o.logLevel });
     // Loaded on demand: CLI verbs should not pay for the server's and agent's modules at start.
     const { startServer } = await import('../server/run.js');
-    const { startAgent } = await import('../agent/run.js');
     const server = await startServer(cfg, logger);
     let agent: RunningAgent | undefined;
     if (!o.disableAgent) {
+      // Only when it runs: a server without its local agent (a fleet's control plane) keeps the agent's
+      // modules (runtime, engine, execa) out of its memory.
+      const { startAgent } = await import('../agent/run.js');
       // The local agent joins like any other device (join token → its own certificate), approved
       // ahead: the operator who starts the server vouches for this machine.
       if (o.requireApproval) await server.identity.preapprove(o.nodeName);

@@ -12,7 +12,6 @@ import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { defaultStateDir, RUNTIME_KINDS, type RuntimeKind } from '../../agent/config.js';
 import { recordLoaded, recordPath } from '../../agent/images/record.js';
-import { detectRuntime } from '../../agent/runtime/detect.js';
 import { errorMessage } from '../util/errors.js';
 import { CliError } from './client.js';
 import type { CommandContext } from './context.js';
@@ -59,6 +58,8 @@ export function registerImageLoad(image: Command, ctx: CommandContext): void {
       const digest = await sha256File(path);
       // What the runtime itself reads (CONTAINERS_CONF, XDG_RUNTIME_DIR…) comes from this environment.
       const env = Object.fromEntries(Object.entries(ctx.io.env).filter((e): e is [string, string] => e[1] !== undefined));
+      // The runtimes (and execa under them) load only for this verb, not for every command that registers it.
+      const { detectRuntime } = await import('../../agent/runtime/detect.js');
       const runtime = await detectRuntime({
         kind: o.runtime as RuntimeKind,
         podman: { root: o.podmanRoot, runroot: o.podmanRunroot, env },

@@ -15,7 +15,6 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { execa } from 'execa';
 import { IMAGE_UPLOADS_PATH, IMAGES_PATH, imagePath, UPLOAD_PIECE_BYTES, UPLOAD_PIECE_MAX_BYTES, uploadId, uploadPath, type ImageInfo, type ImageManifest, type UploadState } from '../contract/images.js';
 import { backoffDelay, sleep } from '../util/backoff.js';
 import { errorMessage } from '../util/errors.js';
@@ -409,6 +408,9 @@ export function registerImage(program: Command, ctx: CommandContext): Command {
     try {
       if (!file) {
         const podmanArgs = [...(opts.podmanRoot ? ['--root', opts.podmanRoot] : []), ...(opts.podmanRunroot ? ['--runroot', opts.podmanRunroot] : [])];
+        // Loaded here, not at the top: every verb that lists images (and the server's command door, which
+        // runs them) would otherwise carry execa's ~2.6 MiB of heap for a push that may never come.
+        const { execa } = await import('execa');
         const podman = async (args: string[]) => (await execa('podman', [...podmanArgs, ...args], { env: ctx.io.env, extendEnv: false, stdin: 'ignore' })).stdout;
         const resolved: string[] = [];
         for (const i of images) resolved.push((await resolvePodmanName(podman, i)) ?? i);
