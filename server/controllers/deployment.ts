@@ -6,7 +6,7 @@ import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
 import { isGated } from './image-gate.js';
 import { bumpedRevision, countPods, findNewReplicaSet, isPodActive, newReplicaSetFor, planRollout, type DeploymentStatus, type ReplicaSetView } from './rollout.js';
-import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+import { ownerKeys, paceFor, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { planDeploymentWaves, type DeploymentWavePlan } from './deployment-waves.js';
 import { rolloutMoved, saveWaveProgress } from './wave-progress.js';
@@ -167,7 +167,9 @@ export function deploymentController(deps: ControllerDeps): Controller {
       }
     }
 
-    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs } : undefined;
+    // Thousands of pods of its own: their ReplicaSets' status changes wake this pass at most every paceMs.
+    const paceMs = paceFor(owned.reduce((n, rs) => n + (byReplicaSet.get(rs.metadata.uid ?? '')?.length ?? 0), 0));
+    return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs, paceMs } : { paceMs };
   }
 
   return {

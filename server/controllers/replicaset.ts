@@ -9,7 +9,7 @@ import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors
 import type { ControllerDeps } from './deps.js';
 import { podReady, readyCondition } from './pods.js';
 import { countPods, isPodActive, isPodAvailable, nextAvailableAt } from './rollout.js';
-import { ownerKeys, splitKey, type Controller, type ReconcileResult } from './runner.js';
+import { ownerKeys, paceFor, splitKey, type Controller, type ReconcileResult } from './runner.js';
 import { validStored } from './valid-stored.js';
 import { isKind } from '../store/types.js';
 import { PodWriteSteps, slowStartBatches } from './still-wanted.js';
@@ -297,11 +297,13 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       }
     }
 
+    // Thousands of pods: their status changes wake this pass at most every paceMs (its own changes at once).
+    const paceMs = paceFor(owned.length);
     // A batch done, more to do: the next pass comes at once (after the other keys queued meanwhile).
-    if (more) return { requeueAfterMs: 0 };
+    if (more) return { requeueAfterMs: 0, paceMs };
     const at = nextAvailableAt(active, minReady, t);
     const next = Math.min(at !== undefined ? Math.max(0, at - t) + 50 : Infinity, held.length ? IMAGE_GATE_RECHECK_MS : Infinity);
-    return Number.isFinite(next) ? { requeueAfterMs: next } : undefined;
+    return Number.isFinite(next) ? { requeueAfterMs: next, paceMs } : { paceMs };
   }
 
   return {

@@ -8,6 +8,26 @@ import { WorkQueue } from './queue.js';
 export interface ReconcileResult {
   /** Look at this key again after this long even if nothing changes (e.g. a progress deadline). */
   requeueAfterMs?: number;
+  /**
+   * This pass looked at many objects (see paceFor): changes of the key's children (watches without
+   * coalesceMs) wake it again no sooner than this, gathered into one pass. Its own object's changes, a
+   * requeue and the resync are not held.
+   */
+  paceMs?: number;
+}
+
+/** Objects a pass may look at before its key is paced: a Deployment of a few hundred pods is never held. */
+export const PACE_FROM_OBJECTS = 500;
+
+/**
+ * How long a pass over `objects` objects (a ReplicaSet's pods) is paced: none below PACE_FROM_OBJECTS, then
+ * 1 ms per 10 objects, at most a second (5,000 pods → 500 ms: its status trails by half a second at most).
+ * Such a pass costs ~9 ms of the one core the server has; woken by the pods of a 5,000-replica Deployment
+ * turning Running, the ReplicaSet and Deployment passes took a fifth of the server's CPU while those pods
+ * were being placed.
+ */
+export function paceFor(objects: number): number {
+  return objects < PACE_FROM_OBJECTS ? 0 : Math.min(1000, Math.round(objects / 10));
 }
 
 /**
@@ -101,7 +121,7 @@ export class ControllerRunner {
         for (const c of controllers) {
           const q = this.queues.get(c.name)!;
           if (e.object.kind === c.kind) q.add(keyOf(e.object));
-          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) w.coalesceMs ? q.addSoon(k, w.coalesceMs) : q.add(k);
+          for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) w.coalesceMs ? q.addSoon(k, w.coalesceMs) : q.addPaced(k);
         }
       },
       {
@@ -138,6 +158,7 @@ export class ControllerRunner {
       try {
         const r = await c.reconcile(key, this.stopping.signal);
         q.forget(key);
+        q.pace(key, r?.paceMs ?? 0);
         if (r?.requeueAfterMs !== undefined) q.addAfter(key, r.requeueAfterMs);
       } catch (err) {
         if (this.stopping.signal.aborted) {
