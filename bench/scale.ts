@@ -13,7 +13,7 @@
  *   - with --cpu-prof, the server's CPU profile (node --cpu-prof) summed by function: the first bottleneck.
  *
  * Run: node --import tsx bench/scale.ts [--sizes 100,500,1000,2000,5000] [--workers W] [--settle S] [--idle S]
- *        [--heartbeat S] [--keepalive S] [--placement-pods 5000] [--placement-nodes 1000] [--cpu-prof]
+ *        [--heartbeat S] [--keepalive S] [--placement-pods 5000] [--placement-nodes 1000] [--idle-after S] [--cpu-prof]
  *        [--server-node-args="--max-semi-space-size=2"] (default: as installed, SERVER_NODE_FLAGS; "" for none)
  *        [--timeout S] [--out NAME]
  *      → bench/results/scale.json and scale.md (or NAME.json/.md)
@@ -39,6 +39,8 @@ interface Opts {
   reconnectMax: number;
   timeoutMs: number;
   placementPods: number;
+  /** --idle-after S: after the placements, a quiet window of S seconds and the server's memory then (0: none). */
+  idleAfter: number;
   placementNodes: number;
   cpuProf: boolean;
   /** Extra node flags for the server, e.g. --max-semi-space-size=2. */
@@ -185,6 +187,14 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
     }
     await sleep(o.settle * 1000);
     out.rssWithPodsMiB = round(mon.sample() ?? NaN, 1);
+    if (o.idleAfter > 0) {
+      // The issue's row is a fleet idle *with its pods*: after the placements' burst, a quiet window as long as
+      // --idle-after, then the server's RSS and V8's heap (a young generation grown by the burst shows here).
+      await sleep(o.idleAfter * 1000);
+      const pm2 = await scrape(`${server.apiUrl}/metrics`, server.token);
+      out.idleWithPods = { afterSeconds: o.idleAfter, rssMiB: round(mon.sample() ?? NaN, 1), heapUsedMiB: mib(pm2.value('nodejs_heap_size_used_bytes')), heapTotalMiB: mib(pm2.value('nodejs_heap_size_total_bytes')) };
+      console.log(`[${n}] idle with pods, ${o.idleAfter} s after the placements: RSS ${(out.idleWithPods as any).rssMiB} MiB (heap ${(out.idleWithPods as any).heapUsedMiB} / ${(out.idleWithPods as any).heapTotalMiB} MiB)`);
+    }
 
     // ── mass reconnect: the server (and its embedded broker) restarts on the same data dir and ports
     const before = await f.stats();
@@ -340,6 +350,7 @@ async function main(): Promise<void> {
     reconnectMax: numArg(args, 'reconnect-max', LINK_PROFILES.default.reconnectMaxSeconds),
     timeoutMs: numArg(args, 'timeout', 1200) * 1000,
     placementPods: numArg(args, 'placement-pods', 5000),
+    idleAfter: numArg(args, 'idle-after', 0),
     placementNodes: numArg(args, 'placement-nodes', 1000),
     cpuProf: args.has('cpu-prof'),
     nodeArgs: serverNodeArgs(args),
