@@ -3,7 +3,6 @@
  * is handed (src/main.ts hands it the process; tests run CLI verbs in process with their own). The
  * only file that wires server/, agent/ and src/cli together.
  */
-import { CommandExit } from './cli/exec.js';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { homedir, networkInterfaces } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -18,12 +17,6 @@ import { MAX_REPLICAS } from './api/workloads.js';
 import { DEFAULT_NODE_PORT_RANGE, DEFAULT_SERVICE_CIDR } from './api/service.js';
 import { parseCidr } from './net/ipv4.js';
 import { parsePortRange } from '../server/services/allocate.js';
-import { registerBrokerCommands } from './cli/broker.js';
-import { kubeconfig, writePrivate } from './cli/kubeconfig.js';
-import { toYaml } from './cli/output.js';
-import { registerCliCommands } from './cli/program.js';
-import { registerDatastoreCommands } from './cli/datastore.js';
-import { registerSecretsCommands } from './cli/secrets.js';
 import { errorMessage } from './util/errors.js';
 import { createLogger } from './util/logger.js';
 
@@ -135,6 +128,7 @@ async function writeClientConfig(apiUrl: string, token: string, ca: string): Pro
 async function writeKubeconfig(dataDir: string, apiUrl: string, token: string, ca: string): Promise<string | undefined> {
   if (!apiUrl.startsWith('https://')) return undefined;
   const path = join(dataDir, 'kubeconfig.yaml');
+  const [{ kubeconfig, writePrivate }, { toYaml }] = await Promise.all([import('./cli/kubeconfig.js'), import('./cli/output.js')]);
   await writePrivate(path, toYaml(kubeconfig({ server: apiUrl, token, ca, name: 'drover' })));
   return path;
 }
@@ -235,7 +229,27 @@ export interface ProgramIo {
 
 const processIo: ProgramIo = { stdout: (s) => void process.stdout.write(s), stderr: (s) => void process.stderr.write(s) };
 
-export function buildProgram(io: ProgramIo = processIo): Command {
+/**
+ * The fleet CLI's verbs, loaded for a CLI command only: `drover agent` and `drover server` keep their
+ * modules (and yaml's) out of their memory (a device's agent has ~50 MB to live in).
+ */
+export async function loadCliVerbs() {
+  const [exec, broker, cli, datastore, secrets] = await Promise.all([import('./cli/exec.js'), import('./cli/broker.js'), import('./cli/program.js'), import('./cli/datastore.js'), import('./cli/secrets.js')]);
+  return {
+    CommandExit: exec.CommandExit,
+    registerBrokerCommands: broker.registerBrokerCommands,
+    registerCliCommands: cli.registerCliCommands,
+    registerDatastoreCommands: datastore.registerDatastoreCommands,
+    registerSecretsCommands: secrets.registerSecretsCommands,
+  };
+}
+export type CliVerbs = Awaited<ReturnType<typeof loadCliVerbs>>;
+
+/** The long-running commands: they take no CLI verb, so the verbs are not loaded for them. */
+const DAEMONS: ReadonlySet<string> = new Set(['server', 'agent']);
+
+/** The program with `drover server`, `drover agent` and `drover sim`, and the CLI's verbs when `cli` is given. */
+export function buildProgram(io: ProgramIo = processIo, cli?: CliVerbs): Command {
   const program = new Command('drover')
     .description('drover: an edge container orchestrator (server, agent and fleet CLI in one binary)')
     .version(AGENT_VERSION)
@@ -445,14 +459,15 @@ export function buildProgram(io: ProgramIo = processIo): Command {
       );
       onSignals(() => sim.stop());
     });
-  registerCliCommands(program, { stdout: io.stdout, stderr: io.stderr, env: io.env ?? process.env, ...(io.stdin ? { stdin: io.stdin } : {}), ...(io.signal ? { signal: io.signal } : {}) });
-  registerBrokerCommands(program, io);
-  registerSecretsCommands(program, io, {
+  if (!cli) return program;
+  cli.registerCliCommands(program, { stdout: io.stdout, stderr: io.stderr, env: io.env ?? process.env, ...(io.stdin ? { stdin: io.stdin } : {}), ...(io.signal ? { signal: io.signal } : {}) });
+  cli.registerBrokerCommands(program, io);
+  cli.registerSecretsCommands(program, io, {
     defaultDataDir: defaultDataDir(),
     // Loaded on demand, like the server: the CLI verbs do not pay for the store's modules.
     rotateKey: async (dataDir, datastore) => (await import('../server/secrets/rotate.js')).rotateSecretsKey(dataDir, createLogger({ name: 'drover', level: 'warn' }), datastore),
   });
-  registerDatastoreCommands(program, io, {
+  cli.registerDatastoreCommands(program, io, {
     defaultDataDir: defaultDataDir(),
     // Loaded on demand, like the server: the CLI verbs do not pay for the store's modules (nor etcd's client).
     tools: async () => (await import('../server/store/transfer.js')).datastoreTools(createLogger({ name: 'drover', level: 'warn' })),
@@ -466,13 +481,14 @@ export function buildProgram(io: ProgramIo = processIo): Command {
  * `error: ...` line.
  */
 export async function runProgram(args: string[], io: ProgramIo = processIo): Promise<number | undefined> {
-  const program = buildProgram(io);
+  const cli = DAEMONS.has(args[0] ?? '') ? undefined : await loadCliVerbs();
+  const program = buildProgram(io, cli);
   try {
     await program.parseAsync(args, { from: 'user' });
     return undefined;
   } catch (err) {
     // `drover exec`: the remote command's own exit code, already reported on stderr.
-    if (err instanceof CommandExit) return err.exitCode;
+    if (cli && err instanceof cli.CommandExit) return err.exitCode;
     // Help and version are "errors" to commander; their exit code is already right.
     if (err instanceof CommanderError) return err.exitCode === 0 ? undefined : err.exitCode;
     io.stderr(`error: ${errorMessage(err).split('\n')[0]}\n`);

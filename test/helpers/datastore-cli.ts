@@ -4,13 +4,13 @@
  * function on a program built as buildProgram builds it, with the same error line and exit code.
  */
 import { Command, CommanderError } from 'commander';
-import { buildProgram } from '../../src/program.js';
+import { buildProgram, loadCliVerbs } from '../../src/program.js';
 import { registerDatastoreCommands } from '../../src/cli/datastore.js';
 import { datastoreTools } from '../../server/store/transfer.js';
 import { errorMessage } from '../../src/util/errors.js';
 import { drover, type Run } from './cli.js';
 
-const wired = buildProgram({ stdout: () => {}, stderr: () => {} }).commands.some((c) => c.name() === 'datastore');
+const wired = buildProgram({ stdout: () => {}, stderr: () => {} }, await loadCliVerbs()).commands.some((c) => c.name() === 'datastore');
 
 export async function datastoreCli(args: string[]): Promise<Run> {
   if (wired) return drover({}, args);
