@@ -134,11 +134,13 @@ interface ChainSplit {
   dynamicFilters: readonly Filter[];
   staticScorers: readonly Scorer[];
   dynamicScorers: readonly Scorer[];
-  /** Per pod class, per node index. */
+  /** Per pod class, per node index; only for classes the batch holds more than one pod of (see scheduleBatch). */
   verdicts: Map<string, Array<StaticVerdict | undefined>>;
+  /** Classes with at least two pods in the batch: a class of one gains nothing from answers kept for later. */
+  shared: ReadonlySet<string>;
 }
 
-function splitChain(opts: PlaceOptions): ChainSplit {
+function splitChain(opts: PlaceOptions, shared: ReadonlySet<string>): ChainSplit {
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   // Only a leading run of static filters may be answered ahead: evaluation stops at the first filter
@@ -151,6 +153,7 @@ function splitChain(opts: PlaceOptions): ChainSplit {
     staticScorers: scorers.filter((x) => STATIC_SCORERS.has(x)),
     dynamicScorers: scorers.filter((x) => !STATIC_SCORERS.has(x)),
     verdicts: new Map(),
+    shared,
   };
 }
 
@@ -172,8 +175,8 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
   const nodeReasons = new Map<string, readonly string[]>();
   const want = feasibleNodesToFind(nodes.length);
   let verdicts: Array<StaticVerdict | undefined> | undefined;
-  if (split) {
-    const c = podClass(pod);
+  const c = split ? podClass(pod) : undefined;
+  if (split && c !== undefined && split.shared.has(c)) {
     verdicts = split.verdicts.get(c);
     if (!verdicts) split.verdicts.set(c, (verdicts = new Array(nodes.length)));
   }
@@ -248,7 +251,16 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   // slide over it and replicas spread over every node (moving on by the nodes examined, as kube-scheduler
   // does, left a tenth of 1,000 nodes empty while others got two of 1,000 replicas).
   let start = 0;
-  const split = splitChain(opts);
+  // Answers are kept only for classes of two pods or more: 1,000 pods pinned one per node, each its own
+  // class and each looking at every node, would otherwise hold a million of them until the batch ends.
+  const seen = new Set<string>();
+  const shared = new Set<string>();
+  for (const p of pods) {
+    const c = podClass(p);
+    if (seen.has(c)) shared.add(c);
+    else seen.add(c);
+  }
+  const split = splitChain(opts, shared);
   return pods.map((pod) => {
     const d = decide(pod, ctx.nodes, usage, opts, start, split);
     start = (start + 1) % Math.max(1, ctx.nodes.length);

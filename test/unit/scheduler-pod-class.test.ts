@@ -38,13 +38,20 @@ function pod(i: number, spec: Partial<Pod['spec']>, app: string): Pod {
   } as Pod;
 }
 
-/** Four templates interleaved, as a pass sees pods of several Deployments. */
+/**
+ * Templates interleaved, as a pass sees pods of several Deployments; each differs from "plain" in one
+ * field the static checks read, so a class that left that field out would give one the other's answers.
+ */
 function batch(): Pod[] {
   const out: Pod[] = [];
   for (let i = 0; i < 150; i++) {
     out.push(pod(i, {}, 'plain'));
     if (i % 2 === 0) out.push(pod(i, { nodeSelector: { 'kubernetes.io/arch': 'arm64' } }, 'arm'));
-    if (i % 3 === 0) out.push(pod(i, { tolerations: [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }], affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 10, preference: { matchExpressions: [{ key: 'disk', operator: 'In', values: ['ssd'] }] } }] } } }, 'edge'));
+    if (i % 3 === 0) out.push(pod(i, { tolerations: [{ key: 'edge', operator: 'Exists', effect: 'NoSchedule' }] }, 'edge'));
+    if (i % 3 === 1) out.push(pod(i, { tolerations: [{ key: 'slow', operator: 'Exists', effect: 'PreferNoSchedule' }] }, 'slow'));
+    if (i % 4 === 0) out.push(pod(i, { affinity: { nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 10, preference: { matchExpressions: [{ key: 'disk', operator: 'In', values: ['ssd'] }] } }] } } }, 'ssd'));
+    if (i % 4 === 1) out.push(pod(i, { affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'disk', operator: 'In', values: ['ssd'] }] }] } } } }, 'ssd-only'));
+    if (i % 5 === 0) out.push(pod(i, { nodeName: 'n-050' }, 'named'));
     if (i % 10 === 0) out.push(pod(i, { nodeSelector: { gpu: 'yes' } }, 'gpu'));
   }
   return out;
@@ -62,8 +69,20 @@ describe('static checks answered once per pod class', () => {
     assert.ok(cached.filter((r) => r.pod.metadata.labels!.app === 'arm' && r.node).every((r) => Number(r.node!.slice(2)) % 3 === 0));
     assert.match(byName.get('gpu-0')!.message, /^0\/240 nodes are available: /);
     assert.ok(cached.some((r) => r.pod.metadata.labels!.app === 'edge' && r.node && Number(r.node.slice(2)) % 7 === 0), 'edge pods use the tainted nodes they tolerate');
+    assert.ok(cached.filter((r) => r.pod.metadata.labels!.app === 'ssd-only' && r.node).every((r) => Number(r.node!.slice(2)) % 5 === 0), 'required affinity holds');
+    const named = cached.filter((r) => r.pod.metadata.labels!.app === 'named' && r.node);
+    assert.ok(named.length > 0 && named.every((r) => r.node === 'n-050'), 'a named node is the only one');
     assert.ok(cached.filter((r) => r.pod.metadata.labels!.app === 'plain').every((r) => r.node), 'every plain pod placed');
     assert.ok(cached.filter((r) => r.pod.metadata.labels!.app === 'gpu').every((r) => !r.node), 'no gpu pod placed');
+  });
+
+  it('places pods that are each their own class (pinned one per node) as without the cache', () => {
+    const ctx = { nodes: Array.from({ length: 120 }, (_, i) => node(i)), pods: [] };
+    const pinned = () => Array.from({ length: 120 }, (_, i) => pod(i, { nodeSelector: { 'kubernetes.io/hostname': `n-${i}` } }, 'pinned'));
+    const cached = scheduleBatch(pinned(), ctx);
+    const uncached = scheduleBatch(pinned(), ctx, { filters: defaultFilters.map((f) => ({ ...f })), scorers: defaultScorers.map((x) => ({ ...x })) });
+    assert.deepEqual(cached.map((r) => [r.node ?? null, r.message]), uncached.map((r) => [r.node ?? null, r.message]));
+    assert.equal(cached[3]!.node, 'n-003');
   });
 
   it('gives a pod whose spec differs (another image) its own answers', () => {
