@@ -167,8 +167,8 @@ export function deploymentController(deps: ControllerDeps): Controller {
       }
     }
 
-    // Thousands of pods of its own: their ReplicaSets' status changes wake this pass at most every paceMs.
-    const paceMs = paceFor(owned.reduce((n, rs) => n + (byReplicaSet.get(rs.metadata.uid ?? '')?.length ?? 0), 0));
+    // Thousands of replicas: their ReplicaSets' status changes wake this pass at most every paceMs (a spec change at once).
+    const paceMs = paceFor(d.spec.replicas ?? 1);
     return plan.requeueAfterMs !== undefined ? { requeueAfterMs: plan.requeueAfterMs, paceMs } : { paceMs };
   }
 

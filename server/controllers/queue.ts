@@ -108,6 +108,13 @@ export class WorkQueue {
       if (key !== undefined) {
         this.queued.delete(key);
         this.processing.add(key);
+        // This pass sees every change up to now: an add still waiting for its time (addSoon, a pace) would
+        // only cost a second pass, or outlive a pace lifted or shortened since.
+        const soon = this.soon.get(key);
+        if (soon) {
+          clearTimeout(soon);
+          this.soon.delete(key);
+        }
         return key;
       }
       await new Promise<void>((resolve) => this.waiters.push(resolve));

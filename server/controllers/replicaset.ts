@@ -297,8 +297,8 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       }
     }
 
-    // Thousands of pods: their status changes wake this pass at most every paceMs (its own changes at once).
-    const paceMs = paceFor(owned.length);
+    // Thousands of replicas: their pods' status changes wake this pass at most every paceMs (a spec change at once).
+    const paceMs = paceFor(want);
     // A batch done, more to do: the next pass comes at once (after the other keys queued meanwhile).
     if (more) return { requeueAfterMs: 0, paceMs };
     const at = nextAvailableAt(active, minReady, t);

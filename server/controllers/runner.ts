@@ -1,7 +1,7 @@
 import type { ApiObject } from '../../src/api/meta.js';
 import { DroverError, errorMessage, isConflict } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
-import type { Store, Watch, WatchEventType } from '../store/types.js';
+import type { Store, Watch, WatchEvent, WatchEventType } from '../store/types.js';
 import { withTimeout, type BackoffOptions } from '../../src/util/backoff.js';
 import { WorkQueue } from './queue.js';
 
@@ -9,25 +9,25 @@ export interface ReconcileResult {
   /** Look at this key again after this long even if nothing changes (e.g. a progress deadline). */
   requeueAfterMs?: number;
   /**
-   * This pass looked at many objects (see paceFor): changes of the key's children (watches without
-   * coalesceMs) wake it again no sooner than this, gathered into one pass. Its own object's changes, a
-   * requeue and the resync are not held.
+   * This pass is costly (see paceFor): changes of the key's children (watches without coalesceMs) and of
+   * its own status wake it again no sooner than this, gathered into one pass. A new object, a spec change
+   * (generation), a requeue and the resync are not held.
    */
   paceMs?: number;
 }
 
-/** Objects a pass may look at before its key is paced: a Deployment of a few hundred pods is never held. */
-export const PACE_FROM_OBJECTS = 500;
+/** Replicas below which a key is never paced: a Deployment of a few hundred pods is never held. */
+export const PACE_FROM_REPLICAS = 500;
 
 /**
- * How long a pass over `objects` objects (a ReplicaSet's pods) is paced: none below PACE_FROM_OBJECTS, then
- * 1 ms per 10 objects, at most a second (5,000 pods → 500 ms: its status trails by half a second at most).
- * Such a pass costs ~9 ms of the one core the server has; woken by the pods of a 5,000-replica Deployment
- * turning Running, the ReplicaSet and Deployment passes took a fifth of the server's CPU while those pods
- * were being placed.
+ * How long the passes of a ReplicaSet or Deployment of `replicas` replicas are paced: none below
+ * PACE_FROM_REPLICAS, then 1 ms per 10 replicas, at most a second (5,000 → 500 ms: its status trails by half a
+ * second at most). Such a pass costs ~9 ms of the one core the server has; woken by the pods of a 5,000-replica
+ * Deployment turning Running, the ReplicaSet and Deployment passes took a fifth of the server's CPU while
+ * those pods were being placed.
  */
-export function paceFor(objects: number): number {
-  return objects < PACE_FROM_OBJECTS ? 0 : Math.min(1000, Math.round(objects / 10));
+export function paceFor(replicas: number): number {
+  return replicas < PACE_FROM_REPLICAS ? 0 : Math.min(1000, Math.round(replicas / 10));
 }
 
 /**
@@ -98,6 +98,23 @@ export class ControllerRunner {
   private workers: Promise<void>[] = [];
   private readonly stopping = new AbortController();
 
+  /** Per controller, the generation last seen of each of its objects (to tell a status write from a spec change). */
+  private readonly generations = new Map<string, Map<string, number | undefined>>();
+
+  private statusOnly(controller: string, key: string, e: WatchEvent): boolean {
+    let seen = this.generations.get(controller);
+    if (!seen) this.generations.set(controller, (seen = new Map()));
+    if (e.type === 'DELETED') {
+      seen.delete(key);
+      return false;
+    }
+    const had = seen.has(key);
+    const before = seen.get(key);
+    const now = e.object.metadata.generation;
+    seen.set(key, now);
+    return e.type === 'MODIFIED' && had && before === now;
+  }
+
   constructor(private readonly deps: RunnerOptions) {
     for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue(deps.retryBackoff));
   }
@@ -120,7 +137,13 @@ export class ControllerRunner {
       (e) => {
         for (const c of controllers) {
           const q = this.queues.get(c.name)!;
-          if (e.object.kind === c.kind) q.add(keyOf(e.object));
+          if (e.object.kind === c.kind) {
+            // A change of its own object's status (generation unchanged) is paced like a child's: a paced pass
+            // writes that status itself, and must not be woken by it at once. A new object or a spec change is not held.
+            const key = keyOf(e.object);
+            if (this.statusOnly(c.name, key, e)) q.addPaced(key);
+            else q.add(key);
+          }
           for (const w of c.watches) if (w.kind === e.object.kind) for (const k of w.keys(e.object, e.type)) w.coalesceMs ? q.addSoon(k, w.coalesceMs) : q.addPaced(k);
         }
       },
@@ -142,7 +165,14 @@ export class ControllerRunner {
     for (const c of this.deps.controllers) {
       try {
         const { items } = await this.deps.store.list(c.kind);
-        for (const o of items) this.queues.get(c.name)!.add(keyOf(o));
+        let seen = this.generations.get(c.name);
+        if (!seen) this.generations.set(c.name, (seen = new Map()));
+        for (const o of items) {
+          const key = keyOf(o);
+          // Known from here on: the first status write after it is told from a spec change.
+          if (!seen.has(key)) seen.set(key, o.metadata.generation);
+          this.queues.get(c.name)!.add(key);
+        }
       } catch (err) {
         this.deps.logger.warn({ controller: c.name, err: errorMessage(err) }, 'resync failed');
       }

@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkQueue } from '../../server/controllers/queue.js';
-import { PACE_FROM_OBJECTS, paceFor } from '../../server/controllers/runner.js';
+import { PACE_FROM_REPLICAS, paceFor } from '../../server/controllers/runner.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('a pass over a few hundred objects is never paced; thousands are, a second at most', () => {
+test('a ReplicaSet of a few hundred replicas is never paced; thousands are, a second at most', () => {
   assert.equal(paceFor(0), 0);
-  assert.equal(paceFor(PACE_FROM_OBJECTS - 1), 0);
+  assert.equal(paceFor(PACE_FROM_REPLICAS - 1), 0);
   assert.equal(paceFor(5_000), 500);
   assert.equal(paceFor(1_000_000), 1000);
 });
