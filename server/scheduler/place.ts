@@ -21,7 +21,7 @@ import {
   type SchedulingContext,
   taintTolerationFilter,
 } from './filters.js';
-import { defaultScorers, imageLocality, nodeAffinityPreferred, type Scorer, scoreNode, taintTolerationPreferred } from './scorers.js';
+import { defaultScorers, imageLocality, nodeAffinityPreferred, roundScore, type Scorer, scoreNode, taintTolerationPreferred, weightedSum } from './scorers.js';
 
 export interface Placement {
   /** Chosen node; undefined when no node fits. */
@@ -157,13 +157,6 @@ function splitChain(opts: PlaceOptions, shared: ReadonlySet<string>): ChainSplit
   };
 }
 
-/** Weighted sum of some scorers, each clamped to 0..100 as scoreNode does. */
-function weightedSum(pod: Pod, node: Node, u: NodeUsage, scorers: readonly Scorer[]): number {
-  let total = 0;
-  for (const x of scorers) total += x.weight * Math.max(0, Math.min(100, x.score(pod, node, u)));
-  return total;
-}
-
 /**
  * The core decision against precomputed usage; shared by `place` and `scheduleBatch`. Nodes are taken
  * from index `start` on (wrapping). With `split` (a batch), static answers come from its cache.
@@ -204,8 +197,7 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
         continue;
       }
       v.score ??= weightedSum(pod, node, u, split.staticScorers);
-      // Rounded as scoreNode rounds, so nodes equal on paper still compare equal.
-      score = Math.round((v.score + weightedSum(pod, node, u, split.dynamicScorers)) * 1e6) / 1e6;
+      score = roundScore(v.score + weightedSum(pod, node, u, split.dynamicScorers));
     } else {
       const failed = runFilters(pod, node, u, filters);
       if (failed.length > 0) {

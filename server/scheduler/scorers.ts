@@ -206,12 +206,22 @@ export const defaultScorers: readonly Scorer[] = [
   taintTolerationPreferred,
 ];
 
-/**
- * Weighted sum of all scorers. Rounded to 1e-6 so nodes that are equal on paper compare equal
- * despite floating-point noise, and ties then fall to the deterministic name order.
- */
-export function scoreNode(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[] = defaultScorers): number {
+/** Weighted sum of some scorers, each clamped to 0..100; not rounded (see roundScore). */
+export function weightedSum(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[]): number {
   let total = 0;
   for (const s of scorers) total += s.weight * Math.max(0, Math.min(100, s.score(pod, node, usage)));
+  return total;
+}
+
+/**
+ * A node's final score, rounded to 1e-6 so nodes that are equal on paper compare equal despite
+ * floating-point noise, and ties then fall to the deterministic name order.
+ */
+export function roundScore(total: number): number {
   return Math.round(total * 1e6) / 1e6;
+}
+
+/** Weighted sum of all scorers, rounded (roundScore). */
+export function scoreNode(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[] = defaultScorers): number {
+  return roundScore(weightedSum(pod, node, usage, scorers));
 }
