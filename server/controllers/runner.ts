@@ -102,8 +102,7 @@ export class ControllerRunner {
   private readonly generations = new Map<string, Map<string, number | undefined>>();
 
   private statusOnly(controller: string, key: string, e: WatchEvent): boolean {
-    let seen = this.generations.get(controller);
-    if (!seen) this.generations.set(controller, (seen = new Map()));
+    const seen = this.generations.get(controller)!;
     if (e.type === 'DELETED') {
       seen.delete(key);
       return false;
@@ -116,7 +115,10 @@ export class ControllerRunner {
   }
 
   constructor(private readonly deps: RunnerOptions) {
-    for (const c of deps.controllers) this.queues.set(c.name, new WorkQueue(deps.retryBackoff));
+    for (const c of deps.controllers) {
+      this.queues.set(c.name, new WorkQueue(deps.retryBackoff));
+      this.generations.set(c.name, new Map());
+    }
   }
 
   async start(): Promise<void> {
@@ -165,8 +167,7 @@ export class ControllerRunner {
     for (const c of this.deps.controllers) {
       try {
         const { items } = await this.deps.store.list(c.kind);
-        let seen = this.generations.get(c.name);
-        if (!seen) this.generations.set(c.name, (seen = new Map()));
+        const seen = this.generations.get(c.name)!;
         for (const o of items) {
           const key = keyOf(o);
           // Known from here on: the first status write after it is told from a spec change.

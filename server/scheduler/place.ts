@@ -128,19 +128,15 @@ function staticVerdict(pod: Pod, node: Node, u: NodeUsage, filters: readonly Fil
   return { reasons, keys: reasons.length > 0 ? [...new Set(reasons.map(reasonKey))] : reasons };
 }
 
-/** A batch's split of the chain: the leading static filters (cached), the rest (per pod), and the scorers likewise. */
+/** A batch's split of the chain: the leading static filters (answered ahead), the rest (per pod), and the scorers likewise. */
 interface ChainSplit {
   staticFilters: readonly Filter[];
   dynamicFilters: readonly Filter[];
   staticScorers: readonly Scorer[];
   dynamicScorers: readonly Scorer[];
-  /** Per pod class, per node index; only for classes the batch holds more than one pod of (see scheduleBatch). */
-  verdicts: Map<string, Array<StaticVerdict | undefined>>;
-  /** Classes with at least two pods in the batch: a class of one gains nothing from answers kept for later. */
-  shared: ReadonlySet<string>;
 }
 
-function splitChain(opts: PlaceOptions, shared: ReadonlySet<string>): ChainSplit {
+function splitChain(opts: PlaceOptions): ChainSplit {
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   // Only a leading run of static filters may be answered ahead: evaluation stops at the first filter
@@ -152,27 +148,26 @@ function splitChain(opts: PlaceOptions, shared: ReadonlySet<string>): ChainSplit
     dynamicFilters: filters.slice(lead),
     staticScorers: scorers.filter((x) => STATIC_SCORERS.has(x)),
     dynamicScorers: scorers.filter((x) => !STATIC_SCORERS.has(x)),
-    verdicts: new Map(),
-    shared,
   };
+}
+
+/** One pod class's static answers in a batch: the chain's split, and a verdict per node index (made when first asked). */
+interface ClassAnswers {
+  split: ChainSplit;
+  verdicts: Array<StaticVerdict | undefined>;
 }
 
 /**
  * The core decision against precomputed usage; shared by `place` and `scheduleBatch`. Nodes are taken
- * from index `start` on (wrapping). With `split` (a batch), static answers come from its cache.
+ * from index `start` on (wrapping). With `known` (a batch, for a class of several pods), static answers
+ * come from it.
  */
-function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, opts: PlaceOptions, start = 0, split?: ChainSplit): Placement {
+function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, opts: PlaceOptions, start = 0, known?: ClassAnswers): Placement {
   const filters = opts.filters ?? defaultFilters;
   const scorers = opts.scorers ?? defaultScorers;
   const reasons = new Map<string, number>();
   const nodeReasons = new Map<string, readonly string[]>();
   const want = feasibleNodesToFind(nodes.length);
-  let verdicts: Array<StaticVerdict | undefined> | undefined;
-  const c = split ? podClass(pod) : undefined;
-  if (split && c !== undefined && split.shared.has(c)) {
-    verdicts = split.verdicts.get(c);
-    if (!verdicts) split.verdicts.set(c, (verdicts = new Array(nodes.length)));
-  }
   let best: { name: string; score: number } | undefined;
   let feasible = 0;
   let examined = 0;
@@ -181,32 +176,15 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
     const node = nodes[i]!;
     const name = node.metadata.name;
     const u = usage.get(name) ?? emptyUsage(node);
-    let score: number;
-    if (split && verdicts) {
-      let v = verdicts[i];
-      if (!v) verdicts[i] = v = staticVerdict(pod, node, u, split.staticFilters);
-      if (v.reasons.length > 0) {
-        nodeReasons.set(name, v.reasons);
-        for (const r of v.keys) reasons.set(r, (reasons.get(r) ?? 0) + 1);
-        continue;
-      }
-      const failed = runFilters(pod, node, u, split.dynamicFilters);
-      if (failed.length > 0) {
-        nodeReasons.set(name, failed);
-        for (const r of new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
-        continue;
-      }
-      v.score ??= weightedSum(pod, node, u, split.staticScorers);
-      score = roundScore(v.score + weightedSum(pod, node, u, split.dynamicScorers));
-    } else {
-      const failed = runFilters(pod, node, u, filters);
-      if (failed.length > 0) {
-        nodeReasons.set(name, failed);
-        for (const r of new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
-        continue;
-      }
-      score = scoreNode(pod, node, u, scorers);
+    const v = known ? (known.verdicts[i] ??= staticVerdict(pod, node, u, known.split.staticFilters)) : undefined;
+    const staticFailed = v !== undefined && v.reasons.length > 0;
+    const failed = v ? (staticFailed ? v.reasons : runFilters(pod, node, u, known!.split.dynamicFilters)) : runFilters(pod, node, u, filters);
+    if (failed.length > 0) {
+      nodeReasons.set(name, failed);
+      for (const r of staticFailed ? v.keys : new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
+      continue;
     }
+    const score = v ? roundScore((v.score ??= weightedSum(pod, node, u, known!.split.staticScorers)) + weightedSum(pod, node, u, known!.split.dynamicScorers)) : scoreNode(pod, node, u, scorers);
     feasible++;
     // Equal scores go to the lexically smallest name, so the same inputs always give the same node.
     if (!best || score > best.score || (score === best.score && name < best.name)) best = { name, score };
@@ -245,16 +223,16 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   let start = 0;
   // Answers are kept only for classes of two pods or more: 1,000 pods pinned one per node, each its own
   // class and each looking at every node, would otherwise hold a million of them until the batch ends.
-  const seen = new Set<string>();
-  const shared = new Set<string>();
-  for (const p of pods) {
-    const c = podClass(p);
-    if (seen.has(c)) shared.add(c);
-    else seen.add(c);
-  }
-  const split = splitChain(opts, shared);
-  return pods.map((pod) => {
-    const d = decide(pod, ctx.nodes, usage, opts, start, split);
+  const podClasses = pods.map(podClass);
+  const count = new Map<string, number>();
+  for (const c of podClasses) count.set(c, (count.get(c) ?? 0) + 1);
+  const split = splitChain(opts);
+  const answers = new Map<string, ClassAnswers>();
+  return pods.map((pod, j) => {
+    const c = podClasses[j]!;
+    let known = answers.get(c);
+    if (!known && count.get(c)! > 1) answers.set(c, (known = { split, verdicts: new Array(ctx.nodes.length) }));
+    const d = decide(pod, ctx.nodes, usage, opts, start, known);
     start = (start + 1) % Math.max(1, ctx.nodes.length);
     if (d.node) addPod(usage.get(d.node)!, pod);
     return d.node ? { pod, node: d.node, message: d.message } : { pod, message: d.message };
