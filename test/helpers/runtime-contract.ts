@@ -506,11 +506,13 @@ export function runtimeContract(title: string, setup: () => Promise<ContractHarn
         await new Promise((r) => setTimeout(r, 1500));
         await rt.run(spec({ labels: { [LABEL]: 'other', 'drover.test/also': 'yes' }, command: ['sh', '-c', 'exit 0'] }));
         await rt.run(spec({ labels: { [LABEL]: 'watched', 'drover.test/also': 'no' }, command: ['sh', '-c', 'exit 0'] }));
-        const id = await rt.run(spec({ labels: { [LABEL]: 'watched', 'drover.test/also': 'yes' }, command: ['sh', '-c', 'sleep 3; exit 3'] }));
+        // Long enough that the exec lands while it runs on a loaded machine (ci18, one core kept busy: at 3 s the
+        // container was already gone when the exec came, exit code -1).
+        const id = await rt.run(spec({ labels: { [LABEL]: 'watched', 'drover.test/also': 'yes' }, command: ['sh', '-c', 'sleep 8; exit 3'] }));
         assert.equal((await rt.exec(id, ['true'], 5_000)).exitCode, 0);
         const started = Date.now();
-        await waitFor('exit reported', async () => (exits > 0 ? true : undefined), 10_000);
-        console.log(`[${tool()} events] exit noticed ${Date.now() - started} ms after an exec in a 3 s container`);
+        await waitFor('exit reported', async () => (exits > 0 ? true : undefined), 20_000);
+        console.log(`[${tool()} events] exit noticed ${Date.now() - started} ms after an exec in an 8 s container`);
         assert.equal(exits, 1, 'only the watched container, not its exec');
         // The event can come before the tool has recorded the exit for inspect.
         assert.equal(await waitFor('exit code recorded', async () => (await rt.inspect(id))?.exitCode, 10_000), 3);
