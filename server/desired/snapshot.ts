@@ -30,6 +30,18 @@ export function imagesFor(pods: payloads.DesiredPod[], catalog: ImageCatalog): D
   return [...out.values()].sort((a, b) => compareStrings(a.name, b.name));
 }
 
+/**
+ * The pod spec without what only the scheduler reads: where the pod may go (node selector, affinity,
+ * tolerations) means nothing once it is bound. A DaemonSet pod's six default tolerations were 40 % of a
+ * one-pod desired state (1.1 KB); Node's TLS keeps each connection's buffers at the size of the largest
+ * message it wrote, so the fleet's memory follows these bytes too. The agent's spec hash never covered them.
+ */
+function agentSpec(spec: Pod['spec']): Pod['spec'] {
+  if (!spec.tolerations && !spec.affinity && !spec.nodeSelector) return spec;
+  const { tolerations: _t, affinity: _a, nodeSelector: _n, ...rest } = spec;
+  return rest;
+}
+
 /** Pods that belong in a node's desired state: bound to it and not being deleted (pure). */
 export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[] {
   return pods
@@ -40,7 +52,7 @@ export function desiredPodsFor(node: string, pods: Pod[]): payloads.DesiredPod[]
       name: p.metadata.name,
       ...(p.metadata.labels ? { labels: p.metadata.labels } : {}),
       ...(p.metadata.annotations ? { annotations: p.metadata.annotations } : {}),
-      spec: p.spec,
+      spec: agentSpec(p.spec),
     }))
     .sort((a, b) => compareStrings(a.namespace + '/' + a.name, b.namespace + '/' + b.name));
 }

@@ -222,3 +222,31 @@ describe('contract', () => {
     assert.deepEqual(payloads.hello.parse({ ...hello, devices: ['/dev/ttyUSB0'] }).devices, ['/dev/ttyUSB0']);
   });
 });
+
+describe('snapshot: the pod as the agent gets it', () => {
+  it('leaves out where the pod may go (node selector, affinity, tolerations), keeps what runs it, and still validates', () => {
+    const placed = pod('ds-pod', 'edge-1', {
+      nodeSelector: { arch: 'arm64' },
+      affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'zone', operator: 'In', values: ['a'] }] }] } } },
+      tolerations: [
+        { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute' },
+        { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute' },
+      ],
+      hostNetwork: true,
+      activeDeadlineSeconds: 60,
+    });
+    const snap = snapshotFor('edge-1', [placed], [], []);
+    const sent = snap.pods[0]!;
+    assert.equal(sent.spec.nodeSelector, undefined);
+    assert.equal(sent.spec.affinity, undefined);
+    assert.equal(sent.spec.tolerations, undefined);
+    assert.deepEqual(
+      { containers: sent.spec.containers, hostNetwork: sent.spec.hostNetwork, activeDeadlineSeconds: sent.spec.activeDeadlineSeconds, restartPolicy: sent.spec.restartPolicy, nodeName: sent.spec.nodeName, grace: sent.spec.terminationGracePeriodSeconds },
+      { containers: placed.spec.containers, hostNetwork: true, activeDeadlineSeconds: 60, restartPolicy: 'Always', nodeName: 'edge-1', grace: 10 },
+    );
+    assert.ok(placed.spec.tolerations?.length === 2 && placed.spec.nodeSelector, 'the stored pod is not touched');
+    // What the agent checks on arrival.
+    assert.ok(payloads.desiredPod.safeParse(sent).success);
+    assert.ok(JSON.stringify(sent).length < JSON.stringify(placed.spec).length - 300, 'the message is smaller');
+  });
+});
