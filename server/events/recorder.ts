@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { Event } from '../../src/api/event.js';
-import { errorMessage, isNotFound } from '../../src/util/errors.js';
+import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 import type { Store } from '../store/types.js';
+import { EventAggregator } from './aggregate.js';
 
 export interface InvolvedObject {
   kind: string;
@@ -23,17 +24,27 @@ export interface EventInput {
 
 /**
  * Writes Event objects for `describe`. The same (object, reason, message) folds into one Event with
- * a count, as Kubernetes does, so a crash loop does not flood the store.
+ * a count, as Kubernetes does, so a crash loop does not flood the store; and past ten different messages
+ * of one (object, type, reason) within ten minutes they fold into one "combined" Event too (aggregate.ts).
  */
 export class EventRecorder {
   /** Events being written by `emit`, awaited by `drain`. */
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly aggregator: EventAggregator;
+  /**
+   * Per Event name, while one write of it is in flight: the records that came meanwhile, folded into the
+   * single write that follows it. A ReplicaSet creating a batch of 128 pods records 128 times into one
+   * combined Event: one write after the one in flight, not 128 read-modify-writes in a row.
+   */
+  private readonly writing = new Map<string, { next?: Fold }>();
 
   constructor(
     private readonly store: Store,
     private readonly logger: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.aggregator = new EventAggregator(now);
+  }
 
   /**
    * Records without making the caller wait for the write (client-go's recorder is asynchronous too): a
@@ -50,20 +61,53 @@ export class EventRecorder {
     while (this.inFlight.size > 0) await Promise.all([...this.inFlight]);
   }
 
-  async record(e: EventInput): Promise<void> {
+  /** Resolves once the Event is written (or could not be: that is logged, never thrown). */
+  record(e: EventInput): Promise<void> {
     const ns = e.involved.namespace ?? 'default';
-    const key = createHash('sha256').update(`${e.involved.uid ?? ''}|${e.involved.kind}|${e.reason}|${e.message}`).digest('hex').slice(0, 10);
+    const { combined, message } = this.aggregator.aggregate(e);
+    const what = combined ? EventAggregator.keyOf(e) : `${e.involved.uid ?? ''}|${e.involved.kind}|${e.reason}|${e.message}`;
+    const key = createHash('sha256').update(what).digest('hex').slice(0, 10);
     const name = `${e.involved.name}.${key}`;
     // A time given by an agent is its clock's: one in the future (a wrong clock, or a device that wants its
     // Event to outlive the TTL) is taken as now. An unreadable one too.
     const nowMs = this.now();
     const givenMs = e.ts === undefined ? NaN : Date.parse(e.ts);
     const ts = Number.isNaN(givenMs) || givenMs > nowMs ? new Date(nowMs).toISOString() : new Date(givenMs).toISOString();
+    const slot = this.writing.get(name);
+    if (slot) {
+      const f = (slot.next ??= newFold(e, ns, name));
+      f.count += 1;
+      if (ts < f.first) f.first = ts;
+      if (ts > f.last) f.last = ts;
+      f.message = message;
+      return f.written;
+    }
+    const f = newFold(e, ns, name);
+    Object.assign(f, { count: 1, first: ts, last: ts, message });
+    this.writing.set(name, {});
+    void this.writeAll(name, f);
+    return f.written;
+  }
+
+  /** Writes `first`, then whatever folded into the slot meanwhile, until nothing is left. */
+  private async writeAll(name: string, first: Fold): Promise<void> {
+    const slot = this.writing.get(name)!;
+    for (let f: Fold | undefined = first; f; f = slot.next, slot.next = undefined) {
+      await this.write(f);
+      f.done();
+    }
+    this.writing.delete(name);
+  }
+
+  private async write(f: Fold, attempt = 0): Promise<void> {
+    const e = f.input;
     try {
       const updated = await this.store
-        .patch('Event', ns, name, (ev) => {
-          ev.count += 1;
-          if (ts > ev.lastTimestamp) ev.lastTimestamp = ts;
+        .patch('Event', f.namespace, f.name, (ev) => {
+          ev.count += f.count;
+          if (f.last > ev.lastTimestamp) ev.lastTimestamp = f.last;
+          // A combined Event shows the latest of the messages it counts (as Kubernetes').
+          ev.message = f.message;
           return ev;
         })
         .catch((err) => {
@@ -74,20 +118,41 @@ export class EventRecorder {
       const ev: Event = {
         apiVersion: 'v1',
         kind: 'Event',
-        metadata: { name, namespace: ns },
+        metadata: { name: f.name, namespace: f.namespace },
         involvedObject: { kind: e.involved.kind, name: e.involved.name, namespace: e.involved.namespace, uid: e.involved.uid },
         type: e.type,
         reason: e.reason,
-        message: e.message,
+        message: f.message,
         source: { component: e.component, host: e.host },
-        firstTimestamp: ts,
-        lastTimestamp: ts,
-        count: 1,
+        firstTimestamp: f.first,
+        lastTimestamp: f.last,
+        count: f.count,
       };
       await this.store.create(ev);
     } catch (err) {
+      // Another server made it between the two: count into theirs.
+      if (isAlreadyExists(err) && attempt === 0) return this.write(f, 1);
       // An event is a courtesy to the user; failing to record one must never fail the caller.
       this.logger.warn({ err: errorMessage(err), reason: e.reason, object: e.involved.name }, 'cannot record event');
     }
   }
+}
+
+/** Records of one Event name written together. */
+interface Fold {
+  input: EventInput;
+  namespace: string;
+  name: string;
+  count: number;
+  first: string;
+  last: string;
+  message: string;
+  written: Promise<void>;
+  done: () => void;
+}
+
+function newFold(input: EventInput, namespace: string, name: string): Fold {
+  let done!: () => void;
+  const written = new Promise<void>((resolve) => (done = resolve));
+  return { input, namespace, name, count: 0, first: '\uffff', last: '', message: input.message, written, done };
 }

@@ -84,9 +84,10 @@ describe('events: TTL and per-object cap', () => {
     const events = await start({ ttlMs: 3600_000, cap: 100, resyncMs: 3600_000 });
     const flooded = { kind: 'ReplicaSet', namespace: 'default', name: 'web-1', uid: 'rs1' };
     const quiet = { kind: 'Pod', namespace: 'default', name: 'calm', uid: 'p1' };
+    // 130 different reasons: similar Events (one reason, many messages) would fold into one (events-aggregate).
     for (let i = 0; i < 130; i++) {
       nowMs += 1000;
-      await events.record({ involved: flooded, type: 'Normal', reason: 'SuccessfulCreate', message: `Created pod: web-1-${String(i).padStart(3, '0')}`, component: 'replicaset-controller' });
+      await events.record({ involved: flooded, type: 'Normal', reason: `Step${i}`, message: `Created pod: web-1-${String(i).padStart(3, '0')}`, component: 'replicaset-controller' });
     }
     for (let i = 0; i < 5; i++) await events.record({ involved: quiet, type: 'Normal', reason: 'Started', message: `calm ${i}`, component: 't' });
     const about = async (name: string) => (await store.list('Event', 'default')).items.filter((e) => e.involvedObject.name === name);
