@@ -14,7 +14,7 @@ import type { Event } from '../../src/api/event.js';
 import { isConflict, isNotFound } from '../../src/util/errors.js';
 import type { WatchEventType } from '../store/types.js';
 import type { ControllerDeps } from './deps.js';
-import { splitKey, type Controller, type ReconcileResult } from './runner.js';
+import { keyOf, splitKey, type Controller, type ReconcileResult } from './runner.js';
 
 /** Kubernetes' default --event-ttl. */
 export const EVENT_TTL_MS = 3600_000;
@@ -63,7 +63,17 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
     }
   }
 
+  /**
+   * Per Event key queued by a change and not yet looked at: when that change touched it. Its first look only
+   * sets the requeue an hour ahead, and needs no read for that (one LevelDB read per Event written was 1.3 %
+   * of the server's CPU while 5,000 pods were placed). The look an hour later reads the Event.
+   */
+  const touchedAt = new Map<string, number>();
+
   async function expire(key: string): Promise<ReconcileResult | void> {
+    const seen = touchedAt.get(key);
+    touchedAt.delete(key);
+    if (seen !== undefined && seen + ttlMs - now() > 0) return { requeueAfterMs: seen + ttlMs - now() };
     const { namespace, name } = splitKey(key);
     const e = await store.get('Event', namespace, name);
     if (!e) return;
@@ -96,6 +106,8 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
   }
 
   function track(e: Event, type: WatchEventType): void {
+    if (type === 'DELETED') touchedAt.delete(keyOf(e));
+    else touchedAt.set(keyOf(e), touchedMs(e));
     const ns = e.metadata.namespace ?? '';
     for (const seen of listing.get(ns) ?? []) seen.push([e, type]);
     const byKey = index.get(ns);

@@ -16,7 +16,8 @@ import { KINDS } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { errorMessage, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
-import { type Controller, splitKey } from './runner.js';
+import type { WatchEventType } from '../store/types.js';
+import { type Controller, keyOf, splitKey } from './runner.js';
 
 /** Kinds that own other objects in drover; their changes are watched. */
 export const OWNER_KINDS = ['Deployment', 'ReplicaSet', 'DaemonSet', 'Job'] as const;
@@ -51,6 +52,15 @@ export function garbageCollector(deps: ControllerDeps): Controller {
   const log = logger.child({ controller: 'garbage-collector' });
   const sweepMs = deps.gcSweepMs ?? GC_SWEEP_MS;
   let lastSweep: number | undefined;
+  /**
+   * Owners (by uid) whose last change this controller saw was not a deletion: from the watch alone, so a uid
+   * leaves it in the same event that deletes it. A pod whose owners are all here needs no read: while 5,000
+   * pods were placed, each pod change read the pod and its ReplicaSet from LevelDB (4 % of the server's CPU)
+   * to find the owner alive. An owner missing here is looked up in the store, as before.
+   */
+  const aliveOwners = new Set<string>();
+  /** Per pod key queued by a change and not yet reconciled: its owners' uids then (null: one without a uid). */
+  const podOwners = new Map<string, readonly string[] | null>();
   let sweeping: Promise<void> | undefined;
 
   /** Is the referenced owner still there? Owners of unknown kinds are never judged gone. */
@@ -157,7 +167,27 @@ export function garbageCollector(deps: ControllerDeps): Controller {
     name: 'garbage-collector',
     kind: 'Pod',
     watches: [
-      ...OWNER_KINDS.map((kind) => ({ kind, keys: (o: ApiObject) => [ownerEventKey(o)] })),
+      ...OWNER_KINDS.map((kind) => ({
+        kind,
+        keys: (o: ApiObject, type: WatchEventType) => {
+          if (o.metadata.uid) {
+            if (type === 'DELETED') aliveOwners.delete(o.metadata.uid);
+            else aliveOwners.add(o.metadata.uid);
+          }
+          return [ownerEventKey(o)];
+        },
+      })),
+      // The runner queues the pod's own key; this notes who owned it then.
+      {
+        kind: 'Pod',
+        keys: (o: ApiObject, type: WatchEventType) => {
+          const key = keyOf(o);
+          const refs = o.metadata.ownerReferences ?? [];
+          if (type === 'DELETED') podOwners.delete(key);
+          else podOwners.set(key, refs.every((r) => r.uid) ? refs.map((r) => r.uid!) : null);
+          return [];
+        },
+      },
       { kind: 'Node', keys: () => [SWEEP_KEY] },
     ],
     async reconcile(key, signal) {
@@ -165,6 +195,9 @@ export function garbageCollector(deps: ControllerDeps): Controller {
       if (key === SWEEP_KEY) return { requeueAfterMs: untilNextSweep() };
       const owner = parseOwnerEventKey(key);
       if (!owner) {
+        const owners = podOwners.get(key);
+        podOwners.delete(key);
+        if (owners && owners.every((uid) => aliveOwners.has(uid))) return;
         const { namespace, name } = splitKey(key);
         await collect('Pod', namespace, name);
         return;
