@@ -5,6 +5,7 @@
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { ClusterIndex } from './cluster.js';
+import type { UsageCarry } from './usage-carry.js';
 import {
   addPod,
   defaultFilters,
@@ -43,7 +44,7 @@ export interface PlaceOptions {
 }
 
 /** Identity of a pod across copies: uid when the store assigned one, else namespace/name. */
-function podKey(p: Pod): string {
+export function podKey(p: Pod): string {
   return p.metadata.uid ?? `${p.metadata.namespace ?? 'default'}/${p.metadata.name}`;
 }
 
@@ -212,11 +213,11 @@ export interface BatchResult {
 /**
  * Places pods one by one in the given order, committing each placed pod to its node's usage so
  * later pods see it. Pods of the batch that also appear in `ctx.pods` are excluded from the initial
- * usage to avoid counting them twice.
+ * usage to avoid counting them twice. With `carry` the usage starts from the last batch's (usage-carry.ts).
  */
-export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOptions = {}): BatchResult[] {
+export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOptions = {}, carry?: UsageCarry): BatchResult[] {
   const batch = new Set(pods.map(podKey));
-  const usage = computeUsage({ nodes: ctx.nodes, pods: ctx.pods.filter((p) => !batch.has(podKey(p))) });
+  const usage = carry ? carry.usageFor(ctx.nodes, ctx.pods, batch) : computeUsage({ nodes: ctx.nodes, pods: ctx.pods.filter((p) => !batch.has(podKey(p))) });
   // Where the next decision starts looking: one node further each time, so the windows of a large fleet
   // slide over it and replicas spread over every node (moving on by the nodes examined, as kube-scheduler
   // does, left a tenth of 1,000 nodes empty while others got two of 1,000 replicas).
@@ -234,7 +235,10 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
     if (!known && count.get(c)! > 1) answers.set(c, (known = { split, verdicts: new Array(ctx.nodes.length) }));
     const d = decide(pod, ctx.nodes, usage, opts, start, known);
     start = (start + 1) % Math.max(1, ctx.nodes.length);
-    if (d.node) addPod(usage.get(d.node)!, pod);
+    if (d.node) {
+      if (carry) carry.placed(pod, d.node);
+      else addPod(usage.get(d.node)!, pod);
+    }
     return d.node ? { pod, node: d.node, message: d.message } : { pod, message: d.message };
   });
 }

@@ -7,6 +7,7 @@ import { isKind, type Store, type Watch } from '../store/types.js';
 import { WorkQueue } from '../controllers/queue.js';
 import { isTerminated } from './filters.js';
 import { scheduleBatch } from './place.js';
+import { UsageCarry } from './usage-carry.js';
 import { compareStrings } from '../../src/util/compare.js';
 
 /** Keys of frozen pods (the object cache's, unchanged from one pass to the next), made once. */
@@ -71,6 +72,8 @@ export class Scheduler {
   /** When a pass last listed every pod (Date.now()). */
   private lastFullPass = 0;
   private stopping = false;
+  /** The node usage one pass leaves for the next (usage-carry.ts). */
+  private readonly carry = new UsageCarry();
 
   constructor(
     private readonly deps: {
@@ -180,7 +183,9 @@ export class Scheduler {
     // pods), then the writes in flight together so group commit syncs them in a few batches: one
     // synced write after the other held 5,000 pods to a few hundred a second. A binding that fails
     // (the pod was deleted or bound meanwhile) only leaves its node looking fuller for this pass.
-    const decisions = scheduleBatch(pending, { nodes, pods });
+    // Nothing to place: the carried usage is dropped, so a fleet at rest holds none.
+    if (pending.length === 0) this.carry.clear();
+    const decisions = pending.length === 0 ? [] : scheduleBatch(pending, { nodes, pods }, {}, this.carry);
     for (let i = 0; i < decisions.length; i += WRITES_IN_FLIGHT) {
       // A pass over thousands of pods must not hold a shutdown (SIGTERM ends within 10 s).
       if (this.stopping) return;
