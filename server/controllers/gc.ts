@@ -33,10 +33,13 @@ const COLLECT_BATCH = 32;
 /** Default period of the full sweep: orphans left while the server was down go within a minute. */
 export const GC_SWEEP_MS = 60_000;
 
-/** `Kind|ns/name|uid`, the key of an owner-kind object. */
-export function ownerEventKey(obj: ApiObject): string {
-  return `${obj.kind}|${obj.metadata.namespace ?? ''}/${obj.metadata.name}|${obj.metadata.uid ?? ''}`;
+/** `Kind|ns/name|uid`, the key of an owner-kind object (`uid`: its own unless given). */
+export function ownerEventKey(obj: ApiObject, uid = obj.metadata.uid): string {
+  return `${obj.kind}|${obj.metadata.namespace ?? ''}/${obj.metadata.name}|${uid ?? ''}`;
 }
+
+/** `Kind|ns/name`: an owner by name, as its references name it from a dependent in `ns`. */
+const ownerId = (kind: string, ns: string, name: string) => `${kind}|${ns}/${name}`;
 
 export function parseOwnerEventKey(key: string): { kind: string; namespace: string; name: string; uid: string } | undefined {
   const parts = key.split('|');
@@ -53,14 +56,33 @@ export function garbageCollector(deps: ControllerDeps): Controller {
   const sweepMs = deps.gcSweepMs ?? GC_SWEEP_MS;
   let lastSweep: number | undefined;
   /**
-   * Owners (by uid) whose last change this controller saw was not a deletion: from the watch alone, so a uid
-   * leaves it in the same event that deletes it. A pod whose owners are all here needs no read: while 5,000
-   * pods were placed, each pod change read the pod and its ReplicaSet from LevelDB (4 % of the server's CPU)
-   * to find the owner alive. An owner missing here is looked up in the store, as before.
+   * Owners whose last change this controller saw was not a deletion, uid → `Kind|ns/name`, from the watch
+   * alone; the name's entry goes with the event that deletes it, or replaces it (a uid-less deletion, as an
+   * etcd watch may send, is found by name). A pod whose owner references all name such an owner — same uid,
+   * kind, name, and the pod's namespace — needs no read: while 5,000 pods were placed, each pod change read the
+   * pod and its ReplicaSet from LevelDB (4 % of the server's CPU) to find the owner alive. Any other pod is
+   * read, as before. Forgotten when the watch is started again after an error (it may have missed a deletion).
    */
-  const aliveOwners = new Set<string>();
-  /** Per pod key queued by a change and not yet reconciled: its owners' uids then (null: one without a uid). */
-  const podOwners = new Map<string, readonly string[] | null>();
+  const aliveOwners = new Map<string, string>();
+  const ownerUidByName = new Map<string, string>();
+  /** Per pod key queued by a change and not yet reconciled: its owner references then, as `uid` and `Kind|ns/name` (null: one without a uid). */
+  const podOwners = new Map<string, ReadonlyArray<readonly [string, string]> | null>();
+
+  /** Notes an owner-kind change; returns the uid it concerned (from the name when the event has none). */
+  function noteOwner(o: ApiObject, type: WatchEventType): string | undefined {
+    const id = ownerId(o.kind, o.metadata.namespace ?? '', o.metadata.name);
+    const before = ownerUidByName.get(id);
+    if (before !== undefined) {
+      aliveOwners.delete(before);
+      ownerUidByName.delete(id);
+    }
+    const uid = o.metadata.uid;
+    if (type !== 'DELETED' && uid) {
+      aliveOwners.set(uid, id);
+      ownerUidByName.set(id, uid);
+    }
+    return uid || (type === 'DELETED' ? before : undefined);
+  }
   let sweeping: Promise<void> | undefined;
 
   /** Is the referenced owner still there? Owners of unknown kinds are never judged gone. */
@@ -170,11 +192,8 @@ export function garbageCollector(deps: ControllerDeps): Controller {
       ...OWNER_KINDS.map((kind) => ({
         kind,
         keys: (o: ApiObject, type: WatchEventType) => {
-          if (o.metadata.uid) {
-            if (type === 'DELETED') aliveOwners.delete(o.metadata.uid);
-            else aliveOwners.add(o.metadata.uid);
-          }
-          return [ownerEventKey(o)];
+          const uid = noteOwner(o, type);
+          return [ownerEventKey(o, uid)];
         },
       })),
       // The runner queues the pod's own key; this notes who owned it then.
@@ -183,13 +202,19 @@ export function garbageCollector(deps: ControllerDeps): Controller {
         keys: (o: ApiObject, type: WatchEventType) => {
           const key = keyOf(o);
           const refs = o.metadata.ownerReferences ?? [];
+          const ns = o.metadata.namespace ?? '';
           if (type === 'DELETED') podOwners.delete(key);
-          else podOwners.set(key, refs.every((r) => r.uid) ? refs.map((r) => r.uid!) : null);
+          else podOwners.set(key, refs.every((r) => r.uid) ? refs.map((r) => [r.uid!, ownerId(r.kind, ns, r.name)] as const) : null);
           return [];
         },
       },
       { kind: 'Node', keys: () => [SWEEP_KEY] },
     ],
+    watchRestarted() {
+      aliveOwners.clear();
+      ownerUidByName.clear();
+      podOwners.clear();
+    },
     async reconcile(key, signal) {
       await maybeSweep(signal);
       if (key === SWEEP_KEY) return { requeueAfterMs: untilNextSweep() };
@@ -197,7 +222,7 @@ export function garbageCollector(deps: ControllerDeps): Controller {
       if (!owner) {
         const owners = podOwners.get(key);
         podOwners.delete(key);
-        if (owners && owners.every((uid) => aliveOwners.has(uid))) return;
+        if (owners && owners.every(([uid, id]) => aliveOwners.get(uid) === id)) return;
         const { namespace, name } = splitKey(key);
         await collect('Pod', namespace, name);
         return;

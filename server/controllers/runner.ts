@@ -51,6 +51,12 @@ export interface Controller {
    * (see whyStop in still-wanted.ts), so a shutdown does not wait for the loop.
    */
   reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void>;
+  /**
+   * The watch ended and was started again from the present: changes in between were not seen. A controller that
+   * keeps what its watch told it (the garbage collector's living owners) forgets it here; every object is
+   * resynced next.
+   */
+  watchRestarted?(): void;
 }
 
 export function keyOf(obj: ApiObject): string {
@@ -156,6 +162,7 @@ export class ControllerRunner {
         onError: (err) => {
           if (this.stopping.signal.aborted) return;
           this.deps.logger.warn({ err: errorMessage(err) }, 'controllers watch ended; watching again and resyncing');
+          for (const c of this.deps.controllers) c.watchRestarted?.();
           this.watchAll();
           void this.resyncAll();
         },

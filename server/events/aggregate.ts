@@ -1,6 +1,6 @@
 /**
  * Kubernetes' event aggregation (client-go's EventAggregator): Events that differ only in their message
- * (same object, type, reason and component) fold into one once ten different messages have come within ten
+ * (same object, type, reason, component and host) fold into one once ten different messages have come within ten
  * minutes of each other. Without it a ReplicaSet of 5,000 replicas wrote 5,000 "Created pod: …" Events and
  * the per-object cap then deleted 4,900 of them: two store writes per pod for nothing a user reads.
  */
@@ -20,6 +20,8 @@ export interface SimilarEvent {
   reason: string;
   message: string;
   component: string;
+  /** The node that reported it, for agents' Events (client-go's source.host). */
+  host?: string;
 }
 
 export interface Aggregated {
@@ -45,7 +47,7 @@ export class EventAggregator {
   /** The aggregate key: everything that identifies an Event but its message. */
   static keyOf(e: SimilarEvent): string {
     const o = e.involved;
-    return `${o.kind}|${o.namespace ?? ''}|${o.name}|${o.uid ?? ''}|${e.type}|${e.reason}|${e.component}`;
+    return `${o.kind}|${o.namespace ?? ''}|${o.name}|${o.uid ?? ''}|${e.type}|${e.reason}|${e.component}|${e.host ?? ''}`;
   }
 
   aggregate(e: SimilarEvent): Aggregated {

@@ -32,7 +32,7 @@ export class EventRecorder {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly aggregator: EventAggregator;
   /**
-   * Per Event name, while one write of it is in flight: the records that came meanwhile, folded into the
+   * Per Event (namespace/name), while one write of it is in flight: the records that came meanwhile, folded into the
    * single write that follows it. A ReplicaSet creating a batch of 128 pods records 128 times into one
    * combined Event: one write after the one in flight, not 128 read-modify-writes in a row.
    */
@@ -73,7 +73,8 @@ export class EventRecorder {
     const nowMs = this.now();
     const givenMs = e.ts === undefined ? NaN : Date.parse(e.ts);
     const ts = Number.isNaN(givenMs) || givenMs > nowMs ? new Date(nowMs).toISOString() : new Date(givenMs).toISOString();
-    const slot = this.writing.get(name);
+    const slotKey = `${ns}/${name}`;
+    const slot = this.writing.get(slotKey);
     if (slot) {
       const f = (slot.next ??= newFold(e, ns, name));
       f.count += 1;
@@ -84,19 +85,27 @@ export class EventRecorder {
     }
     const f = newFold(e, ns, name);
     Object.assign(f, { count: 1, first: ts, last: ts, message });
-    this.writing.set(name, {});
-    void this.writeAll(name, f);
+    this.writing.set(slotKey, {});
+    void this.writeAll(slotKey, f).catch((err: unknown) => this.logger.warn({ err: errorMessage(err), reason: e.reason }, 'cannot record event'));
     return f.written;
   }
 
   /** Writes `first`, then whatever folded into the slot meanwhile, until nothing is left. */
-  private async writeAll(name: string, first: Fold): Promise<void> {
-    const slot = this.writing.get(name)!;
-    for (let f: Fold | undefined = first; f; f = slot.next, slot.next = undefined) {
-      await this.write(f);
-      f.done();
+  private async writeAll(slotKey: string, first: Fold): Promise<void> {
+    const slot = this.writing.get(slotKey)!;
+    try {
+      for (let f: Fold | undefined = first; f; f = slot.next, slot.next = undefined) {
+        try {
+          await this.write(f);
+        } finally {
+          f.done();
+        }
+      }
+    } finally {
+      // Whatever happened, no record waits on this slot: a later one starts a new one.
+      slot.next?.done();
+      this.writing.delete(slotKey);
     }
-    this.writing.delete(name);
   }
 
   private async write(f: Fold, attempt = 0): Promise<void> {
@@ -132,7 +141,8 @@ export class EventRecorder {
     } catch (err) {
       // Another server made it between the two: count into theirs.
       if (isAlreadyExists(err) && attempt === 0) return this.write(f, 1);
-      // An event is a courtesy to the user; failing to record one must never fail the caller.
+      // An event is a courtesy to the user; failing to record one must never fail the caller. The records
+      // folded into this write are lost with it (a count, not a retry queue).
       this.logger.warn({ err: errorMessage(err), reason: e.reason, object: e.involved.name }, 'cannot record event');
     }
   }

@@ -22,6 +22,7 @@ import { waitFor } from '../helpers/cluster.js';
 let dir: string;
 let store: LevelStore;
 let runner: ControllerRunner;
+let collector: ReturnType<typeof garbageCollector>;
 const gets: string[] = [];
 
 before(async () => {
@@ -36,7 +37,8 @@ before(async () => {
     },
   }) as Store;
   const deps = { store: counted, events: new EventRecorder(store, silentLogger), logger: silentLogger, now: () => Date.now() };
-  runner = new ControllerRunner({ store, logger: silentLogger, controllers: [garbageCollector(deps)], resyncMs: 3600_000 });
+  collector = garbageCollector(deps);
+  runner = new ControllerRunner({ store, logger: silentLogger, controllers: [collector], resyncMs: 3600_000 });
   await runner.start();
 });
 after(async () => {
@@ -88,4 +90,27 @@ test('a pod naming an owner never seen (gone, or made before the server started)
   await store.create(pod('kept', { name: 'old', uid: rs.metadata.uid! }));
   await settle(300);
   assert.ok(await store.get('Pod', 'default', 'kept'));
+});
+
+test('a pod copied to another namespace, still naming the owner by uid, is collected (owners are looked for in the pod\'s namespace)', async () => {
+  const rs = await store.create(replicaSet('api'));
+  const owner = { name: 'api', uid: rs.metadata.uid! };
+  await store.create(pod('api-0', owner));
+  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'other' }, status: { phase: 'Active' } });
+  const copy = pod('api-copy', owner);
+  copy.metadata.namespace = 'other';
+  await store.create(copy);
+  await waitFor('the copy collected', async () => !(await store.get('Pod', 'other', 'api-copy')), 10_000, 50);
+  assert.ok(await store.get('Pod', 'default', 'api-0'), 'the pod in the owner\'s namespace stays');
+});
+
+test('after its watch restarts (a deletion may have been missed) the collector reads again', async () => {
+  const rs = await store.create(replicaSet('jobs'));
+  const owner = { name: 'jobs', uid: rs.metadata.uid! };
+  await store.create(pod('jobs-0', owner));
+  await settle(300);
+  gets.length = 0;
+  collector.watchRestarted!();
+  await store.patch('Pod', 'default', 'jobs-0', (p) => ({ ...p, status: { phase: 'Running' } }));
+  await waitFor('the pod and its owner read', async () => gets.includes('Pod default/jobs-0') && gets.includes('ReplicaSet default/jobs'), 10_000, 50);
 });
