@@ -48,7 +48,9 @@ const INSECURE = args.has('insecure');
 // tmpfs, to see how much of the idle writes are podman's temporary files.
 const TMP_ON_TMPFS = args.has('tmp-on-tmpfs');
 const OUT = args.get('out') ?? (INSECURE ? 'agent-footprint-topics' : TMP_ON_TMPFS ? 'agent-footprint-tmpfs' : 'agent-footprint');
-if (MODE !== 'compiled' && MODE !== 'tsx') throw new Error(`--mode expects compiled or tsx, got "${MODE}"`);
+if (MODE !== 'compiled' && MODE !== 'tsx' && MODE !== 'binary') throw new Error(`--mode expects compiled, tsx or binary, got "${MODE}"`);
+/** --mode binary: the single binary as installed (dist/bin/drover-linux-<arch>, `npm run build:binary`), for the server and the agent. */
+const BINARY = join(REPO, 'dist/bin', `drover-linux-${process.arch === 'x64' ? 'amd64' : process.arch}`);
 // The agent's --heartbeat, passed explicitly so the result says what it measured; `agent-default`: none passed.
 const HEARTBEAT_ARG = args.get('heartbeat') ?? '30';
 const HEARTBEAT_S = HEARTBEAT_ARG === 'agent-default' ? undefined : Number(HEARTBEAT_ARG);
@@ -230,7 +232,11 @@ interface Proc {
 }
 
 function start(name: string, entry: string[], argv: string[], env: Record<string, string> = {}, nodeFlags: string[] = []): Proc {
-  const child = spawn(process.execPath, [...nodeFlags, ...entry, ...argv], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // The single binary takes node flags from NODE_OPTIONS only.
+  const child =
+    MODE === 'binary'
+      ? spawn(BINARY, argv, { cwd: REPO, env: { ...process.env, ...env, ...(nodeFlags.length ? { NODE_OPTIONS: nodeFlags.join(' ') } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [...nodeFlags, ...entry, ...argv], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let bytes = 0;
   const p: Proc = { child, pid: child.pid!, logBytes: () => bytes, tail: [] };
   const onData = (b: Buffer) => {
@@ -314,7 +320,8 @@ async function main(): Promise<void> {
       writeFileSync(sb.confPath, readFileSync(sb.confPath, 'utf8').replace('[engine]\n', `[engine]\nimage_copy_tmp_dir = "${podmanTmp}"\n`));
     }
     const image = await buildTestImage(sb);
-    const entry = MODE === 'compiled' ? compile(join(tmp, 'build')) : ['--import', 'tsx', join(REPO, 'src/main.ts')];
+    if (MODE === 'binary' && !existsSync(BINARY)) throw new Error(`${BINARY} is missing: npm run build:binary`);
+    const entry = MODE === 'compiled' ? compile(join(tmp, 'build')) : MODE === 'binary' ? [] : ['--import', 'tsx', join(REPO, 'src/main.ts')];
     const apiPort = await freePort();
     const mqttPort = await freePort();
     server = start('server', entry, ['server', '--disable-agent', '--data-dir', dataDir, '--api-host', '127.0.0.1', '--api-port', String(apiPort), '--mqtt-host', '127.0.0.1', '--mqtt-port', String(mqttPort), ...(INSECURE ? ['--insecure'] : [])], {
@@ -516,7 +523,7 @@ async function main(): Promise<void> {
 
     const podmanVersion = execFileSync('podman', ['--version'], { encoding: 'utf8' }).trim();
     const result = {
-      mode: MODE === 'compiled' ? 'plain node on the tsc output (as bin/drover.js)' : 'node --import tsx src/main.ts',
+      mode: MODE === 'compiled' ? 'plain node on the tsc output (as bin/drover.js)' : MODE === 'binary' ? `the single binary ${BINARY.slice(REPO.length)}` : 'node --import tsx src/main.ts',
       security: INSECURE ? '--insecure: plain HTTP join, plain MQTT with the node password (to read the packets)' : 'TLS: HTTPS join with the K10 token, MQTT over TLS with the node certificate',
       agentFlags: { heartbeatSeconds: HEARTBEAT_S ?? 'agent default', resyncSeconds: RESYNC_S, keepaliveSeconds: 15, logLevel: 'info', nodeFlags: AGENT_NODE_FLAGS },
       serverLogLevel: 'info',
