@@ -164,7 +164,11 @@ export class Scheduler {
     // which with thousands waiting was most of a pass. A full pass still runs once per resync period,
     // so a missed event is repaired.
     const full = now - this.lastFullPass >= retryMs;
-    if (!full && !this.anyToTry(now, retryMs)) return;
+    if (!full && !this.anyToTry(now, retryMs)) {
+      // Every waiting pod waits for room: no placement is going on, and the usage is not kept for it.
+      this.carry.clear();
+      return;
+    }
     if (full) this.lastFullPass = now;
     const nodes = (await store.list('Node')).items;
     const pods = (await store.list('Pod')).items;
@@ -183,9 +187,9 @@ export class Scheduler {
     // pods), then the writes in flight together so group commit syncs them in a few batches: one
     // synced write after the other held 5,000 pods to a few hundred a second. A binding that fails
     // (the pod was deleted or bound meanwhile) only leaves its node looking fuller for this pass.
-    // Nothing to place: the carried usage is dropped, so a fleet at rest holds none.
-    if (pending.length === 0) this.carry.clear();
     const decisions = pending.length === 0 ? [] : scheduleBatch(pending, { nodes, pods }, {}, this.carry);
+    // A pass that placed nothing (pods that fit nowhere, retried each resync) keeps no usage either.
+    if (!decisions.some((d) => d.node)) this.carry.clear();
     for (let i = 0; i < decisions.length; i += WRITES_IN_FLIGHT) {
       // A pass over thousands of pods must not hold a shutdown (SIGTERM ends within 10 s).
       if (this.stopping) return;

@@ -4,17 +4,20 @@
  *
  * While a Deployment of 5,000 replicas is placed, its pods arrive in batches of up to 128: each pass built
  * the usage of 1,000 nodes from every bound pod again (7 % of the server's CPU). A pass now adds only the
- * pods bound since; anything else — a node changed, a pod gone, unbound, finished, moved or relabelled, a
- * binding that failed — builds it afresh, so the usage is always what computeUsage would give.
+ * pods bound since; anything else — a node changed, a pod gone, unbound, finished, moved, relabelled or given
+ * other owners, a binding that failed — builds it afresh, so the usage is always what computeUsage would give.
  */
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
+import { podGroupKey } from './cluster.js';
 import { addPod, isTerminated, type NodeUsage } from './filters.js';
 import { computeUsage, podKey } from './place.js';
 
 interface Counted {
   node: string;
   labels: Pod['metadata']['labels'];
+  /** Its spreading group (first owner's uid, else its labels): owner references may be edited. */
+  group: string | undefined;
 }
 
 export class UsageCarry {
@@ -38,12 +41,14 @@ export class UsageCarry {
         return this.usage;
       }
     }
-    this.nodes = nodes;
-    this.counted.clear();
+    // Forgotten first: if computeUsage throws (a quantity it cannot parse), the next call builds afresh again.
+    this.clear();
     const holding = pods.filter((p) => !batch.has(podKey(p)));
-    this.usage = computeUsage({ nodes, pods: holding });
-    for (const p of holding) if (holds(p, this.usage)) this.counted.set(podKey(p), { node: p.spec.nodeName!, labels: p.metadata.labels });
-    return this.usage;
+    const usage = computeUsage({ nodes, pods: holding });
+    for (const p of holding) if (holds(p, usage)) this.counted.set(podKey(p), counted(p, p.spec.nodeName!));
+    this.nodes = nodes;
+    this.usage = usage;
+    return usage;
   }
 
   /** A decision of the pass: `pod` counts on `node` from now on, as if bound. */
@@ -60,7 +65,7 @@ export class UsageCarry {
 
   private count(pod: Pod, node: string): void {
     addPod(this.usage!.get(node)!, pod);
-    this.counted.set(podKey(pod), { node, labels: pod.metadata.labels });
+    this.counted.set(podKey(pod), counted(pod, node));
   }
 
   /** The pods bound since the usage was made, or undefined when anything else changed. */
@@ -79,12 +84,16 @@ export class UsageCarry {
         if (now) added.push(p);
         continue;
       }
-      if (!now || was.node !== p.spec.nodeName || !sameLabels(was.labels, p.metadata.labels)) return undefined;
+      if (!now || was.node !== p.spec.nodeName || !sameLabels(was.labels, p.metadata.labels) || was.group !== podGroupKey(p)) return undefined;
       still++;
     }
     // A counted pod missing from the list is gone.
     return still === this.counted.size ? added : undefined;
   }
+}
+
+function counted(p: Pod, node: string): Counted {
+  return { node, labels: p.metadata.labels, group: podGroupKey(p) };
 }
 
 /** Whether computeUsage counts the pod: bound to a node it knows, not finished. */

@@ -2,7 +2,7 @@
  * A scheduling pass starts from the node usage the pass before left, when all that happened since is pods
  * bound. What a user would notice if that went wrong: pods placed on a node that is full, or refused one
  * that has room, because the usage missed a pod that went, finished or moved. So a random run of passes
- * (pods created, bound, failing to bind, deleted, finished, relabelled, nodes changing) is placed twice,
+ * (pods created, bound, failing to bind, deleted, finished, relabelled, orphaned, nodes changing) is placed twice,
  * with the carried usage and with usage computed afresh, and every decision and message must agree.
  */
 import assert from 'node:assert/strict';
@@ -45,7 +45,7 @@ function rng(seed: number): () => number {
 }
 
 describe('usage carried from one pass to the next', () => {
-  for (const seed of [1, 2, 3, 4, 5]) {
+  for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
     it(`decides as usage computed afresh (seed ${seed})`, () => {
       const r = rng(seed);
       const pick = <T>(xs: T[]): T | undefined => (xs.length ? xs[Math.floor(r() * xs.length)] : undefined);
@@ -67,6 +67,7 @@ describe('usage carried from one pass to the next', () => {
         else if (x < 0.24) { const p = pick(bound); if (p) pods.set(p.metadata.name, edit(p, (c) => (c.metadata.labels = { app: c.metadata.labels!.app === 'db' ? 'web' : 'db' }))); }
         else if (x < 0.28) nodes = nodes.map((nd, i) => (i === 1 ? node(1, nd.status!.allocatable!.cpu === '1' ? '2' : '1') : nd));
         else if (x < 0.33) { const p = pick(bound); if (p) pods.set(p.metadata.name, edit(p, (c) => (c.status = { phase: 'Running' }))); }
+        else if (x < 0.4) { const p = pick(bound); if (p) pods.set(p.metadata.name, edit(p, (c) => delete c.metadata.ownerReferences)); }
         const all = [...pods.values()];
         const pending = all.filter((p) => !p.spec.nodeName);
         const before = carry.carried;
