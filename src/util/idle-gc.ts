@@ -75,6 +75,8 @@ let gcOnce: (() => void) | undefined | null = null;
  * for this one collection only (V8's regular collections choose their own pages to compact).
  */
 export function compacting(gc: () => void): void {
+  // Started with the flag on (NODE_OPTIONS or the command line): every full collection compacts already.
+  if (operatorCompacts) return gc();
   setFlagsFromString('--compact-on-every-full-gc');
   try {
     gc();
@@ -82,6 +84,8 @@ export function compacting(gc: () => void): void {
     setFlagsFromString('--no-compact-on-every-full-gc');
   }
 }
+
+const operatorCompacts = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)].some((a) => a === '--compact-on-every-full-gc' || a === '--compact_on_every_full_gc');
 
 export interface IdleGc {
   /** Collections made so far. */
