@@ -73,7 +73,8 @@ export function eventExpiryController(deps: ControllerDeps): Controller {
   async function expire(key: string): Promise<ReconcileResult | void> {
     const seen = touchedAt.get(key);
     touchedAt.delete(key);
-    if (seen !== undefined && seen + ttlMs - now() > 0) return { requeueAfterMs: seen + ttlMs - now() };
+    const leftBySeen = seen === undefined ? 0 : seen + ttlMs - now();
+    if (leftBySeen > 0) return { requeueAfterMs: leftBySeen };
     const { namespace, name } = splitKey(key);
     const e = await store.get('Event', namespace, name);
     if (!e) return;

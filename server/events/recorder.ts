@@ -75,16 +75,9 @@ export class EventRecorder {
     const ts = Number.isNaN(givenMs) || givenMs > nowMs ? new Date(nowMs).toISOString() : new Date(givenMs).toISOString();
     const slotKey = `${ns}/${name}`;
     const slot = this.writing.get(slotKey);
-    if (slot) {
-      const f = (slot.next ??= newFold(e, ns, name));
-      f.count += 1;
-      if (ts < f.first) f.first = ts;
-      if (ts > f.last) f.last = ts;
-      f.message = message;
-      return f.written;
-    }
+    if (slot) return addRecord((slot.next ??= newFold(e, ns, name)), ts, message);
     const f = newFold(e, ns, name);
-    Object.assign(f, { count: 1, first: ts, last: ts, message });
+    addRecord(f, ts, message);
     this.writing.set(slotKey, {});
     void this.writeAll(slotKey, f).catch((err: unknown) => this.logger.warn({ err: errorMessage(err), reason: e.reason }, 'cannot record event'));
     return f.written;
@@ -161,6 +154,16 @@ interface Fold {
   done: () => void;
 }
 
+/** Counts one record into `f`; resolves when `f` is written. */
+function addRecord(f: Fold, ts: string, message: string): Promise<void> {
+  f.count += 1;
+  if (ts < f.first) f.first = ts;
+  if (ts > f.last) f.last = ts;
+  f.message = message;
+  return f.written;
+}
+
+/** A fold with no record in it yet (addRecord fills it). */
 function newFold(input: EventInput, namespace: string, name: string): Fold {
   let done!: () => void;
   const written = new Promise<void>((resolve) => (done = resolve));

@@ -36,7 +36,7 @@ export class UsageCarry {
     if (this.usage && sameNodes(this.nodes, nodes)) {
       const added = this.addedSince(pods, batch, this.usage);
       if (added) {
-        for (const p of added) this.count(p, p.spec.nodeName!);
+        for (const p of added) this.placed(p, p.spec.nodeName!);
         this.carried++;
         return this.usage;
       }
@@ -51,9 +51,10 @@ export class UsageCarry {
     return usage;
   }
 
-  /** A decision of the pass: `pod` counts on `node` from now on, as if bound. */
+  /** A decision of the pass (or a pod bound since the last one): `pod` counts on `node` from now on. */
   placed(pod: Pod, node: string): void {
-    this.count(pod, node);
+    addPod(this.usage!.get(node)!, pod);
+    this.counted.set(podKey(pod), counted(pod, node));
   }
 
   /** Forgets the usage (nothing waits: no memory held at rest). */
@@ -61,11 +62,6 @@ export class UsageCarry {
     this.usage = undefined;
     this.nodes = [];
     this.counted.clear();
-  }
-
-  private count(pod: Pod, node: string): void {
-    addPod(this.usage!.get(node)!, pod);
-    this.counted.set(podKey(pod), counted(pod, node));
   }
 
   /** The pods bound since the usage was made, or undefined when anything else changed. */
