@@ -251,7 +251,7 @@ function computeFilterState(pod: Pod, cluster: ClusterIndex): InterPodFilterStat
 }
 
 export function interPodFilterState(pod: Pod, cluster: ClusterIndex): InterPodFilterState {
-  return cluster.cached(pod, 'interPodFilter', () => computeFilterState(pod, cluster));
+  return cluster.cached(pod, 'interPodFilter', computeFilterState);
 }
 
 /**
@@ -362,7 +362,7 @@ function computeScoreState(pod: Pod, cluster: ClusterIndex): InterPodScoreState 
 
 /** Preferred inter-pod affinity for one node, min-max normalized over the fleet to 0..100. */
 export function interPodAffinityScore(pod: Pod, node: string, cluster: ClusterIndex): number {
-  const s = cluster.cached(pod, 'interPodScore', () => computeScoreState(pod, cluster));
+  const s = cluster.cached(pod, 'interPodScore', computeScoreState);
   if (s.max === s.min) return 0;
   const raw = rawInterPodScore(s.weights, node, cluster);
   return ((raw - s.min) / (s.max - s.min)) * 100;

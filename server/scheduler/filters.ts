@@ -355,8 +355,9 @@ export function podDevices(pod: Pod): string[] {
 /** Every requested device must be one the node's agent reported in status.devices. */
 export const nodeDevicesFilter: Filter = {
   name: 'NodeDevices',
-  check(pod, node) {
-    const want = podDevices(pod);
+  check(pod, node, usage) {
+    // Once per pod and decision, not once per node: a fresh list per node checked was garbage.
+    const want = clusterOf(usage, node).cached(pod, 'devices', podDevices);
     if (want.length === 0) return FITS;
     const have = node.status?.devices ?? [];
     const missing = want.filter((d) => !have.includes(d));
@@ -397,8 +398,8 @@ export const existingPodsAntiAffinityFilter: Filter = {
 /** A host port can be bound by one pod per node (per protocol and IP). */
 export const nodePortsFilter: Filter = {
   name: 'NodePorts',
-  check(pod, _node, usage) {
-    const want = podHostPorts(pod);
+  check(pod, node, usage) {
+    const want = clusterOf(usage, node).cached(pod, 'hostPorts', podHostPorts);
     if (want.length === 0) return FITS;
     for (const w of want) {
       if (usage.hostPorts.some((u) => portsConflict(u, w))) return [REASON.hostPorts];
@@ -419,7 +420,7 @@ export const nodeResourcesFitFilter: Filter = {
     let reasons: string[] | undefined;
     if (usage.pods + 1 > alloc.pods) (reasons ??= []).push(REASON.pods);
     // Parsed once per pod and decision, not once per node.
-    const r = clusterOf(usage, node).cached(pod, 'requests', () => podRequests(pod));
+    const r = clusterOf(usage, node).cached(pod, 'requests', podRequests);
     // A zero request never fails, even on an overcommitted node: the pod asks for nothing.
     if (r.cpu > 0 && r.cpu > alloc.cpu - usage.requested.cpu) (reasons ??= []).push(REASON.cpu);
     if (r.memory > 0 && r.memory > alloc.memory - usage.requested.memory) (reasons ??= []).push(REASON.memory);

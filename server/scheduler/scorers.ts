@@ -22,27 +22,30 @@ function usedFraction(used: number, cap: number): number {
 }
 
 /**
- * Fractions of cpu and memory in use if the pod lands here. Uses non-zero requests so pods that
- * request nothing still make a node look fuller, otherwise they would all pile onto one node.
+ * What the pod adds to a node for scoring, once per pod and decision. Uses non-zero requests so pods
+ * that request nothing still make a node look fuller, otherwise they would all pile onto one node.
  */
-function fractionsAfter(pod: Pod, node: Node, usage: NodeUsage): { cpu: number; memory: number } | undefined {
-  const alloc = usage.allocatable;
-  if (!alloc) return undefined;
-  const r = clusterOf(usage, node).cached(pod, 'nonZeroRequests', () => podNonZeroRequests(pod));
-  return {
-    cpu: usedFraction(usage.nonZeroRequested.cpu + r.cpu, alloc.cpu),
-    memory: usedFraction(usage.nonZeroRequested.memory + r.memory, alloc.memory),
-  };
+function scoringRequests(pod: Pod, node: Node, usage: NodeUsage): { cpu: number; memory: number } {
+  return clusterOf(usage, node).cached(pod, 'nonZeroRequests', podNonZeroRequests);
 }
+
+/*
+ * The two resource scorers below work out the fractions of cpu and memory in use if the pod lands
+ * here in local variables: a { cpu, memory } object per node scored was, with the closures of the
+ * per-pod caches, most of what a placement allocated (5,000 pods × 420 nodes).
+ */
 
 /** Prefer the node with the most free cpu and memory (mean free fraction), which spreads load. */
 export const leastAllocated: Scorer = {
   name: 'LeastAllocated',
   weight: 1,
   score(pod, node, usage) {
-    const f = fractionsAfter(pod, node, usage);
-    if (!f) return 0;
-    return ((1 - f.cpu + (1 - f.memory)) / 2) * 100;
+    const alloc = usage.allocatable;
+    if (!alloc) return 0;
+    const r = scoringRequests(pod, node, usage);
+    const cpu = usedFraction(usage.nonZeroRequested.cpu + r.cpu, alloc.cpu);
+    const memory = usedFraction(usage.nonZeroRequested.memory + r.memory, alloc.memory);
+    return ((1 - cpu + (1 - memory)) / 2) * 100;
   },
 };
 
@@ -55,9 +58,12 @@ export const balancedAllocation: Scorer = {
   name: 'BalancedAllocation',
   weight: 1,
   score(pod, node, usage) {
-    const f = fractionsAfter(pod, node, usage);
-    if (!f) return 0;
-    return (1 - Math.abs(f.cpu - f.memory) / 2) * 100;
+    const alloc = usage.allocatable;
+    if (!alloc) return 0;
+    const r = scoringRequests(pod, node, usage);
+    const cpu = usedFraction(usage.nonZeroRequested.cpu + r.cpu, alloc.cpu);
+    const memory = usedFraction(usage.nonZeroRequested.memory + r.memory, alloc.memory);
+    return (1 - Math.abs(cpu - memory) / 2) * 100;
   },
 };
 
@@ -91,11 +97,6 @@ function normalizeImageUncached(ref: string): string {
 }
 
 /**
- * Prefer nodes that already hold the pod's images: on edge links a pull can take minutes. Scored
- * as the fraction of containers whose image is present. Weighted low so it decides between nodes
- * of similar load rather than piling every replica onto the one node that pulled the image first.
- */
-/**
  * A node's images as a set of normalized names. Nodes from the object cache are frozen: their set is made once,
  * not once per pod scored (5,000 pods × 420 nodes a placement).
  */
@@ -108,6 +109,16 @@ function nodeImageSet(images: readonly string[]): Set<string> {
   return set;
 }
 
+/** The pod's image names normalized, once per pod and decision. */
+function podImages(pod: Pod): string[] {
+  return pod.spec.containers.map((c) => normalizeImage(c.image));
+}
+
+/**
+ * Prefer nodes that already hold the pod's images: on edge links a pull can take minutes. Scored
+ * as the fraction of containers whose image is present. Weighted low so it decides between nodes
+ * of similar load rather than piling every replica onto the one node that pulled the image first.
+ */
 export const imageLocality: Scorer = {
   name: 'ImageLocality',
   weight: 0.2,
@@ -116,7 +127,7 @@ export const imageLocality: Scorer = {
     if (!images || images.length === 0) return 0;
     const have = nodeImageSet(images);
     // The pod's names normalized once per decision, not once per node scored.
-    const wanted = clusterOf(usage, node).cached(pod, 'images', () => pod.spec.containers.map((c) => normalizeImage(c.image)));
+    const wanted = clusterOf(usage, node).cached(pod, 'images', podImages);
     let present = 0;
     for (const w of wanted) if (have.has(w)) present++;
     return (present / wanted.length) * 100;
