@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { objectKey } from '../../server/store/keys.js';
 import { LevelStore } from '../../server/store/level.js';
+import type { WatchEvent } from '../../server/store/types.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { GoneError, StoreError } from '../../src/util/errors.js';
 import { assertConsecutive, collect } from '../helpers/store-watch.js';
@@ -55,4 +57,58 @@ test('compaction keeps the last compactKeep log entries; watching from a compact
 test('opening a data dir that is already open fails with a clear message', async (t) => {
   const { dir } = await withStore(t);
   await assert.rejects(LevelStore.open({ path: join(dir, 'db') }), (err: unknown) => err instanceof StoreError && /data dir .* is in use/.test(err.message));
+});
+
+test('a watch event, its change-log entry replayed and a read give the same object; the watch gets it frozen', async (t) => {
+  const { store } = await withStore(t);
+  const live: WatchEvent[] = [];
+  const w = store.watch(store.revision(), (e) => live.push(e));
+  t.after(() => w.close());
+  // A property set to undefined is not stored (JSON): no reader may see it, the watch included.
+  const obj = pod('p');
+  obj.metadata.labels = undefined;
+  await store.create(obj);
+  await store.patch('Pod', 'default', 'p', (cur) => ({ ...cur, metadata: { ...cur.metadata, labels: { v: '2' } } }));
+  const read = await store.get('Pod', 'default', 'p');
+  await store.delete('Pod', 'default', 'p');
+  while (live.length < 3) await new Promise((r) => setTimeout(r, 5));
+
+  assert.ok(!('labels' in live[0]!.object.metadata), 'the ADDED event has no labels key');
+  assert.deepStrictEqual(live[1]!.object, read);
+  assert.ok(Object.isFrozen(live[1]!.object) && Object.isFrozen(live[1]!.object.metadata.labels));
+  const replayed = await collect(store, 0, (es) => es.length === 3);
+  assert.deepStrictEqual(
+    replayed.map((e) => ({ type: e.type, revision: e.revision, object: e.object })),
+    live.map((e) => ({ type: e.type, revision: e.revision, object: e.object })),
+  );
+});
+
+test('an update decides on the durable object: after a restore, a patch reads the restored one, not the last one written', async (t) => {
+  const { store } = await withStore(t);
+  // A watch of Pods, as the server always has: the store keeps the copy it hands the watch for the writer.
+  const w = store.watch(store.revision(), () => {});
+  t.after(() => w.close());
+  const created = await store.create({ ...pod('p'), metadata: { name: 'p', namespace: 'default', labels: { v: '1' } } });
+  await store.patch('Pod', 'default', 'p', (cur) => {
+    cur.metadata.labels = { v: '2' };
+    return cur;
+  });
+  const seen: string[] = [];
+  const bump = (cur: ApiObject) => {
+    seen.push(cur.metadata.labels?.v ?? '');
+    cur.metadata.labels = { v: String(Number(cur.metadata.labels?.v) + 10) };
+    return cur;
+  };
+  await store.patch('Pod', 'default', 'p', bump);
+
+  const restored = { ...created, metadata: { ...created.metadata, labels: { v: '0' }, resourceVersion: '7' } };
+  await store.replaceObjects([{ key: objectKey('Pod', 'default', 'p'), value: restored }], 7);
+  await store.patch('Pod', 'default', 'p', bump);
+  assert.deepEqual(seen, ['2', '0']);
+  assert.equal((await store.get('Pod', 'default', 'p'))?.metadata.labels?.v, '10');
+
+  // A delete forgets the kept copy: a create of the same name is not refused.
+  await store.delete('Pod', 'default', 'p');
+  await store.create(pod('p'));
+  await assert.rejects(store.create(pod('p')), /already exists/);
 });
