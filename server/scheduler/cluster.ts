@@ -111,6 +111,8 @@ export class ClusterIndex {
   readonly scoringTermPods: PodEntry[] = [];
   readonly groups = new Map<string, GroupCounts>();
   private readonly memo = new WeakMap<Pod, Map<string, { version: number; value: unknown }>>();
+  private lastPod: Pod | undefined;
+  private lastSlots: Map<string, { version: number; value: unknown }> | undefined;
 
   addNode(node: Node): void {
     const labels = node.metadata.labels ?? NO_LABELS;
@@ -208,8 +210,11 @@ export class ClusterIndex {
    * (5,000 pods × 420 nodes × several checks), and so of its garbage collection.
    */
   cached<T>(pod: Pod, slot: string, compute: (pod: Pod, cluster: ClusterIndex) => T): T {
-    let slots = this.memo.get(pod);
+    // A decision asks about one pod for every node in a row: its slots are at hand without a lookup.
+    let slots = pod === this.lastPod ? this.lastSlots : this.memo.get(pod);
     if (!slots) this.memo.set(pod, (slots = new Map()));
+    this.lastPod = pod;
+    this.lastSlots = slots;
     const hit = slots.get(slot);
     if (hit && hit.version === this.version) return hit.value as T;
     const value = compute(pod, this);
