@@ -301,7 +301,9 @@ export class LevelStore implements BackendStore {
       if (this.readForWrite(key) !== undefined) throw new AlreadyExistsError(what(obj.kind, namespace, obj.metadata.name));
       const revision = this.decided + 1;
       const created = createdObject(obj, String(revision));
-      return { result: structuredClone(created), durable: this.stage(revision, 'ADDED', key, created) };
+      // `created` is the caller's: createdObject copied `obj`, and once the write is durable (when the caller
+      // gets it) the store holds no reference to it (staged as JSON; the overlay entry goes at the flush).
+      return { result: created, durable: this.stage(revision, 'ADDED', key, created) };
     });
   }
 
@@ -626,7 +628,8 @@ export class LevelStore implements BackendStore {
     const key = objectKey(obj.kind, obj.metadata.namespace ?? '', obj.metadata.name);
     const revision = this.decided + 1;
     const updated = updatedObject(obj, cur, String(revision));
-    return { result: structuredClone(updated), durable: this.stage(revision, 'MODIFIED', key, updated) };
+    // The caller's, as in create(): updatedObject made it afresh.
+    return { result: updated, durable: this.stage(revision, 'MODIFIED', key, updated) };
   }
 
   /**

@@ -143,6 +143,26 @@ for (const backend of [level, etcd]) {
       const read = (await store.get('Pod', 'default', 'web'))!;
       read.metadata.labels = { hacked: 'again' };
       assert.equal((await store.list('Pod')).items[0]!.metadata.labels, undefined);
+
+      // With a watch open (the server always has one) the writer too decides on what it stored, whatever
+      // the caller does to what a create, an update or a patch returned.
+      const w = store.watch(store.revision(), () => {});
+      t.after(() => w.close());
+      const updated = await store.update({ ...read, metadata: { ...read.metadata, labels: { v: '1' }, resourceVersion: undefined } });
+      updated.metadata.labels = { hacked: 'update' };
+      const seen: Array<string | undefined> = [];
+      const patched = await store.patch('Pod', 'default', 'web', (cur) => {
+        seen.push(cur.metadata.labels?.v ?? cur.metadata.labels?.hacked);
+        cur.metadata.labels = { v: '2' };
+        return cur;
+      });
+      patched!.metadata.labels = { hacked: 'patch' };
+      await store.patch('Pod', 'default', 'web', (cur) => {
+        seen.push(cur.metadata.labels?.v ?? cur.metadata.labels?.hacked);
+        return undefined;
+      });
+      assert.deepEqual(seen, ['1', '2']);
+      assert.deepEqual((await store.get('Pod', 'default', 'web'))!.metadata.labels, { v: '2' });
     });
 
     test('revision strictly increases across writes, including concurrent ones', async (t) => {
