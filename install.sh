@@ -778,10 +778,11 @@ write_env_file() {
     put_file "$ENV_FILE" 0600 "${TMP_DIR}/env"
 }
 
-# The server's V8 young generation capped at 2 MiB per semi-space (default 16): after a burst (50 pods
-# started) it kept 32 MiB of young generation resident; capped, server + local agent idle with 50 pods is
-# ~95 MiB instead of ~127, for ~10 % more CPU per API create. An EnvironmentFile's NODE_OPTIONS wins.
-SERVER_NODE_OPTIONS=--max-semi-space-size=2
+# The server's V8 young generation capped at 8 MiB per semi-space (default 16). At 2 MiB (the cap until the server
+# gave its heap back when idle, src/util/idle-gc.ts) each API create cost ~8 % more CPU; at 8 the young generation a
+# burst grew is given back at rest all the same (server + local agent idle with 50 pods 85.9 MiB, at 2: 84.5;
+# bench/results/issue13-s29.md). An EnvironmentFile's NODE_OPTIONS wins.
+SERVER_NODE_OPTIONS=--max-semi-space-size=8
 # glibc's malloc told to give freed memory back (trim the heap top beyond 64 KiB, no padding): with its default,
 # adaptive thresholds the server at 1,000 idle agents kept ~12 MiB more of freed TLS and socket buffers resident
 # (bench/results/issue13-s26.md). An EnvironmentFile's GLIBC_TUNABLES wins.

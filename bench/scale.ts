@@ -14,7 +14,7 @@
  *
  * Run: node --import tsx bench/scale.ts [--sizes 100,500,1000,2000,5000] [--workers W] [--settle S] [--idle S]
  *        [--heartbeat S] [--keepalive S] [--placement-pods 5000] [--placement-nodes 1000] [--idle-after S] [--cpu-prof]
- *        [--server-node-args="--max-semi-space-size=2"] (default: as installed, SERVER_NODE_FLAGS; "" for none)
+ *        [--server-node-args="--max-semi-space-size=8"] (default: as installed, SERVER_NODE_FLAGS; "" for none)
  *        [--timeout S] [--out NAME]
  *      → bench/results/scale.json and scale.md (or NAME.json/.md)
  * The lead's full curve on a quiet machine: node --import tsx bench/scale.ts --sizes 100,500,1000,2000,5000 --cpu-prof
@@ -43,7 +43,7 @@ interface Opts {
   idleAfter: number;
   placementNodes: number;
   cpuProf: boolean;
-  /** Extra node flags for the server, e.g. --max-semi-space-size=2. */
+  /** Extra node flags for the server, e.g. --max-semi-space-size=8. */
   nodeArgs: string[];
   entry: string;
   /** --server-binary: the single binary runs the server (as installed) instead of node on the tsc output. */

@@ -57,4 +57,4 @@ info "starting drover server: API over HTTPS on 6443, MQTT over TLS on 8883 (Ctr
 # As install.sh's service: the young generation capped and malloc giving memory back (see SERVER_NODE_OPTIONS and
 # SERVER_MALLOC_TUNABLES there); a NODE_OPTIONS or GLIBC_TUNABLES of yours kept.
 GLIBC_TUNABLES="${GLIBC_TUNABLES:-glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0}" \
-  NODE_OPTIONS="--max-semi-space-size=2${NODE_OPTIONS:+ $NODE_OPTIONS}" exec node bin/drover.js server --downloads-dir "$PWD/dist/bin" "$@"
+  NODE_OPTIONS="--max-semi-space-size=8${NODE_OPTIONS:+ $NODE_OPTIONS}" exec node bin/drover.js server --downloads-dir "$PWD/dist/bin" "$@"

@@ -109,7 +109,7 @@ export function writeResult(name: string, body: Record<string, unknown>): string
  * The node flags the server runs with as installed (install.sh's SERVER_NODE_OPTIONS, scripts/up.sh): the
  * benchmarks start their server processes the same way unless told otherwise (--server-node-args="").
  */
-export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+export const SERVER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 
 /**
  * The environment the server runs with as installed (install.sh's SERVER_MALLOC_TUNABLES, scripts/up.sh): glibc's

@@ -254,8 +254,8 @@ test('server install: offline binary checked against the SHA256SUMS beside it, f
     assert.equal(exec, 'ExecStart=/usr/local/bin/drover server "--tls-san" "edge.example" "--broker-password" "p$$a\\"ss%%w\\\\d"');
     // The server's young generation capped (memory at rest), before the EnvironmentFiles that may override it.
     const lines = unit.split('\n');
-    assert.ok(lines.includes('Environment=NODE_OPTIONS=--max-semi-space-size=2'), unit);
-    assert.ok(lines.indexOf('Environment=NODE_OPTIONS=--max-semi-space-size=2') < lines.indexOf('EnvironmentFile=-/etc/drover/drover-server.env'));
+    assert.ok(lines.includes('Environment=NODE_OPTIONS=--max-semi-space-size=8'), unit);
+    assert.ok(lines.indexOf('Environment=NODE_OPTIONS=--max-semi-space-size=8') < lines.indexOf('EnvironmentFile=-/etc/drover/drover-server.env'));
     // Likewise glibc's malloc told to give freed memory back (RSS at fleet scale).
     const tunables = 'Environment=GLIBC_TUNABLES=glibc.malloc.trim_threshold=65536:glibc.malloc.top_pad=0';
     assert.ok(lines.includes(tunables), unit);
