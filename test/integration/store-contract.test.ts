@@ -148,7 +148,8 @@ for (const backend of [level, etcd]) {
       // the caller does to what a create, an update or a patch returned.
       const w = store.watch(store.revision(), () => {});
       t.after(() => w.close());
-      const updated = await store.update({ ...read, metadata: { ...read.metadata, labels: { v: '1' }, resourceVersion: undefined } });
+      const labelled: ApiObject = { ...read, metadata: { ...read.metadata, labels: { v: '1' } } };
+      const updated = await store.update(labelled);
       updated.metadata.labels = { hacked: 'update' };
       const seen: Array<string | undefined> = [];
       const patched = await store.patch('Pod', 'default', 'web', (cur) => {
