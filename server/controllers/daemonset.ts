@@ -6,7 +6,7 @@
  * `planDaemonSet` is the pure decision (tested with plain values); the controller only does I/O.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../../src/util/canonical-json.js';
+import { canonicalJson, jsonEqual } from '../../src/util/canonical-json.js';
 import { isNotFound } from '../../src/util/errors.js';
 import { CONTROLLER_REVISION_HASH, podTemplateHash } from '../../src/api/revisions.js';
 import type { Node } from '../../src/api/node.js';
@@ -369,7 +369,7 @@ export function planDaemonSet(ds: DaemonSet, nodes: readonly Node[], pods: reado
 }
 
 function statusEqual(a: unknown, b: DaemonSetStatus): boolean {
-  return canonicalJson(a ?? {}) === canonicalJson(b);
+  return jsonEqual(a ?? {}, b);
 }
 
 const COMPONENT = 'daemonset-controller';

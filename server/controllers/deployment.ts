@@ -1,6 +1,6 @@
 import type { Pod } from '../../src/api/pod.js';
 import { POD_TEMPLATE_HASH, REVISION_ANNOTATION, isControlledBy, templatesEqual } from '../../src/api/revisions.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
+import { jsonEqual } from '../../src/util/canonical-json.js';
 import { isAlreadyExists, isConflict, isNotFound } from '../../src/util/errors.js';
 import type { Deployment, ReplicaSet } from '../../src/api/workloads.js';
 import type { ControllerDeps } from './deps.js';
@@ -147,7 +147,7 @@ export function deploymentController(deps: ControllerDeps): Controller {
 
     const revision = plan.revision;
     const annotationChanged = revision !== undefined && d.metadata.annotations?.[REVISION_ANNOTATION] !== revision;
-    if (annotationChanged || canonicalJson(plan.status) !== canonicalJson(d.status ?? {})) {
+    if (annotationChanged || !jsonEqual(plan.status, d.status ?? {})) {
       try {
         await store.patch('Deployment', namespace, name, (dep) => {
           if (dep.metadata.uid !== d.metadata.uid) return undefined;

@@ -14,7 +14,7 @@
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
 import { JOB_COMPLETION_INDEX, type Job } from '../../src/api/workloads.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
+import { jsonEqual } from '../../src/util/canonical-json.js';
 import { isNotFound } from '../../src/util/errors.js';
 import type { ControllerDeps } from './deps.js';
 import { isOwnedBy, newOwnedPod, podReady, podWriter } from './pods.js';
@@ -310,10 +310,10 @@ export function jobController(deps: ControllerDeps): Controller {
         return steps.exhausted ? { requeueAfterMs: 0 } : undefined;
       }
 
-      if (canonicalJson(raw.status ?? {}) !== canonicalJson(plan.status)) {
+      if (!jsonEqual(raw.status ?? {}, plan.status)) {
         const written = await store
           .patch('Job', namespace, name, (cur) => {
-            if (cur.metadata.uid !== job.metadata.uid || canonicalJson(cur.status ?? {}) === canonicalJson(plan.status)) return undefined;
+            if (cur.metadata.uid !== job.metadata.uid || jsonEqual(cur.status ?? {}, plan.status)) return undefined;
             cur.status = plan.status;
             return cur;
           })

@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import type { Pod } from '../../src/api/pod.js';
 import type { Node } from '../../src/api/node.js';
 import { isControlledBy, templatesEqual } from '../../src/api/revisions.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
+import { jsonEqual } from '../../src/util/canonical-json.js';
 import { parseObject } from '../../src/api/validate.js';
 import { MAX_REPLICAS, type ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
@@ -284,11 +284,11 @@ export function replicaSetController(deps: ControllerDeps): Controller {
       availableReplicas: active.filter((p) => isPodAvailable(p, minReady, t)).length,
       observedGeneration: rs.metadata.generation,
     };
-    if (canonicalJson(status) !== canonicalJson(rs.status ?? {})) {
+    if (!jsonEqual(status, rs.status ?? {})) {
       try {
         await store.patch('ReplicaSet', namespace, name, (cur) => {
           if (cur.metadata.uid !== rs.metadata.uid) return undefined;
-          if (canonicalJson(status) === canonicalJson(cur.status ?? {})) return undefined;
+          if (jsonEqual(status, cur.status ?? {})) return undefined;
           // observedGeneration is the generation read above: a newer spec gets its own reconcile.
           return { ...cur, status };
         });

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ApiObject } from '../../src/api/meta.js';
-import { canonicalJson } from '../../src/util/canonical-json.js';
+import { jsonEqual } from '../../src/util/canonical-json.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/util/errors.js';
 import { what } from './keys.js';
 import type { Stored } from './types.js';
@@ -40,7 +40,7 @@ export function updatedObject<T extends ApiObject>(obj: T, cur: ApiObject | unde
     ...updated.metadata,
     uid: cur.metadata.uid!,
     creationTimestamp: cur.metadata.creationTimestamp!,
-    generation: canonicalJson(obj.spec) === canonicalJson(cur.spec) ? generation : generation + 1,
+    generation: jsonEqual(obj.spec, cur.spec) ? generation : generation + 1,
     resourceVersion,
   };
   return updated;

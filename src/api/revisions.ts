@@ -4,7 +4,7 @@
  * pod-template-hash label, revision numbers, and the template `rollout undo` puts back. Pure.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../util/canonical-json.js';
+import { canonicalJson, jsonEqual } from '../util/canonical-json.js';
 import { DroverError, NotFoundError } from '../util/errors.js';
 import type { PodTemplate } from './template.js';
 import type { Deployment, ReplicaSet } from './workloads.js';
@@ -33,7 +33,7 @@ export function comparableTemplate(t: PodTemplate): PodTemplate {
 
 /** Same template, ignoring the pod-template-hash label (Kubernetes' EqualIgnoreHash). */
 export function templatesEqual(a: PodTemplate, b: PodTemplate): boolean {
-  return canonicalJson(comparableTemplate(a)) === canonicalJson(comparableTemplate(b));
+  return jsonEqual(comparableTemplate(a), comparableTemplate(b));
 }
 
 const SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';

@@ -12,7 +12,46 @@ export function canonicalJson(value: unknown): string {
   return stringify(value) ?? 'null';
 }
 
-/** Deep equality of JSON-like values, ignoring key order and undefined members. */
+/**
+ * Deep equality of JSON-like values, ignoring key order and undefined members: canonicalJson(a) ===
+ * canonicalJson(b), without building either string. The store asks it of every update (has the spec changed?)
+ * and the controllers of every status they write; the two strings were a twentieth of what a placement allocated.
+ * Anything JSON would write in a way of its own (a toJSON, a number that is not finite) is compared as JSON.
+ */
 export function jsonEqual(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  if (a === b) return true;
+  if (plainScalar(a) && plainScalar(b)) return false;
+  if (!isContainer(a) || !isContainer(b)) return canonicalJson(a) === canonicalJson(b);
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    // JSON writes a member it drops from an object as null in an array.
+    for (let i = 0; i < a.length; i++) if (!jsonEqual(dropped(a[i]) ? null : a[i], dropped(b[i]) ? null : b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let members = 0;
+  for (const k in x) {
+    if (!Object.hasOwn(x, k) || dropped(x[k])) continue;
+    members++;
+    if (!Object.hasOwn(y, k) || !jsonEqual(x[k], y[k])) return false;
+  }
+  for (const k in y) if (Object.hasOwn(y, k) && !dropped(y[k])) members--;
+  return members === 0;
+}
+
+/** A value JSON writes as itself, so two of them that are not === differ. */
+function plainScalar(v: unknown): boolean {
+  return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+/** An object or an array JSON writes member by member (no toJSON of its own). */
+function isContainer(v: unknown): v is object {
+  return typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON !== 'function';
+}
+
+/** A member JSON leaves out of an object. */
+function dropped(v: unknown): boolean {
+  return v === undefined || typeof v === 'function' || typeof v === 'symbol';
 }
