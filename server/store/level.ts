@@ -48,9 +48,17 @@ const GROUP_MAX_WRITES = 1000;
 const GROUP_MAX_BYTES = 4 * 1024 * 1024;
 /**
  * Objects the writer keeps from its last writes (see `recent`): an update or a patch usually follows its
- * object's last write closely (a pod's create, then its binding, then its status).
+ * object's last write closely (a pod's create, then its binding, then its status). At most this many, and at
+ * most this much of their JSON: what a watch of Pods and Nodes hands the object cache costs nothing more here,
+ * but objects of other kinds are held by nothing else.
  */
 const RECENT_MAX = 2048;
+const RECENT_MAX_BYTES = 2 * 1024 * 1024;
+/**
+ * Events are written once and seldom again (a series or a fold is the exception), and are the most numerous
+ * writes: kept, they would push out the objects that are written again.
+ */
+const NOT_KEPT_KINDS: ReadonlySet<string> = new Set(['Event']);
 /** After a failed write the store reopens LevelDB before writing again, once this much is free. */
 const REOPEN_MIN_FREE_BYTES = 1024 * 1024;
 
@@ -76,6 +84,11 @@ interface PendingWrite {
   object: ApiObject;
   /** The object as stored, JSON; undefined for a sealed Secret (stored encrypted). */
   json: string | undefined;
+  /**
+   * A sealed Secret's copy for its watches, made when the write is decided: `object` may be, or share parts with,
+   * what an earlier write handed its caller by the time the batch is written.
+   */
+  sealedCopy: ApiObject | undefined;
   resolve: () => void;
   reject: (err: Error) => void;
 }
@@ -168,7 +181,8 @@ export class LevelStore implements BackendStore {
    * cache keeps that same copy, so this holds little of its own), oldest first. The writer reads here before
    * LevelDB: reading and parsing every updated object again was a twentieth of a placement's CPU.
    */
-  private readonly recent = new Map<string, ApiObject>();
+  private readonly recent = new Map<string, { object: ApiObject; bytes: number }>();
+  private recentBytes = 0;
   /** Groups waiting for the flusher, oldest first; the last one fills. */
   private groups: Group[] = [];
   private flushing: Group | undefined;
@@ -448,7 +462,7 @@ export class LevelStore implements BackendStore {
       await flush(true);
       this.rev = this.decided = this.compacted = revision;
       this.counts.clear();
-      this.recent.clear();
+      this.forgetAll();
       for await (const key of this.db.keys({ gte: REGISTRY, lt: prefixEnd(REGISTRY) })) this.count(key, 1);
     });
   }
@@ -502,15 +516,29 @@ export class LevelStore implements BackendStore {
   private readForWrite(key: string): unknown {
     const pending = this.overlay.get(key);
     if (pending) return pending.object;
-    return this.recent.get(key) ?? this.readSync(key);
+    return this.recent.get(key)?.object ?? this.readSync(key);
   }
 
-  /** Keeps `object` (frozen, durable) as `key`'s value for the writer, or forgets the key (undefined). */
-  private remember(key: string, object: ApiObject | undefined): void {
+  /** Keeps `object` (frozen, durable; `bytes` of JSON) as `key`'s value for the writer, or forgets the key (undefined). */
+  private remember(key: string, object: ApiObject | undefined, bytes: number): void {
+    this.forget(key);
+    if (object === undefined || NOT_KEPT_KINDS.has(object.kind) || bytes > RECENT_MAX_BYTES / 8) return;
+    this.recent.set(key, { object, bytes });
+    this.recentBytes += bytes;
+    while (this.recent.size > RECENT_MAX || this.recentBytes > RECENT_MAX_BYTES) this.forget(this.recent.keys().next().value!);
+  }
+
+  private forget(key: string): void {
+    const kept = this.recent.get(key);
+    if (!kept) return;
     this.recent.delete(key);
-    if (object === undefined) return;
-    this.recent.set(key, object);
-    if (this.recent.size > RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+    this.recentBytes -= kept.bytes;
+  }
+
+  /** Forgets every kept object: after a failed write, LevelDB (reopened) may hold more than they say. */
+  private forgetAll(): void {
+    this.recent.clear();
+    this.recentBytes = 0;
   }
 
   private async read(key: string): Promise<unknown> {
@@ -652,6 +680,7 @@ export class LevelStore implements BackendStore {
     // The object is serialized once: its change-log entry embeds the same JSON (a sealed Secret is encrypted
     // under each key, so it is serialized per key).
     const json = this.codec.seals(object) ? undefined : JSON.stringify(object);
+    const sealedCopy = json === undefined ? deepFreeze(structuredClone(object)) : undefined;
     const ops: BatchOp[] = [
       type === 'DELETED' ? { type: 'del', key } : json === undefined ? jsonPut(key, this.encodeObject(key, object)) : utf8Put(key, json),
       json === undefined ? jsonPut(lk, this.encodeLogEntry(lk, { type, revision, object })) : utf8Put(lk, `{"type":"${type}","revision":${revision},"object":${json}}`),
@@ -669,7 +698,7 @@ export class LevelStore implements BackendStore {
     this.decided = revision;
     this.overlay.set(key, { revision, object: type === 'DELETED' ? undefined : object });
     const g = group;
-    const durable = new Promise<void>((resolve, reject) => g.writes.push({ revision, type, key, object, json, resolve, reject }));
+    const durable = new Promise<void>((resolve, reject) => g.writes.push({ revision, type, key, object, json, sealedCopy, resolve, reject }));
     this.flushNext();
     return durable;
   }
@@ -718,11 +747,11 @@ export class LevelStore implements BackendStore {
       // The copy is parsed from the JSON written, so a watch sees exactly what a read from disk gives.
       let shared: ApiObject | undefined;
       for (const watcher of this.watchers) {
-        if (watcher.wants(w.object.kind)) shared ??= deepFreeze(w.json === undefined ? structuredClone(w.object) : (JSON.parse(w.json) as ApiObject));
+        if (watcher.wants(w.object.kind)) shared ??= w.sealedCopy ?? deepFreeze(JSON.parse(w.json!) as ApiObject);
         watcher.offer({ type: w.type, revision: w.revision, object: shared ?? w.object });
       }
       // Sealed Secrets are not kept in the clear beyond the watches that asked for them.
-      this.remember(w.key, w.type === 'DELETED' || w.json === undefined ? undefined : shared);
+      this.remember(w.key, w.type === 'DELETED' || w.json === undefined ? undefined : shared, w.json?.length ?? 0);
     }
     this.maybeCompact();
     for (const w of group.writes) w.resolve();
@@ -739,6 +768,7 @@ export class LevelStore implements BackendStore {
     const later = this.groups;
     this.groups = [];
     this.overlay.clear();
+    this.forgetAll();
     this.decided = this.rev;
     const cause = errorMessage(err);
     this.reopenBeforeWrite = cause;

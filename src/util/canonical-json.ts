@@ -33,11 +33,11 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   const y = b as Record<string, unknown>;
   let members = 0;
   for (const k in x) {
-    if (!Object.hasOwn(x, k) || dropped(x[k])) continue;
+    if (!isMember(x, k) || dropped(x[k])) continue;
     members++;
-    if (!Object.hasOwn(y, k) || !jsonEqual(x[k], y[k])) return false;
+    if (!isMember(y, k) || !jsonEqual(x[k], y[k])) return false;
   }
-  for (const k in y) if (Object.hasOwn(y, k) && !dropped(y[k])) members--;
+  for (const k in y) if (isMember(y, k) && !dropped(y[k])) members--;
   return members === 0;
 }
 
@@ -51,7 +51,12 @@ function isContainer(v: unknown): v is object {
   return typeof v === 'object' && v !== null && typeof (v as { toJSON?: unknown }).toJSON !== 'function';
 }
 
-/** A member JSON leaves out of an object. */
+/** A member JSON leaves out of an object (a bigint too: canonicalJson is configured to). */
 function dropped(v: unknown): boolean {
-  return v === undefined || typeof v === 'function' || typeof v === 'symbol';
+  return v === undefined || typeof v === 'function' || typeof v === 'symbol' || typeof v === 'bigint';
+}
+
+/** A member JSON writes: own and enumerable. */
+function isMember(o: object, k: string): boolean {
+  return Object.prototype.propertyIsEnumerable.call(o, k);
 }

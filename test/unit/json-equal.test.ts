@@ -80,4 +80,8 @@ test('jsonEqual: what JSON leaves out or writes as null', () => {
   assert.equal(jsonEqual(NaN, null), true, 'NaN is written null');
   assert.equal(jsonEqual(new Date(0), '1970-01-01T00:00:00.000Z'), true, 'a Date is written by its toJSON');
   assert.equal(jsonEqual(undefined, null), true, 'canonicalJson(undefined) is "null"');
+  const hidden = { b: 2 };
+  Object.defineProperty(hidden, 'a', { value: 1, enumerable: false });
+  assert.equal(jsonEqual({ a: 1, b: 2 }, hidden), false, 'a member JSON does not write (not enumerable) is absent');
+  assert.equal(jsonEqual({ a: 1n, b: 1 }, { b: 1 }), true, 'canonicalJson leaves bigints out');
 });

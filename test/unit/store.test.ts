@@ -8,6 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Keyring } from '../../server/secrets/keyring.js';
+import { storePath } from '../../server/secrets/rotate.js';
 import { objectKey } from '../../server/store/keys.js';
 import { LevelStore } from '../../server/store/level.js';
 import type { WatchEvent } from '../../server/store/types.js';
@@ -111,4 +113,66 @@ test('an update decides on the durable object: after a restore, a patch reads th
   await store.delete('Pod', 'default', 'p');
   await store.create(pod('p'));
   await assert.rejects(store.create(pod('p')), /already exists/);
+});
+
+test('an encrypted Secret deleted while its update is being written: the DELETED event holds what was stored, whatever the update\'s caller does to its result', async (t) => {
+  const dir = await tempDir();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const store = await LevelStore.open({ path: storePath(dir), secrets: await Keyring.loadOrCreate(dir) });
+  t.after(() => store.close());
+  const live: WatchEvent[] = [];
+  const w = store.watch(store.revision(), (e) => live.push(e));
+  t.after(() => w.close());
+  const secret = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'default' }, type: 'Opaque', data: { password: 'b2xk' } } as ApiObject;
+  const cur = await store.create(secret);
+  // The delete is decided on the update's result before that is durable (and handed to its caller).
+  const update = store.update({ ...cur, data: { password: 'bmV3' } } as ApiObject).then((r) => {
+    (r as unknown as { data: Record<string, string> }).data.password = 'changed-by-the-caller';
+  });
+  await Promise.all([update, store.delete('Secret', 'default', 's')]);
+  const deleted = live.find((e) => e.type === 'DELETED')!;
+  const replayed = await collect(store, 0, (es) => es.length === 3);
+  assert.deepEqual((deleted.object as unknown as { data: unknown }).data, { password: 'bmV3' });
+  assert.deepStrictEqual(deleted.object, replayed[2]!.object);
+});
+
+test('after a write reported failed (the batch reached LevelDB, its fsync failed), the writer decides on what LevelDB holds, as readers see it', async (t) => {
+  const { store } = await withStore(t);
+  const w = store.watch(store.revision(), () => {});
+  t.after(() => w.close());
+  const created = await store.create({ ...pod('p'), metadata: { name: 'p', namespace: 'default', labels: { v: '1' } } });
+  // An fsync that fails after LevelDB took the batch: LevelDB's own log replays it when the store reopens.
+  const db = (store as unknown as { db: { batch: (ops: unknown, o: unknown) => Promise<void> } }).db;
+  const batch = db.batch.bind(db);
+  let fail = true;
+  db.batch = async (ops, o) => {
+    await batch(ops, o);
+    if (fail) {
+      fail = false;
+      throw new Error('EIO: fsync failed');
+    }
+  };
+  await assert.rejects(store.update({ ...created, metadata: { ...created.metadata, labels: { v: '2' } } }), /EIO/);
+  const read = await store.get('Pod', 'default', 'p');
+  let decidedOn: string | undefined;
+  await store.patch('Pod', 'default', 'p', (cur) => {
+    decidedOn = cur.metadata.labels?.v;
+    return undefined;
+  });
+  assert.equal(decidedOn, read?.metadata.labels?.v);
+});
+
+test('the objects the writer keeps are bounded by their size, whatever the kind, and Events are not kept', async (t) => {
+  const { store } = await withStore(t);
+  const w = store.watch(store.revision(), () => {});
+  t.after(() => w.close());
+  const big = 'x'.repeat(100 * 1024);
+  for (let i = 0; i < 60; i++) await store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `c${i}`, namespace: 'default' }, data: { big } } as ApiObject);
+  for (let i = 0; i < 50; i++) await store.create({ apiVersion: 'v1', kind: 'Event', metadata: { name: `e${i}`, namespace: 'default' }, reason: 'Test', message: 'm' } as ApiObject);
+  const kept = (store as unknown as { recent: Map<string, { object: ApiObject; bytes: number }> }).recent;
+  const bytes = [...kept.values()].reduce((n, k) => n + k.bytes, 0);
+  // 60 objects of 100 KiB were written: only the last ~2 MiB of them are held.
+  assert.ok(bytes <= 2 * 1024 * 1024 && kept.size < 30, `${kept.size} kept, ${bytes} bytes`);
+  assert.ok(kept.has(objectKey('ConfigMap', 'default', 'c59')), 'the last written is kept');
+  assert.ok(![...kept.values()].some((k) => k.object.kind === 'Event'));
 });
