@@ -6,7 +6,8 @@
  * store watch. This is the "to bound" part of the issue's placement row (5,000 pods on 1,000 nodes,
  * goal ≥ 5,000/s); bench/scale.ts measures the same end to end with simulated agents.
  *
- * Run: node --import tsx bench/placement.ts [--nodes 1000] [--pods 5000] [--runs 3] [--label NAME] [--no-cache]
+ * Run: node --import tsx bench/placement.ts [--nodes 1000] [--pods 5000] [--runs 3] [--label NAME] [--no-cache] [--alloc-prof]
+ *   --alloc-prof: where the runs allocate, garbage included (bench/lib/alloc-profile.ts), in the results
  *   → bench/results/placement[-NAME].json and .md
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +23,7 @@ import { Scheduler } from '../server/scheduler/scheduler.js';
 import { withServiceAllocation } from '../server/services/allocate.js';
 import { LevelStore } from '../server/store/level.js';
 import { ObjectCache, withCachedLists } from '../server/cache/object-cache.js';
+import { sampleAllocations, type AllocationProfile } from './lib/alloc-profile.js';
 import { median, numArg, parseArgs, round, writeResult } from './lib/common.js';
 
 const args = parseArgs(process.argv.slice(2));
@@ -31,6 +33,7 @@ const RUNS = numArg(args, 'runs', 3);
 const LABEL = args.get('label');
 /** --no-cache: controllers and scheduler list from LevelDB, as before the object cache (the "before" figure). */
 const NO_CACHE = args.has('no-cache');
+const ALLOC_PROF = args.has('alloc-prof');
 
 function node(i: number): Node {
   const name = `n-${i}`;
@@ -113,11 +116,13 @@ async function once(): Promise<Record<string, number>> {
 
 const loadBefore = loadavg().map((l) => round(l, 2));
 const runs: Array<Record<string, number>> = [];
+const stopSampling = ALLOC_PROF ? await sampleAllocations() : undefined;
 for (let r = 0; r < RUNS; r++) {
   const res = await once();
   runs.push(res);
   console.log(`run ${r + 1}: ${PODS} pods on ${NODES} nodes bound in ${res.allBoundMs} ms (${res.podsPerSecondToBound}/s; all created at ${res.allCreatedMs} ms, first bound at ${res.firstBoundMs} ms)`);
 }
+const allocations: AllocationProfile | undefined = await stopSampling?.();
 const perSecond = median(runs.map((r) => r.podsPerSecondToBound!));
 const cmd = `node --import tsx bench/placement.ts ${process.argv.slice(2).join(' ')}`.trim();
 const md = [
@@ -132,8 +137,18 @@ const md = [
   ...runs.map((r, i) => `| ${i + 1} | ${r.allCreatedMs} ms | ${r.allBoundMs} ms | ${r.podsPerSecondToBound} |`),
   '',
   `Median: **${perSecond} pods/s to bound** (goal ≥ 5,000/s; kube-scheduler ~100/s, Nomad 1.5–3.7k/s).`,
+  ...(allocations
+    ? [
+        '',
+        `Allocated over the ${RUNS} runs (setup included), garbage included: **${allocations.totalMegabytes} MiB**, ${round((allocations.totalMegabytes * 1024) / (RUNS * PODS), 1)} KiB per pod placed. Where (by function, sampled):`,
+        '',
+        '| MiB | % | function, file:line |',
+        '|---|---|---|',
+        ...allocations.top.map((a) => `| ${a.megabytes} | ${a.percent} | \`${a.site}\` |`),
+      ]
+    : []),
 ].join('\n');
 const name = LABEL ? `placement-${LABEL}` : 'placement';
-writeResult(name, { command: cmd, nodes: NODES, pods: PODS, runs, podsPerSecondToBoundMedian: perSecond });
+writeResult(name, { command: cmd, nodes: NODES, pods: PODS, runs, podsPerSecondToBoundMedian: perSecond, ...(allocations ? { allocations } : {}) });
 writeFileSync(new URL(`./results/${name}.md`, import.meta.url), md + '\n');
 console.log(md);
