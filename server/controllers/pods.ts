@@ -3,6 +3,7 @@
  * generateName does, build them from the owner's template with a controller ownerReference, tell
  * their own pods apart, and create / delete them with the matching events.
  */
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { randomInt } from 'node:crypto';
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
@@ -57,7 +58,7 @@ export interface PodOwner {
  * `labels`, its annotations, a controller ownerReference to `owner`, status Pending.
  */
 export function newOwnedPod(template: PodTemplate, owner: PodOwner, labels: Record<string, string>): Pod {
-  const t = structuredClone(template);
+  const t = deepCopy(template);
   const meta: Pod['metadata'] = {
     name: '',
     namespace: owner.namespace ?? 'default',

@@ -1,3 +1,4 @@
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { randomInt } from 'node:crypto';
 import type { Pod } from '../../src/api/pod.js';
 import type { Node } from '../../src/api/node.js';
@@ -43,7 +44,7 @@ export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
       ...(t.metadata?.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
-    spec: structuredClone(t.spec),
+    spec: deepCopy(t.spec),
   };
   const pod = parseObject(raw).object as Pod;
   pod.status = { phase: 'Pending' };

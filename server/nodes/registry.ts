@@ -1,3 +1,4 @@
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { AgentEventLog } from './event-dedup.js';
 import { CONTRACT_VERSION, decode, payloads, type ParsedTopic } from '../../src/contract/index.js';
 import type { Condition } from '../../src/api/meta.js';
@@ -528,7 +529,7 @@ export class NodeRegistry {
   private async applyDiskPressure(name: string, node: Node, s: payloads.Status): Promise<void> {
     if (!s.diskPressure) return;
     const now = new Date(this.now()).toISOString();
-    if (!applyDiskPressure(structuredClone(node), s.diskPressure, now)) return;
+    if (!applyDiskPressure(deepCopy(node), s.diskPressure, now)) return;
     try {
       await this.opts.store.patch('Node', '', name, (n) => (applyDiskPressure(n, s.diskPressure!, now) ? n : undefined));
     } catch (err) {

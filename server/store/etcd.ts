@@ -1,3 +1,4 @@
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse } from 'etcd3';
 import type { ApiObject } from '../../src/api/meta.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
@@ -542,7 +543,7 @@ export class EtcdStore implements BackendStore {
       let cur = await this.read(rel, o);
       for (;;) {
         if (!cur) throw new NotFoundError(what(kind, namespace, name));
-        const proposed = mutate(structuredClone(cur.object) as ObjectOf<K>);
+        const proposed = mutate(deepCopy(cur.object) as ObjectOf<K>);
         if (proposed === undefined) return undefined;
         const next = updatedObject(patchedObject(kind, namespace, name, proposed, cur.object), cur.object, '');
         const won = await this.swap(o, rel, cur, this.putOps(rel, next), fence);

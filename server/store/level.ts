@@ -1,3 +1,4 @@
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
@@ -335,7 +336,7 @@ export class LevelStore implements BackendStore {
     return this.write<ObjectOf<K> | undefined>(async () => {
       const cur = this.readForWrite(objectKey(kind, namespace, name)) as ObjectOf<K> | undefined;
       if (!cur) throw new NotFoundError(what(kind, namespace, name));
-      const next = mutate(structuredClone(cur));
+      const next = mutate(deepCopy(cur));
       if (next === undefined) return { result: undefined };
       // Same kind as the read (patchedObject checks), so the stored result is an ObjectOf<K> again.
       return this.decideUpdate(patchedObject(kind, namespace, name, next, cur), cur) as Decided<ObjectOf<K>>;
@@ -354,7 +355,7 @@ export class LevelStore implements BackendStore {
       assertResourceVersion(kind, namespace, name, opts.resourceVersion, cur);
       const revision = this.decided + 1;
       const deleted = deletedObject(cur, String(revision));
-      return { result: structuredClone(deleted), durable: this.stage(revision, 'DELETED', key, deleted) };
+      return { result: deepCopy(deleted), durable: this.stage(revision, 'DELETED', key, deleted) };
     });
   }
 
@@ -680,7 +681,7 @@ export class LevelStore implements BackendStore {
     // The object is serialized once: its change-log entry embeds the same JSON (a sealed Secret is encrypted
     // under each key, so it is serialized per key).
     const json = this.codec.seals(object) ? undefined : JSON.stringify(object);
-    const sealedCopy = json === undefined ? deepFreeze(structuredClone(object)) : undefined;
+    const sealedCopy = json === undefined ? deepFreeze(deepCopy(object)) : undefined;
     const ops: BatchOp[] = [
       type === 'DELETED' ? { type: 'del', key } : json === undefined ? jsonPut(key, this.encodeObject(key, object)) : utf8Put(key, json),
       json === undefined ? jsonPut(lk, this.encodeLogEntry(lk, { type, revision, object })) : utf8Put(lk, `{"type":"${type}","revision":${revision},"object":${json}}`),

@@ -6,13 +6,14 @@
 import { randomUUID } from 'node:crypto';
 import type { ApiObject } from '../../src/api/meta.js';
 import { jsonEqual } from '../../src/util/canonical-json.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 import { BadRequestError, ConflictError, NotFoundError } from '../../src/util/errors.js';
 import { what } from './keys.js';
 import type { Stored } from './types.js';
 
 /** A new object: a fresh uid, the creation time, generation 1. Does not touch `obj`. */
 export function createdObject<T extends ApiObject>(obj: T, resourceVersion: string): Stored<T> {
-  const created = structuredClone(obj) as Stored<T>;
+  const created = deepCopy(obj) as Stored<T>;
   created.metadata = {
     ...created.metadata,
     uid: randomUUID(),
@@ -35,7 +36,7 @@ export function updatedObject<T extends ApiObject>(obj: T, cur: ApiObject | unde
   const generation = cur.metadata.generation ?? 1;
   // The metadata assigned below completes what Stored<T> promises (uid and creation time come from
   // the stored object, which the create gave them).
-  const updated = structuredClone(obj) as Stored<T>;
+  const updated = deepCopy(obj) as Stored<T>;
   updated.metadata = {
     ...updated.metadata,
     uid: cur.metadata.uid!,

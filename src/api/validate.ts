@@ -1,3 +1,4 @@
+import { deepCopy } from '../util/deep-copy.js';
 import type { z } from 'zod';
 import { ValidationError, type FieldCause } from '../util/errors.js';
 import { KINDS, schemaOf, type KindInfo, type KindMap, type KnownKind } from './kinds.js';
@@ -223,7 +224,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  */
 export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): ParsedObject {
   if (!isRecord(raw)) throw new ValidationError([{ field: '', message: 'an object is required' }]);
-  const input = structuredClone(raw);
+  const input = deepCopy(raw);
   const causes: FieldCause[] = [];
   for (const f of ['kind', 'apiVersion'] as const) {
     if (input[f] === undefined) causes.push({ field: f, message: 'required' });
