@@ -37,6 +37,12 @@ export class EventRecorder {
    * combined Event: one write after the one in flight, not 128 read-modify-writes in a row.
    */
   private readonly writing = new Map<string, { next?: Fold }>();
+  /**
+   * Events (namespace/name) this recorder wrote lately, least recently written first: one of them is counted into
+   * (patched) at once; any other is most likely new (its name digests what it says) and is created at once. Trying
+   * the patch first cost every new Event a failed read and a thrown NotFound (client-go's recorder keeps such a cache).
+   */
+  private readonly known = new Map<string, true>();
 
   constructor(
     private readonly store: Store,
@@ -103,20 +109,24 @@ export class EventRecorder {
 
   private async write(f: Fold, attempt = 0): Promise<void> {
     const e = f.input;
+    const slotKey = `${f.namespace}/${f.name}`;
     try {
-      const updated = await this.store
-        .patch('Event', f.namespace, f.name, (ev) => {
-          ev.count += f.count;
-          if (f.last > ev.lastTimestamp) ev.lastTimestamp = f.last;
-          // A combined Event shows the latest of the messages it counts (as Kubernetes').
-          ev.message = f.message;
-          return ev;
-        })
-        .catch((err) => {
-          if (isNotFound(err)) return undefined;
-          throw err;
-        });
-      if (updated) return;
+      if (attempt > 0 || this.known.has(slotKey)) {
+        const updated = await this.store
+          .patch('Event', f.namespace, f.name, (ev) => {
+            ev.count += f.count;
+            if (f.last > ev.lastTimestamp) ev.lastTimestamp = f.last;
+            // A combined Event shows the latest of the messages it counts (as Kubernetes').
+            ev.message = f.message;
+            return ev;
+          })
+          .catch((err) => {
+            // Gone meanwhile (expired, deleted): made again below.
+            if (isNotFound(err)) return undefined;
+            throw err;
+          });
+        if (updated) return this.remember(slotKey);
+      }
       const ev: Event = {
         apiVersion: 'v1',
         kind: 'Event',
@@ -131,15 +141,25 @@ export class EventRecorder {
         count: f.count,
       };
       await this.store.create(ev);
+      this.remember(slotKey);
     } catch (err) {
-      // Another server made it between the two: count into theirs.
+      // There already (written before this recorder started, or by another server): count into it.
       if (isAlreadyExists(err) && attempt === 0) return this.write(f, 1);
       // An event is a courtesy to the user; failing to record one must never fail the caller. The records
       // folded into this write are lost with it (a count, not a retry queue).
       this.logger.warn({ err: errorMessage(err), reason: e.reason, object: e.involved.name }, 'cannot record event');
     }
   }
+
+  private remember(slotKey: string): void {
+    this.known.delete(slotKey);
+    this.known.set(slotKey, true);
+    if (this.known.size > KNOWN_EVENTS_MAX) this.known.delete(this.known.keys().next().value!);
+  }
 }
+
+/** Events remembered as written (EventRecorder.known). */
+const KNOWN_EVENTS_MAX = 2048;
 
 /** Records of one Event name written together. */
 interface Fold {

@@ -56,3 +56,19 @@ test('a crash loop still counts into its own Event; an Event made meanwhile by a
   assert.equal(mine[0]!.count, 31);
   assert.equal(mine[0]!.message, 'Back-off restarting failed container');
 });
+
+test('an Event deleted after it was written (expired) is made again by the next record, counting from it', async () => {
+  const events = new EventRecorder(store, silentLogger);
+  const pod = { kind: 'Pod', namespace: 'default', name: 'again', uid: 'p2' };
+  const record = () => events.record({ involved: pod, type: 'Normal', reason: 'Pulled', message: 'Image pulled', component: 'drover-agent' });
+  await record();
+  await record();
+  const [first] = (await store.list('Event', 'default')).items.filter((e) => e.involvedObject.uid === 'p2');
+  assert.equal(first!.count, 2);
+  await store.delete('Event', 'default', first!.metadata.name);
+  await record();
+  const now = (await store.list('Event', 'default')).items.filter((e) => e.involvedObject.uid === 'p2');
+  assert.equal(now.length, 1);
+  assert.equal(now[0]!.count, 1);
+  assert.equal(now[0]!.metadata.name, first!.metadata.name);
+});
