@@ -1,4 +1,3 @@
-import { deepCopy } from '../util/deep-copy.js';
 import type { z } from 'zod';
 import { ValidationError, type FieldCause } from '../util/errors.js';
 import { KINDS, schemaOf, type KindInfo, type KindMap, type KnownKind } from './kinds.js';
@@ -224,7 +223,8 @@ function isRecord(v: unknown): v is Record<string, unknown> {
  */
 export function parseObject(raw: unknown, opts: { keepStatus?: boolean } = {}): ParsedObject {
   if (!isRecord(raw)) throw new ValidationError([{ field: '', message: 'an object is required' }]);
-  const input = deepCopy(raw);
+  // structuredClone, not deepCopy: this is what a user sent (see src/util/deep-copy.ts).
+  const input = structuredClone(raw);
   const causes: FieldCause[] = [];
   for (const f of ['kind', 'apiVersion'] as const) {
     if (input[f] === undefined) causes.push({ field: f, message: 'required' });

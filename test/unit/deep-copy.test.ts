@@ -56,3 +56,12 @@ test('deepCopy gives what structuredClone gives, shares nothing with its input, 
   assert.equal(pod.spec.containers.length, 1);
   assert.ok('annotations' in copy.metadata, 'a member set to undefined is kept, as structuredClone keeps it');
 });
+
+test('deepCopy keeps a member named "__proto__" a member (as structuredClone does), never the copy\'s prototype', () => {
+  const body = JSON.parse('{"spec":{"__proto__":{"hostNetwork":true},"containers":[]}}') as { spec: Record<string, unknown> };
+  const copy = deepCopy(body);
+  assert.equal(Object.getPrototypeOf(copy.spec), Object.prototype);
+  assert.equal(copy.spec.hostNetwork, undefined, 'nothing is inherited from the member');
+  assert.ok(Object.hasOwn(copy.spec, '__proto__'));
+  assert.deepStrictEqual(copy, structuredClone(body));
+});
