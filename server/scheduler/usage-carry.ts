@@ -18,6 +18,11 @@ interface Counted {
   labels: Pod['metadata']['labels'];
   /** Its spreading group (first owner's uid, else its labels): owner references may be edited. */
   group: string | undefined;
+  /**
+   * The bound pod object counted, when frozen (the object cache's): the same object in a later list is the same pod,
+   * unchanged, and needs no comparing. A pass's own decisions are counted from the unbound pod, so not here.
+   */
+  seen?: Pod;
 }
 
 export class UsageCarry {
@@ -45,7 +50,7 @@ export class UsageCarry {
     this.clear();
     const holding = pods.filter((p) => !batch.has(podKey(p)));
     const usage = computeUsage({ nodes, pods: holding });
-    for (const p of holding) if (holds(p, usage)) this.counted.set(podKey(p), counted(p, p.spec.nodeName!));
+    for (const p of holding) if (holds(p, usage)) this.counted.set(podKey(p), counted(p, p.spec.nodeName!, p));
     this.nodes = nodes;
     this.usage = usage;
     return usage;
@@ -54,7 +59,7 @@ export class UsageCarry {
   /** A decision of the pass (or a pod bound since the last one): `pod` counts on `node` from now on. */
   placed(pod: Pod, node: string): void {
     addPod(this.usage!.get(node)!, pod);
-    this.counted.set(podKey(pod), counted(pod, node));
+    this.counted.set(podKey(pod), counted(pod, node, pod.spec.nodeName === node ? pod : undefined));
   }
 
   /** Forgets the usage (nothing waits: no memory held at rest). */
@@ -75,12 +80,19 @@ export class UsageCarry {
         if (was) return undefined;
         continue;
       }
+      if (was && was.seen === p) {
+        still++;
+        continue;
+      }
       const now = holds(p, usage);
       if (!was) {
         if (now) added.push(p);
         continue;
       }
       if (!now || was.node !== p.spec.nodeName || !sameLabels(was.labels, p.metadata.labels) || was.group !== podGroupKey(p)) return undefined;
+      // Unchanged as far as the usage goes: next time this object is known at a glance. (If the pass gives up on
+      // the carried usage below, the counts are built afresh anyway.)
+      if (Object.isFrozen(p)) was.seen = p;
       still++;
     }
     // A counted pod missing from the list is gone.
@@ -88,8 +100,8 @@ export class UsageCarry {
   }
 }
 
-function counted(p: Pod, node: string): Counted {
-  return { node, labels: p.metadata.labels, group: podGroupKey(p) };
+function counted(p: Pod, node: string, bound?: Pod): Counted {
+  return { node, labels: p.metadata.labels, group: podGroupKey(p), ...(bound && Object.isFrozen(bound) ? { seen: bound } : {}) };
 }
 
 /** Whether computeUsage counts the pod: bound to a node it knows, not finished. */
