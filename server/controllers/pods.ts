@@ -3,7 +3,6 @@
  * generateName does, build them from the owner's template with a controller ownerReference, tell
  * their own pods apart, and create / delete them with the matching events.
  */
-import { deepCopy } from '../../src/util/deep-copy.js';
 import { randomInt } from 'node:crypto';
 import type { Condition } from '../../src/api/meta.js';
 import type { Pod } from '../../src/api/pod.js';
@@ -11,6 +10,7 @@ import type { PodTemplate } from '../../src/api/template.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
 import type { InvolvedObject } from '../events/recorder.js';
 import type { ControllerDeps } from './deps.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 
 const SUFFIX_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789';
 

@@ -1,4 +1,3 @@
-import { deepCopy } from '../../src/util/deep-copy.js';
 import { randomInt } from 'node:crypto';
 import type { Pod } from '../../src/api/pod.js';
 import type { Node } from '../../src/api/node.js';
@@ -44,7 +43,8 @@ export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
       ...(t.metadata?.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
       ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
     },
-    spec: deepCopy(t.spec),
+    // parseObject copies what it is given: the pod shares nothing with the template.
+    spec: t.spec,
   };
   const pod = parseObject(raw).object as Pod;
   pod.status = { phase: 'Pending' };

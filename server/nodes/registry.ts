@@ -1,4 +1,3 @@
-import { deepCopy } from '../../src/util/deep-copy.js';
 import { AgentEventLog } from './event-dedup.js';
 import { CONTRACT_VERSION, decode, payloads, type ParsedTopic } from '../../src/contract/index.js';
 import type { Condition } from '../../src/api/meta.js';
@@ -14,6 +13,7 @@ import type { ReportCopy } from '../mqtt/link.js';
 import { applyDiskPressure, NodeConditions, setCondition } from './conditions.js';
 import type { NodeLiveness } from './liveness.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 
 export interface RegistryOptions {
   store: Store;

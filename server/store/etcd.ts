@@ -1,4 +1,3 @@
-import { deepCopy } from '../../src/util/deep-copy.js';
 import { Etcd3, type IKeyValue, type IRequestOp, type ITxnResponse } from 'etcd3';
 import type { ApiObject } from '../../src/api/meta.js';
 import { envelopeKeyId, isEnvelope } from '../../src/util/aead.js';
@@ -12,6 +11,7 @@ import { storeView } from './view.js';
 import { assertResourceVersion, createdObject, deletedObject, patchedObject, sortByNamespaceName, updatedObject } from './object-rules.js';
 import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
 import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchOptions, WriteFence } from './types.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 
 /*
  * Key layout in etcd, under a prefix (default `/drover/`; several clusters may share one etcd with

@@ -1,4 +1,3 @@
-import { deepCopy } from '../../src/util/deep-copy.js';
 import { statfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
 import type { ApiObject } from '../../src/api/meta.js';
@@ -13,6 +12,7 @@ import { ENCRYPTED_KIND, SecretCodec } from './secret-codec.js';
 import type { BackendStore, ListResult, ObjectOf, SealReport, Store, Stored, ValueCipher, Watch, WatchEvent, WatchEventType, WatchOptions, WriteFence } from './types.js';
 import { storeView } from './view.js';
 import { Watcher } from './watcher.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 
 /*
  * Key layout (all keys are strings, values JSON):
