@@ -6,6 +6,7 @@ import mqttPacket from 'mqtt-packet';
 import { agentMayPublish, agentMayRetain, agentMaySubscribe, isOperatorClientId, isReservedClientId, isTopicSafe, operatorMayPublish, operatorMaySubscribe, parseCommandTopic } from '../../src/contract/topics.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/contract/payloads.js';
 import { indexRetained } from './retained-index.js';
+import { keepSessionOrder, type SessionClient, type SessionOrder } from './session-order.js';
 import type { Logger } from '../../src/util/logger.js';
 
 /**
@@ -391,7 +392,14 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // write, ~6 MiB of the server's heap (a tenth of it at 1,000 agents) for numbers it can write in place.
   // mqtt.js clients turn the same switch off.
   mqttPacket.writeToStream.cacheNumbers = false;
-  const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, authorizeForward, connectTimeout: CONNECT_TIMEOUT_MS });
+  let sessionOrder: SessionOrder | undefined;
+  // Before aedes restores a returning session's subscriptions (see session-order.ts).
+  const preConnect: AedesOptions['preConnect'] = (client, packet, done) => {
+    if (packet.clean === false) sessionOrder?.hold(client as unknown as SessionClient);
+    done(null, true);
+  };
+  const aedes = await Aedes.createBroker({ authenticate, authorizePublish, authorizeSubscribe, authorizeForward, preConnect, connectTimeout: CONNECT_TIMEOUT_MS });
+  sessionOrder = keepSessionOrder((aedes as unknown as { persistence: Parameters<typeof keepSessionOrder>[0] }).persistence);
   // Before any client: every retained message must pass through the index.
   indexRetained((aedes as unknown as { persistence: Parameters<typeof indexRetained>[0] }).persistence);
   // After authorization: only messages the broker took in count (client null: the broker's own, $SYS).
