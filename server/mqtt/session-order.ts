@@ -7,16 +7,26 @@
  * reads the replies to commands with `mosquitto_sub -c` after sending them (the README does) saw the last
  * reply first. Mosquitto keeps the order.
  *
- * So from CONNECT until the replay is done, live QoS 1/2 deliveries to a returning session are held (they
- * are already in its queue: aedes queues a message for every persistent subscriber before it delivers it),
- * then delivered in publish order, leaving out those the replay sent. QoS 0 is never queued, so it passes.
+ * So from CONNECT until the replay is done, live deliveries to a returning session are held, then delivered in
+ * publish order, leaving out those the replay sent (QoS 1/2 ones are already in its queue: aedes queues a message
+ * for every persistent subscriber before it delivers it). QoS 0 ones are held too: aedes drops a message whose
+ * broker counter is below the last it delivered to that client, and for a QoS 1 one it then also takes an unsent
+ * message out of the session's queue, so a QoS 0 message let through first would lose the held QoS 1 ones for good.
+ *
+ * A client that keeps its replay going (it reads just fast enough) holds at most MAX_HELD messages; past that
+ * it is disconnected: its QoS 1/2 messages stay queued for its next connection, QoS 0 ones are dropped (as MQTT
+ * allows).
  */
 
 /** The part of aedes' Client this needs. */
 export interface SessionClient {
-  deliverQoS: (packet: HeldPacket, cb: () => void) => void;
+  deliverQoS: Deliver;
+  deliver0: Deliver;
   once(event: 'connected', listener: () => void): unknown;
+  close(): void;
 }
+
+type Deliver = (packet: HeldPacket, cb: () => void) => void;
 
 /** aedes' packets carry the publishing broker's id and counter: together, the message's identity. */
 export interface HeldPacket {
@@ -29,6 +39,8 @@ export interface HeldPacket {
 export interface OutgoingPersistence {
   outgoingUpdate(client: object, packet: HeldPacket): Promise<unknown>;
 }
+
+export const MAX_HELD = 10_000;
 
 const noop = () => {};
 const identity = (p: HeldPacket) => `${p.brokerId}:${p.brokerCounter}`;
@@ -49,22 +61,34 @@ export function keepSessionOrder(persistence: OutgoingPersistence): SessionOrder
   };
   return {
     hold(client) {
-      const deliver = client.deliverQoS;
+      const deliverQoS = client.deliverQoS;
+      const deliver0 = client.deliver0;
       const sent = new Set<string>();
-      let held: HeldPacket[] | undefined = [];
+      let held: { packet: HeldPacket; deliver: Deliver }[] | undefined = [];
       replayed.set(client, sent);
-      // Subscriptions capture client.deliverQoS when they are made; so is this wrapper, for the session's life.
-      client.deliverQoS = (packet, cb) => {
-        if (!held || packet.qos === 0) return deliver(packet, cb);
-        held.push(packet);
-        // The broker's emitter waits for this callback: it must not wait for the replay.
+      // The broker's emitter waits for each delivery's callback: it must not wait for the replay.
+      const holding = (deliver: Deliver): Deliver => (packet, cb) => {
+        if (!held) return deliver(packet, cb);
+        if (held.length >= MAX_HELD) {
+          held = undefined;
+          replayed.delete(client);
+          client.close();
+        } else held.push({ packet, deliver });
         setImmediate(cb);
       };
+      // Subscriptions capture these when they are made (deliverQoS hands QoS 0 packets to client.deliver0):
+      // the wrappers stay for the session's life, and pass straight through once the replay is done.
+      client.deliverQoS = holding(deliverQoS);
+      client.deliver0 = holding(deliver0);
       client.once('connected', () => {
         const waiting = held ?? [];
         held = undefined;
         replayed.delete(client);
-        for (const p of waiting) if (!sent.has(identity(p))) deliver(p, noop);
+        for (const { packet, deliver } of waiting) {
+          // Only a QoS 1/2 delivery can have been in the replayed queue.
+          if (deliver === deliverQoS && packet.qos > 0 && sent.has(identity(packet))) continue;
+          deliver(packet, noop);
+        }
       });
     },
   };
