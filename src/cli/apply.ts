@@ -6,6 +6,7 @@ import { canonicalJson } from '../util/canonical-json.js';
 import { ApiClient, CliError, dryRunSuffix, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, dryRunOf, ErrorList, type CommandContext } from './context.js';
 import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
+import { CONFLICT, isConflict, retryConflicts } from './mutate.js';
 import { objectName, qualifiedPlural } from './output.js';
 
 export type ApplyResult = 'created' | 'configured' | 'unchanged';
@@ -58,39 +59,40 @@ export function keepSystemFields(desired: ApiObject, current: ApiObject): ApiObj
   return out;
 }
 
-const MAX_CONFLICT_RETRIES = 5;
-
 /**
  * Create or update one object. Updates carry the resourceVersion just read; a concurrent writer
- * (an agent reporting status bumps the version too) makes the PUT conflict, so read and retry.
+ * (an agent reporting status, a controller writing a Deployment's status while it scales) makes the
+ * PUT conflict, so read and retry (for as long as `scale` does: five quick rounds were lost in CI).
  */
 export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<LoadedObject, 'kind'>): Promise<ApplyResult> {
   const { kind } = item;
   const path = objectPath(kind, obj.metadata.namespace, obj.metadata.name);
-  for (let attempt = 0; attempt < MAX_CONFLICT_RETRIES; attempt++) {
-    const current = await client.getOptional<ApiObject>(path);
-    if (!current) {
+  return retryConflicts<ApplyResult>(
+    async () => {
+      const current = await client.getOptional<ApiObject>(path);
+      if (!current) {
+        try {
+          await client.create(objectPath(kind, obj.metadata.namespace), obj);
+          return 'created';
+        } catch (err) {
+          // Someone created it between our GET and POST: go round and update instead.
+          if (err instanceof CliError && err.code === 409 && err.reason === 'AlreadyExists') return CONFLICT;
+          throw err;
+        }
+      }
+      const desired = keepSystemFields(obj, current);
+      if (isUnchanged(desired, current)) return 'unchanged';
+      desired.metadata.resourceVersion = current.metadata.resourceVersion;
       try {
-        await client.create(objectPath(kind, obj.metadata.namespace), obj);
-        return 'created';
+        await client.replace(path, desired);
+        return 'configured';
       } catch (err) {
-        // Someone created it between our GET and POST: go round and update instead.
-        if (err instanceof CliError && err.code === 409 && err.reason === 'AlreadyExists') continue;
+        if (isConflict(err)) return CONFLICT;
         throw err;
       }
-    }
-    const desired = keepSystemFields(obj, current);
-    if (isUnchanged(desired, current)) return 'unchanged';
-    desired.metadata.resourceVersion = current.metadata.resourceVersion;
-    try {
-      await client.replace(path, desired);
-      return 'configured';
-    } catch (err) {
-      if (err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists') continue;
-      throw err;
-    }
-  }
-  throw new CliError(`${qualifiedPlural(kind)} "${obj.metadata.name}" kept changing while being applied; try again`);
+    },
+    () => new CliError(`${qualifiedPlural(kind)} "${obj.metadata.name}" kept changing while being applied; try again`),
+  );
 }
 
 /**

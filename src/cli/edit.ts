@@ -10,6 +10,7 @@ import { canonicalJson } from '../util/canonical-json.js';
 import { CliError, dryRunSuffix, FATAL_REASONS, type ApiClient } from './client.js';
 import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { objectName, qualifiedPlural, toJson, toYaml } from './output.js';
+import { CONFLICT, isConflict, retryConflicts } from './mutate.js';
 
 const HEADER = [
   'Please edit the object below. Lines beginning with a \'#\' will be ignored,',
@@ -84,8 +85,6 @@ export function applyMergePatch(target: Json, patch: Json): Json {
   return out;
 }
 
-const MAX_CONFLICT_RETRIES = 5;
-
 /**
  * Stores the user's changes: what changed between the object shown and the one saved is applied to
  * the object as it is now, so a status report or a controller that wrote meanwhile is not a conflict
@@ -95,17 +94,19 @@ async function storeEdit(client: ApiClient, path: string, original: ApiObject, e
   const patch = mergePatchBetween(original, edited) as Record<string, Json>;
   const meta = patch.metadata as Record<string, Json> | undefined;
   if (meta) delete meta.resourceVersion;
-  for (let attempt = 0; ; attempt++) {
-    const current = await client.getOptional<ApiObject>(path);
-    if (!current) throw new CliError(`the object was deleted while being edited`, { code: 404, reason: 'NotFound' });
-    try {
-      await client.replace(path, applyMergePatch(current, patch));
-      return;
-    } catch (err) {
-      if (err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists' && attempt < MAX_CONFLICT_RETRIES) continue;
-      throw err;
-    }
-  }
+  await retryConflicts<void>(
+    async () => {
+      const current = await client.getOptional<ApiObject>(path);
+      if (!current) throw new CliError(`the object was deleted while being edited`, { code: 404, reason: 'NotFound' });
+      try {
+        await client.replace(path, applyMergePatch(current, patch));
+      } catch (err) {
+        if (isConflict(err)) return CONFLICT;
+        throw err;
+      }
+    },
+    () => new CliError(`the object kept changing while being edited; try again`, { code: 409, reason: 'Conflict' }),
+  );
 }
 
 /** Same object as far as an edit is concerned (the server's bookkeeping aside). */

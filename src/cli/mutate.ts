@@ -19,6 +19,28 @@ export interface UpdateResult<T> {
   changed: boolean;
 }
 
+/** What a try of `retryConflicts` returns when a 409 Conflict says someone wrote in between. */
+export const CONFLICT = Symbol('conflict');
+
+/**
+ * Runs `tryOnce` until it returns something other than CONFLICT, pausing a short random time between tries,
+ * for up to CONFLICT_RETRY_MS; then gives up with `giveUp`'s error.
+ */
+export async function retryConflicts<T>(tryOnce: () => Promise<T | typeof CONFLICT>, giveUp: () => Error): Promise<T> {
+  const giveUpAt = performance.now() + CONFLICT_RETRY_MS;
+  for (let attempt = 0; attempt === 0 || performance.now() < giveUpAt; attempt++) {
+    if (attempt > 0) await sleep(backoffDelay(attempt - 1, CONFLICT_BACKOFF));
+    const r = await tryOnce();
+    if (r !== CONFLICT) return r;
+  }
+  throw giveUp();
+}
+
+/** A 409 from a write that carried a resourceVersion: the object changed since it was read. */
+export function isConflict(err: unknown): boolean {
+  return err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists';
+}
+
 /**
  * Read-modify-write of one object with optimistic concurrency: `mutate` changes the object in place
  * and returns false when there is nothing to change (no request is sent then). A 409 Conflict
@@ -32,22 +54,22 @@ export async function updateObject<T extends ApiObject>(
   mutate: (obj: T) => boolean | void,
 ): Promise<UpdateResult<T>> {
   const path = objectPath(kind, namespace, name);
-  const giveUpAt = performance.now() + CONFLICT_RETRY_MS;
-  for (let attempt = 0; attempt === 0 || performance.now() < giveUpAt; attempt++) {
-    if (attempt > 0) await sleep(backoffDelay(attempt - 1, CONFLICT_BACKOFF));
-    const cur = await client.getOptional<T>(path);
-    if (!cur) throw notFound(kind, name);
-    if (mutate(cur) === false) return { object: cur, changed: false };
-    try {
-      const updated = await client.replace<T>(path, cur);
-      return { object: updated ?? cur, changed: true };
-    } catch (err) {
-      if (err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists') continue;
-      if (err instanceof CliError && err.code === 404) throw notFound(kind, name);
-      throw err;
-    }
-  }
-  throw new CliError(`${qualifiedPlural(kind)} "${name}" kept changing while being updated; try again`);
+  return retryConflicts<UpdateResult<T>>(
+    async () => {
+      const cur = await client.getOptional<T>(path);
+      if (!cur) throw notFound(kind, name);
+      if (mutate(cur) === false) return { object: cur, changed: false };
+      try {
+        const updated = await client.replace<T>(path, cur);
+        return { object: updated ?? cur, changed: true };
+      } catch (err) {
+        if (isConflict(err)) return CONFLICT;
+        if (err instanceof CliError && err.code === 404) throw notFound(kind, name);
+        throw err;
+      }
+    },
+    () => new CliError(`${qualifiedPlural(kind)} "${name}" kept changing while being updated; try again`),
+  );
 }
 
 export interface Target {
