@@ -329,8 +329,11 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // The encodings each node reads, as its last hello said, kept on every server: a server that becomes
     // leader hands them to its new publisher at once (the hellos were heard while another server led).
     const encodings = new Map<string, readonly string[] | undefined>();
+    // LevelDB only: its watch events reach the cache before a write is acknowledged (see cachedNode).
+    const cachedNode = onEtcd ? undefined : (name: string) => cache.get('Node', '', name);
     const registry = new NodeRegistry({
       store,
+      cachedNode,
       events,
       logger,
       metrics,
@@ -410,7 +413,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
           name: 'desired-state publisher',
           start: async () => {
             const began = performance.now();
-            const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger, images });
+            const p = new DesiredPublisher({ store: leaderStore, sink: countedDesiredSink(link, instruments), logger, images, cachedNode });
             for (const [node, accepts] of encodings) p.encodingsHeard(node, accepts);
             await p.start();
             publisher = p;

@@ -113,6 +113,13 @@ export class ObjectCache {
     return { items: items.slice() as ObjectOf<K>[], revision: this.store.revision() };
   }
 
+  /** Like Store.get for a cached kind: the frozen object every reader shares (undefined when there is none). */
+  get<K extends string>(kind: K, namespace: string, name: string): ObjectOf<K> | undefined {
+    const objects = this.byKind.get(kind);
+    if (!objects) throw new Error(`kind ${kind} is not cached`);
+    return objects.get(`${namespace}/${name}`) as ObjectOf<K> | undefined;
+  }
+
   close(): void {
     this.watch?.close();
     this.watch = undefined;

@@ -86,7 +86,17 @@ export class DesiredPublisher {
   /** Per node, its IMAGE_BANDWIDTH_LABEL value as last published (undefined: none): a change republishes it. */
   private readonly bandwidthLabels = new Map<string, string | undefined>();
 
-  constructor(private readonly deps: { store: Store; sink: DesiredSink; logger: Logger; debounceMs?: number; images?: ImageCatalog }) {}
+  constructor(
+    private readonly deps: {
+      store: Store;
+      sink: DesiredSink;
+      logger: Logger;
+      debounceMs?: number;
+      images?: ImageCatalog;
+      /** The Node from memory instead of the store, for every publish (see RegistryOptions.cachedNode). */
+      cachedNode?: (name: string) => Node | undefined;
+    },
+  ) {}
 
   async start(): Promise<void> {
     // An image pushed, renamed or removed may change what any node with pods is to fetch: the digests
@@ -229,7 +239,7 @@ export class DesiredPublisher {
     let snap;
     try {
       // Only a registered node gets a snapshot: one that registers later gets it then (Node ADDED).
-      const nodeObj = await store.get('Node', '', node);
+      const nodeObj = this.deps.cachedNode?.(node) ?? (await store.get('Node', '', node));
       if (!nodeObj) {
         this.refs.delete(node);
         this.namespaces.delete(node);

@@ -36,6 +36,13 @@ export interface RegistryOptions {
    * the server cannot see.
    */
   pingsCarryLiveness?: boolean;
+  /**
+   * The Node as the store last made it durable, from memory (the object cache; frozen, never changed here).
+   * Read at every status report instead of LevelDB; only where the cache holds every acknowledged write
+   * (LevelDB, which delivers a write's watch event before acknowledging it), and not when several servers
+   * share the reports (another server may have just written the node's hello).
+   */
+  cachedNode?: (name: string) => Node | undefined;
   /** Told every hello once its Node is written (the desired-state publisher reads its `accepts`). */
   onHello?: (node: string, h: payloads.Hello) => void;
   now?: () => number;
@@ -426,6 +433,8 @@ export class NodeRegistry {
 
   /** Several servers: the Node, waited for a little when its hello is being handled by another server. */
   private async nodeOf(name: string, shared: boolean): Promise<Node | undefined> {
+    const cached = shared ? undefined : this.opts.cachedNode?.(name);
+    if (cached) return cached;
     for (let attempt = 0; ; attempt++) {
       const node = await this.opts.store.get('Node', '', name);
       if (node || !shared || attempt + 1 >= NODE_WAIT.attempts || this.closing) return node;
