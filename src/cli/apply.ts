@@ -91,7 +91,7 @@ export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<
         throw err;
       }
     },
-    () => new CliError(`${qualifiedPlural(kind)} "${obj.metadata.name}" kept changing while being applied; try again`),
+    () => new CliError(`${qualifiedPlural(kind)} "${obj.metadata.name}" kept changing while being applied; try again`, { code: 409, reason: 'Conflict' }),
   );
 }
 

@@ -68,7 +68,7 @@ export async function updateObject<T extends ApiObject>(
         throw err;
       }
     },
-    () => new CliError(`${qualifiedPlural(kind)} "${name}" kept changing while being updated; try again`),
+    () => new CliError(`${qualifiedPlural(kind)} "${name}" kept changing while being updated; try again`, { code: 409, reason: 'Conflict' }),
   );
 }
 
