@@ -56,3 +56,43 @@ test('apply outlasts a writer that wins eight rounds in a row, and stores the ne
   const spec = api.current().spec as { template: { spec: { containers: { image: string }[] } } };
   assert.equal(spec.template.spec.containers[0]!.image, 'web:2');
 });
+
+test('an error that is not a conflict surfaces at once: one PUT, no retry', async () => {
+  let puts = 0;
+  const client = {
+    async getOptional<T>() {
+      return deployment('web:1', '10') as T;
+    },
+    async replace(): Promise<never> {
+      puts++;
+      throw new CliError('spec.replicas: must be >= 0', { code: 422, reason: 'Invalid' });
+    },
+  } as unknown as ApiClient;
+  const started = performance.now();
+  await assert.rejects(applyObject(client, deployment('web:2'), { kind: kindInfo('Deployment') }), (err: CliError) => err.code === 422);
+  assert.equal(puts, 1);
+  assert.ok(performance.now() - started < 1_000);
+});
+
+test('created by someone else between the read and the create: apply goes round and updates what they created', async () => {
+  let stored: ApiObject | undefined;
+  const calls: string[] = [];
+  const client = {
+    async getOptional<T>() {
+      calls.push(stored ? 'get' : 'get (none)');
+      return (stored ? structuredClone(stored) : undefined) as T;
+    },
+    async create(): Promise<never> {
+      calls.push('create (AlreadyExists)');
+      stored = deployment('web:0', '7');
+      throw new CliError('deployments.apps "web" already exists', { code: 409, reason: 'AlreadyExists' });
+    },
+    async replace<T>(_path: string, body: ApiObject): Promise<T> {
+      calls.push(`put at ${body.metadata.resourceVersion}`);
+      stored = body;
+      return body as T;
+    },
+  } as unknown as ApiClient;
+  assert.equal(await applyObject(client, deployment('web:2'), { kind: kindInfo('Deployment') }), 'configured');
+  assert.deepEqual(calls, ['get (none)', 'create (AlreadyExists)', 'get', 'put at 7']);
+});
