@@ -214,7 +214,7 @@ async function oneSize(n: number, o: Opts): Promise<Record<string, unknown>> {
       out.placementDeployment = byRate[(byRate.length - 1) >> 1];
       if (runs.length > 1) {
         out.placementDeploymentRuns = runs;
-        out.placementDeploymentMedian = { podsPerSecondToRunning: median(runs.map((x) => x.podsPerSecondToRunning)), podsPerSecondToBound: median(runs.map((x) => x.podsPerSecondToBound)), serverCpuMsPerPod: median(runs.map((x) => x.serverCpuMsPerPod)) };
+        out.placementDeploymentMedian = { podsPerSecondToRunning: round(median(runs.map((x) => x.podsPerSecondToRunning)), 1), podsPerSecondToBound: round(median(runs.map((x) => x.podsPerSecondToBound)), 1), serverCpuMsPerPod: round(median(runs.map((x) => x.serverCpuMsPerPod)), 3) };
         console.log(`[${n}] Deployment, median of ${runs.length}: ${JSON.stringify(out.placementDeploymentMedian)}`);
       }
     }
