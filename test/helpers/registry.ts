@@ -10,7 +10,7 @@ import { encode, type payloads } from '../../src/contract/index.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { EventRecorder } from '../../server/events/recorder.js';
 import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { NodeRegistry } from '../../server/nodes/registry.js';
+import { NodeRegistry, type RegistryOptions } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
 import { agentHello } from '../fuzz/agent-reports.js';
 
@@ -26,10 +26,15 @@ export interface RegistryFixture {
   close(): Promise<void>;
 }
 
+/** A registry on `store` with the tests' usual parts (silent logs, 110 pods per node), `extra` over them. */
+export function testRegistry(store: LevelStore, extra: Partial<RegistryOptions> = {}): NodeRegistry {
+  return new NodeRegistry({ store, events: new EventRecorder(store, silentLogger), logger: silentLogger, liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }), maxPodsPerNode: 110, ...extra });
+}
+
 export async function registryWithNode(prefix: string, name = 'edge-1', bootId = 'boot-1'): Promise<RegistryFixture> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const store = await LevelStore.open({ path: join(dir, 'db') });
-  const registry = new NodeRegistry({ store, events: new EventRecorder(store, silentLogger), logger: silentLogger, liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }), maxPodsPerNode: 110 });
+  const registry = testRegistry(store);
   await registry.handle({ kind: 'hello', node: name }, encode(agentHello(name, bootId)));
   let seq = 0;
   const status = (extra: Partial<payloads.Status>): payloads.Status => ({

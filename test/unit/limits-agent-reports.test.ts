@@ -11,11 +11,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { encode, type payloads } from '../../src/contract/index.js';
 import { agentHello as hello, podReport as report } from '../fuzz/agent-reports.js';
-import { silentLogger } from '../../src/util/logger.js';
-import { EventRecorder } from '../../server/events/recorder.js';
-import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { NodeRegistry } from '../../server/nodes/registry.js';
+import type { NodeRegistry } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
+import { testRegistry } from '../helpers/registry.js';
 
 describe('agent reports: what a node may not say', () => {
   let dir: string;
@@ -44,14 +42,7 @@ describe('agent reports: what a node may not say', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'drover-limits-reports-'));
     store = await LevelStore.open({ path: join(dir, 'db') });
-    registry = new NodeRegistry({
-      store,
-      events: new EventRecorder(store, silentLogger),
-      logger: silentLogger,
-      liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }),
-      maxPodsPerNode: 110,
-      now: () => nowMs,
-    });
+    registry = testRegistry(store, { now: () => nowMs });
     await send('edge-a', 'hello', hello('edge-a', 'boot-a1'));
     await send('edge-b', 'hello', hello('edge-b', 'boot-b1'));
   });

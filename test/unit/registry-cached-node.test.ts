@@ -13,11 +13,10 @@ import { encode, type payloads } from '../../src/contract/index.js';
 import type { Pod } from '../../src/api/pod.js';
 import { silentLogger } from '../../src/util/logger.js';
 import { ObjectCache } from '../../server/cache/object-cache.js';
-import { EventRecorder } from '../../server/events/recorder.js';
-import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { NodeRegistry } from '../../server/nodes/registry.js';
+import type { NodeRegistry } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
 import { agentHello, podReport } from '../fuzz/agent-reports.js';
+import { testRegistry } from '../helpers/registry.js';
 
 let dir: string;
 let store: LevelStore;
@@ -29,12 +28,7 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'drover-registry-cached-'));
   store = await LevelStore.open({ path: join(dir, 'db') });
   cache = await ObjectCache.start(store, ['Pod', 'Node'], silentLogger);
-  registry = new NodeRegistry({
-    store,
-    events: new EventRecorder(store, silentLogger),
-    logger: silentLogger,
-    liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }),
-    maxPodsPerNode: 110,
+  registry = testRegistry(store, {
     cachedNode: (name) => {
       cachedReads++;
       return cache.get('Node', '', name);

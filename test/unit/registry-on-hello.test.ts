@@ -9,12 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { encode, type payloads } from '../../src/contract/index.js';
-import { silentLogger } from '../../src/util/logger.js';
-import { EventRecorder } from '../../server/events/recorder.js';
-import { NodeLiveness } from '../../server/nodes/liveness.js';
-import { NodeRegistry } from '../../server/nodes/registry.js';
+import type { NodeRegistry } from '../../server/nodes/registry.js';
 import { LevelStore } from '../../server/store/level.js';
 import { agentHello } from '../fuzz/agent-reports.js';
+import { testRegistry } from '../helpers/registry.js';
 
 let dir: string;
 let store: LevelStore;
@@ -24,12 +22,7 @@ let registry: NodeRegistry;
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'drover-registry-hello-'));
   store = await LevelStore.open({ path: join(dir, 'db') });
-  registry = new NodeRegistry({
-    store,
-    events: new EventRecorder(store, silentLogger),
-    logger: silentLogger,
-    liveness: new NodeLiveness({ flapThreshold: 5, flapWindowMs: 60_000 }),
-    maxPodsPerNode: 110,
+  registry = testRegistry(store, {
     // Whether the Node was already written when the listener heard of it.
     onHello: (node, h) => heard.push({ node, accepts: h.accepts, stored: store.get('Node', '', node).then((n) => n !== undefined) }),
   });
