@@ -3,10 +3,11 @@ import { normalizeSecret, type Secret } from '../api/config.js';
 import { objectPath } from '../api/kinds.js';
 import type { ApiObject } from '../api/meta.js';
 import { canonicalJson } from '../util/canonical-json.js';
+import { isAlreadyExists } from '../util/errors.js';
 import { ApiClient, CliError, dryRunSuffix, FATAL_REASONS } from './client.js';
 import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, dryRunOf, ErrorList, type CommandContext } from './context.js';
 import { readManifestSources, validateSources, type LoadedObject } from './manifests.js';
-import { CONFLICT, isConflict, retryConflicts } from './mutate.js';
+import { CONFLICT, isStaleWrite, retryConflicts } from './mutate.js';
 import { objectName, qualifiedPlural } from './output.js';
 
 export type ApplyResult = 'created' | 'configured' | 'unchanged';
@@ -76,7 +77,7 @@ export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<
           return 'created';
         } catch (err) {
           // Someone created it between our GET and POST: go round and update instead.
-          if (err instanceof CliError && err.code === 409 && err.reason === 'AlreadyExists') return CONFLICT;
+          if (isAlreadyExists(err)) return CONFLICT;
           throw err;
         }
       }
@@ -87,7 +88,7 @@ export async function applyObject(client: ApiClient, obj: ApiObject, item: Pick<
         await client.replace(path, desired);
         return 'configured';
       } catch (err) {
-        if (isConflict(err)) return CONFLICT;
+        if (isStaleWrite(err)) return CONFLICT;
         throw err;
       }
     },

@@ -10,7 +10,7 @@ import { canonicalJson } from '../util/canonical-json.js';
 import { CliError, dryRunSuffix, FATAL_REASONS, type ApiClient } from './client.js';
 import { addConnectionOptions, addDryRunOption, DEFAULT_NAMESPACE, notFound, parseResourceArgs, type CommandContext } from './context.js';
 import { objectName, qualifiedPlural, toJson, toYaml } from './output.js';
-import { CONFLICT, isConflict, retryConflicts } from './mutate.js';
+import { CONFLICT, isStaleWrite, retryConflicts } from './mutate.js';
 
 const HEADER = [
   'Please edit the object below. Lines beginning with a \'#\' will be ignored,',
@@ -101,7 +101,7 @@ async function storeEdit(client: ApiClient, path: string, original: ApiObject, e
       try {
         await client.replace(path, applyMergePatch(current, patch));
       } catch (err) {
-        if (isConflict(err)) return CONFLICT;
+        if (isStaleWrite(err)) return CONFLICT;
         throw err;
       }
     },

@@ -36,8 +36,12 @@ export async function retryConflicts<T>(tryOnce: () => Promise<T | typeof CONFLI
   throw giveUp();
 }
 
-/** A 409 from a write that carried a resourceVersion: the object changed since it was read. */
-export function isConflict(err: unknown): boolean {
+/**
+ * A 409 from a write that carried a resourceVersion: the object changed since it was read. Broader than
+ * src/util/errors.ts isConflict (reason Conflict): any 409 the API answers but AlreadyExists, one without a
+ * reason in its body included.
+ */
+export function isStaleWrite(err: unknown): boolean {
   return err instanceof CliError && err.code === 409 && err.reason !== 'AlreadyExists';
 }
 
@@ -63,7 +67,7 @@ export async function updateObject<T extends ApiObject>(
         const updated = await client.replace<T>(path, cur);
         return { object: updated ?? cur, changed: true };
       } catch (err) {
-        if (isConflict(err)) return CONFLICT;
+        if (isStaleWrite(err)) return CONFLICT;
         if (err instanceof CliError && err.code === 404) throw notFound(kind, name);
         throw err;
       }
