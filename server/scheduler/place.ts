@@ -4,25 +4,49 @@
  */
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
-import { ClusterIndex } from './cluster.js';
+import { ClassRanking, type RankedFleet } from './class-ranking.js';
+import { ClusterIndex, podGroupKey } from './cluster.js';
 import type { UsageCarry } from './usage-carry.js';
 import {
   addPod,
   defaultFilters,
   emptyUsage,
+  existingPodsAntiAffinityFilter,
   type Filter,
   nodeAffinityFilter,
+  nodeDevicesFilter,
   nodeNameFilter,
+  nodePortsFilter,
   nodeReadyFilter,
+  nodeResourcesFitFilter,
   nodeSelectorFilter,
   nodeUnschedulableFilter,
   type NodeUsage,
+  podAffinityFilter,
+  podAntiAffinityFilter,
+  podDevices,
+  podHostPorts,
+  podNonZeroRequests,
+  podRequests,
   reasonKey,
   runFilters,
   type SchedulingContext,
   taintTolerationFilter,
 } from './filters.js';
-import { defaultScorers, imageLocality, nodeAffinityPreferred, roundScore, type Scorer, scoreNode, taintTolerationPreferred, weightedSum } from './scorers.js';
+import {
+  balancedAllocation,
+  defaultScorers,
+  imageLocality,
+  interPodAffinityPreferred,
+  leastAllocated,
+  nodeAffinityPreferred,
+  roundScore,
+  type Scorer,
+  scoreNode,
+  taintTolerationPreferred,
+  topologySpread,
+  weightedSum,
+} from './scorers.js';
 
 export interface Placement {
   /** Chosen node; undefined when no node fits. */
@@ -41,6 +65,12 @@ export interface Placement {
 export interface PlaceOptions {
   filters?: readonly Filter[];
   scorers?: readonly Scorer[];
+  /**
+   * Share of a large fleet a decision looks at, as kube-scheduler's setting of that name: 0 or unset is
+   * adaptive (feasibleNodesToFind), 100 every node. Replicas ranked in a batch (class-ranking.ts) always
+   * get the best node of the whole fleet.
+   */
+  percentageOfNodesToScore?: number;
 }
 
 /** Identity of a pod across copies: uid when the store assigned one, else namespace/name. */
@@ -90,9 +120,9 @@ export const MIN_FEASIBLE_NODES = 100;
  * so that every node gets its turn. A pod no node fits is still checked against all of them (its message
  * counts every node).
  */
-export function feasibleNodesToFind(total: number): number {
-  if (total <= MIN_FEASIBLE_NODES) return total;
-  const percent = Math.max(5, 50 - Math.floor(total / 125));
+export function feasibleNodesToFind(total: number, percentageOfNodesToScore = 0): number {
+  if (total <= MIN_FEASIBLE_NODES || percentageOfNodesToScore >= 100) return total;
+  const percent = percentageOfNodesToScore > 0 ? percentageOfNodesToScore : Math.max(5, 50 - Math.floor(total / 125));
   return Math.max(MIN_FEASIBLE_NODES, Math.floor((total * percent) / 100));
 }
 
@@ -168,7 +198,7 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
   const scorers = opts.scorers ?? defaultScorers;
   const reasons = new Map<string, number>();
   const nodeReasons = new Map<string, readonly string[]>();
-  const want = feasibleNodesToFind(nodes.length);
+  const want = feasibleNodesToFind(nodes.length, opts.percentageOfNodesToScore);
   let best: { name: string; score: number } | undefined;
   let feasible = 0;
   let examined = 0;
@@ -210,6 +240,64 @@ export interface BatchResult {
   message: string;
 }
 
+/*
+ * Ranking a class of replicas (class-ranking.ts) is exact only while a placed pod changes the standing of
+ * its own node alone. These checks read one node's pods, or nothing at all for a pod without inter-pod
+ * terms in a fleet where no placed pod has any (rankableFleet); the two fleet-wide scorers are handled by
+ * the ranking's tiers (spreading: the group's count on the node) or are 0 everywhere (inter-pod affinity,
+ * under the same conditions).
+ */
+const NODE_LOCAL_FILTERS: ReadonlySet<Filter> = new Set([nodePortsFilter, nodeDevicesFilter, nodeResourcesFitFilter, podAffinityFilter, podAntiAffinityFilter, existingPodsAntiAffinityFilter]);
+const NODE_LOCAL_SCORERS: ReadonlySet<Scorer> = new Set([leastAllocated, balancedAllocation]);
+const FLEET_SCORERS: ReadonlySet<Scorer> = new Set([interPodAffinityPreferred, topologySpread]);
+
+function rankableChain(split: ChainSplit): boolean {
+  return split.dynamicFilters.every((f) => NODE_LOCAL_FILTERS.has(f)) && split.dynamicScorers.every((x) => NODE_LOCAL_SCORERS.has(x) || FLEET_SCORERS.has(x));
+}
+
+/** No placed pod pulls or pushes others, and spreading goes by node: one placement moves one node. */
+function rankableFleet(cluster: ClusterIndex): boolean {
+  return !cluster.zoned && cluster.antiAffinityPods.length === 0 && cluster.scoringTermPods.length === 0;
+}
+
+/**
+ * Pods with equal keys are interchangeable to every check: their static class, spreading group, requests,
+ * host ports and devices. Undefined for a pod with inter-pod terms, whose placement moves other nodes.
+ */
+function rankKey(pod: Pod): string | undefined {
+  const a = pod.spec.affinity;
+  if (a?.podAffinity || a?.podAntiAffinity) return undefined;
+  return `${podClass(pod)}\n${JSON.stringify([podGroupKey(pod) ?? null, podRequests(pod), podNonZeroRequests(pod), podHostPorts(pod), podDevices(pod)])}`;
+}
+
+/** The fleet as a ranking of `pod`'s class sees it, answering as `decide` would for that pod. */
+function rankedFleet(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, known: ClassAnswers): RankedFleet {
+  const { staticFilters, dynamicFilters, staticScorers, dynamicScorers } = known.split;
+  const localScorers = dynamicScorers.filter((x) => NODE_LOCAL_SCORERS.has(x));
+  const group = podGroupKey(pod);
+  const at = (i: number) => {
+    const node = nodes[i]!;
+    const u = usage.get(node.metadata.name)!;
+    const v = (known.verdicts[i] ??= staticVerdict(pod, node, u, staticFilters));
+    return { node, u, v };
+  };
+  return {
+    size: nodes.length,
+    name: (i) => nodes[i]!.metadata.name,
+    standing(i) {
+      const { node, u, v } = at(i);
+      if (v.reasons.length > 0 || runFilters(pod, node, u, dynamicFilters).length > 0) return undefined;
+      const local = roundScore((v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, localScorers));
+      const tier = group === undefined ? 0 : (u.cluster?.groups.get(group)?.byNode.get(node.metadata.name) ?? 0);
+      return { local, tier };
+    },
+    score(i) {
+      const { node, u, v } = at(i);
+      return roundScore((v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, dynamicScorers));
+    },
+  };
+}
+
 /**
  * Places pods one by one in the given order, committing each placed pod to its node's usage so
  * later pods see it. Pods of the batch that also appear in `ctx.pods` are excluded from the initial
@@ -229,16 +317,43 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   for (const c of podClasses) count.set(c, (count.get(c) ?? 0) + 1);
   const split = splitChain(opts);
   const answers = new Map<string, ClassAnswers>();
+  // Replicas are ranked when the chain and the fleet allow it (see rankableChain), every node has its usage
+  // in the fleet's one index, and a class has two pods or more.
+  const cluster = ctx.nodes.length > 0 ? usage.get(ctx.nodes[0]!.metadata.name)?.cluster : undefined;
+  let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster);
+  const rankKeys = rankable ? pods.map(rankKey) : [];
+  const rankCount = new Map<string, number>();
+  for (const k of rankKeys) if (k !== undefined) rankCount.set(k, (rankCount.get(k) ?? 0) + 1);
+  const rankings = new Map<string, ClassRanking>();
+  const changes: number[] = [];
+  const index = rankable ? new Map(ctx.nodes.map((n, i) => [n.metadata.name, i])) : undefined;
   return pods.map((pod, j) => {
     const c = podClasses[j]!;
     let known = answers.get(c);
     if (!known && count.get(c)! > 1) answers.set(c, (known = { split, verdicts: new Array(ctx.nodes.length) }));
-    const d = decide(pod, ctx.nodes, usage, opts, start, known);
-    start = (start + 1) % Math.max(1, ctx.nodes.length);
-    if (d.node) {
-      if (carry) carry.placed(pod, d.node);
-      else addPod(usage.get(d.node)!, pod);
+    // A pod with inter-pod terms placed earlier in the batch ends ranking for the rest of it.
+    rankable &&= rankableFleet(cluster!);
+    const k = rankable ? rankKeys[j] : undefined;
+    let node: string | undefined;
+    let message = '';
+    if (k !== undefined && known && rankCount.get(k)! > 1) {
+      let ranking = rankings.get(k);
+      if (!ranking) rankings.set(k, (ranking = new ClassRanking(rankedFleet(pod, ctx.nodes, usage, known), changes)));
+      const i = ranking.best();
+      if (i !== undefined) node = ctx.nodes[i]!.metadata.name;
     }
-    return d.node ? { pod, node: d.node, message: d.message } : { pod, message: d.message };
+    // Unranked, or ranked and fitting nowhere: the full decision (which also words the reasons).
+    if (node === undefined) {
+      const d = decide(pod, ctx.nodes, usage, opts, start, known);
+      node = d.node;
+      message = d.message;
+    }
+    start = (start + 1) % Math.max(1, ctx.nodes.length);
+    if (node !== undefined) {
+      if (carry) carry.placed(pod, node);
+      else addPod(usage.get(node)!, pod);
+      if (index) changes.push(index.get(node)!);
+    }
+    return node !== undefined ? { pod, node, message } : { pod, message };
   });
 }

@@ -3,7 +3,9 @@
  * locality…) once per class of pods and node instead of once per pod. What a user would notice if
  * that went wrong: pods of a batch landing elsewhere, or told other reasons, than when each check runs
  * for every pod. So the same batch is placed twice, once with the default chain (cached) and once with
- * copies of the same filters and scorers (which the cache does not know, so each runs per pod).
+ * copies of the same filters and scorers (which the cache does not know, so each runs per pod). Both
+ * look at every node (percentageOfNodesToScore 100): replicas of the default chain are ranked over the
+ * whole fleet (class-ranking.ts), so the reference is every check on every node for every pod.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -60,8 +62,8 @@ function batch(): Pod[] {
 describe('static checks answered once per pod class', () => {
   it('places a mixed batch exactly as running every check for every pod does, with the same reasons', () => {
     const ctx = { nodes: Array.from({ length: 240 }, (_, i) => node(i)), pods: [] };
-    const cached = scheduleBatch(batch(), ctx);
-    const uncached = scheduleBatch(batch(), ctx, { filters: defaultFilters.map((f) => ({ ...f })), scorers: defaultScorers.map((s) => ({ ...s })) });
+    const cached = scheduleBatch(batch(), ctx, { percentageOfNodesToScore: 100 });
+    const uncached = scheduleBatch(batch(), ctx, { filters: defaultFilters.map((f) => ({ ...f })), scorers: defaultScorers.map((s) => ({ ...s })), percentageOfNodesToScore: 100 });
     assert.equal(cached.length, uncached.length);
     assert.deepEqual(cached.map((r) => [r.pod.metadata.name, r.node ?? null, r.message]), uncached.map((r) => [r.pod.metadata.name, r.node ?? null, r.message]));
     // The batch is not trivial: some pods placed on arm64 only, and the gpu pods refused with every node's reason.
