@@ -3,6 +3,8 @@ import type { Pod } from '../../src/api/pod.js';
 import type { Node } from '../../src/api/node.js';
 import { isControlledBy, templatesEqual } from '../../src/api/revisions.js';
 import { jsonEqual } from '../../src/util/canonical-json.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
+import { deepFreeze } from '../../src/util/deep-freeze.js';
 import { parseObject } from '../../src/api/validate.js';
 import { MAX_REPLICAS, type ReplicaSet } from '../../src/api/workloads.js';
 import { errorMessage, isAlreadyExists, isNotFound } from '../../src/util/errors.js';
@@ -33,6 +35,14 @@ export function podNameFor(rsName: string): string {
  */
 export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
   const t = rs.spec.template;
+  const owner = rs.metadata.uid ?? '';
+  const version = rs.metadata.resourceVersion;
+  const made = version !== undefined ? madeFrom.get(owner) : undefined;
+  if (made && made.version === version && made.nameLength === name.length) {
+    const pod = deepCopy(made.pod);
+    pod.metadata.name = name;
+    return pod;
+  }
   const raw = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -41,15 +51,29 @@ export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
       namespace: rs.metadata.namespace ?? 'default',
       ...(t.metadata?.labels ? { labels: { ...t.metadata.labels } } : {}),
       ...(t.metadata?.annotations ? { annotations: { ...t.metadata.annotations } } : {}),
-      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: rs.metadata.uid ?? '', controller: true, blockOwnerDeletion: true }],
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: rs.metadata.name, uid: owner, controller: true, blockOwnerDeletion: true }],
     },
     // parseObject copies what it is given: the pod shares nothing with the template.
     spec: t.spec,
   };
   const pod = parseObject(raw).object as Pod;
   pod.status = { phase: 'Pending' };
+  if (version !== undefined && owner !== '') {
+    madeFrom.delete(owner);
+    madeFrom.set(owner, { version, nameLength: name.length, pod: deepFreeze(deepCopy(pod)) });
+    if (madeFrom.size > MADE_FROM_MAX) madeFrom.delete(madeFrom.keys().next().value!);
+  }
   return pod;
 }
+
+/**
+ * The last pod validated for each ReplicaSet (by uid), at the ReplicaSet's resourceVersion: a stored
+ * version names its content exactly. The replicas made from one version differ only in their generated
+ * name, the ReplicaSet's name and a suffix of one length and alphabet, valid or not alike: so one
+ * validation serves all of them. Validating each of 5,000 replicas was 8 % of a placement's CPU.
+ */
+const madeFrom = new Map<string, { version: string; nameLength: number; pod: Pod }>();
+const MADE_FROM_MAX = 256;
 
 function podRankKey(p: Pod): [number, number, number, number, number, number] {
   const phaseRank: Record<string, number> = { Pending: 0, Unknown: 1, Running: 2 };
