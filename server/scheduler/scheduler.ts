@@ -40,6 +40,8 @@ const PENDING = 'pending-pods';
 
 /** Bindings (and unschedulable notes) written at once; each write also records an Event. */
 const WRITES_IN_FLIGHT = 256;
+/** How long the node usage outlives the last pass that placed a pod (see carryUnused). */
+const CARRY_IDLE_MS = 5_000;
 
 /** Retry of a failed pass (store trouble): soon, then less often. */
 const RETRY: BackoffOptions = { baseMs: 100, maxMs: 10_000, jitter: 0.2 };
@@ -74,6 +76,8 @@ export class Scheduler {
   private stopping = false;
   /** The node usage one pass leaves for the next (usage-carry.ts). */
   private readonly carry = new UsageCarry();
+  /** Forgets the carried usage once no pass has placed a pod for CARRY_IDLE_MS. */
+  private carryIdle: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly deps: {
@@ -166,7 +170,7 @@ export class Scheduler {
     const full = now - this.lastFullPass >= retryMs;
     if (!full && !this.anyToTry(now, retryMs)) {
       // Every waiting pod waits for room: no placement is going on, and the usage is not kept for it.
-      this.carry.clear();
+      this.carryUnused();
       return;
     }
     if (full) this.lastFullPass = now;
@@ -189,7 +193,8 @@ export class Scheduler {
     // (the pod was deleted or bound meanwhile) only leaves its node looking fuller for this pass.
     const decisions = pending.length === 0 ? [] : scheduleBatch(pending, { nodes, pods }, {}, this.carry);
     // A pass that placed nothing (pods that fit nowhere, retried each resync) keeps no usage either.
-    if (!decisions.some((d) => d.node)) this.carry.clear();
+    if (decisions.some((d) => d.node)) this.carryUsed();
+    else this.carryUnused();
     for (let i = 0; i < decisions.length; i += WRITES_IN_FLIGHT) {
       // A pass over thousands of pods must not hold a shutdown (SIGTERM ends within 10 s).
       if (this.stopping) return;
@@ -270,8 +275,28 @@ export class Scheduler {
     await this.deps.events.record({ involved: { kind: 'Pod', namespace: ns, name: pod.metadata.name, uid: pod.metadata.uid }, type: 'Warning', reason: 'FailedScheduling', message, component: 'drover-scheduler' });
   }
 
+  private carryUsed(): void {
+    clearTimeout(this.carryIdle);
+    this.carryIdle = undefined;
+  }
+
+  /**
+   * The usage is forgotten only once placement has paused for a while: a ReplicaSet creating 5,000 pods
+   * leaves passes with nothing to place between its batches, and building the usage afresh after each
+   * (every pod bound so far) was 5 % of the placement's CPU. Until then the next pass checks it against
+   * the pods as usual.
+   */
+  private carryUnused(): void {
+    this.carryIdle ??= setTimeout(() => {
+      this.carryIdle = undefined;
+      this.carry.clear();
+    }, CARRY_IDLE_MS).unref();
+  }
+
   /** Stops scheduling and waits for a pass in progress, so the store can close under it. */
   async stop(): Promise<void> {
+    this.carryUsed();
+    this.carry.clear();
     this.stopping = true;
     this.watch?.close();
     this.queue.stop();
