@@ -167,12 +167,13 @@ test('the objects the writer keeps are bounded by their size, whatever the kind,
   const w = store.watch(store.revision(), () => {});
   t.after(() => w.close());
   const big = 'x'.repeat(100 * 1024);
-  for (let i = 0; i < 60; i++) await store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `c${i}`, namespace: 'default' }, data: { big } } as ApiObject);
+  for (let i = 0; i < 120; i++) await store.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `c${i}`, namespace: 'default' }, data: { big } } as ApiObject);
   for (let i = 0; i < 50; i++) await store.create({ apiVersion: 'v1', kind: 'Event', metadata: { name: `e${i}`, namespace: 'default' }, reason: 'Test', message: 'm' } as ApiObject);
   const kept = (store as unknown as { recent: Map<string, { object: ApiObject; bytes: number }> }).recent;
   const bytes = [...kept.values()].reduce((n, k) => n + k.bytes, 0);
-  // 60 objects of 100 KiB were written: only the last ~2 MiB of them are held.
-  assert.ok(bytes <= 2 * 1024 * 1024 && kept.size < 30, `${kept.size} kept, ${bytes} bytes`);
-  assert.ok(kept.has(objectKey('ConfigMap', 'default', 'c59')), 'the last written is kept');
+  // 120 objects of 100 KiB were written: only the last ~8 MiB of them are held.
+  assert.ok(bytes <= 8 * 1024 * 1024 && kept.size < 90, `${kept.size} kept, ${bytes} bytes`);
+  assert.ok(kept.has(objectKey('ConfigMap', 'default', 'c119')), 'the last written is kept');
+  assert.ok(!kept.has(objectKey('ConfigMap', 'default', 'c0')), 'the first written is not');
   assert.ok(![...kept.values()].some((k) => k.object.kind === 'Event'));
 });
