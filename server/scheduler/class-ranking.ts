@@ -4,10 +4,12 @@
  *
  * Placing a replica changes the standing of one node only, the node it lands on, as long as every check
  * that still depends on placed pods reads that node alone (resources, host ports, devices) or the
- * replica's own group on it (how many of the group it holds). So the feasible nodes are ranked once, in
- * tiers by that count, each tier ordered by what the node-local scorers say: within a tier the order is
- * the order of their final scores, and the best node of the fleet is the best of the tiers' heads, whose
- * final scores are computed as a full scan would. A node that took a pod (of this class or any other)
+ * replica's own group on it and in its zone (spreading). So the feasible nodes are ranked once, in tiers
+ * of nodes that spreading scores alike (the same count of the group on the node, the same zone), each
+ * tier ordered by what the node-local scorers say: within a tier the order is the order of their final
+ * scores, and the best node of the fleet is the best of the tiers' heads, whose final scores are computed
+ * as a full scan would (so a pod landing in a zone, which moves the spreading score of the zone's every
+ * node, moves its tiers' heads alike and reorders nothing within them). A node that took a pod (of this class or any other)
  * is ranked again from the batch's change log before the next decision; its old entry is dropped when it
  * comes to the head (a lazy heap: tinyqueue has no removal).
  *
@@ -22,7 +24,7 @@ export interface Standing {
   /** Orders nodes within a tier (higher first): the node's final score but for the tier's common part. */
   local: number;
   /** Nodes of one tier differ in final score by their `local` only. */
-  tier: number;
+  tier: string | number;
 }
 
 /** What the ranking asks about the fleet's nodes, by index. */
@@ -43,7 +45,7 @@ interface Entry {
 }
 
 export class ClassRanking {
-  private readonly tiers = new Map<number, TinyQueue<Entry>>();
+  private readonly tiers = new Map<string | number, TinyQueue<Entry>>();
   private readonly versions: Uint32Array;
   private readonly compare: (a: Entry, b: Entry) => number;
   /** How much of the change log is ranked in. */
@@ -61,7 +63,7 @@ export class ClassRanking {
     this.seen = changes.length;
     // Equal scores go to the lexically smallest name, as in a full scan.
     this.compare = (a, b) => b.local - a.local || compareNames(fleet.name(a.i), fleet.name(b.i));
-    const byTier = new Map<number, Entry[]>();
+    const byTier = new Map<string | number, Entry[]>();
     for (let i = 0; i < fleet.size; i++) {
       const s = fleet.standing(i);
       if (!s) continue;

@@ -5,7 +5,7 @@
 import type { Node } from '../../src/api/node.js';
 import type { Pod } from '../../src/api/pod.js';
 import { ClassRanking, type RankedFleet } from './class-ranking.js';
-import { ClusterIndex, podGroupKey } from './cluster.js';
+import { ClusterIndex, podGroupKey, ZONE_LABEL } from './cluster.js';
 import type { UsageCarry } from './usage-carry.js';
 import {
   addPod,
@@ -151,6 +151,7 @@ const classes = new WeakMap<Pod, string>();
 interface StaticVerdict {
   reasons: readonly string[];
   keys: readonly string[];
+  /** Micro-points (weightedSum). */
   score?: number;
 }
 
@@ -242,10 +243,10 @@ export interface BatchResult {
 
 /*
  * Ranking a class of replicas (class-ranking.ts) is exact only while a placed pod changes the standing of
- * its own node alone. These checks read one node's pods, or nothing at all for a pod without inter-pod
- * terms in a fleet where no placed pod has any (rankableFleet); the two fleet-wide scorers are handled by
- * the ranking's tiers (spreading: the group's count on the node) or are 0 everywhere (inter-pod affinity,
- * under the same conditions).
+ * its own node alone, or of its zone's nodes alike. These checks read one node's pods, or nothing at all for
+ * a pod without inter-pod terms in a fleet where no placed pod has any (rankableFleet); the two fleet-wide
+ * scorers are handled by the ranking's tiers (spreading: the group's count on the node, and the node's zone)
+ * or are 0 everywhere (inter-pod affinity, under the same conditions).
  */
 const NODE_LOCAL_FILTERS: ReadonlySet<Filter> = new Set([nodePortsFilter, nodeDevicesFilter, nodeResourcesFitFilter, podAffinityFilter, podAntiAffinityFilter, existingPodsAntiAffinityFilter]);
 const NODE_LOCAL_SCORERS: ReadonlySet<Scorer> = new Set([leastAllocated, balancedAllocation]);
@@ -255,9 +256,17 @@ function rankableChain(split: ChainSplit): boolean {
   return split.dynamicFilters.every((f) => NODE_LOCAL_FILTERS.has(f)) && split.dynamicScorers.every((x) => NODE_LOCAL_SCORERS.has(x) || FLEET_SCORERS.has(x));
 }
 
-/** No placed pod pulls or pushes others, and spreading goes by node: one placement moves one node. */
+/** No placed pod pulls or pushes others: one placement moves one node (and its zone's spreading score). */
 function rankableFleet(cluster: ClusterIndex): boolean {
-  return !cluster.zoned && cluster.antiAffinityPods.length === 0 && cluster.scoringTermPods.length === 0;
+  return cluster.antiAffinityPods.length === 0 && cluster.scoringTermPods.length === 0;
+}
+
+/**
+ * In a zoned fleet a node without a zone is its own zone: each would be a tier of its own, and ranking would
+ * cost what checking every node costs.
+ */
+function zonesRankable(nodes: readonly Node[], cluster: ClusterIndex): boolean {
+  return !cluster.zoned || nodes.every((n) => cluster.topologyValue(n.metadata.name, ZONE_LABEL) !== undefined);
 }
 
 /**
@@ -275,6 +284,7 @@ function rankedFleet(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUs
   const { staticFilters, dynamicFilters, staticScorers, dynamicScorers } = known.split;
   const localScorers = dynamicScorers.filter((x) => NODE_LOCAL_SCORERS.has(x));
   const group = podGroupKey(pod);
+  const cluster = usage.get(nodes[0]!.metadata.name)!.cluster!;
   const at = (i: number) => {
     const node = nodes[i]!;
     const u = usage.get(node.metadata.name)!;
@@ -287,9 +297,12 @@ function rankedFleet(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUs
     standing(i) {
       const { node, u, v } = at(i);
       if (v.reasons.length > 0 || runFilters(pod, node, u, dynamicFilters).length > 0) return undefined;
-      const local = roundScore((v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, localScorers));
-      const tier = group === undefined ? 0 : (u.cluster?.groups.get(group)?.byNode.get(node.metadata.name) ?? 0);
-      return { local, tier };
+      // Micro-points (weightedSum): the tier's common part adds the same integer to each, so this order is the final one.
+      const local = (v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, localScorers);
+      const name = node.metadata.name;
+      const onNode = group === undefined ? 0 : (cluster.groups.get(group)?.byNode.get(name) ?? 0);
+      // Spreading scores nodes alike by their count of the group and, in a zoned fleet, their zone's count.
+      return { local, tier: cluster.zoned ? `${cluster.topologyValue(name, ZONE_LABEL)}\0${onNode}` : onNode };
     },
     score(i) {
       const { node, u, v } = at(i);
@@ -320,7 +333,7 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   // Replicas are ranked when the chain and the fleet allow it (see rankableChain), every node has its usage
   // in the fleet's one index, and a class has two pods or more.
   const cluster = ctx.nodes.length > 0 ? usage.get(ctx.nodes[0]!.metadata.name)?.cluster : undefined;
-  let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster);
+  let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster) && zonesRankable(ctx.nodes, cluster);
   const rankKeys = rankable ? pods.map(rankKey) : [];
   const rankCount = new Map<string, number>();
   for (const k of rankKeys) if (k !== undefined) rankCount.set(k, (rankCount.get(k) ?? 0) + 1);

@@ -217,22 +217,25 @@ export const defaultScorers: readonly Scorer[] = [
   taintTolerationPreferred,
 ];
 
-/** Weighted sum of some scorers, each clamped to 0..100; not rounded (see roundScore). */
+/**
+ * Weighted sum of some scorers, each clamped to 0..100, in micro-points: each scorer's part is rounded to an
+ * integer count of 1e-6 points before it is added. Integer sums are exact in any order and any grouping, so a
+ * node's score is the same whether its scorers are summed in one go, split into static and dynamic parts
+ * (place.ts), or ranked by parts (class-ranking.ts), and nodes equal on paper compare equal despite
+ * floating-point noise (their ties then fall to the deterministic name order).
+ */
 export function weightedSum(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[]): number {
   let total = 0;
-  for (const s of scorers) total += s.weight * Math.max(0, Math.min(100, s.score(pod, node, usage)));
+  for (const s of scorers) total += Math.round(s.weight * Math.max(0, Math.min(100, s.score(pod, node, usage))) * 1e6);
   return total;
 }
 
-/**
- * A node's final score, rounded to 1e-6 so nodes that are equal on paper compare equal despite
- * floating-point noise, and ties then fall to the deterministic name order.
- */
-export function roundScore(total: number): number {
-  return Math.round(total * 1e6) / 1e6;
+/** Micro-points (weightedSum, or a sum of them) as points. */
+export function roundScore(microPoints: number): number {
+  return microPoints / 1e6;
 }
 
-/** Weighted sum of all scorers, rounded (roundScore). */
+/** Weighted sum of all scorers, in points (to 1e-6). */
 export function scoreNode(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[] = defaultScorers): number {
   return roundScore(weightedSum(pod, node, usage, scorers));
 }

@@ -69,6 +69,12 @@ describe('pods made from a ReplicaSet', () => {
     assert.equal(b.spec.containers[0]!.image, 'nginx:1.27');
   });
 
+  it('refuse a name of another shape even after a valid one was made', () => {
+    const rs = replicaSet('11', 'nginx:1.27');
+    podFromTemplate(rs, 'web-6d4cf56db6-abcde');
+    assert.throws(() => podFromTemplate(rs, 'web-6d4cf56db6-ABCDE'), /metadata\.name/);
+  });
+
   it('follow the ReplicaSet once it is stored again with another template', () => {
     podFromTemplate(replicaSet('9', 'nginx:1.27'), podNameFor('web-6d4cf56db6'));
     const rs = replicaSet('10', 'nginx:1.28');

@@ -26,10 +26,11 @@ function random(seed: number): () => number {
   };
 }
 
-function node(i: number, r: () => number, zoned: boolean): Node {
+function node(i: number, r: () => number, zoned: boolean, oddSizes = false): Node {
   const name = `n-${String(i).padStart(4, '0')}`;
   const cpu = ['500m', '1', '2', '4'][Math.floor(r() * 4)]!;
-  const memory = ['512Mi', '1Gi', '4Gi'][Math.floor(r() * 3)]!;
+  // Odd sizes, as devices of one model report slightly different MemTotal: scores then differ in the last digits.
+  const memory = oddSizes ? `${3_900_000 + Math.floor(r() * 2048)}Ki` : ['512Mi', '1Gi', '4Gi'][Math.floor(r() * 3)]!;
   return {
     apiVersion: 'v1',
     kind: 'Node',
@@ -79,9 +80,9 @@ const loner: Template = {
   spec: { affinity: { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [{ labelSelector: { matchLabels: { app: 'web' } }, topologyKey: 'rack' }] } } },
 };
 
-function scenario(seed: number, opts: { zoned?: boolean; loner?: boolean } = {}) {
+function scenario(seed: number, opts: { zoned?: boolean; loner?: boolean; oddSizes?: boolean } = {}) {
   const r = random(seed);
-  const nodes = Array.from({ length: 150 + Math.floor(r() * 150) }, (_, i) => node(i, r, opts.zoned ?? false));
+  const nodes = Array.from({ length: 150 + Math.floor(r() * 150) }, (_, i) => node(i, r, opts.zoned ?? false, opts.oddSizes));
   // Some pods already placed, so tiers and usage start uneven; with the loner no `web` ones, so that a rack
   // is left for it.
   const first = opts.loner ? 1 : 0;
@@ -120,6 +121,27 @@ describe('replicas ranked over the whole fleet', () => {
     });
   }
 
+  it('places replicas on nodes of one model, whose scores differ in the last digits, as checking every node does', () => {
+    // Devices of one model report slightly different MemTotal: their scores differ by less than the 1e-6 points
+    // scores are compared to, and a ranking that orders by rounded parts picks another node than the full scan.
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = random(seed);
+      const nodes = Array.from({ length: 30 }, (_, i) => {
+        const n = node(i, () => 0.5, false);
+        n.status!.allocatable = { cpu: '4', memory: `${8_000_000 + Math.floor(r() * 64)}Ki`, pods: '110' };
+        n.status!.conditions = [{ type: 'Ready', status: 'True' }];
+        n.status!.images = [];
+        n.spec = {};
+        return n;
+      });
+      const other = (i: number): Template => ({ app: 'other', spec: { containers: [{ name: 'c', image: 'nginx:1.27', resources: { requests: { cpu: `${100 + (i % 3) * 100}m`, memory: '256Mi' } } }] } });
+      const bound = Array.from({ length: 20 }, (_, i) => pod(other(Math.floor(r() * 3)), 1000 + i, nodes[Math.floor(r() * nodes.length)]!.metadata.name));
+      const small: Template = { app: 'web', spec: { containers: [{ name: 'c', image: 'nginx:1.27', resources: { requests: { cpu: '10m', memory: '20Mi' } } }] } };
+      const { ranked, everyNode } = placeBoth({ ctx: { nodes, pods: bound }, batch: () => Array.from({ length: 250 }, (_, i) => pod(small, i)) });
+      assert.deepEqual(rows(ranked), rows(everyNode), `seed ${seed}`);
+    }
+  });
+
   it('stops ranking once a pod with anti-affinity is placed: later replicas keep out of its rack', () => {
     const s = scenario(11, { loner: true });
     const { ranked, everyNode } = placeBoth(s);
@@ -132,7 +154,7 @@ describe('replicas ranked over the whole fleet', () => {
     assert.ok(web.length > 0 && web.every((x) => rack(x.node!) !== rack(at)), `web replicas after the loner stay out of rack ${rack(at)}`);
   });
 
-  it('does not rank in a zoned fleet (spreading by zone moves every node of the zone): places as every node would', () => {
+  it('ranks a zoned fleet by zone (spreading moves a whole zone) as every node would place it', () => {
     const { ranked, everyNode } = placeBoth(scenario(21, { zoned: true }));
     assert.deepEqual(rows(ranked), rows(everyNode));
     const zones = new Map<string, number>();
@@ -141,6 +163,13 @@ describe('replicas ranked over the whole fleet', () => {
       zones.set(z, (zones.get(z) ?? 0) + 1);
     }
     assert.equal(zones.size, 3, 'web replicas in every zone');
+  });
+
+  it('places a zoned fleet with a node of no zone (its own zone) as every node would', () => {
+    const s = scenario(22, { zoned: true });
+    delete s.ctx.nodes[7]!.metadata.labels!['topology.kubernetes.io/zone'];
+    const { ranked, everyNode } = placeBoth(s);
+    assert.deepEqual(rows(ranked), rows(everyNode));
   });
 
   it('gives a replica the best node even beyond the share of a large fleet a single pod looks at', () => {
