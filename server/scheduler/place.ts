@@ -279,6 +279,23 @@ function rankKey(pod: Pod): string | undefined {
   return `${podClass(pod)}\n${JSON.stringify([podGroupKey(pod) ?? null, podRequests(pod), podNonZeroRequests(pod), podHostPorts(pod), podDevices(pod)])}`;
 }
 
+/** At most this many classes are ranked in one batch. */
+export const MAX_RANKED_CLASSES = 32;
+
+/**
+ * The classes worth a ranking: one costs a look at every node, then every node that takes a pod of the batch
+ * (of any class) once more. So a class is ranked only when its pods would together look at twice the fleet
+ * or more one by one, and only the MAX_RANKED_CLASSES largest: thousands of small Deployments pending at once
+ * would otherwise cost a ranking each, and each of them every placement of the batch.
+ */
+function chooseRanked(keys: ReadonlyArray<string | undefined>, nodes: number, percentage?: number): ReadonlySet<string> {
+  const count = new Map<string, number>();
+  for (const k of keys) if (k !== undefined) count.set(k, (count.get(k) ?? 0) + 1);
+  const least = Math.max(2, Math.ceil((2 * nodes) / Math.max(1, feasibleNodesToFind(nodes, percentage))));
+  const worth = [...count].filter(([, n]) => n >= least).sort((a, b) => b[1] - a[1]);
+  return new Set(worth.slice(0, MAX_RANKED_CLASSES).map(([k]) => k));
+}
+
 /** The fleet as a ranking of `pod`'s class sees it, answering as `decide` would for that pod. */
 function rankedFleet(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>, known: ClassAnswers): RankedFleet {
   const { staticFilters, dynamicFilters, staticScorers, dynamicScorers } = known.split;
@@ -331,12 +348,11 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   const split = splitChain(opts);
   const answers = new Map<string, ClassAnswers>();
   // Replicas are ranked when the chain and the fleet allow it (see rankableChain), every node has its usage
-  // in the fleet's one index, and a class has two pods or more.
+  // in the fleet's one index, and their class is among the largest of the batch (chooseRanked).
   const cluster = ctx.nodes.length > 0 ? usage.get(ctx.nodes[0]!.metadata.name)?.cluster : undefined;
   let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster) && zonesRankable(ctx.nodes, cluster);
   const rankKeys = rankable ? pods.map(rankKey) : [];
-  const rankCount = new Map<string, number>();
-  for (const k of rankKeys) if (k !== undefined) rankCount.set(k, (rankCount.get(k) ?? 0) + 1);
+  const ranked = chooseRanked(rankKeys, ctx.nodes.length, opts.percentageOfNodesToScore);
   const rankings = new Map<string, ClassRanking>();
   const changes: number[] = [];
   const index = rankable ? new Map(ctx.nodes.map((n, i) => [n.metadata.name, i])) : undefined;
@@ -349,7 +365,7 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
     const k = rankable ? rankKeys[j] : undefined;
     let node: string | undefined;
     let message = '';
-    if (k !== undefined && known && rankCount.get(k)! > 1) {
+    if (k !== undefined && known && ranked.has(k)) {
       let ranking = rankings.get(k);
       if (!ranking) rankings.set(k, (ranking = new ClassRanking(rankedFleet(pod, ctx.nodes, usage, known), changes)));
       const i = ranking.best();

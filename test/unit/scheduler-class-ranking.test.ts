@@ -142,6 +142,15 @@ describe('replicas ranked over the whole fleet', () => {
     }
   });
 
+  it('places a batch of many small classes (only the largest are ranked) as checking every node does', () => {
+    const r = random(41);
+    const nodes = Array.from({ length: 150 }, (_, i) => node(i, r, false));
+    const apps: Template[] = Array.from({ length: 60 }, (_, a) => ({ app: `app-${a}`, spec: { containers: [{ name: 'c', image: 'nginx:1.27', resources: { requests: { cpu: `${50 + (a % 7) * 50}m`, memory: '64Mi' } } }] } }));
+    const batch = () => Array.from({ length: 300 + 60 }, (_, i) => pod(apps[i < 300 ? i % 60 : i % 3]!, i));
+    const { ranked, everyNode } = placeBoth({ ctx: { nodes, pods: [] }, batch });
+    assert.deepEqual(rows(ranked), rows(everyNode));
+  });
+
   it('stops ranking once a pod with anti-affinity is placed: later replicas keep out of its rack', () => {
     const s = scenario(11, { loner: true });
     const { ranked, everyNode } = placeBoth(s);
@@ -183,7 +192,8 @@ describe('replicas ranked over the whole fleet', () => {
     });
     const filler: Template = { app: 'filler', spec: { containers: [{ name: 'c', image: 'nginx:1.27', resources: { requests: { cpu: '2', memory: '4Gi' } } }] } };
     const bound = nodes.slice(0, 999).map((n, i) => pod(filler, i, n.metadata.name));
-    const out = scheduleBatch([pod(templates[0]!, 1), pod(templates[0]!, 2)], { nodes, pods: bound });
+    // Six replicas: enough for a ranking (together they would look at twice the fleet one by one).
+    const out = scheduleBatch(Array.from({ length: 6 }, (_, i) => pod(templates[0]!, i)), { nodes, pods: bound });
     assert.equal(out[0]!.node, 'n-0999');
   });
 });
