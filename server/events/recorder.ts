@@ -33,8 +33,8 @@ export class EventRecorder {
   private readonly aggregator: EventAggregator;
   /**
    * Per Event (namespace/name), while one write of it is in flight: the records that came meanwhile, folded into the
-   * single write that follows it. A ReplicaSet creating a batch of 128 pods records 128 times into one
-   * combined Event: one write after the one in flight, not 128 read-modify-writes in a row.
+   * single write that follows it. A ReplicaSet creating a batch of 256 pods records 256 times into one
+   * combined Event: one write after the one in flight, not 256 read-modify-writes in a row.
    */
   private readonly writing = new Map<string, { next?: Fold }>();
   /**
