@@ -25,10 +25,18 @@ export function withAdmission(store: Store, opts: AdmissionOptions = {}): Store 
     return isKind(obj, 'Secret') ? normalizeSecret(obj) : obj;
   }
 
-  async function admit<T extends ApiObject>(obj: T): Promise<T> {
+  /**
+   * Creates admitted under a quota and not yet stored, by `${kind}/${namespace}` and name. The store's list shows
+   * durable objects only: creates sent side by side (a ReplicaSet's batch of 256) each saw the same count, and a
+   * quota of 50 pods let 257 through. Counted with the listed ones, each create sees those admitted before it.
+   */
+  const admitting = new Map<string, Map<string, ApiObject>>();
+  const NOTHING_TO_RELEASE = () => {};
+
+  async function admit<T extends ApiObject>(obj: T): Promise<{ object: T; release: () => void }> {
     const o = normalize(obj);
     const info = kindInfo(o.kind);
-    if (!info.namespaced) return o;
+    if (!info.namespaced) return { object: o, release: NOTHING_TO_RELEASE };
     const ns = o.metadata.namespace ?? 'default';
     const nsObj = await store.get('Namespace', '', ns);
     if (!nsObj) throw new NotFoundError(`namespaces "${ns}"`);
@@ -43,17 +51,42 @@ export function withAdmission(store: Store, opts: AdmissionOptions = {}): Store 
     if (QUOTA_COUNTED_KINDS.includes(o.kind)) {
       const quotas = (await store.list('ResourceQuota', ns)).items;
       if (quotas.length) {
-        const existing = (await store.list(o.kind, ns)).items;
+        const listed = (await store.list(o.kind, ns)).items;
+        // From here to the registration below nothing awaits: no other admission runs in between.
+        const slot = `${o.kind}/${ns}`;
+        const pending = admitting.get(slot);
+        let existing: ApiObject[] = listed;
+        if (pending) {
+          const names = new Set(listed.map((x) => x.metadata.name));
+          existing = [...listed, ...[...pending.values()].filter((x) => !names.has(x.metadata.name))];
+        }
         const v = quotaViolation(o, quotas, existing);
         if (v) throw new ForbiddenError(`${info.plural} "${o.metadata.name}" is forbidden: ${v}`);
+        const mine = pending ?? new Map<string, ApiObject>();
+        if (!pending) admitting.set(slot, mine);
+        mine.set(o.metadata.name, o);
+        return {
+          object: o,
+          release: () => {
+            if (mine.get(o.metadata.name) === o) mine.delete(o.metadata.name);
+            if (mine.size === 0 && admitting.get(slot) === mine) admitting.delete(slot);
+          },
+        };
       }
     }
-    return o;
+    return { object: o, release: NOTHING_TO_RELEASE };
   }
   return {
     get: (k, ns, n) => store.get(k, ns, n),
     list: (k, ns) => store.list(k, ns),
-    create: async (obj) => store.create(await admit(obj)),
+    create: async (obj) => {
+      const { object, release } = await admit(obj);
+      try {
+        return await store.create(object);
+      } finally {
+        release();
+      }
+    },
     update: async (obj) => store.update(normalize(obj)),
     patch: (k, ns, n, m) => store.patch(k, ns, n, m),
     delete: (k, ns, n, o) => store.delete(k, ns, n, o),

@@ -40,7 +40,7 @@ import {
   interPodAffinityPreferred,
   leastAllocated,
   nodeAffinityPreferred,
-  roundScore,
+  pointsOf,
   type Scorer,
   scoreNode,
   taintTolerationPreferred,
@@ -216,7 +216,7 @@ function decide(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUsage>,
       for (const r of staticFailed ? v.keys : new Set(failed.map(reasonKey))) reasons.set(r, (reasons.get(r) ?? 0) + 1);
       continue;
     }
-    const score = v ? roundScore((v.score ??= weightedSum(pod, node, u, known!.split.staticScorers)) + weightedSum(pod, node, u, known!.split.dynamicScorers)) : scoreNode(pod, node, u, scorers);
+    const score = v ? pointsOf((v.score ??= weightedSum(pod, node, u, known!.split.staticScorers)) + weightedSum(pod, node, u, known!.split.dynamicScorers)) : scoreNode(pod, node, u, scorers);
     feasible++;
     // Equal scores go to the lexically smallest name, so the same inputs always give the same node.
     if (!best || score > best.score || (score === best.score && name < best.name)) best = { name, score };
@@ -259,14 +259,6 @@ function rankableChain(split: ChainSplit): boolean {
 /** No placed pod pulls or pushes others: one placement moves one node (and its zone's spreading score). */
 function rankableFleet(cluster: ClusterIndex): boolean {
   return cluster.antiAffinityPods.length === 0 && cluster.scoringTermPods.length === 0;
-}
-
-/**
- * In a zoned fleet a node without a zone is its own zone: each would be a tier of its own, and ranking would
- * cost what checking every node costs.
- */
-function zonesRankable(nodes: readonly Node[], cluster: ClusterIndex): boolean {
-  return !cluster.zoned || nodes.every((n) => cluster.topologyValue(n.metadata.name, ZONE_LABEL) !== undefined);
 }
 
 /**
@@ -318,12 +310,15 @@ function rankedFleet(pod: Pod, nodes: readonly Node[], usage: Map<string, NodeUs
       const local = (v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, localScorers);
       const name = node.metadata.name;
       const onNode = group === undefined ? 0 : (cluster.groups.get(group)?.byNode.get(name) ?? 0);
-      // Spreading scores nodes alike by their count of the group and, in a zoned fleet, their zone's count.
-      return { local, tier: cluster.zoned ? `${cluster.topologyValue(name, ZONE_LABEL)}\0${onNode}` : onNode };
+      // Spreading scores nodes alike by their count of the group and, in a zoned fleet, their zone's count; a
+      // node without a zone there is its own zone, scored by its count alone (like every other such node).
+      if (!cluster.zoned) return { local, tier: onNode };
+      const zone = cluster.topologyValue(name, ZONE_LABEL);
+      return { local, tier: zone === undefined ? `-\0${onNode}` : `z:${zone}\0${onNode}` };
     },
     score(i) {
       const { node, u, v } = at(i);
-      return roundScore((v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, dynamicScorers));
+      return pointsOf((v.score ??= weightedSum(pod, node, u, staticScorers)) + weightedSum(pod, node, u, dynamicScorers));
     },
   };
 }
@@ -350,7 +345,7 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   // Replicas are ranked when the chain and the fleet allow it (see rankableChain), every node has its usage
   // in the fleet's one index, and their class is among the largest of the batch (chooseRanked).
   const cluster = ctx.nodes.length > 0 ? usage.get(ctx.nodes[0]!.metadata.name)?.cluster : undefined;
-  let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster) && zonesRankable(ctx.nodes, cluster);
+  let rankable = cluster !== undefined && rankableChain(split) && ctx.nodes.every((n) => usage.get(n.metadata.name)?.cluster === cluster);
   const rankKeys = rankable ? pods.map(rankKey) : [];
   const ranked = chooseRanked(rankKeys, ctx.nodes.length, opts.percentageOfNodesToScore);
   const rankings = new Map<string, ClassRanking>();

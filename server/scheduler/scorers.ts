@@ -230,12 +230,12 @@ export function weightedSum(pod: Pod, node: Node, usage: NodeUsage, scorers: rea
   return total;
 }
 
-/** Micro-points (weightedSum, or a sum of them) as points. */
-export function roundScore(microPoints: number): number {
+/** Micro-points (weightedSum, or a sum of them) as points: exact to 1e-6, in the same order. */
+export function pointsOf(microPoints: number): number {
   return microPoints / 1e6;
 }
 
 /** Weighted sum of all scorers, in points (to 1e-6). */
 export function scoreNode(pod: Pod, node: Node, usage: NodeUsage, scorers: readonly Scorer[] = defaultScorers): number {
-  return roundScore(weightedSum(pod, node, usage, scorers));
+  return pointsOf(weightedSum(pod, node, usage, scorers));
 }

@@ -2,7 +2,7 @@
  * The node usage a scheduling pass starts from, carried over from the pass before when all that happened
  * since is pods bound (kube-scheduler keeps its cache of node usage the same way, updated by binds).
  *
- * While a Deployment of 5,000 replicas is placed, its pods arrive in batches of up to 128: each pass built
+ * While a Deployment of 5,000 replicas is placed, its pods arrive in batches of up to 256: each pass built
  * the usage of 1,000 nodes from every bound pod again (7 % of the server's CPU). A pass now adds only the
  * pods bound since; anything else — a node changed, a pod gone, unbound, finished, moved, relabelled or given
  * other owners, a binding that failed — builds it afresh, so the usage is always what computeUsage would give.
