@@ -13,18 +13,7 @@ import type { Pod } from '../../src/api/pod.js';
 import { defaultFilters } from '../../server/scheduler/filters.js';
 import { scheduleBatch } from '../../server/scheduler/place.js';
 import { defaultScorers } from '../../server/scheduler/scorers.js';
-
-/** mulberry32: a seeded generator, so a failure names the seed that reproduces it. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng as random } from '../fuzz/generate.js';
 
 function node(i: number, r: () => number, zoned: boolean, oddSizes = false): Node {
   const name = `n-${String(i).padStart(4, '0')}`;
