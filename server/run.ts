@@ -55,7 +55,7 @@ import type { LeaderElection } from './leader/election.js';
 import type { ClusterIdentity } from './cluster/bootstrap.js';
 import { LeaderWork } from './leader/leader-work.js';
 import { ObjectCache, withCachedLists } from './cache/object-cache.js';
-import { withAdmission } from './admission/store.js';
+import { QuotaTurns, withAdmission } from './admission/store.js';
 import { allControllers } from './controllers/index.js';
 import { nodeLifecycleController } from './controllers/node-lifecycle.js';
 import { ControllerRunner } from './controllers/runner.js';
@@ -183,8 +183,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
   // Services get their cluster IP and node ports on the way in, so every writer sees the same allocation.
   // One stack for every writer (the API's and, fenced, the leader's): a wrapper added here reaches both.
+  // The stacks' quota checks take turns with each other (admission/store.ts QuotaTurns).
+  const quotaTurns = new QuotaTurns();
   const writerStack = (backend: Store): Store =>
-    withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
+    withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity, quotaTurns }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const store = writerStack(level);
   // The shared documents close after everything that uses them (closers run in reverse).
   const closers: Array<() => Promise<void> | void> = [() => level.close(), ...(cluster ? [() => cluster.close()] : [])];

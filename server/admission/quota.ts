@@ -73,9 +73,9 @@ export function quotaViolation(obj: ApiObject, quotas: ResourceQuota[], existing
       const add = adds[key];
       if (!add) continue;
       const hard = parseHard(key, hardRaw);
-      // The object itself (an update) does not count twice; a new one has no uid yet, and neither do the creates
-      // admitted before it and not yet stored: they all count.
-      const cur = existing.filter((o) => obj.metadata.uid === undefined || o.metadata.uid !== obj.metadata.uid).reduce((s, o) => s + (usageOf(o)[key] ?? 0), 0);
+      // Every existing object counts: this is asked for creates only, and a uid in a create's body (the store
+      // gives it a new one) must not hide an existing object from the count.
+      const cur = existing.reduce((s, o) => s + (usageOf(o)[key] ?? 0), 0);
       if (cur + add > hard) {
         over.push(`${key}=${fmt(key, add)}`);
         used.push(`${key}=${fmt(key, cur)}`);

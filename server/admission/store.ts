@@ -2,13 +2,35 @@ import { normalizeSecret } from '../../src/api/config.js';
 import { kindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import { ForbiddenError, NotFoundError } from '../../src/util/errors.js';
-import { isKind, type Store } from '../store/types.js';
+import { isKind, type Store, type Stored } from '../store/types.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from './pod-security.js';
 import { QUOTA_COUNTED_KINDS, quotaViolation } from './quota.js';
 
 export interface AdmissionOptions {
   /** The hostPath allow-list of the pod security switch; give the API server the same one. */
   podSecurity?: PodSecurityPolicy;
+  /** Shared by every admission over one store (the API's and the leader's), so their quota checks take turns. */
+  quotaTurns?: QuotaTurns;
+}
+
+/**
+ * Creates under a ResourceQuota take turns per namespace: the count, the check and the write that adds to the
+ * count are one step, and the next create counts after it is stored. Counted side by side, every create of a
+ * ReplicaSet's batch of 256 saw the same pods, and a quota of 50 let 257 through. Only a namespace with a quota
+ * waits (one synced write per create); one process only: servers sharing etcd do not take turns with each other.
+ */
+export class QuotaTurns {
+  private readonly tails = new Map<string, Promise<unknown>>();
+
+  take<T>(namespace: string, step: () => Promise<T>): Promise<T> {
+    const run = (this.tails.get(namespace) ?? Promise.resolve()).then(step, step);
+    const tail = run.catch(() => undefined);
+    this.tails.set(namespace, tail);
+    void tail.then(() => {
+      if (this.tails.get(namespace) === tail) this.tails.delete(namespace);
+    });
+    return run;
+  }
 }
 
 /**
@@ -25,18 +47,26 @@ export function withAdmission(store: Store, opts: AdmissionOptions = {}): Store 
     return isKind(obj, 'Secret') ? normalizeSecret(obj) : obj;
   }
 
-  /**
-   * Creates admitted under a quota and not yet stored, by `${kind}/${namespace}` and name. The store's list shows
-   * durable objects only: creates sent side by side (a ReplicaSet's batch of 256) each saw the same count, and a
-   * quota of 50 pods let 257 through. Counted with the listed ones, each create sees those admitted before it.
-   */
-  const admitting = new Map<string, Map<string, ApiObject>>();
-  const NOTHING_TO_RELEASE = () => {};
+  const turns = opts.quotaTurns ?? new QuotaTurns();
 
-  async function admit<T extends ApiObject>(obj: T): Promise<{ object: T; release: () => void }> {
+  /** The create of `o` (admitted otherwise), refused when it would exceed a quota of its namespace. */
+  async function createCounted<T extends ApiObject>(o: T, ns: string, plural: string): Promise<Stored<T>> {
+    if (!(await store.list('ResourceQuota', ns)).items.length) return store.create(o);
+    return turns.take(ns, async () => {
+      // Read again in turn: the quotas may have changed while this create waited.
+      const quotas = (await store.list('ResourceQuota', ns)).items;
+      if (quotas.length) {
+        const v = quotaViolation(o, quotas, (await store.list(o.kind, ns)).items);
+        if (v) throw new ForbiddenError(`${plural} "${o.metadata.name}" is forbidden: ${v}`);
+      }
+      return store.create(o);
+    });
+  }
+
+  async function create<T extends ApiObject>(obj: T): Promise<Stored<T>> {
     const o = normalize(obj);
     const info = kindInfo(o.kind);
-    if (!info.namespaced) return { object: o, release: NOTHING_TO_RELEASE };
+    if (!info.namespaced) return store.create(o);
     const ns = o.metadata.namespace ?? 'default';
     const nsObj = await store.get('Namespace', '', ns);
     if (!nsObj) throw new NotFoundError(`namespaces "${ns}"`);
@@ -48,45 +78,12 @@ export function withAdmission(store: Store, opts: AdmissionOptions = {}): Store 
       // writer is the system, so the namespace label alone decides.
       assertPodSecurity({ kind: 'Pod', plural: info.plural, name: o.metadata.name, namespace: ns, body: o, namespaceLabels: nsObj.metadata.labels, role: 'admin', policy: podSecurity });
     }
-    if (QUOTA_COUNTED_KINDS.includes(o.kind)) {
-      const quotas = (await store.list('ResourceQuota', ns)).items;
-      if (quotas.length) {
-        const listed = (await store.list(o.kind, ns)).items;
-        // From here to the registration below nothing awaits: no other admission runs in between.
-        const slot = `${o.kind}/${ns}`;
-        const pending = admitting.get(slot);
-        let existing: ApiObject[] = listed;
-        if (pending) {
-          const names = new Set(listed.map((x) => x.metadata.name));
-          existing = [...listed, ...[...pending.values()].filter((x) => !names.has(x.metadata.name))];
-        }
-        const v = quotaViolation(o, quotas, existing);
-        if (v) throw new ForbiddenError(`${info.plural} "${o.metadata.name}" is forbidden: ${v}`);
-        const mine = pending ?? new Map<string, ApiObject>();
-        if (!pending) admitting.set(slot, mine);
-        mine.set(o.metadata.name, o);
-        return {
-          object: o,
-          release: () => {
-            if (mine.get(o.metadata.name) === o) mine.delete(o.metadata.name);
-            if (mine.size === 0 && admitting.get(slot) === mine) admitting.delete(slot);
-          },
-        };
-      }
-    }
-    return { object: o, release: NOTHING_TO_RELEASE };
+    return QUOTA_COUNTED_KINDS.includes(o.kind) ? createCounted(o, ns, info.plural) : store.create(o);
   }
   return {
     get: (k, ns, n) => store.get(k, ns, n),
     list: (k, ns) => store.list(k, ns),
-    create: async (obj) => {
-      const { object, release } = await admit(obj);
-      try {
-        return await store.create(object);
-      } finally {
-        release();
-      }
-    },
+    create,
     update: async (obj) => store.update(normalize(obj)),
     patch: (k, ns, n, m) => store.patch(k, ns, n, m),
     delete: (k, ns, n, o) => store.delete(k, ns, n, o),

@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { quotaViolation, usageOf } from '../../server/admission/quota.js';
-import { withAdmission } from '../../server/admission/store.js';
+import { QuotaTurns, withAdmission } from '../../server/admission/store.js';
 import { LevelStore } from '../../server/store/level.js';
 import { ForbiddenError } from '../../src/util/errors.js';
 
@@ -38,17 +38,23 @@ test('finished pods do not count against a quota', () => {
   assert.deepEqual(usageOf(pod('x', { cpu: '1' }, 'Failed')), {});
 });
 
-test('creates sent side by side cannot get past a quota together (a ReplicaSet writes 256 at once)', async (t) => {
+/** A LevelStore on disk with namespace q under a quota of `pods` pods. */
+async function quotaStore(t: { after(fn: () => Promise<void>): void }, pods: number): Promise<LevelStore> {
   const dir = await mkdtemp(join(tmpdir(), 'drover-quota-'));
   const level = await LevelStore.open({ path: join(dir, 'db') });
   t.after(async () => {
     await level.close();
     await rm(dir, { recursive: true, force: true });
   });
+  await level.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'q' } } as ApiObject);
+  await level.create({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'compute', namespace: 'q' }, spec: { hard: { pods } } } as ApiObject);
+  return level;
+}
+const fresh = (i: number | string): ApiObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p-${i}`, namespace: 'q' }, spec: { containers: [{ name: 'c', image: 'i' }], restartPolicy: 'Always', terminationGracePeriodSeconds: 10 } });
+
+test('creates sent side by side cannot get past a quota together (a ReplicaSet writes 256 at once)', async (t) => {
+  const level = await quotaStore(t, 50);
   const store = withAdmission(level);
-  await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'q' } } as ApiObject);
-  await store.create({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'compute', namespace: 'q' }, spec: { hard: { pods: 50 } } } as ApiObject);
-  const fresh = (i: number): ApiObject => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name: `p-${i}`, namespace: 'q' }, spec: { containers: [{ name: 'c', image: 'i' }], restartPolicy: 'Always', terminationGracePeriodSeconds: 10 } });
   const results = await Promise.allSettled(Array.from({ length: 256 }, (_, i) => store.create(fresh(i))));
   const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
   assert.equal(results.length - refused.length, 50, 'exactly the quota is created');
@@ -58,4 +64,37 @@ test('creates sent side by side cannot get past a quota together (a ReplicaSet w
   await store.delete('Pod', 'q', 'p-0');
   const again = await Promise.allSettled([store.create(fresh(1000)), store.create(fresh(1001))]);
   assert.deepEqual(again.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+});
+
+test('a quota holds against creates that keep coming while earlier ones are being stored', async (t) => {
+  const level = await quotaStore(t, 50);
+  const store = withAdmission(level);
+  for (let i = 0; i < 40; i++) await store.create(fresh(`old-${i}`));
+  let next = 0;
+  // 64 writers, each creating until refused: lists taken while others' creates are on their way to disk.
+  await Promise.all(
+    Array.from({ length: 64 }, async () => {
+      for (;;) {
+        try {
+          await store.create(fresh(next++));
+        } catch (err) {
+          if (err instanceof ForbiddenError) return;
+          throw err;
+        }
+      }
+    }),
+  );
+  assert.equal((await level.list('Pod', 'q')).items.length, 50);
+});
+
+test('a create refused as a duplicate leaves the quota as it was, and the API and controller stacks take turns', async (t) => {
+  const level = await quotaStore(t, 2);
+  const turns = new QuotaTurns();
+  const api = withAdmission(level, { quotaTurns: turns });
+  const controllers = withAdmission(level, { quotaTurns: turns });
+  const results = await Promise.allSettled([api.create(fresh('x')), controllers.create(fresh('x')), api.create(fresh('y')), controllers.create(fresh('z'))]);
+  assert.equal(results.filter((r) => r.status === 'fulfilled').length, 2);
+  assert.equal((await level.list('Pod', 'q')).items.length, 2);
+  const many = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? api : controllers).create(fresh(`m-${i}`))));
+  assert.ok(many.every((r) => r.status === 'rejected' && r.reason instanceof ForbiddenError));
 });
