@@ -70,7 +70,8 @@ export function podFromTemplate(rs: ReplicaSet, name: string): Pod {
  * The last pod validated for each ReplicaSet (by uid), at the ReplicaSet's resourceVersion: a stored
  * version names its content exactly. The replicas made from one version differ only in their generated
  * name, the ReplicaSet's name and a suffix of one length and alphabet, valid or not alike: so one
- * validation serves all of them (a name of another shape is validated in full). Validating each of 5,000 replicas was 8 % of a placement's CPU.
+ * validation serves all of them (a name of another shape is validated in full). Validating each of 5,000
+ * replicas was 8 % of a placement's CPU.
  */
 const madeFrom = new Map<string, { version: string; nameLength: number; pod: Pod }>();
 

@@ -350,7 +350,8 @@ export function scheduleBatch(pods: Pod[], ctx: SchedulingContext, opts: PlaceOp
   const ranked = chooseRanked(rankKeys, ctx.nodes.length, opts.percentageOfNodesToScore);
   const rankings = new Map<string, ClassRanking>();
   const changes: number[] = [];
-  const index = rankable ? new Map(ctx.nodes.map((n, i) => [n.metadata.name, i])) : undefined;
+  // Only a batch with a ranked class logs which nodes took pods (a lone pod's pass builds no index of the fleet).
+  const index = ranked.size > 0 ? new Map(ctx.nodes.map((n, i) => [n.metadata.name, i])) : undefined;
   return pods.map((pod, j) => {
     const c = podClasses[j]!;
     let known = answers.get(c);
