@@ -98,3 +98,13 @@ test('a create refused as a duplicate leaves the quota as it was, and the API an
   const many = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => (i % 2 ? api : controllers).create(fresh(`m-${i}`))));
   assert.ok(many.every((r) => r.status === 'rejected' && r.reason instanceof ForbiddenError));
 });
+
+test('a create carrying an existing pod\'s uid in its body is counted against the quota like any other', async (t) => {
+  const level = await quotaStore(t, 1);
+  const store = withAdmission(level);
+  const first = await store.create(fresh('a'));
+  const sneaky = fresh('b');
+  sneaky.metadata.uid = first.metadata.uid;
+  await assert.rejects(store.create(sneaky), (err: unknown) => err instanceof ForbiddenError && /exceeded quota: compute/.test(err.message));
+  assert.equal((await level.list('Pod', 'q')).items.length, 1);
+});
