@@ -24,6 +24,7 @@ import { BadRequestError, DroverError, errorMessage, type FieldCause } from '../
 import { describePath, elementsOf, fieldsOf, fromFieldsV1, compact, keyElement, keyOrUndefined, pathOf, removeAt, toFieldsV1, valueAt, type FieldSet } from './field-set.js';
 import { fieldMerge, itemMerge, kindMerge, type FieldMerge } from './patch-meta.js';
 import { assertJsonDepth } from './path.js';
+import { deepCopy } from '../../src/util/deep-copy.js';
 
 /** The shape this module reads and writes (ObjectMeta may not declare managedFields). */
 interface Stored {
@@ -117,15 +118,19 @@ const SYSTEM_METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'generat
 
 /** The part of an object that field ownership covers: its spec and metadata (main resource) or its status. */
 function ownable(obj: unknown, scope: 'main' | 'status' | 'all'): Record<string, unknown> {
-  const out: Record<string, unknown> = isObject(obj) ? structuredClone(obj) : {};
+  if (!isObject(obj)) return {};
+  if (scope === 'status') return obj.status === undefined ? {} : { status: obj.status };
+  // A view, not a copy: every caller only reads it (a deep copy per call was most of recording a create's fields).
+  const out: Record<string, unknown> = { ...obj };
   delete out.apiVersion;
   delete out.kind;
   if (isObject(out.metadata)) {
-    for (const k of SYSTEM_METADATA) delete out.metadata[k];
-    if (Object.keys(out.metadata).length === 0) delete out.metadata;
+    const metadata: Record<string, unknown> = { ...out.metadata };
+    for (const k of SYSTEM_METADATA) delete metadata[k];
+    if (Object.keys(metadata).length === 0) delete out.metadata;
+    else out.metadata = metadata;
   }
   if (scope === 'main') delete out.status;
-  if (scope === 'status') return out.status === undefined ? {} : { status: out.status };
   return out;
 }
 
@@ -204,7 +209,8 @@ function changedFields(prev: unknown, next: unknown, rules: FieldMerge, prefix: 
  * (Kubernetes: a client may reset them; `[]` clears all).
  */
 export function recordUpdate<T extends object>(old: T | undefined, next: T, manager: string, now: string | Date, subresource?: 'status' | 'scale'): T {
-  const out = structuredClone(next) as T & Stored;
+  // `next` has passed validation (the API admits every write before it records it): plain data, no cycles.
+  const out = deepCopy(next) as T & Stored;
   const prevObj = old as (T & Stored) | undefined;
   const rules = kindMerge(out.kind);
   const incoming = out.metadata?.managedFields as unknown;
@@ -224,7 +230,8 @@ export function recordUpdate<T extends object>(old: T | undefined, next: T, mana
       entries.push({ entry: { manager, operation: 'Update', apiVersion, time: timeOf(now), fieldsType: 'FieldsV1', fieldsV1: {}, ...(subresource ? { subresource } : {}) }, set: changed });
     }
   }
-  pruneToPresent(entries, out, rules);
+  // A create that brought no entries of its own has only the one made here, from what it sets: nothing to prune.
+  if (old !== undefined || base !== undefined) pruneToPresent(entries, out, rules);
   const encoded = encodeEntries(entries);
   if (out.metadata) {
     if (encoded.length) out.metadata.managedFields = encoded;

@@ -182,16 +182,18 @@ export function compact(obj: unknown): void {
 /** FieldsV1 (the JSON tree in managedFields) of a set. */
 export function toFieldsV1(set: FieldSet): Record<string, unknown> {
   const root: Record<string, unknown> = {};
-  const paths = [...set].sort();
-  for (const p of paths) {
+  const members: Array<Record<string, unknown>> = [];
+  for (const p of set) {
     let node = root;
     for (const e of elementsOf(p)) node = (node[e] ??= {}) as Record<string, unknown>;
+    members.push(node);
   }
-  // A member that is also a parent says so with ".".
-  for (const p of paths) {
-    let node = root;
-    for (const e of elementsOf(p)) node = node[e] as Record<string, unknown>;
-    if (Object.keys(node).length > 0) node['.'] = {};
+  // A member that is also a parent says so with "." (sortTree puts it first).
+  for (const node of members) {
+    for (const _ in node) {
+      node['.'] = {};
+      break;
+    }
   }
   return sortTree(root);
 }
