@@ -58,6 +58,16 @@ export class Scheduler {
   private worker: Promise<void> | undefined;
   /** Unbound pods as last seen (by the watch, and by each pass), with when they were noted. */
   private readonly pending = new Map<string, number>();
+  /** The unbound pods themselves, as last seen (the frozen objects the object cache shares). */
+  private readonly pendingPods = new Map<string, Pod>();
+  /**
+   * Unbound pods with no "unschedulable" note: what a pass tries, with the notes that have expired. A pass
+   * looks up these alone instead of going over every unbound pod (with 12,000 waiting, that walk, at each new
+   * pod, was a tenth of the API's CPU and held the event loop a millisecond at a time).
+   */
+  private readonly tryable = new Set<string>();
+  /** Every note was dropped (room may have been made): the next pass tries every unbound pod. */
+  private allTryable = true;
   private seq = 0;
   /**
    * Pods the last try found no node for, with when (kube-scheduler's unschedulable pods): a pass leaves
@@ -99,23 +109,27 @@ export class Scheduler {
           if (e.type !== 'DELETED' && isPending(e.object)) {
             const seen = this.pending.has(key);
             this.pending.set(key, ++this.seq);
+            this.pendingPods.set(key, e.object);
             const noted = this.unschedulable.get(key);
             // Its own "unschedulable" note coming back (or another status change) is no reason to try
             // it again: it waits for room or for its retry. A new pod of that name, or a change of
             // what placement reads (tolerations, labels for affinity), is tried at once.
             if (e.type === 'MODIFIED' && seen && noted !== undefined && noted.uid === e.object.metadata.uid && noted.asked === placementInput(e.object)) return;
             this.forgetUnschedulable(key);
+            this.tryable.add(key);
             this.queue.add(PENDING);
             return;
           }
-          this.pending.delete(key);
-          this.forgetUnschedulable(key);
+          this.forgetPending(key);
           const pod = e.object;
           if (pod.spec.nodeName && (e.type === 'DELETED' || isTerminated(pod))) this.roomMayHaveFreed();
           // A pod bound, or a bound pod relabelled, can satisfy another's required pod affinity or stop
           // its anti-affinity from forbidding a node: the pods with such terms try again.
           else if (pod.spec.nodeName && this.unschedulableWithPodTerms.size > 0) {
-            for (const k of this.unschedulableWithPodTerms) this.unschedulable.delete(k);
+            for (const k of this.unschedulableWithPodTerms) {
+              this.unschedulable.delete(k);
+              if (this.pending.has(k)) this.tryable.add(k);
+            }
             this.unschedulableWithPodTerms.clear();
             this.roomEpoch++;
           }
@@ -142,6 +156,7 @@ export class Scheduler {
   private roomMayHaveFreed(): void {
     this.unschedulable.clear();
     this.unschedulableWithPodTerms.clear();
+    this.allTryable = true;
     this.roomEpoch++;
   }
 
@@ -150,12 +165,28 @@ export class Scheduler {
     this.unschedulableWithPodTerms.delete(key);
   }
 
-  private anyToTry(now: number, retryMs: number): boolean {
-    for (const k of this.pending.keys()) {
-      const noted = this.unschedulable.get(k);
-      if (!noted || now - noted.at >= retryMs) return true;
+  /** The pod is bound, gone or no longer waiting: it leaves every record of waiting pods. */
+  private forgetPending(key: string): void {
+    this.pending.delete(key);
+    this.pendingPods.delete(key);
+    this.tryable.delete(key);
+    this.forgetUnschedulable(key);
+  }
+
+  /** Waiting pods whose note is older than `retryMs`, oldest first (notes are kept in the order they were made). */
+  private expiredNotes(now: number, retryMs: number): string[] {
+    const out: string[] = [];
+    for (const [k, noted] of this.unschedulable) {
+      if (now - noted.at < retryMs) break;
+      out.push(k);
     }
-    return false;
+    return out;
+  }
+
+  private anyToTry(now: number, retryMs: number): boolean {
+    if (this.allTryable || this.tryable.size > 0) return true;
+    const oldest = this.unschedulable.values().next().value;
+    return oldest !== undefined && now - oldest.at >= retryMs;
   }
 
   private async pass(): Promise<void> {
@@ -174,19 +205,42 @@ export class Scheduler {
       return;
     }
     if (full) this.lastFullPass = now;
+    // Every unbound pod is looked at once per resync period and after room may have been made; otherwise only
+    // the ones without a note and those whose note expired (taken now: the watch may add more meanwhile).
+    const everyPod = full || this.allTryable;
+    const candidates = everyPod ? undefined : [...this.tryable, ...this.expiredNotes(now, retryMs)];
     const nodes = (await store.list('Node')).items;
     const pods = (await store.list('Pod')).items;
-    const unbound = pods.filter(isPending);
     const waiting = (p: Pod) => {
       const noted = this.unschedulable.get(podKey(p));
       return noted !== undefined && noted.uid === p.metadata.uid && now - noted.at < retryMs;
     };
-    const pending = unbound.filter((p) => !waiting(p)).sort((a, b) => compareStrings(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? ''));
+    let unbound: Pod[] | undefined;
+    let pending: Pod[];
+    if (candidates) {
+      pending = [];
+      for (const k of new Set(candidates)) {
+        const p = this.pendingPods.get(k);
+        if (p && isPending(p) && !waiting(p)) pending.push(p);
+      }
+    } else {
+      unbound = pods.filter(isPending);
+      pending = unbound.filter((p) => !waiting(p));
+    }
+    pending.sort((a, b) => compareStrings(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? ''));
     // The watch keeps `pending` in step; once per resync period a pass also checks it against the list
     // (a set of every unbound pod, which with thousands waiting was a tenth of the server's CPU per pass).
-    const stillPending = full ? new Set(unbound.map(podKey)) : undefined;
+    const stillPending = full ? new Set(unbound!.map(podKey)) : undefined;
     // Noted now, not after the pass: a node that turns Ready meanwhile must find them waiting.
-    if (stillPending) for (const k of stillPending) if (!this.pending.has(k)) this.pending.set(k, startedAt);
+    if (unbound) {
+      for (const p of unbound) {
+        const k = podKey(p);
+        if (this.pending.has(k)) continue;
+        this.pending.set(k, startedAt);
+        this.pendingPods.set(k, p);
+        if (!this.unschedulable.has(k)) this.tryable.add(k);
+      }
+    }
     // Every decision first (each pod sees the ones placed before it, as kube-scheduler's assumed
     // pods), then the writes in flight together so group commit syncs them in a few batches: one
     // synced write after the other held 5,000 pods to a few hundred a second. A binding that fails
@@ -214,7 +268,10 @@ export class Scheduler {
     }
     // What this pass saw replaces older notes; notes the watch made during the pass stay (they
     // triggered another pass already).
-    if (stillPending) for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.pending.delete(k);
+    if (stillPending) for (const [k, at] of this.pending) if (at <= startedAt && !stillPending.has(k)) this.forgetPending(k);
+    // Every pod was tried; a room event during the pass asks for another such pass (and a failed pass, which
+    // never gets here, is retried with it still set).
+    if (everyPod && this.roomEpoch === epoch) this.allTryable = false;
   }
 
   /**
@@ -226,7 +283,10 @@ export class Scheduler {
   private noteUnschedulable(pod: Pod, at: number, passStartedAt: number, passEpoch: number): void {
     const key = podKey(pod);
     if (this.roomEpoch !== passEpoch || (this.pending.get(key) ?? 0) > passStartedAt) return;
+    // Moved to the end: the notes stay in the order they were made, so the oldest is the first (expiredNotes).
+    this.unschedulable.delete(key);
     this.unschedulable.set(key, { at, uid: pod.metadata.uid, asked: placementInput(pod) });
+    this.tryable.delete(key);
     const terms = pod.spec.affinity;
     if (terms?.podAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length || terms?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.length) this.unschedulableWithPodTerms.add(key);
   }
