@@ -68,6 +68,11 @@ export class Scheduler {
   private readonly tryable = new Set<string>();
   /** Every note was dropped (room may have been made): the next pass tries every unbound pod. */
   private allTryable = true;
+  /**
+   * Pods the watch saw bound or gone while a pass runs: its list may be older than that (a list read while the
+   * delete committed, a list cache behind the watch), and must not bring them back as waiting pods.
+   */
+  private goneDuringPass: Set<string> | undefined;
   private seq = 0;
   /**
    * Pods the last try found no node for, with when (kube-scheduler's unschedulable pods): a pass leaves
@@ -121,6 +126,7 @@ export class Scheduler {
             return;
           }
           this.forgetPending(key);
+          this.goneDuringPass?.add(key);
           const pod = e.object;
           if (pod.spec.nodeName && (e.type === 'DELETED' || isTerminated(pod))) this.roomMayHaveFreed();
           // A pod bound, or a bound pod relabelled, can satisfy another's required pod affinity or stop
@@ -190,7 +196,6 @@ export class Scheduler {
   }
 
   private async pass(): Promise<void> {
-    const { store } = this.deps;
     const startedAt = this.seq;
     const epoch = this.roomEpoch;
     const now = Date.now();
@@ -205,6 +210,17 @@ export class Scheduler {
       return;
     }
     if (full) this.lastFullPass = now;
+    this.goneDuringPass = new Set();
+    try {
+      await this.passOver(now, retryMs, full, startedAt, epoch);
+    } finally {
+      this.goneDuringPass = undefined;
+    }
+  }
+
+  /** One pass's decisions and writes (see pass). */
+  private async passOver(now: number, retryMs: number, full: boolean, startedAt: number, epoch: number): Promise<void> {
+    const { store } = this.deps;
     // Every unbound pod is looked at once per resync period and after room may have been made; otherwise only
     // the ones without a note and those whose note expired (taken now: the watch may add more meanwhile).
     const everyPod = full || this.allTryable;
@@ -227,7 +243,13 @@ export class Scheduler {
       unbound = pods.filter(isPending);
       pending = unbound.filter((p) => !waiting(p));
     }
-    pending.sort((a, b) => compareStrings(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? ''));
+    // Oldest first; pods created in the same millisecond in list order (namespace, name), however they were found.
+    pending.sort(
+      (a, b) =>
+        compareStrings(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? '') ||
+        compareStrings(a.metadata.namespace ?? '', b.metadata.namespace ?? '') ||
+        compareStrings(a.metadata.name, b.metadata.name),
+    );
     // The watch keeps `pending` in step; once per resync period a pass also checks it against the list
     // (a set of every unbound pod, which with thousands waiting was a tenth of the server's CPU per pass).
     const stillPending = full ? new Set(unbound!.map(podKey)) : undefined;
@@ -235,7 +257,7 @@ export class Scheduler {
     if (unbound) {
       for (const p of unbound) {
         const k = podKey(p);
-        if (this.pending.has(k)) continue;
+        if (this.pending.has(k) || this.goneDuringPass?.has(k)) continue;
         this.pending.set(k, startedAt);
         this.pendingPods.set(k, p);
         if (!this.unschedulable.has(k)) this.tryable.add(k);
@@ -258,6 +280,9 @@ export class Scheduler {
             const bound = await this.bind(pod, node);
             if (bound) this.deps.metrics?.attempt('scheduled');
             if (bound) stillPending?.delete(podKey(pod));
+            // Gone, bound elsewhere or replaced: that object is no longer a waiting pod (the watch says the same,
+            // unless what it saw was older than the list this pass read).
+            else if (this.pendingPods.get(podKey(pod)) === pod) this.forgetPending(podKey(pod));
           } else {
             this.deps.metrics?.attempt('unschedulable');
             this.noteUnschedulable(pod, now, startedAt, epoch);

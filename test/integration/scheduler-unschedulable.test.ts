@@ -143,3 +143,43 @@ test('a node added while a pass is still writing its "no room" notes places ever
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a pod deleted while a pass reads the pod list is not brought back from that list to take room from the next pod', async () => {
+  // The list the pass reads is older than the delete the watch has already delivered (a list read while the
+  // delete committed; a list cache behind the watch). The deleted pod must not become a waiting pod again:
+  // placed on every later pass, it held the only slot of n1 and the next pod was found unschedulable.
+  const dir = await mkdtemp(join(tmpdir(), 'drover-sched-gone-'));
+  const store = await LevelStore.open({ path: join(dir, 'store') });
+  let duringList: (() => Promise<void>) | undefined;
+  const lagging = new Proxy(store, {
+    get(target, prop, receiver) {
+      if (prop === 'list') {
+        return async (kind: string, namespace?: string) => {
+          const listed = await target.list(kind, namespace);
+          if (kind === 'Pod' && duringList) {
+            const hook = duringList;
+            duringList = undefined;
+            await hook();
+          }
+          return listed;
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const scheduler = new Scheduler({ store: lagging, events: new EventRecorder(store, silentLogger), logger: silentLogger, resyncMs: RESYNC_MS });
+  try {
+    await store.create(node('n1', '1'));
+    await store.create(pod('gone'));
+    duringList = async () => void (await store.delete('Pod', 'default', 'gone'));
+    await scheduler.start();
+    await waitFor('gone deleted during the first pass', async () => duringList === undefined && (await store.get('Pod', 'default', 'gone')) === undefined);
+    await store.create(pod('next'));
+    await waitFor('next bound to n1', async () => ((await store.get('Pod', 'default', 'next')) as Pod | undefined)?.spec.nodeName === 'n1');
+  } finally {
+    await scheduler.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
