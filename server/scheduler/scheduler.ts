@@ -307,7 +307,9 @@ export class Scheduler {
    */
   private noteUnschedulable(pod: Pod, at: number, passStartedAt: number, passEpoch: number): void {
     const key = podKey(pod);
-    if (this.roomEpoch !== passEpoch || (this.pending.get(key) ?? 0) > passStartedAt) return;
+    // Bound or gone meanwhile (the watch forgot it): a note would outlive it.
+    const seen = this.pending.get(key);
+    if (seen === undefined || this.roomEpoch !== passEpoch || seen > passStartedAt) return;
     // Moved to the end: the notes stay in the order they were made, so the oldest is the first (expiredNotes).
     this.unschedulable.delete(key);
     this.unschedulable.set(key, { at, uid: pod.metadata.uid, asked: placementInput(pod) });
