@@ -185,8 +185,14 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   // One stack for every writer (the API's and, fenced, the leader's): a wrapper added here reaches both.
   // The stacks' quota checks take turns with each other (admission/store.ts QuotaTurns).
   const quotaTurns = new QuotaTurns();
+  // Namespaces are read from the object cache once it runs, on LevelDB only: there it holds every write before the
+  // write is acknowledged; on etcd another server's write may not have reached this one's cache yet.
+  let namespaceCache: ObjectCache | undefined;
+  const readNamespace = cluster
+    ? undefined
+    : (name: string) => namespaceCache?.get('Namespace', '', name) ?? level.get('Namespace', '', name);
   const writerStack = (backend: Store): Store =>
-    withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity, quotaTurns }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
+    withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity, quotaTurns, readNamespace }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const store = writerStack(level);
   // The shared documents close after everything that uses them (closers run in reverse).
   const closers: Array<() => Promise<void> | void> = [() => level.close(), ...(cluster ? [() => cluster.close()] : [])];
@@ -217,8 +223,9 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     closers.push(() => events.drain());
     // The scheduler, the controllers and the publishers list Pods and Nodes at every pass: from memory (an
     // informer's cache), not from LevelDB (bench/placement.ts). The API reads the store itself.
-    const cache = await ObjectCache.start(store, ['Pod', 'Node'], logger);
+    const cache = await ObjectCache.start(store, ['Pod', 'Node', 'Namespace'], logger);
     closers.push(() => cache.close());
+    namespaceCache = cache;
     // The heap a burst grew (a fleet joining, a rollout) given back once the server is quiet (src/util/idle-gc.ts).
     const idleGc = startIdleGc(logger);
     closers.push(() => idleGc.stop());
@@ -507,6 +514,7 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
       tokens,
       audit,
       podSecurity,
+      readNamespace,
       maxReplicas: cfg.maxReplicas,
       formatJoin: (t) => formatJoinToken(pki.caHash, t),
       ...(insecure ? {} : { tls: { key: pki.server.key, cert: pki.server.cert, ca: pki.caCert } }),

@@ -6,6 +6,7 @@ import { inject, type InjectOptions } from 'light-my-request';
 import { KINDS, kindInfo, type KindInfo } from '../../src/api/kinds.js';
 import { versionInfo } from '../../src/version.js';
 import type { ApiObject } from '../../src/api/meta.js';
+import type { Namespace } from '../../src/api/namespace.js';
 import { assertMutable } from '../../src/api/immutability.js';
 import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
@@ -72,6 +73,8 @@ export interface ApiDeps {
   audit?: AuditSink;
   /** hostPath allow-list of the pod security switch (the switch itself is always on). */
   podSecurity?: PodSecurityPolicy;
+  /** Reads a namespace's labels for the pod security check, read-only (default: a store read; see AdmissionOptions). */
+  readNamespace?: (name: string) => Namespace | undefined | Promise<Namespace | undefined>;
   /** Fetches a pod's container log from its node's agent. */
   logs(q: LogsQuery): Promise<string>;
   /** Runs a command in a pod's container on its node (no tty, no stdin); absent: exec not offered. */
@@ -724,7 +727,7 @@ export class ApiServer {
     }
     if (POD_TEMPLATE_KINDS.has(object.kind)) {
       const ns = this.ns(r);
-      const nsObj = await this.deps.store.get('Namespace', '', ns);
+      const nsObj = await (this.deps.readNamespace ? this.deps.readNamespace(ns) : this.deps.store.get('Namespace', '', ns));
       // On the body as sent: hostPID or a privileged securityContext are stripped by parseObject (drover
       // ignores them), but asking for them where they are not allowed is refused, not quietly dropped.
       assertPodSecurity({ kind: object.kind, plural: r.kind.plural, name: object.metadata.name, namespace: ns, body, namespaceLabels: nsObj?.metadata.labels, role: identity.role, policy: this.podSecurity });
