@@ -177,7 +177,13 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   // Each phase of the start is timed (/metrics drover_server_start_phase_seconds): a restart with a big fleet
   // reconnecting at once is when a slow phase shows.
   instruments.startPhase('store', bootAt);
-  level.onCommit((writes, seconds, ok) => instruments.commit(writes, seconds, ok));
+  // A write that failed may still have reached LevelDB (an fsync error after the batch was applied) with no watch
+  // event for it: from then on admission reads namespaces from the store, not the object cache (see readNamespace).
+  let failedWrite = false;
+  level.onCommit((writes, seconds, ok) => {
+    instruments.commit(writes, seconds, ok);
+    if (!ok) failedWrite = true;
+  });
   // Every writer goes through admission (namespace checks, quotas, Secret normalisation, pod
   // security): controllers get the same policy as the API, so a template the API allowed is not refused.
   const podSecurity = { allowedHostPaths: parseAllowedHostPaths(cfg.allowedHostPaths ?? []) };
@@ -186,11 +192,12 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
   // The stacks' quota checks take turns with each other (admission/store.ts QuotaTurns).
   const quotaTurns = new QuotaTurns();
   // Namespaces are read from the object cache once it runs, on LevelDB only: there it holds every write before the
-  // write is acknowledged; on etcd another server's write may not have reached this one's cache yet.
+  // write is acknowledged; on etcd another server's write may not have reached this one's cache yet. After a failed
+  // write, and once the cache is closed, from the store again.
   let namespaceCache: ObjectCache | undefined;
   const readNamespace = cluster
     ? undefined
-    : (name: string) => namespaceCache?.get('Namespace', '', name) ?? level.get('Namespace', '', name);
+    : (name: string) => (failedWrite ? undefined : namespaceCache?.get('Namespace', '', name)) ?? level.get('Namespace', '', name);
   const writerStack = (backend: Store): Store =>
     withServiceAllocation(withAdmission(timedStore(backend, instruments), { podSecurity, quotaTurns, readNamespace }), { serviceCidr: cfg.serviceCidr, nodePortRange: cfg.nodePortRange });
   const store = writerStack(level);
@@ -224,7 +231,10 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // The scheduler, the controllers and the publishers list Pods and Nodes at every pass: from memory (an
     // informer's cache), not from LevelDB (bench/placement.ts). The API reads the store itself.
     const cache = await ObjectCache.start(store, ['Pod', 'Node', 'Namespace'], logger);
-    closers.push(() => cache.close());
+    closers.push(() => {
+      namespaceCache = undefined;
+      cache.close();
+    });
     namespaceCache = cache;
     // The heap a burst grew (a fleet joining, a rollout) given back once the server is quiet (src/util/idle-gc.ts).
     const idleGc = startIdleGc(logger);
