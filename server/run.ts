@@ -229,7 +229,8 @@ export async function startServer(cfg: ServerConfig, logger: Logger = createLogg
     // Closed before the store (closers run in reverse): Events still being written land first.
     closers.push(() => events.drain());
     // The scheduler, the controllers and the publishers list Pods and Nodes at every pass: from memory (an
-    // informer's cache), not from LevelDB (bench/placement.ts). The API reads the store itself.
+    // informer's cache), not from LevelDB (bench/placement.ts). Admission reads Namespaces there (readNamespace).
+    // The API reads the store itself.
     const cache = await ObjectCache.start(store, ['Pod', 'Node', 'Namespace'], logger);
     closers.push(() => {
       namespaceCache = undefined;
