@@ -3,6 +3,7 @@ import { kindInfo } from '../../src/api/kinds.js';
 import type { ApiObject } from '../../src/api/meta.js';
 import type { Namespace } from '../../src/api/namespace.js';
 import { ForbiddenError, NotFoundError } from '../../src/util/errors.js';
+import { TurnsByKey } from '../../src/util/turns.js';
 import { isKind, type Store, type Stored } from '../store/types.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from './pod-security.js';
 import { QUOTA_COUNTED_KINDS, quotaViolation } from './quota.js';
@@ -17,7 +18,7 @@ export interface AdmissionOptions {
    * its object cache where that holds every acknowledged write (LevelDB): a store read per create was two LevelDB
    * reads and parses for each pod and Event.
    */
-  readNamespace?: (name: string) => Namespace | undefined | Promise<Namespace | undefined>;
+  readNamespace?: NamespaceReader;
 }
 
 /**
@@ -26,19 +27,10 @@ export interface AdmissionOptions {
  * ReplicaSet's batch of 256 saw the same pods, and a quota of 50 let 257 through. Only a namespace with a quota
  * waits (one synced write per create); one process only: servers sharing etcd do not take turns with each other.
  */
-export class QuotaTurns {
-  private readonly tails = new Map<string, Promise<unknown>>();
+export class QuotaTurns extends TurnsByKey {}
 
-  take<T>(namespace: string, step: () => Promise<T>): Promise<T> {
-    const run = (this.tails.get(namespace) ?? Promise.resolve()).then(step, step);
-    const tail = run.catch(() => undefined);
-    this.tails.set(namespace, tail);
-    void tail.then(() => {
-      if (this.tails.get(namespace) === tail) this.tails.delete(namespace);
-    });
-    return run;
-  }
-}
+/** Reads a namespace, read-only (see AdmissionOptions.readNamespace). */
+export type NamespaceReader = (name: string) => Namespace | undefined | Promise<Namespace | undefined>;
 
 /**
  * The store every writer uses (API handlers and controllers alike), with admission in front of

@@ -6,7 +6,6 @@ import { inject, type InjectOptions } from 'light-my-request';
 import { KINDS, kindInfo, type KindInfo } from '../../src/api/kinds.js';
 import { versionInfo } from '../../src/version.js';
 import type { ApiObject } from '../../src/api/meta.js';
-import type { Namespace } from '../../src/api/namespace.js';
 import { assertMutable } from '../../src/api/immutability.js';
 import { parseObject } from '../../src/api/validate.js';
 import { countsAbove, MAX_REPLICAS } from '../../src/api/workloads.js';
@@ -14,6 +13,7 @@ import { AlreadyExistsError, BadRequestError, ConflictError, DroverError, Forbid
 import type { Logger } from '../../src/util/logger.js';
 import { FollowerLimit, followLog } from './log-follow.js';
 import { assertPodSecurity, DEFAULT_POD_SECURITY, type PodSecurityPolicy } from '../admission/pod-security.js';
+import type { NamespaceReader } from '../admission/store.js';
 import type { AuditResource, AuditSink, AuditWho } from '../audit/log.js';
 import { REDACTED_ANNOTATION, redactFor } from '../auth/redact.js';
 import { authorize, hasRole, type Decision, type Verb } from '../auth/roles.js';
@@ -74,7 +74,7 @@ export interface ApiDeps {
   /** hostPath allow-list of the pod security switch (the switch itself is always on). */
   podSecurity?: PodSecurityPolicy;
   /** Reads a namespace's labels for the pod security check, read-only (default: a store read; see AdmissionOptions). */
-  readNamespace?: (name: string) => Namespace | undefined | Promise<Namespace | undefined>;
+  readNamespace?: NamespaceReader;
   /** Fetches a pod's container log from its node's agent. */
   logs(q: LogsQuery): Promise<string>;
   /** Runs a command in a pod's container on its node (no tty, no stdin); absent: exec not offered. */

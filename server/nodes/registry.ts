@@ -14,6 +14,7 @@ import { applyDiskPressure, NodeConditions, setCondition } from './conditions.js
 import type { NodeLiveness } from './liveness.js';
 import { podStatusFromReport, statusesEqual } from './pod-status.js';
 import { deepCopy } from '../../src/util/deep-copy.js';
+import { TurnsByKey } from '../../src/util/turns.js';
 
 export interface RegistryOptions {
   store: Store;
@@ -155,8 +156,8 @@ export function readyWriteNeeded(node: Node, runtimeHealthy: boolean, heardBefor
  * node-lifecycle controller's (server/controllers/node-lifecycle.ts), fed through NodeLiveness.
  */
 export class NodeRegistry {
-  /** Per node, the tail of its chain of reports being handled (settled either way). */
-  private readonly queues = new Map<string, Promise<void>>();
+  /** Per node, its reports being handled, one at a time. */
+  private readonly queues = new TurnsByKey();
   private readonly eventLog = new AgentEventLog();
   private closing = false;
   /** The last status applied per node: its boot, sequence number and timestamp. */
@@ -273,16 +274,7 @@ export class NodeRegistry {
 
   /** Runs `step` after everything queued for `node` (a failed step does not stop the next). */
   private enqueue(node: string, step: () => Promise<void>): Promise<void> {
-    const run = (this.queues.get(node) ?? Promise.resolve()).then(step);
-    const settled = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.queues.set(node, settled);
-    void settled.then(() => {
-      if (this.queues.get(node) === settled) this.queues.delete(node);
-    });
-    return run;
+    return this.queues.take(node, step);
   }
 
   /**
@@ -584,6 +576,6 @@ export class NodeRegistry {
   /** Stops taking reports and waits for those being handled, so the store can close. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.queues.values());
+    await this.queues.drain();
   }
 }
